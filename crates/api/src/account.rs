@@ -1,0 +1,32 @@
+//! GetAccountSettings.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Extension, State};
+
+use crate::wire::{AccountLimit, AccountSettings, AccountUsage};
+use crate::{ApiResult, AppState, Caller, blocking};
+
+/// `GET /2016-08-19/account-settings/`.
+pub async fn settings(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+) -> ApiResult<Json<AccountSettings>> {
+    let store = state.store.clone();
+    let (size, count) =
+        blocking(move || Ok(store.account_usage(&caller.account, &caller.region)?)).await?;
+    Ok(Json(AccountSettings {
+        account_limit: AccountLimit {
+            total_code_size: state.limits.code_storage_max_bytes,
+            code_size_unzipped: state.limits.unzipped_max_bytes,
+            code_size_zipped: state.limits.zipped_max_bytes,
+            concurrent_executions: state.account_concurrency,
+            unreserved_concurrent_executions: state.account_concurrency,
+        },
+        account_usage: AccountUsage {
+            total_code_size: size,
+            function_count: count,
+        },
+    }))
+}

@@ -1,0 +1,192 @@
+//! Lambda's REST API over HTTP: routes, wire types, SigV4, error mapping.
+//!
+//! Requests are parsed at the edge into `model` types; the store is called through
+//! `spawn_blocking`; every error leaves through [`error::ApiError`]. Nothing else in the
+//! workspace knows about HTTP.
+
+#![deny(missing_docs)]
+
+mod account;
+pub mod auth;
+mod code;
+mod error;
+mod functions;
+pub mod query;
+pub mod sigv4;
+mod tags;
+mod wire;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::Request;
+use axum::http::HeaderValue;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use lamina_model::{ErrorKind, FunctionRef, LambdaError, Limits, Qualifier};
+use lamina_store::{ExtractLimits, FunctionKey, Store};
+use serde::de::DeserializeOwned;
+
+pub use auth::{AccessKey, AuthConfig, Caller};
+pub use error::{ApiError, ApiResult};
+
+/// Everything the handlers share.
+pub struct AppState {
+    /// The durable store.
+    pub store: Arc<Store>,
+    /// Limits enforced at the API.
+    pub limits: Limits,
+    /// How callers are identified.
+    pub auth: AuthConfig,
+    /// The account concurrency limit reported by GetAccountSettings.
+    pub account_concurrency: u32,
+    /// Key for signing code download URLs; random per process, like short-lived presigned URLs.
+    pub url_key: [u8; 32],
+}
+
+impl AppState {
+    pub(crate) fn extract_limits(&self) -> ExtractLimits {
+        ExtractLimits {
+            max_unzipped_bytes: self.limits.unzipped_max_bytes,
+            max_entries: self.limits.zip_max_entries,
+        }
+    }
+}
+
+/// Builds the router with every route of the API.
+pub fn router(state: Arc<AppState>) -> Router {
+    let api = Router::new()
+        .route(
+            "/2015-03-31/functions",
+            post(functions::create).get(functions::list),
+        )
+        .route(
+            "/2015-03-31/functions/",
+            post(functions::create).get(functions::list),
+        )
+        .route(
+            "/2015-03-31/functions/{name}",
+            get(functions::get).delete(functions::delete),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/configuration",
+            get(functions::get_configuration).put(functions::update_configuration),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/code",
+            axum::routing::put(functions::update_code),
+        )
+        .route("/2016-08-19/account-settings", get(account::settings))
+        .route("/2016-08-19/account-settings/", get(account::settings))
+        .route(
+            "/2017-03-31/tags/{arn}",
+            get(tags::list).post(tags::tag).delete(tags::untag),
+        )
+        .fallback(unknown_operation)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ));
+    Router::new()
+        // Code downloads carry their own signature in the URL, like a presigned S3 URL.
+        .route("/_lamina/code/{file}", get(code::download))
+        .merge(api)
+        .layer(middleware::from_fn(request_id))
+        .with_state(state)
+}
+
+async fn unknown_operation() -> ApiError {
+    LambdaError::new(
+        ErrorKind::UnknownOperation,
+        "Unknown operation: this server does not implement that path.",
+    )
+    .into()
+}
+
+/// Adds `x-amzn-RequestId` to every response.
+async fn request_id(req: Request, next: Next) -> Response {
+    let id = uuid::Uuid::new_v4().to_string();
+    let mut resp = next.run(req).await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-amzn-RequestId", v);
+    }
+    resp
+}
+
+/// Runs store work off the async threads.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "blocking task failed");
+        Err(LambdaError::service("An internal error occurred.").into())
+    })
+}
+
+/// Parses a JSON request body; an empty body is the empty structure.
+pub(crate) fn json_body<T: DeserializeOwned + Default>(body: &Bytes) -> ApiResult<T> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        LambdaError::new(
+            ErrorKind::Serialization,
+            format!("Could not parse the request body as JSON: {e}"),
+        )
+        .into()
+    })
+}
+
+/// Resolves a `FunctionName` path label (plus `Qualifier`) against the caller.
+pub(crate) fn resolve(
+    caller: &Caller,
+    raw: &str,
+    qualifier: Option<&str>,
+    operation: &str,
+) -> ApiResult<(FunctionKey, Option<Qualifier>)> {
+    let r = FunctionRef::parse(raw)?.with_qualifier(qualifier)?;
+    if let Some(region) = &r.region
+        && *region != caller.region
+    {
+        return Err(LambdaError::not_found(format!(
+            "Functions from '{region}' are not reachable in this region ('{}')",
+            caller.region
+        ))
+        .into());
+    }
+    let key = FunctionKey {
+        account: caller.account.clone(),
+        region: caller.region.clone(),
+        name: r.name,
+    };
+    if let Some(account) = &r.account
+        && *account != caller.account
+    {
+        return Err(LambdaError::new(
+            ErrorKind::AccessDenied,
+            format!(
+                "User: arn:aws:iam::{}:root is not authorized to perform: lambda:{operation} on resource: {} because no resource-based policy allows the lambda:{operation} action",
+                caller.account,
+                lamina_model::function_arn(&caller.region, account, &key.name)
+            ),
+        )
+        .into());
+    }
+    Ok((key, r.qualifier))
+}
+
+/// The ARN of a function, qualified if asked.
+pub(crate) fn arn(key: &FunctionKey, qualifier: Option<&Qualifier>) -> String {
+    let base = lamina_model::function_arn(&key.region, &key.account, &key.name);
+    match qualifier {
+        Some(q) => format!("{base}:{q}"),
+        None => base,
+    }
+}
+
+/// `Function not found: <arn>`, as Lambda words it.
+pub(crate) fn function_not_found(key: &FunctionKey, qualifier: Option<&Qualifier>) -> ApiError {
+    LambdaError::not_found(format!("Function not found: {}", arn(key, qualifier))).into()
+}

@@ -1,0 +1,191 @@
+//! An HTTP client for the Lambda API: builds requests, signs them with SigV4 when credentials are
+//! in the environment, and turns Lambda error responses into readable errors.
+
+use anyhow::{Context, anyhow, bail};
+use bytes::Bytes;
+use futures_util::Stream;
+use lamina_api::sigv4::{self, SignedRequest};
+use reqwest::{Method, StatusCode};
+
+/// A connection to one server.
+pub struct Client {
+    http: reqwest::Client,
+    endpoint: reqwest::Url,
+    region: String,
+    credentials: Option<(String, String)>,
+}
+
+/// A response body and status.
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// The body as JSON.
+    pub fn json(&self) -> anyhow::Result<serde_json::Value> {
+        if self.body.is_empty() {
+            return Ok(serde_json::Value::Null);
+        }
+        serde_json::from_slice(&self.body).context("the server sent a body that is not JSON")
+    }
+}
+
+/// Percent-encodes a path label the way AWS clients do.
+pub fn label(s: &str) -> String {
+    sigv4::uri_encode(s, false)
+}
+
+impl Client {
+    /// A client for `endpoint`; credentials come from `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`.
+    pub fn new(endpoint: &str, region: &str) -> anyhow::Result<Self> {
+        let endpoint = reqwest::Url::parse(endpoint).with_context(|| {
+            format!("--endpoint '{endpoint}' is not a URL (try http://127.0.0.1:9001)")
+        })?;
+        let credentials = match (
+            std::env::var("AWS_ACCESS_KEY_ID"),
+            std::env::var("AWS_SECRET_ACCESS_KEY"),
+        ) {
+            (Ok(k), Ok(s)) if !k.is_empty() => Some((k, s)),
+            _ => None,
+        };
+        Ok(Self {
+            http: reqwest::Client::new(),
+            endpoint,
+            region: region.to_owned(),
+            credentials,
+        })
+    }
+
+    /// Sends a request with an in-memory body.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: &str,
+        body: Vec<u8>,
+    ) -> anyhow::Result<Reply> {
+        self.send_streamed(
+            method,
+            path,
+            query,
+            body.clone(),
+            futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from(body))]),
+        )
+        .await
+    }
+
+    /// Sends a request whose body (identical to `body`) is streamed from `stream`, for progress.
+    pub async fn send_streamed<S>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &str,
+        body: Vec<u8>,
+        stream: S,
+    ) -> anyhow::Result<Reply>
+    where
+        S: Stream<Item = Result<Bytes, std::io::Error>> + Send + Sync + 'static,
+    {
+        let mut url = self.endpoint.clone();
+        url.set_path(path);
+        url.set_query((!query.is_empty()).then_some(query));
+        let host = match url.port() {
+            Some(p) => format!("{}:{p}", url.host_str().unwrap_or_default()),
+            None => url.host_str().unwrap_or_default().to_owned(),
+        };
+        let mut req = self
+            .http
+            .request(method.clone(), url.clone())
+            .header("content-type", "application/json")
+            .header("content-length", body.len());
+        if let Some((key, secret)) = &self.credentials {
+            let headers = vec![("host".to_string(), host)];
+            let payload_hash = sigv4::sha256_hex(&body);
+            let signed = SignedRequest {
+                method: method.as_str(),
+                raw_path: url.path(),
+                raw_query: url.query().unwrap_or(""),
+                headers: &headers,
+                payload_hash: &payload_hash,
+            };
+            for (name, value) in sigv4::sign(&signed, key, secret, &self.region, &amz_date()) {
+                req = req.header(name, value);
+            }
+        } else {
+            // Unsigned requests still say which region they mean.
+            req = req.header(
+                "authorization",
+                format!(
+                    "AWS4-HMAC-SHA256 Credential=lamina-cli/{}/{}/lambda/aws4_request, SignedHeaders=host, Signature={}",
+                    &amz_date()[..8],
+                    self.region,
+                    "0".repeat(64)
+                ),
+            );
+        }
+        let resp = req
+            .body(reqwest::Body::wrap_stream(stream))
+            .send()
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot reach the server at {} (is `lamina server` running?)",
+                    self.endpoint
+                )
+            })?;
+        let status = resp.status();
+        let error_type = resp
+            .headers()
+            .get("x-amzn-errortype")
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.split(':').next().unwrap_or(s).to_owned());
+        let body = resp
+            .bytes()
+            .await
+            .context("the server closed the connection early")?;
+        if status.is_success() {
+            return Ok(Reply { status, body });
+        }
+        let message = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| {
+                v.get("message")
+                    .or_else(|| v.get("Message"))
+                    .and_then(|m| m.as_str())
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+        match error_type {
+            Some(t) => Err(anyhow!(ApiFailure {
+                status,
+                error_type: t,
+                message
+            })),
+            None => bail!("the server answered {status}: {message}"),
+        }
+    }
+}
+
+/// A Lambda error response.
+#[derive(Debug)]
+pub struct ApiFailure {
+    pub status: StatusCode,
+    pub error_type: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for ApiFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.error_type, self.message)
+    }
+}
+
+impl std::error::Error for ApiFailure {}
+
+fn amz_date() -> String {
+    let fmt = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
+    time::OffsetDateTime::now_utc()
+        .format(&fmt)
+        .unwrap_or_default()
+}

@@ -1,0 +1,105 @@
+//! `lamina`: a self-hosted AWS Lambda in one binary.
+//!
+//! `main` parses arguments, sets up tracing and hands over to the server or a client command.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "lamina",
+    version,
+    about = "A self-hosted AWS Lambda in one binary",
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    #[command(flatten)]
+    client: lamina_cli::ClientOptions,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server: the Lambda API on --listen, state in --data-dir.
+    Server(ServerArgs),
+    #[command(flatten)]
+    Client(lamina_cli::Command),
+}
+
+#[derive(Debug, clap::Args)]
+struct ServerArgs {
+    /// Directory for the database and function code.
+    #[arg(long, env = "LAMINA_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on (host:port; port 0 picks a free one).
+    #[arg(long, env = "LAMINA_LISTEN")]
+    listen: Option<String>,
+    /// TOML configuration file; flags override it.
+    #[arg(long, env = "LAMINA_CONFIG")]
+    config: Option<PathBuf>,
+    /// Verify SigV4 signatures (needs [[auth.keys]] in the configuration file).
+    #[arg(long)]
+    auth: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let default_level = if matches!(cli.command, Command::Server(_)) {
+        "info"
+    } else {
+        "warn"
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    match cli.command {
+        Command::Server(args) => runtime.block_on(server(args)),
+        Command::Client(command) => runtime.block_on(lamina_cli::run(command, cli.client)),
+    }
+}
+
+async fn server(args: ServerArgs) -> anyhow::Result<()> {
+    let overrides = lamina_server::Overrides {
+        data_dir: args.data_dir,
+        listen: args.listen,
+        verify_auth: args.auth.then_some(true),
+    };
+    let config = lamina_server::Config::load(args.config.as_deref(), overrides)?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (is another server running? try --listen 127.0.0.1:0)",
+                config.listen
+            )
+        })?;
+    // Scripts and tests read the bound address from this line.
+    println!("listening on http://{}", listener.local_addr()?);
+    lamina_server::run(config, listener, shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops the server");
+            let _ = ctrl_c.await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,193 @@
+//! A function's configuration as the user sets it, and the lifecycle states Lambda reports.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Runtime;
+
+/// The instruction set a function is built for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub enum Architecture {
+    #[default]
+    #[serde(rename = "x86_64")]
+    X86_64,
+    #[serde(rename = "arm64")]
+    Arm64,
+}
+
+impl Architecture {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Architecture::X86_64 => "x86_64",
+            Architecture::Arm64 => "arm64",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "x86_64" => Some(Self::X86_64),
+            "arm64" => Some(Self::Arm64),
+            _ => None,
+        }
+    }
+}
+
+/// How the function's code is delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum PackageType {
+    #[default]
+    Zip,
+    Image,
+}
+
+impl PackageType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PackageType::Zip => "Zip",
+            PackageType::Image => "Image",
+        }
+    }
+}
+
+/// X-Ray tracing mode (stored and returned; Lamina does not trace to X-Ray).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum TracingMode {
+    #[default]
+    PassThrough,
+    Active,
+}
+
+impl TracingMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TracingMode::PassThrough => "PassThrough",
+            TracingMode::Active => "Active",
+        }
+    }
+}
+
+/// The log format of `LoggingConfig`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    #[serde(rename = "JSON")]
+    Json,
+}
+
+impl LogFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "Text",
+            LogFormat::Json => "JSON",
+        }
+    }
+}
+
+/// `State` of a function version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum State {
+    Pending,
+    Active,
+    Inactive,
+    Failed,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Pending => "Pending",
+            State::Active => "Active",
+            State::Inactive => "Inactive",
+            State::Failed => "Failed",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "Pending" => Some(State::Pending),
+            "Active" => Some(State::Active),
+            "Inactive" => Some(State::Inactive),
+            "Failed" => Some(State::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// `LastUpdateStatus` of a function version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LastUpdateStatus {
+    InProgress,
+    Successful,
+    Failed,
+}
+
+impl LastUpdateStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LastUpdateStatus::InProgress => "InProgress",
+            LastUpdateStatus::Successful => "Successful",
+            LastUpdateStatus::Failed => "Failed",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "InProgress" => Some(Self::InProgress),
+            "Successful" => Some(Self::Successful),
+            "Failed" => Some(Self::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// Everything about a function version that its owner configures, apart from the code itself.
+///
+/// This is the validated form: [`crate::limits::Limits::check_spec`] has accepted it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunctionSpec {
+    pub runtime: Option<Runtime>,
+    pub handler: Option<String>,
+    pub role: String,
+    pub description: String,
+    /// Seconds.
+    pub timeout: u32,
+    /// MB.
+    pub memory_size: u32,
+    pub environment: BTreeMap<String, String>,
+    pub architecture: Architecture,
+    /// `/tmp` size in MB.
+    pub ephemeral_storage: u32,
+    pub package_type: PackageType,
+    pub tracing_mode: TracingMode,
+    pub log_format: LogFormat,
+    /// `None` means the default `/aws/lambda/<name>`.
+    pub log_group: Option<String>,
+    pub application_log_level: Option<String>,
+    pub system_log_level: Option<String>,
+    /// Layer version ARNs, in order.
+    #[serde(default)]
+    pub layers: Vec<String>,
+}
+
+impl FunctionSpec {
+    /// Lambda's defaults for the fields a CreateFunction request may leave out.
+    pub fn with_defaults(role: String) -> Self {
+        Self {
+            runtime: None,
+            handler: None,
+            role,
+            description: String::new(),
+            timeout: 3,
+            memory_size: 128,
+            environment: BTreeMap::new(),
+            architecture: Architecture::X86_64,
+            ephemeral_storage: 512,
+            package_type: PackageType::Zip,
+            tracing_mode: TracingMode::PassThrough,
+            log_format: LogFormat::Text,
+            log_group: None,
+            application_log_level: None,
+            system_log_level: None,
+            layers: Vec::new(),
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! Lambda's domain vocabulary: account ids, regions, function names, qualifiers, ARNs, runtimes,
+//! function configuration, limits and their validators.
+//!
+//! Everything here is pure: no IO, no clocks except formatting helpers, no async. Raw strings from
+//! the wire are parsed into these types at the edge (`api`), and every other crate passes only the
+//! typed values around. Every validator returns a [`LambdaError`] carrying Lambda's own error type
+//! and a message that says what is wrong.
+
+mod arn;
+mod error;
+mod function;
+pub mod limits;
+mod names;
+mod runtime;
+mod timestamp;
+
+pub use arn::{AccountId, Region};
+pub use error::{ErrorKind, LambdaError};
+pub use function::{
+    Architecture, FunctionSpec, LastUpdateStatus, LogFormat, PackageType, State, TracingMode,
+};
+pub use limits::Limits;
+pub use names::{FunctionName, FunctionRef, Qualifier, function_arn};
+pub use runtime::Runtime;
+pub use timestamp::{format_timestamp, now_millis};

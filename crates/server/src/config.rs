@@ -1,0 +1,229 @@
+//! Server configuration: embedded defaults, then a TOML file, then command-line flags.
+//!
+//! The raw file form ([`FileConfig`]) is parsed and validated into [`Config`], which is all the
+//! rest of the server sees.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use lamina_api::{AccessKey, AuthConfig};
+use lamina_model::{AccountId, Limits, Region};
+use serde::Deserialize;
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the database and code live.
+    pub data_dir: PathBuf,
+    /// The address the API listens on.
+    pub listen: SocketAddr,
+    /// Limits enforced at the API.
+    pub limits: Limits,
+    /// Caller identification.
+    pub auth: AuthConfig,
+    /// The account concurrency limit.
+    pub account_concurrency: u32,
+}
+
+/// One access key in the configuration file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyEntry {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub account: String,
+}
+
+/// `[auth]` in the configuration file.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSection {
+    pub verify: bool,
+    pub max_skew_s: Option<i64>,
+    pub keys: Vec<KeyEntry>,
+}
+
+/// The configuration file as written.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileConfig {
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub region: Option<String>,
+    pub account: Option<String>,
+    pub account_concurrency: Option<u32>,
+    pub auth: AuthSection,
+    pub limits: Limits,
+}
+
+/// Flags that override the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub verify_auth: Option<bool>,
+}
+
+/// Why a configuration is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration file {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("configuration file {path} is invalid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid setting {setting}: {message}")]
+    Invalid {
+        setting: &'static str,
+        message: String,
+    },
+}
+
+fn invalid(setting: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        setting,
+        message: message.into(),
+    }
+}
+
+impl Config {
+    /// Reads `file` (if given) and applies `overrides` on top.
+    pub fn load(file: Option<&Path>, overrides: Overrides) -> Result<Self, ConfigError> {
+        let raw = match file {
+            None => FileConfig::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    message: e.to_string(),
+                })?
+            }
+        };
+        Self::from_parts(raw, overrides)
+    }
+
+    /// Validates a raw configuration.
+    pub fn from_parts(raw: FileConfig, o: Overrides) -> Result<Self, ConfigError> {
+        let listen = o
+            .listen
+            .or(raw.listen)
+            .unwrap_or_else(|| "127.0.0.1:9001".into());
+        let listen: SocketAddr = listen
+            .parse()
+            .map_err(|_| invalid("listen", format!("'{listen}' is not host:port")))?;
+        let region = raw.region.unwrap_or_else(|| "us-east-1".into());
+        let region = Region::parse(&region).map_err(|e| invalid("region", e.message))?;
+        let account = raw.account.unwrap_or_else(|| "000000000000".into());
+        let account = AccountId::parse(&account).map_err(|e| invalid("account", e.message))?;
+        let mut keys = HashMap::new();
+        for k in raw.auth.keys {
+            let account = AccountId::parse(&k.account)
+                .map_err(|e| invalid("auth.keys.account", e.message))?;
+            if k.access_key_id.is_empty() || k.secret_access_key.is_empty() {
+                return Err(invalid(
+                    "auth.keys",
+                    "access_key_id and secret_access_key must not be empty",
+                ));
+            }
+            keys.insert(
+                k.access_key_id,
+                AccessKey {
+                    secret_access_key: k.secret_access_key,
+                    account,
+                },
+            );
+        }
+        let verify = o.verify_auth.unwrap_or(raw.auth.verify);
+        if verify && keys.is_empty() {
+            return Err(invalid(
+                "auth.verify",
+                "signature verification needs at least one [[auth.keys]] entry in the configuration file",
+            ));
+        }
+        let limits = raw.limits;
+        if limits.memory_min_mb > limits.memory_max_mb
+            || limits.ephemeral_min_mb > limits.ephemeral_max_mb
+        {
+            return Err(invalid("limits", "a minimum is larger than its maximum"));
+        }
+        Ok(Self {
+            data_dir: o
+                .data_dir
+                .or(raw.data_dir)
+                .unwrap_or_else(|| PathBuf::from("./lamina-data")),
+            listen,
+            limits,
+            auth: AuthConfig {
+                verify,
+                keys,
+                default_account: account,
+                default_region: region,
+                max_skew_s: raw.auth.max_skew_s.unwrap_or(15 * 60),
+            },
+            account_concurrency: raw.account_concurrency.unwrap_or(1000),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let c = Config::load(None, Overrides::default()).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9001");
+        assert_eq!(c.data_dir, PathBuf::from("./lamina-data"));
+        assert_eq!(c.limits, Limits::default());
+        assert_eq!(c.auth.default_account.as_str(), "000000000000");
+        assert!(!c.auth.verify);
+    }
+
+    #[test]
+    fn file_then_flags() {
+        let raw: FileConfig = toml::from_str(
+            r#"
+            listen = "127.0.0.1:7000"
+            account = "123456789012"
+            [auth]
+            verify = true
+            [[auth.keys]]
+            access_key_id = "AKID"
+            secret_access_key = "s"
+            account = "111111111111"
+            [limits]
+            timeout_max_s = 1800
+            "#,
+        )
+        .unwrap();
+        let c = Config::from_parts(
+            raw,
+            Overrides {
+                listen: Some("127.0.0.1:0".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 0);
+        assert_eq!(c.limits.timeout_max_s, 1800);
+        assert_eq!(c.limits.memory_max_mb, 10_240);
+        assert!(c.auth.verify);
+        assert_eq!(c.auth.keys["AKID"].account.as_str(), "111111111111");
+    }
+
+    #[test]
+    fn rejects_bad_settings() {
+        assert!(toml::from_str::<FileConfig>("nonsense = 1").is_err());
+        let raw: FileConfig = toml::from_str("[auth]\nverify = true").unwrap();
+        assert!(Config::from_parts(raw, Overrides::default()).is_err());
+        let raw: FileConfig = toml::from_str("account = \"12\"").unwrap();
+        assert!(Config::from_parts(raw, Overrides::default()).is_err());
+    }
+}

@@ -1,0 +1,467 @@
+//! The zip extractor: unpacks an untrusted deployment package into a directory, or refuses it.
+//!
+//! Every check happens while extracting, so a hostile archive is stopped at the limit, not after:
+//! the decompressed bytes are counted as they are written (declared sizes are never trusted), entry
+//! names are validated before any file is created, and symlinks are created last, after every
+//! regular file, so that no write can ever pass through one. The caller extracts into a private
+//! staging directory and removes it on error, so nothing half-written survives a rejection.
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::io::{self, Cursor, Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, symlink};
+use std::path::{Path, PathBuf};
+
+use zip::ZipArchive;
+
+/// What an archive may hold.
+#[derive(Debug, Clone, Copy)]
+pub struct ExtractLimits {
+    /// Total bytes of all files once decompressed.
+    pub max_unzipped_bytes: u64,
+    /// Number of entries.
+    pub max_entries: usize,
+}
+
+/// What was extracted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Extracted {
+    pub unzipped_bytes: u64,
+    pub files: usize,
+}
+
+/// Why an archive was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error("the zip archive is corrupt or unreadable: {0}")]
+    Corrupt(String),
+    #[error("entry '{0}' has an unsafe path (absolute, or escaping the archive root)")]
+    UnsafePath(String),
+    #[error("entry '{0}' appears more than once in the archive")]
+    Duplicate(String),
+    #[error("symlink '{name}' points outside the archive root ('{target}')")]
+    SymlinkEscapes { name: String, target: String },
+    #[error("unzipped size must be smaller than {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("the archive has more than {limit} entries")]
+    TooManyEntries { limit: usize },
+    #[error("entry '{0}' is encrypted; encrypted archives are not supported")]
+    Encrypted(String),
+    #[error("writing the extracted files failed")]
+    Io(#[source] io::Error),
+}
+
+/// A normalised relative path inside the archive: components without `.`, `..` or empty parts.
+fn normalise(raw: &str) -> Result<Vec<String>, ArchiveError> {
+    let unsafe_path = || ArchiveError::UnsafePath(raw.to_owned());
+    if raw.contains('\0') {
+        return Err(unsafe_path());
+    }
+    // Archives made on Windows sometimes use backslashes as separators.
+    let s = raw.replace('\\', "/");
+    if s.starts_with('/') || s.as_bytes().get(1) == Some(&b':') {
+        return Err(unsafe_path());
+    }
+    let mut parts = Vec::new();
+    for c in s.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => return Err(unsafe_path()),
+            c => parts.push(c.to_owned()),
+        }
+    }
+    Ok(parts)
+}
+
+/// Whether a symlink at `link` (components) pointing to `target` stays inside the root.
+fn symlink_stays_inside(link: &[String], target: &str) -> bool {
+    if target.is_empty() || target.starts_with('/') || target.contains('\0') {
+        return false;
+    }
+    let mut depth: Vec<&str> = link[..link.len().saturating_sub(1)]
+        .iter()
+        .map(String::as_str)
+        .collect();
+    for c in target.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                if depth.pop().is_none() {
+                    return false;
+                }
+            }
+            c => depth.push(c),
+        }
+    }
+    true
+}
+
+enum Kind {
+    Dir,
+    File,
+    Symlink,
+}
+
+/// Extracts `zip` into `dest`, which must exist and be empty.
+pub fn extract(zip: &[u8], dest: &Path, limits: ExtractLimits) -> Result<Extracted, ArchiveError> {
+    let mut archive =
+        ZipArchive::new(Cursor::new(zip)).map_err(|e| ArchiveError::Corrupt(e.to_string()))?;
+    if archive.len() > limits.max_entries {
+        return Err(ArchiveError::TooManyEntries {
+            limit: limits.max_entries,
+        });
+    }
+
+    // First pass: names and kinds only, so that every path problem is found before any write.
+    let mut kinds: HashMap<Vec<String>, Kind> = HashMap::new();
+    let mut order = Vec::with_capacity(archive.len());
+    for i in 0..archive.len() {
+        let entry = archive
+            .by_index_raw(i)
+            .map_err(|e| ArchiveError::Corrupt(e.to_string()))?;
+        let raw = String::from_utf8_lossy(entry.name_raw()).into_owned();
+        let parts = normalise(&raw)?;
+        let kind = if entry.is_symlink() {
+            Kind::Symlink
+        } else if entry.is_dir() {
+            Kind::Dir
+        } else {
+            Kind::File
+        };
+        if entry.encrypted() {
+            return Err(ArchiveError::Encrypted(raw));
+        }
+        if parts.is_empty() {
+            if matches!(kind, Kind::Dir) {
+                continue;
+            }
+            return Err(ArchiveError::UnsafePath(raw));
+        }
+        if let Some(previous) = kinds.get(&parts) {
+            // The same directory listed twice is harmless; anything else is ambiguous.
+            if !(matches!(previous, Kind::Dir) && matches!(kind, Kind::Dir)) {
+                return Err(ArchiveError::Duplicate(raw));
+            }
+            continue;
+        }
+        order.push((i, parts.clone(), raw));
+        kinds.insert(parts, kind);
+    }
+    // No entry may live below a file or a symlink: that would write through it.
+    for parts in kinds.keys() {
+        for n in 1..parts.len() {
+            if let Some(Kind::File | Kind::Symlink) = kinds.get(&parts[..n]) {
+                return Err(ArchiveError::Duplicate(parts.join("/")));
+            }
+        }
+    }
+
+    let mut total: u64 = 0;
+    let mut files = 0;
+    let mut links = Vec::new();
+    let mut made_dirs: HashSet<PathBuf> = HashSet::new();
+    for (i, parts, raw) in order {
+        let path = parts.iter().fold(dest.to_path_buf(), |p, c| p.join(c));
+        match kinds[&parts] {
+            Kind::Dir => {
+                if made_dirs.insert(path.clone()) {
+                    fs::create_dir_all(&path).map_err(ArchiveError::Io)?;
+                }
+            }
+            Kind::Symlink => {
+                let mut entry = archive
+                    .by_index(i)
+                    .map_err(|e| ArchiveError::Corrupt(e.to_string()))?;
+                let mut target = String::new();
+                (&mut entry)
+                    .take(4096)
+                    .read_to_string(&mut target)
+                    .map_err(|e| ArchiveError::Corrupt(e.to_string()))?;
+                if !symlink_stays_inside(&parts, &target) {
+                    return Err(ArchiveError::SymlinkEscapes { name: raw, target });
+                }
+                total += target.len() as u64;
+                links.push((path, target));
+            }
+            Kind::File => {
+                let mut entry = archive
+                    .by_index(i)
+                    .map_err(|e| ArchiveError::Corrupt(e.to_string()))?;
+                let remaining = limits.max_unzipped_bytes.saturating_sub(total);
+                if entry.size() > remaining {
+                    return Err(ArchiveError::TooLarge {
+                        limit: limits.max_unzipped_bytes,
+                    });
+                }
+                if let Some(parent) = path.parent()
+                    && made_dirs.insert(parent.to_path_buf())
+                {
+                    fs::create_dir_all(parent).map_err(ArchiveError::Io)?;
+                }
+                // Only the permission bits that matter survive: never setuid, setgid or sticky.
+                let exec = entry.unix_mode().is_some_and(|m| m & 0o111 != 0);
+                let mode = if exec { 0o755 } else { 0o644 };
+                let mut out = fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .mode(mode)
+                    .open(&path)
+                    .map_err(ArchiveError::Io)?;
+                let written = copy_limited(&mut entry, &mut out, remaining)?.ok_or(
+                    ArchiveError::TooLarge {
+                        limit: limits.max_unzipped_bytes,
+                    },
+                )?;
+                total += written;
+                files += 1;
+            }
+        }
+    }
+    for (path, target) in links {
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(ArchiveError::Io)?;
+        }
+        symlink(&target, &path).map_err(ArchiveError::Io)?;
+        files += 1;
+    }
+    Ok(Extracted {
+        unzipped_bytes: total,
+        files,
+    })
+}
+
+/// Copies at most `limit` bytes, or returns `None` as soon as there is more to copy.
+fn copy_limited(
+    from: &mut impl Read,
+    to: &mut impl Write,
+    limit: u64,
+) -> Result<Option<u64>, ArchiveError> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut written: u64 = 0;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => return Ok(Some(written)),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(ArchiveError::Corrupt(e.to_string())),
+        };
+        written += n as u64;
+        if written > limit {
+            return Ok(None);
+        }
+        to.write_all(&buf[..n]).map_err(ArchiveError::Io)?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use zip::write::SimpleFileOptions;
+
+    const LIMITS: ExtractLimits = ExtractLimits {
+        max_unzipped_bytes: 1 << 20,
+        max_entries: 1000,
+    };
+
+    fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        let opts =
+            SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+        for (name, data) in entries {
+            w.start_file(*name, opts).unwrap();
+            w.write_all(data).unwrap();
+        }
+        w.finish().unwrap().into_inner()
+    }
+
+    fn run(zip: &[u8]) -> (tempfile::TempDir, Result<Extracted, ArchiveError>) {
+        let dir = tempfile::tempdir().unwrap();
+        let r = extract(zip, dir.path(), LIMITS);
+        (dir, r)
+    }
+
+    #[test]
+    fn extracts_files_and_modes() {
+        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        w.start_file(
+            "bootstrap",
+            SimpleFileOptions::default().unix_permissions(0o4755),
+        )
+        .unwrap();
+        w.write_all(b"#!/bin/sh\n").unwrap();
+        w.add_directory("lib/", SimpleFileOptions::default())
+            .unwrap();
+        w.start_file("lib/a.py", SimpleFileOptions::default())
+            .unwrap();
+        w.write_all(b"x = 1\n").unwrap();
+        w.add_symlink("link", "lib/a.py", SimpleFileOptions::default())
+            .unwrap();
+        let zip = w.finish().unwrap().into_inner();
+        let (dir, r) = run(&zip);
+        let r = r.unwrap();
+        assert_eq!(r.files, 3);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(dir.path().join("bootstrap"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o7777, 0o755, "setuid must be dropped, exec kept");
+        assert_eq!(
+            fs::read_to_string(dir.path().join("link")).unwrap(),
+            "x = 1\n"
+        );
+    }
+
+    #[test]
+    fn refuses_traversal_and_absolute() {
+        for name in [
+            "../evil",
+            "a/../../evil",
+            "/etc/evil",
+            "C:/evil",
+            "a\\..\\..\\evil",
+        ] {
+            let (_d, r) = run(&zip_of(&[(name, b"x")]));
+            assert!(
+                matches!(r, Err(ArchiveError::UnsafePath(_))),
+                "{name}: {r:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_duplicates() {
+        let (_d, r) = run(&zip_of(&[("a.txt", b"1"), ("./a.txt", b"2")]));
+        assert!(matches!(r, Err(ArchiveError::Duplicate(_))), "{r:?}");
+        let (_d, r) = run(&zip_of(&[("a", b"1"), ("a/b", b"2")]));
+        assert!(matches!(r, Err(ArchiveError::Duplicate(_))), "{r:?}");
+    }
+
+    #[test]
+    fn refuses_escaping_symlinks_and_writes_through_links() {
+        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        w.add_symlink("up", "../../etc", SimpleFileOptions::default())
+            .unwrap();
+        let (_d, r) = run(&w.finish().unwrap().into_inner());
+        assert!(
+            matches!(r, Err(ArchiveError::SymlinkEscapes { .. })),
+            "{r:?}"
+        );
+
+        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        w.add_symlink("abs", "/etc/passwd", SimpleFileOptions::default())
+            .unwrap();
+        let (_d, r) = run(&w.finish().unwrap().into_inner());
+        assert!(
+            matches!(r, Err(ArchiveError::SymlinkEscapes { .. })),
+            "{r:?}"
+        );
+
+        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        w.add_symlink("d", "sub", SimpleFileOptions::default())
+            .unwrap();
+        w.start_file("d/x", SimpleFileOptions::default()).unwrap();
+        w.write_all(b"through").unwrap();
+        let (_d, r) = run(&w.finish().unwrap().into_inner());
+        assert!(matches!(r, Err(ArchiveError::Duplicate(_))), "{r:?}");
+    }
+
+    #[test]
+    fn stops_a_zip_bomb_at_the_limit() {
+        let zeros = vec![0u8; (LIMITS.max_unzipped_bytes + 1) as usize];
+        let zip = zip_of(&[("bomb", &zeros)]);
+        assert!(
+            zip.len() < 10_000,
+            "deflate compresses zeros well: {}",
+            zip.len()
+        );
+        let (d, r) = run(&zip);
+        assert!(matches!(r, Err(ArchiveError::TooLarge { .. })), "{r:?}");
+        drop(d);
+        // Many small files that add up past the limit.
+        let chunk = vec![7u8; 300 * 1024];
+        let (_d, r) = run(&zip_of(&[
+            ("a", &chunk),
+            ("b", &chunk),
+            ("c", &chunk),
+            ("d", &chunk),
+        ]));
+        assert!(matches!(r, Err(ArchiveError::TooLarge { .. })), "{r:?}");
+    }
+
+    #[test]
+    fn a_lying_size_header_is_caught_while_copying() {
+        // Declare a tiny uncompressed size in the headers but store more data.
+        let data = vec![1u8; 2 << 20];
+        let mut zip = zip_of(&[("liar", &data)]);
+        let declared = (data.len() as u32).to_le_bytes();
+        let small = 10u32.to_le_bytes();
+        let mut i = 0;
+        while i + 4 <= zip.len() {
+            if zip[i..i + 4] == declared {
+                zip[i..i + 4].copy_from_slice(&small);
+            }
+            i += 1;
+        }
+        let (_d, r) = run(&zip);
+        assert!(r.is_err(), "a lying archive must not extract: {r:?}");
+    }
+
+    #[test]
+    fn refuses_garbage() {
+        let (_d, r) = run(b"this is not a zip");
+        assert!(matches!(r, Err(ArchiveError::Corrupt(_))));
+        let mut zip = zip_of(&[("a.py", &[b'x'; 5000])]);
+        let n = zip.len();
+        zip[n / 3] ^= 0xff;
+        let (_d, r) = run(&zip);
+        assert!(r.is_err());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        #[test]
+        fn never_panics_on_random_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..2000)) {
+            let (_d, _r) = run(&bytes);
+        }
+
+        #[test]
+        fn never_panics_on_mutated_zips(flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8)) {
+            let mut zip = zip_of(&[("a.py", b"print(1)\n"), ("dir/b.txt", &[3u8; 300])]);
+            for (idx, v) in flips {
+                let i = idx.index(zip.len());
+                zip[i] = v;
+            }
+            let (dir, r) = run(&zip);
+            // Whatever happens, nothing may land outside the destination.
+            if let Ok(x) = r { prop_assert!(x.unzipped_bytes <= LIMITS.max_unzipped_bytes); }
+            prop_assert!(dir.path().exists());
+        }
+
+        #[test]
+        fn any_name_is_either_rejected_or_stays_inside(name in "[a-z./\\\\]{1,20}") {
+            let (dir, r) = run(&zip_of(&[(name.as_str(), b"x")]));
+            if r.is_ok() {
+                for e in walk(dir.path()) {
+                    prop_assert!(e.starts_with(dir.path()));
+                }
+            }
+        }
+    }
+
+    fn walk(p: &Path) -> Vec<PathBuf> {
+        let mut out = vec![];
+        if let Ok(rd) = fs::read_dir(p) {
+            for e in rd.flatten() {
+                let path = e.path();
+                out.push(path.clone());
+                if path.is_dir() {
+                    out.extend(walk(&path));
+                }
+            }
+        }
+        out
+    }
+}

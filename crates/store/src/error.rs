@@ -1,0 +1,25 @@
+//! Store errors.
+
+use crate::CodeError;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the function does not exist")]
+    NotFound,
+    #[error("the function already exists")]
+    AlreadyExists,
+    #[error("the revision id does not match the latest revision")]
+    RevisionMismatch,
+    #[error("code storage limit of {limit} bytes exceeded ({used} bytes in use)")]
+    CodeStorageExceeded { used: u64, limit: u64 },
+    /// A caller-supplied check refused the change.
+    #[error(transparent)]
+    Rejected(#[from] lamina_model::LambdaError),
+    #[error(transparent)]
+    Code(#[from] CodeError),
+    #[error("database error")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("stored record is unreadable: {0}")]
+    Corrupt(String),
+}

@@ -1,0 +1,596 @@
+//! Functions and their `$LATEST` version: create, read, list, update, delete, tags.
+
+use std::collections::BTreeMap;
+
+use lamina_model::{
+    AccountId, FunctionName, FunctionSpec, LambdaError, LastUpdateStatus, Region, State, now_millis,
+};
+use rusqlite::{OptionalExtension, Row, params};
+
+use crate::{ExtractLimits, Store, StoreError, StoredCode};
+
+const LATEST: &str = "$LATEST";
+
+/// Which function: its account, region and name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FunctionKey {
+    pub account: AccountId,
+    pub region: Region,
+    pub name: FunctionName,
+}
+
+/// A function version as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunctionRecord {
+    pub key: FunctionKey,
+    /// `$LATEST` or a version number.
+    pub version: String,
+    pub spec: FunctionSpec,
+    pub code: StoredCode,
+    pub revision_id: String,
+    pub last_modified_ms: i64,
+    pub state: State,
+    pub last_update_status: Option<LastUpdateStatus>,
+}
+
+/// What CreateFunction stores.
+#[derive(Debug)]
+pub struct NewFunction<'a> {
+    pub key: FunctionKey,
+    pub spec: FunctionSpec,
+    pub zip: &'a [u8],
+    pub tags: BTreeMap<String, String>,
+}
+
+const SELECT: &str =
+    "SELECT f.account, f.region, f.name, v.version, v.spec, v.code_sha256, v.code_size,
+    v.unzipped_size, v.revision_id, v.last_modified_ms, v.state, v.last_update_status
+    FROM functions f JOIN function_versions v ON v.function_id = f.id";
+
+fn read_record(row: &Row<'_>) -> rusqlite::Result<Result<FunctionRecord, StoreError>> {
+    let account: String = row.get(0)?;
+    let region: String = row.get(1)?;
+    let name: String = row.get(2)?;
+    let spec: String = row.get(4)?;
+    let state: String = row.get(10)?;
+    let last_update: Option<String> = row.get(11)?;
+    let code = StoredCode {
+        sha256_hex: row.get(5)?,
+        size: row.get::<_, i64>(6)? as u64,
+        unzipped_size: row.get::<_, i64>(7)? as u64,
+    };
+    let version: String = row.get(3)?;
+    let revision_id: String = row.get(8)?;
+    let last_modified_ms: i64 = row.get(9)?;
+    Ok((|| {
+        let corrupt = |what: &str| StoreError::Corrupt(format!("{what} of function {name}"));
+        Ok(FunctionRecord {
+            key: FunctionKey {
+                account: AccountId::parse(&account).map_err(|_| corrupt("account"))?,
+                region: Region::parse(&region).map_err(|_| corrupt("region"))?,
+                name: FunctionName::parse(&name).map_err(|_| corrupt("name"))?,
+            },
+            version,
+            spec: serde_json::from_str(&spec).map_err(|_| corrupt("configuration"))?,
+            code,
+            revision_id,
+            last_modified_ms,
+            state: State::parse(&state).ok_or_else(|| corrupt("state"))?,
+            last_update_status: match last_update {
+                Some(s) => {
+                    Some(LastUpdateStatus::parse(&s).ok_or_else(|| corrupt("update status"))?)
+                }
+                None => None,
+            },
+        })
+    })())
+}
+
+fn new_revision() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn spec_json(spec: &FunctionSpec) -> Result<String, StoreError> {
+    serde_json::to_string(spec).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+impl Store {
+    /// Creates a function with its code. The row appears only once the code is durable.
+    ///
+    /// The stored state is the settled one (`Active`): creation is complete when this returns.
+    pub fn create_function(
+        &self,
+        new: NewFunction<'_>,
+        limits: ExtractLimits,
+        code_storage_max: u64,
+    ) -> Result<FunctionRecord, StoreError> {
+        if self.function_id(&new.key)?.is_some() {
+            return Err(StoreError::AlreadyExists);
+        }
+        self.check_storage(&new.key.account, new.zip.len() as u64, code_storage_max)?;
+        let _upload = self.gc.read().unwrap_or_else(|e| e.into_inner());
+        let code = self.code.put(new.zip, limits)?;
+        let now = now_millis();
+        let revision_id = new_revision();
+        let tags =
+            serde_json::to_string(&new.tags).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let inserted = tx.execute(
+            "INSERT INTO functions (account, region, name, created_ms, tags) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT DO NOTHING",
+            params![new.key.account.as_str(), new.key.region.as_str(), new.key.name.as_str(), now, tags],
+        )?;
+        if inserted == 0 {
+            return Err(StoreError::AlreadyExists);
+        }
+        let id = tx.last_insert_rowid();
+        tx.execute(
+            "INSERT INTO function_versions (function_id, version, spec, code_sha256, code_size,
+                unzipped_size, revision_id, last_modified_ms, state, last_update_status)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![
+                id,
+                LATEST,
+                spec_json(&new.spec)?,
+                code.sha256_hex,
+                code.size as i64,
+                code.unzipped_size as i64,
+                revision_id,
+                now,
+                State::Active.as_str(),
+                LastUpdateStatus::Successful.as_str(),
+            ],
+        )?;
+        tx.commit()?;
+        Ok(FunctionRecord {
+            key: new.key,
+            version: LATEST.to_owned(),
+            spec: new.spec,
+            code,
+            revision_id,
+            last_modified_ms: now,
+            state: State::Active,
+            last_update_status: Some(LastUpdateStatus::Successful),
+        })
+    }
+
+    /// The `$LATEST` version of a function.
+    pub fn get_function(&self, key: &FunctionKey) -> Result<Option<FunctionRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "{SELECT} WHERE f.account = ?1 AND f.region = ?2 AND f.name = ?3 AND v.version = ?4"
+        ))?;
+        let row = stmt
+            .query_row(
+                params![
+                    key.account.as_str(),
+                    key.region.as_str(),
+                    key.name.as_str(),
+                    LATEST
+                ],
+                read_record,
+            )
+            .optional()?;
+        row.transpose()
+    }
+
+    /// Functions of an account in a region, by name, starting after `after`.
+    pub fn list_functions(
+        &self,
+        account: &AccountId,
+        region: &Region,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<FunctionRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "{SELECT} WHERE f.account = ?1 AND f.region = ?2 AND f.name > ?3 AND v.version = ?4
+             ORDER BY f.name LIMIT ?5"
+        ))?;
+        let rows = stmt.query_map(
+            params![
+                account.as_str(),
+                region.as_str(),
+                after.unwrap_or(""),
+                LATEST,
+                limit as i64
+            ],
+            read_record,
+        )?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(row??);
+        }
+        Ok(out)
+    }
+
+    /// Replaces the code of `$LATEST`. `expected_revision`, when given, must match.
+    pub fn update_code(
+        &self,
+        key: &FunctionKey,
+        zip: &[u8],
+        limits: ExtractLimits,
+        code_storage_max: u64,
+        expected_revision: Option<&str>,
+    ) -> Result<FunctionRecord, StoreError> {
+        let current = self.get_function(key)?.ok_or(StoreError::NotFound)?;
+        if expected_revision.is_some_and(|r| r != current.revision_id) {
+            return Err(StoreError::RevisionMismatch);
+        }
+        self.check_storage(&key.account, zip.len() as u64, code_storage_max)?;
+        let _upload = self.gc.read().unwrap_or_else(|e| e.into_inner());
+        let code = self.code.put(zip, limits)?;
+        let revision_id = new_revision();
+        let now = now_millis();
+        let conn = self.conn();
+        let changed = conn.execute(
+            "UPDATE function_versions SET code_sha256 = ?1, code_size = ?2, unzipped_size = ?3,
+                revision_id = ?4, last_modified_ms = ?5, last_update_status = ?6
+             WHERE version = ?7 AND revision_id = ?8 AND function_id =
+                (SELECT id FROM functions WHERE account = ?9 AND region = ?10 AND name = ?11)",
+            params![
+                code.sha256_hex,
+                code.size as i64,
+                code.unzipped_size as i64,
+                revision_id,
+                now,
+                LastUpdateStatus::Successful.as_str(),
+                LATEST,
+                current.revision_id,
+                key.account.as_str(),
+                key.region.as_str(),
+                key.name.as_str()
+            ],
+        )?;
+        drop(conn);
+        if changed == 0 {
+            // Deleted or changed by a concurrent request since it was read.
+            return match self.get_function(key)? {
+                None => Err(StoreError::NotFound),
+                Some(_) => Err(StoreError::RevisionMismatch),
+            };
+        }
+        Ok(FunctionRecord {
+            code,
+            revision_id,
+            last_modified_ms: now,
+            last_update_status: Some(LastUpdateStatus::Successful),
+            ..current
+        })
+    }
+
+    /// Changes the configuration of `$LATEST`: `change` receives the current record and returns
+    /// the new configuration. It runs under the store lock, so the read-modify-write is atomic.
+    pub fn update_spec(
+        &self,
+        key: &FunctionKey,
+        expected_revision: Option<&str>,
+        change: impl FnOnce(&FunctionRecord) -> Result<FunctionSpec, LambdaError>,
+    ) -> Result<FunctionRecord, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let current = {
+            let mut stmt = tx.prepare_cached(&format!(
+                "{SELECT} WHERE f.account = ?1 AND f.region = ?2 AND f.name = ?3 AND v.version = ?4"
+            ))?;
+            stmt.query_row(
+                params![
+                    key.account.as_str(),
+                    key.region.as_str(),
+                    key.name.as_str(),
+                    LATEST
+                ],
+                read_record,
+            )
+            .optional()?
+            .transpose()?
+            .ok_or(StoreError::NotFound)?
+        };
+        if expected_revision.is_some_and(|r| r != current.revision_id) {
+            return Err(StoreError::RevisionMismatch);
+        }
+        let spec = change(&current)?;
+        let revision_id = new_revision();
+        let now = now_millis();
+        tx.execute(
+            "UPDATE function_versions SET spec = ?1, revision_id = ?2, last_modified_ms = ?3,
+                last_update_status = ?4
+             WHERE version = ?5 AND function_id =
+                (SELECT id FROM functions WHERE account = ?6 AND region = ?7 AND name = ?8)",
+            params![
+                spec_json(&spec)?,
+                revision_id,
+                now,
+                LastUpdateStatus::Successful.as_str(),
+                LATEST,
+                key.account.as_str(),
+                key.region.as_str(),
+                key.name.as_str()
+            ],
+        )?;
+        tx.commit()?;
+        Ok(FunctionRecord {
+            spec,
+            revision_id,
+            last_modified_ms: now,
+            last_update_status: Some(LastUpdateStatus::Successful),
+            ..current
+        })
+    }
+
+    /// Deletes a function with all its versions and tags. Returns whether it existed.
+    pub fn delete_function(&self, key: &FunctionKey) -> Result<bool, StoreError> {
+        let conn = self.conn();
+        let n = conn.execute(
+            "DELETE FROM functions WHERE account = ?1 AND region = ?2 AND name = ?3",
+            params![key.account.as_str(), key.region.as_str(), key.name.as_str()],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// The tags of a function, or `None` if it does not exist.
+    pub fn tags(&self, key: &FunctionKey) -> Result<Option<BTreeMap<String, String>>, StoreError> {
+        let conn = self.conn();
+        let tags: Option<String> = conn
+            .query_row(
+                "SELECT tags FROM functions WHERE account = ?1 AND region = ?2 AND name = ?3",
+                params![key.account.as_str(), key.region.as_str(), key.name.as_str()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        tags.map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .transpose()
+    }
+
+    /// Changes a function's tags atomically: `change` receives the current tags and returns the
+    /// new ones.
+    pub fn update_tags(
+        &self,
+        key: &FunctionKey,
+        change: impl FnOnce(BTreeMap<String, String>) -> Result<BTreeMap<String, String>, LambdaError>,
+    ) -> Result<BTreeMap<String, String>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let tags: String = tx
+            .query_row(
+                "SELECT tags FROM functions WHERE account = ?1 AND region = ?2 AND name = ?3",
+                params![key.account.as_str(), key.region.as_str(), key.name.as_str()],
+                |r| r.get(0),
+            )
+            .optional()?
+            .ok_or(StoreError::NotFound)?;
+        let current =
+            serde_json::from_str(&tags).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let new = change(current)?;
+        let json = serde_json::to_string(&new).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        tx.execute(
+            "UPDATE functions SET tags = ?1 WHERE account = ?2 AND region = ?3 AND name = ?4",
+            params![
+                json,
+                key.account.as_str(),
+                key.region.as_str(),
+                key.name.as_str()
+            ],
+        )?;
+        tx.commit()?;
+        Ok(new)
+    }
+
+    /// `(TotalCodeSize, FunctionCount)` of an account in a region.
+    pub fn account_usage(
+        &self,
+        account: &AccountId,
+        region: &Region,
+    ) -> Result<(u64, u64), StoreError> {
+        let conn = self.conn();
+        let (size, count): (i64, i64) = conn.query_row(
+            "SELECT COALESCE(SUM(v.code_size), 0), COUNT(DISTINCT f.id)
+             FROM functions f JOIN function_versions v ON v.function_id = f.id
+             WHERE f.account = ?1 AND f.region = ?2",
+            params![account.as_str(), region.as_str()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok((size as u64, count as u64))
+    }
+
+    fn function_id(&self, key: &FunctionKey) -> Result<Option<i64>, StoreError> {
+        let conn = self.conn();
+        Ok(conn
+            .query_row(
+                "SELECT id FROM functions WHERE account = ?1 AND region = ?2 AND name = ?3",
+                params![key.account.as_str(), key.region.as_str(), key.name.as_str()],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    fn check_storage(
+        &self,
+        account: &AccountId,
+        adding: u64,
+        limit: u64,
+    ) -> Result<(), StoreError> {
+        let conn = self.conn();
+        let used: i64 = conn.query_row(
+            "SELECT COALESCE(SUM(v.code_size), 0) FROM functions f
+             JOIN function_versions v ON v.function_id = f.id WHERE f.account = ?1",
+            params![account.as_str()],
+            |r| r.get(0),
+        )?;
+        let used = used as u64;
+        if used + adding > limit {
+            return Err(StoreError::CodeStorageExceeded { used, limit });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lamina_model::Runtime;
+    use std::io::{Cursor, Write};
+
+    const LIMITS: ExtractLimits = ExtractLimits {
+        max_unzipped_bytes: 1 << 20,
+        max_entries: 100,
+    };
+
+    fn zip_of(data: &[u8]) -> Vec<u8> {
+        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        w.start_file("app.py", zip::write::SimpleFileOptions::default())
+            .unwrap();
+        w.write_all(data).unwrap();
+        w.finish().unwrap().into_inner()
+    }
+
+    fn key(name: &str) -> FunctionKey {
+        FunctionKey {
+            account: AccountId::parse("000000000000").unwrap(),
+            region: Region::parse("us-east-1").unwrap(),
+            name: FunctionName::parse(name).unwrap(),
+        }
+    }
+
+    fn spec() -> FunctionSpec {
+        let mut s = FunctionSpec::with_defaults("arn:aws:iam::000000000000:role/r".into());
+        s.runtime = Some(Runtime::parse("python3.12").unwrap());
+        s.handler = Some("app.handler".into());
+        s
+    }
+
+    fn create(store: &Store, name: &str, data: &[u8]) -> FunctionRecord {
+        let zip = zip_of(data);
+        store
+            .create_function(
+                NewFunction {
+                    key: key(name),
+                    spec: spec(),
+                    zip: &zip,
+                    tags: BTreeMap::new(),
+                },
+                LIMITS,
+                u64::MAX,
+            )
+            .unwrap()
+    }
+
+    #[test]
+    fn create_get_list_delete_and_gc() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let a = create(&store, "a", b"1");
+        create(&store, "b", b"2");
+        create(&store, "c", b"1");
+        assert_eq!(store.get_function(&key("a")).unwrap().unwrap(), a);
+        let zip = zip_of(b"x");
+        let dup = store.create_function(
+            NewFunction {
+                key: key("a"),
+                spec: spec(),
+                zip: &zip,
+                tags: BTreeMap::new(),
+            },
+            LIMITS,
+            u64::MAX,
+        );
+        assert!(matches!(dup, Err(StoreError::AlreadyExists)));
+
+        let acct = AccountId::parse("000000000000").unwrap();
+        let region = Region::parse("us-east-1").unwrap();
+        let page = store.list_functions(&acct, &region, None, 2).unwrap();
+        assert_eq!(
+            page.iter().map(|r| r.key.name.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        let page = store.list_functions(&acct, &region, Some("b"), 2).unwrap();
+        assert_eq!(page.len(), 1);
+        let other = Region::parse("eu-west-1").unwrap();
+        assert!(
+            store
+                .list_functions(&acct, &other, None, 10)
+                .unwrap()
+                .is_empty()
+        );
+
+        assert!(store.delete_function(&key("a")).unwrap());
+        assert!(!store.delete_function(&key("a")).unwrap());
+        // "c" shares a's code, so only b's and c's packages stay.
+        assert_eq!(store.collect_garbage().unwrap(), 0);
+        assert!(store.delete_function(&key("c")).unwrap());
+        assert_eq!(store.collect_garbage().unwrap(), 2);
+    }
+
+    #[test]
+    fn updates_check_revisions() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let a = create(&store, "a", b"1");
+        let e = store.update_spec(&key("a"), Some("nope"), |r| Ok(r.spec.clone()));
+        assert!(matches!(e, Err(StoreError::RevisionMismatch)));
+        let b = store
+            .update_spec(&key("a"), Some(&a.revision_id), |r| {
+                let mut s = r.spec.clone();
+                s.memory_size = 256;
+                Ok(s)
+            })
+            .unwrap();
+        assert_ne!(a.revision_id, b.revision_id);
+        let c = store
+            .update_code(&key("a"), &zip_of(b"2"), LIMITS, u64::MAX, None)
+            .unwrap();
+        assert_ne!(c.code, a.code);
+        assert_eq!(
+            store
+                .get_function(&key("a"))
+                .unwrap()
+                .unwrap()
+                .spec
+                .memory_size,
+            256
+        );
+        let e = store.update_code(&key("zzz"), &zip_of(b"2"), LIMITS, u64::MAX, None);
+        assert!(matches!(e, Err(StoreError::NotFound)));
+    }
+
+    #[test]
+    fn storage_limit_and_usage() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let a = create(&store, "a", b"1");
+        let acct = AccountId::parse("000000000000").unwrap();
+        let region = Region::parse("us-east-1").unwrap();
+        assert_eq!(
+            store.account_usage(&acct, &region).unwrap(),
+            (a.code.size, 1)
+        );
+        let zip = zip_of(b"2");
+        let e = store.create_function(
+            NewFunction {
+                key: key("b"),
+                spec: spec(),
+                zip: &zip,
+                tags: BTreeMap::new(),
+            },
+            LIMITS,
+            a.code.size + 10,
+        );
+        assert!(matches!(e, Err(StoreError::CodeStorageExceeded { .. })));
+    }
+
+    #[test]
+    fn tags_roundtrip() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        create(&store, "a", b"1");
+        store
+            .update_tags(&key("a"), |mut t| {
+                t.insert("team".into(), "x".into());
+                Ok(t)
+            })
+            .unwrap();
+        assert_eq!(store.tags(&key("a")).unwrap().unwrap()["team"], "x");
+        assert!(store.tags(&key("nope")).unwrap().is_none());
+    }
+}

@@ -1,0 +1,98 @@
+//! The durable store: SQLite metadata, content-addressed code on disk, and the zip extractor.
+//!
+//! Synchronous by design: callers on an async runtime use `spawn_blocking`. One [`Store`] owns one
+//! SQLite connection (behind a mutex: SQLite serialises writers anyway) and the code directory.
+//!
+//! Invariants:
+//! - A function row is committed only after its code is durably on disk, so no half-created
+//!   function is ever visible, and an acknowledged write survives kill -9 (WAL, `synchronous=FULL`).
+//! - Code on disk that no row references is garbage: it is collected at open and after deletes,
+//!   under a lock that excludes any upload between its write and its commit.
+
+pub mod archive;
+pub mod code;
+mod db;
+mod error;
+mod functions;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, RwLock};
+
+use rusqlite::Connection;
+
+pub use archive::{ArchiveError, ExtractLimits};
+pub use code::{CodeDir, CodeError, StoredCode};
+pub use error::StoreError;
+pub use functions::{FunctionKey, FunctionRecord, NewFunction};
+
+/// The metadata database and the code directory of one server.
+pub struct Store {
+    conn: Mutex<Connection>,
+    code: CodeDir,
+    /// Held shared by uploads from code write to row commit, exclusively by garbage collection.
+    gc: RwLock<()>,
+    data_dir: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("data_dir", &self.data_dir)
+            .finish()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `data_dir`, migrates it, and removes the leftovers
+    /// of any write that a crash interrupted.
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| {
+            StoreError::Code(CodeError::Io {
+                path: data_dir.to_path_buf(),
+                source,
+            })
+        })?;
+        let conn = db::open(&data_dir.join("lamina.db"))?;
+        let code = CodeDir::open(&data_dir.join("code"))?;
+        let store = Self {
+            conn: Mutex::new(conn),
+            code,
+            gc: RwLock::new(()),
+            data_dir: data_dir.to_path_buf(),
+        };
+        let removed = store.collect_garbage()?;
+        if removed > 0 {
+            tracing::info!(removed, "removed code left behind by an interrupted write");
+        }
+        Ok(store)
+    }
+
+    /// The directory this store lives in.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The code directory, for readers of stored packages.
+    pub fn code(&self) -> &CodeDir {
+        &self.code
+    }
+
+    /// Removes code that no function version references. Returns how many items went.
+    pub fn collect_garbage(&self) -> Result<usize, StoreError> {
+        let _exclusive = self.gc.write().unwrap_or_else(|e| e.into_inner());
+        let referenced: HashSet<String> = {
+            let conn = self.conn();
+            let mut stmt = conn.prepare("SELECT DISTINCT code_sha256 FROM function_versions")?;
+            stmt.query_map([], |r| r.get::<_, String>(0))?
+                .collect::<Result<_, _>>()?
+        };
+        Ok(self.code.retain(&referenced)?)
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite inconsistent (transactions roll back
+        // on drop), so a poisoned lock is still safe to use.
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
