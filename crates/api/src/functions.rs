@@ -107,7 +107,7 @@ pub(crate) fn configuration(
 }
 
 fn required(member: &str) -> LambdaError {
-    LambdaError::validation("null", member, "Member must not be null")
+    LambdaError::missing(member)
 }
 
 fn unsupported(what: &str) -> LambdaError {

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::Request;
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::Response;
@@ -88,7 +88,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,
-        ));
+        ))
+        // `authenticate` has already read the body within the configured request limit.
+        .layer(DefaultBodyLimit::disable());
     Router::new()
         // Code downloads carry their own signature in the URL, like a presigned S3 URL.
         .route("/_lamina/code/{file}", get(code::download))

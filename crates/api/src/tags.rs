@@ -53,9 +53,7 @@ pub async fn tag(
 ) -> ApiResult<StatusCode> {
     let key = resource(&caller, &arn, "TagResource")?;
     let req: TagResourceRequest = json_body(&body)?;
-    let new = req
-        .tags
-        .ok_or_else(|| LambdaError::validation("null", "tags", "Member must not be null"))?;
+    let new = req.tags.ok_or_else(|| LambdaError::missing("tags"))?;
     let store = state.store.clone();
     let st = state.clone();
     blocking(move || {
@@ -85,7 +83,7 @@ pub async fn untag(
         .map(str::to_owned)
         .collect();
     if keys.is_empty() {
-        return Err(LambdaError::validation("null", "tagKeys", "Member must not be null").into());
+        return Err(LambdaError::missing("tagKeys").into());
     }
     let store = state.store.clone();
     blocking(move || {

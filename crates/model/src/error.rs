@@ -93,6 +93,18 @@ impl LambdaError {
     }
 }
 
+impl LambdaError {
+    /// A required member that is missing: `Value null at 'member' failed to satisfy constraint: Member must not be null`.
+    pub fn missing(member: &str) -> Self {
+        Self::new(
+            ErrorKind::Validation,
+            format!(
+                "1 validation error detected: Value null at '{member}' failed to satisfy constraint: Member must not be null"
+            ),
+        )
+    }
+}
+
 impl fmt::Display for LambdaError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.kind.as_str(), self.message)

@@ -39,6 +39,8 @@ pub enum ArchiveError {
     UnsafePath(String),
     #[error("entry '{0}' appears more than once in the archive")]
     Duplicate(String),
+    #[error("the archive lists the same entry name more than once")]
+    DuplicateNames,
     #[error("symlink '{name}' points outside the archive root ('{target}')")]
     SymlinkEscapes { name: String, target: String },
     #[error("unzipped size must be smaller than {limit} bytes")]
@@ -111,6 +113,18 @@ pub fn extract(zip: &[u8], dest: &Path, limits: ExtractLimits) -> Result<Extract
             limit: limits.max_entries,
         });
     }
+    // The reader indexes entries by name and silently keeps one of two equal names, so exact
+    // duplicates are found by walking the central directory ourselves.
+    if let Some(names) = central_directory_names(zip) {
+        let unique: HashSet<&[u8]> = names.iter().copied().collect();
+        if unique.len() != names.len() {
+            return Err(ArchiveError::DuplicateNames);
+        }
+    }
+    // Local headers that disagree with the central directory ("zip cloaking") are refused.
+    archive
+        .validate_header_consistency()
+        .map_err(|e| ArchiveError::Corrupt(e.to_string()))?;
 
     // First pass: names and kinds only, so that every path problem is found before any write.
     let mut kinds: HashMap<Vec<String>, Kind> = HashMap::new();
@@ -231,6 +245,55 @@ pub fn extract(zip: &[u8], dest: &Path, limits: ExtractLimits) -> Result<Extract
     })
 }
 
+fn le16(b: &[u8], at: usize) -> Option<usize> {
+    Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?) as usize)
+}
+
+fn le32(b: &[u8], at: usize) -> Option<usize> {
+    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?) as usize)
+}
+
+fn le64(b: &[u8], at: usize) -> Option<usize> {
+    usize::try_from(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?)).ok()
+}
+
+/// The raw entry names of the central directory, in order, duplicates kept. `None` when the
+/// directory cannot be walked this simply (the zip reader has its own checks for that).
+fn central_directory_names(zip: &[u8]) -> Option<Vec<&[u8]>> {
+    const EOCD: &[u8] = b"PK\x05\x06";
+    let search_from = zip.len().saturating_sub(22 + 65_535);
+    let eocd = (search_from..=zip.len().checked_sub(22)?)
+        .rev()
+        .find(|&i| &zip[i..i + 4] == EOCD)?;
+    let mut count = le16(zip, eocd + 10)?;
+    let mut offset = le32(zip, eocd + 16)?;
+    if count == 0xFFFF || offset == 0xFFFF_FFFF {
+        // ZIP64: the locator sits just before the classic record.
+        let locator = eocd.checked_sub(20)?;
+        if &zip[locator..locator + 4] != b"PK\x06\x07" {
+            return None;
+        }
+        let record = le64(zip, locator + 8)?;
+        if zip.get(record..record + 4)? != b"PK\x06\x06" {
+            return None;
+        }
+        count = le64(zip, record + 32)?;
+        offset = le64(zip, record + 48)?;
+    }
+    let mut names = Vec::with_capacity(count.min(1 << 16));
+    for _ in 0..count {
+        if zip.get(offset..offset + 4)? != b"PK\x01\x02" {
+            return None;
+        }
+        let name_len = le16(zip, offset + 28)?;
+        let extra_len = le16(zip, offset + 30)?;
+        let comment_len = le16(zip, offset + 32)?;
+        names.push(zip.get(offset + 46..offset + 46 + name_len)?);
+        offset += 46 + name_len + extra_len + comment_len;
+    }
+    Some(names)
+}
+
 /// Copies at most `limit` bytes, or returns `None` as soon as there is more to copy.
 fn copy_limited(
     from: &mut impl Read,
@@ -337,6 +400,20 @@ mod tests {
         assert!(matches!(r, Err(ArchiveError::Duplicate(_))), "{r:?}");
         let (_d, r) = run(&zip_of(&[("a", b"1"), ("a/b", b"2")]));
         assert!(matches!(r, Err(ArchiveError::Duplicate(_))), "{r:?}");
+    }
+
+    #[test]
+    fn refuses_exact_duplicate_names() {
+        let mut zip = zip_of(&[("app.py", b"1"), ("app.pz", b"2")]);
+        for i in 0..zip.len() - 6 {
+            if &zip[i..i + 6] == b"app.pz" {
+                zip[i..i + 6].copy_from_slice(b"app.py");
+            }
+        }
+        let names = central_directory_names(&zip);
+        assert_eq!(names.map(|n| n.len()), Some(2));
+        let (_d, r) = run(&zip);
+        assert!(matches!(r, Err(ArchiveError::DuplicateNames)), "{r:?}");
     }
 
     #[test]

@@ -1,1 +1,10 @@
+//! Integration tests: a real server (in-process or as the `lamina` binary) driven by clients we
+//! did not write: the official Rust SDK and the AWS CLI.
 
+mod awscli;
+mod cli;
+mod crash;
+mod helpers;
+mod sdk_auth;
+mod sdk_errors;
+mod sdk_functions;

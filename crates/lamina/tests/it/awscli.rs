@@ -1,0 +1,261 @@
+//! Compatibility with the AWS CLI (`awscli` from PyPI, installed here by the test itself into a
+//! virtualenv under the target directory).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::helpers::*;
+
+/// The `aws` executable, installing the CLI on first use.
+fn aws_cli() -> PathBuf {
+    let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("awscli-venv");
+    let aws = venv.join("bin/aws");
+    if aws.exists() {
+        return aws;
+    }
+    let status = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status();
+    assert!(
+        status.is_ok_and(|s| s.success()),
+        "this test needs python3 with the venv module to install the AWS CLI (Debian: apt-get install python3-venv)"
+    );
+    let status = Command::new(venv.join("bin/pip"))
+        .args([
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "awscli",
+        ])
+        .status();
+    assert!(
+        status.is_ok_and(|s| s.success()),
+        "pip install awscli failed: PyPI must be reachable for this test"
+    );
+    assert!(aws.exists());
+    aws
+}
+
+fn run(aws: &PathBuf, endpoint: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(aws)
+        .args([
+            "--endpoint-url",
+            endpoint,
+            "--region",
+            "us-east-1",
+            "--output",
+            "json",
+        ])
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .output()
+        .expect("aws runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn json(r: (bool, String, String)) -> serde_json::Value {
+    assert!(r.0, "aws failed: {}", r.2);
+    if r.1.trim().is_empty() {
+        return serde_json::Value::Null;
+    }
+    serde_json::from_str(&r.1).unwrap_or_else(|e| panic!("aws printed non-JSON ({e}): {}", r.1))
+}
+
+#[test]
+fn aws_cli_create_wait_get_list_update_tag_delete() {
+    let aws = aws_cli();
+    let data = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(data.path(), &[]);
+    let ep = server.endpoint();
+    let work = tempfile::tempdir().unwrap();
+    let zip1 = work.path().join("v1.zip");
+    let zip2 = work.path().join("v2.zip");
+    std::fs::write(&zip1, python_zip("cli-v1")).unwrap();
+    std::fs::write(&zip2, python_zip("cli-v2")).unwrap();
+    let zip1_arg = format!("fileb://{}", zip1.display());
+    let zip2_arg = format!("fileb://{}", zip2.display());
+
+    let created = json(run(
+        &aws,
+        &ep,
+        &[
+            "lambda",
+            "create-function",
+            "--function-name",
+            "awsfn",
+            "--runtime",
+            "python3.12",
+            "--handler",
+            "app.handler",
+            "--role",
+            ROLE,
+            "--zip-file",
+            &zip1_arg,
+            "--environment",
+            "Variables={KEY=v}",
+            "--tags",
+            "owner=ci",
+        ],
+    ));
+    assert_eq!(created["FunctionName"], "awsfn");
+    assert_eq!(created["State"], "Pending");
+    assert_eq!(
+        created["CodeSha256"],
+        code_sha256(&python_zip("cli-v1")).as_str()
+    );
+
+    json(run(
+        &aws,
+        &ep,
+        &[
+            "lambda",
+            "wait",
+            "function-active",
+            "--function-name",
+            "awsfn",
+        ],
+    ));
+    let got = json(run(
+        &aws,
+        &ep,
+        &["lambda", "get-function", "--function-name", "awsfn"],
+    ));
+    assert_eq!(got["Configuration"]["State"], "Active");
+    assert_eq!(got["Configuration"]["Environment"]["Variables"]["KEY"], "v");
+    assert_eq!(got["Tags"]["owner"], "ci");
+    assert!(
+        got["Code"]["Location"]
+            .as_str()
+            .unwrap()
+            .starts_with("http://")
+    );
+
+    let conf = json(run(
+        &aws,
+        &ep,
+        &[
+            "lambda",
+            "get-function-configuration",
+            "--function-name",
+            "arn:aws:lambda:us-east-1:000000000000:function:awsfn",
+        ],
+    ));
+    assert_eq!(conf["Runtime"], "python3.12");
+
+    let listed = json(run(&aws, &ep, &["lambda", "list-functions"]));
+    assert_eq!(listed["Functions"][0]["FunctionName"], "awsfn");
+
+    let updated = json(run(
+        &aws,
+        &ep,
+        &[
+            "lambda",
+            "update-function-code",
+            "--function-name",
+            "awsfn",
+            "--zip-file",
+            &zip2_arg,
+        ],
+    ));
+    assert_eq!(updated["LastUpdateStatus"], "InProgress");
+    assert_eq!(
+        updated["CodeSha256"],
+        code_sha256(&python_zip("cli-v2")).as_str()
+    );
+    json(run(
+        &aws,
+        &ep,
+        &[
+            "lambda",
+            "wait",
+            "function-updated",
+            "--function-name",
+            "awsfn",
+        ],
+    ));
+    let conf = json(run(
+        &aws,
+        &ep,
+        &[
+            "lambda",
+            "update-function-configuration",
+            "--function-name",
+            "awsfn",
+            "--memory-size",
+            "512",
+            "--timeout",
+            "60",
+        ],
+    ));
+    assert_eq!(conf["MemorySize"], 512);
+
+    let arn = "arn:aws:lambda:us-east-1:000000000000:function:awsfn";
+    json(run(
+        &aws,
+        &ep,
+        &[
+            "lambda",
+            "tag-resource",
+            "--resource",
+            arn,
+            "--tags",
+            "stage=test",
+        ],
+    ));
+    json(run(
+        &aws,
+        &ep,
+        &[
+            "lambda",
+            "untag-resource",
+            "--resource",
+            arn,
+            "--tag-keys",
+            "owner",
+        ],
+    ));
+    let tags = json(run(&aws, &ep, &["lambda", "list-tags", "--resource", arn]));
+    assert_eq!(tags["Tags"], serde_json::json!({ "stage": "test" }));
+
+    let settings = json(run(&aws, &ep, &["lambda", "get-account-settings"]));
+    assert_eq!(settings["AccountUsage"]["FunctionCount"], 1);
+
+    let bad = run(
+        &aws,
+        &ep,
+        &[
+            "lambda",
+            "update-function-configuration",
+            "--function-name",
+            "awsfn",
+            "--timeout",
+            "901",
+        ],
+    );
+    assert!(!bad.0 && bad.2.contains("ValidationException"), "{}", bad.2);
+
+    json(run(
+        &aws,
+        &ep,
+        &["lambda", "delete-function", "--function-name", "awsfn"],
+    ));
+    let gone = run(
+        &aws,
+        &ep,
+        &["lambda", "get-function", "--function-name", "awsfn"],
+    );
+    assert!(!gone.0);
+    assert!(
+        gone.2.contains("ResourceNotFoundException") && gone.2.contains("Function not found"),
+        "{}",
+        gone.2
+    );
+}

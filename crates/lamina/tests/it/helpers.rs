@@ -1,0 +1,247 @@
+//! Test fixtures: servers, SDK clients, zips.
+
+use std::io::{BufRead, BufReader, Cursor, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use aws_sdk_lambda::Client;
+use aws_sdk_lambda::config::retry::RetryConfig;
+use aws_sdk_lambda::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_lambda::error::ProvideErrorMetadata;
+use aws_sdk_lambda::primitives::Blob;
+use lamina_server::{Config, FileConfig, Overrides};
+use sha2::Digest;
+
+pub const ROLE: &str = "arn:aws:iam::000000000000:role/lamina-test";
+
+/// A server running inside the test's runtime.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub client: Client,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+impl TestApp {
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// Starts a server with default settings (plus `extra_toml`) on a free port.
+pub async fn spawn_app_with(extra_toml: &str) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let raw: FileConfig = toml::from_str(extra_toml).expect("test configuration parses");
+    let config = Config::from_parts(
+        raw,
+        Overrides {
+            data_dir: Some(dir.path().to_path_buf()),
+            listen: Some("127.0.0.1:0".into()),
+            verify_auth: None,
+        },
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        lamina_server::run(config, listener, async {
+            let _ = rx.await;
+        })
+        .await
+        .expect("server runs");
+    });
+    let client = sdk_client(&format!("http://{addr}"), "test", "test", "us-east-1");
+    TestApp {
+        addr,
+        dir,
+        client,
+        _shutdown: tx,
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with("").await
+}
+
+/// The official SDK pointed at `endpoint`, with retries off so errors surface as they are.
+pub fn sdk_client(endpoint: &str, key: &str, secret: &str, region: &str) -> Client {
+    let conf = aws_sdk_lambda::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(region.to_owned()))
+        .credentials_provider(Credentials::new(key, secret, None, None, "lamina-tests"))
+        .endpoint_url(endpoint)
+        .retry_config(RetryConfig::disabled())
+        .build();
+    Client::from_conf(conf)
+}
+
+/// A zip with the given (name, contents) entries.
+pub fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    for (name, data) in entries {
+        w.start_file(*name, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        w.write_all(data).unwrap();
+    }
+    w.finish().unwrap().into_inner()
+}
+
+/// A small Python function package; `tag` makes its bytes (and hash) unique.
+pub fn python_zip(tag: &str) -> Vec<u8> {
+    zip_of(&[(
+        "app.py",
+        format!("def handler(event, context):\n    return {tag:?}\n").as_bytes(),
+    )])
+}
+
+/// `CodeSha256` as Lambda computes it.
+pub fn code_sha256(zip: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(zip))
+}
+
+/// Creates a python3.12 function and returns its configuration.
+pub async fn create(
+    client: &Client,
+    name: &str,
+    zip: Vec<u8>,
+) -> aws_sdk_lambda::operation::create_function::CreateFunctionOutput {
+    client
+        .create_function()
+        .function_name(name)
+        .runtime(aws_sdk_lambda::types::Runtime::Python312)
+        .handler("app.handler")
+        .role(ROLE)
+        .code(
+            aws_sdk_lambda::types::FunctionCode::builder()
+                .zip_file(Blob::new(zip))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("create {name}: {}", describe(&e)))
+}
+
+/// `(code, message)` of an SDK error.
+pub fn error_of<E: ProvideErrorMetadata>(e: &E) -> (String, String) {
+    (
+        e.code().unwrap_or("<no code>").to_owned(),
+        e.message().unwrap_or("<no message>").to_owned(),
+    )
+}
+
+pub fn describe<E: ProvideErrorMetadata + std::fmt::Debug>(e: &E) -> String {
+    match e.code() {
+        Some(c) => format!("{c}: {}", e.message().unwrap_or_default()),
+        None => format!("{e:?}"),
+    }
+}
+
+/// Asserts an SDK result is an error with this code and a message containing `needle`.
+#[track_caller]
+pub fn assert_error<T: std::fmt::Debug, E: ProvideErrorMetadata + std::fmt::Debug>(
+    r: Result<T, E>,
+    code: &str,
+    needle: &str,
+) {
+    match r {
+        Ok(v) => panic!("expected {code} containing {needle:?}, got success: {v:?}"),
+        Err(e) => {
+            let (c, m) = error_of(&e);
+            assert_eq!(c, code, "wrong error type; message was: {m}; error: {e:?}");
+            assert!(
+                m.contains(needle),
+                "{code} message {m:?} does not contain {needle:?}"
+            );
+        }
+    }
+}
+
+/// The hex hashes of every package on disk (zips and extracted trees).
+pub fn code_on_disk(data_dir: &Path) -> (Vec<String>, Vec<String>, usize) {
+    let names = |p: PathBuf| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(&p)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| {
+                        e.file_name()
+                            .to_string_lossy()
+                            .trim_end_matches(".zip")
+                            .to_owned()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    let staging = std::fs::read_dir(data_dir.join("code/staging"))
+        .map(|rd| rd.count())
+        .unwrap_or(0);
+    (
+        names(data_dir.join("code/zips")),
+        names(data_dir.join("code/trees")),
+        staging,
+    )
+}
+
+/// Base64 `CodeSha256` to the hex form used on disk.
+pub fn sha_hex(b64: &str) -> String {
+    use base64::Engine;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap();
+    raw.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The `lamina` binary running as its own process.
+pub struct ServerProcess {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl ServerProcess {
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_lamina"))
+            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the lamina binary starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on http://")
+            .unwrap_or_else(|| panic!("unexpected first line from the server: {line:?}"))
+            .parse()
+            .unwrap();
+        Self { child, addr }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,158 @@
+//! Credentials: SigV4 verification, access key → account, region from the signature, and
+//! isolation between accounts.
+
+use crate::helpers::*;
+
+const AUTH: &str = r#"
+[auth]
+verify = true
+[[auth.keys]]
+access_key_id = "AKIDALICE"
+secret_access_key = "alice-secret"
+account = "111111111111"
+[[auth.keys]]
+access_key_id = "AKIDBOB"
+secret_access_key = "bob-secret"
+account = "222222222222"
+"#;
+
+#[tokio::test]
+async fn signatures_select_accounts_that_never_see_each_other() {
+    let app = spawn_app_with(AUTH).await;
+    let alice = sdk_client(&app.endpoint(), "AKIDALICE", "alice-secret", "us-east-1");
+    let bob = sdk_client(&app.endpoint(), "AKIDBOB", "bob-secret", "us-east-1");
+    let f = create(&alice, "shared-name", python_zip("alice")).await;
+    assert_eq!(
+        f.function_arn(),
+        Some("arn:aws:lambda:us-east-1:111111111111:function:shared-name")
+    );
+
+    // Bob sees nothing of Alice's and can use the same name for his own function.
+    assert!(
+        bob.list_functions()
+            .send()
+            .await
+            .unwrap()
+            .functions()
+            .is_empty()
+    );
+    assert_error(
+        bob.get_function().function_name("shared-name").send().await,
+        "ResourceNotFoundException",
+        "222222222222",
+    );
+    assert_error(
+        bob.get_function()
+            .function_name(f.function_arn().unwrap())
+            .send()
+            .await,
+        "AccessDeniedException",
+        "not authorized",
+    );
+    assert_error(
+        bob.delete_function()
+            .function_name(f.function_arn().unwrap())
+            .send()
+            .await,
+        "AccessDeniedException",
+        "lambda:DeleteFunction",
+    );
+    let g = create(&bob, "shared-name", python_zip("bob")).await;
+    assert_eq!(
+        g.function_arn(),
+        Some("arn:aws:lambda:us-east-1:222222222222:function:shared-name")
+    );
+    let a = alice
+        .get_function_configuration()
+        .function_name("shared-name")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(a.code_sha256(), f.code_sha256());
+
+    // The region in the signature scopes everything too.
+    let alice_eu = sdk_client(&app.endpoint(), "AKIDALICE", "alice-secret", "eu-west-1");
+    assert!(
+        alice_eu
+            .list_functions()
+            .send()
+            .await
+            .unwrap()
+            .functions()
+            .is_empty()
+    );
+    let e = create(&alice_eu, "in-eu", python_zip("eu")).await;
+    assert_eq!(
+        e.function_arn(),
+        Some("arn:aws:lambda:eu-west-1:111111111111:function:in-eu")
+    );
+    assert_eq!(
+        alice
+            .list_functions()
+            .send()
+            .await
+            .unwrap()
+            .functions()
+            .len(),
+        1
+    );
+    let usage = alice.get_account_settings().send().await.unwrap();
+    assert_eq!(usage.account_usage().unwrap().function_count(), 1);
+}
+
+#[tokio::test]
+async fn bad_credentials_are_refused() {
+    let app = spawn_app_with(AUTH).await;
+    let wrong_secret = sdk_client(&app.endpoint(), "AKIDALICE", "not-the-secret", "us-east-1");
+    assert_error(
+        wrong_secret.list_functions().send().await,
+        "InvalidSignatureException",
+        "The request signature we calculated does not match the signature you provided",
+    );
+    let unknown = sdk_client(&app.endpoint(), "AKIDMALLORY", "x", "us-east-1");
+    assert_error(
+        unknown.list_functions().send().await,
+        "UnrecognizedClientException",
+        "The security token included in the request is invalid.",
+    );
+    let resp = reqwest::get(format!("{}/2015-03-31/functions/", app.endpoint()))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    assert_eq!(
+        resp.headers()["x-amzn-errortype"],
+        "MissingAuthenticationTokenException"
+    );
+    // Signed requests with an encoded ARN in the path verify (the canonical URI is double-encoded).
+    let alice = sdk_client(&app.endpoint(), "AKIDALICE", "alice-secret", "us-east-1");
+    create(&alice, "enc", python_zip("enc")).await;
+    alice
+        .get_function()
+        .function_name("arn:aws:lambda:us-east-1:111111111111:function:enc")
+        .qualifier("$LATEST")
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn without_verification_any_key_works_and_known_keys_keep_their_account() {
+    let app = spawn_app_with(&AUTH.replace("verify = true", "verify = false")).await;
+    let anyone = sdk_client(&app.endpoint(), "whatever", "whatever", "us-east-1");
+    let f = create(&anyone, "open", python_zip("o")).await;
+    assert_eq!(
+        f.function_arn(),
+        Some("arn:aws:lambda:us-east-1:000000000000:function:open")
+    );
+    let alice = sdk_client(
+        &app.endpoint(),
+        "AKIDALICE",
+        "wrong-but-unchecked",
+        "us-east-1",
+    );
+    let g = create(&alice, "mine", python_zip("m")).await;
+    assert_eq!(
+        g.function_arn(),
+        Some("arn:aws:lambda:us-east-1:111111111111:function:mine")
+    );
+}
