@@ -301,6 +301,19 @@ fn apply_logging(spec: &mut FunctionSpec, l: wire::LoggingConfig) -> Result<(), 
     Ok(())
 }
 
+/// Refuses a runtime this host cannot serve, naming the ones it can.
+fn check_served(state: &AppState, spec: &FunctionSpec) -> Result<(), LambdaError> {
+    match &spec.runtime {
+        Some(r) if !state.runtimes.iter().any(|s| s == r.as_str()) => {
+            Err(LambdaError::invalid_parameter(format!(
+                "The runtime parameter of {r} is not served by this server. It offers: {}.",
+                state.runtimes.join(", ")
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Decodes `ZipFile` and applies the direct-upload size limit.
 fn decode_zip(state: &AppState, b64: &str) -> Result<Vec<u8>, LambdaError> {
     let zip = base64::engine::general_purpose::STANDARD
@@ -385,6 +398,7 @@ pub async fn create(
     }
     apply_config(&mut spec, req.config)?;
     state.limits.check_spec(&spec)?;
+    check_served(&state, &spec)?;
     let tags = req.tags.unwrap_or_default();
     state.limits.check_tags(&tags)?;
     let zip = decode_zip(
@@ -625,6 +639,9 @@ pub async fn update_code(
             })
     })
     .await?;
+    if !dry_run {
+        state.executor.retire(&arn(&key, None)).await;
+    }
     let view = if dry_run {
         View::Current
     } else {
@@ -655,8 +672,12 @@ pub async fn update_configuration(
         store
             .update_spec(&k, req.revision_id.as_deref(), |current| {
                 let mut spec = current.spec.clone();
+                let runtime_before = spec.runtime.clone();
                 apply_config(&mut spec, req.config)?;
                 st.limits.check_spec(&spec)?;
+                if spec.runtime != runtime_before {
+                    check_served(&st, &spec)?;
+                }
                 Ok(spec)
             })
             .map_err(|e| match e {
@@ -665,6 +686,7 @@ pub async fn update_configuration(
             })
     })
     .await?;
+    state.executor.retire(&arn(&key, None)).await;
     Ok(Json(configuration(&rec, arn(&key, None), View::Updated)))
 }
 
@@ -700,6 +722,7 @@ pub async fn delete(
         return Err(function_not_found(&key, None));
     }
     tracing::info!(function = %key.name, account = %key.account, "deleted function");
+    state.executor.retire(&arn(&key, None)).await;
     // The code may now be unreferenced; collect it off the request path.
     let store = state.store.clone();
     tokio::task::spawn_blocking(move || {

@@ -11,6 +11,8 @@ pub mod auth;
 mod code;
 mod error;
 mod functions;
+mod invoke;
+mod logs;
 pub mod query;
 pub mod sigv4;
 mod tags;
@@ -44,6 +46,10 @@ pub struct AppState {
     pub account_concurrency: u32,
     /// Key for signing code download URLs; random per process, like short-lived presigned URLs.
     pub url_key: [u8; 32],
+    /// Runs invocations.
+    pub executor: lamina_runtime_api::Executor,
+    /// The runtimes this server can serve.
+    pub runtimes: Vec<String>,
 }
 
 impl AppState {
@@ -78,6 +84,11 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/2015-03-31/functions/{name}/code",
             axum::routing::put(functions::update_code),
         )
+        .route(
+            "/2015-03-31/functions/{name}/invocations",
+            post(invoke::invoke),
+        )
+        .route("/_lamina/logs/{name}", get(logs::get))
         .route("/2016-08-19/account-settings", get(account::settings))
         .route("/2016-08-19/account-settings/", get(account::settings))
         .route(

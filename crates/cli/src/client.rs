@@ -18,6 +18,7 @@ pub struct Client {
 /// A response body and status.
 pub struct Reply {
     pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
     pub body: Bytes,
 }
 
@@ -65,14 +66,22 @@ impl Client {
         query: &str,
         body: Vec<u8>,
     ) -> anyhow::Result<Reply> {
-        self.send_streamed(
-            method,
-            path,
-            query,
-            body.clone(),
-            futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from(body))]),
-        )
-        .await
+        self.send_with(method, path, query, body, &[]).await
+    }
+
+    /// Sends a request with extra headers.
+    pub async fn send_with(
+        &self,
+        method: Method,
+        path: &str,
+        query: &str,
+        body: Vec<u8>,
+        headers: &[(&str, String)],
+    ) -> anyhow::Result<Reply> {
+        let stream =
+            futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from(body.clone()))]);
+        self.send_full(method, path, query, body, stream, headers)
+            .await
     }
 
     /// Sends a request whose body (identical to `body`) is streamed from `stream`, for progress.
@@ -83,6 +92,21 @@ impl Client {
         query: &str,
         body: Vec<u8>,
         stream: S,
+    ) -> anyhow::Result<Reply>
+    where
+        S: Stream<Item = Result<Bytes, std::io::Error>> + Send + Sync + 'static,
+    {
+        self.send_full(method, path, query, body, stream, &[]).await
+    }
+
+    async fn send_full<S>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &str,
+        body: Vec<u8>,
+        stream: S,
+        extra: &[(&str, String)],
     ) -> anyhow::Result<Reply>
     where
         S: Stream<Item = Result<Bytes, std::io::Error>> + Send + Sync + 'static,
@@ -99,6 +123,9 @@ impl Client {
             .request(method.clone(), url.clone())
             .header("content-type", "application/json")
             .header("content-length", body.len());
+        for (name, value) in extra {
+            req = req.header(*name, value);
+        }
         if let Some((key, secret)) = &self.credentials {
             let headers = vec![("host".to_string(), host)];
             let payload_hash = sigv4::sha256_hex(&body);
@@ -140,12 +167,17 @@ impl Client {
             .get("x-amzn-errortype")
             .and_then(|v| v.to_str().ok())
             .map(|s| s.split(':').next().unwrap_or(s).to_owned());
+        let headers = resp.headers().clone();
         let body = resp
             .bytes()
             .await
             .context("the server closed the connection early")?;
         if status.is_success() {
-            return Ok(Reply { status, body });
+            return Ok(Reply {
+                status,
+                headers,
+                body,
+            });
         }
         let message = serde_json::from_slice::<serde_json::Value>(&body)
             .ok()

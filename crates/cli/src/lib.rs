@@ -41,6 +41,25 @@ pub enum Command {
         /// Function name or ARN.
         name: String,
     },
+    /// Invoke a function synchronously and print its response.
+    Invoke {
+        /// Function name or ARN.
+        name: String,
+        /// The event: JSON text, or @FILE.
+        #[arg(long)]
+        payload: Option<String>,
+        /// Print the invocation's log (its last 4 KB) to stderr.
+        #[arg(long)]
+        log: bool,
+    },
+    /// Print a function's recent log lines.
+    Logs {
+        /// Function name or ARN.
+        name: String,
+        /// Keep printing new lines as they arrive.
+        #[arg(long, short)]
+        follow: bool,
+    },
     /// Delete a function.
     Rm {
         /// Function name or ARN.
@@ -55,6 +74,12 @@ pub async fn run(command: Command, options: ClientOptions) -> anyhow::Result<()>
         Command::Deploy(args) => commands::deploy::run(&client, args, options.json).await,
         Command::Ls => commands::ls::run(&client, options.json).await,
         Command::Show { name } => commands::show::run(&client, &name, options.json).await,
+        Command::Invoke { name, payload, log } => {
+            commands::invoke::run(&client, &name, payload.as_deref(), log, options.json).await
+        }
+        Command::Logs { name, follow } => {
+            commands::logs::run(&client, &name, follow, options.json).await
+        }
         Command::Rm { name } => commands::rm::run(&client, &name, options.json).await,
     }
 }

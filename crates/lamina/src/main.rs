@@ -47,6 +47,14 @@ struct ServerArgs {
 }
 
 fn main() -> anyhow::Result<()> {
+    // The first process of every sandbox: a fresh, single-threaded copy of this binary. It is
+    // dispatched before anything else starts (no runtime, no threads, no tracing).
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == "sandbox-init")
+    {
+        lamina_sandbox::init::main();
+    }
     let cli = Cli::parse();
     let default_level = if matches!(cli.command, Command::Server(_)) {
         "info"
@@ -61,10 +69,16 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    match cli.command {
+    let result = match cli.command {
         Command::Server(args) => runtime.block_on(server(args)),
         Command::Client(command) => runtime.block_on(lamina_cli::run(command, cli.client)),
+    };
+    if let Err(e) = result {
+        // One readable line (with causes), not a backtrace.
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
     }
+    Ok(())
 }
 
 async fn server(args: ServerArgs) -> anyhow::Result<()> {
@@ -72,6 +86,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         data_dir: args.data_dir,
         listen: args.listen,
         verify_auth: args.auth.then_some(true),
+        init_exe: None,
     };
     let config = lamina_server::Config::load(args.config.as_deref(), overrides)?;
     let listener = tokio::net::TcpListener::bind(config.listen)

@@ -24,6 +24,10 @@ pub struct Config {
     pub auth: AuthConfig,
     /// The account concurrency limit.
     pub account_concurrency: u32,
+    /// How long function logs are kept, days.
+    pub log_retention_days: u32,
+    /// The binary re-executed as `sandbox-init` (normally this one).
+    pub init_exe: Option<PathBuf>,
 }
 
 /// One access key in the configuration file.
@@ -53,6 +57,7 @@ pub struct FileConfig {
     pub region: Option<String>,
     pub account: Option<String>,
     pub account_concurrency: Option<u32>,
+    pub log_retention_days: Option<u32>,
     pub auth: AuthSection,
     pub limits: Limits,
 }
@@ -63,6 +68,7 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub listen: Option<String>,
     pub verify_auth: Option<bool>,
+    pub init_exe: Option<PathBuf>,
 }
 
 /// Why a configuration is unusable.
@@ -168,6 +174,8 @@ impl Config {
                 max_skew_s: raw.auth.max_skew_s.unwrap_or(15 * 60),
             },
             account_concurrency: raw.account_concurrency.unwrap_or(1000),
+            log_retention_days: raw.log_retention_days.unwrap_or(7),
+            init_exe: o.init_exe,
         })
     }
 }

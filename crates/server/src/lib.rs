@@ -4,6 +4,7 @@
 //! listener and a shutdown future.
 
 mod config;
+mod logsink;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -25,15 +26,37 @@ pub async fn run(
     let store = tokio::task::spawn_blocking(move || Store::open(&data_dir))
         .await?
         .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
+    let store = Arc::new(store);
+    let init_exe = match &config.init_exe {
+        Some(p) => p.clone(),
+        None => std::env::current_exe().context("cannot find our own binary for sandbox-init")?,
+    };
+    let executor = lamina_runtime_api::Executor::new(
+        lamina_runtime_api::ExecutorConfig {
+            work_dir: store.data_dir().join("run"),
+            init_exe,
+        },
+        logsink::StoreLogs::start(store.clone()),
+    )
+    .context("cannot prepare the execution environment directory")?;
+    {
+        let ex = executor.clone();
+        tokio::task::spawn_blocking(move || ex.clean_start()).await?;
+    }
+    tracing::info!("{}", executor.host_summary());
+    tracing::info!(runtimes = %executor.runtimes().join(", "), "runtimes served");
+    spawn_log_expiry(store.clone(), config.log_retention_days);
     let mut url_key = [0u8; 32];
     url_key[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
     url_key[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
     let state = Arc::new(AppState {
-        store: Arc::new(store),
+        store,
         limits: config.limits.clone(),
         auth: config.auth.clone(),
         account_concurrency: config.account_concurrency,
         url_key,
+        runtimes: executor.runtimes(),
+        executor: executor.clone(),
     });
     let addr = listener.local_addr()?;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), verify_signatures = config.auth.verify, "lamina is serving the Lambda API");
@@ -41,6 +64,20 @@ pub async fn run(
         .with_graceful_shutdown(shutdown)
         .await
         .context("the HTTP server failed")?;
+    executor.shutdown().await;
     tracing::info!("lamina stopped");
     Ok(())
+}
+
+/// Deletes function logs older than the retention period, hourly.
+fn spawn_log_expiry(store: Arc<Store>, days: u32) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            let store = store.clone();
+            let before = lamina_model::now_millis() - days as i64 * 86_400_000;
+            let _ = tokio::task::spawn_blocking(move || store.expire_logs(before)).await;
+        }
+    });
 }

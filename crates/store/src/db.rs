@@ -33,6 +33,18 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (function_id, version)
     );
     CREATE INDEX function_versions_code ON function_versions(code_sha256);",
+    // 2: function logs.
+    "CREATE TABLE log_events (
+        id INTEGER PRIMARY KEY,
+        account TEXT NOT NULL,
+        region TEXT NOT NULL,
+        function TEXT NOT NULL,
+        stream TEXT NOT NULL,
+        ts_ms INTEGER NOT NULL,
+        message TEXT NOT NULL
+    );
+    CREATE INDEX log_events_function ON log_events(account, region, function, id);
+    CREATE INDEX log_events_time ON log_events(ts_ms);",
 ];
 
 /// Opens the database at `path`, in WAL mode with full durability, and migrates it.

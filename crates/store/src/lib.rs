@@ -14,6 +14,7 @@ pub mod code;
 mod db;
 mod error;
 mod functions;
+mod logs;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -25,6 +26,7 @@ pub use archive::{ArchiveError, ExtractLimits};
 pub use code::{CodeDir, CodeError, StoredCode};
 pub use error::StoreError;
 pub use functions::{FunctionKey, FunctionRecord, NewFunction};
+pub use logs::{LogEvent, NewLogEvent};
 
 /// The metadata database and the code directory of one server.
 pub struct Store {
@@ -48,6 +50,13 @@ impl Store {
     /// of any write that a crash interrupted.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|source| {
+            StoreError::Code(CodeError::Io {
+                path: data_dir.to_path_buf(),
+                source,
+            })
+        })?;
+        // Absolute from here on: sandboxes mount code by path after changing directory.
+        let data_dir = &data_dir.canonicalize().map_err(|source| {
             StoreError::Code(CodeError::Io {
                 path: data_dir.to_path_buf(),
                 source,

@@ -1,6 +1,8 @@
 //! One module per client command.
 
 pub mod deploy;
+pub mod invoke;
+pub mod logs;
 pub mod ls;
 pub mod rm;
 pub mod show;

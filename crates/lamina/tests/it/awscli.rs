@@ -92,7 +92,7 @@ fn aws_cli_create_wait_get_list_update_tag_delete() {
             "--function-name",
             "awsfn",
             "--runtime",
-            "python3.12",
+            "provided.al2023",
             "--handler",
             "app.handler",
             "--role",
@@ -148,7 +148,7 @@ fn aws_cli_create_wait_get_list_update_tag_delete() {
             "arn:aws:lambda:us-east-1:000000000000:function:awsfn",
         ],
     ));
-    assert_eq!(conf["Runtime"], "python3.12");
+    assert_eq!(conf["Runtime"], "provided.al2023");
 
     let listed = json(run(&aws, &ep, &["lambda", "list-functions"]));
     assert_eq!(listed["Functions"][0]["FunctionName"], "awsfn");

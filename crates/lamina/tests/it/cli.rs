@@ -45,7 +45,7 @@ fn deploy_ls_show_rm() {
             "--name",
             "cli-fn",
             "--runtime",
-            "python3.12",
+            "provided.al2023",
             "--handler",
             "app.handler",
             "--memory",
@@ -113,7 +113,7 @@ fn deploy_ls_show_rm() {
     let table = lamina(&ep, &["ls"]);
     let text = String::from_utf8(table.stdout).unwrap();
     assert!(
-        text.starts_with("NAME") && text.contains("cli-fn") && text.contains("python3.12"),
+        text.starts_with("NAME") && text.contains("cli-fn") && text.contains("provided.al2023"),
         "{text}"
     );
 
@@ -136,7 +136,7 @@ fn deploy_ls_show_rm() {
             "--name",
             "x",
             "--runtime",
-            "python3.12",
+            "provided.al2023",
             "--handler",
             "a.b",
             "--memory",

@@ -28,7 +28,7 @@ fn create_body(name: &str, size: usize) -> Vec<u8> {
     ]);
     serde_json::to_vec(&serde_json::json!({
         "FunctionName": name,
-        "Runtime": "python3.12",
+        "Runtime": "provided.al2023",
         "Handler": "app.handler",
         "Role": ROLE,
         "Code": { "ZipFile": base64::engine::general_purpose::STANDARD.encode(zip) },
@@ -142,7 +142,7 @@ async fn kill9_keeps_exactly_the_acknowledged_writes() {
                 let r = client
                     .create_function()
                     .function_name(&name)
-                    .runtime(aws_sdk_lambda::types::Runtime::Python312)
+                    .runtime(aws_sdk_lambda::types::Runtime::Providedal2023)
                     .handler("app.handler")
                     .role(ROLE)
                     .code(

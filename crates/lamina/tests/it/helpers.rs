@@ -42,6 +42,7 @@ pub async fn spawn_app_with(extra_toml: &str) -> TestApp {
             data_dir: Some(dir.path().to_path_buf()),
             listen: Some("127.0.0.1:0".into()),
             verify_auth: None,
+            init_exe: Some(env!("CARGO_BIN_EXE_lamina").into()),
         },
     )
     .unwrap();
@@ -114,7 +115,7 @@ pub async fn create(
     client
         .create_function()
         .function_name(name)
-        .runtime(aws_sdk_lambda::types::Runtime::Python312)
+        .runtime(aws_sdk_lambda::types::Runtime::Providedal2023)
         .handler("app.handler")
         .role(ROLE)
         .code(

@@ -5,6 +5,7 @@ mod awscli;
 mod cli;
 mod crash;
 mod helpers;
+mod invoke;
 mod sdk_auth;
 mod sdk_errors;
 mod sdk_functions;

@@ -14,7 +14,7 @@ fn base(
 ) -> aws_sdk_lambda::operation::create_function::builders::CreateFunctionFluentBuilder {
     c.create_function()
         .function_name(name)
-        .runtime(Runtime::Python312)
+        .runtime(Runtime::Providedal2023)
         .handler("app.handler")
         .role(ROLE)
         .code(
@@ -96,7 +96,7 @@ async fn configuration_limits() {
     assert_error(
         c.create_function()
             .function_name("nohandler")
-            .runtime(Runtime::Python312)
+            .runtime(Runtime::Providedal2023)
             .role(ROLE)
             .code(
                 FunctionCode::builder()
@@ -117,6 +117,11 @@ async fn configuration_limits() {
         base(c, "r2").runtime(Runtime::Python27).send().await,
         "InvalidParameterValueException",
         "no longer supported",
+    );
+    assert_error(
+        base(c, "r3").runtime(Runtime::Java21).send().await,
+        "InvalidParameterValueException",
+        "The runtime parameter of java21 is not served by this server. It offers: provided.al2, provided.al2023",
     );
     assert_error(
         base(c, "bad name!").send().await,
@@ -394,7 +399,7 @@ async fn hostile_archives_leave_nothing_behind() {
         let r = c
             .create_function()
             .function_name(name)
-            .runtime(Runtime::Python312)
+            .runtime(Runtime::Providedal2023)
             .handler("app.handler")
             .role(ROLE)
             .code(FunctionCode::builder().zip_file(Blob::new(zip)).build())
@@ -460,7 +465,7 @@ async fn oversize_uploads() {
     let r = c
         .create_function()
         .function_name("big")
-        .runtime(Runtime::Python312)
+        .runtime(Runtime::Providedal2023)
         .handler("app.handler")
         .role(ROLE)
         .code(FunctionCode::builder().zip_file(Blob::new(zip)).build())
@@ -508,7 +513,7 @@ async fn malformed_requests_get_typed_errors() {
 
     let resp = http
         .post(format!("{}/2015-03-31/functions", app.endpoint()))
-        .body(r#"{"FunctionName":"x","Role":"arn:aws:iam::000000000000:role/r","Runtime":"python3.12","Handler":"a.b","Code":{"ZipFile":"***"}}"#)
+        .body(r#"{"FunctionName":"x","Role":"arn:aws:iam::000000000000:role/r","Runtime":"provided.al2023","Handler":"a.b","Code":{"ZipFile":"***"}}"#)
         .send()
         .await
         .unwrap();

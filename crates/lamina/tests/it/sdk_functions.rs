@@ -17,7 +17,7 @@ async fn create_wait_get_download() {
     let created = c
         .create_function()
         .function_name("hello")
-        .runtime(aws_sdk_lambda::types::Runtime::Python312)
+        .runtime(aws_sdk_lambda::types::Runtime::Providedal2023)
         .handler("app.handler")
         .role(ROLE)
         .description("says hello")

@@ -1,0 +1,194 @@
+//! Invoke: `POST /2015-03-31/functions/{name}/invocations`, synchronously (`RequestResponse`)
+//! or as a permission check (`DryRun`).
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Extension, Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use lamina_model::{ErrorKind, LambdaError, Qualifier, State as FnState};
+use lamina_runtime_api::{Failure, FunctionRuntime, Invocation};
+
+use crate::query::Query;
+use crate::{ApiResult, AppState, Caller, arn, blocking, function_not_found, resolve};
+
+/// The largest synchronous request payload (6 MiB).
+pub const MAX_SYNC_PAYLOAD: usize = 6_291_456;
+/// The largest `X-Amz-Client-Context` (base64).
+const MAX_CLIENT_CONTEXT: usize = 3583;
+
+fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// `POST /2015-03-31/functions/{name}/invocations`.
+pub async fn invoke(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let q = Query::parse(raw.as_deref());
+    let (key, qualifier) = resolve(&caller, &name, q.get("Qualifier"), "InvokeFunction")?;
+    let invocation_type = header(&headers, "x-amz-invocation-type").unwrap_or("RequestResponse");
+    match invocation_type {
+        "RequestResponse" | "DryRun" => {}
+        "Event" => {
+            return Err(LambdaError::invalid_parameter(
+                "Asynchronous invocation (InvocationType Event) is not supported by this server yet; use RequestResponse.",
+            )
+            .into());
+        }
+        other => {
+            return Err(LambdaError::validation(
+                other,
+                "invocationType",
+                "Member must satisfy enum value set: [Event, RequestResponse, DryRun]",
+            )
+            .into());
+        }
+    }
+    let tail = match header(&headers, "x-amz-log-type").unwrap_or("None") {
+        "None" => false,
+        "Tail" => true,
+        other => {
+            return Err(LambdaError::validation(
+                other,
+                "logType",
+                "Member must satisfy enum value set: [Tail, None]",
+            )
+            .into());
+        }
+    };
+    if body.len() > MAX_SYNC_PAYLOAD {
+        return Err(LambdaError::too_large(format!(
+            "Request must be smaller than {MAX_SYNC_PAYLOAD} bytes for the InvokeFunction operation"
+        ))
+        .into());
+    }
+    if !body.iter().all(u8::is_ascii_whitespace)
+        && let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&body)
+    {
+        return Err(LambdaError::new(
+            ErrorKind::InvalidRequestContent,
+            format!("Could not parse request body into json: {e}"),
+        )
+        .into());
+    }
+    let client_context = match header(&headers, "x-amz-client-context") {
+        None => None,
+        Some(cc) if cc.len() > MAX_CLIENT_CONTEXT => {
+            return Err(LambdaError::invalid_parameter(format!(
+                "Client context must be at most {MAX_CLIENT_CONTEXT} bytes of base64."
+            ))
+            .into());
+        }
+        Some(cc) => {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(cc)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .filter(|s| serde_json::from_str::<serde::de::IgnoredAny>(s).is_ok())
+                .ok_or_else(|| {
+                    LambdaError::invalid_parameter(
+                        "Client context must be a valid Base64-encoded JSON object.",
+                    )
+                })?;
+            Some(decoded)
+        }
+    };
+    if matches!(qualifier, Some(Qualifier::Version(_) | Qualifier::Alias(_))) {
+        return Err(function_not_found(&key, qualifier.as_ref()));
+    }
+    let store = state.store.clone();
+    let k = key.clone();
+    let rec = blocking(move || Ok(store.get_function(&k)?))
+        .await?
+        .ok_or_else(|| function_not_found(&key, qualifier.as_ref()))?;
+    if rec.state != FnState::Active {
+        return Err(LambdaError::conflict(format!(
+            "The operation cannot be performed at this time. The function is currently in the following state: {}",
+            rec.state.as_str()
+        ))
+        .into());
+    }
+    if invocation_type == "DryRun" {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    let spec = &rec.spec;
+    let function = FunctionRuntime {
+        account: key.account.to_string(),
+        region: key.region.to_string(),
+        name: key.name.to_string(),
+        version: rec.version.clone(),
+        revision_id: rec.revision_id.clone(),
+        runtime: spec
+            .runtime
+            .as_ref()
+            .map(|r| r.to_string())
+            .unwrap_or_default(),
+        handler: spec.handler.clone().unwrap_or_default(),
+        memory_mb: spec.memory_size,
+        timeout_s: spec.timeout,
+        tmp_mb: spec.ephemeral_storage,
+        environment: spec.environment.clone(),
+        code_tree: state.store.code().tree_path(&rec.code.sha256_hex),
+        log_group: spec
+            .log_group
+            .clone()
+            .unwrap_or_else(|| format!("/aws/lambda/{}", key.name)),
+        function_arn: arn(&key, None),
+    };
+    let invocation = Invocation {
+        request_id: uuid::Uuid::new_v4().to_string(),
+        payload: body,
+        invoked_arn: arn(&key, qualifier.as_ref()),
+        version: rec.version.clone(),
+        client_context,
+    };
+    let request_id = invocation.request_id.clone();
+    let (outcome, log) = match state.executor.invoke(&function, invocation).await {
+        Ok(done) => (done.outcome, done.tail),
+        Err(Failure::Function(outcome)) => (outcome, String::new()),
+        Err(Failure::Unavailable(why)) => {
+            return Err(
+                LambdaError::service(format!("This server cannot run functions: {why}")).into(),
+            );
+        }
+        Err(Failure::Internal(why)) => {
+            tracing::error!(function = %key.name, error = %why, "invocation failed inside the platform");
+            return Err(LambdaError::service("An internal error occurred while running the function. The server log has the details.").into());
+        }
+    };
+    let mut resp = Response::new(Body::from(outcome.body));
+    *resp.status_mut() = StatusCode::OK;
+    let h = resp.headers_mut();
+    h.insert(
+        "content-type",
+        HeaderValue::from_str(&outcome.content_type)
+            .unwrap_or(HeaderValue::from_static("application/json")),
+    );
+    h.insert(
+        "x-amz-executed-version",
+        HeaderValue::from_str(&rec.version).unwrap_or(HeaderValue::from_static("$LATEST")),
+    );
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        h.insert("x-amzn-requestid", v);
+    }
+    if outcome.function_error {
+        h.insert(
+            "x-amz-function-error",
+            HeaderValue::from_static("Unhandled"),
+        );
+    }
+    if tail
+        && let Ok(v) = HeaderValue::from_str(&base64::engine::general_purpose::STANDARD.encode(log))
+    {
+        h.insert("x-amz-log-result", v);
+    }
+    Ok(resp)
+}

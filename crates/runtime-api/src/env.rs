@@ -1,0 +1,617 @@
+//! One execution environment: a sandbox running a function's runtime, its Runtime API server,
+//! its log pumps, and the invocations it serves one after another.
+
+use std::collections::BTreeMap;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use lamina_sandbox::cgroup::{self, Cgroup};
+use lamina_sandbox::kernel::Kernel;
+use lamina_sandbox::rootfs::RootPlan;
+use lamina_sandbox::{SpawnError, Spec};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::logs::Tap;
+use crate::rapi::{self, Pending, Reply, Shared};
+use crate::runtimes::{self, Offered};
+use crate::{Executor, Failure, FunctionRuntime, Invocation, Outcome};
+
+/// INIT must finish within this, as on Lambda.
+pub const INIT_LIMIT: Duration = Duration::from_secs(10);
+const RUNTIME_API_PORT: u16 = 9001;
+const CPU_PERIOD_US: u64 = 100_000;
+
+/// A live environment.
+pub struct Environment {
+    pub id: u64,
+    pub revision_id: String,
+    tx: mpsc::Sender<Pending>,
+    shared: Arc<Shared>,
+    next_calls: watch::Receiver<u64>,
+    exit: watch::Receiver<Option<i32>>,
+    cgroup: Option<Cgroup>,
+    kernel: Arc<dyn Kernel>,
+    pid: u32,
+    server: JoinHandle<()>,
+    tap: Arc<Tap>,
+    /// Set until the first invocation has reported it.
+    init_ms: Option<f64>,
+    frozen: bool,
+    memory_mb: u32,
+    cpu_quota_us: u64,
+}
+
+/// The result of one invocation in an environment.
+pub struct Ran {
+    pub outcome: Outcome,
+    pub duration_ms: f64,
+    pub init_ms: Option<f64>,
+    pub max_memory_mb: u64,
+    pub tail: String,
+    /// Whether the environment may serve another invocation.
+    pub reusable: bool,
+}
+
+fn env_vars(f: &FunctionRuntime, offered: &Offered, stream: &str) -> Vec<(String, String)> {
+    let mut env: BTreeMap<String, String> = f.environment.clone();
+    let mut set = |k: &str, v: String| {
+        env.insert(k.to_owned(), v);
+    };
+    set("_HANDLER", f.handler.clone());
+    set("AWS_REGION", f.region.clone());
+    set("AWS_DEFAULT_REGION", f.region.clone());
+    if !offered.id.starts_with("provided") {
+        set("AWS_EXECUTION_ENV", format!("AWS_Lambda_{}", offered.id));
+    }
+    set("AWS_LAMBDA_FUNCTION_NAME", f.name.clone());
+    set("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", f.memory_mb.to_string());
+    set("AWS_LAMBDA_FUNCTION_VERSION", f.version.clone());
+    set("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".into());
+    set("AWS_LAMBDA_LOG_GROUP_NAME", f.log_group.clone());
+    set("AWS_LAMBDA_LOG_STREAM_NAME", stream.to_owned());
+    set(
+        "AWS_LAMBDA_RUNTIME_API",
+        format!("127.0.0.1:{RUNTIME_API_PORT}"),
+    );
+    set("LAMBDA_TASK_ROOT", "/var/task".into());
+    set("LAMBDA_RUNTIME_DIR", "/var/runtime".into());
+    set("TZ", ":UTC".into());
+    env.entry("LANG".into())
+        .or_insert_with(|| "en_US.UTF-8".into());
+    env.entry("PATH".into())
+        .or_insert_with(|| "/var/lang/bin:/usr/local/bin:/usr/bin/:/bin:/opt/bin".into());
+    env.entry("LD_LIBRARY_PATH".into()).or_insert_with(|| {
+        "/var/lang/lib:/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:/var/task:/var/task/lib:/opt/lib".into()
+    });
+    if offered.id.starts_with("python") {
+        let minor = offered.id.trim_start_matches("python");
+        env.entry("PYTHONPATH".into()).or_insert_with(|| {
+            format!("/var/runtime:/opt/python/lib/python{minor}/site-packages:/opt/python")
+        });
+    }
+    if let Some(major) = offered
+        .id
+        .strip_prefix("nodejs")
+        .and_then(|v| v.strip_suffix(".x"))
+    {
+        env.entry("NODE_PATH".into()).or_insert_with(|| {
+            format!("/opt/nodejs/node{major}/node_modules:/opt/nodejs/node_modules:/var/runtime/node_modules:/var/runtime:/var/task")
+        });
+    }
+    env.entry("AWS_XRAY_CONTEXT_MISSING".into())
+        .or_insert_with(|| "LOG_ERROR".into());
+    env.into_iter().collect()
+}
+
+/// `YYYY/MM/DD/[$LATEST]<32 hex>`.
+fn stream_name(version: &str) -> String {
+    let now = time::OffsetDateTime::now_utc();
+    format!(
+        "{:04}/{:02}/{:02}/[{version}]{}",
+        now.year(),
+        now.month() as u8,
+        now.day(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+/// Waits for a process to exit without a thread: a pidfd becomes readable when it does.
+fn watch_exit(mut child: std::process::Child) -> watch::Receiver<Option<i32>> {
+    let (tx, rx) = watch::channel(None);
+    // SAFETY: pidfd_open takes a pid and flags; the result is a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id() as libc::pid_t, 0) } as i32;
+    if fd < 0 {
+        std::thread::spawn(move || {
+            let code = child.wait().ok().and_then(|s| s.code()).unwrap_or(125);
+            let _ = tx.send(Some(code));
+        });
+        return rx;
+    }
+    // SAFETY: `fd` is a fresh descriptor we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    tokio::spawn(async move {
+        // SAFETY: `fd` is an owned pidfd that the AsyncFd keeps open until it is dropped.
+        if let Ok(afd) = unsafe { tokio::io::unix::AsyncFd::register(fd) } {
+            let _ = afd.readable().await;
+        }
+        let code = tokio::task::spawn_blocking(move || {
+            child.wait().ok().and_then(|s| s.code()).unwrap_or(125)
+        })
+        .await
+        .unwrap_or(125);
+        let _ = tx.send(Some(code));
+    });
+    rx
+}
+
+fn exit_message(request_id: &str, code: i32) -> String {
+    if code > 128 {
+        let sig = code - 128;
+        let name = match sig {
+            9 => "killed".to_owned(),
+            11 => "segmentation fault".to_owned(),
+            6 => "aborted".to_owned(),
+            15 => "terminated".to_owned(),
+            n => format!("signal {n}"),
+        };
+        format!("RequestId: {request_id} Error: Runtime exited with error: signal: {name}")
+    } else if code == 0 {
+        format!("RequestId: {request_id} Error: Runtime exited without providing a reason")
+    } else {
+        format!("RequestId: {request_id} Error: Runtime exited with error: exit status {code}")
+    }
+}
+
+fn failure_body(error_type: &str, message: String) -> Bytes {
+    Bytes::from(serde_json::json!({ "errorType": error_type, "errorMessage": message }).to_string())
+}
+
+impl Environment {
+    /// Starts an environment and waits for its INIT phase to end.
+    pub async fn start(
+        ex: &Executor,
+        f: &FunctionRuntime,
+        request_id: &str,
+    ) -> Result<Self, Failure> {
+        let inner = &ex.inner;
+        let offered = inner
+            .runtimes
+            .iter()
+            .find(|r| r.id == f.runtime)
+            .cloned()
+            .ok_or_else(|| {
+                Failure::Unavailable(format!("runtime {} is not served by this host", f.runtime))
+            })?;
+        let id = inner
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let stream = stream_name(&f.version);
+        let tap = Tap::new(
+            f.account.clone(),
+            f.region.clone(),
+            f.name.clone(),
+            stream.clone(),
+            inner.logs.clone(),
+        );
+        let started = Instant::now();
+
+        let memory_mb = f.memory_mb;
+        let cpu_quota_us = cgroup::cpu_quota_for(memory_mb as u64, CPU_PERIOD_US, inner.host.cpus);
+        let bootstrap_in_task = f.code_tree.join("bootstrap").exists();
+        let spec = Spec {
+            hostname: "localhost".into(),
+            root: RootPlan {
+                mountpoint: inner.paths.root_mountpoint.clone(),
+                binds: inner.binds(&f.code_tree),
+                symlinks: inner.symlinks.clone(),
+                tmp_mb: f.tmp_mb as u64,
+            },
+            cgroup_procs: Vec::new(),
+            runtime_api_port: RUNTIME_API_PORT,
+            // Each environment gets its own uid, so environments cannot signal or trace each other.
+            uid: 200_000 + (id % 100_000) as u32,
+            gid: 200_000 + (id % 100_000) as u32,
+            nofile: 1024,
+            nproc: 1024,
+            cwd: "/var/task".into(),
+            argv: runtimes::argv(&offered, bootstrap_in_task),
+            env: env_vars(f, &offered, &stream),
+        };
+        let kernel = inner.kernel.clone();
+        let layout = inner.host.cgroups.clone();
+        let cgroup_parent = inner.cgroup_parent.clone();
+        let exe = inner.paths.init_exe.clone();
+        let spawned = tokio::task::spawn_blocking(
+            move || -> Result<(lamina_sandbox::Sandbox, Option<Cgroup>), SpawnError> {
+                let mut spec = spec;
+                let cg = match &layout {
+                    Some(layout) => {
+                        let limits = cgroup::Limits {
+                            memory_bytes: memory_mb as u64 * 1024 * 1024,
+                            // INIT runs without a CPU quota (Lambda also boosts init); the
+                            // proportional quota applies from the first invocation on.
+                            cpu_quota_us: None,
+                            cpu_period_us: CPU_PERIOD_US,
+                            pids_max: 1024,
+                        };
+                        let cg = Cgroup::create(
+                            kernel.as_ref(),
+                            layout,
+                            format!("{}/env-{id}", cgroup_parent),
+                            limits,
+                        )
+                        .map_err(|e| SpawnError::Setup(format!("creating cgroups: {e}")))?;
+                        spec.cgroup_procs = cg.procs_files();
+                        Some(cg)
+                    }
+                    None => None,
+                };
+                let mut sandbox = match lamina_sandbox::spawn(&exe, &spec) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        if let Some(cg) = &cg {
+                            let _ = cg.destroy(kernel.as_ref());
+                        }
+                        return Err(e);
+                    }
+                };
+                if let Err(e) = sandbox.wait_started() {
+                    let _ = sandbox.child.kill();
+                    let _ = sandbox.child.wait();
+                    if let Some(cg) = &cg {
+                        let _ = cg.kill_all(kernel.as_ref());
+                        let _ = cg.destroy(kernel.as_ref());
+                    }
+                    return Err(e);
+                }
+                Ok((sandbox, cg))
+            },
+        )
+        .await
+        .map_err(|e| Failure::Internal(format!("sandbox start task failed: {e}")))?;
+        let (sandbox, cg) = match spawned {
+            Ok(s) => s,
+            Err(SpawnError::Exec(msg)) => {
+                return Err(Failure::Function(Outcome::error(failure_body(
+                    "Runtime.InvalidEntrypoint",
+                    format!("RequestId: {request_id} Error: {msg}"),
+                ))));
+            }
+            Err(e) => return Err(Failure::Internal(e.to_string())),
+        };
+        let lamina_sandbox::Sandbox {
+            child,
+            listener,
+            stdout,
+            stderr,
+            ..
+        } = sandbox;
+        let pid = child.id();
+        let io = |e: std::io::Error| Failure::Internal(format!("environment i/o: {e}"));
+        tap.pump(OwnedFd::from(stdout)).map_err(io)?;
+        tap.pump(OwnedFd::from(stderr)).map_err(io)?;
+        let exit = watch_exit(child);
+        listener.set_nonblocking(true).map_err(io)?;
+        let listener = tokio::net::TcpListener::from_std(listener).map_err(io)?;
+        let (tx, rx) = mpsc::channel(1);
+        let shared = Shared::new(rx);
+        let router = rapi::router(shared.clone());
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        let mut env = Self {
+            id,
+            revision_id: f.revision_id.clone(),
+            tx,
+            next_calls: shared.next_calls(),
+            shared,
+            exit,
+            cgroup: cg,
+            kernel: inner.kernel.clone(),
+            pid,
+            server,
+            tap,
+            init_ms: None,
+            frozen: false,
+            memory_mb,
+            cpu_quota_us,
+        };
+
+        // INIT ends when the runtime first asks for an invocation.
+        let mut init_errors = env.shared.init_errors();
+        let mut next = env.next_calls.clone();
+        let mut exit = env.exit.clone();
+        let result = tokio::select! {
+            r = next.wait_for(|n| *n >= 1) => r.map(|_| None).map_err(|_| ()),
+            _ = init_errors.wait_for(|e| *e) => Ok(Some(())),
+            _ = exit.wait_for(|e| e.is_some()) => Err(()),
+            _ = tokio::time::sleep(INIT_LIMIT) => Err(()),
+        };
+        let init_ms = started.elapsed().as_secs_f64() * 1000.0;
+        match result {
+            Ok(None) => {}
+            Ok(Some(())) | Err(()) => {
+                let posted = env
+                    .shared
+                    .init_error
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take();
+                let timed_out = env.exit.borrow().is_none() && posted.is_none();
+                // Give a crashing runtime a moment to be reaped, for its exit status.
+                if posted.is_none() && !timed_out {
+                    let _ = tokio::time::timeout(
+                        Duration::from_millis(200),
+                        env.exit.wait_for(|e| e.is_some()),
+                    )
+                    .await;
+                }
+                let code = *env.exit.borrow();
+                let oom = env.oom_killed();
+                env.tap.drain().await;
+                env.destroy().await;
+                let body = match (posted, code) {
+                    (Some((_, body)), _) => body,
+                    (None, _) if oom => failure_body(
+                        "Runtime.OutOfMemory",
+                        format!(
+                            "RequestId: {request_id} Error: Runtime exited with error: signal: killed"
+                        ),
+                    ),
+                    (None, Some(code)) => {
+                        failure_body("Runtime.ExitError", exit_message(request_id, code))
+                    }
+                    (None, None) => failure_body(
+                        "Sandbox.Timedout",
+                        format!(
+                            "RequestId: {request_id} Error: INIT phase did not finish within {:.2} seconds",
+                            INIT_LIMIT.as_secs_f64()
+                        ),
+                    ),
+                };
+                let mut outcome = Outcome::error(body);
+                outcome.init_failed = true;
+                return Err(Failure::Function(outcome));
+            }
+        }
+        env.init_ms = Some(init_ms);
+        env.apply_cpu_quota().await;
+        Ok(env)
+    }
+
+    fn oom_killed(&self) -> bool {
+        self.cgroup
+            .as_ref()
+            .is_some_and(|cg| cg.oom_kills(self.kernel.as_ref()).unwrap_or(0) > 0)
+    }
+
+    async fn apply_cpu_quota(&self) {
+        if let Some(cg) = self.cgroup.clone() {
+            let k = self.kernel.clone();
+            let q = self.cpu_quota_us;
+            let _ =
+                tokio::task::spawn_blocking(move || cg.set_cpu(k.as_ref(), Some(q), CPU_PERIOD_US))
+                    .await;
+        }
+    }
+
+    async fn set_frozen(&mut self, frozen: bool) {
+        if self.frozen == frozen {
+            return;
+        }
+        if let Some(cg) = self.cgroup.clone() {
+            let k = self.kernel.clone();
+            let r = tokio::task::spawn_blocking(move || {
+                if frozen {
+                    cg.freeze(k.as_ref())
+                } else {
+                    cg.thaw(k.as_ref())
+                }
+            })
+            .await;
+            if let Ok(Err(e)) = r {
+                tracing::warn!(env = self.id, error = %e, "freezer write failed");
+            }
+        }
+        self.frozen = frozen;
+    }
+
+    /// Freezes the environment while it waits in the pool.
+    pub async fn freeze(&mut self) {
+        self.set_frozen(true).await;
+    }
+
+    /// Runs one invocation.
+    pub async fn invoke(&mut self, inv: &Invocation, timeout_s: u32) -> Ran {
+        self.set_frozen(false).await;
+        if let Some(cg) = &self.cgroup {
+            let _ = cg.reset_peak(self.kernel.as_ref());
+        }
+        let request_id = inv.request_id.clone();
+        self.tap.start_capture();
+        self.tap.line(format!(
+            "START RequestId: {request_id} Version: {}",
+            inv.version
+        ));
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(timeout_s as u64);
+        let deadline_ms = lamina_model::now_millis() + timeout_s as i64 * 1000;
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let before = *self.next_calls.borrow();
+        let pending = Pending {
+            request_id: request_id.clone(),
+            payload: inv.payload.clone(),
+            deadline_ms,
+            invoked_arn: inv.invoked_arn.clone(),
+            trace_id: format!(
+                "Root=1-{:08x}-{};Parent={};Sampled=0",
+                lamina_model::now_millis() / 1000,
+                &uuid::Uuid::new_v4().simple().to_string()[..24],
+                &uuid::Uuid::new_v4().simple().to_string()[..16]
+            ),
+            client_context: inv.client_context.clone(),
+            cognito_identity: None,
+            reply: reply_tx,
+        };
+        let mut exit = self.exit.clone();
+        let mut reusable = true;
+        let mut status: Option<&str> = None;
+        let outcome = if self.tx.send(pending).await.is_err() {
+            reusable = false;
+            status = Some("error");
+            Outcome::error(failure_body(
+                "Runtime.ExitError",
+                exit_message(&request_id, 0),
+            ))
+        } else {
+            tokio::select! {
+                r = reply_rx => match r {
+                    Ok(Reply::Response { body, content_type }) => Outcome { body, content_type, function_error: false, init_failed: false, error_type: None },
+                    Ok(Reply::Error { body, error_type }) => {
+                        status = Some("error");
+                        let t = serde_json::from_slice::<serde_json::Value>(&body).ok().and_then(|v| v.get("errorType")?.as_str().map(str::to_owned)).or(Some(error_type));
+                        let mut o = Outcome::error(body);
+                        o.error_type = t;
+                        o
+                    }
+                    Ok(Reply::TooLarge) => {
+                        status = Some("error");
+                        Outcome::error(failure_body("Function.ResponseSizeTooLarge", format!("Response payload size exceeded maximum allowed payload size ({} bytes).", rapi::MAX_RESPONSE)))
+                    }
+                    Err(_) => {
+                        reusable = false;
+                        status = Some("error");
+                        Outcome::error(failure_body("Runtime.ExitError", exit_message(&request_id, 0)))
+                    }
+                },
+                _ = exit.wait_for(|e| e.is_some()) => {
+                    reusable = false;
+                    status = Some("error");
+                    let code = (*self.exit.borrow()).unwrap_or(125);
+                    if self.oom_killed() {
+                        Outcome::error(failure_body("Runtime.OutOfMemory", format!("RequestId: {request_id} Error: Runtime exited with error: signal: killed")))
+                    } else {
+                        Outcome::error(failure_body("Runtime.ExitError", exit_message(&request_id, code)))
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline.into()) => {
+                    reusable = false;
+                    status = Some("timeout");
+                    let secs = timeout_s as f64;
+                    self.tap.line(format!("{} {request_id} Task timed out after {secs:.2} seconds", time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()));
+                    Outcome::error(failure_body("Sandbox.Timedout", format!("RequestId: {request_id} Error: Task timed out after {secs:.2} seconds")))
+                }
+            }
+        };
+        // The invocation ends when the runtime asks for the next one.
+        if reusable {
+            let mut next = self.next_calls.clone();
+            let mut exit = self.exit.clone();
+            tokio::select! {
+                _ = next.wait_for(|n| *n > before) => {}
+                _ = exit.wait_for(|e| e.is_some()) => reusable = false,
+                _ = tokio::time::sleep_until(deadline.into()) => reusable = false,
+            }
+        }
+        let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let oom = self.oom_killed();
+        let max_memory_mb = if oom {
+            self.memory_mb as u64
+        } else {
+            self.cgroup
+                .as_ref()
+                .and_then(|cg| cg.peak_bytes(self.kernel.as_ref()).ok())
+                .map_or(0, |b| b.div_ceil(1024 * 1024))
+        };
+        self.tap.drain().await;
+        let init_ms = self.init_ms.take();
+        let billed = duration_ms.ceil() as u64;
+        self.tap.line(format!("END RequestId: {request_id}"));
+        let mut report = format!(
+            "REPORT RequestId: {request_id}\tDuration: {duration_ms:.2} ms\tBilled Duration: {billed} ms\tMemory Size: {} MB\tMax Memory Used: {max_memory_mb} MB\t",
+            self.memory_mb
+        );
+        if let Some(i) = init_ms {
+            report.push_str(&format!("Init Duration: {i:.2} ms\t"));
+        }
+        if let Some(s) = status {
+            report.push_str(&format!("Status: {s}\t"));
+            if let Some(t) = outcome_error_type(&outcome) {
+                report.push_str(&format!("Error Type: {t}\t"));
+            }
+        }
+        self.tap.line(report);
+        let tail = self.tap.take_capture();
+        Ran {
+            outcome,
+            duration_ms,
+            init_ms,
+            max_memory_mb,
+            tail,
+            reusable,
+        }
+    }
+
+    /// Kills every process of the environment and removes its cgroups.
+    pub async fn destroy(mut self) {
+        self.server.abort();
+        let cg = self.cgroup.take();
+        let k = self.kernel.clone();
+        let pid = self.pid;
+        let (k2, cg2) = (k.clone(), cg.clone());
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(cg) = &cg2 {
+                let _ = cg.kill_all(k2.as_ref());
+            }
+            let _ = k2.kill(pid as i32, libc::SIGKILL);
+        })
+        .await;
+        let _ =
+            tokio::time::timeout(Duration::from_secs(5), self.exit.wait_for(|e| e.is_some())).await;
+        if let Some(cg) = cg {
+            let _ = tokio::task::spawn_blocking(move || {
+                if let Err(e) = cg.destroy(k.as_ref()) {
+                    tracing::warn!(error = %e, "removing an environment's cgroups failed");
+                }
+            })
+            .await;
+        }
+    }
+}
+
+impl Drop for Environment {
+    fn drop(&mut self) {
+        // An environment dropped without `destroy` must not outlive its owner.
+        self.server.abort();
+        if let Some(cg) = &self.cgroup {
+            let _ = cg.kill_all(self.kernel.as_ref());
+        }
+        if self.exit.borrow().is_none() {
+            let _ = self.kernel.kill(self.pid as i32, libc::SIGKILL);
+        }
+    }
+}
+
+fn outcome_error_type(o: &Outcome) -> Option<String> {
+    o.error_type.clone().or_else(|| {
+        serde_json::from_slice::<serde_json::Value>(&o.body)
+            .ok()?
+            .get("errorType")?
+            .as_str()
+            .map(str::to_owned)
+    })
+}
+
+/// The directories every sandbox sees, prepared once.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub init_exe: PathBuf,
+    pub root_mountpoint: PathBuf,
+    pub etc: PathBuf,
+    pub runtime: PathBuf,
+    pub opt: PathBuf,
+}

@@ -1,0 +1,135 @@
+"""Lamina's Python runtime client: polls the Lambda Runtime API and calls the handler.
+
+Runs as /var/runtime/bootstrap.py under the host's python3. Handler `module.function`, resolved
+from /var/task (and /opt/python for layers); the context object matches AWS's.
+"""
+import http.client
+import importlib
+import json
+import os
+import sys
+import time
+import traceback
+
+API = os.environ["AWS_LAMBDA_RUNTIME_API"]
+PREFIX = "/2018-06-01/runtime"
+
+
+class Conn:
+    def __init__(self):
+        host, port = API.rsplit(":", 1)
+        self.c = http.client.HTTPConnection(host, int(port))
+
+    def request(self, method, path, body=None, headers=None):
+        for attempt in range(2):
+            try:
+                self.c.request(method, PREFIX + path, body=body, headers=headers or {})
+                r = self.c.getresponse()
+                return r, r.read()
+            except (http.client.HTTPException, ConnectionError):
+                self.c.close()
+                if attempt:
+                    raise
+
+
+class Context:
+    def __init__(self, headers):
+        self.function_name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME")
+        self.function_version = os.environ.get("AWS_LAMBDA_FUNCTION_VERSION")
+        self.memory_limit_in_mb = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+        self.log_group_name = os.environ.get("AWS_LAMBDA_LOG_GROUP_NAME")
+        self.log_stream_name = os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME")
+        self.aws_request_id = headers.get("lambda-runtime-aws-request-id")
+        self.invoked_function_arn = headers.get("lambda-runtime-invoked-function-arn")
+        self._deadline_ms = int(headers.get("lambda-runtime-deadline-ms", "0"))
+        cc = headers.get("lambda-runtime-client-context")
+        self.client_context = _ClientContext(json.loads(cc)) if cc else None
+        ci = headers.get("lambda-runtime-cognito-identity")
+        self.identity = _Identity(json.loads(ci)) if ci else None
+        self.tenant_id = headers.get("lambda-runtime-aws-tenant-id")
+
+    def get_remaining_time_in_millis(self):
+        return max(self._deadline_ms - int(time.time() * 1000), 0)
+
+
+class _ClientContext:
+    def __init__(self, d):
+        self.client = d.get("client")
+        self.custom = d.get("custom")
+        self.env = d.get("env")
+
+
+class _Identity:
+    def __init__(self, d):
+        self.cognito_identity_id = d.get("cognitoIdentityId")
+        self.cognito_identity_pool_id = d.get("cognitoIdentityPoolId")
+
+
+def error_body(e, request_id=None):
+    body = {
+        "errorMessage": str(e),
+        "errorType": type(e).__name__,
+        "stackTrace": traceback.format_list(traceback.extract_tb(e.__traceback__)),
+    }
+    if request_id:
+        body["requestId"] = request_id
+    return body
+
+
+def post_error(conn, path, body, error_type):
+    data = json.dumps(body).encode()
+    conn.request("POST", path, data, {"Lambda-Runtime-Function-Error-Type": error_type, "Content-Type": "application/json"})
+
+
+def load_handler(conn):
+    spec = os.environ.get("_HANDLER", "")
+    sys.path[:0] = [os.environ.get("LAMBDA_TASK_ROOT", "/var/task")]
+    try:
+        module_name, func_name = spec.rsplit(".", 1)
+    except ValueError:
+        body = {"errorMessage": f"Bad handler '{spec}': not enough values to unpack (expected 2, got 1)", "errorType": "Runtime.MalformedHandlerName", "stackTrace": []}
+        return None, body
+    try:
+        module = importlib.import_module(module_name.replace("/", "."))
+    except Exception as e:  # noqa: BLE001 - any import failure is the user's
+        kind = "Runtime.ImportModuleError" if isinstance(e, ImportError) else "Runtime.UserCodeSyntaxError" if isinstance(e, SyntaxError) else "Runtime.ImportModuleError"
+        return None, {"errorMessage": f"Unable to import module '{module_name}': {e}", "errorType": kind, "requestId": "", "stackTrace": traceback.format_list(traceback.extract_tb(e.__traceback__))}
+    handler = getattr(module, func_name, None)
+    if handler is None:
+        return None, {"errorMessage": f"Handler '{func_name}' missing on module '{module_name}'", "errorType": "Runtime.HandlerNotFound", "requestId": "", "stackTrace": []}
+    return handler, None
+
+
+def main():
+    conn = Conn()
+    handler, init_error = load_handler(conn)
+    sys.stdout.flush()
+    if init_error:
+        print(f"[ERROR] {init_error['errorType']}: {init_error['errorMessage']}", file=sys.stderr, flush=True)
+        post_error(conn, "/init/error", init_error, init_error["errorType"])
+        sys.exit(1)
+    while True:
+        r, body = conn.request("GET", "/invocation/next")
+        headers = {k.lower(): v for k, v in r.getheaders()}
+        request_id = headers.get("lambda-runtime-aws-request-id")
+        trace = headers.get("lambda-runtime-trace-id")
+        if trace:
+            os.environ["_X_AMZN_TRACE_ID"] = trace
+        try:
+            event = json.loads(body) if body else None
+            result = handler(event, Context(headers))
+            out = json.dumps(result).encode()
+        except Exception as e:  # noqa: BLE001 - reported to the caller as Lambda does
+            err = error_body(e, request_id)
+            print(f"[ERROR] {err['errorType']}: {err['errorMessage']}", file=sys.stderr)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            post_error(conn, f"/invocation/{request_id}/error", err, "Unhandled")
+            continue
+        sys.stdout.flush()
+        sys.stderr.flush()
+        conn.request("POST", f"/invocation/{request_id}/response", out, {"Content-Type": "application/json"})
+
+
+if __name__ == "__main__":
+    main()

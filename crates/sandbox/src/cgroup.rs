@@ -1,0 +1,517 @@
+//! Cgroups for one sandbox, on either hierarchy: v1 (one directory per controller, as on hybrid
+//! hosts) or v2 (one unified directory).
+//!
+//! | what            | v1                                   | v2                         |
+//! |-----------------|--------------------------------------|----------------------------|
+//! | memory limit    | `memory.limit_in_bytes`              | `memory.max` (+ `memory.swap.max = 0`) |
+//! | peak memory     | `memory.max_usage_in_bytes` (write 0 resets) | `memory.peak`      |
+//! | OOM kills       | `memory.oom_control`: `oom_kill N`   | `memory.events`: `oom_kill N` |
+//! | CPU quota       | `cpu.cfs_quota_us` / `cpu.cfs_period_us` | `cpu.max` = `quota period` |
+//! | processes       | `pids.max`                           | `pids.max`                 |
+//! | freeze          | `freezer.state` = `FROZEN`/`THAWED`  | `cgroup.freeze` = `1`/`0`  |
+//! | kill everything | signal each pid in `cgroup.procs`    | `cgroup.kill` = `1`        |
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::kernel::Kernel;
+
+/// The v1 controllers a sandbox uses.
+const V1_CONTROLLERS: [&str; 4] = ["memory", "cpu", "pids", "freezer"];
+
+/// Which cgroup hierarchy the host offers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Layout {
+    /// Controllers mounted separately under `root/<controller>`.
+    V1 { root: PathBuf },
+    /// The unified hierarchy at `root`.
+    V2 { root: PathBuf },
+}
+
+impl Layout {
+    /// Finds the hierarchy under `root` (normally `/sys/fs/cgroup`). A hybrid host whose unified
+    /// hierarchy lacks the memory controller is treated as v1.
+    pub fn detect(k: &dyn Kernel, root: &Path) -> Option<Self> {
+        if let Ok(controllers) = k.read(&root.join("cgroup.controllers"))
+            && ["memory", "cpu", "pids"]
+                .iter()
+                .all(|c| controllers.split_whitespace().any(|x| x == *c))
+        {
+            return Some(Layout::V2 {
+                root: root.to_path_buf(),
+            });
+        }
+        if V1_CONTROLLERS.iter().all(|c| k.exists(&root.join(c))) {
+            return Some(Layout::V1 {
+                root: root.to_path_buf(),
+            });
+        }
+        None
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Layout::V1 { .. } => "cgroup v1",
+            Layout::V2 { .. } => "cgroup v2",
+        }
+    }
+
+    /// Prepares the parent `lamina` group (v2: enables the controllers for its children).
+    pub fn prepare(&self, k: &dyn Kernel, parent: &str) -> io::Result<()> {
+        match self {
+            Layout::V1 { root } => {
+                for c in V1_CONTROLLERS {
+                    k.create_dir(&root.join(c).join(parent))?;
+                }
+            }
+            Layout::V2 { root } => {
+                k.write(&root.join("cgroup.subtree_control"), "+memory +cpu +pids")?;
+                let p = root.join(parent);
+                k.create_dir(&p)?;
+                k.write(&p.join("cgroup.subtree_control"), "+memory +cpu +pids")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Names of leftover sandbox groups under the parent (from a crashed run).
+    pub fn leftovers(&self, parent: &str) -> Vec<String> {
+        let dir = match self {
+            Layout::V1 { root } => root.join("memory").join(parent),
+            Layout::V2 { root } => root.join(parent),
+        };
+        std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// Limits for one sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub memory_bytes: u64,
+    /// CPU time per period, µs; `None` is unlimited.
+    pub cpu_quota_us: Option<u64>,
+    pub cpu_period_us: u64,
+    pub pids_max: u64,
+}
+
+/// CPU proportional to memory, as on Lambda: 1769 MB buys one vCPU, capped at the host's cores.
+pub fn cpu_quota_for(memory_mb: u64, period_us: u64, host_cpus: u64) -> u64 {
+    let quota = memory_mb * period_us / 1769;
+    quota.clamp(1000, host_cpus.max(1) * period_us)
+}
+
+/// The cgroup(s) of one sandbox.
+#[derive(Debug, Clone)]
+pub struct Cgroup {
+    layout: Layout,
+    /// Path relative to the hierarchy root, e.g. `lamina/env-42`.
+    rel: PathBuf,
+}
+
+impl Cgroup {
+    /// Creates the group and writes its limits.
+    pub fn create(
+        k: &dyn Kernel,
+        layout: &Layout,
+        rel: impl Into<PathBuf>,
+        limits: Limits,
+    ) -> io::Result<Self> {
+        let cg = Self {
+            layout: layout.clone(),
+            rel: rel.into(),
+        };
+        match &cg.layout {
+            Layout::V1 { .. } => {
+                for c in V1_CONTROLLERS {
+                    k.create_dir(&cg.v1(c))?;
+                }
+                k.write(
+                    &cg.v1("memory").join("memory.limit_in_bytes"),
+                    &limits.memory_bytes.to_string(),
+                )?;
+                k.write(
+                    &cg.v1("cpu").join("cpu.cfs_period_us"),
+                    &limits.cpu_period_us.to_string(),
+                )?;
+                k.write(
+                    &cg.v1("pids").join("pids.max"),
+                    &limits.pids_max.to_string(),
+                )?;
+            }
+            Layout::V2 { .. } => {
+                let d = cg.v2();
+                k.create_dir(&d)?;
+                k.write(&d.join("memory.max"), &limits.memory_bytes.to_string())?;
+                k.write(&d.join("memory.swap.max"), "0")?;
+                // One OOM kills the whole environment, as on Lambda.
+                k.write(&d.join("memory.oom.group"), "1")?;
+                k.write(&d.join("pids.max"), &limits.pids_max.to_string())?;
+            }
+        }
+        cg.set_cpu(k, limits.cpu_quota_us, limits.cpu_period_us)?;
+        Ok(cg)
+    }
+
+    /// A group that already exists (e.g. left over by a crashed run).
+    pub fn existing(layout: &Layout, rel: impl Into<PathBuf>) -> Option<Self> {
+        let cg = Self {
+            layout: layout.clone(),
+            rel: rel.into(),
+        };
+        cg.v2().parent().is_some().then_some(cg)
+    }
+
+    fn v1(&self, controller: &str) -> PathBuf {
+        match &self.layout {
+            Layout::V1 { root } => root.join(controller).join(&self.rel),
+            Layout::V2 { root } => root.join(&self.rel),
+        }
+    }
+
+    fn v2(&self) -> PathBuf {
+        match &self.layout {
+            Layout::V1 { root } | Layout::V2 { root } => root.join(&self.rel),
+        }
+    }
+
+    /// The files a process writes its own pid into to join this sandbox's group(s).
+    pub fn procs_files(&self) -> Vec<PathBuf> {
+        match &self.layout {
+            Layout::V1 { .. } => V1_CONTROLLERS
+                .iter()
+                .map(|c| self.v1(c).join("cgroup.procs"))
+                .collect(),
+            Layout::V2 { .. } => vec![self.v2().join("cgroup.procs")],
+        }
+    }
+
+    /// Sets the CPU quota; `None` lifts it.
+    pub fn set_cpu(&self, k: &dyn Kernel, quota_us: Option<u64>, period_us: u64) -> io::Result<()> {
+        match &self.layout {
+            Layout::V1 { .. } => {
+                let q = quota_us.map_or("-1".to_owned(), |q| q.to_string());
+                k.write(&self.v1("cpu").join("cpu.cfs_quota_us"), &q)
+            }
+            Layout::V2 { .. } => {
+                let q = quota_us.map_or("max".to_owned(), |q| q.to_string());
+                k.write(&self.v2().join("cpu.max"), &format!("{q} {period_us}"))
+            }
+        }
+    }
+
+    /// Stops every process of the sandbox; returns once the kernel reports it frozen.
+    pub fn freeze(&self, k: &dyn Kernel) -> io::Result<()> {
+        self.set_frozen(k, true)
+    }
+
+    /// Lets the sandbox run again.
+    pub fn thaw(&self, k: &dyn Kernel) -> io::Result<()> {
+        self.set_frozen(k, false)
+    }
+
+    fn set_frozen(&self, k: &dyn Kernel, frozen: bool) -> io::Result<()> {
+        // What to write, and the file plus line that confirm the new state.
+        let (file, value, status, want) = match &self.layout {
+            Layout::V1 { .. } => {
+                let state = self.v1("freezer").join("freezer.state");
+                let v = if frozen { "FROZEN" } else { "THAWED" };
+                (state.clone(), v, state, v)
+            }
+            Layout::V2 { .. } => (
+                self.v2().join("cgroup.freeze"),
+                if frozen { "1" } else { "0" },
+                self.v2().join("cgroup.events"),
+                if frozen { "frozen 1" } else { "frozen 0" },
+            ),
+        };
+        k.write(&file, value)?;
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            match k.read(&status) {
+                Ok(s) if s.lines().any(|l| l.trim() == want) => return Ok(()),
+                // The fake kernel keeps only what was written.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                _ if Instant::now() > deadline => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the freezer did not settle within 2 s",
+                    ));
+                }
+                _ => std::thread::sleep(Duration::from_micros(100)),
+            }
+        }
+    }
+
+    /// Starts a new peak-memory measurement (v1; v2's `memory.peak` covers the group's life).
+    pub fn reset_peak(&self, k: &dyn Kernel) -> io::Result<()> {
+        match &self.layout {
+            Layout::V1 { .. } => k.write(&self.v1("memory").join("memory.max_usage_in_bytes"), "0"),
+            Layout::V2 { .. } => Ok(()),
+        }
+    }
+
+    /// Peak memory since the last reset, bytes.
+    pub fn peak_bytes(&self, k: &dyn Kernel) -> io::Result<u64> {
+        let file = match &self.layout {
+            Layout::V1 { .. } => self.v1("memory").join("memory.max_usage_in_bytes"),
+            Layout::V2 { .. } => self.v2().join("memory.peak"),
+        };
+        k.read(&file)?
+            .trim()
+            .parse()
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidData))
+    }
+
+    /// How many processes the OOM killer has killed in this group.
+    pub fn oom_kills(&self, k: &dyn Kernel) -> io::Result<u64> {
+        let file = match &self.layout {
+            Layout::V1 { .. } => self.v1("memory").join("memory.oom_control"),
+            Layout::V2 { .. } => self.v2().join("memory.events"),
+        };
+        let text = k.read(&file)?;
+        Ok(text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("oom_kill ")
+                    .and_then(|n| n.trim().parse().ok())
+            })
+            .unwrap_or(0))
+    }
+
+    /// SIGKILLs every process in the group (thawing first, so that v1 can deliver the signal).
+    pub fn kill_all(&self, k: &dyn Kernel) -> io::Result<()> {
+        match &self.layout {
+            Layout::V2 { .. } => k.write(&self.v2().join("cgroup.kill"), "1"),
+            Layout::V1 { .. } => {
+                let procs = self.v1("pids").join("cgroup.procs");
+                for _ in 0..50 {
+                    let text = k.read(&procs).unwrap_or_default();
+                    let pids: Vec<i32> =
+                        text.lines().filter_map(|l| l.trim().parse().ok()).collect();
+                    if pids.is_empty() {
+                        break;
+                    }
+                    for pid in pids {
+                        let _ = k.kill(pid, libc::SIGKILL);
+                    }
+                    let _ = k.write(&self.v1("freezer").join("freezer.state"), "THAWED");
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Removes the group(s). The group must be empty.
+    pub fn destroy(&self, k: &dyn Kernel) -> io::Result<()> {
+        let dirs: Vec<PathBuf> = match &self.layout {
+            Layout::V1 { .. } => V1_CONTROLLERS.iter().map(|c| self.v1(c)).collect(),
+            Layout::V2 { .. } => vec![self.v2()],
+        };
+        let mut last = Ok(());
+        for d in dirs {
+            // Removal races with the exit of the last process; retry briefly.
+            let mut r = k.remove_dir(&d);
+            for _ in 0..200 {
+                match &r {
+                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                        std::thread::sleep(Duration::from_micros(500));
+                        r = k.remove_dir(&d);
+                    }
+                    _ => break,
+                }
+            }
+            match r {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => last = Err(e),
+                _ => {}
+            }
+        }
+        last
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::{Call, RecordingKernel};
+
+    fn limits() -> Limits {
+        Limits {
+            memory_bytes: 128 << 20,
+            cpu_quota_us: Some(7235),
+            cpu_period_us: 100_000,
+            pids_max: 1024,
+        }
+    }
+
+    fn writes(k: &RecordingKernel) -> Vec<(String, String)> {
+        k.calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                Call::Write(p, v) => Some((p.display().to_string(), v)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn detects_v2_and_hybrid_v1() {
+        let k = RecordingKernel::new();
+        k.set_file(
+            "/sys/fs/cgroup/cgroup.controllers",
+            "cpuset cpu io memory hugetlb pids rdma misc",
+        );
+        assert_eq!(
+            Layout::detect(&k, Path::new("/sys/fs/cgroup")),
+            Some(Layout::V2 {
+                root: "/sys/fs/cgroup".into()
+            })
+        );
+
+        // This machine's layout: the unified hierarchy has only hugetlb.
+        let k = RecordingKernel::new();
+        k.set_file("/sys/fs/cgroup/cgroup.controllers", "hugetlb");
+        for c in ["memory", "cpu", "pids", "freezer"] {
+            k.set_file(format!("/sys/fs/cgroup/{c}"), "");
+        }
+        assert_eq!(
+            Layout::detect(&k, Path::new("/sys/fs/cgroup")),
+            Some(Layout::V1 {
+                root: "/sys/fs/cgroup".into()
+            })
+        );
+        assert_eq!(
+            Layout::detect(&RecordingKernel::new(), Path::new("/sys/fs/cgroup")),
+            None
+        );
+    }
+
+    #[test]
+    fn v1_setup_sequence() {
+        let k = RecordingKernel::new();
+        let layout = Layout::V1 { root: "/cg".into() };
+        let cg = Cgroup::create(&k, &layout, "lamina/env-1", limits()).unwrap();
+        let calls = k.calls();
+        for c in ["memory", "cpu", "pids", "freezer"] {
+            assert!(
+                calls.contains(&Call::CreateDir(format!("/cg/{c}/lamina/env-1").into())),
+                "{c}"
+            );
+        }
+        assert_eq!(
+            writes(&k),
+            vec![
+                (
+                    "/cg/memory/lamina/env-1/memory.limit_in_bytes".into(),
+                    "134217728".into()
+                ),
+                (
+                    "/cg/cpu/lamina/env-1/cpu.cfs_period_us".into(),
+                    "100000".into()
+                ),
+                ("/cg/pids/lamina/env-1/pids.max".into(), "1024".into()),
+                (
+                    "/cg/cpu/lamina/env-1/cpu.cfs_quota_us".into(),
+                    "7235".into()
+                ),
+            ]
+        );
+        assert_eq!(cg.procs_files().len(), 4);
+        k.clear();
+        cg.freeze(&k).unwrap();
+        cg.set_cpu(&k, None, 100_000).unwrap();
+        cg.reset_peak(&k).unwrap();
+        assert_eq!(
+            writes(&k),
+            vec![
+                (
+                    "/cg/freezer/lamina/env-1/freezer.state".into(),
+                    "FROZEN".into()
+                ),
+                ("/cg/cpu/lamina/env-1/cpu.cfs_quota_us".into(), "-1".into()),
+                (
+                    "/cg/memory/lamina/env-1/memory.max_usage_in_bytes".into(),
+                    "0".into()
+                ),
+            ]
+        );
+        k.set_file(
+            "/cg/memory/lamina/env-1/memory.oom_control",
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
+        );
+        assert_eq!(cg.oom_kills(&k).unwrap(), 2);
+        k.set_file("/cg/pids/lamina/env-1/cgroup.procs", "41\n42\n");
+        k.clear();
+        // The fake's procs file never empties, so kill_all gives up after its retries.
+        cg.kill_all(&k).unwrap();
+        assert!(k.calls().contains(&Call::Kill(41, libc::SIGKILL)));
+    }
+
+    #[test]
+    fn v2_setup_sequence() {
+        let k = RecordingKernel::new();
+        let layout = Layout::V2 { root: "/cg".into() };
+        layout.prepare(&k, "lamina").unwrap();
+        let cg = Cgroup::create(&k, &layout, "lamina/env-1", limits()).unwrap();
+        assert_eq!(
+            writes(&k),
+            vec![
+                (
+                    "/cg/cgroup.subtree_control".into(),
+                    "+memory +cpu +pids".into()
+                ),
+                (
+                    "/cg/lamina/cgroup.subtree_control".into(),
+                    "+memory +cpu +pids".into()
+                ),
+                ("/cg/lamina/env-1/memory.max".into(), "134217728".into()),
+                ("/cg/lamina/env-1/memory.swap.max".into(), "0".into()),
+                ("/cg/lamina/env-1/memory.oom.group".into(), "1".into()),
+                ("/cg/lamina/env-1/pids.max".into(), "1024".into()),
+                ("/cg/lamina/env-1/cpu.max".into(), "7235 100000".into()),
+            ]
+        );
+        assert_eq!(
+            cg.procs_files(),
+            vec![PathBuf::from("/cg/lamina/env-1/cgroup.procs")]
+        );
+        k.clear();
+        cg.freeze(&k).unwrap();
+        cg.thaw(&k).unwrap();
+        cg.set_cpu(&k, None, 100_000).unwrap();
+        cg.kill_all(&k).unwrap();
+        assert_eq!(
+            writes(&k),
+            vec![
+                ("/cg/lamina/env-1/cgroup.freeze".into(), "1".into()),
+                ("/cg/lamina/env-1/cgroup.freeze".into(), "0".into()),
+                ("/cg/lamina/env-1/cpu.max".into(), "max 100000".into()),
+                ("/cg/lamina/env-1/cgroup.kill".into(), "1".into()),
+            ]
+        );
+        k.set_file(
+            "/cg/lamina/env-1/memory.events",
+            "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n",
+        );
+        assert_eq!(cg.oom_kills(&k).unwrap(), 1);
+        k.set_file("/cg/lamina/env-1/memory.peak", "52428800\n");
+        assert_eq!(cg.peak_bytes(&k).unwrap(), 52_428_800);
+    }
+
+    #[test]
+    fn cpu_is_proportional_to_memory() {
+        assert_eq!(cpu_quota_for(1769, 100_000, 8), 100_000);
+        assert_eq!(cpu_quota_for(128, 100_000, 8), 7235);
+        assert_eq!(cpu_quota_for(10_240, 100_000, 8), 578_858);
+        // Capped at the host's cores.
+        assert_eq!(cpu_quota_for(10_240, 100_000, 2), 200_000);
+    }
+}

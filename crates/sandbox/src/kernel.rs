@@ -1,0 +1,370 @@
+//! The narrow interface between sandbox logic and the kernel.
+//!
+//! Every mount, namespace change, cgroup file write and privilege drop goes through [`Kernel`].
+//! [`LinuxKernel`] performs the calls; [`RecordingKernel`] records them (and keeps cgroup files in
+//! memory), so the setup sequences for cgroup v1 and v2 run as ordinary unprivileged unit tests.
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Mount flags we use, as libc values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MountFlags(pub u64);
+
+impl MountFlags {
+    pub const NONE: Self = Self(0);
+    pub const RDONLY: Self = Self(libc::MS_RDONLY);
+    pub const NOSUID: Self = Self(libc::MS_NOSUID);
+    pub const NODEV: Self = Self(libc::MS_NODEV);
+    pub const NOEXEC: Self = Self(libc::MS_NOEXEC);
+    pub const BIND: Self = Self(libc::MS_BIND);
+    pub const REC: Self = Self(libc::MS_REC);
+    pub const REMOUNT: Self = Self(libc::MS_REMOUNT);
+    pub const PRIVATE: Self = Self(libc::MS_PRIVATE);
+}
+
+impl std::ops::BitOr for MountFlags {
+    type Output = Self;
+    fn bitor(self, rhs: Self) -> Self {
+        Self(self.0 | rhs.0)
+    }
+}
+
+/// Namespaces to unshare, as `CLONE_NEW*` bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Namespaces(pub i32);
+
+impl Namespaces {
+    /// Mount, PID, IPC, UTS, network and cgroup namespaces.
+    pub const SANDBOX: Self = Self(
+        libc::CLONE_NEWNS
+            | libc::CLONE_NEWPID
+            | libc::CLONE_NEWIPC
+            | libc::CLONE_NEWUTS
+            | libc::CLONE_NEWNET
+            | libc::CLONE_NEWCGROUP,
+    );
+}
+
+/// Resource limits we set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rlimit {
+    NoFile,
+    NProc,
+    Core,
+}
+
+/// Every kernel operation the sandbox performs.
+pub trait Kernel: Send + Sync {
+    fn create_dir(&self, path: &Path) -> io::Result<()>;
+    fn remove_dir(&self, path: &Path) -> io::Result<()>;
+    fn write(&self, path: &Path, data: &str) -> io::Result<()>;
+    fn read(&self, path: &Path) -> io::Result<String>;
+    fn exists(&self, path: &Path) -> bool;
+    fn unshare(&self, namespaces: Namespaces) -> io::Result<()>;
+    fn mount(
+        &self,
+        source: &str,
+        target: &Path,
+        fstype: Option<&str>,
+        flags: MountFlags,
+        data: Option<&str>,
+    ) -> io::Result<()>;
+    fn pivot_root(&self, new_root: &Path, put_old: &Path) -> io::Result<()>;
+    fn umount_detach(&self, target: &Path) -> io::Result<()>;
+    fn symlink(&self, target: &str, link: &Path) -> io::Result<()>;
+    fn create_file(&self, path: &Path) -> io::Result<()>;
+    fn sethostname(&self, name: &str) -> io::Result<()>;
+    fn chdir(&self, path: &Path) -> io::Result<()>;
+    fn setrlimit(&self, which: Rlimit, limit: u64) -> io::Result<()>;
+    /// Drops every capability from the bounding set, clears supplementary groups and switches to
+    /// `uid`/`gid` (which also empties the permitted and effective sets).
+    fn become_user(&self, uid: u32, gid: u32) -> io::Result<()>;
+    fn no_new_privs(&self) -> io::Result<()>;
+    fn kill(&self, pid: i32, signal: i32) -> io::Result<()>;
+}
+
+fn cstr(p: &Path) -> io::Result<CString> {
+    CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
+fn check(rc: libc::c_int) -> io::Result<()> {
+    if rc == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// The real kernel.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LinuxKernel;
+
+impl Kernel for LinuxKernel {
+    fn create_dir(&self, path: &Path) -> io::Result<()> {
+        match std::fs::create_dir(path) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+            r => r,
+        }
+    }
+    fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_dir(path)
+    }
+    fn write(&self, path: &Path, data: &str) -> io::Result<()> {
+        // cgroup files want one write(2) with the whole value.
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
+        f.write_all(data.as_bytes())
+    }
+    fn read(&self, path: &Path) -> io::Result<String> {
+        std::fs::read_to_string(path)
+    }
+    fn exists(&self, path: &Path) -> bool {
+        path.exists()
+    }
+    fn unshare(&self, namespaces: Namespaces) -> io::Result<()> {
+        // SAFETY: unshare takes flags only and affects the calling process.
+        check(unsafe { libc::unshare(namespaces.0) })
+    }
+    fn mount(
+        &self,
+        source: &str,
+        target: &Path,
+        fstype: Option<&str>,
+        flags: MountFlags,
+        data: Option<&str>,
+    ) -> io::Result<()> {
+        let src = CString::new(source).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let tgt = cstr(target)?;
+        let fs = fstype
+            .map(CString::new)
+            .transpose()
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let dat = data
+            .map(CString::new)
+            .transpose()
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: all pointers are valid NUL-terminated strings (or null) for the duration of the call.
+        check(unsafe {
+            libc::mount(
+                src.as_ptr(),
+                tgt.as_ptr(),
+                fs.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
+                flags.0 as libc::c_ulong,
+                dat.as_ref().map_or(std::ptr::null(), |s| s.as_ptr().cast()),
+            )
+        })
+    }
+    fn pivot_root(&self, new_root: &Path, put_old: &Path) -> io::Result<()> {
+        let a = cstr(new_root)?;
+        let b = cstr(put_old)?;
+        // SAFETY: both arguments are valid C strings; pivot_root has no libc wrapper.
+        check(unsafe { libc::syscall(libc::SYS_pivot_root, a.as_ptr(), b.as_ptr()) as libc::c_int })
+    }
+    fn umount_detach(&self, target: &Path) -> io::Result<()> {
+        let t = cstr(target)?;
+        // SAFETY: valid C string.
+        check(unsafe { libc::umount2(t.as_ptr(), libc::MNT_DETACH) })
+    }
+    fn symlink(&self, target: &str, link: &Path) -> io::Result<()> {
+        std::os::unix::fs::symlink(target, link)
+    }
+    fn create_file(&self, path: &Path) -> io::Result<()> {
+        std::fs::File::create(path).map(drop)
+    }
+    fn sethostname(&self, name: &str) -> io::Result<()> {
+        // SAFETY: the pointer and length describe `name`'s bytes.
+        check(unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) })
+    }
+    fn chdir(&self, path: &Path) -> io::Result<()> {
+        std::env::set_current_dir(path)
+    }
+    fn setrlimit(&self, which: Rlimit, limit: u64) -> io::Result<()> {
+        let resource = match which {
+            Rlimit::NoFile => libc::RLIMIT_NOFILE,
+            Rlimit::NProc => libc::RLIMIT_NPROC,
+            Rlimit::Core => libc::RLIMIT_CORE,
+        };
+        let r = libc::rlimit {
+            rlim_cur: limit,
+            rlim_max: limit,
+        };
+        // SAFETY: `r` is a valid rlimit for the duration of the call.
+        check(unsafe { libc::setrlimit(resource, &r) })
+    }
+    fn become_user(&self, uid: u32, gid: u32) -> io::Result<()> {
+        for cap in 0..=63 {
+            // SAFETY: PR_CAPBSET_DROP takes an integer; EINVAL for caps beyond the kernel's last.
+            let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) };
+            if rc == -1 && io::Error::last_os_error().raw_os_error() != Some(libc::EINVAL) {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        // SAFETY: setgroups with an empty list; setresgid/setresuid take plain integers.
+        unsafe {
+            check(libc::setgroups(0, std::ptr::null()))?;
+            check(libc::setresgid(gid, gid, gid))?;
+            check(libc::setresuid(uid, uid, uid))?;
+        }
+        Ok(())
+    }
+    fn no_new_privs(&self) -> io::Result<()> {
+        // SAFETY: PR_SET_NO_NEW_PRIVS takes integers only.
+        check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })
+    }
+    fn kill(&self, pid: i32, signal: i32) -> io::Result<()> {
+        // SAFETY: kill takes integers only.
+        check(unsafe { libc::kill(pid, signal) })
+    }
+}
+
+/// One recorded kernel call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Call {
+    CreateDir(PathBuf),
+    RemoveDir(PathBuf),
+    Write(PathBuf, String),
+    Unshare(i32),
+    Mount {
+        source: String,
+        target: PathBuf,
+        fstype: Option<String>,
+        flags: u64,
+        data: Option<String>,
+    },
+    PivotRoot(PathBuf, PathBuf),
+    UmountDetach(PathBuf),
+    Symlink(String, PathBuf),
+    CreateFile(PathBuf),
+    SetHostname(String),
+    Chdir(PathBuf),
+    SetRlimit(Rlimit, u64),
+    BecomeUser(u32, u32),
+    NoNewPrivs,
+    Kill(i32, i32),
+}
+
+/// A fake kernel that records calls and keeps written files in memory.
+#[derive(Debug, Default)]
+pub struct RecordingKernel {
+    calls: Mutex<Vec<Call>>,
+    files: Mutex<HashMap<PathBuf, String>>,
+}
+
+impl RecordingKernel {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Pretends a file exists with this content (e.g. `cgroup.controllers`).
+    pub fn set_file(&self, path: impl Into<PathBuf>, content: &str) {
+        self.files
+            .lock()
+            .unwrap()
+            .insert(path.into(), content.to_owned());
+    }
+    pub fn calls(&self) -> Vec<Call> {
+        self.calls.lock().unwrap().clone()
+    }
+    pub fn clear(&self) {
+        self.calls.lock().unwrap().clear();
+    }
+    fn record(&self, c: Call) {
+        self.calls.lock().unwrap().push(c);
+    }
+}
+
+impl Kernel for RecordingKernel {
+    fn create_dir(&self, path: &Path) -> io::Result<()> {
+        self.record(Call::CreateDir(path.into()));
+        self.files
+            .lock()
+            .unwrap()
+            .insert(path.into(), String::new());
+        Ok(())
+    }
+    fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        self.record(Call::RemoveDir(path.into()));
+        Ok(())
+    }
+    fn write(&self, path: &Path, data: &str) -> io::Result<()> {
+        self.record(Call::Write(path.into(), data.into()));
+        self.files.lock().unwrap().insert(path.into(), data.into());
+        Ok(())
+    }
+    fn read(&self, path: &Path) -> io::Result<String> {
+        self.files
+            .lock()
+            .unwrap()
+            .get(path)
+            .cloned()
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
+    }
+    fn exists(&self, path: &Path) -> bool {
+        self.files.lock().unwrap().contains_key(path)
+    }
+    fn unshare(&self, namespaces: Namespaces) -> io::Result<()> {
+        self.record(Call::Unshare(namespaces.0));
+        Ok(())
+    }
+    fn mount(
+        &self,
+        source: &str,
+        target: &Path,
+        fstype: Option<&str>,
+        flags: MountFlags,
+        data: Option<&str>,
+    ) -> io::Result<()> {
+        self.record(Call::Mount {
+            source: source.into(),
+            target: target.into(),
+            fstype: fstype.map(Into::into),
+            flags: flags.0,
+            data: data.map(Into::into),
+        });
+        Ok(())
+    }
+    fn pivot_root(&self, new_root: &Path, put_old: &Path) -> io::Result<()> {
+        self.record(Call::PivotRoot(new_root.into(), put_old.into()));
+        Ok(())
+    }
+    fn umount_detach(&self, target: &Path) -> io::Result<()> {
+        self.record(Call::UmountDetach(target.into()));
+        Ok(())
+    }
+    fn symlink(&self, target: &str, link: &Path) -> io::Result<()> {
+        self.record(Call::Symlink(target.into(), link.into()));
+        Ok(())
+    }
+    fn create_file(&self, path: &Path) -> io::Result<()> {
+        self.record(Call::CreateFile(path.into()));
+        Ok(())
+    }
+    fn sethostname(&self, name: &str) -> io::Result<()> {
+        self.record(Call::SetHostname(name.into()));
+        Ok(())
+    }
+    fn chdir(&self, path: &Path) -> io::Result<()> {
+        self.record(Call::Chdir(path.into()));
+        Ok(())
+    }
+    fn setrlimit(&self, which: Rlimit, limit: u64) -> io::Result<()> {
+        self.record(Call::SetRlimit(which, limit));
+        Ok(())
+    }
+    fn become_user(&self, uid: u32, gid: u32) -> io::Result<()> {
+        self.record(Call::BecomeUser(uid, gid));
+        Ok(())
+    }
+    fn no_new_privs(&self) -> io::Result<()> {
+        self.record(Call::NoNewPrivs);
+        Ok(())
+    }
+    fn kill(&self, pid: i32, signal: i32) -> io::Result<()> {
+        self.record(Call::Kill(pid, signal));
+        Ok(())
+    }
+}

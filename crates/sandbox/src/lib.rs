@@ -1,0 +1,45 @@
+//! Execution sandboxes: a process tree in its own mount, PID, IPC, UTS, network and cgroup
+//! namespaces, on a read-only root, under cgroup limits, as an unprivileged user with no
+//! capabilities, `no_new_privs` and a seccomp filter.
+//!
+//! Synchronous and free of tokio. Knows nothing about Lambda: callers describe a sandbox with a
+//! [`Spec`] and get back its process, its output pipes and a TCP listener that lives inside its
+//! network namespace.
+//!
+//! Sandboxes start by re-executing our own binary with a hidden `sandbox-init` subcommand
+//! ([`init::main`]), never by forking a multi-threaded process. Every kernel call goes through
+//! [`kernel::Kernel`], which has a recording fake for unit tests.
+
+pub mod cgroup;
+mod fdpass;
+pub mod host;
+pub mod init;
+pub mod kernel;
+pub mod rootfs;
+mod seccomp;
+mod spawn;
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+pub use spawn::{Sandbox, SpawnError, spawn};
+
+/// Everything `sandbox-init` needs to build one sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Spec {
+    pub hostname: String,
+    pub root: rootfs::RootPlan,
+    /// `cgroup.procs` files to join before unsharing.
+    pub cgroup_procs: Vec<PathBuf>,
+    /// The port of the listener bound on the sandbox's own `127.0.0.1`.
+    pub runtime_api_port: u16,
+    pub uid: u32,
+    pub gid: u32,
+    pub nofile: u64,
+    pub nproc: u64,
+    /// Working directory of the function's process, inside the sandbox.
+    pub cwd: PathBuf,
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+}

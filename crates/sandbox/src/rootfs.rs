@@ -1,0 +1,243 @@
+//! The sandbox's root filesystem: a small read-only tmpfs holding read-only binds of the host's
+//! system directories, the function's code and runtime, a size-limited `/tmp`, a fresh `/proc`
+//! with sensitive files masked, and a minimal `/dev`.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::kernel::{Kernel, MountFlags};
+
+/// A host path presented read-only inside the sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bind {
+    pub source: PathBuf,
+    /// Absolute path inside the sandbox.
+    pub target: PathBuf,
+    /// Whether the source is a file (the mountpoint is created as a file).
+    pub file: bool,
+}
+
+/// What the root is made of.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RootPlan {
+    /// An existing empty host directory to mount the new root on (private to the mount namespace).
+    pub mountpoint: PathBuf,
+    /// Read-only binds, mounted in order (a parent before anything inside it).
+    pub binds: Vec<Bind>,
+    /// Top-level names that are symlinks on the host (`bin` → `usr/bin` on merged-/usr systems).
+    pub symlinks: Vec<(String, String)>,
+    /// Size of `/tmp`, MB.
+    pub tmp_mb: u64,
+}
+
+/// `/proc` entries hidden behind `/dev/null`, as container runtimes do.
+const MASKED_PROC: &[&str] = &[
+    "kcore",
+    "keys",
+    "timer_list",
+    "sched_debug",
+    "sysrq-trigger",
+    "latency_stats",
+];
+/// `/proc` subtrees made read-only.
+const READONLY_PROC: &[&str] = &["sys", "irq", "bus", "fs"];
+const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom"];
+
+fn ro() -> MountFlags {
+    MountFlags::BIND
+        | MountFlags::REMOUNT
+        | MountFlags::RDONLY
+        | MountFlags::NOSUID
+        | MountFlags::NODEV
+}
+
+/// Builds the root and pivots into it. Runs inside the new mount and PID namespaces.
+pub fn build(k: &dyn Kernel, plan: &RootPlan) -> io::Result<()> {
+    let root = &plan.mountpoint;
+    let at = |p: &Path| root.join(p.strip_prefix("/").unwrap_or(p));
+    // Nothing we mount may propagate back to the host.
+    k.mount(
+        "none",
+        Path::new("/"),
+        None,
+        MountFlags::REC | MountFlags::PRIVATE,
+        None,
+    )?;
+    k.mount(
+        "lamina-root",
+        root,
+        Some("tmpfs"),
+        MountFlags::NOSUID | MountFlags::NODEV,
+        Some("size=1m,mode=755"),
+    )?;
+    for dir in ["tmp", "proc", "dev", "oldroot"] {
+        k.create_dir(&root.join(dir))?;
+    }
+    for (link, target) in &plan.symlinks {
+        k.symlink(target, &root.join(link))?;
+    }
+    for b in &plan.binds {
+        let target = at(&b.target);
+        create_path(k, root, &b.target, b.file)?;
+        k.mount(
+            &b.source.to_string_lossy(),
+            &target,
+            None,
+            MountFlags::BIND | MountFlags::REC,
+            None,
+        )?;
+        k.mount("none", &target, None, ro(), None)?;
+    }
+    k.mount(
+        "tmpfs",
+        &root.join("tmp"),
+        Some("tmpfs"),
+        MountFlags::NOSUID | MountFlags::NODEV,
+        Some(&format!("size={}m,mode=1777", plan.tmp_mb)),
+    )?;
+    let proc = root.join("proc");
+    k.mount(
+        "proc",
+        &proc,
+        Some("proc"),
+        MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+        None,
+    )?;
+    let dev = root.join("dev");
+    k.mount(
+        "tmpfs",
+        &dev,
+        Some("tmpfs"),
+        MountFlags::NOSUID | MountFlags::NOEXEC,
+        Some("size=64k,mode=755"),
+    )?;
+    for d in DEVICES {
+        let target = dev.join(d);
+        k.create_file(&target)?;
+        k.mount(&format!("/dev/{d}"), &target, None, MountFlags::BIND, None)?;
+    }
+    for (name, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        k.symlink(target, &dev.join(name))?;
+    }
+    for p in MASKED_PROC {
+        let target = proc.join(p);
+        if k.exists(&target) {
+            k.mount("/dev/null", &target, None, MountFlags::BIND, None)?;
+        }
+    }
+    for p in READONLY_PROC {
+        let target = proc.join(p);
+        if k.exists(&target) {
+            k.mount(
+                &target.to_string_lossy(),
+                &target,
+                None,
+                MountFlags::BIND | MountFlags::REC,
+                None,
+            )?;
+            k.mount("none", &target, None, ro(), None)?;
+        }
+    }
+    k.chdir(root)?;
+    k.pivot_root(root, &root.join("oldroot"))?;
+    k.chdir(Path::new("/"))?;
+    k.umount_detach(Path::new("/oldroot"))?;
+    k.remove_dir(Path::new("/oldroot"))?;
+    k.mount(
+        "none",
+        Path::new("/"),
+        None,
+        MountFlags::REMOUNT
+            | MountFlags::BIND
+            | MountFlags::RDONLY
+            | MountFlags::NOSUID
+            | MountFlags::NODEV,
+        None,
+    )?;
+    Ok(())
+}
+
+/// Creates the mountpoint for `inside` (and its parents) on the new root.
+fn create_path(k: &dyn Kernel, root: &Path, inside: &Path, file: bool) -> io::Result<()> {
+    let rel: PathBuf = inside.components().skip(1).collect();
+    let mut cur = root.to_path_buf();
+    let parts: Vec<_> = rel.components().collect();
+    for (i, c) in parts.iter().enumerate() {
+        cur.push(c);
+        let last = i + 1 == parts.len();
+        if last && file {
+            if !k.exists(&cur) {
+                k.create_file(&cur)?;
+            }
+        } else if !k.exists(&cur) {
+            k.create_dir(&cur)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::{Call, RecordingKernel};
+
+    #[test]
+    fn mounts_in_a_safe_order() {
+        let k = RecordingKernel::new();
+        let plan = RootPlan {
+            mountpoint: "/run/root".into(),
+            binds: vec![
+                Bind {
+                    source: "/usr".into(),
+                    target: "/usr".into(),
+                    file: false,
+                },
+                Bind {
+                    source: "/data/code/trees/abc".into(),
+                    target: "/var/task".into(),
+                    file: false,
+                },
+            ],
+            symlinks: vec![("bin".into(), "usr/bin".into())],
+            tmp_mb: 512,
+        };
+        build(&k, &plan).unwrap();
+        let calls = k.calls();
+        // First: stop propagation to the host. Last: read-only root.
+        assert!(
+            matches!(&calls[0], Call::Mount { target, flags, .. } if target == Path::new("/") && *flags == (libc::MS_REC | libc::MS_PRIVATE))
+        );
+        assert!(
+            matches!(calls.last().unwrap(), Call::Mount { target, flags, .. } if target == Path::new("/") && flags & libc::MS_RDONLY != 0)
+        );
+        // Every bind is followed by its read-only remount.
+        let task = calls.iter().position(|c| matches!(c, Call::Mount { target, flags, .. } if target == Path::new("/run/root/var/task") && *flags == (libc::MS_BIND | libc::MS_REC))).unwrap();
+        assert!(
+            matches!(&calls[task + 1], Call::Mount { target, flags, .. } if target == Path::new("/run/root/var/task") && flags & libc::MS_RDONLY != 0)
+        );
+        assert!(calls.contains(&Call::CreateDir("/run/root/var".into())));
+        assert!(calls.contains(&Call::Mount {
+            source: "tmpfs".into(),
+            target: "/run/root/tmp".into(),
+            fstype: Some("tmpfs".into()),
+            flags: libc::MS_NOSUID | libc::MS_NODEV,
+            data: Some("size=512m,mode=1777".into()),
+        }));
+        let pivot = calls
+            .iter()
+            .position(|c| matches!(c, Call::PivotRoot(..)))
+            .unwrap();
+        assert_eq!(
+            calls[pivot],
+            Call::PivotRoot("/run/root".into(), "/run/root/oldroot".into())
+        );
+        assert_eq!(calls[pivot + 2], Call::UmountDetach("/oldroot".into()));
+    }
+}

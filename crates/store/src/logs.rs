@@ -1,0 +1,97 @@
+//! Function log events: appended in batches, read by function in order, expired by age.
+
+use rusqlite::params;
+
+use crate::{FunctionKey, Store, StoreError};
+
+/// A log line to store.
+#[derive(Debug, Clone)]
+pub struct NewLogEvent {
+    pub account: String,
+    pub region: String,
+    pub function: String,
+    pub stream: String,
+    pub ts_ms: i64,
+    pub message: String,
+}
+
+/// A stored log line; `id` orders events and serves as a cursor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEvent {
+    pub id: i64,
+    pub stream: String,
+    pub ts_ms: i64,
+    pub message: String,
+}
+
+impl Store {
+    /// Appends a batch of log lines in one transaction.
+    pub fn append_logs(&self, events: &[NewLogEvent]) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO log_events (account, region, function, stream, ts_ms, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for e in events {
+                stmt.execute(params![
+                    e.account, e.region, e.function, e.stream, e.ts_ms, e.message
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Log lines of a function after cursor `after`, oldest first, at most `limit`.
+    pub fn logs(
+        &self,
+        key: &FunctionKey,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<LogEvent>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, stream, ts_ms, message FROM log_events
+             WHERE account = ?1 AND region = ?2 AND function = ?3 AND id > ?4 ORDER BY id LIMIT ?5",
+        )?;
+        let rows = stmt.query_map(
+            params![
+                key.account.as_str(),
+                key.region.as_str(),
+                key.name.as_str(),
+                after,
+                limit as i64
+            ],
+            |r| {
+                Ok(LogEvent {
+                    id: r.get(0)?,
+                    stream: r.get(1)?,
+                    ts_ms: r.get(2)?,
+                    message: r.get(3)?,
+                })
+            },
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The cursor of the newest `n`th-last line of a function (for `logs` without `--all`).
+    pub fn logs_cursor_for_last(&self, key: &FunctionKey, n: usize) -> Result<i64, StoreError> {
+        let conn = self.conn();
+        let id: Option<i64> = conn.query_row(
+            "SELECT MIN(id) - 1 FROM (SELECT id FROM log_events WHERE account = ?1 AND region = ?2 AND function = ?3 ORDER BY id DESC LIMIT ?4)",
+            params![key.account.as_str(), key.region.as_str(), key.name.as_str(), n as i64],
+            |r| r.get(0),
+        )?;
+        Ok(id.unwrap_or(0))
+    }
+
+    /// Deletes log lines older than `before_ms`. Returns how many went.
+    pub fn expire_logs(&self, before_ms: i64) -> Result<usize, StoreError> {
+        let conn = self.conn();
+        Ok(conn.execute(
+            "DELETE FROM log_events WHERE ts_ms < ?1",
+            params![before_ms],
+        )?)
+    }
+}
