@@ -85,8 +85,13 @@ pub async fn authenticate(
 }
 
 fn too_large(limit: usize, parts: &axum::http::request::Parts) -> ApiError {
-    let op = if parts.uri.path().ends_with("/invocations") {
+    let path = parts.uri.path();
+    let op = if path.ends_with("/invocations") {
         "InvokeFunction"
+    } else if path.ends_with("/code") {
+        "UpdateFunctionCode"
+    } else if path.trim_end_matches('/').ends_with("/functions") {
+        "CreateFunction"
     } else {
         "this"
     };

@@ -2,6 +2,9 @@
 //!
 //! `main` parses arguments, sets up tracing and hands over to the server or a client command.
 
+mod bench;
+mod native_runtime;
+
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -26,6 +29,8 @@ struct Cli {
 enum Command {
     /// Run the server: the Lambda API on --listen, state in --data-dir.
     Server(ServerArgs),
+    /// Measure cold starts, warm invokes and throughput against a loopback echo baseline.
+    Bench(bench::BenchArgs),
     #[command(flatten)]
     Client(lamina_cli::Command),
 }
@@ -55,6 +60,14 @@ fn main() -> anyhow::Result<()> {
     {
         lamina_sandbox::init::main();
     }
+    // Deployed as a function's `bootstrap` (by `lamina bench`): a native echo runtime.
+    if std::env::args_os().next().is_some_and(|a| {
+        std::path::Path::new(&a)
+            .file_name()
+            .is_some_and(|n| n == "bootstrap")
+    }) {
+        native_runtime::main();
+    }
     let cli = Cli::parse();
     let default_level = if matches!(cli.command, Command::Server(_)) {
         "info"
@@ -71,6 +84,7 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let result = match cli.command {
         Command::Server(args) => runtime.block_on(server(args)),
+        Command::Bench(args) => runtime.block_on(bench::run(args)),
         Command::Client(command) => runtime.block_on(lamina_cli::run(command, cli.client)),
     };
     if let Err(e) = result {

@@ -1,0 +1,267 @@
+//! `lamina bench`: cold-start and warm-invoke latency (p50, p99) and warm throughput for a native
+//! bootstrap and a Python function, next to a bare loopback HTTP echo measured in the same run.
+//!
+//! Everything runs in this process: a server on a temporary data directory and a port of its own,
+//! the echo baseline on another, and one HTTP client for both.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Cold starts to measure per function kind.
+    #[arg(long, default_value_t = 20)]
+    cold: usize,
+    /// Warm invocations to measure per function kind.
+    #[arg(long, default_value_t = 1000)]
+    warm: usize,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Latency figures, milliseconds.
+#[derive(Debug, Clone, serde::Serialize)]
+struct Stats {
+    n: usize,
+    p50_ms: f64,
+    p99_ms: f64,
+    mean_ms: f64,
+}
+
+fn stats(mut v: Vec<f64>) -> Stats {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let at = |q: f64| v[((q * n as f64).ceil() as usize).clamp(1, n) - 1];
+    Stats {
+        n,
+        p50_ms: at(0.5),
+        p99_ms: at(0.99),
+        mean_ms: v.iter().sum::<f64>() / n as f64,
+    }
+}
+
+fn zip_of(files: &[(&str, &[u8], u32)]) -> anyhow::Result<Vec<u8>> {
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, data, mode) in files {
+        // Deflate: a debug build of this binary is too big to upload uncompressed.
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            .compression_level(Some(1))
+            .unix_permissions(*mode);
+        w.start_file(*name, opts)?;
+        w.write_all(data)?;
+    }
+    Ok(w.finish()?.into_inner())
+}
+
+struct Target {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Target {
+    async fn create(
+        &self,
+        name: &str,
+        runtime: &str,
+        handler: &str,
+        memory: u32,
+        zip: &[u8],
+    ) -> anyhow::Result<()> {
+        let body = json!({
+            "FunctionName": name, "Runtime": runtime, "Handler": handler, "MemorySize": memory,
+            "Role": "arn:aws:iam::000000000000:role/bench", "Timeout": 30,
+            "Code": { "ZipFile": base64::engine::general_purpose::STANDARD.encode(zip) },
+        });
+        let r = self
+            .http
+            .post(format!("{}/2015-03-31/functions", self.base))
+            .json(&body)
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!("creating {name} failed: {}", r.text().await?);
+        }
+        Ok(())
+    }
+
+    async fn invoke(&self, name: &str) -> anyhow::Result<f64> {
+        let t = Instant::now();
+        let r = self
+            .http
+            .post(format!(
+                "{}/2015-03-31/functions/{name}/invocations",
+                self.base
+            ))
+            .body(r#"{"bench":true}"#)
+            .send()
+            .await?;
+        let failed = r.headers().contains_key("x-amz-function-error");
+        let status = r.status();
+        let body = r.bytes().await?;
+        let ms = t.elapsed().as_secs_f64() * 1000.0;
+        if !status.is_success() || failed {
+            bail!("invoking {name} failed: {}", String::from_utf8_lossy(&body));
+        }
+        Ok(ms)
+    }
+}
+
+fn bar(len: usize, what: &str, json: bool) -> ProgressBar {
+    if json {
+        return ProgressBar::hidden();
+    }
+    let b = ProgressBar::new(len as u64);
+    b.set_style(ProgressStyle::with_template("{msg:24} {bar:30} {pos}/{len}").expect("template"));
+    b.set_message(what.to_owned());
+    b
+}
+
+/// Runs the benchmark and prints the figures.
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let data = tempfile::tempdir().context("cannot create a temporary data directory")?;
+    let config = lamina_server::Config::from_parts(
+        lamina_server::FileConfig::default(),
+        lamina_server::Overrides {
+            data_dir: Some(data.path().to_path_buf()),
+            listen: Some("127.0.0.1:0".into()),
+            ..Default::default()
+        },
+    )?;
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(lamina_server::run(config, listener, async {
+        let _ = stopped.await;
+    }));
+    let echo_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let echo_addr = echo_listener.local_addr()?;
+    let echo = axum::Router::new().route(
+        "/echo",
+        axum::routing::post(|body: axum::body::Bytes| async move { body }),
+    );
+    tokio::spawn(async move { axum::serve(echo_listener, echo).await });
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(4)
+        .build()?;
+    let target = Target {
+        http: http.clone(),
+        base: format!("http://{addr}"),
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // Baseline: the same client, the same loopback, a handler that only echoes.
+    let mut echo_ms = Vec::with_capacity(args.warm);
+    let b = bar(args.warm, "loopback echo", args.json);
+    for _ in 0..args.warm + 20 {
+        let t = Instant::now();
+        http.post(format!("http://{echo_addr}/echo"))
+            .body(r#"{"bench":true}"#)
+            .send()
+            .await?
+            .bytes()
+            .await?;
+        echo_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        b.inc(1);
+    }
+    b.finish_and_clear();
+    echo_ms.drain(..20);
+
+    let me = std::fs::read(std::env::current_exe()?).context("cannot read our own binary")?;
+    let native_zip = zip_of(&[("bootstrap", &me, 0o755)])?;
+    let python = (9..=14)
+        .rev()
+        .map(|m| format!("python3.{m}"))
+        .find(|p| std::path::Path::new("/usr/bin").join(p).exists());
+    let py_zip = zip_of(&[(
+        "app.py",
+        b"def handler(event, context):\n    return event\n",
+        0o644,
+    )])?;
+
+    let mut kinds = vec![(
+        "native (provided.al2023)",
+        "provided.al2023".to_owned(),
+        "bootstrap",
+        &native_zip,
+    )];
+    if let Some(p) = &python {
+        kinds.push(("python (128 MB)", p.clone(), "app.handler", &py_zip));
+    }
+    let mut rows = Vec::new();
+    for (label, runtime, handler, zip) in kinds {
+        let b = bar(args.cold, &format!("{label}: cold"), args.json);
+        let mut cold = Vec::new();
+        for i in 0..args.cold {
+            let name = format!("cold-{}-{i}", runtime.replace('.', "-"));
+            target.create(&name, &runtime, handler, 128, zip).await?;
+            cold.push(target.invoke(&name).await?);
+            b.inc(1);
+        }
+        b.finish_and_clear();
+        let name = format!("warm-{}", runtime.replace('.', "-"));
+        target.create(&name, &runtime, handler, 128, zip).await?;
+        for _ in 0..20 {
+            target.invoke(&name).await?;
+        }
+        let b = bar(args.warm, &format!("{label}: warm"), args.json);
+        let mut warm = Vec::with_capacity(args.warm);
+        let t = Instant::now();
+        for _ in 0..args.warm {
+            warm.push(target.invoke(&name).await?);
+            b.inc(1);
+        }
+        let throughput = args.warm as f64 / t.elapsed().as_secs_f64();
+        b.finish_and_clear();
+        rows.push((label, stats(cold), stats(warm), throughput));
+    }
+    let echo = stats(echo_ms);
+    let _ = stop.send(());
+    let _ = server.await;
+
+    if args.json {
+        let out: Vec<_> = rows
+            .iter()
+            .map(|(l, c, w, t)| json!({ "function": l, "cold": c, "warm": w, "warm_throughput_per_s": t, "warm_p50_vs_echo": w.p50_ms / echo.p50_ms }))
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({ "loopback_echo": echo, "functions": out }))?
+        );
+        return Ok(());
+    }
+    println!("{:<28} {:>10} {:>10} {:>8}", "", "p50 ms", "p99 ms", "n");
+    println!(
+        "{:<28} {:>10.3} {:>10.3} {:>8}",
+        "loopback HTTP echo", echo.p50_ms, echo.p99_ms, echo.n
+    );
+    for (label, cold, warm, throughput) in &rows {
+        println!(
+            "{:<28} {:>10.3} {:>10.3} {:>8}",
+            format!("{label} cold"),
+            cold.p50_ms,
+            cold.p99_ms,
+            cold.n
+        );
+        println!(
+            "{:<28} {:>10.3} {:>10.3} {:>8}",
+            format!("{label} warm"),
+            warm.p50_ms,
+            warm.p99_ms,
+            warm.n
+        );
+        println!(
+            "{:<28} {:>10.0}/s   warm p50 = {:.2}x echo",
+            format!("{label} throughput"),
+            throughput,
+            warm.p50_ms / echo.p50_ms
+        );
+    }
+    Ok(())
+}

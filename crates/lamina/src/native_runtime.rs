@@ -1,0 +1,61 @@
+//! A minimal native custom runtime: when this binary runs as `bootstrap` inside a sandbox, it
+//! polls the Runtime API and echoes each event back. `lamina bench` deploys it to measure the
+//! platform with a runtime whose own cost is close to zero.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+
+fn read_response(r: &mut impl BufRead) -> std::io::Result<(Option<String>, Vec<u8>)> {
+    let mut len = 0usize;
+    let mut request_id = None;
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            let value = value.trim();
+            if name.eq_ignore_ascii_case("content-length") {
+                len = value.parse().unwrap_or(0);
+            } else if name.eq_ignore_ascii_case("lambda-runtime-aws-request-id") {
+                request_id = Some(value.to_owned());
+            }
+        }
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body)?;
+    Ok((request_id, body))
+}
+
+fn serve(api: &str) -> std::io::Result<()> {
+    let mut conn = TcpStream::connect(api)?;
+    conn.set_nodelay(true)?;
+    let mut reader = BufReader::new(conn.try_clone()?);
+    loop {
+        write!(
+            conn,
+            "GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: {api}\r\n\r\n"
+        )?;
+        let (id, event) = read_response(&mut reader)?;
+        let id = id.ok_or(std::io::ErrorKind::InvalidData)?;
+        write!(
+            conn,
+            "POST /2018-06-01/runtime/invocation/{id}/response HTTP/1.1\r\nHost: {api}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            event.len()
+        )?;
+        conn.write_all(&event)?;
+        read_response(&mut reader)?;
+    }
+}
+
+/// Runs the echo runtime. Never returns.
+pub fn main() -> ! {
+    let api = std::env::var("AWS_LAMBDA_RUNTIME_API").unwrap_or_else(|_| "127.0.0.1:9001".into());
+    let e = serve(&api);
+    eprintln!("native runtime stopped: {e:?}");
+    std::process::exit(1)
+}
