@@ -40,7 +40,7 @@ pub struct Environment {
     tap: Arc<Tap>,
     /// Set until the first invocation has reported it.
     init_ms: Option<f64>,
-    frozen: bool,
+    gate: Arc<Gate>,
     memory_mb: u32,
     cpu_quota_us: u64,
 }
@@ -310,13 +310,13 @@ impl Environment {
             next_calls: shared.next_calls(),
             shared,
             exit,
-            cgroup: cg,
+            cgroup: cg.clone(),
             kernel: inner.kernel.clone(),
             pid,
             server,
             tap,
             init_ms: None,
-            frozen: false,
+            gate: Arc::new(Gate::new(cg.clone())),
             memory_mb,
             cpu_quota_us,
         };
@@ -399,35 +399,14 @@ impl Environment {
         }
     }
 
-    async fn set_frozen(&mut self, frozen: bool) {
-        if self.frozen == frozen {
-            return;
-        }
-        if let Some(cg) = self.cgroup.clone() {
-            let k = self.kernel.clone();
-            let r = tokio::task::spawn_blocking(move || {
-                if frozen {
-                    cg.freeze(k.as_ref())
-                } else {
-                    cg.thaw(k.as_ref())
-                }
-            })
-            .await;
-            if let Ok(Err(e)) = r {
-                tracing::warn!(env = self.id, error = %e, "freezer write failed");
-            }
-        }
-        self.frozen = frozen;
-    }
-
-    /// Freezes the environment while it waits in the pool.
-    pub async fn freeze(&mut self) {
-        self.set_frozen(true).await;
+    /// The environment's freezer gate, for the pool's idle sweeper.
+    pub fn gate(&self) -> Arc<Gate> {
+        self.gate.clone()
     }
 
     /// Runs one invocation.
     pub async fn invoke(&mut self, inv: &Invocation, timeout_s: u32) -> Ran {
-        self.set_frozen(false).await;
+        self.gate.claim(self.kernel.as_ref()).await;
         if let Some(cg) = &self.cgroup {
             let _ = cg.reset_peak(self.kernel.as_ref());
         }
@@ -614,4 +593,84 @@ pub struct Paths {
     pub etc: PathBuf,
     pub runtime: PathBuf,
     pub opt: PathBuf,
+}
+
+const RUNNING: u8 = 0;
+const IDLE: u8 = 1;
+const FREEZING: u8 = 2;
+const FROZEN: u8 = 3;
+
+/// Coordinates freezing an idle environment with taking it for an invocation.
+///
+/// Back-to-back invocations never touch the freezer: an environment is frozen only once it has
+/// been idle for a while (by the executor's sweeper), and thawed only if it was.
+#[derive(Debug)]
+pub struct Gate {
+    state: std::sync::atomic::AtomicU8,
+    idle_since_ms: std::sync::atomic::AtomicI64,
+    cgroup: Option<Cgroup>,
+}
+
+impl Gate {
+    fn new(cgroup: Option<Cgroup>) -> Self {
+        Self {
+            state: std::sync::atomic::AtomicU8::new(RUNNING),
+            idle_since_ms: std::sync::atomic::AtomicI64::new(0),
+            cgroup,
+        }
+    }
+
+    /// Marks the environment idle (it is back in the pool).
+    pub fn idle(&self) {
+        self.idle_since_ms.store(
+            lamina_model::now_millis(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        self.state.store(IDLE, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Freezes the environment if it is still idle since before `cutoff_ms`. Blocking.
+    pub fn freeze_if_idle(&self, k: &dyn Kernel, cutoff_ms: i64) {
+        use std::sync::atomic::Ordering;
+        if self.idle_since_ms.load(Ordering::Relaxed) > cutoff_ms {
+            return;
+        }
+        if self
+            .state
+            .compare_exchange(IDLE, FREEZING, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return;
+        }
+        if let Some(cg) = &self.cgroup
+            && let Err(e) = cg.freeze(k)
+        {
+            tracing::warn!(error = %e, "freezing an idle environment failed");
+        }
+        self.state.store(FROZEN, Ordering::Release);
+    }
+
+    /// Takes the environment for an invocation, thawing it if it was frozen.
+    async fn claim(&self, k: &dyn Kernel) {
+        use std::sync::atomic::Ordering;
+        loop {
+            match self
+                .state
+                .compare_exchange(IDLE, RUNNING, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) | Err(RUNNING) => return,
+                Err(FROZEN) => {
+                    if let Some(cg) = &self.cgroup
+                        && let Err(e) = cg.thaw(k)
+                    {
+                        tracing::warn!(error = %e, "thawing an environment failed");
+                    }
+                    self.state.store(RUNNING, Ordering::Release);
+                    return;
+                }
+                // The sweeper is freezing it right now; this lasts well under a millisecond.
+                Err(_) => tokio::task::yield_now().await,
+            }
+        }
+    }
 }

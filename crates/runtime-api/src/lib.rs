@@ -2,7 +2,8 @@
 //! Runtime API, invocations delivered to them, warm reuse with the freezer in between, and logs.
 //!
 //! [`Executor::invoke`] takes an idle environment of the function (most recently used first) or
-//! starts one, runs the invocation, and puts the environment back, frozen, if it may be reused.
+//! starts one, runs the invocation, and puts the environment back if it may be reused; idle
+//! environments are frozen after [`FREEZE_AFTER`].
 //! An environment that crashed, timed out or failed its INIT is destroyed, never reused.
 
 mod env;
@@ -20,7 +21,10 @@ use lamina_sandbox::host::Host;
 use lamina_sandbox::kernel::{Kernel, LinuxKernel};
 use lamina_sandbox::rootfs::Bind;
 
-pub use env::{Environment, Paths};
+pub use env::{Environment, Gate, Paths};
+
+/// How long an environment stays idle before it is frozen.
+pub const FREEZE_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
 pub use logs::{LogRecord, LogSink, NoLogs};
 pub use rapi::MAX_RESPONSE;
 pub use runtimes::Offered;
@@ -302,6 +306,38 @@ impl Executor {
         }
     }
 
+    /// Freezes environments that have been idle for `FREEZE_AFTER`, every few milliseconds, so
+    /// that idle environments use no CPU while busy ones never wait for the freezer.
+    pub fn start_freezer(&self) {
+        let inner = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(FREEZE_AFTER / 2);
+            loop {
+                tick.tick().await;
+                let Some(inner) = inner.upgrade() else { return };
+                let gates: Vec<Arc<env::Gate>> = inner
+                    .pool
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .values()
+                    .flatten()
+                    .map(Environment::gate)
+                    .collect();
+                if gates.is_empty() {
+                    continue;
+                }
+                let cutoff = lamina_model::now_millis() - FREEZE_AFTER.as_millis() as i64;
+                let kernel = inner.kernel.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    for g in gates {
+                        g.freeze_if_idle(kernel.as_ref(), cutoff);
+                    }
+                })
+                .await;
+            }
+        });
+    }
+
     /// Runs one invocation of `f`.
     pub async fn invoke(&self, f: &FunctionRuntime, inv: Invocation) -> Result<Invoked, Failure> {
         self.inner
@@ -314,7 +350,7 @@ impl Executor {
         };
         let ran = env.invoke(&inv, f.timeout_s).await;
         if ran.reusable {
-            env.freeze().await;
+            env.gate().idle();
             self.inner
                 .pool
                 .lock()

@@ -43,6 +43,7 @@ pub async fn run(
         let ex = executor.clone();
         tokio::task::spawn_blocking(move || ex.clean_start()).await?;
     }
+    executor.start_freezer();
     tracing::info!("{}", executor.host_summary());
     tracing::info!(runtimes = %executor.runtimes().join(", "), "runtimes served");
     spawn_log_expiry(store.clone(), config.log_retention_days);

@@ -327,6 +327,42 @@ async fn error_paths_have_lambdas_error_types() {
 }
 
 #[tokio::test]
+async fn idle_environments_are_frozen() {
+    let app = spawn_app().await;
+    let c = &app.client;
+    probe(c, "idle", 512, 5).await;
+    call(c, "idle", serde_json::json!({"action": "ticker"})).await;
+    // Busy back to back: the ticker thread runs between invocations.
+    let a = call(c, "idle", serde_json::json!({"action": "ticker"}))
+        .await
+        .body
+        .as_i64()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    let b = call(c, "idle", serde_json::json!({"action": "ticker"}))
+        .await
+        .body
+        .as_i64()
+        .unwrap();
+    assert!(
+        b > a,
+        "the environment runs while it is in use ({a} -> {b})"
+    );
+    // Idle for 800 ms: unfrozen, the thread would tick about 80 times; frozen after 50 ms, a few.
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let c2 = call(c, "idle", serde_json::json!({"action": "ticker"}))
+        .await
+        .body
+        .as_i64()
+        .unwrap();
+    assert!(
+        c2 - b < 30,
+        "an idle environment must be frozen: {} ticks in 800 ms",
+        c2 - b
+    );
+}
+
+#[tokio::test]
 async fn custom_runtime_bootstrap_speaks_the_runtime_api() {
     let app = spawn_app().await;
     let c = &app.client;

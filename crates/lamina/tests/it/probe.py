@@ -21,6 +21,17 @@ def handler(event, context):
                 "arn": context.invoked_function_arn, "env": {k: os.environ.get(k) for k in keys},
                 "remaining": context.get_remaining_time_in_millis(),
                 "client_context": getattr(context.client_context, "custom", None)}
+    if action == "ticker":
+        if "ticks" not in STATE:
+            import threading
+            STATE["ticks"] = 0
+
+            def tick():
+                while True:
+                    time.sleep(0.01)
+                    STATE["ticks"] += 1
+            threading.Thread(target=tick, daemon=True).start()
+        return STATE["ticks"]
     if action == "raise":
         raise ValueError("boom")
     if action == "sleep":
