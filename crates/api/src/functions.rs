@@ -640,7 +640,7 @@ pub async fn update_code(
     })
     .await?;
     if !dry_run {
-        state.executor.retire(&arn(&key, None)).await;
+        state.changed(&key).await;
     }
     let view = if dry_run {
         View::Current
@@ -686,7 +686,7 @@ pub async fn update_configuration(
             })
     })
     .await?;
-    state.executor.retire(&arn(&key, None)).await;
+    state.changed(&key).await;
     Ok(Json(configuration(&rec, arn(&key, None), View::Updated)))
 }
 
@@ -722,7 +722,7 @@ pub async fn delete(
         return Err(function_not_found(&key, None));
     }
     tracing::info!(function = %key.name, account = %key.account, "deleted function");
-    state.executor.retire(&arn(&key, None)).await;
+    state.changed(&key).await;
     // The code may now be unreferenced; collect it off the request path.
     let store = state.store.clone();
     tokio::task::spawn_blocking(move || {

@@ -104,11 +104,20 @@ pub async fn invoke(
     if matches!(qualifier, Some(Qualifier::Version(_) | Qualifier::Alias(_))) {
         return Err(function_not_found(&key, qualifier.as_ref()));
     }
-    let store = state.store.clone();
-    let k = key.clone();
-    let rec = blocking(move || Ok(store.get_function(&k)?))
-        .await?
-        .ok_or_else(|| function_not_found(&key, qualifier.as_ref()))?;
+    let cached = state.hot.read().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
+    let rec = match cached {
+        Some(rec) => rec,
+        None => {
+            let store = state.store.clone();
+            let k = key.clone();
+            let rec = blocking(move || Ok(store.get_function(&k)?))
+                .await?
+                .ok_or_else(|| function_not_found(&key, qualifier.as_ref()))?;
+            let rec = Arc::new(rec);
+            state.hot.write().unwrap_or_else(|e| e.into_inner()).insert(key.clone(), rec.clone());
+            rec
+        }
+    };
     if rec.state != FnState::Active {
         return Err(LambdaError::conflict(format!(
             "The operation cannot be performed at this time. The function is currently in the following state: {}",

@@ -57,6 +57,7 @@ pub async fn run(
         account_concurrency: config.account_concurrency,
         url_key,
         runtimes: executor.runtimes(),
+        hot: Default::default(),
         executor: executor.clone(),
     });
     let addr = listener.local_addr()?;
