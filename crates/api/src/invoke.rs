@@ -104,7 +104,12 @@ pub async fn invoke(
     if matches!(qualifier, Some(Qualifier::Version(_) | Qualifier::Alias(_))) {
         return Err(function_not_found(&key, qualifier.as_ref()));
     }
-    let cached = state.hot.read().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
+    let cached = state
+        .hot
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&key)
+        .cloned();
     let rec = match cached {
         Some(rec) => rec,
         None => {
@@ -114,7 +119,11 @@ pub async fn invoke(
                 .await?
                 .ok_or_else(|| function_not_found(&key, qualifier.as_ref()))?;
             let rec = Arc::new(rec);
-            state.hot.write().unwrap_or_else(|e| e.into_inner()).insert(key.clone(), rec.clone());
+            state
+                .hot
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key.clone(), rec.clone());
             rec
         }
     };

@@ -52,13 +52,18 @@ pub struct AppState {
     pub runtimes: Vec<String>,
     /// `$LATEST` records read by Invoke, so the hot path does not go to SQLite. Every write to a
     /// function goes through this process's handlers, which drop its entry.
-    pub hot: std::sync::RwLock<std::collections::HashMap<FunctionKey, Arc<lamina_store::FunctionRecord>>>,
+    pub hot: std::sync::RwLock<
+        std::collections::HashMap<FunctionKey, Arc<lamina_store::FunctionRecord>>,
+    >,
 }
 
 impl AppState {
     /// Forgets the cached record of a function after it changed.
     pub(crate) async fn changed(&self, key: &FunctionKey) {
-        self.hot.write().unwrap_or_else(|e| e.into_inner()).remove(key);
+        self.hot
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
         self.executor.retire(&arn(key, None)).await;
     }
 }

@@ -212,6 +212,7 @@ impl Environment {
             },
             cgroup_procs: Vec::new(),
             runtime_api_port: RUNTIME_API_PORT,
+            user_namespace: !inner.host.root,
             // Each environment gets its own uid, so environments cannot signal or trace each other.
             uid: 200_000 + (id % 100_000) as u32,
             gid: 200_000 + (id % 100_000) as u32,

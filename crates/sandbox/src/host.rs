@@ -20,7 +20,12 @@ impl Host {
     pub fn detect(k: &dyn Kernel) -> Self {
         // SAFETY: geteuid has no preconditions.
         let root = unsafe { libc::geteuid() } == 0;
-        let cgroups = Layout::detect(k, Path::new("/sys/fs/cgroup"));
+        // Without root, cgroups are not ours to create (delegation is not supported yet).
+        let cgroups = if root {
+            Layout::detect(k, Path::new("/sys/fs/cgroup"))
+        } else {
+            None
+        };
         let cpus = std::thread::available_parallelism()
             .map(|n| n.get() as u64)
             .unwrap_or(1);
@@ -33,8 +38,8 @@ impl Host {
 
     /// Whether sandboxes can be created at all.
     pub fn can_sandbox(&self) -> Result<(), String> {
-        if !self.root {
-            return Err("functions cannot run: the server is not root (namespaces, mounts and cgroups need root; run it as root or in a container with CAP_SYS_ADMIN)".into());
+        if !self.root && !user_namespaces_allowed() {
+            return Err("functions cannot run: the server is not root and this kernel does not allow unprivileged user namespaces (run as root, or raise user.max_user_namespaces above 0)".into());
         }
         Ok(())
     }
@@ -51,10 +56,21 @@ impl Host {
             }
         };
         let who = if self.root {
-            "root: namespaces, read-only root, seccomp, unprivileged uids"
+            "root: namespaces, read-only root, seccomp, an unprivileged uid per environment"
+        } else if user_namespaces_allowed() {
+            "not root: a user namespace per environment, read-only root, seccomp, no capabilities (one uid shared by all environments)"
         } else {
-            "not root: sandboxes unavailable"
+            "not root and no user namespaces: functions cannot run"
         };
         format!("isolation: {who}; {cg}; {} CPUs", self.cpus)
     }
+}
+
+fn user_namespaces_allowed() -> bool {
+    std::fs::read_to_string("/proc/sys/user/max_user_namespaces")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .is_some_and(|n| n > 0)
+        && std::fs::read_to_string("/proc/sys/kernel/unprivileged_userns_clone")
+            .map_or(true, |s| s.trim() != "0")
 }

@@ -69,6 +69,9 @@ fn run(ctl: &UnixStream) -> io::Result<i32> {
             k.write(procs, &pid),
         )?;
     }
+    if spec.user_namespace {
+        step("entering a user namespace", enter_user_namespace(&k))?;
+    }
     step("unsharing namespaces", k.unshare(Namespaces::SANDBOX))?;
     step("bringing up loopback", loopback_up())?;
     let listener = step(
@@ -157,7 +160,11 @@ fn exec_function(k: &dyn Kernel, spec: &Spec, filter: &seccompiler::BpfProgram) 
         step("rlimit nofile", k.setrlimit(Rlimit::NoFile, spec.nofile))?;
         step("rlimit nproc", k.setrlimit(Rlimit::NProc, spec.nproc))?;
         step("rlimit core", k.setrlimit(Rlimit::Core, 0))?;
-        step("dropping privileges", k.become_user(spec.uid, spec.gid))?;
+        if spec.user_namespace {
+            step("dropping capabilities", k.drop_capabilities())?;
+        } else {
+            step("dropping privileges", k.become_user(spec.uid, spec.gid))?;
+        }
         step("no_new_privs", k.no_new_privs())?;
         step("chdir", k.chdir(&spec.cwd))?;
         let argv: Vec<std::ffi::CString> = spec
@@ -192,6 +199,23 @@ fn exec_function(k: &dyn Kernel, spec: &Spec, filter: &seccompiler::BpfProgram) 
         Err(e) => e,
         Ok(never) => match never {},
     }
+}
+
+/// Unshares a user namespace in which our own uid and gid are root.
+fn enter_user_namespace(k: &dyn Kernel) -> io::Result<()> {
+    // SAFETY: getuid/getgid have no preconditions.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    k.unshare(crate::kernel::Namespaces(libc::CLONE_NEWUSER))?;
+    k.write(std::path::Path::new("/proc/self/setgroups"), "deny")?;
+    k.write(
+        std::path::Path::new("/proc/self/uid_map"),
+        &format!("0 {uid} 1"),
+    )?;
+    k.write(
+        std::path::Path::new("/proc/self/gid_map"),
+        &format!("0 {gid} 1"),
+    )?;
+    Ok(())
 }
 
 fn cstring(s: &str) -> io::Result<std::ffi::CString> {

@@ -85,6 +85,9 @@ pub trait Kernel: Send + Sync {
     /// `uid`/`gid` (which also empties the permitted and effective sets).
     fn become_user(&self, uid: u32, gid: u32) -> io::Result<()>;
     fn no_new_privs(&self) -> io::Result<()>;
+    /// Empties the bounding, permitted, effective and inheritable capability sets without
+    /// changing uid (inside a user namespace, where no other uid is mapped).
+    fn drop_capabilities(&self) -> io::Result<()>;
     fn kill(&self, pid: i32, signal: i32) -> io::Result<()>;
 }
 
@@ -98,6 +101,17 @@ fn check(rc: libc::c_int) -> io::Result<()> {
     } else {
         Ok(())
     }
+}
+
+fn drop_bounding_set() -> io::Result<()> {
+    for cap in 0..=63 {
+        // SAFETY: PR_CAPBSET_DROP takes an integer; EINVAL for caps beyond the kernel's last.
+        let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) };
+        if rc == -1 && io::Error::last_os_error().raw_os_error() != Some(libc::EINVAL) {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 /// The real kernel.
@@ -197,13 +211,7 @@ impl Kernel for LinuxKernel {
         check(unsafe { libc::setrlimit(resource, &r) })
     }
     fn become_user(&self, uid: u32, gid: u32) -> io::Result<()> {
-        for cap in 0..=63 {
-            // SAFETY: PR_CAPBSET_DROP takes an integer; EINVAL for caps beyond the kernel's last.
-            let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) };
-            if rc == -1 && io::Error::last_os_error().raw_os_error() != Some(libc::EINVAL) {
-                return Err(io::Error::last_os_error());
-            }
-        }
+        drop_bounding_set()?;
         // SAFETY: setgroups with an empty list; setresgid/setresuid take plain integers.
         unsafe {
             check(libc::setgroups(0, std::ptr::null()))?;
@@ -211,6 +219,32 @@ impl Kernel for LinuxKernel {
             check(libc::setresuid(uid, uid, uid))?;
         }
         Ok(())
+    }
+    fn drop_capabilities(&self) -> io::Result<()> {
+        drop_bounding_set()?;
+        #[repr(C)]
+        struct Header {
+            version: u32,
+            pid: i32,
+        }
+        #[repr(C)]
+        #[derive(Clone, Copy)]
+        struct Data {
+            effective: u32,
+            permitted: u32,
+            inheritable: u32,
+        }
+        let header = Header {
+            version: 0x2008_0522,
+            pid: 0,
+        };
+        let data = [Data {
+            effective: 0,
+            permitted: 0,
+            inheritable: 0,
+        }; 2];
+        // SAFETY: capset with a v3 header and two zeroed data words, both valid for the call.
+        check(unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) as libc::c_int })
     }
     fn no_new_privs(&self) -> io::Result<()> {
         // SAFETY: PR_SET_NO_NEW_PRIVS takes integers only.
@@ -245,6 +279,7 @@ pub enum Call {
     SetRlimit(Rlimit, u64),
     BecomeUser(u32, u32),
     NoNewPrivs,
+    DropCapabilities,
     Kill(i32, i32),
 }
 
@@ -361,6 +396,10 @@ impl Kernel for RecordingKernel {
     }
     fn no_new_privs(&self) -> io::Result<()> {
         self.record(Call::NoNewPrivs);
+        Ok(())
+    }
+    fn drop_capabilities(&self) -> io::Result<()> {
+        self.record(Call::DropCapabilities);
         Ok(())
     }
     fn kill(&self, pid: i32, signal: i32) -> io::Result<()> {

@@ -34,6 +34,9 @@ pub struct Spec {
     pub cgroup_procs: Vec<PathBuf>,
     /// The port of the listener bound on the sandbox's own `127.0.0.1`.
     pub runtime_api_port: u16,
+    /// Run in a new user namespace (when the server is not root): uid/gid 0 inside map to the
+    /// server's own ids outside, and the function keeps uid 0 but no capabilities.
+    pub user_namespace: bool,
     pub uid: u32,
     pub gid: u32,
     pub nofile: u64,

@@ -208,7 +208,20 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     pub fn start(data_dir: &Path, extra: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_lamina"))
+        Self::start_via(&[], data_dir, extra)
+    }
+
+    /// Starts the server through a wrapper command (e.g. `setpriv` to drop root).
+    pub fn start_via(wrapper: &[&str], data_dir: &Path, extra: &[&str]) -> Self {
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(env!("CARGO_BIN_EXE_lamina"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_lamina")),
+        };
+        let mut child = cmd
             .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(extra)

@@ -431,6 +431,7 @@ async fn isolation_from_inside_a_hostile_function() {
     assert_eq!(b["mount"], "EPERM");
     assert_eq!(b["ptrace"], "EPERM");
     assert_eq!(b["write_task"], "EROFS");
+    assert_eq!(b["cap_eff"], "0000000000000000", "no capabilities");
 
     let r = call(c, "hostile", serde_json::json!({"action": "forkbomb"})).await;
     assert_eq!(r.body["error"], "EAGAIN", "{}", r.body);

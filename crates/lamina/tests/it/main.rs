@@ -6,6 +6,7 @@ mod cli;
 mod crash;
 mod helpers;
 mod invoke;
+mod nonroot;
 mod runtime_clients;
 mod sdk_auth;
 mod sdk_errors;

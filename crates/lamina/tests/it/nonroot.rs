@@ -1,0 +1,71 @@
+//! A server that is not root still isolates functions: each runs in a user namespace of its own
+//! (uid 0 inside, the server's uid outside) with no capabilities, a read-only root, no network
+//! and seccomp. Cgroup limits need root and are reported as missing at start.
+
+use aws_sdk_lambda::primitives::Blob;
+use aws_sdk_lambda::types::{FunctionCode, Runtime};
+
+use crate::helpers::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_root_functions_run_in_a_user_namespace() {
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::chown(dir.path(), Some(65534), Some(65534)).unwrap();
+    let data = dir.path().join("data");
+    let server = ServerProcess::start_via(
+        &[
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+        ],
+        &data,
+        &[],
+    );
+    let c = sdk_client(&server.endpoint(), "test", "test", "us-east-1");
+    let python = (9..=14)
+        .rev()
+        .map(|m| format!("python3.{m}"))
+        .find(|p| std::path::Path::new("/usr/bin").join(p).exists())
+        .expect("this test needs a python3.X interpreter in /usr/bin");
+    c.create_function()
+        .function_name("unprivileged")
+        .runtime(Runtime::from(python.as_str()))
+        .handler("probe.handler")
+        .role(ROLE)
+        .timeout(10)
+        .code(
+            FunctionCode::builder()
+                .zip_file(Blob::new(zip_of(&[(
+                    "probe.py",
+                    include_bytes!("probe.py"),
+                )])))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let out = c
+        .invoke()
+        .function_name("unprivileged")
+        .payload(Blob::new(
+            serde_json::to_vec(&serde_json::json!({"action": "probe", "port": server.addr.port()}))
+                .unwrap(),
+        ))
+        .send()
+        .await
+        .unwrap();
+    let b: serde_json::Value = serde_json::from_slice(out.payload().unwrap().as_ref()).unwrap();
+    assert_eq!(out.function_error(), None, "{b}");
+    assert_eq!(
+        b["cap_eff"], "0000000000000000",
+        "uid 0 inside, but no capabilities: {b}"
+    );
+    assert_eq!(b["mount"], "EPERM");
+    assert_eq!(b["ptrace"], "EPERM");
+    assert_eq!(b["write_task"], "EROFS");
+    assert_eq!(b["shadow"], false);
+    assert_eq!(b["host_port"], "ECONNREFUSED");
+    let pids = b["pids"].as_array().unwrap();
+    assert!(pids.len() <= 3, "{pids:?}");
+}
