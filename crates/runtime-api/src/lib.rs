@@ -424,6 +424,14 @@ impl Executor {
         for e in all {
             e.destroy().await;
         }
+        // Leave no cgroups behind: the parent groups are empty now.
+        if let Some(layout) = &self.inner.host.cgroups {
+            let k = self.inner.kernel.clone();
+            let parent = self.inner.cgroup_parent.clone();
+            let layout = layout.clone();
+            let _ = tokio::task::spawn_blocking(move || layout.remove_parent(k.as_ref(), &parent))
+                .await;
+        }
     }
 }
 

@@ -75,6 +75,19 @@ impl Layout {
         Ok(())
     }
 
+    /// Removes the (empty) parent group.
+    pub fn remove_parent(&self, k: &dyn Kernel, parent: &str) -> io::Result<()> {
+        match self {
+            Layout::V1 { root } => {
+                for c in V1_CONTROLLERS {
+                    let _ = k.remove_dir(&root.join(c).join(parent));
+                }
+                Ok(())
+            }
+            Layout::V2 { root } => k.remove_dir(&root.join(parent)),
+        }
+    }
+
     /// Names of leftover sandbox groups under the parent (from a crashed run).
     pub fn leftovers(&self, parent: &str) -> Vec<String> {
         let dir = match self {
