@@ -169,9 +169,17 @@ pub async fn invoke(
         client_context,
     };
     let request_id = invocation.request_id.clone();
-    let (outcome, log) = match state.executor.invoke(&function, invocation).await {
-        Ok(done) => (done.outcome, done.tail),
-        Err(Failure::Function(outcome)) => (outcome, String::new()),
+    let started = std::time::Instant::now();
+    let (outcome, log, timing) = match state.executor.invoke(&function, invocation).await {
+        Ok(done) => {
+            let timing = (done.duration_ms, done.init_ms, done.billed_ms);
+            (done.outcome, done.tail, timing)
+        }
+        Err(Failure::Function(outcome)) => {
+            // Failed before an invocation could start (INIT): the time spent is billed as INIT.
+            let ms = started.elapsed().as_secs_f64() * 1000.0;
+            (outcome, String::new(), (0.0, Some(ms), ms.ceil() as u64))
+        }
         Err(Failure::Unavailable(why)) => {
             return Err(
                 LambdaError::service(format!("This server cannot run functions: {why}")).into(),
@@ -182,6 +190,7 @@ pub async fn invoke(
             return Err(LambdaError::service("An internal error occurred while running the function. The server log has the details.").into());
         }
     };
+    record_usage(&state, &function, &rec, &request_id, &outcome, timing);
     let mut resp = Response::new(Body::from(outcome.body));
     *resp.status_mut() = StatusCode::OK;
     let h = resp.headers_mut();
@@ -209,4 +218,50 @@ pub async fn invoke(
         h.insert("x-amz-log-result", v);
     }
     Ok(resp)
+}
+
+/// Writes the invocation's usage record and counts it in the metrics.
+fn record_usage(
+    state: &AppState,
+    f: &FunctionRuntime,
+    rec: &lamina_store::FunctionRecord,
+    request_id: &str,
+    outcome: &lamina_runtime_api::Outcome,
+    (duration_ms, init_ms, billed_ms): (f64, Option<f64>, u64),
+) {
+    let error_type = outcome.error_type.clone().or_else(|| {
+        serde_json::from_slice::<serde_json::Value>(&outcome.body)
+            .ok()?
+            .get("errorType")?
+            .as_str()
+            .map(str::to_owned)
+    });
+    let result = match (outcome.function_error, error_type.as_deref()) {
+        (false, _) => "success",
+        (true, Some("Sandbox.Timedout")) => "timeout",
+        (true, _) if outcome.init_failed => "init_error",
+        (true, _) => "error",
+    };
+    let architecture = rec.spec.architecture.as_str();
+    state.usage.record(lamina_store::UsageRecord {
+        request_id: request_id.to_owned(),
+        account: f.account.clone(),
+        region: f.region.clone(),
+        function: f.name.clone(),
+        version: f.version.clone(),
+        architecture: architecture.to_owned(),
+        memory_mb: f.memory_mb,
+        ephemeral_mb: f.tmp_mb,
+        init_ms,
+        duration_ms,
+        billed_duration_ms: duration_ms.ceil() as u64,
+        billed_ms,
+        outcome: result.to_owned(),
+        ts_ms: lamina_model::now_millis(),
+    });
+    let gb_s = f.memory_mb as f64 / 1024.0 * billed_ms as f64 / 1000.0;
+    metrics::counter!("lamina_requests_total", "function" => f.name.clone(), "outcome" => result)
+        .increment(1);
+    // A float that only grows: exported as a gauge, read as a counter.
+    metrics::gauge!("lamina_billed_gb_seconds_total", "function" => f.name.clone()).increment(gb_s);
 }

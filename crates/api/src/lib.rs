@@ -8,6 +8,7 @@
 
 mod account;
 pub mod auth;
+mod bill;
 mod code;
 mod error;
 mod functions;
@@ -50,11 +51,21 @@ pub struct AppState {
     pub executor: lamina_runtime_api::Executor,
     /// The runtimes this server can serve.
     pub runtimes: Vec<String>,
+    /// Where each invocation's usage record goes (batched into the store).
+    pub usage: Arc<dyn UsageSink>,
+    /// Prices for bills.
+    pub prices: lamina_billing::PriceSheet,
     /// `$LATEST` records read by Invoke, so the hot path does not go to SQLite. Every write to a
     /// function goes through this process's handlers, which drop its entry.
     pub hot: std::sync::RwLock<
         std::collections::HashMap<FunctionKey, Arc<lamina_store::FunctionRecord>>,
     >,
+}
+
+/// Receives one usage record per invocation; must not block.
+pub trait UsageSink: Send + Sync {
+    /// Takes a record for durable storage.
+    fn record(&self, record: lamina_store::UsageRecord);
 }
 
 impl AppState {
@@ -105,6 +116,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(invoke::invoke),
         )
         .route("/_lamina/logs/{name}", get(logs::get))
+        .route("/_lamina/bill", get(bill::get))
         .route("/2016-08-19/account-settings", get(account::settings))
         .route("/2016-08-19/account-settings/", get(account::settings))
         .route(

@@ -60,6 +60,18 @@ pub enum Command {
         #[arg(long, short)]
         follow: bool,
     },
+    /// Show a month's bill: requests, GB-seconds and cost per function and in total.
+    Bill {
+        /// The month, YYYY-MM (default: this month, UTC).
+        #[arg(long)]
+        month: Option<String>,
+        /// Only this function.
+        #[arg(long)]
+        function: Option<String>,
+        /// Print CSV.
+        #[arg(long)]
+        csv: bool,
+    },
     /// Delete a function.
     Rm {
         /// Function name or ARN.
@@ -79,6 +91,20 @@ pub async fn run(command: Command, options: ClientOptions) -> anyhow::Result<()>
         }
         Command::Logs { name, follow } => {
             commands::logs::run(&client, &name, follow, options.json).await
+        }
+        Command::Bill {
+            month,
+            function,
+            csv,
+        } => {
+            commands::bill::run(
+                &client,
+                month.as_deref(),
+                function.as_deref(),
+                csv,
+                options.json,
+            )
+            .await
         }
         Command::Rm { name } => commands::rm::run(&client, &name, options.json).await,
     }

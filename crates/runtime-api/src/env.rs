@@ -52,6 +52,8 @@ pub struct Ran {
     pub init_ms: Option<f64>,
     pub max_memory_mb: u64,
     pub tail: String,
+    /// The REPORT line's Billed Duration.
+    pub billed_ms: u64,
     /// Whether the environment may serve another invocation.
     pub reusable: bool,
 }
@@ -509,7 +511,8 @@ impl Environment {
         };
         self.tap.drain().await;
         let init_ms = self.init_ms.take();
-        let billed = duration_ms.ceil() as u64;
+        // Billed as on Lambda since 2025-08: the invoke phase plus INIT on a cold start.
+        let billed = (duration_ms + init_ms.unwrap_or(0.0)).ceil() as u64;
         self.tap.line(format!("END RequestId: {request_id}"));
         let mut report = format!(
             "REPORT RequestId: {request_id}\tDuration: {duration_ms:.2} ms\tBilled Duration: {billed} ms\tMemory Size: {} MB\tMax Memory Used: {max_memory_mb} MB\t",
@@ -533,6 +536,7 @@ impl Environment {
             max_memory_mb,
             tail,
             reusable,
+            billed_ms: billed,
         }
     }
 

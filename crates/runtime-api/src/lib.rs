@@ -95,6 +95,8 @@ pub struct Invoked {
     pub max_memory_mb: u64,
     /// The invocation's log (at most the last 4 KB), for `X-Amz-Log-Type: Tail`.
     pub tail: String,
+    /// Milliseconds billed (the REPORT line's Billed Duration).
+    pub billed_ms: u64,
     pub cold: bool,
 }
 
@@ -364,6 +366,7 @@ impl Executor {
         Ok(Invoked {
             outcome: ran.outcome,
             duration_ms: ran.duration_ms,
+            billed_ms: ran.billed_ms,
             init_ms: ran.init_ms,
             max_memory_mb: ran.max_memory_mb,
             tail: ran.tail,

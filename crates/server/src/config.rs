@@ -28,6 +28,8 @@ pub struct Config {
     pub log_retention_days: u32,
     /// The binary re-executed as `sandbox-init` (normally this one).
     pub init_exe: Option<PathBuf>,
+    /// Prices for bills (AWS's by default).
+    pub prices: lamina_billing::PriceSheet,
 }
 
 /// One access key in the configuration file.
@@ -58,6 +60,8 @@ pub struct FileConfig {
     pub account: Option<String>,
     pub account_concurrency: Option<u32>,
     pub log_retention_days: Option<u32>,
+    /// A price sheet (TOML) replacing AWS's prices.
+    pub price_sheet: Option<PathBuf>,
     pub auth: AuthSection,
     pub limits: Limits,
 }
@@ -175,6 +179,22 @@ impl Config {
             },
             account_concurrency: raw.account_concurrency.unwrap_or(1000),
             log_retention_days: raw.log_retention_days.unwrap_or(7),
+            prices: match &raw.price_sheet {
+                None => lamina_billing::PriceSheet::default(),
+                Some(path) => {
+                    let text =
+                        std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                            path: path.clone(),
+                            source,
+                        })?;
+                    lamina_billing::PriceSheet::from_toml(&text).map_err(|message| {
+                        ConfigError::Parse {
+                            path: path.clone(),
+                            message,
+                        }
+                    })?
+                }
+            },
             init_exe: o.init_exe,
         })
     }

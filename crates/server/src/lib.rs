@@ -3,8 +3,10 @@
 //! `main` and the integration tests call the same function with a configuration, an already-bound
 //! listener and a shutdown future.
 
+mod batch;
 mod config;
 mod logsink;
+mod usagesink;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -47,6 +49,7 @@ pub async fn run(
     tracing::info!("{}", executor.host_summary());
     tracing::info!(runtimes = %executor.runtimes().join(", "), "runtimes served");
     spawn_log_expiry(store.clone(), config.log_retention_days);
+    let usage = usagesink::StoreUsage::start(store.clone());
     let mut url_key = [0u8; 32];
     url_key[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
     url_key[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
@@ -58,11 +61,22 @@ pub async fn run(
         url_key,
         runtimes: executor.runtimes(),
         hot: Default::default(),
+        usage,
+
+        prices: config.prices.clone(),
         executor: executor.clone(),
     });
     let addr = listener.local_addr()?;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), verify_signatures = config.auth.verify, "lamina is serving the Lambda API");
-    axum::serve(listener, lamina_api::router(state))
+    let metrics = prometheus();
+    let app = lamina_api::router(state).route(
+        "/metrics",
+        axum::routing::get(move || {
+            let m = metrics.clone();
+            async move { m.render() }
+        }),
+    );
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
         .context("the HTTP server failed")?;
@@ -82,4 +96,20 @@ fn spawn_log_expiry(store: Arc<Store>, days: u32) {
             let _ = tokio::task::spawn_blocking(move || store.expire_logs(before)).await;
         }
     });
+}
+
+/// The process-wide Prometheus recorder (installed once, shared by every server in the process).
+fn prometheus() -> metrics_exporter_prometheus::PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+        std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
+            }
+            handle
+        })
+        .clone()
 }

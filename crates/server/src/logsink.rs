@@ -1,16 +1,14 @@
-//! Function logs into the store: environments hand lines to a bounded queue; one thread writes
-//! them in batches, so logging never waits for SQLite on the invoke path.
+//! Function logs into the store: environments hand lines to a bounded queue, so logging never
+//! waits for SQLite on the invoke path; a function flooding its log loses lines, not the server.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
-use std::time::Duration;
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 
 use lamina_runtime_api::{LogRecord, LogSink};
 use lamina_store::{NewLogEvent, Store};
 
 const QUEUE: usize = 65_536;
-const BATCH: usize = 1024;
 
 /// The sink environments write to.
 pub struct StoreLogs {
@@ -22,10 +20,11 @@ impl StoreLogs {
     /// Starts the writer thread.
     pub fn start(store: Arc<Store>) -> Arc<Self> {
         let (tx, rx) = sync_channel(QUEUE);
-        std::thread::Builder::new()
-            .name("log-writer".into())
-            .spawn(move || write_loop(store, rx))
-            .expect("spawning the log writer");
+        crate::batch::spawn("log-writer", rx, move |events| {
+            if let Err(e) = store.append_logs(events) {
+                tracing::warn!(error = %e, lines = events.len(), "writing function logs failed");
+            }
+        });
         Arc::new(Self {
             tx,
             dropped: AtomicU64::new(0),
@@ -44,44 +43,10 @@ impl LogSink for StoreLogs {
             message: r.message,
         };
         if let Err(TrySendError::Full(_)) = self.tx.try_send(event) {
-            // A function flooding its log must not stall the platform; count what is lost.
             let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if n.is_power_of_two() {
                 tracing::warn!(dropped = n, "function log queue full; dropping log lines");
             }
         }
     }
-}
-
-fn write_loop(store: Arc<Store>, rx: Receiver<NewLogEvent>) {
-    let mut batch = Vec::with_capacity(BATCH);
-    loop {
-        match rx.recv_timeout(Duration::from_millis(20)) {
-            Ok(e) => {
-                batch.push(e);
-                while batch.len() < BATCH {
-                    match rx.try_recv() {
-                        Ok(e) => batch.push(e),
-                        Err(_) => break,
-                    }
-                }
-            }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => {
-                flush(&store, &mut batch);
-                return;
-            }
-        }
-        flush(&store, &mut batch);
-    }
-}
-
-fn flush(store: &Store, batch: &mut Vec<NewLogEvent>) {
-    if batch.is_empty() {
-        return;
-    }
-    if let Err(e) = store.append_logs(batch) {
-        tracing::warn!(error = %e, lines = batch.len(), "writing function logs failed");
-    }
-    batch.clear();
 }

@@ -45,6 +45,24 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX log_events_function ON log_events(account, region, function, id);
     CREATE INDEX log_events_time ON log_events(ts_ms);",
+    // 3: usage records, one per invocation; the request id makes a record count once.
+    "CREATE TABLE usage_records (
+        request_id TEXT PRIMARY KEY,
+        account TEXT NOT NULL,
+        region TEXT NOT NULL,
+        function TEXT NOT NULL,
+        version TEXT NOT NULL,
+        architecture TEXT NOT NULL,
+        memory_mb INTEGER NOT NULL,
+        ephemeral_mb INTEGER NOT NULL,
+        init_ms REAL,
+        duration_ms REAL NOT NULL,
+        billed_duration_ms INTEGER NOT NULL,
+        billed_ms INTEGER NOT NULL,
+        outcome TEXT NOT NULL,
+        ts_ms INTEGER NOT NULL
+    );
+    CREATE INDEX usage_records_account_time ON usage_records(account, ts_ms);",
 ];
 
 /// Opens the database at `path`, in WAL mode with full durability, and migrates it.

@@ -15,6 +15,7 @@ mod db;
 mod error;
 mod functions;
 mod logs;
+mod usage;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,7 @@ pub use code::{CodeDir, CodeError, StoredCode};
 pub use error::StoreError;
 pub use functions::{FunctionKey, FunctionRecord, NewFunction};
 pub use logs::{LogEvent, NewLogEvent};
+pub use usage::{FunctionUsage, UsageRecord};
 
 /// The metadata database and the code directory of one server.
 pub struct Store {

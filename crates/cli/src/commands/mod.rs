@@ -1,5 +1,6 @@
 //! One module per client command.
 
+pub mod bill;
 pub mod deploy;
 pub mod invoke;
 pub mod logs;

@@ -2,6 +2,7 @@
 //! did not write: the official Rust SDK and the AWS CLI.
 
 mod awscli;
+mod billing;
 mod cli;
 mod crash;
 mod helpers;
