@@ -12,7 +12,7 @@ use lamina_model::{ErrorKind, LambdaError, Qualifier, State as FnState};
 use lamina_runtime_api::{Failure, FunctionRuntime, Invocation};
 
 use crate::query::Query;
-use crate::{ApiResult, AppState, Caller, arn, blocking, function_not_found, resolve};
+use crate::{ApiError, ApiResult, AppState, Caller, arn, blocking, function_not_found, resolve};
 
 /// The largest synchronous request payload (6 MiB).
 pub const MAX_SYNC_PAYLOAD: usize = 6_291_456;
@@ -184,6 +184,13 @@ pub async fn invoke(
             return Err(
                 LambdaError::service(format!("This server cannot run functions: {why}")).into(),
             );
+        }
+        Err(Failure::Throttled(t)) => {
+            metrics::counter!("lamina_throttles_total", "function" => function.name.clone(), "reason" => t.reason()).increment(1);
+            return Err(ApiError {
+                error: LambdaError::new(lamina_model::ErrorKind::TooManyRequests, "Rate Exceeded."),
+                reason: Some(t.reason()),
+            });
         }
         Err(Failure::Internal(why)) => {
             tracing::error!(function = %key.name, error = %why, "invocation failed inside the platform");

@@ -10,6 +10,7 @@ mod account;
 pub mod auth;
 mod bill;
 mod code;
+mod concurrency;
 mod error;
 mod functions;
 mod invoke;
@@ -117,6 +118,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/_lamina/logs/{name}", get(logs::get))
         .route("/_lamina/bill", get(bill::get))
+        .route(
+            "/2017-10-31/functions/{name}/concurrency",
+            axum::routing::put(concurrency::put).delete(concurrency::delete),
+        )
+        .route(
+            "/2019-09-30/functions/{name}/concurrency",
+            get(concurrency::get),
+        )
         .route("/2016-08-19/account-settings", get(account::settings))
         .route("/2016-08-19/account-settings/", get(account::settings))
         .route(

@@ -402,6 +402,11 @@ impl Environment {
         }
     }
 
+    /// MemorySize, MB.
+    pub fn memory_mb(&self) -> u32 {
+        self.memory_mb
+    }
+
     /// The environment's freezer gate, for the pool's idle sweeper.
     pub fn gate(&self) -> Arc<Gate> {
         self.gate.clone()
@@ -623,6 +628,12 @@ impl Gate {
             idle_since_ms: std::sync::atomic::AtomicI64::new(0),
             cgroup,
         }
+    }
+
+    /// When the environment last became idle, epoch ms.
+    pub fn idle_since(&self) -> i64 {
+        self.idle_since_ms
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Marks the environment idle (it is back in the pool).

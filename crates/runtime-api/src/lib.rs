@@ -10,11 +10,12 @@ mod env;
 pub mod logs;
 mod rapi;
 pub mod runtimes;
+mod scheduler;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use lamina_sandbox::host::Host;
@@ -28,6 +29,7 @@ pub const FREEZE_AFTER: std::time::Duration = std::time::Duration::from_millis(5
 pub use logs::{LogRecord, LogSink, NoLogs};
 pub use rapi::MAX_RESPONSE;
 pub use runtimes::Offered;
+pub use scheduler::{Stats, Throttle};
 
 /// What an environment needs to know about the function version it runs.
 #[derive(Debug, Clone)]
@@ -111,6 +113,9 @@ pub enum Failure {
     Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// Refused for lack of concurrency or memory.
+    #[error("throttled")]
+    Throttled(Throttle),
 }
 
 /// Settings of the executor.
@@ -120,6 +125,12 @@ pub struct ExecutorConfig {
     pub work_dir: PathBuf,
     /// Our own binary (re-executed as `sandbox-init`).
     pub init_exe: PathBuf,
+    /// Concurrent invocations per account and region.
+    pub account_concurrency: u32,
+    /// How long an idle environment is kept.
+    pub keep_alive: std::time::Duration,
+    /// The most memory (sum of MemorySize) live environments may hold, MB.
+    pub memory_budget_mb: u64,
 }
 
 pub(crate) struct Inner {
@@ -134,7 +145,7 @@ pub(crate) struct Inner {
     /// This server's parent cgroup: one per data directory, so that servers sharing a host
     /// never touch each other's environments, and a restart finds its own leftovers.
     pub(crate) cgroup_parent: String,
-    pool: Mutex<HashMap<String, Vec<Environment>>>,
+    scheduler: scheduler::Scheduler,
 }
 
 impl Inner {
@@ -266,7 +277,7 @@ impl Executor {
         let cgroup_parent = format!("lamina-{:016x}", fnv1a(work.to_string_lossy().as_bytes()));
         Ok(Self {
             inner: Arc::new(Inner {
-                kernel,
+                kernel: kernel.clone(),
                 host,
                 runtimes,
                 paths,
@@ -275,7 +286,15 @@ impl Executor {
                 logs,
                 next_id: AtomicU64::new(1),
                 cgroup_parent,
-                pool: Mutex::new(HashMap::new()),
+                scheduler: scheduler::Scheduler::start(
+                    scheduler::Settings {
+                        account_concurrency: config.account_concurrency,
+                        keep_alive: config.keep_alive,
+                        memory_budget_mb: config.memory_budget_mb,
+                        freeze_after: FREEZE_AFTER,
+                    },
+                    kernel.clone(),
+                ),
             }),
         })
     }
@@ -290,78 +309,76 @@ impl Executor {
         self.inner.host.summary()
     }
 
-    /// Removes cgroups left by a previous run that crashed, and prepares the parent group.
+    /// Removes cgroups (and kills their processes) left by a previous run that crashed, and
+    /// prepares the parent group.
     pub fn clean_start(&self) {
+        self.sweep();
+        if let Some(layout) = &self.inner.host.cgroups
+            && let Err(e) = layout.prepare(self.inner.kernel.as_ref(), &self.inner.cgroup_parent)
+        {
+            tracing::warn!(error = %e, "cannot prepare the lamina cgroup");
+        }
+    }
+
+    /// Kills every process in this server's environment cgroups and removes the groups.
+    fn sweep(&self) {
         let k = self.inner.kernel.as_ref();
         if let Some(layout) = &self.inner.host.cgroups {
             let parent = &self.inner.cgroup_parent;
             for name in layout.leftovers(parent) {
-                let cg_rel = format!("{parent}/{name}");
-                if let Some(cg) = lamina_sandbox::cgroup::Cgroup::existing(layout, &cg_rel) {
+                if let Some(cg) =
+                    lamina_sandbox::cgroup::Cgroup::existing(layout, format!("{parent}/{name}"))
+                {
                     let _ = cg.kill_all(k);
                     let _ = cg.destroy(k);
                 }
             }
-            if let Err(e) = layout.prepare(k, parent) {
-                tracing::warn!(error = %e, "cannot prepare the lamina cgroup");
-            }
         }
     }
 
-    /// Freezes environments that have been idle for `FREEZE_AFTER`, every few milliseconds, so
-    /// that idle environments use no CPU while busy ones never wait for the freezer.
-    pub fn start_freezer(&self) {
-        let inner = Arc::downgrade(&self.inner);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(FREEZE_AFTER / 2);
-            loop {
-                tick.tick().await;
-                let Some(inner) = inner.upgrade() else { return };
-                let gates: Vec<Arc<env::Gate>> = inner
-                    .pool
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .values()
-                    .flatten()
-                    .map(Environment::gate)
-                    .collect();
-                if gates.is_empty() {
-                    continue;
-                }
-                let cutoff = lamina_model::now_millis() - FREEZE_AFTER.as_millis() as i64;
-                let kernel = inner.kernel.clone();
-                let _ = tokio::task::spawn_blocking(move || {
-                    for g in gates {
-                        g.freeze_if_idle(kernel.as_ref(), cutoff);
-                    }
-                })
-                .await;
-            }
-        });
-    }
-
-    /// Runs one invocation of `f`.
+    /// Runs one invocation of `f`. The work runs in a task of its own, so a caller that goes
+    /// away cannot leave an environment or a concurrency slot behind.
     pub async fn invoke(&self, f: &FunctionRuntime, inv: Invocation) -> Result<Invoked, Failure> {
         self.inner
             .host
             .can_sandbox()
             .map_err(Failure::Unavailable)?;
-        let (mut env, cold) = match self.take_idle(f).await {
-            Some(env) => (env, false),
-            None => (Environment::start(self, f, &inv.request_id).await?, true),
+        let this = self.clone();
+        let f = f.clone();
+        tokio::spawn(async move { this.run(&f, inv).await })
+            .await
+            .unwrap_or_else(|e| Err(Failure::Internal(format!("invocation task failed: {e}"))))
+    }
+
+    async fn run(&self, f: &FunctionRuntime, inv: Invocation) -> Result<Invoked, Failure> {
+        let slot = scheduler::Slot {
+            account: f.account.clone(),
+            region: f.region.clone(),
+            function_arn: f.function_arn.clone(),
+            revision_id: f.revision_id.clone(),
+            memory_mb: f.memory_mb,
+        };
+        let sched = &self.inner.scheduler;
+        let (grant, reserved) = sched
+            .acquire(slot.clone())
+            .await
+            .map_err(Failure::Throttled)?;
+        let (mut env, cold) = match grant {
+            scheduler::Grant::Warm(env) => (env, false),
+            scheduler::Grant::Cold => match Environment::start(self, f, &inv.request_id).await {
+                Ok(env) => (env, true),
+                Err(e) => {
+                    sched.release(slot, reserved, None);
+                    return Err(e);
+                }
+            },
         };
         let ran = env.invoke(&inv, f.timeout_s).await;
         if ran.reusable {
-            env.gate().idle();
-            self.inner
-                .pool
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .entry(f.function_arn.clone())
-                .or_default()
-                .push(env);
+            sched.release(slot, reserved, Some(env));
         } else {
             env.destroy().await;
+            sched.release(slot, reserved, None);
         }
         Ok(Invoked {
             outcome: ran.outcome,
@@ -374,60 +391,39 @@ impl Executor {
         })
     }
 
-    /// The most recently used idle environment of `f`'s current revision; stale ones go.
-    async fn take_idle(&self, f: &FunctionRuntime) -> Option<Environment> {
-        let (found, stale) = {
-            let mut pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
-            let list = pool.entry(f.function_arn.clone()).or_default();
-            let stale: Vec<Environment> = {
-                let mut keep = Vec::new();
-                let mut stale = Vec::new();
-                for e in list.drain(..) {
-                    if e.revision_id == f.revision_id {
-                        keep.push(e)
-                    } else {
-                        stale.push(e)
-                    }
-                }
-                *list = keep;
-                stale
-            };
-            (list.pop(), stale)
-        };
-        for e in stale {
-            e.destroy().await;
-        }
-        found
+    /// Sets a function's reserved concurrency (`None`: none) for admission.
+    pub fn set_reserved(
+        &self,
+        account: &str,
+        region: &str,
+        function_arn: &str,
+        value: Option<u32>,
+    ) {
+        self.inner
+            .scheduler
+            .set_reserved(account, region, function_arn, value);
     }
 
-    /// Destroys every idle environment of a function (after an update or delete).
+    /// Destroys every idle environment of a function (after an update or delete); busy ones are
+    /// destroyed when their invocation ends, since their revision is no longer current.
     pub async fn retire(&self, function_arn: &str) {
-        let envs = self
-            .inner
-            .pool
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(function_arn)
-            .unwrap_or_default();
-        for e in envs {
-            e.destroy().await;
-        }
+        self.inner.scheduler.retire(function_arn);
     }
 
-    /// Destroys every idle environment.
+    /// Environment counts and per-function concurrency, for metrics.
+    pub async fn stats(&self) -> Stats {
+        self.inner.scheduler.stats().await
+    }
+
+    /// Destroys every idle environment and removes the server's cgroups.
     pub async fn shutdown(&self) {
-        let all: Vec<Environment> = self
-            .inner
-            .pool
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain()
-            .flat_map(|(_, v)| v)
-            .collect();
-        for e in all {
+        for e in self.inner.scheduler.drain().await {
             e.destroy().await;
         }
-        // Leave no cgroups behind: the parent groups are empty now.
+        // Environments still busy (past the grace period) go too: everything in our cgroups is
+        // killed, and no cgroup is left behind.
+        let this = self.clone();
+        let _ = tokio::task::spawn_blocking(move || this.sweep()).await;
         if let Some(layout) = &self.inner.host.cgroups {
             let k = self.inner.kernel.clone();
             let parent = self.inner.cgroup_parent.clone();

@@ -30,6 +30,12 @@ pub struct Config {
     pub init_exe: Option<PathBuf>,
     /// Prices for bills (AWS's by default).
     pub prices: lamina_billing::PriceSheet,
+    /// How long an idle environment is kept before it is destroyed.
+    pub keep_alive: std::time::Duration,
+    /// The most memory (sum of MemorySize) live environments may hold, MB.
+    pub memory_budget_mb: u64,
+    /// How long shutdown waits for in-flight invocations.
+    pub shutdown_grace: std::time::Duration,
 }
 
 /// One access key in the configuration file.
@@ -60,6 +66,9 @@ pub struct FileConfig {
     pub account: Option<String>,
     pub account_concurrency: Option<u32>,
     pub log_retention_days: Option<u32>,
+    pub keep_alive_s: Option<u64>,
+    pub memory_budget_mb: Option<u64>,
+    pub shutdown_grace_s: Option<u64>,
     /// A price sheet (TOML) replacing AWS's prices.
     pub price_sheet: Option<PathBuf>,
     pub auth: AuthSection,
@@ -179,6 +188,11 @@ impl Config {
             },
             account_concurrency: raw.account_concurrency.unwrap_or(1000),
             log_retention_days: raw.log_retention_days.unwrap_or(7),
+            keep_alive: std::time::Duration::from_secs(raw.keep_alive_s.unwrap_or(600)),
+            memory_budget_mb: raw
+                .memory_budget_mb
+                .unwrap_or_else(default_memory_budget_mb),
+            shutdown_grace: std::time::Duration::from_secs(raw.shutdown_grace_s.unwrap_or(30)),
             prices: match &raw.price_sheet {
                 None => lamina_billing::PriceSheet::default(),
                 Some(path) => {
@@ -254,4 +268,17 @@ mod tests {
         let raw: FileConfig = toml::from_str("account = \"12\"").unwrap();
         assert!(Config::from_parts(raw, Overrides::default()).is_err());
     }
+}
+
+/// 80 % of the host's memory, MB.
+fn default_memory_budget_mb() -> u64 {
+    let total_kb = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .unwrap_or(4 * 1024 * 1024);
+    total_kb / 1024 * 8 / 10
 }

@@ -35,6 +35,9 @@ pub async fn run(
     };
     let executor = lamina_runtime_api::Executor::new(
         lamina_runtime_api::ExecutorConfig {
+            account_concurrency: config.account_concurrency,
+            keep_alive: config.keep_alive,
+            memory_budget_mb: config.memory_budget_mb,
             work_dir: store.data_dir().join("run"),
             init_exe,
         },
@@ -45,7 +48,20 @@ pub async fn run(
         let ex = executor.clone();
         tokio::task::spawn_blocking(move || ex.clean_start()).await?;
     }
-    executor.start_freezer();
+    {
+        let store = store.clone();
+        let reserved = tokio::task::spawn_blocking(move || store.reserved_all()).await??;
+        for (account, region, name, n) in reserved {
+            let arn = format!("arn:aws:lambda:{region}:{account}:function:{name}");
+            executor.set_reserved(&account, &region, &arn, Some(n));
+        }
+    }
+    tracing::info!(
+        memory_budget_mb = config.memory_budget_mb,
+        keep_alive_s = config.keep_alive.as_secs(),
+        account_concurrency = config.account_concurrency,
+        "scaling limits"
+    );
     tracing::info!("{}", executor.host_summary());
     tracing::info!(runtimes = %executor.runtimes().join(", "), "runtimes served");
     spawn_log_expiry(store.clone(), config.log_retention_days);
@@ -69,17 +85,40 @@ pub async fn run(
     let addr = listener.local_addr()?;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), verify_signatures = config.auth.verify, "lamina is serving the Lambda API");
     let metrics = prometheus();
+    let ex = executor.clone();
     let app = lamina_api::router(state).route(
         "/metrics",
         axum::routing::get(move || {
             let m = metrics.clone();
-            async move { m.render() }
+            let ex = ex.clone();
+            async move {
+                let stats = ex.stats().await;
+                ::metrics::gauge!("lamina_environments").set(stats.environments as f64);
+                ::metrics::gauge!("lamina_environments_idle").set(stats.idle as f64);
+                ::metrics::gauge!("lamina_environments_memory_mb").set(stats.live_memory_mb as f64);
+                for (function, n) in stats.concurrency {
+                    ::metrics::gauge!("lamina_concurrent_executions", "function" => function)
+                        .set(n as f64);
+                }
+                m.render()
+            }
         }),
     );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("the HTTP server failed")?;
+    // After the signal: stop accepting, let in-flight requests finish within the grace period.
+    let (fired_tx, mut fired) = tokio::sync::watch::channel(false);
+    let signal = async move {
+        shutdown.await;
+        let _ = fired_tx.send(true);
+    };
+    let grace = config.shutdown_grace;
+    let serve = axum::serve(listener, app).with_graceful_shutdown(signal);
+    tokio::select! {
+        r = serve => r.context("the HTTP server failed")?,
+        _ = async {
+            let _ = fired.wait_for(|f| *f).await;
+            tokio::time::sleep(grace).await;
+        } => tracing::warn!(grace_s = grace.as_secs(), "in-flight requests did not finish within the grace period; stopping them"),
+    }
     executor.shutdown().await;
     tracing::info!("lamina stopped");
     Ok(())

@@ -63,6 +63,8 @@ const MIGRATIONS: &[&str] = &[
         ts_ms INTEGER NOT NULL
     );
     CREATE INDEX usage_records_account_time ON usage_records(account, ts_ms);",
+    // 4: reserved concurrency per function (NULL: none).
+    "ALTER TABLE functions ADD COLUMN reserved_concurrency INTEGER;",
 ];
 
 /// Opens the database at `path`, in WAL mode with full durability, and migrates it.

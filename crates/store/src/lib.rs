@@ -11,6 +11,7 @@
 
 pub mod archive;
 pub mod code;
+mod concurrency;
 mod db;
 mod error;
 mod functions;

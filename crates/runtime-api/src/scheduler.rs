@@ -1,0 +1,460 @@
+//! The scheduler: one task owns the warm pools, the concurrency counters and the memory budget,
+//! and is driven by a closed set of [`Command`]s. Invocations ask it for an environment (a warm
+//! one, or leave to start one) and give it back; no lock is taken on the invoke path.
+//!
+//! Admission follows Lambda: a function with reserved concurrency R runs at most R at once (0
+//! stops it); the others share the account limit minus everything reserved. Starting an
+//! environment must also fit the host's memory budget (sum of live environments' MemorySize):
+//! idle environments are evicted least recently used first to make room, and if that is not
+//! enough the invocation is throttled rather than the host pushed into its OOM killer. Idle
+//! environments are frozen after `FREEZE_AFTER` and destroyed after the keep-alive period.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::env::{Environment, Gate};
+
+/// Why an invocation was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Throttle {
+    /// The function's reserved concurrency is in use (or is 0).
+    Reserved,
+    /// The account's unreserved concurrency is in use.
+    Account,
+    /// Starting another environment would exceed the host's memory budget.
+    Memory,
+}
+
+impl Throttle {
+    /// The `Reason` Lambda puts in a TooManyRequestsException.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Throttle::Reserved => "ReservedFunctionConcurrentInvocationLimitExceeded",
+            Throttle::Account | Throttle::Memory => "ConcurrentInvocationLimitExceeded",
+        }
+    }
+}
+
+/// What the scheduler grants.
+pub enum Grant {
+    Warm(Environment),
+    /// Start a new environment (its memory is already counted).
+    Cold,
+}
+
+/// Identifies a function for the scheduler.
+#[derive(Debug, Clone)]
+pub struct Slot {
+    pub account: String,
+    pub region: String,
+    pub function_arn: String,
+    pub revision_id: String,
+    pub memory_mb: u32,
+}
+
+/// Limits and timings.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    pub account_concurrency: u32,
+    pub keep_alive: Duration,
+    pub memory_budget_mb: u64,
+    pub freeze_after: Duration,
+}
+
+enum Command {
+    Acquire {
+        slot: Slot,
+        reply: oneshot::Sender<Result<(Grant, bool), Throttle>>,
+    },
+    Release {
+        slot: Slot,
+        reserved: bool,
+        env: Option<Environment>,
+    },
+    SetReserved {
+        account: String,
+        region: String,
+        function_arn: String,
+        value: Option<u32>,
+    },
+    Retire {
+        function_arn: String,
+    },
+    Tick,
+    Drain {
+        reply: oneshot::Sender<Vec<Environment>>,
+    },
+    Stats {
+        reply: oneshot::Sender<Stats>,
+    },
+}
+
+/// A snapshot for metrics.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    pub environments: usize,
+    pub idle: usize,
+    pub live_memory_mb: u64,
+    /// In-flight invocations per function ARN.
+    pub concurrency: Vec<(String, u32)>,
+}
+
+#[derive(Default)]
+struct Function {
+    reserved: Option<u32>,
+    in_flight: u32,
+    idle: Vec<Environment>,
+}
+
+#[derive(Default)]
+struct Account {
+    reserved_total: u64,
+    unreserved_in_flight: u32,
+}
+
+struct State {
+    settings: Settings,
+    accounts: HashMap<(String, String), Account>,
+    functions: HashMap<String, Function>,
+    /// MemorySize of every live environment (running or idle), MB.
+    live_memory_mb: u64,
+    live: usize,
+    /// Environments to destroy, handed to a task outside the loop.
+    doomed: mpsc::UnboundedSender<Environment>,
+    freeze: mpsc::UnboundedSender<Vec<Arc<Gate>>>,
+}
+
+/// A handle to the scheduler task.
+#[derive(Clone)]
+pub struct Scheduler {
+    tx: mpsc::UnboundedSender<Command>,
+}
+
+impl Scheduler {
+    /// Starts the scheduler task (and its helpers); needs a tokio runtime.
+    pub fn start(settings: Settings, kernel: Arc<dyn lamina_sandbox::kernel::Kernel>) -> Self {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (doomed, mut doomed_rx) = mpsc::unbounded_channel::<Environment>();
+        let (freeze, mut freeze_rx) = mpsc::unbounded_channel::<Vec<Arc<Gate>>>();
+        tokio::spawn(async move {
+            while let Some(env) = doomed_rx.recv().await {
+                tokio::spawn(env.destroy());
+            }
+        });
+        let freeze_after = settings.freeze_after;
+        tokio::spawn(async move {
+            while let Some(gates) = freeze_rx.recv().await {
+                let k = kernel.clone();
+                let cutoff = lamina_model::now_millis() - freeze_after.as_millis() as i64;
+                let _ = tokio::task::spawn_blocking(move || {
+                    for g in gates {
+                        g.freeze_if_idle(k.as_ref(), cutoff);
+                    }
+                })
+                .await;
+            }
+        });
+        let ticker = tx.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(freeze_after / 2);
+            loop {
+                tick.tick().await;
+                if ticker.send(Command::Tick).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut state = State {
+            settings,
+            accounts: HashMap::new(),
+            functions: HashMap::new(),
+            live_memory_mb: 0,
+            live: 0,
+            doomed,
+            freeze,
+        };
+        tokio::spawn(async move {
+            while let Some(cmd) = rx.recv().await {
+                state.handle(cmd);
+            }
+        });
+        Self { tx }
+    }
+
+    /// Asks for an environment. `Ok((grant, reserved))`: `reserved` says which pool the
+    /// concurrency came from, to give back with [`Scheduler::release`].
+    pub async fn acquire(&self, slot: Slot) -> Result<(Grant, bool), Throttle> {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Command::Acquire { slot, reply }).is_err() {
+            return Err(Throttle::Account);
+        }
+        rx.await.unwrap_or(Err(Throttle::Account))
+    }
+
+    /// Gives back the concurrency, with the environment if it may serve again.
+    pub fn release(&self, slot: Slot, reserved: bool, env: Option<Environment>) {
+        if let Err(mpsc::error::SendError(Command::Release { env: Some(env), .. })) =
+            self.tx.send(Command::Release {
+                slot,
+                reserved,
+                env,
+            })
+        {
+            tokio::spawn(env.destroy());
+        }
+    }
+
+    pub fn set_reserved(
+        &self,
+        account: &str,
+        region: &str,
+        function_arn: &str,
+        value: Option<u32>,
+    ) {
+        let _ = self.tx.send(Command::SetReserved {
+            account: account.into(),
+            region: region.into(),
+            function_arn: function_arn.into(),
+            value,
+        });
+    }
+
+    /// Destroys a function's idle environments (after an update or delete).
+    pub fn retire(&self, function_arn: &str) {
+        let _ = self.tx.send(Command::Retire {
+            function_arn: function_arn.into(),
+        });
+    }
+
+    /// Takes every idle environment out (for shutdown).
+    pub async fn drain(&self) -> Vec<Environment> {
+        let (reply, rx) = oneshot::channel();
+        let _ = self.tx.send(Command::Drain { reply });
+        rx.await.unwrap_or_default()
+    }
+
+    pub async fn stats(&self) -> Stats {
+        let (reply, rx) = oneshot::channel();
+        let _ = self.tx.send(Command::Stats { reply });
+        rx.await.unwrap_or_default()
+    }
+}
+
+impl State {
+    fn handle(&mut self, cmd: Command) {
+        match cmd {
+            Command::Acquire { slot, reply } => {
+                let r = self.acquire(&slot);
+                if let Err(Ok((grant, reserved))) = reply.send(r) {
+                    // The caller went away: undo.
+                    let env = match grant {
+                        Grant::Warm(env) => Some(env),
+                        Grant::Cold => {
+                            self.forget_memory(slot.memory_mb);
+                            None
+                        }
+                    };
+                    self.release(slot, reserved, env);
+                }
+            }
+            Command::Release {
+                slot,
+                reserved,
+                env,
+            } => self.release(slot, reserved, env),
+            Command::SetReserved {
+                account,
+                region,
+                function_arn,
+                value,
+            } => {
+                let f = self.functions.entry(function_arn).or_default();
+                let old = f.reserved.replace(0);
+                f.reserved = value;
+                let a = self.accounts.entry((account, region)).or_default();
+                a.reserved_total =
+                    a.reserved_total - old.map_or(0, u64::from) + value.map_or(0, u64::from);
+            }
+            Command::Retire { function_arn } => {
+                if let Some(f) = self.functions.get_mut(&function_arn) {
+                    let idle = std::mem::take(&mut f.idle);
+                    for env in idle {
+                        self.discard(env);
+                    }
+                }
+            }
+            Command::Tick => self.tick(),
+            Command::Drain { reply } => {
+                let mut all = Vec::new();
+                for f in self.functions.values_mut() {
+                    all.append(&mut f.idle);
+                }
+                for env in &all {
+                    self.live -= 1;
+                    self.live_memory_mb -= env.memory_mb() as u64;
+                }
+                let _ = reply.send(all);
+            }
+            Command::Stats { reply } => {
+                let _ = reply.send(Stats {
+                    environments: self.live,
+                    idle: self.functions.values().map(|f| f.idle.len()).sum(),
+                    live_memory_mb: self.live_memory_mb,
+                    concurrency: self
+                        .functions
+                        .iter()
+                        .map(|(k, f)| (k.clone(), f.in_flight))
+                        .collect(),
+                });
+            }
+        }
+    }
+
+    fn acquire(&mut self, slot: &Slot) -> Result<(Grant, bool), Throttle> {
+        let limit = self.settings.account_concurrency as u64;
+        let f = self.functions.entry(slot.function_arn.clone()).or_default();
+        let account = self
+            .accounts
+            .entry((slot.account.clone(), slot.region.clone()))
+            .or_default();
+        let reserved = match f.reserved {
+            Some(r) => {
+                if f.in_flight >= r {
+                    return Err(Throttle::Reserved);
+                }
+                true
+            }
+            None => {
+                if account.unreserved_in_flight as u64
+                    >= limit.saturating_sub(account.reserved_total)
+                {
+                    return Err(Throttle::Account);
+                }
+                false
+            }
+        };
+        // Warm first: the most recently used environment of the current revision.
+        let mut stale = Vec::new();
+        let mut warm = None;
+        while let Some(env) = f.idle.pop() {
+            if env.revision_id == slot.revision_id {
+                warm = Some(env);
+                break;
+            }
+            stale.push(env);
+        }
+        for env in stale {
+            self.discard(env);
+        }
+        let grant = match warm {
+            Some(env) => Grant::Warm(env),
+            None => {
+                if !self.make_room(slot.memory_mb as u64) {
+                    return Err(Throttle::Memory);
+                }
+                self.live += 1;
+                self.live_memory_mb += slot.memory_mb as u64;
+                Grant::Cold
+            }
+        };
+        let f = self
+            .functions
+            .get_mut(&slot.function_arn)
+            .expect("inserted above");
+        f.in_flight += 1;
+        if !reserved {
+            self.accounts
+                .get_mut(&(slot.account.clone(), slot.region.clone()))
+                .expect("inserted above")
+                .unreserved_in_flight += 1;
+        }
+        Ok((grant, reserved))
+    }
+
+    /// Evicts idle environments, least recently used first, until `mb` more fits the budget.
+    fn make_room(&mut self, mb: u64) -> bool {
+        while self.live_memory_mb + mb > self.settings.memory_budget_mb {
+            let oldest = self
+                .functions
+                .iter()
+                .flat_map(|(k, f)| {
+                    f.idle
+                        .iter()
+                        .enumerate()
+                        .map(move |(i, e)| (e.gate().idle_since(), k.clone(), i))
+                })
+                .min_by_key(|(since, _, _)| *since);
+            let Some((_, key, index)) = oldest else {
+                return false;
+            };
+            let env = self
+                .functions
+                .get_mut(&key)
+                .expect("present")
+                .idle
+                .remove(index);
+            self.discard(env);
+        }
+        true
+    }
+
+    fn release(&mut self, slot: Slot, reserved: bool, env: Option<Environment>) {
+        if let Some(f) = self.functions.get_mut(&slot.function_arn) {
+            f.in_flight = f.in_flight.saturating_sub(1);
+        }
+        if !reserved
+            && let Some(a) = self
+                .accounts
+                .get_mut(&(slot.account.clone(), slot.region.clone()))
+        {
+            a.unreserved_in_flight = a.unreserved_in_flight.saturating_sub(1);
+        }
+        match env {
+            Some(env) if env.revision_id == slot.revision_id => {
+                env.gate().idle();
+                self.functions
+                    .entry(slot.function_arn)
+                    .or_default()
+                    .idle
+                    .push(env);
+            }
+            Some(env) => self.discard(env),
+            // The environment is gone (destroyed by the caller).
+            None => self.forget_memory(slot.memory_mb),
+        }
+    }
+
+    fn forget_memory(&mut self, mb: u32) {
+        self.live = self.live.saturating_sub(1);
+        self.live_memory_mb = self.live_memory_mb.saturating_sub(mb as u64);
+    }
+
+    fn discard(&mut self, env: Environment) {
+        self.forget_memory(env.memory_mb());
+        let _ = self.doomed.send(env);
+    }
+
+    fn tick(&mut self) {
+        let now = lamina_model::now_millis();
+        let expiry = now - self.settings.keep_alive.as_millis() as i64;
+        let mut expired = Vec::new();
+        let mut gates = Vec::new();
+        for f in self.functions.values_mut() {
+            let (old, keep): (Vec<Environment>, Vec<Environment>) = std::mem::take(&mut f.idle)
+                .into_iter()
+                .partition(|e| e.gate().idle_since() < expiry);
+            f.idle = keep;
+            expired.extend(old);
+            gates.extend(f.idle.iter().map(Environment::gate));
+        }
+        for env in expired {
+            self.discard(env);
+        }
+        if !gates.is_empty() {
+            let _ = self.freeze.send(gates);
+        }
+    }
+}
