@@ -214,6 +214,19 @@ impl Config {
     }
 }
 
+/// 80 % of the host's memory, MB.
+fn default_memory_budget_mb() -> u64 {
+    let total_kb = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .unwrap_or(4 * 1024 * 1024);
+    total_kb / 1024 * 8 / 10
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,17 +281,4 @@ mod tests {
         let raw: FileConfig = toml::from_str("account = \"12\"").unwrap();
         assert!(Config::from_parts(raw, Overrides::default()).is_err());
     }
-}
-
-/// 80 % of the host's memory, MB.
-fn default_memory_budget_mb() -> u64 {
-    let total_kb = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find_map(|l| l.strip_prefix("MemTotal:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        })
-        .unwrap_or(4 * 1024 * 1024);
-    total_kb / 1024 * 8 / 10
 }
