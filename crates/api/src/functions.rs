@@ -468,9 +468,12 @@ pub async fn get(
     let (rec, qualifier) = load(&state, &caller, &name, raw.as_deref(), "GetFunction").await?;
     let store = state.store.clone();
     let key = rec.key.clone();
-    let tags = blocking(move || Ok(store.tags(&key)?))
-        .await?
-        .unwrap_or_default();
+    let (tags, reserved) =
+        blocking(move || Ok((store.tags(&key)?, store.reserved_concurrency(&key)?))).await?;
+    let tags = tags.unwrap_or_default();
+    let concurrency = reserved
+        .flatten()
+        .map(|n| serde_json::json!({ "ReservedConcurrentExecutions": n }));
     let location = crate::code::location(&state, &host(&headers), &rec.code.sha256_hex);
     Ok(Json(wire::GetFunctionResponse {
         configuration: configuration(&rec, arn(&rec.key, qualifier.as_ref()), View::Current),
@@ -479,6 +482,7 @@ pub async fn get(
             location,
         },
         tags: (!tags.is_empty()).then_some(tags),
+        concurrency,
     }))
 }
 

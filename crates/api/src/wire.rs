@@ -219,6 +219,8 @@ pub struct GetFunctionResponse {
     pub code: CodeLocation,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tags: Option<BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Serialize)]

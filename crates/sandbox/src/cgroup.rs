@@ -331,12 +331,13 @@ impl Cgroup {
         };
         let mut last = Ok(());
         for d in dirs {
-            // Removal races with the exit of the last process; retry briefly.
+            // Removal races with the exit (and reaping) of the last process; retry for up to
+            // about two seconds.
             let mut r = k.remove_dir(&d);
-            for _ in 0..200 {
+            for i in 0..400 {
                 match &r {
                     Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                        std::thread::sleep(Duration::from_micros(500));
+                        std::thread::sleep(Duration::from_micros(if i < 100 { 500 } else { 5000 }));
                         r = k.remove_dir(&d);
                     }
                     _ => break,

@@ -9,6 +9,7 @@ mod helpers;
 mod invoke;
 mod nonroot;
 mod runtime_clients;
+mod scaling;
 mod sdk_auth;
 mod sdk_errors;
 mod sdk_functions;

@@ -1,0 +1,410 @@
+//! Scaling: reserved and account concurrency with Lambda's throttles, keep-alive expiry, eviction
+//! under a memory budget, 200 concurrent invocations, and shutdown that leaves nothing behind.
+
+use std::path::Path;
+use std::time::Duration;
+
+use aws_sdk_lambda::Client;
+use aws_sdk_lambda::error::SdkError;
+use aws_sdk_lambda::operation::invoke::InvokeError;
+use aws_sdk_lambda::primitives::Blob;
+use aws_sdk_lambda::types::{FunctionCode, Runtime};
+
+use crate::helpers::*;
+
+/// A custom runtime that sleeps `$SLEEP` seconds (0 if unset) and then echoes the event.
+const SLEEPER: &[u8] = b"#!/bin/sh\nwhile true; do\n  H=$(mktemp)\n  EV=$(curl -sS -D $H \"http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/runtime/invocation/next\")\n  ID=$(grep -i lambda-runtime-aws-request-id $H | tr -d '\\r' | cut -d' ' -f2)\n  sleep ${SLEEP:-0}\n  curl -sS -o /dev/null -X POST \"http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/runtime/invocation/$ID/response\" -d \"$EV\"\ndone\n";
+
+fn sleeper_zip() -> Vec<u8> {
+    use std::io::Write;
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    w.start_file(
+        "bootstrap",
+        zip::write::SimpleFileOptions::default().unix_permissions(0o755),
+    )
+    .unwrap();
+    w.write_all(SLEEPER).unwrap();
+    w.finish().unwrap().into_inner()
+}
+
+async fn deploy(c: &Client, name: &str, memory: i32, sleep_s: &str) {
+    c.create_function()
+        .function_name(name)
+        .runtime(Runtime::Providedal2023)
+        .handler("x")
+        .role(ROLE)
+        .memory_size(memory)
+        .timeout(30)
+        .environment(
+            aws_sdk_lambda::types::Environment::builder()
+                .variables("SLEEP", sleep_s)
+                .build(),
+        )
+        .code(
+            FunctionCode::builder()
+                .zip_file(Blob::new(sleeper_zip()))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("create {name}: {}", describe(&e)));
+}
+
+type InvokeResult = Result<
+    aws_sdk_lambda::operation::invoke::InvokeOutput,
+    SdkError<InvokeError, aws_sdk_lambda::config::http::HttpResponse>,
+>;
+
+async fn invoke(c: &Client, name: &str) -> InvokeResult {
+    c.invoke()
+        .function_name(name)
+        .payload(Blob::new(b"{}".to_vec()))
+        .send()
+        .await
+}
+
+/// The throttle `Reason`, or `None` if the call succeeded.
+fn throttle_reason(r: &InvokeResult) -> Option<String> {
+    match r {
+        Ok(_) => None,
+        Err(e) => match e.as_service_error() {
+            Some(InvokeError::TooManyRequestsException(t)) => Some(
+                t.reason()
+                    .map(|r| r.as_str().to_owned())
+                    .unwrap_or_default(),
+            ),
+            _ => panic!("unexpected error: {}", describe(e)),
+        },
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reserved_concurrency_caps_and_stops_a_function() {
+    let app = spawn_app().await;
+    let c = &app.client;
+    deploy(c, "capped", 128, "1").await;
+    assert!(
+        c.get_function_concurrency()
+            .function_name("capped")
+            .send()
+            .await
+            .unwrap()
+            .reserved_concurrent_executions()
+            .is_none()
+    );
+    c.put_function_concurrency()
+        .function_name("capped")
+        .reserved_concurrent_executions(1)
+        .send()
+        .await
+        .unwrap();
+    let got = c
+        .get_function_concurrency()
+        .function_name("capped")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.reserved_concurrent_executions(), Some(1));
+    let settings = c.get_account_settings().send().await.unwrap();
+    assert_eq!(
+        settings
+            .account_limit()
+            .unwrap()
+            .unreserved_concurrent_executions(),
+        Some(999)
+    );
+    let got = c
+        .get_function()
+        .function_name("capped")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        got.concurrency()
+            .and_then(|c| c.reserved_concurrent_executions()),
+        Some(1)
+    );
+
+    // Two at once with a reservation of one: one runs, one is throttled.
+    let (a, b) = tokio::join!(invoke(c, "capped"), invoke(c, "capped"));
+    let mut reasons: Vec<Option<String>> = vec![throttle_reason(&a), throttle_reason(&b)];
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        vec![
+            None,
+            Some("ReservedFunctionConcurrentInvocationLimitExceeded".to_string())
+        ]
+    );
+
+    // Zero stops the function.
+    c.put_function_concurrency()
+        .function_name("capped")
+        .reserved_concurrent_executions(0)
+        .send()
+        .await
+        .unwrap();
+    let r = invoke(c, "capped").await;
+    assert_eq!(
+        throttle_reason(&r).as_deref(),
+        Some("ReservedFunctionConcurrentInvocationLimitExceeded")
+    );
+    let (code, msg) = error_of(r.as_ref().unwrap_err());
+    assert_eq!(
+        (code.as_str(), msg.as_str()),
+        ("TooManyRequestsException", "Rate Exceeded.")
+    );
+    c.delete_function_concurrency()
+        .function_name("capped")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(throttle_reason(&invoke(c, "capped").await), None);
+
+    // The unreserved pool never drops below 100.
+    assert_error(
+        c.put_function_concurrency()
+            .function_name("capped")
+            .reserved_concurrent_executions(901)
+            .send()
+            .await,
+        "InvalidParameterValueException",
+        "decreases account's UnreservedConcurrentExecution below its minimum value of [100]",
+    );
+    c.put_function_concurrency()
+        .function_name("capped")
+        .reserved_concurrent_executions(900)
+        .send()
+        .await
+        .unwrap();
+    assert_error(
+        c.put_function_concurrency()
+            .function_name("capped:1")
+            .reserved_concurrent_executions(1)
+            .send()
+            .await,
+        "InvalidParameterValueException",
+        "permitted on Lambda functions only",
+    );
+    assert_error(
+        c.get_function_concurrency()
+            .function_name("ghost")
+            .send()
+            .await,
+        "ResourceNotFoundException",
+        "ghost",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_account_limit_throttles_unreserved_functions() {
+    let app = spawn_app_with("account_concurrency = 2").await;
+    let c = &app.client;
+    deploy(c, "busy", 128, "1").await;
+    let (a, b, d) = tokio::join!(invoke(c, "busy"), invoke(c, "busy"), invoke(c, "busy"));
+    let mut reasons = vec![
+        throttle_reason(&a),
+        throttle_reason(&b),
+        throttle_reason(&d),
+    ];
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        vec![
+            None,
+            None,
+            Some("ConcurrentInvocationLimitExceeded".to_string())
+        ]
+    );
+    let metrics = reqwest::get(format!("{}/metrics", app.endpoint()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            "lamina_throttles_total{function=\"busy\",reason=\"ConcurrentInvocationLimitExceeded\"}"
+        ),
+        "{metrics}"
+    );
+}
+
+/// Whether the next invocation of `name` is a cold start (its REPORT line has Init Duration).
+async fn is_cold(c: &Client, name: &str) -> bool {
+    let out = c
+        .invoke()
+        .function_name(name)
+        .log_type(aws_sdk_lambda::types::LogType::Tail)
+        .payload(Blob::new(b"{}".to_vec()))
+        .send()
+        .await
+        .unwrap();
+    use base64::Engine;
+    let log = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(out.log_result().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    log.contains("Init Duration")
+}
+
+#[tokio::test]
+async fn idle_environments_expire_after_the_keep_alive() {
+    let app = spawn_app_with("keep_alive_s = 1").await;
+    let c = &app.client;
+    deploy(c, "brief", 128, "0").await;
+    assert!(is_cold(c, "brief").await);
+    assert!(!is_cold(c, "brief").await, "warm within the keep-alive");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(
+        is_cold(c, "brief").await,
+        "destroyed after the keep-alive: scale to zero"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_small_memory_budget_evicts_idle_environments_then_throttles() {
+    let app = spawn_app_with("memory_budget_mb = 300").await;
+    let c = &app.client;
+    deploy(c, "a", 256, "0").await;
+    deploy(c, "b", 256, "0").await;
+    assert!(is_cold(c, "a").await);
+    assert!(!is_cold(c, "a").await);
+    // b needs room: a's idle environment is evicted.
+    assert!(is_cold(c, "b").await);
+    assert!(is_cold(c, "a").await, "a was evicted to make room for b");
+    // While a runs (1 s), b cannot get memory: throttled, not run out of memory.
+    deploy(c, "slow", 256, "1").await;
+    let (slow, other) = tokio::join!(invoke(c, "slow"), async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        invoke(c, "b").await
+    });
+    assert_eq!(throttle_reason(&slow), None);
+    assert_eq!(
+        throttle_reason(&other).as_deref(),
+        Some("ConcurrentInvocationLimitExceeded")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_hundred_concurrent_invocations() {
+    let app = spawn_app_with("memory_budget_mb = 100000").await;
+    let c = &app.client;
+    deploy(c, "wide", 128, "0.5").await;
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..200 {
+        let c = c.clone();
+        set.spawn(async move {
+            c.invoke()
+                .function_name("wide")
+                .payload(Blob::new(format!("{{\"i\":{i}}}").into_bytes()))
+                .send()
+                .await
+        });
+    }
+    let mut ok = 0;
+    while let Some(r) = set.join_next().await {
+        let out = r
+            .unwrap()
+            .unwrap_or_else(|e| panic!("invocation failed: {}", describe(&e)));
+        assert_eq!(out.function_error(), None);
+        ok += 1;
+    }
+    assert_eq!(ok, 200);
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ *b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// This server's environment cgroups and their processes.
+fn residue(data_dir: &Path) -> (Vec<String>, Vec<i32>) {
+    let run = data_dir.canonicalize().unwrap().join("run");
+    let parent = format!("lamina-{:016x}", fnv1a(run.to_string_lossy().as_bytes()));
+    let dir = Path::new("/sys/fs/cgroup/pids").join(&parent);
+    let mut groups = Vec::new();
+    let mut pids = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(&dir) {
+        for e in rd.flatten().filter(|e| e.path().is_dir()) {
+            groups.push(e.file_name().to_string_lossy().into_owned());
+            let procs = std::fs::read_to_string(e.path().join("cgroup.procs")).unwrap_or_default();
+            pids.extend(procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+        }
+    }
+    (groups, pids)
+}
+
+/// Whether a process exists and is not a zombie (an exited process not yet reaped by init).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .is_some_and(|zombie| !zombie)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_and_crash_leave_nothing_behind() {
+    assert!(
+        Path::new("/sys/fs/cgroup/pids").exists(),
+        "this test needs cgroup v1 pids (as on the CI machine)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = ServerProcess::start(&data, &[]);
+    let c = sdk_client(&server.endpoint(), "test", "test", "us-east-1");
+    deploy(&c, "one", 128, "0").await;
+    deploy(&c, "two", 128, "0").await;
+    invoke(&c, "one").await.unwrap();
+    invoke(&c, "two").await.unwrap();
+    let (groups, pids) = residue(&data);
+    assert_eq!(groups.len(), 2, "two idle environments: {groups:?}");
+    assert!(!pids.is_empty());
+
+    // SIGTERM: everything goes, including the parent group.
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) };
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "clean exit on SIGTERM: {status:?}");
+    let (groups, _) = residue(&data);
+    assert!(groups.is_empty(), "cgroups left after shutdown: {groups:?}");
+    assert!(
+        pids.iter().all(|p| !alive(*p)),
+        "processes left after shutdown"
+    );
+
+    // kill -9 leaves the sandboxes running; the next start removes them.
+    let mut server = ServerProcess::start(&data, &[]);
+    let c = sdk_client(&server.endpoint(), "test", "test", "us-east-1");
+    invoke(&c, "one").await.unwrap();
+    let (_, pids) = residue(&data);
+    assert!(!pids.is_empty());
+    server.kill9();
+    let server = ServerProcess::start(&data, &[]);
+    // The server cleans up while it starts; its API answers once that is done.
+    let c = sdk_client(&server.endpoint(), "test", "test", "us-east-1");
+    c.list_functions().send().await.unwrap();
+    let mut groups = residue(&data).0;
+    for _ in 0..300 {
+        if groups.is_empty() && pids.iter().all(|p| !alive(*p)) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+        groups = residue(&data).0;
+    }
+    assert!(
+        groups.is_empty(),
+        "leftovers of the crashed run are removed at start: {groups:?}"
+    );
+    assert!(
+        pids.iter().all(|p| !alive(*p)),
+        "processes of the crashed run are killed at start"
+    );
+    drop(server);
+}
