@@ -173,6 +173,15 @@ pub async fn invoke(
     let (outcome, log, timing) = match state.executor.invoke(&function, invocation).await {
         Ok(done) => {
             let timing = (done.duration_ms, done.init_ms, done.billed_ms);
+            let name = function.name.clone();
+            metrics::histogram!("lamina_invoke_duration_seconds", "function" => name.clone())
+                .record(done.duration_ms / 1000.0);
+            if let Some(init) = done.init_ms {
+                metrics::counter!("lamina_cold_starts_total", "function" => name.clone())
+                    .increment(1);
+                metrics::histogram!("lamina_init_duration_seconds", "function" => name)
+                    .record(init / 1000.0);
+            }
             (done.outcome, done.tail, timing)
         }
         Err(Failure::Function(outcome)) => {

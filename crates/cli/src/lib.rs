@@ -72,6 +72,15 @@ pub enum Command {
         #[arg(long)]
         csv: bool,
     },
+    /// A live view of functions: concurrency, rates, cold starts, p50/p99.
+    Top {
+        /// Seconds between refreshes.
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
+        /// Print one view and exit.
+        #[arg(long)]
+        once: bool,
+    },
     /// Delete a function.
     Rm {
         /// Function name or ARN.
@@ -105,6 +114,9 @@ pub async fn run(command: Command, options: ClientOptions) -> anyhow::Result<()>
                 options.json,
             )
             .await
+        }
+        Command::Top { interval, once } => {
+            commands::top::run(&client, interval, once, options.json).await
         }
         Command::Rm { name } => commands::rm::run(&client, &name, options.json).await,
     }

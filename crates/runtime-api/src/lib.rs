@@ -131,6 +131,8 @@ pub struct ExecutorConfig {
     pub keep_alive: std::time::Duration,
     /// The most memory (sum of MemorySize) live environments may hold, MB.
     pub memory_budget_mb: u64,
+    /// New environments per function per 10 s.
+    pub scale_up: u32,
 }
 
 pub(crate) struct Inner {
@@ -292,6 +294,8 @@ impl Executor {
                         keep_alive: config.keep_alive,
                         memory_budget_mb: config.memory_budget_mb,
                         freeze_after: FREEZE_AFTER,
+                        scale_up: config.scale_up,
+                        scale_window: std::time::Duration::from_secs(10),
                     },
                     kernel.clone(),
                 ),

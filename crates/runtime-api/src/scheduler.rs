@@ -26,6 +26,8 @@ pub enum Throttle {
     Account,
     /// Starting another environment would exceed the host's memory budget.
     Memory,
+    /// The function is adding environments faster than its scale-up rate.
+    ScaleRate,
 }
 
 impl Throttle {
@@ -34,6 +36,7 @@ impl Throttle {
         match self {
             Throttle::Reserved => "ReservedFunctionConcurrentInvocationLimitExceeded",
             Throttle::Account | Throttle::Memory => "ConcurrentInvocationLimitExceeded",
+            Throttle::ScaleRate => "FunctionInvocationRateLimitExceeded",
         }
     }
 }
@@ -65,6 +68,9 @@ pub struct Settings {
     pub keep_alive: Duration,
     pub memory_budget_mb: u64,
     pub freeze_after: Duration,
+    /// New environments a function may add per `scale_window` (Lambda: 1000 per 10 s).
+    pub scale_up: u32,
+    pub scale_window: Duration,
 }
 
 #[allow(clippy::large_enum_variant)] // as for `Grant`
@@ -111,6 +117,9 @@ struct Function {
     reserved: Option<u32>,
     in_flight: u32,
     idle: Vec<Environment>,
+    /// Scale-up tokens left, refilled continuously (not banked beyond the rate).
+    tokens: f64,
+    refilled_ms: i64,
 }
 
 #[derive(Default)]
@@ -356,11 +365,31 @@ impl State {
         let grant = match warm {
             Some(env) => Grant::Warm(env),
             None => {
+                let rate = self.settings.scale_up as f64;
+                let window = self.settings.scale_window.as_millis().max(1) as f64;
+                let now = lamina_model::now_millis();
+                let f = self
+                    .functions
+                    .get_mut(&slot.function_arn)
+                    .expect("inserted above");
+                if f.refilled_ms == 0 {
+                    f.tokens = rate;
+                } else {
+                    f.tokens = (f.tokens + (now - f.refilled_ms) as f64 * rate / window).min(rate);
+                }
+                f.refilled_ms = now;
+                if f.tokens < 1.0 {
+                    return Err(Throttle::ScaleRate);
+                }
                 if !self.make_room(slot.memory_mb as u64) {
                     return Err(Throttle::Memory);
                 }
                 self.live += 1;
                 self.live_memory_mb += slot.memory_mb as u64;
+                self.functions
+                    .get_mut(&slot.function_arn)
+                    .expect("inserted above")
+                    .tokens -= 1.0;
                 Grant::Cold
             }
         };

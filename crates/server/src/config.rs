@@ -36,6 +36,8 @@ pub struct Config {
     pub memory_budget_mb: u64,
     /// How long shutdown waits for in-flight invocations.
     pub shutdown_grace: std::time::Duration,
+    /// New environments per function per 10 s.
+    pub scale_up_per_10s: u32,
 }
 
 /// One access key in the configuration file.
@@ -69,6 +71,7 @@ pub struct FileConfig {
     pub keep_alive_s: Option<u64>,
     pub memory_budget_mb: Option<u64>,
     pub shutdown_grace_s: Option<u64>,
+    pub scale_up_per_10s: Option<u32>,
     /// A price sheet (TOML) replacing AWS's prices.
     pub price_sheet: Option<PathBuf>,
     pub auth: AuthSection,
@@ -193,6 +196,7 @@ impl Config {
                 .memory_budget_mb
                 .unwrap_or_else(default_memory_budget_mb),
             shutdown_grace: std::time::Duration::from_secs(raw.shutdown_grace_s.unwrap_or(30)),
+            scale_up_per_10s: raw.scale_up_per_10s.unwrap_or(1000),
             prices: match &raw.price_sheet {
                 None => lamina_billing::PriceSheet::default(),
                 Some(path) => {

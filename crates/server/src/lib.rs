@@ -38,6 +38,7 @@ pub async fn run(
             account_concurrency: config.account_concurrency,
             keep_alive: config.keep_alive,
             memory_budget_mb: config.memory_budget_mb,
+            scale_up: config.scale_up_per_10s,
             work_dir: store.data_dir().join("run"),
             init_exe,
         },

@@ -7,3 +7,4 @@ pub mod logs;
 pub mod ls;
 pub mod rm;
 pub mod show;
+pub mod top;

@@ -230,6 +230,47 @@ async fn the_account_limit_throttles_unreserved_functions() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scale_up_rate_throttles_new_environments_only() {
+    let app = spawn_app_with("scale_up_per_10s = 2").await;
+    let c = &app.client;
+    deploy(c, "ramp", 128, "1").await;
+    let (a, b, d) = tokio::join!(invoke(c, "ramp"), invoke(c, "ramp"), invoke(c, "ramp"));
+    let mut reasons = vec![
+        throttle_reason(&a),
+        throttle_reason(&b),
+        throttle_reason(&d),
+    ];
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        vec![
+            None,
+            None,
+            Some("FunctionInvocationRateLimitExceeded".to_string())
+        ]
+    );
+    // Warm environments are not new: they serve at once.
+    assert_eq!(throttle_reason(&invoke(c, "ramp").await), None);
+    let metrics = reqwest::get(format!("{}/metrics", app.endpoint()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "lamina_cold_starts_total{function=\"ramp\"}",
+        "lamina_invoke_duration_seconds",
+        "lamina_environments ",
+        "lamina_concurrent_executions",
+    ] {
+        assert!(
+            metrics.contains(name),
+            "{name} missing from /metrics: {metrics}"
+        );
+    }
+}
+
 /// Whether the next invocation of `name` is a cold start (its REPORT line has Init Duration).
 async fn is_cold(c: &Client, name: &str) -> bool {
     let out = c
