@@ -20,6 +20,10 @@ pub struct BenchArgs {
     /// Warm invocations to measure per function kind.
     #[arg(long, default_value_t = 1000)]
     warm: usize,
+    /// Concurrent invocations (of a function that sleeps 1 s) for the scale-out and density
+    /// measurements; 0 skips them.
+    #[arg(long, default_value_t = 1000)]
+    scale: usize,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -126,8 +130,15 @@ fn bar(len: usize, what: &str, json: bool) -> ProgressBar {
 /// Runs the benchmark and prints the figures.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let data = tempfile::tempdir().context("cannot create a temporary data directory")?;
+    // Environments here use a few MB each, not their MemorySize: let the budget and the account
+    // limit admit the scale-out run.
+    let raw: lamina_server::FileConfig = toml::from_str(&format!(
+        "memory_budget_mb = 100000000\naccount_concurrency = {}\nscale_up_per_10s = {}",
+        args.scale.max(1000) + 100,
+        args.scale.max(1000)
+    ))?;
     let config = lamina_server::Config::from_parts(
-        lamina_server::FileConfig::default(),
+        raw,
         lamina_server::Overrides {
             data_dir: Some(data.path().to_path_buf()),
             listen: Some("127.0.0.1:0".into()),
@@ -222,17 +233,115 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         rows.push((label, stats(cold), stats(warm), throughput));
     }
     let echo = stats(echo_ms);
+
+    // Throughput at several concurrencies, the echo baseline next to it.
+    let mut throughput = Vec::new();
+    let warm_name = "warm-provided-al2023";
+    for c in [1usize, 8, 64] {
+        let per = (args.warm / c).max(20);
+        let t = Instant::now();
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..c {
+            let http = http.clone();
+            let url = format!("http://{echo_addr}/echo");
+            set.spawn(async move {
+                for _ in 0..per {
+                    let _ = http
+                        .post(&url)
+                        .body(r#"{"bench":true}"#)
+                        .send()
+                        .await?
+                        .bytes()
+                        .await?;
+                }
+                Ok::<_, reqwest::Error>(())
+            });
+        }
+        while let Some(r) = set.join_next().await {
+            r??;
+        }
+        let echo_rate = (per * c) as f64 / t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..c {
+            let target = Target {
+                http: http.clone(),
+                base: target.base.clone(),
+            };
+            set.spawn(async move {
+                for _ in 0..per {
+                    target.invoke(warm_name).await?;
+                }
+                Ok::<_, anyhow::Error>(())
+            });
+        }
+        while let Some(r) = set.join_next().await {
+            r??;
+        }
+        throughput.push((c, (per * c) as f64 / t.elapsed().as_secs_f64(), echo_rate));
+    }
+
+    // Scale-out from zero, then hold the environments idle to measure density.
+    let mut scale = None;
+    if args.scale > 0 {
+        let name = "scale";
+        target
+            .create(name, "provided.al2023", "bootstrap", 128, &native_zip)
+            .await?;
+        let available_before = mem_available_kb();
+        let b = bar(args.scale, "scale-out", args.json);
+        let t = Instant::now();
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..args.scale {
+            let http = http.clone();
+            let url = format!("{}/2015-03-31/functions/{name}/invocations", target.base);
+            set.spawn(async move {
+                let r = http.post(url).body(r#"{"sleep_ms":1000}"#).send().await?;
+                let ok =
+                    r.status().is_success() && !r.headers().contains_key("x-amz-function-error");
+                r.bytes().await?;
+                Ok::<_, reqwest::Error>(ok)
+            });
+        }
+        let mut ok = 0;
+        while let Some(r) = set.join_next().await {
+            if r?? {
+                ok += 1;
+            }
+            b.inc(1);
+        }
+        b.finish_and_clear();
+        let all_done_s = t.elapsed().as_secs_f64();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let available_after = mem_available_kb();
+        let per_env_kb =
+            available_before.saturating_sub(available_after) as f64 / args.scale as f64;
+        scale = Some(json!({
+            "environments": args.scale,
+            "succeeded": ok,
+            "all_done_s": all_done_s,
+            "all_running_s": (all_done_s - 1.0).max(0.0),
+            "creation_rate_per_s": args.scale as f64 / (all_done_s - 1.0).max(1e-3),
+            "host_memory_per_idle_environment_kib": per_env_kb,
+        }));
+    }
     let _ = stop.send(());
     let _ = server.await;
 
     if args.json {
+        let tp: Vec<_> = throughput
+            .iter()
+            .map(|(c, r, e)| json!({ "concurrency": c, "invokes_per_s": r, "echo_per_s": e }))
+            .collect();
         let out: Vec<_> = rows
             .iter()
             .map(|(l, c, w, t)| json!({ "function": l, "cold": c, "warm": w, "warm_throughput_per_s": t, "warm_p50_vs_echo": w.p50_ms / echo.p50_ms }))
             .collect();
         println!(
             "{}",
-            serde_json::to_string_pretty(&json!({ "loopback_echo": echo, "functions": out }))?
+            serde_json::to_string_pretty(
+                &json!({ "loopback_echo": echo, "functions": out, "throughput": tp, "scale_out": scale })
+            )?
         );
         return Ok(());
     }
@@ -263,5 +372,37 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             warm.p50_ms / echo.p50_ms
         );
     }
+    for (c, rate, echo_rate) in &throughput {
+        println!(
+            "{:<28} {:>10.0}/s   echo {:.0}/s",
+            format!("warm throughput c={c}"),
+            rate,
+            echo_rate
+        );
+    }
+    if let Some(s) = &scale {
+        println!(
+            "scale-out: {} of {} invocations (1 s each) done in {:.2} s: all running after {:.2} s, {:.0} environments/s; {:.0} KiB of host memory per idle environment",
+            s["succeeded"],
+            s["environments"],
+            s["all_done_s"].as_f64().unwrap_or(0.0),
+            s["all_running_s"].as_f64().unwrap_or(0.0),
+            s["creation_rate_per_s"].as_f64().unwrap_or(0.0),
+            s["host_memory_per_idle_environment_kib"]
+                .as_f64()
+                .unwrap_or(0.0)
+        );
+    }
     Ok(())
+}
+
+fn mem_available_kb() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemAvailable:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
 }

@@ -42,6 +42,10 @@ fn serve(api: &str) -> std::io::Result<()> {
         )?;
         let (id, event) = read_response(&mut reader)?;
         let id = id.ok_or(std::io::ErrorKind::InvalidData)?;
+        // `{"sleep_ms": N}` holds the invocation for N ms (for scale-out benchmarks).
+        if let Some(ms) = sleep_ms(&event) {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
         write!(
             conn,
             "POST /2018-06-01/runtime/invocation/{id}/response HTTP/1.1\r\nHost: {api}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
@@ -50,6 +54,17 @@ fn serve(api: &str) -> std::io::Result<()> {
         conn.write_all(&event)?;
         read_response(&mut reader)?;
     }
+}
+
+fn sleep_ms(event: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(event).ok()?;
+    let rest = &text[text.find("\"sleep_ms\"")? + 10..];
+    let digits: String = rest
+        .trim_start_matches([':', ' '])
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
 }
 
 /// Runs the echo runtime. Never returns.
