@@ -419,6 +419,18 @@ async fn shutdown_and_crash_leave_nothing_behind() {
         pids.iter().all(|p| !alive(*p)),
         "processes left after shutdown"
     );
+    // Sandboxes mount only inside their own mount namespaces: nothing of ours is in the host's.
+    let data_path = data.canonicalize().unwrap();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(data_path.to_str().unwrap()),
+        "mounts left in the host namespace"
+    );
+    // Network namespaces are anonymous and go with their processes: none is ever named.
+    let named = std::fs::read_dir("/run/netns")
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(named, 0, "no named network namespaces are created");
 
     // kill -9 leaves the sandboxes running; the next start removes them.
     let mut server = ServerProcess::start(&data, &[]);
