@@ -338,7 +338,7 @@ async fn idle_environments_are_frozen() {
         .body
         .as_i64()
         .unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(40)).await;
     let b = call(c, "idle", serde_json::json!({"action": "ticker"}))
         .await
         .body
