@@ -385,9 +385,7 @@ pub async fn create(
             .into());
         }
     }
-    if req.publish == Some(true) {
-        return Err(unsupported("Publish (function versions)").into());
-    }
+    let publish = req.publish == Some(true);
     if req.code_signing_config_arn.is_some() {
         return Err(unsupported("CodeSigningConfigArn").into());
     }
@@ -431,6 +429,14 @@ pub async fn create(
     })
     .await?;
     tracing::info!(function = %rec.key.name, account = %rec.key.account, "created function");
+    let rec = if publish {
+        let mut published =
+            crate::versions::publish_latest(&state, &rec.key, None, None, None).await?;
+        published.key = rec.key.clone();
+        published
+    } else {
+        rec
+    };
     let body = configuration(&rec, arn(&rec.key, None), View::Created);
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
@@ -445,16 +451,8 @@ async fn load(
 ) -> ApiResult<(FunctionRecord, Option<Qualifier>)> {
     let q = Query::parse(raw_query);
     let (key, qualifier) = resolve(caller, name, q.get("Qualifier"), operation)?;
-    if matches!(qualifier, Some(Qualifier::Version(_) | Qualifier::Alias(_))) {
-        return Err(function_not_found(&key, qualifier.as_ref()));
-    }
-    let store = state.store.clone();
-    let k = key.clone();
-    let rec = blocking(move || Ok(store.get_function(&k)?)).await?;
-    match rec {
-        Some(rec) => Ok((rec, qualifier)),
-        None => Err(function_not_found(&key, qualifier.as_ref())),
-    }
+    let rec = crate::versions::version_for(state, &key, qualifier.as_ref(), false).await?;
+    Ok((rec, qualifier))
 }
 
 /// `GET /2015-03-31/functions/{name}`.
@@ -602,9 +600,7 @@ pub async fn update_code(
         )
         .into());
     }
-    if req.publish == Some(true) {
-        return Err(unsupported("Publish (function versions)").into());
-    }
+    let publish = req.publish == Some(true);
     let zip = decode_zip(
         &state,
         &code_source(req.zip_file, req.s3_bucket, req.image_uri)?,
@@ -650,6 +646,11 @@ pub async fn update_code(
         View::Current
     } else {
         View::Updated
+    };
+    let rec = if publish && !dry_run {
+        crate::versions::publish_latest(&state, &key, None, None, None).await?
+    } else {
+        rec
     };
     Ok(Json(configuration(&rec, arn(&key, None), view)))
 }
@@ -717,7 +718,15 @@ pub async fn delete(
             )
             .into());
         }
-        Some(Qualifier::Version(_)) => return Err(function_not_found(&key, qualifier.as_ref())),
+        Some(Qualifier::Version(n)) => {
+            let (store, k, n) = (state.store.clone(), key.clone(), *n);
+            let existed = blocking(move || Ok(store.delete_version(&k, n)?)).await?;
+            if !existed {
+                return Err(function_not_found(&key, qualifier.as_ref()));
+            }
+            state.changed(&key).await;
+            return Ok(StatusCode::NO_CONTENT);
+        }
     }
     let store = state.store.clone();
     let k = key.clone();

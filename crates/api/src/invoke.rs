@@ -101,15 +101,19 @@ pub async fn invoke(
             Some(decoded)
         }
     };
-    if matches!(qualifier, Some(Qualifier::Version(_) | Qualifier::Alias(_))) {
-        return Err(function_not_found(&key, qualifier.as_ref()));
-    }
-    let cached = state
-        .hot
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&key)
-        .cloned();
+    let cached = if matches!(qualifier, None | Some(Qualifier::Latest)) {
+        state
+            .hot
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .cloned()
+    } else {
+        // A version or an alias (weighted routing picks the version here).
+        Some(Arc::new(
+            crate::versions::version_for(&state, &key, qualifier.as_ref(), true).await?,
+        ))
+    };
     let rec = match cached {
         Some(rec) => rec,
         None => {

@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 
 mod account;
+mod aliases;
 pub mod auth;
 mod bill;
 mod code;
@@ -18,6 +19,7 @@ mod logs;
 pub mod query;
 pub mod sigv4;
 mod tags;
+mod versions;
 mod wire;
 
 use std::sync::Arc;
@@ -118,6 +120,20 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/_lamina/logs/{name}", get(logs::get))
         .route("/_lamina/bill", get(bill::get))
+        .route(
+            "/2015-03-31/functions/{name}/versions",
+            post(versions::publish).get(versions::list),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/aliases",
+            post(aliases::create).get(aliases::list),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/aliases/{alias}",
+            get(aliases::get)
+                .put(aliases::update)
+                .delete(aliases::delete),
+        )
         .route(
             "/2017-10-31/functions/{name}/concurrency",
             axum::routing::put(concurrency::put).delete(concurrency::delete),

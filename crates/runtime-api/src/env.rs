@@ -29,6 +29,8 @@ const CPU_PERIOD_US: u64 = 100_000;
 pub struct Environment {
     pub id: u64,
     pub revision_id: String,
+    /// `$LATEST` or the version number this environment runs.
+    pub version: String,
     tx: mpsc::Sender<Pending>,
     shared: Arc<Shared>,
     next_calls: watch::Receiver<u64>,
@@ -309,6 +311,7 @@ impl Environment {
         let mut env = Self {
             id,
             revision_id: f.revision_id.clone(),
+            version: f.version.clone(),
             tx,
             next_calls: shared.next_calls(),
             shared,

@@ -360,6 +360,7 @@ impl Executor {
             region: f.region.clone(),
             function_arn: f.function_arn.clone(),
             revision_id: f.revision_id.clone(),
+            version: f.version.clone(),
             memory_mb: f.memory_mb,
         };
         let sched = &self.inner.scheduler;

@@ -58,6 +58,8 @@ pub struct Slot {
     pub region: String,
     pub function_arn: String,
     pub revision_id: String,
+    /// `$LATEST` or a version number: versions keep their own warm environments.
+    pub version: String,
     pub memory_mb: u32,
 }
 
@@ -349,10 +351,17 @@ impl State {
                 false
             }
         };
-        // Warm first: the most recently used environment of the current revision.
+        // Warm first: the most recently used environment of this version's current revision.
+        // Environments of the same version but an older revision are stale and go.
         let mut stale = Vec::new();
         let mut warm = None;
-        while let Some(env) = f.idle.pop() {
+        let mut i = f.idle.len();
+        while i > 0 {
+            i -= 1;
+            if f.idle[i].version != slot.version {
+                continue;
+            }
+            let env = f.idle.remove(i);
             if env.revision_id == slot.revision_id {
                 warm = Some(env);
                 break;

@@ -65,6 +65,17 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX usage_records_account_time ON usage_records(account, ts_ms);",
     // 4: reserved concurrency per function (NULL: none).
     "ALTER TABLE functions ADD COLUMN reserved_concurrency INTEGER;",
+    // 5: published versions (numbers never reused) and aliases.
+    "ALTER TABLE functions ADD COLUMN last_version INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE aliases (
+        function_id INTEGER NOT NULL REFERENCES functions(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        version TEXT NOT NULL,
+        description TEXT NOT NULL,
+        routing TEXT NOT NULL DEFAULT '{}',
+        revision_id TEXT NOT NULL,
+        PRIMARY KEY (function_id, name)
+    );",
 ];
 
 /// Opens the database at `path`, in WAL mode with full durability, and migrates it.

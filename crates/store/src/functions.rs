@@ -9,7 +9,7 @@ use rusqlite::{OptionalExtension, Row, params};
 
 use crate::{ExtractLimits, Store, StoreError, StoredCode};
 
-const LATEST: &str = "$LATEST";
+pub(crate) const LATEST: &str = "$LATEST";
 
 /// Which function: its account, region and name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -42,12 +42,12 @@ pub struct NewFunction<'a> {
     pub tags: BTreeMap<String, String>,
 }
 
-const SELECT: &str =
+pub(crate) const SELECT: &str =
     "SELECT f.account, f.region, f.name, v.version, v.spec, v.code_sha256, v.code_size,
     v.unzipped_size, v.revision_id, v.last_modified_ms, v.state, v.last_update_status
     FROM functions f JOIN function_versions v ON v.function_id = f.id";
 
-fn read_record(row: &Row<'_>) -> rusqlite::Result<Result<FunctionRecord, StoreError>> {
+pub(crate) fn read_record(row: &Row<'_>) -> rusqlite::Result<Result<FunctionRecord, StoreError>> {
     let account: String = row.get(0)?;
     let region: String = row.get(1)?;
     let name: String = row.get(2)?;

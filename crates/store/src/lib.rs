@@ -17,6 +17,7 @@ mod error;
 mod functions;
 mod logs;
 mod usage;
+mod versions;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -30,6 +31,7 @@ pub use error::StoreError;
 pub use functions::{FunctionKey, FunctionRecord, NewFunction};
 pub use logs::{LogEvent, NewLogEvent};
 pub use usage::{FunctionUsage, UsageRecord};
+pub use versions::AliasRecord;
 
 /// The metadata database and the code directory of one server.
 pub struct Store {

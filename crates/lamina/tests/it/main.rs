@@ -13,3 +13,4 @@ mod scaling;
 mod sdk_auth;
 mod sdk_errors;
 mod sdk_functions;
+mod versions;

@@ -1,0 +1,178 @@
+//! Versions: PublishVersion, ListVersionsByFunction, and resolving a qualifier (version number
+//! or alias, with weighted routing) to the version it names.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Extension, Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use lamina_model::{LambdaError, Qualifier};
+use lamina_store::{FunctionKey, FunctionRecord, StoreError};
+use serde::Deserialize;
+
+use crate::functions::{View, configuration};
+use crate::query::Query;
+use crate::{
+    ApiError, ApiResult, AppState, Caller, arn, blocking, function_not_found, json_body, resolve,
+};
+
+/// The version a qualifier names. For an alias with routing weights, `pick` chooses by weight
+/// (Invoke); otherwise the alias's primary version is returned (Get*).
+pub(crate) async fn version_for(
+    state: &AppState,
+    key: &FunctionKey,
+    qualifier: Option<&Qualifier>,
+    pick: bool,
+) -> ApiResult<FunctionRecord> {
+    let store = state.store.clone();
+    let k = key.clone();
+    let q = qualifier.cloned();
+    let found = blocking(move || {
+        let version = match &q {
+            None | Some(Qualifier::Latest) => "$LATEST".to_owned(),
+            Some(Qualifier::Version(n)) => n.to_string(),
+            Some(Qualifier::Alias(a)) => match store.get_alias(&k, a) {
+                Ok(Some(alias)) => {
+                    let mut v = alias.version.clone();
+                    if pick && let Some((extra, weight)) = alias.routing.iter().next() {
+                        // The low 53 bits of a v4 UUID are random (the version and variant bits lie above).
+                        let r = (uuid::Uuid::new_v4().as_u128() & ((1 << 53) - 1)) as f64
+                            / (1u64 << 53) as f64;
+                        if r < *weight {
+                            v = extra.clone();
+                        }
+                    }
+                    v
+                }
+                Ok(None) | Err(StoreError::NotFound) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            },
+        };
+        Ok(store.get_version(&k, &version)?)
+    })
+    .await?;
+    found.ok_or_else(|| function_not_found(key, qualifier))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct PublishRequest {
+    code_sha256: Option<String>,
+    description: Option<String>,
+    revision_id: Option<String>,
+}
+
+/// Publishes `$LATEST` (also used by `Publish: true` on create and code updates).
+pub(crate) async fn publish_latest(
+    state: &AppState,
+    key: &FunctionKey,
+    code_sha256: Option<String>,
+    description: Option<String>,
+    revision_id: Option<String>,
+) -> ApiResult<FunctionRecord> {
+    let sha_hex = match code_sha256 {
+        None => None,
+        Some(b64) => Some(hex::encode(
+            base64::engine::general_purpose::STANDARD
+                .decode(&b64)
+                .map_err(|_| {
+                    LambdaError::invalid_parameter(format!("CodeSha256 '{b64}' is not base64."))
+                })?,
+        )),
+    };
+    if let Some(d) = &description {
+        lamina_model::limits::check_description(d)?;
+    }
+    let store = state.store.clone();
+    let k = key.clone();
+    let rec = blocking(move || {
+        store
+            .publish_version(
+                &k,
+                sha_hex.as_deref(),
+                revision_id.as_deref(),
+                description.as_deref(),
+            )
+            .map_err(|e| match e {
+                StoreError::NotFound => function_not_found(&k, None),
+                e => ApiError::from(e),
+            })
+    })
+    .await?;
+    Ok(rec)
+}
+
+/// `POST /2015-03-31/functions/{name}/versions`.
+pub async fn publish(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let (key, q) = resolve(&caller, &name, None, "PublishVersion")?;
+    if q.is_some() {
+        return Err(LambdaError::invalid_parameter(
+            "PublishVersion acts on $LATEST; remove the qualifier.",
+        )
+        .into());
+    }
+    let req: PublishRequest = json_body(&body)?;
+    let rec = publish_latest(
+        &state,
+        &key,
+        req.code_sha256,
+        req.description,
+        req.revision_id,
+    )
+    .await?;
+    let n: u64 = rec.version.parse().unwrap_or(0);
+    let body = configuration(&rec, arn(&key, Some(&Qualifier::Version(n))), View::Current);
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// `GET /2015-03-31/functions/{name}/versions`.
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<serde_json::Value>> {
+    let (key, _) = resolve(&caller, &name, None, "ListVersionsByFunction")?;
+    let q = Query::parse(raw.as_deref());
+    let max = q
+        .get("MaxItems")
+        .and_then(|m| m.parse::<usize>().ok())
+        .unwrap_or(50)
+        .clamp(1, 50);
+    let start: usize = q.get("Marker").and_then(|m| m.parse().ok()).unwrap_or(0);
+    let store = state.store.clone();
+    let k = key.clone();
+    let all = blocking(move || {
+        store.list_versions(&k).map_err(|e| match e {
+            StoreError::NotFound => function_not_found(&k, None),
+            e => e.into(),
+        })
+    })
+    .await?;
+    let page: Vec<serde_json::Value> = all
+        .iter()
+        .skip(start)
+        .take(max)
+        .map(|r| {
+            let qualifier = match r.version.parse::<u64>() {
+                Ok(n) => Qualifier::Version(n),
+                Err(_) => Qualifier::Latest,
+            };
+            serde_json::to_value(configuration(r, arn(&key, Some(&qualifier)), View::Current))
+                .unwrap_or_default()
+        })
+        .collect();
+    let mut out = serde_json::json!({ "Versions": page });
+    if start + max < all.len() {
+        out["NextMarker"] = (start + max).to_string().into();
+    }
+    Ok(Json(out))
+}
