@@ -78,7 +78,14 @@ pub(crate) fn configuration(
             mode: spec.tracing_mode.as_str(),
         },
         revision_id: rec.revision_id.clone(),
-        layers: Vec::new(),
+        layers: spec
+            .layer_code
+            .iter()
+            .map(|l| wire::LayerResponse {
+                arn: l.arn.clone(),
+                code_size: l.size,
+            })
+            .collect(),
         state,
         state_reason,
         state_reason_code,
@@ -170,13 +177,9 @@ fn apply_config(spec: &mut FunctionSpec, c: ConfigFields) -> Result<(), LambdaEr
                 "Cannot reference more than 5 layers.",
             ));
         }
-        if let Some(first) = layers.first() {
-            // No layer versions exist on this server yet, so any reference is to a missing one.
-            return Err(LambdaError::not_found(format!(
-                "Layer version {first} does not exist."
-            )));
-        }
+        // Resolved (and checked) against the store by `layers::attach`.
         spec.layers = layers;
+        spec.layer_code.clear();
     }
     if let Some(storage) = c.ephemeral_storage {
         spec.ephemeral_storage = storage
@@ -397,6 +400,15 @@ pub async fn create(
     apply_config(&mut spec, req.config)?;
     state.limits.check_spec(&spec)?;
     check_served(&state, &spec)?;
+    let layers_size = if spec.layers.is_empty() {
+        0
+    } else {
+        crate::layers::attach(&state, &caller, &mut spec).await?
+    };
+    let unzipped_max = state.limits.unzipped_max_bytes;
+    if layers_size >= unzipped_max {
+        return Err(crate::layers::too_big(unzipped_max, layers_size, None).into());
+    }
     let tags = req.tags.unwrap_or_default();
     state.limits.check_tags(&tags)?;
     let zip = decode_zip(
@@ -405,7 +417,9 @@ pub async fn create(
     )?;
 
     let store = state.store.clone();
-    let limits = state.extract_limits();
+    let mut limits = state.extract_limits();
+    // Function code and layers share the unzipped limit.
+    limits.max_unzipped_bytes -= layers_size;
     let storage_max = state.limits.code_storage_max_bytes;
     let name = key.name.clone();
     let rec = blocking(move || {
@@ -423,6 +437,11 @@ pub async fn create(
             .map_err(|e| match e {
                 StoreError::AlreadyExists => {
                     LambdaError::conflict(format!("Function already exist: {name}")).into()
+                }
+                StoreError::Code(lamina_store::CodeError::Archive(
+                    lamina_store::ArchiveError::TooLarge { .. },
+                )) if layers_size > 0 => {
+                    crate::layers::too_big(unzipped_max, layers_size, None).into()
                 }
                 e => ApiError::from(e),
             })
@@ -615,6 +634,14 @@ pub async fn update_code(
         let current = store
             .get_function(&k)?
             .ok_or_else(|| function_not_found(&k, None))?;
+        // Function code and layers share the unzipped limit.
+        let mut limits = limits;
+        limits.max_unzipped_bytes -= current
+            .spec
+            .layer_code
+            .iter()
+            .map(|l| l.unzipped_size)
+            .sum::<u64>();
         if let Some(archs) = architectures
             && architecture(&archs)? != current.spec.architecture
         {
@@ -670,6 +697,17 @@ pub async fn update_configuration(
         )
         .into());
     }
+    // New layers are resolved first (they live in the store too); the size check needs the
+    // function's current code and happens with the update.
+    let new_layers = match &req.config.layers {
+        None => None,
+        Some(arns) => {
+            let mut probe = FunctionSpec::with_defaults(String::new());
+            probe.layers = arns.clone();
+            let size = crate::layers::attach(&state, &caller, &mut probe).await?;
+            Some((probe.layer_code, size))
+        }
+    };
     let store = state.store.clone();
     let st = state.clone();
     let k = key.clone();
@@ -682,6 +720,17 @@ pub async fn update_configuration(
                 st.limits.check_spec(&spec)?;
                 if spec.runtime != runtime_before {
                     check_served(&st, &spec)?;
+                }
+                if let Some((code, size)) = new_layers {
+                    let limit = st.limits.unzipped_max_bytes;
+                    if current.code.unzipped_size + size > limit {
+                        return Err(crate::layers::too_big(
+                            limit,
+                            size,
+                            Some(current.code.unzipped_size),
+                        ));
+                    }
+                    spec.layer_code = code;
                 }
                 Ok(spec)
             })

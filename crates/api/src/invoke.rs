@@ -142,6 +142,24 @@ pub async fn invoke(
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
     let spec = &rec.spec;
+    let opt_tree = if spec.layer_code.is_empty() {
+        None
+    } else {
+        let store = state.store.clone();
+        let shas: Vec<String> = spec
+            .layer_code
+            .iter()
+            .map(|l| l.sha256_hex.clone())
+            .collect();
+        Some(
+            blocking(move || {
+                Ok(store
+                    .opt_tree(&shas)
+                    .map_err(lamina_store::StoreError::from)?)
+            })
+            .await?,
+        )
+    };
     let function = FunctionRuntime {
         account: key.account.to_string(),
         region: key.region.to_string(),
@@ -159,6 +177,7 @@ pub async fn invoke(
         tmp_mb: spec.ephemeral_storage,
         environment: spec.environment.clone(),
         code_tree: state.store.code().tree_path(&rec.code.sha256_hex),
+        opt_tree,
         log_group: spec
             .log_group
             .clone()

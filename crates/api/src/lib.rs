@@ -15,6 +15,7 @@ mod concurrency;
 mod error;
 mod functions;
 mod invoke;
+mod layers;
 mod logs;
 pub mod query;
 pub mod sigv4;
@@ -120,6 +121,24 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/_lamina/logs/{name}", get(logs::get))
         .route("/_lamina/bill", get(bill::get))
+        .route("/2018-10-31/layers", get(layers::list_or_find))
+        .route("/2018-10-31/layers/", get(layers::list_or_find))
+        .route(
+            "/2018-10-31/layers/{name}/versions",
+            post(layers::publish).get(layers::list_versions),
+        )
+        .route(
+            "/2018-10-31/layers/{name}/versions/{version}",
+            get(layers::get).delete(layers::delete),
+        )
+        .route(
+            "/2018-10-31/layers/{name}/versions/{version}/policy",
+            post(layers::add_permission).get(layers::get_policy),
+        )
+        .route(
+            "/2018-10-31/layers/{name}/versions/{version}/policy/{sid}",
+            axum::routing::delete(layers::remove_permission),
+        )
         .route(
             "/2015-03-31/functions/{name}/versions",
             post(versions::publish).get(versions::list),

@@ -81,10 +81,59 @@ pub enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// Layers: publish and list.
+    #[command(subcommand)]
+    Layer(LayerCommand),
+    /// Publish `$LATEST` of a function as a new version.
+    Publish {
+        /// Function name or ARN.
+        name: String,
+        /// The version's description.
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Aliases.
+    #[command(subcommand)]
+    Alias(AliasCommand),
     /// Delete a function.
     Rm {
         /// Function name or ARN.
         name: String,
+    },
+}
+
+/// `lamina layer ...`.
+#[derive(Debug, Subcommand)]
+pub enum LayerCommand {
+    /// Publish a directory or zip as a new layer version.
+    Publish {
+        /// Layer name.
+        name: String,
+        /// A directory (zipped for you) or a .zip file.
+        path: std::path::PathBuf,
+        /// Compatible runtime; repeat for more.
+        #[arg(long = "runtime")]
+        runtimes: Vec<String>,
+    },
+    /// List layers with their latest version.
+    Ls,
+}
+
+/// `lamina alias ...`.
+#[derive(Debug, Subcommand)]
+pub enum AliasCommand {
+    /// Create or update an alias: `lamina alias set FN NAME VERSION [--weight V=W]`.
+    Set {
+        /// Function name or ARN.
+        function: String,
+        /// Alias name.
+        name: String,
+        /// The version the alias points to.
+        #[arg(value_name = "VERSION")]
+        target: String,
+        /// Send a share of traffic to another version, e.g. `--weight 3=0.1`.
+        #[arg(long = "weight", value_name = "VERSION=WEIGHT")]
+        weights: Vec<String>,
     },
 }
 
@@ -117,6 +166,24 @@ pub async fn run(command: Command, options: ClientOptions) -> anyhow::Result<()>
         }
         Command::Top { interval, once } => {
             commands::top::run(&client, interval, once, options.json).await
+        }
+        Command::Layer(LayerCommand::Publish {
+            name,
+            path,
+            runtimes,
+        }) => commands::layer::publish(&client, &name, &path, &runtimes, options.json).await,
+        Command::Layer(LayerCommand::Ls) => commands::layer::ls(&client, options.json).await,
+        Command::Publish { name, description } => {
+            commands::publish::publish(&client, &name, description.as_deref(), options.json).await
+        }
+        Command::Alias(AliasCommand::Set {
+            function,
+            name,
+            target,
+            weights,
+        }) => {
+            commands::publish::alias_set(&client, &function, &name, &target, &weights, options.json)
+                .await
         }
         Command::Rm { name } => commands::rm::run(&client, &name, options.json).await,
     }

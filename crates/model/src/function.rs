@@ -166,6 +166,18 @@ pub struct FunctionSpec {
     /// Layer version ARNs, in order.
     #[serde(default)]
     pub layers: Vec<String>,
+    /// The code of those layers, resolved when they were attached (in the same order).
+    #[serde(default)]
+    pub layer_code: Vec<LayerCode>,
+}
+
+/// A layer version as a function uses it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerCode {
+    pub arn: String,
+    pub sha256_hex: String,
+    pub size: u64,
+    pub unzipped_size: u64,
 }
 
 impl FunctionSpec {
@@ -188,6 +200,7 @@ impl FunctionSpec {
             application_log_level: None,
             system_log_level: None,
             layers: Vec::new(),
+            layer_code: Vec::new(),
         }
     }
 }

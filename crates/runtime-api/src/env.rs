@@ -205,12 +205,16 @@ impl Environment {
 
         let memory_mb = f.memory_mb;
         let cpu_quota_us = cgroup::cpu_quota_for(memory_mb as u64, CPU_PERIOD_US, inner.host.cpus);
-        let bootstrap_in_task = f.code_tree.join("bootstrap").exists();
+        // A custom runtime's bootstrap comes from the code, or else from a layer.
+        let bootstrap_in_task = f.code_tree.join("bootstrap").exists()
+            || f.opt_tree
+                .as_ref()
+                .is_none_or(|o| !o.join("bootstrap").exists());
         let spec = Spec {
             hostname: "localhost".into(),
             root: RootPlan {
                 mountpoint: inner.paths.root_mountpoint.clone(),
-                binds: inner.binds(&f.code_tree),
+                binds: inner.binds(&f.code_tree, f.opt_tree.as_deref()),
                 symlinks: inner.symlinks.clone(),
                 tmp_mb: f.tmp_mb as u64,
             },

@@ -48,6 +48,8 @@ pub struct FunctionRuntime {
     pub tmp_mb: u32,
     pub environment: BTreeMap<String, String>,
     pub code_tree: PathBuf,
+    /// The merged layers, presented at `/opt` (empty when `None`).
+    pub opt_tree: Option<PathBuf>,
     pub log_group: String,
     /// The unqualified ARN (the pool key).
     pub function_arn: String,
@@ -152,7 +154,7 @@ pub(crate) struct Inner {
 
 impl Inner {
     /// Read-only binds: the host's system directories, then the function's code and runtime.
-    pub(crate) fn binds(&self, code_tree: &Path) -> Vec<Bind> {
+    pub(crate) fn binds(&self, code_tree: &Path, opt_tree: Option<&Path>) -> Vec<Bind> {
         let mut b = self.system_binds.clone();
         b.push(Bind {
             source: code_tree.to_path_buf(),
@@ -165,7 +167,7 @@ impl Inner {
             file: false,
         });
         b.push(Bind {
-            source: self.paths.opt.clone(),
+            source: opt_tree.map_or_else(|| self.paths.opt.clone(), Path::to_path_buf),
             target: "/opt".into(),
             file: false,
         });

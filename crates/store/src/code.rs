@@ -76,11 +76,14 @@ impl CodeDir {
             let p = root.join(sub);
             fs::create_dir_all(&p).map_err(io_at(&p))?;
         }
-        let staging = dir.staging();
-        if staging.exists() {
-            fs::remove_dir_all(&staging).map_err(io_at(&staging))?;
+        // `staging/` holds interrupted writes and `opt/` merged layer trees (a cache, rebuilt on
+        // demand): both start empty.
+        for sub in [dir.staging(), root.join("opt")] {
+            if sub.exists() {
+                fs::remove_dir_all(&sub).map_err(io_at(&sub))?;
+            }
+            fs::create_dir_all(&sub).map_err(io_at(&sub))?;
         }
-        fs::create_dir_all(&staging).map_err(io_at(&staging))?;
         Ok(dir)
     }
 
@@ -171,6 +174,32 @@ impl CodeDir {
         })
     }
 
+    /// The `/opt` of a function: its layers' trees merged in order (a later layer's file wins),
+    /// built once per distinct list from hard links, so it costs no copy of the data.
+    pub fn merged(&self, layer_shas: &[String]) -> Result<PathBuf, CodeError> {
+        let key = hex::encode(Sha256::digest(layer_shas.join(",").as_bytes()));
+        let target = self.root.join("opt").join(&key);
+        if target.exists() {
+            return Ok(target);
+        }
+        let work = self
+            .staging()
+            .join(uuid::Uuid::new_v4().simple().to_string());
+        fs::create_dir_all(&work).map_err(io_at(&work))?;
+        let result = (|| {
+            for sha in layer_shas {
+                link_tree(&self.tree_path(sha), &work)?;
+            }
+            match fs::rename(&work, &target) {
+                Ok(()) => Ok(()),
+                Err(_) if target.exists() => Ok(()),
+                Err(e) => Err(io_at(&target)(e)),
+            }
+        })();
+        let _ = fs::remove_dir_all(&work);
+        result.map(|()| target)
+    }
+
     /// Removes every package whose hash is not in `keep`. Returns how many were removed.
     pub fn retain(&self, keep: &HashSet<String>) -> Result<usize, CodeError> {
         let mut removed = 0;
@@ -209,6 +238,38 @@ impl CodeDir {
         }
         Ok(out)
     }
+}
+
+/// Hard-links every file of `from` into `to`, replacing what is there.
+fn link_tree(from: &Path, to: &Path) -> Result<(), CodeError> {
+    for entry in fs::read_dir(from).map_err(io_at(from))? {
+        let entry = entry.map_err(io_at(from))?;
+        let src = entry.path();
+        let dst = to.join(entry.file_name());
+        let kind = entry.file_type().map_err(io_at(&src))?;
+        if kind.is_dir() {
+            if dst.symlink_metadata().is_ok_and(|m| !m.is_dir()) {
+                fs::remove_file(&dst).map_err(io_at(&dst))?;
+            }
+            fs::create_dir_all(&dst).map_err(io_at(&dst))?;
+            link_tree(&src, &dst)?;
+            continue;
+        }
+        if let Ok(m) = dst.symlink_metadata() {
+            if m.is_dir() {
+                fs::remove_dir_all(&dst).map_err(io_at(&dst))?;
+            } else {
+                fs::remove_file(&dst).map_err(io_at(&dst))?;
+            }
+        }
+        if kind.is_symlink() {
+            let target = fs::read_link(&src).map_err(io_at(&src))?;
+            std::os::unix::fs::symlink(target, &dst).map_err(io_at(&dst))?;
+        } else {
+            fs::hard_link(&src, &dst).map_err(io_at(&dst))?;
+        }
+    }
+    Ok(())
 }
 
 /// Flushes the whole filesystem holding `path`: one `syncfs` instead of an fsync per file.

@@ -76,6 +76,31 @@ const MIGRATIONS: &[&str] = &[
         revision_id TEXT NOT NULL,
         PRIMARY KEY (function_id, name)
     );",
+    // 6: layers. A deleted version is hidden but kept: functions that use it keep working.
+    "CREATE TABLE layers (
+        account TEXT NOT NULL,
+        region TEXT NOT NULL,
+        name TEXT NOT NULL,
+        last_version INTEGER NOT NULL,
+        PRIMARY KEY (account, region, name)
+    );
+    CREATE TABLE layer_versions (
+        account TEXT NOT NULL,
+        region TEXT NOT NULL,
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        description TEXT NOT NULL,
+        license TEXT,
+        runtimes TEXT NOT NULL,
+        architectures TEXT NOT NULL,
+        code_sha256 TEXT NOT NULL,
+        code_size INTEGER NOT NULL,
+        unzipped_size INTEGER NOT NULL,
+        created_ms INTEGER NOT NULL,
+        deleted INTEGER NOT NULL DEFAULT 0,
+        policy TEXT NOT NULL DEFAULT '[]',
+        PRIMARY KEY (account, region, name, version)
+    );",
 ];
 
 /// Opens the database at `path`, in WAL mode with full durability, and migrates it.

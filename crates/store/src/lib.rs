@@ -15,6 +15,7 @@ mod concurrency;
 mod db;
 mod error;
 mod functions;
+mod layers;
 mod logs;
 mod usage;
 mod versions;
@@ -29,6 +30,7 @@ pub use archive::{ArchiveError, ExtractLimits};
 pub use code::{CodeDir, CodeError, StoredCode};
 pub use error::StoreError;
 pub use functions::{FunctionKey, FunctionRecord, NewFunction};
+pub use layers::{LayerVersion, NewLayerVersion};
 pub use logs::{LogEvent, NewLogEvent};
 pub use usage::{FunctionUsage, UsageRecord};
 pub use versions::AliasRecord;
@@ -97,7 +99,9 @@ impl Store {
         let _exclusive = self.gc.write().unwrap_or_else(|e| e.into_inner());
         let referenced: HashSet<String> = {
             let conn = self.conn();
-            let mut stmt = conn.prepare("SELECT DISTINCT code_sha256 FROM function_versions")?;
+            let mut stmt = conn.prepare(
+                "SELECT code_sha256 FROM function_versions UNION SELECT code_sha256 FROM layer_versions",
+            )?;
             stmt.query_map([], |r| r.get::<_, String>(0))?
                 .collect::<Result<_, _>>()?
         };

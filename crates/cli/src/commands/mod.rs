@@ -3,8 +3,10 @@
 pub mod bill;
 pub mod deploy;
 pub mod invoke;
+pub mod layer;
 pub mod logs;
 pub mod ls;
+pub mod publish;
 pub mod rm;
 pub mod show;
 pub mod top;

@@ -242,6 +242,92 @@ fn aws_cli_create_wait_get_list_update_tag_delete() {
     );
     assert!(!bad.0 && bad.2.contains("ValidationException"), "{}", bad.2);
 
+    // Versions, aliases and layers.
+    let v1 = json(run(
+        &aws,
+        &ep,
+        &[
+            "lambda",
+            "publish-version",
+            "--function-name",
+            "awsfn",
+            "--description",
+            "first",
+        ],
+    ));
+    assert_eq!(v1["Version"], "1");
+    let alias = json(run(
+        &aws,
+        &ep,
+        &[
+            "lambda",
+            "create-alias",
+            "--function-name",
+            "awsfn",
+            "--name",
+            "live",
+            "--function-version",
+            "1",
+        ],
+    ));
+    assert_eq!(
+        alias["AliasArn"],
+        "arn:aws:lambda:us-east-1:000000000000:function:awsfn:live"
+    );
+    let versions = json(run(
+        &aws,
+        &ep,
+        &[
+            "lambda",
+            "list-versions-by-function",
+            "--function-name",
+            "awsfn",
+        ],
+    ));
+    assert_eq!(versions["Versions"].as_array().unwrap().len(), 2);
+    let layer_zip = work.path().join("layer.zip");
+    std::fs::write(&layer_zip, zip_of(&[("python/util.py", b"X = 1\n")])).unwrap();
+    let layer_arg = format!("fileb://{}", layer_zip.display());
+    let layer = json(run(
+        &aws,
+        &ep,
+        &[
+            "lambda",
+            "publish-layer-version",
+            "--layer-name",
+            "util",
+            "--zip-file",
+            &layer_arg,
+        ],
+    ));
+    assert_eq!(layer["Version"], 1);
+    let layers = json(run(&aws, &ep, &["lambda", "list-layers"]));
+    assert_eq!(layers["Layers"][0]["LayerName"], "util");
+    json(run(
+        &aws,
+        &ep,
+        &[
+            "lambda",
+            "delete-layer-version",
+            "--layer-name",
+            "util",
+            "--version-number",
+            "1",
+        ],
+    ));
+    json(run(
+        &aws,
+        &ep,
+        &[
+            "lambda",
+            "delete-alias",
+            "--function-name",
+            "awsfn",
+            "--name",
+            "live",
+        ],
+    ));
+
     json(run(
         &aws,
         &ep,

@@ -151,3 +151,74 @@ fn deploy_ls_show_rm() {
         .unwrap();
     assert!(String::from_utf8_lossy(&down.stderr).contains("cannot reach the server"));
 }
+
+#[test]
+fn layers_versions_and_aliases_from_the_cli() {
+    let data = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(data.path(), &[]);
+    let ep = server.endpoint();
+    let layer = tempfile::tempdir().unwrap();
+    std::fs::create_dir(layer.path().join("python")).unwrap();
+    write(&layer.path().join("python"), "shared.py", b"X = 1\n");
+    let published = ok_json(lamina(
+        &ep,
+        &[
+            "layer",
+            "publish",
+            "shared",
+            layer.path().to_str().unwrap(),
+            "--json",
+        ],
+    ));
+    assert!(
+        published["LayerVersionArn"]
+            .as_str()
+            .unwrap()
+            .ends_with(":layer:shared:1")
+    );
+    let layers = ok_json(lamina(&ep, &["layer", "ls", "--json"]));
+    assert_eq!(layers["Layers"][0]["LayerName"], "shared");
+
+    let src = tempfile::tempdir().unwrap();
+    write(src.path(), "bootstrap", b"#!/bin/sh\nexit 0\n");
+    ok_json(lamina(
+        &ep,
+        &[
+            "deploy",
+            src.path().to_str().unwrap(),
+            "--name",
+            "rel",
+            "--runtime",
+            "provided.al2023",
+            "--handler",
+            "x",
+            "--json",
+        ],
+    ));
+    let v1 = ok_json(lamina(&ep, &["publish", "rel", "--json"]));
+    assert_eq!(v1["Version"], "1");
+    let alias = ok_json(lamina(&ep, &["alias", "set", "rel", "live", "1", "--json"]));
+    assert_eq!(alias["FunctionVersion"], "1");
+    write(src.path(), "extra.txt", b"changed");
+    ok_json(lamina(
+        &ep,
+        &[
+            "deploy",
+            src.path().to_str().unwrap(),
+            "--name",
+            "rel",
+            "--json",
+        ],
+    ));
+    ok_json(lamina(&ep, &["publish", "rel", "--json"]));
+    let moved = ok_json(lamina(
+        &ep,
+        &[
+            "alias", "set", "rel", "live", "1", "--weight", "2=0.25", "--json",
+        ],
+    ));
+    assert_eq!(
+        moved["RoutingConfig"]["AdditionalVersionWeights"]["2"],
+        0.25
+    );
+}

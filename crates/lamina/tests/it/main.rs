@@ -7,6 +7,7 @@ mod cli;
 mod crash;
 mod helpers;
 mod invoke;
+mod layers;
 mod nonroot;
 mod runtime_clients;
 mod scaling;

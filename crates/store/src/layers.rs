@@ -1,0 +1,215 @@
+//! Layer versions: published once, numbered per layer without reuse, hidden when deleted but
+//! kept for the functions that use them.
+
+use rusqlite::{OptionalExtension, params};
+
+use crate::{CodeError, ExtractLimits, Store, StoreError, StoredCode};
+
+/// What PublishLayerVersion stores.
+#[derive(Debug)]
+pub struct NewLayerVersion<'a> {
+    pub account: String,
+    pub region: String,
+    pub name: String,
+    pub description: String,
+    pub license: Option<String>,
+    pub runtimes: Vec<String>,
+    pub architectures: Vec<String>,
+    pub zip: &'a [u8],
+}
+
+/// A stored layer version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerVersion {
+    pub account: String,
+    pub region: String,
+    pub name: String,
+    pub version: u64,
+    pub description: String,
+    pub license: Option<String>,
+    pub runtimes: Vec<String>,
+    pub architectures: Vec<String>,
+    pub code: StoredCode,
+    pub created_ms: i64,
+    pub deleted: bool,
+    /// Permission statements (JSON objects).
+    pub policy: Vec<serde_json::Value>,
+}
+
+const COLUMNS: &str =
+    "account, region, name, version, description, license, runtimes, architectures,
+    code_sha256, code_size, unzipped_size, created_ms, deleted, policy";
+
+fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<LayerVersion> {
+    let json = |i: usize| -> rusqlite::Result<String> { r.get(i) };
+    Ok(LayerVersion {
+        account: r.get(0)?,
+        region: r.get(1)?,
+        name: r.get(2)?,
+        version: r.get::<_, i64>(3)? as u64,
+        description: r.get(4)?,
+        license: r.get(5)?,
+        runtimes: serde_json::from_str(&json(6)?).unwrap_or_default(),
+        architectures: serde_json::from_str(&json(7)?).unwrap_or_default(),
+        code: StoredCode {
+            sha256_hex: r.get(8)?,
+            size: r.get::<_, i64>(9)? as u64,
+            unzipped_size: r.get::<_, i64>(10)? as u64,
+        },
+        created_ms: r.get(11)?,
+        deleted: r.get::<_, i64>(12)? != 0,
+        policy: serde_json::from_str(&json(13)?).unwrap_or_default(),
+    })
+}
+
+impl Store {
+    /// Stores a new version of a layer (code first, then the row).
+    pub fn publish_layer(
+        &self,
+        new: NewLayerVersion<'_>,
+        limits: ExtractLimits,
+    ) -> Result<LayerVersion, StoreError> {
+        let _upload = self.gc.read().unwrap_or_else(|e| e.into_inner());
+        let code = self.code.put(new.zip, limits)?;
+        let now = lamina_model::now_millis();
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT INTO layers (account, region, name, last_version) VALUES (?1, ?2, ?3, 1)
+             ON CONFLICT (account, region, name) DO UPDATE SET last_version = last_version + 1",
+            params![new.account, new.region, new.name],
+        )?;
+        let version: i64 = tx.query_row(
+            "SELECT last_version FROM layers WHERE account = ?1 AND region = ?2 AND name = ?3",
+            params![new.account, new.region, new.name],
+            |r| r.get(0),
+        )?;
+        let to_json = |v: &Vec<String>| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
+        tx.execute(
+            &format!("INSERT INTO layer_versions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 0, '[]')"),
+            params![
+                new.account,
+                new.region,
+                new.name,
+                version,
+                new.description,
+                new.license,
+                to_json(&new.runtimes),
+                to_json(&new.architectures),
+                code.sha256_hex,
+                code.size as i64,
+                code.unzipped_size as i64,
+                now
+            ],
+        )?;
+        tx.commit()?;
+        Ok(LayerVersion {
+            account: new.account,
+            region: new.region,
+            name: new.name,
+            version: version as u64,
+            description: new.description,
+            license: new.license,
+            runtimes: new.runtimes,
+            architectures: new.architectures,
+            code,
+            created_ms: now,
+            deleted: false,
+            policy: Vec::new(),
+        })
+    }
+
+    /// One layer version, deleted ones included when `include_deleted`.
+    pub fn layer_version(
+        &self,
+        account: &str,
+        region: &str,
+        name: &str,
+        version: u64,
+        include_deleted: bool,
+    ) -> Result<Option<LayerVersion>, StoreError> {
+        let conn = self.conn();
+        let v = conn
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM layer_versions WHERE account = ?1 AND region = ?2 AND name = ?3 AND version = ?4"),
+                params![account, region, name, version as i64],
+                read,
+            )
+            .optional()?;
+        Ok(v.filter(|v| include_deleted || !v.deleted))
+    }
+
+    /// Live versions of a layer, newest first.
+    pub fn layer_versions(
+        &self,
+        account: &str,
+        region: &str,
+        name: &str,
+    ) -> Result<Vec<LayerVersion>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM layer_versions WHERE account = ?1 AND region = ?2 AND name = ?3 AND deleted = 0 ORDER BY version DESC"
+        ))?;
+        let rows = stmt.query_map(params![account, region, name], read)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The newest live version of every layer of an account.
+    pub fn latest_layers(
+        &self,
+        account: &str,
+        region: &str,
+    ) -> Result<Vec<LayerVersion>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM layer_versions v WHERE account = ?1 AND region = ?2 AND deleted = 0
+             AND version = (SELECT MAX(version) FROM layer_versions w WHERE w.account = v.account
+                AND w.region = v.region AND w.name = v.name AND w.deleted = 0)
+             ORDER BY name"
+        ))?;
+        let rows = stmt.query_map(params![account, region], read)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Hides a layer version (idempotent). Its content stays for the functions using it.
+    pub fn delete_layer_version(
+        &self,
+        account: &str,
+        region: &str,
+        name: &str,
+        version: u64,
+    ) -> Result<(), StoreError> {
+        let conn = self.conn();
+        conn.execute(
+            "UPDATE layer_versions SET deleted = 1 WHERE account = ?1 AND region = ?2 AND name = ?3 AND version = ?4",
+            params![account, region, name, version as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Replaces a layer version's permission statements.
+    pub fn set_layer_policy(
+        &self,
+        account: &str,
+        region: &str,
+        name: &str,
+        version: u64,
+        policy: &[serde_json::Value],
+    ) -> Result<(), StoreError> {
+        let conn = self.conn();
+        let json = serde_json::to_string(policy).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let n = conn.execute(
+            "UPDATE layer_versions SET policy = ?1 WHERE account = ?2 AND region = ?3 AND name = ?4 AND version = ?5 AND deleted = 0",
+            params![json, account, region, name, version as i64],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    /// The merged `/opt` tree of layers (in order: a later layer's file wins), built once.
+    pub fn opt_tree(&self, layer_shas: &[String]) -> Result<std::path::PathBuf, CodeError> {
+        self.code.merged(layer_shas)
+    }
+}
