@@ -318,7 +318,7 @@ fn check_served(state: &AppState, spec: &FunctionSpec) -> Result<(), LambdaError
 }
 
 /// Decodes `ZipFile` and applies the direct-upload size limit.
-fn decode_zip(state: &AppState, b64: &str) -> Result<Vec<u8>, LambdaError> {
+pub(crate) fn decode_zip(state: &AppState, b64: &str) -> Result<Vec<u8>, LambdaError> {
     let zip = base64::engine::general_purpose::STANDARD
         .decode(b64.trim())
         .map_err(|e| LambdaError::invalid_parameter(format!("ZipFile is not valid base64: {e}")))?;

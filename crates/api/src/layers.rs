@@ -9,7 +9,6 @@ use axum::body::Bytes;
 use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
 use lamina_model::{FunctionSpec, LambdaError, LayerCode, format_timestamp};
 use lamina_store::{LayerVersion, NewLayerVersion, StoreError};
 use serde::Deserialize;
@@ -132,16 +131,7 @@ pub async fn publish(
     let b64 = content
         .zip_file
         .ok_or_else(|| LambdaError::invalid_parameter("Content.ZipFile is required."))?;
-    let zip = base64::engine::general_purpose::STANDARD
-        .decode(b64.trim())
-        .map_err(|e| LambdaError::invalid_parameter(format!("ZipFile is not valid base64: {e}")))?;
-    if zip.len() as u64 > state.limits.zipped_max_bytes {
-        return Err(LambdaError::too_large(format!(
-            "Zipped size must be smaller than {} bytes",
-            state.limits.zipped_max_bytes
-        ))
-        .into());
-    }
+    let zip = crate::functions::decode_zip(&state, &b64)?;
     let runtimes = req.compatible_runtimes.unwrap_or_default();
     if runtimes.len() > 15 {
         return Err(LambdaError::validation(

@@ -47,6 +47,28 @@ pub(crate) const SELECT: &str =
     v.unzipped_size, v.revision_id, v.last_modified_ms, v.state, v.last_update_status
     FROM functions f JOIN function_versions v ON v.function_id = f.id";
 
+/// One version of a function, read on `conn` (a transaction derefs to one).
+pub(crate) fn read_version(
+    conn: &rusqlite::Connection,
+    key: &FunctionKey,
+    version: &str,
+) -> Result<Option<FunctionRecord>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "{SELECT} WHERE f.account = ?1 AND f.region = ?2 AND f.name = ?3 AND v.version = ?4"
+    ))?;
+    stmt.query_row(
+        params![
+            key.account.as_str(),
+            key.region.as_str(),
+            key.name.as_str(),
+            version
+        ],
+        read_record,
+    )
+    .optional()?
+    .transpose()
+}
+
 pub(crate) fn read_record(row: &Row<'_>) -> rusqlite::Result<Result<FunctionRecord, StoreError>> {
     let account: String = row.get(0)?;
     let region: String = row.get(1)?;
@@ -157,22 +179,16 @@ impl Store {
 
     /// The `$LATEST` version of a function.
     pub fn get_function(&self, key: &FunctionKey) -> Result<Option<FunctionRecord>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&format!(
-            "{SELECT} WHERE f.account = ?1 AND f.region = ?2 AND f.name = ?3 AND v.version = ?4"
-        ))?;
-        let row = stmt
-            .query_row(
-                params![
-                    key.account.as_str(),
-                    key.region.as_str(),
-                    key.name.as_str(),
-                    LATEST
-                ],
-                read_record,
-            )
-            .optional()?;
-        row.transpose()
+        self.get_version(key, LATEST)
+    }
+
+    /// One version of a function (`$LATEST` or a number).
+    pub fn get_version(
+        &self,
+        key: &FunctionKey,
+        version: &str,
+    ) -> Result<Option<FunctionRecord>, StoreError> {
+        read_version(&self.conn(), key, version)
     }
 
     /// Functions of an account in a region, by name, starting after `after`.
@@ -270,23 +286,7 @@ impl Store {
     ) -> Result<FunctionRecord, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let current = {
-            let mut stmt = tx.prepare_cached(&format!(
-                "{SELECT} WHERE f.account = ?1 AND f.region = ?2 AND f.name = ?3 AND v.version = ?4"
-            ))?;
-            stmt.query_row(
-                params![
-                    key.account.as_str(),
-                    key.region.as_str(),
-                    key.name.as_str(),
-                    LATEST
-                ],
-                read_record,
-            )
-            .optional()?
-            .transpose()?
-            .ok_or(StoreError::NotFound)?
-        };
+        let current = read_version(&tx, key, LATEST)?.ok_or(StoreError::NotFound)?;
         if expected_revision.is_some_and(|r| r != current.revision_id) {
             return Err(StoreError::RevisionMismatch);
         }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use lamina_model::{LambdaError, now_millis};
 use rusqlite::{OptionalExtension, Transaction, params};
 
-use crate::functions::{LATEST, SELECT, read_record};
+use crate::functions::{LATEST, SELECT, read_record, read_version};
 use crate::{FunctionKey, FunctionRecord, Store, StoreError};
 
 /// An alias.
@@ -29,27 +29,6 @@ fn function_id(tx: &Transaction<'_>, key: &FunctionKey) -> Result<i64, StoreErro
     )
     .optional()?
     .ok_or(StoreError::NotFound)
-}
-
-fn read_version(
-    tx: &Transaction<'_>,
-    key: &FunctionKey,
-    version: &str,
-) -> Result<Option<FunctionRecord>, StoreError> {
-    let mut stmt = tx.prepare_cached(&format!(
-        "{SELECT} WHERE f.account = ?1 AND f.region = ?2 AND f.name = ?3 AND v.version = ?4"
-    ))?;
-    stmt.query_row(
-        params![
-            key.account.as_str(),
-            key.region.as_str(),
-            key.name.as_str(),
-            version
-        ],
-        read_record,
-    )
-    .optional()?
-    .transpose()
 }
 
 fn read_alias(
@@ -78,17 +57,6 @@ fn read_alias(
 }
 
 impl Store {
-    /// One version of a function (`$LATEST` or a number).
-    pub fn get_version(
-        &self,
-        key: &FunctionKey,
-        version: &str,
-    ) -> Result<Option<FunctionRecord>, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        read_version(&tx, key, version)
-    }
-
     /// Publishes `$LATEST` as a new version, or returns the latest version if nothing changed
     /// since it was published. `expected_sha_hex` and `expected_revision` are preconditions.
     pub fn publish_version(

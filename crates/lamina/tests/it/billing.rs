@@ -10,20 +10,6 @@ use base64::Engine;
 
 use crate::helpers::*;
 
-const ECHO: &[u8] = b"#!/bin/sh\nwhile true; do\n  H=$(mktemp)\n  EV=$(curl -sS -D $H \"http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/runtime/invocation/next\")\n  ID=$(grep -i lambda-runtime-aws-request-id $H | tr -d '\\r' | cut -d' ' -f2)\n  curl -sS -o /dev/null -X POST \"http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/runtime/invocation/$ID/response\" -d \"$EV\"\ndone\n";
-
-fn echo_zip() -> Vec<u8> {
-    use std::io::Write;
-    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    w.start_file(
-        "bootstrap",
-        zip::write::SimpleFileOptions::default().unix_permissions(0o755),
-    )
-    .unwrap();
-    w.write_all(ECHO).unwrap();
-    w.finish().unwrap().into_inner()
-}
-
 async fn deploy(c: &Client, name: &str, memory: i32) {
     c.create_function()
         .function_name(name)
@@ -33,7 +19,7 @@ async fn deploy(c: &Client, name: &str, memory: i32) {
         .memory_size(memory)
         .code(
             FunctionCode::builder()
-                .zip_file(Blob::new(echo_zip()))
+                .zip_file(Blob::new(shell_runtime_zip()))
                 .build(),
         )
         .send()

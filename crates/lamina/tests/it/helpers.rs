@@ -100,6 +100,32 @@ pub fn python_zip(tag: &str) -> Vec<u8> {
     )])
 }
 
+/// The Python runtime this host serves: the newest `python3.X` in /usr/bin.
+pub fn host_python() -> String {
+    (9..=14)
+        .rev()
+        .map(|m| format!("python3.{m}"))
+        .find(|p| Path::new("/usr/bin").join(p).exists())
+        .expect("these tests need a python3.X interpreter in /usr/bin (Debian: apt-get install python3)")
+}
+
+/// A `provided.al2023` bootstrap in shell (curl, as AWS's tutorial does) that sleeps `$SLEEP`
+/// seconds (0 if unset) and then echoes the event.
+pub const SHELL_RUNTIME: &[u8] = b"#!/bin/sh\nwhile true; do\n  H=$(mktemp)\n  EV=$(curl -sS -D $H \"http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/runtime/invocation/next\")\n  ID=$(grep -i lambda-runtime-aws-request-id $H | tr -d '\\r' | cut -d' ' -f2)\n  sleep ${SLEEP:-0}\n  curl -sS -o /dev/null -X POST \"http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/runtime/invocation/$ID/response\" -d \"$EV\"\ndone\n";
+
+/// A zip with [`SHELL_RUNTIME`] as its executable `bootstrap`.
+pub fn shell_runtime_zip() -> Vec<u8> {
+    use std::io::Write;
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    w.start_file(
+        "bootstrap",
+        zip::write::SimpleFileOptions::default().unix_permissions(0o755),
+    )
+    .unwrap();
+    w.write_all(SHELL_RUNTIME).unwrap();
+    w.finish().unwrap().into_inner()
+}
+
 /// `CodeSha256` as Lambda computes it.
 pub fn code_sha256(zip: &[u8]) -> String {
     use base64::Engine;

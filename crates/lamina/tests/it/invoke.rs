@@ -1,8 +1,6 @@
 //! Invoke: real functions in real sandboxes (these tests need root, as CI has), through the
 //! official Rust SDK. A Python probe function exercises each error path and each isolation claim.
 
-use std::path::Path;
-
 use aws_sdk_lambda::Client;
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{FunctionCode, InvocationType, LogType, Runtime};
@@ -11,15 +9,6 @@ use base64::Engine;
 use crate::helpers::*;
 
 const PROBE: &[u8] = include_bytes!("probe.py");
-
-/// The Python runtime this host serves: the newest `python3.X` in /usr/bin.
-fn host_python() -> String {
-    (9..=14)
-        .rev()
-        .map(|m| format!("python3.{m}"))
-        .find(|p| Path::new("/usr/bin").join(p).exists())
-        .expect("these tests need a python3.X interpreter in /usr/bin (Debian: apt-get install python3)")
-}
 
 async fn deploy(
     c: &Client,

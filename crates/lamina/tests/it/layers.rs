@@ -9,14 +9,6 @@ use aws_sdk_lambda::types::{FunctionCode, LayerVersionContentInput, Runtime};
 
 use crate::helpers::*;
 
-fn python() -> String {
-    (9..=14)
-        .rev()
-        .map(|m| format!("python3.{m}"))
-        .find(|p| std::path::Path::new("/usr/bin").join(p).exists())
-        .expect("this test needs a python3.X interpreter in /usr/bin")
-}
-
 async fn publish(c: &Client, name: &str, zip: Vec<u8>) -> String {
     let out = c
         .publish_layer_version()
@@ -26,7 +18,7 @@ async fn publish(c: &Client, name: &str, zip: Vec<u8>) -> String {
                 .zip_file(Blob::new(zip))
                 .build(),
         )
-        .compatible_runtimes(Runtime::from(python().as_str()))
+        .compatible_runtimes(Runtime::from(host_python().as_str()))
         .send()
         .await
         .unwrap_or_else(|e| panic!("publish {name}: {}", describe(&e)));
@@ -94,7 +86,7 @@ async fn python_libraries_and_order() {
     deploy(
         c,
         "uses-lib",
-        &python(),
+        &host_python(),
         "app.handler",
         code,
         std::slice::from_ref(&lib),
@@ -120,14 +112,14 @@ async fn python_libraries_and_order() {
     deploy(
         c,
         "ab",
-        &python(),
+        &host_python(),
         "app.handler",
         code.clone(),
         &[a.clone(), b.clone()],
     )
     .await
     .unwrap();
-    deploy(c, "ba", &python(), "app.handler", code, &[b, a])
+    deploy(c, "ba", &host_python(), "app.handler", code, &[b, a])
         .await
         .unwrap();
     assert_eq!(call(c, "ab").await, "B");
@@ -167,7 +159,7 @@ async fn python_libraries_and_order() {
         .unwrap();
     assert_eq!(call(c, "uses-lib").await, "hi from a layer");
     let again = zip_of(&[("app.py", b"def handler(e, c):\n    return 1\n")]);
-    let err = deploy(c, "late", &python(), "app.handler", again, &[lib])
+    let err = deploy(c, "late", &host_python(), "app.handler", again, &[lib])
         .await
         .unwrap_err();
     assert!(
@@ -291,7 +283,7 @@ async fn custom_runtime_from_a_layer_and_size_limits() {
     let err = deploy(
         c,
         "too-big",
-        &python(),
+        &host_python(),
         "app.handler",
         code.clone(),
         std::slice::from_ref(&big),
@@ -312,7 +304,7 @@ async fn custom_runtime_from_a_layer_and_size_limits() {
         "too-big",
     );
     // The same code without the layer fits; attaching the layer later is refused with both sizes.
-    deploy(c, "fits", &python(), "app.handler", code, &[])
+    deploy(c, "fits", &host_python(), "app.handler", code, &[])
         .await
         .unwrap();
     assert_error(

@@ -23,11 +23,7 @@ async fn without_root_functions_run_in_a_user_namespace() {
         &[],
     );
     let c = sdk_client(&server.endpoint(), "test", "test", "us-east-1");
-    let python = (9..=14)
-        .rev()
-        .map(|m| format!("python3.{m}"))
-        .find(|p| std::path::Path::new("/usr/bin").join(p).exists())
-        .expect("this test needs a python3.X interpreter in /usr/bin");
+    let python = host_python();
     c.create_function()
         .function_name("unprivileged")
         .runtime(Runtime::from(python.as_str()))

@@ -150,11 +150,7 @@ fn awslambdaric(python: &str) -> PathBuf {
 
 #[tokio::test]
 async fn python_function_on_awslambdaric() {
-    let python = (9..=14)
-        .rev()
-        .map(|m| format!("python3.{m}"))
-        .find(|p| Path::new("/usr/bin").join(p).exists())
-        .expect("this test needs a python3.X interpreter in /usr/bin");
+    let python = host_python();
     let app = spawn_app().await;
     let c = &app.client;
     let mut files = Vec::new();

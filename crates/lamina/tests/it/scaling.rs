@@ -12,21 +12,6 @@ use aws_sdk_lambda::types::{FunctionCode, Runtime};
 
 use crate::helpers::*;
 
-/// A custom runtime that sleeps `$SLEEP` seconds (0 if unset) and then echoes the event.
-const SLEEPER: &[u8] = b"#!/bin/sh\nwhile true; do\n  H=$(mktemp)\n  EV=$(curl -sS -D $H \"http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/runtime/invocation/next\")\n  ID=$(grep -i lambda-runtime-aws-request-id $H | tr -d '\\r' | cut -d' ' -f2)\n  sleep ${SLEEP:-0}\n  curl -sS -o /dev/null -X POST \"http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/runtime/invocation/$ID/response\" -d \"$EV\"\ndone\n";
-
-fn sleeper_zip() -> Vec<u8> {
-    use std::io::Write;
-    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    w.start_file(
-        "bootstrap",
-        zip::write::SimpleFileOptions::default().unix_permissions(0o755),
-    )
-    .unwrap();
-    w.write_all(SLEEPER).unwrap();
-    w.finish().unwrap().into_inner()
-}
-
 async fn deploy(c: &Client, name: &str, memory: i32, sleep_s: &str) {
     c.create_function()
         .function_name(name)
@@ -42,7 +27,7 @@ async fn deploy(c: &Client, name: &str, memory: i32, sleep_s: &str) {
         )
         .code(
             FunctionCode::builder()
-                .zip_file(Blob::new(sleeper_zip()))
+                .zip_file(Blob::new(shell_runtime_zip()))
                 .build(),
         )
         .send()

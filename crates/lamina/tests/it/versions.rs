@@ -7,14 +7,6 @@ use aws_sdk_lambda::types::{AliasRoutingConfiguration, FunctionCode, Runtime};
 
 use crate::helpers::*;
 
-fn python() -> String {
-    (9..=14)
-        .rev()
-        .map(|m| format!("python3.{m}"))
-        .find(|p| std::path::Path::new("/usr/bin").join(p).exists())
-        .expect("this test needs a python3.X interpreter in /usr/bin")
-}
-
 fn code(tag: &str) -> Vec<u8> {
     zip_of(&[(
         "app.py",
@@ -44,7 +36,7 @@ async fn versions_are_immutable_snapshots() {
     let created = c
         .create_function()
         .function_name("ver")
-        .runtime(Runtime::from(python().as_str()))
+        .runtime(Runtime::from(host_python().as_str()))
         .handler("app.handler")
         .role(ROLE)
         .publish(true)
@@ -192,7 +184,7 @@ async fn aliases_route_by_weight() {
     let c = &app.client;
     c.create_function()
         .function_name("al")
-        .runtime(Runtime::from(python().as_str()))
+        .runtime(Runtime::from(host_python().as_str()))
         .handler("app.handler")
         .role(ROLE)
         .memory_size(1769)
