@@ -239,13 +239,23 @@ impl ServerProcess {
 
     /// Starts the server through a wrapper command (e.g. `setpriv` to drop root).
     pub fn start_via(wrapper: &[&str], data_dir: &Path, extra: &[&str]) -> Self {
+        Self::start_binary(
+            Path::new(env!("CARGO_BIN_EXE_lamina")),
+            wrapper,
+            data_dir,
+            extra,
+        )
+    }
+
+    /// Starts a given copy of the `lamina` binary (which re-executes itself for sandboxes).
+    pub fn start_binary(binary: &Path, wrapper: &[&str], data_dir: &Path, extra: &[&str]) -> Self {
         let mut cmd = match wrapper.split_first() {
             Some((program, args)) => {
                 let mut c = Command::new(program);
-                c.args(args).arg(env!("CARGO_BIN_EXE_lamina"));
+                c.args(args).arg(binary);
                 c
             }
-            None => Command::new(env!("CARGO_BIN_EXE_lamina")),
+            None => Command::new(binary),
         };
         let mut child = cmd
             .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])

@@ -12,7 +12,14 @@ async fn without_root_functions_run_in_a_user_namespace() {
     let dir = tempfile::tempdir().unwrap();
     std::os::unix::fs::chown(dir.path(), Some(65534), Some(65534)).unwrap();
     let data = dir.path().join("data");
-    let server = ServerProcess::start_via(
+    // The checkout may sit below a directory only root can enter: run a copy of the binary
+    // from a directory the unprivileged user can reach.
+    let binary = dir.path().join("lamina");
+    std::fs::copy(env!("CARGO_BIN_EXE_lamina"), &binary).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let server = ServerProcess::start_binary(
+        &binary,
         &[
             "setpriv",
             "--reuid=65534",
