@@ -69,6 +69,13 @@ pub async fn authenticate(
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
         && len > limit as u64
     {
+        // Read and discard what the client is still sending (up to twice the limit), so that it
+        // sees the 413 rather than a connection reset in the middle of its upload.
+        if len <= 2 * limit as u64 {
+            use futures_util::StreamExt;
+            let mut chunks = body.into_data_stream();
+            while let Some(Ok(_)) = chunks.next().await {}
+        }
         return too_large(limit, &parts).into_response();
     }
     let bytes = match axum::body::to_bytes(body, limit).await {

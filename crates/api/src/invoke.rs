@@ -11,6 +11,8 @@ use base64::Engine;
 use lamina_model::{ErrorKind, LambdaError, Qualifier, State as FnState};
 use lamina_runtime_api::{Failure, FunctionRuntime, Invocation};
 
+use lamina_store::{FunctionKey, FunctionRecord};
+
 use crate::query::Query;
 use crate::{ApiError, ApiResult, AppState, Caller, arn, blocking, function_not_found, resolve};
 
@@ -101,99 +103,45 @@ pub async fn invoke(
             Some(decoded)
         }
     };
-    let cached = if matches!(qualifier, None | Some(Qualifier::Latest)) {
-        state
-            .hot
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-            .cloned()
-    } else {
-        // A version or an alias (weighted routing picks the version here).
-        Some(Arc::new(
-            crate::versions::version_for(&state, &key, qualifier.as_ref(), true).await?,
-        ))
-    };
-    let rec = match cached {
-        Some(rec) => rec,
-        None => {
-            let store = state.store.clone();
-            let k = key.clone();
-            let rec = blocking(move || Ok(store.get_function(&k)?))
-                .await?
-                .ok_or_else(|| function_not_found(&key, qualifier.as_ref()))?;
-            let rec = Arc::new(rec);
-            state
-                .hot
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(key.clone(), rec.clone());
-            rec
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let started = std::time::Instant::now();
+    // An invoke sees the function as it was read, or a clean 404: if its code went away between
+    // reading and starting an environment (a concurrent update or delete), it reads again once.
+    let mut fresh = false;
+    let (rec, function, result) = loop {
+        let rec = record(&state, &key, qualifier.as_ref(), fresh).await?;
+        if rec.state != FnState::Active {
+            return Err(LambdaError::conflict(format!(
+                "The operation cannot be performed at this time. The function is currently in the following state: {}",
+                rec.state.as_str()
+            ))
+            .into());
+        }
+        if invocation_type == "DryRun" {
+            return Ok(StatusCode::NO_CONTENT.into_response());
+        }
+        let function = runtime_of(&state, &key, &rec).await?;
+        let invocation = Invocation {
+            request_id: request_id.clone(),
+            payload: body.clone(),
+            invoked_arn: arn(&key, qualifier.as_ref()),
+            version: rec.version.clone(),
+            client_context: client_context.clone(),
+        };
+        match state.executor.invoke(&function, invocation).await {
+            Err(Failure::Gone) if !fresh => {
+                state
+                    .hot
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&key);
+                fresh = true;
+            }
+            Err(Failure::Gone) => return Err(function_not_found(&key, qualifier.as_ref())),
+            result => break (rec, function, result),
         }
     };
-    if rec.state != FnState::Active {
-        return Err(LambdaError::conflict(format!(
-            "The operation cannot be performed at this time. The function is currently in the following state: {}",
-            rec.state.as_str()
-        ))
-        .into());
-    }
-    if invocation_type == "DryRun" {
-        return Ok(StatusCode::NO_CONTENT.into_response());
-    }
-    let spec = &rec.spec;
-    let opt_tree = if spec.layer_code.is_empty() {
-        None
-    } else {
-        let store = state.store.clone();
-        let shas: Vec<String> = spec
-            .layer_code
-            .iter()
-            .map(|l| l.sha256_hex.clone())
-            .collect();
-        Some(
-            blocking(move || {
-                Ok(store
-                    .opt_tree(&shas)
-                    .map_err(lamina_store::StoreError::from)?)
-            })
-            .await?,
-        )
-    };
-    let function = FunctionRuntime {
-        account: key.account.to_string(),
-        region: key.region.to_string(),
-        name: key.name.to_string(),
-        version: rec.version.clone(),
-        revision_id: rec.revision_id.clone(),
-        runtime: spec
-            .runtime
-            .as_ref()
-            .map(|r| r.to_string())
-            .unwrap_or_default(),
-        handler: spec.handler.clone().unwrap_or_default(),
-        memory_mb: spec.memory_size,
-        timeout_s: spec.timeout,
-        tmp_mb: spec.ephemeral_storage,
-        environment: spec.environment.clone(),
-        code_tree: state.store.code().tree_path(&rec.code.sha256_hex),
-        opt_tree,
-        log_group: spec
-            .log_group
-            .clone()
-            .unwrap_or_else(|| format!("/aws/lambda/{}", key.name)),
-        function_arn: arn(&key, None),
-    };
-    let invocation = Invocation {
-        request_id: uuid::Uuid::new_v4().to_string(),
-        payload: body,
-        invoked_arn: arn(&key, qualifier.as_ref()),
-        version: rec.version.clone(),
-        client_context,
-    };
-    let request_id = invocation.request_id.clone();
-    let started = std::time::Instant::now();
-    let (outcome, log, timing) = match state.executor.invoke(&function, invocation).await {
+    let (outcome, log, timing) = match result {
         Ok(done) => {
             let timing = (done.duration_ms, done.init_ms, done.billed_ms);
             let name = function.name.clone();
@@ -224,6 +172,7 @@ pub async fn invoke(
                 reason: Some(t.reason()),
             });
         }
+        Err(Failure::Gone) => unreachable!("handled above"),
         Err(Failure::Internal(why)) => {
             tracing::error!(function = %key.name, error = %why, "invocation failed inside the platform");
             return Err(LambdaError::service("An internal error occurred while running the function. The server log has the details.").into());
@@ -257,6 +206,98 @@ pub async fn invoke(
         h.insert("x-amz-log-result", v);
     }
     Ok(resp)
+}
+
+/// The record an invoke runs: `$LATEST` from the read-mostly cache (unless `fresh`), or the
+/// version the qualifier names (an alias picks one by weight).
+async fn record(
+    state: &Arc<AppState>,
+    key: &FunctionKey,
+    qualifier: Option<&Qualifier>,
+    fresh: bool,
+) -> ApiResult<Arc<FunctionRecord>> {
+    if !matches!(qualifier, None | Some(Qualifier::Latest)) {
+        return Ok(Arc::new(
+            crate::versions::version_for(state, key, qualifier, true).await?,
+        ));
+    }
+    if !fresh
+        && let Some(rec) = state
+            .hot
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned()
+    {
+        return Ok(rec);
+    }
+    let store = state.store.clone();
+    let k = key.clone();
+    let rec = blocking(move || Ok(store.get_function(&k)?))
+        .await?
+        .ok_or_else(|| function_not_found(key, qualifier))?;
+    let rec = Arc::new(rec);
+    state
+        .hot
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key.clone(), rec.clone());
+    Ok(rec)
+}
+
+/// What an environment needs to know about `rec`.
+async fn runtime_of(
+    state: &Arc<AppState>,
+    key: &FunctionKey,
+    rec: &FunctionRecord,
+) -> ApiResult<FunctionRuntime> {
+    let spec = &rec.spec;
+    let layer_shas: Vec<String> = spec
+        .layer_code
+        .iter()
+        .map(|l| l.sha256_hex.clone())
+        .collect();
+    let opt_tree = if layer_shas.is_empty() {
+        None
+    } else {
+        let store = state.store.clone();
+        let shas = layer_shas.clone();
+        Some(
+            blocking(move || {
+                Ok(store
+                    .opt_tree(&shas)
+                    .map_err(lamina_store::StoreError::from)?)
+            })
+            .await?,
+        )
+    };
+    let mut packages = vec![rec.code.sha256_hex.clone()];
+    packages.extend(layer_shas);
+    Ok(FunctionRuntime {
+        account: key.account.to_string(),
+        region: key.region.to_string(),
+        name: key.name.to_string(),
+        version: rec.version.clone(),
+        revision_id: rec.revision_id.clone(),
+        runtime: spec
+            .runtime
+            .as_ref()
+            .map(|r| r.to_string())
+            .unwrap_or_default(),
+        handler: spec.handler.clone().unwrap_or_default(),
+        memory_mb: spec.memory_size,
+        timeout_s: spec.timeout,
+        tmp_mb: spec.ephemeral_storage,
+        environment: spec.environment.clone(),
+        code_tree: state.store.code().tree_path(&rec.code.sha256_hex),
+        opt_tree,
+        packages,
+        log_group: spec
+            .log_group
+            .clone()
+            .unwrap_or_else(|| format!("/aws/lambda/{}", key.name)),
+        function_arn: arn(key, None),
+    })
 }
 
 /// Writes the invocation's usage record and counts it in the metrics.

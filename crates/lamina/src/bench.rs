@@ -133,7 +133,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     // Environments here use a few MB each, not their MemorySize: let the budget and the account
     // limit admit the scale-out run.
     let raw: lamina_server::FileConfig = toml::from_str(&format!(
-        "memory_budget_mb = 100000000\naccount_concurrency = {}\nscale_up_per_10s = {}",
+        "memory_budget_mb = 100000000\ntmp_budget_mb = 100000000\naccount_concurrency = {}\nscale_up_per_10s = {}",
         args.scale.max(1000) + 100,
         args.scale.max(1000)
     ))?;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use lamina_sandbox::cgroup::{self, Cgroup};
 use lamina_sandbox::kernel::Kernel;
-use lamina_sandbox::rootfs::RootPlan;
+use lamina_sandbox::rootfs::{RootPlan, Tmp};
 use lamina_sandbox::{SpawnError, Spec};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -44,7 +44,15 @@ pub struct Environment {
     init_ms: Option<f64>,
     gate: Arc<Gate>,
     memory_mb: u32,
+    tmp_mb: u32,
     cpu_quota_us: u64,
+    /// The sandbox's uid, given back to the executor's range once everything in it is dead.
+    uid: Option<u32>,
+    executor: Arc<crate::Inner>,
+    /// The server's end of the sandbox's control socket: the sandbox dies when it closes.
+    _ctl: std::os::unix::net::UnixStream,
+    /// Keeps the code this environment runs from on disk.
+    _pins: Box<dyn Send + Sync>,
 }
 
 /// The result of one invocation in an environment.
@@ -175,11 +183,13 @@ fn failure_body(error_type: &str, message: String) -> Bytes {
 }
 
 impl Environment {
-    /// Starts an environment and waits for its INIT phase to end.
+    /// Starts an environment and waits for its INIT phase to end. With `boost`, INIT may use
+    /// a whole CPU (Lambda boosts INIT too); otherwise it runs at the function's own share.
     pub async fn start(
         ex: &Executor,
         f: &FunctionRuntime,
         request_id: &str,
+        boost: bool,
     ) -> Result<Self, Failure> {
         let inner = &ex.inner;
         let offered = inner
@@ -190,6 +200,9 @@ impl Environment {
             .ok_or_else(|| {
                 Failure::Unavailable(format!("runtime {} is not served by this host", f.runtime))
             })?;
+        // From here the code cannot be collected under the environment; if it already was, the
+        // function changed or went away since it was read.
+        let pins = inner.pins.pin(&f.packages).ok_or(Failure::Gone)?;
         let id = inner
             .next_id
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -200,30 +213,45 @@ impl Environment {
             f.name.clone(),
             stream.clone(),
             inner.logs.clone(),
+            inner.log_budgets.of(&f.function_arn),
         );
         let started = Instant::now();
 
         let memory_mb = f.memory_mb;
         let cpu_quota_us = cgroup::cpu_quota_for(memory_mb as u64, CPU_PERIOD_US, inner.host.cpus);
-        // A custom runtime's bootstrap comes from the code, or else from a layer.
-        let bootstrap_in_task = f.code_tree.join("bootstrap").exists()
-            || f.opt_tree
-                .as_ref()
-                .is_none_or(|o| !o.join("bootstrap").exists());
+        // INIT: at most one CPU when boosted (never the whole host), else the function's share.
+        let init_quota_us = if boost {
+            cpu_quota_us.max(CPU_PERIOD_US.min(inner.host.cpus * CPU_PERIOD_US))
+        } else {
+            cpu_quota_us
+        };
+        let bootstrap_in_task = runtimes::bootstrap_in_task(&f.code_tree, f.opt_tree.as_deref());
+        let uid = match &inner.uids {
+            Some(range) => Some(
+                range
+                    .take()
+                    .ok_or_else(|| Failure::Throttled(crate::Throttle::Account))?,
+            ),
+            None => None,
+        };
         let spec = Spec {
             hostname: "localhost".into(),
             root: RootPlan {
                 mountpoint: inner.paths.root_mountpoint.clone(),
                 binds: inner.binds(&f.code_tree, f.opt_tree.as_deref()),
                 symlinks: inner.symlinks.clone(),
-                tmp_mb: f.tmp_mb as u64,
+                tmp: match inner.scratch {
+                    Some(_) => Tmp::Mount,
+                    None => Tmp::Tmpfs {
+                        mb: f.tmp_mb as u64,
+                    },
+                },
             },
             cgroup_procs: Vec::new(),
             runtime_api_port: RUNTIME_API_PORT,
             user_namespace: !inner.host.root,
-            // Each environment gets its own uid, so environments cannot signal or trace each other.
-            uid: 200_000 + (id % 100_000) as u32,
-            gid: 200_000 + (id % 100_000) as u32,
+            uid: uid.unwrap_or(0),
+            gid: uid.unwrap_or(0),
             nofile: 1024,
             nproc: 1024,
             cwd: "/var/task".into(),
@@ -234,16 +262,23 @@ impl Environment {
         let layout = inner.host.cgroups.clone();
         let cgroup_parent = inner.cgroup_parent.clone();
         let exe = inner.paths.init_exe.clone();
+        let scratch = inner.scratch.clone();
+        let tmp_mb = f.tmp_mb;
         let spawned = tokio::task::spawn_blocking(
             move || -> Result<(lamina_sandbox::Sandbox, Option<Cgroup>), SpawnError> {
                 let mut spec = spec;
+                let tmp_mount = match &scratch {
+                    Some(pool) => Some(
+                        pool.take(tmp_mb as u64)
+                            .map_err(|e| SpawnError::Setup(format!("preparing /tmp: {e}")))?,
+                    ),
+                    None => None,
+                };
                 let cg = match &layout {
                     Some(layout) => {
                         let limits = cgroup::Limits {
                             memory_bytes: memory_mb as u64 * 1024 * 1024,
-                            // INIT runs without a CPU quota (Lambda also boosts init); the
-                            // proportional quota applies from the first invocation on.
-                            cpu_quota_us: None,
+                            cpu_quota_us: Some(init_quota_us),
                             cpu_period_us: CPU_PERIOD_US,
                             pids_max: 1024,
                         };
@@ -259,10 +294,11 @@ impl Environment {
                     }
                     None => None,
                 };
-                let mut sandbox = match lamina_sandbox::spawn(&exe, &spec) {
+                let mut sandbox = match lamina_sandbox::spawn(&exe, &spec, tmp_mount) {
                     Ok(s) => s,
                     Err(e) => {
                         if let Some(cg) = &cg {
+                            let _ = cg.kill_all(kernel.as_ref());
                             let _ = cg.destroy(kernel.as_ref());
                         }
                         return Err(e);
@@ -281,55 +317,75 @@ impl Environment {
             },
         )
         .await
-        .map_err(|e| Failure::Internal(format!("sandbox start task failed: {e}")))?;
+        .map_err(|e| Failure::Internal(format!("sandbox start task failed: {e}")));
+        let give_uid = |uid: Option<u32>| {
+            if let (Some(range), Some(uid)) = (&inner.uids, uid) {
+                range.give(uid);
+            }
+        };
+        let spawned = match spawned {
+            Ok(s) => s,
+            Err(e) => {
+                give_uid(uid);
+                return Err(e);
+            }
+        };
         let (sandbox, cg) = match spawned {
             Ok(s) => s,
             Err(SpawnError::Exec(msg)) => {
+                give_uid(uid);
                 return Err(Failure::Function(Outcome::error(failure_body(
                     "Runtime.InvalidEntrypoint",
                     format!("RequestId: {request_id} Error: {msg}"),
                 ))));
             }
-            Err(e) => return Err(Failure::Internal(e.to_string())),
+            Err(e) => {
+                give_uid(uid);
+                return Err(Failure::Internal(e.to_string()));
+            }
         };
         let lamina_sandbox::Sandbox {
             child,
             listener,
             stdout,
             stderr,
-            ..
+            ctl,
         } = sandbox;
         let pid = child.id();
         let io = |e: std::io::Error| Failure::Internal(format!("environment i/o: {e}"));
-        tap.pump(OwnedFd::from(stdout)).map_err(io)?;
-        tap.pump(OwnedFd::from(stderr)).map_err(io)?;
         let exit = watch_exit(child);
-        listener.set_nonblocking(true).map_err(io)?;
-        let listener = tokio::net::TcpListener::from_std(listener).map_err(io)?;
         let (tx, rx) = mpsc::channel(1);
         let shared = Shared::new(rx);
-        let router = rapi::router(shared.clone());
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
-        });
         let mut env = Self {
             id,
             revision_id: f.revision_id.clone(),
             version: f.version.clone(),
             tx,
             next_calls: shared.next_calls(),
-            shared,
+            shared: shared.clone(),
             exit,
             cgroup: cg.clone(),
             kernel: inner.kernel.clone(),
             pid,
-            server,
-            tap,
+            // Replaced below, once the listener is ours.
+            server: tokio::spawn(async {}),
+            tap: tap.clone(),
             init_ms: None,
             gate: Arc::new(Gate::new(cg.clone())),
             memory_mb,
+            tmp_mb,
             cpu_quota_us,
+            uid,
+            executor: inner.clone(),
+            _ctl: ctl,
+            _pins: pins,
         };
+        // From here on, a failure drops `env`, which kills the sandbox.
+        tap.pump(OwnedFd::from(stdout)).map_err(io)?;
+        tap.pump(OwnedFd::from(stderr)).map_err(io)?;
+        listener.set_nonblocking(true).map_err(io)?;
+        let listener = tokio::net::TcpListener::from_std(listener).map_err(io)?;
+        env.server = rapi::serve(listener, shared);
 
         // INIT ends when the runtime first asks for an invocation.
         let mut init_errors = env.shared.init_errors();
@@ -552,7 +608,8 @@ impl Environment {
         }
     }
 
-    /// Kills every process of the environment and removes its cgroups.
+    /// Kills every process of the environment (lifting its CPU quota first, so that they die
+    /// at once) and removes its cgroups.
     pub async fn destroy(mut self) {
         self.server.abort();
         let cg = self.cgroup.take();
@@ -566,22 +623,41 @@ impl Environment {
             let _ = k2.kill(pid as i32, libc::SIGKILL);
         })
         .await;
-        let _ =
-            tokio::time::timeout(Duration::from_secs(5), self.exit.wait_for(|e| e.is_some())).await;
+        let exited =
+            tokio::time::timeout(Duration::from_secs(5), self.exit.wait_for(|e| e.is_some()))
+                .await
+                .is_ok();
+        let mut removed = true;
         if let Some(cg) = cg {
-            let _ = tokio::task::spawn_blocking(move || {
-                if let Err(e) = cg.destroy(k.as_ref()) {
+            removed = tokio::task::spawn_blocking(move || match cg.destroy(k.as_ref()) {
+                Ok(()) => true,
+                Err(e) => {
                     tracing::warn!(error = %e, "removing an environment's cgroups failed");
+                    false
                 }
             })
-            .await;
+            .await
+            .unwrap_or(false);
         }
+        // The uid is free again only once nothing runs under it.
+        if exited
+            && removed
+            && let (Some(range), Some(uid)) = (&self.executor.uids, self.uid.take())
+        {
+            range.give(uid);
+        }
+    }
+
+    /// EphemeralStorage, MB.
+    pub fn tmp_mb(&self) -> u32 {
+        self.tmp_mb
     }
 }
 
 impl Drop for Environment {
     fn drop(&mut self) {
-        // An environment dropped without `destroy` must not outlive its owner.
+        // An environment dropped without `destroy` must not outlive its owner (closing the
+        // control socket also makes the sandbox kill itself).
         self.server.abort();
         if let Some(cg) = &self.cgroup {
             let _ = cg.kill_all(self.kernel.as_ref());
@@ -602,13 +678,13 @@ fn outcome_error_type(o: &Outcome) -> Option<String> {
     })
 }
 
-/// The directories every sandbox sees, prepared once.
+/// The directories every sandbox uses, prepared once.
 #[derive(Debug, Clone)]
 pub struct Paths {
     pub init_exe: PathBuf,
+    /// An empty directory the sandbox's root is mounted on (in its own mount namespace).
     pub root_mountpoint: PathBuf,
-    pub etc: PathBuf,
-    pub runtime: PathBuf,
+    /// An empty directory, `/opt` of functions without layers.
     pub opt: PathBuf,
 }
 

@@ -11,6 +11,7 @@ pub mod logs;
 mod rapi;
 pub mod runtimes;
 mod scheduler;
+mod system;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -21,6 +22,8 @@ use bytes::Bytes;
 use lamina_sandbox::host::Host;
 use lamina_sandbox::kernel::{Kernel, LinuxKernel};
 use lamina_sandbox::rootfs::Bind;
+use lamina_sandbox::scratch::ScratchPool;
+use lamina_sandbox::uids::UidRange;
 
 pub use env::{Environment, Gate, Paths};
 
@@ -50,6 +53,9 @@ pub struct FunctionRuntime {
     pub code_tree: PathBuf,
     /// The merged layers, presented at `/opt` (empty when `None`).
     pub opt_tree: Option<PathBuf>,
+    /// The packages (hex SHA-256 of the function's code, then of its layers) an environment
+    /// pins while it runs from them.
+    pub packages: Vec<String>,
     pub log_group: String,
     /// The unqualified ARN (the pool key).
     pub function_arn: String,
@@ -118,6 +124,18 @@ pub enum Failure {
     /// Refused for lack of concurrency or memory.
     #[error("throttled")]
     Throttled(Throttle),
+    /// The function's code is gone (it was deleted, or updated and its old code collected)
+    /// between reading the function and starting an environment for it.
+    #[error("the function's code is gone")]
+    Gone,
+}
+
+/// Keeps packages on disk while environments run from them: the store collects code that no
+/// function references, and an environment may still be starting (or running) from code that a
+/// concurrent update or delete just unreferenced.
+pub trait CodePins: Send + Sync + 'static {
+    /// Pins `packages` for as long as the returned guard lives; `None` if one is already gone.
+    fn pin(&self, packages: &[String]) -> Option<Box<dyn Send + Sync>>;
 }
 
 /// Settings of the executor.
@@ -135,6 +153,14 @@ pub struct ExecutorConfig {
     pub memory_budget_mb: u64,
     /// New environments per function per 10 s.
     pub scale_up: u32,
+    /// The most `/tmp` (sum of EphemeralStorage) live environments may hold, MB.
+    pub tmp_budget_mb: u64,
+    /// Log bytes per second a function may write (all its environments together), and the
+    /// burst above that rate; the rest is dropped and the drop reported in its log.
+    pub log_rate_bytes_per_s: u64,
+    pub log_burst_bytes: u64,
+    /// Where servers on this host record which uid range each one holds.
+    pub uid_lock_dir: PathBuf,
 }
 
 pub(crate) struct Inner {
@@ -142,9 +168,16 @@ pub(crate) struct Inner {
     pub(crate) host: Host,
     pub(crate) runtimes: Vec<Offered>,
     pub(crate) paths: Paths,
+    /// Top-level symbolic links of the sandbox root (`bin` → `usr/bin` on merged-/usr systems).
     pub(crate) symlinks: Vec<(String, String)>,
     pub(crate) system_binds: Vec<Bind>,
     pub(crate) logs: Arc<dyn LogSink>,
+    pub(crate) log_budgets: logs::Budgets,
+    pub(crate) pins: Arc<dyn CodePins>,
+    /// Disk-backed `/tmp` filesystems; `None` where the host cannot make them (tmpfs then).
+    pub(crate) scratch: Option<ScratchPool>,
+    /// This server's uids; `None` without root (every sandbox is uid 0 of its own namespace).
+    pub(crate) uids: Option<UidRange>,
     pub(crate) next_id: AtomicU64,
     /// This server's parent cgroup: one per data directory, so that servers sharing a host
     /// never touch each other's environments, and a restart finds its own leftovers.
@@ -153,17 +186,12 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
-    /// Read-only binds: the host's system directories, then the function's code and runtime.
+    /// Read-only binds: the system tree, then the function's code and layers.
     pub(crate) fn binds(&self, code_tree: &Path, opt_tree: Option<&Path>) -> Vec<Bind> {
         let mut b = self.system_binds.clone();
         b.push(Bind {
             source: code_tree.to_path_buf(),
             target: "/var/task".into(),
-            file: false,
-        });
-        b.push(Bind {
-            source: self.paths.runtime.clone(),
-            target: "/var/runtime".into(),
             file: false,
         });
         b.push(Bind {
@@ -181,103 +209,78 @@ pub struct Executor {
     pub(crate) inner: Arc<Inner>,
 }
 
-/// Files of the synthetic `/etc`: enough for name lookups and TLS, nothing of the host's.
-const ETC_FILES: &[(&str, &str)] = &[
-    (
-        "passwd",
-        "root:x:0:0:root:/root:/sbin/nologin\nsbx_user1051:x:993:990::/home/sbx_user1051:/sbin/nologin\nnobody:x:65534:65534:nobody:/:/sbin/nologin\n",
-    ),
-    ("group", "root:x:0:\nnobody:x:65534:\n"),
-    ("hosts", "127.0.0.1 localhost\n::1 localhost\n"),
-    ("resolv.conf", "nameserver 127.0.0.1\n"),
-    (
-        "nsswitch.conf",
-        "passwd: files\ngroup: files\nhosts: files dns\n",
-    ),
-];
-/// Host `/etc` entries shared read-only (TLS roots, the dynamic linker cache, alternatives).
-const ETC_SHARED: &[&str] = &[
-    "ssl",
-    "ca-certificates",
-    "alternatives",
-    "ld.so.cache",
-    "localtime",
-];
-
 impl Executor {
-    /// Prepares the work directory and detects what the host offers.
-    pub fn new(config: ExecutorConfig, logs: Arc<dyn LogSink>) -> std::io::Result<Self> {
+    /// Prepares the work directory (the system tree sandboxes see, the `/tmp` pool) and
+    /// detects what the host offers.
+    pub fn new(
+        config: ExecutorConfig,
+        logs: Arc<dyn LogSink>,
+        pins: Arc<dyn CodePins>,
+    ) -> std::io::Result<Self> {
         let kernel: Arc<dyn Kernel> = Arc::new(LinuxKernel);
-        let host = Host::detect(kernel.as_ref());
+        let mut host = Host::detect(kernel.as_ref());
         let work = &config.work_dir;
         let paths = Paths {
             init_exe: config.init_exe.clone(),
             root_mountpoint: work.join("root"),
-            etc: work.join("etc"),
-            runtime: work.join("runtime"),
             opt: work.join("opt"),
         };
-        for d in [
-            &paths.root_mountpoint,
-            &paths.etc,
-            &paths.runtime,
-            &paths.opt,
-        ] {
+        for d in [&paths.root_mountpoint, &paths.opt] {
             std::fs::create_dir_all(d)?;
         }
-        std::fs::write(paths.runtime.join("bootstrap.py"), runtimes::PYTHON_CLIENT)?;
-        std::fs::write(paths.runtime.join("index.mjs"), runtimes::NODE_CLIENT)?;
-        for (name, content) in ETC_FILES {
-            std::fs::write(paths.etc.join(name), content)?;
-        }
-        let mut system_binds = vec![Bind {
-            source: "/usr".into(),
-            target: "/usr".into(),
-            file: false,
-        }];
-        let mut symlinks = Vec::new();
+        let runtimes = runtimes::detect();
+        let started = std::time::Instant::now();
+        let sysroot =
+            lamina_sandbox::sysroot::build(&work.join("sysroot"), &system::plan(&runtimes))?;
+        tracing::debug!(ms = started.elapsed().as_millis() as u64, path = %sysroot.display(), "system tree ready");
+        let lamina_sandbox::sysroot::TopLevel {
+            dirs,
+            links: mut symlinks,
+        } = lamina_sandbox::sysroot::top_level(&sysroot)?;
+        // Merged-/usr hosts link `/bin`, `/lib`... into `/usr`: sandboxes get the same links.
         for top in ["bin", "sbin", "lib", "lib32", "lib64", "libx32"] {
             let p = Path::new("/").join(top);
-            match std::fs::symlink_metadata(&p) {
-                Ok(m) if m.file_type().is_symlink() => {
-                    if let Ok(t) = std::fs::read_link(&p) {
-                        symlinks.push((
-                            top.to_owned(),
-                            t.to_string_lossy().trim_start_matches('/').to_owned(),
-                        ));
-                    }
-                }
-                Ok(m) if m.is_dir() => system_binds.push(Bind {
-                    source: p.clone(),
-                    target: p,
-                    file: false,
-                }),
-                _ => {}
+            if symlinks.iter().any(|(l, _)| l == top) || dirs.iter().any(|d| d == top) {
+                continue;
+            }
+            if let Ok(t) = std::fs::read_link(&p) {
+                symlinks.push((
+                    top.to_owned(),
+                    t.to_string_lossy().trim_start_matches('/').to_owned(),
+                ));
             }
         }
+        let mut system_binds: Vec<Bind> = dirs
+            .iter()
+            .filter(|d| d.as_str() != "var")
+            .map(|d| Bind {
+                source: sysroot.join(d),
+                target: Path::new("/").join(d),
+                file: false,
+            })
+            .collect();
         system_binds.push(Bind {
-            source: paths.etc.clone(),
-            target: "/etc".into(),
+            source: sysroot.join("var/runtime"),
+            target: "/var/runtime".into(),
             file: false,
         });
-        for name in ETC_SHARED {
-            let host_path = Path::new("/etc").join(name);
-            let Ok(meta) = std::fs::metadata(&host_path) else {
-                continue;
-            };
-            let mountpoint = paths.etc.join(name);
-            if meta.is_dir() {
-                std::fs::create_dir_all(&mountpoint)?;
-            } else if !mountpoint.exists() {
-                std::fs::write(&mountpoint, "")?;
+        let scratch = if host.root {
+            match ScratchPool::start(&work.join("scratch"), 2, 512) {
+                Ok(pool) => Some(pool),
+                Err(e) => {
+                    host.tmp_note = Some(format!("/tmp is a tmpfs counted as memory ({e})"));
+                    None
+                }
             }
-            system_binds.push(Bind {
-                source: host_path,
-                target: Path::new("/etc").join(name),
-                file: !meta.is_dir(),
-            });
-        }
-        let runtimes = runtimes::detect();
+        } else {
+            host.tmp_note = Some("/tmp is a tmpfs counted as memory (not root)".into());
+            None
+        };
+        let uids = if host.root {
+            Some(UidRange::reserve(&config.uid_lock_dir)?)
+        } else {
+            None
+        };
         let cgroup_parent = format!("lamina-{:016x}", fnv1a(work.to_string_lossy().as_bytes()));
         Ok(Self {
             inner: Arc::new(Inner {
@@ -288,6 +291,13 @@ impl Executor {
                 symlinks,
                 system_binds,
                 logs,
+                log_budgets: logs::Budgets::new(
+                    config.log_rate_bytes_per_s,
+                    config.log_burst_bytes,
+                ),
+                pins,
+                scratch,
+                uids,
                 next_id: AtomicU64::new(1),
                 cgroup_parent,
                 scheduler: scheduler::Scheduler::start(
@@ -295,6 +305,7 @@ impl Executor {
                         account_concurrency: config.account_concurrency,
                         keep_alive: config.keep_alive,
                         memory_budget_mb: config.memory_budget_mb,
+                        tmp_budget_mb: config.tmp_budget_mb,
                         freeze_after: FREEZE_AFTER,
                         scale_up: config.scale_up,
                         scale_window: std::time::Duration::from_secs(10),
@@ -313,6 +324,11 @@ impl Executor {
     /// One line on what isolation is in force.
     pub fn host_summary(&self) -> String {
         self.inner.host.summary()
+    }
+
+    /// Whether sandboxes get a disk-backed `/tmp` (else a tmpfs).
+    pub fn tmp_on_disk(&self) -> bool {
+        self.inner.scratch.is_some()
     }
 
     /// Removes cgroups (and kills their processes) left by a previous run that crashed, and
@@ -364,6 +380,7 @@ impl Executor {
             revision_id: f.revision_id.clone(),
             version: f.version.clone(),
             memory_mb: f.memory_mb,
+            tmp_mb: f.tmp_mb,
         };
         let sched = &self.inner.scheduler;
         let (grant, reserved) = sched
@@ -372,20 +389,29 @@ impl Executor {
             .map_err(Failure::Throttled)?;
         let (mut env, cold) = match grant {
             scheduler::Grant::Warm(env) => (env, false),
-            scheduler::Grant::Cold => match Environment::start(self, f, &inv.request_id).await {
-                Ok(env) => (env, true),
-                Err(e) => {
-                    sched.release(slot, reserved, None);
-                    return Err(e);
+            scheduler::Grant::Cold { boost } => {
+                match Environment::start(self, f, &inv.request_id, boost).await {
+                    Ok(env) => (env, true),
+                    Err(e) => {
+                        let init_failed = matches!(&e, Failure::Function(o) if o.init_failed);
+                        sched.release(slot, reserved, None, Some(!init_failed));
+                        return Err(e);
+                    }
                 }
-            },
+            }
         };
         let ran = env.invoke(&inv, f.timeout_s).await;
+        let init_ok = cold.then_some(true);
         if ran.reusable {
-            sched.release(slot, reserved, Some(env));
+            sched.release(slot, reserved, Some(env), init_ok);
         } else {
-            env.destroy().await;
-            sched.release(slot, reserved, None);
+            // The caller gets its answer now; the environment is torn down behind it, and its
+            // slot and memory are given back once it is gone.
+            let sched = sched.clone();
+            tokio::spawn(async move {
+                env.destroy().await;
+                sched.release(slot, reserved, None, init_ok);
+            });
         }
         Ok(Invoked {
             outcome: ran.outcome,

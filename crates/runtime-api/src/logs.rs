@@ -1,11 +1,24 @@
 //! Function logs: every line an environment writes, and the platform's START/END/REPORT lines,
 //! go to a [`LogSink`]; the lines of the invocation in progress are also kept for
 //! `X-Amz-Log-Type: Tail`.
+//!
+//! A function's output is untrusted bytes. The pumps read bytes, never lines: a line becomes one
+//! event, decoded lossily (a byte that is not UTF-8 becomes U+FFFD), and a line longer than
+//! CloudWatch's event limit ([`MAX_EVENT`]) becomes several events, so no line makes the server
+//! hold more than one event. The pumps never stop draining a pipe while the function lives (a
+//! function whose output is not read would die of a broken pipe or block). What a function may
+//! log is budgeted per function ([`Budgets`]): beyond its rate and burst, its lines are dropped
+//! (and the drop is said in its log) so that one flooding function cannot crowd out the others.
 
+use std::collections::HashMap;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
-use tokio::io::AsyncBufReadExt;
+use tokio::io::AsyncReadExt;
+
+/// The largest log event, in bytes: CloudWatch's 256 KB per event, less its 26 bytes of overhead.
+pub const MAX_EVENT: usize = 262_144 - 26;
 
 /// One log line of a function.
 #[derive(Debug, Clone)]
@@ -41,6 +54,8 @@ pub struct Tap {
     capture: Mutex<Option<String>>,
     /// The read ends of stdout and stderr, to see whether output is still in flight.
     pipes: Mutex<Vec<i32>>,
+    /// The function's log budget, shared by its environments.
+    budget: Arc<Budget>,
 }
 
 /// How much of an invocation's log `Tail` returns.
@@ -53,6 +68,7 @@ impl Tap {
         function: String,
         stream: String,
         sink: Arc<dyn LogSink>,
+        budget: Arc<Budget>,
     ) -> Arc<Self> {
         Arc::new(Self {
             account,
@@ -62,7 +78,32 @@ impl Tap {
             sink,
             capture: Mutex::new(None),
             pipes: Mutex::new(Vec::new()),
+            budget,
         })
+    }
+
+    /// Logs what the function wrote: one line (without its newline), within the budget.
+    fn output(&self, bytes: &[u8]) {
+        match self.budget.admit(bytes.len()) {
+            Admit::Drop => return,
+            Admit::Pass => {}
+            Admit::PassAfterDrop(dropped) => self.line(format!(
+                "[lamina] {dropped} bytes of log output dropped: the function wrote more than its budget of {} bytes per second",
+                self.budget.rate as u64
+            )),
+        }
+        let text = String::from_utf8_lossy(bytes);
+        let mut rest: &str = &text;
+        // Lossy decoding can grow the text (U+FFFD is 3 bytes): cut it again at char boundaries.
+        while rest.len() > MAX_EVENT {
+            let mut cut = MAX_EVENT;
+            while !rest.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            self.line(rest[..cut].to_owned());
+            rest = &rest[cut..];
+        }
+        self.line(rest.to_owned());
     }
 
     pub fn line(&self, message: String) {
@@ -139,19 +180,48 @@ impl Tap {
         }
     }
 
-    /// Pumps one of the function's output pipes into the log, line by line.
+    /// Pumps one of the function's output pipes into the log until it closes: a line per event,
+    /// a long line cut every [`MAX_EVENT`] bytes.
     pub fn pump(self: &Arc<Self>, fd: OwnedFd) -> std::io::Result<()> {
         let raw = fd.as_raw_fd();
         self.pipes
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(raw);
-        let rx = tokio::net::unix::pipe::Receiver::from_owned_fd(fd)?;
+        let mut rx = tokio::net::unix::pipe::Receiver::from_owned_fd(fd)?;
         let tap = self.clone();
         tokio::spawn(async move {
-            let mut lines = tokio::io::BufReader::new(rx).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                tap.line(line);
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut line: Vec<u8> = Vec::new();
+            loop {
+                let n = match rx.read(&mut buf).await {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(_) => break,
+                };
+                let mut data = &buf[..n];
+                while !data.is_empty() {
+                    match data.iter().position(|b| *b == b'\n') {
+                        Some(i) => {
+                            tap.flush_line(&mut line, &data[..i]);
+                            data = &data[i + 1..];
+                        }
+                        None => {
+                            let room = MAX_EVENT - line.len();
+                            let take = room.min(data.len());
+                            line.extend_from_slice(&data[..take]);
+                            data = &data[take..];
+                            if line.len() == MAX_EVENT {
+                                tap.output(&line);
+                                line.clear();
+                            }
+                        }
+                    }
+                }
+            }
+            if !line.is_empty() {
+                tap.output(&line);
             }
             // Forget the descriptor before it is closed (and its number reused).
             tap.pipes
@@ -160,5 +230,107 @@ impl Tap {
                 .retain(|fd| *fd != raw);
         });
         Ok(())
+    }
+
+    /// Emits `pending` + `end` as one line (or several, if longer than an event).
+    fn flush_line(&self, pending: &mut Vec<u8>, end: &[u8]) {
+        if pending.is_empty() {
+            for chunk in end.chunks(MAX_EVENT) {
+                self.output(chunk);
+            }
+            if end.is_empty() {
+                self.output(end);
+            }
+            return;
+        }
+        let room = MAX_EVENT - pending.len();
+        let (head, tail) = end.split_at(room.min(end.len()));
+        pending.extend_from_slice(head);
+        self.output(pending);
+        pending.clear();
+        for chunk in tail.chunks(MAX_EVENT) {
+            self.output(chunk);
+        }
+    }
+}
+
+/// What the budget says about a line.
+enum Admit {
+    Pass,
+    /// Pass, after reporting how many bytes were dropped before it.
+    PassAfterDrop(u64),
+    Drop,
+}
+
+/// One function's log budget: a token bucket of bytes, shared by its environments.
+#[derive(Debug)]
+pub struct Budget {
+    rate: f64,
+    burst: f64,
+    state: Mutex<Bucket>,
+}
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+    dropped: u64,
+}
+
+impl Budget {
+    fn new(rate: u64, burst: u64) -> Self {
+        Self {
+            rate: rate as f64,
+            burst: burst.max(MAX_EVENT as u64) as f64,
+            state: Mutex::new(Bucket {
+                tokens: burst.max(MAX_EVENT as u64) as f64,
+                at: Instant::now(),
+                dropped: 0,
+            }),
+        }
+    }
+
+    fn admit(&self, bytes: usize) -> Admit {
+        let mut b = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * self.rate).min(self.burst);
+        b.at = now;
+        let cost = bytes.max(1) as f64;
+        if b.tokens < cost {
+            b.dropped += bytes as u64;
+            return Admit::Drop;
+        }
+        b.tokens -= cost;
+        match std::mem::take(&mut b.dropped) {
+            0 => Admit::Pass,
+            n => Admit::PassAfterDrop(n),
+        }
+    }
+}
+
+/// The log budgets of every function, by function ARN.
+pub struct Budgets {
+    rate: u64,
+    burst: u64,
+    by_function: Mutex<HashMap<String, Arc<Budget>>>,
+}
+
+impl Budgets {
+    pub fn new(rate: u64, burst: u64) -> Self {
+        Self {
+            rate,
+            burst,
+            by_function: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The budget of a function (taken when an environment starts).
+    pub fn of(&self, function_arn: &str) -> Arc<Budget> {
+        self.by_function
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(function_arn.to_owned())
+            .or_insert_with(|| Arc::new(Budget::new(self.rate, self.burst)))
+            .clone()
     }
 }

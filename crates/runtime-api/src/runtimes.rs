@@ -85,3 +85,51 @@ pub fn argv(runtime: &Offered, bootstrap_in_task: bool) -> Vec<String> {
         vec![interpreter, "/var/runtime/index.mjs".into()]
     }
 }
+
+/// Whether a custom runtime's `bootstrap` comes from the function's code (else from a layer's
+/// `/opt`). Links in a package are resolved as the sandbox will see them, inside the package's
+/// own tree (`RESOLVE_IN_ROOT`): the server never follows a function's link onto the host.
+pub fn bootstrap_in_task(code: &Path, opt: Option<&Path>) -> bool {
+    exists_within(code, "bootstrap") || !opt.is_some_and(|o| exists_within(o, "bootstrap"))
+}
+
+fn exists_within(root: &Path, name: &str) -> bool {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    let Ok(dir) = rustix::fs::open(
+        root,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return false;
+    };
+    rustix::fs::openat2(
+        &dir,
+        name,
+        OFlags::PATH | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+    )
+    .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bootstrap_link_is_resolved_inside_the_package() {
+        let code = tempfile::tempdir().unwrap();
+        let opt = tempfile::tempdir().unwrap();
+        // A link that, followed on the host, would reach a file that exists there.
+        std::os::unix::fs::symlink(
+            "../../../../../../../../bin/sh",
+            code.path().join("bootstrap"),
+        )
+        .unwrap();
+        std::fs::write(opt.path().join("bootstrap"), "#!/bin/sh\n").unwrap();
+        assert!(!bootstrap_in_task(code.path(), Some(opt.path())));
+        std::fs::remove_file(code.path().join("bootstrap")).unwrap();
+        std::fs::write(code.path().join("bootstrap"), "#!/bin/sh\n").unwrap();
+        assert!(bootstrap_in_task(code.path(), Some(opt.path())));
+    }
+}

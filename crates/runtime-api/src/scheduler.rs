@@ -26,6 +26,8 @@ pub enum Throttle {
     Account,
     /// Starting another environment would exceed the host's memory budget.
     Memory,
+    /// Starting another environment would exceed the host's `/tmp` disk budget.
+    Disk,
     /// The function is adding environments faster than its scale-up rate.
     ScaleRate,
 }
@@ -35,7 +37,9 @@ impl Throttle {
     pub fn reason(self) -> &'static str {
         match self {
             Throttle::Reserved => "ReservedFunctionConcurrentInvocationLimitExceeded",
-            Throttle::Account | Throttle::Memory => "ConcurrentInvocationLimitExceeded",
+            Throttle::Account | Throttle::Memory | Throttle::Disk => {
+                "ConcurrentInvocationLimitExceeded"
+            }
             Throttle::ScaleRate => "FunctionInvocationRateLimitExceeded",
         }
     }
@@ -47,8 +51,11 @@ impl Throttle {
 #[allow(clippy::large_enum_variant)]
 pub enum Grant {
     Warm(Environment),
-    /// Start a new environment (its memory is already counted).
-    Cold,
+    /// Start a new environment (its memory and disk are already counted). `boost`: its INIT may
+    /// use a whole CPU; false after the function's last INIT failed.
+    Cold {
+        boost: bool,
+    },
 }
 
 /// Identifies a function for the scheduler.
@@ -61,6 +68,8 @@ pub struct Slot {
     /// `$LATEST` or a version number: versions keep their own warm environments.
     pub version: String,
     pub memory_mb: u32,
+    /// EphemeralStorage, MB.
+    pub tmp_mb: u32,
 }
 
 /// Limits and timings.
@@ -69,6 +78,7 @@ pub struct Settings {
     pub account_concurrency: u32,
     pub keep_alive: Duration,
     pub memory_budget_mb: u64,
+    pub tmp_budget_mb: u64,
     pub freeze_after: Duration,
     /// New environments a function may add per `scale_window` (Lambda: 1000 per 10 s).
     pub scale_up: u32,
@@ -85,6 +95,8 @@ enum Command {
         slot: Slot,
         reserved: bool,
         env: Option<Environment>,
+        /// For a cold start: whether its INIT succeeded.
+        init_ok: Option<bool>,
     },
     SetReserved {
         account: String,
@@ -110,6 +122,7 @@ pub struct Stats {
     pub environments: usize,
     pub idle: usize,
     pub live_memory_mb: u64,
+    pub live_tmp_mb: u64,
     /// In-flight invocations per function ARN.
     pub concurrency: Vec<(String, u32)>,
 }
@@ -119,9 +132,12 @@ struct Function {
     reserved: Option<u32>,
     in_flight: u32,
     idle: Vec<Environment>,
-    /// Scale-up tokens left, refilled continuously (not banked beyond the rate).
+    /// Scale-up tokens left, refilled continuously (not banked beyond the rate). A cold start
+    /// takes one whether its INIT succeeds or not.
     tokens: f64,
     refilled_ms: i64,
+    /// The last INIT failed: the next runs without the CPU boost.
+    init_failed: bool,
 }
 
 #[derive(Default)]
@@ -136,6 +152,8 @@ struct State {
     functions: HashMap<String, Function>,
     /// MemorySize of every live environment (running or idle), MB.
     live_memory_mb: u64,
+    /// EphemeralStorage of every live environment, MB.
+    live_tmp_mb: u64,
     live: usize,
     /// Environments to destroy, handed to a task outside the loop.
     doomed: mpsc::UnboundedSender<Environment>,
@@ -187,6 +205,7 @@ impl Scheduler {
             accounts: HashMap::new(),
             functions: HashMap::new(),
             live_memory_mb: 0,
+            live_tmp_mb: 0,
             live: 0,
             doomed,
             freeze,
@@ -209,13 +228,21 @@ impl Scheduler {
         rx.await.unwrap_or(Err(Throttle::Account))
     }
 
-    /// Gives back the concurrency, with the environment if it may serve again.
-    pub fn release(&self, slot: Slot, reserved: bool, env: Option<Environment>) {
+    /// Gives back the concurrency, with the environment if it may serve again. `init_ok`
+    /// reports a cold start's INIT.
+    pub fn release(
+        &self,
+        slot: Slot,
+        reserved: bool,
+        env: Option<Environment>,
+        init_ok: Option<bool>,
+    ) {
         if let Err(mpsc::error::SendError(Command::Release { env: Some(env), .. })) =
             self.tx.send(Command::Release {
                 slot,
                 reserved,
                 env,
+                init_ok,
             })
         {
             tokio::spawn(env.destroy());
@@ -267,8 +294,8 @@ impl State {
                     // The caller went away: undo.
                     let env = match grant {
                         Grant::Warm(env) => Some(env),
-                        Grant::Cold => {
-                            self.forget_memory(slot.memory_mb);
+                        Grant::Cold { .. } => {
+                            self.forget(slot.memory_mb, slot.tmp_mb);
                             None
                         }
                     };
@@ -279,7 +306,15 @@ impl State {
                 slot,
                 reserved,
                 env,
-            } => self.release(slot, reserved, env),
+                init_ok,
+            } => {
+                if let Some(ok) = init_ok
+                    && let Some(f) = self.functions.get_mut(&slot.function_arn)
+                {
+                    f.init_failed = !ok;
+                }
+                self.release(slot, reserved, env);
+            }
             Command::SetReserved {
                 account,
                 region,
@@ -310,6 +345,7 @@ impl State {
                 for env in &all {
                     self.live -= 1;
                     self.live_memory_mb -= env.memory_mb() as u64;
+                    self.live_tmp_mb -= env.tmp_mb() as u64;
                 }
                 let _ = reply.send(all);
             }
@@ -318,6 +354,7 @@ impl State {
                     environments: self.live,
                     idle: self.functions.values().map(|f| f.idle.len()).sum(),
                     live_memory_mb: self.live_memory_mb,
+                    live_tmp_mb: self.live_tmp_mb,
                     concurrency: self
                         .functions
                         .iter()
@@ -390,16 +427,18 @@ impl State {
                 if f.tokens < 1.0 {
                     return Err(Throttle::ScaleRate);
                 }
-                if !self.make_room(slot.memory_mb as u64) {
-                    return Err(Throttle::Memory);
-                }
+                self.make_room(slot.memory_mb as u64, slot.tmp_mb as u64)?;
                 self.live += 1;
                 self.live_memory_mb += slot.memory_mb as u64;
-                self.functions
+                self.live_tmp_mb += slot.tmp_mb as u64;
+                let f = self
+                    .functions
                     .get_mut(&slot.function_arn)
-                    .expect("inserted above")
-                    .tokens -= 1.0;
-                Grant::Cold
+                    .expect("inserted above");
+                f.tokens -= 1.0;
+                Grant::Cold {
+                    boost: !f.init_failed,
+                }
             }
         };
         let f = self
@@ -416,9 +455,17 @@ impl State {
         Ok((grant, reserved))
     }
 
-    /// Evicts idle environments, least recently used first, until `mb` more fits the budget.
-    fn make_room(&mut self, mb: u64) -> bool {
-        while self.live_memory_mb + mb > self.settings.memory_budget_mb {
+    /// Evicts idle environments, least recently used first, until `mb` more memory and `tmp_mb`
+    /// more `/tmp` fit the budgets.
+    fn make_room(&mut self, mb: u64, tmp_mb: u64) -> Result<(), Throttle> {
+        loop {
+            let short = if self.live_memory_mb + mb > self.settings.memory_budget_mb {
+                Throttle::Memory
+            } else if self.live_tmp_mb + tmp_mb > self.settings.tmp_budget_mb {
+                Throttle::Disk
+            } else {
+                return Ok(());
+            };
             let oldest = self
                 .functions
                 .iter()
@@ -430,7 +477,7 @@ impl State {
                 })
                 .min_by_key(|(since, _, _)| *since);
             let Some((_, key, index)) = oldest else {
-                return false;
+                return Err(short);
             };
             let env = self
                 .functions
@@ -440,7 +487,6 @@ impl State {
                 .remove(index);
             self.discard(env);
         }
-        true
     }
 
     fn release(&mut self, slot: Slot, reserved: bool, env: Option<Environment>) {
@@ -464,18 +510,19 @@ impl State {
                     .push(env);
             }
             Some(env) => self.discard(env),
-            // The environment is gone (destroyed by the caller).
-            None => self.forget_memory(slot.memory_mb),
+            // The environment is gone (destroyed by the caller), or never started.
+            None => self.forget(slot.memory_mb, slot.tmp_mb),
         }
     }
 
-    fn forget_memory(&mut self, mb: u32) {
+    fn forget(&mut self, mb: u32, tmp_mb: u32) {
         self.live = self.live.saturating_sub(1);
         self.live_memory_mb = self.live_memory_mb.saturating_sub(mb as u64);
+        self.live_tmp_mb = self.live_tmp_mb.saturating_sub(tmp_mb as u64);
     }
 
     fn discard(&mut self, env: Environment) {
-        self.forget_memory(env.memory_mb());
+        self.forget(env.memory_mb(), env.tmp_mb());
         let _ = self.doomed.send(env);
     }
 

@@ -299,23 +299,43 @@ impl Cgroup {
             .unwrap_or(0))
     }
 
-    /// SIGKILLs every process in the group (thawing first, so that v1 can deliver the signal).
+    /// SIGKILLs every process in the group. The CPU quota is lifted first: a dying process needs
+    /// CPU time to exit, and a fork bomb under a 7 % quota would take many seconds to die.
     pub fn kill_all(&self, k: &dyn Kernel) -> io::Result<()> {
+        let period = match &self.layout {
+            Layout::V1 { .. } => k
+                .read(&self.v1("cpu").join("cpu.cfs_period_us"))
+                .ok()
+                .and_then(|p| p.trim().parse().ok())
+                .unwrap_or(100_000),
+            Layout::V2 { .. } => 100_000,
+        };
+        let _ = self.set_cpu(k, None, period);
         match &self.layout {
             Layout::V2 { .. } => k.write(&self.v2().join("cgroup.kill"), "1"),
             Layout::V1 { .. } => {
+                // Freeze, signal everything listed, thaw: a frozen group cannot fork a process
+                // that escapes the list between reading it and signalling.
                 let procs = self.v1("pids").join("cgroup.procs");
-                for _ in 0..50 {
+                let state = self.v1("freezer").join("freezer.state");
+                for _ in 0..100 {
+                    let _ = k.write(&state, "FROZEN");
+                    let deadline = Instant::now() + Duration::from_millis(50);
+                    while Instant::now() < deadline
+                        && k.read(&state).is_ok_and(|s| s.trim() == "FREEZING")
+                    {
+                        std::thread::sleep(Duration::from_micros(200));
+                    }
                     let text = k.read(&procs).unwrap_or_default();
                     let pids: Vec<i32> =
                         text.lines().filter_map(|l| l.trim().parse().ok()).collect();
+                    for pid in &pids {
+                        let _ = k.kill(*pid, libc::SIGKILL);
+                    }
+                    let _ = k.write(&state, "THAWED");
                     if pids.is_empty() {
                         break;
                     }
-                    for pid in pids {
-                        let _ = k.kill(pid, libc::SIGKILL);
-                    }
-                    let _ = k.write(&self.v1("freezer").join("freezer.state"), "THAWED");
                     std::thread::sleep(Duration::from_millis(1));
                 }
                 Ok(())
@@ -323,26 +343,40 @@ impl Cgroup {
         }
     }
 
-    /// Removes the group(s). The group must be empty.
+    /// Removes the group(s), waiting (up to 10 s) for their last processes to be gone.
     pub fn destroy(&self, k: &dyn Kernel) -> io::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        if let Layout::V2 { .. } = &self.layout {
+            // v2 says when the group is empty: `populated 0` in cgroup.events.
+            let events = self.v2().join("cgroup.events");
+            while Instant::now() < deadline {
+                match k.read(&events) {
+                    Ok(s) if s.lines().any(|l| l.trim() == "populated 1") => {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    _ => break,
+                }
+            }
+        }
         let dirs: Vec<PathBuf> = match &self.layout {
             Layout::V1 { .. } => V1_CONTROLLERS.iter().map(|c| self.v1(c)).collect(),
             Layout::V2 { .. } => vec![self.v2()],
         };
         let mut last = Ok(());
         for d in dirs {
-            // Removal races with the exit (and reaping) of the last process; retry for up to
-            // about two seconds.
-            let mut r = k.remove_dir(&d);
-            for i in 0..400 {
-                match &r {
-                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                        std::thread::sleep(Duration::from_micros(if i < 100 { 500 } else { 5000 }));
-                        r = k.remove_dir(&d);
+            // Removal races with the exit (and reaping) of the last process.
+            let mut wait = Duration::from_micros(500);
+            let r = loop {
+                match k.remove_dir(&d) {
+                    Err(e)
+                        if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline =>
+                    {
+                        std::thread::sleep(wait);
+                        wait = (wait * 2).min(Duration::from_millis(50));
                     }
-                    _ => break,
+                    r => break r,
                 }
-            }
+            };
             match r {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => last = Err(e),
                 _ => {}
@@ -466,7 +500,27 @@ mod tests {
         k.clear();
         // The fake's procs file never empties, so kill_all gives up after its retries.
         cg.kill_all(&k).unwrap();
-        assert!(k.calls().contains(&Call::Kill(41, libc::SIGKILL)));
+        let calls = k.calls();
+        // The quota goes first; each round is freeze, kill, thaw.
+        assert_eq!(
+            calls[..4],
+            [
+                Call::Write("/cg/cpu/lamina/env-1/cpu.cfs_quota_us".into(), "-1".into()),
+                Call::Write(
+                    "/cg/freezer/lamina/env-1/freezer.state".into(),
+                    "FROZEN".into()
+                ),
+                Call::Kill(41, libc::SIGKILL),
+                Call::Kill(42, libc::SIGKILL),
+            ]
+        );
+        assert_eq!(
+            calls[4],
+            Call::Write(
+                "/cg/freezer/lamina/env-1/freezer.state".into(),
+                "THAWED".into()
+            )
+        );
     }
 
     #[test]
@@ -507,6 +561,7 @@ mod tests {
             vec![
                 ("/cg/lamina/env-1/cgroup.freeze".into(), "1".into()),
                 ("/cg/lamina/env-1/cgroup.freeze".into(), "0".into()),
+                ("/cg/lamina/env-1/cpu.max".into(), "max 100000".into()),
                 ("/cg/lamina/env-1/cpu.max".into(), "max 100000".into()),
                 ("/cg/lamina/env-1/cgroup.kill".into(), "1".into()),
             ]

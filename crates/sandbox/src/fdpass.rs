@@ -1,5 +1,6 @@
-//! Passing a file descriptor over a Unix socket (`SCM_RIGHTS`): how the sandbox hands the
-//! Runtime API listener, created inside its network namespace, to the server.
+//! Passing file descriptors over a Unix socket (`SCM_RIGHTS`): how the sandbox hands the Runtime
+//! API listener, created inside its network namespace, to the server, and how the server hands a
+//! sandbox its disk-backed `/tmp` (a detached mount).
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};

@@ -14,6 +14,8 @@ pub struct Host {
     pub cgroups: Option<Layout>,
     /// Online CPUs.
     pub cpus: u64,
+    /// Why `/tmp` is not on disk, when it is not.
+    pub tmp_note: Option<String>,
 }
 
 impl Host {
@@ -33,6 +35,7 @@ impl Host {
             root,
             cgroups,
             cpus,
+            tmp_note: None,
         }
     }
 
@@ -56,13 +59,17 @@ impl Host {
             }
         };
         let who = if self.root {
-            "root: namespaces, read-only root, seccomp, an unprivileged uid per environment"
+            "root: namespaces, a curated read-only root, seccomp, a uid of its own per environment"
         } else if user_namespaces_allowed() {
-            "not root: a user namespace per environment, read-only root, seccomp, no capabilities (one uid shared by all environments)"
+            "not root: a user namespace per environment, a curated read-only root, seccomp, no capabilities (one uid shared by all environments)"
         } else {
             "not root and no user namespaces: functions cannot run"
         };
-        format!("isolation: {who}; {cg}; {} CPUs", self.cpus)
+        let tmp = self
+            .tmp_note
+            .as_deref()
+            .unwrap_or("/tmp on disk (an ext4 filesystem per environment)");
+        format!("isolation: {who}; {cg}; {tmp}; {} CPUs", self.cpus)
     }
 }
 

@@ -3,23 +3,29 @@
 //! It is a fresh single-threaded process, so it may fork freely. Its standard input is a Unix
 //! control socket to the server. The sequence:
 //!
-//! 1. read the [`Spec`] (length-prefixed JSON) from the control socket;
+//! 1. read the [`Spec`] (length-prefixed JSON) from the control socket, and the detached mount for
+//!    `/tmp` when the spec has one (`SCM_RIGHTS`);
 //! 2. join the sandbox's cgroups, then unshare mount, PID, IPC, UTS, network and cgroup namespaces;
 //! 3. bring up loopback, bind the Runtime API listener on `127.0.0.1:<port>` inside the new
 //!    network namespace, and send it to the server (`SCM_RIGHTS`);
-//! 4. fork PID 1 of the new PID namespace, which builds the root filesystem, then forks the
-//!    function's process: rlimits, unprivileged uid/gid, no capabilities, `no_new_privs`, seccomp,
-//!    `execve`;
+//! 4. fork PID 1 of the new PID namespace, which dies with this process (`PR_SET_PDEATHSIG`),
+//!    builds the root filesystem, then forks the function's process: rlimits, unprivileged
+//!    uid/gid, no capabilities, `no_new_privs`, seccomp, `execve`. PID 1 reports `started` (or why
+//!    exec failed) on the control socket;
 //! 5. PID 1 reaps orphans and exits with the function process's status; this process exits with
-//!    PID 1's, which the server reads as the environment's exit status.
+//!    PID 1's, which the server reads as the environment's exit status;
+//! 6. meanwhile this process watches the control socket: when the server goes away (even killed
+//!    with SIGKILL, its end of the socket closes), it kills PID 1, and with it the whole PID
+//!    namespace. No sandbox outlives its server.
 //!
 //! Any failure before `execve` is reported on the control socket as `error: <what>`.
 
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 
 use crate::kernel::{Kernel, LinuxKernel, Namespaces, Rlimit};
+use crate::rootfs::Tmp;
 use crate::{Spec, fdpass, rootfs, seccomp};
 
 /// Runs `sandbox-init`. Never returns.
@@ -54,14 +60,34 @@ fn step<T>(what: &str, r: io::Result<T>) -> io::Result<T> {
 fn read_spec(mut ctl: &UnixStream) -> io::Result<Spec> {
     let mut len = [0u8; 4];
     ctl.read_exact(&mut len)?;
-    let mut buf = vec![0u8; u32::from_le_bytes(len) as usize];
+    let len = u32::from_le_bytes(len) as usize;
+    if len > 1 << 20 {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "spec too large"));
+    }
+    let mut buf = vec![0u8; len];
     ctl.read_exact(&mut buf)?;
     serde_json::from_slice(&buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// Receives the one-byte message that carries the `/tmp` mount.
+fn read_tmp_mount(ctl: &UnixStream) -> io::Result<OwnedFd> {
+    let mut byte = [0u8; 1];
+    match fdpass::recv_fd(ctl, &mut byte)? {
+        (1, Some(fd)) => Ok(fd),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "expected the /tmp mount",
+        )),
+    }
 }
 
 fn run(ctl: &UnixStream) -> io::Result<i32> {
     let k = LinuxKernel;
     let spec = step("reading the sandbox spec", read_spec(ctl))?;
+    let tmp_mount = match spec.root.tmp {
+        Tmp::Mount => Some(step("receiving /tmp", read_tmp_mount(ctl))?),
+        Tmp::Tmpfs { .. } => None,
+    };
     let pid = std::process::id().to_string();
     for procs in &spec.cgroup_procs {
         step(
@@ -84,51 +110,167 @@ fn run(ctl: &UnixStream) -> io::Result<i32> {
     )?;
     drop(listener);
 
+    // PID 1 cannot ask for its parent (getppid is 0 across a PID namespace): a pipe whose write
+    // end only this process holds tells it whether this process is still alive.
+    let mut alive = [0; 2];
+    // SAFETY: pipe2 writes two descriptors into `alive`.
+    if unsafe { libc::pipe2(alive.as_mut_ptr(), libc::O_CLOEXEC) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors are fresh and ours.
+    let (alive_r, alive_w) = unsafe {
+        (
+            OwnedFd::from_raw_fd(alive[0]),
+            OwnedFd::from_raw_fd(alive[1]),
+        )
+    };
     // SAFETY: this process is single-threaded (a fresh exec of our binary), so fork is safe.
     match unsafe { libc::fork() } {
         -1 => Err(io::Error::last_os_error()),
         0 => {
-            let code = match pid_one(&k, &spec, ctl) {
-                Ok(code) => code,
-                Err(e) => {
-                    let mut w = ctl;
-                    let _ = w.write_all(format!("error: {e}\n").as_bytes());
-                    125
+            drop(alive_w);
+            // PID 1 dies with this process, and the kernel then kills the whole namespace.
+            // SAFETY: prctl with integers.
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+            let mut p = libc::pollfd {
+                fd: alive_r.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd; a zero timeout never blocks.
+            let orphaned = unsafe { libc::poll(&mut p, 1, 0) } != 0;
+            drop(alive_r);
+            let code = if orphaned {
+                125
+            } else {
+                match pid_one(&k, &spec, ctl, tmp_mount.as_ref().map(AsRawFd::as_raw_fd)) {
+                    Ok(code) => code,
+                    Err(e) => {
+                        let mut w = ctl;
+                        let _ = w.write_all(format!("error: {e}\n").as_bytes());
+                        125
+                    }
                 }
             };
             // SAFETY: leaving the child without running the parent's atexit handlers.
             unsafe { libc::_exit(code) }
         }
         child => {
-            // Only PID 1 and the function keep the control socket; the server sees EOF once the
-            // function has exec'd (its copy is close-on-exec) or everything has failed.
-            // SAFETY: closing our copy of the control socket; `ctl` is not used again here.
-            unsafe { libc::close(ctl.as_raw_fd()) };
-            Ok(wait_exit_code(child))
+            drop(alive_r);
+            drop(tmp_mount);
+            let code = watch(ctl, child);
+            drop(alive_w);
+            Ok(code)
+        }
+    }
+}
+
+/// Waits for PID 1 to exit, killing it if the server goes away first. Returns its status.
+fn watch(ctl: &UnixStream, child: libc::pid_t) -> i32 {
+    // SAFETY: pidfd_open takes a pid and flags; it returns a new descriptor or -1.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, child, 0) } as RawFd;
+    if pidfd < 0 {
+        return wait_exit_code(child);
+    }
+    // SAFETY: a fresh descriptor this process owns.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    loop {
+        let mut fds = [
+            libc::pollfd {
+                fd: pidfd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: ctl.as_raw_fd(),
+                events: libc::POLLIN | libc::POLLRDHUP,
+                revents: 0,
+            },
+        ];
+        // SAFETY: `fds` is a valid array of two pollfd for the duration of the call.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+        if n < 0 {
+            if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return wait_exit_code(child);
+        }
+        if fds[0].revents != 0 {
+            return wait_exit_code(child);
+        }
+        if fds[1].revents != 0 {
+            let mut buf = [0u8; 64];
+            // SAFETY: reading into a buffer we own; MSG_DONTWAIT never blocks.
+            let r = unsafe {
+                libc::recv(
+                    ctl.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            // The server sends nothing after the spec: readable means its end has closed.
+            if r == 0 || (r < 0 && io::Error::last_os_error().kind() != io::ErrorKind::WouldBlock) {
+                // SAFETY: kill takes integers only.
+                unsafe { libc::kill(child, libc::SIGKILL) };
+                return wait_exit_code(child);
+            }
         }
     }
 }
 
 /// PID 1 of the sandbox: builds the root, starts the function, reaps until the function exits.
-fn pid_one(k: &dyn Kernel, spec: &Spec, ctl: &UnixStream) -> io::Result<i32> {
-    step("building the root filesystem", rootfs::build(k, &spec.root))?;
-    step("setting the hostname", k.sethostname(&spec.hostname))?;
-    let filter = step(
-        "compiling the seccomp filter",
-        seccomp::filter().map_err(io::Error::other),
+fn pid_one(
+    k: &dyn Kernel,
+    spec: &Spec,
+    ctl: &UnixStream,
+    tmp_mount: Option<RawFd>,
+) -> io::Result<i32> {
+    step(
+        "building the root filesystem",
+        rootfs::build(k, &spec.root, tmp_mount),
     )?;
+    if let Some(fd) = tmp_mount {
+        // SAFETY: closing PID 1's copy of the mount descriptor, attached by now.
+        unsafe { libc::close(fd) };
+    }
+    step("setting the hostname", k.sethostname(&spec.hostname))?;
+    let filters = step(
+        "compiling the seccomp filters",
+        seccomp::filters().map_err(io::Error::other),
+    )?;
+    // The function's process reports a failure before exec on this pipe; a successful exec
+    // closes it (close-on-exec) without a word.
+    let mut pipe = [0; 2];
+    // SAFETY: pipe2 writes two descriptors into `pipe`.
+    if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors are fresh and ours.
+    let (status_r, status_w) =
+        unsafe { (OwnedFd::from_raw_fd(pipe[0]), OwnedFd::from_raw_fd(pipe[1])) };
     // SAFETY: single-threaded process; see `run`.
     let child = match unsafe { libc::fork() } {
         -1 => return Err(io::Error::last_os_error()),
         0 => {
-            let err = exec_function(k, spec, &filter);
-            let mut w = ctl;
-            let _ = w.write_all(format!("exec: {err}\n").as_bytes());
+            drop(status_r);
+            let err = exec_function(k, spec, &filters);
+            let mut w = std::fs::File::from(status_w);
+            let _ = w.write_all(err.to_string().as_bytes());
             // SAFETY: leaving a failed child.
             unsafe { libc::_exit(127) }
         }
         pid => pid,
     };
+    drop(status_w);
+    let mut failure = String::new();
+    let _ = std::fs::File::from(status_r).read_to_string(&mut failure);
+    let report = if failure.is_empty() {
+        "started\n".to_owned()
+    } else {
+        format!("exec: {failure}\n")
+    };
+    let _ = (&*ctl).write_all(report.as_bytes());
     // SAFETY: closing PID 1's copy of the control socket.
     unsafe { libc::close(ctl.as_raw_fd()) };
     // Reap everything; exit with the function's status.
@@ -149,7 +291,7 @@ fn pid_one(k: &dyn Kernel, spec: &Spec, ctl: &UnixStream) -> io::Result<i32> {
 }
 
 /// Becomes the function's process. Returns only on failure.
-fn exec_function(k: &dyn Kernel, spec: &Spec, filter: &seccompiler::BpfProgram) -> io::Error {
+fn exec_function(k: &dyn Kernel, spec: &Spec, filters: &[seccompiler::BpfProgram]) -> io::Error {
     let go = || -> io::Result<std::convert::Infallible> {
         // The control socket is close-on-exec: it stays open only until exec succeeds.
         let null = std::fs::File::open("/dev/null")?;
@@ -184,10 +326,12 @@ fn exec_function(k: &dyn Kernel, spec: &Spec, filter: &seccompiler::BpfProgram) 
         if argv.is_empty() {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty argv"));
         }
-        step(
-            "seccomp",
-            seccompiler::apply_filter(filter).map_err(io::Error::other),
-        )?;
+        for filter in filters {
+            step(
+                "seccomp",
+                seccompiler::apply_filter(filter).map_err(io::Error::other),
+            )?;
+        }
         // SAFETY: argv and env are NUL-terminated arrays of valid C strings that outlive the call.
         unsafe { libc::execve(argv_p[0], argv_p.as_ptr(), env_p.as_ptr()) };
         Err(io::Error::new(

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::io;
+use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -74,6 +75,8 @@ pub trait Kernel: Send + Sync {
         flags: MountFlags,
         data: Option<&str>,
     ) -> io::Result<()>;
+    /// Attaches a detached mount (from `fsmount`) at `target`.
+    fn move_mount(&self, mount_fd: RawFd, target: &Path) -> io::Result<()>;
     fn pivot_root(&self, new_root: &Path, put_old: &Path) -> io::Result<()>;
     fn umount_detach(&self, target: &Path) -> io::Result<()>;
     fn symlink(&self, target: &str, link: &Path) -> io::Result<()>;
@@ -173,6 +176,18 @@ impl Kernel for LinuxKernel {
             )
         })
     }
+    fn move_mount(&self, mount_fd: RawFd, target: &Path) -> io::Result<()> {
+        // SAFETY: the caller passes a descriptor it owns, open for the duration of the call.
+        let from = unsafe { std::os::fd::BorrowedFd::borrow_raw(mount_fd) };
+        rustix::mount::move_mount(
+            from,
+            c"",
+            rustix::fs::CWD,
+            target,
+            rustix::mount::MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+        )
+        .map_err(io::Error::from)
+    }
     fn pivot_root(&self, new_root: &Path, put_old: &Path) -> io::Result<()> {
         let a = cstr(new_root)?;
         let b = cstr(put_old)?;
@@ -270,6 +285,7 @@ pub enum Call {
         flags: u64,
         data: Option<String>,
     },
+    MoveMount(RawFd, PathBuf),
     PivotRoot(PathBuf, PathBuf),
     UmountDetach(PathBuf),
     Symlink(String, PathBuf),
@@ -360,6 +376,10 @@ impl Kernel for RecordingKernel {
             flags: flags.0,
             data: data.map(Into::into),
         });
+        Ok(())
+    }
+    fn move_mount(&self, mount_fd: RawFd, target: &Path) -> io::Result<()> {
+        self.record(Call::MoveMount(mount_fd, target.into()));
         Ok(())
     }
     fn pivot_root(&self, new_root: &Path, put_old: &Path) -> io::Result<()> {

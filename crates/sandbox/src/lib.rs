@@ -16,8 +16,11 @@ pub mod host;
 pub mod init;
 pub mod kernel;
 pub mod rootfs;
+pub mod scratch;
 mod seccomp;
 mod spawn;
+pub mod sysroot;
+pub mod uids;
 
 use std::path::PathBuf;
 

@@ -1,8 +1,12 @@
-//! The sandbox's root filesystem: a small read-only tmpfs holding read-only binds of the host's
-//! system directories, the function's code and runtime, a size-limited `/tmp`, a fresh `/proc`
-//! with sensitive files masked, and a minimal `/dev`.
+//! The sandbox's root filesystem: a small read-only tmpfs holding read-only binds of a curated
+//! system tree (see [`crate::sysroot`]), the function's code and runtime, a size-limited `/tmp`
+//! (an ext4 filesystem of its own on disk, or a tmpfs), a fresh `/proc` that shows the function
+//! only its own processes and masks sensitive files, and a minimal `/dev`.
+//!
+//! Mount sources are neutral (`tmpfs`, `proc`): nothing names the server or its paths.
 
 use std::io;
+use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -28,8 +32,18 @@ pub struct RootPlan {
     pub binds: Vec<Bind>,
     /// Top-level names that are symlinks on the host (`bin` → `usr/bin` on merged-/usr systems).
     pub symlinks: Vec<(String, String)>,
-    /// Size of `/tmp`, MB.
-    pub tmp_mb: u64,
+    /// What `/tmp` is.
+    pub tmp: Tmp,
+}
+
+/// The sandbox's `/tmp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Tmp {
+    /// A tmpfs of this many MB (its pages count against the sandbox's memory).
+    Tmpfs { mb: u64 },
+    /// A filesystem of its own, handed over as a detached mount with the spec (see
+    /// [`crate::scratch`]): disk, not memory.
+    Mount,
 }
 
 /// `/proc` entries hidden behind `/dev/null`, as container runtimes do.
@@ -53,8 +67,9 @@ fn ro() -> MountFlags {
         | MountFlags::NODEV
 }
 
-/// Builds the root and pivots into it. Runs inside the new mount and PID namespaces.
-pub fn build(k: &dyn Kernel, plan: &RootPlan) -> io::Result<()> {
+/// Builds the root and pivots into it. Runs inside the new mount and PID namespaces. `tmp_mount`
+/// is the detached mount for [`Tmp::Mount`].
+pub fn build(k: &dyn Kernel, plan: &RootPlan, tmp_mount: Option<RawFd>) -> io::Result<()> {
     let root = &plan.mountpoint;
     let at = |p: &Path| root.join(p.strip_prefix("/").unwrap_or(p));
     // Nothing we mount may propagate back to the host.
@@ -66,7 +81,7 @@ pub fn build(k: &dyn Kernel, plan: &RootPlan) -> io::Result<()> {
         None,
     )?;
     k.mount(
-        "lamina-root",
+        "tmpfs",
         root,
         Some("tmpfs"),
         MountFlags::NOSUID | MountFlags::NODEV,
@@ -90,20 +105,31 @@ pub fn build(k: &dyn Kernel, plan: &RootPlan) -> io::Result<()> {
         )?;
         k.mount("none", &target, None, ro(), None)?;
     }
-    k.mount(
-        "tmpfs",
-        &root.join("tmp"),
-        Some("tmpfs"),
-        MountFlags::NOSUID | MountFlags::NODEV,
-        Some(&format!("size={}m,mode=1777", plan.tmp_mb)),
-    )?;
+    match (plan.tmp, tmp_mount) {
+        (Tmp::Mount, Some(fd)) => k.move_mount(fd, &root.join("tmp"))?,
+        (Tmp::Mount, None) => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "no mount was passed for /tmp",
+            ));
+        }
+        (Tmp::Tmpfs { mb }, _) => k.mount(
+            "tmpfs",
+            &root.join("tmp"),
+            Some("tmpfs"),
+            MountFlags::NOSUID | MountFlags::NODEV,
+            Some(&format!("size={mb}m,mode=1777")),
+        )?,
+    }
     let proc = root.join("proc");
+    // hidepid=2: the function sees only processes of its own uid, not PID 1 (whose command line
+    // would name the server's binary) nor anything else that runs as root.
     k.mount(
         "proc",
         &proc,
         Some("proc"),
         MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
-        None,
+        Some("hidepid=2"),
     )?;
     let dev = root.join("dev");
     k.mount(
@@ -206,9 +232,9 @@ mod tests {
                 },
             ],
             symlinks: vec![("bin".into(), "usr/bin".into())],
-            tmp_mb: 512,
+            tmp: Tmp::Tmpfs { mb: 512 },
         };
-        build(&k, &plan).unwrap();
+        build(&k, &plan, None).unwrap();
         let calls = k.calls();
         // First: stop propagation to the host. Last: read-only root.
         assert!(

@@ -2,7 +2,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Child, ChildStderr, ChildStdout, Command, Stdio};
@@ -28,7 +28,9 @@ pub struct Sandbox {
     pub listener: TcpListener,
     pub stdout: ChildStdout,
     pub stderr: ChildStderr,
-    ctl: UnixStream,
+    /// The server's end of the control socket. The sandbox kills itself when it closes, so the
+    /// owner keeps it for the sandbox's life.
+    pub ctl: UnixStream,
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -39,9 +41,14 @@ impl std::fmt::Debug for Sandbox {
     }
 }
 
-/// Starts `init_exe sandbox-init` and hands it `spec`. Returns once the sandbox's network
-/// namespace exists and its listener has been received; the function may still be starting.
-pub fn spawn(init_exe: &Path, spec: &Spec) -> Result<Sandbox, SpawnError> {
+/// Starts `init_exe sandbox-init` and hands it `spec` (and `tmp_mount` for
+/// [`crate::rootfs::Tmp::Mount`]). Returns once the sandbox's network namespace exists and its
+/// listener has been received; the function may still be starting.
+pub fn spawn(
+    init_exe: &Path,
+    spec: &Spec,
+    tmp_mount: Option<OwnedFd>,
+) -> Result<Sandbox, SpawnError> {
     let (ctl, theirs) = UnixStream::pair().map_err(SpawnError::Start)?;
     let mut child = Command::new(init_exe)
         .arg("sandbox-init")
@@ -60,6 +67,11 @@ pub fn spawn(init_exe: &Path, spec: &Spec) -> Result<Sandbox, SpawnError> {
     let mut msg = (json.len() as u32).to_le_bytes().to_vec();
     msg.extend_from_slice(&json);
     if let Err(e) = (&ctl).write_all(&msg) {
+        return Err(fail(&mut child, SpawnError::Start(e)));
+    }
+    if let Some(fd) = tmp_mount
+        && let Err(e) = fdpass::send_fd(ctl.as_raw_fd(), b"t", fd.as_raw_fd())
+    {
         return Err(fail(&mut child, SpawnError::Start(e)));
     }
     let mut buf = [0u8; 4096];
@@ -94,17 +106,31 @@ pub fn spawn(init_exe: &Path, spec: &Spec) -> Result<Sandbox, SpawnError> {
 impl Sandbox {
     /// Blocks until the function's process has been exec'd, or reports why it was not.
     pub fn wait_started(&mut self) -> Result<(), SpawnError> {
-        let mut text = String::new();
-        let _ = (&self.ctl).read_to_string(&mut text);
-        for line in text.lines() {
-            if let Some(e) = line.strip_prefix("exec: ") {
-                return Err(SpawnError::Exec(e.to_owned()));
-            }
-            if let Some(e) = line.strip_prefix("error: ") {
-                return Err(SpawnError::Setup(e.to_owned()));
+        let mut text = Vec::new();
+        let mut buf = [0u8; 1024];
+        // One line comes: `started`, `exec: <why>` or `error: <why>` (EOF if everything died).
+        while !text.contains(&b'\n') && text.len() < 64 * 1024 {
+            match (&self.ctl).read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => text.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(SpawnError::Start(e)),
             }
         }
-        Ok(())
+        let text = String::from_utf8_lossy(&text);
+        let line = text.lines().next().unwrap_or_default();
+        if line == "started" {
+            return Ok(());
+        }
+        if let Some(e) = line.strip_prefix("exec: ") {
+            return Err(SpawnError::Exec(e.to_owned()));
+        }
+        Err(SpawnError::Setup(
+            line.strip_prefix("error: ")
+                .filter(|e| !e.is_empty())
+                .unwrap_or("sandbox-init exited before starting the function")
+                .to_owned(),
+        ))
     }
 
     /// The outer process id.

@@ -38,6 +38,14 @@ pub struct Config {
     pub shutdown_grace: std::time::Duration,
     /// New environments per function per 10 s.
     pub scale_up_per_10s: u32,
+    /// The most `/tmp` (sum of EphemeralStorage) live environments may hold, MB; `None`: 80 %
+    /// of the data directory's free space at start.
+    pub tmp_budget_mb: Option<u64>,
+    /// Log bytes per second a function may write, and the burst above that rate.
+    pub log_rate_bytes_per_s: u64,
+    pub log_burst_bytes: u64,
+    /// Log bytes kept per function; the oldest lines go first.
+    pub log_max_bytes_per_function: u64,
 }
 
 /// One access key in the configuration file.
@@ -72,6 +80,10 @@ pub struct FileConfig {
     pub memory_budget_mb: Option<u64>,
     pub shutdown_grace_s: Option<u64>,
     pub scale_up_per_10s: Option<u32>,
+    pub tmp_budget_mb: Option<u64>,
+    pub log_rate_bytes_per_s: Option<u64>,
+    pub log_burst_bytes: Option<u64>,
+    pub log_max_mb_per_function: Option<u64>,
     /// A price sheet (TOML) replacing AWS's prices.
     pub price_sheet: Option<PathBuf>,
     pub auth: AuthSection,
@@ -197,6 +209,10 @@ impl Config {
                 .unwrap_or_else(default_memory_budget_mb),
             shutdown_grace: std::time::Duration::from_secs(raw.shutdown_grace_s.unwrap_or(30)),
             scale_up_per_10s: raw.scale_up_per_10s.unwrap_or(1000),
+            tmp_budget_mb: raw.tmp_budget_mb,
+            log_rate_bytes_per_s: raw.log_rate_bytes_per_s.unwrap_or(1 << 20),
+            log_burst_bytes: raw.log_burst_bytes.unwrap_or(8 << 20),
+            log_max_bytes_per_function: raw.log_max_mb_per_function.unwrap_or(256) << 20,
             prices: match &raw.price_sheet {
                 None => lamina_billing::PriceSheet::default(),
                 Some(path) => {

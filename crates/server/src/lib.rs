@@ -24,6 +24,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    raise_descriptor_limit();
     let data_dir = config.data_dir.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(&data_dir))
         .await?
@@ -33,18 +34,31 @@ pub async fn run(
         Some(p) => p.clone(),
         None => std::env::current_exe().context("cannot find our own binary for sandbox-init")?,
     };
-    let executor = lamina_runtime_api::Executor::new(
-        lamina_runtime_api::ExecutorConfig {
+    let tmp_budget_mb = config
+        .tmp_budget_mb
+        .unwrap_or_else(|| default_tmp_budget_mb(store.data_dir()));
+    let executor = {
+        let executor_config = lamina_runtime_api::ExecutorConfig {
             account_concurrency: config.account_concurrency,
             keep_alive: config.keep_alive,
             memory_budget_mb: config.memory_budget_mb,
             scale_up: config.scale_up_per_10s,
+            tmp_budget_mb,
+            log_rate_bytes_per_s: config.log_rate_bytes_per_s,
+            log_burst_bytes: config.log_burst_bytes,
+            uid_lock_dir: "/run/lamina/uid-ranges".into(),
             work_dir: store.data_dir().join("run"),
             init_exe,
-        },
-        logsink::StoreLogs::start(store.clone()),
-    )
-    .context("cannot prepare the execution environment directory")?;
+        };
+        let logs = logsink::StoreLogs::start(store.clone(), config.log_max_bytes_per_function);
+        let pins = Arc::new(StorePins(store.clone()));
+        // Builds the system tree sandboxes see and checks the host: blocking work.
+        tokio::task::spawn_blocking(move || {
+            lamina_runtime_api::Executor::new(executor_config, logs, pins)
+        })
+        .await?
+        .context("cannot prepare the execution environments (system tree, /tmp pool, uid range)")?
+    };
     {
         let ex = executor.clone();
         tokio::task::spawn_blocking(move || ex.clean_start()).await?;
@@ -59,6 +73,7 @@ pub async fn run(
     }
     tracing::info!(
         memory_budget_mb = config.memory_budget_mb,
+        tmp_budget_mb,
         keep_alive_s = config.keep_alive.as_secs(),
         account_concurrency = config.account_concurrency,
         "scaling limits"
@@ -123,6 +138,39 @@ pub async fn run(
     executor.shutdown().await;
     tracing::info!("lamina stopped");
     Ok(())
+}
+
+/// Raises the soft limit on open files to the hard limit: every environment holds a few
+/// descriptors (pipes, its control socket, its Runtime API connections), and the default soft
+/// limit of 1024 would cap a host at a few hundred environments.
+fn raise_descriptor_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, limit) {
+            tracing::warn!(error = %e, "cannot raise the open-file limit");
+        }
+    }
+}
+
+/// Pins the code environments run from, so that collection never removes it under them.
+struct StorePins(Arc<Store>);
+
+impl lamina_runtime_api::CodePins for StorePins {
+    fn pin(&self, packages: &[String]) -> Option<Box<dyn Send + Sync>> {
+        self.0
+            .pin(packages)
+            .map(|p| Box::new(p) as Box<dyn Send + Sync>)
+    }
+}
+
+/// 80 % of the space free on the data directory's filesystem, MB: `/tmp` filesystems are sparse
+/// files there.
+fn default_tmp_budget_mb(data_dir: &std::path::Path) -> u64 {
+    rustix::fs::statvfs(data_dir)
+        .map(|s| s.f_bavail * s.f_frsize / (1 << 20) * 8 / 10)
+        .unwrap_or(u64::MAX)
 }
 
 /// Deletes function logs older than the retention period, hourly.

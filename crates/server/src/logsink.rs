@@ -1,32 +1,41 @@
-//! Function logs into the store: environments hand lines to a bounded queue, so logging never
-//! waits for SQLite on the invoke path; a function flooding its log loses lines, not the server.
+//! Function logs into the store: environments hand lines to a queue bounded in bytes, so logging
+//! never waits for SQLite on the invoke path and never grows the server without bound. Each
+//! function's lines are already limited to its budget (`log_rate_bytes_per_s`) before they get
+//! here; what is stored per function is bounded too (`log_max_mb_per_function`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{Sender, channel};
 
 use lamina_runtime_api::{LogRecord, LogSink};
 use lamina_store::{NewLogEvent, Store};
 
-const QUEUE: usize = 65_536;
+/// Bytes of log lines waiting to be written, at most.
+const QUEUE_BYTES: u64 = 64 << 20;
 
 /// The sink environments write to.
 pub struct StoreLogs {
-    tx: SyncSender<NewLogEvent>,
+    tx: Sender<NewLogEvent>,
+    queued: Arc<AtomicU64>,
     dropped: AtomicU64,
 }
 
 impl StoreLogs {
     /// Starts the writer thread.
-    pub fn start(store: Arc<Store>) -> Arc<Self> {
-        let (tx, rx) = sync_channel(QUEUE);
-        crate::batch::spawn("log-writer", rx, move |events| {
-            if let Err(e) = store.append_logs(events) {
+    pub fn start(store: Arc<Store>, max_bytes_per_function: u64) -> Arc<Self> {
+        let (tx, rx) = channel();
+        let queued = Arc::new(AtomicU64::new(0));
+        let written = queued.clone();
+        crate::batch::spawn("log-writer", rx, move |events: &[NewLogEvent]| {
+            if let Err(e) = store.append_logs(events, max_bytes_per_function) {
                 tracing::warn!(error = %e, lines = events.len(), "writing function logs failed");
             }
+            let bytes: u64 = events.iter().map(|e| e.message.len() as u64).sum();
+            written.fetch_sub(bytes, Ordering::Relaxed);
         });
         Arc::new(Self {
             tx,
+            queued,
             dropped: AtomicU64::new(0),
         })
     }
@@ -34,6 +43,15 @@ impl StoreLogs {
 
 impl LogSink for StoreLogs {
     fn emit(&self, r: LogRecord) {
+        let bytes = r.message.len() as u64;
+        if self.queued.fetch_add(bytes, Ordering::Relaxed) + bytes > QUEUE_BYTES {
+            self.queued.fetch_sub(bytes, Ordering::Relaxed);
+            let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if n.is_power_of_two() {
+                tracing::warn!(dropped = n, "function log queue full; dropping log lines");
+            }
+            return;
+        }
         let event = NewLogEvent {
             account: r.account,
             region: r.region,
@@ -42,11 +60,8 @@ impl LogSink for StoreLogs {
             ts_ms: r.ts_ms,
             message: r.message,
         };
-        if let Err(TrySendError::Full(_)) = self.tx.try_send(event) {
-            let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-            if n.is_power_of_two() {
-                tracing::warn!(dropped = n, "function log queue full; dropping log lines");
-            }
+        if self.tx.send(event).is_err() {
+            self.queued.fetch_sub(bytes, Ordering::Relaxed);
         }
     }
 }

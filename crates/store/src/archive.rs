@@ -3,8 +3,11 @@
 //! Every check happens while extracting, so a hostile archive is stopped at the limit, not after:
 //! the decompressed bytes are counted as they are written (declared sizes are never trusted), entry
 //! names are validated before any file is created, and symlinks are created last, after every
-//! regular file, so that no write can ever pass through one. The caller extracts into a private
-//! staging directory and removes it on error, so nothing half-written survives a rejection.
+//! regular file, so that no write can ever pass through one. Every symlink's target is resolved
+//! through the package's other symlinks (as the kernel would resolve it), so a chain of links
+//! that are each harmless alone cannot lead out of the package. Names longer than the
+//! filesystem takes are refused as client errors. The caller extracts into a private staging
+//! directory and removes it on error, so nothing half-written survives a rejection.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -43,6 +46,10 @@ pub enum ArchiveError {
     DuplicateNames,
     #[error("symlink '{name}' points outside the archive root ('{target}')")]
     SymlinkEscapes { name: String, target: String },
+    #[error(
+        "entry '{0}' has a name that is too long (at most {NAME_MAX} bytes per component, {PATH_MAX} bytes and {DEPTH_MAX} levels in all)"
+    )]
+    NameTooLong(String),
     #[error("unzipped size must be smaller than {limit} bytes")]
     TooLarge { limit: u64 },
     #[error("the archive has more than {limit} entries")]
@@ -52,6 +59,13 @@ pub enum ArchiveError {
     #[error("writing the extracted files failed")]
     Io(#[source] io::Error),
 }
+
+/// The longest name of one path component (the kernel's `NAME_MAX`).
+pub const NAME_MAX: usize = 255;
+/// The longest entry path, leaving room below `PATH_MAX` for where the package is stored.
+pub const PATH_MAX: usize = 3072;
+/// The deepest entry path.
+pub const DEPTH_MAX: usize = 256;
 
 /// A normalised relative path inside the archive: components without `.`, `..` or empty parts.
 fn normalise(raw: &str) -> Result<Vec<String>, ArchiveError> {
@@ -69,33 +83,56 @@ fn normalise(raw: &str) -> Result<Vec<String>, ArchiveError> {
         match c {
             "" | "." => {}
             ".." => return Err(unsafe_path()),
+            c if c.len() > NAME_MAX => return Err(ArchiveError::NameTooLong(truncated(raw))),
             c => parts.push(c.to_owned()),
         }
+    }
+    if s.len() > PATH_MAX || parts.len() > DEPTH_MAX {
+        return Err(ArchiveError::NameTooLong(truncated(raw)));
     }
     Ok(parts)
 }
 
-/// Whether a symlink at `link` (components) pointing to `target` stays inside the root.
-fn symlink_stays_inside(link: &[String], target: &str) -> bool {
-    if target.is_empty() || target.starts_with('/') || target.contains('\0') {
-        return false;
+/// A name short enough to quote in an error message.
+fn truncated(raw: &str) -> String {
+    if raw.len() <= 100 {
+        return raw.to_owned();
     }
-    let mut depth: Vec<&str> = link[..link.len().saturating_sub(1)]
-        .iter()
-        .map(String::as_str)
-        .collect();
+    let mut end = 100;
+    while !raw.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &raw[..end])
+}
+
+/// Resolves `target`, read in directory `dir` (components), through the package's symlinks, as
+/// the kernel would. `None` if the walk leaves the package at any point, or loops.
+fn resolve(
+    links: &HashMap<Vec<String>, String>,
+    dir: &[String],
+    target: &str,
+    depth: usize,
+) -> Option<Vec<String>> {
+    if depth > 40 || target.is_empty() || target.starts_with('/') || target.contains('\0') {
+        return None;
+    }
+    let mut cur: Vec<String> = dir.to_vec();
     for c in target.split('/') {
         match c {
             "" | "." => {}
             ".." => {
-                if depth.pop().is_none() {
-                    return false;
+                cur.pop()?;
+            }
+            c => {
+                cur.push(c.to_owned());
+                if let Some(next) = links.get(&cur) {
+                    let parent = &cur[..cur.len() - 1];
+                    cur = resolve(links, parent, next, depth + 1)?;
                 }
             }
-            c => depth.push(c),
         }
     }
-    true
+    Some(cur)
 }
 
 enum Kind {
@@ -126,8 +163,10 @@ pub fn extract(zip: &[u8], dest: &Path, limits: ExtractLimits) -> Result<Extract
         .validate_header_consistency()
         .map_err(|e| ArchiveError::Corrupt(e.to_string()))?;
 
-    // First pass: names and kinds only, so that every path problem is found before any write.
+    // First pass: names, kinds and link targets, so that every path problem is found before any
+    // write.
     let mut kinds: HashMap<Vec<String>, Kind> = HashMap::new();
+    let mut links: HashMap<Vec<String>, String> = HashMap::new();
     let mut order = Vec::with_capacity(archive.len());
     for i in 0..archive.len() {
         let entry = archive
@@ -145,6 +184,7 @@ pub fn extract(zip: &[u8], dest: &Path, limits: ExtractLimits) -> Result<Extract
         if entry.encrypted() {
             return Err(ArchiveError::Encrypted(raw));
         }
+        drop(entry);
         if parts.is_empty() {
             if matches!(kind, Kind::Dir) {
                 continue;
@@ -158,8 +198,28 @@ pub fn extract(zip: &[u8], dest: &Path, limits: ExtractLimits) -> Result<Extract
             }
             continue;
         }
+        if matches!(kind, Kind::Symlink) {
+            let mut entry = archive
+                .by_index(i)
+                .map_err(|e| ArchiveError::Corrupt(e.to_string()))?;
+            let mut target = String::new();
+            (&mut entry)
+                .take(4096)
+                .read_to_string(&mut target)
+                .map_err(|e| ArchiveError::Corrupt(e.to_string()))?;
+            links.insert(parts.clone(), target);
+        }
         order.push((i, parts.clone(), raw));
         kinds.insert(parts, kind);
+    }
+    // Every link must stay inside, followed through every other link.
+    for (parts, target) in &links {
+        if resolve(&links, &parts[..parts.len() - 1], target, 0).is_none() {
+            return Err(ArchiveError::SymlinkEscapes {
+                name: parts.join("/"),
+                target: target.clone(),
+            });
+        }
     }
     // No entry may live below a file or a symlink: that would write through it.
     for parts in kinds.keys() {
@@ -172,9 +232,9 @@ pub fn extract(zip: &[u8], dest: &Path, limits: ExtractLimits) -> Result<Extract
 
     let mut total: u64 = 0;
     let mut files = 0;
-    let mut links = Vec::new();
+    let mut to_link = Vec::new();
     let mut made_dirs: HashSet<PathBuf> = HashSet::new();
-    for (i, parts, raw) in order {
+    for (i, parts, _raw) in order {
         let path = parts.iter().fold(dest.to_path_buf(), |p, c| p.join(c));
         match kinds[&parts] {
             Kind::Dir => {
@@ -183,19 +243,9 @@ pub fn extract(zip: &[u8], dest: &Path, limits: ExtractLimits) -> Result<Extract
                 }
             }
             Kind::Symlink => {
-                let mut entry = archive
-                    .by_index(i)
-                    .map_err(|e| ArchiveError::Corrupt(e.to_string()))?;
-                let mut target = String::new();
-                (&mut entry)
-                    .take(4096)
-                    .read_to_string(&mut target)
-                    .map_err(|e| ArchiveError::Corrupt(e.to_string()))?;
-                if !symlink_stays_inside(&parts, &target) {
-                    return Err(ArchiveError::SymlinkEscapes { name: raw, target });
-                }
+                let target = links[&parts].clone();
                 total += target.len() as u64;
-                links.push((path, target));
+                to_link.push((path, target));
             }
             Kind::File => {
                 let mut entry = archive
@@ -232,7 +282,7 @@ pub fn extract(zip: &[u8], dest: &Path, limits: ExtractLimits) -> Result<Extract
             }
         }
     }
-    for (path, target) in links {
+    for (path, target) in to_link {
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent).map_err(ArchiveError::Io)?;
         }
@@ -443,6 +493,61 @@ mod tests {
         w.write_all(b"through").unwrap();
         let (_d, r) = run(&w.finish().unwrap().into_inner());
         assert!(matches!(r, Err(ArchiveError::Duplicate(_))), "{r:?}");
+    }
+
+    #[test]
+    fn refuses_chains_of_links_that_are_harmless_alone() {
+        // a/up -> .. stays inside; r1 -> a/up/.. walks out through it; r2 -> r1/.. further.
+        let opts = SimpleFileOptions::default();
+        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        w.add_directory("a/", opts).unwrap();
+        w.add_symlink("a/up", "..", opts).unwrap();
+        w.add_symlink("r1", "a/up/..", opts).unwrap();
+        w.add_symlink("r2", "r1/..", opts).unwrap();
+        let (_d, r) = run(&w.finish().unwrap().into_inner());
+        assert!(
+            matches!(r, Err(ArchiveError::SymlinkEscapes { ref name, .. }) if name == "r1" || name == "r2"),
+            "{r:?}"
+        );
+        // A link loop is refused too.
+        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        w.add_symlink("x", "y/z", opts).unwrap();
+        w.add_symlink("y", "x", opts).unwrap();
+        let (_d, r) = run(&w.finish().unwrap().into_inner());
+        assert!(
+            matches!(r, Err(ArchiveError::SymlinkEscapes { .. })),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn keeps_ordinary_chains_of_links() {
+        let opts = SimpleFileOptions::default();
+        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        w.start_file("shared/lib.so.1.2", opts).unwrap();
+        w.write_all(b"elf").unwrap();
+        w.add_symlink("shared/lib.so.1", "lib.so.1.2", opts)
+            .unwrap();
+        w.add_symlink("shared/lib.so", "lib.so.1", opts).unwrap();
+        w.add_symlink("current", "shared", opts).unwrap();
+        w.add_symlink("bin/lib.so", "../current/lib.so", opts)
+            .unwrap();
+        let (dir, r) = run(&w.finish().unwrap().into_inner());
+        r.unwrap();
+        assert_eq!(fs::read(dir.path().join("bin/lib.so")).unwrap(), b"elf");
+    }
+
+    #[test]
+    fn refuses_overlong_names_as_client_errors() {
+        let long = "n".repeat(NAME_MAX + 1);
+        let (_d, r) = run(&zip_of(&[(long.as_str(), b"x")]));
+        assert!(matches!(r, Err(ArchiveError::NameTooLong(_))), "{r:?}");
+        let deep = vec!["d"; DEPTH_MAX + 1].join("/");
+        let (_d, r) = run(&zip_of(&[(deep.as_str(), b"x")]));
+        assert!(matches!(r, Err(ArchiveError::NameTooLong(_))), "{r:?}");
+        let ok = "n".repeat(NAME_MAX);
+        let (_d, r) = run(&zip_of(&[(ok.as_str(), b"x")]));
+        r.unwrap();
     }
 
     #[test]

@@ -101,6 +101,16 @@ const MIGRATIONS: &[&str] = &[
         policy TEXT NOT NULL DEFAULT '[]',
         PRIMARY KEY (account, region, name, version)
     );",
+    // 7: bytes of log stored per function, for size-bounded retention.
+    "CREATE TABLE log_sizes (
+        account TEXT NOT NULL,
+        region TEXT NOT NULL,
+        function TEXT NOT NULL,
+        bytes INTEGER NOT NULL,
+        PRIMARY KEY (account, region, function)
+    );
+    INSERT INTO log_sizes SELECT account, region, function, SUM(LENGTH(CAST(message AS BLOB)))
+        FROM log_events GROUP BY account, region, function;",
 ];
 
 /// Opens the database at `path`, in WAL mode with full durability, and migrates it.

@@ -221,7 +221,9 @@ impl Store {
         Ok(out)
     }
 
-    /// Replaces the code of `$LATEST`. `expected_revision`, when given, must match.
+    /// Replaces the code of `$LATEST`. `expected_revision`, when given, must match; without it,
+    /// the update applies to whatever revision is current when it commits (concurrent updates
+    /// without a revision id never conflict).
     pub fn update_code(
         &self,
         key: &FunctionKey,
@@ -239,12 +241,18 @@ impl Store {
         let code = self.code.put(zip, limits)?;
         let revision_id = new_revision();
         let now = now_millis();
-        let conn = self.conn();
-        let changed = conn.execute(
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        // Read again under the lock: the function may have changed while the code was written.
+        let current = read_version(&tx, key, LATEST)?.ok_or(StoreError::NotFound)?;
+        if expected_revision.is_some_and(|r| r != current.revision_id) {
+            return Err(StoreError::RevisionMismatch);
+        }
+        tx.execute(
             "UPDATE function_versions SET code_sha256 = ?1, code_size = ?2, unzipped_size = ?3,
                 revision_id = ?4, last_modified_ms = ?5, last_update_status = ?6
-             WHERE version = ?7 AND revision_id = ?8 AND function_id =
-                (SELECT id FROM functions WHERE account = ?9 AND region = ?10 AND name = ?11)",
+             WHERE version = ?7 AND function_id =
+                (SELECT id FROM functions WHERE account = ?8 AND region = ?9 AND name = ?10)",
             params![
                 code.sha256_hex,
                 code.size as i64,
@@ -253,20 +261,12 @@ impl Store {
                 now,
                 LastUpdateStatus::Successful.as_str(),
                 LATEST,
-                current.revision_id,
                 key.account.as_str(),
                 key.region.as_str(),
                 key.name.as_str()
             ],
         )?;
-        drop(conn);
-        if changed == 0 {
-            // Deleted or changed by a concurrent request since it was read.
-            return match self.get_function(key)? {
-                None => Err(StoreError::NotFound),
-                Some(_) => Err(StoreError::RevisionMismatch),
-            };
-        }
+        tx.commit()?;
         Ok(FunctionRecord {
             code,
             revision_id,

@@ -7,7 +7,8 @@
 //! - A function row is committed only after its code is durably on disk, so no half-created
 //!   function is ever visible, and an acknowledged write survives kill -9 (WAL, `synchronous=FULL`).
 //! - Code on disk that no row references is garbage: it is collected at open and after deletes,
-//!   under a lock that excludes any upload between its write and its commit.
+//!   under a lock that excludes any upload between its write and its commit. Code an execution
+//!   environment runs from is pinned ([`Store::pin`]) and never collected while pinned.
 
 pub mod archive;
 pub mod code;
@@ -20,9 +21,9 @@ mod logs;
 mod usage;
 mod versions;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use rusqlite::Connection;
 
@@ -39,9 +40,33 @@ pub use versions::AliasRecord;
 pub struct Store {
     conn: Mutex<Connection>,
     code: CodeDir,
-    /// Held shared by uploads from code write to row commit, exclusively by garbage collection.
+    /// Held shared by uploads from code write to row commit, and by pinning; exclusively by
+    /// garbage collection.
     gc: RwLock<()>,
+    /// Packages (hex SHA-256) in use by execution environments, with their pin counts.
+    pins: Arc<Mutex<HashMap<String, usize>>>,
     data_dir: PathBuf,
+}
+
+/// Keeps packages from being collected while it lives.
+#[derive(Debug)]
+pub struct CodePin {
+    pins: Arc<Mutex<HashMap<String, usize>>>,
+    packages: Vec<String>,
+}
+
+impl Drop for CodePin {
+    fn drop(&mut self) {
+        let mut pins = self.pins.lock().unwrap_or_else(|e| e.into_inner());
+        for p in &self.packages {
+            if let Some(n) = pins.get_mut(p) {
+                *n -= 1;
+                if *n == 0 {
+                    pins.remove(p);
+                }
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -75,6 +100,7 @@ impl Store {
             conn: Mutex::new(conn),
             code,
             gc: RwLock::new(()),
+            pins: Arc::default(),
             data_dir: data_dir.to_path_buf(),
         };
         let removed = store.collect_garbage()?;
@@ -94,10 +120,11 @@ impl Store {
         &self.code
     }
 
-    /// Removes code that no function version references. Returns how many items went.
+    /// Removes code that no function version references and no environment has pinned.
+    /// Returns how many items went.
     pub fn collect_garbage(&self) -> Result<usize, StoreError> {
         let _exclusive = self.gc.write().unwrap_or_else(|e| e.into_inner());
-        let referenced: HashSet<String> = {
+        let mut keep: HashSet<String> = {
             let conn = self.conn();
             let mut stmt = conn.prepare(
                 "SELECT code_sha256 FROM function_versions UNION SELECT code_sha256 FROM layer_versions",
@@ -105,7 +132,32 @@ impl Store {
             stmt.query_map([], |r| r.get::<_, String>(0))?
                 .collect::<Result<_, _>>()?
         };
-        Ok(self.code.retain(&referenced)?)
+        keep.extend(
+            self.pins
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .keys()
+                .cloned(),
+        );
+        Ok(self.code.retain(&keep)?)
+    }
+
+    /// Pins packages (hex SHA-256) against collection for as long as the pin lives. `None` if
+    /// one of them is no longer on disk (its function changed or went away and it was collected).
+    pub fn pin(&self, packages: &[String]) -> Option<CodePin> {
+        // Ordered against whole collections: a pin is either seen by one, or made after it.
+        let _shared = self.gc.read().unwrap_or_else(|e| e.into_inner());
+        if !packages.iter().all(|p| self.code.tree_path(p).is_dir()) {
+            return None;
+        }
+        let mut pins = self.pins.lock().unwrap_or_else(|e| e.into_inner());
+        for p in packages {
+            *pins.entry(p.clone()).or_default() += 1;
+        }
+        Some(CodePin {
+            pins: self.pins.clone(),
+            packages: packages.to_vec(),
+        })
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {

@@ -1,4 +1,7 @@
-//! Function log events: appended in batches, read by function in order, expired by age.
+//! Function log events: appended in batches, read by function in order, expired by age, and
+//! bounded in size per function (the oldest lines go first).
+
+use std::collections::HashMap;
 
 use rusqlite::params;
 
@@ -25,10 +28,16 @@ pub struct LogEvent {
 }
 
 impl Store {
-    /// Appends a batch of log lines in one transaction.
-    pub fn append_logs(&self, events: &[NewLogEvent]) -> Result<(), StoreError> {
+    /// Appends a batch of log lines in one transaction, then trims every function it touched to
+    /// at most `max_bytes_per_function` bytes of stored lines, oldest first.
+    pub fn append_logs(
+        &self,
+        events: &[NewLogEvent],
+        max_bytes_per_function: u64,
+    ) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
+        let mut added: HashMap<(&str, &str, &str), i64> = HashMap::new();
         {
             let mut stmt = tx.prepare_cached(
                 "INSERT INTO log_events (account, region, function, stream, ts_ms, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -37,6 +46,53 @@ impl Store {
                 stmt.execute(params![
                     e.account, e.region, e.function, e.stream, e.ts_ms, e.message
                 ])?;
+                *added
+                    .entry((&e.account, &e.region, &e.function))
+                    .or_default() += e.message.len() as i64;
+            }
+        }
+        for ((account, region, function), bytes) in added {
+            let total: i64 = tx.query_row(
+                "INSERT INTO log_sizes (account, region, function, bytes) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (account, region, function) DO UPDATE SET bytes = bytes + ?4
+                 RETURNING bytes",
+                params![account, region, function, bytes],
+                |r| r.get(0),
+            )?;
+            let mut excess = total - max_bytes_per_function as i64;
+            while excess > 0 {
+                // The oldest lines, a thousand at a time, until enough bytes are gone.
+                let oldest: Vec<(i64, i64)> = {
+                    let mut stmt = tx.prepare_cached(
+                        "SELECT id, LENGTH(CAST(message AS BLOB)) FROM log_events
+                         WHERE account = ?1 AND region = ?2 AND function = ?3 ORDER BY id LIMIT 1000",
+                    )?;
+                    stmt.query_map(params![account, region, function], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })?
+                    .collect::<Result<_, _>>()?
+                };
+                if oldest.is_empty() {
+                    break;
+                }
+                let mut removed = 0;
+                let mut last = 0;
+                for (id, len) in oldest {
+                    removed += len;
+                    last = id;
+                    if removed >= excess {
+                        break;
+                    }
+                }
+                tx.execute(
+                    "DELETE FROM log_events WHERE account = ?1 AND region = ?2 AND function = ?3 AND id <= ?4",
+                    params![account, region, function, last],
+                )?;
+                tx.execute(
+                    "UPDATE log_sizes SET bytes = bytes - ?4 WHERE account = ?1 AND region = ?2 AND function = ?3",
+                    params![account, region, function, removed],
+                )?;
+                excess -= removed;
             }
         }
         tx.commit()?;
@@ -88,10 +144,20 @@ impl Store {
 
     /// Deletes log lines older than `before_ms`. Returns how many went.
     pub fn expire_logs(&self, before_ms: i64) -> Result<usize, StoreError> {
-        let conn = self.conn();
-        Ok(conn.execute(
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let n = tx.execute(
             "DELETE FROM log_events WHERE ts_ms < ?1",
             params![before_ms],
-        )?)
+        )?;
+        if n > 0 {
+            tx.execute_batch(
+                "DELETE FROM log_sizes;
+                 INSERT INTO log_sizes SELECT account, region, function, SUM(LENGTH(CAST(message AS BLOB)))
+                    FROM log_events GROUP BY account, region, function;",
+            )?;
+        }
+        tx.commit()?;
+        Ok(n)
     }
 }

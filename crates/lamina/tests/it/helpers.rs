@@ -15,12 +15,15 @@ use sha2::Digest;
 
 pub const ROLE: &str = "arn:aws:iam::000000000000:role/lamina-test";
 
-/// A server running inside the test's runtime.
+/// A server running in the test process, on a thread and runtime of its own, so that dropping it
+/// (at the end of a test, or when a test panics) shuts it down completely: every environment is
+/// destroyed and every cgroup removed before the drop returns.
 pub struct TestApp {
     pub addr: SocketAddr,
     pub dir: tempfile::TempDir,
     pub client: Client,
-    _shutdown: tokio::sync::oneshot::Sender<()>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl TestApp {
@@ -29,6 +32,17 @@ impl TestApp {
     }
     pub fn data_dir(&self) -> &Path {
         self.dir.path()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -46,22 +60,32 @@ pub async fn spawn_app_with(extra_toml: &str) -> TestApp {
         },
     )
     .unwrap();
-    let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
+    let listener = std::net::TcpListener::bind(config.listen).unwrap();
+    listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        lamina_server::run(config, listener, async {
-            let _ = rx.await;
-        })
-        .await
-        .expect("server runs");
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a runtime for the test server");
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            lamina_server::run(config, listener, async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("server runs");
+        });
     });
     let client = sdk_client(&format!("http://{addr}"), "test", "test", "us-east-1");
     TestApp {
         addr,
         dir,
         client,
-        _shutdown: tx,
+        shutdown: Some(tx),
+        thread: Some(thread),
     }
 }
 
@@ -289,9 +313,56 @@ impl ServerProcess {
     }
 }
 
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
+impl ServerProcess {
+    /// SIGTERM, as an operator would stop it, and waits for it to finish (SIGKILL after 30 s).
+    pub fn stop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        // SAFETY: kill takes integers only.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The name of a server's parent cgroup: `lamina-<FNV-1a of its work directory>`.
+pub fn cgroup_parent(data_dir: &Path) -> String {
+    let work = data_dir.canonicalize().unwrap().join("run");
+    let hash = work
+        .to_string_lossy()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+        });
+    format!("lamina-{hash:016x}")
+}
+
+/// Environment cgroups under a server's parent group, in any controller's hierarchy.
+pub fn env_cgroups(parent: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for hierarchy in ["", "memory", "cpu", "pids", "freezer"] {
+        let dir = Path::new("/sys/fs/cgroup").join(hierarchy).join(parent);
+        if let Ok(rd) = std::fs::read_dir(&dir) {
+            out.extend(
+                rd.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("env-"))
+                    .map(|e| e.path()),
+            );
+        }
+    }
+    out
 }

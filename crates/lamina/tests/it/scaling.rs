@@ -316,7 +316,7 @@ async fn a_small_memory_budget_evicts_idle_environments_then_throttles() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_hundred_concurrent_invocations() {
-    let app = spawn_app_with("memory_budget_mb = 100000").await;
+    let app = spawn_app_with("memory_budget_mb = 100000\ntmp_budget_mb = 1000000").await;
     let c = &app.client;
     deploy(c, "wide", 128, "0.5").await;
     let mut set = tokio::task::JoinSet::new();

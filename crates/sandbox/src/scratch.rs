@@ -1,0 +1,401 @@
+//! Disk-backed `/tmp`: each sandbox gets an ext4 filesystem of its own, on a sparse file through a
+//! loop device, of exactly the size asked for. Unlike a tmpfs, its pages are not the sandbox's
+//! memory (page cache is reclaimable), so a 128 MB function can fill a 512 MB `/tmp`.
+//!
+//! A [`ScratchPool`] prepares filesystems in the background (a few per size recently asked for),
+//! so a cold start only takes one. Each is handed over as a *detached* mount (`fsmount`): it
+//! belongs to no mount namespace until the sandbox attaches it with `move_mount`, and nothing is
+//! left to clean up after any crash: the backing file is unlinked as soon as it is formatted, the
+//! loop device clears itself when its last user goes (`LO_FLAGS_AUTOCLEAR`), and the mount goes
+//! with the last descriptor or namespace that holds it. Filesystems are never reused.
+//!
+//! The loop ioctls are written here: `LOOP_CONFIGURE` (one call instead of three) is not in the
+//! loop-device crates, which also need bindgen and libclang to build.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::time::Duration;
+
+const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
+const LOOP_CONFIGURE: libc::c_ulong = 0x4C0A;
+const LO_FLAGS_AUTOCLEAR: u32 = 4;
+const LO_FLAGS_DIRECT_IO: u32 = 16;
+/// ext4 and loop block size: direct I/O needs the loop's block size to be at least the backing
+/// filesystem's, and a 4 KiB ext4 block fits every common one.
+const BLOCK: u64 = 4096;
+/// How many distinct sizes the pool keeps filesystems ready for.
+const SIZES_KEPT: usize = 4;
+
+/// `struct loop_info64` from `linux/loop.h`.
+#[repr(C)]
+struct LoopInfo64 {
+    lo_device: u64,
+    lo_inode: u64,
+    lo_rdevice: u64,
+    lo_offset: u64,
+    lo_sizelimit: u64,
+    lo_number: u32,
+    lo_encrypt_type: u32,
+    lo_encrypt_key_size: u32,
+    lo_flags: u32,
+    lo_file_name: [u8; 64],
+    lo_crypt_name: [u8; 64],
+    lo_encrypt_key: [u8; 32],
+    lo_init: [u64; 2],
+}
+
+/// `struct loop_config` from `linux/loop.h`.
+#[repr(C)]
+struct LoopConfig {
+    fd: u32,
+    block_size: u32,
+    info: LoopInfo64,
+    reserved: [u64; 8],
+}
+
+/// Attaches `file` to a free loop device that clears itself once unused. Returns the device,
+/// open, and its path.
+fn attach_loop(file: &File) -> io::Result<(OwnedFd, PathBuf)> {
+    // Threads of this process asking for a free device at once would all be told the same one:
+    // take turns (another process can still race us; that is retried).
+    static TURN: Mutex<()> = Mutex::new(());
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let ctl = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open("/dev/loop-control")?;
+    let mut direct_io = true;
+    for attempt in 0..64 {
+        // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a device number or -1.
+        let n = unsafe { libc::ioctl(ctl.as_raw_fd(), LOOP_CTL_GET_FREE) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let path = PathBuf::from(format!("/dev/loop{n}"));
+        let dev = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&path)?;
+        let mut name = [0u8; 64];
+        name[..10].copy_from_slice(b"lamina-tmp");
+        let config = LoopConfig {
+            fd: file.as_raw_fd() as u32,
+            block_size: BLOCK as u32,
+            info: LoopInfo64 {
+                lo_device: 0,
+                lo_inode: 0,
+                lo_rdevice: 0,
+                lo_offset: 0,
+                lo_sizelimit: 0,
+                lo_number: 0,
+                lo_encrypt_type: 0,
+                lo_encrypt_key_size: 0,
+                lo_flags: LO_FLAGS_AUTOCLEAR | if direct_io { LO_FLAGS_DIRECT_IO } else { 0 },
+                lo_file_name: name,
+                lo_crypt_name: [0; 64],
+                lo_encrypt_key: [0; 32],
+                lo_init: [0; 2],
+            },
+            reserved: [0; 8],
+        };
+        // SAFETY: LOOP_CONFIGURE reads a `struct loop_config`, which `config` is, for the call.
+        let rc = unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_CONFIGURE, &config) };
+        if rc == 0 {
+            return Ok((dev.into(), path));
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            // Another process took the device between GET_FREE and CONFIGURE.
+            Some(libc::EBUSY) => std::thread::sleep(Duration::from_micros(100 << (attempt % 6))),
+            // The backing filesystem does not do direct I/O: go through its page cache.
+            Some(libc::EINVAL) if direct_io => direct_io = false,
+            _ => return Err(e),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::ResourceBusy,
+        "no free loop device after 64 tries",
+    ))
+}
+
+/// Where mkfs.ext4 lives (root's PATH is not always set for services).
+fn mkfs() -> Option<PathBuf> {
+    [
+        "/usr/sbin/mkfs.ext4",
+        "/sbin/mkfs.ext4",
+        "/usr/bin/mkfs.ext4",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
+}
+
+/// Prepares empty ext4 filesystems for sandboxes' `/tmp`.
+#[derive(Clone)]
+pub struct ScratchPool {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Where backing files are created (and unlinked at once).
+    dir: PathBuf,
+    mkfs: PathBuf,
+    /// Filesystems ready to hand out, by size in MB.
+    ready: Mutex<HashMap<u64, Vec<OwnedFd>>>,
+    /// Sizes asked for recently, newest first.
+    wanted: Mutex<VecDeque<u64>>,
+    wake: Condvar,
+    /// Calibrated image size for each filesystem size.
+    image_bytes: Mutex<HashMap<u64, u64>>,
+    /// How many filesystems of each wanted size to keep ready.
+    spare: usize,
+    counter: AtomicU64,
+}
+
+impl std::fmt::Debug for ScratchPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScratchPool")
+            .field("dir", &self.inner.dir)
+            .finish()
+    }
+}
+
+impl ScratchPool {
+    /// Checks that this host can make loop-backed filesystems (root, loop devices, mkfs.ext4, the
+    /// new mount API) by making one, and starts the background filler with `warm_mb` wanted.
+    pub fn start(dir: &Path, spare: usize, warm_mb: u64) -> io::Result<Self> {
+        let mkfs = mkfs().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                "mkfs.ext4 not found (Debian: apt-get install e2fsprogs)",
+            )
+        })?;
+        if dir.exists() {
+            std::fs::remove_dir_all(dir)?;
+        }
+        std::fs::create_dir_all(dir)?;
+        let inner = Arc::new(Inner {
+            dir: dir.to_path_buf(),
+            mkfs,
+            ready: Mutex::new(HashMap::new()),
+            wanted: Mutex::new(VecDeque::from([warm_mb])),
+            wake: Condvar::new(),
+            image_bytes: Mutex::new(HashMap::new()),
+            spare,
+            counter: AtomicU64::new(0),
+        });
+        drop(inner.make(16)?);
+        let weak = Arc::downgrade(&inner);
+        std::thread::Builder::new()
+            .name("scratch-pool".into())
+            .spawn(move || fill(weak))?;
+        Ok(Self { inner })
+    }
+
+    /// An empty filesystem of `mb` MB with a world-writable, sticky root: a detached mount.
+    pub fn take(&self, mb: u64) -> io::Result<OwnedFd> {
+        let inner = &self.inner;
+        {
+            let mut wanted = inner.wanted.lock().unwrap_or_else(|e| e.into_inner());
+            if wanted.front() != Some(&mb) {
+                wanted.retain(|m| *m != mb);
+                wanted.push_front(mb);
+                wanted.truncate(SIZES_KEPT);
+            }
+        }
+        let ready = inner
+            .ready
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(&mb)
+            .and_then(Vec::pop);
+        inner.wake.notify_one();
+        match ready {
+            Some(fd) => Ok(fd),
+            None => inner.make(mb),
+        }
+    }
+
+    /// Filesystems ready now, for tests and metrics.
+    pub fn ready(&self, mb: u64) -> usize {
+        self.inner
+            .ready
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&mb)
+            .map_or(0, Vec::len)
+    }
+}
+
+/// The filler thread: keeps `spare` filesystems of each wanted size, until the pool is dropped.
+fn fill(weak: Weak<Inner>) {
+    loop {
+        let Some(inner) = weak.upgrade() else { return };
+        let wanted: Vec<u64> = inner
+            .wanted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .copied()
+            .collect();
+        let mut made = false;
+        for mb in wanted {
+            let have = inner
+                .ready
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&mb)
+                .map_or(0, Vec::len);
+            if have < inner.spare {
+                match inner.make(mb) {
+                    Ok(fd) => {
+                        inner
+                            .ready
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .entry(mb)
+                            .or_default()
+                            .push(fd);
+                        made = true;
+                    }
+                    Err(e) => tracing::warn!(error = %e, mb, "preparing a /tmp filesystem failed"),
+                }
+            }
+        }
+        // Drop the sizes nobody wants any more.
+        {
+            let wanted = inner.wanted.lock().unwrap_or_else(|e| e.into_inner());
+            inner
+                .ready
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|mb, _| wanted.contains(mb));
+        }
+        if !made {
+            let guard = inner.wanted.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = inner.wake.wait_timeout(guard, Duration::from_secs(1));
+        }
+    }
+}
+
+impl Inner {
+    /// Makes one filesystem whose free space is `mb` MB.
+    fn make(&self, mb: u64) -> io::Result<OwnedFd> {
+        let want = mb << 20;
+        let known = self
+            .image_bytes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&mb)
+            .copied();
+        let size = known.unwrap_or(want + want / 16 + (8 << 20));
+        let (mount, free) = self.format(size)?;
+        if known.is_some() || free.abs_diff(want) < BLOCK * 4 {
+            self.image_bytes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(mb, size);
+            return Ok(mount);
+        }
+        // ext4's own overhead depends on the size: measure once per size, then make it exact.
+        let size = (size as i128 + want as i128 - free as i128).max(BLOCK as i128 * 64) as u64;
+        let size = size.div_ceil(BLOCK) * BLOCK;
+        let (mount, free) = self.format(size)?;
+        if free.abs_diff(want) > 1 << 20 {
+            tracing::warn!(
+                mb,
+                free,
+                "a /tmp filesystem's size is off by more than 1 MB"
+            );
+        }
+        self.image_bytes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(mb, size);
+        Ok(mount)
+    }
+
+    /// Formats an image of `size` bytes and mounts it detached. Returns the mount and its free
+    /// space in bytes.
+    fn format(&self, size: u64) -> io::Result<(OwnedFd, u64)> {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let path = self.dir.join(format!("tmp-{}-{n}.img", std::process::id()));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&path)?;
+        let made = (|| {
+            file.set_len(size.div_ceil(BLOCK) * BLOCK)?;
+            let out = std::process::Command::new(&self.mkfs)
+                .args([
+                    "-q",
+                    "-F",
+                    "-b",
+                    "4096",
+                    "-m",
+                    "0",
+                    "-O",
+                    "^has_journal,^resize_inode",
+                    "-E",
+                    "lazy_itable_init=1,nodiscard",
+                ])
+                .arg(&path)
+                .env_clear()
+                .stdin(std::process::Stdio::null())
+                .output()?;
+            if !out.status.success() {
+                return Err(io::Error::other(format!(
+                    "mkfs.ext4 failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )));
+            }
+            Ok(())
+        })();
+        // Unlinked at once: the file lives only as long as the loop device uses it.
+        let _ = std::fs::remove_file(&path);
+        made?;
+        let (dev, dev_path) = attach_loop(&file)?;
+        drop(file);
+        let mount = mount_ext4(&dev_path)?;
+        // The mount holds the device now; closing ours lets autoclear detach it when unmounted.
+        drop(dev);
+        let root = rustix::fs::openat(
+            &mount,
+            c".",
+            rustix::fs::OFlags::DIRECTORY
+                | rustix::fs::OFlags::RDONLY
+                | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )?;
+        rustix::fs::unlinkat(&root, c"lost+found", rustix::fs::AtFlags::REMOVEDIR)?;
+        rustix::fs::fchmod(&root, rustix::fs::Mode::from_raw_mode(0o1777))?;
+        let st = rustix::fs::fstatvfs(&root)?;
+        Ok((mount, st.f_bavail * st.f_frsize))
+    }
+}
+
+/// Mounts the ext4 filesystem on `device` as a detached mount (nosuid, nodev).
+fn mount_ext4(device: &Path) -> io::Result<OwnedFd> {
+    use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags};
+    let fs = rustix::mount::fsopen("ext4", FsOpenFlags::FSOPEN_CLOEXEC)?;
+    rustix::mount::fsconfig_set_string(fs.as_fd(), "source", device)?;
+    // The sparse file reads as zeros: the inode tables need no zeroing in the background.
+    rustix::mount::fsconfig_set_flag(fs.as_fd(), "noinit_itable")?;
+    rustix::mount::fsconfig_create(fs.as_fd())?;
+    let mount = rustix::mount::fsmount(
+        fs.as_fd(),
+        FsMountFlags::FSMOUNT_CLOEXEC,
+        MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NODEV,
+    )?;
+    Ok(mount)
+}
