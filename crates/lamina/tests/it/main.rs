@@ -5,6 +5,7 @@ mod awscli;
 mod billing;
 mod cli;
 mod crash;
+mod fuzz;
 mod hardening;
 mod helpers;
 mod invoke;

@@ -1,0 +1,225 @@
+//! Fuzzing every wire decoder of a real server: random bytes, random JSON and mutated valid
+//! requests at every route with a body, random query strings, and random `Authorization`
+//! headers. Each answer must be a client error with an AWS error type (or a success), never a
+//! 500 or a dropped connection, and the server must keep serving. The zip extractor and the
+//! SigV4 parser have their own property tests in their crates.
+
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+
+use crate::helpers::*;
+
+/// (method, path) of every route that decodes a body, with a valid body to mutate.
+fn routes() -> Vec<(&'static str, &'static str, serde_json::Value)> {
+    use serde_json::json;
+    vec![
+        (
+            "POST",
+            "/2015-03-31/functions",
+            json!({"FunctionName": "f", "Runtime": "provided.al2023", "Role": ROLE, "Handler": "x",
+                   "Code": {"ZipFile": "UEsFBgAAAAAAAAAAAAAAAAAAAAAAAA=="}, "MemorySize": 128,
+                   "Environment": {"Variables": {"AB": "c"}}, "Tags": {"k": "v"}}),
+        ),
+        (
+            "PUT",
+            "/2015-03-31/functions/fz/configuration",
+            json!({"MemorySize": 256, "Timeout": 5, "Layers": [], "EphemeralStorage": {"Size": 1024}}),
+        ),
+        (
+            "PUT",
+            "/2015-03-31/functions/fz/code",
+            json!({"ZipFile": "UEsFBgAAAAAAAAAAAAAAAAAAAAAAAA==", "DryRun": true}),
+        ),
+        (
+            "POST",
+            "/2015-03-31/functions/fz/invocations",
+            json!({"any": ["json", 1, null]}),
+        ),
+        (
+            "POST",
+            "/2015-03-31/functions/fz/versions",
+            json!({"Description": "d", "RevisionId": "r"}),
+        ),
+        (
+            "POST",
+            "/2015-03-31/functions/fz/aliases",
+            json!({"Name": "live", "FunctionVersion": "1",
+                   "RoutingConfig": {"AdditionalVersionWeights": {"2": 0.5}}}),
+        ),
+        (
+            "PUT",
+            "/2015-03-31/functions/fz/aliases/live",
+            json!({"FunctionVersion": "$LATEST"}),
+        ),
+        (
+            "POST",
+            "/2018-10-31/layers/lz/versions",
+            json!({"Content": {"ZipFile": "UEsFBgAAAAAAAAAAAAAAAAAAAAAAAA=="},
+                   "CompatibleRuntimes": ["python3.12"]}),
+        ),
+        (
+            "POST",
+            "/2018-10-31/layers/lz/versions/1/policy",
+            json!({"StatementId": "s", "Action": "lambda:GetLayerVersion", "Principal": "*"}),
+        ),
+        (
+            "PUT",
+            "/2017-10-31/functions/fz/concurrency",
+            json!({"ReservedConcurrentExecutions": 3}),
+        ),
+        (
+            "POST",
+            "/2017-03-31/tags/arn:aws:lambda:us-east-1:000000000000:function:fz",
+            json!({"Tags": {"a": "b"}}),
+        ),
+    ]
+}
+
+/// Arbitrary JSON, a few levels deep.
+fn json_value() -> impl Strategy<Value = serde_json::Value> {
+    let leaf = prop_oneof![
+        Just(serde_json::Value::Null),
+        any::<bool>().prop_map(serde_json::Value::from),
+        any::<i64>().prop_map(serde_json::Value::from),
+        any::<f64>().prop_map(|f| serde_json::json!(f)),
+        ".{0,40}".prop_map(serde_json::Value::from),
+    ];
+    leaf.prop_recursive(3, 32, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::from),
+            prop::collection::btree_map(
+                prop_oneof![
+                    "[A-Z][a-zA-Z]{0,20}",
+                    Just("FunctionName".to_owned()),
+                    Just("Code".to_owned()),
+                    Just("MemorySize".to_owned()),
+                    Just("Environment".to_owned()),
+                    Just("Layers".to_owned()),
+                ],
+                inner,
+                0..6
+            )
+            .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// A body: random bytes, random JSON, or a valid request with one field replaced.
+fn body(valid: serde_json::Value) -> impl Strategy<Value = Vec<u8>> {
+    let fields: Vec<String> = valid
+        .as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..300),
+        json_value().prop_map(|v| serde_json::to_vec(&v).unwrap()),
+        (prop::sample::select(fields.clone()), json_value()).prop_map(move |(k, v)| {
+            let mut m = valid.clone();
+            m[k] = v;
+            serde_json::to_vec(&m).unwrap()
+        }),
+    ]
+}
+
+/// Sends one request; the answer must be a well-formed success or client error.
+async fn check(
+    http: &reqwest::Client,
+    endpoint: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: Vec<u8>,
+) -> Result<(), TestCaseError> {
+    let mut req = http.request(method.parse().unwrap(), format!("{endpoint}{path}"));
+    for (k, v) in headers {
+        req = req.header(*k, v);
+    }
+    let resp = req
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| TestCaseError::fail(format!("{method} {path}: no answer: {e}")))?;
+    let status = resp.status().as_u16();
+    let error_type = resp
+        .headers()
+        .get("x-amzn-errortype")
+        .map(|v| v.to_str().unwrap_or_default().to_owned());
+    let text = resp.text().await.unwrap_or_default();
+    prop_assert!(
+        status < 500,
+        "{method} {path} answered {status}: {text}"
+    );
+    if status >= 400 {
+        prop_assert!(
+            error_type.is_some(),
+            "{method} {path}: {status} without an error type: {text}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn every_decoder_answers_garbage_with_a_client_error() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let app = rt.block_on(spawn_app());
+    let endpoint = app.endpoint();
+    let http = reqwest::Client::new();
+    // The function the per-function routes act on exists (with no code worth running).
+    rt.block_on(create(&app.client, "fz", shell_runtime_zip()));
+    // A runner counts its cases: one per property.
+    let runner = || {
+        TestRunner::new(Config {
+            cases: 100,
+            failure_persistence: None,
+            ..Config::default()
+        })
+    };
+    for (method, path, valid) in routes() {
+        runner()
+            .run(&body(valid), |bytes| {
+                rt.block_on(check(&http, &endpoint, method, path, &[], bytes))
+            })
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    }
+    // Query strings and the SigV4 header: every route that reads them.
+    let query = "[ -~]{0,60}";
+    runner()
+        .run(&query, |q| {
+            let q = q.replace(' ', "%20").replace('#', "%23");
+            rt.block_on(async {
+                for path in [
+                    "/2015-03-31/functions",
+                    "/2015-03-31/functions/fz/versions",
+                    "/2018-10-31/layers",
+                    "/_lamina/logs/fz",
+                    "/_lamina/bill",
+                ] {
+                    check(&http, &endpoint, "GET", &format!("{path}?{q}"), &[], vec![]).await?;
+                }
+                Ok(())
+            })
+        })
+        .unwrap();
+    let authorization = "AWS4-HMAC-SHA256 [ -~]{0,120}";
+    runner()
+        .run(&authorization, |auth| {
+            rt.block_on(check(
+                &http,
+                &endpoint,
+                "GET",
+                "/2015-03-31/functions",
+                &[("authorization", auth), ("x-amz-date", "20261129T000000Z".into())],
+                vec![],
+            ))
+        })
+        .unwrap();
+    // Still serving.
+    rt.block_on(async {
+        app.client.list_functions().send().await.unwrap();
+    });
+    drop(app);
+}
