@@ -434,8 +434,8 @@ async fn isolation_from_inside_a_hostile_function() {
 async fn tmp_is_limited_and_cpu_follows_memory() {
     let app = spawn_app().await;
     let c = &app.client;
-    // FIXME: /tmp is a tmpfs, whose pages count against the function's memory (unlike Lambda's
-    // disk-backed /tmp), so filling 512 MB of /tmp needs more than 512 MB of memory.
+    // /tmp holds exactly EphemeralStorage (512 MB); `hardening::tmp_is_disk_not_memory` shows a
+    // function with less memory than that filling it.
     probe(c, "tmp", 1024, 30).await;
     let r = call(c, "tmp", serde_json::json!({"action": "tmp"})).await;
     assert_eq!(r.body["error"], "ENOSPC");
