@@ -25,6 +25,9 @@ pub const INIT_LIMIT: Duration = Duration::from_secs(10);
 const RUNTIME_API_PORT: u16 = 9001;
 const CPU_PERIOD_US: u64 = 100_000;
 
+/// What keeps an environment's code on disk.
+type Pins = Box<dyn Send + Sync>;
+
 /// A live environment.
 pub struct Environment {
     pub id: u64,
@@ -52,7 +55,7 @@ pub struct Environment {
     /// The server's end of the sandbox's control socket: the sandbox dies when it closes.
     _ctl: std::os::unix::net::UnixStream,
     /// Keeps the code this environment runs from on disk.
-    _pins: Box<dyn Send + Sync>,
+    _pins: Pins,
 }
 
 /// The result of one invocation in an environment.
@@ -200,9 +203,6 @@ impl Environment {
             .ok_or_else(|| {
                 Failure::Unavailable(format!("runtime {} is not served by this host", f.runtime))
             })?;
-        // From here the code cannot be collected under the environment; if it already was, the
-        // function changed or went away since it was read.
-        let pins = inner.pins.pin(&f.packages).ok_or(Failure::Gone)?;
         let id = inner
             .next_id
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -213,7 +213,7 @@ impl Environment {
             f.name.clone(),
             stream.clone(),
             inner.logs.clone(),
-            inner.log_budgets.of(&f.function_arn),
+            inner.log_budgets.of(&f.account, &f.function_arn),
         );
         let started = Instant::now();
 
@@ -248,6 +248,7 @@ impl Environment {
                 },
             },
             cgroup_procs: Vec::new(),
+            thaw: Vec::new(),
             runtime_api_port: RUNTIME_API_PORT,
             user_namespace: !inner.host.root,
             uid: uid.unwrap_or(0),
@@ -264,13 +265,18 @@ impl Environment {
         let exe = inner.paths.init_exe.clone();
         let scratch = inner.scratch.clone();
         let tmp_mb = f.tmp_mb;
+        let code_pins = inner.pins.clone();
+        let packages = f.packages.clone();
         let spawned = tokio::task::spawn_blocking(
-            move || -> Result<(lamina_sandbox::Sandbox, Option<Cgroup>), SpawnError> {
+            move || -> Result<(lamina_sandbox::Sandbox, Option<Cgroup>, Pins), Option<SpawnError>> {
+                // From here the code cannot be collected under the environment; if it already
+                // was, the function changed or went away since it was read (`None`).
+                let pins = code_pins.pin(&packages).ok_or(None)?;
                 let mut spec = spec;
                 let tmp_mount = match &scratch {
                     Some(pool) => Some(
                         pool.take(tmp_mb as u64)
-                            .map_err(|e| SpawnError::Setup(format!("preparing /tmp: {e}")))?,
+                            .map_err(|e| Some(SpawnError::Setup(format!("preparing /tmp: {e}"))))?,
                     ),
                     None => None,
                 };
@@ -288,8 +294,9 @@ impl Environment {
                             format!("{}/env-{id}", cgroup_parent),
                             limits,
                         )
-                        .map_err(|e| SpawnError::Setup(format!("creating cgroups: {e}")))?;
+                        .map_err(|e| Some(SpawnError::Setup(format!("creating cgroups: {e}"))))?;
                         spec.cgroup_procs = cg.procs_files();
+                        spec.thaw = cg.thaw_writes();
                         Some(cg)
                     }
                     None => None,
@@ -301,7 +308,7 @@ impl Environment {
                             let _ = cg.kill_all(kernel.as_ref());
                             let _ = cg.destroy(kernel.as_ref());
                         }
-                        return Err(e);
+                        return Err(Some(e));
                     }
                 };
                 if let Err(e) = sandbox.wait_started() {
@@ -311,9 +318,9 @@ impl Environment {
                         let _ = cg.kill_all(kernel.as_ref());
                         let _ = cg.destroy(kernel.as_ref());
                     }
-                    return Err(e);
+                    return Err(Some(e));
                 }
-                Ok((sandbox, cg))
+                Ok((sandbox, cg, pins))
             },
         )
         .await
@@ -330,16 +337,20 @@ impl Environment {
                 return Err(e);
             }
         };
-        let (sandbox, cg) = match spawned {
+        let (sandbox, cg, pins) = match spawned {
             Ok(s) => s,
-            Err(SpawnError::Exec(msg)) => {
+            Err(None) => {
+                give_uid(uid);
+                return Err(Failure::Gone);
+            }
+            Err(Some(SpawnError::Exec(msg))) => {
                 give_uid(uid);
                 return Err(Failure::Function(Outcome::error(failure_body(
                     "Runtime.InvalidEntrypoint",
                     format!("RequestId: {request_id} Error: {msg}"),
                 ))));
             }
-            Err(e) => {
+            Err(Some(e)) => {
                 give_uid(uid);
                 return Err(Failure::Internal(e.to_string()));
             }
@@ -656,15 +667,36 @@ impl Environment {
 
 impl Drop for Environment {
     fn drop(&mut self) {
-        // An environment dropped without `destroy` must not outlive its owner (closing the
-        // control socket also makes the sandbox kill itself).
+        // An environment dropped without `destroy` (an error while starting, a runtime shutting
+        // down) must not outlive its owner. Closing the control socket already makes the sandbox
+        // kill itself; the cgroups and the uid are cleaned up off this thread.
         self.server.abort();
-        if let Some(cg) = &self.cgroup {
-            let _ = cg.kill_all(self.kernel.as_ref());
+        let cg = self.cgroup.take();
+        let uid = self.uid.take();
+        if cg.is_none() && uid.is_none() {
+            return;
         }
-        if self.exit.borrow().is_none() {
-            let _ = self.kernel.kill(self.pid as i32, libc::SIGKILL);
-        }
+        let k = self.kernel.clone();
+        let pid = self.pid;
+        let executor = self.executor.clone();
+        let exited = self.exit.borrow().is_some();
+        let _ = std::thread::Builder::new()
+            .name("env-teardown".into())
+            .spawn(move || {
+                if let Some(cg) = &cg {
+                    let _ = cg.kill_all(k.as_ref());
+                }
+                if !exited {
+                    let _ = k.kill(pid as i32, libc::SIGKILL);
+                }
+                // Only an empty (removed) group proves nothing runs under the uid any more.
+                if let Some(cg) = &cg
+                    && cg.destroy(k.as_ref()).is_ok()
+                    && let (Some(range), Some(uid)) = (&executor.uids, uid)
+                {
+                    range.give(uid);
+                }
+            });
     }
 }
 

@@ -55,7 +55,7 @@ pub struct Tap {
     /// The read ends of stdout and stderr, to see whether output is still in flight.
     pipes: Mutex<Vec<i32>>,
     /// The function's log budget, shared by its environments.
-    budget: Arc<Budget>,
+    budget: Budget,
 }
 
 /// How much of an invocation's log `Tail` returns.
@@ -68,7 +68,7 @@ impl Tap {
         function: String,
         stream: String,
         sink: Arc<dyn LogSink>,
-        budget: Arc<Budget>,
+        budget: Budget,
     ) -> Arc<Self> {
         Arc::new(Self {
             account,
@@ -89,7 +89,7 @@ impl Tap {
             Admit::Pass => {}
             Admit::PassAfterDrop(dropped) => self.line(format!(
                 "[lamina] {dropped} bytes of log output dropped: the function wrote more than its budget of {} bytes per second",
-                self.budget.rate as u64
+                self.budget.rate
             )),
         }
         let text = String::from_utf8_lossy(bytes);
@@ -262,75 +262,118 @@ enum Admit {
     Drop,
 }
 
-/// One function's log budget: a token bucket of bytes, shared by its environments.
-#[derive(Debug)]
-pub struct Budget {
-    rate: f64,
-    burst: f64,
-    state: Mutex<Bucket>,
-}
+/// What one event costs beyond its text: its metadata, its row, its place in queues. Charging it
+/// keeps a flood of empty lines within the budget too.
+pub const EVENT_OVERHEAD: usize = 64;
 
+/// A token bucket of bytes.
 #[derive(Debug)]
 struct Bucket {
+    rate: f64,
+    burst: f64,
     tokens: f64,
     at: Instant,
-    dropped: u64,
+}
+
+impl Bucket {
+    fn new(rate: u64, burst: u64) -> Mutex<Self> {
+        let burst = burst.max((MAX_EVENT + EVENT_OVERHEAD) as u64) as f64;
+        Mutex::new(Self {
+            rate: rate as f64,
+            burst,
+            tokens: burst,
+            at: Instant::now(),
+        })
+    }
+
+    fn refill(&mut self, now: Instant) {
+        self.tokens =
+            (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.burst);
+        self.at = now;
+    }
+}
+
+/// A function's log budget: its own bucket, shared by its environments, and its account's,
+/// shared by all the account's functions (so that many functions of one tenant cannot crowd out
+/// the others either).
+#[derive(Debug, Clone)]
+pub struct Budget {
+    function: Arc<Mutex<Bucket>>,
+    account: Arc<Mutex<Bucket>>,
+    /// Bytes dropped since the last line that passed, per function.
+    dropped: Arc<std::sync::atomic::AtomicU64>,
+    rate: u64,
 }
 
 impl Budget {
-    fn new(rate: u64, burst: u64) -> Self {
-        Self {
-            rate: rate as f64,
-            burst: burst.max(MAX_EVENT as u64) as f64,
-            state: Mutex::new(Bucket {
-                tokens: burst.max(MAX_EVENT as u64) as f64,
-                at: Instant::now(),
-                dropped: 0,
-            }),
-        }
-    }
-
     fn admit(&self, bytes: usize) -> Admit {
-        let mut b = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        use std::sync::atomic::Ordering;
+        let cost = (bytes + EVENT_OVERHEAD) as f64;
         let now = Instant::now();
-        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * self.rate).min(self.burst);
-        b.at = now;
-        let cost = bytes.max(1) as f64;
-        if b.tokens < cost {
-            b.dropped += bytes as u64;
+        let mut f = self.function.lock().unwrap_or_else(|e| e.into_inner());
+        let mut a = self.account.lock().unwrap_or_else(|e| e.into_inner());
+        f.refill(now);
+        a.refill(now);
+        if f.tokens < cost || a.tokens < cost {
+            self.dropped.fetch_add(bytes as u64, Ordering::Relaxed);
             return Admit::Drop;
         }
-        b.tokens -= cost;
-        match std::mem::take(&mut b.dropped) {
+        f.tokens -= cost;
+        a.tokens -= cost;
+        match self.dropped.swap(0, Ordering::Relaxed) {
             0 => Admit::Pass,
             n => Admit::PassAfterDrop(n),
         }
     }
 }
 
-/// The log budgets of every function, by function ARN.
+/// The log budgets of every function and account.
 pub struct Budgets {
     rate: u64,
     burst: u64,
-    by_function: Mutex<HashMap<String, Arc<Budget>>>,
+    functions: Mutex<HashMap<String, (Arc<Mutex<Bucket>>, Arc<std::sync::atomic::AtomicU64>)>>,
+    accounts: Mutex<HashMap<String, Arc<Mutex<Bucket>>>>,
 }
+
+/// An account may log this many times what one of its functions may.
+pub const ACCOUNT_FACTOR: u64 = 4;
 
 impl Budgets {
     pub fn new(rate: u64, burst: u64) -> Self {
         Self {
             rate,
             burst,
-            by_function: Mutex::new(HashMap::new()),
+            functions: Mutex::new(HashMap::new()),
+            accounts: Mutex::new(HashMap::new()),
         }
     }
 
     /// The budget of a function (taken when an environment starts).
-    pub fn of(&self, function_arn: &str) -> Arc<Budget> {
-        self.by_function
+    pub fn of(&self, account: &str, function_arn: &str) -> Budget {
+        let (function, dropped) = self
+            .functions
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .entry(function_arn.to_owned())
-            .or_insert_with(|| Arc::new(Budget::new(self.rate, self.burst)))
-            .clone()
+            .or_insert_with(|| (Arc::new(Bucket::new(self.rate, self.burst)), Arc::default()))
+            .clone();
+        let account = self
+            .accounts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(account.to_owned())
+            .or_insert_with(|| {
+                Arc::new(Bucket::new(
+                    self.rate.saturating_mul(ACCOUNT_FACTOR),
+                    self.burst.saturating_mul(ACCOUNT_FACTOR),
+                ))
+            })
+            .clone();
+        Budget {
+            function,
+            account,
+            dropped,
+            rate: self.rate,
+        }
     }
 }

@@ -61,6 +61,8 @@ pub struct Shared {
     next_calls: watch::Sender<u64>,
     /// Set when the runtime reports an init error.
     pub init_error: std::sync::Mutex<Option<(String, Bytes)>>,
+    /// Taken by the first `/init/error` request, before its body is read: only one is ever read.
+    init_error_claimed: std::sync::atomic::AtomicBool,
     init_error_signal: watch::Sender<bool>,
 }
 
@@ -71,6 +73,7 @@ impl Shared {
             current: std::sync::Mutex::new(None),
             next_calls: watch::channel(0).0,
             init_error: std::sync::Mutex::new(None),
+            init_error_claimed: std::sync::atomic::AtomicBool::new(false),
             init_error_signal: watch::channel(false).0,
         })
     }
@@ -305,8 +308,11 @@ async fn error(
 }
 
 async fn init_error(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
-    // Only during INIT, and only once.
-    if *s.next_calls.borrow() > 0 || *s.init_error_signal.borrow() {
+    // Only during INIT, and only once: the claim is taken before a byte of the body is read.
+    if *s.next_calls.borrow() > 0
+        || s.init_error_claimed
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+    {
         return runtime_error(
             StatusCode::FORBIDDEN,
             "Runtime.InvalidStateTransition",

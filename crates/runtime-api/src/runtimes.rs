@@ -87,17 +87,17 @@ pub fn argv(runtime: &Offered, bootstrap_in_task: bool) -> Vec<String> {
 }
 
 /// Whether a custom runtime's `bootstrap` comes from the function's code (else from a layer's
-/// `/opt`). Links in a package are resolved as the sandbox will see them, inside the package's
-/// own tree (`RESOLVE_IN_ROOT`): the server never follows a function's link onto the host.
+/// `/opt`). Only the entry itself is looked at (a link is not followed: the sandbox resolves it
+/// in its own root), so the server never follows a function's link onto the host.
 pub fn bootstrap_in_task(code: &Path, opt: Option<&Path>) -> bool {
-    exists_within(code, "bootstrap") || !opt.is_some_and(|o| exists_within(o, "bootstrap"))
+    has_entry(code, "bootstrap") || !opt.is_some_and(|o| has_entry(o, "bootstrap"))
 }
 
-fn exists_within(root: &Path, name: &str) -> bool {
+fn has_entry(dir: &Path, name: &str) -> bool {
     use rustix::fs::{Mode, OFlags, ResolveFlags};
     let Ok(dir) = rustix::fs::open(
-        root,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        dir,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
     ) else {
         return false;
@@ -105,9 +105,9 @@ fn exists_within(root: &Path, name: &str) -> bool {
     rustix::fs::openat2(
         &dir,
         name,
-        OFlags::PATH | OFlags::CLOEXEC,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
-        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS,
     )
     .is_ok()
 }
@@ -117,17 +117,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_bootstrap_link_is_resolved_inside_the_package() {
+    fn a_bootstrap_entry_is_found_without_following_it() {
         let code = tempfile::tempdir().unwrap();
         let opt = tempfile::tempdir().unwrap();
-        // A link that, followed on the host, would reach a file that exists there.
-        std::os::unix::fs::symlink(
-            "../../../../../../../../bin/sh",
-            code.path().join("bootstrap"),
-        )
-        .unwrap();
         std::fs::write(opt.path().join("bootstrap"), "#!/bin/sh\n").unwrap();
         assert!(!bootstrap_in_task(code.path(), Some(opt.path())));
+        // The function's own entry wins, whatever it links to (the sandbox resolves it).
+        std::os::unix::fs::symlink("/var/task/bin/app", code.path().join("bootstrap")).unwrap();
+        assert!(bootstrap_in_task(code.path(), Some(opt.path())));
         std::fs::remove_file(code.path().join("bootstrap")).unwrap();
         std::fs::write(code.path().join("bootstrap"), "#!/bin/sh\n").unwrap();
         assert!(bootstrap_in_task(code.path(), Some(opt.path())));

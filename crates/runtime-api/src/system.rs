@@ -163,6 +163,16 @@ pub fn plan(offered: &[Offered]) -> Plan {
             continue;
         };
         include.push(interpreter.clone());
+        // The unversioned names scripts and shebangs use (`#!/usr/bin/env python3`).
+        let dir = interpreter.parent().unwrap_or(Path::new("/usr/bin"));
+        for alias in ["python3", "python", "node", "nodejs"] {
+            let p = dir.join(alias);
+            if p.exists()
+                && std::fs::canonicalize(&p).ok() == std::fs::canonicalize(interpreter).ok()
+            {
+                include.push(p);
+            }
+        }
         if let Some(minor) = r.id.strip_prefix("python") {
             // The standard library, without its own test suite (a quarter of its size).
             for prefix in ["/usr/lib", "/usr/local/lib"] {

@@ -206,6 +206,17 @@ impl Cgroup {
         }
     }
 
+    /// The file writes that thaw the group (for a process that cannot hold a `Kernel`).
+    pub fn thaw_writes(&self) -> Vec<(PathBuf, String)> {
+        match &self.layout {
+            Layout::V1 { .. } => vec![(
+                self.v1("freezer").join("freezer.state"),
+                "THAWED".to_owned(),
+            )],
+            Layout::V2 { .. } => vec![(self.v2().join("cgroup.freeze"), "0".to_owned())],
+        }
+    }
+
     /// Sets the CPU quota; `None` lifts it.
     pub fn set_cpu(&self, k: &dyn Kernel, quota_us: Option<u64>, period_us: u64) -> io::Result<()> {
         match &self.layout {

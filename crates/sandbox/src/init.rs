@@ -5,10 +5,12 @@
 //!
 //! 1. read the [`Spec`] (length-prefixed JSON) from the control socket, and the detached mount for
 //!    `/tmp` when the spec has one (`SCM_RIGHTS`);
-//! 2. join the sandbox's cgroups, then unshare mount, PID, IPC, UTS, network and cgroup namespaces;
+//! 2. unshare mount, PID, IPC, UTS and network namespaces;
 //! 3. bring up loopback, bind the Runtime API listener on `127.0.0.1:<port>` inside the new
 //!    network namespace, and send it to the server (`SCM_RIGHTS`);
 //! 4. fork PID 1 of the new PID namespace, which dies with this process (`PR_SET_PDEATHSIG`),
+//!    joins the sandbox's cgroups and unshares a cgroup namespace rooted there (this process
+//!    stays outside the cgroups, so that freezing an idle sandbox never stops its watcher),
 //!    builds the root filesystem, then forks the function's process: rlimits, unprivileged
 //!    uid/gid, no capabilities, `no_new_privs`, seccomp, `execve`. PID 1 reports `started` (or why
 //!    exec failed) on the control socket;
@@ -16,12 +18,14 @@
 //!    PID 1's, which the server reads as the environment's exit status;
 //! 6. meanwhile this process watches the control socket: when the server goes away (even killed
 //!    with SIGKILL, its end of the socket closes), it kills PID 1, and with it the whole PID
-//!    namespace. No sandbox outlives its server.
+//!    namespace (thawing the cgroups, should the sandbox be frozen). No sandbox outlives its
+//!    server.
 //!
 //! Any failure before `execve` is reported on the control socket as `error: <what>`.
 
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixStream;
 
 use crate::kernel::{Kernel, LinuxKernel, Namespaces, Rlimit};
@@ -88,13 +92,6 @@ fn run(ctl: &UnixStream) -> io::Result<i32> {
         Tmp::Mount => Some(step("receiving /tmp", read_tmp_mount(ctl))?),
         Tmp::Tmpfs { .. } => None,
     };
-    let pid = std::process::id().to_string();
-    for procs in &spec.cgroup_procs {
-        step(
-            &format!("joining {}", procs.display()),
-            k.write(procs, &pid),
-        )?;
-    }
     if spec.user_namespace {
         step("entering a user namespace", enter_user_namespace(&k))?;
     }
@@ -110,6 +107,20 @@ fn run(ctl: &UnixStream) -> io::Result<i32> {
     )?;
     drop(listener);
 
+    // Opened now: PID 1's pivot_root changes this process's root too (they share a mount
+    // namespace), after which the host's cgroup files are out of reach by path.
+    let thaw = spec
+        .thaw
+        .iter()
+        .map(|(path, value)| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_CLOEXEC)
+                .open(path)
+                .map(|f| (f, value.clone()))
+        })
+        .collect::<io::Result<Vec<_>>>();
+    let thaw = step("opening the freezer", thaw)?;
     // PID 1 cannot ask for its parent (getppid is 0 across a PID namespace): a pipe whose write
     // end only this process holds tells it whether this process is still alive.
     let mut alive = [0; 2];
@@ -158,15 +169,16 @@ fn run(ctl: &UnixStream) -> io::Result<i32> {
         child => {
             drop(alive_r);
             drop(tmp_mount);
-            let code = watch(ctl, child);
+            let code = watch(ctl, child, &thaw);
             drop(alive_w);
             Ok(code)
         }
     }
 }
 
-/// Waits for PID 1 to exit, killing it if the server goes away first. Returns its status.
-fn watch(ctl: &UnixStream, child: libc::pid_t) -> i32 {
+/// Waits for PID 1 to exit, killing it if the server goes away first (and thawing its cgroups,
+/// so that frozen processes can die). Returns its status.
+fn watch(ctl: &UnixStream, child: libc::pid_t, thaw: &[(std::fs::File, String)]) -> i32 {
     // SAFETY: pidfd_open takes a pid and flags; it returns a new descriptor or -1.
     let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, child, 0) } as RawFd;
     if pidfd < 0 {
@@ -213,6 +225,9 @@ fn watch(ctl: &UnixStream, child: libc::pid_t) -> i32 {
             if r == 0 || (r < 0 && io::Error::last_os_error().kind() != io::ErrorKind::WouldBlock) {
                 // SAFETY: kill takes integers only.
                 unsafe { libc::kill(child, libc::SIGKILL) };
+                for (file, value) in thaw {
+                    let _ = (&*file).write_all(value.as_bytes());
+                }
                 return wait_exit_code(child);
             }
         }
@@ -226,6 +241,15 @@ fn pid_one(
     ctl: &UnixStream,
     tmp_mount: Option<RawFd>,
 ) -> io::Result<i32> {
+    // Into the sandbox's cgroups ("0": this process), which then become the root of its own
+    // cgroup namespace.
+    for procs in &spec.cgroup_procs {
+        step(&format!("joining {}", procs.display()), k.write(procs, "0"))?;
+    }
+    step(
+        "unsharing the cgroup namespace",
+        k.unshare(Namespaces::CGROUP),
+    )?;
     step(
         "building the root filesystem",
         rootfs::build(k, &spec.root, tmp_mount),

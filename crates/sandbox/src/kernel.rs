@@ -40,15 +40,16 @@ impl std::ops::BitOr for MountFlags {
 pub struct Namespaces(pub i32);
 
 impl Namespaces {
-    /// Mount, PID, IPC, UTS, network and cgroup namespaces.
+    /// Mount, PID, IPC, UTS and network namespaces (`sandbox-init` itself).
     pub const SANDBOX: Self = Self(
         libc::CLONE_NEWNS
             | libc::CLONE_NEWPID
             | libc::CLONE_NEWIPC
             | libc::CLONE_NEWUTS
-            | libc::CLONE_NEWNET
-            | libc::CLONE_NEWCGROUP,
+            | libc::CLONE_NEWNET,
     );
+    /// The cgroup namespace (PID 1, once in the sandbox's cgroup: that group is its root).
+    pub const CGROUP: Self = Self(libc::CLONE_NEWCGROUP);
 }
 
 /// Resource limits we set.

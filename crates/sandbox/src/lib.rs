@@ -33,8 +33,12 @@ pub use spawn::{Sandbox, SpawnError, spawn};
 pub struct Spec {
     pub hostname: String,
     pub root: rootfs::RootPlan,
-    /// `cgroup.procs` files to join before unsharing.
+    /// `cgroup.procs` files PID 1 joins (the watching `sandbox-init` stays outside, so that the
+    /// freezer never stops it).
     pub cgroup_procs: Vec<PathBuf>,
+    /// Writes that thaw the sandbox's cgroups: the watcher makes them after killing a sandbox
+    /// whose server is gone, since frozen processes (cgroup v1) die only once thawed.
+    pub thaw: Vec<(PathBuf, String)>,
     /// The port of the listener bound on the sandbox's own `127.0.0.1`.
     pub runtime_api_port: u16,
     /// Run in a new user namespace (when the server is not root): uid/gid 0 inside map to the

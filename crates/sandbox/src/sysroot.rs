@@ -88,10 +88,10 @@ impl Closure {
 
     /// Adds `path` (absolute) and everything it needs.
     fn include(&mut self, path: &Path, depth: usize) -> io::Result<()> {
-        if depth > 40 || self.excluded(path) {
+        let path = normalise(path);
+        if depth > 40 || self.excluded(&path) {
             return Ok(());
         }
-        let path = normalise(path);
         // Symbolic links along the way are reproduced, and their targets followed.
         let mut prefix = PathBuf::from("/");
         let components: Vec<_> = path.components().skip(1).collect();
@@ -135,7 +135,8 @@ impl Closure {
                 }
             }
         } else if meta.is_file() {
-            let mode = meta.permissions().mode() & 0o777;
+            // Set-id bits are kept here only so that `place_file` knows to copy without them.
+            let mode = meta.permissions().mode() & 0o7777;
             self.entries.insert(path.clone(), Entry::File { mode });
             self.stamps.push((
                 path.clone(),

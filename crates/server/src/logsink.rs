@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Sender, channel};
 
+use lamina_runtime_api::logs::EVENT_OVERHEAD;
 use lamina_runtime_api::{LogRecord, LogSink};
 use lamina_store::{NewLogEvent, Store};
 
@@ -30,7 +31,10 @@ impl StoreLogs {
             if let Err(e) = store.append_logs(events, max_bytes_per_function) {
                 tracing::warn!(error = %e, lines = events.len(), "writing function logs failed");
             }
-            let bytes: u64 = events.iter().map(|e| e.message.len() as u64).sum();
+            let bytes: u64 = events
+                .iter()
+                .map(|e| (e.message.len() + EVENT_OVERHEAD) as u64)
+                .sum();
             written.fetch_sub(bytes, Ordering::Relaxed);
         });
         Arc::new(Self {
@@ -43,7 +47,7 @@ impl StoreLogs {
 
 impl LogSink for StoreLogs {
     fn emit(&self, r: LogRecord) {
-        let bytes = r.message.len() as u64;
+        let bytes = (r.message.len() + EVENT_OVERHEAD) as u64;
         if self.queued.fetch_add(bytes, Ordering::Relaxed) + bytes > QUEUE_BYTES {
             self.queued.fetch_sub(bytes, Ordering::Relaxed);
             let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;

@@ -105,15 +105,19 @@ fn truncated(raw: &str) -> String {
     format!("{}...", &raw[..end])
 }
 
+/// The most links one resolution may follow, as the kernel's `MAXSYMLINKS`.
+const MAX_LINKS_FOLLOWED: usize = 40;
+
 /// Resolves `target`, read in directory `dir` (components), through the package's symlinks, as
-/// the kernel would. `None` if the walk leaves the package at any point, or loops.
+/// the kernel would. `None` if the walk leaves the package at any point, or follows more than
+/// [`MAX_LINKS_FOLLOWED`] links in all (a loop, or a chain built to take exponential time).
 fn resolve(
     links: &HashMap<Vec<String>, String>,
     dir: &[String],
     target: &str,
-    depth: usize,
+    budget: &mut usize,
 ) -> Option<Vec<String>> {
-    if depth > 40 || target.is_empty() || target.starts_with('/') || target.contains('\0') {
+    if target.is_empty() || target.starts_with('/') || target.contains('\0') {
         return None;
     }
     let mut cur: Vec<String> = dir.to_vec();
@@ -126,8 +130,9 @@ fn resolve(
             c => {
                 cur.push(c.to_owned());
                 if let Some(next) = links.get(&cur) {
+                    *budget = budget.checked_sub(1)?;
                     let parent = &cur[..cur.len() - 1];
-                    cur = resolve(links, parent, next, depth + 1)?;
+                    cur = resolve(links, parent, next, budget)?;
                 }
             }
         }
@@ -214,7 +219,8 @@ pub fn extract(zip: &[u8], dest: &Path, limits: ExtractLimits) -> Result<Extract
     }
     // Every link must stay inside, followed through every other link.
     for (parts, target) in &links {
-        if resolve(&links, &parts[..parts.len() - 1], target, 0).is_none() {
+        let mut budget = MAX_LINKS_FOLLOWED;
+        if resolve(&links, &parts[..parts.len() - 1], target, &mut budget).is_none() {
             return Err(ArchiveError::SymlinkEscapes {
                 name: parts.join("/"),
                 target: target.clone(),
@@ -518,6 +524,26 @@ mod tests {
             matches!(r, Err(ArchiveError::SymlinkEscapes { .. })),
             "{r:?}"
         );
+    }
+
+    #[test]
+    fn a_chain_built_to_take_exponential_time_is_refused_at_once() {
+        // l1 -> l0/l0/.../l0 (l0 -> .), l2 -> l1/l1/..., l3, l4: without a shared budget,
+        // resolving l4 walks about 1000^4 links.
+        let opts = SimpleFileOptions::default();
+        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        w.add_symlink("l0", ".", opts).unwrap();
+        for i in 1..5 {
+            let target = vec![format!("l{}", i - 1); 1000].join("/");
+            w.add_symlink(format!("l{i}"), target, opts).unwrap();
+        }
+        let started = std::time::Instant::now();
+        let (_d, r) = run(&w.finish().unwrap().into_inner());
+        assert!(
+            matches!(r, Err(ArchiveError::SymlinkEscapes { .. })),
+            "{r:?}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
     }
 
     #[test]

@@ -101,7 +101,7 @@ const MIGRATIONS: &[&str] = &[
         policy TEXT NOT NULL DEFAULT '[]',
         PRIMARY KEY (account, region, name, version)
     );",
-    // 7: bytes of log stored per function, for size-bounded retention.
+    // 7: bytes of log stored per function, for size-bounded retention (100: `logs::ROW_OVERHEAD`).
     "CREATE TABLE log_sizes (
         account TEXT NOT NULL,
         region TEXT NOT NULL,
@@ -109,7 +109,7 @@ const MIGRATIONS: &[&str] = &[
         bytes INTEGER NOT NULL,
         PRIMARY KEY (account, region, function)
     );
-    INSERT INTO log_sizes SELECT account, region, function, SUM(LENGTH(CAST(message AS BLOB)))
+    INSERT INTO log_sizes SELECT account, region, function, SUM(LENGTH(CAST(message AS BLOB)) + 100)
         FROM log_events GROUP BY account, region, function;",
 ];
 

@@ -40,8 +40,7 @@ pub use versions::AliasRecord;
 pub struct Store {
     conn: Mutex<Connection>,
     code: CodeDir,
-    /// Held shared by uploads from code write to row commit, and by pinning; exclusively by
-    /// garbage collection.
+    /// Held shared by uploads from code write to row commit, exclusively by garbage collection.
     gc: RwLock<()>,
     /// Packages (hex SHA-256) in use by execution environments, with their pin counts.
     pins: Arc<Mutex<HashMap<String, usize>>>,
@@ -132,25 +131,21 @@ impl Store {
             stmt.query_map([], |r| r.get::<_, String>(0))?
                 .collect::<Result<_, _>>()?
         };
-        keep.extend(
-            self.pins
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .keys()
-                .cloned(),
-        );
+        // Pins are read and the code removed under the pins' lock: a pin is either seen here, or
+        // made after the removal (and then finds its code gone).
+        let pins = self.pins.lock().unwrap_or_else(|e| e.into_inner());
+        keep.extend(pins.keys().cloned());
         Ok(self.code.retain(&keep)?)
     }
 
     /// Pins packages (hex SHA-256) against collection for as long as the pin lives. `None` if
     /// one of them is no longer on disk (its function changed or went away and it was collected).
+    /// Blocking: it may wait for a collection in progress.
     pub fn pin(&self, packages: &[String]) -> Option<CodePin> {
-        // Ordered against whole collections: a pin is either seen by one, or made after it.
-        let _shared = self.gc.read().unwrap_or_else(|e| e.into_inner());
+        let mut pins = self.pins.lock().unwrap_or_else(|e| e.into_inner());
         if !packages.iter().all(|p| self.code.tree_path(p).is_dir()) {
             return None;
         }
-        let mut pins = self.pins.lock().unwrap_or_else(|e| e.into_inner());
         for p in packages {
             *pins.entry(p.clone()).or_default() += 1;
         }

@@ -7,6 +7,10 @@ use rusqlite::params;
 
 use crate::{FunctionKey, Store, StoreError};
 
+/// What a stored line costs beyond its text, for the size bound: its row, stream name and index
+/// entries.
+const ROW_OVERHEAD: i64 = 100;
+
 /// A log line to store.
 #[derive(Debug, Clone)]
 pub struct NewLogEvent {
@@ -48,7 +52,7 @@ impl Store {
                 ])?;
                 *added
                     .entry((&e.account, &e.region, &e.function))
-                    .or_default() += e.message.len() as i64;
+                    .or_default() += e.message.len() as i64 + ROW_OVERHEAD;
             }
         }
         for ((account, region, function), bytes) in added {
@@ -64,10 +68,10 @@ impl Store {
                 // The oldest lines, a thousand at a time, until enough bytes are gone.
                 let oldest: Vec<(i64, i64)> = {
                     let mut stmt = tx.prepare_cached(
-                        "SELECT id, LENGTH(CAST(message AS BLOB)) FROM log_events
+                        "SELECT id, LENGTH(CAST(message AS BLOB)) + ?4 FROM log_events
                          WHERE account = ?1 AND region = ?2 AND function = ?3 ORDER BY id LIMIT 1000",
                     )?;
-                    stmt.query_map(params![account, region, function], |r| {
+                    stmt.query_map(params![account, region, function, ROW_OVERHEAD], |r| {
                         Ok((r.get(0)?, r.get(1)?))
                     })?
                     .collect::<Result<_, _>>()?
@@ -151,10 +155,12 @@ impl Store {
             params![before_ms],
         )?;
         if n > 0 {
-            tx.execute_batch(
-                "DELETE FROM log_sizes;
-                 INSERT INTO log_sizes SELECT account, region, function, SUM(LENGTH(CAST(message AS BLOB)))
-                    FROM log_events GROUP BY account, region, function;",
+            tx.execute("DELETE FROM log_sizes", [])?;
+            tx.execute(
+                "INSERT INTO log_sizes SELECT account, region, function,
+                    SUM(LENGTH(CAST(message AS BLOB)) + ?1)
+                 FROM log_events GROUP BY account, region, function",
+                params![ROW_OVERHEAD],
             )?;
         }
         tx.commit()?;

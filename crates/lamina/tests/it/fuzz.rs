@@ -145,10 +145,7 @@ async fn check(
         .get("x-amzn-errortype")
         .map(|v| v.to_str().unwrap_or_default().to_owned());
     let text = resp.text().await.unwrap_or_default();
-    prop_assert!(
-        status < 500,
-        "{method} {path} answered {status}: {text}"
-    );
+    prop_assert!(status < 500, "{method} {path} answered {status}: {text}");
     if status >= 400 {
         prop_assert!(
             error_type.is_some(),
@@ -212,7 +209,10 @@ fn every_decoder_answers_garbage_with_a_client_error() {
                 &endpoint,
                 "GET",
                 "/2015-03-31/functions",
-                &[("authorization", auth), ("x-amz-date", "20261129T000000Z".into())],
+                &[
+                    ("authorization", auth),
+                    ("x-amz-date", "20261129T000000Z".into()),
+                ],
                 vec![],
             ))
         })

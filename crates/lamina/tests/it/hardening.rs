@@ -300,6 +300,14 @@ async fn a_flooding_function_cannot_push_out_other_functions_lines() {
         flooded.iter().any(|l| l.contains("log output dropped")),
         "the drop is reported in the log"
     );
+
+    // Empty lines cost their event overhead: a flood of them is cut too.
+    let (written, err) = call(&c, "quiet", json!({"action": "empty_lines", "s": 2})).await;
+    assert_eq!(err, None);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stored = log_lines(&server.endpoint(), "quiet").await.len() - quiet.len();
+    // At most (burst + 2 s of rate) / 64 bytes per event, plus the platform lines.
+    assert!(stored < 70_000, "{stored} of {written} empty lines stored");
 }
 
 /// `a/up -> ..` alone stays inside; `r1 -> a/up/..` then walks out one level per link.
@@ -514,9 +522,7 @@ async fn sandboxes_die_with_their_server() {
     let mut server = server_with(dir.path(), "");
     let c = sdk_client(&server.endpoint(), "test", "test", "us-east-1");
     deploy_hostile(&c, "orphan", 128, 300).await;
-    let (b, _) = call(&c, "orphan", json!({"action": "uid"})).await;
-    let uid = b["uid"].as_u64().unwrap();
-    assert_ne!(uid, 0);
+    // One environment busy with a long invocation...
     let sleeping = {
         let c = c.clone();
         tokio::spawn(async move {
@@ -529,20 +535,51 @@ async fn sandboxes_die_with_their_server() {
         })
     };
     tokio::time::sleep(Duration::from_millis(800)).await;
-    assert!(!processes_of_uid(uid).is_empty(), "the function is running");
+    // ...and one idle, and so frozen after 50 ms.
+    let (b, _) = call(&c, "orphan", json!({"action": "uid"})).await;
+    let idle_uid = b["uid"].as_u64().unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let busy_uid = processes_of_uid_other_than(idle_uid);
+    assert!(
+        !processes_of_uid(idle_uid).is_empty(),
+        "the idle function lives"
+    );
+    assert!(busy_uid.is_some(), "the busy function is running");
     server.kill9();
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !processes_of_uid(uid).is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the function outlived its server: {:?}",
-            processes_of_uid(uid)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    for uid in [idle_uid, busy_uid.unwrap()] {
+        while !processes_of_uid(uid).is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "a function (uid {uid}) outlived its server: {:?}",
+                processes_of_uid(uid)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
     sleeping.abort();
     // A restart removes what a crash leaves (empty cgroups).
     drop(server_with(dir.path(), ""));
+}
+
+/// The uid of a running process, other than `uid`, in the same server's range as `uid`.
+fn processes_of_uid_other_than(uid: u64) -> Option<u64> {
+    use lamina_sandbox::uids::{BASE, RANGE};
+    let base = uid - (uid - BASE as u64) % RANGE as u64;
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("status")).ok())
+        .filter_map(|status| {
+            status.lines().find_map(|l| {
+                l.strip_prefix("Uid:")?
+                    .split_whitespace()
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+        })
+        .find(|u| (base..base + RANGE as u64).contains(u) && *u != uid)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

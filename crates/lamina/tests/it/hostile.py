@@ -164,6 +164,17 @@ def flood(event):
     return n
 
 
+def empty_lines(event):
+    block = "\n" * 4096
+    deadline = time.monotonic() + event["s"]
+    n = 0
+    while time.monotonic() < deadline:
+        sys.stdout.write(block)
+        n += 4096
+    sys.stdout.flush()
+    return n
+
+
 def numbered(event):
     for i in range(event["n"]):
         print(f"{event['tag']} line {i}")
@@ -222,6 +233,8 @@ def handler(event, context):
         return bad_utf8(event)
     if action == "flood":
         return flood(event)
+    if action == "empty_lines":
+        return empty_lines(event)
     if action == "numbered":
         return numbered(event)
     if action == "fork_bomb":
