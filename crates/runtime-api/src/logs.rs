@@ -327,11 +327,14 @@ impl Budget {
     }
 }
 
+/// A function's bucket and its count of dropped bytes.
+type FunctionBudget = (Arc<Mutex<Bucket>>, Arc<std::sync::atomic::AtomicU64>);
+
 /// The log budgets of every function and account.
 pub struct Budgets {
     rate: u64,
     burst: u64,
-    functions: Mutex<HashMap<String, (Arc<Mutex<Bucket>>, Arc<std::sync::atomic::AtomicU64>)>>,
+    functions: Mutex<HashMap<String, FunctionBudget>>,
     accounts: Mutex<HashMap<String, Arc<Mutex<Bucket>>>>,
 }
 
