@@ -25,6 +25,7 @@ impl ApiError {
             ErrorKind::InvalidParameterValue
             | ErrorKind::Validation
             | ErrorKind::CodeStorageExceeded
+            | ErrorKind::PolicyLengthExceeded
             | ErrorKind::InvalidRequestContent
             | ErrorKind::Serialization => StatusCode::BAD_REQUEST,
             ErrorKind::AccessDenied

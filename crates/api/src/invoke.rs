@@ -1,5 +1,7 @@
-//! Invoke: `POST /2015-03-31/functions/{name}/invocations`, synchronously (`RequestResponse`)
-//! or as a permission check (`DryRun`).
+//! Invoke: `POST /2015-03-31/functions/{name}/invocations`, synchronously (`RequestResponse`),
+//! as a permission check (`DryRun`), or asynchronously (`Event`: queued, see [`crate::queue`]);
+//! and the legacy `InvokeAsync`. [`run`] is the one path from a function to an outcome, for
+//! synchronous callers and asynchronous attempts alike.
 
 use std::sync::Arc;
 
@@ -9,12 +11,12 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use lamina_model::{ErrorKind, LambdaError, Qualifier, State as FnState};
-use lamina_runtime_api::{Failure, FunctionRuntime, Invocation};
+use lamina_runtime_api::{Failure, FunctionRuntime, Invocation, Invoked};
 
 use lamina_store::{FunctionKey, FunctionRecord};
 
 use crate::query::Query;
-use crate::{ApiError, ApiResult, AppState, Caller, arn, blocking, function_not_found, resolve};
+use crate::{ApiError, ApiResult, AppState, Caller, arn, blocking, function_not_found};
 
 /// The largest synchronous request payload (6 MiB).
 pub const MAX_SYNC_PAYLOAD: usize = 6_291_456;
@@ -24,6 +26,11 @@ const MAX_CLIENT_CONTEXT: usize = 3583;
 fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
+
+/// The largest asynchronous event (`InvocationType: Event`).
+pub const MAX_EVENT_PAYLOAD: usize = 1_048_576;
+/// The largest event of the legacy `InvokeAsync`.
+pub const MAX_INVOKE_ASYNC_PAYLOAD: usize = 262_144;
 
 /// `POST /2015-03-31/functions/{name}/invocations`.
 pub async fn invoke(
@@ -35,16 +42,12 @@ pub async fn invoke(
     body: Bytes,
 ) -> ApiResult<Response> {
     let q = Query::parse(raw.as_deref());
-    let (key, qualifier) = resolve(&caller, &name, q.get("Qualifier"), "InvokeFunction")?;
+    let (key, qualifier) =
+        crate::resolve_invoke(&state, &caller, &name, q.get("Qualifier"), "InvokeFunction").await?;
     let invocation_type = header(&headers, "x-amz-invocation-type").unwrap_or("RequestResponse");
-    match invocation_type {
-        "RequestResponse" | "DryRun" => {}
-        "Event" => {
-            return Err(LambdaError::invalid_parameter(
-                "Asynchronous invocation (InvocationType Event) is not supported by this server yet; use RequestResponse.",
-            )
-            .into());
-        }
+    let limit = match invocation_type {
+        "RequestResponse" | "DryRun" => MAX_SYNC_PAYLOAD,
+        "Event" => MAX_EVENT_PAYLOAD,
         other => {
             return Err(LambdaError::validation(
                 other,
@@ -53,7 +56,7 @@ pub async fn invoke(
             )
             .into());
         }
-    }
+    };
     let tail = match header(&headers, "x-amz-log-type").unwrap_or("None") {
         "None" => false,
         "Tail" => true,
@@ -66,20 +69,10 @@ pub async fn invoke(
             .into());
         }
     };
-    if body.len() > MAX_SYNC_PAYLOAD {
-        return Err(LambdaError::too_large(format!(
-            "Request must be smaller than {MAX_SYNC_PAYLOAD} bytes for the InvokeFunction operation"
-        ))
-        .into());
-    }
-    if !body.iter().all(u8::is_ascii_whitespace)
-        && let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&body)
-    {
-        return Err(LambdaError::new(
-            ErrorKind::InvalidRequestContent,
-            format!("Could not parse request body into json: {e}"),
-        )
-        .into());
+    check_payload(&body, limit, "InvokeFunction")?;
+    if invocation_type == "Event" {
+        // The client context is not passed on asynchronous invocations, as on Lambda.
+        return enqueue(&state, key, qualifier, body).await;
     }
     let client_context = match header(&headers, "x-amz-client-context") {
         None => None,
@@ -103,82 +96,51 @@ pub async fn invoke(
             Some(decoded)
         }
     };
+    if invocation_type == "DryRun" {
+        active(
+            record(&state, &key, qualifier.as_ref(), false)
+                .await?
+                .as_ref(),
+        )?;
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
     let request_id = uuid::Uuid::new_v4().to_string();
-    let started = std::time::Instant::now();
-    // An invoke sees the function as it was read, or a clean 404: if its code went away between
-    // reading and starting an environment (a concurrent update or delete), it reads again once.
-    let mut fresh = false;
-    let (rec, function, result) = loop {
-        let rec = record(&state, &key, qualifier.as_ref(), fresh).await?;
-        if rec.state != FnState::Active {
-            return Err(LambdaError::conflict(format!(
-                "The operation cannot be performed at this time. The function is currently in the following state: {}",
-                rec.state.as_str()
-            ))
-            .into());
-        }
-        if invocation_type == "DryRun" {
-            return Ok(StatusCode::NO_CONTENT.into_response());
-        }
-        let function = runtime_of(&state, &key, &rec).await?;
-        let invocation = Invocation {
+    let ran = run(
+        &state,
+        &key,
+        qualifier.as_ref(),
+        Call {
             request_id: request_id.clone(),
-            payload: body.clone(),
-            invoked_arn: arn(&key, qualifier.as_ref()),
-            version: rec.version.clone(),
-            client_context: client_context.clone(),
-        };
-        match state.executor.invoke(&function, invocation).await {
-            Err(Failure::Gone) if !fresh => {
-                state
-                    .hot
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&key);
-                fresh = true;
-            }
-            Err(Failure::Gone) => return Err(function_not_found(&key, qualifier.as_ref())),
-            result => break (rec, function, result),
-        }
-    };
-    let (outcome, log, timing) = match result {
-        Ok(done) => {
-            let timing = (done.duration_ms, done.init_ms, done.billed_ms);
-            let name = function.name.clone();
-            metrics::histogram!("lamina_invoke_duration_seconds", "function" => name.clone())
-                .record(done.duration_ms / 1000.0);
-            if let Some(init) = done.init_ms {
-                metrics::counter!("lamina_cold_starts_total", "function" => name.clone())
-                    .increment(1);
-                metrics::histogram!("lamina_init_duration_seconds", "function" => name)
-                    .record(init / 1000.0);
-            }
-            (done.outcome, done.tail, timing)
-        }
-        Err(Failure::Function(outcome)) => {
-            // Failed before an invocation could start (INIT): the time spent is billed as INIT.
-            let ms = started.elapsed().as_secs_f64() * 1000.0;
-            (outcome, String::new(), (0.0, Some(ms), ms.ceil() as u64))
-        }
+            usage_key: request_id.clone(),
+            payload: body,
+            client_context,
+            asynchronous: false,
+        },
+    )
+    .await?;
+    if let Some(u) = ran.usage {
+        state.usage.record(u);
+    }
+    let (outcome, log) = match ran.result {
+        Ok(done) => (done.outcome, done.tail),
+        Err(Failure::Function(outcome)) => (outcome, String::new()),
         Err(Failure::Unavailable(why)) => {
             return Err(
                 LambdaError::service(format!("This server cannot run functions: {why}")).into(),
             );
         }
         Err(Failure::Throttled(t)) => {
-            metrics::counter!("lamina_throttles_total", "function" => function.name.clone(), "reason" => t.reason()).increment(1);
             return Err(ApiError {
                 error: LambdaError::new(lamina_model::ErrorKind::TooManyRequests, "Rate Exceeded."),
                 reason: Some(t.reason()),
             });
         }
-        Err(Failure::Gone) => unreachable!("handled above"),
+        Err(Failure::Gone) => return Err(function_not_found(&key, qualifier.as_ref())),
         Err(Failure::Internal(why)) => {
             tracing::error!(function = %key.name, error = %why, "invocation failed inside the platform");
             return Err(LambdaError::service("An internal error occurred while running the function. The server log has the details.").into());
         }
     };
-    record_usage(&state, &function, &rec, &request_id, &outcome, timing);
     let mut resp = Response::new(Body::from(outcome.body));
     *resp.status_mut() = StatusCode::OK;
     let h = resp.headers_mut();
@@ -189,7 +151,7 @@ pub async fn invoke(
     );
     h.insert(
         "x-amz-executed-version",
-        HeaderValue::from_str(&rec.version).unwrap_or(HeaderValue::from_static("$LATEST")),
+        HeaderValue::from_str(&ran.rec.version).unwrap_or(HeaderValue::from_static("$LATEST")),
     );
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         h.insert("x-amzn-requestid", v);
@@ -208,9 +170,183 @@ pub async fn invoke(
     Ok(resp)
 }
 
+/// `POST /2014-11-13/functions/{name}/invoke-async`: the legacy asynchronous invoke.
+pub async fn invoke_async(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let (key, qualifier) =
+        crate::resolve_invoke(&state, &caller, &name, None, "InvokeAsync").await?;
+    check_payload(&body, MAX_INVOKE_ASYNC_PAYLOAD, "InvokeAsync")?;
+    let mut resp = enqueue(&state, key, qualifier, body).await?;
+    *resp.body_mut() = Body::from(r#"{"Status":202}"#);
+    resp.headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
+    Ok(resp)
+}
+
+/// The payload's size and JSON.
+fn check_payload(body: &Bytes, limit: usize, operation: &str) -> ApiResult<()> {
+    if body.len() > limit {
+        return Err(LambdaError::too_large(format!(
+            "Request must be smaller than {limit} bytes for the {operation} operation"
+        ))
+        .into());
+    }
+    if !body.iter().all(u8::is_ascii_whitespace)
+        && let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(body)
+    {
+        return Err(LambdaError::new(
+            ErrorKind::InvalidRequestContent,
+            format!("Could not parse request body into json: {e}"),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// Queues an event for a function that exists, and answers `202` once it is durable.
+async fn enqueue(
+    state: &Arc<AppState>,
+    key: FunctionKey,
+    qualifier: Option<Qualifier>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    // The function (and the alias or version) must exist now; aliases route per attempt.
+    record(state, &key, qualifier.as_ref(), false).await?;
+    let request_id = uuid::Uuid::new_v4().to_string();
+    state
+        .queue
+        .accept(lamina_store::NewEvent {
+            request_id: request_id.clone(),
+            function: key.clone(),
+            qualifier: qualifier.as_ref().map(ToString::to_string),
+            payload: body.to_vec(),
+            received_ms: lamina_model::now_millis(),
+        })
+        .await?;
+    let mut resp = StatusCode::ACCEPTED.into_response();
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert("x-amzn-requestid", v);
+    }
+    Ok(resp)
+}
+
+fn active(rec: &FunctionRecord) -> ApiResult<()> {
+    if rec.state != FnState::Active {
+        return Err(LambdaError::conflict(format!(
+            "The operation cannot be performed at this time. The function is currently in the following state: {}",
+            rec.state.as_str()
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// One run of a function, for a synchronous caller or an asynchronous attempt.
+pub(crate) struct Ran {
+    /// The version that ran.
+    pub rec: Arc<FunctionRecord>,
+    pub result: Result<Invoked, Failure>,
+    /// The usage to bill, if the function ran (or tried to): a synchronous caller hands it to
+    /// the usage sink; an asynchronous attempt stores it with the event's next state.
+    pub usage: Option<lamina_store::UsageRecord>,
+}
+
+/// One invocation to run.
+pub(crate) struct Call {
+    pub request_id: String,
+    /// The key of its usage record: an attempt run twice is billed once.
+    pub usage_key: String,
+    pub payload: Bytes,
+    pub client_context: Option<String>,
+    /// An attempt of an asynchronous event.
+    pub asynchronous: bool,
+}
+
+/// Runs an invocation of `key` (at `qualifier`), counting it in the metrics.
+pub(crate) async fn run(
+    state: &Arc<AppState>,
+    key: &FunctionKey,
+    qualifier: Option<&Qualifier>,
+    call: Call,
+) -> ApiResult<Ran> {
+    let Call {
+        request_id,
+        usage_key,
+        payload,
+        client_context,
+        asynchronous,
+    } = call;
+    let started = std::time::Instant::now();
+    // An invoke sees the function as it was read, or a clean 404: if its code went away between
+    // reading and starting an environment (a concurrent update or delete), it reads again once.
+    let mut fresh = false;
+    let (rec, function, result) = loop {
+        let rec = record(state, key, qualifier, fresh).await?;
+        active(&rec)?;
+        let function = runtime_of(state, key, &rec).await?;
+        let invocation = Invocation {
+            request_id: request_id.clone(),
+            payload: payload.clone(),
+            invoked_arn: arn(key, qualifier),
+            version: rec.version.clone(),
+            client_context: client_context.clone(),
+            asynchronous,
+        };
+        match state.executor.invoke(&function, invocation).await {
+            Err(Failure::Gone) if !fresh => {
+                state
+                    .hot
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(key);
+                fresh = true;
+            }
+            Err(Failure::Gone) => return Err(function_not_found(key, qualifier)),
+            result => break (rec, function, result),
+        }
+    };
+    let name = function.name.clone();
+    let mut usage = None;
+    match &result {
+        Ok(done) => {
+            metrics::histogram!("lamina_invoke_duration_seconds", "function" => name.clone())
+                .record(done.duration_ms / 1000.0);
+            if let Some(init) = done.init_ms {
+                metrics::counter!("lamina_cold_starts_total", "function" => name.clone())
+                    .increment(1);
+                metrics::histogram!("lamina_init_duration_seconds", "function" => name)
+                    .record(init / 1000.0);
+            }
+            let timing = (done.duration_ms, done.init_ms, done.billed_ms);
+            usage = Some(usage_of(&function, &rec, &usage_key, &done.outcome, timing));
+        }
+        Err(Failure::Function(outcome)) => {
+            // Failed before an invocation could start (INIT): the time spent is billed as INIT.
+            let ms = started.elapsed().as_secs_f64() * 1000.0;
+            usage = Some(usage_of(
+                &function,
+                &rec,
+                &usage_key,
+                outcome,
+                (0.0, Some(ms), ms.ceil() as u64),
+            ));
+        }
+        Err(Failure::Throttled(t)) => {
+            metrics::counter!("lamina_throttles_total", "function" => name, "reason" => t.reason())
+                .increment(1);
+        }
+        Err(_) => {}
+    }
+    Ok(Ran { rec, result, usage })
+}
+
 /// The record an invoke runs: `$LATEST` from the read-mostly cache (unless `fresh`), or the
 /// version the qualifier names (an alias picks one by weight).
-async fn record(
+pub(crate) async fn record(
     state: &Arc<AppState>,
     key: &FunctionKey,
     qualifier: Option<&Qualifier>,
@@ -300,15 +436,14 @@ async fn runtime_of(
     })
 }
 
-/// Writes the invocation's usage record and counts it in the metrics.
-fn record_usage(
-    state: &AppState,
+/// The invocation's usage record; counts it in the metrics.
+fn usage_of(
     f: &FunctionRuntime,
     rec: &lamina_store::FunctionRecord,
     request_id: &str,
     outcome: &lamina_runtime_api::Outcome,
     (duration_ms, init_ms, billed_ms): (f64, Option<f64>, u64),
-) {
+) -> lamina_store::UsageRecord {
     let error_type = outcome.error_type.clone().or_else(|| {
         serde_json::from_slice::<serde_json::Value>(&outcome.body)
             .ok()?
@@ -323,7 +458,12 @@ fn record_usage(
         (true, _) => "error",
     };
     let architecture = rec.spec.architecture.as_str();
-    state.usage.record(lamina_store::UsageRecord {
+    let gb_s = f.memory_mb as f64 / 1024.0 * billed_ms as f64 / 1000.0;
+    metrics::counter!("lamina_requests_total", "function" => f.name.clone(), "outcome" => result)
+        .increment(1);
+    // A float that only grows: exported as a gauge, read as a counter.
+    metrics::gauge!("lamina_billed_gb_seconds_total", "function" => f.name.clone()).increment(gb_s);
+    lamina_store::UsageRecord {
         request_id: request_id.to_owned(),
         account: f.account.clone(),
         region: f.region.clone(),
@@ -338,10 +478,5 @@ fn record_usage(
         billed_ms,
         outcome: result.to_owned(),
         ts_ms: lamina_model::now_millis(),
-    });
-    let gb_s = f.memory_mb as f64 / 1024.0 * billed_ms as f64 / 1000.0;
-    metrics::counter!("lamina_requests_total", "function" => f.name.clone(), "outcome" => result)
-        .increment(1);
-    // A float that only grows: exported as a gauge, read as a counter.
-    metrics::gauge!("lamina_billed_gb_seconds_total", "function" => f.name.clone()).increment(gb_s);
+    }
 }

@@ -12,12 +12,16 @@ pub mod auth;
 mod bill;
 mod code;
 mod concurrency;
+pub mod dispatch;
 mod error;
+mod event_config;
 mod functions;
 mod invoke;
 mod layers;
 mod logs;
+mod policy;
 pub mod query;
+pub mod queue;
 pub mod sigv4;
 mod tags;
 mod versions;
@@ -59,6 +63,8 @@ pub struct AppState {
     pub usage: Arc<dyn UsageSink>,
     /// Prices for bills.
     pub prices: lamina_billing::PriceSheet,
+    /// Asynchronous events: the queue's front door (its dispatcher runs beside).
+    pub queue: Arc<queue::EventQueue>,
     /// `$LATEST` records read by Invoke, so the hot path does not go to SQLite. Every write to a
     /// function goes through this process's handlers, which drop its entry.
     pub hot: std::sync::RwLock<
@@ -118,6 +124,33 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/2015-03-31/functions/{name}/invocations",
             post(invoke::invoke),
+        )
+        .route(
+            "/2014-11-13/functions/{name}/invoke-async",
+            post(invoke::invoke_async),
+        )
+        .route(
+            "/2014-11-13/functions/{name}/invoke-async/",
+            post(invoke::invoke_async),
+        )
+        .route(
+            "/2019-09-25/functions/{name}/event-invoke-config",
+            get(event_config::get)
+                .put(event_config::put)
+                .post(event_config::update)
+                .delete(event_config::delete),
+        )
+        .route(
+            "/2019-09-25/functions/{name}/event-invoke-config/list",
+            get(event_config::list),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/policy",
+            get(policy::get).post(policy::add),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/policy/{sid}",
+            axum::routing::delete(policy::remove),
         )
         .route("/_lamina/logs/{name}", get(logs::get))
         .route("/_lamina/bill", get(bill::get))
@@ -190,11 +223,12 @@ async fn unknown_operation() -> ApiError {
     .into()
 }
 
-/// Adds `x-amzn-RequestId` to every response.
+/// Adds `x-amzn-RequestId` to every response that has none (Invoke sets the invocation's own).
 async fn request_id(req: Request, next: Next) -> Response {
-    let id = uuid::Uuid::new_v4().to_string();
     let mut resp = next.run(req).await;
-    if let Ok(v) = HeaderValue::from_str(&id) {
+    if !resp.headers().contains_key("x-amzn-requestid")
+        && let Ok(v) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+    {
         resp.headers_mut().insert("x-amzn-RequestId", v);
     }
     resp
@@ -249,15 +283,62 @@ pub(crate) fn resolve(
     if let Some(account) = &r.account
         && *account != caller.account
     {
-        return Err(LambdaError::new(
-            ErrorKind::AccessDenied,
-            format!(
-                "User: arn:aws:iam::{}:root is not authorized to perform: lambda:{operation} on resource: {} because no resource-based policy allows the lambda:{operation} action",
-                caller.account,
-                lamina_model::function_arn(&caller.region, account, &key.name)
-            ),
-        )
-        .into());
+        return Err(not_authorized(caller, account, &key, operation));
+    }
+    Ok((key, r.qualifier))
+}
+
+fn not_authorized(
+    caller: &Caller,
+    account: &lamina_model::AccountId,
+    key: &FunctionKey,
+    operation: &str,
+) -> ApiError {
+    LambdaError::new(
+        ErrorKind::AccessDenied,
+        format!(
+            "User: arn:aws:iam::{}:root is not authorized to perform: lambda:{operation} on resource: {} because no resource-based policy allows the lambda:{operation} action",
+            caller.account,
+            lamina_model::function_arn(&caller.region, account, &key.name)
+        ),
+    )
+    .into()
+}
+
+/// Resolves the function an invoke names: the caller's own, or another account's whose
+/// resource-based policy lets the caller invoke it.
+pub(crate) async fn resolve_invoke(
+    state: &AppState,
+    caller: &Caller,
+    raw: &str,
+    qualifier: Option<&str>,
+    operation: &str,
+) -> ApiResult<(FunctionKey, Option<Qualifier>)> {
+    let r = FunctionRef::parse(raw)?.with_qualifier(qualifier)?;
+    let Some(account) = r.account.clone().filter(|a| *a != caller.account) else {
+        return resolve(caller, raw, qualifier, operation);
+    };
+    if r.region
+        .as_ref()
+        .is_some_and(|region| *region != caller.region)
+    {
+        return resolve(caller, raw, qualifier, operation);
+    }
+    let key = FunctionKey {
+        account: account.clone(),
+        region: caller.region.clone(),
+        name: r.name,
+    };
+    let allowed = policy::allows(
+        state,
+        &key,
+        r.qualifier.as_ref(),
+        "lambda:InvokeFunction",
+        policy::Principal::Account(caller.account.as_str()),
+    )
+    .await?;
+    if !allowed {
+        return Err(not_authorized(caller, &account, &key, operation));
     }
     Ok((key, r.qualifier))
 }

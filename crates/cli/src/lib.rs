@@ -41,7 +41,7 @@ pub enum Command {
         /// Function name or ARN.
         name: String,
     },
-    /// Invoke a function synchronously and print its response.
+    /// Invoke a function and print its response (or, with --async, queue the event).
     Invoke {
         /// Function name or ARN.
         name: String,
@@ -49,8 +49,11 @@ pub enum Command {
         #[arg(long)]
         payload: Option<String>,
         /// Print the invocation's log (its last 4 KB) to stderr.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "r#async")]
         log: bool,
+        /// Queue the event (InvocationType Event) and print its request id.
+        #[arg(long = "async")]
+        r#async: bool,
     },
     /// Print a function's recent log lines.
     Logs {
@@ -144,8 +147,18 @@ pub async fn run(command: Command, options: ClientOptions) -> anyhow::Result<()>
         Command::Deploy(args) => commands::deploy::run(&client, args, options.json).await,
         Command::Ls => commands::ls::run(&client, options.json).await,
         Command::Show { name } => commands::show::run(&client, &name, options.json).await,
-        Command::Invoke { name, payload, log } => {
-            commands::invoke::run(&client, &name, payload.as_deref(), log, options.json).await
+        Command::Invoke {
+            name,
+            payload,
+            log,
+            r#async,
+        } => {
+            let how = if r#async {
+                commands::invoke::How::Async
+            } else {
+                commands::invoke::How::Sync { log }
+            };
+            commands::invoke::run(&client, &name, payload.as_deref(), how, options.json).await
         }
         Command::Logs { name, follow } => {
             commands::logs::run(&client, &name, follow, options.json).await

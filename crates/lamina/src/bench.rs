@@ -1,5 +1,6 @@
 //! `lamina bench`: cold-start and warm-invoke latency (p50, p99) and warm throughput for a native
-//! bootstrap and a Python function, next to a bare loopback HTTP echo measured in the same run.
+//! bootstrap and a Python function, next to a bare loopback HTTP echo measured in the same run;
+//! asynchronous event acceptance and drain rates next to synchronous throughput.
 //!
 //! Everything runs in this process: a server on a temporary data directory and a port of its own,
 //! the echo baseline on another, and one HTTP client for both.
@@ -24,6 +25,10 @@ pub struct BenchArgs {
     /// measurements; 0 skips them.
     #[arg(long, default_value_t = 1000)]
     scale: usize,
+    /// Asynchronous events (of a native echo function) for the acceptance and drain
+    /// measurements; 0 skips them.
+    #[arg(long, default_value_t = 10_000)]
+    events: usize,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -133,7 +138,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     // Environments here use a few MB each, not their MemorySize: let the budget and the account
     // limit admit the scale-out run.
     let raw: lamina_server::FileConfig = toml::from_str(&format!(
-        "memory_budget_mb = 100000000\ntmp_budget_mb = 100000000\naccount_concurrency = {}\nscale_up_per_10s = {}",
+        "memory_budget_mb = 100000000\ntmp_budget_mb = 100000000\nasync_share = 1.0\nasync_queue_max_events = 1000000\naccount_concurrency = {}\nscale_up_per_10s = {}",
         args.scale.max(1000) + 100,
         args.scale.max(1000)
     ))?;
@@ -281,6 +286,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         throughput.push((c, (per * c) as f64 / t.elapsed().as_secs_f64(), echo_rate));
     }
 
+    let asynchronous = if args.events > 0 {
+        Some(async_events(&target, &native_zip, args.events, args.json).await?)
+    } else {
+        None
+    };
+
     // Scale-out from zero, then hold the environments idle to measure density.
     let mut scale = None;
     if args.scale > 0 {
@@ -340,7 +351,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         println!(
             "{}",
             serde_json::to_string_pretty(
-                &json!({ "loopback_echo": echo, "functions": out, "throughput": tp, "scale_out": scale })
+                &json!({ "loopback_echo": echo, "functions": out, "throughput": tp, "async": asynchronous, "scale_out": scale })
             )?
         );
         return Ok(());
@@ -380,6 +391,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             echo_rate
         );
     }
+    if let Some(a) = &asynchronous {
+        println!(
+            "async: {} events accepted at concurrency 8 at {:.0}/s; drained (run) at {:.0}/s by at most 8 at once",
+            a["events"],
+            a["accepted_per_s"].as_f64().unwrap_or(0.0),
+            a["drained_per_s"].as_f64().unwrap_or(0.0),
+        );
+    }
     if let Some(s) = &scale {
         println!(
             "scale-out: {} of {} invocations (1 s each) done in {:.2} s: all running after {:.2} s, {:.0} environments/s; {:.0} KiB of host memory per idle environment",
@@ -394,6 +413,104 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Asynchronous events of a native echo function whose reserved concurrency is 8 (the
+/// concurrency of the synchronous throughput figure it is compared with): how fast `202`s come
+/// back at concurrency 8, and how fast the queue drains.
+async fn async_events(
+    target: &Target,
+    zip: &[u8],
+    n: usize,
+    quiet: bool,
+) -> anyhow::Result<serde_json::Value> {
+    let name = "async-echo";
+    target
+        .create(name, "provided.al2023", "bootstrap", 128, zip)
+        .await?;
+    target
+        .http
+        .put(format!(
+            "{}/2017-10-31/functions/{name}/concurrency",
+            target.base
+        ))
+        .json(&json!({ "ReservedConcurrentExecutions": 8 }))
+        .send()
+        .await?
+        .error_for_status()?;
+    // Eight warm environments, as the synchronous figure has.
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let t = Target {
+            http: target.http.clone(),
+            base: target.base.clone(),
+        };
+        set.spawn(async move { t.invoke(name).await });
+    }
+    while let Some(r) = set.join_next().await {
+        r??;
+    }
+    let b = bar(n, "async: accept", quiet);
+    let started = Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let http = target.http.clone();
+        let url = format!("{}/2015-03-31/functions/{name}/invocations", target.base);
+        let b = b.clone();
+        set.spawn(async move {
+            for _ in 0..n / 8 {
+                let r = http
+                    .post(&url)
+                    .header("x-amz-invocation-type", "Event")
+                    .body(r#"{"bench":true}"#)
+                    .send()
+                    .await?;
+                if r.status() != 202 {
+                    anyhow::bail!("an event was refused: {}", r.text().await?);
+                }
+                b.inc(1);
+            }
+            Ok(())
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r??;
+    }
+    let accepted_s = started.elapsed().as_secs_f64();
+    b.finish_and_clear();
+    let sent = n / 8 * 8;
+    // Drained when the queue is empty again.
+    loop {
+        let text = target
+            .http
+            .get(format!("{}/metrics", target.base))
+            .send()
+            .await?
+            .text()
+            .await?;
+        let queued = text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("lamina_async_queue_events ")?
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
+            .unwrap_or(0.0);
+        if queued == 0.0 {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            bail!("the queue did not drain within 10 minutes ({queued} left)");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let drained_s = started.elapsed().as_secs_f64();
+    Ok(json!({
+        "events": sent,
+        "accepted_per_s": sent as f64 / accepted_s,
+        "drained_per_s": sent as f64 / drained_s,
+    }))
 }
 
 fn mem_available_kb() -> u64 {

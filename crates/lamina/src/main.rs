@@ -103,6 +103,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         init_exe: None,
     };
     let config = lamina_server::Config::load(args.config.as_deref(), overrides)?;
+    let shutdown = shutdown_signal()?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| {
@@ -113,22 +114,20 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         })?;
     // Scripts and tests read the bound address from this line.
     println!("listening on http://{}", listener.local_addr()?);
-    lamina_server::run(config, listener, shutdown_signal()).await
+    lamina_server::run(config, listener, shutdown).await
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops the server");
-            let _ = ctrl_c.await;
-            return;
+/// SIGINT or SIGTERM. The handlers are installed now, before the server starts: a signal that
+/// arrives while it is still starting is kept, and stops it cleanly once it has started.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term.recv() => {}
-    }
-    tracing::info!("shutting down");
+        tracing::info!("shutting down");
+    })
 }

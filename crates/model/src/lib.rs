@@ -23,4 +23,4 @@ pub use function::{
 pub use limits::Limits;
 pub use names::{FunctionName, FunctionRef, Qualifier, function_arn};
 pub use runtime::Runtime;
-pub use timestamp::{format_timestamp, now_millis};
+pub use timestamp::{format_timestamp, iso8601_millis, now_millis};

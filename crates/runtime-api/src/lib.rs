@@ -70,6 +70,8 @@ pub struct Invocation {
     pub version: String,
     /// Decoded `X-Amz-Client-Context` JSON.
     pub client_context: Option<String>,
+    /// An attempt of an asynchronous event (it may use only its share of the concurrency).
+    pub asynchronous: bool,
 }
 
 /// What the caller gets.
@@ -161,6 +163,8 @@ pub struct ExecutorConfig {
     pub log_burst_bytes: u64,
     /// Where servers on this host record which uid range each one holds.
     pub uid_lock_dir: PathBuf,
+    /// The part of the concurrency asynchronous attempts may hold (0 < share ≤ 1).
+    pub async_share: f64,
 }
 
 pub(crate) struct Inner {
@@ -308,6 +312,7 @@ impl Executor {
                         tmp_budget_mb: config.tmp_budget_mb,
                         freeze_after: FREEZE_AFTER,
                         scale_up: config.scale_up,
+                        async_share: config.async_share,
                         scale_window: std::time::Duration::from_secs(10),
                     },
                     kernel.clone(),
@@ -381,6 +386,7 @@ impl Executor {
             version: f.version.clone(),
             memory_mb: f.memory_mb,
             tmp_mb: f.tmp_mb,
+            asynchronous: inv.asynchronous,
         };
         let sched = &self.inner.scheduler;
         let (grant, reserved) = sched
@@ -441,6 +447,14 @@ impl Executor {
     /// destroyed when their invocation ends, since their revision is no longer current.
     pub async fn retire(&self, function_arn: &str) {
         self.inner.scheduler.retire(function_arn);
+    }
+
+    /// How many more asynchronous attempts of a function may start now.
+    pub async fn async_room(&self, account: &str, region: &str, function_arn: &str) -> u32 {
+        self.inner
+            .scheduler
+            .async_room(account, region, function_arn)
+            .await
     }
 
     /// Environment counts and per-function concurrency, for metrics.

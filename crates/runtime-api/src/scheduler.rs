@@ -20,8 +20,13 @@ use crate::env::{Environment, Gate};
 /// Why an invocation was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Throttle {
-    /// The function's reserved concurrency is in use (or is 0).
+    /// The function's reserved concurrency is in use.
     Reserved,
+    /// The function's reserved concurrency is 0: it takes no invocations at all.
+    Stopped,
+    /// Asynchronous work already holds its share of the concurrency (never shown to a caller:
+    /// the event waits in the queue).
+    AsyncShare,
     /// The account's unreserved concurrency is in use.
     Account,
     /// Starting another environment would exceed the host's memory budget.
@@ -36,8 +41,10 @@ impl Throttle {
     /// The `Reason` Lambda puts in a TooManyRequestsException.
     pub fn reason(self) -> &'static str {
         match self {
-            Throttle::Reserved => "ReservedFunctionConcurrentInvocationLimitExceeded",
-            Throttle::Account | Throttle::Memory | Throttle::Disk => {
+            Throttle::Reserved | Throttle::Stopped => {
+                "ReservedFunctionConcurrentInvocationLimitExceeded"
+            }
+            Throttle::Account | Throttle::Memory | Throttle::Disk | Throttle::AsyncShare => {
                 "ConcurrentInvocationLimitExceeded"
             }
             Throttle::ScaleRate => "FunctionInvocationRateLimitExceeded",
@@ -70,6 +77,8 @@ pub struct Slot {
     pub memory_mb: u32,
     /// EphemeralStorage, MB.
     pub tmp_mb: u32,
+    /// An attempt of an asynchronous event: it may use only its share of the concurrency.
+    pub asynchronous: bool,
 }
 
 /// Limits and timings.
@@ -82,6 +91,9 @@ pub struct Settings {
     pub freeze_after: Duration,
     /// New environments a function may add per `scale_window` (Lambda: 1000 per 10 s).
     pub scale_up: u32,
+    /// The part of a function's (or an account's unreserved) concurrency asynchronous attempts
+    /// may hold, so that they never starve synchronous callers.
+    pub async_share: f64,
     pub scale_window: Duration,
 }
 
@@ -114,6 +126,12 @@ enum Command {
     Stats {
         reply: oneshot::Sender<Stats>,
     },
+    AsyncRoom {
+        account: String,
+        region: String,
+        function_arn: String,
+        reply: oneshot::Sender<u32>,
+    },
 }
 
 /// A snapshot for metrics.
@@ -131,6 +149,8 @@ pub struct Stats {
 struct Function {
     reserved: Option<u32>,
     in_flight: u32,
+    /// Of which asynchronous attempts.
+    in_flight_async: u32,
     idle: Vec<Environment>,
     /// Scale-up tokens left, refilled continuously (not banked beyond the rate). A cold start
     /// takes one whether its INIT succeeds or not.
@@ -144,6 +164,8 @@ struct Function {
 struct Account {
     reserved_total: u64,
     unreserved_in_flight: u32,
+    /// Of which asynchronous attempts.
+    unreserved_in_flight_async: u32,
 }
 
 struct State {
@@ -278,6 +300,19 @@ impl Scheduler {
         rx.await.unwrap_or_default()
     }
 
+    /// How many more asynchronous attempts of a function may start now (at least 1 for a
+    /// function whose reserved concurrency is 0, so that its events meet the refusal).
+    pub async fn async_room(&self, account: &str, region: &str, function_arn: &str) -> u32 {
+        let (reply, rx) = oneshot::channel();
+        let _ = self.tx.send(Command::AsyncRoom {
+            account: account.into(),
+            region: region.into(),
+            function_arn: function_arn.into(),
+            reply,
+        });
+        rx.await.unwrap_or(0)
+    }
+
     pub async fn stats(&self) -> Stats {
         let (reply, rx) = oneshot::channel();
         let _ = self.tx.send(Command::Stats { reply });
@@ -349,6 +384,14 @@ impl State {
                 }
                 let _ = reply.send(all);
             }
+            Command::AsyncRoom {
+                account,
+                region,
+                function_arn,
+                reply,
+            } => {
+                let _ = reply.send(self.async_room(&account, &region, &function_arn));
+            }
             Command::Stats { reply } => {
                 let _ = reply.send(Stats {
                     environments: self.live,
@@ -372,18 +415,27 @@ impl State {
             .accounts
             .entry((slot.account.clone(), slot.region.clone()))
             .or_default();
+        let share = |of: u64| ((of as f64 * self.settings.async_share) as u64).max(1);
         let reserved = match f.reserved {
+            Some(0) => return Err(Throttle::Stopped),
             Some(r) => {
                 if f.in_flight >= r {
                     return Err(Throttle::Reserved);
                 }
+                if slot.asynchronous && f.in_flight_async as u64 >= share(r as u64) {
+                    return Err(Throttle::AsyncShare);
+                }
                 true
             }
             None => {
-                if account.unreserved_in_flight as u64
-                    >= limit.saturating_sub(account.reserved_total)
-                {
+                let unreserved = limit.saturating_sub(account.reserved_total);
+                if account.unreserved_in_flight as u64 >= unreserved {
                     return Err(Throttle::Account);
+                }
+                if slot.asynchronous
+                    && account.unreserved_in_flight_async as u64 >= share(unreserved)
+                {
+                    return Err(Throttle::AsyncShare);
                 }
                 false
             }
@@ -446,13 +498,45 @@ impl State {
             .get_mut(&slot.function_arn)
             .expect("inserted above");
         f.in_flight += 1;
+        f.in_flight_async += slot.asynchronous as u32;
         if !reserved {
-            self.accounts
+            let a = self
+                .accounts
                 .get_mut(&(slot.account.clone(), slot.region.clone()))
-                .expect("inserted above")
-                .unreserved_in_flight += 1;
+                .expect("inserted above");
+            a.unreserved_in_flight += 1;
+            a.unreserved_in_flight_async += slot.asynchronous as u32;
         }
         Ok((grant, reserved))
+    }
+
+    fn async_room(&self, account: &str, region: &str, function_arn: &str) -> u32 {
+        let share = |of: u64| ((of as f64 * self.settings.async_share) as u64).max(1);
+        let f = self.functions.get(function_arn);
+        let (in_flight, in_flight_async) = f.map_or((0, 0), |f| (f.in_flight, f.in_flight_async));
+        match f.and_then(|f| f.reserved) {
+            Some(0) => 1,
+            Some(r) => {
+                let by_share = share(r as u64).saturating_sub(in_flight_async as u64);
+                let by_limit = (r as u64).saturating_sub(in_flight as u64);
+                by_share.min(by_limit) as u32
+            }
+            None => {
+                let a = self.accounts.get(&(account.to_owned(), region.to_owned()));
+                let (reserved_total, used, used_async) = a.map_or((0, 0, 0), |a| {
+                    (
+                        a.reserved_total,
+                        a.unreserved_in_flight,
+                        a.unreserved_in_flight_async,
+                    )
+                });
+                let unreserved =
+                    (self.settings.account_concurrency as u64).saturating_sub(reserved_total);
+                let by_share = share(unreserved).saturating_sub(used_async as u64);
+                let by_limit = unreserved.saturating_sub(used as u64);
+                by_share.min(by_limit) as u32
+            }
+        }
     }
 
     /// Evicts idle environments, least recently used first, until `mb` more memory and `tmp_mb`
@@ -492,6 +576,7 @@ impl State {
     fn release(&mut self, slot: Slot, reserved: bool, env: Option<Environment>) {
         if let Some(f) = self.functions.get_mut(&slot.function_arn) {
             f.in_flight = f.in_flight.saturating_sub(1);
+            f.in_flight_async = f.in_flight_async.saturating_sub(slot.asynchronous as u32);
         }
         if !reserved
             && let Some(a) = self
@@ -499,6 +584,9 @@ impl State {
                 .get_mut(&(slot.account.clone(), slot.region.clone()))
         {
             a.unreserved_in_flight = a.unreserved_in_flight.saturating_sub(1);
+            a.unreserved_in_flight_async = a
+                .unreserved_in_flight_async
+                .saturating_sub(slot.asynchronous as u32);
         }
         match env {
             Some(env) if env.revision_id == slot.revision_id => {

@@ -46,6 +46,10 @@ pub struct Config {
     pub log_burst_bytes: u64,
     /// Log bytes kept per function; the oldest lines go first.
     pub log_max_bytes_per_function: u64,
+    /// Asynchronous invocation.
+    pub async_settings: lamina_api::queue::AsyncSettings,
+    /// The part of the concurrency asynchronous attempts may hold.
+    pub async_share: f64,
 }
 
 /// One access key in the configuration file.
@@ -84,6 +88,12 @@ pub struct FileConfig {
     pub log_rate_bytes_per_s: Option<u64>,
     pub log_burst_bytes: Option<u64>,
     pub log_max_mb_per_function: Option<u64>,
+    pub async_queue_max_events: Option<u64>,
+    pub async_queue_max_mb: Option<u64>,
+    /// Delays before the 2nd, 3rd... attempt of a failed asynchronous event, seconds.
+    pub async_retry_delays_s: Option<Vec<f64>>,
+    pub async_max_backoff_s: Option<f64>,
+    pub async_share: Option<f64>,
     /// A price sheet (TOML) replacing AWS's prices.
     pub price_sheet: Option<PathBuf>,
     pub auth: AuthSection,
@@ -213,6 +223,24 @@ impl Config {
             log_rate_bytes_per_s: raw.log_rate_bytes_per_s.unwrap_or(1 << 20),
             log_burst_bytes: raw.log_burst_bytes.unwrap_or(8 << 20),
             log_max_bytes_per_function: raw.log_max_mb_per_function.unwrap_or(256) << 20,
+            async_settings: lamina_api::queue::AsyncSettings {
+                max_events: raw.async_queue_max_events.unwrap_or(100_000),
+                max_bytes: raw.async_queue_max_mb.unwrap_or(1024) << 20,
+                retry_delays: seconds(
+                    "async_retry_delays_s",
+                    &raw.async_retry_delays_s
+                        .unwrap_or_else(|| vec![60.0, 120.0]),
+                )?,
+                max_backoff: seconds(
+                    "async_max_backoff_s",
+                    &[raw.async_max_backoff_s.unwrap_or(300.0)],
+                )?[0],
+                max_in_flight: raw.account_concurrency.unwrap_or(1000) as usize,
+            },
+            async_share: match raw.async_share.unwrap_or(0.5) {
+                s if s > 0.0 && s <= 1.0 => s,
+                _ => return Err(invalid("async_share", "must be above 0 and at most 1")),
+            },
             prices: match &raw.price_sheet {
                 None => lamina_billing::PriceSheet::default(),
                 Some(path) => {
@@ -232,6 +260,19 @@ impl Config {
             init_exe: o.init_exe,
         })
     }
+}
+
+/// Durations in seconds, each positive and finite.
+fn seconds(setting: &'static str, values: &[f64]) -> Result<Vec<std::time::Duration>, ConfigError> {
+    values
+        .iter()
+        .map(|s| {
+            std::time::Duration::try_from_secs_f64(*s)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| invalid(setting, format!("{s} is not a positive number of seconds")))
+        })
+        .collect()
 }
 
 /// 80 % of the host's memory, MB.

@@ -47,6 +47,7 @@ pub async fn run(
             log_rate_bytes_per_s: config.log_rate_bytes_per_s,
             log_burst_bytes: config.log_burst_bytes,
             uid_lock_dir: "/run/lamina/uid-ranges".into(),
+            async_share: config.async_share,
             work_dir: store.data_dir().join("run"),
             init_exe,
         };
@@ -85,7 +86,10 @@ pub async fn run(
     let mut url_key = [0u8; 32];
     url_key[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
     url_key[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    let queue = lamina_api::queue::EventQueue::start(store.clone(), config.async_settings.clone())
+        .context("cannot open the asynchronous event queue")?;
     let state = Arc::new(AppState {
+        queue,
         store,
         limits: config.limits.clone(),
         auth: config.auth.clone(),
@@ -98,16 +102,39 @@ pub async fn run(
         prices: config.prices.clone(),
         executor: executor.clone(),
     });
+    lamina_api::dispatch::start(state.clone());
     let addr = listener.local_addr()?;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), verify_signatures = config.auth.verify, "lamina is serving the Lambda API");
     let metrics = prometheus();
     let ex = executor.clone();
+    let st = state.clone();
+    // Functions whose queue depth was reported, so that an emptied queue reads 0.
+    let reported = Arc::new(std::sync::Mutex::new(
+        std::collections::HashSet::<String>::new(),
+    ));
     let app = lamina_api::router(state).route(
         "/metrics",
         axum::routing::get(move || {
             let m = metrics.clone();
             let ex = ex.clone();
+            let st = st.clone();
+            let reported = reported.clone();
             async move {
+                ::metrics::gauge!("lamina_async_queue_events").set(st.queue.depth() as f64);
+                let depths = lamina_api::queue::depths(&st).await;
+                {
+                    let mut reported = reported.lock().unwrap_or_else(|e| e.into_inner());
+                    for gone in reported.iter().filter(|f| !depths.iter().any(|(d, _)| d == *f)) {
+                        ::metrics::gauge!("lamina_async_queue_depth", "function" => gone.clone())
+                            .set(0.0);
+                    }
+                    reported.clear();
+                    for (function, n) in depths {
+                        ::metrics::gauge!("lamina_async_queue_depth", "function" => function.clone())
+                            .set(n as f64);
+                        reported.insert(function);
+                    }
+                }
                 let stats = ex.stats().await;
                 ::metrics::gauge!("lamina_environments").set(stats.environments as f64);
                 ::metrics::gauge!("lamina_environments_idle").set(stats.idle as f64);

@@ -111,6 +111,38 @@ const MIGRATIONS: &[&str] = &[
     );
     INSERT INTO log_sizes SELECT account, region, function, SUM(LENGTH(CAST(message AS BLOB)) + 100)
         FROM log_events GROUP BY account, region, function;",
+    // 8: asynchronous invocation (the event queue and event invoke configurations), and
+    // resource-based policies. All go with their function.
+    "CREATE TABLE async_events (
+        id INTEGER PRIMARY KEY,
+        request_id TEXT NOT NULL UNIQUE,
+        function_id INTEGER NOT NULL REFERENCES functions(id) ON DELETE CASCADE,
+        qualifier TEXT,
+        payload BLOB NOT NULL,
+        received_ms INTEGER NOT NULL,
+        due_ms INTEGER NOT NULL,
+        leased INTEGER NOT NULL DEFAULT 0,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        backoff_ms INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX async_events_due ON async_events(function_id, due_ms);
+    CREATE TABLE event_invoke_configs (
+        function_id INTEGER NOT NULL REFERENCES functions(id) ON DELETE CASCADE,
+        qualifier TEXT NOT NULL,
+        max_retries INTEGER,
+        max_age_s INTEGER,
+        on_success TEXT,
+        on_failure TEXT,
+        last_modified_ms INTEGER NOT NULL,
+        PRIMARY KEY (function_id, qualifier)
+    );
+    CREATE TABLE function_policies (
+        function_id INTEGER NOT NULL REFERENCES functions(id) ON DELETE CASCADE,
+        qualifier TEXT NOT NULL,
+        statements TEXT NOT NULL,
+        revision_id TEXT NOT NULL,
+        PRIMARY KEY (function_id, qualifier)
+    );",
 ];
 
 /// Opens the database at `path`, in WAL mode with full durability, and migrates it.

@@ -19,6 +19,18 @@ pub struct FunctionKey {
     pub name: FunctionName,
 }
 
+impl FunctionKey {
+    /// A key from stored names (which were validated when they were written).
+    pub fn parse(account: &str, region: &str, name: &str) -> Result<Self, StoreError> {
+        let corrupt = |e: LambdaError| StoreError::Corrupt(e.message);
+        Ok(Self {
+            account: AccountId::parse(account).map_err(corrupt)?,
+            region: Region::parse(region).map_err(corrupt)?,
+            name: FunctionName::parse(name).map_err(corrupt)?,
+        })
+    }
+}
+
 /// A function version as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FunctionRecord {
@@ -427,7 +439,7 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use lamina_model::Runtime;
     use std::io::{Cursor, Write};
@@ -458,6 +470,23 @@ mod tests {
         s.runtime = Some(Runtime::parse("python3.12").unwrap());
         s.handler = Some("app.handler".into());
         s
+    }
+
+    /// A function with a one-file Python package, for other modules' tests.
+    pub(crate) fn create_plain(store: &Store, key: &FunctionKey) -> FunctionRecord {
+        let zip = zip_of(b"def handler(e, c): return 1\n");
+        store
+            .create_function(
+                NewFunction {
+                    key: key.clone(),
+                    spec: spec(),
+                    zip: &zip,
+                    tags: BTreeMap::new(),
+                },
+                LIMITS,
+                u64::MAX,
+            )
+            .unwrap()
     }
 
     fn create(store: &Store, name: &str, data: &[u8]) -> FunctionRecord {

@@ -15,9 +15,11 @@ pub mod code;
 mod concurrency;
 mod db;
 mod error;
+mod events;
 mod functions;
 mod layers;
 mod logs;
+mod policies;
 mod usage;
 mod versions;
 
@@ -30,9 +32,11 @@ use rusqlite::Connection;
 pub use archive::{ArchiveError, ExtractLimits};
 pub use code::{CodeDir, CodeError, StoredCode};
 pub use error::StoreError;
+pub use events::{EventInvokeConfig, NewEvent, QueueSize, QueuedEvent, Settle};
 pub use functions::{FunctionKey, FunctionRecord, NewFunction};
 pub use layers::{LayerVersion, NewLayerVersion};
 pub use logs::{LogEvent, NewLogEvent};
+pub use policies::StoredPolicy;
 pub use usage::{FunctionUsage, UsageRecord};
 pub use versions::AliasRecord;
 

@@ -42,36 +42,40 @@ pub struct FunctionUsage {
     pub storage_mb_ms: u128,
 }
 
+/// Inserts one record in a transaction (ignored if its key is already stored).
+pub(crate) fn insert(tx: &rusqlite::Transaction<'_>, r: &UsageRecord) -> Result<usize, StoreError> {
+    Ok(tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO usage_records (request_id, account, region, function, version,
+                architecture, memory_mb, ephemeral_mb, init_ms, duration_ms, billed_duration_ms, billed_ms, outcome, ts_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        )?
+        .execute(params![
+            r.request_id,
+            r.account,
+            r.region,
+            r.function,
+            r.version,
+            r.architecture,
+            r.memory_mb,
+            r.ephemeral_mb,
+            r.init_ms,
+            r.duration_ms,
+            r.billed_duration_ms as i64,
+            r.billed_ms as i64,
+            r.outcome,
+            r.ts_ms
+        ])?)
+}
+
 impl Store {
     /// Inserts usage records; a record whose request id is already stored is ignored.
     pub fn record_usage(&self, records: &[UsageRecord]) -> Result<usize, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let mut inserted = 0;
-        {
-            let mut stmt = tx.prepare_cached(
-                "INSERT OR IGNORE INTO usage_records (request_id, account, region, function, version,
-                    architecture, memory_mb, ephemeral_mb, init_ms, duration_ms, billed_duration_ms, billed_ms, outcome, ts_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-            )?;
-            for r in records {
-                inserted += stmt.execute(params![
-                    r.request_id,
-                    r.account,
-                    r.region,
-                    r.function,
-                    r.version,
-                    r.architecture,
-                    r.memory_mb,
-                    r.ephemeral_mb,
-                    r.init_ms,
-                    r.duration_ms,
-                    r.billed_duration_ms as i64,
-                    r.billed_ms as i64,
-                    r.outcome,
-                    r.ts_ms
-                ])?;
-            }
+        for r in records {
+            inserted += insert(&tx, r)?;
         }
         tx.commit()?;
         Ok(inserted)

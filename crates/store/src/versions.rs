@@ -189,6 +189,7 @@ impl Store {
             "DELETE FROM function_versions WHERE function_id = ?1 AND version = ?2",
             params![id, v],
         )?;
+        forget_qualifier(&tx, id, &v)?;
         tx.commit()?;
         Ok(n > 0)
     }
@@ -276,9 +277,21 @@ impl Store {
             "DELETE FROM aliases WHERE function_id = ?1 AND name = ?2",
             params![id, name],
         )?;
+        forget_qualifier(&tx, id, name)?;
         tx.commit()?;
         Ok(())
     }
+}
+
+/// A version or alias that goes takes its event invoke configuration and policy with it.
+fn forget_qualifier(tx: &Transaction<'_>, id: i64, qualifier: &str) -> Result<(), StoreError> {
+    for table in ["event_invoke_configs", "function_policies"] {
+        tx.execute(
+            &format!("DELETE FROM {table} WHERE function_id = ?1 AND qualifier = ?2"),
+            params![id, qualifier],
+        )?;
+    }
+    Ok(())
 }
 
 fn routing_json(a: &AliasRecord) -> Result<String, StoreError> {

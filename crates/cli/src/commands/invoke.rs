@@ -1,4 +1,5 @@
-//! `lamina invoke NAME [--payload JSON|@file] [--log]`: a synchronous invocation.
+//! `lamina invoke NAME [--payload JSON|@file] [--log | --async]`: a synchronous invocation, or
+//! an event queued for an asynchronous one.
 
 use anyhow::{Context, bail};
 use base64::Engine;
@@ -7,11 +8,20 @@ use reqwest::Method;
 use crate::Client;
 use crate::client::label;
 
+/// How to invoke.
+#[derive(Debug, Clone, Copy)]
+pub enum How {
+    /// Wait for the response; `log`: print the invocation's log too.
+    Sync { log: bool },
+    /// Queue the event and return.
+    Async,
+}
+
 pub async fn run(
     client: &Client,
     name: &str,
     payload: Option<&str>,
-    log: bool,
+    how: How,
     json: bool,
 ) -> anyhow::Result<()> {
     let body = match payload {
@@ -23,7 +33,11 @@ pub async fn run(
             None => p.as_bytes().to_vec(),
         },
     };
-    let mut headers = vec![("x-amz-invocation-type", "RequestResponse".to_string())];
+    let (kind, log) = match how {
+        How::Sync { log } => ("RequestResponse", log),
+        How::Async => ("Event", false),
+    };
+    let mut headers = vec![("x-amz-invocation-type", kind.to_string())];
     if log {
         headers.push(("x-amz-log-type", "Tail".to_string()));
     }
@@ -36,6 +50,22 @@ pub async fn run(
             &headers,
         )
         .await?;
+    if matches!(how, How::Async) {
+        let id = reply
+            .headers
+            .get("x-amzn-requestid")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({ "StatusCode": reply.status.as_u16(), "RequestId": id })
+            );
+        } else {
+            println!("queued: request {id}");
+        }
+        return Ok(());
+    }
     let error = reply
         .headers
         .get("x-amz-function-error")

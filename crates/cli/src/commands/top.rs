@@ -1,5 +1,6 @@
 //! `lamina top`: a live view of functions: concurrency, invocation and throttle rates, cold
-//! starts, and invoke latency p50/p99, read from the server's `/metrics` every interval.
+//! starts, queued asynchronous events, and invoke latency p50/p99, read from the server's
+//! `/metrics` every interval.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -17,6 +18,7 @@ struct Row {
     errors: f64,
     throttles: f64,
     cold_starts: f64,
+    queued: f64,
     p50_ms: Option<f64>,
     p99_ms: Option<f64>,
 }
@@ -64,6 +66,7 @@ fn collect(text: &str) -> BTreeMap<String, Row> {
             }
             "lamina_throttles_total" => row.throttles += value,
             "lamina_cold_starts_total" => row.cold_starts += value,
+            "lamina_async_queue_depth" => row.queued += value,
             "lamina_invoke_duration_seconds" => match labels.get("quantile") {
                 Some(&"0.5") => row.p50_ms = Some(value * 1000.0),
                 Some(&"0.99") => row.p99_ms = Some(value * 1000.0),
@@ -107,6 +110,7 @@ pub async fn run(client: &Client, interval_s: f64, once: bool, json: bool) -> an
                         format!("{:.1}", rate(name, |r| r.errors, r)),
                         format!("{:.1}", rate(name, |r| r.throttles, r)),
                         format!("{:.0}", r.cold_starts),
+                        format!("{:.0}", r.queued),
                         fmt_ms(r.p50_ms),
                         fmt_ms(r.p99_ms),
                     ]
@@ -120,6 +124,7 @@ pub async fn run(client: &Client, interval_s: f64, once: bool, json: bool) -> an
                     "ERRORS/S",
                     "THROTTLES/S",
                     "COLD STARTS",
+                    "QUEUED",
                     "P50 MS",
                     "P99 MS",
                 ],
@@ -140,10 +145,11 @@ mod tests {
 
     #[test]
     fn reads_prometheus_text() {
-        let text = "# TYPE x counter\nlamina_requests_total{function=\"f\",outcome=\"success\"} 3\nlamina_requests_total{function=\"f\",outcome=\"error\"} 1\nlamina_invoke_duration_seconds{function=\"f\",quantile=\"0.5\"} 0.002\nlamina_concurrent_executions{function=\"arn:aws:lambda:us-east-1:000000000000:function:f\"} 2\n";
+        let text = "# TYPE x counter\nlamina_requests_total{function=\"f\",outcome=\"success\"} 3\nlamina_requests_total{function=\"f\",outcome=\"error\"} 1\nlamina_invoke_duration_seconds{function=\"f\",quantile=\"0.5\"} 0.002\nlamina_concurrent_executions{function=\"arn:aws:lambda:us-east-1:000000000000:function:f\"} 2\nlamina_async_queue_depth{function=\"f\"} 7\n";
         let rows = collect(text);
         let f = &rows["f"];
         assert_eq!((f.invocations, f.errors, f.concurrency), (4.0, 1.0, 2.0));
         assert_eq!(f.p50_ms, Some(2.0));
+        assert_eq!(f.queued, 7.0);
     }
 }

@@ -345,3 +345,208 @@ fn aws_cli_create_wait_get_list_update_tag_delete() {
         gone.2
     );
 }
+
+#[test]
+fn aws_cli_async_invokes_event_configs_and_policies() {
+    let aws = aws_cli();
+    let data = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(data.path(), &[]);
+    let ep = server.endpoint();
+    let work = tempfile::tempdir().unwrap();
+    let zip = work.path().join("f.zip");
+    std::fs::write(&zip, python_zip("async")).unwrap();
+    let fileb = format!("fileb://{}", zip.display());
+    let python = host_python();
+    json(run(
+        &aws,
+        &ep,
+        &[
+            "lambda",
+            "create-function",
+            "--function-name",
+            "f",
+            "--runtime",
+            &python,
+            "--handler",
+            "app.handler",
+            "--role",
+            ROLE,
+            "--zip-file",
+            &fileb,
+        ],
+    ));
+    // An Event invoke: 202 and no payload.
+    let out = work.path().join("out.json");
+    let v = json(run(
+        &aws,
+        &ep,
+        &[
+            "lambda",
+            "invoke",
+            "--function-name",
+            "f",
+            "--invocation-type",
+            "Event",
+            "--payload",
+            "{}",
+            out.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(v["StatusCode"], 202, "{v}");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "");
+
+    let v = json(run(
+        &aws,
+        &ep,
+        &[
+            "lambda",
+            "put-function-event-invoke-config",
+            "--function-name",
+            "f",
+            "--maximum-retry-attempts",
+            "1",
+            "--maximum-event-age-in-seconds",
+            "300",
+        ],
+    ));
+    assert_eq!(v["MaximumRetryAttempts"], 1);
+    assert_eq!(v["MaximumEventAgeInSeconds"], 300);
+    assert_eq!(
+        v["DestinationConfig"],
+        serde_json::json!({"OnSuccess": {}, "OnFailure": {}})
+    );
+    assert!(
+        v["LastModified"].is_number() || v["LastModified"].is_string(),
+        "{v}"
+    );
+
+    // Resource policies, with the exact statements Lambda builds.
+    let v = json(run(
+        &aws,
+        &ep,
+        &[
+            "lambda",
+            "add-permission",
+            "--function-name",
+            "f",
+            "--statement-id",
+            "sns",
+            "--action",
+            "lambda:InvokeFunction",
+            "--principal",
+            "sns.amazonaws.com",
+            "--source-arn",
+            "arn:aws:sns:us-east-1:000000000000:topic",
+        ],
+    ));
+    let statement: serde_json::Value =
+        serde_json::from_str(v["Statement"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        statement,
+        serde_json::json!({
+            "Sid": "sns",
+            "Effect": "Allow",
+            "Principal": {"Service": "sns.amazonaws.com"},
+            "Action": "lambda:InvokeFunction",
+            "Resource": "arn:aws:lambda:us-east-1:000000000000:function:f",
+            "Condition": {"ArnLike": {"AWS:SourceArn": "arn:aws:sns:us-east-1:000000000000:topic"}},
+        })
+    );
+    json(run(
+        &aws,
+        &ep,
+        &[
+            "lambda",
+            "add-permission",
+            "--function-name",
+            "f",
+            "--statement-id",
+            "acct",
+            "--action",
+            "lambda:InvokeFunction",
+            "--principal",
+            "111111111111",
+        ],
+    ));
+    let (ok, _, err) = run(
+        &aws,
+        &ep,
+        &[
+            "lambda",
+            "add-permission",
+            "--function-name",
+            "f",
+            "--statement-id",
+            "acct",
+            "--action",
+            "lambda:InvokeFunction",
+            "--principal",
+            "111111111111",
+        ],
+    );
+    assert!(!ok && err.contains("ResourceConflictException"), "{err}");
+    let v = json(run(
+        &aws,
+        &ep,
+        &["lambda", "get-policy", "--function-name", "f"],
+    ));
+    let policy: serde_json::Value = serde_json::from_str(v["Policy"].as_str().unwrap()).unwrap();
+    assert_eq!(policy["Version"], "2012-10-17");
+    assert_eq!(policy["Id"], "default");
+    assert_eq!(policy["Statement"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        policy["Statement"][1]["Principal"],
+        serde_json::json!({"AWS": "arn:aws:iam::111111111111:root"})
+    );
+    assert!(v["RevisionId"].is_string());
+    json(run(
+        &aws,
+        &ep,
+        &[
+            "lambda",
+            "remove-permission",
+            "--function-name",
+            "f",
+            "--statement-id",
+            "sns",
+        ],
+    ));
+    let (ok, _, err) = run(
+        &aws,
+        &ep,
+        &[
+            "lambda",
+            "remove-permission",
+            "--function-name",
+            "f",
+            "--statement-id",
+            "sns",
+        ],
+    );
+    assert!(
+        !ok && err.contains("Statement sns is not found in resource policy."),
+        "{err}"
+    );
+    let (ok, _, err) = run(
+        &aws,
+        &ep,
+        &[
+            "lambda",
+            "add-permission",
+            "--function-name",
+            "f",
+            "--statement-id",
+            "x",
+            "--action",
+            "lambda:InvokeFunction",
+            "--principal",
+            "*",
+            "--qualifier",
+            "$LATEST",
+        ],
+    );
+    assert!(
+        !ok && err.contains("We currently do not support adding policies for $LATEST."),
+        "{err}"
+    );
+}

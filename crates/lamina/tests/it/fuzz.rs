@@ -72,6 +72,28 @@ fn routes() -> Vec<(&'static str, &'static str, serde_json::Value)> {
             "/2017-03-31/tags/arn:aws:lambda:us-east-1:000000000000:function:fz",
             json!({"Tags": {"a": "b"}}),
         ),
+        (
+            "PUT",
+            "/2019-09-25/functions/fz/event-invoke-config",
+            json!({"MaximumRetryAttempts": 1, "MaximumEventAgeInSeconds": 60,
+                   "DestinationConfig": {"OnFailure": {"Destination": "arn:aws:lambda:us-east-1:000000000000:function:g"}}}),
+        ),
+        (
+            "POST",
+            "/2019-09-25/functions/fz/event-invoke-config",
+            json!({"MaximumRetryAttempts": 0}),
+        ),
+        (
+            "POST",
+            "/2015-03-31/functions/fz/policy",
+            json!({"StatementId": "s", "Action": "lambda:InvokeFunction", "Principal": "sns.amazonaws.com",
+                   "SourceArn": "arn:aws:sns:us-east-1:000000000000:t", "SourceAccount": "000000000000"}),
+        ),
+        (
+            "POST",
+            "/2014-11-13/functions/fz/invoke-async",
+            json!({"legacy": true}),
+        ),
     ]
 }
 
@@ -191,6 +213,8 @@ fn every_decoder_answers_garbage_with_a_client_error() {
                 for path in [
                     "/2015-03-31/functions",
                     "/2015-03-31/functions/fz/versions",
+                    "/2019-09-25/functions/fz/event-invoke-config/list",
+                    "/2015-03-31/functions/fz/policy",
                     "/2018-10-31/layers",
                     "/_lamina/logs/fz",
                     "/_lamina/bill",

@@ -366,3 +366,28 @@ pub fn env_cgroups(parent: &str) -> Vec<PathBuf> {
     }
     out
 }
+
+/// Every log line of a function, oldest first.
+pub async fn log_lines(endpoint: &str, function: &str) -> Vec<String> {
+    let http = reqwest::Client::new();
+    let mut out = Vec::new();
+    let mut after = 0i64;
+    loop {
+        let v: serde_json::Value = http
+            .get(format!("{endpoint}/_lamina/logs/{function}?after={after}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let events = v["events"].as_array().unwrap();
+        if events.is_empty() {
+            return out;
+        }
+        for e in events {
+            out.push(e["message"].as_str().unwrap().to_owned());
+        }
+        after = v["next"].as_i64().unwrap();
+    }
+}

@@ -1,6 +1,7 @@
 //! Integration tests: a real server (in-process or as the `lamina` binary) driven by clients we
 //! did not write: the official Rust SDK and the AWS CLI.
 
+mod async_invoke;
 mod awscli;
 mod billing;
 mod cli;

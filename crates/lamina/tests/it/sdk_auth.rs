@@ -156,3 +156,60 @@ async fn without_verification_any_key_works_and_known_keys_keep_their_account() 
         Some("arn:aws:lambda:us-east-1:111111111111:function:mine")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resource_policies_let_other_accounts_invoke() {
+    let app = spawn_app_with(AUTH).await;
+    let alice = sdk_client(&app.endpoint(), "AKIDALICE", "alice-secret", "us-east-1");
+    let bob = sdk_client(&app.endpoint(), "AKIDBOB", "bob-secret", "us-east-1");
+    let f = create(
+        &alice,
+        "shared",
+        zip_of(&[("app.py", b"def handler(e, c):\n    return 'alice'\n")]),
+    )
+    .await;
+    let arn = f.function_arn().unwrap().to_owned();
+    let python = host_python();
+    alice
+        .update_function_configuration()
+        .function_name("shared")
+        .runtime(aws_sdk_lambda::types::Runtime::from(python.as_str()))
+        .send()
+        .await
+        .unwrap();
+    // Without a statement, Bob may not invoke Alice's function.
+    assert_error(
+        bob.invoke().function_name(&arn).send().await,
+        "AccessDeniedException",
+        "lambda:InvokeFunction",
+    );
+    alice
+        .add_permission()
+        .function_name("shared")
+        .statement_id("bob")
+        .action("lambda:InvokeFunction")
+        .principal("222222222222")
+        .send()
+        .await
+        .unwrap();
+    let out = bob.invoke().function_name(&arn).send().await.unwrap();
+    assert_eq!(out.payload().unwrap().as_ref(), b"\"alice\"");
+    // The statement grants invoking, nothing else.
+    assert_error(
+        bob.get_function().function_name(&arn).send().await,
+        "AccessDeniedException",
+        "not authorized",
+    );
+    alice
+        .remove_permission()
+        .function_name("shared")
+        .statement_id("bob")
+        .send()
+        .await
+        .unwrap();
+    assert_error(
+        bob.invoke().function_name(&arn).send().await,
+        "AccessDeniedException",
+        "lambda:InvokeFunction",
+    );
+}

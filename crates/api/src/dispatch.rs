@@ -1,0 +1,457 @@
+//! The dispatcher of asynchronous events: one task that knows which functions have events due,
+//! leases them in batches (a leased event is never due again while this process lives; after a
+//! crash, every lease is released at start), and starts an attempt for as many as the scheduler
+//! has room for: an asynchronous attempt may hold only its share of a function's concurrency,
+//! so synchronous callers are never starved.
+//!
+//! An attempt runs through [`crate::invoke::run`] with the event's request id. Then, as Lambda
+//! does: a function error (handler error, timeout, crash, out of memory, failed INIT) is retried
+//! up to `MaximumRetryAttempts` after the configured delays (1 and 2 minutes by default); a
+//! throttle or a platform error puts the event back with exponential back-off (1 s to 5 minutes)
+//! without counting an attempt; an event older than `MaximumEventAgeInSeconds` goes; reserved
+//! concurrency 0 sends it straight to its failure destination. Success and failure records go to
+//! the configured destination function, queued in the same transaction that removes the event,
+//! which also stores the attempt's usage record (keyed by request id and attempt number: an
+//! attempt that runs again after a crash is billed once). Each event is independent: a poison
+//! event only delays itself.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use lamina_model::{ErrorKind, FunctionRef, Qualifier, now_millis};
+use lamina_runtime_api::{Failure, Throttle};
+use lamina_store::{FunctionKey, NewEvent, QueuedEvent, Settle, UsageRecord};
+use serde_json::{Value, json};
+
+use crate::queue::{Settling, Signal};
+use crate::{AppState, arn};
+
+/// Events leased at once per function. Leased events wait in memory for room to run.
+const LEASE_BATCH: usize = 64;
+
+/// Starts the dispatcher; it runs until the server stops.
+pub fn start(state: Arc<AppState>) {
+    let Some(mut inbox) = state
+        .queue
+        .inbox
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+    else {
+        return;
+    };
+    tokio::spawn(async move {
+        let store = state.store.clone();
+        let queued = tokio::task::spawn_blocking(move || {
+            let released = store.release_leases()?;
+            Ok::<_, lamina_store::StoreError>((released, store.queued_functions()?))
+        })
+        .await;
+        let mut due: HashMap<FunctionKey, i64> = match queued {
+            Ok(Ok((released, functions))) => {
+                if released > 0 {
+                    tracing::info!(
+                        events = released,
+                        "resuming asynchronous attempts interrupted by a restart"
+                    );
+                }
+                functions.into_iter().collect()
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "reading the event queue failed");
+                HashMap::new()
+            }
+            Err(_) => return,
+        };
+        let max = state.queue.settings.max_in_flight.max(1);
+        let mut leased: HashMap<FunctionKey, VecDeque<(QueuedEvent, Arc<Rules>)>> = HashMap::new();
+        let mut in_flight = 0usize;
+        loop {
+            let now = now_millis();
+            let mut blocked = false;
+            let ready: Vec<FunctionKey> = due
+                .iter()
+                .filter(|(_, at)| **at <= now)
+                .map(|(k, _)| k.clone())
+                .chain(leased.keys().cloned())
+                .collect::<std::collections::HashSet<_>>()
+                .into_iter()
+                .collect();
+            for key in ready {
+                if in_flight >= max {
+                    blocked = true;
+                    break;
+                }
+                let room = state
+                    .executor
+                    .async_room(key.account.as_str(), key.region.as_str(), &arn(&key, None))
+                    .await as usize;
+                let mut room = room.min(max - in_flight);
+                if room == 0 {
+                    blocked = true;
+                    continue;
+                }
+                // Leased events first, then more from the store.
+                let buffer = leased.entry(key.clone()).or_default();
+                if buffer.len() < room && due.get(&key).is_some_and(|at| *at <= now) {
+                    let store = state.store.clone();
+                    let k = key.clone();
+                    let batch = LEASE_BATCH.max(room);
+                    match tokio::task::spawn_blocking(move || {
+                        let events = store.lease_due_events(&k, now, batch, i64::MAX / 2 - now)?;
+                        let next = store.next_event_due(&k)?;
+                        // The rules of each qualifier among them, read once per batch.
+                        let mut configs = HashMap::new();
+                        for e in &events {
+                            let q = e.qualifier.clone().unwrap_or_else(|| "$LATEST".into());
+                            if !configs.contains_key(&q) {
+                                let c = store.event_config(&k, &q).ok().flatten();
+                                configs.insert(q, Arc::new(Rules::from(c)));
+                            }
+                        }
+                        let events: Vec<(QueuedEvent, Arc<Rules>)> = events
+                            .into_iter()
+                            .map(|e| {
+                                let q = e.qualifier.as_deref().unwrap_or("$LATEST");
+                                let r = configs[q].clone();
+                                (e, r)
+                            })
+                            .collect();
+                        Ok::<_, lamina_store::StoreError>((events, next))
+                    })
+                    .await
+                    {
+                        Ok(Ok((events, next))) => {
+                            buffer.extend(events);
+                            match next {
+                                Some(at) if at < i64::MAX / 4 => due.insert(key.clone(), at),
+                                _ => due.remove(&key),
+                            };
+                        }
+                        Ok(Err(e)) => {
+                            tracing::error!(error = %e, "leasing asynchronous events failed");
+                            due.insert(key.clone(), now + 1000);
+                        }
+                        Err(_) => return,
+                    }
+                }
+                while room > 0
+                    && let Some((e, rules)) = buffer.pop_front()
+                {
+                    room -= 1;
+                    in_flight += 1;
+                    let state = state.clone();
+                    tokio::spawn(async move {
+                        attempt(&state, e, &rules).await;
+                        let _ = state.queue.signals.send(Signal::Done);
+                    });
+                }
+                if buffer.is_empty() {
+                    leased.remove(&key);
+                } else {
+                    blocked = true;
+                }
+            }
+            // Wait for an event to fall due, an attempt to end, or (when due events found no
+            // room, which synchronous work may free) a short while.
+            let next_due = due.values().min().copied();
+            let wait = match next_due {
+                Some(at) if at > now => Duration::from_millis((at - now) as u64),
+                Some(_) if !blocked => Duration::ZERO,
+                _ => Duration::from_secs(5),
+            };
+            let wait = if blocked {
+                wait.min(Duration::from_millis(200))
+            } else {
+                wait
+            };
+            let signal = tokio::select! {
+                s = inbox.recv() => s,
+                _ = tokio::time::sleep(wait) => continue,
+            };
+            let Some(signal) = signal else { return };
+            let mut take = |s: Signal| match s {
+                Signal::Due(key, at) => {
+                    let e = due.entry(key).or_insert(at);
+                    *e = (*e).min(at);
+                }
+                Signal::Done => in_flight -= 1,
+            };
+            take(signal);
+            while let Ok(s) = inbox.try_recv() {
+                take(s);
+            }
+        }
+    });
+}
+
+/// What an event's configuration says, with Lambda's defaults.
+struct Rules {
+    max_retries: u32,
+    max_age_ms: i64,
+    on_success: Option<String>,
+    on_failure: Option<String>,
+}
+
+/// Why an event ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Condition {
+    Success,
+    RetriesExhausted,
+    EventAgeExceeded,
+    ZeroReservedConcurrency,
+    /// The function (or the alias or version invoked) no longer exists: nothing to deliver.
+    FunctionGone,
+}
+
+impl Condition {
+    fn as_str(self) -> &'static str {
+        match self {
+            Condition::Success => "Success",
+            Condition::RetriesExhausted => "RetriesExhausted",
+            Condition::EventAgeExceeded => "EventAgeExceeded",
+            Condition::ZeroReservedConcurrency => "ZeroReservedConcurrency",
+            Condition::FunctionGone => "FunctionGone",
+        }
+    }
+}
+
+/// The last attempt's answer, for a destination record.
+struct Response {
+    executed_version: String,
+    function_error: bool,
+    body: Bytes,
+}
+
+impl From<Option<lamina_store::EventInvokeConfig>> for Rules {
+    /// An event's qualifier's configuration (`$LATEST`'s when unqualified), with Lambda's
+    /// defaults for what it leaves out.
+    fn from(config: Option<lamina_store::EventInvokeConfig>) -> Self {
+        Rules {
+            max_retries: config.as_ref().and_then(|c| c.max_retries).unwrap_or(2),
+            max_age_ms: config.as_ref().and_then(|c| c.max_age_s).unwrap_or(21_600) as i64 * 1000,
+            on_success: config.as_ref().and_then(|c| c.on_success.clone()),
+            on_failure: config.and_then(|c| c.on_failure),
+        }
+    }
+}
+
+/// Runs one attempt of an event and decides what becomes of it.
+async fn attempt(state: &Arc<AppState>, e: QueuedEvent, rules: &Rules) {
+    let now = now_millis();
+    metrics::histogram!("lamina_async_event_age_seconds", "function" => e.function.name.to_string())
+        .record((now - e.received_ms) as f64 / 1000.0);
+    if now - e.received_ms > rules.max_age_ms {
+        return finish(state, e, rules, Condition::EventAgeExceeded, None, None);
+    }
+    let qualifier = e
+        .qualifier
+        .as_deref()
+        .and_then(|q| Qualifier::parse(q).ok());
+    // Every attempt is billed once: its usage key is the request id, then `<id>:<n>`.
+    let usage_key = match e.attempts {
+        0 => e.request_id.clone(),
+        n => format!("{}:{}", e.request_id, n + 1),
+    };
+    let ran = crate::invoke::run(
+        state,
+        &e.function,
+        qualifier.as_ref(),
+        crate::invoke::Call {
+            request_id: e.request_id.clone(),
+            usage_key,
+            payload: Bytes::from(e.payload.clone()),
+            client_context: None,
+            asynchronous: true,
+        },
+    )
+    .await;
+    let ran = match ran {
+        Ok(ran) => ran,
+        Err(err) if err.error.kind == ErrorKind::ResourceNotFound => {
+            return finish(state, e, rules, Condition::FunctionGone, None, None);
+        }
+        // Not active yet, or a store failure: try again later.
+        Err(_) => return back_off(state, e, rules),
+    };
+    let usage = ran.usage;
+    let executed_version = ran.rec.version.clone();
+    let response = |outcome: lamina_runtime_api::Outcome| Response {
+        executed_version: executed_version.clone(),
+        function_error: outcome.function_error,
+        body: outcome.body,
+    };
+    match ran.result {
+        Ok(done) if !done.outcome.function_error => {
+            let last = Some(response(done.outcome));
+            finish(state, e, &rules, Condition::Success, last, usage)
+        }
+        Ok(done) => failed(state, e, &rules, response(done.outcome), usage),
+        Err(Failure::Function(outcome)) => failed(state, e, &rules, response(outcome), usage),
+        Err(Failure::Throttled(Throttle::Stopped)) => finish(
+            state,
+            e,
+            &rules,
+            Condition::ZeroReservedConcurrency,
+            None,
+            None,
+        ),
+        Err(_) => back_off(state, e, &rules),
+    }
+}
+
+/// A function error: retry after the configured delay, or give up.
+fn failed(
+    state: &AppState,
+    mut e: QueuedEvent,
+    rules: &Rules,
+    last: Response,
+    usage: Option<UsageRecord>,
+) {
+    e.attempts += 1;
+    if e.attempts > rules.max_retries {
+        return finish(
+            state,
+            e,
+            rules,
+            Condition::RetriesExhausted,
+            Some(last),
+            usage,
+        );
+    }
+    let delays = &state.queue.settings.retry_delays;
+    let delay = delays
+        .get(e.attempts as usize - 1)
+        .or(delays.last())
+        .map_or(60_000, |d| d.as_millis() as i64);
+    let due = now_millis() + delay;
+    if due - e.received_ms > rules.max_age_ms {
+        return finish(
+            state,
+            e,
+            rules,
+            Condition::EventAgeExceeded,
+            Some(last),
+            usage,
+        );
+    }
+    let backoff = e.backoff_ms;
+    requeue(state, e, due, backoff, usage);
+}
+
+/// A throttle or a platform error: back to the queue, later, without counting an attempt.
+fn back_off(state: &AppState, e: QueuedEvent, rules: &Rules) {
+    let max = state.queue.settings.max_backoff.as_millis() as i64;
+    let backoff = (e.backoff_ms * 2).clamp(1000, max.max(1000));
+    let due = now_millis() + backoff;
+    if due - e.received_ms > rules.max_age_ms {
+        return finish(state, e, rules, Condition::EventAgeExceeded, None, None);
+    }
+    requeue(state, e, due, backoff, None);
+}
+
+fn requeue(state: &AppState, e: QueuedEvent, due: i64, backoff: i64, usage: Option<UsageRecord>) {
+    state.queue.settle(Settling {
+        settle: Settle::Requeue {
+            id: e.id,
+            due_ms: due,
+            attempts: e.attempts,
+            backoff_ms: backoff,
+            usage,
+        },
+        function: e.function,
+        bytes: e.payload.len() as u64,
+        destination: None,
+    });
+}
+
+/// Ends an event: it leaves the queue, and the record for its destination enters it.
+fn finish(
+    state: &AppState,
+    e: QueuedEvent,
+    rules: &Rules,
+    condition: Condition,
+    last: Option<Response>,
+    usage: Option<UsageRecord>,
+) {
+    if condition != Condition::Success {
+        metrics::counter!("lamina_async_events_dropped_total", "function" => e.function.name.to_string(), "reason" => condition.as_str()).increment(1);
+    }
+    let destination = match condition {
+        Condition::Success => rules.on_success.as_deref(),
+        Condition::FunctionGone => None,
+        _ => rules.on_failure.as_deref(),
+    };
+    let then = destination.and_then(|d| destination_event(&e, d, condition, last.as_ref()));
+    if destination.is_some() && then.is_none() {
+        metrics::counter!("lamina_async_destination_delivery_failures_total", "function" => e.function.name.to_string()).increment(1);
+    }
+    state.queue.settle(Settling {
+        destination: then.as_ref().map(|t| t.function.clone()),
+        settle: Settle::Finish {
+            id: e.id,
+            then,
+            usage,
+        },
+        bytes: e.payload.len() as u64,
+        function: e.function,
+    });
+}
+
+/// The destination record (as Lambda writes it) for a destination function, as a new event.
+fn destination_event(
+    e: &QueuedEvent,
+    destination: &str,
+    condition: Condition,
+    last: Option<&Response>,
+) -> Option<NewEvent> {
+    let target = FunctionRef::parse(destination).ok()?;
+    let function = FunctionKey {
+        account: target
+            .account
+            .clone()
+            .unwrap_or_else(|| e.function.account.clone()),
+        region: target
+            .region
+            .clone()
+            .unwrap_or_else(|| e.function.region.clone()),
+        name: target.name.clone(),
+    };
+    let as_json = |b: &[u8]| {
+        serde_json::from_slice::<Value>(b)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(b).into_owned()))
+    };
+    let invoked = e
+        .qualifier
+        .as_deref()
+        .and_then(|q| Qualifier::parse(q).ok())
+        .unwrap_or(Qualifier::Latest);
+    let mut record = json!({
+        "version": "1.0",
+        "timestamp": lamina_model::iso8601_millis(now_millis()),
+        "requestContext": {
+            "requestId": e.request_id,
+            "functionArn": arn(&e.function, Some(&invoked)),
+            "condition": condition.as_str(),
+            "approximateInvokeCount": e.attempts + u32::from(condition == Condition::Success),
+        },
+        "requestPayload": as_json(&e.payload),
+    });
+    if let Some(r) = last {
+        let mut context = json!({ "statusCode": 200, "executedVersion": r.executed_version });
+        if r.function_error {
+            context["functionError"] = json!("Unhandled");
+        }
+        record["responseContext"] = context;
+        record["responsePayload"] = as_json(&r.body);
+    }
+    Some(NewEvent {
+        request_id: uuid::Uuid::new_v4().to_string(),
+        function,
+        qualifier: target.qualifier.map(|q| q.to_string()),
+        payload: record.to_string().into_bytes(),
+        received_ms: now_millis(),
+    })
+}

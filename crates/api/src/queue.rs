@@ -1,0 +1,264 @@
+//! Asynchronous invocation: the event queue's front door and its writer.
+//!
+//! [`EventQueue::accept`] answers once the event is durable in the store. Events that arrive
+//! together are committed together (one transaction, one fsync, for everything that came in
+//! while the previous batch was being written), so acceptance is not bound by one fsync per
+//! event. The queue is bounded in events and bytes; when full, `accept` refuses with
+//! `TooManyRequestsException` and nothing is lost.
+//!
+//! What becomes of events after their attempts (see [`crate::dispatch`]) is written the same
+//! way: [`EventQueue::settle`] hands a [`Settle`] to the writer, which commits everything that
+//! is waiting in one transaction, then tells the dispatcher when each function has events due.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use lamina_model::{ErrorKind, LambdaError, now_millis};
+use lamina_store::{FunctionKey, NewEvent, Settle, Store, StoreError};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{ApiResult, AppState, blocking};
+
+/// Asynchronous invocation settings.
+#[derive(Debug, Clone)]
+pub struct AsyncSettings {
+    /// Events the queue may hold.
+    pub max_events: u64,
+    /// Payload bytes the queue may hold.
+    pub max_bytes: u64,
+    /// Delay before the 2nd, 3rd... attempt after a function error.
+    pub retry_delays: Vec<Duration>,
+    /// The longest back-off after a throttle.
+    pub max_backoff: Duration,
+    /// Attempts the dispatcher runs at once, at most.
+    pub max_in_flight: usize,
+}
+
+/// Events committed in one transaction, at most.
+const BATCH: usize = 1000;
+
+/// What the dispatcher hears.
+#[derive(Debug)]
+pub(crate) enum Signal {
+    /// A function has an event due at this time (epoch ms).
+    Due(FunctionKey, i64),
+    /// An attempt has ended.
+    Done,
+}
+
+/// A settlement on its way to the store, with what to do once it is committed.
+pub(crate) struct Settling {
+    pub settle: Settle,
+    pub function: FunctionKey,
+    /// Payload bytes of the event (which leaves the queue if it is finished).
+    pub bytes: u64,
+    /// The destination function of `then`, if any.
+    pub destination: Option<FunctionKey>,
+}
+
+type Pending = (NewEvent, oneshot::Sender<ApiResult<()>>);
+
+/// The queue's front door; shared by the handlers and the dispatcher.
+pub struct EventQueue {
+    accepted: mpsc::Sender<Pending>,
+    settled: mpsc::UnboundedSender<Settling>,
+    pub(crate) signals: mpsc::UnboundedSender<Signal>,
+    /// Taken by the dispatcher when it starts.
+    pub(crate) inbox: std::sync::Mutex<Option<mpsc::UnboundedReceiver<Signal>>>,
+    events: AtomicU64,
+    bytes: AtomicU64,
+    pub(crate) settings: AsyncSettings,
+}
+
+impl EventQueue {
+    /// Starts the writers that commit accepted events and settlements in batches.
+    pub fn start(store: Arc<Store>, settings: AsyncSettings) -> Result<Arc<Self>, StoreError> {
+        let (size, _) = store.queue_sizes()?;
+        let (accepted, accepted_rx) = mpsc::channel::<Pending>(BATCH * 8);
+        let (settled, settled_rx) = mpsc::unbounded_channel::<Settling>();
+        let (signals, inbox) = mpsc::unbounded_channel();
+        let queue = Arc::new(Self {
+            accepted,
+            settled,
+            signals,
+            inbox: std::sync::Mutex::new(Some(inbox)),
+            events: AtomicU64::new(size.events),
+            bytes: AtomicU64::new(size.bytes),
+            settings,
+        });
+        tokio::spawn(write_accepted(
+            store.clone(),
+            Arc::downgrade(&queue),
+            accepted_rx,
+        ));
+        tokio::spawn(write_settled(store, Arc::downgrade(&queue), settled_rx));
+        Ok(queue)
+    }
+
+    /// Queues an event; returns once it is durable.
+    pub async fn accept(&self, event: NewEvent) -> ApiResult<()> {
+        let size = event.payload.len() as u64;
+        let events = self.events.fetch_add(1, Ordering::AcqRel) + 1;
+        let bytes = self.bytes.fetch_add(size, Ordering::AcqRel) + size;
+        if events > self.settings.max_events || bytes > self.settings.max_bytes {
+            self.forget(size);
+            return Err(LambdaError::new(
+                ErrorKind::TooManyRequests,
+                format!(
+                    "The asynchronous event queue is full ({} events, {} bytes at most); retry later.",
+                    self.settings.max_events, self.settings.max_bytes
+                ),
+            )
+            .into());
+        }
+        let (reply, answer) = oneshot::channel();
+        if self.accepted.send((event, reply)).await.is_err() {
+            self.forget(size);
+            return Err(LambdaError::service("The event queue is shutting down.").into());
+        }
+        answer.await.unwrap_or_else(|_| {
+            Err(LambdaError::service("The event queue is shutting down.").into())
+        })
+    }
+
+    /// Hands an attempt's settlement to the writer.
+    pub(crate) fn settle(&self, s: Settling) {
+        // The writer lives as long as the queue.
+        let _ = self.settled.send(s);
+    }
+
+    /// An event (of `bytes`) left the queue.
+    fn forget(&self, bytes: u64) {
+        self.events.fetch_sub(1, Ordering::AcqRel);
+        self.bytes.fetch_sub(bytes, Ordering::AcqRel);
+    }
+
+    /// Events queued now.
+    pub fn depth(&self) -> u64 {
+        self.events.load(Ordering::Acquire)
+    }
+}
+
+/// Commits accepted events in batches and answers each.
+async fn write_accepted(
+    store: Arc<Store>,
+    queue: std::sync::Weak<EventQueue>,
+    mut rx: mpsc::Receiver<Pending>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let (events, replies): (Vec<NewEvent>, Vec<_>) = batch.into_iter().unzip();
+        let store = store.clone();
+        let Ok((written, events)) =
+            tokio::task::spawn_blocking(move || (store.enqueue_events(&events), events)).await
+        else {
+            return;
+        };
+        let Some(queue) = queue.upgrade() else { return };
+        let results = match written {
+            Ok(results) => results,
+            Err(err) => {
+                tracing::error!(error = %err, "queueing asynchronous events failed");
+                for (reply, e) in replies.into_iter().zip(&events) {
+                    queue.forget(e.payload.len() as u64);
+                    let _ = reply.send(Err(LambdaError::service(
+                        "The event could not be queued. The server log has the details.",
+                    )
+                    .into()));
+                }
+                continue;
+            }
+        };
+        for ((reply, result), e) in replies.into_iter().zip(results).zip(&events) {
+            let answer = match result {
+                Ok(()) => {
+                    metrics::counter!("lamina_async_events_received_total", "function" => e.function.name.to_string()).increment(1);
+                    let _ = queue
+                        .signals
+                        .send(Signal::Due(e.function.clone(), e.received_ms));
+                    Ok(())
+                }
+                Err(_) => {
+                    // Its function was deleted between the check and the commit.
+                    queue.forget(e.payload.len() as u64);
+                    Err(crate::function_not_found(&e.function, None))
+                }
+            };
+            let _ = reply.send(answer);
+        }
+    }
+}
+
+/// Commits settlements in batches, then updates the queue's size and tells the dispatcher what
+/// falls due.
+async fn write_settled(
+    store: Arc<Store>,
+    queue: std::sync::Weak<EventQueue>,
+    mut rx: mpsc::UnboundedReceiver<Settling>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(s) => batch.push(s),
+                Err(_) => break,
+            }
+        }
+        let settles: Vec<Settle> = batch.iter().map(|s| s.settle.clone()).collect();
+        let store = store.clone();
+        let Ok(written) = tokio::task::spawn_blocking(move || store.settle_events(&settles)).await
+        else {
+            return;
+        };
+        let Some(queue) = queue.upgrade() else { return };
+        let delivered = match written {
+            Ok(d) => d,
+            Err(e) => {
+                // The events stay leased: they run again after the next start.
+                tracing::error!(error = %e, events = batch.len(), "settling asynchronous events failed");
+                continue;
+            }
+        };
+        for (s, delivered) in batch.into_iter().zip(delivered) {
+            match s.settle {
+                Settle::Requeue { due_ms, .. } => {
+                    let _ = queue.signals.send(Signal::Due(s.function, due_ms));
+                }
+                Settle::Finish { then, .. } => {
+                    queue.forget(s.bytes);
+                    match (then, s.destination) {
+                        (Some(record), Some(destination)) if delivered => {
+                            queue.events.fetch_add(1, Ordering::AcqRel);
+                            queue
+                                .bytes
+                                .fetch_add(record.payload.len() as u64, Ordering::AcqRel);
+                            let _ = queue.signals.send(Signal::Due(destination, now_millis()));
+                        }
+                        (Some(_), _) => {
+                            metrics::counter!("lamina_async_destination_delivery_failures_total", "function" => s.function.name.to_string()).increment(1);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Queue depth per function, for `/metrics`.
+pub async fn depths(state: &AppState) -> Vec<(String, u64)> {
+    let store = state.store.clone();
+    blocking(move || Ok(store.queue_sizes()?.1))
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, n)| (k.name.to_string(), n))
+        .collect()
+}

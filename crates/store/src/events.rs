@@ -1,0 +1,500 @@
+//! Asynchronous invocation: the durable event queue and the event invoke configurations.
+//!
+//! An event acknowledged with `202` is a row of `async_events`, committed before the
+//! acknowledgement (in batches: one transaction for every event that arrived meanwhile). The
+//! dispatcher leases due events (`leased = 1`, due again at the lease's end, should an attempt
+//! never report back), and either finishes them (the row goes, and in the same transaction the
+//! event for a destination function is queued) or puts them back with a later due time. At
+//! start, every lease belongs to a process that is gone: [`Store::release_leases`] makes those
+//! events due at once. An event is therefore run at least once, and never lost.
+
+use lamina_model::now_millis;
+use rusqlite::{OptionalExtension, params};
+
+use crate::{FunctionKey, Store, StoreError, UsageRecord};
+
+/// An event to queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    pub request_id: String,
+    pub function: FunctionKey,
+    /// The qualifier it was invoked with (`None`: unqualified).
+    pub qualifier: Option<String>,
+    pub payload: Vec<u8>,
+    pub received_ms: i64,
+}
+
+/// A queued event, leased for an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedEvent {
+    pub id: i64,
+    pub request_id: String,
+    pub function: FunctionKey,
+    pub qualifier: Option<String>,
+    pub payload: Vec<u8>,
+    pub received_ms: i64,
+    /// Attempts that ran the function so far.
+    pub attempts: u32,
+    /// The last back-off after a throttle, ms (0: none yet).
+    pub backoff_ms: i64,
+}
+
+/// What becomes of a leased event after its attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Settle {
+    /// Back to the queue, due at `due_ms`.
+    Requeue {
+        id: i64,
+        due_ms: i64,
+        attempts: u32,
+        backoff_ms: i64,
+        usage: Option<UsageRecord>,
+    },
+    /// Done: removed, and `then` (a destination record) queued.
+    Finish {
+        id: i64,
+        then: Option<NewEvent>,
+        usage: Option<UsageRecord>,
+    },
+}
+
+/// How many events are queued, and their bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueSize {
+    pub events: u64,
+    pub bytes: u64,
+}
+
+/// `PutFunctionEventInvokeConfig` for one qualifier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventInvokeConfig {
+    /// `$LATEST`, a version number or an alias.
+    pub qualifier: String,
+    pub max_retries: Option<u32>,
+    pub max_age_s: Option<u32>,
+    pub on_success: Option<String>,
+    pub on_failure: Option<String>,
+    pub last_modified_ms: i64,
+}
+
+fn function_id(conn: &rusqlite::Connection, key: &FunctionKey) -> Result<i64, StoreError> {
+    conn.query_row(
+        "SELECT id FROM functions WHERE account = ?1 AND region = ?2 AND name = ?3",
+        params![key.account.as_str(), key.region.as_str(), key.name.as_str()],
+        |r| r.get(0),
+    )
+    .optional()?
+    .ok_or(StoreError::NotFound)
+}
+
+fn insert_event(tx: &rusqlite::Transaction<'_>, e: &NewEvent) -> Result<(), StoreError> {
+    let id = function_id(tx, &e.function)?;
+    tx.prepare_cached(
+        "INSERT INTO async_events (request_id, function_id, qualifier, payload, received_ms, due_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+    )?
+    .execute(params![
+        e.request_id,
+        id,
+        e.qualifier,
+        e.payload,
+        e.received_ms
+    ])?;
+    Ok(())
+}
+
+impl Store {
+    /// Queues events in one transaction. Each result says whether that event was queued
+    /// (`NotFound`: its function no longer exists).
+    pub fn enqueue_events(
+        &self,
+        events: &[NewEvent],
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let mut out = Vec::with_capacity(events.len());
+        for e in events {
+            out.push(match insert_event(&tx, e) {
+                Err(StoreError::NotFound) => Err(StoreError::NotFound),
+                r => {
+                    r?;
+                    Ok(())
+                }
+            });
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Every function with queued events, and when its first one falls due (at start).
+    pub fn queued_functions(&self) -> Result<Vec<(FunctionKey, i64)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT f.account, f.region, f.name, MIN(e.due_ms) FROM async_events e
+             JOIN functions f ON f.id = e.function_id GROUP BY f.id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        })?;
+        rows.map(|row| {
+            let (a, r, n, due) = row?;
+            Ok((FunctionKey::parse(&a, &r, &n)?, due))
+        })
+        .collect()
+    }
+
+    /// Leases up to `limit` of a function's events due by `now_ms`, oldest due first, for
+    /// `lease_ms`.
+    pub fn lease_due_events(
+        &self,
+        function: &FunctionKey,
+        now_ms: i64,
+        limit: usize,
+        lease_ms: i64,
+    ) -> Result<Vec<QueuedEvent>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let id = function_id(&tx, function)?;
+        let events: Vec<QueuedEvent> = {
+            let mut stmt = tx.prepare_cached(
+                "SELECT e.id, e.request_id, f.account, f.region, f.name, e.qualifier, e.payload,
+                        e.received_ms, e.attempts, e.backoff_ms
+                 FROM async_events e JOIN functions f ON f.id = e.function_id
+                 WHERE e.function_id = ?3 AND e.due_ms <= ?1 ORDER BY e.due_ms LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![now_ms, limit as i64, id], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, Option<String>>(5)?,
+                    r.get::<_, Vec<u8>>(6)?,
+                    r.get::<_, i64>(7)?,
+                    r.get::<_, u32>(8)?,
+                    r.get::<_, i64>(9)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, request_id, account, region, name, qualifier, payload, received, a, b) =
+                    row?;
+                out.push(QueuedEvent {
+                    id,
+                    request_id,
+                    function: FunctionKey::parse(&account, &region, &name)?,
+                    qualifier,
+                    payload,
+                    received_ms: received,
+                    attempts: a,
+                    backoff_ms: b,
+                });
+            }
+            out
+        };
+        {
+            let mut stmt =
+                tx.prepare_cached("UPDATE async_events SET leased = 1, due_ms = ?2 WHERE id = ?1")?;
+            for e in &events {
+                stmt.execute(params![e.id, now_ms + lease_ms])?;
+            }
+        }
+        tx.commit()?;
+        Ok(events)
+    }
+
+    /// Settles attempts in one transaction: each event goes back to the queue or is removed,
+    /// with the usage of the attempt that ran (an attempt run again after a crash is billed
+    /// once) and, for a finished event, the record for its destination function. Returns, per
+    /// settlement, whether its destination record was queued (its function may be gone).
+    pub fn settle_events(&self, settled: &[Settle]) -> Result<Vec<bool>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let mut out = Vec::with_capacity(settled.len());
+        for s in settled {
+            let usage = match s {
+                Settle::Requeue {
+                    id,
+                    due_ms,
+                    attempts,
+                    backoff_ms,
+                    usage,
+                } => {
+                    tx.prepare_cached(
+                        "UPDATE async_events SET leased = 0, due_ms = ?2, attempts = ?3, backoff_ms = ?4 WHERE id = ?1",
+                    )?
+                    .execute(params![id, due_ms, attempts, backoff_ms])?;
+                    out.push(false);
+                    usage
+                }
+                Settle::Finish { id, then, usage } => {
+                    tx.prepare_cached("DELETE FROM async_events WHERE id = ?1")?
+                        .execute(params![id])?;
+                    out.push(match then {
+                        None => false,
+                        Some(e) => match insert_event(&tx, e) {
+                            Ok(()) => true,
+                            Err(StoreError::NotFound) => false,
+                            Err(e) => return Err(e),
+                        },
+                    });
+                    usage
+                }
+            };
+            if let Some(u) = usage {
+                crate::usage::insert(&tx, u)?;
+            }
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Makes every leased event due at once (at start: their attempts died with the process
+    /// that leased them). Returns how many there were.
+    pub fn release_leases(&self) -> Result<usize, StoreError> {
+        Ok(self.conn().execute(
+            "UPDATE async_events SET leased = 0, due_ms = MIN(due_ms, ?1) WHERE leased = 1",
+            params![now_millis()],
+        )?)
+    }
+
+    /// When a function's next event falls due (leased ones included: at their lease's end).
+    pub fn next_event_due(&self, function: &FunctionKey) -> Result<Option<i64>, StoreError> {
+        let conn = self.conn();
+        let id = match function_id(&conn, function) {
+            Ok(id) => id,
+            Err(StoreError::NotFound) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(conn.query_row(
+            "SELECT MIN(due_ms) FROM async_events WHERE function_id = ?1",
+            params![id],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Events queued, in all, and per function (account, region, name).
+    pub fn queue_sizes(&self) -> Result<(QueueSize, Vec<(FunctionKey, u64)>), StoreError> {
+        let conn = self.conn();
+        let total = conn.query_row(
+            "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM async_events",
+            [],
+            |r| {
+                Ok(QueueSize {
+                    events: r.get::<_, i64>(0)? as u64,
+                    bytes: r.get::<_, i64>(1)? as u64,
+                })
+            },
+        )?;
+        let mut stmt = conn.prepare(
+            "SELECT f.account, f.region, f.name, COUNT(*) FROM async_events e
+             JOIN functions f ON f.id = e.function_id GROUP BY f.id",
+        )?;
+        let per = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
+            })?
+            .map(|row| {
+                let (a, r, n, c) = row?;
+                Ok((FunctionKey::parse(&a, &r, &n)?, c as u64))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok((total, per))
+    }
+
+    /// Sets (replaces) the event invoke configuration of a function's qualifier.
+    pub fn put_event_config(
+        &self,
+        key: &FunctionKey,
+        config: &EventInvokeConfig,
+    ) -> Result<(), StoreError> {
+        let conn = self.conn();
+        let id = function_id(&conn, key)?;
+        conn.execute(
+            "INSERT INTO event_invoke_configs (function_id, qualifier, max_retries, max_age_s, on_success, on_failure, last_modified_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (function_id, qualifier) DO UPDATE SET max_retries = ?3, max_age_s = ?4,
+                on_success = ?5, on_failure = ?6, last_modified_ms = ?7",
+            params![
+                id,
+                config.qualifier,
+                config.max_retries,
+                config.max_age_s,
+                config.on_success,
+                config.on_failure,
+                config.last_modified_ms
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The event invoke configuration of a function's qualifier.
+    pub fn event_config(
+        &self,
+        key: &FunctionKey,
+        qualifier: &str,
+    ) -> Result<Option<EventInvokeConfig>, StoreError> {
+        Ok(self.event_configs(key, Some(qualifier))?.pop())
+    }
+
+    /// Every event invoke configuration of a function (or of one qualifier).
+    pub fn event_configs(
+        &self,
+        key: &FunctionKey,
+        qualifier: Option<&str>,
+    ) -> Result<Vec<EventInvokeConfig>, StoreError> {
+        let conn = self.conn();
+        let id = function_id(&conn, key)?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT qualifier, max_retries, max_age_s, on_success, on_failure, last_modified_ms
+             FROM event_invoke_configs WHERE function_id = ?1 AND (?2 IS NULL OR qualifier = ?2)
+             ORDER BY qualifier",
+        )?;
+        let rows = stmt.query_map(params![id, qualifier], |r| {
+            Ok(EventInvokeConfig {
+                qualifier: r.get(0)?,
+                max_retries: r.get(1)?,
+                max_age_s: r.get(2)?,
+                on_success: r.get(3)?,
+                on_failure: r.get(4)?,
+                last_modified_ms: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Deletes the event invoke configuration of a function's qualifier; whether it existed.
+    pub fn delete_event_config(
+        &self,
+        key: &FunctionKey,
+        qualifier: &str,
+    ) -> Result<bool, StoreError> {
+        let conn = self.conn();
+        let id = function_id(&conn, key)?;
+        Ok(conn.execute(
+            "DELETE FROM event_invoke_configs WHERE function_id = ?1 AND qualifier = ?2",
+            params![id, qualifier],
+        )? > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str) -> FunctionKey {
+        FunctionKey::parse("000000000000", "us-east-1", name).unwrap()
+    }
+
+    fn store_with(name: &str) -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        crate::functions::tests::create_plain(&store, &key(name));
+        (dir, store)
+    }
+
+    fn event(n: u32, function: &str) -> NewEvent {
+        NewEvent {
+            request_id: format!("req-{n}"),
+            function: key(function),
+            qualifier: None,
+            payload: format!("{{\"n\":{n}}}").into_bytes(),
+            received_ms: 1000 + n as i64,
+        }
+    }
+
+    #[test]
+    fn events_are_leased_once_requeued_and_finished() {
+        let (_d, store) = store_with("f");
+        let results = store
+            .enqueue_events(&[event(1, "f"), event(2, "f"), event(3, "gone")])
+            .unwrap();
+        assert!(results[0].is_ok() && results[1].is_ok());
+        assert!(matches!(results[2], Err(StoreError::NotFound)));
+        let now = 10_000;
+        let f = key("f");
+        assert_eq!(store.queued_functions().unwrap(), vec![(f.clone(), 1001)]);
+        let leased = store.lease_due_events(&f, now, 10, 60_000).unwrap();
+        assert_eq!(leased.len(), 2);
+        assert_eq!(leased[0].request_id, "req-1");
+        // Leased events are not handed out again until their lease ends.
+        assert!(
+            store
+                .lease_due_events(&f, now, 10, 60_000)
+                .unwrap()
+                .is_empty()
+        );
+        store
+            .settle_events(&[Settle::Requeue {
+                id: leased[0].id,
+                due_ms: now + 5,
+                attempts: 1,
+                backoff_ms: 0,
+                usage: None,
+            }])
+            .unwrap();
+        assert_eq!(store.next_event_due(&f).unwrap(), Some(now + 5));
+        let again = store.lease_due_events(&f, now + 5, 10, 60_000).unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].attempts, 1);
+        // Finishing one queues its destination record in the same transaction.
+        let mut record = event(9, "f");
+        record.request_id = "dest".into();
+        let queued = store
+            .settle_events(&[Settle::Finish {
+                id: again[0].id,
+                then: Some(record),
+                usage: None,
+            }])
+            .unwrap();
+        assert_eq!(queued, [true]);
+        assert_eq!(store.queue_sizes().unwrap().0.events, 2);
+        // A restart makes the still-leased event due at once.
+        assert_eq!(store.release_leases().unwrap(), 1);
+        let mut due: Vec<String> = store
+            .lease_due_events(&f, now_millis(), 10, 60_000)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.request_id)
+            .collect();
+        due.sort();
+        assert_eq!(due, ["dest", "req-2"]);
+    }
+
+    #[test]
+    fn configs_per_qualifier_go_with_their_function() {
+        let (_d, store) = store_with("f");
+        let config = EventInvokeConfig {
+            qualifier: "$LATEST".into(),
+            max_retries: Some(0),
+            max_age_s: None,
+            on_success: None,
+            on_failure: Some("arn:aws:lambda:us-east-1:000000000000:function:g".into()),
+            last_modified_ms: 5,
+        };
+        store.put_event_config(&key("f"), &config).unwrap();
+        assert_eq!(
+            store.event_config(&key("f"), "$LATEST").unwrap(),
+            Some(config.clone())
+        );
+        assert_eq!(store.event_configs(&key("f"), None).unwrap().len(), 1);
+        store.enqueue_events(&[event(1, "f")]).unwrap();
+        store.delete_function(&key("f")).unwrap();
+        assert!(matches!(
+            store.event_configs(&key("f"), None),
+            Err(StoreError::NotFound)
+        ));
+        assert_eq!(store.queue_sizes().unwrap().0.events, 0);
+    }
+}
