@@ -106,9 +106,11 @@ pub fn start(state: Arc<AppState>) {
                         let mut configs = HashMap::new();
                         for e in &events {
                             let q = e.qualifier.clone().unwrap_or_else(|| "$LATEST".into());
-                            if !configs.contains_key(&q) {
-                                let c = store.event_config(&k, &q).ok().flatten();
-                                configs.insert(q, Arc::new(Rules::from(c)));
+                            if let std::collections::hash_map::Entry::Vacant(slot) =
+                                configs.entry(q)
+                            {
+                                let c = store.event_config(&k, slot.key()).ok().flatten();
+                                slot.insert(Arc::new(Rules::from(c)));
                             }
                         }
                         let events: Vec<(QueuedEvent, Arc<Rules>)> = events
@@ -286,19 +288,19 @@ async fn attempt(state: &Arc<AppState>, e: QueuedEvent, rules: &Rules) {
     match ran.result {
         Ok(done) if !done.outcome.function_error => {
             let last = Some(response(done.outcome));
-            finish(state, e, &rules, Condition::Success, last, usage)
+            finish(state, e, rules, Condition::Success, last, usage)
         }
-        Ok(done) => failed(state, e, &rules, response(done.outcome), usage),
-        Err(Failure::Function(outcome)) => failed(state, e, &rules, response(outcome), usage),
+        Ok(done) => failed(state, e, rules, response(done.outcome), usage),
+        Err(Failure::Function(outcome)) => failed(state, e, rules, response(outcome), usage),
         Err(Failure::Throttled(Throttle::Stopped)) => finish(
             state,
             e,
-            &rules,
+            rules,
             Condition::ZeroReservedConcurrency,
             None,
             None,
         ),
-        Err(_) => back_off(state, e, &rules),
+        Err(_) => back_off(state, e, rules),
     }
 }
 
