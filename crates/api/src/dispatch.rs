@@ -15,7 +15,7 @@
 //! attempt that runs again after a crash is billed once). Each event is independent: a poison
 //! event only delays itself.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,6 +30,20 @@ use crate::{AppState, arn};
 
 /// Events leased at once per function. Leased events wait in memory for room to run.
 const LEASE_BATCH: usize = 64;
+
+/// Sends `Done` when an attempt ends, however it ends (a panicking attempt included).
+struct DoneGuard {
+    state: Arc<AppState>,
+    armed: bool,
+}
+
+impl Drop for DoneGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = self.state.queue.signals.send(Signal::Done);
+        }
+    }
+}
 
 /// Starts the dispatcher; it runs until the server stops.
 pub fn start(state: Arc<AppState>) {
@@ -67,78 +81,51 @@ pub fn start(state: Arc<AppState>) {
         };
         let max = state.queue.settings.max_in_flight.max(1);
         let mut leased: HashMap<FunctionKey, VecDeque<(QueuedEvent, Arc<Rules>)>> = HashMap::new();
+        // Functions whose attempt bounced for lack of room: not tried again before some
+        // attempt ends or a short while passes.
+        let mut full: HashSet<FunctionKey> = HashSet::new();
         let mut in_flight = 0usize;
         loop {
             let now = now_millis();
             let mut blocked = false;
-            let ready: Vec<FunctionKey> = due
+            let ready: HashSet<FunctionKey> = due
                 .iter()
                 .filter(|(_, at)| **at <= now)
                 .map(|(k, _)| k.clone())
                 .chain(leased.keys().cloned())
-                .collect::<std::collections::HashSet<_>>()
-                .into_iter()
                 .collect();
             for key in ready {
-                if in_flight >= max {
-                    blocked = true;
-                    break;
-                }
-                let room = state
-                    .executor
-                    .async_room(key.account.as_str(), key.region.as_str(), &arn(&key, None))
-                    .await as usize;
+                let room = if full.contains(&key) || in_flight >= max {
+                    0
+                } else {
+                    state
+                        .executor
+                        .async_room(key.account.as_str(), key.region.as_str(), &arn(&key, None))
+                        .await as usize
+                };
                 let mut room = room.min(max - in_flight);
-                if room == 0 {
-                    blocked = true;
-                    continue;
-                }
-                // Leased events first, then more from the store.
+                // Leased events first, then more from the store (even without room: events
+                // that wait too long must still meet their age limit).
                 let buffer = leased.entry(key.clone()).or_default();
-                if buffer.len() < room && due.get(&key).is_some_and(|at| *at <= now) {
-                    let store = state.store.clone();
-                    let k = key.clone();
-                    let batch = LEASE_BATCH.max(room);
-                    match tokio::task::spawn_blocking(move || {
-                        let events = store.lease_due_events(&k, now, batch, i64::MAX / 2 - now)?;
-                        let next = store.next_event_due(&k)?;
-                        // The rules of each qualifier among them, read once per batch.
-                        let mut configs = HashMap::new();
-                        for e in &events {
-                            let q = e.qualifier.clone().unwrap_or_else(|| "$LATEST".into());
-                            if let std::collections::hash_map::Entry::Vacant(slot) =
-                                configs.entry(q)
-                            {
-                                let c = store.event_config(&k, slot.key()).ok().flatten();
-                                slot.insert(Arc::new(Rules::from(c)));
-                            }
-                        }
-                        let events: Vec<(QueuedEvent, Arc<Rules>)> = events
-                            .into_iter()
-                            .map(|e| {
-                                let q = e.qualifier.as_deref().unwrap_or("$LATEST");
-                                let r = configs[q].clone();
-                                (e, r)
-                            })
-                            .collect();
-                        Ok::<_, lamina_store::StoreError>((events, next))
-                    })
-                    .await
-                    {
-                        Ok(Ok((events, next))) => {
+                if buffer.len() <= room && due.get(&key).is_some_and(|at| *at <= now) {
+                    match lease(&state, &key, now, LEASE_BATCH.max(room)).await {
+                        Ok(Some((events, next))) => {
                             buffer.extend(events);
                             match next {
                                 Some(at) if at < i64::MAX / 4 => due.insert(key.clone(), at),
                                 _ => due.remove(&key),
                             };
                         }
-                        Ok(Err(e)) => {
-                            tracing::error!(error = %e, "leasing asynchronous events failed");
+                        // The function is gone (its events went with it).
+                        Ok(None) => {
+                            due.remove(&key);
+                        }
+                        Err(()) => {
                             due.insert(key.clone(), now + 1000);
                         }
-                        Err(_) => return,
                     }
                 }
+                expire(&state, buffer, now);
                 while room > 0
                     && let Some((e, rules)) = buffer.pop_front()
                 {
@@ -146,8 +133,14 @@ pub fn start(state: Arc<AppState>) {
                     in_flight += 1;
                     let state = state.clone();
                     tokio::spawn(async move {
-                        attempt(&state, e, &rules).await;
-                        let _ = state.queue.signals.send(Signal::Done);
+                        let mut done = DoneGuard {
+                            state: state.clone(),
+                            armed: true,
+                        };
+                        if let Some((e, rules)) = attempt(&state, e, rules).await {
+                            done.armed = false;
+                            let _ = state.queue.signals.send(Signal::Bounced(e, rules));
+                        }
                     });
                 }
                 if buffer.is_empty() {
@@ -159,19 +152,20 @@ pub fn start(state: Arc<AppState>) {
             // Wait for an event to fall due, an attempt to end, or (when due events found no
             // room, which synchronous work may free) a short while.
             let next_due = due.values().min().copied();
-            let wait = match next_due {
+            let mut wait = match next_due {
                 Some(at) if at > now => Duration::from_millis((at - now) as u64),
                 Some(_) if !blocked => Duration::ZERO,
                 _ => Duration::from_secs(5),
             };
-            let wait = if blocked {
-                wait.min(Duration::from_millis(200))
-            } else {
-                wait
-            };
+            if blocked {
+                wait = wait.min(Duration::from_millis(200));
+            }
             let signal = tokio::select! {
                 s = inbox.recv() => s,
-                _ = tokio::time::sleep(wait) => continue,
+                _ = tokio::time::sleep(wait) => {
+                    full.clear();
+                    continue;
+                }
             };
             let Some(signal) = signal else { return };
             let mut take = |s: Signal| match s {
@@ -179,7 +173,18 @@ pub fn start(state: Arc<AppState>) {
                     let e = due.entry(key).or_insert(at);
                     *e = (*e).min(at);
                 }
-                Signal::Done => in_flight -= 1,
+                Signal::Done => {
+                    in_flight -= 1;
+                    full.clear();
+                }
+                Signal::Bounced(e, rules) => {
+                    in_flight -= 1;
+                    full.insert(e.function.clone());
+                    leased
+                        .entry(e.function.clone())
+                        .or_default()
+                        .push_front((e, rules));
+                }
             };
             take(signal);
             while let Ok(s) = inbox.try_recv() {
@@ -189,8 +194,70 @@ pub fn start(state: Arc<AppState>) {
     });
 }
 
+/// Leased events, and when the function's next one falls due.
+type LeasedBatch = (Vec<(QueuedEvent, Arc<Rules>)>, Option<i64>);
+
+/// Leases up to `n` of a function's due events with the rules of their qualifiers (read first:
+/// events are leased only once their rules are known). `None`: the function is gone.
+async fn lease(
+    state: &AppState,
+    key: &FunctionKey,
+    now: i64,
+    n: usize,
+) -> Result<Option<LeasedBatch>, ()> {
+    let store = state.store.clone();
+    let k = key.clone();
+    let r = tokio::task::spawn_blocking(move || {
+        let configs = store.event_configs(&k, None)?;
+        let rules: HashMap<String, Arc<Rules>> = configs
+            .into_iter()
+            .map(|c| (c.qualifier.clone(), Arc::new(Rules::from(Some(c)))))
+            .collect();
+        let default = Arc::new(Rules::from(None));
+        let events = store.lease_due_events(&k, now, n, i64::MAX / 2 - now)?;
+        let next = store.next_event_due(&k)?;
+        let events = events
+            .into_iter()
+            .map(|e| {
+                let q = e.qualifier.as_deref().unwrap_or("$LATEST");
+                let r = rules.get(q).cloned().unwrap_or_else(|| default.clone());
+                (e, r)
+            })
+            .collect();
+        Ok::<_, lamina_store::StoreError>((events, next))
+    })
+    .await;
+    match r {
+        Ok(Ok(batch)) => Ok(Some(batch)),
+        Ok(Err(lamina_store::StoreError::NotFound)) => Ok(None),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "leasing asynchronous events failed");
+            Err(())
+        }
+        Err(_) => Err(()),
+    }
+}
+
+/// Ends the events waiting for room that have grown older than their maximum age.
+fn expire(state: &AppState, buffer: &mut VecDeque<(QueuedEvent, Arc<Rules>)>, now: i64) {
+    buffer.retain(|(e, rules)| {
+        if now - e.received_ms <= rules.max_age_ms {
+            return true;
+        }
+        finish(
+            state,
+            e.clone(),
+            rules,
+            Condition::EventAgeExceeded,
+            None,
+            None,
+        );
+        false
+    });
+}
+
 /// What an event's configuration says, with Lambda's defaults.
-struct Rules {
+pub(crate) struct Rules {
     max_retries: u32,
     max_age_ms: i64,
     on_success: Option<String>,
@@ -240,13 +307,20 @@ impl From<Option<lamina_store::EventInvokeConfig>> for Rules {
     }
 }
 
-/// Runs one attempt of an event and decides what becomes of it.
-async fn attempt(state: &Arc<AppState>, e: QueuedEvent, rules: &Rules) {
+/// Runs one attempt of an event and decides what becomes of it. Gives the event back if it found
+/// no room after all.
+async fn attempt(
+    state: &Arc<AppState>,
+    e: QueuedEvent,
+    rules_arc: Arc<Rules>,
+) -> Option<(QueuedEvent, Arc<Rules>)> {
+    let rules = rules_arc.as_ref();
     let now = now_millis();
     metrics::histogram!("lamina_async_event_age_seconds", "function" => e.function.name.to_string())
         .record((now - e.received_ms) as f64 / 1000.0);
     if now - e.received_ms > rules.max_age_ms {
-        return finish(state, e, rules, Condition::EventAgeExceeded, None, None);
+        finish(state, e, rules, Condition::EventAgeExceeded, None, None);
+        return None;
     }
     let qualifier = e
         .qualifier
@@ -273,10 +347,22 @@ async fn attempt(state: &Arc<AppState>, e: QueuedEvent, rules: &Rules) {
     let ran = match ran {
         Ok(ran) => ran,
         Err(err) if err.error.kind == ErrorKind::ResourceNotFound => {
-            return finish(state, e, rules, Condition::FunctionGone, None, None);
+            // Gone for good, or only its code for a moment (two updates racing the attempt)?
+            if crate::invoke::record(state, &e.function, qualifier.as_ref(), true)
+                .await
+                .is_ok()
+            {
+                back_off(state, e, rules);
+                return None;
+            }
+            finish(state, e, rules, Condition::FunctionGone, None, None);
+            return None;
         }
         // Not active yet, or a store failure: try again later.
-        Err(_) => return back_off(state, e, rules),
+        Err(_) => {
+            back_off(state, e, rules);
+            return None;
+        }
     };
     let usage = ran.usage;
     let executed_version = ran.rec.version.clone();
@@ -300,8 +386,11 @@ async fn attempt(state: &Arc<AppState>, e: QueuedEvent, rules: &Rules) {
             None,
             None,
         ),
+        // Another attempt took the room first: back to the dispatcher, as it was.
+        Err(Failure::Throttled(Throttle::AsyncShare)) => return Some((e, rules_arc.clone())),
         Err(_) => back_off(state, e, rules),
     }
+    None
 }
 
 /// A function error: retry after the configured delay, or give up.
@@ -409,6 +498,9 @@ fn destination_event(
     condition: Condition,
     last: Option<&Response>,
 ) -> Option<NewEvent> {
+    if e.hops >= crate::queue::MAX_HOPS {
+        return None;
+    }
     let target = FunctionRef::parse(destination).ok()?;
     let function = FunctionKey {
         account: target
@@ -449,11 +541,17 @@ fn destination_event(
         record["responseContext"] = context;
         record["responsePayload"] = as_json(&r.body);
     }
+    let payload = record.to_string().into_bytes();
+    // A record is an event like any other: no larger than an Event invoke's payload.
+    if payload.len() > crate::invoke::MAX_EVENT_PAYLOAD {
+        return None;
+    }
     Some(NewEvent {
         request_id: uuid::Uuid::new_v4().to_string(),
         function,
         qualifier: target.qualifier.map(|q| q.to_string()),
-        payload: record.to_string().into_bytes(),
+        payload,
         received_ms: now_millis(),
+        hops: e.hops + 1,
     })
 }

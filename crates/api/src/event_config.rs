@@ -82,18 +82,20 @@ fn no_config(key: &FunctionKey, qualifier: &Qualifier) -> LambdaError {
     ))
 }
 
-/// Checks a destination: a Lamina function other than this one. Services Lamina cannot deliver
-/// to are refused, never accepted and dropped.
+/// Checks a destination (`side`: `onSuccess` or `onFailure`): a Lamina function of the same
+/// account, other than this one. Services Lamina cannot deliver to are refused, never accepted
+/// and dropped.
 async fn check_destination(
     state: &Arc<AppState>,
     key: &FunctionKey,
+    side: &str,
     arn_text: &str,
 ) -> ApiResult<()> {
     let parts: Vec<&str> = arn_text.splitn(6, ':').collect();
     if parts.len() < 6 || parts[0] != "arn" || !parts[1].starts_with("aws") {
         return Err(LambdaError::validation(
             arn_text,
-            "destinationConfig.onSuccess.destination",
+            &format!("destinationConfig.{side}.destination"),
             "Member must satisfy regular expression pattern: ^$|arn:(aws[a-zA-Z0-9-]*):([a-zA-Z0-9\\-])+:([a-z]{2}(-gov)?-[a-z]+-\\d{1})?:(\\d{12})?:(.*)",
         )
         .into());
@@ -114,7 +116,11 @@ async fn check_destination(
         }
         _ => {
             return Err(LambdaError::invalid_parameter(format!(
-                "The provided destination config DestinationConfig(destination={arn_text}) is invalid."
+                "The provided destination config {} is invalid.",
+                match side {
+                    "onSuccess" => format!("DestinationConfig(onSuccess=OnSuccess(destination={arn_text}), onFailure=null)"),
+                    _ => format!("DestinationConfig(onSuccess=null, onFailure=OnFailure(destination={arn_text}))"),
+                }
             ))
             .into());
         }
@@ -136,7 +142,8 @@ async fn check_destination(
         )
         .into());
     }
-    if dest.region != key.region {
+    // Another account's function would need its owner's consent: not offered.
+    if dest.region != key.region || dest.account != key.account {
         return Err(invalid().into());
     }
     crate::versions::version_for(state, &dest, target.qualifier.as_ref(), false)
@@ -155,12 +162,12 @@ async fn apply(
 ) -> ApiResult<EventInvokeConfig> {
     if let Some(n) = req.maximum_retry_attempts {
         if !(0..=2).contains(&n) {
-            return Err(LambdaError::validation(
-                n,
-                "maximumRetryAttempts",
-                "Member must have value less than or equal to 2",
-            )
-            .into());
+            let constraint = if n < 0 {
+                "Member must have value greater than or equal to 0"
+            } else {
+                "Member must have value less than or equal to 2"
+            };
+            return Err(LambdaError::validation(n, "maximumRetryAttempts", constraint).into());
         }
         base.max_retries = Some(n as u32);
     }
@@ -183,8 +190,13 @@ async fn apply(
             base.on_failure = f.destination.filter(|d| !d.is_empty());
         }
     }
-    for d in [&base.on_success, &base.on_failure].into_iter().flatten() {
-        check_destination(state, key, d).await?;
+    for (side, d) in [
+        ("onSuccess", &base.on_success),
+        ("onFailure", &base.on_failure),
+    ] {
+        if let Some(d) = d {
+            check_destination(state, key, side, d).await?;
+        }
     }
     base.qualifier = qualifier.to_string();
     base.last_modified_ms = now_millis();
@@ -367,7 +379,7 @@ pub async fn list(
         .map(|c| config_json(&key, c))
         .collect();
     let mut out = json!({ "FunctionEventInvokeConfigs": page });
-    if start + max < all.len() {
+    if start.saturating_add(max) < all.len() {
         out["NextMarker"] = json!((start + max).to_string());
     }
     Ok(Json(out))

@@ -779,10 +779,11 @@ pub async fn delete(
     }
     let store = state.store.clone();
     let k = key.clone();
-    let existed = blocking(move || Ok(store.delete_function(&k)?)).await?;
-    if !existed {
+    let Some(queued) = blocking(move || Ok(store.delete_function(&k)?)).await? else {
         return Err(function_not_found(&key, None));
-    }
+    };
+    // Its queued asynchronous events went with it.
+    state.queue.forget_deleted(queued);
     tracing::info!(function = %key.name, account = %key.account, "deleted function");
     state.changed(&key).await;
     // The code may now be unreferenced; collect it off the request path.

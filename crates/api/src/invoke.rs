@@ -225,6 +225,7 @@ async fn enqueue(
             qualifier: qualifier.as_ref().map(ToString::to_string),
             payload: body.to_vec(),
             received_ms: lamina_model::now_millis(),
+            hops: 0,
         })
         .await?;
     let mut resp = StatusCode::ACCEPTED.into_response();

@@ -315,8 +315,9 @@ async fn exists(state: &AppState, key: &FunctionKey) -> ApiResult<()> {
         .ok_or_else(|| function_not_found(key, None))
 }
 
-/// Whether the policies of `key` (the function's own, and the qualifier's) let `who` perform
-/// `action` (e.g. `lambda:InvokeFunction`).
+/// Whether the policy of exactly what is invoked lets `who` perform `action` (e.g.
+/// `lambda:InvokeFunction`). As on Lambda, the function's own policy covers the unqualified
+/// function and `$LATEST`; a version or alias is covered only by its own.
 pub(crate) async fn allows(
     state: &AppState,
     key: &FunctionKey,
@@ -326,15 +327,13 @@ pub(crate) async fn allows(
 ) -> ApiResult<bool> {
     let store = state.store.clone();
     let k = key.clone();
-    let q = qualifier.map(ToString::to_string);
-    let policies = blocking(move || {
-        let mut all = Vec::new();
-        for pq in std::iter::once(String::new()).chain(q) {
-            if let Some(p) = store.policy(&k, &pq)? {
-                all.extend(parse_statements(&p.statements)?);
-            }
-        }
-        Ok(all)
+    let pq = match qualifier {
+        None | Some(Qualifier::Latest) => String::new(),
+        Some(q) => q.to_string(),
+    };
+    let policies = blocking(move || match store.policy(&k, &pq)? {
+        Some(p) => Ok(parse_statements(&p.statements)?),
+        None => Ok(Vec::new()),
     })
     .await?;
     Ok(policies.iter().any(|s| statement_allows(s, action, &who)))
@@ -385,18 +384,28 @@ fn statement_allows(s: &Value, action: &str, who: &Principal<'_>) -> bool {
     !other
 }
 
-/// `ArnLike`: `*` matches any run of characters, `?` any one.
+/// `ArnLike`: `*` matches any run of characters, `?` any one. Iterative, linear in practice
+/// (the last `*` is the only backtracking point).
 fn arn_like(pattern: &str, arn: &str) -> bool {
-    fn m(p: &[u8], s: &[u8]) -> bool {
-        match (p.first(), s.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => m(&p[1..], s) || (!s.is_empty() && m(p, &s[1..])),
-            (Some(b'?'), Some(_)) => m(&p[1..], &s[1..]),
-            (Some(a), Some(b)) if a == b => m(&p[1..], &s[1..]),
-            _ => false,
+    let (p, s) = (pattern.as_bytes(), arn.as_bytes());
+    let (mut i, mut j) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while j < s.len() {
+        if i < p.len() && (p[i] == b'?' || p[i] == s[j]) {
+            i += 1;
+            j += 1;
+        } else if i < p.len() && p[i] == b'*' {
+            star = Some((i, j));
+            i += 1;
+        } else if let Some((si, sj)) = star {
+            i = si + 1;
+            j = sj + 1;
+            star = Some((si, sj + 1));
+        } else {
+            return false;
         }
     }
-    m(pattern.as_bytes(), arn.as_bytes())
+    p[i..].iter().all(|c| *c == b'*')
 }
 
 #[cfg(test)]
@@ -474,5 +483,21 @@ mod tests {
             "lambda:InvokeFunction",
             &sns("arn:aws:sns:us-east-1:999999999999:topic")
         ));
+    }
+
+    #[test]
+    fn arn_like_globs_without_backtracking_blowups() {
+        assert!(arn_like(
+            "arn:aws:sns:*:111:*",
+            "arn:aws:sns:us-east-1:111:t"
+        ));
+        assert!(arn_like("a?c", "abc"));
+        assert!(!arn_like("a?c", "abbc"));
+        assert!(arn_like("*", ""));
+        let hostile = "*a".repeat(200) + "b";
+        let text = "a".repeat(5000);
+        let started = std::time::Instant::now();
+        assert!(!arn_like(&hostile, &text));
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
     }
 }

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use lamina_model::{ErrorKind, LambdaError, now_millis};
-use lamina_store::{FunctionKey, NewEvent, Settle, Store, StoreError};
+use lamina_store::{FunctionKey, NewEvent, QueueSize, QueuedEvent, Settle, Store, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{ApiResult, AppState, blocking};
@@ -35,16 +35,22 @@ pub struct AsyncSettings {
     pub max_in_flight: usize,
 }
 
-/// Events committed in one transaction, at most.
+/// Events committed in one transaction, at most, and their payload bytes (a transaction holds
+/// the store's one connection).
 const BATCH: usize = 1000;
+const BATCH_BYTES: usize = 8 << 20;
+/// How many destination records may lead one to another (A's record to B, B's to A...).
+pub(crate) const MAX_HOPS: u32 = 16;
 
 /// What the dispatcher hears.
-#[derive(Debug)]
 pub(crate) enum Signal {
     /// A function has an event due at this time (epoch ms).
     Due(FunctionKey, i64),
     /// An attempt has ended.
     Done,
+    /// An attempt found no room after all (another took it first): the event goes back to the
+    /// dispatcher's hands as it was, to start when there is room.
+    Bounced(QueuedEvent, Arc<crate::dispatch::Rules>),
 }
 
 /// A settlement on its way to the store, with what to do once it is committed.
@@ -74,7 +80,7 @@ pub struct EventQueue {
 impl EventQueue {
     /// Starts the writers that commit accepted events and settlements in batches.
     pub fn start(store: Arc<Store>, settings: AsyncSettings) -> Result<Arc<Self>, StoreError> {
-        let (size, _) = store.queue_sizes()?;
+        let size = store.queue_size()?;
         let (accepted, accepted_rx) = mpsc::channel::<Pending>(BATCH * 8);
         let (settled, settled_rx) = mpsc::unbounded_channel::<Settling>();
         let (signals, inbox) = mpsc::unbounded_channel();
@@ -98,11 +104,11 @@ impl EventQueue {
 
     /// Queues an event; returns once it is durable.
     pub async fn accept(&self, event: NewEvent) -> ApiResult<()> {
-        let size = event.payload.len() as u64;
-        let events = self.events.fetch_add(1, Ordering::AcqRel) + 1;
-        let bytes = self.bytes.fetch_add(size, Ordering::AcqRel) + size;
-        if events > self.settings.max_events || bytes > self.settings.max_bytes {
-            self.forget(size);
+        let shutting_down = || LambdaError::service("The event queue is shutting down.");
+        // A place in the writer's channel first: a caller that goes away while waiting for one
+        // has counted nothing. Once sent, the writer owns the event and its count.
+        let permit = self.accepted.reserve().await.map_err(|_| shutting_down())?;
+        if !self.admit(event.payload.len() as u64) {
             return Err(LambdaError::new(
                 ErrorKind::TooManyRequests,
                 format!(
@@ -113,13 +119,25 @@ impl EventQueue {
             .into());
         }
         let (reply, answer) = oneshot::channel();
-        if self.accepted.send((event, reply)).await.is_err() {
-            self.forget(size);
-            return Err(LambdaError::service("The event queue is shutting down.").into());
+        permit.send((event, reply));
+        answer.await.unwrap_or_else(|_| Err(shutting_down().into()))
+    }
+
+    /// Counts an event of `bytes` into the queue if it fits.
+    fn admit(&self, bytes: u64) -> bool {
+        let events = self.events.fetch_add(1, Ordering::AcqRel) + 1;
+        let total = self.bytes.fetch_add(bytes, Ordering::AcqRel) + bytes;
+        if events > self.settings.max_events || total > self.settings.max_bytes {
+            self.forget(bytes);
+            return false;
         }
-        answer.await.unwrap_or_else(|_| {
-            Err(LambdaError::service("The event queue is shutting down.").into())
-        })
+        true
+    }
+
+    /// A deleted function's events left the queue with it.
+    pub fn forget_deleted(&self, size: QueueSize) {
+        self.events.fetch_sub(size.events, Ordering::AcqRel);
+        self.bytes.fetch_sub(size.bytes, Ordering::AcqRel);
     }
 
     /// Hands an attempt's settlement to the writer.
@@ -147,10 +165,14 @@ async fn write_accepted(
     mut rx: mpsc::Receiver<Pending>,
 ) {
     while let Some(first) = rx.recv().await {
+        let mut bytes = first.0.payload.len();
         let mut batch = vec![first];
-        while batch.len() < BATCH {
+        while batch.len() < BATCH && bytes < BATCH_BYTES {
             match rx.try_recv() {
-                Ok(p) => batch.push(p),
+                Ok(p) => {
+                    bytes += p.0.payload.len();
+                    batch.push(p);
+                }
                 Err(_) => break,
             }
         }
@@ -211,37 +233,58 @@ async fn write_settled(
                 Err(_) => break,
             }
         }
+        let Some(q) = queue.upgrade() else { return };
+        // A destination record enters the queue only if it fits, as any event.
+        for s in &mut batch {
+            if let Settle::Finish { then, .. } = &mut s.settle
+                && let Some(record) = then
+                && !q.admit(record.payload.len() as u64)
+            {
+                *then = None;
+                s.destination = None;
+                metrics::counter!("lamina_async_destination_delivery_failures_total", "function" => s.function.name.to_string()).increment(1);
+            }
+        }
+        drop(q);
         let settles: Vec<Settle> = batch.iter().map(|s| s.settle.clone()).collect();
-        let store = store.clone();
-        let Ok(written) = tokio::task::spawn_blocking(move || store.settle_events(&settles)).await
-        else {
-            return;
-        };
-        let Some(queue) = queue.upgrade() else { return };
-        let delivered = match written {
-            Ok(d) => d,
-            Err(e) => {
-                // The events stay leased: they run again after the next start.
-                tracing::error!(error = %e, events = batch.len(), "settling asynchronous events failed");
-                continue;
+        // One atomic transaction: on a failure (disk full, I/O), the same batch is tried again.
+        let mut wait = Duration::from_millis(100);
+        let outcomes = loop {
+            let store = store.clone();
+            let settles = settles.clone();
+            let Ok(written) =
+                tokio::task::spawn_blocking(move || store.settle_events(&settles)).await
+            else {
+                return;
+            };
+            match written {
+                Ok(outcomes) => break outcomes,
+                Err(e) => {
+                    tracing::error!(error = %e, events = batch.len(), "settling asynchronous events failed; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
             }
         };
-        for (s, delivered) in batch.into_iter().zip(delivered) {
+        let Some(queue) = queue.upgrade() else { return };
+        for (s, (existed, delivered)) in batch.into_iter().zip(outcomes) {
             match s.settle {
                 Settle::Requeue { due_ms, .. } => {
-                    let _ = queue.signals.send(Signal::Due(s.function, due_ms));
+                    if existed {
+                        let _ = queue.signals.send(Signal::Due(s.function, due_ms));
+                    }
                 }
                 Settle::Finish { then, .. } => {
-                    queue.forget(s.bytes);
+                    // An event of a function deleted meanwhile was counted out with it.
+                    if existed {
+                        queue.forget(s.bytes);
+                    }
                     match (then, s.destination) {
-                        (Some(record), Some(destination)) if delivered => {
-                            queue.events.fetch_add(1, Ordering::AcqRel);
-                            queue
-                                .bytes
-                                .fetch_add(record.payload.len() as u64, Ordering::AcqRel);
+                        (Some(_), Some(destination)) if delivered => {
                             let _ = queue.signals.send(Signal::Due(destination, now_millis()));
                         }
-                        (Some(_), _) => {
+                        (Some(record), _) => {
+                            queue.forget(record.payload.len() as u64);
                             metrics::counter!("lamina_async_destination_delivery_failures_total", "function" => s.function.name.to_string()).increment(1);
                         }
                         _ => {}
@@ -255,7 +298,7 @@ async fn write_settled(
 /// Queue depth per function, for `/metrics`.
 pub async fn depths(state: &AppState) -> Vec<(String, u64)> {
     let store = state.store.clone();
-    blocking(move || Ok(store.queue_sizes()?.1))
+    blocking(move || Ok(store.queue_depths()?))
         .await
         .unwrap_or_default()
         .into_iter()

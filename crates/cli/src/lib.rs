@@ -49,7 +49,7 @@ pub enum Command {
         #[arg(long)]
         payload: Option<String>,
         /// Print the invocation's log (its last 4 KB) to stderr.
-        #[arg(long, conflicts_with = "r#async")]
+        #[arg(long, conflicts_with = "async")]
         log: bool,
         /// Queue the event (InvocationType Event) and print its request id.
         #[arg(long = "async")]

@@ -479,7 +479,7 @@ impl State {
                 if f.tokens < 1.0 {
                     return Err(Throttle::ScaleRate);
                 }
-                self.make_room(slot.memory_mb as u64, slot.tmp_mb as u64)?;
+                self.make_room(slot.memory_mb as u64, slot.tmp_mb as u64, slot.asynchronous)?;
                 self.live += 1;
                 self.live_memory_mb += slot.memory_mb as u64;
                 self.live_tmp_mb += slot.tmp_mb as u64;
@@ -540,13 +540,33 @@ impl State {
     }
 
     /// Evicts idle environments, least recently used first, until `mb` more memory and `tmp_mb`
-    /// more `/tmp` fit the budgets.
-    fn make_room(&mut self, mb: u64, tmp_mb: u64) -> Result<(), Throttle> {
+    /// more `/tmp` fit the budgets. An asynchronous attempt may fill only its share of them: the
+    /// rest stays for synchronous callers.
+    fn make_room(&mut self, mb: u64, tmp_mb: u64, asynchronous: bool) -> Result<(), Throttle> {
+        let part = |budget: u64| {
+            if asynchronous {
+                (budget as f64 * self.settings.async_share) as u64
+            } else {
+                budget
+            }
+        };
+        let (memory_budget, tmp_budget) = (
+            part(self.settings.memory_budget_mb),
+            part(self.settings.tmp_budget_mb),
+        );
         loop {
-            let short = if self.live_memory_mb + mb > self.settings.memory_budget_mb {
-                Throttle::Memory
-            } else if self.live_tmp_mb + tmp_mb > self.settings.tmp_budget_mb {
-                Throttle::Disk
+            let short = if self.live_memory_mb + mb > memory_budget {
+                if asynchronous {
+                    Throttle::AsyncShare
+                } else {
+                    Throttle::Memory
+                }
+            } else if self.live_tmp_mb + tmp_mb > tmp_budget {
+                if asynchronous {
+                    Throttle::AsyncShare
+                } else {
+                    Throttle::Disk
+                }
             } else {
                 return Ok(());
             };

@@ -123,7 +123,8 @@ const MIGRATIONS: &[&str] = &[
         due_ms INTEGER NOT NULL,
         leased INTEGER NOT NULL DEFAULT 0,
         attempts INTEGER NOT NULL DEFAULT 0,
-        backoff_ms INTEGER NOT NULL DEFAULT 0
+        backoff_ms INTEGER NOT NULL DEFAULT 0,
+        hops INTEGER NOT NULL DEFAULT 0
     );
     CREATE INDEX async_events_due ON async_events(function_id, due_ms);
     CREATE TABLE event_invoke_configs (

@@ -22,6 +22,8 @@ pub struct NewEvent {
     pub qualifier: Option<String>,
     pub payload: Vec<u8>,
     pub received_ms: i64,
+    /// How many destination records led to this event (0 for an invoke).
+    pub hops: u32,
 }
 
 /// A queued event, leased for an attempt.
@@ -37,6 +39,8 @@ pub struct QueuedEvent {
     pub attempts: u32,
     /// The last back-off after a throttle, ms (0: none yet).
     pub backoff_ms: i64,
+    /// How many destination records led to this event.
+    pub hops: u32,
 }
 
 /// What becomes of a leased event after its attempt.
@@ -90,15 +94,16 @@ fn function_id(conn: &rusqlite::Connection, key: &FunctionKey) -> Result<i64, St
 fn insert_event(tx: &rusqlite::Transaction<'_>, e: &NewEvent) -> Result<(), StoreError> {
     let id = function_id(tx, &e.function)?;
     tx.prepare_cached(
-        "INSERT INTO async_events (request_id, function_id, qualifier, payload, received_ms, due_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+        "INSERT INTO async_events (request_id, function_id, qualifier, payload, received_ms, due_ms, hops)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)",
     )?
     .execute(params![
         e.request_id,
         id,
         e.qualifier,
         e.payload,
-        e.received_ms
+        e.received_ms,
+        e.hops
     ])?;
     Ok(())
 }
@@ -163,7 +168,7 @@ impl Store {
         let events: Vec<QueuedEvent> = {
             let mut stmt = tx.prepare_cached(
                 "SELECT e.id, e.request_id, f.account, f.region, f.name, e.qualifier, e.payload,
-                        e.received_ms, e.attempts, e.backoff_ms
+                        e.received_ms, e.attempts, e.backoff_ms, e.hops
                  FROM async_events e JOIN functions f ON f.id = e.function_id
                  WHERE e.function_id = ?3 AND e.due_ms <= ?1 ORDER BY e.due_ms LIMIT ?2",
             )?;
@@ -179,11 +184,12 @@ impl Store {
                     r.get::<_, i64>(7)?,
                     r.get::<_, u32>(8)?,
                     r.get::<_, i64>(9)?,
+                    r.get::<_, u32>(10)?,
                 ))
             })?;
             let mut out = Vec::new();
             for row in rows {
-                let (id, request_id, account, region, name, qualifier, payload, received, a, b) =
+                let (id, request_id, account, region, name, qualifier, payload, received, a, b, h) =
                     row?;
                 out.push(QueuedEvent {
                     id,
@@ -194,6 +200,7 @@ impl Store {
                     received_ms: received,
                     attempts: a,
                     backoff_ms: b,
+                    hops: h,
                 });
             }
             out
@@ -212,8 +219,9 @@ impl Store {
     /// Settles attempts in one transaction: each event goes back to the queue or is removed,
     /// with the usage of the attempt that ran (an attempt run again after a crash is billed
     /// once) and, for a finished event, the record for its destination function. Returns, per
-    /// settlement, whether its destination record was queued (its function may be gone).
-    pub fn settle_events(&self, settled: &[Settle]) -> Result<Vec<bool>, StoreError> {
+    /// settlement, whether the event was still queued (its function may have been deleted
+    /// meanwhile) and whether its destination record was queued.
+    pub fn settle_events(&self, settled: &[Settle]) -> Result<Vec<(bool, bool)>, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let mut out = Vec::with_capacity(settled.len());
@@ -226,24 +234,29 @@ impl Store {
                     backoff_ms,
                     usage,
                 } => {
-                    tx.prepare_cached(
-                        "UPDATE async_events SET leased = 0, due_ms = ?2, attempts = ?3, backoff_ms = ?4 WHERE id = ?1",
-                    )?
-                    .execute(params![id, due_ms, attempts, backoff_ms])?;
-                    out.push(false);
+                    let existed = tx
+                        .prepare_cached(
+                            "UPDATE async_events SET leased = 0, due_ms = ?2, attempts = ?3, backoff_ms = ?4 WHERE id = ?1",
+                        )?
+                        .execute(params![id, due_ms, attempts, backoff_ms])?
+                        > 0;
+                    out.push((existed, false));
                     usage
                 }
                 Settle::Finish { id, then, usage } => {
-                    tx.prepare_cached("DELETE FROM async_events WHERE id = ?1")?
-                        .execute(params![id])?;
-                    out.push(match then {
+                    let existed = tx
+                        .prepare_cached("DELETE FROM async_events WHERE id = ?1")?
+                        .execute(params![id])?
+                        > 0;
+                    let delivered = match then {
                         None => false,
                         Some(e) => match insert_event(&tx, e) {
                             Ok(()) => true,
                             Err(StoreError::NotFound) => false,
                             Err(e) => return Err(e),
                         },
-                    });
+                    };
+                    out.push((existed, delivered));
                     usage
                 }
             };
@@ -279,10 +292,9 @@ impl Store {
         )?)
     }
 
-    /// Events queued, in all, and per function (account, region, name).
-    pub fn queue_sizes(&self) -> Result<(QueueSize, Vec<(FunctionKey, u64)>), StoreError> {
-        let conn = self.conn();
-        let total = conn.query_row(
+    /// Events queued in all, and their bytes (read at start).
+    pub fn queue_size(&self) -> Result<QueueSize, StoreError> {
+        Ok(self.conn().query_row(
             "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM async_events",
             [],
             |r| {
@@ -291,10 +303,16 @@ impl Store {
                     bytes: r.get::<_, i64>(1)? as u64,
                 })
             },
-        )?;
+        )?)
+    }
+
+    /// Events queued per function (account, region, name).
+    pub fn queue_depths(&self) -> Result<Vec<(FunctionKey, u64)>, StoreError> {
+        let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT f.account, f.region, f.name, COUNT(*) FROM async_events e
-             JOIN functions f ON f.id = e.function_id GROUP BY f.id",
+            "SELECT f.account, f.region, f.name, c FROM
+                (SELECT function_id, COUNT(*) AS c FROM async_events GROUP BY function_id) e
+             JOIN functions f ON f.id = e.function_id",
         )?;
         let per = stmt
             .query_map([], |r| {
@@ -310,7 +328,7 @@ impl Store {
                 Ok((FunctionKey::parse(&a, &r, &n)?, c as u64))
             })
             .collect::<Result<_, StoreError>>()?;
-        Ok((total, per))
+        Ok(per)
     }
 
     /// Sets (replaces) the event invoke configuration of a function's qualifier.
@@ -411,6 +429,7 @@ mod tests {
             qualifier: None,
             payload: format!("{{\"n\":{n}}}").into_bytes(),
             received_ms: 1000 + n as i64,
+            hops: 0,
         }
     }
 
@@ -458,8 +477,8 @@ mod tests {
                 usage: None,
             }])
             .unwrap();
-        assert_eq!(queued, [true]);
-        assert_eq!(store.queue_sizes().unwrap().0.events, 2);
+        assert_eq!(queued, [(true, true)]);
+        assert_eq!(store.queue_size().unwrap().events, 2);
         // A restart makes the still-leased event due at once.
         assert_eq!(store.release_leases().unwrap(), 1);
         let mut due: Vec<String> = store
@@ -495,6 +514,6 @@ mod tests {
             store.event_configs(&key("f"), None),
             Err(StoreError::NotFound)
         ));
-        assert_eq!(store.queue_sizes().unwrap().0.events, 0);
+        assert_eq!(store.queue_size().unwrap().events, 0);
     }
 }

@@ -331,14 +331,31 @@ impl Store {
         })
     }
 
-    /// Deletes a function with all its versions and tags. Returns whether it existed.
-    pub fn delete_function(&self, key: &FunctionKey) -> Result<bool, StoreError> {
-        let conn = self.conn();
-        let n = conn.execute(
+    /// Deletes a function with all its versions and tags. Returns `None` if it did not exist.
+    /// Its queued asynchronous events go with it: `Ok(Some(size))` says how many.
+    pub fn delete_function(
+        &self,
+        key: &FunctionKey,
+    ) -> Result<Option<crate::QueueSize>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let queued = tx.query_row(
+            "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM async_events WHERE function_id =
+                (SELECT id FROM functions WHERE account = ?1 AND region = ?2 AND name = ?3)",
+            params![key.account.as_str(), key.region.as_str(), key.name.as_str()],
+            |r| {
+                Ok(crate::QueueSize {
+                    events: r.get::<_, i64>(0)? as u64,
+                    bytes: r.get::<_, i64>(1)? as u64,
+                })
+            },
+        )?;
+        let n = tx.execute(
             "DELETE FROM functions WHERE account = ?1 AND region = ?2 AND name = ?3",
             params![key.account.as_str(), key.region.as_str(), key.name.as_str()],
         )?;
-        Ok(n > 0)
+        tx.commit()?;
+        Ok((n > 0).then_some(queued))
     }
 
     /// The tags of a function, or `None` if it does not exist.
@@ -543,11 +560,11 @@ pub(crate) mod tests {
                 .is_empty()
         );
 
-        assert!(store.delete_function(&key("a")).unwrap());
-        assert!(!store.delete_function(&key("a")).unwrap());
+        assert!(store.delete_function(&key("a")).unwrap().is_some());
+        assert!(store.delete_function(&key("a")).unwrap().is_none());
         // "c" shares a's code, so only b's and c's packages stay.
         assert_eq!(store.collect_garbage().unwrap(), 0);
-        assert!(store.delete_function(&key("c")).unwrap());
+        assert!(store.delete_function(&key("c")).unwrap().is_some());
         assert_eq!(store.collect_garbage().unwrap(), 2);
     }
 

@@ -475,3 +475,56 @@ fn bill_requests(bill: &Value) -> u64 {
     }
     walk(bill).unwrap_or(0)
 }
+
+/// `lamina_async_queue_events` from `/metrics`.
+async fn queued(endpoint: &str) -> f64 {
+    reqwest::get(format!("{endpoint}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("lamina_async_queue_events ")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_function_takes_its_queued_events_along() {
+    let app = spawn_app().await;
+    let c = &app.client;
+    deploy(c, "slow", "slow").await;
+    c.put_function_concurrency()
+        .function_name("slow")
+        .reserved_concurrent_executions(1)
+        .send()
+        .await
+        .unwrap();
+    for i in 0..20 {
+        event(c, "slow", json!({"i": i})).await;
+    }
+    assert!(queued(&app.endpoint()).await >= 15.0);
+    c.delete_function()
+        .function_name("slow")
+        .send()
+        .await
+        .unwrap();
+    // The running attempt ends; nothing else of the function's runs, and the queue is empty
+    // (its bound counts nothing that is gone).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while queued(&app.endpoint()).await != 0.0 {
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            queued(&app.endpoint()).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(queued(&app.endpoint()).await, 0.0);
+}

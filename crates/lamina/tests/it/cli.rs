@@ -222,3 +222,69 @@ fn layers_versions_and_aliases_from_the_cli() {
         0.25
     );
 }
+
+#[test]
+fn invoke_sync_and_async() {
+    let data = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(data.path(), &[]);
+    let ep = server.endpoint();
+    let src = tempfile::tempdir().unwrap();
+    write(
+        src.path(),
+        "app.py",
+        b"def handler(e, c):\n    print('got', e['n'])\n    return e['n'] * 2\n",
+    );
+    ok_json(lamina(
+        &ep,
+        &[
+            "deploy",
+            src.path().to_str().unwrap(),
+            "--name",
+            "twice",
+            "--runtime",
+            &host_python(),
+            "--handler",
+            "app.handler",
+            "--json",
+        ],
+    ));
+    let out = ok_json(lamina(
+        &ep,
+        &[
+            "invoke",
+            "twice",
+            "--payload",
+            r#"{"n": 21}"#,
+            "--log",
+            "--json",
+        ],
+    ));
+    assert_eq!(out["Payload"], 42);
+    assert!(out["LogResult"].as_str().unwrap().contains("got 21"));
+    let queued = ok_json(lamina(
+        &ep,
+        &[
+            "invoke",
+            "twice",
+            "--payload",
+            r#"{"n": 5}"#,
+            "--async",
+            "--json",
+        ],
+    ));
+    assert_eq!(queued["StatusCode"], 202);
+    let id = queued["RequestId"].as_str().unwrap().to_owned();
+    // It runs, under the request id the 202 carried.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let logs = lamina(&ep, &["logs", "twice"]);
+        let text = String::from_utf8_lossy(&logs.stdout).into_owned();
+        if text.contains(&format!("START RequestId: {id}")) && text.contains("got 5") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{text}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let both = lamina(&ep, &["invoke", "twice", "--async", "--log"]);
+    assert!(!both.status.success(), "--log and --async conflict");
+}

@@ -194,6 +194,18 @@ async fn resource_policies_let_other_accounts_invoke() {
         .unwrap();
     let out = bob.invoke().function_name(&arn).send().await.unwrap();
     assert_eq!(out.payload().unwrap().as_ref(), b"\"alice\"");
+    // The function's own policy does not cover its versions and aliases, as on Lambda.
+    alice
+        .publish_version()
+        .function_name("shared")
+        .send()
+        .await
+        .unwrap();
+    assert_error(
+        bob.invoke().function_name(format!("{arn}:1")).send().await,
+        "AccessDeniedException",
+        "lambda:InvokeFunction",
+    );
     // The statement grants invoking, nothing else.
     assert_error(
         bob.get_function().function_name(&arn).send().await,
