@@ -31,16 +31,24 @@ use crate::{AppState, arn};
 /// Events leased at once per function. Leased events wait in memory for room to run.
 const LEASE_BATCH: usize = 64;
 
+/// Where an attempt counts: against its function's reserved concurrency, or its account's
+/// unreserved pool.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Scope {
+    Function(FunctionKey),
+    Account(String, String),
+}
+
 /// Sends `Done` when an attempt ends, however it ends (a panicking attempt included).
 struct DoneGuard {
     state: Arc<AppState>,
-    armed: bool,
+    scope: Option<Scope>,
 }
 
 impl Drop for DoneGuard {
     fn drop(&mut self) {
-        if self.armed {
-            let _ = self.state.queue.signals.send(Signal::Done);
+        if let Some(scope) = self.scope.take() {
+            let _ = self.state.queue.signals.send(Signal::Done(scope));
         }
     }
 }
@@ -84,6 +92,9 @@ pub fn start(state: Arc<AppState>) {
         // Functions whose attempt bounced for lack of room: not tried again before some
         // attempt ends or a short while passes.
         let mut full: HashSet<FunctionKey> = HashSet::new();
+        // Attempts started and not yet ended, per scope: the scheduler only sees them once they
+        // hold their slot, so the dispatcher counts them itself.
+        let mut outstanding: HashMap<Scope, u64> = HashMap::new();
         let mut in_flight = 0usize;
         loop {
             let now = now_millis();
@@ -95,13 +106,23 @@ pub fn start(state: Arc<AppState>) {
                 .chain(leased.keys().cloned())
                 .collect();
             for key in ready {
+                let capacity = state
+                    .executor
+                    .async_capacity(key.account.as_str(), key.region.as_str(), &arn(&key, None))
+                    .await;
+                let scope = if capacity.per_function {
+                    Scope::Function(key.clone())
+                } else {
+                    Scope::Account(key.account.to_string(), key.region.to_string())
+                };
                 let room = if full.contains(&key) || in_flight >= max {
                     0
+                } else if capacity.per_function && capacity.limit == 0 {
+                    // Stopped: its events go straight to their failure destination.
+                    LEASE_BATCH
                 } else {
-                    state
-                        .executor
-                        .async_room(key.account.as_str(), key.region.as_str(), &arn(&key, None))
-                        .await as usize
+                    let counted = outstanding.get(&scope).copied().unwrap_or(0);
+                    capacity.room(counted) as usize
                 };
                 let mut room = room.min(max - in_flight);
                 // Leased events first, then more from the store (even without room: events
@@ -131,15 +152,18 @@ pub fn start(state: Arc<AppState>) {
                 {
                     room -= 1;
                     in_flight += 1;
+                    *outstanding.entry(scope.clone()).or_default() += 1;
                     let state = state.clone();
+                    let scope = scope.clone();
                     tokio::spawn(async move {
                         let mut done = DoneGuard {
                             state: state.clone(),
-                            armed: true,
+                            scope: Some(scope),
                         };
-                        if let Some((e, rules)) = attempt(&state, e, rules).await {
-                            done.armed = false;
-                            let _ = state.queue.signals.send(Signal::Bounced(e, rules));
+                        if let Some((e, rules)) = attempt(&state, e, rules).await
+                            && let Some(scope) = done.scope.take()
+                        {
+                            let _ = state.queue.signals.send(Signal::Bounced(e, rules, scope));
                         }
                     });
                 }
@@ -173,12 +197,14 @@ pub fn start(state: Arc<AppState>) {
                     let e = due.entry(key).or_insert(at);
                     *e = (*e).min(at);
                 }
-                Signal::Done => {
+                Signal::Done(scope) => {
                     in_flight -= 1;
+                    count_out(&mut outstanding, &scope);
                     full.clear();
                 }
-                Signal::Bounced(e, rules) => {
+                Signal::Bounced(e, rules, scope) => {
                     in_flight -= 1;
+                    count_out(&mut outstanding, &scope);
                     full.insert(e.function.clone());
                     leased
                         .entry(e.function.clone())
@@ -192,6 +218,15 @@ pub fn start(state: Arc<AppState>) {
             }
         }
     });
+}
+
+fn count_out(outstanding: &mut HashMap<Scope, u64>, scope: &Scope) {
+    if let Some(n) = outstanding.get_mut(scope) {
+        *n -= 1;
+        if *n == 0 {
+            outstanding.remove(scope);
+        }
+    }
 }
 
 /// Leased events, and when the function's next one falls due.

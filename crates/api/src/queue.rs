@@ -39,6 +39,8 @@ pub struct AsyncSettings {
 /// the store's one connection).
 const BATCH: usize = 1000;
 const BATCH_BYTES: usize = 8 << 20;
+/// How long a settlement waits for others to be committed with it.
+const SETTLE_LINGER: Duration = Duration::from_millis(5);
 /// How many destination records may lead one to another (A's record to B, B's to A...).
 pub(crate) const MAX_HOPS: u32 = 16;
 
@@ -46,11 +48,15 @@ pub(crate) const MAX_HOPS: u32 = 16;
 pub(crate) enum Signal {
     /// A function has an event due at this time (epoch ms).
     Due(FunctionKey, i64),
-    /// An attempt has ended.
-    Done,
-    /// An attempt found no room after all (another took it first): the event goes back to the
-    /// dispatcher's hands as it was, to start when there is room.
-    Bounced(QueuedEvent, Arc<crate::dispatch::Rules>),
+    /// An attempt (counted in this scope) has ended.
+    Done(crate::dispatch::Scope),
+    /// An attempt found no room after all: the event goes back to the dispatcher's hands as it
+    /// was, to start when there is room.
+    Bounced(
+        QueuedEvent,
+        Arc<crate::dispatch::Rules>,
+        crate::dispatch::Scope,
+    ),
 }
 
 /// A settlement on its way to the store, with what to do once it is committed.
@@ -226,6 +232,9 @@ async fn write_settled(
     mut rx: mpsc::UnboundedReceiver<Settling>,
 ) {
     while let Some(first) = rx.recv().await {
+        // Settlements wait a moment for company: nobody waits for them, and every commit
+        // writes whole pages and syncs them.
+        tokio::time::sleep(SETTLE_LINGER).await;
         let mut batch = vec![first];
         while batch.len() < BATCH {
             match rx.try_recv() {

@@ -32,7 +32,7 @@ pub const FREEZE_AFTER: std::time::Duration = std::time::Duration::from_millis(5
 pub use logs::{LogRecord, LogSink, NoLogs};
 pub use rapi::MAX_RESPONSE;
 pub use runtimes::Offered;
-pub use scheduler::{Stats, Throttle};
+pub use scheduler::{AsyncCapacity, Stats, Throttle};
 
 /// What an environment needs to know about the function version it runs.
 #[derive(Debug, Clone)]
@@ -449,11 +449,16 @@ impl Executor {
         self.inner.scheduler.retire(function_arn);
     }
 
-    /// How many more asynchronous attempts of a function may start now.
-    pub async fn async_room(&self, account: &str, region: &str, function_arn: &str) -> u32 {
+    /// What asynchronous attempts of a function may hold.
+    pub async fn async_capacity(
+        &self,
+        account: &str,
+        region: &str,
+        function_arn: &str,
+    ) -> AsyncCapacity {
         self.inner
             .scheduler
-            .async_room(account, region, function_arn)
+            .async_capacity(account, region, function_arn)
             .await
     }
 

@@ -126,12 +126,39 @@ enum Command {
     Stats {
         reply: oneshot::Sender<Stats>,
     },
-    AsyncRoom {
+    AsyncCapacity {
         account: String,
         region: String,
         function_arn: String,
-        reply: oneshot::Sender<u32>,
+        reply: oneshot::Sender<AsyncCapacity>,
     },
+}
+
+/// The concurrency asynchronous attempts of a function may hold, for a dispatcher that counts
+/// its own attempts (started or running) against it: at most `share` of them, and no more than
+/// `limit − sync_in_flight`. The scope is the function (it has reserved concurrency) or the
+/// account's unreserved pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AsyncCapacity {
+    /// The limit is the function's reserved concurrency (else the account's unreserved).
+    pub per_function: bool,
+    pub limit: u64,
+    /// What asynchronous attempts may hold of `limit` (0 when the function is stopped).
+    pub share: u64,
+    /// Synchronous invocations holding part of `limit` now.
+    pub sync_in_flight: u64,
+}
+
+impl AsyncCapacity {
+    /// How many more attempts may start, given `outstanding` ones in this scope.
+    pub fn room(&self, outstanding: u64) -> u64 {
+        let by_share = self.share.saturating_sub(outstanding);
+        let by_limit = self
+            .limit
+            .saturating_sub(self.sync_in_flight)
+            .saturating_sub(outstanding);
+        by_share.min(by_limit)
+    }
 }
 
 /// A snapshot for metrics.
@@ -300,17 +327,26 @@ impl Scheduler {
         rx.await.unwrap_or_default()
     }
 
-    /// How many more asynchronous attempts of a function may start now (at least 1 for a
-    /// function whose reserved concurrency is 0, so that its events meet the refusal).
-    pub async fn async_room(&self, account: &str, region: &str, function_arn: &str) -> u32 {
+    /// What asynchronous attempts of a function may hold (see [`AsyncCapacity`]).
+    pub async fn async_capacity(
+        &self,
+        account: &str,
+        region: &str,
+        function_arn: &str,
+    ) -> AsyncCapacity {
         let (reply, rx) = oneshot::channel();
-        let _ = self.tx.send(Command::AsyncRoom {
+        let _ = self.tx.send(Command::AsyncCapacity {
             account: account.into(),
             region: region.into(),
             function_arn: function_arn.into(),
             reply,
         });
-        rx.await.unwrap_or(0)
+        rx.await.unwrap_or(AsyncCapacity {
+            per_function: true,
+            limit: 0,
+            share: 0,
+            sync_in_flight: 0,
+        })
     }
 
     pub async fn stats(&self) -> Stats {
@@ -384,13 +420,13 @@ impl State {
                 }
                 let _ = reply.send(all);
             }
-            Command::AsyncRoom {
+            Command::AsyncCapacity {
                 account,
                 region,
                 function_arn,
                 reply,
             } => {
-                let _ = reply.send(self.async_room(&account, &region, &function_arn));
+                let _ = reply.send(self.async_capacity(&account, &region, &function_arn));
             }
             Command::Stats { reply } => {
                 let _ = reply.send(Stats {
@@ -510,17 +546,16 @@ impl State {
         Ok((grant, reserved))
     }
 
-    fn async_room(&self, account: &str, region: &str, function_arn: &str) -> u32 {
+    fn async_capacity(&self, account: &str, region: &str, function_arn: &str) -> AsyncCapacity {
         let share = |of: u64| ((of as f64 * self.settings.async_share) as u64).max(1);
         let f = self.functions.get(function_arn);
-        let (in_flight, in_flight_async) = f.map_or((0, 0), |f| (f.in_flight, f.in_flight_async));
         match f.and_then(|f| f.reserved) {
-            Some(0) => 1,
-            Some(r) => {
-                let by_share = share(r as u64).saturating_sub(in_flight_async as u64);
-                let by_limit = (r as u64).saturating_sub(in_flight as u64);
-                by_share.min(by_limit) as u32
-            }
+            Some(r) => AsyncCapacity {
+                per_function: true,
+                limit: r as u64,
+                share: if r == 0 { 0 } else { share(r as u64) },
+                sync_in_flight: f.map_or(0, |f| (f.in_flight - f.in_flight_async) as u64),
+            },
             None => {
                 let a = self.accounts.get(&(account.to_owned(), region.to_owned()));
                 let (reserved_total, used, used_async) = a.map_or((0, 0, 0), |a| {
@@ -532,9 +567,12 @@ impl State {
                 });
                 let unreserved =
                     (self.settings.account_concurrency as u64).saturating_sub(reserved_total);
-                let by_share = share(unreserved).saturating_sub(used_async as u64);
-                let by_limit = unreserved.saturating_sub(used as u64);
-                by_share.min(by_limit) as u32
+                AsyncCapacity {
+                    per_function: false,
+                    limit: unreserved,
+                    share: share(unreserved),
+                    sync_in_flight: (used - used_async) as u64,
+                }
             }
         }
     }

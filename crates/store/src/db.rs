@@ -154,8 +154,37 @@ pub fn open(path: &Path) -> rusqlite::Result<Connection> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    // Checkpoints run on a connection of their own (see `spawn_checkpointer`), so that commits
+    // do not copy the WAL into the database themselves; this is only the backstop.
+    conn.pragma_update(None, "wal_autocheckpoint", 16_384)?;
     migrate(&mut conn)?;
     Ok(conn)
+}
+
+/// Checkpoints the WAL in the background, on a connection of its own, until `stop` is set.
+pub fn spawn_checkpointer(
+    path: &Path,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Result<(), crate::StoreError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    std::thread::Builder::new()
+        .name("sqlite-checkpoint".into())
+        .spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)") {
+                    tracing::warn!(error = %e, "checkpointing the database failed");
+                }
+            }
+        })
+        .map_err(|source| {
+            crate::StoreError::Code(crate::CodeError::Io {
+                path: path.to_path_buf(),
+                source,
+            })
+        })?;
+    Ok(())
 }
 
 fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {

@@ -49,6 +49,14 @@ pub struct Store {
     /// Packages (hex SHA-256) in use by execution environments, with their pin counts.
     pins: Arc<Mutex<HashMap<String, usize>>>,
     data_dir: PathBuf,
+    /// Stops the background checkpointer.
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Keeps packages from being collected while it lives.
@@ -98,6 +106,8 @@ impl Store {
             })
         })?;
         let conn = db::open(&data_dir.join("lamina.db"))?;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        db::spawn_checkpointer(&data_dir.join("lamina.db"), stop.clone())?;
         let code = CodeDir::open(&data_dir.join("code"))?;
         let store = Self {
             conn: Mutex::new(conn),
@@ -105,6 +115,7 @@ impl Store {
             gc: RwLock::new(()),
             pins: Arc::default(),
             data_dir: data_dir.to_path_buf(),
+            stop,
         };
         let removed = store.collect_garbage()?;
         if removed > 0 {
