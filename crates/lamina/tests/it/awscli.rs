@@ -1,4 +1,4 @@
-//! Compatibility with the AWS CLI (`awscli` from PyPI, installed here by the test itself into a
+//! Compatibility with the AWS CLI (`awscli` from PyPI, installed by the tests themselves into a
 //! virtualenv under the target directory).
 
 use std::path::PathBuf;
@@ -7,34 +7,8 @@ use std::process::Command;
 use crate::helpers::*;
 
 /// The `aws` executable, installing the CLI on first use.
-fn aws_cli() -> PathBuf {
-    let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("awscli-venv");
-    let aws = venv.join("bin/aws");
-    if aws.exists() {
-        return aws;
-    }
-    let status = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&venv)
-        .status();
-    assert!(
-        status.is_ok_and(|s| s.success()),
-        "this test needs python3 with the venv module to install the AWS CLI (Debian: apt-get install python3-venv)"
-    );
-    let status = Command::new(venv.join("bin/pip"))
-        .args([
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "awscli",
-        ])
-        .status();
-    assert!(
-        status.is_ok_and(|s| s.success()),
-        "pip install awscli failed: PyPI must be reachable for this test"
-    );
-    assert!(aws.exists());
-    aws
+pub fn aws_cli() -> PathBuf {
+    python_venv().join("bin/aws")
 }
 
 fn run(aws: &PathBuf, endpoint: &str, args: &[&str]) -> (bool, String, String) {

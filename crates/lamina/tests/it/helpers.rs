@@ -391,3 +391,49 @@ pub async fn log_lines(endpoint: &str, function: &str) -> Vec<String> {
         after = v["next"].as_i64().unwrap();
     }
 }
+
+/// Installs Python packages once per target directory, under `name`, by running `install` with
+/// the directory: serialised across threads and test processes by a lock file, and marked
+/// complete only once `install` succeeded (a half-finished attempt is started over).
+pub fn installed_once(name: &str, install: impl FnOnce(&Path) -> bool) -> PathBuf {
+    use std::os::fd::AsRawFd;
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let dir = base.join(name);
+    let lock = std::fs::File::create(base.join(format!("{name}.lock"))).expect("lock file");
+    // SAFETY: flock on a descriptor we own; released when `lock` is closed.
+    assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
+    let done = dir.join(".installed");
+    if done.exists() {
+        return dir;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        install(&dir),
+        "installing {name} failed: these tests need python3 with venv and pip, and PyPI"
+    );
+    std::fs::write(&done, b"").expect("marker");
+    dir
+}
+
+/// A virtualenv with the AWS CLI and boto3 (from PyPI), installed on first use.
+pub fn python_venv() -> PathBuf {
+    installed_once("aws-venv", |venv| {
+        Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(venv)
+            .status()
+            .is_ok_and(|s| s.success())
+            && Command::new(venv.join("bin/pip"))
+                .args([
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    "awscli",
+                    "boto3",
+                ])
+                .status()
+                .is_ok_and(|s| s.success())
+    })
+}

@@ -117,35 +117,29 @@ async fn rust_function_built_with_lambda_runtime() {
 
 /// `awslambdaric` and its dependencies for the host's Python, installed once per target dir.
 fn awslambdaric(python: &str) -> PathBuf {
-    let version = python.trim_start_matches("python");
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("awslambdaric-{version}"));
-    if dir.join("awslambdaric").exists() {
-        return dir;
-    }
-    let status = Command::new("python3")
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--target",
-        ])
-        .arg(&dir)
-        .args([
-            "--only-binary=:all:",
-            "--python-version",
-            version,
-            "--platform",
-            "manylinux2014_x86_64",
-            "awslambdaric",
-        ])
-        .status();
-    assert!(
-        status.is_ok_and(|s| s.success()),
-        "pip install awslambdaric failed: this test needs python3 with pip and PyPI"
-    );
-    dir
+    let version = python.trim_start_matches("python").to_owned();
+    installed_once(&format!("awslambdaric-{version}"), |dir| {
+        Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--target",
+            ])
+            .arg(dir)
+            .args([
+                "--only-binary=:all:",
+                "--python-version",
+                &version,
+                "--platform",
+                "manylinux2014_x86_64",
+                "awslambdaric",
+            ])
+            .status()
+            .is_ok_and(|s| s.success())
+    })
 }
 
 #[tokio::test]
