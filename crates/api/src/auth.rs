@@ -1,21 +1,17 @@
 //! Who is calling: SigV4 credentials select the account and region; verification is optional.
 //!
-//! The middleware buffers the body (bounded), checks the signature when verification is on, and
-//! attaches a [`Caller`] to the request. With verification off, any access key is accepted: known
-//! keys map to their account, unknown keys and unsigned requests to the default account.
+//! Shared by every service: each reads the body (bounded, [`read_body`]), then [`identify`]
+//! checks the signature when verification is on and names the [`Caller`]; failures come back
+//! typed ([`AuthError`]) for the service to word in its own protocol. With verification off, any
+//! access key is accepted: known keys map to their account, unknown keys and unsigned requests
+//! to the default account.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use lamina_model::{AccountId, ErrorKind, LambdaError, Region};
+use lamina_model::{AccountId, Region};
 use time::OffsetDateTime;
 
-use crate::AppState;
-use crate::error::ApiError;
 use crate::sigv4::{self, Authorization, SignedRequest};
 
 /// One access key and the account it belongs to.
@@ -51,68 +47,65 @@ pub struct Caller {
     pub region: Region,
 }
 
-fn denied(kind: ErrorKind, msg: impl Into<String>) -> ApiError {
-    LambdaError::new(kind, msg).into()
+/// Why a request was not authenticated; each service words it in its own protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailure {
+    /// No `Authorization` header while verification is on.
+    MissingToken,
+    /// A malformed header, credential scope or date.
+    Malformed,
+    /// An access key this server does not know.
+    UnknownKey,
+    /// The signature does not verify, or its date is outside the allowed skew.
+    BadSignature,
 }
 
-/// Buffers the body, authenticates, and passes `Caller` and the body on.
-pub async fn authenticate(
-    State(state): State<Arc<AppState>>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let (mut parts, body) = req.into_parts();
-    let limit = state.limits.request_max_bytes as usize;
+/// An authentication failure and its message.
+#[derive(Debug, Clone)]
+pub struct AuthError {
+    /// What failed.
+    pub kind: AuthFailure,
+    /// The message for the client.
+    pub message: String,
+}
+
+fn denied(kind: AuthFailure, msg: impl Into<String>) -> AuthError {
+    AuthError {
+        kind,
+        message: msg.into(),
+    }
+}
+
+/// Reads a request's body up to `limit` bytes; `None` if it is larger. A declared length over
+/// the limit is drained (up to twice the limit) so that the client sees the answer rather than
+/// a connection reset in the middle of its upload.
+pub async fn read_body(
+    parts: &axum::http::request::Parts,
+    body: Body,
+    limit: usize,
+) -> Option<Bytes> {
     if let Some(len) = parts
         .headers
         .get("content-length")
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
         && len > limit as u64
     {
-        // Read and discard what the client is still sending (up to twice the limit), so that it
-        // sees the 413 rather than a connection reset in the middle of its upload.
         if len <= 2 * limit as u64 {
             use futures_util::StreamExt;
             let mut chunks = body.into_data_stream();
             while let Some(Ok(_)) = chunks.next().await {}
         }
-        return too_large(limit, &parts).into_response();
+        return None;
     }
-    let bytes = match axum::body::to_bytes(body, limit).await {
-        Ok(b) => b,
-        Err(_) => return too_large(limit, &parts).into_response(),
-    };
-    let caller = match identify(&state.auth, &parts, &bytes) {
-        Ok(c) => c,
-        Err(e) => return e.into_response(),
-    };
-    parts.extensions.insert(caller);
-    next.run(Request::from_parts(parts, Body::from(bytes)))
-        .await
+    axum::body::to_bytes(body, limit).await.ok()
 }
 
-fn too_large(limit: usize, parts: &axum::http::request::Parts) -> ApiError {
-    let path = parts.uri.path();
-    let op = if path.ends_with("/invocations") {
-        "InvokeFunction"
-    } else if path.ends_with("/code") {
-        "UpdateFunctionCode"
-    } else if path.trim_end_matches('/').ends_with("/functions") {
-        "CreateFunction"
-    } else {
-        "this"
-    };
-    LambdaError::too_large(format!(
-        "Request must be smaller than {limit} bytes for the {op} operation"
-    ))
-    .into()
-}
-
-fn identify(
+/// Identifies the caller of a request whose body has been read.
+pub fn identify(
     auth: &AuthConfig,
     parts: &axum::http::request::Parts,
     body: &Bytes,
-) -> Result<Caller, ApiError> {
+) -> Result<Caller, AuthError> {
     let header = parts
         .headers
         .get("authorization")
@@ -120,7 +113,7 @@ fn identify(
     let Some(header) = header else {
         if auth.verify {
             return Err(denied(
-                ErrorKind::MissingAuthenticationToken,
+                AuthFailure::MissingToken,
                 "Missing Authentication Token",
             ));
         }
@@ -131,12 +124,12 @@ fn identify(
     };
     let Some(sig) = Authorization::parse(header) else {
         return Err(denied(
-            ErrorKind::InvalidSignature,
+            AuthFailure::Malformed,
             "Authorization header requires 'Credential', 'Signature' and 'SignedHeaders' parameters in AWS4-HMAC-SHA256 form.",
         ));
     };
     let region =
-        Region::parse(&sig.region).map_err(|e| denied(ErrorKind::InvalidSignature, e.message))?;
+        Region::parse(&sig.region).map_err(|e| denied(AuthFailure::Malformed, e.message))?;
     let key = auth.keys.get(&sig.access_key_id);
     if !auth.verify {
         let account = key.map_or_else(|| auth.default_account.clone(), |k| k.account.clone());
@@ -144,7 +137,7 @@ fn identify(
     }
     let Some(key) = key else {
         return Err(denied(
-            ErrorKind::UnrecognizedClient,
+            AuthFailure::UnknownKey,
             "The security token included in the request is invalid.",
         ));
     };
@@ -154,7 +147,7 @@ fn identify(
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| {
             denied(
-                ErrorKind::InvalidSignature,
+                AuthFailure::Malformed,
                 "The request must contain an X-Amz-Date header.",
             )
         })?;
@@ -194,7 +187,7 @@ fn identify(
     );
     if !sigv4::signatures_match(&expected, &sig.signature) {
         return Err(denied(
-            ErrorKind::InvalidSignature,
+            AuthFailure::BadSignature,
             "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.",
         ));
     }
@@ -204,12 +197,12 @@ fn identify(
     })
 }
 
-fn check_skew(amz_date: &str, max_skew_s: i64) -> Result<(), ApiError> {
+fn check_skew(amz_date: &str, max_skew_s: i64) -> Result<(), AuthError> {
     let fmt = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
     let t = time::PrimitiveDateTime::parse(amz_date, &fmt)
         .map_err(|_| {
             denied(
-                ErrorKind::InvalidSignature,
+                AuthFailure::Malformed,
                 format!("X-Amz-Date '{amz_date}' is not in yyyyMMddTHHmmssZ form."),
             )
         })?
@@ -217,7 +210,7 @@ fn check_skew(amz_date: &str, max_skew_s: i64) -> Result<(), ApiError> {
     let now = OffsetDateTime::now_utc();
     if (now - t).whole_seconds().abs() > max_skew_s {
         return Err(denied(
-            ErrorKind::InvalidSignature,
+            AuthFailure::BadSignature,
             format!(
                 "Signature expired: {amz_date} is outside the allowed clock skew of {max_skew_s} s from the server time. Check the client's clock."
             ),

@@ -1,47 +1,29 @@
-//! Lambda's REST API over HTTP: routes, wire types, SigV4, error mapping.
+//! The AWS APIs Lamina speaks, on one port: one dispatcher picks the service of each request,
+//! and each service (`lambda`, `sns`) is a module of its own with its own wire protocol and
+//! errors, sharing the state, the accounts and SigV4 ([`auth`], [`sigv4`]).
 //!
-//! Requests are parsed at the edge into `model` types; the store is called through
-//! `spawn_blocking`; every error leaves through [`error::ApiError`]. Nothing else in the
-//! workspace knows about HTTP.
+//! Nothing else in the workspace knows about HTTP.
 
 #![deny(missing_docs)]
 
-mod account;
-mod aliases;
 pub mod auth;
-mod bill;
-mod code;
-mod concurrency;
-pub mod dispatch;
-mod error;
-mod event_config;
-mod functions;
-mod invoke;
-mod layers;
-mod logs;
-mod policy;
+pub mod lambda;
 pub mod query;
-pub mod queue;
 pub mod sigv4;
-mod tags;
-mod versions;
-mod wire;
+pub mod sns;
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::Request;
 use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
-use axum::response::Response;
-use axum::routing::{get, post};
-use lamina_model::{ErrorKind, FunctionRef, LambdaError, Limits, Qualifier};
-use lamina_store::{ExtractLimits, FunctionKey, Store};
-use serde::de::DeserializeOwned;
+use axum::response::{IntoResponse, Response};
+use lamina_model::Limits;
+use lamina_store::{FunctionKey, Store};
+use tower::ServiceExt;
 
 pub use auth::{AccessKey, AuthConfig, Caller};
-pub use error::{ApiError, ApiResult};
 
 /// Everything the handlers share.
 pub struct AppState {
@@ -63,8 +45,10 @@ pub struct AppState {
     pub usage: Arc<dyn UsageSink>,
     /// Prices for bills.
     pub prices: lamina_billing::PriceSheet,
+    /// SNS: settings, the deliverer's wake-up, FIFO state.
+    pub sns: sns::SnsState,
     /// Asynchronous events: the queue's front door (its dispatcher runs beside).
-    pub queue: Arc<queue::EventQueue>,
+    pub queue: Arc<lambda::queue::EventQueue>,
     /// `$LATEST` records read by Invoke, so the hot path does not go to SQLite. Every write to a
     /// function goes through this process's handlers, which drop its entry.
     pub hot: std::sync::RwLock<
@@ -78,151 +62,6 @@ pub trait UsageSink: Send + Sync {
     fn record(&self, record: lamina_store::UsageRecord);
 }
 
-impl AppState {
-    /// Forgets the cached record of a function after it changed.
-    pub(crate) async fn changed(&self, key: &FunctionKey) {
-        self.hot
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(key);
-        self.executor.retire(&arn(key, None)).await;
-    }
-}
-
-impl AppState {
-    pub(crate) fn extract_limits(&self) -> ExtractLimits {
-        ExtractLimits {
-            max_unzipped_bytes: self.limits.unzipped_max_bytes,
-            max_entries: self.limits.zip_max_entries,
-        }
-    }
-}
-
-/// Builds the router with every route of the API.
-pub fn router(state: Arc<AppState>) -> Router {
-    let api = Router::new()
-        .route(
-            "/2015-03-31/functions",
-            post(functions::create).get(functions::list),
-        )
-        .route(
-            "/2015-03-31/functions/",
-            post(functions::create).get(functions::list),
-        )
-        .route(
-            "/2015-03-31/functions/{name}",
-            get(functions::get).delete(functions::delete),
-        )
-        .route(
-            "/2015-03-31/functions/{name}/configuration",
-            get(functions::get_configuration).put(functions::update_configuration),
-        )
-        .route(
-            "/2015-03-31/functions/{name}/code",
-            axum::routing::put(functions::update_code),
-        )
-        .route(
-            "/2015-03-31/functions/{name}/invocations",
-            post(invoke::invoke),
-        )
-        .route(
-            "/2014-11-13/functions/{name}/invoke-async",
-            post(invoke::invoke_async),
-        )
-        .route(
-            "/2014-11-13/functions/{name}/invoke-async/",
-            post(invoke::invoke_async),
-        )
-        .route(
-            "/2019-09-25/functions/{name}/event-invoke-config",
-            get(event_config::get)
-                .put(event_config::put)
-                .post(event_config::update)
-                .delete(event_config::delete),
-        )
-        .route(
-            "/2019-09-25/functions/{name}/event-invoke-config/list",
-            get(event_config::list),
-        )
-        .route(
-            "/2015-03-31/functions/{name}/policy",
-            get(policy::get).post(policy::add),
-        )
-        .route(
-            "/2015-03-31/functions/{name}/policy/{sid}",
-            axum::routing::delete(policy::remove),
-        )
-        .route("/_lamina/logs/{name}", get(logs::get))
-        .route("/_lamina/bill", get(bill::get))
-        .route("/2018-10-31/layers", get(layers::list_or_find))
-        .route("/2018-10-31/layers/", get(layers::list_or_find))
-        .route(
-            "/2018-10-31/layers/{name}/versions",
-            post(layers::publish).get(layers::list_versions),
-        )
-        .route(
-            "/2018-10-31/layers/{name}/versions/{version}",
-            get(layers::get).delete(layers::delete),
-        )
-        .route(
-            "/2018-10-31/layers/{name}/versions/{version}/policy",
-            post(layers::add_permission).get(layers::get_policy),
-        )
-        .route(
-            "/2018-10-31/layers/{name}/versions/{version}/policy/{sid}",
-            axum::routing::delete(layers::remove_permission),
-        )
-        .route(
-            "/2015-03-31/functions/{name}/versions",
-            post(versions::publish).get(versions::list),
-        )
-        .route(
-            "/2015-03-31/functions/{name}/aliases",
-            post(aliases::create).get(aliases::list),
-        )
-        .route(
-            "/2015-03-31/functions/{name}/aliases/{alias}",
-            get(aliases::get)
-                .put(aliases::update)
-                .delete(aliases::delete),
-        )
-        .route(
-            "/2017-10-31/functions/{name}/concurrency",
-            axum::routing::put(concurrency::put).delete(concurrency::delete),
-        )
-        .route(
-            "/2019-09-30/functions/{name}/concurrency",
-            get(concurrency::get),
-        )
-        .route("/2016-08-19/account-settings", get(account::settings))
-        .route("/2016-08-19/account-settings/", get(account::settings))
-        .route(
-            "/2017-03-31/tags/{arn}",
-            get(tags::list).post(tags::tag).delete(tags::untag),
-        )
-        .fallback(unknown_operation)
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::authenticate,
-        ))
-        // `authenticate` has already read the body within the configured request limit.
-        .layer(DefaultBodyLimit::disable());
-    Router::new()
-        // Code downloads carry their own signature in the URL, like a presigned S3 URL.
-        .route("/_lamina/code/{file}", get(code::download))
-        .merge(api)
-        .layer(middleware::from_fn(request_id))
-        .with_state(state)
-}
-
-async fn unknown_operation() -> ApiError {
-    LambdaError::new(
-        ErrorKind::UnknownOperation,
-        "Unknown operation: this server does not implement that path.",
-    )
-    .into()
-}
-
 /// Adds `x-amzn-RequestId` to every response that has none (Invoke sets the invocation's own).
 async fn request_id(req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
@@ -234,125 +73,79 @@ async fn request_id(req: Request, next: Next) -> Response {
     resp
 }
 
+/// An error a service answers when its own machinery fails.
+pub(crate) trait Internal {
+    /// "An internal error occurred", in the service's words.
+    fn internal() -> Self;
+}
+
 /// Runs store work off the async threads.
-pub(crate) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
+pub(crate) async fn blocking<T: Send + 'static, E: Internal + Send + 'static>(
+    f: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, E> {
     tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
         tracing::error!(error = %e, "blocking task failed");
-        Err(LambdaError::service("An internal error occurred.").into())
+        Err(E::internal())
     })
 }
 
-/// Parses a JSON request body; an empty body is the empty structure.
-pub(crate) fn json_body<T: DeserializeOwned + Default>(body: &Bytes) -> ApiResult<T> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    serde_json::from_slice(body).map_err(|e| {
-        LambdaError::new(
-            ErrorKind::Serialization,
-            format!("Could not parse the request body as JSON: {e}"),
-        )
-        .into()
-    })
+/// The services this port speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// Lambda (rest-json).
+    Lambda,
+    /// SNS (the query protocol).
+    Sns,
 }
 
-/// Resolves a `FunctionName` path label (plus `Qualifier`) against the caller.
-pub(crate) fn resolve(
-    caller: &Caller,
-    raw: &str,
-    qualifier: Option<&str>,
-    operation: &str,
-) -> ApiResult<(FunctionKey, Option<Qualifier>)> {
-    let r = FunctionRef::parse(raw)?.with_qualifier(qualifier)?;
-    if let Some(region) = &r.region
-        && *region != caller.region
-    {
-        return Err(LambdaError::not_found(format!(
-            "Functions from '{region}' are not reachable in this region ('{}')",
-            caller.region
-        ))
-        .into());
+/// Picks the service of a request: the SigV4 credential scope names it for every signed call;
+/// unsigned ones go by shape (`/` is SNS's query endpoint, where its confirmation links point
+/// too; everything else is Lambda's). `Err` carries a service this server does not speak.
+pub fn service_of(parts: &axum::http::request::Parts) -> Result<Service, String> {
+    let scoped = parts
+        .headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(sigv4::Authorization::parse)
+        .map(|a| a.service);
+    match scoped.as_deref() {
+        Some("lambda") => Ok(Service::Lambda),
+        Some("sns") => Ok(Service::Sns),
+        Some(other) => Err(other.to_owned()),
+        None if parts.uri.path() == "/" => Ok(Service::Sns),
+        None => Ok(Service::Lambda),
     }
-    let key = FunctionKey {
-        account: caller.account.clone(),
-        region: caller.region.clone(),
-        name: r.name,
-    };
-    if let Some(account) = &r.account
-        && *account != caller.account
-    {
-        return Err(not_authorized(caller, account, &key, operation));
-    }
-    Ok((key, r.qualifier))
 }
 
-fn not_authorized(
-    caller: &Caller,
-    account: &lamina_model::AccountId,
-    key: &FunctionKey,
-    operation: &str,
-) -> ApiError {
-    LambdaError::new(
-        ErrorKind::AccessDenied,
-        format!(
-            "User: arn:aws:iam::{}:root is not authorized to perform: lambda:{operation} on resource: {} because no resource-based policy allows the lambda:{operation} action",
-            caller.account,
-            lamina_model::function_arn(&caller.region, account, &key.name)
-        ),
+/// Builds the one router of the port: every request goes to its service's router.
+pub fn router(state: Arc<AppState>) -> Router {
+    let lambda = lambda::router(state.clone());
+    let sns = sns::router(state);
+    Router::new()
+        .fallback(move |req: Request| {
+            let (lambda, sns) = (lambda.clone(), sns.clone());
+            async move {
+                let (parts, body) = req.into_parts();
+                let service = service_of(&parts);
+                let req = Request::from_parts(parts, body);
+                match service {
+                    Ok(Service::Lambda) => lambda.oneshot(req).await.into_response(),
+                    Ok(Service::Sns) => sns.oneshot(req).await.into_response(),
+                    Err(name) => unknown_service(&name),
+                }
+            }
+        })
+        .layer(middleware::from_fn(request_id))
+}
+
+fn unknown_service(name: &str) -> Response {
+    let body = serde_json::json!({
+        "message": format!("This server does not speak the '{name}' service; it speaks lambda and sns.")
+    });
+    (
+        axum::http::StatusCode::BAD_REQUEST,
+        [("x-amzn-ErrorType", "UnknownOperationException")],
+        axum::Json(body),
     )
-    .into()
-}
-
-/// Resolves the function an invoke names: the caller's own, or another account's whose
-/// resource-based policy lets the caller invoke it.
-pub(crate) async fn resolve_invoke(
-    state: &AppState,
-    caller: &Caller,
-    raw: &str,
-    qualifier: Option<&str>,
-    operation: &str,
-) -> ApiResult<(FunctionKey, Option<Qualifier>)> {
-    let r = FunctionRef::parse(raw)?.with_qualifier(qualifier)?;
-    let Some(account) = r.account.clone().filter(|a| *a != caller.account) else {
-        return resolve(caller, raw, qualifier, operation);
-    };
-    if r.region
-        .as_ref()
-        .is_some_and(|region| *region != caller.region)
-    {
-        return resolve(caller, raw, qualifier, operation);
-    }
-    let key = FunctionKey {
-        account: account.clone(),
-        region: caller.region.clone(),
-        name: r.name,
-    };
-    let allowed = policy::allows(
-        state,
-        &key,
-        r.qualifier.as_ref(),
-        "lambda:InvokeFunction",
-        policy::Principal::Account(caller.account.as_str()),
-    )
-    .await?;
-    if !allowed {
-        return Err(not_authorized(caller, &account, &key, operation));
-    }
-    Ok((key, r.qualifier))
-}
-
-/// The ARN of a function, qualified if asked.
-pub(crate) fn arn(key: &FunctionKey, qualifier: Option<&Qualifier>) -> String {
-    let base = lamina_model::function_arn(&key.region, &key.account, &key.name);
-    match qualifier {
-        Some(q) => format!("{base}:{q}"),
-        None => base,
-    }
-}
-
-/// `Function not found: <arn>`, as Lambda words it.
-pub(crate) fn function_not_found(key: &FunctionKey, qualifier: Option<&Qualifier>) -> ApiError {
-    LambdaError::not_found(format!("Function not found: {}", arn(key, qualifier))).into()
+        .into_response()
 }

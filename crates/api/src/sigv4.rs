@@ -184,13 +184,14 @@ pub fn signatures_match(a: &str, b: &str) -> bool {
             == 0
 }
 
-/// Signs a request: returns the headers to add (`x-amz-date`, `x-amz-content-sha256`,
+/// Signs a request for `service` (`lambda`, `sns`): returns the headers to add (`x-amz-date`,
 /// `authorization`). `headers` must already include `host`.
 pub fn sign(
     req: &SignedRequest<'_>,
     access_key_id: &str,
     secret: &str,
     region: &str,
+    service: &str,
     amz_date: &str,
 ) -> Vec<(String, String)> {
     let date = &amz_date[..8];
@@ -207,13 +208,13 @@ pub fn sign(
         ..*req
     };
     let canonical = canonical_request(&with_date, &names);
-    let sig = signature(secret, amz_date, date, region, "lambda", &canonical);
+    let sig = signature(secret, amz_date, date, region, service, &canonical);
     vec![
         ("x-amz-date".into(), amz_date.into()),
         (
             "authorization".into(),
             format!(
-                "{ALGORITHM} Credential={access_key_id}/{date}/{region}/lambda/aws4_request, SignedHeaders={}, Signature={sig}",
+                "{ALGORITHM} Credential={access_key_id}/{date}/{region}/{service}/aws4_request, SignedHeaders={}, Signature={sig}",
                 names.join(";")
             ),
         ),

@@ -1,5 +1,6 @@
-//! An HTTP client for the Lambda API: builds requests, signs them with SigV4 when credentials are
-//! in the environment, and turns Lambda error responses into readable errors.
+//! An HTTP client for the Lambda and SNS APIs: builds requests, signs them with SigV4 when
+//! credentials are in the environment, and turns error responses (Lambda's JSON, SNS's XML) into
+//! readable errors.
 
 use anyhow::{Context, anyhow, bail};
 use bytes::Bytes;
@@ -80,7 +81,7 @@ impl Client {
     ) -> anyhow::Result<Reply> {
         let stream =
             futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from(body.clone()))]);
-        self.send_full(method, path, query, body, stream, headers)
+        self.send_full(method, path, query, body, stream, headers, "lambda")
             .await
     }
 
@@ -96,9 +97,39 @@ impl Client {
     where
         S: Stream<Item = Result<Bytes, std::io::Error>> + Send + Sync + 'static,
     {
-        self.send_full(method, path, query, body, stream, &[]).await
+        self.send_full(method, path, query, body, stream, &[], "lambda")
+            .await
     }
 
+    /// Calls an SNS action (the query protocol) and returns its XML answer.
+    pub async fn sns(&self, action: &str, params: &[(&str, String)]) -> anyhow::Result<Xml> {
+        let mut form = form_urlencoded::Serializer::new(String::new());
+        form.append_pair("Action", action);
+        form.append_pair("Version", "2010-03-31");
+        for (k, v) in params {
+            form.append_pair(k, v);
+        }
+        let body = form.finish().into_bytes();
+        let stream =
+            futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from(body.clone()))]);
+        let reply = self
+            .send_full(
+                Method::POST,
+                "/",
+                "",
+                body,
+                stream,
+                &[(
+                    "content-type",
+                    "application/x-www-form-urlencoded; charset=utf-8".into(),
+                )],
+                "sns",
+            )
+            .await?;
+        Ok(Xml(reply.body))
+    }
+
+    #[allow(clippy::too_many_arguments)]
     async fn send_full<S>(
         &self,
         method: Method,
@@ -107,6 +138,7 @@ impl Client {
         body: Vec<u8>,
         stream: S,
         extra: &[(&str, String)],
+        service: &str,
     ) -> anyhow::Result<Reply>
     where
         S: Stream<Item = Result<Bytes, std::io::Error>> + Send + Sync + 'static,
@@ -121,8 +153,10 @@ impl Client {
         let mut req = self
             .http
             .request(method.clone(), url.clone())
-            .header("content-type", "application/json")
             .header("content-length", body.len());
+        if !extra.iter().any(|(n, _)| *n == "content-type") {
+            req = req.header("content-type", "application/json");
+        }
         for (name, value) in extra {
             req = req.header(*name, value);
         }
@@ -136,7 +170,9 @@ impl Client {
                 headers: &headers,
                 payload_hash: &payload_hash,
             };
-            for (name, value) in sigv4::sign(&signed, key, secret, &self.region, &amz_date()) {
+            for (name, value) in
+                sigv4::sign(&signed, key, secret, &self.region, service, &amz_date())
+            {
                 req = req.header(name, value);
             }
         } else {
@@ -144,7 +180,7 @@ impl Client {
             req = req.header(
                 "authorization",
                 format!(
-                    "AWS4-HMAC-SHA256 Credential=lamina-cli/{}/{}/lambda/aws4_request, SignedHeaders=host, Signature={}",
+                    "AWS4-HMAC-SHA256 Credential=lamina-cli/{}/{}/{service}/aws4_request, SignedHeaders=host, Signature={}",
                     &amz_date()[..8],
                     self.region,
                     "0".repeat(64)
@@ -179,6 +215,16 @@ impl Client {
                 body,
             });
         }
+        if service == "sns" {
+            let xml = Xml(body);
+            let code = xml.first("Code").unwrap_or_else(|| status.to_string());
+            let message = xml.first("Message").unwrap_or_default();
+            return Err(anyhow!(ApiFailure {
+                status,
+                error_type: code,
+                message
+            }));
+        }
         let message = serde_json::from_slice::<serde_json::Value>(&body)
             .ok()
             .and_then(|v| {
@@ -199,7 +245,64 @@ impl Client {
     }
 }
 
-/// A Lambda error response.
+/// An XML answer (SNS).
+pub struct Xml(Bytes);
+
+impl Xml {
+    /// The text of every element called `name`, in document order.
+    pub fn all(&self, name: &str) -> Vec<String> {
+        use quick_xml::events::Event;
+        let mut reader = quick_xml::Reader::from_reader(self.0.as_ref());
+        let (mut out, mut inside, mut text) = (Vec::new(), false, String::new());
+        loop {
+            match reader.read_event() {
+                Ok(Event::Start(e)) if e.name().as_ref() == name.as_bytes() => {
+                    inside = true;
+                    text.clear();
+                }
+                Ok(Event::Text(t)) if inside => {
+                    text.push_str(&t.decode().map(|s| s.into_owned()).unwrap_or_default());
+                }
+                Ok(Event::GeneralRef(r)) if inside => {
+                    let entity = r.decode().map(|s| s.into_owned()).unwrap_or_default();
+                    let c = match entity.as_str() {
+                        "lt" => Some('<'),
+                        "gt" => Some('>'),
+                        "amp" => Some('&'),
+                        "quot" => Some('"'),
+                        "apos" => Some('\''),
+                        e => e
+                            .strip_prefix("#x")
+                            .map(|h| u32::from_str_radix(h, 16))
+                            .or_else(|| e.strip_prefix('#').map(str::parse::<u32>))
+                            .and_then(Result::ok)
+                            .and_then(char::from_u32),
+                    };
+                    text.extend(c);
+                }
+                Ok(Event::End(e)) if inside && e.name().as_ref() == name.as_bytes() => {
+                    inside = false;
+                    out.push(std::mem::take(&mut text));
+                }
+                Ok(Event::Eof) | Err(_) => break,
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// The text of the first element called `name`.
+    pub fn first(&self, name: &str) -> Option<String> {
+        self.all(name).into_iter().next()
+    }
+
+    /// The `<entry><key/><value/></entry>` pairs of a map.
+    pub fn entries(&self) -> Vec<(String, String)> {
+        self.all("key").into_iter().zip(self.all("value")).collect()
+    }
+}
+
+/// A Lambda or SNS error response.
 #[derive(Debug)]
 pub struct ApiFailure {
     pub status: StatusCode,

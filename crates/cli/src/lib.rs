@@ -1,5 +1,6 @@
-//! The `lamina` client commands: deploy, ls, show, rm. They speak the Lambda API over HTTP, so
-//! they work against any Lamina server (and, for the same operations, against Lambda itself).
+//! The `lamina` client commands: deploy, ls, show, invoke, topic, rm... They speak the Lambda and
+//! SNS APIs over HTTP, so they work against any Lamina server (and, for the same operations,
+//! against AWS itself).
 
 mod client;
 mod commands;
@@ -98,6 +99,9 @@ pub enum Command {
     /// Aliases.
     #[command(subcommand)]
     Alias(AliasCommand),
+    /// SNS topics: create, list, subscribe, publish, delete.
+    #[command(subcommand)]
+    Topic(TopicCommand),
     /// Delete a function.
     Rm {
         /// Function name or ARN.
@@ -120,6 +124,56 @@ pub enum LayerCommand {
     },
     /// List layers with their latest version.
     Ls,
+}
+
+/// `lamina topic ...`.
+#[derive(Debug, Subcommand)]
+pub enum TopicCommand {
+    /// Create a topic (or get the one of that name) and print its ARN.
+    Create {
+        /// Topic name.
+        name: String,
+        /// A FIFO topic (its name must end in .fifo).
+        #[arg(long)]
+        fifo: bool,
+    },
+    /// List topics with their subscription counts.
+    Ls,
+    /// Subscribe a function (granting SNS the permission to invoke it) or an HTTP endpoint.
+    Subscribe {
+        /// Topic name or ARN.
+        topic: String,
+        /// A function name or ARN, or an http(s):// URL.
+        #[arg(value_name = "FUNCTION|URL")]
+        target: String,
+        /// A filter policy (JSON).
+        #[arg(long)]
+        filter: Option<String>,
+        /// Match the filter policy against the message body rather than its attributes.
+        #[arg(long, requires = "filter")]
+        filter_on_body: bool,
+        /// Send HTTP endpoints the bare message, not the JSON notification.
+        #[arg(long)]
+        raw: bool,
+    },
+    /// Publish a message and print its id.
+    Publish {
+        /// Topic name or ARN.
+        topic: String,
+        /// The message: text, or @FILE.
+        message: String,
+        /// The message's subject.
+        #[arg(long)]
+        subject: Option<String>,
+        /// A message attribute KEY=VALUE (a Number if VALUE is one); repeat for more.
+        #[arg(long = "attr", value_name = "KEY=VALUE")]
+        attrs: Vec<String>,
+    },
+    /// Delete a topic and its subscriptions.
+    Rm {
+        /// Topic name or ARN.
+        topic: String,
+    },
 }
 
 /// `lamina alias ...`.
@@ -198,6 +252,38 @@ pub async fn run(command: Command, options: ClientOptions) -> anyhow::Result<()>
             commands::publish::alias_set(&client, &function, &name, &target, &weights, options.json)
                 .await
         }
+        Command::Topic(t) => topic(&client, t, options.json).await,
         Command::Rm { name } => commands::rm::run(&client, &name, options.json).await,
+    }
+}
+
+async fn topic(client: &Client, command: TopicCommand, json: bool) -> anyhow::Result<()> {
+    use commands::topic;
+    match command {
+        TopicCommand::Create { name, fifo } => topic::create(client, &name, fifo, json).await,
+        TopicCommand::Ls => topic::ls(client, json).await,
+        TopicCommand::Subscribe {
+            topic,
+            target,
+            filter,
+            filter_on_body,
+            raw,
+        } => {
+            let s = topic::Subscription {
+                topic: &topic,
+                endpoint: &target,
+                filter: filter.as_deref(),
+                on_body: filter_on_body,
+                raw,
+            };
+            topic::subscribe(client, s, json).await
+        }
+        TopicCommand::Publish {
+            topic,
+            message,
+            subject,
+            attrs,
+        } => topic::publish(client, &topic, &message, subject.as_deref(), &attrs, json).await,
+        TopicCommand::Rm { topic } => topic::rm(client, &topic, json).await,
     }
 }

@@ -169,6 +169,9 @@ pub struct FunctionSpec {
     /// The code of those layers, resolved when they were attached (in the same order).
     #[serde(default)]
     pub layer_code: Vec<LayerCode>,
+    /// Where events that failed every asynchronous attempt go (an SNS topic ARN).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter_target: Option<String>,
 }
 
 /// A layer version as a function uses it.
@@ -201,6 +204,7 @@ impl FunctionSpec {
             system_log_level: None,
             layers: Vec::new(),
             layer_code: Vec::new(),
+            dead_letter_target: None,
         }
     }
 }

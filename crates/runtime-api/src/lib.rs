@@ -443,6 +443,33 @@ impl Executor {
             .set_reserved(account, region, function_arn, value);
     }
 
+    /// Writes a line of the platform's own into a function's log (for what happened to it
+    /// outside any environment, such as a delivery that was refused), in a stream named
+    /// `YYYY/MM/DD/[<version>]platform`.
+    pub fn platform_log(
+        &self,
+        account: &str,
+        region: &str,
+        function: &str,
+        version: &str,
+        message: String,
+    ) {
+        let now = time::OffsetDateTime::now_utc();
+        self.inner.logs.emit(LogRecord {
+            account: account.into(),
+            region: region.into(),
+            function: function.into(),
+            stream: format!(
+                "{:04}/{:02}/{:02}/[{version}]platform",
+                now.year(),
+                now.month() as u8,
+                now.day()
+            ),
+            ts_ms: (now.unix_timestamp_nanos() / 1_000_000) as i64,
+            message,
+        });
+    }
+
     /// Destroys every idle environment of a function (after an update or delete); busy ones are
     /// destroyed when their invocation ends, since their revision is no longer current.
     pub async fn retire(&self, function_arn: &str) {

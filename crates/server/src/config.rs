@@ -47,9 +47,16 @@ pub struct Config {
     /// Log bytes kept per function; the oldest lines go first.
     pub log_max_bytes_per_function: u64,
     /// Asynchronous invocation.
-    pub async_settings: lamina_api::queue::AsyncSettings,
+    pub async_settings: lamina_api::lambda::queue::AsyncSettings,
     /// The part of the concurrency asynchronous attempts may hold.
     pub async_share: f64,
+    /// The base URL in links this server sends (SNS confirmation and unsubscribe links);
+    /// `None`: `http://` and the listening address.
+    pub public_url: Option<String>,
+    /// How long an SNS HTTP endpoint has to answer.
+    pub sns_http_timeout: std::time::Duration,
+    /// Bytes the SNS outbox may hold.
+    pub sns_backlog_max_bytes: u64,
 }
 
 /// One access key in the configuration file.
@@ -94,6 +101,9 @@ pub struct FileConfig {
     pub async_retry_delays_s: Option<Vec<f64>>,
     pub async_max_backoff_s: Option<f64>,
     pub async_share: Option<f64>,
+    pub public_url: Option<String>,
+    pub sns_http_timeout_s: Option<u64>,
+    pub sns_backlog_max_mb: Option<u64>,
     /// A price sheet (TOML) replacing AWS's prices.
     pub price_sheet: Option<PathBuf>,
     pub auth: AuthSection,
@@ -223,7 +233,20 @@ impl Config {
             log_rate_bytes_per_s: raw.log_rate_bytes_per_s.unwrap_or(1 << 20),
             log_burst_bytes: raw.log_burst_bytes.unwrap_or(8 << 20),
             log_max_bytes_per_function: raw.log_max_mb_per_function.unwrap_or(256) << 20,
-            async_settings: lamina_api::queue::AsyncSettings {
+            public_url: match raw.public_url {
+                Some(u) if !(u.starts_with("http://") || u.starts_with("https://")) => {
+                    return Err(invalid(
+                        "public_url",
+                        format!("'{u}' is not an http(s) URL"),
+                    ));
+                }
+                u => u.map(|u| u.trim_end_matches('/').to_owned()),
+            },
+            sns_http_timeout: std::time::Duration::from_secs(
+                raw.sns_http_timeout_s.unwrap_or(15).clamp(1, 900),
+            ),
+            sns_backlog_max_bytes: raw.sns_backlog_max_mb.unwrap_or(256) << 20,
+            async_settings: lamina_api::lambda::queue::AsyncSettings {
                 max_events: raw.async_queue_max_events.unwrap_or(100_000),
                 max_bytes: raw.async_queue_max_mb.unwrap_or(1024) << 20,
                 retry_delays: seconds(

@@ -86,9 +86,24 @@ pub async fn run(
     let mut url_key = [0u8; 32];
     url_key[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
     url_key[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-    let queue = lamina_api::queue::EventQueue::start(store.clone(), config.async_settings.clone())
-        .context("cannot open the asynchronous event queue")?;
+    let queue =
+        lamina_api::lambda::queue::EventQueue::start(store.clone(), config.async_settings.clone())
+            .context("cannot open the asynchronous event queue")?;
+    let addr = listener.local_addr()?;
+    let public_url = config.public_url.clone().unwrap_or_else(|| {
+        let host = match addr.ip() {
+            ip if ip.is_unspecified() => "127.0.0.1".to_string(),
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        };
+        format!("http://{host}:{}", addr.port())
+    });
     let state = Arc::new(AppState {
+        sns: lamina_api::sns::SnsState::new(lamina_api::sns::SnsSettings {
+            public_url,
+            http_timeout: config.sns_http_timeout,
+            max_backlog_bytes: config.sns_backlog_max_bytes,
+        }),
         queue,
         store,
         limits: config.limits.clone(),
@@ -102,9 +117,9 @@ pub async fn run(
         prices: config.prices.clone(),
         executor: executor.clone(),
     });
-    lamina_api::dispatch::start(state.clone());
-    let addr = listener.local_addr()?;
-    tracing::info!(%addr, data_dir = %config.data_dir.display(), verify_signatures = config.auth.verify, "lamina is serving the Lambda API");
+    lamina_api::lambda::dispatch::start(state.clone());
+    lamina_api::sns::start_deliverer(state.clone());
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), verify_signatures = config.auth.verify, "lamina is serving the Lambda and SNS APIs");
     let metrics = prometheus();
     let ex = executor.clone();
     let st = state.clone();
@@ -121,7 +136,7 @@ pub async fn run(
             let reported = reported.clone();
             async move {
                 ::metrics::gauge!("lamina_async_queue_events").set(st.queue.depth() as f64);
-                let depths = lamina_api::queue::depths(&st).await;
+                let depths = lamina_api::lambda::queue::depths(&st).await;
                 {
                     let mut reported = reported.lock().unwrap_or_else(|e| e.into_inner());
                     for gone in reported.iter().filter(|f| !depths.iter().any(|(d, _)| d == *f)) {

@@ -144,6 +144,46 @@ const MIGRATIONS: &[&str] = &[
         revision_id TEXT NOT NULL,
         PRIMARY KEY (function_id, qualifier)
     );",
+    // 9: SNS topics, subscriptions, and the outbox of deliveries; subscriptions go with their
+    // topic, deliveries with their subscription.
+    "CREATE TABLE sns_topics (
+        id INTEGER PRIMARY KEY,
+        account TEXT NOT NULL,
+        region TEXT NOT NULL,
+        name TEXT NOT NULL,
+        attributes TEXT NOT NULL,
+        tags TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        UNIQUE (account, region, name)
+    );
+    CREATE TABLE sns_subscriptions (
+        id INTEGER PRIMARY KEY,
+        arn TEXT NOT NULL UNIQUE,
+        topic_id INTEGER NOT NULL REFERENCES sns_topics(id) ON DELETE CASCADE,
+        owner TEXT NOT NULL,
+        protocol TEXT NOT NULL,
+        endpoint TEXT NOT NULL,
+        attributes TEXT NOT NULL,
+        token TEXT,
+        confirmed INTEGER NOT NULL,
+        created_ms INTEGER NOT NULL
+    );
+    CREATE INDEX sns_subscriptions_topic ON sns_subscriptions(topic_id);
+    CREATE INDEX sns_subscriptions_owner ON sns_subscriptions(owner);
+    CREATE TABLE sns_deliveries (
+        id INTEGER PRIMARY KEY,
+        subscription_id INTEGER NOT NULL REFERENCES sns_subscriptions(id) ON DELETE CASCADE,
+        kind TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        body BLOB NOT NULL,
+        attempts INTEGER NOT NULL,
+        due_ms INTEGER NOT NULL,
+        hops INTEGER NOT NULL,
+        leased INTEGER NOT NULL DEFAULT 0,
+        created_ms INTEGER NOT NULL
+    );
+    CREATE INDEX sns_deliveries_due ON sns_deliveries(leased, due_ms);
+    CREATE INDEX sns_deliveries_subscription ON sns_deliveries(subscription_id);",
 ];
 
 /// Opens the database at `path`, in WAL mode with full durability, and migrates it.

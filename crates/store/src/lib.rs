@@ -20,6 +20,7 @@ mod functions;
 mod layers;
 mod logs;
 mod policies;
+mod sns;
 mod usage;
 mod versions;
 
@@ -37,6 +38,10 @@ pub use functions::{FunctionKey, FunctionRecord, NewFunction};
 pub use layers::{LayerVersion, NewLayerVersion};
 pub use logs::{LogEvent, NewLogEvent};
 pub use policies::StoredPolicy;
+pub use sns::{
+    Delivery, NewDelivery, NewSubscription, SettleDelivery, SubscriptionRecord, TopicKey,
+    TopicRecord,
+};
 pub use usage::{FunctionUsage, UsageRecord};
 pub use versions::AliasRecord;
 

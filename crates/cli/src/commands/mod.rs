@@ -10,3 +10,4 @@ pub mod publish;
 pub mod rm;
 pub mod show;
 pub mod top;
+pub mod topic;

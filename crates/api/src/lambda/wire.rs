@@ -203,6 +203,14 @@ pub struct FunctionConfiguration {
     pub ephemeral_storage: Size,
     pub snap_start: SnapStartResponse,
     pub logging_config: LoggingConfigResponse,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dead_letter_config: Option<DeadLetterResponse>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeadLetterResponse {
+    pub target_arn: String,
 }
 
 #[derive(Debug, Serialize)]

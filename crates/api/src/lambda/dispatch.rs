@@ -4,29 +4,30 @@
 //! has room for: an asynchronous attempt may hold only its share of a function's concurrency,
 //! so synchronous callers are never starved.
 //!
-//! An attempt runs through [`crate::invoke::run`] with the event's request id. Then, as Lambda
+//! An attempt runs through [`super::invoke::run`] with the event's request id. Then, as Lambda
 //! does: a function error (handler error, timeout, crash, out of memory, failed INIT) is retried
 //! up to `MaximumRetryAttempts` after the configured delays (1 and 2 minutes by default); a
 //! throttle or a platform error puts the event back with exponential back-off (1 s to 5 minutes)
 //! without counting an attempt; an event older than `MaximumEventAgeInSeconds` goes; reserved
 //! concurrency 0 sends it straight to its failure destination. Success and failure records go to
-//! the configured destination function, queued in the same transaction that removes the event,
-//! which also stores the attempt's usage record (keyed by request id and attempt number: an
+//! the configured destination (see [`super::destinations`]): a function's is queued in the same
+//! transaction that removes the event, a topic's is published before it; an event that failed
+//! goes to the function's dead-letter topic the same way. That transaction also stores the
+//! attempt's usage record (keyed by request id and attempt number: an
 //! attempt that runs again after a crash is billed once). Each event is independent: a poison
 //! event only delays itself.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use lamina_model::{ErrorKind, FunctionRef, Qualifier, now_millis};
+use lamina_model::{ErrorKind, Qualifier, now_millis};
 use lamina_runtime_api::{Failure, Throttle};
-use lamina_store::{FunctionKey, NewEvent, QueuedEvent, Settle, UsageRecord};
-use serde_json::{Value, json};
+use lamina_store::{FunctionKey, QueuedEvent, Settle, UsageRecord};
 
-use crate::queue::{Settling, Signal};
-use crate::{AppState, arn};
+use super::queue::{Settling, Signal};
+use super::{AppState, arn, destinations};
 
 /// Events leased at once per function. Leased events wait in memory for room to run.
 const LEASE_BATCH: usize = 64;
@@ -244,11 +245,19 @@ async fn lease(
     let k = key.clone();
     let r = tokio::task::spawn_blocking(move || {
         let configs = store.event_configs(&k, None)?;
+        // The dead-letter topic is the function's (as `$LATEST` has it).
+        let dead_letter = store
+            .get_function(&k)?
+            .and_then(|f| f.spec.dead_letter_target);
+        let with_dlq = |mut r: Rules| {
+            r.dead_letter = dead_letter.clone();
+            Arc::new(r)
+        };
         let rules: HashMap<String, Arc<Rules>> = configs
             .into_iter()
-            .map(|c| (c.qualifier.clone(), Arc::new(Rules::from(Some(c)))))
+            .map(|c| (c.qualifier.clone(), with_dlq(Rules::from(Some(c)))))
             .collect();
-        let default = Arc::new(Rules::from(None));
+        let default = with_dlq(Rules::from(None));
         let events = store.lease_due_events(&k, now, n, i64::MAX / 2 - now)?;
         let next = store.next_event_due(&k)?;
         let events = events
@@ -274,7 +283,7 @@ async fn lease(
 }
 
 /// Ends the events waiting for room that have grown older than their maximum age.
-fn expire(state: &AppState, buffer: &mut VecDeque<(QueuedEvent, Arc<Rules>)>, now: i64) {
+fn expire(state: &Arc<AppState>, buffer: &mut VecDeque<(QueuedEvent, Arc<Rules>)>, now: i64) {
     buffer.retain(|(e, rules)| {
         if now - e.received_ms <= rules.max_age_ms {
             return true;
@@ -297,6 +306,8 @@ pub(crate) struct Rules {
     max_age_ms: i64,
     on_success: Option<String>,
     on_failure: Option<String>,
+    /// The function's dead-letter topic.
+    dead_letter: Option<String>,
 }
 
 /// Why an event ends.
@@ -323,10 +334,10 @@ impl Condition {
 }
 
 /// The last attempt's answer, for a destination record.
-struct Response {
-    executed_version: String,
-    function_error: bool,
-    body: Bytes,
+pub(crate) struct Response {
+    pub executed_version: String,
+    pub function_error: bool,
+    pub body: Bytes,
 }
 
 impl From<Option<lamina_store::EventInvokeConfig>> for Rules {
@@ -338,6 +349,7 @@ impl From<Option<lamina_store::EventInvokeConfig>> for Rules {
             max_age_ms: config.as_ref().and_then(|c| c.max_age_s).unwrap_or(21_600) as i64 * 1000,
             on_success: config.as_ref().and_then(|c| c.on_success.clone()),
             on_failure: config.and_then(|c| c.on_failure),
+            dead_letter: None,
         }
     }
 }
@@ -366,11 +378,11 @@ async fn attempt(
         0 => e.request_id.clone(),
         n => format!("{}:{}", e.request_id, n + 1),
     };
-    let ran = crate::invoke::run(
+    let ran = super::invoke::run(
         state,
         &e.function,
         qualifier.as_ref(),
-        crate::invoke::Call {
+        super::invoke::Call {
             request_id: e.request_id.clone(),
             usage_key,
             payload: Bytes::from(e.payload.clone()),
@@ -383,7 +395,7 @@ async fn attempt(
         Ok(ran) => ran,
         Err(err) if err.error.kind == ErrorKind::ResourceNotFound => {
             // Gone for good, or only its code for a moment (two updates racing the attempt)?
-            if crate::invoke::record(state, &e.function, qualifier.as_ref(), true)
+            if super::invoke::record(state, &e.function, qualifier.as_ref(), true)
                 .await
                 .is_ok()
             {
@@ -430,7 +442,7 @@ async fn attempt(
 
 /// A function error: retry after the configured delay, or give up.
 fn failed(
-    state: &AppState,
+    state: &Arc<AppState>,
     mut e: QueuedEvent,
     rules: &Rules,
     last: Response,
@@ -468,7 +480,7 @@ fn failed(
 }
 
 /// A throttle or a platform error: back to the queue, later, without counting an attempt.
-fn back_off(state: &AppState, e: QueuedEvent, rules: &Rules) {
+fn back_off(state: &Arc<AppState>, e: QueuedEvent, rules: &Rules) {
     let max = state.queue.settings.max_backoff.as_millis() as i64;
     let backoff = (e.backoff_ms * 2).clamp(1000, max.max(1000));
     let due = now_millis() + backoff;
@@ -493,9 +505,11 @@ fn requeue(state: &AppState, e: QueuedEvent, due: i64, backoff: i64, usage: Opti
     });
 }
 
-/// Ends an event: it leaves the queue, and the record for its destination enters it.
+/// Ends an event: it leaves the queue, and the record for its destination enters it (a
+/// function's in the same transaction; a topic's is published first, then the event leaves),
+/// as does the event for its dead-letter topic after a failure.
 fn finish(
-    state: &AppState,
+    state: &Arc<AppState>,
     e: QueuedEvent,
     rules: &Rules,
     condition: Condition,
@@ -506,15 +520,29 @@ fn finish(
         metrics::counter!("lamina_async_events_dropped_total", "function" => e.function.name.to_string(), "reason" => condition.as_str()).increment(1);
     }
     let destination = match condition {
-        Condition::Success => rules.on_success.as_deref(),
+        Condition::Success => rules.on_success.clone(),
         Condition::FunctionGone => None,
-        _ => rules.on_failure.as_deref(),
+        _ => rules.on_failure.clone(),
     };
-    let then = destination.and_then(|d| destination_event(&e, d, condition, last.as_ref()));
-    if destination.is_some() && then.is_none() {
-        metrics::counter!("lamina_async_destination_delivery_failures_total", "function" => e.function.name.to_string()).increment(1);
-    }
-    state.queue.settle(Settling {
+    let dead_letter = match condition {
+        Condition::Success | Condition::FunctionGone => None,
+        _ => rules.dead_letter.clone(),
+    };
+    let record = destination
+        .as_ref()
+        .map(|_| destinations::record(&e, condition.as_str(), last.as_ref()));
+    let then = match (&destination, &record) {
+        (Some(d), Some(r)) if !d.starts_with("arn:aws:sns:") => {
+            let then = destinations::function_event(&e, d, r);
+            if then.is_none() {
+                destinations::failed(&e, "destination");
+            }
+            then
+        }
+        _ => None,
+    };
+    let topic = destination.filter(|d| d.starts_with("arn:aws:sns:"));
+    let settling = Settling {
         destination: then.as_ref().map(|t| t.function.clone()),
         settle: Settle::Finish {
             id: e.id,
@@ -522,71 +550,32 @@ fn finish(
             usage,
         },
         bytes: e.payload.len() as u64,
-        function: e.function,
-    });
-}
-
-/// The destination record (as Lambda writes it) for a destination function, as a new event.
-fn destination_event(
-    e: &QueuedEvent,
-    destination: &str,
-    condition: Condition,
-    last: Option<&Response>,
-) -> Option<NewEvent> {
-    if e.hops >= crate::queue::MAX_HOPS {
-        return None;
+        function: e.function.clone(),
+    };
+    if topic.is_none() && dead_letter.is_none() {
+        state.queue.settle(settling);
+        return;
     }
-    let target = FunctionRef::parse(destination).ok()?;
-    let function = FunctionKey {
-        account: target
-            .account
-            .clone()
-            .unwrap_or_else(|| e.function.account.clone()),
-        region: target
-            .region
-            .clone()
-            .unwrap_or_else(|| e.function.region.clone()),
-        name: target.name.clone(),
-    };
-    let as_json = |b: &[u8]| {
-        serde_json::from_slice::<Value>(b)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(b).into_owned()))
-    };
-    let invoked = e
-        .qualifier
-        .as_deref()
-        .and_then(|q| Qualifier::parse(q).ok())
-        .unwrap_or(Qualifier::Latest);
-    let mut record = json!({
-        "version": "1.0",
-        "timestamp": lamina_model::iso8601_millis(now_millis()),
-        "requestContext": {
-            "requestId": e.request_id,
-            "functionArn": arn(&e.function, Some(&invoked)),
-            "condition": condition.as_str(),
-            "approximateInvokeCount": e.attempts + u32::from(condition == Condition::Success),
-        },
-        "requestPayload": as_json(&e.payload),
-    });
-    if let Some(r) = last {
-        let mut context = json!({ "statusCode": 200, "executedVersion": r.executed_version });
-        if r.function_error {
-            context["functionError"] = json!("Unhandled");
+    // Published before the event leaves the queue: a crash in between publishes again.
+    let state = state.clone();
+    tokio::spawn(async move {
+        if let (Some(topic), Some(record)) = (topic, record) {
+            destinations::to_topic(
+                &state,
+                &e,
+                &topic,
+                record.to_string(),
+                BTreeMap::new(),
+                "destination",
+            )
+            .await;
         }
-        record["responseContext"] = context;
-        record["responsePayload"] = as_json(&r.body);
-    }
-    let payload = record.to_string().into_bytes();
-    // A record is an event like any other: no larger than an Event invoke's payload.
-    if payload.len() > crate::invoke::MAX_EVENT_PAYLOAD {
-        return None;
-    }
-    Some(NewEvent {
-        request_id: uuid::Uuid::new_v4().to_string(),
-        function,
-        qualifier: target.qualifier.map(|q| q.to_string()),
-        payload,
-        received_ms: now_millis(),
-        hops: e.hops + 1,
-    })
+        if let Some(dlq) = dead_letter {
+            let attributes =
+                destinations::dead_letter_attributes(&e, condition.as_str(), last.as_ref());
+            let body = String::from_utf8_lossy(&e.payload).into_owned();
+            destinations::to_topic(&state, &e, &dlq, body, attributes, "dead-letter").await;
+        }
+        state.queue.settle(settling);
+    });
 }

@@ -14,7 +14,7 @@ use lamina_store::{AliasRecord, FunctionKey, StoreError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::{
+use super::{
     ApiError, ApiResult, AppState, Caller, arn, blocking, function_not_found, json_body, resolve,
 };
 

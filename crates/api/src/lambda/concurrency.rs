@@ -13,7 +13,7 @@ use lamina_store::{FunctionKey, StoreError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::{ApiError, ApiResult, AppState, Caller, arn, blocking, json_body, resolve};
+use super::{ApiError, ApiResult, AppState, Caller, arn, blocking, json_body, resolve};
 
 /// The smallest unreserved concurrency an account keeps.
 const UNRESERVED_MIN: u64 = 100;

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Extension, State};
 
-use crate::wire::{AccountLimit, AccountSettings, AccountUsage};
-use crate::{ApiResult, AppState, Caller, blocking};
+use super::wire::{AccountLimit, AccountSettings, AccountUsage};
+use super::{ApiResult, AppState, Caller, blocking};
 
 /// `GET /2016-08-19/account-settings/`.
 pub async fn settings(

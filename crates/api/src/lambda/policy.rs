@@ -14,8 +14,8 @@ use lamina_store::{FunctionKey, StoreError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::query::Query;
-use crate::{ApiResult, AppState, Caller, arn, blocking, function_not_found, json_body, resolve};
+use super::query::Query;
+use super::{ApiResult, AppState, Caller, arn, blocking, function_not_found, json_body, resolve};
 
 /// The largest policy document, bytes.
 const MAX_POLICY: usize = 20 * 1024;
@@ -174,7 +174,7 @@ async fn policy_qualifier(
         )
         .into()),
         Some(q) => {
-            crate::versions::version_for(state, key, Some(q), false).await?;
+            super::versions::version_for(state, key, Some(q), false).await?;
             Ok(q.to_string())
         }
     }
@@ -253,7 +253,7 @@ pub async fn get(
     let found = blocking(move || Ok(store.policy(&key, &pq)?)).await?;
     let policy = found
         .ok_or_else(|| LambdaError::not_found("The resource you requested does not exist."))?;
-    let statements = parse_statements(&policy.statements).map_err(crate::ApiError::from)?;
+    let statements = parse_statements(&policy.statements).map_err(super::ApiError::from)?;
     Ok(Json(json!({
         "Policy": document(&statements),
         "RevisionId": policy.revision_id,

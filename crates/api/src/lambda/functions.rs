@@ -9,15 +9,13 @@ use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use lamina_model::{
-    Architecture, FunctionSpec, LambdaError, LogFormat, PackageType, Qualifier, Runtime,
-    TracingMode, format_timestamp,
-};
+use lamina_model::{FunctionSpec, LambdaError, PackageType, Qualifier, format_timestamp};
 use lamina_store::{FunctionRecord, NewFunction, StoreError};
 
-use crate::query::Query;
-use crate::wire::{self, ConfigFields, FunctionConfiguration};
-use crate::{
+use super::config::{apply_config, architecture, check_dead_letter, required, unsupported};
+use super::query::Query;
+use super::wire::{self, FunctionConfiguration};
+use super::{
     ApiError, ApiResult, AppState, Caller, arn, blocking, function_not_found, json_body, resolve,
 };
 
@@ -110,198 +108,11 @@ pub(crate) fn configuration(
             application_log_level: spec.application_log_level.clone(),
             system_log_level: spec.system_log_level.clone(),
         },
+        dead_letter_config: spec
+            .dead_letter_target
+            .clone()
+            .map(|target_arn| wire::DeadLetterResponse { target_arn }),
     }
-}
-
-fn required(member: &str) -> LambdaError {
-    LambdaError::missing(member)
-}
-
-fn unsupported(what: &str) -> LambdaError {
-    LambdaError::invalid_parameter(format!("{what} is not supported by this server yet."))
-}
-
-fn number(value: i64, member: &str) -> Result<u32, LambdaError> {
-    u32::try_from(value).map_err(|_| {
-        LambdaError::validation(
-            value,
-            member,
-            "Member must have value greater than or equal to 0",
-        )
-    })
-}
-
-fn architecture(list: &[String]) -> Result<Architecture, LambdaError> {
-    match list {
-        [one] => Architecture::parse(one).ok_or_else(|| {
-            LambdaError::validation(
-                format!("[{one}]"),
-                "architectures",
-                "Member must satisfy constraint: [Member must satisfy enum value set: [x86_64, arm64]]",
-            )
-        }),
-        _ => Err(LambdaError::validation(
-            format!("[{}]", list.join(", ")),
-            "architectures",
-            "Member must have length less than or equal to 1 and greater than or equal to 1",
-        )),
-    }
-}
-
-/// Applies the configuration members of a request on top of `spec`.
-fn apply_config(spec: &mut FunctionSpec, c: ConfigFields) -> Result<(), LambdaError> {
-    if let Some(role) = c.role {
-        spec.role = role;
-    }
-    if let Some(runtime) = c.runtime {
-        spec.runtime = Some(Runtime::parse(&runtime)?);
-    }
-    if let Some(handler) = c.handler {
-        spec.handler = Some(handler);
-    }
-    if let Some(description) = c.description {
-        spec.description = description;
-    }
-    if let Some(timeout) = c.timeout {
-        spec.timeout = number(timeout, "timeout")?;
-    }
-    if let Some(memory) = c.memory_size {
-        spec.memory_size = number(memory, "memorySize")?;
-    }
-    if let Some(env) = c.environment {
-        spec.environment = env.variables.unwrap_or_default();
-    }
-    if let Some(layers) = c.layers {
-        if layers.len() > 5 {
-            return Err(LambdaError::invalid_parameter(
-                "Cannot reference more than 5 layers.",
-            ));
-        }
-        // Resolved (and checked) against the store by `layers::attach`.
-        spec.layers = layers;
-        spec.layer_code.clear();
-    }
-    if let Some(storage) = c.ephemeral_storage {
-        spec.ephemeral_storage = storage
-            .size
-            .ok_or_else(|| required("ephemeralStorage.size"))?;
-    }
-    if let Some(tracing) = c.tracing_config
-        && let Some(mode) = tracing.mode
-    {
-        spec.tracing_mode = match mode.as_str() {
-            "Active" => TracingMode::Active,
-            "PassThrough" => TracingMode::PassThrough,
-            _ => {
-                return Err(LambdaError::validation(
-                    mode,
-                    "tracingConfig.mode",
-                    "Member must satisfy enum value set: [Active, PassThrough]",
-                ));
-            }
-        };
-    }
-    if let Some(logging) = c.logging_config {
-        apply_logging(spec, logging)?;
-    }
-    if c.vpc_config.is_some_and(|v| {
-        !v.subnet_ids.unwrap_or_default().is_empty()
-            || !v.security_group_ids.unwrap_or_default().is_empty()
-    }) {
-        return Err(unsupported("VpcConfig"));
-    }
-    if c.dead_letter_config
-        .and_then(|d| d.target_arn)
-        .is_some_and(|t| !t.is_empty())
-    {
-        return Err(unsupported("DeadLetterConfig"));
-    }
-    if c.kms_key_arn.is_some_and(|k| !k.is_empty()) {
-        return Err(unsupported("KMSKeyArn"));
-    }
-    if c.file_system_configs.is_some_and(|f| !f.is_empty()) {
-        return Err(unsupported("FileSystemConfigs"));
-    }
-    if c.image_config.is_some() {
-        return Err(unsupported("ImageConfig"));
-    }
-    if c.snap_start.is_some_and(|s| {
-        s.get("ApplyOn")
-            .and_then(|a| a.as_str())
-            .is_some_and(|a| a != "None")
-    }) {
-        return Err(unsupported("SnapStart"));
-    }
-    Ok(())
-}
-
-fn apply_logging(spec: &mut FunctionSpec, l: wire::LoggingConfig) -> Result<(), LambdaError> {
-    if let Some(format) = l.log_format {
-        spec.log_format = match format.as_str() {
-            "Text" => LogFormat::Text,
-            "JSON" => LogFormat::Json,
-            _ => {
-                return Err(LambdaError::validation(
-                    format,
-                    "loggingConfig.logFormat",
-                    "Member must satisfy enum value set: [Text, JSON]",
-                ));
-            }
-        };
-    }
-    if let Some(group) = l.log_group {
-        let ok = !group.is_empty()
-            && group.len() <= 512
-            && group
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"_-/.#".contains(&b));
-        if !ok {
-            return Err(LambdaError::validation(
-                group,
-                "loggingConfig.logGroup",
-                "Member must satisfy regular expression pattern: [\\.\\-_/#A-Za-z0-9]+",
-            ));
-        }
-        spec.log_group = Some(group);
-    }
-    const APP: &[&str] = &["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"];
-    const SYS: &[&str] = &["DEBUG", "INFO", "WARN"];
-    for (value, allowed, member, slot) in [
-        (
-            l.application_log_level,
-            APP,
-            "loggingConfig.applicationLogLevel",
-            &mut spec.application_log_level,
-        ),
-        (
-            l.system_log_level,
-            SYS,
-            "loggingConfig.systemLogLevel",
-            &mut spec.system_log_level,
-        ),
-    ] {
-        if let Some(v) = value {
-            if !allowed.contains(&v.as_str()) {
-                return Err(LambdaError::validation(
-                    &v,
-                    member,
-                    &format!(
-                        "Member must satisfy enum value set: [{}]",
-                        allowed.join(", ")
-                    ),
-                ));
-            }
-            *slot = Some(v);
-        }
-    }
-    if spec.log_format == LogFormat::Text
-        && (spec.application_log_level.is_some() || spec.system_log_level.is_some())
-    {
-        return Err(LambdaError::invalid_parameter(
-            "ApplicationLogLevel and SystemLogLevel can only be set when LogFormat is JSON.",
-        ));
-    }
-    Ok(())
 }
 
 /// Refuses a runtime this host cannot serve, naming the ones it can.
@@ -397,17 +208,18 @@ pub async fn create(
     if let Some(archs) = &req.architectures {
         spec.architecture = architecture(archs)?;
     }
+    check_dead_letter(&state, &key, &req.config).await?;
     apply_config(&mut spec, req.config)?;
     state.limits.check_spec(&spec)?;
     check_served(&state, &spec)?;
     let layers_size = if spec.layers.is_empty() {
         0
     } else {
-        crate::layers::attach(&state, &caller, &mut spec).await?
+        super::layers::attach(&state, &caller, &mut spec).await?
     };
     let unzipped_max = state.limits.unzipped_max_bytes;
     if layers_size >= unzipped_max {
-        return Err(crate::layers::too_big(unzipped_max, layers_size, None).into());
+        return Err(super::layers::too_big(unzipped_max, layers_size, None).into());
     }
     let tags = req.tags.unwrap_or_default();
     state.limits.check_tags(&tags)?;
@@ -441,7 +253,7 @@ pub async fn create(
                 StoreError::Code(lamina_store::CodeError::Archive(
                     lamina_store::ArchiveError::TooLarge { .. },
                 )) if layers_size > 0 => {
-                    crate::layers::too_big(unzipped_max, layers_size, None).into()
+                    super::layers::too_big(unzipped_max, layers_size, None).into()
                 }
                 e => ApiError::from(e),
             })
@@ -450,7 +262,7 @@ pub async fn create(
     tracing::info!(function = %rec.key.name, account = %rec.key.account, "created function");
     let rec = if publish {
         let mut published =
-            crate::versions::publish_latest(&state, &rec.key, None, None, None).await?;
+            super::versions::publish_latest(&state, &rec.key, None, None, None).await?;
         published.key = rec.key.clone();
         published
     } else {
@@ -470,7 +282,7 @@ async fn load(
 ) -> ApiResult<(FunctionRecord, Option<Qualifier>)> {
     let q = Query::parse(raw_query);
     let (key, qualifier) = resolve(caller, name, q.get("Qualifier"), operation)?;
-    let rec = crate::versions::version_for(state, &key, qualifier.as_ref(), false).await?;
+    let rec = super::versions::version_for(state, &key, qualifier.as_ref(), false).await?;
     Ok((rec, qualifier))
 }
 
@@ -491,7 +303,7 @@ pub async fn get(
     let concurrency = reserved
         .flatten()
         .map(|n| serde_json::json!({ "ReservedConcurrentExecutions": n }));
-    let location = crate::code::location(&state, &host(&headers), &rec.code.sha256_hex);
+    let location = super::code::location(&state, &host(&headers), &rec.code.sha256_hex);
     Ok(Json(wire::GetFunctionResponse {
         configuration: configuration(&rec, arn(&rec.key, qualifier.as_ref()), View::Current),
         code: wire::CodeLocation {
@@ -675,7 +487,7 @@ pub async fn update_code(
         View::Updated
     };
     let rec = if publish && !dry_run {
-        crate::versions::publish_latest(&state, &key, None, None, None).await?
+        super::versions::publish_latest(&state, &key, None, None, None).await?
     } else {
         rec
     };
@@ -697,6 +509,7 @@ pub async fn update_configuration(
         )
         .into());
     }
+    check_dead_letter(&state, &key, &req.config).await?;
     // New layers are resolved first (they live in the store too); the size check needs the
     // function's current code and happens with the update.
     let new_layers = match &req.config.layers {
@@ -704,7 +517,7 @@ pub async fn update_configuration(
         Some(arns) => {
             let mut probe = FunctionSpec::with_defaults(String::new());
             probe.layers = arns.clone();
-            let size = crate::layers::attach(&state, &caller, &mut probe).await?;
+            let size = super::layers::attach(&state, &caller, &mut probe).await?;
             Some((probe.layer_code, size))
         }
     };
@@ -724,7 +537,7 @@ pub async fn update_configuration(
                 if let Some((code, size)) = new_layers {
                     let limit = st.limits.unzipped_max_bytes;
                     if current.code.unzipped_size + size > limit {
-                        return Err(crate::layers::too_big(
+                        return Err(super::layers::too_big(
                             limit,
                             size,
                             Some(current.code.unzipped_size),

@@ -7,8 +7,8 @@ use axum::Json;
 use axum::extract::{Extension, Path, RawQuery, State};
 use serde_json::{Value, json};
 
-use crate::query::Query;
-use crate::{ApiResult, AppState, Caller, blocking, resolve};
+use super::query::Query;
+use super::{ApiResult, AppState, Caller, blocking, resolve};
 
 pub async fn get(
     State(state): State<Arc<AppState>>,

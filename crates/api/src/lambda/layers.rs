@@ -14,8 +14,8 @@ use lamina_store::{LayerVersion, NewLayerVersion, StoreError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::query::Query;
-use crate::{ApiError, ApiResult, AppState, Caller, blocking, json_body};
+use super::query::Query;
+use super::{ApiError, ApiResult, AppState, Caller, blocking, json_body};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -85,7 +85,7 @@ fn render(state: &AppState, host: &str, v: &LayerVersion) -> Value {
     let arn = layer_arn(&v.region, &v.account, &v.name);
     let mut out = json!({
         "Content": {
-            "Location": crate::code::location(state, host, &v.code.sha256_hex),
+            "Location": super::code::location(state, host, &v.code.sha256_hex),
             "CodeSha256": v.code.sha256_base64(),
             "CodeSize": v.code.size,
         },
@@ -131,7 +131,7 @@ pub async fn publish(
     let b64 = content
         .zip_file
         .ok_or_else(|| LambdaError::invalid_parameter("Content.ZipFile is required."))?;
-    let zip = crate::functions::decode_zip(&state, &b64)?;
+    let zip = super::functions::decode_zip(&state, &b64)?;
     let runtimes = req.compatible_runtimes.unwrap_or_default();
     if runtimes.len() > 15 {
         return Err(LambdaError::validation(

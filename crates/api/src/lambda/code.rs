@@ -13,8 +13,8 @@ use hmac::{Hmac, Mac};
 use lamina_model::{ErrorKind, LambdaError};
 use sha2::Sha256;
 
-use crate::query::Query;
-use crate::{ApiError, AppState};
+use super::query::Query;
+use super::{ApiError, AppState};
 
 /// How long a download URL stays valid, seconds (Lambda's are valid for 10 minutes).
 const VALID_S: i64 = 600;
@@ -56,7 +56,7 @@ pub async fn download(
         .and_then(|e| e.parse().ok())
         .ok_or_else(forbidden)?;
     let given = q.get("signature").ok_or_else(forbidden)?;
-    if !crate::sigv4::signatures_match(&mac(&state.url_key, sha, expires), given)
+    if !super::sigv4::signatures_match(&mac(&state.url_key, sha, expires), given)
         || expires < lamina_model::now_millis() / 1000
     {
         return Err(forbidden());

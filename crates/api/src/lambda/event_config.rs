@@ -13,8 +13,8 @@ use lamina_store::{EventInvokeConfig, FunctionKey, StoreError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::query::Query;
-use crate::{ApiResult, AppState, Caller, arn, blocking, json_body, resolve};
+use super::query::Query;
+use super::{ApiResult, AppState, Caller, arn, blocking, json_body, resolve};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -48,7 +48,7 @@ async fn target(
     let q = Query::parse(raw);
     let (key, qualifier) = resolve(caller, name, q.get("Qualifier"), operation)?;
     let qualifier = qualifier.unwrap_or(Qualifier::Latest);
-    crate::versions::version_for(state, &key, Some(&qualifier), false).await?;
+    super::versions::version_for(state, &key, Some(&qualifier), false).await?;
     Ok((key, qualifier))
 }
 
@@ -102,12 +102,29 @@ async fn check_destination(
     }
     match parts[2] {
         "lambda" => {}
-        service @ ("sqs" | "sns" | "events" | "s3") => {
+        "sns" => {
+            // A topic of the function's own account and region, that exists.
+            let invalid = || {
+                LambdaError::invalid_parameter(format!(
+                    "The destination ARN {arn_text} is invalid."
+                ))
+            };
+            let topic =
+                crate::sns::parse_topic_arn("Destination", arn_text).map_err(|_| invalid())?;
+            if topic.account != key.account || topic.region != key.region {
+                return Err(invalid().into());
+            }
+            let store = state.store.clone();
+            if !blocking(move || Ok(store.topic(&topic)?.is_some())).await? {
+                return Err(invalid().into());
+            }
+            return Ok(());
+        }
+        service @ ("sqs" | "events" | "s3") => {
             return Err(LambdaError::invalid_parameter(format!(
-                "Lamina cannot deliver to {} destinations yet ({arn_text}): use a Lambda function.",
+                "Lamina cannot deliver to {} destinations ({arn_text}): use a Lambda function or an SNS topic.",
                 match service {
                     "sqs" => "SQS queue",
-                    "sns" => "SNS topic",
                     "events" => "EventBridge bus",
                     _ => "S3 bucket",
                 }
@@ -146,7 +163,7 @@ async fn check_destination(
     if dest.region != key.region || dest.account != key.account {
         return Err(invalid().into());
     }
-    crate::versions::version_for(state, &dest, target.qualifier.as_ref(), false)
+    super::versions::version_for(state, &dest, target.qualifier.as_ref(), false)
         .await
         .map_err(|_| invalid())?;
     Ok(())

@@ -6,7 +6,7 @@
 //! event. The queue is bounded in events and bytes; when full, `accept` refuses with
 //! `TooManyRequestsException` and nothing is lost.
 //!
-//! What becomes of events after their attempts (see [`crate::dispatch`]) is written the same
+//! What becomes of events after their attempts (see [`super::dispatch`]) is written the same
 //! way: [`EventQueue::settle`] hands a [`Settle`] to the writer, which commits everything that
 //! is waiting in one transaction, then tells the dispatcher when each function has events due.
 
@@ -18,7 +18,7 @@ use lamina_model::{ErrorKind, LambdaError, now_millis};
 use lamina_store::{FunctionKey, NewEvent, QueueSize, QueuedEvent, Settle, Store, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{ApiResult, AppState, blocking};
+use super::{ApiResult, AppState, blocking};
 
 /// Asynchronous invocation settings.
 #[derive(Debug, Clone)]
@@ -49,13 +49,13 @@ pub(crate) enum Signal {
     /// A function has an event due at this time (epoch ms).
     Due(FunctionKey, i64),
     /// An attempt (counted in this scope) has ended.
-    Done(crate::dispatch::Scope),
+    Done(super::dispatch::Scope),
     /// An attempt found no room after all: the event goes back to the dispatcher's hands as it
     /// was, to start when there is room.
     Bounced(
         QueuedEvent,
-        Arc<crate::dispatch::Rules>,
-        crate::dispatch::Scope,
+        Arc<super::dispatch::Rules>,
+        super::dispatch::Scope,
     ),
 }
 
@@ -216,7 +216,7 @@ async fn write_accepted(
                 Err(_) => {
                     // Its function was deleted between the check and the commit.
                     queue.forget(e.payload.len() as u64);
-                    Err(crate::function_not_found(&e.function, None))
+                    Err(super::function_not_found(&e.function, None))
                 }
             };
             let _ = reply.send(answer);

@@ -1,5 +1,5 @@
 //! Invoke: `POST /2015-03-31/functions/{name}/invocations`, synchronously (`RequestResponse`),
-//! as a permission check (`DryRun`), or asynchronously (`Event`: queued, see [`crate::queue`]);
+//! as a permission check (`DryRun`), or asynchronously (`Event`: queued, see [`super::queue`]);
 //! and the legacy `InvokeAsync`. [`run`] is the one path from a function to an outcome, for
 //! synchronous callers and asynchronous attempts alike.
 
@@ -15,8 +15,8 @@ use lamina_runtime_api::{Failure, FunctionRuntime, Invocation, Invoked};
 
 use lamina_store::{FunctionKey, FunctionRecord};
 
-use crate::query::Query;
-use crate::{ApiError, ApiResult, AppState, Caller, arn, blocking, function_not_found};
+use super::query::Query;
+use super::{ApiError, ApiResult, AppState, Caller, arn, blocking, function_not_found};
 
 /// The largest synchronous request payload (6 MiB).
 pub const MAX_SYNC_PAYLOAD: usize = 6_291_456;
@@ -43,7 +43,7 @@ pub async fn invoke(
 ) -> ApiResult<Response> {
     let q = Query::parse(raw.as_deref());
     let (key, qualifier) =
-        crate::resolve_invoke(&state, &caller, &name, q.get("Qualifier"), "InvokeFunction").await?;
+        super::resolve_invoke(&state, &caller, &name, q.get("Qualifier"), "InvokeFunction").await?;
     let invocation_type = header(&headers, "x-amz-invocation-type").unwrap_or("RequestResponse");
     let limit = match invocation_type {
         "RequestResponse" | "DryRun" => MAX_SYNC_PAYLOAD,
@@ -178,7 +178,7 @@ pub async fn invoke_async(
     body: Bytes,
 ) -> ApiResult<Response> {
     let (key, qualifier) =
-        crate::resolve_invoke(&state, &caller, &name, None, "InvokeAsync").await?;
+        super::resolve_invoke(&state, &caller, &name, None, "InvokeAsync").await?;
     check_payload(&body, MAX_INVOKE_ASYNC_PAYLOAD, "InvokeAsync")?;
     let mut resp = enqueue(&state, key, qualifier, body).await?;
     *resp.body_mut() = Body::from(r#"{"Status":202}"#);
@@ -355,7 +355,7 @@ pub(crate) async fn record(
 ) -> ApiResult<Arc<FunctionRecord>> {
     if !matches!(qualifier, None | Some(Qualifier::Latest)) {
         return Ok(Arc::new(
-            crate::versions::version_for(state, key, qualifier, true).await?,
+            super::versions::version_for(state, key, qualifier, true).await?,
         ));
     }
     if !fresh

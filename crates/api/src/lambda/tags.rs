@@ -9,9 +9,9 @@ use axum::http::StatusCode;
 use lamina_model::{FunctionRef, LambdaError};
 use lamina_store::{FunctionKey, StoreError};
 
-use crate::query::Query;
-use crate::wire::{TagResourceRequest, TagsResponse};
-use crate::{
+use super::query::Query;
+use super::wire::{TagResourceRequest, TagsResponse};
+use super::{
     ApiError, ApiResult, AppState, Caller, blocking, function_not_found, json_body, resolve,
 };
 

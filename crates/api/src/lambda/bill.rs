@@ -11,8 +11,8 @@ use lamina_model::LambdaError;
 use lamina_store::FunctionUsage;
 use serde_json::json;
 
-use crate::query::Query;
-use crate::{ApiResult, AppState, Caller, blocking};
+use super::query::Query;
+use super::{ApiResult, AppState, Caller, blocking};
 
 /// `[start, end)` of a `YYYY-MM` month in epoch milliseconds (UTC).
 pub fn month_range(month: &str) -> Result<(i64, i64), LambdaError> {

@@ -13,9 +13,9 @@ use lamina_model::{LambdaError, Qualifier};
 use lamina_store::{FunctionKey, FunctionRecord, StoreError};
 use serde::Deserialize;
 
-use crate::functions::{View, configuration};
-use crate::query::Query;
-use crate::{
+use super::functions::{View, configuration};
+use super::query::Query;
+use super::{
     ApiError, ApiResult, AppState, Caller, arn, blocking, function_not_found, json_body, resolve,
 };
 

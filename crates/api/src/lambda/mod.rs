@@ -1,0 +1,353 @@
+//! Lambda's REST API: routes, wire types, error mapping, and the asynchronous event queue.
+//!
+//! Requests are parsed at the edge into `model` types; the store is called through
+//! `spawn_blocking`; every error leaves through [`error::ApiError`].
+
+mod account;
+mod aliases;
+mod bill;
+mod code;
+mod concurrency;
+mod config;
+mod destinations;
+pub mod dispatch;
+mod error;
+mod event_config;
+pub mod from_service;
+mod functions;
+mod invoke;
+mod layers;
+mod logs;
+mod policy;
+pub mod queue;
+mod tags;
+mod versions;
+mod wire;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use lamina_model::{ErrorKind, FunctionRef, LambdaError, Qualifier};
+use lamina_store::{ExtractLimits, FunctionKey};
+use serde::de::DeserializeOwned;
+
+pub(crate) use crate::auth::{AuthError, AuthFailure};
+pub(crate) use crate::{AppState, Caller, query, sigv4};
+pub use error::{ApiError, ApiResult};
+
+/// Runs store work off the async threads.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    crate::blocking(f).await
+}
+
+impl crate::Internal for ApiError {
+    fn internal() -> Self {
+        LambdaError::service("An internal error occurred.").into()
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        let kind = match e.kind {
+            AuthFailure::MissingToken => ErrorKind::MissingAuthenticationToken,
+            AuthFailure::Malformed | AuthFailure::BadSignature => ErrorKind::InvalidSignature,
+            AuthFailure::UnknownKey => ErrorKind::UnrecognizedClient,
+        };
+        LambdaError::new(kind, e.message).into()
+    }
+}
+
+/// Buffers the body (within the request limit), authenticates, and passes `Caller` and the
+/// body on.
+async fn authenticate(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let (mut parts, body) = req.into_parts();
+    let limit = state.limits.request_max_bytes as usize;
+    let Some(bytes) = crate::auth::read_body(&parts, body, limit).await else {
+        return too_large(limit, &parts).into_response();
+    };
+    let caller = match crate::auth::identify(&state.auth, &parts, &bytes) {
+        Ok(c) => c,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    parts.extensions.insert(caller);
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+fn too_large(limit: usize, parts: &axum::http::request::Parts) -> ApiError {
+    let path = parts.uri.path();
+    let op = if path.ends_with("/invocations") {
+        "InvokeFunction"
+    } else if path.ends_with("/code") {
+        "UpdateFunctionCode"
+    } else if path.trim_end_matches('/').ends_with("/functions") {
+        "CreateFunction"
+    } else {
+        "this"
+    };
+    LambdaError::too_large(format!(
+        "Request must be smaller than {limit} bytes for the {op} operation"
+    ))
+    .into()
+}
+
+impl AppState {
+    /// Forgets the cached record of a function after it changed.
+    pub(crate) async fn changed(&self, key: &FunctionKey) {
+        self.hot
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+        self.executor.retire(&arn(key, None)).await;
+    }
+}
+
+impl AppState {
+    pub(crate) fn extract_limits(&self) -> ExtractLimits {
+        ExtractLimits {
+            max_unzipped_bytes: self.limits.unzipped_max_bytes,
+            max_entries: self.limits.zip_max_entries,
+        }
+    }
+}
+
+/// Builds the router with every route of the Lambda API.
+pub fn router(state: Arc<AppState>) -> Router {
+    let api = Router::new()
+        .route(
+            "/2015-03-31/functions",
+            post(functions::create).get(functions::list),
+        )
+        .route(
+            "/2015-03-31/functions/",
+            post(functions::create).get(functions::list),
+        )
+        .route(
+            "/2015-03-31/functions/{name}",
+            get(functions::get).delete(functions::delete),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/configuration",
+            get(functions::get_configuration).put(functions::update_configuration),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/code",
+            axum::routing::put(functions::update_code),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/invocations",
+            post(invoke::invoke),
+        )
+        .route(
+            "/2014-11-13/functions/{name}/invoke-async",
+            post(invoke::invoke_async),
+        )
+        .route(
+            "/2014-11-13/functions/{name}/invoke-async/",
+            post(invoke::invoke_async),
+        )
+        .route(
+            "/2019-09-25/functions/{name}/event-invoke-config",
+            get(event_config::get)
+                .put(event_config::put)
+                .post(event_config::update)
+                .delete(event_config::delete),
+        )
+        .route(
+            "/2019-09-25/functions/{name}/event-invoke-config/list",
+            get(event_config::list),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/policy",
+            get(policy::get).post(policy::add),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/policy/{sid}",
+            axum::routing::delete(policy::remove),
+        )
+        .route("/_lamina/logs/{name}", get(logs::get))
+        .route("/_lamina/bill", get(bill::get))
+        .route("/2018-10-31/layers", get(layers::list_or_find))
+        .route("/2018-10-31/layers/", get(layers::list_or_find))
+        .route(
+            "/2018-10-31/layers/{name}/versions",
+            post(layers::publish).get(layers::list_versions),
+        )
+        .route(
+            "/2018-10-31/layers/{name}/versions/{version}",
+            get(layers::get).delete(layers::delete),
+        )
+        .route(
+            "/2018-10-31/layers/{name}/versions/{version}/policy",
+            post(layers::add_permission).get(layers::get_policy),
+        )
+        .route(
+            "/2018-10-31/layers/{name}/versions/{version}/policy/{sid}",
+            axum::routing::delete(layers::remove_permission),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/versions",
+            post(versions::publish).get(versions::list),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/aliases",
+            post(aliases::create).get(aliases::list),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/aliases/{alias}",
+            get(aliases::get)
+                .put(aliases::update)
+                .delete(aliases::delete),
+        )
+        .route(
+            "/2017-10-31/functions/{name}/concurrency",
+            axum::routing::put(concurrency::put).delete(concurrency::delete),
+        )
+        .route(
+            "/2019-09-30/functions/{name}/concurrency",
+            get(concurrency::get),
+        )
+        .route("/2016-08-19/account-settings", get(account::settings))
+        .route("/2016-08-19/account-settings/", get(account::settings))
+        .route(
+            "/2017-03-31/tags/{arn}",
+            get(tags::list).post(tags::tag).delete(tags::untag),
+        )
+        .fallback(unknown_operation)
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        // `authenticate` has already read the body within the configured request limit.
+        .layer(DefaultBodyLimit::disable());
+    Router::new()
+        // Code downloads carry their own signature in the URL, like a presigned S3 URL.
+        .route("/_lamina/code/{file}", get(code::download))
+        .merge(api)
+        .with_state(state)
+}
+
+async fn unknown_operation() -> ApiError {
+    LambdaError::new(
+        ErrorKind::UnknownOperation,
+        "Unknown operation: this server does not implement that path.",
+    )
+    .into()
+}
+
+/// Parses a JSON request body; an empty body is the empty structure.
+pub(crate) fn json_body<T: DeserializeOwned + Default>(body: &Bytes) -> ApiResult<T> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        LambdaError::new(
+            ErrorKind::Serialization,
+            format!("Could not parse the request body as JSON: {e}"),
+        )
+        .into()
+    })
+}
+
+/// Resolves a `FunctionName` path label (plus `Qualifier`) against the caller.
+pub(crate) fn resolve(
+    caller: &Caller,
+    raw: &str,
+    qualifier: Option<&str>,
+    operation: &str,
+) -> ApiResult<(FunctionKey, Option<Qualifier>)> {
+    let r = FunctionRef::parse(raw)?.with_qualifier(qualifier)?;
+    if let Some(region) = &r.region
+        && *region != caller.region
+    {
+        return Err(LambdaError::not_found(format!(
+            "Functions from '{region}' are not reachable in this region ('{}')",
+            caller.region
+        ))
+        .into());
+    }
+    let key = FunctionKey {
+        account: caller.account.clone(),
+        region: caller.region.clone(),
+        name: r.name,
+    };
+    if let Some(account) = &r.account
+        && *account != caller.account
+    {
+        return Err(not_authorized(caller, account, &key, operation));
+    }
+    Ok((key, r.qualifier))
+}
+
+fn not_authorized(
+    caller: &Caller,
+    account: &lamina_model::AccountId,
+    key: &FunctionKey,
+    operation: &str,
+) -> ApiError {
+    LambdaError::new(
+        ErrorKind::AccessDenied,
+        format!(
+            "User: arn:aws:iam::{}:root is not authorized to perform: lambda:{operation} on resource: {} because no resource-based policy allows the lambda:{operation} action",
+            caller.account,
+            lamina_model::function_arn(&caller.region, account, &key.name)
+        ),
+    )
+    .into()
+}
+
+/// Resolves the function an invoke names: the caller's own, or another account's whose
+/// resource-based policy lets the caller invoke it.
+pub(crate) async fn resolve_invoke(
+    state: &AppState,
+    caller: &Caller,
+    raw: &str,
+    qualifier: Option<&str>,
+    operation: &str,
+) -> ApiResult<(FunctionKey, Option<Qualifier>)> {
+    let r = FunctionRef::parse(raw)?.with_qualifier(qualifier)?;
+    let Some(account) = r.account.clone().filter(|a| *a != caller.account) else {
+        return resolve(caller, raw, qualifier, operation);
+    };
+    if r.region
+        .as_ref()
+        .is_some_and(|region| *region != caller.region)
+    {
+        return resolve(caller, raw, qualifier, operation);
+    }
+    let key = FunctionKey {
+        account: account.clone(),
+        region: caller.region.clone(),
+        name: r.name,
+    };
+    let allowed = policy::allows(
+        state,
+        &key,
+        r.qualifier.as_ref(),
+        "lambda:InvokeFunction",
+        policy::Principal::Account(caller.account.as_str()),
+    )
+    .await?;
+    if !allowed {
+        return Err(not_authorized(caller, &account, &key, operation));
+    }
+    Ok((key, r.qualifier))
+}
+
+/// The ARN of a function, qualified if asked.
+pub(crate) fn arn(key: &FunctionKey, qualifier: Option<&Qualifier>) -> String {
+    let base = lamina_model::function_arn(&key.region, &key.account, &key.name);
+    match qualifier {
+        Some(q) => format!("{base}:{q}"),
+        None => base,
+    }
+}
+
+/// `Function not found: <arn>`, as Lambda words it.
+pub(crate) fn function_not_found(key: &FunctionKey, qualifier: Option<&Qualifier>) -> ApiError {
+    LambdaError::not_found(format!("Function not found: {}", arn(key, qualifier))).into()
+}
