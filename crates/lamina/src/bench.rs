@@ -1,6 +1,7 @@
 //! `lamina bench`: cold-start and warm-invoke latency (p50, p99) and warm throughput for a native
 //! bootstrap and a Python function, next to a bare loopback HTTP echo measured in the same run;
-//! asynchronous event acceptance and drain rates next to synchronous throughput.
+//! asynchronous event acceptance and drain rates next to synchronous throughput; SNS
+//! publish-to-handler latency, sustained rate and fan-out (see `bench_sns.rs`).
 //!
 //! Everything runs in this process: a server on a temporary data directory and a port of its own,
 //! the echo baseline on another, and one HTTP client for both.
@@ -29,6 +30,10 @@ pub struct BenchArgs {
     /// measurements; 0 skips them.
     #[arg(long, default_value_t = 10_000)]
     events: usize,
+    /// SNS messages through one topic to one warm native function, for the sustained rate (the
+    /// latency and fan-out figures come with it); 0 skips SNS.
+    #[arg(long, default_value_t = 2000)]
+    messages: usize,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -36,14 +41,14 @@ pub struct BenchArgs {
 
 /// Latency figures, milliseconds.
 #[derive(Debug, Clone, serde::Serialize)]
-struct Stats {
+pub struct Stats {
     n: usize,
     p50_ms: f64,
     p99_ms: f64,
     mean_ms: f64,
 }
 
-fn stats(mut v: Vec<f64>) -> Stats {
+pub fn stats(mut v: Vec<f64>) -> Stats {
     v.sort_by(f64::total_cmp);
     let n = v.len();
     let at = |q: f64| v[((q * n as f64).ceil() as usize).clamp(1, n) - 1];
@@ -122,7 +127,7 @@ impl Target {
     }
 }
 
-fn bar(len: usize, what: &str, json: bool) -> ProgressBar {
+pub fn bar(len: usize, what: &str, json: bool) -> ProgressBar {
     if json {
         return ProgressBar::hidden();
     }
@@ -291,6 +296,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    let sns = if args.messages > 0 {
+        Some(
+            crate::bench_sns::run(&http, &target.base, &native_zip, args.messages, args.json)
+                .await?,
+        )
+    } else {
+        None
+    };
 
     // Scale-out from zero, then hold the environments idle to measure density.
     let mut scale = None;
@@ -351,7 +364,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         println!(
             "{}",
             serde_json::to_string_pretty(
-                &json!({ "loopback_echo": echo, "functions": out, "throughput": tp, "async": asynchronous, "scale_out": scale })
+                &json!({ "loopback_echo": echo, "functions": out, "throughput": tp, "async": asynchronous, "sns": sns, "scale_out": scale })
             )?
         );
         return Ok(());
@@ -397,6 +410,22 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             a["events"],
             a["accepted_per_s"].as_f64().unwrap_or(0.0),
             a["drained_per_s"].as_f64().unwrap_or(0.0),
+        );
+    }
+    if let Some(s) = &sns {
+        let ms = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0);
+        println!(
+            "sns: publish to handler p50 {:.2} ms, p99 {:.2} ms (warm, one at a time); {} messages published at {:.0}/s and handled at {:.0}/s (p50 {:.2} ms, p99 {:.2} ms); fan-out to {}: all ran {:.1} ms after publish cold, {:.1} ms warm",
+            ms(&s["latency_ms"]["p50_ms"]),
+            ms(&s["latency_ms"]["p99_ms"]),
+            s["sustained"]["messages"],
+            ms(&s["sustained"]["published_per_s"]),
+            ms(&s["sustained"]["delivered_per_s"]),
+            ms(&s["sustained"]["latency_ms"]["p50_ms"]),
+            ms(&s["sustained"]["latency_ms"]["p99_ms"]),
+            s["fan_out"]["subscriptions"],
+            ms(&s["fan_out"]["cold_ms"]),
+            ms(&s["fan_out"]["warm_ms"]),
         );
     }
     if let Some(s) = &scale {

@@ -32,6 +32,9 @@ fn read_response(r: &mut impl BufRead) -> std::io::Result<(Option<String>, Vec<u
 }
 
 fn serve(api: &str) -> std::io::Result<()> {
+    // For the SNS benchmark: say when each event arrived, next to when it was published (the
+    // message is the publisher's clock, in microseconds).
+    let stamp = std::env::var_os("LAMINA_BENCH_STAMP").is_some();
     let mut conn = TcpStream::connect(api)?;
     conn.set_nodelay(true)?;
     let mut reader = BufReader::new(conn.try_clone()?);
@@ -42,6 +45,12 @@ fn serve(api: &str) -> std::io::Result<()> {
         )?;
         let (id, event) = read_response(&mut reader)?;
         let id = id.ok_or(std::io::ErrorKind::InvalidData)?;
+        if stamp && let Some(sent) = message_micros(&event) {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros());
+            println!("STAMP {sent} {now}");
+        }
         // `{"sleep_ms": N}` holds the invocation for N ms (for scale-out benchmarks).
         if let Some(ms) = sleep_ms(&event) {
             std::thread::sleep(std::time::Duration::from_millis(ms));
@@ -54,6 +63,13 @@ fn serve(api: &str) -> std::io::Result<()> {
         conn.write_all(&event)?;
         read_response(&mut reader)?;
     }
+}
+
+/// The digits of an SNS event's `"Message"`.
+fn message_micros(event: &[u8]) -> Option<u128> {
+    let text = std::str::from_utf8(event).ok()?;
+    let rest = &text[text.find("\"Message\":\"")? + 11..];
+    rest.split('"').next()?.parse().ok()
 }
 
 fn sleep_ms(event: &[u8]) -> Option<u64> {

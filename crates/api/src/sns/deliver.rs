@@ -362,6 +362,8 @@ async fn attempt(state: &Arc<AppState>, d: Delivery) -> (SettleDelivery, u64) {
                 );
                 SettleDelivery::Done(d.id)
             } else {
+                metrics::counter!("lamina_sns_delivery_retries_total", "topic" => topic)
+                    .increment(1);
                 SettleDelivery::Retry {
                     id: d.id,
                     due_ms: now_millis() + policy.delay_s(attempts) as i64 * 1000,

@@ -588,7 +588,11 @@ async fn fan_out(
                 metrics::counter!("lamina_sns_deliveries_total", "topic" => topic_arn.to_owned())
                     .increment(1);
             }
-            Err(r) if r.retryable() => outbox.push(delivery(sub, message, body, 1)),
+            Err(r) if r.retryable() => {
+                metrics::counter!("lamina_sns_delivery_retries_total", "topic" => topic_arn.to_owned())
+                    .increment(1);
+                outbox.push(delivery(sub, message, body, 1));
+            }
             Err(r) => refused(state, topic_arn, sub, message, &r),
         }
     }

@@ -462,7 +462,7 @@ async fn kill9_with_a_thousand_queued_events_loses_none_and_bills_each_once() {
 }
 
 /// The request count of a bill's function lines.
-fn bill_requests(bill: &Value) -> u64 {
+pub fn bill_requests(bill: &Value) -> u64 {
     fn walk(v: &Value) -> Option<u64> {
         match v {
             Value::Object(m) => m

@@ -241,9 +241,149 @@ fn every_decoder_answers_garbage_with_a_client_error() {
             ))
         })
         .unwrap();
+    // SNS: random actions with random and plausible parameters, as forms and as links.
+    rt.block_on(async {
+        http.post(format!("{endpoint}/"))
+            .body("Action=CreateTopic&Name=fz")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .send()
+            .await
+            .unwrap();
+    });
+    runner()
+        .run(&sns_request(), |(action, pairs, as_link)| {
+            let mut form = form_urlencoded::Serializer::new(String::new());
+            form.append_pair("Action", action);
+            for (k, v) in &pairs {
+                form.append_pair(k, v);
+            }
+            let encoded = form.finish();
+            rt.block_on(async {
+                let req = if as_link {
+                    http.get(format!("{endpoint}/?{encoded}"))
+                } else {
+                    http.post(format!("{endpoint}/"))
+                        .header("content-type", "application/x-www-form-urlencoded")
+                        .body(encoded)
+                };
+                let resp = req
+                    .send()
+                    .await
+                    .map_err(|e| TestCaseError::fail(format!("{action}: no answer: {e}")))?;
+                let status = resp.status().as_u16();
+                let text = resp.text().await.unwrap_or_default();
+                prop_assert!(status < 500, "{action} {pairs:?} answered {status}: {text}");
+                if status >= 400 {
+                    prop_assert!(
+                        text.starts_with("<ErrorResponse") && text.contains("<Code>"),
+                        "{action}: {status} without an SNS error: {text}"
+                    );
+                }
+                Ok(())
+            })
+        })
+        .unwrap();
     // Still serving.
     rt.block_on(async {
         app.client.list_functions().send().await.unwrap();
     });
     drop(app);
+}
+
+/// An SNS action with parameters drawn from its real names (some malformed) and values from
+/// garbage and plausible ones; sent as a form, or as a link.
+fn sns_request() -> impl Strategy<Value = (&'static str, Vec<(String, String)>, bool)> {
+    let actions = prop::sample::select(vec![
+        "CreateTopic",
+        "DeleteTopic",
+        "ListTopics",
+        "GetTopicAttributes",
+        "SetTopicAttributes",
+        "Subscribe",
+        "ConfirmSubscription",
+        "Unsubscribe",
+        "ListSubscriptions",
+        "ListSubscriptionsByTopic",
+        "GetSubscriptionAttributes",
+        "SetSubscriptionAttributes",
+        "Publish",
+        "PublishBatch",
+        "TagResource",
+        "UntagResource",
+        "ListTagsForResource",
+        "Nope",
+    ]);
+    let keys = prop::sample::select(vec![
+        "Name",
+        "TopicArn",
+        "TargetArn",
+        "Protocol",
+        "Endpoint",
+        "Message",
+        "Subject",
+        "MessageStructure",
+        "Attributes.entry.1.key",
+        "Attributes.entry.1.value",
+        "Attributes.entry.0.key",
+        "Tags.member.1.Key",
+        "Tags.member.1.Value",
+        "Tags.member.x.Key",
+        "MessageAttributes.entry.1.Name",
+        "MessageAttributes.entry.1.Value.DataType",
+        "MessageAttributes.entry.1.Value.StringValue",
+        "MessageAttributes.entry.1.Value.BinaryValue",
+        "PublishBatchRequestEntries.member.1.Id",
+        "PublishBatchRequestEntries.member.1.Message",
+        "PublishBatchRequestEntries.member.2.Id",
+        "SubscriptionArn",
+        "AttributeName",
+        "AttributeValue",
+        "NextToken",
+        "Token",
+        "ResourceArn",
+        "TagKeys.member.1",
+        "MessageGroupId",
+        "MessageDeduplicationId",
+        "ReturnSubscriptionArn",
+        "Junk.1.2.3",
+    ])
+    .prop_map(str::to_owned);
+    let values = prop_oneof![
+        "[ -~]{0,40}",
+        Just("arn:aws:sns:us-east-1:000000000000:fz".to_string()),
+        Just(
+            "arn:aws:sns:us-east-1:000000000000:fz:00000000-0000-0000-0000-000000000000"
+                .to_string()
+        ),
+        Just("arn:aws:lambda:us-east-1:000000000000:function:fz".to_string()),
+        Just("http://127.0.0.1:9/hook".to_string()),
+        prop::sample::select(vec![
+            "lambda",
+            "http",
+            "sqs",
+            "true",
+            "json",
+            "String",
+            "Number",
+            "Binary",
+            "String.Array",
+            "FilterPolicy",
+            "FilterPolicyScope",
+            "MessageBody",
+            "RawMessageDelivery",
+            "DeliveryPolicy",
+            r#"{"a":[{"numeric":[">",1]}]}"#,
+            r#"{"default":"x"}"#,
+            "[1,2",
+            "DisplayName",
+            "Policy",
+            "FifoTopic",
+        ])
+        .prop_map(str::to_owned),
+    ];
+    (
+        actions,
+        prop::collection::vec((keys, values), 0..8),
+        any::<bool>(),
+    )
 }

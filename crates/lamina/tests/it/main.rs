@@ -1,5 +1,5 @@
 //! Integration tests: a real server (in-process or as the `lamina` binary) driven by clients we
-//! did not write: the official Rust SDK and the AWS CLI.
+//! did not write: the official Rust SDK, the AWS CLI and boto3.
 
 mod async_invoke;
 mod awscli;
@@ -17,4 +17,5 @@ mod scaling;
 mod sdk_auth;
 mod sdk_errors;
 mod sdk_functions;
+mod sns;
 mod versions;
