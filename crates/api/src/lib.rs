@@ -120,8 +120,12 @@ pub fn service_of(parts: &axum::http::request::Parts) -> Result<Service, String>
 /// Builds the one router of the port: every request goes to its service's router.
 pub fn router(state: Arc<AppState>) -> Router {
     let lambda = lambda::router(state.clone());
-    let sns = sns::router(state);
+    let sns = sns::router(state.clone());
     Router::new()
+        .route(
+            "/_lamina/sns/{file}",
+            axum::routing::get(sns::certificate).with_state(state),
+        )
         .fallback(move |req: Request| {
             let (lambda, sns) = (lambda.clone(), sns.clone());
             async move {

@@ -98,12 +98,19 @@ pub async fn run(
         };
         format!("http://{host}:{}", addr.port())
     });
+    let signer = {
+        let dir = store.data_dir().join("sns");
+        tokio::task::spawn_blocking(move || lamina_api::sns::Signer::open(&dir)).await??
+    };
     let state = Arc::new(AppState {
-        sns: lamina_api::sns::SnsState::new(lamina_api::sns::SnsSettings {
-            public_url,
-            http_timeout: config.sns_http_timeout,
-            max_backlog_bytes: config.sns_backlog_max_bytes,
-        }),
+        sns: lamina_api::sns::SnsState::new(
+            lamina_api::sns::SnsSettings {
+                public_url,
+                http_timeout: config.sns_http_timeout,
+                max_backlog_bytes: config.sns_backlog_max_bytes,
+            },
+            signer,
+        ),
         queue,
         store,
         limits: config.limits.clone(),

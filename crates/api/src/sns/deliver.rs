@@ -161,20 +161,22 @@ impl RetryPolicy {
 
 /// The `SubscriptionConfirmation` message an HTTP endpoint receives.
 pub fn confirmation_body(
-    public_url: &str,
+    sns: &super::SnsState,
     topic_arn: &str,
     message_id: &str,
     token: &str,
     now_ms: i64,
 ) -> Vec<u8> {
     // ARNs go into links as they are, as SNS writes them (`:` is allowed in a query).
-    let subscribe_url =
-        format!("{public_url}/?Action=ConfirmSubscription&TopicArn={topic_arn}&Token={token}");
+    let subscribe_url = format!(
+        "{}/?Action=ConfirmSubscription&TopicArn={topic_arn}&Token={token}",
+        sns.settings.public_url
+    );
     let message = format!(
         "You have chosen to subscribe to the topic {topic_arn}.\nTo confirm the subscription, visit the SubscribeURL included in this message."
     );
     let timestamp = lamina_model::iso8601_millis(now_ms);
-    let signature = super::publish::signature(&[
+    let signature = sns.sign(&[
         ("Message", &message),
         ("MessageId", message_id),
         ("SubscribeURL", &subscribe_url),
@@ -191,9 +193,9 @@ pub fn confirmation_body(
         "Message": message,
         "SubscribeURL": subscribe_url,
         "Timestamp": timestamp,
-        "SignatureVersion": "1",
+        "SignatureVersion": super::signing::SIGNATURE_VERSION,
         "Signature": signature,
-        "SigningCertURL": super::publish::signing_cert_url(public_url),
+        "SigningCertURL": sns.cert_url(),
     })
     .to_string()
     .into_bytes()

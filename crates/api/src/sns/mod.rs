@@ -11,6 +11,7 @@
 mod deliver;
 pub mod filter;
 mod publish;
+mod signing;
 mod subscriptions;
 mod topic_policy;
 mod topics;
@@ -32,6 +33,7 @@ use crate::auth::{AuthFailure, identify, read_body};
 use crate::{AppState, Caller};
 pub use deliver::start as start_deliverer;
 pub use publish::{Published, publish_from_service};
+pub use signing::{Signer, SignerError};
 use wire::{Params, SnsError, SnsResult, error_response};
 
 /// The largest request body: a 256 KB message with its attributes, URL-encoded (up to three
@@ -70,11 +72,12 @@ pub struct SnsState {
     /// FIFO topics: deduplication and sequence numbers, per topic ARN.
     pub(crate) fifo: std::sync::Mutex<HashMap<String, publish::Fifo>>,
     pub(crate) http: reqwest::Client,
+    pub(crate) signer: Signer,
 }
 
 impl SnsState {
-    /// SNS state for a server with these settings.
-    pub fn new(settings: SnsSettings) -> Self {
+    /// SNS state for a server with these settings, signing with `signer`.
+    pub fn new(settings: SnsSettings, signer: Signer) -> Self {
         let http = reqwest::Client::builder()
             .timeout(settings.http_timeout)
             .redirect(reqwest::redirect::Policy::none())
@@ -87,8 +90,38 @@ impl SnsState {
             backlog: AtomicU64::new(0),
             fifo: Default::default(),
             http,
+            signer,
         }
     }
+
+    /// The Base64 signature of a message's fields.
+    pub(crate) fn sign(&self, fields: &[(&str, &str)]) -> String {
+        self.signer.sign(fields)
+    }
+
+    /// `SigningCertURL`.
+    pub(crate) fn cert_url(&self) -> String {
+        format!(
+            "{}/_lamina/sns/{}",
+            self.settings.public_url, self.signer.cert_name
+        )
+    }
+}
+
+/// `GET /_lamina/sns/{file}`: the certificate that verifies this server's message signatures.
+pub async fn certificate(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+    axum::extract::Path(file): axum::extract::Path<String>,
+) -> Response {
+    use axum::response::IntoResponse;
+    if file != state.sns.signer.cert_name {
+        return (StatusCode::NOT_FOUND, "no such certificate").into_response();
+    }
+    (
+        [("content-type", "application/x-pem-file")],
+        state.sns.signer.certificate().to_owned(),
+    )
+        .into_response()
 }
 
 /// The router of the SNS endpoint.

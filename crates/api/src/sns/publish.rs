@@ -72,17 +72,6 @@ impl super::SnsState {
     }
 }
 
-/// A Base64 signature of an SNS message's string to sign. Signing needs a key of this
-/// server's; until one is configured the field is empty (`SignatureVersion` stays `1`).
-pub fn signature(_fields: &[(&str, &str)]) -> String {
-    String::new()
-}
-
-/// Where this server serves its signing certificate.
-pub fn signing_cert_url(public_url: &str) -> String {
-    format!("{public_url}/_lamina/sns/SimpleNotificationService.pem")
-}
-
 /// Checks one message's parts (shared by Publish and each PublishBatch entry).
 fn check(p: &Params, fifo: bool, hops: u32) -> SnsResult<(Message, Option<FifoParts>)> {
     let body = p.get("Message").unwrap_or("");
@@ -650,7 +639,12 @@ fn attributes_json(message: &Message) -> Value {
     )
 }
 
-fn signed_fields(topic_arn: &str, message: &Message, text: &str) -> (String, String) {
+fn signed_fields(
+    state: &AppState,
+    topic_arn: &str,
+    message: &Message,
+    text: &str,
+) -> (String, String) {
     let timestamp = lamina_model::iso8601_millis(message.timestamp_ms);
     let mut fields = vec![("Message", text), ("MessageId", message.id.as_str())];
     if let Some(s) = &message.subject {
@@ -659,7 +653,7 @@ fn signed_fields(topic_arn: &str, message: &Message, text: &str) -> (String, Str
     fields.push(("Timestamp", &timestamp));
     fields.push(("TopicArn", topic_arn));
     fields.push(("Type", "Notification"));
-    let sig = signature(&fields);
+    let sig = state.sns.sign(&fields);
     (timestamp, sig)
 }
 
@@ -671,7 +665,7 @@ fn lambda_event(
     message: &Message,
 ) -> Vec<u8> {
     let text = message.text_for("lambda");
-    let (timestamp, signature) = signed_fields(topic_arn, message, text);
+    let (timestamp, signature) = signed_fields(state, topic_arn, message, text);
     json!({"Records": [{
         "EventSource": "aws:sns",
         "EventVersion": "1.0",
@@ -683,9 +677,9 @@ fn lambda_event(
             "Subject": message.subject,
             "Message": text,
             "Timestamp": timestamp,
-            "SignatureVersion": "1",
+            "SignatureVersion": super::signing::SIGNATURE_VERSION,
             "Signature": signature,
-            "SigningCertUrl": signing_cert_url(&state.sns.settings.public_url),
+            "SigningCertUrl": state.sns.cert_url(),
             "UnsubscribeUrl": unsubscribe_url(state, sub),
             "MessageAttributes": attributes_json(message),
         }
@@ -710,7 +704,7 @@ fn http_body(
     {
         return text.as_bytes().to_vec();
     }
-    let (timestamp, signature) = signed_fields(topic_arn, message, text);
+    let (timestamp, signature) = signed_fields(state, topic_arn, message, text);
     let mut m = Map::new();
     m.insert("Type".into(), "Notification".into());
     m.insert("MessageId".into(), message.id.clone().into());
@@ -720,12 +714,12 @@ fn http_body(
     }
     m.insert("Message".into(), text.into());
     m.insert("Timestamp".into(), timestamp.into());
-    m.insert("SignatureVersion".into(), "1".into());
-    m.insert("Signature".into(), signature.into());
     m.insert(
-        "SigningCertURL".into(),
-        signing_cert_url(&state.sns.settings.public_url).into(),
+        "SignatureVersion".into(),
+        super::signing::SIGNATURE_VERSION.into(),
     );
+    m.insert("Signature".into(), signature.into());
+    m.insert("SigningCertURL".into(), state.sns.cert_url().into());
     m.insert("UnsubscribeURL".into(), unsubscribe_url(state, sub).into());
     if !message.attributes.is_empty() {
         m.insert("MessageAttributes".into(), attributes_json(message));

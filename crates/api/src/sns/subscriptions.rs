@@ -196,7 +196,7 @@ async fn send_confirmation(ctx: &Ctx<'_>, sub: &SubscriptionRecord) -> SnsResult
     let topic_arn = sub.topic.arn();
     let message_id = uuid::Uuid::new_v4().to_string();
     let body = deliver::confirmation_body(
-        &ctx.state.sns.settings.public_url,
+        &ctx.state.sns,
         &topic_arn,
         &message_id,
         &token,

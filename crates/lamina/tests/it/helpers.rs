@@ -417,9 +417,9 @@ pub fn installed_once(name: &str, install: impl FnOnce(&Path) -> bool) -> PathBu
     dir
 }
 
-/// A virtualenv with the AWS CLI and boto3 (from PyPI), installed on first use.
+/// A virtualenv with the AWS CLI, boto3 and cryptography (from PyPI), installed on first use.
 pub fn python_venv() -> PathBuf {
-    installed_once("aws-venv", |venv| {
+    installed_once("aws-venv-2", |venv| {
         Command::new("python3")
             .args(["-m", "venv"])
             .arg(venv)
@@ -432,6 +432,7 @@ pub fn python_venv() -> PathBuf {
                     "--disable-pip-version-check",
                     "awscli",
                     "boto3",
+                    "cryptography",
                 ])
                 .status()
                 .is_ok_and(|s| s.success())

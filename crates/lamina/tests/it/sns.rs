@@ -95,6 +95,43 @@ fn boto3(endpoint: &str, key: (&str, &str), script: &str) -> Value {
     serde_json::from_str(last).unwrap_or_else(|e| panic!("boto3 printed non-JSON ({e}): {text}"))
 }
 
+/// Checks an SNS message's signature as a client would: fetch the certificate at its signing
+/// certificate URL, and verify the string to sign (SHA256withRSA for `SignatureVersion` 2) with
+/// Python's `cryptography`.
+fn verify_signature(message: &Value) {
+    let program = r#"
+import base64, json, sys, urllib.request
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+m = json.loads(sys.argv[1])
+assert m['SignatureVersion'] == '2', m['SignatureVersion']
+url = m.get('SigningCertURL') or m['SigningCertUrl']
+cert = x509.load_pem_x509_certificate(urllib.request.urlopen(url).read())
+if m['Type'] == 'Notification':
+    keys = ['Message', 'MessageId', 'Subject', 'Timestamp', 'TopicArn', 'Type']
+else:
+    keys = ['Message', 'MessageId', 'SubscribeURL', 'Timestamp', 'Token', 'TopicArn', 'Type']
+text = ''.join('%s\n%s\n' % (k, m[k]) for k in keys if m.get(k) is not None)
+cert.public_key().verify(base64.b64decode(m['Signature']), text.encode(), padding.PKCS1v15(), hashes.SHA256())
+tampered = text.replace(m['Message'], m['Message'] + '!', 1)
+try:
+    cert.public_key().verify(base64.b64decode(m['Signature']), tampered.encode(), padding.PKCS1v15(), hashes.SHA256())
+    sys.exit('a tampered message verified')
+except Exception:
+    pass
+"#;
+    let out = Command::new(python_venv().join("bin/python"))
+        .args(["-c", program, &message.to_string()])
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "the signature does not verify: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The SNS events a function has logged, waiting until there are at least `n`.
 async fn events(endpoint: &str, function: &str, n: usize) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -218,9 +255,8 @@ print(json.dumps({{'topic': t, 'attrs': attrs, 'tags': tags, 'sub': sub, 'subs':
     let ts = s["Timestamp"].as_str().unwrap();
     assert_eq!(ts.len(), 24, "{ts}");
     assert!(ts.ends_with('Z') && ts.as_bytes()[10] == b'T' && ts.as_bytes()[19] == b'.');
-    assert_eq!(s["SignatureVersion"], "1");
-    assert!(s.get("Signature").is_some());
     assert!(s["SigningCertUrl"].as_str().unwrap().ends_with(".pem"));
+    verify_signature(s);
     assert_eq!(
         s["UnsubscribeUrl"],
         format!("{ep}/?Action=Unsubscribe&SubscriptionArn={sub}")
@@ -517,6 +553,7 @@ async fn http_endpoints_confirm_then_receive_notifications_with_retries() {
             "You have chosen to subscribe to the topic {topic}.\nTo confirm the subscription, visit the SubscribeURL included in this message."
         )
     );
+    verify_signature(&confirmation);
     let token = confirmation["Token"].as_str().unwrap();
     let link = confirmation["SubscribeURL"].as_str().unwrap();
     assert_eq!(
@@ -601,7 +638,7 @@ async fn http_endpoints_confirm_then_receive_notifications_with_retries() {
             n["MessageAttributes"],
             json!({"k": {"Type": "String", "Value": "v"}})
         );
-        assert!(n["SigningCertURL"].as_str().unwrap().ends_with(".pem"));
+        verify_signature(&n);
     }
     // Raw delivery: the bare message.
     cli(
