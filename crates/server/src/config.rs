@@ -57,6 +57,8 @@ pub struct Config {
     pub sns_http_timeout: std::time::Duration,
     /// Bytes the SNS outbox may hold.
     pub sns_backlog_max_bytes: u64,
+    /// Networks SNS HTTP deliveries may not reach.
+    pub sns_http_deny: lamina_api::sns::egress::Deny,
 }
 
 /// One access key in the configuration file.
@@ -104,6 +106,7 @@ pub struct FileConfig {
     pub public_url: Option<String>,
     pub sns_http_timeout_s: Option<u64>,
     pub sns_backlog_max_mb: Option<u64>,
+    pub sns_http_deny: Option<Vec<String>>,
     /// A price sheet (TOML) replacing AWS's prices.
     pub price_sheet: Option<PathBuf>,
     pub auth: AuthSection,
@@ -246,6 +249,11 @@ impl Config {
                 raw.sns_http_timeout_s.unwrap_or(15).clamp(1, 900),
             ),
             sns_backlog_max_bytes: raw.sns_backlog_max_mb.unwrap_or(256) << 20,
+            sns_http_deny: match raw.sns_http_deny {
+                None => lamina_api::sns::egress::Deny::link_local(),
+                Some(list) => lamina_api::sns::egress::Deny::parse(&list)
+                    .map_err(|e| invalid("sns_http_deny", e))?,
+            },
             async_settings: lamina_api::lambda::queue::AsyncSettings {
                 max_events: raw.async_queue_max_events.unwrap_or(100_000),
                 max_bytes: raw.async_queue_max_mb.unwrap_or(1024) << 20,

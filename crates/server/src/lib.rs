@@ -108,9 +108,11 @@ pub async fn run(
                 public_url,
                 http_timeout: config.sns_http_timeout,
                 max_backlog_bytes: config.sns_backlog_max_bytes,
+                deny: config.sns_http_deny.clone(),
             },
             signer,
-        ),
+        )
+        .map_err(anyhow::Error::msg)?,
         queue,
         store,
         limits: config.limits.clone(),
@@ -125,7 +127,9 @@ pub async fn run(
         executor: executor.clone(),
     });
     lamina_api::lambda::dispatch::start(state.clone());
-    lamina_api::sns::start_deliverer(state.clone());
+    lamina_api::sns::start_deliverer(state.clone())
+        .await
+        .context("cannot read the SNS outbox")?;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), verify_signatures = config.auth.verify, "lamina is serving the Lambda and SNS APIs");
     let metrics = prometheus();
     let ex = executor.clone();

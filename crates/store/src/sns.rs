@@ -346,14 +346,25 @@ impl Store {
         Ok(topic)
     }
 
-    /// Deletes a topic with its subscriptions and their pending deliveries; `false` if there
-    /// was none.
-    pub fn delete_topic(&self, key: &TopicKey) -> Result<bool, StoreError> {
-        let conn = self.conn();
-        Ok(conn.execute(
+    /// Deletes a topic with its subscriptions and their pending deliveries; returns whether
+    /// there was one, and the bytes of deliveries that went with it.
+    pub fn delete_topic(&self, key: &TopicKey) -> Result<(bool, u64), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let bytes: i64 = tx.query_row(
+            "SELECT COALESCE(SUM(LENGTH(d.body)), 0) FROM sns_deliveries d
+             JOIN sns_subscriptions s ON s.id = d.subscription_id
+             JOIN sns_topics t ON t.id = s.topic_id
+             WHERE t.account = ?1 AND t.region = ?2 AND t.name = ?3",
+            params![key.account.as_str(), key.region.as_str(), key.name],
+            |r| r.get(0),
+        )?;
+        let deleted = tx.execute(
             "DELETE FROM sns_topics WHERE account = ?1 AND region = ?2 AND name = ?3",
             params![key.account.as_str(), key.region.as_str(), key.name],
-        )? > 0)
+        )? > 0;
+        tx.commit()?;
+        Ok((deleted, bytes as u64))
     }
 
     /// Subscribes to a topic, or returns the subscription of the same protocol and endpoint
@@ -451,14 +462,21 @@ impl Store {
         Ok(sub)
     }
 
-    /// Removes a subscription and its pending deliveries; returns what it was.
-    pub fn unsubscribe(&self, arn: &str) -> Result<Option<SubscriptionRecord>, StoreError> {
+    /// Removes a subscription and its pending deliveries; returns what it was, and the bytes
+    /// of deliveries that went with it.
+    pub fn unsubscribe(&self, arn: &str) -> Result<(Option<SubscriptionRecord>, u64), StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let sub = find_subscription(&tx, arn)?;
+        let bytes: i64 = tx.query_row(
+            "SELECT COALESCE(SUM(LENGTH(d.body)), 0) FROM sns_deliveries d
+             JOIN sns_subscriptions s ON s.id = d.subscription_id WHERE s.arn = ?1",
+            params![arn],
+            |r| r.get(0),
+        )?;
         tx.execute("DELETE FROM sns_subscriptions WHERE arn = ?1", params![arn])?;
         tx.commit()?;
-        Ok(sub)
+        Ok((sub, bytes as u64))
     }
 
     /// Subscriptions by id after `after_id`, at most `limit`: those of `topic`, or else those
@@ -528,7 +546,9 @@ impl Store {
     }
 
     /// Queues deliveries in one transaction; those whose subscription is gone are skipped.
-    pub fn enqueue_deliveries(&self, deliveries: &[NewDelivery]) -> Result<(), StoreError> {
+    /// Returns the bytes queued.
+    pub fn enqueue_deliveries(&self, deliveries: &[NewDelivery]) -> Result<u64, StoreError> {
+        let mut queued = 0u64;
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         {
@@ -538,7 +558,7 @@ impl Store {
             )?;
             let now = now_millis();
             for d in deliveries {
-                stmt.execute(params![
+                let n = stmt.execute(params![
                     d.subscription_id,
                     d.kind,
                     d.message_id,
@@ -548,10 +568,11 @@ impl Store {
                     d.hops,
                     now
                 ])?;
+                queued += (n * d.body.len()) as u64;
             }
         }
         tx.commit()?;
-        Ok(())
+        Ok(queued)
     }
 
     /// Leases up to `limit` deliveries due by `now`, earliest first.
@@ -605,15 +626,22 @@ impl Store {
         Ok(out)
     }
 
-    /// Settles leased deliveries in one transaction.
-    pub fn settle_deliveries(&self, settled: &[SettleDelivery]) -> Result<(), StoreError> {
+    /// Settles leased deliveries in one transaction; returns the bytes of the rows removed
+    /// (rows already gone with their subscription count nothing).
+    pub fn settle_deliveries(&self, settled: &[SettleDelivery]) -> Result<u64, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
+        let mut removed = 0u64;
         for s in settled {
             match *s {
                 SettleDelivery::Done(id) => {
-                    tx.prepare_cached("DELETE FROM sns_deliveries WHERE id = ?1")?
-                        .execute(params![id])?;
+                    let bytes: Option<i64> = tx
+                        .prepare_cached(
+                            "DELETE FROM sns_deliveries WHERE id = ?1 RETURNING LENGTH(body)",
+                        )?
+                        .query_row(params![id], |r| r.get(0))
+                        .optional()?;
+                    removed += bytes.unwrap_or(0) as u64;
                 }
                 SettleDelivery::Retry {
                     id,
@@ -628,7 +656,7 @@ impl Store {
             }
         }
         tx.commit()?;
-        Ok(())
+        Ok(removed)
     }
 
     /// Makes every leased delivery due again (at start: their leases belong to a process that
@@ -737,13 +765,39 @@ mod tests {
         let leased = store.lease_deliveries(now_millis(), 10).unwrap();
         assert_eq!(leased[0].body, b"hello");
         assert_eq!(leased[0].subscription.arn, "a");
-        store
-            .settle_deliveries(&[SettleDelivery::Done(leased[0].id)])
-            .unwrap();
+        assert_eq!(
+            store
+                .settle_deliveries(&[SettleDelivery::Done(leased[0].id)])
+                .unwrap(),
+            5
+        );
+        assert_eq!(
+            store
+                .settle_deliveries(&[SettleDelivery::Done(leased[0].id)])
+                .unwrap(),
+            0
+        );
         assert_eq!(store.delivery_backlog().unwrap(), (0, 0));
-        // Deleting the topic takes its subscriptions with it.
-        assert!(store.delete_topic(&key("t")).unwrap());
+        // Deleting the topic takes its subscriptions and their deliveries with it, and says how
+        // many bytes went.
+        let again = |sub: i64| NewDelivery {
+            subscription_id: sub,
+            kind: "Notification".into(),
+            message_id: "m".into(),
+            body: b"abc".to_vec(),
+            due_ms: 0,
+            attempts: 0,
+            hops: 0,
+        };
+        assert_eq!(
+            store
+                .enqueue_deliveries(&[again(s.id), again(9999)])
+                .unwrap(),
+            3
+        );
+        assert_eq!(store.delete_topic(&key("t")).unwrap(), (true, 3));
         assert_eq!(store.subscription("a").unwrap(), None);
-        assert!(!store.delete_topic(&key("t")).unwrap());
+        assert_eq!(store.delete_topic(&key("t")).unwrap(), (false, 0));
+        assert_eq!(store.delivery_backlog().unwrap(), (0, 0));
     }
 }

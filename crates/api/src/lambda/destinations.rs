@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use lamina_model::{FunctionRef, Qualifier, now_millis};
 use lamina_store::{FunctionKey, NewEvent, QueuedEvent};
@@ -137,8 +138,8 @@ pub(crate) fn dead_letter_attributes(
     ])
 }
 
-/// Publishes to a topic for an event; failures are counted and logged, never retried here (the
-/// event has used its attempts).
+/// Publishes to a topic for an event. A full outbox or an internal failure is tried again (five
+/// times, 1 s to 16 s apart, while the event stays leased); failures are counted and logged.
 pub(crate) async fn to_topic(
     state: &Arc<AppState>,
     e: &QueuedEvent,
@@ -151,10 +152,31 @@ pub(crate) async fn to_topic(
         failed(e, what);
         return;
     }
-    if let Err(err) =
-        crate::sns::publish_from_service(state, topic, body, attributes, e.hops + 1).await
-    {
-        tracing::warn!(function = %e.function.name, topic, error = %err.message, "sending an asynchronous event's {what} to its topic failed");
-        failed(e, what);
+    let mut delay = Duration::from_secs(1);
+    loop {
+        let sent = crate::sns::publish_from_service(
+            state,
+            topic,
+            body.clone(),
+            attributes.clone(),
+            e.hops + 1,
+        )
+        .await;
+        match sent {
+            Ok(_) => return,
+            Err(err) if retryable(&err) && delay <= Duration::from_secs(16) => {
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            Err(err) => {
+                tracing::warn!(function = %e.function.name, topic, error = %err.message, "sending an asynchronous event's {what} to its topic failed");
+                failed(e, what);
+                return;
+            }
+        }
     }
+}
+
+fn retryable(e: &crate::sns::wire::SnsError) -> bool {
+    e.status.as_u16() == 429 || e.status.is_server_error()
 }

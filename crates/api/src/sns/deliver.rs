@@ -12,7 +12,6 @@
 //! log too).
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use lamina_model::now_millis;
@@ -91,6 +90,14 @@ impl RetryPolicy {
                     .ok_or_else(|| format!("{name} must be a non-negative integer")),
             }
         };
+        if let Some(ct) = v["requestPolicy"].get("headerContentType") {
+            let ok = ct.as_str().is_some_and(|t| {
+                !t.is_empty() && t.len() <= 256 && t.bytes().all(|b| (b' '..=b'~').contains(&b))
+            });
+            if !ok {
+                return Err("requestPolicy.headerContentType must be a content type".into());
+            }
+        }
         let policy = Self {
             retries: num("numRetries", 3)?,
             no_delay: num("numNoDelayRetries", 0)?,
@@ -113,7 +120,9 @@ impl RetryPolicy {
         if policy.retries > 100 {
             return Err("numRetries must be at most 100".into());
         }
-        if policy.no_delay + policy.min_delay + policy.max_delay > policy.retries {
+        if policy.no_delay as u64 + policy.min_delay as u64 + policy.max_delay as u64
+            > policy.retries as u64
+        {
             return Err(
                 "numRetries must be at least the retries of the other phases together".into(),
             );
@@ -201,47 +210,61 @@ pub fn confirmation_body(
     .into_bytes()
 }
 
-/// Queues deliveries durably (one transaction) and wakes the deliverer; refused with
-/// `Throttled` when the outbox is full.
-pub async fn enqueue(state: &Arc<AppState>, deliveries: Vec<NewDelivery>) -> SnsResult<()> {
+/// Room in the outbox, taken before anything of a publish is made durable and given back when
+/// it is not used (dropping it gives it all back).
+pub struct Reservation<'a> {
+    sns: &'a super::SnsState,
+    bytes: u64,
+}
+
+impl<'a> Reservation<'a> {
+    /// Reserves `bytes`, or refuses with `Throttled` when the outbox is full.
+    pub fn take(sns: &'a super::SnsState, bytes: u64) -> SnsResult<Self> {
+        if !sns.reserve(bytes) {
+            return Err(SnsError::throttled(
+                "Rate exceeded: the delivery backlog of this server is full; retry later.",
+            ));
+        }
+        Ok(Self { sns, bytes })
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.sns.release(self.bytes);
+    }
+}
+
+/// Queues deliveries durably (one transaction) within a reservation, and wakes the deliverer.
+pub async fn enqueue(
+    state: &Arc<AppState>,
+    deliveries: Vec<NewDelivery>,
+    mut room: Reservation<'_>,
+) -> SnsResult<()> {
     if deliveries.is_empty() {
         return Ok(());
     }
-    let bytes: u64 = deliveries.iter().map(|d| d.body.len() as u64).sum();
-    let sns = &state.sns;
-    let before = sns.backlog.fetch_add(bytes, Ordering::AcqRel);
-    if before + bytes > sns.settings.max_backlog_bytes {
-        sns.backlog.fetch_sub(bytes, Ordering::AcqRel);
-        return Err(SnsError::throttled(
-            "Rate exceeded: the delivery backlog of this server is full; retry later.",
-        ));
-    }
     let store = state.store.clone();
-    let written = super::blocking(move || Ok(store.enqueue_deliveries(&deliveries)?)).await;
-    if written.is_err() {
-        sns.backlog.fetch_sub(bytes, Ordering::AcqRel);
-    }
-    written?;
-    sns.wake.notify_one();
+    let queued = super::blocking(move || Ok(store.enqueue_deliveries(&deliveries)?)).await?;
+    // What was queued stays counted (until it is delivered); the rest goes back on drop.
+    room.bytes = room.bytes.saturating_sub(queued);
+    state.sns.wake.notify_one();
     Ok(())
 }
 
-/// Starts the deliverer: leases released by a previous process are due at once.
-pub fn start(state: Arc<AppState>) {
-    tokio::spawn(async move {
-        let store = state.store.clone();
-        let ready = tokio::task::spawn_blocking(move || {
-            store.release_delivery_leases()?;
-            store.delivery_backlog()
-        })
-        .await;
-        match ready {
-            Ok(Ok((_, bytes))) => state.sns.backlog.store(bytes, Ordering::Release),
-            Ok(Err(e)) => tracing::error!(error = %e, "cannot read the SNS outbox"),
-            Err(e) => tracing::error!(error = %e, "cannot read the SNS outbox"),
-        }
-        run(state).await;
-    });
+/// Counts what the outbox holds (leases of a previous process are released: due at once), then
+/// starts the deliverer. Awaited before the server serves, so no publish races the count.
+pub async fn start(state: Arc<AppState>) -> Result<(), lamina_store::StoreError> {
+    let store = state.store.clone();
+    let (_, bytes) = tokio::task::spawn_blocking(move || {
+        store.release_delivery_leases()?;
+        store.delivery_backlog()
+    })
+    .await
+    .map_err(|e| lamina_store::StoreError::Corrupt(e.to_string()))??;
+    state.sns.reserve(bytes);
+    tokio::spawn(run(state));
+    Ok(())
 }
 
 async fn run(state: Arc<AppState>) {
@@ -301,44 +324,37 @@ async fn run(state: Arc<AppState>) {
 }
 
 /// Writes settlements in batches.
-async fn settle(state: Arc<AppState>, mut rx: mpsc::UnboundedReceiver<(SettleDelivery, u64)>) {
+async fn settle(state: Arc<AppState>, mut rx: mpsc::UnboundedReceiver<SettleDelivery>) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while let Ok(s) = rx.try_recv() {
             batch.push(s);
         }
-        let gone: u64 = batch
-            .iter()
-            .filter(|(s, _)| matches!(s, SettleDelivery::Done(_)))
-            .map(|(_, b)| b)
-            .sum();
         let retried = batch
             .iter()
-            .any(|(s, _)| matches!(s, SettleDelivery::Retry { .. }));
-        let settles: Vec<SettleDelivery> = batch.into_iter().map(|(s, _)| s).collect();
+            .any(|s| matches!(s, SettleDelivery::Retry { .. }));
         let store = state.store.clone();
-        loop {
-            let s = settles.clone();
+        let gone = loop {
+            let s = batch.clone();
             let st = store.clone();
             match tokio::task::spawn_blocking(move || st.settle_deliveries(&s)).await {
-                Ok(Ok(())) => break,
+                Ok(Ok(gone)) => break gone,
                 Ok(Err(e)) => {
                     tracing::error!(error = %e, "settling SNS deliveries failed; retrying")
                 }
                 Err(e) => tracing::error!(error = %e, "settling SNS deliveries failed; retrying"),
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-        state.sns.backlog.fetch_sub(gone, Ordering::AcqRel);
+        };
+        state.sns.release(gone);
         if retried {
             state.sns.wake.notify_one();
         }
     }
 }
 
-/// One attempt of one delivery, and what becomes of it (with its bytes).
-async fn attempt(state: &Arc<AppState>, d: Delivery) -> (SettleDelivery, u64) {
-    let bytes = d.body.len() as u64;
+/// One attempt of one delivery, and what becomes of it.
+async fn attempt(state: &Arc<AppState>, d: Delivery) -> SettleDelivery {
     let topic = d.subscription.topic.arn();
     let outcome = if d.subscription.protocol == "lambda" {
         to_function(state, &d).await
@@ -346,7 +362,7 @@ async fn attempt(state: &Arc<AppState>, d: Delivery) -> (SettleDelivery, u64) {
         to_http(state, &d).await
     };
     let attempts = d.attempts + 1;
-    let settle = match outcome {
+    match outcome {
         Ok(()) => {
             metrics::counter!("lamina_sns_deliveries_total", "topic" => topic).increment(1);
             SettleDelivery::Done(d.id)
@@ -361,7 +377,8 @@ async fn attempt(state: &Arc<AppState>, d: Delivery) -> (SettleDelivery, u64) {
                         "{why}; the delivery policy's {} retries are exhausted",
                         policy.retries
                     ),
-                );
+                )
+                .await;
                 SettleDelivery::Done(d.id)
             } else {
                 metrics::counter!("lamina_sns_delivery_retries_total", "topic" => topic)
@@ -374,11 +391,10 @@ async fn attempt(state: &Arc<AppState>, d: Delivery) -> (SettleDelivery, u64) {
             }
         }
         Err(Attempt::Refused(why)) => {
-            give_up(state, &d, &why);
+            give_up(state, &d, &why).await;
             SettleDelivery::Done(d.id)
         }
-    };
-    (settle, bytes)
+    }
 }
 
 fn policy_of(d: &Delivery) -> RetryPolicy {
@@ -401,7 +417,7 @@ enum Attempt {
 }
 
 /// Counts and logs a delivery that was given up; a function's log says it too.
-pub fn give_up(state: &Arc<AppState>, d: &Delivery, why: &str) {
+pub async fn give_up(state: &Arc<AppState>, d: &Delivery, why: &str) {
     let topic = d.subscription.topic.arn();
     metrics::counter!("lamina_sns_deliveries_failed_total", "topic" => topic.clone()).increment(1);
     tracing::warn!(
@@ -412,19 +428,41 @@ pub fn give_up(state: &Arc<AppState>, d: &Delivery, why: &str) {
         "SNS delivery failed: {why}"
     );
     if d.subscription.protocol == "lambda" {
-        function_log(state, &d.subscription.endpoint, &d.message_id, &topic, why);
+        let account = d.subscription.topic.account.as_str();
+        function_log(
+            state,
+            account,
+            &d.subscription.endpoint,
+            &d.message_id,
+            &topic,
+            why,
+        )
+        .await;
     }
 }
 
-/// Writes a refused delivery into the function's log, if the function exists.
-pub fn function_log(
-    state: &AppState,
+/// Writes a refused delivery into the function's log, if the function exists and belongs to
+/// the topic's account (so no one can write into another tenant's logs).
+pub async fn function_log(
+    state: &Arc<AppState>,
+    topic_account: &str,
     function_arn: &str,
     message_id: &str,
     topic: &str,
     why: &str,
 ) {
-    if let Ok((key, qualifier)) = from_service::function_of(function_arn) {
+    let Ok((key, qualifier)) = from_service::function_of(function_arn) else {
+        return;
+    };
+    if key.account.as_str() != topic_account {
+        return;
+    }
+    let store = state.store.clone();
+    let k = key.clone();
+    let exists = tokio::task::spawn_blocking(move || store.get_function(&k))
+        .await
+        .is_ok_and(|r| r.is_ok_and(|f| f.is_some()));
+    if exists {
         let version = match &qualifier {
             Some(lamina_model::Qualifier::Version(v)) => v.to_string(),
             _ => "$LATEST".into(),
@@ -480,6 +518,11 @@ async fn to_http(state: &Arc<AppState>, d: &Delivery) -> Result<(), Attempt> {
                 .map(str::to_owned)
         })
         .unwrap_or_else(|| "text/plain; charset=UTF-8".into());
+    if state.sns.settings.deny.denies_url(&sub.endpoint) {
+        return Err(Attempt::Refused(
+            "the endpoint is in a network SNS may not reach (sns_http_deny)".into(),
+        ));
+    }
     let mut req = state
         .sns
         .http

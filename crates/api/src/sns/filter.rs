@@ -128,7 +128,7 @@ impl FilterPolicy {
         let Value::Object(map) = value else {
             return Err(policy_error("Filter policy must be a JSON object"));
         };
-        let root = group(&map, &[])?;
+        let root = group(&map, &[], scope)?;
         if scope == Scope::MessageAttributes && root.nested() {
             return Err(
                 "Filter policy scope MessageAttributes does not support nested filter policy"
@@ -278,7 +278,11 @@ impl Condition {
     /// any property at all (for `exists: false`).
     fn matches(&self, values: Option<&[Scalar]>, any: bool) -> bool {
         match self {
-            Self::Exists(true) => values.is_some_and(|v| v.iter().any(|s| *s != Scalar::Null)),
+            // A non-null, non-empty value.
+            Self::Exists(true) => values.is_some_and(|v| {
+                v.iter()
+                    .any(|s| !matches!(s, Scalar::Null) && *s != Scalar::Str(String::new()))
+            }),
             Self::Exists(false) => values.is_none() && any,
             Self::AnythingBut(excluded) => {
                 values.is_some_and(|v| v.iter().any(|s| !excluded.iter().any(|e| same(e, s))))
@@ -335,7 +339,7 @@ impl Range {
 }
 
 /// `*` matches any run of characters; everything else itself.
-fn wildcard(pattern: &str, s: &str) -> bool {
+pub(crate) fn wildcard(pattern: &str, s: &str) -> bool {
     let parts: Vec<&str> = pattern.split('*').collect();
     if parts.len() == 1 {
         return pattern == s;
@@ -354,7 +358,8 @@ fn wildcard(pattern: &str, s: &str) -> bool {
     true
 }
 
-fn in_network(net: IpAddr, bits: u8, ip: IpAddr) -> bool {
+/// Whether `ip` is in the network `net`/`bits`.
+pub(crate) fn in_network(net: IpAddr, bits: u8, ip: IpAddr) -> bool {
     match (net, ip) {
         (IpAddr::V4(n), IpAddr::V4(i)) => {
             let mask = u32::MAX.checked_shl(32 - bits as u32).unwrap_or(0);
@@ -380,7 +385,8 @@ fn or_alternatives(v: &Value) -> Option<&Vec<Value>> {
     ok.then_some(a)
 }
 
-fn group(map: &Map<String, Value>, prefix: &[String]) -> Parsed<Group> {
+/// A policy object's conditions; in the body scope a dotted key is a path.
+fn group(map: &Map<String, Value>, prefix: &[String], scope: Scope) -> Parsed<Group> {
     let mut g = Group::default();
     for (key, value) in map {
         if key == "$or"
@@ -389,14 +395,17 @@ fn group(map: &Map<String, Value>, prefix: &[String]) -> Parsed<Group> {
             let mut set = Vec::new();
             for alt in alternatives {
                 if let Value::Object(m) = alt {
-                    set.push(group(m, prefix)?);
+                    set.push(group(m, prefix, scope)?);
                 }
             }
             g.ors.push(set);
             continue;
         }
         let mut path = prefix.to_vec();
-        path.extend(key.split('.').map(str::to_owned));
+        match scope {
+            Scope::MessageBody => path.extend(key.split('.').map(str::to_owned)),
+            Scope::MessageAttributes => path.push(key.clone()),
+        }
         match value {
             Value::Array(values) => {
                 if values.is_empty() {
@@ -405,8 +414,11 @@ fn group(map: &Map<String, Value>, prefix: &[String]) -> Parsed<Group> {
                 let conditions = values.iter().map(condition).collect::<Parsed<Vec<_>>>()?;
                 g.leaves.push(Leaf { path, conditions });
             }
+            Value::Object(m) if m.is_empty() => {
+                return Err(policy_error("Empty objects are not allowed"));
+            }
             Value::Object(m) => {
-                let inner = group(m, &path)?;
+                let inner = group(m, &path, scope)?;
                 g.leaves.extend(inner.leaves);
                 g.ors.extend(inner.ors);
             }
@@ -507,8 +519,8 @@ fn anything_but(arg: &Value) -> Parsed<Condition> {
                 return Err(policy_error("Only one key allowed in match expression"));
             };
             let inner = match op.as_str() {
+                // Recorded from SNS: `suffix` is refused here (the documentation lists it).
                 "prefix" => Condition::Prefix(pattern(op, p)?),
-                "suffix" => Condition::Suffix(pattern(op, p)?),
                 "equals-ignore-case" => Condition::EqualsIgnoreCase(pattern(op, p)?),
                 "wildcard" => Condition::Wildcard(checked_wildcard(pattern(op, p)?)?),
                 other => {
@@ -524,21 +536,24 @@ fn anything_but(arg: &Value) -> Parsed<Condition> {
 }
 
 fn cidr(text: &str) -> Parsed<(IpAddr, u8)> {
+    parse_cidr(text).map_err(policy_error)
+}
+
+/// A network in CIDR form; the error in SNS's words.
+pub(crate) fn parse_cidr(text: &str) -> Result<(IpAddr, u8), String> {
     let mut parts = text.split('/');
     let (Some(addr), Some(bits), None) = (parts.next(), parts.next(), parts.next()) else {
-        return Err(policy_error("Malformed CIDR, one '/' required"));
+        return Err("Malformed CIDR, one '/' required".into());
     };
     let bits = bits
         .parse::<u8>()
-        .map_err(|_| policy_error("Malformed CIDR, mask bits must be an integer"))?;
+        .map_err(|_| "Malformed CIDR, mask bits must be an integer".to_string())?;
     let ip = addr
         .parse::<IpAddr>()
-        .map_err(|_| policy_error(format!("Nonstandard IP address: {addr}")))?;
+        .map_err(|_| format!("Nonstandard IP address: {addr}"))?;
     let max = if ip.is_ipv4() { 32 } else { 128 };
     if bits > max {
-        return Err(policy_error(format!(
-            "Malformed CIDR, mask bits must be at most {max}"
-        )));
+        return Err(format!("Malformed CIDR, mask bits must be at most {max}"));
     }
     Ok((ip, bits))
 }

@@ -9,6 +9,7 @@
 //! works through.
 
 mod deliver;
+pub mod egress;
 pub mod filter;
 mod publish;
 mod signing;
@@ -19,7 +20,7 @@ pub mod wire;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -50,6 +51,8 @@ pub struct SnsSettings {
     /// Bytes of deliveries the outbox may hold (retries and HTTP endpoints); publishing beyond
     /// is throttled.
     pub max_backlog_bytes: u64,
+    /// Networks HTTP deliveries may not reach.
+    pub deny: egress::Deny,
 }
 
 impl Default for SnsSettings {
@@ -58,6 +61,7 @@ impl Default for SnsSettings {
             public_url: "http://127.0.0.1:9001".into(),
             http_timeout: Duration::from_secs(15),
             max_backlog_bytes: 256 << 20,
+            deny: egress::Deny::link_local(),
         }
     }
 }
@@ -67,8 +71,8 @@ pub struct SnsState {
     pub(crate) settings: SnsSettings,
     /// Wakes the deliverer when deliveries were queued.
     pub(crate) wake: tokio::sync::Notify,
-    /// Bytes in the outbox.
-    pub(crate) backlog: AtomicU64,
+    /// Bytes in the outbox, and reserved for it by publishes in progress.
+    backlog: AtomicU64,
     /// FIFO topics: deduplication and sequence numbers, per topic ARN.
     pub(crate) fifo: std::sync::Mutex<HashMap<String, publish::Fifo>>,
     pub(crate) http: reqwest::Client,
@@ -77,21 +81,34 @@ pub struct SnsState {
 
 impl SnsState {
     /// SNS state for a server with these settings, signing with `signer`.
-    pub fn new(settings: SnsSettings, signer: Signer) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(settings.http_timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent("Amazon Simple Notification Service Agent")
-            .build()
-            .unwrap_or_default();
-        Self {
+    pub fn new(settings: SnsSettings, signer: Signer) -> Result<Self, String> {
+        let http = egress::client(settings.http_timeout, Arc::new(settings.deny.clone()))?;
+        Ok(Self {
             settings,
             wake: tokio::sync::Notify::new(),
             backlog: AtomicU64::new(0),
             fifo: Default::default(),
             http,
             signer,
-        }
+        })
+    }
+
+    /// Reserves `bytes` of the outbox (false: it is full).
+    pub(crate) fn reserve(&self, bytes: u64) -> bool {
+        self.backlog
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| {
+                (b + bytes <= self.settings.max_backlog_bytes).then_some(b + bytes)
+            })
+            .is_ok()
+    }
+
+    /// Gives back `bytes` of the outbox: deliveries that left it, or reservations not used.
+    pub(crate) fn release(&self, bytes: u64) {
+        let _ = self
+            .backlog
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| {
+                Some(b.saturating_sub(bytes))
+            });
     }
 
     /// The Base64 signature of a message's fields.

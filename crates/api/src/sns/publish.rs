@@ -54,15 +54,57 @@ impl Message {
     }
 }
 
+/// Deduplication ids a FIFO topic remembers at most (the oldest go first).
+const MAX_DEDUP_IDS: usize = 100_000;
+
 /// Per-topic FIFO state: sequence numbers and recent deduplication ids.
 #[derive(Debug, Default)]
 pub struct Fifo {
     last_sequence: u128,
-    /// Deduplication id → (message id, sequence number, expiry).
-    seen: HashMap<String, (String, String, i64)>,
+    /// Deduplication id → (message id, sequence number).
+    seen: HashMap<String, (String, String)>,
+    /// Deduplication ids by expiry, oldest first.
+    order: std::collections::VecDeque<(i64, String)>,
+}
+
+impl Fifo {
+    fn expire(&mut self, now: i64) {
+        while let Some((expires, _)) = self.order.front()
+            && (*expires <= now || self.order.len() > MAX_DEDUP_IDS)
+        {
+            if let Some((_, id)) = self.order.pop_front() {
+                self.seen.remove(&id);
+            }
+        }
+    }
 }
 
 impl super::SnsState {
+    /// The earlier publish of a FIFO message with this deduplication id, within the window.
+    fn fifo_seen(&self, topic_arn: &str, dedup: &str) -> Option<Published> {
+        let mut fifos = self.fifo.lock().unwrap_or_else(|e| e.into_inner());
+        let f = fifos.get_mut(topic_arn)?;
+        f.expire(now_millis());
+        f.seen.get(dedup).map(|(id, seq)| Published {
+            message_id: id.clone(),
+            sequence_number: Some(seq.clone()),
+        })
+    }
+
+    /// Remembers a published FIFO message; returns its sequence number (they grow across
+    /// restarts: they start from the clock).
+    fn fifo_record(&self, topic_arn: &str, dedup: String, message_id: &str) -> String {
+        let now = now_millis();
+        let mut fifos = self.fifo.lock().unwrap_or_else(|e| e.into_inner());
+        let f = fifos.entry(topic_arn.to_owned()).or_default();
+        f.last_sequence = f.last_sequence.max(now as u128 * 1_000_000) + 1;
+        let seq = format!("{:020}", f.last_sequence % 10u128.pow(20));
+        f.order.push_back((now + DEDUP_WINDOW_MS, dedup.clone()));
+        f.seen.insert(dedup, (message_id.to_owned(), seq.clone()));
+        f.expire(now);
+        seq
+    }
+
     /// Forgets the FIFO state of a deleted topic.
     pub(crate) fn fifo_forget(&self, topic_arn: &str) {
         self.fifo
@@ -458,7 +500,7 @@ async fn send(
     fifo: Option<FifoParts>,
 ) -> SnsResult<Published> {
     let topic_arn = topic.key.arn();
-    let mut sequence_number = None;
+    let mut fifo_dedup = None;
     if let Some(f) = fifo {
         let content_based = topic
             .attributes
@@ -476,24 +518,10 @@ async fn send(
                 ));
             }
         };
-        let now = now_millis();
-        let mut fifos = state.sns.fifo.lock().unwrap_or_else(|e| e.into_inner());
-        let f = fifos.entry(topic_arn.clone()).or_default();
-        f.seen.retain(|_, (_, _, expires)| *expires > now);
-        if let Some((id, seq, _)) = f.seen.get(&dedup) {
-            return Ok(Published {
-                message_id: id.clone(),
-                sequence_number: Some(seq.clone()),
-            });
+        if let Some(p) = state.sns.fifo_seen(&topic_arn, &dedup) {
+            return Ok(p);
         }
-        // Sequence numbers grow across restarts: they start from the clock.
-        f.last_sequence = f.last_sequence.max(now as u128 * 1_000_000) + 1;
-        let seq = format!("{:020}", f.last_sequence % 10u128.pow(20));
-        f.seen.insert(
-            dedup,
-            (message.id.clone(), seq.clone(), now + DEDUP_WINDOW_MS),
-        );
-        sequence_number = Some(seq);
+        fifo_dedup = Some(dedup);
     }
     let key = topic.key.clone();
     let store = state.store.clone();
@@ -511,6 +539,8 @@ async fn send(
         &message,
     )
     .await?;
+    // Remembered once the message is durable: a retry of a failed publish publishes it.
+    let sequence_number = fifo_dedup.map(|d| state.sns.fifo_record(&topic_arn, d, &message.id));
     Ok(Published {
         message_id: message.id,
         sequence_number,
@@ -543,6 +573,7 @@ async fn fan_out(
     subs: Vec<SubscriptionRecord>,
     message: &Message,
 ) -> SnsResult<()> {
+    let mut signatures = Signatures::default();
     let mut outbox = Vec::new();
     let mut to_functions = Vec::new();
     for sub in subs.iter().filter(|s| s.confirmed) {
@@ -551,26 +582,34 @@ async fn fan_out(
                 .increment(1);
             continue;
         }
-        let body = if sub.protocol == "lambda" {
-            lambda_event(state, topic_arn, sub, message)
-        } else {
-            http_body(state, topic_arn, sub, message)
-        };
         if sub.protocol == "lambda" {
+            let body = lambda_event(state, topic_arn, sub, message, &mut signatures);
             to_functions.push((sub, body));
         } else {
+            let body = http_body(state, topic_arn, sub, message, &mut signatures);
             outbox.push(delivery(sub, message, body, 0));
         }
     }
+    // Room for every delivery that may need the outbox, before any is made durable: a publish
+    // refused for want of room has delivered nothing.
+    let worst: u64 = outbox.iter().map(|d| d.body.len() as u64).sum::<u64>()
+        + to_functions
+            .iter()
+            .map(|(_, b)| b.len() as u64)
+            .sum::<u64>();
+    let room = deliver::Reservation::take(&state.sns, worst)?;
     let source = from_service::Source {
         service: "sns.amazonaws.com",
         arn: topic_arn,
         account: topic_account,
     };
-    let attempts = to_functions.iter().map(|(sub, body)| {
-        from_service::invoke_async(state, &sub.endpoint, body.clone(), message.hops + 1, source)
-    });
-    let outcomes = futures_util::future::join_all(attempts).await;
+    let mut outcomes = Vec::with_capacity(to_functions.len());
+    for chunk in to_functions.chunks(FUNCTIONS_AT_ONCE) {
+        let attempts = chunk.iter().map(|(sub, body)| {
+            from_service::invoke_async(state, &sub.endpoint, body.clone(), message.hops + 1, source)
+        });
+        outcomes.extend(futures_util::future::join_all(attempts).await);
+    }
     for ((sub, body), outcome) in to_functions.into_iter().zip(outcomes) {
         match outcome {
             Ok(_) => {
@@ -582,13 +621,38 @@ async fn fan_out(
                     .increment(1);
                 outbox.push(delivery(sub, message, body, 1));
             }
-            Err(r) => refused(state, topic_arn, sub, message, &r),
+            Err(r) => refused(state, topic_arn, topic_account, sub, message, &r).await,
         }
     }
-    deliver::enqueue(state, outbox).await
+    deliver::enqueue(state, outbox, room).await
 }
 
-/// A delivery to the outbox, due at once or after the first retry's delay.
+/// Deliveries to functions a publish makes at once.
+const FUNCTIONS_AT_ONCE: usize = 64;
+
+/// Signatures of a message, one per distinct text (they do not depend on the subscription).
+#[derive(Default)]
+struct Signatures(Vec<(String, String, String)>);
+
+impl Signatures {
+    /// The timestamp and signature of `message` with `text`.
+    fn of(
+        &mut self,
+        state: &AppState,
+        topic_arn: &str,
+        message: &Message,
+        text: &str,
+    ) -> (String, String) {
+        if let Some((_, ts, sig)) = self.0.iter().find(|(t, _, _)| t == text) {
+            return (ts.clone(), sig.clone());
+        }
+        let (ts, sig) = signed_fields(state, topic_arn, message, text);
+        self.0.push((text.to_owned(), ts.clone(), sig.clone()));
+        (ts, sig)
+    }
+}
+
+/// A delivery to the outbox, due at once (`attempts`: those already made).
 fn delivery(
     sub: &SubscriptionRecord,
     message: &Message,
@@ -608,9 +672,10 @@ fn delivery(
 
 /// A delivery to a function that can never succeed: counted, logged, and said in the function's
 /// log.
-fn refused(
+async fn refused(
     state: &Arc<AppState>,
     topic_arn: &str,
+    topic_account: &str,
     sub: &SubscriptionRecord,
     message: &Message,
     r: &Refusal,
@@ -618,7 +683,15 @@ fn refused(
     metrics::counter!("lamina_sns_deliveries_failed_total", "topic" => topic_arn.to_owned())
         .increment(1);
     tracing::warn!(topic = %topic_arn, subscription = %sub.arn, message_id = %message.id, "SNS delivery failed: {}", r.message());
-    deliver::function_log(state, &sub.endpoint, &message.id, topic_arn, r.message());
+    deliver::function_log(
+        state,
+        topic_account,
+        &sub.endpoint,
+        &message.id,
+        topic_arn,
+        r.message(),
+    )
+    .await;
 }
 
 fn unsubscribe_url(state: &AppState, sub: &SubscriptionRecord) -> String {
@@ -663,9 +736,10 @@ fn lambda_event(
     topic_arn: &str,
     sub: &SubscriptionRecord,
     message: &Message,
+    signatures: &mut Signatures,
 ) -> Vec<u8> {
     let text = message.text_for("lambda");
-    let (timestamp, signature) = signed_fields(state, topic_arn, message, text);
+    let (timestamp, signature) = signatures.of(state, topic_arn, message, text);
     json!({"Records": [{
         "EventSource": "aws:sns",
         "EventVersion": "1.0",
@@ -695,6 +769,7 @@ fn http_body(
     topic_arn: &str,
     sub: &SubscriptionRecord,
     message: &Message,
+    signatures: &mut Signatures,
 ) -> Vec<u8> {
     let text = message.text_for(&sub.protocol);
     if sub
@@ -704,7 +779,7 @@ fn http_body(
     {
         return text.as_bytes().to_vec();
     }
-    let (timestamp, signature) = signed_fields(state, topic_arn, message, text);
+    let (timestamp, signature) = signatures.of(state, topic_arn, message, text);
     let mut m = Map::new();
     m.insert("Type".into(), "Notification".into());
     m.insert("MessageId".into(), message.id.clone().into());

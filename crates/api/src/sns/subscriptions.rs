@@ -80,6 +80,9 @@ fn check_attributes(protocol: &str, a: &BTreeMap<String, String>, reason: &str) 
         ));
     }
     if let Some(p) = a.get("DeliveryPolicy").filter(|p| !p.is_empty()) {
+        if p.len() > 30 * 1024 {
+            return Err(invalid("DeliveryPolicy: must be at most 30 KB".into()));
+        }
         if protocol == "lambda" {
             return Err(invalid(
                 "DeliveryPolicy: delivery policies apply to http and https subscriptions only"
@@ -116,9 +119,15 @@ pub async fn subscribe(ctx: &Ctx<'_>, caller: &Caller) -> SnsResult<Response> {
             let scheme = format!("{protocol}://");
             if !endpoint.to_ascii_lowercase().starts_with(&scheme)
                 || reqwest::Url::parse(endpoint).is_err()
+                || endpoint.len() > 2048
             {
                 return Err(SnsError::invalid_parameter(
                     "Endpoint must match the specified protocol",
+                ));
+            }
+            if ctx.state.sns.settings.deny.denies_url(endpoint) {
+                return Err(SnsError::invalid_parameter(
+                    "Endpoint Reason: this server does not deliver to that network (sns_http_deny)",
                 ));
             }
         }
@@ -149,6 +158,11 @@ pub async fn subscribe(ctx: &Ctx<'_>, caller: &Caller) -> SnsResult<Response> {
         )));
     }
     let confirmed = protocol == "lambda";
+    let mut attributes = attributes;
+    if confirmed {
+        // Made by a signed call and needing no confirmation: unsubscribing needs a signature too.
+        attributes.insert("ConfirmationWasAuthenticated".into(), "true".into());
+    }
     let new = NewSubscription {
         arn: format!("{}:{}", topic.key.arn(), uuid::Uuid::new_v4()),
         owner: caller.account.to_string(),
@@ -202,6 +216,7 @@ async fn send_confirmation(ctx: &Ctx<'_>, sub: &SubscriptionRecord) -> SnsResult
         &token,
         now_millis(),
     );
+    let room = deliver::Reservation::take(&ctx.state.sns, body.len() as u64)?;
     deliver::enqueue(
         ctx.state,
         vec![NewDelivery {
@@ -213,6 +228,7 @@ async fn send_confirmation(ctx: &Ctx<'_>, sub: &SubscriptionRecord) -> SnsResult
             attempts: 0,
             hops: 0,
         }],
+        room,
     )
     .await
 }
@@ -301,7 +317,8 @@ pub async fn unsubscribe(ctx: &Ctx<'_>, caller: Option<&Caller>) -> SnsResult<Re
         )));
     }
     let store = ctx.state.store.clone();
-    blocking(move || Ok(store.unsubscribe(&arn)?)).await?;
+    let (_, gone) = blocking(move || Ok(store.unsubscribe(&arn)?)).await?;
+    ctx.state.sns.release(gone);
     ctx.respond(None)
 }
 

@@ -49,12 +49,19 @@ pub fn allows(topic: &TopicRecord, action: &str, account: &str) -> bool {
         s @ Value::Object(_) => vec![s],
         _ => return false,
     };
-    let matching = |effect: &str| {
-        statements
-            .iter()
-            .any(|s| s["Effect"] == effect && statement_matches(s, &arn, action, account))
+    let request = Request {
+        arn: &arn,
+        action,
+        account,
     };
-    matching("Allow") && !matching("Deny")
+    let allowed = statements
+        .iter()
+        .any(|s| s["Effect"] == "Allow" && request.matches(s, false));
+    // What cannot be evaluated here counts against the caller in a Deny: it fails closed.
+    let denied = statements
+        .iter()
+        .any(|s| s["Effect"] != "Allow" && request.matches(s, true));
+    allowed && !denied
 }
 
 fn one_or_many(v: &Value) -> Vec<&str> {
@@ -65,40 +72,65 @@ fn one_or_many(v: &Value) -> Vec<&str> {
     }
 }
 
-fn statement_matches(s: &Value, arn: &str, action: &str, account: &str) -> bool {
-    let principal_ok = match &s["Principal"] {
-        Value::String(p) => p == "*",
-        p => one_or_many(&p["AWS"])
-            .iter()
-            .any(|a| *a == "*" || *a == account || *a == format!("arn:aws:iam::{account}:root")),
-    };
-    let action_ok = one_or_many(&s["Action"]).iter().any(|a| {
-        *a == "*"
-            || a.eq_ignore_ascii_case("sns:*")
-            || a.eq_ignore_ascii_case(&format!("sns:{action}"))
-    });
-    let resource_ok = one_or_many(&s["Resource"])
-        .iter()
-        .any(|r| *r == "*" || *r == arn);
-    principal_ok && action_ok && resource_ok && conditions_hold(&s["Condition"], account)
+/// The call a statement is matched against.
+struct Request<'a> {
+    arn: &'a str,
+    action: &'a str,
+    account: &'a str,
 }
 
-/// Only conditions on the caller's account can be checked here; any other condition does not
-/// hold.
-fn conditions_hold(c: &Value, account: &str) -> bool {
+impl Request<'_> {
+    /// Whether statement `s` applies; `unknown` is the answer for what cannot be evaluated
+    /// (`Not*` elements, conditions on anything but the caller's account).
+    fn matches(&self, s: &Value, unknown: bool) -> bool {
+        let account = self.account;
+        let principal = if s["NotPrincipal"].is_null() {
+            match &s["Principal"] {
+                Value::String(p) => p == "*",
+                p => one_or_many(&p["AWS"]).iter().any(|a| {
+                    *a == "*" || *a == account || *a == format!("arn:aws:iam::{account}:root")
+                }),
+            }
+        } else {
+            unknown
+        };
+        let wanted = format!("sns:{}", self.action).to_ascii_lowercase();
+        let action = if s["NotAction"].is_null() {
+            one_or_many(&s["Action"])
+                .iter()
+                .any(|a| super::filter::wildcard(&a.to_ascii_lowercase(), &wanted))
+        } else {
+            unknown
+        };
+        let resource = if s["NotResource"].is_null() {
+            one_or_many(&s["Resource"])
+                .iter()
+                .any(|r| super::filter::wildcard(r, self.arn))
+        } else {
+            unknown
+        };
+        principal && action && resource && conditions_hold(&s["Condition"], account, unknown)
+    }
+}
+
+/// Only conditions on the caller's account can be checked here; any other is `unknown`.
+fn conditions_hold(c: &Value, account: &str, unknown: bool) -> bool {
     let Value::Object(ops) = c else {
-        return c.is_null();
+        return c.is_null() || unknown;
     };
     ops.iter().all(|(op, keys)| {
         let Value::Object(keys) = keys else {
-            return false;
+            return unknown;
         };
-        op == "StringEquals"
-            && keys.iter().all(|(k, v)| {
-                (k.eq_ignore_ascii_case("AWS:SourceOwner")
-                    || k.eq_ignore_ascii_case("AWS:SourceAccount"))
-                    && one_or_many(v).contains(&account)
-            })
+        keys.iter().all(|(k, v)| {
+            let on_account = k.eq_ignore_ascii_case("AWS:SourceOwner")
+                || k.eq_ignore_ascii_case("AWS:SourceAccount");
+            if op == "StringEquals" && on_account {
+                one_or_many(v).contains(&account)
+            } else {
+                unknown
+            }
+        })
     })
 }
 
@@ -145,6 +177,22 @@ mod tests {
         assert!(allows(&t, "Publish", "222222222222"));
         assert!(!allows(&t, "Subscribe", "222222222222"));
         assert!(!allows(&t, "Publish", "333333333333"));
+    }
+
+    #[test]
+    fn wildcards_match_and_a_deny_that_cannot_be_evaluated_denies() {
+        let t = topic(Some(serde_json::json!({"Statement": [
+            {"Effect": "Allow", "Principal": "*", "Action": "sns:Pub*", "Resource": "arn:aws:sns:us-east-1:111111111111:*"},
+            {"Effect": "Deny", "NotPrincipal": {"AWS": "333333333333"}, "Action": "sns:Subscribe", "Resource": "*"}
+        ]})));
+        assert!(allows(&t, "Publish", "222222222222"));
+        assert!(!allows(&t, "Subscribe", "222222222222"));
+        let t = topic(Some(serde_json::json!({"Statement": [
+            {"Effect": "Allow", "Principal": "*", "Action": "SNS:*", "Resource": "*"},
+            {"Effect": "Deny", "Principal": "*", "Action": "SNS:Publish", "Resource": "*",
+             "Condition": {"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}}
+        ]})));
+        assert!(!allows(&t, "Publish", "222222222222"));
     }
 
     #[test]

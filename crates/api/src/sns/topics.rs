@@ -69,6 +69,9 @@ fn is_true(v: &str) -> SnsResult<bool> {
 /// Checks one attribute's value for a topic that is (or will be) FIFO or not.
 fn check_attribute(name: &str, value: &str, fifo: bool) -> SnsResult<()> {
     let bad = |why: &str| SnsError::invalid_parameter(format!("Attributes Reason: {name}: {why}"));
+    if value.len() > 30 * 1024 {
+        return Err(bad("must be at most 30 KB"));
+    }
     match name {
         "DisplayName" if value.chars().count() > 100 => Err(bad("must be at most 100 characters")),
         "Policy" | "DeliveryPolicy" | "ArchivePolicy" if !value.is_empty() => {
@@ -203,12 +206,14 @@ pub async fn delete(ctx: &Ctx<'_>, caller: &Caller) -> SnsResult<Response> {
     let key = parse_topic_arn("TopicArn", arn)?;
     if key.account == caller.account && key.region == caller.region {
         let store = ctx.state.store.clone();
-        blocking(move || Ok(store.delete_topic(&key)?)).await?;
+        let (_, gone) = blocking(move || Ok(store.delete_topic(&key)?)).await?;
+        ctx.state.sns.release(gone);
     } else {
         match topic_for(ctx, caller, arn, "DeleteTopic").await {
             Ok(t) => {
                 let store = ctx.state.store.clone();
-                blocking(move || Ok(store.delete_topic(&t.key)?)).await?;
+                let (_, gone) = blocking(move || Ok(store.delete_topic(&t.key)?)).await?;
+                ctx.state.sns.release(gone);
             }
             Err(e) if e.code == "NotFound" => {}
             Err(e) => return Err(e),

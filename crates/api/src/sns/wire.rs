@@ -268,7 +268,7 @@ fn write(w: &mut Writer<Vec<u8>>, node: &Xml) -> std::io::Result<()> {
     match node {
         Xml::Leaf(name, text) => {
             w.write_event(Event::Start(BytesStart::new(*name)))?;
-            w.write_event(Event::Text(BytesText::new(text)))?;
+            w.write_event(Event::Text(BytesText::new(&xml_chars(text))))?;
             w.write_event(Event::End(BytesEnd::new(*name)))
         }
         Xml::Node(name, children) => {
@@ -278,6 +278,22 @@ fn write(w: &mut Writer<Vec<u8>>, node: &Xml) -> std::io::Result<()> {
             }
             w.write_event(Event::End(BytesEnd::new(*name)))
         }
+    }
+}
+
+/// Text with the characters XML 1.0 cannot carry (control characters other than tab and line
+/// breaks, U+FFFE, U+FFFF) replaced by U+FFFD, so that every answer parses.
+fn xml_chars(text: &str) -> std::borrow::Cow<'_, str> {
+    let bad = |c: char| {
+        (c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || matches!(c, '\u{FFFE}' | '\u{FFFF}')
+    };
+    if text.chars().any(bad) {
+        text.chars()
+            .map(|c| if bad(c) { '\u{FFFD}' } else { c })
+            .collect::<String>()
+            .into()
+    } else {
+        text.into()
     }
 }
 
@@ -390,6 +406,12 @@ mod tests {
             format!(
                 "<XResponse xmlns=\"{XMLNS}\"><Attributes><entry><key>k</key><value>a&lt;b&amp;c</value></entry></Attributes></XResponse>"
             )
+        );
+        let mut w = Writer::new(Vec::new());
+        write(&mut w, &leaf("Message", "a\u{1}b\tc")).unwrap();
+        assert_eq!(
+            String::from_utf8(w.into_inner()).unwrap(),
+            "<Message>a\u{FFFD}b\tc</Message>"
         );
         let e = SnsError::not_found("Topic does not exist");
         assert_eq!(e.fault(), "Sender");

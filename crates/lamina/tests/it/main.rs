@@ -18,4 +18,5 @@ mod sdk_auth;
 mod sdk_errors;
 mod sdk_functions;
 mod sns;
+mod sns_delivery;
 mod versions;

@@ -1,10 +1,9 @@
-//! SNS through clients we did not write (the AWS CLI and boto3): topic and subscription life
-//! cycles, the exact event a function receives, filter policies, HTTP endpoints with the
-//! confirmation handshake and retries, the permission SNS needs with `--auth`, SNS as a
-//! destination and dead-letter target, malformed requests, and a kill -9 after publishing.
+//! SNS through clients we did not write (the AWS CLI, boto3, `lamina topic`): topic and
+//! subscription life cycles, the exact event a function receives, filter policies, the
+//! permission SNS needs with `--auth`, and malformed requests. Deliveries (HTTP endpoints,
+//! destinations, crashes, throttles) are in `sns_delivery.rs`.
 
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_sdk_lambda::Client;
@@ -14,12 +13,12 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-const HANDLERS: &[u8] = b"import json\n\
+pub(crate) const HANDLERS: &[u8] = b"import json\n\
 def show(event, context):\n    print('EVENT ' + json.dumps(event))\n    return 1\n\
 def fail(event, context):\n    raise RuntimeError('intentional failure')\n\
 def slow(event, context):\n    import time\n    time.sleep(0.2)\n    print('EVENT ' + json.dumps(event))\n    return 1\n";
 
-async fn deploy(c: &Client, name: &str, handler: &str) -> String {
+pub(crate) async fn deploy(c: &Client, name: &str, handler: &str) -> String {
     let f = c
         .create_function()
         .function_name(name)
@@ -38,7 +37,7 @@ async fn deploy(c: &Client, name: &str, handler: &str) -> String {
 }
 
 /// Runs the AWS CLI against `endpoint` with `key`; returns its JSON output, or its error text.
-fn aws(endpoint: &str, key: (&str, &str), args: &[&str]) -> Result<Value, String> {
+pub(crate) fn aws(endpoint: &str, key: (&str, &str), args: &[&str]) -> Result<Value, String> {
     let out = Command::new(crate::awscli::aws_cli())
         .args([
             "--endpoint-url",
@@ -68,12 +67,12 @@ fn aws(endpoint: &str, key: (&str, &str), args: &[&str]) -> Result<Value, String
     )
 }
 
-fn cli(endpoint: &str, args: &[&str]) -> Value {
+pub(crate) fn cli(endpoint: &str, args: &[&str]) -> Value {
     aws(endpoint, ("test", "test"), args).unwrap_or_else(|e| panic!("aws {args:?}: {e}"))
 }
 
 /// Runs a boto3 script (given `sns`, a client for `endpoint`) and parses the JSON it prints last.
-fn boto3(endpoint: &str, key: (&str, &str), script: &str) -> Value {
+pub(crate) fn boto3(endpoint: &str, key: (&str, &str), script: &str) -> Value {
     let program = format!(
         "import boto3, json, sys\n\
          sns = boto3.client('sns', endpoint_url=sys.argv[1], region_name='us-east-1', aws_access_key_id='{}', aws_secret_access_key='{}')\n{script}",
@@ -98,7 +97,7 @@ fn boto3(endpoint: &str, key: (&str, &str), script: &str) -> Value {
 /// Checks an SNS message's signature as a client would: fetch the certificate at its signing
 /// certificate URL, and verify the string to sign (SHA256withRSA for `SignatureVersion` 2) with
 /// Python's `cryptography`.
-fn verify_signature(message: &Value) {
+pub(crate) fn verify_signature(message: &Value) {
     let program = r#"
 import base64, json, sys, urllib.request
 from cryptography import x509
@@ -133,7 +132,7 @@ except Exception:
 }
 
 /// The SNS events a function has logged, waiting until there are at least `n`.
-async fn events(endpoint: &str, function: &str, n: usize) -> Vec<Value> {
+pub(crate) async fn events(endpoint: &str, function: &str, n: usize) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let got: Vec<Value> = log_lines(endpoint, function)
@@ -155,7 +154,7 @@ async fn events(endpoint: &str, function: &str, n: usize) -> Vec<Value> {
 }
 
 /// The messages (the `Sns.Message` fields) a function received.
-fn messages(events: &[Value]) -> Vec<String> {
+pub(crate) fn messages(events: &[Value]) -> Vec<String> {
     let mut m: Vec<String> = events
         .iter()
         .map(|e| {
@@ -170,7 +169,7 @@ fn messages(events: &[Value]) -> Vec<String> {
 }
 
 /// A counter's value in `/metrics` (summed over its series that contain `label`).
-async fn counter(endpoint: &str, name: &str, label: &str) -> f64 {
+pub(crate) async fn counter(endpoint: &str, name: &str, label: &str) -> f64 {
     let text = reqwest::get(format!("{endpoint}/metrics"))
         .await
         .unwrap()
@@ -280,6 +279,18 @@ print(json.dumps({{'topic': t, 'attrs': attrs, 'tags': tags, 'sub': sub, 'subs':
         "for functions"
     );
 
+    // The link in a function's event cannot unsubscribe it without a signature (the
+    // subscription was made by a signed call).
+    let link = reqwest::get(s["UnsubscribeUrl"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(link.status(), 403);
+    assert!(
+        link.text()
+            .await
+            .unwrap()
+            .contains("<Code>AuthorizationError</Code>")
+    );
     // Unsubscribing stops deliveries; deleting the topic takes it away.
     let after = boto3(
         &ep,
@@ -442,254 +453,6 @@ async fn filter_policies_route_each_message_to_its_subscribers() {
     assert!(messages(&events(&ep, "red", 3).await).contains(&"green again".to_string()));
 }
 
-/// A small HTTP endpoint on loopback that records what SNS posts, answering with the statuses
-/// it is given (then 200).
-struct Endpoint {
-    url: String,
-    seen: Arc<Mutex<Vec<(axum::http::HeaderMap, String)>>>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Endpoint {
-    async fn start(statuses: Vec<u16>) -> Self {
-        let seen: Arc<Mutex<Vec<(axum::http::HeaderMap, String)>>> = Arc::default();
-        let plan = Arc::new(Mutex::new(statuses));
-        let s = seen.clone();
-        let app = axum::Router::new().route(
-            "/hook",
-            axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
-                let s = s.clone();
-                let plan = plan.clone();
-                async move {
-                    s.lock().unwrap().push((headers, body));
-                    let mut p = plan.lock().unwrap();
-                    let code = if p.is_empty() { 200 } else { p.remove(0) };
-                    axum::http::StatusCode::from_u16(code).unwrap()
-                }
-            }),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/hook", listener.local_addr().unwrap());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await
-                .unwrap();
-        });
-        Self {
-            url,
-            seen,
-            shutdown: Some(tx),
-        }
-    }
-
-    /// What was posted, waiting until there are at least `n`.
-    async fn posts(&self, n: usize) -> Vec<(axum::http::HeaderMap, String)> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let got = self.seen.lock().unwrap().clone();
-            if got.len() >= n {
-                return got;
-            }
-            assert!(Instant::now() < deadline, "{} of {n} posts", got.len());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for Endpoint {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http_endpoints_confirm_then_receive_notifications_with_retries() {
-    let app = spawn_app().await;
-    let ep = app.endpoint();
-    // The first notification fails twice (500, then 429) before it is taken.
-    let hook = Endpoint::start(vec![200, 500, 429]).await;
-    let topic = cli(&ep, &["sns", "create-topic", "--name", "web"])["TopicArn"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let out = cli(
-        &ep,
-        &[
-            "sns",
-            "subscribe",
-            "--topic-arn",
-            &topic,
-            "--protocol",
-            "http",
-            "--notification-endpoint",
-            &hook.url,
-        ],
-    );
-    assert_eq!(out["SubscriptionArn"], "pending confirmation");
-    let posts = hook.posts(1).await;
-    let (headers, body) = &posts[0];
-    assert_eq!(
-        headers["x-amz-sns-message-type"],
-        "SubscriptionConfirmation"
-    );
-    assert_eq!(headers["x-amz-sns-topic-arn"], topic.as_str());
-    assert_eq!(headers["content-type"], "text/plain; charset=UTF-8");
-    assert_eq!(
-        headers["user-agent"],
-        "Amazon Simple Notification Service Agent"
-    );
-    let confirmation: Value = serde_json::from_str(body).unwrap();
-    assert_eq!(confirmation["Type"], "SubscriptionConfirmation");
-    assert_eq!(confirmation["TopicArn"], topic.as_str());
-    assert_eq!(
-        confirmation["Message"],
-        format!(
-            "You have chosen to subscribe to the topic {topic}.\nTo confirm the subscription, visit the SubscribeURL included in this message."
-        )
-    );
-    verify_signature(&confirmation);
-    let token = confirmation["Token"].as_str().unwrap();
-    let link = confirmation["SubscribeURL"].as_str().unwrap();
-    assert_eq!(
-        link,
-        format!("{ep}/?Action=ConfirmSubscription&TopicArn={topic}&Token={token}")
-    );
-    // Nothing is delivered while pending.
-    cli(
-        &ep,
-        &[
-            "sns",
-            "publish",
-            "--topic-arn",
-            &topic,
-            "--message",
-            "too early",
-        ],
-    );
-    // The link needs no signature.
-    let answer = reqwest::get(link).await.unwrap();
-    assert_eq!(answer.status(), 200);
-    let xml = answer.text().await.unwrap();
-    assert!(xml.contains("<ConfirmSubscriptionResponse"), "{xml}");
-    let subs = cli(
-        &ep,
-        &["sns", "list-subscriptions-by-topic", "--topic-arn", &topic],
-    );
-    let sub = subs["Subscriptions"][0]["SubscriptionArn"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    assert!(xml.contains(&sub), "{xml}");
-    // Retries come quickly with this delivery policy.
-    cli(
-        &ep,
-        &[
-            "sns",
-            "set-subscription-attributes",
-            "--subscription-arn",
-            &sub,
-            "--attribute-name",
-            "DeliveryPolicy",
-            "--attribute-value",
-            r#"{"healthyRetryPolicy": {"numRetries": 3, "minDelayTarget": 1, "maxDelayTarget": 1}}"#,
-        ],
-    );
-    let attrs = json!({"k": {"DataType": "String", "StringValue": "v"}}).to_string();
-    let id = cli(
-        &ep,
-        &[
-            "sns",
-            "publish",
-            "--topic-arn",
-            &topic,
-            "--message",
-            "hello web",
-            "--subject",
-            "Hi",
-            "--message-attributes",
-            &attrs,
-        ],
-    )["MessageId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let posts = hook.posts(4).await;
-    assert_eq!(posts.len(), 4, "the pending-time message was never sent");
-    for (headers, body) in &posts[1..] {
-        assert_eq!(headers["x-amz-sns-message-type"], "Notification");
-        assert_eq!(headers["x-amz-sns-message-id"], id.as_str());
-        assert_eq!(headers["x-amz-sns-subscription-arn"], sub.as_str());
-        let n: Value = serde_json::from_str(body).unwrap();
-        assert_eq!(n["Type"], "Notification");
-        assert_eq!(n["MessageId"], id.as_str());
-        assert_eq!(n["Subject"], "Hi");
-        assert_eq!(n["Message"], "hello web");
-        assert_eq!(
-            n["UnsubscribeURL"],
-            format!("{ep}/?Action=Unsubscribe&SubscriptionArn={sub}")
-        );
-        assert_eq!(
-            n["MessageAttributes"],
-            json!({"k": {"Type": "String", "Value": "v"}})
-        );
-        verify_signature(&n);
-    }
-    // Raw delivery: the bare message.
-    cli(
-        &ep,
-        &[
-            "sns",
-            "set-subscription-attributes",
-            "--subscription-arn",
-            &sub,
-            "--attribute-name",
-            "RawMessageDelivery",
-            "--attribute-value",
-            "true",
-        ],
-    );
-    cli(
-        &ep,
-        &[
-            "sns",
-            "publish",
-            "--topic-arn",
-            &topic,
-            "--message",
-            "raw body",
-        ],
-    );
-    let posts = hook.posts(5).await;
-    assert_eq!(posts[4].1, "raw body");
-    assert_eq!(posts[4].0["x-amz-sns-rawdelivery"], "true");
-    // The unsubscribe link, unsigned, ends it.
-    let link = format!("{ep}/?Action=Unsubscribe&SubscriptionArn={sub}");
-    assert_eq!(reqwest::get(&link).await.unwrap().status(), 200);
-    cli(
-        &ep,
-        &[
-            "sns",
-            "publish",
-            "--topic-arn",
-            &topic,
-            "--message",
-            "after",
-        ],
-    );
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    assert_eq!(hook.seen.lock().unwrap().len(), 5);
-    assert_eq!(
-        counter(&ep, "lamina_sns_deliveries_total", &topic).await,
-        3.0
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_requests_get_sns_xml_errors_and_change_nothing() {
     let app = spawn_app().await;
@@ -758,6 +521,9 @@ async fn malformed_requests_get_sns_xml_errors_and_change_nothing() {
         post("Action=Publish&TopicArn=arn:aws:sns:us-east-1:000000000000:nope&Message=m".into())
             .await;
     assert_eq!((status, code(&xml).as_str()), (404, "NotFound"));
+    // Link-local addresses (cloud metadata services) are never delivered to.
+    let (status, _, xml) = post("Action=Subscribe&TopicArn=arn:aws:sns:us-east-1:000000000000:real&Protocol=http&Endpoint=http://169.254.169.254/latest".into()).await;
+    assert_eq!((status, code(&xml).as_str()), (400, "InvalidParameter"));
     let (status, _, xml) = post("Action=Publish&TopicArn=nope&Message=m".into()).await;
     assert_eq!((status, code(&xml).as_str()), (400, "InvalidParameter"));
     assert!(
@@ -884,167 +650,6 @@ print(json.dumps({{'topic': t, 'id': m}}))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn topics_are_destinations_and_dead_letter_targets() {
-    let app = spawn_app().await;
-    let ep = app.endpoint();
-    let c = &app.client;
-    deploy(c, "failing", "fail").await;
-    deploy(c, "records", "show").await;
-    deploy(c, "letters", "show").await;
-    let failures = cli(&ep, &["sns", "create-topic", "--name", "failures"])["TopicArn"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let dlq = cli(&ep, &["sns", "create-topic", "--name", "dlq"])["TopicArn"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    for (topic, f) in [(&failures, "records"), (&dlq, "letters")] {
-        let endpoint = format!("arn:aws:lambda:us-east-1:000000000000:function:{f}");
-        cli(
-            &ep,
-            &[
-                "sns",
-                "subscribe",
-                "--topic-arn",
-                topic,
-                "--protocol",
-                "lambda",
-                "--notification-endpoint",
-                &endpoint,
-            ],
-        );
-    }
-    // A topic that does not exist is refused as either.
-    let missing = "arn:aws:sns:us-east-1:000000000000:missing";
-    let e = aws(
-        &ep,
-        ("test", "test"),
-        &[
-            "lambda",
-            "update-function-configuration",
-            "--function-name",
-            "failing",
-            "--dead-letter-config",
-            &format!("TargetArn={missing}"),
-        ],
-    )
-    .unwrap_err();
-    assert!(e.contains("InvalidParameterValueException"), "{e}");
-    let cfg = cli(
-        &ep,
-        &[
-            "lambda",
-            "update-function-configuration",
-            "--function-name",
-            "failing",
-            "--dead-letter-config",
-            &format!("TargetArn={dlq}"),
-        ],
-    );
-    assert_eq!(cfg["DeadLetterConfig"]["TargetArn"], dlq.as_str());
-    cli(
-        &ep,
-        &[
-            "lambda",
-            "put-function-event-invoke-config",
-            "--function-name",
-            "failing",
-            "--maximum-retry-attempts",
-            "0",
-            "--destination-config",
-            &json!({"OnFailure": {"Destination": failures}}).to_string(),
-        ],
-    );
-    let out = c
-        .invoke()
-        .function_name("failing")
-        .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
-        .payload(Blob::new(br#"{"k": 1}"#.to_vec()))
-        .send()
-        .await
-        .unwrap();
-    use aws_sdk_lambda::operation::RequestId;
-    let request_id = out.request_id().unwrap().to_owned();
-    let record = &events(&ep, "records", 1).await[0]["Records"][0]["Sns"];
-    assert_eq!(record["TopicArn"], failures.as_str());
-    let record: Value = serde_json::from_str(record["Message"].as_str().unwrap()).unwrap();
-    assert_eq!(record["requestContext"]["requestId"], request_id.as_str());
-    assert_eq!(record["requestContext"]["condition"], "RetriesExhausted");
-    assert_eq!(record["requestPayload"], json!({"k": 1}));
-    assert_eq!(
-        record["responsePayload"]["errorMessage"],
-        "intentional failure"
-    );
-    let letter = &events(&ep, "letters", 1).await[0]["Records"][0]["Sns"];
-    assert_eq!(letter["TopicArn"], dlq.as_str());
-    assert_eq!(letter["Message"], r#"{"k": 1}"#);
-    assert_eq!(
-        letter["MessageAttributes"],
-        json!({
-            "RequestID": {"Type": "String", "Value": request_id},
-            "ErrorCode": {"Type": "Number", "Value": "200"},
-            "ErrorMessage": {"Type": "String", "Value": "intentional failure"},
-        })
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn published_messages_survive_kill9_and_are_delivered_once_each() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let mut server = ServerProcess::start(&data, &[]);
-    let ep = server.endpoint();
-    let c = sdk_client(&ep, "test", "test", "us-east-1");
-    let function = deploy(&c, "work", "show").await;
-    // One at a time: most messages are still queued when the server dies.
-    c.put_function_concurrency()
-        .function_name("work")
-        .reserved_concurrent_executions(1)
-        .send()
-        .await
-        .unwrap();
-    let out = boto3(
-        &ep,
-        ("test", "test"),
-        &format!(
-            r#"
-t = sns.create_topic(Name='durable')['TopicArn']
-sns.subscribe(TopicArn=t, Protocol='lambda', Endpoint='{function}')
-for i in range(20):
-    sns.publish_batch(TopicArn=t, PublishBatchRequestEntries=[{{'Id': str(j), 'Message': 'm%d' % (i * 10 + j)}} for j in range(10)])
-print(json.dumps(t))
-"#
-        ),
-    );
-    assert!(out.as_str().unwrap().ends_with(":durable"));
-    let queued = counter(&ep, "lamina_async_queue_events", "").await;
-    assert!(
-        queued > 50.0,
-        "most messages are still queued at the crash: {queued}"
-    );
-    server.kill9();
-    let server = ServerProcess::start(&data, &[]);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let bill_requests = crate::async_invoke::bill_requests;
-    let requests = loop {
-        let bill: Value = reqwest::get(format!("{}/_lamina/bill?function=work", server.endpoint()))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let n = bill_requests(&bill);
-        if n >= 200 || Instant::now() > deadline {
-            break n;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
-    // Every acknowledged message became exactly one (billed) invocation.
-    assert_eq!(requests, 200);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lamina_topic_subscribes_functions_with_their_permission_and_publishes() {
     let app = spawn_app_with(AUTH).await;
     let ep = app.endpoint();
@@ -1135,43 +740,4 @@ async fn lamina_topic_subscribes_functions_with_their_permission_and_publishes()
     }
     lamina(&["topic", "rm", "jobs"]);
     assert_eq!(lamina(&["topic", "ls"]), json!([]));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn invokes_throttled_by_a_full_queue_are_retried_by_sns() {
-    // Room for three events: the rest of a batch finds the queue full and waits in SNS's outbox.
-    let app = spawn_app_with("async_queue_max_events = 3").await;
-    let ep = app.endpoint();
-    let function = deploy(&app.client, "busy", "slow").await;
-    app.client
-        .put_function_concurrency()
-        .function_name("busy")
-        .reserved_concurrent_executions(1)
-        .send()
-        .await
-        .unwrap();
-    boto3(
-        &ep,
-        ("test", "test"),
-        &format!(
-            r#"
-t = sns.create_topic(Name='burst')['TopicArn']
-sns.subscribe(TopicArn=t, Protocol='lambda', Endpoint='{function}')
-r = sns.publish_batch(TopicArn=t, PublishBatchRequestEntries=[{{'Id': str(j), 'Message': 'm%d' % j}} for j in range(10)])
-assert len(r['Successful']) == 10, r
-print('null')
-"#
-        ),
-    );
-    let got = messages(&events(&ep, "busy", 10).await);
-    let want: Vec<String> = {
-        let mut w: Vec<String> = (0..10).map(|j| format!("m{j}")).collect();
-        w.sort();
-        w
-    };
-    assert_eq!(got, want);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(events(&ep, "busy", 0).await.len(), 10, "each message once");
-    let retried = counter(&ep, "lamina_sns_delivery_retries_total", "burst").await;
-    assert!(retried >= 1.0, "the full queue throttled none: {retried}");
 }
