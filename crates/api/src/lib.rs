@@ -1,12 +1,16 @@
 //! The AWS APIs Lamina speaks, on one port: one dispatcher picks the service of each request,
-//! and each service (`lambda`, `sns`) is a module of its own with its own wire protocol and
-//! errors, sharing the state, the accounts and SigV4 ([`auth`], [`sigv4`]).
+//! and each service (`lambda`, `sns`, `apigateway`) is a module of its own with its own wire
+//! protocol and errors, sharing the state, the accounts and SigV4 ([`auth`], [`sigv4`]).
+//! Requests for functions over HTTP (function URLs, HTTP APIs) go to [`http`], by host or
+//! path-style prefix, before any service is picked.
 //!
 //! Nothing else in the workspace knows about HTTP.
 
 #![deny(missing_docs)]
 
+pub mod apigw;
 pub mod auth;
+pub mod http;
 pub mod lambda;
 pub mod query;
 pub mod sigv4;
@@ -47,6 +51,8 @@ pub struct AppState {
     pub prices: lamina_billing::PriceSheet,
     /// SNS: settings, the deliverer's wake-up, FIFO state.
     pub sns: sns::SnsState,
+    /// Function URLs and HTTP APIs: their names and read caches.
+    pub http: http::HttpState,
     /// Asynchronous events: the queue's front door (its dispatcher runs beside).
     pub queue: Arc<lambda::queue::EventQueue>,
     /// `$LATEST` records read by Invoke, so the hot path does not go to SQLite. Every write to a
@@ -96,11 +102,13 @@ pub enum Service {
     Lambda,
     /// SNS (the query protocol).
     Sns,
+    /// API Gateway v2 (rest-json under `/v2/`).
+    ApiGateway,
 }
 
 /// Picks the service of a request: the SigV4 credential scope names it for every signed call;
 /// unsigned ones go by shape (`/` is SNS's query endpoint, where its confirmation links point
-/// too; everything else is Lambda's). `Err` carries a service this server does not speak.
+/// too; `/v2/…` is API Gateway's; everything else is Lambda's). `Err` carries a service this server does not speak.
 pub fn service_of(parts: &axum::http::request::Parts) -> Result<Service, String> {
     let scoped = parts
         .headers
@@ -111,8 +119,10 @@ pub fn service_of(parts: &axum::http::request::Parts) -> Result<Service, String>
     match scoped.as_deref() {
         Some("lambda") => Ok(Service::Lambda),
         Some("sns") => Ok(Service::Sns),
+        Some("apigateway") => Ok(Service::ApiGateway),
         Some(other) => Err(other.to_owned()),
         None if parts.uri.path() == "/" => Ok(Service::Sns),
+        None if parts.uri.path().starts_with("/v2/") => Ok(Service::ApiGateway),
         None => Ok(Service::Lambda),
     }
 }
@@ -121,20 +131,28 @@ pub fn service_of(parts: &axum::http::request::Parts) -> Result<Service, String>
 pub fn router(state: Arc<AppState>) -> Router {
     let lambda = lambda::router(state.clone());
     let sns = sns::router(state.clone());
+    let apigw = apigw::router(state.clone());
+    let gateways = state.clone();
     Router::new()
         .route(
             "/_lamina/sns/{file}",
             axum::routing::get(sns::certificate).with_state(state),
         )
         .fallback(move |req: Request| {
-            let (lambda, sns) = (lambda.clone(), sns.clone());
+            let (lambda, sns, apigw) = (lambda.clone(), sns.clone(), apigw.clone());
+            let gateways = gateways.clone();
             async move {
                 let (parts, body) = req.into_parts();
+                let target = http::target_of(&parts);
                 let service = service_of(&parts);
                 let req = Request::from_parts(parts, body);
+                if let Some(target) = target {
+                    return http::serve(gateways, target, req).await;
+                }
                 match service {
                     Ok(Service::Lambda) => lambda.oneshot(req).await.into_response(),
                     Ok(Service::Sns) => sns.oneshot(req).await.into_response(),
+                    Ok(Service::ApiGateway) => apigw.oneshot(req).await.into_response(),
                     Err(name) => unknown_service(&name),
                 }
             }
@@ -144,7 +162,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 
 fn unknown_service(name: &str) -> Response {
     let body = serde_json::json!({
-        "message": format!("This server does not speak the '{name}' service; it speaks lambda and sns.")
+        "message": format!("This server does not speak the '{name}' service; it speaks lambda, sns and apigateway.")
     });
     (
         axum::http::StatusCode::BAD_REQUEST,

@@ -59,6 +59,16 @@ impl Client {
         })
     }
 
+    /// The server's base URL.
+    pub fn endpoint(&self) -> &str {
+        self.endpoint.as_str()
+    }
+
+    /// The region requests are signed for.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
     /// Sends a request with an in-memory body.
     pub async fn send(
         &self,
@@ -99,6 +109,22 @@ impl Client {
     {
         self.send_full(method, path, query, body, stream, &[], "lambda")
             .await
+    }
+
+    /// Calls API Gateway v2 (rest-json, signed for `apigateway`) and returns its JSON answer.
+    pub async fn apigw(
+        &self,
+        method: Method,
+        path: &str,
+        query: &str,
+        body: Option<serde_json::Value>,
+    ) -> anyhow::Result<serde_json::Value> {
+        let body = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        let stream =
+            futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from(body.clone()))]);
+        self.send_full(method, path, query, body, stream, &[], "apigateway")
+            .await?
+            .json()
     }
 
     /// Calls an SNS action (the query protocol) and returns its XML answer.

@@ -1,6 +1,6 @@
-//! The `lamina` client commands: deploy, ls, show, invoke, topic, rm... They speak the Lambda and
-//! SNS APIs over HTTP, so they work against any Lamina server (and, for the same operations,
-//! against AWS itself).
+//! The `lamina` client commands: deploy, ls, show, invoke, topic, url, api, rm... They speak the
+//! Lambda, SNS and API Gateway APIs over HTTP, so they work against any Lamina server (and, for
+//! the same operations, against AWS itself).
 
 mod client;
 mod commands;
@@ -102,6 +102,12 @@ pub enum Command {
     /// SNS topics: create, list, subscribe, publish, delete.
     #[command(subcommand)]
     Topic(TopicCommand),
+    /// Function URLs: create, show, remove.
+    #[command(subcommand)]
+    Url(UrlCommand),
+    /// HTTP APIs: create one with a route to a function (and an authorizer), list, remove.
+    #[command(subcommand)]
+    Api(ApiCommand),
     /// Delete a function.
     Rm {
         /// Function name or ARN.
@@ -124,6 +130,73 @@ pub enum LayerCommand {
     },
     /// List layers with their latest version.
     Ls,
+}
+
+/// `lamina url ...`.
+#[derive(Debug, Subcommand)]
+pub enum UrlCommand {
+    /// Give a function (or an alias) a URL and print it.
+    Create {
+        /// Function name or ARN.
+        function: String,
+        /// An alias of the function.
+        #[arg(long)]
+        qualifier: Option<String>,
+        /// NONE (public) or AWS_IAM (SigV4-signed requests only).
+        #[arg(long, default_value = "NONE", value_parser = ["NONE", "AWS_IAM"])]
+        auth_type: String,
+        /// An origin browsers may call from (CORS); repeat for more, `*` for any.
+        #[arg(long = "cors-origin")]
+        cors_origins: Vec<String>,
+    },
+    /// Print a function's URL and its settings.
+    Show {
+        /// Function name or ARN.
+        function: String,
+        /// An alias of the function.
+        #[arg(long)]
+        qualifier: Option<String>,
+    },
+    /// Remove a function's URL.
+    Rm {
+        /// Function name or ARN.
+        function: String,
+        /// An alias of the function.
+        #[arg(long)]
+        qualifier: Option<String>,
+    },
+}
+
+/// `lamina api ...`.
+#[derive(Debug, Subcommand)]
+pub enum ApiCommand {
+    /// Create an HTTP API whose route sends every request to a function; print its URL.
+    Create {
+        /// The API's name.
+        name: String,
+        /// The function that answers (name or ARN).
+        #[arg(long)]
+        function: String,
+        /// The route key, e.g. 'GET /pets/{id}' (default: $default, every request).
+        #[arg(long)]
+        route: Option<String>,
+        /// A function deciding who may call (a Lambda authorizer with simple responses).
+        #[arg(long)]
+        authorizer: Option<String>,
+        /// Where the authorizer's identity comes from.
+        #[arg(long, default_value = "$request.header.Authorization")]
+        identity_source: String,
+        /// Seconds to cache the authorizer's answer per identity (0: no cache).
+        #[arg(long, default_value_t = 0)]
+        ttl: u32,
+    },
+    /// List HTTP APIs with their URLs.
+    Ls,
+    /// Delete an HTTP API.
+    Rm {
+        /// The API's id.
+        id: String,
+    },
 }
 
 /// `lamina topic ...`.
@@ -253,6 +326,8 @@ pub async fn run(command: Command, options: ClientOptions) -> anyhow::Result<()>
                 .await
         }
         Command::Topic(t) => topic(&client, t, options.json).await,
+        Command::Url(u) => url(&client, u, options.json).await,
+        Command::Api(a) => api(&client, a, options.json).await,
         Command::Rm { name } => commands::rm::run(&client, &name, options.json).await,
     }
 }
@@ -285,5 +360,61 @@ async fn topic(client: &Client, command: TopicCommand, json: bool) -> anyhow::Re
             attrs,
         } => topic::publish(client, &topic, &message, subject.as_deref(), &attrs, json).await,
         TopicCommand::Rm { topic } => topic::rm(client, &topic, json).await,
+    }
+}
+
+async fn url(client: &Client, command: UrlCommand, json: bool) -> anyhow::Result<()> {
+    use commands::url;
+    match command {
+        UrlCommand::Create {
+            function,
+            qualifier,
+            auth_type,
+            cors_origins,
+        } => {
+            url::create(
+                client,
+                &function,
+                qualifier.as_deref(),
+                &auth_type,
+                &cors_origins,
+                json,
+            )
+            .await
+        }
+        UrlCommand::Show {
+            function,
+            qualifier,
+        } => url::show(client, &function, qualifier.as_deref(), json).await,
+        UrlCommand::Rm {
+            function,
+            qualifier,
+        } => url::rm(client, &function, qualifier.as_deref(), json).await,
+    }
+}
+
+async fn api(client: &Client, command: ApiCommand, json: bool) -> anyhow::Result<()> {
+    use commands::api;
+    match command {
+        ApiCommand::Create {
+            name,
+            function,
+            route,
+            authorizer,
+            identity_source,
+            ttl,
+        } => {
+            let new = api::NewApi {
+                name: &name,
+                function: &function,
+                route: route.as_deref(),
+                authorizer: authorizer.as_deref(),
+                identity_source: &identity_source,
+                ttl,
+            };
+            api::create(client, new, json).await
+        }
+        ApiCommand::Ls => api::ls(client, json).await,
+        ApiCommand::Rm { id } => api::rm(client, &id, json).await,
     }
 }

@@ -103,6 +103,7 @@ pub async fn run(
         tokio::task::spawn_blocking(move || lamina_api::sns::Signer::open(&dir)).await??
     };
     let state = Arc::new(AppState {
+        http: lamina_api::http::HttpState::new(&public_url),
         sns: lamina_api::sns::SnsState::new(
             lamina_api::sns::SnsSettings {
                 public_url,
@@ -180,7 +181,11 @@ pub async fn run(
         let _ = fired_tx.send(true);
     };
     let grace = config.shutdown_grace;
-    let serve = axum::serve(listener, app).with_graceful_shutdown(signal);
+    let serve = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(signal);
     tokio::select! {
         r = serve => r.context("the HTTP server failed")?,
         _ = async {

@@ -184,6 +184,26 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX sns_deliveries_due ON sns_deliveries(leased, due_ms);
     CREATE INDEX sns_deliveries_subscription ON sns_deliveries(subscription_id);",
+    // 10: function URLs and HTTP APIs.
+    "CREATE TABLE function_urls (
+        function_id INTEGER NOT NULL REFERENCES functions(id) ON DELETE CASCADE,
+        qualifier TEXT NOT NULL,
+        url_id TEXT NOT NULL UNIQUE,
+        auth_type TEXT NOT NULL,
+        cors TEXT,
+        invoke_mode TEXT,
+        created_ms INTEGER NOT NULL,
+        modified_ms INTEGER NOT NULL,
+        PRIMARY KEY (function_id, qualifier)
+    );
+    CREATE TABLE http_apis (
+        api_id TEXT PRIMARY KEY,
+        account TEXT NOT NULL,
+        region TEXT NOT NULL,
+        doc TEXT NOT NULL,
+        created_ms INTEGER NOT NULL
+    );
+    CREATE INDEX http_apis_owner ON http_apis(account, region);",
 ];
 
 /// Opens the database at `path`, in WAL mode with full durability, and migrates it.

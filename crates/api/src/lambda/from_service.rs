@@ -4,10 +4,12 @@
 
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use lamina_model::{ErrorKind, FunctionRef};
 use lamina_store::FunctionKey;
 
-use super::policy::{self, Principal};
+use super::policy;
+pub(crate) use super::policy::Principal;
 use crate::AppState;
 
 /// Who invokes: a service acting for one of its resources.
@@ -120,4 +122,71 @@ pub async fn invoke_async(
             _ => Refusal::Internal(e.error.message),
         })?;
     Ok(request_id)
+}
+
+/// A synchronous invoke's result, for a gateway to map.
+#[derive(Debug)]
+pub struct Answer {
+    /// The function's result (or error document).
+    pub body: Bytes,
+    /// The function failed (`X-Amz-Function-Error`).
+    pub function_error: bool,
+    /// The error type, when the function failed (`Sandbox.Timedout` for a timeout).
+    pub error_type: Option<String>,
+}
+
+/// Whether a service's principal may invoke a function: its policy must allow `who` to perform
+/// `action` on exactly what is invoked.
+pub(crate) async fn allowed(
+    state: &Arc<AppState>,
+    key: &FunctionKey,
+    qualifier: Option<&lamina_model::Qualifier>,
+    action: &str,
+    who: Principal<'_>,
+) -> Result<bool, Refusal> {
+    policy::allows(state, key, qualifier, action, who)
+        .await
+        .map_err(|e| Refusal::Internal(e.error.message))
+}
+
+/// Invokes a function synchronously for a gateway (function URLs, HTTP APIs), billing it like
+/// any invoke. Permission checks are the caller's.
+pub async fn invoke_sync(
+    state: &Arc<AppState>,
+    key: &FunctionKey,
+    qualifier: Option<&lamina_model::Qualifier>,
+    payload: Bytes,
+) -> Result<Answer, Refusal> {
+    use lamina_runtime_api::Failure;
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let call = super::invoke::Call {
+        usage_key: request_id.clone(),
+        request_id,
+        payload,
+        client_context: None,
+        asynchronous: false,
+    };
+    let ran = super::invoke::run(state, key, qualifier, call)
+        .await
+        .map_err(|e| match e.error.kind {
+            ErrorKind::ResourceNotFound => Refusal::NotFound(e.error.message),
+            ErrorKind::TooManyRequests => Refusal::Throttled(e.error.message),
+            _ => Refusal::Internal(e.error.message),
+        })?;
+    if let Some(u) = ran.usage {
+        state.usage.record(u);
+    }
+    let outcome = match ran.result {
+        Ok(done) => done.outcome,
+        Err(Failure::Function(outcome)) => outcome,
+        Err(Failure::Throttled(t)) => return Err(Refusal::Throttled(t.reason().to_owned())),
+        Err(Failure::Gone) => return Err(Refusal::NotFound(format!("{key:?} is gone"))),
+        Err(Failure::Unavailable(why)) => return Err(Refusal::Internal(why.to_string())),
+        Err(Failure::Internal(why)) => return Err(Refusal::Internal(why.to_string())),
+    };
+    Ok(Answer {
+        function_error: outcome.function_error,
+        error_type: outcome.error_type.clone(),
+        body: outcome.body,
+    })
 }

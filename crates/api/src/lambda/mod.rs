@@ -21,6 +21,7 @@ mod logs;
 mod policy;
 pub mod queue;
 mod tags;
+mod urls;
 mod versions;
 mod wire;
 
@@ -214,6 +215,14 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/2019-09-30/functions/{name}/concurrency",
             get(concurrency::get),
         )
+        .route(
+            "/2021-10-31/functions/{name}/url",
+            get(urls::get)
+                .post(urls::create)
+                .put(urls::update)
+                .delete(urls::delete),
+        )
+        .route("/2021-10-31/functions/{name}/urls", get(urls::list))
         .route("/2016-08-19/account-settings", get(account::settings))
         .route("/2016-08-19/account-settings/", get(account::settings))
         .route(

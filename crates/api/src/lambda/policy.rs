@@ -37,7 +37,7 @@ struct AddPermissionRequest {
 }
 
 /// Who asks to invoke a function.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) enum Principal<'a> {
     /// A caller of another account.
     Account(&'a str),
@@ -48,6 +48,11 @@ pub(crate) enum Principal<'a> {
         service: &'a str,
         source_arn: &'a str,
         source_account: &'a str,
+    },
+    /// A request to a function URL: signed by an account (`AWS_IAM`), or anyone (`NONE`).
+    Url {
+        account: Option<&'a str>,
+        auth_type: &'a str,
     },
 }
 
@@ -353,6 +358,11 @@ fn statement_allows(s: &Value, action: &str, who: &Principal<'_>) -> bool {
             .as_str()
             .is_some_and(|arn| arn == format!("arn:aws:iam::{account}:root") || arn == *account),
         (p, Principal::Service { service, .. }) => p["Service"] == *service,
+        (p, Principal::Url { account, .. }) => account.is_some_and(|account| {
+            p["AWS"]
+                .as_str()
+                .is_some_and(|arn| arn == format!("arn:aws:iam::{account}:root") || arn == account)
+        }),
     };
     if !principal_ok {
         return false;
@@ -364,7 +374,7 @@ fn statement_allows(s: &Value, action: &str, who: &Principal<'_>) -> bool {
             source_account,
             ..
         } => (Some(*source_arn), Some(*source_account)),
-        Principal::Account(_) => (None, None),
+        Principal::Account(_) | Principal::Url { .. } => (None, None),
     };
     if let Some(pattern) = condition["ArnLike"]["AWS:SourceArn"].as_str()
         && !source_arn.is_some_and(|arn| arn_like(pattern, arn))
@@ -375,6 +385,16 @@ fn statement_allows(s: &Value, action: &str, who: &Principal<'_>) -> bool {
         && source_account != Some(want)
     {
         return false;
+    }
+    if let Principal::Url { auth_type, .. } = who {
+        // A function URL request: its auth type, and that it came through a URL, hold.
+        return condition["StringEquals"].as_object().is_none_or(|m| {
+            m.iter().all(|(k, v)| match k.as_str() {
+                "lambda:FunctionUrlAuthType" => v == *auth_type,
+                "lambda:InvokedViaFunctionUrl" => v == "true",
+                _ => false,
+            })
+        }) && condition.get("ArnLike").is_none();
     }
     // Conditions on function URLs, organisations or event source tokens never hold for a plain
     // invoke.

@@ -1,5 +1,6 @@
 //! One module per client command.
 
+pub mod api;
 pub mod bill;
 pub mod deploy;
 pub mod invoke;
@@ -11,3 +12,4 @@ pub mod rm;
 pub mod show;
 pub mod top;
 pub mod topic;
+pub mod url;

@@ -1,6 +1,7 @@
 //! Fuzzing every wire decoder of a real server: random bytes, random JSON and mutated valid
-//! requests at every route with a body, random query strings, and random `Authorization`
-//! headers. Each answer must be a client error with an AWS error type (or a success), never a
+//! requests at every route with a body (Lambda, function URLs, API Gateway), random query
+//! strings, random `Authorization` headers, random SNS actions, and random requests to the HTTP
+//! gateways. Each answer must be a client error with an AWS error type (or a success), never a
 //! 500 or a dropped connection, and the server must keep serving. The zip extractor and the
 //! SigV4 parser have their own property tests in their crates.
 
@@ -94,8 +95,63 @@ fn routes() -> Vec<(&'static str, &'static str, serde_json::Value)> {
             "/2014-11-13/functions/fz/invoke-async",
             json!({"legacy": true}),
         ),
+        (
+            "POST",
+            "/2021-10-31/functions/fz/url",
+            json!({"AuthType": "NONE", "Cors": {"AllowOrigins": ["*"], "AllowMethods": ["GET"], "MaxAge": 5}}),
+        ),
+        (
+            "PUT",
+            "/2021-10-31/functions/fz/url",
+            json!({"AuthType": "AWS_IAM", "Cors": {"ExposeHeaders": ["x"]}, "InvokeMode": "BUFFERED"}),
+        ),
+        // API Gateway v2; `API` is the id of an API made for the run.
+        (
+            "POST",
+            "/v2/apis",
+            json!({"name": "n", "protocolType": "HTTP", "target": FZ, "routeKey": "GET /a"}),
+        ),
+        (
+            "PATCH",
+            "/v2/apis/API",
+            json!({"name": "m", "corsConfiguration": {"allowOrigins": ["*"], "maxAge": 5}, "routeKey": "GET /b"}),
+        ),
+        (
+            "POST",
+            "/v2/apis/API/routes",
+            json!({"routeKey": "GET /x/{y}", "authorizationType": "NONE", "target": "integrations/x"}),
+        ),
+        (
+            "POST",
+            "/v2/apis/API/integrations",
+            json!({"integrationType": "AWS_PROXY", "integrationUri": FZ, "payloadFormatVersion": "2.0", "timeoutInMillis": 1000}),
+        ),
+        (
+            "POST",
+            "/v2/apis/API/authorizers",
+            json!({"authorizerType": "REQUEST", "name": "a", "identitySource": ["$request.header.Authorization"],
+                   "authorizerUri": FZ, "authorizerPayloadFormatVersion": "2.0", "enableSimpleResponses": true,
+                   "authorizerResultTtlInSeconds": 5}),
+        ),
+        (
+            "POST",
+            "/v2/apis/API/stages",
+            json!({"stageName": "s1", "autoDeploy": true, "stageVariables": {"a": "b"}}),
+        ),
+        (
+            "POST",
+            "/v2/apis/API/deployments",
+            json!({"stageName": "s1", "description": "d"}),
+        ),
+        (
+            "POST",
+            "/v2/tags/arn:aws:apigateway:us-east-1::%2Fapis%2FAPI",
+            json!({"tags": {"k": "v"}}),
+        ),
     ]
 }
+
+const FZ: &str = "arn:aws:lambda:us-east-1:000000000000:function:fz";
 
 /// Arbitrary JSON, a few levels deep.
 fn json_value() -> impl Strategy<Value = serde_json::Value> {
@@ -197,10 +253,22 @@ fn every_decoder_answers_garbage_with_a_client_error() {
             ..Config::default()
         })
     };
+    let api: serde_json::Value = rt.block_on(async {
+        http.post(format!("{endpoint}/v2/apis"))
+            .body(serde_json::json!({"name": "fz", "protocolType": "HTTP"}).to_string())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    let api_id = api["apiId"].as_str().unwrap().to_owned();
     for (method, path, valid) in routes() {
+        let path = path.replace("API", &api_id);
         runner()
             .run(&body(valid), |bytes| {
-                rt.block_on(check(&http, &endpoint, method, path, &[], bytes))
+                rt.block_on(check(&http, &endpoint, method, &path, &[], bytes))
             })
             .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
     }
@@ -218,9 +286,22 @@ fn every_decoder_answers_garbage_with_a_client_error() {
                     "/2018-10-31/layers",
                     "/_lamina/logs/fz",
                     "/_lamina/bill",
+                    "/2021-10-31/functions/fz/urls",
+                    "/v2/apis",
+                    "/v2/apis/API/routes",
                 ] {
+                    let path = path.replace("API", &api_id);
                     check(&http, &endpoint, "GET", &format!("{path}?{q}"), &[], vec![]).await?;
                 }
+                check(
+                    &http,
+                    &endpoint,
+                    "DELETE",
+                    &format!("/v2/tags/x?{q}"),
+                    &[],
+                    vec![],
+                )
+                .await?;
                 Ok(())
             })
         })
@@ -279,6 +360,43 @@ fn every_decoder_answers_garbage_with_a_client_error() {
                         "{action}: {status} without an SNS error: {text}"
                     );
                 }
+                Ok(())
+            })
+        })
+        .unwrap();
+    // The gateways: random methods, paths, hosts and headers never get a 500 from a gateway
+    // that has nothing to run (no URL or API by that id, no stage, no route).
+    let gateway = (
+        prop::sample::select(vec!["GET", "POST", "OPTIONS", "DELETE", "PATCH"]),
+        "(/[ -~&&[^?#/%]]{0,12}){0,4}",
+        prop::sample::select(vec![true, false]),
+        "[a-z0-9]{0,40}",
+    );
+    runner()
+        .run(&gateway, |(method, path, by_host, id)| {
+            let path = path.replace(' ', "%20");
+            let (url, host) = if by_host {
+                (
+                    format!("{endpoint}{path}"),
+                    format!("{id}.execute-api.localhost"),
+                )
+            } else {
+                (
+                    format!("{endpoint}/_aws/lambda-url/{id}{path}"),
+                    "127.0.0.1".to_owned(),
+                )
+            };
+            rt.block_on(async {
+                let resp = http
+                    .request(method.parse().unwrap(), &url)
+                    .header("host", host)
+                    .header("origin", "https://x.example")
+                    .header("access-control-request-method", "GET")
+                    .send()
+                    .await
+                    .map_err(|e| TestCaseError::fail(format!("{method} {url}: no answer: {e}")))?;
+                let status = resp.status().as_u16();
+                prop_assert!(status < 500, "{method} {url} answered {status}");
                 Ok(())
             })
         })

@@ -9,6 +9,8 @@ mod crash;
 mod fuzz;
 mod hardening;
 mod helpers;
+mod http_apis;
+mod http_urls;
 mod invoke;
 mod layers;
 mod nonroot;

@@ -13,7 +13,7 @@ use aws_sdk_lambda::types::{FunctionCode, Runtime};
 use crate::helpers::*;
 
 /// A zip of `files`; names ending in `bootstrap` (or listed in `exec`) are executable.
-fn package(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
+pub(crate) fn package(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
     let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     for (name, data) in files {
         let mode = if name.ends_with("bootstrap") {
@@ -75,7 +75,7 @@ async fn invoke(
 }
 
 /// `target/<profile>/examples/<name>`, built by `cargo test` with the test binary.
-fn example(name: &str) -> PathBuf {
+pub(crate) fn example(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().and_then(Path::parent).unwrap();
     let p = profile_dir.join("examples").join(name);

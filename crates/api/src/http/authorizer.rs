@@ -1,0 +1,486 @@
+//! Lambda (REQUEST) authorizers of HTTP APIs: identity sources, the authorizer's event, its
+//! simple or IAM-policy answer, and a bounded cache of answers keyed by identity values.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use serde_json::{Map, Value, json};
+
+use super::event::{self, Context, Incoming};
+use crate::AppState;
+use crate::apigw::doc::Authorizer;
+use crate::lambda::from_service::{self, Principal};
+
+/// How long an authorizer may take (HTTP API quota).
+const TIMEOUT: Duration = Duration::from_secs(10);
+/// The most answers kept, over all APIs.
+const MAX_ENTRIES: usize = 10_000;
+
+/// What an authorizer answered.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Answer {
+    /// `{"isAuthorized": …, "context": …}`.
+    Simple { allowed: bool, context: Value },
+    /// `{"principalId": …, "policyDocument": …, "context": …}`: `(allow, resources)` per
+    /// statement that names `execute-api:Invoke`.
+    Policy {
+        principal_id: Value,
+        statements: Vec<(bool, Vec<String>)>,
+        context: Value,
+    },
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    match v {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(a) => a
+            .iter()
+            .filter_map(|s| s.as_str().map(str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// `*` any run of characters, `?` one.
+fn glob(pattern: &str, s: &str) -> bool {
+    let (p, s) = (pattern.as_bytes(), s.as_bytes());
+    let (mut i, mut j, mut star) = (0, 0, None);
+    while j < s.len() {
+        if i < p.len() && (p[i] == b'?' || p[i] == s[j]) {
+            i += 1;
+            j += 1;
+        } else if i < p.len() && p[i] == b'*' {
+            star = Some((i, j));
+            i += 1;
+        } else if let Some((si, sj)) = star {
+            i = si + 1;
+            j = sj + 1;
+            star = Some((si, sj + 1));
+        } else {
+            return false;
+        }
+    }
+    p[i..].iter().all(|c| *c == b'*')
+}
+
+impl Answer {
+    /// Reads an authorizer's result; `None` when it is not a valid answer.
+    pub(crate) fn parse(body: &[u8], simple: bool) -> Option<Self> {
+        let v: Value = serde_json::from_slice(body).ok()?;
+        let context = match v.get("context") {
+            None | Some(Value::Null) => json!({}),
+            Some(c @ Value::Object(_)) => c.clone(),
+            Some(_) => return None,
+        };
+        if simple {
+            let allowed = v.get("isAuthorized")?.as_bool()?;
+            return Some(Self::Simple { allowed, context });
+        }
+        let doc = v.get("policyDocument")?;
+        let statements = match &doc["Statement"] {
+            s @ Value::Object(_) => vec![s.clone()],
+            Value::Array(a) => a.clone(),
+            _ => return None,
+        };
+        let statements = statements
+            .iter()
+            .filter(|s| {
+                strings(&s["Action"])
+                    .iter()
+                    .any(|a| glob(&a.to_ascii_lowercase(), "execute-api:invoke"))
+            })
+            .map(|s| (s["Effect"] == "Allow", strings(&s["Resource"])))
+            .collect();
+        Some(Self::Policy {
+            principal_id: v.get("principalId").cloned().unwrap_or(Value::Null),
+            statements,
+            context,
+        })
+    }
+
+    /// Whether the answer lets the request for `route_arn` through: an explicit Deny wins.
+    pub(crate) fn allows(&self, route_arn: &str) -> bool {
+        match self {
+            Self::Simple { allowed, .. } => *allowed,
+            Self::Policy { statements, .. } => {
+                let hit = |allow: bool| {
+                    statements
+                        .iter()
+                        .any(|(a, rs)| *a == allow && rs.iter().any(|r| glob(r, route_arn)))
+                };
+                !hit(false) && hit(true)
+            }
+        }
+    }
+
+    /// The context the authorizer returned (`{}` if none).
+    pub(crate) fn context(&self) -> &Value {
+        match self {
+            Self::Simple { context, .. } | Self::Policy { context, .. } => context,
+        }
+    }
+
+    /// The principal, for IAM-policy answers.
+    pub(crate) fn principal_id(&self) -> Option<&Value> {
+        match self {
+            Self::Policy { principal_id, .. } => Some(principal_id),
+            Self::Simple { .. } => None,
+        }
+    }
+}
+
+type Key = (String, String, String, String);
+
+/// Cached answers by API, stage, authorizer and identity values.
+#[derive(Default)]
+pub(crate) struct Cache {
+    entries: HashMap<Key, (Instant, Arc<Answer>)>,
+}
+
+impl Cache {
+    fn get(&mut self, key: &Key) -> Option<Arc<Answer>> {
+        let (expires, answer) = self.entries.get(key)?;
+        if *expires > Instant::now() {
+            return Some(answer.clone());
+        }
+        self.entries.remove(key);
+        None
+    }
+
+    fn put(&mut self, key: Key, ttl: Duration, answer: Arc<Answer>) {
+        if self.entries.len() >= MAX_ENTRIES {
+            let now = Instant::now();
+            self.entries.retain(|_, (e, _)| *e > now);
+            if self.entries.len() >= MAX_ENTRIES
+                && let Some(k) = self.entries.keys().next().cloned()
+            {
+                self.entries.remove(&k);
+            }
+        }
+        self.entries.insert(key, (Instant::now() + ttl, answer));
+    }
+
+    /// Forgets the answers of an API (of one stage only, if given).
+    pub(crate) fn forget_api(&mut self, api: &str, stage: Option<&str>) {
+        self.entries
+            .retain(|(a, s, _, _), _| a != api || stage.is_some_and(|st| st != s));
+    }
+}
+
+/// The request, as an authorizer sees it.
+pub(crate) struct Request<'a> {
+    pub incoming: &'a Incoming<'a>,
+    pub context: &'a Context<'a>,
+    pub stage_variables: &'a Map<String, Value>,
+    /// `arn:aws:execute-api:<region>:<account>:<api>/<stage>/<METHOD>/<path>`.
+    pub route_arn: &'a str,
+    pub region: &'a str,
+}
+
+/// What the gateway does after its authorizer.
+#[derive(Debug)]
+pub(crate) enum Verdict {
+    /// Let the request through, with the authorizer's answer.
+    Allow(Arc<Answer>),
+    /// An identity source is missing: 401, the authorizer not invoked.
+    Unauthorized,
+    /// The authorizer said no: 403.
+    Forbidden,
+    /// The authorizer could not be invoked or gave no valid answer: 500.
+    Failed,
+}
+
+/// The value of one identity source, if present and not empty.
+fn identity_value(source: &str, req: &Request<'_>) -> Option<String> {
+    let inc = req.incoming;
+    let v = if let Some(h) = source.strip_prefix("$request.header.") {
+        let all: Vec<String> = inc
+            .headers
+            .get_all(h)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect();
+        (!all.is_empty()).then(|| all.join(","))
+    } else if let Some(q) = source.strip_prefix("$request.querystring.") {
+        let all: Vec<String> = url::form_urlencoded::parse(inc.raw_query.as_bytes())
+            .filter(|(k, _)| k == q)
+            .map(|(_, v)| v.into_owned())
+            .collect();
+        (!all.is_empty()).then(|| all.join(","))
+    } else if let Some(c) = source.strip_prefix("$context.") {
+        let ctx = req.context;
+        match c {
+            "routeKey" => Some(ctx.route_key.to_owned()),
+            "stage" => Some(ctx.stage.to_owned()),
+            "apiId" => Some(ctx.api_id.to_owned()),
+            "requestId" => Some(ctx.request_id.to_owned()),
+            "httpMethod" => Some(inc.method.to_owned()),
+            "path" => Some(inc.path.to_owned()),
+            "identity.sourceIp" => Some(inc.source_ip.to_owned()),
+            _ => None,
+        }
+    } else if let Some(s) = source.strip_prefix("$stageVariables.") {
+        req.stage_variables
+            .get(s)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    } else {
+        None
+    };
+    v.filter(|v| !v.is_empty())
+}
+
+/// The function an `authorizerUri` or `integrationUri` names, with `${stageVariables.x}`
+/// substituted.
+pub(crate) fn function_arn(uri: &str, stage_variables: &Map<String, Value>) -> String {
+    let mut s = uri.to_owned();
+    for (k, v) in stage_variables {
+        if let Some(v) = v.as_str() {
+            s = s.replace(&format!("${{stageVariables.{k}}}"), v);
+        }
+    }
+    match s.split_once(":lambda:path/2015-03-31/functions/") {
+        Some((_, rest)) => rest.trim_end_matches("/invocations").to_owned(),
+        None => s,
+    }
+}
+
+/// Runs `authorizer` for a request of API `api_id` (owned by `account`), through the cache.
+pub(crate) async fn authorize(
+    state: &Arc<AppState>,
+    authorizer: &Authorizer,
+    account: &str,
+    req: &Request<'_>,
+) -> Verdict {
+    let mut values = Vec::with_capacity(authorizer.identity_source.len());
+    for s in &authorizer.identity_source {
+        match identity_value(s, req) {
+            Some(v) => values.push(v),
+            None => return Verdict::Unauthorized,
+        }
+    }
+    let ttl = authorizer.authorizer_result_ttl_in_seconds.unwrap_or(0);
+    let key = (
+        req.context.api_id.to_owned(),
+        req.context.stage.to_owned(),
+        authorizer.authorizer_id.clone(),
+        values.join("\0"),
+    );
+    let api = req.context.api_id.to_owned();
+    if ttl > 0 && !values.is_empty() {
+        let cached = state
+            .http
+            .authorizers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key);
+        if let Some(answer) = cached {
+            metrics::counter!("lamina_http_authorizer_cache_total", "api" => api, "result" => "hit")
+                .increment(1);
+            return verdict(answer, req.route_arn);
+        }
+        metrics::counter!("lamina_http_authorizer_cache_total", "api" => api, "result" => "miss")
+            .increment(1);
+    }
+    let Some(answer) = invoke(state, authorizer, account, req, &values).await else {
+        return Verdict::Failed;
+    };
+    let answer = Arc::new(answer);
+    if ttl > 0 && !values.is_empty() {
+        state
+            .http
+            .authorizers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .put(key, Duration::from_secs(ttl as u64), answer.clone());
+    }
+    verdict(answer, req.route_arn)
+}
+
+fn verdict(answer: Arc<Answer>, route_arn: &str) -> Verdict {
+    if answer.allows(route_arn) {
+        Verdict::Allow(answer)
+    } else {
+        Verdict::Forbidden
+    }
+}
+
+/// Invokes the authorizer function; `None` on any failure (logged).
+async fn invoke(
+    state: &Arc<AppState>,
+    authorizer: &Authorizer,
+    account: &str,
+    req: &Request<'_>,
+    values: &[String],
+) -> Option<Answer> {
+    let inc = Incoming {
+        body: &[],
+        ..*req.incoming
+    };
+    let v2 = authorizer.authorizer_payload_format_version.as_deref() == Some("2.0");
+    let mut ev = if v2 {
+        let mut e = event::v2(&inc, req.context);
+        e["type"] = json!("REQUEST");
+        e["routeArn"] = json!(req.route_arn);
+        e["identitySource"] = json!(values);
+        e
+    } else {
+        let mut e = event::v1(
+            &inc,
+            req.context,
+            super::routes::resource(req.context.route_key),
+        );
+        e["type"] = json!("REQUEST");
+        e["methodArn"] = json!(req.route_arn);
+        e["identitySource"] = json!(values.join(","));
+        e["authorizationToken"] = json!(values.join(","));
+        e
+    };
+    if let Some(o) = ev.as_object_mut() {
+        o.remove("body");
+    }
+    let uri = authorizer.authorizer_uri.as_deref().unwrap_or_default();
+    let arn = function_arn(uri, req.stage_variables);
+    let fail = |why: &str| {
+        tracing::warn!(authorizer = %authorizer.authorizer_id, api = req.context.api_id, function = %arn, "authorizer failed: {why}");
+        None
+    };
+    let (key, qualifier) = match from_service::function_of(&arn) {
+        Ok(k) => k,
+        Err(e) => return fail(e.message()),
+    };
+    if state.auth.verify || key.account.as_str() != account {
+        let source_arn = format!(
+            "arn:aws:execute-api:{}:{account}:{}/authorizers/{}",
+            req.region, req.context.api_id, authorizer.authorizer_id
+        );
+        let who = Principal::Service {
+            service: "apigateway.amazonaws.com",
+            source_arn: &source_arn,
+            source_account: account,
+        };
+        match from_service::allowed(
+            state,
+            &key,
+            qualifier.as_ref(),
+            "lambda:InvokeFunction",
+            who,
+        )
+        .await
+        {
+            Ok(true) => {}
+            _ => {
+                return fail(
+                    "the function's resource-based policy does not let apigateway.amazonaws.com invoke it for this authorizer",
+                );
+            }
+        }
+    }
+    let payload = Bytes::from(ev.to_string());
+    let state2 = state.clone();
+    let call = tokio::spawn(async move {
+        from_service::invoke_sync(&state2, &key, qualifier.as_ref(), payload).await
+    });
+    match tokio::time::timeout(TIMEOUT, call).await {
+        Ok(Ok(Ok(a))) if !a.function_error => match Answer::parse(
+            &a.body,
+            v2 && authorizer.enable_simple_responses == Some(true),
+        ) {
+            Some(answer) => Some(answer),
+            None => fail("its response is not a valid authorizer response"),
+        },
+        Ok(Ok(Ok(_))) => fail("the function returned an error"),
+        Ok(Ok(Err(e))) => fail(e.message()),
+        Ok(Err(_)) => fail("the invocation task failed"),
+        Err(_) => fail("it did not answer within 10 s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ARN: &str = "arn:aws:execute-api:us-east-1:000000000000:abc/$default/GET/pets";
+
+    #[test]
+    fn simple_answers() {
+        let a = Answer::parse(
+            br#"{"isAuthorized":true,"context":{"user":"u1","n":1}}"#,
+            true,
+        )
+        .unwrap();
+        assert!(a.allows(ARN));
+        assert_eq!(a.context()["n"], 1);
+        let a = Answer::parse(br#"{"isAuthorized":false}"#, true).unwrap();
+        assert!(!a.allows(ARN));
+        assert!(Answer::parse(br#"{"context":{}}"#, true).is_none());
+        assert!(Answer::parse(br#"{"isAuthorized":true,"context":"x"}"#, true).is_none());
+    }
+
+    #[test]
+    fn policies_with_wildcards_and_deny_winning() {
+        let allow_all = br#"{"principalId":"u","policyDocument":{"Version":"2012-10-17","Statement":[
+            {"Action":"execute-api:Invoke","Effect":"Allow","Resource":"arn:aws:execute-api:us-east-1:000000000000:abc/*/*"}]}}"#;
+        let a = Answer::parse(allow_all, false).unwrap();
+        assert!(a.allows(ARN));
+        assert_eq!(a.principal_id(), Some(&json!("u")));
+        let with_deny = br#"{"principalId":"u","policyDocument":{"Statement":[
+            {"Action":["execute-api:Invoke"],"Effect":"Allow","Resource":["*"]},
+            {"Action":"execute-api:*","Effect":"Deny","Resource":"arn:aws:execute-api:*:*:abc/*/GET/pet?"}]}}"#;
+        let a = Answer::parse(with_deny, false).unwrap();
+        assert!(!a.allows(ARN));
+        assert!(a.allows("arn:aws:execute-api:us-east-1:000000000000:abc/$default/GET/cats"));
+        let other_action = br#"{"principalId":"u","policyDocument":{"Statement":[
+            {"Action":"s3:GetObject","Effect":"Allow","Resource":"*"}]}}"#;
+        assert!(!Answer::parse(other_action, false).unwrap().allows(ARN));
+        assert!(Answer::parse(br#"{"principalId":"u"}"#, false).is_none());
+    }
+
+    #[test]
+    fn the_cache_expires_and_forgets_by_api_and_stage() {
+        let mut c = Cache::default();
+        let answer = Arc::new(Answer::Simple {
+            allowed: true,
+            context: json!({}),
+        });
+        let key = |api: &str, stage: &str| {
+            (
+                api.to_owned(),
+                stage.to_owned(),
+                "a".to_owned(),
+                "t".to_owned(),
+            )
+        };
+        c.put(key("x", "s1"), Duration::from_secs(60), answer.clone());
+        c.put(key("x", "s2"), Duration::from_secs(60), answer.clone());
+        c.put(key("y", "s1"), Duration::ZERO, answer);
+        assert!(c.get(&key("x", "s1")).is_some());
+        assert!(c.get(&key("y", "s1")).is_none());
+        c.forget_api("x", Some("s1"));
+        assert!(c.get(&key("x", "s1")).is_none());
+        assert!(c.get(&key("x", "s2")).is_some());
+        c.forget_api("x", None);
+        assert!(c.get(&key("x", "s2")).is_none());
+    }
+
+    #[test]
+    fn function_arns_from_uris() {
+        let vars: Map<String, Value> = [("fn".to_owned(), json!("f2"))].into_iter().collect();
+        assert_eq!(
+            function_arn(
+                "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/arn:aws:lambda:us-east-1:000000000000:function:auth/invocations",
+                &vars
+            ),
+            "arn:aws:lambda:us-east-1:000000000000:function:auth"
+        );
+        assert_eq!(
+            function_arn(
+                "arn:aws:lambda:us-east-1:000000000000:function:${stageVariables.fn}",
+                &vars
+            ),
+            "arn:aws:lambda:us-east-1:000000000000:function:f2"
+        );
+    }
+}

@@ -1,0 +1,168 @@
+use axum::http::HeaderMap;
+use serde_json::json;
+
+use super::*;
+
+fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in pairs {
+        h.append(
+            HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    h
+}
+
+fn ctx(route_key: &'static str) -> Context<'static> {
+    Context {
+        account_id: "123456789012",
+        api_id: "abc123",
+        domain_name: "abc123.execute-api.localhost",
+        stage: "$default",
+        route_key,
+        request_id: "rid",
+        time_ms: 1_583_348_638_390,
+        authorizer: None,
+        path_parameters: Some([("id".to_owned(), json!("7"))].into_iter().collect()),
+        stage_variables: None,
+        route_id: "r1",
+    }
+}
+
+#[test]
+fn v2_joins_headers_splits_cookies_and_keeps_the_raw_query() {
+    let h = headers(&[
+        ("header2", "v1"),
+        ("header2", "v2"),
+        ("cookie", "c1=v1; c2=v2"),
+        ("user-agent", "curl/8"),
+    ]);
+    let inc = Incoming {
+        method: "GET",
+        path: "/pets/7",
+        raw_query: "a=1&a=2&b=x%20y",
+        headers: &h,
+        body: b"",
+        source_ip: "192.0.2.1",
+    };
+    let e = v2(&inc, &ctx("GET /pets/{id}"));
+    assert_eq!(e["version"], "2.0");
+    assert_eq!(e["routeKey"], "GET /pets/{id}");
+    assert_eq!(e["rawQueryString"], "a=1&a=2&b=x%20y");
+    assert_eq!(e["queryStringParameters"], json!({"a": "1,2", "b": "x y"}));
+    assert_eq!(e["headers"]["header2"], "v1,v2");
+    assert!(e["headers"].get("cookie").is_none());
+    assert_eq!(e["cookies"], json!(["c1=v1", "c2=v2"]));
+    assert_eq!(e["pathParameters"], json!({"id": "7"}));
+    assert!(e.get("body").is_none());
+    assert!(e.get("stageVariables").is_none());
+    assert_eq!(
+        e["requestContext"]["timeEpoch"],
+        json!(1_583_348_638_390_i64)
+    );
+    assert_eq!(e["requestContext"]["time"], "04/Mar/2020:19:03:58 +0000");
+    assert_eq!(e["requestContext"]["http"]["method"], "GET");
+    assert_eq!(e["requestContext"]["http"]["userAgent"], "curl/8");
+    assert_eq!(e["requestContext"]["domainPrefix"], "abc123");
+    assert!(e.get("httpMethod").is_none());
+}
+
+#[test]
+fn binary_bodies_are_base64_and_text_bodies_are_not() {
+    let h = headers(&[("content-type", "application/octet-stream")]);
+    let inc = Incoming {
+        method: "POST",
+        path: "/",
+        raw_query: "",
+        headers: &h,
+        body: &[0, 159, 146, 150],
+        source_ip: "127.0.0.1",
+    };
+    let e = v2(&inc, &ctx("$default"));
+    assert_eq!(e["isBase64Encoded"], true);
+    assert_eq!(e["body"], "AJ+Slg==");
+    let h = headers(&[("content-type", "application/json; charset=utf-8")]);
+    let inc = Incoming {
+        headers: &h,
+        body: br#"{"a":1}"#,
+        ..inc
+    };
+    let e = v2(&inc, &ctx("$default"));
+    assert_eq!(e["isBase64Encoded"], false);
+    assert_eq!(e["body"], r#"{"a":1}"#);
+}
+
+#[test]
+fn v1_has_single_and_multi_values() {
+    let h = headers(&[("x", "1"), ("x", "2")]);
+    let inc = Incoming {
+        method: "GET",
+        path: "/pets/7",
+        raw_query: "q=1&q=2",
+        headers: &h,
+        body: b"",
+        source_ip: "127.0.0.1",
+    };
+    let e = v1(&inc, &ctx("GET /pets/{id}"), "/pets/{id}");
+    assert_eq!(e["version"], "1.0");
+    assert_eq!(e["httpMethod"], "GET");
+    assert_eq!(e["resource"], "/pets/{id}");
+    assert_eq!(e["headers"]["x"], "2");
+    assert_eq!(e["multiValueHeaders"]["x"], json!(["1", "2"]));
+    assert_eq!(e["queryStringParameters"]["q"], "2");
+    assert_eq!(e["multiValueQueryStringParameters"]["q"], json!(["1", "2"]));
+    assert_eq!(e["body"], Value::Null);
+    assert_eq!(e["stageVariables"], Value::Null);
+    assert_eq!(
+        e["requestContext"]["requestTimeEpoch"],
+        json!(1_583_348_638_390_i64)
+    );
+}
+
+#[test]
+fn bare_results_become_json_bodies() {
+    let r = reply_v2(br#"{"hello": "world"}"#).unwrap();
+    assert_eq!(
+        (r.status, r.body.as_slice()),
+        (StatusCode::OK, &br#"{"hello":"world"}"#[..])
+    );
+    assert_eq!(r.headers["content-type"], "application/json");
+    assert_eq!(reply_v2(br#""hello""#).unwrap().body, b"hello");
+    assert_eq!(
+        reply_v2(br#"["hello",3,true]"#).unwrap().body,
+        br#"["hello",3,true]"#
+    );
+    assert_eq!(reply_v2(b"3.1").unwrap().body, b"3.1");
+    assert!(reply_v2(b"not json").is_err());
+}
+
+#[test]
+fn structured_results_map_status_headers_cookies_and_base64() {
+    let r = reply_v2(
+        br#"{"statusCode":201,"headers":{"x-a":"1","n":2},"cookies":["a=1","b=2"],"body":"aGk=","isBase64Encoded":true}"#,
+    )
+    .unwrap();
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(r.headers["x-a"], "1");
+    assert_eq!(r.headers["n"], "2");
+    let cookies: Vec<_> = r.headers.get_all("set-cookie").iter().collect();
+    assert_eq!(cookies, ["a=1", "b=2"]);
+    assert_eq!(r.body, b"hi");
+    // lambda_http's extra members are accepted.
+    let r = reply_v2(br#"{"statusCode":200,"headers":{},"multiValueHeaders":{},"cookies":[],"body":"ok","isBase64Encoded":false}"#).unwrap();
+    assert_eq!(r.body, b"ok");
+    assert!(reply_v2(br#"{"statusCode":"teapot"}"#).is_err());
+}
+
+#[test]
+fn v1_merges_headers_and_requires_a_status() {
+    let r = reply_v1(
+        br#"{"statusCode":200,"headers":{"a":"1"},"multiValueHeaders":{"a":["1","2"],"b":["x"]},"body":"ok"}"#,
+    )
+    .unwrap();
+    let a: Vec<_> = r.headers.get_all("a").iter().collect();
+    assert_eq!(a, ["1", "2"]);
+    assert_eq!(r.headers["b"], "x");
+    assert!(reply_v1(br#"{"hello":"world"}"#).is_err());
+}

@@ -1,0 +1,352 @@
+//! Functions over HTTP: the data plane of function URLs ([`urls`]) and HTTP APIs ([`api`]).
+//! Their requests are unsigned (or signed for the function, not for a service) and are told
+//! apart by host, `<url-id>.lambda-url.<region>.<domain>` and `<api-id>.execute-api.<domain>`,
+//! or by a path-style prefix that needs no DNS: `/_aws/lambda-url/<url-id>/…` and
+//! `/_aws/execute-api/<api-id>/…`.
+//!
+//! Their configuration is owned by the Lambda API (function URLs) and the API Gateway API
+//! ([`crate::apigw`]); this module keeps read caches of it, dropped by those on every change.
+
+pub(crate) mod api;
+pub(crate) mod authorizer;
+pub mod cors;
+pub(crate) mod event;
+pub(crate) mod routes;
+mod urls;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use lamina_store::FunctionUrl;
+
+use crate::AppState;
+use crate::apigw::doc::ApiDoc;
+
+/// The largest request body a gateway passes on (HTTP APIs' 10 MB payload quota).
+pub const MAX_BODY: usize = 10 << 20;
+
+/// The gateways' share of the server state.
+pub struct HttpState {
+    /// `http` or `https`.
+    scheme: String,
+    /// The domain under which URLs are named (`localhost` for a loopback server).
+    domain: String,
+    /// `:<port>`, or empty for the scheme's default.
+    port: String,
+    /// The server's base URL, for path-style URLs.
+    base: String,
+    urls: ReadCache<FunctionUrl>,
+    apis: ReadCache<ApiDoc>,
+    pub(crate) authorizers: Mutex<authorizer::Cache>,
+    /// Serialises changes to HTTP APIs (each is read, changed and written whole).
+    pub(crate) writes: tokio::sync::Mutex<()>,
+}
+
+impl HttpState {
+    /// Names URLs after `public_url`, the server's base URL: a server on an IP address or
+    /// `localhost` gets `*.localhost` names, which curl and browsers resolve to loopback.
+    pub fn new(public_url: &str) -> Self {
+        let parsed = url::Url::parse(public_url).ok();
+        let scheme = parsed.as_ref().map_or("http", |u| u.scheme()).to_owned();
+        let domain = match parsed.as_ref().and_then(|u| u.host()) {
+            Some(url::Host::Domain(d)) if d != "localhost" => d.to_owned(),
+            _ => "localhost".to_owned(),
+        };
+        let port = parsed
+            .as_ref()
+            .and_then(|u| u.port())
+            .map(|p| format!(":{p}"))
+            .unwrap_or_default();
+        Self {
+            scheme,
+            domain,
+            port,
+            base: public_url.trim_end_matches('/').to_owned(),
+            urls: ReadCache::default(),
+            apis: ReadCache::default(),
+            authorizers: Mutex::new(authorizer::Cache::default()),
+            writes: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The URL of a function URL configuration.
+    pub fn function_url(&self, url_id: &str, region: &str) -> String {
+        format!(
+            "{}://{url_id}.lambda-url.{region}.{}{}/",
+            self.scheme, self.domain, self.port
+        )
+    }
+
+    /// The path-style form of a function URL, for hosts without `*.localhost` resolution.
+    pub fn function_url_path_style(&self, url_id: &str) -> String {
+        format!("{}/_aws/lambda-url/{url_id}/", self.base)
+    }
+
+    /// The endpoint of an HTTP API.
+    pub fn api_endpoint(&self, api_id: &str) -> String {
+        format!(
+            "{}://{api_id}.execute-api.{}{}",
+            self.scheme, self.domain, self.port
+        )
+    }
+
+    /// The path-style form of an HTTP API's endpoint.
+    pub fn api_endpoint_path_style(&self, api_id: &str) -> String {
+        format!("{}/_aws/execute-api/{api_id}", self.base)
+    }
+
+    /// Drops the cached configuration of a function URL.
+    pub(crate) fn forget_url(&self, url_id: &str) {
+        self.urls.forget(url_id);
+    }
+
+    /// Drops the cached document of an HTTP API and its authorizers' cached results.
+    pub(crate) fn forget_api(&self, api_id: &str) {
+        self.apis.forget(api_id);
+        self.authorizers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .forget_api(api_id, None);
+    }
+}
+
+/// A read cache of configurations by id, filled from the store on a miss.
+pub(crate) struct ReadCache<T>(RwLock<HashMap<String, Arc<T>>>);
+
+impl<T> Default for ReadCache<T> {
+    fn default() -> Self {
+        Self(RwLock::default())
+    }
+}
+
+impl<T: Send + Sync + 'static> ReadCache<T> {
+    /// The entry for `id`, or what `load` reads from the store (off the async threads);
+    /// `None` if there is none (or reading failed, which is logged).
+    pub(crate) async fn get(
+        &self,
+        id: &str,
+        load: impl FnOnce() -> Result<Option<T>, String> + Send + 'static,
+    ) -> Option<Arc<T>> {
+        if let Some(hit) = self.0.read().unwrap_or_else(|e| e.into_inner()).get(id) {
+            return Some(hit.clone());
+        }
+        let loaded = tokio::task::spawn_blocking(load)
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r)
+            .inspect_err(
+                |e| tracing::error!(id, error = %e, "reading a gateway configuration failed"),
+            )
+            .ok()??;
+        let loaded = Arc::new(loaded);
+        self.0
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_owned(), loaded.clone());
+        Some(loaded)
+    }
+
+    /// Drops the entry for `id`.
+    pub(crate) fn forget(&self, id: &str) {
+        self.0.write().unwrap_or_else(|e| e.into_inner()).remove(id);
+    }
+}
+
+/// Which gateway a request is for, and the path it asks for there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A function URL.
+    Url {
+        /// The URL's id.
+        id: String,
+        /// The path asked for.
+        path: String,
+    },
+    /// An HTTP API.
+    Api {
+        /// The API's id.
+        id: String,
+        /// The path asked for, stage included.
+        path: String,
+    },
+}
+
+fn is_id(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// The gateway a request is for, by its host or its path-style prefix; `None` for the AWS APIs.
+pub fn target_of(parts: &axum::http::request::Parts) -> Option<Target> {
+    let path = parts.uri.path();
+    let host = parts
+        .headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| parts.uri.host())
+        .unwrap_or_default();
+    let host = host.rsplit_once(':').map_or(host, |(h, port)| {
+        if port.bytes().all(|b| b.is_ascii_digit()) {
+            h
+        } else {
+            host
+        }
+    });
+    let mut labels = host.split('.');
+    if let (Some(id), Some(kind)) = (labels.next(), labels.next()) {
+        let id = id.to_ascii_lowercase();
+        if kind.eq_ignore_ascii_case("lambda-url") && is_id(&id) {
+            return Some(Target::Url {
+                id,
+                path: path.to_owned(),
+            });
+        }
+        if kind.eq_ignore_ascii_case("execute-api") && is_id(&id) {
+            return Some(Target::Api {
+                id,
+                path: path.to_owned(),
+            });
+        }
+    }
+    let split = |rest: &str| {
+        let (id, path) = rest.split_once('/').unwrap_or((rest, ""));
+        is_id(id).then(|| (id.to_ascii_lowercase(), format!("/{path}")))
+    };
+    if let Some(rest) = path.strip_prefix("/_aws/lambda-url/") {
+        let (id, path) = split(rest)?;
+        return Some(Target::Url { id, path });
+    }
+    if let Some(rest) = path.strip_prefix("/_aws/execute-api/") {
+        let (id, path) = split(rest)?;
+        return Some(Target::Api { id, path });
+    }
+    None
+}
+
+/// The peer's address, as the gateway reports it (`sourceIp`).
+fn source_ip(req: &Request) -> String {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or_else(|| "127.0.0.1".to_owned(), |c| c.0.ip().to_string())
+}
+
+/// Serves a request for a gateway.
+pub async fn serve(state: Arc<AppState>, target: Target, req: Request) -> Response {
+    let ip = source_ip(&req);
+    let (parts, body) = req.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
+        return message(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "message",
+            "Request Entity Too Large",
+        );
+    };
+    match target {
+        Target::Url { id, path } => urls::serve(&state, &id, &path, parts, body, &ip).await,
+        Target::Api { id, path } => api::serve(&state, &id, &path, parts, body, &ip).await,
+    }
+}
+
+/// A gateway's own JSON answer: `{"<key>":"<text>"}` (`message` for HTTP APIs, `Message` for
+/// function URLs).
+pub(crate) fn message(status: StatusCode, key: &str, text: &str) -> Response {
+    let mut resp = Response::new(Body::from(serde_json::json!({ key: text }).to_string()));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
+    resp
+}
+
+/// A mapped function reply as a response.
+pub(crate) fn reply(r: event::Reply) -> Response {
+    let mut resp = (r.status, r.body).into_response();
+    let h = resp.headers_mut();
+    h.remove("content-type");
+    h.extend(r.headers);
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(host: &str, path: &str) -> axum::http::request::Parts {
+        let (parts, ()) = axum::http::Request::builder()
+            .uri(path)
+            .header("host", host)
+            .body(())
+            .unwrap()
+            .into_parts();
+        parts
+    }
+
+    #[test]
+    fn targets_by_host_and_by_path() {
+        let t = target_of(&parts(
+            "abcdef0123456789abcdef0123456789.lambda-url.us-east-1.localhost:9001",
+            "/x/y?a=1",
+        ));
+        assert_eq!(
+            t,
+            Some(Target::Url {
+                id: "abcdef0123456789abcdef0123456789".into(),
+                path: "/x/y".into()
+            })
+        );
+        let t = target_of(&parts("a1b2c3.execute-api.localhost", "/dev/pets"));
+        assert_eq!(
+            t,
+            Some(Target::Api {
+                id: "a1b2c3".into(),
+                path: "/dev/pets".into()
+            })
+        );
+        let t = target_of(&parts(
+            "127.0.0.1:9001",
+            "/_aws/execute-api/a1b2c3/dev/pets",
+        ));
+        assert_eq!(
+            t,
+            Some(Target::Api {
+                id: "a1b2c3".into(),
+                path: "/dev/pets".into()
+            })
+        );
+        let t = target_of(&parts("127.0.0.1:9001", "/_aws/lambda-url/abc"));
+        assert_eq!(
+            t,
+            Some(Target::Url {
+                id: "abc".into(),
+                path: "/".into()
+            })
+        );
+        assert_eq!(
+            target_of(&parts("127.0.0.1:9001", "/2015-03-31/functions")),
+            None
+        );
+        assert_eq!(target_of(&parts("lambda.us-east-1.localhost", "/")), None);
+    }
+
+    #[test]
+    fn urls_are_named_after_the_public_url() {
+        let s = HttpState::new("http://127.0.0.1:9001");
+        assert_eq!(
+            s.function_url("abc", "us-east-1"),
+            "http://abc.lambda-url.us-east-1.localhost:9001/"
+        );
+        assert_eq!(s.api_endpoint("a1"), "http://a1.execute-api.localhost:9001");
+        assert_eq!(
+            s.function_url_path_style("abc"),
+            "http://127.0.0.1:9001/_aws/lambda-url/abc/"
+        );
+        let s = HttpState::new("https://lamina.example.com");
+        assert_eq!(
+            s.function_url("abc", "eu-west-1"),
+            "https://abc.lambda-url.eu-west-1.lamina.example.com/"
+        );
+    }
+}
