@@ -57,8 +57,10 @@ pub struct Config {
     pub sns_http_timeout: std::time::Duration,
     /// Bytes the SNS outbox may hold.
     pub sns_backlog_max_bytes: u64,
-    /// Networks SNS HTTP deliveries may not reach.
+    /// Networks SNS HTTP deliveries (and JWKS fetches) may not reach.
     pub sns_http_deny: lamina_api::sns::egress::Deny,
+    /// JWKS files by JWT issuer.
+    pub jwks_files: std::collections::BTreeMap<String, PathBuf>,
 }
 
 /// One access key in the configuration file.
@@ -107,6 +109,8 @@ pub struct FileConfig {
     pub sns_http_timeout_s: Option<u64>,
     pub sns_backlog_max_mb: Option<u64>,
     pub sns_http_deny: Option<Vec<String>>,
+    /// JWKS files by JWT issuer, for hosts that cannot fetch issuers' keys.
+    pub jwks_files: Option<std::collections::BTreeMap<String, PathBuf>>,
     /// A price sheet (TOML) replacing AWS's prices.
     pub price_sheet: Option<PathBuf>,
     pub auth: AuthSection,
@@ -254,6 +258,7 @@ impl Config {
                 Some(list) => lamina_api::sns::egress::Deny::parse(&list)
                     .map_err(|e| invalid("sns_http_deny", e))?,
             },
+            jwks_files: raw.jwks_files.unwrap_or_default(),
             async_settings: lamina_api::lambda::queue::AsyncSettings {
                 max_events: raw.async_queue_max_events.unwrap_or(100_000),
                 max_bytes: raw.async_queue_max_mb.unwrap_or(1024) << 20,

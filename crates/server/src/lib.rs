@@ -103,7 +103,10 @@ pub async fn run(
         tokio::task::spawn_blocking(move || lamina_api::sns::Signer::open(&dir)).await??
     };
     let state = Arc::new(AppState {
-        http: lamina_api::http::HttpState::new(&public_url),
+        http: lamina_api::http::HttpState::new(
+            &public_url,
+            lamina_api::http::jwt::Jwks::new(config.jwks_files.clone()),
+        ),
         sns: lamina_api::sns::SnsState::new(
             lamina_api::sns::SnsSettings {
                 public_url,

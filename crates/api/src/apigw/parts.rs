@@ -422,9 +422,26 @@ impl Part for Authorizer {
                 }
                 Ok(())
             }
-            "JWT" => Err(ApiGwError::bad_request(
-                "JWT authorizers are not supported by this server yet; use a REQUEST (Lambda) authorizer.",
-            )),
+            "JWT" => {
+                let config = self.jwt_configuration.as_ref();
+                let issuer = config.and_then(|c| c.issuer.as_deref()).unwrap_or_default();
+                if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
+                    return Err(ApiGwError::bad_request(
+                        "A JWT authorizer needs jwtConfiguration.issuer, the issuer's URL.",
+                    ));
+                }
+                if config.is_none_or(|c| c.audience.is_empty()) {
+                    return Err(ApiGwError::bad_request(
+                        "A JWT authorizer needs at least one jwtConfiguration.audience.",
+                    ));
+                }
+                if self.identity_source.len() != 1 {
+                    return Err(ApiGwError::bad_request(
+                        "A JWT authorizer takes exactly one identity source.",
+                    ));
+                }
+                Ok(())
+            }
             other => Err(ApiGwError::bad_request(format!(
                 "Invalid authorizer type {other}. Must be one of [REQUEST, JWT]"
             ))),

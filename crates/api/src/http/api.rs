@@ -13,6 +13,7 @@ use serde_json::{Map, Value, json};
 use super::authorizer::{self, Verdict};
 use super::cors::Cors;
 use super::event::{self, Context, Incoming};
+use super::jwt::{self, JwtVerdict};
 use super::urls::{forwarded, status_class};
 use super::{message, reply, routes};
 use crate::AppState;
@@ -240,6 +241,39 @@ async fn handle(
                     return message(StatusCode::FORBIDDEN, "message", "Forbidden");
                 }
                 Verdict::Failed => return internal(),
+            }
+        }
+        "JWT" => {
+            let Some(a) = chosen
+                .route
+                .authorizer_id
+                .as_ref()
+                .and_then(|a| snap.authorizers.get(a))
+            else {
+                return internal();
+            };
+            let req = authorizer::Request {
+                incoming: &incoming,
+                context: &ctx,
+                stage_variables: &stage_variables,
+                route_arn: &route_arn,
+                region: &doc.region,
+            };
+            let token = a
+                .identity_source
+                .first()
+                .and_then(|s| authorizer::identity_value(s, &req));
+            match jwt::authorize(state, a, chosen.route, token).await {
+                JwtVerdict::Allow { claims, scopes } => {
+                    ctx.authorizer = Some(jwt::context(claims, scopes, v2));
+                }
+                JwtVerdict::Unauthorized(why) => {
+                    tracing::debug!(api = id, "JWT refused: {why}");
+                    return message(StatusCode::UNAUTHORIZED, "message", "Unauthorized");
+                }
+                JwtVerdict::Forbidden => {
+                    return message(StatusCode::FORBIDDEN, "message", "Forbidden");
+                }
             }
         }
         "AWS_IAM" => match iam_caller(state, parts, &body) {

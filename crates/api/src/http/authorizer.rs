@@ -193,7 +193,7 @@ pub(crate) enum Verdict {
 }
 
 /// The value of one identity source, if present and not empty.
-fn identity_value(source: &str, req: &Request<'_>) -> Option<String> {
+pub(crate) fn identity_value(source: &str, req: &Request<'_>) -> Option<String> {
     let inc = req.incoming;
     let v = if let Some(h) = source.strip_prefix("$request.header.") {
         let all: Vec<String> = inc

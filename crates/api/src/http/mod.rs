@@ -11,6 +11,7 @@ pub(crate) mod api;
 pub(crate) mod authorizer;
 pub mod cors;
 pub(crate) mod event;
+pub mod jwt;
 pub(crate) mod routes;
 mod urls;
 
@@ -43,14 +44,17 @@ pub struct HttpState {
     urls: ReadCache<FunctionUrl>,
     apis: ReadCache<ApiDoc>,
     pub(crate) authorizers: Mutex<authorizer::Cache>,
+    /// Keys of JWT issuers.
+    pub(crate) jwks: jwt::Jwks,
     /// Serialises changes to HTTP APIs (each is read, changed and written whole).
     pub(crate) writes: tokio::sync::Mutex<()>,
 }
 
 impl HttpState {
     /// Names URLs after `public_url`, the server's base URL: a server on an IP address or
-    /// `localhost` gets `*.localhost` names, which curl and browsers resolve to loopback.
-    pub fn new(public_url: &str) -> Self {
+    /// `localhost` gets `*.localhost` names, which curl and browsers resolve to loopback. JWT
+    /// authorizers take their issuers' keys from `jwks`.
+    pub fn new(public_url: &str, jwks: jwt::Jwks) -> Self {
         let parsed = url::Url::parse(public_url).ok();
         let scheme = parsed.as_ref().map_or("http", |u| u.scheme()).to_owned();
         let domain = match parsed.as_ref().and_then(|u| u.host()) {
@@ -70,6 +74,7 @@ impl HttpState {
             urls: ReadCache::default(),
             apis: ReadCache::default(),
             authorizers: Mutex::new(authorizer::Cache::default()),
+            jwks,
             writes: tokio::sync::Mutex::new(()),
         }
     }
@@ -333,7 +338,7 @@ mod tests {
 
     #[test]
     fn urls_are_named_after_the_public_url() {
-        let s = HttpState::new("http://127.0.0.1:9001");
+        let s = HttpState::new("http://127.0.0.1:9001", jwt::Jwks::default());
         assert_eq!(
             s.function_url("abc", "us-east-1"),
             "http://abc.lambda-url.us-east-1.localhost:9001/"
@@ -343,7 +348,7 @@ mod tests {
             s.function_url_path_style("abc"),
             "http://127.0.0.1:9001/_aws/lambda-url/abc/"
         );
-        let s = HttpState::new("https://lamina.example.com");
+        let s = HttpState::new("https://lamina.example.com", jwt::Jwks::default());
         assert_eq!(
             s.function_url("abc", "eu-west-1"),
             "https://abc.lambda-url.eu-west-1.lamina.example.com/"

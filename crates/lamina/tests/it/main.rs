@@ -10,6 +10,7 @@ mod fuzz;
 mod hardening;
 mod helpers;
 mod http_apis;
+mod http_jwt;
 mod http_urls;
 mod invoke;
 mod layers;
