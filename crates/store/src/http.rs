@@ -79,6 +79,29 @@ fn api_of(r: &Row<'_>) -> rusqlite::Result<Result<ApiRow, StoreError>> {
     })())
 }
 
+fn find_url(
+    conn: &rusqlite::Connection,
+    key: &FunctionKey,
+    qualifier: &str,
+) -> Result<Option<FunctionUrl>, StoreError> {
+    let sql = format!(
+        "SELECT {URL_COLUMNS} FROM function_urls u JOIN functions f ON f.id = u.function_id
+         WHERE f.account = ?1 AND f.region = ?2 AND f.name = ?3 AND u.qualifier = ?4"
+    );
+    conn.query_row(
+        &sql,
+        params![
+            key.account.as_str(),
+            key.region.as_str(),
+            key.name.as_str(),
+            qualifier
+        ],
+        url_of,
+    )
+    .optional()?
+    .transpose()
+}
+
 impl Store {
     /// Creates the URL of a function (or one of its aliases). `Ok(false)` when that function or
     /// alias already has one; [`StoreError::NotFound`] when the function does not exist.
@@ -119,23 +142,7 @@ impl Store {
         key: &FunctionKey,
         qualifier: &str,
     ) -> Result<Option<FunctionUrl>, StoreError> {
-        let conn = self.conn();
-        let sql = format!(
-            "SELECT {URL_COLUMNS} FROM function_urls u JOIN functions f ON f.id = u.function_id
-             WHERE f.account = ?1 AND f.region = ?2 AND f.name = ?3 AND u.qualifier = ?4"
-        );
-        conn.query_row(
-            &sql,
-            params![
-                key.account.as_str(),
-                key.region.as_str(),
-                key.name.as_str(),
-                qualifier
-            ],
-            url_of,
-        )
-        .optional()?
-        .transpose()
+        find_url(&self.conn(), key, qualifier)
     }
 
     /// The URL with this id, whoever owns it.
@@ -173,7 +180,9 @@ impl Store {
         qualifier: &str,
         change: &UrlChange,
     ) -> Result<Option<FunctionUrl>, StoreError> {
-        let Some(mut url) = self.function_url(key, qualifier)? else {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let Some(mut url) = find_url(&tx, key, qualifier)? else {
             return Ok(None);
         };
         if let Some(a) = &change.auth_type {
@@ -186,7 +195,7 @@ impl Store {
             url.invoke_mode = Some(m.clone());
         }
         url.modified_ms = now_millis();
-        let n = self.conn().execute(
+        tx.execute(
             "UPDATE function_urls SET auth_type = ?1, cors = ?2, invoke_mode = ?3, modified_ms = ?4
              WHERE url_id = ?5",
             params![
@@ -197,7 +206,8 @@ impl Store {
                 url.url_id
             ],
         )?;
-        Ok((n == 1).then_some(url))
+        tx.commit()?;
+        Ok(Some(url))
     }
 
     /// Removes a URL; returns its id if there was one.
@@ -206,13 +216,16 @@ impl Store {
         key: &FunctionKey,
         qualifier: &str,
     ) -> Result<Option<String>, StoreError> {
-        let Some(url) = self.function_url(key, qualifier)? else {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let Some(url) = find_url(&tx, key, qualifier)? else {
             return Ok(None);
         };
-        self.conn().execute(
+        tx.execute(
             "DELETE FROM function_urls WHERE url_id = ?1",
             params![url.url_id],
         )?;
+        tx.commit()?;
         Ok(Some(url.url_id))
     }
 

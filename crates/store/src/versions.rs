@@ -285,7 +285,7 @@ impl Store {
 
 /// A version or alias that goes takes its event invoke configuration and policy with it.
 fn forget_qualifier(tx: &Transaction<'_>, id: i64, qualifier: &str) -> Result<(), StoreError> {
-    for table in ["event_invoke_configs", "function_policies"] {
+    for table in ["event_invoke_configs", "function_policies", "function_urls"] {
         tx.execute(
             &format!("DELETE FROM {table} WHERE function_id = ?1 AND qualifier = ?2"),
             params![id, qualifier],

@@ -36,7 +36,9 @@ pub(crate) fn wire(state: &AppState, doc: &ApiDoc) -> Value {
 
 pub(crate) fn check_cors(c: &Option<ApiCors>) -> ApiGwResult<()> {
     if let Some(c) = c {
-        Cors::from(c).validate().map_err(ApiGwError::bad_request)?;
+        Cors::from(c)
+            .validate_api()
+            .map_err(ApiGwError::bad_request)?;
     }
     Ok(())
 }

@@ -226,6 +226,9 @@ pub struct Deployment {
     pub auto_deployed: bool,
 }
 
+/// The most deployments an API keeps (each holds a snapshot of the API).
+pub const MAX_DEPLOYMENTS: usize = 20;
+
 /// Everything of one API.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -296,6 +299,12 @@ impl ApiDoc {
                 ));
             }
         }
+        self.prune();
+    }
+
+    /// Keeps the deployments some stage serves, and those made by hand up to a bound (the
+    /// oldest unserved go first).
+    pub fn prune(&mut self) {
         let served: std::collections::HashSet<String> = self
             .stages
             .values()
@@ -303,5 +312,87 @@ impl ApiDoc {
             .collect();
         self.deployments
             .retain(|id, d| !d.deployment.auto_deployed || served.contains(id));
+        while self.deployments.len() > MAX_DEPLOYMENTS {
+            let oldest = self
+                .deployments
+                .iter()
+                .filter(|(id, _)| !served.contains(*id))
+                .min_by(|a, b| {
+                    a.1.deployment
+                        .created_date
+                        .cmp(&b.1.deployment.created_date)
+                })
+                .map(|(id, _)| id.clone());
+            let Some(id) = oldest else { break };
+            self.deployments.remove(&id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manual(doc: &mut ApiDoc, i: usize) {
+        let id = format!("d{i:03}");
+        doc.deployments.insert(
+            id.clone(),
+            StoredDeployment {
+                deployment: Deployment {
+                    deployment_id: id,
+                    deployment_status: "DEPLOYED".into(),
+                    description: None,
+                    created_date: format!("2026-01-01T00:00:{:02}.{i:03}Z", i % 60),
+                    auto_deployed: false,
+                },
+                frozen: Snapshot::default(),
+            },
+        );
+        doc.prune();
+    }
+
+    #[test]
+    fn deployments_are_bounded_but_served_ones_stay() {
+        let mut doc = ApiDoc::default();
+        manual(&mut doc, 0);
+        doc.stages.insert(
+            "s".into(),
+            Stage {
+                stage_name: "s".into(),
+                deployment_id: Some("d000".into()),
+                ..Stage::default()
+            },
+        );
+        for i in 1..40 {
+            manual(&mut doc, i);
+        }
+        assert_eq!(doc.deployments.len(), MAX_DEPLOYMENTS);
+        assert!(doc.deployments.contains_key("d000"), "served by a stage");
+        assert!(doc.deployments.contains_key("d039"));
+    }
+
+    #[test]
+    fn changes_redeploy_only_automatic_stages() {
+        let mut doc = ApiDoc::default();
+        doc.stages.insert(
+            "auto".into(),
+            Stage {
+                stage_name: "auto".into(),
+                auto_deploy: true,
+                ..Stage::default()
+            },
+        );
+        doc.stages.insert("manual".into(), Stage::default());
+        doc.auto_deploy("t1");
+        let first = doc.stages["auto"].deployment_id.clone().unwrap();
+        doc.auto_deploy("t2");
+        let second = doc.stages["auto"].deployment_id.clone().unwrap();
+        assert_ne!(first, second);
+        assert!(doc.stages["manual"].deployment_id.is_none());
+        assert_eq!(
+            doc.deployments.len(),
+            1,
+            "the replaced automatic deployment goes"
+        );
     }
 }

@@ -580,6 +580,7 @@ pub async fn create_deployment(
                 frozen,
             },
         );
+        doc.prune();
         Ok(deployment)
     })
     .await?;

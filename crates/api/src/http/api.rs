@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -55,12 +55,19 @@ pub(crate) async fn serve(
     id: &str,
     path: &str,
     parts: Parts,
-    body: Bytes,
+    body: Body,
     ip: &str,
 ) -> Response {
     let started = std::time::Instant::now();
     let request_id = request_id();
-    let mut resp = handle(state, id, path, &parts, body, ip, &request_id).await;
+    let Some(doc) = lookup(state, id).await else {
+        metrics::counter!("lamina_http_requests_total", "gateway" => "api", "id" => "unknown", "status" => "4xx").increment(1);
+        return not_found();
+    };
+    let mut resp = match super::read_body(body).await {
+        Ok(body) => handle(state, &doc, path, &parts, body, ip, &request_id).await,
+        Err(resp) => resp,
+    };
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         resp.headers_mut().insert("apigw-requestid", v);
     }
@@ -78,14 +85,13 @@ fn request_id() -> String {
 
 /// The stage a path names (its first segment), else `$default`; with the path within it.
 fn stage_of<'a>(doc: &'a ApiDoc, path: &'a str) -> Option<(&'a str, &'a str)> {
-    let first = path
-        .trim_start_matches('/')
-        .split('/')
-        .next()
-        .unwrap_or_default();
+    let rest = path.strip_prefix('/').unwrap_or(path);
+    let (first, within) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
     if !first.is_empty() && first != "$default" && doc.stages.contains_key(first) {
-        let rest = &path[1 + first.len()..];
-        return Some((first, if rest.is_empty() { "/" } else { rest }));
+        return Some((first, within));
     }
     doc.stages
         .contains_key("$default")
@@ -127,20 +133,18 @@ fn choose<'a>(snap: &'a Snapshot, method: &str, path: &str) -> Option<Chosen<'a>
 #[allow(clippy::too_many_arguments)]
 async fn handle(
     state: &Arc<AppState>,
-    id: &str,
+    doc: &ApiDoc,
     path: &str,
     parts: &Parts,
     body: Bytes,
     ip: &str,
     request_id: &str,
 ) -> Response {
-    let Some(doc) = lookup(state, id).await else {
-        return not_found();
-    };
+    let id = doc.api.api_id.as_str();
     if doc.api.disable_execute_api_endpoint {
         return message(StatusCode::FORBIDDEN, "message", "Forbidden");
     }
-    let Some((stage_name, route_path)) = stage_of(&doc, path) else {
+    let Some((stage_name, route_path)) = stage_of(doc, path) else {
         return not_found();
     };
     let stage = &doc.stages[stage_name];
@@ -200,8 +204,10 @@ async fn handle(
         format!("{method}{resource}")
     };
     let route_arn = format!(
-        "arn:aws:execute-api:{}:{}:{id}/{stage_name}/{method}{route_path}",
-        doc.region, doc.account
+        "arn:aws:execute-api:{}:{}:{id}/{stage_name}/{method}/{}",
+        doc.region,
+        doc.account,
+        routes::segments(route_path).join("/")
     );
     let v2 = chosen.integration.payload_format_version.as_deref() != Some("1.0");
     match chosen.route.authorization_type.as_str() {
@@ -226,7 +232,17 @@ async fn handle(
                     ctx.authorizer = Some(if v2 {
                         json!({ "lambda": answer.context() })
                     } else {
-                        let mut flat = answer.context().as_object().cloned().unwrap_or_default();
+                        // Payload 1.0 (REST's shape): flat, values as strings.
+                        let mut flat: Map<String, Value> = answer
+                            .context()
+                            .as_object()
+                            .into_iter()
+                            .flatten()
+                            .map(|(k, v)| match v {
+                                Value::String(_) => (k.clone(), v.clone()),
+                                other => (k.clone(), Value::String(other.to_string())),
+                            })
+                            .collect();
                         if let Some(p) = answer.principal_id() {
                             flat.insert("principalId".into(), p.clone());
                         }
@@ -276,7 +292,7 @@ async fn handle(
                 }
             }
         }
-        "AWS_IAM" => match iam_caller(state, parts, &body) {
+        "AWS_IAM" => match iam_caller(state, doc, parts, &body) {
             Some(iam) => ctx.authorizer = Some(json!({ "iam": iam })),
             None => return message(StatusCode::FORBIDDEN, "message", "Forbidden"),
         },
@@ -294,7 +310,7 @@ async fn handle(
     let integration = chosen.integration;
     invoke(
         state,
-        &doc,
+        doc,
         integration,
         &stage_variables,
         &source_arn,
@@ -313,15 +329,19 @@ async fn handle(
     )
 }
 
-/// The signer of an `AWS_IAM` route's request (signed for `execute-api`).
-fn iam_caller(state: &AppState, parts: &Parts, body: &Bytes) -> Option<Value> {
+/// The signer of an `AWS_IAM` route's request (signed for `execute-api` in the API's region);
+/// with signatures verified, only the API's own account (HTTP APIs have no resource policy).
+fn iam_caller(state: &AppState, doc: &ApiDoc, parts: &Parts, body: &Bytes) -> Option<Value> {
     let sig = parts
         .headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(crate::sigv4::Authorization::parse)
-        .filter(|a| a.service == "execute-api")?;
+        .filter(|a| a.service == "execute-api" && a.region == doc.region)?;
     let caller = crate::auth::identify(&state.auth, parts, body).ok()?;
+    if state.auth.verify && caller.account.as_str() != doc.account {
+        return None;
+    }
     let a = caller.account.to_string();
     Some(json!({
         "accessKey": sig.access_key_id, "accountId": a, "callerId": a,

@@ -131,12 +131,27 @@ impl Answer {
     }
 }
 
-type Key = (String, String, String, String);
+/// API, stage, authorizer, and a SHA-256 of the identity values (which callers choose, so the
+/// cache holds a fixed size per entry).
+type Key = (String, String, String, [u8; 32]);
 
-/// Cached answers by API, stage, authorizer and identity values.
+fn digest(values: &[String]) -> [u8; 32] {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for v in values {
+        h.update((v.len() as u64).to_le_bytes());
+        h.update(v.as_bytes());
+    }
+    h.finalize().into()
+}
+
+/// Cached answers by API, stage, authorizer and identity values; the oldest go first when
+/// [`MAX_ENTRIES`] are held.
 #[derive(Default)]
 pub(crate) struct Cache {
     entries: HashMap<Key, (Instant, Arc<Answer>)>,
+    /// Keys in insertion order (some may be gone from `entries`).
+    order: std::collections::VecDeque<Key>,
 }
 
 impl Cache {
@@ -150,22 +165,26 @@ impl Cache {
     }
 
     fn put(&mut self, key: Key, ttl: Duration, answer: Arc<Answer>) {
-        if self.entries.len() >= MAX_ENTRIES {
-            let now = Instant::now();
-            self.entries.retain(|_, (e, _)| *e > now);
-            if self.entries.len() >= MAX_ENTRIES
-                && let Some(k) = self.entries.keys().next().cloned()
-            {
-                self.entries.remove(&k);
-            }
+        while self.entries.len() >= MAX_ENTRIES || self.order.len() >= 2 * MAX_ENTRIES {
+            let Some(oldest) = self.order.pop_front() else {
+                break;
+            };
+            self.entries.remove(&oldest);
         }
-        self.entries.insert(key, (Instant::now() + ttl, answer));
+        if self
+            .entries
+            .insert(key.clone(), (Instant::now() + ttl, answer))
+            .is_none()
+        {
+            self.order.push_back(key);
+        }
     }
 
     /// Forgets the answers of an API (of one stage only, if given).
     pub(crate) fn forget_api(&mut self, api: &str, stage: Option<&str>) {
-        self.entries
-            .retain(|(a, s, _, _), _| a != api || stage.is_some_and(|st| st != s));
+        let keep = |(a, s, _, _): &Key| a != api || stage.is_some_and(|st| st != s);
+        self.entries.retain(|k, _| keep(k));
+        self.order.retain(keep);
     }
 }
 
@@ -266,7 +285,7 @@ pub(crate) async fn authorize(
         req.context.api_id.to_owned(),
         req.context.stage.to_owned(),
         authorizer.authorizer_id.clone(),
-        values.join("\0"),
+        digest(&values),
     );
     let api = req.context.api_id.to_owned();
     if ttl > 0 && !values.is_empty() {
@@ -450,7 +469,7 @@ mod tests {
                 api.to_owned(),
                 stage.to_owned(),
                 "a".to_owned(),
-                "t".to_owned(),
+                digest(&["t".to_owned()]),
             )
         };
         c.put(key("x", "s1"), Duration::from_secs(60), answer.clone());
@@ -463,6 +482,31 @@ mod tests {
         assert!(c.get(&key("x", "s2")).is_some());
         c.forget_api("x", None);
         assert!(c.get(&key("x", "s2")).is_none());
+    }
+
+    #[test]
+    fn the_cache_is_bounded_oldest_first() {
+        let mut c = Cache::default();
+        let answer = Arc::new(Answer::Simple {
+            allowed: true,
+            context: json!({}),
+        });
+        let key = |i: usize| {
+            (
+                "x".to_owned(),
+                "s".to_owned(),
+                "a".to_owned(),
+                digest(&[i.to_string()]),
+            )
+        };
+        for i in 0..MAX_ENTRIES + 5 {
+            c.put(key(i), Duration::from_secs(60), answer.clone());
+        }
+        assert_eq!(c.entries.len(), MAX_ENTRIES);
+        assert!(c.get(&key(0)).is_none());
+        assert!(c.get(&key(MAX_ENTRIES + 4)).is_some());
+        // Identity values of any size take one digest.
+        assert_ne!(digest(&["a".into(), "b".into()]), digest(&["ab".into()]));
     }
 
     #[test]

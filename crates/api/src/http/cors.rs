@@ -34,8 +34,17 @@ fn list(v: &Option<Vec<String>>) -> &[String] {
 }
 
 impl Cors {
-    /// Lambda's limits on a configuration; the message says what is wrong.
+    /// Lambda's limits on a function URL's configuration; the message says what is wrong.
     pub fn validate(&self) -> Result<(), String> {
+        self.check(6, 0)
+    }
+
+    /// API Gateway's limits on an HTTP API's configuration (`maxAge` may be -1).
+    pub fn validate_api(&self) -> Result<(), String> {
+        self.check(100, -1)
+    }
+
+    fn check(&self, max_methods: usize, min_age: i64) -> Result<(), String> {
         let check = |name: &str, v: &Option<Vec<String>>, max: usize| {
             let v = list(v);
             if v.len() > max {
@@ -47,7 +56,7 @@ impl Cors {
             Ok(())
         };
         check("AllowHeaders", &self.allow_headers, 100)?;
-        check("AllowMethods", &self.allow_methods, 6)?;
+        check("AllowMethods", &self.allow_methods, max_methods)?;
         check("AllowOrigins", &self.allow_origins, 100)?;
         check("ExposeHeaders", &self.expose_headers, 100)?;
         const METHODS: [&str; 8] = [
@@ -60,9 +69,9 @@ impl Cors {
             return Err(format!("AllowMethods contains an invalid method: {m}."));
         }
         if let Some(age) = self.max_age
-            && !(0..=86400).contains(&age)
+            && !(min_age..=86400).contains(&age)
         {
-            return Err("MaxAge must be between 0 and 86400.".into());
+            return Err(format!("MaxAge must be between {min_age} and 86400."));
         }
         Ok(())
     }

@@ -304,8 +304,23 @@ fn scalar_text(v: &Value) -> Option<String> {
     }
 }
 
+/// Headers that frame the connection, which the gateway owns: a function's are dropped.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "content-length",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
 fn put_header(h: &mut HeaderMap, name: &str, value: &str, append: bool) -> Result<(), ()> {
     let n = HeaderName::from_bytes(name.as_bytes()).map_err(|_| ())?;
+    if HOP_BY_HOP.contains(&n.as_str()) {
+        return Ok(());
+    }
     let v = HeaderValue::from_str(value).map_err(|_| ())?;
     if append {
         h.append(n, v);

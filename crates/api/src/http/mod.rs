@@ -17,6 +17,7 @@ mod urls;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use axum::body::Body;
@@ -110,6 +111,11 @@ impl HttpState {
         self.urls.forget(url_id);
     }
 
+    /// Drops every cached function URL configuration (a function or alias went away).
+    pub(crate) fn forget_urls(&self) {
+        self.urls.forget_all();
+    }
+
     /// Drops the cached document of an HTTP API and its authorizers' cached results.
     pub(crate) fn forget_api(&self, api_id: &str) {
         self.apis.forget(api_id);
@@ -120,12 +126,19 @@ impl HttpState {
     }
 }
 
-/// A read cache of configurations by id, filled from the store on a miss.
-pub(crate) struct ReadCache<T>(RwLock<HashMap<String, Arc<T>>>);
+/// A read cache of configurations by id, filled from the store on a miss. Every change drops
+/// entries and bumps a generation, so a copy read before a change is never kept after it.
+pub(crate) struct ReadCache<T> {
+    map: RwLock<HashMap<String, Arc<T>>>,
+    generation: AtomicU64,
+}
 
 impl<T> Default for ReadCache<T> {
     fn default() -> Self {
-        Self(RwLock::default())
+        Self {
+            map: RwLock::default(),
+            generation: AtomicU64::new(0),
+        }
     }
 }
 
@@ -137,9 +150,10 @@ impl<T: Send + Sync + 'static> ReadCache<T> {
         id: &str,
         load: impl FnOnce() -> Result<Option<T>, String> + Send + 'static,
     ) -> Option<Arc<T>> {
-        if let Some(hit) = self.0.read().unwrap_or_else(|e| e.into_inner()).get(id) {
+        if let Some(hit) = self.map.read().unwrap_or_else(|e| e.into_inner()).get(id) {
             return Some(hit.clone());
         }
+        let generation = self.generation.load(Ordering::Acquire);
         let loaded = tokio::task::spawn_blocking(load)
             .await
             .map_err(|e| e.to_string())
@@ -149,16 +163,25 @@ impl<T: Send + Sync + 'static> ReadCache<T> {
             )
             .ok()??;
         let loaded = Arc::new(loaded);
-        self.0
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id.to_owned(), loaded.clone());
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        if self.generation.load(Ordering::Acquire) == generation {
+            map.insert(id.to_owned(), loaded.clone());
+        }
         Some(loaded)
     }
 
-    /// Drops the entry for `id`.
+    /// Drops the entry for `id` (after a change is committed).
     pub(crate) fn forget(&self, id: &str) {
-        self.0.write().unwrap_or_else(|e| e.into_inner()).remove(id);
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        map.remove(id);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Drops every entry.
+    pub(crate) fn forget_all(&self) {
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        map.clear();
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 }
 
@@ -239,17 +262,39 @@ fn source_ip(req: &Request) -> String {
         .map_or_else(|| "127.0.0.1".to_owned(), |c| c.0.ip().to_string())
 }
 
+/// The largest request line plus headers (HTTP APIs' quota).
+const MAX_HEAD: usize = 10_240;
+
+fn head_size(parts: &axum::http::request::Parts) -> usize {
+    let line = parts.method.as_str().len() + parts.uri.to_string().len() + 10;
+    parts
+        .headers
+        .iter()
+        .fold(line, |n, (k, v)| n + k.as_str().len() + v.len() + 4)
+}
+
+/// Reads a gateway request's body, within [`MAX_BODY`].
+pub(crate) async fn read_body(body: Body) -> Result<axum::body::Bytes, Response> {
+    axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
+        message(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "message",
+            "Request Entity Too Large",
+        )
+    })
+}
+
 /// Serves a request for a gateway.
 pub async fn serve(state: Arc<AppState>, target: Target, req: Request) -> Response {
     let ip = source_ip(&req);
     let (parts, body) = req.into_parts();
-    let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
+    if head_size(&parts) > MAX_HEAD {
         return message(
-            StatusCode::PAYLOAD_TOO_LARGE,
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             "message",
-            "Request Entity Too Large",
+            "Request Header Fields Too Large",
         );
-    };
+    }
     match target {
         Target::Url { id, path } => urls::serve(&state, &id, &path, parts, body, &ip).await,
         Target::Api { id, path } => api::serve(&state, &id, &path, parts, body, &ip).await,
@@ -334,6 +379,26 @@ mod tests {
             None
         );
         assert_eq!(target_of(&parts("lambda.us-east-1.localhost", "/")), None);
+    }
+
+    #[tokio::test]
+    async fn a_copy_read_before_a_change_is_not_kept() {
+        let cache: Arc<ReadCache<u32>> = Arc::default();
+        let c = cache.clone();
+        // The change lands (and is forgotten) while the old copy is being read.
+        let got = cache
+            .get("a", move || {
+                c.forget("a");
+                Ok(Some(1))
+            })
+            .await;
+        assert_eq!(got.as_deref(), Some(&1));
+        let again = cache.get("a", || Ok(Some(2))).await;
+        assert_eq!(again.as_deref(), Some(&2), "the stale copy was cached");
+        // Without a change, the first read is kept.
+        assert_eq!(cache.get("a", || Ok(Some(3))).await.as_deref(), Some(&2));
+        cache.forget_all();
+        assert_eq!(cache.get("a", || Ok(None)).await, None);
     }
 
     #[test]

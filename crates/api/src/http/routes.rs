@@ -98,7 +98,7 @@ fn decode(s: &str) -> String {
         .into_owned()
 }
 
-fn matches(key: &RouteKey, method: &str, path: &[&str]) -> Option<(Rank, Map<String, Value>)> {
+fn matches(key: &RouteKey, method: &str, path: &[String]) -> Option<(Rank, Map<String, Value>)> {
     if key.method.as_deref().is_some_and(|m| m != method) {
         return None;
     }
@@ -123,7 +123,7 @@ fn matches(key: &RouteKey, method: &str, path: &[&str]) -> Option<(Rank, Map<Str
             }
             Segment::Param(name) => {
                 let v = path.get(i).filter(|v| !v.is_empty())?;
-                params.insert(name.clone(), Value::String(decode(v)));
+                params.insert(name.clone(), Value::String(v.clone()));
                 specificity.push(1);
             }
         }
@@ -141,13 +141,14 @@ fn matches(key: &RouteKey, method: &str, path: &[&str]) -> Option<(Rank, Map<Str
     ))
 }
 
-/// The path's segments (`/` has none).
-pub fn segments(path: &str) -> Vec<&str> {
+/// The path's segments, each percent-decoded once (`/` has none): routes are matched, and
+/// route ARNs named, on decoded segments, so `/%61dmin` is `/admin`.
+pub fn segments(path: &str) -> Vec<String> {
     let p = path.strip_prefix('/').unwrap_or(path);
     if p.is_empty() {
         Vec::new()
     } else {
-        p.split('/').collect()
+        p.split('/').map(decode).collect()
     }
 }
 
@@ -215,6 +216,13 @@ mod tests {
         assert_eq!(pick("POST", "/pets").0, "r6");
         assert_eq!(pick("DELETE", "/pets").0, "r7");
         assert_eq!(pick("GET", "/").0, "r5");
+    }
+
+    #[test]
+    fn segments_are_decoded_once_before_matching() {
+        assert_eq!(pick("GET", "/pets/%64og/1").0, "r1");
+        let (id, p) = pick("GET", "/pets/dog/a%2520b");
+        assert_eq!((id.as_str(), p["id"].as_str()), ("r2", Some("a%20b")));
     }
 
     #[test]

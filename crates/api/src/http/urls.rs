@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -17,9 +17,13 @@ use super::{message, reply};
 use crate::AppState;
 use crate::lambda::from_service::{self, Principal, Refusal};
 
-/// An unknown URL, or a request its function's policy does not allow.
+/// An unknown URL, or a request its function's policy does not allow (as recorded from
+/// Lambda: `{"Message":null}`).
 fn forbidden() -> Response {
-    let mut resp = message(StatusCode::FORBIDDEN, "Message", "Forbidden");
+    let mut resp = Response::new(Body::from(r#"{"Message":null}"#));
+    *resp.status_mut() = StatusCode::FORBIDDEN;
+    resp.headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
     resp.headers_mut().insert(
         "x-amzn-ErrorType",
         HeaderValue::from_static("AccessDeniedException"),
@@ -112,11 +116,18 @@ pub(crate) async fn serve(
     id: &str,
     path: &str,
     parts: Parts,
-    body: Bytes,
+    body: Body,
     ip: &str,
 ) -> Response {
     let started = std::time::Instant::now();
-    let resp = handle(state, id, path, &parts, body, ip).await;
+    let Some(url) = lookup(state, id).await else {
+        metrics::counter!("lamina_http_requests_total", "gateway" => "url", "id" => "unknown", "status" => "4xx").increment(1);
+        return forbidden();
+    };
+    let resp = match super::read_body(body).await {
+        Ok(body) => handle(state, &url, path, &parts, body, ip).await,
+        Err(resp) => resp,
+    };
     metrics::counter!("lamina_http_requests_total", "gateway" => "url", "id" => id.to_owned(), "status" => status_class(resp.status())).increment(1);
     metrics::histogram!("lamina_http_request_duration_seconds", "gateway" => "url", "id" => id.to_owned())
         .record(started.elapsed().as_secs_f64());
@@ -134,15 +145,13 @@ pub(crate) fn status_class(s: StatusCode) -> &'static str {
 
 async fn handle(
     state: &Arc<AppState>,
-    id: &str,
+    url: &FunctionUrl,
     path: &str,
     parts: &Parts,
     body: Bytes,
     ip: &str,
 ) -> Response {
-    let Some(url) = lookup(state, id).await else {
-        return forbidden();
-    };
+    let id = url.url_id.as_str();
     let cors: Option<Cors> = url
         .cors
         .as_deref()
@@ -155,7 +164,7 @@ async fn handle(
         resp.headers_mut().extend(headers);
         return resp;
     }
-    let Ok(account) = caller(state, &url, parts, &body) else {
+    let Ok(account) = caller(state, url, parts, &body) else {
         return forbidden();
     };
     let key = &url.function;

@@ -274,5 +274,7 @@ pub async fn delete(
         })
     })
     .await?;
+    // The alias's function URL went with it.
+    state.http.forget_urls();
     Ok(StatusCode::NO_CONTENT)
 }

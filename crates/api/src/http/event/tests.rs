@@ -153,6 +153,11 @@ fn structured_results_map_status_headers_cookies_and_base64() {
     let r = reply_v2(br#"{"statusCode":200,"headers":{},"multiValueHeaders":{},"cookies":[],"body":"ok","isBase64Encoded":false}"#).unwrap();
     assert_eq!(r.body, b"ok");
     assert!(reply_v2(br#"{"statusCode":"teapot"}"#).is_err());
+    // Framing is the gateway's.
+    let r = reply_v2(br#"{"statusCode":200,"headers":{"content-length":"999","Transfer-Encoding":"chunked","x":"y"},"body":"ok"}"#).unwrap();
+    assert!(r.headers.get("content-length").is_none());
+    assert!(r.headers.get("transfer-encoding").is_none());
+    assert_eq!(r.headers["x"], "y");
 }
 
 #[test]
