@@ -1,7 +1,8 @@
 //! `lamina bench`: cold-start and warm-invoke latency (p50, p99) and warm throughput for a native
 //! bootstrap and a Python function, next to a bare loopback HTTP echo measured in the same run;
 //! asynchronous event acceptance and drain rates next to synchronous throughput; SNS
-//! publish-to-handler latency, sustained rate and fan-out (see `bench_sns.rs`).
+//! publish-to-handler latency, sustained rate and fan-out (see `bench_sns.rs`); HTTP gateways
+//! next to a direct Invoke (see `bench_http.rs`).
 //!
 //! Everything runs in this process: a server on a temporary data directory and a port of its own,
 //! the echo baseline on another, and one HTTP client for both.
@@ -34,6 +35,10 @@ pub struct BenchArgs {
     /// latency and fan-out figures come with it); 0 skips SNS.
     #[arg(long, default_value_t = 2000)]
     messages: usize,
+    /// Rounds of HTTP requests (a direct Invoke, a function URL, an HTTP API route, and one
+    /// behind a cached authorizer, interleaved); 0 skips them.
+    #[arg(long, default_value_t = 1000)]
+    http: usize,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -42,10 +47,10 @@ pub struct BenchArgs {
 /// Latency figures, milliseconds.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Stats {
-    n: usize,
-    p50_ms: f64,
-    p99_ms: f64,
-    mean_ms: f64,
+    pub n: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub mean_ms: f64,
 }
 
 pub fn stats(mut v: Vec<f64>) -> Stats {
@@ -305,6 +310,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         None
     };
 
+    let gateways = if args.http > 0 {
+        Some(crate::bench_http::run(&http, &target.base, &native_zip, args.http, args.json).await?)
+    } else {
+        None
+    };
+
     // Scale-out from zero, then hold the environments idle to measure density.
     let mut scale = None;
     if args.scale > 0 {
@@ -364,7 +375,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         println!(
             "{}",
             serde_json::to_string_pretty(
-                &json!({ "loopback_echo": echo, "functions": out, "throughput": tp, "async": asynchronous, "sns": sns, "scale_out": scale })
+                &json!({ "loopback_echo": echo, "functions": out, "throughput": tp, "async": asynchronous, "sns": sns, "http": gateways, "scale_out": scale })
             )?
         );
         return Ok(());
@@ -426,6 +437,24 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             s["fan_out"]["subscriptions"],
             ms(&s["fan_out"]["cold_ms"]),
             ms(&s["fan_out"]["warm_ms"]),
+        );
+    }
+    if let Some(g) = &gateways {
+        let ms = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0);
+        println!(
+            "http: p50 (p99) ms, warm native function: invoke {:.3} ({:.3}), function URL {:.3} ({:.3}), HTTP API {:.3} ({:.3}), with cached authorizer {:.3} ({:.3}); the gateway adds {:.0} µs (URL) and {:.0} µs (API), a cached authorizer {:.0} µs; {} rounds",
+            ms(&g["invoke"]["p50_ms"]),
+            ms(&g["invoke"]["p99_ms"]),
+            ms(&g["function_url"]["p50_ms"]),
+            ms(&g["function_url"]["p99_ms"]),
+            ms(&g["http_api"]["p50_ms"]),
+            ms(&g["http_api"]["p99_ms"]),
+            ms(&g["http_api_cached_authorizer"]["p50_ms"]),
+            ms(&g["http_api_cached_authorizer"]["p99_ms"]),
+            ms(&g["function_url_over_invoke_us"]),
+            ms(&g["http_api_over_invoke_us"]),
+            ms(&g["cached_authorizer_over_http_api_us"]),
+            g["rounds"],
         );
     }
     if let Some(s) = &scale {

@@ -35,6 +35,9 @@ fn serve(api: &str) -> std::io::Result<()> {
     // For the SNS benchmark: say when each event arrived, next to when it was published (the
     // message is the publisher's clock, in microseconds).
     let stamp = std::env::var_os("LAMINA_BENCH_STAMP").is_some();
+    // For the HTTP benchmark: answer as a Lambda authorizer that lets everyone in.
+    let authorize = std::env::var_os("LAMINA_BENCH_AUTHORIZE").is_some();
+    const ALLOW: &[u8] = br#"{"isAuthorized":true,"context":{"user":"bench"}}"#;
     let mut conn = TcpStream::connect(api)?;
     conn.set_nodelay(true)?;
     let mut reader = BufReader::new(conn.try_clone()?);
@@ -55,12 +58,13 @@ fn serve(api: &str) -> std::io::Result<()> {
         if let Some(ms) = sleep_ms(&event) {
             std::thread::sleep(std::time::Duration::from_millis(ms));
         }
+        let answer = if authorize { ALLOW } else { &event[..] };
         write!(
             conn,
             "POST /2018-06-01/runtime/invocation/{id}/response HTTP/1.1\r\nHost: {api}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            event.len()
+            answer.len()
         )?;
-        conn.write_all(&event)?;
+        conn.write_all(answer)?;
         read_response(&mut reader)?;
     }
 }

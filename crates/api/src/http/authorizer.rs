@@ -131,60 +131,72 @@ impl Answer {
     }
 }
 
-/// API, stage, authorizer, and a SHA-256 of the identity values (which callers choose, so the
-/// cache holds a fixed size per entry).
-type Key = (String, String, String, [u8; 32]);
+/// A SHA-256 of the API, stage, authorizer and identity values (which callers choose, so an
+/// entry has a fixed size, and a hit allocates nothing).
+type Key = [u8; 32];
 
-fn digest(values: &[String]) -> [u8; 32] {
+fn key_of(api: &str, stage: &str, authorizer: &str, values: &[String]) -> Key {
     use sha2::Digest;
     let mut h = sha2::Sha256::new();
-    for v in values {
+    for v in [api, stage, authorizer]
+        .into_iter()
+        .chain(values.iter().map(String::as_str))
+    {
         h.update((v.len() as u64).to_le_bytes());
         h.update(v.as_bytes());
     }
     h.finalize().into()
 }
 
-/// Cached answers by API, stage, authorizer and identity values; the oldest go first when
-/// [`MAX_ENTRIES`] are held.
+struct Entry {
+    expires: Instant,
+    answer: Arc<Answer>,
+    api: String,
+    stage: String,
+}
+
+/// Cached answers; the oldest go first when [`MAX_ENTRIES`] are held.
 #[derive(Default)]
 pub(crate) struct Cache {
-    entries: HashMap<Key, (Instant, Arc<Answer>)>,
+    entries: HashMap<Key, Entry>,
     /// Keys in insertion order (some may be gone from `entries`).
     order: std::collections::VecDeque<Key>,
 }
 
 impl Cache {
     fn get(&mut self, key: &Key) -> Option<Arc<Answer>> {
-        let (expires, answer) = self.entries.get(key)?;
-        if *expires > Instant::now() {
-            return Some(answer.clone());
+        let e = self.entries.get(key)?;
+        if e.expires > Instant::now() {
+            return Some(e.answer.clone());
         }
         self.entries.remove(key);
         None
     }
 
-    fn put(&mut self, key: Key, ttl: Duration, answer: Arc<Answer>) {
+    fn put(&mut self, key: Key, (api, stage): (&str, &str), ttl: Duration, answer: Arc<Answer>) {
         while self.entries.len() >= MAX_ENTRIES || self.order.len() >= 2 * MAX_ENTRIES {
             let Some(oldest) = self.order.pop_front() else {
                 break;
             };
             self.entries.remove(&oldest);
         }
-        if self
-            .entries
-            .insert(key.clone(), (Instant::now() + ttl, answer))
-            .is_none()
-        {
+        let entry = Entry {
+            expires: Instant::now() + ttl,
+            answer,
+            api: api.to_owned(),
+            stage: stage.to_owned(),
+        };
+        if self.entries.insert(key, entry).is_none() {
             self.order.push_back(key);
         }
     }
 
     /// Forgets the answers of an API (of one stage only, if given).
     pub(crate) fn forget_api(&mut self, api: &str, stage: Option<&str>) {
-        let keep = |(a, s, _, _): &Key| a != api || stage.is_some_and(|st| st != s);
-        self.entries.retain(|k, _| keep(k));
-        self.order.retain(keep);
+        self.entries
+            .retain(|_, e| e.api != api || stage.is_some_and(|st| st != e.stage));
+        let entries = &self.entries;
+        self.order.retain(|k| entries.contains_key(k));
     }
 }
 
@@ -281,11 +293,11 @@ pub(crate) async fn authorize(
         }
     }
     let ttl = authorizer.authorizer_result_ttl_in_seconds.unwrap_or(0);
-    let key = (
-        req.context.api_id.to_owned(),
-        req.context.stage.to_owned(),
-        authorizer.authorizer_id.clone(),
-        digest(&values),
+    let key = key_of(
+        req.context.api_id,
+        req.context.stage,
+        &authorizer.authorizer_id,
+        &values,
     );
     let api = req.context.api_id.to_owned();
     if ttl > 0 && !values.is_empty() {
@@ -313,7 +325,12 @@ pub(crate) async fn authorize(
             .authorizers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .put(key, Duration::from_secs(ttl as u64), answer.clone());
+            .put(
+                key,
+                (req.context.api_id, req.context.stage),
+                Duration::from_secs(ttl as u64),
+                answer.clone(),
+            );
     }
     verdict(answer, req.route_arn)
 }
@@ -464,17 +481,18 @@ mod tests {
             allowed: true,
             context: json!({}),
         });
-        let key = |api: &str, stage: &str| {
-            (
-                api.to_owned(),
-                stage.to_owned(),
-                "a".to_owned(),
-                digest(&["t".to_owned()]),
-            )
+        let key = |api: &str, stage: &str| key_of(api, stage, "a", &["t".to_owned()]);
+        let put = |c: &mut Cache, api: &str, stage: &str, ttl: u64, a: &Arc<Answer>| {
+            c.put(
+                key(api, stage),
+                (api, stage),
+                Duration::from_secs(ttl),
+                a.clone(),
+            );
         };
-        c.put(key("x", "s1"), Duration::from_secs(60), answer.clone());
-        c.put(key("x", "s2"), Duration::from_secs(60), answer.clone());
-        c.put(key("y", "s1"), Duration::ZERO, answer);
+        put(&mut c, "x", "s1", 60, &answer);
+        put(&mut c, "x", "s2", 60, &answer);
+        put(&mut c, "y", "s1", 0, &answer);
         assert!(c.get(&key("x", "s1")).is_some());
         assert!(c.get(&key("y", "s1")).is_none());
         c.forget_api("x", Some("s1"));
@@ -491,22 +509,18 @@ mod tests {
             allowed: true,
             context: json!({}),
         });
-        let key = |i: usize| {
-            (
-                "x".to_owned(),
-                "s".to_owned(),
-                "a".to_owned(),
-                digest(&[i.to_string()]),
-            )
-        };
+        let key = |i: usize| key_of("x", "s", "a", &[i.to_string()]);
         for i in 0..MAX_ENTRIES + 5 {
-            c.put(key(i), Duration::from_secs(60), answer.clone());
+            c.put(key(i), ("x", "s"), Duration::from_secs(60), answer.clone());
         }
         assert_eq!(c.entries.len(), MAX_ENTRIES);
         assert!(c.get(&key(0)).is_none());
         assert!(c.get(&key(MAX_ENTRIES + 4)).is_some());
         // Identity values of any size take one digest.
-        assert_ne!(digest(&["a".into(), "b".into()]), digest(&["ab".into()]));
+        assert_ne!(
+            key_of("x", "s", "a", &["a".into(), "b".into()]),
+            key_of("x", "s", "a", &["ab".into()])
+        );
     }
 
     #[test]

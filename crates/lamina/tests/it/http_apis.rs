@@ -469,6 +469,87 @@ async fn lambda_authorizers_decide_pass_context_and_cache() {
     assert_eq!(with("anyone", "/pets/3").0, 200);
     // TTL 0: every request asks the authorizer.
     assert_eq!(logged(&ep, "auth-policy", "AUTH ").await.len(), 3);
+
+    // Payload 1.0 throughout: the authorizer gets a 1.0 request with methodArn and the query
+    // string as its identity; a 1.0 integration gets the context flat, as strings.
+    let v1echo = deploy_http(&app.client, "v1echo", "v1echo").await;
+    let api = cli(
+        &ep,
+        &[
+            "apigatewayv2",
+            "create-api",
+            "--name",
+            "v1",
+            "--protocol-type",
+            "HTTP",
+        ],
+    );
+    let api_id = id(&api, "ApiId");
+    let i = integration(&ep, &api_id, &v1echo, "1.0");
+    let uri = format!(
+        "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/{policy}/invocations"
+    );
+    let a = id(
+        &cli(
+            &ep,
+            &[
+                "apigatewayv2",
+                "create-authorizer",
+                "--api-id",
+                &api_id,
+                "--name",
+                "v1",
+                "--authorizer-type",
+                "REQUEST",
+                "--identity-source",
+                "$request.querystring.token",
+                "--authorizer-uri",
+                &uri,
+                "--authorizer-payload-format-version",
+                "1.0",
+            ],
+        ),
+        "AuthorizerId",
+    );
+    route(
+        &ep,
+        &api_id,
+        "GET /cats",
+        &i,
+        &["--authorization-type", "CUSTOM", "--authorizer-id", &a],
+    );
+    cli(
+        &ep,
+        &[
+            "apigatewayv2",
+            "create-stage",
+            "--api-id",
+            &api_id,
+            "--stage-name",
+            "$default",
+            "--auto-deploy",
+        ],
+    );
+    let endpoint = id(&api, "ApiEndpoint");
+    assert_eq!(
+        curl(&[&format!("{endpoint}/cats")]).0,
+        401,
+        "no token in the query"
+    );
+    let (s, _, b) = curl(&[&format!("{endpoint}/cats?token=t1")]);
+    assert_eq!(s, 202, "{}", String::from_utf8_lossy(&b));
+    let e: Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(e["requestContext"]["authorizer"]["tier"], "gold");
+    assert_eq!(e["requestContext"]["authorizer"]["principalId"], "user-t1");
+    let asked = logged(&ep, "auth-policy", "AUTH ").await;
+    let last = asked.last().unwrap();
+    assert_eq!(last["version"], "1.0");
+    assert_eq!(last["type"], "REQUEST");
+    assert_eq!(last["identitySource"], "t1");
+    assert_eq!(
+        last["methodArn"],
+        format!("arn:aws:execute-api:us-east-1:000000000000:{api_id}/$default/GET/cats").as_str()
+    );
 }
 
 const AUTH: &str = r#"

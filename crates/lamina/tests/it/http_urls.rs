@@ -41,8 +41,9 @@ def auth_simple(event, context):
     return {"isAuthorized": token == "allow", "context": {"user": "u1", "n": 1, "roles": ["a"]}}
 def auth_policy(event, context):
     print('AUTH ' + json.dumps(event))
-    token = event["identitySource"][0]
-    arn = event["routeArn"]
+    source = event["identitySource"]
+    token = source[0] if isinstance(source, list) else source.split(",")[0]
+    arn = event.get("routeArn") or event["methodArn"]
     base = arn.split("/")[0]
     statements = [{"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": base + "/*"}]
     if token == "no-pets":
