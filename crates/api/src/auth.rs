@@ -162,13 +162,24 @@ pub fn identify(
             )
         })
         .collect();
-    let payload_hash = parts
+    // The signature covers the body's hash: a hash the client states must be the body's.
+    let payload_hash = sigv4::sha256_hex(body);
+    if let Some(stated) = parts
         .headers
         .get("x-amz-content-sha256")
         .and_then(|v| v.to_str().ok())
         .filter(|v| *v != "UNSIGNED-PAYLOAD")
-        .map(str::to_owned)
-        .unwrap_or_else(|| sigv4::sha256_hex(body));
+        && !stated.eq_ignore_ascii_case(&payload_hash)
+    {
+        return Err(denied(
+            AuthFailure::BadSignature,
+            "The provided 'x-amz-content-sha256' header does not match what was computed.",
+        ));
+    }
+    let payload_hash = match parts.headers.get("x-amz-content-sha256") {
+        Some(v) if v == "UNSIGNED-PAYLOAD" => "UNSIGNED-PAYLOAD".to_owned(),
+        _ => payload_hash,
+    };
     let req = SignedRequest {
         method: parts.method.as_str(),
         raw_path: parts.uri.path(),

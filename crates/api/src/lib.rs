@@ -143,12 +143,12 @@ pub fn router(state: Arc<AppState>) -> Router {
             let gateways = gateways.clone();
             async move {
                 let (parts, body) = req.into_parts();
-                let target = http::target_of(&parts);
-                let service = service_of(&parts);
-                let req = Request::from_parts(parts, body);
-                if let Some(target) = target {
+                if let Some(target) = http::target_of(&parts) {
+                    let req = Request::from_parts(parts, body);
                     return http::serve(gateways, target, req).await;
                 }
+                let service = service_of(&parts);
+                let req = Request::from_parts(parts, body);
                 match service {
                     Ok(Service::Lambda) => lambda.oneshot(req).await.into_response(),
                     Ok(Service::Sns) => sns.oneshot(req).await.into_response(),

@@ -156,7 +156,11 @@ pub async fn run(
         [
             (h.http.post(&invoke_url).body(event.clone()), "invoke"),
             (h.http.get(&url_url), "function URL"),
-            (h.http.get(&open_url), "HTTP API"),
+            // The same header as the guarded route's, so that only the authorizer differs.
+            (
+                h.http.get(&open_url).header("authorization", "bench-token"),
+                "HTTP API",
+            ),
             (
                 h.http
                     .get(&guarded_url)

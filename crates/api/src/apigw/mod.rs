@@ -194,15 +194,46 @@ pub(crate) async fn modify<T>(
     Ok(out)
 }
 
+/// The largest stored API (its routes, integrations, authorizers, stages and the snapshots of
+/// its deployments), serialized.
+const MAX_DOC_BYTES: usize = 4 << 20;
+/// HTTP APIs per account and region (API Gateway's quota: 600).
+const MAX_APIS: usize = 600;
+
 /// Stores a document (`create`: a new API).
 pub(crate) async fn save(state: &Arc<AppState>, doc: &ApiDoc, create: bool) -> ApiGwResult<()> {
+    let text = serde_json::to_string(doc).unwrap_or_default();
+    if text.len() > MAX_DOC_BYTES {
+        return Err(ApiGwError::bad_request(format!(
+            "The API's configuration would be larger than {MAX_DOC_BYTES} bytes (with the snapshots of its deployments); remove parts or deployments first."
+        )));
+    }
+    if create {
+        let store = state.store.clone();
+        let (account, region) = (doc.account.clone(), doc.region.clone());
+        let n = crate::blocking(move || {
+            let (a, r) = (
+                lamina_model::AccountId::parse(&account)
+                    .map_err(|e| ApiGwError::bad_request(e.message))?,
+                lamina_model::Region::parse(&region)
+                    .map_err(|e| ApiGwError::bad_request(e.message))?,
+            );
+            Ok::<_, ApiGwError>(store.apis(&a, &r)?.len())
+        })
+        .await?;
+        if n >= MAX_APIS {
+            return Err(ApiGwError::quota(format!(
+                "An account can have at most {MAX_APIS} HTTP APIs in a region."
+            )));
+        }
+    }
     let row = ApiRow {
         api_id: doc.api.api_id.clone(),
         account: lamina_model::AccountId::parse(&doc.account)
             .map_err(|e| ApiGwError::bad_request(e.message))?,
         region: lamina_model::Region::parse(&doc.region)
             .map_err(|e| ApiGwError::bad_request(e.message))?,
-        doc: serde_json::to_string(doc).unwrap_or_default(),
+        doc: text,
         created_ms: lamina_model::now_millis(),
     };
     let store = state.store.clone();

@@ -388,7 +388,7 @@ async fn invoke(
         }
     }
     let state2 = state.clone();
-    let payload = Bytes::from(payload.to_string());
+    let payload = super::payload_of(&payload).ok_or_else(super::too_large)?;
     let call = tokio::spawn(async move {
         from_service::invoke_sync(&state2, &key, qualifier.as_ref(), payload).await
     });

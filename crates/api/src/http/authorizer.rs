@@ -161,9 +161,16 @@ pub(crate) struct Cache {
     entries: HashMap<Key, Entry>,
     /// Keys in insertion order (some may be gone from `entries`).
     order: std::collections::VecDeque<Key>,
+    /// Bumped by every change forgetting answers: an answer asked for before a change is not
+    /// kept after it.
+    generation: u64,
 }
 
 impl Cache {
+    fn generation(&self) -> u64 {
+        self.generation
+    }
+
     fn get(&mut self, key: &Key) -> Option<Arc<Answer>> {
         let e = self.entries.get(key)?;
         if e.expires > Instant::now() {
@@ -193,6 +200,7 @@ impl Cache {
 
     /// Forgets the answers of an API (of one stage only, if given).
     pub(crate) fn forget_api(&mut self, api: &str, stage: Option<&str>) {
+        self.generation += 1;
         self.entries
             .retain(|_, e| e.api != api || stage.is_some_and(|st| st != e.stage));
         let entries = &self.entries;
@@ -300,13 +308,17 @@ pub(crate) async fn authorize(
         &values,
     );
     let api = req.context.api_id.to_owned();
+    let mut generation = 0;
     if ttl > 0 && !values.is_empty() {
-        let cached = state
-            .http
-            .authorizers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key);
+        let cached = {
+            let mut cache = state
+                .http
+                .authorizers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            generation = cache.generation();
+            cache.get(&key)
+        };
         if let Some(answer) = cached {
             metrics::counter!("lamina_http_authorizer_cache_total", "api" => api, "result" => "hit")
                 .increment(1);
@@ -320,17 +332,19 @@ pub(crate) async fn authorize(
     };
     let answer = Arc::new(answer);
     if ttl > 0 && !values.is_empty() {
-        state
+        let mut cache = state
             .http
             .authorizers
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .put(
+            .unwrap_or_else(|e| e.into_inner());
+        if cache.generation() == generation {
+            cache.put(
                 key,
                 (req.context.api_id, req.context.stage),
                 Duration::from_secs(ttl as u64),
                 answer.clone(),
             );
+        }
     }
     verdict(answer, req.route_arn)
 }

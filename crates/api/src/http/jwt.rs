@@ -26,6 +26,8 @@ const FETCH_TIMEOUT: Duration = Duration::from_millis(1500);
 const MAX_DOCUMENT: usize = 64 << 10;
 /// The most issuers whose keys are kept.
 const MAX_ISSUERS: usize = 1000;
+/// The most keys kept of one issuer.
+const MAX_KEYS: usize = 20;
 
 /// Where keys come from, and the keys fetched.
 #[derive(Default)]
@@ -67,8 +69,33 @@ impl Jwks {
     }
 }
 
+/// Whether keys may be fetched from `url`: `https`, or `http` to this host only (for local
+/// issuers); never to a network the deliveries' deny list names.
+fn fetchable(state: &AppState, url: &str) -> Result<(), String> {
+    let parsed = url::Url::parse(url).map_err(|e| format!("{url}: {e}"))?;
+    let loopback = match parsed.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    match parsed.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        _ => return Err(format!("{url}: keys are fetched over https only")),
+    }
+    if state.sns.settings.deny.denies_url(url) {
+        return Err(format!(
+            "{url} is in a network this server does not fetch from"
+        ));
+    }
+    Ok(())
+}
+
 /// Reads at most [`MAX_DOCUMENT`] bytes of JSON from `url`.
-async fn fetch_json(http: &reqwest::Client, url: &str) -> Result<Value, String> {
+async fn fetch_json(state: &AppState, url: &str) -> Result<Value, String> {
+    fetchable(state, url)?;
+    let http = &state.sns.http;
     let mut resp = http
         .get(url)
         .timeout(FETCH_TIMEOUT)
@@ -108,20 +135,47 @@ async fn keys(state: &Arc<AppState>, issuer: &str, fresh: bool) -> Result<Arc<Jw
     if let Some(set) = jwks.cached(issuer, max_age) {
         return Ok(set);
     }
-    let http = &state.sns.http;
+    let fetched = discover(state, issuer).await;
+    // A failure is kept too (as an empty set), so that requests cannot make the server fetch
+    // from an issuer more than every REFETCH_EVERY.
+    let set = Arc::new(
+        fetched
+            .as_ref()
+            .cloned()
+            .unwrap_or(JwkSet { keys: Vec::new() }),
+    );
+    jwks.keep(issuer, set.clone());
+    fetched.map(|_| set)
+}
+
+/// The signing keys of an issuer's JWKS, by OpenID discovery: RSA and EC keys with a `kid`,
+/// at most [`MAX_KEYS`], without certificate chains.
+async fn discover(state: &AppState, issuer: &str) -> Result<JwkSet, String> {
     let discovery = format!(
         "{}/.well-known/openid-configuration",
         issuer.trim_end_matches('/')
     );
-    let doc = fetch_json(http, &discovery).await?;
+    let doc = fetch_json(state, &discovery).await?;
     let uri = doc["jwks_uri"]
         .as_str()
         .ok_or_else(|| format!("{discovery} has no jwks_uri"))?;
-    let set: JwkSet = serde_json::from_value(fetch_json(http, uri).await?)
-        .map_err(|e| format!("{uri} is not a JSON Web Key Set: {e}"))?;
-    let set = Arc::new(set);
-    jwks.keep(issuer, set.clone());
-    Ok(set)
+    let raw = fetch_json(state, uri).await?;
+    let keys: Vec<Value> = raw["keys"]
+        .as_array()
+        .ok_or_else(|| format!("{uri} is not a JSON Web Key Set"))?
+        .iter()
+        .filter(|k| k["kid"].is_string() && matches!(k["kty"].as_str(), Some("RSA" | "EC")))
+        .take(MAX_KEYS)
+        .map(|k| {
+            let mut k = k.clone();
+            if let Some(o) = k.as_object_mut() {
+                o.remove("x5c");
+            }
+            k
+        })
+        .collect();
+    serde_json::from_value(json!({ "keys": keys }))
+        .map_err(|e| format!("{uri} is not a JSON Web Key Set: {e}"))
 }
 
 /// What a JWT authorizer decided.
@@ -175,6 +229,9 @@ pub(crate) async fn authorize(
         Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") => t.trim().to_owned(),
         _ => raw,
     };
+    if token.len() > 8192 {
+        return JwtVerdict::Unauthorized("the token is too long".into());
+    }
     let config = authorizer.jwt_configuration.clone().unwrap_or_default();
     let Some(issuer) = config.issuer.as_deref() else {
         return JwtVerdict::Unauthorized("the authorizer has no issuer".into());
@@ -242,8 +299,11 @@ async fn verify(
     let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation)
         .map_err(|e| format!("invalid token: {e}"))?;
     let claims = data.claims;
-    let mut presented = claims.get("aud").map(strings).unwrap_or_default();
-    presented.extend(claims.get("client_id").map(strings).unwrap_or_default());
+    // `aud`, or `client_id` when the token has no `aud`.
+    let presented = match claims.get("aud") {
+        Some(aud) => strings(aud),
+        None => claims.get("client_id").map(strings).unwrap_or_default(),
+    };
     if !presented.iter().any(|a| audience.contains(a)) {
         return Err("the token's audience is not the authorizer's".into());
     }

@@ -29,8 +29,9 @@ use lamina_store::FunctionUrl;
 use crate::AppState;
 use crate::apigw::doc::ApiDoc;
 
-/// The largest request body a gateway passes on (HTTP APIs' 10 MB payload quota).
-pub const MAX_BODY: usize = 10 << 20;
+/// The largest request body a gateway reads: a synchronous invocation's payload limit (6 MB;
+/// HTTP APIs' own quota, 10 MB, is above what Lambda takes).
+pub const MAX_BODY: usize = crate::lambda::MAX_SYNC_PAYLOAD;
 
 /// The gateways' share of the server state.
 pub struct HttpState {
@@ -126,6 +127,9 @@ impl HttpState {
     }
 }
 
+/// The most configurations of one kind a cache holds (then it starts over).
+const MAX_CACHED: usize = 10_000;
+
 /// A read cache of configurations by id, filled from the store on a miss. Every change drops
 /// entries and bumps a generation, so a copy read before a change is never kept after it.
 pub(crate) struct ReadCache<T> {
@@ -165,6 +169,9 @@ impl<T: Send + Sync + 'static> ReadCache<T> {
         let loaded = Arc::new(loaded);
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
         if self.generation.load(Ordering::Acquire) == generation {
+            if map.len() >= MAX_CACHED {
+                map.clear();
+            }
             map.insert(id.to_owned(), loaded.clone());
         }
         Some(loaded)
@@ -266,7 +273,11 @@ fn source_ip(req: &Request) -> String {
 const MAX_HEAD: usize = 10_240;
 
 fn head_size(parts: &axum::http::request::Parts) -> usize {
-    let line = parts.method.as_str().len() + parts.uri.to_string().len() + 10;
+    let uri = &parts.uri;
+    let line = parts.method.as_str().len()
+        + uri.path().len()
+        + uri.query().map_or(0, |q| q.len() + 1)
+        + 10;
     parts
         .headers
         .iter()
@@ -275,13 +286,9 @@ fn head_size(parts: &axum::http::request::Parts) -> usize {
 
 /// Reads a gateway request's body, within [`MAX_BODY`].
 pub(crate) async fn read_body(body: Body) -> Result<axum::body::Bytes, Response> {
-    axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
-        message(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "message",
-            "Request Entity Too Large",
-        )
-    })
+    axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|_| too_large())
 }
 
 /// Serves a request for a gateway.
@@ -309,6 +316,22 @@ pub(crate) fn message(status: StatusCode, key: &str, text: &str) -> Response {
     resp.headers_mut()
         .insert("content-type", HeaderValue::from_static("application/json"));
     resp
+}
+
+/// The event as the payload of an invoke, unless it is over Lambda's limit (a body near it
+/// grows when escaped or base64-encoded): then `None`, and the gateway answers [`too_large`].
+pub(crate) fn payload_of(event: &serde_json::Value) -> Option<axum::body::Bytes> {
+    let payload = event.to_string();
+    (payload.len() <= crate::lambda::MAX_SYNC_PAYLOAD).then(|| payload.into())
+}
+
+/// The gateway's 413.
+pub(crate) fn too_large() -> Response {
+    message(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "message",
+        "Request Entity Too Large",
+    )
 }
 
 /// A mapped function reply as a response.

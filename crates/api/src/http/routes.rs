@@ -111,7 +111,7 @@ fn matches(key: &RouteKey, method: &str, path: &[String]) -> Option<(Rank, Map<S
                 let rest = path
                     .get(i..)
                     .filter(|r| !r.is_empty() && r.iter().any(|s| !s.is_empty()))?;
-                params.insert(name.clone(), Value::String(decode(&rest.join("/"))));
+                params.insert(name.clone(), Value::String(rest.join("/")));
                 full = false;
                 break;
             }
@@ -223,6 +223,8 @@ mod tests {
         assert_eq!(pick("GET", "/pets/%64og/1").0, "r1");
         let (id, p) = pick("GET", "/pets/dog/a%2520b");
         assert_eq!((id.as_str(), p["id"].as_str()), ("r2", Some("a%20b")));
+        let (id, p) = pick("GET", "/pets/%252e%252e/x");
+        assert_eq!((id.as_str(), p["proxy"].as_str()), ("r3", Some("%2e%2e/x")));
     }
 
     #[test]

@@ -97,7 +97,7 @@ fn caller(
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(crate::sigv4::Authorization::parse)
-        .is_some_and(|a| a.service == "lambda");
+        .is_some_and(|a| a.service == "lambda" && a.region == url.function.region.as_str());
     if !signed_for_lambda {
         return Err(());
     }
@@ -226,7 +226,9 @@ async fn handle(
     }
     ev["pathParameters"] = Value::Null;
     ev["stageVariables"] = Value::Null;
-    let payload = Bytes::from(ev.to_string());
+    let Some(payload) = super::payload_of(&ev) else {
+        return super::too_large();
+    };
     let mut resp = match from_service::invoke_sync(state, key, qualifier.as_ref(), payload).await {
         Ok(a) if !a.function_error => match event::reply_v2(&a.body) {
             Ok(r) => reply(r),

@@ -40,6 +40,7 @@ use serde::de::DeserializeOwned;
 pub(crate) use crate::auth::{AuthError, AuthFailure};
 pub(crate) use crate::{AppState, Caller, query, sigv4};
 pub use error::{ApiError, ApiResult};
+pub use invoke::MAX_SYNC_PAYLOAD;
 
 /// Runs store work off the async threads.
 pub(crate) async fn blocking<T: Send + 'static>(

@@ -74,6 +74,8 @@ pub fn client(timeout: std::time::Duration, deny: Arc<Deny>) -> Result<reqwest::
         .timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())
         .user_agent("Amazon Simple Notification Service Agent")
+        // A proxy from the environment would reach what the deny list keeps out.
+        .no_proxy()
         .dns_resolver(Arc::new(Resolver(deny)))
         .build()
         .map_err(|e| format!("cannot make the SNS HTTP client: {e}"))

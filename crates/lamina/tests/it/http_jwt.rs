@@ -42,6 +42,7 @@ print(json.dumps({"jwks": jwks, "tokens": {
     "bad_sig": token(base, k=other),
     "unknown_kid": token(base, kid="k9"),
     "no_scope": token(dict(base, scope="write")),
+    "aud_and_client_id": token(dict(base, aud="api://other", client_id="api://shop")),
     "offline": token(dict(base, iss=offline)),
 }}))
 "#;
@@ -65,30 +66,32 @@ struct Issuer {
 }
 
 impl Issuer {
-    async fn start(jwks: Arc<std::sync::Mutex<Value>>) -> Self {
+    /// An issuer whose discovery document names `jwks_uri` (default: its own `/jwks.json`).
+    async fn start(jwks: Arc<std::sync::Mutex<Value>>, jwks_uri: Option<&str>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let fetches = Arc::new(AtomicUsize::new(0));
-        let (f, u) = (fetches.clone(), url.clone());
-        let app =
-            axum::Router::new()
-                .route(
-                    "/.well-known/openid-configuration",
-                    axum::routing::get(move || {
-                        let u = u.clone();
-                        async move {
-                            axum::Json(json!({"issuer": u, "jwks_uri": format!("{u}/jwks.json")}))
-                        }
-                    }),
-                )
-                .route(
-                    "/jwks.json",
-                    axum::routing::get(move || {
-                        f.fetch_add(1, Ordering::SeqCst);
-                        let jwks = jwks.lock().unwrap().clone();
-                        async move { axum::Json(jwks) }
-                    }),
-                );
+        let f = fetches.clone();
+        let doc = json!({
+            "issuer": url,
+            "jwks_uri": jwks_uri.map_or_else(|| format!("{url}/jwks.json"), str::to_owned),
+        });
+        let app = axum::Router::new()
+            .route(
+                "/.well-known/openid-configuration",
+                axum::routing::get(move || {
+                    let doc = doc.clone();
+                    async move { axum::Json(doc) }
+                }),
+            )
+            .route(
+                "/jwks.json",
+                axum::routing::get(move || {
+                    f.fetch_add(1, Ordering::SeqCst);
+                    let jwks = jwks.lock().unwrap().clone();
+                    async move { axum::Json(jwks) }
+                }),
+            );
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
             axum::serve(listener, app)
@@ -204,7 +207,7 @@ fn jwt_api(ep: &str, echo: &str, issuer: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jwt_authorizers_check_signature_issuer_audience_time_and_scopes() {
     let jwks = Arc::new(std::sync::Mutex::new(json!({"keys": []})));
-    let issuer = Issuer::start(jwks.clone()).await;
+    let issuer = Issuer::start(jwks.clone(), None).await;
     let offline = "https://issuer.offline.example";
     let made = keys_and_tokens(&issuer.url, offline);
     *jwks.lock().unwrap() = made["jwks"].clone();
@@ -248,6 +251,7 @@ async fn jwt_authorizers_check_signature_issuer_audience_time_and_scopes() {
         "wrong_iss",
         "bad_sig",
         "unknown_kid",
+        "aud_and_client_id",
     ] {
         let (s, _, b) = get(&endpoint, Some(format!("Bearer {}", token(bad))));
         assert_eq!(
@@ -261,6 +265,15 @@ async fn jwt_authorizers_check_signature_issuer_audience_time_and_scopes() {
     // Keys are cached: one fetch for all of these (an unknown kid fetches again only when the
     // keys are older than 30 s).
     assert_eq!(issuer.fetches.load(Ordering::SeqCst), 1);
+    // A discovery document pointing into a denied network (link-local here) is not followed.
+    let denied = Issuer::start(jwks.clone(), Some("http://169.254.169.254/jwks.json")).await;
+    let denied_endpoint = jwt_api(&ep, &echo, &denied.url);
+    let t = std::time::Instant::now();
+    assert_eq!(get(&denied_endpoint, Some(token("good"))).0, 401);
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(1),
+        "it was not fetched"
+    );
     // An offline issuer's keys come from the file the configuration names.
     let offline_endpoint = jwt_api(&ep, &echo, offline);
     assert_eq!(

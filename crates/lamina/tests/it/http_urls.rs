@@ -114,7 +114,9 @@ pub(crate) fn curl(args: &[&str]) -> (u16, Vec<(String, String)>, Vec<u8>) {
         String::from_utf8_lossy(&out.stderr)
     );
     let head = std::fs::read_to_string(&head).unwrap();
-    let mut lines = head.lines();
+    // The final response's head (after any `100 Continue`).
+    let last = head.rfind("HTTP/").unwrap_or(0);
+    let mut lines = head[last..].lines();
     let status = lines
         .next()
         .and_then(|l| l.split_whitespace().nth(1))
@@ -506,6 +508,15 @@ async fn bare_results_binary_bodies_errors_and_cors() {
     assert_eq!(header(&h, "content-type"), ["application/octet-stream"]);
     let (s, _, _) = curl(&[&urls["fail"]]);
     assert_eq!(s, 502);
+    // Bodies beyond a synchronous invoke's 6 MB are refused at the gateway.
+    let big = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(big.path(), vec![b'x'; 7 << 20]).unwrap();
+    let (s, _, _) = curl(&[
+        "--data-binary",
+        &format!("@{}", big.path().display()),
+        &urls["text"],
+    ]);
+    assert_eq!(s, 413);
     // Preflight is answered by Lamina without running the function.
     let (s, h, _) = curl(&[
         "-X",
@@ -594,14 +605,21 @@ account = "222222222222"
 /// Sends a request signed by botocore's SigV4 signer (service `lambda`), as the AWS docs show
 /// for IAM-authenticated function URLs; prints status and body.
 fn signed_get(url: &str, key: (&str, &str)) -> (u16, String) {
+    signed(url, key, &[])
+}
+
+/// A request signed by botocore; `body` is `[signed]` or `[signed, sent]` (a tampered body).
+fn signed(url: &str, key: (&str, &str), body: &[&str]) -> (u16, String) {
     let program = r#"
 import sys, urllib.request, urllib.error
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-req = AWSRequest(method='GET', url=sys.argv[1])
+body = sys.argv[4].encode() if len(sys.argv) > 4 else None
+req = AWSRequest(method='POST' if body else 'GET', url=sys.argv[1], data=body)
 SigV4Auth(Credentials(sys.argv[2], sys.argv[3]), 'lambda', 'us-east-1').add_auth(req)
-r = urllib.request.Request(sys.argv[1], headers=dict(req.headers.items()))
+sent = sys.argv[5].encode() if len(sys.argv) > 5 else body
+r = urllib.request.Request(sys.argv[1], data=sent, headers=dict(req.headers.items()))
 try:
     resp = urllib.request.urlopen(r, timeout=20)
     print(resp.status); print(resp.read().decode())
@@ -610,6 +628,7 @@ except urllib.error.HTTPError as e:
 "#;
     let out = Command::new(python_venv().join("bin/python"))
         .args(["-c", program, url, key.0, key.1])
+        .args(body)
         .output()
         .expect("python runs");
     assert!(
@@ -716,6 +735,9 @@ async fn with_auth_urls_need_the_resource_policy_and_iam_urls_a_signature() {
     assert_eq!(signed_get(&iam, ("AKIDALICE", "wrong")).0, 403);
     let (s, b) = signed_get(&iam, key);
     assert_eq!((s, b.as_str()), (200, r#"{"hello":"world"}"#));
+    // The signature covers the body: the same signature with another body is refused.
+    assert_eq!(signed(&iam, key, &["{\"a\":1}"]).0, 200);
+    assert_eq!(signed(&iam, key, &["{\"a\":1}", "{\"a\":2}"]).0, 403);
     // Another account needs a statement naming it.
     assert_eq!(signed_get(&iam, ("AKIDBOB", "bob-secret")).0, 403);
     aws(
