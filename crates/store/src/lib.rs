@@ -18,6 +18,7 @@ mod error;
 mod events;
 mod functions;
 mod http;
+pub mod image_layer;
 mod layers;
 mod logs;
 mod policies;

@@ -1,0 +1,271 @@
+use std::io::Write;
+
+use super::*;
+
+const LIMITS: LayerLimits = LayerLimits {
+    max_bytes: 1 << 20,
+    max_entries: 100,
+};
+
+/// A tar built header by header, so that hostile names can be written as they are.
+#[derive(Default)]
+struct Tar(Vec<u8>);
+
+impl Tar {
+    fn entry(
+        mut self,
+        name: &str,
+        kind: tar::EntryType,
+        link: &str,
+        data: &[u8],
+        mode: u32,
+    ) -> Self {
+        let mut h = tar::Header::new_old();
+        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
+        h.set_entry_type(kind);
+        h.set_size(data.len() as u64);
+        h.set_mode(mode);
+        h.set_cksum();
+        self.0.extend_from_slice(h.as_bytes());
+        self.0.extend_from_slice(data);
+        self.0.resize(self.0.len().div_ceil(512) * 512, 0);
+        self
+    }
+    fn file(self, name: &str, data: &[u8]) -> Self {
+        self.entry(name, tar::EntryType::Regular, "", data, 0o644)
+    }
+    fn dir(self, name: &str) -> Self {
+        self.entry(name, tar::EntryType::Directory, "", b"", 0o755)
+    }
+    fn link(self, name: &str, target: &str) -> Self {
+        self.entry(name, tar::EntryType::Symlink, target, b"", 0o777)
+    }
+    fn hard(self, name: &str, target: &str) -> Self {
+        self.entry(name, tar::EntryType::Link, target, b"", 0o644)
+    }
+    fn done(mut self) -> Vec<u8> {
+        self.0.extend_from_slice(&[0u8; 1024]);
+        self.0
+    }
+}
+
+fn unpack_plain(tar: &[u8]) -> (tempfile::TempDir, Result<Unpacked, LayerError>) {
+    let dir = tempfile::tempdir().unwrap();
+    let r = unpack(tar, Compression::None, dir.path(), LIMITS, None);
+    (dir, r)
+}
+
+fn sha(b: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(b)))
+}
+
+#[test]
+fn a_layer_unpacks_with_its_diff_id_whatever_the_compression() {
+    let tar = Tar::default()
+        .dir("./usr/")
+        .file("./usr/bin/tool", b"#!/bin/sh\n")
+        .entry("usr/bin/suid", tar::EntryType::Regular, "", b"x", 0o4755)
+        .link("usr/bin/alias", "/usr/bin/tool")
+        .hard("usr/bin/again", "./usr/bin/tool")
+        .done();
+    let gz = {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(&tar).unwrap();
+        e.finish().unwrap()
+    };
+    let zst = zstd::encode_all(&tar[..], 3).unwrap();
+    for (blob, c) in [
+        (&tar, Compression::None),
+        (&gz, Compression::Gzip),
+        (&zst, Compression::Zstd),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let u = unpack(&blob[..], c, dir.path(), LIMITS, Some(&sha(&tar))).unwrap();
+        assert_eq!(u.diff_id, sha(&tar));
+        assert_eq!(u.bytes, tar.len() as u64);
+        let root = dir.path();
+        assert_eq!(fs::read(root.join("usr/bin/tool")).unwrap(), b"#!/bin/sh\n");
+        assert_eq!(
+            fs::read_link(root.join("usr/bin/alias")).unwrap(),
+            Path::new("/usr/bin/tool")
+        );
+        assert_eq!(
+            fs::read(root.join("usr/bin/again")).unwrap(),
+            b"#!/bin/sh\n"
+        );
+        let mode = fs::metadata(root.join("usr/bin/suid"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o7777, 0o755, "setuid dropped");
+    }
+    assert_eq!(
+        Compression::of_media_type("application/vnd.oci.image.layer.v1.tar+zstd"),
+        Some(Compression::Zstd)
+    );
+    assert_eq!(
+        Compression::of_media_type("application/vnd.docker.image.rootfs.diff.tar.gzip"),
+        Some(Compression::Gzip)
+    );
+    assert_eq!(
+        Compression::of_media_type("application/vnd.oci.image.layer.v1.tar"),
+        Some(Compression::None)
+    );
+}
+
+#[test]
+fn hostile_layers_are_refused() {
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("parent", Tar::default().file("../escape", b"x").done()),
+        (
+            "deep parent",
+            Tar::default().file("a/../../escape", b"x").done(),
+        ),
+        ("absolute", Tar::default().file("/etc/passwd", b"x").done()),
+        (
+            "through a symlink",
+            Tar::default().link("l", "..").file("l/escape", b"x").done(),
+        ),
+        (
+            "through an absolute symlink",
+            Tar::default()
+                .link("etc", "/etc")
+                .file("etc/passwd", b"x")
+                .done(),
+        ),
+        (
+            "hard link outside",
+            Tar::default().hard("h", "../../etc/shadow").done(),
+        ),
+        (
+            "hard link to nothing",
+            Tar::default().hard("h", "missing").done(),
+        ),
+        (
+            "hard link to a symlink",
+            Tar::default()
+                .link("s", "/etc/shadow")
+                .hard("h", "s")
+                .done(),
+        ),
+        (
+            "duplicate",
+            Tar::default().file("a", b"1").file("a", b"2").done(),
+        ),
+        ("not a tar", vec![7u8; 2048]),
+    ];
+    for (what, tar) in cases {
+        let (dir, r) = unpack_plain(&tar);
+        assert!(r.is_err(), "{what} was accepted");
+        // Nothing was written outside the directory (the caller removes the directory itself).
+        assert!(
+            !dir.path().parent().unwrap().join("escape").exists(),
+            "{what}"
+        );
+    }
+}
+
+#[test]
+fn devices_are_skipped_and_bombs_stop_at_the_limit() {
+    let tar = Tar::default()
+        .entry("dev/null", tar::EntryType::Char, "", b"", 0o666)
+        .entry("fifo", tar::EntryType::Fifo, "", b"", 0o644)
+        .file("ok", b"fine")
+        .done();
+    let (dir, r) = unpack_plain(&tar);
+    let u = r.unwrap();
+    assert_eq!(u.skipped, 2);
+    assert!(!dir.path().join("dev/null").exists());
+    assert!(!dir.path().join("fifo").exists());
+    // 64 MiB of zeros compress to almost nothing; reading stops at the 1 MiB limit.
+    let big = Tar::default().file("zeros", &vec![0u8; 64 << 20]).done();
+    let zst = zstd::encode_all(&big[..], 3).unwrap();
+    assert!(zst.len() < 1 << 20);
+    let dir = tempfile::tempdir().unwrap();
+    let r = unpack(&zst[..], Compression::Zstd, dir.path(), LIMITS, None);
+    assert!(matches!(r, Err(LayerError::TooLarge { .. })), "{r:?}");
+    let many = (0..200)
+        .fold(Tar::default(), |t, i| t.file(&format!("f{i}"), b""))
+        .done();
+    assert!(matches!(
+        unpack_plain(&many).1,
+        Err(LayerError::TooManyEntries { .. })
+    ));
+}
+
+#[test]
+fn a_wrong_diff_id_is_refused() {
+    let tar = Tar::default().file("a", b"1").done();
+    let dir = tempfile::tempdir().unwrap();
+    let r = unpack(
+        &tar[..],
+        Compression::None,
+        dir.path(),
+        LIMITS,
+        Some(&sha(b"other")),
+    );
+    assert!(matches!(r, Err(LayerError::DiffIdMismatch { .. })), "{r:?}");
+}
+
+#[test]
+fn whiteouts_and_opaque_directories_apply_when_merging() {
+    let lower = Tar::default()
+        .file("a/b", b"lower b")
+        .file("a/c", b"lower c")
+        .file("d/e", b"lower e")
+        .file("keep", b"lower keep")
+        .link("etc", "/")
+        .done();
+    let upper = Tar::default()
+        .file("a/.wh.b", b"")
+        .file("d/.wh..wh..opq", b"")
+        .file("d/f", b"upper f")
+        .file("keep", b"upper keep")
+        .file(".wh.gone", b"")
+        // A whiteout below a lower symlink must not reach through it.
+        .file("etc/.wh.victim", b"")
+        .done();
+    let (l, lu) = unpack_plain(&lower);
+    let (u, uu) = unpack_plain(&upper);
+    let (lu, uu) = (lu.unwrap(), uu.unwrap());
+    assert!(lu.whiteouts.is_empty());
+    assert_eq!(
+        uu.whiteouts,
+        vec![
+            Whiteout::Path("a/b".into()),
+            Whiteout::Opaque("d".into()),
+            Whiteout::Path("gone".into()),
+            Whiteout::Path("etc/victim".into()),
+        ]
+    );
+    assert!(
+        !u.path().join("a/.wh.b").exists(),
+        "whiteouts stay out of the tree"
+    );
+    let outside = tempfile::tempdir().unwrap();
+    let victim = outside.path().join("victim");
+    fs::write(&victim, b"must stay").unwrap();
+    // Point the lower symlink at the outside directory for the merge.
+    fs::remove_file(l.path().join("etc")).unwrap();
+    symlink(outside.path(), l.path().join("etc")).unwrap();
+    let root = tempfile::tempdir().unwrap();
+    merge(
+        &[(l.path(), &lu.whiteouts), (u.path(), &uu.whiteouts)],
+        root.path(),
+    )
+    .unwrap();
+    let r = root.path();
+    assert!(!r.join("a/b").exists());
+    assert_eq!(fs::read(r.join("a/c")).unwrap(), b"lower c");
+    assert!(!r.join("d/e").exists(), "opaque");
+    assert_eq!(fs::read(r.join("d/f")).unwrap(), b"upper f");
+    assert_eq!(fs::read(r.join("keep")).unwrap(), b"upper keep");
+    assert!(victim.exists(), "a whiteout went through a symlink");
+    // Hard links: the root shares the layers' inodes.
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        fs::metadata(r.join("a/c")).unwrap().ino(),
+        fs::metadata(l.path().join("a/c")).unwrap().ino()
+    );
+}
