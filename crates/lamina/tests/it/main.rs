@@ -11,6 +11,7 @@ mod hardening;
 mod helpers;
 mod http_apis;
 mod http_jwt;
+mod http_node;
 mod http_urls;
 mod invoke;
 mod layers;
