@@ -229,3 +229,49 @@ fn check_skew(amz_date: &str, max_skew_s: i64) -> Result<(), AuthError> {
     }
     Ok(())
 }
+
+/// IAM's wildcards (`ArnLike`, `StringLike`, policy resources): `*` matches any run of
+/// characters, `?` any one. Iterative, linear in practice (the last `*` is the only
+/// backtracking point).
+pub(crate) fn iam_like(pattern: &str, arn: &str) -> bool {
+    let (p, s) = (pattern.as_bytes(), arn.as_bytes());
+    let (mut i, mut j) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while j < s.len() {
+        if i < p.len() && (p[i] == b'?' || p[i] == s[j]) {
+            i += 1;
+            j += 1;
+        } else if i < p.len() && p[i] == b'*' {
+            star = Some((i, j));
+            i += 1;
+        } else if let Some((si, sj)) = star {
+            i = si + 1;
+            j = sj + 1;
+            star = Some((si, sj + 1));
+        } else {
+            return false;
+        }
+    }
+    p[i..].iter().all(|c| *c == b'*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iam_like_globs_without_backtracking_blowups() {
+        assert!(iam_like(
+            "arn:aws:sns:*:111:*",
+            "arn:aws:sns:us-east-1:111:t"
+        ));
+        assert!(iam_like("a?c", "abc"));
+        assert!(!iam_like("a?c", "abbc"));
+        assert!(iam_like("*", ""));
+        let hostile = "*a".repeat(200) + "b";
+        let text = "a".repeat(5000);
+        let started = std::time::Instant::now();
+        assert!(!iam_like(&hostile, &text));
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    }
+}

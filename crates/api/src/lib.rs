@@ -95,6 +95,19 @@ pub(crate) async fn blocking<T: Send + 'static, E: Internal + Send + 'static>(
     })
 }
 
+/// A fresh id of `len` (at most 32) lowercase letters and digits: URL ids, API ids and the
+/// ids of their parts.
+pub(crate) fn random_id(len: usize) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let (a, b) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    a.as_bytes()
+        .iter()
+        .chain(b.as_bytes())
+        .take(len)
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
+}
+
 /// The services this port speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Service {

@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 
 use super::doc::{Api, ApiCors, ApiDoc, Integration, Route, Stage};
 use super::parts::{page, patch};
-use super::{ApiGwError, ApiGwResult, body_of, id_of_len, load, modify, new_id, now, save};
+use super::{ApiGwError, ApiGwResult, body_of, load, modify, new_id, now, save};
 use crate::http::cors::Cors;
 use crate::{AppState, Caller};
 
@@ -90,7 +90,7 @@ pub async fn create(
         ));
     }
     let t = now();
-    api.api_id = id_of_len(10);
+    api.api_id = crate::random_id(10);
     api.created_date = t.clone();
     api.api_endpoint = None;
     if api.route_selection_expression.is_empty() {
@@ -314,13 +314,11 @@ pub async fn untag(
     RawQuery(raw): RawQuery,
 ) -> ApiGwResult<StatusCode> {
     let api = api_of_arn(&caller, &arn)?;
-    let keys: Vec<String> = url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
-        .filter(|(k, _)| k == "tagKeys")
-        .map(|(_, v)| v.into_owned())
-        .collect();
+    let query = crate::query::Query::parse(raw.as_deref());
+    let keys = query.all("tagKeys");
     modify(&state, &caller, &api, false, |doc| {
         for k in &keys {
-            doc.api.tags.remove(k);
+            doc.api.tags.remove(*k);
         }
         Ok(())
     })

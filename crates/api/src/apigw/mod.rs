@@ -121,20 +121,9 @@ impl IntoResponse for ApiGwError {
     }
 }
 
-/// A fresh id: 10 lowercase letters and digits for APIs, 7 for their parts.
-pub(crate) fn id_of_len(n: usize) -> String {
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    uuid::Uuid::new_v4()
-        .as_bytes()
-        .iter()
-        .take(n)
-        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
-        .collect()
-}
-
 /// An id for a route, integration, authorizer or deployment.
 pub(crate) fn new_id() -> String {
-    id_of_len(7)
+    crate::random_id(7)
 }
 
 /// Now, as the wire writes it.

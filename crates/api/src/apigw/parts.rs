@@ -70,10 +70,7 @@ pub(crate) fn patch<T: Serialize + DeserializeOwned>(
 
 /// A page of `(id, item)` by `maxResults` and `nextToken` (the id to start at).
 pub(crate) fn page(items: Vec<(String, Value)>, raw: Option<&str>) -> ApiGwResult<Value> {
-    let q: BTreeMap<String, String> =
-        url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
-            .into_owned()
-            .collect();
+    let q = crate::query::Query::parse(raw);
     let max = match q.get("maxResults") {
         None => 100,
         Some(m) => m
@@ -86,7 +83,7 @@ pub(crate) fn page(items: Vec<(String, Value)>, raw: Option<&str>) -> ApiGwResul
         None => 0,
         Some(t) => items
             .iter()
-            .position(|(id, _)| id >= t)
+            .position(|(id, _)| id.as_str() >= t)
             .unwrap_or(items.len()),
     };
     let mut out = json!({

@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 use super::event::{self, Context, Incoming};
 use crate::AppState;
 use crate::apigw::doc::Authorizer;
+use crate::auth::iam_like;
 use crate::lambda::from_service::{self, Principal};
 
 /// How long an authorizer may take (HTTP API quota).
@@ -43,28 +44,6 @@ fn strings(v: &Value) -> Vec<String> {
     }
 }
 
-/// `*` any run of characters, `?` one.
-fn glob(pattern: &str, s: &str) -> bool {
-    let (p, s) = (pattern.as_bytes(), s.as_bytes());
-    let (mut i, mut j, mut star) = (0, 0, None);
-    while j < s.len() {
-        if i < p.len() && (p[i] == b'?' || p[i] == s[j]) {
-            i += 1;
-            j += 1;
-        } else if i < p.len() && p[i] == b'*' {
-            star = Some((i, j));
-            i += 1;
-        } else if let Some((si, sj)) = star {
-            i = si + 1;
-            j = sj + 1;
-            star = Some((si, sj + 1));
-        } else {
-            return false;
-        }
-    }
-    p[i..].iter().all(|c| *c == b'*')
-}
-
 impl Answer {
     /// Reads an authorizer's result; `None` when it is not a valid answer.
     pub(crate) fn parse(body: &[u8], simple: bool) -> Option<Self> {
@@ -89,7 +68,7 @@ impl Answer {
             .filter(|s| {
                 strings(&s["Action"])
                     .iter()
-                    .any(|a| glob(&a.to_ascii_lowercase(), "execute-api:invoke"))
+                    .any(|a| iam_like(&a.to_ascii_lowercase(), "execute-api:invoke"))
             })
             .map(|s| (s["Effect"] == "Allow", strings(&s["Resource"])))
             .collect();
@@ -108,7 +87,7 @@ impl Answer {
                 let hit = |allow: bool| {
                     statements
                         .iter()
-                        .any(|(a, rs)| *a == allow && rs.iter().any(|r| glob(r, route_arn)))
+                        .any(|(a, rs)| *a == allow && rs.iter().any(|r| iam_like(r, route_arn)))
                 };
                 !hit(false) && hit(true)
             }
@@ -243,9 +222,10 @@ pub(crate) fn identity_value(source: &str, req: &Request<'_>) -> Option<String> 
             .collect();
         (!all.is_empty()).then(|| all.join(","))
     } else if let Some(q) = source.strip_prefix("$request.querystring.") {
-        let all: Vec<String> = url::form_urlencoded::parse(inc.raw_query.as_bytes())
+        let all: Vec<String> = crate::query::pairs(inc.raw_query)
+            .into_iter()
             .filter(|(k, _)| k == q)
-            .map(|(_, v)| v.into_owned())
+            .map(|(_, v)| v)
             .collect();
         (!all.is_empty()).then(|| all.join(","))
     } else if let Some(c) = source.strip_prefix("$context.") {

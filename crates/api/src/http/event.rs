@@ -100,13 +100,6 @@ fn header_text(v: &HeaderValue) -> String {
     String::from_utf8_lossy(v.as_bytes()).into_owned()
 }
 
-/// Decoded query parameters, in order.
-fn query_pairs(raw: &str) -> Vec<(String, String)> {
-    url::form_urlencoded::parse(raw.as_bytes())
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect()
-}
-
 fn user_agent(h: &HeaderMap) -> String {
     h.get("user-agent").map(header_text).unwrap_or_default()
 }
@@ -142,7 +135,7 @@ pub fn v2(inc: &Incoming<'_>, ctx: &Context<'_>) -> Value {
         }
     }
     let mut query = Map::new();
-    for (k, v) in query_pairs(inc.raw_query) {
+    for (k, v) in crate::query::pairs(inc.raw_query) {
         match query.get_mut(&k) {
             Some(Value::String(existing)) => {
                 existing.push(',');
@@ -219,7 +212,7 @@ pub fn v1(inc: &Incoming<'_>, ctx: &Context<'_>, resource: &str) -> Value {
     }
     let mut query = Map::new();
     let mut multi_query = Map::new();
-    for (k, v) in query_pairs(inc.raw_query) {
+    for (k, v) in crate::query::pairs(inc.raw_query) {
         let v = Value::String(v);
         query.insert(k.clone(), v.clone());
         match multi_query.get_mut(&k) {

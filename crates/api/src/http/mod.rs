@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use lamina_store::FunctionUrl;
 
@@ -232,17 +232,19 @@ pub fn target_of(parts: &axum::http::request::Parts) -> Option<Target> {
         }
     });
     let mut labels = host.split('.');
-    if let (Some(id), Some(kind)) = (labels.next(), labels.next()) {
-        let id = id.to_ascii_lowercase();
-        if kind.eq_ignore_ascii_case("lambda-url") && is_id(&id) {
+    if let (Some(id), Some(kind)) = (labels.next(), labels.next())
+        && is_id(id)
+    {
+        // Only a gateway's request allocates: this runs before every request of the port.
+        if kind.eq_ignore_ascii_case("lambda-url") {
             return Some(Target::Url {
-                id,
+                id: id.to_ascii_lowercase(),
                 path: path.to_owned(),
             });
         }
-        if kind.eq_ignore_ascii_case("execute-api") && is_id(&id) {
+        if kind.eq_ignore_ascii_case("execute-api") {
             return Some(Target::Api {
-                id,
+                id: id.to_ascii_lowercase(),
                 path: path.to_owned(),
             });
         }
@@ -332,6 +334,49 @@ pub(crate) fn too_large() -> Response {
         "message",
         "Request Entity Too Large",
     )
+}
+
+/// Adds what a load balancer in front of the function would: the client's address and the
+/// scheme and port it used, and a trace id.
+pub(crate) fn forwarded(headers: &HeaderMap, ip: &str, scheme: &str, port: &str) -> HeaderMap {
+    let mut h = headers.clone();
+    let put = |h: &mut HeaderMap, name: &'static str, v: &str| {
+        if let Ok(v) = HeaderValue::from_str(v) {
+            h.insert(name, v);
+        }
+    };
+    let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prior) => format!("{prior}, {ip}"),
+        None => ip.to_owned(),
+    };
+    put(&mut h, "x-forwarded-for", &forwarded_for);
+    put(&mut h, "x-forwarded-proto", scheme);
+    let port = port.trim_start_matches(':');
+    let port = if port.is_empty() {
+        if scheme == "https" { "443" } else { "80" }
+    } else {
+        port
+    };
+    put(&mut h, "x-forwarded-port", port);
+    if !h.contains_key("x-amzn-trace-id") {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let epoch = lamina_model::now_millis() / 1000;
+        put(
+            &mut h,
+            "x-amzn-trace-id",
+            &format!("Root=1-{epoch:08x}-{}", &id[..24]),
+        );
+    }
+    h
+}
+
+/// `2xx`, `4xx` or `5xx`.
+pub(crate) fn status_class(s: StatusCode) -> &'static str {
+    match s.as_u16() {
+        400..=499 => "4xx",
+        500..=599 => "5xx",
+        _ => "2xx",
+    }
 }
 
 /// A mapped function reply as a response.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use lamina_model::Qualifier;
 use lamina_store::FunctionUrl;
@@ -45,40 +45,6 @@ async fn lookup(state: &Arc<AppState>, id: &str) -> Option<Arc<FunctionUrl>> {
             store.function_url_by_id(&key).map_err(|e| e.to_string())
         })
         .await
-}
-
-/// Adds what a load balancer in front of the function would: the client's address and the
-/// scheme and port it used, and a trace id.
-pub(crate) fn forwarded(headers: &HeaderMap, ip: &str, scheme: &str, port: &str) -> HeaderMap {
-    let mut h = headers.clone();
-    let put = |h: &mut HeaderMap, name: &'static str, v: &str| {
-        if let Ok(v) = HeaderValue::from_str(v) {
-            h.insert(name, v);
-        }
-    };
-    let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(prior) => format!("{prior}, {ip}"),
-        None => ip.to_owned(),
-    };
-    put(&mut h, "x-forwarded-for", &forwarded_for);
-    put(&mut h, "x-forwarded-proto", scheme);
-    let port = port.trim_start_matches(':');
-    let port = if port.is_empty() {
-        if scheme == "https" { "443" } else { "80" }
-    } else {
-        port
-    };
-    put(&mut h, "x-forwarded-port", port);
-    if !h.contains_key("x-amzn-trace-id") {
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        let epoch = lamina_model::now_millis() / 1000;
-        put(
-            &mut h,
-            "x-amzn-trace-id",
-            &format!("Root=1-{epoch:08x}-{}", &id[..24]),
-        );
-    }
-    h
 }
 
 /// Who is calling: `None` for `NONE` URLs, the signing account for `AWS_IAM` ones; `Err` when
@@ -128,19 +94,10 @@ pub(crate) async fn serve(
         Ok(body) => handle(state, &url, path, &parts, body, ip).await,
         Err(resp) => resp,
     };
-    metrics::counter!("lamina_http_requests_total", "gateway" => "url", "id" => id.to_owned(), "status" => status_class(resp.status())).increment(1);
+    metrics::counter!("lamina_http_requests_total", "gateway" => "url", "id" => id.to_owned(), "status" => super::status_class(resp.status())).increment(1);
     metrics::histogram!("lamina_http_request_duration_seconds", "gateway" => "url", "id" => id.to_owned())
         .record(started.elapsed().as_secs_f64());
     resp
-}
-
-/// `2xx`, `4xx` or `5xx`.
-pub(crate) fn status_class(s: StatusCode) -> &'static str {
-    match s.as_u16() {
-        400..=499 => "4xx",
-        500..=599 => "5xx",
-        _ => "2xx",
-    }
 }
 
 async fn handle(
@@ -188,7 +145,7 @@ async fn handle(
         }
     }
     let domain = format!("{id}.lambda-url.{}.{}", key.region, state.http.domain);
-    let headers = forwarded(&parts.headers, ip, &state.http.scheme, &state.http.port);
+    let headers = super::forwarded(&parts.headers, ip, &state.http.scheme, &state.http.port);
     let request_id = uuid::Uuid::new_v4().to_string();
     let incoming = Incoming {
         method: parts.method.as_str(),

@@ -365,20 +365,7 @@ pub async fn list(
 ) -> ApiResult<Json<Value>> {
     let q = Query::parse(raw.as_deref());
     let (key, _) = resolve(&caller, &name, None, "ListFunctionEventInvokeConfigs")?;
-    let max = match q.get("MaxItems") {
-        None => 50,
-        Some(m) => m
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=50).contains(n))
-            .ok_or_else(|| {
-                LambdaError::validation(
-                    m,
-                    "maxItems",
-                    "Member must have value less than or equal to 50",
-                )
-            })?,
-    };
+    let max = super::max_items(&q)?;
     let start: usize = q.get("Marker").and_then(|m| m.parse().ok()).unwrap_or(0);
     let store = state.store.clone();
     let k = key.clone();

@@ -251,6 +251,24 @@ async fn unknown_operation() -> ApiError {
     .into()
 }
 
+/// `MaxItems` of the lists that take at most 50 (event invoke configs, function URLs).
+pub(crate) fn max_items(q: &query::Query) -> ApiResult<usize> {
+    let Some(m) = q.get("MaxItems") else {
+        return Ok(50);
+    };
+    m.parse::<usize>()
+        .ok()
+        .filter(|n| (1..=50).contains(n))
+        .ok_or_else(|| {
+            LambdaError::validation(
+                m,
+                "maxItems",
+                "Member must have value less than or equal to 50",
+            )
+            .into()
+        })
+}
+
 /// Parses a JSON request body; an empty body is the empty structure.
 pub(crate) fn json_body<T: DeserializeOwned + Default>(body: &Bytes) -> ApiResult<T> {
     if body.iter().all(u8::is_ascii_whitespace) {

@@ -145,18 +145,6 @@ fn no_url() -> super::ApiError {
     LambdaError::not_found("The resource you requested does not exist.").into()
 }
 
-/// A fresh URL id: 32 lowercase letters and digits.
-fn url_id() -> String {
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut bytes = [0u8; 32];
-    bytes[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-    bytes[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-    bytes
-        .iter()
-        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
-        .collect()
-}
-
 /// `POST …/url`: CreateFunctionUrlConfig.
 pub async fn create(
     State(state): State<Arc<AppState>>,
@@ -185,7 +173,7 @@ pub async fn create(
     let url = FunctionUrl {
         function: key.clone(),
         qualifier: qualifier_text(&qualifier),
-        url_id: url_id(),
+        url_id: crate::random_id(32),
         auth_type,
         cors: req.cors.as_ref().map(cors_text).transpose()?,
         invoke_mode: req.invoke_mode.clone(),
@@ -314,20 +302,7 @@ pub async fn list(
 ) -> ApiResult<Json<Value>> {
     let q = Query::parse(raw.as_deref());
     let (key, _) = resolve(&caller, &name, None, "ListFunctionUrlConfigs")?;
-    let max = match q.get("MaxItems") {
-        None => 50,
-        Some(m) => m
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=50).contains(n))
-            .ok_or_else(|| {
-                LambdaError::validation(
-                    m,
-                    "maxItems",
-                    "Member must have value less than or equal to 50",
-                )
-            })?,
-    };
+    let max = super::max_items(&q)?;
     let store = state.store.clone();
     let k = key.clone();
     let (exists, urls) =
