@@ -10,6 +10,7 @@
 
 pub mod apigw;
 pub mod auth;
+pub mod ecr;
 pub mod http;
 pub mod lambda;
 pub mod query;
@@ -53,6 +54,8 @@ pub struct AppState {
     pub sns: sns::SnsState,
     /// Function URLs and HTTP APIs: their names and read caches.
     pub http: http::HttpState,
+    /// The image registry: its token key and pull settings.
+    pub ecr: ecr::EcrState,
     /// Asynchronous events: the queue's front door (its dispatcher runs beside).
     pub queue: Arc<lambda::queue::EventQueue>,
     /// `$LATEST` records read by Invoke, so the hot path does not go to SQLite. Every write to a
@@ -117,11 +120,16 @@ pub enum Service {
     Sns,
     /// API Gateway v2 (rest-json under `/v2/`).
     ApiGateway,
+    /// ECR's API (JSON 1.1).
+    Ecr,
+    /// The OCI distribution API (`/v2/<repository>/…`), unsigned (HTTP Basic).
+    Registry,
 }
 
 /// Picks the service of a request: the SigV4 credential scope names it for every signed call;
-/// unsigned ones go by shape (`/` is SNS's query endpoint, where its confirmation links point
-/// too; `/v2/…` is API Gateway's; everything else is Lambda's). `Err` carries a service this server does not speak.
+/// unsigned ones go by shape (a repository's blobs, manifests or tags under `/v2/` are the
+/// registry's; `/` is SNS's query endpoint, where its confirmation links point too; the rest of
+/// `/v2/…` is API Gateway's; everything else is Lambda's). `Err` carries a service this server does not speak.
 pub fn service_of(parts: &axum::http::request::Parts) -> Result<Service, String> {
     let scoped = parts
         .headers
@@ -133,7 +141,9 @@ pub fn service_of(parts: &axum::http::request::Parts) -> Result<Service, String>
         Some("lambda") => Ok(Service::Lambda),
         Some("sns") => Ok(Service::Sns),
         Some("apigateway") => Ok(Service::ApiGateway),
+        Some("ecr") => Ok(Service::Ecr),
         Some(other) => Err(other.to_owned()),
+        None if ecr::registry::is_registry_path(parts.uri.path()) => Ok(Service::Registry),
         None if parts.uri.path() == "/" => Ok(Service::Sns),
         None if parts.uri.path().starts_with("/v2/") => Ok(Service::ApiGateway),
         None => Ok(Service::Lambda),
@@ -166,6 +176,8 @@ pub fn router(state: Arc<AppState>) -> Router {
                     Ok(Service::Lambda) => lambda.oneshot(req).await.into_response(),
                     Ok(Service::Sns) => sns.oneshot(req).await.into_response(),
                     Ok(Service::ApiGateway) => apigw.oneshot(req).await.into_response(),
+                    Ok(Service::Ecr) => ecr::api::serve(gateways, req).await,
+                    Ok(Service::Registry) => ecr::registry::serve(gateways, req).await,
                     Err(name) => unknown_service(&name),
                 }
             }
@@ -175,7 +187,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 
 fn unknown_service(name: &str) -> Response {
     let body = serde_json::json!({
-        "message": format!("This server does not speak the '{name}' service; it speaks lambda, sns and apigateway.")
+        "message": format!("This server does not speak the '{name}' service; it speaks lambda, sns, apigateway and ecr.")
     });
     (
         axum::http::StatusCode::BAD_REQUEST,

@@ -172,6 +172,78 @@ pub struct FunctionSpec {
     /// Where events that failed every asynchronous attempt go (an SNS topic ARN).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dead_letter_target: Option<String>,
+    /// The image a `PackageType: Image` function runs, resolved when its code was set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageSpec>,
+    /// `ImageConfig`: overrides of the image's own configuration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_config: Option<ImageConfig>,
+}
+
+/// An image function's image: what the user named, the digest it resolved to, and the parts of
+/// the image's configuration that decide how it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageSpec {
+    /// `ImageUri` as given.
+    pub uri: String,
+    /// `<repository>@sha256:<hex>`: what this version runs, whatever the tag names later.
+    pub resolved_uri: String,
+    /// `sha256:<hex>` of the manifest.
+    pub digest: String,
+    #[serde(default)]
+    pub entry_point: Vec<String>,
+    #[serde(default)]
+    pub cmd: Vec<String>,
+    #[serde(default)]
+    pub working_dir: String,
+    /// The image's `Env`, `KEY=VALUE` each.
+    #[serde(default)]
+    pub env: Vec<String>,
+}
+
+/// `ImageConfig` (each member absent means the image's own value).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry_point: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_directory: Option<String>,
+}
+
+/// How an image function starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageLaunch {
+    pub argv: Vec<String>,
+    pub cwd: String,
+    /// The image's own environment.
+    pub env: Vec<(String, String)>,
+}
+
+impl FunctionSpec {
+    /// What an image function executes, where, with the image's environment first: `ImageConfig`
+    /// over the image's configuration, as Lambda does. `None` for zip functions.
+    pub fn image_run(&self) -> Option<ImageLaunch> {
+        let image = self.image.as_ref()?;
+        let over = self.image_config.clone().unwrap_or_default();
+        let mut argv = over
+            .entry_point
+            .unwrap_or_else(|| image.entry_point.clone());
+        argv.extend(over.command.unwrap_or_else(|| image.cmd.clone()));
+        let cwd = over
+            .working_directory
+            .filter(|d| !d.is_empty())
+            .or_else(|| Some(image.working_dir.clone()).filter(|d| !d.is_empty()))
+            .unwrap_or_else(|| "/".into());
+        let env = image
+            .env
+            .iter()
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        Some(ImageLaunch { argv, cwd, env })
+    }
 }
 
 /// A layer version as a function uses it.
@@ -205,6 +277,8 @@ impl FunctionSpec {
             layers: Vec::new(),
             layer_code: Vec::new(),
             dead_letter_target: None,
+            image: None,
+            image_config: None,
         }
     }
 }

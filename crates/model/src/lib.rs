@@ -17,8 +17,8 @@ mod timestamp;
 pub use arn::{AccountId, Region};
 pub use error::{ErrorKind, LambdaError};
 pub use function::{
-    Architecture, FunctionSpec, LastUpdateStatus, LayerCode, LogFormat, PackageType, State,
-    TracingMode,
+    Architecture, FunctionSpec, ImageConfig, ImageLaunch, ImageSpec, LastUpdateStatus, LayerCode,
+    LogFormat, PackageType, State, TracingMode,
 };
 pub use limits::Limits;
 pub use names::{FunctionName, FunctionRef, Qualifier, function_arn};

@@ -109,7 +109,7 @@ impl Limits {
                 "Cannot reference more than 5 layers.",
             ));
         }
-        Ok(())
+        check_image(spec)
     }
 
     pub fn check_memory(&self, mb: u32) -> Result<(), LambdaError> {
@@ -288,6 +288,47 @@ pub fn check_handler(h: &str) -> Result<(), LambdaError> {
             "handler",
             "Member must satisfy regular expression pattern: [^\\s]+ and have length between 1 and 128",
         ));
+    }
+    Ok(())
+}
+
+/// What Lambda refuses on image functions (and `ImageConfig` on zip functions).
+fn check_image(spec: &FunctionSpec) -> Result<(), LambdaError> {
+    if spec.package_type == PackageType::Zip {
+        if spec.image_config.is_some() {
+            return Err(LambdaError::invalid_parameter(
+                "ImageConfig is only supported for functions with PackageType Image.",
+            ));
+        }
+        return Ok(());
+    }
+    if spec.runtime.is_some() || spec.handler.is_some() {
+        return Err(LambdaError::invalid_parameter(
+            "Runtime and Handler are not supported for functions with PackageType Image: the image's ENTRYPOINT and CMD (or ImageConfig) decide what runs.",
+        ));
+    }
+    if !spec.layers.is_empty() {
+        return Err(LambdaError::invalid_parameter(
+            "Layers are not supported for functions with PackageType Image.",
+        ));
+    }
+    if let Some(c) = &spec.image_config {
+        for (name, list) in [("EntryPoint", &c.entry_point), ("Command", &c.command)] {
+            if list.as_ref().is_some_and(|l| l.len() > 1500) {
+                return Err(LambdaError::validation(
+                    "[...]",
+                    &format!("imageConfig.{}", name.to_lowercase()),
+                    "Member must have length less than or equal to 1500",
+                ));
+            }
+        }
+        if c.working_directory.as_ref().is_some_and(|d| d.len() > 1000) {
+            return Err(LambdaError::validation(
+                "...",
+                "imageConfig.workingDirectory",
+                "Member must have length less than or equal to 1000",
+            ));
+        }
     }
     Ok(())
 }

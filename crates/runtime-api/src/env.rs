@@ -22,7 +22,7 @@ use crate::{Executor, Failure, FunctionRuntime, Invocation, Outcome};
 
 /// INIT must finish within this, as on Lambda.
 pub const INIT_LIMIT: Duration = Duration::from_secs(10);
-const RUNTIME_API_PORT: u16 = 9001;
+pub(crate) const RUNTIME_API_PORT: u16 = 9001;
 const CPU_PERIOD_US: u64 = 100_000;
 
 /// What keeps an environment's code on disk.
@@ -71,7 +71,11 @@ pub struct Ran {
     pub reusable: bool,
 }
 
-fn env_vars(f: &FunctionRuntime, offered: &Offered, stream: &str) -> Vec<(String, String)> {
+pub(crate) fn env_vars(
+    f: &FunctionRuntime,
+    offered: &Offered,
+    stream: &str,
+) -> Vec<(String, String)> {
     let mut env: BTreeMap<String, String> = f.environment.clone();
     let mut set = |k: &str, v: String| {
         env.insert(k.to_owned(), v);
@@ -195,18 +199,34 @@ impl Environment {
         boost: bool,
     ) -> Result<Self, Failure> {
         let inner = &ex.inner;
-        let offered = inner
-            .runtimes
-            .iter()
-            .find(|r| r.id == f.runtime)
-            .cloned()
-            .ok_or_else(|| {
-                Failure::Unavailable(format!("runtime {} is not served by this host", f.runtime))
-            })?;
         let id = inner
             .next_id
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let stream = stream_name(&f.version);
+        let launch = match &f.image {
+            Some(image) => crate::image::launch(f, image, &stream).map_err(Failure::Unavailable)?,
+            None => {
+                let offered = inner
+                    .runtimes
+                    .iter()
+                    .find(|r| r.id == f.runtime)
+                    .ok_or_else(|| {
+                        Failure::Unavailable(format!(
+                            "runtime {} is not served by this host",
+                            f.runtime
+                        ))
+                    })?;
+                let bootstrap_in_task =
+                    runtimes::bootstrap_in_task(&f.code_tree, f.opt_tree.as_deref());
+                crate::image::Launch {
+                    binds: inner.binds(&f.code_tree, f.opt_tree.as_deref()),
+                    symlinks: inner.symlinks.clone(),
+                    cwd: "/var/task".into(),
+                    argv: runtimes::argv(offered, bootstrap_in_task),
+                    env: env_vars(f, offered, &stream),
+                }
+            }
+        };
         let tap = Tap::new(
             f.account.clone(),
             f.region.clone(),
@@ -225,7 +245,6 @@ impl Environment {
         } else {
             cpu_quota_us
         };
-        let bootstrap_in_task = runtimes::bootstrap_in_task(&f.code_tree, f.opt_tree.as_deref());
         let uid = match &inner.uids {
             Some(range) => Some(
                 range
@@ -238,8 +257,8 @@ impl Environment {
             hostname: "localhost".into(),
             root: RootPlan {
                 mountpoint: inner.paths.root_mountpoint.clone(),
-                binds: inner.binds(&f.code_tree, f.opt_tree.as_deref()),
-                symlinks: inner.symlinks.clone(),
+                binds: launch.binds,
+                symlinks: launch.symlinks,
                 tmp: match inner.scratch {
                     Some(_) => Tmp::Mount,
                     None => Tmp::Tmpfs {
@@ -255,9 +274,9 @@ impl Environment {
             gid: uid.unwrap_or(0),
             nofile: 1024,
             nproc: 1024,
-            cwd: "/var/task".into(),
-            argv: runtimes::argv(&offered, bootstrap_in_task),
-            env: env_vars(f, &offered, &stream),
+            cwd: launch.cwd.into(),
+            argv: launch.argv,
+            env: launch.env,
         };
         let kernel = inner.kernel.clone();
         let layout = inner.host.cgroups.clone();

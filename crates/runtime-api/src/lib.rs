@@ -7,6 +7,7 @@
 //! An environment that crashed, timed out or failed its INIT is destroyed, never reused.
 
 mod env;
+mod image;
 pub mod logs;
 mod rapi;
 pub mod runtimes;
@@ -59,6 +60,19 @@ pub struct FunctionRuntime {
     pub log_group: String,
     /// The unqualified ARN (the pool key).
     pub function_arn: String,
+    /// For an image function: what runs in its root (`code_tree` is the image root).
+    pub image: Option<ImageRun>,
+}
+
+/// How an image function starts: argv from its entry point and command, its working directory,
+/// and the image's own environment (the function's and Lambda's come on top).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRun {
+    /// `(ImageConfig.EntryPoint ∥ ENTRYPOINT) ++ (ImageConfig.Command ∥ CMD)`.
+    pub argv: Vec<String>,
+    pub cwd: String,
+    /// The image's `Env`.
+    pub env: Vec<(String, String)>,
 }
 
 /// One invocation.

@@ -356,8 +356,11 @@ fn exec_function(k: &dyn Kernel, spec: &Spec, filters: &[seccompiler::BpfProgram
                 seccompiler::apply_filter(filter).map_err(io::Error::other),
             )?;
         }
+        // execve does not search PATH: a bare name (an image's `CMD ["python3", …]`) is looked
+        // up in the function's PATH here, inside its root and as its own user.
+        let program = cstring(&find_program(&spec.argv[0], &spec.env))?;
         // SAFETY: argv and env are NUL-terminated arrays of valid C strings that outlive the call.
-        unsafe { libc::execve(argv_p[0], argv_p.as_ptr(), env_p.as_ptr()) };
+        unsafe { libc::execve(program.as_ptr(), argv_p.as_ptr(), env_p.as_ptr()) };
         Err(io::Error::new(
             io::Error::last_os_error().kind(),
             format!("{}: {}", spec.argv[0], io::Error::last_os_error()),
@@ -445,4 +448,27 @@ fn loopback_up() -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `name` itself if it holds a `/`; otherwise the first executable `dir/name` along the `PATH`
+/// of `env` (or the usual default), or `name` unchanged for execve to report.
+fn find_program(name: &str, env: &[(String, String)]) -> String {
+    if name.contains('/') {
+        return name.to_owned();
+    }
+    let path = env.iter().find(|(k, _)| k == "PATH").map_or(
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        |(_, v)| v,
+    );
+    for dir in path.split(':').filter(|d| !d.is_empty()) {
+        let candidate = format!("{}/{name}", dir.trim_end_matches('/'));
+        let Ok(c) = std::ffi::CString::new(candidate.clone()) else {
+            continue;
+        };
+        // SAFETY: `c` is a valid NUL-terminated string for the duration of the call.
+        if unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0 {
+            return candidate;
+        }
+    }
+    name.to_owned()
 }

@@ -61,6 +61,28 @@ pub struct Config {
     pub sns_http_deny: lamina_api::sns::egress::Deny,
     /// JWKS files by JWT issuer.
     pub jwks_files: std::collections::BTreeMap<String, PathBuf>,
+    /// Which other registries image functions may be pulled from, and how.
+    pub image_pulls: lamina_api::ecr::pull::PullSettings,
+}
+
+/// `[images]` in the configuration file.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImagesSection {
+    /// Registries (`host[:port]`, `docker.io`) image functions may be pulled from; `"*"` for any.
+    pub pull_from: Vec<String>,
+    /// Registries reached over plain HTTP.
+    pub insecure_registries: Vec<String>,
+    /// Credentials by registry.
+    pub credentials: std::collections::BTreeMap<String, RegistryCredentials>,
+}
+
+/// A registry's user and password.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryCredentials {
+    pub username: String,
+    pub password: String,
 }
 
 /// One access key in the configuration file.
@@ -114,6 +136,7 @@ pub struct FileConfig {
     /// A price sheet (TOML) replacing AWS's prices.
     pub price_sheet: Option<PathBuf>,
     pub auth: AuthSection,
+    pub images: ImagesSection,
     pub limits: Limits,
 }
 
@@ -259,6 +282,16 @@ impl Config {
                     .map_err(|e| invalid("sns_http_deny", e))?,
             },
             jwks_files: raw.jwks_files.unwrap_or_default(),
+            image_pulls: lamina_api::ecr::pull::PullSettings {
+                allow: raw.images.pull_from,
+                insecure: raw.images.insecure_registries,
+                credentials: raw
+                    .images
+                    .credentials
+                    .into_iter()
+                    .map(|(k, c)| (k, (c.username, c.password)))
+                    .collect(),
+            },
             async_settings: lamina_api::lambda::queue::AsyncSettings {
                 max_events: raw.async_queue_max_events.unwrap_or(100_000),
                 max_bytes: raw.async_queue_max_mb.unwrap_or(1024) << 20,

@@ -102,7 +102,18 @@ pub async fn run(
         let dir = store.data_dir().join("sns");
         tokio::task::spawn_blocking(move || lamina_api::sns::Signer::open(&dir)).await??
     };
+    let ecr = {
+        let (dir, url, pulls) = (
+            store.data_dir().join("images"),
+            public_url.clone(),
+            config.image_pulls.clone(),
+        );
+        tokio::task::spawn_blocking(move || lamina_api::ecr::EcrState::open(&dir, &url, pulls))
+            .await?
+            .context("cannot open the registry's token key")?
+    };
     let state = Arc::new(AppState {
+        ecr,
         http: lamina_api::http::HttpState::new(
             &public_url,
             lamina_api::http::jwt::Jwks::new(config.jwks_files.clone()),
@@ -134,7 +145,7 @@ pub async fn run(
     lamina_api::sns::start_deliverer(state.clone())
         .await
         .context("cannot read the SNS outbox")?;
-    tracing::info!(%addr, data_dir = %config.data_dir.display(), verify_signatures = config.auth.verify, "lamina is serving the Lambda and SNS APIs");
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), verify_signatures = config.auth.verify, "lamina is serving the Lambda, SNS, API Gateway and ECR APIs");
     let metrics = prometheus();
     let ex = executor.clone();
     let st = state.clone();

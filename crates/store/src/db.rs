@@ -204,6 +204,39 @@ const MIGRATIONS: &[&str] = &[
         created_ms INTEGER NOT NULL
     );
     CREATE INDEX http_apis_owner ON http_apis(account, region);",
+    // 11: the image registry: repositories, the blobs each may see, manifests and tags.
+    "CREATE TABLE ecr_repositories (
+        id INTEGER PRIMARY KEY,
+        account TEXT NOT NULL,
+        region TEXT NOT NULL,
+        name TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        tag_mutability TEXT NOT NULL,
+        tags TEXT NOT NULL DEFAULT '{}',
+        UNIQUE (account, region, name)
+    );
+    CREATE TABLE ecr_blobs (
+        repo_id INTEGER NOT NULL REFERENCES ecr_repositories(id) ON DELETE CASCADE,
+        digest TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        PRIMARY KEY (repo_id, digest)
+    );
+    CREATE INDEX ecr_blobs_digest ON ecr_blobs(digest);
+    CREATE TABLE ecr_images (
+        repo_id INTEGER NOT NULL REFERENCES ecr_repositories(id) ON DELETE CASCADE,
+        digest TEXT NOT NULL,
+        media_type TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        pushed_ms INTEGER NOT NULL,
+        refs TEXT NOT NULL,
+        PRIMARY KEY (repo_id, digest)
+    );
+    CREATE TABLE ecr_tags (
+        repo_id INTEGER NOT NULL REFERENCES ecr_repositories(id) ON DELETE CASCADE,
+        tag TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        PRIMARY KEY (repo_id, tag)
+    );",
 ];
 
 /// Opens the database at `path`, in WAL mode with full durability, and migrates it.

@@ -9,6 +9,12 @@ pub enum StoreError {
     NotFound,
     #[error("the function already exists")]
     AlreadyExists,
+    #[error("the repository still holds images")]
+    NotEmpty,
+    #[error("the tag '{0}' already names another image and the repository's tags are immutable")]
+    Immutable(String),
+    #[error(transparent)]
+    Blob(#[from] crate::images::BlobError),
     #[error("the revision id does not match the latest revision")]
     RevisionMismatch,
     #[error("code storage limit of {limit} bytes exceeded ({used} bytes in use)")]

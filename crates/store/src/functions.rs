@@ -50,7 +50,7 @@ pub struct FunctionRecord {
 pub struct NewFunction<'a> {
     pub key: FunctionKey,
     pub spec: FunctionSpec,
-    pub zip: &'a [u8],
+    pub package: crate::Package<'a>,
     pub tags: BTreeMap<String, String>,
 }
 
@@ -141,9 +141,9 @@ impl Store {
         if self.function_id(&new.key)?.is_some() {
             return Err(StoreError::AlreadyExists);
         }
-        self.check_storage(&new.key.account, new.zip.len() as u64, code_storage_max)?;
+        self.check_storage(&new.key.account, new.package.stored_len(), code_storage_max)?;
         let _upload = self.gc.read().unwrap_or_else(|e| e.into_inner());
-        let code = self.code.put(new.zip, limits)?;
+        let code = self.put_package(new.package, limits)?;
         let now = now_millis();
         let revision_id = new_revision();
         let tags =
@@ -239,18 +239,19 @@ impl Store {
     pub fn update_code(
         &self,
         key: &FunctionKey,
-        zip: &[u8],
+        package: crate::Package<'_>,
         limits: ExtractLimits,
         code_storage_max: u64,
         expected_revision: Option<&str>,
+        image: Option<&lamina_model::ImageSpec>,
     ) -> Result<FunctionRecord, StoreError> {
         let current = self.get_function(key)?.ok_or(StoreError::NotFound)?;
         if expected_revision.is_some_and(|r| r != current.revision_id) {
             return Err(StoreError::RevisionMismatch);
         }
-        self.check_storage(&key.account, zip.len() as u64, code_storage_max)?;
+        self.check_storage(&key.account, package.stored_len(), code_storage_max)?;
         let _upload = self.gc.read().unwrap_or_else(|e| e.into_inner());
-        let code = self.code.put(zip, limits)?;
+        let code = self.put_package(package, limits)?;
         let revision_id = new_revision();
         let now = now_millis();
         let mut conn = self.conn();
@@ -260,9 +261,14 @@ impl Store {
         if expected_revision.is_some_and(|r| r != current.revision_id) {
             return Err(StoreError::RevisionMismatch);
         }
+        // An image function's code and the image it was resolved from change together.
+        let mut spec = current.spec.clone();
+        if let Some(image) = image {
+            spec.image = Some(image.clone());
+        }
         tx.execute(
             "UPDATE function_versions SET code_sha256 = ?1, code_size = ?2, unzipped_size = ?3,
-                revision_id = ?4, last_modified_ms = ?5, last_update_status = ?6
+                revision_id = ?4, last_modified_ms = ?5, last_update_status = ?6, spec = ?11
              WHERE version = ?7 AND function_id =
                 (SELECT id FROM functions WHERE account = ?8 AND region = ?9 AND name = ?10)",
             params![
@@ -275,11 +281,13 @@ impl Store {
                 LATEST,
                 key.account.as_str(),
                 key.region.as_str(),
-                key.name.as_str()
+                key.name.as_str(),
+                spec_json(&spec)?
             ],
         )?;
         tx.commit()?;
         Ok(FunctionRecord {
+            spec,
             code,
             revision_id,
             last_modified_ms: now,
@@ -497,7 +505,7 @@ pub(crate) mod tests {
                 NewFunction {
                     key: key.clone(),
                     spec: spec(),
-                    zip: &zip,
+                    package: crate::Package::Zip(&zip),
                     tags: BTreeMap::new(),
                 },
                 LIMITS,
@@ -513,7 +521,7 @@ pub(crate) mod tests {
                 NewFunction {
                     key: key(name),
                     spec: spec(),
-                    zip: &zip,
+                    package: crate::Package::Zip(&zip),
                     tags: BTreeMap::new(),
                 },
                 LIMITS,
@@ -535,7 +543,7 @@ pub(crate) mod tests {
             NewFunction {
                 key: key("a"),
                 spec: spec(),
-                zip: &zip,
+                package: crate::Package::Zip(&zip),
                 tags: BTreeMap::new(),
             },
             LIMITS,
@@ -584,7 +592,14 @@ pub(crate) mod tests {
             .unwrap();
         assert_ne!(a.revision_id, b.revision_id);
         let c = store
-            .update_code(&key("a"), &zip_of(b"2"), LIMITS, u64::MAX, None)
+            .update_code(
+                &key("a"),
+                crate::Package::Zip(&zip_of(b"2")),
+                LIMITS,
+                u64::MAX,
+                None,
+                None,
+            )
             .unwrap();
         assert_ne!(c.code, a.code);
         assert_eq!(
@@ -596,7 +611,14 @@ pub(crate) mod tests {
                 .memory_size,
             256
         );
-        let e = store.update_code(&key("zzz"), &zip_of(b"2"), LIMITS, u64::MAX, None);
+        let e = store.update_code(
+            &key("zzz"),
+            crate::Package::Zip(&zip_of(b"2")),
+            LIMITS,
+            u64::MAX,
+            None,
+            None,
+        );
         assert!(matches!(e, Err(StoreError::NotFound)));
     }
 
@@ -616,7 +638,7 @@ pub(crate) mod tests {
             NewFunction {
                 key: key("b"),
                 spec: spec(),
-                zip: &zip,
+                package: crate::Package::Zip(&zip),
                 tags: BTreeMap::new(),
             },
             LIMITS,

@@ -58,7 +58,7 @@ pub struct LayerLimits {
 }
 
 /// A deletion a layer makes in the layers below it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Whiteout {
     /// `dir/.wh.name`: `dir/name` goes.
     Path(PathBuf),

@@ -19,9 +19,11 @@ mod events;
 mod functions;
 mod http;
 pub mod image_layer;
+pub mod images;
 mod layers;
 mod logs;
 mod policies;
+mod registry;
 mod sns;
 mod usage;
 mod versions;
@@ -38,9 +40,11 @@ pub use error::StoreError;
 pub use events::{EventInvokeConfig, NewEvent, QueueSize, QueuedEvent, Settle};
 pub use functions::{FunctionKey, FunctionRecord, NewFunction};
 pub use http::{ApiRow, FunctionUrl, UrlChange};
+pub use images::{BlobError, ImagePlan, Images, LayerRef, Package};
 pub use layers::{LayerVersion, NewLayerVersion};
 pub use logs::{LogEvent, NewLogEvent};
 pub use policies::StoredPolicy;
+pub use registry::{ImageRecord, NewImage, Repository};
 pub use sns::{
     Delivery, NewDelivery, NewSubscription, SettleDelivery, SubscriptionRecord, TopicKey,
     TopicRecord,
@@ -52,6 +56,7 @@ pub use versions::AliasRecord;
 pub struct Store {
     conn: Mutex<Connection>,
     code: CodeDir,
+    images: Images,
     /// Held shared by uploads from code write to row commit, exclusively by garbage collection.
     gc: RwLock<()>,
     /// Packages (hex SHA-256) in use by execution environments, with their pin counts.
@@ -117,9 +122,11 @@ impl Store {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         db::spawn_checkpointer(&data_dir.join("lamina.db"), stop.clone())?;
         let code = CodeDir::open(&data_dir.join("code"))?;
+        let images = Images::open(&data_dir.join("images"))?;
         let store = Self {
             conn: Mutex::new(conn),
             code,
+            images,
             gc: RwLock::new(()),
             pins: Arc::default(),
             data_dir: data_dir.to_path_buf(),
@@ -158,7 +165,10 @@ impl Store {
         // made after the removal (and then finds its code gone).
         let pins = self.pins.lock().unwrap_or_else(|e| e.into_inner());
         keep.extend(pins.keys().cloned());
-        Ok(self.code.retain(&keep)?)
+        let removed = self.code.retain(&keep)?;
+        drop(pins);
+        let blobs = self.referenced_blobs()?;
+        Ok(removed + self.images.collect(&blobs)?)
     }
 
     /// Pins packages (hex SHA-256) against collection for as long as the pin lives. `None` if

@@ -159,8 +159,9 @@ pub(super) fn apply_config(spec: &mut FunctionSpec, c: ConfigFields) -> Result<(
     if c.file_system_configs.is_some_and(|f| !f.is_empty()) {
         return Err(unsupported("FileSystemConfigs"));
     }
-    if c.image_config.is_some() {
-        return Err(unsupported("ImageConfig"));
+    if let Some(config) = c.image_config {
+        let config: lamina_model::ImageConfig = config.into();
+        spec.image_config = (config != lamina_model::ImageConfig::default()).then_some(config);
     }
     if c.snap_start.is_some_and(|s| {
         s.get("ApplyOn")

@@ -70,6 +70,9 @@ impl From<StoreError> for ApiError {
                 ),
             ),
             StoreError::Rejected(e) => e,
+            StoreError::Blob(lamina_store::BlobError::Layer(e)) => {
+                LambdaError::invalid_parameter(format!("The image's layers cannot be used: {e}."))
+            }
             StoreError::Code(CodeError::Archive(ArchiveError::TooLarge { limit })) => {
                 LambdaError::invalid_parameter(format!(
                     "Unzipped size must be smaller than {limit} bytes"
@@ -87,7 +90,12 @@ impl From<StoreError> for ApiError {
             StoreError::Code(CodeError::Archive(e)) => LambdaError::invalid_parameter(format!(
                 "Could not unzip uploaded file. Please check your file, then try to upload again. ({e})"
             )),
-            e @ (StoreError::Code(_) | StoreError::Sqlite(_) | StoreError::Corrupt(_)) => {
+            e @ (StoreError::Code(_)
+            | StoreError::Sqlite(_)
+            | StoreError::Corrupt(_)
+            | StoreError::Blob(_)
+            | StoreError::NotEmpty
+            | StoreError::Immutable(_)) => {
                 tracing::error!(error = ?e, "store failure");
                 LambdaError::service("An internal error occurred. The server log has the details.")
             }

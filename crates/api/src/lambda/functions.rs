@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use lamina_model::{FunctionSpec, LambdaError, PackageType, Qualifier, format_timestamp};
-use lamina_store::{FunctionRecord, NewFunction, StoreError};
+use lamina_store::{FunctionRecord, NewFunction, Package, StoreError};
 
 use super::config::{apply_config, architecture, check_dead_letter, required, unsupported};
 use super::query::Query;
@@ -112,6 +112,16 @@ pub(crate) fn configuration(
             .dead_letter_target
             .clone()
             .map(|target_arn| wire::DeadLetterResponse { target_arn }),
+        image_config_response: spec
+            .image_config
+            .as_ref()
+            .map(|c| wire::ImageConfigResponse {
+                image_config: wire::ImageConfigShown {
+                    entry_point: c.entry_point.clone(),
+                    command: c.command.clone(),
+                    working_directory: c.working_directory.clone(),
+                },
+            }),
     }
 }
 
@@ -153,7 +163,9 @@ fn code_source(
         ));
     }
     if image_uri.is_some() {
-        return Err(unsupported("PackageType Image (ImageUri)"));
+        return Err(LambdaError::invalid_parameter(
+            "Please don't provide ImageUri when updating a function with packageType Zip.",
+        ));
     }
     zip_file.ok_or_else(|| {
         LambdaError::invalid_parameter(
@@ -174,6 +186,7 @@ fn host(headers: &HeaderMap) -> String {
 pub async fn create(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
     let req: wire::CreateFunctionRequest = json_body(&body)?;
@@ -187,9 +200,9 @@ pub async fn create(
     }
     let role = req.config.role.clone().ok_or_else(|| required("role"))?;
     let code = req.code.ok_or_else(|| required("code"))?;
-    match req.package_type.as_deref() {
-        None | Some("Zip") => {}
-        Some("Image") => return Err(unsupported("PackageType Image").into()),
+    let image = match req.package_type.as_deref() {
+        None | Some("Zip") => false,
+        Some("Image") => true,
         Some(other) => {
             return Err(LambdaError::validation(
                 other,
@@ -198,13 +211,17 @@ pub async fn create(
             )
             .into());
         }
-    }
+    };
     let publish = req.publish == Some(true);
     if req.code_signing_config_arn.is_some() {
         return Err(unsupported("CodeSigningConfigArn").into());
     }
     let mut spec = FunctionSpec::with_defaults(role);
-    spec.package_type = PackageType::Zip;
+    spec.package_type = if image {
+        PackageType::Image
+    } else {
+        PackageType::Zip
+    };
     if let Some(archs) = &req.architectures {
         spec.architecture = architecture(archs)?;
     }
@@ -223,10 +240,20 @@ pub async fn create(
     }
     let tags = req.tags.unwrap_or_default();
     state.limits.check_tags(&tags)?;
-    let zip = decode_zip(
-        &state,
-        &code_source(code.zip_file, code.s3_bucket, code.image_uri)?,
-    )?;
+    let (zip, plan) = if image {
+        let uri = super::image::uri_of(code.zip_file, code.s3_bucket, code.image_uri, true)?;
+        let r =
+            crate::ecr::resolve::resolve(&state, &caller, &uri, spec.architecture, &host(&headers))
+                .await?;
+        spec.image = Some(r.spec);
+        (Vec::new(), Some(r.plan))
+    } else {
+        let z = decode_zip(
+            &state,
+            &code_source(code.zip_file, code.s3_bucket, code.image_uri)?,
+        )?;
+        (z, None)
+    };
 
     let store = state.store.clone();
     let mut limits = state.extract_limits();
@@ -240,7 +267,10 @@ pub async fn create(
                 NewFunction {
                     key,
                     spec,
-                    zip: &zip,
+                    package: match &plan {
+                        Some(p) => Package::Image(p),
+                        None => Package::Zip(&zip),
+                    },
                     tags,
                 },
                 limits,
@@ -303,13 +333,27 @@ pub async fn get(
     let concurrency = reserved
         .flatten()
         .map(|n| serde_json::json!({ "ReservedConcurrentExecutions": n }));
-    let location = super::code::location(&state, &host(&headers), &rec.code.sha256_hex);
+    let code = match &rec.spec.image {
+        Some(image) => wire::CodeLocation {
+            repository_type: "ECR",
+            location: None,
+            image_uri: Some(image.uri.clone()),
+            resolved_image_uri: Some(image.resolved_uri.clone()),
+        },
+        None => wire::CodeLocation {
+            repository_type: "S3",
+            location: Some(super::code::location(
+                &state,
+                &host(&headers),
+                &rec.code.sha256_hex,
+            )),
+            image_uri: None,
+            resolved_image_uri: None,
+        },
+    };
     Ok(Json(wire::GetFunctionResponse {
         configuration: configuration(&rec, arn(&rec.key, qualifier.as_ref()), View::Current),
-        code: wire::CodeLocation {
-            repository_type: "S3",
-            location,
-        },
+        code,
         tags: (!tags.is_empty()).then_some(tags),
         concurrency,
     }))
@@ -421,6 +465,7 @@ pub async fn update_code(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<FunctionConfiguration>> {
     let req: wire::UpdateFunctionCodeRequest = json_body(&body)?;
@@ -432,10 +477,25 @@ pub async fn update_code(
         .into());
     }
     let publish = req.publish == Some(true);
-    let zip = decode_zip(
-        &state,
-        &code_source(req.zip_file, req.s3_bucket, req.image_uri)?,
-    )?;
+    let current = super::versions::version_for(&state, &key, None, false).await?;
+    let (zip, image) = if current.spec.package_type == PackageType::Image {
+        let uri = super::image::uri_of(req.zip_file, req.s3_bucket, req.image_uri, false)?;
+        let r = crate::ecr::resolve::resolve(
+            &state,
+            &caller,
+            &uri,
+            current.spec.architecture,
+            &host(&headers),
+        )
+        .await?;
+        (Vec::new(), Some(r))
+    } else {
+        let z = decode_zip(
+            &state,
+            &code_source(req.zip_file, req.s3_bucket, req.image_uri)?,
+        )?;
+        (z, None)
+    };
     let store = state.store.clone();
     let limits = state.extract_limits();
     let storage_max = state.limits.code_storage_max_bytes;
@@ -467,11 +527,25 @@ pub async fn update_code(
             {
                 return Err(StoreError::RevisionMismatch.into());
             }
-            store.code().check(&zip, limits).map_err(StoreError::from)?;
+            if image.is_none() {
+                store.code().check(&zip, limits).map_err(StoreError::from)?;
+            }
             return Ok(current);
         }
+        let package = match &image {
+            Some(r) => Package::Image(&r.plan),
+            None => Package::Zip(&zip),
+        };
+        let spec = image.as_ref().map(|r| &r.spec);
         store
-            .update_code(&k, &zip, limits, storage_max, req.revision_id.as_deref())
+            .update_code(
+                &k,
+                package,
+                limits,
+                storage_max,
+                req.revision_id.as_deref(),
+                spec,
+            )
             .map_err(|e| match e {
                 StoreError::NotFound => function_not_found(&k, None),
                 e => e.into(),

@@ -434,6 +434,11 @@ async fn runtime_of(
             .clone()
             .unwrap_or_else(|| format!("/aws/lambda/{}", key.name)),
         function_arn: arn(key, None),
+        image: spec.image_run().map(|l| lamina_runtime_api::ImageRun {
+            argv: l.argv,
+            cwd: l.cwd,
+            env: l.env,
+        }),
     })
 }
 

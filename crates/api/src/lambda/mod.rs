@@ -15,6 +15,7 @@ mod error;
 mod event_config;
 pub mod from_service;
 mod functions;
+mod image;
 mod invoke;
 mod layers;
 mod logs;

@@ -74,7 +74,7 @@ pub struct ConfigFields {
     #[serde(rename = "KMSKeyArn")]
     pub kms_key_arn: Option<String>,
     pub file_system_configs: Option<Vec<serde_json::Value>>,
-    pub image_config: Option<serde_json::Value>,
+    pub image_config: Option<ImageConfigRequest>,
     pub snap_start: Option<serde_json::Value>,
 }
 
@@ -205,6 +205,46 @@ pub struct FunctionConfiguration {
     pub logging_config: LoggingConfigResponse,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dead_letter_config: Option<DeadLetterResponse>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_config_response: Option<ImageConfigResponse>,
+}
+
+/// `ImageConfig` in requests.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ImageConfigRequest {
+    pub entry_point: Option<Vec<String>>,
+    pub command: Option<Vec<String>>,
+    pub working_directory: Option<String>,
+}
+
+impl From<ImageConfigRequest> for lamina_model::ImageConfig {
+    fn from(c: ImageConfigRequest) -> Self {
+        Self {
+            entry_point: c.entry_point,
+            command: c.command,
+            working_directory: c.working_directory,
+        }
+    }
+}
+
+/// `ImageConfigResponse`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ImageConfigResponse {
+    pub image_config: ImageConfigShown,
+}
+
+/// The `ImageConfig` a function has.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ImageConfigShown {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entry_point: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub working_directory: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -217,7 +257,12 @@ pub struct DeadLetterResponse {
 #[serde(rename_all = "PascalCase")]
 pub struct CodeLocation {
     pub repository_type: &'static str,
-    pub location: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_uri: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolved_image_uri: Option<String>,
 }
 
 #[derive(Debug, Serialize)]

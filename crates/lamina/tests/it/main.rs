@@ -13,6 +13,7 @@ mod http_apis;
 mod http_jwt;
 mod http_node;
 mod http_urls;
+mod images;
 mod invoke;
 mod layers;
 mod nonroot;

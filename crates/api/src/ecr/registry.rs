@@ -1,0 +1,871 @@
+//! The OCI distribution API (`/v2/…`), as docker, podman, skopeo and crane use it: blobs (HEAD,
+//! GET with ranges), uploads (monolithic, chunked, cross-repository mounts, status, cancel),
+//! manifests (PUT, GET, HEAD, DELETE), tags lists and the catalog. Repositories are the
+//! account's ECR repositories: they must exist (`aws ecr create-repository`), as on ECR.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::Request;
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use lamina_store::images::digest_hex;
+use lamina_store::{BlobError, NewImage, Repository};
+
+use super::{MAX_IMAGE_BYTES, MAX_MANIFEST_BYTES, owner, token};
+use crate::{AppState, Caller, blocking};
+
+/// Whether an unsigned request is for the registry: `/v2/`, the catalog, or a repository's
+/// blobs, manifests or tags (API Gateway's own `/v2/` paths never take these shapes).
+pub fn is_registry_path(path: &str) -> bool {
+    path == "/v2/"
+        || path == "/v2"
+        || path == "/v2/_catalog"
+        || (path.starts_with("/v2/")
+            && (path.contains("/blobs/")
+                || path.contains("/manifests/")
+                || path.ends_with("/tags/list")))
+}
+
+/// A distribution API error.
+#[derive(Debug)]
+pub struct RegistryError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+fn err(status: StatusCode, code: &'static str, message: impl Into<String>) -> RegistryError {
+    RegistryError {
+        status,
+        code,
+        message: message.into(),
+    }
+}
+
+impl crate::Internal for RegistryError {
+    fn internal() -> Self {
+        err(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "UNKNOWN",
+            "an internal error occurred",
+        )
+    }
+}
+
+impl From<lamina_store::StoreError> for RegistryError {
+    fn from(e: lamina_store::StoreError) -> Self {
+        match e {
+            lamina_store::StoreError::Immutable(tag) => err(
+                StatusCode::BAD_REQUEST,
+                "TAG_INVALID",
+                format!(
+                    "The image tag '{tag}' already exists and cannot be overwritten because the repository is immutable."
+                ),
+            ),
+            lamina_store::StoreError::Blob(b) => b.into(),
+            e => {
+                tracing::error!(error = %e, "registry store error");
+                <Self as crate::Internal>::internal()
+            }
+        }
+    }
+}
+
+impl From<BlobError> for RegistryError {
+    fn from(e: BlobError) -> Self {
+        match e {
+            BlobError::UploadUnknown => {
+                err(StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN", e.to_string())
+            }
+            BlobError::UploadBusy => {
+                err(StatusCode::CONFLICT, "BLOB_UPLOAD_INVALID", e.to_string())
+            }
+            BlobError::DigestMismatch { .. } | BlobError::DigestInvalid(_) => {
+                err(StatusCode::BAD_REQUEST, "DIGEST_INVALID", e.to_string())
+            }
+            BlobError::TooLarge(_) => {
+                err(StatusCode::PAYLOAD_TOO_LARGE, "SIZE_INVALID", e.to_string())
+            }
+            BlobError::Unknown(_) => err(StatusCode::NOT_FOUND, "BLOB_UNKNOWN", e.to_string()),
+            e => {
+                tracing::error!(error = %e, "registry storage error");
+                <Self as crate::Internal>::internal()
+            }
+        }
+    }
+}
+
+impl IntoResponse for RegistryError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "errors": [{ "code": self.code, "message": self.message, "detail": null }] });
+        let mut resp = (
+            self.status,
+            [("content-type", "application/json")],
+            body.to_string(),
+        )
+            .into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                "www-authenticate",
+                axum::http::HeaderValue::from_static("Basic realm=\"lamina\""),
+            );
+        }
+        resp
+    }
+}
+
+impl RegistryError {
+    /// The ECR API's exception type and message for the same failure.
+    pub(crate) fn describe(&self) -> (&'static str, String) {
+        let kind = match self.code {
+            "MANIFEST_BLOB_UNKNOWN" => "LayersNotFoundException",
+            "DIGEST_INVALID" => "ImageDigestDoesNotMatchException",
+            "TAG_INVALID" if self.message.contains("immutable") => "ImageTagAlreadyExistsException",
+            "UNKNOWN" => "ServerException",
+            _ => "InvalidParameterException",
+        };
+        (kind, self.message.clone())
+    }
+}
+
+type Result<T> = std::result::Result<T, RegistryError>;
+
+/// What a request names under `/v2/<name>/`.
+enum Target<'a> {
+    Blob(&'a str),
+    Uploads,
+    Upload(&'a str),
+    Manifest(&'a str),
+    Tags,
+}
+
+fn target_of(rest: &str) -> Option<(&str, Target<'_>)> {
+    if let Some(name) = rest.strip_suffix("/tags/list") {
+        return Some((name, Target::Tags));
+    }
+    if let Some(i) = rest.rfind("/blobs/uploads") {
+        let tail = rest[i + "/blobs/uploads".len()..].trim_start_matches('/');
+        let t = if tail.is_empty() {
+            Target::Uploads
+        } else {
+            Target::Upload(tail)
+        };
+        return Some((&rest[..i], t));
+    }
+    if let Some(i) = rest.rfind("/blobs/") {
+        return Some((&rest[..i], Target::Blob(&rest[i + 7..])));
+    }
+    if let Some(i) = rest.rfind("/manifests/") {
+        return Some((&rest[..i], Target::Manifest(&rest[i + 11..])));
+    }
+    None
+}
+
+/// Serves one registry request.
+pub async fn serve(state: Arc<AppState>, req: Request) -> Response {
+    let resp = match handle(&state, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    let mut resp = resp;
+    resp.headers_mut().insert(
+        "docker-distribution-api-version",
+        axum::http::HeaderValue::from_static("registry/2.0"),
+    );
+    resp
+}
+
+async fn handle(state: &Arc<AppState>, req: Request) -> Result<Response> {
+    let (parts, body) = req.into_parts();
+    let authorization = parts
+        .headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok());
+    let caller = token::registry_caller(&state.ecr, &state.auth, authorization).ok_or_else(|| {
+        err(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            "authentication required: log in with user AWS and the password of `aws ecr get-login-password`",
+        )
+    })?;
+    let path = parts.uri.path().to_owned();
+    let query = crate::query::Query::parse(parts.uri.query());
+    let q = |k: &str| query.get(k).map(str::to_owned);
+    if path == "/v2/" || path == "/v2" {
+        return Ok((StatusCode::OK, [("content-type", "application/json")], "{}").into_response());
+    }
+    if path == "/v2/_catalog" {
+        let store = state.store.clone();
+        let c = caller.clone();
+        let repos =
+            blocking::<_, RegistryError>(move || Ok(store.repositories(&c.account, &c.region)?))
+                .await?;
+        let names: Vec<String> = repos.into_iter().map(|r| r.name).collect();
+        return Ok(axum::Json(serde_json::json!({ "repositories": names })).into_response());
+    }
+    let rest = &path["/v2/".len()..];
+    let (name, target) = target_of(rest).ok_or_else(|| {
+        err(
+            StatusCode::NOT_FOUND,
+            "UNSUPPORTED",
+            "unknown registry path",
+        )
+    })?;
+    let repo = repository(state, &caller, name).await?;
+    let method = parts.method.clone();
+    match (target, method) {
+        (Target::Blob(d), Method::GET | Method::HEAD) => {
+            get_blob(
+                state,
+                &repo,
+                d,
+                &parts.headers,
+                parts.method == Method::HEAD,
+            )
+            .await
+        }
+        (Target::Blob(_), Method::DELETE) => Err(err(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "UNSUPPORTED",
+            "blobs are removed by collection once no image references them",
+        )),
+        (Target::Uploads, Method::POST) => {
+            start_upload(state, &caller, &repo, q("digest"), q("mount"), body).await
+        }
+        (Target::Upload(id), Method::PATCH) => {
+            let range = header(&parts.headers, "content-range");
+            patch_upload(state, &repo, id, range, body).await
+        }
+        (Target::Upload(id), Method::PUT) => {
+            let digest = q("digest").ok_or_else(|| {
+                err(
+                    StatusCode::BAD_REQUEST,
+                    "DIGEST_INVALID",
+                    "the digest parameter is required",
+                )
+            })?;
+            finish_upload(state, &repo, id, &digest, body).await
+        }
+        (Target::Upload(id), Method::GET) => {
+            let offset = state
+                .store
+                .image_content()
+                .upload_offset(id, &owner(&repo.account, &repo.region, &repo.name))?;
+            Ok(upload_accepted(StatusCode::NO_CONTENT, &repo, id, offset))
+        }
+        (Target::Upload(id), Method::DELETE) => {
+            state
+                .store
+                .image_content()
+                .cancel_upload(id, &owner(&repo.account, &repo.region, &repo.name))?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        (Target::Manifest(r), Method::PUT) => {
+            let media_type = header(&parts.headers, "content-type").map(str::to_owned);
+            let bytes = crate::auth::read_body(&parts, body, MAX_MANIFEST_BYTES)
+                .await
+                .ok_or_else(|| {
+                    err(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "MANIFEST_INVALID",
+                        "manifests are limited to 4 MB",
+                    )
+                })?;
+            let digest = put_manifest(state, &repo, r, media_type, bytes).await?;
+            let mut resp = StatusCode::CREATED.into_response();
+            set(
+                &mut resp,
+                "location",
+                &format!("/v2/{}/manifests/{digest}", repo.name),
+            );
+            set(&mut resp, "docker-content-digest", &digest);
+            Ok(resp)
+        }
+        (Target::Manifest(r), Method::GET | Method::HEAD) => {
+            get_manifest(state, &repo, r, parts.method == Method::HEAD).await
+        }
+        (Target::Manifest(r), Method::DELETE) => delete_manifest(state, &repo, r).await,
+        (Target::Tags, Method::GET) => tags(state, &repo, q("n"), q("last")).await,
+        _ => Err(err(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "UNSUPPORTED",
+            "method not allowed here",
+        )),
+    }
+}
+
+fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn set(resp: &mut Response, name: &'static str, value: &str) {
+    if let Ok(v) = axum::http::HeaderValue::from_str(value) {
+        resp.headers_mut().insert(name, v);
+    }
+}
+
+async fn repository(state: &Arc<AppState>, caller: &Caller, name: &str) -> Result<Repository> {
+    if !super::valid_repository_name(name) {
+        return Err(err(
+            StatusCode::BAD_REQUEST,
+            "NAME_INVALID",
+            format!("invalid repository name '{name}'"),
+        ));
+    }
+    let store = state.store.clone();
+    let (c, n) = (caller.clone(), name.to_owned());
+    blocking::<_, RegistryError>(move || Ok(store.repository(&c.account, &c.region, &n)?))
+        .await?
+        .ok_or_else(|| {
+            err(
+                StatusCode::NOT_FOUND,
+                "NAME_UNKNOWN",
+                format!(
+                    "The repository with name '{name}' does not exist in the registry with id '{}'. Create it with `aws ecr create-repository --repository-name {name}`.",
+                    caller.account
+                ),
+            )
+        })
+}
+
+/// A blob the repository may serve: its size.
+async fn blob_in(state: &Arc<AppState>, repo: &Repository, digest: &str) -> Result<Option<u64>> {
+    let store = state.store.clone();
+    let (id, d) = (repo.id, digest.to_owned());
+    blocking::<_, RegistryError>(move || {
+        Ok(match store.repository_blob(id, &d)? {
+            Some(_) => store.image_content().blob_size(&d),
+            None => None,
+        })
+    })
+    .await
+}
+
+async fn get_blob(
+    state: &Arc<AppState>,
+    repo: &Repository,
+    digest: &str,
+    headers: &HeaderMap,
+    head: bool,
+) -> Result<Response> {
+    let size = blob_in(state, repo, digest).await?.ok_or_else(|| {
+        err(
+            StatusCode::NOT_FOUND,
+            "BLOB_UNKNOWN",
+            format!("blob {digest} is unknown to this repository"),
+        )
+    })?;
+    let (start, end) = match header(headers, "range").and_then(|r| parse_range(r, size)) {
+        Some(r) => r,
+        None if header(headers, "range").is_some() => {
+            let mut resp = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
+            set(&mut resp, "content-range", &format!("bytes */{size}"));
+            return Ok(resp);
+        }
+        None => (0, size.saturating_sub(1)),
+    };
+    let partial = header(headers, "range").is_some();
+    let len = if size == 0 { 0 } else { end - start + 1 };
+    let body = if head || len == 0 {
+        Body::empty()
+    } else {
+        let path = state
+            .store
+            .image_content()
+            .blob_path(digest)
+            .ok_or_else(|| err(StatusCode::NOT_FOUND, "BLOB_UNKNOWN", "blob is gone"))?;
+        Body::from_stream(file_stream(path, start, len))
+    };
+    let status = if partial {
+        StatusCode::PARTIAL_CONTENT
+    } else {
+        StatusCode::OK
+    };
+    let mut resp = (status, body).into_response();
+    set(&mut resp, "content-length", &len.to_string());
+    set(&mut resp, "content-type", "application/octet-stream");
+    set(&mut resp, "docker-content-digest", digest);
+    set(&mut resp, "accept-ranges", "bytes");
+    if partial {
+        set(
+            &mut resp,
+            "content-range",
+            &format!("bytes {start}-{end}/{size}"),
+        );
+    }
+    Ok(resp)
+}
+
+/// `bytes=a-b`, `bytes=a-` or `bytes=-n` within `size`.
+fn parse_range(range: &str, size: u64) -> Option<(u64, u64)> {
+    let spec = range.strip_prefix("bytes=")?;
+    let (a, b) = spec.split_once('-')?;
+    let (start, end) = match (a.trim(), b.trim()) {
+        ("", n) => {
+            let n: u64 = n.parse().ok()?;
+            (size.checked_sub(n.min(size))?, size.checked_sub(1)?)
+        }
+        (a, "") => (a.parse().ok()?, size.checked_sub(1)?),
+        (a, b) => (
+            a.parse().ok()?,
+            b.parse::<u64>().ok()?.min(size.checked_sub(1)?),
+        ),
+    };
+    (start <= end && end < size).then_some((start, end))
+}
+
+fn file_stream(
+    path: std::path::PathBuf,
+    start: u64,
+    len: u64,
+) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    futures_util::stream::unfold(
+        (None::<tokio::fs::File>, path, start, len),
+        |(file, path, at, left)| async move {
+            if left == 0 {
+                return None;
+            }
+            let mut file = match file {
+                Some(f) => f,
+                None => {
+                    let mut f = match tokio::fs::File::open(&path).await {
+                        Ok(f) => f,
+                        Err(e) => return Some((Err(e), (None, path, at, 0))),
+                    };
+                    if let Err(e) = f.seek(std::io::SeekFrom::Start(at)).await {
+                        return Some((Err(e), (None, path, at, 0)));
+                    }
+                    f
+                }
+            };
+            let mut buf = vec![0u8; (256 * 1024).min(left as usize)];
+            match file.read(&mut buf).await {
+                Ok(0) => Some((
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "blob shrank",
+                    )),
+                    (None, path, at, 0),
+                )),
+                Ok(n) => {
+                    buf.truncate(n);
+                    Some((
+                        Ok(Bytes::from(buf)),
+                        (Some(file), path, at + n as u64, left - n as u64),
+                    ))
+                }
+                Err(e) => Some((Err(e), (None, path, at, 0))),
+            }
+        },
+    )
+}
+
+fn upload_accepted(status: StatusCode, repo: &Repository, id: &str, offset: u64) -> Response {
+    let mut resp = status.into_response();
+    set(
+        &mut resp,
+        "location",
+        &format!("/v2/{}/blobs/uploads/{id}", repo.name),
+    );
+    set(&mut resp, "docker-upload-uuid", id);
+    set(
+        &mut resp,
+        "range",
+        &format!("0-{}", offset.saturating_sub(1)),
+    );
+    set(&mut resp, "content-length", "0");
+    resp
+}
+
+fn blob_created(repo: &Repository, digest: &str) -> Response {
+    let mut resp = StatusCode::CREATED.into_response();
+    set(
+        &mut resp,
+        "location",
+        &format!("/v2/{}/blobs/{digest}", repo.name),
+    );
+    set(&mut resp, "docker-content-digest", digest);
+    set(&mut resp, "content-length", "0");
+    resp
+}
+
+async fn start_upload(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    repo: &Repository,
+    digest: Option<String>,
+    mount: Option<String>,
+    body: Body,
+) -> Result<Response> {
+    if let Some(d) = mount.filter(|d| digest_hex(d).is_some()) {
+        let store = state.store.clone();
+        let (account, id, d2) = (caller.account.clone(), repo.id, d.clone());
+        let mounted = blocking::<_, RegistryError>(move || {
+            let visible = store.account_blob(&account, &d2)?.is_some();
+            match store.image_content().blob_size(&d2) {
+                Some(size) if visible => {
+                    store.link_blob(id, &d2, size)?;
+                    Ok(true)
+                }
+                _ => Ok(false),
+            }
+        })
+        .await?;
+        if mounted {
+            return Ok(blob_created(repo, &d));
+        }
+    }
+    let owner = owner(&repo.account, &repo.region, &repo.name);
+    let id = state.store.image_content().start_upload(&owner)?;
+    match digest {
+        Some(d) => finish_upload(state, repo, &id, &d, body).await,
+        None => Ok(upload_accepted(StatusCode::ACCEPTED, repo, &id, 0)),
+    }
+}
+
+/// Streams a request body into an upload.
+async fn append(
+    writer: &mut lamina_store::images::UploadWriter,
+    body: Body,
+) -> std::result::Result<(), RegistryError> {
+    let mut chunks = body.into_data_stream();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|e| {
+            err(
+                StatusCode::BAD_REQUEST,
+                "BLOB_UPLOAD_INVALID",
+                format!("reading the upload failed: {e}"),
+            )
+        })?;
+        writer.write(&chunk, MAX_IMAGE_BYTES)?;
+    }
+    Ok(())
+}
+
+async fn patch_upload(
+    state: &Arc<AppState>,
+    repo: &Repository,
+    id: &str,
+    range: Option<&str>,
+    body: Body,
+) -> Result<Response> {
+    let images = state.store.image_content();
+    let mut writer = images.take_upload(id, &owner(&repo.account, &repo.region, &repo.name))?;
+    if let Some(start) = range
+        .and_then(|r| r.trim_start_matches("bytes ").split('-').next())
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        && start != writer.offset()
+    {
+        let offset = writer.offset();
+        images.return_upload(id, writer);
+        let mut resp = upload_accepted(StatusCode::RANGE_NOT_SATISFIABLE, repo, id, offset);
+        *resp.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+        return Ok(resp);
+    }
+    let result = append(&mut writer, body).await;
+    let offset = writer.offset();
+    images.return_upload(id, writer);
+    result?;
+    Ok(upload_accepted(StatusCode::ACCEPTED, repo, id, offset))
+}
+
+async fn finish_upload(
+    state: &Arc<AppState>,
+    repo: &Repository,
+    id: &str,
+    digest: &str,
+    body: Body,
+) -> Result<Response> {
+    let images = state.store.image_content();
+    let mut writer = images.take_upload(id, &owner(&repo.account, &repo.region, &repo.name))?;
+    if let Err(e) = append(&mut writer, body).await {
+        let _ = images.cancel_upload(id, &owner(&repo.account, &repo.region, &repo.name));
+        return Err(e);
+    }
+    let store = state.store.clone();
+    let (id, d, repo_id) = (id.to_owned(), digest.to_owned(), repo.id);
+    blocking::<_, RegistryError>(move || {
+        let size = store.image_content().finish_upload(&id, writer, &d)?;
+        store.link_blob(repo_id, &d, size)?;
+        Ok(())
+    })
+    .await?;
+    Ok(blob_created(repo, digest))
+}
+
+/// The blobs (or manifests) a manifest names, and whether it is an index.
+pub(crate) fn references(doc: &serde_json::Value) -> Option<(Vec<String>, bool)> {
+    if doc.get("schemaVersion").and_then(|v| v.as_u64()) != Some(2) {
+        return None;
+    }
+    let digests = |list: &serde_json::Value| -> Option<Vec<String>> {
+        list.as_array()?
+            .iter()
+            .map(|d| Some(d.get("digest")?.as_str()?.to_owned()))
+            .collect()
+    };
+    if let Some(list) = doc.get("manifests") {
+        return Some((digests(list)?, true));
+    }
+    let mut refs = vec![doc.get("config")?.get("digest")?.as_str()?.to_owned()];
+    refs.extend(digests(doc.get("layers")?)?);
+    Some((refs, false))
+}
+
+/// Stores a manifest pushed as `reference` (a tag or its digest); returns its digest.
+pub(crate) async fn put_manifest(
+    state: &Arc<AppState>,
+    repo: &Repository,
+    reference: &str,
+    media_type: Option<String>,
+    bytes: Bytes,
+) -> Result<String> {
+    let invalid = |m: &str| err(StatusCode::BAD_REQUEST, "MANIFEST_INVALID", m.to_owned());
+    let doc: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| invalid(&format!("the manifest is not JSON: {e}")))?;
+    let (refs, index) = references(&doc).ok_or_else(|| {
+        invalid("only schema 2 manifests (OCI or Docker v2) and indexes are accepted")
+    })?;
+    if refs.iter().any(|d| digest_hex(d).is_none()) {
+        return Err(invalid("every referenced digest must be a sha256 digest"));
+    }
+    let media_type = media_type
+        .filter(|m| m.contains("manifest") || m.contains("index"))
+        .or_else(|| {
+            doc.get("mediaType")
+                .and_then(|m| m.as_str())
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| {
+            if index {
+                "application/vnd.oci.image.index.v1+json".into()
+            } else {
+                "application/vnd.oci.image.manifest.v1+json".into()
+            }
+        });
+    let tag = if reference.starts_with("sha256:") {
+        None
+    } else if valid_tag(reference) {
+        Some(reference.to_owned())
+    } else {
+        return Err(err(
+            StatusCode::BAD_REQUEST,
+            "TAG_INVALID",
+            format!("invalid tag '{reference}'"),
+        ));
+    };
+    let store = state.store.clone();
+    let repo = repo.clone();
+    let reference = reference.to_owned();
+    blocking::<_, RegistryError>(move || {
+        for d in &refs {
+            let known = if index {
+                store.image(repo.id, d)?.is_some()
+            } else {
+                store.repository_blob(repo.id, d)?.is_some()
+                    && store.image_content().blob_size(d).is_some()
+            };
+            if !known {
+                return Err(err(
+                    StatusCode::BAD_REQUEST,
+                    "MANIFEST_BLOB_UNKNOWN",
+                    format!("the manifest references {d}, which this repository does not hold"),
+                ));
+            }
+        }
+        let digest = store.image_content().put_blob(&bytes)?;
+        if reference.starts_with("sha256:") && reference != digest {
+            return Err(err(
+                StatusCode::BAD_REQUEST,
+                "DIGEST_INVALID",
+                format!("the manifest's digest is {digest}, not {reference}"),
+            ));
+        }
+        store.put_image(
+            &repo,
+            NewImage {
+                digest: &digest,
+                media_type: &media_type,
+                size: bytes.len() as u64,
+                refs: &refs,
+                tag: tag.as_deref(),
+            },
+        )?;
+        Ok(digest)
+    })
+    .await
+}
+
+/// A tag Docker accepts: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
+pub(crate) fn valid_tag(tag: &str) -> bool {
+    let b = tag.as_bytes();
+    !b.is_empty()
+        && b.len() <= 128
+        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"._-".contains(c))
+}
+
+async fn get_manifest(
+    state: &Arc<AppState>,
+    repo: &Repository,
+    reference: &str,
+    head: bool,
+) -> Result<Response> {
+    let store = state.store.clone();
+    let (id, r) = (repo.id, reference.to_owned());
+    let found = blocking::<_, RegistryError>(move || {
+        let Some(image) = store.image(id, &r)? else {
+            return Ok(None);
+        };
+        let bytes = store
+            .image_content()
+            .read_blob(&image.digest, MAX_MANIFEST_BYTES as u64)?;
+        Ok(Some((image, bytes)))
+    })
+    .await?;
+    let (image, bytes) = found.ok_or_else(|| {
+        err(
+            StatusCode::NOT_FOUND,
+            "MANIFEST_UNKNOWN",
+            format!(
+                "manifest '{reference}' is unknown to repository '{}'",
+                repo.name
+            ),
+        )
+    })?;
+    let len = bytes.len();
+    let mut resp = if head {
+        StatusCode::OK.into_response()
+    } else {
+        (StatusCode::OK, bytes).into_response()
+    };
+    set(&mut resp, "content-type", &image.media_type);
+    set(&mut resp, "content-length", &len.to_string());
+    set(&mut resp, "docker-content-digest", &image.digest);
+    Ok(resp)
+}
+
+async fn delete_manifest(
+    state: &Arc<AppState>,
+    repo: &Repository,
+    reference: &str,
+) -> Result<Response> {
+    let store = state.store.clone();
+    let (id, r) = (repo.id, reference.to_owned());
+    let deleted = blocking::<_, RegistryError>(move || {
+        let gone = if r.starts_with("sha256:") {
+            store.delete_image(id, &r)?
+        } else {
+            store.untag_image(id, &r)?.is_some()
+        };
+        Ok(gone)
+    })
+    .await?;
+    if !deleted {
+        return Err(err(
+            StatusCode::NOT_FOUND,
+            "MANIFEST_UNKNOWN",
+            format!("manifest '{reference}' is unknown"),
+        ));
+    }
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+async fn tags(
+    state: &Arc<AppState>,
+    repo: &Repository,
+    n: Option<String>,
+    last: Option<String>,
+) -> Result<Response> {
+    let store = state.store.clone();
+    let id = repo.id;
+    let images = blocking::<_, RegistryError>(move || Ok(store.images(id)?)).await?;
+    let mut all: Vec<String> = images.into_iter().flat_map(|i| i.tags).collect();
+    all.sort();
+    if let Some(last) = last {
+        all.retain(|t| *t > last);
+    }
+    let limit = n
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(usize::MAX);
+    let more = all.len() > limit;
+    all.truncate(limit);
+    let mut resp =
+        axum::Json(serde_json::json!({ "name": repo.name, "tags": all })).into_response();
+    if more && let Some(t) = all.last() {
+        set(
+            &mut resp,
+            "link",
+            &format!(
+                "</v2/{}/tags/list?n={limit}&last={t}>; rel=\"next\"",
+                repo.name
+            ),
+        );
+    }
+    Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_paths_do_not_take_api_gateway_paths() {
+        for p in [
+            "/v2/",
+            "/v2/_catalog",
+            "/v2/a/b/blobs/sha256:00",
+            "/v2/fn/manifests/v1",
+            "/v2/fn/tags/list",
+            "/v2/fn/blobs/uploads/",
+        ] {
+            assert!(is_registry_path(p), "{p}");
+        }
+        for p in [
+            "/v2/apis",
+            "/v2/apis/abc/routes",
+            "/v2/tags/arn:aws:apigateway:us-east-1::/apis/x",
+            "/v2/domainnames",
+        ] {
+            assert!(!is_registry_path(p), "{p}");
+        }
+    }
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-9", 100), Some((0, 9)));
+        assert_eq!(parse_range("bytes=90-", 100), Some((90, 99)));
+        assert_eq!(parse_range("bytes=-10", 100), Some((90, 99)));
+        assert_eq!(parse_range("bytes=95-200", 100), Some((95, 99)));
+        assert_eq!(parse_range("bytes=100-", 100), None);
+        assert_eq!(parse_range("bytes=5-4", 100), None);
+    }
+
+    #[test]
+    fn paths_split_into_name_and_target() {
+        assert!(matches!(
+            target_of("team/fn/blobs/uploads/"),
+            Some(("team/fn", Target::Uploads))
+        ));
+        assert!(matches!(
+            target_of("fn/blobs/uploads/abc"),
+            Some(("fn", Target::Upload("abc")))
+        ));
+        assert!(matches!(
+            target_of("fn/blobs/sha256:1"),
+            Some(("fn", Target::Blob("sha256:1")))
+        ));
+        assert!(matches!(
+            target_of("a/b/manifests/v1"),
+            Some(("a/b", Target::Manifest("v1")))
+        ));
+        assert!(matches!(
+            target_of("a/tags/list"),
+            Some(("a", Target::Tags))
+        ));
+    }
+}

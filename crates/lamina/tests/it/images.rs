@@ -1,0 +1,504 @@
+//! Container images: built here as OCI layouts (a static busybox runtime layer, and a layer that
+//! deletes and overrides files), pushed to Lamina's registry with skopeo after `aws ecr
+//! get-login-password`, run as functions created with the AWS CLI.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sha2::{Digest, Sha256};
+
+use crate::awscli::aws_cli;
+use crate::helpers::*;
+
+/// A shell Runtime API client on busybox: it answers what the image's files and environment
+/// look like from inside.
+const BOOTSTRAP: &str = r#"#!/bin/sh
+API=http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/runtime
+while true; do
+  EVENT=$(wget -q -S -O - "$API/invocation/next" 2>/tmp/h)
+  ID=$(sed -n 's/.*[Ll]ambda-[Rr]untime-[Aa]ws-[Rr]equest-[Ii]d: *\([^ \r]*\).*/\1/p' /tmp/h)
+  if [ -e /var/task/old.txt ]; then OLD=present; else OLD=gone; fi
+  CACHE=$(ls /opt/cache | tr '\n' ' ')
+  BODY="{\"greeting\":\"$(cat /etc/greeting)\",\"old\":\"$OLD\",\"cache\":\"$CACHE\",\"from\":\"$GREETING_FROM\",\"mode\":\"$MODE\",\"args\":\"$*\",\"cwd\":\"$(pwd)\",\"event\":$EVENT}"
+  wget -q -O /dev/null --post-data "$BODY" "$API/invocation/$ID/response"
+done
+"#;
+
+fn skopeo() -> &'static str {
+    assert!(
+        Command::new("skopeo")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success()),
+        "skopeo is not installed: `apt-get install skopeo` (.ci/run installs it)"
+    );
+    "skopeo"
+}
+
+enum Entry<'a> {
+    File(&'a str, &'a [u8], u32),
+    Link(&'a str, &'a str),
+    Dir(&'a str),
+}
+
+fn tar_of(entries: &[Entry<'_>]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for e in entries {
+        let mut h = tar::Header::new_gnu();
+        match e {
+            Entry::File(name, data, mode) => {
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_size(data.len() as u64);
+                h.set_mode(*mode);
+                b.append_data(&mut h, name, *data).unwrap();
+            }
+            Entry::Link(name, target) => {
+                h.set_entry_type(tar::EntryType::Symlink);
+                h.set_size(0);
+                h.set_mode(0o777);
+                b.append_link(&mut h, name, target).unwrap();
+            }
+            Entry::Dir(name) => {
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_size(0);
+                h.set_mode(0o755);
+                b.append_data(&mut h, name, std::io::empty()).unwrap();
+            }
+        }
+    }
+    b.into_inner().unwrap()
+}
+
+fn digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex(&Sha256::digest(bytes)))
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Writes an OCI layout at `dir` with one image tagged `tag`; layers are `(tar, gzip?)`.
+fn oci_layout(dir: &Path, tag: &str, layers: &[(Vec<u8>, bool)], config: serde_json::Value) {
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put = |bytes: &[u8]| {
+        let d = digest(bytes);
+        std::fs::write(blobs.join(&d[7..]), bytes).unwrap();
+        d
+    };
+    let mut descriptors = Vec::new();
+    let mut diff_ids = Vec::new();
+    for (tar, gzip) in layers {
+        diff_ids.push(digest(tar));
+        let (blob, media) = if *gzip {
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            std::io::Write::write_all(&mut enc, tar).unwrap();
+            (
+                enc.finish().unwrap(),
+                "application/vnd.oci.image.layer.v1.tar+gzip",
+            )
+        } else {
+            (tar.clone(), "application/vnd.oci.image.layer.v1.tar")
+        };
+        descriptors.push(
+            serde_json::json!({ "mediaType": media, "digest": put(&blob), "size": blob.len() }),
+        );
+    }
+    let mut config = config;
+    config["rootfs"] = serde_json::json!({ "type": "layers", "diff_ids": diff_ids });
+    let config = serde_json::to_vec(&config).unwrap();
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": put(&config), "size": config.len() },
+        "layers": descriptors,
+    }))
+    .unwrap();
+    let m = put(&manifest);
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let index = serde_json::json!({ "schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": m, "size": manifest.len(),
+        "annotations": { "org.opencontainers.image.ref.name": tag },
+    }] });
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+}
+
+/// The runtime layer: static busybox with its applets, the bootstrap, files the next layer
+/// changes.
+fn base_layer() -> Vec<u8> {
+    let busybox = std::fs::read("/bin/busybox").expect(
+        "a static busybox at /bin/busybox is needed to build test images: `apt-get install busybox-static`",
+    );
+    let mut entries = vec![
+        Entry::Dir("bin"),
+        Entry::File("bin/busybox", &busybox, 0o755),
+        Entry::Dir("etc"),
+        Entry::File("etc/greeting", b"v1", 0o644),
+        Entry::Dir("var"),
+        Entry::Dir("var/runtime"),
+        Entry::File("var/runtime/bootstrap", BOOTSTRAP.as_bytes(), 0o755),
+        Entry::Dir("var/task"),
+        Entry::File("var/task/old.txt", b"old", 0o644),
+        Entry::Dir("opt"),
+        Entry::Dir("opt/cache"),
+        Entry::File("opt/cache/a", b"a", 0o644),
+        Entry::File("opt/cache/b", b"b", 0o644),
+    ];
+    let applets = ["sh", "wget", "sed", "ls", "tr", "cat"];
+    let names: Vec<String> = applets.iter().map(|a| format!("bin/{a}")).collect();
+    for n in &names {
+        entries.push(Entry::Link(n, "busybox"));
+    }
+    tar_of(&entries)
+}
+
+/// The second layer: overrides the greeting, deletes a file, makes `/opt/cache` opaque.
+fn change_layer(greeting: &str) -> Vec<u8> {
+    tar_of(&[
+        Entry::Dir("etc"),
+        Entry::File("etc/greeting", greeting.as_bytes(), 0o644),
+        Entry::Dir("var"),
+        Entry::Dir("var/task"),
+        Entry::File("var/task/.wh.old.txt", b"", 0o644),
+        Entry::Dir("opt"),
+        Entry::Dir("opt/cache"),
+        Entry::File("opt/cache/.wh..wh..opq", b"", 0o644),
+        Entry::File("opt/cache/c", b"c", 0o644),
+    ])
+}
+
+fn image_config() -> serde_json::Value {
+    serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {
+            "Entrypoint": ["/var/runtime/bootstrap"],
+            "Cmd": ["from-image"],
+            "WorkingDir": "/var/task",
+            "Env": ["PATH=/bin", "GREETING_FROM=image", "MODE=image"],
+        },
+    })
+}
+
+struct Aws {
+    cli: PathBuf,
+    endpoint: String,
+}
+
+impl Aws {
+    fn run(&self, args: &[&str]) -> Result<serde_json::Value, String> {
+        let out = Command::new(&self.cli)
+            .args([
+                "--endpoint-url",
+                &self.endpoint,
+                "--region",
+                "us-east-1",
+                "--output",
+                "json",
+            ])
+            .args(args)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .output()
+            .expect("aws runs");
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        Ok(if text.trim().is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text.into_owned()))
+        })
+    }
+
+    fn ok(&self, args: &[&str]) -> serde_json::Value {
+        self.run(args)
+            .unwrap_or_else(|e| panic!("aws {args:?} failed: {e}"))
+    }
+
+    fn invoke(&self, function: &str, dir: &Path) -> serde_json::Value {
+        let out = dir.join("out.json");
+        self.ok(&[
+            "lambda",
+            "invoke",
+            "--function-name",
+            function,
+            "--payload",
+            r#"{"n":7}"#,
+            out.to_str().unwrap(),
+        ]);
+        let text = std::fs::read_to_string(&out).unwrap();
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("the function answered non-JSON ({e}): {text}"))
+    }
+}
+
+fn push(layout: &Path, tag: &str, dest: &str, password: &str) {
+    let out = Command::new(skopeo())
+        .args(["copy", "--dest-tls-verify=false", "--dest-creds"])
+        .arg(format!("AWS:{password}"))
+        .arg(format!("oci:{}:{tag}", layout.display()))
+        .arg(format!("docker://{dest}"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo push failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn skopeo_pushes_an_image_the_aws_cli_runs_as_a_function_with_whiteouts_applied() {
+    let data = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(data.path(), &[]);
+    let aws = Aws {
+        cli: aws_cli(),
+        endpoint: server.endpoint(),
+    };
+    let host = server.addr.to_string();
+    let work = tempfile::tempdir().unwrap();
+
+    // ECR's flow: a repository first, then a login password.
+    let repo = aws.ok(&["ecr", "create-repository", "--repository-name", "test/fn"]);
+    assert_eq!(
+        repo["repository"]["repositoryUri"],
+        format!("{host}/test/fn")
+    );
+    let dup = aws
+        .run(&["ecr", "create-repository", "--repository-name", "test/fn"])
+        .unwrap_err();
+    assert!(dup.contains("RepositoryAlreadyExistsException"), "{dup}");
+    let password = match aws.ok(&["ecr", "get-login-password"]) {
+        serde_json::Value::String(s) => s.trim().to_owned(),
+        other => panic!("get-login-password printed {other}"),
+    };
+
+    let v1 = work.path().join("v1");
+    oci_layout(
+        &v1,
+        "v1",
+        &[(base_layer(), true), (change_layer("v2"), false)],
+        image_config(),
+    );
+    // A repository that does not exist is refused, as on ECR.
+    let refused = Command::new(skopeo())
+        .args(["copy", "--dest-tls-verify=false", "--dest-creds"])
+        .arg(format!("AWS:{password}"))
+        .arg(format!("oci:{}:v1", v1.display()))
+        .arg(format!("docker://{host}/nope:v1"))
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    push(&v1, "v1", &format!("{host}/test/fn:v1"), &password);
+
+    let uri = format!("{host}/test/fn:v1");
+    let created = aws.ok(&[
+        "lambda",
+        "create-function",
+        "--function-name",
+        "img",
+        "--package-type",
+        "Image",
+        "--code",
+        &format!("ImageUri={uri}"),
+        "--role",
+        "arn:aws:iam::000000000000:role/r",
+        "--environment",
+        "Variables={MODE=function}",
+    ]);
+    assert_eq!(created["PackageType"], "Image");
+    assert!(created.get("Runtime").is_none() && created.get("Handler").is_none());
+    let got = aws.ok(&["lambda", "get-function", "--function-name", "img"]);
+    assert_eq!(got["Code"]["RepositoryType"], "ECR");
+    assert_eq!(got["Code"]["ImageUri"], uri);
+    let resolved = got["Code"]["ResolvedImageUri"].as_str().unwrap().to_owned();
+    assert!(
+        resolved.starts_with(&format!("{host}/test/fn@sha256:")),
+        "{resolved}"
+    );
+
+    let out = aws.invoke("img", work.path());
+    assert_eq!(out["greeting"], "v2", "the upper layer's file wins: {out}");
+    assert_eq!(
+        out["old"], "gone",
+        "the whiteout removed the lower layer's file: {out}"
+    );
+    assert_eq!(
+        out["cache"].as_str().unwrap().trim(),
+        "c",
+        "the opaque directory hides a and b: {out}"
+    );
+    assert_eq!(
+        out["from"], "image",
+        "the image's Env reaches the function: {out}"
+    );
+    assert_eq!(
+        out["mode"], "function",
+        "the function's variables override the image's: {out}"
+    );
+    assert_eq!(out["args"], "from-image", "CMD follows ENTRYPOINT: {out}");
+    assert_eq!(out["cwd"], "/var/task");
+    assert_eq!(out["event"]["n"], 7);
+
+    // Version 1 is pinned to the digest; the tag then moves to a new image.
+    aws.ok(&["lambda", "publish-version", "--function-name", "img"]);
+    let v2 = work.path().join("v2");
+    oci_layout(
+        &v2,
+        "v1",
+        &[(base_layer(), true), (change_layer("v3"), false)],
+        image_config(),
+    );
+    push(&v2, "v1", &format!("{host}/test/fn:v1"), &password);
+    aws.ok(&[
+        "lambda",
+        "update-function-code",
+        "--function-name",
+        "img",
+        "--image-uri",
+        &uri,
+    ]);
+    aws.ok(&[
+        "lambda",
+        "update-function-configuration",
+        "--function-name",
+        "img",
+        "--image-config",
+        "Command=override",
+    ]);
+    let latest = aws.invoke("img", work.path());
+    assert_eq!(latest["greeting"], "v3");
+    assert_eq!(
+        latest["args"], "override",
+        "ImageConfig.Command replaces CMD: {latest}"
+    );
+    let pinned = aws.invoke("img:1", work.path());
+    assert_eq!(
+        pinned["greeting"], "v2",
+        "a published version keeps its image: {pinned}"
+    );
+
+    // The shared base layer was stored and unpacked once.
+    let images = aws.ok(&["ecr", "describe-images", "--repository-name", "test/fn"]);
+    assert_eq!(
+        images["imageDetails"].as_array().unwrap().len(),
+        2,
+        "{images}"
+    );
+    let blobs = std::fs::read_dir(data.path().join("images/blobs/sha256"))
+        .unwrap()
+        .count();
+    // 2 manifests + 2 configs + the shared base layer + 2 change layers.
+    assert_eq!(blobs, 7);
+    let layers = std::fs::read_dir(data.path().join("images/layers"))
+        .unwrap()
+        .count();
+    assert_eq!(layers, 3);
+
+    // Lambda's validation.
+    let e = aws
+        .run(&[
+            "lambda",
+            "create-function",
+            "--function-name",
+            "bad",
+            "--package-type",
+            "Image",
+            "--code",
+            &format!("ImageUri={uri}"),
+            "--role",
+            "arn:aws:iam::000000000000:role/r",
+            "--runtime",
+            "python3.12",
+            "--handler",
+            "a.b",
+        ])
+        .unwrap_err();
+    assert!(e.contains("InvalidParameterValueException"), "{e}");
+    let e = aws
+        .run(&[
+            "lambda",
+            "create-function",
+            "--function-name",
+            "bad",
+            "--package-type",
+            "Image",
+            "--code",
+            &format!("ImageUri={uri}"),
+            "--role",
+            "arn:aws:iam::000000000000:role/r",
+            "--architectures",
+            "arm64",
+        ])
+        .unwrap_err();
+    assert!(
+        e.contains("InvalidParameterValueException") && e.contains("amd64"),
+        "{e}"
+    );
+    let e = aws
+        .run(&[
+            "lambda",
+            "create-function",
+            "--function-name",
+            "bad",
+            "--package-type",
+            "Image",
+            "--code",
+            &format!("ImageUri={host}/test/fn:missing"),
+            "--role",
+            "arn:aws:iam::000000000000:role/r",
+        ])
+        .unwrap_err();
+    assert!(
+        e.contains("InvalidParameterValueException") && e.contains("does not exist"),
+        "{e}"
+    );
+    let e = aws
+        .run(&[
+            "lambda",
+            "create-function",
+            "--function-name",
+            "bad",
+            "--package-type",
+            "Image",
+            "--code",
+            "ImageUri=registry.example.com/x:1",
+            "--role",
+            "arn:aws:iam::000000000000:role/r",
+        ])
+        .unwrap_err();
+    assert!(e.contains("not allowed on this server"), "{e}");
+
+    // Deleting: images go, and the repository when empty or forced.
+    let e = aws
+        .run(&["ecr", "delete-repository", "--repository-name", "test/fn"])
+        .unwrap_err();
+    assert!(e.contains("RepositoryNotEmptyException"), "{e}");
+    let listed = aws.ok(&["ecr", "list-images", "--repository-name", "test/fn"]);
+    assert_eq!(
+        listed["imageIds"].as_array().unwrap().len(),
+        2,
+        "one tagged, one untagged: {listed}"
+    );
+    aws.ok(&[
+        "ecr",
+        "batch-delete-image",
+        "--repository-name",
+        "test/fn",
+        "--image-ids",
+        "imageTag=v1",
+    ]);
+    aws.ok(&[
+        "ecr",
+        "delete-repository",
+        "--repository-name",
+        "test/fn",
+        "--force",
+    ]);
+    // The functions still run: their roots are theirs.
+    assert_eq!(aws.invoke("img:1", work.path())["greeting"], "v2");
+}

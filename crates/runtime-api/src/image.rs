@@ -1,0 +1,170 @@
+//! What an environment's process is: its root, argv, working directory and environment. Zip
+//! functions get the curated system tree with their code at `/var/task`; image functions get
+//! their image's root, each top-level entry bound read-only (or recreated, for a symlink) on
+//! the sandbox's own small root, where `/tmp`, `/proc` and `/dev` are the sandbox's.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use lamina_sandbox::rootfs::Bind;
+
+use crate::env::RUNTIME_API_PORT;
+use crate::{FunctionRuntime, ImageRun};
+
+/// The parts of a sandbox's spec that depend on how the function is packaged.
+pub(crate) struct Launch {
+    pub binds: Vec<Bind>,
+    pub symlinks: Vec<(String, String)>,
+    pub cwd: String,
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
+/// Names the sandbox provides itself, whatever the image holds there.
+const OWN: &[&str] = &["tmp", "proc", "dev", "oldroot"];
+
+/// The launch of an image function whose root is `f.code_tree`.
+pub(crate) fn launch(
+    f: &FunctionRuntime,
+    image: &ImageRun,
+    stream: &str,
+) -> Result<Launch, String> {
+    if image.argv.is_empty() {
+        return Err(
+            "the image has no ENTRYPOINT or CMD, and ImageConfig sets neither: nothing to run"
+                .into(),
+        );
+    }
+    let root = &f.code_tree;
+    let (binds, symlinks) =
+        top_level(root).map_err(|e| format!("the image root of {} cannot be read: {e}", f.name))?;
+    Ok(Launch {
+        binds,
+        symlinks,
+        cwd: image.cwd.clone(),
+        argv: image.argv.clone(),
+        env: env(f, image, stream),
+    })
+}
+
+/// Binds and symlinks (name, target) that present a root's top level.
+type TopLevel = (Vec<Bind>, Vec<(String, String)>);
+
+fn top_level(root: &Path) -> std::io::Result<TopLevel> {
+    let mut binds = Vec::new();
+    let mut symlinks = Vec::new();
+    let mut entries: Vec<_> = std::fs::read_dir(root)?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        if OWN.contains(&name.as_str()) {
+            continue;
+        }
+        let kind = entry.file_type()?;
+        if kind.is_symlink() {
+            let target = std::fs::read_link(entry.path())?;
+            symlinks.push((name, target.to_string_lossy().into_owned()));
+        } else if kind.is_dir() || kind.is_file() {
+            binds.push(Bind {
+                source: entry.path(),
+                target: Path::new("/").join(&name),
+                file: kind.is_file(),
+            });
+        }
+    }
+    Ok((binds, symlinks))
+}
+
+/// The image's `Env`, then the function's variables, then Lambda's reserved ones. `_HANDLER`
+/// and `AWS_EXECUTION_ENV` are left to the image (the AWS base images' entry point sets
+/// `_HANDLER` from CMD).
+fn env(f: &FunctionRuntime, image: &ImageRun, stream: &str) -> Vec<(String, String)> {
+    let mut env: BTreeMap<String, String> = image.env.iter().cloned().collect();
+    env.extend(f.environment.clone());
+    let mut set = |k: &str, v: String| {
+        env.insert(k.to_owned(), v);
+    };
+    set("AWS_REGION", f.region.clone());
+    set("AWS_DEFAULT_REGION", f.region.clone());
+    set("AWS_LAMBDA_FUNCTION_NAME", f.name.clone());
+    set("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", f.memory_mb.to_string());
+    set("AWS_LAMBDA_FUNCTION_VERSION", f.version.clone());
+    set("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".into());
+    set("AWS_LAMBDA_LOG_GROUP_NAME", f.log_group.clone());
+    set("AWS_LAMBDA_LOG_STREAM_NAME", stream.to_owned());
+    set(
+        "AWS_LAMBDA_RUNTIME_API",
+        format!("127.0.0.1:{RUNTIME_API_PORT}"),
+    );
+    env.entry("TZ".into()).or_insert_with(|| ":UTC".into());
+    env.entry("PATH".into())
+        .or_insert_with(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    env.entry("LAMBDA_TASK_ROOT".into())
+        .or_insert_with(|| "/var/task".into());
+    env.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_roots_are_bound_entry_by_entry_and_env_layers_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for d in ["usr", "var", "tmp", "proc"] {
+            std::fs::create_dir(root.join(d)).unwrap();
+        }
+        std::fs::write(root.join("entry.sh"), "").unwrap();
+        std::os::unix::fs::symlink("usr/bin", root.join("bin")).unwrap();
+        let (binds, links) = top_level(root).unwrap();
+        let targets: Vec<_> = binds
+            .iter()
+            .map(|b| b.target.display().to_string())
+            .collect();
+        assert_eq!(targets, ["/entry.sh", "/usr", "/var"]);
+        assert!(binds[0].file && !binds[1].file);
+        assert_eq!(links, [("bin".to_owned(), "usr/bin".to_owned())]);
+
+        let mut f = FunctionRuntime {
+            account: "000000000000".into(),
+            region: "us-east-1".into(),
+            name: "f".into(),
+            version: "$LATEST".into(),
+            revision_id: "r".into(),
+            runtime: String::new(),
+            handler: String::new(),
+            memory_mb: 128,
+            timeout_s: 3,
+            tmp_mb: 512,
+            environment: Default::default(),
+            code_tree: root.to_path_buf(),
+            opt_tree: None,
+            packages: vec![],
+            log_group: "/aws/lambda/f".into(),
+            function_arn: "arn".into(),
+            image: None,
+        };
+        f.environment.insert("MODE".into(), "function".into());
+        f.environment
+            .insert("AWS_LAMBDA_RUNTIME_API".into(), "evil:1".into());
+        let image = ImageRun {
+            argv: vec!["/entry.sh".into()],
+            cwd: "/var/task".into(),
+            env: vec![
+                ("MODE".into(), "image".into()),
+                ("PATH".into(), "/var/lang/bin:/usr/bin".into()),
+            ],
+        };
+        let env: BTreeMap<_, _> = env(&f, &image, "s").into_iter().collect();
+        assert_eq!(env["MODE"], "function");
+        assert_eq!(env["PATH"], "/var/lang/bin:/usr/bin");
+        assert_eq!(
+            env["AWS_LAMBDA_RUNTIME_API"],
+            format!("127.0.0.1:{RUNTIME_API_PORT}")
+        );
+        assert!(!env.contains_key("_HANDLER"));
+    }
+}
