@@ -127,6 +127,32 @@ impl Client {
             .json()
     }
 
+    /// Calls an ECR action (JSON 1.1, signed for `ecr`) and returns its JSON answer.
+    pub async fn ecr(
+        &self,
+        action: &str,
+        input: serde_json::Value,
+    ) -> anyhow::Result<serde_json::Value> {
+        let body = input.to_string().into_bytes();
+        let stream =
+            futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from(body.clone()))]);
+        let headers = [
+            ("content-type", "application/x-amz-json-1.1".to_owned()),
+            (
+                "x-amz-target",
+                format!("AmazonEC2ContainerRegistry_V20150921.{action}"),
+            ),
+        ];
+        self.send_full(Method::POST, "/", "", body, stream, &headers, "ecr")
+            .await?
+            .json()
+    }
+
+    /// The HTTP client, for the registry's own protocol.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     /// Calls an SNS action (the query protocol) and returns its XML answer.
     pub async fn sns(&self, action: &str, params: &[(&str, String)]) -> anyhow::Result<Xml> {
         let mut form = form_urlencoded::Serializer::new(String::new());
@@ -260,6 +286,14 @@ impl Client {
                     .map(str::to_owned)
             })
             .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+        // JSON 1.1 services (ECR) name the error in the body.
+        let error_type = error_type.or_else(|| {
+            serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()?
+                .get("__type")?
+                .as_str()
+                .map(str::to_owned)
+        });
         match error_type {
             Some(t) => Err(anyhow!(ApiFailure {
                 status,

@@ -108,6 +108,9 @@ pub enum Command {
     /// HTTP APIs: create one with a route to a function (and an authorizer), list, remove.
     #[command(subcommand)]
     Api(ApiCommand),
+    /// Container images in the server's registry: push (no Docker needed), list.
+    #[command(subcommand)]
+    Image(commands::image::ImageCommand),
     /// Delete a function.
     Rm {
         /// Function name or ARN.
@@ -328,6 +331,7 @@ pub async fn run(command: Command, options: ClientOptions) -> anyhow::Result<()>
         Command::Topic(t) => topic(&client, t, options.json).await,
         Command::Url(u) => url(&client, u, options.json).await,
         Command::Api(a) => api(&client, a, options.json).await,
+        Command::Image(i) => commands::image::run(&client, i, options.json).await,
         Command::Rm { name } => commands::rm::run(&client, &name, options.json).await,
     }
 }

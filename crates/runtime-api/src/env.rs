@@ -1,7 +1,6 @@
 //! One execution environment: a sandbox running a function's runtime, its Runtime API server,
 //! its log pumps, and the invocations it serves one after another.
 
-use std::collections::BTreeMap;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,7 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::logs::Tap;
 use crate::rapi::{self, Pending, Reply, Shared};
-use crate::runtimes::{self, Offered};
+use crate::runtimes;
 use crate::{Executor, Failure, FunctionRuntime, Invocation, Outcome};
 
 /// INIT must finish within this, as on Lambda.
@@ -69,61 +68,6 @@ pub struct Ran {
     pub billed_ms: u64,
     /// Whether the environment may serve another invocation.
     pub reusable: bool,
-}
-
-pub(crate) fn env_vars(
-    f: &FunctionRuntime,
-    offered: &Offered,
-    stream: &str,
-) -> Vec<(String, String)> {
-    let mut env: BTreeMap<String, String> = f.environment.clone();
-    let mut set = |k: &str, v: String| {
-        env.insert(k.to_owned(), v);
-    };
-    set("_HANDLER", f.handler.clone());
-    set("AWS_REGION", f.region.clone());
-    set("AWS_DEFAULT_REGION", f.region.clone());
-    if !offered.id.starts_with("provided") {
-        set("AWS_EXECUTION_ENV", format!("AWS_Lambda_{}", offered.id));
-    }
-    set("AWS_LAMBDA_FUNCTION_NAME", f.name.clone());
-    set("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", f.memory_mb.to_string());
-    set("AWS_LAMBDA_FUNCTION_VERSION", f.version.clone());
-    set("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".into());
-    set("AWS_LAMBDA_LOG_GROUP_NAME", f.log_group.clone());
-    set("AWS_LAMBDA_LOG_STREAM_NAME", stream.to_owned());
-    set(
-        "AWS_LAMBDA_RUNTIME_API",
-        format!("127.0.0.1:{RUNTIME_API_PORT}"),
-    );
-    set("LAMBDA_TASK_ROOT", "/var/task".into());
-    set("LAMBDA_RUNTIME_DIR", "/var/runtime".into());
-    set("TZ", ":UTC".into());
-    env.entry("LANG".into())
-        .or_insert_with(|| "en_US.UTF-8".into());
-    env.entry("PATH".into())
-        .or_insert_with(|| "/var/lang/bin:/usr/local/bin:/usr/bin/:/bin:/opt/bin".into());
-    env.entry("LD_LIBRARY_PATH".into()).or_insert_with(|| {
-        "/var/lang/lib:/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:/var/task:/var/task/lib:/opt/lib".into()
-    });
-    if offered.id.starts_with("python") {
-        let minor = offered.id.trim_start_matches("python");
-        env.entry("PYTHONPATH".into()).or_insert_with(|| {
-            format!("/var/runtime:/opt/python/lib/python{minor}/site-packages:/opt/python")
-        });
-    }
-    if let Some(major) = offered
-        .id
-        .strip_prefix("nodejs")
-        .and_then(|v| v.strip_suffix(".x"))
-    {
-        env.entry("NODE_PATH".into()).or_insert_with(|| {
-            format!("/opt/nodejs/node{major}/node_modules:/opt/nodejs/node_modules:/var/runtime/node_modules:/var/runtime:/var/task")
-        });
-    }
-    env.entry("AWS_XRAY_CONTEXT_MISSING".into())
-        .or_insert_with(|| "LOG_ERROR".into());
-    env.into_iter().collect()
 }
 
 /// `YYYY/MM/DD/[$LATEST]<32 hex>`.
@@ -223,7 +167,7 @@ impl Environment {
                     symlinks: inner.symlinks.clone(),
                     cwd: "/var/task".into(),
                     argv: runtimes::argv(offered, bootstrap_in_task),
-                    env: env_vars(f, offered, &stream),
+                    env: crate::image::env_vars(f, offered, &stream),
                 }
             }
         };

@@ -1,5 +1,6 @@
 //! What an environment's process is: its root, argv, working directory and environment. Zip
-//! functions get the curated system tree with their code at `/var/task`; image functions get
+//! functions get the curated system tree with their code at `/var/task` and Lambda's variables
+//! for their runtime ([`env_vars`]); image functions get
 //! their image's root, each top-level entry bound read-only (or recreated, for a symlink) on
 //! the sandbox's own small root, where `/tmp`, `/proc` and `/dev` are the sandbox's.
 
@@ -9,7 +10,7 @@ use std::path::Path;
 use lamina_sandbox::rootfs::Bind;
 
 use crate::env::RUNTIME_API_PORT;
-use crate::{FunctionRuntime, ImageRun};
+use crate::{FunctionRuntime, ImageRun, Offered};
 
 /// The parts of a sandbox's spec that depend on how the function is packaged.
 pub(crate) struct Launch {
@@ -83,26 +84,80 @@ fn top_level(root: &Path) -> std::io::Result<TopLevel> {
 fn env(f: &FunctionRuntime, image: &ImageRun, stream: &str) -> Vec<(String, String)> {
     let mut env: BTreeMap<String, String> = image.env.iter().cloned().collect();
     env.extend(f.environment.clone());
-    let mut set = |k: &str, v: String| {
-        env.insert(k.to_owned(), v);
-    };
-    set("AWS_REGION", f.region.clone());
-    set("AWS_DEFAULT_REGION", f.region.clone());
-    set("AWS_LAMBDA_FUNCTION_NAME", f.name.clone());
-    set("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", f.memory_mb.to_string());
-    set("AWS_LAMBDA_FUNCTION_VERSION", f.version.clone());
-    set("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".into());
-    set("AWS_LAMBDA_LOG_GROUP_NAME", f.log_group.clone());
-    set("AWS_LAMBDA_LOG_STREAM_NAME", stream.to_owned());
-    set(
-        "AWS_LAMBDA_RUNTIME_API",
-        format!("127.0.0.1:{RUNTIME_API_PORT}"),
-    );
+    reserved(&mut env, f, stream);
     env.entry("TZ".into()).or_insert_with(|| ":UTC".into());
     env.entry("PATH".into())
         .or_insert_with(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
     env.entry("LAMBDA_TASK_ROOT".into())
         .or_insert_with(|| "/var/task".into());
+    env.into_iter().collect()
+}
+
+/// Lambda's reserved variables, which no function or image value overrides.
+fn reserved(env: &mut BTreeMap<String, String>, f: &FunctionRuntime, stream: &str) {
+    for (k, v) in [
+        ("AWS_REGION", f.region.clone()),
+        ("AWS_DEFAULT_REGION", f.region.clone()),
+        ("AWS_LAMBDA_FUNCTION_NAME", f.name.clone()),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", f.memory_mb.to_string()),
+        ("AWS_LAMBDA_FUNCTION_VERSION", f.version.clone()),
+        ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".into()),
+        ("AWS_LAMBDA_LOG_GROUP_NAME", f.log_group.clone()),
+        ("AWS_LAMBDA_LOG_STREAM_NAME", stream.to_owned()),
+        (
+            "AWS_LAMBDA_RUNTIME_API",
+            format!("127.0.0.1:{RUNTIME_API_PORT}"),
+        ),
+    ] {
+        env.insert(k.to_owned(), v);
+    }
+}
+
+/// A zip function's environment: its variables, then Lambda's for its runtime.
+pub(crate) fn env_vars(
+    f: &FunctionRuntime,
+    offered: &Offered,
+    stream: &str,
+) -> Vec<(String, String)> {
+    let mut env: BTreeMap<String, String> = f.environment.clone();
+    let mut set = |k: &str, v: String| {
+        env.insert(k.to_owned(), v);
+    };
+    set("_HANDLER", f.handler.clone());
+    if !offered.id.starts_with("provided") {
+        set("AWS_EXECUTION_ENV", format!("AWS_Lambda_{}", offered.id));
+    }
+    reserved(&mut env, f, stream);
+    let mut set = |k: &str, v: String| {
+        env.insert(k.to_owned(), v);
+    };
+    set("LAMBDA_TASK_ROOT", "/var/task".into());
+    set("LAMBDA_RUNTIME_DIR", "/var/runtime".into());
+    set("TZ", ":UTC".into());
+    env.entry("LANG".into())
+        .or_insert_with(|| "en_US.UTF-8".into());
+    env.entry("PATH".into())
+        .or_insert_with(|| "/var/lang/bin:/usr/local/bin:/usr/bin/:/bin:/opt/bin".into());
+    env.entry("LD_LIBRARY_PATH".into()).or_insert_with(|| {
+        "/var/lang/lib:/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:/var/task:/var/task/lib:/opt/lib".into()
+    });
+    if offered.id.starts_with("python") {
+        let minor = offered.id.trim_start_matches("python");
+        env.entry("PYTHONPATH".into()).or_insert_with(|| {
+            format!("/var/runtime:/opt/python/lib/python{minor}/site-packages:/opt/python")
+        });
+    }
+    if let Some(major) = offered
+        .id
+        .strip_prefix("nodejs")
+        .and_then(|v| v.strip_suffix(".x"))
+    {
+        env.entry("NODE_PATH".into()).or_insert_with(|| {
+            format!("/opt/nodejs/node{major}/node_modules:/opt/nodejs/node_modules:/var/runtime/node_modules:/var/runtime:/var/task")
+        });
+    }
+    env.entry("AWS_XRAY_CONTEXT_MISSING".into())
+        .or_insert_with(|| "LOG_ERROR".into());
     env.into_iter().collect()
 }
 

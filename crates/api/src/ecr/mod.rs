@@ -9,6 +9,7 @@
 //! registry or, where the operator allows it, pulled from another ([`pull`]).
 
 pub mod api;
+mod blobs;
 pub mod pull;
 pub mod registry;
 pub mod resolve;

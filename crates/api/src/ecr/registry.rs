@@ -5,15 +5,15 @@
 
 use std::sync::Arc;
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::Request;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use futures_util::StreamExt;
 use lamina_store::images::digest_hex;
 use lamina_store::{BlobError, NewImage, Repository};
 
-use super::{MAX_IMAGE_BYTES, MAX_MANIFEST_BYTES, owner, token};
+use super::blobs::{finish_upload, get_blob, patch_upload, start_upload, upload_accepted};
+use super::{MAX_MANIFEST_BYTES, owner, token};
 use crate::{AppState, Caller, blocking};
 
 /// Whether an unsigned request is for the registry: `/v2/`, the catalog, or a repository's
@@ -36,7 +36,11 @@ pub struct RegistryError {
     message: String,
 }
 
-fn err(status: StatusCode, code: &'static str, message: impl Into<String>) -> RegistryError {
+pub(super) fn err(
+    status: StatusCode,
+    code: &'static str,
+    message: impl Into<String>,
+) -> RegistryError {
     RegistryError {
         status,
         code,
@@ -296,11 +300,11 @@ async fn handle(state: &Arc<AppState>, req: Request) -> Result<Response> {
     }
 }
 
-fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(super) fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
-fn set(resp: &mut Response, name: &'static str, value: &str) {
+pub(super) fn set(resp: &mut Response, name: &'static str, value: &str) {
     if let Ok(v) = axum::http::HeaderValue::from_str(value) {
         resp.headers_mut().insert(name, v);
     }
@@ -328,272 +332,6 @@ async fn repository(state: &Arc<AppState>, caller: &Caller, name: &str) -> Resul
                 ),
             )
         })
-}
-
-/// A blob the repository may serve: its size.
-async fn blob_in(state: &Arc<AppState>, repo: &Repository, digest: &str) -> Result<Option<u64>> {
-    let store = state.store.clone();
-    let (id, d) = (repo.id, digest.to_owned());
-    blocking::<_, RegistryError>(move || {
-        Ok(match store.repository_blob(id, &d)? {
-            Some(_) => store.image_content().blob_size(&d),
-            None => None,
-        })
-    })
-    .await
-}
-
-async fn get_blob(
-    state: &Arc<AppState>,
-    repo: &Repository,
-    digest: &str,
-    headers: &HeaderMap,
-    head: bool,
-) -> Result<Response> {
-    let size = blob_in(state, repo, digest).await?.ok_or_else(|| {
-        err(
-            StatusCode::NOT_FOUND,
-            "BLOB_UNKNOWN",
-            format!("blob {digest} is unknown to this repository"),
-        )
-    })?;
-    let (start, end) = match header(headers, "range").and_then(|r| parse_range(r, size)) {
-        Some(r) => r,
-        None if header(headers, "range").is_some() => {
-            let mut resp = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
-            set(&mut resp, "content-range", &format!("bytes */{size}"));
-            return Ok(resp);
-        }
-        None => (0, size.saturating_sub(1)),
-    };
-    let partial = header(headers, "range").is_some();
-    let len = if size == 0 { 0 } else { end - start + 1 };
-    let body = if head || len == 0 {
-        Body::empty()
-    } else {
-        let path = state
-            .store
-            .image_content()
-            .blob_path(digest)
-            .ok_or_else(|| err(StatusCode::NOT_FOUND, "BLOB_UNKNOWN", "blob is gone"))?;
-        Body::from_stream(file_stream(path, start, len))
-    };
-    let status = if partial {
-        StatusCode::PARTIAL_CONTENT
-    } else {
-        StatusCode::OK
-    };
-    let mut resp = (status, body).into_response();
-    set(&mut resp, "content-length", &len.to_string());
-    set(&mut resp, "content-type", "application/octet-stream");
-    set(&mut resp, "docker-content-digest", digest);
-    set(&mut resp, "accept-ranges", "bytes");
-    if partial {
-        set(
-            &mut resp,
-            "content-range",
-            &format!("bytes {start}-{end}/{size}"),
-        );
-    }
-    Ok(resp)
-}
-
-/// `bytes=a-b`, `bytes=a-` or `bytes=-n` within `size`.
-fn parse_range(range: &str, size: u64) -> Option<(u64, u64)> {
-    let spec = range.strip_prefix("bytes=")?;
-    let (a, b) = spec.split_once('-')?;
-    let (start, end) = match (a.trim(), b.trim()) {
-        ("", n) => {
-            let n: u64 = n.parse().ok()?;
-            (size.checked_sub(n.min(size))?, size.checked_sub(1)?)
-        }
-        (a, "") => (a.parse().ok()?, size.checked_sub(1)?),
-        (a, b) => (
-            a.parse().ok()?,
-            b.parse::<u64>().ok()?.min(size.checked_sub(1)?),
-        ),
-    };
-    (start <= end && end < size).then_some((start, end))
-}
-
-fn file_stream(
-    path: std::path::PathBuf,
-    start: u64,
-    len: u64,
-) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> {
-    use tokio::io::{AsyncReadExt, AsyncSeekExt};
-    futures_util::stream::unfold(
-        (None::<tokio::fs::File>, path, start, len),
-        |(file, path, at, left)| async move {
-            if left == 0 {
-                return None;
-            }
-            let mut file = match file {
-                Some(f) => f,
-                None => {
-                    let mut f = match tokio::fs::File::open(&path).await {
-                        Ok(f) => f,
-                        Err(e) => return Some((Err(e), (None, path, at, 0))),
-                    };
-                    if let Err(e) = f.seek(std::io::SeekFrom::Start(at)).await {
-                        return Some((Err(e), (None, path, at, 0)));
-                    }
-                    f
-                }
-            };
-            let mut buf = vec![0u8; (256 * 1024).min(left as usize)];
-            match file.read(&mut buf).await {
-                Ok(0) => Some((
-                    Err(std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        "blob shrank",
-                    )),
-                    (None, path, at, 0),
-                )),
-                Ok(n) => {
-                    buf.truncate(n);
-                    Some((
-                        Ok(Bytes::from(buf)),
-                        (Some(file), path, at + n as u64, left - n as u64),
-                    ))
-                }
-                Err(e) => Some((Err(e), (None, path, at, 0))),
-            }
-        },
-    )
-}
-
-fn upload_accepted(status: StatusCode, repo: &Repository, id: &str, offset: u64) -> Response {
-    let mut resp = status.into_response();
-    set(
-        &mut resp,
-        "location",
-        &format!("/v2/{}/blobs/uploads/{id}", repo.name),
-    );
-    set(&mut resp, "docker-upload-uuid", id);
-    set(
-        &mut resp,
-        "range",
-        &format!("0-{}", offset.saturating_sub(1)),
-    );
-    set(&mut resp, "content-length", "0");
-    resp
-}
-
-fn blob_created(repo: &Repository, digest: &str) -> Response {
-    let mut resp = StatusCode::CREATED.into_response();
-    set(
-        &mut resp,
-        "location",
-        &format!("/v2/{}/blobs/{digest}", repo.name),
-    );
-    set(&mut resp, "docker-content-digest", digest);
-    set(&mut resp, "content-length", "0");
-    resp
-}
-
-async fn start_upload(
-    state: &Arc<AppState>,
-    caller: &Caller,
-    repo: &Repository,
-    digest: Option<String>,
-    mount: Option<String>,
-    body: Body,
-) -> Result<Response> {
-    if let Some(d) = mount.filter(|d| digest_hex(d).is_some()) {
-        let store = state.store.clone();
-        let (account, id, d2) = (caller.account.clone(), repo.id, d.clone());
-        let mounted = blocking::<_, RegistryError>(move || {
-            let visible = store.account_blob(&account, &d2)?.is_some();
-            match store.image_content().blob_size(&d2) {
-                Some(size) if visible => {
-                    store.link_blob(id, &d2, size)?;
-                    Ok(true)
-                }
-                _ => Ok(false),
-            }
-        })
-        .await?;
-        if mounted {
-            return Ok(blob_created(repo, &d));
-        }
-    }
-    let owner = owner(&repo.account, &repo.region, &repo.name);
-    let id = state.store.image_content().start_upload(&owner)?;
-    match digest {
-        Some(d) => finish_upload(state, repo, &id, &d, body).await,
-        None => Ok(upload_accepted(StatusCode::ACCEPTED, repo, &id, 0)),
-    }
-}
-
-/// Streams a request body into an upload.
-async fn append(
-    writer: &mut lamina_store::images::UploadWriter,
-    body: Body,
-) -> std::result::Result<(), RegistryError> {
-    let mut chunks = body.into_data_stream();
-    while let Some(chunk) = chunks.next().await {
-        let chunk = chunk.map_err(|e| {
-            err(
-                StatusCode::BAD_REQUEST,
-                "BLOB_UPLOAD_INVALID",
-                format!("reading the upload failed: {e}"),
-            )
-        })?;
-        writer.write(&chunk, MAX_IMAGE_BYTES)?;
-    }
-    Ok(())
-}
-
-async fn patch_upload(
-    state: &Arc<AppState>,
-    repo: &Repository,
-    id: &str,
-    range: Option<&str>,
-    body: Body,
-) -> Result<Response> {
-    let images = state.store.image_content();
-    let mut writer = images.take_upload(id, &owner(&repo.account, &repo.region, &repo.name))?;
-    if let Some(start) = range
-        .and_then(|r| r.trim_start_matches("bytes ").split('-').next())
-        .and_then(|s| s.trim().parse::<u64>().ok())
-        && start != writer.offset()
-    {
-        let offset = writer.offset();
-        images.return_upload(id, writer);
-        let mut resp = upload_accepted(StatusCode::RANGE_NOT_SATISFIABLE, repo, id, offset);
-        *resp.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
-        return Ok(resp);
-    }
-    let result = append(&mut writer, body).await;
-    let offset = writer.offset();
-    images.return_upload(id, writer);
-    result?;
-    Ok(upload_accepted(StatusCode::ACCEPTED, repo, id, offset))
-}
-
-async fn finish_upload(
-    state: &Arc<AppState>,
-    repo: &Repository,
-    id: &str,
-    digest: &str,
-    body: Body,
-) -> Result<Response> {
-    let images = state.store.image_content();
-    let mut writer = images.take_upload(id, &owner(&repo.account, &repo.region, &repo.name))?;
-    if let Err(e) = append(&mut writer, body).await {
-        let _ = images.cancel_upload(id, &owner(&repo.account, &repo.region, &repo.name));
-        return Err(e);
-    }
-    let store = state.store.clone();
-    let (id, d, repo_id) = (id.to_owned(), digest.to_owned(), repo.id);
-    blocking::<_, RegistryError>(move || {
-        let size = store.image_content().finish_upload(&id, writer, &d)?;
-        store.link_blob(repo_id, &d, size)?;
-        Ok(())
-    })
-    .await?;
-    Ok(blob_created(repo, digest))
 }
 
 /// The blobs (or manifests) a manifest names, and whether it is an index.
@@ -833,16 +571,6 @@ mod tests {
         ] {
             assert!(!is_registry_path(p), "{p}");
         }
-    }
-
-    #[test]
-    fn ranges() {
-        assert_eq!(parse_range("bytes=0-9", 100), Some((0, 9)));
-        assert_eq!(parse_range("bytes=90-", 100), Some((90, 99)));
-        assert_eq!(parse_range("bytes=-10", 100), Some((90, 99)));
-        assert_eq!(parse_range("bytes=95-200", 100), Some((95, 99)));
-        assert_eq!(parse_range("bytes=100-", 100), None);
-        assert_eq!(parse_range("bytes=5-4", 100), None);
     }
 
     #[test]

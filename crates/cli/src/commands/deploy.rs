@@ -22,7 +22,11 @@ const PROGRESS_FROM: usize = 4 * 1024 * 1024;
 #[derive(Debug, Args)]
 pub struct DeployArgs {
     /// A directory (zipped for you) or a .zip file.
-    pub path: PathBuf,
+    #[arg(required_unless_present = "image")]
+    pub path: Option<PathBuf>,
+    /// Deploy a container image instead: an ImageUri (see `lamina image push`).
+    #[arg(long, conflicts_with_all = ["path", "runtime", "handler"])]
+    pub image: Option<String>,
     /// Function name.
     #[arg(long)]
     pub name: String,
@@ -60,8 +64,15 @@ fn parse_env(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
 }
 
 pub async fn run(client: &Client, args: DeployArgs, json_out: bool) -> anyhow::Result<()> {
-    let zip = package::load(&args.path)?;
+    let zip = match &args.path {
+        Some(p) => package::load(p)?,
+        None => Vec::new(),
+    };
     let zip_b64 = base64::engine::general_purpose::STANDARD.encode(&zip);
+    let code = match &args.image {
+        Some(uri) => json!({ "ImageUri": uri }),
+        None => json!({ "ZipFile": zip_b64 }),
+    };
     let env = parse_env(&args.env)?;
     let path = format!("/2015-03-31/functions/{}", label(&args.name));
 
@@ -111,7 +122,10 @@ pub async fn run(client: &Client, args: DeployArgs, json_out: bool) -> anyhow::R
             let mut body = config.clone();
             body.insert("FunctionName".into(), json!(args.name));
             body.insert("Role".into(), json!(args.role));
-            body.insert("Code".into(), json!({ "ZipFile": zip_b64 }));
+            body.insert("Code".into(), code);
+            if args.image.is_some() {
+                body.insert("PackageType".into(), json!("Image"));
+            }
             let body = serde_json::to_vec(&Value::Object(body))?;
             let reply = upload(client, Method::POST, "/2015-03-31/functions", body).await?;
             ("created", reply)
@@ -119,8 +133,9 @@ pub async fn run(client: &Client, args: DeployArgs, json_out: bool) -> anyhow::R
         Some(current) => {
             let sha = base64::engine::general_purpose::STANDARD.encode(sha256(&zip));
             let mut latest = current;
-            if s(&latest, "CodeSha256") != sha {
-                let body = serde_json::to_vec(&json!({ "ZipFile": zip_b64 }))?;
+            // An image is resolved again (its tag may have moved); a zip is sent if it changed.
+            if args.image.is_some() || s(&latest, "CodeSha256") != sha {
+                let body = serde_json::to_vec(&code)?;
                 latest = upload(client, Method::PUT, &format!("{path}/code"), body).await?;
             }
             if !config.is_empty() {
@@ -143,11 +158,14 @@ pub async fn run(client: &Client, args: DeployArgs, json_out: bool) -> anyhow::R
             ("Handler", s(&result, "Handler")),
             (
                 "Code",
-                format!(
-                    "{} ({})",
-                    size(result["CodeSize"].as_u64().unwrap_or(0)),
-                    s(&result, "CodeSha256")
-                ),
+                match &args.image {
+                    Some(uri) => format!("image {uri}"),
+                    None => format!(
+                        "{} ({})",
+                        size(result["CodeSize"].as_u64().unwrap_or(0)),
+                        s(&result, "CodeSha256")
+                    ),
+                },
             ),
         ]);
     }

@@ -3,6 +3,7 @@
 pub mod api;
 pub mod bill;
 pub mod deploy;
+pub mod image;
 pub mod invoke;
 pub mod layer;
 pub mod logs;

@@ -502,3 +502,284 @@ fn skopeo_pushes_an_image_the_aws_cli_runs_as_a_function_with_whiteouts_applied(
     // The functions still run: their roots are theirs.
     assert_eq!(aws.invoke("img:1", work.path())["greeting"], "v2");
 }
+
+/// Debian's reference registry on a loopback port, storing in `dir`; killed on drop.
+struct MirrorRegistry {
+    child: std::process::Child,
+    host: String,
+}
+
+impl MirrorRegistry {
+    fn start(dir: &Path) -> Self {
+        assert!(
+            Command::new("docker-registry")
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success()),
+            "docker-registry is not installed: `apt-get install docker-registry` (.ci/run installs it)"
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = dir.join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                dir.join("storage").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let me = Self {
+            child,
+            host: format!("127.0.0.1:{port}"),
+        };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(&me.host).is_ok() {
+                return me;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("docker-registry did not start on {}", me.host);
+    }
+}
+
+impl Drop for MirrorRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn an_image_on_an_allowed_registry_is_pulled_and_runs() {
+    let work = tempfile::tempdir().unwrap();
+    let mirror = MirrorRegistry::start(work.path());
+    let layout = work.path().join("layout");
+    oci_layout(
+        &layout,
+        "v1",
+        &[(base_layer(), true), (change_layer("mirrored"), true)],
+        image_config(),
+    );
+    let out = Command::new(skopeo())
+        .args(["copy", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:v1", layout.display()))
+        .arg(format!("docker://{}/mirror/fn:v1", mirror.host))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let data = work.path().join("data");
+    let config = work.path().join("lamina.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[images]\npull_from = [\"{h}\"]\ninsecure_registries = [\"{h}\"]\n",
+            h = mirror.host
+        ),
+    )
+    .unwrap();
+    let server = ServerProcess::start(&data, &["--config", config.to_str().unwrap()]);
+    let aws = Aws {
+        cli: aws_cli(),
+        endpoint: server.endpoint(),
+    };
+    let uri = format!("{}/mirror/fn:v1", mirror.host);
+    aws.ok(&[
+        "lambda",
+        "create-function",
+        "--function-name",
+        "pulled",
+        "--package-type",
+        "Image",
+        "--code",
+        &format!("ImageUri={uri}"),
+        "--role",
+        "arn:aws:iam::000000000000:role/r",
+    ]);
+    let got = aws.ok(&["lambda", "get-function", "--function-name", "pulled"]);
+    let resolved = got["Code"]["ResolvedImageUri"].as_str().unwrap();
+    assert!(
+        resolved.starts_with(&format!("{}/mirror/fn@sha256:", mirror.host)),
+        "{resolved}"
+    );
+    let out = aws.invoke("pulled", work.path());
+    assert_eq!(out["greeting"], "mirrored", "{out}");
+    assert_eq!(out["old"], "gone");
+    // A tag the registry does not have is the registry's error, in Lambda's type.
+    let e = aws
+        .run(&[
+            "lambda",
+            "create-function",
+            "--function-name",
+            "missing",
+            "--package-type",
+            "Image",
+            "--code",
+            &format!("ImageUri={}/mirror/fn:nope", mirror.host),
+            "--role",
+            "arn:aws:iam::000000000000:role/r",
+        ])
+        .unwrap_err();
+    assert!(e.contains("InvalidParameterValueException"), "{e}");
+}
+
+/// A tar whose one entry is named `name` verbatim (the tar crate refuses to write unsafe names).
+fn raw_tar(name: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut h = tar::Header::new_old();
+    h.as_old_mut().name[..name.len()].copy_from_slice(name);
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_size(data.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    let mut b = tar::Builder::new(Vec::new());
+    b.append(&h, data).unwrap();
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn hostile_image_layers_are_refused_and_leave_nothing_behind() {
+    let data = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(data.path(), &[]);
+    let aws = Aws {
+        cli: aws_cli(),
+        endpoint: server.endpoint(),
+    };
+    let host = server.addr.to_string();
+    let work = tempfile::tempdir().unwrap();
+    aws.ok(&["ecr", "create-repository", "--repository-name", "hostile"]);
+    let password = match aws.ok(&["ecr", "get-login-password"]) {
+        serde_json::Value::String(s) => s.trim().to_owned(),
+        other => panic!("get-login-password printed {other}"),
+    };
+    for (tag, layer) in [
+        ("dotdot", raw_tar(b"../escape", b"x")),
+        ("absolute", raw_tar(b"/etc/escape", b"x")),
+    ] {
+        let layout = work.path().join(tag);
+        oci_layout(
+            &layout,
+            tag,
+            &[(base_layer(), true), (layer, true)],
+            image_config(),
+        );
+        push(&layout, tag, &format!("{host}/hostile:{tag}"), &password);
+        let e = aws
+            .run(&[
+                "lambda",
+                "create-function",
+                "--function-name",
+                tag,
+                "--package-type",
+                "Image",
+                "--code",
+                &format!("ImageUri={host}/hostile:{tag}"),
+                "--role",
+                "arn:aws:iam::000000000000:role/r",
+            ])
+            .unwrap_err();
+        assert!(
+            e.contains("InvalidParameterValueException") && e.contains("unsafe path"),
+            "{e}"
+        );
+        assert!(!work.path().join("escape").exists());
+    }
+    assert!(
+        aws.run(&["lambda", "get-function", "--function-name", "dotdot"])
+            .is_err()
+    );
+    // The base layer (good) stays cached; the hostile ones and any half-built root are gone.
+    let layers = std::fs::read_dir(data.path().join("images/layers"))
+        .unwrap()
+        .count();
+    assert_eq!(layers, 1);
+    assert_eq!(
+        std::fs::read_dir(data.path().join("images/staging"))
+            .unwrap()
+            .count(),
+        0
+    );
+    assert_eq!(
+        std::fs::read_dir(data.path().join("code/trees"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
+
+#[test]
+fn lamina_image_push_and_deploy_image_without_docker() {
+    let data = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(data.path(), &[]);
+    let ep = server.endpoint();
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("layout");
+    oci_layout(
+        &layout,
+        "v7",
+        &[(base_layer(), true), (change_layer("cli"), false)],
+        image_config(),
+    );
+    let lamina = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_lamina"))
+            .args(args)
+            .args(["--endpoint", &ep, "--json"])
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "lamina {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "lamina {args:?} printed non-JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    };
+    let pushed = lamina(&["image", "push", layout.to_str().unwrap(), "cli/fn:v7"]);
+    let uri = pushed["ImageUri"].as_str().unwrap().to_owned();
+    assert_eq!(uri, format!("{}/cli/fn:v7", server.addr));
+    // Pushing again sends no blob twice (they exist) and changes nothing.
+    let again = lamina(&["image", "push", layout.to_str().unwrap(), "cli/fn:v7"]);
+    assert_eq!(again["Digest"], pushed["Digest"]);
+    let listed = lamina(&["image", "ls", "cli/fn"]);
+    assert_eq!(listed["imageDetails"][0]["imageTags"][0], "v7");
+    lamina(&["deploy", "--name", "viacli", "--image", &uri]);
+    let out = Command::new(env!("CARGO_BIN_EXE_lamina"))
+        .args([
+            "invoke",
+            "viacli",
+            "--payload",
+            r#"{"n":7}"#,
+            "--endpoint",
+            &ep,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["greeting"], "cli");
+    assert_eq!(answer["event"]["n"], 7);
+}
