@@ -2,7 +2,8 @@
 //! bootstrap and a Python function, next to a bare loopback HTTP echo measured in the same run;
 //! asynchronous event acceptance and drain rates next to synchronous throughput; SNS
 //! publish-to-handler latency, sustained rate and fan-out (see `bench_sns.rs`); HTTP gateways
-//! next to a direct Invoke (see `bench_http.rs`).
+//! next to a direct Invoke (see `bench_http.rs`); a 200 MB image's push, unpack, root build and
+//! cold start next to the same code as a zip (see `bench_image.rs`).
 //!
 //! Everything runs in this process: a server on a temporary data directory and a port of its own,
 //! the echo baseline on another, and one HTTP client for both.
@@ -39,6 +40,10 @@ pub struct BenchArgs {
     /// behind a cached authorizer, interleaved); 0 skips them.
     #[arg(long, default_value_t = 1000)]
     http: usize,
+    /// Cold starts of a 200 MB image function and of the same bootstrap as a zip (after the
+    /// image's push, unpack and root build are measured); 0 skips images.
+    #[arg(long, default_value_t = 20)]
+    images: usize,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -316,6 +321,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         None
     };
 
+    let images = if args.images > 0 {
+        Some(
+            crate::bench_image::run(&http, &target.base, &native_zip, args.images, args.json)
+                .await?,
+        )
+    } else {
+        None
+    };
+
     // Scale-out from zero, then hold the environments idle to measure density.
     let mut scale = None;
     if args.scale > 0 {
@@ -375,7 +389,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         println!(
             "{}",
             serde_json::to_string_pretty(
-                &json!({ "loopback_echo": echo, "functions": out, "throughput": tp, "async": asynchronous, "sns": sns, "http": gateways, "scale_out": scale })
+                &json!({ "loopback_echo": echo, "functions": out, "throughput": tp, "async": asynchronous, "sns": sns, "http": gateways, "images": images, "scale_out": scale })
             )?
         );
         return Ok(());
@@ -456,6 +470,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             ms(&g["cached_authorizer_over_http_api_us"]),
             g["rounds"],
         );
+    }
+    if let Some(i) = &images {
+        crate::bench_image::print(i);
     }
     if let Some(s) = &scale {
         println!(

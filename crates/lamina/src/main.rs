@@ -4,6 +4,7 @@
 
 mod bench;
 mod bench_http;
+mod bench_image;
 mod bench_sns;
 mod native_runtime;
 

@@ -438,3 +438,42 @@ pub fn python_venv() -> PathBuf {
                 .is_ok_and(|s| s.success())
     })
 }
+
+/// `awslambdaric` and its dependencies for the host's Python, installed once per target dir.
+pub fn awslambdaric(python: &str) -> PathBuf {
+    let version = python.trim_start_matches("python").to_owned();
+    installed_once(&format!("awslambdaric-{version}"), |dir| {
+        Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--target",
+            ])
+            .arg(dir)
+            .args([
+                "--only-binary=:all:",
+                "--python-version",
+                &version,
+                "--platform",
+                "manylinux2014_x86_64",
+                "awslambdaric",
+            ])
+            .status()
+            .is_ok_and(|s| s.success())
+    })
+}
+
+/// A directory tree as (path, bytes) entries.
+pub fn tree(root: &Path, prefix: &str, out: &mut Vec<(String, Vec<u8>)>) {
+    for e in std::fs::read_dir(root).unwrap().flatten() {
+        let name = format!("{prefix}{}", e.file_name().to_string_lossy());
+        if e.file_type().unwrap().is_dir() {
+            tree(&e.path(), &format!("{name}/"), out);
+        } else if e.file_type().unwrap().is_file() {
+            out.push((name, std::fs::read(e.path()).unwrap()));
+        }
+    }
+}

@@ -24,7 +24,7 @@ while true; do
 done
 "#;
 
-fn skopeo() -> &'static str {
+pub fn skopeo() -> &'static str {
     assert!(
         Command::new("skopeo")
             .arg("--version")
@@ -35,13 +35,13 @@ fn skopeo() -> &'static str {
     "skopeo"
 }
 
-enum Entry<'a> {
+pub enum Entry<'a> {
     File(&'a str, &'a [u8], u32),
     Link(&'a str, &'a str),
     Dir(&'a str),
 }
 
-fn tar_of(entries: &[Entry<'_>]) -> Vec<u8> {
+pub fn tar_of(entries: &[Entry<'_>]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     for e in entries {
         let mut h = tar::Header::new_gnu();
@@ -78,7 +78,7 @@ fn hex(b: &[u8]) -> String {
 }
 
 /// Writes an OCI layout at `dir` with one image tagged `tag`; layers are `(tar, gzip?)`.
-fn oci_layout(dir: &Path, tag: &str, layers: &[(Vec<u8>, bool)], config: serde_json::Value) {
+pub fn oci_layout(dir: &Path, tag: &str, layers: &[(Vec<u8>, bool)], config: serde_json::Value) {
     let blobs = dir.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).unwrap();
     let put = |bytes: &[u8]| {
@@ -180,13 +180,13 @@ fn image_config() -> serde_json::Value {
     })
 }
 
-struct Aws {
-    cli: PathBuf,
-    endpoint: String,
+pub struct Aws {
+    pub cli: PathBuf,
+    pub endpoint: String,
 }
 
 impl Aws {
-    fn run(&self, args: &[&str]) -> Result<serde_json::Value, String> {
+    pub fn run(&self, args: &[&str]) -> Result<serde_json::Value, String> {
         let out = Command::new(&self.cli)
             .args([
                 "--endpoint-url",
@@ -214,12 +214,12 @@ impl Aws {
         })
     }
 
-    fn ok(&self, args: &[&str]) -> serde_json::Value {
+    pub fn ok(&self, args: &[&str]) -> serde_json::Value {
         self.run(args)
             .unwrap_or_else(|e| panic!("aws {args:?} failed: {e}"))
     }
 
-    fn invoke(&self, function: &str, dir: &Path) -> serde_json::Value {
+    pub fn invoke(&self, function: &str, dir: &Path) -> serde_json::Value {
         let out = dir.join("out.json");
         self.ok(&[
             "lambda",
@@ -236,7 +236,7 @@ impl Aws {
     }
 }
 
-fn push(layout: &Path, tag: &str, dest: &str, password: &str) {
+pub fn push(layout: &Path, tag: &str, dest: &str, password: &str) {
     let out = Command::new(skopeo())
         .args(["copy", "--dest-tls-verify=false", "--dest-creds"])
         .arg(format!("AWS:{password}"))
@@ -272,10 +272,7 @@ fn skopeo_pushes_an_image_the_aws_cli_runs_as_a_function_with_whiteouts_applied(
         .run(&["ecr", "create-repository", "--repository-name", "test/fn"])
         .unwrap_err();
     assert!(dup.contains("RepositoryAlreadyExistsException"), "{dup}");
-    let password = match aws.ok(&["ecr", "get-login-password"]) {
-        serde_json::Value::String(s) => s.trim().to_owned(),
-        other => panic!("get-login-password printed {other}"),
-    };
+    let password = login(&aws);
 
     let v1 = work.path().join("v1");
     oci_layout(
@@ -638,6 +635,14 @@ fn an_image_on_an_allowed_registry_is_pulled_and_runs() {
     assert!(e.contains("InvalidParameterValueException"), "{e}");
 }
 
+/// `aws ecr get-login-password`.
+pub fn login(aws: &Aws) -> String {
+    match aws.ok(&["ecr", "get-login-password"]) {
+        serde_json::Value::String(s) => s.trim().to_owned(),
+        other => panic!("get-login-password printed {other}"),
+    }
+}
+
 /// A tar whose one entry is named `name` verbatim (the tar crate refuses to write unsafe names).
 fn raw_tar(name: &[u8], data: &[u8]) -> Vec<u8> {
     let mut h = tar::Header::new_old();
@@ -662,10 +667,7 @@ fn hostile_image_layers_are_refused_and_leave_nothing_behind() {
     let host = server.addr.to_string();
     let work = tempfile::tempdir().unwrap();
     aws.ok(&["ecr", "create-repository", "--repository-name", "hostile"]);
-    let password = match aws.ok(&["ecr", "get-login-password"]) {
-        serde_json::Value::String(s) => s.trim().to_owned(),
-        other => panic!("get-login-password printed {other}"),
-    };
+    let password = login(&aws);
     for (tag, layer) in [
         ("dotdot", raw_tar(b"../escape", b"x")),
         ("absolute", raw_tar(b"/etc/escape", b"x")),

@@ -14,6 +14,7 @@ mod http_jwt;
 mod http_node;
 mod http_urls;
 mod images;
+mod images_python;
 mod invoke;
 mod layers;
 mod nonroot;

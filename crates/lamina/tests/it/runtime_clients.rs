@@ -31,18 +31,6 @@ pub(crate) fn package(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
     w.finish().unwrap().into_inner()
 }
 
-/// A directory tree as zip entries.
-fn tree(root: &Path, prefix: &str, out: &mut Vec<(String, Vec<u8>)>) {
-    for e in std::fs::read_dir(root).unwrap().flatten() {
-        let name = format!("{prefix}{}", e.file_name().to_string_lossy());
-        if e.file_type().unwrap().is_dir() {
-            tree(&e.path(), &format!("{name}/"), out);
-        } else if e.file_type().unwrap().is_file() {
-            out.push((name, std::fs::read(e.path()).unwrap()));
-        }
-    }
-}
-
 async fn deploy(c: &Client, name: &str, runtime: &str, handler: &str, zip: Vec<u8>) {
     c.create_function()
         .function_name(name)
@@ -113,33 +101,6 @@ async fn rust_function_built_with_lambda_runtime() {
     // Warm again after a handled error.
     let (body, err) = invoke(c, "rusty", serde_json::json!({"n": 2})).await;
     assert_eq!((err, &body["echo"]["n"]), (None, &serde_json::json!(2)));
-}
-
-/// `awslambdaric` and its dependencies for the host's Python, installed once per target dir.
-fn awslambdaric(python: &str) -> PathBuf {
-    let version = python.trim_start_matches("python").to_owned();
-    installed_once(&format!("awslambdaric-{version}"), |dir| {
-        Command::new("python3")
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--target",
-            ])
-            .arg(dir)
-            .args([
-                "--only-binary=:all:",
-                "--python-version",
-                &version,
-                "--platform",
-                "manylinux2014_x86_64",
-                "awslambdaric",
-            ])
-            .status()
-            .is_ok_and(|s| s.success())
-    })
 }
 
 #[tokio::test]
