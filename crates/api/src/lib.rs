@@ -128,7 +128,7 @@ pub enum Service {
 
 /// Picks the service of a request: the SigV4 credential scope names it for every signed call;
 /// unsigned ones go by shape (a repository's blobs, manifests or tags under `/v2/` are the
-/// registry's; `/` is SNS's query endpoint, where its confirmation links point too; the rest of
+/// registry's; an ECR `X-Amz-Target` is ECR's; `/` is SNS's query endpoint, where its confirmation links point too; the rest of
 /// `/v2/…` is API Gateway's; everything else is Lambda's). `Err` carries a service this server does not speak.
 pub fn service_of(parts: &axum::http::request::Parts) -> Result<Service, String> {
     let scoped = parts
@@ -144,6 +144,14 @@ pub fn service_of(parts: &axum::http::request::Parts) -> Result<Service, String>
         Some("ecr") => Ok(Service::Ecr),
         Some(other) => Err(other.to_owned()),
         None if ecr::registry::is_registry_path(parts.uri.path()) => Ok(Service::Registry),
+        None if parts
+            .headers
+            .get("x-amz-target")
+            .and_then(|t| t.to_str().ok())
+            .is_some_and(|t| t.starts_with("AmazonEC2ContainerRegistry_V20150921.")) =>
+        {
+            Ok(Service::Ecr)
+        }
         None if parts.uri.path() == "/" => Ok(Service::Sns),
         None if parts.uri.path().starts_with("/v2/") => Ok(Service::ApiGateway),
         None => Ok(Service::Lambda),

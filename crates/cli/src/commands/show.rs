@@ -40,11 +40,22 @@ pub async fn run(client: &Client, name: &str, json: bool) -> anyhow::Result<()> 
                 .join(" ")
         })
         .unwrap_or_default();
+    let or_dash = |v: String| if v.is_empty() { "-".to_owned() } else { v };
+    let (env, tags) = (or_dash(env), or_dash(tags));
+    let code = &reply["Code"];
+    let (runtime, handler) = if s(c, "PackageType") == "Image" {
+        (
+            format!("image {}", s(code, "ImageUri")),
+            format!("(resolved to {})", s(code, "ResolvedImageUri")),
+        )
+    } else {
+        (s(c, "Runtime"), s(c, "Handler"))
+    };
     fields(&[
         ("Name", s(c, "FunctionName")),
         ("ARN", s(c, "FunctionArn")),
-        ("Runtime", s(c, "Runtime")),
-        ("Handler", s(c, "Handler")),
+        ("Runtime", runtime),
+        ("Handler", handler),
         ("Memory", format!("{} MB", s(c, "MemorySize"))),
         ("Timeout", format!("{} s", s(c, "Timeout"))),
         (

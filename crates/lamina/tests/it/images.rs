@@ -784,4 +784,17 @@ fn lamina_image_push_and_deploy_image_without_docker() {
     let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(answer["greeting"], "cli");
     assert_eq!(answer["event"]["n"], 7);
+    let shown = Command::new(env!("CARGO_BIN_EXE_lamina"))
+        .args(["show", "viacli", "--endpoint", &ep])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.contains(&format!("image {uri}")), "{shown}");
+    assert!(shown.contains("@sha256:"), "{shown}");
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.starts_with("Tags") && l.trim_end().ends_with('-')),
+        "{shown}"
+    );
 }
