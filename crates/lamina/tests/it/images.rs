@@ -125,7 +125,7 @@ pub fn oci_layout(dir: &Path, tag: &str, layers: &[(Vec<u8>, bool)], config: ser
 
 /// The runtime layer: static busybox with its applets, the bootstrap, files the next layer
 /// changes.
-fn base_layer() -> Vec<u8> {
+pub fn base_layer() -> Vec<u8> {
     let busybox = std::fs::read("/bin/busybox").expect(
         "a static busybox at /bin/busybox is needed to build test images: `apt-get install busybox-static`",
     );
@@ -153,7 +153,7 @@ fn base_layer() -> Vec<u8> {
 }
 
 /// The second layer: overrides the greeting, deletes a file, makes `/opt/cache` opaque.
-fn change_layer(greeting: &str) -> Vec<u8> {
+pub fn change_layer(greeting: &str) -> Vec<u8> {
     tar_of(&[
         Entry::Dir("etc"),
         Entry::File("etc/greeting", greeting.as_bytes(), 0o644),
@@ -167,7 +167,18 @@ fn change_layer(greeting: &str) -> Vec<u8> {
     ])
 }
 
-fn image_config() -> serde_json::Value {
+/// An OCI layout at `layout` of the busybox runtime image tagged `tag`, whose second layer
+/// writes `greeting`.
+pub fn busybox_image(layout: &Path, tag: &str, greeting: &str) {
+    oci_layout(
+        layout,
+        tag,
+        &[(base_layer(), true), (change_layer(greeting), false)],
+        image_config(),
+    );
+}
+
+pub fn image_config() -> serde_json::Value {
     serde_json::json!({
         "architecture": "amd64",
         "os": "linux",
@@ -183,9 +194,19 @@ fn image_config() -> serde_json::Value {
 pub struct Aws {
     pub cli: PathBuf,
     pub endpoint: String,
+    /// Access key id and secret.
+    pub key: (&'static str, &'static str),
 }
 
 impl Aws {
+    pub fn new(endpoint: String) -> Self {
+        Self {
+            cli: aws_cli(),
+            endpoint,
+            key: ("test", "test"),
+        }
+    }
+
     pub fn run(&self, args: &[&str]) -> Result<serde_json::Value, String> {
         let out = Command::new(&self.cli)
             .args([
@@ -197,8 +218,8 @@ impl Aws {
                 "json",
             ])
             .args(args)
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_ACCESS_KEY_ID", self.key.0)
+            .env("AWS_SECRET_ACCESS_KEY", self.key.1)
             .env("AWS_CONFIG_FILE", "/dev/null")
             .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
             .output()
@@ -212,6 +233,29 @@ impl Aws {
         } else {
             serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text.into_owned()))
         })
+    }
+
+    /// `aws lambda create-function --package-type Image --code <code> …extra`.
+    pub fn create_image(
+        &self,
+        name: &str,
+        code: &str,
+        extra: &[&str],
+    ) -> Result<serde_json::Value, String> {
+        let mut args = vec![
+            "lambda",
+            "create-function",
+            "--function-name",
+            name,
+            "--package-type",
+            "Image",
+            "--code",
+            code,
+            "--role",
+            "arn:aws:iam::000000000000:role/r",
+        ];
+        args.extend_from_slice(extra);
+        self.run(&args)
     }
 
     pub fn ok(&self, args: &[&str]) -> serde_json::Value {
@@ -255,10 +299,7 @@ pub fn push(layout: &Path, tag: &str, dest: &str, password: &str) {
 fn skopeo_pushes_an_image_the_aws_cli_runs_as_a_function_with_whiteouts_applied() {
     let data = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(data.path(), &[]);
-    let aws = Aws {
-        cli: aws_cli(),
-        endpoint: server.endpoint(),
-    };
+    let aws = Aws::new(server.endpoint());
     let host = server.addr.to_string();
     let work = tempfile::tempdir().unwrap();
 
@@ -275,12 +316,7 @@ fn skopeo_pushes_an_image_the_aws_cli_runs_as_a_function_with_whiteouts_applied(
     let password = login(&aws);
 
     let v1 = work.path().join("v1");
-    oci_layout(
-        &v1,
-        "v1",
-        &[(base_layer(), true), (change_layer("v2"), false)],
-        image_config(),
-    );
+    busybox_image(&v1, "v1", "v2");
     // A repository that does not exist is refused, as on ECR.
     let refused = Command::new(skopeo())
         .args(["copy", "--dest-tls-verify=false", "--dest-creds"])
@@ -293,20 +329,13 @@ fn skopeo_pushes_an_image_the_aws_cli_runs_as_a_function_with_whiteouts_applied(
     push(&v1, "v1", &format!("{host}/test/fn:v1"), &password);
 
     let uri = format!("{host}/test/fn:v1");
-    let created = aws.ok(&[
-        "lambda",
-        "create-function",
-        "--function-name",
-        "img",
-        "--package-type",
-        "Image",
-        "--code",
-        &format!("ImageUri={uri}"),
-        "--role",
-        "arn:aws:iam::000000000000:role/r",
-        "--environment",
-        "Variables={MODE=function}",
-    ]);
+    let created = aws
+        .create_image(
+            "img",
+            &format!("ImageUri={uri}"),
+            &["--environment", "Variables={MODE=function}"],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(created["PackageType"], "Image");
     assert!(created.get("Runtime").is_none() && created.get("Handler").is_none());
     let got = aws.ok(&["lambda", "get-function", "--function-name", "img"]);
@@ -344,12 +373,7 @@ fn skopeo_pushes_an_image_the_aws_cli_runs_as_a_function_with_whiteouts_applied(
     // Version 1 is pinned to the digest; the tag then moves to a new image.
     aws.ok(&["lambda", "publish-version", "--function-name", "img"]);
     let v2 = work.path().join("v2");
-    oci_layout(
-        &v2,
-        "v1",
-        &[(base_layer(), true), (change_layer("v3"), false)],
-        image_config(),
-    );
+    busybox_image(&v2, "v1", "v3");
     push(&v2, "v1", &format!("{host}/test/fn:v1"), &password);
     aws.ok(&[
         "lambda",
@@ -398,75 +422,33 @@ fn skopeo_pushes_an_image_the_aws_cli_runs_as_a_function_with_whiteouts_applied(
 
     // Lambda's validation.
     let e = aws
-        .run(&[
-            "lambda",
-            "create-function",
-            "--function-name",
+        .create_image(
             "bad",
-            "--package-type",
-            "Image",
-            "--code",
             &format!("ImageUri={uri}"),
-            "--role",
-            "arn:aws:iam::000000000000:role/r",
-            "--runtime",
-            "python3.12",
-            "--handler",
-            "a.b",
-        ])
+            &["--runtime", "python3.12", "--handler", "a.b"],
+        )
         .unwrap_err();
     assert!(e.contains("InvalidParameterValueException"), "{e}");
     let e = aws
-        .run(&[
-            "lambda",
-            "create-function",
-            "--function-name",
+        .create_image(
             "bad",
-            "--package-type",
-            "Image",
-            "--code",
             &format!("ImageUri={uri}"),
-            "--role",
-            "arn:aws:iam::000000000000:role/r",
-            "--architectures",
-            "arm64",
-        ])
+            &["--architectures", "arm64"],
+        )
         .unwrap_err();
     assert!(
         e.contains("InvalidParameterValueException") && e.contains("amd64"),
         "{e}"
     );
     let e = aws
-        .run(&[
-            "lambda",
-            "create-function",
-            "--function-name",
-            "bad",
-            "--package-type",
-            "Image",
-            "--code",
-            &format!("ImageUri={host}/test/fn:missing"),
-            "--role",
-            "arn:aws:iam::000000000000:role/r",
-        ])
+        .create_image("bad", &format!("ImageUri={host}/test/fn:missing"), &[])
         .unwrap_err();
     assert!(
         e.contains("InvalidParameterValueException") && e.contains("does not exist"),
         "{e}"
     );
     let e = aws
-        .run(&[
-            "lambda",
-            "create-function",
-            "--function-name",
-            "bad",
-            "--package-type",
-            "Image",
-            "--code",
-            "ImageUri=registry.example.com/x:1",
-            "--role",
-            "arn:aws:iam::000000000000:role/r",
-        ])
+        .create_image("bad", "ImageUri=registry.example.com/x:1", &[])
         .unwrap_err();
     assert!(e.contains("not allowed on this server"), "{e}");
 
@@ -500,141 +482,6 @@ fn skopeo_pushes_an_image_the_aws_cli_runs_as_a_function_with_whiteouts_applied(
     assert_eq!(aws.invoke("img:1", work.path())["greeting"], "v2");
 }
 
-/// Debian's reference registry on a loopback port, storing in `dir`; killed on drop.
-struct MirrorRegistry {
-    child: std::process::Child,
-    host: String,
-}
-
-impl MirrorRegistry {
-    fn start(dir: &Path) -> Self {
-        assert!(
-            Command::new("docker-registry")
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success()),
-            "docker-registry is not installed: `apt-get install docker-registry` (.ci/run installs it)"
-        );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let config = dir.join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                dir.join("storage").display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let me = Self {
-            child,
-            host: format!("127.0.0.1:{port}"),
-        };
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(&me.host).is_ok() {
-                return me;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        panic!("docker-registry did not start on {}", me.host);
-    }
-}
-
-impl Drop for MirrorRegistry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-#[test]
-fn an_image_on_an_allowed_registry_is_pulled_and_runs() {
-    let work = tempfile::tempdir().unwrap();
-    let mirror = MirrorRegistry::start(work.path());
-    let layout = work.path().join("layout");
-    oci_layout(
-        &layout,
-        "v1",
-        &[(base_layer(), true), (change_layer("mirrored"), true)],
-        image_config(),
-    );
-    let out = Command::new(skopeo())
-        .args(["copy", "--dest-tls-verify=false"])
-        .arg(format!("oci:{}:v1", layout.display()))
-        .arg(format!("docker://{}/mirror/fn:v1", mirror.host))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-
-    let data = work.path().join("data");
-    let config = work.path().join("lamina.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[images]\npull_from = [\"{h}\"]\ninsecure_registries = [\"{h}\"]\n",
-            h = mirror.host
-        ),
-    )
-    .unwrap();
-    let server = ServerProcess::start(&data, &["--config", config.to_str().unwrap()]);
-    let aws = Aws {
-        cli: aws_cli(),
-        endpoint: server.endpoint(),
-    };
-    let uri = format!("{}/mirror/fn:v1", mirror.host);
-    aws.ok(&[
-        "lambda",
-        "create-function",
-        "--function-name",
-        "pulled",
-        "--package-type",
-        "Image",
-        "--code",
-        &format!("ImageUri={uri}"),
-        "--role",
-        "arn:aws:iam::000000000000:role/r",
-    ]);
-    let got = aws.ok(&["lambda", "get-function", "--function-name", "pulled"]);
-    let resolved = got["Code"]["ResolvedImageUri"].as_str().unwrap();
-    assert!(
-        resolved.starts_with(&format!("{}/mirror/fn@sha256:", mirror.host)),
-        "{resolved}"
-    );
-    let out = aws.invoke("pulled", work.path());
-    assert_eq!(out["greeting"], "mirrored", "{out}");
-    assert_eq!(out["old"], "gone");
-    // A tag the registry does not have is the registry's error, in Lambda's type.
-    let e = aws
-        .run(&[
-            "lambda",
-            "create-function",
-            "--function-name",
-            "missing",
-            "--package-type",
-            "Image",
-            "--code",
-            &format!("ImageUri={}/mirror/fn:nope", mirror.host),
-            "--role",
-            "arn:aws:iam::000000000000:role/r",
-        ])
-        .unwrap_err();
-    assert!(e.contains("InvalidParameterValueException"), "{e}");
-}
-
 /// `aws ecr get-login-password`.
 pub fn login(aws: &Aws) -> String {
     match aws.ok(&["ecr", "get-login-password"]) {
@@ -660,10 +507,7 @@ fn raw_tar(name: &[u8], data: &[u8]) -> Vec<u8> {
 fn hostile_image_layers_are_refused_and_leave_nothing_behind() {
     let data = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(data.path(), &[]);
-    let aws = Aws {
-        cli: aws_cli(),
-        endpoint: server.endpoint(),
-    };
+    let aws = Aws::new(server.endpoint());
     let host = server.addr.to_string();
     let work = tempfile::tempdir().unwrap();
     aws.ok(&["ecr", "create-repository", "--repository-name", "hostile"]);
@@ -681,18 +525,7 @@ fn hostile_image_layers_are_refused_and_leave_nothing_behind() {
         );
         push(&layout, tag, &format!("{host}/hostile:{tag}"), &password);
         let e = aws
-            .run(&[
-                "lambda",
-                "create-function",
-                "--function-name",
-                tag,
-                "--package-type",
-                "Image",
-                "--code",
-                &format!("ImageUri={host}/hostile:{tag}"),
-                "--role",
-                "arn:aws:iam::000000000000:role/r",
-            ])
+            .create_image(tag, &format!("ImageUri={host}/hostile:{tag}"), &[])
             .unwrap_err();
         assert!(
             e.contains("InvalidParameterValueException") && e.contains("unsafe path"),
@@ -730,12 +563,7 @@ fn lamina_image_push_and_deploy_image_without_docker() {
     let ep = server.endpoint();
     let work = tempfile::tempdir().unwrap();
     let layout = work.path().join("layout");
-    oci_layout(
-        &layout,
-        "v7",
-        &[(base_layer(), true), (change_layer("cli"), false)],
-        image_config(),
-    );
+    busybox_image(&layout, "v7", "cli");
     let lamina = |args: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_lamina"))
             .args(args)

@@ -7,7 +7,6 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::awscli::aws_cli;
 use crate::helpers::*;
 use crate::images::{Aws, Entry, login, oci_layout, push, tar_of};
 
@@ -155,10 +154,7 @@ fn a_python_image_in_aws_base_image_style_runs_its_handler_unchanged() {
     let ric = awslambdaric(&python);
     let data = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(data.path(), &[]);
-    let aws = Aws {
-        cli: aws_cli(),
-        endpoint: server.endpoint(),
-    };
+    let aws = Aws::new(server.endpoint());
     let host = server.addr.to_string();
     let work = tempfile::tempdir().unwrap();
     let layout = work.path().join("layout");
@@ -196,18 +192,8 @@ fn a_python_image_in_aws_base_image_style_runs_its_handler_unchanged() {
         &format!("{host}/lambda/python:3.11"),
         &login(&aws),
     );
-    aws.ok(&[
-        "lambda",
-        "create-function",
-        "--function-name",
-        "py",
-        "--package-type",
-        "Image",
-        "--code",
-        &format!("ImageUri={host}/lambda/python:3.11"),
-        "--role",
-        "arn:aws:iam::000000000000:role/r",
-    ]);
+    aws.create_image("py", &format!("ImageUri={host}/lambda/python:3.11"), &[])
+        .unwrap_or_else(|e| panic!("{e}"));
     let out = aws.invoke("py", work.path());
     assert!(
         out["python"].as_str().is_some_and(|v| v.starts_with("3.")),

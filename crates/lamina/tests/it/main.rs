@@ -14,6 +14,8 @@ mod http_jwt;
 mod http_node;
 mod http_urls;
 mod images;
+mod images_auth;
+mod images_pull;
 mod images_python;
 mod invoke;
 mod layers;

@@ -3,7 +3,8 @@
 
 use crate::helpers::*;
 
-const AUTH: &str = r#"
+/// Two accounts, Alice's and Bob's, with verification on.
+pub const AUTH: &str = r#"
 [auth]
 verify = true
 [[auth.keys]]
