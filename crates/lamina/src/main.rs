@@ -52,6 +52,10 @@ struct ServerArgs {
     /// Verify SigV4 signatures (needs [[auth.keys]] in the configuration file).
     #[arg(long)]
     auth: bool,
+    /// Check this host instead of serving: which isolation features work, and what to change
+    /// when one is missing. Exits 1 if functions cannot run here.
+    #[arg(long)]
+    check: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -99,6 +103,9 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn server(args: ServerArgs) -> anyhow::Result<()> {
+    if args.check {
+        return check();
+    }
     let overrides = lamina_server::Overrides {
         data_dir: args.data_dir,
         listen: args.listen,
@@ -118,6 +125,30 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     // Scripts and tests read the bound address from this line.
     println!("listening on http://{}", listener.local_addr()?);
     lamina_server::run(config, listener, shutdown).await
+}
+
+/// `lamina server --check`.
+fn check() -> anyhow::Result<()> {
+    use lamina_sandbox::preflight::{self, Status};
+    let checks = preflight::run_here();
+    for c in &checks {
+        let mark = match c.status {
+            Status::Ok => "ok",
+            Status::Missing => "MISSING",
+            Status::Note => "note",
+        };
+        println!("{mark:<8} {:<17} {}", c.feature, c.detail);
+        if let Some(fix) = &c.fix {
+            println!("{:<8} {:<17} -> {fix}", "", "");
+        }
+    }
+    if preflight::can_run(&checks) {
+        println!("\nfunctions can run on this host");
+        Ok(())
+    } else {
+        println!("\nfunctions cannot run on this host: see MISSING above");
+        std::process::exit(1);
+    }
 }
 
 /// SIGINT or SIGTERM. The handlers are installed now, before the server starts: a signal that

@@ -15,6 +15,7 @@ mod fdpass;
 pub mod host;
 pub mod init;
 pub mod kernel;
+pub mod preflight;
 pub mod rootfs;
 pub mod scratch;
 mod seccomp;

@@ -72,3 +72,38 @@ async fn without_root_functions_run_in_a_user_namespace() {
     let pids = b["pids"].as_array().unwrap();
     assert!(pids.len() <= 3, "{pids:?}");
 }
+
+/// `lamina server --check` as root and as nobody: each says what works and what to change.
+#[test]
+fn server_check_reports_the_host_for_root_and_for_nobody() {
+    let exe = env!("CARGO_BIN_EXE_lamina");
+    let out = std::process::Command::new(exe)
+        .args(["server", "--check"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for line in [
+        "ok       privileges",
+        "ok       seccomp",
+        "ok       cgroups",
+        "functions can run on this host",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
+    let out = std::process::Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            exe,
+            "server",
+            "--check",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("note     privileges"), "{text}");
+    assert!(text.contains("MISSING  cgroups"), "{text}");
+    assert!(text.contains("-> run the server as root"), "{text}");
+}
