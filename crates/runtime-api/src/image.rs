@@ -21,6 +21,9 @@ pub(crate) struct Launch {
     pub env: Vec<(String, String)>,
 }
 
+/// Entries an image root may have at its top level.
+const MAX_TOP_LEVEL: usize = 256;
+
 /// Names the sandbox provides itself, whatever the image holds there.
 const OWN: &[&str] = &["tmp", "proc", "dev", "oldroot"];
 
@@ -55,6 +58,14 @@ fn top_level(root: &Path) -> std::io::Result<TopLevel> {
     let mut binds = Vec::new();
     let mut symlinks = Vec::new();
     let mut entries: Vec<_> = std::fs::read_dir(root)?.collect::<Result<_, _>>()?;
+    // Each entry is a mount on every cold start: a root of thousands would be a burden on the
+    // kernel's mount table shared by every sandbox.
+    if entries.len() > MAX_TOP_LEVEL {
+        return Err(std::io::Error::other(format!(
+            "the image has {} entries at its root; at most {MAX_TOP_LEVEL} are supported",
+            entries.len()
+        )));
+    }
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
         let Some(name) = entry.file_name().to_str().map(str::to_owned) else {

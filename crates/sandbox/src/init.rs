@@ -465,6 +465,9 @@ fn find_program(name: &str, env: &[(String, String)]) -> String {
         let Ok(c) = std::ffi::CString::new(candidate.clone()) else {
             continue;
         };
+        if !std::fs::metadata(&candidate).is_ok_and(|m| m.is_file()) {
+            continue;
+        }
         // SAFETY: `c` is a valid NUL-terminated string for the duration of the call.
         if unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0 {
             return candidate;

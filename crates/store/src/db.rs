@@ -206,7 +206,7 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX http_apis_owner ON http_apis(account, region);",
     // 11: the image registry: repositories, the blobs each may see, manifests and tags.
     "CREATE TABLE ecr_repositories (
-        id INTEGER PRIMARY KEY,
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
         account TEXT NOT NULL,
         region TEXT NOT NULL,
         name TEXT NOT NULL,

@@ -26,6 +26,9 @@ use crate::image_layer::{self, Compression, LayerError, LayerLimits, Whiteout};
 pub const UPLOAD_TTL: Duration = Duration::from_secs(3600);
 /// Blobs nothing references are kept this long, so that a push's manifest can still name them.
 pub const BLOB_GRACE: Duration = Duration::from_secs(3600);
+/// Upload sessions open at once, per repository and in all (each holds a file open).
+pub const MAX_UPLOADS_PER_OWNER: usize = 32;
+pub const MAX_UPLOADS: usize = 256;
 
 /// `sha256:<64 lowercase hex>`, the only digest algorithm accepted; `None` otherwise.
 pub fn digest_hex(digest: &str) -> Option<&str> {
@@ -44,6 +47,8 @@ pub enum BlobError {
     UploadUnknown,
     #[error("the upload is in use by another request")]
     UploadBusy,
+    #[error("too many uploads are open; finish or cancel some first")]
+    TooManyUploads,
     #[error("the content's digest is {actual}, not {expected}")]
     DigestMismatch { expected: String, actual: String },
     #[error("the digest '{0}' is not a sha256 digest")]
@@ -151,6 +156,19 @@ impl Images {
         fs::metadata(self.blob_path(digest)?).ok().map(|m| m.len())
     }
 
+    /// Marks a stored blob as just used (collection keeps unreferenced blobs for
+    /// [`BLOB_GRACE`] after their last use); `false` if it is not stored.
+    pub fn touch_blob(&self, digest: &str) -> bool {
+        let Some(path) = self.blob_path(digest) else {
+            return false;
+        };
+        let _ = File::options()
+            .append(true)
+            .open(&path)
+            .and_then(|f| f.set_modified(SystemTime::now()));
+        true
+    }
+
     /// Reads a whole (small) blob.
     pub fn read_blob(&self, digest: &str, limit: u64) -> Result<Vec<u8>, BlobError> {
         let path = self
@@ -166,7 +184,7 @@ impl Images {
     /// Stores bytes whose digest is already known to be `sha256(bytes)` or computes it.
     pub fn put_blob(&self, bytes: &[u8]) -> Result<String, BlobError> {
         let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
-        if self.blob_path(&digest).is_some() {
+        if self.touch_blob(&digest) {
             return Ok(digest);
         }
         let staged = self
@@ -198,12 +216,20 @@ impl Images {
         let file = File::create(&path).map_err(io_at(&path))?;
         let mut sessions = self.sessions();
         sessions.retain(|id, s| {
-            let keep = s.touched.elapsed() < UPLOAD_TTL;
+            // A session whose writer is out is streaming a request: never expired under it.
+            let keep = s.writer.is_none() || s.touched.elapsed() < UPLOAD_TTL;
             if !keep {
                 let _ = fs::remove_file(self.root.join("uploads").join(id));
             }
             keep
         });
+        if sessions.len() >= MAX_UPLOADS
+            || sessions.values().filter(|s| s.owner == owner).count() >= MAX_UPLOADS_PER_OWNER
+        {
+            drop(sessions);
+            let _ = fs::remove_file(&path);
+            return Err(BlobError::TooManyUploads);
+        }
         sessions.insert(
             id.clone(),
             Session {
@@ -282,7 +308,7 @@ impl Images {
                     actual,
                 });
             }
-            if self.blob_path(digest).is_none() {
+            if !self.touch_blob(digest) {
                 writer.file.sync_all().map_err(io_at(&path))?;
                 self.settle(&path, digest)?;
             }
@@ -387,7 +413,9 @@ impl Images {
                 Err(e) => Err(io_at(dest)(e)),
             }
         })();
-        if result.is_err() {
+        // Gone on success (renamed), otherwise removed: a failure, or another build of the same
+        // root that finished first.
+        if work.exists() {
             let _ = fs::remove_dir_all(&work);
         }
         result
@@ -422,7 +450,7 @@ impl Images {
         }
         let mut sessions = self.sessions();
         sessions.retain(|id, s| {
-            let keep = s.touched.elapsed() < UPLOAD_TTL;
+            let keep = s.writer.is_none() || s.touched.elapsed() < UPLOAD_TTL;
             if !keep {
                 let _ = fs::remove_file(self.root.join("uploads").join(id));
                 removed += 1;
@@ -554,7 +582,7 @@ impl Images {
                     actual,
                 });
             }
-            if self.blob_path(digest).is_none() {
+            if !self.touch_blob(digest) {
                 f.sync_all().map_err(io_at(file))?;
                 self.settle(file, digest)?;
             }

@@ -245,22 +245,29 @@ impl Store {
                 None => return Ok(None),
             }
         };
-        Ok(self
-            .images(repo_id)?
-            .into_iter()
-            .find(|i| i.digest == digest))
+        Ok(self.images_of(repo_id, Some(&digest))?.pop())
     }
 
     /// Every manifest of a repository with its tags, newest first.
     pub fn images(&self, repo_id: i64) -> Result<Vec<ImageRecord>, StoreError> {
+        self.images_of(repo_id, None)
+    }
+
+    /// The repository's manifests, or the one of `digest`.
+    fn images_of(
+        &self,
+        repo_id: i64,
+        digest: Option<&str>,
+    ) -> Result<Vec<ImageRecord>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
             "SELECT i.digest, i.media_type, i.size, i.pushed_ms, i.refs,
                     (SELECT json_group_array(tag) FROM (SELECT tag FROM ecr_tags t
                        WHERE t.repo_id = i.repo_id AND t.digest = i.digest ORDER BY tag))
-             FROM ecr_images i WHERE i.repo_id = ?1 ORDER BY i.pushed_ms DESC, i.digest",
+             FROM ecr_images i WHERE i.repo_id = ?1 AND (?2 IS NULL OR i.digest = ?2)
+             ORDER BY i.pushed_ms DESC, i.digest",
         )?;
-        let rows = stmt.query_map([repo_id], |r| {
+        let rows = stmt.query_map(params![repo_id, digest], |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,

@@ -507,8 +507,11 @@ async fn batch_delete_image(ctx: &Ctx<'_>) -> Result<Value> {
         deleted.push(id_json(&Some(digest), &t));
     }
     let s = store.clone();
+    let any = !deleted.is_empty();
     blocking::<_, EcrError>(move || {
-        collect(&s);
+        if any {
+            collect(&s);
+        }
         Ok::<_, EcrError>(())
     })
     .await?;

@@ -197,7 +197,7 @@ pub(super) async fn start_upload(
         let mounted = blocking::<_, RegistryError>(move || {
             let visible = store.account_blob(&account, &d2)?.is_some();
             match store.image_content().blob_size(&d2) {
-                Some(size) if visible => {
+                Some(size) if visible && store.image_content().touch_blob(&d2) => {
                     store.link_blob(id, &d2, size)?;
                     Ok(true)
                 }

@@ -34,6 +34,9 @@ impl PullSettings {
     }
 }
 
+/// Layers an image may have (Docker's own limit is 127).
+const MAX_LAYERS: usize = 128;
+
 /// The media types a manifest may have, most specific first.
 pub const MANIFEST_TYPES: [&str; 4] = [
     "application/vnd.oci.image.manifest.v1+json",
@@ -124,8 +127,14 @@ pub async fn pull(state: &Arc<AppState>, uri: &str, arch: &str) -> Result<Pulled
         .and_then(|l| l.as_array())
         .cloned()
         .unwrap_or_default();
-    let declared: u64 = layers.iter().filter_map(|l| l.get("size")?.as_u64()).sum();
-    if declared > super::MAX_IMAGE_BYTES {
+    if layers.len() > MAX_LAYERS {
+        return Err(format!("{uri} has more than {MAX_LAYERS} layers"));
+    }
+    let declared = layers
+        .iter()
+        .filter_map(|l| l.get("size")?.as_u64())
+        .try_fold(0u64, u64::checked_add);
+    if declared.is_none_or(|d| d > super::MAX_IMAGE_BYTES) {
         return Err(format!("{uri} is larger than Lambda's 10 GB image limit"));
     }
     for layer in &layers {
@@ -138,9 +147,8 @@ pub async fn pull(state: &Arc<AppState>, uri: &str, arch: &str) -> Result<Pulled
             .get("digest")
             .and_then(|d| d.as_str())
             .ok_or("a layer has no digest")?;
-        if images.blob_path(d).is_some() {
-            continue;
-        }
+        // Always downloaded, even when stored here: a remote manifest naming a digest must not
+        // reach a blob some other account pushed.
         let size = layer.get("size").and_then(|s| s.as_u64()).unwrap_or(0);
         let path = images.staging_file();
         let file = tokio::fs::File::create(&path)

@@ -83,6 +83,11 @@ impl From<BlobError> for RegistryError {
             BlobError::UploadUnknown => {
                 err(StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN", e.to_string())
             }
+            BlobError::TooManyUploads => err(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TOOMANYREQUESTS",
+                e.to_string(),
+            ),
             BlobError::UploadBusy => {
                 err(StatusCode::CONFLICT, "BLOB_UPLOAD_INVALID", e.to_string())
             }
@@ -146,23 +151,30 @@ enum Target<'a> {
 }
 
 fn target_of(rest: &str) -> Option<(&str, Target<'_>)> {
+    // Parsed from the end: a repository name may itself hold `blobs` or `manifests`, a
+    // reference never holds a `/`.
     if let Some(name) = rest.strip_suffix("/tags/list") {
         return Some((name, Target::Tags));
     }
-    if let Some(i) = rest.rfind("/blobs/uploads") {
-        let tail = rest[i + "/blobs/uploads".len()..].trim_start_matches('/');
-        let t = if tail.is_empty() {
-            Target::Uploads
-        } else {
-            Target::Upload(tail)
-        };
-        return Some((&rest[..i], t));
+    let last = |marker: &str| {
+        let i = rest.rfind(marker)?;
+        let tail = &rest[i + marker.len()..];
+        (!tail.contains('/')).then_some((&rest[..i], tail))
+    };
+    if let Some((name, tail)) = last("/manifests/") {
+        return Some((name, Target::Manifest(tail)));
     }
-    if let Some(i) = rest.rfind("/blobs/") {
-        return Some((&rest[..i], Target::Blob(&rest[i + 7..])));
+    if let Some(name) = rest
+        .strip_suffix("/blobs/uploads/")
+        .or_else(|| rest.strip_suffix("/blobs/uploads"))
+    {
+        return Some((name, Target::Uploads));
     }
-    if let Some(i) = rest.rfind("/manifests/") {
-        return Some((&rest[..i], Target::Manifest(&rest[i + 11..])));
+    if let Some((name, id)) = last("/blobs/uploads/") {
+        return Some((name, Target::Upload(id)));
+    }
+    if let Some((name, digest)) = last("/blobs/") {
+        return Some((name, Target::Blob(digest)));
     }
     None
 }
@@ -346,12 +358,20 @@ pub(crate) fn references(doc: &serde_json::Value) -> Option<(Vec<String>, bool)>
             .collect()
     };
     if let Some(list) = doc.get("manifests") {
+        // An index names manifests only: one that also names a config or layers would carry
+        // blobs past the repository check.
+        if doc.get("config").is_some() || doc.get("layers").is_some() {
+            return None;
+        }
         return Some((digests(list)?, true));
     }
     let mut refs = vec![doc.get("config")?.get("digest")?.as_str()?.to_owned()];
     refs.extend(digests(doc.get("layers")?)?);
     Some((refs, false))
 }
+
+/// Blobs (or manifests) one manifest may name.
+const MAX_REFERENCES: usize = 1000;
 
 /// Stores a manifest pushed as `reference` (a tag or its digest); returns its digest.
 pub(crate) async fn put_manifest(
@@ -362,11 +382,19 @@ pub(crate) async fn put_manifest(
     bytes: Bytes,
 ) -> Result<String> {
     let invalid = |m: &str| err(StatusCode::BAD_REQUEST, "MANIFEST_INVALID", m.to_owned());
+    if bytes.len() > MAX_MANIFEST_BYTES {
+        return Err(invalid("manifests are limited to 4 MB"));
+    }
     let doc: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|e| invalid(&format!("the manifest is not JSON: {e}")))?;
     let (refs, index) = references(&doc).ok_or_else(|| {
         invalid("only schema 2 manifests (OCI or Docker v2) and indexes are accepted")
     })?;
+    if refs.len() > MAX_REFERENCES {
+        return Err(invalid(
+            "a manifest may name at most 1000 blobs or manifests",
+        ));
+    }
     if refs.iter().any(|d| digest_hex(d).is_none()) {
         return Err(invalid("every referenced digest must be a sha256 digest"));
     }
@@ -403,8 +431,8 @@ pub(crate) async fn put_manifest(
             let known = if index {
                 store.image(repo.id, d)?.is_some()
             } else {
-                store.repository_blob(repo.id, d)?.is_some()
-                    && store.image_content().blob_size(d).is_some()
+                // Touched: collection keeps it for its grace period from now on.
+                store.repository_blob(repo.id, d)?.is_some() && store.image_content().touch_blob(d)
             };
             if !known {
                 return Err(err(

@@ -261,6 +261,32 @@ async fn local(
                 )))
             })?
             .to_owned();
+        // Every blob must be one this repository holds (pushed here or mounted from the
+        // account), never merely one stored for someone else.
+        if manifest.get("manifests").is_some() {
+            return Err(invalid(format!(
+                "Source image {name}:{reference} is an index inside an index."
+            ))
+            .into());
+        }
+        let layers = manifest
+            .get("layers")
+            .and_then(|l| l.as_array())
+            .cloned()
+            .unwrap_or_default();
+        let digests = std::iter::once(config_digest.clone()).chain(
+            layers
+                .iter()
+                .filter_map(|l| l.get("digest")?.as_str().map(str::to_owned)),
+        );
+        for d in digests {
+            if store.repository_blob(repo.id, &d)?.is_none() {
+                return Err(invalid(format!(
+                    "Source image {name}:{reference} names {d}, which its repository does not hold."
+                ))
+                .into());
+            }
+        }
         let config = read(&config_digest)?;
         Ok((image.digest, manifest, config))
     })

@@ -537,6 +537,32 @@ fn hostile_image_layers_are_refused_and_leave_nothing_behind() {
         aws.run(&["lambda", "get-function", "--function-name", "dotdot"])
             .is_err()
     );
+    // A document that is an index and names layers too is refused: its layers would escape the
+    // check that a repository holds every blob its manifests name.
+    let trick = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [],
+        "config": { "digest": format!("sha256:{}", "0".repeat(64)), "size": 1 },
+        "layers": [{ "digest": format!("sha256:{}", "1".repeat(64)), "size": 1 }],
+    });
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "--max-time",
+            "5",
+            "-X",
+            "PUT",
+            "-H",
+            "content-type: application/vnd.oci.image.index.v1+json",
+            "-d",
+        ])
+        .arg(trick.to_string())
+        .arg(format!("http://{host}/v2/hostile/manifests/trick"))
+        .output()
+        .unwrap();
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert!(body.contains("MANIFEST_INVALID"), "{body}");
     // The base layer (good) stays cached; the hostile ones and any half-built root are gone.
     let layers = std::fs::read_dir(data.path().join("images/layers"))
         .unwrap()
