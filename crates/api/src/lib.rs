@@ -111,6 +111,26 @@ pub(crate) fn random_id(len: usize) -> String {
         .collect()
 }
 
+/// Writes a file only the server may read, durably and whole (written aside, then renamed):
+/// the keys that sign SNS messages and registry passwords.
+pub(crate) fn write_private(
+    path: &std::path::Path,
+    bytes: impl AsRef<[u8]>,
+) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(bytes.as_ref())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
 /// The services this port speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Service {

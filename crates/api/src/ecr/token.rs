@@ -3,8 +3,6 @@
 //! restart, as ECR's do for 12 hours). Docker and the others send them as HTTP Basic
 //! credentials with user `AWS`.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use base64::Engine;
@@ -31,16 +29,7 @@ pub fn load_key(path: &Path) -> std::io::Result<[u8; 32]> {
     let mut key = [0u8; 32];
     key[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
     key[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(&key)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
+    crate::write_private(path, key)?;
     Ok(key)
 }
 

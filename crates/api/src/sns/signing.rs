@@ -4,7 +4,6 @@
 //! `SigningCertURL`. The key and its self-signed certificate are made once per data directory
 //! (the key readable by the server only) and kept, so messages stay verifiable across restarts.
 
-use std::io::Write;
 use std::path::Path;
 
 use base64::Engine;
@@ -48,20 +47,6 @@ pub enum SignerError {
     },
 }
 
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
-}
-
 impl Signer {
     /// Reads the key and certificate in `dir`, making them the first time.
     pub fn open(dir: &Path) -> Result<Self, SignerError> {
@@ -89,8 +74,8 @@ impl Signer {
                     .push(rcgen::DnType::CommonName, "sns.lamina.local");
                 params.not_after = rcgen::date_time_ymd(2125, 1, 1);
                 let cert = params.self_signed(&key).map_err(bad)?;
-                write_private(&key_path, &key.serialize_pem()).map_err(io)?;
-                write_private(&cert_path, &cert.pem()).map_err(io)?;
+                crate::write_private(&key_path, key.serialize_pem()).map_err(io)?;
+                crate::write_private(&cert_path, cert.pem()).map_err(io)?;
                 (key, cert.pem())
             }
         };
