@@ -1,6 +1,7 @@
 //! The AWS APIs Lamina speaks, on one port: one dispatcher picks the service of each request,
-//! and each service (`lambda`, `sns`, `apigateway`) is a module of its own with its own wire
-//! protocol and errors, sharing the state, the accounts and SigV4 ([`auth`], [`sigv4`]).
+//! and each service (`lambda`, `sns`, `apigateway`, `ecr`, `ec2`) is a module of its own with
+//! its own wire protocol and errors, sharing the state, the accounts and SigV4 ([`auth`],
+//! [`sigv4`]), and the query protocols' parameters and XML ([`query`], [`xml`]).
 //! Requests for functions over HTTP (function URLs, HTTP APIs) go to [`http`], by host or
 //! path-style prefix, before any service is picked.
 //!
@@ -10,12 +11,14 @@
 
 pub mod apigw;
 pub mod auth;
+pub mod ec2;
 pub mod ecr;
 pub mod http;
 pub mod lambda;
 pub mod query;
 pub mod sigv4;
 pub mod sns;
+pub mod xml;
 
 use std::sync::Arc;
 
@@ -144,6 +147,8 @@ pub enum Service {
     Ecr,
     /// The OCI distribution API (`/v2/<repository>/…`), unsigned (HTTP Basic).
     Registry,
+    /// EC2's VPC subset (the `ec2` protocol).
+    Ec2,
 }
 
 /// Picks the service of a request: the SigV4 credential scope names it for every signed call;
@@ -162,6 +167,7 @@ pub fn service_of(parts: &axum::http::request::Parts) -> Result<Service, String>
         Some("sns") => Ok(Service::Sns),
         Some("apigateway") => Ok(Service::ApiGateway),
         Some("ecr") => Ok(Service::Ecr),
+        Some("ec2") => Ok(Service::Ec2),
         Some(other) => Err(other.to_owned()),
         None if ecr::registry::is_registry_path(parts.uri.path()) => Ok(Service::Registry),
         None if parts
@@ -206,6 +212,7 @@ pub fn router(state: Arc<AppState>) -> Router {
                     Ok(Service::ApiGateway) => apigw.oneshot(req).await.into_response(),
                     Ok(Service::Ecr) => ecr::api::serve(gateways, req).await,
                     Ok(Service::Registry) => ecr::registry::serve(gateways, req).await,
+                    Ok(Service::Ec2) => ec2::serve(gateways, req).await,
                     Err(name) => unknown_service(&name),
                 }
             }
@@ -215,7 +222,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 
 fn unknown_service(name: &str) -> Response {
     let body = serde_json::json!({
-        "message": format!("This server does not speak the '{name}' service; it speaks lambda, sns, apigateway and ecr.")
+        "message": format!("This server does not speak the '{name}' service; it speaks lambda, sns, apigateway, ecr and ec2.")
     });
     (
         axum::http::StatusCode::BAD_REQUEST,

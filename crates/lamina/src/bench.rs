@@ -44,6 +44,10 @@ pub struct BenchArgs {
     /// image's push, unpack and root build are measured); 0 skips images.
     #[arg(long, default_value_t = 20)]
     images: usize,
+    /// Cold starts of the native echo function with egress (the main server) and without (a
+    /// second server), interleaved; 0 skips them.
+    #[arg(long, default_value_t = 20)]
+    network: usize,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -84,13 +88,13 @@ fn zip_of(files: &[(&str, &[u8], u32)]) -> anyhow::Result<Vec<u8>> {
     Ok(w.finish()?.into_inner())
 }
 
-struct Target {
-    http: reqwest::Client,
-    base: String,
+pub(crate) struct Target {
+    pub(crate) http: reqwest::Client,
+    pub(crate) base: String,
 }
 
 impl Target {
-    async fn create(
+    pub(crate) async fn create(
         &self,
         name: &str,
         runtime: &str,
@@ -115,7 +119,7 @@ impl Target {
         Ok(())
     }
 
-    async fn invoke(&self, name: &str) -> anyhow::Result<f64> {
+    pub(crate) async fn invoke(&self, name: &str) -> anyhow::Result<f64> {
         let t = Instant::now();
         let r = self
             .http
@@ -148,20 +152,23 @@ pub fn bar(len: usize, what: &str, json: bool) -> ProgressBar {
 }
 
 /// Runs the benchmark and prints the figures.
-pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let data = tempfile::tempdir().context("cannot create a temporary data directory")?;
-    // Environments here use a few MB each, not their MemorySize: let the budget and the account
-    // limit admit the scale-out run.
-    let raw: lamina_server::FileConfig = toml::from_str(&format!(
-        "memory_budget_mb = 100000000\ntmp_budget_mb = 100000000\nasync_share = 1.0\nasync_queue_max_events = 1000000\naccount_concurrency = {}\nscale_up_per_10s = {}",
-        args.scale.max(1000) + 100,
-        args.scale.max(1000)
-    ))?;
+/// A server in this process on a free loopback port, with `raw` settings, its data in `dir`
+/// (`egress`: override `network.egress`). Returns its address, its stop switch and its task.
+pub(crate) async fn serve(
+    raw: lamina_server::FileConfig,
+    dir: &std::path::Path,
+    egress: Option<bool>,
+) -> anyhow::Result<(
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+)> {
     let config = lamina_server::Config::from_parts(
         raw,
         lamina_server::Overrides {
-            data_dir: Some(data.path().to_path_buf()),
+            data_dir: Some(dir.to_path_buf()),
             listen: Some("127.0.0.1:0".into()),
+            egress,
             ..Default::default()
         },
     )?;
@@ -171,6 +178,19 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let server = tokio::spawn(lamina_server::run(config, listener, async {
         let _ = stopped.await;
     }));
+    Ok((addr, stop, server))
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let data = tempfile::tempdir().context("cannot create a temporary data directory")?;
+    // Environments here use a few MB each, not their MemorySize: let the budget and the account
+    // limit admit the scale-out run.
+    let raw: lamina_server::FileConfig = toml::from_str(&format!(
+        "memory_budget_mb = 100000000\ntmp_budget_mb = 100000000\nasync_share = 1.0\nasync_queue_max_events = 1000000\naccount_concurrency = {}\nscale_up_per_10s = {}",
+        args.scale.max(1000) + 100,
+        args.scale.max(1000)
+    ))?;
+    let (addr, stop, server) = serve(raw, data.path(), None).await?;
     let echo_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let echo_addr = echo_listener.local_addr()?;
     let echo = axum::Router::new().route(
@@ -330,6 +350,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         None
     };
 
+    let network = if args.network > 0 {
+        Some(
+            crate::bench_net::run(&http, &target.base, &native_zip, args.network, args.json)
+                .await?,
+        )
+    } else {
+        None
+    };
+
     // Scale-out from zero, then hold the environments idle to measure density.
     let mut scale = None;
     if args.scale > 0 {
@@ -389,7 +418,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         println!(
             "{}",
             serde_json::to_string_pretty(
-                &json!({ "loopback_echo": echo, "functions": out, "throughput": tp, "async": asynchronous, "sns": sns, "http": gateways, "images": images, "scale_out": scale })
+                &json!({ "loopback_echo": echo, "functions": out, "throughput": tp, "async": asynchronous, "sns": sns, "http": gateways, "images": images, "network": network, "scale_out": scale })
             )?
         );
         return Ok(());
@@ -473,6 +502,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if let Some(i) = &images {
         crate::bench_image::print(i);
+    }
+    if let Some(n) = &network {
+        crate::bench_net::print(n);
     }
     if let Some(s) = &scale {
         println!(

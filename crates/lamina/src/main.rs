@@ -5,6 +5,7 @@
 mod bench;
 mod bench_http;
 mod bench_image;
+mod bench_net;
 mod bench_sns;
 mod native_runtime;
 
@@ -52,6 +53,9 @@ struct ServerArgs {
     /// Verify SigV4 signatures (needs [[auth.keys]] in the configuration file).
     #[arg(long)]
     auth: bool,
+    /// Give functions loopback only (no egress), whatever the configuration file says.
+    #[arg(long)]
+    no_egress: bool,
     /// Check this host instead of serving: which isolation features work, and what to change
     /// when one is missing. Exits 1 if functions cannot run here.
     #[arg(long)]
@@ -111,6 +115,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         listen: args.listen,
         verify_auth: args.auth.then_some(true),
         init_exe: None,
+        egress: args.no_egress.then_some(false),
     };
     let config = lamina_server::Config::load(args.config.as_deref(), overrides)?;
     let shutdown = shutdown_signal()?;

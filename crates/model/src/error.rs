@@ -24,6 +24,10 @@ pub enum ErrorKind {
     InvalidRequestContent,
     Serialization,
     UnknownOperation,
+    /// Invoke: a subnet of the function's `VpcConfig` is gone (502).
+    InvalidSubnetId,
+    /// Invoke: a security group of the function's `VpcConfig` is gone (502).
+    InvalidSecurityGroupId,
     Service,
 }
 
@@ -48,6 +52,8 @@ impl ErrorKind {
             ErrorKind::InvalidRequestContent => "InvalidRequestContentException",
             ErrorKind::Serialization => "SerializationException",
             ErrorKind::UnknownOperation => "UnknownOperationException",
+            ErrorKind::InvalidSubnetId => "InvalidSubnetIDException",
+            ErrorKind::InvalidSecurityGroupId => "InvalidSecurityGroupIDException",
             ErrorKind::Service => "ServiceException",
         }
     }

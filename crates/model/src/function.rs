@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::Runtime;
+use crate::{Runtime, VpcConfig};
 
 /// The instruction set a function is built for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
@@ -178,6 +178,14 @@ pub struct FunctionSpec {
     /// `ImageConfig`: overrides of the image's own configuration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_config: Option<ImageConfig>,
+    /// `VpcConfig`: the subnets and security groups the function runs in. Functions stored
+    /// before VPCs existed have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vpc_config: Option<VpcConfig>,
+    /// The VPC of `vpc_config`'s subnets, resolved when it was set (shown as `VpcId`): a subnet
+    /// never moves to another VPC, and one a function uses cannot be deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vpc_id: Option<String>,
 }
 
 /// An image function's image: what the user named, the digest it resolved to, and the parts of
@@ -279,6 +287,8 @@ impl FunctionSpec {
             dead_letter_target: None,
             image: None,
             image_config: None,
+            vpc_config: None,
+            vpc_id: None,
         }
     }
 }

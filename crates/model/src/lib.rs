@@ -1,5 +1,6 @@
 //! Lambda's domain vocabulary: account ids, regions, function names, qualifiers, ARNs, runtimes,
-//! function configuration, limits and their validators.
+//! function configuration, VPC configuration and the networks it resolves to, limits and their
+//! validators.
 //!
 //! Everything here is pure: no IO, no clocks except formatting helpers, no async. Raw strings from
 //! the wire are parsed into these types at the edge (`api`), and every other crate passes only the
@@ -13,6 +14,7 @@ pub mod limits;
 mod names;
 mod runtime;
 mod timestamp;
+pub mod vpc;
 
 pub use arn::{AccountId, Region};
 pub use error::{ErrorKind, LambdaError};
@@ -24,3 +26,7 @@ pub use limits::Limits;
 pub use names::{FunctionName, FunctionRef, Qualifier, function_arn};
 pub use runtime::Runtime;
 pub use timestamp::{format_timestamp, iso8601_millis, now_millis};
+pub use vpc::{
+    EgressRule, Ipv4Cidr, MAX_SECURITY_GROUPS, MAX_SUBNETS, SecurityGroupRules, SubnetAccess,
+    VpcAccess, VpcConfig,
+};

@@ -55,6 +55,8 @@ pub struct Environment {
     _ctl: std::os::unix::net::UnixStream,
     /// Keeps the code this environment runs from on disk.
     _pins: Pins,
+    /// The environment's network namespace and interface, given back when it goes.
+    _net: Option<lamina_net::Lease>,
 }
 
 /// The result of one invocation in an environment.
@@ -212,6 +214,7 @@ impl Environment {
             },
             cgroup_procs: Vec::new(),
             thaw: Vec::new(),
+            netns: false,
             runtime_api_port: RUNTIME_API_PORT,
             user_namespace: !inner.host.root,
             uid: uid.unwrap_or(0),
@@ -230,12 +233,32 @@ impl Environment {
         let tmp_mb = f.tmp_mb;
         let code_pins = inner.pins.clone();
         let packages = f.packages.clone();
-        let spawned = tokio::task::spawn_blocking(
-            move || -> Result<(lamina_sandbox::Sandbox, Option<Cgroup>, Pins), Option<SpawnError>> {
+        let net = inner.net.clone();
+        let tenant = crate::net::Tenant {
+            account: f.account.clone(),
+            region: f.region.clone(),
+            function_arn: f.function_arn.clone(),
+            vpc: f.vpc.clone(),
+        };
+        type Started = (
+            lamina_sandbox::Sandbox,
+            Option<Cgroup>,
+            Pins,
+            Option<lamina_net::Lease>,
+        );
+        let spawned =
+            tokio::task::spawn_blocking(move || -> Result<Started, Option<SpawnError>> {
                 // From here the code cannot be collected under the environment; if it already
                 // was, the function changed or went away since it was read (`None`).
                 let pins = code_pins.pin(&packages).ok_or(None)?;
                 let mut spec = spec;
+                let lease = match &net {
+                    Some(n) => Some(n.lease(&tenant).map_err(|e| {
+                        Some(SpawnError::Setup(format!("preparing the network: {e}")))
+                    })?),
+                    None => None,
+                };
+                spec.netns = lease.is_some();
                 let tmp_mount = match &scratch {
                     Some(pool) => Some(
                         pool.take(tmp_mb as u64)
@@ -264,7 +287,8 @@ impl Environment {
                     }
                     None => None,
                 };
-                let mut sandbox = match lamina_sandbox::spawn(&exe, &spec, tmp_mount) {
+                let netns = lease.as_ref().map(lamina_net::Lease::netns);
+                let mut sandbox = match lamina_sandbox::spawn(&exe, &spec, tmp_mount, netns) {
                     Ok(s) => s,
                     Err(e) => {
                         if let Some(cg) = &cg {
@@ -283,11 +307,10 @@ impl Environment {
                     }
                     return Err(Some(e));
                 }
-                Ok((sandbox, cg, pins))
-            },
-        )
-        .await
-        .map_err(|e| Failure::Internal(format!("sandbox start task failed: {e}")));
+                Ok((sandbox, cg, pins, lease))
+            })
+            .await
+            .map_err(|e| Failure::Internal(format!("sandbox start task failed: {e}")));
         let give_uid = |uid: Option<u32>| {
             if let (Some(range), Some(uid)) = (&inner.uids, uid) {
                 range.give(uid);
@@ -300,7 +323,7 @@ impl Environment {
                 return Err(e);
             }
         };
-        let (sandbox, cg, pins) = match spawned {
+        let (sandbox, cg, pins, lease) = match spawned {
             Ok(s) => s,
             Err(None) => {
                 give_uid(uid);
@@ -353,6 +376,7 @@ impl Environment {
             executor: inner.clone(),
             _ctl: ctl,
             _pins: pins,
+            _net: lease,
         };
         // From here on, a failure drops `env`, which kills the sandbox.
         tap.pump(OwnedFd::from(stdout)).map_err(io)?;

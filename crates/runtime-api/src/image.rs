@@ -212,6 +212,7 @@ mod tests {
             log_group: "/aws/lambda/f".into(),
             function_arn: "arn".into(),
             image: None,
+            vpc: None,
         };
         f.environment.insert("MODE".into(), "function".into());
         f.environment

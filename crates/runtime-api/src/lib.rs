@@ -9,6 +9,7 @@
 mod env;
 mod image;
 pub mod logs;
+mod net;
 mod rapi;
 pub mod runtimes;
 mod scheduler;
@@ -27,6 +28,7 @@ use lamina_sandbox::scratch::ScratchPool;
 use lamina_sandbox::uids::UidRange;
 
 pub use env::{Environment, Gate, Paths};
+pub use net::{NetSettings, VpcAttachment, VpcResolver};
 
 /// How long an environment stays idle before it is frozen.
 pub const FREEZE_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
@@ -62,6 +64,9 @@ pub struct FunctionRuntime {
     pub function_arn: String,
     /// For an image function: what runs in its root (`code_tree` is the image root).
     pub image: Option<ImageRun>,
+    /// Attached to a VPC: its networks as its security groups allow, the internet only through
+    /// a NAT gateway. `None`: the internet only.
+    pub vpc: Option<VpcAttachment>,
 }
 
 /// How an image function starts: argv from its entry point and command, its working directory,
@@ -179,6 +184,8 @@ pub struct ExecutorConfig {
     pub uid_lock_dir: PathBuf,
     /// The part of the concurrency asynchronous attempts may hold (0 < share ≤ 1).
     pub async_share: f64,
+    /// Egress for environments (root only); `None`: loopback only.
+    pub network: Option<NetSettings>,
 }
 
 pub(crate) struct Inner {
@@ -194,6 +201,8 @@ pub(crate) struct Inner {
     pub(crate) pins: Arc<dyn CodePins>,
     /// Disk-backed `/tmp` filesystems; `None` where the host cannot make them (tmpfs then).
     pub(crate) scratch: Option<ScratchPool>,
+    /// Environments' networks; `None`: loopback only.
+    pub(crate) net: Option<net::Networking>,
     /// This server's uids; `None` without root (every sandbox is uid 0 of its own namespace).
     pub(crate) uids: Option<UidRange>,
     pub(crate) next_id: AtomicU64,
@@ -247,9 +256,40 @@ impl Executor {
             std::fs::create_dir_all(d)?;
         }
         let runtimes = runtimes::detect();
+        let (net, resolv_conf) = match (&config.network, host.root) {
+            (Some(s), true) => match net::Networking::start(s) {
+                Ok((n, resolvers)) => {
+                    let mut note = format!(
+                        "egress through a veth pair per environment from {}, firewall table inet lamina",
+                        s.pool
+                    );
+                    for extra in resolvers.note.iter().chain(n.network.notes().iter()) {
+                        tracing::warn!("{extra}");
+                        note.push_str("; ");
+                        note.push_str(extra);
+                    }
+                    host.net_note = Some(note);
+                    (Some(n), Some(resolvers.file()))
+                }
+                Err(e) => {
+                    host.net_note = Some(format!("no network for functions ({e})"));
+                    (None, None)
+                }
+            },
+            (Some(_), false) => {
+                host.net_note = Some("no network for functions (egress needs root)".into());
+                (None, None)
+            }
+            (None, _) => {
+                host.net_note = Some("no network for functions (network.egress is off)".into());
+                (None, None)
+            }
+        };
         let started = std::time::Instant::now();
-        let sysroot =
-            lamina_sandbox::sysroot::build(&work.join("sysroot"), &system::plan(&runtimes))?;
+        let sysroot = lamina_sandbox::sysroot::build(
+            &work.join("sysroot"),
+            &system::plan(&runtimes, resolv_conf.as_deref()),
+        )?;
         tracing::debug!(ms = started.elapsed().as_millis() as u64, path = %sysroot.display(), "system tree ready");
         let lamina_sandbox::sysroot::TopLevel {
             dirs,
@@ -315,6 +355,7 @@ impl Executor {
                 ),
                 pins,
                 scratch,
+                net,
                 uids,
                 next_id: AtomicU64::new(1),
                 cgroup_parent,
@@ -343,6 +384,30 @@ impl Executor {
     /// One line on what isolation is in force.
     pub fn host_summary(&self) -> String {
         self.inner.host.summary()
+    }
+
+    /// Re-reads the security groups and NAT gateways of `account` in `region` that running
+    /// environments use, after the EC2 API changed one (blocking: the store and nft).
+    pub fn network_changed(&self, account: &str, region: &str) {
+        if let Some(n) = &self.inner.net {
+            n.refresh(account, region);
+        }
+    }
+
+    /// Network bytes per function (unqualified ARN): sent, received, since start.
+    pub fn traffic(&self) -> Vec<lamina_net::Traffic> {
+        self.inner
+            .net
+            .as_ref()
+            .map(|n| n.network.traffic())
+            .unwrap_or_default()
+    }
+
+    /// Removes the network layer's interfaces and firewall table (at shutdown).
+    pub fn stop_network(&self) {
+        if let Some(n) = &self.inner.net {
+            n.network.stop();
+        }
     }
 
     /// Whether sandboxes get a disk-backed `/tmp` (else a tmpfs).
@@ -524,6 +589,8 @@ impl Executor {
             let _ = tokio::task::spawn_blocking(move || layout.remove_parent(k.as_ref(), &parent))
                 .await;
         }
+        let this = self.clone();
+        let _ = tokio::task::spawn_blocking(move || this.stop_network()).await;
     }
 }
 

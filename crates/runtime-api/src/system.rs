@@ -123,7 +123,6 @@ const ETC_FILES: &[(&str, &str)] = &[
     ),
     ("group", "root:x:0:\nnobody:x:65534:\n"),
     ("hosts", "127.0.0.1 localhost\n::1 localhost\n"),
-    ("resolv.conf", "nameserver 127.0.0.1\n"),
     (
         "nsswitch.conf",
         "passwd: files\ngroup: files\nhosts: files dns\n",
@@ -131,7 +130,7 @@ const ETC_FILES: &[(&str, &str)] = &[
 ];
 
 /// The plan of the sysroot for these runtimes.
-pub fn plan(offered: &[Offered]) -> Plan {
+pub fn plan(offered: &[Offered], resolv_conf: Option<&str>) -> Plan {
     let mut include: Vec<PathBuf> = Vec::new();
     for tool in TOOLS {
         for dir in ["/usr/bin", "/bin"] {
@@ -188,6 +187,11 @@ pub fn plan(offered: &[Offered]) -> Plan {
         .iter()
         .map(|(name, content)| (Path::new("/etc").join(name), (*content).to_owned()))
         .collect();
+    // With egress, the host's resolvers; without, a loopback resolver that fails at once.
+    synthetic.push((
+        "/etc/resolv.conf".into(),
+        resolv_conf.unwrap_or("nameserver 127.0.0.1\n").to_owned(),
+    ));
     synthetic.push((
         "/var/runtime/bootstrap.py".into(),
         runtimes::PYTHON_CLIENT.to_owned(),

@@ -16,6 +16,8 @@ pub struct Host {
     pub cpus: u64,
     /// Why `/tmp` is not on disk, when it is not.
     pub tmp_note: Option<String>,
+    /// What network functions get.
+    pub net_note: Option<String>,
 }
 
 impl Host {
@@ -36,6 +38,7 @@ impl Host {
             cgroups,
             cpus,
             tmp_note: None,
+            net_note: None,
         }
     }
 
@@ -69,7 +72,11 @@ impl Host {
             .tmp_note
             .as_deref()
             .unwrap_or("/tmp on disk (an ext4 filesystem per environment)");
-        format!("isolation: {who}; {cg}; {tmp}; {} CPUs", self.cpus)
+        let net = self
+            .net_note
+            .as_deref()
+            .unwrap_or("no network for functions");
+        format!("isolation: {who}; {cg}; {tmp}; {net}; {} CPUs", self.cpus)
     }
 }
 

@@ -5,7 +5,9 @@
 //!
 //! 1. read the [`Spec`] (length-prefixed JSON) from the control socket, and the detached mount for
 //!    `/tmp` when the spec has one (`SCM_RIGHTS`);
-//! 2. unshare mount, PID, IPC, UTS and network namespaces;
+//! 2. unshare mount, PID, IPC, UTS and network namespaces; or, when the server prepared a network
+//!    namespace (an interface with egress, see `lamina-net`), join that one (`setns`) and unshare
+//!    the others;
 //! 3. bring up loopback, bind the Runtime API listener on `127.0.0.1:<port>` inside the new
 //!    network namespace, and send it to the server (`SCM_RIGHTS`);
 //! 4. fork PID 1 of the new PID namespace, which dies with this process (`PR_SET_PDEATHSIG`),
@@ -73,29 +75,53 @@ fn read_spec(mut ctl: &UnixStream) -> io::Result<Spec> {
     serde_json::from_slice(&buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
-/// Receives the one-byte message that carries the `/tmp` mount.
-fn read_tmp_mount(ctl: &UnixStream) -> io::Result<OwnedFd> {
+/// Receives a one-byte message that carries a descriptor (`what` names it in errors).
+fn read_fd(ctl: &UnixStream, what: &str) -> io::Result<OwnedFd> {
     let mut byte = [0u8; 1];
     match fdpass::recv_fd(ctl, &mut byte)? {
         (1, Some(fd)) => Ok(fd),
         _ => Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            "expected the /tmp mount",
+            format!("expected {what}"),
         )),
     }
+}
+
+fn join_netns(ns: &OwnedFd) -> io::Result<()> {
+    // SAFETY: setns with a namespace descriptor we own; this process is single-threaded.
+    if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 fn run(ctl: &UnixStream) -> io::Result<i32> {
     let k = LinuxKernel;
     let spec = step("reading the sandbox spec", read_spec(ctl))?;
     let tmp_mount = match spec.root.tmp {
-        Tmp::Mount => Some(step("receiving /tmp", read_tmp_mount(ctl))?),
+        Tmp::Mount => Some(step("receiving /tmp", read_fd(ctl, "the /tmp mount"))?),
         Tmp::Tmpfs { .. } => None,
+    };
+    let netns = match spec.netns {
+        true => Some(step(
+            "receiving the network namespace",
+            read_fd(ctl, "a network namespace"),
+        )?),
+        false => None,
     };
     if spec.user_namespace {
         step("entering a user namespace", enter_user_namespace(&k))?;
     }
-    step("unsharing namespaces", k.unshare(Namespaces::SANDBOX))?;
+    match netns {
+        Some(ns) => {
+            step("joining the network namespace", join_netns(&ns))?;
+            step(
+                "unsharing namespaces",
+                k.unshare(Namespaces::SANDBOX_JOINED_NET),
+            )?;
+        }
+        None => step("unsharing namespaces", k.unshare(Namespaces::SANDBOX))?,
+    }
     step("bringing up loopback", loopback_up())?;
     let listener = step(
         "binding the Runtime API listener",

@@ -48,6 +48,8 @@ impl Namespaces {
             | libc::CLONE_NEWUTS
             | libc::CLONE_NEWNET,
     );
+    /// [`Self::SANDBOX`] but the network namespace, for a sandbox joining one made for it.
+    pub const SANDBOX_JOINED_NET: Self = Self(Self::SANDBOX.0 & !libc::CLONE_NEWNET);
     /// The cgroup namespace (PID 1, once in the sandbox's cgroup: that group is its root).
     pub const CGROUP: Self = Self(libc::CLONE_NEWCGROUP);
 }

@@ -40,6 +40,10 @@ pub struct Spec {
     /// Writes that thaw the sandbox's cgroups: the watcher makes them after killing a sandbox
     /// whose server is gone, since frozen processes (cgroup v1) die only once thawed.
     pub thaw: Vec<(PathBuf, String)>,
+    /// The sandbox joins a network namespace the server prepared (sent after `/tmp`, over
+    /// `SCM_RIGHTS`) instead of making an empty one.
+    #[serde(default)]
+    pub netns: bool,
     /// The port of the listener bound on the sandbox's own `127.0.0.1`.
     pub runtime_api_port: u16,
     /// Run in a new user namespace (when the server is not root): uid/gid 0 inside map to the

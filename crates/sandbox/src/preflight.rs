@@ -143,19 +143,30 @@ pub fn run(k: &dyn Kernel, root: &Path, root_user: bool) -> Vec<Check> {
     let nft = ["usr/sbin/nft", "sbin/nft"]
         .iter()
         .any(|p| root.join(p).exists());
-    out.push(check(
-        "network",
-        Status::Note,
-        format!(
-            "functions have loopback only in this version (nft {})",
-            if nft {
-                "is present"
-            } else {
-                "is not installed"
-            }
+    let forwarding = number(root, "proc/sys/net/ipv4/ip_forward") == Some(1);
+    out.push(match (root_user, nft) {
+        (true, true) => check(
+            "network",
+            Status::Ok,
+            format!(
+                "egress through a veth pair per environment and the nftables table inet lamina (IPv4 forwarding is {}; the server turns it on)",
+                if forwarding { "on" } else { "off" }
+            ),
+            None,
         ),
-        None,
-    ));
+        (true, false) => check(
+            "network",
+            Status::Missing,
+            "nft is not installed: functions get loopback only",
+            Some("apt-get install nftables (or the distribution's nftables package)"),
+        ),
+        (false, _) => check(
+            "network",
+            Status::Note,
+            "not root: functions get loopback only (egress needs a firewall only root can set)",
+            Some("run the server as root for egress and VPCs"),
+        ),
+    });
     let overlay = read(root, "proc/filesystems").is_some_and(|f| f.contains("overlay"));
     out.push(check(
         "container images",

@@ -2,7 +2,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Child, ChildStderr, ChildStdout, Command, Stdio};
@@ -42,13 +42,15 @@ impl std::fmt::Debug for Sandbox {
 }
 
 /// Starts `init_exe sandbox-init` and hands it `spec` (and `tmp_mount` for
-/// [`crate::rootfs::Tmp::Mount`]). Returns once the sandbox's network namespace exists and its
+/// [`crate::rootfs::Tmp::Mount`], and `netns` for [`Spec::netns`]). Returns once the sandbox's network namespace exists and its
 /// listener has been received; the function may still be starting.
 pub fn spawn(
     init_exe: &Path,
     spec: &Spec,
     tmp_mount: Option<OwnedFd>,
+    netns: Option<BorrowedFd<'_>>,
 ) -> Result<Sandbox, SpawnError> {
+    debug_assert_eq!(spec.netns, netns.is_some());
     let (ctl, theirs) = UnixStream::pair().map_err(SpawnError::Start)?;
     let mut child = Command::new(init_exe)
         .arg("sandbox-init")
@@ -71,6 +73,11 @@ pub fn spawn(
     }
     if let Some(fd) = tmp_mount
         && let Err(e) = fdpass::send_fd(ctl.as_raw_fd(), b"t", fd.as_raw_fd())
+    {
+        return Err(fail(&mut child, SpawnError::Start(e)));
+    }
+    if let Some(fd) = netns
+        && let Err(e) = fdpass::send_fd(ctl.as_raw_fd(), b"n", fd.as_raw_fd())
     {
         return Err(fail(&mut child, SpawnError::Start(e)));
     }

@@ -63,6 +63,11 @@ pub struct Config {
     pub jwks_files: std::collections::BTreeMap<String, PathBuf>,
     /// Which other registries image functions may be pulled from, and how.
     pub image_pulls: lamina_api::ecr::pull::PullSettings,
+    /// Functions' egress: the address pool and the namespaces kept ready; `None`: loopback
+    /// only.
+    pub network: Option<(ipnet::Ipv4Net, usize)>,
+    /// The VPC objects `[network]` declares, applied to the store at start.
+    pub declared_vpcs: lamina_store::ec2::Declared,
 }
 
 /// `[images]` in the configuration file.
@@ -137,6 +142,7 @@ pub struct FileConfig {
     pub price_sheet: Option<PathBuf>,
     pub auth: AuthSection,
     pub images: ImagesSection,
+    pub network: crate::network::NetworkSection,
     pub limits: Limits,
 }
 
@@ -147,6 +153,8 @@ pub struct Overrides {
     pub listen: Option<String>,
     pub verify_auth: Option<bool>,
     pub init_exe: Option<PathBuf>,
+    /// `Some(false)`: functions get loopback only, whatever the file says.
+    pub egress: Option<bool>,
 }
 
 /// Why a configuration is unusable.
@@ -167,7 +175,7 @@ pub enum ConfigError {
     },
 }
 
-fn invalid(setting: &'static str, message: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(setting: &'static str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         setting,
         message: message.into(),
@@ -231,6 +239,20 @@ impl Config {
                 "signature verification needs at least one [[auth.keys]] entry in the configuration file",
             ));
         }
+        let mut network = raw.network;
+        if let Some(egress) = o.egress {
+            network.egress = egress;
+        }
+        let settings = network.settings().map_err(|e| invalid("network.pool", e))?;
+        let declared_vpcs = crate::network::objects::check(
+            &network.vpcs,
+            &network.subnets,
+            &network.security_groups,
+            &network.nat_gateways,
+            (&account, &region),
+            settings.map(|(pool, _)| pool),
+        )?;
+        let network = settings;
         let limits = raw.limits;
         if limits.memory_min_mb > limits.memory_max_mb
             || limits.ephemeral_min_mb > limits.ephemeral_max_mb
@@ -282,6 +304,8 @@ impl Config {
                     .map_err(|e| invalid("sns_http_deny", e))?,
             },
             jwks_files: raw.jwks_files.unwrap_or_default(),
+            network,
+            declared_vpcs,
             image_pulls: lamina_api::ecr::pull::PullSettings {
                 allow: raw.images.pull_from,
                 insecure: raw.images.insecure_registries,

@@ -6,6 +6,7 @@
 mod batch;
 mod config;
 mod logsink;
+mod network;
 mod usagesink;
 
 use std::future::Future;
@@ -30,6 +31,11 @@ pub async fn run(
         .await?
         .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
     let store = Arc::new(store);
+    // The VPC objects of the configuration file, before anything resolves a VPC from the store.
+    {
+        let (store, declared) = (store.clone(), config.declared_vpcs.clone());
+        tokio::task::spawn_blocking(move || network::objects::apply(&store, &declared)).await??;
+    }
     let init_exe = match &config.init_exe {
         Some(p) => p.clone(),
         None => std::env::current_exe().context("cannot find our own binary for sandbox-init")?,
@@ -50,6 +56,13 @@ pub async fn run(
             async_share: config.async_share,
             work_dir: store.data_dir().join("run"),
             init_exe,
+            network: config
+                .network
+                .map(|(pool, spare)| lamina_runtime_api::NetSettings {
+                    pool,
+                    spare,
+                    vpcs: Arc::new(network::StoreVpcs(store.clone())),
+                }),
         };
         let logs = logsink::StoreLogs::start(store.clone(), config.log_max_bytes_per_function);
         let pins = Arc::new(StorePins(store.clone()));
@@ -183,6 +196,20 @@ pub async fn run(
                 for (function, n) in stats.concurrency {
                     ::metrics::gauge!("lamina_concurrent_executions", "function" => function)
                         .set(n as f64);
+                }
+                // Functions' network bytes since start (Lambda does not bill them).
+                let traffic = {
+                    let ex = ex.clone();
+                    tokio::task::spawn_blocking(move || ex.traffic())
+                        .await
+                        .unwrap_or_default()
+                };
+                for t in traffic {
+                    let function = t.owner.rsplit(':').next().unwrap_or_default().to_owned();
+                    ::metrics::gauge!("lamina_function_network_sent_bytes_total", "function" => function.clone())
+                        .set(t.sent as f64);
+                    ::metrics::gauge!("lamina_function_network_received_bytes_total", "function" => function)
+                        .set(t.received as f64);
                 }
                 m.render()
             }

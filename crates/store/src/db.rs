@@ -237,6 +237,66 @@ const MIGRATIONS: &[&str] = &[
         digest TEXT NOT NULL,
         PRIMARY KEY (repo_id, tag)
     );",
+    // 12: EC2's VPC objects: VPCs, subnets, security groups and their rules (one row per CIDR,
+    // going with their group), NAT gateways (kept when deleted). Tags are JSON maps.
+    "CREATE TABLE ec2_vpcs (
+        id TEXT PRIMARY KEY,
+        account TEXT NOT NULL,
+        region TEXT NOT NULL,
+        cidr TEXT NOT NULL,
+        tags TEXT NOT NULL DEFAULT '{}',
+        created_ms INTEGER NOT NULL
+    );
+    CREATE INDEX ec2_vpcs_owner ON ec2_vpcs(account, region);
+    CREATE TABLE ec2_subnets (
+        id TEXT PRIMARY KEY,
+        account TEXT NOT NULL,
+        region TEXT NOT NULL,
+        vpc_id TEXT NOT NULL REFERENCES ec2_vpcs(id),
+        cidr TEXT NOT NULL,
+        availability_zone TEXT NOT NULL,
+        tags TEXT NOT NULL DEFAULT '{}',
+        created_ms INTEGER NOT NULL
+    );
+    CREATE INDEX ec2_subnets_owner ON ec2_subnets(account, region);
+    CREATE INDEX ec2_subnets_vpc ON ec2_subnets(vpc_id);
+    CREATE TABLE ec2_security_groups (
+        id TEXT PRIMARY KEY,
+        account TEXT NOT NULL,
+        region TEXT NOT NULL,
+        vpc_id TEXT NOT NULL REFERENCES ec2_vpcs(id),
+        name TEXT NOT NULL,
+        description TEXT NOT NULL,
+        tags TEXT NOT NULL DEFAULT '{}',
+        created_ms INTEGER NOT NULL,
+        UNIQUE (vpc_id, name)
+    );
+    CREATE INDEX ec2_security_groups_owner ON ec2_security_groups(account, region);
+    CREATE TABLE ec2_sg_rules (
+        id TEXT PRIMARY KEY,
+        group_id TEXT NOT NULL REFERENCES ec2_security_groups(id) ON DELETE CASCADE,
+        egress INTEGER NOT NULL,
+        protocol TEXT NOT NULL,
+        from_port INTEGER,
+        to_port INTEGER,
+        cidr TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX ec2_sg_rules_group ON ec2_sg_rules(group_id, egress);
+    CREATE TABLE ec2_nat_gateways (
+        id TEXT PRIMARY KEY,
+        account TEXT NOT NULL,
+        region TEXT NOT NULL,
+        vpc_id TEXT NOT NULL REFERENCES ec2_vpcs(id),
+        subnet_id TEXT NOT NULL,
+        connectivity TEXT NOT NULL,
+        state TEXT NOT NULL,
+        tags TEXT NOT NULL DEFAULT '{}',
+        created_ms INTEGER NOT NULL,
+        deleted_ms INTEGER
+    );
+    CREATE INDEX ec2_nat_gateways_owner ON ec2_nat_gateways(account, region);
+    CREATE INDEX ec2_nat_gateways_vpc ON ec2_nat_gateways(vpc_id, state);",
 ];
 
 /// Opens the database at `path`, in WAL mode with full durability, and migrates it.

@@ -26,6 +26,9 @@ pub enum StoreError {
     Code(#[from] CodeError),
     #[error("database error")]
     Sqlite(#[from] rusqlite::Error),
+    /// An EC2 object is missing, taken or still in use.
+    #[error(transparent)]
+    Ec2(#[from] crate::Ec2Error),
     #[error("stored record is unreadable: {0}")]
     Corrupt(String),
 }

@@ -14,6 +14,7 @@ pub mod archive;
 pub mod code;
 mod concurrency;
 mod db;
+pub mod ec2;
 mod error;
 mod events;
 mod functions;
@@ -36,6 +37,7 @@ use rusqlite::Connection;
 
 pub use archive::{ArchiveError, ExtractLimits};
 pub use code::{CodeDir, CodeError, StoredCode};
+pub use ec2::Ec2Error;
 pub use error::StoreError;
 pub use events::{EventInvokeConfig, NewEvent, QueueSize, QueuedEvent, Settle};
 pub use functions::{FunctionKey, FunctionRecord, NewFunction};

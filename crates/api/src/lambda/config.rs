@@ -75,7 +75,7 @@ pub(super) fn architecture(list: &[String]) -> Result<Architecture, LambdaError>
     }
 }
 
-/// Applies the configuration members of a request on top of `spec`.
+/// Applies the configuration members of a request on top of `spec`, all but `VpcConfig`.
 pub(super) fn apply_config(spec: &mut FunctionSpec, c: ConfigFields) -> Result<(), LambdaError> {
     if let Some(role) = c.role {
         spec.role = role;
@@ -131,12 +131,7 @@ pub(super) fn apply_config(spec: &mut FunctionSpec, c: ConfigFields) -> Result<(
     if let Some(logging) = c.logging_config {
         apply_logging(spec, logging)?;
     }
-    if c.vpc_config.is_some_and(|v| {
-        !v.subnet_ids.unwrap_or_default().is_empty()
-            || !v.security_group_ids.unwrap_or_default().is_empty()
-    }) {
-        return Err(unsupported("VpcConfig"));
-    }
+    // `VpcConfig` is checked against the store by `vpc::requested` and set by `vpc::apply`.
     if let Some(d) = c.dead_letter_config {
         spec.dead_letter_target = match d.target_arn.filter(|t| !t.is_empty()) {
             None => None,

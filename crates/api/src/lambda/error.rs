@@ -38,6 +38,9 @@ impl ApiError {
             ErrorKind::RequestEntityTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorKind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            ErrorKind::InvalidSubnetId | ErrorKind::InvalidSecurityGroupId => {
+                StatusCode::BAD_GATEWAY
+            }
             ErrorKind::Service => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -70,6 +73,7 @@ impl From<StoreError> for ApiError {
                 ),
             ),
             StoreError::Rejected(e) => e,
+            StoreError::Ec2(e) => super::vpc::lambda_error(e),
             StoreError::Blob(lamina_store::BlobError::Layer(e)) => {
                 LambdaError::invalid_parameter(format!("The image's layers cannot be used: {e}."))
             }

@@ -122,6 +122,7 @@ pub(crate) fn configuration(
                     working_directory: c.working_directory.clone(),
                 },
             }),
+        vpc_config: super::vpc::response(spec),
     }
 }
 
@@ -189,7 +190,7 @@ pub async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let req: wire::CreateFunctionRequest = json_body(&body)?;
+    let mut req: wire::CreateFunctionRequest = json_body(&body)?;
     let raw_name = req.function_name.ok_or_else(|| required("functionName"))?;
     let (key, qualifier) = resolve(&caller, &raw_name, None, "CreateFunction")?;
     if qualifier.is_some() {
@@ -226,9 +227,12 @@ pub async fn create(
         spec.architecture = architecture(archs)?;
     }
     check_dead_letter(&state, &key, &req.config).await?;
+    let vpc = req.config.vpc_config.take();
     apply_config(&mut spec, req.config)?;
     state.limits.check_spec(&spec)?;
     check_served(&state, &spec)?;
+    let vpc = super::vpc::requested(&state, &key.account, &key.region, vpc).await?;
+    super::vpc::apply(&mut spec, vpc);
     let layers_size = if spec.layers.is_empty() {
         0
     } else {
@@ -575,7 +579,7 @@ pub async fn update_configuration(
     Path(name): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<FunctionConfiguration>> {
-    let req: wire::UpdateFunctionConfigurationRequest = json_body(&body)?;
+    let mut req: wire::UpdateFunctionConfigurationRequest = json_body(&body)?;
     let (key, qualifier) = resolve(&caller, &name, None, "UpdateFunctionConfiguration")?;
     if qualifier.is_some() {
         return Err(LambdaError::invalid_parameter(
@@ -584,6 +588,8 @@ pub async fn update_configuration(
         .into());
     }
     check_dead_letter(&state, &key, &req.config).await?;
+    let vpc = req.config.vpc_config.take();
+    let vpc = super::vpc::requested(&state, &key.account, &key.region, vpc).await?;
     // New layers are resolved first (they live in the store too); the size check needs the
     // function's current code and happens with the update.
     let new_layers = match &req.config.layers {
@@ -604,6 +610,7 @@ pub async fn update_configuration(
                 let mut spec = current.spec.clone();
                 let runtime_before = spec.runtime.clone();
                 apply_config(&mut spec, req.config)?;
+                super::vpc::apply(&mut spec, vpc);
                 st.limits.check_spec(&spec)?;
                 if spec.runtime != runtime_before {
                     check_served(&st, &spec)?;

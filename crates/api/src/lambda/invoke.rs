@@ -439,6 +439,13 @@ async fn runtime_of(
             cwd: l.cwd,
             env: l.env,
         }),
+        vpc: spec
+            .vpc_config
+            .as_ref()
+            .map(|v| lamina_runtime_api::VpcAttachment {
+                subnet_ids: v.subnet_ids.clone(),
+                security_group_ids: v.security_group_ids.clone(),
+            }),
     })
 }
 

@@ -24,6 +24,7 @@ pub mod queue;
 mod tags;
 mod urls;
 mod versions;
+mod vpc;
 mod wire;
 
 use std::sync::Arc;
@@ -42,6 +43,7 @@ pub(crate) use crate::auth::{AuthError, AuthFailure};
 pub(crate) use crate::{AppState, Caller, query, sigv4};
 pub use error::{ApiError, ApiResult};
 pub use invoke::MAX_SYNC_PAYLOAD;
+pub use vpc::vpc_access_of;
 
 /// Runs store work off the async threads.
 pub(crate) async fn blocking<T: Send + 'static>(

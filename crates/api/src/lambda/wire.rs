@@ -46,6 +46,17 @@ pub struct LoggingConfig {
 pub struct VpcConfig {
     pub subnet_ids: Option<Vec<String>>,
     pub security_group_ids: Option<Vec<String>>,
+    pub ipv6_allowed_for_dual_stack: Option<bool>,
+}
+
+/// `VpcConfig` in a `FunctionConfiguration` (Lambda's `VpcConfigResponse`).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct VpcConfigResponse {
+    pub subnet_ids: Vec<String>,
+    pub security_group_ids: Vec<String>,
+    pub vpc_id: String,
+    pub ipv6_allowed_for_dual_stack: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -207,6 +218,8 @@ pub struct FunctionConfiguration {
     pub dead_letter_config: Option<DeadLetterResponse>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image_config_response: Option<ImageConfigResponse>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vpc_config: Option<VpcConfigResponse>,
 }
 
 /// `ImageConfig` in requests.

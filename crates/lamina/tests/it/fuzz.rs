@@ -1,7 +1,7 @@
 //! Fuzzing every wire decoder of a real server: random bytes, random JSON and mutated valid
 //! requests at every route with a body (Lambda, function URLs, API Gateway), random query
-//! strings, random `Authorization` headers, random SNS actions, and random requests to the HTTP
-//! gateways. Each answer must be a client error with an AWS error type (or a success), never a
+//! strings, random `Authorization` headers, random SNS and EC2 actions, and random requests to
+//! the HTTP gateways. Each answer must be a client error with an AWS error type (or a success), never a
 //! 500 or a dropped connection, and the server must keep serving. The zip extractor and the
 //! SigV4 parser have their own property tests in their crates.
 
@@ -364,6 +364,68 @@ fn every_decoder_answers_garbage_with_a_client_error() {
             })
         })
         .unwrap();
+    // EC2: random actions with random and plausible parameters (real ids among them), signed
+    // for the `ec2` scope (verification is off: the scope picks the service).
+    let ec2 = |form: String| {
+        http.post(format!("{endpoint}/"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header(
+                "authorization",
+                format!(
+                    "AWS4-HMAC-SHA256 Credential=test/20261129/us-east-1/ec2/aws4_request, SignedHeaders=host, Signature={}",
+                    "0".repeat(64)
+                ),
+            )
+            .body(form)
+    };
+    let made: Vec<String> = rt.block_on(async {
+        let make = |form: String, tag: &'static str| {
+            let req = ec2(form);
+            async move { between(&req.send().await.unwrap().text().await.unwrap(), tag) }
+        };
+        let vpc = make("Action=CreateVpc&CidrBlock=10.9.0.0%2F16".into(), "vpcId").await;
+        let subnet = make(
+            format!("Action=CreateSubnet&VpcId={vpc}&CidrBlock=10.9.1.0%2F24"),
+            "subnetId",
+        )
+        .await;
+        let group = make(
+            format!("Action=CreateSecurityGroup&VpcId={vpc}&GroupName=fz&GroupDescription=fz"),
+            "groupId",
+        )
+        .await;
+        vec![vpc, subnet, group]
+    });
+    runner()
+        .run(&ec2_request(made), |(action, pairs)| {
+            let mut form = form_urlencoded::Serializer::new(String::new());
+            form.append_pair("Action", action);
+            for (k, v) in &pairs {
+                form.append_pair(k, v);
+            }
+            rt.block_on(async {
+                let resp = ec2(form.finish())
+                    .send()
+                    .await
+                    .map_err(|e| TestCaseError::fail(format!("{action}: no answer: {e}")))?;
+                let status = resp.status().as_u16();
+                let text = resp.text().await.unwrap_or_default();
+                prop_assert!(status < 500, "{action} {pairs:?} answered {status}: {text}");
+                if status >= 400 {
+                    prop_assert!(
+                        text.starts_with("<Response><Errors><Error><Code>"),
+                        "{action}: {status} without an EC2 error: {text}"
+                    );
+                } else {
+                    prop_assert!(
+                        text.starts_with(&format!("<{action}Response")),
+                        "{action}: {text}"
+                    );
+                }
+                Ok(())
+            })
+        })
+        .unwrap();
     // The gateways: random methods, paths, hosts and headers never get a 500 from a gateway
     // that has nothing to run (no URL or API by that id, no stage, no route).
     let gateway = (
@@ -504,4 +566,95 @@ fn sns_request() -> impl Strategy<Value = (&'static str, Vec<(String, String)>, 
         prop::collection::vec((keys, values), 0..8),
         any::<bool>(),
     )
+}
+
+/// The text of the first `<tag>` element of an XML answer.
+fn between(xml: &str, tag: &str) -> String {
+    let start = xml
+        .find(&format!("<{tag}>"))
+        .unwrap_or_else(|| panic!("no <{tag}> in {xml}"))
+        + tag.len()
+        + 2;
+    let end = xml[start..].find('<').unwrap() + start;
+    xml[start..end].to_owned()
+}
+
+/// An EC2 action with parameters drawn from its real names (some malformed) and values from
+/// garbage, plausible ones and the ids of real objects (`ids`).
+fn ec2_request(ids: Vec<String>) -> impl Strategy<Value = (&'static str, Vec<(String, String)>)> {
+    // Every action the server answers, and one it does not.
+    let mut known = lamina_api::ec2::ACTIONS.to_vec();
+    known.push("RunInstances");
+    let actions = prop::sample::select(known);
+    let keys = prop::sample::select(vec![
+        "VpcId",
+        "VpcId.1",
+        "SubnetId",
+        "SubnetId.1",
+        "GroupId",
+        "GroupId.1",
+        "GroupName",
+        "GroupDescription",
+        "CidrBlock",
+        "AvailabilityZone",
+        "NatGatewayId",
+        "NatGatewayId.1",
+        "ConnectivityType",
+        "ResourceId.1",
+        "Tag.1.Key",
+        "Tag.1.Value",
+        "Tag.0.Key",
+        "Filter.1.Name",
+        "Filter.1.Value.1",
+        "Filter.x.Name",
+        "TagSpecification.1.ResourceType",
+        "TagSpecification.1.Tag.1.Key",
+        "TagSpecification.1.Tag.1.Value",
+        "IpPermissions.1.IpProtocol",
+        "IpPermissions.1.FromPort",
+        "IpPermissions.1.ToPort",
+        "IpPermissions.1.IpRanges.1.CidrIp",
+        "IpPermissions.1.Ipv6Ranges.1.CidrIpv6",
+        "IpPermissions.1.Groups.1.GroupId",
+        "IpProtocol",
+        "FromPort",
+        "ToPort",
+        "CidrIp",
+        "SecurityGroupRuleId.1",
+        "DryRun",
+        "AttributeName.1",
+        "Junk.1.2.3",
+    ])
+    .prop_map(str::to_owned);
+    let values = prop_oneof![
+        "[ -~]{0,40}",
+        prop::sample::select(ids),
+        prop::sample::select(vec![
+            "10.9.2.0/24",
+            "10.9.0.0/16",
+            "0.0.0.0/0",
+            "10.9.1.0/24",
+            "::/0",
+            "tcp",
+            "-1",
+            "icmp",
+            "udp",
+            "5432",
+            "-1",
+            "70000",
+            "vpc-id",
+            "tag:lamina:interface",
+            "lamina:interface",
+            "br-db",
+            "subnet",
+            "vpc",
+            "public",
+            "private",
+            "true",
+            "us-east-1a",
+            "default",
+        ])
+        .prop_map(str::to_owned),
+    ];
+    (actions, prop::collection::vec((keys, values), 0..8))
 }

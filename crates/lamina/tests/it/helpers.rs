@@ -48,44 +48,65 @@ impl Drop for TestApp {
 
 /// Starts a server with default settings (plus `extra_toml`) on a free port.
 pub async fn spawn_app_with(extra_toml: &str) -> TestApp {
-    let dir = tempfile::tempdir().unwrap();
-    let raw: FileConfig = toml::from_str(extra_toml).expect("test configuration parses");
-    let config = Config::from_parts(
-        raw,
-        Overrides {
-            data_dir: Some(dir.path().to_path_buf()),
-            listen: Some("127.0.0.1:0".into()),
-            verify_auth: None,
-            init_exe: Some(env!("CARGO_BIN_EXE_lamina").into()),
-        },
-    )
-    .unwrap();
-    let listener = std::net::TcpListener::bind(config.listen).unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("a runtime for the test server");
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            lamina_server::run(config, listener, async {
-                let _ = rx.await;
-            })
-            .await
-            .expect("server runs");
+    TestApp::start(extra_toml, None)
+}
+
+impl TestApp {
+    /// Starts a server with default settings (plus `extra_toml`) on a free port of this
+    /// namespace; with `netns`, the server's threads (and so its sandboxes' network layer) run
+    /// in that network namespace, while its API stays reachable here.
+    pub fn start(extra_toml: &str, netns: Option<PathBuf>) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let raw: FileConfig = toml::from_str(extra_toml).expect("test configuration parses");
+        let config = Config::from_parts(
+            raw,
+            Overrides {
+                data_dir: Some(dir.path().to_path_buf()),
+                listen: Some("127.0.0.1:0".into()),
+                verify_auth: None,
+                init_exe: Some(env!("CARGO_BIN_EXE_lamina").into()),
+                // Test servers share the machine's network namespace: only the network tests,
+                // which run the server's network layer in namespaces of their own, turn egress
+                // on.
+                egress: (!extra_toml.contains("[network]")).then_some(false),
+            },
+        )
+        .unwrap();
+        let listener = std::net::TcpListener::bind(config.listen).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            if let Some(ns) = netns {
+                let f = std::fs::File::open(&ns).expect("the test's network namespace");
+                // SAFETY: setns with a descriptor we own; it moves only this thread, and the
+                // runtime's threads, made from it, start there.
+                let rc =
+                    unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&f), libc::CLONE_NEWNET) };
+                assert_eq!(rc, 0, "setns into {}", ns.display());
+            }
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("a runtime for the test server");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                lamina_server::run(config, listener, async {
+                    let _ = rx.await;
+                })
+                .await
+                .expect("server runs");
+            });
         });
-    });
-    let client = sdk_client(&format!("http://{addr}"), "test", "test", "us-east-1");
-    TestApp {
-        addr,
-        dir,
-        client,
-        shutdown: Some(tx),
-        thread: Some(thread),
+        let client = sdk_client(&format!("http://{addr}"), "test", "test", "us-east-1");
+        TestApp {
+            addr,
+            dir,
+            client,
+            shutdown: Some(tx),
+            thread: Some(thread),
+        }
     }
 }
 
@@ -282,7 +303,13 @@ impl ServerProcess {
             None => Command::new(binary),
         };
         let mut child = cmd
-            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "server",
+                "--no-egress",
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
             .arg(data_dir)
             .args(extra)
             .env("RUST_LOG", "warn")

@@ -321,7 +321,8 @@ async fn delete_removes_function_and_its_code() {
     let mut on_disk = code_on_disk(app.data_dir());
     // Generous: on a loaded 2-core machine the background task may wait a while for a thread.
     for _ in 0..1000 {
-        if on_disk.0.len() == 1 {
+        // Zips go before trees: wait for both.
+        if on_disk.0.len() == 1 && on_disk.1.len() == 1 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

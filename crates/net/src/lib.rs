@@ -1,0 +1,137 @@
+//! Sandbox networking, as `images-net-notes.md` §2.2 designs it.
+//!
+//! - Each environment gets a network namespace of its own with one routed veth pair: `eth0`
+//!   inside with the odd address of a /31 from the pool, `lv<profile><index>` on the host with the
+//!   even one, and a default route through it. No bridge, so no shared link layer.
+//! - Namespaces are prepared ahead, per profile in use, by one thread that owns every netlink
+//!   socket ([`Network`]); an environment takes a ready one ([`Lease`]) and hands its descriptor
+//!   to `sandbox-init`, which joins it. None is reused: a lease's interface is deleted when it
+//!   ends, and its namespace dies with the sandbox.
+//! - One nftables table (`inet lamina`, [`rules`]) is created atomically at start, replacing a
+//!   leftover, and deleted at shutdown. Starting an environment never writes a rule: a profile's
+//!   chains are made once, and its interfaces' names select them.
+//! - Every kernel operation goes through [`host::Host`], with a recording fake for unit tests.
+
+pub mod dns;
+pub mod host;
+mod pool;
+pub mod rules;
+
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+
+pub use pool::{Lease, Network, Traffic};
+
+/// How sandbox networking is set up on this host.
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    /// Environments' addresses: one /31 each, the host's end even, the sandbox's odd.
+    pub pool: Ipv4Net,
+    /// Namespaces kept ready for each profile in use.
+    pub spare: usize,
+    /// DNS resolvers sandboxes may reach on port 53, even on private addresses.
+    pub resolvers: Vec<Ipv4Addr>,
+}
+
+impl NetConfig {
+    /// Checks the pool: between /15 and /29, so that an interface's index fits its name.
+    pub fn check(&self) -> Result<(), String> {
+        let len = self.pool.prefix_len();
+        if !(15..=29).contains(&len) {
+            return Err(format!(
+                "network.pool {} must be between a /15 and a /29",
+                self.pool
+            ));
+        }
+        Ok(())
+    }
+
+    /// The number of environments the pool can address.
+    pub fn capacity(&self) -> u32 {
+        1u32 << (31 - self.pool.prefix_len())
+    }
+
+    /// The host's and the sandbox's address of pair `index`.
+    pub fn pair(&self, index: u32) -> (Ipv4Addr, Ipv4Addr) {
+        let base = u32::from(self.pool.network()) + 2 * index;
+        (Ipv4Addr::from(base), Ipv4Addr::from(base + 1))
+    }
+}
+
+/// Where a VPC-attached function may go (the default profile, 0, is the internet only).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct VpcProfile {
+    pub vpc_id: String,
+    /// The VPC's networks.
+    pub cidrs: Vec<Ipv4Net>,
+    /// The host interfaces its subnets are bound to; when set, the VPC's networks are reached
+    /// only through them.
+    pub interfaces: Vec<String>,
+    /// Security group ids; their egress rules decide, a packet any of them accepts passes.
+    pub security_groups: Vec<String>,
+    /// The VPC has a NAT gateway: the internet is reachable (as the groups allow).
+    pub nat: bool,
+}
+
+/// A security group's egress rules.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SecurityGroup {
+    pub id: String,
+    pub egress: Vec<Egress>,
+}
+
+/// One egress permission: a protocol, an inclusive port range (TCP and UDP), a destination.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Egress {
+    pub protocol: Protocol,
+    pub ports: Option<(u16, u16)>,
+    pub cidr: Ipv4Net,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    All,
+    Tcp,
+    Udp,
+    Icmp,
+}
+
+/// The name of a sandbox's host-side interface: `lv`, the profile, the pair's index (hex).
+pub fn interface_name(profile: u16, index: u32) -> String {
+    format!("{}{index:04x}", rules::profile_prefix(profile))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairs_and_names_fit() {
+        let c = NetConfig {
+            pool: "10.254.0.0/16".parse().unwrap(),
+            spare: 2,
+            resolvers: vec![],
+        };
+        assert_eq!(c.capacity(), 32768);
+        assert_eq!(
+            c.pair(0),
+            ("10.254.0.0".parse().unwrap(), "10.254.0.1".parse().unwrap())
+        );
+        assert_eq!(
+            c.pair(32767),
+            (
+                "10.254.255.254".parse().unwrap(),
+                "10.254.255.255".parse().unwrap()
+            )
+        );
+        let name = interface_name(0xffff, 0xffff);
+        assert!(name.len() <= 15, "{name}");
+        assert_eq!(interface_name(1, 2), "lv00010002");
+        let bad = NetConfig {
+            pool: "10.0.0.0/8".parse().unwrap(),
+            ..c
+        };
+        assert!(bad.check().is_err());
+    }
+}

@@ -1,0 +1,717 @@
+//! The network thread: it alone holds the netlink sockets and the address pool, prepares
+//! namespaces ahead for each profile in use, deletes interfaces whose lease ended, and keeps the
+//! firewall's profile and security-group chains.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::io;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::host::Host;
+use crate::{NetConfig, SecurityGroup, VpcProfile, interface_name, rules};
+
+/// An environment's network: a namespace whose `eth0` is up with `address`. Dropping it deletes
+/// the host side (the namespace goes with the last process in it).
+pub struct Lease {
+    /// Kept until the interface is deleted, so that its counters are read first.
+    netns: Option<OwnedFd>,
+    pub address: Ipv4Addr,
+    name: String,
+    index: u32,
+    owner: String,
+    tx: Sender<Request>,
+}
+
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lease")
+            .field("interface", &self.name)
+            .field("address", &self.address)
+            .finish()
+    }
+}
+
+impl Lease {
+    /// The namespace, for `setns`.
+    pub fn netns(&self) -> BorrowedFd<'_> {
+        self.netns.as_ref().expect("held until drop").as_fd()
+    }
+
+    /// The host side's name.
+    pub fn interface(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let _ = self.tx.send(Request::Release {
+            netns: self.netns.take(),
+            name: std::mem::take(&mut self.name),
+            index: self.index,
+            owner: std::mem::take(&mut self.owner),
+        });
+    }
+}
+
+/// Bytes a lease owner's sandboxes sent and received, since the server started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Traffic {
+    pub owner: String,
+    pub sent: u64,
+    pub received: u64,
+}
+
+struct Ready {
+    ns: OwnedFd,
+    name: String,
+    index: u32,
+    address: Ipv4Addr,
+}
+
+enum Request {
+    Make {
+        profile: u16,
+        owner: String,
+        reply: SyncSender<io::Result<Ready>>,
+    },
+    Assign {
+        name: String,
+        owner: String,
+    },
+    Release {
+        netns: Option<OwnedFd>,
+        name: String,
+        index: u32,
+        owner: String,
+    },
+    Rules {
+        batch: Vec<nftables::schema::NfObject<'static>>,
+        reply: SyncSender<io::Result<()>>,
+    },
+    Traffic {
+        reply: SyncSender<Vec<Traffic>>,
+    },
+    Stop {
+        reply: SyncSender<()>,
+    },
+}
+
+struct Shared {
+    config: NetConfig,
+    /// Namespaces ready to take, by profile.
+    ready: Mutex<HashMap<u16, Vec<Ready>>>,
+    /// Profiles in use (keyed without their NAT flag, which lives in the VPC's own chain).
+    profiles: Mutex<HashMap<VpcProfile, u16>>,
+    /// What the operator should know about this host's network (found at start).
+    notes: Mutex<Vec<String>>,
+}
+
+/// Sandbox networking on this host. Cloning shares it.
+#[derive(Clone)]
+pub struct Network {
+    shared: Arc<Shared>,
+    tx: Sender<Request>,
+}
+
+impl std::fmt::Debug for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Network")
+            .field("pool", &self.shared.config.pool)
+            .finish()
+    }
+}
+
+impl Network {
+    /// Starts the network thread: `host` is made on it, forwarding is turned on, the firewall
+    /// table replaces any leftover, and interfaces a crashed server left are deleted. Returns
+    /// once that is done, or why it failed.
+    pub fn start<F>(config: NetConfig, host: F) -> io::Result<Self>
+    where
+        F: FnOnce() -> io::Result<Box<dyn Host>> + Send + 'static,
+    {
+        config.check().map_err(io::Error::other)?;
+        let shared = Arc::new(Shared {
+            config,
+            ready: Mutex::new(HashMap::new()),
+            profiles: Mutex::new(HashMap::new()),
+            notes: Mutex::new(Vec::new()),
+        });
+        let (tx, rx) = mpsc::channel();
+        let (started_tx, started_rx) = mpsc::sync_channel(1);
+        let s = shared.clone();
+        std::thread::Builder::new()
+            .name("network".into())
+            .spawn(move || {
+                let setup = (|| {
+                    let mut host = host()?;
+                    if host.enable_forwarding()? {
+                        tracing::info!(
+                            "turned on IPv4 forwarding (net.ipv4.ip_forward=1) for sandbox egress"
+                        );
+                    }
+                    host.apply(&rules::base(s.config.pool, &s.config.resolvers))?;
+                    for (name, _, _) in host.counters(rules::PREFIX)? {
+                        let _ = host.delete(&name);
+                    }
+                    let blockers = host.forward_blockers().unwrap_or_default();
+                    if !blockers.is_empty() {
+                        *s.notes.lock().unwrap_or_else(|e| e.into_inner()) = vec![format!(
+                            "another firewall drops forwarded packets ({}), so functions may reach nothing: accept traffic from and to interfaces lv* there (with Docker: iptables -I DOCKER-USER -i lv+ -j ACCEPT; iptables -I DOCKER-USER -o lv+ -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT)",
+                            blockers.join(", ")
+                        )];
+                    }
+                    Ok::<_, io::Error>(host)
+                })();
+                match setup {
+                    Ok(host) => {
+                        let _ = started_tx.send(Ok(()));
+                        Worker::new(s, host).run(rx);
+                    }
+                    Err(e) => {
+                        let _ = started_tx.send(Err(e));
+                    }
+                }
+            })?;
+        started_rx
+            .recv()
+            .map_err(|_| io::Error::other("the network thread exited"))??;
+        Ok(Self { shared, tx })
+    }
+
+    /// The profile id of `vpc` (0 for the default egress), making its chains on first use with
+    /// the security groups `groups` gives.
+    pub fn profile(
+        &self,
+        vpc: Option<&VpcProfile>,
+        groups: impl FnOnce() -> Vec<SecurityGroup>,
+    ) -> io::Result<u16> {
+        let Some(vpc) = vpc else { return Ok(0) };
+        let key = VpcProfile {
+            nat: false,
+            ..vpc.clone()
+        };
+        let mut profiles = self
+            .shared
+            .profiles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(id) = profiles.get(&key) {
+            return Ok(*id);
+        }
+        let id = profiles.len() as u16 + 1;
+        if id == u16::MAX {
+            return Err(io::Error::other("too many VPC profiles"));
+        }
+        self.rules(rules::profile(id, vpc, &groups()))?;
+        profiles.insert(key, id);
+        Ok(id)
+    }
+
+    /// A network namespace for an environment of `profile`, whose traffic counts for `owner`.
+    pub fn take(&self, profile: u16, owner: &str) -> io::Result<Lease> {
+        let ready = self
+            .shared
+            .ready
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(&profile)
+            .and_then(Vec::pop);
+        let ready = match ready {
+            Some(r) => {
+                let _ = self.tx.send(Request::Assign {
+                    name: r.name.clone(),
+                    owner: owner.to_owned(),
+                });
+                r
+            }
+            None => {
+                let (reply, rx) = mpsc::sync_channel(1);
+                self.tx
+                    .send(Request::Make {
+                        profile,
+                        owner: owner.to_owned(),
+                        reply,
+                    })
+                    .map_err(|_| io::Error::other("sandbox networking has stopped"))?;
+                rx.recv()
+                    .map_err(|_| io::Error::other("sandbox networking has stopped"))??
+            }
+        };
+        Ok(Lease {
+            netns: Some(ready.ns),
+            address: ready.address,
+            name: ready.name,
+            index: ready.index,
+            owner: owner.to_owned(),
+            tx: self.tx.clone(),
+        })
+    }
+
+    /// Security groups the profiles in use refer to, and their VPCs.
+    pub fn in_use(&self) -> (Vec<String>, Vec<String>) {
+        let profiles = self
+            .shared
+            .profiles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut groups: HashSet<String> = HashSet::new();
+        let mut vpcs: HashSet<String> = HashSet::new();
+        for p in profiles.keys() {
+            groups.extend(p.security_groups.iter().cloned());
+            vpcs.insert(p.vpc_id.clone());
+        }
+        (groups.into_iter().collect(), vpcs.into_iter().collect())
+    }
+
+    /// Replaces security groups' rules and VPCs' NAT state, in one transaction: environments
+    /// already running follow at once.
+    pub fn update(&self, groups: &[SecurityGroup], nat: &[(String, bool)]) -> io::Result<()> {
+        let mut batch = Vec::new();
+        for g in groups {
+            batch.extend(rules::security_group(g));
+        }
+        for (vpc, on) in nat {
+            batch.extend(rules::vpc_nat(vpc, *on));
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.rules(batch)
+    }
+
+    fn rules(&self, batch: Vec<nftables::schema::NfObject<'static>>) -> io::Result<()> {
+        let (reply, rx) = mpsc::sync_channel(1);
+        self.tx
+            .send(Request::Rules { batch, reply })
+            .map_err(|_| io::Error::other("sandbox networking has stopped"))?;
+        rx.recv()
+            .map_err(|_| io::Error::other("sandbox networking has stopped"))?
+    }
+
+    /// Bytes per owner, for every lease since start (live ones included).
+    pub fn traffic(&self) -> Vec<Traffic> {
+        let (reply, rx) = mpsc::sync_channel(1);
+        if self.tx.send(Request::Traffic { reply }).is_err() {
+            return Vec::new();
+        }
+        rx.recv().unwrap_or_default()
+    }
+
+    /// Problems found at start (another firewall dropping forwarded packets).
+    pub fn notes(&self) -> Vec<String> {
+        self.shared
+            .notes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Namespaces ready for `profile` now (for tests and metrics).
+    pub fn ready(&self, profile: u16) -> usize {
+        self.shared
+            .ready
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&profile)
+            .map_or(0, Vec::len)
+    }
+
+    /// Deletes every interface and the firewall table. Leases still out lose their network.
+    pub fn stop(&self) {
+        let (reply, rx) = mpsc::sync_channel(1);
+        if self.tx.send(Request::Stop { reply }).is_ok() {
+            let _ = rx.recv();
+        }
+    }
+}
+
+struct Worker {
+    shared: Arc<Shared>,
+    host: Box<dyn Host>,
+    /// Pair indexes never handed out yet start at `next`; `free` are given back.
+    next: u32,
+    free: Vec<u32>,
+    /// Who each live interface's traffic counts for.
+    owners: HashMap<String, String>,
+    /// Traffic of ended leases, by owner.
+    ended: HashMap<String, (u64, u64)>,
+    /// Indexes of ended leases, with when they ended and their interface's name: reused once
+    /// the kernel has removed the interface with its namespace.
+    cooling: VecDeque<(Instant, u32, String)>,
+}
+
+/// How long an ended lease's index rests before its interface is looked for.
+const COOLING: Duration = Duration::from_secs(2);
+
+impl Worker {
+    fn new(shared: Arc<Shared>, host: Box<dyn Host>) -> Self {
+        Self {
+            shared,
+            host,
+            next: 0,
+            free: Vec::new(),
+            owners: HashMap::new(),
+            ended: HashMap::new(),
+            cooling: VecDeque::new(),
+        }
+    }
+
+    fn run(mut self, rx: Receiver<Request>) {
+        let mut idle_wait = Duration::ZERO;
+        loop {
+            match rx.recv_timeout(idle_wait) {
+                Ok(Request::Stop { reply }) => {
+                    self.stop();
+                    let _ = reply.send(());
+                    return;
+                }
+                Ok(r) => {
+                    self.handle(r);
+                    idle_wait = Duration::ZERO;
+                    continue;
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.stop();
+                    return;
+                }
+            }
+            // One namespace at a time, so that requests never wait for a whole refill.
+            idle_wait = if self.fill_one() {
+                Duration::ZERO
+            } else {
+                Duration::from_secs(1)
+            };
+        }
+    }
+
+    fn handle(&mut self, r: Request) {
+        match r {
+            Request::Make {
+                profile,
+                owner,
+                reply,
+            } => {
+                let made = self.make(profile);
+                if let Ok(r) = &made {
+                    self.owners.insert(r.name.clone(), owner);
+                }
+                let _ = reply.send(made);
+            }
+            Request::Assign { name, owner } => {
+                self.owners.insert(name, owner);
+            }
+            Request::Release {
+                netns,
+                name,
+                index,
+                owner,
+            } => {
+                self.release(&name, index, owner);
+                drop(netns);
+            }
+            Request::Rules { batch, reply } => {
+                let _ = reply.send(self.host.apply(&batch));
+            }
+            Request::Traffic { reply } => {
+                let _ = reply.send(self.traffic());
+            }
+            Request::Stop { .. } => unreachable!("handled by run"),
+        }
+    }
+
+    fn make(&mut self, profile: u16) -> io::Result<Ready> {
+        let index = match self.free.pop().or_else(|| self.cooled()) {
+            Some(i) => i,
+            None if self.next < self.shared.config.capacity() => {
+                self.next += 1;
+                self.next - 1
+            }
+            None => {
+                return Err(io::Error::other(format!(
+                    "every address of network.pool {} is in use",
+                    self.shared.config.pool
+                )));
+            }
+        };
+        let name = interface_name(profile, index);
+        let (host, sandbox) = self.shared.config.pair(index);
+        match self.host.create(&name, host, sandbox) {
+            Ok(ns) => Ok(Ready {
+                ns,
+                name,
+                index,
+                address: sandbox,
+            }),
+            Err(e) => {
+                self.free.push(index);
+                Err(io::Error::new(
+                    e.kind(),
+                    format!("preparing a network namespace: {e}"),
+                ))
+            }
+        }
+    }
+
+    /// Tops up one profile's ready namespaces by one. Returns whether it made one.
+    fn fill_one(&mut self) -> bool {
+        let mut wanted: Vec<(u16, usize)> = vec![(0, self.shared.config.spare)];
+        wanted.extend(
+            self.shared
+                .profiles
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .values()
+                .map(|id| (*id, 1)),
+        );
+        for (profile, spare) in wanted {
+            let have = self
+                .shared
+                .ready
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&profile)
+                .map_or(0, Vec::len);
+            if have >= spare {
+                continue;
+            }
+            match self.make(profile) {
+                Ok(r) => {
+                    self.shared
+                        .ready
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .entry(profile)
+                        .or_default()
+                        .push(r);
+                    return true;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, profile, "preparing a network namespace failed");
+                    return false;
+                }
+            }
+        }
+        false
+    }
+
+    fn release(&mut self, name: &str, index: u32, owner: String) {
+        self.owners.remove(name);
+        if let Ok(Some((rx, tx))) = self.host.bytes(name) {
+            let e = self.ended.entry(owner).or_default();
+            e.0 += rx;
+            e.1 += tx;
+        }
+        self.host.release(name);
+        self.cooling
+            .push_back((Instant::now(), index, name.to_owned()));
+    }
+
+    /// An index whose interface is gone, from those released a while ago.
+    fn cooled(&mut self) -> Option<u32> {
+        let (since, _, _) = self.cooling.front()?;
+        if since.elapsed() < COOLING {
+            return None;
+        }
+        let (_, index, name) = self.cooling.pop_front().expect("checked");
+        match self.host.exists(&name) {
+            Ok(false) => Some(index),
+            // Not gone yet (a process of the sandbox still holds its namespace).
+            _ => {
+                self.cooling.push_back((Instant::now(), index, name));
+                None
+            }
+        }
+    }
+
+    fn traffic(&mut self) -> Vec<Traffic> {
+        let mut by: HashMap<String, (u64, u64)> = self.ended.clone();
+        if let Ok(live) = self.host.counters(rules::PREFIX) {
+            for (name, rx, tx) in live {
+                if let Some(owner) = self.owners.get(&name) {
+                    let e = by.entry(owner.clone()).or_default();
+                    e.0 += rx;
+                    e.1 += tx;
+                }
+            }
+        }
+        let mut out: Vec<Traffic> = by
+            .into_iter()
+            .map(|(owner, (sent, received))| Traffic {
+                owner,
+                sent,
+                received,
+            })
+            .collect();
+        out.sort_by(|a, b| a.owner.cmp(&b.owner));
+        out
+    }
+
+    fn stop(&mut self) {
+        // Ready namespaces go with their descriptors, and their interfaces with them.
+        self.shared
+            .ready
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        // Leases still out lose their network now.
+        for name in self.owners.keys() {
+            let _ = self.host.delete(name);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let left = self.host.counters(rules::PREFIX).unwrap_or_default();
+            if left.is_empty() {
+                break;
+            }
+            if Instant::now() > deadline {
+                // Still held (a sandbox process lingering): remove them now.
+                for (name, _, _) in left {
+                    let _ = self.host.delete(&name);
+                }
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if let Err(e) = self.host.apply(&rules::remove()) {
+            tracing::warn!(error = %e, "removing the firewall table failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::RecordingHost;
+    use crate::{Egress, Protocol};
+
+    fn start(host: RecordingHost, spare: usize) -> Network {
+        Network::start(
+            NetConfig {
+                pool: "10.254.0.0/29".parse().unwrap(),
+                spare,
+                resolvers: vec![],
+            },
+            move || Ok(Box::new(host) as Box<dyn Host>),
+        )
+        .expect("start")
+    }
+
+    #[test]
+    fn a_pool_too_wide_for_interface_names_is_refused() {
+        let host = RecordingHost::default();
+        let r = Network::start(
+            NetConfig {
+                pool: "10.0.0.0/8".parse().unwrap(),
+                spare: 1,
+                resolvers: vec![],
+            },
+            move || Ok(Box::new(host) as Box<dyn Host>),
+        );
+        assert!(r.is_err());
+    }
+
+    #[test]
+    fn leases_are_never_reused_and_their_interfaces_go_when_they_end() {
+        let host = RecordingHost::default();
+        let net = start(host.clone(), 0);
+        let a = net.take(0, "f1").unwrap();
+        let b = net.take(0, "f2").unwrap();
+        assert_ne!(a.address, b.address);
+        assert_eq!(a.address, "10.254.0.1".parse::<Ipv4Addr>().unwrap());
+        host.bytes
+            .lock()
+            .unwrap()
+            .insert(a.interface().to_owned(), (100, 7));
+        let name = a.interface().to_owned();
+        drop(a);
+        // The release is processed before the next request.
+        let t = net.traffic();
+        assert_eq!(
+            t,
+            vec![
+                Traffic {
+                    owner: "f1".into(),
+                    sent: 100,
+                    received: 7
+                },
+                Traffic {
+                    owner: "f2".into(),
+                    sent: 0,
+                    received: 0
+                }
+            ]
+        );
+        let calls = host.calls();
+        assert!(calls.contains(&format!("release {name}")), "{calls:?}");
+        assert!(calls[0] == "forwarding on" && calls[1].starts_with("nft "));
+        net.stop();
+        assert!(
+            host.calls()
+                .last()
+                .unwrap()
+                .contains(r#"{"delete":{"table""#)
+        );
+    }
+
+    #[test]
+    fn an_exhausted_pool_says_so() {
+        let net = start(RecordingHost::default(), 0);
+        // A /29 holds four pairs.
+        let _held: Vec<Lease> = (0..4).map(|_| net.take(0, "f").unwrap()).collect();
+        let e = net.take(0, "f").unwrap_err();
+        assert!(e.to_string().contains("network.pool"), "{e}");
+    }
+
+    #[test]
+    fn profiles_are_made_once_and_groups_update_in_place() {
+        let host = RecordingHost::default();
+        let net = start(host.clone(), 0);
+        let vpc = VpcProfile {
+            vpc_id: "vpc-1".into(),
+            cidrs: vec!["10.1.0.0/16".parse().unwrap()],
+            interfaces: vec![],
+            security_groups: vec!["sg-1".into()],
+            nat: false,
+        };
+        let sg = || {
+            vec![SecurityGroup {
+                id: "sg-1".into(),
+                egress: vec![Egress {
+                    protocol: Protocol::Tcp,
+                    ports: Some((5432, 5432)),
+                    cidr: "10.1.2.0/24".parse().unwrap(),
+                }],
+            }]
+        };
+        assert_eq!(net.profile(None, Vec::new).unwrap(), 0);
+        let id = net.profile(Some(&vpc), sg).unwrap();
+        let again = net
+            .profile(
+                Some(&VpcProfile {
+                    nat: true,
+                    ..vpc.clone()
+                }),
+                || panic!("made twice"),
+            )
+            .unwrap();
+        assert_eq!(id, again);
+        let lease = net.take(id, "f").unwrap();
+        assert!(lease.interface().starts_with(&format!("lv{id:04x}")));
+        assert_eq!(net.in_use(), (vec!["sg-1".into()], vec!["vpc-1".into()]));
+        net.update(&sg(), &[("vpc-1".into(), true)]).unwrap();
+        let last = host
+            .calls()
+            .into_iter()
+            .rfind(|c| c.starts_with("nft "))
+            .unwrap();
+        assert!(
+            last.contains(r#""chain":"nat-vpc-1","expr":[{"return":null}]"#),
+            "{last}"
+        );
+    }
+}

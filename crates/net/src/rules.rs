@@ -1,0 +1,513 @@
+//! The firewall, as data: one `inet` table built from the configuration, a chain per VPC profile
+//! and per security group. Pure: [`crate::host::Host::apply`] sends a batch to the kernel as one
+//! transaction (`nft -j -f -`), so a change is whole or absent.
+//!
+//! The base table (see `images-net-notes.md` §2.2):
+//! - `input`: a sandbox reaches no address of the host, on any port (replies excepted);
+//! - `forward`: no sandbox-to-sandbox traffic; nothing initiates inward; no spoofed source; the
+//!   host's DNS resolvers on port 53; VPC profiles decide for their sandboxes; everything else
+//!   may go anywhere but private, loopback, link-local (the metadata address), shared,
+//!   benchmark, multicast and reserved ranges, and never over IPv6;
+//! - `postrouting`: the pool's addresses are masqueraded on the way out.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use nftables::expr::{
+    self, CT, Expression, Fib, FibFlag, FibResult, Meta, MetaKey, NamedExpression, Payload,
+    PayloadField, Prefix,
+};
+use nftables::schema::{Chain, FlushObject, NfCmd, NfListObject, NfObject, Rule, Set, Table};
+use nftables::stmt::{JumpTarget, Match, Operator, Statement};
+use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
+
+use crate::{Egress, Protocol, SecurityGroup, VpcProfile};
+
+/// The table's name (its family is `inet`).
+pub const TABLE: &str = "lamina";
+/// Every host-side interface of a sandbox starts with this.
+pub const PREFIX: &str = "lv";
+
+/// Destinations no sandbox reaches unless a VPC profile allows them.
+pub const BLOCKED4: &[&str] = &[
+    "0.0.0.0/8",
+    "10.0.0.0/8",
+    "100.64.0.0/10",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "172.16.0.0/12",
+    "192.0.0.0/24",
+    "192.168.0.0/16",
+    "198.18.0.0/15",
+    "224.0.0.0/4",
+    "240.0.0.0/4",
+];
+
+/// The name prefix of a profile's interfaces: `lv<profile, 4 hex>`.
+pub fn profile_prefix(profile: u16) -> String {
+    format!("{PREFIX}{profile:04x}")
+}
+
+fn table() -> Table<'static> {
+    Table {
+        family: NfFamily::INet,
+        name: TABLE.into(),
+        handle: None,
+    }
+}
+
+fn chain(name: impl Into<Cow<'static, str>>) -> Chain<'static> {
+    Chain {
+        family: NfFamily::INet,
+        table: TABLE.into(),
+        name: name.into(),
+        ..Chain::default()
+    }
+}
+
+fn base_chain(name: &'static str, kind: NfChainType, hook: NfHook, prio: i32) -> Chain<'static> {
+    Chain {
+        _type: Some(kind),
+        hook: Some(hook),
+        prio: Some(prio),
+        policy: Some(NfChainPolicy::Accept),
+        ..chain(name)
+    }
+}
+
+fn rule(chain: impl Into<Cow<'static, str>>, expr: Vec<Statement<'static>>) -> NfObject<'static> {
+    NfObject::CmdObject(NfCmd::Add(NfListObject::Rule(Rule {
+        family: NfFamily::INet,
+        table: TABLE.into(),
+        chain: chain.into(),
+        expr: expr.into(),
+        ..Rule::default()
+    })))
+}
+
+fn add(o: NfListObject<'static>) -> NfObject<'static> {
+    NfObject::CmdObject(NfCmd::Add(o))
+}
+
+fn is(left: Expression<'static>, right: Expression<'static>) -> Statement<'static> {
+    Statement::Match(Match {
+        left,
+        right,
+        op: Operator::EQ,
+    })
+}
+
+fn is_not(left: Expression<'static>, right: Expression<'static>) -> Statement<'static> {
+    Statement::Match(Match {
+        left,
+        right,
+        op: Operator::NEQ,
+    })
+}
+
+fn meta(key: MetaKey) -> Expression<'static> {
+    Expression::Named(NamedExpression::Meta(Meta { key }))
+}
+
+fn s(v: impl Into<Cow<'static, str>>) -> Expression<'static> {
+    Expression::String(v.into())
+}
+
+fn payload(protocol: &'static str, field: &'static str) -> Expression<'static> {
+    Expression::Named(NamedExpression::Payload(Payload::PayloadField(
+        PayloadField {
+            protocol: protocol.into(),
+            field: field.into(),
+        },
+    )))
+}
+
+fn net(n: &Ipv4Net) -> Expression<'static> {
+    Expression::Named(NamedExpression::Prefix(Prefix {
+        addr: Box::new(s(n.network().to_string())),
+        len: n.prefix_len() as u32,
+    }))
+}
+
+fn set_of(items: Vec<Expression<'static>>) -> Expression<'static> {
+    Expression::Named(NamedExpression::Set(
+        items.into_iter().map(expr::SetItem::Element).collect(),
+    ))
+}
+
+fn from_sandbox(pattern: impl Into<Cow<'static, str>>) -> Statement<'static> {
+    is(meta(MetaKey::Iifname), s(pattern))
+}
+
+fn all_sandboxes() -> String {
+    format!("{PREFIX}*")
+}
+
+fn accept() -> Statement<'static> {
+    Statement::Accept(None)
+}
+
+fn drop() -> Statement<'static> {
+    Statement::Drop(None)
+}
+
+fn goto(target: String) -> Statement<'static> {
+    Statement::Goto(JumpTarget {
+        target: target.into(),
+    })
+}
+
+fn jump(target: String) -> Statement<'static> {
+    Statement::Jump(JumpTarget {
+        target: target.into(),
+    })
+}
+
+/// The whole base table, replacing any table of the same name (a crashed server's, say) in the
+/// same transaction.
+pub fn base(pool: Ipv4Net, resolvers: &[Ipv4Addr]) -> Vec<NfObject<'static>> {
+    let any = all_sandboxes();
+    let mut out = vec![
+        // `add` then `delete` makes deleting a table that may not exist safe.
+        add(NfListObject::Table(table())),
+        NfObject::CmdObject(NfCmd::Delete(NfListObject::Table(table()))),
+        add(NfListObject::Table(table())),
+        add(NfListObject::Set(Box::new(Set {
+            family: NfFamily::INet,
+            table: TABLE.into(),
+            name: "blocked4".into(),
+            set_type: nftables::schema::SetTypeValue::Single(nftables::schema::SetType::Ipv4Addr),
+            flags: Some(HashSet::from([nftables::schema::SetFlag::Interval])),
+            elem: Some(
+                BLOCKED4
+                    .iter()
+                    .map(|n| net(&n.parse().expect("a valid network")))
+                    .collect::<Vec<_>>()
+                    .into(),
+            ),
+            ..Set::default()
+        }))),
+        add(NfListObject::Chain(base_chain(
+            "input",
+            NfChainType::Filter,
+            NfHook::Input,
+            0,
+        ))),
+        add(NfListObject::Chain(base_chain(
+            "forward",
+            NfChainType::Filter,
+            NfHook::Forward,
+            0,
+        ))),
+        add(NfListObject::Chain(base_chain(
+            "postrouting",
+            NfChainType::NAT,
+            NfHook::Postrouting,
+            100,
+        ))),
+        add(NfListObject::Chain(chain("profiles"))),
+    ];
+    let established = || {
+        Statement::Match(Match {
+            left: Expression::Named(NamedExpression::CT(CT {
+                key: "state".into(),
+                family: None,
+                dir: None,
+            })),
+            right: Expression::List(vec![s("established"), s("related")]),
+            op: Operator::IN,
+        })
+    };
+    // No host address, on any port, except for replies.
+    out.push(rule(
+        "input",
+        vec![from_sandbox(any.clone()), established(), accept()],
+    ));
+    out.push(rule("input", vec![from_sandbox(any.clone()), drop()]));
+    // No sandbox to sandbox; nothing inward but replies.
+    out.push(rule(
+        "forward",
+        vec![
+            from_sandbox(any.clone()),
+            is(meta(MetaKey::Oifname), s(any.clone())),
+            drop(),
+        ],
+    ));
+    out.push(rule(
+        "forward",
+        vec![
+            is(meta(MetaKey::Oifname), s(any.clone())),
+            established(),
+            accept(),
+        ],
+    ));
+    out.push(rule(
+        "forward",
+        vec![is(meta(MetaKey::Oifname), s(any.clone())), drop()],
+    ));
+    // A source address the sandbox's own interface would not route back to: spoofed.
+    out.push(rule(
+        "forward",
+        vec![
+            from_sandbox(any.clone()),
+            is(
+                Expression::Named(NamedExpression::Fib(Fib {
+                    result: FibResult::Oif,
+                    flags: HashSet::from([FibFlag::Saddr, FibFlag::Iif]),
+                })),
+                Expression::Boolean(false),
+            ),
+            drop(),
+        ],
+    ));
+    out.push(rule(
+        "forward",
+        vec![
+            from_sandbox(any.clone()),
+            is(meta(MetaKey::Nfproto), s("ipv6")),
+            drop(),
+        ],
+    ));
+    if !resolvers.is_empty() {
+        let set = || set_of(resolvers.iter().map(|a| s(a.to_string())).collect());
+        for proto in ["udp", "tcp"] {
+            out.push(rule(
+                "forward",
+                vec![
+                    from_sandbox(any.clone()),
+                    is(payload("ip", "daddr"), set()),
+                    is(payload(proto, "dport"), Expression::Number(53)),
+                    accept(),
+                ],
+            ));
+        }
+    }
+    out.push(rule(
+        "forward",
+        vec![from_sandbox(any.clone()), jump("profiles".into())],
+    ));
+    out.push(rule(
+        "forward",
+        vec![
+            from_sandbox(any.clone()),
+            is(payload("ip", "daddr"), s("@blocked4")),
+            drop(),
+        ],
+    ));
+    out.push(rule(
+        "postrouting",
+        vec![
+            is(payload("ip", "saddr"), net(&pool)),
+            is_not(meta(MetaKey::Oifname), s(any)),
+            Statement::Masquerade(None),
+        ],
+    ));
+    out
+}
+
+/// Deletes the table (at shutdown).
+pub fn remove() -> Vec<NfObject<'static>> {
+    vec![
+        add(NfListObject::Table(table())),
+        NfObject::CmdObject(NfCmd::Delete(NfListObject::Table(table()))),
+    ]
+}
+
+fn sg_chain(id: &str) -> String {
+    format!("sg-{id}")
+}
+
+fn nat_chain(vpc: &str) -> String {
+    format!("nat-{vpc}")
+}
+
+/// Creates or replaces a security group's chain: one `accept` per rule and destination; a
+/// packet no rule accepts returns to the caller.
+pub fn security_group(sg: &SecurityGroup) -> Vec<NfObject<'static>> {
+    let name = sg_chain(&sg.id);
+    let mut out = vec![
+        add(NfListObject::Chain(chain(name.clone()))),
+        NfObject::CmdObject(NfCmd::Flush(FlushObject::Chain(chain(name.clone())))),
+    ];
+    for Egress {
+        protocol,
+        ports,
+        cidr,
+    } in &sg.egress
+    {
+        let mut expr = vec![is(payload("ip", "daddr"), net(cidr))];
+        match (protocol, ports) {
+            (Protocol::All, _) => {}
+            (Protocol::Icmp, _) => expr.push(is(meta(MetaKey::L4proto), s("icmp"))),
+            (Protocol::Tcp | Protocol::Udp, ports) => {
+                let proto = if *protocol == Protocol::Tcp {
+                    "tcp"
+                } else {
+                    "udp"
+                };
+                match ports {
+                    Some((from, to)) if from == to => expr.push(is(
+                        payload(proto, "dport"),
+                        Expression::Number(*from as u32),
+                    )),
+                    Some((from, to)) => expr.push(is(
+                        payload(proto, "dport"),
+                        Expression::Range(Box::new(expr::Range {
+                            range: [
+                                Expression::Number(*from as u32),
+                                Expression::Number(*to as u32),
+                            ],
+                        })),
+                    )),
+                    None => expr.push(is(meta(MetaKey::L4proto), s(proto))),
+                }
+            }
+        }
+        expr.push(accept());
+        out.push(rule(name.clone(), expr));
+    }
+    out
+}
+
+/// Whether a VPC reaches the internet (through a NAT gateway): its chain returns, or drops.
+pub fn vpc_nat(vpc: &str, nat: bool) -> Vec<NfObject<'static>> {
+    let name = nat_chain(vpc);
+    vec![
+        add(NfListObject::Chain(chain(name.clone()))),
+        NfObject::CmdObject(NfCmd::Flush(FlushObject::Chain(chain(name.clone())))),
+        rule(
+            name,
+            vec![if nat { Statement::Return(None) } else { drop() }],
+        ),
+    ]
+}
+
+/// A profile's chains, created once when its first environment is prepared: traffic to the
+/// VPC's networks leaves only through its subnets' interfaces and as its security groups allow;
+/// other private destinations are dropped; the internet is reached only through a NAT gateway,
+/// and then also as the security groups allow.
+pub fn profile(id: u16, p: &VpcProfile, groups: &[SecurityGroup]) -> Vec<NfObject<'static>> {
+    let name = format!("prof-{id}");
+    let egress = format!("egress-{id}");
+    let mut out = Vec::new();
+    for sg in groups {
+        out.extend(security_group(sg));
+    }
+    out.extend(vpc_nat(&p.vpc_id, p.nat));
+    out.push(add(NfListObject::Chain(chain(egress.clone()))));
+    out.push(NfObject::CmdObject(NfCmd::Flush(FlushObject::Chain(
+        chain(egress.clone()),
+    ))));
+    for sg in &p.security_groups {
+        out.push(rule(egress.clone(), vec![jump(sg_chain(sg))]));
+    }
+    out.push(rule(egress.clone(), vec![drop()]));
+    out.push(add(NfListObject::Chain(chain(name.clone()))));
+    out.push(NfObject::CmdObject(NfCmd::Flush(FlushObject::Chain(
+        chain(name.clone()),
+    ))));
+    let vpc = || set_of(p.cidrs.iter().map(net).collect());
+    if !p.cidrs.is_empty() {
+        if !p.interfaces.is_empty() {
+            out.push(rule(
+                name.clone(),
+                vec![
+                    is(payload("ip", "daddr"), vpc()),
+                    is_not(
+                        meta(MetaKey::Oifname),
+                        set_of(p.interfaces.iter().map(|i| s(i.clone())).collect()),
+                    ),
+                    drop(),
+                ],
+            ));
+        }
+        out.push(rule(
+            name.clone(),
+            vec![is(payload("ip", "daddr"), vpc()), goto(egress.clone())],
+        ));
+    }
+    out.push(rule(
+        name.clone(),
+        vec![is(payload("ip", "daddr"), s("@blocked4")), drop()],
+    ));
+    out.push(rule(name.clone(), vec![jump(nat_chain(&p.vpc_id))]));
+    out.push(rule(name.clone(), vec![goto(egress)]));
+    out.push(rule(
+        "profiles",
+        vec![from_sandbox(format!("{}*", profile_prefix(id))), goto(name)],
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(objects: &[NfObject<'static>]) -> String {
+        serde_json::to_string(&nftables::schema::Nftables {
+            objects: objects.to_vec().into(),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn the_base_table_blocks_the_metadata_address_and_masquerades_the_pool() {
+        let t = text(&base("10.254.0.0/16".parse().unwrap(), &[]));
+        assert!(
+            t.contains(r#"{"prefix":{"addr":"169.254.0.0","len":16}}"#),
+            "{t}"
+        );
+        assert!(t.contains(r#""masquerade":null"#), "{t}");
+        assert!(
+            t.contains(r#"{"prefix":{"addr":"10.254.0.0","len":16}}"#),
+            "{t}"
+        );
+        // The old table goes in the same transaction.
+        assert!(t.starts_with(r#"{"nftables":[{"add":{"table""#), "{t}");
+        assert!(t.contains(r#"{"delete":{"table""#), "{t}");
+        assert!(
+            !t.contains("dport"),
+            "no resolver rule without resolvers: {t}"
+        );
+    }
+
+    #[test]
+    fn resolvers_are_allowed_on_port_53_only() {
+        let t = text(&base(
+            "10.254.0.0/16".parse().unwrap(),
+            &["192.168.1.1".parse().unwrap()],
+        ));
+        assert!(t.contains(r#""192.168.1.1""#), "{t}");
+        assert!(t.contains(r#"{"payload":{"protocol":"udp","field":"dport"}},"right":53"#));
+    }
+
+    #[test]
+    fn a_profile_without_nat_drops_the_internet_and_checks_its_groups() {
+        let p = VpcProfile {
+            vpc_id: "vpc-1".into(),
+            cidrs: vec!["10.1.0.0/16".parse().unwrap()],
+            interfaces: vec!["corp0".into()],
+            security_groups: vec!["sg-a".into()],
+            nat: false,
+        };
+        let sg = SecurityGroup {
+            id: "sg-a".into(),
+            egress: vec![Egress {
+                protocol: Protocol::Tcp,
+                ports: Some((5432, 5432)),
+                cidr: "10.1.2.0/24".parse().unwrap(),
+            }],
+        };
+        let t = text(&profile(7, &p, &[sg]));
+        assert!(t.contains(r#""right":"lv0007*""#), "{t}");
+        assert!(
+            t.contains(r#""chain":"nat-vpc-1","expr":[{"drop":null}]"#),
+            "{t}"
+        );
+        assert!(t.contains(r#"{"payload":{"protocol":"tcp","field":"dport"}},"right":5432"#));
+        assert!(t.contains(r#"{"jump":{"target":"sg-sg-a"}}"#), "{t}");
+        assert!(t.contains(r#""right":{"set":["corp0"]}"#), "{t}");
+    }
+}

@@ -1,0 +1,139 @@
+//! Environments' networks: the default egress, or a VPC's profile, from `lamina-net`'s pool.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use lamina_net::{Lease, NetConfig, Network, SecurityGroup, VpcProfile};
+
+/// A function's VPC attachment, as configured.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct VpcAttachment {
+    pub subnet_ids: Vec<String>,
+    pub security_group_ids: Vec<String>,
+}
+
+/// Turns a VPC attachment into what the network layer enforces, and reads security groups'
+/// rules; the server implements it with the store. Called when an environment starts (never
+/// on a warm invoke) and when the EC2 API changes a group.
+pub trait VpcResolver: Send + Sync {
+    fn resolve(
+        &self,
+        account: &str,
+        region: &str,
+        vpc: &VpcAttachment,
+    ) -> Result<(VpcProfile, Vec<SecurityGroup>), String>;
+}
+
+/// How environments get a network.
+#[derive(Clone)]
+pub struct NetSettings {
+    pub pool: ipnet::Ipv4Net,
+    /// Namespaces kept ready for the default egress.
+    pub spare: usize,
+    pub vpcs: Arc<dyn VpcResolver>,
+}
+
+/// Whose environment a lease is for.
+pub(crate) struct Tenant {
+    pub(crate) account: String,
+    pub(crate) region: String,
+    pub(crate) function_arn: String,
+    pub(crate) vpc: Option<VpcAttachment>,
+}
+
+impl std::fmt::Debug for NetSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetSettings")
+            .field("pool", &self.pool)
+            .field("spare", &self.spare)
+            .finish()
+    }
+}
+
+/// The running network layer and what resolves VPCs for it.
+#[derive(Clone)]
+pub(crate) struct Networking {
+    pub(crate) network: Network,
+    pub(crate) vpcs: Arc<dyn VpcResolver>,
+    /// Attachments environments were started with, by account and region.
+    attached: Arc<Mutex<HashSet<(String, String, VpcAttachment)>>>,
+}
+
+impl Networking {
+    /// Starts the layer on this host: the firewall table, forwarding, the pool's thread.
+    /// Returns it with the resolvers sandboxes use, or why there is no network.
+    pub(crate) fn start(s: &NetSettings) -> Result<(Self, lamina_net::dns::Resolvers), String> {
+        let resolvers = lamina_net::dns::detect();
+        let config = NetConfig {
+            pool: s.pool,
+            spare: s.spare,
+            resolvers: resolvers.servers.clone(),
+        };
+        let network = Network::start(config, || {
+            Ok(Box::new(lamina_net::host::LinuxHost::new()?) as Box<dyn lamina_net::host::Host>)
+        })
+        .map_err(|e| e.to_string())?;
+        Ok((
+            Self {
+                network,
+                vpcs: s.vpcs.clone(),
+                attached: Arc::default(),
+            },
+            resolvers,
+        ))
+    }
+
+    /// A namespace for an environment of `who` (blocking: call it off the runtime's workers).
+    pub(crate) fn lease(&self, who: &Tenant) -> Result<Lease, String> {
+        let (profile, groups) = match &who.vpc {
+            Some(a) => {
+                let (p, g) = self.vpcs.resolve(&who.account, &who.region, a)?;
+                self.attached
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert((who.account.clone(), who.region.clone(), a.clone()));
+                (Some(p), g)
+            }
+            None => (None, Vec::new()),
+        };
+        let id = self
+            .network
+            .profile(profile.as_ref(), || groups)
+            .map_err(|e| format!("setting up the function's VPC profile: {e}"))?;
+        self.network
+            .take(id, &who.function_arn)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Re-reads the security groups and NAT gateways that environments use, after the EC2 API
+    /// changed them, and applies them at once.
+    pub(crate) fn refresh(&self, account: &str, region: &str) {
+        let attachments: Vec<VpcAttachment> = self
+            .attached
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(a, r, _)| a == account && r == region)
+            .map(|(_, _, v)| v.clone())
+            .collect();
+        let mut groups: Vec<SecurityGroup> = Vec::new();
+        let mut nat: Vec<(String, bool)> = Vec::new();
+        let (in_use, _) = self.network.in_use();
+        for a in &attachments {
+            match self.vpcs.resolve(account, region, a) {
+                Ok((p, g)) => {
+                    nat.push((p.vpc_id, p.nat));
+                    groups.extend(g.into_iter().filter(|g| in_use.contains(&g.id)));
+                }
+                Err(e) => tracing::debug!(error = %e, "a VPC attachment no longer resolves"),
+            }
+        }
+        groups.sort_by(|a, b| a.id.cmp(&b.id));
+        groups.dedup_by(|a, b| a.id == b.id);
+        nat.sort();
+        nat.dedup();
+        if let Err(e) = self.network.update(&groups, &nat) {
+            tracing::warn!(error = %e, "applying security group changes failed");
+        }
+    }
+}

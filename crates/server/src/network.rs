@@ -1,0 +1,204 @@
+//! `[network]` in the configuration file (with the VPC objects it declares, [`objects`]), and
+//! the store-backed resolution of functions' VPC attachments into what `lamina-net` enforces.
+
+pub mod objects;
+
+use std::sync::Arc;
+
+use lamina_model::vpc::{EgressRule, VpcConfig};
+use lamina_model::{AccountId, Region};
+use lamina_net::{Egress, Protocol, SecurityGroup, VpcProfile};
+use lamina_runtime_api::{VpcAttachment, VpcResolver};
+use lamina_store::Store;
+use serde::Deserialize;
+
+/// `[network]` in the configuration file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkSection {
+    /// Functions reach the internet (and, in a VPC, its networks). Off: loopback only.
+    pub egress: bool,
+    /// Environments' addresses, a /31 each (between a /15 and a /29). Pick a range no network
+    /// of this host or of its VPCs uses.
+    pub pool: String,
+    /// Network namespaces kept ready, so that a cold start pays nothing for its network.
+    pub spare: usize,
+    /// VPCs, subnets, security groups and NAT gateways, as EC2's API makes them, applied to the
+    /// store at start.
+    pub vpcs: Vec<objects::VpcEntry>,
+    pub subnets: Vec<objects::SubnetEntry>,
+    pub security_groups: Vec<objects::GroupEntry>,
+    pub nat_gateways: Vec<objects::NatEntry>,
+}
+
+impl Default for NetworkSection {
+    fn default() -> Self {
+        Self {
+            egress: true,
+            pool: "10.254.0.0/16".into(),
+            spare: 4,
+            vpcs: Vec::new(),
+            subnets: Vec::new(),
+            security_groups: Vec::new(),
+            nat_gateways: Vec::new(),
+        }
+    }
+}
+
+impl NetworkSection {
+    /// The validated settings, `None` when egress is off.
+    pub fn settings(&self) -> Result<Option<(ipnet::Ipv4Net, usize)>, String> {
+        if !self.egress {
+            return Ok(None);
+        }
+        let pool: ipnet::Ipv4Net = self
+            .pool
+            .parse()
+            .map_err(|_| format!("'{}' is not an IPv4 network (a.b.c.d/n)", self.pool))?;
+        if pool.network() != pool.addr() {
+            return Err(format!("'{}' has host bits set", self.pool));
+        }
+        let check = lamina_net::NetConfig {
+            pool,
+            spare: self.spare,
+            resolvers: Vec::new(),
+        };
+        check.check()?;
+        Ok(Some((pool, self.spare.min(256))))
+    }
+}
+
+/// Resolves VPC attachments with the store's VPCs, subnets, security groups and NAT gateways.
+pub struct StoreVpcs(pub Arc<Store>);
+
+impl VpcResolver for StoreVpcs {
+    fn resolve(
+        &self,
+        account: &str,
+        region: &str,
+        vpc: &VpcAttachment,
+    ) -> Result<(VpcProfile, Vec<SecurityGroup>), String> {
+        let account = AccountId::parse(account).map_err(|e| e.message)?;
+        let region = Region::parse(region).map_err(|e| e.message)?;
+        let access = self
+            .0
+            .vpc_access(
+                &account,
+                &region,
+                &VpcConfig {
+                    subnet_ids: vpc.subnet_ids.clone(),
+                    security_group_ids: vpc.security_group_ids.clone(),
+                    ipv6_allowed_for_dual_stack: false,
+                },
+            )
+            .map_err(|e| e.to_string())?;
+        let net = |c: &str| {
+            c.parse::<ipnet::Ipv4Net>()
+                .map_err(|_| format!("stored CIDR '{c}' is not valid"))
+        };
+        // The VPC's networks are reached only through its subnets' interfaces when every subnet
+        // names one; otherwise the host's routes decide.
+        let interfaces: Option<Vec<String>> =
+            access.subnets.iter().map(|s| s.interface.clone()).collect();
+        let profile = VpcProfile {
+            vpc_id: access.vpc_id.clone(),
+            cidrs: access
+                .cidrs
+                .iter()
+                .map(|c| net(c))
+                .collect::<Result<_, _>>()?,
+            interfaces: interfaces.unwrap_or_default(),
+            security_groups: access.security_group_ids.clone(),
+            nat: access.nat,
+        };
+        let mut groups = Vec::new();
+        for id in &access.security_group_ids {
+            let rules = self
+                .0
+                .security_group_rules(&account, &region, id)
+                .map_err(|e| e.to_string())?;
+            let mut egress = Vec::new();
+            for r in &rules.egress {
+                let Some((protocol, ports)) = permission(r) else {
+                    continue;
+                };
+                for c in &r.cidrs {
+                    egress.push(Egress {
+                        protocol,
+                        ports,
+                        cidr: net(c)?,
+                    });
+                }
+            }
+            groups.push(SecurityGroup {
+                id: id.clone(),
+                egress,
+            });
+        }
+        Ok((profile, groups))
+    }
+}
+
+/// An EC2 permission as the firewall matches it; `None` for protocols it cannot express (they
+/// allow nothing).
+fn permission(r: &EgressRule) -> Option<(Protocol, Option<(u16, u16)>)> {
+    let protocol = match r.protocol.as_str() {
+        "-1" | "all" => Protocol::All,
+        "tcp" | "6" => Protocol::Tcp,
+        "udp" | "17" => Protocol::Udp,
+        "icmp" | "1" => Protocol::Icmp,
+        _ => return None,
+    };
+    let ports = match (protocol, r.from_port, r.to_port) {
+        (Protocol::Tcp | Protocol::Udp, Some(from), Some(to)) if from <= to => {
+            { (from, to) != (0, 65535) }.then_some((from, to))
+        }
+        _ => None,
+    };
+    Some((protocol, ports))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permissions_map_to_firewall_matches() {
+        let rule = |p: &str, from, to| EgressRule {
+            protocol: p.into(),
+            from_port: from,
+            to_port: to,
+            cidrs: vec![],
+        };
+        assert_eq!(
+            permission(&rule("tcp", Some(5432), Some(5432))),
+            Some((Protocol::Tcp, Some((5432, 5432))))
+        );
+        assert_eq!(
+            permission(&rule("udp", Some(0), Some(65535))),
+            Some((Protocol::Udp, None))
+        );
+        assert_eq!(
+            permission(&rule("-1", None, None)),
+            Some((Protocol::All, None))
+        );
+        assert_eq!(permission(&rule("50", None, None)), None);
+    }
+
+    #[test]
+    fn the_pool_is_checked() {
+        let s = |pool: &str| NetworkSection {
+            pool: pool.into(),
+            ..Default::default()
+        };
+        assert!(s("10.254.0.0/16").settings().unwrap().is_some());
+        assert!(s("10.254.0.1/16").settings().is_err());
+        assert!(s("10.0.0.0/8").settings().is_err());
+        assert!(s("nonsense").settings().is_err());
+        let off = NetworkSection {
+            egress: false,
+            ..Default::default()
+        };
+        assert_eq!(off.settings().unwrap(), None);
+    }
+}
