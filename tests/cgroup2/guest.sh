@@ -1,0 +1,57 @@
+#!/bin/sh
+# The cgroup v2 suite, run as root inside the guest (run.sh boots it): a real `lamina server` on a
+# pure cgroup v2 hierarchy. Each check prints `ok` or fails the suite with what it saw.
+# $D (set by run.sh above this line) holds the binary and the function package.
+set -u
+E=http://127.0.0.1:9001/2015-03-31/functions
+fail() { echo "FAIL: $*"; echo "--- server log"; tail -50 $D/server.log; exit 1; }
+ok() { echo "ok: $*"; }
+[ "$(stat -fc %T /sys/fs/cgroup)" = cgroup2fs ] || fail "/sys/fs/cgroup is not cgroup2"
+echo "controllers: $(cat /sys/fs/cgroup/cgroup.controllers)"
+PY=$(ls /usr/bin/python3.* 2>/dev/null | grep -E 'python3\.[0-9]+$' | sort -V | tail -1)
+[ -n "$PY" ] || fail "no python3.X on the host"
+$D/lamina server --no-egress --data-dir /tmp/ld --listen 127.0.0.1:9001 >$D/server.log 2>&1 &
+SP=$!
+up=0
+for i in $(seq 1 300); do curl -s -m 5 -o /dev/null $E && { up=1; break; }; sleep 0.2; done
+[ $up = 1 ] || fail "the server did not come up"
+grep -q 'cgroup v2' $D/server.log || fail "the server did not report cgroup v2: $(grep isolation $D/server.log)"
+ok "server up, isolation: $(grep -o 'cgroup v2[^;]*' $D/server.log | head -1)"
+code=$(curl -s -m 300 -o $D/create.json -w '%{http_code}' -X POST $E -H 'content-type: application/json' \
+  -d "{\"FunctionName\":\"v2\",\"Runtime\":\"$(basename $PY)\",\"Handler\":\"app.handler\",\"Role\":\"arn:aws:iam::000000000000:role/x\",\"MemorySize\":128,\"Timeout\":300,\"Code\":{\"ZipFile\":\"$(base64 -w0 $D/fn.zip)\"}}")
+[ "$code" = 201 ] || fail "create: $code $(cat $D/create.json)"
+inv() { curl -s -m 300 -D $D/h.txt -o $D/out.json -X POST $E/v2/invocations -d "$1"; }
+inv '{"action":"echo"}'
+grep -q '"uid"' $D/out.json || fail "invoke: $(cat $D/out.json)"
+ok "invoked: $(cat $D/out.json)"
+G=$(ls -d /sys/fs/cgroup/lamina-* 2>/dev/null | head -1)
+[ -n "$G" ] || fail "no lamina cgroup"
+ENV=$(ls -d $G/env-* | head -1)
+[ "$(cat $ENV/memory.max)" = 134217728 ] || fail "memory.max $(cat $ENV/memory.max)"
+[ "$(cat $ENV/pids.max)" = 1024 ] || fail "pids.max $(cat $ENV/pids.max)"
+set -- $(cat $ENV/cpu.max)
+[ "$2" = 100000 ] && [ "$1" -gt 0 ] && [ "$1" -lt 100000 ] || fail "cpu.max $*"
+ok "limits: memory.max 128 MiB, pids.max 1024, cpu.max $1/$2 (128 MB of 1769 MB per vCPU)"
+sleep 1
+grep -q 'frozen 1' $ENV/cgroup.events || fail "idle environment not frozen: $(cat $ENV/cgroup.events)"
+ok "frozen when idle"
+inv '{"action":"echo"}'
+grep -q '"uid"' $D/out.json || fail "invoke after thaw: $(cat $D/out.json)"
+ok "thawed for the next invocation"
+inv '{"action":"tmp","mb":200}'
+grep -q '"uid"' $D/out.json || fail "200 MB into /tmp at 128 MB of memory: $(cat $D/out.json)"
+ok "200 MB written to /tmp at 128 MB of memory (disk, not memory)"
+inv '{"action":"hog","mb":400}'
+grep -q 'Runtime.OutOfMemory' $D/out.json || fail "400 MB at 128 MB: $(cat $D/out.json)"
+grep -qi 'x-amz-function-error' $D/h.txt || fail "no X-Amz-Function-Error on the OOM"
+ok "out of memory reported as Runtime.OutOfMemory"
+inv '{"action":"echo"}'
+grep -q '"uid"' $D/out.json || fail "invoke after the OOM: $(cat $D/out.json)"
+ok "a new environment after the OOM"
+kill -TERM $SP; wait $SP; rc=$?
+[ $rc = 0 ] || fail "server exit status $rc"
+left=$(ls -d /sys/fs/cgroup/lamina-* 2>/dev/null)
+[ -z "$left" ] || fail "cgroups left after shutdown: $left $(find $left -name cgroup.procs -exec cat {} +)"
+grep -E 'WARN|ERROR' $D/server.log && fail "warnings in the server log"
+ok "shutdown removed every cgroup"
+echo PASS

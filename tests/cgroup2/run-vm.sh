@@ -1,0 +1,20 @@
+#!/bin/sh
+# Runs SCRIPT as root inside a QEMU guest that boots Debian's stock kernel with cgroup v2 only
+# (cgroup_no_v1=all; cgroup2 mounted at /sys/fs/cgroup by the initramfs, no systemd). The
+# guest sees the host's / read-only (9p) with tmpfs on /tmp /run /var/tmp /root, and OUTDIR
+# (a host directory, default a fresh mktemp) read-write at the same path. SCRIPT must lie in
+# OUTDIR; its output lands in OUTDIR/vm.log. QEMU exits when the guest powers off.
+# SCRIPT's exit status lands in OUTDIR/exit-code.
+# Usage: run-vm.sh VMDIR SCRIPT [OUTDIR]   env: MEM=2048, SMP=2, TIMEOUT=600 (seconds)
+set -eu
+VMDIR=$1
+SCRIPT=$2
+OUTDIR=${3:-$(dirname "$(readlink -f "$SCRIPT")")}
+# Software emulation: the machines this runs on cannot boot KVM guests.
+exec timeout "${TIMEOUT:-600}" qemu-system-x86_64 -accel tcg,thread=multi -cpu max \
+  -m "${MEM:-2048}" -smp "${SMP:-2}" \
+  -nodefaults -no-user-config -nographic -serial stdio -no-reboot \
+  -kernel "$VMDIR/vmlinuz" -initrd "$VMDIR/initrd.gz" \
+  -append "console=ttyS0 quiet panic=-1 rdinit=/init cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1 vmcmd=$(readlink -f "$SCRIPT") vmout=$(readlink -f "$OUTDIR")" \
+  -fsdev local,id=r,path=/,security_model=none,readonly=on,multidevs=remap -device virtio-9p-pci,fsdev=r,mount_tag=hostroot \
+  -fsdev local,id=o,path="$(readlink -f "$OUTDIR")",security_model=none -device virtio-9p-pci,fsdev=o,mount_tag=out
