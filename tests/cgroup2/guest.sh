@@ -1,6 +1,6 @@
 #!/bin/sh
 # The cgroup v2 suite, run as root inside the guest (run.sh boots it): a real `lamina server` on a
-# pure cgroup v2 hierarchy. Each check prints `ok` or fails the suite with what it saw.
+# pure cgroup v2 hierarchy, started in a delegated group as systemd would start it. Each check prints `ok` or fails the suite with what it saw.
 # $D (set by run.sh above this line) holds the binary and the function package.
 set -u
 E=http://127.0.0.1:9001/2015-03-31/functions
@@ -10,7 +10,14 @@ ok() { echo "ok: $*"; }
 echo "controllers: $(cat /sys/fs/cgroup/cgroup.controllers)"
 PY=$(ls /usr/bin/python3.* 2>/dev/null | grep -E 'python3\.[0-9]+$' | sort -V | tail -1)
 [ -n "$PY" ] || fail "no python3.X on the host"
-$D/lamina server --no-egress --data-dir /tmp/ld --listen 127.0.0.1:9001 >$D/server.log 2>&1 &
+# As systemd runs a service with Delegate=yes: in a group of its own, with the controllers
+# enabled above it; the server moves itself into a leaf and puts its groups beside it.
+SVC=/sys/fs/cgroup/test.slice/lamina.service
+mkdir -p $SVC
+echo "+memory +cpu +pids" > /sys/fs/cgroup/cgroup.subtree_control
+echo "+memory +cpu +pids" > /sys/fs/cgroup/test.slice/cgroup.subtree_control
+(echo 0 > $SVC/cgroup.procs && exec $D/lamina server --no-egress --data-dir /tmp/ld \
+  --listen 127.0.0.1:9001) >$D/server.log 2>&1 &
 SP=$!
 up=0
 for i in $(seq 1 300); do curl -s -m 5 -o /dev/null $E && { up=1; break; }; sleep 0.2; done
@@ -24,8 +31,12 @@ inv() { curl -s -m 300 -D $D/h.txt -o $D/out.json -X POST $E/v2/invocations -d "
 inv '{"action":"echo"}'
 grep -q '"uid"' $D/out.json || fail "invoke: $(cat $D/out.json)"
 ok "invoked: $(cat $D/out.json)"
-G=$(ls -d /sys/fs/cgroup/lamina-* 2>/dev/null | head -1)
-[ -n "$G" ] || fail "no lamina cgroup"
+[ "$(cat /proc/$SP/cgroup)" = "0::/test.slice/lamina.service/lamina-server" ] ||
+  fail "the server is in $(cat /proc/$SP/cgroup), not its leaf"
+G=$(ls -d $SVC/lamina-[0-9a-f]* 2>/dev/null | head -1)
+[ -n "$G" ] || fail "no lamina cgroup under the service's group: $(ls $SVC /sys/fs/cgroup)"
+[ -z "$(ls -d /sys/fs/cgroup/lamina-* 2>/dev/null)" ] || fail "groups at the hierarchy's root"
+ok "the server runs in its leaf, its groups under the service's group"
 ENV=$(ls -d $G/env-* | head -1)
 [ "$(cat $ENV/memory.max)" = 134217728 ] || fail "memory.max $(cat $ENV/memory.max)"
 [ "$(cat $ENV/pids.max)" = 1024 ] || fail "pids.max $(cat $ENV/pids.max)"
@@ -50,7 +61,7 @@ grep -q '"uid"' $D/out.json || fail "invoke after the OOM: $(cat $D/out.json)"
 ok "a new environment after the OOM"
 kill -TERM $SP; wait $SP; rc=$?
 [ $rc = 0 ] || fail "server exit status $rc"
-left=$(ls -d /sys/fs/cgroup/lamina-* 2>/dev/null)
+left=$(ls -d $SVC/lamina-[0-9a-f]* /sys/fs/cgroup/lamina-* 2>/dev/null)
 [ -z "$left" ] || fail "cgroups left after shutdown: $left $(find $left -name cgroup.procs -exec cat {} +)"
 grep -E 'WARN|ERROR' $D/server.log && fail "warnings in the server log"
 ok "shutdown removed every cgroup"

@@ -246,6 +246,12 @@ impl Executor {
     ) -> std::io::Result<Self> {
         let kernel: Arc<dyn Kernel> = Arc::new(LinuxKernel);
         let mut host = Host::detect(kernel.as_ref());
+        // Into our own leaf before anything starts a child process (the /tmp pool's mkfs).
+        if let Some(layout) = &host.cgroups
+            && let Err(e) = layout.enter_leaf(kernel.as_ref())
+        {
+            tracing::warn!(error = %e, "cannot move the server into its own cgroup leaf");
+        }
         let work = &config.work_dir;
         let paths = Paths {
             init_exe: config.init_exe.clone(),

@@ -25,9 +25,14 @@ const V1_CONTROLLERS: [&str; 4] = ["memory", "cpu", "pids", "freezer"];
 pub enum Layout {
     /// Controllers mounted separately under `root/<controller>`.
     V1 { root: PathBuf },
-    /// The unified hierarchy at `root`.
-    V2 { root: PathBuf },
+    /// The unified hierarchy; `root` is where Lamina's groups go: the hierarchy's root, or with
+    /// `subtree`, the group this server was started in (its service's delegated group under
+    /// systemd), which the server leaves for a leaf of its own.
+    V2 { root: PathBuf, subtree: bool },
 }
+
+/// The leaf a server moves itself into when it runs in its own delegated group.
+pub const SERVER_LEAF: &str = "lamina-server";
 
 impl Layout {
     /// Finds the hierarchy under `root` (normally `/sys/fs/cgroup`). A hybrid host whose unified
@@ -40,6 +45,7 @@ impl Layout {
         {
             return Some(Layout::V2 {
                 root: root.to_path_buf(),
+                subtree: false,
             });
         }
         if V1_CONTROLLERS.iter().all(|c| k.exists(&root.join(c))) {
@@ -50,11 +56,68 @@ impl Layout {
         None
     }
 
+    /// On v2, puts Lamina's groups in the group this process runs in, when that group is not
+    /// the hierarchy's root and offers the memory, cpu and pids controllers: under systemd a
+    /// service's group is its own only with `Delegate=yes`, and a group holding processes may
+    /// not have children with controllers (the no-internal-processes rule), so [`Self::prepare`]
+    /// moves the server into a leaf first. Elsewhere (no systemd, or no delegation) groups stay
+    /// at the hierarchy's root.
+    pub fn in_own_group(self, k: &dyn Kernel, proc_self_cgroup: &Path) -> Self {
+        let Layout::V2 { root, .. } = &self else {
+            return self;
+        };
+        let own = k.read(proc_self_cgroup).ok().and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("0::"))
+                .map(|p| p.trim().trim_matches('/').to_owned())
+        });
+        let Some(own) = own.filter(|p| !p.is_empty()) else {
+            return self;
+        };
+        // A restart from inside our own leaf: the group above it is ours.
+        let own = own
+            .strip_suffix(SERVER_LEAF)
+            .map(|p| p.trim_end_matches('/').to_owned())
+            .unwrap_or(own);
+        if own.is_empty() {
+            return self;
+        }
+        let base = root.join(&own);
+        let offered = k.read(&base.join("cgroup.controllers")).unwrap_or_default();
+        if ["memory", "cpu", "pids"]
+            .iter()
+            .all(|c| offered.split_whitespace().any(|x| x == *c))
+        {
+            Layout::V2 {
+                root: base,
+                subtree: true,
+            }
+        } else {
+            self
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Layout::V1 { .. } => "cgroup v1",
             Layout::V2 { .. } => "cgroup v2",
         }
+    }
+
+    /// With `subtree`, moves this server into its leaf ([`SERVER_LEAF`]), so that its group may
+    /// have children with controllers. Done first thing, before the server starts children
+    /// that would otherwise be born in the group; [`Self::prepare`] makes sure of it again.
+    pub fn enter_leaf(&self, k: &dyn Kernel) -> io::Result<()> {
+        if let Layout::V2 {
+            root,
+            subtree: true,
+        } = self
+        {
+            let leaf = root.join(SERVER_LEAF);
+            k.create_dir(&leaf)?;
+            k.write(&leaf.join("cgroup.procs"), &std::process::id().to_string())?;
+        }
+        Ok(())
     }
 
     /// Prepares the parent `lamina` group (v2: enables the controllers for its children).
@@ -65,8 +128,24 @@ impl Layout {
                     k.create_dir(&root.join(c).join(parent))?;
                 }
             }
-            Layout::V2 { root } => {
-                k.write(&root.join("cgroup.subtree_control"), "+memory +cpu +pids")?;
+            Layout::V2 { root, subtree } => {
+                if *subtree {
+                    self.enter_leaf(k)?;
+                }
+                // A child process started just before the move (mkfs for the /tmp pool) keeps
+                // the group busy for a moment.
+                let deadline = Instant::now() + Duration::from_secs(5);
+                loop {
+                    match k.write(&root.join("cgroup.subtree_control"), "+memory +cpu +pids") {
+                        Err(e)
+                            if e.raw_os_error() == Some(libc::EBUSY)
+                                && Instant::now() < deadline =>
+                        {
+                            std::thread::sleep(Duration::from_millis(10));
+                        }
+                        r => break r?,
+                    }
+                }
                 let p = root.join(parent);
                 k.create_dir(&p)?;
                 k.write(&p.join("cgroup.subtree_control"), "+memory +cpu +pids")?;
@@ -84,7 +163,7 @@ impl Layout {
                 }
                 Ok(())
             }
-            Layout::V2 { root } => k.remove_dir(&root.join(parent)),
+            Layout::V2 { root, .. } => k.remove_dir(&root.join(parent)),
         }
     }
 
@@ -92,7 +171,7 @@ impl Layout {
     pub fn leftovers(&self, parent: &str) -> Vec<String> {
         let dir = match self {
             Layout::V1 { root } => root.join("memory").join(parent),
-            Layout::V2 { root } => root.join(parent),
+            Layout::V2 { root, .. } => root.join(parent),
         };
         std::fs::read_dir(dir)
             .map(|rd| {
@@ -185,13 +264,13 @@ impl Cgroup {
     fn v1(&self, controller: &str) -> PathBuf {
         match &self.layout {
             Layout::V1 { root } => root.join(controller).join(&self.rel),
-            Layout::V2 { root } => root.join(&self.rel),
+            Layout::V2 { root, .. } => root.join(&self.rel),
         }
     }
 
     fn v2(&self) -> PathBuf {
         match &self.layout {
-            Layout::V1 { root } | Layout::V2 { root } => root.join(&self.rel),
+            Layout::V1 { root } | Layout::V2 { root, .. } => root.join(&self.rel),
         }
     }
 
@@ -431,7 +510,8 @@ mod tests {
         assert_eq!(
             Layout::detect(&k, Path::new("/sys/fs/cgroup")),
             Some(Layout::V2 {
-                root: "/sys/fs/cgroup".into()
+                root: "/sys/fs/cgroup".into(),
+                subtree: false,
             })
         );
 
@@ -535,9 +615,72 @@ mod tests {
     }
 
     #[test]
+    fn v2_under_systemd_uses_the_services_delegated_group_and_leaves_it_for_a_leaf() {
+        let k = RecordingKernel::new();
+        k.set_file("/cg/cgroup.controllers", "cpu memory pids");
+        k.set_file("/proc/self/cgroup", "0::/system.slice/lamina.service\n");
+        k.set_file(
+            "/cg/system.slice/lamina.service/cgroup.controllers",
+            "cpu memory pids",
+        );
+        let layout = Layout::detect(&k, Path::new("/cg"))
+            .unwrap()
+            .in_own_group(&k, Path::new("/proc/self/cgroup"));
+        assert_eq!(
+            layout,
+            Layout::V2 {
+                root: "/cg/system.slice/lamina.service".into(),
+                subtree: true
+            }
+        );
+        layout.prepare(&k, "lamina").unwrap();
+        let w = writes(&k);
+        assert_eq!(
+            w[0],
+            (
+                "/cg/system.slice/lamina.service/lamina-server/cgroup.procs".into(),
+                std::process::id().to_string()
+            ),
+            "the server leaves its group before the group gets controllers: {w:?}"
+        );
+        assert_eq!(
+            w[1].0,
+            PathBuf::from("/cg/system.slice/lamina.service/cgroup.subtree_control")
+        );
+
+        // Restarted from inside that leaf: the same group.
+        k.set_file(
+            "/proc/self/cgroup",
+            "0::/system.slice/lamina.service/lamina-server\n",
+        );
+        assert_eq!(
+            Layout::detect(&k, Path::new("/cg"))
+                .unwrap()
+                .in_own_group(&k, Path::new("/proc/self/cgroup")),
+            layout
+        );
+        // Without delegation (no controllers offered there), or at the root: the root.
+        for own in ["0::/user.slice/session-1.scope\n", "0::/\n"] {
+            k.set_file("/proc/self/cgroup", own);
+            assert_eq!(
+                Layout::detect(&k, Path::new("/cg"))
+                    .unwrap()
+                    .in_own_group(&k, Path::new("/proc/self/cgroup")),
+                Layout::V2 {
+                    root: "/cg".into(),
+                    subtree: false
+                }
+            );
+        }
+    }
+
+    #[test]
     fn v2_setup_sequence() {
         let k = RecordingKernel::new();
-        let layout = Layout::V2 { root: "/cg".into() };
+        let layout = Layout::V2 {
+            root: "/cg".into(),
+            subtree: false,
+        };
         layout.prepare(&k, "lamina").unwrap();
         let cg = Cgroup::create(&k, &layout, "lamina/env-1", limits()).unwrap();
         assert_eq!(

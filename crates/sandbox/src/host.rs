@@ -27,6 +27,7 @@ impl Host {
         // Without root, cgroups are not ours to create (delegation is not supported yet).
         let cgroups = if root {
             Layout::detect(k, Path::new("/sys/fs/cgroup"))
+                .map(|l| l.in_own_group(k, Path::new("/proc/self/cgroup")))
         } else {
             None
         };
