@@ -57,7 +57,8 @@ impl Layout {
     }
 
     /// On v2, puts Lamina's groups in the group this process runs in, when that group is not
-    /// the hierarchy's root and offers the memory, cpu and pids controllers: under systemd a
+    /// the hierarchy's root, holds no other process, and offers the memory, cpu and pids
+    /// controllers: under systemd a
     /// service's group is its own only with `Delegate=yes`, and a group holding processes may
     /// not have children with controllers (the no-internal-processes rule), so [`Self::prepare`]
     /// moves the server into a leaf first. Elsewhere (no systemd, or no delegation) groups stay
@@ -84,9 +85,16 @@ impl Layout {
         }
         let base = root.join(&own);
         let offered = k.read(&base.join("cgroup.controllers")).unwrap_or_default();
-        if ["memory", "cpu", "pids"]
-            .iter()
-            .all(|c| offered.split_whitespace().any(|x| x == *c))
+        // Only a group holding nothing but this server is its own (a login shell's session
+        // scope, say, is not: the shell could not leave it).
+        let me = std::process::id().to_string();
+        let alone = k
+            .read(&base.join("cgroup.procs"))
+            .is_ok_and(|p| p.lines().all(|l| l.trim().is_empty() || l.trim() == me));
+        if alone
+            && ["memory", "cpu", "pids"]
+                .iter()
+                .all(|c| offered.split_whitespace().any(|x| x == *c))
         {
             Layout::V2 {
                 root: base,
@@ -623,6 +631,10 @@ mod tests {
             "/cg/system.slice/lamina.service/cgroup.controllers",
             "cpu memory pids",
         );
+        k.set_file(
+            "/cg/system.slice/lamina.service/cgroup.procs",
+            &format!("{}\n", std::process::id()),
+        );
         let layout = Layout::detect(&k, Path::new("/cg"))
             .unwrap()
             .in_own_group(&k, Path::new("/proc/self/cgroup"));
@@ -659,8 +671,18 @@ mod tests {
                 .in_own_group(&k, Path::new("/proc/self/cgroup")),
             layout
         );
-        // Without delegation (no controllers offered there), or at the root: the root.
-        for own in ["0::/user.slice/session-1.scope\n", "0::/\n"] {
+        // Without delegation (no controllers offered there), shared with other processes (a
+        // login shell's scope), or at the root: the root.
+        k.set_file(
+            "/cg/user.slice/shell.scope/cgroup.controllers",
+            "cpu memory pids",
+        );
+        k.set_file("/cg/user.slice/shell.scope/cgroup.procs", "1\n2\n");
+        for own in [
+            "0::/user.slice/session-1.scope\n",
+            "0::/user.slice/shell.scope\n",
+            "0::/\n",
+        ] {
             k.set_file("/proc/self/cgroup", own);
             assert_eq!(
                 Layout::detect(&k, Path::new("/cg"))
