@@ -5,8 +5,8 @@
 //!   even one, and a default route through it. No bridge, so no shared link layer.
 //! - Namespaces are prepared ahead, per profile in use, by one thread that owns every netlink
 //!   socket ([`Network`]); an environment takes a ready one ([`Lease`]) and hands its descriptor
-//!   to `sandbox-init`, which joins it. None is reused: a lease's interface is deleted when it
-//!   ends, and its namespace dies with the sandbox.
+//!   to `sandbox-init`, which joins it. None is reused: when a lease ends its counters are read,
+//!   and its pair goes with its namespace once the sandbox is gone.
 //! - One nftables table (`inet lamina`, [`rules`]) is created atomically at start, replacing a
 //!   leftover, and deleted at shutdown. Starting an environment never writes a rule: a profile's
 //!   chains are made once, and its interfaces' names select them.

@@ -1,5 +1,5 @@
 //! The network thread: it alone holds the netlink sockets and the address pool, prepares
-//! namespaces ahead for each profile in use, deletes interfaces whose lease ended, and keeps the
+//! namespaces ahead for each profile in use, reads the counters of leases that ended, and keeps the
 //! firewall's profile and security-group chains.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 use crate::host::Host;
 use crate::{NetConfig, SecurityGroup, VpcProfile, interface_name, rules};
 
-/// An environment's network: a namespace whose `eth0` is up with `address`. Dropping it deletes
-/// the host side (the namespace goes with the last process in it).
+/// An environment's network: a namespace whose `eth0` is up with `address`. Dropping it ends the
+/// lease: its counters are read, and the pair goes with the namespace's last process.
 pub struct Lease {
-    /// Kept until the interface is deleted, so that its counters are read first.
+    /// Kept until the network thread has read the interface's counters.
     netns: Option<OwnedFd>,
     pub address: Ipv4Addr,
     name: String,
@@ -308,16 +308,6 @@ impl Network {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
-    }
-
-    /// Namespaces ready for `profile` now (for tests and metrics).
-    pub fn ready(&self, profile: u16) -> usize {
-        self.shared
-            .ready
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&profile)
-            .map_or(0, Vec::len)
     }
 
     /// Deletes every interface and the firewall table. Leases still out lose their network.
