@@ -26,7 +26,7 @@ for m in drivers/virtio/virtio_ring drivers/virtio/virtio drivers/virtio/virtio_
          drivers/virtio/virtio_pci_legacy_dev drivers/virtio/virtio_pci net/9p/9pnet \
          net/9p/9pnet_virtio fs/netfs/netfs fs/fscache/fscache fs/9p/9p \
          crypto/crc32c_generic lib/libcrc32c lib/crc16 fs/mbcache fs/jbd2/jbd2 fs/ext4/ext4 \
-         drivers/block/loop; do
+         drivers/block/loop fs/overlayfs/overlay; do
   cp "$M/$m.ko" initrd/mod/
 done
 cat > initrd/init <<'EOF'
@@ -35,13 +35,23 @@ cat > initrd/init <<'EOF'
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
 for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci 9pnet \
          9pnet_virtio netfs fscache 9p crc32c_generic libcrc32c crc16 mbcache jbd2 ext4 \
-         loop; do insmod /mod/$m.ko || echo "vm: insmod $m failed"; done
+         loop overlay; do insmod /mod/$m.ko || echo "vm: insmod $m failed"; done
 CMD=; OUTDIR=
 for x in $(cat /proc/cmdline); do
   case $x in vmcmd=*) CMD=${x#vmcmd=};; vmout=*) OUTDIR=${x#vmout=};; esac
 done
 O="-o trans=virtio,version=9p2000.L,msize=524288"
 mount -t 9p $O,ro hostroot /host || echo "vm: cannot mount the host root"
+SYSTEMD=; grep -qw vminit=systemd /proc/cmdline && SYSTEMD=1
+if [ -n "$SYSTEMD" ]; then
+  # systemd writes to /etc and /var: they get a tmpfs over the host's read-only tree.
+  mkdir -p /ov && mount -t tmpfs tmpfs /ov
+  for d in etc var; do
+    mkdir -p /ov/$d /ov/$d.w
+    mount -t overlay overlay -o lowerdir=/host/$d,upperdir=/ov/$d,workdir=/ov/$d.w /host/$d ||
+      echo "vm: cannot overlay /$d"
+  done
+fi
 mount -t proc proc /host/proc; mount -t sysfs sys /host/sys; mount -t devtmpfs dev /host/dev
 mkdir -p /host/dev/pts /host/dev/shm 2>/dev/null
 mount -t devpts devpts /host/dev/pts; mount -t tmpfs shm /host/dev/shm
@@ -50,6 +60,20 @@ ip link set lo up
 for d in /tmp /run /var/tmp /root; do mount -t tmpfs tmpfs /host$d; done
 mkdir -p /host$OUTDIR 2>/dev/null
 mount -t 9p $O out /host$OUTDIR || echo "vm: cannot mount $OUTDIR"
+if [ -n "$SYSTEMD" ]; then
+  # systemd as PID 1 starts only vmtest.service (from OUTDIR), which runs the script, writes
+  # its exit status and powers off.
+  mkdir -p /host/run/systemd/system
+  cat > /host/run/systemd/system/vmtest.service <<UNIT
+[Unit]
+DefaultDependencies=no
+[Service]
+Type=oneshot
+ExecStart=/bin/sh -c 'cd /tmp; sh $CMD > $OUTDIR/vm.log 2>&1; echo \$\$? > $OUTDIR/exit-code; sync; systemctl --force --force poweroff'
+UNIT
+  echo "vm: up $(cut -d' ' -f1 /proc/uptime)s; starting systemd"
+  exec chroot /host /lib/systemd/systemd --system --unit=vmtest.service
+fi
 echo "vm: up $(cut -d' ' -f1 /proc/uptime)s; cgroup.controllers: $(cat /host/sys/fs/cgroup/cgroup.controllers)"
 chroot /host /bin/sh -c "cd /tmp && HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin sh $CMD" \
   > /host$OUTDIR/vm.log 2>&1
@@ -61,4 +85,5 @@ EOF
 chmod +x initrd/init
 (cd initrd && find . | cpio -o -H newc --quiet | gzip -1) > initrd.gz
 [ -n "${KEEP_KPKG:-}" ] || rm -rf kpkg initrd   # ~400 MB of modules; rebuilt from the .deb when needed
+echo 2 > version   # run.sh rebuilds when build-vm.sh's version differs
 echo "built $DIR/vmlinuz ($KVER) and $DIR/initrd.gz"

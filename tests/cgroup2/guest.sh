@@ -49,6 +49,15 @@ ok "frozen when idle"
 inv '{"action":"echo"}'
 grep -q '"uid"' $D/out.json || fail "invoke after thaw: $(cat $D/out.json)"
 ok "thawed for the next invocation"
+# Max Memory Used is each invocation's own, not the environment's lifetime peak.
+mem() { curl -s -m 300 -D $D/h.txt -o $D/out.json -H 'X-Amz-Log-Type: Tail' -X POST $E/v2/invocations -d "$1"
+  sed -n 's/^[Xx]-[Aa]mz-[Ll]og-[Rr]esult: *//p' $D/h.txt | tr -d '\r' | base64 -d | sed -n 's/.*Max Memory Used: \([0-9]*\) MB.*/\1/p'; }
+big=$(mem '{"action":"hog","mb":60}')
+small=$(mem '{"action":"echo"}')
+[ -n "$big" ] && [ -n "$small" ] || fail "no REPORT line in the log tail: $(cat $D/h.txt)"
+[ "$big" -ge 60 ] && [ "$small" -lt $((big - 40)) ] ||
+  fail "Max Memory Used: $big MB after 60 MB, then $small MB for an echo"
+ok "Max Memory Used per invocation: $big MB holding 60 MB, then $small MB ($(uname -r))"
 inv '{"action":"tmp","mb":200}'
 grep -q '"uid"' $D/out.json || fail "200 MB into /tmp at 128 MB of memory: $(cat $D/out.json)"
 ok "200 MB written to /tmp at 128 MB of memory (disk, not memory)"

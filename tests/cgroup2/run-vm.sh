@@ -5,7 +5,9 @@
 # (a host directory, default a fresh mktemp) read-write at the same path. SCRIPT must lie in
 # OUTDIR; its output lands in OUTDIR/vm.log. QEMU exits when the guest powers off.
 # SCRIPT's exit status lands in OUTDIR/exit-code.
-# Usage: run-vm.sh VMDIR SCRIPT [OUTDIR]   env: MEM=2048, SMP=2, TIMEOUT=600 (seconds)
+# With VMINIT=systemd, the guest boots systemd as PID 1 instead (/etc and /var get a tmpfs
+# overlay), which runs SCRIPT as the unit vmtest.service and powers off.
+# Usage: run-vm.sh VMDIR SCRIPT [OUTDIR]   env: MEM=2048, SMP=2, TIMEOUT=600 (seconds), VMINIT
 set -eu
 VMDIR=$1
 SCRIPT=$2
@@ -15,6 +17,6 @@ exec timeout "${TIMEOUT:-600}" qemu-system-x86_64 -accel tcg,thread=multi -cpu m
   -m "${MEM:-2048}" -smp "${SMP:-2}" \
   -nodefaults -no-user-config -nographic -serial stdio -no-reboot \
   -kernel "$VMDIR/vmlinuz" -initrd "$VMDIR/initrd.gz" \
-  -append "console=ttyS0 quiet panic=-1 rdinit=/init cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1 vmcmd=$(readlink -f "$SCRIPT") vmout=$(readlink -f "$OUTDIR")" \
+  -append "console=ttyS0 quiet panic=-1 rdinit=/init cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1 vmcmd=$(readlink -f "$SCRIPT") vminit=${VMINIT:-script} vmout=$(readlink -f "$OUTDIR")" \
   -fsdev local,id=r,path=/,security_model=none,readonly=on,multidevs=remap -device virtio-9p-pci,fsdev=r,mount_tag=hostroot \
   -fsdev local,id=o,path="$(readlink -f "$OUTDIR")",security_model=none -device virtio-9p-pci,fsdev=o,mount_tag=out

@@ -9,7 +9,7 @@ set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
 BIN=$(readlink -f "$1")
 VMDIR=${VMDIR:-/var/cache/lamina-tests/v2vm}
-[ -e "$VMDIR/vmlinuz" ] && [ -e "$VMDIR/initrd.gz" ] || sh "$HERE/build-vm.sh" "$VMDIR"
+[ "$(cat "$VMDIR/version" 2>/dev/null)" = 2 ] || sh "$HERE/build-vm.sh" "$VMDIR"
 OUT=$(mktemp -d /tmp/lamina-v2.XXXXXX)
 trap 'rm -rf "$OUT"' EXIT
 cp "$BIN" "$OUT/lamina"
@@ -28,12 +28,23 @@ def handler(event, context):
     return {"uid": os.getuid()}
 PY
 (cd "$OUT" && python3 -c "import zipfile; z = zipfile.ZipFile('fn.zip', 'w'); z.write('app.py'); z.close()")
-{ echo "D=$OUT"; cat "$HERE/guest.sh"; } > "$OUT/guest.sh"
-sh "$HERE/run-vm.sh" "$VMDIR" "$OUT/guest.sh" "$OUT" > "$OUT/console.txt" 2>&1 || true
-if [ ! -e "$OUT/exit-code" ]; then
-    echo "the cgroup v2 guest did not run the suite; its console:" >&2
-    cat "$OUT/console.txt" >&2
-    exit 1
-fi
-cat "$OUT/vm.log"
-[ "$(cat "$OUT/exit-code")" = 0 ]
+cp "$HERE/../../packaging/lamina.service" "$HERE/../../packaging/lamina.toml" "$OUT/"
+# Boots the guest once per suite: SUITE is guest.sh (a script as PID 1's child) or
+# systemd-guest.sh (with VMINIT=systemd).
+boot() {
+    rm -f "$OUT/exit-code" "$OUT/vm.log"
+    { echo "D=$OUT"; cat "$HERE/$1"; } > "$OUT/$1"
+    sh "$HERE/run-vm.sh" "$VMDIR" "$OUT/$1" "$OUT" > "$OUT/console.txt" 2>&1 || true
+    if [ ! -e "$OUT/exit-code" ]; then
+        echo "the cgroup v2 guest did not run $1; its console:" >&2
+        cat "$OUT/console.txt" >&2
+        [ -e "$OUT/vm.log" ] && cat "$OUT/vm.log" >&2
+        exit 1
+    fi
+    cat "$OUT/vm.log"
+    [ "$(cat "$OUT/exit-code")" = 0 ] || exit 1
+}
+echo "--- the server started as a delegated service would be"
+boot guest.sh
+echo "--- packaging/lamina.service under systemd"
+VMINIT=systemd boot systemd-guest.sh

@@ -31,12 +31,16 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the server: the Lambda API on --listen, state in --data-dir.
+    /// Run the server: AWS's Lambda, SNS, API Gateway, ECR and EC2 APIs on --listen, state in
+    /// --data-dir.
     Server(ServerArgs),
     /// Measure cold starts, warm invokes and throughput against a loopback echo baseline.
     Bench(bench::BenchArgs),
     #[command(flatten)]
     Client(lamina_cli::Command),
+    /// Write the man pages (lamina.1, lamina-server.1, ...) into a directory (for packages).
+    #[command(hide = true)]
+    Manpages { dir: PathBuf },
 }
 
 #[derive(Debug, clap::Args)]
@@ -97,6 +101,7 @@ fn main() -> anyhow::Result<()> {
         Command::Server(args) => runtime.block_on(server(args)),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
         Command::Client(command) => runtime.block_on(lamina_cli::run(command, cli.client)),
+        Command::Manpages { dir } => manpages(&dir),
     };
     if let Err(e) = result {
         // One readable line (with causes), not a backtrace.
@@ -130,6 +135,32 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     // Scripts and tests read the bound address from this line.
     println!("listening on http://{}", listener.local_addr()?);
     lamina_server::run(config, listener, shutdown).await
+}
+
+/// The top command's page and one per visible subcommand, as `man` finds them.
+fn manpages(dir: &std::path::Path) -> anyhow::Result<()> {
+    use clap::CommandFactory;
+    let top = Cli::command();
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut pages = vec![("lamina".to_owned(), top.clone())];
+    for sub in top.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = format!("lamina-{}", sub.get_name());
+        let cmd = sub
+            .clone()
+            .display_name(name.clone())
+            .bin_name(format!("lamina {}", sub.get_name()))
+            .version(env!("CARGO_PKG_VERSION"));
+        pages.push((name, cmd));
+    }
+    for (name, cmd) in pages {
+        let path = dir.join(format!("{name}.1"));
+        let mut out = Vec::new();
+        clap_mangen::Man::new(cmd)
+            .title(name.to_uppercase())
+            .render(&mut out)?;
+        std::fs::write(&path, out).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// `lamina server --check`.

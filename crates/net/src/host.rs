@@ -237,14 +237,29 @@ impl Host for LinuxHost {
         let doc = Nftables {
             objects: batch.to_vec().into(),
         };
-        nftables::helper::apply_ruleset_with_args(&doc, Some(&self.nft), &[] as &[&str]).map_err(
-            |e| match e {
-                nftables::helper::NftablesError::NftFailed { stderr, .. } => {
-                    io::Error::other(format!("nft: {}", stderr.trim()))
-                }
-                e => io::Error::other(e.to_string()),
-            },
-        )
+        let json = serde_json::to_vec(&doc).map_err(io::Error::other)?;
+        // nft runs here rather than through the crate's helper, which lets nft's stderr through
+        // to the server's instead of returning it.
+        let mut nft = std::process::Command::new(&self.nft)
+            .args(["-j", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot run {}: {e}", self.nft.display()))
+            })?;
+        // nft reads its whole input before it writes anything.
+        let written = std::io::Write::write_all(&mut nft.stdin.take().expect("piped"), &json);
+        let out = nft.wait_with_output()?;
+        if out.status.success() {
+            return written;
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        Err(io::Error::other(match stderr.trim() {
+            "" => format!("nft failed ({})", out.status),
+            e => format!("nft: {e}"),
+        }))
     }
 
     fn forward_blockers(&mut self) -> io::Result<Vec<String>> {

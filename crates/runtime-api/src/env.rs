@@ -7,13 +7,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use lamina_sandbox::cgroup::{self, Cgroup};
+use lamina_sandbox::cgroup::{self, Cgroup, PeakMeter};
 use lamina_sandbox::kernel::Kernel;
 use lamina_sandbox::rootfs::{RootPlan, Tmp};
 use lamina_sandbox::{SpawnError, Spec};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use crate::gate::Gate;
 use crate::logs::Tap;
 use crate::rapi::{self, Pending, Reply, Shared};
 use crate::runtimes;
@@ -38,6 +39,8 @@ pub struct Environment {
     next_calls: watch::Receiver<u64>,
     exit: watch::Receiver<Option<i32>>,
     cgroup: Option<Cgroup>,
+    /// Measures each invocation's peak memory (with the cgroup).
+    peak: Option<PeakMeter>,
     kernel: Arc<dyn Kernel>,
     pid: u32,
     server: JoinHandle<()>,
@@ -362,6 +365,9 @@ impl Environment {
             shared: shared.clone(),
             exit,
             cgroup: cg.clone(),
+            peak: cg
+                .as_ref()
+                .map(|cg| PeakMeter::new(cg, inner.kernel.as_ref())),
             kernel: inner.kernel.clone(),
             pid,
             // Replaced below, once the listener is ours.
@@ -448,9 +454,7 @@ impl Environment {
     }
 
     fn oom_killed(&self) -> bool {
-        self.cgroup
-            .as_ref()
-            .is_some_and(|cg| cg.oom_kills(self.kernel.as_ref()).unwrap_or(0) > 0)
+        oom_killed(self.cgroup.as_ref(), self.kernel.as_ref())
     }
 
     async fn apply_cpu_quota(&self) {
@@ -476,8 +480,8 @@ impl Environment {
     /// Runs one invocation.
     pub async fn invoke(&mut self, inv: &Invocation, timeout_s: u32) -> Ran {
         self.gate.claim(self.kernel.as_ref()).await;
-        if let Some(cg) = &self.cgroup {
-            let _ = cg.reset_peak(self.kernel.as_ref());
+        if let Some(m) = &mut self.peak {
+            let _ = m.start(self.kernel.as_ref());
         }
         let request_id = inv.request_id.clone();
         self.tap.start_capture();
@@ -505,74 +509,92 @@ impl Environment {
             cognito_identity: None,
             reply: reply_tx,
         };
-        let mut exit = self.exit.clone();
-        let mut reusable = true;
-        let mut status: Option<&str> = None;
-        let outcome = if self.tx.send(pending).await.is_err() {
-            reusable = false;
-            status = Some("error");
-            Outcome::error(failure_body(
-                "Runtime.ExitError",
-                exit_message(&request_id, 0),
-            ))
-        } else {
-            tokio::select! {
-                r = reply_rx => match r {
-                    Ok(Reply::Response { body, content_type }) => Outcome { body, content_type, function_error: false, init_failed: false, error_type: None },
-                    Ok(Reply::Error { body, error_type }) => {
-                        status = Some("error");
-                        let t = serde_json::from_slice::<serde_json::Value>(&body).ok().and_then(|v| v.get("errorType")?.as_str().map(str::to_owned)).or(Some(error_type));
-                        let mut o = Outcome::error(body);
-                        o.error_type = t;
-                        o
-                    }
-                    Ok(Reply::TooLarge) => {
-                        status = Some("error");
-                        Outcome::error(failure_body("Function.ResponseSizeTooLarge", format!("Response payload size exceeded maximum allowed payload size ({} bytes).", rapi::MAX_RESPONSE)))
-                    }
-                    Err(_) => {
+        let (outcome, reusable, status) = {
+            // Where the kernel cannot reset the peak, usage is sampled while the invocation runs.
+            let kernel = self.kernel.as_ref();
+            let peak = &mut self.peak;
+            let sampler = async {
+                match peak {
+                    Some(m) if m.wants_samples() => loop {
+                        tokio::time::sleep(PeakMeter::SAMPLE).await;
+                        m.sample(kernel);
+                    },
+                    _ => std::future::pending().await,
+                }
+            };
+            let mut sampler = std::pin::pin!(sampler);
+            let mut exit = self.exit.clone();
+            let mut reusable = true;
+            let mut status: Option<&str> = None;
+            let outcome = if self.tx.send(pending).await.is_err() {
+                reusable = false;
+                status = Some("error");
+                Outcome::error(failure_body(
+                    "Runtime.ExitError",
+                    exit_message(&request_id, 0),
+                ))
+            } else {
+                tokio::select! {
+                    () = &mut sampler => unreachable!("the sampler never ends"),
+                    r = reply_rx => match r {
+                        Ok(Reply::Response { body, content_type }) => Outcome { body, content_type, function_error: false, init_failed: false, error_type: None },
+                        Ok(Reply::Error { body, error_type }) => {
+                            status = Some("error");
+                            let t = serde_json::from_slice::<serde_json::Value>(&body).ok().and_then(|v| v.get("errorType")?.as_str().map(str::to_owned)).or(Some(error_type));
+                            let mut o = Outcome::error(body);
+                            o.error_type = t;
+                            o
+                        }
+                        Ok(Reply::TooLarge) => {
+                            status = Some("error");
+                            Outcome::error(failure_body("Function.ResponseSizeTooLarge", format!("Response payload size exceeded maximum allowed payload size ({} bytes).", rapi::MAX_RESPONSE)))
+                        }
+                        Err(_) => {
+                            reusable = false;
+                            status = Some("error");
+                            Outcome::error(failure_body("Runtime.ExitError", exit_message(&request_id, 0)))
+                        }
+                    },
+                    _ = exit.wait_for(|e| e.is_some()) => {
                         reusable = false;
                         status = Some("error");
-                        Outcome::error(failure_body("Runtime.ExitError", exit_message(&request_id, 0)))
+                        let code = (*self.exit.borrow()).unwrap_or(125);
+                        if oom_killed(self.cgroup.as_ref(), kernel) {
+                            Outcome::error(failure_body("Runtime.OutOfMemory", format!("RequestId: {request_id} Error: Runtime exited with error: signal: killed")))
+                        } else {
+                            Outcome::error(failure_body("Runtime.ExitError", exit_message(&request_id, code)))
+                        }
                     }
-                },
-                _ = exit.wait_for(|e| e.is_some()) => {
-                    reusable = false;
-                    status = Some("error");
-                    let code = (*self.exit.borrow()).unwrap_or(125);
-                    if self.oom_killed() {
-                        Outcome::error(failure_body("Runtime.OutOfMemory", format!("RequestId: {request_id} Error: Runtime exited with error: signal: killed")))
-                    } else {
-                        Outcome::error(failure_body("Runtime.ExitError", exit_message(&request_id, code)))
+                    _ = tokio::time::sleep_until(deadline.into()) => {
+                        reusable = false;
+                        status = Some("timeout");
+                        let secs = timeout_s as f64;
+                        self.tap.line(format!("{} {request_id} Task timed out after {secs:.2} seconds", time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()));
+                        Outcome::error(failure_body("Sandbox.Timedout", format!("RequestId: {request_id} Error: Task timed out after {secs:.2} seconds")))
                     }
                 }
-                _ = tokio::time::sleep_until(deadline.into()) => {
-                    reusable = false;
-                    status = Some("timeout");
-                    let secs = timeout_s as f64;
-                    self.tap.line(format!("{} {request_id} Task timed out after {secs:.2} seconds", time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()));
-                    Outcome::error(failure_body("Sandbox.Timedout", format!("RequestId: {request_id} Error: Task timed out after {secs:.2} seconds")))
+            };
+            // The invocation ends when the runtime asks for the next one.
+            if reusable {
+                let mut next = self.next_calls.clone();
+                let mut exit = self.exit.clone();
+                tokio::select! {
+                    () = &mut sampler => unreachable!("the sampler never ends"),
+                    _ = next.wait_for(|n| *n > before) => {}
+                    _ = exit.wait_for(|e| e.is_some()) => reusable = false,
+                    _ = tokio::time::sleep_until(deadline.into()) => reusable = false,
                 }
             }
+            (outcome, reusable, status)
         };
-        // The invocation ends when the runtime asks for the next one.
-        if reusable {
-            let mut next = self.next_calls.clone();
-            let mut exit = self.exit.clone();
-            tokio::select! {
-                _ = next.wait_for(|n| *n > before) => {}
-                _ = exit.wait_for(|e| e.is_some()) => reusable = false,
-                _ = tokio::time::sleep_until(deadline.into()) => reusable = false,
-            }
-        }
         let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
         let oom = self.oom_killed();
         let max_memory_mb = if oom {
             self.memory_mb as u64
         } else {
-            self.cgroup
-                .as_ref()
-                .and_then(|cg| cg.peak_bytes(self.kernel.as_ref()).ok())
+            self.peak
+                .as_mut()
+                .and_then(|m| m.finish(self.kernel.as_ref()).ok())
                 .map_or(0, |b| b.div_ceil(1024 * 1024))
         };
         self.tap.drain().await;
@@ -707,88 +729,7 @@ pub struct Paths {
     pub opt: PathBuf,
 }
 
-const RUNNING: u8 = 0;
-const IDLE: u8 = 1;
-const FREEZING: u8 = 2;
-const FROZEN: u8 = 3;
-
-/// Coordinates freezing an idle environment with taking it for an invocation.
-///
-/// Back-to-back invocations never touch the freezer: an environment is frozen only once it has
-/// been idle for a while (by the executor's sweeper), and thawed only if it was.
-#[derive(Debug)]
-pub struct Gate {
-    state: std::sync::atomic::AtomicU8,
-    idle_since_ms: std::sync::atomic::AtomicI64,
-    cgroup: Option<Cgroup>,
-}
-
-impl Gate {
-    fn new(cgroup: Option<Cgroup>) -> Self {
-        Self {
-            state: std::sync::atomic::AtomicU8::new(RUNNING),
-            idle_since_ms: std::sync::atomic::AtomicI64::new(0),
-            cgroup,
-        }
-    }
-
-    /// When the environment last became idle, epoch ms.
-    pub fn idle_since(&self) -> i64 {
-        self.idle_since_ms
-            .load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// Marks the environment idle (it is back in the pool).
-    pub fn idle(&self) {
-        self.idle_since_ms.store(
-            lamina_model::now_millis(),
-            std::sync::atomic::Ordering::Relaxed,
-        );
-        self.state.store(IDLE, std::sync::atomic::Ordering::Release);
-    }
-
-    /// Freezes the environment if it is still idle since before `cutoff_ms`. Blocking.
-    pub fn freeze_if_idle(&self, k: &dyn Kernel, cutoff_ms: i64) {
-        use std::sync::atomic::Ordering;
-        if self.idle_since_ms.load(Ordering::Relaxed) > cutoff_ms {
-            return;
-        }
-        if self
-            .state
-            .compare_exchange(IDLE, FREEZING, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
-            return;
-        }
-        if let Some(cg) = &self.cgroup
-            && let Err(e) = cg.freeze(k)
-        {
-            tracing::warn!(error = %e, "freezing an idle environment failed");
-        }
-        self.state.store(FROZEN, Ordering::Release);
-    }
-
-    /// Takes the environment for an invocation, thawing it if it was frozen.
-    async fn claim(&self, k: &dyn Kernel) {
-        use std::sync::atomic::Ordering;
-        loop {
-            match self
-                .state
-                .compare_exchange(IDLE, RUNNING, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) | Err(RUNNING) => return,
-                Err(FROZEN) => {
-                    if let Some(cg) = &self.cgroup
-                        && let Err(e) = cg.thaw(k)
-                    {
-                        tracing::warn!(error = %e, "thawing an environment failed");
-                    }
-                    self.state.store(RUNNING, Ordering::Release);
-                    return;
-                }
-                // The sweeper is freezing it right now; this lasts well under a millisecond.
-                Err(_) => tokio::task::yield_now().await,
-            }
-        }
-    }
+/// Whether the kernel's OOM killer has struck in the environment's group.
+fn oom_killed(cgroup: Option<&Cgroup>, k: &dyn Kernel) -> bool {
+    cgroup.is_some_and(|cg| cg.oom_kills(k).unwrap_or(0) > 0)
 }

@@ -7,6 +7,7 @@
 //! An environment that crashed, timed out or failed its INIT is destroyed, never reused.
 
 mod env;
+mod gate;
 mod image;
 pub mod logs;
 mod net;
@@ -27,7 +28,8 @@ use lamina_sandbox::rootfs::Bind;
 use lamina_sandbox::scratch::ScratchPool;
 use lamina_sandbox::uids::UidRange;
 
-pub use env::{Environment, Gate, Paths};
+pub use env::{Environment, Paths};
+pub use gate::Gate;
 pub use net::{NetSettings, VpcAttachment, VpcResolver};
 
 /// How long an environment stays idle before it is frozen.

@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::env::{Environment, Gate};
+use crate::env::Environment;
+use crate::gate::Gate;
 
 /// Why an invocation was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

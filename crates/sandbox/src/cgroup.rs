@@ -4,7 +4,7 @@
 //! | what            | v1                                   | v2                         |
 //! |-----------------|--------------------------------------|----------------------------|
 //! | memory limit    | `memory.limit_in_bytes`              | `memory.max` (+ `memory.swap.max = 0`) |
-//! | peak memory     | `memory.max_usage_in_bytes` (write 0 resets) | `memory.peak`      |
+//! | peak memory     | `memory.max_usage_in_bytes` (write 0 resets) | `memory.peak` ([`PeakMeter`]) |
 //! | OOM kills       | `memory.oom_control`: `oom_kill N`   | `memory.events`: `oom_kill N` |
 //! | CPU quota       | `cpu.cfs_quota_us` / `cpu.cfs_period_us` | `cpu.max` = `quota period` |
 //! | processes       | `pids.max`                           | `pids.max`                 |
@@ -16,6 +16,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::kernel::Kernel;
+
+mod peak;
+pub use peak::PeakMeter;
 
 /// The v1 controllers a sandbox uses.
 const V1_CONTROLLERS: [&str; 4] = ["memory", "cpu", "pids", "freezer"];
@@ -361,26 +364,6 @@ impl Cgroup {
         }
     }
 
-    /// Starts a new peak-memory measurement (v1; v2's `memory.peak` covers the group's life).
-    pub fn reset_peak(&self, k: &dyn Kernel) -> io::Result<()> {
-        match &self.layout {
-            Layout::V1 { .. } => k.write(&self.v1("memory").join("memory.max_usage_in_bytes"), "0"),
-            Layout::V2 { .. } => Ok(()),
-        }
-    }
-
-    /// Peak memory since the last reset, bytes.
-    pub fn peak_bytes(&self, k: &dyn Kernel) -> io::Result<u64> {
-        let file = match &self.layout {
-            Layout::V1 { .. } => self.v1("memory").join("memory.max_usage_in_bytes"),
-            Layout::V2 { .. } => self.v2().join("memory.peak"),
-        };
-        k.read(&file)?
-            .trim()
-            .parse()
-            .map_err(|_| io::Error::from(io::ErrorKind::InvalidData))
-    }
-
     /// How many processes the OOM killer has killed in this group.
     pub fn oom_kills(&self, k: &dyn Kernel) -> io::Result<u64> {
         let file = match &self.layout {
@@ -575,7 +558,6 @@ mod tests {
         k.clear();
         cg.freeze(&k).unwrap();
         cg.set_cpu(&k, None, 100_000).unwrap();
-        cg.reset_peak(&k).unwrap();
         assert_eq!(
             writes(&k),
             vec![
@@ -584,10 +566,6 @@ mod tests {
                     "FROZEN".into()
                 ),
                 ("/cg/cpu/lamina/env-1/cpu.cfs_quota_us".into(), "-1".into()),
-                (
-                    "/cg/memory/lamina/env-1/memory.max_usage_in_bytes".into(),
-                    "0".into()
-                ),
             ]
         );
         k.set_file(
@@ -747,8 +725,6 @@ mod tests {
             "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n",
         );
         assert_eq!(cg.oom_kills(&k).unwrap(), 1);
-        k.set_file("/cg/lamina/env-1/memory.peak", "52428800\n");
-        assert_eq!(cg.peak_bytes(&k).unwrap(), 52_428_800);
     }
 
     #[test]

@@ -68,6 +68,9 @@ pub trait Kernel: Send + Sync {
     fn remove_dir(&self, path: &Path) -> io::Result<()>;
     fn write(&self, path: &Path, data: &str) -> io::Result<()>;
     fn read(&self, path: &Path) -> io::Result<String>;
+    /// Opens a file for reading and writing through one descriptor (cgroup files whose state
+    /// is per open file, such as `memory.peak`).
+    fn open_rw(&self, path: &Path) -> io::Result<std::fs::File>;
     fn exists(&self, path: &Path) -> bool;
     fn unshare(&self, namespaces: Namespaces) -> io::Result<()>;
     fn mount(
@@ -142,6 +145,12 @@ impl Kernel for LinuxKernel {
     }
     fn read(&self, path: &Path) -> io::Result<String> {
         std::fs::read_to_string(path)
+    }
+    fn open_rw(&self, path: &Path) -> io::Result<std::fs::File> {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
     }
     fn exists(&self, path: &Path) -> bool {
         path.exists()
@@ -356,6 +365,9 @@ impl Kernel for RecordingKernel {
             .get(path)
             .cloned()
             .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
+    }
+    fn open_rw(&self, _: &Path) -> io::Result<std::fs::File> {
+        Err(io::Error::from(io::ErrorKind::Unsupported))
     }
     fn exists(&self, path: &Path) -> bool {
         self.files.lock().unwrap().contains_key(path)

@@ -26,6 +26,18 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     raise_descriptor_limit();
+    // Function code, layers and image trees are read by environments' own uids, whatever umask
+    // the server was started with (systemd's UMask=, a hardened login). What must stay private
+    // is kept so by the data directory's mode: 0700 when the server creates it.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+    if !config.data_dir.exists() {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&config.data_dir)
+            .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+    }
     let data_dir = config.data_dir.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(&data_dir))
         .await?

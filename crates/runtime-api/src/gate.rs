@@ -1,0 +1,91 @@
+//! The freezer gate of one environment: idle environments are frozen by the executor's sweeper
+//! and thawed by the next invocation that takes them.
+
+use lamina_sandbox::cgroup::Cgroup;
+use lamina_sandbox::kernel::Kernel;
+
+const RUNNING: u8 = 0;
+const IDLE: u8 = 1;
+const FREEZING: u8 = 2;
+const FROZEN: u8 = 3;
+
+/// Coordinates freezing an idle environment with taking it for an invocation.
+///
+/// Back-to-back invocations never touch the freezer: an environment is frozen only once it has
+/// been idle for a while (by the executor's sweeper), and thawed only if it was.
+#[derive(Debug)]
+pub struct Gate {
+    state: std::sync::atomic::AtomicU8,
+    idle_since_ms: std::sync::atomic::AtomicI64,
+    cgroup: Option<Cgroup>,
+}
+
+impl Gate {
+    pub(crate) fn new(cgroup: Option<Cgroup>) -> Self {
+        Self {
+            state: std::sync::atomic::AtomicU8::new(RUNNING),
+            idle_since_ms: std::sync::atomic::AtomicI64::new(0),
+            cgroup,
+        }
+    }
+
+    /// When the environment last became idle, epoch ms.
+    pub fn idle_since(&self) -> i64 {
+        self.idle_since_ms
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Marks the environment idle (it is back in the pool).
+    pub fn idle(&self) {
+        self.idle_since_ms.store(
+            lamina_model::now_millis(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        self.state.store(IDLE, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Freezes the environment if it is still idle since before `cutoff_ms`. Blocking.
+    pub fn freeze_if_idle(&self, k: &dyn Kernel, cutoff_ms: i64) {
+        use std::sync::atomic::Ordering;
+        if self.idle_since_ms.load(Ordering::Relaxed) > cutoff_ms {
+            return;
+        }
+        if self
+            .state
+            .compare_exchange(IDLE, FREEZING, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return;
+        }
+        if let Some(cg) = &self.cgroup
+            && let Err(e) = cg.freeze(k)
+        {
+            tracing::warn!(error = %e, "freezing an idle environment failed");
+        }
+        self.state.store(FROZEN, Ordering::Release);
+    }
+
+    /// Takes the environment for an invocation, thawing it if it was frozen.
+    pub(crate) async fn claim(&self, k: &dyn Kernel) {
+        use std::sync::atomic::Ordering;
+        loop {
+            match self
+                .state
+                .compare_exchange(IDLE, RUNNING, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) | Err(RUNNING) => return,
+                Err(FROZEN) => {
+                    if let Some(cg) = &self.cgroup
+                        && let Err(e) = cg.thaw(k)
+                    {
+                        tracing::warn!(error = %e, "thawing an environment failed");
+                    }
+                    self.state.store(RUNNING, Ordering::Release);
+                    return;
+                }
+                // The sweeper is freezing it right now; this lasts well under a millisecond.
+                Err(_) => tokio::task::yield_now().await,
+            }
+        }
+    }
+}
