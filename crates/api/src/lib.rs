@@ -1,5 +1,5 @@
 //! The AWS APIs Lamina speaks, on one port: one dispatcher picks the service of each request,
-//! and each service (`lambda`, `sns`, `apigateway`, `ecr`, `ec2`) is a module of its own with
+//! and each service (`lambda`, `sns`, `apigateway`, `ecr`, `ec2`, `logs`) is a module of its own with
 //! its own wire protocol and errors, sharing the state, the accounts and SigV4 ([`auth`],
 //! [`sigv4`]), and the query protocols' parameters and XML ([`query`], [`xml`]).
 //! Requests for functions over HTTP (function URLs, HTTP APIs) go to [`http`], by host or
@@ -15,6 +15,7 @@ pub mod ec2;
 pub mod ecr;
 pub mod http;
 pub mod lambda;
+pub mod logs;
 pub mod query;
 pub mod sigv4;
 pub mod sns;
@@ -61,6 +62,9 @@ pub struct AppState {
     pub ecr: ecr::EcrState,
     /// Asynchronous events: the queue's front door (its dispatcher runs beside).
     pub queue: Arc<lambda::queue::EventQueue>,
+    /// Set when the server begins to shut down, so that long-lived responses (live tails) end
+    /// rather than hold the shutdown for its whole grace period.
+    pub stopping: tokio::sync::watch::Sender<bool>,
     /// `$LATEST` records read by Invoke, so the hot path does not go to SQLite. Every write to a
     /// function goes through this process's handlers, which drop its entry.
     pub hot: std::sync::RwLock<
@@ -149,11 +153,13 @@ pub enum Service {
     Registry,
     /// EC2's VPC subset (the `ec2` protocol).
     Ec2,
+    /// CloudWatch Logs over function logs (JSON 1.1).
+    Logs,
 }
 
 /// Picks the service of a request: the SigV4 credential scope names it for every signed call;
 /// unsigned ones go by shape (a repository's blobs, manifests or tags under `/v2/` are the
-/// registry's; an ECR `X-Amz-Target` is ECR's; `/` is SNS's query endpoint, where its confirmation links point too; the rest of
+/// registry's; an ECR or CloudWatch Logs `X-Amz-Target` is that service's; `/` is SNS's query endpoint, where its confirmation links point too; the rest of
 /// `/v2/…` is API Gateway's; everything else is Lambda's). `Err` carries a service this server does not speak.
 pub fn service_of(parts: &axum::http::request::Parts) -> Result<Service, String> {
     let scoped = parts
@@ -168,6 +174,7 @@ pub fn service_of(parts: &axum::http::request::Parts) -> Result<Service, String>
         Some("apigateway") => Ok(Service::ApiGateway),
         Some("ecr") => Ok(Service::Ecr),
         Some("ec2") => Ok(Service::Ec2),
+        Some("logs") => Ok(Service::Logs),
         Some(other) => Err(other.to_owned()),
         None if ecr::registry::is_registry_path(parts.uri.path()) => Ok(Service::Registry),
         None if parts
@@ -177,6 +184,14 @@ pub fn service_of(parts: &axum::http::request::Parts) -> Result<Service, String>
             .is_some_and(|t| t.starts_with("AmazonEC2ContainerRegistry_V20150921.")) =>
         {
             Ok(Service::Ecr)
+        }
+        None if parts
+            .headers
+            .get("x-amz-target")
+            .and_then(|t| t.to_str().ok())
+            .is_some_and(|t| t.starts_with(logs::TARGET_PREFIX)) =>
+        {
+            Ok(Service::Logs)
         }
         None if parts.uri.path() == "/" => Ok(Service::Sns),
         None if parts.uri.path().starts_with("/v2/") => Ok(Service::ApiGateway),
@@ -213,6 +228,7 @@ pub fn router(state: Arc<AppState>) -> Router {
                     Ok(Service::Ecr) => ecr::api::serve(gateways, req).await,
                     Ok(Service::Registry) => ecr::registry::serve(gateways, req).await,
                     Ok(Service::Ec2) => ec2::serve(gateways, req).await,
+                    Ok(Service::Logs) => logs::serve(gateways, req).await,
                     Err(name) => unknown_service(&name),
                 }
             }
@@ -222,7 +238,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 
 fn unknown_service(name: &str) -> Response {
     let body = serde_json::json!({
-        "message": format!("This server does not speak the '{name}' service; it speaks lambda, sns, apigateway, ecr and ec2.")
+        "message": format!("This server does not speak the '{name}' service; it speaks lambda, sns, apigateway, ecr, ec2 and logs.")
     });
     (
         axum::http::StatusCode::BAD_REQUEST,

@@ -31,8 +31,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the server: AWS's Lambda, SNS, API Gateway, ECR and EC2 APIs on --listen, state in
-    /// --data-dir.
+    /// Run the server: AWS's Lambda, SNS, API Gateway, ECR, EC2 and CloudWatch Logs APIs on
+    /// --listen, state in --data-dir.
     Server(ServerArgs),
     /// Measure cold starts, warm invokes and throughput against a loopback echo baseline.
     Bench(bench::BenchArgs),

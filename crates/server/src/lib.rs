@@ -161,6 +161,7 @@ pub async fn run(
         url_key,
         runtimes: executor.runtimes(),
         hot: Default::default(),
+        stopping: tokio::sync::watch::channel(false).0,
         usage,
 
         prices: config.prices.clone(),
@@ -170,7 +171,7 @@ pub async fn run(
     lamina_api::sns::start_deliverer(state.clone())
         .await
         .context("cannot read the SNS outbox")?;
-    tracing::info!(%addr, data_dir = %config.data_dir.display(), verify_signatures = config.auth.verify, "lamina is serving the Lambda, SNS, API Gateway and ECR APIs");
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), verify_signatures = config.auth.verify, "lamina is serving the Lambda, SNS, API Gateway, ECR, EC2 and CloudWatch Logs APIs");
     let metrics = prometheus();
     let ex = executor.clone();
     let st = state.clone();
@@ -178,6 +179,7 @@ pub async fn run(
     let reported = Arc::new(std::sync::Mutex::new(
         std::collections::HashSet::<String>::new(),
     ));
+    let stopping = state.clone();
     let app = lamina_api::router(state).route(
         "/metrics",
         axum::routing::get(move || {
@@ -231,6 +233,7 @@ pub async fn run(
     let (fired_tx, mut fired) = tokio::sync::watch::channel(false);
     let signal = async move {
         shutdown.await;
+        stopping.stopping.send_replace(true);
         let _ = fired_tx.send(true);
     };
     let grace = config.shutdown_grace;

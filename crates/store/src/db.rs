@@ -297,6 +297,18 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX ec2_nat_gateways_owner ON ec2_nat_gateways(account, region);
     CREATE INDEX ec2_nat_gateways_vpc ON ec2_nat_gateways(vpc_id, state);",
+    // 13: CloudWatch Logs' view of function logs: events by time and by stream (every index
+    // ends in the row id, so `ORDER BY ts_ms, id` reads them in order), and a retention
+    // policy per log group, which overrides the server's default.
+    "CREATE INDEX log_events_function_time ON log_events(account, region, function, ts_ms);
+    CREATE INDEX log_events_stream_time ON log_events(account, region, function, stream, ts_ms);
+    CREATE TABLE log_retention (
+        account TEXT NOT NULL,
+        region TEXT NOT NULL,
+        function TEXT NOT NULL,
+        days INTEGER NOT NULL,
+        PRIMARY KEY (account, region, function)
+    );",
 ];
 
 /// Opens the database at `path`, in WAL mode with full durability, and migrates it.

@@ -11,6 +11,9 @@ use crate::{FunctionKey, Store, StoreError};
 /// entries.
 const ROW_OVERHEAD: i64 = 100;
 
+/// Lines deleted per transaction by the expiry sweep.
+const EXPIRE_BATCH: i64 = 5_000;
+
 /// A log line to store.
 #[derive(Debug, Clone)]
 pub struct NewLogEvent {
@@ -146,24 +149,78 @@ impl Store {
         Ok(id.unwrap_or(0))
     }
 
-    /// Deletes log lines older than `before_ms`. Returns how many went.
+    /// Deletes log lines past their retention: older than `before_ms` for groups without a
+    /// policy of their own, older than their policy's days for the others. Deletes go in
+    /// batches, each its own transaction, so the store is never held for long. Returns how
+    /// many lines went.
     pub fn expire_logs(&self, before_ms: i64) -> Result<usize, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let n = tx.execute(
-            "DELETE FROM log_events WHERE ts_ms < ?1",
-            params![before_ms],
-        )?;
-        if n > 0 {
-            tx.execute("DELETE FROM log_sizes", [])?;
-            tx.execute(
-                "INSERT INTO log_sizes SELECT account, region, function,
-                    SUM(LENGTH(CAST(message AS BLOB)) + ?1)
-                 FROM log_events GROUP BY account, region, function",
-                params![ROW_OVERHEAD],
+        let policies: Vec<(String, String, String, i64)> = {
+            let conn = self.conn();
+            let mut stmt =
+                conn.prepare_cached("SELECT account, region, function, days FROM log_retention")?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                .collect::<Result<_, _>>()?
+        };
+        let mut total = 0;
+        let now = lamina_model::now_millis();
+        for (account, region, function, days) in policies {
+            let cutoff = now - days * 86_400_000;
+            total += self.expire_batches(
+                "SELECT id FROM log_events WHERE account = ?1 AND region = ?2 AND function = ?3
+                 AND ts_ms < ?4 LIMIT ?5",
+                params![account, region, function, cutoff, EXPIRE_BATCH],
             )?;
         }
-        tx.commit()?;
-        Ok(n)
+        total += self.expire_batches(
+            "SELECT id FROM log_events e WHERE ts_ms < ?1 AND NOT EXISTS (SELECT 1 FROM log_retention r
+             WHERE r.account = e.account AND r.region = e.region AND r.function = e.function)
+             LIMIT ?2",
+            params![before_ms, EXPIRE_BATCH],
+        )?;
+        Ok(total)
+    }
+
+    /// Deletes the rows `select` names, batch after batch until none is left, keeping
+    /// `log_sizes` in step.
+    fn expire_batches(
+        &self,
+        select: &str,
+        args: impl rusqlite::Params + Clone,
+    ) -> Result<usize, StoreError> {
+        let sql = format!(
+            "DELETE FROM log_events WHERE id IN ({select})
+             RETURNING account, region, function, LENGTH(CAST(message AS BLOB)) + {ROW_OVERHEAD}"
+        );
+        let mut total = 0;
+        loop {
+            let mut conn = self.conn();
+            let tx = conn.transaction()?;
+            let mut freed: HashMap<(String, String, String), i64> = HashMap::new();
+            {
+                let mut stmt = tx.prepare_cached(&sql)?;
+                let mut rows = stmt.query(args.clone())?;
+                while let Some(r) = rows.next()? {
+                    *freed.entry((r.get(0)?, r.get(1)?, r.get(2)?)).or_default() +=
+                        r.get::<_, i64>(3)?;
+                    total += 1;
+                }
+            }
+            let done = freed.is_empty();
+            for ((account, region, function), bytes) in freed {
+                tx.execute(
+                    "UPDATE log_sizes SET bytes = bytes - ?4 WHERE account = ?1 AND region = ?2 AND function = ?3",
+                    params![account, region, function, bytes],
+                )?;
+                tx.execute(
+                    "DELETE FROM log_sizes WHERE account = ?1 AND region = ?2 AND function = ?3
+                     AND NOT EXISTS (SELECT 1 FROM log_events WHERE account = ?1 AND region = ?2 AND function = ?3)",
+                    params![account, region, function],
+                )?;
+            }
+            tx.commit()?;
+            if done {
+                return Ok(total);
+            }
+        }
     }
 }

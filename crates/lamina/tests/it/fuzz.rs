@@ -1,6 +1,7 @@
 //! Fuzzing every wire decoder of a real server: random bytes, random JSON and mutated valid
 //! requests at every route with a body (Lambda, function URLs, API Gateway), random query
-//! strings, random `Authorization` headers, random SNS and EC2 actions, and random requests to
+//! strings, random `Authorization` headers, random SNS and EC2 actions and CloudWatch Logs
+//! operations, and random requests to
 //! the HTTP gateways. Each answer must be a client error with an AWS error type (or a success), never a
 //! 500 or a dropped connection, and the server must keep serving. The zip extractor and the
 //! SigV4 parser have their own property tests in their crates.
@@ -426,6 +427,36 @@ fn every_decoder_answers_garbage_with_a_client_error() {
             })
         })
         .unwrap();
+    // CloudWatch Logs: random operations with random and plausible members (the function's
+    // group among them), as JSON objects or garbage. `StartLiveTail` is left out: a session
+    // that starts streams for hours.
+    runner()
+        .run(&logs_request(), |(op, body)| {
+            rt.block_on(async {
+                let resp = http
+                    .post(format!("{endpoint}/"))
+                    .header("x-amz-target", format!("Logs_20140328.{op}"))
+                    .header("content-type", "application/x-amz-json-1.1")
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .map_err(|e| TestCaseError::fail(format!("{op}: no answer: {e}")))?;
+                let status = resp.status().as_u16();
+                let text = resp.text().await.unwrap_or_default();
+                let body = String::from_utf8_lossy(&body);
+                prop_assert!(status < 500, "{op} {body} answered {status}: {text}");
+                let v: serde_json::Value = serde_json::from_str(&text)
+                    .map_err(|_| TestCaseError::fail(format!("{op} {body}: not JSON: {text}")))?;
+                if status >= 400 {
+                    prop_assert!(
+                        v["__type"].is_string() && v["message"].is_string(),
+                        "{op} {body}: {status} without a CloudWatch Logs error: {text}"
+                    );
+                }
+                Ok(())
+            })
+        })
+        .unwrap();
     // The gateways: random methods, paths, hosts and headers never get a 500 from a gateway
     // that has nothing to run (no URL or API by that id, no stage, no route).
     let gateway = (
@@ -657,4 +688,75 @@ fn ec2_request(ids: Vec<String>) -> impl Strategy<Value = (&'static str, Vec<(St
         .prop_map(str::to_owned),
     ];
     (actions, prop::collection::vec((keys, values), 0..8))
+}
+
+/// A CloudWatch Logs operation (and one the server does not answer) with a body: an object of
+/// real member names and garbage or plausible values, or random bytes.
+fn logs_request() -> impl Strategy<Value = (&'static str, Vec<u8>)> {
+    use serde_json::json;
+    let ops = prop::sample::select(vec![
+        "DescribeLogGroups",
+        "DescribeLogStreams",
+        "GetLogEvents",
+        "FilterLogEvents",
+        "PutRetentionPolicy",
+        "DeleteRetentionPolicy",
+        "DeleteLogGroup",
+        "PutLogEvents",
+    ]);
+    let keys = prop::sample::select(vec![
+        "logGroupName",
+        "logGroupIdentifier",
+        "logGroupIdentifiers",
+        "logGroupNamePrefix",
+        "logGroupNamePattern",
+        "logStreamName",
+        "logStreamNames",
+        "logStreamNamePrefix",
+        "filterPattern",
+        "startTime",
+        "endTime",
+        "limit",
+        "nextToken",
+        "startFromHead",
+        "descending",
+        "orderBy",
+        "retentionInDays",
+    ]);
+    let values = prop_oneof![
+        Just(json!("/aws/lambda/fz")),
+        Just(json!(
+            "arn:aws:logs:us-east-1:000000000000:log-group:/aws/lambda/fz:*"
+        )),
+        Just(json!(["/aws/lambda/fz", 1])),
+        Just(json!("{ $.a = ")),
+        Just(json!("{ ($.a[0].b >= -1e400) || $.c NOT EXISTS }")),
+        Just(json!("?\"a ?-b")),
+        Just(json!("f/9223372036854775807/-9223372036854775808")),
+        Just(json!("LastEventTime")),
+        Just(json!(null)),
+        Just(json!({"x": 1})),
+        "[ -~]{0,30}".prop_map(|s| json!(s)),
+        any::<i64>().prop_map(|n| json!(n)),
+        any::<f64>().prop_map(|f| json!(f)),
+        any::<bool>().prop_map(|b| json!(b)),
+    ];
+    (
+        ops,
+        prop::collection::vec((keys, values), 0..6),
+        any::<bool>(),
+        prop::collection::vec(any::<u8>(), 0..40),
+    )
+        .prop_map(|(op, members, garbage, bytes)| {
+            let body = if garbage {
+                bytes
+            } else {
+                let object: serde_json::Map<String, serde_json::Value> = members
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v))
+                    .collect();
+                serde_json::to_vec(&object).unwrap()
+            };
+            (op, body)
+        })
 }

@@ -21,6 +21,8 @@ mod images_pull;
 mod images_python;
 mod invoke;
 mod layers;
+mod logs_api;
+mod logs_live_tail;
 mod network;
 mod nonroot;
 mod runtime_clients;

@@ -1,0 +1,316 @@
+//! `StartLiveTail`: new lines of up to ten groups, pushed as they are stored, over an AWS event
+//! stream (`application/vnd.amazon.eventstream`).
+//!
+//! The stream opens with the `initial-response` event the JSON protocol's clients require, then
+//! `sessionStart`; a `sessionUpdate` follows every second (empty when nothing new matched), with
+//! at most 500 events (`sampled` when more matched). Lines are followed by row id, so a line
+//! stored late is still sent once. After three hours the session ends with a
+//! `SessionTimeoutException`, as CloudWatch Logs' do; it ends sooner when the client hangs up,
+//! and with a `SessionStreamingException` when the server shuts down.
+//!
+//! botocore sends this operation to `stream-<host>` (the model's host prefix): clients of a
+//! plain address turn that off (`inject_host_prefix=False`).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::response::{IntoResponse, Response};
+use lamina_store::FunctionKey;
+use serde_json::{Value, json};
+
+use super::pattern::Pattern;
+use super::{Ctx, LogsError, Result};
+use crate::{AppState, blocking};
+
+/// How long a session lasts.
+const SESSION: Duration = Duration::from_secs(3 * 3600);
+/// How often an update is sent.
+const TICK: Duration = Duration::from_secs(1);
+/// Events per update, at most.
+const MAX_RESULTS: usize = 500;
+/// Lines read per group and tick, at most (the rest are read at the next tick).
+const READ_PER_TICK: usize = 10_000;
+
+/// One AWS event-stream message: the prelude (total and header lengths, their CRC32), headers
+/// (all strings, type 7), the payload and the CRC32 of everything before it.
+pub fn frame(headers: &[(&str, &str)], payload: &[u8]) -> Bytes {
+    let mut h = Vec::new();
+    for (name, value) in headers {
+        h.push(name.len() as u8);
+        h.extend_from_slice(name.as_bytes());
+        h.push(7);
+        h.extend_from_slice(&(value.len() as u16).to_be_bytes());
+        h.extend_from_slice(value.as_bytes());
+    }
+    let total = 12 + h.len() + payload.len() + 4;
+    let mut out = Vec::with_capacity(total);
+    out.extend_from_slice(&(total as u32).to_be_bytes());
+    out.extend_from_slice(&(h.len() as u32).to_be_bytes());
+    let prelude_crc = crc32fast::hash(&out);
+    out.extend_from_slice(&prelude_crc.to_be_bytes());
+    out.extend_from_slice(&h);
+    out.extend_from_slice(payload);
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_be_bytes());
+    Bytes::from(out)
+}
+
+fn event(kind: &str, payload: &Value) -> Bytes {
+    frame(
+        &[
+            (":message-type", "event"),
+            (":event-type", kind),
+            (":content-type", "application/json"),
+        ],
+        payload.to_string().as_bytes(),
+    )
+}
+
+fn exception(kind: &str, message: &str) -> Bytes {
+    frame(
+        &[
+            (":message-type", "exception"),
+            (":exception-type", kind),
+            (":content-type", "application/json"),
+        ],
+        json!({ "message": message }).to_string().as_bytes(),
+    )
+}
+
+/// Which streams a session follows.
+#[derive(Debug, Clone)]
+enum Streams {
+    All,
+    Names(Vec<String>),
+    Prefixes(Vec<String>),
+}
+
+impl Streams {
+    fn admits(&self, stream: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::Names(n) => n.iter().any(|s| s == stream),
+            Self::Prefixes(p) => p.iter().any(|s| stream.starts_with(s.as_str())),
+        }
+    }
+}
+
+/// A group followed: as the request named it, its function, and the last row id seen.
+struct Followed {
+    identifier: String,
+    key: FunctionKey,
+    after: i64,
+}
+
+/// A session between ticks.
+struct Session {
+    state: Arc<AppState>,
+    groups: Vec<Followed>,
+    streams: Streams,
+    pattern: Pattern,
+    ends: Instant,
+    /// Turns true when the server shuts down.
+    stop: tokio::sync::watch::Receiver<bool>,
+    step: Step,
+}
+
+/// What the session sends next.
+enum Step {
+    /// The `initial-response` event, then `sessionStart` with this payload.
+    Initial(Value),
+    /// `sessionStart` with this payload.
+    Start(Value),
+    /// An update every tick.
+    Updates,
+    /// Nothing more: the session ended.
+    Done,
+}
+
+pub(super) async fn start_live_tail(ctx: &Ctx<'_>) -> Result<Response> {
+    let identifiers = ctx.strings("logGroupIdentifiers")?.unwrap_or_default();
+    if identifiers.is_empty() || identifiers.len() > 10 {
+        return Err(LogsError::invalid(
+            "1 validation error detected: Value at 'logGroupIdentifiers' failed to satisfy constraint: Member must have length between 1 and 10",
+        ));
+    }
+    let names = ctx.strings("logStreamNames")?;
+    let prefixes = ctx.strings("logStreamNamePrefixes")?;
+    let streams = match (names.clone(), prefixes.clone()) {
+        (Some(_), Some(_)) => {
+            return Err(LogsError::invalid(
+                "logStreamNames and logStreamNamePrefixes are mutually exclusive parameters.",
+            ));
+        }
+        (Some(n), None) => Streams::Names(n),
+        (None, Some(p)) => Streams::Prefixes(p),
+        (None, None) => Streams::All,
+    };
+    let filter = ctx.str("logEventFilterPattern")?.map(str::to_owned);
+    let pattern =
+        Pattern::parse(filter.as_deref().unwrap_or("")).map_err(|e| LogsError::invalid(e.0))?;
+    let mut keys = Vec::new();
+    for id in &identifiers {
+        let name = match id.strip_prefix(&ctx.group_arn("")) {
+            Some(rest) => rest.to_owned(),
+            None if id.starts_with("arn:") => return Err(LogsError::no_group()),
+            None => id.clone(),
+        };
+        let key = ctx.key_of(&name).ok_or_else(LogsError::no_group)?;
+        keys.push((id.clone(), key));
+    }
+    let store = ctx.state.store.clone();
+    let groups = blocking::<_, LogsError>(move || {
+        let start = store.last_log_id()?;
+        let mut out = Vec::new();
+        for (identifier, key) in keys {
+            if store.log_group(&key)?.is_none() {
+                return Err(LogsError::no_group());
+            }
+            out.push(Followed {
+                identifier,
+                key,
+                after: start,
+            });
+        }
+        Ok(out)
+    })
+    .await?;
+    let mut start = json!({
+        "requestId": uuid::Uuid::new_v4().to_string(),
+        "sessionId": uuid::Uuid::new_v4().to_string(),
+        "logGroupIdentifiers": identifiers,
+    });
+    if let Some(n) = names {
+        start["logStreamNames"] = json!(n);
+    }
+    if let Some(p) = prefixes {
+        start["logStreamNamePrefixes"] = json!(p);
+    }
+    if let Some(f) = filter {
+        start["logEventFilterPattern"] = json!(f);
+    }
+    let session = Session {
+        state: ctx.state.clone(),
+        groups,
+        streams,
+        pattern,
+        ends: Instant::now() + SESSION,
+        stop: ctx.state.stopping.subscribe(),
+        step: Step::Initial(start),
+    };
+    let body = Body::from_stream(futures_util::stream::unfold(session, next));
+    Ok((
+        [("content-type", "application/vnd.amazon.eventstream")],
+        body,
+    )
+        .into_response())
+}
+
+/// The session's next message, or its end.
+async fn next(mut s: Session) -> Option<(std::result::Result<Bytes, Infallible>, Session)> {
+    let out = match std::mem::replace(&mut s.step, Step::Updates) {
+        Step::Initial(start) => {
+            s.step = Step::Start(start);
+            event("initial-response", &json!({}))
+        }
+        Step::Start(payload) => event("sessionStart", &payload),
+        Step::Done => return None,
+        Step::Updates => {
+            if Instant::now() >= s.ends {
+                s.step = Step::Done;
+                exception(
+                    "SessionTimeoutException",
+                    "Session timed out after 3 hours.",
+                )
+            } else {
+                let stopping = tokio::select! {
+                    _ = tokio::time::sleep(TICK) => false,
+                    _ = s.stop.wait_for(|stopping| *stopping) => true,
+                };
+                if stopping {
+                    s.step = Step::Done;
+                    let e = exception("SessionStreamingException", "The server is shutting down.");
+                    return Some((Ok(e), s));
+                }
+                match poll(&mut s).await {
+                    Ok(update) => event("sessionUpdate", &update),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "a live tail session failed");
+                        s.step = Step::Done;
+                        exception("SessionStreamingException", "An internal error occurred.")
+                    }
+                }
+            }
+        }
+    };
+    Some((Ok(out), s))
+}
+
+/// Reads what the groups stored since the last tick and shapes one update.
+async fn poll(s: &mut Session) -> Result<Value> {
+    let store = s.state.store.clone();
+    let wanted: Vec<(FunctionKey, i64)> =
+        s.groups.iter().map(|g| (g.key.clone(), g.after)).collect();
+    let read = blocking::<_, LogsError>(move || {
+        let mut out = Vec::new();
+        for (key, after) in wanted {
+            out.push(store.logs(&key, after, READ_PER_TICK)?);
+        }
+        Ok(out)
+    })
+    .await?;
+    let mut results = Vec::new();
+    let mut matched = 0usize;
+    for (group, events) in s.groups.iter_mut().zip(read) {
+        if let Some(last) = events.last() {
+            group.after = last.id;
+        }
+        for e in events {
+            if !s.streams.admits(&e.stream) || !s.pattern.matches(&e.message) {
+                continue;
+            }
+            matched += 1;
+            if results.len() < MAX_RESULTS {
+                results.push(json!({
+                    "logStreamName": e.stream,
+                    "logGroupIdentifier": group.identifier,
+                    "message": e.message,
+                    "timestamp": e.ts_ms,
+                    "ingestionTime": e.ts_ms,
+                }));
+            }
+        }
+    }
+    Ok(json!({
+        "sessionMetadata": { "sampled": matched > MAX_RESULTS },
+        "sessionResults": results,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_have_aws_event_stream_layout() {
+        let f = frame(&[(":event-type", "x")], b"{}");
+        let total = u32::from_be_bytes(f[0..4].try_into().unwrap()) as usize;
+        let headers = u32::from_be_bytes(f[4..8].try_into().unwrap()) as usize;
+        assert_eq!(total, f.len());
+        assert_eq!(headers, 1 + 11 + 1 + 2 + 1);
+        assert_eq!(
+            u32::from_be_bytes(f[8..12].try_into().unwrap()),
+            crc32fast::hash(&f[..8])
+        );
+        assert_eq!(&f[12..13], &[11]);
+        assert_eq!(&f[13..24], b":event-type");
+        assert_eq!(f[24], 7);
+        assert_eq!(&f[total - 6..total - 4], b"{}");
+        assert_eq!(
+            u32::from_be_bytes(f[total - 4..].try_into().unwrap()),
+            crc32fast::hash(&f[..total - 4])
+        );
+    }
+}
