@@ -65,6 +65,9 @@ pub struct AppState {
     /// Set when the server begins to shut down, so that long-lived responses (live tails) end
     /// rather than hold the shutdown for its whole grace period.
     pub stopping: tokio::sync::watch::Sender<bool>,
+    /// Per-function metrics since the last flush, which the server writes into the store's
+    /// metric history.
+    pub minutes: Arc<lambda::Minutes>,
     /// `$LATEST` records read by Invoke, so the hot path does not go to SQLite. Every write to a
     /// function goes through this process's handlers, which drop its entry.
     pub hot: std::sync::RwLock<

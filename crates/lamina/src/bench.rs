@@ -48,6 +48,13 @@ pub struct BenchArgs {
     /// second server), interleaved; 0 skips them.
     #[arg(long, default_value_t = 20)]
     network: usize,
+    /// Warm invokes of a Python function printing 100 lines and of one printing none,
+    /// interleaved, for what logging costs; 0 skips logging (FilterLogEvents included).
+    #[arg(long, default_value_t = 1000)]
+    logs: usize,
+    /// Log lines stored before FilterLogEvents is measured over them.
+    #[arg(long, default_value_t = 1_000_000)]
+    log_lines: usize,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -74,7 +81,7 @@ pub fn stats(mut v: Vec<f64>) -> Stats {
     }
 }
 
-fn zip_of(files: &[(&str, &[u8], u32)]) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn zip_of(files: &[(&str, &[u8], u32)]) -> anyhow::Result<Vec<u8>> {
     let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     for (name, data, mode) in files {
         // Deflate: a debug build of this binary is too big to upload uncompressed.
@@ -350,6 +357,21 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         None
     };
 
+    let logging = if args.logs > 0 {
+        Some(
+            crate::bench_logs::run(
+                &http,
+                python.as_deref(),
+                args.logs,
+                args.log_lines,
+                args.json,
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+
     let network = if args.network > 0 {
         Some(
             crate::bench_net::run(&http, &target.base, &native_zip, args.network, args.json)
@@ -418,7 +440,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         println!(
             "{}",
             serde_json::to_string_pretty(
-                &json!({ "loopback_echo": echo, "functions": out, "throughput": tp, "async": asynchronous, "sns": sns, "http": gateways, "images": images, "network": network, "scale_out": scale })
+                &json!({ "loopback_echo": echo, "functions": out, "throughput": tp, "async": asynchronous, "sns": sns, "http": gateways, "images": images, "logging": logging, "network": network, "scale_out": scale })
             )?
         );
         return Ok(());
@@ -502,6 +524,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if let Some(i) = &images {
         crate::bench_image::print(i);
+    }
+    if let Some(l) = &logging {
+        crate::bench_logs::print(l);
     }
     if let Some(n) = &network {
         crate::bench_net::print(n);

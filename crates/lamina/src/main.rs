@@ -5,6 +5,7 @@
 mod bench;
 mod bench_http;
 mod bench_image;
+mod bench_logs;
 mod bench_net;
 mod bench_sns;
 mod native_runtime;

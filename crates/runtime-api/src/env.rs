@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::gate::Gate;
 use crate::logs::Tap;
+use crate::platform::{self, LogSettings};
 use crate::rapi::{self, Pending, Reply, Shared};
 use crate::runtimes;
 use crate::{Executor, Failure, FunctionRuntime, Invocation, Outcome};
@@ -49,6 +50,8 @@ pub struct Environment {
     init_ms: Option<f64>,
     gate: Arc<Gate>,
     memory_mb: u32,
+    /// The function's `LoggingConfig`: how START/END/REPORT are written.
+    logging: LogSettings,
     tmp_mb: u32,
     cpu_quota_us: u64,
     /// The sandbox's uid, given back to the executor's range once everything in it is dead.
@@ -376,6 +379,7 @@ impl Environment {
             init_ms: None,
             gate: Arc::new(Gate::new(cg.clone())),
             memory_mb,
+            logging: f.logging.clone(),
             tmp_mb,
             cpu_quota_us,
             uid,
@@ -485,10 +489,9 @@ impl Environment {
         }
         let request_id = inv.request_id.clone();
         self.tap.start_capture();
-        self.tap.line(format!(
-            "START RequestId: {request_id} Version: {}",
-            inv.version
-        ));
+        if let Some(line) = platform::start(&self.logging, &request_id, &inv.version) {
+            self.tap.line(line);
+        }
         let started = Instant::now();
         let deadline = started + Duration::from_secs(timeout_s as u64);
         let deadline_ms = lamina_model::now_millis() + timeout_s as i64 * 1000;
@@ -601,21 +604,20 @@ impl Environment {
         let init_ms = self.init_ms.take();
         // Billed as on Lambda since 2025-08: the invoke phase plus INIT on a cold start.
         let billed = (duration_ms + init_ms.unwrap_or(0.0)).ceil() as u64;
-        self.tap.line(format!("END RequestId: {request_id}"));
-        let mut report = format!(
-            "REPORT RequestId: {request_id}\tDuration: {duration_ms:.2} ms\tBilled Duration: {billed} ms\tMemory Size: {} MB\tMax Memory Used: {max_memory_mb} MB\t",
-            self.memory_mb
-        );
-        if let Some(i) = init_ms {
-            report.push_str(&format!("Init Duration: {i:.2} ms\t"));
+        let error_type = outcome_error_type(&outcome);
+        let report = platform::Report {
+            request_id: &request_id,
+            duration_ms,
+            billed_ms: billed,
+            memory_mb: self.memory_mb,
+            max_memory_mb,
+            init_ms,
+            status,
+            error_type: error_type.as_deref(),
+        };
+        for line in platform::end(&self.logging, &report) {
+            self.tap.line(line);
         }
-        if let Some(s) = status {
-            report.push_str(&format!("Status: {s}\t"));
-            if let Some(t) = outcome_error_type(&outcome) {
-                report.push_str(&format!("Error Type: {t}\t"));
-            }
-        }
-        self.tap.line(report);
         let tail = self.tap.take_capture();
         Ran {
             outcome,

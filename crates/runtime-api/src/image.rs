@@ -119,7 +119,10 @@ fn reserved(env: &mut BTreeMap<String, String>, f: &FunctionRuntime, stream: &st
             "AWS_LAMBDA_RUNTIME_API",
             format!("127.0.0.1:{RUNTIME_API_PORT}"),
         ),
-    ] {
+    ]
+    .into_iter()
+    .chain(f.logging.env())
+    {
         env.insert(k.to_owned(), v);
     }
 }
@@ -210,6 +213,7 @@ mod tests {
             opt_tree: None,
             packages: vec![],
             log_group: "/aws/lambda/f".into(),
+            logging: Default::default(),
             function_arn: "arn".into(),
             image: None,
             vpc: None,

@@ -11,6 +11,7 @@ mod gate;
 mod image;
 pub mod logs;
 mod net;
+mod platform;
 mod rapi;
 pub mod runtimes;
 mod scheduler;
@@ -31,6 +32,7 @@ use lamina_sandbox::uids::UidRange;
 pub use env::{Environment, Paths};
 pub use gate::Gate;
 pub use net::{NetSettings, VpcAttachment, VpcResolver};
+pub use platform::LogSettings;
 
 /// How long an environment stays idle before it is frozen.
 pub const FREEZE_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
@@ -62,6 +64,8 @@ pub struct FunctionRuntime {
     /// pins while it runs from them.
     pub packages: Vec<String>,
     pub log_group: String,
+    /// `LoggingConfig`'s format and levels.
+    pub logging: LogSettings,
     /// The unqualified ARN (the pool key).
     pub function_arn: String,
     /// For an image function: what runs in its root (`code_tree` is the image root).

@@ -26,6 +26,9 @@ pub struct Config {
     pub account_concurrency: u32,
     /// How long function logs are kept, days.
     pub log_retention_days: u32,
+    /// How often the metric history's counts are written to the store (and so the most a
+    /// kill -9 loses of them).
+    pub metrics_flush: std::time::Duration,
     /// The binary re-executed as `sandbox-init` (normally this one).
     pub init_exe: Option<PathBuf>,
     /// Prices for bills (AWS's by default).
@@ -118,6 +121,8 @@ pub struct FileConfig {
     pub account: Option<String>,
     pub account_concurrency: Option<u32>,
     pub log_retention_days: Option<u32>,
+    /// Seconds between flushes of the metric history (fractions allowed).
+    pub metrics_flush_s: Option<f64>,
     pub keep_alive_s: Option<u64>,
     pub memory_budget_mb: Option<u64>,
     pub shutdown_grace_s: Option<u64>,
@@ -275,6 +280,12 @@ impl Config {
             },
             account_concurrency: raw.account_concurrency.unwrap_or(1000),
             log_retention_days: raw.log_retention_days.unwrap_or(7),
+            metrics_flush: match raw.metrics_flush_s {
+                Some(s) if !(0.05..=300.0).contains(&s) => {
+                    return Err(invalid("metrics_flush_s", "must be from 0.05 to 300"));
+                }
+                s => std::time::Duration::from_secs_f64(s.unwrap_or(10.0)),
+            },
             keep_alive: std::time::Duration::from_secs(raw.keep_alive_s.unwrap_or(600)),
             memory_budget_mb: raw
                 .memory_budget_mb

@@ -6,6 +6,7 @@
 mod batch;
 mod config;
 mod logsink;
+mod metricsink;
 mod network;
 mod usagesink;
 
@@ -137,6 +138,9 @@ pub async fn run(
             .await?
             .context("cannot open the registry's token key")?
     };
+    let minutes = Arc::new(lamina_api::lambda::Minutes::default());
+    metricsink::start(store.clone(), minutes.clone(), config.metrics_flush);
+    let history_store = store.clone();
     let state = Arc::new(AppState {
         ecr,
         http: lamina_api::http::HttpState::new(
@@ -163,7 +167,7 @@ pub async fn run(
         hot: Default::default(),
         stopping: tokio::sync::watch::channel(false).0,
         usage,
-
+        minutes: minutes.clone(),
         prices: config.prices.clone(),
         executor: executor.clone(),
     });
@@ -250,6 +254,7 @@ pub async fn run(
         } => tracing::warn!(grace_s = grace.as_secs(), "in-flight requests did not finish within the grace period; stopping them"),
     }
     executor.shutdown().await;
+    metricsink::flush(&history_store, &minutes).await;
     tracing::info!("lamina stopped");
     Ok(())
 }

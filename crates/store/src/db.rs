@@ -309,6 +309,25 @@ const MIGRATIONS: &[&str] = &[
         days INTEGER NOT NULL,
         PRIMARY KEY (account, region, function)
     );",
+    // 14: per-function metric history: one row per function and slot, minutes (`step_s` 60)
+    // for a day, then 15-minute slots (`step_s` 900) for 15 days; `durations` is a fixed
+    // log-scale histogram (64 little-endian u32 counts), so slots merge exactly.
+    "CREATE TABLE metric_slots (
+        account TEXT NOT NULL,
+        region TEXT NOT NULL,
+        function TEXT NOT NULL,
+        step_s INTEGER NOT NULL,
+        t_ms INTEGER NOT NULL,
+        invocations INTEGER NOT NULL,
+        errors INTEGER NOT NULL,
+        throttles INTEGER NOT NULL,
+        cold_starts INTEGER NOT NULL,
+        concurrency_max INTEGER NOT NULL,
+        mb_ms INTEGER NOT NULL,
+        durations BLOB NOT NULL,
+        PRIMARY KEY (account, region, function, step_s, t_ms)
+    ) WITHOUT ROWID;
+    CREATE INDEX metric_slots_age ON metric_slots(step_s, t_ms);",
 ];
 
 /// Opens the database at `path`, in WAL mode with full durability, and migrates it.

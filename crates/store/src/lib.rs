@@ -24,6 +24,8 @@ pub mod images;
 mod layers;
 mod log_groups;
 mod logs;
+pub mod metric_hist;
+mod metrics;
 mod policies;
 mod registry;
 mod sns;
@@ -47,6 +49,8 @@ pub use images::{BlobError, ImagePlan, Images, LayerRef, Package};
 pub use layers::{LayerVersion, NewLayerVersion};
 pub use log_groups::{LogGroupRow, LogPosition, LogScan, LogStreamRow, ScanResult, StreamFilter};
 pub use logs::{LogEvent, NewLogEvent};
+pub use metric_hist::{Histogram, MetricSlot};
+pub use metrics::{MINUTE_MS, MINUTES_KEPT_MS, MetricRow, QUARTER_MS, SLOTS_KEPT_MS, SweepReport};
 pub use policies::StoredPolicy;
 pub use registry::{ImageRecord, NewImage, Repository};
 pub use sns::{

@@ -282,6 +282,8 @@ pub(crate) async fn run(
         asynchronous,
     } = call;
     let started = std::time::Instant::now();
+    // Counted in flight for the metric history from its first attempt to start.
+    let mut in_flight = None;
     // An invoke sees the function as it was read, or a clean 404: if its code went away between
     // reading and starting an environment (a concurrent update or delete), it reads again once.
     let mut fresh = false;
@@ -297,6 +299,7 @@ pub(crate) async fn run(
             client_context: client_context.clone(),
             asynchronous,
         };
+        in_flight.get_or_insert_with(|| state.minutes.start(key));
         match state.executor.invoke(&function, invocation).await {
             Err(Failure::Gone) if !fresh => {
                 state
@@ -341,6 +344,9 @@ pub(crate) async fn run(
                 .increment(1);
         }
         Err(_) => {}
+    }
+    if let Some(f) = in_flight {
+        f.finish(super::minutes::sample_of(&result, usage.as_ref()));
     }
     Ok(Ran { rec, result, usage })
 }
@@ -433,6 +439,17 @@ async fn runtime_of(
             .log_group
             .clone()
             .unwrap_or_else(|| format!("/aws/lambda/{}", key.name)),
+        logging: lamina_runtime_api::LogSettings {
+            json: spec.log_format == lamina_model::LogFormat::Json,
+            application_level: spec
+                .application_log_level
+                .clone()
+                .unwrap_or_else(|| "INFO".into()),
+            system_level: spec
+                .system_log_level
+                .clone()
+                .unwrap_or_else(|| "INFO".into()),
+        },
         function_arn: arn(key, None),
         image: spec.image_run().map(|l| lamina_runtime_api::ImageRun {
             argv: l.argv,

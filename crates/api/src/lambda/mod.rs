@@ -15,10 +15,12 @@ mod error;
 mod event_config;
 pub mod from_service;
 mod functions;
+mod history;
 mod image;
 mod invoke;
 mod layers;
 mod logs;
+mod minutes;
 mod policy;
 pub mod queue;
 mod tags;
@@ -43,6 +45,7 @@ pub(crate) use crate::auth::{AuthError, AuthFailure};
 pub(crate) use crate::{AppState, Caller, query, sigv4};
 pub use error::{ApiError, ApiResult};
 pub use invoke::MAX_SYNC_PAYLOAD;
+pub use minutes::Minutes;
 pub use vpc::vpc_access_of;
 
 /// Runs store work off the async threads.
@@ -181,6 +184,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/_lamina/logs/{name}", get(logs::get))
         .route("/_lamina/bill", get(bill::get))
+        .route("/_lamina/metrics/history", get(history::summary))
+        .route("/_lamina/metrics/history/{name}", get(history::function))
         .route("/2018-10-31/layers", get(layers::list_or_find))
         .route("/2018-10-31/layers/", get(layers::list_or_find))
         .route(

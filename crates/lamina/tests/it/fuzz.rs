@@ -287,6 +287,8 @@ fn every_decoder_answers_garbage_with_a_client_error() {
                     "/2018-10-31/layers",
                     "/_lamina/logs/fz",
                     "/_lamina/bill",
+                    "/_lamina/metrics/history",
+                    "/_lamina/metrics/history/fz",
                     "/2021-10-31/functions/fz/urls",
                     "/v2/apis",
                     "/v2/apis/API/routes",

@@ -35,6 +35,19 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// Shuts the server down completely and keeps its data directory, for a restart.
+    pub fn stop_keeping_data(mut self) -> tempfile::TempDir {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
+    }
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
@@ -56,7 +69,11 @@ impl TestApp {
     /// namespace; with `netns`, the server's threads (and so its sandboxes' network layer) run
     /// in that network namespace, while its API stays reachable here.
     pub fn start(extra_toml: &str, netns: Option<PathBuf>) -> TestApp {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(tempfile::tempdir().unwrap(), extra_toml, netns)
+    }
+
+    /// Starts a server on the data directory `dir` (a fresh one, or one a stopped server kept).
+    pub fn start_in(dir: tempfile::TempDir, extra_toml: &str, netns: Option<PathBuf>) -> TestApp {
         let raw: FileConfig = toml::from_str(extra_toml).expect("test configuration parses");
         let config = Config::from_parts(
             raw,

@@ -1,11 +1,14 @@
 """Lamina's Python runtime client: polls the Lambda Runtime API and calls the handler.
 
 Runs as /var/runtime/bootstrap.py under the host's python3. Handler `module.function`, resolved
-from /var/task (and /opt/python for layers); the context object matches AWS's.
+from /var/task (and /opt/python for layers); the context object matches AWS's. `logging` records
+are written as AWS's runtime writes them: `[LEVEL]\ttime\trequest id\tmessage` in Text format,
+one JSON object per record in JSON format (AWS_LAMBDA_LOG_FORMAT), at AWS_LAMBDA_LOG_LEVEL.
 """
 import http.client
 import importlib
 import json
+import logging
 import os
 import sys
 import time
@@ -13,6 +16,55 @@ import traceback
 
 API = os.environ["AWS_LAMBDA_RUNTIME_API"]
 PREFIX = "/2018-06-01/runtime"
+JSON_LOGS = os.environ.get("AWS_LAMBDA_LOG_FORMAT", "").upper() == "JSON"
+LEVELS = {"TRACE": 5, "DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARN": logging.WARNING,
+          "ERROR": logging.ERROR, "FATAL": logging.CRITICAL}
+request_id = None
+
+
+def _time(created, ms=False):
+    t = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
+    return f"{t}.{int(created % 1 * 1000):03d}Z" if ms else t + "Z"
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record):
+        out = {"timestamp": _time(record.created), "level": record.levelname,
+               "message": record.getMessage(), "logger": record.name}
+        if request_id:
+            out["requestId"] = request_id
+        if record.exc_info and record.exc_info[1] is not None:
+            e = record.exc_info[1]
+            out.update(errorType=type(e).__name__, errorMessage=str(e),
+                       stackTrace=traceback.format_list(traceback.extract_tb(e.__traceback__)))
+        return json.dumps(out, default=str)
+
+
+class _TextFormatter(logging.Formatter):
+    def format(self, record):
+        line = f"[{record.levelname}]\t{_time(record.created, True)}\t{request_id or ''}\t{record.getMessage()}"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def setup_logging():
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(_JsonFormatter() if JSON_LOGS else _TextFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    if JSON_LOGS:
+        logging.addLevelName(5, "TRACE")
+        root.setLevel(LEVELS.get(os.environ.get("AWS_LAMBDA_LOG_LEVEL", "INFO").upper(), logging.INFO))
+
+
+def log_error(err):
+    """The line an unhandled error leaves in the log."""
+    if JSON_LOGS:
+        line = json.dumps({"timestamp": _time(time.time()), "level": "ERROR", "requestId": request_id or "", **err})
+    else:
+        line = f"[ERROR] {err['errorType']}: {err['errorMessage']}"
+    print(line, file=sys.stderr, flush=True)
 
 
 class Conn:
@@ -101,11 +153,13 @@ def load_handler(conn):
 
 
 def main():
+    global request_id
+    setup_logging()
     conn = Conn()
     handler, init_error = load_handler(conn)
     sys.stdout.flush()
     if init_error:
-        print(f"[ERROR] {init_error['errorType']}: {init_error['errorMessage']}", file=sys.stderr, flush=True)
+        log_error(init_error)
         post_error(conn, "/init/error", init_error, init_error["errorType"])
         sys.exit(1)
     while True:
@@ -121,7 +175,7 @@ def main():
             out = json.dumps(result).encode()
         except Exception as e:  # noqa: BLE001 - reported to the caller as Lambda does
             err = error_body(e, request_id)
-            print(f"[ERROR] {err['errorType']}: {err['errorMessage']}", file=sys.stderr)
+            log_error(err)
             sys.stdout.flush()
             sys.stderr.flush()
             post_error(conn, f"/invocation/{request_id}/error", err, "Unhandled")

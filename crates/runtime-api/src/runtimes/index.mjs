@@ -1,10 +1,29 @@
 // Lamina's Node.js runtime client: polls the Lambda Runtime API and calls the handler.
 // Runs as /var/runtime/index.mjs under the host's node. Handler `[dir/]file.export[.nested]`,
 // CommonJS or ES modules, async or callback handlers; the context object matches AWS's.
+// `console` writes as AWS's runtime does: `time\trequest id\tLEVEL\tmessage` in Text format, one
+// JSON object per call in JSON format (AWS_LAMBDA_LOG_FORMAT), at AWS_LAMBDA_LOG_LEVEL.
 import http from "node:http";
 import path from "node:path";
 import fs from "node:fs";
+import util from "node:util";
 import { pathToFileURL } from "node:url";
+
+const JSON_LOGS = (process.env.AWS_LAMBDA_LOG_FORMAT || "").toUpperCase() === "JSON";
+const ORDER = { TRACE: 0, DEBUG: 1, INFO: 2, WARN: 3, ERROR: 4, FATAL: 5 };
+const MIN_LEVEL = JSON_LOGS ? ORDER[(process.env.AWS_LAMBDA_LOG_LEVEL || "INFO").toUpperCase()] ?? ORDER.INFO : 0;
+let requestId;
+for (const [name, level] of [["trace", "TRACE"], ["debug", "DEBUG"], ["info", "INFO"], ["log", "INFO"], ["warn", "WARN"], ["error", "ERROR"]]) {
+  const write = console[name === "trace" ? "log" : name].bind(console);
+  console[name] = (...args) => {
+    if (ORDER[level] < MIN_LEVEL) return;
+    const timestamp = new Date().toISOString();
+    const message = util.format(...args);
+    write(JSON_LOGS
+      ? JSON.stringify(requestId ? { timestamp, level, requestId, message } : { timestamp, level, message })
+      : `${timestamp}\t${requestId ?? "undefined"}\t${level}\t${message}`);
+  };
+}
 
 const [host, port] = process.env.AWS_LAMBDA_RUNTIME_API.split(":");
 const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
@@ -130,6 +149,7 @@ async function main() {
   for (;;) {
     const next = await request("GET", "/invocation/next");
     const id = next.headers["lambda-runtime-aws-request-id"];
+    requestId = id;
     if (next.headers["lambda-runtime-trace-id"]) process.env._X_AMZN_TRACE_ID = next.headers["lambda-runtime-trace-id"];
     let result;
     try {

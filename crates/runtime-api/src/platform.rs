@@ -1,0 +1,186 @@
+//! The platform's own log records around each invocation, in the function's `LogFormat`:
+//! `START`/`END`/`REPORT` lines in `Text`, `platform.start` and `platform.report` records in
+//! `JSON`, which `SystemLogLevel` filters (both are `INFO` records: `WARN` hides them).
+
+use serde_json::json;
+
+/// A function's `LoggingConfig`, as its environments apply it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSettings {
+    /// `LogFormat: JSON`.
+    pub json: bool,
+    /// `ApplicationLogLevel` (JSON only; `INFO` by default): given to the runtime.
+    pub application_level: String,
+    /// `SystemLogLevel` (JSON only; `INFO` by default): which platform records are written.
+    pub system_level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            json: false,
+            application_level: "INFO".into(),
+            system_level: "INFO".into(),
+        }
+    }
+}
+
+impl LogSettings {
+    /// The variables runtimes read their log format and level from (the level in JSON only, as
+    /// only JSON has one).
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        let format = if self.json { "JSON" } else { "Text" };
+        let mut vars = vec![("AWS_LAMBDA_LOG_FORMAT", format.to_owned())];
+        if self.json {
+            vars.push(("AWS_LAMBDA_LOG_LEVEL", self.application_level.clone()));
+        }
+        vars
+    }
+
+    /// Whether `INFO` platform records are written.
+    fn info(&self) -> bool {
+        !self.json || matches!(self.system_level.as_str(), "DEBUG" | "INFO")
+    }
+}
+
+/// What a REPORT says of one invocation.
+#[derive(Debug)]
+pub struct Report<'a> {
+    pub request_id: &'a str,
+    pub duration_ms: f64,
+    pub billed_ms: u64,
+    pub memory_mb: u32,
+    pub max_memory_mb: u64,
+    pub init_ms: Option<f64>,
+    /// `None` when the invocation succeeded; `error` or `timeout` otherwise.
+    pub status: Option<&'a str>,
+    pub error_type: Option<&'a str>,
+}
+
+fn now() -> String {
+    let t = time::OffsetDateTime::now_utc();
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        t.month() as u8,
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
+}
+
+/// The record that opens an invocation, if the settings keep it.
+pub fn start(s: &LogSettings, request_id: &str, version: &str) -> Option<String> {
+    if !s.info() {
+        return None;
+    }
+    Some(if s.json {
+        json!({
+            "time": now(),
+            "type": "platform.start",
+            "record": { "requestId": request_id, "version": version },
+        })
+        .to_string()
+    } else {
+        format!("START RequestId: {request_id} Version: {version}")
+    })
+}
+
+/// The records that close an invocation (`END` and `REPORT`, or `platform.report`).
+pub fn end(s: &LogSettings, r: &Report<'_>) -> Vec<String> {
+    if !s.info() {
+        return Vec::new();
+    }
+    if s.json {
+        let mut metrics = json!({
+            "durationMs": (r.duration_ms * 1000.0).round() / 1000.0,
+            "billedDurationMs": r.billed_ms,
+            "memorySizeMB": r.memory_mb,
+            "maxMemoryUsedMB": r.max_memory_mb,
+        });
+        if let Some(i) = r.init_ms {
+            metrics["initDurationMs"] = json!((i * 1000.0).round() / 1000.0);
+        }
+        let mut record = json!({
+            "requestId": r.request_id,
+            "status": r.status.unwrap_or("success"),
+            "metrics": metrics,
+        });
+        if let Some(t) = r.error_type.filter(|_| r.status.is_some()) {
+            record["errorType"] = json!(t);
+        }
+        return vec![
+            json!({ "time": now(), "type": "platform.report", "record": record }).to_string(),
+        ];
+    }
+    let mut report = format!(
+        "REPORT RequestId: {}\tDuration: {:.2} ms\tBilled Duration: {} ms\tMemory Size: {} MB\tMax Memory Used: {} MB\t",
+        r.request_id, r.duration_ms, r.billed_ms, r.memory_mb, r.max_memory_mb
+    );
+    if let Some(i) = r.init_ms {
+        report.push_str(&format!("Init Duration: {i:.2} ms\t"));
+    }
+    if let Some(s) = r.status {
+        report.push_str(&format!("Status: {s}\t"));
+        if let Some(t) = r.error_type {
+            report.push_str(&format!("Error Type: {t}\t"));
+        }
+    }
+    vec![format!("END RequestId: {}", r.request_id), report]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(status: Option<&'static str>) -> Report<'static> {
+        Report {
+            request_id: "r-1",
+            duration_ms: 3.01234,
+            billed_ms: 4,
+            memory_mb: 128,
+            max_memory_mb: 36,
+            init_ms: Some(110.1),
+            status,
+            error_type: status.map(|_| "Runtime.ExitError"),
+        }
+    }
+
+    #[test]
+    fn text_keeps_lambdas_lines() {
+        let s = LogSettings::default();
+        assert_eq!(
+            start(&s, "r-1", "$LATEST").unwrap(),
+            "START RequestId: r-1 Version: $LATEST"
+        );
+        let lines = end(&s, &report(None));
+        assert_eq!(lines[0], "END RequestId: r-1");
+        assert_eq!(
+            lines[1],
+            "REPORT RequestId: r-1\tDuration: 3.01 ms\tBilled Duration: 4 ms\tMemory Size: 128 MB\tMax Memory Used: 36 MB\tInit Duration: 110.10 ms\t"
+        );
+    }
+
+    #[test]
+    fn json_writes_platform_records_that_system_log_level_filters() {
+        let mut s = LogSettings {
+            json: true,
+            ..LogSettings::default()
+        };
+        let v: serde_json::Value = serde_json::from_str(&start(&s, "r-1", "3").unwrap()).unwrap();
+        assert_eq!(v["type"], "platform.start");
+        assert_eq!(v["record"]["version"], "3");
+        let lines = end(&s, &report(Some("timeout")));
+        assert_eq!(lines.len(), 1);
+        let v: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+        assert_eq!(v["type"], "platform.report");
+        assert_eq!(v["record"]["status"], "timeout");
+        assert_eq!(v["record"]["metrics"]["maxMemoryUsedMB"], 36);
+        assert_eq!(v["record"]["metrics"]["initDurationMs"], 110.1);
+        assert!(v["time"].as_str().unwrap().ends_with('Z'));
+        s.system_level = "WARN".into();
+        assert!(start(&s, "r-1", "3").is_none() && end(&s, &report(None)).is_empty());
+    }
+}
