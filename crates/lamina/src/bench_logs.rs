@@ -34,13 +34,18 @@ pub async fn run(
         http: http.clone(),
         base: format!("http://{addr}"),
     };
-    let overhead = match python {
-        Some(python) => Some(overhead(&target, python, warm, json_out).await?),
-        None => None,
-    };
-    let filter = filter(&target, json_out).await?;
+    let measured = async {
+        let overhead = match python {
+            Some(python) => Some(overhead(&target, python, warm, json_out).await?),
+            None => None,
+        };
+        anyhow::Ok((overhead, filter(&target, json_out).await?))
+    }
+    .await;
+    // Stopped whatever happened, so that its sandboxes and cgroups go with it.
     let _ = stop.send(());
     let _ = server.await;
+    let (overhead, filter) = measured?;
     Ok(json!({ "print_100_lines": overhead, "filter": filter, "stored_lines": lines }))
 }
 
