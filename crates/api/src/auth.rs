@@ -4,7 +4,8 @@
 //! checks the signature when verification is on and names the [`Caller`]; failures come back
 //! typed ([`AuthError`]) for the service to word in its own protocol. With verification off, any
 //! access key is accepted: known keys map to their account, unknown keys and unsigned requests
-//! to the default account.
+//! to the default account. The web console's requests carry no signature but a session
+//! ([`crate::console::session`]), which stands for the access key that signed in.
 
 use std::collections::HashMap;
 
@@ -36,6 +37,8 @@ pub struct AuthConfig {
     pub default_region: Region,
     /// Allowed clock skew, seconds.
     pub max_skew_s: i64,
+    /// The web console's signed-in sessions.
+    pub sessions: std::sync::Arc<crate::console::Sessions>,
 }
 
 /// The account and region a request acts in.
@@ -111,6 +114,22 @@ pub fn identify(
         .get("authorization")
         .and_then(|v| v.to_str().ok());
     let Some(header) = header else {
+        if let Some(token) = crate::console::Sessions::token_of(parts) {
+            return match auth.sessions.get(token) {
+                Some(s) => Ok(Caller {
+                    account: s.account,
+                    region: s.region,
+                }),
+                None if auth.verify => Err(denied(
+                    AuthFailure::MissingToken,
+                    "The console session has ended; sign in again.",
+                )),
+                None => Ok(Caller {
+                    account: auth.default_account.clone(),
+                    region: auth.default_region.clone(),
+                }),
+            };
+        }
         if auth.verify {
             return Err(denied(
                 AuthFailure::MissingToken,

@@ -3,7 +3,8 @@
 //! its own wire protocol and errors, sharing the state, the accounts and SigV4 ([`auth`],
 //! [`sigv4`]), and the query protocols' parameters and XML ([`query`], [`xml`]).
 //! Requests for functions over HTTP (function URLs, HTTP APIs) go to [`http`], by host or
-//! path-style prefix, before any service is picked.
+//! path-style prefix, before any service is picked. The web console ([`console`]) is served
+//! beside them at `/console`.
 //!
 //! Nothing else in the workspace knows about HTTP.
 
@@ -11,8 +12,10 @@
 
 pub mod apigw;
 pub mod auth;
+pub mod console;
 pub mod ec2;
 pub mod ecr;
+pub mod eventstream;
 pub mod http;
 pub mod lambda;
 pub mod logs;
@@ -33,6 +36,11 @@ use lamina_store::{FunctionKey, Store};
 use tower::ServiceExt;
 
 pub use auth::{AccessKey, AuthConfig, Caller};
+
+/// The policy on responses of functions reached at path-style addresses (`/_aws/…`): pages
+/// work (scripts, forms, popups, downloads) but in an opaque origin of their own.
+const PATH_STYLE_SANDBOX: &str =
+    "sandbox allow-scripts allow-forms allow-popups allow-modals allow-downloads";
 
 /// Everything the handlers share.
 pub struct AppState {
@@ -208,19 +216,32 @@ pub fn router(state: Arc<AppState>) -> Router {
     let sns = sns::router(state.clone());
     let apigw = apigw::router(state.clone());
     let gateways = state.clone();
+    let console = console::router(state.clone(), lambda.clone());
     Router::new()
         .route(
             "/_lamina/sns/{file}",
             axum::routing::get(sns::certificate).with_state(state),
         )
+        .merge(console)
         .fallback(move |req: Request| {
             let (lambda, sns, apigw) = (lambda.clone(), sns.clone(), apigw.clone());
             let gateways = gateways.clone();
             async move {
                 let (parts, body) = req.into_parts();
                 if let Some(target) = http::target_of(&parts) {
+                    let path_style = parts.uri.path().starts_with("/_aws/");
                     let req = Request::from_parts(parts, body);
-                    return http::serve(gateways, target, req).await;
+                    let mut resp = http::serve(gateways, target, req).await;
+                    if path_style {
+                        // A function's page at a path-style address shares the console's
+                        // origin: the sandbox gives it an origin of its own, so its scripts
+                        // cannot use a signed-in console's session.
+                        resp.headers_mut().append(
+                            "content-security-policy",
+                            HeaderValue::from_static(PATH_STYLE_SANDBOX),
+                        );
+                    }
+                    return resp;
                 }
                 let service = service_of(&parts);
                 let req = Request::from_parts(parts, body);

@@ -1,8 +1,8 @@
-//! An HTTP client for the Lambda and SNS APIs: builds requests, signs them with SigV4 when
-//! credentials are in the environment, and turns error responses (Lambda's JSON, SNS's XML) into
-//! readable errors.
+//! An HTTP client for the Lambda, SNS, API Gateway, ECR and CloudWatch Logs APIs: builds
+//! requests, signs them with SigV4 (for each service's scope) when credentials are in the
+//! environment, and turns error responses (JSON, or SNS's XML) into readable errors.
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, anyhow};
 use bytes::Bytes;
 use futures_util::Stream;
 use lamina_api::sigv4::{self, SignedRequest};
@@ -89,8 +89,7 @@ impl Client {
         body: Vec<u8>,
         headers: &[(&str, String)],
     ) -> anyhow::Result<Reply> {
-        let stream =
-            futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from(body.clone()))]);
+        let stream = once(&body);
         self.send_full(method, path, query, body, stream, headers, "lambda")
             .await
     }
@@ -120,8 +119,7 @@ impl Client {
         body: Option<serde_json::Value>,
     ) -> anyhow::Result<serde_json::Value> {
         let body = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
-        let stream =
-            futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from(body.clone()))]);
+        let stream = once(&body);
         self.send_full(method, path, query, body, stream, &[], "apigateway")
             .await?
             .json()
@@ -134,8 +132,7 @@ impl Client {
         input: serde_json::Value,
     ) -> anyhow::Result<serde_json::Value> {
         let body = input.to_string().into_bytes();
-        let stream =
-            futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from(body.clone()))]);
+        let stream = once(&body);
         let headers = [
             ("content-type", "application/x-amz-json-1.1".to_owned()),
             (
@@ -162,8 +159,7 @@ impl Client {
             form.append_pair(k, v);
         }
         let body = form.finish().into_bytes();
-        let stream =
-            futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from(body.clone()))]);
+        let stream = once(&body);
         let reply = self
             .send_full(
                 Method::POST,
@@ -181,6 +177,32 @@ impl Client {
         Ok(Xml(reply.body))
     }
 
+    /// Calls a CloudWatch Logs action (JSON 1.1, signed for `logs`) and returns its JSON answer.
+    pub async fn logs(
+        &self,
+        action: &str,
+        input: &serde_json::Value,
+    ) -> anyhow::Result<serde_json::Value> {
+        let (body, headers) = logs_request(action, input);
+        let stream = once(&body);
+        self.send_full(Method::POST, "/", "", body, stream, &headers, "logs")
+            .await?
+            .json()
+    }
+
+    /// Calls a CloudWatch Logs action whose answer streams (`StartLiveTail`): the response, its
+    /// status checked, with the body still to read.
+    pub async fn logs_stream(
+        &self,
+        action: &str,
+        input: &serde_json::Value,
+    ) -> anyhow::Result<reqwest::Response> {
+        let (body, headers) = logs_request(action, input);
+        let stream = once(&body);
+        self.request(Method::POST, "/", "", body, stream, &headers, "logs")
+            .await
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn send_full<S>(
         &self,
@@ -192,6 +214,38 @@ impl Client {
         extra: &[(&str, String)],
         service: &str,
     ) -> anyhow::Result<Reply>
+    where
+        S: Stream<Item = Result<Bytes, std::io::Error>> + Send + Sync + 'static,
+    {
+        let resp = self
+            .request(method, path, query, body, stream, extra, service)
+            .await?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp
+            .bytes()
+            .await
+            .context("the server closed the connection early")?;
+        Ok(Reply {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// Sends a signed request; an error status becomes an error (with the body read), a success
+    /// is returned with its body unread.
+    #[allow(clippy::too_many_arguments)]
+    async fn request<S>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &str,
+        body: Vec<u8>,
+        stream: S,
+        extra: &[(&str, String)],
+        service: &str,
+    ) -> anyhow::Result<reqwest::Response>
     where
         S: Stream<Item = Result<Bytes, std::io::Error>> + Send + Sync + 'static,
     {
@@ -250,58 +304,77 @@ impl Client {
                 )
             })?;
         let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
         let error_type = resp
             .headers()
             .get("x-amzn-errortype")
             .and_then(|v| v.to_str().ok())
             .map(|s| s.split(':').next().unwrap_or(s).to_owned());
-        let headers = resp.headers().clone();
         let body = resp
             .bytes()
             .await
             .context("the server closed the connection early")?;
-        if status.is_success() {
-            return Ok(Reply {
-                status,
-                headers,
-                body,
-            });
-        }
-        if service == "sns" {
-            let xml = Xml(body);
-            let code = xml.first("Code").unwrap_or_else(|| status.to_string());
-            let message = xml.first("Message").unwrap_or_default();
-            return Err(anyhow!(ApiFailure {
-                status,
-                error_type: code,
-                message
-            }));
-        }
-        let message = serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| {
-                v.get("message")
-                    .or_else(|| v.get("Message"))
-                    .and_then(|m| m.as_str())
-                    .map(str::to_owned)
-            })
-            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
-        // JSON 1.1 services (ECR) name the error in the body.
-        let error_type = error_type.or_else(|| {
-            serde_json::from_slice::<serde_json::Value>(&body)
-                .ok()?
-                .get("__type")?
-                .as_str()
-                .map(str::to_owned)
+        Err(failure(status, error_type, &body, service))
+    }
+}
+
+/// The body and the headers of a CloudWatch Logs (JSON 1.1) request.
+fn logs_request(action: &str, input: &serde_json::Value) -> (Vec<u8>, [(&'static str, String); 2]) {
+    let headers = [
+        ("content-type", "application/x-amz-json-1.1".to_owned()),
+        ("x-amz-target", format!("Logs_20140328.{action}")),
+    ];
+    (input.to_string().into_bytes(), headers)
+}
+
+/// An in-memory body as the one-chunk stream requests send.
+fn once(body: &[u8]) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + Sync + 'static {
+    futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::copy_from_slice(body))])
+}
+
+/// The error an error response stands for: SNS's XML, or Lambda's and the JSON 1.1 services'
+/// JSON (`message` or `Message`, the type in `x-amzn-ErrorType` or `__type`).
+fn failure(
+    status: StatusCode,
+    error_type: Option<String>,
+    body: &[u8],
+    service: &str,
+) -> anyhow::Error {
+    if service == "sns" {
+        let xml = Xml(Bytes::copy_from_slice(body));
+        let code = xml.first("Code").unwrap_or_else(|| status.to_string());
+        let message = xml.first("Message").unwrap_or_default();
+        return anyhow!(ApiFailure {
+            status,
+            error_type: code,
+            message
         });
-        match error_type {
-            Some(t) => Err(anyhow!(ApiFailure {
-                status,
-                error_type: t,
-                message
-            })),
-            None => bail!("the server answered {status}: {message}"),
-        }
+    }
+    let json = serde_json::from_slice::<serde_json::Value>(body).ok();
+    let message = json
+        .as_ref()
+        .and_then(|v| {
+            v.get("message")
+                .or_else(|| v.get("Message"))
+                .and_then(|m| m.as_str())
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
+    // JSON 1.1 services (ECR, CloudWatch Logs) name the error in the body.
+    let error_type = error_type.or_else(|| {
+        let t = json.as_ref()?.get("__type")?.as_str()?;
+        // Some services prefix the type with a namespace (`com.amazonaws...#Type`).
+        Some(t.rsplit('#').next().unwrap_or(t).to_owned())
+    });
+    match error_type {
+        Some(t) => anyhow!(ApiFailure {
+            status,
+            error_type: t,
+            message
+        }),
+        None => anyhow!("the server answered {status}: {message}"),
     }
 }
 

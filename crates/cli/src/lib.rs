@@ -56,11 +56,12 @@ pub enum Command {
         #[arg(long = "async")]
         r#async: bool,
     },
-    /// Print a function's recent log lines.
+    /// Print a function's last 100 log lines of the past week (CloudWatch Logs' group
+    /// /aws/lambda/NAME); --json prints each as an object.
     Logs {
         /// Function name or ARN.
         name: String,
-        /// Keep printing new lines as they arrive.
+        /// Keep printing new lines as they arrive (a live tail), until Ctrl-C.
         #[arg(long, short)]
         follow: bool,
     },
@@ -76,7 +77,8 @@ pub enum Command {
         #[arg(long)]
         csv: bool,
     },
-    /// A live view of functions: concurrency, rates, cold starts, p50/p99.
+    /// A live view of your functions over the last hour: invocations, errors, throttles, cold
+    /// starts, p50/p99, peak concurrency, GB-seconds, and invocations in flight now.
     Top {
         /// Seconds between refreshes.
         #[arg(long, default_value_t = 1.0)]

@@ -277,6 +277,7 @@ impl Config {
                 default_account: account,
                 default_region: region,
                 max_skew_s: raw.auth.max_skew_s.unwrap_or(15 * 60),
+                sessions: Default::default(),
             },
             account_concurrency: raw.account_concurrency.unwrap_or(1000),
             log_retention_days: raw.log_retention_days.unwrap_or(7),

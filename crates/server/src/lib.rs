@@ -175,7 +175,7 @@ pub async fn run(
     lamina_api::sns::start_deliverer(state.clone())
         .await
         .context("cannot read the SNS outbox")?;
-    tracing::info!(%addr, data_dir = %config.data_dir.display(), verify_signatures = config.auth.verify, "lamina is serving the Lambda, SNS, API Gateway, ECR, EC2 and CloudWatch Logs APIs");
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), verify_signatures = config.auth.verify, console = %format!("http://{addr}/console"), "lamina is serving the Lambda, SNS, API Gateway, ECR, EC2 and CloudWatch Logs APIs, and the web console");
     let metrics = prometheus();
     let ex = executor.clone();
     let st = state.clone();

@@ -167,7 +167,8 @@ pub async fn function(
     })))
 }
 
-/// Totals per function of the caller's account and region over the window.
+/// Totals per function of the caller's account and region over the window, with the
+/// invocations in flight now (`concurrency_now`, which the flushed history cannot know).
 pub async fn summary(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
@@ -182,14 +183,29 @@ pub async fn summary(
     let (account, region) = (caller.account.to_string(), caller.region.to_string());
     let totals =
         blocking(move || Ok(store.metric_totals(&account, &region, w.start, w.end)?)).await?;
-    let functions: Vec<Value> = totals
+    let now = state
+        .minutes
+        .in_flight(caller.account.as_str(), caller.region.as_str());
+    let mut functions: Vec<Value> = totals
         .iter()
         .map(|(name, s)| {
             let mut f = slot_json(s);
             f["function"] = json!(name);
+            f["concurrency_now"] =
+                json!(now.iter().find(|(n, _)| n == name).map_or(0, |(_, c)| *c));
             f
         })
         .collect();
+    // Functions busy now whose first minute is not flushed yet.
+    for (name, c) in now
+        .iter()
+        .filter(|(n, _)| !totals.iter().any(|(t, _)| t == n))
+    {
+        let mut f = slot_json(&MetricSlot::default());
+        f["function"] = json!(name);
+        f["concurrency_now"] = json!(c);
+        functions.push(f);
+    }
     Ok(Json(json!({
         "start": w.start,
         "end": w.end,

@@ -84,6 +84,18 @@ impl Minutes {
         out
     }
 
+    /// Invocations in flight now, per function of one account and region (those with none are
+    /// left out).
+    pub fn in_flight(&self, account: &str, region: &str) -> Vec<(String, u64)> {
+        self.lock()
+            .iter()
+            .filter(|(k, l)| {
+                l.in_flight > 0 && k.account.as_str() == account && k.region.as_str() == region
+            })
+            .map(|(k, l)| (k.name.as_str().to_owned(), l.in_flight))
+            .collect()
+    }
+
     /// Puts back counts a flush could not write, to go with the next one.
     pub fn restore(&self, rows: Vec<(FunctionKey, i64, MetricSlot)>) {
         let mut live = self.lock();

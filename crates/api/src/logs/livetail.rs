@@ -3,7 +3,8 @@
 //!
 //! The stream opens with the `initial-response` event the JSON protocol's clients require, then
 //! `sessionStart`; a `sessionUpdate` follows every second (empty when nothing new matched), with
-//! at most 500 events (`sampled` when more matched). Lines are followed by row id, so a line
+//! at most 500 events (`sampled` when more matched) and 1 MiB (lines past it wait for the next
+//! update). Lines are followed by row id, so a line
 //! stored late is still sent once. After three hours the session ends with a
 //! `SessionTimeoutException`, as CloudWatch Logs' do; it ends sooner when the client hangs up,
 //! and with a `SessionStreamingException` when the server shuts down.
@@ -22,6 +23,7 @@ use serde_json::{Value, json};
 
 use super::pattern::Pattern;
 use super::{Ctx, LogsError, Result};
+use crate::eventstream::frame;
 use crate::{AppState, blocking};
 
 /// How long a session lasts.
@@ -30,32 +32,11 @@ const SESSION: Duration = Duration::from_secs(3 * 3600);
 const TICK: Duration = Duration::from_secs(1);
 /// Events per update, at most.
 const MAX_RESULTS: usize = 500;
+/// Message bytes per update, at most, well under the event stream's 16 MiB: lines past it wait
+/// for the next update (500 lines of 256 KiB would not fit in one message).
+const MAX_UPDATE_BYTES: usize = 1 << 20;
 /// Lines read per group and tick, at most (the rest are read at the next tick).
 const READ_PER_TICK: usize = 10_000;
-
-/// One AWS event-stream message: the prelude (total and header lengths, their CRC32), headers
-/// (all strings, type 7), the payload and the CRC32 of everything before it.
-pub fn frame(headers: &[(&str, &str)], payload: &[u8]) -> Bytes {
-    let mut h = Vec::new();
-    for (name, value) in headers {
-        h.push(name.len() as u8);
-        h.extend_from_slice(name.as_bytes());
-        h.push(7);
-        h.extend_from_slice(&(value.len() as u16).to_be_bytes());
-        h.extend_from_slice(value.as_bytes());
-    }
-    let total = 12 + h.len() + payload.len() + 4;
-    let mut out = Vec::with_capacity(total);
-    out.extend_from_slice(&(total as u32).to_be_bytes());
-    out.extend_from_slice(&(h.len() as u32).to_be_bytes());
-    let prelude_crc = crc32fast::hash(&out);
-    out.extend_from_slice(&prelude_crc.to_be_bytes());
-    out.extend_from_slice(&h);
-    out.extend_from_slice(payload);
-    let crc = crc32fast::hash(&out);
-    out.extend_from_slice(&crc.to_be_bytes());
-    Bytes::from(out)
-}
 
 fn event(kind: &str, payload: &Value) -> Bytes {
     frame(
@@ -263,16 +244,23 @@ async fn poll(s: &mut Session) -> Result<Value> {
     .await?;
     let mut results = Vec::new();
     let mut matched = 0usize;
-    for (group, events) in s.groups.iter_mut().zip(read) {
-        if let Some(last) = events.last() {
-            group.after = last.id;
-        }
+    let mut bytes = 0usize;
+    'groups: for (group, events) in s.groups.iter_mut().zip(read) {
         for e in events {
             if !s.streams.admits(&e.stream) || !s.pattern.matches(&e.message) {
+                group.after = e.id;
                 continue;
             }
+            let size = e.message.len() + e.stream.len() + group.identifier.len() + 128;
+            if results.len() < MAX_RESULTS && bytes + size > MAX_UPDATE_BYTES && !results.is_empty()
+            {
+                // Full: this line and the rest of every group go in the next update.
+                break 'groups;
+            }
+            group.after = e.id;
             matched += 1;
             if results.len() < MAX_RESULTS {
+                bytes += size;
                 results.push(json!({
                     "logStreamName": e.stream,
                     "logGroupIdentifier": group.identifier,

@@ -1,140 +1,148 @@
-//! `lamina top`: a live view of functions: concurrency, invocation and throttle rates, cold
-//! starts, queued asynchronous events, and invoke latency p50/p99, read from the server's
-//! `/metrics` every interval.
+//! `lamina top`: the functions of the caller's account and region over the last hour
+//! (invocations, errors, throttles, cold starts, p50/p99 duration, peak concurrency, GB-seconds)
+//! and the invocations in flight now, read every interval from
+//! `/_lamina/metrics/history?period=1h`, the numbers the web console shows.
+//!
+//! The history is kept per account, so two accounts on one server see only their own functions.
+//! The asynchronous queue's depth is not shown: the server counts it per function name only,
+//! across accounts.
 
-use std::collections::BTreeMap;
 use std::io::IsTerminal;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::Method;
+use serde_json::Value;
 
 use crate::Client;
 use crate::output::table;
 
-#[derive(Debug, Default, Clone, serde::Serialize)]
+/// One function's figures.
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize)]
 struct Row {
-    concurrency: f64,
-    invocations: f64,
-    errors: f64,
-    throttles: f64,
-    cold_starts: f64,
-    queued: f64,
+    function: String,
+    /// Invocations in flight now.
+    concurrency_now: u64,
+    invocations: u64,
+    errors: u64,
+    throttles: u64,
+    cold_starts: u64,
     p50_ms: Option<f64>,
     p99_ms: Option<f64>,
+    /// The most invocations in flight at once.
+    concurrency_max: u64,
+    gb_seconds: f64,
 }
 
-/// `name{function="f",k="v"} value` → (name, labels, value).
-fn parse(line: &str) -> Option<(&str, BTreeMap<&str, &str>, f64)> {
-    if line.starts_with('#') || line.trim().is_empty() {
-        return None;
-    }
-    let (head, value) = line.rsplit_once(' ')?;
-    let value: f64 = value.parse().ok()?;
-    let (name, labels) = match head.split_once('{') {
-        Some((n, rest)) => {
-            let mut m = BTreeMap::new();
-            for kv in rest.trim_end_matches('}').split("\",") {
-                if let Some((k, v)) = kv.split_once("=\"") {
-                    m.insert(k, v.trim_end_matches('"'));
-                }
-            }
-            (n, m)
-        }
-        None => (head, BTreeMap::new()),
-    };
-    Some((name, labels, value))
+/// The summary of one window.
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize)]
+struct View {
+    /// The window, epoch ms: `[start, end)`.
+    start: i64,
+    end: i64,
+    functions: Vec<Row>,
 }
 
-fn collect(text: &str) -> BTreeMap<String, Row> {
-    let mut rows: BTreeMap<String, Row> = BTreeMap::new();
-    for line in text.lines() {
-        let Some((name, labels, value)) = parse(line) else {
-            continue;
-        };
-        let Some(function) = labels.get("function") else {
-            continue;
-        };
-        let function = function.rsplit(':').next().unwrap_or(function).to_owned();
-        let row = rows.entry(function).or_default();
-        match name {
-            "lamina_concurrent_executions" => row.concurrency += value,
-            "lamina_requests_total" => {
-                row.invocations += value;
-                if labels.get("outcome") != Some(&"success") {
-                    row.errors += value;
-                }
-            }
-            "lamina_throttles_total" => row.throttles += value,
-            "lamina_cold_starts_total" => row.cold_starts += value,
-            "lamina_async_queue_depth" => row.queued += value,
-            "lamina_invoke_duration_seconds" => match labels.get("quantile") {
-                Some(&"0.5") => row.p50_ms = Some(value * 1000.0),
-                Some(&"0.99") => row.p99_ms = Some(value * 1000.0),
-                _ => {}
-            },
-            _ => {}
-        }
+/// The server's summary, by name; figures it leaves out (or null) count as 0 (`concurrency_now`
+/// is new, so older servers lack it).
+fn view(v: &Value) -> View {
+    let n = |f: &Value, k: &str| f[k].as_u64().unwrap_or(0);
+    let mut functions: Vec<Row> = v["functions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|f| Row {
+            function: f["function"].as_str().unwrap_or_default().to_owned(),
+            concurrency_now: n(f, "concurrency_now"),
+            invocations: n(f, "invocations"),
+            errors: n(f, "errors"),
+            throttles: n(f, "throttles"),
+            cold_starts: n(f, "cold_starts"),
+            p50_ms: f["p50_ms"].as_f64(),
+            p99_ms: f["p99_ms"].as_f64(),
+            concurrency_max: n(f, "concurrency_max"),
+            gb_seconds: f["gb_seconds"].as_f64().unwrap_or(0.0),
+        })
+        .collect();
+    functions.sort_by(|a, b| a.function.cmp(&b.function));
+    View {
+        start: v["start"].as_i64().unwrap_or(0),
+        end: v["end"].as_i64().unwrap_or(0),
+        functions,
     }
-    rows
+}
+
+/// `HH:MM` (UTC) of an epoch-ms instant.
+fn clock(ms: i64) -> String {
+    let fmt = time::macros::format_description!("[hour]:[minute]");
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&fmt).ok())
+        .unwrap_or_else(|| "?".into())
+}
+
+/// The table's rows.
+fn lines(v: &View) -> Vec<Vec<String>> {
+    let ms = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.2}"));
+    v.functions
+        .iter()
+        .map(|r| {
+            vec![
+                r.function.clone(),
+                r.concurrency_now.to_string(),
+                r.invocations.to_string(),
+                r.errors.to_string(),
+                r.throttles.to_string(),
+                r.cold_starts.to_string(),
+                ms(r.p50_ms),
+                ms(r.p99_ms),
+                r.concurrency_max.to_string(),
+                format!("{:.3}", r.gb_seconds),
+            ]
+        })
+        .collect()
 }
 
 pub async fn run(client: &Client, interval_s: f64, once: bool, json: bool) -> anyhow::Result<()> {
-    let mut previous: Option<(Instant, BTreeMap<String, Row>)> = None;
     loop {
-        let text = client.send(Method::GET, "/metrics", "", Vec::new()).await?;
-        let now = Instant::now();
-        let rows = collect(&String::from_utf8_lossy(&text.body));
-        let rate = |name: &str, f: fn(&Row) -> f64, row: &Row| -> f64 {
-            match &previous {
-                Some((t, prev)) => {
-                    let secs = now.duration_since(*t).as_secs_f64().max(1e-3);
-                    (f(row) - prev.get(name).map_or(0.0, f)).max(0.0) / secs
-                }
-                None => 0.0,
-            }
-        };
+        let reply = client
+            .send(
+                Method::GET,
+                "/_lamina/metrics/history",
+                "period=1h",
+                Vec::new(),
+            )
+            .await?;
+        let v = view(&reply.json()?);
         if json {
-            println!("{}", serde_json::to_string(&rows)?);
+            println!("{}", serde_json::to_string(&v)?);
         } else {
             if std::io::stdout().is_terminal() {
                 print!("\x1b[2J\x1b[H");
             }
-            let fmt_ms = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.2}"));
-            let lines: Vec<Vec<String>> = rows
-                .iter()
-                .map(|(name, r)| {
-                    vec![
-                        name.clone(),
-                        format!("{:.0}", r.concurrency),
-                        format!("{:.1}", rate(name, |r| r.invocations, r)),
-                        format!("{:.1}", rate(name, |r| r.errors, r)),
-                        format!("{:.1}", rate(name, |r| r.throttles, r)),
-                        format!("{:.0}", r.cold_starts),
-                        format!("{:.0}", r.queued),
-                        fmt_ms(r.p50_ms),
-                        fmt_ms(r.p99_ms),
-                    ]
-                })
-                .collect();
+            println!(
+                "Last hour, {}-{} UTC (NOW: in flight now; P50, P99 in ms; PEAK: most at once)",
+                clock(v.start),
+                clock(v.end)
+            );
             table(
                 &[
                     "FUNCTION",
-                    "CONCURRENT",
-                    "INVOKES/S",
-                    "ERRORS/S",
-                    "THROTTLES/S",
-                    "COLD STARTS",
-                    "QUEUED",
-                    "P50 MS",
-                    "P99 MS",
+                    "NOW",
+                    "INVOCATIONS",
+                    "ERRORS",
+                    "THROTTLES",
+                    "COLD",
+                    "P50",
+                    "P99",
+                    "PEAK",
+                    "GB-S",
                 ],
-                &lines,
+                &lines(&v),
             );
         }
         if once {
             return Ok(());
         }
-        previous = Some((now, rows));
         tokio::time::sleep(Duration::from_secs_f64(interval_s.max(0.1))).await;
     }
 }
@@ -142,14 +150,51 @@ pub async fn run(client: &Client, interval_s: f64, once: bool, json: bool) -> an
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
-    fn reads_prometheus_text() {
-        let text = "# TYPE x counter\nlamina_requests_total{function=\"f\",outcome=\"success\"} 3\nlamina_requests_total{function=\"f\",outcome=\"error\"} 1\nlamina_invoke_duration_seconds{function=\"f\",quantile=\"0.5\"} 0.002\nlamina_concurrent_executions{function=\"arn:aws:lambda:us-east-1:000000000000:function:f\"} 2\nlamina_async_queue_depth{function=\"f\"} 7\n";
-        let rows = collect(text);
-        let f = &rows["f"];
-        assert_eq!((f.invocations, f.errors, f.concurrency), (4.0, 1.0, 2.0));
-        assert_eq!(f.p50_ms, Some(2.0));
-        assert_eq!(f.queued, 7.0);
+    fn reads_the_history_summary() {
+        let v = view(&json!({
+            "start": 1_700_000_040_000_i64,
+            "end": 1_700_003_640_000_i64,
+            "functions": [
+                {"function": "z", "invocations": 3, "errors": 1, "throttles": 2, "cold_starts": 1,
+                 "p50_ms": 2.5, "p99_ms": null, "concurrency_max": 2, "gb_seconds": 0.0126,
+                 "concurrency_now": 1},
+                {"function": "a", "invocations": 1, "p50_ms": null, "concurrency_now": null}
+            ]
+        }));
+        assert_eq!(
+            v.functions
+                .iter()
+                .map(|r| r.function.as_str())
+                .collect::<Vec<_>>(),
+            ["a", "z"]
+        );
+        let z = &v.functions[1];
+        assert_eq!(
+            (
+                z.concurrency_now,
+                z.invocations,
+                z.errors,
+                z.throttles,
+                z.cold_starts
+            ),
+            (1, 3, 1, 2, 1)
+        );
+        assert_eq!(
+            (z.p50_ms, z.p99_ms, z.concurrency_max),
+            (Some(2.5), None, 2)
+        );
+        let a = &v.functions[0];
+        assert_eq!((a.concurrency_now, a.errors, a.gb_seconds), (0, 0, 0.0));
+        assert_eq!(
+            lines(&v)[1],
+            ["z", "1", "3", "1", "2", "1", "2.50", "-", "2", "0.013"]
+        );
+        assert_eq!(
+            (clock(v.start), clock(v.end)),
+            ("22:14".into(), "23:14".into())
+        );
     }
 }

@@ -1,16 +1,39 @@
-//! The `lamina` CLI against a running server: deploy (create, then update), ls, show, rm.
+//! The `lamina` CLI against a running server: deploy (create, then update), ls, show, rm,
+//! invoke, logs (recent lines and a live tail), top.
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use crate::helpers::*;
+use crate::sdk_auth::AUTH;
+
+const ALICE: (&str, &str) = ("AKIDALICE", "alice-secret");
+const BOB: (&str, &str) = ("AKIDBOB", "bob-secret");
+
+/// `lamina ARGS --endpoint ENDPOINT`, unsigned or signed with `key`.
+fn command(endpoint: &str, args: &[&str], key: Option<(&str, &str)>) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lamina"));
+    c.args(args).args(["--endpoint", endpoint]);
+    match key {
+        Some((id, secret)) => c
+            .env("AWS_ACCESS_KEY_ID", id)
+            .env("AWS_SECRET_ACCESS_KEY", secret),
+        None => c
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY"),
+    };
+    c
+}
 
 fn lamina(endpoint: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lamina"))
-        .args(args)
-        .args(["--endpoint", endpoint])
-        .env_remove("AWS_ACCESS_KEY_ID")
-        .env_remove("AWS_SECRET_ACCESS_KEY")
+    lamina_as(endpoint, args, None)
+}
+
+fn lamina_as(endpoint: &str, args: &[&str], key: Option<(&str, &str)>) -> Output {
+    command(endpoint, args, key)
         .output()
         .expect("the lamina binary runs")
 }
@@ -287,4 +310,263 @@ fn invoke_sync_and_async() {
     }
     let both = lamina(&ep, &["invoke", "twice", "--async", "--log"]);
     assert!(!both.status.success(), "--log and --async conflict");
+}
+
+/// A function that prints `line <n>` for its event `{"n": <n>}`, deployed with `key`.
+fn deploy_printer(ep: &str, name: &str, key: Option<(&str, &str)>) {
+    let src = tempfile::tempdir().unwrap();
+    write(
+        src.path(),
+        "app.py",
+        b"def handler(e, c):\n    print('line', e['n'])\n    return e['n']\n",
+    );
+    let created = lamina_as(
+        ep,
+        &[
+            "deploy",
+            src.path().to_str().unwrap(),
+            "--name",
+            name,
+            "--runtime",
+            &host_python(),
+            "--handler",
+            "app.handler",
+            "--json",
+        ],
+        key,
+    );
+    ok_json(created);
+}
+
+fn invoke_printer(ep: &str, name: &str, n: u32, key: Option<(&str, &str)>) {
+    let payload = format!(r#"{{"n": {n}}}"#);
+    let out = ok_json(lamina_as(
+        ep,
+        &["invoke", name, "--payload", &payload, "--json"],
+        key,
+    ));
+    assert_eq!(out["Payload"], n, "{out}");
+}
+
+/// A server whose configuration file is `toml`.
+fn server_with(data: &Path, toml: &str) -> ServerProcess {
+    let config = data.join("test-config.toml");
+    std::fs::write(&config, toml).unwrap();
+    ServerProcess::start(data, &["--config", config.to_str().unwrap()])
+}
+
+/// Runs `lamina ARGS` until its output satisfies `done` (30 s at most), and returns it.
+fn poll_until(
+    ep: &str,
+    args: &[&str],
+    key: Option<(&str, &str)>,
+    done: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = lamina_as(ep, args, key);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success() && done(&text) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "lamina {args:?}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A `lamina` process whose stdout lines arrive on a channel; killed and reaped when dropped.
+struct Running {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Running {
+    fn spawn(ep: &str, args: &[&str], key: Option<(&str, &str)>) -> Self {
+        let mut child = command(ep, args, key)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the lamina binary starts");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        // Ends at EOF, when the child is gone.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self { child, lines }
+    }
+
+    /// The lines printed until one containing `text` (waiting 30 s at most).
+    fn until(&self, text: &str) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let found = line.contains(text);
+                    seen.push(line);
+                    if found {
+                        return seen;
+                    }
+                }
+                Err(e) => panic!("no line with {text:?} ({e}); printed {seen:?}"),
+            }
+        }
+    }
+
+    /// Sends SIGINT, as Ctrl-C does, and waits (30 s at most) for the exit status.
+    fn interrupt(&mut self) -> std::process::ExitStatus {
+        // SAFETY: kill takes integers only.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "lamina ignored SIGINT");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn logs_print_recent_lines_and_follow_new_ones() {
+    let data = tempfile::tempdir().unwrap();
+    // Signed requests, so the CLI's CloudWatch Logs calls must be signed for `logs`.
+    let server = server_with(data.path(), AUTH);
+    let ep = server.endpoint();
+    let alice = Some(ALICE);
+    deploy_printer(&ep, "talker", alice);
+    invoke_printer(&ep, "talker", 1, alice);
+
+    let text = poll_until(&ep, &["logs", "talker"], alice, |t| t.contains("line 1"));
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines.iter().any(|l| l.starts_with("START RequestId:")),
+        "{text}"
+    );
+    assert!(lines.contains(&"line 1"), "{text}");
+    let json = poll_until(&ep, &["logs", "talker", "--json"], alice, |t| {
+        t.contains("REPORT RequestId")
+    });
+    for line in json.lines() {
+        let e: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(e["timestamp"].as_i64().unwrap() > 1_600_000_000_000, "{e}");
+        assert!(
+            e["logStreamName"].as_str().unwrap().contains("[$LATEST]"),
+            "{e}"
+        );
+        assert!(e["message"].is_string(), "{e}");
+    }
+    assert!(
+        json.lines().any(|l| l.contains(r#""message":"line 1""#)),
+        "{json}"
+    );
+
+    // Another account has no such function; the error says so.
+    let bob = lamina_as(&ep, &["logs", "talker"], Some(BOB));
+    assert!(!bob.status.success());
+    let err = String::from_utf8_lossy(&bob.stderr);
+    assert!(
+        err.contains("function 'talker' does not exist and has no logs"),
+        "{err}"
+    );
+
+    // Following: the recent lines first (so the live tail is open by then), then a line of an
+    // invocation made afterwards, once; Ctrl-C ends it without an error.
+    let mut follow = Running::spawn(&ep, &["logs", "talker", "--follow"], alice);
+    follow.until("line 1");
+    invoke_printer(&ep, "talker", 2, alice);
+    let after = follow.until("line 2");
+    assert_eq!(
+        after.iter().filter(|l| *l == "line 1").count(),
+        0,
+        "{after:?}"
+    );
+    assert!(follow.interrupt().success());
+    let left: Vec<String> = follow.lines.try_iter().collect();
+    assert!(
+        !left.iter().any(|l| l == "line 2"),
+        "printed twice: {left:?}"
+    );
+}
+
+#[test]
+fn top_shows_each_account_its_functions_of_the_last_hour() {
+    let data = tempfile::tempdir().unwrap();
+    let server = server_with(data.path(), &format!("metrics_flush_s = 0.2\n{AUTH}"));
+    let ep = server.endpoint();
+    let alice = Some(ALICE);
+    deploy_printer(&ep, "counted", alice);
+    invoke_printer(&ep, "counted", 1, alice);
+    invoke_printer(&ep, "counted", 2, alice);
+
+    let counted = |text: &str| -> Option<serde_json::Value> {
+        let v: serde_json::Value = serde_json::from_str(text.trim()).ok()?;
+        v["functions"]
+            .as_array()?
+            .iter()
+            .find(|f| f["function"] == "counted")
+            .cloned()
+    };
+    let text = poll_until(&ep, &["top", "--once", "--json"], alice, |t| {
+        counted(t).is_some_and(|f| f["invocations"] == 2)
+    });
+    let f = counted(&text).unwrap();
+    assert_eq!(
+        (f["errors"].as_u64(), f["throttles"].as_u64()),
+        (Some(0), Some(0)),
+        "{f}"
+    );
+    assert_eq!(f["cold_starts"], 1, "{f}");
+    assert!(f["p50_ms"].as_f64().unwrap() > 0.0, "{f}");
+    assert!(f["concurrency_max"].as_u64().unwrap() >= 1, "{f}");
+    assert!(f["gb_seconds"].as_f64().unwrap() > 0.0, "{f}");
+    assert!(f["concurrency_now"].is_u64(), "{f}");
+
+    // The table says what it shows.
+    let table = lamina_as(&ep, &["top", "--once"], alice);
+    let table = String::from_utf8(table.stdout).unwrap();
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert!(table.starts_with("Last hour"), "{table}");
+    assert_eq!(
+        rows[1],
+        [
+            "FUNCTION",
+            "NOW",
+            "INVOCATIONS",
+            "ERRORS",
+            "THROTTLES",
+            "COLD",
+            "P50",
+            "P99",
+            "PEAK",
+            "GB-S"
+        ]
+    );
+    assert_eq!(&rows[2][..1], ["counted"], "{table}");
+    assert_eq!(rows[2][2], "2", "{table}");
+
+    // Another account sees none of it.
+    let bob = ok_json(lamina_as(&ep, &["top", "--once", "--json"], Some(BOB)));
+    assert_eq!(bob["functions"], serde_json::json!([]), "{bob}");
 }

@@ -463,21 +463,20 @@ pub fn installed_once(name: &str, install: impl FnOnce(&Path) -> bool) -> PathBu
 
 /// A virtualenv with the AWS CLI, boto3 and cryptography (from PyPI), installed on first use.
 pub fn python_venv() -> PathBuf {
-    installed_once("aws-venv-2", |venv| {
+    venv_with("aws-venv-2", &["awscli", "boto3", "cryptography"])
+}
+
+/// A virtualenv named `name` with `packages` from PyPI, installed on first use.
+pub fn venv_with(name: &str, packages: &[&str]) -> PathBuf {
+    installed_once(name, |venv| {
         Command::new("python3")
             .args(["-m", "venv"])
             .arg(venv)
             .status()
             .is_ok_and(|s| s.success())
             && Command::new(venv.join("bin/pip"))
-                .args([
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                    "awscli",
-                    "boto3",
-                    "cryptography",
-                ])
+                .args(["install", "--quiet", "--disable-pip-version-check"])
+                .args(packages)
                 .status()
                 .is_ok_and(|s| s.success())
     })

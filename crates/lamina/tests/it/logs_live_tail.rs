@@ -39,9 +39,20 @@ for ev in events:
         got += ev['sessionUpdate']['sessionResults']
     if len(got) >= 2 or time.time() > deadline:
         break
+# 1.6 MB of lines in one invocation: more than one update may carry, so they come in several,
+# all of them.
+lam.invoke(FunctionName='tailed', Payload=json.dumps({'lines': ['tail big %d ' % i + 'x' * 200000 for i in range(8)]}))
+big, big_updates, deadline = [], 0, time.time() + 20
+for ev in events:
+    if 'sessionUpdate' in ev:
+        lines = [e['message'][:12] for e in ev['sessionUpdate']['sessionResults']]
+        big_updates += 1 if lines else 0
+        big += lines
+    if len(big) >= 8 or time.time() > deadline:
+        break
 stream.close()
 missing = err(lambda: tail.start_live_tail(logGroupIdentifiers=['arn:aws:logs:us-east-1:000000000000:log-group:/aws/lambda/none']))
-print(json.dumps({'start': start, 'got': got, 'updates': updates, 'missing': missing}))
+print(json.dumps({'start': start, 'got': got, 'updates': updates, 'missing': missing, 'big': big, 'big_updates': big_updates}))
 "#,
     );
     let start = &out["start"]["sessionStart"];
@@ -61,6 +72,13 @@ print(json.dumps({'start': start, 'got': got, 'updates': updates, 'missing': mis
         assert_eq!(e["logGroupIdentifier"], start["logGroupIdentifiers"][0]);
     }
     assert_eq!(out["missing"][0], "ResourceNotFoundException");
+    let big: Vec<String> = (0..8).map(|i| format!("tail big {i} x")).collect();
+    assert_eq!(out["big"], json!(big), "every large line, once, in order");
+    assert!(
+        out["big_updates"].as_i64().unwrap() >= 2,
+        "{}",
+        out["big_updates"]
+    );
 }
 
 /// One AWS event-stream message: its string headers and its payload.

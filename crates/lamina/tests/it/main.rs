@@ -5,6 +5,7 @@ mod async_invoke;
 mod awscli;
 mod billing;
 mod cli;
+mod console;
 mod crash;
 mod ec2;
 mod ec2_config;
