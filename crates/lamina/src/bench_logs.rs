@@ -1,7 +1,9 @@
 //! The logging part of `lamina bench`:
 //! - what logging costs an invocation: warm invokes of a Python function that prints 100 lines
 //!   next to the same function printing none, interleaved, on a server whose log budget does not
-//!   drop lines (so every line is pumped, budgeted and stored);
+//!   drop lines (so every line is pumped, budgeted and stored); and, as the baseline of the same
+//!   run, the two handlers called in a plain `python3` whose line-buffered stdout is a pipe, so
+//!   that what printing costs the function itself can be told from what Lamina adds;
 //! - how FilterLogEvents answers over a large group: the store is filled with `lines` lines
 //!   (one in 10,000 an `ERROR`) over a day and 10 streams before the server opens it, then a
 //!   filter over the last 5 minutes, the first page of a filter over everything, and a whole
@@ -68,11 +70,54 @@ async fn overhead(t: &Target, python: &str, n: usize, json_out: bool) -> anyhow:
     }
     b.finish_and_clear();
     let (quiet, chatty) = (stats(quiet), stats(chatty));
+    let native = native_print(python, n)?;
+    let printing = native["chatty_p50_ms"].as_f64().unwrap_or(0.0)
+        - native["quiet_p50_ms"].as_f64().unwrap_or(0.0);
+    // What Lamina adds beyond the function's own printing, against the quiet invoke.
+    let platform = chatty.p50_ms - quiet.p50_ms - printing;
     Ok(json!({
         "none": quiet,
         "hundred_lines": chatty,
         "p50_ratio": chatty.p50_ms / quiet.p50_ms,
+        "native": native,
+        "platform_ms": platform,
+        "platform_ratio": 1.0 + platform / quiet.p50_ms,
     }))
+}
+
+/// The handlers' own p50s outside Lamina: the host's interpreter, stdout line-buffered (as the
+/// runtime client sets it) into a pipe this process drains.
+fn native_print(python: &str, n: usize) -> anyhow::Result<Value> {
+    use std::io::Read;
+    let script = format!(
+        "import json, sys, time\nsys.stdout.reconfigure(line_buffering=True)\nq, c = {{}}, {{}}\nexec({quiet:?}, q)\nexec({chatty:?}, c)\nqs, cs = [], []\nfor _ in range({n}):\n    t = time.perf_counter(); q['handler']({{}}, None); qs.append(time.perf_counter() - t)\n    t = time.perf_counter(); c['handler']({{}}, None); cs.append(time.perf_counter() - t)\nqs.sort(); cs.sort()\nsys.stderr.write(json.dumps({{'quiet_p50_ms': qs[len(qs) // 2] * 1e3, 'chatty_p50_ms': cs[len(cs) // 2] * 1e3}}))\n",
+        quiet = String::from_utf8_lossy(QUIET),
+        chatty = String::from_utf8_lossy(CHATTY),
+    );
+    let interpreter = ["/usr/bin", "/usr/local/bin"]
+        .iter()
+        .map(|d| std::path::Path::new(d).join(python))
+        .find(|p| p.exists())
+        .with_context(|| format!("{python} is not in /usr/bin or /usr/local/bin"))?;
+    let mut child = std::process::Command::new(interpreter)
+        .args(["-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let mut stdout = child.stdout.take().context("a pipe")?;
+    let drain = std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .context("a pipe")?
+        .read_to_string(&mut err)?;
+    let status = child.wait()?;
+    let _ = drain.join();
+    if !status.success() {
+        bail!("the native printing baseline failed: {err}");
+    }
+    Ok(serde_json::from_str(&err)?)
 }
 
 /// Writes `lines` lines of the function `bench-logs` straight into a store at `dir`.
@@ -176,6 +221,14 @@ pub fn print(l: &Value) {
             ms(&o["none"]["p99_ms"]),
             ms(&o["p50_ratio"]),
             o["none"]["n"],
+        );
+        println!(
+            "logging: the same 100 prints in a plain python3 cost {:.3} ms at p50 (handler alone {:.3}, quiet {:.3}); Lamina adds {:.3} ms beyond them: {:.2}x the quiet invoke",
+            ms(&o["native"]["chatty_p50_ms"]) - ms(&o["native"]["quiet_p50_ms"]),
+            ms(&o["native"]["chatty_p50_ms"]),
+            ms(&o["native"]["quiet_p50_ms"]),
+            ms(&o["platform_ms"]),
+            ms(&o["platform_ratio"]),
         );
     }
     let f = &l["filter"];

@@ -117,6 +117,25 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// The functions of an account and region whose `$LATEST` names a log group of its own
+    /// (`LoggingConfig.LogGroup`): `(function, group)`, by function.
+    pub fn custom_log_groups(
+        &self,
+        account: &str,
+        region: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT f.name, json_extract(v.spec, '$.log_group') FROM functions f
+                JOIN function_versions v ON v.function_id = f.id AND v.version = '$LATEST'
+             WHERE f.account = ?1 AND f.region = ?2
+                AND json_extract(v.spec, '$.log_group') IS NOT NULL
+             ORDER BY f.name",
+        )?;
+        let rows = stmt.query_map(params![account, region], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// The log group of one function, if it exists (the function does, or lines of it are
     /// stored, or it has a retention policy).
     pub fn log_group(&self, key: &FunctionKey) -> Result<Option<LogGroupRow>, StoreError> {

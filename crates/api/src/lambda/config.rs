@@ -236,3 +236,35 @@ fn apply_logging(spec: &mut FunctionSpec, l: wire::LoggingConfig) -> Result<(), 
     }
     Ok(())
 }
+
+/// Refuses a `LoggingConfig.LogGroup` that is another function's log group: its custom group,
+/// or its default `/aws/lambda/<name>`. Lamina keeps one function per group.
+pub(super) async fn check_log_group(
+    state: &Arc<AppState>,
+    key: &FunctionKey,
+    group: Option<String>,
+) -> ApiResult<()> {
+    let Some(group) = group else {
+        return Ok(());
+    };
+    let refuse = |other: &str| {
+        LambdaError::invalid_parameter(format!(
+            "The log group '{group}' is the log group of the function '{other}'; this server keeps one function per log group. Choose another LoggingConfig.LogGroup."
+        ))
+    };
+    if let Some(other) = group.strip_prefix("/aws/lambda/")
+        && other != key.name.as_str()
+    {
+        return Err(refuse(other).into());
+    }
+    let store = state.store.clone();
+    let (account, region) = (key.account.to_string(), key.region.to_string());
+    let custom = blocking(move || Ok(store.custom_log_groups(&account, &region)?)).await?;
+    match custom
+        .iter()
+        .find(|(f, g)| *g == group && f != key.name.as_str())
+    {
+        Some((other, _)) => Err(refuse(other).into()),
+        None => Ok(()),
+    }
+}

@@ -229,6 +229,7 @@ pub async fn create(
     check_dead_letter(&state, &key, &req.config).await?;
     let vpc = req.config.vpc_config.take();
     apply_config(&mut spec, req.config)?;
+    super::config::check_log_group(&state, &key, spec.log_group.clone()).await?;
     state.limits.check_spec(&spec)?;
     check_served(&state, &spec)?;
     let vpc = super::vpc::requested(&state, &key.account, &key.region, vpc).await?;
@@ -588,6 +589,8 @@ pub async fn update_configuration(
         .into());
     }
     check_dead_letter(&state, &key, &req.config).await?;
+    let group = (req.config.logging_config.as_ref()).and_then(|l| l.log_group.clone());
+    super::config::check_log_group(&state, &key, group).await?;
     let vpc = req.config.vpc_config.take();
     let vpc = super::vpc::requested(&state, &key.account, &key.region, vpc).await?;
     // New layers are resolved first (they live in the store too); the size check needs the

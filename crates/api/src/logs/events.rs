@@ -104,7 +104,7 @@ pub(super) async fn get_log_events(ctx: &Ctx<'_>) -> Result<Value> {
         Some(t) => Some(parse_stream_token(t).ok_or_else(LogsError::bad_token)?),
         None => None,
     };
-    let (key, _) = ctx.group().await?;
+    let (_, key, _) = ctx.group().await?;
     let streams = Arc::new(StreamFilter::Names(vec![stream]));
     let key = Arc::new(key);
     let exists = scan(
@@ -242,7 +242,7 @@ pub(super) async fn filter_log_events(ctx: &Ctx<'_>) -> Result<Value> {
         }
         None => None,
     };
-    let (key, _) = ctx.group().await?;
+    let (_, key, _) = ctx.group().await?;
     let (key, streams) = (Arc::new(key), Arc::new(streams));
     let pattern = Arc::new(pattern);
     let started = Instant::now();

@@ -7,7 +7,7 @@
 use lamina_store::{LogGroupRow, LogStreamRow};
 use serde_json::{Value, json};
 
-use super::{Ctx, LogsError, Result, group_name, token};
+use super::{Ctx, LogsError, Result, token};
 use crate::blocking;
 
 /// The retention periods CloudWatch Logs accepts, in days.
@@ -50,29 +50,33 @@ pub(super) async fn describe_log_groups(ctx: &Ctx<'_>) -> Result<Value> {
         Ok(store.log_groups(c.account.as_str(), c.region.as_str())?)
     })
     .await?;
-    let mut chosen = rows.iter().filter(|g| {
-        let name = group_name(&g.function);
+    let names = ctx.groups().await?;
+    let mut rows: Vec<(String, LogGroupRow)> = rows
+        .into_iter()
+        .map(|g| (names.name_of(&g.function), g))
+        .collect();
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut chosen = rows.iter().filter(|(name, _)| {
         prefix.as_ref().is_none_or(|p| name.starts_with(p.as_str()))
             && pattern.as_ref().is_none_or(|p| name.contains(p.as_str()))
-            && wanted.as_ref().is_none_or(|w| w.contains(&name))
-            && after.as_ref().is_none_or(|a| name > *a)
+            && wanted.as_ref().is_none_or(|w| w.contains(name))
+            && after.as_ref().is_none_or(|a| name > a)
     });
-    let page: Vec<&LogGroupRow> = chosen.by_ref().take(limit).collect();
+    let page: Vec<&(String, LogGroupRow)> = chosen.by_ref().take(limit).collect();
     let more = chosen.next().is_some();
     let groups: Vec<Value> = page
         .iter()
-        .map(|g| group_json(ctx, g, pattern.is_some()))
+        .map(|(name, g)| group_json(ctx, name, g, pattern.is_some()))
         .collect();
     let mut out = json!({ "logGroups": groups });
-    if more && let Some(last) = page.last() {
-        out["nextToken"] = json!(token::encode('g', &[&group_name(&last.function)]));
+    if more && let Some((last, _)) = page.last() {
+        out["nextToken"] = json!(token::encode('g', &[last]));
     }
     Ok(out)
 }
 
-fn group_json(ctx: &Ctx<'_>, g: &LogGroupRow, brief: bool) -> Value {
-    let name = group_name(&g.function);
-    let arn = ctx.group_arn(&name);
+fn group_json(ctx: &Ctx<'_>, name: &str, g: &LogGroupRow, brief: bool) -> Value {
+    let arn = ctx.group_arn(name);
     // With a name pattern, CloudWatch Logs answers only these three members.
     if brief {
         return json!({
@@ -135,7 +139,7 @@ pub(super) async fn describe_log_streams(ctx: &Ctx<'_>) -> Result<Value> {
         }
         None => None,
     };
-    let (key, _) = ctx.group().await?;
+    let (group, key, _) = ctx.group().await?;
     let store = ctx.state.store.clone();
     let mut streams = blocking::<_, LogsError>(move || Ok(store.log_streams(&key)?)).await?;
     let sort_key = |s: &LogStreamRow| match order {
@@ -157,7 +161,7 @@ pub(super) async fn describe_log_streams(ctx: &Ctx<'_>) -> Result<Value> {
     });
     let page: Vec<&LogStreamRow> = chosen.by_ref().take(limit).collect();
     let more = chosen.next().is_some();
-    let group = ctx.group_arn(&group_name(ctx.group_key()?.name.as_str()));
+    let group = ctx.group_arn(&group);
     let list: Vec<Value> = page
         .iter()
         .map(|s| {
@@ -199,21 +203,21 @@ pub(super) async fn put_retention_policy(ctx: &Ctx<'_>) -> Result<Value> {
                 ))
             })?,
     };
-    let (key, _) = ctx.group().await?;
+    let (_, key, _) = ctx.group().await?;
     let store = ctx.state.store.clone();
     blocking::<_, LogsError>(move || Ok(store.set_log_retention(&key, Some(days))?)).await?;
     Ok(json!({}))
 }
 
 pub(super) async fn delete_retention_policy(ctx: &Ctx<'_>) -> Result<Value> {
-    let (key, _) = ctx.group().await?;
+    let (_, key, _) = ctx.group().await?;
     let store = ctx.state.store.clone();
     blocking::<_, LogsError>(move || Ok(store.set_log_retention(&key, None)?)).await?;
     Ok(json!({}))
 }
 
 pub(super) async fn delete_log_group(ctx: &Ctx<'_>) -> Result<Value> {
-    let (key, _) = ctx.group().await?;
+    let (_, key, _) = ctx.group().await?;
     let store = ctx.state.store.clone();
     blocking::<_, LogsError>(move || Ok(store.delete_log_group(&key)?)).await?;
     Ok(json!({}))

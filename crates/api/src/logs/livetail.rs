@@ -138,7 +138,7 @@ pub(super) async fn start_live_tail(ctx: &Ctx<'_>) -> Result<Response> {
             None if id.starts_with("arn:") => return Err(LogsError::no_group()),
             None => id.clone(),
         };
-        let key = ctx.key_of(&name).ok_or_else(LogsError::no_group)?;
+        let key = ctx.key_of(&name).await?.ok_or_else(LogsError::no_group)?;
         keys.push((id.clone(), key));
     }
     let store = ctx.state.store.clone();

@@ -276,55 +276,63 @@ impl Ctx<'_> {
     }
 
     /// The group a request names (`logGroupName`, or `logGroupIdentifier`: a name or an ARN of
-    /// the caller's account and region), as the function whose log it is. A name that cannot be
-    /// a Lambda function's group, or an ARN of another account or region, names no group.
-    fn group_key(&self) -> Result<FunctionKey> {
+    /// the caller's account and region), as its name.
+    fn group_param(&self) -> Result<String> {
         let name = self.str("logGroupName")?;
         let ident = self.str("logGroupIdentifier")?;
-        let group = match (name, ident) {
-            (Some(_), Some(_)) => {
-                return Err(LogsError::new(
-                    "ValidationException",
-                    "LogGroup name and LogGroup ARN are mutually exclusive parameters.",
-                ));
-            }
-            (Some(n), None) => n.to_owned(),
+        match (name, ident) {
+            (Some(_), Some(_)) => Err(LogsError::new(
+                "ValidationException",
+                "LogGroup name and LogGroup ARN are mutually exclusive parameters.",
+            )),
+            (Some(n), None) => Ok(n.to_owned()),
             (None, Some(i)) if i.starts_with("arn:") => {
-                let prefix = format!(
-                    "arn:aws:logs:{}:{}:log-group:",
-                    self.caller.region, self.caller.account
-                );
+                let prefix = self.group_arn("");
                 let rest = i.strip_prefix(&prefix).ok_or_else(LogsError::no_group)?;
-                rest.strip_suffix(":*").unwrap_or(rest).to_owned()
+                Ok(rest.strip_suffix(":*").unwrap_or(rest).to_owned())
             }
-            (None, Some(i)) => i.to_owned(),
-            (None, None) => {
-                return Err(LogsError::invalid(
-                    "Either logGroupName or logGroupIdentifier must be specified.",
-                ));
-            }
-        };
-        self.key_of(&group).ok_or_else(LogsError::no_group)
+            (None, Some(i)) => Ok(i.to_owned()),
+            (None, None) => Err(LogsError::invalid(
+                "Either logGroupName or logGroupIdentifier must be specified.",
+            )),
+        }
     }
 
-    fn key_of(&self, group: &str) -> Option<FunctionKey> {
-        let name = group.strip_prefix(GROUP_PREFIX)?;
-        Some(FunctionKey {
-            account: self.caller.account.clone(),
-            region: self.caller.region.clone(),
-            name: FunctionName::parse(name).ok()?,
+    /// The function whose log a group name is: the function whose `LoggingConfig.LogGroup`
+    /// names it, or `<name>` for `/aws/lambda/<name>` unless that function logs to a group of
+    /// its own. `None` when no function's log has that name.
+    pub(crate) async fn key_of(&self, group: &str) -> Result<Option<FunctionKey>> {
+        let groups = self.groups().await?;
+        Ok(groups.function_of(group).and_then(|name| {
+            Some(FunctionKey {
+                account: self.caller.account.clone(),
+                region: self.caller.region.clone(),
+                name: FunctionName::parse(&name).ok()?,
+            })
+        }))
+    }
+
+    /// The names of the caller's groups.
+    pub(crate) async fn groups(&self) -> Result<GroupNames> {
+        let store = self.state.store.clone();
+        let c = self.caller.clone();
+        let custom = blocking::<_, LogsError>(move || {
+            Ok(store.custom_log_groups(c.account.as_str(), c.region.as_str())?)
         })
+        .await?;
+        Ok(GroupNames { custom })
     }
 
-    /// The group a request names, which must exist.
-    async fn group(&self) -> Result<(FunctionKey, LogGroupRow)> {
-        let key = self.group_key()?;
+    /// The group a request names, which must exist: its name, its function and its row.
+    async fn group(&self) -> Result<(String, FunctionKey, LogGroupRow)> {
+        let group = self.group_param()?;
+        let key = self.key_of(&group).await?.ok_or_else(LogsError::no_group)?;
         let store = self.state.store.clone();
         let k = key.clone();
         let row = blocking::<_, LogsError>(move || Ok(store.log_group(&k)?))
             .await?
             .ok_or_else(LogsError::no_group)?;
-        Ok((key, row))
+        Ok((group, key, row))
     }
 
     /// `arn:aws:logs:<region>:<account>:log-group:<name>`.
@@ -336,9 +344,29 @@ impl Ctx<'_> {
     }
 }
 
-/// The group name of a function's log.
-fn group_name(function: &str) -> String {
-    format!("{GROUP_PREFIX}{function}")
+/// How an account's functions name their log groups.
+pub(crate) struct GroupNames {
+    /// `(function, group)` for the functions with a `LoggingConfig.LogGroup`.
+    custom: Vec<(String, String)>,
+}
+
+impl GroupNames {
+    /// The group name of a function's log.
+    pub(crate) fn name_of(&self, function: &str) -> String {
+        match self.custom.iter().find(|(f, _)| f == function) {
+            Some((_, g)) => g.clone(),
+            None => format!("{GROUP_PREFIX}{function}"),
+        }
+    }
+
+    /// The function whose log `group` is.
+    fn function_of(&self, group: &str) -> Option<String> {
+        if let Some((f, _)) = self.custom.iter().find(|(_, g)| g == group) {
+            return Some(f.clone());
+        }
+        let name = group.strip_prefix(GROUP_PREFIX)?;
+        (!self.custom.iter().any(|(f, _)| f == name)).then(|| name.to_owned())
+    }
 }
 
 /// Opaque page tokens: a kind letter and fields, hex-encoded so that names of any characters

@@ -8,8 +8,12 @@
 //!   comparisons `=`, `!=` (strings, with `*` as a wildcard, or numbers) and `<`, `<=`, `>`,
 //!   `>=` (numbers), `IS NULL`, `IS TRUE`, `IS FALSE`, `NOT EXISTS`.
 //!
-//! Space-delimited (`[a, b]`) and regular-expression (`%…%`) patterns are refused as invalid
-//! parameters rather than matched wrongly.
+//! - a regular expression: `%ERROR|WARN%` (the message contains a match), in the `regex`
+//!   crate's syntax, which runs in linear time whatever the pattern (no backreferences or
+//!   look-around, which CloudWatch Logs refuses too), bounded in compiled size.
+//!
+//! Space-delimited patterns (`[a, b]`) are refused as invalid parameters rather than matched
+//! wrongly.
 
 use serde_json::Value;
 
@@ -22,7 +26,22 @@ pub enum Pattern {
     Terms(Terms),
     /// A JSON pattern.
     Json(Expr),
+    /// A regular expression (`%…%`).
+    Regex(Regex),
 }
+
+/// A compiled regular expression, equal to another when their sources are.
+#[derive(Debug, Clone)]
+pub struct Regex(regex::Regex);
+
+impl PartialEq for Regex {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
+/// The longest regular expression accepted, as CloudWatch Logs' own limit.
+const MAX_REGEX_LEN: usize = 1024;
 
 /// The terms of an unstructured pattern.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -124,9 +143,7 @@ impl Pattern {
             ));
         }
         if t.len() > 1 && t.starts_with('%') && t.ends_with('%') {
-            return Err(invalid(
-                "Regular expression filter patterns ('%...%') are not supported by this server.",
-            ));
+            return Ok(Self::Regex(regex(&t[1..t.len() - 1])?));
         }
         Ok(Self::Terms(parse_terms(t)?))
     }
@@ -140,6 +157,7 @@ impl Pattern {
                     && !t.none.iter().any(|w| message.contains(w.as_str()))
                     && (t.any.is_empty() || t.any.iter().any(|w| message.contains(w.as_str())))
             }
+            Self::Regex(r) => r.0.is_match(message),
             Self::Json(e) => {
                 let m = message.trim();
                 if !m.starts_with('{') {
@@ -152,6 +170,26 @@ impl Pattern {
             }
         }
     }
+}
+
+/// Compiles the body of a `%…%` pattern.
+fn regex(body: &str) -> Result<Regex, PatternError> {
+    if body.is_empty() {
+        return Err(invalid(
+            "Invalid regex: the expression between '%' is empty.",
+        ));
+    }
+    if body.len() > MAX_REGEX_LEN {
+        return Err(invalid(format!(
+            "Invalid regex: longer than {MAX_REGEX_LEN} characters."
+        )));
+    }
+    regex::RegexBuilder::new(body)
+        .size_limit(1 << 20)
+        .dfa_size_limit(1 << 20)
+        .build()
+        .map(Regex)
+        .map_err(|e| invalid(format!("Invalid regex: {e}")))
 }
 
 /// Characters that mean something in patterns and so cannot appear in a bare term.
@@ -533,7 +571,24 @@ mod tests {
         assert_eq!(e.0, "Invalid character(s) in term '-a=b'");
         assert!(Pattern::parse("\"open").is_err());
         assert!(Pattern::parse("[a, b]").is_err());
-        assert!(Pattern::parse("%ab+%").is_err());
+        assert!(Pattern::parse("[a, b]").is_err());
+    }
+
+    #[test]
+    fn regular_expressions() {
+        assert!(m("%ERROR|WARN%", "a WARN here"));
+        assert!(m("%ERROR|WARN%", "ERROR"));
+        assert!(!m("%ERROR|WARN%", "error, lower case"));
+        assert!(m("%[0-9]{3} ms%", "served in 120 ms"));
+        assert!(!m("%^served%", "it served"));
+        assert!(m("%^served%", "served at once"));
+        for bad in ["%(%", "%%", "%a{1000000}%"] {
+            let e = Pattern::parse(bad).unwrap_err();
+            assert!(e.0.starts_with("Invalid regex"), "{bad}: {e}");
+        }
+        assert!(Pattern::parse(&format!("%{}%", "a".repeat(2000))).is_err());
+        // A pattern that backtracking engines take exponential time over: linear here.
+        assert!(!m("%(a+)+b%", &"a".repeat(10_000)));
     }
 
     #[test]

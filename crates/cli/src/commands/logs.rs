@@ -1,5 +1,6 @@
 //! `lamina logs NAME [--follow]`: a function's recent log lines, and new ones as they come,
-//! through CloudWatch Logs as `aws logs tail` reads it: the group `/aws/lambda/NAME`,
+//! through CloudWatch Logs as `aws logs tail` reads it: the function's group (`/aws/lambda/NAME`
+//! or its `LoggingConfig.LogGroup`),
 //! `FilterLogEvents` for the recent lines, `StartLiveTail` to follow.
 //!
 //! Recent lines are the last [`RECENT`] of the past week. They are read newest window first
@@ -57,9 +58,29 @@ impl Event {
     }
 }
 
+/// The function's log group: its `LoggingConfig.LogGroup`, else `/aws/lambda/NAME` (also for a
+/// function that is gone, whose lines stay until they expire).
+async fn group_of(client: &Client, function: &str) -> String {
+    let path = format!(
+        "/2015-03-31/functions/{}/configuration",
+        crate::client::label(function)
+    );
+    let custom = match client
+        .send(reqwest::Method::GET, &path, "", Vec::new())
+        .await
+    {
+        Ok(reply) => reply
+            .json()
+            .ok()
+            .and_then(|c| c["LoggingConfig"]["LogGroup"].as_str().map(str::to_owned)),
+        Err(_) => None,
+    };
+    custom.unwrap_or_else(|| format!("/aws/lambda/{function}"))
+}
+
 pub async fn run(client: &Client, name: &str, follow: bool, json: bool) -> anyhow::Result<()> {
     let function = function_name(name);
-    let group = format!("/aws/lambda/{function}");
+    let group = group_of(client, function).await;
     if !follow {
         let events = recent(client, &group, now_ms())
             .await

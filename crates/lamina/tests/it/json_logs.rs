@@ -36,7 +36,7 @@ const NODE: &str = "exports.handler = async () => {
 };
 ";
 
-fn node_runtime() -> String {
+pub(crate) fn node_runtime() -> String {
     let node = ["/usr/bin/node", "/usr/local/bin/node"]
         .into_iter()
         .find(|p| Path::new(p).exists())

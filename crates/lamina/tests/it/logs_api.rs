@@ -259,6 +259,7 @@ out['either'] = f('?WARN ?INFO')
 out['not'] = f('disk -ERROR')
 out['quoted'] = f('"say \\"hi\\""')
 out['phrase'] = f('"network down"')
+out['regex'] = f('%^(WARN|ERROR) (disk|network)%')
 out['json'] = f('{ $.level = "ERROR" }')
 out['json_num'] = f('{ $.latency > 100 }')
 out['json_and'] = f('{ $.latency < 100 && $.user = "b*" }')
@@ -429,6 +430,11 @@ print(json.dumps(out))
     assert_eq!(out["not"], json!(["WARN disk low"]));
     assert_eq!(out["quoted"], json!(["say \"hi\" there"]));
     assert_eq!(out["phrase"], json!(["ERROR network down"]));
+    assert_eq!(
+        out["regex"],
+        json!(["ERROR disk full", "WARN disk low", "ERROR network down"]),
+        "{out}"
+    );
     assert_eq!(out["json"], json!([alice]));
     assert_eq!(out["json_num"], json!([alice]));
     assert_eq!(out["json_and"], json!([bob]));

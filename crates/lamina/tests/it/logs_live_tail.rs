@@ -167,3 +167,76 @@ async fn a_live_tail_ends_when_the_server_shuts_down() {
     assert_eq!(header(last, ":message-type"), "exception");
     assert_eq!(header(last, ":exception-type"), "SessionStreamingException");
 }
+
+/// A line is stored as it is printed, not when the invocation ends: Python's `print` and
+/// Node.js's `console.log` alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lines_of_a_running_invocation_are_visible() {
+    use aws_sdk_lambda::primitives::Blob;
+    use aws_sdk_lambda::types::{FunctionCode, Runtime};
+
+    const PYTHON: &str = "import time\ndef handler(event, context):\n    print('started')\n    time.sleep(3)\n    print('finished')\n    return 1\n";
+    const NODE: &str = "exports.handler = async () => {\n  console.log('started');\n  await new Promise((r) => setTimeout(r, 3000));\n  console.log('finished');\n  return 1;\n};\n";
+    let app = spawn_app().await;
+    let ep = app.endpoint();
+    for (name, runtime, handler, file, code) in [
+        ("slow-py", host_python(), "app.handler", "app.py", PYTHON),
+        (
+            "slow-node",
+            crate::json_logs::node_runtime(),
+            "index.handler",
+            "index.js",
+            NODE,
+        ),
+    ] {
+        app.client
+            .create_function()
+            .function_name(name)
+            .runtime(Runtime::from(runtime.as_str()))
+            .handler(handler)
+            .role(ROLE)
+            .timeout(20)
+            .code(
+                FunctionCode::builder()
+                    .zip_file(Blob::new(zip_of(&[(file, code.as_bytes())])))
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("create {name}: {}", describe(&e)));
+        let client = app.client.clone();
+        let running = tokio::spawn(async move {
+            client
+                .invoke()
+                .function_name(name)
+                .payload(Blob::new(b"{}".to_vec()))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| describe(&e))
+        });
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let seen = loop {
+            let lines = log_lines(&ep, name).await;
+            if lines.iter().any(|l| l.trim_end().ends_with("started")) || Instant::now() > deadline
+            {
+                break lines;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert!(
+            seen.iter().any(|l| l.trim_end().ends_with("started")),
+            "{name}: the first line was not stored while the invocation ran: {seen:?}"
+        );
+        assert!(
+            !running.is_finished() && !seen.iter().any(|l| l.trim_end().ends_with("finished")),
+            "{name}: the invocation had ended: {seen:?}"
+        );
+        running.await.unwrap().unwrap();
+        let all = log_lines(&ep, name).await;
+        assert!(
+            all.iter().any(|l| l.trim_end().ends_with("finished")),
+            "{all:?}"
+        );
+    }
+}

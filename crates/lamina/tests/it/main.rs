@@ -24,6 +24,7 @@ mod invoke;
 mod json_logs;
 mod layers;
 mod logs_api;
+mod logs_groups;
 mod logs_live_tail;
 mod metrics_history;
 mod network;

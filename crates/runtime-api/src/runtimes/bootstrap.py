@@ -154,6 +154,9 @@ def load_handler(conn):
 
 def main():
     global request_id
+    # Each line reaches the log as it is printed, as on Lambda (stdout is a pipe, which Python
+    # would otherwise buffer until the invocation ends).
+    sys.stdout.reconfigure(line_buffering=True)
     setup_logging()
     conn = Conn()
     handler, init_error = load_handler(conn)

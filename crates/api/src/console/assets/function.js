@@ -275,7 +275,7 @@ async function logs(pane, name, fn, ctx) {
     else if (next === null) next = 0;
   };
   fill(pane, h('div', { class: 'card' },
-    h('div', { class: 'titlebar sub' }, h('h2', {}, `/aws/lambda/${name}`),
+    h('div', { class: 'titlebar sub' }, h('h2', {}, fn.Configuration.LoggingConfig?.LogGroup || `/aws/lambda/${name}`),
       h('label', { class: 'inline' }, follow, ' Follow'),
       h('button', { onclick: () => out.replaceChildren() }, 'Clear')),
     out));
