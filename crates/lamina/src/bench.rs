@@ -58,6 +58,26 @@ pub struct BenchArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Compare this run with a saved one (`lamina bench --json > FILE`): every figure both
+    /// have, better or worse.
+    #[arg(long, value_name = "FILE")]
+    compare: Option<std::path::PathBuf>,
+}
+
+/// Everything one run measured.
+struct Measured {
+    echo: Stats,
+    /// Per function kind: label, cold, warm, warm throughput.
+    rows: Vec<(&'static str, Stats, Stats, f64)>,
+    /// Per concurrency: invokes/s, echo requests/s.
+    throughput: Vec<(usize, f64, f64)>,
+    asynchronous: Option<serde_json::Value>,
+    sns: Option<serde_json::Value>,
+    gateways: Option<serde_json::Value>,
+    images: Option<serde_json::Value>,
+    logging: Option<serde_json::Value>,
+    network: Option<serde_json::Value>,
+    scale: Option<serde_json::Value>,
 }
 
 /// Latency figures, milliseconds.
@@ -189,6 +209,21 @@ pub(crate) async fn serve(
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    // Read first: a missing or bad file should not cost a whole run.
+    let old: Option<serde_json::Value> = match &args.compare {
+        Some(f) => Some(
+            serde_json::from_slice(
+                &std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?,
+            )
+            .with_context(|| {
+                format!(
+                    "{} is not the JSON of a run (make one with lamina bench --json > FILE)",
+                    f.display()
+                )
+            })?,
+        ),
+        None => None,
+    };
     let data = tempfile::tempdir().context("cannot create a temporary data directory")?;
     // Environments here use a few MB each, not their MemorySize: let the budget and the account
     // limit admit the scale-out run.
@@ -198,6 +233,30 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         args.scale.max(1000)
     ))?;
     let (addr, stop, server) = serve(raw, data.path(), None).await?;
+    let measured = measure(&args, addr).await;
+    // Stopped whatever happened, so that its sandboxes and cgroups go with it.
+    let _ = stop.send(());
+    let _ = server.await;
+    let m = measured?;
+    let report = m.report();
+    let changes = old.map(|old| crate::bench_compare::compare(&old, &report));
+    if args.json {
+        let mut out = report;
+        if let Some(c) = &changes {
+            out["compare"] = serde_json::to_value(c)?;
+        }
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        m.print();
+        if let (Some(c), Some(f)) = (&changes, &args.compare) {
+            crate::bench_compare::print(c, &f.display().to_string());
+        }
+    }
+    Ok(())
+}
+
+/// Runs every measurement against the server at `addr`.
+async fn measure(args: &BenchArgs, addr: std::net::SocketAddr) -> anyhow::Result<Measured> {
     let echo_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let echo_addr = echo_listener.local_addr()?;
     let echo = axum::Router::new().route(
@@ -425,10 +484,35 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             "host_memory_per_idle_environment_kib": per_env_kb,
         }));
     }
-    let _ = stop.send(());
-    let _ = server.await;
+    Ok(Measured {
+        echo,
+        rows,
+        throughput,
+        asynchronous,
+        sns,
+        gateways,
+        images,
+        logging,
+        network,
+        scale,
+    })
+}
 
-    if args.json {
+impl Measured {
+    /// The run as JSON, as `--json` prints it and `--compare` reads it.
+    fn report(&self) -> serde_json::Value {
+        let Self {
+            echo,
+            rows,
+            throughput,
+            asynchronous,
+            sns,
+            gateways,
+            images,
+            logging,
+            network,
+            scale,
+        } = self;
         let tp: Vec<_> = throughput
             .iter()
             .map(|(c, r, e)| json!({ "concurrency": c, "invokes_per_s": r, "echo_per_s": e }))
@@ -437,114 +521,123 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             .iter()
             .map(|(l, c, w, t)| json!({ "function": l, "cold": c, "warm": w, "warm_throughput_per_s": t, "warm_p50_vs_echo": w.p50_ms / echo.p50_ms }))
             .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(
-                &json!({ "loopback_echo": echo, "functions": out, "throughput": tp, "async": asynchronous, "sns": sns, "http": gateways, "images": images, "logging": logging, "network": network, "scale_out": scale })
-            )?
-        );
-        return Ok(());
+        json!({ "loopback_echo": echo, "functions": out, "throughput": tp, "async": asynchronous, "sns": sns, "http": gateways, "images": images, "logging": logging, "network": network, "scale_out": scale })
     }
-    println!("{:<28} {:>10} {:>10} {:>8}", "", "p50 ms", "p99 ms", "n");
-    println!(
-        "{:<28} {:>10.3} {:>10.3} {:>8}",
-        "loopback HTTP echo", echo.p50_ms, echo.p99_ms, echo.n
-    );
-    for (label, cold, warm, throughput) in &rows {
-        println!(
-            "{:<28} {:>10.3} {:>10.3} {:>8}",
-            format!("{label} cold"),
-            cold.p50_ms,
-            cold.p99_ms,
-            cold.n
-        );
-        println!(
-            "{:<28} {:>10.3} {:>10.3} {:>8}",
-            format!("{label} warm"),
-            warm.p50_ms,
-            warm.p99_ms,
-            warm.n
-        );
-        println!(
-            "{:<28} {:>10.0}/s   warm p50 = {:.2}x echo",
-            format!("{label} throughput"),
+
+    /// The run as a table.
+    fn print(&self) {
+        let Self {
+            echo,
+            rows,
             throughput,
-            warm.p50_ms / echo.p50_ms
-        );
-    }
-    for (c, rate, echo_rate) in &throughput {
+            asynchronous,
+            sns,
+            gateways,
+            images,
+            logging,
+            network,
+            scale,
+        } = self;
+        println!("{:<28} {:>10} {:>10} {:>8}", "", "p50 ms", "p99 ms", "n");
         println!(
-            "{:<28} {:>10.0}/s   echo {:.0}/s",
-            format!("warm throughput c={c}"),
-            rate,
-            echo_rate
+            "{:<28} {:>10.3} {:>10.3} {:>8}",
+            "loopback HTTP echo", echo.p50_ms, echo.p99_ms, echo.n
         );
+        for (label, cold, warm, throughput) in rows {
+            println!(
+                "{:<28} {:>10.3} {:>10.3} {:>8}",
+                format!("{label} cold"),
+                cold.p50_ms,
+                cold.p99_ms,
+                cold.n
+            );
+            println!(
+                "{:<28} {:>10.3} {:>10.3} {:>8}",
+                format!("{label} warm"),
+                warm.p50_ms,
+                warm.p99_ms,
+                warm.n
+            );
+            println!(
+                "{:<28} {:>10.0}/s   warm p50 = {:.2}x echo",
+                format!("{label} throughput"),
+                throughput,
+                warm.p50_ms / echo.p50_ms
+            );
+        }
+        for (c, rate, echo_rate) in throughput {
+            println!(
+                "{:<28} {:>10.0}/s   echo {:.0}/s",
+                format!("warm throughput c={c}"),
+                rate,
+                echo_rate
+            );
+        }
+        if let Some(a) = &asynchronous {
+            println!(
+                "async: {} events accepted at concurrency 8 at {:.0}/s; drained (run) at {:.0}/s by at most 8 at once",
+                a["events"],
+                a["accepted_per_s"].as_f64().unwrap_or(0.0),
+                a["drained_per_s"].as_f64().unwrap_or(0.0),
+            );
+        }
+        if let Some(s) = &sns {
+            let ms = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0);
+            println!(
+                "sns: publish to handler p50 {:.2} ms, p99 {:.2} ms (warm, one at a time); {} messages published at {:.0}/s and handled at {:.0}/s (p50 {:.2} ms, p99 {:.2} ms); fan-out to {}: all ran {:.1} ms after publish cold, {:.1} ms warm",
+                ms(&s["latency_ms"]["p50_ms"]),
+                ms(&s["latency_ms"]["p99_ms"]),
+                s["sustained"]["messages"],
+                ms(&s["sustained"]["published_per_s"]),
+                ms(&s["sustained"]["delivered_per_s"]),
+                ms(&s["sustained"]["latency_ms"]["p50_ms"]),
+                ms(&s["sustained"]["latency_ms"]["p99_ms"]),
+                s["fan_out"]["subscriptions"],
+                ms(&s["fan_out"]["cold_ms"]),
+                ms(&s["fan_out"]["warm_ms"]),
+            );
+        }
+        if let Some(g) = &gateways {
+            let ms = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0);
+            println!(
+                "http: p50 (p99) ms, warm native function: invoke {:.3} ({:.3}), function URL {:.3} ({:.3}), HTTP API {:.3} ({:.3}), with cached authorizer {:.3} ({:.3}); the gateway adds {:.0} µs (URL) and {:.0} µs (API), a cached authorizer {:.0} µs; {} rounds",
+                ms(&g["invoke"]["p50_ms"]),
+                ms(&g["invoke"]["p99_ms"]),
+                ms(&g["function_url"]["p50_ms"]),
+                ms(&g["function_url"]["p99_ms"]),
+                ms(&g["http_api"]["p50_ms"]),
+                ms(&g["http_api"]["p99_ms"]),
+                ms(&g["http_api_cached_authorizer"]["p50_ms"]),
+                ms(&g["http_api_cached_authorizer"]["p99_ms"]),
+                ms(&g["function_url_over_invoke_us"]),
+                ms(&g["http_api_over_invoke_us"]),
+                ms(&g["cached_authorizer_over_http_api_us"]),
+                g["rounds"],
+            );
+        }
+        if let Some(i) = &images {
+            crate::bench_image::print(i);
+        }
+        if let Some(l) = &logging {
+            crate::bench_logs::print(l);
+        }
+        if let Some(n) = &network {
+            crate::bench_net::print(n);
+        }
+        if let Some(s) = &scale {
+            println!(
+                "scale-out: {} of {} invocations (1 s each) done in {:.2} s: all running after {:.2} s, {:.0} environments/s; {:.0} KiB of host memory per idle environment",
+                s["succeeded"],
+                s["environments"],
+                s["all_done_s"].as_f64().unwrap_or(0.0),
+                s["all_running_s"].as_f64().unwrap_or(0.0),
+                s["creation_rate_per_s"].as_f64().unwrap_or(0.0),
+                s["host_memory_per_idle_environment_kib"]
+                    .as_f64()
+                    .unwrap_or(0.0)
+            );
+        }
     }
-    if let Some(a) = &asynchronous {
-        println!(
-            "async: {} events accepted at concurrency 8 at {:.0}/s; drained (run) at {:.0}/s by at most 8 at once",
-            a["events"],
-            a["accepted_per_s"].as_f64().unwrap_or(0.0),
-            a["drained_per_s"].as_f64().unwrap_or(0.0),
-        );
-    }
-    if let Some(s) = &sns {
-        let ms = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0);
-        println!(
-            "sns: publish to handler p50 {:.2} ms, p99 {:.2} ms (warm, one at a time); {} messages published at {:.0}/s and handled at {:.0}/s (p50 {:.2} ms, p99 {:.2} ms); fan-out to {}: all ran {:.1} ms after publish cold, {:.1} ms warm",
-            ms(&s["latency_ms"]["p50_ms"]),
-            ms(&s["latency_ms"]["p99_ms"]),
-            s["sustained"]["messages"],
-            ms(&s["sustained"]["published_per_s"]),
-            ms(&s["sustained"]["delivered_per_s"]),
-            ms(&s["sustained"]["latency_ms"]["p50_ms"]),
-            ms(&s["sustained"]["latency_ms"]["p99_ms"]),
-            s["fan_out"]["subscriptions"],
-            ms(&s["fan_out"]["cold_ms"]),
-            ms(&s["fan_out"]["warm_ms"]),
-        );
-    }
-    if let Some(g) = &gateways {
-        let ms = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0);
-        println!(
-            "http: p50 (p99) ms, warm native function: invoke {:.3} ({:.3}), function URL {:.3} ({:.3}), HTTP API {:.3} ({:.3}), with cached authorizer {:.3} ({:.3}); the gateway adds {:.0} µs (URL) and {:.0} µs (API), a cached authorizer {:.0} µs; {} rounds",
-            ms(&g["invoke"]["p50_ms"]),
-            ms(&g["invoke"]["p99_ms"]),
-            ms(&g["function_url"]["p50_ms"]),
-            ms(&g["function_url"]["p99_ms"]),
-            ms(&g["http_api"]["p50_ms"]),
-            ms(&g["http_api"]["p99_ms"]),
-            ms(&g["http_api_cached_authorizer"]["p50_ms"]),
-            ms(&g["http_api_cached_authorizer"]["p99_ms"]),
-            ms(&g["function_url_over_invoke_us"]),
-            ms(&g["http_api_over_invoke_us"]),
-            ms(&g["cached_authorizer_over_http_api_us"]),
-            g["rounds"],
-        );
-    }
-    if let Some(i) = &images {
-        crate::bench_image::print(i);
-    }
-    if let Some(l) = &logging {
-        crate::bench_logs::print(l);
-    }
-    if let Some(n) = &network {
-        crate::bench_net::print(n);
-    }
-    if let Some(s) = &scale {
-        println!(
-            "scale-out: {} of {} invocations (1 s each) done in {:.2} s: all running after {:.2} s, {:.0} environments/s; {:.0} KiB of host memory per idle environment",
-            s["succeeded"],
-            s["environments"],
-            s["all_done_s"].as_f64().unwrap_or(0.0),
-            s["all_running_s"].as_f64().unwrap_or(0.0),
-            s["creation_rate_per_s"].as_f64().unwrap_or(0.0),
-            s["host_memory_per_idle_environment_kib"]
-                .as_f64()
-                .unwrap_or(0.0)
-        );
-    }
-    Ok(())
 }
 
 /// Asynchronous events of a native echo function whose reserved concurrency is 8 (the

@@ -3,6 +3,7 @@
 //! `main` parses arguments, sets up tracing and hands over to the server or a client command.
 
 mod bench;
+mod bench_compare;
 mod bench_http;
 mod bench_image;
 mod bench_logs;

@@ -71,6 +71,8 @@ pub trait Kernel: Send + Sync {
     /// Opens a file for reading and writing through one descriptor (cgroup files whose state
     /// is per open file, such as `memory.peak`).
     fn open_rw(&self, path: &Path) -> io::Result<std::fs::File>;
+    /// Opens a file for reading, to be read again and again at offset 0 (cgroup counters).
+    fn open_read(&self, path: &Path) -> io::Result<std::fs::File>;
     fn exists(&self, path: &Path) -> bool;
     fn unshare(&self, namespaces: Namespaces) -> io::Result<()>;
     fn mount(
@@ -151,6 +153,9 @@ impl Kernel for LinuxKernel {
             .read(true)
             .write(true)
             .open(path)
+    }
+    fn open_read(&self, path: &Path) -> io::Result<std::fs::File> {
+        std::fs::File::open(path)
     }
     fn exists(&self, path: &Path) -> bool {
         path.exists()
@@ -367,6 +372,9 @@ impl Kernel for RecordingKernel {
             .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
     }
     fn open_rw(&self, _: &Path) -> io::Result<std::fs::File> {
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
+    fn open_read(&self, _: &Path) -> io::Result<std::fs::File> {
         Err(io::Error::from(io::ErrorKind::Unsupported))
     }
     fn exists(&self, path: &Path) -> bool {

@@ -8,6 +8,10 @@
 //!   stayed below an earlier one's, and its peak is the largest `memory.current` seen at its
 //!   start, at its end and at each [`PeakMeter::SAMPLE`] while it ran; a spike shorter than
 //!   that interval can be missed.
+//!
+//! The files are opened once per environment and read (or written) at offset 0 for each
+//! invocation, so measuring costs no path lookups; a kernel that cannot hand out descriptors
+//! (the recording fake) is used by path.
 
 use std::fs::File;
 use std::io;
@@ -30,11 +34,52 @@ pub struct PeakMeter {
 #[derive(Debug)]
 enum How {
     /// v1's resettable high-water mark.
-    Reset { usage: PathBuf },
+    Reset { usage: Counter },
     /// v2's `memory.peak`, reset per descriptor.
     Descriptor(File),
     /// v2 without per-descriptor reset: the lifetime peak plus samples of the current usage.
-    Sampled { peak: PathBuf, current: PathBuf },
+    Sampled { peak: Counter, current: Counter },
+}
+
+/// A cgroup counter file: open, or by path when the kernel gives no descriptors.
+#[derive(Debug)]
+enum Counter {
+    Open(File),
+    Path(PathBuf),
+}
+
+impl Counter {
+    fn new(path: PathBuf, k: &dyn Kernel, write: bool) -> Self {
+        let file = if write {
+            k.open_rw(&path)
+        } else {
+            k.open_read(&path)
+        };
+        match file {
+            Ok(f) => Self::Open(f),
+            Err(_) => Self::Path(path),
+        }
+    }
+
+    fn read(&self, k: &dyn Kernel) -> io::Result<u64> {
+        match self {
+            Self::Open(f) => read_at_start(f),
+            Self::Path(p) => parse(&k.read(p)?),
+        }
+    }
+
+    fn write(&self, k: &dyn Kernel, value: &str) -> io::Result<()> {
+        match self {
+            Self::Open(f) => f.write_at(value.as_bytes(), 0).map(drop),
+            Self::Path(p) => k.write(p, value),
+        }
+    }
+}
+
+fn read_at_start(f: &File) -> io::Result<u64> {
+    let mut buf = [0u8; 32];
+    let n = f.read_at(&mut buf, 0)?;
+    parse(std::str::from_utf8(&buf[..n]).unwrap_or(""))
 }
 
 fn parse(text: &str) -> io::Result<u64> {
@@ -51,7 +96,7 @@ impl PeakMeter {
     pub fn new(cg: &Cgroup, k: &dyn Kernel) -> Self {
         let how = match &cg.layout {
             Layout::V1 { .. } => How::Reset {
-                usage: cg.v1("memory").join("memory.max_usage_in_bytes"),
+                usage: Counter::new(cg.v1("memory").join("memory.max_usage_in_bytes"), k, true),
             },
             Layout::V2 { .. } => {
                 let peak = cg.v2().join("memory.peak");
@@ -59,8 +104,8 @@ impl PeakMeter {
                 match k.open_rw(&peak) {
                     Ok(f) if f.write_at(b"reset", 0).is_ok() => How::Descriptor(f),
                     _ => How::Sampled {
-                        peak,
-                        current: cg.v2().join("memory.current"),
+                        peak: Counter::new(peak, k, false),
+                        current: Counter::new(cg.v2().join("memory.current"), k, false),
                     },
                 }
             }
@@ -81,11 +126,11 @@ impl PeakMeter {
     /// Starts measuring a new invocation.
     pub fn start(&mut self, k: &dyn Kernel) -> io::Result<()> {
         match &self.how {
-            How::Reset { usage } => k.write(usage, "0"),
+            How::Reset { usage } => usage.write(k, "0"),
             How::Descriptor(f) => f.write_at(b"reset", 0).map(drop),
             How::Sampled { peak, current } => {
-                self.start_peak = parse(&k.read(peak)?)?;
-                self.seen = parse(&k.read(current)?)?;
+                self.start_peak = peak.read(k)?;
+                self.seen = current.read(k)?;
                 Ok(())
             }
         }
@@ -94,7 +139,7 @@ impl PeakMeter {
     /// Notes the current usage (sampled mode; a no-op otherwise).
     pub fn sample(&mut self, k: &dyn Kernel) {
         if let How::Sampled { current, .. } = &self.how
-            && let Ok(now) = k.read(current).and_then(|t| parse(&t))
+            && let Ok(now) = current.read(k)
         {
             self.seen = self.seen.max(now);
         }
@@ -103,14 +148,10 @@ impl PeakMeter {
     /// The invocation's peak, bytes.
     pub fn finish(&mut self, k: &dyn Kernel) -> io::Result<u64> {
         match &self.how {
-            How::Reset { usage } => parse(&k.read(usage)?),
-            How::Descriptor(f) => {
-                let mut buf = [0u8; 32];
-                let n = f.read_at(&mut buf, 0)?;
-                parse(std::str::from_utf8(&buf[..n]).unwrap_or(""))
-            }
+            How::Reset { usage } => usage.read(k),
+            How::Descriptor(f) => read_at_start(f),
             How::Sampled { peak, .. } => {
-                let lifetime = parse(&k.read(peak)?)?;
+                let lifetime = peak.read(k)?;
                 if lifetime > self.start_peak {
                     return Ok(lifetime);
                 }
