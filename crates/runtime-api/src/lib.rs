@@ -178,6 +178,10 @@ pub struct ExecutorConfig {
     pub keep_alive: std::time::Duration,
     /// The most memory (sum of MemorySize) live environments may hold, MB.
     pub memory_budget_mb: u64,
+    /// The budget's multiplier (1: no over-commit).
+    pub memory_overcommit: f64,
+    /// No new environment while the host has less memory available than this, MB (0: none).
+    pub memory_reserve_mb: u64,
     /// New environments per function per 10 s.
     pub scale_up: u32,
     /// The most `/tmp` (sum of EphemeralStorage) live environments may hold, MB.
@@ -376,6 +380,8 @@ impl Executor {
                         account_concurrency: config.account_concurrency,
                         keep_alive: config.keep_alive,
                         memory_budget_mb: config.memory_budget_mb,
+                        memory_overcommit: config.memory_overcommit,
+                        memory_reserve_mb: config.memory_reserve_mb,
                         tmp_budget_mb: config.tmp_budget_mb,
                         freeze_after: FREEZE_AFTER,
                         scale_up: config.scale_up,

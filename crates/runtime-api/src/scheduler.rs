@@ -32,6 +32,8 @@ pub enum Throttle {
     Account,
     /// Starting another environment would exceed the host's memory budget.
     Memory,
+    /// The host's available memory is below the reserve: no new environment until it is back.
+    HostMemory,
     /// Starting another environment would exceed the host's `/tmp` disk budget.
     Disk,
     /// The function is adding environments faster than its scale-up rate.
@@ -45,9 +47,11 @@ impl Throttle {
             Throttle::Reserved | Throttle::Stopped => {
                 "ReservedFunctionConcurrentInvocationLimitExceeded"
             }
-            Throttle::Account | Throttle::Memory | Throttle::Disk | Throttle::AsyncShare => {
-                "ConcurrentInvocationLimitExceeded"
-            }
+            Throttle::Account
+            | Throttle::Memory
+            | Throttle::HostMemory
+            | Throttle::Disk
+            | Throttle::AsyncShare => "ConcurrentInvocationLimitExceeded",
             Throttle::ScaleRate => "FunctionInvocationRateLimitExceeded",
         }
     }
@@ -88,6 +92,11 @@ pub struct Settings {
     pub account_concurrency: u32,
     pub keep_alive: Duration,
     pub memory_budget_mb: u64,
+    /// Live environments' MemorySize may add up to the budget times this (1: no over-commit).
+    pub memory_overcommit: f64,
+    /// No new environment starts while the host has less memory available than this, MB
+    /// (0: no such guard).
+    pub memory_reserve_mb: u64,
     pub tmp_budget_mb: u64,
     pub freeze_after: Duration,
     /// New environments a function may add per `scale_window` (Lambda: 1000 per 10 s).
@@ -205,9 +214,45 @@ struct State {
     /// EphemeralStorage of every live environment, MB.
     live_tmp_mb: u64,
     live: usize,
+    host: HostMemory,
     /// Environments to destroy, handed to a task outside the loop.
     doomed: mpsc::UnboundedSender<Environment>,
     freeze: mpsc::UnboundedSender<Vec<Arc<Gate>>>,
+}
+
+/// The host's available memory (`MemAvailable`), read at most every [`HostMemory::FRESH`], on
+/// cold starts only.
+#[derive(Default)]
+struct HostMemory {
+    read: Option<(std::time::Instant, u64)>,
+}
+
+impl HostMemory {
+    const FRESH: Duration = Duration::from_millis(20);
+
+    fn available_mb(&mut self) -> Option<u64> {
+        if let Some((at, mb)) = self.read
+            && at.elapsed() < Self::FRESH
+        {
+            return Some(mb);
+        }
+        let mb = mem_available_kb()? / 1024;
+        self.read = Some((std::time::Instant::now(), mb));
+        Some(mb)
+    }
+}
+
+/// `MemAvailable` from `/proc/meminfo`, kB.
+pub fn mem_available_kb() -> Option<u64> {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// A handle to the scheduler task.
@@ -257,6 +302,7 @@ impl Scheduler {
             live_memory_mb: 0,
             live_tmp_mb: 0,
             live: 0,
+            host: HostMemory::default(),
             doomed,
             freeze,
         };
@@ -590,9 +636,20 @@ impl State {
             }
         };
         let (memory_budget, tmp_budget) = (
-            part(self.settings.memory_budget_mb),
+            part((self.settings.memory_budget_mb as f64 * self.settings.memory_overcommit) as u64),
             part(self.settings.tmp_budget_mb),
         );
+        // The host's real memory is the hard guard, whatever the budget allows: below the
+        // reserve, the request is refused and an idle environment gives its memory back.
+        if self.settings.memory_reserve_mb > 0
+            && self
+                .host
+                .available_mb()
+                .is_some_and(|a| a < self.settings.memory_reserve_mb)
+        {
+            self.evict_oldest_idle();
+            return Err(Throttle::HostMemory);
+        }
         loop {
             let short = if self.live_memory_mb + mb > memory_budget {
                 if asynchronous {
@@ -609,27 +666,36 @@ impl State {
             } else {
                 return Ok(());
             };
-            let oldest = self
-                .functions
-                .iter()
-                .flat_map(|(k, f)| {
-                    f.idle
-                        .iter()
-                        .enumerate()
-                        .map(move |(i, e)| (e.gate().idle_since(), k.clone(), i))
-                })
-                .min_by_key(|(since, _, _)| *since);
-            let Some((_, key, index)) = oldest else {
+            if !self.evict_oldest_idle() {
                 return Err(short);
-            };
-            let env = self
-                .functions
-                .get_mut(&key)
-                .expect("present")
-                .idle
-                .remove(index);
-            self.discard(env);
+            }
         }
+    }
+
+    /// Destroys the least recently used idle environment; false if there is none.
+    fn evict_oldest_idle(&mut self) -> bool {
+        let oldest = self
+            .functions
+            .iter()
+            .flat_map(|(k, f)| {
+                f.idle
+                    .iter()
+                    .enumerate()
+                    .map(move |(i, e)| (e.gate().idle_since(), k, i))
+            })
+            .min_by_key(|(since, _, _)| *since)
+            .map(|(_, k, i)| (k.clone(), i));
+        let Some((key, index)) = oldest else {
+            return false;
+        };
+        let env = self
+            .functions
+            .get_mut(&key)
+            .expect("present")
+            .idle
+            .remove(index);
+        self.discard(env);
+        true
     }
 
     fn release(&mut self, slot: Slot, reserved: bool, env: Option<Environment>) {

@@ -37,6 +37,12 @@ pub struct Config {
     pub keep_alive: std::time::Duration,
     /// The most memory (sum of MemorySize) live environments may hold, MB.
     pub memory_budget_mb: u64,
+    /// The budget's multiplier: live environments' MemorySize may add up to the budget times
+    /// this (1: no over-commit, the default).
+    pub memory_overcommit: f64,
+    /// No new environment starts while the host has less memory available than this, MB
+    /// (default: none without over-commit, a tenth of the host's memory with it).
+    pub memory_reserve_mb: u64,
     /// How long shutdown waits for in-flight invocations.
     pub shutdown_grace: std::time::Duration,
     /// New environments per function per 10 s.
@@ -125,6 +131,8 @@ pub struct FileConfig {
     pub metrics_flush_s: Option<f64>,
     pub keep_alive_s: Option<u64>,
     pub memory_budget_mb: Option<u64>,
+    pub memory_overcommit: Option<f64>,
+    pub memory_reserve_mb: Option<u64>,
     pub shutdown_grace_s: Option<u64>,
     pub scale_up_per_10s: Option<u32>,
     pub tmp_budget_mb: Option<u64>,
@@ -291,6 +299,22 @@ impl Config {
             memory_budget_mb: raw
                 .memory_budget_mb
                 .unwrap_or_else(default_memory_budget_mb),
+            memory_overcommit: match raw.memory_overcommit {
+                Some(r) if !(1.0..=100.0).contains(&r) => {
+                    return Err(invalid(
+                        "memory_overcommit",
+                        "must be from 1 (no over-commit) to 100",
+                    ));
+                }
+                r => r.unwrap_or(1.0),
+            },
+            memory_reserve_mb: raw.memory_reserve_mb.unwrap_or_else(|| {
+                if raw.memory_overcommit.is_some_and(|r| r > 1.0) {
+                    host_memory_mb() / 10
+                } else {
+                    0
+                }
+            }),
             shutdown_grace: std::time::Duration::from_secs(raw.shutdown_grace_s.unwrap_or(30)),
             scale_up_per_10s: raw.scale_up_per_10s.unwrap_or(1000),
             tmp_budget_mb: raw.tmp_budget_mb,
@@ -382,6 +406,11 @@ fn seconds(setting: &'static str, values: &[f64]) -> Result<Vec<std::time::Durat
 
 /// 80 % of the host's memory, MB.
 fn default_memory_budget_mb() -> u64 {
+    host_memory_mb() * 8 / 10
+}
+
+/// The host's memory (`MemTotal`), MB; 4 GB if it cannot be read.
+fn host_memory_mb() -> u64 {
     let total_kb = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| {
@@ -390,7 +419,7 @@ fn default_memory_budget_mb() -> u64 {
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         })
         .unwrap_or(4 * 1024 * 1024);
-    total_kb / 1024 * 8 / 10
+    total_kb / 1024
 }
 
 #[cfg(test)]
@@ -446,5 +475,25 @@ mod tests {
         assert!(Config::from_parts(raw, Overrides::default()).is_err());
         let raw: FileConfig = toml::from_str("account = \"12\"").unwrap();
         assert!(Config::from_parts(raw, Overrides::default()).is_err());
+        for bad in ["memory_overcommit = 0.5", "memory_overcommit = 1000.0"] {
+            let raw: FileConfig = toml::from_str(bad).unwrap();
+            assert!(
+                Config::from_parts(raw, Overrides::default()).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn over_commit_brings_a_reserve_of_a_tenth_of_the_host() {
+        let c = Config::load(None, Overrides::default()).unwrap();
+        assert_eq!((c.memory_overcommit, c.memory_reserve_mb), (1.0, 0));
+        let raw: FileConfig = toml::from_str("memory_overcommit = 4.0").unwrap();
+        let c = Config::from_parts(raw, Overrides::default()).unwrap();
+        assert_eq!(c.memory_reserve_mb, host_memory_mb() / 10);
+        let raw: FileConfig =
+            toml::from_str("memory_overcommit = 4.0\nmemory_reserve_mb = 512").unwrap();
+        let c = Config::from_parts(raw, Overrides::default()).unwrap();
+        assert_eq!((c.memory_overcommit, c.memory_reserve_mb), (4.0, 512));
     }
 }

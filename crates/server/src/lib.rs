@@ -61,6 +61,8 @@ pub async fn run(
             account_concurrency: config.account_concurrency,
             keep_alive: config.keep_alive,
             memory_budget_mb: config.memory_budget_mb,
+            memory_overcommit: config.memory_overcommit,
+            memory_reserve_mb: config.memory_reserve_mb,
             scale_up: config.scale_up_per_10s,
             tmp_budget_mb,
             log_rate_bytes_per_s: config.log_rate_bytes_per_s,
@@ -100,6 +102,8 @@ pub async fn run(
     }
     tracing::info!(
         memory_budget_mb = config.memory_budget_mb,
+        memory_overcommit = config.memory_overcommit,
+        memory_reserve_mb = config.memory_reserve_mb,
         tmp_budget_mb,
         keep_alive_s = config.keep_alive.as_secs(),
         account_concurrency = config.account_concurrency,

@@ -315,6 +315,40 @@ async fn a_small_memory_budget_evicts_idle_environments_then_throttles() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn over_commit_admits_more_environments_and_the_hosts_memory_still_guards() {
+    // The budget of 300 MB, over-committed twice: two 256 MB environments live side by side,
+    // where without over-commit the second evicts the first.
+    let app = spawn_app_with("memory_budget_mb = 300\nmemory_overcommit = 2.0").await;
+    let c = &app.client;
+    deploy(c, "a", 256, "0").await;
+    deploy(c, "b", 256, "0").await;
+    assert!(is_cold(c, "a").await);
+    assert!(is_cold(c, "b").await);
+    assert!(!is_cold(c, "a").await, "a kept its environment beside b's");
+    assert!(!is_cold(c, "b").await);
+    // A third does not fit 600 MB: the oldest idle one makes room, as without over-commit.
+    deploy(c, "third", 256, "0").await;
+    assert!(is_cold(c, "third").await);
+    assert!(
+        is_cold(c, "a").await,
+        "a, the least recently used, was evicted"
+    );
+    drop(app);
+
+    // A reserve larger than the host: no new environment may start, whatever the budget. The
+    // refusal is a throttle, as a full budget's is.
+    let app = spawn_app_with("memory_overcommit = 2.0\nmemory_reserve_mb = 1000000000").await;
+    let c = &app.client;
+    deploy(c, "guarded", 128, "0").await;
+    let r = invoke(c, "guarded").await;
+    assert_eq!(
+        throttle_reason(&r).as_deref(),
+        Some("ConcurrentInvocationLimitExceeded"),
+        "{r:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_hundred_concurrent_invocations() {
     let app = spawn_app_with("memory_budget_mb = 100000\ntmp_budget_mb = 1000000").await;
     let c = &app.client;
