@@ -1,7 +1,8 @@
 //! Usage records into the store, in batches off the invoke path. The queue is unbounded: usage is
 //! never dropped. A write that fails is retried; records carry their request id, so a retried
-//! batch never counts anything twice. What a crash can lose is the last `batch::INTERVAL` of
-//! completed invocations, besides those in flight.
+//! batch never counts anything twice. What a crash can lose is the last two `batch::INTERVAL`s
+//! of completed invocations (the batch gathering and the one being written), besides those in
+//! flight.
 
 use std::sync::Arc;
 use std::sync::mpsc::{Sender, channel};
