@@ -114,21 +114,20 @@ pub fn identify(
         .get("authorization")
         .and_then(|v| v.to_str().ok());
     let Some(header) = header else {
-        if let Some(token) = crate::console::Sessions::token_of(parts) {
-            return match auth.sessions.get(token) {
-                Some(s) => Ok(Caller {
+        match auth.sessions.presented(parts) {
+            crate::console::session::Presented::Valid(s) => {
+                return Ok(Caller {
                     account: s.account,
                     region: s.region,
-                }),
-                None if auth.verify => Err(denied(
+                });
+            }
+            crate::console::session::Presented::Invalid if auth.verify => {
+                return Err(denied(
                     AuthFailure::MissingToken,
                     "The console session has ended; sign in again.",
-                )),
-                None => Ok(Caller {
-                    account: auth.default_account.clone(),
-                    region: auth.default_region.clone(),
-                }),
-            };
+                ));
+            }
+            _ => {}
         }
         if auth.verify {
             return Err(denied(

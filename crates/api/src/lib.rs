@@ -12,6 +12,7 @@
 
 pub mod apigw;
 pub mod auth;
+mod browser;
 pub mod console;
 pub mod ec2;
 pub mod ecr;
@@ -36,11 +37,6 @@ use lamina_store::{FunctionKey, Store};
 use tower::ServiceExt;
 
 pub use auth::{AccessKey, AuthConfig, Caller};
-
-/// The policy on responses of functions reached at path-style addresses (`/_aws/…`): pages
-/// work (scripts, forms, popups, downloads) but in an opaque origin of their own.
-const PATH_STYLE_SANDBOX: &str =
-    "sandbox allow-scripts allow-forms allow-popups allow-modals allow-downloads";
 
 /// Everything the handlers share.
 pub struct AppState {
@@ -217,44 +213,55 @@ pub fn router(state: Arc<AppState>) -> Router {
     let apigw = apigw::router(state.clone());
     let gateways = state.clone();
     let console = console::router(state.clone(), lambda.clone());
+    let certificate = Router::new()
+        .route("/_lamina/sns/{file}", axum::routing::get(sns::certificate))
+        .with_state(state);
     Router::new()
-        .route(
-            "/_lamina/sns/{file}",
-            axum::routing::get(sns::certificate).with_state(state),
-        )
-        .merge(console)
         .fallback(move |req: Request| {
             let (lambda, sns, apigw) = (lambda.clone(), sns.clone(), apigw.clone());
+            let (console, certificate) = (console.clone(), certificate.clone());
             let gateways = gateways.clone();
             async move {
-                let (parts, body) = req.into_parts();
+                let (mut parts, body) = req.into_parts();
+                // A function's host or prefix first: its paths are all its own.
                 if let Some(target) = http::target_of(&parts) {
+                    browser::strip_console_cookie(&mut parts);
                     let path_style = parts.uri.path().starts_with("/_aws/");
                     let req = Request::from_parts(parts, body);
                     let mut resp = http::serve(gateways, target, req).await;
                     if path_style {
-                        // A function's page at a path-style address shares the console's
-                        // origin: the sandbox gives it an origin of its own, so its scripts
-                        // cannot use a signed-in console's session.
-                        resp.headers_mut().append(
-                            "content-security-policy",
-                            HeaderValue::from_static(PATH_STYLE_SANDBOX),
-                        );
+                        browser::confine_path_style(&mut resp);
                     }
                     return resp;
                 }
+                let path = parts.uri.path();
+                if path == "/console" || path.starts_with("/console/") {
+                    return console
+                        .oneshot(Request::from_parts(parts, body))
+                        .await
+                        .into_response();
+                }
+                if let Some(refused) = browser::refuse_other_sites(&parts) {
+                    return refused;
+                }
                 let service = service_of(&parts);
                 let req = Request::from_parts(parts, body);
-                match service {
-                    Ok(Service::Lambda) => lambda.oneshot(req).await.into_response(),
-                    Ok(Service::Sns) => sns.oneshot(req).await.into_response(),
-                    Ok(Service::ApiGateway) => apigw.oneshot(req).await.into_response(),
-                    Ok(Service::Ecr) => ecr::api::serve(gateways, req).await,
-                    Ok(Service::Registry) => ecr::registry::serve(gateways, req).await,
-                    Ok(Service::Ec2) => ec2::serve(gateways, req).await,
-                    Ok(Service::Logs) => logs::serve(gateways, req).await,
-                    Err(name) => unknown_service(&name),
-                }
+                let mut resp = if req.uri().path().starts_with("/_lamina/sns/") {
+                    certificate.oneshot(req).await.into_response()
+                } else {
+                    match service {
+                        Ok(Service::Lambda) => lambda.oneshot(req).await.into_response(),
+                        Ok(Service::Sns) => sns.oneshot(req).await.into_response(),
+                        Ok(Service::ApiGateway) => apigw.oneshot(req).await.into_response(),
+                        Ok(Service::Ecr) => ecr::api::serve(gateways, req).await,
+                        Ok(Service::Registry) => ecr::registry::serve(gateways, req).await,
+                        Ok(Service::Ec2) => ec2::serve(gateways, req).await,
+                        Ok(Service::Logs) => logs::serve(gateways, req).await,
+                        Err(name) => unknown_service(&name),
+                    }
+                };
+                browser::harden_api_response(&mut resp);
+                resp
             }
         })
         .layer(middleware::from_fn(request_id))

@@ -53,9 +53,14 @@ const ASSETS: &[Asset] = &[
 ];
 
 const INDEX: &str = include_str!("assets/index.html");
+const INDEX_PAGE: Asset = Asset {
+    path: "/console",
+    content_type: "text/html; charset=utf-8",
+    body: INDEX,
+};
 
 /// What the browser may do with the console's pages.
-const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
                    connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /// The ETag of every asset: one hash of them all, as they change together.
@@ -80,11 +85,11 @@ pub fn router(state: Arc<AppState>, lambda: Router) -> Router {
         )
         .route(
             "/console",
-            get(|| async { page(INDEX, "text/html; charset=utf-8") }),
+            get(|h: HeaderMap| async move { asset(&INDEX_PAGE, &h) }),
         )
         .route(
             "/console/",
-            get(|| async { page(INDEX, "text/html; charset=utf-8") }),
+            get(|h: HeaderMap| async move { asset(&INDEX_PAGE, &h) }),
         )
         .route(
             "/console/session",
@@ -189,16 +194,15 @@ async fn maybe(lambda: Router, req: Request) -> Response {
 async fn whoami(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let (parts, _) = req.into_parts();
     let auth = &state.auth;
-    let session = Sessions::token_of(&parts).and_then(|t| auth.sessions.get(t));
-    let body = match session {
-        Some(s) => json!({
+    let body = match auth.sessions.presented(&parts) {
+        session::Presented::Valid(s) => json!({
             "signedIn": true,
             "verify": auth.verify,
             "account": s.account.as_str(),
             "region": s.region.as_str(),
             "accessKeyId": s.access_key_id,
         }),
-        None => json!({
+        _ => json!({
             "signedIn": !auth.verify,
             "verify": auth.verify,
             "account": if auth.verify { None } else { Some(auth.default_account.as_str()) },
@@ -250,18 +254,24 @@ async fn sign_in(State(state): State<Arc<AppState>>, req: Request) -> Response {
         .get(&form.access_key_id)
         .filter(|k| crate::sigv4::signatures_match(&k.secret_access_key, &form.secret_access_key));
     let Some(key) = key else {
-        tracing::info!(access_key_id = %form.access_key_id, "console sign-in refused");
+        // Never the whole field: it may be a secret typed into the wrong box.
+        let shown: String = form.access_key_id.chars().take(4).collect();
+        tracing::info!(access_key_id_starts = %shown, "console sign-in refused");
         return answer(
             StatusCode::UNAUTHORIZED,
             json!({"message": "The access key or its secret is not right."}),
         );
     };
-    let token = auth
+    // A session the browser had is replaced, not left to run out.
+    if let Some(old) = Sessions::token_of(&parts) {
+        auth.sessions.close(old);
+    }
+    let (token, csrf) = auth
         .sessions
         .open(key.account.clone(), region.clone(), form.access_key_id);
     let mut resp = answer(
         StatusCode::OK,
-        json!({"signedIn": true, "verify": auth.verify, "account": key.account.as_str(), "region": region.as_str()}),
+        json!({"signedIn": true, "verify": auth.verify, "account": key.account.as_str(), "region": region.as_str(), "csrf": csrf}),
     );
     resp.headers_mut().insert(
         header::SET_COOKIE,
@@ -273,7 +283,10 @@ async fn sign_in(State(state): State<Arc<AppState>>, req: Request) -> Response {
 /// `DELETE /console/session`: signs out.
 async fn sign_out(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let (parts, _) = req.into_parts();
-    if let Some(token) = Sessions::token_of(&parts) {
+    if let (session::Presented::Valid(_), Some(token)) = (
+        state.auth.sessions.presented(&parts),
+        Sessions::token_of(&parts),
+    ) {
         state.auth.sessions.close(token);
     }
     let mut resp = answer(StatusCode::OK, json!({"signedIn": false}));

@@ -1,10 +1,12 @@
 //! The console's sign-in: an access key and its secret, checked once, buy a session held in
 //! memory and named by a random token in an `HttpOnly`, `SameSite=Strict` cookie.
 //!
-//! A session acts only for requests that also carry the [`HEADER`] header, which a page of
-//! another origin cannot send without a CORS preflight this server never grants: a cookie alone
-//! (a link, a form of another site) acts for no one. Sessions are bounded in number and in time
-//! and are lost with the process, which only means signing in again.
+//! A session acts only for requests whose [`HEADER`] carries its second secret, which sign-in
+//! hands to the console's script (kept in the origin's local storage). A page of another origin
+//! can neither read that secret nor send the header without a CORS preflight this server never
+//! grants, and whoever learns the cookie alone (a function it was sent to) acts for no one.
+//! Sessions are bounded in number, per access key and in all, and in time, and are lost with
+//! the process, which only means signing in again.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -20,6 +22,9 @@ pub const COOKIE: &str = "lamina_console";
 pub const LIFETIME: Duration = Duration::from_secs(12 * 3600);
 /// The most sessions held at once; the one nearest its end makes room for a new one.
 const MAX_SESSIONS: usize = 10_000;
+/// The most sessions of one access key: signing in again and again evicts that key's own
+/// oldest, not other people's.
+const MAX_PER_KEY: usize = 20;
 
 /// Signed-in console sessions by token.
 #[derive(Default)]
@@ -42,7 +47,27 @@ pub struct Session {
     pub region: Region,
     /// The access key that signed in (shown, never its secret).
     pub access_key_id: String,
+    /// The value [`HEADER`] must carry.
+    csrf: String,
     expires: Instant,
+}
+
+/// What a request says of a session.
+pub enum Presented {
+    /// No console header: not a console request.
+    None,
+    /// A live session, whose secret the header carries.
+    Valid(Session),
+    /// A console request whose session is unknown, expired, or not matched by its header.
+    Invalid,
+}
+
+fn random_hex() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
 }
 
 impl Sessions {
@@ -50,23 +75,36 @@ impl Sessions {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Opens a session and returns its token.
-    pub fn open(&self, account: AccountId, region: Region, access_key_id: String) -> String {
-        let token = format!(
-            "{}{}",
-            uuid::Uuid::new_v4().simple(),
-            uuid::Uuid::new_v4().simple()
-        );
+    /// Opens a session; returns its cookie token and the secret its requests' header carries.
+    pub fn open(
+        &self,
+        account: AccountId,
+        region: Region,
+        access_key_id: String,
+    ) -> (String, String) {
+        let (token, csrf) = (random_hex(), random_hex());
         let now = Instant::now();
         let mut map = self.lock();
         map.retain(|_, s| s.expires > now);
-        if map.len() >= MAX_SESSIONS
-            && let Some(oldest) = map
-                .iter()
+        let oldest = |map: &HashMap<String, Session>, key: Option<&str>| {
+            map.iter()
+                .filter(|(_, s)| key.is_none_or(|k| s.access_key_id == k))
                 .min_by_key(|(_, s)| s.expires)
                 .map(|(t, _)| t.clone())
+        };
+        let of_key = map
+            .values()
+            .filter(|s| s.access_key_id == access_key_id)
+            .count();
+        if of_key >= MAX_PER_KEY
+            && let Some(t) = oldest(&map, Some(&access_key_id))
         {
-            map.remove(&oldest);
+            map.remove(&t);
+        }
+        if map.len() >= MAX_SESSIONS
+            && let Some(t) = oldest(&map, None)
+        {
+            map.remove(&t);
         }
         map.insert(
             token.clone(),
@@ -74,10 +112,26 @@ impl Sessions {
                 account,
                 region,
                 access_key_id,
+                csrf: csrf.clone(),
                 expires: now + LIFETIME,
             },
         );
-        token
+        (token, csrf)
+    }
+
+    /// The session a request presents: its cookie's, if its header carries that session's
+    /// secret.
+    pub fn presented(&self, parts: &axum::http::request::Parts) -> Presented {
+        let Some(header) = parts.headers.get(HEADER) else {
+            return Presented::None;
+        };
+        let session = Self::token_of(parts).and_then(|t| self.get(t));
+        match session {
+            Some(s) if crate::sigv4::signatures_match(&s.csrf, header.to_str().unwrap_or("")) => {
+                Presented::Valid(s)
+            }
+            _ => Presented::Invalid,
+        }
     }
 
     /// The live session a token names.
@@ -98,9 +152,8 @@ impl Sessions {
         self.lock().remove(token);
     }
 
-    /// The token of a console request: its session cookie, when it also carries [`HEADER`].
+    /// The session cookie of a request.
     pub fn token_of(parts: &axum::http::request::Parts) -> Option<&str> {
-        parts.headers.get(HEADER)?;
         parts
             .headers
             .get_all("cookie")
@@ -123,34 +176,56 @@ mod tests {
         b.body(()).unwrap().into_parts().0
     }
 
-    #[test]
-    fn a_cookie_counts_only_with_the_console_header() {
-        let s = Sessions::default();
-        let token = s.open(
+    fn open(s: &Sessions, key: &str) -> (String, String) {
+        s.open(
             AccountId::parse("111111111111").unwrap(),
             Region::parse("us-east-1").unwrap(),
-            "AKIA".into(),
-        );
-        let cookie = format!("a=b; {COOKIE}={token}");
-        assert_eq!(Sessions::token_of(&parts(&[("cookie", &cookie)])), None);
-        let p = parts(&[("cookie", &cookie), (HEADER, "1")]);
-        let found = Sessions::token_of(&p).unwrap();
-        assert_eq!(s.get(found).unwrap().account.as_str(), "111111111111");
-        assert!(s.get("not-a-token").is_none());
-        s.close(&token);
-        assert!(s.get(&token).is_none());
+            key.into(),
+        )
     }
 
     #[test]
-    fn sessions_are_bounded() {
+    fn a_cookie_counts_only_with_its_sessions_secret_in_the_header() {
         let s = Sessions::default();
-        let acct = AccountId::parse("111111111111").unwrap();
-        let region = Region::parse("us-east-1").unwrap();
-        let first = s.open(acct.clone(), region.clone(), "k".into());
-        for _ in 0..MAX_SESSIONS {
-            s.open(acct.clone(), region.clone(), "k".into());
+        let (token, csrf) = open(&s, "AKIA");
+        let cookie = format!("a=b; {COOKIE}={token}");
+        assert!(matches!(
+            s.presented(&parts(&[("cookie", &cookie)])),
+            Presented::None
+        ));
+        for wrong in ["1", "", &token] {
+            assert!(matches!(
+                s.presented(&parts(&[("cookie", &cookie), (HEADER, wrong)])),
+                Presented::Invalid
+            ));
+        }
+        match s.presented(&parts(&[("cookie", &cookie), (HEADER, &csrf)])) {
+            Presented::Valid(session) => assert_eq!(session.account.as_str(), "111111111111"),
+            _ => panic!("the session's own secret is accepted"),
+        }
+        s.close(&token);
+        assert!(matches!(
+            s.presented(&parts(&[("cookie", &cookie), (HEADER, &csrf)])),
+            Presented::Invalid
+        ));
+    }
+
+    #[test]
+    fn sessions_are_bounded_per_key_and_in_all() {
+        let s = Sessions::default();
+        let (other, _) = open(&s, "someone-else");
+        let (first, _) = open(&s, "k");
+        for _ in 0..MAX_PER_KEY {
+            open(&s, "k");
+        }
+        assert!(
+            s.get(&first).is_none(),
+            "the key's oldest session made room"
+        );
+        assert!(s.get(&other).is_some(), "another key's session stays");
+        for i in 0..MAX_SESSIONS {
+            open(&s, &format!("key-{i}"));
         }
         assert_eq!(s.lock().len(), MAX_SESSIONS);
-        assert!(s.get(&first).is_none(), "the oldest session made room");
     }
 }

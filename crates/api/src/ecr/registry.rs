@@ -16,6 +16,14 @@ use super::blobs::{finish_upload, get_blob, patch_upload, start_upload, upload_a
 use super::{MAX_MANIFEST_BYTES, owner, token};
 use crate::{AppState, Caller, blocking};
 
+/// The manifest and index media types the registry stores and serves.
+const MANIFEST_TYPES: &[&str] = &[
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+];
+
 /// Whether an unsigned request is for the registry: `/v2/`, the catalog, or a repository's
 /// blobs, manifests or tags (API Gateway's own `/v2/` paths never take these shapes).
 pub fn is_registry_path(path: &str) -> bool {
@@ -398,11 +406,14 @@ pub(crate) async fn put_manifest(
     if refs.iter().any(|d| digest_hex(d).is_none()) {
         return Err(invalid("every referenced digest must be a sha256 digest"));
     }
+    // Served back as the manifest's Content-Type: only the registry's own media types, never
+    // one a browser would render (`text/html;x=manifest`).
     let media_type = media_type
-        .filter(|m| m.contains("manifest") || m.contains("index"))
+        .filter(|m| MANIFEST_TYPES.contains(&m.as_str()))
         .or_else(|| {
             doc.get("mediaType")
                 .and_then(|m| m.as_str())
+                .filter(|m| MANIFEST_TYPES.contains(m))
                 .map(str::to_owned)
         })
         .unwrap_or_else(|| {

@@ -134,13 +134,14 @@ with sync_playwright() as p:
     expect(page.locator("#logs")).to_contain_text("hello browser")
     shot(page, "07-logs")
 
-    # The session acts only for the console: the cookie alone (a link or a form of another
-    # site) is refused.
+    # The session acts only with its second secret in the console's header: the cookie alone,
+    # or with any other header value, is refused.
     expected.append(re.compile(r"status of 403"))
-    status = page.evaluate(
-        "fetch('/2015-03-31/functions/', {credentials: 'same-origin'}).then(r => r.status)"
-    )
-    assert status == 403, f"a cookie without the console header got {status}"
+    for headers in ["{}", "{'x-lamina-console': '1'}"]:
+        status = page.evaluate(
+            f"fetch('/2015-03-31/functions/', {{credentials: 'same-origin', headers: {headers}}}).then(r => r.status)"
+        )
+        assert status == 403, f"the cookie with {headers} got {status}"
     expected.pop()
 
     # Another account sees nothing of this one.

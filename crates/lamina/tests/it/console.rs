@@ -16,7 +16,7 @@ use crate::sdk_auth::AUTH;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/console.py");
-const HANDLER: &[u8] = b"def handler(event, context):\n    print('hello', event.get('name'))\n    if event.get('fail'):\n        raise ValueError('boom')\n    return {'greeting': 'hi ' + str(event.get('name'))}\n";
+const HANDLER: &[u8] = b"def handler(event, context):\n    print('hello', event.get('name'))\n    if event.get('fail'):\n        raise ValueError('boom')\n    return {'greeting': 'hi ' + str(event.get('name')), 'cookies': event.get('cookies')}\n";
 
 #[tokio::test]
 async fn console_in_headless_chromium() {
@@ -147,7 +147,10 @@ async fn console_in_headless_chromium() {
     // A function's page at a path-style address shares the console's origin: it is sandboxed
     // into an origin of its own. At its own host it is not.
     let id = url.split("//").nth(1).unwrap().split('.').next().unwrap();
-    let path_style = reqwest::get(format!("{}/_aws/lambda-url/{id}/", app.endpoint()))
+    let path_style = reqwest::Client::new()
+        .get(format!("{}/_aws/lambda-url/{id}/", app.endpoint()))
+        .header("cookie", "lamina_console=a-session; theirs=1")
+        .send()
         .await
         .unwrap();
     assert_eq!(path_style.status(), 200);
@@ -156,6 +159,23 @@ async fn console_in_headless_chromium() {
         csp.is_some_and(|v| v.to_str().unwrap().starts_with("sandbox allow-scripts")),
         "{csp:?}"
     );
+    // The function never sees the console's cookie, only its own.
+    let event: serde_json::Value = path_style.json().await.unwrap();
+    assert_eq!(event["cookies"], serde_json::json!(["theirs=1"]), "{event}");
+    // A page of another site cannot call the API, even unsigned as the default account would.
+    let cross = reqwest::Client::new()
+        .post(format!(
+            "{}/2015-03-31/functions/{name}/invocations",
+            app.endpoint()
+        ))
+        .header("sec-fetch-site", "cross-site")
+        .header("sec-fetch-mode", "no-cors")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross.status(), 403);
+    assert_eq!(cross.headers()["x-amzn-errortype"], "AccessDeniedException");
     let host_style = reqwest::Client::new()
         .get(format!("{}/", app.endpoint()))
         .header(

@@ -411,8 +411,10 @@ pub fn env_cgroups(parent: &str) -> Vec<PathBuf> {
     out
 }
 
-/// Every log line of a function, oldest first.
+/// Every log line of a function, oldest first, including every line printed before the call:
+/// the server stores lines in batches at most a few tens of milliseconds apart.
 pub async fn log_lines(endpoint: &str, function: &str) -> Vec<String> {
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     let http = reqwest::Client::new();
     let mut out = Vec::new();
     let mut after = 0i64;

@@ -233,10 +233,15 @@ async fn lines_of_a_running_invocation_are_visible() {
             "{name}: the invocation had ended: {seen:?}"
         );
         running.await.unwrap().unwrap();
-        let all = log_lines(&ep, name).await;
-        assert!(
-            all.iter().any(|l| l.trim_end().ends_with("finished")),
-            "{all:?}"
-        );
+        // Stored within the writer's batching interval of the invocation's end.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let all = log_lines(&ep, name).await;
+            if all.iter().any(|l| l.trim_end().ends_with("finished")) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{all:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }

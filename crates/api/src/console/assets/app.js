@@ -2,7 +2,7 @@
 // function's page (#/functions/NAME/TAB). Views refresh themselves while shown and stop when
 // the route changes.
 
-import { h, fill, api, ApiError, count, ms, dollars, ago, problem, table } from './ui.js';
+import { h, fill, api, ApiError, setSession, count, ms, dollars, ago, problem, table } from './ui.js';
 import { functionPage } from './function.js';
 
 const main = document.getElementById('main');
@@ -49,6 +49,7 @@ function header() {
 
 async function signOut() {
   await api('DELETE', '/console/session').catch(() => {});
+  setSession(null);
   me = await api('GET', '/console/session');
   location.hash = '#/';
   route();
@@ -62,7 +63,12 @@ function route() {
     signInView();
     return;
   }
-  const parts = location.hash.replace(/^#\/?/, '').split('/').map(decodeURIComponent);
+  let parts;
+  try {
+    parts = location.hash.replace(/^#\/?/, '').split('/').map(decodeURIComponent);
+  } catch {
+    parts = [];
+  }
   if (parts[0] === 'functions' && parts[1]) {
     fill(crumbs, h('a', { href: '#/' }, 'Functions'), h('span', { class: 'sep' }, '/'), h('span', {}, parts[1]));
     functionPage(main, parts[1], parts[2] || 'overview', { onLeave, me });
@@ -81,9 +87,11 @@ function signInView() {
     ev.preventDefault();
     fill(err);
     try {
-      me = await api('POST', '/console/session', {
+      const signed = await api('POST', '/console/session', {
         accessKeyId: key.value.trim(), secretAccessKey: secret.value, region: region.value.trim(),
-      });
+      }, { headers: { 'x-lamina-console': 'sign-in' } });
+      setSession(signed.csrf);
+      me = await api('GET', '/console/session');
       route();
     } catch (e) {
       fill(err, problem(e));

@@ -80,8 +80,9 @@ function b64decode(s) {
   return new TextDecoder().decode(Uint8Array.from(bin, (ch) => ch.charCodeAt(0)));
 }
 
-async function test(pane, name) {
-  const saved = `lamina.event.${name}`;
+async function test(pane, name, fn, ctx) {
+  // Per account: another account signing in on this browser does not see these events.
+  const saved = `lamina.event.${ctx.me.account}.${name}`;
   const editor = h('textarea', { id: 'event', class: 'code', rows: 12, spellcheck: 'false', 'aria-label': 'Event JSON' });
   editor.value = localStorage.getItem(saved) ?? SAMPLE;
   const hint = h('div', { class: 'hint' });
@@ -231,13 +232,14 @@ async function triggers(pane, name) {
   if (url) rows.push({ kind: 'Function URL', what: h('a', { href: url.FunctionUrl, target: '_blank', rel: 'noopener noreferrer' }, url.FunctionUrl), detail: `auth ${url.AuthType}` });
   const statements = policy ? JSON.parse(policy.Policy).Statement || [] : [];
   for (const s of statements) {
-    const principal = typeof s.Principal === 'string' ? s.Principal : (s.Principal?.Service || s.Principal?.AWS || '');
+    const principal = [].concat(typeof s.Principal === 'string' ? s.Principal : (s.Principal?.Service || s.Principal?.AWS || '')).join(', ');
+    const actions = [].concat(s.Action || []);
     const source = s.Condition?.ArnLike?.['AWS:SourceArn'] || s.Condition?.ArnEquals?.['AWS:SourceArn'] || '';
     const kind = principal === 'sns.amazonaws.com' ? 'SNS topic'
       : principal === 'apigateway.amazonaws.com' ? 'HTTP API'
         : principal === 'events.amazonaws.com' ? 'EventBridge' : `Permission for ${principal || 'a principal'}`;
     // The URL's own statements: the URL is listed already.
-    const viaUrl = s.Action === 'lambda:InvokeFunctionUrl' || String(s.Condition?.Bool?.['lambda:InvokedViaFunctionUrl']) === 'true';
+    const viaUrl = actions.includes('lambda:InvokeFunctionUrl') || String(s.Condition?.Bool?.['lambda:InvokedViaFunctionUrl']) === 'true';
     if (viaUrl && url) continue;
     rows.push({ kind, what: h('code', {}, source || '(any source)'), detail: `statement ${s.Sid}` });
   }

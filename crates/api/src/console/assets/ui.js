@@ -9,6 +9,8 @@ export function h(tag, attrs, ...children) {
     if (v === undefined || v === null || v === false) continue;
     if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
     else if (k === 'class') el.className = v;
+    // Links go to this console or to web addresses, never to `javascript:` or `data:`.
+    else if (k === 'href' && !/^(#|\/|https?:\/\/)/.test(String(v))) continue;
     else el.setAttribute(k, v === true ? '' : String(v));
   }
   append(el, children);
@@ -47,9 +49,20 @@ export class ApiError extends Error {
   }
 }
 
+/** Where the session's second secret is kept: this origin only, shared by its tabs. */
+const CSRF = 'lamina.csrf';
+
+/** Keeps (or, with null, forgets) the secret sign-in handed over. */
+export function setSession(csrf) {
+  if (csrf) localStorage.setItem(CSRF, csrf);
+  else localStorage.removeItem(CSRF);
+}
+
 /** Calls the server as the signed-in console; JSON in and out unless `raw`. */
 export async function api(method, path, body, opts = {}) {
-  const headers = { 'x-lamina-console': '1', ...(opts.headers || {}) };
+  const csrf = localStorage.getItem(CSRF);
+  // The session acts only with its secret in this header, which no other site can send.
+  const headers = { ...(csrf ? { 'x-lamina-console': csrf } : {}), ...(opts.headers || {}) };
   let payload;
   if (body !== undefined) {
     payload = typeof body === 'string' ? body : JSON.stringify(body);
