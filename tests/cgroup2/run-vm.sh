@@ -7,13 +7,15 @@
 # SCRIPT's exit status lands in OUTDIR/exit-code.
 # With VMINIT=systemd, the guest boots systemd as PID 1 instead (/etc and /var get a tmpfs
 # overlay), which runs SCRIPT as the unit vmtest.service and powers off.
-# Usage: run-vm.sh VMDIR SCRIPT [OUTDIR]   env: MEM=2048, SMP=2, TIMEOUT=600 (seconds), VMINIT
+# Usage: run-vm.sh VMDIR SCRIPT [OUTDIR]   env: MEM=2048, SMP=2, TIMEOUT=1200 (seconds), VMINIT
+# (a suite takes about 5 minutes under emulation on an idle 2-core host, and several times that
+# on a busy one)
 set -eu
 VMDIR=$1
 SCRIPT=$2
 OUTDIR=${3:-$(dirname "$(readlink -f "$SCRIPT")")}
 # Software emulation: the machines this runs on cannot boot KVM guests.
-exec timeout "${TIMEOUT:-600}" qemu-system-x86_64 -accel tcg,thread=multi -cpu max \
+exec timeout "${TIMEOUT:-1200}" qemu-system-x86_64 -accel tcg,thread=multi -cpu max \
   -m "${MEM:-2048}" -smp "${SMP:-2}" \
   -nodefaults -no-user-config -nographic -serial stdio -no-reboot \
   -kernel "$VMDIR/vmlinuz" -initrd "$VMDIR/initrd.gz" \

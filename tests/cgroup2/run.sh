@@ -39,6 +39,10 @@ boot() {
         echo "the cgroup v2 guest did not run $1; its console:" >&2
         cat "$OUT/console.txt" >&2
         [ -e "$OUT/vm.log" ] && cat "$OUT/vm.log" >&2
+        if [ -e "$OUT/server.log" ]; then
+            echo "the guest's server log, last lines:" >&2
+            tail -n 40 "$OUT/server.log" >&2
+        fi
         exit 1
     fi
     cat "$OUT/vm.log"
