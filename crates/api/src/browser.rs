@@ -22,18 +22,21 @@ const API_POLICY: &str = "default-src 'none'; sandbox";
 /// Removes the console's session cookie from a request going to a function (as an event's
 /// `cookies` or `headers`): a function never learns a session.
 pub(crate) fn strip_console_cookie(parts: &mut Parts) {
+    // Every request to a function passes here: it allocates only when there is a cookie to drop.
+    if !parts
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|c| c.contains(COOKIE)))
+    {
+        return;
+    }
     let cookies: Vec<HeaderValue> = parts
         .headers
         .get_all(header::COOKIE)
         .iter()
         .cloned()
         .collect();
-    if !cookies
-        .iter()
-        .any(|v| v.to_str().is_ok_and(|c| c.contains(COOKIE)))
-    {
-        return;
-    }
     parts.headers.remove(header::COOKIE);
     for v in cookies {
         let Ok(text) = v.to_str() else {

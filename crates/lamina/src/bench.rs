@@ -501,27 +501,18 @@ async fn measure(args: &BenchArgs, addr: std::net::SocketAddr) -> anyhow::Result
 impl Measured {
     /// The run as JSON, as `--json` prints it and `--compare` reads it.
     fn report(&self) -> serde_json::Value {
-        let Self {
-            echo,
-            rows,
-            throughput,
-            asynchronous,
-            sns,
-            gateways,
-            images,
-            logging,
-            network,
-            scale,
-        } = self;
-        let tp: Vec<_> = throughput
+        let echo = &self.echo;
+        let tp: Vec<_> = self
+            .throughput
             .iter()
             .map(|(c, r, e)| json!({ "concurrency": c, "invokes_per_s": r, "echo_per_s": e }))
             .collect();
-        let out: Vec<_> = rows
+        let out: Vec<_> = self
+            .rows
             .iter()
             .map(|(l, c, w, t)| json!({ "function": l, "cold": c, "warm": w, "warm_throughput_per_s": t, "warm_p50_vs_echo": w.p50_ms / echo.p50_ms }))
             .collect();
-        json!({ "loopback_echo": echo, "functions": out, "throughput": tp, "async": asynchronous, "sns": sns, "http": gateways, "images": images, "logging": logging, "network": network, "scale_out": scale })
+        json!({ "loopback_echo": echo, "functions": out, "throughput": tp, "async": self.asynchronous, "sns": self.sns, "http": self.gateways, "images": self.images, "logging": self.logging, "network": self.network, "scale_out": self.scale })
     }
 
     /// The run as a table.
