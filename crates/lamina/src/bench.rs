@@ -55,6 +55,11 @@ pub struct BenchArgs {
     /// Log lines stored before FilterLogEvents is measured over them.
     #[arg(long, default_value_t = 1_000_000)]
     log_lines: usize,
+    /// A `lambda_runtime` bootstrap for the `rust (lambda_runtime)` row; by default
+    /// `examples/rust_echo` next to this binary (`cargo build --release --example rust_echo`).
+    /// Without one that row is left out.
+    #[arg(long, value_name = "FILE")]
+    rust_bootstrap: Option<std::path::PathBuf>,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -255,6 +260,29 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The bytes of the `lambda_runtime` bootstrap, if there is one.
+fn rust_bootstrap(args: &BenchArgs) -> anyhow::Result<Option<Vec<u8>>> {
+    if let Some(f) = &args.rust_bootstrap {
+        return std::fs::read(f)
+            .map(Some)
+            .with_context(|| format!("cannot read {}", f.display()));
+    }
+    let beside = std::env::current_exe()?
+        .with_file_name("examples")
+        .join("rust_echo");
+    match std::fs::read(&beside) {
+        Ok(b) => Ok(Some(b)),
+        Err(_) => {
+            eprintln!(
+                "note: no lambda_runtime bootstrap at {}: the rust (lambda_runtime) row is left out \
+                 (cargo build --release --example rust_echo, or --rust-bootstrap FILE)",
+                beside.display()
+            );
+            Ok(None)
+        }
+    }
+}
+
 /// Runs every measurement against the server at `addr`.
 async fn measure(args: &BenchArgs, addr: std::net::SocketAddr) -> anyhow::Result<Measured> {
     let echo_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -302,27 +330,49 @@ async fn measure(args: &BenchArgs, addr: std::net::SocketAddr) -> anyhow::Result
         0o644,
     )])?;
 
+    let rust_zip = match rust_bootstrap(args)? {
+        Some(bytes) => Some(zip_of(&[("bootstrap", &bytes, 0o755)])?),
+        None => None,
+    };
+
+    // (label, name prefix, runtime, handler, package)
     let mut kinds = vec![(
         "native (provided.al2023)",
+        "provided-al2023",
         "provided.al2023".to_owned(),
         "bootstrap",
         &native_zip,
     )];
+    if let Some(zip) = &rust_zip {
+        kinds.push((
+            "rust (lambda_runtime)",
+            "rust",
+            "provided.al2023".to_owned(),
+            "bootstrap",
+            zip,
+        ));
+    }
     if let Some(p) = &python {
-        kinds.push(("python (128 MB)", p.clone(), "app.handler", &py_zip));
+        kinds.push((
+            "python (128 MB)",
+            "python",
+            p.clone(),
+            "app.handler",
+            &py_zip,
+        ));
     }
     let mut rows = Vec::new();
-    for (label, runtime, handler, zip) in kinds {
+    for (label, key, runtime, handler, zip) in kinds {
         let b = bar(args.cold, &format!("{label}: cold"), args.json);
         let mut cold = Vec::new();
         for i in 0..args.cold {
-            let name = format!("cold-{}-{i}", runtime.replace('.', "-"));
+            let name = format!("cold-{key}-{i}");
             target.create(&name, &runtime, handler, 128, zip).await?;
             cold.push(target.invoke(&name).await?);
             b.inc(1);
         }
         b.finish_and_clear();
-        let name = format!("warm-{}", runtime.replace('.', "-"));
+        let name = format!("warm-{key}");
         target.create(&name, &runtime, handler, 128, zip).await?;
         for _ in 0..20 {
             target.invoke(&name).await?;

@@ -10,13 +10,14 @@ use bytes::Bytes;
 use lamina_sandbox::cgroup::{self, Cgroup, PeakMeter};
 use lamina_sandbox::kernel::Kernel;
 use lamina_sandbox::rootfs::{RootPlan, Tmp};
-use lamina_sandbox::{SpawnError, Spec};
+use lamina_sandbox::{Launch, SpawnError};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::gate::Gate;
 use crate::logs::Tap;
 use crate::platform::{self, LogSettings};
+use crate::premade::Launched;
 use crate::rapi::{self, Pending, Reply, Shared};
 use crate::runtimes;
 use crate::{Executor, Failure, FunctionRuntime, Invocation, Outcome};
@@ -24,7 +25,7 @@ use crate::{Executor, Failure, FunctionRuntime, Invocation, Outcome};
 /// INIT must finish within this, as on Lambda.
 pub const INIT_LIMIT: Duration = Duration::from_secs(10);
 pub(crate) const RUNTIME_API_PORT: u16 = 9001;
-const CPU_PERIOD_US: u64 = 100_000;
+pub(crate) const CPU_PERIOD_US: u64 = 100_000;
 
 /// What keeps an environment's code on disk.
 type Pins = Box<dyn Send + Sync>;
@@ -151,9 +152,6 @@ impl Environment {
         boost: bool,
     ) -> Result<Self, Failure> {
         let inner = &ex.inner;
-        let id = inner
-            .next_id
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let stream = stream_name(&f.version);
         let launch = match &f.image {
             Some(image) => crate::image::launch(f, image, &stream).map_err(Failure::Unavailable)?,
@@ -205,7 +203,7 @@ impl Environment {
             ),
             None => None,
         };
-        let spec = Spec {
+        let spec = Launch {
             hostname: "localhost".into(),
             root: RootPlan {
                 mountpoint: inner.paths.root_mountpoint.clone(),
@@ -218,11 +216,6 @@ impl Environment {
                     },
                 },
             },
-            cgroup_procs: Vec::new(),
-            thaw: Vec::new(),
-            netns: false,
-            runtime_api_port: RUNTIME_API_PORT,
-            user_namespace: !inner.host.root,
             uid: uid.unwrap_or(0),
             gid: uid.unwrap_or(0),
             nofile: 1024,
@@ -231,89 +224,43 @@ impl Environment {
             argv: launch.argv,
             env: launch.env,
         };
-        let kernel = inner.kernel.clone();
-        let layout = inner.host.cgroups.clone();
-        let cgroup_parent = inner.cgroup_parent.clone();
-        let exe = inner.paths.init_exe.clone();
-        let scratch = inner.scratch.clone();
         let tmp_mb = f.tmp_mb;
-        let code_pins = inner.pins.clone();
         let packages = f.packages.clone();
-        let net = inner.net.clone();
         let tenant = crate::net::Tenant {
             account: f.account.clone(),
             region: f.region.clone(),
             function_arn: f.function_arn.clone(),
             vpc: f.vpc.clone(),
         };
-        type Started = (
-            lamina_sandbox::Sandbox,
-            Option<Cgroup>,
-            Pins,
-            Option<lamina_net::Lease>,
-        );
+        let ex_inner = inner.clone();
         let spawned =
-            tokio::task::spawn_blocking(move || -> Result<Started, Option<SpawnError>> {
+            tokio::task::spawn_blocking(move || -> Result<(Launched, Pins), Option<SpawnError>> {
+                let inner = ex_inner;
                 // From here the code cannot be collected under the environment; if it already
                 // was, the function changed or went away since it was read (`None`).
-                let pins = code_pins.pin(&packages).ok_or(None)?;
-                let mut spec = spec;
-                let lease = match &net {
-                    Some(n) => Some(n.lease(&tenant).map_err(|e| {
-                        Some(SpawnError::Setup(format!("preparing the network: {e}")))
-                    })?),
-                    None => None,
-                };
-                spec.netns = lease.is_some();
-                let tmp_mount = match &scratch {
+                let pins = inner.pins.pin(&packages).ok_or(None)?;
+                let tmp_mount = match &inner.scratch {
                     Some(pool) => Some(
                         pool.take(tmp_mb as u64)
                             .map_err(|e| Some(SpawnError::Setup(format!("preparing /tmp: {e}"))))?,
                     ),
                     None => None,
                 };
-                let cg = match &layout {
-                    Some(layout) => {
-                        let limits = cgroup::Limits {
-                            memory_bytes: memory_mb as u64 * 1024 * 1024,
-                            cpu_quota_us: Some(init_quota_us),
-                            cpu_period_us: CPU_PERIOD_US,
-                            pids_max: 1024,
-                        };
-                        let cg = Cgroup::create(
-                            kernel.as_ref(),
-                            layout,
-                            format!("{}/env-{id}", cgroup_parent),
-                            limits,
-                        )
-                        .map_err(|e| Some(SpawnError::Setup(format!("creating cgroups: {e}"))))?;
-                        spec.cgroup_procs = cg.procs_files();
-                        spec.thaw = cg.thaw_writes();
-                        Some(cg)
-                    }
-                    None => None,
+                // A sandbox made ahead of time has the default egress: not for a VPC's function.
+                let ahead = match (&tenant.vpc, inner.premade.get()) {
+                    (None, Some(pool)) => pool.take(),
+                    _ => None,
                 };
-                let netns = lease.as_ref().map(lamina_net::Lease::netns);
-                let mut sandbox = match lamina_sandbox::spawn(&exe, &spec, tmp_mount, netns) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        if let Some(cg) = &cg {
-                            let _ = cg.kill_all(kernel.as_ref());
-                            let _ = cg.destroy(kernel.as_ref());
-                        }
-                        return Err(Some(e));
-                    }
+                let mut premade = match ahead {
+                    Some(p) => p,
+                    None => inner.maker.make(Some(&tenant))?,
                 };
-                if let Err(e) = sandbox.wait_started() {
-                    let _ = sandbox.child.kill();
-                    let _ = sandbox.child.wait();
-                    if let Some(cg) = &cg {
-                        let _ = cg.kill_all(kernel.as_ref());
-                        let _ = cg.destroy(kernel.as_ref());
-                    }
-                    return Err(Some(e));
-                }
-                Ok((sandbox, cg, pins, lease))
+                premade.fit(
+                    memory_mb as u64 * 1024 * 1024,
+                    init_quota_us,
+                    &tenant.function_arn,
+                )?;
+                Ok((premade.launch(&spec, tmp_mount)?, pins))
             })
             .await
             .map_err(|e| Failure::Internal(format!("sandbox start task failed: {e}")));
@@ -329,7 +276,7 @@ impl Environment {
                 return Err(e);
             }
         };
-        let (sandbox, cg, pins, lease) = match spawned {
+        let (launched, pins) = match spawned {
             Ok(s) => s,
             Err(None) => {
                 give_uid(uid);
@@ -347,13 +294,19 @@ impl Environment {
                 return Err(Failure::Internal(e.to_string()));
             }
         };
-        let lamina_sandbox::Sandbox {
-            child,
-            listener,
-            stdout,
-            stderr,
-            ctl,
-        } = sandbox;
+        let Launched {
+            id,
+            sandbox:
+                lamina_sandbox::Sandbox {
+                    child,
+                    listener,
+                    stdout,
+                    stderr,
+                    ctl,
+                },
+            cgroup: cg,
+            lease,
+        } = launched;
         let pid = child.id();
         let io = |e: std::io::Error| Failure::Internal(format!("environment i/o: {e}"));
         let exit = watch_exit(child);

@@ -12,6 +12,7 @@ mod image;
 pub mod logs;
 mod net;
 mod platform;
+mod premade;
 mod rapi;
 pub mod runtimes;
 mod scheduler;
@@ -196,6 +197,8 @@ pub struct ExecutorConfig {
     pub async_share: f64,
     /// Egress for environments (root only); `None`: loopback only.
     pub network: Option<NetSettings>,
+    /// Sandboxes kept made ahead of time, up to their function (0: none).
+    pub prepared_sandboxes: usize,
 }
 
 pub(crate) struct Inner {
@@ -215,7 +218,11 @@ pub(crate) struct Inner {
     pub(crate) net: Option<net::Networking>,
     /// This server's uids; `None` without root (every sandbox is uid 0 of its own namespace).
     pub(crate) uids: Option<UidRange>,
-    pub(crate) next_id: AtomicU64,
+    /// Makes sandboxes up to their function, ahead of time or on the spot.
+    pub(crate) maker: Arc<premade::Maker>,
+    /// Sandboxes made ahead of time; started by `clean_start`, once leftovers are gone.
+    pub(crate) premade: std::sync::OnceLock<premade::Pool>,
+    prepared_sandboxes: usize,
     /// This server's parent cgroup: one per data directory, so that servers sharing a host
     /// never touch each other's environments, and a restart finds its own leftovers.
     pub(crate) cgroup_parent: String,
@@ -356,6 +363,15 @@ impl Executor {
             None
         };
         let cgroup_parent = format!("lamina-{:016x}", fnv1a(work.to_string_lossy().as_bytes()));
+        let maker = Arc::new(premade::Maker {
+            kernel: kernel.clone(),
+            layout: host.cgroups.clone(),
+            cgroup_parent: cgroup_parent.clone(),
+            init_exe: paths.init_exe.clone(),
+            net: net.clone(),
+            user_namespace: !host.root,
+            next_id: AtomicU64::new(1),
+        });
         Ok(Self {
             inner: Arc::new(Inner {
                 kernel: kernel.clone(),
@@ -373,7 +389,9 @@ impl Executor {
                 scratch,
                 net,
                 uids,
-                next_id: AtomicU64::new(1),
+                maker,
+                premade: std::sync::OnceLock::new(),
+                prepared_sandboxes: config.prepared_sandboxes,
                 cgroup_parent,
                 scheduler: scheduler::Scheduler::start(
                     scheduler::Settings {
@@ -433,14 +451,23 @@ impl Executor {
         self.inner.scratch.is_some()
     }
 
-    /// Removes cgroups (and kills their processes) left by a previous run that crashed, and
-    /// prepares the parent group.
+    /// Removes cgroups (and kills their processes) left by a previous run that crashed,
+    /// prepares the parent group, and starts making sandboxes ahead of time.
     pub fn clean_start(&self) {
         self.sweep();
         if let Some(layout) = &self.inner.host.cgroups
             && let Err(e) = layout.prepare(self.inner.kernel.as_ref(), &self.inner.cgroup_parent)
         {
             tracing::warn!(error = %e, "cannot prepare the lamina cgroup");
+        }
+        if self.inner.premade.get().is_none() {
+            match premade::Pool::start(self.inner.maker.clone(), self.inner.prepared_sandboxes) {
+                Ok(Some(pool)) => {
+                    let _ = self.inner.premade.set(pool);
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot start preparing sandboxes ahead"),
+            }
         }
     }
 
@@ -593,6 +620,13 @@ impl Executor {
 
     /// Destroys every idle environment and removes the server's cgroups.
     pub async fn shutdown(&self) {
+        let this = self.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(pool) = this.inner.premade.get() {
+                pool.stop();
+            }
+        })
+        .await;
         for e in self.inner.scheduler.drain().await {
             e.destroy().await;
         }

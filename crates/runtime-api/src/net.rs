@@ -34,6 +34,7 @@ pub struct NetSettings {
 }
 
 /// Whose environment a lease is for.
+#[derive(Default)]
 pub(crate) struct Tenant {
     pub(crate) account: String,
     pub(crate) region: String,

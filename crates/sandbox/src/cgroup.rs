@@ -237,10 +237,6 @@ impl Cgroup {
                     k.create_dir(&cg.v1(c))?;
                 }
                 k.write(
-                    &cg.v1("memory").join("memory.limit_in_bytes"),
-                    &limits.memory_bytes.to_string(),
-                )?;
-                k.write(
                     &cg.v1("cpu").join("cpu.cfs_period_us"),
                     &limits.cpu_period_us.to_string(),
                 )?;
@@ -252,15 +248,27 @@ impl Cgroup {
             Layout::V2 { .. } => {
                 let d = cg.v2();
                 k.create_dir(&d)?;
-                k.write(&d.join("memory.max"), &limits.memory_bytes.to_string())?;
                 k.write(&d.join("memory.swap.max"), "0")?;
                 // One OOM kills the whole environment, as on Lambda.
                 k.write(&d.join("memory.oom.group"), "1")?;
                 k.write(&d.join("pids.max"), &limits.pids_max.to_string())?;
             }
         }
+        cg.set_memory(k, limits.memory_bytes)?;
         cg.set_cpu(k, limits.cpu_quota_us, limits.cpu_period_us)?;
         Ok(cg)
+    }
+
+    /// Sets the memory limit (a sandbox made ahead of time gets its function's when it is
+    /// given one).
+    pub fn set_memory(&self, k: &dyn Kernel, bytes: u64) -> io::Result<()> {
+        match &self.layout {
+            Layout::V1 { .. } => k.write(
+                &self.v1("memory").join("memory.limit_in_bytes"),
+                &bytes.to_string(),
+            ),
+            Layout::V2 { .. } => k.write(&self.v2().join("memory.max"), &bytes.to_string()),
+        }
     }
 
     /// A group that already exists (e.g. left over by a crashed run).
@@ -540,14 +548,14 @@ mod tests {
             writes(&k),
             vec![
                 (
-                    "/cg/memory/lamina/env-1/memory.limit_in_bytes".into(),
-                    "134217728".into()
-                ),
-                (
                     "/cg/cpu/lamina/env-1/cpu.cfs_period_us".into(),
                     "100000".into()
                 ),
                 ("/cg/pids/lamina/env-1/pids.max".into(), "1024".into()),
+                (
+                    "/cg/memory/lamina/env-1/memory.limit_in_bytes".into(),
+                    "134217728".into()
+                ),
                 (
                     "/cg/cpu/lamina/env-1/cpu.cfs_quota_us".into(),
                     "7235".into()
@@ -694,10 +702,10 @@ mod tests {
                     "/cg/lamina/cgroup.subtree_control".into(),
                     "+memory +cpu +pids".into()
                 ),
-                ("/cg/lamina/env-1/memory.max".into(), "134217728".into()),
                 ("/cg/lamina/env-1/memory.swap.max".into(), "0".into()),
                 ("/cg/lamina/env-1/memory.oom.group".into(), "1".into()),
                 ("/cg/lamina/env-1/pids.max".into(), "1024".into()),
+                ("/cg/lamina/env-1/memory.max".into(), "134217728".into()),
                 ("/cg/lamina/env-1/cpu.max".into(), "7235 100000".into()),
             ]
         );

@@ -3,8 +3,8 @@
 //! It is a fresh single-threaded process, so it may fork freely. Its standard input is a Unix
 //! control socket to the server. The sequence:
 //!
-//! 1. read the [`Spec`] (length-prefixed JSON) from the control socket, and the detached mount for
-//!    `/tmp` when the spec has one (`SCM_RIGHTS`);
+//! 1. read the [`Spec`] (length-prefixed JSON) from the control socket, and the network
+//!    namespace when the spec has one (`SCM_RIGHTS`);
 //! 2. unshare mount, PID, IPC, UTS and network namespaces; or, when the server prepared a network
 //!    namespace (an interface with egress, see `lamina-net`), join that one (`setns`) and unshare
 //!    the others;
@@ -13,9 +13,11 @@
 //! 4. fork PID 1 of the new PID namespace, which dies with this process (`PR_SET_PDEATHSIG`),
 //!    joins the sandbox's cgroups and unshares a cgroup namespace rooted there (this process
 //!    stays outside the cgroups, so that freezing an idle sandbox never stops its watcher),
-//!    builds the root filesystem, then forks the function's process: rlimits, unprivileged
-//!    uid/gid, no capabilities, `no_new_privs`, seccomp, `execve`. PID 1 reports `started` (or why
-//!    exec failed) on the control socket;
+//!    compiles the seccomp filters and reports `joined`. Up to here nothing depends on the
+//!    function, so the server may do this ahead of time. PID 1 then waits for the [`Launch`]
+//!    (and the detached mount for `/tmp` when it has one), builds the root filesystem, and forks
+//!    the function's process: rlimits, unprivileged uid/gid, no capabilities, `no_new_privs`,
+//!    seccomp, `execve`. PID 1 reports `started` (or why exec failed) on the control socket;
 //! 5. PID 1 reaps orphans and exits with the function process's status; this process exits with
 //!    PID 1's, which the server reads as the environment's exit status;
 //! 6. meanwhile this process watches the control socket: when the server goes away (even killed
@@ -32,7 +34,7 @@ use std::os::unix::net::UnixStream;
 
 use crate::kernel::{Kernel, LinuxKernel, Namespaces, Rlimit};
 use crate::rootfs::Tmp;
-use crate::{Spec, fdpass, rootfs, seccomp};
+use crate::{Launch, Spec, fdpass, rootfs, seccomp};
 
 /// Runs `sandbox-init`. Never returns.
 pub fn main() -> ! {
@@ -63,7 +65,7 @@ fn step<T>(what: &str, r: io::Result<T>) -> io::Result<T> {
     r.map_err(|e| io::Error::new(e.kind(), format!("{what}: {e}")))
 }
 
-fn read_spec(mut ctl: &UnixStream) -> io::Result<Spec> {
+fn read_framed<T: serde::de::DeserializeOwned>(mut ctl: &UnixStream) -> io::Result<T> {
     let mut len = [0u8; 4];
     ctl.read_exact(&mut len)?;
     let len = u32::from_le_bytes(len) as usize;
@@ -97,11 +99,7 @@ fn join_netns(ns: &OwnedFd) -> io::Result<()> {
 
 fn run(ctl: &UnixStream) -> io::Result<i32> {
     let k = LinuxKernel;
-    let spec = step("reading the sandbox spec", read_spec(ctl))?;
-    let tmp_mount = match spec.root.tmp {
-        Tmp::Mount => Some(step("receiving /tmp", read_fd(ctl, "the /tmp mount"))?),
-        Tmp::Tmpfs { .. } => None,
-    };
+    let spec: Spec = step("reading the sandbox spec", read_framed(ctl))?;
     let netns = match spec.netns {
         true => Some(step(
             "receiving the network namespace",
@@ -180,7 +178,7 @@ fn run(ctl: &UnixStream) -> io::Result<i32> {
             let code = if orphaned {
                 125
             } else {
-                match pid_one(&k, &spec, ctl, tmp_mount.as_ref().map(AsRawFd::as_raw_fd)) {
+                match pid_one(&k, &spec, ctl) {
                     Ok(code) => code,
                     Err(e) => {
                         let mut w = ctl;
@@ -194,7 +192,6 @@ fn run(ctl: &UnixStream) -> io::Result<i32> {
         }
         child => {
             drop(alive_r);
-            drop(tmp_mount);
             let code = watch(ctl, child, &thaw);
             drop(alive_w);
             Ok(code)
@@ -203,7 +200,8 @@ fn run(ctl: &UnixStream) -> io::Result<i32> {
 }
 
 /// Waits for PID 1 to exit, killing it if the server goes away first (and thawing its cgroups,
-/// so that frozen processes can die). Returns its status.
+/// so that frozen processes can die). Returns its status. Never reads the control socket: what
+/// the server sends there is PID 1's.
 fn watch(ctl: &UnixStream, child: libc::pid_t, thaw: &[(std::fs::File, String)]) -> i32 {
     // SAFETY: pidfd_open takes a pid and flags; it returns a new descriptor or -1.
     let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, child, 0) } as RawFd;
@@ -221,7 +219,7 @@ fn watch(ctl: &UnixStream, child: libc::pid_t, thaw: &[(std::fs::File, String)])
             },
             libc::pollfd {
                 fd: ctl.as_raw_fd(),
-                events: libc::POLLIN | libc::POLLRDHUP,
+                events: libc::POLLRDHUP,
                 revents: 0,
             },
         ];
@@ -236,37 +234,21 @@ fn watch(ctl: &UnixStream, child: libc::pid_t, thaw: &[(std::fs::File, String)])
         if fds[0].revents != 0 {
             return wait_exit_code(child);
         }
-        if fds[1].revents != 0 {
-            let mut buf = [0u8; 64];
-            // SAFETY: reading into a buffer we own; MSG_DONTWAIT never blocks.
-            let r = unsafe {
-                libc::recv(
-                    ctl.as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            // The server sends nothing after the spec: readable means its end has closed.
-            if r == 0 || (r < 0 && io::Error::last_os_error().kind() != io::ErrorKind::WouldBlock) {
-                // SAFETY: kill takes integers only.
-                unsafe { libc::kill(child, libc::SIGKILL) };
-                for (file, value) in thaw {
-                    let _ = (&*file).write_all(value.as_bytes());
-                }
-                return wait_exit_code(child);
+        // Hung up (or broken): the server's end has closed.
+        if fds[1].revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0 {
+            // SAFETY: kill takes integers only.
+            unsafe { libc::kill(child, libc::SIGKILL) };
+            for (file, value) in thaw {
+                let _ = (&*file).write_all(value.as_bytes());
             }
+            return wait_exit_code(child);
         }
     }
 }
 
-/// PID 1 of the sandbox: builds the root, starts the function, reaps until the function exits.
-fn pid_one(
-    k: &dyn Kernel,
-    spec: &Spec,
-    ctl: &UnixStream,
-    tmp_mount: Option<RawFd>,
-) -> io::Result<i32> {
+/// PID 1 of the sandbox: joins the cgroups, waits for its function, builds the root, starts the
+/// function, reaps until the function exits.
+fn pid_one(k: &dyn Kernel, spec: &Spec, ctl: &UnixStream) -> io::Result<i32> {
     // Into the sandbox's cgroups ("0": this process), which then become the root of its own
     // cgroup namespace.
     for procs in &spec.cgroup_procs {
@@ -276,19 +258,28 @@ fn pid_one(
         "unsharing the cgroup namespace",
         k.unshare(Namespaces::CGROUP),
     )?;
-    step(
-        "building the root filesystem",
-        rootfs::build(k, &spec.root, tmp_mount),
-    )?;
-    if let Some(fd) = tmp_mount {
-        // SAFETY: closing PID 1's copy of the mount descriptor, attached by now.
-        unsafe { libc::close(fd) };
-    }
-    step("setting the hostname", k.sethostname(&spec.hostname))?;
     let filters = step(
         "compiling the seccomp filters",
         seccomp::filters().map_err(io::Error::other),
     )?;
+    step("reporting ready", (&*ctl).write_all(b"joined\n"))?;
+    // The server may keep this sandbox waiting here; if it goes away instead, the read fails.
+    let launch: Launch = match read_framed(ctl) {
+        Ok(l) => l,
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(125),
+        Err(e) => return Err(io::Error::new(e.kind(), format!("reading the launch: {e}"))),
+    };
+    let tmp_mount = match launch.root.tmp {
+        Tmp::Mount => Some(step("receiving /tmp", read_fd(ctl, "the /tmp mount"))?),
+        Tmp::Tmpfs { .. } => None,
+    };
+    step(
+        "building the root filesystem",
+        rootfs::build(k, &launch.root, tmp_mount.as_ref().map(AsRawFd::as_raw_fd)),
+    )?;
+    // PID 1's copy of the mount descriptor, attached by now.
+    drop(tmp_mount);
+    step("setting the hostname", k.sethostname(&launch.hostname))?;
     // The function's process reports a failure before exec on this pipe; a successful exec
     // closes it (close-on-exec) without a word.
     let mut pipe = [0; 2];
@@ -304,7 +295,7 @@ fn pid_one(
         -1 => return Err(io::Error::last_os_error()),
         0 => {
             drop(status_r);
-            let err = exec_function(k, spec, &filters);
+            let err = exec_function(k, spec.user_namespace, &launch, &filters);
             let mut w = std::fs::File::from(status_w);
             let _ = w.write_all(err.to_string().as_bytes());
             // SAFETY: leaving a failed child.
@@ -341,7 +332,12 @@ fn pid_one(
 }
 
 /// Becomes the function's process. Returns only on failure.
-fn exec_function(k: &dyn Kernel, spec: &Spec, filters: &[seccompiler::BpfProgram]) -> io::Error {
+fn exec_function(
+    k: &dyn Kernel,
+    user_namespace: bool,
+    spec: &Launch,
+    filters: &[seccompiler::BpfProgram],
+) -> io::Error {
     let go = || -> io::Result<std::convert::Infallible> {
         // The control socket is close-on-exec: it stays open only until exec succeeds.
         let null = std::fs::File::open("/dev/null")?;
@@ -352,7 +348,7 @@ fn exec_function(k: &dyn Kernel, spec: &Spec, filters: &[seccompiler::BpfProgram
         step("rlimit nofile", k.setrlimit(Rlimit::NoFile, spec.nofile))?;
         step("rlimit nproc", k.setrlimit(Rlimit::NProc, spec.nproc))?;
         step("rlimit core", k.setrlimit(Rlimit::Core, 0))?;
-        if spec.user_namespace {
+        if user_namespace {
             step("dropping capabilities", k.drop_capabilities())?;
         } else {
             step("dropping privileges", k.become_user(spec.uid, spec.gid))?;

@@ -3,7 +3,7 @@
 //! capabilities, `no_new_privs` and a seccomp filter.
 //!
 //! Synchronous and free of tokio. Knows nothing about Lambda: callers describe a sandbox with a
-//! [`Spec`] and get back its process, its output pipes and a TCP listener that lives inside its
+//! [`Spec`] and a [`Launch`] and get back its process, its output pipes and a TCP listener that lives inside its
 //! network namespace.
 //!
 //! Sandboxes start by re-executing our own binary with a hidden `sandbox-init` subcommand
@@ -27,21 +27,21 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use spawn::{Sandbox, SpawnError, spawn};
+pub use spawn::{Prepared, Sandbox, SpawnError, prepare, spawn};
 
-/// Everything `sandbox-init` needs to build one sandbox.
+/// What `sandbox-init` needs before it knows the function: namespaces, the Runtime API's
+/// listener, PID 1 in the sandbox's cgroups. A sandbox can be made this far ahead of time
+/// ([`prepare`]) and given a function later ([`Prepared::launch`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Spec {
-    pub hostname: String,
-    pub root: rootfs::RootPlan,
     /// `cgroup.procs` files PID 1 joins (the watching `sandbox-init` stays outside, so that the
     /// freezer never stops it).
     pub cgroup_procs: Vec<PathBuf>,
     /// Writes that thaw the sandbox's cgroups: the watcher makes them after killing a sandbox
     /// whose server is gone, since frozen processes (cgroup v1) die only once thawed.
     pub thaw: Vec<(PathBuf, String)>,
-    /// The sandbox joins a network namespace the server prepared (sent after `/tmp`, over
-    /// `SCM_RIGHTS`) instead of making an empty one.
+    /// The sandbox joins a network namespace the server prepared (sent over `SCM_RIGHTS`)
+    /// instead of making an empty one.
     #[serde(default)]
     pub netns: bool,
     /// The port of the listener bound on the sandbox's own `127.0.0.1`.
@@ -49,6 +49,13 @@ pub struct Spec {
     /// Run in a new user namespace (when the server is not root): uid/gid 0 inside map to the
     /// server's own ids outside, and the function keeps uid 0 but no capabilities.
     pub user_namespace: bool,
+}
+
+/// The function's part: its root, its user and limits, and what to execute.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Launch {
+    pub hostname: String,
+    pub root: rootfs::RootPlan,
     pub uid: u32,
     pub gid: u32,
     pub nofile: u64,

@@ -7,7 +7,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Child, ChildStderr, ChildStdout, Command, Stdio};
 
-use crate::{Spec, fdpass};
+use crate::{Launch, Spec, fdpass};
 
 /// Why a sandbox did not start.
 #[derive(Debug, thiserror::Error)]
@@ -41,15 +41,43 @@ impl std::fmt::Debug for Sandbox {
     }
 }
 
-/// Starts `init_exe sandbox-init` and hands it `spec` (and `tmp_mount` for
-/// [`crate::rootfs::Tmp::Mount`], and `netns` for [`Spec::netns`]). Returns once the sandbox's network namespace exists and its
-/// listener has been received; the function may still be starting.
-pub fn spawn(
+/// A sandbox made up to the point where it needs its function: its namespaces exist, the
+/// listener is ours, and PID 1 joins (or has joined) its cgroups and then waits for a
+/// [`Launch`]. Dropping it kills the sandbox.
+pub struct Prepared {
+    /// Taken by [`Prepared::launch`].
+    sandbox: Option<Sandbox>,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("sandbox", &self.sandbox)
+            .finish()
+    }
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        // Reaped here: a prepared sandbox that is never launched leaves no zombie. PID 1 dies
+        // with `sandbox-init` (PR_SET_PDEATHSIG).
+        if let Some(s) = &mut self.sandbox
+            && s.child.try_wait().ok().flatten().is_none()
+        {
+            let _ = s.child.kill();
+            let _ = s.child.wait();
+        }
+    }
+}
+
+/// Starts `init_exe sandbox-init` and hands it `spec` (and `netns` for [`Spec::netns`]).
+/// Returns once the sandbox's network namespace exists and its listener has been received;
+/// PID 1 may still be joining its cgroups ([`Prepared::wait_ready`] waits for that).
+pub fn prepare(
     init_exe: &Path,
     spec: &Spec,
-    tmp_mount: Option<OwnedFd>,
     netns: Option<BorrowedFd<'_>>,
-) -> Result<Sandbox, SpawnError> {
+) -> Result<Prepared, SpawnError> {
     debug_assert_eq!(spec.netns, netns.is_some());
     let (ctl, theirs) = UnixStream::pair().map_err(SpawnError::Start)?;
     let mut child = Command::new(init_exe)
@@ -65,15 +93,7 @@ pub fn spawn(
         let _ = child.wait();
         e
     };
-    let json = serde_json::to_vec(spec).expect("a spec always serialises");
-    let mut msg = (json.len() as u32).to_le_bytes().to_vec();
-    msg.extend_from_slice(&json);
-    if let Err(e) = (&ctl).write_all(&msg) {
-        return Err(fail(&mut child, SpawnError::Start(e)));
-    }
-    if let Some(fd) = tmp_mount
-        && let Err(e) = fdpass::send_fd(ctl.as_raw_fd(), b"t", fd.as_raw_fd())
-    {
+    if let Err(e) = (&ctl).write_all(&framed(spec)) {
         return Err(fail(&mut child, SpawnError::Start(e)));
     }
     if let Some(fd) = netns
@@ -101,43 +121,123 @@ pub fn spawn(
     let listener = TcpListener::from(fd);
     let stdout = child.stdout.take().expect("piped");
     let stderr = child.stderr.take().expect("piped");
-    Ok(Sandbox {
-        child,
-        listener,
-        stdout,
-        stderr,
-        ctl,
+    Ok(Prepared {
+        sandbox: Some(Sandbox {
+            child,
+            listener,
+            stdout,
+            stderr,
+            ctl,
+        }),
     })
 }
 
+/// [`prepare`] and [`Prepared::launch`] at once.
+pub fn spawn(
+    init_exe: &Path,
+    spec: &Spec,
+    launch: &Launch,
+    tmp_mount: Option<OwnedFd>,
+    netns: Option<BorrowedFd<'_>>,
+) -> Result<Sandbox, SpawnError> {
+    prepare(init_exe, spec, netns)?.launch(launch, tmp_mount)
+}
+
+/// A length-prefixed JSON message.
+fn framed(value: &impl serde::Serialize) -> Vec<u8> {
+    let json = serde_json::to_vec(value).expect("specs always serialise");
+    let mut msg = (json.len() as u32).to_le_bytes().to_vec();
+    msg.extend_from_slice(&json);
+    msg
+}
+
+impl Prepared {
+    /// Blocks until PID 1 has joined the sandbox's cgroups and waits for its function.
+    pub fn wait_ready(&mut self) -> Result<(), SpawnError> {
+        match self.sandbox_mut().read_line()?.as_str() {
+            "joined" => Ok(()),
+            line => Err(setup_error(line)),
+        }
+    }
+
+    /// Whether `sandbox-init` is still running (a prepared sandbox kept in a pool can die,
+    /// e.g. killed from outside).
+    pub fn alive(&mut self) -> bool {
+        self.sandbox_mut().child.try_wait().ok().flatten().is_none()
+    }
+
+    fn sandbox_mut(&mut self) -> &mut Sandbox {
+        self.sandbox.as_mut().expect("present until launched")
+    }
+
+    /// Hands the sandbox its function (and `tmp_mount` for [`crate::rootfs::Tmp::Mount`]) and
+    /// blocks until the function's process has been exec'd, or reports why it was not.
+    pub fn launch(
+        mut self,
+        launch: &Launch,
+        tmp_mount: Option<OwnedFd>,
+    ) -> Result<Sandbox, SpawnError> {
+        let mut sandbox = self.sandbox.take().expect("launched once");
+        let fail = |mut sandbox: Sandbox, e: SpawnError| {
+            let _ = sandbox.child.kill();
+            let _ = sandbox.child.wait();
+            e
+        };
+        // A failed write means PID 1 has gone: the line read below says why.
+        let sent = (&sandbox.ctl)
+            .write_all(&framed(launch))
+            .and_then(|()| match tmp_mount {
+                Some(fd) => fdpass::send_fd(sandbox.ctl.as_raw_fd(), b"t", fd.as_raw_fd()),
+                None => Ok(()),
+            });
+        // One line comes after `joined` (which an unpooled sandbox may not have been read):
+        // `started`, `exec: <why>` or `error: <why>` (EOF if everything died).
+        let line = loop {
+            match sandbox.read_line() {
+                Ok(l) if l == "joined" => continue,
+                Ok(l) => break l,
+                Err(e) => return Err(fail(sandbox, e)),
+            }
+        };
+        if line == "started" {
+            if let Err(e) = sent {
+                return Err(fail(sandbox, SpawnError::Start(e)));
+            }
+            return Ok(sandbox);
+        }
+        let e = match line.strip_prefix("exec: ") {
+            Some(why) => SpawnError::Exec(why.to_owned()),
+            None => setup_error(&line),
+        };
+        Err(fail(sandbox, e))
+    }
+}
+
+fn setup_error(line: &str) -> SpawnError {
+    SpawnError::Setup(
+        line.strip_prefix("error: ")
+            .filter(|e| !e.is_empty())
+            .unwrap_or("sandbox-init exited before starting the function")
+            .to_owned(),
+    )
+}
+
 impl Sandbox {
-    /// Blocks until the function's process has been exec'd, or reports why it was not.
-    pub fn wait_started(&mut self) -> Result<(), SpawnError> {
+    /// One line from the control socket, without its newline (empty at EOF). Read a byte at a
+    /// time: what follows the line is not ours to consume.
+    fn read_line(&mut self) -> Result<String, SpawnError> {
         let mut text = Vec::new();
-        let mut buf = [0u8; 1024];
-        // One line comes: `started`, `exec: <why>` or `error: <why>` (EOF if everything died).
-        while !text.contains(&b'\n') && text.len() < 64 * 1024 {
-            match (&self.ctl).read(&mut buf) {
+        let mut byte = [0u8; 1];
+        while text.len() < 64 * 1024 {
+            match (&self.ctl).read(&mut byte) {
                 Ok(0) => break,
-                Ok(n) => text.extend_from_slice(&buf[..n]),
+                Ok(_) if byte[0] == b'\n' => break,
+                Ok(_) => text.push(byte[0]),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(SpawnError::Start(e)),
             }
         }
-        let text = String::from_utf8_lossy(&text);
-        let line = text.lines().next().unwrap_or_default();
-        if line == "started" {
-            return Ok(());
-        }
-        if let Some(e) = line.strip_prefix("exec: ") {
-            return Err(SpawnError::Exec(e.to_owned()));
-        }
-        Err(SpawnError::Setup(
-            line.strip_prefix("error: ")
-                .filter(|e| !e.is_empty())
-                .unwrap_or("sandbox-init exited before starting the function")
-                .to_owned(),
-        ))
+        Ok(String::from_utf8_lossy(&text).into_owned())
     }
 
     /// The outer process id.

@@ -43,6 +43,8 @@ pub struct Config {
     /// No new environment starts while the host has less memory available than this, MB
     /// (default: none without over-commit, a tenth of the host's memory with it).
     pub memory_reserve_mb: u64,
+    /// Sandboxes kept made ahead of time, up to their function, for cold starts (0: none).
+    pub prepared_sandboxes: usize,
     /// How long shutdown waits for in-flight invocations.
     pub shutdown_grace: std::time::Duration,
     /// New environments per function per 10 s.
@@ -133,6 +135,7 @@ pub struct FileConfig {
     pub memory_budget_mb: Option<u64>,
     pub memory_overcommit: Option<f64>,
     pub memory_reserve_mb: Option<u64>,
+    pub prepared_sandboxes: Option<usize>,
     pub shutdown_grace_s: Option<u64>,
     pub scale_up_per_10s: Option<u32>,
     pub tmp_budget_mb: Option<u64>,
@@ -315,6 +318,12 @@ impl Config {
                     0
                 }
             }),
+            prepared_sandboxes: match raw.prepared_sandboxes {
+                Some(n) if n > 64 => {
+                    return Err(invalid("prepared_sandboxes", "must be from 0 to 64"));
+                }
+                n => n.unwrap_or(2),
+            },
             shutdown_grace: std::time::Duration::from_secs(raw.shutdown_grace_s.unwrap_or(30)),
             scale_up_per_10s: raw.scale_up_per_10s.unwrap_or(1000),
             tmp_budget_mb: raw.tmp_budget_mb,

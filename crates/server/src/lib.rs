@@ -63,6 +63,7 @@ pub async fn run(
             memory_budget_mb: config.memory_budget_mb,
             memory_overcommit: config.memory_overcommit,
             memory_reserve_mb: config.memory_reserve_mb,
+            prepared_sandboxes: config.prepared_sandboxes,
             scale_up: config.scale_up_per_10s,
             tmp_budget_mb,
             log_rate_bytes_per_s: config.log_rate_bytes_per_s,

@@ -439,7 +439,8 @@ async fn invokes_racing_updates_and_deletes_see_old_code_new_code_or_404() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fork_bomb_times_out_promptly_and_leaves_nothing() {
-    let app = spawn_app().await;
+    // No sandboxes made ahead of time: every group left would be the bomb's.
+    let app = spawn_app_with("prepared_sandboxes = 0").await;
     let c = &app.client;
     deploy_hostile(c, "bomb", 128, 3).await;
     let started = Instant::now();
@@ -533,8 +534,9 @@ async fn sandboxes_die_with_their_server() {
         }
     }
     sleeping.abort();
-    // A restart removes what a crash leaves (empty cgroups); its API answers once it has.
-    let server = server_with(dir.path(), "");
+    // A restart removes what a crash leaves (empty cgroups); its API answers once it has. It
+    // makes no sandboxes ahead of time, so that any group left would be the crash's.
+    let server = server_with(dir.path(), "prepared_sandboxes = 0\n");
     sdk_client(&server.endpoint(), "test", "test", "us-east-1")
         .list_functions()
         .send()

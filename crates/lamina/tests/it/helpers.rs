@@ -177,6 +177,11 @@ pub const SHELL_RUNTIME: &[u8] = b"#!/bin/sh\nwhile true; do\n  H=$(mktemp)\n  E
 
 /// A zip with [`SHELL_RUNTIME`] as its executable `bootstrap`.
 pub fn shell_runtime_zip() -> Vec<u8> {
+    bootstrap_zip(SHELL_RUNTIME)
+}
+
+/// A zip with `script` as its executable `bootstrap`.
+pub fn bootstrap_zip(script: &[u8]) -> Vec<u8> {
     use std::io::Write;
     let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     w.start_file(
@@ -184,7 +189,7 @@ pub fn shell_runtime_zip() -> Vec<u8> {
         zip::write::SimpleFileOptions::default().unix_permissions(0o755),
     )
     .unwrap();
-    w.write_all(SHELL_RUNTIME).unwrap();
+    w.write_all(script).unwrap();
     w.finish().unwrap().into_inner()
 }
 

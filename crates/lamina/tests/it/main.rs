@@ -29,6 +29,7 @@ mod logs_live_tail;
 mod metrics_history;
 mod network;
 mod nonroot;
+mod prepared;
 mod runtime_clients;
 mod scaling;
 mod sdk_auth;

@@ -1,0 +1,125 @@
+//! Sandboxes made ahead of time: a cold start takes one and gives it its function's limits, and
+//! nothing of one function's sandbox reaches another's.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use aws_sdk_lambda::Client;
+use aws_sdk_lambda::primitives::Blob;
+use aws_sdk_lambda::types::{FunctionCode, Runtime};
+
+use crate::helpers::*;
+
+/// A bootstrap that answers each event with what `/tmp` holds, then leaves a file there.
+const TMP_RUNTIME: &[u8] = b"#!/bin/sh\nwhile true; do\n  H=$(mktemp)\n  curl -sS -o /dev/null -D $H \"http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/runtime/invocation/next\"\n  ID=$(grep -i lambda-runtime-aws-request-id $H | tr -d '\\r' | cut -d' ' -f2)\n  rm -f $H\n  SEEN=$(ls /tmp | tr '\\n' ' ')\n  touch /tmp/left-by-$NAME\n  curl -sS -o /dev/null -X POST \"http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/runtime/invocation/$ID/response\" -d \"\\\"$SEEN\\\"\"\ndone\n";
+
+async fn deploy(c: &Client, name: &str, memory: i32) {
+    c.create_function()
+        .function_name(name)
+        .runtime(Runtime::Providedal2023)
+        .handler("x")
+        .role(ROLE)
+        .memory_size(memory)
+        .environment(
+            aws_sdk_lambda::types::Environment::builder()
+                .variables("NAME", name)
+                .build(),
+        )
+        .code(
+            FunctionCode::builder()
+                .zip_file(Blob::new(bootstrap_zip(TMP_RUNTIME)))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("create {name}: {}", describe(&e)));
+}
+
+/// The memory hierarchy's environment groups that hold processes.
+fn live_groups(parent: &str) -> Vec<PathBuf> {
+    env_cgroups(parent)
+        .into_iter()
+        .filter(|p| p.starts_with("/sys/fs/cgroup/memory"))
+        .filter(|p| {
+            std::fs::read_to_string(p.join("cgroup.procs")).is_ok_and(|s| !s.trim().is_empty())
+        })
+        .collect()
+}
+
+fn limit_mb(group: &Path) -> u64 {
+    std::fs::read_to_string(group.join("memory.limit_in_bytes"))
+        .unwrap()
+        .trim()
+        .parse::<u64>()
+        .unwrap()
+        >> 20
+}
+
+async fn wait_for_groups(parent: &str, n: usize) -> Vec<PathBuf> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let groups = live_groups(parent);
+        if groups.len() == n {
+            return groups;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "expected {n} sandboxes, found {groups:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cold_starts_take_sandboxes_made_ahead_with_their_own_limits() {
+    assert!(
+        Path::new("/sys/fs/cgroup/memory").exists(),
+        "this test reads cgroup v1 memory limits (as on the CI machine); the cgroup v2 guest \
+         suite covers v2"
+    );
+    let app = spawn_app_with("prepared_sandboxes = 2").await;
+    let c = &app.client;
+    let parent = cgroup_parent(app.data_dir());
+    // Two sandboxes wait, with no function yet.
+    let ahead = wait_for_groups(&parent, 2).await;
+
+    deploy(c, "first", 256).await;
+    deploy(c, "second", 512).await;
+    let mut seen = Vec::new();
+    for name in ["first", "second"] {
+        let out = c
+            .invoke()
+            .function_name(name)
+            .payload(Blob::new(b"{}".to_vec()))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("invoke {name}: {}", describe(&e)));
+        assert_eq!(out.function_error(), None);
+        seen.push(String::from_utf8(out.payload().unwrap().as_ref().to_vec()).unwrap());
+    }
+    // Each function ran in one of the sandboxes made ahead, under its own memory limit.
+    let limits: Vec<u64> = ahead.iter().map(|g| limit_mb(g)).collect();
+    assert!(
+        limits.contains(&256) && limits.contains(&512),
+        "the sandboxes made ahead hold the two functions: {limits:?} MB"
+    );
+    // Each found its /tmp empty: nothing of the other, although both came from the same pool.
+    assert_eq!(seen, [r#""""#, r#""""#], "what /tmp held");
+    // The pool is refilled: two environments and two new sandboxes.
+    let now = wait_for_groups(&parent, 4).await;
+    let fresh: Vec<&PathBuf> = now.iter().filter(|g| !ahead.contains(g)).collect();
+    assert_eq!(fresh.len(), 2, "{now:?}");
+
+    // A second invocation of the first function is warm: same sandbox, its own file there.
+    let out = c
+        .invoke()
+        .function_name("first")
+        .payload(Blob::new(b"{}".to_vec()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(out.payload().unwrap().as_ref().to_vec()).unwrap(),
+        r#""left-by-first ""#
+    );
+}
