@@ -293,7 +293,8 @@ async fn measure(args: &BenchArgs, addr: std::net::SocketAddr) -> anyhow::Result
     );
     tokio::spawn(async move { axum::serve(echo_listener, echo).await });
     let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(4)
+        // Keep-alive for every concurrent caller (64 at most), as a closed-loop client does.
+        .pool_max_idle_per_host(64)
         .build()?;
     let target = Target {
         http: http.clone(),
@@ -335,45 +336,60 @@ async fn measure(args: &BenchArgs, addr: std::net::SocketAddr) -> anyhow::Result
         None => None,
     };
 
-    // (label, name prefix, runtime, handler, package)
-    let mut kinds = vec![(
-        "native (provided.al2023)",
-        "provided-al2023",
-        "provided.al2023".to_owned(),
-        "bootstrap",
-        &native_zip,
-    )];
+    // (label, name prefix, runtime, handler, MemorySize, package). 128 MB buys 7.2 % of a vCPU
+    // (a CPU quota); 1769 MB one whole vCPU.
+    let native = || "provided.al2023".to_owned();
+    let mut kinds = vec![
+        (
+            "native 128 MB",
+            "native",
+            native(),
+            "bootstrap",
+            128,
+            &native_zip,
+        ),
+        (
+            "native 1769 MB",
+            "native-1769",
+            native(),
+            "bootstrap",
+            1769,
+            &native_zip,
+        ),
+    ];
     if let Some(zip) = &rust_zip {
         kinds.push((
-            "rust (lambda_runtime)",
+            "rust lambda_runtime 1769 MB",
             "rust",
-            "provided.al2023".to_owned(),
+            native(),
             "bootstrap",
+            1769,
             zip,
         ));
     }
     if let Some(p) = &python {
         kinds.push((
-            "python (128 MB)",
+            "python 128 MB",
             "python",
             p.clone(),
             "app.handler",
+            128,
             &py_zip,
         ));
     }
     let mut rows = Vec::new();
-    for (label, key, runtime, handler, zip) in kinds {
+    for (label, key, runtime, handler, memory, zip) in kinds {
         let b = bar(args.cold, &format!("{label}: cold"), args.json);
         let mut cold = Vec::new();
         for i in 0..args.cold {
             let name = format!("cold-{key}-{i}");
-            target.create(&name, &runtime, handler, 128, zip).await?;
+            target.create(&name, &runtime, handler, memory, zip).await?;
             cold.push(target.invoke(&name).await?);
             b.inc(1);
         }
         b.finish_and_clear();
         let name = format!("warm-{key}");
-        target.create(&name, &runtime, handler, 128, zip).await?;
+        target.create(&name, &runtime, handler, memory, zip).await?;
         for _ in 0..20 {
             target.invoke(&name).await?;
         }
@@ -390,11 +406,24 @@ async fn measure(args: &BenchArgs, addr: std::net::SocketAddr) -> anyhow::Result
     }
     let echo = stats(echo_ms);
 
-    // Throughput at several concurrencies, the echo baseline next to it.
+    // Throughput at several concurrencies of the native function with a whole vCPU, the echo
+    // baseline next to it. One untimed round at each concurrency first, so that the timed ones
+    // are warm (as many environments as callers).
     let mut throughput = Vec::new();
-    let warm_name = "warm-provided-al2023";
+    let warm_name = "warm-native-1769";
     for c in [1usize, 8, 64] {
         let per = (args.warm / c).max(20);
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..c {
+            let target = Target {
+                http: http.clone(),
+                base: target.base.clone(),
+            };
+            set.spawn(async move { target.invoke(warm_name).await });
+        }
+        while let Some(r) = set.join_next().await {
+            r??;
+        }
         let t = Instant::now();
         let mut set = tokio::task::JoinSet::new();
         for _ in 0..c {
@@ -579,28 +608,28 @@ impl Measured {
             network,
             scale,
         } = self;
-        println!("{:<28} {:>10} {:>10} {:>8}", "", "p50 ms", "p99 ms", "n");
+        println!("{:<36} {:>10} {:>10} {:>8}", "", "p50 ms", "p99 ms", "n");
         println!(
-            "{:<28} {:>10.3} {:>10.3} {:>8}",
+            "{:<36} {:>10.3} {:>10.3} {:>8}",
             "loopback HTTP echo", echo.p50_ms, echo.p99_ms, echo.n
         );
         for (label, cold, warm, throughput) in rows {
             println!(
-                "{:<28} {:>10.3} {:>10.3} {:>8}",
+                "{:<36} {:>10.3} {:>10.3} {:>8}",
                 format!("{label} cold"),
                 cold.p50_ms,
                 cold.p99_ms,
                 cold.n
             );
             println!(
-                "{:<28} {:>10.3} {:>10.3} {:>8}",
+                "{:<36} {:>10.3} {:>10.3} {:>8}",
                 format!("{label} warm"),
                 warm.p50_ms,
                 warm.p99_ms,
                 warm.n
             );
             println!(
-                "{:<28} {:>10.0}/s   warm p50 = {:.2}x echo",
+                "{:<36} {:>10.0}/s   warm p50 = {:.2}x echo",
                 format!("{label} throughput"),
                 throughput,
                 warm.p50_ms / echo.p50_ms
@@ -608,7 +637,7 @@ impl Measured {
         }
         for (c, rate, echo_rate) in throughput {
             println!(
-                "{:<28} {:>10.0}/s   echo {:.0}/s",
+                "{:<36} {:>10.0}/s   echo {:.0}/s",
                 format!("warm throughput c={c}"),
                 rate,
                 echo_rate

@@ -281,7 +281,16 @@ fn fill(weak: Weak<Inner>) {
         }
         if !made {
             let guard = inner.wanted.lock().unwrap_or_else(|e| e.into_inner());
-            let _ = inner.wake.wait_timeout(guard, Duration::from_secs(1));
+            let woken = inner
+                .wake
+                .wait_timeout(guard, Duration::from_secs(1))
+                .map(|(_, t)| !t.timed_out())
+                .unwrap_or(false);
+            // Taken by a cold start that is still running: making a filesystem costs a core
+            // for about 8 ms, so let the start have the CPU first.
+            if woken {
+                std::thread::sleep(Duration::from_millis(10));
+            }
         }
     }
 }

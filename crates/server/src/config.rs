@@ -484,7 +484,11 @@ mod tests {
         assert!(Config::from_parts(raw, Overrides::default()).is_err());
         let raw: FileConfig = toml::from_str("account = \"12\"").unwrap();
         assert!(Config::from_parts(raw, Overrides::default()).is_err());
-        for bad in ["memory_overcommit = 0.5", "memory_overcommit = 1000.0"] {
+        for bad in [
+            "memory_overcommit = 0.5",
+            "memory_overcommit = 1000.0",
+            "prepared_sandboxes = 65",
+        ] {
             let raw: FileConfig = toml::from_str(bad).unwrap();
             assert!(
                 Config::from_parts(raw, Overrides::default()).is_err(),
@@ -497,6 +501,7 @@ mod tests {
     fn over_commit_brings_a_reserve_of_a_tenth_of_the_host() {
         let c = Config::load(None, Overrides::default()).unwrap();
         assert_eq!((c.memory_overcommit, c.memory_reserve_mb), (1.0, 0));
+        assert_eq!(c.prepared_sandboxes, 2);
         let raw: FileConfig = toml::from_str("memory_overcommit = 4.0").unwrap();
         let c = Config::from_parts(raw, Overrides::default()).unwrap();
         assert_eq!(c.memory_reserve_mb, host_memory_mb() / 10);
