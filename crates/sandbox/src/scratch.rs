@@ -5,7 +5,8 @@
 //! A [`ScratchPool`] prepares filesystems in the background (a few per size recently asked for),
 //! so a cold start only takes one. Each is handed over as a *detached* mount (`fsmount`): it
 //! belongs to no mount namespace until the sandbox attaches it with `move_mount`, and nothing is
-//! left to clean up after any crash: the backing file is unlinked as soon as it is formatted, the
+//! left to clean up after any crash: the backing file is unlinked as soon as it is made (a sparse
+//! copy of an empty filesystem that mkfs.ext4 makes once per size, also unlinked), the
 //! loop device clears itself when its last user goes (`LO_FLAGS_AUTOCLEAR`), and the mount goes
 //! with the last descriptor or namespace that holds it. Filesystems are never reused.
 //!
@@ -155,6 +156,10 @@ struct Inner {
     wake: Condvar,
     /// Calibrated image size for each filesystem size.
     image_bytes: Mutex<HashMap<u64, u64>>,
+    /// An empty filesystem per image size, made by mkfs.ext4 once, unlinked and kept open: every
+    /// new filesystem of that size is a sparse copy of it (a few hundred KB of metadata), which
+    /// costs no process.
+    templates: Mutex<HashMap<u64, Arc<File>>>,
     /// How many filesystems of each wanted size to keep ready.
     spare: usize,
     counter: AtomicU64,
@@ -189,6 +194,7 @@ impl ScratchPool {
             wanted: Mutex::new(VecDeque::from([warm_mb])),
             wake: Condvar::new(),
             image_bytes: Mutex::new(HashMap::new()),
+            templates: Mutex::new(HashMap::new()),
             spare,
             counter: AtomicU64::new(0),
         });
@@ -335,6 +341,36 @@ impl Inner {
     /// Formats an image of `size` bytes and mounts it detached. Returns the mount and its free
     /// space in bytes.
     fn format(&self, size: u64) -> io::Result<(OwnedFd, u64)> {
+        let image = size.div_ceil(BLOCK) * BLOCK;
+        let template = self.template(image)?;
+        let (file, path) = self.new_file()?;
+        let made = file
+            .set_len(image)
+            .and_then(|()| copy_sparse(&template, &file));
+        // Unlinked at once: the file lives only as long as the loop device uses it.
+        let _ = std::fs::remove_file(&path);
+        made?;
+        let (dev, dev_path) = attach_loop(&file)?;
+        drop(file);
+        let mount = mount_ext4(&dev_path)?;
+        // The mount holds the device now; closing ours lets autoclear detach it when unmounted.
+        drop(dev);
+        let root = rustix::fs::openat(
+            &mount,
+            c".",
+            rustix::fs::OFlags::DIRECTORY
+                | rustix::fs::OFlags::RDONLY
+                | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )?;
+        rustix::fs::unlinkat(&root, c"lost+found", rustix::fs::AtFlags::REMOVEDIR)?;
+        rustix::fs::fchmod(&root, rustix::fs::Mode::from_raw_mode(0o1777))?;
+        let st = rustix::fs::fstatvfs(&root)?;
+        Ok((mount, st.f_bavail * st.f_frsize))
+    }
+
+    /// A new backing file in the pool's directory.
+    fn new_file(&self) -> io::Result<(File, PathBuf)> {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let path = self.dir.join(format!("tmp-{}-{n}.img", std::process::id()));
         let file = OpenOptions::new()
@@ -343,8 +379,18 @@ impl Inner {
             .create_new(true)
             .custom_flags(libc::O_CLOEXEC)
             .open(&path)?;
+        Ok((file, path))
+    }
+
+    /// The empty filesystem of `image` bytes that new ones are copied from (made on first use).
+    fn template(&self, image: u64) -> io::Result<Arc<File>> {
+        let mut templates = self.templates.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = templates.get(&image) {
+            return Ok(t.clone());
+        }
+        let (file, path) = self.new_file()?;
         let made = (|| {
-            file.set_len(size.div_ceil(BLOCK) * BLOCK)?;
+            file.set_len(image)?;
             let out = std::process::Command::new(&self.mkfs)
                 .args([
                     "-q",
@@ -370,26 +416,56 @@ impl Inner {
             }
             Ok(())
         })();
-        // Unlinked at once: the file lives only as long as the loop device uses it.
         let _ = std::fs::remove_file(&path);
         made?;
-        let (dev, dev_path) = attach_loop(&file)?;
-        drop(file);
-        let mount = mount_ext4(&dev_path)?;
-        // The mount holds the device now; closing ours lets autoclear detach it when unmounted.
-        drop(dev);
-        let root = rustix::fs::openat(
-            &mount,
-            c".",
-            rustix::fs::OFlags::DIRECTORY
-                | rustix::fs::OFlags::RDONLY
-                | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        )?;
-        rustix::fs::unlinkat(&root, c"lost+found", rustix::fs::AtFlags::REMOVEDIR)?;
-        rustix::fs::fchmod(&root, rustix::fs::Mode::from_raw_mode(0o1777))?;
-        let st = rustix::fs::fstatvfs(&root)?;
-        Ok((mount, st.f_bavail * st.f_frsize))
+        let t = Arc::new(file);
+        templates.insert(image, t.clone());
+        Ok(t)
+    }
+}
+
+/// Copies `src` into `dst` (already as long) where `src` has data: its holes stay holes.
+fn copy_sparse(src: &File, dst: &File) -> io::Result<()> {
+    let (s, d) = (src.as_raw_fd(), dst.as_raw_fd());
+    let mut off: libc::off_t = 0;
+    loop {
+        // SAFETY: lseek on a descriptor we own.
+        let data = unsafe { libc::lseek(s, off, libc::SEEK_DATA) };
+        if data < 0 {
+            let e = io::Error::last_os_error();
+            // No data past `off`: done.
+            return if e.raw_os_error() == Some(libc::ENXIO) {
+                Ok(())
+            } else {
+                Err(e)
+            };
+        }
+        // SAFETY: as above.
+        let hole = unsafe { libc::lseek(s, data, libc::SEEK_HOLE) };
+        if hole < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let (mut from, mut to) = (data, data);
+        while from < hole {
+            // SAFETY: both offsets are locals the call advances; the descriptors are ours.
+            let n = unsafe {
+                libc::copy_file_range(s, &mut from, d, &mut to, (hole - from) as usize, 0)
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the /tmp template ended early",
+                ));
+            }
+        }
+        off = hole;
     }
 }
 
