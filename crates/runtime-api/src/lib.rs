@@ -460,7 +460,8 @@ impl Executor {
         {
             tracing::warn!(error = %e, "cannot prepare the lamina cgroup");
         }
-        if self.inner.premade.get().is_none() {
+        // Where no sandbox can run, none is made ahead (invocations say why).
+        if self.inner.premade.get().is_none() && self.inner.host.can_sandbox().is_ok() {
             match premade::Pool::start(self.inner.maker.clone(), self.inner.prepared_sandboxes) {
                 Ok(Some(pool)) => {
                     let _ = self.inner.premade.set(pool);

@@ -208,6 +208,8 @@ impl Pool {
 
     /// A ready sandbox, if there is one; the thread makes another.
     pub(crate) fn take(&self) -> Option<Premade> {
+        // Killed from outside meanwhile (rare): removed once the lock is released.
+        let mut dead = Vec::new();
         let taken = {
             let mut ready = lock(&self.shared.ready);
             loop {
@@ -216,20 +218,25 @@ impl Pool {
                         if p.alive() {
                             break Some(p);
                         }
-                        // Killed from outside meanwhile: dropped (rare; removing an empty
-                        // cgroup is quick).
+                        dead.push(p);
                     }
                     None => break None,
                 }
             }
         };
         self.shared.changed.notify_one();
+        drop(dead);
         taken
     }
 
     /// Stops the thread and destroys the sandboxes it kept (blocking).
     pub(crate) fn stop(&self) {
-        self.shared.stop.store(true, Ordering::Relaxed);
+        // Set under the lock: the thread checks it under the lock before it waits, so the
+        // wake-up below cannot fall between its check and its wait.
+        {
+            let _ready = lock(&self.shared.ready);
+            self.shared.stop.store(true, Ordering::Relaxed);
+        }
         self.shared.changed.notify_all();
         if let Some(t) = lock(&self.thread).take() {
             let _ = t.join();
@@ -266,7 +273,12 @@ fn fill(s: &Shared) {
             Err(e) => {
                 // Cold starts make their own meanwhile; try again later, less often each time.
                 failures = (failures + 1).min(6);
-                tracing::warn!(error = %e, "preparing a sandbox ahead of time failed");
+                // Said once per streak of failures; the rest at debug level.
+                if failures == 1 {
+                    tracing::warn!(error = %e, "preparing a sandbox ahead of time failed");
+                } else {
+                    tracing::debug!(error = %e, "preparing a sandbox ahead of time failed again");
+                }
                 let pause = Duration::from_millis(100 << failures);
                 let ready = lock(&s.ready);
                 let _ = s

@@ -139,6 +139,9 @@ fn mkfs() -> Option<PathBuf> {
     .find(|p| p.exists())
 }
 
+/// How many empty filesystem images (one per size) are kept to copy from.
+const TEMPLATES_KEPT: usize = 16;
+
 /// Prepares empty ext4 filesystems for sandboxes' `/tmp`.
 #[derive(Clone)]
 pub struct ScratchPool {
@@ -384,10 +387,16 @@ impl Inner {
 
     /// The empty filesystem of `image` bytes that new ones are copied from (made on first use).
     fn template(&self, image: u64) -> io::Result<Arc<File>> {
-        let mut templates = self.templates.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(t) = templates.get(&image) {
+        if let Some(t) = self
+            .templates
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&image)
+        {
             return Ok(t.clone());
         }
+        // Made without the lock (a start of another size need not wait for this mkfs); two
+        // starts of a new size at once may both make one, and one is kept.
         let (file, path) = self.new_file()?;
         let made = (|| {
             file.set_len(image)?;
@@ -419,8 +428,15 @@ impl Inner {
         let _ = std::fs::remove_file(&path);
         made?;
         let t = Arc::new(file);
-        templates.insert(image, t.clone());
-        Ok(t)
+        let mut templates = self.templates.lock().unwrap_or_else(|e| e.into_inner());
+        // Functions choose their size: a bounded number of templates is kept (each an open
+        // file), and the others are made again when needed.
+        if templates.len() >= TEMPLATES_KEPT
+            && let Some(&old) = templates.keys().find(|&&k| k != image)
+        {
+            templates.remove(&old);
+        }
+        Ok(templates.entry(image).or_insert(t).clone())
     }
 }
 
