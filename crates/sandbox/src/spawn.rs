@@ -102,11 +102,7 @@ pub fn prepare(
         return Err(fail(&mut child, SpawnError::Start(e)));
     }
     let mut buf = [0u8; 4096];
-    // Bounded: a sandbox that never answers is killed rather than waited for.
-    let received = ctl
-        .set_read_timeout(Some(SETUP_LIMIT))
-        .and_then(|()| fdpass::recv_fd(&ctl, &mut buf));
-    let (n, fd) = match received {
+    let (n, fd) = match fdpass::recv_fd(&ctl, &mut buf) {
         Ok(r) => r,
         Err(e) => return Err(fail(&mut child, SpawnError::Start(e))),
     };
@@ -122,9 +118,6 @@ pub fn prepare(
             }),
         ));
     };
-    if let Err(e) = ctl.set_read_timeout(None) {
-        return Err(fail(&mut child, SpawnError::Start(e)));
-    }
     let listener = TcpListener::from(fd);
     let stdout = child.stdout.take().expect("piped");
     let stderr = child.stderr.take().expect("piped");
@@ -150,10 +143,6 @@ pub fn spawn(
     prepare(init_exe, spec, netns)?.launch(launch, tmp_mount)
 }
 
-/// How long a sandbox may take to set itself up (namespaces, listener, cgroups) before it is
-/// given up: far beyond what it needs even under a burst of starts.
-const SETUP_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
-
 /// A length-prefixed JSON message.
 fn framed(value: &impl serde::Serialize) -> Vec<u8> {
     let json = serde_json::to_vec(value).expect("specs always serialise");
@@ -165,17 +154,7 @@ fn framed(value: &impl serde::Serialize) -> Vec<u8> {
 impl Prepared {
     /// Blocks until PID 1 has joined the sandbox's cgroups and waits for its function.
     pub fn wait_ready(&mut self) -> Result<(), SpawnError> {
-        let sandbox = self.sandbox_mut();
-        sandbox
-            .ctl
-            .set_read_timeout(Some(SETUP_LIMIT))
-            .map_err(SpawnError::Start)?;
-        let line = sandbox.read_line();
-        sandbox
-            .ctl
-            .set_read_timeout(None)
-            .map_err(SpawnError::Start)?;
-        match line?.as_str() {
+        match self.sandbox_mut().read_line()?.as_str() {
             "joined" => Ok(()),
             line => Err(setup_error(line)),
         }
