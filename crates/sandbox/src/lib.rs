@@ -27,7 +27,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use spawn::{Prepared, Sandbox, SpawnError, prepare, spawn};
+pub use spawn::{Prepared, Sandbox, SpawnError, prepare};
 
 /// What `sandbox-init` needs before it knows the function: namespaces, the Runtime API's
 /// listener, PID 1 in the sandbox's cgroups. A sandbox can be made this far ahead of time

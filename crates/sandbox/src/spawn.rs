@@ -132,17 +132,6 @@ pub fn prepare(
     })
 }
 
-/// [`prepare`] and [`Prepared::launch`] at once.
-pub fn spawn(
-    init_exe: &Path,
-    spec: &Spec,
-    launch: &Launch,
-    tmp_mount: Option<OwnedFd>,
-    netns: Option<BorrowedFd<'_>>,
-) -> Result<Sandbox, SpawnError> {
-    prepare(init_exe, spec, netns)?.launch(launch, tmp_mount)
-}
-
 /// A length-prefixed JSON message.
 fn framed(value: &impl serde::Serialize) -> Vec<u8> {
     let json = serde_json::to_vec(value).expect("specs always serialise");
