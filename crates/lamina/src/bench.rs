@@ -238,7 +238,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         args.scale.max(1000)
     ))?;
     let (addr, stop, server) = serve(raw, data.path(), None).await?;
-    let measured = measure(&args, addr).await;
+    // The server's cgroups, for what its environments' own processes hold.
+    let cgroup_parent =
+        lamina_sandbox::cgroup::parent_name(&data.path().canonicalize()?.join("run"));
+    let measured = measure(&args, addr, &cgroup_parent).await;
     // Stopped whatever happened, so that its sandboxes and cgroups go with it.
     let _ = stop.send(());
     let _ = server.await;
@@ -284,7 +287,11 @@ fn rust_bootstrap(args: &BenchArgs) -> anyhow::Result<Option<Vec<u8>>> {
 }
 
 /// Runs every measurement against the server at `addr`.
-async fn measure(args: &BenchArgs, addr: std::net::SocketAddr) -> anyhow::Result<Measured> {
+async fn measure(
+    args: &BenchArgs,
+    addr: std::net::SocketAddr,
+    cgroup_parent: &str,
+) -> anyhow::Result<Measured> {
     let echo_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let echo_addr = echo_listener.local_addr()?;
     let echo = axum::Router::new().route(
@@ -520,49 +527,14 @@ async fn measure(args: &BenchArgs, addr: std::net::SocketAddr) -> anyhow::Result
     };
 
     // Scale-out from zero, then hold the environments idle to measure density.
-    let mut scale = None;
-    if args.scale > 0 {
-        let name = "scale";
-        target
-            .create(name, "provided.al2023", "bootstrap", 128, &native_zip)
-            .await?;
-        let available_before = mem_available_kb();
-        let b = bar(args.scale, "scale-out", args.json);
-        let t = Instant::now();
-        let mut set = tokio::task::JoinSet::new();
-        for _ in 0..args.scale {
-            let http = http.clone();
-            let url = format!("{}/2015-03-31/functions/{name}/invocations", target.base);
-            set.spawn(async move {
-                let r = http.post(url).body(r#"{"sleep_ms":1000}"#).send().await?;
-                let ok =
-                    r.status().is_success() && !r.headers().contains_key("x-amz-function-error");
-                r.bytes().await?;
-                Ok::<_, reqwest::Error>(ok)
-            });
-        }
-        let mut ok = 0;
-        while let Some(r) = set.join_next().await {
-            if r?? {
-                ok += 1;
-            }
-            b.inc(1);
-        }
-        b.finish_and_clear();
-        let all_done_s = t.elapsed().as_secs_f64();
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let available_after = mem_available_kb();
-        let per_env_kb =
-            available_before.saturating_sub(available_after) as f64 / args.scale as f64;
-        scale = Some(json!({
-            "environments": args.scale,
-            "succeeded": ok,
-            "all_done_s": all_done_s,
-            "all_running_s": (all_done_s - 1.0).max(0.0),
-            "creation_rate_per_s": args.scale as f64 / (all_done_s - 1.0).max(1e-3),
-            "host_memory_per_idle_environment_kib": per_env_kb,
-        }));
-    }
+    let scale = if args.scale > 0 {
+        Some(
+            crate::bench_scale::run(&target, &native_zip, args.scale, cgroup_parent, args.json)
+                .await?,
+        )
+    } else {
+        None
+    };
     Ok(Measured {
         echo,
         rows,
@@ -695,17 +667,7 @@ impl Measured {
             crate::bench_net::print(n);
         }
         if let Some(s) = &scale {
-            println!(
-                "scale-out: {} of {} invocations (1 s each) done in {:.2} s: all running after {:.2} s, {:.0} environments/s; {:.0} KiB of host memory per idle environment",
-                s["succeeded"],
-                s["environments"],
-                s["all_done_s"].as_f64().unwrap_or(0.0),
-                s["all_running_s"].as_f64().unwrap_or(0.0),
-                s["creation_rate_per_s"].as_f64().unwrap_or(0.0),
-                s["host_memory_per_idle_environment_kib"]
-                    .as_f64()
-                    .unwrap_or(0.0)
-            );
+            crate::bench_scale::print(s);
         }
     }
 }
@@ -807,15 +769,4 @@ async fn async_events(
         "accepted_per_s": sent as f64 / accepted_s,
         "drained_per_s": sent as f64 / drained_s,
     }))
-}
-
-fn mem_available_kb() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find_map(|l| l.strip_prefix("MemAvailable:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
 }

@@ -8,6 +8,7 @@ mod bench_http;
 mod bench_image;
 mod bench_logs;
 mod bench_net;
+mod bench_scale;
 mod bench_sns;
 mod native_runtime;
 

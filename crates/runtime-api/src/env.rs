@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use crate::gate::Gate;
 use crate::logs::Tap;
 use crate::platform::{self, LogSettings};
-use crate::premade::Launched;
+use crate::premade::{Launched, Parts, Premade};
 use crate::rapi::{self, Pending, Reply, Shared};
 use crate::runtimes;
 use crate::{Executor, Failure, FunctionRuntime, Invocation, Outcome};
@@ -239,28 +239,41 @@ impl Environment {
                 // From here the code cannot be collected under the environment; if it already
                 // was, the function changed or went away since it was read (`None`).
                 let pins = inner.pins.pin(&packages).ok_or(None)?;
-                let tmp_mount = match &inner.scratch {
-                    Some(pool) => Some(
-                        pool.take(tmp_mb as u64)
-                            .map_err(|e| Some(SpawnError::Setup(format!("preparing /tmp: {e}"))))?,
-                    ),
-                    None => None,
+                let tmp = || -> Result<_, Option<SpawnError>> {
+                    match &inner.scratch {
+                        Some(pool) => Ok(Some(pool.take(tmp_mb as u64).map_err(|e| {
+                            Some(SpawnError::Setup(format!("preparing /tmp: {e}")))
+                        })?)),
+                        None => Ok(None),
+                    }
+                };
+                let start = |mut premade: Premade| -> Result<Launched, Option<SpawnError>> {
+                    premade.fit(
+                        memory_mb as u64 * 1024 * 1024,
+                        init_quota_us,
+                        &tenant.function_arn,
+                    )?;
+                    Ok(premade.launch(&spec, tmp()?)?)
                 };
                 // A sandbox made ahead of time has the default egress: not for a VPC's function.
                 let ahead = match (&tenant.vpc, inner.premade.get()) {
                     (None, Some(pool)) => pool.take(),
                     _ => None,
                 };
-                let mut premade = match ahead {
-                    Some(p) => p,
-                    None => inner.maker.make(Some(&tenant))?,
+                let launched = match ahead {
+                    Some(p) => match start(p) {
+                        // It died while it waited (killed from outside): one made on the spot.
+                        Err(Some(SpawnError::Died)) => {
+                            tracing::warn!(
+                                "a sandbox made ahead of time had died; making one on the spot"
+                            );
+                            start(inner.maker.make(Some(&tenant))?)?
+                        }
+                        r => r?,
+                    },
+                    None => start(inner.maker.make(Some(&tenant))?)?,
                 };
-                premade.fit(
-                    memory_mb as u64 * 1024 * 1024,
-                    init_quota_us,
-                    &tenant.function_arn,
-                )?;
-                Ok((premade.launch(&spec, tmp_mount)?, pins))
+                Ok((launched, pins))
             })
             .await
             .map_err(|e| Failure::Internal(format!("sandbox start task failed: {e}")));
@@ -294,7 +307,7 @@ impl Environment {
                 return Err(Failure::Internal(e.to_string()));
             }
         };
-        let Launched {
+        let Parts {
             id,
             sandbox:
                 lamina_sandbox::Sandbox {
@@ -306,7 +319,7 @@ impl Environment {
                 },
             cgroup: cg,
             lease,
-        } = launched;
+        } = launched.into_parts();
         let pid = child.id();
         let io = |e: std::io::Error| Failure::Internal(format!("environment i/o: {e}"));
         let exit = watch_exit(child);

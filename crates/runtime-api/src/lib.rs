@@ -171,7 +171,7 @@ pub trait CodePins: Send + Sync + 'static {
 pub struct ExecutorConfig {
     /// Where runtime clients, the synthetic `/etc` and the root mountpoint live.
     pub work_dir: PathBuf,
-    /// Our own binary (re-executed as `sandbox-init`).
+    /// What runs as `sandbox-init`: `lamina-init`, or our own binary.
     pub init_exe: PathBuf,
     /// Concurrent invocations per account and region.
     pub account_concurrency: u32,
@@ -362,7 +362,7 @@ impl Executor {
         } else {
             None
         };
-        let cgroup_parent = format!("lamina-{:016x}", fnv1a(work.to_string_lossy().as_bytes()));
+        let cgroup_parent = lamina_sandbox::cgroup::parent_name(work);
         let maker = Arc::new(premade::Maker {
             kernel: kernel.clone(),
             layout: host.cgroups.clone(),
@@ -371,6 +371,7 @@ impl Executor {
             net: net.clone(),
             user_namespace: !host.root,
             next_id: AtomicU64::new(1),
+            starts: Arc::default(),
         });
         Ok(Self {
             inner: Arc::new(Inner {
@@ -621,11 +622,17 @@ impl Executor {
 
     /// Destroys every idle environment and removes the server's cgroups.
     pub async fn shutdown(&self) {
+        // No sandbox is made from here on, and those under way are waited for: a cgroup made
+        // after the sweep below would outlive the server.
         let this = self.clone();
         let _ = tokio::task::spawn_blocking(move || {
             if let Some(pool) = this.inner.premade.get() {
                 pool.stop();
             }
+            this.inner
+                .maker
+                .starts
+                .close_and_wait(lamina_sandbox::SETUP_LIMIT);
         })
         .await;
         for e in self.inner.scheduler.drain().await {
@@ -645,11 +652,4 @@ impl Executor {
         let this = self.clone();
         let _ = tokio::task::spawn_blocking(move || this.stop_network()).await;
     }
-}
-
-/// FNV-1a: a stable, dependency-free hash for naming.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ *b as u64).wrapping_mul(0x0100_0000_01b3)
-    })
 }

@@ -33,6 +33,60 @@ pub(crate) struct Maker {
     pub(crate) net: Option<Networking>,
     pub(crate) user_namespace: bool,
     pub(crate) next_id: AtomicU64,
+    pub(crate) starts: Arc<Starts>,
+}
+
+/// Sandboxes being made or launched, counted so that shutdown can wait for them before it
+/// sweeps the cgroups: a group made after the sweep would outlive the server. Once closed, no
+/// sandbox is made.
+#[derive(Default)]
+pub(crate) struct Starts {
+    /// Closed, and how many are under way.
+    state: Mutex<(bool, usize)>,
+    done: Condvar,
+}
+
+/// One sandbox under way, from `Maker::make` until it belongs to an environment (or is gone).
+pub(crate) struct StartToken(Arc<Starts>);
+
+impl Starts {
+    fn begin(self: &Arc<Self>) -> Option<StartToken> {
+        let mut state = lock(&self.state);
+        if state.0 {
+            return None;
+        }
+        state.1 += 1;
+        Some(StartToken(self.clone()))
+    }
+
+    /// Refuses new sandboxes from now on, then waits (at most `limit`) for those under way.
+    pub(crate) fn close_and_wait(&self, limit: Duration) {
+        let mut state = lock(&self.state);
+        state.0 = true;
+        let _ =
+            self.done
+                .wait_timeout_while(state, limit, |s| s.1 > 0)
+                .map(|(mut state, timeout)| {
+                    if timeout.timed_out() {
+                        tracing::warn!(
+                            under_way = state.1,
+                            "sandboxes still starting at shutdown; their cgroups may be left"
+                        );
+                        // Not waited for again.
+                        state.1 = 0;
+                    }
+                });
+    }
+}
+
+impl Drop for StartToken {
+    fn drop(&mut self) {
+        let mut state = lock(&self.0.state);
+        state.1 = state.1.saturating_sub(1);
+        if state.1 == 0 {
+            self.0.done.notify_all();
+        }
+    }
 }
 
 /// A sandbox waiting for its function. Dropping it kills it and removes its cgroups (blocking).
@@ -42,20 +96,65 @@ pub(crate) struct Premade {
     cgroup: Option<Cgroup>,
     lease: Option<lamina_net::Lease>,
     kernel: Arc<dyn Kernel>,
+    /// Released after the cleanup in `drop` (fields drop after it), or passed on at launch.
+    token: Option<StartToken>,
 }
 
-/// A launched sandbox and what it holds.
+/// A launched sandbox and what it holds, until [`Launched::into_parts`] gives it to its
+/// environment. Dropped before that (its start was abandoned), it kills the sandbox and removes
+/// its cgroups (blocking).
 pub(crate) struct Launched {
+    id: u64,
+    sandbox: Option<Sandbox>,
+    cgroup: Option<Cgroup>,
+    lease: Option<lamina_net::Lease>,
+    kernel: Arc<dyn Kernel>,
+    _token: StartToken,
+}
+
+/// What an environment takes over from [`Launched`].
+pub(crate) struct Parts {
     pub(crate) id: u64,
     pub(crate) sandbox: Sandbox,
     pub(crate) cgroup: Option<Cgroup>,
     pub(crate) lease: Option<lamina_net::Lease>,
 }
 
+impl Launched {
+    pub(crate) fn into_parts(mut self) -> Parts {
+        Parts {
+            id: self.id,
+            sandbox: self.sandbox.take().expect("taken once"),
+            cgroup: self.cgroup.take(),
+            lease: self.lease.take(),
+        }
+    }
+}
+
+impl Drop for Launched {
+    fn drop(&mut self) {
+        if let Some(mut s) = self.sandbox.take() {
+            let _ = s.child.kill();
+            let _ = s.child.wait();
+        }
+        if let Some(cg) = self.cgroup.take() {
+            let k = self.kernel.as_ref();
+            let _ = cg.kill_all(k);
+            if let Err(e) = cg.destroy(k) {
+                tracing::warn!(error = %e, "removing an abandoned sandbox's cgroups failed");
+            }
+        }
+    }
+}
+
 impl Maker {
     /// Makes a sandbox up to its function (blocking). `tenant`: whose network namespace it
     /// gets; `None`, the default egress, owned by nobody until [`Premade::fit`].
     pub(crate) fn make(&self, tenant: Option<&Tenant>) -> Result<Premade, SpawnError> {
+        let token = self
+            .starts
+            .begin()
+            .ok_or_else(|| SpawnError::Setup("the server is shutting down".into()))?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let lease = match &self.net {
             Some(n) => {
@@ -73,6 +172,7 @@ impl Maker {
             cgroup: None,
             lease,
             kernel: self.kernel.clone(),
+            token: Some(token),
         };
         let mut spec = Spec {
             cgroup_procs: Vec::new(),
@@ -137,9 +237,11 @@ impl Premade {
         let sandbox = prepared.launch(launch, tmp_mount)?;
         Ok(Launched {
             id: self.id,
-            sandbox,
+            sandbox: Some(sandbox),
             cgroup: self.cgroup.take(),
             lease: self.lease.take(),
+            kernel: self.kernel.clone(),
+            _token: self.token.take().expect("made with a token"),
         })
     }
 

@@ -195,6 +195,19 @@ impl Layout {
     }
 }
 
+/// The parent group of the server whose work directory is `work`: one per data directory, so
+/// that servers sharing a host never touch each other's environments, and a restart finds its
+/// own leftovers. FNV-1a: stable and dependency-free.
+pub fn parent_name(work: &Path) -> String {
+    let hash = work
+        .to_string_lossy()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+        });
+    format!("lamina-{hash:016x}")
+}
+
 /// Limits for one sandbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {

@@ -1,4 +1,5 @@
-//! `sandbox-init`: the first process of every sandbox, run by re-executing our own binary.
+//! `sandbox-init`: the first process of every sandbox, run as `lamina-init` (a small static
+//! binary the server carries, see crates/init) or as `lamina sandbox-init`.
 //!
 //! It is a fresh single-threaded process, so it may fork freely. Its standard input is a Unix
 //! control socket to the server. The sequence:
@@ -38,6 +39,9 @@ use crate::{Launch, Spec, fdpass, rootfs, seccomp};
 
 /// Runs `sandbox-init`. Never returns.
 pub fn main() -> ! {
+    // Named for `ps` and `top`: executed from a memfd, the name would be a descriptor's number.
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+    unsafe { libc::prctl(libc::PR_SET_NAME, c"sandbox-init".as_ptr()) };
     // Fd 0 is the control socket the server passed as standard input. Move it to a
     // close-on-exec descriptor of its own, so that fd 0 can become /dev/null for the function.
     // SAFETY: fcntl and close on descriptors this process owns.

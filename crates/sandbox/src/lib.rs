@@ -6,8 +6,9 @@
 //! [`Spec`] and a [`Launch`] and get back its process, its output pipes and a TCP listener that lives inside its
 //! network namespace.
 //!
-//! Sandboxes start by re-executing our own binary with a hidden `sandbox-init` subcommand
-//! ([`init::main`]), never by forking a multi-threaded process. Every kernel call goes through
+//! Sandboxes start by executing [`init::main`] in a fresh process, never by forking a
+//! multi-threaded one: `lamina-init` (crates/init, a small static binary the server carries), or
+//! the server's own binary with its hidden `sandbox-init` subcommand. Every kernel call goes through
 //! [`kernel::Kernel`], which has a recording fake for unit tests.
 
 pub mod cgroup;
@@ -27,7 +28,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use spawn::{Prepared, Sandbox, SpawnError, prepare};
+pub use spawn::{Prepared, SETUP_LIMIT, Sandbox, SpawnError, prepare};
 
 /// What `sandbox-init` needs before it knows the function: namespaces, the Runtime API's
 /// listener, PID 1 in the sandbox's cgroups. A sandbox can be made this far ahead of time

@@ -4,8 +4,10 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, ChildStderr, ChildStdout, Command, Stdio};
+use std::time::Duration;
 
 use crate::{Launch, Spec, fdpass};
 
@@ -18,6 +20,10 @@ pub enum SpawnError {
     Setup(String),
     #[error("cannot execute the function's entry point: {0}")]
     Exec(String),
+    /// The sandbox exited before it was given its function (killed from outside, or PID 1
+    /// failed without a word).
+    #[error("the sandbox exited before its function started")]
+    Died,
 }
 
 /// A running sandbox.
@@ -80,7 +86,10 @@ pub fn prepare(
 ) -> Result<Prepared, SpawnError> {
     debug_assert_eq!(spec.netns, netns.is_some());
     let (ctl, theirs) = UnixStream::pair().map_err(SpawnError::Start)?;
+    // Shown (and matched, e.g. by `pgrep -f 'lamina sandbox-init'`) as `lamina sandbox-init`,
+    // whichever binary it is.
     let mut child = Command::new(init_exe)
+        .arg0("lamina")
         .arg("sandbox-init")
         .stdin(Stdio::from(OwnedFd::from(theirs)))
         .stdout(Stdio::piped())
@@ -102,9 +111,13 @@ pub fn prepare(
         return Err(fail(&mut child, SpawnError::Start(e)));
     }
     let mut buf = [0u8; 4096];
-    let (n, fd) = match fdpass::recv_fd(&ctl, &mut buf) {
+    // Bounded: a sandbox that never answers is killed rather than waited for.
+    let received = ctl
+        .set_read_timeout(Some(SETUP_LIMIT))
+        .and_then(|()| fdpass::recv_fd(&ctl, &mut buf));
+    let (n, fd) = match received {
         Ok(r) => r,
-        Err(e) => return Err(fail(&mut child, SpawnError::Start(e))),
+        Err(e) => return Err(fail(&mut child, setup_stalled(e))),
     };
     let Some(fd) = fd else {
         let text = String::from_utf8_lossy(&buf[..n]).trim().to_owned();
@@ -118,6 +131,9 @@ pub fn prepare(
             }),
         ));
     };
+    if let Err(e) = ctl.set_read_timeout(None) {
+        return Err(fail(&mut child, SpawnError::Start(e)));
+    }
     let listener = TcpListener::from(fd);
     let stdout = child.stdout.take().expect("piped");
     let stderr = child.stderr.take().expect("piped");
@@ -132,6 +148,23 @@ pub fn prepare(
     })
 }
 
+/// How long a sandbox may take to set itself up (namespaces, listener, cgroups) before it is
+/// given up: far beyond what it needs, even under a burst of starts.
+pub const SETUP_LIMIT: Duration = Duration::from_secs(30);
+
+/// A read from a sandbox that failed or passed [`SETUP_LIMIT`].
+fn setup_stalled(e: std::io::Error) -> SpawnError {
+    match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+            SpawnError::Setup(format!(
+                "the sandbox did not set itself up within {} s",
+                SETUP_LIMIT.as_secs()
+            ))
+        }
+        _ => SpawnError::Start(e),
+    }
+}
+
 /// A length-prefixed JSON message.
 fn framed(value: &impl serde::Serialize) -> Vec<u8> {
     let json = serde_json::to_vec(value).expect("specs always serialise");
@@ -141,9 +174,18 @@ fn framed(value: &impl serde::Serialize) -> Vec<u8> {
 }
 
 impl Prepared {
-    /// Blocks until PID 1 has joined the sandbox's cgroups and waits for its function.
+    /// Blocks until PID 1 has joined the sandbox's cgroups and waits for its function, at most
+    /// [`SETUP_LIMIT`].
     pub fn wait_ready(&mut self) -> Result<(), SpawnError> {
-        match self.sandbox_mut().read_line()?.as_str() {
+        let ctl = &self.sandbox_mut().ctl;
+        ctl.set_read_timeout(Some(SETUP_LIMIT))
+            .map_err(SpawnError::Start)?;
+        let line = self.sandbox_mut().read_line();
+        self.sandbox_mut()
+            .ctl
+            .set_read_timeout(None)
+            .map_err(SpawnError::Start)?;
+        match line?.as_str() {
             "joined" => Ok(()),
             line => Err(setup_error(line)),
         }
@@ -180,16 +222,24 @@ impl Prepared {
                 None => Ok(()),
             });
         // One line comes after `joined` (which an unpooled sandbox may not have been read):
-        // `started`, `exec: <why>` or `error: <why>` (EOF if everything died).
+        // `started`, `exec: <why>` or `error: <why>` (EOF if everything died), within the limit.
+        if let Err(e) = sandbox.ctl.set_read_timeout(Some(SETUP_LIMIT)) {
+            return Err(fail(sandbox, SpawnError::Start(e)));
+        }
         let line = loop {
             match sandbox.read_line() {
                 Ok(l) if l == "joined" => continue,
+                // Hung up without a word: the sandbox was gone before it got its function.
+                Ok(l) if l.is_empty() => return Err(fail(sandbox, SpawnError::Died)),
+                Err(SpawnError::Start(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                    return Err(fail(sandbox, SpawnError::Died));
+                }
                 Ok(l) => break l,
                 Err(e) => return Err(fail(sandbox, e)),
             }
         };
         if line == "started" {
-            if let Err(e) = sent {
+            if let Err(e) = sent.and_then(|()| sandbox.ctl.set_read_timeout(None)) {
                 return Err(fail(sandbox, SpawnError::Start(e)));
             }
             return Ok(sandbox);
@@ -223,7 +273,7 @@ impl Sandbox {
                 Ok(_) if byte[0] == b'\n' => break,
                 Ok(_) => text.push(byte[0]),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(SpawnError::Start(e)),
+                Err(e) => return Err(setup_stalled(e)),
             }
         }
         Ok(String::from_utf8_lossy(&text).into_owned())

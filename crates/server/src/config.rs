@@ -29,7 +29,7 @@ pub struct Config {
     /// How often the metric history's counts are written to the store (and so the most a
     /// kill -9 loses of them).
     pub metrics_flush: std::time::Duration,
-    /// The binary re-executed as `sandbox-init` (normally this one).
+    /// A binary to run as `<binary> sandbox-init` instead of the `lamina-init` carried inside.
     pub init_exe: Option<PathBuf>,
     /// Prices for bills (AWS's by default).
     pub prices: lamina_billing::PriceSheet,

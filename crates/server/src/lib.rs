@@ -5,6 +5,7 @@
 
 mod batch;
 mod config;
+mod init_exe;
 mod logsink;
 mod metricsink;
 mod network;
@@ -51,7 +52,13 @@ pub async fn run(
     }
     let init_exe = match &config.init_exe {
         Some(p) => p.clone(),
-        None => std::env::current_exe().context("cannot find our own binary for sandbox-init")?,
+        None => match init_exe::path() {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot install lamina-init; sandboxes start with `lamina sandbox-init` instead");
+                std::env::current_exe().context("cannot find our own binary for sandbox-init")?
+            }
+        },
     };
     let tmp_budget_mb = config
         .tmp_budget_mb

@@ -81,7 +81,8 @@ impl TestApp {
                 data_dir: Some(dir.path().to_path_buf()),
                 listen: Some("127.0.0.1:0".into()),
                 verify_auth: None,
-                init_exe: Some(env!("CARGO_BIN_EXE_lamina").into()),
+                // The sandboxes start as in production: `lamina-init`, from inside the server.
+                init_exe: None,
                 // Test servers share the machine's network namespace: only the network tests,
                 // which run the server's network layer in namespaces of their own, turn egress
                 // on.
@@ -390,14 +391,7 @@ impl Drop for ServerProcess {
 
 /// The name of a server's parent cgroup: `lamina-<FNV-1a of its work directory>`.
 pub fn cgroup_parent(data_dir: &Path) -> String {
-    let work = data_dir.canonicalize().unwrap().join("run");
-    let hash = work
-        .to_string_lossy()
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
-        });
-    format!("lamina-{hash:016x}")
+    lamina_sandbox::cgroup::parent_name(&data_dir.canonicalize().unwrap().join("run"))
 }
 
 /// Environment cgroups under a server's parent group, in any controller's hierarchy.

@@ -123,3 +123,52 @@ async fn cold_starts_take_sandboxes_made_ahead_with_their_own_limits() {
         r#""left-by-first ""#
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ready_sandbox_killed_from_outside_is_replaced() {
+    assert!(
+        Path::new("/sys/fs/cgroup/memory").exists(),
+        "this test reads cgroup v1 groups (as on the CI machine)"
+    );
+    let app = spawn_app_with("prepared_sandboxes = 2").await;
+    let c = &app.client;
+    let parent = cgroup_parent(app.data_dir());
+    let ahead = wait_for_groups(&parent, 2).await;
+    // Every process of both ready sandboxes is killed while they wait for a function.
+    for g in &ahead {
+        let procs = std::fs::read_to_string(g.join("cgroup.procs")).unwrap_or_default();
+        for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+            // SAFETY: signalling a process of the server under test.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+    // The cold start does not fail: it gets a sandbox that lives.
+    deploy(c, "after-kill", 128).await;
+    let out = c
+        .invoke()
+        .function_name("after-kill")
+        .payload(Blob::new(b"{}".to_vec()))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("invoke: {}", describe(&e)));
+    assert_eq!(out.function_error(), None);
+    // The environment and two ready sandboxes again; the dead ones' groups are gone.
+    let now = wait_for_groups(&parent, 3).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while env_cgroups(&parent)
+        .iter()
+        .filter(|p| p.starts_with("/sys/fs/cgroup/memory"))
+        .count()
+        > 3
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the dead sandboxes' groups stay: {:?} (live: {now:?})",
+            env_cgroups(&parent)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Shutdown leaves none of this server's groups.
+    drop(app);
+    assert_eq!(env_cgroups(&parent), Vec::<PathBuf>::new());
+}

@@ -1,5 +1,6 @@
 //! Scaling: reserved and account concurrency with Lambda's throttles, keep-alive expiry, eviction
-//! under a memory budget, 200 concurrent invocations, and shutdown that leaves nothing behind.
+//! under a memory budget, 200 concurrent invocations, and shutdown (in the middle of a burst of
+//! cold starts, too) that leaves nothing behind.
 
 use std::path::Path;
 use std::time::Duration;
@@ -375,17 +376,9 @@ async fn two_hundred_concurrent_invocations() {
     assert_eq!(ok, 200);
 }
 
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ *b as u64).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
 /// This server's environment cgroups and their processes.
 fn residue(data_dir: &Path) -> (Vec<String>, Vec<i32>) {
-    let run = data_dir.canonicalize().unwrap().join("run");
-    let parent = format!("lamina-{:016x}", fnv1a(run.to_string_lossy().as_bytes()));
-    let dir = Path::new("/sys/fs/cgroup/pids").join(&parent);
+    let dir = Path::new("/sys/fs/cgroup/pids").join(cgroup_parent(data_dir));
     let mut groups = Vec::new();
     let mut pids = Vec::new();
     if let Ok(rd) = std::fs::read_dir(&dir) {
@@ -409,16 +402,30 @@ fn alive(pid: i32) -> bool {
         .is_some_and(|zombie| !zombie)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_and_crash_leave_nothing_behind() {
+/// A `lamina server` process with its data in `<dir>/data`, and a client of it.
+fn server_process() -> (tempfile::TempDir, ServerProcess, Client) {
     assert!(
         Path::new("/sys/fs/cgroup/pids").exists(),
         "this test needs cgroup v1 pids (as on the CI machine)"
     );
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let mut server = ServerProcess::start(&data, &[]);
+    let server = ServerProcess::start(&dir.path().join("data"), &[]);
     let c = sdk_client(&server.endpoint(), "test", "test", "us-east-1");
+    (dir, server, c)
+}
+
+/// SIGTERM, and a clean exit.
+fn stop(server: &mut ServerProcess) {
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) };
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "clean exit on SIGTERM: {status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_and_crash_leave_nothing_behind() {
+    let (dir, mut server, c) = server_process();
+    let data = dir.path().join("data");
     deploy(&c, "one", 128, "0").await;
     deploy(&c, "two", 128, "0").await;
     invoke(&c, "one").await.unwrap();
@@ -429,10 +436,7 @@ async fn shutdown_and_crash_leave_nothing_behind() {
     assert!(pids.len() >= 4, "{pids:?}");
 
     // SIGTERM: everything goes, including the parent group.
-    // SAFETY: signalling our own child process.
-    unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) };
-    let status = server.child.wait().unwrap();
-    assert!(status.success(), "clean exit on SIGTERM: {status:?}");
+    stop(&mut server);
     let (groups, _) = residue(&data);
     assert!(groups.is_empty(), "cgroups left after shutdown: {groups:?}");
     assert!(
@@ -487,4 +491,46 @@ async fn shutdown_and_crash_leave_nothing_behind() {
         "processes of the crashed run are killed at start"
     );
     drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_in_a_burst_of_cold_starts_leaves_nothing_behind() {
+    let (dir, mut server, c) = server_process();
+    let data = dir.path().join("data");
+    deploy(&c, "burst", 128, "1").await;
+    // Thirty events, so thirty cold starts at once (past the two sandboxes made ahead, each made
+    // on the spot), which no caller waits for: shutdown does not wait for them either.
+    for _ in 0..30 {
+        c.invoke()
+            .function_name("burst")
+            .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
+            .payload(Blob::new(b"{}".to_vec()))
+            .send()
+            .await
+            .unwrap();
+    }
+    // SIGTERM while sandboxes are being made: some environments exist, more are on their way.
+    let mut seen = residue(&data);
+    for _ in 0..500 {
+        if seen.0.len() >= 8 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        seen = residue(&data);
+    }
+    assert!(seen.0.len() >= 8, "the burst started: {seen:?}");
+    stop(&mut server);
+    // No group under the server's parent, and the parent gone from every hierarchy.
+    let (groups, _) = residue(&data);
+    assert!(groups.is_empty(), "cgroups left after shutdown: {groups:?}");
+    let parent = cgroup_parent(&data);
+    for hierarchy in ["pids", "memory", "cpu", "freezer"] {
+        let p = Path::new("/sys/fs/cgroup").join(hierarchy).join(&parent);
+        assert!(!p.exists(), "{} left after shutdown", p.display());
+    }
+    let (_, pids) = seen;
+    assert!(
+        pids.iter().all(|p| !alive(*p)),
+        "processes left after shutdown"
+    );
 }
