@@ -33,6 +33,9 @@ fn install() -> std::io::Result<OwnedFd> {
         "lamina-init",
         MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
     )?;
+    // Above the standard descriptors: a server started with one of them closed would get it,
+    // and a child's stdio would then replace the binary before its exec.
+    let fd = rustix::io::fcntl_dupfd_cloexec(&fd, 3)?;
     let mut file = std::fs::File::from(fd);
     file.write_all(BINARY)?;
     rustix::fs::fchmod(&file, rustix::fs::Mode::from_raw_mode(0o555))?;

@@ -117,7 +117,11 @@ impl Lab {
         };
         for role in ["lh", "inet", "corp"] {
             let n = lab.ns(role);
-            let _ = Command::new("ip").args(["netns", "del", &n]).status();
+            // A namespace of the same name left by a crashed run goes first (usually none is).
+            let _ = Command::new("ip")
+                .args(["netns", "del", &n])
+                .stderr(std::process::Stdio::null())
+                .status();
             lab.ip(&["netns", "add", &n]);
             lab.names.push(n);
         }

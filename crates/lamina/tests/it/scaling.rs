@@ -509,16 +509,17 @@ async fn shutdown_in_a_burst_of_cold_starts_leaves_nothing_behind() {
             .await
             .unwrap();
     }
-    // SIGTERM while sandboxes are being made: some environments exist, more are on their way.
+    // SIGTERM while sandboxes are being made: beyond the two made ahead, some exist and more
+    // are on their way.
     let mut seen = residue(&data);
-    for _ in 0..500 {
-        if seen.0.len() >= 8 {
+    for _ in 0..2500 {
+        if seen.0.len() >= 4 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
         seen = residue(&data);
     }
-    assert!(seen.0.len() >= 8, "the burst started: {seen:?}");
+    assert!(seen.0.len() >= 4, "the burst started: {seen:?}");
     stop(&mut server);
     // No group under the server's parent, and the parent gone from every hierarchy.
     let (groups, _) = residue(&data);
