@@ -315,7 +315,7 @@ impl ServerProcess {
         )
     }
 
-    /// Starts a given copy of the `lamina` binary (which re-executes itself for sandboxes).
+    /// Starts a given copy of the `lamina` binary (which carries `lamina-init` for its sandboxes).
     pub fn start_binary(binary: &Path, wrapper: &[&str], data_dir: &Path, extra: &[&str]) -> Self {
         let mut cmd = match wrapper.split_first() {
             Some((program, args)) => {

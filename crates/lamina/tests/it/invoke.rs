@@ -157,19 +157,27 @@ async fn python_function_runs_warm_with_context_env_and_logs() {
     assert_eq!(body["client_context"]["k"], "v");
     assert_eq!(out.executed_version(), Some("$LATEST"));
 
-    // The logs are stored too.
-    let logs = reqwest::get(format!("{}/_lamina/logs/py", app.endpoint()))
-        .await
-        .unwrap()
-        .json::<serde_json::Value>()
-        .await
-        .unwrap();
-    let lines: Vec<&str> = logs["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["message"].as_str().unwrap())
-        .collect();
+    // The logs are stored too, by a writer of their own: soon, not before the answer (as
+    // CloudWatch Logs), so they are looked for a little while on a busy machine.
+    let mut lines: Vec<String> = Vec::new();
+    for _ in 0..100 {
+        let logs = reqwest::get(format!("{}/_lamina/logs/py", app.endpoint()))
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap();
+        lines = logs["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["message"].as_str().unwrap().to_owned())
+            .collect();
+        if lines.iter().any(|l| l.starts_with("REPORT RequestId:")) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     assert!(
         lines.iter().any(|l| l.starts_with("REPORT RequestId:")),
         "{lines:?}"
