@@ -111,7 +111,8 @@ pub fn prepare(
         return Err(fail(&mut child, SpawnError::Start(e)));
     }
     let mut buf = [0u8; 4096];
-    // Bounded: a sandbox that never answers is killed rather than waited for.
+    // Every read until the function has started is bounded (the limit is lifted at launch): a
+    // sandbox that never answers is killed rather than waited for.
     let received = ctl
         .set_read_timeout(Some(SETUP_LIMIT))
         .and_then(|()| fdpass::recv_fd(&ctl, &mut buf));
@@ -131,9 +132,6 @@ pub fn prepare(
             }),
         ));
     };
-    if let Err(e) = ctl.set_read_timeout(None) {
-        return Err(fail(&mut child, SpawnError::Start(e)));
-    }
     let listener = TcpListener::from(fd);
     let stdout = child.stdout.take().expect("piped");
     let stderr = child.stderr.take().expect("piped");
@@ -177,15 +175,7 @@ impl Prepared {
     /// Blocks until PID 1 has joined the sandbox's cgroups and waits for its function, at most
     /// [`SETUP_LIMIT`].
     pub fn wait_ready(&mut self) -> Result<(), SpawnError> {
-        let ctl = &self.sandbox_mut().ctl;
-        ctl.set_read_timeout(Some(SETUP_LIMIT))
-            .map_err(SpawnError::Start)?;
-        let line = self.sandbox_mut().read_line();
-        self.sandbox_mut()
-            .ctl
-            .set_read_timeout(None)
-            .map_err(SpawnError::Start)?;
-        match line?.as_str() {
+        match self.sandbox_mut().read_line()?.as_str() {
             "joined" => Ok(()),
             line => Err(setup_error(line)),
         }
@@ -223,9 +213,6 @@ impl Prepared {
             });
         // One line comes after `joined` (which an unpooled sandbox may not have been read):
         // `started`, `exec: <why>` or `error: <why>` (EOF if everything died), within the limit.
-        if let Err(e) = sandbox.ctl.set_read_timeout(Some(SETUP_LIMIT)) {
-            return Err(fail(sandbox, SpawnError::Start(e)));
-        }
         let line = loop {
             match sandbox.read_line() {
                 Ok(l) if l == "joined" => continue,
