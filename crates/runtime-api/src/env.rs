@@ -313,8 +313,7 @@ impl Environment {
                 lamina_sandbox::Sandbox {
                     child,
                     listener,
-                    stdout,
-                    stderr,
+                    output,
                     ctl,
                 },
             cgroup: cg,
@@ -355,8 +354,7 @@ impl Environment {
             _net: lease,
         };
         // From here on, a failure drops `env`, which kills the sandbox.
-        tap.pump(OwnedFd::from(stdout)).map_err(io)?;
-        tap.pump(OwnedFd::from(stderr)).map_err(io)?;
+        tap.pump(OwnedFd::from(output)).map_err(io)?;
         listener.set_nonblocking(true).map_err(io)?;
         let listener = tokio::net::TcpListener::from_std(listener).map_err(io)?;
         env.server = rapi::serve(listener, shared);

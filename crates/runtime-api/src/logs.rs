@@ -52,7 +52,7 @@ pub struct Tap {
     sink: Arc<dyn LogSink>,
     /// Lines of the invocation in progress, when someone wants its tail.
     capture: Mutex<Option<String>>,
-    /// The read ends of stdout and stderr, to see whether output is still in flight.
+    /// The read ends of the environments' output pipes, to see whether output is still in flight.
     pipes: Mutex<Vec<i32>>,
     /// The function's log budget, shared by its environments.
     budget: Budget,

@@ -1,12 +1,12 @@
 //! Starting a sandbox from the server side.
 
-use std::io::{Read, Write};
+use std::io::{PipeReader, Read, Write};
 use std::net::TcpListener;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, ChildStderr, ChildStdout, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use crate::{Launch, Spec, fdpass};
@@ -32,8 +32,9 @@ pub struct Sandbox {
     pub child: Child,
     /// Listening on `127.0.0.1:<port>` inside the sandbox's network namespace.
     pub listener: TcpListener,
-    pub stdout: ChildStdout,
-    pub stderr: ChildStderr,
+    /// The read end of the function's output: stdout and stderr share one pipe, so lines reach
+    /// the log in the order they were written, as in Lambda.
+    pub output: PipeReader,
     /// The server's end of the control socket. The sandbox kills itself when it closes, so the
     /// owner keeps it for the sandbox's life.
     pub ctl: UnixStream,
@@ -86,14 +87,16 @@ pub fn prepare(
 ) -> Result<Prepared, SpawnError> {
     debug_assert_eq!(spec.netns, netns.is_some());
     let (ctl, theirs) = UnixStream::pair().map_err(SpawnError::Start)?;
+    let (output, out_w) = std::io::pipe().map_err(SpawnError::Start)?;
+    let err_w = out_w.try_clone().map_err(SpawnError::Start)?;
     // Shown (and matched, e.g. by `pgrep -f 'lamina sandbox-init'`) as `lamina sandbox-init`,
     // whichever binary it is.
     let mut child = Command::new(init_exe)
         .arg0("lamina")
         .arg("sandbox-init")
         .stdin(Stdio::from(OwnedFd::from(theirs)))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(out_w)
+        .stderr(err_w)
         .env_clear()
         .spawn()
         .map_err(SpawnError::Start)?;
@@ -133,14 +136,11 @@ pub fn prepare(
         ));
     };
     let listener = TcpListener::from(fd);
-    let stdout = child.stdout.take().expect("piped");
-    let stderr = child.stderr.take().expect("piped");
     Ok(Prepared {
         sandbox: Some(Sandbox {
             child,
             listener,
-            stdout,
-            stderr,
+            output,
             ctl,
         }),
     })

@@ -364,7 +364,7 @@ async fn custom_runtime_bootstrap_speaks_the_runtime_api() {
     let app = spawn_app().await;
     let c = &app.client;
     // A shell bootstrap using curl, the way the provided.al2023 tutorial does.
-    let bootstrap = b"#!/bin/sh\nset -e\nwhile true; do\n  H=$(mktemp)\n  EV=$(curl -sS -D $H \"http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/runtime/invocation/next\")\n  ID=$(grep -i lambda-runtime-aws-request-id $H | tr -d '\\r' | cut -d' ' -f2)\n  echo \"handling $ID\"\n  curl -sS -o /dev/null -X POST \"http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/runtime/invocation/$ID/response\" -d \"{\\\"echo\\\": $EV}\"\ndone\n";
+    let bootstrap = b"#!/bin/sh\nset -e\nwhile true; do\n  H=$(mktemp)\n  EV=$(curl -sS -D $H \"http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/runtime/invocation/next\")\n  ID=$(grep -i lambda-runtime-aws-request-id $H | tr -d '\\r' | cut -d' ' -f2)\n  echo \"handling $ID\"\n  n=0; while [ $n -lt 20 ]; do n=$((n+1)); echo \"out $n\"; echo \"err $n\" >&2; done\n  curl -sS -o /dev/null -X POST \"http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/runtime/invocation/$ID/response\" -d \"{\\\"echo\\\": $EV}\"\ndone\n";
     let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     use std::io::Write;
     w.start_file(
@@ -380,6 +380,16 @@ async fn custom_runtime_bootstrap_speaks_the_runtime_api() {
         assert_eq!(r.function_error, None, "{:?} {}", r.body, r.log);
         assert_eq!(r.body["echo"]["i"], i);
         assert!(r.log.contains("handling "), "{}", r.log);
+        // stdout and stderr reach the log in the order they were written, as in Lambda.
+        let written: Vec<String> = (1..=20)
+            .flat_map(|n| [format!("out {n}"), format!("err {n}")])
+            .collect();
+        let logged: Vec<&str> = r
+            .log
+            .lines()
+            .filter(|l| l.starts_with("out ") || l.starts_with("err "))
+            .collect();
+        assert_eq!(logged, written, "{}", r.log);
     }
 }
 
