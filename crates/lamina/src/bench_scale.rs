@@ -4,7 +4,8 @@
 //! The memory is split in two: what the environments' own cgroups hold (the function's
 //! processes, and PID 1's pages made after it joined them) and the rest, which is what the
 //! platform holds per environment: its two `sandbox-init` processes, the server's share, and the
-//! kernel's (namespaces, the `/tmp` filesystem, sockets, the cgroups themselves).
+//! kernel's (namespaces, the `/tmp` filesystem, sockets, the cgroups themselves). The first two
+//! are also measured on their own (this process's anonymous memory, the processes' PSS).
 
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,7 @@ pub(crate) async fn run(
         .await?;
     let available_before = mem_available_kb();
     let groups_before = groups_memory_kb(cgroup_parent);
+    let (server_before, inits_before) = (rss_anon_kb(), inits_pss_kb());
     let b = bar(n, "scale-out", quiet);
     let t = Instant::now();
     let mut set = tokio::task::JoinSet::new();
@@ -54,6 +56,8 @@ pub(crate) async fn run(
         (Some(before), Some(after)) => Some(per_env(before, after)),
         _ => None,
     };
+    let server_kb = per_env(server_before, rss_anon_kb());
+    let inits_kb = per_env(inits_before, inits_pss_kb());
     Ok(json!({
         "environments": n,
         "succeeded": ok,
@@ -63,6 +67,8 @@ pub(crate) async fn run(
         "host_memory_per_idle_environment_kib": host_kb,
         "own_cgroup_memory_per_idle_environment_kib": own_kb,
         "platform_memory_per_idle_environment_kib": own_kb.map(|own| host_kb - own),
+        "server_memory_per_idle_environment_kib": server_kb,
+        "sandbox_init_memory_per_idle_environment_kib": inits_kb,
     }))
 }
 
@@ -87,17 +93,46 @@ pub(crate) fn print(s: &serde_json::Value) {
             f("host_memory_per_idle_environment_kib"),
         ),
     }
+    println!(
+        "  of the platform's: {:.0} KiB in the server's heap, {:.0} KiB in the sandbox-init processes (PSS), the rest the kernel's",
+        f("server_memory_per_idle_environment_kib"),
+        f("sandbox_init_memory_per_idle_environment_kib"),
+    );
 }
 
-fn mem_available_kb() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
+/// This process's anonymous memory, KiB: the server's (the bench's own client is idle by then,
+/// though what it freed may still be counted).
+fn rss_anon_kb() -> u64 {
+    status_kb("/proc/self/status", "RssAnon:")
+}
+
+fn status_kb(path: &str, key: &str) -> u64 {
+    std::fs::read_to_string(path)
         .ok()
         .and_then(|m| {
             m.lines()
-                .find_map(|l| l.strip_prefix("MemAvailable:"))
+                .find_map(|l| l.strip_prefix(key))
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// The proportional set size of every `sandbox-init` process (two per sandbox), KiB.
+fn inits_pss_kb() -> u64 {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    procs
+        .flatten()
+        .filter(|p| {
+            std::fs::read_to_string(p.path().join("comm")).is_ok_and(|c| c.trim() == "sandbox-init")
+        })
+        .map(|p| status_kb(&p.path().join("smaps_rollup").to_string_lossy(), "Pss:"))
+        .sum()
+}
+
+fn mem_available_kb() -> u64 {
+    status_kb("/proc/meminfo", "MemAvailable:")
 }
 
 /// What the server's environment groups hold together, KiB: cgroup v1's memory hierarchy, or

@@ -15,8 +15,6 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use tokio::io::AsyncReadExt;
-
 /// The largest log event, in bytes: CloudWatch's 256 KB per event, less its 26 bytes of overhead.
 pub const MAX_EVENT: usize = 262_144 - 26;
 
@@ -56,6 +54,12 @@ pub struct Tap {
     pipes: Mutex<Vec<i32>>,
     /// The function's log budget, shared by its environments.
     budget: Budget,
+}
+
+thread_local! {
+    /// The buffer each worker thread reads functions' output into.
+    static READ_BUF: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0; 64 * 1024].into_boxed_slice());
 }
 
 /// How much of an invocation's log `Tail` returns.
@@ -188,36 +192,30 @@ impl Tap {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(raw);
-        let mut rx = tokio::net::unix::pipe::Receiver::from_owned_fd(fd)?;
+        let rx = tokio::net::unix::pipe::Receiver::from_owned_fd(fd)?;
         let tap = self.clone();
         tokio::spawn(async move {
-            let mut buf = vec![0u8; 64 * 1024];
             let mut line: Vec<u8> = Vec::new();
-            loop {
-                let n = match rx.read(&mut buf).await {
-                    Ok(0) => break,
-                    Ok(n) => n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(_) => break,
-                };
-                let mut data = &buf[..n];
-                while !data.is_empty() {
-                    match data.iter().position(|b| *b == b'\n') {
-                        Some(i) => {
-                            tap.flush_line(&mut line, &data[..i]);
-                            data = &data[i + 1..];
-                        }
-                        None => {
-                            let room = MAX_EVENT - line.len();
-                            let take = room.min(data.len());
-                            line.extend_from_slice(&data[..take]);
-                            data = &data[take..];
-                            if line.len() == MAX_EVENT {
-                                tap.output(&line);
-                                line.clear();
-                            }
-                        }
+            // An idle environment holds no read buffer: a worker thread's own is lent for each
+            // read, which happens between awaits.
+            while rx.readable().await.is_ok() {
+                let open = READ_BUF.with_borrow_mut(|buf| match rx.try_read(buf) {
+                    Ok(0) => false,
+                    Ok(n) => {
+                        tap.split_lines(&mut line, &buf[..n]);
+                        true
                     }
+                    Err(e) => matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                    ),
+                });
+                if !open {
+                    break;
+                }
+                if line.is_empty() && line.capacity() > 4096 {
+                    // A long line passed: give its buffer back.
+                    line = Vec::new();
                 }
             }
             if !line.is_empty() {
@@ -230,6 +228,28 @@ impl Tap {
                 .retain(|fd| *fd != raw);
         });
         Ok(())
+    }
+
+    /// Cuts `data` into lines, `pending` holding the start of an unfinished one.
+    fn split_lines(&self, pending: &mut Vec<u8>, mut data: &[u8]) {
+        while !data.is_empty() {
+            match data.iter().position(|b| *b == b'\n') {
+                Some(i) => {
+                    self.flush_line(pending, &data[..i]);
+                    data = &data[i + 1..];
+                }
+                None => {
+                    let room = MAX_EVENT - pending.len();
+                    let take = room.min(data.len());
+                    pending.extend_from_slice(&data[..take]);
+                    data = &data[take..];
+                    if pending.len() == MAX_EVENT {
+                        self.output(pending);
+                        pending.clear();
+                    }
+                }
+            }
+        }
     }
 
     /// Emits `pending` + `end` as one line (or several, if longer than an event).
