@@ -5,11 +5,11 @@ from /var/task (and /opt/python for layers); the context object matches AWS's. `
 are written as AWS's runtime writes them: `[LEVEL]\ttime\trequest id\tmessage` in Text format,
 one JSON object per record in JSON format (AWS_LAMBDA_LOG_FORMAT), at AWS_LAMBDA_LOG_LEVEL.
 """
-import http.client
 import importlib
 import json
 import logging
 import os
+import socket
 import sys
 import time
 import traceback
@@ -68,20 +68,70 @@ def log_error(err):
 
 
 class Conn:
+    """One keep-alive HTTP/1.1 connection to the Runtime API. Written here because importing
+    http.client (email, ssl) would cost more than the rest of this runtime client's start."""
+
     def __init__(self):
         host, port = API.rsplit(":", 1)
-        self.c = http.client.HTTPConnection(host, int(port))
+        self.addr = (host, int(port))
+        self.sock = self.rfile = None
+
+    def close(self):
+        if self.sock is not None:
+            self.rfile.close()
+            self.sock.close()
+        self.sock = self.rfile = None
 
     def request(self, method, path, body=None, headers=None):
+        """Sends one request; returns the response's headers (names in lower case) and body."""
+        body = body or b""
+        head = f"{method} {PREFIX}{path} HTTP/1.1\r\nHost: {API}\r\nContent-Length: {len(body)}\r\n"
+        head += "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items()) + "\r\n"
         for attempt in range(2):
             try:
-                self.c.request(method, PREFIX + path, body=body, headers=headers or {})
-                r = self.c.getresponse()
-                return r, r.read()
-            except (http.client.HTTPException, ConnectionError):
-                self.c.close()
+                if self.sock is None:
+                    self.sock = socket.create_connection(self.addr)
+                    self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    self.rfile = self.sock.makefile("rb")
+                self.sock.sendall(head.encode("latin-1") + body)
+                return self._response()
+            except (OSError, ValueError):
+                self.close()
                 if attempt:
                     raise
+
+    def _line(self):
+        line = self.rfile.readline(65537)
+        if not line.endswith(b"\n"):
+            raise ConnectionError("the Runtime API closed the connection")
+        return line
+
+    def _read(self, n):
+        data = self.rfile.read(n)
+        if len(data) < n:
+            raise ConnectionError("the Runtime API closed the connection")
+        return data
+
+    def _response(self):
+        if not self._line().startswith(b"HTTP/1."):
+            raise ValueError("not an HTTP/1.1 response")
+        headers = {}
+        while (line := self._line()) not in (b"\r\n", b"\n"):
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        if headers.get("transfer-encoding", "").lower() == "chunked":
+            chunks = []
+            while size := int(self._line().split(b";")[0], 16):
+                chunks.append(self._read(size))
+                self._line()
+            while self._line() not in (b"\r\n", b"\n"):
+                pass
+            body = b"".join(chunks)
+        else:
+            body = self._read(int(headers.get("content-length", "0")))
+        if headers.get("connection", "").lower() == "close":
+            self.close()
+        return headers, body
 
 
 class Context:
@@ -166,8 +216,7 @@ def main():
         post_error(conn, "/init/error", init_error, init_error["errorType"])
         sys.exit(1)
     while True:
-        r, body = conn.request("GET", "/invocation/next")
-        headers = {k.lower(): v for k, v in r.getheaders()}
+        headers, body = conn.request("GET", "/invocation/next")
         request_id = headers.get("lambda-runtime-aws-request-id")
         trace = headers.get("lambda-runtime-trace-id")
         if trace:
