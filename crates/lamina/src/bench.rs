@@ -337,6 +337,12 @@ async fn measure(
         b"def handler(event, context):\n    return event\n",
         0o644,
     )])?;
+    let node = node_runtime();
+    let node_zip = zip_of(&[(
+        "index.js",
+        b"exports.handler = async (event) => event;\n",
+        0o644,
+    )])?;
 
     let rust_zip = match rust_bootstrap(args)? {
         Some(bytes) => Some(zip_of(&[("bootstrap", &bytes, 0o755)])?),
@@ -382,6 +388,16 @@ async fn measure(
             "app.handler",
             128,
             &py_zip,
+        ));
+    }
+    if let Some(n) = &node {
+        kinds.push((
+            "node.js 128 MB",
+            "node",
+            n.clone(),
+            "index.handler",
+            128,
+            &node_zip,
         ));
     }
     let mut rows = Vec::new();
@@ -769,4 +785,18 @@ async fn async_events(
         "accepted_per_s": sent as f64 / accepted_s,
         "drained_per_s": sent as f64 / drained_s,
     }))
+}
+
+/// The Node.js runtime this host offers (`nodejsNN.x` for the `node` that sandboxes see), if any.
+fn node_runtime() -> Option<String> {
+    let node = ["/usr/bin/node", "/usr/local/bin/node"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())?;
+    let out = std::process::Command::new(node)
+        .arg("--version")
+        .output()
+        .ok()?;
+    let version = String::from_utf8(out.stdout).ok()?;
+    let major = version.trim().trim_start_matches('v').split('.').next()?;
+    Some(format!("nodejs{major}.x"))
 }
