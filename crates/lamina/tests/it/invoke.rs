@@ -143,6 +143,15 @@ async fn python_function_runs_warm_with_context_env_and_logs() {
         (Some(false), Some(true))
     );
 
+    // A 3 MiB event reaches the handler whole over the runtime client's connection, and its
+    // 3 MiB answer comes back whole, twice on the same connection.
+    for _ in 0..2 {
+        let pad = "p".repeat(3 << 20);
+        let r = call(c, "py", serde_json::json!({"action": "echo", "pad": pad})).await;
+        assert_eq!(r.function_error, None, "{}", r.log);
+        assert_eq!(r.body["event"]["pad"].as_str().map(str::len), Some(3 << 20));
+    }
+
     // Client context reaches the function.
     let cc = base64::engine::general_purpose::STANDARD.encode(r#"{"custom":{"k":"v"}}"#);
     let out = c
