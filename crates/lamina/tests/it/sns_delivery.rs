@@ -372,8 +372,9 @@ async fn published_messages_survive_kill9_and_are_delivered_once_each() {
     let mut server = ServerProcess::start(&data, &[]);
     let ep = server.endpoint();
     let c = sdk_client(&ep, "test", "test", "us-east-1");
-    let function = deploy(&c, "work", "show").await;
-    // One at a time: most messages are still queued when the server dies.
+    // One at a time, 0.2 s each: most messages are still queued when the server dies (a handler
+    // that returns at once can drain all 200 while boto3 is still publishing).
+    let function = deploy(&c, "work", "slow").await;
     c.put_function_concurrency()
         .function_name("work")
         .reserved_concurrent_executions(1)
