@@ -328,16 +328,21 @@ async fn measure(
 
     let me = std::fs::read(std::env::current_exe()?).context("cannot read our own binary")?;
     let native_zip = zip_of(&[("bootstrap", &me, 0o755)])?;
-    let python = (9..=14)
-        .rev()
-        .map(|m| format!("python3.{m}"))
-        .find(|p| std::path::Path::new("/usr/bin").join(p).exists());
+    // The newest Python and the Node.js the server offers on this host.
+    let offered = lamina_runtime_api::runtimes::detect();
+    let newest = |prefix: &str| {
+        offered
+            .iter()
+            .rev()
+            .find(|o| o.id.starts_with(prefix))
+            .map(|o| o.id.clone())
+    };
+    let (python, node) = (newest("python"), newest("nodejs"));
     let py_zip = zip_of(&[(
         "app.py",
         b"def handler(event, context):\n    return event\n",
         0o644,
     )])?;
-    let node = node_runtime();
     let node_zip = zip_of(&[(
         "index.js",
         b"exports.handler = async (event) => event;\n",
@@ -785,18 +790,4 @@ async fn async_events(
         "accepted_per_s": sent as f64 / accepted_s,
         "drained_per_s": sent as f64 / drained_s,
     }))
-}
-
-/// The Node.js runtime this host offers (`nodejsNN.x` for the `node` that sandboxes see), if any.
-fn node_runtime() -> Option<String> {
-    let node = ["/usr/bin/node", "/usr/local/bin/node"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())?;
-    let out = std::process::Command::new(node)
-        .arg("--version")
-        .output()
-        .ok()?;
-    let version = String::from_utf8(out.stdout).ok()?;
-    let major = version.trim().trim_start_matches('v').split('.').next()?;
-    Some(format!("nodejs{major}.x"))
 }

@@ -106,7 +106,8 @@ fn rss_anon_kb() -> u64 {
     status_kb("/proc/self/status", "RssAnon:")
 }
 
-fn status_kb(path: &str, key: &str) -> u64 {
+/// The figure after `key` in a `/proc` file of `key: value kB` lines.
+fn status_kb(path: impl AsRef<std::path::Path>, key: &str) -> u64 {
     std::fs::read_to_string(path)
         .ok()
         .and_then(|m| {
@@ -127,7 +128,7 @@ fn inits_pss_kb() -> u64 {
         .filter(|p| {
             std::fs::read_to_string(p.path().join("comm")).is_ok_and(|c| c.trim() == "sandbox-init")
         })
-        .map(|p| status_kb(&p.path().join("smaps_rollup").to_string_lossy(), "Pss:"))
+        .map(|p| status_kb(p.path().join("smaps_rollup"), "Pss:"))
         .sum()
 }
 

@@ -50,8 +50,9 @@ pub struct Tap {
     sink: Arc<dyn LogSink>,
     /// Lines of the invocation in progress, when someone wants its tail.
     capture: Mutex<Option<String>>,
-    /// The read ends of the environments' output pipes, to see whether output is still in flight.
-    pipes: Mutex<Vec<i32>>,
+    /// The read end of the environment's output pipe while it is pumped, to see whether output
+    /// is still in flight.
+    pipe: Mutex<Option<i32>>,
     /// The function's log budget, shared by its environments.
     budget: Budget,
 }
@@ -81,7 +82,7 @@ impl Tap {
             stream,
             sink,
             capture: Mutex::new(None),
-            pipes: Mutex::new(Vec::new()),
+            pipe: Mutex::new(None),
             budget,
         })
     }
@@ -159,22 +160,20 @@ impl Tap {
         buf[start..].to_owned()
     }
 
-    /// Waits (briefly) until the function's pipes hold no unread output, so that everything it
+    /// Waits (briefly) until the function's pipe holds no unread output, so that everything it
     /// printed before finishing is in the log before END.
     pub async fn drain(&self) {
         for _ in 0..200 {
-            let pending: i32 = self
-                .pipes
+            let pending = self
+                .pipe
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .iter()
-                .map(|fd| {
+                .map_or(0, |fd| {
                     let mut n: libc::c_int = 0;
                     // SAFETY: FIONREAD writes an int; the fd stays open while the pump runs.
-                    unsafe { libc::ioctl(*fd, libc::FIONREAD, &mut n) };
+                    unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) };
                     n
-                })
-                .sum();
+                });
             if pending == 0 {
                 // Give the pump a turn to finish the line it may be holding.
                 tokio::task::yield_now().await;
@@ -184,14 +183,10 @@ impl Tap {
         }
     }
 
-    /// Pumps one of the function's output pipes into the log until it closes: a line per event,
-    /// a long line cut every [`MAX_EVENT`] bytes.
+    /// Pumps the function's output pipe into the log until it closes: a line per event, a long
+    /// line cut every [`MAX_EVENT`] bytes.
     pub fn pump(self: &Arc<Self>, fd: OwnedFd) -> std::io::Result<()> {
-        let raw = fd.as_raw_fd();
-        self.pipes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(raw);
+        *self.pipe.lock().unwrap_or_else(|e| e.into_inner()) = Some(fd.as_raw_fd());
         let rx = tokio::net::unix::pipe::Receiver::from_owned_fd(fd)?;
         let tap = self.clone();
         tokio::spawn(async move {
@@ -222,10 +217,7 @@ impl Tap {
                 tap.output(&line);
             }
             // Forget the descriptor before it is closed (and its number reused).
-            tap.pipes
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .retain(|fd| *fd != raw);
+            *tap.pipe.lock().unwrap_or_else(|e| e.into_inner()) = None;
         });
         Ok(())
     }
