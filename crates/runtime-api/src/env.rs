@@ -553,14 +553,18 @@ impl Environment {
             (outcome, reusable, status)
         };
         let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let oom = self.oom_killed();
-        let max_memory_mb = if oom {
-            self.memory_mb as u64
-        } else {
-            self.peak
-                .as_mut()
-                .and_then(|m| m.finish(self.kernel.as_ref()).ok())
-                .map_or(0, |b| b.div_ceil(1024 * 1024))
+        // An out-of-memory kill takes the peak to the limit, so a readable peak already says
+        // so; the kill counter (a file opened, read and closed) is read only when the
+        // environment died or the peak could not be read, never on a warm invocation's path.
+        let peak = self
+            .peak
+            .as_mut()
+            .and_then(|m| m.finish(self.kernel.as_ref()).ok());
+        let max_memory_mb = match peak {
+            Some(bytes) if reusable => bytes.div_ceil(1024 * 1024),
+            _ if self.oom_killed() => self.memory_mb as u64,
+            Some(bytes) => bytes.div_ceil(1024 * 1024),
+            None => 0,
         };
         self.tap.drain().await;
         let init_ms = self.init_ms.take();
