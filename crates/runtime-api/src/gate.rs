@@ -57,8 +57,10 @@ impl Gate {
         {
             return;
         }
+        // Its cgroup gone: the environment was destroyed since the sweeper took its gate.
         if let Some(cg) = &self.cgroup
             && let Err(e) = cg.freeze(k)
+            && e.kind() != std::io::ErrorKind::NotFound
         {
             tracing::warn!(error = %e, "freezing an idle environment failed");
         }

@@ -35,6 +35,10 @@ pub use gate::Gate;
 pub use net::{NetSettings, VpcAttachment, VpcResolver};
 pub use platform::LogSettings;
 
+/// How long shutdown waits for its idle environments to stop before the sweep kills what is
+/// left: with the grace period for requests (30 s by default) and the bound on sandbox starts
+/// ([`lamina_sandbox::SETUP_LIMIT`]), a shutdown ends well within systemd's 90 s stop timeout.
+const DESTROY_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// How long an environment stays idle before it is frozen.
 pub const FREEZE_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
 pub use logs::{LogRecord, LogSink, NoLogs};
@@ -635,8 +639,17 @@ impl Executor {
                 .close_and_wait(lamina_sandbox::SETUP_LIMIT);
         })
         .await;
+        // Idle environments go at once, all together, within a bound: one that will not die is
+        // left to the sweep below, so shutdown stays within a service manager's stop timeout.
+        let mut destroys = tokio::task::JoinSet::new();
         for e in self.inner.scheduler.drain().await {
-            e.destroy().await;
+            destroys.spawn(e.destroy());
+        }
+        if tokio::time::timeout(DESTROY_LIMIT, destroys.join_all())
+            .await
+            .is_err()
+        {
+            tracing::warn!("idle environments did not stop in time; sweeping them");
         }
         // Environments still busy (past the grace period) go too: everything in our cgroups is
         // killed, and no cgroup is left behind.
