@@ -1,7 +1,8 @@
 //! Builds `lamina-init` (crates/init), the sandboxes' first process, as a small static binary
 //! with the workspace's `init` profile, for `src/init_exe.rs` to carry inside this crate.
 //!
-//! It is a nested `cargo build` with a target directory of its own under `OUT_DIR`, and the
+//! It is a nested `cargo build` with a target directory of its own (`lamina-init` beside the
+//! outer build's `build` directory, shared by that profile's builds), and the
 //! target named explicitly, so that `+crt-static` applies to the binary and not to the build
 //! scripts and proc-macros it needs. The outer build's flags for the target come along (a
 //! reproducible release remaps paths), and its job server is shared (`CARGO_MAKEFLAGS`).
@@ -23,7 +24,20 @@ fn main() {
     }
     let out = PathBuf::from(env("OUT_DIR"));
     let target = env("TARGET");
-    let target_dir = out.join("init");
+    // Shared by every build of this profile (`OUT_DIR` is `<profile>/build/<crate>-<hash>/out`):
+    // clippy's and the tests' builds of the server then build `lamina-init` once between them.
+    let target_dir = match out.ancestors().nth(3) {
+        Some(profile)
+            if out
+                .parent()
+                .and_then(Path::parent)
+                .and_then(Path::file_name)
+                == Some("build".as_ref()) =>
+        {
+            profile.join("lamina-init")
+        }
+        _ => out.join("init"),
+    };
     let mut cargo = Command::new(env("CARGO"));
     cargo
         .current_dir(workspace)
