@@ -251,6 +251,14 @@ async fn error_paths_have_lambdas_error_types() {
         1
     );
 
+    // At 128 MB the function has 7 % of a CPU: touching 128 MB of pages can take longer than
+    // the 2 s timeout on a loaded machine, and the memory limit is what this call is about.
+    c.update_function_configuration()
+        .function_name("err")
+        .timeout(60)
+        .send()
+        .await
+        .unwrap();
     let r = call(c, "err", serde_json::json!({"action": "hog", "mb": 400})).await;
     assert_eq!(r.body["errorType"], "Runtime.OutOfMemory", "{}", r.body);
     assert!(r.log.contains("Max Memory Used: 128 MB"), "{}", r.log);
