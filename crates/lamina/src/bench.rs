@@ -74,8 +74,11 @@ struct Measured {
     echo: Stats,
     /// Per function kind: label, cold, warm, warm throughput.
     rows: Vec<(&'static str, Stats, Stats, f64)>,
-    /// Per concurrency: invokes/s, echo requests/s.
-    throughput: Vec<(usize, f64, f64)>,
+    /// Per concurrency: invokes/s, echo requests/s, relay invokes/s.
+    throughput: crate::bench_relay::Rates,
+    /// Warm latency of the two echoes (on the client's thread, in the servers' runtime), the
+    /// relay and the native 1769 MB function, interleaved.
+    interleaved: [Stats; 4],
     asynchronous: Option<serde_json::Value>,
     sns: Option<serde_json::Value>,
     gateways: Option<serde_json::Value>,
@@ -183,7 +186,20 @@ pub fn bar(len: usize, what: &str, json: bool) -> ProgressBar {
     b
 }
 
-/// Runs the benchmark and prints the figures.
+/// The runtime the servers of a run live in (Lamina's, the echo's, the relay's): multi-threaded
+/// like `lamina server`'s, and apart from the one the client runs in (`main` gives the bench a
+/// single-threaded one), so that client and servers never share workers, as with a client in a
+/// process of its own.
+pub(crate) fn servers() -> &'static tokio::runtime::Runtime {
+    static SERVERS: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    SERVERS.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("cannot start the servers' async runtime")
+    })
+}
+
 /// A server in this process on a free loopback port, with `raw` settings, its data in `dir`
 /// (`egress`: override `network.egress`). Returns its address, its stop switch and its task.
 pub(crate) async fn serve(
@@ -204,10 +220,13 @@ pub(crate) async fn serve(
             ..Default::default()
         },
     )?;
-    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let listen = config.listen;
+    let listener = servers()
+        .spawn(tokio::net::TcpListener::bind(listen))
+        .await??;
     let addr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(lamina_server::run(config, listener, async {
+    let server = servers().spawn(lamina_server::run(config, listener, async {
         let _ = stopped.await;
     }));
     Ok((addr, stop, server))
@@ -292,13 +311,25 @@ async fn measure(
     addr: std::net::SocketAddr,
     cgroup_parent: &str,
 ) -> anyhow::Result<Measured> {
-    let echo_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    // Two echo servers: one in the servers' runtime, as a server process answers a client, and
+    // one on the client's own thread, where a request and its answer need no thread to be woken:
+    // the floor of an HTTP exchange over loopback.
+    let echo = || {
+        axum::Router::new().route(
+            "/echo",
+            axum::routing::post(|body: axum::body::Bytes| async move { body }),
+        )
+    };
+    let echo_listener = servers()
+        .spawn(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .await??;
     let echo_addr = echo_listener.local_addr()?;
-    let echo = axum::Router::new().route(
-        "/echo",
-        axum::routing::post(|body: axum::body::Bytes| async move { body }),
-    );
-    tokio::spawn(async move { axum::serve(echo_listener, echo).await });
+    let served = echo();
+    servers().spawn(async move { axum::serve(echo_listener, served).await });
+    let floor_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let floor_url = format!("http://{}/echo", floor_listener.local_addr()?);
+    let served = echo();
+    tokio::spawn(async move { axum::serve(floor_listener, served).await });
     let http = reqwest::Client::builder()
         // Keep-alive for every concurrent caller (64 at most), as a closed-loop client does.
         .pool_max_idle_per_host(64)
@@ -314,7 +345,7 @@ async fn measure(
     let b = bar(args.warm, "loopback echo", args.json);
     for _ in 0..args.warm + 20 {
         let t = Instant::now();
-        http.post(format!("http://{echo_addr}/echo"))
+        http.post(&floor_url)
             .body(r#"{"bench":true}"#)
             .send()
             .await?
@@ -434,65 +465,15 @@ async fn measure(
     }
     let echo = stats(echo_ms);
 
-    // Throughput at several concurrencies of the native function with a whole vCPU, the echo
-    // baseline next to it. One untimed round at each concurrency first, so that the timed ones
-    // are warm (as many environments as callers).
-    let mut throughput = Vec::new();
-    let warm_name = "warm-native-1769";
-    for c in [1usize, 8, 64] {
-        let per = (args.warm / c).max(20);
-        let mut set = tokio::task::JoinSet::new();
-        for _ in 0..c {
-            let target = Target {
-                http: http.clone(),
-                base: target.base.clone(),
-            };
-            set.spawn(async move { target.invoke(warm_name).await });
-        }
-        while let Some(r) = set.join_next().await {
-            r??;
-        }
-        let t = Instant::now();
-        let mut set = tokio::task::JoinSet::new();
-        for _ in 0..c {
-            let http = http.clone();
-            let url = format!("http://{echo_addr}/echo");
-            set.spawn(async move {
-                for _ in 0..per {
-                    let _ = http
-                        .post(&url)
-                        .body(r#"{"bench":true}"#)
-                        .send()
-                        .await?
-                        .bytes()
-                        .await?;
-                }
-                Ok::<_, reqwest::Error>(())
-            });
-        }
-        while let Some(r) = set.join_next().await {
-            r??;
-        }
-        let echo_rate = (per * c) as f64 / t.elapsed().as_secs_f64();
-        let t = Instant::now();
-        let mut set = tokio::task::JoinSet::new();
-        for _ in 0..c {
-            let target = Target {
-                http: http.clone(),
-                base: target.base.clone(),
-            };
-            set.spawn(async move {
-                for _ in 0..per {
-                    target.invoke(warm_name).await?;
-                }
-                Ok::<_, anyhow::Error>(())
-            });
-        }
-        while let Some(r) = set.join_next().await {
-            r??;
-        }
-        throughput.push((c, (per * c) as f64 / t.elapsed().as_secs_f64(), echo_rate));
-    }
+    let (interleaved, throughput) = crate::bench_relay::against_relay(
+        &http,
+        &target.base,
+        &floor_url,
+        &format!("http://{echo_addr}/echo"),
+        args.warm,
+        args.json,
+    )
+    .await?;
 
     let asynchronous = if args.events > 0 {
         Some(async_events(&target, &native_zip, args.events, args.json).await?)
@@ -560,6 +541,7 @@ async fn measure(
         echo,
         rows,
         throughput,
+        interleaved,
         asynchronous,
         sns,
         gateways,
@@ -577,14 +559,16 @@ impl Measured {
         let tp: Vec<_> = self
             .throughput
             .iter()
-            .map(|(c, r, e)| json!({ "concurrency": c, "invokes_per_s": r, "echo_per_s": e }))
+            .map(|(c, r, e, relay)| json!({ "concurrency": c, "invokes_per_s": r, "echo_per_s": e, "relay_per_s": relay }))
             .collect();
         let out: Vec<_> = self
             .rows
             .iter()
             .map(|(l, c, w, t)| json!({ "function": l, "cold": c, "warm": w, "warm_throughput_per_s": t, "warm_p50_vs_echo": w.p50_ms / echo.p50_ms }))
             .collect();
-        json!({ "loopback_echo": echo, "functions": out, "throughput": tp, "async": self.asynchronous, "sns": self.sns, "http": self.gateways, "images": self.images, "logging": self.logging, "network": self.network, "scale_out": self.scale })
+        let [f, e, r, l] = &self.interleaved;
+        let interleaved = json!({ "echo_one_thread": f, "echo": e, "relay": r, "lamina": l, "lamina_p50_vs_echo_one_thread": l.p50_ms / f.p50_ms, "lamina_p50_vs_echo": l.p50_ms / e.p50_ms, "lamina_p50_vs_relay": l.p50_ms / r.p50_ms });
+        json!({ "loopback_echo": echo, "functions": out, "throughput": tp, "interleaved": interleaved, "async": self.asynchronous, "sns": self.sns, "http": self.gateways, "images": self.images, "logging": self.logging, "network": self.network, "scale_out": self.scale })
     }
 
     /// The run as a table.
@@ -593,6 +577,7 @@ impl Measured {
             echo,
             rows,
             throughput,
+            interleaved,
             asynchronous,
             sns,
             gateways,
@@ -628,12 +613,31 @@ impl Measured {
                 warm.p50_ms / echo.p50_ms
             );
         }
-        for (c, rate, echo_rate) in throughput {
+        let [f, e, r, l] = interleaved;
+        println!("interleaved, native 1769 MB warm:");
+        for (label, s) in [
+            ("echo, on the client's thread", f),
+            ("echo, server runtime", e),
+            ("relay (no isolation)", r),
+            ("lamina", l),
+        ] {
             println!(
-                "{:<36} {:>10.0}/s   echo {:.0}/s",
+                "{:<36} {:>10.3} {:>10.3} {:>8}   {:.2}x echo, {:.2}x relay",
+                format!("  {label}"),
+                s.p50_ms,
+                s.p99_ms,
+                s.n,
+                s.p50_ms / e.p50_ms,
+                s.p50_ms / r.p50_ms
+            );
+        }
+        for (c, rate, echo_rate, relay_rate) in throughput {
+            println!(
+                "{:<36} {:>10.0}/s   echo {:.0}/s, relay {:.0}/s",
                 format!("warm throughput c={c}"),
                 rate,
-                echo_rate
+                echo_rate,
+                relay_rate
             );
         }
         if let Some(a) = &asynchronous {

@@ -8,6 +8,7 @@ mod bench_http;
 mod bench_image;
 mod bench_logs;
 mod bench_net;
+mod bench_relay;
 mod bench_scale;
 mod bench_sns;
 mod native_runtime;
@@ -99,11 +100,17 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let runtime = || tokio::runtime::Runtime::new().context("cannot start the async runtime");
     let result = match cli.command {
-        Command::Server(args) => runtime.block_on(server(args)),
-        Command::Bench(args) => runtime.block_on(bench::run(args)),
-        Command::Client(command) => runtime.block_on(lamina_cli::run(command, cli.client)),
+        Command::Server(args) => runtime()?.block_on(server(args)),
+        // The client side of a run: one thread, like a separate client process (the servers it
+        // measures run in a multi-threaded runtime of their own, see `bench::servers`).
+        Command::Bench(args) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?
+            .block_on(bench::run(args)),
+        Command::Client(command) => runtime()?.block_on(lamina_cli::run(command, cli.client)),
         Command::Manpages { dir } => manpages(&dir),
     };
     if let Err(e) = result {

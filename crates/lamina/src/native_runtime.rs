@@ -41,11 +41,12 @@ fn serve(api: &str) -> std::io::Result<()> {
     let mut conn = TcpStream::connect(api)?;
     conn.set_nodelay(true)?;
     let mut reader = BufReader::new(conn.try_clone()?);
+    // Each request goes out in one write: a `write!` straight to the socket would send every
+    // piece of it as a segment of its own, and wake the server for each.
+    let next = format!("GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: {api}\r\n\r\n");
+    let mut request = Vec::new();
     loop {
-        write!(
-            conn,
-            "GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: {api}\r\n\r\n"
-        )?;
+        conn.write_all(next.as_bytes())?;
         let (id, event) = read_response(&mut reader)?;
         let id = id.ok_or(std::io::ErrorKind::InvalidData)?;
         if stamp && let Some(sent) = message_micros(&event) {
@@ -59,12 +60,14 @@ fn serve(api: &str) -> std::io::Result<()> {
             std::thread::sleep(std::time::Duration::from_millis(ms));
         }
         let answer = if authorize { ALLOW } else { &event[..] };
+        request.clear();
         write!(
-            conn,
+            request,
             "POST /2018-06-01/runtime/invocation/{id}/response HTTP/1.1\r\nHost: {api}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
             answer.len()
         )?;
-        conn.write_all(answer)?;
+        request.extend_from_slice(answer);
+        conn.write_all(&request)?;
         read_response(&mut reader)?;
     }
 }
