@@ -97,10 +97,14 @@ pub struct Stats {
     pub mean_ms: f64,
 }
 
+/// Latency figures of `v`, ms; NaN (`null` in JSON) when it is empty (`--cold 0`, say).
 pub fn stats(mut v: Vec<f64>) -> Stats {
     v.sort_by(f64::total_cmp);
     let n = v.len();
-    let at = |q: f64| v[((q * n as f64).ceil() as usize).clamp(1, n) - 1];
+    let at = |q: f64| match n {
+        0 => f64::NAN,
+        _ => v[((q * n as f64).ceil() as usize).clamp(1, n) - 1],
+    };
     Stats {
         n,
         p50_ms: at(0.5),
