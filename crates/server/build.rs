@@ -26,15 +26,9 @@ fn main() {
     let target = env("TARGET");
     // Shared by every build of this profile (`OUT_DIR` is `<profile>/build/<crate>-<hash>/out`):
     // clippy's and the tests' builds of the server then build `lamina-init` once between them.
-    let target_dir = match out.ancestors().nth(3) {
-        Some(profile)
-            if out
-                .parent()
-                .and_then(Path::parent)
-                .and_then(Path::file_name)
-                == Some("build".as_ref()) =>
-        {
-            profile.join("lamina-init")
+    let target_dir = match out.ancestors().nth(2) {
+        Some(build) if build.file_name() == Some("build".as_ref()) => {
+            build.with_file_name("lamina-init")
         }
         _ => out.join("init"),
     };

@@ -127,6 +127,7 @@ pub(crate) fn zip_of(files: &[(&str, &[u8], u32)]) -> anyhow::Result<Vec<u8>> {
     Ok(w.finish()?.into_inner())
 }
 
+#[derive(Clone)]
 pub(crate) struct Target {
     pub(crate) http: reqwest::Client,
     pub(crate) base: String,
@@ -224,9 +225,8 @@ pub(crate) async fn serve(
             ..Default::default()
         },
     )?;
-    let listen = config.listen;
     let listener = servers()
-        .spawn(tokio::net::TcpListener::bind(listen))
+        .spawn(tokio::net::TcpListener::bind(config.listen))
         .await??;
     let addr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -727,10 +727,7 @@ async fn async_events(
     // Eight warm environments, as the synchronous figure has.
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..8 {
-        let t = Target {
-            http: target.http.clone(),
-            base: target.base.clone(),
-        };
+        let t = target.clone();
         set.spawn(async move { t.invoke(name).await });
     }
     while let Some(r) = set.join_next().await {

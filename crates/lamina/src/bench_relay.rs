@@ -125,18 +125,13 @@ pub(crate) async fn against_relay(
             }
         }
     };
-    let lamina = || {
-        let target = Target {
-            http: http.clone(),
-            base: base.to_owned(),
-        };
-        move || {
-            let target = Target {
-                http: target.http.clone(),
-                base: target.base.clone(),
-            };
-            async move { target.invoke(warm_name).await.map(drop) }
-        }
+    let target = Target {
+        http: http.clone(),
+        base: base.to_owned(),
+    };
+    let lamina = move || {
+        let target = target.clone();
+        async move { target.invoke(warm_name).await.map(drop) }
     };
 
     // The four side by side, one request of each in turn, so that noise falls on all alike.
@@ -145,7 +140,6 @@ pub(crate) async fn against_relay(
         post(echo_url.to_owned()),
         post(relay.url.clone()),
     ];
-    let lamina_call = lamina();
     let mut sides: [Vec<f64>; 4] = Default::default();
     for _ in 0..20 {
         calls[2]().await?;
@@ -155,7 +149,7 @@ pub(crate) async fn against_relay(
         for (call, side) in calls.iter().zip(&mut sides) {
             side.push(timed(call()).await?);
         }
-        sides[3].push(timed(lamina_call()).await?);
+        sides[3].push(timed(lamina()).await?);
         b.inc(1);
     }
     b.finish_and_clear();
@@ -169,13 +163,13 @@ pub(crate) async fn against_relay(
         // At least 3000 calls (100 per caller) per round: a shorter one is over in a fraction
         // of a second, within the noise of a scheduler's time slice.
         let per = (warm.max(3000) / c).max(100);
-        closed_loop(c, 1, lamina()).await?;
+        closed_loop(c, 1, lamina.clone()).await?;
         // That round took sandboxes made ahead of time: the pool makes their replacements in
         // the background, which would otherwise share the CPU with the timed rounds.
         tokio::time::sleep(Duration::from_secs(1)).await;
         let echo_rate = closed_loop(c, per, post(echo_url.to_owned())).await?;
         let relay_rate = closed_loop(c, per, post(relay.url.clone())).await?;
-        let rate = closed_loop(c, per, lamina()).await?;
+        let rate = closed_loop(c, per, lamina.clone()).await?;
         throughput.push((c, rate, echo_rate, relay_rate));
     }
     drop(relay);

@@ -560,11 +560,10 @@ impl Environment {
             .peak
             .as_mut()
             .and_then(|m| m.finish(self.kernel.as_ref()).ok());
-        let max_memory_mb = match peak {
-            Some(bytes) if reusable => bytes.div_ceil(1024 * 1024),
-            _ if self.oom_killed() => self.memory_mb as u64,
-            Some(bytes) => bytes.div_ceil(1024 * 1024),
-            None => 0,
+        let max_memory_mb = if (!reusable || peak.is_none()) && self.oom_killed() {
+            self.memory_mb as u64
+        } else {
+            peak.map_or(0, |bytes| bytes.div_ceil(1024 * 1024))
         };
         self.tap.drain().await;
         let init_ms = self.init_ms.take();
