@@ -519,10 +519,7 @@ impl Executor {
             asynchronous: inv.asynchronous,
         };
         let sched = &self.inner.scheduler;
-        let (grant, reserved) = sched
-            .acquire(slot.clone())
-            .await
-            .map_err(Failure::Throttled)?;
+        let (grant, reserved) = sched.acquire(&slot).map_err(Failure::Throttled)?;
         let (mut env, cold) = match grant {
             scheduler::Grant::Warm(env) => (env, false),
             scheduler::Grant::Cold { boost } => {
@@ -607,21 +604,15 @@ impl Executor {
     }
 
     /// What asynchronous attempts of a function may hold.
-    pub async fn async_capacity(
-        &self,
-        account: &str,
-        region: &str,
-        function_arn: &str,
-    ) -> AsyncCapacity {
+    pub fn async_capacity(&self, account: &str, region: &str, function_arn: &str) -> AsyncCapacity {
         self.inner
             .scheduler
             .async_capacity(account, region, function_arn)
-            .await
     }
 
     /// Environment counts and per-function concurrency, for metrics.
-    pub async fn stats(&self) -> Stats {
-        self.inner.scheduler.stats().await
+    pub fn stats(&self) -> Stats {
+        self.inner.scheduler.stats()
     }
 
     /// Destroys every idle environment and removes the server's cgroups.
@@ -642,7 +633,7 @@ impl Executor {
         // Idle environments go at once, all together, within a bound: one that will not die is
         // left to the sweep below, so shutdown stays within a service manager's stop timeout.
         let mut destroys = tokio::task::JoinSet::new();
-        for e in self.inner.scheduler.drain().await {
+        for e in self.inner.scheduler.drain() {
             destroys.spawn(e.destroy());
         }
         if tokio::time::timeout(DESTROY_LIMIT, destroys.join_all())

@@ -1,6 +1,8 @@
-//! The scheduler: one task owns the warm pools, the concurrency counters and the memory budget,
-//! and is driven by a closed set of [`Command`]s. Invocations ask it for an environment (a warm
-//! one, or leave to start one) and give it back; no lock is taken on the invoke path.
+//! The scheduler: it owns the warm pools, the concurrency counters and the memory budget.
+//! Invocations ask it for an environment (a warm one, or leave to start one) and give it back,
+//! each under its lock for a few hash lookups: no task to wake and no reply to wait for on the
+//! invoke path (when a task owned this state, each invocation woke it twice, through a channel
+//! and a reply).
 //!
 //! Admission follows Lambda: a function with reserved concurrency R runs at most R at once (0
 //! stops it); the others share the account limit minus everything reserved. Starting an
@@ -13,7 +15,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use std::sync::{Mutex, MutexGuard};
+
+use tokio::sync::mpsc;
 
 use crate::env::Environment;
 use crate::gate::Gate;
@@ -59,7 +63,7 @@ impl Throttle {
 
 /// What the scheduler grants.
 // An environment moves by value, once per invocation: boxing it would add an allocation to the
-// invoke path to save a few bytes of channel slot.
+// invoke path to save a few bytes.
 #[allow(clippy::large_enum_variant)]
 pub enum Grant {
     Warm(Environment),
@@ -105,43 +109,6 @@ pub struct Settings {
     /// may hold, so that they never starve synchronous callers.
     pub async_share: f64,
     pub scale_window: Duration,
-}
-
-#[allow(clippy::large_enum_variant)] // as for `Grant`
-enum Command {
-    Acquire {
-        slot: Slot,
-        reply: oneshot::Sender<Result<(Grant, bool), Throttle>>,
-    },
-    Release {
-        slot: Slot,
-        reserved: bool,
-        env: Option<Environment>,
-        /// For a cold start: whether its INIT succeeded.
-        init_ok: Option<bool>,
-    },
-    SetReserved {
-        account: String,
-        region: String,
-        function_arn: String,
-        value: Option<u32>,
-    },
-    Retire {
-        function_arn: String,
-    },
-    Tick,
-    Drain {
-        reply: oneshot::Sender<Vec<Environment>>,
-    },
-    Stats {
-        reply: oneshot::Sender<Stats>,
-    },
-    AsyncCapacity {
-        account: String,
-        region: String,
-        function_arn: String,
-        reply: oneshot::Sender<AsyncCapacity>,
-    },
 }
 
 /// The concurrency asynchronous attempts of a function may hold, for a dispatcher that counts
@@ -255,16 +222,17 @@ pub fn mem_available_kb() -> Option<u64> {
         .ok()
 }
 
-/// A handle to the scheduler task.
+/// A handle to the scheduler: its state, behind a lock held for a few hash lookups at a time
+/// and never across an await.
 #[derive(Clone)]
 pub struct Scheduler {
-    tx: mpsc::UnboundedSender<Command>,
+    state: Arc<Mutex<State>>,
 }
 
 impl Scheduler {
-    /// Starts the scheduler task (and its helpers); needs a tokio runtime.
+    /// Starts the scheduler's helper tasks (destroying, freezing, the idle sweep); needs a tokio
+    /// runtime.
     pub fn start(settings: Settings, kernel: Arc<dyn lamina_sandbox::kernel::Kernel>) -> Self {
-        let (tx, mut rx) = mpsc::unbounded_channel();
         let (doomed, mut doomed_rx) = mpsc::unbounded_channel::<Environment>();
         let (freeze, mut freeze_rx) = mpsc::unbounded_channel::<Vec<Arc<Gate>>>();
         tokio::spawn(async move {
@@ -285,17 +253,7 @@ impl Scheduler {
                 .await;
             }
         });
-        let ticker = tx.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(freeze_after / 2);
-            loop {
-                tick.tick().await;
-                if ticker.send(Command::Tick).is_err() {
-                    return;
-                }
-            }
-        });
-        let mut state = State {
+        let state = Arc::new(Mutex::new(State {
             settings,
             accounts: HashMap::new(),
             functions: HashMap::new(),
@@ -305,23 +263,28 @@ impl Scheduler {
             host: HostMemory::default(),
             doomed,
             freeze,
-        };
+        }));
+        // The sweep holds only a weak reference: it ends when the last handle is dropped.
+        let weak = Arc::downgrade(&state);
         tokio::spawn(async move {
-            while let Some(cmd) = rx.recv().await {
-                state.handle(cmd);
+            let mut tick = tokio::time::interval(freeze_after / 2);
+            loop {
+                tick.tick().await;
+                let Some(state) = weak.upgrade() else { return };
+                lock(&state).tick();
             }
         });
-        Self { tx }
+        Self { state }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
     }
 
     /// Asks for an environment. `Ok((grant, reserved))`: `reserved` says which pool the
     /// concurrency came from, to give back with [`Scheduler::release`].
-    pub async fn acquire(&self, slot: Slot) -> Result<(Grant, bool), Throttle> {
-        let (reply, rx) = oneshot::channel();
-        if self.tx.send(Command::Acquire { slot, reply }).is_err() {
-            return Err(Throttle::Account);
-        }
-        rx.await.unwrap_or(Err(Throttle::Account))
+    pub fn acquire(&self, slot: &Slot) -> Result<(Grant, bool), Throttle> {
+        self.state().acquire(slot)
     }
 
     /// Gives back the concurrency, with the environment if it may serve again. `init_ok`
@@ -333,16 +296,13 @@ impl Scheduler {
         env: Option<Environment>,
         init_ok: Option<bool>,
     ) {
-        if let Err(mpsc::error::SendError(Command::Release { env: Some(env), .. })) =
-            self.tx.send(Command::Release {
-                slot,
-                reserved,
-                env,
-                init_ok,
-            })
+        let mut state = self.state();
+        if let Some(ok) = init_ok
+            && let Some(f) = state.functions.get_mut(&slot.function_arn)
         {
-            tokio::spawn(env.destroy());
+            f.init_failed = !ok;
         }
+        state.release(slot, reserved, env);
     }
 
     pub fn set_reserved(
@@ -352,145 +312,69 @@ impl Scheduler {
         function_arn: &str,
         value: Option<u32>,
     ) {
-        let _ = self.tx.send(Command::SetReserved {
-            account: account.into(),
-            region: region.into(),
-            function_arn: function_arn.into(),
-            value,
-        });
+        let mut state = self.state();
+        let f = state.functions.entry(function_arn.to_owned()).or_default();
+        let old = f.reserved.replace(0);
+        f.reserved = value;
+        let a = state
+            .accounts
+            .entry((account.to_owned(), region.to_owned()))
+            .or_default();
+        a.reserved_total = a.reserved_total - old.map_or(0, u64::from) + value.map_or(0, u64::from);
     }
 
     /// Destroys a function's idle environments (after an update or delete).
     pub fn retire(&self, function_arn: &str) {
-        let _ = self.tx.send(Command::Retire {
-            function_arn: function_arn.into(),
-        });
-    }
-
-    /// Takes every idle environment out (for shutdown).
-    pub async fn drain(&self) -> Vec<Environment> {
-        let (reply, rx) = oneshot::channel();
-        let _ = self.tx.send(Command::Drain { reply });
-        rx.await.unwrap_or_default()
-    }
-
-    /// What asynchronous attempts of a function may hold (see [`AsyncCapacity`]).
-    pub async fn async_capacity(
-        &self,
-        account: &str,
-        region: &str,
-        function_arn: &str,
-    ) -> AsyncCapacity {
-        let (reply, rx) = oneshot::channel();
-        let _ = self.tx.send(Command::AsyncCapacity {
-            account: account.into(),
-            region: region.into(),
-            function_arn: function_arn.into(),
-            reply,
-        });
-        rx.await.unwrap_or(AsyncCapacity {
-            per_function: true,
-            limit: 0,
-            share: 0,
-            sync_in_flight: 0,
-        })
-    }
-
-    pub async fn stats(&self) -> Stats {
-        let (reply, rx) = oneshot::channel();
-        let _ = self.tx.send(Command::Stats { reply });
-        rx.await.unwrap_or_default()
-    }
-}
-
-impl State {
-    fn handle(&mut self, cmd: Command) {
-        match cmd {
-            Command::Acquire { slot, reply } => {
-                let r = self.acquire(&slot);
-                if let Err(Ok((grant, reserved))) = reply.send(r) {
-                    // The caller went away: undo.
-                    let env = match grant {
-                        Grant::Warm(env) => Some(env),
-                        Grant::Cold { .. } => {
-                            self.forget(slot.memory_mb, slot.tmp_mb);
-                            None
-                        }
-                    };
-                    self.release(slot, reserved, env);
-                }
-            }
-            Command::Release {
-                slot,
-                reserved,
-                env,
-                init_ok,
-            } => {
-                if let Some(ok) = init_ok
-                    && let Some(f) = self.functions.get_mut(&slot.function_arn)
-                {
-                    f.init_failed = !ok;
-                }
-                self.release(slot, reserved, env);
-            }
-            Command::SetReserved {
-                account,
-                region,
-                function_arn,
-                value,
-            } => {
-                let f = self.functions.entry(function_arn).or_default();
-                let old = f.reserved.replace(0);
-                f.reserved = value;
-                let a = self.accounts.entry((account, region)).or_default();
-                a.reserved_total =
-                    a.reserved_total - old.map_or(0, u64::from) + value.map_or(0, u64::from);
-            }
-            Command::Retire { function_arn } => {
-                if let Some(f) = self.functions.get_mut(&function_arn) {
-                    let idle = std::mem::take(&mut f.idle);
-                    for env in idle {
-                        self.discard(env);
-                    }
-                }
-            }
-            Command::Tick => self.tick(),
-            Command::Drain { reply } => {
-                let mut all = Vec::new();
-                for f in self.functions.values_mut() {
-                    all.append(&mut f.idle);
-                }
-                for env in &all {
-                    self.live -= 1;
-                    self.live_memory_mb -= env.memory_mb() as u64;
-                    self.live_tmp_mb -= env.tmp_mb() as u64;
-                }
-                let _ = reply.send(all);
-            }
-            Command::AsyncCapacity {
-                account,
-                region,
-                function_arn,
-                reply,
-            } => {
-                let _ = reply.send(self.async_capacity(&account, &region, &function_arn));
-            }
-            Command::Stats { reply } => {
-                let _ = reply.send(Stats {
-                    environments: self.live,
-                    idle: self.functions.values().map(|f| f.idle.len()).sum(),
-                    live_memory_mb: self.live_memory_mb,
-                    live_tmp_mb: self.live_tmp_mb,
-                    concurrency: self
-                        .functions
-                        .iter()
-                        .map(|(k, f)| (k.clone(), f.in_flight))
-                        .collect(),
-                });
+        let mut state = self.state();
+        if let Some(f) = state.functions.get_mut(function_arn) {
+            let idle = std::mem::take(&mut f.idle);
+            for env in idle {
+                state.discard(env);
             }
         }
     }
 
+    /// Takes every idle environment out (for shutdown).
+    pub fn drain(&self) -> Vec<Environment> {
+        let mut state = self.state();
+        let mut all = Vec::new();
+        for f in state.functions.values_mut() {
+            all.append(&mut f.idle);
+        }
+        for env in &all {
+            state.forget(env.memory_mb(), env.tmp_mb());
+        }
+        all
+    }
+
+    /// What asynchronous attempts of a function may hold (see [`AsyncCapacity`]).
+    pub fn async_capacity(&self, account: &str, region: &str, function_arn: &str) -> AsyncCapacity {
+        self.state().async_capacity(account, region, function_arn)
+    }
+
+    pub fn stats(&self) -> Stats {
+        let state = self.state();
+        Stats {
+            environments: state.live,
+            idle: state.functions.values().map(|f| f.idle.len()).sum(),
+            live_memory_mb: state.live_memory_mb,
+            live_tmp_mb: state.live_tmp_mb,
+            concurrency: state
+                .functions
+                .iter()
+                .map(|(k, f)| (k.clone(), f.in_flight))
+                .collect(),
+        }
+    }
+}
+
+/// The state is left consistent at every return, so a panic elsewhere under the lock does not
+/// make it unusable.
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl State {
     fn acquire(&mut self, slot: &Slot) -> Result<(Grant, bool), Throttle> {
         let limit = self.settings.account_concurrency as u64;
         let f = self.functions.entry(slot.function_arn.clone()).or_default();

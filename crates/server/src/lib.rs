@@ -219,7 +219,7 @@ pub async fn run(
                         reported.insert(function);
                     }
                 }
-                let stats = ex.stats().await;
+                let stats = ex.stats();
                 ::metrics::gauge!("lamina_environments").set(stats.environments as f64);
                 ::metrics::gauge!("lamina_environments_idle").set(stats.idle as f64);
                 ::metrics::gauge!("lamina_environments_memory_mb").set(stats.live_memory_mb as f64);

@@ -78,7 +78,7 @@ pub(crate) fn function_event(
         return None;
     }
     Some(NewEvent {
-        request_id: uuid::Uuid::new_v4().to_string(),
+        request_id: super::invoke::new_request_id(),
         function,
         qualifier: target.qualifier.map(|q| q.to_string()),
         payload,

@@ -107,10 +107,11 @@ pub fn start(state: Arc<AppState>) {
                 .chain(leased.keys().cloned())
                 .collect();
             for key in ready {
-                let capacity = state
-                    .executor
-                    .async_capacity(key.account.as_str(), key.region.as_str(), &arn(&key, None))
-                    .await;
+                let capacity = state.executor.async_capacity(
+                    key.account.as_str(),
+                    key.region.as_str(),
+                    &arn(&key, None),
+                );
                 let scope = if capacity.per_function {
                     Scope::Function(key.clone())
                 } else {

@@ -104,7 +104,7 @@ pub async fn invoke_async(
             ErrorKind::ResourceNotFound => Refusal::NotFound(e.error.message),
             _ => Refusal::Internal(e.error.message),
         })?;
-    let request_id = uuid::Uuid::new_v4().to_string();
+    let request_id = super::invoke::new_request_id();
     state
         .queue
         .accept(lamina_store::NewEvent {
@@ -158,7 +158,7 @@ pub async fn invoke_sync(
     payload: Bytes,
 ) -> Result<Answer, Refusal> {
     use lamina_runtime_api::Failure;
-    let request_id = uuid::Uuid::new_v4().to_string();
+    let request_id = super::invoke::new_request_id();
     let call = super::invoke::Call {
         usage_key: request_id.clone(),
         request_id,
