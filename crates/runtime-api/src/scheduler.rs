@@ -1,6 +1,7 @@
 //! The scheduler: it owns the warm pools, the concurrency counters and the memory budget.
 //! Invocations ask it for an environment (a warm one, or leave to start one) and give it back,
-//! each under its lock for a few hash lookups: no task to wake and no reply to wait for on the
+//! each under its lock for short work (hash lookups; on a cold start, at most one read of
+//! `/proc/meminfo` per [`HostMemory::FRESH`]): no task to wake and no reply to wait for on the
 //! invoke path (when a task owned this state, each invocation woke it twice, through a channel
 //! and a reply).
 //!
@@ -222,8 +223,8 @@ pub fn mem_available_kb() -> Option<u64> {
         .ok()
 }
 
-/// A handle to the scheduler: its state, behind a lock held for a few hash lookups at a time
-/// and never across an await.
+/// A handle to the scheduler: its state, behind a lock held for short work and never across an
+/// await.
 #[derive(Clone)]
 pub struct Scheduler {
     state: Arc<Mutex<State>>,
@@ -264,7 +265,8 @@ impl Scheduler {
             doomed,
             freeze,
         }));
-        // The sweep holds only a weak reference: it ends when the last handle is dropped.
+        // The sweep holds only a weak reference: it ends once the state is dropped (idle
+        // environments hold the executor, and so the state, until shutdown drains them).
         let weak = Arc::downgrade(&state);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(freeze_after / 2);

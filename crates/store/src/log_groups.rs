@@ -8,6 +8,7 @@
 use rusqlite::types::Value;
 use rusqlite::{OptionalExtension, params, params_from_iter};
 
+use crate::logs::group;
 use crate::{FunctionKey, Store, StoreError};
 
 /// Rows deleted per transaction when a group goes, so that other writers are not held up.
@@ -99,8 +100,9 @@ impl Store {
                 SELECT name, created_ms AS created, 0 AS bytes, NULL AS days
                     FROM functions WHERE account = ?1 AND region = ?2
                 UNION ALL
-                SELECT s.function, (SELECT MIN(e.ts_ms) FROM log_events e WHERE e.account = ?1
-                        AND e.region = ?2 AND e.function = s.function), s.bytes, NULL
+                SELECT s.function, (SELECT MIN(l.ts_ms) FROM log_lines l WHERE l.grp =
+                        (SELECT g.id FROM log_groups g WHERE g.account = ?1 AND g.region = ?2
+                            AND g.function = s.function)), s.bytes, NULL
                     FROM log_sizes s WHERE s.account = ?1 AND s.region = ?2 AND s.bytes > 0
                 UNION ALL
                 SELECT function, NULL, 0, days FROM log_retention WHERE account = ?1 AND region = ?2
@@ -170,7 +172,7 @@ impl Store {
             Some(c) => c,
             None => conn
                 .query_row(
-                    "SELECT MIN(ts_ms) FROM log_events WHERE account = ?1 AND region = ?2 AND function = ?3",
+                    concat!("SELECT MIN(ts_ms) FROM log_lines WHERE grp = ", group!()),
                     params![account, region, name],
                     |r| r.get::<_, Option<i64>>(0),
                 )?
@@ -187,22 +189,17 @@ impl Store {
     /// The streams of a function's log with their time spans, by name.
     pub fn log_streams(&self, key: &FunctionKey) -> Result<Vec<LogStreamRow>, StoreError> {
         let conn = self.conn();
-        // A skip scan: one index seek per stream rather than a read of every line.
-        let mut stmt = conn.prepare_cached(
-            "WITH RECURSIVE s(name) AS (
-                SELECT MIN(stream) FROM log_events WHERE account = ?1 AND region = ?2 AND function = ?3
-                UNION ALL
-                SELECT (SELECT MIN(stream) FROM log_events WHERE account = ?1 AND region = ?2
-                        AND function = ?3 AND stream > s.name)
-                    FROM s WHERE s.name IS NOT NULL
-             )
-             SELECT name,
-                (SELECT MIN(ts_ms) FROM log_events WHERE account = ?1 AND region = ?2
-                    AND function = ?3 AND stream = s.name),
-                (SELECT MAX(ts_ms) FROM log_events WHERE account = ?1 AND region = ?2
-                    AND function = ?3 AND stream = s.name)
-             FROM s WHERE name IS NOT NULL ORDER BY name",
-        )?;
+        // Two index seeks per stream rather than a read of every line; a stream whose lines are
+        // all gone (its row waits for the expiry sweep) is not listed.
+        let mut stmt = conn.prepare_cached(concat!(
+            "SELECT name, first, last FROM (
+                SELECT s.name AS name,
+                    (SELECT MIN(ts_ms) FROM log_lines WHERE stream = s.id) AS first,
+                    (SELECT MAX(ts_ms) FROM log_lines WHERE stream = s.id) AS last
+                FROM log_streams s WHERE s.grp = ",
+            group!(),
+            ") WHERE first IS NOT NULL ORDER BY name"
+        ))?;
         let rows = stmt.query_map(
             params![key.account.as_str(), key.region.as_str(), key.name.as_str()],
             |r| {
@@ -227,13 +224,14 @@ impl Store {
         // group's time index and skip every other stream's lines).
         let one_stream = matches!(scan.streams, StreamFilter::Names(n) if n.len() == 1);
         let mut sql = format!(
-            "SELECT id, stream, ts_ms, message FROM log_events{}
-             WHERE account = ?1 AND region = ?2 AND function = ?3",
+            "SELECT id, (SELECT name FROM log_streams WHERE id = l.stream), ts_ms, message
+             FROM log_lines l{} WHERE grp = {}",
             if one_stream {
-                " INDEXED BY log_events_stream_time"
+                " INDEXED BY log_lines_stream_time"
             } else {
                 ""
-            }
+            },
+            group!()
         );
         let mut args: Vec<Value> = vec![
             Value::Text(scan.key.account.as_str().to_owned()),
@@ -265,28 +263,39 @@ impl Store {
             arg(&mut sql, " OR (ts_ms = ?", Value::Integer(c.ts_ms));
             arg(&mut sql, &format!(" AND id {op} ?))"), Value::Integer(c.id));
         }
+        // Streams are named through their numbers in the group.
+        let streams = concat!(
+            " AND stream IN (SELECT id FROM log_streams WHERE grp = ",
+            group!()
+        );
         match scan.streams {
             StreamFilter::All => {}
             StreamFilter::Names(names) if one_stream => {
-                arg(&mut sql, " AND stream = ?", Value::Text(names[0].clone()));
+                sql.push_str(concat!(
+                    " AND stream = (SELECT id FROM log_streams WHERE grp = ",
+                    group!()
+                ));
+                arg(&mut sql, " AND name = ?)", Value::Text(names[0].clone()));
             }
             StreamFilter::Names(names) => {
-                sql.push_str(" AND stream IN (");
+                sql.push_str(streams);
+                sql.push_str(" AND name IN (");
                 for (i, n) in names.iter().enumerate() {
                     if i > 0 {
                         sql.push(',');
                     }
                     arg(&mut sql, "?", Value::Text(n.clone()));
                 }
-                sql.push(')');
+                sql.push_str("))");
             }
             StreamFilter::Prefix(p) => {
+                sql.push_str(streams);
                 arg(
                     &mut sql,
-                    " AND substr(stream, 1, length(?",
+                    " AND substr(name, 1, length(?",
                     Value::Text(p.clone()),
                 );
-                arg(&mut sql, ")) = ?", Value::Text(p.clone()));
+                arg(&mut sql, ")) = ?)", Value::Text(p.clone()));
             }
         }
         sql.push_str(if scan.backward {
@@ -334,7 +343,7 @@ impl Store {
     pub fn last_log_id(&self) -> Result<i64, StoreError> {
         Ok(self
             .conn()
-            .query_row("SELECT COALESCE(MAX(id), 0) FROM log_events", [], |r| {
+            .query_row("SELECT COALESCE(MAX(id), 0) FROM log_lines", [], |r| {
                 r.get(0)
             })?)
     }
@@ -368,8 +377,11 @@ impl Store {
             (key.account.as_str(), key.region.as_str(), key.name.as_str());
         loop {
             let n = self.conn().execute(
-                "DELETE FROM log_events WHERE id IN (SELECT id FROM log_events
-                    WHERE account = ?1 AND region = ?2 AND function = ?3 LIMIT ?4)",
+                concat!(
+                    "DELETE FROM log_lines WHERE id IN (SELECT id FROM log_lines WHERE grp = ",
+                    group!(),
+                    " LIMIT ?4)"
+                ),
                 params![account, region, name, DELETE_BATCH],
             )?;
             if n == 0 {
@@ -380,7 +392,15 @@ impl Store {
         let tx = conn.transaction()?;
         // Lines the writer added meanwhile go too, in this transaction.
         tx.execute(
-            "DELETE FROM log_events WHERE account = ?1 AND region = ?2 AND function = ?3",
+            concat!("DELETE FROM log_lines WHERE grp = ", group!()),
+            params![account, region, name],
+        )?;
+        tx.execute(
+            concat!("DELETE FROM log_streams WHERE grp = ", group!()),
+            params![account, region, name],
+        )?;
+        tx.execute(
+            "DELETE FROM log_groups WHERE account = ?1 AND region = ?2 AND function = ?3",
             params![account, region, name],
         )?;
         tx.execute(
@@ -603,6 +623,70 @@ mod tests {
         assert_eq!(store.log_group(&key("gone")).unwrap(), None);
     }
 
+    #[test]
+    fn lines_stored_before_numbered_streams_keep_ids_streams_and_sizes() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // A database as the build before wrote it: lines carrying their names as text.
+            let c = rusqlite::Connection::open(dir.path().join("lamina.db")).unwrap();
+            for (i, sql) in crate::db::MIGRATIONS[..14].iter().enumerate() {
+                c.execute_batch(sql).unwrap();
+                c.pragma_update(None, "user_version", (i + 1) as i64)
+                    .unwrap();
+            }
+            c.execute_batch(
+                "INSERT INTO log_events (id, account, region, function, stream, ts_ms, message)
+                 VALUES (7, '000000000000', 'us-east-1', 'f', 'a', 1000, 'm7'),
+                        (9, '000000000000', 'us-east-1', 'f', 'b', 1001, 'm9'),
+                        (12, '000000000000', 'us-east-1', 'g', 'a', 1002, 'm12');
+                 INSERT INTO log_sizes VALUES ('000000000000', 'us-east-1', 'f', 206),
+                                              ('000000000000', 'us-east-1', 'g', 103);",
+            )
+            .unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let f = store.logs(&key("f"), 0, 10).unwrap();
+        let got: Vec<(i64, &str, i64, &str)> = f
+            .iter()
+            .map(|e| (e.id, e.stream.as_str(), e.ts_ms, e.message.as_str()))
+            .collect();
+        assert_eq!(got, [(7, "a", 1000, "m7"), (9, "b", 1001, "m9")]);
+        let streams: Vec<String> = store
+            .log_streams(&key("g"))
+            .unwrap()
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(streams, ["a"]);
+        assert_eq!(
+            store.log_group(&key("f")).unwrap().unwrap().stored_bytes,
+            206
+        );
+        // New lines go into the same streams, after the old ones.
+        store
+            .append_logs(&[line("f", "a", 1003, "new")], 1 << 40)
+            .unwrap();
+        let a = store
+            .scan_logs(
+                &LogScan {
+                    key: &key("f"),
+                    streams: &StreamFilter::Names(vec!["a".into()]),
+                    from_ms: i64::MIN,
+                    to_ms: i64::MAX,
+                    cursor: None,
+                    backward: false,
+                    max_rows: 10,
+                    max_keep: 10,
+                },
+                &mut |_| true,
+            )
+            .unwrap();
+        let got: Vec<&str> = a.events.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(got, ["m7", "new"]);
+        assert!(a.events[1].id > 12);
+        assert_eq!(store.last_log_id().unwrap(), a.events[1].id);
+    }
+
     /// The expiry batch, so that the test spans more than one.
     const EXPIRE_BATCH_FOR_TESTS: i64 = 5_000;
 
@@ -617,18 +701,26 @@ mod tests {
             rows.map(|r| r.unwrap()).collect::<Vec<_>>().join("; ")
         };
         let group = plan(
-            "SELECT id FROM log_events WHERE account = 'a' AND region = 'r' AND function = 'f'
+            "SELECT id FROM log_lines WHERE grp = (SELECT id FROM log_groups WHERE account = 'a'
+             AND region = 'r' AND function = 'f')
              AND ts_ms >= 1 AND ts_ms < 2 AND (ts_ms > 1 OR (ts_ms = 1 AND id > 3)) ORDER BY ts_ms, id LIMIT 10",
         );
-        assert!(group.contains("log_events_function_time"), "{group}");
+        assert!(group.contains("log_lines_group_time"), "{group}");
         assert!(!group.contains("TEMP B-TREE"), "{group}");
+        // Some streams by prefix: still the group's time index, the streams a filter.
+        let prefix = plan(
+            "SELECT id FROM log_lines WHERE grp = 1 AND stream IN
+             (SELECT id FROM log_streams WHERE grp = 1 AND substr(name, 1, 1) = 'a')
+             AND ts_ms >= 1 AND ts_ms < 2 ORDER BY ts_ms, id LIMIT 10",
+        );
+        assert!(!prefix.contains("TEMP B-TREE"), "{prefix}");
         // One stream: the index `scan_logs` names serves the order without sorting.
         let stream = plan(
-            "SELECT id FROM log_events INDEXED BY log_events_stream_time
-             WHERE account = 'a' AND region = 'r' AND function = 'f'
-             AND stream = 's' AND ts_ms >= 1 AND ts_ms < 2 ORDER BY ts_ms DESC, id DESC LIMIT 10",
+            "SELECT id FROM log_lines INDEXED BY log_lines_stream_time
+             WHERE grp = 1 AND stream = (SELECT id FROM log_streams WHERE grp = 1 AND name = 's')
+             AND ts_ms >= 1 AND ts_ms < 2 ORDER BY ts_ms DESC, id DESC LIMIT 10",
         );
         assert!(!stream.contains("TEMP B-TREE"), "{stream}");
-        assert!(stream.contains("log_events_stream_time"), "{stream}");
+        assert!(stream.contains("log_lines_stream_time"), "{stream}");
     }
 }

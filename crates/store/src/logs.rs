@@ -2,8 +2,9 @@
 //! bounded in size per function (the oldest lines go first).
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 
 use crate::{FunctionKey, Store, StoreError};
 
@@ -34,6 +35,51 @@ pub struct LogEvent {
     pub message: String,
 }
 
+/// The number of the log group of `(account, region, function)`, as an SQL expression of
+/// parameters `?1`, `?2` and `?3` (NULL when the group has never had a line).
+macro_rules! group {
+    () => {
+        "(SELECT id FROM log_groups WHERE account = ?1 AND region = ?2 AND function = ?3)"
+    };
+}
+pub(crate) use group;
+
+/// The number of a function's log group, made on its first line.
+fn group_id(
+    tx: &rusqlite::Transaction<'_>,
+    account: &str,
+    region: &str,
+    function: &str,
+) -> rusqlite::Result<i64> {
+    let found = tx
+        .prepare_cached(concat!("SELECT ", group!()))?
+        .query_row(params![account, region, function], |r| {
+            r.get::<_, Option<i64>>(0)
+        })?;
+    match found {
+        Some(id) => Ok(id),
+        None => tx
+            .prepare_cached(
+                "INSERT INTO log_groups (account, region, function) VALUES (?1, ?2, ?3) RETURNING id",
+            )?
+            .query_row(params![account, region, function], |r| r.get(0)),
+    }
+}
+
+/// The number of a stream of group `grp`, made on its first line.
+fn stream_id(tx: &rusqlite::Transaction<'_>, grp: i64, name: &str) -> rusqlite::Result<i64> {
+    let found = tx
+        .prepare_cached("SELECT id FROM log_streams WHERE grp = ?1 AND name = ?2")?
+        .query_row(params![grp, name], |r| r.get(0))
+        .optional()?;
+    match found {
+        Some(id) => Ok(id),
+        None => tx
+            .prepare_cached("INSERT INTO log_streams (grp, name) VALUES (?1, ?2) RETURNING id")?
+            .query_row(params![grp, name], |r| r.get(0)),
+    }
+}
+
 impl Store {
     /// Appends a batch of log lines in one transaction, then trims every function it touched to
     /// at most `max_bytes_per_function` bytes of stored lines, oldest first.
@@ -44,21 +90,30 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let mut added: HashMap<(&str, &str, &str), i64> = HashMap::new();
+        // Per function: its group's number and the bytes added; per group and name: the stream.
+        let mut added: HashMap<(&str, &str, &str), (i64, i64)> = HashMap::new();
+        let mut streams: HashMap<(i64, &str), i64> = HashMap::new();
         {
             let mut stmt = tx.prepare_cached(
-                "INSERT INTO log_events (account, region, function, stream, ts_ms, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO log_lines (grp, stream, ts_ms, message) VALUES (?1, ?2, ?3, ?4)",
             )?;
             for e in events {
-                stmt.execute(params![
-                    e.account, e.region, e.function, e.stream, e.ts_ms, e.message
-                ])?;
-                *added
-                    .entry((&e.account, &e.region, &e.function))
-                    .or_default() += e.message.len() as i64 + ROW_OVERHEAD;
+                let group = match added.entry((&e.account, &e.region, &e.function)) {
+                    Entry::Occupied(o) => o.into_mut(),
+                    Entry::Vacant(v) => {
+                        v.insert((group_id(&tx, &e.account, &e.region, &e.function)?, 0))
+                    }
+                };
+                group.1 += e.message.len() as i64 + ROW_OVERHEAD;
+                let grp = group.0;
+                let stream = match streams.entry((grp, &e.stream)) {
+                    Entry::Occupied(o) => *o.get(),
+                    Entry::Vacant(v) => *v.insert(stream_id(&tx, grp, &e.stream)?),
+                };
+                stmt.execute(params![grp, stream, e.ts_ms, e.message])?;
             }
         }
-        for ((account, region, function), bytes) in added {
+        for ((account, region, function), (grp, bytes)) in added {
             let total: i64 = tx.query_row(
                 "INSERT INTO log_sizes (account, region, function, bytes) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (account, region, function) DO UPDATE SET bytes = bytes + ?4
@@ -71,13 +126,11 @@ impl Store {
                 // The oldest lines, a thousand at a time, until enough bytes are gone.
                 let oldest: Vec<(i64, i64)> = {
                     let mut stmt = tx.prepare_cached(
-                        "SELECT id, LENGTH(CAST(message AS BLOB)) + ?4 FROM log_events
-                         WHERE account = ?1 AND region = ?2 AND function = ?3 ORDER BY id LIMIT 1000",
+                        "SELECT id, LENGTH(CAST(message AS BLOB)) + ?2 FROM log_lines
+                         WHERE grp = ?1 ORDER BY id LIMIT 1000",
                     )?;
-                    stmt.query_map(params![account, region, function, ROW_OVERHEAD], |r| {
-                        Ok((r.get(0)?, r.get(1)?))
-                    })?
-                    .collect::<Result<_, _>>()?
+                    stmt.query_map(params![grp, ROW_OVERHEAD], |r| Ok((r.get(0)?, r.get(1)?)))?
+                        .collect::<Result<_, _>>()?
                 };
                 if oldest.is_empty() {
                     break;
@@ -92,8 +145,8 @@ impl Store {
                     }
                 }
                 tx.execute(
-                    "DELETE FROM log_events WHERE account = ?1 AND region = ?2 AND function = ?3 AND id <= ?4",
-                    params![account, region, function, last],
+                    "DELETE FROM log_lines WHERE grp = ?1 AND id <= ?2",
+                    params![grp, last],
                 )?;
                 tx.execute(
                     "UPDATE log_sizes SET bytes = bytes - ?4 WHERE account = ?1 AND region = ?2 AND function = ?3",
@@ -114,10 +167,12 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<LogEvent>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT id, stream, ts_ms, message FROM log_events
-             WHERE account = ?1 AND region = ?2 AND function = ?3 AND id > ?4 ORDER BY id LIMIT ?5",
-        )?;
+        let mut stmt = conn.prepare_cached(concat!(
+            "SELECT id, (SELECT name FROM log_streams WHERE id = l.stream), ts_ms, message
+             FROM log_lines l WHERE grp = ",
+            group!(),
+            " AND id > ?4 ORDER BY id LIMIT ?5"
+        ))?;
         let rows = stmt.query_map(
             params![
                 key.account.as_str(),
@@ -142,8 +197,17 @@ impl Store {
     pub fn logs_cursor_for_last(&self, key: &FunctionKey, n: usize) -> Result<i64, StoreError> {
         let conn = self.conn();
         let id: Option<i64> = conn.query_row(
-            "SELECT MIN(id) - 1 FROM (SELECT id FROM log_events WHERE account = ?1 AND region = ?2 AND function = ?3 ORDER BY id DESC LIMIT ?4)",
-            params![key.account.as_str(), key.region.as_str(), key.name.as_str(), n as i64],
+            concat!(
+                "SELECT MIN(id) - 1 FROM (SELECT id FROM log_lines WHERE grp = ",
+                group!(),
+                " ORDER BY id DESC LIMIT ?4)"
+            ),
+            params![
+                key.account.as_str(),
+                key.region.as_str(),
+                key.name.as_str(),
+                n as i64
+            ],
             |r| r.get(0),
         )?;
         Ok(id.unwrap_or(0))
@@ -166,16 +230,32 @@ impl Store {
         for (account, region, function, days) in policies {
             let cutoff = now - days * 86_400_000;
             total += self.expire_batches(
-                "SELECT id FROM log_events WHERE account = ?1 AND region = ?2 AND function = ?3
-                 AND ts_ms < ?4 LIMIT ?5",
+                concat!(
+                    "SELECT id FROM log_lines WHERE grp = ",
+                    group!(),
+                    " AND ts_ms < ?4 LIMIT ?5"
+                ),
                 params![account, region, function, cutoff, EXPIRE_BATCH],
             )?;
         }
         total += self.expire_batches(
-            "SELECT id FROM log_events e WHERE ts_ms < ?1 AND NOT EXISTS (SELECT 1 FROM log_retention r
-             WHERE r.account = e.account AND r.region = e.region AND r.function = e.function)
+            "SELECT id FROM log_lines l WHERE ts_ms < ?1 AND NOT EXISTS (SELECT 1 FROM log_retention r
+             JOIN log_groups g ON g.account = r.account AND g.region = r.region AND g.function = r.function
+             WHERE g.id = l.grp)
              LIMIT ?2",
             params![before_ms, EXPIRE_BATCH],
+        )?;
+        // Streams and groups left without lines (by expiry, or by the size bound) go too.
+        let conn = self.conn();
+        conn.execute(
+            "DELETE FROM log_streams WHERE NOT EXISTS
+                (SELECT 1 FROM log_lines WHERE stream = log_streams.id)",
+            [],
+        )?;
+        conn.execute(
+            "DELETE FROM log_groups WHERE NOT EXISTS
+                (SELECT 1 FROM log_lines WHERE grp = log_groups.id)",
+            [],
         )?;
         Ok(total)
     }
@@ -188,33 +268,36 @@ impl Store {
         args: impl rusqlite::Params + Clone,
     ) -> Result<usize, StoreError> {
         let sql = format!(
-            "DELETE FROM log_events WHERE id IN ({select})
-             RETURNING account, region, function, LENGTH(CAST(message AS BLOB)) + {ROW_OVERHEAD}"
+            "DELETE FROM log_lines WHERE id IN ({select})
+             RETURNING grp, LENGTH(CAST(message AS BLOB)) + {ROW_OVERHEAD}"
         );
         let mut total = 0;
         loop {
             let mut conn = self.conn();
             let tx = conn.transaction()?;
-            let mut freed: HashMap<(String, String, String), i64> = HashMap::new();
+            let mut freed: HashMap<i64, i64> = HashMap::new();
             {
                 let mut stmt = tx.prepare_cached(&sql)?;
                 let mut rows = stmt.query(args.clone())?;
                 while let Some(r) = rows.next()? {
-                    *freed.entry((r.get(0)?, r.get(1)?, r.get(2)?)).or_default() +=
-                        r.get::<_, i64>(3)?;
+                    *freed.entry(r.get(0)?).or_default() += r.get::<_, i64>(1)?;
                     total += 1;
                 }
             }
             let done = freed.is_empty();
-            for ((account, region, function), bytes) in freed {
+            for (grp, bytes) in freed {
+                let sizes = "(account, region, function) =
+                    (SELECT account, region, function FROM log_groups WHERE id = ?1)";
                 tx.execute(
-                    "UPDATE log_sizes SET bytes = bytes - ?4 WHERE account = ?1 AND region = ?2 AND function = ?3",
-                    params![account, region, function, bytes],
+                    &format!("UPDATE log_sizes SET bytes = bytes - ?2 WHERE {sizes}"),
+                    params![grp, bytes],
                 )?;
                 tx.execute(
-                    "DELETE FROM log_sizes WHERE account = ?1 AND region = ?2 AND function = ?3
-                     AND NOT EXISTS (SELECT 1 FROM log_events WHERE account = ?1 AND region = ?2 AND function = ?3)",
-                    params![account, region, function],
+                    &format!(
+                        "DELETE FROM log_sizes WHERE {sizes}
+                         AND NOT EXISTS (SELECT 1 FROM log_lines WHERE grp = ?1)"
+                    ),
+                    params![grp],
                 )?;
             }
             tx.commit()?;
