@@ -332,7 +332,9 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // account, region, function and stream as text, and so did three of its four index entries:
     // about 320 bytes stored beside each line, where the size bound counts 100, and most of the
     // log writer's time went to comparing and moving those keys. Ids and times are kept, so
-    // cursors stay valid.
+    // cursors stay valid; ids are never handed out again (AUTOINCREMENT), so that a live tail
+    // that started after the newest line sees every later one, even if the newest lines were
+    // deleted meanwhile.
     "CREATE TABLE log_groups (
         id INTEGER PRIMARY KEY,
         account TEXT NOT NULL,
@@ -347,7 +349,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         UNIQUE (grp, name)
     );
     CREATE TABLE log_lines (
-        id INTEGER PRIMARY KEY,
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
         grp INTEGER NOT NULL,
         stream INTEGER NOT NULL,
         ts_ms INTEGER NOT NULL,
@@ -419,6 +421,12 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         tx.commit()?;
         tracing::info!(version = i + 1, "applied schema migration");
+    }
+    // A migration that rewrote a table (15 copies every log line) leaves a WAL as large as the
+    // data it wrote: copied into the database now and truncated, not kept at that size. Pages
+    // the old table freed are reused by new data; the file does not shrink.
+    if current > 0 && (current as usize) < MIGRATIONS.len() {
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
     }
     Ok(())
 }

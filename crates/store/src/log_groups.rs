@@ -192,25 +192,28 @@ impl Store {
         // Two index seeks per stream rather than a read of every line; a stream whose lines are
         // all gone (its row waits for the expiry sweep) is not listed.
         let mut stmt = conn.prepare_cached(concat!(
-            "SELECT name, first, last FROM (
-                SELECT s.name AS name,
-                    (SELECT MIN(ts_ms) FROM log_lines WHERE stream = s.id) AS first,
-                    (SELECT MAX(ts_ms) FROM log_lines WHERE stream = s.id) AS last
-                FROM log_streams s WHERE s.grp = ",
+            "SELECT s.name,
+                (SELECT MIN(ts_ms) FROM log_lines WHERE stream = s.id),
+                (SELECT MAX(ts_ms) FROM log_lines WHERE stream = s.id)
+             FROM log_streams s WHERE s.grp = ",
             group!(),
-            ") WHERE first IS NOT NULL ORDER BY name"
+            " ORDER BY s.name"
         ))?;
         let rows = stmt.query_map(
             params![key.account.as_str(), key.region.as_str(), key.name.as_str()],
             |r| {
-                Ok(LogStreamRow {
-                    name: r.get(0)?,
-                    first_ms: r.get(1)?,
-                    last_ms: r.get(2)?,
+                Ok(match (r.get(1)?, r.get(2)?) {
+                    (Some(first_ms), Some(last_ms)) => Some(LogStreamRow {
+                        name: r.get(0)?,
+                        first_ms,
+                        last_ms,
+                    }),
+                    _ => None,
                 })
             },
         )?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let streams: Vec<Option<LogStreamRow>> = rows.collect::<Result<_, _>>()?;
+        Ok(streams.into_iter().flatten().collect())
     }
 
     /// Reads a group's events in time order within the scan's bounds, keeping those `keep`
@@ -662,7 +665,9 @@ mod tests {
             store.log_group(&key("f")).unwrap().unwrap().stored_bytes,
             206
         );
-        // New lines go into the same streams, after the old ones.
+        // New lines go into the same streams, after the old ones; the newest line's id (12)
+        // is not handed out again, though its group is gone.
+        store.delete_log_group(&key("g")).unwrap();
         store
             .append_logs(&[line("f", "a", 1003, "new")], 1 << 40)
             .unwrap();
@@ -686,6 +691,42 @@ mod tests {
         assert!(a.events[1].id > 12);
         assert_eq!(store.last_log_id().unwrap(), a.events[1].id);
     }
+
+    #[test]
+    fn streams_the_size_bound_emptied_are_not_listed_and_are_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .append_logs(&[line("f", "a", 1, "x")], 1 << 40)
+            .unwrap();
+        // Room for one line of one byte: "x" goes, and stream "a" with it.
+        store
+            .append_logs(&[line("f", "b", 2, "y")], ROW_OVERHEAD_FOR_TESTS + 1)
+            .unwrap();
+        let names = |store: &Store| -> Vec<String> {
+            store
+                .log_streams(&key("f"))
+                .unwrap()
+                .into_iter()
+                .map(|s| s.name)
+                .collect()
+        };
+        assert_eq!(names(&store), ["b"]);
+        let rows = |store: &Store| -> i64 {
+            store
+                .conn()
+                .query_row("SELECT COUNT(*) FROM log_streams", [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(rows(&store), 2);
+        // The expiry sweep removes the empty stream's row (nothing is old enough to expire).
+        assert_eq!(store.expire_logs(0).unwrap(), 0);
+        assert_eq!(rows(&store), 1);
+        assert_eq!(names(&store), ["b"]);
+    }
+
+    /// `logs::ROW_OVERHEAD`.
+    const ROW_OVERHEAD_FOR_TESTS: u64 = 100;
 
     /// The expiry batch, so that the test spans more than one.
     const EXPIRE_BATCH_FOR_TESTS: i64 = 5_000;

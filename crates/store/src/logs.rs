@@ -8,9 +8,12 @@ use rusqlite::{OptionalExtension, params};
 
 use crate::{FunctionKey, Store, StoreError};
 
-/// What a stored line costs beyond its text, for the size bound: its row, stream name and index
-/// entries.
+/// What a stored line costs beyond its text, for the size bound: its row (group and stream
+/// numbers, time) and index entries, about 90 bytes as measured (see BENCHMARKS.md).
 const ROW_OVERHEAD: i64 = 100;
+
+/// Streams (and groups) checked per transaction by the sweep of those left without lines.
+const SWEEP_BATCH: i64 = 1_000;
 
 /// Lines deleted per transaction by the expiry sweep.
 const EXPIRE_BATCH: i64 = 5_000;
@@ -246,18 +249,36 @@ impl Store {
             params![before_ms, EXPIRE_BATCH],
         )?;
         // Streams and groups left without lines (by expiry, or by the size bound) go too.
-        let conn = self.conn();
-        conn.execute(
-            "DELETE FROM log_streams WHERE NOT EXISTS
-                (SELECT 1 FROM log_lines WHERE stream = log_streams.id)",
-            [],
-        )?;
-        conn.execute(
-            "DELETE FROM log_groups WHERE NOT EXISTS
-                (SELECT 1 FROM log_lines WHERE grp = log_groups.id)",
-            [],
-        )?;
+        self.sweep_empty("log_streams", "stream")?;
+        self.sweep_empty("log_groups", "grp")?;
         Ok(total)
+    }
+
+    /// Deletes the rows of `table` that no line refers to through `column`, a batch of ids at a
+    /// time, each its own statement, so that the writer is never held up for long.
+    fn sweep_empty(&self, table: &str, column: &str) -> Result<(), StoreError> {
+        let mut after = 0i64;
+        loop {
+            let conn = self.conn();
+            let last: Option<i64> = conn.query_row(
+                &format!(
+                    "SELECT MAX(id) FROM (SELECT id FROM {table} WHERE id > ?1 ORDER BY id LIMIT ?2)"
+                ),
+                params![after, SWEEP_BATCH],
+                |r| r.get(0),
+            )?;
+            let Some(last) = last else {
+                return Ok(());
+            };
+            conn.execute(
+                &format!(
+                    "DELETE FROM {table} WHERE id > ?1 AND id <= ?2
+                     AND NOT EXISTS (SELECT 1 FROM log_lines WHERE {column} = {table}.id)"
+                ),
+                params![after, last],
+            )?;
+            after = last;
+        }
     }
 
     /// Deletes the rows `select` names, batch after batch until none is left, keeping
