@@ -332,9 +332,10 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // account, region, function and stream as text, and so did three of its four index entries:
     // about 320 bytes stored beside each line, where the size bound counts 100, and most of the
     // log writer's time went to comparing and moving those keys. Ids and times are kept, so
-    // cursors stay valid; ids are never handed out again (AUTOINCREMENT), so that a live tail
-    // that started after the newest line sees every later one, even if the newest lines were
-    // deleted meanwhile.
+    // cursors stay valid. Ids are never handed out again: `log_ids` keeps the highest ever
+    // given, written once per batch (`AUTOINCREMENT` writes its sequence once per line), so
+    // that a live tail that started after the newest line sees every later one, even if the
+    // newest lines were deleted meanwhile.
     "CREATE TABLE log_groups (
         id INTEGER PRIMARY KEY,
         account TEXT NOT NULL,
@@ -348,8 +349,10 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         name TEXT NOT NULL,
         UNIQUE (grp, name)
     );
+    CREATE TABLE log_ids (last INTEGER NOT NULL);
+    INSERT INTO log_ids SELECT COALESCE(MAX(id), 0) FROM log_events;
     CREATE TABLE log_lines (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        id INTEGER PRIMARY KEY,
         grp INTEGER NOT NULL,
         stream INTEGER NOT NULL,
         ts_ms INTEGER NOT NULL,

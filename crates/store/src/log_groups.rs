@@ -725,6 +725,23 @@ mod tests {
         assert_eq!(names(&store), ["b"]);
     }
 
+    #[test]
+    fn ids_go_on_after_the_newest_lines_are_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .append_logs(&[line("f", "a", 1, "x"), line("g", "b", 2, "y")], 1 << 40)
+            .unwrap();
+        let newest = store.last_log_id().unwrap();
+        store.delete_log_group(&key("g")).unwrap();
+        store
+            .append_logs(&[line("f", "a", 3, "z")], 1 << 40)
+            .unwrap();
+        let f = store.logs(&key("f"), 0, 10).unwrap();
+        assert_eq!(f.len(), 2);
+        assert!(f[1].id > newest, "{f:?} after {newest}");
+    }
+
     /// `logs::ROW_OVERHEAD`.
     const ROW_OVERHEAD_FOR_TESTS: u64 = 100;
 

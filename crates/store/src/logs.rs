@@ -96,9 +96,15 @@ impl Store {
         // Per function: its group's number and the bytes added; per group and name: the stream.
         let mut added: HashMap<(&str, &str, &str), (i64, i64)> = HashMap::new();
         let mut streams: HashMap<(i64, &str), i64> = HashMap::new();
+        // Ids go on from the highest ever given, which deleting the newest lines does not lower.
+        let mut id: i64 = tx.query_row(
+            "SELECT MAX(last, COALESCE((SELECT MAX(id) FROM log_lines), 0)) FROM log_ids",
+            [],
+            |r| r.get(0),
+        )?;
         {
             let mut stmt = tx.prepare_cached(
-                "INSERT INTO log_lines (grp, stream, ts_ms, message) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO log_lines (id, grp, stream, ts_ms, message) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
             for e in events {
                 let group = match added.entry((&e.account, &e.region, &e.function)) {
@@ -113,9 +119,12 @@ impl Store {
                     Entry::Occupied(o) => *o.get(),
                     Entry::Vacant(v) => *v.insert(stream_id(&tx, grp, &e.stream)?),
                 };
-                stmt.execute(params![grp, stream, e.ts_ms, e.message])?;
+                id += 1;
+                stmt.execute(params![id, grp, stream, e.ts_ms, e.message])?;
             }
         }
+        tx.prepare_cached("UPDATE log_ids SET last = ?1")?
+            .execute(params![id])?;
         for ((account, region, function), (grp, bytes)) in added {
             let total: i64 = tx.query_row(
                 "INSERT INTO log_sizes (account, region, function, bytes) VALUES (?1, ?2, ?3, ?4)
