@@ -701,7 +701,10 @@ mod tests {
             .unwrap();
         // Room for one line of one byte: "x" goes, and stream "a" with it.
         store
-            .append_logs(&[line("f", "b", 2, "y")], ROW_OVERHEAD_FOR_TESTS + 1)
+            .append_logs(
+                &[line("f", "b", 2, "y")],
+                crate::logs::ROW_OVERHEAD as u64 + 1,
+            )
             .unwrap();
         let names = |store: &Store| -> Vec<String> {
             store
@@ -741,9 +744,6 @@ mod tests {
         assert_eq!(f.len(), 2);
         assert!(f[1].id > newest, "{f:?} after {newest}");
     }
-
-    /// `logs::ROW_OVERHEAD`.
-    const ROW_OVERHEAD_FOR_TESTS: u64 = 100;
 
     /// The expiry batch, so that the test spans more than one.
     const EXPIRE_BATCH_FOR_TESTS: i64 = 5_000;
