@@ -321,10 +321,17 @@ impl Network {
     }
 
     /// Deletes every interface and the firewall table. Leases still out lose their network.
+    /// Waits at most [`STOP_LIMIT`] for the network thread, which may be busy making a
+    /// namespace: shutdown stays within a service manager's stop timeout.
     pub fn stop(&self) {
         let (reply, rx) = mpsc::sync_channel(1);
-        if self.tx.send(Request::Stop { reply }).is_ok() {
-            let _ = rx.recv();
+        if self.tx.send(Request::Stop { reply }).is_ok()
+            && let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(STOP_LIMIT)
+        {
+            tracing::warn!(
+                limit_s = STOP_LIMIT.as_secs(),
+                "sandbox networking did not stop in time; its interfaces and firewall table may be left"
+            );
         }
     }
 }
@@ -343,6 +350,9 @@ struct Worker {
     /// the kernel has removed the interface with its namespace.
     cooling: VecDeque<(Instant, u32, String)>,
 }
+
+/// How long [`Network::stop`] waits for the network thread.
+const STOP_LIMIT: Duration = Duration::from_secs(20);
 
 /// How long an ended lease's index rests before its interface is looked for.
 const COOLING: Duration = Duration::from_secs(2);

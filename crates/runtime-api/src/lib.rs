@@ -619,11 +619,13 @@ impl Executor {
     pub async fn shutdown(&self) {
         // No sandbox is made from here on, and those under way are waited for: a cgroup made
         // after the sweep below would outlive the server.
+        tracing::debug!("shutdown: stopping the sandbox pool");
         let this = self.clone();
         let _ = tokio::task::spawn_blocking(move || {
             if let Some(pool) = this.inner.premade.get() {
                 pool.stop();
             }
+            tracing::debug!("shutdown: waiting for sandboxes under way");
             this.inner
                 .maker
                 .starts
@@ -632,6 +634,7 @@ impl Executor {
         .await;
         // Idle environments go at once, all together, within a bound: one that will not die is
         // left to the sweep below, so shutdown stays within a service manager's stop timeout.
+        tracing::debug!("shutdown: destroying idle environments");
         let mut destroys = tokio::task::JoinSet::new();
         for e in self.inner.scheduler.drain() {
             destroys.spawn(e.destroy());
@@ -644,6 +647,7 @@ impl Executor {
         }
         // Environments still busy (past the grace period) go too: everything in our cgroups is
         // killed, and no cgroup is left behind.
+        tracing::debug!("shutdown: sweeping the environments' cgroups");
         let this = self.clone();
         let _ = tokio::task::spawn_blocking(move || this.sweep()).await;
         if let Some(layout) = &self.inner.host.cgroups {
@@ -653,7 +657,9 @@ impl Executor {
             let _ = tokio::task::spawn_blocking(move || layout.remove_parent(k.as_ref(), &parent))
                 .await;
         }
+        tracing::debug!("shutdown: removing sandbox networking");
         let this = self.clone();
         let _ = tokio::task::spawn_blocking(move || this.stop_network()).await;
+        tracing::debug!("shutdown: sandboxes done");
     }
 }

@@ -24,6 +24,9 @@ use crate::net::{Networking, Tenant};
 /// How long the thread waits after a sandbox was taken before it makes another.
 const SETTLE: Duration = Duration::from_millis(10);
 
+/// How long shutdown waits for the pool's thread to stop.
+const STOP_LIMIT: Duration = Duration::from_secs(10);
+
 /// What making a sandbox needs; shared by the pool's thread and cold starts.
 pub(crate) struct Maker {
     pub(crate) kernel: Arc<dyn Kernel>,
@@ -341,7 +344,21 @@ impl Pool {
         }
         self.shared.changed.notify_all();
         if let Some(t) = lock(&self.thread).take() {
-            let _ = t.join();
+            // Bounded: a sandbox it is making is counted in `Starts`, which shutdown waits for
+            // next (within its own bound), so a thread stuck in the kernel cannot hold
+            // shutdown past a service manager's stop timeout.
+            let deadline = std::time::Instant::now() + STOP_LIMIT;
+            while !t.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            } else {
+                tracing::warn!(
+                    limit_s = STOP_LIMIT.as_secs(),
+                    "the sandbox pool's thread did not stop in time; left behind"
+                );
+            }
         }
         let ready = std::mem::take(&mut *lock(&self.shared.ready));
         drop(ready);

@@ -213,7 +213,13 @@ async fn error_paths_have_lambdas_error_types() {
     assert_eq!(r.function_error.as_deref(), Some("Unhandled"));
     assert_eq!(r.body["errorType"], "ValueError");
     assert_eq!(r.body["errorMessage"], "boom");
-    assert!(r.body["stackTrace"].is_array());
+    let trace = r.body["stackTrace"].as_array().expect("a stack trace");
+    assert!(
+        trace
+            .iter()
+            .any(|l| l.as_str().is_some_and(|l| l.contains("probe.py"))),
+        "{trace:?}"
+    );
     // A handled error keeps the environment warm.
     let after = call(c, "err", serde_json::json!({"action": "echo"})).await;
     assert!(after.body["n"].as_i64().unwrap() >= 2);

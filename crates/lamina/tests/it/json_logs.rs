@@ -16,8 +16,9 @@ use serde_json::Value;
 use crate::helpers::*;
 use crate::runtime_clients::package;
 
-const PYTHON: &str = "import logging
-def handler(event, context):
+// `logging` imported by the handler, after INIT: the runtime client sets it up all the same.
+const PYTHON: &str = "def handler(event, context):
+    import logging
     log = logging.getLogger('app')
     log.debug('debug line')
     log.info('info line %s', 1)

@@ -4,21 +4,22 @@ Runs as /var/runtime/bootstrap.py under the host's python3. Handler `module.func
 from /var/task (and /opt/python for layers); the context object matches AWS's. `logging` records
 are written as AWS's runtime writes them: `[LEVEL]\ttime\trequest id\tmessage` in Text format,
 one JSON object per record in JSON format (AWS_LAMBDA_LOG_FORMAT), at AWS_LAMBDA_LOG_LEVEL.
+
+`logging` and `traceback` (a fifth of an empty function's cold start) are imported only when
+used: `logging` is set up the moment anything imports it, before the importer sees it.
 """
 import importlib
 import json
-import logging
 import os
 import socket
 import sys
 import time
-import traceback
 
 API = os.environ["AWS_LAMBDA_RUNTIME_API"]
 PREFIX = "/2018-06-01/runtime"
 JSON_LOGS = os.environ.get("AWS_LAMBDA_LOG_FORMAT", "").upper() == "JSON"
-LEVELS = {"TRACE": 5, "DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARN": logging.WARNING,
-          "ERROR": logging.ERROR, "FATAL": logging.CRITICAL}
+# logging's numbers, without importing it.
+LEVELS = {"TRACE": 5, "DEBUG": 10, "INFO": 20, "WARN": 30, "ERROR": 40, "FATAL": 50}
 request_id = None
 
 
@@ -27,35 +28,71 @@ def _time(created, ms=False):
     return f"{t}.{int(created % 1 * 1000):03d}Z" if ms else t + "Z"
 
 
-class _JsonFormatter(logging.Formatter):
-    def format(self, record):
-        out = {"timestamp": _time(record.created), "level": record.levelname,
-               "message": record.getMessage(), "logger": record.name}
-        if request_id:
-            out["requestId"] = request_id
-        if record.exc_info and record.exc_info[1] is not None:
-            e = record.exc_info[1]
-            out.update(errorType=type(e).__name__, errorMessage=str(e),
-                       stackTrace=traceback.format_list(traceback.extract_tb(e.__traceback__)))
-        return json.dumps(out, default=str)
+def _stack(e):
+    import traceback
+    return traceback.format_list(traceback.extract_tb(e.__traceback__))
 
 
-class _TextFormatter(logging.Formatter):
-    def format(self, record):
-        line = f"[{record.levelname}]\t{_time(record.created, True)}\t{request_id or ''}\t{record.getMessage()}"
-        if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
-        return line
+def setup_logging(logging):
+    """Sends the root logger's records to stdout in AWS's format."""
 
+    class JsonFormatter(logging.Formatter):
+        def format(self, record):
+            out = {"timestamp": _time(record.created), "level": record.levelname,
+                   "message": record.getMessage(), "logger": record.name}
+            if request_id:
+                out["requestId"] = request_id
+            if record.exc_info and record.exc_info[1] is not None:
+                e = record.exc_info[1]
+                out.update(errorType=type(e).__name__, errorMessage=str(e), stackTrace=_stack(e))
+            return json.dumps(out, default=str)
 
-def setup_logging():
+    class TextFormatter(logging.Formatter):
+        def format(self, record):
+            line = f"[{record.levelname}]\t{_time(record.created, True)}\t{request_id or ''}\t{record.getMessage()}"
+            if record.exc_info:
+                line += "\n" + self.formatException(record.exc_info)
+            return line
+
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(_JsonFormatter() if JSON_LOGS else _TextFormatter())
+    handler.setFormatter(JsonFormatter() if JSON_LOGS else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     if JSON_LOGS:
         logging.addLevelName(5, "TRACE")
         root.setLevel(LEVELS.get(os.environ.get("AWS_LAMBDA_LOG_LEVEL", "INFO").upper(), logging.INFO))
+
+
+class SetUpLogging:
+    """An import hook: whoever imports `logging` first (the function, or a library it uses)
+    gets it already set up. It removes itself once used."""
+
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if name != "logging":
+            return None
+        sys.meta_path.remove(cls)
+        for finder in sys.meta_path:
+            spec = getattr(finder, "find_spec", None) and finder.find_spec(name, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        run = spec.loader.exec_module
+
+        def exec_module(module):
+            run(module)
+            setup_logging(module)
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+    @classmethod
+    def install(cls):
+        if "logging" in sys.modules:
+            setup_logging(sys.modules["logging"])
+        else:
+            sys.meta_path.insert(0, cls)
 
 
 def log_error(err):
@@ -171,7 +208,7 @@ def error_body(e, request_id=None):
     body = {
         "errorMessage": str(e),
         "errorType": type(e).__name__,
-        "stackTrace": traceback.format_list(traceback.extract_tb(e.__traceback__)),
+        "stackTrace": _stack(e),
     }
     if request_id:
         body["requestId"] = request_id
@@ -195,7 +232,7 @@ def load_handler(conn):
         module = importlib.import_module(module_name.replace("/", "."))
     except Exception as e:  # noqa: BLE001 - any import failure is the user's
         kind = "Runtime.ImportModuleError" if isinstance(e, ImportError) else "Runtime.UserCodeSyntaxError" if isinstance(e, SyntaxError) else "Runtime.ImportModuleError"
-        return None, {"errorMessage": f"Unable to import module '{module_name}': {e}", "errorType": kind, "requestId": "", "stackTrace": traceback.format_list(traceback.extract_tb(e.__traceback__))}
+        return None, {"errorMessage": f"Unable to import module '{module_name}': {e}", "errorType": kind, "requestId": "", "stackTrace": _stack(e)}
     handler = getattr(module, func_name, None)
     if handler is None:
         return None, {"errorMessage": f"Handler '{func_name}' missing on module '{module_name}'", "errorType": "Runtime.HandlerNotFound", "requestId": "", "stackTrace": []}
@@ -207,7 +244,7 @@ def main():
     # Each line reaches the log as it is printed, as on Lambda (stdout is a pipe, which Python
     # would otherwise buffer until the invocation ends).
     sys.stdout.reconfigure(line_buffering=True)
-    setup_logging()
+    SetUpLogging.install()
     conn = Conn()
     handler, init_error = load_handler(conn)
     sys.stdout.flush()
