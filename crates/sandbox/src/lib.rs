@@ -21,6 +21,7 @@ pub mod rootfs;
 pub mod scratch;
 mod seccomp;
 mod spawn;
+mod spawner;
 pub mod sysroot;
 pub mod uids;
 

@@ -2,11 +2,10 @@
 
 use std::io::{PipeReader, Read, Write};
 use std::net::TcpListener;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use crate::{Launch, Spec, fdpass};
@@ -89,17 +88,22 @@ pub fn prepare(
     let (ctl, theirs) = UnixStream::pair().map_err(SpawnError::Start)?;
     let (output, out_w) = std::io::pipe().map_err(SpawnError::Start)?;
     let err_w = out_w.try_clone().map_err(SpawnError::Start)?;
+    let exe = rustix::fs::open(
+        init_exe,
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| SpawnError::Start(e.into()))?;
     // Shown (and matched, e.g. by `pgrep -f 'lamina sandbox-init'`) as `lamina sandbox-init`,
     // whichever binary it is.
-    let mut child = Command::new(init_exe)
-        .arg0("lamina")
-        .arg("sandbox-init")
-        .stdin(Stdio::from(OwnedFd::from(theirs)))
-        .stdout(out_w)
-        .stderr(err_w)
-        .env_clear()
-        .spawn()
-        .map_err(SpawnError::Start)?;
+    let mut child = crate::spawner::spawn(&crate::spawner::Program {
+        exe: exe.as_fd(),
+        argv0: "lamina",
+        args: &["sandbox-init"],
+        stdio: [theirs.as_fd(), out_w.as_fd(), err_w.as_fd()],
+    })
+    .map_err(SpawnError::Start)?;
+    drop((exe, theirs, out_w, err_w));
     let fail = |child: &mut Child, e: SpawnError| {
         let _ = child.kill();
         let _ = child.wait();
