@@ -276,6 +276,13 @@ async fn error_paths_have_lambdas_error_types() {
         "Response payload size exceeded maximum allowed payload size (6291556 bytes)."
     );
 
+    // An event just under the limit reaches the handler whole, and comes back whole: the
+    // runtime client reads it in many pieces.
+    let pad = "y".repeat(6_000_000);
+    let r = call(c, "err", serde_json::json!({"action": "echo", "pad": pad})).await;
+    assert_eq!(r.function_error, None);
+    assert_eq!(r.body["event"]["pad"].as_str(), Some(pad.as_str()));
+
     // Requests over 6 MB are refused before anything runs.
     let big =
         serde_json::to_vec(&serde_json::json!({"action": "echo", "pad": "y".repeat(6_300_000)}))
