@@ -387,7 +387,15 @@ fn fill(s: &Shared) {
         match s.maker.make(None).and_then(|mut p| p.ready().map(|()| p)) {
             Ok(p) => {
                 failures = 0;
-                lock(&s.ready).push_back(p);
+                let mut ready = lock(&s.ready);
+                if s.stop.load(Ordering::Relaxed) {
+                    // Stopped meanwhile (perhaps after `stop` stopped waiting): destroyed here,
+                    // not kept where nobody takes it.
+                    drop(ready);
+                    drop(p);
+                    return;
+                }
+                ready.push_back(p);
             }
             Err(e) => {
                 // Cold starts make their own meanwhile; try again later, less often each time.

@@ -42,11 +42,6 @@ pub fn main() -> ! {
     // Named for `ps` and `top`: executed from a memfd, the name would be a descriptor's number.
     // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
     unsafe { libc::prctl(libc::PR_SET_NAME, c"sandbox-init".as_ptr()) };
-    // The default priority for the sandbox and its function, whatever the starting thread's
-    // was (the server's spawner thread runs at a higher one). Lowering one's own priority
-    // always succeeds.
-    // SAFETY: setpriority on this (single-threaded) process.
-    unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 0) };
     // Fd 0 is the control socket the server passed as standard input. Move it to a
     // close-on-exec descriptor of its own, so that fd 0 can become /dev/null for the function.
     // SAFETY: fcntl and close on descriptors this process owns.

@@ -44,11 +44,17 @@ pub fn spawn(program: &Program<'_>) -> io::Result<Child> {
         stdio: program.stdio.map(|fd| fd.as_raw_fd()),
         reply,
     };
-    let gone = || io::Error::other("the thread that starts sandboxes has stopped");
-    spawner.jobs.send(job).map_err(|_| gone())?;
     // The descriptors in `program` stay open (borrowed) until the answer: the thread copies
-    // them by number.
-    answer.recv().map_err(|_| gone())?
+    // them by number. Should the thread have died, this thread starts the program instead.
+    match spawner
+        .jobs
+        .send(job)
+        .ok()
+        .and_then(|()| answer.recv().ok())
+    {
+        Some(started) => started,
+        None => start(program),
+    }
 }
 
 static SPAWNER: OnceLock<Option<Spawner>> = OnceLock::new();
@@ -73,11 +79,7 @@ impl Spawner {
         let thread = std::thread::Builder::new()
             .name("sandbox-spawner".into())
             .spawn(move || {
-                // Every start waits for this one thread: in a burst it competes with hundreds of
-                // starting sandboxes for the CPU, so it is given a larger share (root may raise
-                // it; elsewhere this fails and changes nothing).
-                // SAFETY: setpriority on this thread's own id.
-                unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, -10) };
+                // At the server's own priority: what it starts inherits it.
                 let server = match own_table() {
                     Ok(pidfd) => {
                         let _ = ready_tx.send(Ok(()));

@@ -53,7 +53,15 @@ async fn deploy(c: &Client, name: &str, node: bool, logging: LoggingConfig) {
         let zip = package(&[("index.js", NODE.as_bytes().to_vec())]);
         (node_runtime(), "index.handler", zip)
     } else {
-        let zip = package(&[("app.py", PYTHON.as_bytes().to_vec())]);
+        // A module of the function's named `logging` does not replace the standard library's,
+        // as on Lambda, whose runtime imported `logging` before the function's directory.
+        let zip = package(&[
+            ("app.py", PYTHON.as_bytes().to_vec()),
+            (
+                "logging.py",
+                b"raise ImportError('the function\'s own logging.py')\n".to_vec(),
+            ),
+        ]);
         (host_python(), "app.handler", zip)
     };
     c.create_function()

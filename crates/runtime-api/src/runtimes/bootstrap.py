@@ -66,34 +66,55 @@ def setup_logging(logging):
 
 class SetUpLogging:
     """An import hook: whoever imports `logging` first (the function, or a library it uses)
-    gets it already set up. It removes itself once used."""
+    gets the standard library's, already set up; the hook then removes itself. It looks for
+    `logging` on the path as it was before the function's directories were put first, as the
+    module was found when this client imported it at its start."""
+
+    path = None
 
     @classmethod
     def find_spec(cls, name, path=None, target=None):
         if name != "logging":
             return None
-        sys.meta_path.remove(cls)
         for finder in sys.meta_path:
-            spec = getattr(finder, "find_spec", None) and finder.find_spec(name, path, target)
-            if spec is not None:
-                break
-        else:
-            return None
-        run = spec.loader.exec_module
-
-        def exec_module(module):
-            run(module)
-            setup_logging(module)
-
-        spec.loader.exec_module = exec_module
-        return spec
+            if finder is cls or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(name, cls.path, target)
+            if spec is not None and spec.loader is not None:
+                spec.loader = _SetUpAfter(spec.loader, cls)
+                return spec
+        return None
 
     @classmethod
     def install(cls):
         if "logging" in sys.modules:
             setup_logging(sys.modules["logging"])
         else:
+            cls.path = list(sys.path)
             sys.meta_path.insert(0, cls)
+
+
+class _SetUpAfter:
+    """A loader that runs `logging`'s own, then sets it up. Only `exec_module` differs."""
+
+    def __init__(self, inner, hook):
+        self._inner = inner
+        self._hook = hook
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def create_module(self, spec):
+        return self._inner.create_module(spec)
+
+    def exec_module(self, module):
+        self._inner.exec_module(module)
+        if self._hook in sys.meta_path:
+            sys.meta_path.remove(self._hook)
+        try:
+            setup_logging(module)
+        except Exception as e:  # noqa: BLE001 - never break the function's import
+            print(f"[WARNING] logging is not in Lambda's format: {e}", file=sys.stderr)
 
 
 def log_error(err):
