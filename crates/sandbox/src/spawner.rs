@@ -80,6 +80,16 @@ impl Spawner {
             .name("sandbox-spawner".into())
             .spawn(move || {
                 // At the server's own priority: what it starts inherits it.
+                // No signal is ever handled here: a handler (tokio's writes to a pipe) would
+                // find this thread's descriptor table, where that pipe is not, and the
+                // server's SIGTERM would be lost. What it starts gets an empty mask (std
+                // resets it).
+                // SAFETY: sigfillset and pthread_sigmask on a local set, for this thread.
+                unsafe {
+                    let mut all: libc::sigset_t = std::mem::zeroed();
+                    libc::sigfillset(&mut all);
+                    libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
+                }
                 let server = match own_table() {
                     Ok(pidfd) => {
                         let _ = ready_tx.send(Ok(()));
@@ -91,13 +101,8 @@ impl Spawner {
                     }
                 };
                 while let Ok(job) = rx.recv() {
-                    let started = copy_in(&server, &job).and_then(|(exe, [i, o, e])| {
-                        start_from(
-                            exe.as_fd(),
-                            &job.argv0,
-                            &job.args,
-                            [i.as_fd(), o.as_fd(), e.as_fd()],
-                        )
+                    let started = copy_in(&server, &job).and_then(|(exe, stdio)| {
+                        start_from(exe.as_fd(), &job.argv0, &job.args, stdio)
                     });
                     let _ = job.reply.send(started);
                 }
@@ -160,25 +165,31 @@ fn copy(server: &OwnedFd, fd: RawFd) -> io::Result<OwnedFd> {
 
 /// Starts `program` from this thread.
 fn start(program: &Program<'_>) -> io::Result<Child> {
-    let args: Vec<OsString> = program.args.iter().map(OsString::from).collect();
-    start_from(program.exe, program.argv0.as_ref(), &args, program.stdio)
+    let [i, o, e] = program.stdio;
+    let stdio = [
+        i.try_clone_to_owned()?,
+        o.try_clone_to_owned()?,
+        e.try_clone_to_owned()?,
+    ];
+    start_from(program.exe, program.argv0, program.args, stdio)
 }
 
+/// Starts `exe` with `stdio` (descriptors of this thread's table, given to the new process).
 fn start_from(
     exe: BorrowedFd<'_>,
-    argv0: &std::ffi::OsStr,
-    args: &[OsString],
-    stdio: [BorrowedFd<'_>; 3],
+    argv0: impl AsRef<std::ffi::OsStr>,
+    args: &[impl AsRef<std::ffi::OsStr>],
+    stdio: [OwnedFd; 3],
 ) -> io::Result<Child> {
-    let own = |fd: BorrowedFd<'_>| fd.try_clone_to_owned().map(Stdio::from);
+    let [i, o, e] = stdio;
     // The executable through its descriptor in the new process's table: `execve` resolves it
     // before close-on-exec closes it.
     Command::new(format!("/proc/self/fd/{}", exe.as_raw_fd()))
         .arg0(argv0)
         .args(args)
-        .stdin(own(stdio[0])?)
-        .stdout(own(stdio[1])?)
-        .stderr(own(stdio[2])?)
+        .stdin(Stdio::from(i))
+        .stdout(Stdio::from(o))
+        .stderr(Stdio::from(e))
         .env_clear()
         .spawn()
 }

@@ -81,7 +81,7 @@ class SetUpLogging:
                 continue
             spec = finder.find_spec(name, cls.path, target)
             if spec is not None and spec.loader is not None:
-                spec.loader = _SetUpAfter(spec.loader, cls)
+                spec.loader = _SetUpAfter(spec.loader)
                 return spec
         return None
 
@@ -97,20 +97,16 @@ class SetUpLogging:
 class _SetUpAfter:
     """A loader that runs `logging`'s own, then sets it up. Only `exec_module` differs."""
 
-    def __init__(self, inner, hook):
+    def __init__(self, inner):
         self._inner = inner
-        self._hook = hook
 
     def __getattr__(self, name):
         return getattr(self._inner, name)
 
-    def create_module(self, spec):
-        return self._inner.create_module(spec)
-
     def exec_module(self, module):
         self._inner.exec_module(module)
-        if self._hook in sys.meta_path:
-            sys.meta_path.remove(self._hook)
+        if SetUpLogging in sys.meta_path:
+            sys.meta_path.remove(SetUpLogging)
         try:
             setup_logging(module)
         except Exception as e:  # noqa: BLE001 - never break the function's import
