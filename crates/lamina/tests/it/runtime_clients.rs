@@ -176,6 +176,48 @@ async fn node_handlers_commonjs_esm_and_callback() {
         (None, Some(true), Some(2))
     );
 
+    // A `.js` file is an ES module under a package.json that says so, as in node and on Lambda.
+    let esm_js =
+        b"export const handler = async (event) => ({ module: typeof require, event });\n".to_vec();
+    deploy(
+        c,
+        "esm-js",
+        &runtime,
+        "lib/app.handler",
+        package(&[
+            ("lib/app.js", esm_js),
+            ("package.json", br#"{"type": "module"}"#.to_vec()),
+        ]),
+    )
+    .await;
+    let (b, e) = invoke(c, "esm-js", serde_json::json!({"c": 3})).await;
+    assert_eq!(
+        (e, b["module"].as_str(), b["event"]["c"].as_i64()),
+        (None, Some("undefined"), Some(3))
+    );
+
+    // A CommonJS handler whose dependency is missing fails INIT as Lambda says.
+    let missing =
+        b"const x = require('no-such-package');\nexports.handler = async () => x;\n".to_vec();
+    deploy(
+        c,
+        "missing-dep",
+        &runtime,
+        "index.handler",
+        package(&[("index.js", missing)]),
+    )
+    .await;
+    let (b, e) = invoke(c, "missing-dep", serde_json::json!({})).await;
+    assert_eq!(e.as_deref(), Some("Unhandled"));
+    assert_eq!(b["errorType"], "Runtime.ImportModuleError");
+    assert!(
+        b["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("no-such-package"),
+        "{b}"
+    );
+
     let cb = b"exports.handler = (event, context, callback) => { if (event.fail) callback(new TypeError('nope')); else callback(null, { cb: true }); };\n".to_vec();
     deploy(
         c,

@@ -1,0 +1,334 @@
+// Lamina's Node.js runtime client: polls the Lambda Runtime API and calls the handler.
+// Runs as /var/runtime/index.js under the host's node. Handler `[dir/]file.export[.nested]`,
+// CommonJS or ES modules, async or callback handlers; the context object matches AWS's.
+// `console` writes as AWS's runtime does: `time\trequest id\tLEVEL\tmessage` in Text format, one
+// JSON object per call in JSON format (AWS_LAMBDA_LOG_FORMAT), at AWS_LAMBDA_LOG_LEVEL.
+// The client itself is CommonJS, and so is the loading of a CommonJS handler (`require`): node
+// starts its ES module loader only for a handler that is an ES module, which saves a CommonJS
+// function's cold start the loader's own start.
+"use strict";
+const net = require("node:net");
+const path = require("node:path");
+const fs = require("node:fs");
+const util = require("node:util");
+const { pathToFileURL } = require("node:url");
+
+const JSON_LOGS = (process.env.AWS_LAMBDA_LOG_FORMAT || "").toUpperCase() === "JSON";
+const ORDER = { TRACE: 0, DEBUG: 1, INFO: 2, WARN: 3, ERROR: 4, FATAL: 5 };
+const MIN_LEVEL = JSON_LOGS ? ORDER[(process.env.AWS_LAMBDA_LOG_LEVEL || "INFO").toUpperCase()] ?? ORDER.INFO : 0;
+let requestId;
+for (const [name, level] of [["trace", "TRACE"], ["debug", "DEBUG"], ["info", "INFO"], ["log", "INFO"], ["warn", "WARN"], ["error", "ERROR"]]) {
+  const write = console[name === "trace" ? "log" : name].bind(console);
+  console[name] = (...args) => {
+    if (ORDER[level] < MIN_LEVEL) return;
+    const timestamp = new Date().toISOString();
+    const message = util.format(...args);
+    write(JSON_LOGS
+      ? JSON.stringify(requestId ? { timestamp, level, requestId, message } : { timestamp, level, message })
+      : `${timestamp}\t${requestId ?? "undefined"}\t${level}\t${message}`);
+  };
+}
+
+const API = process.env.AWS_LAMBDA_RUNTIME_API;
+const [host, port] = API.split(":");
+const PREFIX = "/2018-06-01/runtime";
+const EMPTY = Buffer.alloc(0);
+
+// One keep-alive HTTP/1.1 connection to the Runtime API. Written here because node's `http`
+// costs more at start than the rest of this client; the Runtime API's answers are small and
+// regular (a status line, headers, a body of known length or chunked).
+class Conn {
+  constructor() {
+    this.sock = null;
+    this.chunks = [];
+    this.size = 0;
+    this.failure = null;
+    this.wake = null;
+  }
+
+  connect() {
+    return new Promise((resolve, reject) => {
+      const sock = net.connect({ host, port: Number(port) });
+      sock.setNoDelay(true);
+      this.sock = sock;
+      this.chunks = [];
+      this.size = 0;
+      this.failure = null;
+      const gone = (e) => {
+        if (this.sock !== sock) return;
+        this.failure ??= e || new Error("the Runtime API closed the connection");
+        this.poke();
+      };
+      sock.once("connect", () => {
+        sock.off("error", reject);
+        resolve();
+      });
+      sock.once("error", reject);
+      sock.on("error", gone);
+      sock.on("end", () => gone());
+      sock.on("close", () => gone());
+      sock.on("data", (d) => {
+        this.chunks.push(d);
+        this.size += d.length;
+        this.poke();
+      });
+    });
+  }
+
+  close() {
+    if (this.sock) this.sock.destroy();
+    this.sock = null;
+    this.chunks = [];
+    this.size = 0;
+  }
+
+  poke() {
+    const wake = this.wake;
+    this.wake = null;
+    if (wake) wake();
+  }
+
+  // Waits until `ready()` holds, or fails with the connection.
+  async until(ready) {
+    for (;;) {
+      if (ready()) return;
+      if (this.failure) throw this.failure;
+      await new Promise((resolve) => (this.wake = resolve));
+    }
+  }
+
+  flat() {
+    if (this.chunks.length > 1) this.chunks = [Buffer.concat(this.chunks, this.size)];
+    return this.chunks[0] || EMPTY;
+  }
+
+  take(n) {
+    const all = this.flat();
+    const rest = all.subarray(n);
+    this.chunks = rest.length ? [rest] : [];
+    this.size = rest.length;
+    return all.subarray(0, n);
+  }
+
+  async line() {
+    let end = -1;
+    await this.until(() => {
+      end = this.flat().indexOf(10);
+      if (end < 0 && this.size > 65536) throw new Error("a header line longer than 64 KiB");
+      return end >= 0;
+    });
+    return this.take(end + 1).toString("latin1");
+  }
+
+  async read(n) {
+    await this.until(() => this.size >= n);
+    return this.take(n);
+  }
+
+  async response() {
+    if (!(await this.line()).startsWith("HTTP/1.")) throw new Error("not an HTTP/1.1 response");
+    const headers = {};
+    for (let l; (l = await this.line()) !== "\r\n" && l !== "\n"; ) {
+      const colon = l.indexOf(":");
+      headers[l.slice(0, colon).trim().toLowerCase()] = l.slice(colon + 1).trim();
+    }
+    let body;
+    if ((headers["transfer-encoding"] || "").toLowerCase() === "chunked") {
+      const parts = [];
+      for (;;) {
+        const size = parseInt((await this.line()).split(";")[0], 16);
+        if (Number.isNaN(size)) throw new Error("a malformed chunk size");
+        if (size === 0) break;
+        parts.push(await this.read(size));
+        await this.line();
+      }
+      for (let l; (l = await this.line()) !== "\r\n" && l !== "\n"; );
+      body = Buffer.concat(parts);
+    } else {
+      body = await this.read(Number(headers["content-length"] || 0));
+    }
+    if ((headers.connection || "").toLowerCase() === "close") this.close();
+    return { headers, body };
+  }
+}
+
+const conn = new Conn();
+
+// Sends one request; resolves with the response's headers (names in lower case) and body. A
+// connection found broken is made again once.
+async function request(method, p, body, headers = {}) {
+  const payload = body === undefined ? EMPTY : Buffer.from(body);
+  let head = `${method} ${PREFIX}${p} HTTP/1.1\r\nHost: ${API}\r\nContent-Length: ${payload.length}\r\n`;
+  for (const [k, v] of Object.entries(headers)) head += `${k}: ${v}\r\n`;
+  const message = Buffer.concat([Buffer.from(head + "\r\n", "latin1"), payload]);
+  for (let attempt = 0; ; attempt++) {
+    try {
+      if (!conn.sock) await conn.connect();
+      conn.sock.write(message);
+      return await conn.response();
+    } catch (e) {
+      conn.close();
+      if (attempt) throw e;
+    }
+  }
+}
+
+function errorBody(e) {
+  const err = e instanceof Error ? e : new Error(String(e));
+  return {
+    errorType: err.name || "Error",
+    errorMessage: err.message,
+    trace: (err.stack || "").split("\n"),
+  };
+}
+
+async function postError(p, e, type) {
+  const body = JSON.stringify(e);
+  await request("POST", p, body, {
+    "Content-Type": "application/json",
+    "Lambda-Runtime-Function-Error-Type": type,
+  });
+}
+
+async function loadHandler() {
+  const spec = process.env._HANDLER || "";
+  const root = process.env.LAMBDA_TASK_ROOT || "/var/task";
+  if (spec.includes("..")) {
+    throw Object.assign(new Error(`'${spec}' is not a valid handler name. Use absolute paths when specifying root directories in handler names.`), { name: "Runtime.MalformedHandlerName" });
+  }
+  const dir = path.dirname(spec);
+  const base = path.basename(spec);
+  const dot = base.indexOf(".");
+  if (dot < 0) {
+    throw Object.assign(new Error(`Bad handler ${spec}`), { name: "Runtime.MalformedHandlerName" });
+  }
+  const file = base.slice(0, dot);
+  const chain = base.slice(dot + 1).split(".");
+  let mod;
+  const candidates = [".js", ".mjs", ".cjs"].map((ext) => path.join(root, dir, file + ext));
+  const found = candidates.find((c) => fs.existsSync(c));
+  if (!found) {
+    throw Object.assign(new Error(`Cannot find module '${file}'`), { name: "Runtime.ImportModuleError" });
+  }
+  try {
+    mod = await load(found);
+  } catch (e) {
+    if (e instanceof SyntaxError) throw Object.assign(e, { name: "Runtime.UserCodeSyntaxError" });
+    throw Object.assign(new Error(`Error: ${e.message}`), { name: "Runtime.ImportModuleError", stack: e.stack });
+  }
+  let h = mod;
+  for (const k of chain) {
+    h = h?.[k] ?? (k === chain[0] ? mod.default?.[k] : undefined);
+  }
+  if (typeof h !== "function") {
+    throw Object.assign(new Error(`${spec} is undefined or not exported`), { name: "Runtime.HandlerNotFound" });
+  }
+  return h;
+}
+
+// As node decides, and AWS's runtime: `.mjs` is an ES module, `.cjs` CommonJS, and `.js` an ES
+// module when the nearest package.json says `"type": "module"`. A `.js` that `require` refuses
+// as an ES module anyway is imported.
+async function load(file) {
+  if (file.endsWith(".mjs") || (file.endsWith(".js") && typeModule(path.dirname(file)))) {
+    return import(pathToFileURL(file).href);
+  }
+  try {
+    return require(file);
+  } catch (e) {
+    if (e && e.code === "ERR_REQUIRE_ESM") return import(pathToFileURL(file).href);
+    throw e;
+  }
+}
+
+// Whether the nearest package.json above `dir` (not past a node_modules folder) declares an ES
+// module package.
+function typeModule(dir) {
+  for (;;) {
+    if (path.basename(dir) === "node_modules") return false;
+    const pj = path.join(dir, "package.json");
+    if (fs.existsSync(pj)) {
+      try {
+        return JSON.parse(fs.readFileSync(pj, "utf8"))?.type === "module";
+      } catch {
+        return false;
+      }
+    }
+    const up = path.dirname(dir);
+    if (up === dir) return false;
+    dir = up;
+  }
+}
+
+function context(headers) {
+  const deadline = Number(headers["lambda-runtime-deadline-ms"] || 0);
+  const cc = headers["lambda-runtime-client-context"];
+  const ci = headers["lambda-runtime-cognito-identity"];
+  return {
+    callbackWaitsForEmptyEventLoop: true,
+    functionName: process.env.AWS_LAMBDA_FUNCTION_NAME,
+    functionVersion: process.env.AWS_LAMBDA_FUNCTION_VERSION,
+    memoryLimitInMB: process.env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE,
+    logGroupName: process.env.AWS_LAMBDA_LOG_GROUP_NAME,
+    logStreamName: process.env.AWS_LAMBDA_LOG_STREAM_NAME,
+    awsRequestId: headers["lambda-runtime-aws-request-id"],
+    invokedFunctionArn: headers["lambda-runtime-invoked-function-arn"],
+    clientContext: cc ? JSON.parse(cc) : undefined,
+    identity: ci ? JSON.parse(ci) : undefined,
+    getRemainingTimeInMillis: () => Math.max(deadline - Date.now(), 0),
+  };
+}
+
+function invoke(handler, event, ctx) {
+  return new Promise((resolve, reject) => {
+    let done = false;
+    const callback = (err, result) => {
+      if (done) return;
+      done = true;
+      err ? reject(err) : resolve(result);
+    };
+    try {
+      const r = handler(event, ctx, callback);
+      if (r && typeof r.then === "function") {
+        r.then((v) => callback(null, v), (e) => callback(e));
+      } else if (handler.length < 3) {
+        callback(null, r);
+      }
+    } catch (e) {
+      callback(e);
+    }
+  });
+}
+
+async function main() {
+  let handler;
+  try {
+    handler = await loadHandler();
+  } catch (e) {
+    const body = errorBody(e);
+    console.error(`${body.errorType}: ${body.errorMessage}`);
+    await postError("/init/error", body, body.errorType);
+    process.exit(1);
+  }
+  for (;;) {
+    const next = await request("GET", "/invocation/next");
+    const id = next.headers["lambda-runtime-aws-request-id"];
+    requestId = id;
+    if (next.headers["lambda-runtime-trace-id"]) process.env._X_AMZN_TRACE_ID = next.headers["lambda-runtime-trace-id"];
+    let result;
+    try {
+      const text = next.body.toString("utf8");
+      const event = text ? JSON.parse(text) : undefined;
+      result = await invoke(handler, event, context(next.headers));
+    } catch (e) {
+      const body = errorBody(e);
+      console.error(`Invoke Error \t${JSON.stringify(body)}`);
+      await postError(`/invocation/${id}/error`, body, "Unhandled");
+      continue;
+    }
+    const out = result === undefined ? "null" : JSON.stringify(result);
+    await request("POST", `/invocation/${id}/response`, out, { "Content-Type": "application/json" });
+  }
+}
+
+main();
