@@ -14,11 +14,12 @@
 //! 4. fork PID 1 of the new PID namespace, which dies with this process (`PR_SET_PDEATHSIG`),
 //!    joins the sandbox's cgroups and unshares a cgroup namespace rooted there (this process
 //!    stays outside the cgroups, so that freezing an idle sandbox never stops its watcher),
-//!    compiles the seccomp filters and reports `joined`. Up to here nothing depends on the
-//!    function, so the server may do this ahead of time. PID 1 then waits for the [`Launch`]
-//!    (and the detached mount for `/tmp` when it has one), builds the root filesystem, and forks
-//!    the function's process: rlimits, unprivileged uid/gid, no capabilities, `no_new_privs`,
-//!    seccomp, `execve`. PID 1 reports `started` (or why exec failed) on the control socket;
+//!    compiles the seccomp filters, forks the function's process (which loads them and waits,
+//!    see `init/function.rs`) and reports `joined`. Up to here nothing depends on the function,
+//!    so the server may do this ahead of time. PID 1 then waits for the [`Launch`] (and the
+//!    detached mount for `/tmp` when it has one), builds the root filesystem, and hands the
+//!    launch to the function's process: rlimits, unprivileged uid/gid, no capabilities,
+//!    `no_new_privs`, `execve`. PID 1 reports `started` (or why exec failed) on the control socket;
 //! 5. PID 1 reaps orphans and exits with the function process's status; this process exits with
 //!    PID 1's, which the server reads as the environment's exit status;
 //! 6. meanwhile this process watches the control socket: when the server goes away (even killed
@@ -33,9 +34,11 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixStream;
 
-use crate::kernel::{Kernel, LinuxKernel, Namespaces, Rlimit};
+use crate::kernel::{Kernel, LinuxKernel, Namespaces};
 use crate::rootfs::Tmp;
 use crate::{Launch, Spec, fdpass, rootfs, seccomp};
+
+mod function;
 
 /// Runs `sandbox-init`. Never returns.
 pub fn main() -> ! {
@@ -69,16 +72,24 @@ fn step<T>(what: &str, r: io::Result<T>) -> io::Result<T> {
     r.map_err(|e| io::Error::new(e.kind(), format!("{what}: {e}")))
 }
 
-fn read_framed<T: serde::de::DeserializeOwned>(mut ctl: &UnixStream) -> io::Result<T> {
+/// One length-prefixed message from the server.
+fn read_frame(mut ctl: &UnixStream) -> io::Result<Vec<u8>> {
     let mut len = [0u8; 4];
     ctl.read_exact(&mut len)?;
     let len = u32::from_le_bytes(len) as usize;
-    if len > 1 << 20 {
+    if len > MAX_FRAME {
         return Err(io::Error::new(io::ErrorKind::InvalidData, "spec too large"));
     }
     let mut buf = vec![0u8; len];
     ctl.read_exact(&mut buf)?;
-    serde_json::from_slice(&buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    Ok(buf)
+}
+
+/// The largest message the server sends (a spec or a launch).
+const MAX_FRAME: usize = 1 << 20;
+
+fn parse<T: serde::de::DeserializeOwned>(frame: &[u8]) -> io::Result<T> {
+    serde_json::from_slice(frame).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 /// Receives a one-byte message that carries a descriptor (`what` names it in errors).
@@ -103,7 +114,10 @@ fn join_netns(ns: &OwnedFd) -> io::Result<()> {
 
 fn run(ctl: &UnixStream) -> io::Result<i32> {
     let k = LinuxKernel;
-    let spec: Spec = step("reading the sandbox spec", read_framed(ctl))?;
+    let spec: Spec = step(
+        "reading the sandbox spec",
+        read_frame(ctl).and_then(|f| parse(&f)),
+    )?;
     let netns = match spec.netns {
         true => Some(step(
             "receiving the network namespace",
@@ -266,13 +280,19 @@ fn pid_one(k: &dyn Kernel, spec: &Spec, ctl: &UnixStream) -> io::Result<i32> {
         "compiling the seccomp filters",
         seccomp::filters().map_err(io::Error::other),
     )?;
+    let function = step(
+        "forking the function's process",
+        function::Waiting::fork(k, spec.user_namespace, &filters),
+    )?;
+    drop(filters);
     step("reporting ready", (&*ctl).write_all(b"joined\n"))?;
     // The server may keep this sandbox waiting here; if it goes away instead, the read fails.
-    let launch: Launch = match read_framed(ctl) {
-        Ok(l) => l,
+    let frame = match read_frame(ctl) {
+        Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(125),
         Err(e) => return Err(io::Error::new(e.kind(), format!("reading the launch: {e}"))),
     };
+    let launch: Launch = step("reading the launch", parse(&frame))?;
     let tmp_mount = match launch.root.tmp {
         Tmp::Mount => Some(step("receiving /tmp", read_fd(ctl, "the /tmp mount"))?),
         Tmp::Tmpfs { .. } => None,
@@ -284,32 +304,9 @@ fn pid_one(k: &dyn Kernel, spec: &Spec, ctl: &UnixStream) -> io::Result<i32> {
     // PID 1's copy of the mount descriptor, attached by now.
     drop(tmp_mount);
     step("setting the hostname", k.sethostname(&launch.hostname))?;
-    // The function's process reports a failure before exec on this pipe; a successful exec
-    // closes it (close-on-exec) without a word.
-    let mut pipe = [0; 2];
-    // SAFETY: pipe2 writes two descriptors into `pipe`.
-    if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) } == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: both descriptors are fresh and ours.
-    let (status_r, status_w) =
-        unsafe { (OwnedFd::from_raw_fd(pipe[0]), OwnedFd::from_raw_fd(pipe[1])) };
-    // SAFETY: single-threaded process; see `run`.
-    let child = match unsafe { libc::fork() } {
-        -1 => return Err(io::Error::last_os_error()),
-        0 => {
-            drop(status_r);
-            let err = exec_function(k, spec.user_namespace, &launch, &filters);
-            let mut w = std::fs::File::from(status_w);
-            let _ = w.write_all(err.to_string().as_bytes());
-            // SAFETY: leaving a failed child.
-            unsafe { libc::_exit(127) }
-        }
-        pid => pid,
-    };
-    drop(status_w);
-    let mut failure = String::new();
-    let _ = std::fs::File::from(status_r).read_to_string(&mut failure);
+    // The function's process shares this mount namespace: pivot_root moved its root and working
+    // directory into the new root with PID 1's.
+    let (child, failure) = function.launch(&frame);
     let report = if failure.is_empty() {
         "started\n".to_owned()
     } else {
@@ -335,69 +332,6 @@ fn pid_one(k: &dyn Kernel, spec: &Spec, ctl: &UnixStream) -> io::Result<i32> {
     }
 }
 
-/// Becomes the function's process. Returns only on failure.
-fn exec_function(
-    k: &dyn Kernel,
-    user_namespace: bool,
-    spec: &Launch,
-    filters: &[seccompiler::BpfProgram],
-) -> io::Error {
-    let go = || -> io::Result<std::convert::Infallible> {
-        // The control socket is close-on-exec: it stays open only until exec succeeds.
-        let null = std::fs::File::open("/dev/null")?;
-        // SAFETY: dup2 of valid descriptors onto standard input.
-        if unsafe { libc::dup2(null.as_raw_fd(), 0) } == -1 {
-            return Err(io::Error::last_os_error());
-        }
-        step("rlimit nofile", k.setrlimit(Rlimit::NoFile, spec.nofile))?;
-        step("rlimit nproc", k.setrlimit(Rlimit::NProc, spec.nproc))?;
-        step("rlimit core", k.setrlimit(Rlimit::Core, 0))?;
-        if user_namespace {
-            step("dropping capabilities", k.drop_capabilities())?;
-        } else {
-            step("dropping privileges", k.become_user(spec.uid, spec.gid))?;
-        }
-        step("no_new_privs", k.no_new_privs())?;
-        step("chdir", k.chdir(&spec.cwd))?;
-        let argv: Vec<std::ffi::CString> = spec
-            .argv
-            .iter()
-            .map(|a| cstring(a))
-            .collect::<io::Result<_>>()?;
-        let env: Vec<std::ffi::CString> = spec
-            .env
-            .iter()
-            .map(|(k, v)| cstring(&format!("{k}={v}")))
-            .collect::<io::Result<_>>()?;
-        let mut argv_p: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
-        argv_p.push(std::ptr::null());
-        let mut env_p: Vec<*const libc::c_char> = env.iter().map(|a| a.as_ptr()).collect();
-        env_p.push(std::ptr::null());
-        if argv.is_empty() {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty argv"));
-        }
-        for filter in filters {
-            step(
-                "seccomp",
-                seccompiler::apply_filter(filter).map_err(io::Error::other),
-            )?;
-        }
-        // execve does not search PATH: a bare name (an image's `CMD ["python3", …]`) is looked
-        // up in the function's PATH here, inside its root and as its own user.
-        let program = cstring(&find_program(&spec.argv[0], &spec.env))?;
-        // SAFETY: argv and env are NUL-terminated arrays of valid C strings that outlive the call.
-        unsafe { libc::execve(program.as_ptr(), argv_p.as_ptr(), env_p.as_ptr()) };
-        Err(io::Error::new(
-            io::Error::last_os_error().kind(),
-            format!("{}: {}", spec.argv[0], io::Error::last_os_error()),
-        ))
-    };
-    match go() {
-        Err(e) => e,
-        Ok(never) => match never {},
-    }
-}
-
 /// Unshares a user namespace in which our own uid and gid are root.
 fn enter_user_namespace(k: &dyn Kernel) -> io::Result<()> {
     // SAFETY: getuid/getgid have no preconditions.
@@ -413,15 +347,6 @@ fn enter_user_namespace(k: &dyn Kernel) -> io::Result<()> {
         &format!("0 {gid} 1"),
     )?;
     Ok(())
-}
-
-fn cstring(s: &str) -> io::Result<std::ffi::CString> {
-    std::ffi::CString::new(s).map_err(|_| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "NUL byte in argv or environment",
-        )
-    })
 }
 
 fn wait_exit_code(pid: libc::pid_t) -> i32 {
@@ -474,30 +399,4 @@ fn loopback_up() -> io::Result<()> {
         }
     }
     Ok(())
-}
-
-/// `name` itself if it holds a `/`; otherwise the first executable `dir/name` along the `PATH`
-/// of `env` (or the usual default), or `name` unchanged for execve to report.
-fn find_program(name: &str, env: &[(String, String)]) -> String {
-    if name.contains('/') {
-        return name.to_owned();
-    }
-    let path = env.iter().find(|(k, _)| k == "PATH").map_or(
-        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        |(_, v)| v,
-    );
-    for dir in path.split(':').filter(|d| !d.is_empty()) {
-        let candidate = format!("{}/{name}", dir.trim_end_matches('/'));
-        let Ok(c) = std::ffi::CString::new(candidate.clone()) else {
-            continue;
-        };
-        if !std::fs::metadata(&candidate).is_ok_and(|m| m.is_file()) {
-            continue;
-        }
-        // SAFETY: `c` is a valid NUL-terminated string for the duration of the call.
-        if unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0 {
-            return candidate;
-        }
-    }
-    name.to_owned()
 }

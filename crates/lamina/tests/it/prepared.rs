@@ -13,7 +13,15 @@ use crate::helpers::*;
 /// A bootstrap that answers each event with what `/tmp` holds, then leaves a file there.
 const TMP_RUNTIME: &[u8] = b"#!/bin/sh\nwhile true; do\n  H=$(mktemp)\n  curl -sS -o /dev/null -D $H \"http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/runtime/invocation/next\"\n  ID=$(grep -i lambda-runtime-aws-request-id $H | tr -d '\\r' | cut -d' ' -f2)\n  rm -f $H\n  SEEN=$(ls /tmp | tr '\\n' ' ')\n  touch /tmp/left-by-$NAME\n  curl -sS -o /dev/null -X POST \"http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/runtime/invocation/$ID/response\" -d \"\\\"$SEEN\\\"\"\ndone\n";
 
+/// A bootstrap that answers its one event with how its process started: the signals it ignores
+/// and its seccomp mode, from `/proc/self/status` (of `grep`, which `sh` started).
+const STATUS_RUNTIME: &[u8] = b"#!/bin/sh\nH=$(mktemp)\ncurl -sS -o /dev/null -D $H \"http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/runtime/invocation/next\"\nID=$(grep -i lambda-runtime-aws-request-id $H | tr -d '\\r' | cut -d' ' -f2)\nS=$(grep -E '^(SigIgn|Seccomp):' /proc/self/status | tr -d '\\t' | tr '\\n' ' ')\ncurl -sS -o /dev/null -X POST \"http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/runtime/invocation/$ID/response\" -d \"\\\"$S\\\"\"\nsleep 60\n";
+
 async fn deploy(c: &Client, name: &str, memory: i32) {
+    deploy_script(c, name, memory, TMP_RUNTIME).await;
+}
+
+async fn deploy_script(c: &Client, name: &str, memory: i32, script: &[u8]) {
     c.create_function()
         .function_name(name)
         .runtime(Runtime::Providedal2023)
@@ -27,7 +35,7 @@ async fn deploy(c: &Client, name: &str, memory: i32) {
         )
         .code(
             FunctionCode::builder()
-                .zip_file(Blob::new(bootstrap_zip(TMP_RUNTIME)))
+                .zip_file(Blob::new(bootstrap_zip(script)))
                 .build(),
         )
         .send()
@@ -122,6 +130,41 @@ async fn cold_starts_take_sandboxes_made_ahead_with_their_own_limits() {
         String::from_utf8(out.payload().unwrap().as_ref().to_vec()).unwrap(),
         r#""left-by-first ""#
     );
+}
+
+/// The function's process is forked, and loads its seccomp filters, while its sandbox waits in
+/// the pool; what it executes still starts under those filters, and with no signal ignored (the
+/// sandbox's own processes ignore `SIGPIPE`, and an ignored signal stays ignored across `execve`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_from_the_pool_runs_filtered_with_no_signal_ignored() {
+    assert!(
+        Path::new("/sys/fs/cgroup/memory").exists(),
+        "this test counts the sandboxes made ahead in cgroup v1 (as on the CI machine)"
+    );
+    let app = spawn_app_with("prepared_sandboxes = 2").await;
+    let c = &app.client;
+    wait_for_groups(&cgroup_parent(app.data_dir()), 2).await;
+    deploy_script(c, "status", 256, STATUS_RUNTIME).await;
+    let out = c
+        .invoke()
+        .function_name("status")
+        .payload(Blob::new(b"{}".to_vec()))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("invoke: {}", describe(&e)));
+    assert_eq!(out.function_error(), None);
+    let status: String = serde_json::from_slice(out.payload().unwrap().as_ref()).unwrap();
+    let field = |name: &str| {
+        status
+            .split_whitespace()
+            .find_map(|f| f.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name} in {status:?}"))
+            .to_owned()
+    };
+    assert_eq!(field("Seccomp:"), "2", "filtered: {status:?}");
+    // Nothing ignored: not SIGPIPE (bit 12), which the sandbox's own processes ignore, nor what
+    // the server was started ignoring.
+    assert_eq!(field("SigIgn:"), "0000000000000000", "{status:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,237 @@
+//! The function's process. PID 1 forks it when the sandbox is prepared, before the sandbox knows
+//! its function, and it loads the seccomp filters at once: a launch then pays neither the fork
+//! nor the filters' loading (the kernel checks each filter against every system call number as
+//! it loads it, about 0.2 ms for the largest). It waits for its [`Launch`] on a pipe, and meanwhile
+//! holds nothing of a function: PID 1 builds the root only after it has forked, and `pivot_root`
+//! moves this process's root and working directory into the new root with PID 1's, since the
+//! two share their mount namespace.
+//!
+//! Under the filters from the start, this process still does everything it must before
+//! `execve`: rlimits, the uid and gid or the capability bounding set, `no_new_privs`, `chdir`. The
+//! filters refuse none of them.
+
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use crate::Launch;
+use crate::kernel::{Kernel, Rlimit};
+
+use super::{MAX_FRAME, parse, step};
+
+/// The function's process, forked and waiting for its launch. Dropped without a launch, its
+/// pipe closes and it exits.
+pub(super) struct Waiting {
+    pid: libc::pid_t,
+    /// Where the launch is written; closed after it.
+    go: OwnedFd,
+    /// Where the process reports why it did not exec (nothing: it did; close-on-exec).
+    status: OwnedFd,
+}
+
+impl Waiting {
+    /// Forks the function's process, which loads `filters` and waits.
+    pub(super) fn fork(
+        k: &dyn Kernel,
+        user_namespace: bool,
+        filters: &[seccompiler::BpfProgram],
+    ) -> io::Result<Self> {
+        let (go_r, go_w) = pipe()?;
+        let (status_r, status_w) = pipe()?;
+        // SAFETY: PID 1 is single-threaded; see `run`.
+        match unsafe { libc::fork() } {
+            -1 => Err(io::Error::last_os_error()),
+            0 => {
+                drop((go_w, status_r));
+                let err = wait_and_exec(k, user_namespace, filters, go_r);
+                let mut w = std::fs::File::from(status_w);
+                let _ = w.write_all(err.to_string().as_bytes());
+                // SAFETY: leaving a failed child.
+                unsafe { libc::_exit(127) }
+            }
+            pid => Ok(Self {
+                pid,
+                go: go_w,
+                status: status_r,
+            }),
+        }
+    }
+
+    /// Hands the process its launch (`frame`, as PID 1 received it) and waits until it has
+    /// exec'd. Returns its pid and why it did not exec (empty if it did).
+    pub(super) fn launch(self, frame: &[u8]) -> (libc::pid_t, String) {
+        // A process that failed before it read this is gone: the write fails, and its status
+        // says why.
+        let _ = std::fs::File::from(self.go).write_all(frame);
+        let mut failure = String::new();
+        let _ = std::fs::File::from(self.status).read_to_string(&mut failure);
+        (self.pid, failure)
+    }
+}
+
+fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two descriptors into `fds`.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors are fresh and ours.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Sets every signal's action to its default. An ignored signal stays ignored across `execve`,
+/// and this process ignores `SIGPIPE` (as Rust programs do), a few signals glibc keeps for itself,
+/// and whatever the server's own parent had it ignore: the function starts with none ignored, as
+/// on Lambda. Made with the system call itself, since glibc refuses to touch its own signals.
+fn default_signals() -> io::Result<()> {
+    /// The kernel's `struct sigaction` on x86-64 and aarch64: handler, flags, restorer, mask.
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: u64,
+        restorer: usize,
+        mask: u64,
+    }
+    let default = KernelSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for sig in 1..=libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: rt_sigaction with a valid action, no old action, and the kernel's mask size.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &default as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                std::mem::size_of::<u64>(),
+            )
+        };
+        if rc == -1 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// The forked process: takes every signal's default action, loads the filters, reads the launch,
+/// execs. Returns only on failure; exits
+/// quietly if the sandbox is never launched.
+fn wait_and_exec(
+    k: &dyn Kernel,
+    user_namespace: bool,
+    filters: &[seccompiler::BpfProgram],
+    go: OwnedFd,
+) -> io::Error {
+    if let Err(e) = default_signals() {
+        return io::Error::new(e.kind(), format!("resetting signals: {e}"));
+    }
+    for filter in filters {
+        if let Err(e) = seccompiler::apply_filter(filter) {
+            return io::Error::other(format!("seccomp: {e}"));
+        }
+    }
+    let mut frame = Vec::new();
+    let read = std::fs::File::from(go)
+        .take(MAX_FRAME as u64)
+        .read_to_end(&mut frame);
+    if read.is_ok() && frame.is_empty() {
+        // SAFETY: never launched: leaving without a word.
+        unsafe { libc::_exit(125) }
+    }
+    match read.and_then(|_| parse::<Launch>(&frame)) {
+        Ok(launch) => exec_function(k, user_namespace, &launch),
+        Err(e) => io::Error::new(e.kind(), format!("reading the launch: {e}")),
+    }
+}
+
+/// Becomes the function's process. Returns only on failure.
+fn exec_function(k: &dyn Kernel, user_namespace: bool, spec: &Launch) -> io::Error {
+    let go = || -> io::Result<std::convert::Infallible> {
+        // The control socket is close-on-exec: it stays open only until exec succeeds.
+        let null = std::fs::File::open("/dev/null")?;
+        // SAFETY: dup2 of valid descriptors onto standard input.
+        if unsafe { libc::dup2(null.as_raw_fd(), 0) } == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        step("rlimit nofile", k.setrlimit(Rlimit::NoFile, spec.nofile))?;
+        step("rlimit nproc", k.setrlimit(Rlimit::NProc, spec.nproc))?;
+        step("rlimit core", k.setrlimit(Rlimit::Core, 0))?;
+        if user_namespace {
+            step("dropping capabilities", k.drop_capabilities())?;
+        } else {
+            step("dropping privileges", k.become_user(spec.uid, spec.gid))?;
+        }
+        step("no_new_privs", k.no_new_privs())?;
+        step("chdir", k.chdir(&spec.cwd))?;
+        let argv: Vec<std::ffi::CString> = spec
+            .argv
+            .iter()
+            .map(|a| cstring(a))
+            .collect::<io::Result<_>>()?;
+        let env: Vec<std::ffi::CString> = spec
+            .env
+            .iter()
+            .map(|(k, v)| cstring(&format!("{k}={v}")))
+            .collect::<io::Result<_>>()?;
+        let mut argv_p: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+        argv_p.push(std::ptr::null());
+        let mut env_p: Vec<*const libc::c_char> = env.iter().map(|a| a.as_ptr()).collect();
+        env_p.push(std::ptr::null());
+        if argv.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty argv"));
+        }
+        // execve does not search PATH: a bare name (an image's `CMD ["python3", …]`) is looked
+        // up in the function's PATH here, inside its root and as its own user.
+        let program = cstring(&find_program(&spec.argv[0], &spec.env))?;
+        // SAFETY: argv and env are NUL-terminated arrays of valid C strings that outlive the call.
+        unsafe { libc::execve(program.as_ptr(), argv_p.as_ptr(), env_p.as_ptr()) };
+        Err(io::Error::new(
+            io::Error::last_os_error().kind(),
+            format!("{}: {}", spec.argv[0], io::Error::last_os_error()),
+        ))
+    };
+    match go() {
+        Err(e) => e,
+        Ok(never) => match never {},
+    }
+}
+
+fn cstring(s: &str) -> io::Result<std::ffi::CString> {
+    std::ffi::CString::new(s).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "NUL byte in argv or environment",
+        )
+    })
+}
+
+/// `name` itself if it holds a `/`; otherwise the first executable `dir/name` along the `PATH`
+/// of `env` (or the usual default), or `name` unchanged for execve to report.
+fn find_program(name: &str, env: &[(String, String)]) -> String {
+    if name.contains('/') {
+        return name.to_owned();
+    }
+    let path = env.iter().find(|(k, _)| k == "PATH").map_or(
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        |(_, v)| v,
+    );
+    for dir in path.split(':').filter(|d| !d.is_empty()) {
+        let candidate = format!("{}/{name}", dir.trim_end_matches('/'));
+        let Ok(c) = std::ffi::CString::new(candidate.clone()) else {
+            continue;
+        };
+        if !std::fs::metadata(&candidate).is_ok_and(|m| m.is_file()) {
+            continue;
+        }
+        // SAFETY: `c` is a valid NUL-terminated string for the duration of the call.
+        if unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0 {
+            return candidate;
+        }
+    }
+    name.to_owned()
+}
