@@ -51,7 +51,7 @@ pub struct Tap {
     /// Lines of the invocation in progress, when someone wants its tail.
     capture: Mutex<Option<String>>,
     /// The read end of the environment's output pipe while it is pumped, to see whether output
-    /// is still in flight.
+    /// is still in flight; held by the pump from each read until its lines are logged.
     pipe: Mutex<Option<i32>>,
     /// The function's log budget, shared by its environments.
     budget: Budget,
@@ -194,16 +194,22 @@ impl Tap {
             // An idle environment holds no read buffer: a worker thread's own is lent for each
             // read, which happens between awaits.
             while rx.readable().await.is_ok() {
-                let open = READ_BUF.with_borrow_mut(|buf| match rx.try_read(buf) {
-                    Ok(0) => false,
-                    Ok(n) => {
-                        tap.split_lines(&mut line, &buf[..n]);
-                        true
+                let open = READ_BUF.with_borrow_mut(|buf| {
+                    // Held from the read until its lines are logged: `drain`, which looks at the
+                    // pipe under the same lock, never finds it empty while the lines it held are
+                    // still on their way (on another worker thread).
+                    let _reading = tap.pipe.lock().unwrap_or_else(|e| e.into_inner());
+                    match rx.try_read(buf) {
+                        Ok(0) => false,
+                        Ok(n) => {
+                            tap.split_lines(&mut line, &buf[..n]);
+                            true
+                        }
+                        Err(e) => matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                        ),
                     }
-                    Err(e) => matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
-                    ),
                 });
                 if !open {
                     break;
