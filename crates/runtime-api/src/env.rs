@@ -169,11 +169,12 @@ impl Environment {
                 let bootstrap_in_task =
                     runtimes::bootstrap_in_task(&f.code_tree, f.opt_tree.as_deref());
                 crate::image::Launch {
-                    binds: inner.binds(&f.code_tree, f.opt_tree.as_deref()),
-                    symlinks: inner.symlinks.clone(),
+                    binds: inner.function_binds(&f.code_tree, f.opt_tree.as_deref()),
+                    symlinks: Vec::new(),
                     cwd: "/var/task".into(),
                     argv: runtimes::argv(offered, bootstrap_in_task),
                     env: crate::image::env_vars(f, offered, &stream),
+                    on_base: true,
                 }
             }
         };
@@ -215,6 +216,7 @@ impl Environment {
                         mb: f.tmp_mb as u64,
                     },
                 },
+                on_base: launch.on_base,
             },
             uid: uid.unwrap_or(0),
             gid: uid.unwrap_or(0),

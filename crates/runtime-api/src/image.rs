@@ -19,6 +19,9 @@ pub(crate) struct Launch {
     pub cwd: String,
     pub argv: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// The binds extend the root's base every sandbox builds ahead (the system tree); else they
+    /// are the whole root.
+    pub on_base: bool,
 }
 
 /// Entries an image root may have at its top level.
@@ -48,6 +51,7 @@ pub(crate) fn launch(
         cwd: image.cwd.clone(),
         argv: image.argv.clone(),
         env: env(f, image, stream),
+        on_base: false,
     })
 }
 

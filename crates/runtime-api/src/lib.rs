@@ -210,9 +210,6 @@ pub(crate) struct Inner {
     pub(crate) host: Host,
     pub(crate) runtimes: Vec<Offered>,
     pub(crate) paths: Paths,
-    /// Top-level symbolic links of the sandbox root (`bin` → `usr/bin` on merged-/usr systems).
-    pub(crate) symlinks: Vec<(String, String)>,
-    pub(crate) system_binds: Vec<Bind>,
     pub(crate) logs: Arc<dyn LogSink>,
     pub(crate) log_budgets: logs::Budgets,
     pub(crate) pins: Arc<dyn CodePins>,
@@ -234,20 +231,21 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
-    /// Read-only binds: the system tree, then the function's code and layers.
-    pub(crate) fn binds(&self, code_tree: &Path, opt_tree: Option<&Path>) -> Vec<Bind> {
-        let mut b = self.system_binds.clone();
-        b.push(Bind {
-            source: code_tree.to_path_buf(),
-            target: "/var/task".into(),
-            file: false,
-        });
-        b.push(Bind {
-            source: opt_tree.map_or_else(|| self.paths.opt.clone(), Path::to_path_buf),
-            target: "/opt".into(),
-            file: false,
-        });
-        b
+    /// Read-only binds of the function's code and layers, on the root's base (the system tree,
+    /// which every sandbox builds ahead).
+    pub(crate) fn function_binds(&self, code_tree: &Path, opt_tree: Option<&Path>) -> Vec<Bind> {
+        vec![
+            Bind {
+                source: code_tree.to_path_buf(),
+                target: "/var/task".into(),
+                file: false,
+            },
+            Bind {
+                source: opt_tree.map_or_else(|| self.paths.opt.clone(), Path::to_path_buf),
+                target: "/opt".into(),
+                file: false,
+            },
+        ]
     }
 }
 
@@ -374,6 +372,13 @@ impl Executor {
             init_exe: paths.init_exe.clone(),
             net: net.clone(),
             user_namespace: !host.root,
+            // Top-level symbolic links (`bin` → `usr/bin` on merged-/usr hosts) and the system
+            // tree.
+            base: lamina_sandbox::rootfs::Base {
+                mountpoint: paths.root_mountpoint.clone(),
+                binds: system_binds,
+                symlinks,
+            },
             next_id: AtomicU64::new(1),
             starts: Arc::default(),
         });
@@ -383,8 +388,6 @@ impl Executor {
                 host,
                 runtimes,
                 paths,
-                symlinks,
-                system_binds,
                 logs,
                 log_budgets: logs::Budgets::new(
                     config.log_rate_bytes_per_s,

@@ -35,6 +35,8 @@ pub(crate) struct Maker {
     pub(crate) init_exe: PathBuf,
     pub(crate) net: Option<Networking>,
     pub(crate) user_namespace: bool,
+    /// The root's base every sandbox builds before it is ready.
+    pub(crate) base: lamina_sandbox::rootfs::Base,
     pub(crate) next_id: AtomicU64,
     pub(crate) starts: Arc<Starts>,
 }
@@ -183,6 +185,7 @@ impl Maker {
             netns: premade.lease.is_some(),
             runtime_api_port: RUNTIME_API_PORT,
             user_namespace: self.user_namespace,
+            base: Some(self.base.clone()),
         };
         if let Some(layout) = &self.layout {
             // Placeholder limits until `fit`; no CPU quota for our own PID 1 meanwhile.

@@ -15,9 +15,11 @@
 //!    joins the sandbox's cgroups and unshares a cgroup namespace rooted there (this process
 //!    stays outside the cgroups, so that freezing an idle sandbox never stops its watcher),
 //!    compiles the seccomp filters, forks the function's process (which loads them and waits,
-//!    see `init/function.rs`) and reports `joined`. Up to here nothing depends on the function,
-//!    so the server may do this ahead of time. PID 1 then waits for the [`Launch`] (and the
-//!    detached mount for `/tmp` when it has one), builds the root filesystem, and hands the
+//!    see `init/function.rs`), builds the part of the root every function shares (the spec's
+//!    base: the system tree, `/proc`, `/dev`) and reports `joined`. Up to here nothing depends on
+//!    the function, so the server may do this ahead of time. PID 1 then waits for the [`Launch`]
+//!    (and the detached mount for `/tmp` when it has one), adds the function's trees to the root
+//!    (or lets the base go and builds an image's root whole), pivots into it, and hands the
 //!    launch to the function's process: rlimits, unprivileged uid/gid, no capabilities,
 //!    `no_new_privs`, `execve`. PID 1 reports `started` (or why exec failed) on the control socket;
 //! 5. PID 1 reaps orphans and exits with the function process's status; this process exits with
@@ -285,6 +287,9 @@ fn pid_one(k: &dyn Kernel, spec: &Spec, ctl: &UnixStream) -> io::Result<i32> {
         function::Waiting::fork(k, spec.user_namespace, &filters),
     )?;
     drop(filters);
+    if let Some(base) = &spec.base {
+        step("building the root's base", rootfs::build_base(k, base))?;
+    }
     step("reporting ready", (&*ctl).write_all(b"joined\n"))?;
     // The server may keep this sandbox waiting here; if it goes away instead, the read fails.
     let frame = match read_frame(ctl) {
@@ -293,6 +298,16 @@ fn pid_one(k: &dyn Kernel, spec: &Spec, ctl: &UnixStream) -> io::Result<i32> {
         Err(e) => return Err(io::Error::new(e.kind(), format!("reading the launch: {e}"))),
     };
     let launch: Launch = step("reading the launch", parse(&frame))?;
+    match (&spec.base, launch.root.on_base) {
+        (Some(base), false) => step("letting the root's base go", rootfs::drop_base(k, base))?,
+        (None, true) => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the launch extends a root base this sandbox did not build",
+            ));
+        }
+        _ => {}
+    }
     let tmp_mount = match launch.root.tmp {
         Tmp::Mount => Some(step("receiving /tmp", read_fd(ctl, "the /tmp mount"))?),
         Tmp::Tmpfs { .. } => None,

@@ -51,6 +51,10 @@ pub struct Spec {
     /// Run in a new user namespace (when the server is not root): uid/gid 0 inside map to the
     /// server's own ids outside, and the function keeps uid 0 but no capabilities.
     pub user_namespace: bool,
+    /// The part of the root every function shares, built before the sandbox reports itself
+    /// ready, so that a launch on it ([`rootfs::RootPlan::on_base`]) only adds the function's.
+    #[serde(default)]
+    pub base: Option<rootfs::Base>,
 }
 
 /// The function's part: its root, its user and limits, and what to execute.

@@ -34,6 +34,21 @@ pub struct RootPlan {
     pub symlinks: Vec<(String, String)>,
     /// What `/tmp` is.
     pub tmp: Tmp,
+    /// The root extends the [`Base`] the sandbox built while it waited: `binds` holds only what
+    /// the base lacks, and `mountpoint` and `symlinks` are the base's. Otherwise a base built
+    /// ahead is let go and the whole root built from this plan.
+    #[serde(default)]
+    pub on_base: bool,
+}
+
+/// The part of the root every function shares (the system tree, `/proc`, `/dev`), which a
+/// sandbox builds before it knows its function: a launch then only binds the function's own
+/// trees, moves `/tmp` in and pivots.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Base {
+    pub mountpoint: PathBuf,
+    pub binds: Vec<Bind>,
+    pub symlinks: Vec<(String, String)>,
 }
 
 /// The sandbox's `/tmp`.
@@ -68,10 +83,60 @@ fn ro() -> MountFlags {
 }
 
 /// Builds the root and pivots into it. Runs inside the new mount and PID namespaces. `tmp_mount`
-/// is the detached mount for [`Tmp::Mount`].
+/// is the detached mount for [`Tmp::Mount`]. With [`RootPlan::on_base`], the base must have been
+/// built ([`build_base`]); without it, a base built ahead must have been let go ([`drop_base`]).
 pub fn build(k: &dyn Kernel, plan: &RootPlan, tmp_mount: Option<RawFd>) -> io::Result<()> {
+    if !plan.on_base {
+        build_base(
+            k,
+            &Base {
+                mountpoint: plan.mountpoint.clone(),
+                binds: Vec::new(),
+                symlinks: plan.symlinks.clone(),
+            },
+        )?;
+    }
     let root = &plan.mountpoint;
-    let at = |p: &Path| root.join(p.strip_prefix("/").unwrap_or(p));
+    bind_all(k, root, &plan.binds)?;
+    match (plan.tmp, tmp_mount) {
+        (Tmp::Mount, Some(fd)) => k.move_mount(fd, &root.join("tmp"))?,
+        (Tmp::Mount, None) => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "no mount was passed for /tmp",
+            ));
+        }
+        (Tmp::Tmpfs { mb }, _) => k.mount(
+            "tmpfs",
+            &root.join("tmp"),
+            Some("tmpfs"),
+            MountFlags::NOSUID | MountFlags::NODEV,
+            Some(&format!("size={mb}m,mode=1777")),
+        )?,
+    }
+    k.chdir(root)?;
+    k.pivot_root(root, &root.join("oldroot"))?;
+    k.chdir(Path::new("/"))?;
+    k.umount_detach(Path::new("/oldroot"))?;
+    k.remove_dir(Path::new("/oldroot"))?;
+    k.mount(
+        "none",
+        Path::new("/"),
+        None,
+        MountFlags::REMOUNT
+            | MountFlags::BIND
+            | MountFlags::RDONLY
+            | MountFlags::NOSUID
+            | MountFlags::NODEV,
+        None,
+    )?;
+    Ok(())
+}
+
+/// Builds what every root shares on `base.mountpoint`: the tmpfs, the top-level links, `base`'s
+/// binds, a fresh `/proc` and a minimal `/dev`. Runs inside the new mount and PID namespaces.
+pub fn build_base(k: &dyn Kernel, base: &Base) -> io::Result<()> {
+    let root = &base.mountpoint;
     // Nothing we mount may propagate back to the host.
     k.mount(
         "none",
@@ -90,37 +155,10 @@ pub fn build(k: &dyn Kernel, plan: &RootPlan, tmp_mount: Option<RawFd>) -> io::R
     for dir in ["tmp", "proc", "dev", "oldroot"] {
         k.create_dir(&root.join(dir))?;
     }
-    for (link, target) in &plan.symlinks {
+    for (link, target) in &base.symlinks {
         k.symlink(target, &root.join(link))?;
     }
-    for b in &plan.binds {
-        let target = at(&b.target);
-        create_path(k, root, &b.target, b.file)?;
-        k.mount(
-            &b.source.to_string_lossy(),
-            &target,
-            None,
-            MountFlags::BIND | MountFlags::REC,
-            None,
-        )?;
-        k.mount("none", &target, None, ro(), None)?;
-    }
-    match (plan.tmp, tmp_mount) {
-        (Tmp::Mount, Some(fd)) => k.move_mount(fd, &root.join("tmp"))?,
-        (Tmp::Mount, None) => {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "no mount was passed for /tmp",
-            ));
-        }
-        (Tmp::Tmpfs { mb }, _) => k.mount(
-            "tmpfs",
-            &root.join("tmp"),
-            Some("tmpfs"),
-            MountFlags::NOSUID | MountFlags::NODEV,
-            Some(&format!("size={mb}m,mode=1777")),
-        )?,
-    }
+    bind_all(k, root, &base.binds)?;
     let proc = root.join("proc");
     // hidepid=2: the function sees only processes of its own uid, not PID 1 (whose command line
     // would name the server's binary) nor anything else that runs as root.
@@ -171,22 +209,28 @@ pub fn build(k: &dyn Kernel, plan: &RootPlan, tmp_mount: Option<RawFd>) -> io::R
             k.mount("none", &target, None, ro(), None)?;
         }
     }
-    k.chdir(root)?;
-    k.pivot_root(root, &root.join("oldroot"))?;
-    k.chdir(Path::new("/"))?;
-    k.umount_detach(Path::new("/oldroot"))?;
-    k.remove_dir(Path::new("/oldroot"))?;
-    k.mount(
-        "none",
-        Path::new("/"),
-        None,
-        MountFlags::REMOUNT
-            | MountFlags::BIND
-            | MountFlags::RDONLY
-            | MountFlags::NOSUID
-            | MountFlags::NODEV,
-        None,
-    )?;
+    Ok(())
+}
+
+/// Lets go of a base built ahead, for a root that does not extend it (an image's).
+pub fn drop_base(k: &dyn Kernel, base: &Base) -> io::Result<()> {
+    k.umount_detach(&base.mountpoint)
+}
+
+/// Read-only binds of `binds` under `root`, their mountpoints made as needed.
+fn bind_all(k: &dyn Kernel, root: &Path, binds: &[Bind]) -> io::Result<()> {
+    for b in binds {
+        let target = root.join(b.target.strip_prefix("/").unwrap_or(&b.target));
+        create_path(k, root, &b.target, b.file)?;
+        k.mount(
+            &b.source.to_string_lossy(),
+            &target,
+            None,
+            MountFlags::BIND | MountFlags::REC,
+            None,
+        )?;
+        k.mount("none", &target, None, ro(), None)?;
+    }
     Ok(())
 }
 
@@ -233,6 +277,7 @@ mod tests {
             ],
             symlinks: vec![("bin".into(), "usr/bin".into())],
             tmp: Tmp::Tmpfs { mb: 512 },
+            on_base: false,
         };
         build(&k, &plan, None).unwrap();
         let calls = k.calls();
@@ -265,5 +310,73 @@ mod tests {
             Call::PivotRoot("/run/root".into(), "/run/root/oldroot".into())
         );
         assert_eq!(calls[pivot + 2], Call::UmountDetach("/oldroot".into()));
+    }
+
+    #[test]
+    fn a_launch_on_the_base_mounts_only_the_function_then_pivots() {
+        let k = RecordingKernel::new();
+        let base = Base {
+            mountpoint: "/run/root".into(),
+            binds: vec![Bind {
+                source: "/sysroot/usr".into(),
+                target: "/usr".into(),
+                file: false,
+            }],
+            symlinks: vec![("bin".into(), "usr/bin".into())],
+        };
+        build_base(&k, &base).unwrap();
+        let ahead = k.calls();
+        // Ahead: the system tree, /proc and /dev, but no pivot and nothing of a function.
+        assert!(ahead.iter().any(
+            |c| matches!(c, Call::Mount { target, .. } if target == Path::new("/run/root/usr"))
+        ));
+        assert!(
+            ahead
+                .iter()
+                .any(|c| matches!(c, Call::Mount { fstype: Some(t), .. } if t == "proc"))
+        );
+        assert!(!ahead.iter().any(|c| matches!(c, Call::PivotRoot(..))));
+        let plan = RootPlan {
+            mountpoint: "/run/root".into(),
+            binds: vec![Bind {
+                source: "/data/code/trees/abc".into(),
+                target: "/var/task".into(),
+                file: false,
+            }],
+            symlinks: Vec::new(),
+            tmp: Tmp::Tmpfs { mb: 512 },
+            on_base: true,
+        };
+        build(&k, &plan, None).unwrap();
+        let launch = &k.calls()[ahead.len()..];
+        let mounted: Vec<&Path> = launch
+            .iter()
+            .filter_map(|c| match c {
+                Call::Mount { target, .. } => Some(target.as_path()),
+                _ => None,
+            })
+            .collect();
+        // At launch: the code (bound, then read-only), /tmp, and the read-only root after the
+        // pivot; the base is not built again.
+        assert_eq!(
+            mounted,
+            [
+                Path::new("/run/root/var/task"),
+                Path::new("/run/root/var/task"),
+                Path::new("/run/root/tmp"),
+                Path::new("/"),
+            ]
+        );
+        assert!(launch.contains(&Call::PivotRoot(
+            "/run/root".into(),
+            "/run/root/oldroot".into()
+        )));
+
+        // A root that does not extend the base (an image's) lets it go first.
+        drop_base(&k, &base).unwrap();
+        assert_eq!(
+            k.calls().last(),
+            Some(&Call::UmountDetach("/run/root".into()))
+        );
     }
 }

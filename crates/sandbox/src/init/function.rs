@@ -127,6 +127,11 @@ fn wait_and_exec(
     filters: &[seccompiler::BpfProgram],
     go: OwnedFd,
 ) -> io::Error {
+    // At the root, which pivot_root moves into the new root with PID 1's: a working directory
+    // elsewhere (the server's) would stay in the host's tree until the launch's chdir.
+    if let Err(e) = k.chdir(std::path::Path::new("/")) {
+        return io::Error::new(e.kind(), format!("chdir /: {e}"));
+    }
     if let Err(e) = default_signals() {
         return io::Error::new(e.kind(), format!("resetting signals: {e}"));
     }
