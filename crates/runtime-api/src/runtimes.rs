@@ -1,13 +1,13 @@
 //! Which runtimes this host can serve, and how each one starts.
 //!
 //! `provided.*` runs the function's own `bootstrap`; `pythonX.Y` and `nodejsNN.x` run Lamina's
-//! runtime clients (`bootstrap.py`, `index.js`, installed under `/var/runtime`) on the host's
+//! runtime clients (`bootstrap.py`, `index.cjs`, installed under `/var/runtime`) on the host's
 //! interpreter of exactly that version.
 
 use std::path::{Path, PathBuf};
 
 pub const PYTHON_CLIENT: &str = include_str!("runtimes/bootstrap.py");
-pub const NODE_CLIENT: &str = include_str!("runtimes/index.js");
+pub const NODE_CLIENT: &str = include_str!("runtimes/index.cjs");
 
 /// A runtime this host serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,7 +82,7 @@ pub fn argv(runtime: &Offered, bootstrap_in_task: bool) -> Vec<String> {
     if runtime.id.starts_with("python") {
         vec![interpreter, "/var/runtime/bootstrap.py".into()]
     } else {
-        vec![interpreter, "/var/runtime/index.js".into()]
+        vec![interpreter, "/var/runtime/index.cjs".into()]
     }
 }
 

@@ -197,7 +197,7 @@ pub fn plan(offered: &[Offered], resolv_conf: Option<&str>) -> Plan {
         runtimes::PYTHON_CLIENT.to_owned(),
     ));
     synthetic.push((
-        "/var/runtime/index.js".into(),
+        "/var/runtime/index.cjs".into(),
         runtimes::NODE_CLIENT.to_owned(),
     ));
     Plan {

@@ -21,7 +21,8 @@
 //!    (and the detached mount for `/tmp` when it has one), adds the function's trees to the root
 //!    (or lets the base go and builds an image's root whole), pivots into it, and hands the
 //!    launch to the function's process: rlimits, unprivileged uid/gid, no capabilities,
-//!    `no_new_privs`, `execve`. PID 1 reports `started` (or why exec failed) on the control socket;
+//!    `execve` (`no_new_privs` holds since the filters were loaded). PID 1 reports `started`
+//!    (or why exec failed) on the control socket;
 //! 5. PID 1 reaps orphans and exits with the function process's status; this process exits with
 //!    PID 1's, which the server reads as the environment's exit status;
 //! 6. meanwhile this process watches the control socket: when the server goes away (even killed
@@ -300,6 +301,12 @@ fn pid_one(k: &dyn Kernel, spec: &Spec, ctl: &UnixStream) -> io::Result<i32> {
     let launch: Launch = step("reading the launch", parse(&frame))?;
     match (&spec.base, launch.root.on_base) {
         (Some(base), false) => step("letting the root's base go", rootfs::drop_base(k, base))?,
+        (Some(base), true) if base.mountpoint != launch.root.mountpoint => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the launch's root is not where this sandbox built its base",
+            ));
+        }
         (None, true) => {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,

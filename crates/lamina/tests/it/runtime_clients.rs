@@ -164,7 +164,10 @@ async fn node_handlers_commonjs_esm_and_callback() {
     let big = "x".repeat(3 << 20);
     let (b, e) = invoke(c, "cjs", serde_json::json!({ "big": big })).await;
     assert_eq!((e, b["n"].as_i64()), (None, Some(3)));
-    assert!(b["event"]["big"] == big.as_str(), "the 3 MiB event came back whole");
+    assert!(
+        b["event"]["big"] == big.as_str(),
+        "the 3 MiB event came back whole"
+    );
 
     let esm = b"export const handler = async (event) => ({ esm: true, event });\n".to_vec();
     deploy(

@@ -6,9 +6,9 @@
 //! moves this process's root and working directory into the new root with PID 1's, since the
 //! two share their mount namespace.
 //!
-//! Under the filters from the start, this process still does everything it must before
-//! `execve`: rlimits, the uid and gid or the capability bounding set, `no_new_privs`, `chdir`. The
-//! filters refuse none of them.
+//! Under the filters from the start (and so under `no_new_privs`, which loading them sets), this
+//! process still does everything it must before `execve`: rlimits, the uid and gid or the
+//! capability bounding set, `chdir`. The filters refuse none of them.
 
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};

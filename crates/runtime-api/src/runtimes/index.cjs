@@ -1,5 +1,6 @@
 // Lamina's Node.js runtime client: polls the Lambda Runtime API and calls the handler.
-// Runs as /var/runtime/index.js under the host's node. Handler `[dir/]file.export[.nested]`,
+// Runs as /var/runtime/index.cjs under the host's node (`.cjs`: CommonJS whatever a function's
+// NODE_OPTIONS or package.json say about `.js`). Handler `[dir/]file.export[.nested]`,
 // CommonJS or ES modules, async or callback handlers; the context object matches AWS's.
 // `console` writes as AWS's runtime does: `time\trequest id\tLEVEL\tmessage` in Text format, one
 // JSON object per call in JSON format (AWS_LAMBDA_LOG_FORMAT), at AWS_LAMBDA_LOG_LEVEL.
@@ -44,6 +45,8 @@ class Conn {
     this.size = 0;
     this.failure = null;
     this.wake = null;
+    // Whether any of the answer to the request in flight has arrived.
+    this.received = false;
   }
 
   connect() {
@@ -68,6 +71,7 @@ class Conn {
       sock.on("end", () => gone());
       sock.on("close", () => gone());
       sock.on("data", (d) => {
+        this.received = true;
         this.chunks.push(d);
         this.size += d.length;
         this.poke();
@@ -154,21 +158,26 @@ class Conn {
 
 const conn = new Conn();
 
-// Sends one request; resolves with the response's headers (names in lower case) and body. A
-// connection found broken is made again once.
+// Sends one request; resolves with the response's headers (names in lower case) and body. Only
+// a kept-alive connection that fails before any of its answer arrives (the server closed it while
+// it sat idle through a long invocation) is made again, once: a request whose answer had begun
+// to arrive (an event half read) is never sent twice.
 async function request(method, p, body, headers = {}) {
   const payload = body === undefined ? EMPTY : Buffer.from(body);
   let head = `${method} ${PREFIX}${p} HTTP/1.1\r\nHost: ${API}\r\nContent-Length: ${payload.length}\r\n`;
   for (const [k, v] of Object.entries(headers)) head += `${k}: ${v}\r\n`;
   const message = Buffer.concat([Buffer.from(head + "\r\n", "latin1"), payload]);
   for (let attempt = 0; ; attempt++) {
+    const reused = conn.sock !== null;
     try {
-      if (!conn.sock) await conn.connect();
+      if (!reused) await conn.connect();
+      conn.received = false;
       conn.sock.write(message);
       return await conn.response();
     } catch (e) {
+      const stale = reused && !conn.received;
       conn.close();
-      if (attempt) throw e;
+      if (attempt || !stale) throw e;
     }
   }
 }
@@ -236,7 +245,11 @@ async function load(file) {
   try {
     return require(file);
   } catch (e) {
-    if (e && e.code === "ERR_REQUIRE_ESM") return import(pathToFileURL(file).href);
+    // An ES module `require` refuses (older nodes), or one with top-level await (newer nodes,
+    // which load other ES modules through `require`).
+    if (e && (e.code === "ERR_REQUIRE_ESM" || e.code === "ERR_REQUIRE_ASYNC_MODULE")) {
+      return import(pathToFileURL(file).href);
+    }
     throw e;
   }
 }
