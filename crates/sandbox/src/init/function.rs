@@ -1,10 +1,10 @@
 //! The function's process. PID 1 forks it when the sandbox is prepared, before the sandbox knows
 //! its function, and it loads the seccomp filters at once: a launch then pays neither the fork
 //! nor the filters' loading (the kernel checks each filter against every system call number as
-//! it loads it, about 0.2 ms for the largest). It waits for its [`Launch`] on a pipe, and meanwhile
-//! holds nothing of a function: PID 1 builds the root only after it has forked, and `pivot_root`
-//! moves this process's root and working directory into the new root with PID 1's, since the
-//! two share their mount namespace.
+//! it loads it: about 0.25 ms for the largest, timed under strace). It waits for its [`Launch`]
+//! on a pipe, and meanwhile holds nothing of a function: PID 1 builds the root only after it has
+//! forked, and `pivot_root` moves this process's root and working directory into the new root
+//! with PID 1's, since the two share their mount namespace.
 //!
 //! Under the filters from the start (and so under `no_new_privs`, which loading them sets), this
 //! process still does everything it must before `execve`: rlimits, the uid and gid or the
@@ -119,8 +119,7 @@ fn default_signals() -> io::Result<()> {
 }
 
 /// The forked process: takes every signal's default action, loads the filters, reads the launch,
-/// execs. Returns only on failure; exits
-/// quietly if the sandbox is never launched.
+/// execs. Returns only on failure; exits quietly if the sandbox is never launched.
 fn wait_and_exec(
     k: &dyn Kernel,
     user_namespace: bool,
