@@ -21,6 +21,10 @@ pub struct BenchArgs {
     /// Cold starts to measure per function kind.
     #[arg(long, default_value_t = 20)]
     cold: usize,
+    /// A pause before each cold start, for the sandboxes made ahead to be replaced; 0: back
+    /// to back.
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    cold_gap: u64,
     /// Warm invocations to measure per function kind.
     #[arg(long, default_value_t = 1000)]
     warm: usize,
@@ -445,9 +449,12 @@ async fn measure(
         let b = bar(args.cold, &format!("{label}: cold"), args.json);
         let mut cold = Vec::new();
         for i in 0..args.cold {
+            tokio::time::sleep(Duration::from_millis(args.cold_gap)).await;
             let name = format!("cold-{key}-{i}");
             target.create(&name, &runtime, handler, memory, zip).await?;
-            cold.push(target.invoke(&name).await?);
+            let ms = target.invoke(&name).await?;
+            tracing::debug!(function = %name, ms, "cold start");
+            cold.push(ms);
             b.inc(1);
         }
         b.finish_and_clear();

@@ -26,6 +26,9 @@ use crate::{Executor, Failure, FunctionRuntime, Invocation, Outcome};
 pub const INIT_LIMIT: Duration = Duration::from_secs(10);
 pub(crate) const RUNTIME_API_PORT: u16 = 9001;
 pub(crate) const CPU_PERIOD_US: u64 = 100_000;
+/// The function's limits on open descriptors and processes (`ulimit -n`, `-u`).
+pub(crate) const NOFILE: u64 = 1024;
+pub(crate) const NPROC: u64 = 1024;
 
 /// What keeps an environment's code on disk.
 type Pins = Box<dyn Send + Sync>;
@@ -153,8 +156,11 @@ impl Environment {
     ) -> Result<Self, Failure> {
         let inner = &ex.inner;
         let stream = stream_name(&f.version);
-        let launch = match &f.image {
-            Some(image) => crate::image::launch(f, image, &stream).map_err(Failure::Unavailable)?,
+        let (launch, zygote) = match &f.image {
+            Some(image) => (
+                crate::image::launch(f, image, &stream).map_err(Failure::Unavailable)?,
+                None,
+            ),
             None => {
                 let offered = inner
                     .runtimes
@@ -168,14 +174,18 @@ impl Environment {
                     })?;
                 let bootstrap_in_task =
                     runtimes::bootstrap_in_task(&f.code_tree, f.opt_tree.as_deref());
-                crate::image::Launch {
+                let argv = runtimes::argv(offered, bootstrap_in_task);
+                let env = crate::image::env_vars(f, offered, &stream);
+                let zygote = runtimes::zygote_kind(offered, &argv, &env, &f.environment);
+                let launch = crate::image::Launch {
                     binds: inner.function_binds(&f.code_tree, f.opt_tree.as_deref()),
                     symlinks: Vec::new(),
                     cwd: "/var/task".into(),
-                    argv: runtimes::argv(offered, bootstrap_in_task),
-                    env: crate::image::env_vars(f, offered, &stream),
+                    argv,
+                    env,
                     on_base: true,
-                }
+                };
+                (launch, zygote)
             }
         };
         let tap = Tap::new(
@@ -220,8 +230,8 @@ impl Environment {
             },
             uid: uid.unwrap_or(0),
             gid: uid.unwrap_or(0),
-            nofile: 1024,
-            nproc: 1024,
+            nofile: NOFILE,
+            nproc: NPROC,
             cwd: launch.cwd.into(),
             argv: launch.argv,
             env: launch.env,
@@ -249,31 +259,58 @@ impl Environment {
                         None => Ok(None),
                     }
                 };
-                let start = |mut premade: Premade| -> Result<Launched, Option<SpawnError>> {
+                let start = |mut premade: Premade,
+                             spec: &Launch|
+                 -> Result<Launched, Option<SpawnError>> {
                     premade.fit(
                         memory_mb as u64 * 1024 * 1024,
                         init_quota_us,
                         &tenant.function_arn,
                     )?;
-                    Ok(premade.launch(&spec, tmp()?)?)
+                    Ok(premade.launch(spec, tmp()?)?)
                 };
                 // A sandbox made ahead of time has the default egress: not for a VPC's function.
-                let ahead = match (&tenant.vpc, inner.premade.get()) {
-                    (None, Some(pool)) => pool.take(),
-                    _ => None,
+                let pool = inner.premade.get().filter(|_| tenant.vpc.is_none());
+                // One whose interpreter is already running, as the uid it owns.
+                let started = zygote
+                    .as_ref()
+                    .and_then(|kind| pool?.take_zygote(kind))
+                    .map(|p| {
+                        let mut own = spec.clone();
+                        own.uid = p.uid().unwrap_or(spec.uid);
+                        own.gid = own.uid;
+                        start(p, &own)
+                    });
+                let launched = match started {
+                    Some(Ok(l)) => Some(l),
+                    // Nothing of the function ran in it yet (it died while it waited, or its
+                    // interpreter did): a plain one instead, which reports any fault that is the
+                    // function's.
+                    Some(Err(e)) => {
+                        tracing::warn!(
+                            error = ?e,
+                            "a sandbox with its interpreter started ahead failed; a plain one instead"
+                        );
+                        None
+                    }
+                    None => None,
                 };
-                let launched = match ahead {
-                    Some(p) => match start(p) {
-                        // It died while it waited (killed from outside): one made on the spot.
-                        Err(Some(SpawnError::Died)) => {
-                            tracing::warn!(
-                                "a sandbox made ahead of time had died; making one on the spot"
-                            );
-                            start(inner.maker.make(Some(&tenant))?)?
-                        }
-                        r => r?,
+                let launched = match launched {
+                    Some(l) => l,
+                    None => match pool.and_then(|pool| pool.take()) {
+                        Some(p) => match start(p, &spec) {
+                            // It died while it waited (killed from outside): one made on the
+                            // spot.
+                            Err(Some(SpawnError::Died)) => {
+                                tracing::warn!(
+                                    "a sandbox made ahead of time had died; making one on the spot"
+                                );
+                                start(inner.maker.make(Some(&tenant))?, &spec)?
+                            }
+                            r => r?,
+                        },
+                        None => start(inner.maker.make(Some(&tenant))?, &spec)?,
                     },
-                    None => start(inner.maker.make(Some(&tenant))?)?,
                 };
                 Ok((launched, pins))
             })
@@ -320,7 +357,16 @@ impl Environment {
                 },
             cgroup: cg,
             lease,
+            uid: own_uid,
         } = launched.into_parts();
+        // A sandbox started ahead brought a uid of its own: the one taken above goes back.
+        let uid = match own_uid {
+            Some(own) => {
+                give_uid(uid);
+                Some(own)
+            }
+            None => uid,
+        };
         let pid = child.id();
         let io = |e: std::io::Error| Failure::Internal(format!("environment i/o: {e}"));
         let exit = watch_exit(child);

@@ -138,6 +138,9 @@ pub(crate) fn env_vars(
     stream: &str,
 ) -> Vec<(String, String)> {
     let mut env: BTreeMap<String, String> = f.environment.clone();
+    // The runtime clients' own, which would make a plain start wait for a launch that never
+    // comes (CreateFunction refuses names that do not start with a letter; this is the backstop).
+    env.remove(lamina_sandbox::ZYGOTE_VAR);
     let mut set = |k: &str, v: String| {
         env.insert(k.to_owned(), v);
     };

@@ -12,6 +12,7 @@ mod image;
 pub mod logs;
 mod net;
 mod platform;
+mod pool;
 mod premade;
 mod rapi;
 pub mod runtimes;
@@ -218,11 +219,11 @@ pub(crate) struct Inner {
     /// Environments' networks; `None`: loopback only.
     pub(crate) net: Option<net::Networking>,
     /// This server's uids; `None` without root (every sandbox is uid 0 of its own namespace).
-    pub(crate) uids: Option<UidRange>,
+    pub(crate) uids: Option<Arc<UidRange>>,
     /// Makes sandboxes up to their function, ahead of time or on the spot.
     pub(crate) maker: Arc<premade::Maker>,
     /// Sandboxes made ahead of time; started by `clean_start`, once leftovers are gone.
-    pub(crate) premade: std::sync::OnceLock<premade::Pool>,
+    pub(crate) premade: std::sync::OnceLock<pool::Pool>,
     prepared_sandboxes: usize,
     /// This server's parent cgroup: one per data directory, so that servers sharing a host
     /// never touch each other's environments, and a restart finds its own leftovers.
@@ -360,7 +361,7 @@ impl Executor {
             None
         };
         let uids = if host.root {
-            Some(UidRange::reserve(&config.uid_lock_dir)?)
+            Some(Arc::new(UidRange::reserve(&config.uid_lock_dir)?))
         } else {
             None
         };
@@ -372,12 +373,15 @@ impl Executor {
             init_exe: paths.init_exe.clone(),
             net: net.clone(),
             user_namespace: !host.root,
+            uids: uids.clone(),
             // Top-level symbolic links (`bin` → `usr/bin` on merged-/usr hosts) and the system
             // tree.
             base: lamina_sandbox::rootfs::Base {
                 mountpoint: paths.root_mountpoint.clone(),
                 binds: system_binds,
                 symlinks,
+                // Where LD_LIBRARY_PATH looks in the function's trees (see `Base::dirs`).
+                dirs: vec!["/var/task/lib".into(), "/opt/lib".into()],
             },
             next_id: AtomicU64::new(1),
             starts: Arc::default(),
@@ -470,7 +474,7 @@ impl Executor {
         }
         // Where no sandbox can run, none is made ahead (invocations say why).
         if self.inner.premade.get().is_none() && self.inner.host.can_sandbox().is_ok() {
-            match premade::Pool::start(self.inner.maker.clone(), self.inner.prepared_sandboxes) {
+            match pool::Pool::start(self.inner.maker.clone(), self.inner.prepared_sandboxes) {
                 Ok(Some(pool)) => {
                     let _ = self.inner.premade.set(pool);
                 }

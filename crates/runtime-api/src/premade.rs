@@ -8,24 +8,35 @@
 //! Nothing of a function or a tenant is in a sandbox before it is taken, and a sandbox serves
 //! one environment only. Functions in a VPC (whose network namespace depends on the VPC) and
 //! starts while the pool is empty make theirs on the spot, the same way.
+//!
+//! For managed runtimes (Python, Node.js) the thread also keeps sandboxes whose interpreter is
+//! already running its runtime client, started ahead ([`Kind`], see [`lamina_sandbox::Zygote`]),
+//! for the kinds cold starts asked for lately (see [`crate::pool`]): a cold start then pays
+//! neither the interpreter's start nor the client's imports. Each runs as the uid it will keep
+//! and holds nothing of a function or a tenant until it is taken (a kind is made of the
+//! server's defaults only): a separate interpreter per sandbox, never a fork of a shared one.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use lamina_sandbox::cgroup::{self, Cgroup, Layout};
 use lamina_sandbox::kernel::Kernel;
-use lamina_sandbox::{Launch, Prepared, Sandbox, SpawnError, Spec};
+use lamina_sandbox::uids::UidRange;
+use lamina_sandbox::{Launch, Prepared, Sandbox, SpawnError, Spec, ZYGOTE_FD, ZYGOTE_VAR, Zygote};
 
-use crate::env::{CPU_PERIOD_US, RUNTIME_API_PORT};
+use crate::env::{CPU_PERIOD_US, NOFILE, NPROC, RUNTIME_API_PORT};
 use crate::net::{Networking, Tenant};
 
-/// How long the thread waits after a sandbox was taken before it makes another.
-const SETTLE: Duration = Duration::from_millis(10);
-
-/// How long shutdown waits for the pool's thread to stop.
-const STOP_LIMIT: Duration = Duration::from_secs(10);
+/// An interpreter started ahead: its command line and the variables it starts with (those that
+/// take effect at a process's start, see [`crate::runtimes::startup_sensitive`]). A launch with
+/// the same command line and the same such variables may take it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Kind {
+    pub(crate) argv: Vec<String>,
+    pub(crate) env: Vec<(String, String)>,
+}
 
 /// What making a sandbox needs; shared by the pool's thread and cold starts.
 pub(crate) struct Maker {
@@ -35,6 +46,9 @@ pub(crate) struct Maker {
     pub(crate) init_exe: PathBuf,
     pub(crate) net: Option<Networking>,
     pub(crate) user_namespace: bool,
+    /// This server's uids (root only): an interpreter started ahead runs as its own from the
+    /// start.
+    pub(crate) uids: Option<Arc<UidRange>>,
     /// The root's base every sandbox builds before it is ready.
     pub(crate) base: lamina_sandbox::rootfs::Base,
     pub(crate) next_id: AtomicU64,
@@ -100,6 +114,9 @@ pub(crate) struct Premade {
     prepared: Option<Prepared>,
     cgroup: Option<Cgroup>,
     lease: Option<lamina_net::Lease>,
+    /// The uid an interpreter started ahead runs as, owned by the sandbox until its
+    /// environment takes it over.
+    uid: Option<Owned>,
     kernel: Arc<dyn Kernel>,
     /// Released after the cleanup in `drop` (fields drop after it), or passed on at launch.
     token: Option<StartToken>,
@@ -113,6 +130,7 @@ pub(crate) struct Launched {
     sandbox: Option<Sandbox>,
     cgroup: Option<Cgroup>,
     lease: Option<lamina_net::Lease>,
+    uid: Option<Owned>,
     kernel: Arc<dyn Kernel>,
     _token: StartToken,
 }
@@ -123,6 +141,15 @@ pub(crate) struct Parts {
     pub(crate) sandbox: Sandbox,
     pub(crate) cgroup: Option<Cgroup>,
     pub(crate) lease: Option<lamina_net::Lease>,
+    /// The sandbox's own uid (an interpreter started ahead), which the environment gives back.
+    pub(crate) uid: Option<u32>,
+}
+
+/// A uid from the server's range, given back when dropped if nothing can run under it any
+/// more.
+struct Owned {
+    uid: u32,
+    range: Arc<UidRange>,
 }
 
 impl Launched {
@@ -132,7 +159,28 @@ impl Launched {
             sandbox: self.sandbox.take().expect("taken once"),
             cgroup: self.cgroup.take(),
             lease: self.lease.take(),
+            uid: self.uid.take().map(|o| o.uid),
         }
+    }
+}
+
+/// Kills what runs in `cgroup` and removes it; then gives `uid` back, since only an empty
+/// (removed) group proves nothing runs under it any more. Without cgroups, as when an
+/// environment is destroyed, the sandbox's death (its PID namespace goes with PID 1) is all
+/// there is.
+fn tear_down(k: &dyn Kernel, cgroup: Option<Cgroup>, uid: Option<Owned>, what: &str) {
+    let removed = cgroup.is_none_or(|cg| {
+        let _ = cg.kill_all(k);
+        match cg.destroy(k) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "removing {what}'s cgroups failed");
+                false
+            }
+        }
+    });
+    if let (true, Some(o)) = (removed, uid) {
+        o.range.give(o.uid);
     }
 }
 
@@ -142,13 +190,12 @@ impl Drop for Launched {
             let _ = s.child.kill();
             let _ = s.child.wait();
         }
-        if let Some(cg) = self.cgroup.take() {
-            let k = self.kernel.as_ref();
-            let _ = cg.kill_all(k);
-            if let Err(e) = cg.destroy(k) {
-                tracing::warn!(error = %e, "removing an abandoned sandbox's cgroups failed");
-            }
-        }
+        tear_down(
+            self.kernel.as_ref(),
+            self.cgroup.take(),
+            self.uid.take(),
+            "an abandoned sandbox",
+        );
     }
 }
 
@@ -156,6 +203,19 @@ impl Maker {
     /// Makes a sandbox up to its function (blocking). `tenant`: whose network namespace it
     /// gets; `None`, the default egress, owned by nobody until [`Premade::fit`].
     pub(crate) fn make(&self, tenant: Option<&Tenant>) -> Result<Premade, SpawnError> {
+        self.make_for(tenant, None)
+    }
+
+    /// Makes a sandbox with `kind`'s interpreter started in it (blocking), as a uid of its own.
+    pub(crate) fn make_zygote(&self, kind: &Kind) -> Result<Premade, SpawnError> {
+        self.make_for(None, Some(kind))
+    }
+
+    fn make_for(
+        &self,
+        tenant: Option<&Tenant>,
+        kind: Option<&Kind>,
+    ) -> Result<Premade, SpawnError> {
         let token = self
             .starts
             .begin()
@@ -171,11 +231,34 @@ impl Maker {
             }
             None => None,
         };
+        let uid = match (kind, &self.uids) {
+            (Some(_), Some(range)) => Some(Owned {
+                uid: range.take().ok_or_else(|| {
+                    SpawnError::Setup("every uid of this server is in use".into())
+                })?,
+                range: range.clone(),
+            }),
+            _ => None,
+        };
+        let zygote = kind.map(|kind| {
+            let id = uid.as_ref().map_or(0, |o| o.uid);
+            let mut env = kind.env.clone();
+            env.push((ZYGOTE_VAR.into(), ZYGOTE_FD.to_string()));
+            Zygote {
+                argv: kind.argv.clone(),
+                env,
+                uid: id,
+                gid: id,
+                nofile: NOFILE,
+                nproc: NPROC,
+            }
+        });
         let mut premade = Premade {
             id,
             prepared: None,
             cgroup: None,
             lease,
+            uid,
             kernel: self.kernel.clone(),
             token: Some(token),
         };
@@ -186,6 +269,7 @@ impl Maker {
             runtime_api_port: RUNTIME_API_PORT,
             user_namespace: self.user_namespace,
             base: Some(self.base.clone()),
+            zygote,
         };
         if let Some(layout) = &self.layout {
             // Placeholder limits until `fit`; no CPU quota for our own PID 1 meanwhile.
@@ -213,6 +297,11 @@ impl Maker {
 }
 
 impl Premade {
+    /// The uid the sandbox's interpreter runs as, when it was started ahead as one of its own.
+    pub(crate) fn uid(&self) -> Option<u32> {
+        self.uid.as_ref().map(|o| o.uid)
+    }
+
     /// Gives the sandbox its function's limits and owner.
     pub(crate) fn fit(
         &mut self,
@@ -246,19 +335,20 @@ impl Premade {
             sandbox: Some(sandbox),
             cgroup: self.cgroup.take(),
             lease: self.lease.take(),
+            uid: self.uid.take(),
             kernel: self.kernel.clone(),
             _token: self.token.take().expect("made with a token"),
         })
     }
 
-    fn ready(&mut self) -> Result<(), SpawnError> {
+    pub(crate) fn ready(&mut self) -> Result<(), SpawnError> {
         self.prepared
             .as_mut()
             .expect("made with a sandbox")
             .wait_ready()
     }
 
-    fn alive(&mut self) -> bool {
+    pub(crate) fn alive(&mut self) -> bool {
         self.prepared.as_mut().is_some_and(Prepared::alive)
     }
 }
@@ -266,155 +356,15 @@ impl Premade {
 impl Drop for Premade {
     fn drop(&mut self) {
         drop(self.prepared.take());
-        if let Some(cg) = self.cgroup.take() {
-            let k = self.kernel.as_ref();
-            let _ = cg.kill_all(k);
-            if let Err(e) = cg.destroy(k) {
-                tracing::warn!(error = %e, "removing a prepared sandbox's cgroups failed");
-            }
-        }
+        tear_down(
+            self.kernel.as_ref(),
+            self.cgroup.take(),
+            self.uid.take(),
+            "a prepared sandbox",
+        );
     }
 }
 
-/// The sandboxes kept ready, and the thread that keeps them.
-pub(crate) struct Pool {
-    shared: Arc<Shared>,
-    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-}
-
-struct Shared {
-    /// Oldest first.
-    ready: Mutex<std::collections::VecDeque<Premade>>,
-    changed: Condvar,
-    stop: AtomicBool,
-    size: usize,
-    maker: Arc<Maker>,
-}
-
-impl Pool {
-    /// Keeps `size` sandboxes ready (`None` for 0).
-    pub(crate) fn start(maker: Arc<Maker>, size: usize) -> std::io::Result<Option<Self>> {
-        if size == 0 {
-            return Ok(None);
-        }
-        let shared = Arc::new(Shared {
-            ready: Mutex::new(std::collections::VecDeque::with_capacity(size)),
-            changed: Condvar::new(),
-            stop: AtomicBool::new(false),
-            size,
-            maker,
-        });
-        let s = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name("sandbox-pool".into())
-            .spawn(move || fill(&s))?;
-        Ok(Some(Self {
-            shared,
-            thread: Mutex::new(Some(thread)),
-        }))
-    }
-
-    /// A ready sandbox, if there is one; the thread makes another.
-    pub(crate) fn take(&self) -> Option<Premade> {
-        // Killed from outside meanwhile (rare): removed once the lock is released.
-        let mut dead = Vec::new();
-        let taken = {
-            let mut ready = lock(&self.shared.ready);
-            loop {
-                match ready.pop_front() {
-                    Some(mut p) => {
-                        if p.alive() {
-                            break Some(p);
-                        }
-                        dead.push(p);
-                    }
-                    None => break None,
-                }
-            }
-        };
-        self.shared.changed.notify_one();
-        drop(dead);
-        taken
-    }
-
-    /// Stops the thread and destroys the sandboxes it kept (blocking).
-    pub(crate) fn stop(&self) {
-        // Set under the lock: the thread checks it under the lock before it waits, so the
-        // wake-up below cannot fall between its check and its wait.
-        {
-            let _ready = lock(&self.shared.ready);
-            self.shared.stop.store(true, Ordering::Relaxed);
-        }
-        self.shared.changed.notify_all();
-        if let Some(t) = lock(&self.thread).take() {
-            // Bounded: a sandbox it is making is counted in `Starts`, which shutdown waits for
-            // next (within its own bound), so a thread stuck in the kernel cannot hold
-            // shutdown past a service manager's stop timeout.
-            let deadline = std::time::Instant::now() + STOP_LIMIT;
-            while !t.is_finished() && std::time::Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            if t.is_finished() {
-                let _ = t.join();
-            } else {
-                tracing::warn!(
-                    limit_s = STOP_LIMIT.as_secs(),
-                    "the sandbox pool's thread did not stop in time; left behind"
-                );
-            }
-        }
-        let ready = std::mem::take(&mut *lock(&self.shared.ready));
-        drop(ready);
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn fill(s: &Shared) {
-    let mut failures = 0u32;
-    loop {
-        {
-            let mut ready = lock(&s.ready);
-            while ready.len() >= s.size && !s.stop.load(Ordering::Relaxed) {
-                ready = s.changed.wait(ready).unwrap_or_else(|e| e.into_inner());
-            }
-        }
-        // A moment first: the cold start that took a sandbox is still running, and making one
-        // costs a core for a few milliseconds.
-        std::thread::sleep(SETTLE);
-        if s.stop.load(Ordering::Relaxed) {
-            return;
-        }
-        match s.maker.make(None).and_then(|mut p| p.ready().map(|()| p)) {
-            Ok(p) => {
-                failures = 0;
-                let mut ready = lock(&s.ready);
-                if s.stop.load(Ordering::Relaxed) {
-                    // Stopped meanwhile (perhaps after `stop` stopped waiting): destroyed here,
-                    // not kept where nobody takes it.
-                    drop(ready);
-                    drop(p);
-                    return;
-                }
-                ready.push_back(p);
-            }
-            Err(e) => {
-                // Cold starts make their own meanwhile; try again later, less often each time.
-                failures = (failures + 1).min(6);
-                // Said once per streak of failures; the rest at debug level.
-                if failures == 1 {
-                    tracing::warn!(error = %e, "preparing a sandbox ahead of time failed");
-                } else {
-                    tracing::debug!(error = %e, "preparing a sandbox ahead of time failed again");
-                }
-                let pause = Duration::from_millis(100 << failures);
-                let ready = lock(&s.ready);
-                let _ = s
-                    .changed
-                    .wait_timeout_while(ready, pause, |_| !s.stop.load(Ordering::Relaxed));
-            }
-        }
-    }
 }

@@ -86,6 +86,57 @@ pub fn argv(runtime: &Offered, bootstrap_in_task: bool) -> Vec<String> {
     }
 }
 
+/// Whether a variable takes effect when a process starts rather than when it is read: the
+/// dynamic loader's and the C library's (`LD_*`, `GLIBC_TUNABLES`, `MALLOC_*`), the locale's and
+/// the time zone's, `HOME` (Python's user site, node's module paths), and the interpreters' own
+/// (`PYTHON*`, `NODE_*`, `UV_*`, OpenSSL's). An interpreter started ahead has these from its
+/// start, so a launch may use it only when it has the same.
+pub fn startup_sensitive(name: &str) -> bool {
+    const PREFIXES: &[&str] = &[
+        "LD_",
+        "LC_",
+        "PYTHON",
+        "NODE_",
+        "UV_",
+        "OPENSSL_",
+        "SSL_CERT_",
+        "MALLOC_",
+        "GLIBC_",
+        "GCONV_",
+        "NSS_",
+    ];
+    matches!(
+        name,
+        "LANG" | "LANGUAGE" | "LOCPATH" | "TZ" | "TZDIR" | "HOME"
+    ) || PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
+/// The interpreter a managed runtime's launch could take started ahead: its command line and
+/// its start-time variables (`env`, the launch's, sorted). `None` for custom runtimes, which run
+/// the function's own `bootstrap`, and for a function that sets any start-time variable of its
+/// own (`own`): an interpreter started ahead holds nothing of a tenant, and such a variable may
+/// name the function's files (`LD_PRELOAD`, `NODE_OPTIONS=--require …`), which a start in the
+/// empty base would miss.
+pub(crate) fn zygote_kind(
+    runtime: &Offered,
+    argv: &[String],
+    env: &[(String, String)],
+    own: &std::collections::BTreeMap<String, String>,
+) -> Option<crate::premade::Kind> {
+    runtime.interpreter.as_ref()?;
+    if own.keys().any(|name| startup_sensitive(name)) {
+        return None;
+    }
+    Some(crate::premade::Kind {
+        argv: argv.to_vec(),
+        env: env
+            .iter()
+            .filter(|(name, _)| startup_sensitive(name))
+            .cloned()
+            .collect(),
+    })
+}
+
 /// Whether a custom runtime's `bootstrap` comes from the function's code (else from a layer's
 /// `/opt`). Only the entry itself is looked at (a link is not followed: the sandbox resolves it
 /// in its own root), so the server never follows a function's link onto the host.
@@ -115,6 +166,55 @@ fn has_entry(dir: &Path, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_variables_read_at_a_process_start_decide_the_interpreter() {
+        for name in [
+            "LD_LIBRARY_PATH",
+            "PYTHONPATH",
+            "NODE_OPTIONS",
+            "LANG",
+            "LC_ALL",
+            "TZ",
+            "HOME",
+        ] {
+            assert!(startup_sensitive(name), "{name}");
+        }
+        for name in ["PATH", "AWS_REGION", "_HANDLER", "MY_SETTING", "TMPDIR"] {
+            assert!(!startup_sensitive(name), "{name}");
+        }
+        let python = Offered {
+            id: "python3.11".into(),
+            interpreter: Some("/usr/bin/python3.11".into()),
+        };
+        let env = |extra: &str| {
+            vec![
+                ("AWS_LAMBDA_FUNCTION_NAME".to_owned(), extra.to_owned()),
+                ("LANG".to_owned(), "en_US.UTF-8".to_owned()),
+                ("PYTHONPATH".to_owned(), "/var/runtime".to_owned()),
+            ]
+        };
+        let argv = argv(&python, false);
+        let none = Default::default();
+        // Two functions that differ only in what is read later share a kind.
+        assert_eq!(
+            zygote_kind(&python, &argv, &env("a"), &none),
+            zygote_kind(&python, &argv, &env("b"), &none)
+        );
+        let kind = zygote_kind(&python, &argv, &env("a"), &none).unwrap();
+        assert_eq!(kind.env.len(), 2);
+        // A function that sets a start-time variable of its own gets none.
+        let own = [("NODE_OPTIONS".to_owned(), "--require /opt/x.js".to_owned())].into();
+        assert!(zygote_kind(&python, &argv, &env("a"), &own).is_none());
+        let own = [("GREETING".to_owned(), "hi".to_owned())].into();
+        assert!(zygote_kind(&python, &argv, &env("a"), &own).is_some());
+        let custom = Offered {
+            id: "provided.al2023".into(),
+            interpreter: None,
+        };
+        let bootstrap = ["/var/task/bootstrap".to_owned()];
+        assert!(zygote_kind(&custom, &bootstrap, &env("a"), &none).is_none());
+    }
 
     #[test]
     fn a_bootstrap_entry_is_found_without_following_it() {

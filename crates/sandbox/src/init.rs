@@ -22,7 +22,10 @@
 //!    (or lets the base go and builds an image's root whole), pivots into it, and hands the
 //!    launch to the function's process: rlimits, unprivileged uid/gid, no capabilities,
 //!    `execve` (`no_new_privs` holds since the filters were loaded). PID 1 reports `started`
-//!    (or why exec failed) on the control socket;
+//!    (or why exec failed) on the control socket. A sandbox made for a managed runtime's
+//!    interpreter ([`crate::Zygote`]) builds the base first and starts the interpreter in it
+//!    before `joined`; at launch it gets the function's directory and variables once the root
+//!    is pivoted (see `init/function.rs`);
 //! 5. PID 1 reaps orphans and exits with the function process's status; this process exits with
 //!    PID 1's, which the server reads as the environment's exit status;
 //! 6. meanwhile this process watches the control socket: when the server goes away (even killed
@@ -283,15 +286,40 @@ fn pid_one(k: &dyn Kernel, spec: &Spec, ctl: &UnixStream) -> io::Result<i32> {
         "compiling the seccomp filters",
         seccomp::filters().map_err(io::Error::other),
     )?;
-    let function = step(
-        "forking the function's process",
-        function::Waiting::fork(k, spec.user_namespace, &filters),
-    )?;
+    let function = match (&spec.base, &spec.zygote) {
+        (Some(base), Some(zygote)) => {
+            step("building the root's base", rootfs::build_base(k, base))?;
+            step(
+                "starting the runtime's interpreter",
+                function::Waiting::start_zygote(
+                    k,
+                    spec.user_namespace,
+                    &filters,
+                    &base.mountpoint,
+                    zygote,
+                ),
+            )?
+        }
+        (None, Some(_)) => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "an interpreter started ahead needs the root's base",
+            ));
+        }
+        (base, None) => {
+            let function = step(
+                "forking the function's process",
+                function::Waiting::fork(k, spec.user_namespace, &filters),
+            )?;
+            if let Some(base) = base {
+                step("building the root's base", rootfs::build_base(k, base))?;
+            }
+            function
+        }
+    };
     drop(filters);
-    if let Some(base) = &spec.base {
-        step("building the root's base", rootfs::build_base(k, base))?;
-    }
     step("reporting ready", (&*ctl).write_all(b"joined\n"))?;
+    function.wait_for_launch(ctl)?;
     // The server may keep this sandbox waiting here; if it goes away instead, the read fails.
     let frame = match read_frame(ctl) {
         Ok(f) => f,
@@ -299,6 +327,12 @@ fn pid_one(k: &dyn Kernel, spec: &Spec, ctl: &UnixStream) -> io::Result<i32> {
         Err(e) => return Err(io::Error::new(e.kind(), format!("reading the launch: {e}"))),
     };
     let launch: Launch = step("reading the launch", parse(&frame))?;
+    if spec.zygote.as_ref().is_some_and(|z| !z.fits(&launch)) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the launch is not for the interpreter this sandbox started",
+        ));
+    }
     match (&spec.base, launch.root.on_base) {
         (Some(base), false) => step("letting the root's base go", rootfs::drop_base(k, base))?,
         (Some(base), true) if base.mountpoint != launch.root.mountpoint => {
@@ -327,8 +361,9 @@ fn pid_one(k: &dyn Kernel, spec: &Spec, ctl: &UnixStream) -> io::Result<i32> {
     drop(tmp_mount);
     step("setting the hostname", k.sethostname(&launch.hostname))?;
     // The function's process shares this mount namespace: pivot_root moved its root and working
-    // directory into the new root with PID 1's.
-    let (child, failure) = function.launch(&frame);
+    // directory into the new root with PID 1's (or, for an interpreter started ahead, made the
+    // base it was chrooted in the root).
+    let (child, failure) = function.launch(&frame, &launch);
     let report = if failure.is_empty() {
         "started\n".to_owned()
     } else {

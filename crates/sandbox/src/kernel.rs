@@ -91,6 +91,9 @@ pub trait Kernel: Send + Sync {
     fn create_file(&self, path: &Path) -> io::Result<()>;
     fn sethostname(&self, name: &str) -> io::Result<()>;
     fn chdir(&self, path: &Path) -> io::Result<()>;
+    /// Makes `path` this process's root directory (for a process started before its sandbox's
+    /// root is pivoted; see `init/function.rs`).
+    fn chroot(&self, path: &Path) -> io::Result<()>;
     fn setrlimit(&self, which: Rlimit, limit: u64) -> io::Result<()>;
     /// Drops every capability from the bounding set, clears supplementary groups and switches to
     /// `uid`/`gid` (which also empties the permitted and effective sets).
@@ -229,6 +232,9 @@ impl Kernel for LinuxKernel {
     fn chdir(&self, path: &Path) -> io::Result<()> {
         std::env::set_current_dir(path)
     }
+    fn chroot(&self, path: &Path) -> io::Result<()> {
+        std::os::unix::fs::chroot(path)
+    }
     fn setrlimit(&self, which: Rlimit, limit: u64) -> io::Result<()> {
         let resource = match which {
             Rlimit::NoFile => libc::RLIMIT_NOFILE,
@@ -309,6 +315,7 @@ pub enum Call {
     CreateFile(PathBuf),
     SetHostname(String),
     Chdir(PathBuf),
+    Chroot(PathBuf),
     SetRlimit(Rlimit, u64),
     BecomeUser(u32, u32),
     NoNewPrivs,
@@ -427,6 +434,10 @@ impl Kernel for RecordingKernel {
     }
     fn chdir(&self, path: &Path) -> io::Result<()> {
         self.record(Call::Chdir(path.into()));
+        Ok(())
+    }
+    fn chroot(&self, path: &Path) -> io::Result<()> {
+        self.record(Call::Chroot(path.into()));
         Ok(())
     }
     fn setrlimit(&self, which: Rlimit, limit: u64) -> io::Result<()> {

@@ -55,6 +55,48 @@ pub struct Spec {
     /// ready, so that a launch on it ([`rootfs::RootPlan::on_base`]) only adds the function's.
     #[serde(default)]
     pub base: Option<rootfs::Base>,
+    /// An interpreter the sandbox starts on its base before it reports itself ready, for a
+    /// launch of exactly that interpreter (needs [`Spec::base`]).
+    #[serde(default)]
+    pub zygote: Option<Zygote>,
+}
+
+/// A managed runtime's interpreter started ahead, in a sandbox that does not know its function
+/// yet: as its user, under its limits and filters, in the root's base (`chroot`), with only
+/// the variables that take effect when a process starts (see `lamina-runtime-api`'s
+/// `runtimes::startup_sensitive`). It waits on descriptor [`ZYGOTE_FD`] (named by the variable
+/// [`ZYGOTE_VAR`]) until the launch, which it then reads as one JSON object, `{"cwd": …,
+/// "env": [[name, value], …]}`, written once the root is pivoted: nothing of the function is
+/// read or run before. The launch must name the same program, user and limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Zygote {
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub uid: u32,
+    pub gid: u32,
+    pub nofile: u64,
+    pub nproc: u64,
+}
+
+/// The descriptor on which an interpreter started ahead reads its launch.
+pub const ZYGOTE_FD: i32 = 3;
+/// The variable that tells the runtime client it was started ahead (its value: [`ZYGOTE_FD`]).
+pub const ZYGOTE_VAR: &str = "_LAMINA_LAUNCH_FD";
+
+impl Zygote {
+    /// Whether `launch` starts this interpreter as this user, with these limits, and has every
+    /// variable it started with.
+    pub fn fits(&self, launch: &Launch) -> bool {
+        self.argv == launch.argv
+            && (self.uid, self.gid, self.nofile, self.nproc)
+                == (launch.uid, launch.gid, launch.nofile, launch.nproc)
+            && launch.root.on_base
+            && self
+                .env
+                .iter()
+                .filter(|(name, _)| name != ZYGOTE_VAR)
+                .all(|var| launch.env.contains(var))
+    }
 }
 
 /// The function's part: its root, its user and limits, and what to execute.

@@ -49,6 +49,11 @@ pub struct Base {
     pub mountpoint: PathBuf,
     pub binds: Vec<Bind>,
     pub symlinks: Vec<(String, String)>,
+    /// Empty directories made in the base, where the function's trees are bound later over
+    /// them: an interpreter started ahead ([`crate::Zygote`]) must find every directory of its
+    /// `LD_LIBRARY_PATH`, since the dynamic loader remembers for good one it once found missing.
+    #[serde(default)]
+    pub dirs: Vec<PathBuf>,
 }
 
 /// The sandbox's `/tmp`.
@@ -93,6 +98,7 @@ pub fn build(k: &dyn Kernel, plan: &RootPlan, tmp_mount: Option<RawFd>) -> io::R
                 mountpoint: plan.mountpoint.clone(),
                 binds: Vec::new(),
                 symlinks: plan.symlinks.clone(),
+                dirs: Vec::new(),
             },
         )?;
     }
@@ -159,6 +165,9 @@ pub fn build_base(k: &dyn Kernel, base: &Base) -> io::Result<()> {
         k.symlink(target, &root.join(link))?;
     }
     bind_all(k, root, &base.binds)?;
+    for dir in &base.dirs {
+        create_path(k, root, dir, false)?;
+    }
     let proc = root.join("proc");
     // hidepid=2: the function sees only processes of its own uid, not PID 1 (whose command line
     // would name the server's binary) nor anything else that runs as root.
@@ -323,9 +332,12 @@ mod tests {
                 file: false,
             }],
             symlinks: vec![("bin".into(), "usr/bin".into())],
+            dirs: vec!["/var/task/lib".into()],
         };
         build_base(&k, &base).unwrap();
         let ahead = k.calls();
+        // The loader's directories under where the code goes, made on the base's tmpfs.
+        assert!(ahead.contains(&Call::CreateDir("/run/root/var/task/lib".into())));
         // Ahead: the system tree, /proc and /dev, but no pivot and nothing of a function.
         assert!(ahead.iter().any(
             |c| matches!(c, Call::Mount { target, .. } if target == Path::new("/run/root/usr"))

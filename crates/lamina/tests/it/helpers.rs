@@ -223,6 +223,22 @@ pub async fn create(
 }
 
 /// `(code, message)` of an SDK error.
+/// Invokes `name` with `event`, asserts it answered without a function error, and returns the
+/// answer as JSON.
+pub async fn invoke_json(c: &Client, name: &str, event: &serde_json::Value) -> serde_json::Value {
+    let out = c
+        .invoke()
+        .function_name(name)
+        .payload(aws_sdk_lambda::primitives::Blob::new(event.to_string()))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("invoke {name}: {}", describe(&e)));
+    let raw = out.payload().unwrap().as_ref().to_vec();
+    let answer = String::from_utf8_lossy(&raw);
+    assert_eq!(out.function_error(), None, "{name}: {answer}");
+    serde_json::from_slice(&raw).unwrap_or_else(|e| panic!("{name}: {e}: {answer}"))
+}
+
 pub fn error_of<E: ProvideErrorMetadata>(e: &E) -> (String, String) {
     (
         e.code().unwrap_or("<no code>").to_owned(),

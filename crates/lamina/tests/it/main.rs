@@ -38,3 +38,4 @@ mod sdk_functions;
 mod sns;
 mod sns_delivery;
 mod versions;
+mod zygotes;

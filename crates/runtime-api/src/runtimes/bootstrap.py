@@ -16,6 +16,50 @@ import os
 import sys
 import time
 
+
+def await_launch(fd):
+    """Started ahead, before the sandbox knew its function (`_LAMINA_LAUNCH_FD`): waits for the
+    function's working directory and variables, which arrive once its root is complete. Imports
+    looked for on the path meanwhile (the function's own directories were still empty) are
+    forgotten. A sandbox let go unlaunched closes the pipe: nothing to do."""
+    data = b""
+    while chunk := os.read(fd, 65536):
+        data += chunk
+    os.close(fd)
+    if not data:
+        os._exit(0)
+    launch = json.loads(data)
+    os.environ.clear()
+    os.environ.update(launch["env"])
+    os.chdir(launch["cwd"])
+    sys.path_importer_cache.clear()
+    # `site` looked for sitecustomize and usercustomize when the layers' directories were still
+    # empty: a layer's comes first on the path, so it is what a plain start would have run.
+    import site
+    for name, run in (("sitecustomize", site.execsitecustomize),
+                      ("usercustomize", site.ENABLE_USER_SITE and site.execusercustomize)):
+        if run and any(p.startswith("/opt/") and _has_module(p, name) for p in _path_before(name)):
+            sys.modules.pop(name, None)
+            run()
+
+
+def _path_before(name):
+    """The path's entries up to the one `name` was found in at start (all of them if it was not)."""
+    found = getattr(sys.modules.get(name), "__file__", None) or ""
+    for p in sys.path:
+        if found.startswith(p.rstrip("/") + "/"):
+            return
+        yield p
+
+
+def _has_module(directory, name):
+    return any(os.path.exists(f"{directory}/{name}{ending}")
+               for ending in (".py", ".pyc", "/__init__.py"))
+
+
+if "_LAMINA_LAUNCH_FD" in os.environ:
+    await_launch(int(os.environ["_LAMINA_LAUNCH_FD"]))
+
 API = os.environ["AWS_LAMBDA_RUNTIME_API"]
 PREFIX = "/2018-06-01/runtime"
 JSON_LOGS = os.environ.get("AWS_LAMBDA_LOG_FORMAT", "").upper() == "JSON"

@@ -14,6 +14,20 @@ const fs = require("node:fs");
 const util = require("node:util");
 const { pathToFileURL } = require("node:url");
 
+// Started ahead, before the sandbox knew its function (`_LAMINA_LAUNCH_FD`): wait for the
+// function's working directory and variables, which arrive once its root is complete. A sandbox
+// let go unlaunched closes the pipe: nothing to do.
+if (process.env._LAMINA_LAUNCH_FD !== undefined) {
+  const fd = Number(process.env._LAMINA_LAUNCH_FD);
+  const text = fs.readFileSync(fd, "utf8");
+  fs.closeSync(fd);
+  if (!text) process.exit(0);
+  const launch = JSON.parse(text);
+  for (const name of Object.keys(process.env)) delete process.env[name];
+  for (const [name, value] of launch.env) process.env[name] = value;
+  process.chdir(launch.cwd);
+}
+
 const JSON_LOGS = (process.env.AWS_LAMBDA_LOG_FORMAT || "").toUpperCase() === "JSON";
 const ORDER = { TRACE: 0, DEBUG: 1, INFO: 2, WARN: 3, ERROR: 4, FATAL: 5 };
 const MIN_LEVEL = JSON_LOGS ? ORDER[(process.env.AWS_LAMBDA_LOG_LEVEL || "INFO").toUpperCase()] ?? ORDER.INFO : 0;

@@ -9,12 +9,18 @@
 //! Under the filters from the start (and so under `no_new_privs`, which loading them sets), this
 //! process still does everything it must before `execve`: rlimits, the uid and gid or the
 //! capability bounding set, `chdir`. The filters refuse none of them.
+//!
+//! A sandbox made for a managed runtime's interpreter ([`crate::Zygote`]) forks this process once
+//! its root's base is built instead: it `chroot`s into the base, loads the filters and `execve`s
+//! the interpreter at once, with the launch's pipe as descriptor [`crate::ZYGOTE_FD`]. At launch
+//! PID 1 pivots into that same base (so the interpreter's root becomes the sandbox's) before it
+//! writes the function's working directory and variables to the pipe.
 
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use crate::Launch;
 use crate::kernel::{Kernel, Rlimit};
+use crate::{Launch, ZYGOTE_FD, Zygote};
 
 use super::{MAX_FRAME, parse, step};
 
@@ -24,8 +30,9 @@ pub(super) struct Waiting {
     pid: libc::pid_t,
     /// Where the launch is written; closed after it.
     go: OwnedFd,
-    /// Where the process reports why it did not exec (nothing: it did; close-on-exec).
-    status: OwnedFd,
+    /// Where the process reports why it did not exec (nothing: it did; close-on-exec). `None`
+    /// for an interpreter started ahead, which has exec'd already.
+    status: Option<OwnedFd>,
 }
 
 impl Waiting {
@@ -35,37 +42,163 @@ impl Waiting {
         user_namespace: bool,
         filters: &[seccompiler::BpfProgram],
     ) -> io::Result<Self> {
-        let (go_r, go_w) = pipe()?;
-        let (status_r, status_w) = pipe()?;
-        // SAFETY: PID 1 is single-threaded; see `run`.
-        match unsafe { libc::fork() } {
-            -1 => Err(io::Error::last_os_error()),
-            0 => {
-                drop((go_w, status_r));
-                let err = wait_and_exec(k, user_namespace, filters, go_r);
-                let mut w = std::fs::File::from(status_w);
-                let _ = w.write_all(err.to_string().as_bytes());
-                // SAFETY: leaving a failed child.
-                unsafe { libc::_exit(127) }
-            }
-            pid => Ok(Self {
-                pid,
-                go: go_w,
-                status: status_r,
-            }),
+        let (pid, go, status) = spawn(|go| wait_and_exec(k, user_namespace, filters, go))?;
+        Ok(Self {
+            pid,
+            go,
+            status: Some(status),
+        })
+    }
+
+    /// Forks the function's process into the root's base at `root`, where it loads `filters` and
+    /// executes `zygote`'s interpreter at once. Returns once it has exec'd, or why it could not.
+    pub(super) fn start_zygote(
+        k: &dyn Kernel,
+        user_namespace: bool,
+        filters: &[seccompiler::BpfProgram],
+        root: &std::path::Path,
+        zygote: &Zygote,
+    ) -> io::Result<Self> {
+        let (pid, go, status) =
+            spawn(|go| exec_zygote(k, user_namespace, filters, root, zygote, go))?;
+        let mut failure = String::new();
+        let _ = std::fs::File::from(status).read_to_string(&mut failure);
+        if !failure.is_empty() {
+            return Err(io::Error::other(failure));
+        }
+        let started = Self {
+            pid,
+            go,
+            status: None,
+        };
+        match started.exited() {
+            Some(why) => Err(io::Error::other(why)),
+            None => Ok(started),
         }
     }
 
     /// Hands the process its launch (`frame`, as PID 1 received it) and waits until it has
     /// exec'd. Returns its pid and why it did not exec (empty if it did).
-    pub(super) fn launch(self, frame: &[u8]) -> (libc::pid_t, String) {
+    pub(super) fn launch(self, frame: &[u8], launch: &Launch) -> (libc::pid_t, String) {
+        let Some(status) = self.status else {
+            return (self.pid, self.hand_over(launch));
+        };
         // A process that failed before it read this is gone: the write fails, and its status
         // says why.
         let _ = std::fs::File::from(self.go).write_all(frame);
         let mut failure = String::new();
-        let _ = std::fs::File::from(self.status).read_to_string(&mut failure);
+        let _ = std::fs::File::from(status).read_to_string(&mut failure);
         (self.pid, failure)
     }
+
+    /// Why an interpreter started ahead is gone, if it is (it is reaped).
+    fn exited(&self) -> Option<String> {
+        let mut status = 0;
+        // SAFETY: waitpid on our own child with a valid status pointer, without blocking.
+        (unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG) } == self.pid).then(|| {
+            format!(
+                "the runtime's interpreter, started ahead, exited with status {}",
+                super::status_code(status)
+            )
+        })
+    }
+
+    /// Waits until `ctl` has something to read (the launch, or the server's hang-up). An
+    /// interpreter started ahead that exits meanwhile ends the wait with an error, and with it
+    /// the sandbox: the pool then finds it dead instead of handing it to a function.
+    pub(super) fn wait_for_launch(&self, ctl: &std::os::unix::net::UnixStream) -> io::Result<()> {
+        if self.status.is_some() {
+            return Ok(());
+        }
+        // SAFETY: pidfd_open takes a pid and flags; it returns a new descriptor or -1.
+        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, self.pid, 0) } as i32;
+        if pidfd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a fresh descriptor this process owns.
+        let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+        loop {
+            let mut fds = [
+                libc::pollfd {
+                    fd: ctl.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: pidfd.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+            ];
+            // SAFETY: `fds` is a valid array of two pollfd for the duration of the call.
+            if unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } < 0 {
+                let e = io::Error::last_os_error();
+                if e.raw_os_error() == Some(libc::EINTR) {
+                    continue;
+                }
+                return Err(e);
+            }
+            if fds[0].revents != 0 {
+                return Ok(());
+            }
+            if let Some(why) = self.exited() {
+                return Err(io::Error::other(why));
+            }
+        }
+    }
+
+    /// Gives a waiting interpreter its function's working directory and variables. Returns why
+    /// it could not (empty if it could).
+    fn hand_over(self, launch: &Launch) -> String {
+        if let Some(why) = self.exited() {
+            return why;
+        }
+        let message = serde_json::json!({ "cwd": launch.cwd, "env": launch.env });
+        match std::fs::File::from(self.go).write_all(message.to_string().as_bytes()) {
+            Ok(()) => String::new(),
+            Err(e) => format!("handing the launch to the runtime's interpreter: {e}"),
+        }
+    }
+}
+
+/// Forks the function's process, which runs `run` with the read end of the launch's pipe.
+/// `run` returns only on failure, which the process writes to the status pipe before it exits.
+/// Returns the pid, the launch's write end and the status's read end.
+fn spawn(run: impl FnOnce(OwnedFd) -> io::Error) -> io::Result<(libc::pid_t, OwnedFd, OwnedFd)> {
+    let (go_r, go_w) = pipe()?;
+    let (status_r, status_w) = pipe()?;
+    // SAFETY: PID 1 is single-threaded; see `run`.
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        0 => {
+            drop((go_w, status_r));
+            // Out of the way of ZYGOTE_FD, which an interpreter started ahead reads.
+            let status_w = match clear_of(status_w, ZYGOTE_FD) {
+                Ok(fd) => fd,
+                // SAFETY: leaving a failed child; the parent finds it gone.
+                Err(_) => unsafe { libc::_exit(127) },
+            };
+            let err = run(go_r);
+            let _ = std::fs::File::from(status_w).write_all(err.to_string().as_bytes());
+            // SAFETY: leaving a failed child.
+            unsafe { libc::_exit(127) }
+        }
+        pid => Ok((pid, go_w, status_r)),
+    }
+}
+
+/// `fd`, moved to another number if it is `n`.
+fn clear_of(fd: OwnedFd, n: i32) -> io::Result<OwnedFd> {
+    if fd.as_raw_fd() != n {
+        return Ok(fd);
+    }
+    // SAFETY: duplicating a descriptor we own to a free number above `n`.
+    let moved = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, n + 1) };
+    if moved == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor this process owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(moved) })
 }
 
 fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
@@ -148,13 +281,88 @@ fn wait_and_exec(
         unsafe { libc::_exit(125) }
     }
     match read.and_then(|_| parse::<Launch>(&frame)) {
-        Ok(launch) => exec_function(k, user_namespace, &launch),
+        Ok(launch) => exec_function(
+            k,
+            user_namespace,
+            &Exec {
+                uid: launch.uid,
+                gid: launch.gid,
+                nofile: launch.nofile,
+                nproc: launch.nproc,
+                cwd: &launch.cwd,
+                argv: &launch.argv,
+                env: &launch.env,
+            },
+        ),
         Err(e) => io::Error::new(e.kind(), format!("reading the launch: {e}")),
     }
 }
 
+/// The forked process of a sandbox made for an interpreter: into the base, filtered, executes
+/// the interpreter with `go` as [`ZYGOTE_FD`]. Returns only on failure.
+fn exec_zygote(
+    k: &dyn Kernel,
+    user_namespace: bool,
+    filters: &[seccompiler::BpfProgram],
+    root: &std::path::Path,
+    zygote: &Zygote,
+    go: OwnedFd,
+) -> io::Error {
+    let setup = || -> io::Result<()> {
+        // Before the filters, which refuse chroot. PID 1 pivots into this same tree later, which
+        // leaves this root as it is: it is the new root.
+        step("chroot into the root's base", k.chroot(root))?;
+        step("chdir /", k.chdir(std::path::Path::new("/")))?;
+        step("resetting signals", default_signals())?;
+        for filter in filters {
+            seccompiler::apply_filter(filter)
+                .map_err(|e| io::Error::other(format!("seccomp: {e}")))?;
+        }
+        Ok(())
+    };
+    if let Err(e) = setup() {
+        return e;
+    }
+    // The launch's pipe, kept open across execve as ZYGOTE_FD.
+    let kept = if go.as_raw_fd() == ZYGOTE_FD {
+        // SAFETY: clearing close-on-exec on a descriptor we own, which then stays open.
+        unsafe { libc::fcntl(std::os::fd::IntoRawFd::into_raw_fd(go), libc::F_SETFD, 0) }
+    } else {
+        // SAFETY: dup2 of a descriptor we own onto a fixed number (the copy has no
+        // close-on-exec); the original then closes.
+        unsafe { libc::dup2(go.as_raw_fd(), ZYGOTE_FD) }
+    };
+    if kept == -1 {
+        return io::Error::last_os_error();
+    }
+    exec_function(
+        k,
+        user_namespace,
+        &Exec {
+            uid: zygote.uid,
+            gid: zygote.gid,
+            nofile: zygote.nofile,
+            nproc: zygote.nproc,
+            cwd: std::path::Path::new("/"),
+            argv: &zygote.argv,
+            env: &zygote.env,
+        },
+    )
+}
+
+/// What the function's process becomes.
+struct Exec<'a> {
+    uid: u32,
+    gid: u32,
+    nofile: u64,
+    nproc: u64,
+    cwd: &'a std::path::Path,
+    argv: &'a [String],
+    env: &'a [(String, String)],
+}
+
 /// Becomes the function's process. Returns only on failure.
-fn exec_function(k: &dyn Kernel, user_namespace: bool, spec: &Launch) -> io::Error {
+fn exec_function(k: &dyn Kernel, user_namespace: bool, spec: &Exec<'_>) -> io::Error {
     let go = || -> io::Result<std::convert::Infallible> {
         // The control socket is close-on-exec: it stays open only until exec succeeds.
         let null = std::fs::File::open("/dev/null")?;
@@ -171,7 +379,7 @@ fn exec_function(k: &dyn Kernel, user_namespace: bool, spec: &Launch) -> io::Err
             step("dropping privileges", k.become_user(spec.uid, spec.gid))?;
         }
         step("no_new_privs", k.no_new_privs())?;
-        step("chdir", k.chdir(&spec.cwd))?;
+        step("chdir", k.chdir(spec.cwd))?;
         let argv: Vec<std::ffi::CString> = spec
             .argv
             .iter()
@@ -191,7 +399,7 @@ fn exec_function(k: &dyn Kernel, user_namespace: bool, spec: &Launch) -> io::Err
         }
         // execve does not search PATH: a bare name (an image's `CMD ["python3", …]`) is looked
         // up in the function's PATH here, inside its root and as its own user.
-        let program = cstring(&find_program(&spec.argv[0], &spec.env))?;
+        let program = cstring(&find_program(&spec.argv[0], spec.env))?;
         // SAFETY: argv and env are NUL-terminated arrays of valid C strings that outlive the call.
         unsafe { libc::execve(program.as_ptr(), argv_p.as_ptr(), env_p.as_ptr()) };
         Err(io::Error::new(
