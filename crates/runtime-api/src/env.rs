@@ -259,16 +259,15 @@ impl Environment {
                         None => Ok(None),
                     }
                 };
-                let start = |mut premade: Premade,
-                             spec: &Launch|
-                 -> Result<Launched, Option<SpawnError>> {
-                    premade.fit(
-                        memory_mb as u64 * 1024 * 1024,
-                        init_quota_us,
-                        &tenant.function_arn,
-                    )?;
-                    Ok(premade.launch(spec, tmp()?)?)
-                };
+                let start =
+                    |mut premade: Premade, spec: &Launch| -> Result<Launched, Option<SpawnError>> {
+                        premade.fit(
+                            memory_mb as u64 * 1024 * 1024,
+                            init_quota_us,
+                            &tenant.function_arn,
+                        )?;
+                        Ok(premade.launch(spec, tmp()?)?)
+                    };
                 // A sandbox made ahead of time has the default egress: not for a VPC's function.
                 let pool = inner.premade.get().filter(|_| tenant.vpc.is_none());
                 // One whose interpreter is already running, as the uid it owns.
@@ -286,11 +285,11 @@ impl Environment {
                     // Nothing of the function ran in it yet (it died while it waited, or its
                     // interpreter did): a plain one instead, which reports any fault that is the
                     // function's.
+                    // (Should it fail after the interpreter got its launch, which only a broken
+                    // control socket does, that one is killed as the plain one starts.)
                     Some(Err(e)) => {
-                        tracing::warn!(
-                            error = ?e,
-                            "a sandbox with its interpreter started ahead failed; a plain one instead"
-                        );
+                        let why = "a sandbox with its interpreter started ahead failed";
+                        tracing::warn!(error = ?e, "{why}; starting a plain one");
                         None
                     }
                     None => None,

@@ -252,7 +252,8 @@ fn fill(s: &Shared) {
                 // Its interpreter did not start: forgotten, so that the other sorts are still
                 // made; a cold start that asks for it again tries again.
                 let kind = wanted.as_ref().expect("a kind");
-                tracing::warn!(error = %e, interpreter = ?kind.argv, "starting a runtime's interpreter ahead failed");
+                let argv = &kind.argv;
+                tracing::warn!(error = %e, ?argv, "starting a runtime's interpreter ahead failed");
                 let forgotten = lock(&s.ready).forget(kind);
                 drop(forgotten);
             }
