@@ -131,7 +131,7 @@ impl Pool {
 
     /// A ready sandbox with `kind`'s interpreter started, if there is one. Either way the kind
     /// is now the one wanted most recently, and the thread makes another (the kind wanted
-    /// longest ago is let go beyond [`MAX_KINDS`]).
+    /// longest ago is let go beyond [`MAX_KINDS`]); unless one of its sandboxes was found dead.
     pub(crate) fn take_zygote(&self, kind: &Kind) -> Option<Premade> {
         let mut dead = Vec::new();
         let taken = {
@@ -142,11 +142,17 @@ impl Pool {
             };
             entry.1 = Instant::now();
             let taken = first_alive(&mut entry.2, &mut dead);
-            ready.zygotes.push(entry);
-            if ready.zygotes.len() > MAX_KINDS {
-                // Destroyed by the thread, not on this cold start's way.
-                let evicted = ready.zygotes.remove(0).2;
-                ready.discard.extend(evicted);
+            if !dead.is_empty() {
+                // Its interpreter died while it waited: the kind is forgotten, and made again
+                // only when a cold start asks for it again.
+                dead.extend(entry.2);
+            } else {
+                ready.zygotes.push(entry);
+                if ready.zygotes.len() > MAX_KINDS {
+                    // Destroyed by the thread, not on this cold start's way.
+                    let evicted = ready.zygotes.remove(0).2;
+                    ready.discard.extend(evicted);
+                }
             }
             taken
         };
@@ -189,17 +195,21 @@ impl Pool {
 fn fill(s: &Shared) {
     let mut failures = 0u32;
     loop {
-        let mut expired = Vec::new();
+        let mut gone = Vec::new();
         let wanted = {
             let mut ready = lock(&s.ready);
             loop {
                 if s.stop.load(Ordering::Relaxed) {
                     return;
                 }
-                expired.extend(ready.expire(Instant::now()));
-                expired.append(&mut ready.discard);
+                gone.extend(ready.expire(Instant::now()));
+                gone.append(&mut ready.discard);
+                // Those first, outside the lock.
+                if !gone.is_empty() {
+                    break None;
+                }
                 if let Some(w) = ready.wanted(s.size) {
-                    break w;
+                    break Some(w);
                 }
                 // Woken by a take, or to let idle kinds go.
                 ready = s
@@ -209,7 +219,10 @@ fn fill(s: &Shared) {
                     .0;
             }
         };
-        drop(expired);
+        drop(gone);
+        let Some(wanted) = wanted else {
+            continue;
+        };
         // A moment first: the cold start that took a sandbox is still running, and making one
         // costs a core for a few milliseconds.
         std::thread::sleep(SETTLE);

@@ -145,8 +145,7 @@ pub(crate) struct Parts {
     pub(crate) uid: Option<u32>,
 }
 
-/// A uid from the server's range, given back when dropped if nothing can run under it any
-/// more.
+/// A uid from the server's range, owned by a sandbox (see [`tear_down`]).
 struct Owned {
     uid: u32,
     range: Arc<UidRange>,
@@ -165,11 +164,10 @@ impl Launched {
 }
 
 /// Kills what runs in `cgroup` and removes it; then gives `uid` back, since only an empty
-/// (removed) group proves nothing runs under it any more. Without cgroups, as when an
-/// environment is destroyed, the sandbox's death (its PID namespace goes with PID 1) is all
-/// there is.
+/// (removed) group proves nothing runs under it any more (without cgroups, as when an
+/// environment is dropped, it is not given back).
 fn tear_down(k: &dyn Kernel, cgroup: Option<Cgroup>, uid: Option<Owned>, what: &str) {
-    let removed = cgroup.is_none_or(|cg| {
+    let removed = cgroup.is_some_and(|cg| {
         let _ = cg.kill_all(k);
         match cg.destroy(k) {
             Ok(()) => true,

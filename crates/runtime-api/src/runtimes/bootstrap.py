@@ -34,7 +34,8 @@ def await_launch(fd):
     os.chdir(launch["cwd"])
     sys.path_importer_cache.clear()
     # `site` looked for sitecustomize and usercustomize when the layers' directories were still
-    # empty: a layer's comes first on the path, so it is what a plain start would have run.
+    # empty: a layer's comes first on the path, so it is what a plain start would have run (the
+    # system's, if it has one, has run before it here).
     import site
     for name, run in (("sitecustomize", site.execsitecustomize),
                       ("usercustomize", site.ENABLE_USER_SITE and site.execusercustomize)):

@@ -141,8 +141,11 @@ impl Waiting {
             if fds[0].revents != 0 {
                 return Ok(());
             }
-            if let Some(why) = self.exited() {
-                return Err(io::Error::other(why));
+            if fds[1].revents != 0 {
+                let why = self.exited();
+                return Err(io::Error::other(why.unwrap_or_else(|| {
+                    "the runtime's interpreter, started ahead, exited".into()
+                })));
             }
         }
     }
@@ -173,12 +176,10 @@ fn spawn(run: impl FnOnce(OwnedFd) -> io::Error) -> io::Result<(libc::pid_t, Own
         0 => {
             drop((go_w, status_r));
             // Out of the way of ZYGOTE_FD, which an interpreter started ahead reads.
-            let status_w = match clear_of(status_w, ZYGOTE_FD) {
-                Ok(fd) => fd,
-                // SAFETY: leaving a failed child; the parent finds it gone.
-                Err(_) => unsafe { libc::_exit(127) },
+            let (status_w, err) = match clear_of(status_w, ZYGOTE_FD) {
+                Ok(fd) => (fd, run(go_r)),
+                Err((fd, e)) => (fd, e),
             };
-            let err = run(go_r);
             let _ = std::fs::File::from(status_w).write_all(err.to_string().as_bytes());
             // SAFETY: leaving a failed child.
             unsafe { libc::_exit(127) }
@@ -188,14 +189,15 @@ fn spawn(run: impl FnOnce(OwnedFd) -> io::Error) -> io::Result<(libc::pid_t, Own
 }
 
 /// `fd`, moved to another number if it is `n`.
-fn clear_of(fd: OwnedFd, n: i32) -> io::Result<OwnedFd> {
+/// Fails with `fd` as it was.
+fn clear_of(fd: OwnedFd, n: i32) -> Result<OwnedFd, (OwnedFd, io::Error)> {
     if fd.as_raw_fd() != n {
         return Ok(fd);
     }
     // SAFETY: duplicating a descriptor we own to a free number above `n`.
     let moved = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, n + 1) };
     if moved == -1 {
-        return Err(io::Error::last_os_error());
+        return Err((fd, io::Error::last_os_error()));
     }
     // SAFETY: a fresh descriptor this process owns.
     Ok(unsafe { OwnedFd::from_raw_fd(moved) })
