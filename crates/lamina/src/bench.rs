@@ -78,7 +78,7 @@ struct Measured {
     echo: Stats,
     /// Per function kind: label, cold, warm, warm throughput.
     rows: Vec<(&'static str, Stats, Stats, f64)>,
-    /// Per concurrency: invokes/s, echo requests/s, relay invokes/s.
+    /// Per concurrency: Lamina's, the echo's and the relay's rates and CPU per call.
     throughput: crate::bench_relay::Rates,
     /// Warm latency of the two echoes (on the client's thread, in the servers' runtime), the
     /// relay and the native 1769 MB function, interleaved.
@@ -570,7 +570,7 @@ impl Measured {
         let tp: Vec<_> = self
             .throughput
             .iter()
-            .map(|(c, r, e, relay)| json!({ "concurrency": c, "invokes_per_s": r, "echo_per_s": e, "relay_per_s": relay }))
+            .map(|r| json!({ "concurrency": r.concurrency, "invokes_per_s": r.lamina.per_s, "echo_per_s": r.echo.per_s, "relay_per_s": r.relay.per_s, "cpu_per_invoke_us": r.lamina.cpu_us, "echo_cpu_per_call_us": r.echo.cpu_us, "relay_cpu_per_call_us": r.relay.cpu_us }))
             .collect();
         let out: Vec<_> = self
             .rows
@@ -642,13 +642,16 @@ impl Measured {
                 s.p50_ms / r.p50_ms
             );
         }
-        for (c, rate, echo_rate, relay_rate) in throughput {
+        for r in throughput {
             println!(
-                "{:<36} {:>10.0}/s   echo {:.0}/s, relay {:.0}/s",
-                format!("warm throughput c={c}"),
-                rate,
-                echo_rate,
-                relay_rate
+                "{:<36} {:>10.0}/s   echo {:.0}/s, relay {:.0}/s; CPU per call {:.0} µs, echo {:.0}, relay {:.0}",
+                format!("warm throughput c={}", r.concurrency),
+                r.lamina.per_s,
+                r.echo.per_s,
+                r.relay.per_s,
+                r.lamina.cpu_us,
+                r.echo.cpu_us,
+                r.relay.cpu_us
             );
         }
         if let Some(a) = &asynchronous {

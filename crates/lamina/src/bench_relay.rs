@@ -27,7 +27,26 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use crate::bench::{Stats, Target, bar, servers, stats};
 
 /// Per concurrency: Lamina's invokes/s, the echo's requests/s, the relay's invokes/s.
-pub(crate) type Rates = Vec<(usize, f64, f64, f64)>;
+/// One closed-loop round: calls per second, and the whole machine's CPU time per call.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Round {
+    pub(crate) per_s: f64,
+    /// Busy CPU time of all CPUs (user, system, interrupts) over the round, per call, µs: what
+    /// a call costs the machine, client, servers, functions and kernel together. Less noisy
+    /// than a rate on a shared machine, since waiting is not counted.
+    pub(crate) cpu_us: f64,
+}
+
+/// Per concurrency: Lamina's round, the echo's and the relay's.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rate {
+    pub(crate) concurrency: usize,
+    pub(crate) lamina: Round,
+    pub(crate) echo: Round,
+    pub(crate) relay: Round,
+}
+
+pub(crate) type Rates = Vec<Rate>;
 
 /// Far enough ahead that no runtime ever sees its deadline (epoch ms, 2100).
 const DEADLINE_MS: &str = "4102444800000";
@@ -167,10 +186,15 @@ pub(crate) async fn against_relay(
         // That round took sandboxes made ahead of time: the pool makes their replacements in
         // the background, which would otherwise share the CPU with the timed rounds.
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let echo_rate = closed_loop(c, per, post(echo_url.to_owned())).await?;
-        let relay_rate = closed_loop(c, per, post(relay.url.clone())).await?;
-        let rate = closed_loop(c, per, lamina.clone()).await?;
-        throughput.push((c, rate, echo_rate, relay_rate));
+        let echo = closed_loop(c, per, post(echo_url.to_owned())).await?;
+        let relay = closed_loop(c, per, post(relay.url.clone())).await?;
+        let lamina = closed_loop(c, per, lamina.clone()).await?;
+        throughput.push(Rate {
+            concurrency: c,
+            lamina,
+            echo,
+            relay,
+        });
     }
     drop(relay);
     Ok((interleaved, throughput))
@@ -183,12 +207,31 @@ async fn timed(call: impl std::future::Future<Output = anyhow::Result<()>>) -> a
     Ok(t.elapsed().as_secs_f64() * 1000.0)
 }
 
-/// Calls per second of `c` callers, each making `per` calls in a closed loop.
-async fn closed_loop<F, C>(c: usize, per: usize, call: C) -> anyhow::Result<f64>
+/// The busy time of all CPUs since boot (user, nice, system, irq and softirq in `/proc/stat`),
+/// µs.
+fn busy_us() -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("cpu "))
+        .context("/proc/stat has no cpu line")?
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
+    anyhow::ensure!(ticks.len() >= 7, "/proc/stat's cpu line is short");
+    // `/proc/stat` counts in USER_HZ, 100 a second on every architecture Lamina runs on.
+    let busy = ticks[0] + ticks[1] + ticks[2] + ticks[5] + ticks[6];
+    Ok(busy * 10_000)
+}
+
+/// `c` callers, each making `per` calls in a closed loop: calls per second and CPU per call.
+async fn closed_loop<F, C>(c: usize, per: usize, call: C) -> anyhow::Result<Round>
 where
     C: Fn() -> F + Clone + Send + 'static,
     F: std::future::Future<Output = anyhow::Result<()>> + Send,
 {
+    let busy = busy_us()?;
     let t = Instant::now();
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..c {
@@ -203,7 +246,11 @@ where
     while let Some(r) = set.join_next().await {
         r??;
     }
-    Ok((per * c) as f64 / t.elapsed().as_secs_f64())
+    let calls = (per * c) as f64;
+    Ok(Round {
+        per_s: calls / t.elapsed().as_secs_f64(),
+        cpu_us: busy_us()?.saturating_sub(busy) as f64 / calls,
+    })
 }
 
 async fn handle(

@@ -270,30 +270,25 @@ impl Environment {
                     };
                 // A sandbox made ahead of time has the default egress: not for a VPC's function.
                 let pool = inner.premade.get().filter(|_| tenant.vpc.is_none());
-                // One whose interpreter is already running, as the uid it owns.
-                let started = zygote
+                // One whose interpreter is already running, as the uid it owns. Should it fail,
+                // nothing of the function ran in it yet (it died while it waited, or its
+                // interpreter did): a plain one instead, which reports any fault that is the
+                // function's. (Should it fail after the interpreter got its launch, which only a
+                // broken control socket does, that one is killed as the plain one starts.)
+                let launched = zygote
                     .as_ref()
                     .and_then(|kind| pool?.take_zygote(kind))
-                    .map(|p| {
+                    .and_then(|p| {
                         let mut own = spec.clone();
                         own.uid = p.uid().unwrap_or(spec.uid);
                         own.gid = own.uid;
                         start(p, &own)
+                            .inspect_err(|e| {
+                                let why = "a sandbox with its interpreter started ahead failed";
+                                tracing::warn!(error = ?e, "{why}; starting a plain one");
+                            })
+                            .ok()
                     });
-                let launched = match started {
-                    Some(Ok(l)) => Some(l),
-                    // Nothing of the function ran in it yet (it died while it waited, or its
-                    // interpreter did): a plain one instead, which reports any fault that is the
-                    // function's.
-                    // (Should it fail after the interpreter got its launch, which only a broken
-                    // control socket does, that one is killed as the plain one starts.)
-                    Some(Err(e)) => {
-                        let why = "a sandbox with its interpreter started ahead failed";
-                        tracing::warn!(error = ?e, "{why}; starting a plain one");
-                        None
-                    }
-                    None => None,
-                };
                 let launched = match launched {
                     Some(l) => l,
                     None => match pool.and_then(|pool| pool.take()) {

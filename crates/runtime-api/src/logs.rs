@@ -162,6 +162,9 @@ impl Tap {
 
     /// Waits (briefly) until the function's pipe holds no unread output, so that everything it
     /// printed before finishing is in the log before END.
+    ///
+    /// An empty pipe seen under the pump's lock is enough: the pump holds that lock from each
+    /// read until the lines it read are logged, so nothing read is still on its way.
     pub async fn drain(&self) {
         for _ in 0..200 {
             let pending = self
@@ -175,8 +178,6 @@ impl Tap {
                     n
                 });
             if pending == 0 {
-                // Give the pump a turn to finish the line it may be holding.
-                tokio::task::yield_now().await;
                 return;
             }
             tokio::time::sleep(std::time::Duration::from_micros(100)).await;

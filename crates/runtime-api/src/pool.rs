@@ -136,11 +136,13 @@ impl Pool {
         let mut dead = Vec::new();
         let taken = {
             let mut ready = lock(&self.shared.ready);
+            let now = Instant::now();
             let mut entry = match ready.zygotes.iter().position(|(k, _, _)| k == kind) {
                 Some(i) => ready.zygotes.remove(i),
-                None => (kind.clone(), Instant::now(), VecDeque::new()),
+                None => (kind.clone(), now, VecDeque::new()),
             };
-            entry.1 = Instant::now();
+            // Asked for now: the last of the kinds to expire.
+            entry.1 = now;
             let taken = first_alive(&mut entry.2, &mut dead);
             if !dead.is_empty() {
                 // Its interpreter died while it waited: the kind is forgotten, and made again

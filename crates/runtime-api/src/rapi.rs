@@ -1,6 +1,9 @@
 //! The Runtime API (2018-06-01) one environment's runtime polls, served on the listener that
 //! lives inside the environment's network namespace.
 //!
+//! Four routes, matched by hand on hyper: a general router would cost every invocation its path
+//! matching, its extractors and a boxed body each way, for no route of its own.
+//!
 //! The runtime is untrusted, and this server runs in Lamina's own process, outside the function's
 //! cgroup: everything it can make the server hold is bounded. At most [`MAX_CONNECTIONS`]
 //! connections are served at once (more are closed as soon as they are accepted); a request head
@@ -8,16 +11,16 @@
 //! invocation in flight, streamed against its limit and its deadline, so a request for any other
 //! id is refused before a byte of its body is read.
 
+use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use axum::Router;
-use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use serde_json::json;
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue};
+use hyper::{HeaderMap, Method, Request, StatusCode};
 use tokio::sync::{Mutex, Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -62,7 +65,7 @@ pub struct Shared {
     /// Set when the runtime reports an init error.
     pub init_error: std::sync::Mutex<Option<(String, Bytes)>>,
     /// Taken by the first `/init/error` request, before its body is read: only one is ever read.
-    init_error_claimed: std::sync::atomic::AtomicBool,
+    init_error_claimed: AtomicBool,
     init_error_signal: watch::Sender<bool>,
 }
 
@@ -73,7 +76,7 @@ impl Shared {
             current: std::sync::Mutex::new(None),
             next_calls: watch::channel(0).0,
             init_error: std::sync::Mutex::new(None),
-            init_error_claimed: std::sync::atomic::AtomicBool::new(false),
+            init_error_claimed: AtomicBool::new(false),
             init_error_signal: watch::channel(false).0,
         })
     }
@@ -85,21 +88,10 @@ impl Shared {
     }
 }
 
-fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
-        .route("/2018-06-01/runtime/invocation/next", get(next))
-        .route(
-            "/2018-06-01/runtime/invocation/{id}/response",
-            post(response),
-        )
-        .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
-        .route("/2018-06-01/runtime/init/error", post(init_error))
-        .with_state(shared)
-}
+type Response = hyper::Response<Full<Bytes>>;
 
 /// Serves the Runtime API on `listener` until the returned task is aborted.
 pub fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) -> JoinHandle<()> {
-    let router = router(shared);
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     tokio::spawn(async move {
         let mut connections = tokio::task::JoinSet::new();
@@ -120,7 +112,8 @@ pub fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) -> JoinHand
                 drop(stream);
                 continue;
             };
-            let service = hyper_util::service::TowerToHyperService::new(router.clone());
+            let shared = shared.clone();
+            let service = hyper::service::service_fn(move |req| route(shared.clone(), req));
             connections.spawn(async move {
                 let _slot = slot;
                 let conn = hyper::server::conn::http1::Builder::new()
@@ -134,15 +127,72 @@ pub fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) -> JoinHand
     })
 }
 
-fn runtime_error(status: StatusCode, error_type: &str, message: &str) -> Response {
-    (
-        status,
-        axum::Json(json!({ "errorType": error_type, "errorMessage": message })),
-    )
-        .into_response()
+/// Dispatches one request to its route.
+async fn route(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response, Infallible> {
+    let path = req.uri().path();
+    let Some(rest) = path.strip_prefix("/2018-06-01/runtime/") else {
+        return Ok(status(StatusCode::NOT_FOUND));
+    };
+    if rest == "invocation/next" {
+        return Ok(if req.method() == Method::GET {
+            next(&s).await
+        } else {
+            status(StatusCode::METHOD_NOT_ALLOWED)
+        });
+    }
+    let call = if rest == "init/error" {
+        None
+    } else if let Some(id) = rest
+        .strip_prefix("invocation/")
+        .and_then(|r| r.strip_suffix("/response"))
+    {
+        Some((id.to_owned(), true))
+    } else if let Some(id) = rest
+        .strip_prefix("invocation/")
+        .and_then(|r| r.strip_suffix("/error"))
+    {
+        Some((id.to_owned(), false))
+    } else {
+        return Ok(status(StatusCode::NOT_FOUND));
+    };
+    if req.method() != Method::POST {
+        return Ok(status(StatusCode::METHOD_NOT_ALLOWED));
+    }
+    Ok(match call {
+        None => init_error(&s, req).await,
+        Some((id, true)) => response(&s, &id, req).await,
+        Some((id, false)) => error(&s, &id, req).await,
+    })
 }
 
-async fn next(State(s): State<Arc<Shared>>) -> Response {
+fn status(code: StatusCode) -> Response {
+    let mut r = Response::new(Full::default());
+    *r.status_mut() = code;
+    r
+}
+
+fn json(code: StatusCode, body: Bytes) -> Response {
+    let mut r = Response::new(Full::new(body));
+    *r.status_mut() = code;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+/// `202 {"status":"OK"}`, the answer to every accepted report.
+fn accepted() -> Response {
+    json(
+        StatusCode::ACCEPTED,
+        Bytes::from_static(br#"{"status":"OK"}"#),
+    )
+}
+
+fn runtime_error(code: StatusCode, error_type: &str, message: &str) -> Response {
+    let body = serde_json::json!({ "errorType": error_type, "errorMessage": message });
+    json(code, Bytes::from(body.to_string()))
+}
+
+async fn next(s: &Shared) -> Response {
     s.next_calls.send_modify(|n| *n += 1);
     let mut inbox = s.inbox.lock().await;
     let Some(p) = inbox.recv().await else {
@@ -153,20 +203,21 @@ async fn next(State(s): State<Arc<Shared>>) -> Response {
         );
     };
     drop(inbox);
-    *s.current.lock().unwrap_or_else(|e| e.into_inner()) =
-        Some((p.request_id.clone(), p.reply, p.deadline_ms));
-    let mut resp = Response::new(Body::from(p.payload));
+    let mut resp = Response::new(Full::new(p.payload));
     let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(
+        HeaderName::from_static("lambda-runtime-deadline-ms"),
+        HeaderValue::from(p.deadline_ms),
+    );
     let mut set = |name: &'static str, value: &str| {
         if let Ok(v) = HeaderValue::from_str(value)
             && !value.is_empty()
         {
-            h.insert(name, v);
+            h.insert(HeaderName::from_static(name), v);
         }
     };
-    set("content-type", "application/json");
     set("lambda-runtime-aws-request-id", &p.request_id);
-    set("lambda-runtime-deadline-ms", &p.deadline_ms.to_string());
     set("lambda-runtime-invoked-function-arn", &p.invoked_arn);
     set("lambda-runtime-trace-id", &p.trace_id);
     if let Some(cc) = &p.client_context {
@@ -175,6 +226,8 @@ async fn next(State(s): State<Arc<Shared>>) -> Response {
     if let Some(ci) = &p.cognito_identity {
         set("lambda-runtime-cognito-identity", ci);
     }
+    *s.current.lock().unwrap_or_else(|e| e.into_inner()) =
+        Some((p.request_id, p.reply, p.deadline_ms));
     resp
 }
 
@@ -213,55 +266,44 @@ enum BodyError {
 }
 
 /// Reads a body of at most [`MAX_RESPONSE`] bytes before `deadline_ms`.
-async fn read_body(headers: &HeaderMap, body: Body, deadline_ms: i64) -> Result<Bytes, BodyError> {
+async fn read_body(
+    headers: &HeaderMap,
+    body: Incoming,
+    deadline_ms: i64,
+) -> Result<Bytes, BodyError> {
     let declared = headers
-        .get("content-length")
+        .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > MAX_RESPONSE as u64) {
         return Err(BodyError::TooLarge);
     }
     let left = (deadline_ms - lamina_model::now_millis()).max(0) as u64;
-    match tokio::time::timeout(
-        Duration::from_millis(left),
-        axum::body::to_bytes(body, MAX_RESPONSE),
-    )
-    .await
-    {
-        Ok(Ok(b)) => Ok(b),
-        Ok(Err(e)) if is_length_limit(&e) => Err(BodyError::TooLarge),
+    let read = Limited::new(body, MAX_RESPONSE).collect();
+    match tokio::time::timeout(Duration::from_millis(left), read).await {
+        Ok(Ok(b)) => Ok(b.to_bytes()),
+        Ok(Err(e)) if e.is::<LengthLimitError>() => Err(BodyError::TooLarge),
         _ => Err(BodyError::Broken),
     }
 }
 
-fn is_length_limit(e: &axum::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(s) = source {
-        if s.to_string().contains("length limit exceeded") {
-            return true;
-        }
-        source = s.source();
-    }
-    false
+fn header<'a>(headers: &'a HeaderMap, name: &str, default: &'a str) -> &'a str {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or(default)
 }
 
-async fn response(
-    State(s): State<Arc<Shared>>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let Some((tx, deadline)) = take_current(&s, &id) else {
+async fn response(s: &Shared, id: &str, req: Request<Incoming>) -> Response {
+    let Some((tx, deadline)) = take_current(s, id) else {
         return invalid_id();
     };
-    match read_body(&headers, body, deadline).await {
+    let (parts, body) = req.into_parts();
+    match read_body(&parts.headers, body, deadline).await {
         Ok(body) => {
-            let content_type = headers
-                .get("content-type")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("application/json")
-                .to_owned();
+            let content_type =
+                header(&parts.headers, "content-type", "application/json").to_owned();
             let _ = tx.send(Reply::Response { body, content_type });
-            (StatusCode::ACCEPTED, axum::Json(json!({ "status": "OK" }))).into_response()
+            accepted()
         }
         Err(BodyError::TooLarge) => {
             let _ = tx.send(Reply::TooLarge);
@@ -269,50 +311,39 @@ async fn response(
         }
         Err(BodyError::Broken) => {
             drop(tx);
-            StatusCode::BAD_REQUEST.into_response()
+            status(StatusCode::BAD_REQUEST)
         }
     }
 }
 
 fn error_type(headers: &HeaderMap) -> String {
-    headers
-        .get("lambda-runtime-function-error-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("Unhandled")
-        .to_owned()
+    header(headers, "lambda-runtime-function-error-type", "Unhandled").to_owned()
 }
 
-async fn error(
-    State(s): State<Arc<Shared>>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let Some((tx, deadline)) = take_current(&s, &id) else {
+async fn error(s: &Shared, id: &str, req: Request<Incoming>) -> Response {
+    let Some((tx, deadline)) = take_current(s, id) else {
         return invalid_id();
     };
-    match read_body(&headers, body, deadline).await {
+    let (parts, body) = req.into_parts();
+    match read_body(&parts.headers, body, deadline).await {
         Ok(body) => {
             let _ = tx.send(Reply::Error {
                 body,
-                error_type: error_type(&headers),
+                error_type: error_type(&parts.headers),
             });
-            (StatusCode::ACCEPTED, axum::Json(json!({ "status": "OK" }))).into_response()
+            accepted()
         }
         Err(BodyError::TooLarge) => {
             let _ = tx.send(Reply::TooLarge);
             too_large()
         }
-        Err(BodyError::Broken) => StatusCode::BAD_REQUEST.into_response(),
+        Err(BodyError::Broken) => status(StatusCode::BAD_REQUEST),
     }
 }
 
-async fn init_error(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
+async fn init_error(s: &Shared, req: Request<Incoming>) -> Response {
     // Only during INIT, and only once: the claim is taken before a byte of the body is read.
-    if *s.next_calls.borrow() > 0
-        || s.init_error_claimed
-            .swap(true, std::sync::atomic::Ordering::AcqRel)
-    {
+    if *s.next_calls.borrow() > 0 || s.init_error_claimed.swap(true, Ordering::AcqRel) {
         return runtime_error(
             StatusCode::FORBIDDEN,
             "Runtime.InvalidStateTransition",
@@ -320,12 +351,17 @@ async fn init_error(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Body
         );
     }
     let deadline = lamina_model::now_millis() + crate::env::INIT_LIMIT.as_millis() as i64;
-    let body = match read_body(&headers, body, deadline).await {
+    let (parts, body) = req.into_parts();
+    let body = match read_body(&parts.headers, body, deadline).await {
         Ok(b) => b,
         Err(BodyError::TooLarge) => return too_large(),
-        Err(BodyError::Broken) => return StatusCode::BAD_REQUEST.into_response(),
+        Err(BodyError::Broken) => return status(StatusCode::BAD_REQUEST),
     };
-    *s.init_error.lock().unwrap_or_else(|e| e.into_inner()) = Some((error_type(&headers), body));
+    *s.init_error.lock().unwrap_or_else(|e| e.into_inner()) =
+        Some((error_type(&parts.headers), body));
     s.init_error_signal.send_replace(true);
-    (StatusCode::ACCEPTED, axum::Json(json!({ "status": "OK" }))).into_response()
+    accepted()
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,265 @@
+//! The Runtime API as a runtime sees it: raw HTTP/1.1 over loopback, one connection per request.
+
+use std::collections::HashMap;
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+use super::*;
+
+struct Api {
+    addr: std::net::SocketAddr,
+    inbox: mpsc::Sender<Pending>,
+    shared: Arc<Shared>,
+    server: JoinHandle<()>,
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+async fn api() -> Api {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (inbox, rx) = mpsc::channel(1);
+    let shared = Shared::new(rx);
+    let server = serve(listener, shared.clone());
+    Api {
+        addr,
+        inbox,
+        shared,
+        server,
+    }
+}
+
+struct Answer {
+    status: u16,
+    headers: HashMap<String, String>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+}
+
+/// Sends one request (`head` without its blank line) and reads the answer until the server
+/// closes the connection.
+async fn send(api: &Api, head: &str, body: &[u8]) -> Answer {
+    let mut s = tokio::net::TcpStream::connect(api.addr).await.unwrap();
+    let req = format!("{head}\r\nHost: rapi\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw))
+        .await
+        .expect("the answer came in time")
+        .unwrap();
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = std::str::from_utf8(&raw[..end]).unwrap();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
+        .collect();
+    Answer {
+        status,
+        headers,
+        body: raw[end + 4..].to_vec(),
+    }
+}
+
+fn pending(id: &str) -> (Pending, oneshot::Receiver<Reply>) {
+    let (reply, rx) = oneshot::channel();
+    let p = Pending {
+        request_id: id.into(),
+        payload: Bytes::from_static(br#"{"key":"value"}"#),
+        deadline_ms: lamina_model::now_millis() + 60_000,
+        invoked_arn: "arn:aws:lambda:us-east-1:000000000000:function:f".into(),
+        trace_id: "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=0".into(),
+        client_context: Some(r#"{"custom":{"a":"b"}}"#.into()),
+        cognito_identity: None,
+        reply,
+    };
+    (p, rx)
+}
+
+/// Puts an invocation in the inbox and takes it with `/next`, as the runtime would.
+async fn handed(api: &Api, id: &str) -> (oneshot::Receiver<Reply>, Answer) {
+    let (p, reply) = pending(id);
+    api.inbox.send(p).await.unwrap();
+    let next = send(api, "GET /2018-06-01/runtime/invocation/next HTTP/1.1", b"").await;
+    (reply, next)
+}
+
+async fn post(api: &Api, path: &str, extra: &str, body: &[u8]) -> Answer {
+    let head = format!(
+        "POST /2018-06-01/runtime/{path} HTTP/1.1\r\nContent-Length: {}{extra}",
+        body.len()
+    );
+    send(api, &head, body).await
+}
+
+#[tokio::test]
+async fn next_hands_over_the_event_and_only_its_own_id_answers_it() {
+    let api = api().await;
+    let (p, reply) = pending("r-1");
+    let deadline = p.deadline_ms;
+    api.inbox.send(p).await.unwrap();
+    let next = send(
+        &api,
+        "GET /2018-06-01/runtime/invocation/next HTTP/1.1",
+        b"",
+    )
+    .await;
+    assert_eq!(next.status, 200);
+    assert_eq!(next.body, br#"{"key":"value"}"#);
+    let h = &next.headers;
+    assert_eq!(h["lambda-runtime-aws-request-id"], "r-1");
+    assert_eq!(h["lambda-runtime-deadline-ms"], deadline.to_string());
+    assert_eq!(
+        h["lambda-runtime-invoked-function-arn"],
+        "arn:aws:lambda:us-east-1:000000000000:function:f"
+    );
+    assert!(h["lambda-runtime-trace-id"].starts_with("Root=1-5759e988-"));
+    assert_eq!(
+        h["lambda-runtime-client-context"],
+        r#"{"custom":{"a":"b"}}"#
+    );
+    assert_eq!(h["content-type"], "application/json");
+    assert!(!h.contains_key("lambda-runtime-cognito-identity"));
+    assert_eq!(*api.shared.next_calls().borrow(), 1);
+
+    // Another id is refused before its body is read.
+    let other = post(&api, "invocation/r-2/response", "", b"\"no\"").await;
+    assert_eq!(other.status, 400);
+    assert_eq!(other.json()["errorType"], "InvalidRequestID");
+
+    let ok = post(
+        &api,
+        "invocation/r-1/response",
+        "\r\nContent-Type: text/plain",
+        b"hello",
+    )
+    .await;
+    assert_eq!(
+        (ok.status, ok.json()),
+        (202, serde_json::json!({"status": "OK"}))
+    );
+    match reply.await.unwrap() {
+        Reply::Response { body, content_type } => {
+            assert_eq!(
+                (&body[..], content_type.as_str()),
+                (&b"hello"[..], "text/plain")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // Answered once: a second answer for the same id is refused.
+    let again = post(&api, "invocation/r-1/response", "", b"\"twice\"").await;
+    assert_eq!(again.status, 400);
+}
+
+#[tokio::test]
+async fn errors_and_oversized_responses_reach_the_invocation() {
+    let api = api().await;
+    let (reply, _) = handed(&api, "r-err").await;
+    let body = br#"{"errorMessage":"boom","errorType":"ValueError"}"#;
+    let e = post(
+        &api,
+        "invocation/r-err/error",
+        "\r\nLambda-Runtime-Function-Error-Type: Unhandled.ValueError",
+        body,
+    )
+    .await;
+    assert_eq!(e.status, 202);
+    match reply.await.unwrap() {
+        Reply::Error {
+            body: b,
+            error_type,
+        } => {
+            assert_eq!(
+                (&b[..], error_type.as_str()),
+                (&body[..], "Unhandled.ValueError")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // A declared length over the limit is refused without reading the body.
+    let (reply, _) = handed(&api, "r-big").await;
+    let head = format!(
+        "POST /2018-06-01/runtime/invocation/r-big/response HTTP/1.1\r\nContent-Length: {}",
+        MAX_RESPONSE + 1
+    );
+    let big = send(&api, &head, b"").await;
+    assert_eq!(big.status, 413);
+    assert_eq!(big.json()["errorType"], "RequestEntityTooLarge");
+    assert!(matches!(reply.await.unwrap(), Reply::TooLarge));
+
+    // So is a chunked body that grows past it.
+    let (reply, _) = handed(&api, "r-chunked").await;
+    let chunk = vec![b'x'; 1 << 20];
+    let mut body = Vec::new();
+    for _ in 0..7 {
+        body.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        body.extend_from_slice(&chunk);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(b"0\r\n\r\n");
+    let head = "POST /2018-06-01/runtime/invocation/r-chunked/response HTTP/1.1\r\nTransfer-Encoding: chunked";
+    let big = send(&api, head, &body).await;
+    assert_eq!(big.status, 413);
+    assert!(matches!(reply.await.unwrap(), Reply::TooLarge));
+}
+
+#[tokio::test]
+async fn init_error_is_taken_once_and_other_routes_are_refused() {
+    let api = api().await;
+    let body = br#"{"errorMessage":"no handler","errorType":"Runtime.HandlerNotFound"}"#;
+    let first = post(
+        &api,
+        "init/error",
+        "\r\nLambda-Runtime-Function-Error-Type: Runtime.HandlerNotFound",
+        body,
+    )
+    .await;
+    assert_eq!(first.status, 202);
+    assert!(*api.shared.init_errors().borrow());
+    let (error_type, stored) = api.shared.init_error.lock().unwrap().clone().unwrap();
+    assert_eq!(
+        (error_type.as_str(), &stored[..]),
+        ("Runtime.HandlerNotFound", &body[..])
+    );
+    let second = post(&api, "init/error", "", body).await;
+    assert_eq!(second.status, 403);
+    assert_eq!(second.json()["errorType"], "Runtime.InvalidStateTransition");
+
+    let post_next = post(&api, "invocation/next", "", b"").await;
+    assert_eq!(post_next.status, 405);
+    let get_response = send(
+        &api,
+        "GET /2018-06-01/runtime/invocation/r/response HTTP/1.1",
+        b"",
+    )
+    .await;
+    assert_eq!(get_response.status, 405);
+    for path in [
+        "/2018-06-01/runtime/invocation/r",
+        "/2018-06-01/runtime/",
+        "/",
+    ] {
+        let a = send(&api, &format!("GET {path} HTTP/1.1"), b"").await;
+        assert_eq!(a.status, 404, "{path}");
+    }
+}
