@@ -26,7 +26,6 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::bench::{Stats, Target, bar, servers, stats};
 
-/// Per concurrency: Lamina's invokes/s, the echo's requests/s, the relay's invokes/s.
 /// One closed-loop round: calls per second, and the whole machine's CPU time per call.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Round {

@@ -164,7 +164,8 @@ impl Tap {
     /// printed before finishing is in the log before END.
     ///
     /// An empty pipe seen under the pump's lock is enough: the pump holds that lock from each
-    /// read until the lines it read are logged, so nothing read is still on its way.
+    /// read until the lines it read are logged, and at the pipe's end until its last
+    /// unfinished line is, so nothing read is still on its way.
     pub async fn drain(&self) {
         for _ in 0..200 {
             let pending = self
@@ -220,11 +221,14 @@ impl Tap {
                     line = Vec::new();
                 }
             }
+            // Under the lock, as each read: the last unfinished line is logged and the
+            // descriptor forgotten (before it is closed and its number reused), so `drain`
+            // never finds the pipe gone while that line is still on its way.
+            let mut pipe = tap.pipe.lock().unwrap_or_else(|e| e.into_inner());
             if !line.is_empty() {
                 tap.output(&line);
             }
-            // Forget the descriptor before it is closed (and its number reused).
-            *tap.pipe.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            *pipe = None;
         });
         Ok(())
     }

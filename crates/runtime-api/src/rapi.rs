@@ -19,7 +19,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue};
+use hyper::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue};
 use hyper::{HeaderMap, Method, Request, StatusCode};
 use tokio::sync::{Mutex, Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -137,7 +137,7 @@ async fn route(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response, Infal
         return Ok(if req.method() == Method::GET {
             next(&s).await
         } else {
-            status(StatusCode::METHOD_NOT_ALLOWED)
+            not_allowed("GET")
         });
     }
     let call = if rest == "init/error" {
@@ -156,7 +156,7 @@ async fn route(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response, Infal
         return Ok(status(StatusCode::NOT_FOUND));
     };
     if req.method() != Method::POST {
-        return Ok(status(StatusCode::METHOD_NOT_ALLOWED));
+        return Ok(not_allowed("POST"));
     }
     Ok(match call {
         None => init_error(&s, req).await,
@@ -168,6 +168,14 @@ async fn route(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response, Infal
 fn status(code: StatusCode) -> Response {
     let mut r = Response::new(Full::default());
     *r.status_mut() = code;
+    r
+}
+
+/// `405`, with the one method the route takes.
+fn not_allowed(method: &'static str) -> Response {
+    let mut r = status(StatusCode::METHOD_NOT_ALLOWED);
+    r.headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(method));
     r
 }
 

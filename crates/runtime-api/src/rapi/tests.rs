@@ -48,16 +48,33 @@ impl Answer {
 /// Sends one request (`head` without its blank line) and reads the answer until the server
 /// closes the connection.
 async fn send(api: &Api, head: &str, body: &[u8]) -> Answer {
-    let mut s = tokio::net::TcpStream::connect(api.addr).await.unwrap();
-    let req = format!("{head}\r\nHost: rapi\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    s.write_all(body).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw))
+    let (mut r, mut w) = tokio::net::TcpStream::connect(api.addr)
         .await
-        .expect("the answer came in time")
-        .unwrap();
-    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        .unwrap()
+        .into_split();
+    let mut req = format!("{head}\r\nHost: rapi\r\nConnection: close\r\n\r\n").into_bytes();
+    req.extend_from_slice(body);
+    // Written apart, and its errors ignored: a server that refuses a body answers and closes
+    // before it has all been sent. The write half stays open until the answer is read.
+    let writer = tokio::spawn(async move {
+        let _ = w.write_all(&req).await;
+        w
+    });
+    let mut raw = Vec::new();
+    let read = async {
+        let mut buf = [0u8; 8192];
+        while let Ok(n @ 1..) = r.read(&mut buf).await {
+            raw.extend_from_slice(&buf[..n]);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("the answer came in time");
+    writer.abort();
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an answer");
     let head = std::str::from_utf8(&raw[..end]).unwrap();
     let mut lines = head.split("\r\n");
     let status = lines
@@ -139,9 +156,16 @@ async fn next_hands_over_the_event_and_only_its_own_id_answers_it() {
     assert_eq!(h["content-type"], "application/json");
     assert!(!h.contains_key("lambda-runtime-cognito-identity"));
     assert_eq!(*api.shared.next_calls().borrow(), 1);
+    // INIT is over: an init error is no longer taken.
+    let late = post(&api, "init/error", "", b"{}").await;
+    assert_eq!(late.status, 403);
+    assert_eq!(late.json()["errorType"], "Runtime.InvalidStateTransition");
+    assert!(api.shared.init_error.lock().unwrap().is_none());
 
-    // Another id is refused before its body is read.
-    let other = post(&api, "invocation/r-2/response", "", b"\"no\"").await;
+    // Another id is refused before its body is read: this one never comes, and the answer
+    // does not wait for it.
+    let head = "POST /2018-06-01/runtime/invocation/r-2/response HTTP/1.1\r\nContent-Length: 100";
+    let other = send(&api, head, b"").await;
     assert_eq!(other.status, 400);
     assert_eq!(other.json()["errorType"], "InvalidRequestID");
 
@@ -246,14 +270,20 @@ async fn init_error_is_taken_once_and_other_routes_are_refused() {
     assert_eq!(second.json()["errorType"], "Runtime.InvalidStateTransition");
 
     let post_next = post(&api, "invocation/next", "", b"").await;
-    assert_eq!(post_next.status, 405);
+    assert_eq!(
+        (post_next.status, post_next.headers["allow"].as_str()),
+        (405, "GET")
+    );
     let get_response = send(
         &api,
         "GET /2018-06-01/runtime/invocation/r/response HTTP/1.1",
         b"",
     )
     .await;
-    assert_eq!(get_response.status, 405);
+    assert_eq!(
+        (get_response.status, get_response.headers["allow"].as_str()),
+        (405, "POST")
+    );
     for path in [
         "/2018-06-01/runtime/invocation/r",
         "/2018-06-01/runtime/",
