@@ -129,39 +129,24 @@ pub fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) -> JoinHand
 
 /// Dispatches one request to its route.
 async fn route(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response, Infallible> {
-    let path = req.uri().path();
-    let Some(rest) = path.strip_prefix("/2018-06-01/runtime/") else {
+    let (parts, body) = req.into_parts();
+    let Some(rest) = parts.uri.path().strip_prefix("/2018-06-01/runtime/") else {
         return Ok(status(StatusCode::NOT_FOUND));
     };
-    if rest == "invocation/next" {
-        return Ok(if req.method() == Method::GET {
-            next(&s).await
-        } else {
-            not_allowed("GET")
-        });
-    }
-    let call = if rest == "init/error" {
-        None
-    } else if let Some(id) = rest
+    // `invocation/{id}/response` or `invocation/{id}/error`: the id and whether it failed.
+    let report = rest
         .strip_prefix("invocation/")
-        .and_then(|r| r.strip_suffix("/response"))
-    {
-        Some((id.to_owned(), true))
-    } else if let Some(id) = rest
-        .strip_prefix("invocation/")
-        .and_then(|r| r.strip_suffix("/error"))
-    {
-        Some((id.to_owned(), false))
-    } else {
-        return Ok(status(StatusCode::NOT_FOUND));
-    };
-    if req.method() != Method::POST {
-        return Ok(not_allowed("POST"));
-    }
-    Ok(match call {
-        None => init_error(&s, req).await,
-        Some((id, true)) => response(&s, &id, req).await,
-        Some((id, false)) => error(&s, &id, req).await,
+        .and_then(|r| r.rsplit_once('/'))
+        .filter(|(_, what)| matches!(*what, "response" | "error"))
+        .map(|(id, what)| (id, what == "error"));
+    let post = parts.method == Method::POST;
+    Ok(match (rest, report) {
+        ("invocation/next", _) if parts.method == Method::GET => next(&s).await,
+        ("invocation/next", _) => not_allowed("GET"),
+        ("init/error", _) | (_, Some(_)) if !post => not_allowed("POST"),
+        ("init/error", _) => init_error(&s, &parts.headers, body).await,
+        (_, Some((id, failed))) => answer(&s, id, failed, &parts.headers, body).await,
+        _ => status(StatusCode::NOT_FOUND),
     })
 }
 
@@ -301,55 +286,43 @@ fn header<'a>(headers: &'a HeaderMap, name: &str, default: &'a str) -> &'a str {
         .unwrap_or(default)
 }
 
-async fn response(s: &Shared, id: &str, req: Request<Incoming>) -> Response {
-    let Some((tx, deadline)) = take_current(s, id) else {
-        return invalid_id();
-    };
-    let (parts, body) = req.into_parts();
-    match read_body(&parts.headers, body, deadline).await {
-        Ok(body) => {
-            let content_type =
-                header(&parts.headers, "content-type", "application/json").to_owned();
-            let _ = tx.send(Reply::Response { body, content_type });
-            accepted()
-        }
-        Err(BodyError::TooLarge) => {
-            let _ = tx.send(Reply::TooLarge);
-            too_large()
-        }
-        Err(BodyError::Broken) => {
-            drop(tx);
-            status(StatusCode::BAD_REQUEST)
-        }
-    }
-}
-
 fn error_type(headers: &HeaderMap) -> String {
     header(headers, "lambda-runtime-function-error-type", "Unhandled").to_owned()
 }
 
-async fn error(s: &Shared, id: &str, req: Request<Incoming>) -> Response {
+/// `/response` (or, `failed`, `/error`) for `id`: the answer of the invocation in flight, whose
+/// body is read only if `id` is that invocation's.
+async fn answer(
+    s: &Shared,
+    id: &str,
+    failed: bool,
+    headers: &HeaderMap,
+    body: Incoming,
+) -> Response {
     let Some((tx, deadline)) = take_current(s, id) else {
         return invalid_id();
     };
-    let (parts, body) = req.into_parts();
-    match read_body(&parts.headers, body, deadline).await {
-        Ok(body) => {
-            let _ = tx.send(Reply::Error {
-                body,
-                error_type: error_type(&parts.headers),
-            });
-            accepted()
-        }
+    let reply = match read_body(headers, body, deadline).await {
+        Ok(body) if failed => Reply::Error {
+            body,
+            error_type: error_type(headers),
+        },
+        Ok(body) => Reply::Response {
+            body,
+            content_type: header(headers, "content-type", "application/json").to_owned(),
+        },
         Err(BodyError::TooLarge) => {
             let _ = tx.send(Reply::TooLarge);
-            too_large()
+            return too_large();
         }
-        Err(BodyError::Broken) => status(StatusCode::BAD_REQUEST),
-    }
+        // The invocation sees its answer gone (`tx` dropped).
+        Err(BodyError::Broken) => return status(StatusCode::BAD_REQUEST),
+    };
+    let _ = tx.send(reply);
+    accepted()
 }
 
-async fn init_error(s: &Shared, req: Request<Incoming>) -> Response {
+async fn init_error(s: &Shared, headers: &HeaderMap, body: Incoming) -> Response {
     // Only during INIT, and only once: the claim is taken before a byte of the body is read.
     if *s.next_calls.borrow() > 0 || s.init_error_claimed.swap(true, Ordering::AcqRel) {
         return runtime_error(
@@ -359,14 +332,12 @@ async fn init_error(s: &Shared, req: Request<Incoming>) -> Response {
         );
     }
     let deadline = lamina_model::now_millis() + crate::env::INIT_LIMIT.as_millis() as i64;
-    let (parts, body) = req.into_parts();
-    let body = match read_body(&parts.headers, body, deadline).await {
+    let body = match read_body(headers, body, deadline).await {
         Ok(b) => b,
         Err(BodyError::TooLarge) => return too_large(),
         Err(BodyError::Broken) => return status(StatusCode::BAD_REQUEST),
     };
-    *s.init_error.lock().unwrap_or_else(|e| e.into_inner()) =
-        Some((error_type(&parts.headers), body));
+    *s.init_error.lock().unwrap_or_else(|e| e.into_inner()) = Some((error_type(headers), body));
     s.init_error_signal.send_replace(true);
     accepted()
 }
