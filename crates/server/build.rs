@@ -1,7 +1,7 @@
 //! Builds `lamina-init` (crates/init), the sandboxes' first process, as a small static binary
 //! with the workspace's `init` profile, for `src/init_exe.rs` to carry inside this crate.
 //!
-//! It is a nested `cargo build` with a target directory of its own (`lamina-init` beside the
+//! It is a nested `cargo build` with a target directory of its own (`lamina-init.build` beside the
 //! outer build's `build` directory, shared by that profile's builds), and the
 //! target named explicitly, so that `+crt-static` applies to the binary and not to the build
 //! scripts and proc-macros it needs. The outer build's flags for the target come along (a
@@ -26,9 +26,10 @@ fn main() {
     let target = env("TARGET");
     // Shared by every build of this profile (`OUT_DIR` is `<profile>/build/<crate>-<hash>/out`):
     // clippy's and the tests' builds of the server then build `lamina-init` once between them.
+    // Not named `lamina-init`: a `cargo build` of the whole workspace puts that binary there.
     let target_dir = match out.ancestors().nth(2) {
         Some(build) if build.file_name() == Some("build".as_ref()) => {
-            build.with_file_name("lamina-init")
+            build.with_file_name("lamina-init.build")
         }
         _ => out.join("init"),
     };

@@ -358,17 +358,7 @@ impl Inner {
         let mount = mount_ext4(&dev_path)?;
         // The mount holds the device now; closing ours lets autoclear detach it when unmounted.
         drop(dev);
-        let root = rustix::fs::openat(
-            &mount,
-            c".",
-            rustix::fs::OFlags::DIRECTORY
-                | rustix::fs::OFlags::RDONLY
-                | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        )?;
-        rustix::fs::unlinkat(&root, c"lost+found", rustix::fs::AtFlags::REMOVEDIR)?;
-        rustix::fs::fchmod(&root, rustix::fs::Mode::from_raw_mode(0o1777))?;
-        let st = rustix::fs::fstatvfs(&root)?;
+        let st = rustix::fs::fstatvfs(&mount)?;
         Ok((mount, st.f_bavail * st.f_frsize))
     }
 
@@ -427,6 +417,7 @@ impl Inner {
         })();
         let _ = std::fs::remove_file(&path);
         made?;
+        empty_root(&file)?;
         let t = Arc::new(file);
         let mut templates = self.templates.lock().unwrap_or_else(|e| e.into_inner());
         // Functions choose their size: a bounded number of templates is kept (each an open
@@ -438,6 +429,28 @@ impl Inner {
         }
         Ok(templates.entry(image).or_insert(t).clone())
     }
+}
+
+/// Makes a freshly formatted image's root what every `/tmp` starts as: empty (mkfs's
+/// `lost+found` removed) and world-writable with the sticky bit. Done once on the template, so
+/// that no copy pays for it. The image is mounted for this and unmounted again: closing the last
+/// descriptor of a detached mount unmounts it, and the filesystem is written back to the image,
+/// before `close` returns.
+fn empty_root(image: &File) -> io::Result<()> {
+    let (dev, dev_path) = attach_loop(image)?;
+    let mount = mount_ext4(&dev_path)?;
+    drop(dev);
+    // A detached mount's descriptor is a path only: `fchmod` needs the directory open.
+    let root = rustix::fs::openat(
+        &mount,
+        c".",
+        rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
+    rustix::fs::unlinkat(&root, c"lost+found", rustix::fs::AtFlags::REMOVEDIR)?;
+    rustix::fs::fchmod(&root, rustix::fs::Mode::from_raw_mode(0o1777))?;
+    drop((root, mount));
+    Ok(())
 }
 
 /// Copies `src` into `dst` (already as long) where `src` has data: its holes stay holes.

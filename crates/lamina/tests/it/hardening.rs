@@ -668,4 +668,7 @@ async fn tmp_is_disk_not_memory() {
     assert_eq!(b["error"], "ENOSPC", "{b}");
     let written = b["written_mb"].as_u64().unwrap();
     assert!((500..=512).contains(&written), "wrote {written} MB: {b}");
+    // A fresh /tmp is empty (no `lost+found`) and sticky and world-writable, as on Lambda.
+    assert_eq!(b["found"], json!([]), "{b}");
+    assert_eq!(b["mode"], "0o1777", "{b}");
 }

@@ -203,6 +203,10 @@ def leaks(event):
 
 
 def tmp_fill(event):
+    # What the function finds in /tmp at its first invocation, as on Lambda: nothing, and a
+    # directory everyone may write to.
+    found = sorted(os.listdir("/tmp"))
+    mode = oct(os.stat("/tmp").st_mode & 0o7777)
     written = 0
     err = None
     try:
@@ -216,7 +220,13 @@ def tmp_fill(event):
         err = errno.errorcode.get(e.errno, str(e.errno))
     st = os.statvfs("/tmp")
     os.remove("/tmp/fill")
-    return {"written_mb": written, "error": err, "size_mb": st.f_blocks * st.f_frsize >> 20}
+    return {
+        "written_mb": written,
+        "error": err,
+        "size_mb": st.f_blocks * st.f_frsize >> 20,
+        "found": found,
+        "mode": mode,
+    }
 
 
 def handler(event, context):
