@@ -88,6 +88,18 @@ servers[0].serve_forever()
 struct Lab {
     names: Vec<String>,
     servers: Vec<Child>,
+    /// Whether `/run/netns` was a mount before: the first `ip netns add` on a host binds it onto
+    /// itself, and `ip netns del` leaves that mount; the lab removes it if it made it.
+    run_netns_mounted: bool,
+}
+
+const RUN_NETNS: &str = "/run/netns";
+
+fn is_mount_point(path: &str) -> bool {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .expect("reading /proc/self/mountinfo")
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(path))
 }
 
 impl Lab {
@@ -114,6 +126,7 @@ impl Lab {
         let mut lab = Lab {
             names: Vec::new(),
             servers: Vec::new(),
+            run_netns_mounted: is_mount_point(RUN_NETNS),
         };
         for role in ["lh", "inet", "corp"] {
             let n = lab.ns(role);
@@ -201,6 +214,13 @@ impl Drop for Lab {
         }
         for n in &self.names {
             let _ = Command::new("ip").args(["netns", "del", n]).status();
+        }
+        let none_left = Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .is_ok_and(|o| o.status.success() && o.stdout.is_empty());
+        if !self.run_netns_mounted && none_left && is_mount_point(RUN_NETNS) {
+            let _ = Command::new("umount").arg(RUN_NETNS).status();
         }
     }
 }
