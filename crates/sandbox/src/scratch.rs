@@ -353,11 +353,7 @@ impl Inner {
         // Unlinked at once: the file lives only as long as the loop device uses it.
         let _ = std::fs::remove_file(&path);
         made?;
-        let (dev, dev_path) = attach_loop(&file)?;
-        drop(file);
-        let mount = mount_ext4(&dev_path)?;
-        // The mount holds the device now; closing ours lets autoclear detach it when unmounted.
-        drop(dev);
+        let mount = mount_image(&file)?;
         let st = rustix::fs::fstatvfs(&mount)?;
         Ok((mount, st.f_bavail * st.f_frsize))
     }
@@ -437,9 +433,7 @@ impl Inner {
 /// descriptor of a detached mount unmounts it, and the filesystem is written back to the image,
 /// before `close` returns.
 fn empty_root(image: &File) -> io::Result<()> {
-    let (dev, dev_path) = attach_loop(image)?;
-    let mount = mount_ext4(&dev_path)?;
-    drop(dev);
+    let mount = mount_image(image)?;
     // A detached mount's descriptor is a path only: `fchmod` needs the directory open.
     let root = rustix::fs::openat(
         &mount,
@@ -496,6 +490,16 @@ fn copy_sparse(src: &File, dst: &File) -> io::Result<()> {
         }
         off = hole;
     }
+}
+
+/// Attaches `image` to a loop device and mounts its filesystem detached. The loop device holds
+/// the image from then on, and clears itself once the mount is gone.
+fn mount_image(image: &File) -> io::Result<OwnedFd> {
+    let (dev, dev_path) = attach_loop(image)?;
+    let mount = mount_ext4(&dev_path)?;
+    // The mount holds the device now: closing ours lets autoclear detach it when unmounted.
+    drop(dev);
+    Ok(mount)
 }
 
 /// Mounts the ext4 filesystem on `device` as a detached mount (nosuid, nodev).
