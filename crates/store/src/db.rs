@@ -7,6 +7,7 @@
 use std::path::Path;
 
 use rusqlite::Connection;
+use rusqlite::config::DbConfig;
 
 pub(crate) const MIGRATIONS: &[&str] = &[
     // 1: functions and their versions.
@@ -375,6 +376,9 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE INDEX log_lines_time ON log_lines(ts_ms);",
 ];
 
+/// Compiled statements kept per connection: more than the store has.
+const STATEMENT_CACHE: usize = 256;
+
 /// Opens the database at `path`, in WAL mode with full durability, and migrates it.
 pub fn open(path: &Path) -> rusqlite::Result<Connection> {
     let mut conn = Connection::open(path)?;
@@ -386,6 +390,15 @@ pub fn open(path: &Path) -> rusqlite::Result<Connection> {
     // Checkpoints run on a connection of their own (see `spawn_checkpointer`), so that commits
     // do not copy the WAL into the database themselves; this is only the backstop.
     conn.pragma_update(None, "wal_autocheckpoint", 16_384)?;
+    // Every statement the store runs stays compiled: rusqlite keeps 16 by default, fewer than
+    // an asynchronous event's insert, lease, settlement, usage and log lines use in turn, so
+    // each would be parsed and planned again at every use.
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    // Plans that do not depend on bound values. Otherwise SQLite compiles a `LIMIT ?` or an
+    // `x = ?` it estimates from the value into the plan and expires the statement when its
+    // bindings are cleared, which rusqlite does whenever a statement returns to the cache: the
+    // statement would be parsed and planned again at every use.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     migrate(&mut conn)?;
     Ok(conn)
 }

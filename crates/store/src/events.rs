@@ -82,8 +82,10 @@ pub struct EventInvokeConfig {
 }
 
 fn function_id(conn: &rusqlite::Connection, key: &FunctionKey) -> Result<i64, StoreError> {
-    conn.query_row(
+    conn.prepare_cached(
         "SELECT id FROM functions WHERE account = ?1 AND region = ?2 AND name = ?3",
+    )?
+    .query_row(
         params![key.account.as_str(), key.region.as_str(), key.name.as_str()],
         |r| r.get(0),
     )
@@ -106,6 +108,69 @@ fn insert_event(tx: &rusqlite::Transaction<'_>, e: &NewEvent) -> Result<(), Stor
         e.hops
     ])?;
     Ok(())
+}
+
+/// A function's due events, oldest due first.
+const LEASE: &str =
+    "SELECT e.id, e.request_id, f.account, f.region, f.name, e.qualifier, e.payload,
+        e.received_ms, e.attempts, e.backoff_ms, e.hops
+    FROM async_events e JOIN functions f ON f.id = e.function_id
+    WHERE e.function_id = ?3 AND e.due_ms <= ?1 ORDER BY e.due_ms LIMIT ?2";
+
+/// The lease itself, in one transaction of `conn`.
+fn lease(
+    conn: &mut rusqlite::Connection,
+    function: &FunctionKey,
+    now_ms: i64,
+    limit: usize,
+    lease_ms: i64,
+) -> Result<Vec<QueuedEvent>, StoreError> {
+    let tx = conn.transaction()?;
+    let id = function_id(&tx, function)?;
+    let events: Vec<QueuedEvent> = {
+        let mut stmt = tx.prepare_cached(LEASE)?;
+        let rows = stmt.query_map(params![now_ms, limit as i64, id], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, Option<String>>(5)?,
+                r.get::<_, Vec<u8>>(6)?,
+                r.get::<_, i64>(7)?,
+                r.get::<_, u32>(8)?,
+                r.get::<_, i64>(9)?,
+                r.get::<_, u32>(10)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, request_id, account, region, name, qualifier, payload, received, a, b, h) =
+                row?;
+            out.push(QueuedEvent {
+                id,
+                request_id,
+                function: FunctionKey::parse(&account, &region, &name)?,
+                qualifier,
+                payload,
+                received_ms: received,
+                attempts: a,
+                backoff_ms: b,
+                hops: h,
+            });
+        }
+        out
+    };
+    {
+        let mut stmt =
+            tx.prepare_cached("UPDATE async_events SET leased = 1, due_ms = ?2 WHERE id = ?1")?;
+        for e in &events {
+            stmt.execute(params![e.id, now_ms + lease_ms])?;
+        }
+    }
+    tx.commit()?;
+    Ok(events)
 }
 
 impl Store {
@@ -155,6 +220,11 @@ impl Store {
 
     /// Leases up to `limit` of a function's events due by `now_ms`, oldest due first, for
     /// `lease_ms`.
+    ///
+    /// A lease need not outlive the process (every lease is released at start, see
+    /// [`Store::release_leases`]), so its commit is written to the WAL without waiting for the
+    /// disk: the next commit that does wait syncs the WAL whole, this one with it, and a power
+    /// loss before then only forgets leases that a start would release anyway.
     pub fn lease_due_events(
         &self,
         function: &FunctionKey,
@@ -163,57 +233,17 @@ impl Store {
         lease_ms: i64,
     ) -> Result<Vec<QueuedEvent>, StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let id = function_id(&tx, function)?;
-        let events: Vec<QueuedEvent> = {
-            let mut stmt = tx.prepare_cached(
-                "SELECT e.id, e.request_id, f.account, f.region, f.name, e.qualifier, e.payload,
-                        e.received_ms, e.attempts, e.backoff_ms, e.hops
-                 FROM async_events e JOIN functions f ON f.id = e.function_id
-                 WHERE e.function_id = ?3 AND e.due_ms <= ?1 ORDER BY e.due_ms LIMIT ?2",
-            )?;
-            let rows = stmt.query_map(params![now_ms, limit as i64, id], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, Option<String>>(5)?,
-                    r.get::<_, Vec<u8>>(6)?,
-                    r.get::<_, i64>(7)?,
-                    r.get::<_, u32>(8)?,
-                    r.get::<_, i64>(9)?,
-                    r.get::<_, u32>(10)?,
-                ))
-            })?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (id, request_id, account, region, name, qualifier, payload, received, a, b, h) =
-                    row?;
-                out.push(QueuedEvent {
-                    id,
-                    request_id,
-                    function: FunctionKey::parse(&account, &region, &name)?,
-                    qualifier,
-                    payload,
-                    received_ms: received,
-                    attempts: a,
-                    backoff_ms: b,
-                    hops: h,
-                });
-            }
-            out
-        };
-        {
-            let mut stmt =
-                tx.prepare_cached("UPDATE async_events SET leased = 1, due_ms = ?2 WHERE id = ?1")?;
-            for e in &events {
-                stmt.execute(params![e.id, now_ms + lease_ms])?;
-            }
+        // Set per use, never from a cached statement: SQLite applies this pragma when it
+        // compiles it.
+        conn.execute_batch("PRAGMA synchronous = NORMAL")?;
+        let leased = lease(&mut conn, function, now_ms, limit, lease_ms);
+        let restored = conn.execute_batch("PRAGMA synchronous = FULL");
+        if let Err(e) = &restored {
+            tracing::error!(error = %e, "restoring full durability after a lease failed");
         }
-        tx.commit()?;
-        Ok(events)
+        let leased = leased?;
+        restored?;
+        Ok(leased)
     }
 
     /// Settles attempts in one transaction: each event goes back to the queue or is removed,
@@ -285,11 +315,9 @@ impl Store {
             Err(StoreError::NotFound) => return Ok(None),
             Err(e) => return Err(e),
         };
-        Ok(conn.query_row(
-            "SELECT MIN(due_ms) FROM async_events WHERE function_id = ?1",
-            params![id],
-            |r| r.get(0),
-        )?)
+        Ok(conn
+            .prepare_cached("SELECT MIN(due_ms) FROM async_events WHERE function_id = ?1")?
+            .query_row(params![id], |r| r.get(0))?)
     }
 
     /// Events queued in all, and their bytes (read at start).
@@ -489,6 +517,72 @@ mod tests {
             .collect();
         due.sort();
         assert_eq!(due, ["dest", "req-2"]);
+    }
+
+    #[test]
+    fn cached_statements_are_compiled_once() {
+        let (_d, store) = store_with("f");
+        let f = key("f");
+        for n in 0..5 {
+            store.enqueue_events(&[event(n, "f")]).unwrap();
+            // A different limit each time: a plan that depended on it would be compiled again.
+            let leased = store
+                .lease_due_events(&f, 10_000, 1 + n as usize, 60_000)
+                .unwrap();
+            store.get_function(&f).unwrap().unwrap();
+            let settle: Vec<Settle> = leased
+                .iter()
+                .map(|e| Settle::Finish {
+                    id: e.id,
+                    then: None,
+                    usage: None,
+                })
+                .collect();
+            store.settle_events(&settle).unwrap();
+        }
+        let conn = store.conn();
+        let version = format!(
+            "{} WHERE f.account = ?1 AND f.region = ?2 AND f.name = ?3 AND v.version = ?4",
+            crate::functions::SELECT
+        );
+        // Before the planner was told to ignore bound values, both were parsed again at every
+        // use: SQLite expires a statement whose plan a bound value may change when rusqlite
+        // clears its bindings on its return to the cache.
+        for sql in [LEASE, version.as_str()] {
+            let stmt = conn.prepare_cached(sql).unwrap();
+            assert_eq!(
+                stmt.get_status(rusqlite::StatementStatus::RePrepare),
+                0,
+                "{sql}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_lease_leaves_commits_synced() {
+        let (_d, store) = store_with("f");
+        let synchronous = |s: &Store| -> i64 {
+            s.conn()
+                .pragma_query_value(None, "synchronous", |r| r.get(0))
+                .unwrap()
+        };
+        // 2: FULL, every acknowledged write synced before its commit returns.
+        assert_eq!(synchronous(&store), 2);
+        store.enqueue_events(&[event(1, "f")]).unwrap();
+        assert_eq!(
+            store
+                .lease_due_events(&key("f"), 10_000, 10, 60_000)
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(synchronous(&store), 2);
+        // Also when the lease fails.
+        assert!(matches!(
+            store.lease_due_events(&key("gone"), 10_000, 10, 60_000),
+            Err(StoreError::NotFound)
+        ));
+        assert_eq!(synchronous(&store), 2);
     }
 
     #[test]

@@ -98,7 +98,9 @@ impl Store {
         let mut streams: HashMap<(i64, &str), i64> = HashMap::new();
         // Ids go on from the highest ever given, which deleting the newest lines does not lower
         // (this is the only writer of lines, and it keeps `log_ids` up to date).
-        let mut id: i64 = tx.query_row("SELECT last FROM log_ids", [], |r| r.get(0))?;
+        let mut id: i64 = tx
+            .prepare_cached("SELECT last FROM log_ids")?
+            .query_row([], |r| r.get(0))?;
         {
             let mut stmt = tx.prepare_cached(
                 "INSERT INTO log_lines (id, grp, stream, ts_ms, message) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -123,13 +125,13 @@ impl Store {
         tx.prepare_cached("UPDATE log_ids SET last = ?1")?
             .execute(params![id])?;
         for ((account, region, function), (grp, bytes)) in added {
-            let total: i64 = tx.query_row(
-                "INSERT INTO log_sizes (account, region, function, bytes) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (account, region, function) DO UPDATE SET bytes = bytes + ?4
-                 RETURNING bytes",
-                params![account, region, function, bytes],
-                |r| r.get(0),
-            )?;
+            let total: i64 = tx
+                .prepare_cached(
+                    "INSERT INTO log_sizes (account, region, function, bytes) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (account, region, function) DO UPDATE SET bytes = bytes + ?4
+                     RETURNING bytes",
+                )?
+                .query_row(params![account, region, function, bytes], |r| r.get(0))?;
             let mut excess = total - max_bytes_per_function as i64;
             while excess > 0 {
                 // The oldest lines, a thousand at a time, until enough bytes are gone.
