@@ -541,14 +541,10 @@ mod tests {
             store.settle_events(&settle).unwrap();
         }
         let conn = store.conn();
-        let version = format!(
-            "{} WHERE f.account = ?1 AND f.region = ?2 AND f.name = ?3 AND v.version = ?4",
-            crate::functions::SELECT
-        );
         // Before the planner was told to ignore bound values, both were parsed again at every
         // use: SQLite expires a statement whose plan a bound value may change when rusqlite
         // clears its bindings on its return to the cache.
-        for sql in [LEASE, version.as_str()] {
+        for sql in [LEASE, crate::functions::READ_VERSION] {
             let stmt = conn.prepare_cached(sql).unwrap();
             assert_eq!(
                 stmt.get_status(rusqlite::StatementStatus::RePrepare),

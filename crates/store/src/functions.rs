@@ -54,10 +54,22 @@ pub struct NewFunction<'a> {
     pub tags: BTreeMap<String, String>,
 }
 
-pub(crate) const SELECT: &str =
-    "SELECT f.account, f.region, f.name, v.version, v.spec, v.code_sha256, v.code_size,
-    v.unzipped_size, v.revision_id, v.last_modified_ms, v.state, v.last_update_status
-    FROM functions f JOIN function_versions v ON v.function_id = f.id";
+/// The columns [`read_record`] reads, of a function and one of its versions: queries go on
+/// with their `WHERE`.
+macro_rules! select {
+    () => {
+        "SELECT f.account, f.region, f.name, v.version, v.spec, v.code_sha256, v.code_size,
+        v.unzipped_size, v.revision_id, v.last_modified_ms, v.state, v.last_update_status
+        FROM functions f JOIN function_versions v ON v.function_id = f.id"
+    };
+}
+pub(crate) use select;
+
+/// One version of a function, by account, region, name and version.
+pub(crate) const READ_VERSION: &str = concat!(
+    select!(),
+    " WHERE f.account = ?1 AND f.region = ?2 AND f.name = ?3 AND v.version = ?4"
+);
 
 /// One version of a function, read on `conn` (a transaction derefs to one).
 pub(crate) fn read_version(
@@ -65,9 +77,7 @@ pub(crate) fn read_version(
     key: &FunctionKey,
     version: &str,
 ) -> Result<Option<FunctionRecord>, StoreError> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "{SELECT} WHERE f.account = ?1 AND f.region = ?2 AND f.name = ?3 AND v.version = ?4"
-    ))?;
+    let mut stmt = conn.prepare_cached(READ_VERSION)?;
     stmt.query_row(
         params![
             key.account.as_str(),
@@ -212,8 +222,9 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<FunctionRecord>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&format!(
-            "{SELECT} WHERE f.account = ?1 AND f.region = ?2 AND f.name > ?3 AND v.version = ?4
+        let mut stmt = conn.prepare_cached(concat!(
+            select!(),
+            " WHERE f.account = ?1 AND f.region = ?2 AND f.name > ?3 AND v.version = ?4
              ORDER BY f.name LIMIT ?5"
         ))?;
         let rows = stmt.query_map(

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use lamina_model::{LambdaError, now_millis};
 use rusqlite::{OptionalExtension, Transaction, params};
 
-use crate::functions::{LATEST, SELECT, read_record, read_version};
+use crate::functions::{LATEST, read_record, read_version, select};
 use crate::{FunctionKey, FunctionRecord, Store, StoreError};
 
 /// An alias.
@@ -143,8 +143,9 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         function_id(&tx, key)?;
-        let mut stmt = tx.prepare_cached(&format!(
-            "{SELECT} WHERE f.account = ?1 AND f.region = ?2 AND f.name = ?3
+        let mut stmt = tx.prepare_cached(concat!(
+            select!(),
+            " WHERE f.account = ?1 AND f.region = ?2 AND f.name = ?3
              ORDER BY CASE WHEN v.version = '$LATEST' THEN 0 ELSE 1 END, CAST(v.version AS INTEGER)"
         ))?;
         let rows = stmt.query_map(
