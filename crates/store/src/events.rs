@@ -62,6 +62,14 @@ pub enum Settle {
     },
 }
 
+/// Events leased for attempts, and when the function's next event falls due (leased ones
+/// included: at their lease's end).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub events: Vec<QueuedEvent>,
+    pub next_due_ms: Option<i64>,
+}
+
 /// How many events are queued, and their bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct QueueSize {
@@ -117,6 +125,9 @@ const LEASE: &str =
     FROM async_events e JOIN functions f ON f.id = e.function_id
     WHERE e.function_id = ?3 AND e.due_ms <= ?1 ORDER BY e.due_ms LIMIT ?2";
 
+/// When a function's next event falls due.
+const NEXT_DUE: &str = "SELECT MIN(due_ms) FROM async_events WHERE function_id = ?1";
+
 /// The lease itself, in one transaction of `conn`.
 fn lease(
     conn: &mut rusqlite::Connection,
@@ -124,7 +135,7 @@ fn lease(
     now_ms: i64,
     limit: usize,
     lease_ms: i64,
-) -> Result<Vec<QueuedEvent>, StoreError> {
+) -> Result<Lease, StoreError> {
     let tx = conn.transaction()?;
     let id = function_id(&tx, function)?;
     let events: Vec<QueuedEvent> = {
@@ -169,8 +180,64 @@ fn lease(
             stmt.execute(params![e.id, now_ms + lease_ms])?;
         }
     }
+    let next_due_ms = tx
+        .prepare_cached(NEXT_DUE)?
+        .query_row(params![id], |r| r.get(0))?;
     tx.commit()?;
-    Ok(events)
+    Ok(Lease {
+        events,
+        next_due_ms,
+    })
+}
+
+/// The settlements themselves, in one transaction of `conn`.
+fn settle(
+    conn: &mut rusqlite::Connection,
+    settled: &[Settle],
+) -> Result<Vec<(bool, bool)>, StoreError> {
+    let tx = conn.transaction()?;
+    let mut out = Vec::with_capacity(settled.len());
+    for s in settled {
+        let usage = match s {
+            Settle::Requeue {
+                id,
+                due_ms,
+                attempts,
+                backoff_ms,
+                usage,
+            } => {
+                let existed = tx
+                    .prepare_cached(
+                        "UPDATE async_events SET leased = 0, due_ms = ?2, attempts = ?3, backoff_ms = ?4 WHERE id = ?1",
+                    )?
+                    .execute(params![id, due_ms, attempts, backoff_ms])?
+                    > 0;
+                out.push((existed, false));
+                usage
+            }
+            Settle::Finish { id, then, usage } => {
+                let existed = tx
+                    .prepare_cached("DELETE FROM async_events WHERE id = ?1")?
+                    .execute(params![id])?
+                    > 0;
+                let delivered = match then {
+                    None => false,
+                    Some(e) => match insert_event(&tx, e) {
+                        Ok(()) => true,
+                        Err(StoreError::NotFound) => false,
+                        Err(e) => return Err(e),
+                    },
+                };
+                out.push((existed, delivered));
+                usage
+            }
+        };
+        if let Some(u) = usage {
+            crate::usage::insert(&tx, u)?;
+        }
+    }
+    tx.commit()?;
+    Ok(out)
 }
 
 impl Store {
@@ -219,31 +286,19 @@ impl Store {
     }
 
     /// Leases up to `limit` of a function's events due by `now_ms`, oldest due first, for
-    /// `lease_ms`.
+    /// `lease_ms`, and tells when its next event falls due.
     ///
     /// A lease need not outlive the process (every lease is released at start, see
-    /// [`Store::release_leases`]), so its commit is written to the WAL without waiting for the
-    /// disk: the next commit that does wait syncs the WAL whole, this one with it, and a power
-    /// loss before then only forgets leases that a start would release anyway.
+    /// [`Store::release_leases`]), so its commit does not wait for the disk (see
+    /// [`Store::unsynced`]): a power loss only forgets leases that a start would release anyway.
     pub fn lease_due_events(
         &self,
         function: &FunctionKey,
         now_ms: i64,
         limit: usize,
         lease_ms: i64,
-    ) -> Result<Vec<QueuedEvent>, StoreError> {
-        let mut conn = self.conn();
-        // Set per use, never from a cached statement: SQLite applies this pragma when it
-        // compiles it.
-        conn.execute_batch("PRAGMA synchronous = NORMAL")?;
-        let leased = lease(&mut conn, function, now_ms, limit, lease_ms);
-        let restored = conn.execute_batch("PRAGMA synchronous = FULL");
-        if let Err(e) = &restored {
-            tracing::error!(error = %e, "restoring full durability after a lease failed");
-        }
-        let leased = leased?;
-        restored?;
-        Ok(leased)
+    ) -> Result<Lease, StoreError> {
+        self.unsynced(|conn| lease(conn, function, now_ms, limit, lease_ms))
     }
 
     /// Settles attempts in one transaction: each event goes back to the queue or is removed,
@@ -251,51 +306,12 @@ impl Store {
     /// once) and, for a finished event, the record for its destination function. Returns, per
     /// settlement, whether the event was still queued (its function may have been deleted
     /// meanwhile) and whether its destination record was queued.
+    ///
+    /// The commit does not wait for the disk (see [`Store::unsynced`]): a settlement lost to a
+    /// power cut leaves its event leased, so the attempt runs again after the start, under the
+    /// same usage key (billed once), as after a crash before the settlement.
     pub fn settle_events(&self, settled: &[Settle]) -> Result<Vec<(bool, bool)>, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let mut out = Vec::with_capacity(settled.len());
-        for s in settled {
-            let usage = match s {
-                Settle::Requeue {
-                    id,
-                    due_ms,
-                    attempts,
-                    backoff_ms,
-                    usage,
-                } => {
-                    let existed = tx
-                        .prepare_cached(
-                            "UPDATE async_events SET leased = 0, due_ms = ?2, attempts = ?3, backoff_ms = ?4 WHERE id = ?1",
-                        )?
-                        .execute(params![id, due_ms, attempts, backoff_ms])?
-                        > 0;
-                    out.push((existed, false));
-                    usage
-                }
-                Settle::Finish { id, then, usage } => {
-                    let existed = tx
-                        .prepare_cached("DELETE FROM async_events WHERE id = ?1")?
-                        .execute(params![id])?
-                        > 0;
-                    let delivered = match then {
-                        None => false,
-                        Some(e) => match insert_event(&tx, e) {
-                            Ok(()) => true,
-                            Err(StoreError::NotFound) => false,
-                            Err(e) => return Err(e),
-                        },
-                    };
-                    out.push((existed, delivered));
-                    usage
-                }
-            };
-            if let Some(u) = usage {
-                crate::usage::insert(&tx, u)?;
-            }
-        }
-        tx.commit()?;
-        Ok(out)
+        self.unsynced(|conn| settle(conn, settled))
     }
 
     /// Makes every leased event due at once (at start: their attempts died with the process
@@ -305,19 +321,6 @@ impl Store {
             "UPDATE async_events SET leased = 0, due_ms = MIN(due_ms, ?1) WHERE leased = 1",
             params![now_millis()],
         )?)
-    }
-
-    /// When a function's next event falls due (leased ones included: at their lease's end).
-    pub fn next_event_due(&self, function: &FunctionKey) -> Result<Option<i64>, StoreError> {
-        let conn = self.conn();
-        let id = match function_id(&conn, function) {
-            Ok(id) => id,
-            Err(StoreError::NotFound) => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        Ok(conn
-            .prepare_cached("SELECT MIN(due_ms) FROM async_events WHERE function_id = ?1")?
-            .query_row(params![id], |r| r.get(0))?)
     }
 
     /// Events queued in all, and their bytes (read at start).
@@ -473,6 +476,8 @@ mod tests {
         let f = key("f");
         assert_eq!(store.queued_functions().unwrap(), vec![(f.clone(), 1001)]);
         let leased = store.lease_due_events(&f, now, 10, 60_000).unwrap();
+        assert_eq!(leased.next_due_ms, Some(now + 60_000));
+        let leased = leased.events;
         assert_eq!(leased.len(), 2);
         assert_eq!(leased[0].request_id, "req-1");
         // Leased events are not handed out again until their lease ends.
@@ -480,6 +485,7 @@ mod tests {
             store
                 .lease_due_events(&f, now, 10, 60_000)
                 .unwrap()
+                .events
                 .is_empty()
         );
         store
@@ -491,8 +497,13 @@ mod tests {
                 usage: None,
             }])
             .unwrap();
-        assert_eq!(store.next_event_due(&f).unwrap(), Some(now + 5));
-        let again = store.lease_due_events(&f, now + 5, 10, 60_000).unwrap();
+        let early = store.lease_due_events(&f, now + 4, 10, 60_000).unwrap();
+        assert!(early.events.is_empty());
+        assert_eq!(early.next_due_ms, Some(now + 5));
+        let again = store
+            .lease_due_events(&f, now + 5, 10, 60_000)
+            .unwrap()
+            .events;
         assert_eq!(again.len(), 1);
         assert_eq!(again[0].attempts, 1);
         // Finishing one queues its destination record in the same transaction.
@@ -512,6 +523,7 @@ mod tests {
         let mut due: Vec<String> = store
             .lease_due_events(&f, now_millis(), 10, 60_000)
             .unwrap()
+            .events
             .into_iter()
             .map(|e| e.request_id)
             .collect();
@@ -531,6 +543,7 @@ mod tests {
                 .unwrap();
             store.get_function(&f).unwrap().unwrap();
             let settle: Vec<Settle> = leased
+                .events
                 .iter()
                 .map(|e| Settle::Finish {
                     id: e.id,
@@ -541,10 +554,10 @@ mod tests {
             store.settle_events(&settle).unwrap();
         }
         let conn = store.conn();
-        // Before the planner was told to ignore bound values, both were parsed again at every
+        // Before the planner was told to ignore bound values, such were parsed again at every
         // use: SQLite expires a statement whose plan a bound value may change when rusqlite
         // clears its bindings on its return to the cache.
-        for sql in [LEASE, crate::functions::READ_VERSION] {
+        for sql in [LEASE, NEXT_DUE, crate::functions::READ_VERSION] {
             let stmt = conn.prepare_cached(sql).unwrap();
             assert_eq!(
                 stmt.get_status(rusqlite::StatementStatus::RePrepare),
@@ -555,7 +568,7 @@ mod tests {
     }
 
     #[test]
-    fn a_lease_leaves_commits_synced() {
+    fn writes_that_do_not_wait_for_the_disk_leave_commits_synced() {
         let (_d, store) = store_with("f");
         let synchronous = |s: &Store| -> i64 {
             s.conn()
@@ -565,15 +578,30 @@ mod tests {
         // 2: FULL, every acknowledged write synced before its commit returns.
         assert_eq!(synchronous(&store), 2);
         store.enqueue_events(&[event(1, "f")]).unwrap();
-        assert_eq!(
-            store
-                .lease_due_events(&key("f"), 10_000, 10, 60_000)
-                .unwrap()
-                .len(),
-            1
-        );
+        let leased = store
+            .lease_due_events(&key("f"), 10_000, 10, 60_000)
+            .unwrap()
+            .events;
+        assert_eq!(leased.len(), 1);
         assert_eq!(synchronous(&store), 2);
-        // Also when the lease fails.
+        let finish = Settle::Finish {
+            id: leased[0].id,
+            then: None,
+            usage: None,
+        };
+        assert_eq!(store.settle_events(&[finish]).unwrap(), [(true, false)]);
+        assert_eq!(synchronous(&store), 2);
+        let line = crate::NewLogEvent {
+            account: "000000000000".into(),
+            region: "us-east-1".into(),
+            function: "f".into(),
+            stream: "s".into(),
+            ts_ms: 1,
+            message: "x".into(),
+        };
+        store.append_logs(&[line], 1 << 20).unwrap();
+        assert_eq!(synchronous(&store), 2);
+        // Also when the write fails.
         assert!(matches!(
             store.lease_due_events(&key("gone"), 10_000, 10, 60_000),
             Err(StoreError::NotFound)

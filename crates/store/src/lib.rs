@@ -42,7 +42,7 @@ pub use archive::{ArchiveError, ExtractLimits};
 pub use code::{CodeDir, CodeError, StoredCode};
 pub use ec2::Ec2Error;
 pub use error::StoreError;
-pub use events::{EventInvokeConfig, NewEvent, QueueSize, QueuedEvent, Settle};
+pub use events::{EventInvokeConfig, Lease, NewEvent, QueueSize, QueuedEvent, Settle};
 pub use functions::{FunctionKey, FunctionRecord, NewFunction};
 pub use http::{ApiRow, FunctionUrl, UrlChange};
 pub use images::{BlobError, ImagePlan, Images, LayerRef, Package};
@@ -194,6 +194,32 @@ impl Store {
             pins: self.pins.clone(),
             packages: packages.to_vec(),
         })
+    }
+
+    /// Runs `f` with commits that do not wait for the disk (`synchronous=NORMAL`), for writes
+    /// no caller was told of and that a power loss may take without losing anything promised:
+    /// leases (released at start anyway), settlements (the attempt runs again, billed once) and
+    /// function log lines.
+    ///
+    /// Such a commit survives kill -9 (it is in the WAL, in the page cache). The WAL is appended
+    /// in order, so the next commit that waits for the disk syncs it too, and so does the
+    /// checkpointer within about 200 ms.
+    fn unsynced<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.conn();
+        // Set per use, never from a cached statement: SQLite applies this pragma when it
+        // compiles it.
+        conn.execute_batch("PRAGMA synchronous = NORMAL")?;
+        let done = f(&mut conn);
+        let restored = conn.execute_batch("PRAGMA synchronous = FULL");
+        if let Err(e) = &restored {
+            tracing::error!(error = %e, "restoring full durability failed");
+        }
+        let done = done?;
+        restored?;
+        Ok(done)
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {

@@ -83,91 +83,100 @@ fn stream_id(tx: &rusqlite::Transaction<'_>, grp: i64, name: &str) -> rusqlite::
     }
 }
 
+/// The lines themselves, in one transaction of `conn`.
+fn append(
+    conn: &mut rusqlite::Connection,
+    events: &[NewLogEvent],
+    max_bytes_per_function: u64,
+) -> Result<(), StoreError> {
+    let tx = conn.transaction()?;
+    // Per function: its group's number and the bytes added; per group and name: the stream.
+    let mut added: HashMap<(&str, &str, &str), (i64, i64)> = HashMap::new();
+    let mut streams: HashMap<(i64, &str), i64> = HashMap::new();
+    // Ids go on from the highest ever given, which deleting the newest lines does not lower
+    // (this is the only writer of lines, and it keeps `log_ids` up to date).
+    let mut id: i64 = tx
+        .prepare_cached("SELECT last FROM log_ids")?
+        .query_row([], |r| r.get(0))?;
+    {
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO log_lines (id, grp, stream, ts_ms, message) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        for e in events {
+            let group = match added.entry((&e.account, &e.region, &e.function)) {
+                Entry::Occupied(o) => o.into_mut(),
+                Entry::Vacant(v) => {
+                    v.insert((group_id(&tx, &e.account, &e.region, &e.function)?, 0))
+                }
+            };
+            group.1 += e.message.len() as i64 + ROW_OVERHEAD;
+            let grp = group.0;
+            let stream = match streams.entry((grp, &e.stream)) {
+                Entry::Occupied(o) => *o.get(),
+                Entry::Vacant(v) => *v.insert(stream_id(&tx, grp, &e.stream)?),
+            };
+            id += 1;
+            stmt.execute(params![id, grp, stream, e.ts_ms, e.message])?;
+        }
+    }
+    tx.prepare_cached("UPDATE log_ids SET last = ?1")?
+        .execute(params![id])?;
+    for ((account, region, function), (grp, bytes)) in added {
+        let total: i64 = tx
+            .prepare_cached(
+                "INSERT INTO log_sizes (account, region, function, bytes) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (account, region, function) DO UPDATE SET bytes = bytes + ?4
+                 RETURNING bytes",
+            )?
+            .query_row(params![account, region, function, bytes], |r| r.get(0))?;
+        let mut excess = total - max_bytes_per_function as i64;
+        while excess > 0 {
+            // The oldest lines, a thousand at a time, until enough bytes are gone.
+            let oldest: Vec<(i64, i64)> = {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT id, LENGTH(CAST(message AS BLOB)) + ?2 FROM log_lines
+                     WHERE grp = ?1 ORDER BY id LIMIT 1000",
+                )?;
+                stmt.query_map(params![grp, ROW_OVERHEAD], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<Result<_, _>>()?
+            };
+            if oldest.is_empty() {
+                break;
+            }
+            let mut removed = 0;
+            let mut last = 0;
+            for (id, len) in oldest {
+                removed += len;
+                last = id;
+                if removed >= excess {
+                    break;
+                }
+            }
+            tx.execute(
+                "DELETE FROM log_lines WHERE grp = ?1 AND id <= ?2",
+                params![grp, last],
+            )?;
+            tx.execute(
+                "UPDATE log_sizes SET bytes = bytes - ?4 WHERE account = ?1 AND region = ?2 AND function = ?3",
+                params![account, region, function, removed],
+            )?;
+            excess -= removed;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
 impl Store {
     /// Appends a batch of log lines in one transaction, then trims every function it touched to
-    /// at most `max_bytes_per_function` bytes of stored lines, oldest first.
+    /// at most `max_bytes_per_function` bytes of stored lines, oldest first. The commit does not
+    /// wait for the disk (see [`Store::unsynced`]): no caller waits for a function's lines.
     pub fn append_logs(
         &self,
         events: &[NewLogEvent],
         max_bytes_per_function: u64,
     ) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        // Per function: its group's number and the bytes added; per group and name: the stream.
-        let mut added: HashMap<(&str, &str, &str), (i64, i64)> = HashMap::new();
-        let mut streams: HashMap<(i64, &str), i64> = HashMap::new();
-        // Ids go on from the highest ever given, which deleting the newest lines does not lower
-        // (this is the only writer of lines, and it keeps `log_ids` up to date).
-        let mut id: i64 = tx
-            .prepare_cached("SELECT last FROM log_ids")?
-            .query_row([], |r| r.get(0))?;
-        {
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO log_lines (id, grp, stream, ts_ms, message) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            for e in events {
-                let group = match added.entry((&e.account, &e.region, &e.function)) {
-                    Entry::Occupied(o) => o.into_mut(),
-                    Entry::Vacant(v) => {
-                        v.insert((group_id(&tx, &e.account, &e.region, &e.function)?, 0))
-                    }
-                };
-                group.1 += e.message.len() as i64 + ROW_OVERHEAD;
-                let grp = group.0;
-                let stream = match streams.entry((grp, &e.stream)) {
-                    Entry::Occupied(o) => *o.get(),
-                    Entry::Vacant(v) => *v.insert(stream_id(&tx, grp, &e.stream)?),
-                };
-                id += 1;
-                stmt.execute(params![id, grp, stream, e.ts_ms, e.message])?;
-            }
-        }
-        tx.prepare_cached("UPDATE log_ids SET last = ?1")?
-            .execute(params![id])?;
-        for ((account, region, function), (grp, bytes)) in added {
-            let total: i64 = tx
-                .prepare_cached(
-                    "INSERT INTO log_sizes (account, region, function, bytes) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (account, region, function) DO UPDATE SET bytes = bytes + ?4
-                     RETURNING bytes",
-                )?
-                .query_row(params![account, region, function, bytes], |r| r.get(0))?;
-            let mut excess = total - max_bytes_per_function as i64;
-            while excess > 0 {
-                // The oldest lines, a thousand at a time, until enough bytes are gone.
-                let oldest: Vec<(i64, i64)> = {
-                    let mut stmt = tx.prepare_cached(
-                        "SELECT id, LENGTH(CAST(message AS BLOB)) + ?2 FROM log_lines
-                         WHERE grp = ?1 ORDER BY id LIMIT 1000",
-                    )?;
-                    stmt.query_map(params![grp, ROW_OVERHEAD], |r| Ok((r.get(0)?, r.get(1)?)))?
-                        .collect::<Result<_, _>>()?
-                };
-                if oldest.is_empty() {
-                    break;
-                }
-                let mut removed = 0;
-                let mut last = 0;
-                for (id, len) in oldest {
-                    removed += len;
-                    last = id;
-                    if removed >= excess {
-                        break;
-                    }
-                }
-                tx.execute(
-                    "DELETE FROM log_lines WHERE grp = ?1 AND id <= ?2",
-                    params![grp, last],
-                )?;
-                tx.execute(
-                    "UPDATE log_sizes SET bytes = bytes - ?4 WHERE account = ?1 AND region = ?2 AND function = ?3",
-                    params![account, region, function, removed],
-                )?;
-                excess -= removed;
-            }
-        }
-        tx.commit()?;
-        Ok(())
+        self.unsynced(|conn| append(conn, events, max_bytes_per_function))
     }
 
     /// Log lines of a function after cursor `after`, oldest first, at most `limit`.

@@ -274,7 +274,8 @@ pub async fn delete(
         })
     })
     .await?;
-    // The alias's function URL went with it.
+    // The alias's function URL and event invoke configuration went with it.
     state.http.forget_urls();
+    state.queue.rules_changed();
     Ok(StatusCode::NO_CONTENT)
 }

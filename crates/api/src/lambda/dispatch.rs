@@ -24,7 +24,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use lamina_model::{ErrorKind, Qualifier, now_millis};
 use lamina_runtime_api::{Failure, Throttle};
-use lamina_store::{FunctionKey, QueuedEvent, Settle, UsageRecord};
+use lamina_store::{FunctionKey, QueuedEvent, Settle, Store, StoreError, UsageRecord};
 
 use super::queue::{Settling, Signal};
 use super::{AppState, arn, destinations};
@@ -69,7 +69,7 @@ pub fn start(state: Arc<AppState>) {
         let store = state.store.clone();
         let queued = tokio::task::spawn_blocking(move || {
             let released = store.release_leases()?;
-            Ok::<_, lamina_store::StoreError>((released, store.queued_functions()?))
+            Ok::<_, StoreError>((released, store.queued_functions()?))
         })
         .await;
         let mut due: HashMap<FunctionKey, i64> = match queued {
@@ -97,6 +97,7 @@ pub fn start(state: Arc<AppState>) {
         // hold their slot, so the dispatcher counts them itself.
         let mut outstanding: HashMap<Scope, u64> = HashMap::new();
         let mut in_flight = 0usize;
+        let mut books: HashMap<FunctionKey, Arc<RuleBook>> = HashMap::new();
         loop {
             let now = now_millis();
             let mut blocked = false;
@@ -131,7 +132,7 @@ pub fn start(state: Arc<AppState>) {
                 // that wait too long must still meet their age limit).
                 let buffer = leased.entry(key.clone()).or_default();
                 if buffer.len() <= room && due.get(&key).is_some_and(|at| *at <= now) {
-                    match lease(&state, &key, now, LEASE_BATCH.max(room)).await {
+                    match lease(&state, &mut books, &key, now, LEASE_BATCH.max(room)).await {
                         Ok(Some((events, next))) => {
                             buffer.extend(events);
                             match next {
@@ -234,47 +235,85 @@ fn count_out(outstanding: &mut HashMap<Scope, u64>, scope: &Scope) {
 /// Leased events, and when the function's next one falls due.
 type LeasedBatch = (Vec<(QueuedEvent, Arc<Rules>)>, Option<i64>);
 
-/// Leases up to `n` of a function's due events with the rules of their qualifiers (read first:
-/// events are leased only once their rules are known). `None`: the function is gone.
+/// A function's event rules per qualifier, as read when the queue's rules epoch was `epoch`
+/// (see [`super::queue::EventQueue::rules_changed`]): kept by the dispatcher until then, so a
+/// lease reads only the events.
+pub(crate) struct RuleBook {
+    epoch: u64,
+    by_qualifier: HashMap<String, Arc<Rules>>,
+    /// For a qualifier without a configuration of its own.
+    default: Arc<Rules>,
+}
+
+impl RuleBook {
+    fn read(store: &Store, key: &FunctionKey, epoch: u64) -> Result<Self, StoreError> {
+        let configs = store.event_configs(key, None)?;
+        // The dead-letter topic is the function's (as `$LATEST` has it).
+        let dead_letter = store
+            .get_function(key)?
+            .and_then(|f| f.spec.dead_letter_target);
+        let with_dlq = |mut r: Rules| {
+            r.dead_letter = dead_letter.clone();
+            Arc::new(r)
+        };
+        Ok(RuleBook {
+            epoch,
+            by_qualifier: configs
+                .into_iter()
+                .map(|c| (c.qualifier.clone(), with_dlq(Rules::from(Some(c)))))
+                .collect(),
+            default: with_dlq(Rules::from(None)),
+        })
+    }
+
+    /// The rules of an event invoked with `qualifier` (unqualified: `$LATEST`'s).
+    fn of(&self, qualifier: Option<&str>) -> Arc<Rules> {
+        let q = qualifier.unwrap_or("$LATEST");
+        self.by_qualifier.get(q).unwrap_or(&self.default).clone()
+    }
+}
+
+/// Leases up to `n` of a function's due events with the rules of their qualifiers (read first,
+/// unless `books` has them still current: events are leased only once their rules are known).
+/// `None`: the function is gone.
 async fn lease(
     state: &AppState,
+    books: &mut HashMap<FunctionKey, Arc<RuleBook>>,
     key: &FunctionKey,
     now: i64,
     n: usize,
 ) -> Result<Option<LeasedBatch>, ()> {
     let store = state.store.clone();
     let k = key.clone();
+    // Read before the rules are: a change committed meanwhile leaves the book stale.
+    let epoch = state.queue.rules_epoch();
+    let known = books.get(key).filter(|b| b.epoch == epoch).cloned();
     let r = tokio::task::spawn_blocking(move || {
-        let configs = store.event_configs(&k, None)?;
-        // The dead-letter topic is the function's (as `$LATEST` has it).
-        let dead_letter = store
-            .get_function(&k)?
-            .and_then(|f| f.spec.dead_letter_target);
-        let with_dlq = |mut r: Rules| {
-            r.dead_letter = dead_letter.clone();
-            Arc::new(r)
+        let book = match known {
+            Some(book) => book,
+            None => Arc::new(RuleBook::read(&store, &k, epoch)?),
         };
-        let rules: HashMap<String, Arc<Rules>> = configs
-            .into_iter()
-            .map(|c| (c.qualifier.clone(), with_dlq(Rules::from(Some(c)))))
-            .collect();
-        let default = with_dlq(Rules::from(None));
-        let events = store.lease_due_events(&k, now, n, i64::MAX / 2 - now)?;
-        let next = store.next_event_due(&k)?;
-        let events = events
+        let lease = store.lease_due_events(&k, now, n, i64::MAX / 2 - now)?;
+        let events = lease
+            .events
             .into_iter()
             .map(|e| {
-                let q = e.qualifier.as_deref().unwrap_or("$LATEST");
-                let r = rules.get(q).cloned().unwrap_or_else(|| default.clone());
-                (e, r)
+                let rules = book.of(e.qualifier.as_deref());
+                (e, rules)
             })
             .collect();
-        Ok::<_, lamina_store::StoreError>((events, next))
+        Ok::<_, StoreError>(((events, lease.next_due_ms), book))
     })
     .await;
     match r {
-        Ok(Ok(batch)) => Ok(Some(batch)),
-        Ok(Err(lamina_store::StoreError::NotFound)) => Ok(None),
+        Ok(Ok((batch, book))) => {
+            books.insert(key.clone(), book);
+            Ok(Some(batch))
+        }
+        Ok(Err(StoreError::NotFound)) => {
+            books.remove(key);
+            Ok(None)
+        }
         Ok(Err(e)) => {
             tracing::error!(error = %e, "leasing asynchronous events failed");
             Err(())

@@ -240,6 +240,7 @@ async fn store_config(
     let k = key.clone();
     let c = config.clone();
     blocking(move || Ok(store.put_event_config(&k, &c)?)).await?;
+    state.queue.rules_changed();
     Ok(Json(config_json(key, &config)))
 }
 
@@ -350,6 +351,7 @@ pub async fn delete(
     let k = key.clone();
     let q = qualifier.to_string();
     let existed = blocking(move || Ok(store.delete_event_config(&k, &q)?)).await?;
+    state.queue.rules_changed();
     if !existed {
         return Err(no_config(&key, &qualifier).into());
     }

@@ -107,14 +107,15 @@ fn too_large(limit: usize, parts: &axum::http::request::Parts) -> ApiError {
 }
 
 impl AppState {
-    /// Forgets the cached record of a function (and any cached URL configuration, which a
-    /// deleted function takes with it) after it changed.
+    /// Forgets the cached record of a function (and any cached URL configuration or event
+    /// rules, which a deleted function takes with it) after it changed.
     pub(crate) async fn changed(&self, key: &FunctionKey) {
         self.hot
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(key);
         self.http.forget_urls();
+        self.queue.rules_changed();
         self.executor.retire(&arn(key, None)).await;
     }
 }

@@ -80,6 +80,8 @@ pub struct EventQueue {
     pub(crate) inbox: std::sync::Mutex<Option<mpsc::UnboundedReceiver<Signal>>>,
     events: AtomicU64,
     bytes: AtomicU64,
+    /// Counts changes to what decides an event's fate; see [`EventQueue::rules_changed`].
+    rules_epoch: AtomicU64,
     pub(crate) settings: AsyncSettings,
 }
 
@@ -97,6 +99,7 @@ impl EventQueue {
             inbox: std::sync::Mutex::new(Some(inbox)),
             events: AtomicU64::new(size.events),
             bytes: AtomicU64::new(size.bytes),
+            rules_epoch: AtomicU64::new(0),
             settings,
         });
         tokio::spawn(write_accepted(
@@ -156,6 +159,18 @@ impl EventQueue {
     fn forget(&self, bytes: u64) {
         self.events.fetch_sub(1, Ordering::AcqRel);
         self.bytes.fetch_sub(bytes, Ordering::AcqRel);
+    }
+
+    /// Tells the dispatcher that an event's rules may have changed: an event invoke
+    /// configuration, a function's dead-letter topic, a qualifier or a function that went.
+    /// Called once the change is committed; the dispatcher reads rules again after it.
+    pub(crate) fn rules_changed(&self) {
+        self.rules_epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// How many times the rules changed so far.
+    pub(crate) fn rules_epoch(&self) -> u64 {
+        self.rules_epoch.load(Ordering::Acquire)
     }
 
     /// Events queued now.

@@ -1,6 +1,7 @@
 //! Asynchronous invocation through the official SDK: `Event` invokes and `InvokeAsync`, retries
-//! with the same request id, destinations, event age, throttled events that wait their turn,
-//! event invoke configurations, and a kill -9 with a thousand events queued.
+//! with the same request id, destinations (and a change of them), event age, throttled events
+//! that wait their turn, event invoke configurations, and a kill -9 with a thousand events
+//! queued.
 
 use std::time::{Duration, Instant};
 
@@ -57,6 +58,20 @@ async fn event(c: &Client, name: &str, payload: Value) -> String {
     out.request_id().expect("a request id").to_owned()
 }
 
+/// Sends a function's success records to `destination`, a function.
+async fn successes_to(c: &Client, function: &str, destination: &str) {
+    c.put_function_event_invoke_config()
+        .function_name(function)
+        .destination_config(
+            DestinationConfig::builder()
+                .on_success(OnSuccess::builder().destination(arn(destination)).build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
 /// The destination records a sink function has logged, waiting until there are `n`.
 async fn records(endpoint: &str, sink: &str, n: usize, within: Duration) -> Vec<Value> {
     let deadline = Instant::now() + within;
@@ -92,16 +107,7 @@ async fn events_are_retried_with_one_request_id_and_reach_their_destinations() {
         .send()
         .await
         .unwrap();
-    c.put_function_event_invoke_config()
-        .function_name("ok")
-        .destination_config(
-            DestinationConfig::builder()
-                .on_success(OnSuccess::builder().destination(arn("sink")).build())
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    successes_to(c, "ok", "sink").await;
     let failing = event(c, "fail", json!({"n": 1})).await;
     let succeeding = event(c, "ok", json!({"n": 2})).await;
     let got = records(&app.endpoint(), "sink", 2, Duration::from_secs(30)).await;
@@ -153,6 +159,16 @@ async fn events_are_retried_with_one_request_id_and_reach_their_destinations() {
         .await
         .unwrap();
     assert_eq!(bill_requests(&bill), 3, "{bill}");
+    // A changed configuration applies to the next event (the dispatcher keeps a function's
+    // rules between leases, and must not keep them past a change).
+    deploy(c, "sink2", "sink").await;
+    successes_to(c, "ok", "sink2").await;
+    let after = event(c, "ok", json!({"n": 3})).await;
+    let moved = records(&app.endpoint(), "sink2", 1, Duration::from_secs(30)).await;
+    assert_eq!(moved.len(), 1, "{moved:?}");
+    assert_eq!(moved[0]["requestContext"]["requestId"], after.as_str());
+    let old = records(&app.endpoint(), "sink", 3, Duration::ZERO).await;
+    assert_eq!(old.len(), 2, "{old:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
