@@ -473,4 +473,53 @@ mod tests {
             .unwrap();
         assert_eq!(mode, "wal");
     }
+
+    /// Set in the child process of [`commits_sync_without_fsync`].
+    const NO_FSYNC: &str = "LAMINA_STORE_TEST_NO_FSYNC";
+
+    /// Synced commits call `fdatasync`, never `fsync` (see `.cargo/config.toml`): run again as a
+    /// child process whose `fsync` fails (a seccomp filter), a commit in full durability must
+    /// still succeed.
+    #[test]
+    fn commits_sync_without_fsync() {
+        if std::env::var_os(NO_FSYNC).is_some() {
+            let rules = [(libc::SYS_fsync, vec![])].into_iter().collect();
+            let filter = seccompiler::SeccompFilter::new(
+                rules,
+                seccompiler::SeccompAction::Allow,
+                seccompiler::SeccompAction::Errno(libc::EIO as u32),
+                std::env::consts::ARCH.try_into().unwrap(),
+            )
+            .unwrap();
+            let program: seccompiler::BpfProgram = filter.try_into().unwrap();
+            seccompiler::apply_filter(&program).unwrap();
+            // The filter works: `fsync` fails here.
+            let dir = tempfile::tempdir().unwrap();
+            let probe = std::fs::File::create(dir.path().join("probe")).unwrap();
+            assert!(probe.sync_all().is_err(), "fsync is not filtered");
+            let mut c = open(&dir.path().join("db")).unwrap();
+            let synchronous: i64 = c
+                .pragma_query_value(None, "synchronous", |r| r.get(0))
+                .unwrap();
+            assert_eq!(synchronous, 2);
+            let tx = c.transaction().unwrap();
+            tx.execute("CREATE TABLE t (x)", []).unwrap();
+            tx.execute("INSERT INTO t VALUES (1)", []).unwrap();
+            tx.commit()
+                .expect("a synced commit that does not call fsync");
+            return;
+        }
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "db::tests::commits_sync_without_fsync"])
+            .args(["--test-threads", "1", "--nocapture"])
+            .env(NO_FSYNC, "1")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
