@@ -1,6 +1,7 @@
 //! HTTP APIs at run time: the stage, its deployment, CORS, the route, the authorizer, the
 //! integration event, the function, and the result mapped back.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -168,11 +169,7 @@ async fn handle(
     let Some(chosen) = choose(snap, method, route_path) else {
         return not_found();
     };
-    let stage_variables: Map<String, Value> = stage
-        .stage_variables
-        .iter()
-        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-        .collect();
+    let stage_variables = &stage.stage_variables;
     let headers = forwarded(&parts.headers, ip, &state.http.scheme, &state.http.port);
     let domain = format!("{id}.execute-api.{}", state.http.domain);
     let incoming = Incoming {
@@ -192,8 +189,8 @@ async fn handle(
         request_id,
         time_ms: lamina_model::now_millis(),
         authorizer: None,
-        path_parameters: Some(chosen.params.clone()),
-        stage_variables: Some(stage_variables.clone()),
+        path_parameters: Some(&chosen.params),
+        stage_variables: Some(stage_variables),
         route_id: &chosen.route.route_id,
     };
     let resource = routes::resource(&chosen.route.route_key);
@@ -222,7 +219,7 @@ async fn handle(
             let req = authorizer::Request {
                 incoming: &incoming,
                 context: &ctx,
-                stage_variables: &stage_variables,
+                stage_variables,
                 route_arn: &route_arn,
                 region: &doc.region,
             };
@@ -270,7 +267,7 @@ async fn handle(
             let req = authorizer::Request {
                 incoming: &incoming,
                 context: &ctx,
-                stage_variables: &stage_variables,
+                stage_variables,
                 route_arn: &route_arn,
                 region: &doc.region,
             };
@@ -298,9 +295,12 @@ async fn handle(
         _ => {}
     }
     let payload = if v2 {
-        event::v2(&incoming, &ctx)
+        super::payload_of(&event::v2(&incoming, &ctx))
     } else {
-        event::v1(&incoming, &ctx, resource)
+        super::payload_of(&event::v1(&incoming, &ctx, resource))
+    };
+    let Some(payload) = payload else {
+        return super::too_large();
     };
     let source_arn = format!(
         "arn:aws:execute-api:{}:{}:{id}/{stage_name}/{arn_path}",
@@ -311,7 +311,7 @@ async fn handle(
         state,
         doc,
         integration,
-        &stage_variables,
+        stage_variables,
         &source_arn,
         payload,
         v2,
@@ -354,9 +354,9 @@ async fn invoke(
     state: &Arc<AppState>,
     doc: &ApiDoc,
     integration: &Integration,
-    stage_variables: &Map<String, Value>,
+    stage_variables: &BTreeMap<String, String>,
     source_arn: &str,
-    payload: Value,
+    payload: Bytes,
     v2: bool,
 ) -> Result<Response, Response> {
     let uri = integration.integration_uri.as_deref().unwrap_or_default();
@@ -387,7 +387,6 @@ async fn invoke(
         }
     }
     let state2 = state.clone();
-    let payload = super::payload_of(&payload).ok_or_else(super::too_large)?;
     let call = tokio::spawn(async move {
         from_service::invoke_sync(&state2, &key, qualifier.as_ref(), payload).await
     });

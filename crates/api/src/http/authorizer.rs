@@ -1,12 +1,12 @@
 //! Lambda (REQUEST) authorizers of HTTP APIs: identity sources, the authorizer's event, its
 //! simple or IAM-policy answer, and a bounded cache of answers keyed by identity values.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::event::{self, Context, Incoming};
 use crate::AppState;
@@ -191,7 +191,7 @@ impl Cache {
 pub(crate) struct Request<'a> {
     pub incoming: &'a Incoming<'a>,
     pub context: &'a Context<'a>,
-    pub stage_variables: &'a Map<String, Value>,
+    pub stage_variables: &'a BTreeMap<String, String>,
     /// `arn:aws:execute-api:<region>:<account>:<api>/<stage>/<METHOD>/<path>`.
     pub route_arn: &'a str,
     pub region: &'a str,
@@ -241,10 +241,7 @@ pub(crate) fn identity_value(source: &str, req: &Request<'_>) -> Option<String> 
             _ => None,
         }
     } else if let Some(s) = source.strip_prefix("$stageVariables.") {
-        req.stage_variables
-            .get(s)
-            .and_then(Value::as_str)
-            .map(str::to_owned)
+        req.stage_variables.get(s).cloned()
     } else {
         None
     };
@@ -253,12 +250,10 @@ pub(crate) fn identity_value(source: &str, req: &Request<'_>) -> Option<String> 
 
 /// The function an `authorizerUri` or `integrationUri` names, with `${stageVariables.x}`
 /// substituted.
-pub(crate) fn function_arn(uri: &str, stage_variables: &Map<String, Value>) -> String {
+pub(crate) fn function_arn(uri: &str, stage_variables: &BTreeMap<String, String>) -> String {
     let mut s = uri.to_owned();
     for (k, v) in stage_variables {
-        if let Some(v) = v.as_str() {
-            s = s.replace(&format!("${{stageVariables.{k}}}"), v);
-        }
+        s = s.replace(&format!("${{stageVariables.{k}}}"), v);
     }
     match s.split_once(":lambda:path/2015-03-31/functions/") {
         Some((_, rest)) => rest.trim_end_matches("/invocations").to_owned(),
@@ -337,6 +332,11 @@ fn verdict(answer: Arc<Answer>, route_arn: &str) -> Verdict {
     }
 }
 
+/// An event as a tree, to add an authorizer's members to.
+fn to_value(event: impl serde::Serialize) -> Value {
+    serde_json::to_value(event).unwrap_or_default()
+}
+
 /// Invokes the authorizer function; `None` on any failure (logged).
 async fn invoke(
     state: &Arc<AppState>,
@@ -351,17 +351,17 @@ async fn invoke(
     };
     let v2 = authorizer.authorizer_payload_format_version.as_deref() == Some("2.0");
     let mut ev = if v2 {
-        let mut e = event::v2(&inc, req.context);
+        let mut e = to_value(event::v2(&inc, req.context));
         e["type"] = json!("REQUEST");
         e["routeArn"] = json!(req.route_arn);
         e["identitySource"] = json!(values);
         e
     } else {
-        let mut e = event::v1(
+        let mut e = to_value(event::v1(
             &inc,
             req.context,
             super::routes::resource(req.context.route_key),
-        );
+        ));
         e["type"] = json!("REQUEST");
         e["methodArn"] = json!(req.route_arn);
         e["identitySource"] = json!(values.join(","));
@@ -519,7 +519,7 @@ mod tests {
 
     #[test]
     fn function_arns_from_uris() {
-        let vars: Map<String, Value> = [("fn".to_owned(), json!("f2"))].into_iter().collect();
+        let vars: BTreeMap<String, String> = [("fn".to_owned(), "f2".to_owned())].into();
         assert_eq!(
             function_arn(
                 "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/arn:aws:lambda:us-east-1:000000000000:function:auth/invocations",

@@ -1,9 +1,22 @@
 //! The integration events an HTTP request becomes (payload formats 2.0 and 1.0) and how a
-//! function's result becomes the HTTP response. Pure: no I/O, no state.
+//! function's result becomes the HTTP response ([`reply`]). Pure: no I/O, no state.
+//!
+//! An event is a view of the request that serializes itself: written straight into the
+//! payload, its strings borrowed from the request and the route, with no JSON tree between.
 
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, HeaderValue};
 use base64::Engine;
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde::ser::{SerializeMap, SerializeSeq, Serializer};
+use serde_json::{Map, Value};
+
+mod reply;
+
+pub use reply::{Reply, reply_v1, reply_v2};
 
 /// An HTTP request as the gateway received it.
 pub struct Incoming<'a> {
@@ -28,8 +41,8 @@ pub struct Context<'a> {
     pub time_ms: i64,
     /// `requestContext.authorizer`, already in the payload's shape.
     pub authorizer: Option<Value>,
-    pub path_parameters: Option<Map<String, Value>>,
-    pub stage_variables: Option<Map<String, Value>>,
+    pub path_parameters: Option<&'a Map<String, Value>>,
+    pub stage_variables: Option<&'a BTreeMap<String, String>>,
     /// The route's id (1.0 `resourceId`).
     pub route_id: &'a str,
 }
@@ -79,7 +92,7 @@ fn is_text(content_type: Option<&str>) -> bool {
 }
 
 /// The body as the event carries it, and whether it is base64.
-fn body_of(inc: &Incoming<'_>) -> (Option<String>, bool) {
+fn body_of<'a>(inc: &Incoming<'a>) -> (Option<Cow<'a, str>>, bool) {
     if inc.body.is_empty() {
         return (None, false);
     }
@@ -88,19 +101,21 @@ fn body_of(inc: &Incoming<'_>) -> (Option<String>, bool) {
         .get("content-type")
         .and_then(|v| v.to_str().ok());
     match std::str::from_utf8(inc.body) {
-        Ok(s) if is_text(ct) => (Some(s.to_owned()), false),
+        Ok(s) if is_text(ct) => (Some(Cow::Borrowed(s)), false),
         _ => (
-            Some(base64::engine::general_purpose::STANDARD.encode(inc.body)),
+            Some(Cow::Owned(
+                base64::engine::general_purpose::STANDARD.encode(inc.body),
+            )),
             true,
         ),
     }
 }
 
-fn header_text(v: &HeaderValue) -> String {
-    String::from_utf8_lossy(v.as_bytes()).into_owned()
+fn header_text(v: &HeaderValue) -> Cow<'_, str> {
+    String::from_utf8_lossy(v.as_bytes())
 }
 
-fn user_agent(h: &HeaderMap) -> String {
+fn user_agent<'a>(h: &'a HeaderMap) -> Cow<'a, str> {
     h.get("user-agent").map(header_text).unwrap_or_default()
 }
 
@@ -108,288 +123,377 @@ fn domain_prefix(domain: &str) -> &str {
     domain.split('.').next().unwrap_or(domain)
 }
 
-/// The payload format 2.0 event.
-pub fn v2(inc: &Incoming<'_>, ctx: &Context<'_>) -> Value {
-    let mut headers = Map::new();
-    let mut cookies: Vec<Value> = Vec::new();
-    for (name, value) in inc.headers {
-        if name == "cookie" {
-            cookies.extend(
-                header_text(value)
-                    .split(';')
-                    .map(str::trim)
-                    .filter(|c| !c.is_empty())
-                    .map(|c| Value::String(c.to_owned())),
-            );
-            continue;
-        }
-        let v = header_text(value);
-        match headers.get_mut(name.as_str()) {
-            Some(Value::String(existing)) => {
-                existing.push(',');
-                existing.push_str(&v);
-            }
-            _ => {
-                headers.insert(name.as_str().to_owned(), Value::String(v));
-            }
-        }
-    }
-    let mut query = Map::new();
-    for (k, v) in crate::query::pairs(inc.raw_query) {
-        match query.get_mut(&k) {
-            Some(Value::String(existing)) => {
-                existing.push(',');
-                existing.push_str(&v);
-            }
-            _ => {
-                query.insert(k, Value::String(v));
-            }
-        }
-    }
-    let (body, b64) = body_of(inc);
-    let mut request_context = json!({
-        "accountId": ctx.account_id,
-        "apiId": ctx.api_id,
-        "domainName": ctx.domain_name,
-        "domainPrefix": domain_prefix(ctx.domain_name),
-        "http": {
-            "method": inc.method,
-            "path": inc.path,
-            "protocol": "HTTP/1.1",
-            "sourceIp": inc.source_ip,
-            "userAgent": user_agent(inc.headers),
-        },
-        "requestId": ctx.request_id,
-        "routeKey": ctx.route_key,
-        "stage": ctx.stage,
-        "time": clf_time(ctx.time_ms),
-        "timeEpoch": ctx.time_ms,
-    });
-    if let Some(a) = &ctx.authorizer {
-        request_context["authorizer"] = a.clone();
-    }
-    let mut event = json!({
-        "version": "2.0",
-        "routeKey": ctx.route_key,
-        "rawPath": inc.path,
-        "rawQueryString": inc.raw_query,
-        "headers": headers,
-        "requestContext": request_context,
-        "isBase64Encoded": b64,
-    });
-    if !cookies.is_empty() {
-        event["cookies"] = Value::Array(cookies);
-    }
-    if !query.is_empty() {
-        event["queryStringParameters"] = Value::Object(query);
-    }
-    if let Some(p) = ctx.path_parameters.as_ref().filter(|p| !p.is_empty()) {
-        event["pathParameters"] = Value::Object(p.clone());
-    }
-    if let Some(s) = ctx.stage_variables.as_ref().filter(|s| !s.is_empty()) {
-        event["stageVariables"] = Value::Object(s.clone());
-    }
-    if let Some(b) = body {
-        event["body"] = Value::String(b);
-    }
-    event
+/// A member that may be left out, present as `null`, or present with a value.
+enum Member<T> {
+    Absent,
+    Null,
+    Is(T),
 }
 
-/// The payload format 1.0 event (`resource` is the route's path, `$default` for the default
-/// route).
-pub fn v1(inc: &Incoming<'_>, ctx: &Context<'_>, resource: &str) -> Value {
-    let mut headers = Map::new();
-    let mut multi_headers = Map::new();
-    for (name, value) in inc.headers {
-        let v = Value::String(header_text(value));
-        headers.insert(name.as_str().to_owned(), v.clone());
-        match multi_headers.get_mut(name.as_str()) {
-            Some(Value::Array(a)) => a.push(v),
-            _ => {
-                multi_headers.insert(name.as_str().to_owned(), Value::Array(vec![v]));
-            }
+impl<T> Member<T> {
+    fn is_absent(&self) -> bool {
+        matches!(self, Self::Absent)
+    }
+    /// Present with a value, or absent.
+    fn of(v: Option<T>) -> Self {
+        v.map_or(Self::Absent, Self::Is)
+    }
+    /// Present: the value, or `null`.
+    fn or_null(self) -> Self {
+        match self {
+            Self::Absent => Self::Null,
+            other => other,
         }
     }
-    let mut query = Map::new();
-    let mut multi_query = Map::new();
-    for (k, v) in crate::query::pairs(inc.raw_query) {
-        let v = Value::String(v);
-        query.insert(k.clone(), v.clone());
-        match multi_query.get_mut(&k) {
-            Some(Value::Array(a)) => a.push(v),
-            _ => {
-                multi_query.insert(k, Value::Array(vec![v]));
-            }
+}
+
+impl<T: Serialize> Serialize for Member<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Is(v) => v.serialize(s),
+            Self::Absent | Self::Null => s.serialize_none(),
         }
     }
-    let object_or_null = |m: Map<String, Value>| {
-        if m.is_empty() {
-            Value::Null
-        } else {
-            Value::Object(m)
+}
+
+/// The query's values grouped by name, names in their first order.
+fn grouped_query(raw: &str) -> Arc<[(String, Vec<String>)]> {
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    for (k, v) in crate::query::pairs(raw) {
+        match out.iter_mut().find(|(name, _)| *name == k) {
+            Some((_, values)) => values.push(v),
+            None => out.push((k, vec![v])),
         }
-    };
+    }
+    out.into()
+}
+
+/// How a name with several values appears in a map.
+#[derive(Clone, Copy)]
+enum Values {
+    /// Joined with `,` (2.0).
+    Joined,
+    /// The last one (1.0 `headers`, `queryStringParameters`).
+    Last,
+    /// All of them, as an array (1.0 `multiValue…`).
+    All,
+}
+
+fn write_values<M: SerializeMap, V: AsRef<str>>(
+    m: &mut M,
+    name: &str,
+    values: &[V],
+    how: Values,
+) -> Result<(), M::Error> {
+    match (how, values) {
+        (_, []) => Ok(()),
+        (Values::Joined | Values::Last, [one]) => m.serialize_entry(name, one.as_ref()),
+        (Values::Joined, many) => {
+            let joined: Vec<&str> = many.iter().map(AsRef::as_ref).collect();
+            m.serialize_entry(name, &joined.join(","))
+        }
+        (Values::Last, [.., last]) => m.serialize_entry(name, last.as_ref()),
+        (Values::All, all) => m.serialize_entry(name, &All(all)),
+    }
+}
+
+struct All<'v, V>(&'v [V]);
+
+impl<V: AsRef<str>> Serialize for All<'_, V> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for v in self.0 {
+            seq.serialize_element(v.as_ref())?;
+        }
+        seq.end()
+    }
+}
+
+/// The request's headers as a map; 2.0 leaves `cookie` to `cookies`.
+struct Headers<'a> {
+    map: &'a HeaderMap,
+    how: Values,
+    cookies_apart: bool,
+}
+
+impl Serialize for Headers<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        let mut values: Vec<Cow<'_, str>> = Vec::new();
+        for name in self.map.keys() {
+            if self.cookies_apart && name == "cookie" {
+                continue;
+            }
+            values.clear();
+            values.extend(self.map.get_all(name).iter().map(header_text));
+            write_values(&mut m, name.as_str(), &values, self.how)?;
+        }
+        m.end()
+    }
+}
+
+/// The query's parameters as a map.
+struct Query {
+    groups: Arc<[(String, Vec<String>)]>,
+    how: Values,
+}
+
+impl Query {
+    /// `None` for an empty query.
+    fn of(groups: &Arc<[(String, Vec<String>)]>, how: Values) -> Option<Self> {
+        (!groups.is_empty()).then(|| Self {
+            groups: groups.clone(),
+            how,
+        })
+    }
+}
+
+impl Serialize for Query {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.groups.len()))?;
+        for (name, values) in self.groups.iter() {
+            write_values(&mut m, name, values, self.how)?;
+        }
+        m.end()
+    }
+}
+
+/// The payload format 2.0 event. [`V2::for_url`] gives a function URL's shape.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct V2<'a> {
+    version: &'static str,
+    route_key: &'a str,
+    raw_path: &'a str,
+    raw_query_string: &'a str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    cookies: Vec<Cow<'a, str>>,
+    headers: Headers<'a>,
+    #[serde(skip_serializing_if = "Member::is_absent")]
+    query_string_parameters: Member<Query>,
+    request_context: RequestContextV2<'a>,
+    #[serde(skip_serializing_if = "Member::is_absent")]
+    path_parameters: Member<&'a Map<String, Value>>,
+    #[serde(skip_serializing_if = "Member::is_absent")]
+    stage_variables: Member<&'a BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    body: Option<Cow<'a, str>>,
+    is_base64_encoded: bool,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RequestContextV2<'a> {
+    account_id: &'a str,
+    api_id: &'a str,
+    #[serde(skip_serializing_if = "Member::is_absent")]
+    authentication: Member<()>,
+    #[serde(skip_serializing_if = "Member::is_absent")]
+    authorizer: Member<&'a Value>,
+    domain_name: &'a str,
+    domain_prefix: &'a str,
+    http: Http<'a>,
+    request_id: &'a str,
+    route_key: &'a str,
+    stage: &'a str,
+    time: String,
+    time_epoch: i64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Http<'a> {
+    method: &'a str,
+    path: &'a str,
+    protocol: &'static str,
+    source_ip: &'a str,
+    user_agent: Cow<'a, str>,
+}
+
+/// The payload format 2.0 event of `inc`.
+pub fn v2<'a>(inc: &Incoming<'a>, ctx: &'a Context<'a>) -> V2<'a> {
+    let cookies = inc
+        .headers
+        .get_all("cookie")
+        .iter()
+        .flat_map(|v| match header_text(v) {
+            Cow::Borrowed(s) => s
+                .split(';')
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(Cow::Borrowed)
+                .collect::<Vec<_>>(),
+            Cow::Owned(s) => s
+                .split(';')
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(|c| Cow::Owned(c.to_owned()))
+                .collect(),
+        })
+        .collect();
     let (body, b64) = body_of(inc);
-    json!({
-        "version": "1.0",
-        "resource": resource,
-        "path": inc.path,
-        "httpMethod": inc.method,
-        "headers": object_or_null(headers),
-        "multiValueHeaders": object_or_null(multi_headers),
-        "queryStringParameters": object_or_null(query),
-        "multiValueQueryStringParameters": object_or_null(multi_query),
-        "requestContext": {
-            "accountId": ctx.account_id,
-            "apiId": ctx.api_id,
-            "authorizer": ctx.authorizer.clone().unwrap_or(Value::Null),
-            "domainName": ctx.domain_name,
-            "domainPrefix": domain_prefix(ctx.domain_name),
-            "extendedRequestId": ctx.request_id,
-            "httpMethod": inc.method,
-            "identity": {
-                "accessKey": null, "accountId": null, "caller": null, "cognitoAmr": null,
-                "cognitoAuthenticationProvider": null, "cognitoAuthenticationType": null,
-                "cognitoIdentityId": null, "cognitoIdentityPoolId": null, "principalOrgId": null,
-                "sourceIp": inc.source_ip, "user": null, "userAgent": user_agent(inc.headers),
-                "userArn": null,
+    V2 {
+        version: "2.0",
+        route_key: ctx.route_key,
+        raw_path: inc.path,
+        raw_query_string: inc.raw_query,
+        cookies,
+        headers: Headers {
+            map: inc.headers,
+            how: Values::Joined,
+            cookies_apart: true,
+        },
+        query_string_parameters: Member::of(Query::of(
+            &grouped_query(inc.raw_query),
+            Values::Joined,
+        )),
+        request_context: RequestContextV2 {
+            account_id: ctx.account_id,
+            api_id: ctx.api_id,
+            authentication: Member::Absent,
+            authorizer: Member::of(ctx.authorizer.as_ref()),
+            domain_name: ctx.domain_name,
+            domain_prefix: domain_prefix(ctx.domain_name),
+            http: Http {
+                method: inc.method,
+                path: inc.path,
+                protocol: "HTTP/1.1",
+                source_ip: inc.source_ip,
+                user_agent: user_agent(inc.headers),
             },
-            "path": inc.path,
-            "protocol": "HTTP/1.1",
-            "requestId": ctx.request_id,
-            "requestTime": clf_time(ctx.time_ms),
-            "requestTimeEpoch": ctx.time_ms,
-            "resourceId": ctx.route_id,
-            "resourcePath": resource,
-            "stage": ctx.stage,
+            request_id: ctx.request_id,
+            route_key: ctx.route_key,
+            stage: ctx.stage,
+            time: clf_time(ctx.time_ms),
+            time_epoch: ctx.time_ms,
         },
-        "pathParameters": ctx.path_parameters.clone().map_or(Value::Null, object_or_null),
-        "stageVariables": ctx.stage_variables.clone().map_or(Value::Null, object_or_null),
-        "body": body,
-        "isBase64Encoded": b64,
-    })
-}
-
-/// An HTTP response made from a function's result.
-#[derive(Debug)]
-pub struct Reply {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub body: Vec<u8>,
-}
-
-fn json_reply(body: Vec<u8>) -> Reply {
-    let mut headers = HeaderMap::new();
-    headers.insert("content-type", HeaderValue::from_static("application/json"));
-    Reply {
-        status: StatusCode::OK,
-        headers,
+        path_parameters: Member::of(ctx.path_parameters.filter(|p| !p.is_empty())),
+        stage_variables: Member::of(ctx.stage_variables.filter(|s| !s.is_empty())),
         body,
+        is_base64_encoded: b64,
     }
 }
 
-fn scalar_text(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
+impl V2<'_> {
+    /// A function URL's event: `authentication`, `authorizer`, `pathParameters` and
+    /// `stageVariables` are there, `null` when empty.
+    pub fn for_url(mut self) -> Self {
+        let rc = &mut self.request_context;
+        rc.authentication = Member::Null;
+        rc.authorizer = std::mem::replace(&mut rc.authorizer, Member::Absent).or_null();
+        self.path_parameters = Member::Null;
+        self.stage_variables = Member::Null;
+        self
     }
 }
 
-/// Headers that frame the connection, which the gateway owns: a function's are dropped.
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "content-length",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
-
-fn put_header(h: &mut HeaderMap, name: &str, value: &str, append: bool) -> Result<(), ()> {
-    let n = HeaderName::from_bytes(name.as_bytes()).map_err(|_| ())?;
-    if HOP_BY_HOP.contains(&n.as_str()) {
-        return Ok(());
-    }
-    let v = HeaderValue::from_str(value).map_err(|_| ())?;
-    if append {
-        h.append(n, v);
-    } else {
-        h.insert(n, v);
-    }
-    Ok(())
+/// The payload format 1.0 event.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct V1<'a> {
+    version: &'static str,
+    resource: &'a str,
+    path: &'a str,
+    http_method: &'a str,
+    headers: Option<Headers<'a>>,
+    multi_value_headers: Option<Headers<'a>>,
+    query_string_parameters: Option<Query>,
+    multi_value_query_string_parameters: Option<Query>,
+    request_context: RequestContextV1<'a>,
+    path_parameters: Option<&'a Map<String, Value>>,
+    stage_variables: Option<&'a BTreeMap<String, String>>,
+    body: Option<Cow<'a, str>>,
+    is_base64_encoded: bool,
 }
 
-/// A structured response (`statusCode` present): headers, multi-value headers, cookies, body.
-fn structured(o: &Map<String, Value>) -> Result<Reply, ()> {
-    let status = match &o["statusCode"] {
-        Value::Number(n) => n.as_u64(),
-        Value::String(s) => s.parse().ok(),
-        _ => None,
-    }
-    .and_then(|n| u16::try_from(n).ok())
-    .and_then(|n| StatusCode::from_u16(n).ok())
-    .ok_or(())?;
-    let mut headers = HeaderMap::new();
-    if let Some(Value::Object(h)) = o.get("headers") {
-        for (k, v) in h {
-            put_header(&mut headers, k, &scalar_text(v).ok_or(())?, false)?;
-        }
-    }
-    if let Some(Value::Object(h)) = o.get("multiValueHeaders") {
-        for (k, vs) in h {
-            let Value::Array(vs) = vs else { return Err(()) };
-            for v in vs {
-                let v = scalar_text(v).ok_or(())?;
-                // A pair given in both `headers` and `multiValueHeaders` is sent once.
-                if !headers.get_all(k.as_str()).iter().any(|e| e == v.as_str()) {
-                    put_header(&mut headers, k, &v, true)?;
-                }
-            }
-        }
-    }
-    if let Some(Value::Array(cookies)) = o.get("cookies") {
-        for c in cookies {
-            put_header(&mut headers, "set-cookie", c.as_str().ok_or(())?, true)?;
-        }
-    }
-    let body = match o.get("body") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::String(s)) if o.get("isBase64Encoded") == Some(&Value::Bool(true)) => {
-            base64::engine::general_purpose::STANDARD
-                .decode(s)
-                .map_err(|_| ())?
-        }
-        Some(Value::String(s)) => s.clone().into_bytes(),
-        Some(other) => other.to_string().into_bytes(),
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RequestContextV1<'a> {
+    account_id: &'a str,
+    api_id: &'a str,
+    authorizer: Option<&'a Value>,
+    domain_name: &'a str,
+    domain_prefix: &'a str,
+    extended_request_id: &'a str,
+    http_method: &'a str,
+    identity: Identity<'a>,
+    path: &'a str,
+    protocol: &'static str,
+    request_id: &'a str,
+    request_time: String,
+    request_time_epoch: i64,
+    resource_id: &'a str,
+    resource_path: &'a str,
+    stage: &'a str,
+}
+
+/// 1.0's caller identity: only the address and the user agent are known; the rest is `null`.
+#[derive(Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Identity<'a> {
+    access_key: (),
+    account_id: (),
+    caller: (),
+    cognito_amr: (),
+    cognito_authentication_provider: (),
+    cognito_authentication_type: (),
+    cognito_identity_id: (),
+    cognito_identity_pool_id: (),
+    principal_org_id: (),
+    source_ip: &'a str,
+    user: (),
+    user_agent: Cow<'a, str>,
+    user_arn: (),
+}
+
+/// The payload format 1.0 event of `inc` (`resource` is the route's path, `$default` for the
+/// default route).
+pub fn v1<'a>(inc: &Incoming<'a>, ctx: &'a Context<'a>, resource: &'a str) -> V1<'a> {
+    let headers = |how| {
+        (!inc.headers.is_empty()).then_some(Headers {
+            map: inc.headers,
+            how,
+            cookies_apart: false,
+        })
     };
-    Ok(Reply {
-        status,
-        headers,
+    let query = grouped_query(inc.raw_query);
+    let params = |how| Query::of(&query, how);
+    let (body, b64) = body_of(inc);
+    V1 {
+        version: "1.0",
+        resource,
+        path: inc.path,
+        http_method: inc.method,
+        headers: headers(Values::Last),
+        multi_value_headers: headers(Values::All),
+        query_string_parameters: params(Values::Last),
+        multi_value_query_string_parameters: params(Values::All),
+        request_context: RequestContextV1 {
+            account_id: ctx.account_id,
+            api_id: ctx.api_id,
+            authorizer: ctx.authorizer.as_ref(),
+            domain_name: ctx.domain_name,
+            domain_prefix: domain_prefix(ctx.domain_name),
+            extended_request_id: ctx.request_id,
+            http_method: inc.method,
+            identity: Identity {
+                source_ip: inc.source_ip,
+                user_agent: user_agent(inc.headers),
+                ..Identity::default()
+            },
+            path: inc.path,
+            protocol: "HTTP/1.1",
+            request_id: ctx.request_id,
+            request_time: clf_time(ctx.time_ms),
+            request_time_epoch: ctx.time_ms,
+            resource_id: ctx.route_id,
+            resource_path: resource,
+            stage: ctx.stage,
+        },
+        path_parameters: ctx.path_parameters.filter(|p| !p.is_empty()),
+        stage_variables: ctx.stage_variables.filter(|s| !s.is_empty()),
         body,
-    })
-}
-
-/// Maps a payload 2.0 result: a structured response if it has `statusCode`, otherwise the
-/// result itself as a `200 application/json` body (a JSON string unquoted). `Err` when the
-/// result is not JSON or its structure is invalid.
-pub fn reply_v2(result: &[u8]) -> Result<Reply, ()> {
-    let v: Value = serde_json::from_slice(result).map_err(|_| ())?;
-    match v {
-        Value::Object(o) if o.contains_key("statusCode") => structured(&o),
-        Value::String(s) => Ok(json_reply(s.into_bytes())),
-        other => Ok(json_reply(other.to_string().into_bytes())),
-    }
-}
-
-/// Maps a payload 1.0 result, which must be structured.
-pub fn reply_v1(result: &[u8]) -> Result<Reply, ()> {
-    match serde_json::from_slice(result).map_err(|_| ())? {
-        Value::Object(o) if o.contains_key("statusCode") => structured(&o),
-        _ => Err(()),
+        is_base64_encoded: b64,
     }
 }
 

@@ -322,8 +322,8 @@ pub(crate) fn message(status: StatusCode, key: &str, text: &str) -> Response {
 
 /// The event as the payload of an invoke, unless it is over Lambda's limit (a body near it
 /// grows when escaped or base64-encoded): then `None`, and the gateway answers [`too_large`].
-pub(crate) fn payload_of(event: &serde_json::Value) -> Option<axum::body::Bytes> {
-    let payload = event.to_string();
+pub(crate) fn payload_of(event: &impl serde::Serialize) -> Option<axum::body::Bytes> {
+    let payload = serde_json::to_vec(event).ok()?;
     (payload.len() <= crate::lambda::MAX_SYNC_PAYLOAD).then(|| payload.into())
 }
 

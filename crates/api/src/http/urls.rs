@@ -9,7 +9,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use lamina_model::Qualifier;
 use lamina_store::FunctionUrl;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::cors::Cors;
 use super::event::{self, Context, Incoming};
@@ -176,14 +176,7 @@ async fn handle(
         stage_variables: None,
         route_id: "",
     };
-    let mut ev = event::v2(&incoming, &ctx);
-    ev["requestContext"]["authentication"] = Value::Null;
-    if ev["requestContext"].get("authorizer").is_none() {
-        ev["requestContext"]["authorizer"] = Value::Null;
-    }
-    ev["pathParameters"] = Value::Null;
-    ev["stageVariables"] = Value::Null;
-    let Some(payload) = super::payload_of(&ev) else {
+    let Some(payload) = super::payload_of(&event::v2(&incoming, &ctx).for_url()) else {
         return super::too_large();
     };
     let mut resp = match from_service::invoke_sync(state, key, qualifier.as_ref(), payload).await {

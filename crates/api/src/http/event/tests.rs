@@ -1,4 +1,4 @@
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderName, StatusCode};
 use serde_json::json;
 
 use super::*;
@@ -14,7 +14,14 @@ fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
     h
 }
 
+/// The event as a client reads it.
+fn json_of(event: impl Serialize) -> Value {
+    serde_json::to_value(event).unwrap()
+}
+
 fn ctx(route_key: &'static str) -> Context<'static> {
+    static PARAMS: std::sync::LazyLock<Map<String, Value>> =
+        std::sync::LazyLock::new(|| [("id".to_owned(), json!("7"))].into_iter().collect());
     Context {
         account_id: "123456789012",
         api_id: "abc123",
@@ -24,7 +31,7 @@ fn ctx(route_key: &'static str) -> Context<'static> {
         request_id: "rid",
         time_ms: 1_583_348_638_390,
         authorizer: None,
-        path_parameters: Some([("id".to_owned(), json!("7"))].into_iter().collect()),
+        path_parameters: Some(&PARAMS),
         stage_variables: None,
         route_id: "r1",
     }
@@ -46,7 +53,8 @@ fn v2_joins_headers_splits_cookies_and_keeps_the_raw_query() {
         body: b"",
         source_ip: "192.0.2.1",
     };
-    let e = v2(&inc, &ctx("GET /pets/{id}"));
+    let c = ctx("GET /pets/{id}");
+    let e = json_of(v2(&inc, &c));
     assert_eq!(e["version"], "2.0");
     assert_eq!(e["routeKey"], "GET /pets/{id}");
     assert_eq!(e["rawQueryString"], "a=1&a=2&b=x%20y");
@@ -79,7 +87,8 @@ fn binary_bodies_are_base64_and_text_bodies_are_not() {
         body: &[0, 159, 146, 150],
         source_ip: "127.0.0.1",
     };
-    let e = v2(&inc, &ctx("$default"));
+    let c = ctx("$default");
+    let e = json_of(v2(&inc, &c));
     assert_eq!(e["isBase64Encoded"], true);
     assert_eq!(e["body"], "AJ+Slg==");
     let h = headers(&[("content-type", "application/json; charset=utf-8")]);
@@ -88,7 +97,7 @@ fn binary_bodies_are_base64_and_text_bodies_are_not() {
         body: br#"{"a":1}"#,
         ..inc
     };
-    let e = v2(&inc, &ctx("$default"));
+    let e = json_of(v2(&inc, &c));
     assert_eq!(e["isBase64Encoded"], false);
     assert_eq!(e["body"], r#"{"a":1}"#);
 }
@@ -104,7 +113,8 @@ fn v1_has_single_and_multi_values() {
         body: b"",
         source_ip: "127.0.0.1",
     };
-    let e = v1(&inc, &ctx("GET /pets/{id}"), "/pets/{id}");
+    let c = ctx("GET /pets/{id}");
+    let e = json_of(v1(&inc, &c, "/pets/{id}"));
     assert_eq!(e["version"], "1.0");
     assert_eq!(e["httpMethod"], "GET");
     assert_eq!(e["resource"], "/pets/{id}");
@@ -114,6 +124,10 @@ fn v1_has_single_and_multi_values() {
     assert_eq!(e["multiValueQueryStringParameters"]["q"], json!(["1", "2"]));
     assert_eq!(e["body"], Value::Null);
     assert_eq!(e["stageVariables"], Value::Null);
+    let identity = e["requestContext"]["identity"].as_object().unwrap();
+    assert_eq!(identity.len(), 13);
+    assert_eq!(identity["sourceIp"], "127.0.0.1");
+    assert_eq!(identity.get("cognitoIdentityId"), Some(&Value::Null));
     assert_eq!(
         e["requestContext"]["requestTimeEpoch"],
         json!(1_583_348_638_390_i64)
@@ -170,4 +184,81 @@ fn v1_merges_headers_and_requires_a_status() {
     assert_eq!(a, ["1", "2"]);
     assert_eq!(r.headers["b"], "x");
     assert!(reply_v1(br#"{"hello":"world"}"#).is_err());
+}
+
+#[test]
+fn a_function_urls_event_has_its_empty_members_as_null() {
+    let h = headers(&[("user-agent", "curl/8")]);
+    let inc = Incoming {
+        method: "GET",
+        path: "/",
+        raw_query: "",
+        headers: &h,
+        body: b"",
+        source_ip: "127.0.0.1",
+    };
+    let c = Context {
+        path_parameters: None,
+        ..ctx("$default")
+    };
+    let e = json_of(v2(&inc, &c).for_url());
+    let members = e.as_object().unwrap();
+    for name in ["pathParameters", "stageVariables"] {
+        assert_eq!(members.get(name), Some(&Value::Null), "{name}");
+    }
+    let rc = e["requestContext"].as_object().unwrap();
+    assert_eq!(rc.get("authentication"), Some(&Value::Null));
+    assert_eq!(rc.get("authorizer"), Some(&Value::Null));
+    assert!(members.get("queryStringParameters").is_none());
+    assert!(members.get("cookies").is_none());
+    // Behind an API, absent members are left out.
+    let e = json_of(v2(&inc, &c));
+    assert!(e.get("stageVariables").is_none());
+    assert!(e["requestContext"].get("authentication").is_none());
+    assert!(e["requestContext"].get("authorizer").is_none());
+}
+
+#[test]
+fn bare_results_keep_their_order_and_lose_only_whitespace() {
+    let r = reply_v2(b" {\"b\": [1, 2],\n\t\"a\": \"x y \\\" z\"} ").unwrap();
+    assert_eq!(r.body, br#"{"b":[1,2],"a":"x y \" z"}"#);
+    let r = reply_v2(br#"{"body": 1, "headers": "not an object"}"#).unwrap();
+    assert_eq!(r.body, br#"{"body":1,"headers":"not an object"}"#);
+    assert!(reply_v2(br#"{"a": 1} trailing"#).is_err());
+    assert!(reply_v2(br#"{"a": tru}"#).is_err());
+    assert!(reply_v2(b"").is_err());
+}
+
+#[test]
+fn structured_results_are_read_member_by_member() {
+    // `statusCode` makes the result structured, even when it is not a status.
+    assert!(reply_v2(br#"{"statusCode": null, "body": "x"}"#).is_err());
+    assert!(reply_v2(br#"{"statusCode": 99}"#).is_err());
+    assert!(reply_v2(br#"{"statusCode": 200.5}"#).is_err());
+    let r = reply_v2(br#"{"statusCode": "404", "body": null, "headers": null}"#).unwrap();
+    assert_eq!((r.status, r.body.len()), (StatusCode::NOT_FOUND, 0));
+    // A body that is not a string is sent as JSON.
+    let r = reply_v2(br#"{"statusCode": 200, "body": {"k": [1, true]}}"#).unwrap();
+    assert_eq!(r.body, br#"{"k":[1,true]}"#);
+    // Values are unescaped; numbers and booleans are header text.
+    let r = reply_v2(
+        br#"{"statusCode": 200, "headers": {"x": "a\u0041", "n": 1.5, "b": false}, "body": "\u00e9\n"}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        (&r.headers["x"], &r.headers["n"], &r.headers["b"]),
+        (
+            &"aA".parse::<HeaderValue>().unwrap(),
+            &"1.5".parse::<HeaderValue>().unwrap(),
+            &"false".parse::<HeaderValue>().unwrap()
+        )
+    );
+    assert_eq!(r.body, "é\n".as_bytes());
+    // So does a member the gateway reads written twice.
+    assert!(reply_v2(br#"{"statusCode": 200, "body": "a", "body": "b"}"#).is_err());
+    // A header whose value is neither text nor a number makes the response invalid.
+    assert!(reply_v2(br#"{"statusCode": 200, "headers": {"x": {}}}"#).is_err());
+    assert!(reply_v1(br#"{"statusCode": 200, "multiValueHeaders": {"x": "a"}}"#).is_err());
+    assert!(reply_v2(br#"{"statusCode": 200, "cookies": [1]}"#).is_err());
+    assert!(reply_v2(br#"{"statusCode": 200, "body": "@@", "isBase64Encoded": true}"#).is_err());
 }
