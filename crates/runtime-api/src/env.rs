@@ -547,7 +547,7 @@ impl Environment {
                         Ok(Reply::Response { body, content_type }) => Outcome { body, content_type, function_error: false, init_failed: false, error_type: None },
                         Ok(Reply::Error { body, error_type }) => {
                             status = Some("error");
-                            let t = serde_json::from_slice::<serde_json::Value>(&body).ok().and_then(|v| v.get("errorType")?.as_str().map(str::to_owned)).or(Some(error_type));
+                            let t = Outcome::error_type_in(&body).or(Some(error_type));
                             let mut o = Outcome::error(body);
                             o.error_type = t;
                             o
@@ -611,7 +611,8 @@ impl Environment {
         let init_ms = self.init_ms.take();
         // Billed as on Lambda since 2025-08: the invoke phase plus INIT on a cold start.
         let billed = (duration_ms + init_ms.unwrap_or(0.0)).ceil() as u64;
-        let error_type = outcome_error_type(&outcome);
+        // Only an error's body is looked into: a response may be megabytes of JSON.
+        let error_type = status.and_then(|_| outcome_error_type(&outcome));
         let report = platform::Report {
             request_id: &request_id,
             duration_ms,
@@ -719,13 +720,9 @@ impl Drop for Environment {
 }
 
 fn outcome_error_type(o: &Outcome) -> Option<String> {
-    o.error_type.clone().or_else(|| {
-        serde_json::from_slice::<serde_json::Value>(&o.body)
-            .ok()?
-            .get("errorType")?
-            .as_str()
-            .map(str::to_owned)
-    })
+    o.error_type
+        .clone()
+        .or_else(|| Outcome::error_type_in(&o.body))
 }
 
 /// The directories every sandbox uses, prepared once.

@@ -118,6 +118,17 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// `errorType` of an error's body (`{"errorType": …, "errorMessage": …}`), read without
+    /// the rest of it; `None` when the body is not such an object.
+    pub fn error_type_in(body: &[u8]) -> Option<String> {
+        #[derive(serde::Deserialize)]
+        struct Error {
+            #[serde(rename = "errorType")]
+            error_type: Option<String>,
+        }
+        serde_json::from_slice::<Error>(body).ok()?.error_type
+    }
+
     pub fn error(body: Bytes) -> Self {
         Self {
             body,
@@ -668,5 +679,26 @@ impl Executor {
         let this = self.clone();
         let _ = tokio::task::spawn_blocking(move || this.stop_network()).await;
         tracing::debug!("shutdown: sandboxes done");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Outcome;
+
+    #[test]
+    fn an_errors_type_is_read_from_its_body() {
+        let t = Outcome::error_type_in(
+            br#"{"errorMessage": "m", "stackTrace": [{"a": 1}], "errorType": "ValueError"}"#,
+        );
+        assert_eq!(t.as_deref(), Some("ValueError"));
+        for body in [
+            &br#"{"errorMessage": "no type"}"#[..],
+            br#"{"errorType": 3}"#,
+            br#""errorType""#,
+            b"not json",
+        ] {
+            assert_eq!(Outcome::error_type_in(body), None);
+        }
     }
 }

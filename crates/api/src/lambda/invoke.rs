@@ -484,13 +484,10 @@ fn usage_of(
 ) -> lamina_store::UsageRecord {
     // Only an error's body is looked into (a response may be megabytes of JSON).
     let timed_out = || {
-        let error_type = outcome.error_type.clone().or_else(|| {
-            serde_json::from_slice::<serde_json::Value>(&outcome.body)
-                .ok()?
-                .get("errorType")?
-                .as_str()
-                .map(str::to_owned)
-        });
+        let error_type = outcome
+            .error_type
+            .clone()
+            .or_else(|| lamina_runtime_api::Outcome::error_type_in(&outcome.body));
         error_type.as_deref() == Some("Sandbox.Timedout")
     };
     let result = if !outcome.function_error {
