@@ -121,6 +121,10 @@ impl Outcome {
     /// `errorType` of an error's body (`{"errorType": …, "errorMessage": …}`), read without
     /// the rest of it; `None` when the body is not such an object.
     pub fn error_type_in(body: &[u8]) -> Option<String> {
+        // A derived struct would also be read from an array of its members' values.
+        if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return None;
+        }
         #[derive(serde::Deserialize)]
         struct Error {
             #[serde(rename = "errorType")]
@@ -696,6 +700,7 @@ mod tests {
             &br#"{"errorMessage": "no type"}"#[..],
             br#"{"errorType": 3}"#,
             br#""errorType""#,
+            br#"["Sandbox.Timedout"]"#,
             b"not json",
         ] {
             assert_eq!(Outcome::error_type_in(body), None);

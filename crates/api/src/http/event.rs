@@ -5,7 +5,7 @@
 //! payload, its strings borrowed from the request and the route, with no JSON tree between.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use axum::http::{HeaderMap, HeaderValue};
@@ -156,13 +156,18 @@ impl<T: Serialize> Serialize for Member<T> {
     }
 }
 
-/// The query's values grouped by name, names in their first order.
+/// The query's values grouped by name, names in their first order. A query may hold tens of
+/// thousands of names, so each is found through an index, not by a search of those before it.
 fn grouped_query(raw: &str) -> Arc<[(String, Vec<String>)]> {
     let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
     for (k, v) in crate::query::pairs(raw) {
-        match out.iter_mut().find(|(name, _)| *name == k) {
-            Some((_, values)) => values.push(v),
-            None => out.push((k, vec![v])),
+        match index.get(&k) {
+            Some(&i) => out[i].1.push(v),
+            None => {
+                index.insert(k.clone(), out.len());
+                out.push((k, vec![v]));
+            }
         }
     }
     out.into()

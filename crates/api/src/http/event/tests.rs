@@ -115,6 +115,24 @@ fn v1_has_single_and_multi_values() {
     };
     let c = ctx("GET /pets/{id}");
     let e = json_of(v1(&inc, &c, "/pets/{id}"));
+    // Every name is kept, each with its values in order.
+    let many: String = (0..30_000).map(|i| format!("n{i}=v&")).collect::<String>() + "n7=w";
+    let query = Incoming {
+        raw_query: &many,
+        ..inc
+    };
+    let q = json_of(v1(&query, &c, "/pets/{id}"));
+    let names: Vec<&String> = q["multiValueQueryStringParameters"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    assert_eq!(names.len(), 30_000);
+    assert_eq!(
+        q["multiValueQueryStringParameters"]["n7"],
+        json!(["v", "w"])
+    );
+    assert_eq!(q["queryStringParameters"]["n7"], "w");
     assert_eq!(e["version"], "1.0");
     assert_eq!(e["httpMethod"], "GET");
     assert_eq!(e["resource"], "/pets/{id}");
