@@ -612,7 +612,7 @@ impl Environment {
         // Billed as on Lambda since 2025-08: the invoke phase plus INIT on a cold start.
         let billed = (duration_ms + init_ms.unwrap_or(0.0)).ceil() as u64;
         // Only an error's body is looked into: a response may be megabytes of JSON.
-        let error_type = status.and_then(|_| outcome_error_type(&outcome));
+        let error_type = status.and_then(|_| outcome.failure_type());
         let report = platform::Report {
             request_id: &request_id,
             duration_ms,
@@ -717,12 +717,6 @@ impl Drop for Environment {
                 }
             });
     }
-}
-
-fn outcome_error_type(o: &Outcome) -> Option<String> {
-    o.error_type
-        .clone()
-        .or_else(|| Outcome::error_type_in(&o.body))
 }
 
 /// The directories every sandbox uses, prepared once.

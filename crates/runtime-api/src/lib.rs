@@ -133,6 +133,13 @@ impl Outcome {
         serde_json::from_slice::<Error>(body).ok()?.error_type
     }
 
+    /// The failure's error type: the one the runtime gave, else its body's.
+    pub fn failure_type(&self) -> Option<String> {
+        self.error_type
+            .clone()
+            .or_else(|| Self::error_type_in(&self.body))
+    }
+
     pub fn error(body: Bytes) -> Self {
         Self {
             body,

@@ -138,13 +138,6 @@ impl<T> Member<T> {
     fn of(v: Option<T>) -> Self {
         v.map_or(Self::Absent, Self::Is)
     }
-    /// Present: the value, or `null`.
-    fn or_null(self) -> Self {
-        match self {
-            Self::Absent => Self::Null,
-            other => other,
-        }
-    }
 }
 
 impl<T: Serialize> Serialize for Member<T> {
@@ -315,6 +308,11 @@ struct Http<'a> {
     user_agent: Cow<'a, str>,
 }
 
+/// The cookies of one `Cookie` header.
+fn cookies_in(header: &str) -> impl Iterator<Item = &str> {
+    header.split(';').map(str::trim).filter(|c| !c.is_empty())
+}
+
 /// The payload format 2.0 event of `inc`.
 pub fn v2<'a>(inc: &Incoming<'a>, ctx: &'a Context<'a>) -> V2<'a> {
     let cookies = inc
@@ -322,18 +320,8 @@ pub fn v2<'a>(inc: &Incoming<'a>, ctx: &'a Context<'a>) -> V2<'a> {
         .get_all("cookie")
         .iter()
         .flat_map(|v| match header_text(v) {
-            Cow::Borrowed(s) => s
-                .split(';')
-                .map(str::trim)
-                .filter(|c| !c.is_empty())
-                .map(Cow::Borrowed)
-                .collect::<Vec<_>>(),
-            Cow::Owned(s) => s
-                .split(';')
-                .map(str::trim)
-                .filter(|c| !c.is_empty())
-                .map(|c| Cow::Owned(c.to_owned()))
-                .collect(),
+            Cow::Borrowed(s) => cookies_in(s).map(Cow::Borrowed).collect::<Vec<_>>(),
+            Cow::Owned(s) => cookies_in(&s).map(|c| Cow::Owned(c.to_owned())).collect(),
         })
         .collect();
     let (body, b64) = body_of(inc);
@@ -385,7 +373,9 @@ impl V2<'_> {
     pub fn for_url(mut self) -> Self {
         let rc = &mut self.request_context;
         rc.authentication = Member::Null;
-        rc.authorizer = std::mem::replace(&mut rc.authorizer, Member::Absent).or_null();
+        if rc.authorizer.is_absent() {
+            rc.authorizer = Member::Null;
+        }
         self.path_parameters = Member::Null;
         self.stage_variables = Member::Null;
         self

@@ -483,13 +483,7 @@ fn usage_of(
     (duration_ms, init_ms, billed_ms): (f64, Option<f64>, u64),
 ) -> lamina_store::UsageRecord {
     // Only an error's body is looked into (a response may be megabytes of JSON).
-    let timed_out = || {
-        let error_type = outcome
-            .error_type
-            .clone()
-            .or_else(|| lamina_runtime_api::Outcome::error_type_in(&outcome.body));
-        error_type.as_deref() == Some("Sandbox.Timedout")
-    };
+    let timed_out = || outcome.failure_type().as_deref() == Some("Sandbox.Timedout");
     let result = if !outcome.function_error {
         "success"
     } else if timed_out() {

@@ -152,7 +152,8 @@ fn first(raw: &str) -> Option<u8> {
 }
 
 /// A structured response (`statusCode` present): headers, multi-value headers, cookies, body.
-fn structured(m: &Members<'_>, status: &RawValue) -> Result<Reply, ()> {
+fn structured(m: &Members<'_>) -> Result<Reply, ()> {
+    let status = m.status_code.ok_or(())?;
     let status = match first(status.get()) {
         Some(b'"') => read::<Cow<'_, str>>(status)?
             .parse::<u64>()
@@ -241,9 +242,10 @@ pub fn reply_v2(result: &[u8]) -> Result<Reply, ()> {
     match first(text) {
         Some(b'{') => {
             let m: Members<'_> = serde_json::from_str(text).map_err(|_| ())?;
-            match m.status_code {
-                Some(status) => structured(&m, status),
-                None => Ok(json_reply(compact(result))),
+            if m.status_code.is_some() {
+                structured(&m)
+            } else {
+                Ok(json_reply(compact(result)))
             }
         }
         Some(b'"') => {
@@ -263,7 +265,5 @@ pub fn reply_v1(result: &[u8]) -> Result<Reply, ()> {
     if first(text) != Some(b'{') {
         return Err(());
     }
-    let m: Members<'_> = serde_json::from_str(text).map_err(|_| ())?;
-    let status = m.status_code.ok_or(())?;
-    structured(&m, status)
+    structured(&serde_json::from_str(text).map_err(|_| ())?)
 }
