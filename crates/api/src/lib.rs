@@ -72,11 +72,10 @@ pub struct AppState {
     /// Per-function metrics since the last flush, which the server writes into the store's
     /// metric history.
     pub minutes: Arc<lambda::Minutes>,
-    /// `$LATEST` records read by Invoke, so the hot path does not go to SQLite. Every write to a
-    /// function goes through this process's handlers, which drop its entry.
-    pub hot: std::sync::RwLock<
-        std::collections::HashMap<FunctionKey, Arc<lamina_store::FunctionRecord>>,
-    >,
+    /// `$LATEST` records read by Invoke, with what their environments need to know, so the hot
+    /// path goes neither to SQLite nor to the blocking pool. Every write to a function goes
+    /// through this process's handlers, which drop its entry.
+    pub hot: std::sync::RwLock<std::collections::HashMap<FunctionKey, lambda::Hot>>,
 }
 
 /// Receives one usage record per invocation; must not block.

@@ -524,13 +524,17 @@ impl Executor {
 
     /// Runs one invocation of `f`. The work runs in a task of its own, so a caller that goes
     /// away cannot leave an environment or a concurrency slot behind.
-    pub async fn invoke(&self, f: &FunctionRuntime, inv: Invocation) -> Result<Invoked, Failure> {
+    pub async fn invoke(
+        &self,
+        f: &Arc<FunctionRuntime>,
+        inv: Invocation,
+    ) -> Result<Invoked, Failure> {
         self.inner
             .host
             .can_sandbox()
             .map_err(Failure::Unavailable)?;
         let this = self.clone();
-        let f = f.clone();
+        let f = Arc::clone(f);
         tokio::spawn(async move { this.run(&f, inv).await })
             .await
             .unwrap_or_else(|e| Err(Failure::Internal(format!("invocation task failed: {e}"))))

@@ -4,6 +4,11 @@
 //! interval is out, with whatever else arrived meanwhile: under load that is one wake-up and one
 //! transaction per interval, not one per invocation (the writers were a fifth of the CPU of a
 //! warm-invoke loop when they woke and wrote for every item).
+//!
+//! A transaction costs about as much as a hundred items (the pages it touches are written
+//! whole to the WAL, with their checksums), so the interval sets what an item costs under load:
+//! at 400 invocations a second, a 10 ms interval made each invocation's three log lines and usage
+//! record cost 85 µs of CPU, a 50 ms one about 25 (see BENCHMARKS.md).
 
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
@@ -11,7 +16,7 @@ use std::time::Duration;
 const BATCH: usize = 1024;
 /// The least time between two writes under load, and so how long an item may wait before its
 /// batch is written; with the write itself, this bounds what a crash can lose.
-pub const INTERVAL: Duration = Duration::from_millis(10);
+pub const INTERVAL: Duration = Duration::from_millis(50);
 
 /// Drains `rx` into `write` until every sender is gone, then writes what is left.
 pub fn spawn<T: Send + 'static>(

@@ -1,8 +1,9 @@
 //! Usage records into the store, in batches off the invoke path. The queue is unbounded: usage is
 //! never dropped. A write that fails is retried; records carry their request id, so a retried
-//! batch never counts anything twice. What a crash can lose is the last two `batch::INTERVAL`s
+//! batch never counts anything twice. What a kill -9 can lose is the last two `batch::INTERVAL`s
 //! of completed invocations (the batch gathering and the one being written), besides those in
-//! flight.
+//! flight; a power loss, also the batches committed since the last sync (a batch's commit does
+//! not wait for the disk, see `Store::record_usage`).
 
 use std::sync::Arc;
 use std::sync::mpsc::{Sender, channel};

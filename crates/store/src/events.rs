@@ -601,6 +601,24 @@ mod tests {
         };
         store.append_logs(&[line], 1 << 20).unwrap();
         assert_eq!(synchronous(&store), 2);
+        let usage = crate::UsageRecord {
+            request_id: "r".into(),
+            account: "000000000000".into(),
+            region: "us-east-1".into(),
+            function: "f".into(),
+            version: "$LATEST".into(),
+            architecture: "x86_64".into(),
+            memory_mb: 128,
+            ephemeral_mb: 512,
+            init_ms: None,
+            duration_ms: 1.0,
+            billed_duration_ms: 1,
+            billed_ms: 1,
+            outcome: "success".into(),
+            ts_ms: 1,
+        };
+        assert_eq!(store.record_usage(&[usage]).unwrap(), 1);
+        assert_eq!(synchronous(&store), 2);
         // Also when the write fails.
         assert!(matches!(
             store.lease_due_events(&key("gone"), 10_000, 10, 60_000),

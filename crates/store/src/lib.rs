@@ -198,8 +198,8 @@ impl Store {
 
     /// Runs `f` with commits that do not wait for the disk (`synchronous=NORMAL`), for writes
     /// no caller was told of and that a power loss may take without losing anything promised:
-    /// leases (released at start anyway), settlements (the attempt runs again, billed once) and
-    /// function log lines.
+    /// leases (released at start anyway), settlements (the attempt runs again, billed once),
+    /// function log lines and usage records (written after their invocation answered).
     ///
     /// Such a commit survives kill -9 (it is in the WAL, in the page cache). The WAL is appended
     /// in order, so the next commit that waits for the disk syncs it too, and so does the

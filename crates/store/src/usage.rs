@@ -69,16 +69,19 @@ pub(crate) fn insert(tx: &rusqlite::Transaction<'_>, r: &UsageRecord) -> Result<
 }
 
 impl Store {
-    /// Inserts usage records; a record whose request id is already stored is ignored.
+    /// Inserts usage records; a record whose request id is already stored is ignored. The commit
+    /// does not wait for the disk (see [`Store::unsynced`]): no caller waits for a usage record,
+    /// and one written after its invocation answered could be lost to a crash anyway.
     pub fn record_usage(&self, records: &[UsageRecord]) -> Result<usize, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let mut inserted = 0;
-        for r in records {
-            inserted += insert(&tx, r)?;
-        }
-        tx.commit()?;
-        Ok(inserted)
+        self.unsynced(|conn| {
+            let tx = conn.transaction()?;
+            let mut inserted = 0;
+            for r in records {
+                inserted += insert(&tx, r)?;
+            }
+            tx.commit()?;
+            Ok(inserted)
+        })
     }
 
     /// Usage of an account in `[from_ms, to_ms)`, per function and architecture.

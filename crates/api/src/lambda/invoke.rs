@@ -296,9 +296,7 @@ pub(crate) async fn run(
     // reading and starting an environment (a concurrent update or delete), it reads again once.
     let mut fresh = false;
     let (rec, function, result) = loop {
-        let rec = record(state, key, qualifier, fresh).await?;
-        active(&rec)?;
-        let function = runtime_of(state, key, &rec).await?;
+        let (rec, function) = function_of(state, key, qualifier, fresh).await?;
         let invocation = Invocation {
             request_id: request_id.clone(),
             payload: payload.clone(),
@@ -359,6 +357,51 @@ pub(crate) async fn run(
     Ok(Ran { rec, result, usage })
 }
 
+/// A `$LATEST` record in the read-mostly cache, and what its environments need to know, made
+/// by its first invocation.
+#[derive(Clone)]
+pub struct Hot {
+    rec: Arc<FunctionRecord>,
+    runtime: Option<Arc<FunctionRuntime>>,
+}
+
+/// The record an invoke runs (see [`record`]), active, and what its environments need to know:
+/// for `$LATEST`, both from the cache once it has run, so that a warm invocation makes neither
+/// again (nor asks the blocking pool for the merged layers of a function that has some).
+async fn function_of(
+    state: &Arc<AppState>,
+    key: &FunctionKey,
+    qualifier: Option<&Qualifier>,
+    fresh: bool,
+) -> ApiResult<(Arc<FunctionRecord>, Arc<FunctionRuntime>)> {
+    let latest = matches!(qualifier, None | Some(Qualifier::Latest));
+    if latest && !fresh {
+        let hot = state.hot.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(Hot {
+            rec,
+            runtime: Some(runtime),
+        }) = hot.get(key)
+        {
+            return Ok((rec.clone(), runtime.clone()));
+        }
+    }
+    let rec = record(state, key, qualifier, fresh).await?;
+    active(&rec)?;
+    let runtime = Arc::new(runtime_of(state, key, &rec).await?);
+    if latest
+        && let Some(hot) = state
+            .hot
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(key)
+        // Unless the function changed meanwhile.
+        && Arc::ptr_eq(&hot.rec, &rec)
+    {
+        hot.runtime = Some(runtime.clone());
+    }
+    Ok((rec, runtime))
+}
+
 /// The record an invoke runs: `$LATEST` from the read-mostly cache (unless `fresh`), or the
 /// version the qualifier names (an alias picks one by weight).
 pub(crate) async fn record(
@@ -378,7 +421,7 @@ pub(crate) async fn record(
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(key)
-            .cloned()
+            .map(|hot| hot.rec.clone())
     {
         return Ok(rec);
     }
@@ -388,11 +431,13 @@ pub(crate) async fn record(
         .await?
         .ok_or_else(|| function_not_found(key, qualifier))?;
     let rec = Arc::new(rec);
-    state
-        .hot
-        .write()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(key.clone(), rec.clone());
+    state.hot.write().unwrap_or_else(|e| e.into_inner()).insert(
+        key.clone(),
+        Hot {
+            rec: rec.clone(),
+            runtime: None,
+        },
+    );
     Ok(rec)
 }
 

@@ -44,7 +44,7 @@ use serde::de::DeserializeOwned;
 pub(crate) use crate::auth::{AuthError, AuthFailure};
 pub(crate) use crate::{AppState, Caller, query, sigv4};
 pub use error::{ApiError, ApiResult};
-pub use invoke::MAX_SYNC_PAYLOAD;
+pub use invoke::{Hot, MAX_SYNC_PAYLOAD};
 pub use minutes::Minutes;
 pub use vpc::vpc_access_of;
 

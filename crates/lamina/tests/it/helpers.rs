@@ -427,9 +427,10 @@ pub fn env_cgroups(parent: &str) -> Vec<PathBuf> {
 }
 
 /// Every log line of a function, oldest first, including every line printed before the call:
-/// the server stores lines in batches at most a few tens of milliseconds apart.
+/// the server stores lines in batches at most 50 ms apart (its writer's interval), so a wait of
+/// five intervals leaves room for a loaded machine.
 pub async fn log_lines(endpoint: &str, function: &str) -> Vec<String> {
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     let http = reqwest::Client::new();
     let mut out = Vec::new();
     let mut after = 0i64;

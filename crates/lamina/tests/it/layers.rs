@@ -119,11 +119,26 @@ async fn python_libraries_and_order() {
     )
     .await
     .unwrap();
-    deploy(c, "ba", &host_python(), "app.handler", code, &[b, a])
-        .await
-        .unwrap();
+    deploy(
+        c,
+        "ba",
+        &host_python(),
+        "app.handler",
+        code,
+        &[b.clone(), a.clone()],
+    )
+    .await
+    .unwrap();
     assert_eq!(call(c, "ab").await, "B");
     assert_eq!(call(c, "ba").await, "A");
+    // New layers take effect at the next invocation of a function that has run with the old.
+    c.update_function_configuration()
+        .function_name("ab")
+        .set_layers(Some(vec![b, a]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(call(c, "ab").await, "A");
 
     // A deleted layer version keeps serving the functions that use it, and cannot be attached anew.
     c.delete_layer_version()
