@@ -33,7 +33,7 @@ use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use lamina_model::Limits;
-use lamina_store::{FunctionKey, Store};
+use lamina_store::Store;
 use tower::ServiceExt;
 
 pub use auth::{AccessKey, AuthConfig, Caller};
@@ -72,10 +72,8 @@ pub struct AppState {
     /// Per-function metrics since the last flush, which the server writes into the store's
     /// metric history.
     pub minutes: Arc<lambda::Minutes>,
-    /// `$LATEST` records read by Invoke, with what their environments need to know, so the hot
-    /// path goes neither to SQLite nor to the blocking pool. Every write to a function goes
-    /// through this process's handlers, which drop its entry.
-    pub hot: std::sync::RwLock<std::collections::HashMap<FunctionKey, lambda::Hot>>,
+    /// What Invoke runs, read once (see `lambda::HotCache`).
+    pub hot: std::sync::RwLock<lambda::HotCache>,
 }
 
 /// Receives one usage record per invocation; must not block.

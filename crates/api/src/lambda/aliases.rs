@@ -255,6 +255,7 @@ pub async fn update(
             })
     })
     .await?;
+    state.forget_hot(&key);
     Ok(Json(render(&key, &updated)))
 }
 
@@ -274,6 +275,7 @@ pub async fn delete(
         })
     })
     .await?;
+    state.forget_hot(&key);
     // The alias's function URL and event invoke configuration went with it.
     state.http.forget_urls();
     state.queue.rules_changed();

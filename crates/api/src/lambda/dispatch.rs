@@ -435,7 +435,7 @@ async fn attempt(
         Ok(ran) => ran,
         Err(err) if err.error.kind == ErrorKind::ResourceNotFound => {
             // Gone for good, or only its code for a moment (two updates racing the attempt)?
-            if super::invoke::record(state, &e.function, qualifier.as_ref(), true)
+            if super::hot::record(state, &e.function, qualifier.as_ref(), true)
                 .await
                 .is_ok()
             {

@@ -98,7 +98,7 @@ pub async fn invoke_async(
             )));
         }
     }
-    super::invoke::record(state, &key, qualifier.as_ref(), false)
+    super::hot::record(state, &key, qualifier.as_ref(), false)
         .await
         .map_err(|e| match e.error.kind {
             ErrorKind::ResourceNotFound => Refusal::NotFound(e.error.message),

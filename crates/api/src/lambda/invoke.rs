@@ -16,7 +16,7 @@ use lamina_runtime_api::{Failure, FunctionRuntime, Invocation, Invoked};
 use lamina_store::{FunctionKey, FunctionRecord};
 
 use super::query::Query;
-use super::{ApiError, ApiResult, AppState, Caller, arn, blocking, function_not_found};
+use super::{ApiError, ApiResult, AppState, Caller, arn, function_not_found};
 
 /// The largest synchronous request payload (6 MiB).
 pub const MAX_SYNC_PAYLOAD: usize = 6_291_456;
@@ -98,7 +98,7 @@ pub async fn invoke(
     };
     if invocation_type == "DryRun" {
         active(
-            record(&state, &key, qualifier.as_ref(), false)
+            super::hot::record(&state, &key, qualifier.as_ref(), false)
                 .await?
                 .as_ref(),
         )?;
@@ -215,7 +215,7 @@ async fn enqueue(
     body: Bytes,
 ) -> ApiResult<Response> {
     // The function (and the alias or version) must exist now; aliases route per attempt.
-    record(state, &key, qualifier.as_ref(), false).await?;
+    super::hot::record(state, &key, qualifier.as_ref(), false).await?;
     let request_id = new_request_id();
     state
         .queue
@@ -235,7 +235,7 @@ async fn enqueue(
     Ok(resp)
 }
 
-fn active(rec: &FunctionRecord) -> ApiResult<()> {
+pub(crate) fn active(rec: &FunctionRecord) -> ApiResult<()> {
     if rec.state != FnState::Active {
         return Err(LambdaError::conflict(format!(
             "The operation cannot be performed at this time. The function is currently in the following state: {}",
@@ -296,7 +296,7 @@ pub(crate) async fn run(
     // reading and starting an environment (a concurrent update or delete), it reads again once.
     let mut fresh = false;
     let (rec, function, result) = loop {
-        let (rec, function) = function_of(state, key, qualifier, fresh).await?;
+        let (rec, function) = super::hot::function_of(state, key, qualifier, fresh).await?;
         let invocation = Invocation {
             request_id: request_id.clone(),
             payload: payload.clone(),
@@ -308,11 +308,7 @@ pub(crate) async fn run(
         in_flight.get_or_insert_with(|| state.minutes.start(key));
         match state.executor.invoke(&function, invocation).await {
             Err(Failure::Gone) if !fresh => {
-                state
-                    .hot
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(key);
+                state.forget_hot(key);
                 fresh = true;
             }
             Err(Failure::Gone) => return Err(function_not_found(key, qualifier)),
@@ -355,168 +351,6 @@ pub(crate) async fn run(
         f.finish(super::minutes::sample_of(&result, usage.as_ref()));
     }
     Ok(Ran { rec, result, usage })
-}
-
-/// A `$LATEST` record in the read-mostly cache, and what its environments need to know, made
-/// by its first invocation.
-#[derive(Clone)]
-pub struct Hot {
-    rec: Arc<FunctionRecord>,
-    runtime: Option<Arc<FunctionRuntime>>,
-}
-
-/// The record an invoke runs (see [`record`]), active, and what its environments need to know:
-/// for `$LATEST`, both from the cache once it has run, so that a warm invocation makes neither
-/// again (nor asks the blocking pool for the merged layers of a function that has some).
-async fn function_of(
-    state: &Arc<AppState>,
-    key: &FunctionKey,
-    qualifier: Option<&Qualifier>,
-    fresh: bool,
-) -> ApiResult<(Arc<FunctionRecord>, Arc<FunctionRuntime>)> {
-    let latest = matches!(qualifier, None | Some(Qualifier::Latest));
-    if latest && !fresh {
-        let hot = state.hot.read().unwrap_or_else(|e| e.into_inner());
-        if let Some(Hot {
-            rec,
-            runtime: Some(runtime),
-        }) = hot.get(key)
-        {
-            return Ok((rec.clone(), runtime.clone()));
-        }
-    }
-    let rec = record(state, key, qualifier, fresh).await?;
-    active(&rec)?;
-    let runtime = Arc::new(runtime_of(state, key, &rec).await?);
-    if latest
-        && let Some(hot) = state
-            .hot
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .get_mut(key)
-        // Unless the function changed meanwhile.
-        && Arc::ptr_eq(&hot.rec, &rec)
-    {
-        hot.runtime = Some(runtime.clone());
-    }
-    Ok((rec, runtime))
-}
-
-/// The record an invoke runs: `$LATEST` from the read-mostly cache (unless `fresh`), or the
-/// version the qualifier names (an alias picks one by weight).
-pub(crate) async fn record(
-    state: &Arc<AppState>,
-    key: &FunctionKey,
-    qualifier: Option<&Qualifier>,
-    fresh: bool,
-) -> ApiResult<Arc<FunctionRecord>> {
-    if !matches!(qualifier, None | Some(Qualifier::Latest)) {
-        return Ok(Arc::new(
-            super::versions::version_for(state, key, qualifier, true).await?,
-        ));
-    }
-    if !fresh
-        && let Some(rec) = state
-            .hot
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(key)
-            .map(|hot| hot.rec.clone())
-    {
-        return Ok(rec);
-    }
-    let store = state.store.clone();
-    let k = key.clone();
-    let rec = blocking(move || Ok(store.get_function(&k)?))
-        .await?
-        .ok_or_else(|| function_not_found(key, qualifier))?;
-    let rec = Arc::new(rec);
-    state.hot.write().unwrap_or_else(|e| e.into_inner()).insert(
-        key.clone(),
-        Hot {
-            rec: rec.clone(),
-            runtime: None,
-        },
-    );
-    Ok(rec)
-}
-
-/// What an environment needs to know about `rec`.
-async fn runtime_of(
-    state: &Arc<AppState>,
-    key: &FunctionKey,
-    rec: &FunctionRecord,
-) -> ApiResult<FunctionRuntime> {
-    let spec = &rec.spec;
-    let layer_shas: Vec<String> = spec
-        .layer_code
-        .iter()
-        .map(|l| l.sha256_hex.clone())
-        .collect();
-    let opt_tree = if layer_shas.is_empty() {
-        None
-    } else {
-        let store = state.store.clone();
-        let shas = layer_shas.clone();
-        Some(
-            blocking(move || {
-                Ok(store
-                    .opt_tree(&shas)
-                    .map_err(lamina_store::StoreError::from)?)
-            })
-            .await?,
-        )
-    };
-    let mut packages = vec![rec.code.sha256_hex.clone()];
-    packages.extend(layer_shas);
-    Ok(FunctionRuntime {
-        account: key.account.to_string(),
-        region: key.region.to_string(),
-        name: key.name.to_string(),
-        version: rec.version.clone(),
-        revision_id: rec.revision_id.clone(),
-        runtime: spec
-            .runtime
-            .as_ref()
-            .map(|r| r.to_string())
-            .unwrap_or_default(),
-        handler: spec.handler.clone().unwrap_or_default(),
-        memory_mb: spec.memory_size,
-        timeout_s: spec.timeout,
-        tmp_mb: spec.ephemeral_storage,
-        environment: spec.environment.clone(),
-        code_tree: state.store.code().tree_path(&rec.code.sha256_hex),
-        opt_tree,
-        packages,
-        log_group: spec
-            .log_group
-            .clone()
-            .unwrap_or_else(|| format!("/aws/lambda/{}", key.name)),
-        logging: lamina_runtime_api::LogSettings {
-            json: spec.log_format == lamina_model::LogFormat::Json,
-            application_level: spec
-                .application_log_level
-                .clone()
-                .unwrap_or_else(|| "INFO".into()),
-            system_level: spec
-                .system_log_level
-                .clone()
-                .unwrap_or_else(|| "INFO".into()),
-        },
-        function_arn: arn(key, None),
-        image: spec.image_run().map(|l| lamina_runtime_api::ImageRun {
-            argv: l.argv,
-            cwd: l.cwd,
-            env: l.env,
-        }),
-        vpc: spec
-            .vpc_config
-            .as_ref()
-            .map(|v| lamina_runtime_api::VpcAttachment {
-                subnet_ids: v.subnet_ids.clone(),
-                security_group_ids: v.security_group_ids.clone(),
-            }),
-    })
 }
 
 /// The invocation's usage record; counts it in the metrics.

@@ -16,6 +16,7 @@ mod event_config;
 pub mod from_service;
 mod functions;
 mod history;
+mod hot;
 mod image;
 mod invoke;
 mod layers;
@@ -44,7 +45,8 @@ use serde::de::DeserializeOwned;
 pub(crate) use crate::auth::{AuthError, AuthFailure};
 pub(crate) use crate::{AppState, Caller, query, sigv4};
 pub use error::{ApiError, ApiResult};
-pub use invoke::{Hot, MAX_SYNC_PAYLOAD};
+pub use hot::HotCache;
+pub use invoke::MAX_SYNC_PAYLOAD;
 pub use minutes::Minutes;
 pub use vpc::vpc_access_of;
 
@@ -110,10 +112,7 @@ impl AppState {
     /// Forgets the cached record of a function (and any cached URL configuration or event
     /// rules, which a deleted function takes with it) after it changed.
     pub(crate) async fn changed(&self, key: &FunctionKey) {
-        self.hot
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(key);
+        self.forget_hot(key);
         self.http.forget_urls();
         self.queue.rules_changed();
         self.executor.retire(&arn(key, None)).await;

@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use lamina_model::{LambdaError, Qualifier};
-use lamina_store::{FunctionKey, FunctionRecord, StoreError};
+use lamina_store::{AliasRecord, FunctionKey, FunctionRecord, StoreError};
 use serde::Deserialize;
 
 use super::functions::{View, configuration};
@@ -35,18 +35,8 @@ pub(crate) async fn version_for(
             None | Some(Qualifier::Latest) => "$LATEST".to_owned(),
             Some(Qualifier::Version(n)) => n.to_string(),
             Some(Qualifier::Alias(a)) => match store.get_alias(&k, a) {
-                Ok(Some(alias)) => {
-                    let mut v = alias.version.clone();
-                    if pick && let Some((extra, weight)) = alias.routing.iter().next() {
-                        // The low 53 bits of a v4 UUID are random (the version and variant bits lie above).
-                        let r = (uuid::Uuid::new_v4().as_u128() & ((1 << 53) - 1)) as f64
-                            / (1u64 << 53) as f64;
-                        if r < *weight {
-                            v = extra.clone();
-                        }
-                    }
-                    v
-                }
+                Ok(Some(alias)) if pick => picked(&alias).to_owned(),
+                Ok(Some(alias)) => alias.version,
                 Ok(None) | Err(StoreError::NotFound) => return Ok(None),
                 Err(e) => return Err(e.into()),
             },
@@ -55,6 +45,19 @@ pub(crate) async fn version_for(
     })
     .await?;
     found.ok_or_else(|| function_not_found(key, qualifier))
+}
+
+/// The version an invocation through `alias` runs: its additional version (if it has one) with
+/// that version's weight, its primary version otherwise.
+pub(crate) fn picked(alias: &AliasRecord) -> &str {
+    if let Some((extra, weight)) = alias.routing.iter().next() {
+        // The low 53 bits of a v4 UUID are random (the version and variant bits lie above).
+        let r = (uuid::Uuid::new_v4().as_u128() & ((1 << 53) - 1)) as f64 / (1u64 << 53) as f64;
+        if r < *weight {
+            return extra;
+        }
+    }
+    &alias.version
 }
 
 #[derive(Debug, Default, Deserialize)]

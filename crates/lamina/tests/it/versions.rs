@@ -373,4 +373,20 @@ async fn aliases_route_by_weight() {
         "ResourceNotFoundException",
         "function:al:live",
     );
+    // A deleted version is gone for a caller that has just run it.
+    assert_eq!(
+        invoke(c, "al", Some("2")).await,
+        ("two".to_string(), "2".to_string())
+    );
+    c.delete_function()
+        .function_name("al")
+        .qualifier("2")
+        .send()
+        .await
+        .unwrap();
+    assert_error(
+        c.invoke().function_name("al").qualifier("2").send().await,
+        "ResourceNotFoundException",
+        "function:al:2",
+    );
 }
