@@ -48,7 +48,7 @@ async fn target(
     let q = Query::parse(raw);
     let (key, qualifier) = resolve(caller, name, q.get("Qualifier"), operation)?;
     let qualifier = qualifier.unwrap_or(Qualifier::Latest);
-    super::versions::version_for(state, &key, Some(&qualifier), false).await?;
+    super::versions::version_for(state, &key, Some(&qualifier)).await?;
     Ok((key, qualifier))
 }
 
@@ -163,7 +163,7 @@ async fn check_destination(
     if dest.region != key.region || dest.account != key.account {
         return Err(invalid().into());
     }
-    super::versions::version_for(state, &dest, target.qualifier.as_ref(), false)
+    super::versions::version_for(state, &dest, target.qualifier.as_ref())
         .await
         .map_err(|_| invalid())?;
     Ok(())

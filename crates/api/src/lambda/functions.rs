@@ -317,7 +317,7 @@ async fn load(
 ) -> ApiResult<(FunctionRecord, Option<Qualifier>)> {
     let q = Query::parse(raw_query);
     let (key, qualifier) = resolve(caller, name, q.get("Qualifier"), operation)?;
-    let rec = super::versions::version_for(state, &key, qualifier.as_ref(), false).await?;
+    let rec = super::versions::version_for(state, &key, qualifier.as_ref()).await?;
     Ok((rec, qualifier))
 }
 
@@ -482,7 +482,7 @@ pub async fn update_code(
         .into());
     }
     let publish = req.publish == Some(true);
-    let current = super::versions::version_for(&state, &key, None, false).await?;
+    let current = super::versions::version_for(&state, &key, None).await?;
     let (zip, image) = if current.spec.package_type == PackageType::Image {
         let uri = super::image::uri_of(req.zip_file, req.s3_bucket, req.image_uri, false)?;
         let r = crate::ecr::resolve::resolve(

@@ -179,7 +179,7 @@ async fn policy_qualifier(
         )
         .into()),
         Some(q) => {
-            super::versions::version_for(state, key, Some(q), false).await?;
+            super::versions::version_for(state, key, Some(q)).await?;
             Ok(q.to_string())
         }
     }

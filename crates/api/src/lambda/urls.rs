@@ -63,7 +63,7 @@ async fn target(
     match &qualifier {
         None => {}
         Some(Qualifier::Alias(_)) => {
-            super::versions::version_for(state, &key, qualifier.as_ref(), false).await?;
+            super::versions::version_for(state, &key, qualifier.as_ref()).await?;
         }
         Some(q) => {
             return Err(LambdaError::validation(

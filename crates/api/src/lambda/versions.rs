@@ -19,13 +19,12 @@ use super::{
     ApiError, ApiResult, AppState, Caller, arn, blocking, function_not_found, json_body, resolve,
 };
 
-/// The version a qualifier names. For an alias with routing weights, `pick` chooses by weight
-/// (Invoke); otherwise the alias's primary version is returned (Get*).
+/// The version a qualifier names, for an alias its primary version (Get*; an invocation picks
+/// one by weight, see [`picked`]), read from the store.
 pub(crate) async fn version_for(
     state: &AppState,
     key: &FunctionKey,
     qualifier: Option<&Qualifier>,
-    pick: bool,
 ) -> ApiResult<FunctionRecord> {
     let store = state.store.clone();
     let k = key.clone();
@@ -35,7 +34,6 @@ pub(crate) async fn version_for(
             None | Some(Qualifier::Latest) => "$LATEST".to_owned(),
             Some(Qualifier::Version(n)) => n.to_string(),
             Some(Qualifier::Alias(a)) => match store.get_alias(&k, a) {
-                Ok(Some(alias)) if pick => picked(&alias).to_owned(),
                 Ok(Some(alias)) => alias.version,
                 Ok(None) | Err(StoreError::NotFound) => return Ok(None),
                 Err(e) => return Err(e.into()),
