@@ -227,10 +227,10 @@ pub async fn update(
     if let Some(v) = &req.function_version {
         check_version(v)?;
     }
-    let store = state.store.clone();
+    let (store, st) = (state.store.clone(), state.clone());
     let (k, n) = (key.clone(), name.clone());
     let updated = blocking(move || {
-        store
+        let updated = store
             .update_alias(&k, &n, req.revision_id.as_deref(), |mut a| {
                 if let Some(v) = req.function_version {
                     a.version = v;
@@ -252,10 +252,12 @@ pub async fn update(
             .map_err(|e| match e {
                 StoreError::NotFound => not_found(&k, &n),
                 e => e.into(),
-            })
+            })?;
+        // In this task, so that a handler dropped while it waits leaves nothing stale.
+        st.forget(&k);
+        Ok(updated)
     })
     .await?;
-    state.forget_hot(&key);
     Ok(Json(render(&key, &updated)))
 }
 
@@ -266,18 +268,18 @@ pub async fn delete(
     Path((function, name)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let key = function_key(&caller, &function, "DeleteAlias")?;
-    let store = state.store.clone();
+    let (store, st) = (state.store.clone(), state.clone());
     let k = key.clone();
     blocking(move || {
         store.delete_alias(&k, &name).map_err(|e| match e {
             StoreError::NotFound => function_not_found(&k, None),
             e => e.into(),
-        })
+        })?;
+        // The alias's function URL and event invoke configuration went with it. Forgotten in
+        // this task, so that a handler dropped while it waits leaves nothing stale.
+        st.forget(&k);
+        Ok(())
     })
     .await?;
-    state.forget_hot(&key);
-    // The alias's function URL and event invoke configuration went with it.
-    state.http.forget_urls();
-    state.queue.rules_changed();
     Ok(StatusCode::NO_CONTENT)
 }

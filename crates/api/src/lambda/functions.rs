@@ -507,6 +507,7 @@ pub async fn update_code(
     let dry_run = req.dry_run == Some(true);
     let architectures = req.architectures;
     let k = key.clone();
+    let st = state.clone();
     let rec = blocking(move || {
         let current = store
             .get_function(&k)?
@@ -542,7 +543,7 @@ pub async fn update_code(
             None => Package::Zip(&zip),
         };
         let spec = image.as_ref().map(|r| &r.spec);
-        store
+        let updated = store
             .update_code(
                 &k,
                 package,
@@ -554,7 +555,9 @@ pub async fn update_code(
             .map_err(|e| match e {
                 StoreError::NotFound => function_not_found(&k, None),
                 e => e.into(),
-            })
+            })?;
+        st.forget(&k);
+        Ok(updated)
     })
     .await?;
     if !dry_run {
@@ -608,7 +611,7 @@ pub async fn update_configuration(
     let st = state.clone();
     let k = key.clone();
     let rec = blocking(move || {
-        store
+        let rec = store
             .update_spec(&k, req.revision_id.as_deref(), |current| {
                 let mut spec = current.spec.clone();
                 let runtime_before = spec.runtime.clone();
@@ -634,7 +637,9 @@ pub async fn update_configuration(
             .map_err(|e| match e {
                 StoreError::NotFound => function_not_found(&k, None),
                 e => e.into(),
-            })
+            })?;
+        st.forget(&k);
+        Ok(rec)
     })
     .await?;
     state.changed(&key).await;
@@ -665,8 +670,13 @@ pub async fn delete(
             .into());
         }
         Some(Qualifier::Version(n)) => {
-            let (store, k, n) = (state.store.clone(), key.clone(), *n);
-            let existed = blocking(move || Ok(store.delete_version(&k, n)?)).await?;
+            let (store, st, k, n) = (state.store.clone(), state.clone(), key.clone(), *n);
+            let existed = blocking(move || {
+                let existed = store.delete_version(&k, n)?;
+                st.forget(&k);
+                Ok(existed)
+            })
+            .await?;
             if !existed {
                 return Err(function_not_found(&key, qualifier.as_ref()));
             }
@@ -674,9 +684,14 @@ pub async fn delete(
             return Ok(StatusCode::NO_CONTENT);
         }
     }
-    let store = state.store.clone();
-    let k = key.clone();
-    let Some(queued) = blocking(move || Ok(store.delete_function(&k)?)).await? else {
+    let (store, st, k) = (state.store.clone(), state.clone(), key.clone());
+    let Some(queued) = blocking(move || {
+        let queued = store.delete_function(&k)?;
+        st.forget(&k);
+        Ok(queued)
+    })
+    .await?
+    else {
         return Err(function_not_found(&key, None));
     };
     // Its queued asynchronous events went with it.

@@ -109,12 +109,20 @@ fn too_large(limit: usize, parts: &axum::http::request::Parts) -> ApiError {
 }
 
 impl AppState {
-    /// Forgets the cached record of a function (and any cached URL configuration or event
-    /// rules, which a deleted function takes with it) after it changed.
-    pub(crate) async fn changed(&self, key: &FunctionKey) {
+    /// Forgets what the caches hold of a function that changed: its records and aliases, and
+    /// any cached URL configuration or event rules (which a deleted function or alias takes
+    /// with it). A store write calls it in its own blocking task, right after its commit, so
+    /// that a handler dropped while it waits (its client gone) leaves nothing stale.
+    pub(crate) fn forget(&self, key: &FunctionKey) {
         self.forget_hot(key);
         self.http.forget_urls();
         self.queue.rules_changed();
+    }
+
+    /// After a function changed: forgets it (see [`AppState::forget`]) and retires its idle
+    /// environments.
+    pub(crate) async fn changed(&self, key: &FunctionKey) {
+        self.forget(key);
         self.executor.retire(&arn(key, None)).await;
     }
 }
