@@ -119,10 +119,9 @@ impl AppState {
         self.queue.rules_changed();
     }
 
-    /// After a function changed: forgets it (see [`AppState::forget`]) and retires its idle
+    /// After a function changed (and its write called [`AppState::forget`]): retires its idle
     /// environments.
     pub(crate) async fn changed(&self, key: &FunctionKey) {
-        self.forget(key);
         self.executor.retire(&arn(key, None)).await;
     }
 }
