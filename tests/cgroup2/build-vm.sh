@@ -2,7 +2,8 @@
 # Builds what run-vm.sh boots: Debian's stock kernel (linux-image-amd64, unpacked, not
 # installed) and a busybox initramfs that mounts the host's / read-only over 9p, mounts cgroup2
 # alone (cgroup_no_v1=all) and runs one script. Debian packages only: qemu-system-x86,
-# busybox-static, cpio. Also loads loop and ext4 (each environment's /tmp).
+# busybox-static, cpio. Also loads loop and ext4 (each environment's /tmp), and virtio_blk (the
+# guest's disk, /dev/vda, which run-vm.sh attaches).
 # Usage: build-vm.sh DIR   (downloads ~70 MB, keeps ~11 MB; ~10 s)
 set -eu
 DIR=$1
@@ -23,7 +24,7 @@ cp /bin/busybox initrd/bin/busybox
 M=kpkg/lib/modules/$KVER/kernel
 # Load order follows each module's depends= line.
 for m in drivers/virtio/virtio_ring drivers/virtio/virtio drivers/virtio/virtio_pci_modern_dev \
-         drivers/virtio/virtio_pci_legacy_dev drivers/virtio/virtio_pci net/9p/9pnet \
+         drivers/virtio/virtio_pci_legacy_dev drivers/virtio/virtio_pci drivers/block/virtio_blk net/9p/9pnet \
          net/9p/9pnet_virtio fs/netfs/netfs fs/fscache/fscache fs/9p/9p \
          crypto/crc32c_generic lib/libcrc32c lib/crc16 fs/mbcache fs/jbd2/jbd2 fs/ext4/ext4 \
          drivers/block/loop fs/overlayfs/overlay; do
@@ -33,7 +34,7 @@ cat > initrd/init <<'EOF'
 #!/bin/busybox sh
 /bin/busybox --install -s /bin
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
-for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci 9pnet \
+for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_blk 9pnet \
          9pnet_virtio netfs fscache 9p crc32c_generic libcrc32c crc16 mbcache jbd2 ext4 \
          loop overlay; do insmod /mod/$m.ko || echo "vm: insmod $m failed"; done
 CMD=; OUTDIR=
@@ -85,5 +86,5 @@ EOF
 chmod +x initrd/init
 (cd initrd && find . | cpio -o -H newc --quiet | gzip -1) > initrd.gz
 [ -n "${KEEP_KPKG:-}" ] || rm -rf kpkg initrd   # ~400 MB of modules; rebuilt from the .deb when needed
-echo 2 > version   # run.sh rebuilds when build-vm.sh's version differs
+echo 3 > version   # run.sh rebuilds when build-vm.sh's version differs
 echo "built $DIR/vmlinuz ($KVER) and $DIR/initrd.gz"

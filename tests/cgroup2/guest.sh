@@ -16,6 +16,8 @@ SVC=/sys/fs/cgroup/test.slice/lamina.service
 mkdir -p $SVC
 echo "+memory +cpu +pids" > /sys/fs/cgroup/cgroup.subtree_control
 echo "+memory +cpu +pids" > /sys/fs/cgroup/test.slice/cgroup.subtree_control
+# The data directory on the guest's disk, as on a host (each /tmp is a loop device on a file there).
+mkdir -p /tmp/ld && mount /dev/vda /tmp/ld || fail "cannot mount the guest's disk /dev/vda"
 (echo 0 > $SVC/cgroup.procs && exec $D/lamina server --no-egress --data-dir /tmp/ld \
   --listen 127.0.0.1:9001) >$D/server.log 2>&1 &
 SP=$!
@@ -23,6 +25,7 @@ up=0
 for i in $(seq 1 300); do curl -s -m 5 -o /dev/null $E && { up=1; break; }; sleep 0.2; done
 [ $up = 1 ] || fail "the server did not come up"
 grep -q 'cgroup v2' $D/server.log || fail "the server did not report cgroup v2: $(grep isolation $D/server.log)"
+grep -q '/tmp on disk' $D/server.log || fail "/tmp is not on disk: $(grep isolation $D/server.log)"
 ok "server up, isolation: $(grep -o 'cgroup v2[^;]*' $D/server.log | head -1)"
 code=$(curl -s -m 300 -o $D/create.json -w '%{http_code}' -X POST $E -H 'content-type: application/json' \
   -d "{\"FunctionName\":\"v2\",\"Runtime\":\"$(basename $PY)\",\"Handler\":\"app.handler\",\"Role\":\"arn:aws:iam::000000000000:role/x\",\"MemorySize\":128,\"Timeout\":300,\"Code\":{\"ZipFile\":\"$(base64 -w0 $D/fn.zip)\"}}")

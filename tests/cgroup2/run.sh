@@ -9,7 +9,7 @@ set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
 BIN=$(readlink -f "$1")
 VMDIR=${VMDIR:-/var/cache/lamina-tests/v2vm}
-[ "$(cat "$VMDIR/version" 2>/dev/null)" = 2 ] || sh "$HERE/build-vm.sh" "$VMDIR"
+[ "$(cat "$VMDIR/version" 2>/dev/null)" = 3 ] || sh "$HERE/build-vm.sh" "$VMDIR"
 OUT=$(mktemp -d /tmp/lamina-v2.XXXXXX)
 trap 'rm -rf "$OUT"' EXIT
 cp "$BIN" "$OUT/lamina"

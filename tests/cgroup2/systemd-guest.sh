@@ -13,8 +13,10 @@ PY=$(ls /usr/bin/python3.* 2>/dev/null | grep -E 'python3\.[0-9]+$' | sort -V | 
 # The unit as packaged, but for where the binary lies here.
 sed "s|/usr/bin/lamina|$D/lamina|" $D/lamina.service > /run/systemd/system/lamina.service
 mkdir -p /etc/lamina && cp $D/lamina.toml /etc/lamina/lamina.toml
-# /var is an overlay on the host's tree over 9p here, which loop devices (each /tmp) cannot use.
-mkdir -p /var/lib/lamina && mount -t tmpfs -o mode=0700 tmpfs /var/lib/lamina
+# /var is an overlay on the host's tree over 9p here, which loop devices (each /tmp) cannot use:
+# the state directory is the guest's own disk, as on a host.
+mkdir -p /var/lib/lamina && mount /dev/vda /var/lib/lamina && chmod 0700 /var/lib/lamina ||
+  fail "cannot mount the guest's disk /dev/vda on /var/lib/lamina"
 systemctl daemon-reload
 systemctl start lamina || fail "systemctl start lamina"
 up=0

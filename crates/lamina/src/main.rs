@@ -122,9 +122,6 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn server(args: ServerArgs) -> anyhow::Result<()> {
-    if args.check {
-        return check();
-    }
     let overrides = lamina_server::Overrides {
         data_dir: args.data_dir,
         listen: args.listen,
@@ -133,6 +130,9 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         egress: args.no_egress.then_some(false),
     };
     let config = lamina_server::Config::load(args.config.as_deref(), overrides)?;
+    if args.check {
+        return check(&config.data_dir);
+    }
     let shutdown = shutdown_signal()?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -173,10 +173,12 @@ fn manpages(dir: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `lamina server --check`.
-fn check() -> anyhow::Result<()> {
+/// `lamina server --check`, after the configuration loaded: the host, and where the server
+/// would keep its state.
+fn check(data_dir: &std::path::Path) -> anyhow::Result<()> {
     use lamina_sandbox::preflight::{self, Status};
-    let checks = preflight::run_here();
+    let mut checks = preflight::run_here();
+    checks.push(preflight::data_dir(data_dir));
     for c in &checks {
         let mark = match c.status {
             Status::Ok => "ok",

@@ -187,6 +187,35 @@ pub fn run_here() -> Vec<Check> {
     run(&crate::kernel::LinuxKernel, Path::new("/"), root_user)
 }
 
+/// Where the server keeps its state, `dir`: on a disk, each environment's disk-backed `/tmp` is
+/// a file there; on a tmpfs those files would be memory, so `/tmp` is a tmpfs instead (see
+/// `scratch`).
+pub fn data_dir(dir: &Path) -> Check {
+    match crate::scratch::in_memory(dir) {
+        Ok(false) => check(
+            "data directory",
+            Status::Ok,
+            format!("{} is on a disk", dir.display()),
+            None,
+        ),
+        Ok(true) => check(
+            "data directory",
+            Status::Missing,
+            format!(
+                "{} is on a filesystem kept in memory: /tmp is a tmpfs counted as the function's memory",
+                dir.display()
+            ),
+            Some("put the data directory on a disk (--data-dir, or data_dir in the configuration)"),
+        ),
+        Err(e) => check(
+            "data directory",
+            Status::Missing,
+            format!("{}: {e}", dir.display()),
+            Some("give --data-dir a directory the server can create"),
+        ),
+    }
+}
+
 /// Whether functions can run at all with these findings.
 pub fn can_run(checks: &[Check]) -> bool {
     !checks
@@ -261,5 +290,18 @@ mod tests {
             can_run(&checks),
             "root runs functions without user namespaces"
         );
+    }
+
+    #[test]
+    fn a_data_directory_in_memory_is_reported_with_its_fix() {
+        // /dev/shm is a tmpfs on every Linux host; the directory need not exist yet.
+        let c = data_dir(Path::new("/dev/shm/lamina-preflight-test/data"));
+        assert_eq!(c.status, Status::Missing, "{c:?}");
+        assert!(
+            c.detail.contains("tmpfs counted as the function's memory"),
+            "{c:?}"
+        );
+        assert!(c.fix.as_deref().unwrap().contains("on a disk"));
+        assert!(can_run(&[c]), "a /tmp in memory does not stop functions");
     }
 }

@@ -10,6 +10,12 @@
 //! loop device clears itself when its last user goes (`LO_FLAGS_AUTOCLEAR`), and the mount goes
 //! with the last descriptor or namespace that holds it. Filesystems are never reused.
 //!
+//! The data directory must be on a disk. On a tmpfs the backing files' pages would be memory
+//! that no reclaim can free, charged to the environments through the loop device's writeback:
+//! a function filling `/tmp` would fill the host's memory, and an environment at its memory limit
+//! with dirty `/tmp` pages can stall the kernel's reclaim. [`ScratchPool::start`] refuses such a
+//! directory, and sandboxes get a tmpfs `/tmp` counted as their memory instead.
+//!
 //! The loop ioctls are written here: `LOOP_CONFIGURE` (one call instead of three) is not in the
 //! loop-device crates, which also need bindgen and libclang to build.
 
@@ -27,6 +33,9 @@ const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
 const LOOP_CONFIGURE: libc::c_ulong = 0x4C0A;
 const LO_FLAGS_AUTOCLEAR: u32 = 4;
 const LO_FLAGS_DIRECT_IO: u32 = 16;
+/// `statfs`'s `f_type` of the filesystems kept in memory.
+const TMPFS_MAGIC: i64 = 0x0102_1994;
+const RAMFS_MAGIC: i64 = 0x8584_58f6;
 /// ext4 and loop block size: direct I/O needs the loop's block size to be at least the backing
 /// filesystem's, and a 4 KiB ext4 block fits every common one.
 const BLOCK: u64 = 4096;
@@ -127,6 +136,40 @@ fn attach_loop(file: &File) -> io::Result<(OwnedFd, PathBuf)> {
     ))
 }
 
+/// Whether `dir` (or, where it does not exist yet, its nearest existing ancestor) is on a
+/// filesystem kept in memory (tmpfs, ramfs), where a disk-backed `/tmp` cannot live.
+pub fn in_memory(dir: &Path) -> io::Result<bool> {
+    let mut at = dir;
+    let stat = loop {
+        let here = if at.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            at
+        };
+        match (rustix::fs::statfs(here), at.parent()) {
+            (Err(rustix::io::Errno::NOENT), Some(up)) => at = up,
+            (r, _) => break r?,
+        }
+    };
+    let kind = stat.f_type as i64;
+    Ok(kind == TMPFS_MAGIC || kind == RAMFS_MAGIC)
+}
+
+/// Fails where `dir` is on a filesystem kept in memory (tmpfs, ramfs), whose pages backing a
+/// `/tmp` could never be reclaimed (see the module's documentation).
+fn refuse_memory_fs(dir: &Path) -> io::Result<()> {
+    if in_memory(dir)? {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!(
+                "{} is on a filesystem kept in memory; put the data directory on a disk for a disk-backed /tmp",
+                dir.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Where mkfs.ext4 lives (root's PATH is not always set for services).
 fn mkfs() -> Option<PathBuf> {
     [
@@ -180,16 +223,17 @@ impl ScratchPool {
     /// Checks that this host can make loop-backed filesystems (root, loop devices, mkfs.ext4, the
     /// new mount API) by making one, and starts the background filler with `warm_mb` wanted.
     pub fn start(dir: &Path, spare: usize, warm_mb: u64) -> io::Result<Self> {
+        if dir.exists() {
+            std::fs::remove_dir_all(dir)?;
+        }
+        std::fs::create_dir_all(dir)?;
+        refuse_memory_fs(dir)?;
         let mkfs = mkfs().ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::NotFound,
                 "mkfs.ext4 not found (Debian: apt-get install e2fsprogs)",
             )
         })?;
-        if dir.exists() {
-            std::fs::remove_dir_all(dir)?;
-        }
-        std::fs::create_dir_all(dir)?;
         let inner = Arc::new(Inner {
             dir: dir.to_path_buf(),
             mkfs,
@@ -516,4 +560,25 @@ fn mount_ext4(device: &Path) -> io::Result<OwnedFd> {
         MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NODEV,
     )?;
     Ok(mount)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_data_directory_in_memory_is_refused() {
+        // /dev/shm is a tmpfs on every Linux host; a tmpfs made here would need root.
+        let shm = Path::new("/dev/shm");
+        assert_eq!(
+            rustix::fs::statfs(shm).expect("statfs /dev/shm").f_type as i64,
+            TMPFS_MAGIC,
+            "this test needs /dev/shm to be a tmpfs"
+        );
+        let dir = tempfile::tempdir_in(shm).expect("a directory in /dev/shm");
+        let e =
+            ScratchPool::start(&dir.path().join("scratch"), 0, 16).expect_err("a pool on a tmpfs");
+        assert_eq!(e.kind(), io::ErrorKind::Unsupported, "{e}");
+        assert!(e.to_string().contains("on a disk"), "{e}");
+    }
 }

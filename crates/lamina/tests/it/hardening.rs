@@ -672,3 +672,39 @@ async fn tmp_is_disk_not_memory() {
     assert_eq!(b["found"], json!([]), "{b}");
     assert_eq!(b["mode"], "0o1777", "{b}");
 }
+
+#[tokio::test]
+async fn tmp_is_memory_when_the_data_directory_is() {
+    // A data directory on a tmpfs (/dev/shm is one on every Linux host): the files behind a
+    // disk-backed /tmp would be memory no reclaim can free, so the server makes none and gives
+    // each environment a tmpfs /tmp, counted as the function's memory, instead.
+    let dir = tempfile::tempdir_in("/dev/shm").expect("a data directory in /dev/shm");
+    let app = TestApp::start_in(dir, "", None);
+    let c = &app.client;
+    deploy_hostile(c, "inmem", 256, 60).await;
+    let (b, err) = call(c, "inmem", json!({"action": "tmp_fill", "mb": 64})).await;
+    assert_eq!(err, None, "{b}");
+    assert_eq!(
+        (b["written_mb"].as_u64(), &b["error"]),
+        (Some(64), &Value::Null),
+        "{b}"
+    );
+    assert_eq!(b["mode"], "0o1777", "{b}");
+    let scratch = app.data_dir().join("run/scratch");
+    assert!(
+        scratch.is_dir(),
+        "no {}: the pool did not look at the data directory",
+        scratch.display()
+    );
+    let made: Vec<_> = std::fs::read_dir(&scratch)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(
+        made.is_empty(),
+        "files for disk-backed /tmp on a tmpfs: {made:?}"
+    );
+    // Writing more than the function's memory is an out-of-memory kill, not a full disk.
+    let (b, err) = call(c, "inmem", json!({"action": "tmp_fill", "mb": 400})).await;
+    assert_eq!(err.as_deref(), Some("Unhandled"), "{b}");
+    assert_eq!(b["errorType"], "Runtime.OutOfMemory", "{b}");
+}
