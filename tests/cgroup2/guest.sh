@@ -18,7 +18,8 @@ echo "+memory +cpu +pids" > /sys/fs/cgroup/cgroup.subtree_control
 echo "+memory +cpu +pids" > /sys/fs/cgroup/test.slice/cgroup.subtree_control
 # The data directory on the guest's disk, as on a host (each /tmp is a loop device on a file there).
 mkdir -p /tmp/ld && mount /dev/vda /tmp/ld || fail "cannot mount the guest's disk /dev/vda"
-(echo 0 > $SVC/cgroup.procs && exec $D/lamina server --no-egress --data-dir /tmp/ld \
+# Debug lines of the executor name each step of the shutdown.
+(echo 0 > $SVC/cgroup.procs && RUST_LOG=info,lamina_runtime_api=debug exec $D/lamina server --no-egress --data-dir /tmp/ld \
   --listen 127.0.0.1:9001) >$D/server.log 2>&1 &
 SP=$!
 up=0
@@ -71,7 +72,20 @@ ok "out of memory reported as Runtime.OutOfMemory"
 inv '{"action":"echo"}'
 grep -q '"uid"' $D/out.json || fail "invoke after the OOM: $(cat $D/out.json)"
 ok "a new environment after the OOM"
-kill -TERM $SP; wait $SP; rc=$?
+kill -TERM $SP
+# Bounded: a shutdown that hangs fails with where each of the server's threads waits.
+for i in $(seq 1 600); do kill -0 $SP 2>/dev/null || break; sleep 0.1; done
+if kill -0 $SP 2>/dev/null; then
+  echo "the server has not exited 60 s after SIGTERM; its threads:"
+  for t in /proc/$SP/task/*; do
+    echo "== $(cat $t/comm) $(cat $t/wchan) $(sed -n 's/^State:\t//p' $t/status)"; cat $t/stack 2>/dev/null
+  done
+  echo "--- its groups"; find $SVC -name cgroup.events | while read f; do echo "$f: $(tr '\n' ' ' < $f) procs: $(cat ${f%/*}/cgroup.procs | tr '\n' ' ')"; done
+  echo "--- processes"; ps -eo pid,ppid,stat,wchan:30,comm 2>/dev/null || ls /proc
+  echo "--- mounts"; grep -E 'lamina|/tmp' /proc/self/mountinfo
+  fail "shutdown hangs"
+fi
+wait $SP; rc=$?
 [ $rc = 0 ] || fail "server exit status $rc"
 left=$(ls -d $SVC/lamina-[0-9a-f]* /sys/fs/cgroup/lamina-* 2>/dev/null)
 [ -z "$left" ] || fail "cgroups left after shutdown: $left $(find $left -name cgroup.procs -exec cat {} +)"

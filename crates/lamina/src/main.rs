@@ -102,7 +102,15 @@ fn main() -> anyhow::Result<()> {
         .init();
     let runtime = || tokio::runtime::Runtime::new().context("cannot start the async runtime");
     let result = match cli.command {
-        Command::Server(args) => runtime()?.block_on(server(args)),
+        Command::Server(args) => {
+            let rt = runtime()?;
+            let r = rt.block_on(server(args));
+            // Every step of the shutdown that matters is bounded and done by now; a blocking task
+            // still under way (a kernel call that will not return) must not hold the exit, as
+            // dropping the runtime would.
+            rt.shutdown_timeout(std::time::Duration::from_secs(5));
+            r
+        }
         // The client side of a run: one thread, like a separate client process (the servers it
         // measures run in a multi-threaded runtime of their own, see `bench::servers`).
         Command::Bench(args) => tokio::runtime::Builder::new_current_thread()

@@ -303,7 +303,8 @@ impl Executor {
         for d in [&paths.root_mountpoint, &paths.opt] {
             std::fs::create_dir_all(d)?;
         }
-        let runtimes = runtimes::detect();
+        let mut runtimes = runtimes::detect();
+        let clients = system::compile_clients(&mut runtimes);
         let (net, resolv_conf) = match (&config.network, host.root) {
             (Some(s), true) => match net::Networking::start(s) {
                 Ok((n, resolvers)) => {
@@ -336,7 +337,7 @@ impl Executor {
         let started = std::time::Instant::now();
         let sysroot = lamina_sandbox::sysroot::build(
             &work.join("sysroot"),
-            &system::plan(&runtimes, resolv_conf.as_deref()),
+            &system::plan(&runtimes, resolv_conf.as_deref(), &clients),
         )?;
         tracing::debug!(ms = started.elapsed().as_millis() as u64, path = %sysroot.display(), "system tree ready");
         let lamina_sandbox::sysroot::TopLevel {

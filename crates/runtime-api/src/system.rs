@@ -129,8 +129,68 @@ const ETC_FILES: &[(&str, &str)] = &[
     ),
 ];
 
-/// The plan of the sysroot for these runtimes.
-pub fn plan(offered: &[Offered], resolv_conf: Option<&str>) -> Plan {
+/// Compiles the Python client with each Python interpreter offered, and marks those that
+/// succeeded `compiled`: what [`plan`] puts in the tree. An interpreter that cannot compile it
+/// runs the source, as before.
+pub fn compile_clients(offered: &mut [Offered]) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for r in offered.iter_mut().filter(|r| r.id.starts_with("python")) {
+        let Some(interpreter) = &r.interpreter else {
+            continue;
+        };
+        match compile_python(interpreter) {
+            Ok(code) => {
+                r.compiled = true;
+                out.push((r.id.clone(), code));
+            }
+            Err(e) => tracing::warn!(
+                interpreter = %interpreter.display(),
+                error = %e,
+                "cannot compile the Python runtime client; functions run its source"
+            ),
+        }
+    }
+    out
+}
+
+/// The client as a `.pyc` of `interpreter`'s version (its magic number, a header that nothing
+/// checks when the file is run by path, the marshalled code), named as the source in the tree
+/// so that tracebacks show its lines.
+fn compile_python(interpreter: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Write;
+    const COMPILE: &str = "import importlib.util, marshal, sys\n\
+        code = compile(sys.stdin.buffer.read(), '/var/runtime/bootstrap.py', 'exec')\n\
+        sys.stdout.buffer.write(importlib.util.MAGIC_NUMBER + bytes(12) + marshal.dumps(code))\n";
+    let mut child = std::process::Command::new(interpreter)
+        .args(["-I", "-c", COMPILE])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    // Smaller than a pipe's buffer: written whole before the output is read.
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(runtimes::PYTHON_CLIENT.as_bytes())?;
+    let out = child.wait_with_output()?;
+    let magic_ok = out.stdout.get(2..4) == Some(b"\r\n");
+    if !out.status.success() || !magic_ok || out.stdout.len() <= 16 {
+        return Err(std::io::Error::other(format!(
+            "{}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(out.stdout)
+}
+
+/// The plan of the sysroot for these runtimes, with the clients [`compile_clients`] made.
+pub fn plan(
+    offered: &[Offered],
+    resolv_conf: Option<&str>,
+    compiled: &[(String, Vec<u8>)],
+) -> Plan {
     let mut include: Vec<PathBuf> = Vec::new();
     for tool in TOOLS {
         for dir in ["/usr/bin", "/bin"] {
@@ -183,26 +243,90 @@ pub fn plan(offered: &[Offered], resolv_conf: Option<&str>) -> Plan {
             }
         }
     }
-    let mut synthetic: Vec<(PathBuf, String)> = ETC_FILES
+    let mut synthetic: Vec<(PathBuf, Vec<u8>)> = ETC_FILES
         .iter()
-        .map(|(name, content)| (Path::new("/etc").join(name), (*content).to_owned()))
+        .map(|(name, content)| (Path::new("/etc").join(name), content.as_bytes().to_vec()))
         .collect();
     // With egress, the host's resolvers; without, a loopback resolver that fails at once.
     synthetic.push((
         "/etc/resolv.conf".into(),
-        resolv_conf.unwrap_or("nameserver 127.0.0.1\n").to_owned(),
+        resolv_conf.unwrap_or("nameserver 127.0.0.1\n").into(),
     ));
     synthetic.push((
         "/var/runtime/bootstrap.py".into(),
-        runtimes::PYTHON_CLIENT.to_owned(),
+        runtimes::PYTHON_CLIENT.into(),
     ));
     synthetic.push((
         "/var/runtime/index.cjs".into(),
-        runtimes::NODE_CLIENT.to_owned(),
+        runtimes::NODE_CLIENT.into(),
     ));
+    for r in offered.iter().filter(|r| r.compiled) {
+        if let Some(code) = compiled.iter().find(|(id, _)| *id == r.id) {
+            synthetic.push((runtimes::compiled_client(&r.id).into(), code.1.clone()));
+        }
+    }
     Plan {
         include,
         exclude,
         synthetic,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_python_client_is_compiled_for_each_interpreter_and_runs_as_its_source() {
+        let mut offered = runtimes::detect();
+        let python = offered
+            .iter()
+            .position(|r| r.id.starts_with("python"))
+            .expect("this test needs a python3.X in /usr/bin or /usr/local/bin");
+        let compiled = compile_clients(&mut offered);
+        let r = &offered[python];
+        assert!(r.compiled, "{} was not compiled", r.id);
+        assert_eq!(
+            runtimes::argv(r, false)[1],
+            format!("/var/runtime/bootstrap.{}.pyc", r.id)
+        );
+        let plan = plan(&offered, None, &compiled);
+        let (_, pyc) = plan
+            .synthetic
+            .iter()
+            .find(|(p, _)| *p == Path::new(&runtimes::compiled_client(&r.id)))
+            .expect("the compiled client is in the tree");
+        // Run by path, it is the client: without a Runtime API it stops on the line that reads
+        // one, and its traceback names the source, which the tree also holds.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bootstrap.pyc");
+        std::fs::write(&file, pyc).unwrap();
+        let out = std::process::Command::new(r.interpreter.as_ref().unwrap())
+            .arg(&file)
+            .env_clear()
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(
+            err.contains("File \"/var/runtime/bootstrap.py\"")
+                && err.contains("AWS_LAMBDA_RUNTIME_API"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_interpreter_that_cannot_compile_runs_the_source() {
+        let mut offered = vec![Offered {
+            id: "python3.11".into(),
+            interpreter: Some("/bin/false".into()),
+            compiled: false,
+        }];
+        assert!(compile_clients(&mut offered).is_empty());
+        assert!(!offered[0].compiled);
+        assert_eq!(
+            runtimes::argv(&offered[0], false)[1],
+            "/var/runtime/bootstrap.py"
+        );
     }
 }

@@ -27,7 +27,7 @@ pub struct Plan {
     /// Host subtrees never included (below an included directory).
     pub exclude: Vec<PathBuf>,
     /// Files written into the tree: (absolute path inside, content).
-    pub synthetic: Vec<(PathBuf, String)>,
+    pub synthetic: Vec<(PathBuf, Vec<u8>)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,7 +153,7 @@ impl Closure {
     }
 
     /// A stable name for this exact set of host files and synthetic contents.
-    fn address(&self, synthetic: &[(PathBuf, String)]) -> String {
+    fn address(&self, synthetic: &[(PathBuf, Vec<u8>)]) -> String {
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
         let mut feed = |b: &[u8]| {
             for x in b {
@@ -176,7 +176,7 @@ impl Closure {
         }
         for (p, c) in synthetic {
             feed(p.as_os_str().as_encoded_bytes());
-            feed(c.as_bytes());
+            feed(c);
         }
         format!("{h:016x}")
     }

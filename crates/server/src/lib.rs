@@ -21,6 +21,9 @@ use tokio::net::TcpListener;
 
 pub use config::{Config, ConfigError, FileConfig, Overrides};
 
+/// How long stopping the environments may take at shutdown.
+const EXECUTOR_STOP_LIMIT: std::time::Duration = std::time::Duration::from_secs(45);
+
 /// Opens the store and serves the API on `listener` until `shutdown` completes.
 pub async fn run(
     config: Config,
@@ -265,7 +268,17 @@ pub async fn run(
             tokio::time::sleep(grace).await;
         } => tracing::warn!(grace_s = grace.as_secs(), "in-flight requests did not finish within the grace period; stopping them"),
     }
-    executor.shutdown().await;
+    // Within a service manager's stop timeout (90 s in packaging/lamina.service, after the
+    // grace period above): each step is bounded, and so is their sum.
+    if tokio::time::timeout(EXECUTOR_STOP_LIMIT, executor.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            limit_s = EXECUTOR_STOP_LIMIT.as_secs(),
+            "the environments did not stop in time; some of their cgroups may be left"
+        );
+    }
     metricsink::flush(&history_store, &minutes).await;
     tracing::info!("lamina stopped");
     Ok(())
