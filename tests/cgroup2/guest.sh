@@ -18,12 +18,18 @@ echo "+memory +cpu +pids" > /sys/fs/cgroup/cgroup.subtree_control
 echo "+memory +cpu +pids" > /sys/fs/cgroup/test.slice/cgroup.subtree_control
 # The data directory on the guest's disk, as on a host (each /tmp is a loop device on a file there).
 mkdir -p /tmp/ld && mount /dev/vda /tmp/ld || fail "cannot mount the guest's disk /dev/vda"
+# Every process moved into a group, traced: PID 1 of an environment must be born in its group.
+T=/sys/kernel/tracing
+[ -e $T/events/cgroup ] || mount -t tracefs none $T || fail "cannot mount tracefs on $T"
+echo 1 > $T/events/cgroup/cgroup_attach_task/enable || fail "cannot trace cgroup_attach_task"
 # Debug lines of the executor name each step of the shutdown.
 (echo 0 > $SVC/cgroup.procs && RUST_LOG=info,lamina_runtime_api=debug exec $D/lamina server --no-egress --data-dir /tmp/ld \
   --listen 127.0.0.1:9001) >$D/server.log 2>&1 &
 SP=$!
 up=0
-for i in $(seq 1 300); do curl -s -m 5 -o /dev/null $E && { up=1; break; }; sleep 0.2; done
+# Up to 5 minutes by the clock: under emulation the server's first start takes a minute or two.
+end=$(($(date +%s) + 300))
+while [ "$(date +%s)" -lt $end ]; do curl -s -m 5 -o /dev/null $E && { up=1; break; }; sleep 0.2; done
 [ $up = 1 ] || fail "the server did not come up"
 grep -q 'cgroup v2' $D/server.log || fail "the server did not report cgroup v2: $(grep isolation $D/server.log)"
 grep -q '/tmp on disk' $D/server.log || fail "/tmp is not on disk: $(grep isolation $D/server.log)"
@@ -72,6 +78,12 @@ ok "out of memory reported as Runtime.OutOfMemory"
 inv '{"action":"echo"}'
 grep -q '"uid"' $D/out.json || fail "invoke after the OOM: $(cat $D/out.json)"
 ok "a new environment after the OOM"
+echo 0 > $T/events/cgroup/cgroup_attach_task/enable
+grep -q 'dst_path=/test.slice/lamina.service/lamina-server ' $T/trace ||
+  fail "the trace misses the server's own move into its leaf: $(grep -v '^#' $T/trace | head -5)"
+moved=$(grep -c 'dst_path=[^ ]*/env-' $T/trace)
+[ "$moved" = 0 ] || fail "$moved processes moved into environments' groups, where PID 1 is to be born (clone3 with CLONE_INTO_CGROUP): $(grep 'dst_path=[^ ]*/env-' $T/trace | head -3)"
+ok "PID 1 of every environment born in its group: $(grep -c 'dst_path=' $T/trace) moves traced, none into one"
 kill -TERM $SP
 # Bounded: a shutdown that hangs fails with where each of the server's threads waits.
 for i in $(seq 1 600); do kill -0 $SP 2>/dev/null || break; sleep 0.1; done

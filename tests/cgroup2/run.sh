@@ -4,7 +4,7 @@
 # freezer, /tmp on disk, an out-of-memory kill, and a shutdown that leaves no cgroup.
 # The kernel and initramfs are built once into $VMDIR (default /var/cache/lamina-tests/v2vm).
 # Fails loudly (exit 1) when the guest cannot boot or any check fails.
-# Usage: tests/cgroup2/run.sh BINARY   (about 2 minutes)
+# Usage: tests/cgroup2/run.sh BINARY   (about 10 minutes under emulation on an idle 2-core host)
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
 BIN=$(readlink -f "$1")

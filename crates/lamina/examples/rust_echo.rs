@@ -1,6 +1,6 @@
 //! A Rust function built with the official `lambda_runtime` crate, used by the integration tests
 //! (deployed as `provided.al2023`). `{"fail": true}` returns an error; anything else is echoed
-//! with the request id and function name from the context.
+//! with the request id and function name from the context, after `sleep_ms` if it has one.
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::{Value, json};
@@ -18,6 +18,10 @@ impl std::error::Error for Refused {}
 
 async fn handler(event: LambdaEvent<Value>) -> Result<Value, Error> {
     let (payload, ctx) = event.into_parts();
+    // `{"sleep_ms": N}` holds the invocation (`lamina bench --scale` keeps N environments busy).
+    if let Some(ms) = payload.get("sleep_ms").and_then(Value::as_u64) {
+        tokio::time::sleep(std::time::Duration::from_millis(ms.min(60_000))).await;
+    }
     if payload.get("fail").and_then(Value::as_bool) == Some(true) {
         return Err(Box::new(Refused("asked to fail".into())));
     }

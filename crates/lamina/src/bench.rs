@@ -290,6 +290,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The function the scale-out runs: the small `lambda_runtime` bootstrap when there is one, as
+/// functions are, so that the figures are the platform's and not the start of this 100 MB binary.
+fn scale_function<'a>(rust: &'a Option<Vec<u8>>, native: &'a [u8]) -> (&'static str, &'a [u8]) {
+    match rust {
+        Some(zip) => ("rust lambda_runtime", zip),
+        None => ("lamina (native)", native),
+    }
+}
+
 /// The bytes of the `lambda_runtime` bootstrap, if there is one.
 fn rust_bootstrap(args: &BenchArgs) -> anyhow::Result<Option<Vec<u8>>> {
     if let Some(f) = &args.rust_bootstrap {
@@ -542,8 +551,14 @@ async fn measure(
     // Scale-out from zero, then hold the environments idle to measure density.
     let scale = if args.scale > 0 {
         Some(
-            crate::bench_scale::run(&target, &native_zip, args.scale, cgroup_parent, args.json)
-                .await?,
+            crate::bench_scale::run(
+                &target,
+                scale_function(&rust_zip, &native_zip),
+                args.scale,
+                cgroup_parent,
+                args.json,
+            )
+            .await?,
         )
     } else {
         None

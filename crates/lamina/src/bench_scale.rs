@@ -1,5 +1,6 @@
 //! Scale-out from zero, and what idle environments hold: `n` concurrent invocations of a native
-//! function that sleeps 1 s, then, with every environment idle, the host memory they take.
+//! function that sleeps 1 s (the `lambda_runtime` bootstrap when the run has one, else `lamina`
+//! itself), then, with every environment idle, the host memory they take.
 //!
 //! The memory is split in two: what the environments' own cgroups hold (the function's
 //! processes, and PID 1's pages made after it joined them) and the rest, which is what the
@@ -15,7 +16,7 @@ use crate::bench::{Target, bar};
 
 pub(crate) async fn run(
     target: &Target,
-    zip: &[u8],
+    (bootstrap, zip): (&str, &[u8]),
     n: usize,
     cgroup_parent: &str,
     quiet: bool,
@@ -60,6 +61,7 @@ pub(crate) async fn run(
     let inits_kb = per_env(inits_before, inits_pss_kb());
     Ok(json!({
         "environments": n,
+        "bootstrap": bootstrap,
         "succeeded": ok,
         "all_done_s": all_done_s,
         "all_running_s": (all_done_s - 1.0).max(0.0),
@@ -75,9 +77,10 @@ pub(crate) async fn run(
 pub(crate) fn print(s: &serde_json::Value) {
     let f = |k: &str| s[k].as_f64().unwrap_or(0.0);
     println!(
-        "scale-out: {} of {} invocations (1 s each) done in {:.2} s: all running after {:.2} s, {:.0} environments/s",
+        "scale-out: {} of {} invocations (1 s each, {}) done in {:.2} s: all running after {:.2} s, {:.0} environments/s",
         s["succeeded"],
         s["environments"],
+        s["bootstrap"].as_str().unwrap_or("lamina (native)"),
         f("all_done_s"),
         f("all_running_s"),
         f("creation_rate_per_s"),

@@ -262,6 +262,7 @@ impl Maker {
         };
         let mut spec = Spec {
             cgroup_procs: Vec::new(),
+            cgroup_dir: None,
             thaw: Vec::new(),
             netns: premade.lease.is_some(),
             runtime_api_port: RUNTIME_API_PORT,
@@ -285,6 +286,7 @@ impl Maker {
             )
             .map_err(|e| SpawnError::Setup(format!("creating cgroups: {e}")))?;
             spec.cgroup_procs = cg.procs_files();
+            spec.cgroup_dir = cg.unified_dir();
             spec.thaw = cg.thaw_writes();
             premade.cgroup = Some(cg);
         }

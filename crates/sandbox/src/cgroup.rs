@@ -317,6 +317,11 @@ impl Cgroup {
         }
     }
 
+    /// On v2, the group's directory, in which a process can be born (`CLONE_INTO_CGROUP`).
+    pub fn unified_dir(&self) -> Option<PathBuf> {
+        matches!(self.layout, Layout::V2 { .. }).then(|| self.v2())
+    }
+
     /// The file writes that thaw the group (for a process that cannot hold a `Kernel`).
     pub fn thaw_writes(&self) -> Vec<(PathBuf, String)> {
         match &self.layout {

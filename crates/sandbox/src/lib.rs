@@ -39,6 +39,11 @@ pub struct Spec {
     /// `cgroup.procs` files PID 1 joins (the watching `sandbox-init` stays outside, so that the
     /// freezer never stops it).
     pub cgroup_procs: Vec<PathBuf>,
+    /// On cgroup v2, the sandbox's group, in which PID 1 is then born (`clone3` with
+    /// `CLONE_INTO_CGROUP`) rather than moved by a write to `cgroup_procs`. A kernel that
+    /// refuses the clone (before Linux 5.7, or a filter against `clone3`) gets the write.
+    #[serde(default)]
+    pub cgroup_dir: Option<PathBuf>,
     /// Writes that thaw the sandbox's cgroups: the watcher makes them after killing a sandbox
     /// whose server is gone, since frozen processes (cgroup v1) die only once thawed.
     pub thaw: Vec<(PathBuf, String)>,
