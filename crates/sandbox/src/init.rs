@@ -12,8 +12,9 @@
 //! 3. bring up loopback, bind the Runtime API listener on `127.0.0.1:<port>` inside the new
 //!    network namespace, and send it to the server (`SCM_RIGHTS`);
 //! 4. fork PID 1 of the new PID namespace, which dies with this process (`PR_SET_PDEATHSIG`),
-//!    is born in (v2) or joins the sandbox's cgroups and unshares a cgroup namespace rooted there (this process
-//!    stays outside the cgroups, so that freezing an idle sandbox never stops its watcher),
+//!    is born in (v2) or joins the sandbox's cgroups and unshares a cgroup namespace rooted
+//!    there (this process stays outside the cgroups, so that freezing an idle sandbox never
+//!    stops its watcher),
 //!    compiles the seccomp filters, forks the function's process (which loads them and waits,
 //!    see `init/function.rs`), builds the part of the root every function shares (the spec's
 //!    base: the system tree, `/proc`, `/dev`) and reports `joined`. Up to here nothing depends on
@@ -194,6 +195,8 @@ fn run(ctl: &UnixStream) -> io::Result<i32> {
     });
     match fork_pid_one(group.as_ref())? {
         (0, born_in_group) => {
+            // Used by the clone: PID 1 keeps no descriptor of the host's cgroup tree.
+            drop(group);
             drop(alive_w);
             // PID 1 dies with this process, and the kernel then kills the whole namespace.
             // SAFETY: prctl with integers.
@@ -253,8 +256,8 @@ const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
 /// Forks PID 1: with `group` (cgroup v2), born in that group when the kernel can, since a
 /// process moved into a group later (a write to `cgroup.procs`) waits for an RCU grace period
-/// unless another move just did, about 10 ms against 0.3–0.6 ms for the whole clone on this
-/// project's test machine. Returns the child's pid, 0 in the child, and whether it was born in
+/// unless another move just did: about 6 ms, against 0.3–0.4 ms for the whole clone, on an idle
+/// 2-core host (BENCHMARKS.md). Returns the child's pid, 0 in the child, and whether it was born in
 /// the group; when not, PID 1 joins its groups itself.
 fn fork_pid_one(group: Option<&std::fs::File>) -> io::Result<(libc::pid_t, bool)> {
     if let Some(group) = group {
@@ -334,8 +337,8 @@ fn watch(ctl: &UnixStream, child: libc::pid_t, thaw: &[(std::fs::File, String)])
     }
 }
 
-/// PID 1 of the sandbox: joins the cgroups unless born in them, waits for its function, builds the root, starts the
-/// function, reaps until the function exits.
+/// PID 1 of the sandbox: joins the cgroups unless born in them, waits for its function, builds
+/// the root, starts the function, reaps until the function exits.
 fn pid_one(k: &dyn Kernel, spec: &Spec, ctl: &UnixStream, born_in_group: bool) -> io::Result<i32> {
     // Into the sandbox's cgroups ("0": this process), unless born there, which then become the
     // root of its own cgroup namespace.
