@@ -1,6 +1,7 @@
 #!/bin/sh
 # The cgroup v2 suite, run as root inside the guest (run.sh boots it): a real `lamina server` on a
-# pure cgroup v2 hierarchy, started in a delegated group as systemd would start it. Each check prints `ok` or fails the suite with what it saw.
+# pure cgroup v2 hierarchy, started in a delegated group as systemd would start it, stopped, and started
+# again in the same group. Each check prints `ok` or fails the suite with what it saw.
 # $D (set by run.sh above this line) holds the binary and the function package.
 set -u
 E=http://127.0.0.1:9001/2015-03-31/functions
@@ -22,15 +23,43 @@ mkdir -p /tmp/ld && mount /dev/vda /tmp/ld || fail "cannot mount the guest's dis
 T=/sys/kernel/tracing
 [ -e $T/events/cgroup ] || mount -t tracefs none $T || fail "cannot mount tracefs on $T"
 echo 1 > $T/events/cgroup/cgroup_attach_task/enable || fail "cannot trace cgroup_attach_task"
-# Debug lines of the executor name each step of the shutdown.
-(echo 0 > $SVC/cgroup.procs && RUST_LOG=info,lamina_runtime_api=debug exec $D/lamina server --no-egress --data-dir /tmp/ld \
-  --listen 127.0.0.1:9001) >$D/server.log 2>&1 &
-SP=$!
-up=0
-# Up to 5 minutes by the clock: under emulation the server's first start takes a minute or two.
-end=$(($(date +%s) + 300))
-while [ "$(date +%s)" -lt $end ]; do curl -s -m 5 -o /dev/null $E && { up=1; break; }; sleep 0.2; done
-[ $up = 1 ] || fail "the server did not come up"
+# Starts the server in the service's group, as a supervisor would, logging to $1; SP is its pid.
+start() {
+  # Debug lines of the executor name each step of the shutdown.
+  (echo 0 > $SVC/cgroup.procs && RUST_LOG=info,lamina_runtime_api=debug exec $D/lamina server --no-egress \
+    --data-dir /tmp/ld --listen 127.0.0.1:9001) >$1 2>&1 &
+  SP=$!
+  up=0
+  # Up to 5 minutes by the clock: under emulation the server's first start takes a minute or two.
+  end=$(($(date +%s) + 300))
+  while [ "$(date +%s)" -lt $end ]; do curl -s -m 5 -o /dev/null $E && { up=1; break; }; sleep 0.2; done
+  [ $up = 1 ] || fail "the server did not come up: $(tail -5 $1)"
+}
+# Stops it with SIGTERM, bounded: a shutdown that hangs fails with where each thread waits.
+stop() {
+  kill -TERM $SP
+  for i in $(seq 1 600); do kill -0 $SP 2>/dev/null || break; sleep 0.1; done
+  if kill -0 $SP 2>/dev/null; then
+    echo "the server has not exited 60 s after SIGTERM; its threads:"
+    for t in /proc/$SP/task/*; do
+      echo "== $(cat $t/comm) $(cat $t/wchan) $(sed -n 's/^State:\t//p' $t/status)"; cat $t/stack 2>/dev/null
+    done
+    echo "--- its groups"; find $SVC -name cgroup.events | while read f; do echo "$f: $(tr '\n' ' ' < $f) procs: $(cat ${f%/*}/cgroup.procs | tr '\n' ' ')"; done
+    echo "--- processes"; ps -eo pid,ppid,stat,wchan:30,comm 2>/dev/null || ls /proc
+    echo "--- mounts"; grep -E 'lamina|/tmp' /proc/self/mountinfo
+    fail "shutdown hangs"
+  fi
+  wait $SP; rc=$?
+  [ $rc = 0 ] || fail "server exit status $rc"
+  left=$(ls -d $SVC/lamina-[0-9a-f]* /sys/fs/cgroup/lamina-* 2>/dev/null)
+  [ -z "$left" ] || fail "cgroups left after shutdown: $left $(find $left -name cgroup.procs -exec cat {} +)"
+  grep -E 'WARN|ERROR' $1 && fail "warnings in the server log $1"
+  # As it was found, so that a supervisor other than systemd can start the next server in it.
+  [ ! -e $SVC/lamina-server ] || fail "the server's leaf is left in the service's group: $(ls $SVC)"
+  [ -z "$(cat $SVC/cgroup.subtree_control)" ] ||
+    fail "controllers left enabled for the service group's children: $(cat $SVC/cgroup.subtree_control)"
+}
+start $D/server.log
 grep -q 'cgroup v2' $D/server.log || fail "the server did not report cgroup v2: $(grep isolation $D/server.log)"
 grep -q '/tmp on disk' $D/server.log || fail "/tmp is not on disk: $(grep isolation $D/server.log)"
 ok "server up, isolation: $(grep -o 'cgroup v2[^;]*' $D/server.log | head -1)"
@@ -84,23 +113,15 @@ grep -q 'dst_path=/test.slice/lamina.service/lamina-server ' $T/trace ||
 moved=$(grep -c 'dst_path=[^ ]*/env-' $T/trace)
 [ "$moved" = 0 ] || fail "$moved processes moved into environments' groups, where PID 1 is to be born (clone3 with CLONE_INTO_CGROUP): $(grep 'dst_path=[^ ]*/env-' $T/trace | head -3)"
 ok "PID 1 of every environment born in its group: $(grep -c 'dst_path=' $T/trace) moves traced, none into one"
-kill -TERM $SP
-# Bounded: a shutdown that hangs fails with where each of the server's threads waits.
-for i in $(seq 1 600); do kill -0 $SP 2>/dev/null || break; sleep 0.1; done
-if kill -0 $SP 2>/dev/null; then
-  echo "the server has not exited 60 s after SIGTERM; its threads:"
-  for t in /proc/$SP/task/*; do
-    echo "== $(cat $t/comm) $(cat $t/wchan) $(sed -n 's/^State:\t//p' $t/status)"; cat $t/stack 2>/dev/null
-  done
-  echo "--- its groups"; find $SVC -name cgroup.events | while read f; do echo "$f: $(tr '\n' ' ' < $f) procs: $(cat ${f%/*}/cgroup.procs | tr '\n' ' ')"; done
-  echo "--- processes"; ps -eo pid,ppid,stat,wchan:30,comm 2>/dev/null || ls /proc
-  echo "--- mounts"; grep -E 'lamina|/tmp' /proc/self/mountinfo
-  fail "shutdown hangs"
-fi
-wait $SP; rc=$?
-[ $rc = 0 ] || fail "server exit status $rc"
-left=$(ls -d $SVC/lamina-[0-9a-f]* /sys/fs/cgroup/lamina-* 2>/dev/null)
-[ -z "$left" ] || fail "cgroups left after shutdown: $left $(find $left -name cgroup.procs -exec cat {} +)"
-grep -E 'WARN|ERROR' $D/server.log && fail "warnings in the server log"
-ok "shutdown removed every cgroup"
+stop $D/server.log
+ok "shutdown removed every cgroup and gave the service's group back as it found it"
+# Started again in the same group, as a supervisor without systemd would: a group whose
+# children still had controllers would refuse it.
+start $D/server2.log
+inv '{"action":"echo"}'
+grep -q '"uid"' $D/out.json || fail "invoke after the restart: $(cat $D/out.json)"
+[ "$(cat /proc/$SP/cgroup)" = "0::/test.slice/lamina.service/lamina-server" ] ||
+  fail "the restarted server is in $(cat /proc/$SP/cgroup), not its leaf"
+stop $D/server2.log
+ok "restarted in the same group, invoked, stopped cleanly again"
 echo PASS

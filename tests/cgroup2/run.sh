@@ -1,7 +1,8 @@
 #!/bin/sh
 # The cgroup v2 suite: boots Debian's stock kernel with cgroup v1 off (QEMU, software emulation,
 # no KVM needed) and runs guest.sh against BINARY there: limits written, CPU quota, the
-# freezer, /tmp on disk, an out-of-memory kill, and a shutdown that leaves no cgroup.
+# freezer, /tmp on disk, an out-of-memory kill, a shutdown that leaves no cgroup and
+# gives the group back as found, and a restart in that group.
 # The kernel and initramfs are built once into $VMDIR (default /var/cache/lamina-tests/v2vm).
 # Fails loudly (exit 1) when the guest cannot boot or any check fails.
 # Usage: tests/cgroup2/run.sh BINARY   (about 10 minutes under emulation on an idle 2-core host)

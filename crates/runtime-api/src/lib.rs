@@ -688,8 +688,13 @@ impl Executor {
             let k = self.inner.kernel.clone();
             let parent = self.inner.cgroup_parent.clone();
             let layout = layout.clone();
-            let _ = tokio::task::spawn_blocking(move || layout.remove_parent(k.as_ref(), &parent))
-                .await;
+            let _ = tokio::task::spawn_blocking(move || {
+                let _ = layout.remove_parent(k.as_ref(), &parent);
+                if let Err(e) = layout.leave_leaf(k.as_ref()) {
+                    tracing::warn!(error = %e, "cannot give the server's cgroup back as it was found; a server started in it next may be refused");
+                }
+            })
+            .await;
         }
         tracing::debug!("shutdown: removing sandbox networking");
         let this = self.clone();

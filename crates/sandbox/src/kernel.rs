@@ -347,6 +347,16 @@ impl RecordingKernel {
     pub fn clear(&self) {
         self.calls.lock().unwrap().clear();
     }
+    /// The files written, in order, with what was written.
+    pub fn writes(&self) -> Vec<(String, String)> {
+        self.calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                Call::Write(p, v) => Some((p.display().to_string(), v)),
+                _ => None,
+            })
+            .collect()
+    }
     fn record(&self, c: Call) {
         self.calls.lock().unwrap().push(c);
     }
