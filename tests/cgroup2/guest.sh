@@ -5,7 +5,8 @@
 # $D (set by run.sh above this line) holds the binary and the function package.
 set -u
 E=http://127.0.0.1:9001/2015-03-31/functions
-fail() { echo "FAIL: $*"; echo "--- server log"; tail -50 $D/server.log; exit 1; }
+LOG=$D/server.log
+fail() { echo "FAIL: $*"; echo "--- server log"; tail -50 $LOG; exit 1; }
 ok() { echo "ok: $*"; }
 [ "$(stat -fc %T /sys/fs/cgroup)" = cgroup2fs ] || fail "/sys/fs/cgroup is not cgroup2"
 echo "controllers: $(cat /sys/fs/cgroup/cgroup.controllers)"
@@ -25,6 +26,7 @@ T=/sys/kernel/tracing
 echo 1 > $T/events/cgroup/cgroup_attach_task/enable || fail "cannot trace cgroup_attach_task"
 # Starts the server in the service's group, as a supervisor would, logging to $1; SP is its pid.
 start() {
+  LOG=$1
   # Debug lines of the executor name each step of the shutdown.
   (echo 0 > $SVC/cgroup.procs && RUST_LOG=info,lamina_runtime_api=debug exec $D/lamina server --no-egress \
     --data-dir /tmp/ld --listen 127.0.0.1:9001) >$1 2>&1 &
@@ -32,8 +34,13 @@ start() {
   up=0
   # Up to 5 minutes by the clock: under emulation the server's first start takes a minute or two.
   end=$(($(date +%s) + 300))
-  while [ "$(date +%s)" -lt $end ]; do curl -s -m 5 -o /dev/null $E && { up=1; break; }; sleep 0.2; done
-  [ $up = 1 ] || fail "the server did not come up: $(tail -5 $1)"
+  while [ "$(date +%s)" -lt $end ]; do
+    curl -s -m 5 -o /dev/null $E && { up=1; break; }
+    # Refused a place in the group (EBUSY), or failed at start.
+    kill -0 $SP 2>/dev/null || fail "the server exited at start"
+    sleep 0.2
+  done
+  [ $up = 1 ] || fail "the server did not come up"
 }
 # Stops it with SIGTERM, bounded: a shutdown that hangs fails with where each thread waits.
 stop() {

@@ -5,7 +5,7 @@
 # gives the group back as found, and a restart in that group.
 # The kernel and initramfs are built once into $VMDIR (default /var/cache/lamina-tests/v2vm).
 # Fails loudly (exit 1) when the guest cannot boot or any check fails.
-# Usage: tests/cgroup2/run.sh BINARY   (about 10 minutes under emulation on an idle 2-core host)
+# Usage: tests/cgroup2/run.sh BINARY   (about 12 minutes under emulation on an idle 2-core host)
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
 BIN=$(readlink -f "$1")

@@ -523,6 +523,38 @@ impl Executor {
         }
     }
 
+    /// Removes the parent of the environments' groups (at shutdown, after the sweep). Whether it
+    /// is gone.
+    fn remove_cgroup_parent(&self) -> bool {
+        let Some(layout) = &self.inner.host.cgroups else {
+            return false;
+        };
+        let parent = &self.inner.cgroup_parent;
+        match layout.remove_parent(self.inner.kernel.as_ref(), parent) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                let next = match layout {
+                    lamina_sandbox::cgroup::Layout::V2 { subtree: true, .. } => {
+                        "; the server's own group keeps its leaf: start the next server inside it"
+                    }
+                    _ => "",
+                };
+                tracing::warn!(error = %e, group = %parent, "cannot remove the environments' cgroup{next}");
+                false
+            }
+            _ => true,
+        }
+    }
+
+    /// Gives the group the server was started in back as it found it (cgroup v2, in a group of
+    /// its own), last at shutdown.
+    fn give_cgroup_back(&self) {
+        if let Some(layout) = &self.inner.host.cgroups
+            && let Err(e) = layout.leave_leaf(self.inner.kernel.as_ref())
+        {
+            tracing::warn!(error = %e, "cannot give the server's cgroup back as it was found; start the next server inside its leaf");
+        }
+    }
+
     /// Runs one invocation of `f`. The work runs in a task of its own, so a caller that goes
     /// away cannot leave an environment or a concurrency slot behind.
     pub async fn invoke(
@@ -684,21 +716,16 @@ impl Executor {
         tracing::debug!("shutdown: sweeping the environments' cgroups");
         let this = self.clone();
         let _ = tokio::task::spawn_blocking(move || this.sweep()).await;
-        if let Some(layout) = &self.inner.host.cgroups {
-            let k = self.inner.kernel.clone();
-            let parent = self.inner.cgroup_parent.clone();
-            let layout = layout.clone();
-            let _ = tokio::task::spawn_blocking(move || {
-                let _ = layout.remove_parent(k.as_ref(), &parent);
-                if let Err(e) = layout.leave_leaf(k.as_ref()) {
-                    tracing::warn!(error = %e, "cannot give the server's cgroup back as it was found; a server started in it next may be refused");
-                }
-            })
-            .await;
-        }
-        tracing::debug!("shutdown: removing sandbox networking");
         let this = self.clone();
-        let _ = tokio::task::spawn_blocking(move || this.stop_network()).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            let removed = this.remove_cgroup_parent();
+            tracing::debug!("shutdown: removing sandbox networking");
+            this.stop_network();
+            if removed {
+                this.give_cgroup_back();
+            }
+        })
+        .await;
         tracing::debug!("shutdown: sandboxes done");
     }
 }

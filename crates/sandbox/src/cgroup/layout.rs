@@ -119,23 +119,27 @@ impl Layout {
     }
 
     /// With `subtree`, gives the group back as the server found it: no controllers enabled for
-    /// children, this server in it, and no leaf. Called at shutdown, once the parent group is
-    /// gone. A supervisor other than systemd (which removes a service's group when it stops)
-    /// starts the next server in the same group, and the kernel refuses to put a process in a
-    /// group whose children have controllers (the no-internal-processes rule).
+    /// children, this server in it, and no leaf. Called last at shutdown, once the parent group
+    /// is gone: while a child group has these controllers for its own children, the kernel
+    /// refuses to turn them off (`EBUSY`). A supervisor other than systemd (which removes a
+    /// service's group when it stops) starts the next server in the same group, and the kernel
+    /// refuses a process in a group whose children have controllers (the no-internal-processes
+    /// rule).
     pub fn leave_leaf(&self, k: &dyn Kernel) -> io::Result<()> {
         if let Layout::V2 {
             root,
             subtree: true,
         } = self
         {
-            // A child process that has just exited may keep a group busy for a moment.
-            let deadline = Instant::now() + Duration::from_secs(2);
-            while_busy(deadline, || {
-                k.write(&root.join("cgroup.subtree_control"), "-memory -cpu -pids")
-            })?;
+            k.write(&root.join("cgroup.subtree_control"), "-memory -cpu -pids")?;
             k.write(&root.join("cgroup.procs"), &std::process::id().to_string())?;
-            while_busy(deadline, || k.remove_dir(&root.join(SERVER_LEAF)))?;
+            // A process of the server's that has just exited (a sandbox's watcher, mkfs.ext4)
+            // may keep the leaf busy for a moment.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            return match while_busy(deadline, || k.remove_dir(&root.join(SERVER_LEAF))) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                r => r,
+            };
         }
         Ok(())
     }
