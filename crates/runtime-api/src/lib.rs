@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use bytes::Bytes;
+use lamina_sandbox::cgroup::Layout;
 use lamina_sandbox::host::Host;
 use lamina_sandbox::kernel::{Kernel, LinuxKernel};
 use lamina_sandbox::rootfs::Bind;
@@ -532,11 +533,10 @@ impl Executor {
         let parent = &self.inner.cgroup_parent;
         match layout.remove_parent(self.inner.kernel.as_ref(), parent) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                let next = match layout {
-                    lamina_sandbox::cgroup::Layout::V2 { subtree: true, .. } => {
-                        "; the server's own group keeps its leaf: start the next server inside it"
-                    }
-                    _ => "",
+                let next = if matches!(layout, Layout::V2 { subtree: true, .. }) {
+                    "; the server's own group keeps its leaf: start the next server inside it"
+                } else {
+                    ""
                 };
                 tracing::warn!(error = %e, group = %parent, "cannot remove the environments' cgroup{next}");
                 false

@@ -126,22 +126,22 @@ impl Layout {
     /// refuses a process in a group whose children have controllers (the no-internal-processes
     /// rule).
     pub fn leave_leaf(&self, k: &dyn Kernel) -> io::Result<()> {
-        if let Layout::V2 {
+        let Layout::V2 {
             root,
             subtree: true,
         } = self
-        {
-            k.write(&root.join("cgroup.subtree_control"), "-memory -cpu -pids")?;
-            k.write(&root.join("cgroup.procs"), &std::process::id().to_string())?;
-            // A process of the server's that has just exited (a sandbox's watcher, mkfs.ext4)
-            // may keep the leaf busy for a moment.
-            let deadline = Instant::now() + Duration::from_secs(5);
-            return match while_busy(deadline, || k.remove_dir(&root.join(SERVER_LEAF))) {
-                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-                r => r,
-            };
+        else {
+            return Ok(());
+        };
+        k.write(&root.join("cgroup.subtree_control"), "-memory -cpu -pids")?;
+        k.write(&root.join("cgroup.procs"), &std::process::id().to_string())?;
+        // A process of the server's that has just exited (a sandbox's watcher, mkfs.ext4) may
+        // keep the leaf busy for a moment.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        match while_busy(deadline, || k.remove_dir(&root.join(SERVER_LEAF))) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            r => r,
         }
-        Ok(())
     }
 
     /// Prepares the parent `lamina` group (v2: enables the controllers for its children).
