@@ -481,8 +481,8 @@ impl Environment {
     }
 
     /// The environment's freezer gate, for the pool's idle sweeper.
-    pub fn gate(&self) -> Arc<Gate> {
-        self.gate.clone()
+    pub fn gate(&self) -> &Arc<Gate> {
+        &self.gate
     }
 
     /// Runs one invocation.

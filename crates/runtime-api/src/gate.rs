@@ -44,6 +44,14 @@ impl Gate {
         self.state.store(IDLE, std::sync::atomic::Ordering::Release);
     }
 
+    /// Whether [`freeze_if_idle`](Self::freeze_if_idle) would freeze it now: idle, not yet
+    /// frozen, since before `cutoff_ms`.
+    pub fn wants_freezing(&self, cutoff_ms: i64) -> bool {
+        use std::sync::atomic::Ordering;
+        self.state.load(Ordering::Acquire) == IDLE
+            && self.idle_since_ms.load(Ordering::Relaxed) <= cutoff_ms
+    }
+
     /// Freezes the environment if it is still idle since before `cutoff_ms`. Blocking.
     pub fn freeze_if_idle(&self, k: &dyn Kernel, cutoff_ms: i64) {
         use std::sync::atomic::Ordering;
@@ -89,5 +97,28 @@ impl Gate {
                 Err(_) => tokio::task::yield_now().await,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lamina_sandbox::kernel::RecordingKernel;
+
+    #[test]
+    fn only_an_idle_environment_past_the_cutoff_wants_freezing() {
+        let k = RecordingKernel::default();
+        let gate = Gate::new(None);
+        let far = i64::MAX;
+        assert!(!gate.wants_freezing(far), "running");
+        gate.idle();
+        let since = gate.idle_since();
+        assert!(
+            !gate.wants_freezing(since - 1),
+            "idle, but not for long enough"
+        );
+        assert!(gate.wants_freezing(since));
+        gate.freeze_if_idle(&k, since);
+        assert!(!gate.wants_freezing(far), "already frozen");
     }
 }

@@ -625,18 +625,28 @@ impl State {
         let _ = self.doomed.send(env);
     }
 
+    /// Runs every half [`Settings::freeze_after`]. Only environments due to be frozen are sent to
+    /// the freezer, so a server whose idle environments are all frozen wakes no other thread.
     fn tick(&mut self) {
         let now = lamina_model::now_millis();
         let expiry = now - self.settings.keep_alive.as_millis() as i64;
+        let cutoff = now - self.settings.freeze_after.as_millis() as i64;
         let mut expired = Vec::new();
         let mut gates = Vec::new();
         for f in self.functions.values_mut() {
-            let (old, keep): (Vec<Environment>, Vec<Environment>) = std::mem::take(&mut f.idle)
-                .into_iter()
-                .partition(|e| e.gate().idle_since() < expiry);
-            f.idle = keep;
-            expired.extend(old);
-            gates.extend(f.idle.iter().map(Environment::gate));
+            if f.idle.iter().any(|e| e.gate().idle_since() < expiry) {
+                let (old, keep): (Vec<Environment>, Vec<Environment>) = std::mem::take(&mut f.idle)
+                    .into_iter()
+                    .partition(|e| e.gate().idle_since() < expiry);
+                f.idle = keep;
+                expired.extend(old);
+            }
+            gates.extend(
+                f.idle
+                    .iter()
+                    .filter(|e| e.gate().wants_freezing(cutoff))
+                    .map(|e| e.gate().clone()),
+            );
         }
         for env in expired {
             self.discard(env);

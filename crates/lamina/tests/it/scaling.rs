@@ -1,4 +1,5 @@
-//! Scaling: reserved and account concurrency with Lambda's throttles, keep-alive expiry, eviction
+//! Scaling: reserved and account concurrency with Lambda's throttles, invocations whose callers
+//! go away, keep-alive expiry, eviction
 //! under a memory budget, 200 concurrent invocations, and shutdown (in the middle of a burst of
 //! cold starts, too) that leaves nothing behind.
 
@@ -288,6 +289,45 @@ async fn idle_environments_expire_after_the_keep_alive() {
     assert!(
         is_cold(c, "brief").await,
         "destroyed after the keep-alive: scale to zero"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_invocation_its_caller_abandons_runs_to_its_end() {
+    let app = spawn_app().await;
+    let c = &app.client;
+    deploy(c, "slow", 128, "1").await;
+    c.put_function_concurrency()
+        .function_name("slow")
+        .reserved_concurrent_executions(1)
+        .send()
+        .await
+        .unwrap();
+    // A caller that gives up after 300 ms (a client with a short timeout) and closes its
+    // connection while the function sleeps for a second.
+    let url = format!("{}/2015-03-31/functions/slow/invocations", app.endpoint());
+    let gave_up = reqwest::Client::new()
+        .post(&url)
+        .body("{}")
+        .timeout(Duration::from_millis(300))
+        .send()
+        .await;
+    assert!(
+        gave_up.as_ref().is_err_and(|e| e.is_timeout()),
+        "the first call should time out: {gave_up:?}"
+    );
+    // Its invocation still runs and holds the function's one environment...
+    let meanwhile = invoke(c, "slow").await;
+    assert_eq!(
+        throttle_reason(&meanwhile).as_deref(),
+        Some("ReservedFunctionConcurrentInvocationLimitExceeded"),
+        "the abandoned invocation keeps running"
+    );
+    // ...which goes back to the pool, warm, once the invocation ends.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        !is_cold(c, "slow").await,
+        "the abandoned invocation gave its environment back"
     );
 }
 
