@@ -7,12 +7,22 @@
 //! platform holds per environment: its two `sandbox-init` processes, the server's share, and the
 //! kernel's (namespaces, the `/tmp` filesystem, sockets, the cgroups themselves). The first two
 //! are also measured on their own (this process's anonymous memory, the processes' PSS).
+//!
+//! What idle environments cost while nothing runs is measured too: this process's CPU time and
+//! its threads' context switches over [`IDLE_SPAN`], before the scale-out and once its
+//! environments are idle, each time once the process has become quiet: no environment is still
+//! being frozen and the CPU use has stopped falling (what a burst leaves behind, such as pools
+//! made up again, is done). The process holds the servers of the run and the bench's own client,
+//! all idle then.
 
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
 use crate::bench::{Target, bar};
+
+/// How long the idle server is watched, before the scale-out and after it.
+const IDLE_SPAN: Duration = Duration::from_secs(3);
 
 pub(crate) async fn run(
     target: &Target,
@@ -25,6 +35,7 @@ pub(crate) async fn run(
     target
         .create(name, "provided.al2023", "bootstrap", 128, zip)
         .await?;
+    let idle_before = idle_cost(cgroup_parent).await;
     let available_before = mem_available_kb();
     let groups_before = groups_memory_kb(cgroup_parent);
     let (server_before, inits_before) = (rss_anon_kb(), inits_pss_kb());
@@ -59,6 +70,7 @@ pub(crate) async fn run(
     };
     let server_kb = per_env(server_before, rss_anon_kb());
     let inits_kb = per_env(inits_before, inits_pss_kb());
+    let idle_after = idle_cost(cgroup_parent).await;
     Ok(json!({
         "environments": n,
         "bootstrap": bootstrap,
@@ -71,6 +83,11 @@ pub(crate) async fn run(
         "platform_memory_per_idle_environment_kib": own_kb.map(|own| host_kb - own),
         "server_memory_per_idle_environment_kib": server_kb,
         "sandbox_init_memory_per_idle_environment_kib": inits_kb,
+        "idle_cpu_ms_per_idle_s_before": idle_before.cpu_ms_per_s,
+        "idle_cpu_ms_per_idle_s": idle_after.cpu_ms_per_s,
+        "idle_switches_per_idle_s_before": idle_before.switches_per_s,
+        "idle_switches_per_idle_s": idle_after.switches_per_s,
+        "quiet_after_scale_out_s": idle_after.settled_s,
     }))
 }
 
@@ -101,16 +118,122 @@ pub(crate) fn print(s: &serde_json::Value) {
         f("server_memory_per_idle_environment_kib"),
         f("sandbox_init_memory_per_idle_environment_kib"),
     );
+    println!(
+        "idle server: {:.1} ms of CPU and {:.0} context switches a second with them all idle (quiet {:.0} s after the scale-out), {:.1} ms and {:.0} before it",
+        f("idle_cpu_ms_per_idle_s"),
+        f("idle_switches_per_idle_s"),
+        f("quiet_after_scale_out_s"),
+        f("idle_cpu_ms_per_idle_s_before"),
+        f("idle_switches_per_idle_s_before"),
+    );
+}
+
+/// What this process costs over [`IDLE_SPAN`] of doing nothing, per second, once it is quiet.
+struct Idle {
+    cpu_ms_per_s: f64,
+    switches_per_s: f64,
+    /// How long it took to become quiet (the work a burst leaves behind: freezing, pools made
+    /// up again, logs written).
+    settled_s: f64,
+}
+
+async fn idle_cost(cgroup_parent: &str) -> Idle {
+    let settled_s = settle(cgroup_parent).await.as_secs_f64();
+    // The walks over the threads stay outside the CPU time measured.
+    let switches_before = context_switches();
+    let cpu_before = cpu_ms();
+    tokio::time::sleep(IDLE_SPAN).await;
+    let cpu_after = cpu_ms();
+    let switches_after = context_switches();
+    // Counted over the threads alive at both ends (the runtime's blocking threads come and go).
+    let switches: u64 = switches_after
+        .iter()
+        .filter_map(|(tid, n)| Some(n.saturating_sub(*switches_before.get(tid)?)))
+        .sum();
+    let span = IDLE_SPAN.as_secs_f64();
+    Idle {
+        cpu_ms_per_s: (cpu_after - cpu_before) / span,
+        switches_per_s: switches as f64 / span,
+        settled_s,
+    }
+}
+
+/// Waits, a second at a time, until no more environments are being frozen and this process's
+/// CPU use has stopped falling (within 20 %, or 2 ms a second), for at most 60 s; returns how
+/// long it waited.
+async fn settle(cgroup_parent: &str) -> Duration {
+    let start = Instant::now();
+    let second = || async {
+        let before = cpu_ms();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        (cpu_ms() - before, frozen_groups(cgroup_parent))
+    };
+    let (mut cpu, mut frozen) = second().await;
+    while start.elapsed() < Duration::from_secs(60) {
+        let (cpu_now, frozen_now) = second().await;
+        if frozen_now == frozen && (cpu_now > cpu * 0.8 || cpu - cpu_now < 2.0) {
+            break;
+        }
+        (cpu, frozen) = (cpu_now, frozen_now);
+    }
+    start.elapsed()
+}
+
+/// How many of the server's environment groups are frozen.
+fn frozen_groups(parent: &str) -> usize {
+    let Some((dir, v1)) = groups_dir(parent, "freezer") else {
+        return 0;
+    };
+    let frozen = |env: &std::path::Path| match v1 {
+        true => {
+            std::fs::read_to_string(env.join("freezer.state")).is_ok_and(|s| s.trim() == "FROZEN")
+        }
+        false => std::fs::read_to_string(env.join("cgroup.events"))
+            .is_ok_and(|s| s.lines().any(|l| l == "frozen 1")),
+    };
+    env_groups(&dir).filter(|env| frozen(env)).count()
+}
+
+/// The environments' groups (`env-*`) in `dir`.
+fn env_groups(dir: &std::path::Path) -> impl Iterator<Item = std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("env-"))
+        .map(|e| e.path())
+}
+
+/// The CPU time of this process (every thread, those gone too), ms.
+fn cpu_ms() -> f64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    t.tv_sec as f64 * 1e3 + t.tv_nsec as f64 / 1e6
+}
+
+/// The context switches of each of this process's threads, voluntary or not, by thread id.
+fn context_switches() -> std::collections::HashMap<String, u64> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Default::default();
+    };
+    tasks
+        .flatten()
+        .map(|t| {
+            let status = t.path().join("status");
+            let n = status_value(&status, "voluntary_ctxt_switches:")
+                + status_value(&status, "nonvoluntary_ctxt_switches:");
+            (t.file_name().to_string_lossy().into_owned(), n)
+        })
+        .collect()
 }
 
 /// This process's anonymous memory, KiB: the server's (the bench's own client is idle by then,
 /// though what it freed may still be counted).
 fn rss_anon_kb() -> u64 {
-    status_kb("/proc/self/status", "RssAnon:")
+    status_value("/proc/self/status", "RssAnon:")
 }
 
-/// The figure after `key` in a `/proc` file of `key: value kB` lines.
-fn status_kb(path: impl AsRef<std::path::Path>, key: &str) -> u64 {
+/// The figure after `key` in a `/proc` file of `key: value` or `key: value kB` lines.
+fn status_value(path: impl AsRef<std::path::Path>, key: &str) -> u64 {
     std::fs::read_to_string(path)
         .ok()
         .and_then(|m| {
@@ -131,44 +254,53 @@ fn inits_pss_kb() -> u64 {
         .filter(|p| {
             std::fs::read_to_string(p.path().join("comm")).is_ok_and(|c| c.trim() == "sandbox-init")
         })
-        .map(|p| status_kb(p.path().join("smaps_rollup"), "Pss:"))
+        .map(|p| status_value(p.path().join("smaps_rollup"), "Pss:"))
         .sum()
 }
 
 fn mem_available_kb() -> u64 {
-    status_kb("/proc/meminfo", "MemAvailable:")
+    status_value("/proc/meminfo", "MemAvailable:")
 }
 
 /// What the server's environment groups hold together, KiB: cgroup v1's memory hierarchy, or
 /// v2's group of the server (`parent` under the root, or under this process's own group).
 fn groups_memory_kb(parent: &str) -> Option<u64> {
-    let root = std::path::Path::new("/sys/fs/cgroup");
-    let v1 = root.join("memory").join(parent);
-    let (dir, file) = if v1.is_dir() {
-        (v1, "memory.usage_in_bytes")
+    let (dir, v1) = groups_dir(parent, "memory")?;
+    let file = if v1 {
+        "memory.usage_in_bytes"
     } else {
-        let own = std::fs::read_to_string("/proc/self/cgroup")
-            .ok()?
-            .lines()
-            .find_map(|l| l.strip_prefix("0::").map(str::to_owned))?;
-        let own = own.trim().trim_matches('/');
-        let own = own
-            .strip_suffix(lamina_sandbox::cgroup::SERVER_LEAF)
-            .unwrap_or(own)
-            .trim_end_matches('/');
-        let dir = [root.join(own).join(parent), root.join(parent)]
-            .into_iter()
-            .find(|d| d.is_dir())?;
-        (dir, "memory.current")
+        "memory.current"
     };
-    let mut bytes = 0u64;
-    for entry in std::fs::read_dir(dir).ok()?.flatten() {
-        if entry.file_name().to_string_lossy().starts_with("env-") {
-            bytes += std::fs::read_to_string(entry.path().join(file))
+    let bytes: u64 = env_groups(&dir)
+        .map(|env| {
+            std::fs::read_to_string(env.join(file))
                 .ok()
                 .and_then(|t| t.trim().parse::<u64>().ok())
-                .unwrap_or(0);
-        }
-    }
+                .unwrap_or(0)
+        })
+        .sum();
     Some(bytes / 1024)
+}
+
+/// The directory of the server's groups: in v1's hierarchy of `controller` (`true`), or in the
+/// v2 hierarchy (`false`), under this process's own group or at the root.
+fn groups_dir(parent: &str, controller: &str) -> Option<(std::path::PathBuf, bool)> {
+    let root = std::path::Path::new("/sys/fs/cgroup");
+    let v1 = root.join(controller).join(parent);
+    if v1.is_dir() {
+        return Some((v1, true));
+    }
+    let own = std::fs::read_to_string("/proc/self/cgroup")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("0::").map(str::to_owned))?;
+    let own = own.trim().trim_matches('/');
+    let own = own
+        .strip_suffix(lamina_sandbox::cgroup::SERVER_LEAF)
+        .unwrap_or(own)
+        .trim_end_matches('/');
+    let dir = [root.join(own).join(parent), root.join(parent)]
+        .into_iter()
+        .find(|d| d.is_dir())?;
+    Some((dir, false))
 }
