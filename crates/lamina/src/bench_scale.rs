@@ -304,3 +304,30 @@ fn groups_dir(parent: &str, controller: &str) -> Option<(std::path::PathBuf, boo
         .find(|d| d.is_dir())?;
     Some((dir, false))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_process_clock_counts_work_done() {
+        let before = cpu_ms();
+        let spin = Instant::now();
+        let mut x = 0u64;
+        while spin.elapsed() < Duration::from_millis(30) {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        assert!(cpu_ms() - before >= 15.0, "30 ms of spinning");
+    }
+
+    #[test]
+    fn a_thread_that_sleeps_switches_out() {
+        let me = std::fs::read_link("/proc/thread-self").unwrap();
+        let tid = me.file_name().unwrap().to_string_lossy().into_owned();
+        let before = context_switches()[&tid];
+        for _ in 0..3 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert!(context_switches()[&tid] >= before + 3);
+    }
+}
