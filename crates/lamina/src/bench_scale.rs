@@ -11,8 +11,8 @@
 //! What idle environments cost while nothing runs is measured too: this process's CPU time and
 //! its threads' context switches over [`IDLE_SPAN`], before the scale-out and once its
 //! environments are idle, each time once the process has become quiet: no environment is still
-//! being frozen and the CPU use has stopped falling (what a burst leaves behind, such as pools
-//! made up again, is done). The process holds the servers of the run and the bench's own client,
+//! being frozen and the CPU use is steady (what a burst leaves behind, such as pools made up
+//! again, is done). The process holds the servers of the run and the bench's own client,
 //! all idle then.
 
 use std::time::{Duration, Instant};
@@ -35,7 +35,7 @@ pub(crate) async fn run(
     target
         .create(name, "provided.al2023", "bootstrap", 128, zip)
         .await?;
-    let idle_before = idle_cost(cgroup_parent).await;
+    let idle_before = idle_cost(cgroup_parent, Instant::now()).await;
     let available_before = mem_available_kb();
     let groups_before = groups_memory_kb(cgroup_parent);
     let (server_before, inits_before) = (rss_anon_kb(), inits_pss_kb());
@@ -60,6 +60,7 @@ pub(crate) async fn run(
         b.inc(1);
     }
     b.finish_and_clear();
+    let done = Instant::now();
     let all_done_s = t.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let per_env = |before: u64, after: u64| after.saturating_sub(before) as f64 / n as f64;
@@ -70,7 +71,7 @@ pub(crate) async fn run(
     };
     let server_kb = per_env(server_before, rss_anon_kb());
     let inits_kb = per_env(inits_before, inits_pss_kb());
-    let idle_after = idle_cost(cgroup_parent).await;
+    let idle_after = idle_cost(cgroup_parent, done).await;
     Ok(json!({
         "environments": n,
         "bootstrap": bootstrap,
@@ -132,13 +133,15 @@ pub(crate) fn print(s: &serde_json::Value) {
 struct Idle {
     cpu_ms_per_s: f64,
     switches_per_s: f64,
-    /// How long it took to become quiet (the work a burst leaves behind: freezing, pools made
-    /// up again, logs written).
+    /// How long after `since` it was quiet (the work a burst leaves behind: freezing, pools
+    /// made up again, logs written).
     settled_s: f64,
 }
 
-async fn idle_cost(cgroup_parent: &str) -> Idle {
-    let settled_s = settle(cgroup_parent).await.as_secs_f64();
+/// `since`: when the work the process may still be finishing ended.
+async fn idle_cost(cgroup_parent: &str, since: Instant) -> Idle {
+    settle(cgroup_parent).await;
+    let settled_s = since.elapsed().as_secs_f64();
     // The walks over the threads stay outside the CPU time measured.
     let switches_before = context_switches();
     let cpu_before = cpu_ms();
@@ -159,9 +162,8 @@ async fn idle_cost(cgroup_parent: &str) -> Idle {
 }
 
 /// Waits, a second at a time, until no more environments are being frozen and this process's
-/// CPU use has stopped falling (within 20 %, or 2 ms a second), for at most 60 s; returns how
-/// long it waited.
-async fn settle(cgroup_parent: &str) -> Duration {
+/// CPU use is steady (the same as the second before within 20 %, or 2 ms), for at most 60 s.
+async fn settle(cgroup_parent: &str) {
     let start = Instant::now();
     let second = || async {
         let before = cpu_ms();
@@ -171,12 +173,11 @@ async fn settle(cgroup_parent: &str) -> Duration {
     let (mut cpu, mut frozen) = second().await;
     while start.elapsed() < Duration::from_secs(60) {
         let (cpu_now, frozen_now) = second().await;
-        if frozen_now == frozen && (cpu_now > cpu * 0.8 || cpu - cpu_now < 2.0) {
+        if frozen_now == frozen && (cpu_now - cpu).abs() < (0.2 * cpu).max(2.0) {
             break;
         }
         (cpu, frozen) = (cpu_now, frozen_now);
     }
-    start.elapsed()
 }
 
 /// How many of the server's environment groups are frozen.
@@ -311,13 +312,20 @@ mod tests {
 
     #[test]
     fn the_process_clock_counts_work_done() {
-        let before = cpu_ms();
-        let spin = Instant::now();
+        // Spun until this thread has had 30 ms of CPU, however loaded the machine.
+        let thread_ms = || {
+            let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+            t.tv_sec as f64 * 1e3 + t.tv_nsec as f64 / 1e6
+        };
+        let (process, thread) = (cpu_ms(), thread_ms());
         let mut x = 0u64;
-        while spin.elapsed() < Duration::from_millis(30) {
+        while thread_ms() - thread < 30.0 {
             x = std::hint::black_box(x.wrapping_add(1));
         }
-        assert!(cpu_ms() - before >= 15.0, "30 ms of spinning");
+        assert!(
+            cpu_ms() - process >= 30.0,
+            "the process had this thread's 30 ms"
+        );
     }
 
     #[test]
