@@ -185,12 +185,13 @@ fn frozen_groups(parent: &str) -> usize {
     let Some((dir, v1)) = groups_dir(parent, "freezer") else {
         return 0;
     };
-    let frozen = |env: &std::path::Path| match v1 {
-        true => {
+    let frozen = |env: &std::path::Path| {
+        if v1 {
             std::fs::read_to_string(env.join("freezer.state")).is_ok_and(|s| s.trim() == "FROZEN")
+        } else {
+            std::fs::read_to_string(env.join("cgroup.events"))
+                .is_ok_and(|s| s.lines().any(|l| l == "frozen 1"))
         }
-        false => std::fs::read_to_string(env.join("cgroup.events"))
-            .is_ok_and(|s| s.lines().any(|l| l == "frozen 1")),
     };
     env_groups(&dir).filter(|env| frozen(env)).count()
 }
@@ -207,7 +208,11 @@ fn env_groups(dir: &std::path::Path) -> impl Iterator<Item = std::path::PathBuf>
 
 /// The CPU time of this process (every thread, those gone too), ms.
 fn cpu_ms() -> f64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    clock_ms(rustix::time::ClockId::ProcessCPUTime)
+}
+
+fn clock_ms(clock: rustix::time::ClockId) -> f64 {
+    let t = rustix::time::clock_gettime(clock);
     t.tv_sec as f64 * 1e3 + t.tv_nsec as f64 / 1e6
 }
 
@@ -219,9 +224,9 @@ fn context_switches() -> std::collections::HashMap<String, u64> {
     tasks
         .flatten()
         .map(|t| {
-            let status = t.path().join("status");
-            let n = status_value(&status, "voluntary_ctxt_switches:")
-                + status_value(&status, "nonvoluntary_ctxt_switches:");
+            let status = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+            let n = value_in(&status, "voluntary_ctxt_switches:")
+                + value_in(&status, "nonvoluntary_ctxt_switches:");
             (t.file_name().to_string_lossy().into_owned(), n)
         })
         .collect()
@@ -235,13 +240,14 @@ fn rss_anon_kb() -> u64 {
 
 /// The figure after `key` in a `/proc` file of `key: value` or `key: value kB` lines.
 fn status_value(path: impl AsRef<std::path::Path>, key: &str) -> u64 {
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find_map(|l| l.strip_prefix(key))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
+    std::fs::read_to_string(path).map_or(0, |text| value_in(&text, key))
+}
+
+/// The figure after `key` in `text`, lines of `key: value` or `key: value kB`; 0 if absent.
+fn value_in(text: &str, key: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
 }
 
@@ -313,10 +319,7 @@ mod tests {
     #[test]
     fn the_process_clock_counts_work_done() {
         // Spun until this thread has had 30 ms of CPU, however loaded the machine.
-        let thread_ms = || {
-            let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
-            t.tv_sec as f64 * 1e3 + t.tv_nsec as f64 / 1e6
-        };
+        let thread_ms = || clock_ms(rustix::time::ClockId::ThreadCPUTime);
         let (process, thread) = (cpu_ms(), thread_ms());
         let mut x = 0u64;
         while thread_ms() - thread < 30.0 {

@@ -260,14 +260,21 @@ async fn scale_up_rate_throttles_new_environments_only() {
 
 /// Whether the next invocation of `name` is a cold start (its REPORT line has Init Duration).
 async fn is_cold(c: &Client, name: &str) -> bool {
-    let out = c
-        .invoke()
+    started_cold(&invoke_tail(c, name).await.unwrap())
+}
+
+/// Invokes `name` with the log's tail in the answer.
+async fn invoke_tail(c: &Client, name: &str) -> InvokeResult {
+    c.invoke()
         .function_name(name)
         .log_type(aws_sdk_lambda::types::LogType::Tail)
         .payload(Blob::new(b"{}".to_vec()))
         .send()
         .await
-        .unwrap();
+}
+
+/// Whether the invocation's REPORT line (in its log tail) has an Init Duration.
+fn started_cold(out: &aws_sdk_lambda::operation::invoke::InvokeOutput) -> bool {
     use base64::Engine;
     let log = String::from_utf8(
         base64::engine::general_purpose::STANDARD
@@ -327,32 +334,21 @@ async fn an_invocation_its_caller_abandons_runs_to_its_end() {
     );
     // ...which goes back to the pool, warm, once the invocation ends.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let next = c
-            .invoke()
-            .function_name("slow")
-            .log_type(aws_sdk_lambda::types::LogType::Tail)
-            .payload(Blob::new(b"{}".to_vec()))
-            .send()
-            .await;
-        if throttle_reason(&next).is_some() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the abandoned invocation never gave its environment back"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            continue;
+    let next = loop {
+        let next = invoke_tail(c, "slow").await;
+        if throttle_reason(&next).is_none() {
+            break next.unwrap();
         }
-        use base64::Engine;
-        let log = base64::engine::general_purpose::STANDARD
-            .decode(next.unwrap().log_result().unwrap())
-            .unwrap();
         assert!(
-            !String::from_utf8_lossy(&log).contains("Init Duration"),
-            "the environment the abandoned invocation ran in serves the next one"
+            std::time::Instant::now() < deadline,
+            "the abandoned invocation never gave its environment back"
         );
-        break;
-    }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        !started_cold(&next),
+        "the environment the abandoned invocation ran in serves the next one"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
