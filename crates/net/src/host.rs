@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 
 use futures_util::TryStreamExt;
 use nftables::schema::{NfObject, Nftables};
-use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute};
+use rtnetlink::packet_route::link::{
+    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoKind, InfoVeth, LinkAttribute,
+};
 use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 /// The network operations the server performs on its host.
@@ -138,18 +140,6 @@ impl LinuxHost {
         }
         let inside = (|| {
             let ns = open_ns()?;
-            // No IPv6 inside: nothing to filter, nothing to leak.
-            for conf in ["all", "default"] {
-                std::fs::write(format!("/proc/sys/net/ipv6/conf/{conf}/disable_ipv6"), "1")
-                    .or_else(|e| {
-                        // A kernel without IPv6 has nothing to disable.
-                        if e.kind() == io::ErrorKind::NotFound {
-                            Ok(())
-                        } else {
-                            Err(e)
-                        }
-                    })?;
-            }
             let _enter = self.rt.enter();
             let (conn, handle, _) = rtnetlink::new_connection()?;
             self.rt.spawn(conn);
@@ -224,11 +214,36 @@ impl LinuxHost {
                     .add(eth0, IpAddr::V4(sandbox), 31)
                     .execute()
                     .await?;
-                inner
+                // No IPv6 address on eth0 (no link-local either), so no IPv6 leaves the
+                // sandbox; the firewall drops it too. Set with the link, not through
+                // `/proc/sys`, whose lookups walk every namespace's entries and so grew with
+                // the number of sandboxes (0.6 ms a namespace at 1000).
+                let no_v6 = LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![
+                    AfSpecInet6::AddrGenMode(In6AddrGenMode::None),
+                ])]);
+                let up = inner
                     .link()
-                    .set(LinkUnspec::new_with_index(eth0).up().build())
+                    .set(
+                        LinkUnspec::new_with_index(eth0)
+                            .up()
+                            .append_extra_attribute(no_v6)
+                            .build(),
+                    )
                     .execute()
-                    .await?;
+                    .await;
+                match up {
+                    // A kernel without IPv6 has no address to leave out.
+                    Err(rtnetlink::Error::NetlinkError(m))
+                        if m.raw_code() == -libc::EAFNOSUPPORT =>
+                    {
+                        inner
+                            .link()
+                            .set(LinkUnspec::new_with_index(eth0).up().build())
+                            .execute()
+                            .await?
+                    }
+                    r => r?,
+                }
                 inner
                     .route()
                     .add(RouteMessageBuilder::<Ipv4Addr>::new().gateway(host).build())

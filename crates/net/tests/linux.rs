@@ -77,6 +77,24 @@ fn a_lease_gets_its_own_namespace_and_cannot_reach_the_host() {
             let addrs = Command::new("ip").args(["-4", "addr"]).output().unwrap();
             let addrs = String::from_utf8_lossy(&addrs.stdout).into_owned();
             assert!(addrs.contains(&format!("{}/31", lease.address)), "{addrs}");
+            // No IPv6 address on eth0, not even a link-local one, so IPv6 cannot leave: not to
+            // the link's multicast group, not to a global address.
+            let v6 = Command::new("ip")
+                .args(["-6", "addr", "show", "dev", "eth0"])
+                .output()
+                .unwrap();
+            let v6 = String::from_utf8_lossy(&v6.stdout).into_owned();
+            assert!(!v6.contains("inet6"), "{v6}");
+            let udp = std::net::UdpSocket::bind("[::]:0").unwrap();
+            // SAFETY: a NUL-terminated name.
+            let eth0 = unsafe { libc::if_nametoindex(c"eth0".as_ptr()) };
+            assert_ne!(eth0, 0, "no eth0");
+            let link = std::net::SocketAddrV6::new("ff02::1".parse().unwrap(), 9, 0, eth0);
+            assert!(udp.send_to(b"x", link).is_err(), "IPv6 left over eth0");
+            assert!(
+                udp.send_to(b"x", "[2001:db8::1]:9").is_err(),
+                "IPv6 has a route out"
+            );
             // Its own address works (over its loopback).
             let own = TcpListener::bind("0.0.0.0:0").unwrap();
             let own_port = own.local_addr().unwrap().port();
