@@ -390,6 +390,26 @@ impl Executor {
             None
         };
         let cgroup_parent = lamina_sandbox::cgroup::parent_name(work);
+        // Top-level symbolic links (`bin` → `usr/bin` on merged-/usr hosts) and the system tree.
+        let base = lamina_sandbox::rootfs::Base {
+            mountpoint: paths.root_mountpoint.clone(),
+            binds: system_binds,
+            symlinks,
+            // Where LD_LIBRARY_PATH looks in the function's trees (see `Base::dirs`).
+            dirs: vec!["/var/task/lib".into(), "/opt/lib".into()],
+        };
+        // Made once, so that no sandbox builds the base or pivots (root only: a sandbox in a
+        // user namespace of its own could not enter it). Without it, each builds its own.
+        let template = match host.root {
+            true => match lamina_sandbox::rootfs::make_template(&base) {
+                Ok(ns) => Some(Arc::new(ns)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot make the root's template: each sandbox builds its own root");
+                    None
+                }
+            },
+            false => None,
+        };
         let maker = Arc::new(premade::Maker {
             kernel: kernel.clone(),
             layout: host.cgroups.clone(),
@@ -398,15 +418,8 @@ impl Executor {
             net: net.clone(),
             user_namespace: !host.root,
             uids: uids.clone(),
-            // Top-level symbolic links (`bin` → `usr/bin` on merged-/usr hosts) and the system
-            // tree.
-            base: lamina_sandbox::rootfs::Base {
-                mountpoint: paths.root_mountpoint.clone(),
-                binds: system_binds,
-                symlinks,
-                // Where LD_LIBRARY_PATH looks in the function's trees (see `Base::dirs`).
-                dirs: vec!["/var/task/lib".into(), "/opt/lib".into()],
-            },
+            base,
+            template,
             next_id: AtomicU64::new(1),
             starts: Arc::default(),
         });

@@ -16,6 +16,7 @@
 //! and holds nothing of a function or a tenant until it is taken (a kind is made of the
 //! server's defaults only): a separate interpreter per sandbox, never a fork of a shared one.
 
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -49,8 +50,10 @@ pub(crate) struct Maker {
     /// This server's uids (root only): an interpreter started ahead runs as its own from the
     /// start.
     pub(crate) uids: Option<Arc<UidRange>>,
-    /// The root's base every sandbox builds before it is ready.
+    /// The root's base every sandbox builds before it is ready, or starts on with a template.
     pub(crate) base: lamina_sandbox::rootfs::Base,
+    /// The template's mount namespace, made of `base` ([`lamina_sandbox::Spec::template`]).
+    pub(crate) template: Option<Arc<std::os::fd::OwnedFd>>,
     pub(crate) next_id: AtomicU64,
     pub(crate) starts: Arc<Starts>,
 }
@@ -118,6 +121,8 @@ pub(crate) struct Premade {
     /// environment takes it over.
     uid: Option<Owned>,
     kernel: Arc<dyn Kernel>,
+    /// Made on the template: the function's trees go to it as detached mounts.
+    templated: bool,
     /// Released after the cleanup in `drop` (fields drop after it), or passed on at launch.
     token: Option<StartToken>,
 }
@@ -258,6 +263,7 @@ impl Maker {
             lease,
             uid,
             kernel: self.kernel.clone(),
+            templated: self.template.is_some(),
             token: Some(token),
         };
         let mut spec = Spec {
@@ -268,6 +274,7 @@ impl Maker {
             runtime_api_port: RUNTIME_API_PORT,
             user_namespace: self.user_namespace,
             base: Some(self.base.clone()),
+            template: self.template.is_some(),
             zygote,
         };
         if let Some(layout) = &self.layout {
@@ -291,7 +298,13 @@ impl Maker {
             premade.cgroup = Some(cg);
         }
         let netns = premade.lease.as_ref().map(lamina_net::Lease::netns);
-        premade.prepared = Some(lamina_sandbox::prepare(&self.init_exe, &spec, netns)?);
+        let template = self.template.as_deref().map(AsFd::as_fd);
+        premade.prepared = Some(lamina_sandbox::prepare(
+            &self.init_exe,
+            &spec,
+            netns,
+            template,
+        )?);
         Ok(premade)
     }
 }
@@ -327,9 +340,14 @@ impl Premade {
         launch: &Launch,
         tmp_mount: Option<std::os::fd::OwnedFd>,
     ) -> Result<Launched, SpawnError> {
+        let trees = match self.templated {
+            true => lamina_sandbox::rootfs::detached_trees(&launch.root.binds)
+                .map_err(|e| SpawnError::Setup(format!("preparing the function's trees: {e}")))?,
+            false => Vec::new(),
+        };
         let prepared = self.prepared.take().expect("made with a sandbox");
         // On failure `self` drops: the cgroups go, the lease returns.
-        let sandbox = prepared.launch(launch, tmp_mount)?;
+        let sandbox = prepared.launch(launch, trees, tmp_mount)?;
         Ok(Launched {
             id: self.id,
             sandbox: Some(sandbox),

@@ -8,7 +8,9 @@
 //!    namespace when the spec has one (`SCM_RIGHTS`);
 //! 2. unshare mount, PID, IPC, UTS and network namespaces; or, when the server prepared a network
 //!    namespace (an interface with egress, see `lamina-net`), join that one (`setns`) and unshare
-//!    the others;
+//!    the others. With the root's template ([`Spec::template`], also received over
+//!    `SCM_RIGHTS`), enter it first, so that the new mount namespace is a copy of it, whose root
+//!    is the base already; the host's cgroup files this process and PID 1 need are opened before;
 //! 3. bring up loopback, bind the Runtime API listener on `127.0.0.1:<port>` inside the new
 //!    network namespace, and send it to the server (`SCM_RIGHTS`);
 //! 4. fork PID 1 of the new PID namespace, which dies with this process (`PR_SET_PDEATHSIG`),
@@ -17,10 +19,12 @@
 //!    stops its watcher),
 //!    compiles the seccomp filters, forks the function's process (which loads them and waits,
 //!    see `init/function.rs`), builds the part of the root every function shares (the spec's
-//!    base: the system tree, `/proc`, `/dev`) and reports `joined`. Up to here nothing depends on
+//!    base: the system tree, `/proc`, `/dev`; on the template, only `/proc`) and reports
+//!    `joined`. Up to here nothing depends on
 //!    the function, so the server may do this ahead of time. PID 1 then waits for the [`Launch`]
-//!    (and the detached mount for `/tmp` when it has one), adds the function's trees to the root
-//!    (or lets the base go and builds an image's root whole), pivots into it, and hands the
+//!    (and the detached mount for `/tmp` when it has one; on the template, one detached mount per
+//!    tree before it), adds the function's trees to the root (or lets the base go and builds an
+//!    image's root whole), pivots into it (on the template, only into an image's root), hands the
 //!    launch to the function's process: rlimits, unprivileged uid/gid, no capabilities,
 //!    `execve` (`no_new_privs` holds since the filters were loaded). PID 1 reports `started`
 //!    (or why exec failed) on the control socket. A sandbox made for a managed runtime's
@@ -40,6 +44,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixStream;
+use std::path::Path;
 
 use crate::kernel::{Kernel, LinuxKernel, Namespaces};
 use crate::rootfs::Tmp;
@@ -111,9 +116,10 @@ fn read_fd(ctl: &UnixStream, what: &str) -> io::Result<OwnedFd> {
     }
 }
 
-fn join_netns(ns: &OwnedFd) -> io::Result<()> {
+/// Joins the namespace `ns` of type `kind` (`CLONE_NEWNET`, `CLONE_NEWNS`).
+fn join(ns: &OwnedFd, kind: libc::c_int) -> io::Result<()> {
     // SAFETY: setns with a namespace descriptor we own; this process is single-threaded.
-    if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } == -1 {
+    if unsafe { libc::setns(ns.as_raw_fd(), kind) } == -1 {
         return Err(io::Error::last_os_error());
     }
     Ok(())
@@ -132,32 +138,19 @@ fn run(ctl: &UnixStream) -> io::Result<i32> {
         )?),
         false => None,
     };
+    let template = match spec.template {
+        true => Some(step(
+            "receiving the root's template",
+            read_fd(ctl, "a mount namespace"),
+        )?),
+        false => None,
+    };
     if spec.user_namespace {
         step("entering a user namespace", enter_user_namespace(&k))?;
     }
-    match netns {
-        Some(ns) => {
-            step("joining the network namespace", join_netns(&ns))?;
-            step(
-                "unsharing namespaces",
-                k.unshare(Namespaces::SANDBOX_JOINED_NET),
-            )?;
-        }
-        None => step("unsharing namespaces", k.unshare(Namespaces::SANDBOX))?,
-    }
-    step("bringing up loopback", loopback_up())?;
-    let listener = step(
-        "binding the Runtime API listener",
-        std::net::TcpListener::bind(("127.0.0.1", spec.runtime_api_port)),
-    )?;
-    step(
-        "sending the listener",
-        fdpass::send_fd(ctl.as_raw_fd(), b"ready", listener.as_raw_fd()),
-    )?;
-    drop(listener);
-
-    // Opened now: PID 1's pivot_root changes this process's root too (they share a mount
-    // namespace), after which the host's cgroup files are out of reach by path.
+    // Opened now: the host's cgroup files are out of reach by path once this process is in the
+    // template's mount namespace, or once PID 1's pivot_root has changed this process's root too
+    // (they share a mount namespace).
     let thaw = spec
         .thaw
         .iter()
@@ -170,6 +163,54 @@ fn run(ctl: &UnixStream) -> io::Result<i32> {
         })
         .collect::<io::Result<Vec<_>>>();
     let thaw = step("opening the freezer", thaw)?;
+    // Opened now, like the freezer: a group this process cannot open is joined through its
+    // `cgroup.procs` instead, whose failure says why.
+    let group = spec.cgroup_dir.as_deref().and_then(|dir| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(dir)
+            .ok()
+    });
+    // The groups PID 1 joins unless born in one, opened now for the same reason.
+    let procs = spec
+        .cgroup_procs
+        .iter()
+        .map(|path| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_CLOEXEC)
+                .open(path)
+                .map_err(|e| io::Error::new(e.kind(), format!("opening {}: {e}", path.display())))
+        })
+        .collect::<io::Result<Vec<_>>>()?;
+    if let Some(ns) = netns {
+        step(
+            "joining the network namespace",
+            join(&ns, libc::CLONE_NEWNET),
+        )?;
+    }
+    // Into the template, whose copy the unshare below makes this sandbox's mount namespace: its
+    // root is the base already.
+    if let Some(t) = template {
+        step("entering the root's template", join(&t, libc::CLONE_NEWNS))?;
+    }
+    let namespaces = match spec.netns {
+        true => Namespaces::SANDBOX_JOINED_NET,
+        false => Namespaces::SANDBOX,
+    };
+    step("unsharing namespaces", k.unshare(namespaces))?;
+    step("bringing up loopback", loopback_up())?;
+    let listener = step(
+        "binding the Runtime API listener",
+        std::net::TcpListener::bind(("127.0.0.1", spec.runtime_api_port)),
+    )?;
+    step(
+        "sending the listener",
+        fdpass::send_fd(ctl.as_raw_fd(), b"ready", listener.as_raw_fd()),
+    )?;
+    drop(listener);
+
     // PID 1 cannot ask for its parent (getppid is 0 across a PID namespace): a pipe whose write
     // end only this process holds tells it whether this process is still alive.
     let mut alive = [0; 2];
@@ -184,15 +225,6 @@ fn run(ctl: &UnixStream) -> io::Result<i32> {
             OwnedFd::from_raw_fd(alive[1]),
         )
     };
-    // Opened now, like the freezer: a group this process cannot open is joined by path instead,
-    // whose failure says why.
-    let group = spec.cgroup_dir.as_deref().and_then(|dir| {
-        std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
-            .open(dir)
-            .ok()
-    });
     match fork_pid_one(group.as_ref())? {
         (0, born_in_group) => {
             // Used by the clone: PID 1 keeps no descriptor of the host's cgroup tree.
@@ -212,7 +244,13 @@ fn run(ctl: &UnixStream) -> io::Result<i32> {
             let code = if orphaned {
                 125
             } else {
-                match pid_one(&k, &spec, ctl, born_in_group) {
+                let joined = if born_in_group {
+                    drop(procs);
+                    Ok(())
+                } else {
+                    join_groups(&spec, procs)
+                };
+                match joined.and_then(|()| pid_one(&k, &spec, ctl)) {
                     Ok(code) => code,
                     Err(e) => {
                         let mut w = ctl;
@@ -225,7 +263,7 @@ fn run(ctl: &UnixStream) -> io::Result<i32> {
             unsafe { libc::_exit(code) }
         }
         (child, _) => {
-            drop(group);
+            drop((group, procs));
             drop(alive_r);
             let code = watch(ctl, child, &thaw);
             drop(alive_w);
@@ -337,16 +375,22 @@ fn watch(ctl: &UnixStream, child: libc::pid_t, thaw: &[(std::fs::File, String)])
     }
 }
 
-/// PID 1 of the sandbox: joins the cgroups unless born in them, waits for its function, builds
-/// the root, starts the function, reaps until the function exits.
-fn pid_one(k: &dyn Kernel, spec: &Spec, ctl: &UnixStream, born_in_group: bool) -> io::Result<i32> {
-    // Into the sandbox's cgroups ("0": this process), unless born there, which then become the
-    // root of its own cgroup namespace.
-    if !born_in_group {
-        for procs in &spec.cgroup_procs {
-            step(&format!("joining {}", procs.display()), k.write(procs, "0"))?;
-        }
+/// PID 1, not born in its cgroups: joins them ("0": this process) through `procs`, the
+/// `cgroup.procs` files of [`Spec::cgroup_procs`], opened before the root changed. Closes them.
+fn join_groups(spec: &Spec, procs: Vec<std::fs::File>) -> io::Result<()> {
+    for (file, path) in procs.iter().zip(&spec.cgroup_procs) {
+        step(
+            &format!("joining {}", path.display()),
+            (&*file).write_all(b"0"),
+        )?;
     }
+    Ok(())
+}
+
+/// PID 1 of the sandbox, in its cgroups: waits for its function, builds the root, starts the
+/// function, reaps until the function exits.
+fn pid_one(k: &dyn Kernel, spec: &Spec, ctl: &UnixStream) -> io::Result<i32> {
+    // The sandbox's cgroups become the root of its own cgroup namespace.
     step(
         "unsharing the cgroup namespace",
         k.unshare(Namespaces::CGROUP),
@@ -355,18 +399,18 @@ fn pid_one(k: &dyn Kernel, spec: &Spec, ctl: &UnixStream, born_in_group: bool) -
         "compiling the seccomp filters",
         seccomp::filters().map_err(io::Error::other),
     )?;
+    if spec.template && spec.base.is_none() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a sandbox on the root's template needs the base it was made of",
+        ));
+    }
     let function = match (&spec.base, &spec.zygote) {
         (Some(base), Some(zygote)) => {
-            step("building the root's base", rootfs::build_base(k, base))?;
+            let root = step("building the root's base", base_root(k, spec, base))?;
             step(
                 "starting the runtime's interpreter",
-                function::Waiting::start_zygote(
-                    k,
-                    spec.user_namespace,
-                    &filters,
-                    &base.mountpoint,
-                    zygote,
-                ),
+                function::Waiting::start_zygote(k, spec.user_namespace, &filters, root, zygote),
             )?
         }
         (None, Some(_)) => {
@@ -381,7 +425,7 @@ fn pid_one(k: &dyn Kernel, spec: &Spec, ctl: &UnixStream, born_in_group: bool) -
                 function::Waiting::fork(k, spec.user_namespace, &filters),
             )?;
             if let Some(base) = base {
-                step("building the root's base", rootfs::build_base(k, base))?;
+                step("building the root's base", base_root(k, spec, base))?;
             }
             function
         }
@@ -403,6 +447,8 @@ fn pid_one(k: &dyn Kernel, spec: &Spec, ctl: &UnixStream, born_in_group: bool) -
         ));
     }
     match (&spec.base, launch.root.on_base) {
+        // On the template, the base is the root itself; an image's root is built beside it.
+        (Some(_), _) if spec.template => {}
         (Some(base), false) => step("letting the root's base go", rootfs::drop_base(k, base))?,
         (Some(base), true) if base.mountpoint != launch.root.mountpoint => {
             return Err(io::Error::new(
@@ -418,20 +464,33 @@ fn pid_one(k: &dyn Kernel, spec: &Spec, ctl: &UnixStream, born_in_group: bool) -
         }
         _ => {}
     }
+    // On the template, the function's trees come as detached mounts, one per bind.
+    let trees = match spec.template {
+        true => (0..launch.root.binds.len())
+            .map(|_| step("receiving a tree", read_fd(ctl, "a tree's mount")))
+            .collect::<io::Result<Vec<_>>>()?,
+        false => Vec::new(),
+    };
     let tmp_mount = match launch.root.tmp {
         Tmp::Mount => Some(step("receiving /tmp", read_fd(ctl, "the /tmp mount"))?),
         Tmp::Tmpfs { .. } => None,
     };
-    step(
-        "building the root filesystem",
-        rootfs::build(k, &launch.root, tmp_mount.as_ref().map(AsRawFd::as_raw_fd)),
-    )?;
-    // PID 1's copy of the mount descriptor, attached by now.
-    drop(tmp_mount);
+    let tmp_fd = tmp_mount.as_ref().map(AsRawFd::as_raw_fd);
+    let built = match spec.template {
+        true => {
+            let fds: Vec<RawFd> = trees.iter().map(AsRawFd::as_raw_fd).collect();
+            rootfs::build_in_template(k, &launch.root, &fds, tmp_fd)
+        }
+        false => rootfs::build(k, &launch.root, tmp_fd),
+    };
+    step("building the root filesystem", built)?;
+    // PID 1's copies of the mount descriptors, attached by now.
+    drop((trees, tmp_mount));
     step("setting the hostname", k.sethostname(&launch.hostname))?;
-    // The function's process shares this mount namespace: pivot_root moved its root and working
-    // directory into the new root with PID 1's (or, for an interpreter started ahead, made the
-    // base it was chrooted in the root).
+    // The function's process shares this mount namespace: it was forked on the template's root
+    // (which is now the function's), or pivot_root moved its root and working directory into the
+    // new root with PID 1's (or, for an interpreter started ahead, made the base it was chrooted
+    // in the root).
     let (child, failure) = function.launch(&frame, &launch);
     let report = if failure.is_empty() {
         "started\n".to_owned()
@@ -456,6 +515,18 @@ fn pid_one(k: &dyn Kernel, spec: &Spec, ctl: &UnixStream, born_in_group: bool) -
             return Ok(status_code(status));
         }
     }
+}
+
+/// Makes the root's base ready and returns where it is: on the template, the root itself, which
+/// needs only this PID namespace's `/proc`; otherwise built at its mountpoint, to pivot into at
+/// launch.
+fn base_root<'a>(k: &dyn Kernel, spec: &Spec, base: &'a rootfs::Base) -> io::Result<&'a Path> {
+    if spec.template {
+        rootfs::mount_proc(k, Path::new("/proc"))?;
+        return Ok(Path::new("/"));
+    }
+    rootfs::build_base(k, base)?;
+    Ok(&base.mountpoint)
 }
 
 /// Unshares a user namespace in which our own uid and gid are root.

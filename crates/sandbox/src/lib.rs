@@ -60,6 +60,12 @@ pub struct Spec {
     /// ready, so that a launch on it ([`rootfs::RootPlan::on_base`]) only adds the function's.
     #[serde(default)]
     pub base: Option<rootfs::Base>,
+    /// The sandbox's mount namespace is a copy of the template the server made of
+    /// [`Spec::base`] ([`rootfs::make_template`], sent over `SCM_RIGHTS` after the network
+    /// namespace): its root is the base already, and a launch's trees come as detached mounts
+    /// ([`rootfs::detached_trees`]). Root only.
+    #[serde(default)]
+    pub template: bool,
     /// An interpreter the sandbox starts on its base before it reports itself ready, for a
     /// launch of exactly that interpreter (needs [`Spec::base`]).
     #[serde(default)]
@@ -71,7 +77,7 @@ pub struct Spec {
 /// the variables that take effect when a process starts (see `lamina-runtime-api`'s
 /// `runtimes::startup_sensitive`). It waits on descriptor [`ZYGOTE_FD`] (named by the variable
 /// [`ZYGOTE_VAR`]) until the launch, which it then reads as one JSON object, `{"cwd": …,
-/// "env": [[name, value], …]}`, written once the root is pivoted: nothing of the function is
+/// "env": [[name, value], …]}`, written once the root is complete: nothing of the function is
 /// read or run before. The launch must name the same program, user and limits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Zygote {

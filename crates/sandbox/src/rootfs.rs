@@ -104,22 +104,115 @@ pub fn build(k: &dyn Kernel, plan: &RootPlan, tmp_mount: Option<RawFd>) -> io::R
     }
     let root = &plan.mountpoint;
     bind_all(k, root, &plan.binds)?;
-    match (plan.tmp, tmp_mount) {
-        (Tmp::Mount, Some(fd)) => k.move_mount(fd, &root.join("tmp"))?,
-        (Tmp::Mount, None) => {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "no mount was passed for /tmp",
-            ));
-        }
+    add_tmp(k, root, plan.tmp, tmp_mount)?;
+    pivot(k, root)
+}
+
+/// Where a sandbox whose mount namespace is a copy of the template ([`build_template`]) builds
+/// an image's root: an empty directory of the template's root, where nothing is mounted until
+/// `/tmp` (which then goes into the image's root instead).
+const SPARE: &str = "/tmp";
+
+/// Completes the root of a sandbox whose mount namespace is a copy of the template
+/// ([`build_template`]), whose root is the base already and whose `/proc` is mounted
+/// ([`mount_proc`]). The function's trees arrive as detached mounts (`mounts`, one per bind of
+/// the plan, in order; see [`detached_trees`]), since no host path is reachable from here.
+/// With [`RootPlan::on_base`] they are attached in place: no pivot. An image's root is built
+/// whole on a tmpfs of its own and pivoted into, as [`build`] does.
+pub fn build_in_template(
+    k: &dyn Kernel,
+    plan: &RootPlan,
+    mounts: &[RawFd],
+    tmp_mount: Option<RawFd>,
+) -> io::Result<()> {
+    if mounts.len() != plan.binds.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} mounts were passed for {} trees",
+                mounts.len(),
+                plan.binds.len()
+            ),
+        ));
+    }
+    let root = if plan.on_base {
+        Path::new("/")
+    } else {
+        let root = Path::new(SPARE);
+        build_base(
+            k,
+            &Base {
+                mountpoint: root.into(),
+                binds: Vec::new(),
+                symlinks: plan.symlinks.clone(),
+                dirs: Vec::new(),
+            },
+        )?;
+        root
+    };
+    for (b, &fd) in plan.binds.iter().zip(mounts) {
+        let target = root.join(b.target.strip_prefix("/").unwrap_or(&b.target));
+        create_path(k, root, &b.target, b.file)?;
+        k.move_mount(fd, &target)?;
+        k.mount("none", &target, None, ro(), None)?;
+    }
+    add_tmp(k, root, plan.tmp, tmp_mount)?;
+    if plan.on_base {
+        return Ok(());
+    }
+    pivot(k, root)
+}
+
+/// Makes the template's root on the thread's own copy of the host's mount namespace: the base,
+/// pivoted into and read-only. Each sandbox then enters the template and copies it (`setns`, then
+/// `unshare`), so it starts on this root: no `pivot_root` of its own, which visits every thread
+/// on the host, and no base of its own to build.
+pub fn build_template(k: &dyn Kernel, base: &Base) -> io::Result<()> {
+    build_system(k, base)?;
+    pivot(k, &base.mountpoint)
+}
+
+/// Makes the template (see [`build_template`]) on a thread of its own, which leaves the host's
+/// mount namespace for a copy of it; the caller's threads stay where they are. Returns the
+/// template's namespace, which lives as long as the descriptor. Needs root.
+pub fn make_template(base: &Base) -> io::Result<std::os::fd::OwnedFd> {
+    let base = base.clone();
+    std::thread::spawn(move || {
+        let k = crate::kernel::LinuxKernel;
+        // A mount namespace of this thread's own (and with it its own root and working
+        // directory), which dies with the thread unless the descriptor holds it.
+        k.unshare(crate::kernel::Namespaces(
+            libc::CLONE_NEWNS | libc::CLONE_FS,
+        ))?;
+        let ns = std::fs::File::open("/proc/thread-self/ns/mnt")?;
+        build_template(&k, &base)?;
+        Ok(std::os::fd::OwnedFd::from(ns))
+    })
+    .join()
+    .map_err(|_| io::Error::other("the thread making the root's template panicked"))?
+}
+
+/// Mounts `/tmp` under `root`.
+fn add_tmp(k: &dyn Kernel, root: &Path, tmp: Tmp, tmp_mount: Option<RawFd>) -> io::Result<()> {
+    match (tmp, tmp_mount) {
+        (Tmp::Mount, Some(fd)) => k.move_mount(fd, &root.join("tmp")),
+        (Tmp::Mount, None) => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "no mount was passed for /tmp",
+        )),
         (Tmp::Tmpfs { mb }, _) => k.mount(
             "tmpfs",
             &root.join("tmp"),
             Some("tmpfs"),
             MountFlags::NOSUID | MountFlags::NODEV,
             Some(&format!("size={mb}m,mode=1777")),
-        )?,
+        ),
     }
+}
+
+/// Makes `root` the root of this mount namespace, lets the old one go and makes the new one
+/// read-only.
+fn pivot(k: &dyn Kernel, root: &Path) -> io::Result<()> {
     k.chdir(root)?;
     k.pivot_root(root, &root.join("oldroot"))?;
     k.chdir(Path::new("/"))?;
@@ -135,13 +228,42 @@ pub fn build(k: &dyn Kernel, plan: &RootPlan, tmp_mount: Option<RawFd>) -> io::R
             | MountFlags::NOSUID
             | MountFlags::NODEV,
         None,
-    )?;
-    Ok(())
+    )
+}
+
+/// Detached copies (`open_tree`) of `binds`' sources, for [`build_in_template`]: made by the
+/// server, which can reach them. A source that is a symbolic link is refused, not followed.
+pub fn detached_trees(binds: &[Bind]) -> io::Result<Vec<std::os::fd::OwnedFd>> {
+    use rustix::mount::OpenTreeFlags;
+    binds
+        .iter()
+        .map(|b| {
+            rustix::mount::open_tree(
+                rustix::fs::CWD,
+                &b.source,
+                OpenTreeFlags::OPEN_TREE_CLONE
+                    | OpenTreeFlags::OPEN_TREE_CLOEXEC
+                    | OpenTreeFlags::AT_SYMLINK_NOFOLLOW,
+            )
+            .map_err(|e| {
+                io::Error::new(
+                    io::Error::from(e).kind(),
+                    format!("{}: {e}", b.source.display()),
+                )
+            })
+        })
+        .collect()
 }
 
 /// Builds what every root shares on `base.mountpoint`: the tmpfs, the top-level links, `base`'s
 /// binds, a fresh `/proc` and a minimal `/dev`. Runs inside the new mount and PID namespaces.
 pub fn build_base(k: &dyn Kernel, base: &Base) -> io::Result<()> {
+    build_system(k, base)?;
+    mount_proc(k, &base.mountpoint.join("proc"))
+}
+
+/// The base without `/proc`, which belongs to a PID namespace.
+fn build_system(k: &dyn Kernel, base: &Base) -> io::Result<()> {
     let root = &base.mountpoint;
     // Nothing we mount may propagate back to the host.
     k.mount(
@@ -168,16 +290,6 @@ pub fn build_base(k: &dyn Kernel, base: &Base) -> io::Result<()> {
     for dir in &base.dirs {
         create_path(k, root, dir, false)?;
     }
-    let proc = root.join("proc");
-    // hidepid=2: the function sees only processes of its own uid, not PID 1 (whose command line
-    // would name the server's binary) nor anything else that runs as root.
-    k.mount(
-        "proc",
-        &proc,
-        Some("proc"),
-        MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
-        Some("hidepid=2"),
-    )?;
     let dev = root.join("dev");
     k.mount(
         "tmpfs",
@@ -199,6 +311,33 @@ pub fn build_base(k: &dyn Kernel, base: &Base) -> io::Result<()> {
     ] {
         k.symlink(target, &dev.join(name))?;
     }
+    // Read-only: nothing under /dev is written but its devices, which are mounts of their own.
+    k.mount(
+        "none",
+        &dev,
+        None,
+        MountFlags::REMOUNT
+            | MountFlags::BIND
+            | MountFlags::RDONLY
+            | MountFlags::NOSUID
+            | MountFlags::NOEXEC,
+        None,
+    )?;
+    Ok(())
+}
+
+/// A fresh `/proc` at `proc`, for this process's PID namespace, with its sensitive files masked
+/// and its system subtrees read-only.
+pub fn mount_proc(k: &dyn Kernel, proc: &Path) -> io::Result<()> {
+    // hidepid=2: the function sees only processes of its own uid, not PID 1 (whose command line
+    // would name the server's binary) nor anything else that runs as root.
+    k.mount(
+        "proc",
+        proc,
+        Some("proc"),
+        MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+        Some("hidepid=2"),
+    )?;
     for p in MASKED_PROC {
         let target = proc.join(p);
         if k.exists(&target) {
@@ -324,16 +463,7 @@ mod tests {
     #[test]
     fn a_launch_on_the_base_mounts_only_the_function_then_pivots() {
         let k = RecordingKernel::new();
-        let base = Base {
-            mountpoint: "/run/root".into(),
-            binds: vec![Bind {
-                source: "/sysroot/usr".into(),
-                target: "/usr".into(),
-                file: false,
-            }],
-            symlinks: vec![("bin".into(), "usr/bin".into())],
-            dirs: vec!["/var/task/lib".into()],
-        };
+        let base = test_base();
         build_base(&k, &base).unwrap();
         let ahead = k.calls();
         // The loader's directories under where the code goes, made on the base's tmpfs.
@@ -390,5 +520,112 @@ mod tests {
             k.calls().last(),
             Some(&Call::UmountDetach("/run/root".into()))
         );
+    }
+
+    /// A base with one tree of the system, a top-level link and a loader directory.
+    fn test_base() -> Base {
+        Base {
+            mountpoint: "/run/root".into(),
+            binds: vec![Bind {
+                source: "/sysroot/usr".into(),
+                target: "/usr".into(),
+                file: false,
+            }],
+            symlinks: vec![("bin".into(), "usr/bin".into())],
+            dirs: vec!["/var/task/lib".into()],
+        }
+    }
+
+    fn function_plan(on_base: bool) -> RootPlan {
+        RootPlan {
+            mountpoint: "/run/root".into(),
+            binds: vec![
+                Bind {
+                    source: "/data/code/trees/abc".into(),
+                    target: "/var/task".into(),
+                    file: false,
+                },
+                Bind {
+                    source: "/data/opt".into(),
+                    target: "/opt".into(),
+                    file: false,
+                },
+            ],
+            symlinks: vec![("bin".into(), "usr/bin".into())],
+            tmp: Tmp::Mount,
+            on_base,
+        }
+    }
+
+    #[test]
+    fn the_template_is_the_base_pivoted_into_without_a_proc() {
+        let k = RecordingKernel::new();
+        let base = test_base();
+        build_template(&k, &base).unwrap();
+        let calls = k.calls();
+        assert!(
+            matches!(&calls[0], Call::Mount { target, flags, .. } if target == Path::new("/") && *flags == (libc::MS_REC | libc::MS_PRIVATE))
+        );
+        assert!(calls.contains(&Call::CreateDir("/run/root/var/task/lib".into())));
+        // /proc belongs to each sandbox's PID namespace: not in the template.
+        assert!(
+            !calls
+                .iter()
+                .any(|c| matches!(c, Call::Mount { fstype: Some(t), .. } if t == "proc"))
+        );
+        // /dev is read-only (its devices are mounts of their own).
+        assert!(calls.iter().any(|c| matches!(c, Call::Mount { target, flags, .. } if target == Path::new("/run/root/dev") && flags & libc::MS_REMOUNT != 0 && flags & libc::MS_RDONLY != 0)));
+        assert!(calls.contains(&Call::PivotRoot(
+            "/run/root".into(),
+            "/run/root/oldroot".into()
+        )));
+        // Nothing of the host is left, not even the old root's mountpoint; the root is read-only.
+        let n = calls.len();
+        assert_eq!(calls[n - 3], Call::UmountDetach("/oldroot".into()));
+        assert_eq!(calls[n - 2], Call::RemoveDir("/oldroot".into()));
+        assert!(
+            matches!(&calls[n - 1], Call::Mount { target, flags, .. } if target == Path::new("/") && flags & libc::MS_RDONLY != 0)
+        );
+    }
+
+    #[test]
+    fn a_sandbox_on_the_template_attaches_its_trees_in_place_without_pivoting() {
+        let k = RecordingKernel::new();
+        mount_proc(&k, Path::new("/proc")).unwrap();
+        build_in_template(&k, &function_plan(true), &[7, 8], Some(9)).unwrap();
+        let calls = k.calls();
+        assert!(
+            matches!(&calls[0], Call::Mount { target, fstype: Some(t), .. } if target == Path::new("/proc") && t == "proc")
+        );
+        let task = calls
+            .iter()
+            .position(|c| *c == Call::MoveMount(7, "/var/task".into()))
+            .expect("the code attached");
+        assert!(
+            matches!(&calls[task + 1], Call::Mount { target, flags, .. } if target == Path::new("/var/task") && flags & libc::MS_RDONLY != 0 && flags & libc::MS_NOSUID != 0)
+        );
+        assert!(calls.contains(&Call::MoveMount(8, "/opt".into())));
+        assert!(calls.contains(&Call::MoveMount(9, "/tmp".into())));
+        assert!(!calls.iter().any(|c| matches!(c, Call::PivotRoot(..))));
+
+        // One mount per tree, or nothing is attached.
+        let k = RecordingKernel::new();
+        let e = build_in_template(&k, &function_plan(true), &[7], Some(9)).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
+        assert!(k.calls().is_empty());
+    }
+
+    #[test]
+    fn an_image_on_the_template_gets_a_root_of_its_own_and_pivots() {
+        let k = RecordingKernel::new();
+        build_in_template(&k, &function_plan(false), &[7, 8], Some(9)).unwrap();
+        let calls = k.calls();
+        // A fresh tmpfs on the template's empty /tmp, with its own /proc and /dev.
+        assert!(calls.iter().any(|c| matches!(c, Call::Mount { target, fstype: Some(t), .. } if target == Path::new("/tmp") && t == "tmpfs")));
+        assert!(calls.iter().any(|c| matches!(c, Call::Mount { target, fstype: Some(t), .. } if target == Path::new("/tmp/proc") && t == "proc")));
+        assert!(calls.contains(&Call::Symlink("usr/bin".into(), "/tmp/bin".into())));
+        assert!(calls.contains(&Call::MoveMount(7, "/tmp/var/task".into())));
+        assert!(calls.contains(&Call::MoveMount(9, "/tmp/tmp".into())));
+        assert!(calls.contains(&Call::PivotRoot("/tmp".into(), "/tmp/oldroot".into())));
     }
 }

@@ -76,15 +76,18 @@ impl Drop for Prepared {
     }
 }
 
-/// Starts `init_exe sandbox-init` and hands it `spec` (and `netns` for [`Spec::netns`]).
-/// Returns once the sandbox's network namespace exists and its listener has been received;
-/// PID 1 may still be joining its cgroups ([`Prepared::wait_ready`] waits for that).
+/// Starts `init_exe sandbox-init` and hands it `spec` (and `netns` for [`Spec::netns`], the
+/// template's mount namespace for [`Spec::template`]). Returns once the sandbox's network
+/// namespace exists and its listener has been received; PID 1 may still be joining its cgroups
+/// ([`Prepared::wait_ready`] waits for that).
 pub fn prepare(
     init_exe: &Path,
     spec: &Spec,
     netns: Option<BorrowedFd<'_>>,
+    template: Option<BorrowedFd<'_>>,
 ) -> Result<Prepared, SpawnError> {
     debug_assert_eq!(spec.netns, netns.is_some());
+    debug_assert_eq!(spec.template, template.is_some());
     let (ctl, theirs) = UnixStream::pair().map_err(SpawnError::Start)?;
     let (output, out_w) = std::io::pipe().map_err(SpawnError::Start)?;
     let err_w = out_w.try_clone().map_err(SpawnError::Start)?;
@@ -112,10 +115,12 @@ pub fn prepare(
     if let Err(e) = (&ctl).write_all(&framed(spec)) {
         return Err(fail(&mut child, SpawnError::Start(e)));
     }
-    if let Some(fd) = netns
-        && let Err(e) = fdpass::send_fd(ctl.as_raw_fd(), b"n", fd.as_raw_fd())
-    {
-        return Err(fail(&mut child, SpawnError::Start(e)));
+    for (fd, tag) in [(netns, b"n"), (template, b"m")] {
+        if let Some(fd) = fd
+            && let Err(e) = fdpass::send_fd(ctl.as_raw_fd(), tag, fd.as_raw_fd())
+        {
+            return Err(fail(&mut child, SpawnError::Start(e)));
+        }
     }
     let mut buf = [0u8; 4096];
     // Every read until the function has started is bounded (the limit is lifted at launch): a
@@ -195,11 +200,14 @@ impl Prepared {
         self.sandbox.as_mut().expect("present until launched")
     }
 
-    /// Hands the sandbox its function (and `tmp_mount` for [`crate::rootfs::Tmp::Mount`]) and
-    /// blocks until the function's process has been exec'd, or reports why it was not.
+    /// Hands the sandbox its function (with `trees`, one detached mount per bind of its root,
+    /// for a sandbox on the template, see [`Spec::template`]; and `tmp_mount` for
+    /// [`crate::rootfs::Tmp::Mount`]) and blocks until the function's process has been exec'd,
+    /// or reports why it was not.
     pub fn launch(
         mut self,
         launch: &Launch,
+        trees: Vec<OwnedFd>,
         tmp_mount: Option<OwnedFd>,
     ) -> Result<Sandbox, SpawnError> {
         let mut sandbox = self.sandbox.take().expect("launched once");
@@ -209,12 +217,13 @@ impl Prepared {
             e
         };
         // A failed write means PID 1 has gone: the line read below says why.
-        let sent = (&sandbox.ctl)
-            .write_all(&framed(launch))
-            .and_then(|()| match tmp_mount {
-                Some(fd) => fdpass::send_fd(sandbox.ctl.as_raw_fd(), b"t", fd.as_raw_fd()),
-                None => Ok(()),
-            });
+        let sent = (&sandbox.ctl).write_all(&framed(launch)).and_then(|()| {
+            let tagged = trees.iter().map(|fd| (b"b", fd));
+            for (tag, fd) in tagged.chain(tmp_mount.iter().map(|fd| (b"t", fd))) {
+                fdpass::send_fd(sandbox.ctl.as_raw_fd(), tag, fd.as_raw_fd())?;
+            }
+            Ok(())
+        });
         // One line comes after `joined` (which an unpooled sandbox may not have been read):
         // `started`, `exec: <why>` or `error: <why>` (EOF if everything died), within the limit.
         let line = loop {

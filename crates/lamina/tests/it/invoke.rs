@@ -471,6 +471,37 @@ async fn isolation_from_inside_a_hostile_function() {
     assert_eq!(b["write_task"], "EROFS");
     assert_eq!(b["cap_eff"], "0000000000000000", "no capabilities");
 
+    // Every sandbox's mount namespace is a copy of one template: what one attaches (its code)
+    // reaches no other. A second function's sandbox starts after this one's; each sees its own
+    // code, mounted once, and nothing of the host's root.
+    let mounts = |b: &serde_json::Value| -> Vec<String> {
+        serde_json::from_value(b["mounts"].clone()).unwrap()
+    };
+    deploy(
+        c,
+        "hostile2",
+        &host_python(),
+        "probe.handler",
+        zip_of(&[("probe.py", PROBE), ("other.txt", &b"x"[..])]),
+        128,
+        30,
+    )
+    .await;
+    let event = serde_json::json!({"action": "probe", "port": app.addr.port()});
+    let other = call(c, "hostile2", event.clone()).await.body;
+    let again = call(c, "hostile", event).await.body;
+    assert_eq!(
+        other["task_files"],
+        serde_json::json!(["other.txt", "probe.py"])
+    );
+    assert_eq!(again["task_files"], serde_json::json!(["probe.py"]));
+    for b in [&other, &again] {
+        let m = mounts(b);
+        assert_eq!(m.iter().filter(|p| *p == "/var/task").count(), 1, "{m:?}");
+        assert_eq!(m.iter().filter(|p| *p == "/").count(), 1, "{m:?}");
+        assert!(!m.iter().any(|p| p.starts_with("/oldroot")), "{m:?}");
+    }
+
     let r = call(c, "hostile", serde_json::json!({"action": "forkbomb"})).await;
     assert_eq!(r.body["error"], "EAGAIN", "{}", r.body);
     assert!(r.body["forked"].as_i64().unwrap() < 1024, "{}", r.body);

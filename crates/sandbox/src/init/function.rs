@@ -4,7 +4,9 @@
 //! it loads it: about 0.25 ms for the largest, timed under strace). It waits for its [`Launch`]
 //! on a pipe, and meanwhile holds nothing of a function: PID 1 builds the root only after it has
 //! forked, and `pivot_root` moves this process's root and working directory into the new root
-//! with PID 1's, since the two share their mount namespace.
+//! with PID 1's, since the two share their mount namespace. On the root's template
+//! ([`crate::Spec::template`]) it is forked on the root already, where the function's trees
+//! are attached later.
 //!
 //! Under the filters from the start (and so under `no_new_privs`, which loading them sets), this
 //! process still does everything it must before `execve`: rlimits, the uid and gid or the
@@ -12,9 +14,11 @@
 //!
 //! A sandbox made for a managed runtime's interpreter ([`crate::Zygote`]) forks this process once
 //! its root's base is built instead: it `chroot`s into the base, loads the filters and `execve`s
-//! the interpreter at once, with the launch's pipe as descriptor [`crate::ZYGOTE_FD`]. At launch
-//! PID 1 pivots into that same base (so the interpreter's root becomes the sandbox's) before it
-//! writes the function's working directory and variables to the pipe.
+//! the interpreter at once, with the launch's pipe as descriptor [`crate::ZYGOTE_FD`] (on the
+//! template, the base is the root: the `chroot` changes nothing). At launch PID 1 pivots into
+//! that same base (so the interpreter's root becomes the sandbox's), or on the template attaches
+//! the function's trees, before it writes the function's working directory and variables to the
+//! pipe.
 
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
