@@ -200,10 +200,7 @@ impl LinuxHost {
                     .add(hidx, IpAddr::V4(host), 31)
                     .execute()
                     .await?;
-                h.link()
-                    .set(LinkUnspec::new_with_index(hidx).up().build())
-                    .execute()
-                    .await?;
+                up_without_ipv6(&h, hidx).await?;
                 inner
                     .link()
                     .set(LinkUnspec::new_with_index(lo).up().build())
@@ -214,36 +211,7 @@ impl LinuxHost {
                     .add(eth0, IpAddr::V4(sandbox), 31)
                     .execute()
                     .await?;
-                // No IPv6 address on eth0 (no link-local either), so no IPv6 leaves the
-                // sandbox; the firewall drops it too. Set with the link, not through
-                // `/proc/sys`, whose lookups walk every namespace's entries and so grew with
-                // the number of sandboxes (0.6 ms a namespace at 1000).
-                let no_v6 = LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![
-                    AfSpecInet6::AddrGenMode(In6AddrGenMode::None),
-                ])]);
-                let up = inner
-                    .link()
-                    .set(
-                        LinkUnspec::new_with_index(eth0)
-                            .up()
-                            .append_extra_attribute(no_v6)
-                            .build(),
-                    )
-                    .execute()
-                    .await;
-                match up {
-                    // A kernel without IPv6 has no address to leave out.
-                    Err(rtnetlink::Error::NetlinkError(m))
-                        if m.raw_code() == -libc::EAFNOSUPPORT =>
-                    {
-                        inner
-                            .link()
-                            .set(LinkUnspec::new_with_index(eth0).up().build())
-                            .execute()
-                            .await?
-                    }
-                    r => r?,
-                }
+                up_without_ipv6(inner, eth0).await?;
                 inner
                     .route()
                     .add(RouteMessageBuilder::<Ipv4Addr>::new().gateway(host).build())
@@ -251,6 +219,38 @@ impl LinuxHost {
                     .await
             })
             .map_err(nl)
+    }
+}
+
+/// Brings a link up with no IPv6 address, not even a link-local one: none leaves a sandbox (the
+/// firewall drops IPv6 too), and the host's end adds no route to the host's table, whose every
+/// change walks all of it (most of the kernel's IPv6 work in a burst of starts). Set with the
+/// link, not through `/proc/sys`, whose lookups walk every namespace's entries and so grew with
+/// the number of sandboxes (0.6 ms a namespace at 1000).
+async fn up_without_ipv6(h: &Handle, index: u32) -> Result<(), rtnetlink::Error> {
+    let no_v6 =
+        LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(
+            In6AddrGenMode::None,
+        )])]);
+    let up = h
+        .link()
+        .set(
+            LinkUnspec::new_with_index(index)
+                .up()
+                .append_extra_attribute(no_v6)
+                .build(),
+        )
+        .execute()
+        .await;
+    match up {
+        // A kernel without IPv6 has no address to leave out.
+        Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -libc::EAFNOSUPPORT => {
+            h.link()
+                .set(LinkUnspec::new_with_index(index).up().build())
+                .execute()
+                .await
+        }
+        r => r,
     }
 }
 

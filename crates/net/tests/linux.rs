@@ -110,6 +110,13 @@ fn a_lease_gets_its_own_namespace_and_cannot_reach_the_host() {
             );
             assert!(r.is_err(), "a sandbox reached a host port");
         });
+        // Nor on the host's end: no link-local address, so no route in the host's table.
+        let host_v6 = Command::new("ip")
+            .args(["-6", "addr", "show", "dev", lease.interface()])
+            .output()
+            .unwrap();
+        let host_v6 = String::from_utf8_lossy(&host_v6.stdout).into_owned();
+        assert!(!host_v6.contains("inet6"), "{host_v6}");
         // From the host itself the port works: the block is the firewall's doing.
         let mut c = TcpStream::connect_timeout(
             &SocketAddrV4::new(Ipv4Addr::LOCALHOST, port).into(),
