@@ -232,26 +232,26 @@ async fn up_without_ipv6(h: &Handle, index: u32) -> Result<(), rtnetlink::Error>
         LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(
             In6AddrGenMode::None,
         )])]);
-    let up = h
+    // A message of its own, before the link is up: in one message the kernel brings the link
+    // up first, and a link with carrier would get its address in the old mode.
+    let mode = h
         .link()
         .set(
             LinkUnspec::new_with_index(index)
-                .up()
                 .append_extra_attribute(no_v6)
                 .build(),
         )
         .execute()
         .await;
-    match up {
+    match mode {
         // A kernel without IPv6 has no address to leave out.
-        Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -libc::EAFNOSUPPORT => {
-            h.link()
-                .set(LinkUnspec::new_with_index(index).up().build())
-                .execute()
-                .await
-        }
-        r => r,
+        Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -libc::EAFNOSUPPORT => {}
+        r => r?,
     }
+    h.link()
+        .set(LinkUnspec::new_with_index(index).up().build())
+        .execute()
+        .await
 }
 
 impl Host for LinuxHost {

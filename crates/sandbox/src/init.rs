@@ -104,11 +104,11 @@ fn parse<T: serde::de::DeserializeOwned>(frame: &[u8]) -> io::Result<T> {
     serde_json::from_slice(frame).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
-/// Receives a one-byte message that carries a descriptor (`what` names it in errors).
-fn read_fd(ctl: &UnixStream, what: &str) -> io::Result<OwnedFd> {
+/// Receives a one-byte message, `tag`, that carries a descriptor (`what` names it in errors).
+fn read_fd(ctl: &UnixStream, tag: u8, what: &str) -> io::Result<OwnedFd> {
     let mut byte = [0u8; 1];
     match fdpass::recv_fd(ctl, &mut byte)? {
-        (1, Some(fd)) => Ok(fd),
+        (1, Some(fd)) if byte[0] == tag => Ok(fd),
         _ => Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!("expected {what}"),
@@ -134,14 +134,14 @@ fn run(ctl: &UnixStream) -> io::Result<i32> {
     let netns = match spec.netns {
         true => Some(step(
             "receiving the network namespace",
-            read_fd(ctl, "a network namespace"),
+            read_fd(ctl, b'n', "a network namespace"),
         )?),
         false => None,
     };
     let template = match spec.template {
         true => Some(step(
             "receiving the root's template",
-            read_fd(ctl, "a mount namespace"),
+            read_fd(ctl, b'm', "a mount namespace"),
         )?),
         false => None,
     };
@@ -467,12 +467,15 @@ fn pid_one(k: &dyn Kernel, spec: &Spec, ctl: &UnixStream) -> io::Result<i32> {
     // On the template, the function's trees come as detached mounts, one per bind.
     let trees = match spec.template {
         true => (0..launch.root.binds.len())
-            .map(|_| step("receiving a tree", read_fd(ctl, "a tree's mount")))
+            .map(|_| step("receiving a tree", read_fd(ctl, b'b', "a tree's mount")))
             .collect::<io::Result<Vec<_>>>()?,
         false => Vec::new(),
     };
     let tmp_mount = match launch.root.tmp {
-        Tmp::Mount => Some(step("receiving /tmp", read_fd(ctl, "the /tmp mount"))?),
+        Tmp::Mount => Some(step(
+            "receiving /tmp",
+            read_fd(ctl, b't', "the /tmp mount"),
+        )?),
         Tmp::Tmpfs { .. } => None,
     };
     let tmp_fd = tmp_mount.as_ref().map(AsRawFd::as_raw_fd);

@@ -154,6 +154,9 @@ pub fn build_in_template(
         let target = root.join(b.target.strip_prefix("/").unwrap_or(&b.target));
         create_path(k, root, &b.target, b.file)?;
         k.move_mount(fd, &target)?;
+        // A clone of a shared mount is its peer: private, the host's mounts and unmounts under
+        // it reach no sandbox (nor visit each of them).
+        k.mount("none", &target, None, MountFlags::PRIVATE, None)?;
         k.mount("none", &target, None, ro(), None)?;
     }
     add_tmp(k, root, plan.tmp, tmp_mount)?;
@@ -177,19 +180,21 @@ pub fn build_template(k: &dyn Kernel, base: &Base) -> io::Result<()> {
 /// template's namespace, which lives as long as the descriptor. Needs root.
 pub fn make_template(base: &Base) -> io::Result<std::os::fd::OwnedFd> {
     let base = base.clone();
-    std::thread::spawn(move || {
-        let k = crate::kernel::LinuxKernel;
-        // A mount namespace of this thread's own (and with it its own root and working
-        // directory), which dies with the thread unless the descriptor holds it.
-        k.unshare(crate::kernel::Namespaces(
-            libc::CLONE_NEWNS | libc::CLONE_FS,
-        ))?;
-        let ns = std::fs::File::open("/proc/thread-self/ns/mnt")?;
-        build_template(&k, &base)?;
-        Ok(std::os::fd::OwnedFd::from(ns))
-    })
-    .join()
-    .map_err(|_| io::Error::other("the thread making the root's template panicked"))?
+    std::thread::Builder::new()
+        .name("root-template".into())
+        .spawn(move || {
+            let k = crate::kernel::LinuxKernel;
+            // A mount namespace of this thread's own (and with it its own root and working
+            // directory), which dies with the thread unless the descriptor holds it.
+            k.unshare(crate::kernel::Namespaces(
+                libc::CLONE_NEWNS | libc::CLONE_FS,
+            ))?;
+            let ns = std::fs::File::open("/proc/thread-self/ns/mnt")?;
+            build_template(&k, &base)?;
+            Ok(std::os::fd::OwnedFd::from(ns))
+        })?
+        .join()
+        .map_err(|_| io::Error::other("the thread making the root's template panicked"))?
 }
 
 /// Mounts `/tmp` under `root`.
@@ -602,7 +607,10 @@ mod tests {
             .position(|c| *c == Call::MoveMount(7, "/var/task".into()))
             .expect("the code attached");
         assert!(
-            matches!(&calls[task + 1], Call::Mount { target, flags, .. } if target == Path::new("/var/task") && flags & libc::MS_RDONLY != 0 && flags & libc::MS_NOSUID != 0)
+            matches!(&calls[task + 1], Call::Mount { target, flags, .. } if target == Path::new("/var/task") && *flags == libc::MS_PRIVATE)
+        );
+        assert!(
+            matches!(&calls[task + 2], Call::Mount { target, flags, .. } if target == Path::new("/var/task") && flags & libc::MS_RDONLY != 0 && flags & libc::MS_NOSUID != 0)
         );
         assert!(calls.contains(&Call::MoveMount(8, "/opt".into())));
         assert!(calls.contains(&Call::MoveMount(9, "/tmp".into())));
