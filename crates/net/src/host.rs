@@ -224,9 +224,9 @@ impl LinuxHost {
 
 /// Brings a link up with no IPv6 address, not even a link-local one: none leaves a sandbox (the
 /// firewall drops IPv6 too), and the host's end adds no route to the host's table, whose every
-/// change walks all of it (most of the kernel's IPv6 work in a burst of starts). Set with the
-/// link, not through `/proc/sys`, whose lookups walk every namespace's entries and so grew with
-/// the number of sandboxes (0.6 ms a namespace at 1000).
+/// change walks all of it (most of the kernel's IPv6 work in a burst of starts). Set over
+/// netlink, not through `/proc/sys`, whose lookups walk every namespace's entries and so grew
+/// with the number of sandboxes (0.6 ms a namespace at 1000).
 async fn up_without_ipv6(h: &Handle, index: u32) -> Result<(), rtnetlink::Error> {
     let no_v6 =
         LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(

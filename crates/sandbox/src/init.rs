@@ -138,6 +138,12 @@ fn run(ctl: &UnixStream) -> io::Result<i32> {
         )?),
         false => None,
     };
+    if spec.template && spec.base.is_none() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a sandbox on the root's template needs the base it was made of",
+        ));
+    }
     let template = match spec.template {
         true => Some(step(
             "receiving the root's template",
@@ -399,12 +405,6 @@ fn pid_one(k: &dyn Kernel, spec: &Spec, ctl: &UnixStream) -> io::Result<i32> {
         "compiling the seccomp filters",
         seccomp::filters().map_err(io::Error::other),
     )?;
-    if spec.template && spec.base.is_none() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "a sandbox on the root's template needs the base it was made of",
-        ));
-    }
     let function = match (&spec.base, &spec.zygote) {
         (Some(base), Some(zygote)) => {
             let root = step("building the root's base", base_root(k, spec, base))?;

@@ -92,15 +92,7 @@ fn ro() -> MountFlags {
 /// built ([`build_base`]); without it, a base built ahead must have been let go ([`drop_base`]).
 pub fn build(k: &dyn Kernel, plan: &RootPlan, tmp_mount: Option<RawFd>) -> io::Result<()> {
     if !plan.on_base {
-        build_base(
-            k,
-            &Base {
-                mountpoint: plan.mountpoint.clone(),
-                binds: Vec::new(),
-                symlinks: plan.symlinks.clone(),
-                dirs: Vec::new(),
-            },
-        )?;
+        build_image_base(k, &plan.mountpoint, plan)?;
     }
     let root = &plan.mountpoint;
     bind_all(k, root, &plan.binds)?;
@@ -139,15 +131,7 @@ pub fn build_in_template(
         Path::new("/")
     } else {
         let root = Path::new(SPARE);
-        build_base(
-            k,
-            &Base {
-                mountpoint: root.into(),
-                binds: Vec::new(),
-                symlinks: plan.symlinks.clone(),
-                dirs: Vec::new(),
-            },
-        )?;
+        build_image_base(k, root, plan)?;
         root
     };
     for (b, &fd) in plan.binds.iter().zip(mounts) {
@@ -164,6 +148,20 @@ pub fn build_in_template(
         return Ok(());
     }
     pivot(k, root)
+}
+
+/// The base of an image's root at `root`: none of the system tree (the image has its own), the
+/// plan's top-level links, `/proc` and `/dev`.
+fn build_image_base(k: &dyn Kernel, root: &Path, plan: &RootPlan) -> io::Result<()> {
+    build_base(
+        k,
+        &Base {
+            mountpoint: root.into(),
+            binds: Vec::new(),
+            symlinks: plan.symlinks.clone(),
+            dirs: Vec::new(),
+        },
+    )
 }
 
 /// Makes the template's root on the thread's own copy of the host's mount namespace: the base,
