@@ -16,7 +16,6 @@
 //! and holds nothing of a function or a tenant until it is taken (a kind is made of the
 //! server's defaults only): a separate interpreter per sandbox, never a fork of a shared one.
 
-use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -52,8 +51,8 @@ pub(crate) struct Maker {
     pub(crate) uids: Option<Arc<UidRange>>,
     /// The root's base every sandbox builds before it is ready, or starts on with a template.
     pub(crate) base: lamina_sandbox::rootfs::Base,
-    /// The template's mount namespace, made of `base` ([`lamina_sandbox::Spec::template`]).
-    pub(crate) template: Option<Arc<std::os::fd::OwnedFd>>,
+    /// The template made of `base` ([`lamina_sandbox::Spec::template`]).
+    pub(crate) template: Option<Arc<lamina_sandbox::rootfs::Template>>,
     pub(crate) next_id: AtomicU64,
     pub(crate) starts: Arc<Starts>,
 }
@@ -298,7 +297,7 @@ impl Maker {
             premade.cgroup = Some(cg);
         }
         let netns = premade.lease.as_ref().map(lamina_net::Lease::netns);
-        let template = self.template.as_deref().map(AsFd::as_fd);
+        let template = self.template.as_deref();
         premade.prepared = Some(lamina_sandbox::prepare(
             &self.init_exe,
             &spec,

@@ -125,6 +125,15 @@ fn join(ns: &OwnedFd, kind: libc::c_int) -> io::Result<()> {
     Ok(())
 }
 
+/// Enters the template's mount namespace and its root: `setns` leaves this process at the
+/// namespace's own root, below the template's when the server runs in a `chroot`.
+fn enter_template(ns: &OwnedFd, root: &OwnedFd) -> io::Result<()> {
+    join(ns, libc::CLONE_NEWNS)?;
+    rustix::process::fchdir(root)?;
+    rustix::process::chroot(".")?;
+    Ok(())
+}
+
 fn run(ctl: &UnixStream) -> io::Result<i32> {
     let k = LinuxKernel;
     let spec: Spec = step(
@@ -147,7 +156,8 @@ fn run(ctl: &UnixStream) -> io::Result<i32> {
     let template = match spec.template {
         true => Some(step(
             "receiving the root's template",
-            read_fd(ctl, b'm', "a mount namespace"),
+            read_fd(ctl, b'm', "a mount namespace")
+                .and_then(|ns| Ok((ns, read_fd(ctl, b'r', "the template's root")?))),
         )?),
         false => None,
     };
@@ -198,8 +208,8 @@ fn run(ctl: &UnixStream) -> io::Result<i32> {
     }
     // Into the template, whose copy the unshare below makes this sandbox's mount namespace: its
     // root is the base already.
-    if let Some(t) = template {
-        step("entering the root's template", join(&t, libc::CLONE_NEWNS))?;
+    if let Some((ns, root)) = template {
+        step("entering the root's template", enter_template(&ns, &root))?;
     }
     let namespaces = match spec.netns {
         true => Namespaces::SANDBOX_JOINED_NET,

@@ -173,23 +173,42 @@ pub fn build_template(k: &dyn Kernel, base: &Base) -> io::Result<()> {
     pivot(k, &base.mountpoint)
 }
 
+/// The root's template (see [`build_template`]): its mount namespace, and its root in it.
+/// `setns` puts a process at the namespace's own root, which is the template's only when the
+/// server's root is the namespace's: a server in a `chroot` (or started on a bind of `/`) must
+/// also be taken to `root`, which a sandbox does with `fchdir` and `chroot` right after `setns`.
+pub struct Template {
+    pub ns: std::os::fd::OwnedFd,
+    pub root: std::os::fd::OwnedFd,
+}
+
 /// Makes the template (see [`build_template`]) on a thread of its own, which leaves the host's
-/// mount namespace for a copy of it; the caller's threads stay where they are. Returns the
-/// template's namespace, which lives as long as the descriptor. Needs root.
-pub fn make_template(base: &Base) -> io::Result<std::os::fd::OwnedFd> {
+/// mount namespace for a copy of it; the caller's threads stay where they are. The namespace
+/// lives as long as the [`Template`]'s descriptors. Needs root.
+pub fn make_template(base: &Base) -> io::Result<Template> {
     let base = base.clone();
     std::thread::Builder::new()
         .name("root-template".into())
         .spawn(move || {
             let k = crate::kernel::LinuxKernel;
             // A mount namespace of this thread's own (and with it its own root and working
-            // directory), which dies with the thread unless the descriptor holds it.
+            // directory), which dies with the thread unless a descriptor holds it.
             k.unshare(crate::kernel::Namespaces(
                 libc::CLONE_NEWNS | libc::CLONE_FS,
             ))?;
             let ns = std::fs::File::open("/proc/thread-self/ns/mnt")?;
             build_template(&k, &base)?;
-            Ok(std::os::fd::OwnedFd::from(ns))
+            let root = rustix::fs::open(
+                "/",
+                rustix::fs::OFlags::PATH
+                    | rustix::fs::OFlags::DIRECTORY
+                    | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )?;
+            Ok(Template {
+                ns: ns.into(),
+                root,
+            })
         })?
         .join()
         .map_err(|_| io::Error::other("the thread making the root's template panicked"))?

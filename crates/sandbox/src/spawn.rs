@@ -77,14 +77,14 @@ impl Drop for Prepared {
 }
 
 /// Starts `init_exe sandbox-init` and hands it `spec` (and `netns` for [`Spec::netns`], the
-/// template's mount namespace for [`Spec::template`]). Returns once the sandbox's network
+/// template's namespace and root for [`Spec::template`]). Returns once the sandbox's network
 /// namespace exists and its listener has been received; PID 1 may still be joining its cgroups
 /// ([`Prepared::wait_ready`] waits for that).
 pub fn prepare(
     init_exe: &Path,
     spec: &Spec,
     netns: Option<BorrowedFd<'_>>,
-    template: Option<BorrowedFd<'_>>,
+    template: Option<&crate::rootfs::Template>,
 ) -> Result<Prepared, SpawnError> {
     debug_assert_eq!(spec.netns, netns.is_some());
     debug_assert_eq!(spec.template, template.is_some());
@@ -115,7 +115,9 @@ pub fn prepare(
     if let Err(e) = (&ctl).write_all(&framed(spec)) {
         return Err(fail(&mut child, SpawnError::Start(e)));
     }
-    for (fd, tag) in [(netns, b"n"), (template, b"m")] {
+    let template_ns = template.map(|t| t.ns.as_fd());
+    let template_root = template.map(|t| t.root.as_fd());
+    for (fd, tag) in [(netns, b"n"), (template_ns, b"m"), (template_root, b"r")] {
         if let Some(fd) = fd
             && let Err(e) = fdpass::send_fd(ctl.as_raw_fd(), tag, fd.as_raw_fd())
         {

@@ -164,6 +164,25 @@ pub fn python_zip(tag: &str) -> Vec<u8> {
 }
 
 /// The Python runtime this host serves: the newest `python3.X` in /usr/bin.
+/// What the probe function (`probe.py`, action `probe`) saw of the root: none of the host's
+/// `/etc` nor of its top-level directories.
+pub fn assert_no_host_dirs(b: &serde_json::Value) {
+    assert_eq!(b["shadow"], false, "the host's /etc is not visible: {b}");
+    assert_eq!(b["host_root_home"], false, "{b}");
+    let entries: Vec<&str> = b["root_entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    for forbidden in ["root", "home", "work", "srv", "boot"] {
+        assert!(
+            !entries.contains(&forbidden),
+            "/{forbidden} must not exist inside: {entries:?}"
+        );
+    }
+}
+
 pub fn host_python() -> String {
     (9..=14)
         .rev()

@@ -4,6 +4,7 @@
 mod async_invoke;
 mod awscli;
 mod billing;
+mod chroot;
 mod cli;
 mod console;
 mod crash;

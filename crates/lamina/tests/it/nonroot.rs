@@ -32,9 +32,7 @@ async fn without_root_functions_run_in_a_user_namespace() {
     let c = sdk_client(&server.endpoint(), "test", "test", "us-east-1");
     // The first start of the runtime is a plain one; later ones take its interpreter started
     // ahead (in the user namespace too): both are held to the same.
-    let mut ahead = false;
-    for i in 0..40 {
-        let b = probe(&c, &format!("unprivileged-{i}"), server.addr.port()).await;
+    probe_until_ahead(&c, "unprivileged", server.addr.port(), |b| {
         assert_eq!(
             b["cap_eff"], "0000000000000000",
             "uid 0 inside, but no capabilities: {b}"
@@ -47,19 +45,30 @@ async fn without_root_functions_run_in_a_user_namespace() {
         assert_eq!(b["host_port"], "ECONNREFUSED");
         let pids = b["pids"].as_array().unwrap();
         assert!(pids.len() <= 3, "{pids:?}");
+    })
+    .await;
+}
+
+/// Probes new functions (`PREFIX-0`, `PREFIX-1`, …) with `check` until a start takes an
+/// interpreter started ahead: the first start is a plain one. Fails after 40.
+pub(crate) async fn probe_until_ahead(
+    c: &aws_sdk_lambda::Client,
+    prefix: &str,
+    port: u16,
+    check: impl Fn(&serde_json::Value),
+) {
+    for i in 0..40 {
+        let b = probe(c, &format!("{prefix}-{i}"), port).await;
+        check(&b);
         if i == 0 {
             assert_eq!(b["ahead"], false, "{b}");
         }
         if b["ahead"] == true {
-            ahead = true;
-            break;
+            return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
-    assert!(
-        ahead,
-        "no start took an interpreter started ahead within 40 tries"
-    );
+    panic!("no start took an interpreter started ahead within 40 tries");
 }
 
 async fn probe(c: &aws_sdk_lambda::Client, name: &str, port: u16) -> serde_json::Value {
