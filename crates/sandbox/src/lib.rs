@@ -62,8 +62,8 @@ pub struct Spec {
     pub base: Option<rootfs::Base>,
     /// The sandbox's mount namespace is a copy of the template the server made of
     /// [`Spec::base`] ([`rootfs::make_template`]: its namespace and its root, sent over
-    /// `SCM_RIGHTS` after the network namespace): its root is the base already, and a launch's trees come as detached mounts
-    /// ([`rootfs::detached_trees`]). Root only.
+    /// `SCM_RIGHTS` after the network namespace): its root is the base already, and a launch's
+    /// trees come as detached mounts ([`rootfs::detached_trees`]). Root only.
     #[serde(default)]
     pub template: bool,
     /// An interpreter the sandbox starts on its base before it reports itself ready, for a

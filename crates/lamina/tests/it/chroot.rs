@@ -4,7 +4,6 @@
 //! to the template's.
 
 use crate::helpers::*;
-use crate::nonroot::probe_until_ahead;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_in_a_chroot_runs_functions_on_their_own_roots() {

@@ -163,7 +163,6 @@ pub fn python_zip(tag: &str) -> Vec<u8> {
     )])
 }
 
-/// The Python runtime this host serves: the newest `python3.X` in /usr/bin.
 /// What the probe function (`probe.py`, action `probe`) saw of the root: none of the host's
 /// `/etc` nor of its top-level directories.
 pub fn assert_no_host_dirs(b: &serde_json::Value) {
@@ -183,6 +182,57 @@ pub fn assert_no_host_dirs(b: &serde_json::Value) {
     }
 }
 
+/// Probes new functions (`PREFIX-0`, `PREFIX-1`, …) with `check` until a start takes an
+/// interpreter started ahead: the first start is a plain one. Fails after 40.
+pub async fn probe_until_ahead(
+    c: &aws_sdk_lambda::Client,
+    prefix: &str,
+    port: u16,
+    check: impl Fn(&serde_json::Value),
+) {
+    for i in 0..40 {
+        let b = probe_python(c, &format!("{prefix}-{i}"), port).await;
+        check(&b);
+        if i == 0 {
+            assert_eq!(b["ahead"], false, "{b}");
+        }
+        if b["ahead"] == true {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    panic!("no start took an interpreter started ahead within 40 tries");
+}
+
+/// Creates `name`, a Python function of `probe.py`, and invokes its `probe` action.
+async fn probe_python(c: &aws_sdk_lambda::Client, name: &str, port: u16) -> serde_json::Value {
+    let python = host_python();
+    c.create_function()
+        .function_name(name)
+        .runtime(aws_sdk_lambda::types::Runtime::from(python.as_str()))
+        .handler("probe.handler")
+        .role(ROLE)
+        .timeout(10)
+        .code(
+            aws_sdk_lambda::types::FunctionCode::builder()
+                .zip_file(aws_sdk_lambda::primitives::Blob::new(zip_of(&[(
+                    "probe.py",
+                    include_bytes!("probe.py"),
+                )])))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    invoke_json(
+        c,
+        name,
+        &serde_json::json!({"action": "probe", "port": port}),
+    )
+    .await
+}
+
+/// The Python runtime this host serves: the newest `python3.X` in /usr/bin.
 pub fn host_python() -> String {
     (9..=14)
         .rev()

@@ -2,9 +2,6 @@
 //! (uid 0 inside, the server's uid outside) with no capabilities, a read-only root, no network
 //! and seccomp. Cgroup limits need root and are reported as missing at start.
 
-use aws_sdk_lambda::primitives::Blob;
-use aws_sdk_lambda::types::{FunctionCode, Runtime};
-
 use crate::helpers::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -47,55 +44,6 @@ async fn without_root_functions_run_in_a_user_namespace() {
         assert!(pids.len() <= 3, "{pids:?}");
     })
     .await;
-}
-
-/// Probes new functions (`PREFIX-0`, `PREFIX-1`, …) with `check` until a start takes an
-/// interpreter started ahead: the first start is a plain one. Fails after 40.
-pub(crate) async fn probe_until_ahead(
-    c: &aws_sdk_lambda::Client,
-    prefix: &str,
-    port: u16,
-    check: impl Fn(&serde_json::Value),
-) {
-    for i in 0..40 {
-        let b = probe(c, &format!("{prefix}-{i}"), port).await;
-        check(&b);
-        if i == 0 {
-            assert_eq!(b["ahead"], false, "{b}");
-        }
-        if b["ahead"] == true {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-    }
-    panic!("no start took an interpreter started ahead within 40 tries");
-}
-
-async fn probe(c: &aws_sdk_lambda::Client, name: &str, port: u16) -> serde_json::Value {
-    let python = host_python();
-    c.create_function()
-        .function_name(name)
-        .runtime(Runtime::from(python.as_str()))
-        .handler("probe.handler")
-        .role(ROLE)
-        .timeout(10)
-        .code(
-            FunctionCode::builder()
-                .zip_file(Blob::new(zip_of(&[(
-                    "probe.py",
-                    include_bytes!("probe.py"),
-                )])))
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    invoke_json(
-        c,
-        name,
-        &serde_json::json!({"action": "probe", "port": port}),
-    )
-    .await
 }
 
 /// `lamina server --check` as root and as nobody: each says what works and what to change.
