@@ -9,6 +9,7 @@ mod init_exe;
 mod logsink;
 mod metricsink;
 mod network;
+mod prometheus;
 mod usagesink;
 
 use std::future::Future;
@@ -191,7 +192,7 @@ pub async fn run(
         .await
         .context("cannot read the SNS outbox")?;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), verify_signatures = config.auth.verify, console = %format!("http://{addr}/console"), "lamina is serving the Lambda, SNS, API Gateway, ECR, EC2 and CloudWatch Logs APIs, and the web console");
-    let metrics = prometheus();
+    let metrics = prometheus::handle();
     let ex = executor.clone();
     let st = state.clone();
     // Functions whose queue depth was reported, so that an emptied queue reads 0.
@@ -328,20 +329,4 @@ fn spawn_log_expiry(store: Arc<Store>, days: u32) {
             let _ = tokio::task::spawn_blocking(move || store.expire_logs(before)).await;
         }
     });
-}
-
-/// The process-wide Prometheus recorder (installed once, shared by every server in the process).
-fn prometheus() -> metrics_exporter_prometheus::PrometheusHandle {
-    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
-        std::sync::OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
-            let handle = recorder.handle();
-            if metrics::set_global_recorder(recorder).is_err() {
-                tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
-            }
-            handle
-        })
-        .clone()
 }
