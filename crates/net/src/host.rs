@@ -71,6 +71,8 @@ pub struct LinuxHost {
     handle: Handle,
     /// The namespace this thread started in: the host's.
     home: OwnedFd,
+    /// Its `/proc/sys/net/ipv6/conf`, opened once (none without IPv6): see [`disable_ipv6`].
+    v6_conf: Option<OwnedFd>,
     nft: PathBuf,
     /// This namespace is this server's to manage.
     _lock: File,
@@ -116,6 +118,9 @@ impl LinuxHost {
             .build()?;
         let lock = lock_namespace()?;
         let home = open_ns()?;
+        let v6_conf = File::open("/proc/sys/net/ipv6/conf")
+            .ok()
+            .map(OwnedFd::from);
         let handle = {
             let _enter = rt.enter();
             let (conn, handle, _) = rtnetlink::new_connection()?;
@@ -126,6 +131,7 @@ impl LinuxHost {
             rt,
             handle,
             home,
+            v6_conf,
             nft,
             _lock: lock,
         })
@@ -192,6 +198,11 @@ impl LinuxHost {
             .block_on(async { h.link().add(veth).execute().await })
             .map_err(nl)?;
         let hidx = self.index(&h, name)?;
+        // Off before the link is up: then it never gets the multicast route either.
+        let host_v6_off = self
+            .v6_conf
+            .as_ref()
+            .is_some_and(|conf| disable_ipv6(conf, name).is_ok());
         let eth0 = self.index(inner, "eth0")?;
         let lo = self.index(inner, "lo")?;
         self.rt
@@ -200,7 +211,11 @@ impl LinuxHost {
                     .add(hidx, IpAddr::V4(host), 31)
                     .execute()
                     .await?;
-                up_without_ipv6(&h, hidx).await?;
+                if host_v6_off {
+                    up(&h, hidx).await?;
+                } else {
+                    up_without_ipv6(&h, hidx).await?;
+                }
                 inner
                     .link()
                     .set(LinkUnspec::new_with_index(lo).up().build())
@@ -223,10 +238,11 @@ impl LinuxHost {
 }
 
 /// Brings a link up with no IPv6 address, not even a link-local one: none leaves a sandbox (the
-/// firewall drops IPv6 too), and the host's end adds no route to the host's table, whose every
-/// change walks all of it (most of the kernel's IPv6 work in a burst of starts). Set over
-/// netlink, not through `/proc/sys`, whose lookups walk every namespace's entries and so grew
-/// with the number of sandboxes (0.6 ms a namespace at 1000).
+/// firewall drops IPv6 too). For the sandbox's `eth0`, and for the host's end where
+/// [`disable_ipv6`] failed: without an address it adds no unicast route to the host's table,
+/// whose every change walks all of it. Set over netlink, not through a new namespace's
+/// `/proc/sys`, whose lookups walk every namespace's entries and so grew with the number of
+/// sandboxes (0.6 ms a namespace at 1000).
 async fn up_without_ipv6(h: &Handle, index: u32) -> Result<(), rtnetlink::Error> {
     let no_v6 =
         LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(
@@ -248,10 +264,40 @@ async fn up_without_ipv6(h: &Handle, index: u32) -> Result<(), rtnetlink::Error>
         Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -libc::EAFNOSUPPORT => {}
         r => r?,
     }
+    up(h, index).await
+}
+
+async fn up(h: &Handle, index: u32) -> Result<(), rtnetlink::Error> {
     h.link()
         .set(LinkUnspec::new_with_index(index).up().build())
         .execute()
         .await
+}
+
+/// Turns IPv6 off on a host's link (before it is up). Without an address it would still get a
+/// multicast route (`ff00::/8`) in the host's table, whose every change walks all the routes of
+/// that prefix: one per sandbox. Only `disable_ipv6` leaves it out, and it has no netlink
+/// setter. The file is opened below `conf`, a descriptor of the host's
+/// `/proc/sys/net/ipv6/conf`, so that only the link's own name is looked up: the directories
+/// above are every namespace's too, and their lookups compare all of them.
+fn disable_ipv6(conf: &OwnedFd, link: &str) -> io::Result<()> {
+    use std::io::Write;
+    use std::os::fd::FromRawFd;
+    let path = std::ffi::CString::new(format!("{link}/disable_ipv6"))?;
+    // SAFETY: openat on a directory descriptor we own, with a NUL-terminated relative path.
+    let fd = unsafe {
+        libc::openat(
+            conf.as_raw_fd(),
+            path.as_ptr(),
+            libc::O_WRONLY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just opened and is owned by nothing else.
+    let mut file = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    file.write_all(b"1")
 }
 
 impl Host for LinuxHost {

@@ -408,6 +408,24 @@ fn default_egress_reaches_the_internet_only_and_vpcs_reach_what_their_groups_all
     let bytes: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(bytes > 100.0, "{line}");
 
+    // The host's ends of the pairs have no IPv6 address and no IPv6 route: the host's table,
+    // whose every change walks all of it, does not grow with the sandboxes.
+    let links = lab.in_lh(&["ip", "-o", "link"]);
+    assert!(
+        links.contains(" lv"),
+        "no sandbox link on the host: {links}"
+    );
+    let v6 = lab.in_lh(&["ip", "-6", "route", "show", "table", "all"]);
+    assert!(
+        !v6.lines().any(|l| l.contains(" dev lv")),
+        "IPv6 routes on the sandboxes' links:\n{v6}"
+    );
+    let v6 = lab.in_lh(&["ip", "-6", "-o", "addr"]);
+    assert!(
+        !v6.lines().any(|l| l.contains(" lv")),
+        "IPv6 addresses on the sandboxes' links:\n{v6}"
+    );
+
     drop(app);
     let links = lab.in_lh(&["ip", "-o", "link"]);
     assert!(
