@@ -671,6 +671,17 @@ async fn tmp_is_disk_not_memory() {
     // A fresh /tmp is empty (no `lost+found`) and sticky and world-writable, as on Lambda.
     assert_eq!(b["found"], json!([]), "{b}");
     assert_eq!(b["mode"], "0o1777", "{b}");
+    // An ext4 of its own, where nothing set-uid or a device node takes effect, whose block
+    // bitmaps are read when needed rather than all at its mount (kernels since 5.9).
+    let mount = &b["mount"];
+    assert_eq!(mount["type"], "ext4", "{b}");
+    let has = |key: &str, opt: &str| {
+        mount[key]
+            .as_array()
+            .is_some_and(|o| o.iter().any(|v| v == opt))
+    };
+    assert!(has("flags", "nosuid") && has("flags", "nodev"), "{b}");
+    assert!(has("options", "no_prefetch_block_bitmaps"), "{b}");
 }
 
 #[tokio::test]

@@ -220,12 +220,23 @@ def tmp_fill(event):
         err = errno.errorcode.get(e.errno, str(e.errno))
     st = os.statvfs("/tmp")
     os.remove("/tmp/fill")
+    # How /tmp is mounted: its flags, its filesystem type and the filesystem's own options.
+    mount = None
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            head, _, tail = line.partition(" - ")
+            fields = head.split()
+            if fields[4] == "/tmp":
+                fstype, _source, superopts = tail.split()[:3]
+                mount = {"flags": fields[5].split(","), "type": fstype,
+                         "options": superopts.split(",")}
     return {
         "written_mb": written,
         "error": err,
         "size_mb": st.f_blocks * st.f_frsize >> 20,
         "found": found,
         "mode": mode,
+        "mount": mount,
     }
 
 
