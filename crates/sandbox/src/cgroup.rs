@@ -33,6 +33,11 @@ pub struct Limits {
     pub pids_max: u64,
 }
 
+/// The CFS period of a group the kernel has just made (v1's `cpu.cfs_period_us`, v2's second
+/// field of `cpu.max`), whose quota is unlimited too. Writing either walks every CPU group on the
+/// host (`tg_set_cfs_bandwidth`), so a new group is only told what differs from these.
+const FRESH_CPU_PERIOD_US: u64 = 100_000;
+
 /// CPU proportional to memory, as on Lambda: 1769 MB buys one vCPU, capped at the host's cores.
 pub fn cpu_quota_for(memory_mb: u64, period_us: u64, host_cpus: u64) -> u64 {
     let quota = memory_mb * period_us / 1769;
@@ -64,10 +69,12 @@ impl Cgroup {
                 for c in V1_CONTROLLERS {
                     k.create_dir(&cg.v1(c))?;
                 }
-                k.write(
-                    &cg.v1("cpu").join("cpu.cfs_period_us"),
-                    &limits.cpu_period_us.to_string(),
-                )?;
+                if limits.cpu_period_us != FRESH_CPU_PERIOD_US {
+                    k.write(
+                        &cg.v1("cpu").join("cpu.cfs_period_us"),
+                        &limits.cpu_period_us.to_string(),
+                    )?;
+                }
                 k.write(
                     &cg.v1("pids").join("pids.max"),
                     &limits.pids_max.to_string(),
@@ -83,7 +90,9 @@ impl Cgroup {
             }
         }
         cg.set_memory(k, limits.memory_bytes)?;
-        cg.set_cpu(k, limits.cpu_quota_us, limits.cpu_period_us)?;
+        if limits.cpu_quota_us.is_some() || limits.cpu_period_us != FRESH_CPU_PERIOD_US {
+            cg.set_cpu(k, limits.cpu_quota_us, limits.cpu_period_us)?;
+        }
         Ok(cg)
     }
 
@@ -224,15 +233,8 @@ impl Cgroup {
     /// SIGKILLs every process in the group. The CPU quota is lifted first: a dying process needs
     /// CPU time to exit, and a fork bomb under a 7 % quota would take many seconds to die.
     pub fn kill_all(&self, k: &dyn Kernel) -> io::Result<()> {
-        let period = match &self.layout {
-            Layout::V1 { .. } => k
-                .read(&self.v1("cpu").join("cpu.cfs_period_us"))
-                .ok()
-                .and_then(|p| p.trim().parse().ok())
-                .unwrap_or(100_000),
-            Layout::V2 { .. } => 100_000,
-        };
-        let _ = self.set_cpu(k, None, period);
+        // v1 lifts the quota alone; on v2 the period written with it no longer matters.
+        let _ = self.set_cpu(k, None, FRESH_CPU_PERIOD_US);
         match &self.layout {
             Layout::V2 { .. } => k.write(&self.v2().join("cgroup.kill"), "1"),
             Layout::V1 { .. } => {
@@ -323,6 +325,55 @@ mod tests {
     }
 
     #[test]
+    fn a_new_group_is_told_only_the_cpu_limits_that_differ_from_the_kernels() {
+        // Every write of a CFS period or quota walks all of the host's CPU groups, so a group
+        // made with no quota and the kernel's own period gets no CPU write at all.
+        let unlimited = Limits {
+            cpu_quota_us: None,
+            ..limits()
+        };
+        let cpu_writes = |k: &RecordingKernel| {
+            k.writes()
+                .into_iter()
+                .filter(|(p, _)| p.contains("cpu"))
+                .collect::<Vec<_>>()
+        };
+        let v1 = Layout::V1 { root: "/cg".into() };
+        let v2 = Layout::V2 {
+            root: "/cg".into(),
+            subtree: false,
+        };
+        for layout in [&v1, &v2] {
+            let k = RecordingKernel::new();
+            Cgroup::create(&k, layout, "lamina/env-1", unlimited).unwrap();
+            assert_eq!(cpu_writes(&k), vec![], "{layout:?}");
+        }
+        // Another period is written, and with it (v2) the unlimited quota.
+        let other = Limits {
+            cpu_period_us: 50_000,
+            ..unlimited
+        };
+        let k = RecordingKernel::new();
+        Cgroup::create(&k, &v1, "lamina/env-1", other).unwrap();
+        assert_eq!(
+            cpu_writes(&k),
+            vec![
+                (
+                    "/cg/cpu/lamina/env-1/cpu.cfs_period_us".into(),
+                    "50000".into()
+                ),
+                ("/cg/cpu/lamina/env-1/cpu.cfs_quota_us".into(), "-1".into()),
+            ]
+        );
+        let k = RecordingKernel::new();
+        Cgroup::create(&k, &v2, "lamina/env-1", other).unwrap();
+        assert_eq!(
+            cpu_writes(&k),
+            vec![("/cg/lamina/env-1/cpu.max".into(), "max 50000".into())]
+        );
+    }
+
+    #[test]
     fn v1_setup_sequence() {
         let k = RecordingKernel::new();
         let layout = Layout::V1 { root: "/cg".into() };
@@ -337,10 +388,6 @@ mod tests {
         assert_eq!(
             k.writes(),
             vec![
-                (
-                    "/cg/cpu/lamina/env-1/cpu.cfs_period_us".into(),
-                    "100000".into()
-                ),
                 ("/cg/pids/lamina/env-1/pids.max".into(), "1024".into()),
                 (
                     "/cg/memory/lamina/env-1/memory.limit_in_bytes".into(),
