@@ -25,7 +25,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::Duration;
 
@@ -546,8 +546,25 @@ fn mount_image(image: &File) -> io::Result<OwnedFd> {
     Ok(mount)
 }
 
+/// Whether ext4 may be asked not to read its block bitmaps ahead; cleared at the first refusal.
+static NO_READ_AHEAD: AtomicBool = AtomicBool::new(true);
+
 /// Mounts the ext4 filesystem on `device` as a detached mount (nosuid, nodev).
 fn mount_ext4(device: &Path) -> io::Result<OwnedFd> {
+    if NO_READ_AHEAD.load(Ordering::Relaxed) {
+        match mount_ext4_with(device, true) {
+            // Kernels before 5.9 know no such option and never read ahead. Before 5.17 ext4
+            // takes its options as one string, so the refusal only comes here.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                NO_READ_AHEAD.store(false, Ordering::Relaxed);
+            }
+            made => return made,
+        }
+    }
+    mount_ext4_with(device, false)
+}
+
+fn mount_ext4_with(device: &Path, no_read_ahead: bool) -> io::Result<OwnedFd> {
     use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags};
     let fs = rustix::mount::fsopen("ext4", FsOpenFlags::FSOPEN_CLOEXEC)?;
     rustix::mount::fsconfig_set_string(fs.as_fd(), "source", device)?;
@@ -555,9 +572,10 @@ fn mount_ext4(device: &Path) -> io::Result<OwnedFd> {
     rustix::mount::fsconfig_set_flag(fs.as_fd(), "noinit_itable")?;
     // Nor are the block bitmaps read ahead after the mount (a function's first write reads the
     // one it needs): the read-ahead cost every start a pass of ext4's lazy-init thread and reads
-    // through the loop device. Kernels before 5.9 know no such option and never read ahead; the
-    // refusal leaves the context as it was.
-    let _ = rustix::mount::fsconfig_set_flag(fs.as_fd(), "no_prefetch_block_bitmaps");
+    // through the loop device.
+    if no_read_ahead {
+        rustix::mount::fsconfig_set_flag(fs.as_fd(), "no_prefetch_block_bitmaps")?;
+    }
     rustix::mount::fsconfig_create(fs.as_fd())?;
     let mount = rustix::mount::fsmount(
         fs.as_fd(),
