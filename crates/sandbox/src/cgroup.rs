@@ -35,7 +35,7 @@ pub struct Limits {
 
 /// The CFS period of a group the kernel has just made (v1's `cpu.cfs_period_us`, v2's second
 /// field of `cpu.max`), whose quota is unlimited too. Writing either walks every CPU group on the
-/// host (`tg_set_cfs_bandwidth`), so a new group is only told what differs from these.
+/// host (`tg_set_bandwidth`), so a new group is only told what differs from these.
 const FRESH_CPU_PERIOD_US: u64 = 100_000;
 
 /// CPU proportional to memory, as on Lambda: 1769 MB buys one vCPU, capped at the host's cores.
@@ -90,7 +90,10 @@ impl Cgroup {
             }
         }
         cg.set_memory(k, limits.memory_bytes)?;
-        if limits.cpu_quota_us.is_some() || limits.cpu_period_us != FRESH_CPU_PERIOD_US {
+        // v1's quota is a file of its own; v2's `cpu.max` carries the period with it.
+        let v2_period =
+            matches!(cg.layout, Layout::V2 { .. }) && limits.cpu_period_us != FRESH_CPU_PERIOD_US;
+        if limits.cpu_quota_us.is_some() || v2_period {
             cg.set_cpu(k, limits.cpu_quota_us, limits.cpu_period_us)?;
         }
         Ok(cg)
@@ -348,7 +351,7 @@ mod tests {
             Cgroup::create(&k, layout, "lamina/env-1", unlimited).unwrap();
             assert_eq!(cpu_writes(&k), vec![], "{layout:?}");
         }
-        // Another period is written, and with it (v2) the unlimited quota.
+        // Another period is written: on v1 alone, on v2 with the unlimited quota.
         let other = Limits {
             cpu_period_us: 50_000,
             ..unlimited
@@ -357,13 +360,10 @@ mod tests {
         Cgroup::create(&k, &v1, "lamina/env-1", other).unwrap();
         assert_eq!(
             cpu_writes(&k),
-            vec![
-                (
-                    "/cg/cpu/lamina/env-1/cpu.cfs_period_us".into(),
-                    "50000".into()
-                ),
-                ("/cg/cpu/lamina/env-1/cpu.cfs_quota_us".into(), "-1".into()),
-            ]
+            vec![(
+                "/cg/cpu/lamina/env-1/cpu.cfs_period_us".into(),
+                "50000".into()
+            )]
         );
         let k = RecordingKernel::new();
         Cgroup::create(&k, &v2, "lamina/env-1", other).unwrap();

@@ -546,22 +546,29 @@ fn mount_image(image: &File) -> io::Result<OwnedFd> {
     Ok(mount)
 }
 
-/// Whether ext4 may be asked not to read its block bitmaps ahead; cleared at the first refusal.
-static NO_READ_AHEAD: AtomicBool = AtomicBool::new(true);
+/// Whether ext4 takes `no_prefetch_block_bitmaps` here; cleared once a mount without it
+/// succeeds where the mount with it was refused.
+static SKIP_READ_AHEAD: AtomicBool = AtomicBool::new(true);
 
 /// Mounts the ext4 filesystem on `device` as a detached mount (nosuid, nodev).
 fn mount_ext4(device: &Path) -> io::Result<OwnedFd> {
-    if NO_READ_AHEAD.load(Ordering::Relaxed) {
-        match mount_ext4_with(device, true) {
-            // Kernels before 5.9 know no such option and never read ahead. Before 5.17 ext4
-            // takes its options as one string, so the refusal only comes here.
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                NO_READ_AHEAD.store(false, Ordering::Relaxed);
-            }
-            made => return made,
-        }
+    if !SKIP_READ_AHEAD.load(Ordering::Relaxed) {
+        return mount_ext4_with(device, false);
     }
-    mount_ext4_with(device, false)
+    match mount_ext4_with(device, true) {
+        // Kernels before 5.9 know no such option (with a disk-backed /tmp, that is 5.8 alone:
+        // LOOP_CONFIGURE came in 5.8). From 5.17 an unknown option is refused as it is set;
+        // before, ext4 takes its options as one string and refuses it at FSCONFIG_CMD_CREATE.
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            let made = mount_ext4_with(device, false)?;
+            SKIP_READ_AHEAD.store(false, Ordering::Relaxed);
+            tracing::info!(
+                "ext4 refused no_prefetch_block_bitmaps: /tmp filesystems read their block bitmaps ahead"
+            );
+            Ok(made)
+        }
+        made => made,
+    }
 }
 
 fn mount_ext4_with(device: &Path, no_read_ahead: bool) -> io::Result<OwnedFd> {
