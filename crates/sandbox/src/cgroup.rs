@@ -64,12 +64,13 @@ impl Cgroup {
             layout: layout.clone(),
             rel: rel.into(),
         };
+        let other_period = limits.cpu_period_us != FRESH_CPU_PERIOD_US;
         match &cg.layout {
             Layout::V1 { .. } => {
                 for c in V1_CONTROLLERS {
                     k.create_dir(&cg.v1(c))?;
                 }
-                if limits.cpu_period_us != FRESH_CPU_PERIOD_US {
+                if other_period {
                     k.write(
                         &cg.v1("cpu").join("cpu.cfs_period_us"),
                         &limits.cpu_period_us.to_string(),
@@ -91,9 +92,8 @@ impl Cgroup {
         }
         cg.set_memory(k, limits.memory_bytes)?;
         // v1's quota is a file of its own; v2's `cpu.max` carries the period with it.
-        let v2_period =
-            matches!(cg.layout, Layout::V2 { .. }) && limits.cpu_period_us != FRESH_CPU_PERIOD_US;
-        if limits.cpu_quota_us.is_some() || v2_period {
+        if limits.cpu_quota_us.is_some() || (other_period && matches!(cg.layout, Layout::V2 { .. }))
+        {
             cg.set_cpu(k, limits.cpu_quota_us, limits.cpu_period_us)?;
         }
         Ok(cg)
