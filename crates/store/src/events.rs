@@ -101,11 +101,17 @@ fn function_id(conn: &rusqlite::Connection, key: &FunctionKey) -> Result<i64, St
     .ok_or(StoreError::NotFound)
 }
 
-fn insert_event(tx: &rusqlite::Transaction<'_>, e: &NewEvent) -> Result<(), StoreError> {
+/// Queues `e`, due at once, or leased until `leased_until`. Returns its id.
+fn insert_event(
+    tx: &rusqlite::Transaction<'_>,
+    e: &NewEvent,
+    leased_until: Option<i64>,
+) -> Result<i64, StoreError> {
     let id = function_id(tx, &e.function)?;
     tx.prepare_cached(
-        "INSERT INTO async_events (request_id, function_id, qualifier, payload, received_ms, due_ms, hops)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)",
+        "INSERT INTO async_events
+            (request_id, function_id, qualifier, payload, received_ms, due_ms, hops, leased)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
     .execute(params![
         e.request_id,
@@ -113,9 +119,11 @@ fn insert_event(tx: &rusqlite::Transaction<'_>, e: &NewEvent) -> Result<(), Stor
         e.qualifier,
         e.payload,
         e.received_ms,
-        e.hops
+        leased_until.unwrap_or(e.received_ms),
+        e.hops,
+        leased_until.is_some(),
     ])?;
-    Ok(())
+    Ok(tx.last_insert_rowid())
 }
 
 /// A function's due events, oldest due first.
@@ -222,8 +230,8 @@ fn settle(
                     > 0;
                 let delivered = match then {
                     None => false,
-                    Some(e) => match insert_event(&tx, e) {
-                        Ok(()) => true,
+                    Some(e) => match insert_event(&tx, e, None) {
+                        Ok(_) => true,
                         Err(StoreError::NotFound) => false,
                         Err(e) => return Err(e),
                     },
@@ -241,22 +249,22 @@ fn settle(
 }
 
 impl Store {
-    /// Queues events in one transaction. Each result says whether that event was queued
-    /// (`NotFound`: its function no longer exists).
+    /// Queues events in one transaction, due at once or, with `leased_until`, already leased
+    /// (for a dispatcher that takes them straight from the acceptance: no lease of its own, and
+    /// a restart releases them as it does every lease). Each result is that event's id, or
+    /// `NotFound` where its function no longer exists.
     pub fn enqueue_events(
         &self,
         events: &[NewEvent],
-    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        leased_until: Option<i64>,
+    ) -> Result<Vec<Result<i64, StoreError>>, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let mut out = Vec::with_capacity(events.len());
         for e in events {
-            out.push(match insert_event(&tx, e) {
+            out.push(match insert_event(&tx, e, leased_until) {
                 Err(StoreError::NotFound) => Err(StoreError::NotFound),
-                r => {
-                    r?;
-                    Ok(())
-                }
+                r => Ok(r?),
             });
         }
         tx.commit()?;
@@ -468,7 +476,7 @@ mod tests {
     fn events_are_leased_once_requeued_and_finished() {
         let (_d, store) = store_with("f");
         let results = store
-            .enqueue_events(&[event(1, "f"), event(2, "f"), event(3, "gone")])
+            .enqueue_events(&[event(1, "f"), event(2, "f"), event(3, "gone")], None)
             .unwrap();
         assert!(results[0].is_ok() && results[1].is_ok());
         assert!(matches!(results[2], Err(StoreError::NotFound)));
@@ -532,11 +540,38 @@ mod tests {
     }
 
     #[test]
+    fn events_queued_leased_are_not_leased_again_until_a_restart() {
+        let (_d, store) = store_with("f");
+        let f = key("f");
+        let forever = i64::MAX / 2;
+        let ids = store
+            .enqueue_events(&[event(1, "f"), event(2, "gone")], Some(forever))
+            .unwrap();
+        let id = *ids[0].as_ref().unwrap();
+        assert!(matches!(ids[1], Err(StoreError::NotFound)));
+        store.enqueue_events(&[event(3, "f")], None).unwrap();
+        // Only the event queued due is leased; the other is the dispatcher's already.
+        let lease = store.lease_due_events(&f, 10_000, 10, 60_000).unwrap();
+        let leased: Vec<&str> = lease.events.iter().map(|e| e.request_id.as_str()).collect();
+        assert_eq!(leased, ["req-3"]);
+        assert_eq!(lease.next_due_ms, Some(10_000 + 60_000));
+        assert_eq!(store.queue_size().unwrap().events, 2);
+        // A restart makes it due at once, under the id the acceptance was told.
+        assert_eq!(store.release_leases().unwrap(), 2);
+        let again = store
+            .lease_due_events(&f, now_millis(), 10, 60_000)
+            .unwrap()
+            .events;
+        let first = again.iter().find(|e| e.request_id == "req-1").unwrap();
+        assert_eq!((first.id, first.attempts), (id, 0));
+    }
+
+    #[test]
     fn cached_statements_are_compiled_once() {
         let (_d, store) = store_with("f");
         let f = key("f");
         for n in 0..5 {
-            store.enqueue_events(&[event(n, "f")]).unwrap();
+            store.enqueue_events(&[event(n, "f")], None).unwrap();
             // A different limit each time: a plan that depended on it would be compiled again.
             let leased = store
                 .lease_due_events(&f, 10_000, 1 + n as usize, 60_000)
@@ -577,7 +612,7 @@ mod tests {
         };
         // 2: FULL, every acknowledged write synced before its commit returns.
         assert_eq!(synchronous(&store), 2);
-        store.enqueue_events(&[event(1, "f")]).unwrap();
+        store.enqueue_events(&[event(1, "f")], None).unwrap();
         let leased = store
             .lease_due_events(&key("f"), 10_000, 10, 60_000)
             .unwrap()
@@ -644,7 +679,7 @@ mod tests {
             Some(config.clone())
         );
         assert_eq!(store.event_configs(&key("f"), None).unwrap().len(), 1);
-        store.enqueue_events(&[event(1, "f")]).unwrap();
+        store.enqueue_events(&[event(1, "f")], None).unwrap();
         store.delete_function(&key("f")).unwrap();
         assert!(matches!(
             store.event_configs(&key("f"), None),

@@ -2,7 +2,9 @@
 //! leases them in batches (a leased event is never due again while this process lives; after a
 //! crash, every lease is released at start), and starts an attempt for as many as the scheduler
 //! has room for: an asynchronous attempt may hold only its share of a function's concurrency,
-//! so synchronous callers are never starved.
+//! so synchronous callers are never starved. While it holds few events, the acceptance commits
+//! new ones already leased and hands them over in memory (`Signal::Handed`), so that an event
+//! that finds the dispatcher keeping up costs no lease of its own.
 //!
 //! An attempt runs through [`super::invoke::run`] with the event's request id. Then, as Lambda
 //! does: a function error (handler error, timeout, crash, out of memory, failed INIT) is retried
@@ -19,6 +21,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -31,6 +34,13 @@ use super::{AppState, arn, destinations};
 
 /// Events leased at once per function. Leased events wait in memory for room to run.
 const LEASE_BATCH: usize = 64;
+/// Events the acceptance hands over already leased, at most, counting those waiting for room:
+/// beyond, they stay in the store until the dispatcher leases them (see
+/// [`super::queue::EventQueue`]).
+pub(crate) const HANDED_AT_MOST: usize = LEASE_BATCH;
+/// A lease's end for an event the dispatcher holds: never while this process lives (a restart
+/// releases every lease).
+pub(crate) const LEASED_UNTIL: i64 = i64::MAX / 2;
 
 /// Where an attempt counts: against its function's reserved concurrency, or its account's
 /// unreserved pool.
@@ -98,9 +108,30 @@ pub fn start(state: Arc<AppState>) {
         let mut outstanding: HashMap<Scope, u64> = HashMap::new();
         let mut in_flight = 0usize;
         let mut books: HashMap<FunctionKey, Arc<RuleBook>> = HashMap::new();
+        // Events handed over by the acceptance, until their function's rules are known.
+        let mut handed: HashMap<FunctionKey, Vec<QueuedEvent>> = HashMap::new();
         loop {
-            let now = now_millis();
             let mut blocked = false;
+            for (key, events) in std::mem::take(&mut handed) {
+                match rule_book(&state, &mut books, &key).await {
+                    Ok(Some(book)) => {
+                        leased
+                            .entry(key)
+                            .or_default()
+                            .extend(events.into_iter().map(|e| {
+                                let rules = book.of(e.qualifier.as_deref());
+                                (e, rules)
+                            }))
+                    }
+                    // The function is gone (its events went with it).
+                    Ok(None) => {}
+                    Err(()) => {
+                        handed.insert(key, events);
+                        blocked = true;
+                    }
+                }
+            }
+            let now = now_millis();
             let ready: HashSet<FunctionKey> = due
                 .iter()
                 .filter(|(_, at)| **at <= now)
@@ -176,6 +207,9 @@ pub fn start(state: Arc<AppState>) {
                     blocked = true;
                 }
             }
+            let waiting = leased.values().map(VecDeque::len).sum::<usize>()
+                + handed.values().map(Vec::len).sum::<usize>();
+            state.queue.waiting.store(waiting, Ordering::Release);
             // Wait for an event to fall due, an attempt to end, or (when due events found no
             // room, which synchronous work may free) a short while.
             let next_due = due.values().min().copied();
@@ -199,6 +233,13 @@ pub fn start(state: Arc<AppState>) {
                 Signal::Due(key, at) => {
                     let e = due.entry(key).or_insert(at);
                     *e = (*e).min(at);
+                }
+                Signal::Handed(e) => {
+                    // Counted as waiting before it stops being on its way, so that the
+                    // acceptance never finds it in neither.
+                    state.queue.waiting.fetch_add(1, Ordering::AcqRel);
+                    state.queue.in_transit.fetch_sub(1, Ordering::AcqRel);
+                    handed.entry(e.function.clone()).or_default().push(e);
                 }
                 Signal::Done(scope) => {
                     in_flight -= 1;
@@ -283,39 +324,67 @@ async fn lease(
     now: i64,
     n: usize,
 ) -> Result<Option<LeasedBatch>, ()> {
+    let Some(book) = rule_book(state, books, key).await? else {
+        return Ok(None);
+    };
     let store = state.store.clone();
     let k = key.clone();
+    let Some(lease) = from_store("leasing asynchronous events", move || {
+        store.lease_due_events(&k, now, n, LEASED_UNTIL - now)
+    })
+    .await?
+    else {
+        books.remove(key);
+        return Ok(None);
+    };
+    let events = lease
+        .events
+        .into_iter()
+        .map(|e| {
+            let rules = book.of(e.qualifier.as_deref());
+            (e, rules)
+        })
+        .collect();
+    Ok(Some((events, lease.next_due_ms)))
+}
+
+/// A function's event rules, read again only if they may have changed since (`None`: the
+/// function is gone).
+async fn rule_book(
+    state: &AppState,
+    books: &mut HashMap<FunctionKey, Arc<RuleBook>>,
+    key: &FunctionKey,
+) -> Result<Option<Arc<RuleBook>>, ()> {
     // Read before the rules are: a change committed meanwhile leaves the book stale.
     let epoch = state.queue.rules_epoch();
-    let known = books.get(key).filter(|b| b.epoch == epoch).cloned();
-    let r = tokio::task::spawn_blocking(move || {
-        let book = match known {
-            Some(book) => book,
-            None => Arc::new(RuleBook::read(&store, &k, epoch)?),
-        };
-        let lease = store.lease_due_events(&k, now, n, i64::MAX / 2 - now)?;
-        let events = lease
-            .events
-            .into_iter()
-            .map(|e| {
-                let rules = book.of(e.qualifier.as_deref());
-                (e, rules)
-            })
-            .collect();
-        Ok::<_, StoreError>(((events, lease.next_due_ms), book))
+    if let Some(book) = books.get(key).filter(|b| b.epoch == epoch) {
+        return Ok(Some(book.clone()));
+    }
+    let store = state.store.clone();
+    let k = key.clone();
+    let read = from_store("reading a function's event rules", move || {
+        RuleBook::read(&store, &k, epoch)
     })
-    .await;
-    match r {
-        Ok(Ok((batch, book))) => {
-            books.insert(key.clone(), book);
-            Ok(Some(batch))
-        }
-        Ok(Err(StoreError::NotFound)) => {
-            books.remove(key);
-            Ok(None)
-        }
+    .await?;
+    let Some(book) = read.map(Arc::new) else {
+        books.remove(key);
+        return Ok(None);
+    };
+    books.insert(key.clone(), book.clone());
+    Ok(Some(book))
+}
+
+/// Runs `f` on the blocking pool: `None` where its function is gone, `Err` (logged) where the
+/// store failed.
+async fn from_store<T: Send + 'static>(
+    what: &'static str,
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<Option<T>, ()> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(Some(v)),
+        Ok(Err(StoreError::NotFound)) => Ok(None),
         Ok(Err(e)) => {
-            tracing::error!(error = %e, "leasing asynchronous events failed");
+            tracing::error!(error = %e, "{what} failed");
             Err(())
         }
         Err(_) => Err(()),

@@ -4,14 +4,17 @@
 //! together are committed together (one transaction, one fsync, for everything that came in
 //! while the previous batch was being written), so acceptance is not bound by one fsync per
 //! event. The queue is bounded in events and bytes; when full, `accept` refuses with
-//! `TooManyRequestsException` and nothing is lost.
+//! `TooManyRequestsException` and nothing is lost. While the dispatcher holds fewer than a lease
+//! batch of events in memory, a batch is committed already leased and handed to it with the
+//! events' ids: no second transaction to lease them, and, as for every lease, a restart makes
+//! them due again.
 //!
 //! What becomes of events after their attempts (see [`super::dispatch`]) is written the same
 //! way: [`EventQueue::settle`] hands a [`Settle`] to the writer, which commits everything that
 //! is waiting in one transaction, then tells the dispatcher when each function has events due.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use lamina_model::{ErrorKind, LambdaError, now_millis};
@@ -48,6 +51,8 @@ pub(crate) const MAX_HOPS: u32 = 16;
 pub(crate) enum Signal {
     /// A function has an event due at this time (epoch ms).
     Due(FunctionKey, i64),
+    /// An event just accepted, committed already leased: the dispatcher's to run.
+    Handed(QueuedEvent),
     /// An attempt (counted in this scope) has ended.
     Done(super::dispatch::Scope),
     /// An attempt found no room after all: the event goes back to the dispatcher's hands as it
@@ -82,6 +87,10 @@ pub struct EventQueue {
     bytes: AtomicU64,
     /// Counts changes to what decides an event's fate; see [`EventQueue::rules_changed`].
     rules_epoch: AtomicU64,
+    /// Events handed to the dispatcher and not yet received by it.
+    pub(crate) in_transit: AtomicUsize,
+    /// Events the dispatcher holds waiting for room, as of its last pass.
+    pub(crate) waiting: AtomicUsize,
     pub(crate) settings: AsyncSettings,
 }
 
@@ -100,6 +109,8 @@ impl EventQueue {
             events: AtomicU64::new(size.events),
             bytes: AtomicU64::new(size.bytes),
             rules_epoch: AtomicU64::new(0),
+            in_transit: AtomicUsize::new(0),
+            waiting: AtomicUsize::new(0),
             settings,
         });
         tokio::spawn(write_accepted(
@@ -130,6 +141,20 @@ impl EventQueue {
         let (reply, answer) = oneshot::channel();
         permit.send((event, reply));
         answer.await.unwrap_or_else(|_| Err(shutting_down().into()))
+    }
+
+    /// Whether `n` events about to be committed go to the dispatcher already leased: only while
+    /// what it holds in memory (those on their way and those waiting for room) stays within one
+    /// lease batch. Counts them on their way if so; otherwise they are queued due, and the
+    /// dispatcher leases them from the store.
+    fn hand_over(&self, n: usize) -> bool {
+        // Only the writer adds to `in_transit`, so what it reads can only have fallen since.
+        let held = self.waiting.load(Ordering::Acquire) + self.in_transit.load(Ordering::Acquire);
+        if held + n > super::dispatch::HANDED_AT_MOST {
+            return false;
+        }
+        self.in_transit.fetch_add(n, Ordering::AcqRel);
+        true
     }
 
     /// Counts an event of `bytes` into the queue if it fits.
@@ -198,9 +223,15 @@ async fn write_accepted(
             }
         }
         let (events, replies): (Vec<NewEvent>, Vec<_>) = batch.into_iter().unzip();
+        let Some(handed) = queue.upgrade().map(|q| q.hand_over(events.len())) else {
+            return;
+        };
+        let leased_until = handed.then_some(super::dispatch::LEASED_UNTIL);
         let store = store.clone();
-        let Ok((written, events)) =
-            tokio::task::spawn_blocking(move || (store.enqueue_events(&events), events)).await
+        let Ok((written, events)) = tokio::task::spawn_blocking(move || {
+            (store.enqueue_events(&events, leased_until), events)
+        })
+        .await
         else {
             return;
         };
@@ -208,6 +239,9 @@ async fn write_accepted(
         let results = match written {
             Ok(results) => results,
             Err(err) => {
+                if handed {
+                    queue.in_transit.fetch_sub(events.len(), Ordering::AcqRel);
+                }
                 tracing::error!(error = %err, "queueing asynchronous events failed");
                 for (reply, e) in replies.into_iter().zip(&events) {
                     queue.forget(e.payload.len() as u64);
@@ -219,17 +253,33 @@ async fn write_accepted(
                 continue;
             }
         };
-        for ((reply, result), e) in replies.into_iter().zip(results).zip(&events) {
+        for ((reply, result), e) in replies.into_iter().zip(results).zip(events) {
             let answer = match result {
-                Ok(()) => {
+                Ok(id) => {
                     metrics::counter!("lamina_async_events_received_total", "function" => e.function.name.to_string()).increment(1);
-                    let _ = queue
-                        .signals
-                        .send(Signal::Due(e.function.clone(), e.received_ms));
+                    let signal = if handed {
+                        Signal::Handed(QueuedEvent {
+                            id,
+                            request_id: e.request_id,
+                            function: e.function,
+                            qualifier: e.qualifier,
+                            payload: e.payload,
+                            received_ms: e.received_ms,
+                            attempts: 0,
+                            backoff_ms: 0,
+                            hops: e.hops,
+                        })
+                    } else {
+                        Signal::Due(e.function, e.received_ms)
+                    };
+                    let _ = queue.signals.send(signal);
                     Ok(())
                 }
                 Err(_) => {
                     // Its function was deleted between the check and the commit.
+                    if handed {
+                        queue.in_transit.fetch_sub(1, Ordering::AcqRel);
+                    }
                     queue.forget(e.payload.len() as u64);
                     Err(super::function_not_found(&e.function, None))
                 }
