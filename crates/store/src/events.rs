@@ -43,12 +43,15 @@ pub struct QueuedEvent {
     pub hops: u32,
 }
 
-/// What becomes of a leased event after its attempt.
+/// What becomes of a leased event after its attempt. The event is found by its id and its
+/// request id both: SQLite gives a row's id again once the row with the highest is gone (its
+/// function deleted, say), and a late settlement must not touch the newer event that has it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Settle {
     /// Back to the queue, due at `due_ms`.
     Requeue {
         id: i64,
+        request_id: String,
         due_ms: i64,
         attempts: u32,
         backoff_ms: i64,
@@ -57,6 +60,7 @@ pub enum Settle {
     /// Done: removed, and `then` (a destination record) queued.
     Finish {
         id: i64,
+        request_id: String,
         then: Option<NewEvent>,
         usage: Option<UsageRecord>,
     },
@@ -209,6 +213,7 @@ fn settle(
         let usage = match s {
             Settle::Requeue {
                 id,
+                request_id,
                 due_ms,
                 attempts,
                 backoff_ms,
@@ -216,17 +221,23 @@ fn settle(
             } => {
                 let existed = tx
                     .prepare_cached(
-                        "UPDATE async_events SET leased = 0, due_ms = ?2, attempts = ?3, backoff_ms = ?4 WHERE id = ?1",
+                        "UPDATE async_events SET leased = 0, due_ms = ?2, attempts = ?3, backoff_ms = ?4
+                         WHERE id = ?1 AND request_id = ?5",
                     )?
-                    .execute(params![id, due_ms, attempts, backoff_ms])?
+                    .execute(params![id, due_ms, attempts, backoff_ms, request_id])?
                     > 0;
                 out.push((existed, false));
                 usage
             }
-            Settle::Finish { id, then, usage } => {
+            Settle::Finish {
+                id,
+                request_id,
+                then,
+                usage,
+            } => {
                 let existed = tx
-                    .prepare_cached("DELETE FROM async_events WHERE id = ?1")?
-                    .execute(params![id])?
+                    .prepare_cached("DELETE FROM async_events WHERE id = ?1 AND request_id = ?2")?
+                    .execute(params![id, request_id])?
                     > 0;
                 let delivered = match then {
                     None => false,
@@ -499,6 +510,7 @@ mod tests {
         store
             .settle_events(&[Settle::Requeue {
                 id: leased[0].id,
+                request_id: leased[0].request_id.clone(),
                 due_ms: now + 5,
                 attempts: 1,
                 backoff_ms: 0,
@@ -520,6 +532,7 @@ mod tests {
         let queued = store
             .settle_events(&[Settle::Finish {
                 id: again[0].id,
+                request_id: again[0].request_id.clone(),
                 then: Some(record),
                 usage: None,
             }])
@@ -567,6 +580,59 @@ mod tests {
     }
 
     #[test]
+    fn a_late_settlement_leaves_the_event_that_got_its_id_again() {
+        let (_d, store) = store_with("f");
+        crate::functions::tests::create_plain(&store, &key("g"));
+        let forever = i64::MAX / 2;
+        let old = *store
+            .enqueue_events(&[event(1, "f")], Some(forever))
+            .unwrap()[0]
+            .as_ref()
+            .unwrap();
+        // Its function goes, with its row; the next event is given the same id.
+        store
+            .conn()
+            .execute("DELETE FROM async_events WHERE id = ?1", params![old])
+            .unwrap();
+        let new = *store.enqueue_events(&[event(2, "g")], None).unwrap()[0]
+            .as_ref()
+            .unwrap();
+        assert_eq!(
+            new, old,
+            "SQLite gives the highest id again once its row is gone"
+        );
+        let late = [
+            Settle::Requeue {
+                id: old,
+                request_id: "req-1".into(),
+                due_ms: 5,
+                attempts: 1,
+                backoff_ms: 0,
+                usage: None,
+            },
+            Settle::Finish {
+                id: old,
+                request_id: "req-1".into(),
+                then: None,
+                usage: None,
+            },
+        ];
+        assert_eq!(
+            store.settle_events(&late).unwrap(),
+            [(false, false), (false, false)]
+        );
+        let left = store
+            .lease_due_events(&key("g"), 10_000, 10, 60_000)
+            .unwrap()
+            .events;
+        assert_eq!(left.len(), 1);
+        assert_eq!(
+            (left[0].request_id.as_str(), left[0].attempts),
+            ("req-2", 0)
+        );
+    }
+
+    #[test]
     fn cached_statements_are_compiled_once() {
         let (_d, store) = store_with("f");
         let f = key("f");
@@ -582,6 +648,7 @@ mod tests {
                 .iter()
                 .map(|e| Settle::Finish {
                     id: e.id,
+                    request_id: e.request_id.clone(),
                     then: None,
                     usage: None,
                 })
@@ -621,6 +688,7 @@ mod tests {
         assert_eq!(synchronous(&store), 2);
         let finish = Settle::Finish {
             id: leased[0].id,
+            request_id: leased[0].request_id.clone(),
             then: None,
             usage: None,
         };

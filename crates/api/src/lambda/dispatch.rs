@@ -2,9 +2,10 @@
 //! leases them in batches (a leased event is never due again while this process lives; after a
 //! crash, every lease is released at start), and starts an attempt for as many as the scheduler
 //! has room for: an asynchronous attempt may hold only its share of a function's concurrency,
-//! so synchronous callers are never starved. While it holds few events, the acceptance commits
-//! new ones already leased and hands them over in memory (`Signal::Handed`), so that an event
-//! that finds the dispatcher keeping up costs no lease of its own.
+//! so synchronous callers are never starved. While it holds few events and none are due in the
+//! store (those come first), the acceptance commits new ones already leased and hands them over
+//! in memory (`Signal::Handed`), so that an event that finds the dispatcher keeping up costs no
+//! lease of its own.
 //!
 //! An attempt runs through [`super::invoke::run`] with the event's request id. Then, as Lambda
 //! does: a function error (handler error, timeout, crash, out of memory, failed INIT) is retried
@@ -34,9 +35,9 @@ use super::{AppState, arn, destinations};
 
 /// Events leased at once per function. Leased events wait in memory for room to run.
 const LEASE_BATCH: usize = 64;
-/// Events the acceptance hands over already leased, at most, counting those waiting for room:
-/// beyond, they stay in the store until the dispatcher leases them (see
-/// [`super::queue::EventQueue`]).
+/// Events the acceptance hands over already leased, at most, counting those waiting for room
+/// (a batch that would go beyond is queued in the store instead, for the dispatcher to lease;
+/// see [`super::queue::EventQueue`]).
 pub(crate) const HANDED_AT_MOST: usize = LEASE_BATCH;
 /// A lease's end for an event the dispatcher holds: never while this process lives (a restart
 /// releases every lease).
@@ -77,21 +78,9 @@ pub fn start(state: Arc<AppState>) {
     };
     tokio::spawn(async move {
         let store = state.store.clone();
-        let queued = tokio::task::spawn_blocking(move || {
-            let released = store.release_leases()?;
-            Ok::<_, StoreError>((released, store.queued_functions()?))
-        })
-        .await;
+        let queued = tokio::task::spawn_blocking(move || store.queued_functions()).await;
         let mut due: HashMap<FunctionKey, i64> = match queued {
-            Ok(Ok((released, functions))) => {
-                if released > 0 {
-                    tracing::info!(
-                        events = released,
-                        "resuming asynchronous attempts interrupted by a restart"
-                    );
-                }
-                functions.into_iter().collect()
-            }
+            Ok(Ok(functions)) => functions.into_iter().collect(),
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "reading the event queue failed");
                 HashMap::new()
@@ -108,30 +97,34 @@ pub fn start(state: Arc<AppState>) {
         let mut outstanding: HashMap<Scope, u64> = HashMap::new();
         let mut in_flight = 0usize;
         let mut books: HashMap<FunctionKey, Arc<RuleBook>> = HashMap::new();
-        // Events handed over by the acceptance, until their function's rules are known.
+        // Events handed over by the acceptance, until their function's rules are known (tried
+        // again from `handed_at` on where the store failed to give them).
         let mut handed: HashMap<FunctionKey, Vec<QueuedEvent>> = HashMap::new();
+        let mut handed_at = 0;
         loop {
+            let now = now_millis();
             let mut blocked = false;
-            for (key, events) in std::mem::take(&mut handed) {
-                match rule_book(&state, &mut books, &key).await {
-                    Ok(Some(book)) => {
-                        leased
-                            .entry(key)
-                            .or_default()
-                            .extend(events.into_iter().map(|e| {
-                                let rules = book.of(e.qualifier.as_deref());
-                                (e, rules)
-                            }))
-                    }
-                    // The function is gone (its events went with it).
-                    Ok(None) => {}
-                    Err(()) => {
-                        handed.insert(key, events);
-                        blocked = true;
+            if now >= handed_at {
+                for (key, events) in std::mem::take(&mut handed) {
+                    match rule_book(&state, &mut books, &key).await {
+                        Ok(Some(book)) => {
+                            leased
+                                .entry(key)
+                                .or_default()
+                                .extend(events.into_iter().map(|e| {
+                                    let rules = book.of(e.qualifier.as_deref());
+                                    (e, rules)
+                                }))
+                        }
+                        // The function is gone (its events went with it).
+                        Ok(None) => {}
+                        Err(()) => {
+                            handed.insert(key, events);
+                            handed_at = now + 1000;
+                        }
                     }
                 }
             }
-            let now = now_millis();
             let ready: HashSet<FunctionKey> = due
                 .iter()
                 .filter(|(_, at)| **at <= now)
@@ -207,12 +200,23 @@ pub fn start(state: Arc<AppState>) {
                     blocked = true;
                 }
             }
-            let waiting = leased.values().map(VecDeque::len).sum::<usize>()
-                + handed.values().map(Vec::len).sum::<usize>();
+            // Events due in the store come first: while there are any, new ones queue behind
+            // them there rather than being handed over ahead of them.
+            let backlog = due.values().any(|at| *at <= now);
+            let waiting = if backlog {
+                HANDED_AT_MOST
+            } else {
+                leased.values().map(VecDeque::len).sum::<usize>()
+                    + handed.values().map(Vec::len).sum::<usize>()
+            };
             state.queue.waiting.store(waiting, Ordering::Release);
             // Wait for an event to fall due, an attempt to end, or (when due events found no
             // room, which synchronous work may free) a short while.
-            let next_due = due.values().min().copied();
+            let next_due = due
+                .values()
+                .copied()
+                .chain((!handed.is_empty()).then_some(handed_at))
+                .min();
             let mut wait = match next_due {
                 Some(at) if at > now => Duration::from_millis((at - now) as u64),
                 Some(_) if !blocked => Duration::ZERO,
@@ -603,6 +607,7 @@ fn requeue(state: &AppState, e: QueuedEvent, due: i64, backoff: i64, usage: Opti
     state.queue.settle(Settling {
         settle: Settle::Requeue {
             id: e.id,
+            request_id: e.request_id,
             due_ms: due,
             attempts: e.attempts,
             backoff_ms: backoff,
@@ -655,6 +660,7 @@ fn finish(
         destination: then.as_ref().map(|t| t.function.clone()),
         settle: Settle::Finish {
             id: e.id,
+            request_id: e.request_id.clone(),
             then,
             usage,
         },

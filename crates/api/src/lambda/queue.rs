@@ -5,9 +5,9 @@
 //! while the previous batch was being written), so acceptance is not bound by one fsync per
 //! event. The queue is bounded in events and bytes; when full, `accept` refuses with
 //! `TooManyRequestsException` and nothing is lost. While the dispatcher holds fewer than a lease
-//! batch of events in memory, a batch is committed already leased and handed to it with the
-//! events' ids: no second transaction to lease them, and, as for every lease, a restart makes
-//! them due again.
+//! batch of events in memory and none are due in the store, a batch is committed already
+//! leased and handed to it with the events' ids: no second transaction to lease them, and, as
+//! for every lease, a restart makes them due again.
 //!
 //! What becomes of events after their attempts (see [`super::dispatch`]) is written the same
 //! way: [`EventQueue::settle`] hands a [`Settle`] to the writer, which commits everything that
@@ -97,6 +97,15 @@ pub struct EventQueue {
 impl EventQueue {
     /// Starts the writers that commit accepted events and settlements in batches.
     pub fn start(store: Arc<Store>, settings: AsyncSettings) -> Result<Arc<Self>, StoreError> {
+        // Every lease belongs to a process that is gone. Released before the writer starts, so
+        // that no event this process hands over already leased is released again.
+        let released = store.release_leases()?;
+        if released > 0 {
+            tracing::info!(
+                events = released,
+                "resuming asynchronous attempts interrupted by a restart"
+            );
+        }
         let size = store.queue_size()?;
         let (accepted, accepted_rx) = mpsc::channel::<Pending>(BATCH * 8);
         let (settled, settled_rx) = mpsc::unbounded_channel::<Settling>();
@@ -145,11 +154,15 @@ impl EventQueue {
 
     /// Whether `n` events about to be committed go to the dispatcher already leased: only while
     /// what it holds in memory (those on their way and those waiting for room) stays within one
-    /// lease batch. Counts them on their way if so; otherwise they are queued due, and the
-    /// dispatcher leases them from the store.
+    /// lease batch with them, and no events are due in the store (the dispatcher then says it
+    /// holds a whole batch). Counts them on their way if so; otherwise they are queued due, and
+    /// the dispatcher leases them from the store.
     fn hand_over(&self, n: usize) -> bool {
-        // Only the writer adds to `in_transit`, so what it reads can only have fallen since.
-        let held = self.waiting.load(Ordering::Acquire) + self.in_transit.load(Ordering::Acquire);
+        // Only the writer adds to `in_transit`, so what it reads can only have fallen since. The
+        // dispatcher counts an event as waiting before it stops counting it on its way, so,
+        // read in this order, an event being received is counted at least once.
+        let in_transit = self.in_transit.load(Ordering::Acquire);
+        let held = in_transit + self.waiting.load(Ordering::Acquire);
         if held + n > super::dispatch::HANDED_AT_MOST {
             return false;
         }
