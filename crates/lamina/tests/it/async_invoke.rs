@@ -1,7 +1,7 @@
 //! Asynchronous invocation through the official SDK: `Event` invokes and `InvokeAsync`, retries
 //! with the same request id, destinations (and a change of them), event age, throttled events
-//! that wait their turn, event invoke configurations, and a kill -9 with a thousand events
-//! queued.
+//! that wait their turn, events that waited in the queue run before newer ones, event invoke
+//! configurations, and a kill -9 with a thousand events queued.
 
 use std::time::{Duration, Instant};
 
@@ -56,6 +56,36 @@ async fn event(c: &Client, name: &str, payload: Value) -> String {
     assert!(out.payload().is_none_or(|p| p.as_ref().is_empty()));
     use aws_sdk_lambda::operation::RequestId;
     out.request_id().expect("a request id").to_owned()
+}
+
+/// Queues `each` events from each of eight callers at once; returns their request ids.
+async fn events_from_eight(c: &Client, name: &'static str, each: usize) -> Vec<String> {
+    let mut set = tokio::task::JoinSet::new();
+    for chunk in 0..8 {
+        let c = c.clone();
+        set.spawn(async move {
+            let mut ids = Vec::new();
+            for i in 0..each {
+                ids.push(event(&c, name, json!({"chunk": chunk, "i": i})).await);
+            }
+            ids
+        });
+    }
+    let mut ids = Vec::new();
+    while let Some(r) = set.join_next().await {
+        ids.extend(r.unwrap());
+    }
+    ids
+}
+
+/// Sets a function's reserved concurrency.
+async fn reserve(c: &Client, name: &str, n: i32) {
+    c.put_function_concurrency()
+        .function_name(name)
+        .reserved_concurrent_executions(n)
+        .send()
+        .await
+        .unwrap();
 }
 
 /// Sends a function's success records to `destination`, a function.
@@ -352,12 +382,7 @@ async fn old_events_stopped_functions_and_throttled_events() {
         .send()
         .await
         .unwrap();
-    c.put_function_concurrency()
-        .function_name("stopped")
-        .reserved_concurrent_executions(0)
-        .send()
-        .await
-        .unwrap();
+    reserve(c, "stopped", 0).await;
     let old = event(c, "fail", json!({})).await;
     let stopped = event(c, "stopped", json!({})).await;
     let got = records(&app.endpoint(), "sink", 2, Duration::from_secs(20)).await;
@@ -376,12 +401,7 @@ async fn old_events_stopped_functions_and_throttled_events() {
     assert_eq!(by(&stopped)["requestContext"]["approximateInvokeCount"], 0);
 
     // One at a time: the events that find the function busy wait in the queue and run later.
-    c.put_function_concurrency()
-        .function_name("slow")
-        .reserved_concurrent_executions(1)
-        .send()
-        .await
-        .unwrap();
+    reserve(c, "slow", 1).await;
     let mut ids = Vec::new();
     for i in 0..3 {
         ids.push(event(c, "slow", json!({"i": i})).await);
@@ -416,27 +436,8 @@ async fn kill9_with_a_thousand_queued_events_loses_none_and_bills_each_once() {
     // under 100 events a second, so most of the thousand are still queued at the crash
     // however fast they are accepted.
     deploy(&c, "work", "brief").await;
-    c.put_function_concurrency()
-        .function_name("work")
-        .reserved_concurrent_executions(2)
-        .send()
-        .await
-        .unwrap();
-    let mut ids = Vec::new();
-    let mut set = tokio::task::JoinSet::new();
-    for chunk in 0..8 {
-        let c = c.clone();
-        set.spawn(async move {
-            let mut ids = Vec::new();
-            for i in 0..125 {
-                ids.push(event(&c, "work", json!({"chunk": chunk, "i": i})).await);
-            }
-            ids
-        });
-    }
-    while let Some(r) = set.join_next().await {
-        ids.extend(r.unwrap());
-    }
+    reserve(&c, "work", 2).await;
+    let ids = events_from_eight(&c, "work", 125).await;
     assert_eq!(ids.len(), 1000);
     // Some are running, most are queued: crash.
     let metrics = reqwest::get(format!("{}/metrics", server.endpoint()))
@@ -525,12 +526,7 @@ async fn deleting_a_function_takes_its_queued_events_along() {
     let app = spawn_app().await;
     let c = &app.client;
     deploy(c, "slow", "slow").await;
-    c.put_function_concurrency()
-        .function_name("slow")
-        .reserved_concurrent_executions(1)
-        .send()
-        .await
-        .unwrap();
+    reserve(c, "slow", 1).await;
     for i in 0..20 {
         event(c, "slow", json!({"i": i})).await;
     }
@@ -553,4 +549,43 @@ async fn deleting_a_function_takes_its_queued_events_along() {
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(queued(&app.endpoint()).await, 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_waiting_in_the_queue_run_before_newer_ones() {
+    let app = spawn_app_with("").await;
+    let c = &app.client;
+    // One attempt at a time: the first events go to the dispatcher, the rest wait in the queue.
+    deploy(c, "ordered", "ok").await;
+    reserve(c, "ordered", 1).await;
+    let first: std::collections::HashSet<String> = events_from_eight(c, "ordered", 25)
+        .await
+        .into_iter()
+        .collect();
+    // Newer events while the queue drains, each with a slot freed since the last: none may run
+    // before an event that waited in the queue.
+    let mut later = std::collections::HashSet::new();
+    for i in 0..20 {
+        later.insert(event(c, "ordered", json!({"later": i})).await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let ran: Vec<String> = loop {
+        let ran: Vec<String> = log_lines(&app.endpoint(), "ordered")
+            .await
+            .iter()
+            .filter_map(|l| l.trim().strip_prefix("ran ").map(str::to_owned))
+            .collect();
+        if ran.len() >= first.len() + later.len() || Instant::now() > deadline {
+            break ran;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(ran.len(), 220, "every event ran once");
+    let last_first = ran.iter().rposition(|id| first.contains(id)).unwrap();
+    let first_later = ran.iter().position(|id| later.contains(id)).unwrap();
+    assert!(
+        last_first < first_later,
+        "an event that waited in the queue ran at {last_first}, after a newer one at {first_later}"
+    );
 }
