@@ -236,9 +236,8 @@ async fn write_accepted(
             }
         }
         let (events, replies): (Vec<NewEvent>, Vec<_>) = batch.into_iter().unzip();
-        let Some(handed) = queue.upgrade().map(|q| q.hand_over(events.len())) else {
-            return;
-        };
+        let Some(queue) = queue.upgrade() else { return };
+        let handed = queue.hand_over(events.len());
         let leased_until = handed.then_some(super::dispatch::LEASED_UNTIL);
         let store = store.clone();
         let Ok((written, events)) = tokio::task::spawn_blocking(move || {
@@ -248,7 +247,6 @@ async fn write_accepted(
         else {
             return;
         };
-        let Some(queue) = queue.upgrade() else { return };
         let results = match written {
             Ok(results) => results,
             Err(err) => {

@@ -553,7 +553,7 @@ async fn deleting_a_function_takes_its_queued_events_along() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_waiting_in_the_queue_run_before_newer_ones() {
-    let app = spawn_app_with("").await;
+    let app = spawn_app().await;
     let c = &app.client;
     // One attempt at a time: the first events go to the dispatcher, the rest wait in the queue.
     deploy(c, "ordered", "ok").await;
