@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use lamina_sandbox::cgroup::{self, Cgroup, PeakMeter};
+use lamina_sandbox::cgroup::{self, Cgroup, Freezer, PeakMeter};
 use lamina_sandbox::kernel::Kernel;
 use lamina_sandbox::rootfs::{RootPlan, Tmp};
 use lamina_sandbox::{Launch, SpawnError};
@@ -384,7 +384,10 @@ impl Environment {
             server: tokio::spawn(async {}),
             tap: tap.clone(),
             init_ms: None,
-            gate: Arc::new(Gate::new(cg.clone())),
+            gate: Arc::new(Gate::new(
+                cg.as_ref()
+                    .map(|cg| Freezer::new(cg, inner.kernel.as_ref())),
+            )),
             memory_mb,
             logging: f.logging.clone(),
             tmp_mb,

@@ -1,7 +1,7 @@
 //! The freezer gate of one environment: idle environments are frozen by the executor's sweeper
 //! and thawed by the next invocation that takes them.
 
-use lamina_sandbox::cgroup::Cgroup;
+use lamina_sandbox::cgroup::Freezer;
 use lamina_sandbox::kernel::Kernel;
 
 const RUNNING: u8 = 0;
@@ -17,15 +17,15 @@ const FROZEN: u8 = 3;
 pub struct Gate {
     state: std::sync::atomic::AtomicU8,
     idle_since_ms: std::sync::atomic::AtomicI64,
-    cgroup: Option<Cgroup>,
+    freezer: Option<Freezer>,
 }
 
 impl Gate {
-    pub(crate) fn new(cgroup: Option<Cgroup>) -> Self {
+    pub(crate) fn new(freezer: Option<Freezer>) -> Self {
         Self {
             state: std::sync::atomic::AtomicU8::new(RUNNING),
             idle_since_ms: std::sync::atomic::AtomicI64::new(0),
-            cgroup,
+            freezer,
         }
     }
 
@@ -66,8 +66,8 @@ impl Gate {
             return;
         }
         // Its cgroup gone: the environment was destroyed since the sweeper took its gate.
-        if let Some(cg) = &self.cgroup
-            && let Err(e) = cg.freeze(k)
+        if let Some(f) = &self.freezer
+            && let Err(e) = f.freeze(k)
             && e.kind() != std::io::ErrorKind::NotFound
         {
             tracing::warn!(error = %e, "freezing an idle environment failed");
@@ -85,8 +85,8 @@ impl Gate {
             {
                 Ok(_) | Err(RUNNING) => return,
                 Err(FROZEN) => {
-                    if let Some(cg) = &self.cgroup
-                        && let Err(e) = cg.thaw(k)
+                    if let Some(f) = &self.freezer
+                        && let Err(e) = f.thaw(k)
                     {
                         tracing::warn!(error = %e, "thawing an environment failed");
                     }

@@ -8,7 +8,7 @@
 //! | OOM kills       | `memory.oom_control`: `oom_kill N`   | `memory.events`: `oom_kill N` |
 //! | CPU quota       | `cpu.cfs_quota_us` / `cpu.cfs_period_us` | `cpu.max` = `quota period` |
 //! | processes       | `pids.max`                           | `pids.max`                 |
-//! | freeze          | `freezer.state` = `FROZEN`/`THAWED`  | `cgroup.freeze` = `1`/`0`  |
+//! | freeze          | `freezer.state` = `FROZEN`/`THAWED`  | `cgroup.freeze` = `1`/`0` ([`Freezer`]) |
 //! | kill everything | signal each pid in `cgroup.procs`    | `cgroup.kill` = `1`        |
 
 use std::io;
@@ -17,8 +17,11 @@ use std::time::{Duration, Instant};
 
 use crate::kernel::Kernel;
 
+mod file;
+mod freezer;
 mod layout;
 mod peak;
+pub use freezer::Freezer;
 use layout::V1_CONTROLLERS;
 pub use layout::{Layout, SERVER_LEAF, parent_name};
 pub use peak::PeakMeter;
@@ -170,49 +173,6 @@ impl Cgroup {
             Layout::V2 { .. } => {
                 let q = quota_us.map_or("max".to_owned(), |q| q.to_string());
                 k.write(&self.v2().join("cpu.max"), &format!("{q} {period_us}"))
-            }
-        }
-    }
-
-    /// Stops every process of the sandbox; returns once the kernel reports it frozen.
-    pub fn freeze(&self, k: &dyn Kernel) -> io::Result<()> {
-        self.set_frozen(k, true)
-    }
-
-    /// Lets the sandbox run again.
-    pub fn thaw(&self, k: &dyn Kernel) -> io::Result<()> {
-        self.set_frozen(k, false)
-    }
-
-    fn set_frozen(&self, k: &dyn Kernel, frozen: bool) -> io::Result<()> {
-        // What to write, and the file plus line that confirm the new state.
-        let (file, value, status, want) = match &self.layout {
-            Layout::V1 { .. } => {
-                let state = self.v1("freezer").join("freezer.state");
-                let v = if frozen { "FROZEN" } else { "THAWED" };
-                (state.clone(), v, state, v)
-            }
-            Layout::V2 { .. } => (
-                self.v2().join("cgroup.freeze"),
-                if frozen { "1" } else { "0" },
-                self.v2().join("cgroup.events"),
-                if frozen { "frozen 1" } else { "frozen 0" },
-            ),
-        };
-        k.write(&file, value)?;
-        let deadline = Instant::now() + Duration::from_secs(2);
-        loop {
-            match k.read(&status) {
-                Ok(s) if s.lines().any(|l| l.trim() == want) => return Ok(()),
-                // The fake kernel keeps only what was written.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-                _ if Instant::now() > deadline => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "the freezer did not settle within 2 s",
-                    ));
-                }
-                _ => std::thread::sleep(Duration::from_micros(100)),
             }
         }
     }
@@ -401,7 +361,7 @@ mod tests {
         );
         assert_eq!(cg.procs_files().len(), 4);
         k.clear();
-        cg.freeze(&k).unwrap();
+        Freezer::new(&cg, &k).freeze(&k).unwrap();
         cg.set_cpu(&k, None, 100_000).unwrap();
         assert_eq!(
             k.writes(),
@@ -477,8 +437,9 @@ mod tests {
             vec![PathBuf::from("/cg/lamina/env-1/cgroup.procs")]
         );
         k.clear();
-        cg.freeze(&k).unwrap();
-        cg.thaw(&k).unwrap();
+        let freezer = Freezer::new(&cg, &k);
+        freezer.freeze(&k).unwrap();
+        freezer.thaw(&k).unwrap();
         cg.set_cpu(&k, None, 100_000).unwrap();
         cg.kill_all(&k).unwrap();
         assert_eq!(

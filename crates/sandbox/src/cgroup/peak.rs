@@ -9,16 +9,15 @@
 //!   start, at its end and at each [`PeakMeter::SAMPLE`] while it ran; a spike shorter than
 //!   that interval can be missed.
 //!
-//! The files are opened once per environment and read (or written) at offset 0 for each
-//! invocation, so measuring costs no path lookups; a kernel that cannot hand out descriptors
-//! (the recording fake) is used by path.
+//! The files are opened once per environment ([`CgroupFile`]) and read (or written) at offset 0
+//! for each invocation, so measuring costs no path lookups.
 
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
 use std::time::Duration;
 
+use super::file::{CgroupFile, read_u64_at_start};
 use super::{Cgroup, Layout};
 use crate::kernel::Kernel;
 
@@ -34,58 +33,14 @@ pub struct PeakMeter {
 #[derive(Debug)]
 enum How {
     /// v1's resettable high-water mark.
-    Reset { usage: Counter },
+    Reset { usage: CgroupFile },
     /// v2's `memory.peak`, reset per descriptor.
     Descriptor(File),
     /// v2 without per-descriptor reset: the lifetime peak plus samples of the current usage.
-    Sampled { peak: Counter, current: Counter },
-}
-
-/// A cgroup counter file: open, or by path when the kernel gives no descriptors.
-#[derive(Debug)]
-enum Counter {
-    Open(File),
-    Path(PathBuf),
-}
-
-impl Counter {
-    fn new(path: PathBuf, k: &dyn Kernel, write: bool) -> Self {
-        let file = if write {
-            k.open_rw(&path)
-        } else {
-            k.open_read(&path)
-        };
-        match file {
-            Ok(f) => Self::Open(f),
-            Err(_) => Self::Path(path),
-        }
-    }
-
-    fn read(&self, k: &dyn Kernel) -> io::Result<u64> {
-        match self {
-            Self::Open(f) => read_at_start(f),
-            Self::Path(p) => parse(&k.read(p)?),
-        }
-    }
-
-    fn write(&self, k: &dyn Kernel, value: &str) -> io::Result<()> {
-        match self {
-            Self::Open(f) => f.write_at(value.as_bytes(), 0).map(drop),
-            Self::Path(p) => k.write(p, value),
-        }
-    }
-}
-
-fn read_at_start(f: &File) -> io::Result<u64> {
-    let mut buf = [0u8; 32];
-    let n = f.read_at(&mut buf, 0)?;
-    parse(std::str::from_utf8(&buf[..n]).unwrap_or(""))
-}
-
-fn parse(text: &str) -> io::Result<u64> {
-    text.trim()
-        .parse()
-        .map_err(|_| io::Error::from(io::ErrorKind::InvalidData))
+    Sampled {
+        peak: CgroupFile,
+        current: CgroupFile,
+    },
 }
 
 impl PeakMeter {
@@ -96,7 +51,7 @@ impl PeakMeter {
     pub fn new(cg: &Cgroup, k: &dyn Kernel) -> Self {
         let how = match &cg.layout {
             Layout::V1 { .. } => How::Reset {
-                usage: Counter::new(cg.v1("memory").join("memory.max_usage_in_bytes"), k, true),
+                usage: CgroupFile::new(cg.v1("memory").join("memory.max_usage_in_bytes"), k, true),
             },
             Layout::V2 { .. } => {
                 let peak = cg.v2().join("memory.peak");
@@ -104,8 +59,8 @@ impl PeakMeter {
                 match k.open_rw(&peak) {
                     Ok(f) if f.write_at(b"reset", 0).is_ok() => How::Descriptor(f),
                     _ => How::Sampled {
-                        peak: Counter::new(peak, k, false),
-                        current: Counter::new(cg.v2().join("memory.current"), k, false),
+                        peak: CgroupFile::new(peak, k, false),
+                        current: CgroupFile::new(cg.v2().join("memory.current"), k, false),
                     },
                 }
             }
@@ -129,8 +84,8 @@ impl PeakMeter {
             How::Reset { usage } => usage.write(k, "0"),
             How::Descriptor(f) => f.write_at(b"reset", 0).map(drop),
             How::Sampled { peak, current } => {
-                self.start_peak = peak.read(k)?;
-                self.seen = current.read(k)?;
+                self.start_peak = peak.read_u64(k)?;
+                self.seen = current.read_u64(k)?;
                 Ok(())
             }
         }
@@ -139,7 +94,7 @@ impl PeakMeter {
     /// Notes the current usage (sampled mode; a no-op otherwise).
     pub fn sample(&mut self, k: &dyn Kernel) {
         if let How::Sampled { current, .. } = &self.how
-            && let Ok(now) = current.read(k)
+            && let Ok(now) = current.read_u64(k)
         {
             self.seen = self.seen.max(now);
         }
@@ -148,10 +103,10 @@ impl PeakMeter {
     /// The invocation's peak, bytes.
     pub fn finish(&mut self, k: &dyn Kernel) -> io::Result<u64> {
         match &self.how {
-            How::Reset { usage } => usage.read(k),
-            How::Descriptor(f) => read_at_start(f),
+            How::Reset { usage } => usage.read_u64(k),
+            How::Descriptor(f) => read_u64_at_start(f),
             How::Sampled { peak, .. } => {
-                let lifetime = peak.read(k)?;
+                let lifetime = peak.read_u64(k)?;
                 if lifetime > self.start_peak {
                     return Ok(lifetime);
                 }
