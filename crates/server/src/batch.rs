@@ -1,9 +1,12 @@
 //! A background writer: producers hand items to a queue without waiting; one thread writes them
-//! to the store in batches of up to `BATCH` items. An item that comes after a quiet spell is
-//! written at once; one that comes within `INTERVAL` of the last write waits until that
-//! interval is out, with whatever else arrived meanwhile: under load that is one wake-up and one
-//! transaction per interval, not one per invocation (the writers were a fifth of the CPU of a
-//! warm-invoke loop when they woke and wrote for every item).
+//! to the store in batches of up to `BATCH` items. An item waits until `INTERVAL` has passed
+//! since the last write, or, after a quiet spell, since it came, with whatever else arrived
+//! meanwhile: under load that is one wake-up and one transaction per interval, not one per
+//! invocation (the writers were a fifth of the CPU of a warm-invoke loop when they woke and wrote
+//! for every item). Nor is an item written alone at once after a quiet spell: an invocation
+//! after a pause would share the machine with up to three transactions for its own lines and
+//! usage record (`START`; `END` and `REPORT`; usage) while it runs and answers (see
+//! BENCHMARKS.md, "An invocation after a pause").
 //!
 //! A transaction costs about as much as a hundred items (the pages it touches are written
 //! whole to the WAL, with their checksums), so the interval sets what an item costs under load:
@@ -47,8 +50,13 @@ pub fn spawn<T: Send + 'static>(
                         batch.push(item);
                         drain(&mut batch);
                         let since = last_write.elapsed();
-                        if batch.len() < BATCH && since < INTERVAL {
-                            std::thread::sleep(INTERVAL - since);
+                        if batch.len() < BATCH {
+                            let wait = if since < INTERVAL {
+                                INTERVAL - since
+                            } else {
+                                INTERVAL
+                            };
+                            std::thread::sleep(wait);
                             drain(&mut batch);
                         }
                         false
@@ -66,4 +74,54 @@ pub fn spawn<T: Send + 'static>(
             }
         })
         .expect("spawning a writer thread");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc::channel;
+    use std::sync::{Arc, Mutex};
+
+    /// The batches a writer wrote, in order.
+    type Written = Arc<Mutex<Vec<Vec<u32>>>>;
+
+    /// A writer of numbers, and what it wrote.
+    fn writer() -> (std::sync::mpsc::Sender<u32>, Written) {
+        let (tx, rx) = channel();
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let seen = batches.clone();
+        spawn("test-writer", rx, move |items: &[u32]| {
+            seen.lock().unwrap().push(items.to_vec());
+        });
+        (tx, batches)
+    }
+
+    fn wait_for(batches: &Mutex<Vec<Vec<u32>>>, items: usize) -> Vec<Vec<u32>> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let got = batches.lock().unwrap().clone();
+            if got.iter().map(Vec::len).sum::<usize>() >= items {
+                return got;
+            }
+            assert!(std::time::Instant::now() < deadline, "written: {got:?}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn an_item_after_a_quiet_spell_waits_for_the_others_of_its_interval() {
+        let (tx, batches) = writer();
+        // A quiet spell, then an invocation's first item and, a little later, its others: one
+        // transaction for all of them, not one for the first alone.
+        std::thread::sleep(INTERVAL * 2);
+        tx.send(1).unwrap();
+        std::thread::sleep(INTERVAL / 10);
+        tx.send(2).unwrap();
+        tx.send(3).unwrap();
+        assert_eq!(wait_for(&batches, 3), vec![vec![1, 2, 3]]);
+        // Whatever is left when the last sender goes is written too.
+        tx.send(4).unwrap();
+        drop(tx);
+        assert_eq!(wait_for(&batches, 4), vec![vec![1, 2, 3], vec![4]]);
+    }
 }
