@@ -1,6 +1,8 @@
 //! `lamina bench`: cold-start and warm-invoke latency (p50, p99) and warm throughput for a native
 //! bootstrap and a Python function, next to a bare loopback HTTP echo measured in the same run;
-//! asynchronous event acceptance and drain rates next to synchronous throughput; SNS
+//! warm invokes after a pause, next to the echo after the same pause (see `bench_pause.rs`);
+//! asynchronous event acceptance and drain rates next to synchronous throughput (see
+//! `bench_async.rs`); SNS
 //! publish-to-handler latency, sustained rate and fan-out (see `bench_sns.rs`); HTTP gateways
 //! next to a direct Invoke (see `bench_http.rs`); a 200 MB image's push, unpack, root build and
 //! cold start next to the same code as a zip (see `bench_image.rs`).
@@ -52,6 +54,10 @@ pub struct BenchArgs {
     /// second server), interleaved; 0 skips them.
     #[arg(long, default_value_t = 20)]
     network: usize,
+    /// Warm invokes of the native 1769 MB function after a 150 ms pause (frozen in between),
+    /// interleaved with the echo after the same pause; 0 skips them.
+    #[arg(long, default_value_t = 20)]
+    paused: usize,
     /// Warm invokes of a Python function printing 100 lines and of one printing none,
     /// interleaved, for what logging costs; 0 skips logging (FilterLogEvents included).
     #[arg(long, default_value_t = 1000)]
@@ -89,6 +95,7 @@ struct Measured {
     images: Option<serde_json::Value>,
     logging: Option<serde_json::Value>,
     network: Option<serde_json::Value>,
+    paused: Option<serde_json::Value>,
     scale: Option<serde_json::Value>,
 }
 
@@ -485,18 +492,24 @@ async fn measure(
     }
     let echo = stats(echo_ms);
 
+    let echo_url = format!("http://{echo_addr}/echo");
     let (interleaved, throughput) = crate::bench_relay::against_relay(
         &http,
         &target.base,
         &floor_url,
-        &format!("http://{echo_addr}/echo"),
+        &echo_url,
         args.warm,
         args.json,
     )
     .await?;
 
+    let paused = match args.paused {
+        0 => None,
+        n => Some(crate::bench_pause::run(&http, &target, &echo_url, n, args.json).await?),
+    };
+
     let asynchronous = if args.events > 0 {
-        Some(async_events(&target, &native_zip, args.events, args.json).await?)
+        Some(crate::bench_async::run(&target, &native_zip, args.events, args.json).await?)
     } else {
         None
     };
@@ -574,6 +587,7 @@ async fn measure(
         images,
         logging,
         network,
+        paused,
         scale,
     })
 }
@@ -594,7 +608,7 @@ impl Measured {
             .collect();
         let [f, e, r, l] = &self.interleaved;
         let interleaved = json!({ "echo_one_thread": f, "echo": e, "relay": r, "lamina": l, "lamina_p50_vs_echo_one_thread": l.p50_ms / f.p50_ms, "lamina_p50_vs_echo": l.p50_ms / e.p50_ms, "lamina_p50_vs_relay": l.p50_ms / r.p50_ms });
-        json!({ "loopback_echo": echo, "functions": out, "throughput": tp, "interleaved": interleaved, "async": self.asynchronous, "sns": self.sns, "http": self.gateways, "images": self.images, "logging": self.logging, "network": self.network, "scale_out": self.scale })
+        json!({ "loopback_echo": echo, "functions": out, "throughput": tp, "interleaved": interleaved, "async": self.asynchronous, "sns": self.sns, "http": self.gateways, "images": self.images, "logging": self.logging, "network": self.network, "paused": self.paused, "scale_out": self.scale })
     }
 
     /// The run as a table.
@@ -610,6 +624,7 @@ impl Measured {
             images,
             logging,
             network,
+            paused,
             scale,
         } = self;
         println!("{:<36} {:>10} {:>10} {:>8}", "", "p50 ms", "p99 ms", "n");
@@ -670,12 +685,7 @@ impl Measured {
             );
         }
         if let Some(a) = &asynchronous {
-            println!(
-                "async: {} events accepted at concurrency 8 at {:.0}/s; drained (run) at {:.0}/s by at most 8 at once",
-                a["events"],
-                a["accepted_per_s"].as_f64().unwrap_or(0.0),
-                a["drained_per_s"].as_f64().unwrap_or(0.0),
-            );
+            crate::bench_async::print(a);
         }
         if let Some(s) = &sns {
             let ms = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0);
@@ -717,6 +727,9 @@ impl Measured {
         if let Some(l) = &logging {
             crate::bench_logs::print(l);
         }
+        if let Some(p) = &paused {
+            crate::bench_pause::print(p);
+        }
         if let Some(n) = &network {
             crate::bench_net::print(n);
         }
@@ -724,100 +737,4 @@ impl Measured {
             crate::bench_scale::print(s);
         }
     }
-}
-
-/// Asynchronous events of a native echo function whose reserved concurrency is 8 (the
-/// concurrency of the synchronous throughput figure it is compared with): how fast `202`s come
-/// back at concurrency 8, and how fast the queue drains.
-async fn async_events(
-    target: &Target,
-    zip: &[u8],
-    n: usize,
-    quiet: bool,
-) -> anyhow::Result<serde_json::Value> {
-    let name = "async-echo";
-    target
-        .create(name, "provided.al2023", "bootstrap", 128, zip)
-        .await?;
-    target
-        .http
-        .put(format!(
-            "{}/2017-10-31/functions/{name}/concurrency",
-            target.base
-        ))
-        .json(&json!({ "ReservedConcurrentExecutions": 8 }))
-        .send()
-        .await?
-        .error_for_status()?;
-    // Eight warm environments, as the synchronous figure has.
-    let mut set = tokio::task::JoinSet::new();
-    for _ in 0..8 {
-        let t = target.clone();
-        set.spawn(async move { t.invoke(name).await });
-    }
-    while let Some(r) = set.join_next().await {
-        r??;
-    }
-    let b = bar(n, "async: accept", quiet);
-    let started = Instant::now();
-    let mut set = tokio::task::JoinSet::new();
-    for _ in 0..8 {
-        let http = target.http.clone();
-        let url = format!("{}/2015-03-31/functions/{name}/invocations", target.base);
-        let b = b.clone();
-        set.spawn(async move {
-            for _ in 0..n / 8 {
-                let r = http
-                    .post(&url)
-                    .header("x-amz-invocation-type", "Event")
-                    .body(r#"{"bench":true}"#)
-                    .send()
-                    .await?;
-                if r.status() != 202 {
-                    anyhow::bail!("an event was refused: {}", r.text().await?);
-                }
-                b.inc(1);
-            }
-            Ok(())
-        });
-    }
-    while let Some(r) = set.join_next().await {
-        r??;
-    }
-    let accepted_s = started.elapsed().as_secs_f64();
-    b.finish_and_clear();
-    let sent = n / 8 * 8;
-    // Drained when the queue is empty again.
-    loop {
-        let text = target
-            .http
-            .get(format!("{}/metrics", target.base))
-            .send()
-            .await?
-            .text()
-            .await?;
-        let queued = text
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix("lamina_async_queue_events ")?
-                    .trim()
-                    .parse::<f64>()
-                    .ok()
-            })
-            .unwrap_or(0.0);
-        if queued == 0.0 {
-            break;
-        }
-        if started.elapsed() > Duration::from_secs(600) {
-            bail!("the queue did not drain within 10 minutes ({queued} left)");
-        }
-        // Rarely: a scrape of /metrics has its own cost.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let drained_s = started.elapsed().as_secs_f64();
-    Ok(json!({
-        "events": sent,
-        "accepted_per_s": sent as f64 / accepted_s,
-        "drained_per_s": sent as f64 / drained_s,
-    }))
 }

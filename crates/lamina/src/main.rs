@@ -3,11 +3,13 @@
 //! `main` parses arguments, sets up tracing and hands over to the server or a client command.
 
 mod bench;
+mod bench_async;
 mod bench_compare;
 mod bench_http;
 mod bench_image;
 mod bench_logs;
 mod bench_net;
+mod bench_pause;
 mod bench_relay;
 mod bench_scale;
 mod bench_sns;
