@@ -24,6 +24,8 @@ pub use config::{Config, ConfigError, FileConfig, Overrides};
 
 /// How long stopping the environments may take at shutdown.
 const EXECUTOR_STOP_LIMIT: std::time::Duration = std::time::Duration::from_secs(45);
+/// How long writing the last log lines and usage records may take at shutdown.
+const FLUSH_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Opens the store and serves the API on `listener` until `shutdown` completes.
 pub async fn run(
@@ -67,6 +69,7 @@ pub async fn run(
     let tmp_budget_mb = config
         .tmp_budget_mb
         .unwrap_or_else(|| default_tmp_budget_mb(store.data_dir()));
+    let logs = logsink::StoreLogs::start(store.clone(), config.log_max_bytes_per_function);
     let executor = {
         let executor_config = lamina_runtime_api::ExecutorConfig {
             account_concurrency: config.account_concurrency,
@@ -91,7 +94,7 @@ pub async fn run(
                     vpcs: Arc::new(network::StoreVpcs(store.clone())),
                 }),
         };
-        let logs = logsink::StoreLogs::start(store.clone(), config.log_max_bytes_per_function);
+        let logs = logs.clone();
         let pins = Arc::new(StorePins(store.clone()));
         // Builds the system tree sandboxes see and checks the host: blocking work.
         tokio::task::spawn_blocking(move || {
@@ -182,7 +185,7 @@ pub async fn run(
         runtimes: executor.runtimes(),
         hot: Default::default(),
         stopping: tokio::sync::watch::channel(false).0,
-        usage,
+        usage: usage.clone(),
         minutes: minutes.clone(),
         prices: config.prices.clone(),
         executor: executor.clone(),
@@ -278,6 +281,17 @@ pub async fn run(
         tracing::warn!(
             limit_s = EXECUTOR_STOP_LIMIT.as_secs(),
             "the environments did not stop in time; some of their cgroups may be left"
+        );
+    }
+    // What the last invocations (and the environments' stops) logged and used, now rather than
+    // at the writers' next interval, which the process might not live to see.
+    let flushed =
+        tokio::task::spawn_blocking(move || (logs.flush(FLUSH_LIMIT), usage.flush(FLUSH_LIMIT)))
+            .await;
+    if !matches!(flushed, Ok((true, true))) {
+        tracing::warn!(
+            limit_s = FLUSH_LIMIT.as_secs(),
+            "the last log lines or usage records were not written in time"
         );
     }
     metricsink::flush(&history_store, &minutes).await;

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Sender, channel};
+use std::time::Duration;
 
 use lamina_runtime_api::logs::EVENT_OVERHEAD;
 use lamina_runtime_api::{LogRecord, LogSink};
@@ -16,7 +16,7 @@ const QUEUE_BYTES: u64 = 64 << 20;
 
 /// The sink environments write to.
 pub struct StoreLogs {
-    tx: Sender<NewLogEvent>,
+    writer: crate::batch::Writer<NewLogEvent>,
     queued: Arc<AtomicU64>,
     dropped: AtomicU64,
 }
@@ -24,10 +24,9 @@ pub struct StoreLogs {
 impl StoreLogs {
     /// Starts the writer thread.
     pub fn start(store: Arc<Store>, max_bytes_per_function: u64) -> Arc<Self> {
-        let (tx, rx) = channel();
         let queued = Arc::new(AtomicU64::new(0));
         let written = queued.clone();
-        crate::batch::spawn("log-writer", rx, move |events: &[NewLogEvent]| {
+        let writer = crate::batch::spawn("log-writer", move |events: &[NewLogEvent]| {
             if let Err(e) = store.append_logs(events, max_bytes_per_function) {
                 tracing::warn!(error = %e, lines = events.len(), "writing function logs failed");
             }
@@ -38,10 +37,17 @@ impl StoreLogs {
             written.fetch_sub(bytes, Ordering::Relaxed);
         });
         Arc::new(Self {
-            tx,
+            writer,
             queued,
             dropped: AtomicU64::new(0),
         })
+    }
+}
+
+impl StoreLogs {
+    /// Writes every line queued so far, waiting at most `limit`: at a graceful stop.
+    pub fn flush(&self, limit: Duration) -> bool {
+        self.writer.flush(limit)
     }
 }
 
@@ -64,7 +70,7 @@ impl LogSink for StoreLogs {
             ts_ms: r.ts_ms,
             message: r.message,
         };
-        if self.tx.send(event).is_err() {
+        if !self.writer.send(event) {
             self.queued.fetch_sub(bytes, Ordering::Relaxed);
         }
     }

@@ -3,10 +3,10 @@
 //! batch never counts anything twice. What a kill -9 can lose is the last two `batch::INTERVAL`s
 //! of completed invocations (the batch gathering and the one being written), besides those in
 //! flight; a power loss, also the batches committed since the last sync (a batch's commit does
-//! not wait for the disk, see `Store::record_usage`).
+//! not wait for the disk, see `Store::record_usage`). A graceful stop loses none: it flushes the
+//! writer once the environments are stopped.
 
 use std::sync::Arc;
-use std::sync::mpsc::{Sender, channel};
 use std::time::Duration;
 
 use lamina_api::UsageSink;
@@ -14,14 +14,13 @@ use lamina_store::{Store, UsageRecord};
 
 /// The sink the invoke handler writes to.
 pub struct StoreUsage {
-    tx: std::sync::Mutex<Sender<UsageRecord>>,
+    writer: crate::batch::Writer<UsageRecord>,
 }
 
 impl StoreUsage {
     /// Starts the writer thread.
     pub fn start(store: Arc<Store>) -> Arc<Self> {
-        let (tx, rx) = channel();
-        crate::batch::spawn("usage-writer", rx, move |records: &[UsageRecord]| {
+        let writer = crate::batch::spawn("usage-writer", move |records: &[UsageRecord]| {
             for attempt in 0u32.. {
                 match store.record_usage(records) {
                     Ok(_) => return,
@@ -34,18 +33,17 @@ impl StoreUsage {
                 }
             }
         });
-        Arc::new(Self {
-            tx: std::sync::Mutex::new(tx),
-        })
+        Arc::new(Self { writer })
+    }
+
+    /// Writes every record queued so far, waiting at most `limit`: at a graceful stop.
+    pub fn flush(&self, limit: Duration) -> bool {
+        self.writer.flush(limit)
     }
 }
 
 impl UsageSink for StoreUsage {
     fn record(&self, record: UsageRecord) {
-        let _ = self
-            .tx
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .send(record);
+        self.writer.send(record);
     }
 }

@@ -182,3 +182,29 @@ async fn usage_survives_kill9_without_double_counting() {
     let server = ServerProcess::start(dir.path(), &[]);
     assert_eq!(bill(&server.endpoint(), "").await["requests"], 9);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_keeps_the_last_invocations_usage_and_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::start(dir.path(), &[]);
+    let c = sdk_client(&server.endpoint(), "test", "test", "us-east-1");
+    deploy(&c, "last", 256).await;
+    let billed = invoke_billed_ms(&c, "last").await as u128 * 256;
+    // SIGTERM as soon as the client has its answer: the usage record and the log lines are
+    // still queued for their writers' next interval.
+    server.stop();
+
+    let server = ServerProcess::start(dir.path(), &[]);
+    let after = bill(&server.endpoint(), "").await;
+    assert_eq!(
+        after["requests"], 1,
+        "the last invocation is billed: {after}"
+    );
+    assert_eq!(after["gb_seconds"], gb_s(billed), "{after}");
+    let lines = log_lines(&server.endpoint(), "last").await;
+    assert!(
+        lines.iter().any(|l| l.starts_with("START"))
+            && lines.iter().any(|l| l.starts_with("REPORT")),
+        "the last invocation's lines are kept: {lines:?}"
+    );
+}
