@@ -184,6 +184,10 @@ pub enum Failure {
     /// between reading the function and starting an environment for it.
     #[error("the function's code is gone")]
     Gone,
+    /// The server stopped while the invocation ran: its environment was stopped with the
+    /// others, and the function's answer, if it had one, is lost. Not the function's failure.
+    #[error("the server stopped during the invocation")]
+    Interrupted,
 }
 
 /// Keeps packages on disk while environments run from them: the store collects code that no
@@ -252,6 +256,9 @@ pub(crate) struct Inner {
     /// never touch each other's environments, and a restart finds its own leftovers.
     pub(crate) cgroup_parent: String,
     scheduler: scheduler::Scheduler,
+    /// Set when [`Executor::shutdown`] begins: an environment that dies from then on was
+    /// stopped with the server.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl Inner {
@@ -442,6 +449,7 @@ impl Executor {
                 premade: std::sync::OnceLock::new(),
                 prepared_sandboxes: config.prepared_sandboxes,
                 cgroup_parent,
+                stopping: Default::default(),
                 scheduler: scheduler::Scheduler::start(
                     scheduler::Settings {
                         account_concurrency: config.account_concurrency,
@@ -607,12 +615,16 @@ impl Executor {
                     Err(e) => {
                         let init_failed = matches!(&e, Failure::Function(o) if o.init_failed);
                         sched.release(slot, reserved, None, Some(!init_failed));
-                        return Err(e);
+                        return Err(match e {
+                            Failure::Function(_) if self.stopping() => Failure::Interrupted,
+                            e => e,
+                        });
                     }
                 }
             }
         };
         let ran = env.invoke(&inv, f.timeout_s).await;
+        let interrupted = !ran.reusable && ran.outcome.function_error && self.stopping();
         let init_ok = cold.then_some(true);
         if ran.reusable {
             sched.release(slot, reserved, Some(env), init_ok);
@@ -624,6 +636,9 @@ impl Executor {
                 env.destroy().await;
                 sched.release(slot, reserved, None, init_ok);
             });
+        }
+        if interrupted {
+            return Err(Failure::Interrupted);
         }
         Ok(Invoked {
             outcome: ran.outcome,
@@ -694,8 +709,18 @@ impl Executor {
         self.inner.scheduler.stats()
     }
 
+    /// True once [`Executor::shutdown`] has begun.
+    pub fn stopping(&self) -> bool {
+        self.inner
+            .stopping
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// Destroys every idle environment and removes the server's cgroups.
     pub async fn shutdown(&self) {
+        self.inner
+            .stopping
+            .store(true, std::sync::atomic::Ordering::Release);
         // No sandbox is made from here on, and those under way are waited for: a cgroup made
         // after the sweep below would outlive the server.
         tracing::debug!("shutdown: stopping the sandbox pool");

@@ -252,8 +252,10 @@ pub async fn run(
             }
         }),
     );
-    // After the signal: stop accepting, let in-flight requests finish within the grace period.
+    // After the signal: stop accepting requests and starting asynchronous attempts, and let
+    // those in flight finish within the grace period.
     let (fired_tx, mut fired) = tokio::sync::watch::channel(false);
+    let queue = stopping.queue.clone();
     let signal = async move {
         shutdown.await;
         stopping.stopping.send_replace(true);
@@ -265,12 +267,17 @@ pub async fn run(
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
     .with_graceful_shutdown(signal);
+    let in_flight = async {
+        serve.await?;
+        queue.attempts_ended().await;
+        Ok::<_, std::io::Error>(())
+    };
     tokio::select! {
-        r = serve => r.context("the HTTP server failed")?,
+        r = in_flight => r.context("the HTTP server failed")?,
         _ = async {
             let _ = fired.wait_for(|f| *f).await;
             tokio::time::sleep(grace).await;
-        } => tracing::warn!(grace_s = grace.as_secs(), "in-flight requests did not finish within the grace period; stopping them"),
+        } => tracing::warn!(grace_s = grace.as_secs(), "in-flight requests or asynchronous attempts did not finish within the grace period; stopping them (an attempt stopped runs again after the restart)"),
     }
     // Within a service manager's stop timeout (90 s in packaging/lamina.service, after the
     // grace period above): each step is bounded, and so is their sum.
@@ -283,8 +290,20 @@ pub async fn run(
             "the environments did not stop in time; some of their cgroups may be left"
         );
     }
-    // What the last invocations (and the environments' stops) logged and used, now rather than
-    // at the writers' next interval, which the process might not live to see.
+    // How the last attempts ended (those the grace period cut short end with their
+    // environments, and leave their events as they were), so that none runs again after the
+    // restart; then what the last invocations (and the environments' stops) logged and used,
+    // now rather than at the writers' next interval, which the process might not live to see.
+    let settled = async {
+        queue.attempts_ended().await;
+        queue.settled().await;
+    };
+    if tokio::time::timeout(FLUSH_LIMIT, settled).await.is_err() {
+        tracing::warn!(
+            limit_s = FLUSH_LIMIT.as_secs(),
+            "the last asynchronous attempts' outcomes were not written in time; they run again after the restart"
+        );
+    }
     let flushed =
         tokio::task::spawn_blocking(move || (logs.flush(FLUSH_LIMIT), usage.flush(FLUSH_LIMIT)))
             .await;

@@ -51,7 +51,8 @@ pub(crate) enum Scope {
     Account(String, String),
 }
 
-/// Sends `Done` when an attempt ends, however it ends (a panicking attempt included).
+/// Sends `Done` when an attempt ends, however it ends (a panicking attempt included), and
+/// counts it out of the attempts running.
 struct DoneGuard {
     state: Arc<AppState>,
     scope: Option<Scope>,
@@ -59,6 +60,7 @@ struct DoneGuard {
 
 impl Drop for DoneGuard {
     fn drop(&mut self) {
+        self.state.queue.running.send_modify(|n| *n -= 1);
         if let Some(scope) = self.scope.take() {
             let _ = self.state.queue.signals.send(Signal::Done(scope));
         }
@@ -101,7 +103,13 @@ pub fn start(state: Arc<AppState>) {
         // again from `handed_at` on where the store failed to give them).
         let mut handed: HashMap<FunctionKey, Vec<QueuedEvent>> = HashMap::new();
         let mut handed_at = 0;
+        // At a graceful stop no attempt starts: what is leased stays so, and the next start
+        // releases it.
+        let mut stop = state.stopping.subscribe();
         loop {
+            if *stop.borrow_and_update() {
+                return;
+            }
             let now = now_millis();
             let mut blocked = false;
             if now >= handed_at {
@@ -181,12 +189,12 @@ pub fn start(state: Arc<AppState>) {
                     in_flight += 1;
                     *outstanding.entry(scope.clone()).or_default() += 1;
                     let state = state.clone();
-                    let scope = scope.clone();
+                    state.queue.running.send_modify(|n| *n += 1);
+                    let mut done = DoneGuard {
+                        state: state.clone(),
+                        scope: Some(scope.clone()),
+                    };
                     tokio::spawn(async move {
-                        let mut done = DoneGuard {
-                            state: state.clone(),
-                            scope: Some(scope),
-                        };
                         if let Some((e, rules)) = attempt(&state, e, rules).await
                             && let Some(scope) = done.scope.take()
                         {
@@ -227,6 +235,7 @@ pub fn start(state: Arc<AppState>) {
             }
             let signal = tokio::select! {
                 s = inbox.recv() => s,
+                _ = stop.changed() => continue,
                 _ = tokio::time::sleep(wait) => {
                     full.clear();
                     continue;
@@ -548,6 +557,9 @@ async fn attempt(
         ),
         // Another attempt took the room first: back to the dispatcher, as it was.
         Err(Failure::Throttled(Throttle::AsyncShare)) => return Some((e, rules_arc.clone())),
+        // Cut short by the server's stop, not the function's failure: left leased as it was,
+        // so the next start releases it and runs the same attempt again.
+        Err(Failure::Interrupted) => {}
         Err(_) => back_off(state, e, rules),
     }
     None

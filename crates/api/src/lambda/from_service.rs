@@ -183,6 +183,7 @@ pub async fn invoke_sync(
         Err(Failure::Gone) => return Err(Refusal::NotFound(format!("{key:?} is gone"))),
         Err(Failure::Unavailable(why)) => return Err(Refusal::Internal(why.to_string())),
         Err(Failure::Internal(why)) => return Err(Refusal::Internal(why.to_string())),
+        Err(e @ Failure::Interrupted) => return Err(Refusal::Internal(e.to_string())),
     };
     Ok(Answer {
         function_error: outcome.function_error,

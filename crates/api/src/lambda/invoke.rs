@@ -136,6 +136,12 @@ pub async fn invoke(
             });
         }
         Err(Failure::Gone) => return Err(function_not_found(&key, qualifier.as_ref())),
+        Err(Failure::Interrupted) => {
+            return Err(LambdaError::service(
+                "The server stopped during the invocation; send it again.",
+            )
+            .into());
+        }
         Err(Failure::Internal(why)) => {
             tracing::error!(function = %key.name, error = %why, "invocation failed inside the platform");
             return Err(LambdaError::service("An internal error occurred while running the function. The server log has the details.").into());

@@ -92,6 +92,10 @@ pub struct EventQueue {
     /// Events the dispatcher holds waiting for room, as of its last pass.
     pub(crate) waiting: AtomicUsize,
     pub(crate) settings: AsyncSettings,
+    /// Attempts started and not yet ended.
+    pub(crate) running: tokio::sync::watch::Sender<usize>,
+    /// Settlements handed to the writer and not yet committed.
+    unsettled: tokio::sync::watch::Sender<usize>,
 }
 
 impl EventQueue {
@@ -121,6 +125,8 @@ impl EventQueue {
             in_transit: AtomicUsize::new(0),
             waiting: AtomicUsize::new(0),
             settings,
+            running: tokio::sync::watch::channel(0).0,
+            unsettled: tokio::sync::watch::channel(0).0,
         });
         tokio::spawn(write_accepted(
             store.clone(),
@@ -189,8 +195,21 @@ impl EventQueue {
 
     /// Hands an attempt's settlement to the writer.
     pub(crate) fn settle(&self, s: Settling) {
+        self.unsettled.send_modify(|n| *n += 1);
         // The writer lives as long as the queue.
         let _ = self.settled.send(s);
+    }
+
+    /// Returns once no attempt is running: at a graceful stop, after the dispatcher has stopped
+    /// starting them.
+    pub async fn attempts_ended(&self) {
+        let _ = self.running.subscribe().wait_for(|n| *n == 0).await;
+    }
+
+    /// Returns once every settlement handed to the writer is committed: at a graceful stop, so
+    /// that an attempt that ended is not run again after the restart.
+    pub async fn settled(&self) {
+        let _ = self.unsettled.subscribe().wait_for(|n| *n == 0).await;
     }
 
     /// An event (of `bytes`) left the queue.
@@ -352,6 +371,7 @@ async fn write_settled(
             }
         };
         let Some(queue) = queue.upgrade() else { return };
+        let committed = batch.len();
         for (s, (existed, delivered)) in batch.into_iter().zip(outcomes) {
             match s.settle {
                 Settle::Requeue { due_ms, .. } => {
@@ -377,6 +397,7 @@ async fn write_settled(
                 }
             }
         }
+        queue.unsettled.send_modify(|n| *n -= committed);
     }
 }
 

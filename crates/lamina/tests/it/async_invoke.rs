@@ -19,9 +19,10 @@ def ok(event, context):\n    print('ran', context.aws_request_id)\n    return {'
 def fail(event, context):\n    print('attempt', context.aws_request_id)\n    raise RuntimeError('intentional failure')\n\
 def sink(event, context):\n    print('RECORD ' + json.dumps(event))\n    return 1\n\
 def slow(event, context):\n    print('slow', context.aws_request_id)\n    time.sleep(1)\n    return 1\n\
-def brief(event, context):\n    time.sleep(0.01)\n    return 1\n";
+def brief(event, context):\n    time.sleep(0.01)\n    return 1\n\
+def nap(event, context):\n    print('nap', context.aws_request_id)\n    time.sleep(event['s'])\n    return 1\n";
 
-async fn deploy(c: &Client, name: &str, handler: &str) {
+pub async fn deploy(c: &Client, name: &str, handler: &str) {
     c.create_function()
         .function_name(name)
         .runtime(Runtime::from(host_python().as_str()))
@@ -504,7 +505,7 @@ pub fn bill_requests(bill: &Value) -> u64 {
 }
 
 /// `lamina_async_queue_events` from `/metrics`.
-async fn queued(endpoint: &str) -> f64 {
+pub async fn queued(endpoint: &str) -> f64 {
     reqwest::get(format!("{endpoint}/metrics"))
         .await
         .unwrap()

@@ -269,7 +269,7 @@ pub fn code_sha256(zip: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(zip))
 }
 
-/// Creates a python3.12 function and returns its configuration.
+/// Creates a `provided.al2023` function (handler `app.handler`) and returns its configuration.
 pub async fn create(
     client: &Client,
     name: &str,

@@ -2,6 +2,7 @@
 //! did not write: the official Rust SDK, the AWS CLI and boto3.
 
 mod async_invoke;
+mod async_stop;
 mod awscli;
 mod billing;
 mod chroot;
