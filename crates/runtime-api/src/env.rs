@@ -80,6 +80,9 @@ pub struct Ran {
     pub billed_ms: u64,
     /// Whether the environment may serve another invocation.
     pub reusable: bool,
+    /// Whether the runtime went away (exited, or dropped the invocation) before it answered:
+    /// the outcome is Lamina's, not the function's.
+    pub died: bool,
 }
 
 /// `YYYY/MM/DD/[$LATEST]<32 hex>`.
@@ -519,7 +522,7 @@ impl Environment {
             cognito_identity: None,
             reply: reply_tx,
         };
-        let (outcome, reusable, status) = {
+        let (outcome, reusable, died, status) = {
             // Where the kernel cannot reset the peak, usage is sampled while the invocation runs.
             let kernel = self.kernel.as_ref();
             let peak = &mut self.peak;
@@ -535,9 +538,11 @@ impl Environment {
             let mut sampler = std::pin::pin!(sampler);
             let mut exit = self.exit.clone();
             let mut reusable = true;
+            let mut died = false;
             let mut status: Option<&str> = None;
             let outcome = if self.tx.send(pending).await.is_err() {
                 reusable = false;
+                died = true;
                 status = Some("error");
                 Outcome::error(failure_body(
                     "Runtime.ExitError",
@@ -561,12 +566,14 @@ impl Environment {
                         }
                         Err(_) => {
                             reusable = false;
+                            died = true;
                             status = Some("error");
                             Outcome::error(failure_body("Runtime.ExitError", exit_message(&request_id, 0)))
                         }
                     },
                     _ = exit.wait_for(|e| e.is_some()) => {
                         reusable = false;
+                        died = true;
                         status = Some("error");
                         let code = (*self.exit.borrow()).unwrap_or(125);
                         if oom_killed(self.cgroup.as_ref(), kernel) {
@@ -595,7 +602,7 @@ impl Environment {
                     _ = tokio::time::sleep_until(deadline.into()) => reusable = false,
                 }
             }
-            (outcome, reusable, status)
+            (outcome, reusable, died, status)
         };
         let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
         // An out-of-memory kill takes the peak to the limit, so a readable peak already says
@@ -637,6 +644,7 @@ impl Environment {
             max_memory_mb,
             tail,
             reusable,
+            died,
             billed_ms: billed,
         }
     }

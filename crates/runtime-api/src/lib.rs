@@ -624,7 +624,7 @@ impl Executor {
             }
         };
         let ran = env.invoke(&inv, f.timeout_s).await;
-        let interrupted = !ran.reusable && ran.outcome.function_error && self.stopping();
+        let interrupted = ran.died && self.stopping();
         let init_ok = cold.then_some(true);
         if ran.reusable {
             sched.release(slot, reserved, Some(env), init_ok);

@@ -47,14 +47,14 @@ impl<T> Writer<T> {
     }
 
     /// Blocks until every item queued before the call is written, or `limit` passes (a write
-    /// that keeps failing); true when written.
+    /// that keeps failing); true when written (false, too, when the writer is gone).
     pub fn flush(&self, limit: Duration) -> bool {
         let (ack, written) = sync_channel(1);
         // Counted before it is queued, so that the writer's answer never comes first.
         self.flushing.fetch_add(1, Ordering::SeqCst);
         if self.tx.send(Msg::Flush(ack)).is_err() {
             self.flushing.fetch_sub(1, Ordering::SeqCst);
-            return true;
+            return false;
         }
         self.thread.unpark();
         written.recv_timeout(limit).is_ok()

@@ -24,8 +24,10 @@ pub use config::{Config, ConfigError, FileConfig, Overrides};
 
 /// How long stopping the environments may take at shutdown.
 const EXECUTOR_STOP_LIMIT: std::time::Duration = std::time::Duration::from_secs(45);
-/// How long writing the last log lines and usage records may take at shutdown.
-const FLUSH_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long writing what the last invocations left may take at shutdown, in all: with the
+/// grace period (30 s by default) and [`EXECUTOR_STOP_LIMIT`], within a service manager's stop
+/// timeout (90 s in packaging/lamina.service).
+const FLUSH_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Opens the store and serves the API on `listener` until `shutdown` completes.
 pub async fn run(
@@ -280,7 +282,7 @@ pub async fn run(
         } => tracing::warn!(grace_s = grace.as_secs(), "in-flight requests or asynchronous attempts did not finish within the grace period; stopping them (an attempt stopped runs again after the restart)"),
     }
     // Within a service manager's stop timeout (90 s in packaging/lamina.service, after the
-    // grace period above): each step is bounded, and so is their sum.
+    // grace period above): each step is bounded, and so is their sum (see FLUSH_LIMIT).
     if tokio::time::timeout(EXECUTOR_STOP_LIMIT, executor.shutdown())
         .await
         .is_err()
@@ -290,32 +292,55 @@ pub async fn run(
             "the environments did not stop in time; some of their cgroups may be left"
         );
     }
-    // How the last attempts ended (those the grace period cut short end with their
-    // environments, and leave their events as they were), so that none runs again after the
-    // restart; then what the last invocations (and the environments' stops) logged and used,
-    // now rather than at the writers' next interval, which the process might not live to see.
-    let settled = async {
-        queue.attempts_ended().await;
-        queue.settled().await;
-    };
-    if tokio::time::timeout(FLUSH_LIMIT, settled).await.is_err() {
-        tracing::warn!(
-            limit_s = FLUSH_LIMIT.as_secs(),
-            "the last asynchronous attempts' outcomes were not written in time; they run again after the restart"
-        );
-    }
-    let flushed =
-        tokio::task::spawn_blocking(move || (logs.flush(FLUSH_LIMIT), usage.flush(FLUSH_LIMIT)))
-            .await;
-    if !matches!(flushed, Ok((true, true))) {
-        tracing::warn!(
-            limit_s = FLUSH_LIMIT.as_secs(),
-            "the last log lines or usage records were not written in time"
-        );
-    }
-    metricsink::flush(&history_store, &minutes).await;
+    write_what_is_left(&queue, logs, usage, &history_store, &minutes).await;
     tracing::info!("lamina stopped");
     Ok(())
+}
+
+/// At shutdown, once the environments are stopped: how the last asynchronous attempts ended
+/// (those the grace period cut short end with their environments and leave their events as
+/// they were), so that none runs again after the restart; the usage records and log lines of
+/// the last invocations, now rather than at their writers' next interval, which the process
+/// might not live to see; and the metric history. All within [`FLUSH_LIMIT`].
+async fn write_what_is_left(
+    queue: &lamina_api::lambda::queue::EventQueue,
+    logs: Arc<logsink::StoreLogs>,
+    usage: Arc<usagesink::StoreUsage>,
+    store: &Arc<Store>,
+    minutes: &Arc<lamina_api::lambda::Minutes>,
+) {
+    use tokio::time::{Instant, timeout_at};
+    let deadline = Instant::now() + FLUSH_LIMIT;
+    let left = move || deadline.saturating_duration_since(Instant::now());
+    let settled = async {
+        let outcomes = async {
+            queue.attempts_ended().await;
+            queue.settled().await;
+        };
+        if timeout_at(deadline, outcomes).await.is_err() {
+            tracing::warn!(
+                "the last asynchronous attempts' outcomes were not written in time; they run again after the restart"
+            );
+        }
+        // After the settlements, which carry the usage records of asynchronous attempts.
+        let (l, u) = (left(), left());
+        let written = tokio::join!(
+            tokio::task::spawn_blocking(move || logs.flush(l)),
+            tokio::task::spawn_blocking(move || usage.flush(u)),
+        );
+        if !matches!(written, (Ok(true), Ok(true))) {
+            tracing::warn!("the last log lines or usage records were not written in time");
+        }
+    };
+    let metrics = async {
+        if timeout_at(deadline, metricsink::flush(store, minutes))
+            .await
+            .is_err()
+        {
+            tracing::warn!("the metric history was not written in time");
+        }
+    };
+    tokio::join!(settled, metrics);
 }
 
 /// Raises the soft limit on open files to the hard limit: every environment holds a few

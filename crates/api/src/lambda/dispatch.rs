@@ -182,7 +182,10 @@ pub fn start(state: Arc<AppState>) {
                     }
                 }
                 expire(&state, buffer, now);
+                // A pass that began before the stop starts nothing once it is signalled (it may
+                // have waited for the store meanwhile): the flag only ever changes to true.
                 while room > 0
+                    && !stop.has_changed().unwrap_or(true)
                     && let Some((e, rules)) = buffer.pop_front()
                 {
                     room -= 1;

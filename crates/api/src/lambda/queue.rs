@@ -196,8 +196,10 @@ impl EventQueue {
     /// Hands an attempt's settlement to the writer.
     pub(crate) fn settle(&self, s: Settling) {
         self.unsettled.send_modify(|n| *n += 1);
-        // The writer lives as long as the queue.
-        let _ = self.settled.send(s);
+        // The writer lives as long as the queue, unless its write panicked.
+        if self.settled.send(s).is_err() {
+            self.unsettled.send_modify(|n| *n -= 1);
+        }
     }
 
     /// Returns once no attempt is running: at a graceful stop, after the dispatcher has stopped
@@ -359,6 +361,10 @@ async fn write_settled(
             let Ok(written) =
                 tokio::task::spawn_blocking(move || store.settle_events(&settles)).await
             else {
+                // Nobody waits for this batch (nor, the writer gone, for any later one).
+                if let Some(q) = queue.upgrade() {
+                    q.unsettled.send_modify(|n| *n -= batch.len());
+                }
                 return;
             };
             match written {

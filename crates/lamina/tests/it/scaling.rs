@@ -555,11 +555,17 @@ async fn shutdown_and_crash_leave_nothing_behind() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_in_a_burst_of_cold_starts_leaves_nothing_behind() {
-    let (dir, mut server, c) = server_process();
+    // No grace period: the stop does not wait for the attempts, so it meets the sandboxes still
+    // being made for them.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("lamina.toml");
+    std::fs::write(&config, "shutdown_grace_s = 0\n").unwrap();
     let data = dir.path().join("data");
+    let mut server = ServerProcess::start(&data, &["--config", config.to_str().unwrap()]);
+    let c = sdk_client(&server.endpoint(), "test", "test", "us-east-1");
     deploy(&c, "burst", 128, "1").await;
     // Thirty events, so thirty cold starts at once (past the two sandboxes made ahead, each made
-    // on the spot), which no caller waits for: shutdown does not wait for them either.
+    // on the spot), which no caller waits for.
     for _ in 0..30 {
         c.invoke()
             .function_name("burst")
