@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::bench::{Target, bar, stats};
+use crate::bench_relay::{post, timed};
 
 /// Longer than the 50 ms after which an idle environment is frozen (`pause` in the report, ms:
 /// a setting, not a figure, so `--compare` leaves it out).
@@ -25,11 +26,7 @@ pub async fn run(
     let (mut lamina, mut echo) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for _ in 0..n {
         tokio::time::sleep(PAUSE).await;
-        let t = std::time::Instant::now();
-        let r = http.post(echo_url).body(r#"{"bench":true}"#).send().await?;
-        anyhow::ensure!(r.status().is_success(), "the echo answered {}", r.status());
-        r.bytes().await?;
-        echo.push(t.elapsed().as_secs_f64() * 1000.0);
+        echo.push(timed(post(http, echo_url)).await?);
         tokio::time::sleep(PAUSE).await;
         lamina.push(target.invoke("warm-native-1769").await?);
         b.inc(1);

@@ -131,16 +131,12 @@ pub(crate) async fn against_relay(
     // A relay runtime for each of up to 64 callers.
     let relay = servers().spawn(start(64)).await??;
     let warm_name = "warm-native-1769";
-    let post = |url: String| {
+    // A caller of `post` to `url`, for the rounds.
+    let poster = |url: String| {
         let http = http.clone();
         move || {
             let (http, url) = (http.clone(), url.clone());
-            async move {
-                let r = http.post(&url).body(r#"{"bench":true}"#).send().await?;
-                anyhow::ensure!(r.status().is_success(), "{url} answered {}", r.status());
-                r.bytes().await?;
-                Ok(())
-            }
+            async move { post(&http, &url).await }
         }
     };
     let target = Target {
@@ -154,9 +150,9 @@ pub(crate) async fn against_relay(
 
     // The four side by side, one request of each in turn, so that noise falls on all alike.
     let calls = [
-        post(floor_url.to_owned()),
-        post(echo_url.to_owned()),
-        post(relay.url.clone()),
+        poster(floor_url.to_owned()),
+        poster(echo_url.to_owned()),
+        poster(relay.url.clone()),
     ];
     let mut sides: [Vec<f64>; 4] = Default::default();
     for _ in 0..20 {
@@ -185,8 +181,8 @@ pub(crate) async fn against_relay(
         // That round took sandboxes made ahead of time: the pool makes their replacements in
         // the background, which would otherwise share the CPU with the timed rounds.
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let echo = closed_loop(c, per, post(echo_url.to_owned())).await?;
-        let relay = closed_loop(c, per, post(relay.url.clone())).await?;
+        let echo = closed_loop(c, per, poster(echo_url.to_owned())).await?;
+        let relay = closed_loop(c, per, poster(relay.url.clone())).await?;
         let lamina = closed_loop(c, per, lamina.clone()).await?;
         throughput.push(Rate {
             concurrency: c,
@@ -199,8 +195,18 @@ pub(crate) async fn against_relay(
     Ok((interleaved, throughput))
 }
 
+/// One request to an echo (or the relay): the body every baseline gets.
+pub(crate) async fn post(http: &reqwest::Client, url: &str) -> anyhow::Result<()> {
+    let r = http.post(url).body(r#"{"bench":true}"#).send().await?;
+    anyhow::ensure!(r.status().is_success(), "{url} answered {}", r.status());
+    r.bytes().await?;
+    Ok(())
+}
+
 /// How long `call` took, ms.
-async fn timed(call: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<f64> {
+pub(crate) async fn timed(
+    call: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<f64> {
     let t = Instant::now();
     call.await?;
     Ok(t.elapsed().as_secs_f64() * 1000.0)

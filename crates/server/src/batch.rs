@@ -137,6 +137,8 @@ fn drain_into<T>(rx: Receiver<Msg<T>>, flushing: &AtomicUsize, mut write: impl F
         }
     }
 }
+
+/// Puts an item in the batch, or a flush's answer with those to send once it is written.
 fn take<T>(msg: Msg<T>, batch: &mut Vec<T>, acks: &mut Vec<SyncSender<()>>) {
     match msg {
         Msg::Item(item) => batch.push(item),

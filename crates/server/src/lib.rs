@@ -311,7 +311,6 @@ async fn write_what_is_left(
 ) {
     use tokio::time::{Instant, timeout_at};
     let deadline = Instant::now() + FLUSH_LIMIT;
-    let left = move || deadline.saturating_duration_since(Instant::now());
     let settled = async {
         let outcomes = async {
             queue.attempts_ended().await;
@@ -323,10 +322,10 @@ async fn write_what_is_left(
             );
         }
         // After the settlements, which carry the usage records of asynchronous attempts.
-        let (l, u) = (left(), left());
+        let left = deadline.saturating_duration_since(Instant::now());
         let written = tokio::join!(
-            tokio::task::spawn_blocking(move || logs.flush(l)),
-            tokio::task::spawn_blocking(move || usage.flush(u)),
+            tokio::task::spawn_blocking(move || logs.flush(left)),
+            tokio::task::spawn_blocking(move || usage.flush(left)),
         );
         if !matches!(written, (Ok(true), Ok(true))) {
             tracing::warn!("the last log lines or usage records were not written in time");

@@ -42,9 +42,7 @@ impl StoreLogs {
             dropped: AtomicU64::new(0),
         })
     }
-}
 
-impl StoreLogs {
     /// Writes every line queued so far, waiting at most `limit`: at a graceful stop.
     pub fn flush(&self, limit: Duration) -> bool {
         self.writer.flush(limit)

@@ -58,6 +58,17 @@ struct DoneGuard {
     scope: Option<Scope>,
 }
 
+impl DoneGuard {
+    /// Counts an attempt in among those running.
+    fn start(state: &Arc<AppState>, scope: Scope) -> Self {
+        state.queue.running.send_modify(|n| *n += 1);
+        Self {
+            state: state.clone(),
+            scope: Some(scope),
+        }
+    }
+}
+
 impl Drop for DoneGuard {
     fn drop(&mut self) {
         self.state.queue.running.send_modify(|n| *n -= 1);
@@ -191,12 +202,8 @@ pub fn start(state: Arc<AppState>) {
                     room -= 1;
                     in_flight += 1;
                     *outstanding.entry(scope.clone()).or_default() += 1;
+                    let mut done = DoneGuard::start(&state, scope.clone());
                     let state = state.clone();
-                    state.queue.running.send_modify(|n| *n += 1);
-                    let mut done = DoneGuard {
-                        state: state.clone(),
-                        scope: Some(scope.clone()),
-                    };
                     tokio::spawn(async move {
                         if let Some((e, rules)) = attempt(&state, e, rules).await
                             && let Some(scope) = done.scope.take()
