@@ -127,6 +127,16 @@ fn fill(dir: &std::path::Path, lines: usize, json_out: bool) -> anyhow::Result<(
     let day = 86_400_000i64;
     let b = bar(lines, "storing log lines", json_out);
     let mut batch = Vec::with_capacity(10_000);
+    let streams: Vec<_> = (0..10)
+        .map(|i| {
+            std::sync::Arc::new(lamina_model::LogStreamKey {
+                account: "000000000000".into(),
+                region: "us-east-1".into(),
+                function: "bench-logs".into(),
+                stream: format!("2026/01/01/[$LATEST]{i:032x}"),
+            })
+        })
+        .collect();
     for i in 0..lines {
         let message = if i % 10_000 == 5_000 {
             format!("ERROR request {i} failed: upstream timed out")
@@ -134,10 +144,7 @@ fn fill(dir: &std::path::Path, lines: usize, json_out: bool) -> anyhow::Result<(
             format!("INFO request {i} served in {} ms", i % 97)
         };
         batch.push(lamina_store::NewLogEvent {
-            account: "000000000000".into(),
-            region: "us-east-1".into(),
-            function: "bench-logs".into(),
-            stream: format!("2026/01/01/[$LATEST]{:032x}", i % 10),
+            stream: streams[i % 10].clone(),
             ts_ms: now - day + (i as i64 * day) / lines.max(1) as i64,
             message,
         });

@@ -11,6 +11,7 @@ mod arn;
 mod error;
 mod function;
 pub mod limits;
+mod log_stream;
 mod names;
 mod runtime;
 mod timestamp;
@@ -23,6 +24,7 @@ pub use function::{
     LogFormat, PackageType, State, TracingMode,
 };
 pub use limits::Limits;
+pub use log_stream::LogStreamKey;
 pub use names::{FunctionName, FunctionRef, Qualifier, function_arn};
 pub use runtime::Runtime;
 pub use timestamp::{format_timestamp, iso8601_millis, now_millis};

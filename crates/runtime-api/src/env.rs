@@ -192,10 +192,12 @@ impl Environment {
             }
         };
         let tap = Tap::new(
-            f.account.clone(),
-            f.region.clone(),
-            f.name.clone(),
-            stream.clone(),
+            lamina_model::LogStreamKey {
+                account: f.account.clone(),
+                region: f.region.clone(),
+                function: f.name.clone(),
+                stream: stream.clone(),
+            },
             inner.logs.clone(),
             inner.log_budgets.of(&f.account, &f.function_arn),
         );

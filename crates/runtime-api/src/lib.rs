@@ -677,15 +677,17 @@ impl Executor {
     ) {
         let now = time::OffsetDateTime::now_utc();
         self.inner.logs.emit(LogRecord {
-            account: account.into(),
-            region: region.into(),
-            function: function.into(),
-            stream: format!(
-                "{:04}/{:02}/{:02}/[{version}]platform",
-                now.year(),
-                now.month() as u8,
-                now.day()
-            ),
+            stream: Arc::new(lamina_model::LogStreamKey {
+                account: account.into(),
+                region: region.into(),
+                function: function.into(),
+                stream: format!(
+                    "{:04}/{:02}/{:02}/[{version}]platform",
+                    now.year(),
+                    now.month() as u8,
+                    now.day()
+                ),
+            }),
             ts_ms: (now.unix_timestamp_nanos() / 1_000_000) as i64,
             message,
         });

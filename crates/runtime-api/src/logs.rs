@@ -21,10 +21,7 @@ pub const MAX_EVENT: usize = 262_144 - 26;
 /// One log line of a function.
 #[derive(Debug, Clone)]
 pub struct LogRecord {
-    pub account: String,
-    pub region: String,
-    pub function: String,
-    pub stream: String,
+    pub stream: Arc<lamina_model::LogStreamKey>,
     pub ts_ms: i64,
     pub message: String,
 }
@@ -43,10 +40,7 @@ impl LogSink for NoLogs {
 
 /// The log tap of one environment.
 pub struct Tap {
-    pub account: String,
-    pub region: String,
-    pub function: String,
-    pub stream: String,
+    stream: Arc<lamina_model::LogStreamKey>,
     sink: Arc<dyn LogSink>,
     /// Lines of the invocation in progress, when someone wants its tail.
     capture: Mutex<Option<String>>,
@@ -68,18 +62,12 @@ pub const TAIL_BYTES: usize = 4096;
 
 impl Tap {
     pub fn new(
-        account: String,
-        region: String,
-        function: String,
-        stream: String,
+        stream: lamina_model::LogStreamKey,
         sink: Arc<dyn LogSink>,
         budget: Budget,
     ) -> Arc<Self> {
         Arc::new(Self {
-            account,
-            region,
-            function,
-            stream,
+            stream: Arc::new(stream),
             sink,
             capture: Mutex::new(None),
             pipe: Mutex::new(None),
@@ -129,10 +117,7 @@ impl Tap {
             }
         }
         self.sink.emit(LogRecord {
-            account: self.account.clone(),
-            region: self.region.clone(),
-            function: self.function.clone(),
-            stream: self.stream.clone(),
+            stream: Arc::clone(&self.stream),
             ts_ms: lamina_model::now_millis(),
             message,
         });

@@ -61,9 +61,6 @@ impl LogSink for StoreLogs {
             return;
         }
         let event = NewLogEvent {
-            account: r.account,
-            region: r.region,
-            function: r.function,
             stream: r.stream,
             ts_ms: r.ts_ms,
             message: r.message,

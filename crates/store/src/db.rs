@@ -374,6 +374,9 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE INDEX log_lines_group_time ON log_lines(grp, ts_ms);
     CREATE INDEX log_lines_stream_time ON log_lines(stream, ts_ms);
     CREATE INDEX log_lines_time ON log_lines(ts_ms);",
+    // 16: no index of all lines by time. Only the retention sweep read it, and it now expires
+    // each group through the group's own time index; every stored line paid for a fifth B-tree.
+    "DROP INDEX log_lines_time;",
 ];
 
 /// Compiled statements kept per connection: more than the store has.

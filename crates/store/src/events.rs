@@ -695,10 +695,12 @@ mod tests {
         assert_eq!(store.settle_events(&[finish]).unwrap(), [(true, false)]);
         assert_eq!(synchronous(&store), 2);
         let line = crate::NewLogEvent {
-            account: "000000000000".into(),
-            region: "us-east-1".into(),
-            function: "f".into(),
-            stream: "s".into(),
+            stream: std::sync::Arc::new(lamina_model::LogStreamKey {
+                account: "000000000000".into(),
+                region: "us-east-1".into(),
+                function: "f".into(),
+                stream: "s".into(),
+            }),
             ts_ms: 1,
             message: "x".into(),
         };

@@ -426,10 +426,12 @@ mod tests {
 
     fn line(function: &str, stream: &str, ts_ms: i64, message: &str) -> NewLogEvent {
         NewLogEvent {
-            account: "000000000000".into(),
-            region: "us-east-1".into(),
-            function: function.into(),
-            stream: stream.into(),
+            stream: std::sync::Arc::new(lamina_model::LogStreamKey {
+                account: "000000000000".into(),
+                region: "us-east-1".into(),
+                function: function.into(),
+                stream: stream.into(),
+            }),
             ts_ms,
             message: message.into(),
         }
@@ -780,5 +782,8 @@ mod tests {
         );
         assert!(!stream.contains("TEMP B-TREE"), "{stream}");
         assert!(stream.contains("log_lines_stream_time"), "{stream}");
+        // Expiry, a group at a time: the group's time index, not a scan of every line.
+        let expiry = plan("SELECT id FROM log_lines WHERE grp = 1 AND ts_ms < 2 LIMIT 10");
+        assert!(expiry.contains("log_lines_group_time"), "{expiry}");
     }
 }

@@ -21,10 +21,8 @@ const EXPIRE_BATCH: i64 = 5_000;
 /// A log line to store.
 #[derive(Debug, Clone)]
 pub struct NewLogEvent {
-    pub account: String,
-    pub region: String,
-    pub function: String,
-    pub stream: String,
+    /// The function's group and the stream, shared by the stream's lines.
+    pub stream: std::sync::Arc<lamina_model::LogStreamKey>,
     pub ts_ms: i64,
     pub message: String,
 }
@@ -103,17 +101,18 @@ fn append(
             "INSERT INTO log_lines (id, grp, stream, ts_ms, message) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
         for e in events {
-            let group = match added.entry((&e.account, &e.region, &e.function)) {
+            let to = &*e.stream;
+            let group = match added.entry((&to.account, &to.region, &to.function)) {
                 Entry::Occupied(o) => o.into_mut(),
                 Entry::Vacant(v) => {
-                    v.insert((group_id(&tx, &e.account, &e.region, &e.function)?, 0))
+                    v.insert((group_id(&tx, &to.account, &to.region, &to.function)?, 0))
                 }
             };
             group.1 += e.message.len() as i64 + ROW_OVERHEAD;
             let grp = group.0;
-            let stream = match streams.entry((grp, &e.stream)) {
+            let stream = match streams.entry((grp, &to.stream)) {
                 Entry::Occupied(o) => *o.get(),
-                Entry::Vacant(v) => *v.insert(stream_id(&tx, grp, &e.stream)?),
+                Entry::Vacant(v) => *v.insert(stream_id(&tx, grp, &to.stream)?),
             };
             id += 1;
             stmt.execute(params![id, grp, stream, e.ts_ms, e.message])?;
@@ -258,13 +257,22 @@ impl Store {
                 params![account, region, function, cutoff, EXPIRE_BATCH],
             )?;
         }
-        total += self.expire_batches(
-            "SELECT id FROM log_lines l WHERE ts_ms < ?1 AND NOT EXISTS (SELECT 1 FROM log_retention r
-             JOIN log_groups g ON g.account = r.account AND g.region = r.region AND g.function = r.function
-             WHERE g.id = l.grp)
-             LIMIT ?2",
-            params![before_ms, EXPIRE_BATCH],
-        )?;
+        // The others, one group at a time through its time index.
+        let defaults: Vec<i64> = {
+            let conn = self.conn();
+            let mut stmt = conn.prepare_cached(
+                "SELECT id FROM log_groups g WHERE NOT EXISTS (SELECT 1 FROM log_retention r
+                 WHERE r.account = g.account AND r.region = g.region AND r.function = g.function)",
+            )?;
+            stmt.query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?
+        };
+        for grp in defaults {
+            total += self.expire_batches(
+                "SELECT id FROM log_lines WHERE grp = ?1 AND ts_ms < ?2 LIMIT ?3",
+                params![grp, before_ms, EXPIRE_BATCH],
+            )?;
+        }
         // Streams and groups left without lines (by expiry, or by the size bound) go too.
         self.sweep_empty("log_streams", "stream")?;
         self.sweep_empty("log_groups", "grp")?;

@@ -12,6 +12,7 @@ use lamina_runtime_api::FunctionRuntime;
 use lamina_store::{AliasRecord, FunctionKey, FunctionRecord, StoreError};
 
 use super::invoke::active;
+use super::meters::Meters;
 use super::{ApiResult, AppState, arn, blocking, function_not_found};
 
 const LATEST: &str = "$LATEST";
@@ -35,8 +36,9 @@ struct Hot {
 #[derive(Clone)]
 struct Cached {
     rec: Arc<FunctionRecord>,
-    /// Made by its first invocation (the record is then known to be active).
-    runtime: Option<Arc<FunctionRuntime>>,
+    /// Made by its first invocation (the record is then known to be active), with the
+    /// function's metric handles.
+    runtime: Option<(Arc<FunctionRuntime>, Arc<Meters>)>,
 }
 
 impl AppState {
@@ -71,14 +73,15 @@ pub(crate) async fn function_of(
     key: &FunctionKey,
     qualifier: Option<&Qualifier>,
     fresh: bool,
-) -> ApiResult<(Arc<FunctionRecord>, Arc<FunctionRuntime>)> {
+) -> ApiResult<(Arc<FunctionRecord>, Arc<FunctionRuntime>, Arc<Meters>)> {
     let version = version_of(state, key, qualifier, fresh).await?;
     let Cached { rec, runtime } = cached(state, key, &version, qualifier, fresh).await?;
-    if let Some(runtime) = runtime {
-        return Ok((rec, runtime));
+    if let Some((runtime, meters)) = runtime {
+        return Ok((rec, runtime, meters));
     }
     active(&rec)?;
     let runtime = Arc::new(runtime_of(state, key, &rec).await?);
+    let meters = Arc::new(Meters::of(&runtime.name));
     let mut hot = state.hot.write().unwrap_or_else(|e| e.into_inner());
     if let Some(c) = hot
         .functions
@@ -87,9 +90,9 @@ pub(crate) async fn function_of(
         // Unless the function changed meanwhile.
         && Arc::ptr_eq(&c.rec, &rec)
     {
-        c.runtime = Some(runtime.clone());
+        c.runtime = Some((runtime.clone(), meters.clone()));
     }
-    Ok((rec, runtime))
+    Ok((rec, runtime, meters))
 }
 
 /// The record an invoke runs: `$LATEST`, or the version the qualifier names (an alias picks one

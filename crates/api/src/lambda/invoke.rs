@@ -301,8 +301,8 @@ pub(crate) async fn run(
     // An invoke sees the function as it was read, or a clean 404: if its code went away between
     // reading and starting an environment (a concurrent update or delete), it reads again once.
     let mut fresh = false;
-    let (rec, function, result) = loop {
-        let (rec, function) = super::hot::function_of(state, key, qualifier, fresh).await?;
+    let (rec, function, meters, result) = loop {
+        let (rec, function, meters) = super::hot::function_of(state, key, qualifier, fresh).await?;
         let invocation = Invocation {
             request_id: request_id.clone(),
             payload: payload.clone(),
@@ -318,29 +318,33 @@ pub(crate) async fn run(
                 fresh = true;
             }
             Err(Failure::Gone) => return Err(function_not_found(key, qualifier)),
-            result => break (rec, function, result),
+            result => break (rec, function, meters, result),
         }
     };
-    let name = function.name.clone();
     let mut usage = None;
     match &result {
         Ok(done) => {
-            metrics::histogram!("lamina_invoke_duration_seconds", "function" => name.clone())
-                .record(done.duration_ms / 1000.0);
+            meters.duration.record(done.duration_ms / 1000.0);
             if let Some(init) = done.init_ms {
-                metrics::counter!("lamina_cold_starts_total", "function" => name.clone())
-                    .increment(1);
-                metrics::histogram!("lamina_init_duration_seconds", "function" => name)
-                    .record(init / 1000.0);
+                meters.cold_starts.increment(1);
+                meters.init_duration.record(init / 1000.0);
             }
             let timing = (done.duration_ms, done.init_ms, done.billed_ms);
-            usage = Some(usage_of(&function, &rec, &usage_key, &done.outcome, timing));
+            usage = Some(usage_of(
+                &function,
+                &meters,
+                &rec,
+                &usage_key,
+                &done.outcome,
+                timing,
+            ));
         }
         Err(Failure::Function(outcome)) => {
             // Failed before an invocation could start (INIT): the time spent is billed as INIT.
             let ms = started.elapsed().as_secs_f64() * 1000.0;
             usage = Some(usage_of(
                 &function,
+                &meters,
                 &rec,
                 &usage_key,
                 outcome,
@@ -348,7 +352,7 @@ pub(crate) async fn run(
             ));
         }
         Err(Failure::Throttled(t)) => {
-            metrics::counter!("lamina_throttles_total", "function" => name, "reason" => t.reason())
+            metrics::counter!("lamina_throttles_total", "function" => function.name.clone(), "reason" => t.reason())
                 .increment(1);
         }
         Err(_) => {}
@@ -362,6 +366,7 @@ pub(crate) async fn run(
 /// The invocation's usage record; counts it in the metrics.
 fn usage_of(
     f: &FunctionRuntime,
+    meters: &super::meters::Meters,
     rec: &lamina_store::FunctionRecord,
     request_id: &str,
     outcome: &lamina_runtime_api::Outcome,
@@ -380,10 +385,8 @@ fn usage_of(
     };
     let architecture = rec.spec.architecture.as_str();
     let gb_s = f.memory_mb as f64 / 1024.0 * billed_ms as f64 / 1000.0;
-    metrics::counter!("lamina_requests_total", "function" => f.name.clone(), "outcome" => result)
-        .increment(1);
-    // A float that only grows: exported as a gauge, read as a counter.
-    metrics::gauge!("lamina_billed_gb_seconds_total", "function" => f.name.clone()).increment(gb_s);
+    meters.requests(result).increment(1);
+    meters.billed_gb_s.increment(gb_s);
     lamina_store::UsageRecord {
         request_id: request_id.to_owned(),
         account: f.account.clone(),

@@ -21,6 +21,7 @@ mod image;
 mod invoke;
 mod layers;
 mod logs;
+mod meters;
 mod minutes;
 mod policy;
 pub mod queue;
