@@ -247,7 +247,10 @@ pub fn router(state: Arc<AppState>) -> Router {
                     certificate.oneshot(req).await.into_response()
                 } else {
                     match service {
-                        Ok(Service::Lambda) => lambda.oneshot(req).await.into_response(),
+                        Ok(Service::Lambda) => match lambda::invoke_name(&req) {
+                            Some(name) => lambda::invoke_direct(gateways, name, req).await,
+                            None => lambda.oneshot(req).await.into_response(),
+                        },
                         Ok(Service::Sns) => sns.oneshot(req).await.into_response(),
                         Ok(Service::ApiGateway) => apigw.oneshot(req).await.into_response(),
                         Ok(Service::Ecr) => ecr::api::serve(gateways, req).await,

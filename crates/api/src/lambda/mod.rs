@@ -79,17 +79,74 @@ impl From<AuthError> for ApiError {
 /// body on.
 async fn authenticate(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let (mut parts, body) = req.into_parts();
-    let limit = state.limits.request_max_bytes as usize;
-    let Some(bytes) = crate::auth::read_body(&parts, body, limit).await else {
-        return too_large(limit, &parts).into_response();
-    };
-    let caller = match crate::auth::identify(&state.auth, &parts, &bytes) {
-        Ok(c) => c,
-        Err(e) => return ApiError::from(e).into_response(),
+    let (caller, bytes) = match identified(&state, &parts, body).await {
+        Ok(found) => found,
+        Err(refused) => return refused,
     };
     parts.extensions.insert(caller);
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await
+}
+
+/// The body, read within the request limit, and the caller it and the head identify; or the
+/// answer refusing the request.
+async fn identified(
+    state: &AppState,
+    parts: &axum::http::request::Parts,
+    body: Body,
+) -> Result<(Caller, Bytes), Response> {
+    let limit = state.limits.request_max_bytes as usize;
+    let Some(bytes) = crate::auth::read_body(parts, body, limit).await else {
+        return Err(too_large(limit, parts).into_response());
+    };
+    match crate::auth::identify(&state.auth, parts, &bytes) {
+        Ok(caller) => Ok((caller, bytes)),
+        Err(e) => Err(ApiError::from(e).into_response()),
+    }
+}
+
+/// The function an Invoke names (`POST /2015-03-31/functions/{name}/invocations`), for
+/// [`invoke_direct`]; `None` for any other request, and for a name whose percent-encoding the
+/// router's own rejection should answer.
+pub(crate) fn invoke_name(req: &Request) -> Option<String> {
+    if req.method() != axum::http::Method::POST {
+        return None;
+    }
+    let name = req
+        .uri()
+        .path()
+        .strip_prefix("/2015-03-31/functions/")?
+        .strip_suffix("/invocations")?;
+    if name.is_empty() || name.contains('/') {
+        return None;
+    }
+    let decoded = percent_encoding::percent_decode_str(name)
+        .decode_utf8()
+        .ok()?;
+    Some(decoded.into_owned())
+}
+
+/// Invoke, the one operation on every invocation's path, straight to its handler: what the
+/// router and [`authenticate`] do for it (the body read within the request limit, the caller
+/// identified, the name percent-decoded), without their boxed services and futures.
+pub(crate) async fn invoke_direct(state: Arc<AppState>, name: String, req: Request) -> Response {
+    use axum::extract::{Extension, Path, RawQuery};
+    let (parts, body) = req.into_parts();
+    let (caller, bytes) = match identified(&state, &parts, body).await {
+        Ok(found) => found,
+        Err(refused) => return refused,
+    };
+    let raw = RawQuery(parts.uri.query().map(str::to_owned));
+    invoke::invoke(
+        State(state),
+        Extension(caller),
+        Path(name),
+        raw,
+        parts.headers,
+        bytes,
+    )
+    .await
+    .into_response()
 }
 
 fn too_large(limit: usize, parts: &axum::http::request::Parts) -> ApiError {
@@ -396,4 +453,57 @@ pub(crate) fn arn(key: &FunctionKey, qualifier: Option<&Qualifier>) -> String {
 /// `Function not found: <arn>`, as Lambda words it.
 pub(crate) fn function_not_found(key: &FunctionKey, qualifier: Option<&Qualifier>) -> ApiError {
     LambdaError::not_found(format!("Function not found: {}", arn(key, qualifier))).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name_of(method: &str, uri: &str) -> Option<String> {
+        let req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Body::empty())
+            .unwrap();
+        invoke_name(&req)
+    }
+
+    #[test]
+    fn only_a_post_to_an_invoke_path_goes_straight_to_invoke() {
+        let invoke = "/2015-03-31/functions/f/invocations";
+        assert_eq!(name_of("POST", invoke).as_deref(), Some("f"));
+        assert_eq!(
+            name_of("POST", "/2015-03-31/functions/f/invocations?Qualifier=1").as_deref(),
+            Some("f"),
+            "the query is the handler's"
+        );
+        assert_eq!(
+            name_of(
+                "POST",
+                "/2015-03-31/functions/arn%3Aaws%3Alambda%3Aus-east-1%3A000000000000%3Afunction%3Af/invocations"
+            )
+            .as_deref(),
+            Some("arn:aws:lambda:us-east-1:000000000000:function:f"),
+            "decoded as the router's Path would"
+        );
+        // The router answers everything else, its rejections included.
+        assert_eq!(name_of("GET", invoke), None);
+        assert_eq!(name_of("POST", "/2015-03-31/functions//invocations"), None);
+        assert_eq!(
+            name_of("POST", "/2015-03-31/functions/a/b/invocations"),
+            None
+        );
+        assert_eq!(
+            name_of("POST", "/2015-03-31/functions/%FF/invocations"),
+            None
+        );
+        assert_eq!(
+            name_of("POST", "/2015-03-31/functions/f/invocations/"),
+            None
+        );
+        assert_eq!(
+            name_of("POST", "/2014-11-13/functions/f/invoke-async"),
+            None
+        );
+    }
 }
