@@ -30,7 +30,6 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::Request;
 use axum::http::HeaderValue;
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use lamina_model::Limits;
 use lamina_store::Store;
@@ -82,9 +81,10 @@ pub trait UsageSink: Send + Sync {
     fn record(&self, record: lamina_store::UsageRecord);
 }
 
-/// Adds `x-amzn-RequestId` to every response that has none (Invoke sets the invocation's own).
-async fn request_id(req: Request, next: Next) -> Response {
-    let mut resp = next.run(req).await;
+/// Adds `x-amzn-RequestId` to a response that has none (Invoke sets the invocation's own): every
+/// response of the port gets one. Done in the dispatcher, not as a layer, so that no request
+/// pays for a boxed middleware future.
+fn with_request_id(mut resp: Response) -> Response {
     if !resp.headers().contains_key("x-amzn-requestid")
         && let Ok(v) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
     {
@@ -213,58 +213,57 @@ pub fn router(state: Arc<AppState>) -> Router {
     let certificate = Router::new()
         .route("/_lamina/sns/{file}", axum::routing::get(sns::certificate))
         .with_state(state);
-    Router::new()
-        .fallback(move |req: Request| {
-            let (lambda, sns, apigw) = (lambda.clone(), sns.clone(), apigw.clone());
-            let (console, certificate) = (console.clone(), certificate.clone());
-            let gateways = gateways.clone();
-            async move {
-                let (mut parts, body) = req.into_parts();
-                // A function's host or prefix first: its paths are all its own.
-                if let Some(target) = http::target_of(&parts) {
-                    browser::strip_console_cookie(&mut parts);
-                    let path_style = parts.uri.path().starts_with("/_aws/");
-                    let req = Request::from_parts(parts, body);
-                    let mut resp = http::serve(gateways, target, req).await;
-                    if path_style {
-                        browser::confine_path_style(&mut resp);
-                    }
-                    return resp;
-                }
-                let path = parts.uri.path();
-                if path == "/console" || path.starts_with("/console/") {
-                    return console
-                        .oneshot(Request::from_parts(parts, body))
-                        .await
-                        .into_response();
-                }
-                if let Some(refused) = browser::refuse_other_sites(&parts) {
-                    return refused;
-                }
-                let service = service_of(&parts);
+    Router::new().fallback(move |req: Request| {
+        let (lambda, sns, apigw) = (lambda.clone(), sns.clone(), apigw.clone());
+        let (console, certificate) = (console.clone(), certificate.clone());
+        let gateways = gateways.clone();
+        let dispatched = async move {
+            let (mut parts, body) = req.into_parts();
+            // A function's host or prefix first: its paths are all its own.
+            if let Some(target) = http::target_of(&parts) {
+                browser::strip_console_cookie(&mut parts);
+                let path_style = parts.uri.path().starts_with("/_aws/");
                 let req = Request::from_parts(parts, body);
-                let mut resp = if req.uri().path().starts_with("/_lamina/sns/") {
-                    certificate.oneshot(req).await.into_response()
-                } else {
-                    match service {
-                        Ok(Service::Lambda) => match lambda::invoke_name(&req) {
-                            Some(name) => lambda::invoke_direct(gateways, name, req).await,
-                            None => lambda.oneshot(req).await.into_response(),
-                        },
-                        Ok(Service::Sns) => sns.oneshot(req).await.into_response(),
-                        Ok(Service::ApiGateway) => apigw.oneshot(req).await.into_response(),
-                        Ok(Service::Ecr) => ecr::api::serve(gateways, req).await,
-                        Ok(Service::Registry) => ecr::registry::serve(gateways, req).await,
-                        Ok(Service::Ec2) => ec2::serve(gateways, req).await,
-                        Ok(Service::Logs) => logs::serve(gateways, req).await,
-                        Err(name) => unknown_service(&name),
-                    }
-                };
-                browser::harden_api_response(&mut resp);
-                resp
+                let mut resp = http::serve(gateways, target, req).await;
+                if path_style {
+                    browser::confine_path_style(&mut resp);
+                }
+                return resp;
             }
-        })
-        .layer(middleware::from_fn(request_id))
+            let path = parts.uri.path();
+            if path == "/console" || path.starts_with("/console/") {
+                return console
+                    .oneshot(Request::from_parts(parts, body))
+                    .await
+                    .into_response();
+            }
+            if let Some(refused) = browser::refuse_other_sites(&parts) {
+                return refused;
+            }
+            let service = service_of(&parts);
+            let req = Request::from_parts(parts, body);
+            let mut resp = if req.uri().path().starts_with("/_lamina/sns/") {
+                certificate.oneshot(req).await.into_response()
+            } else {
+                match service {
+                    Ok(Service::Lambda) => match lambda::invoke_name(&req) {
+                        Some(name) => lambda::invoke_direct(gateways, name, req).await,
+                        None => lambda.oneshot(req).await.into_response(),
+                    },
+                    Ok(Service::Sns) => sns.oneshot(req).await.into_response(),
+                    Ok(Service::ApiGateway) => apigw.oneshot(req).await.into_response(),
+                    Ok(Service::Ecr) => ecr::api::serve(gateways, req).await,
+                    Ok(Service::Registry) => ecr::registry::serve(gateways, req).await,
+                    Ok(Service::Ec2) => ec2::serve(gateways, req).await,
+                    Ok(Service::Logs) => logs::serve(gateways, req).await,
+                    Err(name) => unknown_service(&name),
+                }
+            };
+            browser::harden_api_response(&mut resp);
+            resp
+        };
+        async move { with_request_id(dispatched.await) }
+    })
 }
 
 fn unknown_service(name: &str) -> Response {
