@@ -192,12 +192,14 @@ pub async fn run(
         prices: config.prices.clone(),
         executor: executor.clone(),
     });
+    // The recorder before anything invokes: a function's metric handles are made at its first
+    // invocation and kept, and a handle made without a recorder records nothing.
+    let metrics = prometheus::handle();
     lamina_api::lambda::dispatch::start(state.clone());
     lamina_api::sns::start_deliverer(state.clone())
         .await
         .context("cannot read the SNS outbox")?;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), verify_signatures = config.auth.verify, console = %format!("http://{addr}/console"), "lamina is serving the Lambda, SNS, API Gateway, ECR, EC2 and CloudWatch Logs APIs, and the web console");
-    let metrics = prometheus::handle();
     let ex = executor.clone();
     let st = state.clone();
     // Functions whose queue depth was reported, so that an emptied queue reads 0.

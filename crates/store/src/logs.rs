@@ -268,8 +268,12 @@ impl Store {
                 .collect::<Result<_, _>>()?
         };
         for grp in defaults {
+            // Each batch checks again that the group still has no policy of its own.
             total += self.expire_batches(
-                "SELECT id FROM log_lines WHERE grp = ?1 AND ts_ms < ?2 LIMIT ?3",
+                "SELECT id FROM log_lines WHERE grp = ?1 AND ts_ms < ?2 AND NOT EXISTS
+                 (SELECT 1 FROM log_retention r JOIN log_groups g ON g.account = r.account
+                  AND g.region = r.region AND g.function = r.function WHERE g.id = ?1)
+                 LIMIT ?3",
                 params![grp, before_ms, EXPIRE_BATCH],
             )?;
         }

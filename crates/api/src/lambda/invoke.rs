@@ -324,10 +324,10 @@ pub(crate) async fn run(
     let mut usage = None;
     match &result {
         Ok(done) => {
-            meters.duration.record(done.duration_ms / 1000.0);
+            meters.duration().record(done.duration_ms / 1000.0);
             if let Some(init) = done.init_ms {
-                meters.cold_starts.increment(1);
-                meters.init_duration.record(init / 1000.0);
+                meters.cold_starts().increment(1);
+                meters.init_duration().record(init / 1000.0);
             }
             let timing = (done.duration_ms, done.init_ms, done.billed_ms);
             usage = Some(usage_of(
@@ -386,7 +386,7 @@ fn usage_of(
     let architecture = rec.spec.architecture.as_str();
     let gb_s = f.memory_mb as f64 / 1024.0 * billed_ms as f64 / 1000.0;
     meters.requests(result).increment(1);
-    meters.billed_gb_s.increment(gb_s);
+    meters.billed_gb_s().increment(gb_s);
     lamina_store::UsageRecord {
         request_id: request_id.to_owned(),
         account: f.account.clone(),

@@ -1,40 +1,70 @@
 //! A function's Prometheus series, as handles made once with its runtime: an invocation records
 //! through them without building a key, allocating its labels or looking it up in the registry.
+//! A series is registered at its first sample, as the `metrics` macros would, so `/metrics`
+//! shows no series a function never produced (no `error` count of a function that never
+//! failed).
+
+use std::sync::OnceLock;
 
 use metrics::{Counter, Gauge, Histogram};
 
-/// The series every invocation of one function updates (all labelled with its name).
+/// The series an invocation of one function updates (all labelled with its name).
 pub(crate) struct Meters {
-    pub(crate) duration: Histogram,
-    pub(crate) cold_starts: Counter,
-    pub(crate) init_duration: Histogram,
+    function: String,
+    duration: OnceLock<Histogram>,
+    cold_starts: OnceLock<Counter>,
+    init_duration: OnceLock<Histogram>,
     /// `lamina_requests_total` by outcome, in the order of [`OUTCOMES`].
-    requests: [Counter; 4],
+    requests: [OnceLock<Counter>; 4],
     /// A float that only grows: exported as a gauge, read as a counter.
-    pub(crate) billed_gb_s: Gauge,
+    billed_gb_s: OnceLock<Gauge>,
 }
 
 /// The outcomes `lamina_requests_total` counts.
 const OUTCOMES: [&str; 4] = ["success", "timeout", "init_error", "error"];
 
 impl Meters {
-    /// The handles of `function`'s series, registered with the process's recorder.
+    /// The series of `function` (its name), none registered yet.
     pub(crate) fn of(function: &str) -> Self {
-        let name = function.to_owned();
         Self {
-            duration: metrics::histogram!("lamina_invoke_duration_seconds", "function" => name.clone()),
-            cold_starts: metrics::counter!("lamina_cold_starts_total", "function" => name.clone()),
-            init_duration: metrics::histogram!("lamina_init_duration_seconds", "function" => name.clone()),
-            requests: OUTCOMES.map(|outcome| {
-                metrics::counter!("lamina_requests_total", "function" => name.clone(), "outcome" => outcome)
-            }),
-            billed_gb_s: metrics::gauge!("lamina_billed_gb_seconds_total", "function" => name),
+            function: function.to_owned(),
+            duration: OnceLock::new(),
+            cold_starts: OnceLock::new(),
+            init_duration: OnceLock::new(),
+            requests: Default::default(),
+            billed_gb_s: OnceLock::new(),
         }
     }
 
+    pub(crate) fn duration(&self) -> &Histogram {
+        self.duration.get_or_init(|| {
+            metrics::histogram!("lamina_invoke_duration_seconds", "function" => self.function.clone())
+        })
+    }
+
+    pub(crate) fn cold_starts(&self) -> &Counter {
+        self.cold_starts.get_or_init(
+            || metrics::counter!("lamina_cold_starts_total", "function" => self.function.clone()),
+        )
+    }
+
+    pub(crate) fn init_duration(&self) -> &Histogram {
+        self.init_duration.get_or_init(|| {
+            metrics::histogram!("lamina_init_duration_seconds", "function" => self.function.clone())
+        })
+    }
+
     /// The request counter for `outcome`, one of [`OUTCOMES`].
-    pub(crate) fn requests(&self, outcome: &str) -> &Counter {
+    pub(crate) fn requests(&self, outcome: &'static str) -> &Counter {
         let i = OUTCOMES.iter().position(|o| *o == outcome).unwrap_or(3);
-        &self.requests[i]
+        self.requests[i].get_or_init(|| {
+            metrics::counter!("lamina_requests_total", "function" => self.function.clone(), "outcome" => OUTCOMES[i])
+        })
+    }
+
+    pub(crate) fn billed_gb_s(&self) -> &Gauge {
+        self.billed_gb_s.get_or_init(|| {
+            metrics::gauge!("lamina_billed_gb_seconds_total", "function" => self.function.clone())
+        })
     }
 }
