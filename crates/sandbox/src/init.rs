@@ -17,7 +17,7 @@
 //!    is born in (v2) or joins the sandbox's cgroups and unshares a cgroup namespace rooted
 //!    there (this process stays outside the cgroups, so that freezing an idle sandbox never
 //!    stops its watcher),
-//!    compiles the seccomp filters, forks the function's process (which loads them and waits,
+//!    compiles the seccomp filter, forks the function's process (which loads it and waits,
 //!    see `init/function.rs`), builds the part of the root every function shares (the spec's
 //!    base: the system tree, `/proc`, `/dev`; on the template, only `/proc`) and reports
 //!    `joined`. Up to here nothing depends on
@@ -26,7 +26,7 @@
 //!    tree before it), adds the function's trees to the root (or lets the base go and builds an
 //!    image's root whole), pivots into it (on the template, only into an image's root), hands the
 //!    launch to the function's process: rlimits, unprivileged uid/gid, no capabilities,
-//!    `execve` (`no_new_privs` holds since the filters were loaded). PID 1 reports `started`
+//!    `execve` (`no_new_privs` holds since the filter was loaded). PID 1 reports `started`
 //!    (or why exec failed) on the control socket. A sandbox made for a managed runtime's
 //!    interpreter ([`crate::Zygote`]) builds the base first and starts the interpreter in it
 //!    before `joined`; at launch it gets the function's directory and variables once the root
@@ -411,16 +411,13 @@ fn pid_one(k: &dyn Kernel, spec: &Spec, ctl: &UnixStream) -> io::Result<i32> {
         "unsharing the cgroup namespace",
         k.unshare(Namespaces::CGROUP),
     )?;
-    let filters = step(
-        "compiling the seccomp filters",
-        seccomp::filters().map_err(io::Error::other),
-    )?;
+    let filter = step("compiling the seccomp filter", seccomp::filter())?;
     let function = match (&spec.base, &spec.zygote) {
         (Some(base), Some(zygote)) => {
             let root = step("building the root's base", base_root(k, spec, base))?;
             step(
                 "starting the runtime's interpreter",
-                function::Waiting::start_zygote(k, spec.user_namespace, &filters, root, zygote),
+                function::Waiting::start_zygote(k, spec.user_namespace, &filter, root, zygote),
             )?
         }
         (None, Some(_)) => {
@@ -432,7 +429,7 @@ fn pid_one(k: &dyn Kernel, spec: &Spec, ctl: &UnixStream) -> io::Result<i32> {
         (base, None) => {
             let function = step(
                 "forking the function's process",
-                function::Waiting::fork(k, spec.user_namespace, &filters),
+                function::Waiting::fork(k, spec.user_namespace, &filter),
             )?;
             if let Some(base) = base {
                 step("building the root's base", base_root(k, spec, base))?;
@@ -440,7 +437,7 @@ fn pid_one(k: &dyn Kernel, spec: &Spec, ctl: &UnixStream) -> io::Result<i32> {
             function
         }
     };
-    drop(filters);
+    drop(filter);
     step("reporting ready", (&*ctl).write_all(b"joined\n"))?;
     function.wait_for_launch(ctl)?;
     // The server may keep this sandbox waiting here; if it goes away instead, the read fails.

@@ -1,19 +1,19 @@
 //! The function's process. PID 1 forks it when the sandbox is prepared, before the sandbox knows
-//! its function, and it loads the seccomp filters at once: a launch then pays neither the fork
-//! nor the filters' loading (the kernel checks each filter against every system call number as
-//! it loads it: about 0.25 ms for the largest, timed under strace). It waits for its [`Launch`]
+//! its function, and it loads the seccomp filter at once: a launch then pays neither the fork
+//! nor the filter's loading (the kernel runs a filter for every system call number as it loads
+//! it, see `seccomp.rs`). It waits for its [`Launch`]
 //! on a pipe, and meanwhile holds nothing of a function: PID 1 builds the root only after it has
 //! forked, and `pivot_root` moves this process's root and working directory into the new root
 //! with PID 1's, since the two share their mount namespace. On the root's template
 //! ([`crate::Spec::template`]) it is forked on the root already, where the function's trees
 //! are attached later.
 //!
-//! Under the filters from the start (and so under `no_new_privs`, which loading them sets), this
+//! Under the filter from the start (and so under `no_new_privs`, which loading it sets), this
 //! process still does everything it must before `execve`: rlimits, the uid and gid or the
-//! capability bounding set, `chdir`. The filters refuse none of them.
+//! capability bounding set, `chdir`. The filter refuses none of them.
 //!
 //! A sandbox made for a managed runtime's interpreter ([`crate::Zygote`]) forks this process once
-//! its root's base is built instead: it `chroot`s into the base, loads the filters and `execve`s
+//! its root's base is built instead: it `chroot`s into the base, loads the filter and `execve`s
 //! the interpreter at once, with the launch's pipe as descriptor [`crate::ZYGOTE_FD`] (on the
 //! template, the base is the root: the `chroot` changes nothing). At launch PID 1 pivots into
 //! that same base (so the interpreter's root becomes the sandbox's), or on the template attaches
@@ -40,13 +40,13 @@ pub(super) struct Waiting {
 }
 
 impl Waiting {
-    /// Forks the function's process, which loads `filters` and waits.
+    /// Forks the function's process, which loads `filter` and waits.
     pub(super) fn fork(
         k: &dyn Kernel,
         user_namespace: bool,
-        filters: &[seccompiler::BpfProgram],
+        filter: &seccompiler::BpfProgram,
     ) -> io::Result<Self> {
-        let (pid, go, status) = spawn(|go| wait_and_exec(k, user_namespace, filters, go))?;
+        let (pid, go, status) = spawn(|go| wait_and_exec(k, user_namespace, filter, go))?;
         Ok(Self {
             pid,
             go,
@@ -54,17 +54,17 @@ impl Waiting {
         })
     }
 
-    /// Forks the function's process into the root's base at `root`, where it loads `filters` and
+    /// Forks the function's process into the root's base at `root`, where it loads `filter` and
     /// executes `zygote`'s interpreter at once. Returns once it has exec'd, or why it could not.
     pub(super) fn start_zygote(
         k: &dyn Kernel,
         user_namespace: bool,
-        filters: &[seccompiler::BpfProgram],
+        filter: &seccompiler::BpfProgram,
         root: &std::path::Path,
         zygote: &Zygote,
     ) -> io::Result<Self> {
         let (pid, go, status) =
-            spawn(|go| exec_zygote(k, user_namespace, filters, root, zygote, go))?;
+            spawn(|go| exec_zygote(k, user_namespace, filter, root, zygote, go))?;
         let mut failure = String::new();
         let _ = std::fs::File::from(status).read_to_string(&mut failure);
         if !failure.is_empty() {
@@ -257,12 +257,12 @@ fn default_signals() -> io::Result<()> {
     Ok(())
 }
 
-/// The forked process: takes every signal's default action, loads the filters, reads the launch,
+/// The forked process: takes every signal's default action, loads the filter, reads the launch,
 /// execs. Returns only on failure; exits quietly if the sandbox is never launched.
 fn wait_and_exec(
     k: &dyn Kernel,
     user_namespace: bool,
-    filters: &[seccompiler::BpfProgram],
+    filter: &seccompiler::BpfProgram,
     go: OwnedFd,
 ) -> io::Error {
     // At the root, which pivot_root moves into the new root with PID 1's: a working directory
@@ -273,10 +273,8 @@ fn wait_and_exec(
     if let Err(e) = default_signals() {
         return io::Error::new(e.kind(), format!("resetting signals: {e}"));
     }
-    for filter in filters {
-        if let Err(e) = seccompiler::apply_filter(filter) {
-            return io::Error::other(format!("seccomp: {e}"));
-        }
+    if let Err(e) = seccompiler::apply_filter(filter) {
+        return io::Error::other(format!("seccomp: {e}"));
     }
     let mut frame = Vec::new();
     let read = std::fs::File::from(go)
@@ -309,21 +307,18 @@ fn wait_and_exec(
 fn exec_zygote(
     k: &dyn Kernel,
     user_namespace: bool,
-    filters: &[seccompiler::BpfProgram],
+    filter: &seccompiler::BpfProgram,
     root: &std::path::Path,
     zygote: &Zygote,
     go: OwnedFd,
 ) -> io::Error {
     let setup = || -> io::Result<()> {
-        // Before the filters, which refuse chroot. PID 1 pivots into this same tree later, which
+        // Before the filter, which refuses chroot. PID 1 pivots into this same tree later, which
         // leaves this root as it is: it is the new root.
         step("chroot into the root's base", k.chroot(root))?;
         step("chdir /", k.chdir(std::path::Path::new("/")))?;
         step("resetting signals", default_signals())?;
-        for filter in filters {
-            seccompiler::apply_filter(filter)
-                .map_err(|e| io::Error::other(format!("seccomp: {e}")))?;
-        }
+        seccompiler::apply_filter(filter).map_err(|e| io::Error::other(format!("seccomp: {e}")))?;
         Ok(())
     };
     if let Err(e) = setup() {
