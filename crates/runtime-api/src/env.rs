@@ -1,7 +1,7 @@
 //! One execution environment: a sandbox running a function's runtime, its Runtime API server,
 //! its log pumps, and the invocations it serves one after another.
 
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -97,31 +97,23 @@ fn stream_name(version: &str) -> String {
     )
 }
 
-/// Waits for a process to exit without a thread: a pidfd becomes readable when it does.
-fn watch_exit(mut child: std::process::Child) -> watch::Receiver<Option<i32>> {
+/// Waits for a process to exit without a thread: its pidfd becomes readable when it does.
+fn watch_exit(child: lamina_sandbox::Process) -> watch::Receiver<Option<i32>> {
     let (tx, rx) = watch::channel(None);
-    // SAFETY: pidfd_open takes a pid and flags; the result is a new descriptor or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id() as libc::pid_t, 0) } as i32;
-    if fd < 0 {
-        std::thread::spawn(move || {
-            let code = child.wait().ok().and_then(|s| s.code()).unwrap_or(125);
-            let _ = tx.send(Some(code));
-        });
-        return rx;
-    }
-    // SAFETY: `fd` is a fresh descriptor we own.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     tokio::spawn(async move {
-        // SAFETY: `fd` is an owned pidfd that the AsyncFd keeps open until it is dropped.
-        if let Ok(afd) = unsafe { tokio::io::unix::AsyncFd::register(fd) } {
-            let _ = afd.readable().await;
-        }
-        let code = tokio::task::spawn_blocking(move || {
-            child.wait().ok().and_then(|s| s.code()).unwrap_or(125)
-        })
-        .await
-        .unwrap_or(125);
-        let _ = tx.send(Some(code));
+        let polled = child.pidfd().try_clone_to_owned().and_then(|fd| {
+            // SAFETY: `fd` is an owned copy of the pidfd, kept open by the AsyncFd until it is
+            // dropped.
+            unsafe { tokio::io::unix::AsyncFd::register(fd) }.map_err(std::io::Error::from)
+        });
+        let status = match polled {
+            // It has exited: reaping it does not block.
+            Ok(afd) if afd.readable().await.is_ok() => child.wait(),
+            _ => tokio::task::spawn_blocking(move || child.wait())
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e))),
+        };
+        let _ = tx.send(Some(status.ok().and_then(|s| s.code()).unwrap_or(125)));
     });
     rx
 }

@@ -188,7 +188,7 @@ fn tear_down(k: &dyn Kernel, cgroup: Option<Cgroup>, uid: Option<Owned>, what: &
 
 impl Drop for Launched {
     fn drop(&mut self) {
-        if let Some(mut s) = self.sandbox.take() {
+        if let Some(s) = self.sandbox.take() {
             let _ = s.child.kill();
             let _ = s.child.wait();
         }

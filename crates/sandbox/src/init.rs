@@ -50,13 +50,29 @@ use crate::kernel::{Kernel, LinuxKernel, Namespaces};
 use crate::rootfs::Tmp;
 use crate::{Launch, Spec, fdpass, rootfs, seccomp};
 
+mod fork_server;
 mod function;
 
-/// Runs `sandbox-init`. Never returns.
+pub(crate) use fork_server::ENV as FORK_SERVER_ENV;
+
+/// Runs `sandbox-init`, or the fork server that forks it when [`fork_server::ENV`] is set.
+/// Never returns.
 pub fn main() -> ! {
+    if std::env::var_os(fork_server::ENV).is_some() {
+        fork_server::serve()
+    }
+    sandbox()
+}
+
+/// `sandbox-init` itself, executed or forked by the fork server, with its control socket as
+/// descriptor 0.
+fn sandbox() -> ! {
     // Named for `ps` and `top`: executed from a memfd, the name would be a descriptor's number.
     // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
     unsafe { libc::prctl(libc::PR_SET_NAME, c"sandbox-init".as_ptr()) };
+    // Nothing but the standard descriptors: one the server left open without close-on-exec
+    // never reaches a sandbox.
+    fork_server::close_from(3);
     // Fd 0 is the control socket the server passed as standard input. Move it to a
     // close-on-exec descriptor of its own, so that fd 0 can become /dev/null for the function.
     // SAFETY: fcntl and close on descriptors this process owns.
@@ -305,6 +321,22 @@ struct CloneArgs {
     cgroup: u64,
 }
 
+/// `clone3` with `args` and no stack: a fork. Returns the child's pid (0 in the child), or -1
+/// with `errno` set. Sound in a single-threaded process only, as `sandbox-init` and the fork
+/// server are: the child goes on with a copy of it, where no other thread held a lock.
+fn clone3(args: &CloneArgs) -> libc::c_long {
+    // SAFETY: `args` is a valid `struct clone_args` of the size given, and with no stack the child
+    // runs on a copy of this thread's. The C library's cached thread id is stale in the child;
+    // only `raise` reads it, and glibc's asks the kernel when signalling itself.
+    unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    }
+}
+
 /// `CLONE_INTO_CGROUP`, from linux/sched.h.
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
@@ -321,16 +353,7 @@ fn fork_pid_one(group: Option<&std::fs::File>) -> io::Result<(libc::pid_t, bool)
             cgroup: group.as_raw_fd() as u64,
             ..CloneArgs::default()
         };
-        // SAFETY: with no stack given, clone3 is a fork: the child goes on with a copy of this
-        // single-threaded process. The C library's cached thread id is stale in the child; only
-        // `raise` reads it, and glibc's asks the kernel when signalling itself.
-        let pid = unsafe {
-            libc::syscall(
-                libc::SYS_clone3,
-                &args as *const CloneArgs,
-                std::mem::size_of::<CloneArgs>(),
-            )
-        };
+        let pid = clone3(&args);
         if pid >= 0 {
             return Ok((pid as libc::pid_t, true));
         }

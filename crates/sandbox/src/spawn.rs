@@ -5,9 +5,9 @@ use std::net::TcpListener;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::process::Child;
 use std::time::Duration;
 
+use crate::spawner::Process;
 use crate::{Launch, Spec, fdpass};
 
 /// Why a sandbox did not start.
@@ -28,7 +28,7 @@ pub enum SpawnError {
 /// A running sandbox.
 pub struct Sandbox {
     /// The outer `sandbox-init` process; its exit status is the function process's.
-    pub child: Child,
+    pub child: Process,
     /// Listening on `127.0.0.1:<port>` inside the sandbox's network namespace.
     pub listener: TcpListener,
     /// The read end of the function's output: stdout and stderr share one pipe, so lines reach
@@ -91,29 +91,16 @@ pub fn prepare(
     let (ctl, theirs) = UnixStream::pair().map_err(SpawnError::Start)?;
     let (output, out_w) = std::io::pipe().map_err(SpawnError::Start)?;
     let err_w = out_w.try_clone().map_err(SpawnError::Start)?;
-    let exe = rustix::fs::open(
-        init_exe,
-        rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )
-    .map_err(|e| SpawnError::Start(e.into()))?;
-    // Shown (and matched, e.g. by `pgrep -f 'lamina sandbox-init'`) as `lamina sandbox-init`,
-    // whichever binary it is.
-    let mut child = crate::spawner::spawn(&crate::spawner::Program {
-        exe: exe.as_fd(),
-        argv0: "lamina",
-        args: &["sandbox-init"],
-        stdio: [theirs.as_fd(), out_w.as_fd(), err_w.as_fd()],
-    })
-    .map_err(SpawnError::Start)?;
-    drop((exe, theirs, out_w, err_w));
-    let fail = |child: &mut Child, e: SpawnError| {
+    let child = crate::spawner::spawn(init_exe, [theirs.as_fd(), out_w.as_fd(), err_w.as_fd()])
+        .map_err(SpawnError::Start)?;
+    drop((theirs, out_w, err_w));
+    let fail = |child: &Process, e: SpawnError| {
         let _ = child.kill();
         let _ = child.wait();
         e
     };
     if let Err(e) = (&ctl).write_all(&framed(spec)) {
-        return Err(fail(&mut child, SpawnError::Start(e)));
+        return Err(fail(&child, SpawnError::Start(e)));
     }
     let template_ns = template.map(|t| t.ns.as_fd());
     let template_root = template.map(|t| t.root.as_fd());
@@ -121,7 +108,7 @@ pub fn prepare(
         if let Some(fd) = fd
             && let Err(e) = fdpass::send_fd(ctl.as_raw_fd(), tag, fd.as_raw_fd())
         {
-            return Err(fail(&mut child, SpawnError::Start(e)));
+            return Err(fail(&child, SpawnError::Start(e)));
         }
     }
     let mut buf = [0u8; 4096];
@@ -132,13 +119,13 @@ pub fn prepare(
         .and_then(|()| fdpass::recv_fd(&ctl, &mut buf));
     let (n, fd) = match received {
         Ok(r) => r,
-        Err(e) => return Err(fail(&mut child, setup_stalled(e))),
+        Err(e) => return Err(fail(&child, setup_stalled(e))),
     };
     let Some(fd) = fd else {
         let text = String::from_utf8_lossy(&buf[..n]).trim().to_owned();
         let text = text.strip_prefix("error: ").unwrap_or(&text).to_owned();
         return Err(fail(
-            &mut child,
+            &child,
             SpawnError::Setup(if text.is_empty() {
                 "sandbox-init exited".into()
             } else {
@@ -213,7 +200,7 @@ impl Prepared {
         tmp_mount: Option<OwnedFd>,
     ) -> Result<Sandbox, SpawnError> {
         let mut sandbox = self.sandbox.take().expect("launched once");
-        let fail = |mut sandbox: Sandbox, e: SpawnError| {
+        let fail = |sandbox: Sandbox, e: SpawnError| {
             let _ = sandbox.child.kill();
             let _ = sandbox.child.wait();
             e

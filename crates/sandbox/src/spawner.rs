@@ -1,244 +1,304 @@
-//! Where the server starts `sandbox-init` processes: a thread with a descriptor table of its
-//! own.
+//! Where the server starts `sandbox-init` processes: forked by a fork server.
 //!
-//! A process the server starts gets a copy of the server's whole descriptor table when it is
-//! forked, and closes it again at `execve`. Every environment holds about seven descriptors,
-//! so with a thousand environments each start copied and closed some 7000 of them: about 1 ms
-//! of CPU per start, more with every environment (a profile of `lamina bench --scale 1000` put
-//! it at 7 % of all CPU). This thread unshares its table once, when it starts, and keeps in it
-//! only its standard descriptors and a pidfd of its own process. For each start it copies in
-//! the few descriptors the new process needs (`pidfd_getfd`), starts it, and closes them. A
-//! start then copies a handful of descriptors, however many the server holds; and a descriptor
-//! the server opened without close-on-exec (a library's, say) never reaches a sandbox.
+//! Executing `lamina-init` for every sandbox cost about 0.35 ms of CPU before its first
+//! instruction of ours: the `execve`, and glibc's start-up, whose detection of the CPU's features
+//! and caches runs about a hundred `cpuid` instructions. On a virtual machine each is an exit to
+//! the hypervisor (3.7 µs on the machine of BENCHMARKS.md). The fork server is `lamina-init` executed
+//! once, marked by [`crate::init::FORK_SERVER_ENV`]; it forks every later `sandbox-init` (about
+//! 0.12 ms), already past that start-up (see `init/fork_server.rs`). Each is forked with
+//! `CLONE_PARENT`, so it is the server's child as an executed one was, and comes back with a
+//! pidfd, through which the server waits for it and kills it ([`Process`]).
 //!
-//! Where the thread cannot be had (no `pidfd_getfd`: a kernel before 5.6, or a seccomp policy
-//! that refuses it), processes are started from the calling thread as before.
+//! The fork server has nothing of the server's but its socket. A start sends it the new process's
+//! three standard descriptors (`SCM_RIGHTS`), and the child keeps nothing else: a descriptor the
+//! server opened without close-on-exec (a library's, say) never reaches a sandbox, and a start
+//! copies a handful of descriptors however many the server holds (a fork of the server copied
+//! its whole table, about seven descriptors per environment: 1 ms per start with a thousand).
+//!
+//! Where the fork server cannot be had (it did not start, or died, or its kernel refuses `clone3`
+//! with `CLONE_PARENT | CLONE_PIDFD`), the process is executed from the calling thread, and
+//! `sandbox-init` closes what it inherited beyond its standard descriptors itself.
 
-use std::ffi::OsString;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
-use std::sync::mpsc;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::Mutex;
 
-/// What to start: `exe` (an open descriptor of the executable, `O_PATH` is enough) with
-/// `argv0` and `args`, an empty environment, and `stdio` as its descriptors 0, 1 and 2.
-pub struct Program<'a> {
-    pub exe: BorrowedFd<'a>,
-    pub argv0: &'a str,
-    pub args: &'a [&'a str],
-    pub stdio: [BorrowedFd<'a>; 3],
+use rustix::process::{Pid, PidfdFlags, Signal, WaitId, WaitIdOptions};
+
+use crate::fdpass;
+
+/// A started `sandbox-init`, a child of this process, held by a pidfd: what it is signalled and
+/// waited through cannot be another process that reused its pid.
+#[derive(Debug)]
+pub struct Process {
+    pid: u32,
+    pidfd: OwnedFd,
 }
 
-/// Starts `program` from the spawner thread (or, without one, from this thread).
-pub fn spawn(program: &Program<'_>) -> io::Result<Child> {
-    let Some(spawner) = SPAWNER.get_or_init(Spawner::start) else {
-        return start(program);
-    };
-    let (reply, answer) = mpsc::sync_channel(1);
-    let job = Job {
-        exe: program.exe.as_raw_fd(),
-        argv0: program.argv0.into(),
-        args: program.args.iter().map(OsString::from).collect(),
-        stdio: program.stdio.map(|fd| fd.as_raw_fd()),
-        reply,
-    };
-    // The descriptors in `program` stay open (borrowed) until the answer: the thread copies
-    // them by number. Should the thread have died, this thread starts the program instead.
-    match spawner
-        .jobs
-        .send(job)
-        .ok()
-        .and_then(|()| answer.recv().ok())
-    {
-        Some(started) => started,
-        None => start(program),
+impl Process {
+    /// The process id.
+    pub fn id(&self) -> u32 {
+        self.pid
     }
-}
 
-static SPAWNER: OnceLock<Option<Spawner>> = OnceLock::new();
+    /// The pidfd: readable once the process has exited.
+    pub fn pidfd(&self) -> BorrowedFd<'_> {
+        self.pidfd.as_fd()
+    }
 
-struct Spawner {
-    jobs: mpsc::Sender<Job>,
-}
-
-/// One start. The descriptors are numbers in the server's table, open until `reply`.
-struct Job {
-    exe: RawFd,
-    argv0: OsString,
-    args: Vec<OsString>,
-    stdio: [RawFd; 3],
-    reply: mpsc::SyncSender<io::Result<Child>>,
-}
-
-impl Spawner {
-    fn start() -> Option<Self> {
-        let (jobs, rx) = mpsc::channel::<Job>();
-        let (ready_tx, ready) = mpsc::sync_channel(1);
-        let thread = std::thread::Builder::new()
-            .name("sandbox-spawner".into())
-            .spawn(move || {
-                // At the server's own priority: what it starts inherits it.
-                // No signal is ever handled here: a handler (tokio's writes to a pipe) would
-                // find this thread's descriptor table, where that pipe is not, and the
-                // server's SIGTERM would be lost. What it starts gets an empty mask (std
-                // resets it).
-                // SAFETY: sigfillset and pthread_sigmask on a local set, for this thread.
-                unsafe {
-                    let mut all: libc::sigset_t = std::mem::zeroed();
-                    libc::sigfillset(&mut all);
-                    libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
-                }
-                let server = match own_table() {
-                    Ok(pidfd) => {
-                        let _ = ready_tx.send(Ok(()));
-                        pidfd
-                    }
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                        return;
-                    }
-                };
-                while let Ok(job) = rx.recv() {
-                    let started = copy_in(&server, &job).and_then(|(exe, stdio)| {
-                        start_from(exe.as_fd(), &job.argv0, &job.args, stdio)
-                    });
-                    let _ = job.reply.send(started);
-                }
-            });
-        if let Err(e) = thread {
-            tracing::warn!(error = %e, "cannot start the thread that starts sandboxes; starting them from the server's threads");
-            return None;
+    /// Sends it `SIGKILL` (nothing, once it has been waited for).
+    pub fn kill(&self) -> io::Result<()> {
+        match rustix::process::pidfd_send_signal(&self.pidfd, Signal::KILL) {
+            Ok(()) | Err(rustix::io::Errno::SRCH) => Ok(()),
+            Err(e) => Err(e.into()),
         }
-        match ready.recv() {
-            Ok(Ok(())) => Some(Self { jobs }),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "starting sandboxes from the server's threads, which copies the server's descriptors into every start");
-                None
+    }
+
+    /// Waits for it to exit and reaps it.
+    pub fn wait(&self) -> io::Result<ExitStatus> {
+        self.waitid(WaitIdOptions::EXITED)?
+            .ok_or_else(|| io::Error::other("waitid returned no status"))
+    }
+
+    /// Reaps it if it has exited.
+    pub fn try_wait(&self) -> io::Result<Option<ExitStatus>> {
+        self.waitid(WaitIdOptions::EXITED | WaitIdOptions::NOHANG)
+    }
+
+    fn waitid(&self, options: WaitIdOptions) -> io::Result<Option<ExitStatus>> {
+        let status = loop {
+            match rustix::process::waitid(WaitId::PidFd(self.pidfd.as_fd()), options) {
+                Err(rustix::io::Errno::INTR) => continue,
+                r => break r?,
             }
-            Err(_) => None,
+        };
+        // As `wait` encodes it: the exit code in the second byte, or the signal.
+        Ok(
+            status.map(|s| match (s.exit_status(), s.terminating_signal()) {
+                (Some(code), _) => ExitStatus::from_raw((code & 0xff) << 8),
+                (None, Some(signal)) => {
+                    ExitStatus::from_raw(signal | if s.dumped() { 0x80 } else { 0 })
+                }
+                (None, None) => ExitStatus::from_raw(0x7f),
+            }),
+        )
+    }
+}
+
+/// Starts `init_exe sandbox-init` with `stdio` as its descriptors 0, 1 and 2: forked by the
+/// fork server, or executed from this thread without one.
+pub fn spawn(init_exe: &Path, stdio: [BorrowedFd<'_>; 3]) -> io::Result<Process> {
+    let mut server = FORK_SERVER.lock().unwrap_or_else(|e| e.into_inner());
+    if matches!(*server, ForkServer::NotStarted) {
+        *server = match Conn::start(init_exe) {
+            Ok(conn) => ForkServer::Running(conn),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start the sandboxes' fork server; executing every sandbox-init instead");
+                ForkServer::Unavailable
+            }
+        };
+    }
+    if let ForkServer::Running(conn) = &*server
+        && conn.exe == init_exe
+    {
+        match conn.fork(stdio) {
+            Ok(process) => return Ok(process),
+            // Out of processes or memory, say: the start fails, as an `execve` would.
+            Err(Failure::Failed(e)) => return Err(e),
+            Err(Failure::Refused(e)) => {
+                tracing::warn!(error = %e, "the kernel refuses the fork server's fork; executing every sandbox-init instead");
+                *server = ForkServer::Unavailable;
+            }
+            // Gone: started again at the next start.
+            Err(Failure::Gone(e)) => {
+                tracing::warn!(error = %e, "the sandboxes' fork server is gone; starting another");
+                *server = ForkServer::NotStarted;
+            }
+        }
+    }
+    drop(server);
+    execute(init_exe, stdio, false).and_then(Process::from_child)
+}
+
+static FORK_SERVER: Mutex<ForkServer> = Mutex::new(ForkServer::NotStarted);
+
+enum ForkServer {
+    NotStarted,
+    Running(Conn),
+    Unavailable,
+}
+
+/// The server's end of a running fork server.
+struct Conn {
+    /// What it runs, and so what it forks.
+    exe: PathBuf,
+    sock: OwnedFd,
+    /// Reaped when the fork server goes.
+    process: Process,
+}
+
+/// Why the fork server did not fork.
+enum Failure {
+    /// The kernel does not do the fork (`clone3`, `CLONE_PIDFD`, or `CLONE_PARENT` here): it
+    /// will refuse again.
+    Refused(io::Error),
+    /// The fork failed for now (no process or memory left, say).
+    Failed(io::Error),
+    /// The fork server did not answer.
+    Gone(io::Error),
+}
+
+impl Conn {
+    fn start(init_exe: &Path) -> io::Result<Self> {
+        // Sequenced packets: every message and its descriptors arrive whole, or not at all.
+        let (ours, theirs) = socketpair_seqpacket()?;
+        let null = std::fs::File::options().write(true).open("/dev/null")?;
+        let child = execute(init_exe, [theirs.as_fd(), null.as_fd(), null.as_fd()], true)?;
+        let process = Process::from_child(child)?;
+        // A fork server that stops answering (stopped, say) is replaced rather than waited for.
+        let limit = libc::timeval {
+            tv_sec: 10,
+            tv_usec: 0,
+        };
+        // SAFETY: setsockopt reads a `timeval` for SO_RCVTIMEO, which `limit` is.
+        let rc = unsafe {
+            libc::setsockopt(
+                ours.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&raw const limit).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Self {
+            exe: init_exe.to_owned(),
+            sock: ours,
+            process,
+        })
+    }
+
+    fn fork(&self, stdio: [BorrowedFd<'_>; 3]) -> Result<Process, Failure> {
+        let fds = stdio.map(|fd| fd.as_raw_fd());
+        fdpass::send_fds(self.sock.as_raw_fd(), b"s", &fds).map_err(Failure::Gone)?;
+        let mut answer = [0u8; 4];
+        let (n, fds) = loop {
+            match fdpass::recv_fds(&self.sock, &mut answer) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => break r.map_err(Failure::Gone)?,
+            }
+        };
+        let pid = i32::from_le_bytes(answer);
+        match (n, fds.into_iter().next()) {
+            (4, Some(pidfd)) if pid > 0 => Ok(Process {
+                pid: pid as u32,
+                pidfd,
+            }),
+            (4, None) if pid < 0 => {
+                let e = io::Error::from_raw_os_error(-pid);
+                match -pid {
+                    libc::ENOSYS | libc::EINVAL | libc::EPERM => Err(Failure::Refused(e)),
+                    _ => Err(Failure::Failed(e)),
+                }
+            }
+            _ => Err(Failure::Gone(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the fork server hung up",
+            ))),
         }
     }
 }
 
-/// Gives this thread a descriptor table of its own, closes everything in it but 0, 1 and 2,
-/// and returns a pidfd of this process (through which the server's descriptors are copied).
-fn own_table() -> io::Result<OwnedFd> {
-    // SAFETY: unshare with a flag; it changes only this thread's descriptor table.
-    if unsafe { libc::unshare(libc::CLONE_FILES) } == -1 {
-        return Err(io::Error::last_os_error());
+impl Drop for Conn {
+    fn drop(&mut self) {
+        // Closing the socket makes it exit.
+        let _ = self.process.kill();
+        let _ = self.process.wait();
     }
-    // SAFETY: close_range on this thread's own table, which nothing else uses.
-    if unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) } == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: pidfd_open of our own process; the result is a new descriptor we own.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just returned to us.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
-    // Checked now, so that a kernel without it falls back at once rather than at every start.
-    copy(&pidfd, 0).map(drop)?;
-    Ok(pidfd)
 }
 
-/// The job's descriptors, copied from the server's table into this thread's.
-fn copy_in(server: &OwnedFd, job: &Job) -> io::Result<(OwnedFd, [OwnedFd; 3])> {
-    let exe = copy(server, job.exe)?;
-    let [a, b, c] = job.stdio;
-    Ok((exe, [copy(server, a)?, copy(server, b)?, copy(server, c)?]))
+impl Process {
+    /// Holds an executed child by a pidfd instead.
+    fn from_child(child: std::process::Child) -> io::Result<Self> {
+        let pid = child.id();
+        let raw = Pid::from_raw(pid as i32).expect("a child's pid is positive");
+        match rustix::process::pidfd_open(raw, PidfdFlags::empty()) {
+            Ok(pidfd) => Ok(Self { pid, pidfd }),
+            Err(e) => {
+                let mut child = child;
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(e.into())
+            }
+        }
+    }
 }
 
-/// A copy of descriptor `fd` of the server's table (close-on-exec, as `pidfd_getfd` makes it).
-fn copy(server: &OwnedFd, fd: RawFd) -> io::Result<OwnedFd> {
-    // SAFETY: pidfd_getfd with a valid pidfd; the result is a new descriptor we own.
-    let got = unsafe { libc::syscall(libc::SYS_pidfd_getfd, server.as_raw_fd(), fd, 0u32) };
-    if got < 0 {
+/// Executes `init_exe sandbox-init` (as the fork server when `fork_server`) with `stdio`, shown as
+/// `lamina sandbox-init` whichever binary it is (and matched so, e.g. by `pgrep -f`).
+fn execute(
+    init_exe: &Path,
+    stdio: [BorrowedFd<'_>; 3],
+    fork_server: bool,
+) -> io::Result<std::process::Child> {
+    let [i, o, e] = stdio.map(|fd| fd.try_clone_to_owned());
+    let mut command = Command::new(init_exe);
+    command
+        .arg0("lamina")
+        .arg("sandbox-init")
+        .stdin(Stdio::from(i?))
+        .stdout(Stdio::from(o?))
+        .stderr(Stdio::from(e?))
+        .env_clear();
+    if fork_server {
+        command.env(crate::init::FORK_SERVER_ENV, "1");
+    }
+    command.spawn()
+}
+
+fn socketpair_seqpacket() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [-1; 2];
+    let kind = libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC;
+    // SAFETY: socketpair fills the two-element array it is given.
+    if unsafe { libc::socketpair(libc::AF_UNIX, kind, 0, fds.as_mut_ptr()) } < 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: `got` was just returned to us.
-    Ok(unsafe { OwnedFd::from_raw_fd(got as RawFd) })
-}
-
-/// Starts `program` from this thread.
-fn start(program: &Program<'_>) -> io::Result<Child> {
-    let [i, o, e] = program.stdio;
-    let stdio = [
-        i.try_clone_to_owned()?,
-        o.try_clone_to_owned()?,
-        e.try_clone_to_owned()?,
-    ];
-    start_from(program.exe, program.argv0, program.args, stdio)
-}
-
-/// Starts `exe` with `stdio` (descriptors of this thread's table, given to the new process).
-fn start_from(
-    exe: BorrowedFd<'_>,
-    argv0: impl AsRef<std::ffi::OsStr>,
-    args: &[impl AsRef<std::ffi::OsStr>],
-    stdio: [OwnedFd; 3],
-) -> io::Result<Child> {
-    let [i, o, e] = stdio;
-    // The executable through its descriptor in the new process's table: `execve` resolves it
-    // before close-on-exec closes it.
-    Command::new(format!("/proc/self/fd/{}", exe.as_raw_fd()))
-        .arg0(argv0)
-        .args(args)
-        .stdin(Stdio::from(i))
-        .stdout(Stdio::from(o))
-        .stderr(Stdio::from(e))
-        .env_clear()
-        .spawn()
+    // SAFETY: both descriptors were just made, and are ours.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read;
 
-    /// The descriptors a shell started by `how` has, as `ls /proc/self/fd` lists them.
-    fn descriptors(how: fn(&Program<'_>) -> io::Result<Child>) -> Vec<i32> {
-        let exe = std::fs::File::open("/bin/sh").unwrap();
-        let null = std::fs::File::open("/dev/null").unwrap();
-        let (mut out, out_w) = std::io::pipe().unwrap();
-        let err_w = out_w.try_clone().unwrap();
-        let mut child = how(&Program {
-            exe: exe.as_fd(),
-            argv0: "sh",
-            args: &["-c", "ls /proc/self/fd"],
-            stdio: [null.as_fd(), out_w.as_fd(), err_w.as_fd()],
-        })
-        .unwrap();
-        drop((out_w, err_w));
-        let mut listing = String::new();
-        out.read_to_string(&mut listing).unwrap();
-        assert!(child.wait().unwrap().success(), "{listing}");
-        listing
-            .split_whitespace()
-            .filter_map(|f| f.parse().ok())
-            .collect()
+    fn started(script: &str) -> Process {
+        let child = Command::new("/bin/sh")
+            .args(["-c", script])
+            .spawn()
+            .unwrap();
+        Process::from_child(child).unwrap()
     }
 
     #[test]
-    fn a_descriptor_left_open_by_the_server_never_reaches_a_started_process() {
-        assert!(
-            SPAWNER.get_or_init(Spawner::start).is_some(),
-            "pidfd_getfd is available on every kernel Lamina supports"
+    fn a_process_is_waited_for_and_killed_through_its_pidfd() {
+        let p = started("exit 7");
+        assert_eq!(p.wait().unwrap().code(), Some(7));
+        // Reaped: nothing left to wait for, and signalling it is not an error.
+        assert!(p.try_wait().is_err());
+        p.kill().unwrap();
+
+        let p = started("sleep 30");
+        assert_eq!(p.try_wait().unwrap(), None);
+        p.kill().unwrap();
+        let status = p.wait().unwrap();
+        assert_eq!(
+            (status.code(), status.signal()),
+            (None, Some(libc::SIGKILL))
         );
-        // Opened without close-on-exec, after the spawner's table was made.
-        // SAFETY: open with a valid C string; the result is owned below.
-        let raw = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY) };
-        assert!(raw > 2);
-        // SAFETY: `raw` was just returned to us.
-        let leaky = unsafe { OwnedFd::from_raw_fd(raw) };
-        let fds = descriptors(spawn);
-        // 0, 1, 2 and the directory `ls` reads.
-        assert!(fds.starts_with(&[0, 1, 2]) && fds.len() <= 4, "{fds:?}");
-        // Started from this thread, the same program gets it: the check above can fail.
-        assert!(descriptors(start).contains(&raw));
-        drop(leaky);
     }
 }

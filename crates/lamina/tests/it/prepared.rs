@@ -215,3 +215,114 @@ async fn a_ready_sandbox_killed_from_outside_is_replaced() {
     drop(app);
     assert_eq!(env_cgroups(&parent), Vec::<PathBuf>::new());
 }
+
+/// The processes whose parent is `pid`, with their names (`comm`).
+fn children_of(pid: u32) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`: the name may hold spaces and parentheses.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let ppid = stat[close + 1..].split_whitespace().nth(1);
+        if ppid.and_then(|p| p.parse::<u32>().ok()) == Some(pid) {
+            out.push((child, stat[open + 1..close].to_owned()));
+        }
+    }
+    out
+}
+
+/// What each open descriptor of `pid` is (`readlink` of `/proc/<pid>/fd/<n>`), by number.
+fn descriptors(pid: u32) -> Vec<(u32, String)> {
+    let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter_map(|e| {
+            let n = e.file_name().to_string_lossy().parse().ok()?;
+            let link = std::fs::read_link(e.path()).ok()?;
+            Some((n, link.to_string_lossy().into_owned()))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandboxes_are_forked_by_one_fork_server_as_the_servers_children_holding_nothing_of_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::start(dir.path(), &[]);
+    let c = sdk_client(&server.endpoint(), "test", "test", "us-east-1");
+    deploy(&c, "kids", 128).await;
+    for _ in 0..2 {
+        let out = c.invoke().function_name("kids").send().await;
+        let out = out.unwrap_or_else(|e| panic!("invoke: {}", describe(&e)));
+        assert_eq!(out.function_error(), None);
+    }
+    let pid = server.child.id();
+    // The environment and the sandboxes made ahead: each outer `sandbox-init` is the server's
+    // own child (the server waits for it), beside one fork server.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (forkers, inits) = loop {
+        let children = children_of(pid);
+        let named = |name: &str| -> Vec<u32> {
+            children
+                .iter()
+                .filter(|(_, comm)| comm == name)
+                .map(|(p, _)| *p)
+                .collect()
+        };
+        let found = (named("sandbox-forker"), named("sandbox-init"));
+        if found.1.len() >= 3 || Instant::now() > deadline {
+            break found;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(forkers.len(), 1, "{:?}", children_of(pid));
+    assert!(inits.len() >= 3, "{:?}", children_of(pid));
+    let forker = forkers[0];
+    // The fork server holds its socket to the server and /dev/null, nothing else.
+    let held = descriptors(forker);
+    let numbers: Vec<u32> = held.iter().map(|(n, _)| *n).collect();
+    assert_eq!(numbers.len(), 3, "{held:?}");
+    assert!(
+        held.iter()
+            .all(|(n, l)| *n < 3 && (l.starts_with("socket:") || l == "/dev/null"))
+    );
+    let socket = &held.iter().find(|(n, _)| *n == 0).unwrap().1;
+    // No sandbox holds the fork server's socket, the server's binary or its data directory.
+    let data = dir.path().to_string_lossy().into_owned();
+    for init in &inits {
+        let fds = descriptors(*init);
+        assert!(
+            !fds.is_empty() && fds.len() <= 16,
+            "sandbox-init {init}: {fds:?}"
+        );
+        for (n, link) in &fds {
+            assert!(
+                link != socket && !link.contains("memfd:") && !link.contains(&data),
+                "sandbox-init {init} holds {n} -> {link}"
+            );
+        }
+    }
+    // The fork server goes with the server, even killed.
+    server.kill9();
+    let gone = |p: u32| {
+        std::fs::read_to_string(format!("/proc/{p}/stat")).map_or(true, |s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !(gone(forker) && inits.iter().all(|p| gone(*p))) {
+        assert!(
+            Instant::now() < deadline,
+            "the fork server or a sandbox outlived its server"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
