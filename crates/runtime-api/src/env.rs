@@ -47,7 +47,9 @@ pub struct Environment {
     /// Measures each invocation's peak memory (with the cgroup).
     peak: Option<PeakMeter>,
     kernel: Arc<dyn Kernel>,
-    pid: u32,
+    /// The outer `sandbox-init`, signalled through its pidfd: never another process that
+    /// reused its pid once it has been reaped.
+    process: Arc<lamina_sandbox::Process>,
     server: JoinHandle<()>,
     tap: Arc<Tap>,
     /// Set until the first invocation has reported it.
@@ -98,14 +100,17 @@ fn stream_name(version: &str) -> String {
 }
 
 /// Waits for a process to exit without a thread: its pidfd becomes readable when it does.
-fn watch_exit(child: lamina_sandbox::Process) -> watch::Receiver<Option<i32>> {
+fn watch_exit(child: Arc<lamina_sandbox::Process>) -> watch::Receiver<Option<i32>> {
     let (tx, rx) = watch::channel(None);
     tokio::spawn(async move {
-        let polled = child.pidfd().try_clone_to_owned().and_then(|fd| {
-            // SAFETY: `fd` is an owned copy of the pidfd, kept open by the AsyncFd until it is
-            // dropped.
-            unsafe { tokio::io::unix::AsyncFd::register(fd) }.map_err(std::io::Error::from)
-        });
+        let polled = match child.pidfd() {
+            Some(fd) => fd.try_clone_to_owned().and_then(|fd| {
+                // SAFETY: `fd` is an owned copy of the pidfd, kept open by the AsyncFd until it
+                // is dropped.
+                unsafe { tokio::io::unix::AsyncFd::register(fd) }.map_err(std::io::Error::from)
+            }),
+            None => Err(std::io::Error::from(std::io::ErrorKind::Unsupported)),
+        };
         let status = match polled {
             // It has exited: reaping it does not block.
             Ok(afd) if afd.readable().await.is_ok() => child.wait(),
@@ -358,9 +363,9 @@ impl Environment {
             }
             None => uid,
         };
-        let pid = child.id();
+        let process = Arc::new(child);
         let io = |e: std::io::Error| Failure::Internal(format!("environment i/o: {e}"));
-        let exit = watch_exit(child);
+        let exit = watch_exit(process.clone());
         let (tx, rx) = mpsc::channel(1);
         let shared = Shared::new(rx);
         let mut env = Self {
@@ -376,7 +381,7 @@ impl Environment {
                 .as_ref()
                 .map(|cg| PeakMeter::new(cg, inner.kernel.as_ref())),
             kernel: inner.kernel.clone(),
-            pid,
+            process,
             // Replaced below, once the listener is ours.
             server: tokio::spawn(async {}),
             tap: tap.clone(),
@@ -649,13 +654,13 @@ impl Environment {
         self.server.abort();
         let cg = self.cgroup.take();
         let k = self.kernel.clone();
-        let pid = self.pid;
+        let process = self.process.clone();
         let (k2, cg2) = (k.clone(), cg.clone());
         let _ = tokio::task::spawn_blocking(move || {
             if let Some(cg) = &cg2 {
                 let _ = cg.kill_all(k2.as_ref());
             }
-            let _ = k2.kill(pid as i32, libc::SIGKILL);
+            let _ = process.kill();
         })
         .await;
         let exited =
@@ -701,18 +706,15 @@ impl Drop for Environment {
             return;
         }
         let k = self.kernel.clone();
-        let pid = self.pid;
+        let process = self.process.clone();
         let executor = self.executor.clone();
-        let exited = self.exit.borrow().is_some();
         let _ = std::thread::Builder::new()
             .name("env-teardown".into())
             .spawn(move || {
                 if let Some(cg) = &cg {
                     let _ = cg.kill_all(k.as_ref());
                 }
-                if !exited {
-                    let _ = k.kill(pid as i32, libc::SIGKILL);
-                }
+                let _ = process.kill();
                 // Only an empty (removed) group proves nothing runs under the uid any more.
                 if let Some(cg) = &cg
                     && cg.destroy(k.as_ref()).is_ok()

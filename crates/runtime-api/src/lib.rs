@@ -758,6 +758,8 @@ impl Executor {
         let _ = tokio::task::spawn_blocking(move || this.sweep()).await;
         let this = self.clone();
         let _ = tokio::task::spawn_blocking(move || {
+            // Nothing starts any more; the fork server must not outlive the server's group.
+            lamina_sandbox::stop_fork_server();
             let removed = this.remove_cgroup_parent();
             tracing::debug!("shutdown: removing sandbox networking");
             this.stop_network();

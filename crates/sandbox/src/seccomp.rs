@@ -136,23 +136,25 @@ enum Rule {
 }
 
 /// Every system call the filter does not simply allow, by number.
-fn rules() -> BTreeMap<u32, Rule> {
+fn rules() -> io::Result<BTreeMap<u32, Rule>> {
+    let listed = denied().into_iter().map(|nr| (nr, Rule::Denied));
+    let listed = listed.chain(
+        not_implemented()
+            .into_iter()
+            .map(|nr| (nr, Rule::NotImplemented)),
+    );
     let mut rules = BTreeMap::new();
-    let mut add = |nr: i64, rule| {
-        let previous = rules.insert(nr as u32, rule);
-        debug_assert!(previous.is_none(), "system call {nr} has two rules");
-    };
-    for nr in denied() {
-        add(nr, Rule::Denied);
+    for (nr, rule) in listed.chain([
+        (libc::SYS_clone, Rule::Clone),
+        (libc::SYS_socket, Rule::Socket),
+        (libc::SYS_socketpair, Rule::Socketpair),
+        (libc::SYS_personality, Rule::Personality),
+    ]) {
+        if rules.insert(nr as u32, rule).is_some() {
+            return Err(io::Error::other(format!("system call {nr} has two rules")));
+        }
     }
-    for nr in not_implemented() {
-        add(nr, Rule::NotImplemented);
-    }
-    add(libc::SYS_clone, Rule::Clone);
-    add(libc::SYS_socket, Rule::Socket);
-    add(libc::SYS_socketpair, Rule::Socketpair);
-    add(libc::SYS_personality, Rule::Personality);
-    rules
+    Ok(rules)
 }
 
 /// The architecture the filter is for: any other (on x86_64, the i386 ABI) kills the process.
@@ -206,7 +208,7 @@ const KILL: u32 = libc::SECCOMP_RET_KILL_PROCESS;
 
 /// Compiles the filter for this machine's architecture.
 pub fn filter() -> io::Result<BpfProgram> {
-    let rules: Vec<(u32, Rule)> = rules().into_iter().collect();
+    let rules: Vec<(u32, Rule)> = rules()?.into_iter().collect();
     let mut a = Asm::default();
     let [allow, eperm, enosys] = [a.label(), a.label(), a.label()];
     let blocks: Vec<Label> = rules.iter().map(|_| a.label()).collect();

@@ -24,34 +24,52 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use rustix::process::{Pid, PidfdFlags, Signal, WaitId, WaitIdOptions};
 
 use crate::fdpass;
 
 /// A started `sandbox-init`, a child of this process, held by a pidfd: what it is signalled and
-/// waited through cannot be another process that reused its pid.
+/// waited through cannot be another process that reused its pid. Once reaped, its status is kept
+/// and it is never signalled again.
 #[derive(Debug)]
 pub struct Process {
     pid: u32,
-    pidfd: OwnedFd,
+    /// `None` on kernels without pidfds (before 5.4): signalled and waited for by pid.
+    pidfd: Option<OwnedFd>,
+    status: OnceLock<ExitStatus>,
 }
 
 impl Process {
+    fn new(pid: u32, pidfd: Option<OwnedFd>) -> Self {
+        Self {
+            pid,
+            pidfd,
+            status: OnceLock::new(),
+        }
+    }
+
     /// The process id.
     pub fn id(&self) -> u32 {
         self.pid
     }
 
-    /// The pidfd: readable once the process has exited.
-    pub fn pidfd(&self) -> BorrowedFd<'_> {
-        self.pidfd.as_fd()
+    /// The pidfd, readable once the process has exited (`None` on kernels without pidfds).
+    pub fn pidfd(&self) -> Option<BorrowedFd<'_>> {
+        self.pidfd.as_ref().map(AsFd::as_fd)
     }
 
-    /// Sends it `SIGKILL` (nothing, once it has been waited for).
+    /// Sends it `SIGKILL` (nothing, once it has been reaped).
     pub fn kill(&self) -> io::Result<()> {
-        match rustix::process::pidfd_send_signal(&self.pidfd, Signal::KILL) {
+        if self.status.get().is_some() {
+            return Ok(());
+        }
+        let sent = match &self.pidfd {
+            Some(fd) => rustix::process::pidfd_send_signal(fd, Signal::KILL),
+            None => rustix::process::kill_process(self.rustix_pid(), Signal::KILL),
+        };
+        match sent {
             Ok(()) | Err(rustix::io::Errno::SRCH) => Ok(()),
             Err(e) => Err(e.into()),
         }
@@ -69,22 +87,48 @@ impl Process {
     }
 
     fn waitid(&self, options: WaitIdOptions) -> io::Result<Option<ExitStatus>> {
+        if let Some(status) = self.status.get() {
+            return Ok(Some(*status));
+        }
+        let id = match &self.pidfd {
+            Some(fd) => WaitId::PidFd(fd.as_fd()),
+            None => WaitId::Pid(self.rustix_pid()),
+        };
         let status = loop {
-            match rustix::process::waitid(WaitId::PidFd(self.pidfd.as_fd()), options) {
+            match rustix::process::waitid(id.clone(), options) {
                 Err(rustix::io::Errno::INTR) => continue,
                 r => break r?,
             }
         };
         // As `wait` encodes it: the exit code in the second byte, or the signal.
-        Ok(
-            status.map(|s| match (s.exit_status(), s.terminating_signal()) {
-                (Some(code), _) => ExitStatus::from_raw((code & 0xff) << 8),
-                (None, Some(signal)) => {
-                    ExitStatus::from_raw(signal | if s.dumped() { 0x80 } else { 0 })
-                }
-                (None, None) => ExitStatus::from_raw(0x7f),
-            }),
-        )
+        let status = status.map(|s| match (s.exit_status(), s.terminating_signal()) {
+            (Some(code), _) => ExitStatus::from_raw((code & 0xff) << 8),
+            (None, Some(signal)) => {
+                ExitStatus::from_raw(signal | if s.dumped() { 0x80 } else { 0 })
+            }
+            (None, None) => ExitStatus::from_raw(0x7f),
+        });
+        Ok(status.map(|s| *self.status.get_or_init(|| s)))
+    }
+
+    fn rustix_pid(&self) -> Pid {
+        Pid::from_raw(self.pid as i32).expect("a child's pid is positive")
+    }
+
+    /// Holds an executed child by a pidfd instead (by its pid where the kernel has none).
+    fn from_child(child: std::process::Child) -> io::Result<Self> {
+        let pid = child.id();
+        let raw = Pid::from_raw(pid as i32).expect("a child's pid is positive");
+        match rustix::process::pidfd_open(raw, PidfdFlags::empty()) {
+            Ok(pidfd) => Ok(Self::new(pid, Some(pidfd))),
+            Err(rustix::io::Errno::NOSYS) => Ok(Self::new(pid, None)),
+            Err(e) => {
+                let mut child = child;
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(e.into())
+            }
+        }
     }
 }
 
@@ -112,15 +156,33 @@ pub fn spawn(init_exe: &Path, stdio: [BorrowedFd<'_>; 3]) -> io::Result<Process>
                 tracing::warn!(error = %e, "the kernel refuses the fork server's fork; executing every sandbox-init instead");
                 *server = ForkServer::Unavailable;
             }
-            // Gone: started again at the next start.
+            // Gone before it had the start: started again at the next start.
             Err(Failure::Gone(e)) => {
                 tracing::warn!(error = %e, "the sandboxes' fork server is gone; starting another");
                 *server = ForkServer::NotStarted;
+            }
+            // Gone after: it may have forked a child that cannot be named, which another
+            // `sandbox-init` on the same descriptors would compete with. The start fails; the
+            // child, if any, exits when its control socket closes.
+            Err(Failure::Lost(e)) => {
+                tracing::warn!(error = %e, "the sandboxes' fork server did not answer; starting another");
+                *server = ForkServer::NotStarted;
+                return Err(e);
             }
         }
     }
     drop(server);
     execute(init_exe, stdio, false).and_then(Process::from_child)
+}
+
+/// Stops the fork server, if one runs (the next start starts another). Called as a server shuts
+/// down: the fork server would otherwise outlive it in the server's cgroup, which a server on
+/// cgroup v2 removes last.
+pub fn stop_fork_server() {
+    let mut server = FORK_SERVER.lock().unwrap_or_else(|e| e.into_inner());
+    if matches!(*server, ForkServer::Running(_)) {
+        *server = ForkServer::NotStarted;
+    }
 }
 
 static FORK_SERVER: Mutex<ForkServer> = Mutex::new(ForkServer::NotStarted);
@@ -147,17 +209,16 @@ enum Failure {
     Refused(io::Error),
     /// The fork failed for now (no process or memory left, say).
     Failed(io::Error),
-    /// The fork server did not answer.
+    /// The fork server was gone before it had the start.
     Gone(io::Error),
+    /// The fork server had the start, and its answer did not come.
+    Lost(io::Error),
 }
 
 impl Conn {
     fn start(init_exe: &Path) -> io::Result<Self> {
         // Sequenced packets: every message and its descriptors arrive whole, or not at all.
         let (ours, theirs) = socketpair_seqpacket()?;
-        let null = std::fs::File::options().write(true).open("/dev/null")?;
-        let child = execute(init_exe, [theirs.as_fd(), null.as_fd(), null.as_fd()], true)?;
-        let process = Process::from_child(child)?;
         // A fork server that stops answering (stopped, say) is replaced rather than waited for.
         let limit = libc::timeval {
             tv_sec: 10,
@@ -176,6 +237,9 @@ impl Conn {
         if rc < 0 {
             return Err(io::Error::last_os_error());
         }
+        let null = std::fs::File::options().write(true).open("/dev/null")?;
+        let child = execute(init_exe, [theirs.as_fd(), null.as_fd(), null.as_fd()], true)?;
+        let process = Process::from_child(child)?;
         Ok(Self {
             exe: init_exe.to_owned(),
             sock: ours,
@@ -190,15 +254,12 @@ impl Conn {
         let (n, fds) = loop {
             match fdpass::recv_fds(&self.sock, &mut answer) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                r => break r.map_err(Failure::Gone)?,
+                r => break r.map_err(Failure::Lost)?,
             }
         };
         let pid = i32::from_le_bytes(answer);
         match (n, fds.into_iter().next()) {
-            (4, Some(pidfd)) if pid > 0 => Ok(Process {
-                pid: pid as u32,
-                pidfd,
-            }),
+            (4, Some(pidfd)) if pid > 0 => Ok(Process::new(pid as u32, Some(pidfd))),
             (4, None) if pid < 0 => {
                 let e = io::Error::from_raw_os_error(-pid);
                 match -pid {
@@ -206,7 +267,7 @@ impl Conn {
                     _ => Err(Failure::Failed(e)),
                 }
             }
-            _ => Err(Failure::Gone(io::Error::new(
+            _ => Err(Failure::Lost(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "the fork server hung up",
             ))),
@@ -216,26 +277,9 @@ impl Conn {
 
 impl Drop for Conn {
     fn drop(&mut self) {
-        // Closing the socket makes it exit.
+        // Closing the socket would make it exit; killed, it cannot linger.
         let _ = self.process.kill();
         let _ = self.process.wait();
-    }
-}
-
-impl Process {
-    /// Holds an executed child by a pidfd instead.
-    fn from_child(child: std::process::Child) -> io::Result<Self> {
-        let pid = child.id();
-        let raw = Pid::from_raw(pid as i32).expect("a child's pid is positive");
-        match rustix::process::pidfd_open(raw, PidfdFlags::empty()) {
-            Ok(pidfd) => Ok(Self { pid, pidfd }),
-            Err(e) => {
-                let mut child = child;
-                let _ = child.kill();
-                let _ = child.wait();
-                Err(e.into())
-            }
-        }
     }
 }
 
@@ -288,8 +332,8 @@ mod tests {
     fn a_process_is_waited_for_and_killed_through_its_pidfd() {
         let p = started("exit 7");
         assert_eq!(p.wait().unwrap().code(), Some(7));
-        // Reaped: nothing left to wait for, and signalling it is not an error.
-        assert!(p.try_wait().is_err());
+        // Reaped: its status is kept, and it is never signalled again.
+        assert_eq!(p.try_wait().unwrap().and_then(|s| s.code()), Some(7));
         p.kill().unwrap();
 
         let p = started("sleep 30");

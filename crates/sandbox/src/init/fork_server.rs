@@ -46,13 +46,17 @@ pub(super) fn serve() -> ! {
             Ok(stdio) => fork(stdio),
             Err(_) => Err(libc::EINVAL),
         };
-        let sent = match answer {
+        let sent = match &answer {
             Ok((pid, pidfd)) => {
                 fdpass::send_fds(server.as_raw_fd(), &pid.to_le_bytes(), &[pidfd.as_raw_fd()])
             }
             Err(errno) => fdpass::send_fds(server.as_raw_fd(), &(-errno).to_le_bytes(), &[]),
         };
         if sent.is_err() {
+            // The server cannot be told of the child: it must not run unnamed.
+            if let Ok((_, pidfd)) = &answer {
+                let _ = rustix::process::pidfd_send_signal(pidfd, rustix::process::Signal::KILL);
+            }
             std::process::exit(0);
         }
     }
@@ -99,5 +103,20 @@ fn child(stdio: [OwnedFd; 3]) -> ! {
 /// Closes every descriptor from `first` on.
 pub(super) fn close_from(first: u32) {
     // SAFETY: close_range on this process's own table; nothing below `first` is touched.
-    unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0u32) };
+    if unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0u32) } == 0 {
+        return;
+    }
+    // Before Linux 5.9: what /proc lists (the listing's own descriptor is closed by then).
+    let Ok(listing) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let open: Vec<RawFd> = listing
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd >= first as RawFd)
+        .collect();
+    for fd in open {
+        // SAFETY: closing a descriptor of this single-threaded process that nothing here holds.
+        unsafe { libc::close(fd) };
+    }
 }
