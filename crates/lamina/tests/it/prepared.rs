@@ -311,12 +311,6 @@ async fn sandboxes_are_forked_by_one_fork_server_as_the_servers_children_holding
     }
     // The fork server goes with the server, even killed.
     server.kill9();
-    let gone = |p: u32| {
-        std::fs::read_to_string(format!("/proc/{p}/stat")).map_or(true, |s| {
-            s.rsplit_once(')')
-                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
-        })
-    };
     let deadline = Instant::now() + Duration::from_secs(10);
     while !(gone(forker) && inits.iter().all(|p| gone(*p))) {
         assert!(
@@ -325,4 +319,33 @@ async fn sandboxes_are_forked_by_one_fork_server_as_the_servers_children_holding
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // The next server on the data removes what the killed one left, and stopped, leaves
+    // nothing: no cgroup, and no fork server (which it stops before it gives its group back).
+    let mut next = ServerProcess::start(dir.path(), &[]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let forker = loop {
+        let found = children_of(next.child.id())
+            .into_iter()
+            .find(|(_, comm)| comm == "sandbox-forker");
+        if let Some((p, _)) = found {
+            break p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no fork server for the sandboxes made ahead"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    next.stop();
+    assert!(gone(forker), "the fork server outlived a stopped server");
+    let group = Path::new("/sys/fs/cgroup/pids").join(cgroup_parent(dir.path()));
+    assert!(!group.exists(), "{} is left", group.display());
+}
+
+/// Whether a process is gone: exited (a zombie until its new parent reaps it) or reaped.
+fn gone(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+        s.rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+    })
 }
