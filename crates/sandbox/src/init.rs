@@ -604,7 +604,9 @@ fn status_code(status: i32) -> i32 {
     }
 }
 
-/// Sets `lo` up in the current network namespace.
+/// Sets `lo` up in the current network namespace, unless it is up already (as in a namespace the
+/// server prepared): setting the flags takes the kernel's `rtnl_lock`, which the network thread
+/// holds while it makes the next namespaces' veth pairs, and reading them does not.
 fn loopback_up() -> io::Result<()> {
     // SAFETY: a plain datagram socket used only for the interface ioctls below.
     let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
@@ -622,6 +624,9 @@ fn loopback_up() -> io::Result<()> {
     unsafe {
         if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) < 0 {
             return Err(io::Error::last_os_error());
+        }
+        if req.ifr_ifru.ifru_flags & libc::IFF_UP as libc::c_short != 0 {
+            return Ok(());
         }
         req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
         if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) < 0 {
