@@ -189,8 +189,7 @@ fn tear_down(k: &dyn Kernel, cgroup: Option<Cgroup>, uid: Option<Owned>, what: &
 impl Drop for Launched {
     fn drop(&mut self) {
         if let Some(s) = self.sandbox.take() {
-            let _ = s.child.kill();
-            let _ = s.child.wait();
+            s.child.kill_and_reap();
         }
         tear_down(
             self.kernel.as_ref(),

@@ -72,7 +72,7 @@ fn sandbox() -> ! {
     unsafe { libc::prctl(libc::PR_SET_NAME, c"sandbox-init".as_ptr()) };
     // Nothing but the standard descriptors: one the server left open without close-on-exec
     // never reaches a sandbox.
-    fork_server::close_from(3);
+    close_from(3);
     // Fd 0 is the control socket the server passed as standard input. Move it to a
     // close-on-exec descriptor of its own, so that fd 0 can become /dev/null for the function.
     // SAFETY: fcntl and close on descriptors this process owns.
@@ -334,6 +334,27 @@ fn clone3(args: &CloneArgs) -> libc::c_long {
             args as *const CloneArgs,
             std::mem::size_of::<CloneArgs>(),
         )
+    }
+}
+
+/// Closes every descriptor from `first` on.
+fn close_from(first: u32) {
+    // SAFETY: close_range on this process's own table; nothing below `first` is touched.
+    if unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0u32) } == 0 {
+        return;
+    }
+    // Before Linux 5.9: what /proc lists (the listing's own descriptor is closed by then).
+    let Ok(listing) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let open: Vec<RawFd> = listing
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd >= first as RawFd)
+        .collect();
+    for fd in open {
+        // SAFETY: closing a descriptor of this single-threaded process that nothing here holds.
+        unsafe { libc::close(fd) };
     }
 }
 

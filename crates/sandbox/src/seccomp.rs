@@ -227,17 +227,17 @@ pub fn filter() -> io::Result<BpfProgram> {
         _ => blocks[i],
     };
     search(&mut a, &rules, 0, rules.len(), &target, allow);
+    // The argument rules' blocks, each from its call's first argument.
     for (i, &(_, rule)) in rules.iter().enumerate() {
+        if matches!(rule, Rule::Denied | Rule::NotImplemented) {
+            continue;
+        }
+        a.bind(blocks[i]);
+        a.stmt(LD_W_ABS, arg_low(0));
         match rule {
-            Rule::Denied | Rule::NotImplemented => continue,
-            Rule::Clone => {
-                a.bind(blocks[i]);
-                a.stmt(LD_W_ABS, arg_low(0));
-                a.jump(JSET_K, NAMESPACE_MASK as u32, At(eperm), At(allow));
-            }
+            Rule::Denied | Rule::NotImplemented => {}
+            Rule::Clone => a.jump(JSET_K, NAMESPACE_MASK as u32, At(eperm), At(allow)),
             Rule::Socket => {
-                a.bind(blocks[i]);
-                a.stmt(LD_W_ABS, arg_low(0));
                 let others = SOCKET_FAMILIES.iter();
                 a.one_of(
                     others.filter(|&&f| f != libc::AF_NETLINK as u32),
@@ -248,16 +248,8 @@ pub fn filter() -> io::Result<BpfProgram> {
                 a.stmt(LD_W_ABS, arg_low(2));
                 a.jump(JEQ_K, libc::NETLINK_ROUTE as u32, At(allow), At(eperm));
             }
-            Rule::Socketpair => {
-                a.bind(blocks[i]);
-                a.stmt(LD_W_ABS, arg_low(0));
-                a.one_of(&[libc::AF_UNIX as u32], At(allow), At(eperm));
-            }
-            Rule::Personality => {
-                a.bind(blocks[i]);
-                a.stmt(LD_W_ABS, arg_low(0));
-                a.one_of(&PERSONALITIES, At(allow), At(eperm));
-            }
+            Rule::Socketpair => a.one_of(&[libc::AF_UNIX as u32], At(allow), At(eperm)),
+            Rule::Personality => a.one_of(&PERSONALITIES, At(allow), At(eperm)),
         }
     }
     a.bind(allow);

@@ -67,11 +67,8 @@ impl Drop for Prepared {
     fn drop(&mut self) {
         // Reaped here: a prepared sandbox that is never launched leaves no zombie. PID 1 dies
         // with `sandbox-init` (PR_SET_PDEATHSIG).
-        if let Some(s) = &mut self.sandbox
-            && s.child.try_wait().ok().flatten().is_none()
-        {
-            let _ = s.child.kill();
-            let _ = s.child.wait();
+        if let Some(s) = &self.sandbox {
+            s.child.kill_and_reap();
         }
     }
 }
@@ -95,8 +92,7 @@ pub fn prepare(
         .map_err(SpawnError::Start)?;
     drop((theirs, out_w, err_w));
     let fail = |child: &Process, e: SpawnError| {
-        let _ = child.kill();
-        let _ = child.wait();
+        child.kill_and_reap();
         e
     };
     if let Err(e) = (&ctl).write_all(&framed(spec)) {
@@ -201,8 +197,7 @@ impl Prepared {
     ) -> Result<Sandbox, SpawnError> {
         let mut sandbox = self.sandbox.take().expect("launched once");
         let fail = |sandbox: Sandbox, e: SpawnError| {
-            let _ = sandbox.child.kill();
-            let _ = sandbox.child.wait();
+            sandbox.child.kill_and_reap();
             e
         };
         // A failed write means PID 1 has gone: the line read below says why.

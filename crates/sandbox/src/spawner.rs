@@ -75,6 +75,12 @@ impl Process {
         }
     }
 
+    /// Kills it and reaps it, whatever either says: for a process given up on.
+    pub fn kill_and_reap(&self) {
+        let _ = self.kill();
+        let _ = self.wait();
+    }
+
     /// Waits for it to exit and reaps it.
     pub fn wait(&self) -> io::Result<ExitStatus> {
         self.waitid(WaitIdOptions::EXITED)?
@@ -278,8 +284,7 @@ impl Conn {
 impl Drop for Conn {
     fn drop(&mut self) {
         // Closing the socket would make it exit; killed, it cannot linger.
-        let _ = self.process.kill();
-        let _ = self.process.wait();
+        self.process.kill_and_reap();
     }
 }
 

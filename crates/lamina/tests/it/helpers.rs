@@ -607,3 +607,14 @@ pub fn tree(root: &Path, prefix: &str, out: &mut Vec<(String, Vec<u8>)>) {
         }
     }
 }
+
+/// Whether a process exists and is not a zombie (an exited process not yet reaped by init).
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .is_some_and(|zombie| !zombie)
+}

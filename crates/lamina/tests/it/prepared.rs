@@ -312,7 +312,7 @@ async fn sandboxes_are_forked_by_one_fork_server_as_the_servers_children_holding
     // The fork server goes with the server, even killed.
     server.kill9();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !(gone(forker) && inits.iter().all(|p| gone(*p))) {
+    while alive(forker as i32) || inits.iter().any(|&p| alive(p as i32)) {
         assert!(
             Instant::now() < deadline,
             "the fork server or a sandbox outlived its server"
@@ -337,15 +337,10 @@ async fn sandboxes_are_forked_by_one_fork_server_as_the_servers_children_holding
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     next.stop();
-    assert!(gone(forker), "the fork server outlived a stopped server");
+    assert!(
+        !alive(forker as i32),
+        "the fork server outlived a stopped server"
+    );
     let group = Path::new("/sys/fs/cgroup/pids").join(cgroup_parent(dir.path()));
     assert!(!group.exists(), "{} is left", group.display());
-}
-
-/// Whether a process is gone: exited (a zombie until its new parent reaps it) or reaped.
-fn gone(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
-        s.rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
-    })
 }

@@ -451,17 +451,6 @@ fn residue(data_dir: &Path) -> (Vec<String>, Vec<i32>) {
     (groups, pids)
 }
 
-/// Whether a process exists and is not a zombie (an exited process not yet reaped by init).
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
-        })
-        .is_some_and(|zombie| !zombie)
-}
-
 /// A `lamina server` process with its data in `<dir>/data`, and a client of it.
 fn server_process() -> (tempfile::TempDir, ServerProcess, Client) {
     assert!(

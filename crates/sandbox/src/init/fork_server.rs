@@ -30,7 +30,7 @@ pub(super) fn serve() -> ! {
         let _ = rustix::process::setpriority_process(None, nice);
     }
     // Nothing of the server's but the socket (and its standard output and error, /dev/null).
-    close_from(3);
+    super::close_from(3);
     // SAFETY: descriptor 0 is the socket the server passed as standard input, owned by nobody
     // else in this process.
     let server = unsafe { OwnedFd::from_raw_fd(0) };
@@ -98,25 +98,4 @@ fn child(stdio: [OwnedFd; 3]) -> ! {
     }
     drop(stdio);
     super::sandbox()
-}
-
-/// Closes every descriptor from `first` on.
-pub(super) fn close_from(first: u32) {
-    // SAFETY: close_range on this process's own table; nothing below `first` is touched.
-    if unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0u32) } == 0 {
-        return;
-    }
-    // Before Linux 5.9: what /proc lists (the listing's own descriptor is closed by then).
-    let Ok(listing) = std::fs::read_dir("/proc/self/fd") else {
-        return;
-    };
-    let open: Vec<RawFd> = listing
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse().ok())
-        .filter(|&fd| fd >= first as RawFd)
-        .collect();
-    for fd in open {
-        // SAFETY: closing a descriptor of this single-threaded process that nothing here holds.
-        unsafe { libc::close(fd) };
-    }
 }
