@@ -265,7 +265,7 @@ impl Maker {
             token: Some(token),
         };
         let mut spec = Spec {
-            cgroup_procs: Vec::new(),
+            cgroup_join: Vec::new(),
             cgroup_dir: None,
             thaw: Vec::new(),
             netns: premade.lease.is_some(),
@@ -290,7 +290,7 @@ impl Maker {
                 limits,
             )
             .map_err(|e| SpawnError::Setup(format!("creating cgroups: {e}")))?;
-            spec.cgroup_procs = cg.procs_files();
+            spec.cgroup_join = cg.join_files();
             spec.cgroup_dir = cg.unified_dir();
             spec.thaw = cg.thaw_writes();
             premade.cgroup = Some(cg);

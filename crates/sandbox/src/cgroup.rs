@@ -136,12 +136,17 @@ impl Cgroup {
         }
     }
 
-    /// The files a process writes its own pid into to join this sandbox's group(s).
-    pub fn procs_files(&self) -> Vec<PathBuf> {
+    /// The files a single-threaded process writes "0" into to join this sandbox's group(s). On
+    /// v1 these are `tasks`, which move the writing thread alone: moving a thread group
+    /// (`cgroup.procs`) write-locks the kernel's global `cgroup_threadgroup_rwsem`, which waits
+    /// for an RCU grace period (12–16 ms here) with `cgroup_mutex` held, while a thread moving
+    /// itself takes no such lock (Linux 5.16). For a process with one thread, both move the
+    /// same.
+    pub fn join_files(&self) -> Vec<PathBuf> {
         match &self.layout {
             Layout::V1 { .. } => V1_CONTROLLERS
                 .iter()
-                .map(|c| self.v1(c).join("cgroup.procs"))
+                .map(|c| self.v1(c).join("tasks"))
                 .collect(),
             Layout::V2 { .. } => vec![self.v2().join("cgroup.procs")],
         }
@@ -359,7 +364,11 @@ mod tests {
                 ),
             ]
         );
-        assert_eq!(cg.procs_files().len(), 4);
+        assert_eq!(
+            cg.join_files(),
+            ["memory", "cpu", "pids", "freezer"]
+                .map(|c| PathBuf::from(format!("/cg/{c}/lamina/env-1/tasks")))
+        );
         k.clear();
         Freezer::new(&cg, &k).freeze(&k).unwrap();
         cg.set_cpu(&k, None, 100_000).unwrap();
@@ -433,7 +442,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            cg.procs_files(),
+            cg.join_files(),
             vec![PathBuf::from("/cg/lamina/env-1/cgroup.procs")]
         );
         k.clear();

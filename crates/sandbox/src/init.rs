@@ -196,7 +196,7 @@ fn run(ctl: &UnixStream) -> io::Result<i32> {
         .collect::<io::Result<Vec<_>>>();
     let thaw = step("opening the freezer", thaw)?;
     // Opened now, like the freezer: a group this process cannot open is joined through its
-    // `cgroup.procs` instead, whose failure says why.
+    // `cgroup.procs` instead (`Spec::cgroup_join`), whose failure says why.
     let group = spec.cgroup_dir.as_deref().and_then(|dir| {
         std::fs::OpenOptions::new()
             .read(true)
@@ -206,7 +206,7 @@ fn run(ctl: &UnixStream) -> io::Result<i32> {
     });
     // The groups PID 1 joins unless born in one, opened now for the same reason.
     let procs = spec
-        .cgroup_procs
+        .cgroup_join
         .iter()
         .map(|path| {
             std::fs::OpenOptions::new()
@@ -435,10 +435,11 @@ fn watch(ctl: &UnixStream, child: libc::pid_t, thaw: &[(std::fs::File, String)])
     }
 }
 
-/// PID 1, not born in its cgroups: joins them ("0": this process) through `procs`, the
-/// `cgroup.procs` files of [`Spec::cgroup_procs`], opened before the root changed. Closes them.
+/// PID 1, not born in its cgroups and still single-threaded: joins them ("0": this thread)
+/// through `procs`, the files of [`Spec::cgroup_join`], opened before the root changed. Closes
+/// them.
 fn join_groups(spec: &Spec, procs: Vec<std::fs::File>) -> io::Result<()> {
-    for (file, path) in procs.iter().zip(&spec.cgroup_procs) {
+    for (file, path) in procs.iter().zip(&spec.cgroup_join) {
         step(
             &format!("joining {}", path.display()),
             (&*file).write_all(b"0"),

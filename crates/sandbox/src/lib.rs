@@ -37,11 +37,12 @@ pub use spawner::{Process, stop_fork_server};
 /// ([`prepare`]) and given a function later ([`Prepared::launch`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Spec {
-    /// `cgroup.procs` files PID 1 joins (the watching `sandbox-init` stays outside, so that the
-    /// freezer never stops it).
-    pub cgroup_procs: Vec<PathBuf>,
+    /// The files PID 1 writes "0" into to join the sandbox's cgroups while it has one thread
+    /// ([`crate::cgroup::Cgroup::join_files`]); the watching `sandbox-init` stays outside, so that the
+    /// freezer never stops it.
+    pub cgroup_join: Vec<PathBuf>,
     /// On cgroup v2, the sandbox's group, in which PID 1 is then born (`clone3` with
-    /// `CLONE_INTO_CGROUP`) rather than moved by a write to `cgroup_procs`. A kernel that
+    /// `CLONE_INTO_CGROUP`) rather than moved by a write to `cgroup_join`. A kernel that
     /// refuses the clone (before Linux 5.7, or a filter against `clone3`) gets the write.
     #[serde(default)]
     pub cgroup_dir: Option<PathBuf>,
