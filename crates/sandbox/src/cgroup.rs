@@ -139,9 +139,9 @@ impl Cgroup {
     /// The files a single-threaded process writes "0" into to join this sandbox's group(s). On
     /// v1 these are `tasks`, which move the writing thread alone: moving a thread group
     /// (`cgroup.procs`) write-locks the kernel's global `cgroup_threadgroup_rwsem`, which waits
-    /// for an RCU grace period (12–16 ms here) with `cgroup_mutex` held, while a thread moving
-    /// itself takes no such lock (Linux 5.16). For a process with one thread, both move the
-    /// same.
+    /// for an RCU grace period (12–16 ms here) with `cgroup_mutex` held, while the kernel lets a
+    /// thread move itself without it (kernels without that shortcut take the lock for both). For
+    /// a process with one thread, both move the same.
     pub fn join_files(&self) -> Vec<PathBuf> {
         match &self.layout {
             Layout::V1 { .. } => V1_CONTROLLERS

@@ -38,8 +38,8 @@ pub use spawner::{Process, stop_fork_server};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Spec {
     /// The files PID 1 writes "0" into to join the sandbox's cgroups while it has one thread
-    /// ([`crate::cgroup::Cgroup::join_files`]); the watching `sandbox-init` stays outside, so that the
-    /// freezer never stops it.
+    /// ([`crate::cgroup::Cgroup::join_files`]); the watching `sandbox-init` stays outside, so
+    /// that the freezer never stops it.
     pub cgroup_join: Vec<PathBuf>,
     /// On cgroup v2, the sandbox's group, in which PID 1 is then born (`clone3` with
     /// `CLONE_INTO_CGROUP`) rather than moved by a write to `cgroup_join`. A kernel that
