@@ -205,7 +205,7 @@ fn run(ctl: &UnixStream) -> io::Result<i32> {
             .ok()
     });
     // The groups PID 1 joins unless born in one, opened now for the same reason.
-    let procs = spec
+    let joins = spec
         .cgroup_join
         .iter()
         .map(|path| {
@@ -277,10 +277,10 @@ fn run(ctl: &UnixStream) -> io::Result<i32> {
                 125
             } else {
                 let joined = if born_in_group {
-                    drop(procs);
+                    drop(joins);
                     Ok(())
                 } else {
-                    join_groups(&spec, procs)
+                    join_groups(&spec, joins)
                 };
                 match joined.and_then(|()| pid_one(&k, &spec, ctl)) {
                     Ok(code) => code,
@@ -295,7 +295,7 @@ fn run(ctl: &UnixStream) -> io::Result<i32> {
             unsafe { libc::_exit(code) }
         }
         (child, _) => {
-            drop((group, procs));
+            drop((group, joins));
             drop(alive_r);
             let code = watch(ctl, child, &thaw);
             drop(alive_w);
@@ -436,10 +436,10 @@ fn watch(ctl: &UnixStream, child: libc::pid_t, thaw: &[(std::fs::File, String)])
 }
 
 /// PID 1, not born in its cgroups and still single-threaded: joins them ("0": this thread)
-/// through `procs`, the files of [`Spec::cgroup_join`], opened before the root changed. Closes
+/// through `joins`, the files of [`Spec::cgroup_join`], opened before the root changed. Closes
 /// them.
-fn join_groups(spec: &Spec, procs: Vec<std::fs::File>) -> io::Result<()> {
-    for (file, path) in procs.iter().zip(&spec.cgroup_join) {
+fn join_groups(spec: &Spec, joins: Vec<std::fs::File>) -> io::Result<()> {
+    for (file, path) in joins.iter().zip(&spec.cgroup_join) {
         step(
             &format!("joining {}", path.display()),
             (&*file).write_all(b"0"),
