@@ -33,7 +33,7 @@ cp "$HERE/../../packaging/lamina.service" "$HERE/../../packaging/lamina.toml" "$
 # Boots the guest once per suite: SUITE is guest.sh (a script as PID 1's child) or
 # systemd-guest.sh (with VMINIT=systemd).
 boot() {
-    rm -f "$OUT/exit-code" "$OUT/vm.log"
+    rm -f "$OUT/exit-code" "$OUT/vm.log" "$OUT/journal.txt"
     { echo "D=$OUT"; cat "$HERE/$1"; } > "$OUT/$1"
     sh "$HERE/run-vm.sh" "$VMDIR" "$OUT/$1" "$OUT" > "$OUT/console.txt" 2>&1 || true
     if [ ! -e "$OUT/exit-code" ]; then
@@ -43,6 +43,10 @@ boot() {
         if [ -e "$OUT/server.log" ]; then
             echo "the guest's server log, last lines:" >&2
             tail -n 40 "$OUT/server.log" >&2
+        fi
+        if [ -e "$OUT/journal.txt" ]; then
+            echo "the guest's journal of the unit, last lines:" >&2
+            tail -n 60 "$OUT/journal.txt" >&2
         fi
         exit 1
     fi

@@ -7,7 +7,7 @@
 set -u
 E=http://127.0.0.1:9001/2015-03-31/functions
 fail() { echo "FAIL: $*"; echo "--- journal"; journalctl -b --no-pager -u lamina | tail -40; exit 1; }
-ok() { echo "ok: $*"; }
+ok() { echo "ok ($(cut -d' ' -f1 /proc/uptime) s): $*"; }
 [ "$(cat /proc/1/comm)" = systemd ] || fail "PID 1 is $(cat /proc/1/comm), not systemd"
 PY=$(ls /usr/bin/python3.* 2>/dev/null | grep -E 'python3\.[0-9]+$' | sort -V | tail -1)
 # The unit as packaged, but for where the binary lies here.
@@ -18,6 +18,8 @@ mkdir -p /etc/lamina && cp $D/lamina.toml /etc/lamina/lamina.toml
 mkdir -p /var/lib/lamina && mount /dev/vda /var/lib/lamina && chmod 0700 /var/lib/lamina ||
   fail "cannot mount the guest's disk /dev/vda on /var/lib/lamina"
 systemctl daemon-reload
+# The unit's journal, as it is written, on the host's side: kept if the guest runs out of time.
+journalctl -f -n all --no-pager -u lamina > $D/journal.txt 2>&1 &
 systemctl start lamina || fail "systemctl start lamina"
 up=0
 # Up to 5 minutes by the clock: under emulation the server's first start takes a minute or two.
@@ -44,7 +46,9 @@ ENV=$(ls -d $CG/lamina-[0-9a-f]*/env-* 2>/dev/null | head -1)
 ok "the environment's group is $ENV"
 [ -d /var/lib/lamina ] && [ "$(stat -c %a /var/lib/lamina)" = 700 ] || fail "no state directory /var/lib/lamina (0700)"
 ok "state in /var/lib/lamina"
-systemctl stop lamina
+# The unit gives the server 90 s (TimeoutStopSec) before it kills it: a stop that has not
+# returned well after that is a failure of its own, with the journal to say where it stalled.
+timeout 240 systemctl stop lamina || fail "systemctl stop lamina: no return within 240 s"
 [ "$(systemctl show -P Result lamina)" = success ] || fail "stop: Result=$(systemctl show -P Result lamina)"
 [ "$(systemctl show -P ExecMainStatus lamina)" = 0 ] || fail "exit status $(systemctl show -P ExecMainStatus lamina)"
 [ ! -d $CG ] || fail "the service's group is left: $(find $CG -name cgroup.procs -exec cat {} +)"

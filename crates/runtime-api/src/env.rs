@@ -400,7 +400,9 @@ impl Environment {
             _pins: pins,
             _net: lease,
         };
-        // From here on, a failure drops `env`, which kills the sandbox.
+        // From here on, a failure drops `env`, which kills the sandbox. What INIT writes is kept
+        // for a failed INIT's tail; the first invocation starts its own.
+        tap.start_capture();
         tap.pump(OwnedFd::from(output)).map_err(io)?;
         listener.set_nonblocking(true).map_err(io)?;
         let listener = tokio::net::TcpListener::from_std(listener).map_err(io)?;
@@ -438,6 +440,7 @@ impl Environment {
                 let code = *env.exit.borrow();
                 let oom = env.oom_killed();
                 env.tap.drain().await;
+                let init_tail = env.tap.take_capture();
                 env.destroy().await;
                 let body = match (posted, code) {
                     (Some((_, body)), _) => body,
@@ -460,6 +463,7 @@ impl Environment {
                 };
                 let mut outcome = Outcome::error(body);
                 outcome.init_failed = true;
+                outcome.init_tail = init_tail;
                 return Err(Failure::Function(outcome));
             }
         }
@@ -551,7 +555,7 @@ impl Environment {
                 tokio::select! {
                     () = &mut sampler => unreachable!("the sampler never ends"),
                     r = reply_rx => match r {
-                        Ok(Reply::Response { body, content_type }) => Outcome { body, content_type, function_error: false, init_failed: false, error_type: None },
+                        Ok(Reply::Response { body, content_type }) => Outcome { body, content_type, function_error: false, init_failed: false, error_type: None, init_tail: String::new() },
                         Ok(Reply::Error { body, error_type }) => {
                             status = Some("error");
                             let t = Outcome::error_type_in(&body).or(Some(error_type));

@@ -116,6 +116,9 @@ pub struct Outcome {
     /// The failure happened in INIT.
     pub init_failed: bool,
     pub error_type: Option<String>,
+    /// What the runtime wrote before a failed INIT ended (at most the last 4 KB), for
+    /// `X-Amz-Log-Type: Tail`; empty otherwise.
+    pub init_tail: String,
 }
 
 impl Outcome {
@@ -148,6 +151,7 @@ impl Outcome {
             function_error: true,
             init_failed: false,
             error_type: None,
+            init_tail: String::new(),
         }
     }
 }

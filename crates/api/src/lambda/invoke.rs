@@ -123,7 +123,10 @@ pub async fn invoke(
     }
     let (outcome, log) = match ran.result {
         Ok(done) => (done.outcome, done.tail),
-        Err(Failure::Function(outcome)) => (outcome, String::new()),
+        Err(Failure::Function(mut outcome)) => {
+            let log = std::mem::take(&mut outcome.init_tail);
+            (outcome, log)
+        }
         Err(Failure::Unavailable(why)) => {
             return Err(
                 LambdaError::service(format!("This server cannot run functions: {why}")).into(),

@@ -327,6 +327,11 @@ async fn error_paths_have_lambdas_error_types() {
     assert!(started.elapsed().as_secs() < 10);
     assert_eq!(r.body["errorType"], "Runtime.ImportModuleError");
     assert!(
+        r.log.contains("Unable to import module 'nomodule'"),
+        "the runtime's own error line is in the tail: {}",
+        r.log
+    );
+    assert!(
         r.body["errorMessage"]
             .as_str()
             .unwrap()
@@ -350,6 +355,45 @@ async fn error_paths_have_lambdas_error_types() {
         r.body["errorType"], "Runtime.InvalidEntrypoint",
         "{}",
         r.body
+    );
+
+    // What a runtime wrote before its INIT failed is the caller's log tail.
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    use std::io::Write;
+    w.start_file(
+        "bootstrap",
+        zip::write::SimpleFileOptions::default().unix_permissions(0o755),
+    )
+    .unwrap();
+    w.write_all(
+        b"#!/bin/sh\necho 'starting up'\necho 'no config at /var/task/app.toml' >&2\nexit 3\n",
+    )
+    .unwrap();
+    deploy(
+        c,
+        "initexit",
+        "provided.al2023",
+        "x",
+        w.finish().unwrap().into_inner(),
+        128,
+        3,
+    )
+    .await;
+    let r = call(c, "initexit", serde_json::json!({})).await;
+    assert_eq!(r.body["errorType"], "Runtime.ExitError", "{}", r.body);
+    assert!(
+        r.body["errorMessage"]
+            .as_str()
+            .unwrap()
+            .ends_with("Runtime exited with error: exit status 3"),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.log
+            .contains("starting up\nno config at /var/task/app.toml\n"),
+        "{}",
+        r.log
     );
 }
 
