@@ -170,16 +170,13 @@ fn refuse_memory_fs(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Where mkfs.ext4 lives (root's PATH is not always set for services).
-fn mkfs() -> Option<PathBuf> {
-    [
-        "/usr/sbin/mkfs.ext4",
-        "/sbin/mkfs.ext4",
-        "/usr/bin/mkfs.ext4",
-    ]
-    .iter()
-    .map(PathBuf::from)
-    .find(|p| p.exists())
+/// Where e2fsprogs' `tool` (mkfs.ext4, debugfs) lives (root's PATH is not always set for
+/// services).
+fn e2fsprogs(tool: &str) -> Option<PathBuf> {
+    ["/usr/sbin", "/sbin", "/usr/bin"]
+        .iter()
+        .map(|dir| Path::new(dir).join(tool))
+        .find(|p| p.exists())
 }
 
 /// How many empty filesystem images (one per size) are kept to copy from.
@@ -195,6 +192,7 @@ struct Inner {
     /// Where backing files are created (and unlinked at once).
     dir: PathBuf,
     mkfs: PathBuf,
+    debugfs: PathBuf,
     /// Filesystems ready to hand out, by size in MB.
     ready: Mutex<HashMap<u64, Vec<OwnedFd>>>,
     /// Sizes asked for recently, newest first.
@@ -228,15 +226,19 @@ impl ScratchPool {
         }
         std::fs::create_dir_all(dir)?;
         refuse_memory_fs(dir)?;
-        let mkfs = mkfs().ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::NotFound,
-                "mkfs.ext4 not found (Debian: apt-get install e2fsprogs)",
-            )
-        })?;
+        let tool = |name: &str| {
+            e2fsprogs(name).ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("{name} not found (Debian: apt-get install e2fsprogs)"),
+                )
+            })
+        };
+        let (mkfs, debugfs) = (tool("mkfs.ext4")?, tool("debugfs")?);
         let inner = Arc::new(Inner {
             dir: dir.to_path_buf(),
             mkfs,
+            debugfs,
             ready: Mutex::new(HashMap::new()),
             wanted: Mutex::new(VecDeque::from([warm_mb])),
             wake: Condvar::new(),
@@ -455,9 +457,9 @@ impl Inner {
             }
             Ok(())
         })();
+        let made = made.and_then(|()| empty_root(&self.debugfs, &path));
         let _ = std::fs::remove_file(&path);
         made?;
-        empty_root(&file)?;
         let t = Arc::new(file);
         let mut templates = self.templates.lock().unwrap_or_else(|e| e.into_inner());
         // Functions choose their size: a bounded number of templates is kept (each an open
@@ -473,21 +475,44 @@ impl Inner {
 
 /// Makes a freshly formatted image's root what every `/tmp` starts as: empty (mkfs's
 /// `lost+found` removed) and world-writable with the sticky bit. Done once on the template, so
-/// that no copy pays for it. The image is mounted for this and unmounted again: closing the last
-/// descriptor of a detached mount unmounts it, and the filesystem is written back to the image,
-/// before `close` returns.
-fn empty_root(image: &File) -> io::Result<()> {
-    let mount = mount_image(image)?;
-    // A detached mount's descriptor is a path only: `fchmod` needs the directory open.
-    let root = rustix::fs::openat(
-        &mount,
-        c".",
-        rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )?;
-    rustix::fs::unlinkat(&root, c"lost+found", rustix::fs::AtFlags::REMOVEDIR)?;
-    rustix::fs::fchmod(&root, rustix::fs::Mode::from_raw_mode(0o1777))?;
-    drop((root, mount));
+/// that no copy pays for it, by debugfs on the image file: when it exits, the image holds the
+/// change. (Mounted here instead, the image would be written back only at the unmount, when the
+/// last copy of the mount's descriptor closes, and a child that another thread forks meanwhile
+/// holds a copy until it execs: a `/tmp` copied from the image before that was root's and not
+/// writable by the function.)
+fn empty_root(debugfs: &Path, image: &Path) -> io::Result<()> {
+    use std::io::Write;
+    let mut child = std::process::Command::new(debugfs)
+        .args([std::ffi::OsStr::new("-w"), "-f".as_ref(), "-".as_ref()])
+        .arg(image)
+        .env_clear()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(b"rmdir lost+found\nset_inode_field / mode 041777\n")?;
+    }
+    let out = child.wait_with_output()?;
+    // debugfs exits 0 whatever its requests did and says what failed on stderr, after its
+    // banner ("debugfs 1.47.0 (5-Feb-2023)").
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| {
+            !l.trim().is_empty()
+                && !l
+                    .strip_prefix("debugfs ")
+                    .is_some_and(|v| v.starts_with(|c: char| c.is_ascii_digit()))
+        })
+        .collect();
+    if !out.status.success() || !errors.is_empty() {
+        return Err(io::Error::other(format!(
+            "debugfs could not empty a new /tmp image's root ({}): {}",
+            out.status,
+            errors.join("; ")
+        )));
+    }
     Ok(())
 }
 
@@ -610,5 +635,52 @@ mod tests {
             ScratchPool::start(&dir.path().join("scratch"), 0, 16).expect_err("a pool on a tmpfs");
         assert_eq!(e.kind(), io::ErrorKind::Unsupported, "{e}");
         assert!(e.to_string().contains("on a disk"), "{e}");
+    }
+
+    #[test]
+    fn every_tmp_starts_empty_and_open_to_all() {
+        assert!(
+            rustix::process::geteuid().is_root(),
+            "this test makes loop-backed filesystems: run it as root"
+        );
+        let dir = tempfile::tempdir_in("/var/tmp").expect("a directory in /var/tmp");
+        let pool = ScratchPool::start(&dir.path().join("scratch"), 0, 16).expect("a pool");
+        let tmp = pool.take(16).expect("a /tmp");
+        let root = rustix::fs::openat(
+            &tmp,
+            c".",
+            rustix::fs::OFlags::DIRECTORY
+                | rustix::fs::OFlags::RDONLY
+                | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .expect("the root");
+        let st = rustix::fs::fstat(&root).expect("fstat");
+        assert_eq!(st.st_mode & 0o7777, 0o1777, "sticky and world-writable");
+        let names: Vec<String> = rustix::fs::Dir::read_from(&root)
+            .expect("readdir")
+            .map(|e| {
+                e.expect("an entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .filter(|n| n != "." && n != "..")
+            .collect();
+        assert_eq!(names, Vec::<String>::new(), "no lost+found");
+
+        // debugfs says what failed on stderr only: a request it could not do is an error.
+        let image = dir.path().join("again.img");
+        File::create(&image).unwrap().set_len(16 << 20).unwrap();
+        let mkfs = std::process::Command::new(e2fsprogs("mkfs.ext4").unwrap())
+            .args(["-q", "-F"])
+            .arg(&image)
+            .status()
+            .unwrap();
+        assert!(mkfs.success());
+        let debugfs = e2fsprogs("debugfs").unwrap();
+        empty_root(&debugfs, &image).expect("the first time");
+        let e = empty_root(&debugfs, &image).expect_err("lost+found is gone the second time");
+        assert!(e.to_string().contains("rmdir"), "{e}");
     }
 }
