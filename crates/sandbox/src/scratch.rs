@@ -643,33 +643,69 @@ mod tests {
             rustix::process::geteuid().is_root(),
             "this test makes loop-backed filesystems: run it as root"
         );
-        let dir = tempfile::tempdir_in("/var/tmp").expect("a directory in /var/tmp");
-        let pool = ScratchPool::start(&dir.path().join("scratch"), 0, 16).expect("a pool");
-        let tmp = pool.take(16).expect("a /tmp");
-        let root = rustix::fs::openat(
-            &tmp,
-            c".",
-            rustix::fs::OFlags::DIRECTORY
-                | rustix::fs::OFlags::RDONLY
-                | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        )
-        .expect("the root");
-        let st = rustix::fs::fstat(&root).expect("fstat");
-        assert_eq!(st.st_mode & 0o7777, 0o1777, "sticky and world-writable");
-        let names: Vec<String> = rustix::fs::Dir::read_from(&root)
-            .expect("readdir")
-            .map(|e| {
-                e.expect("an entry")
-                    .file_name()
-                    .to_string_lossy()
-                    .into_owned()
-            })
-            .filter(|n| n != "." && n != "..")
-            .collect();
-        assert_eq!(names, Vec::<String>::new(), "no lost+found");
+        // Children forked all along by another thread hold copies of every descriptor the
+        // server has open, for 300 ms each, as a server's spawns do until they exec: nothing
+        // the server does to an image may wait for its descriptors to close.
+        let stop = Arc::new(AtomicBool::new(false));
+        let forker = std::thread::spawn({
+            let stop = stop.clone();
+            move || {
+                let mut children: Vec<libc::pid_t> = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    // SAFETY: the child calls only async-signal-safe functions, then exits.
+                    let pid = unsafe { libc::fork() };
+                    if pid == 0 {
+                        // SAFETY: in the forked child, async-signal-safe calls only.
+                        unsafe {
+                            libc::usleep(300_000);
+                            libc::_exit(0);
+                        }
+                    }
+                    children.push(pid);
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                for pid in children {
+                    // SAFETY: waits for a child of ours.
+                    unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+                }
+            }
+        });
+        let mut wrong = Vec::new();
+        for round in 0..10 {
+            let dir = tempfile::tempdir_in("/var/tmp").expect("a directory in /var/tmp");
+            let pool = ScratchPool::start(&dir.path().join("scratch"), 0, 16).expect("a pool");
+            let tmp = pool.take(16).expect("a /tmp");
+            let root = rustix::fs::openat(
+                &tmp,
+                c".",
+                rustix::fs::OFlags::DIRECTORY
+                    | rustix::fs::OFlags::RDONLY
+                    | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )
+            .expect("the root");
+            let mode = rustix::fs::fstat(&root).expect("fstat").st_mode & 0o7777;
+            let names: Vec<String> = rustix::fs::Dir::read_from(&root)
+                .expect("readdir")
+                .map(|e| {
+                    e.expect("an entry")
+                        .file_name()
+                        .to_string_lossy()
+                        .into_owned()
+                })
+                .filter(|n| n != "." && n != "..")
+                .collect();
+            // Sticky and world-writable, and no lost+found.
+            if mode != 0o1777 || !names.is_empty() {
+                wrong.push(format!("round {round}: mode {mode:o}, entries {names:?}"));
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        forker.join().unwrap();
+        assert_eq!(wrong, Vec::<String>::new());
 
         // debugfs says what failed on stderr only: a request it could not do is an error.
+        let dir = tempfile::tempdir_in("/var/tmp").expect("a directory in /var/tmp");
         let image = dir.path().join("again.img");
         File::create(&image).unwrap().set_len(16 << 20).unwrap();
         let mkfs = std::process::Command::new(e2fsprogs("mkfs.ext4").unwrap())
