@@ -109,9 +109,13 @@ pub fn run(k: &dyn Kernel, root: &Path, root_user: bool) -> Vec<Check> {
         },
     );
 
-    let mkfs = ["usr/sbin/mkfs.ext4", "sbin/mkfs.ext4"]
-        .iter()
-        .any(|p| root.join(p).exists());
+    // e2fsprogs' mkfs.ext4 makes each size's empty image once, and its debugfs empties the
+    // image's root.
+    let mkfs = ["mkfs.ext4", "debugfs"].iter().all(|tool| {
+        ["usr/sbin", "sbin"]
+            .iter()
+            .any(|dir| root.join(dir).join(tool).exists())
+    });
     let loops = root.join("dev/loop-control").exists();
     out.push(match (root_user, loops, mkfs) {
         (true, true, true) => check(
@@ -129,8 +133,8 @@ pub fn run(k: &dyn Kernel, root: &Path, root_user: bool) -> Vec<Check> {
         (true, true, false) => check(
             "/tmp on disk",
             Status::Missing,
-            "no mkfs.ext4: /tmp is a tmpfs counted as the function's memory",
-            Some("install e2fsprogs"),
+            "no mkfs.ext4 or no debugfs: /tmp is a tmpfs counted as the function's memory",
+            Some("install e2fsprogs (on Alpine, e2fsprogs-extra too)"),
         ),
         (false, _, _) => check(
             "/tmp on disk",
@@ -290,6 +294,20 @@ mod tests {
             can_run(&checks),
             "root runs functions without user namespaces"
         );
+    }
+
+    #[test]
+    fn tmp_on_disk_needs_both_of_e2fsprogs_tools() {
+        let k = RecordingKernel::new();
+        let mut files = vec![("dev/loop-control", ""), ("usr/sbin/mkfs.ext4", "")];
+        let without = tree(&files);
+        let tmp = find(&run(&k, without.path(), true), "/tmp on disk").clone();
+        assert_eq!(tmp.status, Status::Missing, "{tmp:?}");
+        assert!(tmp.fix.as_deref().unwrap().contains("e2fsprogs"), "{tmp:?}");
+        files.push(("sbin/debugfs", ""));
+        let with = tree(&files);
+        let tmp = find(&run(&k, with.path(), true), "/tmp on disk").clone();
+        assert_eq!(tmp.status, Status::Ok, "{tmp:?}");
     }
 
     #[test]
