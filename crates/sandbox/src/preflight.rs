@@ -111,13 +111,13 @@ pub fn run(k: &dyn Kernel, root: &Path, root_user: bool) -> Vec<Check> {
 
     // e2fsprogs' mkfs.ext4 makes each size's empty image once, and its debugfs empties the
     // image's root.
-    let mkfs = ["mkfs.ext4", "debugfs"].iter().all(|tool| {
-        ["usr/sbin", "sbin"]
+    let e2fsprogs = ["mkfs.ext4", "debugfs"].iter().all(|tool| {
+        ["usr/sbin", "sbin", "usr/bin"]
             .iter()
             .any(|dir| root.join(dir).join(tool).exists())
     });
     let loops = root.join("dev/loop-control").exists();
-    out.push(match (root_user, loops, mkfs) {
+    out.push(match (root_user, loops, e2fsprogs) {
         (true, true, true) => check(
             "/tmp on disk",
             Status::Ok,
