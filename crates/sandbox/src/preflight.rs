@@ -111,11 +111,9 @@ pub fn run(k: &dyn Kernel, root: &Path, root_user: bool) -> Vec<Check> {
 
     // e2fsprogs' mkfs.ext4 makes each size's empty image once, and its debugfs empties the
     // image's root.
-    let e2fsprogs = ["mkfs.ext4", "debugfs"].iter().all(|tool| {
-        ["usr/sbin", "sbin", "usr/bin"]
-            .iter()
-            .any(|dir| root.join(dir).join(tool).exists())
-    });
+    let e2fsprogs = ["mkfs.ext4", "debugfs"]
+        .iter()
+        .all(|tool| crate::scratch::e2fsprogs_in(root, tool).is_some());
     let loops = root.join("dev/loop-control").exists();
     out.push(match (root_user, loops, e2fsprogs) {
         (true, true, true) => check(

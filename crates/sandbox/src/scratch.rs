@@ -170,13 +170,18 @@ fn refuse_memory_fs(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Where e2fsprogs' `tool` (mkfs.ext4, debugfs) lives (root's PATH is not always set for
-/// services).
-fn e2fsprogs(tool: &str) -> Option<PathBuf> {
-    ["/usr/sbin", "/sbin", "/usr/bin"]
+/// Where e2fsprogs' `tool` (mkfs.ext4, debugfs) lives in the tree at `root` (root's PATH is
+/// not always set for services).
+pub(crate) fn e2fsprogs_in(root: &Path, tool: &str) -> Option<PathBuf> {
+    ["usr/sbin", "sbin", "usr/bin"]
         .iter()
-        .map(|dir| Path::new(dir).join(tool))
+        .map(|dir| root.join(dir).join(tool))
         .find(|p| p.exists())
+}
+
+/// Where e2fsprogs' `tool` lives on this host.
+fn e2fsprogs(tool: &str) -> Option<PathBuf> {
+    e2fsprogs_in(Path::new("/"), tool)
 }
 
 /// How many empty filesystem images (one per size) are kept to copy from.

@@ -358,27 +358,10 @@ async fn error_paths_have_lambdas_error_types() {
     );
 
     // What a runtime wrote before its INIT failed is the caller's log tail.
-    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    use std::io::Write;
-    w.start_file(
-        "bootstrap",
-        zip::write::SimpleFileOptions::default().unix_permissions(0o755),
-    )
-    .unwrap();
-    w.write_all(
+    let zip = bootstrap_zip(
         b"#!/bin/sh\necho 'starting up'\necho 'no config at /var/task/app.toml' >&2\nexit 3\n",
-    )
-    .unwrap();
-    deploy(
-        c,
-        "initexit",
-        "provided.al2023",
-        "x",
-        w.finish().unwrap().into_inner(),
-        128,
-        3,
-    )
-    .await;
+    );
+    deploy(c, "initexit", "provided.al2023", "x", zip, 128, 3).await;
     let r = call(c, "initexit", serde_json::json!({})).await;
     assert_eq!(r.body["errorType"], "Runtime.ExitError", "{}", r.body);
     assert!(
