@@ -20,7 +20,7 @@ use crate::platform::{self, LogSettings};
 use crate::premade::{Launched, Parts, Premade};
 use crate::rapi::{self, Pending, Reply, Shared};
 use crate::runtimes;
-use crate::{Executor, Failure, FunctionRuntime, Invocation, Outcome};
+use crate::{Executor, Failure, FunctionRuntime, InitFailure, Invocation, Outcome};
 
 /// INIT must finish within this, as on Lambda.
 pub const INIT_LIMIT: Duration = Duration::from_secs(10);
@@ -143,6 +143,12 @@ fn exit_message(request_id: &str, code: i32) -> String {
 
 fn failure_body(error_type: &str, message: String) -> Bytes {
     Bytes::from(serde_json::json!({ "errorType": error_type, "errorMessage": message }).to_string())
+}
+
+/// An error the platform found itself: its type, its body, and its message for the log.
+fn platform_failure(error_type: &str, message: String) -> (String, Bytes, Option<String>) {
+    let body = failure_body(error_type, message.clone());
+    (error_type.to_owned(), body, Some(message))
 }
 
 impl Environment {
@@ -332,10 +338,29 @@ impl Environment {
             }
             Err(Some(SpawnError::Exec(msg))) => {
                 give_uid(uid);
-                return Err(Failure::Function(Outcome::error(failure_body(
-                    "Runtime.InvalidEntrypoint",
-                    format!("RequestId: {request_id} Error: {msg}"),
-                ))));
+                let error_type = "Runtime.InvalidEntrypoint";
+                let message = format!("RequestId: {request_id} Error: {msg}");
+                let failed = platform::FailedInit {
+                    request_id,
+                    version: &f.version,
+                    init_ms: started.elapsed().as_secs_f64() * 1000.0,
+                    memory_mb,
+                    max_memory_mb: 0,
+                    timed_out: false,
+                    error_type: Some(error_type),
+                    message: Some(&message),
+                };
+                tap.start_capture();
+                for line in platform::failed_init(&f.logging, &failed) {
+                    tap.line(line);
+                }
+                let ms = failed.init_ms;
+                let mut outcome = Outcome::error(failure_body(error_type, message));
+                outcome.init_failure = Some(Box::new(InitFailure {
+                    ms,
+                    tail: tap.take_capture(),
+                }));
+                return Err(Failure::Function(outcome));
             }
             Err(Some(e)) => {
                 give_uid(uid);
@@ -439,21 +464,22 @@ impl Environment {
                 }
                 let code = *env.exit.borrow();
                 let oom = env.oom_killed();
-                env.tap.drain().await;
-                let init_tail = env.tap.take_capture();
-                env.destroy().await;
-                let body = match (posted, code) {
-                    (Some((_, body)), _) => body,
-                    (None, _) if oom => failure_body(
+                // (error type, body, the platform's own message for the log)
+                let (error_type, body, message) = match (posted, code) {
+                    (Some((header, body)), _) => {
+                        let t = Outcome::error_type_in(&body).unwrap_or(header);
+                        (t, body, None)
+                    }
+                    (None, _) if oom => platform_failure(
                         "Runtime.OutOfMemory",
                         format!(
                             "RequestId: {request_id} Error: Runtime exited with error: signal: killed"
                         ),
                     ),
                     (None, Some(code)) => {
-                        failure_body("Runtime.ExitError", exit_message(request_id, code))
+                        platform_failure("Runtime.ExitError", exit_message(request_id, code))
                     }
-                    (None, None) => failure_body(
+                    (None, None) => platform_failure(
                         "Sandbox.Timedout",
                         format!(
                             "RequestId: {request_id} Error: INIT phase did not finish within {:.2} seconds",
@@ -461,9 +487,32 @@ impl Environment {
                         ),
                     ),
                 };
+                let max_memory_mb = if oom {
+                    env.memory_mb as u64
+                } else {
+                    env.peak
+                        .as_mut()
+                        .and_then(|m| m.finish(env.kernel.as_ref()).ok())
+                        .map_or(0, |bytes| bytes.div_ceil(1024 * 1024))
+                };
+                env.tap.drain().await;
+                let failed = platform::FailedInit {
+                    request_id,
+                    version: &f.version,
+                    init_ms,
+                    memory_mb,
+                    max_memory_mb,
+                    timed_out,
+                    error_type: Some(&error_type),
+                    message: message.as_deref(),
+                };
+                for line in platform::failed_init(&env.logging, &failed) {
+                    env.tap.line(line);
+                }
+                let tail = env.tap.take_capture();
+                env.destroy().await;
                 let mut outcome = Outcome::error(body);
-                outcome.init_failed = true;
-                outcome.init_tail = init_tail;
+                outcome.init_failure = Some(Box::new(InitFailure { ms: init_ms, tail }));
                 return Err(Failure::Function(outcome));
             }
         }
@@ -555,7 +604,7 @@ impl Environment {
                 tokio::select! {
                     () = &mut sampler => unreachable!("the sampler never ends"),
                     r = reply_rx => match r {
-                        Ok(Reply::Response { body, content_type }) => Outcome { body, content_type, function_error: false, init_failed: false, error_type: None, init_tail: String::new() },
+                        Ok(Reply::Response { body, content_type }) => Outcome { body, content_type, function_error: false, init_failure: None, error_type: None },
                         Ok(Reply::Error { body, error_type }) => {
                             status = Some("error");
                             let t = Outcome::error_type_in(&body).or(Some(error_type));

@@ -113,12 +113,19 @@ pub struct Outcome {
     pub content_type: String,
     /// `X-Amz-Function-Error: Unhandled`.
     pub function_error: bool,
-    /// The failure happened in INIT.
-    pub init_failed: bool,
+    /// Set when the failure happened in INIT.
+    pub init_failure: Option<Box<InitFailure>>,
     pub error_type: Option<String>,
-    /// What the runtime wrote before a failed INIT ended (at most the last 4 KB), for
-    /// `X-Amz-Log-Type: Tail`; empty otherwise.
-    pub init_tail: String,
+}
+
+/// What is known of a failed INIT.
+#[derive(Debug, Clone)]
+pub struct InitFailure {
+    /// How long it took, ms: the duration its REPORT gives and that is billed.
+    pub ms: f64,
+    /// Its log: what the runtime wrote, then the platform's `INIT_REPORT`, `START`, `END` and
+    /// `REPORT` (at most the last 4 KB), for `X-Amz-Log-Type: Tail`.
+    pub tail: String,
 }
 
 impl Outcome {
@@ -144,14 +151,18 @@ impl Outcome {
             .or_else(|| Self::error_type_in(&self.body))
     }
 
+    /// The failure happened in INIT.
+    pub fn init_failed(&self) -> bool {
+        self.init_failure.is_some()
+    }
+
     pub fn error(body: Bytes) -> Self {
         Self {
             body,
             content_type: "application/json".into(),
             function_error: true,
-            init_failed: false,
+            init_failure: None,
             error_type: None,
-            init_tail: String::new(),
         }
     }
 }
@@ -617,7 +628,7 @@ impl Executor {
                 match Environment::start(self, f, &inv.request_id, boost).await {
                     Ok(env) => (env, true),
                     Err(e) => {
-                        let init_failed = matches!(&e, Failure::Function(o) if o.init_failed);
+                        let init_failed = matches!(&e, Failure::Function(o) if o.init_failed());
                         sched.release(slot, reserved, None, Some(!init_failed));
                         return Err(match e {
                             Failure::Function(_) if self.stopping() => Failure::Interrupted,

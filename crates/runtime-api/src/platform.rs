@@ -1,6 +1,7 @@
 //! The platform's own log records around each invocation, in the function's `LogFormat`:
-//! `START`/`END`/`REPORT` lines in `Text`, `platform.start` and `platform.report` records in
-//! `JSON`, which `SystemLogLevel` filters (both are `INFO` records: `WARN` hides them).
+//! `START`/`END`/`REPORT` lines in `Text` (and `INIT_REPORT` after a failed INIT),
+//! `platform.start`, `platform.report` and `platform.initReport` records in `JSON`, which
+//! `SystemLogLevel` filters (all are `INFO` records: `WARN` hides them).
 
 use serde_json::json;
 
@@ -131,6 +132,79 @@ pub fn end(s: &LogSettings, r: &Report<'_>) -> Vec<String> {
     vec![format!("END RequestId: {}", r.request_id), report]
 }
 
+/// An INIT that failed before the invocation that started it could run.
+#[derive(Debug)]
+pub struct FailedInit<'a> {
+    pub request_id: &'a str,
+    pub version: &'a str,
+    pub init_ms: f64,
+    pub memory_mb: u32,
+    pub max_memory_mb: u64,
+    /// INIT did not finish within its limit (`Status: timeout`) rather than failed.
+    pub timed_out: bool,
+    pub error_type: Option<&'a str>,
+    /// The platform's own account of the error (a runtime that could not start or exited),
+    /// written between `START` and `END` with the error type under it, as Lambda does.
+    pub message: Option<&'a str>,
+}
+
+/// The records a failed INIT leaves, after whatever the runtime wrote: `INIT_REPORT` (or
+/// `platform.initReport`) for the phase, then the invocation's `START`, the platform's message,
+/// `END` and a `REPORT` whose duration is the time INIT took. Lambda then runs INIT once more in
+/// the invocation's own phase (a second `INIT_REPORT` with `Phase: invoke`); Lamina does not, so
+/// the error is the caller's at once.
+pub fn failed_init(s: &LogSettings, f: &FailedInit<'_>) -> Vec<String> {
+    if !s.info() {
+        return Vec::new();
+    }
+    let status = if f.timed_out { "timeout" } else { "error" };
+    let error_type = f.error_type.filter(|_| !f.timed_out);
+    let init_report = if s.json {
+        let mut record = json!({
+            "initializationType": "on-demand",
+            "phase": "init",
+            "status": status,
+            "metrics": { "durationMs": (f.init_ms * 1000.0).round() / 1000.0 },
+        });
+        if let Some(t) = error_type {
+            record["errorType"] = json!(t);
+        }
+        json!({ "time": now(), "type": "platform.initReport", "record": record }).to_string()
+    } else {
+        let mut line = format!(
+            "INIT_REPORT Init Duration: {:.2} ms\tPhase: init\tStatus: {status}",
+            f.init_ms
+        );
+        if let Some(t) = error_type {
+            line.push_str("\tError Type: ");
+            line.push_str(t);
+        }
+        line
+    };
+    let mut lines = vec![init_report];
+    lines.extend(start(s, f.request_id, f.version));
+    if let (false, Some(m)) = (s.json, f.message) {
+        lines.push(match error_type {
+            Some(t) => format!("{m}\n{t}"),
+            None => m.to_owned(),
+        });
+    }
+    lines.extend(end(
+        s,
+        &Report {
+            request_id: f.request_id,
+            duration_ms: f.init_ms,
+            billed_ms: f.init_ms.ceil() as u64,
+            memory_mb: f.memory_mb,
+            max_memory_mb: f.max_memory_mb,
+            init_ms: None,
+            status: Some(status),
+            error_type,
+        },
+    ));
+    lines
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,6 +235,63 @@ mod tests {
             lines[1],
             "REPORT RequestId: r-1\tDuration: 3.01 ms\tBilled Duration: 4 ms\tMemory Size: 128 MB\tMax Memory Used: 36 MB\tInit Duration: 110.10 ms\t"
         );
+    }
+
+    fn failed(timed_out: bool, message: Option<&'static str>) -> FailedInit<'static> {
+        FailedInit {
+            request_id: "r-1",
+            version: "$LATEST",
+            init_ms: 10.171,
+            memory_mb: 128,
+            max_memory_mb: 3,
+            timed_out,
+            error_type: Some("Runtime.ExitError"),
+            message,
+        }
+    }
+
+    #[test]
+    fn a_failed_init_reads_as_on_lambda() {
+        let s = LogSettings::default();
+        let m = "RequestId: r-1 Error: Runtime exited with error: exit status 1";
+        assert_eq!(
+            failed_init(&s, &failed(false, Some(m))),
+            [
+                "INIT_REPORT Init Duration: 10.17 ms\tPhase: init\tStatus: error\tError Type: Runtime.ExitError",
+                "START RequestId: r-1 Version: $LATEST",
+                "RequestId: r-1 Error: Runtime exited with error: exit status 1\nRuntime.ExitError",
+                "END RequestId: r-1",
+                "REPORT RequestId: r-1\tDuration: 10.17 ms\tBilled Duration: 11 ms\tMemory Size: 128 MB\tMax Memory Used: 3 MB\tStatus: error\tError Type: Runtime.ExitError\t",
+            ]
+        );
+        // A timeout names no error type, and a runtime's own error has no platform message.
+        let lines = failed_init(&s, &failed(true, None));
+        assert_eq!(
+            lines[0],
+            "INIT_REPORT Init Duration: 10.17 ms\tPhase: init\tStatus: timeout"
+        );
+        assert_eq!(lines.len(), 4);
+        assert!(lines[3].ends_with("Max Memory Used: 3 MB\tStatus: timeout\t"));
+
+        let mut s = LogSettings {
+            json: true,
+            ..LogSettings::default()
+        };
+        let lines = failed_init(&s, &failed(false, Some(m)));
+        let v: Vec<serde_json::Value> = lines
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(v.len(), 3, "{lines:?}");
+        assert_eq!(v[0]["type"], "platform.initReport");
+        assert_eq!(v[0]["record"]["phase"], "init");
+        assert_eq!(v[0]["record"]["status"], "error");
+        assert_eq!(v[0]["record"]["errorType"], "Runtime.ExitError");
+        assert_eq!(v[0]["record"]["metrics"]["durationMs"], 10.171);
+        assert_eq!(v[1]["type"], "platform.start");
+        assert_eq!(v[2]["record"]["status"], "error");
+        s.system_level = "WARN".into();
+        assert!(failed_init(&s, &failed(false, Some(m))).is_empty());
     }
 
     #[test]

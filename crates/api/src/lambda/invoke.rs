@@ -124,7 +124,11 @@ pub async fn invoke(
     let (outcome, log) = match ran.result {
         Ok(done) => (done.outcome, done.tail),
         Err(Failure::Function(mut outcome)) => {
-            let log = std::mem::take(&mut outcome.init_tail);
+            let log = outcome
+                .init_failure
+                .as_mut()
+                .map(|i| std::mem::take(&mut i.tail))
+                .unwrap_or_default();
             (outcome, log)
         }
         Err(Failure::Unavailable(why)) => {
@@ -343,8 +347,12 @@ pub(crate) async fn run(
             ));
         }
         Err(Failure::Function(outcome)) => {
-            // Failed before an invocation could start (INIT): the time spent is billed as INIT.
-            let ms = started.elapsed().as_secs_f64() * 1000.0;
+            // Failed before an invocation could start (INIT): the time spent is billed as INIT,
+            // as long as its REPORT line says.
+            let ms = outcome
+                .init_failure
+                .as_ref()
+                .map_or_else(|| started.elapsed().as_secs_f64() * 1000.0, |i| i.ms);
             usage = Some(usage_of(
                 &function,
                 &meters,
@@ -381,7 +389,7 @@ fn usage_of(
         "success"
     } else if timed_out() {
         "timeout"
-    } else if outcome.init_failed {
+    } else if outcome.init_failed() {
         "init_error"
     } else {
         "error"

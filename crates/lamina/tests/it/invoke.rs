@@ -331,6 +331,12 @@ async fn error_paths_have_lambdas_error_types() {
         "the runtime's own error line is in the tail: {}",
         r.log
     );
+    // Then the platform's lines, as on Lambda: the failed phase, and the invocation it failed.
+    assert_failed_init(
+        &r.log,
+        "Runtime.ImportModuleError",
+        "Unable to import module",
+    );
     assert!(
         r.body["errorMessage"]
             .as_str()
@@ -356,6 +362,15 @@ async fn error_paths_have_lambdas_error_types() {
         "{}",
         r.body
     );
+    let message = r.body["errorMessage"].as_str().unwrap();
+    assert_failed_init(&r.log, "Runtime.InvalidEntrypoint", "");
+    assert!(
+        r.log.contains(&format!(
+            "{message}\nRuntime.InvalidEntrypoint\nEND RequestId: "
+        )),
+        "{}",
+        r.log
+    );
 
     // What a runtime wrote before its INIT failed is the caller's log tail.
     let zip = bootstrap_zip(
@@ -377,6 +392,41 @@ async fn error_paths_have_lambdas_error_types() {
             .contains("starting up\nno config at /var/task/app.toml\n"),
         "{}",
         r.log
+    );
+    assert_failed_init(&r.log, "Runtime.ExitError", "no config at");
+    assert!(
+        r.log.contains(
+            "Error: Runtime exited with error: exit status 3\nRuntime.ExitError\nEND RequestId: "
+        ),
+        "{}",
+        r.log
+    );
+}
+
+/// A failed INIT's tail: what the runtime wrote (`first`, if given), then `INIT_REPORT` for the
+/// phase, the invocation's `START`, `END`, and a `REPORT` with the error, in that order.
+fn assert_failed_init(log: &str, error_type: &str, first: &str) {
+    let at = |what: &str| {
+        log.find(what)
+            .unwrap_or_else(|| panic!("no {what:?} in the tail: {log}"))
+    };
+    let report = at(&format!(
+        "\tPhase: init\tStatus: error\tError Type: {error_type}\n"
+    ));
+    assert!(
+        log[..report].contains("INIT_REPORT Init Duration: "),
+        "{log}"
+    );
+    assert!(at(first) < report, "{log}");
+    let start = at("\nSTART RequestId: ");
+    let end = at("\nEND RequestId: ");
+    let summary = at("\nREPORT RequestId: ");
+    assert!(report < start && start < end && end < summary, "{log}");
+    let line = log[summary + 1..].lines().next().unwrap_or_default();
+    assert!(
+        line.contains("\tBilled Duration: ")
+            && line.ends_with(&format!("\tStatus: error\tError Type: {error_type}\t")),
+        "{log}"
     );
 }
 
