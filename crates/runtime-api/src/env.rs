@@ -496,6 +496,12 @@ impl Environment {
                         .map_or(0, |bytes| bytes.div_ceil(1024 * 1024))
                 };
                 env.tap.drain().await;
+                // A runtime that exited closed its output: its last line, if it had no
+                // newline, is logged at the pipe's end (a child it left behind may hold the
+                // pipe open, hence the bound).
+                if code.is_some() {
+                    env.tap.closed(Duration::from_millis(50)).await;
+                }
                 let failed = platform::FailedInit {
                     request_id,
                     version: &f.version,

@@ -170,6 +170,26 @@ impl Tap {
         }
     }
 
+    /// Waits (up to `limit`) until the pump has reached the pipe's end, where it logs a last
+    /// line that had no newline. Whether it did.
+    pub async fn closed(&self, limit: std::time::Duration) -> bool {
+        let until = Instant::now() + limit;
+        loop {
+            if self
+                .pipe
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_none()
+            {
+                return true;
+            }
+            if Instant::now() >= until {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_micros(200)).await;
+        }
+    }
+
     /// Pumps the function's output pipe into the log until it closes: a line per event, a long
     /// line cut every [`MAX_EVENT`] bytes.
     pub fn pump(self: &Arc<Self>, fd: OwnedFd) -> std::io::Result<()> {

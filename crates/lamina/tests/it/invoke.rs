@@ -372,9 +372,10 @@ async fn error_paths_have_lambdas_error_types() {
         r.log
     );
 
-    // What a runtime wrote before its INIT failed is the caller's log tail.
+    // What a runtime wrote before its INIT failed, a last line without its newline too, is the
+    // caller's log tail.
     let zip = bootstrap_zip(
-        b"#!/bin/sh\necho 'starting up'\necho 'no config at /var/task/app.toml' >&2\nexit 3\n",
+        b"#!/bin/sh\necho 'starting up'\necho 'no config at /var/task/app.toml' >&2\nprintf 'giving up'\nexit 3\n",
     );
     deploy(c, "initexit", "provided.al2023", "x", zip, 128, 3).await;
     let r = call(c, "initexit", serde_json::json!({})).await;
@@ -389,7 +390,7 @@ async fn error_paths_have_lambdas_error_types() {
     );
     assert!(
         r.log
-            .contains("starting up\nno config at /var/task/app.toml\n"),
+            .contains("starting up\nno config at /var/task/app.toml\ngiving up\nINIT_REPORT "),
         "{}",
         r.log
     );
