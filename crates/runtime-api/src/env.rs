@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use lamina_sandbox::cgroup::{self, Cgroup, Freezer, PeakMeter};
 use lamina_sandbox::kernel::Kernel;
 use lamina_sandbox::rootfs::{RootPlan, Tmp};
@@ -20,7 +19,11 @@ use crate::platform::{self, LogSettings};
 use crate::premade::{Launched, Parts, Premade};
 use crate::rapi::{self, Pending, Reply, Shared};
 use crate::runtimes;
-use crate::{Executor, Failure, FunctionRuntime, InitFailure, Invocation, Outcome};
+use crate::{Executor, Failure, FunctionRuntime, Invocation, Outcome};
+
+mod init;
+use init::InitRun;
+use init::{exit_message, failure_body};
 
 /// INIT must finish within this, as on Lambda.
 pub const INIT_LIMIT: Duration = Duration::from_secs(10);
@@ -54,6 +57,12 @@ pub struct Environment {
     tap: Arc<Tap>,
     /// Set until the first invocation has reported it.
     init_ms: Option<f64>,
+    /// After a second INIT within the invocation, when it began: the invocation's time (and
+    /// its timeout) counts from there.
+    begun: Option<Instant>,
+    /// A failed first INIT: its time, billed with the invocation, and its lines, the start of
+    /// the invocation's tail.
+    failed_first: Option<Box<crate::InitFailure>>,
     gate: Arc<Gate>,
     memory_mb: u32,
     /// The function's `LoggingConfig`: how START/END/REPORT are written.
@@ -123,42 +132,13 @@ fn watch_exit(child: Arc<lamina_sandbox::Process>) -> watch::Receiver<Option<i32
     rx
 }
 
-fn exit_message(request_id: &str, code: i32) -> String {
-    if code > 128 {
-        let sig = code - 128;
-        let name = match sig {
-            9 => "killed".to_owned(),
-            11 => "segmentation fault".to_owned(),
-            6 => "aborted".to_owned(),
-            15 => "terminated".to_owned(),
-            n => format!("signal {n}"),
-        };
-        format!("RequestId: {request_id} Error: Runtime exited with error: signal: {name}")
-    } else if code == 0 {
-        format!("RequestId: {request_id} Error: Runtime exited without providing a reason")
-    } else {
-        format!("RequestId: {request_id} Error: Runtime exited with error: exit status {code}")
-    }
-}
-
-fn failure_body(error_type: &str, message: String) -> Bytes {
-    Bytes::from(serde_json::json!({ "errorType": error_type, "errorMessage": message }).to_string())
-}
-
-/// An error the platform found itself: its type, its body, and its message for the log.
-fn platform_failure(error_type: &str, message: String) -> (String, Bytes, Option<String>) {
-    let body = failure_body(error_type, message.clone());
-    (error_type.to_owned(), body, Some(message))
-}
-
 impl Environment {
-    /// Starts an environment and waits for its INIT phase to end. With `boost`, INIT may use
-    /// a whole CPU (Lambda boosts INIT too); otherwise it runs at the function's own share.
-    pub async fn start(
+    /// Starts an environment and waits for its INIT phase to end (see [`InitRun`]).
+    async fn start(
         ex: &Executor,
         f: &FunctionRuntime,
         request_id: &str,
-        boost: bool,
+        run: InitRun,
     ) -> Result<Self, Failure> {
         let inner = &ex.inner;
         let stream = stream_name(&f.version);
@@ -209,7 +189,7 @@ impl Environment {
         let memory_mb = f.memory_mb;
         let cpu_quota_us = cgroup::cpu_quota_for(memory_mb as u64, CPU_PERIOD_US, inner.host.cpus);
         // INIT: at most one CPU when boosted (never the whole host), else the function's share.
-        let init_quota_us = if boost {
+        let init_quota_us = if run.boost() {
             cpu_quota_us.max(CPU_PERIOD_US.min(inner.host.cpus * CPU_PERIOD_US))
         } else {
             cpu_quota_us
@@ -338,29 +318,8 @@ impl Environment {
             }
             Err(Some(SpawnError::Exec(msg))) => {
                 give_uid(uid);
-                let error_type = "Runtime.InvalidEntrypoint";
-                let message = format!("RequestId: {request_id} Error: {msg}");
-                let failed = platform::FailedInit {
-                    request_id,
-                    version: &f.version,
-                    init_ms: started.elapsed().as_secs_f64() * 1000.0,
-                    memory_mb,
-                    max_memory_mb: 0,
-                    timed_out: false,
-                    error_type: Some(error_type),
-                    message: Some(&message),
-                };
-                tap.start_capture();
-                for line in platform::failed_init(&f.logging, &failed) {
-                    tap.line(line);
-                }
-                let ms = failed.init_ms;
-                let mut outcome = Outcome::error(failure_body(error_type, message));
-                outcome.init_failure = Some(Box::new(InitFailure {
-                    ms,
-                    tail: tap.take_capture(),
-                }));
-                return Err(Failure::Function(outcome));
+                let ms = started.elapsed().as_secs_f64() * 1000.0;
+                return Err(init::entrypoint_failed(&tap, f, run, request_id, ms, &msg));
             }
             Err(Some(e)) => {
                 give_uid(uid);
@@ -411,6 +370,8 @@ impl Environment {
             server: tokio::spawn(async {}),
             tap: tap.clone(),
             init_ms: None,
+            begun: None,
+            failed_first: None,
             gate: Arc::new(Gate::new(
                 cg.as_ref()
                     .map(|cg| Freezer::new(cg, inner.kernel.as_ref())),
@@ -441,88 +402,16 @@ impl Environment {
             r = next.wait_for(|n| *n >= 1) => r.map(|_| None).map_err(|_| ()),
             _ = init_errors.wait_for(|e| *e) => Ok(Some(())),
             _ = exit.wait_for(|e| e.is_some()) => Err(()),
-            _ = tokio::time::sleep(INIT_LIMIT) => Err(()),
+            _ = tokio::time::sleep(run.limit()) => Err(()),
         };
         let init_ms = started.elapsed().as_secs_f64() * 1000.0;
-        match result {
-            Ok(None) => {}
-            Ok(Some(())) | Err(()) => {
-                let posted = env
-                    .shared
-                    .init_error
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .take();
-                let timed_out = env.exit.borrow().is_none() && posted.is_none();
-                // Give a crashing runtime a moment to be reaped, for its exit status.
-                if posted.is_none() && !timed_out {
-                    let _ = tokio::time::timeout(
-                        Duration::from_millis(200),
-                        env.exit.wait_for(|e| e.is_some()),
-                    )
-                    .await;
-                }
-                let code = *env.exit.borrow();
-                let oom = env.oom_killed();
-                // (error type, body, the platform's own message for the log)
-                let (error_type, body, message) = match (posted, code) {
-                    (Some((header, body)), _) => {
-                        let t = Outcome::error_type_in(&body).unwrap_or(header);
-                        (t, body, None)
-                    }
-                    (None, _) if oom => platform_failure(
-                        "Runtime.OutOfMemory",
-                        format!(
-                            "RequestId: {request_id} Error: Runtime exited with error: signal: killed"
-                        ),
-                    ),
-                    (None, Some(code)) => {
-                        platform_failure("Runtime.ExitError", exit_message(request_id, code))
-                    }
-                    (None, None) => platform_failure(
-                        "Sandbox.Timedout",
-                        format!(
-                            "RequestId: {request_id} Error: INIT phase did not finish within {:.2} seconds",
-                            INIT_LIMIT.as_secs_f64()
-                        ),
-                    ),
-                };
-                let max_memory_mb = if oom {
-                    env.memory_mb as u64
-                } else {
-                    env.peak
-                        .as_mut()
-                        .and_then(|m| m.finish(env.kernel.as_ref()).ok())
-                        .map_or(0, |bytes| bytes.div_ceil(1024 * 1024))
-                };
-                env.tap.drain().await;
-                // A runtime that exited closed its output: its last line, if it had no
-                // newline, is logged at the pipe's end (a child it left behind may hold the
-                // pipe open, hence the bound).
-                if code.is_some() {
-                    env.tap.closed(Duration::from_millis(50)).await;
-                }
-                let failed = platform::FailedInit {
-                    request_id,
-                    version: &f.version,
-                    init_ms,
-                    memory_mb,
-                    max_memory_mb,
-                    timed_out,
-                    error_type: Some(&error_type),
-                    message: message.as_deref(),
-                };
-                for line in platform::failed_init(&env.logging, &failed) {
-                    env.tap.line(line);
-                }
-                let tail = env.tap.take_capture();
-                env.destroy().await;
-                let mut outcome = Outcome::error(body);
-                outcome.init_failure = Some(Box::new(InitFailure { ms: init_ms, tail }));
-                return Err(Failure::Function(outcome));
-            }
+        if !matches!(result, Ok(None)) {
+            return Err(env.init_failed(run, request_id, init_ms).await);
         }
-        env.init_ms = Some(init_ms);
+        match run {
+            InitRun::First { .. } => env.init_ms = Some(init_ms),
+            InitRun::Again { .. } => env.begun = Some(started),
+        }
         env.apply_cpu_quota();
         Ok(env)
     }
@@ -556,13 +445,18 @@ impl Environment {
             let _ = m.start(self.kernel.as_ref());
         }
         let request_id = inv.request_id.clone();
-        self.tap.start_capture();
+        let (before_ms, earlier) = match self.failed_first.take() {
+            Some(first) => (first.ms, first.tail),
+            None => (0.0, String::new()),
+        };
+        self.tap.start_capture_from(earlier);
         if let Some(line) = platform::start(&self.logging, &request_id, &inv.version) {
             self.tap.line(line);
         }
-        let started = Instant::now();
+        let started = self.begun.take().unwrap_or_else(Instant::now);
         let deadline = started + Duration::from_secs(timeout_s as u64);
-        let deadline_ms = lamina_model::now_millis() + timeout_s as i64 * 1000;
+        let deadline_ms = lamina_model::now_millis() + timeout_s as i64 * 1000
+            - started.elapsed().as_millis() as i64;
         let (reply_tx, reply_rx) = oneshot::channel();
         let before = *self.next_calls.borrow();
         let pending = Pending {
@@ -677,8 +571,9 @@ impl Environment {
         };
         self.tap.drain().await;
         let init_ms = self.init_ms.take();
-        // Billed as on Lambda since 2025-08: the invoke phase plus INIT on a cold start.
-        let billed = (duration_ms + init_ms.unwrap_or(0.0)).ceil() as u64;
+        // Billed as on Lambda since 2025-08: the invoke phase plus INIT on a cold start (and a
+        // failed first INIT before it).
+        let billed = (duration_ms + init_ms.unwrap_or(0.0) + before_ms).ceil() as u64;
         // Only an error's body is looked into: a response may be megabytes of JSON.
         let error_type = status.and_then(|_| outcome.failure_type());
         let report = platform::Report {

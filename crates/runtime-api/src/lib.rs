@@ -625,7 +625,7 @@ impl Executor {
         let (mut env, cold) = match grant {
             scheduler::Grant::Warm(env) => (env, false),
             scheduler::Grant::Cold { boost } => {
-                match Environment::start(self, f, &inv.request_id, boost).await {
+                match Environment::start_for(self, f, &inv.request_id, boost).await {
                     Ok(env) => (env, true),
                     Err(e) => {
                         let init_failed = matches!(&e, Failure::Function(o) if o.init_failed());

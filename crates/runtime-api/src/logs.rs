@@ -60,6 +60,18 @@ thread_local! {
 /// How much of an invocation's log `Tail` returns.
 pub const TAIL_BYTES: usize = 4096;
 
+/// The last [`TAIL_BYTES`] of `log` (or a little less, to start on a character).
+pub fn tail_of(log: String) -> String {
+    if log.len() <= TAIL_BYTES {
+        return log;
+    }
+    let mut start = log.len() - TAIL_BYTES;
+    while !log.is_char_boundary(start) {
+        start += 1;
+    }
+    log[start..].to_owned()
+}
+
 impl Tap {
     pub fn new(
         stream: lamina_model::LogStreamKey,
@@ -124,25 +136,23 @@ impl Tap {
     }
 
     pub fn start_capture(&self) {
-        *self.capture.lock().unwrap_or_else(|e| e.into_inner()) = Some(String::new());
+        self.start_capture_from(String::new());
+    }
+
+    /// Starts capturing after `earlier` lines (each ended by a newline).
+    pub fn start_capture_from(&self, earlier: String) {
+        *self.capture.lock().unwrap_or_else(|e| e.into_inner()) = Some(earlier);
     }
 
     /// The captured lines, at most the last 4 KB.
     pub fn take_capture(&self) -> String {
-        let buf = self
-            .capture
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-            .unwrap_or_default();
-        if buf.len() <= TAIL_BYTES {
-            return buf;
-        }
-        let mut start = buf.len() - TAIL_BYTES;
-        while !buf.is_char_boundary(start) {
-            start += 1;
-        }
-        buf[start..].to_owned()
+        tail_of(
+            self.capture
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+                .unwrap_or_default(),
+        )
     }
 
     /// Waits (briefly) until the function's pipe holds no unread output, so that everything it

@@ -132,12 +132,23 @@ pub fn end(s: &LogSettings, r: &Report<'_>) -> Vec<String> {
     vec![format!("END RequestId: {}", r.request_id), report]
 }
 
+/// Which of an invocation's INITs: its environment's own, or the second that Lambda runs within
+/// the invocation when the first failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitPhase {
+    Init,
+    Invoke,
+}
+
 /// An INIT that failed before the invocation that started it could run.
 #[derive(Debug)]
 pub struct FailedInit<'a> {
+    pub phase: InitPhase,
     pub request_id: &'a str,
     pub version: &'a str,
     pub init_ms: f64,
+    /// The REPORT's Billed Duration: every INIT of the invocation.
+    pub billed_ms: u64,
     pub memory_mb: u32,
     pub max_memory_mb: u64,
     /// INIT did not finish within its limit (`Status: timeout`) rather than failed.
@@ -149,20 +160,23 @@ pub struct FailedInit<'a> {
 }
 
 /// The records a failed INIT leaves, after whatever the runtime wrote: `INIT_REPORT` (or
-/// `platform.initReport`) for the phase, then the invocation's `START`, the platform's message,
-/// `END` and a `REPORT` whose duration is the time INIT took. Lambda then runs INIT once more in
-/// the invocation's own phase (a second `INIT_REPORT` with `Phase: invoke`); Lamina does not, so
-/// the error is the caller's at once.
+/// `platform.initReport`) for its phase; after the second (`Phase: invoke`), which ends the
+/// invocation, also its `START`, the platform's message, `END` and a `REPORT` whose duration is
+/// the time that INIT took.
 pub fn failed_init(s: &LogSettings, f: &FailedInit<'_>) -> Vec<String> {
     if !s.info() {
         return Vec::new();
     }
     let status = if f.timed_out { "timeout" } else { "error" };
     let error_type = f.error_type.filter(|_| !f.timed_out);
+    let phase = match f.phase {
+        InitPhase::Init => "init",
+        InitPhase::Invoke => "invoke",
+    };
     let init_report = if s.json {
         let mut record = json!({
             "initializationType": "on-demand",
-            "phase": "init",
+            "phase": phase,
             "status": status,
             "metrics": { "durationMs": (f.init_ms * 1000.0).round() / 1000.0 },
         });
@@ -172,7 +186,7 @@ pub fn failed_init(s: &LogSettings, f: &FailedInit<'_>) -> Vec<String> {
         json!({ "time": now(), "type": "platform.initReport", "record": record }).to_string()
     } else {
         let mut line = format!(
-            "INIT_REPORT Init Duration: {:.2} ms\tPhase: init\tStatus: {status}",
+            "INIT_REPORT Init Duration: {:.2} ms\tPhase: {phase}\tStatus: {status}",
             f.init_ms
         );
         if let Some(t) = error_type {
@@ -182,6 +196,9 @@ pub fn failed_init(s: &LogSettings, f: &FailedInit<'_>) -> Vec<String> {
         line
     };
     let mut lines = vec![init_report];
+    if f.phase == InitPhase::Init {
+        return lines;
+    }
     lines.extend(start(s, f.request_id, f.version));
     if let (false, Some(m)) = (s.json, f.message) {
         lines.push(match error_type {
@@ -194,7 +211,7 @@ pub fn failed_init(s: &LogSettings, f: &FailedInit<'_>) -> Vec<String> {
         &Report {
             request_id: f.request_id,
             duration_ms: f.init_ms,
-            billed_ms: f.init_ms.ceil() as u64,
+            billed_ms: f.billed_ms,
             memory_mb: f.memory_mb,
             max_memory_mb: f.max_memory_mb,
             init_ms: None,
@@ -239,9 +256,11 @@ mod tests {
 
     fn failed(timed_out: bool, message: Option<&'static str>) -> FailedInit<'static> {
         FailedInit {
+            phase: InitPhase::Invoke,
             request_id: "r-1",
             version: "$LATEST",
             init_ms: 10.171,
+            billed_ms: 11,
             memory_mb: 128,
             max_memory_mb: 3,
             timed_out,
@@ -257,18 +276,29 @@ mod tests {
         assert_eq!(
             failed_init(&s, &failed(false, Some(m))),
             [
-                "INIT_REPORT Init Duration: 10.17 ms\tPhase: init\tStatus: error\tError Type: Runtime.ExitError",
+                "INIT_REPORT Init Duration: 10.17 ms\tPhase: invoke\tStatus: error\tError Type: Runtime.ExitError",
                 "START RequestId: r-1 Version: $LATEST",
                 "RequestId: r-1 Error: Runtime exited with error: exit status 1\nRuntime.ExitError",
                 "END RequestId: r-1",
                 "REPORT RequestId: r-1\tDuration: 10.17 ms\tBilled Duration: 11 ms\tMemory Size: 128 MB\tMax Memory Used: 3 MB\tStatus: error\tError Type: Runtime.ExitError\t",
             ]
         );
+        // The first INIT's failure is one record: the invocation goes on to a second.
+        let first = FailedInit {
+            phase: InitPhase::Init,
+            ..failed(false, Some(m))
+        };
+        assert_eq!(
+            failed_init(&s, &first),
+            [
+                "INIT_REPORT Init Duration: 10.17 ms\tPhase: init\tStatus: error\tError Type: Runtime.ExitError"
+            ]
+        );
         // A timeout names no error type, and a runtime's own error has no platform message.
         let lines = failed_init(&s, &failed(true, None));
         assert_eq!(
             lines[0],
-            "INIT_REPORT Init Duration: 10.17 ms\tPhase: init\tStatus: timeout"
+            "INIT_REPORT Init Duration: 10.17 ms\tPhase: invoke\tStatus: timeout"
         );
         assert_eq!(lines.len(), 4);
         assert!(lines[3].ends_with("Max Memory Used: 3 MB\tStatus: timeout\t"));
@@ -284,7 +314,7 @@ mod tests {
             .collect();
         assert_eq!(v.len(), 3, "{lines:?}");
         assert_eq!(v[0]["type"], "platform.initReport");
-        assert_eq!(v[0]["record"]["phase"], "init");
+        assert_eq!(v[0]["record"]["phase"], "invoke");
         assert_eq!(v[0]["record"]["status"], "error");
         assert_eq!(v[0]["record"]["errorType"], "Runtime.ExitError");
         assert_eq!(v[0]["record"]["metrics"]["durationMs"], 10.171);

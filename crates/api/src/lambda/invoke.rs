@@ -332,8 +332,12 @@ pub(crate) async fn run(
     match &result {
         Ok(done) => {
             meters.duration().record(done.duration_ms / 1000.0);
-            if let Some(init) = done.init_ms {
+            // A cold start whose first INIT failed has no Init Duration: its second INIT is
+            // the invocation's.
+            if done.cold {
                 meters.cold_starts().increment(1);
+            }
+            if let Some(init) = done.init_ms {
                 meters.init_duration().record(init / 1000.0);
             }
             let timing = (done.duration_ms, done.init_ms, done.billed_ms);

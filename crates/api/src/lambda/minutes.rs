@@ -114,7 +114,7 @@ pub(crate) fn sample_of(
     let mut s = Sample::default();
     match result {
         Ok(done) => {
-            s.cold_start = done.init_ms.is_some();
+            s.cold_start = done.cold;
             s.duration_ms = Some(done.duration_ms);
         }
         Err(lamina_runtime_api::Failure::Throttled(_)) => s.throttled = true,

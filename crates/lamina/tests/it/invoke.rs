@@ -404,31 +404,81 @@ async fn error_paths_have_lambdas_error_types() {
     );
 }
 
-/// A failed INIT's tail: what the runtime wrote (`first`, if given), then `INIT_REPORT` for the
-/// phase, the invocation's `START`, `END`, and a `REPORT` with the error, in that order.
-fn assert_failed_init(log: &str, error_type: &str, first: &str) {
-    let at = |what: &str| {
-        log.find(what)
-            .unwrap_or_else(|| panic!("no {what:?} in the tail: {log}"))
+/// A failed INIT's tail, as on Lambda: what the runtime wrote (`output`), `INIT_REPORT` for the
+/// environment's INIT, the runtime's output again and `INIT_REPORT` for the second INIT, run
+/// within the invocation, then the invocation's `START`, `END`, and a `REPORT` with the error.
+fn assert_failed_init(log: &str, error_type: &str, output: &str) {
+    let at = |what: &str, from: usize| {
+        from + log[from..]
+            .find(what)
+            .unwrap_or_else(|| panic!("no {what:?} after byte {from} of the tail: {log}"))
     };
-    let report = at(&format!(
-        "\tPhase: init\tStatus: error\tError Type: {error_type}\n"
-    ));
+    let status = format!("\tStatus: error\tError Type: {error_type}\n");
+    let first = at(&format!("\tPhase: init{status}"), 0);
     assert!(
-        log[..report].contains("INIT_REPORT Init Duration: "),
+        log[..first].contains("INIT_REPORT Init Duration: "),
         "{log}"
     );
-    assert!(at(first) < report, "{log}");
-    let start = at("\nSTART RequestId: ");
-    let end = at("\nEND RequestId: ");
-    let summary = at("\nREPORT RequestId: ");
-    assert!(report < start && start < end && end < summary, "{log}");
+    assert!(at(output, 0) < first, "{log}");
+    let second = at(&format!("\tPhase: invoke{status}"), first);
+    assert!(at(output, first) < second, "the second INIT ran: {log}");
+    let start = at("\nSTART RequestId: ", second);
+    let end = at("\nEND RequestId: ", start);
+    let summary = at("\nREPORT RequestId: ", end);
     let line = log[summary + 1..].lines().next().unwrap_or_default();
     assert!(
         line.contains("\tBilled Duration: ")
             && line.ends_with(&format!("\tStatus: error\tError Type: {error_type}\t")),
         "{log}"
     );
+}
+
+#[tokio::test]
+async fn an_init_longer_than_ten_seconds_runs_again_within_the_invocation() {
+    let app = spawn_app().await;
+    let c = &app.client;
+    let slow = b"import time\ntime.sleep(10.5)\n\ndef handler(event, context):\n    return {\"ok\": True}\n";
+    deploy(
+        c,
+        "slowinit",
+        &host_python(),
+        "slow.handler",
+        zip_of(&[("slow.py", slow.as_slice())]),
+        512,
+        30,
+    )
+    .await;
+    let r = call(c, "slowinit", serde_json::json!({})).await;
+    assert_eq!(r.function_error, None, "{}", r.body);
+    assert_eq!(r.body["ok"], true);
+    // The environment's INIT timed out at 10 s; the second ran within the invocation's 30 s,
+    // which its REPORT's duration includes, billed with the first.
+    assert!(
+        r.log.contains("\tPhase: init\tStatus: timeout\n"),
+        "{}",
+        r.log
+    );
+    let report = r
+        .log
+        .lines()
+        .find(|l| l.starts_with("REPORT RequestId: "))
+        .unwrap_or_else(|| panic!("no REPORT: {}", r.log));
+    assert!(ms_of(report, "\tDuration: ") >= 10_500.0, "{report}");
+    assert!(ms_of(report, "\tBilled Duration: ") >= 20_500.0, "{report}");
+    assert!(!report.contains("Init Duration"), "{report}");
+    // Warm from then on.
+    let warm = call(c, "slowinit", serde_json::json!({})).await;
+    let report = warm.log.lines().find(|l| l.starts_with("REPORT")).unwrap();
+    assert!(ms_of(report, "\tDuration: ") < 5_000.0, "{report}");
+}
+
+/// A duration in a REPORT line, ms.
+fn ms_of(report: &str, field: &str) -> f64 {
+    let v = report
+        .split(field)
+        .nth(1)
+        .unwrap_or_else(|| panic!("{report}"));
+    v.split(' ').next().unwrap().parse().unwrap()
 }
 
 #[tokio::test]
