@@ -139,9 +139,9 @@ impl Environment {
         f: &FunctionRuntime,
         request_id: &str,
         run: InitRun,
+        stream: String,
     ) -> Result<Self, Failure> {
         let inner = &ex.inner;
-        let stream = stream_name(&f.version);
         let (launch, zygote) = match &f.image {
             Some(image) => (
                 crate::image::launch(f, image, &stream).map_err(Failure::Unavailable)?,
@@ -402,7 +402,7 @@ impl Environment {
             r = next.wait_for(|n| *n >= 1) => r.map(|_| None).map_err(|_| ()),
             _ = init_errors.wait_for(|e| *e) => Ok(Some(())),
             _ = exit.wait_for(|e| e.is_some()) => Err(()),
-            _ = tokio::time::sleep(run.limit()) => Err(()),
+            _ = tokio::time::sleep_until((started + run.limit()).into()) => Err(()),
         };
         let init_ms = started.elapsed().as_secs_f64() * 1000.0;
         if !matches!(result, Ok(None)) {
@@ -445,11 +445,14 @@ impl Environment {
             let _ = m.start(self.kernel.as_ref());
         }
         let request_id = inv.request_id.clone();
-        let (before_ms, earlier) = match self.failed_first.take() {
-            Some(first) => (first.ms, first.tail),
-            None => (0.0, String::new()),
-        };
-        self.tap.start_capture_from(earlier);
+        let before_ms = self.failed_first.as_ref().map_or(0.0, |first| first.ms);
+        match self.failed_first.take() {
+            // After a failed first INIT, the tail starts with both INITs.
+            Some(first) => self
+                .tap
+                .start_capture_from(first.tail + &self.tap.take_capture()),
+            None => self.tap.start_capture(),
+        }
         if let Some(line) = platform::start(&self.logging, &request_id, &inv.version) {
             self.tap.line(line);
         }

@@ -11,6 +11,7 @@ mod gate;
 mod image;
 pub mod logs;
 mod net;
+mod outcome;
 mod platform;
 mod pool;
 mod premade;
@@ -35,6 +36,7 @@ use lamina_sandbox::uids::UidRange;
 pub use env::{Environment, Paths};
 pub use gate::Gate;
 pub use net::{NetSettings, VpcAttachment, VpcResolver};
+pub use outcome::{InitFailure, Outcome};
 pub use platform::LogSettings;
 
 /// How long shutdown waits for its idle environments to stop before the sweep kills what is
@@ -104,67 +106,6 @@ pub struct Invocation {
     pub client_context: Option<String>,
     /// An attempt of an asynchronous event (it may use only its share of the concurrency).
     pub asynchronous: bool,
-}
-
-/// What the caller gets.
-#[derive(Debug, Clone)]
-pub struct Outcome {
-    pub body: Bytes,
-    pub content_type: String,
-    /// `X-Amz-Function-Error: Unhandled`.
-    pub function_error: bool,
-    /// Set when the failure happened in INIT.
-    pub init_failure: Option<Box<InitFailure>>,
-    pub error_type: Option<String>,
-}
-
-/// What is known of a failed INIT.
-#[derive(Debug, Clone)]
-pub struct InitFailure {
-    /// How long it took, ms: the duration its REPORT gives and that is billed.
-    pub ms: f64,
-    /// Its log: what the runtime wrote, then the platform's `INIT_REPORT`, `START`, `END` and
-    /// `REPORT` (at most the last 4 KB), for `X-Amz-Log-Type: Tail`.
-    pub tail: String,
-}
-
-impl Outcome {
-    /// `errorType` of an error's body (`{"errorType": …, "errorMessage": …}`), read without
-    /// the rest of it; `None` when the body is not such an object.
-    pub fn error_type_in(body: &[u8]) -> Option<String> {
-        // A derived struct would also be read from an array of its members' values.
-        if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-            return None;
-        }
-        #[derive(serde::Deserialize)]
-        struct Error {
-            #[serde(rename = "errorType")]
-            error_type: Option<String>,
-        }
-        serde_json::from_slice::<Error>(body).ok()?.error_type
-    }
-
-    /// The failure's error type: the one the runtime gave, else its body's.
-    pub fn failure_type(&self) -> Option<String> {
-        self.error_type
-            .clone()
-            .or_else(|| Self::error_type_in(&self.body))
-    }
-
-    /// The failure happened in INIT.
-    pub fn init_failed(&self) -> bool {
-        self.init_failure.is_some()
-    }
-
-    pub fn error(body: Bytes) -> Self {
-        Self {
-            body,
-            content_type: "application/json".into(),
-            function_error: true,
-            init_failure: None,
-            error_type: None,
-        }
-    }
 }
 
 /// The result of [`Executor::invoke`].
@@ -630,9 +571,10 @@ impl Executor {
                     Err(e) => {
                         let init_failed = matches!(&e, Failure::Function(o) if o.init_failed());
                         sched.release(slot, reserved, None, Some(!init_failed));
-                        return Err(match e {
-                            Failure::Function(_) if self.stopping() => Failure::Interrupted,
-                            e => e,
+                        return Err(if self.stopping() {
+                            Failure::Interrupted
+                        } else {
+                            e
                         });
                     }
                 }

@@ -352,7 +352,7 @@ pub(crate) async fn run(
         }
         Err(Failure::Function(outcome)) => {
             // Failed before an invocation could start (INIT): the time spent is billed as INIT,
-            // as long as its REPORT line says.
+            // as the REPORT line's Billed Duration says.
             let ms = outcome
                 .init_failure
                 .as_ref()

@@ -158,30 +158,33 @@ impl Environment {
         request_id: &str,
         boost: bool,
     ) -> Result<Self, Failure> {
-        let first = match Self::start(ex, f, request_id, InitRun::First { boost }).await {
-            Err(Failure::Function(mut o)) if !ex.stopping() => match o.init_failure.take() {
-                Some(first) => first,
-                None => return Err(Failure::Function(o)),
-            },
+        // One log stream for both INITs, which on Lambda run in one environment.
+        let stream = super::stream_name(&f.version);
+        let first = InitRun::First { boost };
+        let mut first = match Self::start(ex, f, request_id, first, stream.clone()).await {
+            Err(Failure::Function(o)) if o.init_failed() && !ex.stopping() => o,
             started => return started,
         };
         let again = InitRun::Again {
-            before_ms: first.ms,
+            before_ms: first.init_failure.as_ref().map_or(0.0, |i| i.ms),
             timeout: Duration::from_secs(f.timeout_s as u64),
         };
-        match Self::start(ex, f, request_id, again).await {
+        match Self::start(ex, f, request_id, again, stream).await {
             Ok(mut env) => {
-                env.failed_first = Some(first);
+                env.failed_first = first.init_failure.take();
                 Ok(env)
             }
             // The caller's tail holds both INITs.
             Err(Failure::Function(mut o)) => {
-                if let Some(second) = o.init_failure.as_mut() {
-                    second.tail = crate::logs::tail_of(first.tail + &second.tail);
+                if let (Some(a), Some(b)) = (first.init_failure.take(), o.init_failure.as_mut()) {
+                    b.tail = crate::logs::tail_of(a.tail + &b.tail);
                 }
                 Err(Failure::Function(o))
             }
-            Err(e) => Err(e),
+            Err(e) if ex.stopping() => Err(e),
+            // No second environment to be had (the host's limits): the first INIT's error
+            // stands.
+            Err(_) => Err(Failure::Function(first)),
         }
     }
 

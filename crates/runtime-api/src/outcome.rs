@@ -1,0 +1,66 @@
+//! What an invocation gives its caller.
+
+use bytes::Bytes;
+
+/// What the caller gets.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub body: Bytes,
+    pub content_type: String,
+    /// `X-Amz-Function-Error: Unhandled`.
+    pub function_error: bool,
+    /// Set when the failure happened in INIT.
+    pub init_failure: Option<Box<InitFailure>>,
+    pub error_type: Option<String>,
+}
+
+/// What is known of a failed INIT.
+#[derive(Debug, Clone)]
+pub struct InitFailure {
+    /// How long the invocation's INITs took, ms: what is billed, as the REPORT after the second
+    /// gives it (its Billed Duration).
+    pub ms: f64,
+    /// Its log (at most the last 4 KB), for `X-Amz-Log-Type: Tail`: what the runtime wrote and
+    /// the platform's `INIT_REPORT`; after the second INIT also the invocation's `START`, `END`
+    /// and `REPORT`.
+    pub tail: String,
+}
+
+impl Outcome {
+    /// `errorType` of an error's body (`{"errorType": …, "errorMessage": …}`), read without
+    /// the rest of it; `None` when the body is not such an object.
+    pub fn error_type_in(body: &[u8]) -> Option<String> {
+        // A derived struct would also be read from an array of its members' values.
+        if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return None;
+        }
+        #[derive(serde::Deserialize)]
+        struct Error {
+            #[serde(rename = "errorType")]
+            error_type: Option<String>,
+        }
+        serde_json::from_slice::<Error>(body).ok()?.error_type
+    }
+
+    /// The failure's error type: the one the runtime gave, else its body's.
+    pub fn failure_type(&self) -> Option<String> {
+        self.error_type
+            .clone()
+            .or_else(|| Self::error_type_in(&self.body))
+    }
+
+    /// The failure happened in INIT.
+    pub fn init_failed(&self) -> bool {
+        self.init_failure.is_some()
+    }
+
+    pub fn error(body: Bytes) -> Self {
+        Self {
+            body,
+            content_type: "application/json".into(),
+            function_error: true,
+            init_failure: None,
+            error_type: None,
+        }
+    }
+}
