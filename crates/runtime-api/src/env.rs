@@ -445,21 +445,31 @@ impl Environment {
             let _ = m.start(self.kernel.as_ref());
         }
         let request_id = inv.request_id.clone();
-        let before_ms = self.failed_first.as_ref().map_or(0.0, |first| first.ms);
-        match self.failed_first.take() {
+        let before_ms = match self.failed_first.take() {
             // After a failed first INIT, the tail starts with both INITs.
-            Some(first) => self
-                .tap
-                .start_capture_from(first.tail + &self.tap.take_capture()),
-            None => self.tap.start_capture(),
-        }
+            Some(first) => {
+                let earlier = first.tail + &self.tap.take_capture();
+                self.tap.start_capture_from(earlier);
+                first.ms
+            }
+            None => {
+                self.tap.start_capture();
+                0.0
+            }
+        };
         if let Some(line) = platform::start(&self.logging, &request_id, &inv.version) {
             self.tap.line(line);
         }
-        let started = self.begun.take().unwrap_or_else(Instant::now);
+        let mut deadline_ms = lamina_model::now_millis() + timeout_s as i64 * 1000;
+        // After a second INIT within the invocation, its time counts from that INIT's start.
+        let started = match self.begun.take() {
+            Some(begun) => {
+                deadline_ms -= begun.elapsed().as_millis() as i64;
+                begun
+            }
+            None => Instant::now(),
+        };
         let deadline = started + Duration::from_secs(timeout_s as u64);
-        let deadline_ms = lamina_model::now_millis() + timeout_s as i64 * 1000
-            - started.elapsed().as_millis() as i64;
         let (reply_tx, reply_rx) = oneshot::channel();
         let before = *self.next_calls.borrow();
         let pending = Pending {

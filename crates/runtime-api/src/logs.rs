@@ -181,20 +181,17 @@ impl Tap {
     }
 
     /// Waits (up to `limit`) until the pump has reached the pipe's end, where it logs a last
-    /// line that had no newline. Whether it did.
-    pub async fn closed(&self, limit: std::time::Duration) -> bool {
+    /// line that had no newline.
+    pub async fn closed(&self, limit: std::time::Duration) {
         let until = Instant::now() + limit;
         loop {
-            if self
+            let open = self
                 .pipe
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .is_none()
-            {
-                return true;
-            }
-            if Instant::now() >= until {
-                return false;
+                .is_some();
+            if !open || Instant::now() >= until {
+                return;
             }
             tokio::time::sleep(std::time::Duration::from_micros(200)).await;
         }

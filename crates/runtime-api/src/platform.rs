@@ -151,9 +151,10 @@ pub struct FailedInit<'a> {
     pub billed_ms: u64,
     pub memory_mb: u32,
     pub max_memory_mb: u64,
-    /// INIT did not finish within its limit (`Status: timeout`) rather than failed.
+    /// INIT did not finish within its limit (`Status: timeout`, no error type) rather than
+    /// failed.
     pub timed_out: bool,
-    pub error_type: Option<&'a str>,
+    pub error_type: &'a str,
     /// The platform's own account of the error (a runtime that could not start or exited),
     /// written between `START` and `END` with the error type under it, as Lambda does.
     pub message: Option<&'a str>,
@@ -168,7 +169,7 @@ pub fn failed_init(s: &LogSettings, f: &FailedInit<'_>) -> Vec<String> {
         return Vec::new();
     }
     let status = if f.timed_out { "timeout" } else { "error" };
-    let error_type = f.error_type.filter(|_| !f.timed_out);
+    let error_type = (!f.timed_out).then_some(f.error_type);
     let phase = match f.phase {
         InitPhase::Init => "init",
         InitPhase::Invoke => "invoke",
@@ -264,7 +265,7 @@ mod tests {
             memory_mb: 128,
             max_memory_mb: 3,
             timed_out,
-            error_type: Some("Runtime.ExitError"),
+            error_type: "Runtime.ExitError",
             message,
         }
     }

@@ -50,6 +50,11 @@ impl InitRun {
             Self::Again { before_ms, .. } => before_ms,
         }
     }
+
+    /// What is billed when this INIT fails after `ms`: every INIT of the invocation.
+    fn billed_ms(self, ms: f64) -> u64 {
+        (self.before_ms() + ms).ceil() as u64
+    }
 }
 
 pub(super) fn exit_message(request_id: &str, code: i32) -> String {
@@ -80,46 +85,24 @@ fn platform_failure(error_type: &str, message: String) -> (String, Bytes, Option
     (error_type.to_owned(), body, Some(message))
 }
 
-/// What one failed INIT leaves: its records in the log, and the caller's error.
-struct Failed<'a> {
+/// Logs a failed INIT's `records` and gives the caller's error (`body`), with the lines `tap`
+/// captured for the tail.
+fn report(
+    tap: &Tap,
+    logging: &LogSettings,
     run: InitRun,
-    request_id: &'a str,
-    version: &'a str,
-    ms: f64,
-    memory_mb: u32,
-    max_memory_mb: u64,
-    timed_out: bool,
-    error_type: &'a str,
+    records: &platform::FailedInit<'_>,
     body: Bytes,
-    message: Option<&'a str>,
-}
-
-impl Failed<'_> {
-    /// Logs the records and gives the error, with the lines `tap` captured for the tail.
-    fn report(self, tap: &Tap, logging: &LogSettings) -> Failure {
-        let ms = self.run.before_ms() + self.ms;
-        let records = platform::FailedInit {
-            phase: self.run.phase(),
-            request_id: self.request_id,
-            version: self.version,
-            init_ms: self.ms,
-            billed_ms: ms.ceil() as u64,
-            memory_mb: self.memory_mb,
-            max_memory_mb: self.max_memory_mb,
-            timed_out: self.timed_out,
-            error_type: Some(self.error_type),
-            message: self.message,
-        };
-        for line in platform::failed_init(logging, &records) {
-            tap.line(line);
-        }
-        let mut outcome = Outcome::error(self.body);
-        outcome.init_failure = Some(Box::new(InitFailure {
-            ms,
-            tail: tap.take_capture(),
-        }));
-        Failure::Function(outcome)
+) -> Failure {
+    for line in platform::failed_init(logging, records) {
+        tap.line(line);
     }
+    let mut outcome = Outcome::error(body);
+    outcome.init_failure = Some(Box::new(InitFailure {
+        ms: run.before_ms() + records.init_ms,
+        tail: tap.take_capture(),
+    }));
+    Failure::Function(outcome)
 }
 
 /// The bootstrap of `f` could not be started (missing, not executable, or not a program).
@@ -134,19 +117,20 @@ pub(super) fn entrypoint_failed(
     let error_type = "Runtime.InvalidEntrypoint";
     let message = format!("RequestId: {request_id} Error: {why}");
     tap.start_capture();
-    Failed {
-        run,
+    let records = platform::FailedInit {
+        phase: run.phase(),
         request_id,
         version: &f.version,
-        ms,
+        init_ms: ms,
+        billed_ms: run.billed_ms(ms),
         memory_mb: f.memory_mb,
         max_memory_mb: 0,
         timed_out: false,
         error_type,
-        body: failure_body(error_type, message.clone()),
         message: Some(&message),
-    }
-    .report(tap, &f.logging)
+    };
+    let body = failure_body(error_type, message.clone());
+    report(tap, &f.logging, run, &records, body)
 }
 
 impl Environment {
@@ -249,19 +233,19 @@ impl Environment {
         if code.is_some() {
             self.tap.closed(Duration::from_millis(50)).await;
         }
-        let failure = Failed {
-            run,
+        let records = platform::FailedInit {
+            phase: run.phase(),
             request_id,
             version: &self.version,
-            ms,
+            init_ms: ms,
+            billed_ms: run.billed_ms(ms),
             memory_mb: self.memory_mb,
             max_memory_mb,
             timed_out,
             error_type: &error_type,
-            body,
             message: message.as_deref(),
-        }
-        .report(&self.tap, &self.logging);
+        };
+        let failure = report(&self.tap, &self.logging, run, &records, body);
         self.destroy().await;
         failure
     }
