@@ -35,7 +35,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 1000)]
     scale: usize,
     /// Asynchronous events (of a native echo function) for the acceptance and drain
-    /// measurements; 0 skips them.
+    /// measurements, and as many again for a backlog's drain; 0 skips them.
     #[arg(long, default_value_t = 10_000)]
     events: usize,
     /// SNS messages through one topic to one warm native function, for the sustained rate (the
@@ -685,7 +685,8 @@ impl Measured {
             );
         }
         if let Some(a) = &asynchronous {
-            crate::bench_async::print(a);
+            let c8 = throughput.iter().find(|r| r.concurrency == 8);
+            crate::bench_async::print(a, c8.map(|r| r.lamina.per_s));
         }
         if let Some(s) = &sns {
             let ms = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0);
