@@ -10,7 +10,7 @@ use lamina_sandbox::cgroup::{self, Cgroup, Freezer, PeakMeter};
 use lamina_sandbox::kernel::Kernel;
 use lamina_sandbox::rootfs::{RootPlan, Tmp};
 use lamina_sandbox::{Launch, SpawnError};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::gate::Gate;
@@ -42,7 +42,7 @@ pub struct Environment {
     pub revision_id: String,
     /// `$LATEST` or the version number this environment runs.
     pub version: String,
-    tx: mpsc::Sender<Pending>,
+    tx: rapi::Outbox,
     shared: Arc<Shared>,
     next_calls: watch::Receiver<u64>,
     exit: watch::Receiver<Option<i32>>,
@@ -350,8 +350,7 @@ impl Environment {
         let process = Arc::new(child);
         let io = |e: std::io::Error| Failure::Internal(format!("environment i/o: {e}"));
         let exit = watch_exit(process.clone());
-        let (tx, rx) = mpsc::channel(1);
-        let shared = Shared::new(rx);
+        let (shared, tx) = Shared::new();
         let mut env = Self {
             id,
             revision_id: f.revision_id.clone(),
@@ -505,7 +504,7 @@ impl Environment {
             let mut reusable = true;
             let mut died = false;
             let mut status: Option<&str> = None;
-            let outcome = if self.tx.send(pending).await.is_err() {
+            let outcome = if !self.tx.send(pending) {
                 reusable = false;
                 died = true;
                 status = Some("error");

@@ -21,7 +21,7 @@ use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue};
 use hyper::{HeaderMap, Method, Request, StatusCode};
-use tokio::sync::{Mutex, Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{Notify, Semaphore, oneshot, watch};
 use tokio::task::JoinHandle;
 
 /// The largest response a function may return (6 MiB + 100 bytes, as on Lambda).
@@ -32,6 +32,8 @@ pub const MAX_CONNECTIONS: usize = 32;
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(60);
 /// The read buffer of a connection: request heads must fit.
 const MAX_HEAD: usize = 64 * 1024;
+/// The path a runtime asks for its next event on.
+const NEXT: &str = "/2018-06-01/runtime/invocation/next";
 
 /// An invocation waiting for the runtime.
 #[derive(Debug)]
@@ -57,7 +59,9 @@ pub enum Reply {
 /// State shared between the environment and its Runtime API server.
 #[derive(Debug)]
 pub struct Shared {
-    inbox: Mutex<mpsc::Receiver<Pending>>,
+    /// The invocation handed over for the runtime's next `/next`.
+    inbox: std::sync::Mutex<Handed>,
+    handed: Notify,
     /// The invocation in flight: its id, where its answer goes, and its deadline (epoch ms).
     current: std::sync::Mutex<Option<(String, oneshot::Sender<Reply>, i64)>>,
     /// Counts calls to `/next`: the first ends INIT, each later one ends an invocation.
@@ -69,16 +73,59 @@ pub struct Shared {
     init_error_signal: watch::Sender<bool>,
 }
 
+/// What waits for the runtime's `/next`: one invocation at a time, held in place rather than in
+/// a channel, whose first block would hold room for 32 of them as long as the environment lives.
+#[derive(Debug)]
+enum Handed {
+    Nothing,
+    Invocation(Pending),
+    /// The environment's end is gone: no invocation will come.
+    Closed,
+}
+
+/// The environment's end of the hand-over; dropping it tells a waiting `/next` that nothing
+/// will come.
+#[derive(Debug)]
+pub struct Outbox(Arc<Shared>);
+
+impl Outbox {
+    /// Hands the runtime an invocation; false (and the invocation dropped) while another
+    /// still waits to be taken. The environment hands over one only once the runtime has taken
+    /// the last one (it asked for the next), so that never happens but to a broken environment.
+    #[must_use]
+    pub fn send(&self, p: Pending) -> bool {
+        {
+            let mut slot = self.0.inbox.lock().unwrap_or_else(|e| e.into_inner());
+            if !matches!(*slot, Handed::Nothing) {
+                return false;
+            }
+            *slot = Handed::Invocation(p);
+        }
+        self.0.handed.notify_one();
+        true
+    }
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        *self.0.inbox.lock().unwrap_or_else(|e| e.into_inner()) = Handed::Closed;
+        self.0.handed.notify_waiters();
+    }
+}
+
 impl Shared {
-    pub fn new(inbox: mpsc::Receiver<Pending>) -> Arc<Self> {
-        Arc::new(Self {
-            inbox: Mutex::new(inbox),
+    /// The state, and the environment's end of the hand-over to `/next`.
+    pub fn new() -> (Arc<Self>, Outbox) {
+        let shared = Arc::new(Self {
+            inbox: std::sync::Mutex::new(Handed::Nothing),
+            handed: Notify::new(),
             current: std::sync::Mutex::new(None),
             next_calls: watch::channel(0).0,
             init_error: std::sync::Mutex::new(None),
             init_error_claimed: AtomicBool::new(false),
             init_error_signal: watch::channel(false).0,
-        })
+        });
+        (shared.clone(), Outbox(shared))
     }
     pub fn next_calls(&self) -> watch::Receiver<u64> {
         self.next_calls.subscribe()
@@ -129,6 +176,12 @@ pub fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) -> JoinHand
 
 /// Dispatches one request to its route.
 async fn route(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response, Infallible> {
+    // `/next` waits for as long as the environment is idle: the request goes first, since its
+    // head shares its buffer with the connection's reads, which would otherwise take another.
+    if req.method() == Method::GET && req.uri().path() == NEXT {
+        drop(req);
+        return Ok(next(&s).await);
+    }
     let (parts, body) = req.into_parts();
     let Some(rest) = parts.uri.path().strip_prefix("/2018-06-01/runtime/") else {
         return Ok(status(StatusCode::NOT_FOUND));
@@ -187,15 +240,28 @@ fn runtime_error(code: StatusCode, error_type: &str, message: &str) -> Response 
 
 async fn next(s: &Shared) -> Response {
     s.next_calls.send_modify(|n| *n += 1);
-    let mut inbox = s.inbox.lock().await;
-    let Some(p) = inbox.recv().await else {
-        return runtime_error(
-            StatusCode::GONE,
-            "Runtime.Shutdown",
-            "the environment is shutting down",
-        );
+    let p = loop {
+        // Waiting before looking, so that a hand-over in between wakes it.
+        let handed = s.handed.notified();
+        let mut handed = std::pin::pin!(handed);
+        handed.as_mut().enable();
+        {
+            let mut slot = s.inbox.lock().unwrap_or_else(|e| e.into_inner());
+            match std::mem::replace(&mut *slot, Handed::Nothing) {
+                Handed::Invocation(p) => break p,
+                Handed::Closed => {
+                    *slot = Handed::Closed;
+                    return runtime_error(
+                        StatusCode::GONE,
+                        "Runtime.Shutdown",
+                        "the environment is shutting down",
+                    );
+                }
+                Handed::Nothing => {}
+            }
+        }
+        handed.await;
     };
-    drop(inbox);
     let mut resp = Response::new(Full::new(p.payload));
     let h = resp.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

@@ -8,7 +8,8 @@ use super::*;
 
 struct Api {
     addr: std::net::SocketAddr,
-    inbox: mpsc::Sender<Pending>,
+    /// The environment's end: taken to see what a waiting `/next` is told when it goes.
+    inbox: Option<Outbox>,
     shared: Arc<Shared>,
     server: JoinHandle<()>,
 }
@@ -22,12 +23,11 @@ impl Drop for Api {
 async fn api() -> Api {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let (inbox, rx) = mpsc::channel(1);
-    let shared = Shared::new(rx);
+    let (shared, inbox) = Shared::new();
     let server = serve(listener, shared.clone());
     Api {
         addr,
-        inbox,
+        inbox: Some(inbox),
         shared,
         server,
     }
@@ -48,7 +48,12 @@ impl Answer {
 /// Sends one request (`head` without its blank line) and reads the answer until the server
 /// closes the connection.
 async fn send(api: &Api, head: &str, body: &[u8]) -> Answer {
-    let (mut r, mut w) = tokio::net::TcpStream::connect(api.addr)
+    send_to(api.addr, head, body).await
+}
+
+/// [`send`] to an address, for a task of its own.
+async fn send_to(addr: std::net::SocketAddr, head: &str, body: &[u8]) -> Answer {
+    let (mut r, mut w) = tokio::net::TcpStream::connect(addr)
         .await
         .unwrap()
         .into_split();
@@ -114,7 +119,7 @@ fn pending(id: &str) -> (Pending, oneshot::Receiver<Reply>) {
 /// Puts an invocation in the inbox and takes it with `/next`, as the runtime would.
 async fn handed(api: &Api, id: &str) -> (oneshot::Receiver<Reply>, Answer) {
     let (p, reply) = pending(id);
-    api.inbox.send(p).await.unwrap();
+    assert!(api.inbox.as_ref().unwrap().send(p));
     let next = send(api, "GET /2018-06-01/runtime/invocation/next HTTP/1.1", b"").await;
     (reply, next)
 }
@@ -132,7 +137,7 @@ async fn next_hands_over_the_event_and_only_its_own_id_answers_it() {
     let api = api().await;
     let (p, reply) = pending("r-1");
     let deadline = p.deadline_ms;
-    api.inbox.send(p).await.unwrap();
+    assert!(api.inbox.as_ref().unwrap().send(p));
     let next = send(
         &api,
         "GET /2018-06-01/runtime/invocation/next HTTP/1.1",
@@ -192,6 +197,69 @@ async fn next_hands_over_the_event_and_only_its_own_id_answers_it() {
     // Answered once: a second answer for the same id is refused.
     let again = post(&api, "invocation/r-1/response", "", b"\"twice\"").await;
     assert_eq!(again.status, 400);
+}
+
+#[tokio::test]
+async fn a_waiting_next_is_woken_by_its_event_and_told_when_the_environment_goes() {
+    let mut api = api().await;
+    {
+        let next = || {
+            send(
+                &api,
+                "GET /2018-06-01/runtime/invocation/next HTTP/1.1",
+                b"",
+            )
+        };
+        // Asked before there is an event: answered once one is handed over.
+        let waiting = next();
+        let mut waiting = std::pin::pin!(waiting);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(100), &mut waiting)
+                .await
+                .is_err(),
+            "/next answered with no event handed over"
+        );
+        let (p, _reply) = pending("r-1");
+        assert!(api.inbox.as_ref().unwrap().send(p));
+        let answer = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("/next not woken by the event");
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.headers["lambda-runtime-aws-request-id"], "r-1");
+        // An event not yet taken is not replaced by another: the second is refused.
+        let (p, _reply) = pending("r-2");
+        assert!(api.inbox.as_ref().unwrap().send(p));
+        let (p, _reply3) = pending("r-3");
+        assert!(!api.inbox.as_ref().unwrap().send(p));
+        assert_eq!(next().await.headers["lambda-runtime-aws-request-id"], "r-2");
+    }
+    // Two of the runtime's threads waiting when the environment goes: both are told, and so
+    // is a later one.
+    let addr = api.addr;
+    let next_at = move || {
+        tokio::spawn(async move {
+            send_to(
+                addr,
+                "GET /2018-06-01/runtime/invocation/next HTTP/1.1",
+                b"",
+            )
+            .await
+        })
+    };
+    let waiting = [next_at(), next_at()];
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(waiting.iter().all(|w| !w.is_finished()));
+    drop(api.inbox.take());
+    for w in waiting {
+        let answer = tokio::time::timeout(Duration::from_secs(5), w)
+            .await
+            .expect("a waiting /next was not told the environment went")
+            .unwrap();
+        assert_eq!(answer.status, 410);
+        assert_eq!(answer.json()["errorType"], "Runtime.Shutdown");
+    }
+    let later = next_at().await.unwrap();
+    assert_eq!(later.status, 410);
 }
 
 #[tokio::test]
