@@ -233,8 +233,15 @@ impl Environment {
             vpc: f.vpc.clone(),
         };
         let ex_inner = inner.clone();
+        let start_slot = inner
+            .starts
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Failure::Internal("sandbox starts have stopped".into()))?;
         let spawned =
             tokio::task::spawn_blocking(move || -> Result<(Launched, Pins), Option<SpawnError>> {
+                let _start_slot = start_slot;
                 let inner = ex_inner;
                 // From here the code cannot be collected under the environment; if it already
                 // was, the function changed or went away since it was read (`None`).

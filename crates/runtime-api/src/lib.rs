@@ -215,6 +215,16 @@ pub(crate) struct Inner {
     /// Set when [`Executor::shutdown`] begins: an environment that dies from then on was
     /// stopped with the server.
     stopping: std::sync::atomic::AtomicBool,
+    /// Sandbox starts under way. Each holds a blocking thread until its function's process is
+    /// exec'd; a burst beyond what the CPUs can start at once waits here instead of in hundreds
+    /// of threads, each with its stacks, that only wait for the kernel and one another.
+    pub(crate) starts: Arc<tokio::sync::Semaphore>,
+}
+
+/// Sandbox starts under way at once, at most: a few per CPU, which keep them all busy.
+fn starts_at_once() -> usize {
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    (8 * cpus).clamp(16, 256)
 }
 
 impl Inner {
@@ -406,6 +416,7 @@ impl Executor {
                 prepared_sandboxes: config.prepared_sandboxes,
                 cgroup_parent,
                 stopping: Default::default(),
+                starts: Arc::new(tokio::sync::Semaphore::new(starts_at_once())),
                 scheduler: scheduler::Scheduler::start(
                     scheduler::Settings {
                         account_concurrency: config.account_concurrency,

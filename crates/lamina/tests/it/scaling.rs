@@ -1,7 +1,7 @@
 //! Scaling: reserved and account concurrency with Lambda's throttles, invocations whose callers
 //! go away, keep-alive expiry, eviction
 //! under a memory budget, 200 concurrent invocations, and shutdown (in the middle of a burst of
-//! cold starts, too) that leaves nothing behind.
+//! cold starts, too) that leaves nothing behind; the threads a burst of cold starts holds.
 
 use std::path::Path;
 use std::time::Duration;
@@ -589,4 +589,63 @@ async fn shutdown_in_a_burst_of_cold_starts_leaves_nothing_behind() {
         pids.iter().all(|p| !alive(*p)),
         "processes left after shutdown"
     );
+}
+
+/// Threads of a process, from `/proc`.
+fn threads_of(pid: u32) -> usize {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:")?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_of_cold_starts_holds_a_bounded_number_of_threads() {
+    // Each start holds a blocking thread until its function's process runs; a hundred at once
+    // must not become a hundred threads (their stacks are the server's memory), only as many as
+    // start at once: eight per CPU, at least 16. A hundred more starts than that are asked for.
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let starts = (8 * cpus).clamp(16, 256);
+    let n = starts + 104;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("lamina.toml");
+    std::fs::write(
+        &config,
+        "memory_budget_mb = 100000\ntmp_budget_mb = 1000000\n",
+    )
+    .unwrap();
+    let mut server = ServerProcess::start(
+        &dir.path().join("data"),
+        &["--config", config.to_str().unwrap()],
+    );
+    let c = sdk_client(&server.endpoint(), "test", "test", "us-east-1");
+    deploy(&c, "burst", 128, "1").await;
+    let pid = server.child.id();
+    let before = threads_of(pid);
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let c = c.clone();
+        set.spawn(async move { invoke(&c, "burst").await });
+    }
+    let mut most = before;
+    let mut done = 0;
+    while done < n {
+        tokio::select! {
+            r = set.join_next() => {
+                let out = r.unwrap().unwrap().unwrap_or_else(|e| panic!("invocation failed: {}", describe(&e)));
+                assert_eq!(out.function_error(), None);
+                done += 1;
+            }
+            () = tokio::time::sleep(Duration::from_millis(2)) => {}
+        }
+        most = most.max(threads_of(pid));
+    }
+    // The runtime's workers and the server's own threads (writers, pools, the network) come
+    // on top, with a few blocking threads for the store.
+    assert!(
+        most <= before + starts + 16,
+        "{most} threads during {n} cold starts ({before} before; {starts} starts at once)"
+    );
+    stop(&mut server);
 }
