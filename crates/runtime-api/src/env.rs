@@ -234,7 +234,7 @@ impl Environment {
         };
         let ex_inner = inner.clone();
         let start_slot = inner
-            .starts
+            .start_slots
             .clone()
             .acquire_owned()
             .await

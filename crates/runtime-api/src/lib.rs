@@ -218,7 +218,7 @@ pub(crate) struct Inner {
     /// Sandbox starts under way. Each holds a blocking thread until its function's process is
     /// exec'd; a burst beyond what the CPUs can start at once waits here instead of in hundreds
     /// of threads, each with its stacks, that only wait for the kernel and one another.
-    pub(crate) starts: Arc<tokio::sync::Semaphore>,
+    pub(crate) start_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// Sandbox starts under way at once, at most: a few per CPU, which keep them all busy.
@@ -416,7 +416,7 @@ impl Executor {
                 prepared_sandboxes: config.prepared_sandboxes,
                 cgroup_parent,
                 stopping: Default::default(),
-                starts: Arc::new(tokio::sync::Semaphore::new(starts_at_once())),
+                start_slots: Arc::new(tokio::sync::Semaphore::new(starts_at_once())),
                 scheduler: scheduler::Scheduler::start(
                     scheduler::Settings {
                         account_concurrency: config.account_concurrency,
