@@ -184,6 +184,14 @@ impl Environment {
             inner.logs.clone(),
             inner.log_budgets.of(&f.account, &f.function_arn),
         );
+        // A start waits for its turn (see `Inner::start_slots`) before INIT's clock runs: the
+        // wait is the platform's, not the function's.
+        let start_slot = inner
+            .start_slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Failure::Internal("sandbox starts have stopped".into()))?;
         let started = Instant::now();
 
         let memory_mb = f.memory_mb;
@@ -233,12 +241,6 @@ impl Environment {
             vpc: f.vpc.clone(),
         };
         let ex_inner = inner.clone();
-        let start_slot = inner
-            .start_slots
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| Failure::Internal("sandbox starts have stopped".into()))?;
         let spawned =
             tokio::task::spawn_blocking(move || -> Result<(Launched, Pins), Option<SpawnError>> {
                 let _start_slot = start_slot;

@@ -691,6 +691,8 @@ impl Executor {
         self.inner
             .stopping
             .store(true, std::sync::atomic::Ordering::Release);
+        // Starts waiting for their turn fail now (the caller is told `Interrupted`).
+        self.inner.start_slots.close();
         // No sandbox is made from here on, and those under way are waited for: a cgroup made
         // after the sweep below would outlive the server.
         tracing::debug!("shutdown: stopping the sandbox pool");

@@ -194,7 +194,7 @@ async fn route(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response, Infal
         .map(|(id, what)| (id, what == "error"));
     let post = parts.method == Method::POST;
     Ok(match (rest, report) {
-        ("invocation/next", _) if parts.method == Method::GET => next(&s).await,
+        // A GET was served above.
         ("invocation/next", _) => not_allowed("GET"),
         ("init/error", _) | (_, Some(_)) if !post => not_allowed("POST"),
         ("init/error", _) => init_error(&s, &parts.headers, body).await,

@@ -604,7 +604,8 @@ fn threads_of(pid: u32) -> usize {
 async fn a_burst_of_cold_starts_holds_a_bounded_number_of_threads() {
     // Each start holds a blocking thread until its function's process runs; a hundred at once
     // must not become a hundred threads (their stacks are the server's memory), only as many as
-    // start at once: eight per CPU, at least 16. A hundred more starts than that are asked for.
+    // start at once: eight per CPU, at least 16 (`starts_at_once` in runtime-api). A hundred
+    // more starts than that are asked for.
     let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
     let starts = (8 * cpus).clamp(16, 256);
     let n = starts + 104;
@@ -621,6 +622,10 @@ async fn a_burst_of_cold_starts_holds_a_bounded_number_of_threads() {
     );
     let c = sdk_client(&server.endpoint(), "test", "test", "us-east-1");
     deploy(&c, "burst", 128, "1").await;
+    // Called once first, so that the burst finds the function's configuration cached rather
+    // than each call reading it from the store on a blocking thread of its own.
+    let first = invoke(&c, "burst").await.unwrap();
+    assert_eq!(first.function_error(), None);
     let pid = server.child.id();
     let before = threads_of(pid);
     let mut set = tokio::task::JoinSet::new();

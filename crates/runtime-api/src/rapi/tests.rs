@@ -263,6 +263,32 @@ async fn a_waiting_next_is_woken_by_its_event_and_told_when_the_environment_goes
 }
 
 #[tokio::test]
+async fn a_next_whose_connection_closed_does_not_take_the_event() {
+    let api = api().await;
+    // A runtime asks, then goes away before there is an event (its connection closes).
+    let addr = api.addr;
+    let gone = tokio::spawn(async move {
+        send_to(
+            addr,
+            "GET /2018-06-01/runtime/invocation/next HTTP/1.1",
+            b"",
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    gone.abort();
+    let _ = gone.await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The event goes to the next request, not to the one nobody reads.
+    let (reply, next) = tokio::time::timeout(Duration::from_secs(5), handed(&api, "r-1"))
+        .await
+        .expect("the event went to the closed connection's /next");
+    assert_eq!(next.status, 200);
+    assert_eq!(next.headers["lambda-runtime-aws-request-id"], "r-1");
+    drop(reply);
+}
+
+#[tokio::test]
 async fn errors_and_oversized_responses_reach_the_invocation() {
     let api = api().await;
     let (reply, _) = handed(&api, "r-err").await;
