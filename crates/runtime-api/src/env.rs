@@ -127,7 +127,12 @@ fn watch_exit(child: Arc<lamina_sandbox::Process>) -> watch::Receiver<Option<i32
                 .await
                 .unwrap_or_else(|e| Err(std::io::Error::other(e))),
         };
-        let _ = tx.send(Some(status.ok().and_then(|s| s.code()).unwrap_or(125)));
+        // As a shell reports it (a watcher did so too): the code, or 128 + the signal.
+        let code = status.ok().and_then(|s| {
+            use std::os::unix::process::ExitStatusExt as _;
+            s.code().or_else(|| s.signal().map(|n| 128 + n))
+        });
+        let _ = tx.send(Some(code.unwrap_or(125)));
     });
     rx
 }

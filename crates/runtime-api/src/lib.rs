@@ -479,10 +479,13 @@ impl Executor {
     /// prepares the parent group, and starts making sandboxes ahead of time.
     pub fn clean_start(&self) {
         self.sweep();
-        if let Some(layout) = &self.inner.host.cgroups
-            && let Err(e) = layout.prepare(self.inner.kernel.as_ref(), &self.inner.cgroup_parent)
-        {
-            tracing::warn!(error = %e, "cannot prepare the lamina cgroup");
+        if let Some(layout) = &self.inner.host.cgroups {
+            match layout.prepare(self.inner.kernel.as_ref(), &self.inner.cgroup_parent) {
+                // Should this process die, the fork server kills what runs in these groups: its
+                // sandboxes need no watcher each.
+                Ok(()) => lamina_sandbox::guard_groups(layout, &self.inner.cgroup_parent),
+                Err(e) => tracing::warn!(error = %e, "cannot prepare the lamina cgroup"),
+            }
         }
         // Where no sandbox can run, none is made ahead (invocations say why).
         if self.inner.premade.get().is_none() && self.inner.host.can_sandbox().is_ok() {
@@ -498,17 +501,12 @@ impl Executor {
 
     /// Kills every process in this server's environment cgroups and removes the groups.
     fn sweep(&self) {
-        let k = self.inner.kernel.as_ref();
         if let Some(layout) = &self.inner.host.cgroups {
-            let parent = &self.inner.cgroup_parent;
-            for name in layout.leftovers(parent) {
-                if let Some(cg) =
-                    lamina_sandbox::cgroup::Cgroup::existing(layout, format!("{parent}/{name}"))
-                {
-                    let _ = cg.kill_all(k);
-                    let _ = cg.destroy(k);
-                }
-            }
+            lamina_sandbox::cgroup::sweep(
+                self.inner.kernel.as_ref(),
+                layout,
+                &self.inner.cgroup_parent,
+            );
         }
     }
 

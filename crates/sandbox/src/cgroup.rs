@@ -41,6 +41,18 @@ pub struct Limits {
 /// host (`tg_set_bandwidth`), so a new group is only told what differs from these.
 const FRESH_CPU_PERIOD_US: u64 = 100_000;
 
+/// Kills every process in the sandbox groups under `parent` and removes the groups: what a
+/// crashed server left, at the next start, or what a server that just died leaves, from its fork
+/// server (see `init/fork_server.rs`).
+pub fn sweep(k: &dyn Kernel, layout: &Layout, parent: &str) {
+    for name in layout.leftovers(parent) {
+        if let Some(cg) = Cgroup::existing(layout, format!("{parent}/{name}")) {
+            let _ = cg.kill_all(k);
+            let _ = cg.destroy(k);
+        }
+    }
+}
+
 /// CPU proportional to memory, as on Lambda: 1769 MB buys one vCPU, capped at the host's cores.
 pub fn cpu_quota_for(memory_mb: u64, period_us: u64, host_cpus: u64) -> u64 {
     let quota = memory_mb * period_us / 1769;

@@ -13,10 +13,13 @@
 //!    is the base already; the host's cgroup files this process and PID 1 need are opened before;
 //! 3. bring up loopback, bind the Runtime API listener on `127.0.0.1:<port>` inside the new
 //!    network namespace, and send it to the server (`SCM_RIGHTS`);
-//! 4. fork PID 1 of the new PID namespace, which dies with this process (`PR_SET_PDEATHSIG`),
+//! 4. fork PID 1 of the new PID namespace. Where the fork server watches for the server's death
+//!    and the sandbox has cgroups, PID 1 is the server's child and this process hands it over
+//!    and exits (see `init/hand_over.rs`); otherwise PID 1 dies with this process
+//!    (`PR_SET_PDEATHSIG`), which stays as its watcher. PID 1
 //!    is born in (v2) or joins the sandbox's cgroups and unshares a cgroup namespace rooted
-//!    there (this process stays outside the cgroups, so that freezing an idle sandbox never
-//!    stops its watcher),
+//!    there (a watcher stays outside the cgroups, so that freezing an idle sandbox never
+//!    stops it),
 //!    compiles the seccomp filter, forks the function's process (which loads it and waits,
 //!    see `init/function.rs`), builds the part of the root every function shares (the spec's
 //!    base: the system tree, `/proc`, `/dev`; on the template, only `/proc`) and reports
@@ -31,12 +34,12 @@
 //!    interpreter ([`crate::Zygote`]) builds the base first and starts the interpreter in it
 //!    before `joined`; at launch it gets the function's directory and variables once the root
 //!    is pivoted (see `init/function.rs`);
-//! 5. PID 1 reaps orphans and exits with the function process's status; this process exits with
-//!    PID 1's, which the server reads as the environment's exit status;
-//! 6. meanwhile this process watches the control socket: when the server goes away (even killed
+//! 5. PID 1 reaps orphans and exits with the function process's status, which the server reads
+//!    as the environment's exit status (a watcher exits with PID 1's);
+//! 6. meanwhile a watcher watches the control socket: when the server goes away (even killed
 //!    with SIGKILL, its end of the socket closes), it kills PID 1, and with it the whole PID
-//!    namespace (thawing the cgroups, should the sandbox be frozen). No sandbox outlives its
-//!    server.
+//!    namespace (thawing the cgroups, should the sandbox be frozen). A handed-over sandbox is
+//!    the fork server's to kill then (`init/fork_server.rs`). No sandbox outlives its server.
 //!
 //! Any failure before `execve` is reported on the control socket as `error: <what>`.
 
@@ -52,8 +55,9 @@ use crate::{Launch, Spec, fdpass, rootfs, seccomp};
 
 mod fork_server;
 mod function;
+mod hand_over;
 
-pub(crate) use fork_server::ENV as FORK_SERVER_ENV;
+pub(crate) use fork_server::{ENV as FORK_SERVER_ENV, guard_message};
 
 /// Runs `sandbox-init`, or the fork server that forks it when [`fork_server::ENV`] is set.
 /// Never returns.
@@ -244,7 +248,8 @@ fn run(ctl: &UnixStream) -> io::Result<i32> {
     drop(listener);
 
     // PID 1 cannot ask for its parent (getppid is 0 across a PID namespace): a pipe whose write
-    // end only this process holds tells it whether this process is still alive.
+    // end only this process holds tells it whether this process is still alive, or, handed
+    // over, when this process has told the server and gone.
     let mut alive = [0; 2];
     // SAFETY: pipe2 writes two descriptors into `alive`.
     if unsafe { libc::pipe2(alive.as_mut_ptr(), libc::O_CLOEXEC) } == -1 {
@@ -257,21 +262,41 @@ fn run(ctl: &UnixStream) -> io::Result<i32> {
             OwnedFd::from_raw_fd(alive[1]),
         )
     };
-    match fork_pid_one(group.as_ref())? {
-        (0, born_in_group) => {
+    // With a fork server watching for the server's death, and groups that it can find the
+    // sandbox by, PID 1 becomes the server's child and this process exits once it has said so.
+    let handed = match fork_server::guarded() && !spec.thaw.is_empty() {
+        true => hand_over::fork(group.as_ref()),
+        false => None,
+    };
+    if handed.is_none() {
+        step("telling the server", hand_over::keep(ctl))?;
+    }
+    let forked = match handed {
+        Some(forked) => forked,
+        None => fork_pid_one(group.as_ref())?,
+    };
+    match forked {
+        (0, born_in_group, handed, _) => {
             // Used by the clone: PID 1 keeps no descriptor of the host's cgroup tree.
             drop(group);
             drop(alive_w);
-            // PID 1 dies with this process, and the kernel then kills the whole namespace.
-            // SAFETY: prctl with integers.
-            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
-            let mut p = libc::pollfd {
-                fd: alive_r.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
+            let orphaned = match handed {
+                // Handed over: on once this process has told the server and is gone.
+                true => hand_over::wait_closed(&alive_r),
+                false => {
+                    // PID 1 dies with this process, and the kernel then kills the whole
+                    // namespace.
+                    // SAFETY: prctl with integers.
+                    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+                    let mut p = libc::pollfd {
+                        fd: alive_r.as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    };
+                    // SAFETY: one valid pollfd; a zero timeout never blocks.
+                    unsafe { libc::poll(&mut p, 1, 0) != 0 }
+                }
             };
-            // SAFETY: one valid pollfd; a zero timeout never blocks.
-            let orphaned = unsafe { libc::poll(&mut p, 1, 0) } != 0;
             drop(alive_r);
             let code = if orphaned {
                 125
@@ -282,6 +307,12 @@ fn run(ctl: &UnixStream) -> io::Result<i32> {
                 } else {
                     join_groups(&spec, joins)
                 };
+                // In its groups now, where the fork server finds it should the server die from
+                // here on; one that died before is seen here.
+                let joined = joined.and_then(|()| match handed && hand_over::hung_up(ctl) {
+                    true => Err(io::Error::other("the server is gone")),
+                    false => Ok(()),
+                });
                 match joined.and_then(|()| pid_one(&k, &spec, ctl)) {
                     Ok(code) => code,
                     Err(e) => {
@@ -294,7 +325,16 @@ fn run(ctl: &UnixStream) -> io::Result<i32> {
             // SAFETY: leaving the child without running the parent's atexit handlers.
             unsafe { libc::_exit(code) }
         }
-        (child, _) => {
+        (child, _, true, Some(pidfd)) => {
+            drop((group, joins, alive_r));
+            let told = hand_over::tell(ctl, child, &pidfd);
+            if told.is_err() {
+                let _ = rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL);
+            }
+            drop(alive_w);
+            told.map(|()| 0)
+        }
+        (child, ..) => {
             drop((group, joins));
             drop(alive_r);
             let code = watch(ctl, child, &thaw);
@@ -365,8 +405,11 @@ const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 /// process moved into a group later (a write to `cgroup.procs`) waits for an RCU grace period
 /// unless another move just did: about 6 ms, against 0.3–0.4 ms for the whole clone, on an idle
 /// 2-core host (BENCHMARKS.md). Returns the child's pid, 0 in the child, and whether it was born in
-/// the group; when not, PID 1 joins its groups itself.
-fn fork_pid_one(group: Option<&std::fs::File>) -> io::Result<(libc::pid_t, bool)> {
+/// the group (when not, PID 1 joins its groups itself); PID 1 stays this process's child (not
+/// handed over, no pidfd; see `init/hand_over.rs` for the other way).
+fn fork_pid_one(
+    group: Option<&std::fs::File>,
+) -> io::Result<(libc::pid_t, bool, bool, Option<OwnedFd>)> {
     if let Some(group) = group {
         let args = CloneArgs {
             flags: CLONE_INTO_CGROUP,
@@ -376,7 +419,7 @@ fn fork_pid_one(group: Option<&std::fs::File>) -> io::Result<(libc::pid_t, bool)
         };
         let pid = clone3(&args);
         if pid >= 0 {
-            return Ok((pid as libc::pid_t, true));
+            return Ok((pid as libc::pid_t, true, false, None));
         }
         // Before 5.7 (ENOSYS, E2BIG), or clone3 filtered (a container's seccomp profile):
         // fork, and join by path.
@@ -384,7 +427,7 @@ fn fork_pid_one(group: Option<&std::fs::File>) -> io::Result<(libc::pid_t, bool)
     // SAFETY: this process is single-threaded (a fresh exec of our binary), so fork is safe.
     match unsafe { libc::fork() } {
         -1 => Err(io::Error::last_os_error()),
-        pid => Ok((pid, false)),
+        pid => Ok((pid, false, false, None)),
     }
 }
 
@@ -706,11 +749,11 @@ mod tests {
     /// group, after checking the kernel's own view of where it is.
     fn fork_waiting(group: Option<&std::fs::File>) -> (libc::pid_t, bool) {
         match fork_pid_one(group).unwrap() {
-            (0, _) => loop {
+            (0, ..) => loop {
                 // SAFETY: async-signal-safe; the parent kills this child.
                 unsafe { libc::pause() };
             },
-            child => child,
+            (child, born, ..) => (child, born),
         }
     }
 

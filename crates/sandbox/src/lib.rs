@@ -30,7 +30,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use spawn::{Prepared, SETUP_LIMIT, Sandbox, SpawnError, prepare};
-pub use spawner::{Process, stop_fork_server};
+pub use spawner::{Process, guard_groups, stop_fork_server};
 
 /// What `sandbox-init` needs before it knows the function: namespaces, the Runtime API's
 /// listener, PID 1 in the sandbox's cgroups. A sandbox can be made this far ahead of time

@@ -27,7 +27,8 @@ pub enum SpawnError {
 
 /// A running sandbox.
 pub struct Sandbox {
-    /// The outer `sandbox-init` process; its exit status is the function process's.
+    /// PID 1 of the sandbox when it was handed over to this process, else the outer
+    /// `sandbox-init` that watches it; either's exit status is the function process's.
     pub child: Process,
     /// Listening on `127.0.0.1:<port>` inside the sandbox's network namespace.
     pub listener: TcpListener,
@@ -65,8 +66,8 @@ impl std::fmt::Debug for Prepared {
 
 impl Drop for Prepared {
     fn drop(&mut self) {
-        // Reaped here: a prepared sandbox that is never launched leaves no zombie. PID 1 dies
-        // with `sandbox-init` (PR_SET_PDEATHSIG).
+        // Reaped here: a prepared sandbox that is never launched leaves no zombie. Killed, PID 1
+        // takes its namespace with it; a watcher takes PID 1 with it (PR_SET_PDEATHSIG).
         if let Some(s) = &self.sandbox {
             s.child.kill_and_reap();
         }
@@ -118,18 +119,27 @@ pub fn prepare(
         Err(e) => return Err(fail(&child, setup_stalled(e))),
     };
     let Some(fd) = fd else {
-        let text = String::from_utf8_lossy(&buf[..n]).trim().to_owned();
-        let text = text.strip_prefix("error: ").unwrap_or(&text).to_owned();
-        return Err(fail(
-            &child,
-            SpawnError::Setup(if text.is_empty() {
-                "sandbox-init exited".into()
-            } else {
-                text
-            }),
-        ));
+        return Err(fail(&child, said_error(&buf[..n])));
     };
     let listener = TcpListener::from(fd);
+    // Then whether PID 1 is this process's child now (see `init/hand_over.rs`): 8 bytes exactly,
+    // since PID 1 may write its first line right after.
+    let mut said = [0u8; 8];
+    let child = match fdpass::recv_fd(&ctl, &mut said) {
+        Ok((8, Some(pidfd))) if said.starts_with(b"pid1") => {
+            let pid = u32::from_le_bytes([said[4], said[5], said[6], said[7]]);
+            // The outer process exits once it has said so.
+            let _ = child.wait();
+            Process::new(pid, Some(pidfd))
+        }
+        Ok((8, None)) if said.starts_with(b"kept") => child,
+        Ok((n, _)) => {
+            let mut rest = [0u8; 4096];
+            let m = (&ctl).read(&mut rest).unwrap_or(0);
+            return Err(fail(&child, said_error(&[&said[..n], &rest[..m]].concat())));
+        }
+        Err(e) => return Err(fail(&child, setup_stalled(e))),
+    };
     Ok(Prepared {
         sandbox: Some(Sandbox {
             child,
@@ -137,6 +147,17 @@ pub fn prepare(
             output,
             ctl,
         }),
+    })
+}
+
+/// What `sandbox-init` said instead of what was expected: its `error: ` line, if any.
+fn said_error(said: &[u8]) -> SpawnError {
+    let text = String::from_utf8_lossy(said).trim().to_owned();
+    let text = text.strip_prefix("error: ").unwrap_or(&text).to_owned();
+    SpawnError::Setup(if text.is_empty() {
+        "sandbox-init exited".into()
+    } else {
+        text
     })
 }
 

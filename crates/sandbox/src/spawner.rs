@@ -15,6 +15,12 @@
 //! copies a handful of descriptors however many the server holds (a fork of the server copied
 //! its whole table, about seven descriptors per environment: 1 ms per start with a thousand).
 //!
+//! The fork server also watches for this process's death: told the parents of the server's
+//! groups ([`guard_groups`], replayed to every fork server started later), it kills what runs in
+//! them when its socket hangs up, which only the server's death does (stopping it kills it).
+//! With that, a sandbox hands its PID 1 over to the server and keeps no watcher process; the
+//! [`Process`] a start returns becomes PID 1's in [`crate::prepare`].
+//!
 //! Where the fork server cannot be had (it did not start, or died, or its kernel refuses `clone3`
 //! with `CLONE_PARENT | CLONE_PIDFD`), the process is executed from the calling thread, and
 //! `sandbox-init` closes what it inherited beyond its standard descriptors itself.
@@ -42,7 +48,7 @@ pub struct Process {
 }
 
 impl Process {
-    fn new(pid: u32, pidfd: Option<OwnedFd>) -> Self {
+    pub(crate) fn new(pid: u32, pidfd: Option<OwnedFd>) -> Self {
         Self {
             pid,
             pidfd,
@@ -181,6 +187,26 @@ pub fn spawn(init_exe: &Path, stdio: [BorrowedFd<'_>; 3]) -> io::Result<Process>
     execute(init_exe, stdio, false).and_then(Process::from_child)
 }
 
+/// Has the fork server kill what runs in the groups under `parent` (and remove them) should this
+/// process die; every fork server started later is told too. From then on, the sandboxes it forks
+/// hand their PID 1 over to this process and keep no watcher of their own.
+pub fn guard_groups(layout: &crate::cgroup::Layout, parent: &str) {
+    {
+        let mut guarded = GUARDED.lock().unwrap_or_else(|e| e.into_inner());
+        if guarded.iter().any(|(l, p)| l == layout && p == parent) {
+            return;
+        }
+        guarded.push((layout.clone(), parent.to_owned()));
+    }
+    let server = FORK_SERVER.lock().unwrap_or_else(|e| e.into_inner());
+    if let ForkServer::Running(conn) = &*server {
+        conn.guard(layout, parent);
+    }
+}
+
+/// What [`guard_groups`] was given, for every fork server.
+static GUARDED: Mutex<Vec<(crate::cgroup::Layout, String)>> = Mutex::new(Vec::new());
+
 /// Stops the fork server, if one runs (the next start starts another). Called as a server shuts
 /// down: the fork server would otherwise outlive it in the server's cgroup, which a server on
 /// cgroup v2 removes last.
@@ -246,11 +272,24 @@ impl Conn {
         let null = std::fs::File::options().write(true).open("/dev/null")?;
         let child = execute(init_exe, [theirs.as_fd(), null.as_fd(), null.as_fd()], true)?;
         let process = Process::from_child(child)?;
-        Ok(Self {
+        let conn = Self {
             exe: init_exe.to_owned(),
             sock: ours,
             process,
-        })
+        };
+        for (layout, parent) in GUARDED.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            conn.guard(layout, parent);
+        }
+        Ok(conn)
+    }
+
+    /// Tells the fork server to watch the groups under `parent` (no answer comes). A message it
+    /// does not get leaves those sandboxes with a watcher each, as before.
+    fn guard(&self, layout: &crate::cgroup::Layout, parent: &str) {
+        let m = crate::init::guard_message(layout, parent);
+        if let Err(e) = fdpass::send_fds(self.sock.as_raw_fd(), &m, &[]) {
+            tracing::debug!(error = %e, "cannot tell the fork server which groups to watch");
+        }
     }
 
     fn fork(&self, stdio: [BorrowedFd<'_>; 3]) -> Result<Process, Failure> {

@@ -510,7 +510,8 @@ async fn shutdown_and_crash_leave_nothing_behind() {
         .unwrap_or(0);
     assert_eq!(named, 0, "no named network namespaces are created");
 
-    // kill -9 leaves the sandboxes running; the next start removes them.
+    // kill -9: the fork server kills what runs in the groups, and the next start removes
+    // whatever is left.
     let mut server = ServerProcess::start(&data, &[]);
     let c = sdk_client(&server.endpoint(), "test", "test", "us-east-1");
     invoke(&c, "one").await.unwrap();

@@ -7,14 +7,64 @@
 //! descriptors 0, 1 and 2 and nothing else, which goes on as a freshly executed `sandbox-init`
 //! would. The child is the server's, not the fork server's (`CLONE_PARENT`): the server waits for it
 //! as it did for one it executed. The answer is the child's pid (negative: an `errno`) with a
-//! pidfd of it. The fork server exits when the server hangs up.
+//! pidfd of it.
+//!
+//! It also watches for the server's death. The server names the parents of its sandboxes' groups
+//! (a message without descriptors, see [`guard_message`]); from then on, the sandboxes it forks
+//! hand their PID 1 to the server and keep no watcher of their own (see `init.rs`). When the
+//! socket hangs up, the server has died (a server that stops the fork server kills it), and the
+//! fork server kills what runs in those groups, frozen or not, and removes them
+//! ([`crate::cgroup::sweep`]), as the next server would at its start; then it exits.
 //!
 //! The fork server stays single-threaded, so a fork of it is as sound as a fork of a fresh process.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::CloneArgs;
+use crate::cgroup::Layout;
 use crate::fdpass;
+use crate::kernel::LinuxKernel;
+
+/// Whether this process is, or was forked by, a fork server that watches its server's groups:
+/// such a `sandbox-init` hands PID 1 over to the server.
+static GUARDING: AtomicBool = AtomicBool::new(false);
+
+/// Whether a server's death is watched for this `sandbox-init` (see [`GUARDING`]).
+pub(super) fn guarded() -> bool {
+    GUARDING.load(Ordering::Relaxed)
+}
+
+/// The message that asks the fork server to watch the groups under `parent` in `layout`.
+pub(crate) fn guard_message(layout: &Layout, parent: &str) -> Vec<u8> {
+    let (kind, root) = match layout {
+        Layout::V1 { root } => (b'1', root),
+        Layout::V2 { root, subtree } => (if *subtree { b'3' } else { b'2' }, root),
+    };
+    let mut m = vec![b'g', kind];
+    m.extend_from_slice(root.as_os_str().as_encoded_bytes());
+    m.push(0);
+    m.extend_from_slice(parent.as_bytes());
+    m
+}
+
+/// The layout and parent of a [`guard_message`].
+fn parse_guard(m: &[u8]) -> Option<(Layout, String)> {
+    let (&kind, rest) = m.strip_prefix(b"g")?.split_first()?;
+    let at = rest.iter().position(|&b| b == 0)?;
+    let root = PathBuf::from(std::str::from_utf8(&rest[..at]).ok()?);
+    let parent = std::str::from_utf8(&rest[at + 1..]).ok()?.to_owned();
+    let layout = match kind {
+        b'1' => Layout::V1 { root },
+        b'2' | b'3' => Layout::V2 {
+            root,
+            subtree: kind == b'3',
+        },
+        _ => return None,
+    };
+    Some((layout, parent))
+}
 
 /// Set (to anything) in the environment of the `sandbox-init` that is to be the fork server.
 pub const ENV: &str = "LAMINA_FORK_SERVER";
@@ -34,10 +84,26 @@ pub(super) fn serve() -> ! {
     // SAFETY: descriptor 0 is the socket the server passed as standard input, owned by nobody
     // else in this process.
     let server = unsafe { OwnedFd::from_raw_fd(0) };
+    let mut groups: Vec<(Layout, String)> = Vec::new();
     loop {
-        let mut byte = [0u8; 1];
-        let fds = match fdpass::recv_fds(&server, &mut byte) {
-            Ok((0, fds)) if fds.is_empty() => std::process::exit(0),
+        let mut msg = [0u8; 4096];
+        let fds = match fdpass::recv_fds(&server, &mut msg) {
+            // Hung up: the server is dead (one that stops this process kills it).
+            Ok((0, fds)) if fds.is_empty() => {
+                for (layout, parent) in &groups {
+                    crate::cgroup::sweep(&LinuxKernel, layout, parent);
+                }
+                std::process::exit(0)
+            }
+            Ok((n, fds)) if fds.is_empty() => {
+                if let Some(g) = parse_guard(&msg[..n])
+                    && !groups.contains(&g)
+                {
+                    groups.push(g);
+                    GUARDING.store(true, Ordering::Relaxed);
+                }
+                continue;
+            }
             Ok((_, fds)) => fds,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(_) => std::process::exit(0),
