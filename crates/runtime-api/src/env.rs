@@ -50,8 +50,8 @@ pub struct Environment {
     /// Measures each invocation's peak memory (with the cgroup).
     peak: Option<PeakMeter>,
     kernel: Arc<dyn Kernel>,
-    /// The outer `sandbox-init`, signalled through its pidfd: never another process that
-    /// reused its pid once it has been reaped.
+    /// The sandbox's process (PID 1, or the outer `sandbox-init` that watches it), signalled
+    /// through its pidfd: never another process that reused its pid once it has been reaped.
     process: Arc<lamina_sandbox::Process>,
     server: JoinHandle<()>,
     tap: Arc<Tap>,
@@ -677,8 +677,9 @@ impl Environment {
 impl Drop for Environment {
     fn drop(&mut self) {
         // An environment dropped without `destroy` (an error while starting, a runtime shutting
-        // down) must not outlive its owner. Closing the control socket already makes the sandbox
-        // kill itself; the cgroups and the uid are cleaned up off this thread.
+        // down) must not outlive its owner. Without cgroups, closing the control socket makes
+        // its watcher kill the sandbox; with them (PID 1 handed over, no watcher), the groups
+        // are killed and removed, and the uid given back, off this thread.
         self.server.abort();
         let cg = self.cgroup.take();
         let uid = self.uid.take();

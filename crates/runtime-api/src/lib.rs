@@ -478,6 +478,12 @@ impl Executor {
     /// Removes cgroups (and kills their processes) left by a previous run that crashed,
     /// prepares the parent group, and starts making sandboxes ahead of time.
     pub fn clean_start(&self) {
+        // A server that died on these groups may have left its fork server sweeping them.
+        if !lamina_sandbox::wait_for_sweep(&self.inner.cgroup_parent, DESTROY_LIMIT * 3) {
+            tracing::warn!(
+                "a fork server of a server that died still sweeps this server's cgroups"
+            );
+        }
         self.sweep();
         if let Some(layout) = &self.inner.host.cgroups {
             match layout.prepare(self.inner.kernel.as_ref(), &self.inner.cgroup_parent) {
@@ -728,6 +734,7 @@ impl Executor {
         let _ = tokio::task::spawn_blocking(move || {
             // Nothing starts any more; the fork server must not outlive the server's group.
             lamina_sandbox::stop_fork_server();
+            lamina_sandbox::unguard_groups(&this.inner.cgroup_parent);
             let removed = this.remove_cgroup_parent();
             tracing::debug!("shutdown: removing sandbox networking");
             this.stop_network();

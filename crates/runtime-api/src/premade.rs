@@ -188,8 +188,11 @@ fn tear_down(k: &dyn Kernel, cgroup: Option<Cgroup>, uid: Option<Owned>, what: &
 
 impl Drop for Launched {
     fn drop(&mut self) {
-        if let Some(s) = self.sandbox.take() {
-            s.child.kill_and_reap();
+        // Killed first, reaped last: the groups' teardown lifts the CPU quota a throttled
+        // namespace needs to die.
+        let sandbox = self.sandbox.take();
+        if let Some(s) = &sandbox {
+            let _ = s.child.kill();
         }
         tear_down(
             self.kernel.as_ref(),
@@ -197,6 +200,9 @@ impl Drop for Launched {
             self.uid.take(),
             "an abandoned sandbox",
         );
+        if let Some(s) = sandbox {
+            s.child.kill_and_reap();
+        }
     }
 }
 

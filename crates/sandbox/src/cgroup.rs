@@ -41,6 +41,34 @@ pub struct Limits {
 /// host (`tg_set_bandwidth`), so a new group is only told what differs from these.
 const FRESH_CPU_PERIOD_US: u64 = 100_000;
 
+/// SIGKILLs every process `procs` lists: freeze (`state`, `values[0]`), signal everything
+/// listed, thaw (`values[1]`), until the list is empty: a frozen group cannot fork a process that
+/// escapes the list between reading it and signalling.
+fn kill_listed(
+    k: &dyn Kernel,
+    procs: &std::path::Path,
+    state: &std::path::Path,
+    values: [&str; 2],
+) {
+    for _ in 0..100 {
+        let _ = k.write(state, values[0]);
+        let deadline = Instant::now() + Duration::from_millis(50);
+        while Instant::now() < deadline && k.read(state).is_ok_and(|s| s.trim() == "FREEZING") {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let text = k.read(procs).unwrap_or_default();
+        let pids: Vec<i32> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        for pid in &pids {
+            let _ = k.kill(*pid, libc::SIGKILL);
+        }
+        let _ = k.write(state, values[1]);
+        if pids.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// Kills every process in the sandbox groups under `parent` and removes the groups: what a
 /// crashed server left, at the next start, or what a server that just died leaves, from its fork
 /// server (see `init/fork_server.rs`).
@@ -216,32 +244,27 @@ impl Cgroup {
         // v1 lifts the quota alone; on v2 the period written with it no longer matters.
         let _ = self.set_cpu(k, None, FRESH_CPU_PERIOD_US);
         match &self.layout {
-            Layout::V2 { .. } => k.write(&self.v2().join("cgroup.kill"), "1"),
-            Layout::V1 { .. } => {
-                // Freeze, signal everything listed, thaw: a frozen group cannot fork a process
-                // that escapes the list between reading it and signalling.
-                let procs = self.v1("pids").join("cgroup.procs");
-                let state = self.v1("freezer").join("freezer.state");
-                for _ in 0..100 {
-                    let _ = k.write(&state, "FROZEN");
-                    let deadline = Instant::now() + Duration::from_millis(50);
-                    while Instant::now() < deadline
-                        && k.read(&state).is_ok_and(|s| s.trim() == "FREEZING")
-                    {
-                        std::thread::sleep(Duration::from_micros(200));
-                    }
-                    let text = k.read(&procs).unwrap_or_default();
-                    let pids: Vec<i32> =
-                        text.lines().filter_map(|l| l.trim().parse().ok()).collect();
-                    for pid in &pids {
-                        let _ = k.kill(*pid, libc::SIGKILL);
-                    }
-                    let _ = k.write(&state, "THAWED");
-                    if pids.is_empty() {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(1));
+            Layout::V2 { .. } => match k.write(&self.v2().join("cgroup.kill"), "1") {
+                // Before Linux 5.14: signal what is listed, as on v1.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    let d = self.v2();
+                    kill_listed(
+                        k,
+                        &d.join("cgroup.procs"),
+                        &d.join("cgroup.freeze"),
+                        ["1", "0"],
+                    );
+                    Ok(())
                 }
+                r => r,
+            },
+            Layout::V1 { .. } => {
+                kill_listed(
+                    k,
+                    &self.v1("pids").join("cgroup.procs"),
+                    &self.v1("freezer").join("freezer.state"),
+                    ["FROZEN", "THAWED"],
+                );
                 Ok(())
             }
         }

@@ -30,7 +30,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use spawn::{Prepared, SETUP_LIMIT, Sandbox, SpawnError, prepare};
-pub use spawner::{Process, guard_groups, stop_fork_server};
+pub use spawner::{Process, guard_groups, stop_fork_server, unguard_groups, wait_for_sweep};
 
 /// What `sandbox-init` needs before it knows the function: namespaces, the Runtime API's
 /// listener, PID 1 in the sandbox's cgroups. A sandbox can be made this far ahead of time
@@ -46,8 +46,9 @@ pub struct Spec {
     /// refuses the clone (before Linux 5.7, or a filter against `clone3`) gets the write.
     #[serde(default)]
     pub cgroup_dir: Option<PathBuf>,
-    /// Writes that thaw the sandbox's cgroups: the watcher makes them after killing a sandbox
-    /// whose server is gone, since frozen processes (cgroup v1) die only once thawed.
+    /// Writes that thaw the sandbox's cgroups: a watcher makes them after killing a sandbox
+    /// whose server is gone, since frozen processes (cgroup v1) die only once thawed. A sandbox
+    /// with none has no groups, and keeps its watcher (see `init/hand_over.rs`).
     pub thaw: Vec<(PathBuf, String)>,
     /// The sandbox joins a network namespace the server prepared (sent over `SCM_RIGHTS`)
     /// instead of making an empty one.

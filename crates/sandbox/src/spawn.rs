@@ -138,7 +138,15 @@ pub fn prepare(
             let m = (&ctl).read(&mut rest).unwrap_or(0);
             return Err(fail(&child, said_error(&[&said[..n], &rest[..m]].concat())));
         }
-        Err(e) => return Err(fail(&child, setup_stalled(e))),
+        Err(e) => {
+            // PID 1 came without its pidfd (this process is out of descriptors): it is ours
+            // all the same, and its pid is not reused before it is reaped.
+            if said.starts_with(b"pid1") {
+                let pid = u32::from_le_bytes([said[4], said[5], said[6], said[7]]);
+                Process::new(pid, None).kill_and_reap();
+            }
+            return Err(fail(&child, setup_stalled(e)));
+        }
     };
     Ok(Prepared {
         sandbox: Some(Sandbox {
@@ -284,7 +292,7 @@ impl Sandbox {
         Ok(String::from_utf8_lossy(&text).into_owned())
     }
 
-    /// The outer process id.
+    /// The process id of PID 1 once handed over, else of the outer process.
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

@@ -204,6 +204,45 @@ pub fn guard_groups(layout: &crate::cgroup::Layout, parent: &str) {
     }
 }
 
+/// Forgets the groups under `parent` (their server has stopped and swept them): no later fork
+/// server watches them, and their lock file goes.
+pub fn unguard_groups(parent: &str) {
+    GUARDED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|(_, p)| p != parent);
+    let _ = std::fs::remove_file(crate::init::groups_lock_path(parent));
+}
+
+/// Waits (at most `limit`) until no fork server of another process watches the groups under
+/// `parent`: a server that died on them may still be sweeping them, which would kill what a new
+/// server makes there meanwhile. False when one still does.
+pub fn wait_for_sweep(parent: &str, limit: std::time::Duration) -> bool {
+    // This process's own fork server holds the lock for as long as it runs.
+    if GUARDED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .any(|(_, p)| p == parent)
+    {
+        return true;
+    }
+    let Ok(lock) = crate::init::groups_lock(parent) else {
+        return true;
+    };
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        match rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            // Released with the file.
+            Ok(()) => return true,
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(_) => return false,
+        }
+    }
+}
+
 /// What [`guard_groups`] was given, for every fork server.
 static GUARDED: Mutex<Vec<(crate::cgroup::Layout, String)>> = Mutex::new(Vec::new());
 
@@ -344,7 +383,12 @@ fn execute(
         .stderr(Stdio::from(e?))
         .env_clear();
     if fork_server {
-        command.env(crate::init::FORK_SERVER_ENV, "1");
+        // A process group of its own: a signal to the server's group (a terminal's Ctrl-C or
+        // hang-up, `kill -- -PGID`) must not end the process that sweeps up after a server that
+        // dies of it. The server stops it itself.
+        command
+            .env(crate::init::FORK_SERVER_ENV, "1")
+            .process_group(0);
     }
     command.spawn()
 }

@@ -305,13 +305,16 @@ async fn sandboxes_are_forked_by_one_fork_server_as_the_servers_children_holding
         );
     }
     let forker = forkers[0];
-    // The fork server holds its socket to the server and /dev/null, nothing else.
+    // The fork server holds its socket to the server and /dev/null, and, to watch for the
+    // server's death, the server's pidfd and the lock of the server's groups: nothing else.
     let held = descriptors(forker);
-    let numbers: Vec<u32> = held.iter().map(|(n, _)| *n).collect();
-    assert_eq!(numbers.len(), 3, "{held:?}");
+    assert_eq!(held.len(), 5, "{held:?}");
     assert!(
-        held.iter()
-            .all(|(n, l)| *n < 3 && (l.starts_with("socket:") || l == "/dev/null"))
+        held.iter().all(
+            |(n, l)| (*n < 3 && (l.starts_with("socket:") || l == "/dev/null"))
+                || (*n >= 3 && (l == "anon_inode:[pidfd]" || l.starts_with("/run/lamina/groups-")))
+        ),
+        "{held:?}"
     );
     let socket = &held.iter().find(|(n, _)| *n == 0).unwrap().1;
     // No sandbox holds the fork server's socket, the server's binary or its data directory.

@@ -12,13 +12,16 @@
 //! It also watches for the server's death. The server names the parents of its sandboxes' groups
 //! (a message without descriptors, see [`guard_message`]); from then on, the sandboxes it forks
 //! hand their PID 1 to the server and keep no watcher of their own (see `init.rs`). When the
-//! socket hangs up, the server has died (a server that stops the fork server kills it), and the
-//! fork server kills what runs in those groups, frozen or not, and removes them
-//! ([`crate::cgroup::sweep`]), as the next server would at its start; then it exits.
+//! socket hangs up or fails, the server has died (a server that stops the fork server kills it),
+//! and once it has exited, the fork server kills what runs in those groups, frozen or not, and
+//! removes them ([`crate::cgroup::sweep`]), as the next server would at its start; then it exits.
+//! It holds a lock per parent meanwhile ([`groups_lock`]), which a new server on the same groups
+//! waits for before it makes any.
 //!
 //! The fork server stays single-threaded, so a fork of it is as sound as a fork of a fresh process.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -84,29 +87,27 @@ pub(super) fn serve() -> ! {
     // SAFETY: descriptor 0 is the socket the server passed as standard input, owned by nobody
     // else in this process.
     let server = unsafe { OwnedFd::from_raw_fd(0) };
-    let mut groups: Vec<(Layout, String)> = Vec::new();
+    // Readable once the server has exited: every descriptor it held is closed by then.
+    let server_pidfd = server_pid
+        .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok());
+    let mut guard = Guard {
+        groups: Vec::new(),
+        locks: Vec::new(),
+        server: server_pidfd,
+    };
     loop {
         let mut msg = [0u8; 4096];
         let fds = match fdpass::recv_fds(&server, &mut msg) {
-            // Hung up: the server is dead (one that stops this process kills it).
-            Ok((0, fds)) if fds.is_empty() => {
-                for (layout, parent) in &groups {
-                    crate::cgroup::sweep(&LinuxKernel, layout, parent);
-                }
-                std::process::exit(0)
-            }
+            // Hung up: the server is dead (one that stops this process kills it first).
+            Ok((0, fds)) if fds.is_empty() => guard.server_gone(true),
             Ok((n, fds)) if fds.is_empty() => {
-                if let Some(g) = parse_guard(&msg[..n])
-                    && !groups.contains(&g)
-                {
-                    groups.push(g);
-                    GUARDING.store(true, Ordering::Relaxed);
-                }
+                guard.add(&msg[..n]);
                 continue;
             }
             Ok((_, fds)) => fds,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => std::process::exit(0),
+            // A server that died with an answer unread resets the socket.
+            Err(_) => guard.server_gone(false),
         };
         let answer = match <[OwnedFd; 3]>::try_from(fds) {
             Ok(stdio) => fork(stdio),
@@ -123,9 +124,86 @@ pub(super) fn serve() -> ! {
             if let Ok((_, pidfd)) = &answer {
                 let _ = rustix::process::pidfd_send_signal(pidfd, rustix::process::Signal::KILL);
             }
-            std::process::exit(0);
+            guard.server_gone(false);
         }
     }
+}
+
+/// The groups this fork server watches, and what it holds while it does.
+struct Guard {
+    groups: Vec<(Layout, String)>,
+    /// One lock per parent, held for this process's life, so that a new server on the same
+    /// groups waits until this process has swept them (see [`groups_lock`]).
+    locks: Vec<std::fs::File>,
+    /// The server's pidfd, readable once it has exited.
+    server: Option<OwnedFd>,
+}
+
+impl Guard {
+    /// Takes a [`guard_message`].
+    fn add(&mut self, m: &[u8]) {
+        let Some(g) = parse_guard(m) else { return };
+        if self.groups.contains(&g) {
+            return;
+        }
+        // Not shared with the sandboxes forked from here: each closes it at once
+        // (`close_from`), and the lock stays with this process's descriptor.
+        if let Ok(lock) = groups_lock(&g.1) {
+            let _ = rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive);
+            self.locks.push(lock);
+        }
+        self.groups.push(g);
+        GUARDING.store(true, Ordering::Relaxed);
+    }
+
+    /// The server cannot be talked to any more. Once it has exited (`hung_up`: it has; else wait
+    /// a little, and leave a server that lives alone), kills what runs in its groups and
+    /// removes them. Its descriptors are all closed by then, so that a PID 1 which found its
+    /// control socket open was in its groups before the sweep. Exits.
+    fn server_gone(&self, hung_up: bool) -> ! {
+        let exited = hung_up || self.server.as_ref().is_some_and(|fd| readable(fd, 2000));
+        if exited {
+            if let Some(fd) = &self.server {
+                readable(fd, 5000);
+            }
+            for (layout, parent) in &self.groups {
+                crate::cgroup::sweep(&LinuxKernel, layout, parent);
+            }
+        }
+        std::process::exit(0)
+    }
+}
+
+/// Whether `fd` becomes readable within `ms` milliseconds.
+fn readable(fd: &OwnedFd, ms: i32) -> bool {
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for the duration of the call.
+    unsafe { libc::poll(&mut p, 1, ms) > 0 }
+}
+
+/// The lock of the groups under `parent`: held by the fork server that watches them, taken by a
+/// server before it sweeps and prepares them (see `lamina_runtime_api`'s `clean_start`).
+pub fn groups_lock(parent: &str) -> std::io::Result<std::fs::File> {
+    let path = groups_lock_path(parent);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+}
+
+/// Where [`groups_lock`] is.
+pub fn groups_lock_path(parent: &str) -> PathBuf {
+    PathBuf::from(format!("/run/lamina/groups-{parent}.lock"))
 }
 
 /// Forks a `sandbox-init` with `stdio` as its standard descriptors, a child of the server.
