@@ -57,9 +57,7 @@ mod fork_server;
 mod function;
 mod hand_over;
 
-pub(crate) use fork_server::{
-    ENV as FORK_SERVER_ENV, groups_lock, groups_lock_path, guard_message,
-};
+pub(crate) use fork_server::{ENV as FORK_SERVER_ENV, groups_lock, guard_message};
 
 /// Runs `sandbox-init`, or the fork server that forks it when [`fork_server::ENV`] is set.
 /// Never returns.
@@ -76,6 +74,12 @@ fn sandbox() -> ! {
     // Named for `ps` and `top`: executed from a memfd, the name would be a descriptor's number.
     // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
     unsafe { libc::prctl(libc::PR_SET_NAME, c"sandbox-init".as_ptr()) };
+    // A session and process group of its own, which PID 1 and the function inherit: a signal to
+    // its group (`kill(0, …)` from the function) reaches this sandbox alone, and no signal to
+    // the server's or the fork server's group (a terminal's, or the kernel's to a group that a
+    // dead server left orphaned) reaches the sandbox.
+    // SAFETY: setsid takes no argument; this process leads no group, so it succeeds.
+    unsafe { libc::setsid() };
     // Nothing but the standard descriptors: one the server left open without close-on-exec
     // never reaches a sandbox.
     close_from(3);

@@ -17,9 +17,11 @@
 //!
 //! The fork server also watches for this process's death: told the parents of the server's
 //! groups ([`guard_groups`], replayed to every fork server started later), it kills what runs in
-//! them when its socket hangs up, which only the server's death does (stopping it kills it).
-//! With that, a sandbox hands its PID 1 over to the server and keeps no watcher process; the
-//! [`Process`] a start returns becomes PID 1's in [`crate::prepare`].
+//! them once its socket hangs up or fails and this process has exited (stopping it kills it
+//! first), holding a lock on them meanwhile that a server starting on the same groups waits for
+//! ([`wait_for_sweep`]). It runs in a process group of its own, and every `sandbox-init` in a
+//! session of its own. With that, a sandbox hands its PID 1 over to the server and keeps no
+//! watcher process; the [`Process`] a start returns becomes PID 1's in [`crate::prepare`].
 //!
 //! Where the fork server cannot be had (it did not start, or died, or its kernel refuses `clone3`
 //! with `CLONE_PARENT | CLONE_PIDFD`), the process is executed from the calling thread, and
@@ -205,18 +207,19 @@ pub fn guard_groups(layout: &crate::cgroup::Layout, parent: &str) {
 }
 
 /// Forgets the groups under `parent` (their server has stopped and swept them): no later fork
-/// server watches them, and their lock file goes.
+/// server watches them. Their lock file stays (empty, in `/run`): removed, a fork server that
+/// locked it just before would guard them unseen.
 pub fn unguard_groups(parent: &str) {
     GUARDED
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .retain(|(_, p)| p != parent);
-    let _ = std::fs::remove_file(crate::init::groups_lock_path(parent));
 }
 
-/// Waits (at most `limit`) until no fork server of another process watches the groups under
-/// `parent`: a server that died on them may still be sweeping them, which would kill what a new
-/// server makes there meanwhile. False when one still does.
+/// Waits (at most `limit`) until no fork server of another process holds the lock of the groups
+/// under `parent`: one whose server died may still be sweeping them, which would kill what a new
+/// server makes there meanwhile (a live server's, on the same data directory, holds it too).
+/// False when one still does.
 pub fn wait_for_sweep(parent: &str, limit: std::time::Duration) -> bool {
     // This process's own fork server holds the lock for as long as it runs.
     if GUARDED

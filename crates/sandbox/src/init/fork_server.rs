@@ -147,9 +147,14 @@ impl Guard {
             return;
         }
         // Not shared with the sandboxes forked from here: each closes it at once
-        // (`close_from`), and the lock stays with this process's descriptor.
-        if let Ok(lock) = groups_lock(&g.1) {
-            let _ = rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive);
+        // (`close_from`), and the lock stays with this process's descriptor. One per parent; not
+        // waited for (the server waited before it named the groups), so that a sweep still
+        // running elsewhere never holds up a start.
+        if !self.groups.iter().any(|(_, p)| *p == g.1)
+            && let Ok(lock) = groups_lock(&g.1)
+            && rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+                .is_ok()
+        {
             self.locks.push(lock);
         }
         self.groups.push(g);
@@ -202,7 +207,7 @@ pub fn groups_lock(parent: &str) -> std::io::Result<std::fs::File> {
 }
 
 /// Where [`groups_lock`] is.
-pub fn groups_lock_path(parent: &str) -> PathBuf {
+fn groups_lock_path(parent: &str) -> PathBuf {
     PathBuf::from(format!("/run/lamina/groups-{parent}.lock"))
 }
 
