@@ -521,6 +521,16 @@ async fn sandboxes_die_with_their_server() {
         "the idle function lives"
     );
     assert!(busy_uid.is_some(), "the busy function is running");
+    // Each sandbox is a session and process group of its own: a function's `kill(0, …)` reaches
+    // nothing outside it, and a signal to the server's group reaches no function.
+    let server_ids = session_and_group(server.child.id());
+    for p in processes_of_uid(idle_uid) {
+        let ids = session_and_group(p);
+        assert!(
+            ids.0 != server_ids.0 && ids.1 != server_ids.1,
+            "function process {p} (session, group) {ids:?} shares the server's {server_ids:?}"
+        );
+    }
     server.kill9();
     let deadline = Instant::now() + Duration::from_secs(5);
     for uid in [idle_uid, busy_uid.unwrap()] {
@@ -546,6 +556,16 @@ async fn sandboxes_die_with_their_server() {
 }
 
 /// The uid of a running process, other than `uid`, in the same server's range as `uid`.
+/// The session and process group of `pid`, from `/proc/<pid>/stat`.
+fn session_and_group(pid: u32) -> (i64, i64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // `pid (comm) state ppid pgrp session ...`: the name may hold spaces and parentheses.
+    let after: Vec<&str> = stat[stat.rfind(')').unwrap() + 1..]
+        .split_whitespace()
+        .collect();
+    (after[3].parse().unwrap(), after[2].parse().unwrap())
+}
+
 fn processes_of_uid_other_than(uid: u64) -> Option<u64> {
     use lamina_sandbox::uids::{BASE, RANGE};
     let base = uid - (uid - BASE as u64) % RANGE as u64;
