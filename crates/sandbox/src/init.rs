@@ -57,7 +57,9 @@ mod fork_server;
 mod function;
 mod hand_over;
 
-pub(crate) use fork_server::{ENV as FORK_SERVER_ENV, groups_lock, guard_message};
+pub(crate) use fork_server::{
+    ENV as FORK_SERVER_ENV, groups_lock, groups_lock_path, guard_message,
+};
 
 /// Runs `sandbox-init`, or the fork server that forks it when [`fork_server::ENV`] is set.
 /// Never returns.

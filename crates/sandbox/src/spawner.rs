@@ -207,13 +207,20 @@ pub fn guard_groups(layout: &crate::cgroup::Layout, parent: &str) {
 }
 
 /// Forgets the groups under `parent` (their server has stopped and swept them): no later fork
-/// server watches them. Their lock file stays (empty, in `/run`): removed, a fork server that
-/// locked it just before would guard them unseen.
+/// server watches them. Their lock file goes if nobody holds it (a fork server that locked it
+/// just before, another executor's in this process, still guards them, and keeps it).
 pub fn unguard_groups(parent: &str) {
     GUARDED
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .retain(|(_, p)| p != parent);
+    if let Ok(lock) = crate::init::groups_lock(parent)
+        && rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok()
+    {
+        // Removed while locked: whoever opens the path next makes a new file, and no holder
+        // of this one remains.
+        let _ = std::fs::remove_file(crate::init::groups_lock_path(parent));
+    }
 }
 
 /// Waits (at most `limit`) until no fork server of another process holds the lock of the groups

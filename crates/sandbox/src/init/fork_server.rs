@@ -207,7 +207,7 @@ pub fn groups_lock(parent: &str) -> std::io::Result<std::fs::File> {
 }
 
 /// Where [`groups_lock`] is.
-fn groups_lock_path(parent: &str) -> PathBuf {
+pub fn groups_lock_path(parent: &str) -> PathBuf {
     PathBuf::from(format!("/run/lamina/groups-{parent}.lock"))
 }
 
