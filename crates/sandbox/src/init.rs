@@ -289,8 +289,12 @@ fn run(ctl: &UnixStream) -> io::Result<i32> {
             drop(group);
             drop(alive_w);
             let orphaned = match handed {
-                // Handed over: on once this process has told the server and is gone.
-                true => hand_over::wait_closed(&alive_r),
+                // Handed over: on once this process has told the server and is gone (never
+                // orphaned: the server is its parent).
+                true => {
+                    hand_over::wait_closed(&alive_r);
+                    false
+                }
                 false => {
                     // PID 1 dies with this process, and the kernel then kills the whole
                     // namespace.
@@ -333,7 +337,7 @@ fn run(ctl: &UnixStream) -> io::Result<i32> {
             // SAFETY: leaving the child without running the parent's atexit handlers.
             unsafe { libc::_exit(code) }
         }
-        (child, _, true, Some(pidfd)) => {
+        (child, .., Some(pidfd)) => {
             drop((group, joins, alive_r));
             let told = hand_over::tell(ctl, child, &pidfd);
             if told.is_err() {

@@ -125,24 +125,26 @@ pub fn prepare(
     // Then whether PID 1 is this process's child now (see `init/hand_over.rs`): 8 bytes exactly,
     // since PID 1 may write its first line right after.
     let mut said = [0u8; 8];
-    let child = match fdpass::recv_fd(&ctl, &mut said) {
-        Ok((8, Some(pidfd))) if said.starts_with(b"pid1") => {
-            let pid = u32::from_le_bytes([said[4], said[5], said[6], said[7]]);
+    let received = fdpass::recv_fd(&ctl, &mut said);
+    let pid_one = said
+        .strip_prefix(b"pid1")
+        .map(|pid| u32::from_le_bytes([pid[0], pid[1], pid[2], pid[3]]));
+    let child = match (received, pid_one) {
+        (Ok((8, Some(pidfd))), Some(pid)) => {
             // The outer process exits once it has said so.
             let _ = child.wait();
             Process::new(pid, Some(pidfd))
         }
-        Ok((8, None)) if said.starts_with(b"kept") => child,
-        Ok((n, _)) => {
+        (Ok((8, None)), None) if said.starts_with(b"kept") => child,
+        (Ok((n, _)), _) => {
             let mut rest = [0u8; 4096];
             let m = (&ctl).read(&mut rest).unwrap_or(0);
             return Err(fail(&child, said_error(&[&said[..n], &rest[..m]].concat())));
         }
-        Err(e) => {
+        (Err(e), pid_one) => {
             // PID 1 came without its pidfd (this process is out of descriptors): it is ours
             // all the same, and its pid is not reused before it is reaped.
-            if said.starts_with(b"pid1") {
-                let pid = u32::from_le_bytes([said[4], said[5], said[6], said[7]]);
+            if let Some(pid) = pid_one {
                 Process::new(pid, None).kill_and_reap();
             }
             return Err(fail(&child, setup_stalled(e)));

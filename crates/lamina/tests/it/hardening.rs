@@ -555,7 +555,6 @@ async fn sandboxes_die_with_their_server() {
     assert!(env_cgroups(&cgroup_parent(&dir.path().join("data"))).is_empty());
 }
 
-/// The uid of a running process, other than `uid`, in the same server's range as `uid`.
 /// The session and process group of `pid`, from `/proc/<pid>/stat`.
 fn session_and_group(pid: u32) -> (i64, i64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
@@ -566,6 +565,7 @@ fn session_and_group(pid: u32) -> (i64, i64) {
     (after[3].parse().unwrap(), after[2].parse().unwrap())
 }
 
+/// The uid of a running process, other than `uid`, in the same server's range as `uid`.
 fn processes_of_uid_other_than(uid: u64) -> Option<u64> {
     use lamina_sandbox::uids::{BASE, RANGE};
     let base = uid - (uid - BASE as u64) % RANGE as u64;

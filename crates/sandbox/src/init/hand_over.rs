@@ -60,14 +60,13 @@ pub(super) fn tell(ctl: &UnixStream, pid: libc::pid_t, pidfd: &OwnedFd) -> io::R
 }
 
 /// In PID 1: waits until the outer process has closed its end of `alive` (it has told the server,
-/// or failed to and killed this process). Never orphaned: false.
-pub(super) fn wait_closed(alive: &OwnedFd) -> bool {
+/// or failed to and killed this process).
+pub(super) fn wait_closed(alive: &OwnedFd) {
     let mut byte = [0u8; 1];
     // SAFETY: a read into a local buffer from a descriptor this process owns.
     while unsafe { libc::read(alive.as_raw_fd(), byte.as_mut_ptr().cast(), 1) } < 0
         && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
     {}
-    false
 }
 
 /// Whether the server's end of the control socket has closed (the server died).
