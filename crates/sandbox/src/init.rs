@@ -34,8 +34,9 @@
 //!    interpreter ([`crate::Zygote`]) builds the base first and starts the interpreter in it
 //!    before `joined`; at launch it gets the function's directory and variables once the root
 //!    is pivoted (see `init/function.rs`);
-//! 5. PID 1 reaps orphans and exits with the function process's status, which the server reads
-//!    as the environment's exit status (a watcher exits with PID 1's);
+//! 5. PID 1 gives the memory its setup used back to the kernel (`init/idle.rs`), reaps orphans
+//!    and exits with the function process's status, which the server reads as the environment's
+//!    exit status (a watcher exits with PID 1's);
 //! 6. meanwhile a watcher watches the control socket: when the server goes away (even killed
 //!    with SIGKILL, its end of the socket closes), it kills PID 1, and with it the whole PID
 //!    namespace (thawing the cgroups, should the sandbox be frozen). A handed-over sandbox is
@@ -56,6 +57,7 @@ use crate::{Launch, Spec, fdpass, rootfs, seccomp};
 mod fork_server;
 mod function;
 mod hand_over;
+mod idle;
 
 pub(crate) use fork_server::{
     ENV as FORK_SERVER_ENV, groups_lock, groups_lock_path, guard_message,
@@ -99,7 +101,15 @@ fn sandbox() -> ! {
     // SAFETY: `fd` is the control socket, owned by nobody else in this process.
     let ctl = unsafe { UnixStream::from_raw_fd(fd) };
     let code = match run(&ctl) {
-        Ok(code) => code,
+        Ok(Next::Exit(code)) => code,
+        Ok(Next::Reap(function)) => {
+            // PID 1, its function started: what set the sandbox up is dropped with `run`'s
+            // frames, and their memory goes back to the kernel before the environment idles.
+            drop(ctl);
+            idle::release();
+            // SAFETY: leaving the child without running the parent's atexit handlers.
+            unsafe { libc::_exit(idle::reap(function)) }
+        }
         Err(e) => {
             let _ = (&ctl).write_all(format!("error: {e}\n").as_bytes());
             125
@@ -162,7 +172,18 @@ fn enter_template(ns: &OwnedFd, root: &OwnedFd) -> io::Result<()> {
     Ok(())
 }
 
-fn run(ctl: &UnixStream) -> io::Result<i32> {
+/// How [`run`] ends in this process.
+enum Next {
+    /// Exit with this status: the outer process, or PID 1 before its function started.
+    Exit(i32),
+    /// PID 1 with its function started: reap until that process exits, and exit with its status.
+    Reap(libc::pid_t),
+}
+
+/// Sets the sandbox up. Never inlined: its frames, with everything the setup held, are left
+/// behind before PID 1 idles (see [`idle`]).
+#[inline(never)]
+fn run(ctl: &UnixStream) -> io::Result<Next> {
     let k = LinuxKernel;
     let spec: Spec = step(
         "reading the sandbox spec",
@@ -310,8 +331,8 @@ fn run(ctl: &UnixStream) -> io::Result<i32> {
                 }
             };
             drop(alive_r);
-            let code = if orphaned {
-                125
+            let next = if orphaned {
+                Next::Exit(125)
             } else {
                 let joined = if born_in_group {
                     drop(joins);
@@ -326,16 +347,19 @@ fn run(ctl: &UnixStream) -> io::Result<i32> {
                     false => Ok(()),
                 });
                 match joined.and_then(|()| pid_one(&k, &spec, ctl)) {
-                    Ok(code) => code,
+                    Ok(next) => next,
                     Err(e) => {
                         let mut w = ctl;
                         let _ = w.write_all(format!("error: {e}\n").as_bytes());
-                        125
+                        Next::Exit(125)
                     }
                 }
             };
-            // SAFETY: leaving the child without running the parent's atexit handlers.
-            unsafe { libc::_exit(code) }
+            match next {
+                Next::Reap(function) => Ok(Next::Reap(function)),
+                // SAFETY: leaving the child without running the parent's atexit handlers.
+                Next::Exit(code) => unsafe { libc::_exit(code) },
+            }
         }
         (child, .., Some(pidfd)) => {
             drop((group, joins, alive_r));
@@ -344,14 +368,14 @@ fn run(ctl: &UnixStream) -> io::Result<i32> {
                 let _ = rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL);
             }
             drop(alive_w);
-            told.map(|()| 0)
+            told.map(|()| Next::Exit(0))
         }
         (child, ..) => {
             drop((group, joins));
             drop(alive_r);
             let code = watch(ctl, child, &thaw);
             drop(alive_w);
-            Ok(code)
+            Ok(Next::Exit(code))
         }
     }
 }
@@ -450,7 +474,7 @@ fn watch(ctl: &UnixStream, child: libc::pid_t, thaw: &[(std::fs::File, String)])
     // SAFETY: pidfd_open takes a pid and flags; it returns a new descriptor or -1.
     let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, child, 0) } as RawFd;
     if pidfd < 0 {
-        return wait_exit_code(child);
+        return idle::wait_exit_code(child);
     }
     // SAFETY: a fresh descriptor this process owns.
     let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
@@ -473,10 +497,10 @@ fn watch(ctl: &UnixStream, child: libc::pid_t, thaw: &[(std::fs::File, String)])
             if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
                 continue;
             }
-            return wait_exit_code(child);
+            return idle::wait_exit_code(child);
         }
         if fds[0].revents != 0 {
-            return wait_exit_code(child);
+            return idle::wait_exit_code(child);
         }
         // Hung up (or broken): the server's end has closed.
         if fds[1].revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0 {
@@ -485,7 +509,7 @@ fn watch(ctl: &UnixStream, child: libc::pid_t, thaw: &[(std::fs::File, String)])
             for (file, value) in thaw {
                 let _ = (&*file).write_all(value.as_bytes());
             }
-            return wait_exit_code(child);
+            return idle::wait_exit_code(child);
         }
     }
 }
@@ -504,8 +528,8 @@ fn join_groups(spec: &Spec, joins: Vec<std::fs::File>) -> io::Result<()> {
 }
 
 /// PID 1 of the sandbox, in its cgroups: waits for its function, builds the root, starts the
-/// function, reaps until the function exits.
-fn pid_one(k: &dyn Kernel, spec: &Spec, ctl: &UnixStream) -> io::Result<i32> {
+/// function; then [`Next::Reap`], or [`Next::Exit`] when the server went away first.
+fn pid_one(k: &dyn Kernel, spec: &Spec, ctl: &UnixStream) -> io::Result<Next> {
     // The sandbox's cgroups become the root of its own cgroup namespace.
     step(
         "unsharing the cgroup namespace",
@@ -543,7 +567,7 @@ fn pid_one(k: &dyn Kernel, spec: &Spec, ctl: &UnixStream) -> io::Result<i32> {
     // The server may keep this sandbox waiting here; if it goes away instead, the read fails.
     let frame = match read_frame(ctl) {
         Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(125),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(Next::Exit(125)),
         Err(e) => return Err(io::Error::new(e.kind(), format!("reading the launch: {e}"))),
     };
     let launch: Launch = step("reading the launch", parse(&frame))?;
@@ -608,23 +632,7 @@ fn pid_one(k: &dyn Kernel, spec: &Spec, ctl: &UnixStream) -> io::Result<i32> {
         format!("exec: {failure}\n")
     };
     let _ = (&*ctl).write_all(report.as_bytes());
-    // SAFETY: closing PID 1's copy of the control socket.
-    unsafe { libc::close(ctl.as_raw_fd()) };
-    // Reap everything; exit with the function's status.
-    loop {
-        let mut status = 0;
-        // SAFETY: waitpid on any child with a valid status pointer.
-        let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
-        if pid == -1 {
-            if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
-            return Ok(125);
-        }
-        if pid == child {
-            return Ok(status_code(status));
-        }
-    }
+    Ok(Next::Reap(child))
 }
 
 /// Makes the root's base ready and returns where it is: on the template, the root itself, which
@@ -654,31 +662,6 @@ fn enter_user_namespace(k: &dyn Kernel) -> io::Result<()> {
         &format!("0 {gid} 1"),
     )?;
     Ok(())
-}
-
-fn wait_exit_code(pid: libc::pid_t) -> i32 {
-    loop {
-        let mut status = 0;
-        // SAFETY: waitpid on our own child with a valid status pointer.
-        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-        if r == pid {
-            return status_code(status);
-        }
-        if r == -1 && io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            return 125;
-        }
-    }
-}
-
-/// Exit status as a shell reports it: the code, or 128 + the signal.
-fn status_code(status: i32) -> i32 {
-    if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else if libc::WIFSIGNALED(status) {
-        128 + libc::WTERMSIG(status)
-    } else {
-        125
-    }
 }
 
 /// Sets `lo` up in the current network namespace, unless it is up already (as in a namespace the

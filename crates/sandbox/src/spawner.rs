@@ -391,7 +391,11 @@ fn execute(
         .stdin(Stdio::from(i?))
         .stdout(Stdio::from(o?))
         .stderr(Stdio::from(e?))
-        .env_clear();
+        .env_clear()
+        // Without glibc's per-thread cache of freed chunks, which would keep PID 1's heap from
+        // going back to the kernel once its function runs (see `init/idle.rs`). Only this
+        // process's own allocator reads it: a function gets the environment its launch gives.
+        .env("GLIBC_TUNABLES", "glibc.malloc.tcache_count=0");
     if fork_server {
         // A process group of its own: a signal to the server's group (a terminal's Ctrl-C or
         // hang-up, `kill -- -PGID`) must not end the process that sweeps up after a server that

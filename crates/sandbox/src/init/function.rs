@@ -102,7 +102,7 @@ impl Waiting {
         (unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG) } == self.pid).then(|| {
             format!(
                 "the runtime's interpreter, started ahead, exited with status {}",
-                super::status_code(status)
+                super::idle::status_code(status)
             )
         })
     }
