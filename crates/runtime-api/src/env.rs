@@ -72,8 +72,9 @@ pub struct Environment {
     /// The sandbox's uid, given back to the executor's range once everything in it is dead.
     uid: Option<u32>,
     executor: Arc<crate::Inner>,
-    /// The server's end of the sandbox's control socket: the sandbox dies when it closes.
-    _ctl: std::os::unix::net::UnixStream,
+    /// The server's end of the sandbox's control socket, while a watcher holds the other: the
+    /// sandbox dies when it closes.
+    _ctl: Option<std::os::unix::net::UnixStream>,
     /// Keeps the code this environment runs from on disk.
     _pins: Pins,
     /// The environment's network namespace and interface, given back when it goes.

@@ -35,9 +35,11 @@ pub struct Sandbox {
     /// The read end of the function's output: stdout and stderr share one pipe, so lines reach
     /// the log in the order they were written, as in Lambda.
     pub output: PipeReader,
-    /// The server's end of the control socket. The sandbox kills itself when it closes, so the
-    /// owner keeps it for the sandbox's life.
-    pub ctl: UnixStream,
+    /// The server's end of the control socket while a watching `sandbox-init` holds the other:
+    /// the watcher kills the sandbox when it closes, so the owner keeps it for the sandbox's
+    /// life. `None` once launched where PID 1 was handed over to this process: PID 1 has closed
+    /// its end then and the outer process is gone, so it would hold two sockets for nothing.
+    pub ctl: Option<UnixStream>,
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -54,6 +56,8 @@ impl std::fmt::Debug for Sandbox {
 pub struct Prepared {
     /// Taken by [`Prepared::launch`].
     sandbox: Option<Sandbox>,
+    /// Whether PID 1 was handed over to this process (see `init/hand_over.rs`).
+    handed: bool,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -155,8 +159,9 @@ pub fn prepare(
             child,
             listener,
             output,
-            ctl,
+            ctl: Some(ctl),
         }),
+        handed: pid_one.is_some(),
     })
 }
 
@@ -232,10 +237,10 @@ impl Prepared {
             e
         };
         // A failed write means PID 1 has gone: the line read below says why.
-        let sent = (&sandbox.ctl).write_all(&framed(launch)).and_then(|()| {
+        let sent = sandbox.ctl().write_all(&framed(launch)).and_then(|()| {
             let tagged = trees.iter().map(|fd| (b"b", fd));
             for (tag, fd) in tagged.chain(tmp_mount.iter().map(|fd| (b"t", fd))) {
-                fdpass::send_fd(sandbox.ctl.as_raw_fd(), tag, fd.as_raw_fd())?;
+                fdpass::send_fd(sandbox.ctl().as_raw_fd(), tag, fd.as_raw_fd())?;
             }
             Ok(())
         });
@@ -254,8 +259,11 @@ impl Prepared {
             }
         };
         if line == "started" {
-            if let Err(e) = sent.and_then(|()| sandbox.ctl.set_read_timeout(None)) {
+            if let Err(e) = sent.and_then(|()| sandbox.ctl().set_read_timeout(None)) {
                 return Err(fail(sandbox, SpawnError::Start(e)));
+            }
+            if self.handed {
+                sandbox.ctl = None;
             }
             return Ok(sandbox);
         }
@@ -283,7 +291,7 @@ impl Sandbox {
         let mut text = Vec::new();
         let mut byte = [0u8; 1];
         while text.len() < 64 * 1024 {
-            match (&self.ctl).read(&mut byte) {
+            match self.ctl().read(&mut byte) {
                 Ok(0) => break,
                 Ok(_) if byte[0] == b'\n' => break,
                 Ok(_) => text.push(byte[0]),
@@ -292,6 +300,11 @@ impl Sandbox {
             }
         }
         Ok(String::from_utf8_lossy(&text).into_owned())
+    }
+
+    /// The control socket, present until launched.
+    fn ctl(&self) -> &UnixStream {
+        self.ctl.as_ref().expect("kept until launched")
     }
 
     /// The process id of PID 1 once handed over, else of the outer process.

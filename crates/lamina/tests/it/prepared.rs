@@ -414,3 +414,63 @@ async fn an_idle_pid_one_gives_back_the_memory_its_setup_used() {
     );
     server.stop();
 }
+
+/// A running environment whose PID 1 was handed to the server costs the server no control
+/// socket: PID 1 closes its end once its function runs, and every descriptor the server keeps per
+/// environment counts against its limit with thousands of them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_running_environment_costs_the_server_no_control_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::start(dir.path(), &[]);
+    let c = sdk_client(&server.endpoint(), "test", "test", "us-east-1");
+    deploy(&c, "few", 128).await;
+    let pid = server.child.id();
+    // Sandboxes made ahead, each PID 1 by now, and those of them running a function.
+    let sandboxes = || {
+        let inits: Vec<u32> = children_of(pid)
+            .into_iter()
+            .filter(|(p, comm)| comm == "sandbox-init" && pid_one(*p))
+            .map(|(p, _)| p)
+            .collect();
+        let running = inits
+            .iter()
+            .filter(|&&p| children_of(p).iter().any(|(_, comm)| comm == "bootstrap"))
+            .count();
+        (inits.len() - running, running)
+    };
+    let settled = |want: (usize, usize)| async move {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while sandboxes() != want {
+            assert!(Instant::now() < deadline, "sandboxes: {:?}", sandboxes());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    settled((2, 0)).await;
+    let before = unix_sockets(pid);
+    let out = c.invoke().function_name("few").send().await;
+    let out = out.unwrap_or_else(|e| panic!("invoke: {}", describe(&e)));
+    assert_eq!(out.function_error(), None);
+    // One environment runs; the sandbox it took is made again.
+    settled((2, 1)).await;
+    let after = unix_sockets(pid);
+    assert!(
+        after <= before,
+        "{before} Unix sockets with two sandboxes waiting, {after} with one running beside them"
+    );
+    server.stop();
+}
+
+/// How many Unix sockets `pid` holds (its descriptors that `/proc/net/unix` lists).
+fn unix_sockets(pid: u32) -> usize {
+    let table = std::fs::read_to_string(format!("/proc/{pid}/net/unix")).unwrap();
+    let unix: std::collections::HashSet<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(6))
+        .map(|inode| format!("socket:[{inode}]"))
+        .collect();
+    descriptors(pid)
+        .iter()
+        .filter(|(_, link)| unix.contains(link))
+        .count()
+}
