@@ -376,9 +376,7 @@ async fn an_idle_pid_one_gives_back_the_memory_its_setup_used() {
     let mut server = ServerProcess::start(dir.path(), &[]);
     let c = sdk_client(&server.endpoint(), "test", "test", "us-east-1");
     deploy(&c, "lean", 128).await;
-    let out = c.invoke().function_name("lean").send().await;
-    let out = out.unwrap_or_else(|e| panic!("invoke: {}", describe(&e)));
-    assert_eq!(out.function_error(), None);
+    invoke_json(&c, "lean", &serde_json::json!({})).await;
     // The environment's PID 1 is the one whose child runs the function (those made ahead hold a
     // forked process that has not run anything yet).
     let pid = server.child.id();
@@ -447,9 +445,7 @@ async fn a_running_environment_costs_the_server_no_control_socket() {
     };
     settled((2, 0)).await;
     let before = unix_sockets(pid);
-    let out = c.invoke().function_name("few").send().await;
-    let out = out.unwrap_or_else(|e| panic!("invoke: {}", describe(&e)));
-    assert_eq!(out.function_error(), None);
+    invoke_json(&c, "few", &serde_json::json!({})).await;
     // One environment runs; the sandbox it took is made again.
     settled((2, 1)).await;
     let after = unix_sockets(pid);
