@@ -37,8 +37,9 @@ pub struct Sandbox {
     pub output: PipeReader,
     /// The server's end of the control socket while a watching `sandbox-init` holds the other:
     /// the watcher kills the sandbox when it closes, so the owner keeps it for the sandbox's
-    /// life. `None` once launched where PID 1 was handed over to this process: PID 1 has closed
-    /// its end then and the outer process is gone, so it would hold two sockets for nothing.
+    /// life. `None` once launched where PID 1 was handed over to this process: the outer process
+    /// is gone and PID 1 closes its end right after it reports `started`, so it would hold two
+    /// sockets for nothing.
     pub ctl: Option<UnixStream>,
 }
 

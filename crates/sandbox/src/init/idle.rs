@@ -11,8 +11,8 @@ use std::io;
 /// may map (`madvise` then skips the gap and says `ENOMEM`).
 const STACK_WINDOW: usize = 64 * 1024;
 
-/// Bytes below this frame kept for the call to `madvise` (a return address: the C library's
-/// wrapper is the system call alone).
+/// Bytes kept below the address of a local of [`release_stack`]: the rest of its frame and the
+/// call to `madvise` (a return address: the C library's wrapper is the system call alone).
 const STACK_MARGIN: usize = 1024;
 
 /// Returns the allocator's free memory and the stack's dead pages to the kernel. Called with the
@@ -29,7 +29,7 @@ pub(super) fn release() {
     release_stack();
 }
 
-/// Drops the stack's pages below this frame, less [`STACK_MARGIN`] for `madvise`'s own call:
+/// Drops the stack's pages below this frame, less [`STACK_MARGIN`] for the frame and the call:
 /// frames the setup left there are dead, and nothing else lives below the current frame on the
 /// stack of a process whose signal handlers (Rust's, for overflows) run on a stack of their own.
 #[inline(never)]
