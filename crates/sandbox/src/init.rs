@@ -106,6 +106,7 @@ fn sandbox() -> ! {
             // PID 1, its function started: what set the sandbox up is dropped with `run`'s
             // frames, and their memory goes back to the kernel before the environment idles.
             drop(ctl);
+            idle::unmap_unused();
             idle::release();
             // SAFETY: leaving the child without running the parent's atexit handlers.
             unsafe { libc::_exit(idle::reap(function)) }
