@@ -108,6 +108,7 @@ fn sandbox() -> ! {
             drop(ctl);
             idle::unmap_unused();
             idle::release();
+            // `_exit`, never `std::process::exit`, from here on (see `idle::unmap_unused`).
             // SAFETY: leaving the child without running the parent's atexit handlers.
             unsafe { libc::_exit(idle::reap(function)) }
         }

@@ -35,6 +35,11 @@ pub(super) fn release() {
 /// SIGBUS go back to their default action first, which ends PID 1 as the report did). The page
 /// tables that mapped them go too: 8 to 12 KiB of every idle environment. Called before
 /// [`release`], which returns the heap this allocates.
+///
+/// From here on PID 1 must call nothing that uses the vDSO (no clock, no `Instant`), install no
+/// signal handler (on aarch64 a handler returns through the vDSO) and leave through `_exit`, not
+/// `std::process::exit` (whose clean-up would unmap the alternate stack again): [`release`],
+/// [`reap`] and `_exit` do none of these.
 pub(super) fn unmap_unused() {
     let Some(page) = page_size() else {
         return;
@@ -54,12 +59,24 @@ pub(super) fn unmap_unused() {
     });
     let mut unused = Vec::new();
     let mut guards = Vec::new();
+    let mut vdso = None;
     for ((start, end), perms, name) in mappings {
         match name {
-            Some("[vdso]" | "[vvar]" | "[vvar_vclock]") => unused.push((start, end)),
+            Some("[vdso]" | "[vvar]" | "[vvar_vclock]") => {
+                if name == Some("[vdso]") {
+                    vdso = Some(start);
+                }
+                unused.push((start, end));
+            }
             None if perms == "---p" && end - start == page => guards.push(start),
             _ => {}
         }
+    }
+    // The listing is the kernel's own only if it puts the vDSO where the kernel said at exec.
+    // SAFETY: getauxval reads the auxiliary vector; 0 means no vDSO.
+    let told = unsafe { libc::getauxval(libc::AT_SYSINFO_EHDR) } as usize;
+    if vdso.unwrap_or(0) != told {
+        return;
     }
     // SAFETY: the two handlers Rust installed for its overflow report go back to the default.
     unsafe {
@@ -75,7 +92,9 @@ pub(super) fn unmap_unused() {
     let mut was: libc::stack_t = unsafe { std::mem::zeroed() };
     // SAFETY: both pointers are valid; no handler runs on the alternate stack any more.
     let disabled = unsafe { libc::sigaltstack(&off, &mut was) } == 0;
-    // Rust maps its alternate stack with a guard page below it, in one mapping of its own.
+    // Rust maps its alternate stack and a guard page below it with one `mmap` (listed as two
+    // mappings: the guard's `---p`, the stack's `rw-p`); anything else there, and the stack is
+    // only disabled.
     let guard = (was.ss_sp as usize).checked_sub(page);
     if disabled
         && was.ss_flags & libc::SS_DISABLE == 0
@@ -84,7 +103,8 @@ pub(super) fn unmap_unused() {
         unused.push((was.ss_sp as usize - page, was.ss_sp as usize + was.ss_size));
     }
     for (start, end) in unused {
-        // SAFETY: nothing of this process's refers to these mappings any more (see above).
+        // SAFETY: what still points into these mappings (the C library's vDSO functions, Rust's
+        // record of its alternate stack) is never used again: see this function's comment.
         unsafe { libc::munmap(start as *mut libc::c_void, end - start) };
     }
 }
@@ -99,7 +119,8 @@ fn page_size() -> Option<usize> {
 
 /// Drops the stack's pages below this frame, less [`STACK_MARGIN`] for the frame and the call:
 /// frames the setup left there are dead, and nothing else lives below the current frame on the
-/// stack of a process whose signal handlers (Rust's, for overflows) run on a stack of their own.
+/// stack of a process without signal handlers (or with Rust's alone, for overflows, which run on
+/// a stack of their own, should [`unmap_unused`] have left them).
 #[inline(never)]
 fn release_stack() {
     let Some(page) = page_size() else {
