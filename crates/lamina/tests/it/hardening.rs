@@ -120,22 +120,6 @@ fn fd_count(pid: u32) -> usize {
         .unwrap_or(0)
 }
 
-/// A `/proc/<pid>/status` field in kB.
-fn status_kb(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(field)?
-                .trim()
-                .strip_suffix("kB")?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runtime_api_connections_are_bounded_per_environment() {
     let dir = tempfile::tempdir().unwrap();

@@ -618,3 +618,19 @@ pub fn alive(pid: i32) -> bool {
         })
         .is_some_and(|zombie| !zombie)
 }
+
+/// A `/proc/<pid>/status` field in kB.
+pub fn status_kb(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(field)?
+                .trim()
+                .strip_suffix("kB")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap()
+}

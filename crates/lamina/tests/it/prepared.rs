@@ -263,10 +263,7 @@ fn descriptors(pid: u32) -> Vec<(u32, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sandboxes_are_forked_by_one_fork_server_as_the_servers_children_holding_nothing_of_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut server = ServerProcess::start(dir.path(), &[]);
-    let c = sdk_client(&server.endpoint(), "test", "test", "us-east-1");
-    deploy(&c, "kids", 128).await;
+    let (dir, mut server, c) = server_with("kids").await;
     for _ in 0..2 {
         let out = c.invoke().function_name("kids").send().await;
         let out = out.unwrap_or_else(|e| panic!("invoke: {}", describe(&e)));
@@ -372,10 +369,7 @@ async fn sandboxes_are_forked_by_one_fork_server_as_the_servers_children_holding
 /// reaps, for the environment's whole life, beside every idle environment a host keeps.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_idle_pid_one_gives_back_the_memory_its_setup_used() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut server = ServerProcess::start(dir.path(), &[]);
-    let c = sdk_client(&server.endpoint(), "test", "test", "us-east-1");
-    deploy(&c, "lean", 128).await;
+    let (_dir, mut server, c) = server_with("lean").await;
     invoke_json(&c, "lean", &serde_json::json!({})).await;
     // The environment's PID 1 is the one whose child runs the function (those made ahead hold a
     // forked process that has not run anything yet).
@@ -413,12 +407,7 @@ async fn an_idle_pid_one_gives_back_the_memory_its_setup_used() {
     // Its page tables map its binary, heap and stack alone: 28 KiB, or 32 with the heap past the
     // first GiB; 36 KiB or more while it kept the vDSO and an alternate signal stack, mapped in a
     // region of their own.
-    let status = std::fs::read_to_string(format!("/proc/{init}/status")).unwrap();
-    let tables: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmPTE:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no VmPTE in {status}"));
+    let tables = status_kb(init, "VmPTE:");
     assert!(tables <= 32, "PID 1's page tables: {tables} KiB");
     server.stop();
 }
@@ -428,10 +417,7 @@ async fn an_idle_pid_one_gives_back_the_memory_its_setup_used() {
 /// environment counts against its limit with thousands of them.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_running_environment_costs_the_server_no_control_socket() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut server = ServerProcess::start(dir.path(), &[]);
-    let c = sdk_client(&server.endpoint(), "test", "test", "us-east-1");
-    deploy(&c, "few", 128).await;
+    let (_dir, mut server, c) = server_with("few").await;
     let pid = server.child.id();
     // Sandboxes made ahead, each PID 1 by now, and those of them running a function.
     let sandboxes = || {
@@ -464,6 +450,15 @@ async fn a_running_environment_costs_the_server_no_control_socket() {
         "{before} Unix sockets with two sandboxes waiting, {after} with one running beside them"
     );
     server.stop();
+}
+
+/// A server of its own, its data in a new directory, with `name` deployed at 128 MB.
+async fn server_with(name: &str) -> (tempfile::TempDir, ServerProcess, Client) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path(), &[]);
+    let c = sdk_client(&server.endpoint(), "test", "test", "us-east-1");
+    deploy(&c, name, 128).await;
+    (dir, server, c)
 }
 
 /// How many Unix sockets `pid` holds (its descriptors that `/proc/net/unix` lists).

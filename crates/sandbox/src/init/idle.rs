@@ -62,12 +62,11 @@ pub(super) fn unmap_unused() {
     let mut vdso = None;
     for ((start, end), perms, name) in mappings {
         match name {
-            Some("[vdso]" | "[vvar]" | "[vvar_vclock]") => {
-                if name == Some("[vdso]") {
-                    vdso = Some(start);
-                }
+            Some("[vdso]") => {
+                vdso = Some(start);
                 unused.push((start, end));
             }
+            Some("[vvar]" | "[vvar_vclock]") => unused.push((start, end)),
             None if perms == "---p" && end - start == page => guards.push(start),
             _ => {}
         }
@@ -145,28 +144,21 @@ fn release_stack() {
 /// Reaps every process of the sandbox (orphans are PID 1's) until `function` exits; returns its
 /// exit status as a shell reports it.
 pub(super) fn reap(function: libc::pid_t) -> i32 {
-    loop {
-        let mut status = 0;
-        // SAFETY: waitpid on any child with a valid status pointer.
-        let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
-        if pid == -1 {
-            if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
-            return 125;
-        }
-        if pid == function {
-            return status_code(status);
-        }
-    }
+    wait_until(-1, function)
 }
 
 /// Waits for `pid`, a child of this process; returns its exit status as [`status_code`] does.
 pub(super) fn wait_exit_code(pid: libc::pid_t) -> i32 {
+    wait_until(pid, pid)
+}
+
+/// Waits for the children `which` selects (`waitpid`'s first argument) until `pid` has exited:
+/// its status as [`status_code`] gives it, or 125 when there is nothing left to wait for.
+fn wait_until(which: libc::pid_t, pid: libc::pid_t) -> i32 {
     loop {
         let mut status = 0;
-        // SAFETY: waitpid on our own child with a valid status pointer.
-        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        // SAFETY: waitpid with a valid status pointer.
+        let r = unsafe { libc::waitpid(which, &mut status, 0) };
         if r == pid {
             return status_code(status);
         }
