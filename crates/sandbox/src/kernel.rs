@@ -88,6 +88,7 @@ pub trait Kernel: Send + Sync {
     fn pivot_root(&self, new_root: &Path, put_old: &Path) -> io::Result<()>;
     fn umount_detach(&self, target: &Path) -> io::Result<()>;
     fn symlink(&self, target: &str, link: &Path) -> io::Result<()>;
+    /// Creates an empty file at `path` (a mountpoint) without opening it; fails if it exists.
     fn create_file(&self, path: &Path) -> io::Result<()>;
     fn sethostname(&self, name: &str) -> io::Result<()>;
     fn chdir(&self, path: &Path) -> io::Result<()>;
@@ -223,7 +224,17 @@ impl Kernel for LinuxKernel {
         std::os::unix::fs::symlink(target, link)
     }
     fn create_file(&self, path: &Path) -> io::Result<()> {
-        std::fs::File::create(path).map(drop)
+        // Made, never opened: a file open for writing holds its mount's write access, and a
+        // process another thread forks meanwhile would keep it until it `exec`s, so that the
+        // mount could not be made read-only (EBUSY) at the end of the root's template.
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            path,
+            rustix::fs::FileType::RegularFile,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .map_err(io::Error::from)
     }
     fn sethostname(&self, name: &str) -> io::Result<()> {
         // SAFETY: the pointer and length describe `name`'s bytes.

@@ -1,13 +1,15 @@
-//! Every `/tmp` starts empty and open to all, even while other threads of the server fork
-//! children. A test binary of its own: its children hold copies of every descriptor of the
-//! process (a lock file's `flock`, a mount's directory) for a while, which would disturb any
-//! other test running beside it.
+//! What the server makes on its own threads while others of its threads fork children: every
+//! `/tmp` starts empty and open to all, and the root's template is made. A test binary of its
+//! own: its children hold copies of every descriptor of the process (a lock file's `flock`, a
+//! mount's directory, a file open for writing) for a while, which would disturb any other test
+//! running beside it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use lamina_sandbox::rootfs::{Base, Bind, make_template};
 use lamina_sandbox::scratch::ScratchPool;
 
 /// Forks a child every 2 ms that holds copies of all the process's descriptors for 300 ms, as
@@ -19,7 +21,7 @@ struct Forker {
 }
 
 impl Forker {
-    fn start() -> Self {
+    fn start(every: Duration, hold_us: u32) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let thread = std::thread::spawn({
             let stop = stop.clone();
@@ -32,7 +34,7 @@ impl Forker {
                     if pid == 0 {
                         // SAFETY: in the forked child, async-signal-safe calls only.
                         unsafe {
-                            libc::usleep(300_000);
+                            libc::usleep(hold_us);
                             libc::_exit(0);
                         }
                     }
@@ -44,7 +46,7 @@ impl Forker {
                     children.retain(|&c| unsafe {
                         libc::waitpid(c, std::ptr::null_mut(), libc::WNOHANG) == 0
                     });
-                    std::thread::sleep(Duration::from_millis(2));
+                    std::thread::sleep(every);
                 }
                 for c in children {
                     // SAFETY: waits for a child of this thread's own.
@@ -81,7 +83,7 @@ fn every_tmp_starts_empty_and_open_to_all_while_children_are_forked() {
         rustix::process::geteuid().is_root(),
         "this test makes loop-backed filesystems: run it as root"
     );
-    let forker = Forker::start();
+    let forker = Forker::start(Duration::from_millis(2), 300_000);
     let mut wrong = Vec::new();
     // Each pool makes its own template image: ten chances for a child to hold its mount.
     for round in 0..10 {
@@ -116,4 +118,53 @@ fn every_tmp_starts_empty_and_open_to_all_while_children_are_forked() {
     let forked = forker.finish();
     assert!(forked > 10, "the children were forked ({forked})");
     assert_eq!(wrong, Vec::<String>::new());
+}
+
+#[test]
+fn the_roots_template_is_made_while_children_are_forked() {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "this test makes mount namespaces: run it as root"
+    );
+    let dir = tempfile::tempdir().expect("a directory");
+    let tree = dir.path().join("tree");
+    std::fs::create_dir_all(tree.join("bin")).expect("a tree to bind");
+    let file = dir.path().join("hosts");
+    std::fs::write(&file, "127.0.0.1 localhost\n").expect("a file to bind");
+    let forker = Forker::start(Duration::ZERO, 10_000);
+    let mut failed = Vec::new();
+    // Files are made for mountpoints (the devices, file binds) on mounts made read-only at the
+    // end: a child forked while one is open for writing would keep that mount writable.
+    for round in 0..500 {
+        let mountpoint = dir.path().join(format!("root{round}"));
+        std::fs::create_dir(&mountpoint).expect("a mountpoint");
+        let base = Base {
+            mountpoint,
+            binds: vec![
+                Bind {
+                    source: tree.clone(),
+                    target: "/var/runtime".into(),
+                    file: false,
+                },
+                Bind {
+                    source: file.clone(),
+                    target: "/etc/hosts".into(),
+                    file: true,
+                },
+                Bind {
+                    source: file.clone(),
+                    target: "/etc/resolv.conf".into(),
+                    file: true,
+                },
+            ],
+            symlinks: vec![("bin".into(), "var/runtime/bin".into())],
+            dirs: vec!["/var/task/lib".into()],
+        };
+        if let Err(e) = make_template(&base) {
+            failed.push(format!("round {round}: {e}"));
+        }
+    }
+    let forked = forker.finish();
+    assert!(forked > 10, "the children were forked ({forked})");
+    assert_eq!(failed, Vec::<String>::new());
 }
