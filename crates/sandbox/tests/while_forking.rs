@@ -12,8 +12,8 @@ use std::time::Duration;
 use lamina_sandbox::rootfs::{Base, Bind, make_template};
 use lamina_sandbox::scratch::ScratchPool;
 
-/// Forks a child every 2 ms that holds copies of all the process's descriptors for 300 ms, as
-/// a child the server starts (mkfs, nft, any `Command`) holds them until it execs; stops, and
+/// Forks a child every `every` that holds copies of all the process's descriptors for `hold`,
+/// as a child the server starts (mkfs, nft, any `Command`) holds them until it execs; stops, and
 /// reaps the last ones, when dropped (a failed assertion included).
 struct Forker {
     stop: Arc<AtomicBool>,
@@ -21,10 +21,11 @@ struct Forker {
 }
 
 impl Forker {
-    fn start(every: Duration, hold_us: u32) -> Self {
+    fn start(every: Duration, hold: Duration) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let thread = std::thread::spawn({
             let stop = stop.clone();
+            let hold_us = u32::try_from(hold.as_micros()).expect("a hold under an hour");
             move || {
                 let mut forked = 0;
                 let mut children: Vec<libc::pid_t> = Vec::new();
@@ -83,7 +84,7 @@ fn every_tmp_starts_empty_and_open_to_all_while_children_are_forked() {
         rustix::process::geteuid().is_root(),
         "this test makes loop-backed filesystems: run it as root"
     );
-    let forker = Forker::start(Duration::from_millis(2), 300_000);
+    let forker = Forker::start(Duration::from_millis(2), Duration::from_millis(300));
     let mut wrong = Vec::new();
     // Each pool makes its own template image: ten chances for a child to hold its mount.
     for round in 0..10 {
@@ -131,7 +132,7 @@ fn the_roots_template_is_made_while_children_are_forked() {
     std::fs::create_dir_all(tree.join("bin")).expect("a tree to bind");
     let file = dir.path().join("hosts");
     std::fs::write(&file, "127.0.0.1 localhost\n").expect("a file to bind");
-    let forker = Forker::start(Duration::ZERO, 10_000);
+    let forker = Forker::start(Duration::ZERO, Duration::from_millis(10));
     let mut failed = Vec::new();
     // Files are made for mountpoints (the devices, file binds) on mounts made read-only at the
     // end: a child forked while one is open for writing would keep that mount writable.
