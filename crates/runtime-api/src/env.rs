@@ -81,9 +81,8 @@ pub struct Environment {
     _net: Option<lamina_net::Lease>,
 }
 
-/// The result of one invocation in an environment.
+/// The end of one invocation in an environment (its outcome went to the caller before).
 pub struct Ran {
-    pub outcome: Outcome,
     pub duration_ms: f64,
     pub init_ms: Option<f64>,
     pub max_memory_mb: u64,
@@ -95,6 +94,16 @@ pub struct Ran {
     /// Whether the runtime went away (exited, or dropped the invocation) before it answered:
     /// the outcome is Lamina's, not the function's.
     pub died: bool,
+}
+
+/// An invocation's outcome, handed to its caller as soon as it is known (the runtime's response
+/// or error, a crash, a timeout), before the invocation ends at the runtime's next `/next`.
+pub struct Answer {
+    pub outcome: Outcome,
+    /// See [`Ran::died`].
+    pub died: bool,
+    /// Whether the environment may still serve again (it answered; it did not die or time out).
+    pub finishing: bool,
 }
 
 /// `YYYY/MM/DD/[$LATEST]<32 hex>`.
@@ -452,8 +461,14 @@ impl Environment {
         &self.gate
     }
 
-    /// Runs one invocation.
-    pub async fn invoke(&mut self, inv: &Invocation, timeout_s: u32) -> Ran {
+    /// Runs one invocation: `answer` gets its outcome as soon as it is known, and the
+    /// invocation ends (REPORT line, reuse) when the runtime asks for the next one.
+    pub async fn invoke(
+        &mut self,
+        inv: &Invocation,
+        timeout_s: u32,
+        answer: impl FnOnce(Answer),
+    ) -> Ran {
         self.gate.claim(self.kernel.as_ref()).await;
         if let Some(m) = &mut self.peak {
             let _ = m.start(self.kernel.as_ref());
@@ -501,7 +516,7 @@ impl Environment {
             cognito_identity: None,
             reply: reply_tx,
         };
-        let (outcome, reusable, died, status) = {
+        let (error_type, reusable, died, status) = {
             // Where the kernel cannot reset the peak, usage is sampled while the invocation runs.
             let kernel = self.kernel.as_ref();
             let peak = &mut self.peak;
@@ -570,7 +585,15 @@ impl Environment {
                     }
                 }
             };
-            // The invocation ends when the runtime asks for the next one.
+            // The caller has its answer now; the invocation ends when the runtime asks for the
+            // next one. Only an error's body is looked into (for the REPORT line): a response
+            // may be megabytes of JSON.
+            let error_type = status.and_then(|_| outcome.failure_type());
+            answer(Answer {
+                outcome,
+                died,
+                finishing: reusable,
+            });
             if reusable {
                 let mut next = self.next_calls.clone();
                 let mut exit = self.exit.clone();
@@ -581,7 +604,7 @@ impl Environment {
                     _ = tokio::time::sleep_until(deadline.into()) => reusable = false,
                 }
             }
-            (outcome, reusable, died, status)
+            (error_type, reusable, died, status)
         };
         let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
         // An out-of-memory kill takes the peak to the limit, so a readable peak already says
@@ -601,8 +624,6 @@ impl Environment {
         // Billed as on Lambda since 2025-08: the invoke phase plus INIT on a cold start (and a
         // failed first INIT before it).
         let billed = (duration_ms + init_ms.unwrap_or(0.0) + before_ms).ceil() as u64;
-        // Only an error's body is looked into: a response may be megabytes of JSON.
-        let error_type = status.and_then(|_| outcome.failure_type());
         let report = platform::Report {
             request_id: &request_id,
             duration_ms,
@@ -618,7 +639,6 @@ impl Environment {
         }
         let tail = self.tap.take_capture();
         Ran {
-            outcome,
             duration_ms,
             init_ms,
             max_memory_mb,

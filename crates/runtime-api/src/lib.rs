@@ -2,13 +2,15 @@
 //! Runtime API, invocations delivered to them, warm reuse with the freezer in between, and logs.
 //!
 //! [`Executor::invoke`] takes an idle environment of the function (most recently used first) or
-//! starts one, runs the invocation, and puts the environment back if it may be reused; idle
+//! starts one, runs the invocation, answers once the runtime posts its response, and puts the
+//! environment back, if it may be reused, when the runtime asks for its next event; idle
 //! environments are frozen after [`FREEZE_AFTER`].
 //! An environment that crashed, timed out or failed its INIT is destroyed, never reused.
 
 mod env;
 mod gate;
 mod image;
+mod invoke;
 pub mod logs;
 mod net;
 mod outcome;
@@ -25,7 +27,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
-use bytes::Bytes;
 use lamina_sandbox::cgroup::Layout;
 use lamina_sandbox::host::Host;
 use lamina_sandbox::kernel::{Kernel, LinuxKernel};
@@ -35,6 +36,7 @@ use lamina_sandbox::uids::UidRange;
 
 pub use env::{Environment, Paths};
 pub use gate::Gate;
+pub use invoke::{End, Ended, Invocation, Invoked};
 pub use net::{NetSettings, VpcAttachment, VpcResolver};
 pub use outcome::{InitFailure, Outcome};
 pub use platform::LogSettings;
@@ -93,33 +95,6 @@ pub struct ImageRun {
     pub cwd: String,
     /// The image's `Env`.
     pub env: Vec<(String, String)>,
-}
-
-/// One invocation.
-#[derive(Debug, Clone)]
-pub struct Invocation {
-    pub request_id: String,
-    pub payload: Bytes,
-    pub invoked_arn: String,
-    pub version: String,
-    /// Decoded `X-Amz-Client-Context` JSON.
-    pub client_context: Option<String>,
-    /// An attempt of an asynchronous event (it may use only its share of the concurrency).
-    pub asynchronous: bool,
-}
-
-/// The result of [`Executor::invoke`].
-#[derive(Debug, Clone)]
-pub struct Invoked {
-    pub outcome: Outcome,
-    pub duration_ms: f64,
-    pub init_ms: Option<f64>,
-    pub max_memory_mb: u64,
-    /// The invocation's log (at most the last 4 KB), for `X-Amz-Log-Type: Tail`.
-    pub tail: String,
-    /// Milliseconds billed (the REPORT line's Billed Duration).
-    pub billed_ms: u64,
-    pub cold: bool,
 }
 
 /// Why an invocation could not run at all.
@@ -545,82 +520,6 @@ impl Executor {
         {
             tracing::warn!(error = %e, "cannot give the server's cgroup back as it was found; start the next server inside its leaf");
         }
-    }
-
-    /// Runs one invocation of `f`. The work runs in a task of its own, so a caller that goes
-    /// away cannot leave an environment or a concurrency slot behind.
-    pub async fn invoke(
-        &self,
-        f: &Arc<FunctionRuntime>,
-        inv: Invocation,
-    ) -> Result<Invoked, Failure> {
-        self.inner
-            .host
-            .can_sandbox()
-            .map_err(Failure::Unavailable)?;
-        let this = self.clone();
-        let f = Arc::clone(f);
-        tokio::spawn(async move { this.run(&f, inv).await })
-            .await
-            .unwrap_or_else(|e| Err(Failure::Internal(format!("invocation task failed: {e}"))))
-    }
-
-    async fn run(&self, f: &FunctionRuntime, inv: Invocation) -> Result<Invoked, Failure> {
-        let slot = scheduler::Slot {
-            account: f.account.clone(),
-            region: f.region.clone(),
-            function_arn: f.function_arn.clone(),
-            revision_id: f.revision_id.clone(),
-            version: f.version.clone(),
-            memory_mb: f.memory_mb,
-            tmp_mb: f.tmp_mb,
-            asynchronous: inv.asynchronous,
-        };
-        let sched = &self.inner.scheduler;
-        let (grant, reserved) = sched.acquire(&slot).map_err(Failure::Throttled)?;
-        let (mut env, cold) = match grant {
-            scheduler::Grant::Warm(env) => (env, false),
-            scheduler::Grant::Cold { boost } => {
-                match Environment::start_for(self, f, &inv.request_id, boost).await {
-                    Ok(env) => (env, true),
-                    Err(e) => {
-                        let init_failed = matches!(&e, Failure::Function(o) if o.init_failed());
-                        sched.release(slot, reserved, None, Some(!init_failed));
-                        return Err(if self.stopping() {
-                            Failure::Interrupted
-                        } else {
-                            e
-                        });
-                    }
-                }
-            }
-        };
-        let ran = env.invoke(&inv, f.timeout_s).await;
-        let interrupted = ran.died && self.stopping();
-        let init_ok = cold.then_some(true);
-        if ran.reusable {
-            sched.release(slot, reserved, Some(env), init_ok);
-        } else {
-            // The caller gets its answer now; the environment is torn down behind it, and its
-            // slot and memory are given back once it is gone.
-            let sched = sched.clone();
-            tokio::spawn(async move {
-                env.destroy().await;
-                sched.release(slot, reserved, None, init_ok);
-            });
-        }
-        if interrupted {
-            return Err(Failure::Interrupted);
-        }
-        Ok(Invoked {
-            outcome: ran.outcome,
-            duration_ms: ran.duration_ms,
-            billed_ms: ran.billed_ms,
-            init_ms: ran.init_ms,
-            max_memory_mb: ran.max_memory_mb,
-            tail: ran.tail,
-            cold,
-        })
     }
 
     /// Sets a function's reserved concurrency (`None`: none) for admission.

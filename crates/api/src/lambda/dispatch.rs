@@ -520,6 +520,8 @@ async fn attempt(
             payload: Bytes::from(e.payload.clone()),
             client_context: None,
             asynchronous: true,
+            // The attempt's usage is stored with the event's next state.
+            await_end: true,
         },
     )
     .await;

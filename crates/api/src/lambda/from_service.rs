@@ -165,6 +165,7 @@ pub async fn invoke_sync(
         payload,
         client_context: None,
         asynchronous: false,
+        await_end: false,
     };
     let ran = super::invoke::run(state, key, qualifier, call)
         .await
@@ -173,9 +174,6 @@ pub async fn invoke_sync(
             ErrorKind::TooManyRequests => Refusal::Throttled(e.error.message),
             _ => Refusal::Internal(e.error.message),
         })?;
-    if let Some(u) = ran.usage {
-        state.usage.record(u);
-    }
     let outcome = match ran.result {
         Ok(done) => done.outcome,
         Err(Failure::Function(outcome)) => outcome,

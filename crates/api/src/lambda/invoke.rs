@@ -115,12 +115,11 @@ pub async fn invoke(
             payload: body,
             client_context,
             asynchronous: false,
+            // The log tail ends with the REPORT line.
+            await_end: tail,
         },
     )
     .await?;
-    if let Some(u) = ran.usage {
-        state.usage.record(u);
-    }
     let (outcome, log) = match ran.result {
         Ok(done) => (done.outcome, done.tail),
         Err(Failure::Function(mut outcome)) => {
@@ -263,10 +262,17 @@ pub(crate) fn active(rec: &FunctionRecord) -> ApiResult<()> {
 pub(crate) struct Ran {
     /// The version that ran.
     pub rec: Arc<FunctionRecord>,
-    pub result: Result<Invoked, Failure>,
-    /// The usage to bill, if the function ran (or tried to): a synchronous caller hands it to
-    /// the usage sink; an asynchronous attempt stores it with the event's next state.
+    pub result: Result<Done, Failure>,
+    /// An asynchronous attempt's usage, if the function ran (or tried to), to store with the
+    /// event's next state. A synchronous invocation's goes to the usage sink from [`run`].
     pub usage: Option<lamina_store::UsageRecord>,
+}
+
+/// A function's answer.
+pub(crate) struct Done {
+    pub outcome: lamina_runtime_api::Outcome,
+    /// The invocation's log tail, if the call asked to wait for the end ([`Call::await_end`]).
+    pub tail: String,
 }
 
 /// A new request id. Time-ordered (UUID version 7, the same 36-character form as Lambda's), so
@@ -286,6 +292,11 @@ pub(crate) struct Call {
     pub client_context: Option<String>,
     /// An attempt of an asynchronous event.
     pub asynchronous: bool,
+    /// The caller needs the invocation's end (its log tail, or an attempt's usage): [`run`]
+    /// returns after it. Otherwise it returns with the function's answer, and the invocation
+    /// is accounted for (metrics, usage) in a task of its own when its runtime asks for the next
+    /// event.
+    pub await_end: bool,
 }
 
 /// Runs an invocation of `key` (at `qualifier`), counting it in the metrics.
@@ -301,6 +312,7 @@ pub(crate) async fn run(
         payload,
         client_context,
         asynchronous,
+        await_end,
     } = call;
     let started = std::time::Instant::now();
     // Counted in flight for the metric history from its first attempt to start.
@@ -328,27 +340,32 @@ pub(crate) async fn run(
             result => break (rec, function, meters, result),
         }
     };
-    let mut usage = None;
-    match &result {
-        Ok(done) => {
-            meters.duration().record(done.duration_ms / 1000.0);
-            // A cold start whose first INIT failed has no Init Duration: its second INIT is
-            // the invocation's.
-            if done.cold {
-                meters.cold_starts().increment(1);
+    let in_flight = in_flight.expect("started before the first attempt");
+    let ending = Ending {
+        state: Arc::clone(state),
+        function,
+        meters,
+        rec: Arc::clone(&rec),
+        usage_key,
+        asynchronous,
+        in_flight,
+    };
+    let result = match result {
+        Ok(Invoked { outcome, cold, end }) => {
+            let class = outcome_class(&outcome);
+            if await_end {
+                let (usage, tail) = ending.account(class, cold, end).await;
+                return Ok(Ran {
+                    rec,
+                    result: Ok(Done { outcome, tail }),
+                    usage,
+                });
             }
-            if let Some(init) = done.init_ms {
-                meters.init_duration().record(init / 1000.0);
-            }
-            let timing = (done.duration_ms, done.init_ms, done.billed_ms);
-            usage = Some(usage_of(
-                &function,
-                &meters,
-                &rec,
-                &usage_key,
-                &done.outcome,
-                timing,
-            ));
+            tokio::spawn(ending.account(class, cold, end));
+            Ok(Done {
+                outcome,
+                tail: String::new(),
+            })
         }
         Err(Failure::Function(outcome)) => {
             // Failed before an invocation could start (INIT): the time spent is billed as INIT,
@@ -357,25 +374,117 @@ pub(crate) async fn run(
                 .init_failure
                 .as_ref()
                 .map_or_else(|| started.elapsed().as_secs_f64() * 1000.0, |i| i.ms);
-            usage = Some(usage_of(
-                &function,
-                &meters,
-                &rec,
-                &usage_key,
-                outcome,
-                (0.0, Some(ms), ms.ceil() as u64),
-            ));
+            let usage = ending.usage(outcome_class(&outcome), (0.0, Some(ms), ms.ceil() as u64));
+            let sample = super::minutes::sample_of(None, false, Some(&usage));
+            let usage = ending.hand_on(usage, sample);
+            return Ok(Ran {
+                rec,
+                result: Err(Failure::Function(outcome)),
+                usage,
+            });
         }
-        Err(Failure::Throttled(t)) => {
-            metrics::counter!("lamina_throttles_total", "function" => function.name.clone(), "reason" => t.reason())
-                .increment(1);
+        Err(e) => {
+            if let Failure::Throttled(t) = &e {
+                metrics::counter!("lamina_throttles_total", "function" => ending.function.name.clone(), "reason" => t.reason())
+                    .increment(1);
+            }
+            let throttled = matches!(e, Failure::Throttled(_));
+            ending
+                .in_flight
+                .finish(super::minutes::sample_of(None, throttled, None));
+            Err(e)
         }
-        Err(_) => {}
+    };
+    Ok(Ran {
+        rec,
+        result,
+        usage: None,
+    })
+}
+
+/// What accounting an invocation needs once it has ended: its metrics, its usage record and its
+/// minute in the metric history.
+struct Ending {
+    state: Arc<AppState>,
+    function: Arc<FunctionRuntime>,
+    meters: Arc<super::meters::Meters>,
+    rec: Arc<FunctionRecord>,
+    usage_key: String,
+    asynchronous: bool,
+    in_flight: super::minutes::InFlight,
+}
+
+impl Ending {
+    /// Waits for the invocation's end and accounts for it; returns an asynchronous attempt's
+    /// usage, and the log tail.
+    async fn account(
+        self,
+        class: &'static str,
+        cold: bool,
+        end: lamina_runtime_api::End,
+    ) -> (Option<lamina_store::UsageRecord>, String) {
+        let Some(done) = end.wait().await else {
+            // The invocation's task failed after answering: nothing is known to bill.
+            return (None, String::new());
+        };
+        self.meters.duration().record(done.duration_ms / 1000.0);
+        // A cold start whose first INIT failed has no Init Duration: its second INIT is the
+        // invocation's.
+        if cold {
+            self.meters.cold_starts().increment(1);
+        }
+        if let Some(init) = done.init_ms {
+            self.meters.init_duration().record(init / 1000.0);
+        }
+        let usage = self.usage(class, (done.duration_ms, done.init_ms, done.billed_ms));
+        let sample = super::minutes::sample_of(Some((cold, done.duration_ms)), false, Some(&usage));
+        (self.hand_on(usage, sample), done.tail)
     }
-    if let Some(f) = in_flight {
-        f.finish(super::minutes::sample_of(&result, usage.as_ref()));
+
+    /// The invocation's usage record; counts it in the metrics.
+    fn usage(
+        &self,
+        class: &'static str,
+        timing: (f64, Option<f64>, u64),
+    ) -> lamina_store::UsageRecord {
+        usage_of(
+            &self.function,
+            &self.meters,
+            &self.rec,
+            &self.usage_key,
+            class,
+            timing,
+        )
     }
-    Ok(Ran { rec, result, usage })
+
+    /// Ends the invocation in the metric history; a synchronous invocation's usage goes to the
+    /// usage sink, an attempt's back to its dispatcher.
+    fn hand_on(
+        self,
+        usage: lamina_store::UsageRecord,
+        sample: super::minutes::Sample,
+    ) -> Option<lamina_store::UsageRecord> {
+        self.in_flight.finish(sample);
+        if self.asynchronous {
+            return Some(usage);
+        }
+        self.state.usage.record(usage);
+        None
+    }
+}
+
+/// How an outcome is counted and billed: `success`, `timeout`, `init_error` or `error`. Only an
+/// error's body is looked into (a response may be megabytes of JSON).
+fn outcome_class(outcome: &lamina_runtime_api::Outcome) -> &'static str {
+    if !outcome.function_error {
+        "success"
+    } else if outcome.failure_type().as_deref() == Some("Sandbox.Timedout") {
+        "timeout"
+    } else if outcome.init_failed() {
+        "init_error"
+    } else {
+        "error"
+    }
 }
 
 /// The invocation's usage record; counts it in the metrics.
@@ -384,20 +493,9 @@ fn usage_of(
     meters: &super::meters::Meters,
     rec: &lamina_store::FunctionRecord,
     request_id: &str,
-    outcome: &lamina_runtime_api::Outcome,
+    result: &'static str,
     (duration_ms, init_ms, billed_ms): (f64, Option<f64>, u64),
 ) -> lamina_store::UsageRecord {
-    // Only an error's body is looked into (a response may be megabytes of JSON).
-    let timed_out = || outcome.failure_type().as_deref() == Some("Sandbox.Timedout");
-    let result = if !outcome.function_error {
-        "success"
-    } else if timed_out() {
-        "timeout"
-    } else if outcome.init_failed() {
-        "init_error"
-    } else {
-        "error"
-    };
     let architecture = rec.spec.architecture.as_str();
     let gb_s = f.memory_mb as f64 / 1024.0 * billed_ms as f64 / 1000.0;
     meters.requests(result).increment(1);

@@ -9,7 +9,7 @@
 //! acknowledged writes.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use lamina_store::{FunctionKey, MINUTE_MS, MetricSlot};
 
@@ -43,9 +43,9 @@ pub(crate) struct Sample {
 
 /// An invocation counted in flight; [`InFlight::finish`] adds its outcome, dropping it
 /// unfinished (a cancelled request) only ends it.
-pub(crate) struct InFlight<'a> {
-    minutes: &'a Minutes,
-    key: &'a FunctionKey,
+pub(crate) struct InFlight {
+    minutes: Arc<Minutes>,
+    key: FunctionKey,
     /// Invocations of the function in flight when this one started, itself included.
     level: u64,
     done: bool,
@@ -57,7 +57,7 @@ impl Minutes {
     }
 
     /// Counts an invocation of `key` in flight.
-    pub(crate) fn start<'a>(&'a self, key: &'a FunctionKey) -> InFlight<'a> {
+    pub(crate) fn start(self: &Arc<Self>, key: &FunctionKey) -> InFlight {
         let mut live = self.lock();
         let entry = match live.get_mut(key) {
             Some(e) => e,
@@ -65,8 +65,8 @@ impl Minutes {
         };
         entry.in_flight += 1;
         InFlight {
-            minutes: self,
-            key,
+            minutes: Arc::clone(self),
+            key: key.clone(),
             level: entry.in_flight,
             done: false,
         }
@@ -107,18 +107,19 @@ impl Minutes {
 
 /// What the history counts of an invocation's result and its usage record (the same outcome
 /// `lamina_requests_total` counts: anything but `success` is an error).
+/// `ran`: whether it was a cold start, and its duration, if it ran.
 pub(crate) fn sample_of(
-    result: &Result<lamina_runtime_api::Invoked, lamina_runtime_api::Failure>,
+    ran: Option<(bool, f64)>,
+    throttled: bool,
     usage: Option<&lamina_store::UsageRecord>,
 ) -> Sample {
-    let mut s = Sample::default();
-    match result {
-        Ok(done) => {
-            s.cold_start = done.cold;
-            s.duration_ms = Some(done.duration_ms);
-        }
-        Err(lamina_runtime_api::Failure::Throttled(_)) => s.throttled = true,
-        Err(_) => {}
+    let mut s = Sample {
+        throttled,
+        ..Sample::default()
+    };
+    if let Some((cold, duration_ms)) = ran {
+        s.cold_start = cold;
+        s.duration_ms = Some(duration_ms);
     }
     if let Some(u) = usage {
         s.invoked = true;
@@ -146,13 +147,13 @@ impl Live {
     }
 }
 
-impl InFlight<'_> {
+impl InFlight {
     /// Ends the invocation and adds `sample` to the current minute.
     pub(crate) fn finish(mut self, sample: Sample) {
         self.done = true;
         let minute = lamina_model::now_millis().div_euclid(MINUTE_MS) * MINUTE_MS;
         let mut live = self.minutes.lock();
-        let Some(l) = live.get_mut(self.key) else {
+        let Some(l) = live.get_mut(&self.key) else {
             return;
         };
         l.in_flight = l.in_flight.saturating_sub(1);
@@ -171,10 +172,10 @@ impl InFlight<'_> {
     }
 }
 
-impl Drop for InFlight<'_> {
+impl Drop for InFlight {
     fn drop(&mut self) {
         if !self.done
-            && let Some(l) = self.minutes.lock().get_mut(self.key)
+            && let Some(l) = self.minutes.lock().get_mut(&self.key)
         {
             l.in_flight = l.in_flight.saturating_sub(1);
         }
@@ -191,7 +192,7 @@ mod tests {
 
     #[test]
     fn counts_outcomes_and_concurrency() {
-        let m = Minutes::default();
+        let m = Arc::new(Minutes::default());
         let k = key("f");
         let a = m.start(&k);
         let b = m.start(&k);

@@ -183,6 +183,78 @@ async fn reserved_concurrency_caps_and_stops_a_function() {
     );
 }
 
+/// A runtime that answers with the time it started (one value per environment), then lingers
+/// 200 ms after each response before it asks for the next event.
+const LINGERING_RUNTIME: &[u8] = b"#!/bin/sh\nSTARTED=$(date +%s%N)\nwhile true; do\n  H=$(mktemp)\n  curl -sS -o /dev/null -D $H \"http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/runtime/invocation/next\"\n  ID=$(grep -i lambda-runtime-aws-request-id $H | tr -d '\\r' | cut -d' ' -f2)\n  curl -sS -o /dev/null -X POST \"http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/runtime/invocation/$ID/response\" -d \"\\\"$STARTED\\\"\"\n  sleep 0.2\ndone\n";
+
+/// A caller has its answer when the runtime posts it, while the environment stays in flight
+/// until the runtime asks for the next event. A sequential caller that comes meanwhile waits for
+/// that environment: with a reservation of one it is neither throttled nor given another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sequential_caller_waits_for_the_environment_finishing() {
+    let app = spawn_app().await;
+    let c = &app.client;
+    c.create_function()
+        .function_name("lingers")
+        .runtime(Runtime::Providedal2023)
+        .handler("x")
+        .role(ROLE)
+        .memory_size(1024)
+        .timeout(30)
+        .code(
+            FunctionCode::builder()
+                .zip_file(Blob::new(bootstrap_zip(LINGERING_RUNTIME)))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("create: {}", describe(&e)));
+    c.put_function_concurrency()
+        .function_name("lingers")
+        .reserved_concurrent_executions(1)
+        .send()
+        .await
+        .unwrap();
+    let mut started = Vec::new();
+    for i in 0..4 {
+        let r = invoke(c, "lingers").await;
+        assert_eq!(throttle_reason(&r), None, "call {i} throttled");
+        let out = r.unwrap();
+        assert_eq!(out.function_error(), None, "call {i}");
+        started.push(String::from_utf8(out.payload().unwrap().as_ref().to_vec()).unwrap());
+    }
+    assert!(
+        started.iter().all(|s| s == &started[0]),
+        "one environment served every call: {started:?}"
+    );
+    // The invocation lasts until the runtime asks for the next event: its 200 ms linger is in
+    // the REPORT line's Duration (a log tail waits for it).
+    let out = c
+        .invoke()
+        .function_name("lingers")
+        .log_type(aws_sdk_lambda::types::LogType::Tail)
+        .payload(Blob::new(b"{}".to_vec()))
+        .send()
+        .await
+        .unwrap();
+    use base64::Engine;
+    let log = base64::engine::general_purpose::STANDARD
+        .decode(out.log_result().unwrap())
+        .unwrap();
+    let log = String::from_utf8_lossy(&log);
+    let duration: f64 = log
+        .split("\tDuration: ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no Duration in {log}"));
+    assert!(duration >= 200.0, "Duration {duration} ms in {log}");
+    assert_eq!(
+        String::from_utf8(out.payload().unwrap().as_ref().to_vec()).unwrap(),
+        started[0]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_account_limit_throttles_unreserved_functions() {
     let app = spawn_app_with("account_concurrency = 2").await;

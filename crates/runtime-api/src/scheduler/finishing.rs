@@ -1,0 +1,279 @@
+//! Environments finishing: they answered their callers and wait for their runtimes' next
+//! `/next`, in flight still. A caller that finds no idle environment waits in line for one of
+//! them (see the scheduler's doc), rather than starting another or being throttled; a caller
+//! that would be throttled waits for one to end.
+//!
+//! [`Finishing`] is generic over the environment (`E`), so that its bookkeeping is tested
+//! without sandboxes.
+
+use std::collections::VecDeque;
+
+use tokio::sync::oneshot;
+
+use super::{Acquired, FINISH_WAIT, Grant, Scheduler, Slot, Throttle};
+
+/// What a waiting caller gets: an environment with its concurrency (`true`: from the function's
+/// reservation), or `None` once fewer environments are finishing than callers wait.
+pub(super) type Handed<E> = Option<(E, bool)>;
+
+/// One function's finishing environments, by version and revision, and the callers waiting.
+pub(super) struct Finishing<E> {
+    /// Entries stay, at count 0, once made: a function has few versions in use.
+    kinds: Vec<Kind>,
+    /// Oldest first.
+    waiters: VecDeque<Waiter<E>>,
+}
+
+impl<E> Default for Finishing<E> {
+    fn default() -> Self {
+        Self {
+            kinds: Vec::new(),
+            waiters: VecDeque::new(),
+        }
+    }
+}
+
+struct Kind {
+    version: String,
+    revision_id: String,
+    /// Environments of this version and revision finishing.
+    count: u32,
+}
+
+struct Waiter<E> {
+    /// An index into `kinds`.
+    kind: usize,
+    asynchronous: bool,
+    tx: oneshot::Sender<Handed<E>>,
+}
+
+impl Scheduler {
+    /// Asks for an environment. `Ok((grant, reserved))`: `reserved` says which pool the
+    /// concurrency came from, to give back with [`Scheduler::release`]. Waits, for at most
+    /// [`FINISH_WAIT`], only while invocations are finishing: for one of the function's to hand
+    /// its environment over, or, where the caller would be throttled for want of concurrency,
+    /// memory or disk, for any of them to end and make room.
+    pub async fn acquire(&self, slot: &Slot) -> Result<(Grant, bool), Throttle> {
+        let deadline = tokio::time::Instant::now() + FINISH_WAIT;
+        let mut may_wait = true;
+        loop {
+            let acquired = {
+                let mut state = self.state();
+                match state.acquire(slot, may_wait) {
+                    Err(t) if state.may_make_room(t, slot) => {
+                        state.waiting_for_room += 1;
+                        // Enabled under the lock, under which releases notify: none is missed.
+                        let mut released = Box::pin(self.released.notified());
+                        released.as_mut().enable();
+                        Err(released)
+                    }
+                    other => Ok(other),
+                }
+            };
+            let mut rx = match acquired {
+                Ok(Ok(Acquired::Granted(grant, reserved))) => return Ok((grant, reserved)),
+                Ok(Ok(Acquired::Wait(rx))) => rx,
+                Ok(Err(t)) => return Err(t),
+                Err(released) => {
+                    let waited = tokio::time::timeout_at(deadline, released).await;
+                    self.state().waiting_for_room -= 1;
+                    if waited.is_err() {
+                        // No room made in time: admitted (or throttled) as if none were
+                        // finishing.
+                        return self.acquire_now(slot);
+                    }
+                    continue;
+                }
+            };
+            let handed = match tokio::time::timeout_at(deadline, &mut rx).await {
+                Ok(handed) => handed.ok().flatten(),
+                // Closed first, so that an environment handed over at this moment is not lost.
+                Err(_) => {
+                    rx.close();
+                    rx.try_recv().ok().flatten()
+                }
+            };
+            if let Some((env, reserved)) = handed {
+                return Ok((Grant::Warm(env), reserved));
+            }
+            may_wait = false;
+        }
+    }
+
+    /// [`Scheduler::acquire`] without waiting.
+    fn acquire_now(&self, slot: &Slot) -> Result<(Grant, bool), Throttle> {
+        match self.state().acquire(slot, false)? {
+            Acquired::Granted(grant, reserved) => Ok((grant, reserved)),
+            Acquired::Wait(_) => unreachable!("asked not to wait"),
+        }
+    }
+}
+
+impl<E> Finishing<E> {
+    /// Whether any environment of the function is finishing.
+    pub(super) fn any(&self) -> bool {
+        self.kinds.iter().any(|k| k.count > 0)
+    }
+
+    /// The index of `slot`'s version and revision in `kinds`, made if new.
+    fn kind(&mut self, slot: &Slot) -> usize {
+        let found = self
+            .kinds
+            .iter()
+            .position(|k| k.version == slot.version && k.revision_id == slot.revision_id);
+        found.unwrap_or_else(|| {
+            self.kinds.push(Kind {
+                version: slot.version.clone(),
+                revision_id: slot.revision_id.clone(),
+                count: 0,
+            });
+            self.kinds.len() - 1
+        })
+    }
+
+    /// Callers of `kind` still waiting (those that gave up are dropped from the line).
+    fn waiting(&mut self, kind: usize) -> usize {
+        self.waiters.retain(|w| !w.tx.is_closed());
+        self.waiters.iter().filter(|w| w.kind == kind).count()
+    }
+
+    /// An invocation of `slot` answered its caller.
+    pub(super) fn mark(&mut self, slot: &Slot) {
+        let kind = self.kind(slot);
+        self.kinds[kind].count += 1;
+    }
+
+    /// An invocation of `slot` marked finishing has ended.
+    pub(super) fn unmark(&mut self, slot: &Slot) {
+        let kind = self.kind(slot);
+        self.kinds[kind].count = self.kinds[kind].count.saturating_sub(1);
+    }
+
+    /// A place in line for a caller of `slot`, if more of its kind are finishing than callers
+    /// wait for them.
+    pub(super) fn wait(&mut self, slot: &Slot) -> Option<oneshot::Receiver<Handed<E>>> {
+        let kind = self.kind(slot);
+        if self.waiting(kind) >= self.kinds[kind].count as usize {
+            return None;
+        }
+        let (tx, rx) = oneshot::channel();
+        self.waiters.push_back(Waiter {
+            kind,
+            asynchronous: slot.asynchronous,
+            tx,
+        });
+        Some(rx)
+    }
+
+    /// Hands `env`, of `slot`'s kind, with its concurrency to the oldest caller waiting for
+    /// that kind. `Ok`: whether that caller is an asynchronous attempt; `Err`: nobody took it.
+    pub(super) fn hand_over(&mut self, slot: &Slot, env: E, reserved: bool) -> Result<bool, E> {
+        if self.waiters.is_empty() {
+            return Err(env);
+        }
+        let kind = self.kind(slot);
+        let mut env = env;
+        while let Some(i) = self.waiters.iter().position(|w| w.kind == kind) {
+            let w = self.waiters.remove(i).expect("found");
+            match w.tx.send(Some((env, reserved))) {
+                Ok(()) => return Ok(w.asynchronous),
+                // That caller stopped waiting.
+                Err(back) => env = back.expect("sent an environment").0,
+            }
+        }
+        Err(env)
+    }
+
+    /// Tells the callers of `slot`'s kind waiting beyond the environments still finishing (the
+    /// newest first) to stop waiting.
+    pub(super) fn settle(&mut self, slot: &Slot) {
+        let kind = self.kind(slot);
+        let surplus = self
+            .waiting(kind)
+            .saturating_sub(self.kinds[kind].count as usize);
+        for _ in 0..surplus {
+            let i = self
+                .waiters
+                .iter()
+                .rposition(|w| w.kind == kind)
+                .expect("counted");
+            let w = self.waiters.remove(i).expect("found");
+            let _ = w.tx.send(None);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot(version: &str, asynchronous: bool) -> Slot {
+        Slot {
+            account: "123456789012".into(),
+            region: "us-east-1".into(),
+            function_arn: "arn:aws:lambda:us-east-1:123456789012:function:f".into(),
+            revision_id: "r1".into(),
+            version: version.into(),
+            memory_mb: 128,
+            tmp_mb: 512,
+            asynchronous,
+        }
+    }
+
+    #[test]
+    fn only_as_many_callers_wait_as_environments_are_finishing() {
+        let mut f = Finishing::<u32>::default();
+        let latest = slot("$LATEST", false);
+        assert!(f.wait(&latest).is_none(), "nothing finishing");
+        f.mark(&latest);
+        let first = f.wait(&latest).expect("one finishing");
+        assert!(f.wait(&latest).is_none(), "one already waits for it");
+        assert!(f.wait(&slot("1", false)).is_none(), "another version");
+        // A caller that gave up frees its place.
+        drop(first);
+        assert!(f.wait(&latest).is_some());
+    }
+
+    #[test]
+    fn an_environment_goes_to_the_oldest_caller_of_its_kind() {
+        let mut f = Finishing::<u32>::default();
+        let (latest, v1) = (slot("$LATEST", false), slot("1", true));
+        f.mark(&latest);
+        f.mark(&v1);
+        f.mark(&latest);
+        let mut a = f.wait(&latest).unwrap();
+        let mut b = f.wait(&v1).unwrap();
+        let mut c = f.wait(&latest).unwrap();
+        assert_eq!(f.hand_over(&latest, 7, true), Ok(false));
+        assert_eq!(a.try_recv().unwrap(), Some((7, true)));
+        assert!(b.try_recv().is_err() && c.try_recv().is_err());
+        assert_eq!(
+            f.hand_over(&v1, 8, false),
+            Ok(true),
+            "an asynchronous caller"
+        );
+        assert_eq!(b.try_recv().unwrap(), Some((8, false)));
+        // A caller that stopped waiting is passed over; with nobody left the environment comes
+        // back.
+        c.close();
+        assert_eq!(f.hand_over(&latest, 9, false), Err(9));
+    }
+
+    #[test]
+    fn callers_beyond_the_environments_finishing_stop_waiting() {
+        let mut f = Finishing::<u32>::default();
+        let latest = slot("$LATEST", false);
+        f.mark(&latest);
+        f.mark(&latest);
+        let mut older = f.wait(&latest).unwrap();
+        let mut newer = f.wait(&latest).unwrap();
+        // One of the two died instead of asking for its next event.
+        f.unmark(&latest);
+        f.settle(&latest);
+        assert_eq!(newer.try_recv().unwrap(), None, "told to stop waiting");
+        assert!(older.try_recv().is_err(), "still waits for the other");
+        f.unmark(&latest);
+        f.settle(&latest);
+        assert_eq!(older.try_recv().unwrap(), None);
+    }
+}
