@@ -128,7 +128,7 @@ impl Executor {
                 // An environment that answered stays in flight until its runtime asks for the
                 // next event; the scheduler hands it to a caller that comes meanwhile.
                 if a.finishing {
-                    sched.finishing(&slot);
+                    sched.finishing(&slot, reserved);
                     finishing = true;
                 }
                 let _ = answer.send(if a.died && self.stopping() {
@@ -149,7 +149,7 @@ impl Executor {
             // The caller has its answer; the environment is torn down behind it, and its slot
             // and memory are given back once it is gone. No caller waits for it meanwhile.
             if finishing {
-                sched.finished(&slot);
+                sched.finished(&slot, reserved);
             }
             let sched = sched.clone();
             tokio::spawn(async move {

@@ -2,21 +2,24 @@
 //! Invocations ask it for an environment (a warm one, or leave to start one) and give it back,
 //! each under its lock for short work (hash lookups; on a cold start, at most one read of
 //! `/proc/meminfo` per [`HostMemory::FRESH`]): no task to wake and no reply to wait for on the
-//! invoke path (when a task owned this state, each invocation woke it twice, through a channel
-//! and a reply).
+//! invoke path when an environment is idle or may start (when a task owned this state, each
+//! invocation woke it twice, through a channel and a reply).
 //!
 //! Admission follows Lambda: a function with reserved concurrency R runs at most R at once (0
 //! stops it); the others share the account limit minus everything reserved. Starting an
 //! environment must also fit the host's memory budget (sum of live environments' MemorySize):
-//! idle environments are evicted least recently used first to make room, and if that is not
-//! enough the invocation is throttled rather than the host pushed into its OOM killer. Idle
+//! idle environments are evicted least recently used first to make room (none, if evicting
+//! them all would not be enough), and otherwise the invocation is throttled rather than the host
+//! pushed into its OOM killer. Idle
 //! environments are frozen after `FREEZE_AFTER` and destroyed after the keep-alive period.
 //!
 //! A caller has its answer when the runtime posts its response, but the environment stays in
 //! flight until the runtime asks for the next event, a moment later. A caller that comes
 //! meanwhile, and finds no idle environment, waits for one of those finishing (at most
 //! [`FINISH_WAIT`]) and gets it handed over with its concurrency, rather than starting another
-//! environment or being throttled: a sequential caller keeps one warm environment.
+//! environment or being throttled: a sequential caller keeps one warm environment. A caller
+//! that would be throttled for want of concurrency, memory or disk that finishing invocations
+//! hold waits (as long) for one of them to end.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -204,6 +207,9 @@ enum Acquired {
 #[derive(Default)]
 struct Account {
     reserved_total: u64,
+    /// Unreserved invocations that answered their callers and wait for their runtimes' next
+    /// `/next`.
+    finishing: u32,
     unreserved_in_flight: u32,
     /// Of which asynchronous attempts.
     unreserved_in_flight_async: u32,
@@ -334,9 +340,12 @@ impl Scheduler {
 
     /// Notes that an invocation of `slot` answered its caller and waits for its runtime's next
     /// `/next`: its environment may be handed to a caller that comes meanwhile.
-    pub fn finishing(&self, slot: &Slot) {
+    pub fn finishing(&self, slot: &Slot, reserved: bool) {
         let mut state = self.state();
         state.finishing += 1;
+        if !reserved {
+            state.account(slot).finishing += 1;
+        }
         let f = state
             .functions
             .entry(slot.function_arn.clone())
@@ -346,9 +355,9 @@ impl Scheduler {
 
     /// Notes that an invocation marked [`Scheduler::finishing`] will not give its environment
     /// back (it died, or timed out): callers waiting for it stop waiting.
-    pub fn finished(&self, slot: &Slot) {
+    pub fn finished(&self, slot: &Slot, reserved: bool) {
         let mut state = self.state();
-        state.finishing = state.finishing.saturating_sub(1);
+        state.unmark(slot, reserved);
         if let Some(f) = state.functions.get_mut(&slot.function_arn) {
             f.finishing.unmark(slot);
             f.finishing.settle(slot);
@@ -368,7 +377,7 @@ impl Scheduler {
     ) {
         let mut state = self.state();
         if finishing {
-            state.finishing = state.finishing.saturating_sub(1);
+            state.unmark(&slot, reserved);
         }
         if state.waiting_for_room > 0 {
             // Woken once the state is unlocked (below) and the environment given back.
@@ -469,14 +478,32 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 impl State {
     /// Whether an invocation finishing may lift `t` for `slot`: its function's reservation in
     /// use, or the account's concurrency, memory or disk.
-    fn may_make_room(&self, t: Throttle, slot: &Slot) -> bool {
+    fn may_make_room(&mut self, t: Throttle, slot: &Slot) -> bool {
         match t {
             Throttle::Reserved => self
                 .functions
-                .get(&slot.function_arn)
-                .is_some_and(|f| f.finishing.any()),
-            Throttle::Account | Throttle::Memory | Throttle::Disk => self.finishing > 0,
+                .get_mut(&slot.function_arn)
+                .is_some_and(|f| f.finishing.unpromised() > 0),
+            Throttle::Account => self.account(slot).finishing > 0,
+            Throttle::Memory | Throttle::Disk => self.finishing > 0,
             _ => false,
+        }
+    }
+
+    /// `slot`'s account.
+    fn account(&mut self, slot: &Slot) -> &mut Account {
+        self.accounts
+            .entry((slot.account.clone(), slot.region.clone()))
+            .or_default()
+    }
+
+    /// The counts of a finishing invocation of `slot` that ended (its function's own are
+    /// unmarked by the caller).
+    fn unmark(&mut self, slot: &Slot, reserved: bool) {
+        self.finishing = self.finishing.saturating_sub(1);
+        if !reserved {
+            let a = self.account(slot);
+            a.finishing = a.finishing.saturating_sub(1);
         }
     }
 
@@ -674,6 +701,23 @@ impl State {
         {
             self.evict_oldest_idle();
             return Err(Throttle::HostMemory);
+        }
+        // Idle environments are evicted only if that makes room: a refusal keeps them warm.
+        let (idle_mb, idle_tmp_mb) = self
+            .functions
+            .values()
+            .flat_map(|f| &f.idle)
+            .fold((0, 0), |(m, t), e| {
+                (m + e.memory_mb() as u64, t + e.tmp_mb() as u64)
+            });
+        let memory_short = self.live_memory_mb.saturating_sub(idle_mb) + mb > memory_budget;
+        let tmp_short = self.live_tmp_mb.saturating_sub(idle_tmp_mb) + tmp_mb > tmp_budget;
+        if memory_short || tmp_short {
+            return Err(match (asynchronous, memory_short) {
+                (true, _) => Throttle::AsyncShare,
+                (false, true) => Throttle::Memory,
+                (false, false) => Throttle::Disk,
+            });
         }
         loop {
             let short = if self.live_memory_mb + mb > memory_budget {

@@ -274,6 +274,9 @@ pub async fn run(
     let in_flight = async {
         serve.await?;
         queue.attempts_ended().await;
+        // A caller has its answer before its invocation ends (at its runtime's next `/next`),
+        // and the invocation's usage and log lines come after.
+        minutes.all_ended().await;
         Ok::<_, std::io::Error>(())
     };
     tokio::select! {

@@ -9,7 +9,9 @@
 //! acknowledged writes.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use lamina_store::{FunctionKey, MINUTE_MS, MetricSlot};
 
@@ -17,6 +19,9 @@ use lamina_store::{FunctionKey, MINUTE_MS, MetricSlot};
 #[derive(Default)]
 pub struct Minutes {
     live: Mutex<HashMap<FunctionKey, Live>>,
+    /// Invocations counted in flight and not yet ended: a synchronous one ends after its caller
+    /// has its answer, once its runtime asks for the next event and its usage is handed on.
+    running: AtomicUsize,
 }
 
 /// One function's state: invocations in flight, and counts per minute since the last flush
@@ -56,8 +61,17 @@ impl Minutes {
         self.live.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Returns once every invocation counted in flight has ended (its usage handed on to the
+    /// usage sink): at a graceful stop, after the last requests were answered.
+    pub async fn all_ended(&self) {
+        while self.running.load(Ordering::Acquire) > 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// Counts an invocation of `key` in flight.
     pub(crate) fn start(self: &Arc<Self>, key: &FunctionKey) -> InFlight {
+        self.running.fetch_add(1, Ordering::AcqRel);
         let mut live = self.lock();
         let entry = match live.get_mut(key) {
             Some(e) => e,
@@ -151,6 +165,7 @@ impl InFlight {
     /// Ends the invocation and adds `sample` to the current minute.
     pub(crate) fn finish(mut self, sample: Sample) {
         self.done = true;
+        self.minutes.running.fetch_sub(1, Ordering::AcqRel);
         let minute = lamina_model::now_millis().div_euclid(MINUTE_MS) * MINUTE_MS;
         let mut live = self.minutes.lock();
         let Some(l) = live.get_mut(&self.key) else {
@@ -174,6 +189,9 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
+        if !self.done {
+            self.minutes.running.fetch_sub(1, Ordering::AcqRel);
+        }
         if !self.done
             && let Some(l) = self.minutes.lock().get_mut(&self.key)
         {

@@ -18,7 +18,7 @@ pub(super) type Handed<E> = Option<(E, bool)>;
 
 /// One function's finishing environments, by version and revision, and the callers waiting.
 pub(super) struct Finishing<E> {
-    /// Entries stay, at count 0, once made: a function has few versions in use.
+    /// Entries at count 0 that no caller waits for are reused.
     kinds: Vec<Kind>,
     /// Oldest first.
     waiters: VecDeque<Waiter<E>>,
@@ -38,6 +38,8 @@ struct Kind {
     revision_id: String,
     /// Environments of this version and revision finishing.
     count: u32,
+    /// A caller waited for one of them in vain (see [`Finishing::stall`]).
+    stalled: bool,
 }
 
 struct Waiter<E> {
@@ -96,6 +98,11 @@ impl Scheduler {
             if let Some((env, reserved)) = handed {
                 return Ok((Grant::Warm(env), reserved));
             }
+            if tokio::time::Instant::now() >= deadline
+                && let Some(f) = self.state().functions.get_mut(&slot.function_arn)
+            {
+                f.finishing.stall(slot);
+            }
             may_wait = false;
         }
     }
@@ -110,25 +117,18 @@ impl Scheduler {
 }
 
 impl<E> Finishing<E> {
-    /// Whether any environment of the function is finishing.
-    pub(super) fn any(&self) -> bool {
-        self.kinds.iter().any(|k| k.count > 0)
+    /// Environments of the function finishing that no caller waits for yet.
+    pub(super) fn unpromised(&mut self) -> usize {
+        self.waiters.retain(|w| !w.tx.is_closed());
+        let finishing: usize = self.kinds.iter().map(|k| k.count as usize).sum();
+        finishing.saturating_sub(self.waiters.len())
     }
 
-    /// The index of `slot`'s version and revision in `kinds`, made if new.
-    fn kind(&mut self, slot: &Slot) -> usize {
-        let found = self
-            .kinds
+    /// The index of `slot`'s version and revision in `kinds`.
+    fn find(&self, slot: &Slot) -> Option<usize> {
+        self.kinds
             .iter()
-            .position(|k| k.version == slot.version && k.revision_id == slot.revision_id);
-        found.unwrap_or_else(|| {
-            self.kinds.push(Kind {
-                version: slot.version.clone(),
-                revision_id: slot.revision_id.clone(),
-                count: 0,
-            });
-            self.kinds.len() - 1
-        })
+            .position(|k| k.version == slot.version && k.revision_id == slot.revision_id)
     }
 
     /// Callers of `kind` still waiting (those that gave up are dropped from the line).
@@ -137,23 +137,50 @@ impl<E> Finishing<E> {
         self.waiters.iter().filter(|w| w.kind == kind).count()
     }
 
-    /// An invocation of `slot` answered its caller.
+    /// An invocation of `slot` answered its caller. A new version or revision takes an entry
+    /// nothing refers to any more, so that updates do not grow the list.
     pub(super) fn mark(&mut self, slot: &Slot) {
-        let kind = self.kind(slot);
-        self.kinds[kind].count += 1;
+        if let Some(kind) = self.find(slot) {
+            self.kinds[kind].count += 1;
+            return;
+        }
+        self.waiters.retain(|w| !w.tx.is_closed());
+        let unused = (0..self.kinds.len())
+            .find(|&i| self.kinds[i].count == 0 && !self.waiters.iter().any(|w| w.kind == i));
+        let kind = Kind {
+            version: slot.version.clone(),
+            revision_id: slot.revision_id.clone(),
+            count: 1,
+            stalled: false,
+        };
+        match unused {
+            Some(i) => self.kinds[i] = kind,
+            None => self.kinds.push(kind),
+        }
     }
 
     /// An invocation of `slot` marked finishing has ended.
     pub(super) fn unmark(&mut self, slot: &Slot) {
-        let kind = self.kind(slot);
-        self.kinds[kind].count = self.kinds[kind].count.saturating_sub(1);
+        if let Some(kind) = self.find(slot) {
+            let k = &mut self.kinds[kind];
+            k.count = k.count.saturating_sub(1);
+            k.stalled = false;
+        }
+    }
+
+    /// A caller of `slot` waited in vain: until one of its kind ends, callers do not wait for
+    /// the others (a runtime that lingers after its responses would hold each of them).
+    pub(super) fn stall(&mut self, slot: &Slot) {
+        if let Some(kind) = self.find(slot) {
+            self.kinds[kind].stalled = true;
+        }
     }
 
     /// A place in line for a caller of `slot`, if more of its kind are finishing than callers
     /// wait for them.
     pub(super) fn wait(&mut self, slot: &Slot) -> Option<oneshot::Receiver<Handed<E>>> {
-        let kind = self.kind(slot);
-        if self.waiting(kind) >= self.kinds[kind].count as usize {
+        let kind = self.find(slot)?;
+        if self.kinds[kind].stalled || self.waiting(kind) >= self.kinds[kind].count as usize {
             return None;
         }
         let (tx, rx) = oneshot::channel();
@@ -168,10 +195,9 @@ impl<E> Finishing<E> {
     /// Hands `env`, of `slot`'s kind, with its concurrency to the oldest caller waiting for
     /// that kind. `Ok`: whether that caller is an asynchronous attempt; `Err`: nobody took it.
     pub(super) fn hand_over(&mut self, slot: &Slot, env: E, reserved: bool) -> Result<bool, E> {
-        if self.waiters.is_empty() {
+        let Some(kind) = self.find(slot).filter(|_| !self.waiters.is_empty()) else {
             return Err(env);
-        }
-        let kind = self.kind(slot);
+        };
         let mut env = env;
         while let Some(i) = self.waiters.iter().position(|w| w.kind == kind) {
             let w = self.waiters.remove(i).expect("found");
@@ -187,7 +213,9 @@ impl<E> Finishing<E> {
     /// Tells the callers of `slot`'s kind waiting beyond the environments still finishing (the
     /// newest first) to stop waiting.
     pub(super) fn settle(&mut self, slot: &Slot) {
-        let kind = self.kind(slot);
+        let Some(kind) = self.find(slot) else {
+            return;
+        };
         let surplus = self
             .waiting(kind)
             .saturating_sub(self.kinds[kind].count as usize);
@@ -257,6 +285,32 @@ mod tests {
         // back.
         c.close();
         assert_eq!(f.hand_over(&latest, 9, false), Err(9));
+    }
+
+    #[test]
+    fn after_a_wait_in_vain_callers_stop_waiting_until_one_ends() {
+        let mut f = Finishing::<u32>::default();
+        let latest = slot("$LATEST", false);
+        f.mark(&latest);
+        f.mark(&latest);
+        drop(f.wait(&latest).unwrap());
+        f.stall(&latest);
+        assert!(f.wait(&latest).is_none(), "one of them lingers");
+        f.unmark(&latest);
+        assert!(f.wait(&latest).is_some(), "one ended");
+    }
+
+    #[test]
+    fn a_new_revision_reuses_an_entry_nothing_refers_to() {
+        let mut f = Finishing::<u32>::default();
+        for revision in 0..100 {
+            let mut s = slot("$LATEST", false);
+            s.revision_id = format!("r{revision}");
+            f.mark(&s);
+            f.unmark(&s);
+        }
+        assert_eq!(f.kinds.len(), 1);
+        assert_eq!(f.unpromised(), 0);
     }
 
     #[test]
