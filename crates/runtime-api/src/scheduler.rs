@@ -338,32 +338,6 @@ impl Scheduler {
         lock(&self.state)
     }
 
-    /// Notes that an invocation of `slot` answered its caller and waits for its runtime's next
-    /// `/next`: its environment may be handed to a caller that comes meanwhile.
-    pub fn finishing(&self, slot: &Slot, reserved: bool) {
-        let mut state = self.state();
-        state.finishing += 1;
-        if !reserved {
-            state.account(slot).finishing += 1;
-        }
-        let f = state
-            .functions
-            .entry(slot.function_arn.clone())
-            .or_default();
-        f.finishing.mark(slot);
-    }
-
-    /// Notes that an invocation marked [`Scheduler::finishing`] will not give its environment
-    /// back (it died, or timed out): callers waiting for it stop waiting.
-    pub fn finished(&self, slot: &Slot, reserved: bool) {
-        let mut state = self.state();
-        state.unmark(slot, reserved);
-        if let Some(f) = state.functions.get_mut(&slot.function_arn) {
-            f.finishing.unmark(slot);
-            f.finishing.settle(slot);
-        }
-    }
-
     /// Gives back the concurrency, with the environment if it may serve again (to a caller
     /// waiting for it first). `init_ok` reports a cold start's INIT; `finishing`, whether
     /// [`Scheduler::finishing`] was called for the invocation.
@@ -383,20 +357,17 @@ impl Scheduler {
             // Woken once the state is unlocked (below) and the environment given back.
             self.released.notify_waiters();
         }
-        if let Some(f) = state.functions.get_mut(&slot.function_arn) {
-            if let Some(ok) = init_ok {
-                f.init_failed = !ok;
-            }
-            if finishing {
-                f.finishing.unmark(&slot);
-            }
+        if let Some(ok) = init_ok
+            && let Some(f) = state.functions.get_mut(&slot.function_arn)
+        {
+            f.init_failed = !ok;
         }
-        // Those a handed-over environment leaves without one (it was stale, or nobody
-        // waited) stop waiting, below.
+        // The environment goes to the oldest caller waiting for it; if none takes it, callers
+        // beyond the environments still finishing stop waiting.
         let env = match env {
             Some(env) => match state.hand_over(&slot, reserved, env) {
+                Some(env) => Some(env),
                 None => return,
-                env => env,
             },
             None => None,
         };
@@ -476,35 +447,11 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 }
 
 impl State {
-    /// Whether an invocation finishing may lift `t` for `slot`: its function's reservation in
-    /// use, or the account's concurrency, memory or disk.
-    fn may_make_room(&mut self, t: Throttle, slot: &Slot) -> bool {
-        match t {
-            Throttle::Reserved => self
-                .functions
-                .get_mut(&slot.function_arn)
-                .is_some_and(|f| f.finishing.unpromised() > 0),
-            Throttle::Account => self.account(slot).finishing > 0,
-            Throttle::Memory | Throttle::Disk => self.finishing > 0,
-            _ => false,
-        }
-    }
-
     /// `slot`'s account.
     fn account(&mut self, slot: &Slot) -> &mut Account {
         self.accounts
             .entry((slot.account.clone(), slot.region.clone()))
             .or_default()
-    }
-
-    /// The counts of a finishing invocation of `slot` that ended (its function's own are
-    /// unmarked by the caller).
-    fn unmark(&mut self, slot: &Slot, reserved: bool) {
-        self.finishing = self.finishing.saturating_sub(1);
-        if !reserved {
-            let a = self.account(slot);
-            a.finishing = a.finishing.saturating_sub(1);
-        }
     }
 
     fn acquire(&mut self, slot: &Slot, may_wait: bool) -> Result<Acquired, Throttle> {
@@ -615,34 +562,6 @@ impl State {
             a.unreserved_in_flight_async += slot.asynchronous as u32;
         }
         Ok(Acquired::Granted(grant, reserved))
-    }
-
-    /// Hands `env`, released by an invocation of `slot`, to the oldest caller waiting for it,
-    /// with the invocation's concurrency; gives it back if none takes it.
-    fn hand_over(&mut self, slot: &Slot, reserved: bool, env: Environment) -> Option<Environment> {
-        let Some(f) = self.functions.get_mut(&slot.function_arn) else {
-            return Some(env);
-        };
-        if env.revision_id != slot.revision_id {
-            return Some(env);
-        }
-        let asynchronous = match f.finishing.hand_over(slot, env, reserved) {
-            Ok(asynchronous) => asynchronous,
-            Err(env) => return Some(env),
-        };
-        // The slot stays in flight: only whether it is asynchronous may change.
-        let change = |n: &mut u32| {
-            *n = n.saturating_sub(slot.asynchronous as u32) + asynchronous as u32;
-        };
-        change(&mut f.in_flight_async);
-        if !reserved
-            && let Some(a) = self
-                .accounts
-                .get_mut(&(slot.account.clone(), slot.region.clone()))
-        {
-            change(&mut a.unreserved_in_flight_async);
-        }
-        None
     }
 
     fn async_capacity(&self, account: &str, region: &str, function_arn: &str) -> AsyncCapacity {

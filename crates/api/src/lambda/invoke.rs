@@ -384,11 +384,13 @@ pub(crate) async fn run(
             });
         }
         Err(e) => {
-            if let Failure::Throttled(t) = &e {
+            let throttled = if let Failure::Throttled(t) = &e {
                 metrics::counter!("lamina_throttles_total", "function" => ending.function.name.clone(), "reason" => t.reason())
                     .increment(1);
-            }
-            let throttled = matches!(e, Failure::Throttled(_));
+                true
+            } else {
+                false
+            };
             ending
                 .in_flight
                 .finish(super::minutes::sample_of(None, throttled, None));
@@ -444,17 +446,29 @@ impl Ending {
     /// The invocation's usage record; counts it in the metrics.
     fn usage(
         &self,
-        class: &'static str,
-        timing: (f64, Option<f64>, u64),
+        result: &'static str,
+        (duration_ms, init_ms, billed_ms): (f64, Option<f64>, u64),
     ) -> lamina_store::UsageRecord {
-        usage_of(
-            &self.function,
-            &self.meters,
-            &self.rec,
-            &self.usage_key,
-            class,
-            timing,
-        )
+        let f = &self.function;
+        let gb_s = f.memory_mb as f64 / 1024.0 * billed_ms as f64 / 1000.0;
+        self.meters.requests(result).increment(1);
+        self.meters.billed_gb_s().increment(gb_s);
+        lamina_store::UsageRecord {
+            request_id: self.usage_key.clone(),
+            account: f.account.clone(),
+            region: f.region.clone(),
+            function: f.name.clone(),
+            version: f.version.clone(),
+            architecture: self.rec.spec.architecture.as_str().to_owned(),
+            memory_mb: f.memory_mb,
+            ephemeral_mb: f.tmp_mb,
+            init_ms,
+            duration_ms,
+            billed_duration_ms: duration_ms.ceil() as u64,
+            billed_ms,
+            outcome: result.to_owned(),
+            ts_ms: lamina_model::now_millis(),
+        }
     }
 
     /// Ends the invocation in the metric history; a synchronous invocation's usage goes to the
@@ -484,36 +498,5 @@ fn outcome_class(outcome: &lamina_runtime_api::Outcome) -> &'static str {
         "init_error"
     } else {
         "error"
-    }
-}
-
-/// The invocation's usage record; counts it in the metrics.
-fn usage_of(
-    f: &FunctionRuntime,
-    meters: &super::meters::Meters,
-    rec: &lamina_store::FunctionRecord,
-    request_id: &str,
-    result: &'static str,
-    (duration_ms, init_ms, billed_ms): (f64, Option<f64>, u64),
-) -> lamina_store::UsageRecord {
-    let architecture = rec.spec.architecture.as_str();
-    let gb_s = f.memory_mb as f64 / 1024.0 * billed_ms as f64 / 1000.0;
-    meters.requests(result).increment(1);
-    meters.billed_gb_s().increment(gb_s);
-    lamina_store::UsageRecord {
-        request_id: request_id.to_owned(),
-        account: f.account.clone(),
-        region: f.region.clone(),
-        function: f.name.clone(),
-        version: f.version.clone(),
-        architecture: architecture.to_owned(),
-        memory_mb: f.memory_mb,
-        ephemeral_mb: f.tmp_mb,
-        init_ms,
-        duration_ms,
-        billed_duration_ms: duration_ms.ceil() as u64,
-        billed_ms,
-        outcome: result.to_owned(),
-        ts_ms: lamina_model::now_millis(),
     }
 }

@@ -9,7 +9,6 @@
 //! acknowledged writes.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,9 +18,6 @@ use lamina_store::{FunctionKey, MINUTE_MS, MetricSlot};
 #[derive(Default)]
 pub struct Minutes {
     live: Mutex<HashMap<FunctionKey, Live>>,
-    /// Invocations counted in flight and not yet ended: a synchronous one ends after its caller
-    /// has its answer, once its runtime asks for the next event and its usage is handed on.
-    running: AtomicUsize,
 }
 
 /// One function's state: invocations in flight, and counts per minute since the last flush
@@ -62,16 +58,16 @@ impl Minutes {
     }
 
     /// Returns once every invocation counted in flight has ended (its usage handed on to the
-    /// usage sink): at a graceful stop, after the last requests were answered.
+    /// usage sink): at a graceful stop, after the last requests were answered. A synchronous
+    /// invocation ends after its caller has its answer, when its runtime asks for the next event.
     pub async fn all_ended(&self) {
-        while self.running.load(Ordering::Acquire) > 0 {
+        while self.lock().values().any(|l| l.in_flight > 0) {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 
     /// Counts an invocation of `key` in flight.
     pub(crate) fn start(self: &Arc<Self>, key: &FunctionKey) -> InFlight {
-        self.running.fetch_add(1, Ordering::AcqRel);
         let mut live = self.lock();
         let entry = match live.get_mut(key) {
             Some(e) => e,
@@ -165,7 +161,6 @@ impl InFlight {
     /// Ends the invocation and adds `sample` to the current minute.
     pub(crate) fn finish(mut self, sample: Sample) {
         self.done = true;
-        self.minutes.running.fetch_sub(1, Ordering::AcqRel);
         let minute = lamina_model::now_millis().div_euclid(MINUTE_MS) * MINUTE_MS;
         let mut live = self.minutes.lock();
         let Some(l) = live.get_mut(&self.key) else {
@@ -189,9 +184,6 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        if !self.done {
-            self.minutes.running.fetch_sub(1, Ordering::AcqRel);
-        }
         if !self.done
             && let Some(l) = self.minutes.lock().get_mut(&self.key)
         {

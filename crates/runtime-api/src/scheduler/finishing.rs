@@ -10,7 +10,8 @@ use std::collections::VecDeque;
 
 use tokio::sync::oneshot;
 
-use super::{Acquired, FINISH_WAIT, Grant, Scheduler, Slot, Throttle};
+use super::{Acquired, FINISH_WAIT, Grant, Scheduler, Slot, State, Throttle};
+use crate::env::Environment;
 
 /// What a waiting caller gets: an environment with its concurrency (`true`: from the function's
 /// reservation), or `None` once fewer environments are finishing than callers wait.
@@ -107,12 +108,94 @@ impl Scheduler {
         }
     }
 
+    /// Notes that an invocation of `slot` answered its caller and waits for its runtime's next
+    /// `/next`: its environment may be handed to a caller that comes meanwhile.
+    pub fn finishing(&self, slot: &Slot, reserved: bool) {
+        let mut state = self.state();
+        state.finishing += 1;
+        if !reserved {
+            state.account(slot).finishing += 1;
+        }
+        let f = state
+            .functions
+            .entry(slot.function_arn.clone())
+            .or_default();
+        f.finishing.mark(slot);
+    }
+
+    /// Notes that an invocation marked [`Scheduler::finishing`] will not give its environment
+    /// back (it died, or timed out): callers waiting for it stop waiting.
+    pub fn finished(&self, slot: &Slot, reserved: bool) {
+        let mut state = self.state();
+        state.unmark(slot, reserved);
+        if let Some(f) = state.functions.get_mut(&slot.function_arn) {
+            f.finishing.settle(slot);
+        }
+    }
+
     /// [`Scheduler::acquire`] without waiting.
     fn acquire_now(&self, slot: &Slot) -> Result<(Grant, bool), Throttle> {
         match self.state().acquire(slot, false)? {
             Acquired::Granted(grant, reserved) => Ok((grant, reserved)),
             Acquired::Wait(_) => unreachable!("asked not to wait"),
         }
+    }
+}
+
+impl State {
+    /// Whether an invocation finishing may lift `t` for `slot`: its function's reservation in
+    /// use, or the account's concurrency, memory or disk.
+    fn may_make_room(&mut self, t: Throttle, slot: &Slot) -> bool {
+        match t {
+            Throttle::Reserved => self
+                .functions
+                .get_mut(&slot.function_arn)
+                .is_some_and(|f| f.finishing.unpromised() > 0),
+            Throttle::Account => self.account(slot).finishing > 0,
+            Throttle::Memory | Throttle::Disk => self.finishing > 0,
+            _ => false,
+        }
+    }
+
+    /// Uncounts a finishing invocation of `slot` that ended.
+    pub(super) fn unmark(&mut self, slot: &Slot, reserved: bool) {
+        self.finishing = self.finishing.saturating_sub(1);
+        if !reserved {
+            let a = self.account(slot);
+            a.finishing = a.finishing.saturating_sub(1);
+        }
+        if let Some(f) = self.functions.get_mut(&slot.function_arn) {
+            f.finishing.unmark(slot);
+        }
+    }
+
+    /// Hands `env`, released by an invocation of `slot`, to the oldest caller waiting for it,
+    /// with the invocation's concurrency; gives it back if none takes it.
+    pub(super) fn hand_over(
+        &mut self,
+        slot: &Slot,
+        reserved: bool,
+        env: Environment,
+    ) -> Option<Environment> {
+        let Some(f) = self.functions.get_mut(&slot.function_arn) else {
+            return Some(env);
+        };
+        if env.revision_id != slot.revision_id {
+            return Some(env);
+        }
+        let asynchronous = match f.finishing.hand_over(slot, env, reserved) {
+            Ok(asynchronous) => asynchronous,
+            Err(env) => return Some(env),
+        };
+        // The slot stays in flight: only whether it is asynchronous may change.
+        let change = |n: &mut u32| {
+            *n = n.saturating_sub(slot.asynchronous as u32) + asynchronous as u32;
+        };
+        change(&mut f.in_flight_async);
+        if !reserved {
+            change(&mut self.account(slot).unreserved_in_flight_async);
+        }
+        None
     }
 }
 
