@@ -385,6 +385,10 @@ async fn answer(
         Err(BodyError::Broken) => return status(StatusCode::BAD_REQUEST),
     };
     let _ = tx.send(reply);
+    // The caller's answer goes out first: the invocation and then the caller's task run on this
+    // worker before the `202`, which only lets the runtime ask for its next event. Written the
+    // other way round, the caller waited for a loopback write and the runtime's wake-up.
+    tokio::task::yield_now().await;
     accepted()
 }
 
