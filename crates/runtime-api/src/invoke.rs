@@ -103,6 +103,7 @@ impl Executor {
                 return;
             }
         };
+        let mut held = Held::new(sched.clone(), slot, reserved);
         let (mut env, cold) = match grant {
             scheduler::Grant::Warm(env) => (env, false),
             scheduler::Grant::Cold { boost } => {
@@ -110,7 +111,7 @@ impl Executor {
                     Ok(env) => (env, true),
                     Err(e) => {
                         let init_failed = matches!(&e, Failure::Function(o) if o.init_failed());
-                        sched.release(slot, reserved, None, Some(!init_failed), false);
+                        held.release(None, Some(!init_failed));
                         let _ = answer.send(Err(if self.stopping() {
                             Failure::Interrupted
                         } else {
@@ -122,14 +123,12 @@ impl Executor {
             }
         };
         let (ended, end) = oneshot::channel();
-        let mut finishing = false;
         let ran = env
             .invoke(&inv, f.timeout_s, |a| {
                 // An environment that answered stays in flight until its runtime asks for the
                 // next event; the scheduler hands it to a caller that comes meanwhile.
                 if a.finishing {
-                    sched.finishing(&slot, reserved);
-                    finishing = true;
+                    held.finishing();
                 }
                 let _ = answer.send(if a.died && self.stopping() {
                     Err(Failure::Interrupted)
@@ -144,17 +143,14 @@ impl Executor {
             .await;
         let init_ok = cold.then_some(true);
         if ran.reusable {
-            sched.release(slot, reserved, Some(env), init_ok, finishing);
+            held.release(Some(env), init_ok);
         } else {
             // The caller has its answer; the environment is torn down behind it, and its slot
             // and memory are given back once it is gone. No caller waits for it meanwhile.
-            if finishing {
-                sched.finished(&slot, reserved);
-            }
-            let sched = sched.clone();
+            held.finished();
             tokio::spawn(async move {
                 env.destroy().await;
-                sched.release(slot, reserved, None, init_ok, false);
+                held.release(None, init_ok);
             });
         }
         let _ = ended.send(Ended {
@@ -164,5 +160,126 @@ impl Executor {
             max_memory_mb: ran.max_memory_mb,
             tail: ran.tail,
         });
+    }
+}
+
+/// An invocation's concurrency (with its memory and disk), from its grant until it is given
+/// back. Dropped without [`Held::release`], as when the invocation's task panics, it is given
+/// back all the same: a bug in one invocation cannot hold a function's concurrency for good.
+struct Held {
+    sched: scheduler::Scheduler,
+    /// `None` once given back.
+    slot: Option<scheduler::Slot>,
+    reserved: bool,
+    /// [`scheduler::Scheduler::finishing`] was called for it.
+    finishing: bool,
+}
+
+impl Held {
+    fn new(sched: scheduler::Scheduler, slot: scheduler::Slot, reserved: bool) -> Self {
+        Self {
+            sched,
+            slot: Some(slot),
+            reserved,
+            finishing: false,
+        }
+    }
+
+    /// The invocation answered and waits for its runtime's next `/next`.
+    fn finishing(&mut self) {
+        if let Some(slot) = &self.slot {
+            self.sched.finishing(slot, self.reserved);
+            self.finishing = true;
+        }
+    }
+
+    /// The invocation that answered will not give its environment back.
+    fn finished(&mut self) {
+        if let Some(slot) = &self.slot
+            && std::mem::take(&mut self.finishing)
+        {
+            self.sched.finished(slot, self.reserved);
+        }
+    }
+
+    /// Gives the concurrency back, with the environment if it may serve again.
+    fn release(mut self, env: Option<Environment>, init_ok: Option<bool>) {
+        if let Some(slot) = self.slot.take() {
+            self.sched
+                .release(slot, self.reserved, env, init_ok, self.finishing);
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            self.sched
+                .release(slot, self.reserved, None, None, self.finishing);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    use std::time::Duration;
+
+    use lamina_sandbox::kernel::RecordingKernel;
+
+    use super::*;
+    use crate::scheduler::{Grant, Scheduler, Settings, Slot};
+
+    fn scheduler() -> Scheduler {
+        Scheduler::start(
+            Settings {
+                account_concurrency: 1,
+                keep_alive: Duration::from_secs(60),
+                memory_budget_mb: 1024,
+                memory_overcommit: 1.0,
+                memory_reserve_mb: 0,
+                tmp_budget_mb: 1024,
+                freeze_after: Duration::from_secs(60),
+                scale_up: 1000,
+                async_share: 0.9,
+                scale_window: Duration::from_secs(10),
+            },
+            Arc::new(RecordingKernel::new()),
+        )
+    }
+
+    fn slot() -> Slot {
+        Slot {
+            account: "123456789012".into(),
+            region: "us-east-1".into(),
+            function_arn: "arn:aws:lambda:us-east-1:123456789012:function:f".into(),
+            revision_id: "r1".into(),
+            version: "$LATEST".into(),
+            memory_mb: 128,
+            tmp_mb: 512,
+            asynchronous: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_invocation_whose_task_panics_gives_its_concurrency_back() {
+        let sched = scheduler();
+        let (grant, reserved) = sched.acquire(&slot()).await.expect("room for one");
+        assert!(matches!(grant, Grant::Cold { .. }));
+        let held = Held::new(sched.clone(), slot(), reserved);
+        assert!(
+            sched.acquire(&slot()).await.is_err(),
+            "the account's one concurrency is held"
+        );
+        let panicked = catch_unwind(AssertUnwindSafe(move || {
+            let _held = held;
+            panic!("a bug in the invocation's task");
+        }));
+        assert!(panicked.is_err());
+        let (grant, _) = sched
+            .acquire(&slot())
+            .await
+            .expect("the concurrency was given back");
+        assert!(matches!(grant, Grant::Cold { .. }));
     }
 }
