@@ -184,8 +184,10 @@ async fn reserved_concurrency_caps_and_stops_a_function() {
 }
 
 /// A runtime that answers with the time it started (one value per environment), then lingers
-/// 200 ms after each response before it asks for the next event.
-const LINGERING_RUNTIME: &[u8] = b"#!/bin/sh\nSTARTED=$(date +%s%N)\nwhile true; do\n  H=$(mktemp)\n  curl -sS -o /dev/null -D $H \"http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/runtime/invocation/next\"\n  ID=$(grep -i lambda-runtime-aws-request-id $H | tr -d '\\r' | cut -d' ' -f2)\n  curl -sS -o /dev/null -X POST \"http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/runtime/invocation/$ID/response\" -d \"\\\"$STARTED\\\"\"\n  sleep 0.2\ndone\n";
+/// 200 ms after each response before it asks for the next event. Between its response and its
+/// next `/next` it starts only `sleep` and `curl`, so that a loaded machine does not stretch the
+/// linger past the second a caller waits.
+const LINGERING_RUNTIME: &[u8] = b"#!/bin/sh\nSTARTED=$(date +%s%N)\nH=/tmp/headers\nwhile true; do\n  curl -sS -o /dev/null -D $H \"http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/runtime/invocation/next\"\n  ID=$(grep -i lambda-runtime-aws-request-id $H | tr -d '\\r' | cut -d' ' -f2)\n  curl -sS -o /dev/null -X POST \"http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/runtime/invocation/$ID/response\" -d \"\\\"$STARTED\\\"\"\n  sleep 0.2\ndone\n";
 
 /// A caller has its answer when the runtime posts it, while the environment stays in flight
 /// until the runtime asks for the next event. A sequential caller that comes meanwhile waits for

@@ -252,9 +252,12 @@ impl<E> Finishing<E> {
     }
 
     /// A caller of `slot` waited in vain: until one of its kind ends, callers do not wait for
-    /// the others (a runtime that lingers after its responses would hold each of them).
+    /// the others (a runtime that lingers after its responses would hold each of them). Where
+    /// none is finishing any more (the one waited for ended as the wait ran out), there is
+    /// nothing to stall: a stall set then would hold the next caller's wait, for an environment
+    /// that had not yet answered when this one gave up.
     pub(super) fn stall(&mut self, slot: &Slot) {
-        if let Some(kind) = self.find(slot) {
+        if let Some(kind) = self.find(slot).filter(|&k| self.kinds[k].count > 0) {
             self.kinds[kind].stalled = true;
         }
     }
@@ -381,6 +384,23 @@ mod tests {
         assert!(f.wait(&latest).is_none(), "one of them lingers");
         f.unmark(&latest);
         assert!(f.wait(&latest).is_some(), "one ended");
+    }
+
+    #[test]
+    fn a_wait_that_ran_out_as_its_environment_ended_stalls_nothing() {
+        let mut f = Finishing::<u32>::default();
+        let latest = slot("$LATEST", false);
+        f.mark(&latest);
+        drop(f.wait(&latest).unwrap());
+        // The environment ends as the caller's wait runs out; the caller takes it idle.
+        f.unmark(&latest);
+        f.stall(&latest);
+        // Its next invocation answers: the next caller waits for it.
+        f.mark(&latest);
+        assert!(
+            f.wait(&latest).is_some(),
+            "not stalled by a wait before it answered"
+        );
     }
 
     #[test]
