@@ -204,6 +204,10 @@ impl Held {
 
     /// Gives the concurrency back, with the environment if it may serve again.
     fn release(mut self, env: Option<Environment>, init_ok: Option<bool>) {
+        self.give_back(env, init_ok);
+    }
+
+    fn give_back(&mut self, env: Option<Environment>, init_ok: Option<bool>) {
         if let Some(slot) = self.slot.take() {
             self.sched
                 .release(slot, self.reserved, env, init_ok, self.finishing);
@@ -213,10 +217,7 @@ impl Held {
 
 impl Drop for Held {
     fn drop(&mut self) {
-        if let Some(slot) = self.slot.take() {
-            self.sched
-                .release(slot, self.reserved, None, None, self.finishing);
-        }
+        self.give_back(None, None);
     }
 }
 
