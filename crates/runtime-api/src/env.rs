@@ -39,9 +39,9 @@ type Pins = Box<dyn Send + Sync>;
 /// A live environment.
 pub struct Environment {
     pub id: u64,
-    pub revision_id: String,
+    pub revision_id: Arc<str>,
     /// `$LATEST` or the version number this environment runs.
-    pub version: String,
+    pub version: Arc<str>,
     tx: rapi::Outbox,
     shared: Arc<Shared>,
     next_calls: watch::Receiver<u64>,
@@ -191,8 +191,8 @@ impl Environment {
         };
         let tap = Tap::new(
             lamina_model::LogStreamKey {
-                account: f.account.clone(),
-                region: f.region.clone(),
+                account: f.account.to_string(),
+                region: f.region.to_string(),
                 function: f.name.clone(),
                 stream: stream.clone(),
             },
@@ -250,9 +250,9 @@ impl Environment {
         let tmp_mb = f.tmp_mb;
         let packages = f.packages.clone();
         let tenant = crate::net::Tenant {
-            account: f.account.clone(),
-            region: f.region.clone(),
-            function_arn: f.function_arn.clone(),
+            account: f.account.to_string(),
+            region: f.region.to_string(),
+            function_arn: f.function_arn.to_string(),
             vpc: f.vpc.clone(),
         };
         let ex_inner = inner.clone();
@@ -473,7 +473,7 @@ impl Environment {
         if let Some(m) = &mut self.peak {
             let _ = m.start(self.kernel.as_ref());
         }
-        let request_id = inv.request_id.clone();
+        let request_id = inv.request_id.as_str();
         let before_ms = match self.failed_first.take() {
             // After a failed first INIT, the tail starts with both INITs.
             Some(first) => {
@@ -486,7 +486,7 @@ impl Environment {
                 0.0
             }
         };
-        if let Some(line) = platform::start(&self.logging, &request_id, &inv.version) {
+        if let Some(line) = platform::start(&self.logging, request_id, &inv.version) {
             self.tap.line(line);
         }
         let mut deadline_ms = lamina_model::now_millis() + timeout_s as i64 * 1000;
@@ -502,15 +502,16 @@ impl Environment {
         let (reply_tx, reply_rx) = oneshot::channel();
         let before = *self.next_calls.borrow();
         let pending = Pending {
-            request_id: request_id.clone(),
+            request_id: request_id.to_owned(),
             payload: inv.payload.clone(),
             deadline_ms,
             invoked_arn: inv.invoked_arn.clone(),
+            // X-Ray's form: a 96-bit root and a 64-bit parent, random, in hex.
             trace_id: format!(
-                "Root=1-{:08x}-{};Parent={};Sampled=0",
+                "Root=1-{:08x}-{:024x};Parent={:016x};Sampled=0",
                 lamina_model::now_millis() / 1000,
-                &uuid::Uuid::new_v4().simple().to_string()[..24],
-                &uuid::Uuid::new_v4().simple().to_string()[..16]
+                uuid::Uuid::new_v4().as_u128() >> 32,
+                (uuid::Uuid::new_v4().as_u128() >> 64) as u64
             ),
             client_context: inv.client_context.clone(),
             cognito_identity: None,
@@ -540,7 +541,7 @@ impl Environment {
                 status = Some("error");
                 Outcome::error(failure_body(
                     "Runtime.ExitError",
-                    exit_message(&request_id, 0),
+                    exit_message(request_id, 0),
                 ))
             } else {
                 tokio::select! {
@@ -562,7 +563,7 @@ impl Environment {
                             reusable = false;
                             died = true;
                             status = Some("error");
-                            Outcome::error(failure_body("Runtime.ExitError", exit_message(&request_id, 0)))
+                            Outcome::error(failure_body("Runtime.ExitError", exit_message(request_id, 0)))
                         }
                     },
                     _ = exit.wait_for(|e| e.is_some()) => {
@@ -573,7 +574,7 @@ impl Environment {
                         if oom_killed(self.cgroup.as_ref(), kernel) {
                             Outcome::error(failure_body("Runtime.OutOfMemory", format!("RequestId: {request_id} Error: Runtime exited with error: signal: killed")))
                         } else {
-                            Outcome::error(failure_body("Runtime.ExitError", exit_message(&request_id, code)))
+                            Outcome::error(failure_body("Runtime.ExitError", exit_message(request_id, code)))
                         }
                     }
                     _ = tokio::time::sleep_until(deadline.into()) => {
@@ -625,7 +626,7 @@ impl Environment {
         // failed first INIT before it).
         let billed = (duration_ms + init_ms.unwrap_or(0.0) + before_ms).ceil() as u64;
         let report = platform::Report {
-            request_id: &request_id,
+            request_id,
             duration_ms,
             billed_ms: billed,
             memory_mb: self.memory_mb,

@@ -111,11 +111,11 @@ fn env(f: &FunctionRuntime, image: &ImageRun, stream: &str) -> Vec<(String, Stri
 /// Lambda's reserved variables, which no function or image value overrides.
 fn reserved(env: &mut BTreeMap<String, String>, f: &FunctionRuntime, stream: &str) {
     for (k, v) in [
-        ("AWS_REGION", f.region.clone()),
-        ("AWS_DEFAULT_REGION", f.region.clone()),
+        ("AWS_REGION", f.region.to_string()),
+        ("AWS_DEFAULT_REGION", f.region.to_string()),
         ("AWS_LAMBDA_FUNCTION_NAME", f.name.clone()),
         ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", f.memory_mb.to_string()),
-        ("AWS_LAMBDA_FUNCTION_VERSION", f.version.clone()),
+        ("AWS_LAMBDA_FUNCTION_VERSION", f.version.to_string()),
         ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".into()),
         ("AWS_LAMBDA_LOG_GROUP_NAME", f.log_group.clone()),
         ("AWS_LAMBDA_LOG_STREAM_NAME", stream.to_owned()),

@@ -56,27 +56,41 @@ pub struct Ended {
     pub billed_ms: u64,
 }
 
+/// Takes an answer whose caller went away before it came (a client that hung up): the
+/// invocation runs to its end all the same, and this accounts for it as its caller would have.
+pub trait Unclaimed: Send + 'static {
+    fn take(self, answer: Result<Invoked, Failure>) -> impl Future<Output = ()> + Send;
+}
+
 impl Executor {
     /// Runs one invocation of `f`, answering as soon as its outcome is known: the caller of a
     /// warm function has its response when the runtime posts it, not one exchange later when
     /// the runtime asks for the next event. The work runs in a task of its own, so a caller that
-    /// goes away cannot leave an environment or a concurrency slot behind.
-    pub async fn invoke(
+    /// goes away cannot leave an environment or a concurrency slot behind. `unclaimed` comes
+    /// back with the answer; if this future is dropped first, it takes the answer instead.
+    pub async fn invoke<U: Unclaimed>(
         &self,
         f: &Arc<FunctionRuntime>,
         inv: Invocation,
-    ) -> Result<Invoked, Failure> {
-        self.inner
-            .host
-            .can_sandbox()
-            .map_err(Failure::Unavailable)?;
+        unclaimed: U,
+    ) -> (Result<Invoked, Failure>, U) {
+        if let Err(e) = self.inner.host.can_sandbox() {
+            return (Err(Failure::Unavailable(e)), unclaimed);
+        }
         let this = self.clone();
         let f = Arc::clone(f);
         let (answer, answered) = oneshot::channel();
         tokio::spawn(async move { this.run(&f, inv, answer).await });
-        answered
-            .await
-            .unwrap_or_else(|_| Err(Failure::Internal("the invocation's task failed".into())))
+        let mut claim = Claim {
+            answered: Some(answered),
+            unclaimed: Some(unclaimed),
+        };
+        let answer = claim.answered.as_mut().expect("held until now").await;
+        claim.answered = None;
+        let unclaimed = claim.unclaimed.take().expect("held until now");
+        let answer = answer
+            .unwrap_or_else(|_| Err(Failure::Internal("the invocation's task failed".into())));
+        (answer, unclaimed)
     }
 
     async fn run(
@@ -218,6 +232,29 @@ impl Held {
 impl Drop for Held {
     fn drop(&mut self) {
         self.give_back(None, None);
+    }
+}
+
+/// A caller's claim on its answer. Dropped before the answer was taken, it hands the answer to
+/// [`Unclaimed`] in a task of its own.
+struct Claim<U: Unclaimed> {
+    answered: Option<oneshot::Receiver<Result<Invoked, Failure>>>,
+    unclaimed: Option<U>,
+}
+
+impl<U: Unclaimed> Drop for Claim<U> {
+    fn drop(&mut self) {
+        let (Some(answered), Some(unclaimed)) = (self.answered.take(), self.unclaimed.take())
+        else {
+            return;
+        };
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                if let Ok(answer) = answered.await {
+                    unclaimed.take(answer).await;
+                }
+            });
+        }
     }
 }
 

@@ -36,7 +36,7 @@ use lamina_sandbox::uids::UidRange;
 
 pub use env::{Environment, Paths};
 pub use gate::Gate;
-pub use invoke::{End, Ended, Invocation, Invoked};
+pub use invoke::{End, Ended, Invocation, Invoked, Unclaimed};
 pub use net::{NetSettings, VpcAttachment, VpcResolver};
 pub use outcome::{InitFailure, Outcome};
 pub use platform::LogSettings;
@@ -55,13 +55,13 @@ pub use scheduler::{AsyncCapacity, Stats, Throttle};
 /// What an environment needs to know about the function version it runs.
 #[derive(Debug, Clone)]
 pub struct FunctionRuntime {
-    pub account: String,
-    pub region: String,
+    pub account: Arc<str>,
+    pub region: Arc<str>,
     pub name: String,
     /// `$LATEST` or a number.
-    pub version: String,
+    pub version: Arc<str>,
     /// Environments are reused only for the same revision.
-    pub revision_id: String,
+    pub revision_id: Arc<str>,
     pub runtime: String,
     pub handler: String,
     pub memory_mb: u32,
@@ -78,7 +78,7 @@ pub struct FunctionRuntime {
     /// `LoggingConfig`'s format and levels.
     pub logging: LogSettings,
     /// The unqualified ARN (the pool key).
-    pub function_arn: String,
+    pub function_arn: Arc<str>,
     /// For an image function: what runs in its root (`code_tree` is the image root).
     pub image: Option<ImageRun>,
     /// Attached to a VPC: its networks as its security groups allow, the internet only through

@@ -96,12 +96,12 @@ pub const FINISH_WAIT: Duration = Duration::from_secs(1);
 /// Identifies a function for the scheduler.
 #[derive(Debug, Clone)]
 pub struct Slot {
-    pub account: String,
-    pub region: String,
-    pub function_arn: String,
-    pub revision_id: String,
+    pub account: Arc<str>,
+    pub region: Arc<str>,
+    pub function_arn: Arc<str>,
+    pub revision_id: Arc<str>,
     /// `$LATEST` or a version number: versions keep their own warm environments.
-    pub version: String,
+    pub version: Arc<str>,
     pub memory_mb: u32,
     /// EphemeralStorage, MB.
     pub tmp_mb: u32,
@@ -217,8 +217,8 @@ struct Account {
 
 struct State {
     settings: Settings,
-    accounts: HashMap<(String, String), Account>,
-    functions: HashMap<String, Function>,
+    accounts: HashMap<(Arc<str>, Arc<str>), Account>,
+    functions: HashMap<Arc<str>, Function>,
     /// MemorySize of every live environment (running or idle), MB.
     live_memory_mb: u64,
     /// EphemeralStorage of every live environment, MB.
@@ -385,12 +385,12 @@ impl Scheduler {
         value: Option<u32>,
     ) {
         let mut state = self.state();
-        let f = state.functions.entry(function_arn.to_owned()).or_default();
+        let f = state.functions.entry(function_arn.into()).or_default();
         let old = f.reserved.replace(0);
         f.reserved = value;
         let a = state
             .accounts
-            .entry((account.to_owned(), region.to_owned()))
+            .entry((account.into(), region.into()))
             .or_default();
         a.reserved_total = a.reserved_total - old.map_or(0, u64::from) + value.map_or(0, u64::from);
     }
@@ -434,7 +434,7 @@ impl Scheduler {
             concurrency: state
                 .functions
                 .iter()
-                .map(|(k, f)| (k.clone(), f.in_flight))
+                .map(|(k, f)| (k.to_string(), f.in_flight))
                 .collect(),
         }
     }
@@ -575,7 +575,7 @@ impl State {
                 sync_in_flight: f.map_or(0, |f| (f.in_flight - f.in_flight_async) as u64),
             },
             None => {
-                let a = self.accounts.get(&(account.to_owned(), region.to_owned()));
+                let a = self.accounts.get(&(account.into(), region.into()));
                 let (reserved_total, used, used_async) = a.map_or((0, 0, 0), |a| {
                     (
                         a.reserved_total,

@@ -203,11 +203,11 @@ async fn runtime_of(
     let mut packages = vec![rec.code.sha256_hex.clone()];
     packages.extend(layer_shas);
     Ok(FunctionRuntime {
-        account: key.account.to_string(),
-        region: key.region.to_string(),
+        account: key.account.as_str().into(),
+        region: key.region.as_str().into(),
         name: key.name.to_string(),
-        version: rec.version.clone(),
-        revision_id: rec.revision_id.clone(),
+        version: rec.version.as_str().into(),
+        revision_id: rec.revision_id.as_str().into(),
         runtime: spec
             .runtime
             .as_ref()
@@ -236,7 +236,7 @@ async fn runtime_of(
                 .clone()
                 .unwrap_or_else(|| "INFO".into()),
         },
-        function_arn: arn(key, None),
+        function_arn: arn(key, None).into(),
         image: spec.image_run().map(|l| lamina_runtime_api::ImageRun {
             argv: l.argv,
             cwd: l.cwd,

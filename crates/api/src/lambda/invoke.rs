@@ -308,19 +308,18 @@ pub(crate) async fn run(
 ) -> ApiResult<Ran> {
     let Call {
         request_id,
-        usage_key,
+        mut usage_key,
         payload,
         client_context,
         asynchronous,
         await_end,
     } = call;
     let started = std::time::Instant::now();
-    // Counted in flight for the metric history from its first attempt to start.
-    let mut in_flight = None;
     // An invoke sees the function as it was read, or a clean 404: if its code went away between
     // reading and starting an environment (a concurrent update or delete), it reads again once.
     let mut fresh = false;
-    let (rec, function, meters, result) = loop {
+    let mut ending: Option<Ending> = None;
+    let (ending, result) = loop {
         let (rec, function, meters) = super::hot::function_of(state, key, qualifier, fresh).await?;
         let invocation = Invocation {
             request_id: request_id.clone(),
@@ -330,78 +329,38 @@ pub(crate) async fn run(
             client_context: client_context.clone(),
             asynchronous,
         };
-        in_flight.get_or_insert_with(|| state.minutes.start(key));
-        match state.executor.invoke(&function, invocation).await {
-            Err(Failure::Gone) if !fresh => {
+        // Counted in flight for the metric history from its first attempt to start.
+        let e = match ending.take() {
+            Some(e) => Ending {
+                function: Arc::clone(&function),
+                meters,
+                rec,
+                ..e
+            },
+            None => Ending {
+                state: Arc::clone(state),
+                function: Arc::clone(&function),
+                meters,
+                rec,
+                usage_key: std::mem::take(&mut usage_key),
+                asynchronous,
+                started,
+                in_flight: state.minutes.start(key),
+            },
+        };
+        match state.executor.invoke(&function, invocation, e).await {
+            (Err(Failure::Gone), e) if !fresh => {
                 state.forget_hot(key);
                 fresh = true;
+                ending = Some(e);
             }
-            Err(Failure::Gone) => return Err(function_not_found(key, qualifier)),
-            result => break (rec, function, meters, result),
+            (Err(Failure::Gone), _) => return Err(function_not_found(key, qualifier)),
+            (result, e) => break (e, result),
         }
     };
-    let in_flight = in_flight.expect("started before the first attempt");
-    let ending = Ending {
-        state: Arc::clone(state),
-        function,
-        meters,
-        rec: Arc::clone(&rec),
-        usage_key,
-        asynchronous,
-        in_flight,
-    };
-    let result = match result {
-        Ok(Invoked { outcome, cold, end }) => {
-            let class = outcome_class(&outcome);
-            if await_end {
-                let (usage, tail) = ending.account(class, cold, end).await;
-                return Ok(Ran {
-                    rec,
-                    result: Ok(Done { outcome, tail }),
-                    usage,
-                });
-            }
-            tokio::spawn(ending.account(class, cold, end));
-            Ok(Done {
-                outcome,
-                tail: String::new(),
-            })
-        }
-        Err(Failure::Function(outcome)) => {
-            // Failed before an invocation could start (INIT): the time spent is billed as INIT,
-            // as the REPORT line's Billed Duration says.
-            let ms = outcome
-                .init_failure
-                .as_ref()
-                .map_or_else(|| started.elapsed().as_secs_f64() * 1000.0, |i| i.ms);
-            let usage = ending.usage(outcome_class(&outcome), (0.0, Some(ms), ms.ceil() as u64));
-            let sample = super::minutes::sample_of(None, false, Some(&usage));
-            let usage = ending.hand_on(usage, sample);
-            return Ok(Ran {
-                rec,
-                result: Err(Failure::Function(outcome)),
-                usage,
-            });
-        }
-        Err(e) => {
-            let throttled = if let Failure::Throttled(t) = &e {
-                metrics::counter!("lamina_throttles_total", "function" => ending.function.name.clone(), "reason" => t.reason())
-                    .increment(1);
-                true
-            } else {
-                false
-            };
-            ending
-                .in_flight
-                .finish(super::minutes::sample_of(None, throttled, None));
-            Err(e)
-        }
-    };
-    Ok(Ran {
-        rec,
-        result,
-        usage: None,
-    })
+    let rec = Arc::clone(&ending.rec);
+    let (result, usage) = ending.settle(result, await_end).await;
+    Ok(Ran { rec, result, usage })
 }
 
 /// What accounting an invocation needs once it has ended: its metrics, its usage record and its
@@ -413,10 +372,68 @@ struct Ending {
     rec: Arc<FunctionRecord>,
     usage_key: String,
     asynchronous: bool,
+    started: std::time::Instant,
     in_flight: super::minutes::InFlight,
 }
 
+impl lamina_runtime_api::Unclaimed for Ending {
+    /// The caller went away before its answer: the invocation is billed and counted all the
+    /// same, as on Lambda.
+    async fn take(self, answer: Result<Invoked, Failure>) {
+        let _ = self.settle(answer, false).await;
+    }
+}
+
 impl Ending {
+    /// Accounts for an invocation's answer: its metrics, its usage record, its minute in the
+    /// metric history. With `await_end`, waits for its end and returns its log tail (and an
+    /// attempt's usage); otherwise its end is accounted for in a task of its own.
+    async fn settle(
+        self,
+        answer: Result<Invoked, Failure>,
+        await_end: bool,
+    ) -> (Result<Done, Failure>, Option<lamina_store::UsageRecord>) {
+        match answer {
+            Ok(Invoked { outcome, cold, end }) => {
+                let class = outcome_class(&outcome);
+                if !await_end {
+                    tokio::spawn(self.account(class, cold, end));
+                    let tail = String::new();
+                    return (Ok(Done { outcome, tail }), None);
+                }
+                // In a task of its own too: a caller that goes away while it waits does not take
+                // the accounting with it.
+                let (usage, tail) = tokio::spawn(self.account(class, cold, end))
+                    .await
+                    .unwrap_or_default();
+                (Ok(Done { outcome, tail }), usage)
+            }
+            Err(Failure::Function(outcome)) => {
+                // Failed before an invocation could start (INIT): the time spent is billed as
+                // INIT, as the REPORT line's Billed Duration says.
+                let ms = outcome
+                    .init_failure
+                    .as_ref()
+                    .map_or_else(|| self.started.elapsed().as_secs_f64() * 1000.0, |i| i.ms);
+                let usage = self.usage(outcome_class(&outcome), (0.0, Some(ms), ms.ceil() as u64));
+                let sample = super::minutes::sample_of(None, false, Some(&usage));
+                (Err(Failure::Function(outcome)), self.hand_on(usage, sample))
+            }
+            Err(e) => {
+                let throttled = if let Failure::Throttled(t) = &e {
+                    metrics::counter!("lamina_throttles_total", "function" => self.function.name.clone(), "reason" => t.reason())
+                        .increment(1);
+                    true
+                } else {
+                    false
+                };
+                self.in_flight
+                    .finish(super::minutes::sample_of(None, throttled, None));
+                (Err(e), None)
+            }
+        }
+    }
+
     /// Waits for the invocation's end and accounts for it; returns an asynchronous attempt's
     /// usage, and the log tail.
     async fn account(
@@ -455,10 +472,10 @@ impl Ending {
         self.meters.billed_gb_s().increment(gb_s);
         lamina_store::UsageRecord {
             request_id: self.usage_key.clone(),
-            account: f.account.clone(),
-            region: f.region.clone(),
+            account: f.account.to_string(),
+            region: f.region.to_string(),
             function: f.name.clone(),
-            version: f.version.clone(),
+            version: f.version.to_string(),
             architecture: self.rec.spec.architecture.as_str().to_owned(),
             memory_mb: f.memory_mb,
             ephemeral_mb: f.tmp_mb,

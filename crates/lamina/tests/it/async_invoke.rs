@@ -441,12 +441,7 @@ async fn kill9_with_a_thousand_queued_events_loses_none_and_bills_each_once() {
     let ids = events_from_eight(&c, "work", 125).await;
     assert_eq!(ids.len(), 1000);
     // Some are running, most are queued: crash.
-    let metrics = reqwest::get(format!("{}/metrics", server.endpoint()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics(&server.endpoint()).await;
     let queued: f64 = metrics
         .lines()
         .find_map(|l| {
@@ -506,12 +501,8 @@ pub fn bill_requests(bill: &Value) -> u64 {
 
 /// `lamina_async_queue_events` from `/metrics`.
 pub async fn queued(endpoint: &str) -> f64 {
-    reqwest::get(format!("{endpoint}/metrics"))
+    metrics(endpoint)
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
         .lines()
         .find_map(|l| {
             l.strip_prefix("lamina_async_queue_events ")?

@@ -131,12 +131,7 @@ async fn usage_matches_report_lines_exactly() {
         "{csv}"
     );
     // Prometheus counters per function.
-    let metrics = reqwest::get(format!("{}/metrics", app.endpoint()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics(&app.endpoint()).await;
     assert!(
         metrics.contains("lamina_requests_total{function=\"large\",outcome=\"success\"}"),
         "{metrics}"
@@ -220,5 +215,76 @@ async fn a_graceful_stop_keeps_the_last_invocations_usage_and_logs() {
     assert!(
         count("START") == 2 && count("REPORT") == 2,
         "the last invocations' lines are kept: {lines:?}"
+    );
+}
+
+/// A runtime that sleeps a second before its response when the event says `before`, and after it
+/// (before it asks for the next event, so within the invocation) when it says `after`.
+const HANGS_RUNTIME: &[u8] = b"#!/bin/sh\nH=/tmp/headers\nwhile true; do\n  EV=$(curl -sS -D $H \"http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/runtime/invocation/next\")\n  ID=$(grep -i lambda-runtime-aws-request-id $H | tr -d '\\r' | cut -d' ' -f2)\n  case \"$EV\" in *before*) sleep 1;; esac\n  curl -sS -o /dev/null -X POST \"http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/runtime/invocation/$ID/response\" -d \"$EV\"\n  case \"$EV\" in *after*) sleep 1;; esac\ndone\n";
+
+/// A caller that hangs up (a client's read timeout) does not make its invocation free: the
+/// invocation runs to its end and is billed and counted, as on Lambda. Both ways a caller can
+/// leave: before the function answers, and, asking for the log tail, after the answer while the
+/// invocation has yet to end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invocation_whose_caller_hung_up_is_billed() {
+    let app = spawn_app().await;
+    let c = &app.client;
+    c.create_function()
+        .function_name("hangs")
+        .runtime(Runtime::Providedal2023)
+        .handler("x")
+        .role(ROLE)
+        .memory_size(128)
+        .timeout(30)
+        .code(
+            FunctionCode::builder()
+                .zip_file(Blob::new(bootstrap_zip(HANGS_RUNTIME)))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("create: {}", describe(&e)));
+    let warm = invoke_billed_ms(c, "hangs").await;
+    let url = format!("{}/2015-03-31/functions/hangs/invocations", app.endpoint());
+    let client = reqwest::Client::new();
+    for (event, tail) in [(r#""before""#, false), (r#""after""#, true)] {
+        let mut req = client
+            .post(&url)
+            .body(event)
+            .timeout(Duration::from_millis(300));
+        if tail {
+            req = req.header("X-Amz-Log-Type", "Tail");
+        }
+        let gave_up = req.send().await;
+        assert!(
+            gave_up.as_ref().is_err_and(|e| e.is_timeout()),
+            "the call with {event} should time out: {gave_up:?}"
+        );
+    }
+    // Three records: the warm-up, and the two abandoned invocations of at least a second each.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let b = loop {
+        let b = bill(&app.endpoint(), "").await;
+        if b["requests"] == 3 {
+            break b;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the abandoned invocations were not billed: {b}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let gb_seconds: f64 = b["gb_seconds"].as_str().unwrap().parse().unwrap();
+    let at_least = gb_s((warm as u128 + 2000) * 128);
+    assert!(
+        gb_seconds >= at_least.parse::<f64>().unwrap(),
+        "both abandoned invocations billed for their second: {b}"
+    );
+    // And counted as requests in the metrics.
+    let metrics = metrics(&app.endpoint()).await;
+    assert!(
+        metrics.contains("lamina_requests_total{function=\"hangs\",outcome=\"success\"} 3"),
+        "{metrics}"
     );
 }

@@ -634,3 +634,13 @@ pub fn status_kb(pid: u32, field: &str) -> u64 {
         })
         .unwrap()
 }
+
+/// The server's Prometheus metrics (`/metrics`).
+pub async fn metrics(endpoint: &str) -> String {
+    reqwest::get(format!("{endpoint}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}

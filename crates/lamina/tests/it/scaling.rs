@@ -277,12 +277,7 @@ async fn the_account_limit_throttles_unreserved_functions() {
             Some("ConcurrentInvocationLimitExceeded".to_string())
         ]
     );
-    let metrics = reqwest::get(format!("{}/metrics", app.endpoint()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics(&app.endpoint()).await;
     assert!(
         metrics.contains(
             "lamina_throttles_total{function=\"busy\",reason=\"ConcurrentInvocationLimitExceeded\"}"
@@ -313,12 +308,7 @@ async fn scale_up_rate_throttles_new_environments_only() {
     );
     // Warm environments are not new: they serve at once.
     assert_eq!(throttle_reason(&invoke(c, "ramp").await), None);
-    let metrics = reqwest::get(format!("{}/metrics", app.endpoint()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics(&app.endpoint()).await;
     for name in [
         "lamina_cold_starts_total{function=\"ramp\"}",
         "lamina_invoke_duration_seconds",

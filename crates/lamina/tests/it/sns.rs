@@ -170,12 +170,7 @@ pub(crate) fn messages(events: &[Value]) -> Vec<String> {
 
 /// A counter's value in `/metrics` (summed over its series that contain `label`).
 pub(crate) async fn counter(endpoint: &str, name: &str, label: &str) -> f64 {
-    let text = reqwest::get(format!("{endpoint}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics(endpoint).await;
     text.lines()
         .filter(|l| l.starts_with(name) && l.contains(label))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())

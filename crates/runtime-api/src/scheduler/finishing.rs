@@ -7,6 +7,7 @@
 //! without sandboxes.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
@@ -35,8 +36,8 @@ impl<E> Default for Finishing<E> {
 }
 
 struct Kind {
-    version: String,
-    revision_id: String,
+    version: Arc<str>,
+    revision_id: Arc<str>,
     /// Environments of this version and revision finishing.
     count: u32,
     /// A caller waited for one of them in vain (see [`Finishing::stall`]).
@@ -408,7 +409,7 @@ mod tests {
         let mut f = Finishing::<u32>::default();
         for revision in 0..100 {
             let mut s = slot("$LATEST", false);
-            s.revision_id = format!("r{revision}");
+            s.revision_id = format!("r{revision}").into();
             f.mark(&s);
             f.unmark(&s);
         }
