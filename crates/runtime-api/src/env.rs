@@ -431,6 +431,12 @@ impl Environment {
         if !matches!(result, Ok(None)) {
             return Err(env.init_failed(run, request_id, init_ms).await);
         }
+        // An error posted as INIT ended is not kept: INIT succeeded.
+        env.shared
+            .init_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         match run {
             InitRun::First { .. } => env.init_ms = Some(init_ms),
             InitRun::Again { .. } => env.begun = Some(started),

@@ -320,4 +320,20 @@ mod tests {
             .expect("the concurrency was given back");
         assert!(matches!(grant, Grant::Cold { .. }));
     }
+
+    #[tokio::test]
+    async fn an_asynchronous_attempt_may_start_a_function_larger_than_its_share() {
+        let sched = scheduler();
+        // The budget is 1024 MB, of which asynchronous attempts may fill 90 %: 921 MB.
+        let big = Slot {
+            memory_mb: 1000,
+            asynchronous: true,
+            ..slot()
+        };
+        let (grant, _) = sched
+            .acquire(&big)
+            .await
+            .expect("an event of a function above the share still runs");
+        assert!(matches!(grant, Grant::Cold { .. }));
+    }
 }

@@ -88,9 +88,10 @@ impl Tap {
     }
 
     /// Logs what the function wrote: one line (without its newline), within the budget.
-    fn output(&self, bytes: &[u8]) {
+    /// Returns whether it passed.
+    fn output(&self, bytes: &[u8]) -> bool {
         match self.budget.admit(bytes.len()) {
-            Admit::Drop => return,
+            Admit::Drop => return false,
             Admit::Pass => {}
             Admit::PassAfterDrop(dropped) => self.line(format!(
                 "[lamina] {dropped} bytes of log output dropped: the function wrote more than its budget of {} bytes per second",
@@ -109,6 +110,7 @@ impl Tap {
             rest = &rest[cut..];
         }
         self.line(rest.to_owned());
+        true
     }
 
     pub fn line(&self, message: String) {
@@ -205,6 +207,12 @@ impl Tap {
         let tap = self.clone();
         tokio::spawn(async move {
             let mut line: Vec<u8> = Vec::new();
+            // Lines handled since this task last let its worker's other tasks run. Waiting for
+            // the pipe does not count against tokio's budget, and a function can keep its pipe
+            // full: counted here, it cannot hold a worker thread.
+            let mut work = 0;
+            // The last read went past the budget.
+            let mut over = false;
             // An idle environment holds no read buffer: a worker thread's own is lent for each
             // read, which happens between awaits.
             while rx.readable().await.is_ok() {
@@ -216,7 +224,10 @@ impl Tap {
                     match rx.try_read(buf) {
                         Ok(0) => false,
                         Ok(n) => {
-                            tap.split_lines(&mut line, &buf[..n]);
+                            match tap.split_lines(&mut line, &buf[..n]) {
+                                Some(lines) => work += 1 + lines,
+                                None => over = true,
+                            }
                             true
                         }
                         Err(e) => matches!(
@@ -232,6 +243,16 @@ impl Tap {
                     // A long line passed: give its buffer back.
                     line = Vec::new();
                 }
+                if std::mem::take(&mut over) {
+                    // Past its budget, a function's output is read at most once a pause: its
+                    // writes wait for the pipe meanwhile, instead of the server reading (and
+                    // dropping) as fast as the function can write.
+                    work = 0;
+                    tokio::time::sleep(OVER_BUDGET_PAUSE).await;
+                } else if work >= LINES_PER_YIELD {
+                    work = 0;
+                    tokio::task::yield_now().await;
+                }
             }
             // Under the lock, as each read: the last unfinished line is logged and the
             // descriptor forgotten (before it is closed and its number reused), so `drain`
@@ -245,49 +266,86 @@ impl Tap {
         Ok(())
     }
 
-    /// Cuts `data` into lines, `pending` holding the start of an unfinished one.
-    fn split_lines(&self, pending: &mut Vec<u8>, mut data: &[u8]) {
+    /// Cuts `data` into lines, `pending` holding the start of an unfinished one. Returns how
+    /// many it handled, or `None` once the budget drops one: the rest of `data` is then dropped
+    /// whole, so a flood of short lines costs the server one look at the budget per read, not
+    /// one per line.
+    fn split_lines(&self, pending: &mut Vec<u8>, mut data: &[u8]) -> Option<usize> {
+        let mut lines = 0;
         while !data.is_empty() {
-            match data.iter().position(|b| *b == b'\n') {
+            lines += 1;
+            // The newline ending a dropped line is dropped output too.
+            let (passed, newline) = match data.iter().position(|b| *b == b'\n') {
                 Some(i) => {
-                    self.flush_line(pending, &data[..i]);
+                    let passed = self.flush_line(pending, &data[..i]);
                     data = &data[i + 1..];
+                    (passed, 1)
                 }
                 None => {
                     let room = MAX_EVENT - pending.len();
                     let take = room.min(data.len());
                     pending.extend_from_slice(&data[..take]);
                     data = &data[take..];
-                    if pending.len() == MAX_EVENT {
-                        self.output(pending);
-                        pending.clear();
+                    if pending.len() < MAX_EVENT {
+                        continue;
                     }
+                    let passed = self.output(pending);
+                    pending.clear();
+                    (passed, 0)
                 }
+            };
+            if !passed {
+                self.budget.dropped(newline + pending.len() + data.len());
+                pending.clear();
+                return None;
             }
         }
+        Some(lines)
     }
 
-    /// Emits `pending` + `end` as one line (or several, if longer than an event).
-    fn flush_line(&self, pending: &mut Vec<u8>, end: &[u8]) {
+    /// Emits `pending` + `end` as one line (or several, if longer than an event). Returns
+    /// whether all of it passed the budget.
+    fn flush_line(&self, pending: &mut Vec<u8>, end: &[u8]) -> bool {
         if pending.is_empty() {
-            for chunk in end.chunks(MAX_EVENT) {
-                self.output(chunk);
-            }
-            if end.is_empty() {
-                self.output(end);
-            }
-            return;
+            return if end.is_empty() {
+                self.output(end)
+            } else {
+                self.output_events(end)
+            };
         }
         let room = MAX_EVENT - pending.len();
         let (head, tail) = end.split_at(room.min(end.len()));
         pending.extend_from_slice(head);
-        self.output(pending);
+        let passed = self.output(pending);
         pending.clear();
-        for chunk in tail.chunks(MAX_EVENT) {
-            self.output(chunk);
+        if !passed {
+            self.budget.dropped(tail.len());
+            return false;
         }
+        self.output_events(tail)
+    }
+
+    /// Emits `bytes` an event at a time, until the budget drops one (the rest is counted
+    /// dropped). Returns whether all of it passed.
+    fn output_events(&self, bytes: &[u8]) -> bool {
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let (event, after) = rest.split_at(MAX_EVENT.min(rest.len()));
+            if !self.output(event) {
+                self.budget.dropped(after.len());
+                return false;
+            }
+            rest = after;
+        }
+        true
     }
 }
+
+/// Lines a pump handles before it lets the other tasks of its worker run.
+const LINES_PER_YIELD: usize = 256;
+
+/// How long a pump waits after a read that went past the function's budget.
+const OVER_BUDGET_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// What the budget says about a line.
 enum Admit {
@@ -341,6 +399,12 @@ pub struct Budget {
 }
 
 impl Budget {
+    /// Counts `bytes` of output dropped without a look at the buckets.
+    fn dropped(&self, bytes: usize) {
+        self.dropped
+            .fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+
     fn admit(&self, bytes: usize) -> Admit {
         use std::sync::atomic::Ordering;
         let cost = (bytes + EVENT_OVERHEAD) as f64;
@@ -413,5 +477,52 @@ impl Budgets {
             dropped,
             rate: self.rate,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    struct Count(AtomicUsize);
+
+    impl LogSink for Count {
+        fn emit(&self, _: LogRecord) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn a_flood_beyond_the_budget_costs_one_look_per_read() {
+        let sink = Arc::new(Count(AtomicUsize::new(0)));
+        // No refill: the burst (its floor, one largest event) is all that passes.
+        let budget = Budgets::new(0, 0).of("123456789012", "arn:f");
+        let stream = lamina_model::LogStreamKey {
+            account: "123456789012".into(),
+            region: "us-east-1".into(),
+            function: "f".into(),
+            stream: "s".into(),
+        };
+        let tap = Tap::new(stream, sink.clone(), budget.clone());
+        let read = vec![b'\n'; 64 * 1024];
+        let mut pending = Vec::new();
+        let passing = (MAX_EVENT + EVENT_OVERHEAD) / EVENT_OVERHEAD;
+        let mut reads = 1;
+        while tap.split_lines(&mut pending, &read).is_some() {
+            reads += 1;
+        }
+        assert_eq!(
+            sink.0.load(Ordering::Relaxed),
+            passing,
+            "the burst's empty lines"
+        );
+        // Past the budget, a read is one line looked at, whatever it holds.
+        assert_eq!(tap.split_lines(&mut pending, &read), None);
+        assert_eq!(sink.0.load(Ordering::Relaxed), passing);
+        // Every byte not logged is counted, for the line that reports the drop.
+        let dropped = budget.dropped.load(Ordering::Relaxed) as usize;
+        assert_eq!(dropped, (reads + 1) * read.len() - passing);
     }
 }

@@ -26,9 +26,27 @@ pub struct InitFailure {
     pub tail: String,
 }
 
+/// The longest error type kept, in bytes. A runtime's error type goes into platform log lines
+/// (`REPORT`'s `Error Type`), which a runtime could otherwise make megabytes long, past the
+/// function's log budget.
+pub const MAX_ERROR_TYPE: usize = 256;
+
+/// `t` cut to [`MAX_ERROR_TYPE`] bytes, on a character boundary.
+pub fn bounded_error_type(t: &str) -> &str {
+    if t.len() <= MAX_ERROR_TYPE {
+        return t;
+    }
+    let mut cut = MAX_ERROR_TYPE;
+    while !t.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &t[..cut]
+}
+
 impl Outcome {
     /// `errorType` of an error's body (`{"errorType": …, "errorMessage": …}`), read without
-    /// the rest of it; `None` when the body is not such an object.
+    /// the rest of it, at most [`MAX_ERROR_TYPE`] bytes; `None` when the body is not such an
+    /// object.
     pub fn error_type_in(body: &[u8]) -> Option<String> {
         // A derived struct would also be read from an array of its members' values.
         if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
@@ -39,7 +57,9 @@ impl Outcome {
             #[serde(rename = "errorType")]
             error_type: Option<String>,
         }
-        serde_json::from_slice::<Error>(body).ok()?.error_type
+        let mut t = serde_json::from_slice::<Error>(body).ok()?.error_type?;
+        t.truncate(bounded_error_type(&t).len());
+        Some(t)
     }
 
     /// The failure's error type: the one the runtime gave, else its body's.
@@ -62,5 +82,24 @@ impl Outcome {
             init_failure: None,
             error_type: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_type_is_cut_to_its_bound_on_a_character() {
+        let long = format!("{{\"errorType\": \"{}\"}}", "é".repeat(1000));
+        let t = Outcome::error_type_in(long.as_bytes()).unwrap();
+        assert_eq!(t, "é".repeat(MAX_ERROR_TYPE / 2));
+        let short = br#"{"errorType": "Runtime.ExitError", "errorMessage": "x"}"#;
+        assert_eq!(
+            Outcome::error_type_in(short).as_deref(),
+            Some("Runtime.ExitError")
+        );
+        assert_eq!(bounded_error_type(&"a".repeat(257)).len(), MAX_ERROR_TYPE);
+        assert_eq!(bounded_error_type(&"ab".repeat(2)), "abab");
     }
 }

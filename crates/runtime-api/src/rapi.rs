@@ -353,7 +353,8 @@ fn header<'a>(headers: &'a HeaderMap, name: &str, default: &'a str) -> &'a str {
 }
 
 fn error_type(headers: &HeaderMap) -> String {
-    header(headers, "lambda-runtime-function-error-type", "Unhandled").to_owned()
+    let t = header(headers, "lambda-runtime-function-error-type", "Unhandled");
+    crate::outcome::bounded_error_type(t).to_owned()
 }
 
 /// `/response` (or, `failed`, `/error`) for `id`: the answer of the invocation in flight, whose
@@ -395,11 +396,7 @@ async fn answer(
 async fn init_error(s: &Shared, headers: &HeaderMap, body: Incoming) -> Response {
     // Only during INIT, and only once: the claim is taken before a byte of the body is read.
     if *s.next_calls.borrow() > 0 || s.init_error_claimed.swap(true, Ordering::AcqRel) {
-        return runtime_error(
-            StatusCode::FORBIDDEN,
-            "Runtime.InvalidStateTransition",
-            "init/error is only accepted once, during INIT",
-        );
+        return not_in_init();
     }
     let deadline = lamina_model::now_millis() + crate::env::INIT_LIMIT.as_millis() as i64;
     let body = match read_body(headers, body, deadline).await {
@@ -407,9 +404,22 @@ async fn init_error(s: &Shared, headers: &HeaderMap, body: Incoming) -> Response
         Err(BodyError::TooLarge) => return too_large(),
         Err(BodyError::Broken) => return status(StatusCode::BAD_REQUEST),
     };
+    // INIT may have ended while the body came (the runtime asked for an event on another
+    // connection): too late, and not kept for the environment's life.
+    if *s.next_calls.borrow() > 0 {
+        return not_in_init();
+    }
     *s.init_error.lock().unwrap_or_else(|e| e.into_inner()) = Some((error_type(headers), body));
     s.init_error_signal.send_replace(true);
     accepted()
+}
+
+fn not_in_init() -> Response {
+    runtime_error(
+        StatusCode::FORBIDDEN,
+        "Runtime.InvalidStateTransition",
+        "init/error is only accepted once, during INIT",
+    )
 }
 
 #[cfg(test)]

@@ -597,18 +597,25 @@ impl State {
 
     /// Evicts idle environments, least recently used first, until `mb` more memory and `tmp_mb`
     /// more `/tmp` fit the budgets. An asynchronous attempt may fill only its share of them: the
-    /// rest stays for synchronous callers.
+    /// rest stays for synchronous callers. Its share always has room for one environment, as
+    /// its share of the concurrency does: a function larger than the share still runs its
+    /// events, one at a time while nothing else holds the budget.
     fn make_room(&mut self, mb: u64, tmp_mb: u64, asynchronous: bool) -> Result<(), Throttle> {
-        let part = |budget: u64| {
+        let part = |budget: u64, one: u64| {
             if asynchronous {
-                (budget as f64 * self.settings.async_share) as u64
+                ((budget as f64 * self.settings.async_share) as u64)
+                    .max(one)
+                    .min(budget)
             } else {
                 budget
             }
         };
         let (memory_budget, tmp_budget) = (
-            part((self.settings.memory_budget_mb as f64 * self.settings.memory_overcommit) as u64),
-            part(self.settings.tmp_budget_mb),
+            part(
+                (self.settings.memory_budget_mb as f64 * self.settings.memory_overcommit) as u64,
+                mb,
+            ),
+            part(self.settings.tmp_budget_mb, tmp_mb),
         );
         // The host's real memory is the hard guard, whatever the budget allows: below the
         // reserve, the request is refused and an idle environment gives its memory back.

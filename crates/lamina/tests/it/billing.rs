@@ -230,21 +230,7 @@ const HANGS_RUNTIME: &[u8] = b"#!/bin/sh\nH=/tmp/headers\nwhile true; do\n  EV=$
 async fn an_invocation_whose_caller_hung_up_is_billed() {
     let app = spawn_app().await;
     let c = &app.client;
-    c.create_function()
-        .function_name("hangs")
-        .runtime(Runtime::Providedal2023)
-        .handler("x")
-        .role(ROLE)
-        .memory_size(128)
-        .timeout(30)
-        .code(
-            FunctionCode::builder()
-                .zip_file(Blob::new(bootstrap_zip(HANGS_RUNTIME)))
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("create: {}", describe(&e)));
+    create_script_function(c, "hangs", HANGS_RUNTIME, 128, 30).await;
     let warm = invoke_billed_ms(c, "hangs").await;
     let url = format!("{}/2015-03-31/functions/hangs/invocations", app.endpoint());
     let client = reqwest::Client::new();

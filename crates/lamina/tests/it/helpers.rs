@@ -644,3 +644,29 @@ pub async fn metrics(endpoint: &str) -> String {
         .await
         .unwrap()
 }
+
+/// Creates a `provided.al2023` function whose executable `bootstrap` is `script`.
+pub async fn create_script_function(
+    c: &Client,
+    name: &str,
+    script: &[u8],
+    memory_mb: i32,
+    timeout_s: i32,
+) {
+    use aws_sdk_lambda::types::{FunctionCode, Runtime};
+    c.create_function()
+        .function_name(name)
+        .runtime(Runtime::Providedal2023)
+        .handler("x")
+        .role(ROLE)
+        .memory_size(memory_mb)
+        .timeout(timeout_s)
+        .code(
+            FunctionCode::builder()
+                .zip_file(Blob::new(bootstrap_zip(script)))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("create {name}: {}", describe(&e)));
+}

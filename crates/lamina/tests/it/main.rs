@@ -14,6 +14,7 @@ mod ec2_config;
 mod fuzz;
 mod hardening;
 mod helpers;
+mod hostile_runtime;
 mod http_apis;
 mod http_jwt;
 mod http_node;

@@ -196,21 +196,7 @@ const LINGERING_RUNTIME: &[u8] = b"#!/bin/sh\nSTARTED=$(date +%s%N)\nH=/tmp/head
 async fn a_sequential_caller_waits_for_the_environment_finishing() {
     let app = spawn_app().await;
     let c = &app.client;
-    c.create_function()
-        .function_name("lingers")
-        .runtime(Runtime::Providedal2023)
-        .handler("x")
-        .role(ROLE)
-        .memory_size(1024)
-        .timeout(30)
-        .code(
-            FunctionCode::builder()
-                .zip_file(Blob::new(bootstrap_zip(LINGERING_RUNTIME)))
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("create: {}", describe(&e)));
+    create_script_function(c, "lingers", LINGERING_RUNTIME, 1024, 30).await;
     c.put_function_concurrency()
         .function_name("lingers")
         .reserved_concurrent_executions(1)

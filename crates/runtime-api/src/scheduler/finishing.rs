@@ -201,11 +201,22 @@ impl State {
 }
 
 impl<E> Finishing<E> {
-    /// Environments of the function finishing that no caller waits for yet.
+    /// Environments of the function finishing that no caller waits for yet, of kinds not
+    /// stalled: an environment that lingers after its answer makes no room soon either.
     pub(super) fn unpromised(&mut self) -> usize {
         self.waiters.retain(|w| !w.tx.is_closed());
-        let finishing: usize = self.kinds.iter().map(|k| k.count as usize).sum();
-        finishing.saturating_sub(self.waiters.len())
+        let kinds = &self.kinds;
+        let finishing: usize = kinds
+            .iter()
+            .filter(|k| !k.stalled)
+            .map(|k| k.count as usize)
+            .sum();
+        let promised = self
+            .waiters
+            .iter()
+            .filter(|w| !kinds[w.kind].stalled)
+            .count();
+        finishing.saturating_sub(promised)
     }
 
     /// The index of `slot`'s version and revision in `kinds`.
@@ -385,6 +396,28 @@ mod tests {
         assert!(f.wait(&latest).is_none(), "one of them lingers");
         f.unmark(&latest);
         assert!(f.wait(&latest).is_some(), "one ended");
+    }
+
+    #[test]
+    fn a_stalled_kind_makes_no_room_to_wait_for() {
+        let mut f = Finishing::<u32>::default();
+        let (latest, v1) = (slot("$LATEST", false), slot("1", false));
+        f.mark(&latest);
+        f.mark(&v1);
+        assert_eq!(f.unpromised(), 2);
+        drop(f.wait(&latest).unwrap());
+        f.stall(&latest);
+        // A caller throttled for the function's reservation waits for room only from the
+        // version whose environments end after their answers.
+        assert_eq!(f.unpromised(), 1);
+        let promised = f.wait(&v1).unwrap();
+        assert_eq!(f.unpromised(), 0);
+        drop(promised);
+        f.unmark(&v1);
+        assert_eq!(f.unpromised(), 0, "the lingering one makes none");
+        f.unmark(&latest);
+        f.mark(&latest);
+        assert_eq!(f.unpromised(), 1, "the stall ended with its environment");
     }
 
     #[test]
