@@ -9,7 +9,7 @@ use lamina_model::{FunctionRef, Qualifier, now_millis};
 use lamina_store::{FunctionKey, NewEvent, QueuedEvent};
 use serde_json::{Value, json};
 
-use super::dispatch::Response;
+use super::attempt::Response;
 use super::{AppState, arn};
 use crate::sns::filter::MessageAttribute;
 

@@ -695,7 +695,7 @@ pub async fn delete(
         return Err(function_not_found(&key, None));
     };
     // Its queued asynchronous events went with it.
-    state.queue.forget_deleted(queued);
+    state.queue.forget_deleted(key.clone(), queued);
     tracing::info!(function = %key.name, account = %key.account, "deleted function");
     state.changed(&key).await;
     // The code may now be unreferenced; collect it off the request path.

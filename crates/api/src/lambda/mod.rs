@@ -5,6 +5,7 @@
 
 mod account;
 mod aliases;
+mod attempt;
 mod bill;
 mod code;
 mod concurrency;

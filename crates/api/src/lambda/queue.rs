@@ -55,12 +55,19 @@ pub(crate) enum Signal {
     Handed(QueuedEvent),
     /// An attempt (counted in this scope) has ended.
     Done(super::dispatch::Scope),
+    /// A function was deleted: the dispatcher forgets what it holds of it. Sent by the
+    /// acceptance's writer after every event it committed before the deletion was handed over,
+    /// and before any committed after (which belong to a function of the same name created
+    /// since): none of the deleted function's events runs on the new one.
+    Deleted(FunctionKey),
     /// An attempt found no room after all: the event goes back to the dispatcher's hands as it
-    /// was, to start when there is room.
+    /// was, to start when there is room (unless its function was deleted since the attempt
+    /// started, when the dispatcher had seen this many deletions).
     Bounced(
         QueuedEvent,
-        Arc<super::dispatch::Rules>,
+        Arc<super::attempt::Rules>,
         super::dispatch::Scope,
+        u64,
     ),
 }
 
@@ -74,7 +81,23 @@ pub(crate) struct Settling {
     pub destination: Option<FunctionKey>,
 }
 
-type Pending = (NewEvent, oneshot::Sender<ApiResult<()>>);
+/// What the acceptance's writer receives.
+enum Pending {
+    /// An event to commit, and its caller's answer.
+    Event(NewEvent, oneshot::Sender<ApiResult<()>>),
+    /// A function's deletion, committed: the writer tells the dispatcher in its turn.
+    Deleted(FunctionKey),
+}
+
+/// An attempt counted among those running, until it drops: by then its settlement is handed
+/// to the writer (or there is none), so a graceful stop that waits for both loses neither.
+pub(crate) struct Running(Arc<EventQueue>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.running.send_modify(|n| *n -= 1);
+    }
+}
 
 /// The queue's front door; shared by the handlers and the dispatcher.
 pub struct EventQueue {
@@ -92,8 +115,8 @@ pub struct EventQueue {
     /// Events the dispatcher holds waiting for room, as of its last pass.
     pub(crate) waiting: AtomicUsize,
     pub(crate) settings: AsyncSettings,
-    /// Attempts started and not yet ended.
-    pub(crate) running: tokio::sync::watch::Sender<usize>,
+    /// Attempts started and not yet ended or settled (see [`Running`]).
+    running: tokio::sync::watch::Sender<usize>,
     /// Settlements handed to the writer and not yet committed.
     unsettled: tokio::sync::watch::Sender<usize>,
 }
@@ -154,7 +177,7 @@ impl EventQueue {
             .into());
         }
         let (reply, answer) = oneshot::channel();
-        permit.send((event, reply));
+        permit.send(Pending::Event(event, reply));
         answer.await.unwrap_or_else(|_| Err(shutting_down().into()))
     }
 
@@ -187,10 +210,17 @@ impl EventQueue {
         true
     }
 
-    /// A deleted function's events left the queue with it.
-    pub fn forget_deleted(&self, size: QueueSize) {
+    /// A deleted function's events left the queue with it (called once its deletion is
+    /// committed); the dispatcher is told to forget those it holds.
+    pub fn forget_deleted(&self, function: FunctionKey, size: QueueSize) {
         self.events.fetch_sub(size.events, Ordering::AcqRel);
         self.bytes.fetch_sub(size.bytes, Ordering::AcqRel);
+        // Through the writer, in order with the events: see `Signal::Deleted`. In a task of its
+        // own, as the channel may be full and the deleting caller may go away.
+        let accepted = self.accepted.clone();
+        tokio::spawn(async move {
+            let _ = accepted.send(Pending::Deleted(function)).await;
+        });
     }
 
     /// Hands an attempt's settlement to the writer.
@@ -200,6 +230,13 @@ impl EventQueue {
         if self.settled.send(s).is_err() {
             self.unsettled.send_modify(|n| *n -= 1);
         }
+    }
+
+    /// Counts an attempt, or the publishing of its outcome before its settlement, among those
+    /// running until the guard drops: a graceful stop waits for it.
+    pub(crate) fn running(self: &Arc<Self>) -> Running {
+        self.running.send_modify(|n| *n += 1);
+        Running(self.clone())
     }
 
     /// Returns once no attempt is running: at a graceful stop, after the dispatcher has stopped
@@ -245,19 +282,31 @@ async fn write_accepted(
     mut rx: mpsc::Receiver<Pending>,
 ) {
     while let Some(first) = rx.recv().await {
-        let mut bytes = first.0.payload.len();
-        let mut batch = vec![first];
-        while batch.len() < BATCH && bytes < BATCH_BYTES {
-            match rx.try_recv() {
-                Ok(p) => {
-                    bytes += p.0.payload.len();
-                    batch.push(p);
+        let (mut events, mut replies, mut deleted) = (Vec::new(), Vec::new(), Vec::new());
+        let mut bytes = 0;
+        let mut next = Some(first);
+        while let Some(pending) = next.take() {
+            match pending {
+                Pending::Event(e, reply) => {
+                    bytes += e.payload.len();
+                    events.push(e);
+                    replies.push(reply);
                 }
-                Err(_) => break,
+                Pending::Deleted(function) => deleted.push(function),
+            }
+            if events.len() < BATCH && bytes < BATCH_BYTES {
+                next = rx.try_recv().ok();
             }
         }
-        let (events, replies): (Vec<NewEvent>, Vec<_>) = batch.into_iter().unzip();
         let Some(queue) = queue.upgrade() else { return };
+        // Every event committed before these deletions was handed over with an earlier batch;
+        // this batch is committed after them.
+        for function in deleted {
+            let _ = queue.signals.send(Signal::Deleted(function));
+        }
+        if events.is_empty() {
+            continue;
+        }
         let handed = queue.hand_over(events.len());
         let leased_until = handed.then_some(super::dispatch::LEASED_UNTIL);
         let store = store.clone();

@@ -519,8 +519,9 @@ async fn deleting_a_function_takes_its_queued_events_along() {
     let c = &app.client;
     deploy(c, "slow", "slow").await;
     reserve(c, "slow", 1).await;
+    let mut ids = Vec::new();
     for i in 0..20 {
-        event(c, "slow", json!({"i": i})).await;
+        ids.push(event(c, "slow", json!({"i": i})).await);
     }
     assert!(queued(&app.endpoint()).await >= 15.0);
     c.delete_function()
@@ -528,6 +529,9 @@ async fn deleting_a_function_takes_its_queued_events_along() {
         .send()
         .await
         .unwrap();
+    // A function of the same name, made at once: none of the deleted one's events runs on it,
+    // neither those still in the store nor those the dispatcher held waiting for room.
+    deploy(c, "slow", "ok").await;
     // The running attempt ends; nothing else of the function's runs, and the queue is empty
     // (its bound counts nothing that is gone).
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -541,6 +545,15 @@ async fn deleting_a_function_takes_its_queued_events_along() {
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(queued(&app.endpoint()).await, 0.0);
+    let lines = log_lines(&app.endpoint(), "slow").await;
+    let ran: Vec<_> = lines
+        .iter()
+        .filter(|l| ids.iter().any(|id| l.trim() == format!("ran {id}")))
+        .collect();
+    assert!(
+        ran.is_empty(),
+        "deleted events ran on the new function: {ran:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -451,12 +451,17 @@ impl ServerProcess {
 impl ServerProcess {
     /// SIGTERM, as an operator would stop it, and waits for it to finish (SIGKILL after 30 s).
     pub fn stop(&mut self) {
+        self.stop_within(std::time::Duration::from_secs(30));
+    }
+
+    /// SIGTERM, and waits for the server to finish (SIGKILL after `limit`).
+    pub fn stop_within(&mut self, limit: std::time::Duration) {
         if self.child.try_wait().ok().flatten().is_some() {
             return;
         }
         // SAFETY: kill takes integers only.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let deadline = std::time::Instant::now() + limit;
         while std::time::Instant::now() < deadline {
             if self.child.try_wait().ok().flatten().is_some() {
                 return;
