@@ -348,6 +348,7 @@ const LINES_PER_YIELD: usize = 256;
 const OVER_BUDGET_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// What the budget says about a line.
+#[derive(Debug, PartialEq)]
 enum Admit {
     Pass,
     /// Pass, after reporting how many bytes were dropped before it.
@@ -384,7 +385,38 @@ impl Bucket {
             (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.burst);
         self.at = now;
     }
+
+    /// Whether a bucket nobody holds may go: a new one would start as it is now, full.
+    fn forgettable(bucket: &Arc<Mutex<Bucket>>, now: Instant) -> bool {
+        if Arc::strong_count(bucket) > 1 {
+            return false;
+        }
+        let mut b = bucket.lock().unwrap_or_else(|e| e.into_inner());
+        b.refill(now);
+        b.tokens >= b.burst
+    }
 }
+
+/// Budgets by name, with the size at which those nobody needs are next looked for.
+struct Kept<T> {
+    map: HashMap<String, T>,
+    prune_at: usize,
+}
+
+impl<T> Kept<T> {
+    /// Removes what `forgettable` says may go once the map has doubled since the last time,
+    /// so that functions and accounts that come and go do not make it grow for good.
+    fn prune(&mut self, forgettable: impl Fn(&T) -> bool) {
+        if self.map.len() < self.prune_at {
+            return;
+        }
+        self.map.retain(|_, v| !forgettable(v));
+        self.prune_at = (self.map.len() * 2).max(PRUNE_AT_LEAST);
+    }
+}
+
+/// Budgets kept, at least, before any is looked at to go.
+const PRUNE_AT_LEAST: usize = 1024;
 
 /// A function's log budget: its own bucket, shared by its environments, and its account's,
 /// shared by all the account's functions (so that many functions of one tenant cannot crowd out
@@ -433,8 +465,8 @@ type FunctionBudget = (Arc<Mutex<Bucket>>, Arc<std::sync::atomic::AtomicU64>);
 pub struct Budgets {
     rate: u64,
     burst: u64,
-    functions: Mutex<HashMap<String, FunctionBudget>>,
-    accounts: Mutex<HashMap<String, Arc<Mutex<Bucket>>>>,
+    functions: Mutex<Kept<FunctionBudget>>,
+    accounts: Mutex<Kept<Arc<Mutex<Bucket>>>>,
 }
 
 /// An account may log this many times what one of its functions may.
@@ -445,24 +477,36 @@ impl Budgets {
         Self {
             rate,
             burst,
-            functions: Mutex::new(HashMap::new()),
-            accounts: Mutex::new(HashMap::new()),
+            functions: Mutex::new(Kept {
+                map: HashMap::new(),
+                prune_at: PRUNE_AT_LEAST,
+            }),
+            accounts: Mutex::new(Kept {
+                map: HashMap::new(),
+                prune_at: PRUNE_AT_LEAST,
+            }),
         }
     }
 
     /// The budget of a function (taken when an environment starts).
     pub fn of(&self, account: &str, function_arn: &str) -> Budget {
-        let (function, dropped) = self
-            .functions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        use std::sync::atomic::Ordering;
+        let now = Instant::now();
+        let mut functions = self.functions.lock().unwrap_or_else(|e| e.into_inner());
+        functions.prune(|(bucket, dropped)| {
+            dropped.load(Ordering::Relaxed) == 0 && Bucket::forgettable(bucket, now)
+        });
+        let (function, dropped) = functions
+            .map
             .entry(function_arn.to_owned())
             .or_insert_with(|| (Arc::new(Bucket::new(self.rate, self.burst)), Arc::default()))
             .clone();
-        let account = self
-            .accounts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        drop(functions);
+        let mut accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
+        // An account's bucket is held by its functions' budgets as well.
+        accounts.prune(|bucket| Bucket::forgettable(bucket, now));
+        let account = accounts
+            .map
             .entry(account.to_owned())
             .or_insert_with(|| {
                 Arc::new(Bucket::new(
@@ -492,6 +536,26 @@ mod tests {
         fn emit(&self, _: LogRecord) {
             self.0.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    #[test]
+    fn budgets_nobody_holds_go_once_many_functions_came_and_went() {
+        let budgets = Budgets::new(0, 0);
+        let held = budgets.of("a", "arn:held");
+        // A function that spent its burst keeps its bucket, held or not: no new environment
+        // starts it afresh.
+        let spent = budgets.of("b", "arn:spent");
+        assert_eq!(spent.admit(MAX_EVENT), Admit::Pass);
+        drop(spent);
+        for i in 0..PRUNE_AT_LEAST * 3 {
+            budgets.of("a", &format!("arn:{i}"));
+        }
+        let kept = budgets.functions.lock().unwrap();
+        assert!(kept.map.len() <= PRUNE_AT_LEAST, "{}", kept.map.len());
+        assert!(kept.map.contains_key("arn:held"));
+        assert!(kept.map.contains_key("arn:spent"));
+        drop(kept);
+        assert_eq!(held.admit(0), Admit::Pass);
     }
 
     #[test]
