@@ -340,10 +340,12 @@ impl Part for Integration {
 }
 
 fn is_identity_source(s: &str) -> bool {
+    if let Some(name) = s.strip_prefix("$context.") {
+        return crate::http::authorizer::CONTEXT_SOURCES.contains(&name);
+    }
     [
         "$request.header.",
         "$request.querystring.",
-        "$context.",
         "$stageVariables.",
     ]
     .iter()
@@ -383,7 +385,8 @@ impl Part for Authorizer {
         }
         if let Some(s) = self.identity_source.iter().find(|s| !is_identity_source(s)) {
             return Err(ApiGwError::bad_request(format!(
-                "Invalid identity source '{s}': use $request.header.<name>, $request.querystring.<name>, $context.<name> or $stageVariables.<name>."
+                "Invalid identity source '{s}': use $request.header.<name>, $request.querystring.<name>, $stageVariables.<name> or $context.<variable> (one of {}).",
+                crate::http::authorizer::CONTEXT_SOURCES.join(", ")
             )));
         }
         match self.authorizer_type.as_str() {

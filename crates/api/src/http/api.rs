@@ -43,7 +43,7 @@ async fn lookup(state: &Arc<AppState>, id: &str) -> Option<Arc<ApiDoc>> {
                 return Ok(None);
             };
             serde_json::from_str(&row.doc)
-                .map(Some)
+                .map(|doc| Some((doc, row.doc.len())))
                 .map_err(|e| format!("the stored API {key} is unreadable: {e}"))
         })
         .await

@@ -18,6 +18,12 @@ use crate::lambda::from_service::{self, Principal};
 const TIMEOUT: Duration = Duration::from_secs(10);
 /// The most answers kept, over all APIs.
 const MAX_ENTRIES: usize = 10_000;
+/// The largest answer taken (the quota API Gateway documents for its REST and WebSocket APIs'
+/// authorizers): a larger one is a failure (500).
+pub(crate) const MAX_ANSWER: usize = 8 << 10;
+/// The bytes of answers kept, at most, over all APIs (as the authorizers wrote them; parsed,
+/// they take a few times more).
+const MAX_BYTES: usize = 4 << 20;
 
 /// What an authorizer answered.
 #[derive(Debug, Clone, PartialEq)]
@@ -130,14 +136,18 @@ fn key_of(api: &str, stage: &str, authorizer: &str, values: &[String]) -> Key {
 struct Entry {
     expires: Instant,
     answer: Arc<Answer>,
+    /// The answer's size as written, counted in [`MAX_BYTES`].
+    bytes: usize,
     api: String,
     stage: String,
 }
 
-/// Cached answers; the oldest go first when [`MAX_ENTRIES`] are held.
+/// Cached answers; the oldest go first when [`MAX_ENTRIES`] or [`MAX_BYTES`] are held.
 #[derive(Default)]
 pub(crate) struct Cache {
     entries: HashMap<Key, Entry>,
+    /// The bytes of the answers in `entries`.
+    bytes: usize,
     /// Keys in insertion order (some may be gone from `entries`).
     order: std::collections::VecDeque<Key>,
     /// Bumped by every change forgetting answers: an answer asked for before a change is not
@@ -155,26 +165,44 @@ impl Cache {
         if e.expires > Instant::now() {
             return Some(e.answer.clone());
         }
-        self.entries.remove(key);
+        self.remove(key);
         None
     }
 
-    fn put(&mut self, key: Key, (api, stage): (&str, &str), ttl: Duration, answer: Arc<Answer>) {
-        while self.entries.len() >= MAX_ENTRIES || self.order.len() >= 2 * MAX_ENTRIES {
+    fn remove(&mut self, key: &Key) {
+        if let Some(e) = self.entries.remove(key) {
+            self.bytes -= e.bytes;
+        }
+    }
+
+    /// Keeps `answer`, of `bytes` as its authorizer wrote it.
+    fn put(
+        &mut self,
+        key: Key,
+        (api, stage): (&str, &str),
+        ttl: Duration,
+        (answer, bytes): (Arc<Answer>, usize),
+    ) {
+        self.remove(&key);
+        while self.entries.len() >= MAX_ENTRIES
+            || self.bytes + bytes > MAX_BYTES
+            || self.order.len() >= 2 * MAX_ENTRIES
+        {
             let Some(oldest) = self.order.pop_front() else {
                 break;
             };
-            self.entries.remove(&oldest);
+            self.remove(&oldest);
         }
         let entry = Entry {
             expires: Instant::now() + ttl,
             answer,
+            bytes,
             api: api.to_owned(),
             stage: stage.to_owned(),
         };
-        if self.entries.insert(key, entry).is_none() {
-            self.order.push_back(key);
-        }
+        self.bytes += bytes;
+        self.entries.insert(key, entry);
+        self.order.push_back(key);
     }
 
     /// Forgets the answers of an API (of one stage only, if given).
@@ -182,6 +210,7 @@ impl Cache {
         self.generation += 1;
         self.entries
             .retain(|_, e| e.api != api || stage.is_some_and(|st| st != e.stage));
+        self.bytes = self.entries.values().map(|e| e.bytes).sum();
         let entries = &self.entries;
         self.order.retain(|k| entries.contains_key(k));
     }
@@ -210,6 +239,20 @@ pub(crate) enum Verdict {
     Failed,
 }
 
+/// The `$context` variables an identity source may name: [`identity_value`] knows each.
+pub(crate) const CONTEXT_SOURCES: [&str; 10] = [
+    "accountId",
+    "apiId",
+    "domainName",
+    "httpMethod",
+    "identity.sourceIp",
+    "identity.userAgent",
+    "path",
+    "requestId",
+    "routeKey",
+    "stage",
+];
+
 /// The value of one identity source, if present and not empty.
 pub(crate) fn identity_value(source: &str, req: &Request<'_>) -> Option<String> {
     let inc = req.incoming;
@@ -231,13 +274,19 @@ pub(crate) fn identity_value(source: &str, req: &Request<'_>) -> Option<String> 
     } else if let Some(c) = source.strip_prefix("$context.") {
         let ctx = req.context;
         match c {
+            "accountId" => Some(ctx.account_id.to_owned()),
+            "apiId" => Some(ctx.api_id.to_owned()),
+            "domainName" => Some(ctx.domain_name.to_owned()),
+            "httpMethod" => Some(inc.method.to_owned()),
+            "identity.sourceIp" => Some(inc.source_ip.to_owned()),
+            "identity.userAgent" => inc
+                .headers
+                .get("user-agent")
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+            "path" => Some(inc.path.to_owned()),
+            "requestId" => Some(ctx.request_id.to_owned()),
             "routeKey" => Some(ctx.route_key.to_owned()),
             "stage" => Some(ctx.stage.to_owned()),
-            "apiId" => Some(ctx.api_id.to_owned()),
-            "requestId" => Some(ctx.request_id.to_owned()),
-            "httpMethod" => Some(inc.method.to_owned()),
-            "path" => Some(inc.path.to_owned()),
-            "identity.sourceIp" => Some(inc.source_ip.to_owned()),
             _ => None,
         }
     } else if let Some(s) = source.strip_prefix("$stageVariables.") {
@@ -302,7 +351,7 @@ pub(crate) async fn authorize(
         metrics::counter!("lamina_http_authorizer_cache_total", "api" => api, "result" => "miss")
             .increment(1);
     }
-    let Some(answer) = invoke(state, authorizer, account, req, &values).await else {
+    let Some((answer, bytes)) = invoke(state, authorizer, account, req, &values).await else {
         return Verdict::Failed;
     };
     let answer = Arc::new(answer);
@@ -317,7 +366,7 @@ pub(crate) async fn authorize(
                 key,
                 (req.context.api_id, req.context.stage),
                 Duration::from_secs(ttl as u64),
-                answer.clone(),
+                (answer.clone(), bytes),
             );
         }
     }
@@ -337,14 +386,15 @@ fn to_value(event: impl serde::Serialize) -> Value {
     serde_json::to_value(event).unwrap_or_default()
 }
 
-/// Invokes the authorizer function; `None` on any failure (logged).
+/// Invokes the authorizer function: its answer and the answer's size, or `None` on any failure
+/// (logged).
 async fn invoke(
     state: &Arc<AppState>,
     authorizer: &Authorizer,
     account: &str,
     req: &Request<'_>,
     values: &[String],
-) -> Option<Answer> {
+) -> Option<(Answer, usize)> {
     let inc = Incoming {
         body: &[],
         ..*req.incoming
@@ -414,11 +464,14 @@ async fn invoke(
         from_service::invoke_sync(&state2, &key, qualifier.as_ref(), payload).await
     });
     match tokio::time::timeout(TIMEOUT, call).await {
+        Ok(Ok(Ok(a))) if a.body.len() > MAX_ANSWER && !a.function_error => {
+            fail("its response is larger than 8 KB")
+        }
         Ok(Ok(Ok(a))) if !a.function_error => match Answer::parse(
             &a.body,
             v2 && authorizer.enable_simple_responses == Some(true),
         ) {
-            Some(answer) => Some(answer),
+            Some(answer) => Some((answer, a.body.len())),
             None => fail("its response is not a valid authorizer response"),
         },
         Ok(Ok(Ok(_))) => fail("the function returned an error"),
@@ -481,7 +534,7 @@ mod tests {
                 key(api, stage),
                 (api, stage),
                 Duration::from_secs(ttl),
-                a.clone(),
+                (a.clone(), 10),
             );
         };
         put(&mut c, "x", "s1", 60, &answer);
@@ -505,16 +558,72 @@ mod tests {
         });
         let key = |i: usize| key_of("x", "s", "a", &[i.to_string()]);
         for i in 0..MAX_ENTRIES + 5 {
-            c.put(key(i), ("x", "s"), Duration::from_secs(60), answer.clone());
+            let a = (answer.clone(), 10);
+            c.put(key(i), ("x", "s"), Duration::from_secs(60), a);
         }
         assert_eq!(c.entries.len(), MAX_ENTRIES);
         assert!(c.get(&key(0)).is_none());
         assert!(c.get(&key(MAX_ENTRIES + 4)).is_some());
+        // And by the bytes of the answers: the largest take the room of fewer.
+        let mut c = Cache::default();
+        for i in 0..MAX_ENTRIES {
+            let a = (answer.clone(), MAX_ANSWER);
+            c.put(key(i), ("x", "s"), Duration::from_secs(60), a);
+        }
+        assert_eq!(c.entries.len(), MAX_BYTES / MAX_ANSWER);
+        assert_eq!(c.bytes, MAX_BYTES);
+        assert!(c.get(&key(MAX_ENTRIES - 1)).is_some());
+        c.forget_api("x", None);
+        assert_eq!(c.bytes, 0);
         // Identity values of any size take one digest.
         assert_ne!(
             key_of("x", "s", "a", &["a".into(), "b".into()]),
             key_of("x", "s", "a", &["ab".into()])
         );
+    }
+
+    #[test]
+    fn every_context_variable_taken_as_an_identity_source_has_a_value() {
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert("user-agent", "curl/8".parse().unwrap());
+        let incoming = Incoming {
+            method: "GET",
+            path: "/pets",
+            raw_query: "",
+            headers: &headers,
+            body: &[],
+            source_ip: "127.0.0.1",
+        };
+        let context = Context {
+            account_id: "123456789012",
+            api_id: "abc",
+            domain_name: "abc.execute-api.localhost",
+            stage: "$default",
+            route_key: "GET /pets",
+            request_id: "rid",
+            time_ms: 0,
+            authorizer: None,
+            path_parameters: None,
+            stage_variables: None,
+            route_id: "r1",
+        };
+        let stage_variables = BTreeMap::new();
+        let req = Request {
+            incoming: &incoming,
+            context: &context,
+            stage_variables: &stage_variables,
+            route_arn: ARN,
+            region: "us-east-1",
+        };
+        for name in CONTEXT_SOURCES {
+            let value = identity_value(&format!("$context.{name}"), &req);
+            assert!(value.is_some(), "$context.{name}");
+        }
+        assert_eq!(
+            identity_value("$context.identity.userAgent", &req).as_deref(),
+            Some("curl/8")
+        );
+        assert_eq!(identity_value("$context.nothing", &req), None);
     }
 
     #[test]

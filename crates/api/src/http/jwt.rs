@@ -135,17 +135,25 @@ async fn keys(state: &Arc<AppState>, issuer: &str, fresh: bool) -> Result<Arc<Jw
     if let Some(set) = jwks.cached(issuer, max_age) {
         return Ok(set);
     }
-    let fetched = discover(state, issuer).await;
-    // A failure is kept too (as an empty set), so that requests cannot make the server fetch
-    // from an issuer more than every REFETCH_EVERY.
-    let set = Arc::new(
-        fetched
-            .as_ref()
-            .cloned()
-            .unwrap_or(JwkSet { keys: Vec::new() }),
-    );
+    let set = match discover(state, issuer).await {
+        Ok(set) => Arc::new(set),
+        Err(e) => {
+            // A failure is kept too, so that requests cannot make the server fetch from an
+            // issuer more than every REFETCH_EVERY: as the keys the issuer had (an issuer down
+            // for a moment does not turn its valid tokens away), or as none.
+            let had = jwks
+                .cached(issuer, Duration::MAX)
+                .filter(|set| !set.keys.is_empty());
+            let Some(had) = had else {
+                jwks.keep(issuer, Arc::new(JwkSet { keys: Vec::new() }));
+                return Err(e);
+            };
+            tracing::warn!(issuer, error = %e, "refreshing an issuer's keys failed; keeping those it had");
+            had
+        }
+    };
     jwks.keep(issuer, set.clone());
-    fetched.map(|_| set)
+    Ok(set)
 }
 
 /// The signing keys of an issuer's JWKS, by OpenID discovery: RSA and EC keys with a `kid`,

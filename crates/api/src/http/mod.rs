@@ -129,11 +129,17 @@ impl HttpState {
 
 /// The most configurations of one kind a cache holds (then it starts over).
 const MAX_CACHED: usize = 10_000;
+/// The most bytes of stored configurations of one kind a cache holds, as stored (then it starts
+/// over): an API's document may be megabytes.
+const MAX_CACHED_BYTES: usize = 32 << 20;
+
+/// Entries by id, each with its size as stored, and the sum of those sizes.
+type Sized<T> = (HashMap<String, (Arc<T>, usize)>, usize);
 
 /// A read cache of configurations by id, filled from the store on a miss. Every change drops
 /// entries and bumps a generation, so a copy read before a change is never kept after it.
 pub(crate) struct ReadCache<T> {
-    map: RwLock<HashMap<String, Arc<T>>>,
+    map: RwLock<Sized<T>>,
     generation: AtomicU64,
 }
 
@@ -147,14 +153,14 @@ impl<T> Default for ReadCache<T> {
 }
 
 impl<T: Send + Sync + 'static> ReadCache<T> {
-    /// The entry for `id`, or what `load` reads from the store (off the async threads);
-    /// `None` if there is none (or reading failed, which is logged).
+    /// The entry for `id`, or what `load` reads from the store (off the async threads) with
+    /// its size as stored; `None` if there is none (or reading failed, which is logged).
     pub(crate) async fn get(
         &self,
         id: &str,
-        load: impl FnOnce() -> Result<Option<T>, String> + Send + 'static,
+        load: impl FnOnce() -> Result<Option<(T, usize)>, String> + Send + 'static,
     ) -> Option<Arc<T>> {
-        if let Some(hit) = self.map.read().unwrap_or_else(|e| e.into_inner()).get(id) {
+        if let Some((hit, _)) = self.map.read().unwrap_or_else(|e| e.into_inner()).0.get(id) {
             return Some(hit.clone());
         }
         let generation = self.generation.load(Ordering::Acquire);
@@ -166,28 +172,35 @@ impl<T: Send + Sync + 'static> ReadCache<T> {
                 |e| tracing::error!(id, error = %e, "reading a gateway configuration failed"),
             )
             .ok()??;
-        let loaded = Arc::new(loaded);
-        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        let (loaded, size) = (Arc::new(loaded.0), loaded.1);
+        let mut guard = self.map.write().unwrap_or_else(|e| e.into_inner());
+        let (map, bytes) = &mut *guard;
         if self.generation.load(Ordering::Acquire) == generation {
-            if map.len() >= MAX_CACHED {
+            if map.len() >= MAX_CACHED || *bytes + size > MAX_CACHED_BYTES {
                 map.clear();
+                *bytes = 0;
             }
-            map.insert(id.to_owned(), loaded.clone());
+            *bytes += size;
+            if let Some((_, old)) = map.insert(id.to_owned(), (loaded.clone(), size)) {
+                *bytes -= old;
+            }
         }
         Some(loaded)
     }
 
     /// Drops the entry for `id` (after a change is committed).
     pub(crate) fn forget(&self, id: &str) {
-        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
-        map.remove(id);
+        let mut guard = self.map.write().unwrap_or_else(|e| e.into_inner());
+        let (map, bytes) = &mut *guard;
+        if let Some((_, size)) = map.remove(id) {
+            *bytes -= size;
+        }
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Drops every entry.
     pub(crate) fn forget_all(&self) {
-        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
-        map.clear();
+        *self.map.write().unwrap_or_else(|e| e.into_inner()) = Default::default();
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 }
@@ -457,16 +470,40 @@ mod tests {
         let got = cache
             .get("a", move || {
                 c.forget("a");
-                Ok(Some(1))
+                Ok(Some((1, 1)))
             })
             .await;
         assert_eq!(got.as_deref(), Some(&1));
-        let again = cache.get("a", || Ok(Some(2))).await;
+        let again = cache.get("a", || Ok(Some((2, 1)))).await;
         assert_eq!(again.as_deref(), Some(&2), "the stale copy was cached");
         // Without a change, the first read is kept.
-        assert_eq!(cache.get("a", || Ok(Some(3))).await.as_deref(), Some(&2));
+        assert_eq!(
+            cache.get("a", || Ok(Some((3, 1)))).await.as_deref(),
+            Some(&2)
+        );
         cache.forget_all();
         assert_eq!(cache.get("a", || Ok(None)).await, None);
+    }
+
+    #[tokio::test]
+    async fn the_cache_holds_a_bounded_size_of_configurations() {
+        let cache: ReadCache<u32> = ReadCache::default();
+        let big = MAX_CACHED_BYTES / 4;
+        for i in 0..10 {
+            let id = i.to_string();
+            assert_eq!(
+                cache.get(&id, move || Ok(Some((i, big)))).await.as_deref(),
+                Some(&i)
+            );
+            let (map, bytes) = &*cache.map.read().unwrap();
+            assert!(*bytes <= MAX_CACHED_BYTES, "{bytes}");
+            assert_eq!(*bytes, map.len() * big);
+        }
+        cache.forget("9");
+        assert_eq!(
+            cache.map.read().unwrap().1,
+            cache.map.read().unwrap().0.len() * big
+        );
     }
 
     #[test]

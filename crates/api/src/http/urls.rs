@@ -42,7 +42,9 @@ async fn lookup(state: &Arc<AppState>, id: &str) -> Option<Arc<FunctionUrl>> {
         .http
         .urls
         .get(id, move || {
-            store.function_url_by_id(&key).map_err(|e| e.to_string())
+            let url = store.function_url_by_id(&key).map_err(|e| e.to_string())?;
+            // A URL's configuration is small: its count bounds the cache.
+            Ok(url.map(|u| (u, 1024)))
         })
         .await
 }

@@ -127,10 +127,17 @@ const HOP_BY_HOP: [&str; 8] = [
     "upgrade",
 ];
 
+/// Header fields a function's response may set, at most: beyond, it is not a valid response
+/// (502), as a client could not take it either, and the server's work stays bounded.
+pub(crate) const MAX_HEADER_FIELDS: usize = 1000;
+
 fn put_header(h: &mut HeaderMap, name: &str, value: &str, append: bool) -> Result<(), ()> {
     let n = HeaderName::from_bytes(name.as_bytes()).map_err(|_| ())?;
     if HOP_BY_HOP.contains(&n.as_str()) {
         return Ok(());
+    }
+    if h.len() >= MAX_HEADER_FIELDS {
+        return Err(());
     }
     let v = HeaderValue::from_str(value).map_err(|_| ())?;
     if append {
@@ -174,10 +181,12 @@ fn structured(m: &Members<'_>) -> Result<Reply, ()> {
         .multi_value_headers
         .filter(|h| first(h.get()) == Some(b'{'))
     {
+        // A pair given in both `headers` (one value per name) and `multiValueHeaders` is sent
+        // once.
+        let single = headers.clone();
         for (k, vs) in read::<Entries<Vec<Scalar>>>(h)?.0 {
             for Scalar(v) in vs {
-                // A pair given in both `headers` and `multiValueHeaders` is sent once.
-                if !headers.get_all(k.as_str()).iter().any(|e| e == v.as_str()) {
+                if single.get(k.as_str()).is_none_or(|e| e != v.as_str()) {
                     put_header(&mut headers, &k, &v, true)?;
                 }
             }

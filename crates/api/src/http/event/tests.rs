@@ -205,6 +205,33 @@ fn v1_merges_headers_and_requires_a_status() {
 }
 
 #[test]
+fn a_response_with_too_many_header_fields_is_refused_in_linear_time() {
+    // 30,000 distinct names would overflow a `HeaderMap` (a panic); 600,000 values of one name
+    // were compared pairwise.
+    let names: Vec<String> = (0..30_000).map(|i| format!(r#""h{i}":"x""#)).collect();
+    let many = format!(r#"{{"statusCode":200,"headers":{{{}}}}}"#, names.join(","));
+    assert!(reply_v2(many.as_bytes()).is_err());
+    let values: Vec<String> = (0..600_000).map(|i| format!(r#""{i}""#)).collect();
+    let many = format!(
+        r#"{{"statusCode":200,"multiValueHeaders":{{"x":[{}]}}}}"#,
+        values.join(",")
+    );
+    let started = std::time::Instant::now();
+    assert!(reply_v1(many.as_bytes()).is_err());
+    eprintln!("refused in {:?}", started.elapsed());
+    // Up to the bound, every field is sent.
+    let values: Vec<String> = (0..super::reply::MAX_HEADER_FIELDS)
+        .map(|i| format!(r#""{i}""#))
+        .collect();
+    let most = format!(
+        r#"{{"statusCode":200,"multiValueHeaders":{{"x":[{}]}}}}"#,
+        values.join(",")
+    );
+    let r = reply_v1(most.as_bytes()).unwrap();
+    assert_eq!(r.headers.len(), super::reply::MAX_HEADER_FIELDS);
+}
+
+#[test]
 fn a_function_urls_event_has_its_empty_members_as_null() {
     let h = headers(&[("user-agent", "curl/8")]);
     let inc = Incoming {
