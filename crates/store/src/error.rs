@@ -31,4 +31,7 @@ pub enum StoreError {
     Ec2(#[from] crate::Ec2Error),
     #[error("stored record is unreadable: {0}")]
     Corrupt(String),
+    /// An image a manifest list of its repository names (its digest).
+    #[error("the image is referenced by the manifest list {0}")]
+    InIndex(String),
 }

@@ -12,16 +12,21 @@
 //! - devices, FIFOs and sockets are skipped; setuid, setgid and other high mode bits are dropped;
 //! - whiteouts (`.wh.<name>`, `.wh..wh..opq`) are kept out of the tree and returned, to be applied
 //!   when layers are merged;
-//! - bytes and entries are counted while reading the decompressed stream (bombs stop at the
-//!   limit), and the stream's SHA-256 is the layer's `diff_id`, checked when one is expected.
+//! - bytes and entries (directories made for deeper entries included) are counted while reading
+//!   the decompressed stream (bombs stop at the limit), and the stream's SHA-256 is the layer's
+//!   `diff_id`, checked when one is expected;
+//! - long names (GNU `L` and `K` entries, pax `path` and `linkpath`) are read here, within
+//!   bounds: at most [`MAX_LONG_NAME`] bytes a name, [`MAX_PAX`] a pax header;
+//! - what the layer holds is remembered by 128-bit keys of its paths, not by the paths.
 //!
 //! Files keep the server's ownership, as code trees do; modes come from the layer.
 
 use std::collections::HashSet;
 use std::fs;
+use std::hash::{BuildHasher, RandomState};
 use std::io::{self, Read};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt, symlink};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
@@ -164,22 +169,150 @@ fn normalise(raw: &[u8]) -> Option<PathBuf> {
     Some(out)
 }
 
-/// Refuses a path one of whose parents (within `root`) is a symlink; makes the missing ones.
-fn parents(root: &Path, rel: &Path, name: &str) -> Result<(), LayerError> {
-    let mut at = root.to_path_buf();
-    let components: Vec<_> = rel.components().collect();
-    for c in &components[..components.len().saturating_sub(1)] {
-        at.push(c);
-        match at.symlink_metadata() {
-            Ok(m) if m.file_type().is_symlink() => {
-                return Err(LayerError::ThroughSymlink(name.to_owned()));
-            }
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => return Err(LayerError::Duplicate(name.to_owned())),
-            Err(_) => fs::create_dir(&at)?,
-        }
+/// The most bytes of a long name or link (Linux's `PATH_MAX`).
+pub const MAX_LONG_NAME: u64 = 4096;
+/// The most bytes of a pax extended header.
+pub const MAX_PAX: u64 = 1 << 20;
+
+/// What a layer being unpacked holds so far, by 128-bit keys of its paths (relative to `root`).
+struct Tree<'a> {
+    root: &'a Path,
+    keys: (RandomState, RandomState),
+    /// Entries written.
+    seen: HashSet<u128>,
+    /// Regular files, which hard links may name.
+    files: HashSet<u128>,
+    /// Directories known to be real directories: an entry below one needs no look at its
+    /// parents (nothing in a layer turns a directory into anything else).
+    dirs: HashSet<u128>,
+}
+
+impl Tree<'_> {
+    fn key(&self, rel: &Path) -> u128 {
+        let (a, b) = &self.keys;
+        (a.hash_one(rel) as u128) << 64 | b.hash_one(rel) as u128
     }
-    Ok(())
+
+    /// Refuses a path one of whose parents is a symlink; makes the missing ones, each counted
+    /// as an entry of `out`.
+    fn parents(
+        &mut self,
+        rel: &Path,
+        name: &str,
+        out: &mut Unpacked,
+        limits: LayerLimits,
+    ) -> Result<(), LayerError> {
+        let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) else {
+            return Ok(());
+        };
+        // The deepest parent known, then every one below it.
+        let known = parent
+            .ancestors()
+            .take_while(|a| !a.as_os_str().is_empty())
+            .position(|a| self.dirs.contains(&self.key(a)))
+            .unwrap_or(parent.components().count());
+        let depth = parent.components().count();
+        let mut prefix = PathBuf::new();
+        for (i, c) in parent.components().enumerate() {
+            prefix.push(c);
+            if i < depth - known {
+                continue;
+            }
+            let at = self.root.join(&prefix);
+            match at.symlink_metadata() {
+                Ok(m) if m.file_type().is_symlink() => {
+                    return Err(LayerError::ThroughSymlink(name.to_owned()));
+                }
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => return Err(LayerError::Duplicate(name.to_owned())),
+                Err(_) => {
+                    out.entries += 1;
+                    if out.entries > limits.max_entries {
+                        return Err(LayerError::TooManyEntries {
+                            limit: limits.max_entries,
+                        });
+                    }
+                    fs::create_dir(&at)?;
+                }
+            }
+            let key = self.key(&prefix);
+            self.dirs.insert(key);
+        }
+        Ok(())
+    }
+}
+
+/// Names that extension entries (GNU `L` and `K`, pax `x`) give the entry after them.
+#[derive(Default)]
+struct Extended {
+    name: Option<Vec<u8>>,
+    link: Option<Vec<u8>>,
+    pax: Option<Vec<u8>>,
+}
+
+impl Extended {
+    /// Reads an extension entry's body of `size` bytes, at most `max`.
+    fn read(
+        entry: &mut impl Read,
+        size: u64,
+        max: u64,
+        limits: LayerLimits,
+    ) -> Result<Vec<u8>, LayerError> {
+        if size > max {
+            return Err(LayerError::Corrupt(format!(
+                "an extended header or long name of {size} bytes (at most {max})"
+            )));
+        }
+        let mut body = Vec::with_capacity(size as usize);
+        entry
+            .read_to_end(&mut body)
+            .map_err(|e| read_error(e, limits))?;
+        Ok(body)
+    }
+
+    /// The entry's name and link target, from its extensions or its header. A pax `size` other
+    /// than the header's is refused: the stream is read by the header's.
+    fn names<R: Read>(
+        self,
+        entry: &tar::Entry<'_, R>,
+    ) -> Result<(Vec<u8>, Option<Vec<u8>>), LayerError> {
+        let (mut name, mut link) = (self.name, self.link);
+        for e in self
+            .pax
+            .as_deref()
+            .map(tar::PaxExtensions::new)
+            .into_iter()
+            .flatten()
+        {
+            let e = e.map_err(|e| LayerError::Corrupt(e.to_string()))?;
+            match e.key_bytes() {
+                b"path" => name = Some(e.value_bytes().to_vec()),
+                b"linkpath" => link = Some(e.value_bytes().to_vec()),
+                b"size" => {
+                    let size = std::str::from_utf8(e.value_bytes())
+                        .ok()
+                        .and_then(|v| v.parse::<u64>().ok());
+                    if size != Some(entry.size()) {
+                        return Err(LayerError::Corrupt(
+                            "a pax size other than its header's (entries of 8 GiB or more are not supported)".into(),
+                        ));
+                    }
+                }
+                _ => {}
+            }
+        }
+        let trim = |mut v: Vec<u8>| {
+            while v.last() == Some(&0) {
+                v.pop();
+            }
+            v
+        };
+        let name = name.map_or_else(|| entry.header().path_bytes().into_owned(), trim);
+        let link = link
+            .map(trim)
+            .or_else(|| entry.header().link_name_bytes().map(|l| l.into_owned()));
+        Ok((name, link))
+    }
 }
 
 fn mode_of(header: &tar::Header, default: u32) -> u32 {
@@ -198,7 +331,8 @@ pub fn unpack(
 ) -> Result<Unpacked, LayerError> {
     let stream: Box<dyn Read> = match compression {
         Compression::None => Box::new(blob),
-        Compression::Gzip => Box::new(flate2::read::GzDecoder::new(blob)),
+        // Several gzip members one after the other are one stream (eStargz layers are).
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(blob)),
         Compression::Zstd => Box::new(
             zstd::stream::read::Decoder::new(blob)
                 .map_err(|e| LayerError::Corrupt(e.to_string()))?,
@@ -219,11 +353,19 @@ pub fn unpack(
     };
     {
         let mut archive = tar::Archive::new(&mut counted);
+        // Raw: the tar crate would read a long name or pax header whole, however large.
         let entries = archive
             .entries()
-            .map_err(|e| LayerError::Corrupt(e.to_string()))?;
-        let mut seen: HashSet<PathBuf> = HashSet::new();
-        let mut files: HashSet<PathBuf> = HashSet::new();
+            .map_err(|e| LayerError::Corrupt(e.to_string()))?
+            .raw(true);
+        let mut tree = Tree {
+            root: dest,
+            keys: (RandomState::new(), RandomState::new()),
+            seen: HashSet::new(),
+            files: HashSet::new(),
+            dirs: HashSet::new(),
+        };
+        let mut extended = Extended::default();
         for entry in entries {
             let mut entry = entry.map_err(|e| read_error(e, limits))?;
             out.entries += 1;
@@ -232,7 +374,31 @@ pub fn unpack(
                     limit: limits.max_entries,
                 });
             }
-            let raw = entry.path_bytes().into_owned();
+            let kind = entry.header().entry_type();
+            let size = entry.size();
+            if kind.is_gnu_longname() {
+                extended.name = Some(Extended::read(&mut entry, size, MAX_LONG_NAME, limits)?);
+                continue;
+            }
+            if kind.is_gnu_longlink() {
+                extended.link = Some(Extended::read(&mut entry, size, MAX_LONG_NAME, limits)?);
+                continue;
+            }
+            if kind.is_pax_local_extensions() {
+                extended.pax = Some(Extended::read(&mut entry, size, MAX_PAX, limits)?);
+                continue;
+            }
+            if kind.is_pax_global_extensions() {
+                Extended::read(&mut entry, size, MAX_PAX, limits)?;
+                continue;
+            }
+            let (raw, link) = std::mem::take(&mut extended).names(&entry)?;
+            if raw.len() as u64 > MAX_LONG_NAME {
+                return Err(LayerError::Corrupt(format!(
+                    "a name of {} bytes (at most {MAX_LONG_NAME})",
+                    raw.len()
+                )));
+            }
             let name = String::from_utf8_lossy(&raw).into_owned();
             let rel = normalise(&raw).ok_or_else(|| LayerError::UnsafePath(name.clone()))?;
             if rel.as_os_str().is_empty() {
@@ -243,6 +409,10 @@ pub fn unpack(
                 .map(|b| b.to_string_lossy().into_owned())
                 .unwrap_or_default();
             if let Some(hidden) = base.strip_prefix(".wh.") {
+                // `.wh..` and `.wh...` would name the directory itself or its parent.
+                if hidden == "." || hidden == ".." {
+                    return Err(LayerError::UnsafePath(name));
+                }
                 let dir = rel.parent().map(Path::to_path_buf).unwrap_or_default();
                 if hidden == ".wh..opq" {
                     out.whiteouts.push(Whiteout::Opaque(dir));
@@ -251,23 +421,25 @@ pub fn unpack(
                 }
                 continue;
             }
-            let kind = entry.header().entry_type();
             let is_dir = kind.is_dir();
-            if !seen.insert(rel.clone()) && !is_dir {
+            let key = tree.key(&rel);
+            if !tree.seen.insert(key) && !is_dir {
                 return Err(LayerError::Duplicate(name));
             }
-            parents(dest, &rel, &name)?;
+            tree.parents(&rel, &name, &mut out, limits)?;
             let path = dest.join(&rel);
             match kind {
-                tar::EntryType::Directory => match path.symlink_metadata() {
-                    Ok(m) if m.is_dir() => {}
-                    Ok(_) => return Err(LayerError::Duplicate(name)),
-                    Err(_) => {
-                        fs::create_dir(&path)?;
-                        let mode = mode_of(entry.header(), 0o755) | 0o700;
-                        fs::set_permissions(&path, fs::Permissions::from_mode(mode))?;
+                tar::EntryType::Directory => {
+                    match path.symlink_metadata() {
+                        // Made for an entry below it, or named again: the entry's mode holds.
+                        Ok(m) if m.is_dir() => {}
+                        Ok(_) => return Err(LayerError::Duplicate(name)),
+                        Err(_) => fs::create_dir(&path)?,
                     }
-                },
+                    let mode = mode_of(entry.header(), 0o755) | 0o700;
+                    fs::set_permissions(&path, fs::Permissions::from_mode(mode))?;
+                    tree.dirs.insert(key);
+                }
                 tar::EntryType::Regular | tar::EntryType::Continuous => {
                     let mode = mode_of(entry.header(), 0o644);
                     let mut file = fs::OpenOptions::new()
@@ -290,10 +462,10 @@ pub fn unpack(
                         }
                     })?;
                     fs::set_permissions(&path, fs::Permissions::from_mode(mode))?;
-                    files.insert(rel);
+                    tree.files.insert(key);
                 }
                 tar::EntryType::Symlink => {
-                    let target = entry.link_name_bytes().ok_or_else(|| {
+                    let target = link.ok_or_else(|| {
                         LayerError::Corrupt(format!("symlink '{name}' has no target"))
                     })?;
                     let target =
@@ -304,10 +476,10 @@ pub fn unpack(
                     })?;
                 }
                 tar::EntryType::Link => {
-                    let raw_target = entry.link_name_bytes().unwrap_or_default().into_owned();
+                    let raw_target = link.unwrap_or_default();
                     let target_name = String::from_utf8_lossy(&raw_target).into_owned();
                     let target = normalise(&raw_target)
-                        .filter(|t| files.contains(t))
+                        .filter(|t| tree.files.contains(&tree.key(t)))
                         .ok_or_else(|| LayerError::HardLinkOutside {
                             name: name.clone(),
                             target: target_name,
@@ -316,12 +488,12 @@ pub fn unpack(
                         io::ErrorKind::AlreadyExists => LayerError::Duplicate(name.clone()),
                         _ => LayerError::Io(e),
                     })?;
-                    files.insert(rel);
+                    tree.files.insert(key);
                 }
                 tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
                     out.skipped += 1
                 }
-                // Metadata entries (pax, GNU long names) are read by the tar crate itself.
+                // GNU sparse files, volume headers and the like.
                 _ => out.skipped += 1,
             }
         }
@@ -371,7 +543,11 @@ pub fn merge(layers: &[(&Path, &[Whiteout])], dest: &Path) -> Result<(), LayerEr
             let rel = match w {
                 Whiteout::Path(p) | Whiteout::Opaque(p) => p,
             };
-            if !plain_parents(dest, rel) {
+            // Names only (a whiteout stored before `..` was refused is skipped), and never
+            // through a symlink.
+            if rel.components().any(|c| !matches!(c, Component::Normal(_)))
+                || !plain_parents(dest, rel)
+            {
                 continue;
             }
             let path = dest.join(rel);
@@ -407,8 +583,9 @@ fn link_tree(from: &Path, to: &Path) -> Result<(), LayerError> {
             }
             if dst.symlink_metadata().is_err() {
                 fs::create_dir(&dst)?;
-                fs::set_permissions(&dst, fs::metadata(&src)?.permissions())?;
             }
+            // The upper layer's mode holds for a directory of a lower one.
+            fs::set_permissions(&dst, fs::metadata(&src)?.permissions())?;
             link_tree(&src, &dst)?;
             continue;
         }

@@ -26,8 +26,10 @@ use crate::image_layer::{self, Compression, LayerError, LayerLimits, Whiteout};
 pub const UPLOAD_TTL: Duration = Duration::from_secs(3600);
 /// Blobs nothing references are kept this long, so that a push's manifest can still name them.
 pub const BLOB_GRACE: Duration = Duration::from_secs(3600);
-/// Upload sessions open at once, per repository and in all (each holds a file open).
+/// Upload sessions open at once, per repository, per account and in all (each holds a file
+/// open).
 pub const MAX_UPLOADS_PER_OWNER: usize = 32;
+pub const MAX_UPLOADS_PER_ACCOUNT: usize = 64;
 pub const MAX_UPLOADS: usize = 256;
 
 /// `sha256:<64 lowercase hex>`, the only digest algorithm accepted; `None` otherwise.
@@ -77,6 +79,8 @@ fn io_at(path: &Path) -> impl FnOnce(io::Error) -> BlobError + '_ {
 struct Session {
     /// Who opened it (the registry's repository key); another owner cannot touch it.
     owner: String,
+    /// The account of that repository.
+    account: String,
     /// `None` while a request is writing.
     writer: Option<UploadWriter>,
     touched: Instant,
@@ -209,8 +213,8 @@ impl Images {
             .map_err(io_at(&dir))
     }
 
-    /// Opens an upload session for `owner`; returns its id.
-    pub fn start_upload(&self, owner: &str) -> Result<String, BlobError> {
+    /// Opens an upload session for `owner` (a repository of `account`); returns its id.
+    pub fn start_upload(&self, account: &str, owner: &str) -> Result<String, BlobError> {
         let id = uuid::Uuid::new_v4().to_string();
         let path = self.root.join("uploads").join(&id);
         let file = File::create(&path).map_err(io_at(&path))?;
@@ -225,6 +229,7 @@ impl Images {
         });
         if sessions.len() >= MAX_UPLOADS
             || sessions.values().filter(|s| s.owner == owner).count() >= MAX_UPLOADS_PER_OWNER
+            || sessions.values().filter(|s| s.account == account).count() >= MAX_UPLOADS_PER_ACCOUNT
         {
             drop(sessions);
             let _ = fs::remove_file(&path);
@@ -234,6 +239,7 @@ impl Images {
             id.clone(),
             Session {
                 owner: owner.to_owned(),
+                account: account.to_owned(),
                 writer: Some(UploadWriter {
                     file,
                     hash: Sha256::new(),
@@ -590,5 +596,30 @@ impl Images {
         })();
         let _ = fs::remove_file(file);
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uploads_are_capped_per_repository_and_per_account() {
+        let dir = tempfile::tempdir().unwrap();
+        let images = Images::open(dir.path()).unwrap();
+        let open = |account: &str, repo: usize| {
+            images.start_upload(account, &format!("{account}/r{repo}"))
+        };
+        for _ in 0..MAX_UPLOADS_PER_OWNER {
+            open("a", 0).unwrap();
+        }
+        assert!(matches!(open("a", 0), Err(BlobError::TooManyUploads)));
+        // Other repositories of the account, up to the account's cap.
+        for i in MAX_UPLOADS_PER_OWNER..MAX_UPLOADS_PER_ACCOUNT {
+            open("a", i).unwrap();
+        }
+        assert!(matches!(open("a", 1000), Err(BlobError::TooManyUploads)));
+        // Another account is not held up by the first.
+        open("b", 0).unwrap();
     }
 }

@@ -304,10 +304,25 @@ impl Store {
             .optional()?)
     }
 
-    /// Removes a manifest and its tags; `false` if it was not there.
+    /// Removes a manifest and its tags; `false` if it was not there. One that a manifest list
+    /// of the repository names is refused ([`StoreError::InIndex`]), as ECR refuses it: the
+    /// list would name a manifest that is gone.
     pub fn delete_image(&self, repo_id: i64, digest: &str) -> Result<bool, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
+        // `refs` is a JSON list of digests, which hold no LIKE wildcards.
+        let list: Option<String> = tx
+            .query_row(
+                "SELECT digest FROM ecr_images WHERE repo_id = ?1 AND digest != ?2
+                 AND refs LIKE '%\"' || ?2 || '\"%' AND (media_type LIKE '%index%'
+                 OR media_type LIKE '%manifest.list%') LIMIT 1",
+                params![repo_id, digest],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(list) = list {
+            return Err(StoreError::InIndex(list));
+        }
         tx.execute(
             "DELETE FROM ecr_tags WHERE repo_id = ?1 AND digest = ?2",
             params![repo_id, digest],

@@ -309,14 +309,20 @@ fn image_ids(ctx: &Ctx<'_>) -> Result<Vec<(Option<String>, Option<String>)>> {
             "imageIds must hold between 1 and 100 items.",
         ));
     }
-    Ok(list
-        .iter()
-        .map(|id| {
-            let s = |k: &str| id.get(k).and_then(|v| v.as_str()).map(str::to_owned);
-            (s("imageDigest"), s("imageTag"))
-        })
-        .collect())
+    // An id asked for twice is answered once.
+    let mut ids = Vec::with_capacity(list.len());
+    for id in list {
+        let s = |k: &str| id.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+        let id = (s("imageDigest"), s("imageTag"));
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    Ok(ids)
 }
+
+/// The most bytes of manifests one `BatchGetImage` returns.
+const MAX_BATCH_MANIFEST_BYTES: usize = 32 << 20;
 
 fn find<'a>(
     images: &'a [ImageRecord],
@@ -448,9 +454,19 @@ async fn batch_get_image(ctx: &Ctx<'_>) -> Result<Value> {
     let repo = ctx.repository().await?;
     let images = images_of(ctx, &repo).await?;
     let (mut found, mut failures) = (Vec::new(), Vec::new());
+    let mut total = 0;
     for (d, t) in image_ids(ctx)? {
         match find(&images, &d, &t) {
             Ok(i) => {
+                total += i.size as usize;
+                if total > MAX_BATCH_MANIFEST_BYTES {
+                    return Err(EcrError::new(
+                        "LimitExceededException",
+                        format!(
+                            "The images asked for hold more than {MAX_BATCH_MANIFEST_BYTES} bytes of manifests; ask for fewer at once."
+                        ),
+                    ));
+                }
                 let bytes = ctx
                     .state
                     .store
@@ -492,18 +508,29 @@ async fn batch_delete_image(ctx: &Ctx<'_>) -> Result<Value> {
         let s = store.clone();
         let (id, tag, digest) = (repo.id, t.clone(), image.digest.clone());
         // A tag goes alone unless it was the image's last; a digest takes the image and its tags.
-        blocking::<_, EcrError>(move || {
+        let gone = blocking::<_, EcrError>(move || {
             match &tag {
                 Some(tag) if image.tags.len() > 1 => {
                     s.untag_image(id, tag)?;
                 }
-                _ => {
-                    s.delete_image(id, &image.digest)?;
-                }
+                _ => match s.delete_image(id, &image.digest) {
+                    Err(lamina_store::StoreError::InIndex(list)) => return Ok(Some(list)),
+                    r => {
+                        r?;
+                    }
+                },
             }
-            Ok::<_, EcrError>(())
+            Ok::<_, EcrError>(None)
         })
         .await?;
+        if let Some(list) = gone {
+            failures.push(json!({
+                "imageId": id_json(&d, &t),
+                "failureCode": "ImageReferencedByManifestList",
+                "failureReason": format!("Requested image referenced by manifest list: [{list}]"),
+            }));
+            continue;
+        }
         deleted.push(id_json(&Some(digest), &t));
     }
     let s = store.clone();

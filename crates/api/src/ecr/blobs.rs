@@ -14,6 +14,9 @@ use super::registry::{RegistryError, err, header, set};
 use super::{MAX_IMAGE_BYTES, owner};
 use crate::{AppState, Caller, blocking};
 
+/// How long an upload's request may send nothing before it is failed (its writer given back).
+const UPLOAD_STALL: std::time::Duration = std::time::Duration::from_secs(60);
+
 type Result<T> = std::result::Result<T, RegistryError>;
 
 /// A blob the repository may serve: its size.
@@ -210,7 +213,10 @@ pub(super) async fn start_upload(
         }
     }
     let owner = owner(&repo.account, &repo.region, &repo.name);
-    let id = state.store.image_content().start_upload(&owner)?;
+    let id = state
+        .store
+        .image_content()
+        .start_upload(repo.account.as_str(), &owner)?;
     match digest {
         Some(d) => finish_upload(state, repo, &id, &d, body).await,
         None => Ok(upload_accepted(StatusCode::ACCEPTED, repo, &id, 0)),
@@ -223,7 +229,21 @@ async fn append(
     body: Body,
 ) -> std::result::Result<(), RegistryError> {
     let mut chunks = body.into_data_stream();
-    while let Some(chunk) = chunks.next().await {
+    // A client that stops sending holds the upload's writer: not for longer than this.
+    let stalled = || {
+        err(
+            StatusCode::BAD_REQUEST,
+            "BLOB_UPLOAD_INVALID",
+            format!(
+                "no bytes of the upload arrived for {} s",
+                UPLOAD_STALL.as_secs()
+            ),
+        )
+    };
+    while let Some(chunk) = tokio::time::timeout(UPLOAD_STALL, chunks.next())
+        .await
+        .map_err(|_| stalled())?
+    {
         let chunk = chunk.map_err(|e| {
             err(
                 StatusCode::BAD_REQUEST,

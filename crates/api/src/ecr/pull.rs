@@ -71,6 +71,9 @@ pub async fn pull(state: &Arc<AppState>, uri: &str, arch: &str) -> Result<Pulled
     }
     let client = Client::new(ClientConfig {
         protocol: ClientProtocol::HttpsExcept(settings.insecure.clone()),
+        // A registry that stops answering fails the pull instead of holding it.
+        connect_timeout: Some(std::time::Duration::from_secs(10)),
+        read_timeout: Some(std::time::Duration::from_secs(60)),
         ..Default::default()
     });
     let auth = match settings.credentials.get(&registry) {

@@ -77,6 +77,13 @@ impl From<lamina_store::StoreError> for RegistryError {
                 ),
             ),
             lamina_store::StoreError::Blob(b) => b.into(),
+            lamina_store::StoreError::InIndex(list) => err(
+                StatusCode::CONFLICT,
+                "DENIED",
+                format!(
+                    "The manifest is referenced by the manifest list {list}; delete the list first."
+                ),
+            ),
             e => {
                 tracing::error!(error = %e, "registry store error");
                 <Self as crate::Internal>::internal()

@@ -99,6 +99,7 @@ impl From<StoreError> for ApiError {
             | StoreError::Corrupt(_)
             | StoreError::Blob(_)
             | StoreError::NotEmpty
+            | StoreError::InIndex(_)
             | StoreError::Immutable(_)) => {
                 tracing::error!(error = ?e, "store failure");
                 LambdaError::service("An internal error occurred. The server log has the details.")

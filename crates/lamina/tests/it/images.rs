@@ -515,6 +515,8 @@ fn hostile_image_layers_are_refused_and_leave_nothing_behind() {
     for (tag, layer) in [
         ("dotdot", raw_tar(b"../escape", b"x")),
         ("absolute", raw_tar(b"/etc/escape", b"x")),
+        // A whiteout of `..`: applied, it would have removed every build under way.
+        ("whiteout", raw_tar(b"a/.wh...", b"")),
     ] {
         let layout = work.path().join(tag);
         oci_layout(
@@ -563,6 +565,53 @@ fn hostile_image_layers_are_refused_and_leave_nothing_behind() {
         .unwrap();
     let body = String::from_utf8_lossy(&out.stdout);
     assert!(body.contains("MANIFEST_INVALID"), "{body}");
+    // A manifest that an index names is not deleted from under it, as ECR refuses it.
+    let got = aws.ok(&[
+        "ecr",
+        "batch-get-image",
+        "--repository-name",
+        "hostile",
+        "--image-ids",
+        "imageTag=dotdot",
+    ]);
+    let image = &got["images"][0];
+    let manifest = image["imageManifest"].as_str().unwrap();
+    let digest = image["imageId"]["imageDigest"].as_str().unwrap();
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{
+            "mediaType": image["imageManifestMediaType"],
+            "digest": digest,
+            "size": manifest.len(),
+            "platform": { "architecture": "amd64", "os": "linux" },
+        }],
+    });
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "5", "-X", "PUT", "-H"])
+        .arg("content-type: application/vnd.oci.image.index.v1+json")
+        .arg("-d")
+        .arg(index.to_string())
+        .arg(format!("http://{host}/v2/hostile/manifests/multi"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let deleted = aws.ok(&[
+        "ecr",
+        "batch-delete-image",
+        "--repository-name",
+        "hostile",
+        "--image-ids",
+        &format!("imageDigest={digest}"),
+    ]);
+    assert_eq!(
+        deleted["failures"][0]["failureCode"], "ImageReferencedByManifestList",
+        "{deleted}"
+    );
+    assert!(
+        deleted["imageIds"].as_array().unwrap().is_empty(),
+        "{deleted}"
+    );
     // The base layer (good) stays cached; the hostile ones and any half-built root are gone.
     let layers = std::fs::read_dir(data.path().join("images/layers"))
         .unwrap()

@@ -269,3 +269,170 @@ fn whiteouts_and_opaque_directories_apply_when_merging() {
         fs::metadata(l.path().join("a/c")).unwrap().ino()
     );
 }
+
+impl Tar {
+    /// An extension entry (GNU long name or link, pax header) of a GNU header, declaring `size`
+    /// bytes and holding `data`.
+    fn extension(mut self, kind: tar::EntryType, size: u64, data: &[u8]) -> Self {
+        let mut h = tar::Header::new_gnu();
+        h.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"././@LongLink");
+        h.set_entry_type(kind);
+        h.set_size(size);
+        h.set_mode(0o644);
+        h.set_cksum();
+        self.0.extend_from_slice(h.as_bytes());
+        self.0.extend_from_slice(data);
+        self.0.resize(self.0.len().div_ceil(512) * 512, 0);
+        self
+    }
+}
+
+/// A pax record: `<length> <key>=<value>\n`, its length counting itself.
+fn pax(key: &str, value: &str) -> Vec<u8> {
+    let body = format!(" {key}={value}\n");
+    let mut n = body.len() + 1;
+    while (n.to_string().len() + body.len()) != n {
+        n += 1;
+    }
+    format!("{n}{body}").into_bytes()
+}
+
+#[test]
+fn long_names_are_read_within_bounds() {
+    let long = format!("{}/file", "d".repeat(200));
+    let target = format!("{}/target", "t".repeat(150));
+    let mut name = long.clone().into_bytes();
+    name.push(0);
+    let tar = Tar::default()
+        .extension(tar::EntryType::GNULongName, name.len() as u64, &name)
+        .file("placeholder", b"gnu")
+        .extension(
+            tar::EntryType::XHeader,
+            pax("path", &target).len() as u64,
+            &pax("path", &target),
+        )
+        .file("placeholder2", b"pax")
+        .extension(
+            tar::EntryType::GNULongLink,
+            target.len() as u64,
+            target.as_bytes(),
+        )
+        .link("l", "short")
+        .done();
+    let (dir, r) = unpack_plain(&tar);
+    r.unwrap();
+    assert_eq!(fs::read(dir.path().join(&long)).unwrap(), b"gnu");
+    assert_eq!(fs::read(dir.path().join(&target)).unwrap(), b"pax");
+    assert_eq!(
+        fs::read_link(dir.path().join("l")).unwrap(),
+        Path::new(&target)
+    );
+    assert!(!dir.path().join("placeholder").exists());
+
+    // A long name declaring 8 GiB is refused before a byte of it is read (the tar crate would
+    // have read it whole into memory), and so is a pax header of 2 MiB.
+    let limits = LayerLimits {
+        max_bytes: 16 << 30,
+        max_entries: 100,
+    };
+    for (kind, size) in [
+        (tar::EntryType::GNULongName, 8u64 << 30),
+        (tar::EntryType::GNULongLink, MAX_LONG_NAME + 1),
+        (tar::EntryType::XHeader, 2 << 20),
+        (tar::EntryType::XGlobalHeader, 2 << 20),
+    ] {
+        let tar = Tar::default().extension(kind, size, b"").done();
+        let dir = tempfile::tempdir().unwrap();
+        let r = unpack(&tar[..], Compression::None, dir.path(), limits, None);
+        assert!(matches!(r, Err(LayerError::Corrupt(_))), "{kind:?}: {r:?}");
+    }
+    // A pax size the header does not agree with would read the stream out of step.
+    let size = pax("size", "99");
+    let tar = Tar::default()
+        .extension(tar::EntryType::XHeader, size.len() as u64, &size)
+        .file("f", b"x")
+        .done();
+    assert!(matches!(unpack_plain(&tar).1, Err(LayerError::Corrupt(_))));
+}
+
+#[test]
+fn whiteouts_of_a_directory_itself_or_its_parent_are_refused() {
+    for name in ["a/.wh..", "a/.wh...", ".wh..."] {
+        let tar = Tar::default().dir("a").file(name, b"").done();
+        let (_dir, r) = unpack_plain(&tar);
+        assert!(matches!(r, Err(LayerError::UnsafePath(_))), "{name}: {r:?}");
+    }
+    // One stored before they were refused reaches nothing outside the image's root.
+    let base = tempfile::tempdir().unwrap();
+    let (root, sibling) = (base.path().join("root"), base.path().join("sibling"));
+    fs::create_dir_all(&root).unwrap();
+    fs::create_dir_all(&sibling).unwrap();
+    let layer = tempfile::tempdir().unwrap();
+    let whiteouts = [Whiteout::Path("..".into()), Whiteout::Opaque("a/..".into())];
+    merge(&[(layer.path(), &whiteouts)], &root).unwrap();
+    assert!(sibling.exists());
+}
+
+#[test]
+fn directories_take_the_mode_of_their_last_entry() {
+    let tar = Tar::default()
+        .file("d/f", b"x")
+        .entry("d", tar::EntryType::Directory, "", b"", 0o750)
+        .done();
+    let (lower, r) = unpack_plain(&tar);
+    let lu = r.unwrap();
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(&lower.path().join("d")), 0o750);
+    let upper = Tar::default()
+        .entry("d", tar::EntryType::Directory, "", b"", 0o755)
+        .done();
+    let (upper, r) = unpack_plain(&upper);
+    let uu = r.unwrap();
+    let root = tempfile::tempdir().unwrap();
+    merge(
+        &[(lower.path(), &lu.whiteouts), (upper.path(), &uu.whiteouts)],
+        root.path(),
+    )
+    .unwrap();
+    assert_eq!(
+        mode(&root.path().join("d")),
+        0o755,
+        "the upper layer's mode"
+    );
+}
+
+#[test]
+fn directories_made_for_deep_entries_count_as_entries() {
+    let deep = format!("{}f", "d/".repeat(LIMITS.max_entries));
+    let mut name = deep.into_bytes();
+    name.push(0);
+    let tar = Tar::default()
+        .extension(tar::EntryType::GNULongName, name.len() as u64, &name)
+        .file("placeholder", b"x")
+        .done();
+    let (_dir, r) = unpack_plain(&tar);
+    assert!(matches!(r, Err(LayerError::TooManyEntries { .. })), "{r:?}");
+}
+
+#[test]
+fn gzip_members_one_after_another_are_one_layer() {
+    let tar = Tar::default().file("a", b"1").file("b", b"2").done();
+    let (first, second) = tar.split_at(512 * 2);
+    let mut gz = Vec::new();
+    for part in [first, second] {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(part).unwrap();
+        gz.extend(e.finish().unwrap());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let u = unpack(
+        &gz[..],
+        Compression::Gzip,
+        dir.path(),
+        LIMITS,
+        Some(&sha(&tar)),
+    )
+    .unwrap();
+    assert_eq!(u.entries, 2);
+    assert_eq!(fs::read(dir.path().join("b")).unwrap(), b"2");
+}
