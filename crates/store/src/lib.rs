@@ -47,7 +47,9 @@ pub use functions::{FunctionKey, FunctionRecord, NewFunction};
 pub use http::{ApiRow, FunctionUrl, UrlChange};
 pub use images::{BlobError, ImagePlan, Images, LayerRef, Package};
 pub use layers::{LayerVersion, NewLayerVersion};
-pub use log_groups::{LogGroupRow, LogPosition, LogScan, LogStreamRow, ScanResult, StreamFilter};
+pub use log_groups::{
+    LogGroupRow, LogPosition, LogScan, LogStreamRow, MAX_SCAN_BYTES, ScanResult, StreamFilter,
+};
 pub use logs::{LogEvent, NewLogEvent};
 pub use metric_hist::{Histogram, MetricSlot};
 pub use metrics::{MINUTE_MS, MINUTES_KEPT_MS, MetricRow, QUARTER_MS, SLOTS_KEPT_MS, SweepReport};
@@ -163,8 +165,12 @@ impl Store {
         let _exclusive = self.gc.write().unwrap_or_else(|e| e.into_inner());
         let mut keep: HashSet<String> = {
             let conn = self.conn();
+            // A deleted layer version's code stays while a function version uses it.
             let mut stmt = conn.prepare(
-                "SELECT code_sha256 FROM function_versions UNION SELECT code_sha256 FROM layer_versions",
+                "SELECT code_sha256 FROM function_versions
+                 UNION SELECT code_sha256 FROM layer_versions WHERE deleted = 0
+                 UNION SELECT json_extract(l.value, '$.sha256_hex')
+                    FROM function_versions v, json_each(v.spec, '$.layer_code') l",
             )?;
             stmt.query_map([], |r| r.get::<_, String>(0))?
                 .collect::<Result<_, _>>()?

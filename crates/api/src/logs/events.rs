@@ -247,6 +247,7 @@ pub(super) async fn filter_log_events(ctx: &Ctx<'_>) -> Result<Value> {
     let pattern = Arc::new(pattern);
     let started = Instant::now();
     let mut events: Vec<LogEvent> = Vec::new();
+    let mut bytes = 0;
     let done = loop {
         let found = scan(
             ctx,
@@ -264,11 +265,16 @@ pub(super) async fn filter_log_events(ctx: &Ctx<'_>) -> Result<Value> {
         )
         .await?;
         cursor = found.last.or(cursor);
+        bytes += found.events.iter().map(|e| e.message.len()).sum::<usize>();
         events.extend(found.events);
         if found.exhausted {
             break true;
         }
-        if events.len() >= limit || started.elapsed() >= FILTER_BUDGET {
+        // A page holds up to 1 MB of events, as CloudWatch Logs' do.
+        if events.len() >= limit
+            || bytes >= lamina_store::MAX_SCAN_BYTES
+            || started.elapsed() >= FILTER_BUDGET
+        {
             break false;
         }
     };

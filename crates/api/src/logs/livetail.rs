@@ -118,6 +118,16 @@ pub(super) async fn start_live_tail(ctx: &Ctx<'_>) -> Result<Response> {
     }
     let names = ctx.strings("logStreamNames")?;
     let prefixes = ctx.strings("logStreamNamePrefixes")?;
+    for (member, list) in [
+        ("logStreamNames", &names),
+        ("logStreamNamePrefixes", &prefixes),
+    ] {
+        if list.as_ref().is_some_and(|l| l.is_empty() || l.len() > 100) {
+            return Err(LogsError::invalid(format!(
+                "1 validation error detected: Value at '{member}' failed to satisfy constraint: Member must have length between 1 and 100"
+            )));
+        }
+    }
     let streams = match (names.clone(), prefixes.clone()) {
         (Some(_), Some(_)) => {
             return Err(LogsError::invalid(

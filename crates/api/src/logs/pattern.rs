@@ -42,6 +42,10 @@ impl PartialEq for Regex {
 
 /// The longest regular expression accepted, as CloudWatch Logs' own limit.
 const MAX_REGEX_LEN: usize = 1024;
+/// The longest filter pattern (CloudWatch Logs' own limit).
+pub const MAX_PATTERN_LEN: usize = 1024;
+/// How deep parentheses may nest in a JSON pattern.
+const MAX_DEPTH: usize = 32;
 
 /// The terms of an unstructured pattern.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -130,6 +134,11 @@ fn invalid(msg: impl Into<String>) -> PatternError {
 impl Pattern {
     /// Parses a filter pattern.
     pub fn parse(text: &str) -> Result<Self, PatternError> {
+        if text.len() > MAX_PATTERN_LEN {
+            return Err(invalid(format!(
+                "Invalid filter pattern: longer than {MAX_PATTERN_LEN} characters."
+            )));
+        }
         let t = text.trim();
         if t.is_empty() {
             return Ok(Self::All);
@@ -349,11 +358,17 @@ fn glob(pattern: &str, text: &str) -> bool {
 struct JsonParser<'a> {
     text: &'a str,
     pos: usize,
+    /// Parentheses open where the parser is.
+    depth: usize,
 }
 
 impl<'a> JsonParser<'a> {
     fn new(text: &'a str) -> Self {
-        Self { text, pos: 0 }
+        Self {
+            text,
+            pos: 0,
+            depth: 0,
+        }
     }
 
     fn rest(&self) -> &'a str {
@@ -417,10 +432,15 @@ impl<'a> JsonParser<'a> {
 
     fn unary(&mut self) -> Result<Expr, PatternError> {
         if self.eat("(") {
+            self.depth += 1;
+            if self.depth > MAX_DEPTH {
+                return Err(self.error(&format!("parentheses nested more than {MAX_DEPTH} deep")));
+            }
             let e = self.or()?;
             if !self.eat(")") {
                 return Err(self.error("expected ')'"));
             }
+            self.depth -= 1;
             return Ok(e);
         }
         let sel = self.selector()?;
@@ -659,6 +679,22 @@ mod tests {
             let e = Pattern::parse(p).unwrap_err();
             assert!(e.0.starts_with("Invalid JSON filter pattern"), "{p}: {e}");
         }
+    }
+
+    #[test]
+    fn patterns_are_bounded_in_length_and_depth() {
+        // Each would have overflowed the parser's stack, killing the server.
+        let deep = format!("{{{}", "(".repeat(200_000));
+        assert!(Pattern::parse(&deep).unwrap_err().0.contains("longer than"));
+        let nested = format!("{{ {}$.a = 1{} }}", "(".repeat(40), ")".repeat(40));
+        assert!(nested.len() <= MAX_PATTERN_LEN);
+        assert!(Pattern::parse(&nested).unwrap_err().0.contains("nested"));
+        let fine = format!("{{ {}$.a = 1{} }}", "(".repeat(30), ")".repeat(30));
+        assert!(m(&fine, r#"{"a": 1}"#));
+        // As long as CloudWatch Logs allows: the longest chain of terms evaluates and drops.
+        let chain = format!("{{ {} }}", vec!["$.a=1"; 140].join("&&"));
+        assert!(chain.len() <= MAX_PATTERN_LEN);
+        assert!(m(&chain, r#"{"a": 1}"#));
     }
 
     #[test]

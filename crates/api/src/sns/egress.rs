@@ -26,15 +26,28 @@ impl Deny {
             .map(Self)
     }
 
-    /// Whether `ip` is in a denied network (IPv4-mapped IPv6 addresses count as IPv4).
+    /// Whether `ip` is in a denied network (IPv4-mapped and NAT64 IPv6 addresses count as the
+    /// IPv4 address they carry). `0.0.0.0/8` and `::` are always denied: connecting to them
+    /// reaches this host.
     pub fn denies(&self, ip: IpAddr) -> bool {
         let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            IpAddr::V6(v6) => match v6.segments() {
+                [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] => {
+                    IpAddr::V4(std::net::Ipv4Addr::from((hi as u32) << 16 | lo as u32))
+                }
+                _ => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            },
             v4 => v4,
         };
-        self.0
-            .iter()
-            .any(|(net, bits)| super::filter::in_network(*net, *bits, ip))
+        let unspecified = match ip {
+            IpAddr::V4(v4) => v4.octets()[0] == 0,
+            IpAddr::V6(v6) => v6.is_unspecified(),
+        };
+        unspecified
+            || self
+                .0
+                .iter()
+                .any(|(net, bits)| super::filter::in_network(*net, *bits, ip))
     }
 
     /// Whether a URL names a denied address literally.
@@ -96,5 +109,13 @@ mod tests {
         assert!(d.denies_url("http://[fe80::1]:80/"));
         assert!(!d.denies_url("http://example.com/"));
         assert!(Deny::parse(&["10.0.0.0/33".into()]).is_err());
+        // NAT64 carries an IPv4 address; unspecified addresses reach this host.
+        assert!(d.denies("64:ff9b::a9fe:a9fe".parse().unwrap()));
+        assert!(!d.denies("64:ff9b::808:808".parse().unwrap()));
+        assert!(d.denies("0.0.0.0".parse().unwrap()));
+        assert!(d.denies("0.1.2.3".parse().unwrap()));
+        assert!(d.denies("::".parse().unwrap()));
+        assert!(d.denies_url("http://0.0.0.0:8080/"));
+        assert!(Deny::parse(&[]).unwrap().denies("0.0.0.0".parse().unwrap()));
     }
 }

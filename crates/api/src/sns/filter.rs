@@ -247,10 +247,17 @@ impl Group {
         self.ors.iter().flatten().for_each(|g| g.paths(out));
     }
 
-    /// The product of each leaf's values times its depth, and of each `$or`'s sum.
+    /// The product of each leaf's values times its depth, and of each `$or`'s sum. Each value of
+    /// an `anything-but` list counts as one: matching compares a message's values with each.
     fn combinations(&self) -> u64 {
         let leaves = self.leaves.iter().fold(1u64, |acc, l| {
-            acc.saturating_mul(l.conditions.len() as u64 * l.path.len() as u64)
+            let values = l.conditions.iter().fold(0u64, |n, c| {
+                n.saturating_add(match c {
+                    Condition::AnythingBut(excluded) => excluded.len().max(1) as u64,
+                    _ => 1,
+                })
+            });
+            acc.saturating_mul(values.saturating_mul(l.path.len() as u64))
         });
         self.ors.iter().fold(leaves, |acc, alternatives| {
             let sum = alternatives

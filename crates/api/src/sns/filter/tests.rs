@@ -369,6 +369,13 @@ fn recorded_errors() {
         error(&json!({"k": many}).to_string(), a),
         "FilterPolicy: Filter policy is too complex"
     );
+    // An `anything-but` list counts each value: matching compares a message's values with each.
+    assert_eq!(
+        error(&json!({"k": [{"anything-but": many}]}).to_string(), a),
+        "FilterPolicy: Filter policy is too complex"
+    );
+    let some: Vec<String> = (0..150).map(|i| i.to_string()).collect();
+    policy(json!({"k": [{"anything-but": some}]}), a);
     let nested = json!({"key_a": {"key_b": {"key_c": ["1", "2", "3", "4"]}}, "key_d": {"key_e": ["1", "2", "3"]}, "key_f": ["1", "2", "3"]});
     assert_eq!(
         error(&nested.to_string(), Scope::MessageBody),
