@@ -54,6 +54,8 @@ pub enum ArchiveError {
     TooLarge { limit: u64 },
     #[error("the archive has more than {limit} entries")]
     TooManyEntries { limit: usize },
+    #[error("the archive's names have more than {limit} path components in all")]
+    TooDeep { limit: usize },
     #[error("entry '{0}' is encrypted; encrypted archives are not supported")]
     Encrypted(String),
     #[error("writing the extracted files failed")]
@@ -146,6 +148,10 @@ enum Kind {
     Symlink,
 }
 
+/// Path components of all the entries' names together, at most: a hundred thousand entries
+/// twenty deep.
+pub const MAX_COMPONENTS: usize = 2_000_000;
+
 /// Extracts `zip` into `dest`, which must exist and be empty.
 pub fn extract(zip: &[u8], dest: &Path, limits: ExtractLimits) -> Result<Extracted, ArchiveError> {
     let mut archive =
@@ -173,12 +179,20 @@ pub fn extract(zip: &[u8], dest: &Path, limits: ExtractLimits) -> Result<Extract
     let mut kinds: HashMap<Vec<String>, Kind> = HashMap::new();
     let mut links: HashMap<Vec<String>, String> = HashMap::new();
     let mut order = Vec::with_capacity(archive.len());
+    // Each component is held twice until the end: deep names in many entries are bounded.
+    let mut components = 0;
     for i in 0..archive.len() {
         let entry = archive
             .by_index_raw(i)
             .map_err(|e| ArchiveError::Corrupt(e.to_string()))?;
         let raw = String::from_utf8_lossy(entry.name_raw()).into_owned();
         let parts = normalise(&raw)?;
+        components += parts.len();
+        if components > MAX_COMPONENTS {
+            return Err(ArchiveError::TooDeep {
+                limit: MAX_COMPONENTS,
+            });
+        }
         let kind = if entry.is_symlink() {
             Kind::Symlink
         } else if entry.is_dir() {
@@ -448,6 +462,22 @@ mod tests {
                 "{name}: {r:?}"
             );
         }
+    }
+
+    #[test]
+    fn names_deep_in_all_are_refused_before_anything_is_written() {
+        // 8,000 entries 256 deep, each within the limits of one name: 2 million components.
+        let deep = "a/".repeat(DEPTH_MAX - 1);
+        let names: Vec<String> = (0..8000).map(|i| format!("{deep}{i}")).collect();
+        let entries: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &b""[..])).collect();
+        let limits = ExtractLimits {
+            max_unzipped_bytes: 1 << 20,
+            max_entries: 10_000,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let r = extract(&zip_of(&entries), dir.path(), limits);
+        assert!(matches!(r, Err(ArchiveError::TooDeep { .. })), "{r:?}");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
     #[test]

@@ -194,13 +194,19 @@ pub async fn get(
         .ok_or_else(|| not_found(&key, &name))
 }
 
-/// `GET /2015-03-31/functions/{name}/aliases`.
+/// `GET /2015-03-31/functions/{name}/aliases`: by name, those of `FunctionVersion` only if
+/// given, in pages whose `NextMarker` is the last alias's name.
 pub async fn list(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     Path(function): Path<String>,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
 ) -> ApiResult<Json<Value>> {
     let key = function_key(&caller, &function, "ListAliases")?;
+    let q = super::query::Query::parse(raw.as_deref());
+    let max = super::page_size(&q)?;
+    let version = q.get("FunctionVersion").map(str::to_owned);
+    let after = q.get("Marker").map(str::to_owned);
     let store = state.store.clone();
     let k = key.clone();
     let all = blocking(move || {
@@ -210,9 +216,18 @@ pub async fn list(
         })
     })
     .await?;
-    Ok(Json(
-        json!({ "Aliases": all.iter().map(|a| render(&key, a)).collect::<Vec<_>>() }),
-    ))
+    let mut chosen = all.iter().filter(|a| {
+        version.as_ref().is_none_or(|v| a.version == *v)
+            && after.as_ref().is_none_or(|m| a.name.as_str() > m.as_str())
+    });
+    let page: Vec<&AliasRecord> = chosen.by_ref().take(max).collect();
+    let mut out = json!({ "Aliases": page.iter().map(|a| render(&key, a)).collect::<Vec<_>>() });
+    if chosen.next().is_some()
+        && let Some(last) = page.last()
+    {
+        out["NextMarker"] = json!(last.name);
+    }
+    Ok(Json(out))
 }
 
 /// `PUT /2015-03-31/functions/{name}/aliases/{alias}`.

@@ -296,8 +296,10 @@ pub async fn create(
     .await?;
     tracing::info!(function = %rec.key.name, account = %rec.key.account, "created function");
     let rec = if publish {
+        // The version is of the code just stored, or it is not published.
+        let revision = Some(rec.revision_id.clone());
         let mut published =
-            super::versions::publish_latest(&state, &rec.key, None, None, None).await?;
+            super::versions::publish_latest(&state, &rec.key, None, None, revision).await?;
         published.key = rec.key.clone();
         published
     } else {
@@ -514,12 +516,14 @@ pub async fn update_code(
             .ok_or_else(|| function_not_found(&k, None))?;
         // Function code and layers share the unzipped limit.
         let mut limits = limits;
-        limits.max_unzipped_bytes -= current
-            .spec
-            .layer_code
-            .iter()
-            .map(|l| l.unzipped_size)
-            .sum::<u64>();
+        limits.max_unzipped_bytes = limits.max_unzipped_bytes.saturating_sub(
+            current
+                .spec
+                .layer_code
+                .iter()
+                .map(|l| l.unzipped_size)
+                .sum::<u64>(),
+        );
         if let Some(archs) = architectures
             && architecture(&archs)? != current.spec.architecture
         {
@@ -562,6 +566,8 @@ pub async fn update_code(
     .await?;
     if !dry_run {
         state.changed(&key).await;
+        // The code it had may be referenced no more.
+        super::collect_code(&state);
     }
     let view = if dry_run {
         View::Current
@@ -569,7 +575,8 @@ pub async fn update_code(
         View::Updated
     };
     let rec = if publish && !dry_run {
-        super::versions::publish_latest(&state, &key, None, None, None).await?
+        let revision = Some(rec.revision_id.clone());
+        super::versions::publish_latest(&state, &key, None, None, revision).await?
     } else {
         rec
     };
@@ -681,6 +688,7 @@ pub async fn delete(
                 return Err(function_not_found(&key, qualifier.as_ref()));
             }
             state.changed(&key).await;
+            super::collect_code(&state);
             return Ok(StatusCode::NO_CONTENT);
         }
     }
@@ -698,12 +706,6 @@ pub async fn delete(
     state.queue.forget_deleted(key.clone(), queued);
     tracing::info!(function = %key.name, account = %key.account, "deleted function");
     state.changed(&key).await;
-    // The code may now be unreferenced; collect it off the request path.
-    let store = state.store.clone();
-    tokio::task::spawn_blocking(move || {
-        if let Err(e) = store.collect_garbage() {
-            tracing::warn!(error = %e, "code garbage collection failed");
-        }
-    });
+    super::collect_code(&state);
     Ok(StatusCode::NO_CONTENT)
 }

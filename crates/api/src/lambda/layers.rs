@@ -298,6 +298,8 @@ pub async fn delete(
     let store = state.store.clone();
     let (a, r) = (caller.account.to_string(), caller.region.to_string());
     blocking(move || Ok(store.delete_layer_version(&a, &r, &name, version)?)).await?;
+    // Its code goes unless a function version still uses it.
+    super::collect_code(&state);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -435,10 +437,13 @@ fn parse_version_arn(arn: &str) -> Result<(String, String, String, u64), LambdaE
     }
 }
 
+/// Whether the layer version's policy lets `account` use it. A statement with a condition (an
+/// organization's) grants nothing: no account belongs to an organization here.
 fn allows(v: &LayerVersion, account: &str) -> bool {
     v.policy.iter().any(|s| {
-        s["Principal"] == "*"
-            || s["Principal"]["AWS"] == format!("arn:aws:iam::{account}:root").as_str()
+        s.get("Condition").is_none()
+            && (s["Principal"] == "*"
+                || s["Principal"]["AWS"] == format!("arn:aws:iam::{account}:root").as_str())
     })
 }
 

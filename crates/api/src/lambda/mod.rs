@@ -167,6 +167,17 @@ fn too_large(limit: usize, parts: &axum::http::request::Parts) -> ApiError {
     .into()
 }
 
+/// Removes code nothing references any more (after a change that may have left some), off the
+/// request path.
+pub(crate) fn collect_code(state: &AppState) {
+    let store = state.store.clone();
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = store.collect_garbage() {
+            tracing::warn!(error = %e, "code garbage collection failed");
+        }
+    });
+}
+
 impl AppState {
     /// Forgets what the caches hold of a function that changed: its records and aliases, and
     /// any cached URL configuration or event rules (which a deleted function or alias takes
@@ -323,6 +334,22 @@ async fn unknown_operation() -> ApiError {
         "Unknown operation: this server does not implement that path.",
     )
     .into()
+}
+
+/// `MaxItems` of the lists that take 1 to 10,000 and answer at most 50 a page (versions,
+/// aliases).
+pub(crate) fn page_size(q: &query::Query) -> ApiResult<usize> {
+    let Some(m) = q.get("MaxItems") else {
+        return Ok(50);
+    };
+    m.parse::<usize>()
+        .ok()
+        .filter(|n| (1..=10_000).contains(n))
+        .map(|n| n.min(50))
+        .ok_or_else(|| {
+            LambdaError::validation(m, "maxItems", "Member must have value between 1 and 10000")
+                .into()
+        })
 }
 
 /// `MaxItems` of the lists that take at most 50 (event invoke configs, function URLs).

@@ -143,11 +143,7 @@ pub async fn list(
 ) -> ApiResult<Json<serde_json::Value>> {
     let (key, _) = resolve(&caller, &name, None, "ListVersionsByFunction")?;
     let q = Query::parse(raw.as_deref());
-    let max = q
-        .get("MaxItems")
-        .and_then(|m| m.parse::<usize>().ok())
-        .unwrap_or(50)
-        .clamp(1, 50);
+    let max = super::page_size(&q)?;
     let start: usize = q.get("Marker").and_then(|m| m.parse().ok()).unwrap_or(0);
     let store = state.store.clone();
     let k = key.clone();

@@ -162,6 +162,8 @@ async fn python_libraries_and_order() {
         "ResourceNotFoundException",
         "does not exist",
     );
+    // The deletion's collection of unused code has run: the layer's code is still in use.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     c.update_function_configuration()
         .function_name("uses-lib")
         .environment(

@@ -226,3 +226,49 @@ async fn resource_policies_let_other_accounts_invoke() {
         "lambda:InvokeFunction",
     );
 }
+
+#[tokio::test]
+async fn a_layer_shared_with_an_organization_is_not_shared_with_every_account() {
+    let app = spawn_app_with(AUTH).await;
+    let alice = sdk_client(&app.endpoint(), "AKIDALICE", "alice-secret", "us-east-1");
+    let bob = sdk_client(&app.endpoint(), "AKIDBOB", "bob-secret", "us-east-1");
+    let layer = alice
+        .publish_layer_version()
+        .layer_name("private")
+        .content(
+            aws_sdk_lambda::types::LayerVersionContentInput::builder()
+                .zip_file(aws_sdk_lambda::primitives::Blob::new(zip_of(&[(
+                    "python/secret.py",
+                    b"KEY = 1\n",
+                )])))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let arn = layer.layer_version_arn().unwrap().to_owned();
+    let grant = |sid: &'static str, org: Option<&'static str>| {
+        alice
+            .add_layer_version_permission()
+            .layer_name("private")
+            .version_number(1)
+            .statement_id(sid)
+            .action("lambda:GetLayerVersion")
+            .principal("*")
+            .set_organization_id(org.map(str::to_owned))
+            .send()
+    };
+    // Shared with an organization: no account belongs to one here, so Bob is not let in.
+    grant("org", Some("o-a1b2c3d4e5")).await.unwrap();
+    let denied = bob.get_layer_version_by_arn().arn(&arn).send().await;
+    assert!(denied.is_err(), "{denied:?}");
+    // Shared with every account: he is.
+    grant("all", None).await.unwrap();
+    let got = bob
+        .get_layer_version_by_arn()
+        .arn(&arn)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.version(), 1);
+}

@@ -332,6 +332,56 @@ async fn delete_removes_function_and_its_code() {
     assert_eq!(on_disk.1, vec![kept_hex]);
 }
 
+/// Waits until exactly the code of `hexes` is on disk, zips and trees; asserts it.
+async fn code_left(app: &TestApp, hexes: &[String]) {
+    let mut want = hexes.to_vec();
+    want.sort();
+    let mut on_disk = code_on_disk(app.data_dir());
+    for _ in 0..1000 {
+        if on_disk.0 == want && on_disk.1 == want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        on_disk = code_on_disk(app.data_dir());
+    }
+    assert_eq!(on_disk.0, want);
+    assert_eq!(on_disk.1, want);
+}
+
+#[tokio::test]
+async fn code_replaced_or_deleted_with_its_version_is_collected() {
+    let app = spawn_app().await;
+    let c = &app.client;
+    create(c, "f", python_zip("1")).await;
+    let published = c
+        .update_function_code()
+        .function_name("f")
+        .zip_file(Blob::new(python_zip("2")))
+        .publish(true)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(published.version(), Some("1"));
+    let v2 = sha_hex(published.code_sha256().unwrap());
+    let now = c
+        .update_function_code()
+        .function_name("f")
+        .zip_file(Blob::new(python_zip("3")))
+        .send()
+        .await
+        .unwrap();
+    let latest = sha_hex(now.code_sha256().unwrap());
+    // The first code is nobody's now; the second is version 1's.
+    code_left(&app, &[v2, latest.clone()]).await;
+    c.delete_function()
+        .function_name("f")
+        .qualifier("1")
+        .send()
+        .await
+        .unwrap();
+    code_left(&app, &[latest]).await;
+}
+
 #[tokio::test]
 async fn tags_and_account_settings() {
     let app = spawn_app().await;

@@ -347,6 +347,56 @@ async fn aliases_route_by_weight() {
             .len(),
         1
     );
+    // Filtered by the version they point to, and paged by name.
+    for (name, version) in [("beta", "2"), ("canary", "2")] {
+        c.create_alias()
+            .function_name("al")
+            .name(name)
+            .function_version(version)
+            .send()
+            .await
+            .unwrap();
+    }
+    let names = |l: &aws_sdk_lambda::operation::list_aliases::ListAliasesOutput| {
+        l.aliases()
+            .iter()
+            .map(|a| a.name().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let of_two = c
+        .list_aliases()
+        .function_name("al")
+        .function_version("2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(names(&of_two), ["beta", "canary"]);
+    let first = c
+        .list_aliases()
+        .function_name("al")
+        .max_items(2)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(names(&first), ["beta", "canary"]);
+    let rest = c
+        .list_aliases()
+        .function_name("al")
+        .max_items(2)
+        .marker(first.next_marker().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(names(&rest), ["live"]);
+    assert_eq!(rest.next_marker(), None);
+    for name in ["beta", "canary"] {
+        c.delete_alias()
+            .function_name("al")
+            .name(name)
+            .send()
+            .await
+            .unwrap();
+    }
     c.delete_alias()
         .function_name("al")
         .name("live")
