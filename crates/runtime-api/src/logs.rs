@@ -99,6 +99,8 @@ impl Tap {
             )),
         }
         let text = String::from_utf8_lossy(bytes);
+        // Each invalid byte became three (U+FFFD): what is stored is what the budget counts.
+        self.budget.charge(text.len() - bytes.len());
         let mut rest: &str = &text;
         // Lossy decoding can grow the text (U+FFFD is 3 bytes): cut it again at char boundaries.
         while rest.len() > MAX_EVENT {
@@ -437,6 +439,22 @@ impl Budget {
             .fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Counts `bytes` more of a line that passed: its buckets may go below empty, and the lines
+    /// after it wait until they refill.
+    fn charge(&self, bytes: usize) {
+        if bytes == 0 {
+            return;
+        }
+        self.function
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .tokens -= bytes as f64;
+        self.account
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .tokens -= bytes as f64;
+    }
+
     fn admit(&self, bytes: usize) -> Admit {
         use std::sync::atomic::Ordering;
         let cost = (bytes + EVENT_OVERHEAD) as f64;
@@ -538,6 +556,30 @@ mod tests {
         }
     }
 
+    /// A tap counting the lines it emits, on a budget that never refills: its burst (the floor,
+    /// one largest event and its overhead) is all that passes.
+    fn counted_tap() -> (Arc<Tap>, Arc<Count>, Budget) {
+        let sink = Arc::new(Count(AtomicUsize::new(0)));
+        let budget = Budgets::new(0, 0).of("123456789012", "arn:f");
+        let stream = lamina_model::LogStreamKey {
+            account: "123456789012".into(),
+            region: "us-east-1".into(),
+            function: "f".into(),
+            stream: "s".into(),
+        };
+        (Tap::new(stream, sink.clone(), budget.clone()), sink, budget)
+    }
+
+    #[test]
+    fn invalid_utf8_is_counted_as_stored() {
+        let (tap, sink, _) = counted_tap();
+        // A third of the burst in invalid bytes is the whole burst once decoded: the line after
+        // it is dropped.
+        assert!(tap.output(&vec![0xff; MAX_EVENT / 3]));
+        assert!(!tap.output(b"x"));
+        assert_eq!(sink.0.load(Ordering::Relaxed), 1);
+    }
+
     #[test]
     fn budgets_nobody_holds_go_once_many_functions_came_and_went() {
         let budgets = Budgets::new(0, 0);
@@ -560,16 +602,7 @@ mod tests {
 
     #[test]
     fn a_flood_beyond_the_budget_costs_one_look_per_read() {
-        let sink = Arc::new(Count(AtomicUsize::new(0)));
-        // No refill: the burst (its floor, one largest event) is all that passes.
-        let budget = Budgets::new(0, 0).of("123456789012", "arn:f");
-        let stream = lamina_model::LogStreamKey {
-            account: "123456789012".into(),
-            region: "us-east-1".into(),
-            function: "f".into(),
-            stream: "s".into(),
-        };
-        let tap = Tap::new(stream, sink.clone(), budget.clone());
+        let (tap, sink, budget) = counted_tap();
         let read = vec![b'\n'; 64 * 1024];
         let mut pending = Vec::new();
         let passing = (MAX_EVENT + EVENT_OVERHEAD) / EVENT_OVERHEAD;
