@@ -151,7 +151,11 @@ impl Store {
         if self.function_id(&new.key)?.is_some() {
             return Err(StoreError::AlreadyExists);
         }
-        self.check_storage(&new.key.account, new.package.stored_len(), code_storage_max)?;
+        self.check_storage(
+            new.key.account.as_str(),
+            new.package.stored_len(),
+            code_storage_max,
+        )?;
         let _upload = self.gc.read().unwrap_or_else(|e| e.into_inner());
         let code = self.put_package(new.package, limits)?;
         let now = now_millis();
@@ -260,7 +264,7 @@ impl Store {
         if expected_revision.is_some_and(|r| r != current.revision_id) {
             return Err(StoreError::RevisionMismatch);
         }
-        self.check_storage(&key.account, package.stored_len(), code_storage_max)?;
+        self.check_storage(key.account.as_str(), package.stored_len(), code_storage_max)?;
         let _upload = self.gc.read().unwrap_or_else(|e| e.into_inner());
         let code = self.put_package(package, limits)?;
         let revision_id = new_revision();
@@ -432,8 +436,11 @@ impl Store {
         region: &Region,
     ) -> Result<(u64, u64), StoreError> {
         let conn = self.conn();
+        // Deployment packages and layer archives, as `TotalCodeSize` counts them.
         let (size, count): (i64, i64) = conn.query_row(
-            "SELECT COALESCE(SUM(v.code_size), 0), COUNT(DISTINCT f.id)
+            "SELECT COALESCE(SUM(v.code_size), 0) + (SELECT COALESCE(SUM(code_size), 0)
+                FROM layer_versions WHERE account = ?1 AND region = ?2 AND deleted = 0),
+                COUNT(DISTINCT f.id)
              FROM functions f JOIN function_versions v ON v.function_id = f.id
              WHERE f.account = ?1 AND f.region = ?2",
             params![account.as_str(), region.as_str()],
@@ -453,17 +460,20 @@ impl Store {
             .optional()?)
     }
 
-    fn check_storage(
+    pub(crate) fn check_storage(
         &self,
-        account: &AccountId,
+        account: &str,
         adding: u64,
         limit: u64,
     ) -> Result<(), StoreError> {
         let conn = self.conn();
+        // Function versions' code and layer versions' (as Lambda counts its code storage).
         let used: i64 = conn.query_row(
-            "SELECT COALESCE(SUM(v.code_size), 0) FROM functions f
-             JOIN function_versions v ON v.function_id = f.id WHERE f.account = ?1",
-            params![account.as_str()],
+            "SELECT (SELECT COALESCE(SUM(v.code_size), 0) FROM functions f
+                JOIN function_versions v ON v.function_id = f.id WHERE f.account = ?1)
+             + (SELECT COALESCE(SUM(code_size), 0) FROM layer_versions
+                WHERE account = ?1 AND deleted = 0)",
+            params![account],
             |r| r.get(0),
         )?;
         let used = used as u64;
@@ -645,17 +655,43 @@ pub(crate) mod tests {
             (a.code.size, 1)
         );
         let zip = zip_of(b"2");
-        let e = store.create_function(
-            NewFunction {
+        let create_b = |limit: u64| {
+            let b = NewFunction {
                 key: key("b"),
                 spec: spec(),
                 package: crate::Package::Zip(&zip),
                 tags: BTreeMap::new(),
-            },
-            LIMITS,
-            a.code.size + 10,
-        );
+            };
+            store.create_function(b, LIMITS, limit)
+        };
+        let e = create_b(a.code.size + 10);
         assert!(matches!(e, Err(StoreError::CodeStorageExceeded { .. })));
+        // Layer versions count as well, until deleted.
+        let layer = |limit: u64| {
+            store.publish_layer(
+                crate::NewLayerVersion {
+                    account: "000000000000".into(),
+                    region: "us-east-1".into(),
+                    name: "lib".into(),
+                    description: String::new(),
+                    license: None,
+                    runtimes: Vec::new(),
+                    architectures: Vec::new(),
+                    zip: &zip,
+                },
+                LIMITS,
+                limit,
+            )
+        };
+        let e = layer(a.code.size + 10);
+        assert!(matches!(e, Err(StoreError::CodeStorageExceeded { .. })));
+        layer(1 << 30).unwrap();
+        let e = create_b(a.code.size + zip.len() as u64 + 10);
+        assert!(matches!(e, Err(StoreError::CodeStorageExceeded { .. })));
+        store
+            .delete_layer_version("000000000000", "us-east-1", "lib", 1)
+            .unwrap();
+        create_b(a.code.size + zip.len() as u64 + 10).unwrap();
     }
 
     #[test]

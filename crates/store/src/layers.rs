@@ -63,12 +63,15 @@ fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<LayerVersion> {
 }
 
 impl Store {
-    /// Stores a new version of a layer (code first, then the row).
+    /// Stores a new version of a layer (code first, then the row), within the account's code
+    /// storage of `code_storage_max` bytes.
     pub fn publish_layer(
         &self,
         new: NewLayerVersion<'_>,
         limits: ExtractLimits,
+        code_storage_max: u64,
     ) -> Result<LayerVersion, StoreError> {
+        self.check_storage(&new.account, new.zip.len() as u64, code_storage_max)?;
         let _upload = self.gc.read().unwrap_or_else(|e| e.into_inner());
         let code = self.code.put(new.zip, limits)?;
         let now = lamina_model::now_millis();

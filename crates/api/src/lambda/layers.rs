@@ -173,6 +173,7 @@ pub async fn publish(
     }
     let store = state.store.clone();
     let limits = state.extract_limits();
+    let storage_max = state.limits.code_storage_max_bytes;
     let new_account = caller.account.to_string();
     let new_region = caller.region.to_string();
     let v = blocking(move || {
@@ -188,6 +189,7 @@ pub async fn publish(
                 zip: &zip,
             },
             limits,
+            storage_max,
         )?)
     })
     .await?;
