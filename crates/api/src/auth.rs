@@ -103,6 +103,19 @@ pub async fn read_body(
     axum::body::to_bytes(body, limit).await.ok()
 }
 
+/// What the head of a request alone shows will be refused, verification being on: no
+/// credentials, a malformed header, an unknown key. Checked before a large body is read, so that
+/// nobody unknown makes the server hold one.
+pub fn refused_by_head(auth: &AuthConfig, parts: &axum::http::request::Parts) -> Option<AuthError> {
+    if !auth.verify {
+        return None;
+    }
+    // With no body the signature cannot verify: only what fails before it counts.
+    identify(auth, parts, &Bytes::new())
+        .err()
+        .filter(|e| e.kind != AuthFailure::BadSignature)
+}
+
 /// Identifies the caller of a request whose body has been read.
 pub fn identify(
     auth: &AuthConfig,

@@ -97,6 +97,16 @@ async fn identified(
     body: Body,
 ) -> Result<(Caller, Bytes), Response> {
     let limit = state.limits.request_max_bytes as usize;
+    // A body of more than 1 MiB (or of a length not declared) is read only for a caller the
+    // head does not already refuse.
+    let large = parts
+        .headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .is_none_or(|n| n > 1 << 20);
+    if large && let Some(e) = crate::auth::refused_by_head(&state.auth, parts) {
+        return Err(ApiError::from(e).into_response());
+    }
     let Some(bytes) = crate::auth::read_body(parts, body, limit).await else {
         return Err(too_large(limit, parts).into_response());
     };

@@ -272,3 +272,26 @@ async fn a_layer_shared_with_an_organization_is_not_shared_with_every_account() 
         .unwrap();
     assert_eq!(got.version(), 1);
 }
+
+#[tokio::test]
+async fn an_unknown_caller_is_refused_before_its_large_body_is_read() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app_with(AUTH).await;
+    let addr = app.endpoint().trim_start_matches("http://").to_owned();
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    // 60 MB announced, none sent: the answer comes from the head alone.
+    let head = "POST /2015-03-31/functions HTTP/1.1\r\nhost: lambda\r\ncontent-type: application/json\r\n\
+        content-length: 60000000\r\nx-amz-date: 20261206T000000Z\r\n\
+        authorization: AWS4-HMAC-SHA256 Credential=AKIDNOBODY/20261206/us-east-1/lambda/aws4_request, \
+        SignedHeaders=host;x-amz-date, Signature=\
+        5d672d79c15b13162d9279b0855cfba6789a8edb4c82c400e06b5924a6f2b5d7\r\n\r\n";
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut answer))
+        .await
+        .expect("answered without the body")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    assert!(answer.contains("UnrecognizedClientException"), "{answer}");
+}
