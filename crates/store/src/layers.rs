@@ -190,25 +190,35 @@ impl Store {
         Ok(())
     }
 
-    /// Replaces a layer version's permission statements.
-    pub fn set_layer_policy(
+    /// Changes a layer version's permission statements in one transaction: `change` gets them
+    /// as they are and changes them, or refuses. `NotFound` if the version does not exist (or
+    /// was deleted).
+    pub fn change_layer_policy<T>(
         &self,
-        account: &str,
-        region: &str,
-        name: &str,
-        version: u64,
-        policy: &[serde_json::Value],
-    ) -> Result<(), StoreError> {
-        let conn = self.conn();
-        let json = serde_json::to_string(policy).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let n = conn.execute(
-            "UPDATE layer_versions SET policy = ?1 WHERE account = ?2 AND region = ?3 AND name = ?4 AND version = ?5 AND deleted = 0",
-            params![json, account, region, name, version as i64],
+        (account, region, name, version): (&str, &str, &str, u64),
+        change: impl FnOnce(&mut Vec<serde_json::Value>) -> Result<T, lamina_model::LambdaError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let at = params![account, region, name, version as i64];
+        let text: String = tx
+            .query_row(
+                "SELECT policy FROM layer_versions WHERE account = ?1 AND region = ?2 AND name = ?3 AND version = ?4 AND deleted = 0",
+                at,
+                |r| r.get(0),
+            )
+            .optional()?
+            .ok_or(StoreError::NotFound)?;
+        let corrupt = |e: serde_json::Error| StoreError::Corrupt(e.to_string());
+        let mut policy: Vec<serde_json::Value> = serde_json::from_str(&text).map_err(corrupt)?;
+        let out = change(&mut policy)?;
+        let json = serde_json::to_string(&policy).map_err(corrupt)?;
+        tx.execute(
+            "UPDATE layer_versions SET policy = ?5 WHERE account = ?1 AND region = ?2 AND name = ?3 AND version = ?4",
+            params![account, region, name, version as i64, json],
         )?;
-        if n == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        tx.commit()?;
+        Ok(out)
     }
 
     /// The merged `/opt` tree of layers (in order: a later layer's file wins), built once.

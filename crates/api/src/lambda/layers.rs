@@ -337,9 +337,10 @@ pub async fn add_permission(
     let store = state.store.clone();
     let (a, r) = (caller.account.to_string(), caller.region.to_string());
     let statement = blocking(move || {
-        let v = store.layer_version(&a, &r, &name, version, false)?.ok_or_else(not_found)?;
-        if v.policy.iter().any(|s| s["Sid"] == sid.as_str()) {
-            return Err(LambdaError::conflict(format!("The statement id ({sid}) provided already exists. Please provide a new statement id, or remove the existing statement.")).into());
+        let at = (a.as_str(), r.as_str(), name.as_str(), version);
+        let added = store.change_layer_policy(at, |policy| {
+        if policy.iter().any(|s| s["Sid"] == sid.as_str()) {
+            return Err(LambdaError::conflict(format!("The statement id ({sid}) provided already exists. Please provide a new statement id, or remove the existing statement.")));
         }
         let mut statement = json!({
             "Sid": sid,
@@ -351,13 +352,13 @@ pub async fn add_permission(
         if let Some(org) = req.organization_id {
             statement["Condition"] = json!({ "StringEquals": { "aws:PrincipalOrgID": org } });
         }
-        let mut policy = v.policy.clone();
         policy.push(statement.clone());
-        store.set_layer_policy(&a, &r, &name, version, &policy).map_err(|e| match e {
+        Ok(statement)
+        });
+        added.map_err(|e| match e {
             StoreError::NotFound => not_found(),
             e => e.into(),
-        })?;
-        Ok(statement)
+        })
     })
     .await?;
     let revision = uuid::Uuid::new_v4().to_string();
@@ -400,19 +401,21 @@ pub async fn remove_permission(
     let store = state.store.clone();
     let (a, r) = (caller.account.to_string(), caller.region.to_string());
     blocking(move || {
-        let v = store
-            .layer_version(&a, &r, &name, version, false)?
-            .ok_or_else(not_found)?;
-        let policy: Vec<Value> = v
-            .policy
-            .iter()
-            .filter(|s| s["Sid"] != sid.as_str())
-            .cloned()
-            .collect();
-        if policy.len() == v.policy.len() {
-            return Err(not_found());
-        }
-        Ok(store.set_layer_policy(&a, &r, &name, version, &policy)?)
+        let at = (a.as_str(), r.as_str(), name.as_str(), version);
+        let removed = store.change_layer_policy(at, |policy| {
+            let before = policy.len();
+            policy.retain(|s| s["Sid"] != sid.as_str());
+            if policy.len() == before {
+                return Err(LambdaError::not_found(
+                    "The resource you requested does not exist.",
+                ));
+            }
+            Ok(())
+        });
+        removed.map_err(|e| match e {
+            StoreError::NotFound => not_found(),
+            e => e.into(),
+        })
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)

@@ -204,6 +204,8 @@ fn too_many_tags() -> SnsError {
 pub async fn delete(ctx: &Ctx<'_>, caller: &Caller) -> SnsResult<Response> {
     let arn = ctx.params.required("TopicArn")?;
     let key = parse_topic_arn("TopicArn", arn)?;
+    // Deduplication is kept by the ARN as this server writes it (`arn:aws:`...).
+    let canonical = key.arn();
     if key.account == caller.account && key.region == caller.region {
         let store = ctx.state.store.clone();
         let (_, gone) = blocking(move || Ok(store.delete_topic(&key)?)).await?;
@@ -219,7 +221,7 @@ pub async fn delete(ctx: &Ctx<'_>, caller: &Caller) -> SnsResult<Response> {
             Err(e) => return Err(e),
         }
     }
-    ctx.state.sns.fifo_forget(arn);
+    ctx.state.sns.fifo_forget(&canonical);
     ctx.respond(None)
 }
 

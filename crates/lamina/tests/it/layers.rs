@@ -223,14 +223,34 @@ async fn python_libraries_and_order() {
         .send()
         .await
         .unwrap();
-    let policy = c
-        .get_layer_version_policy()
-        .layer_name("lib")
-        .version_number(2)
-        .send()
-        .await
-        .unwrap();
-    assert!(policy.policy().unwrap().contains("\"Sid\":\"all\""));
+    let policy = || async {
+        let got = c
+            .get_layer_version_policy()
+            .layer_name("lib")
+            .version_number(2)
+            .send()
+            .await
+            .unwrap();
+        serde_json::from_str::<serde_json::Value>(got.policy().unwrap()).unwrap()
+    };
+    assert_eq!(policy().await["Statement"][0]["Sid"], "all");
+    // Statements added at once are all kept.
+    let mut adds = tokio::task::JoinSet::new();
+    for i in 0..16 {
+        let add = c
+            .add_layer_version_permission()
+            .layer_name("lib")
+            .version_number(2)
+            .statement_id(format!("s{i}"))
+            .action("lambda:GetLayerVersion")
+            .principal(format!("{:012}", 100 + i));
+        adds.spawn(add.send());
+    }
+    while let Some(added) = adds.join_next().await {
+        added.unwrap().unwrap();
+    }
+    let doc = policy().await;
+    assert_eq!(doc["Statement"].as_array().unwrap().len(), 17, "{doc}");
     c.remove_layer_version_permission()
         .layer_name("lib")
         .version_number(2)
