@@ -73,6 +73,8 @@ pub struct AppState {
     pub minutes: Arc<lambda::Minutes>,
     /// What Invoke runs, read once (see `lambda::HotCache`).
     pub hot: std::sync::RwLock<lambda::HotCache>,
+    /// CloudWatch Logs' live tail sessions open, per account.
+    pub live_tails: logs::livetail::LiveTails,
 }
 
 /// Receives one usage record per invocation; must not block.

@@ -186,6 +186,7 @@ pub async fn run(
         url_key,
         runtimes: executor.runtimes(),
         hot: Default::default(),
+        live_tails: Default::default(),
         stopping: tokio::sync::watch::channel(false).0,
         usage: usage.clone(),
         minutes: minutes.clone(),

@@ -86,8 +86,51 @@ struct Followed {
 }
 
 /// A session between ticks.
+/// Live tail sessions open per account (CloudWatch Logs' quota).
+const MAX_SESSIONS: usize = 15;
+
+/// The live tail sessions open, per account: the CloudWatch Logs state of the server.
+#[derive(Debug, Default)]
+pub struct LiveTails(std::sync::Mutex<std::collections::HashMap<String, usize>>);
+
+/// A session counted in its account's until it drops (its client gone, or its end read).
+struct Open {
+    state: Arc<AppState>,
+    account: String,
+}
+
+impl LiveTails {
+    fn open(state: &Arc<AppState>, account: &str) -> Option<Open> {
+        let mut open = state.live_tails.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(account.to_owned()).or_default();
+        if *n >= MAX_SESSIONS {
+            return None;
+        }
+        *n += 1;
+        Some(Open {
+            state: state.clone(),
+            account: account.to_owned(),
+        })
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        let mut open = (self.state.live_tails.0)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.account) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.account);
+            }
+        }
+    }
+}
+
 struct Session {
     state: Arc<AppState>,
+    _open: Open,
     groups: Vec<Followed>,
     streams: Streams,
     pattern: Pattern,
@@ -182,7 +225,16 @@ pub(super) async fn start_live_tail(ctx: &Ctx<'_>) -> Result<Response> {
     if let Some(f) = filter {
         start["logEventFilterPattern"] = json!(f);
     }
+    let open = LiveTails::open(ctx.state, ctx.caller.account.as_str()).ok_or_else(|| {
+        LogsError::new(
+            "LimitExceededException",
+            format!(
+                "The account has {MAX_SESSIONS} live tail sessions open already; end one first."
+            ),
+        )
+    })?;
     let session = Session {
+        _open: open,
         state: ctx.state.clone(),
         groups,
         streams,

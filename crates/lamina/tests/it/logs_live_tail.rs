@@ -245,3 +245,42 @@ async fn lines_of_a_running_invocation_are_visible() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_holds_at_most_fifteen_sessions_and_gets_one_back_when_a_client_goes() {
+    let app = spawn_app().await;
+    deploy(&app.client, "watched").await;
+    let http = reqwest::Client::new();
+    let start = || {
+        http.post(app.endpoint())
+            .header("x-amz-target", "Logs_20140328.StartLiveTail")
+            .header("content-type", "application/x-amz-json-1.1")
+            .body(json!({ "logGroupIdentifiers": ["/aws/lambda/watched"] }).to_string())
+            .timeout(Duration::from_secs(60))
+            .send()
+    };
+    let mut open = Vec::new();
+    for _ in 0..15 {
+        let resp = start().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        open.push(resp);
+    }
+    let refused = start().await.unwrap();
+    assert_eq!(refused.status(), 400);
+    let body = refused.text().await.unwrap();
+    assert!(body.contains("LimitExceededException"), "{body}");
+    // A client that goes gives its session back (once the server next writes to it).
+    drop(open.pop());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let resp = start().await.unwrap();
+        if resp.status() == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the session was never given back"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
