@@ -186,6 +186,14 @@ impl Store {
     pub fn put_image(&self, repo: &Repository, image: NewImage<'_>) -> Result<(), StoreError> {
         let refs =
             serde_json::to_string(image.refs).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        // Under the collection's lock, from the look at its blobs to the commit: a collection
+        // either sees the manifest's references, or removed their blobs before the look.
+        let _collecting = self.gc.read().unwrap_or_else(|e| e.into_inner());
+        for digest in image.refs.iter().map(String::as_str).chain([image.digest]) {
+            if self.images.blob_path(digest).is_none() {
+                return Err(crate::BlobError::Unknown(digest.to_owned()).into());
+            }
+        }
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         tx.execute(
@@ -350,5 +358,44 @@ impl Store {
             keep.extend(refs);
         }
         Ok(keep)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::BlobError;
+
+    #[test]
+    fn a_manifest_is_stored_only_with_every_blob_it_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let account = AccountId::parse("000000000000").unwrap();
+        let region = Region::parse("us-east-1").unwrap();
+        let repo = store
+            .create_repository(&account, &region, "r", "MUTABLE", &BTreeMap::new())
+            .unwrap();
+        let manifest = store.image_content().put_blob(b"{}").unwrap();
+        let layer = store.image_content().put_blob(b"layer").unwrap();
+        let missing = format!("sha256:{}", "0".repeat(64));
+        fn image<'a>(manifest: &'a str, refs: &'a [String]) -> NewImage<'a> {
+            NewImage {
+                digest: manifest,
+                media_type: "application/vnd.oci.image.manifest.v1+json",
+                size: 2,
+                refs,
+                tag: Some("t"),
+            }
+        }
+        // Its blob gone (collected, say) by the time of the commit: refused, nothing stored.
+        let refs = [layer.clone(), missing.clone()];
+        let e = store.put_image(&repo, image(&manifest, &refs));
+        assert!(
+            matches!(&e, Err(StoreError::Blob(BlobError::Unknown(d))) if *d == missing),
+            "{e:?}"
+        );
+        assert!(store.images(repo.id).unwrap().is_empty());
+        store.put_image(&repo, image(&manifest, &[layer])).unwrap();
+        assert_eq!(store.images(repo.id).unwrap().len(), 1);
     }
 }
