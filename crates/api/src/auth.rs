@@ -183,6 +183,17 @@ pub fn identify(
             )
         })?;
     check_skew(amz_date, auth.max_skew_s)?;
+    // The signing key is derived for the scope's day: it signs requests of that day only.
+    if amz_date.get(..8) != Some(sig.date.as_str()) {
+        return Err(denied(
+            AuthFailure::BadSignature,
+            format!(
+                "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '{}' != '{}', from '{amz_date}'.",
+                sig.date,
+                amz_date.get(..8).unwrap_or(amz_date)
+            ),
+        ));
+    }
     let headers: Vec<(String, String)> = parts
         .headers
         .iter()
@@ -304,5 +315,74 @@ mod tests {
         let started = std::time::Instant::now();
         assert!(!iam_like(&hostile, &text));
         assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_signing_key_of_another_day_signs_nothing_today() {
+        let auth = AuthConfig {
+            verify: true,
+            keys: HashMap::from([(
+                "AKID".to_owned(),
+                AccessKey {
+                    secret_access_key: "secret".into(),
+                    account: AccountId::parse("111111111111").unwrap(),
+                },
+            )]),
+            default_account: AccountId::parse("000000000000").unwrap(),
+            default_region: Region::parse("us-east-1").unwrap(),
+            max_skew_s: 900,
+            sessions: Default::default(),
+        };
+        let now = time::OffsetDateTime::now_utc();
+        let amz_date = format!(
+            "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+            now.year(),
+            now.month() as u8,
+            now.day(),
+            now.hour(),
+            now.minute(),
+            now.second()
+        );
+        // Signed with the key derived for `scope_date`, the request dated now.
+        let signed = |scope_date: &str| {
+            let headers = vec![
+                ("host".to_owned(), "lambda".to_owned()),
+                ("x-amz-date".to_owned(), amz_date.clone()),
+            ];
+            let names = vec!["host".to_owned(), "x-amz-date".to_owned()];
+            let req = SignedRequest {
+                method: "GET",
+                raw_path: "/2015-03-31/functions",
+                raw_query: "",
+                headers: &headers,
+                payload_hash: &sigv4::sha256_hex(b""),
+            };
+            let canonical = sigv4::canonical_request(&req, &names);
+            let sig = sigv4::signature(
+                "secret",
+                &amz_date,
+                scope_date,
+                "us-east-1",
+                "lambda",
+                &canonical,
+            );
+            let auth_header = format!(
+                "AWS4-HMAC-SHA256 Credential=AKID/{scope_date}/us-east-1/lambda/aws4_request, SignedHeaders=host;x-amz-date, Signature={sig}"
+            );
+            axum::http::Request::get("/2015-03-31/functions")
+                .header("host", "lambda")
+                .header("x-amz-date", &amz_date)
+                .header("authorization", auth_header)
+                .body(())
+                .unwrap()
+                .into_parts()
+                .0
+        };
+        let today = &amz_date[..8];
+        let caller = identify(&auth, &signed(today), &Bytes::new()).unwrap();
+        assert_eq!(caller.account.as_str(), "111111111111");
+        let e = identify(&auth, &signed("20200101"), &Bytes::new()).unwrap_err();
+        assert_eq!(e.kind, AuthFailure::BadSignature);
+        assert!(e.message.contains("Credential scope"), "{}", e.message);
     }
 }

@@ -19,15 +19,27 @@ const PATH_STYLE_SANDBOX: &str =
 /// a registry manifest or an error echoing input is never a page).
 const API_POLICY: &str = "default-src 'none'; sandbox";
 
+/// Whether `bytes` contains `needle`.
+fn contains(bytes: &[u8], needle: &[u8]) -> bool {
+    bytes.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The name of a cookie pair (`name=value`), trimmed.
+fn cookie_name(pair: &[u8]) -> &[u8] {
+    let name = pair.split(|b| *b == b'=').next().unwrap_or_default();
+    name.trim_ascii()
+}
+
 /// Removes the console's session cookie from a request going to a function (as an event's
-/// `cookies` or `headers`): a function never learns a session.
+/// `cookies` or `headers`): a function never learns a session. Read as bytes: a cookie that
+/// is not text (one a function set, say) does not hide the session's beside it.
 pub(crate) fn strip_console_cookie(parts: &mut Parts) {
     // Every request to a function passes here: it allocates only when there is a cookie to drop.
     if !parts
         .headers
         .get_all(header::COOKIE)
         .iter()
-        .any(|v| v.to_str().is_ok_and(|c| c.contains(COOKIE)))
+        .any(|v| contains(v.as_bytes(), COOKIE.as_bytes()))
     {
         return;
     }
@@ -39,17 +51,14 @@ pub(crate) fn strip_console_cookie(parts: &mut Parts) {
         .collect();
     parts.headers.remove(header::COOKIE);
     for v in cookies {
-        let Ok(text) = v.to_str() else {
-            parts.headers.append(header::COOKIE, v);
-            continue;
-        };
-        let kept: Vec<&str> = text
-            .split(';')
-            .map(str::trim)
-            .filter(|c| !c.is_empty() && c.split('=').next() != Some(COOKIE))
+        let kept: Vec<&[u8]> = v
+            .as_bytes()
+            .split(|b| *b == b';')
+            .map(<[u8]>::trim_ascii)
+            .filter(|c| !c.is_empty() && cookie_name(c) != COOKIE.as_bytes())
             .collect();
         if !kept.is_empty()
-            && let Ok(v) = HeaderValue::from_str(&kept.join("; "))
+            && let Ok(v) = HeaderValue::from_bytes(&kept.join(&b"; "[..]))
         {
             parts.headers.append(header::COOKIE, v);
         }
@@ -67,10 +76,10 @@ pub(crate) fn confine_path_style(resp: &mut Response) {
     let cookies: Vec<HeaderValue> = h.get_all(header::SET_COOKIE).iter().cloned().collect();
     h.remove(header::SET_COOKIE);
     for v in cookies {
-        let ours = v
-            .to_str()
-            .map(|c| c.trim_start().split('=').next().map(str::trim) == Some(COOKIE))
-            .unwrap_or(false);
+        // Only text, and not ours: a cookie of other bytes is one no check here could read.
+        let ours = v.to_str().map_or(true, |c| {
+            c.split(';').next().map(|p| cookie_name(p.as_bytes())) == Some(COOKIE.as_bytes())
+        });
         if !ours {
             h.append(header::SET_COOKIE, v);
         }
@@ -80,9 +89,10 @@ pub(crate) fn confine_path_style(resp: &mut Response) {
 }
 
 /// Refuses a request to the AWS APIs that a page of another site made (`Sec-Fetch-Site`, which
-/// browsers set and clients do not), unless it is a plain navigation (a subscription's
-/// confirmation link clicked in a mail): with signatures unchecked, such a request would
-/// otherwise act for the server's default account.
+/// browsers set and clients do not), unless it is a plain navigation that acts on nothing but
+/// a subscription (its confirmation or unsubscribe link clicked in a mail): with signatures
+/// unchecked, such a request would otherwise act for the server's default account. The
+/// query-protocol services (SNS, EC2) take any `Action` in a GET.
 pub(crate) fn refuse_other_sites(parts: &Parts) -> Option<Response> {
     let site = parts.headers.get("sec-fetch-site")?.to_str().ok()?;
     if site == "same-origin" || site == "none" {
@@ -93,7 +103,14 @@ pub(crate) fn refuse_other_sites(parts: &Parts) -> Option<Response> {
         .get("sec-fetch-mode")
         .is_some_and(|m| m == "navigate")
         && parts.method == Method::GET;
-    if navigation {
+    let link = || {
+        let query = parts.uri.query().unwrap_or("");
+        crate::query::pairs(query)
+            .iter()
+            .filter(|(k, _)| k == "Action")
+            .all(|(_, a)| a == "ConfirmSubscription" || a == "Unsubscribe")
+    };
+    if navigation && link() {
         return None;
     }
     Some(
@@ -131,9 +148,14 @@ mod tests {
     use super::*;
 
     fn parts(headers: &[(&str, &str)]) -> Parts {
-        let mut b = axum::http::Request::builder().uri("/");
+        let bytes: Vec<(&str, &[u8])> = headers.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
+        parts_at("/", &bytes)
+    }
+
+    fn parts_at(uri: &str, headers: &[(&str, &[u8])]) -> Parts {
+        let mut b = axum::http::Request::builder().uri(uri);
         for (k, v) in headers {
-            b = b.header(*k, *v);
+            b = b.header(*k, HeaderValue::from_bytes(v).unwrap());
         }
         b.body(()).unwrap().into_parts().0
     }
@@ -155,6 +177,10 @@ mod tests {
         let mut p = parts(&[("cookie", "lamina_console_x=1")]);
         strip_console_cookie(&mut p);
         assert_eq!(p.headers["cookie"], "lamina_console_x=1");
+        // A cookie that is not text (a function may set one) hides nothing beside it.
+        let mut p = parts_at("/", &[("cookie", b"x=\xc3\xa9; lamina_console=secret")]);
+        strip_console_cookie(&mut p);
+        assert_eq!(p.headers["cookie"].as_bytes(), b"x=\xc3\xa9");
     }
 
     #[test]
@@ -166,6 +192,10 @@ mod tests {
             HeaderValue::from_static("lamina_console=evil; Path=/"),
         );
         h.append("set-cookie", HeaderValue::from_static("theirs=1"));
+        h.append(
+            "set-cookie",
+            HeaderValue::from_bytes(b"lamina_console=junk; Path=/; x=\xc3\xa9").unwrap(),
+        );
         h.append("clear-site-data", HeaderValue::from_static("\"cookies\""));
         confine_path_style(&mut resp);
         let h = resp.headers();
@@ -198,5 +228,23 @@ mod tests {
             .is_none(),
             "a link followed"
         );
+        let link = |query: &str| {
+            let uri = format!("/?{query}");
+            let p = parts_at(
+                &uri,
+                &[
+                    ("sec-fetch-site", b"cross-site"),
+                    ("sec-fetch-mode", b"navigate"),
+                ],
+            );
+            refuse_other_sites(&p).is_none()
+        };
+        assert!(link("Action=ConfirmSubscription&TopicArn=t&Token=x"));
+        assert!(link("Action=Unsubscribe&SubscriptionArn=s"));
+        // Any other action in a GET would act for the default account.
+        assert!(!link(
+            "Action=Subscribe&TopicArn=t&Protocol=https&Endpoint=https://x/"
+        ));
+        assert!(!link("Action=Unsubscribe&Action=DeleteTopic&TopicArn=t"));
     }
 }
