@@ -50,17 +50,21 @@ struct Image {
     manifest: Vec<u8>,
     media_type: String,
     /// Holds an unpacked archive while the push runs.
-    _work: Option<tempdir::Dir>,
+    _work: Option<tempfile::TempDir>,
 }
 
-mod tempdir {
-    /// A directory removed on drop.
-    pub struct Dir(pub std::path::PathBuf);
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
+/// A path an archive's `manifest.json` or index names, inside `dir` only (`docker save` names
+/// plain relative paths; an absolute one or `..` would read a file of the user's).
+fn inside(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    let rel = Path::new(name);
+    if rel.is_absolute()
+        || rel
+            .components()
+            .any(|c| !matches!(c, std::path::Component::Normal(_)))
+    {
+        bail!("the archive names '{name}', outside itself");
     }
+    Ok(dir.join(rel))
 }
 
 fn digest_of(path: &Path) -> anyhow::Result<String> {
@@ -87,14 +91,17 @@ fn from_layout(dir: &Path, tag: &str) -> anyhow::Result<Image> {
         .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
         .or_else(|| (manifests.len() == 1).then(|| &manifests[0]))
         .with_context(|| format!("{} has no image tagged '{tag}'", dir.display()))?;
-    let blob = |d: &str| {
-        dir.join("blobs/sha256")
-            .join(d.trim_start_matches("sha256:"))
+    let blob = |d: &str| -> anyhow::Result<PathBuf> {
+        let hex = d
+            .strip_prefix("sha256:")
+            .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+            .with_context(|| format!("'{d}' is not a sha256 digest"))?;
+        Ok(dir.join("blobs/sha256").join(hex))
     };
     let manifest_digest = chosen["digest"]
         .as_str()
         .context("index entry without digest")?;
-    let manifest = std::fs::read(blob(manifest_digest))?;
+    let manifest = std::fs::read(blob(manifest_digest)?)?;
     let doc: Value = serde_json::from_slice(&manifest)?;
     if doc.get("manifests").is_some() {
         bail!(
@@ -109,7 +116,7 @@ fn from_layout(dir: &Path, tag: &str) -> anyhow::Result<Image> {
             .context("descriptor without digest")?
             .to_owned();
         blobs.push(Blob {
-            path: blob(&digest),
+            path: blob(&digest)?,
             digest,
         });
     }
@@ -128,9 +135,9 @@ fn from_layout(dir: &Path, tag: &str) -> anyhow::Result<Image> {
 /// A `docker save` archive: unpacked to a temporary directory, then a Docker v2 manifest made
 /// from its `manifest.json`.
 fn from_archive(archive: &Path) -> anyhow::Result<Image> {
-    let work = std::env::temp_dir().join(format!("lamina-push-{}", std::process::id()));
-    std::fs::create_dir_all(&work)?;
-    let guard = tempdir::Dir(work.clone());
+    // A directory of our own: a random name, made anew, only ours to read.
+    let guard = tempfile::Builder::new().prefix("lamina-push-").tempdir()?;
+    let work = guard.path().to_path_buf();
     let file = std::fs::File::open(archive)
         .with_context(|| format!("cannot read {}", archive.display()))?;
     tar::Archive::new(file)
@@ -149,11 +156,12 @@ fn from_archive(archive: &Path) -> anyhow::Result<Image> {
             )
         })?)?;
     let entry = &list[0];
-    let config = work.join(
+    let config = inside(
+        &work,
         entry["Config"]
             .as_str()
             .context("manifest.json without Config")?,
-    );
+    )?;
     let config_digest = digest_of(&config)?;
     let mut blobs = vec![Blob {
         path: config.clone(),
@@ -161,7 +169,7 @@ fn from_archive(archive: &Path) -> anyhow::Result<Image> {
     }];
     let mut layers = Vec::new();
     for l in entry["Layers"].as_array().into_iter().flatten() {
-        let path = work.join(l.as_str().context("a layer path is not a string")?);
+        let path = inside(&work, l.as_str().context("a layer path is not a string")?)?;
         let digest = digest_of(&path)?;
         layers.push(json!({
             "mediaType": "application/vnd.docker.image.rootfs.diff.tar",
