@@ -123,6 +123,9 @@ impl Cgroup {
                     &cg.v1("pids").join("pids.max"),
                     &limits.pids_max.to_string(),
                 )?;
+                // v1 limits memory without swap: no swapping the group's memory out, as v2's
+                // `memory.swap.max` of 0 (a function over its memory is killed, not swapped).
+                k.write(&cg.v1("memory").join("memory.swappiness"), "0")?;
             }
             Layout::V2 { .. } => {
                 let d = cg.v2();
@@ -389,6 +392,10 @@ mod tests {
             k.writes(),
             vec![
                 ("/cg/pids/lamina/env-1/pids.max".into(), "1024".into()),
+                (
+                    "/cg/memory/lamina/env-1/memory.swappiness".into(),
+                    "0".into()
+                ),
                 (
                     "/cg/memory/lamina/env-1/memory.limit_in_bytes".into(),
                     "134217728".into()

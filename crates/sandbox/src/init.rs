@@ -308,6 +308,12 @@ fn run(ctl: &UnixStream) -> io::Result<Next> {
     };
     match forked {
         (0, born_in_group, handed, _) => {
+            // A session of its own, which the function inherits: a signal to the function's
+            // group (`kill(0, SIGSTOP)`) reaches no process outside the namespace, such as
+            // this one while it watches for the server (without root, it has the function's
+            // uid, and a stopped watcher would let the sandbox outlive its server).
+            // SAFETY: setsid takes no argument; a forked child leads no group, so it succeeds.
+            unsafe { libc::setsid() };
             // Used by the clone: PID 1 keeps no descriptor of the host's cgroup tree.
             drop(group);
             drop(alive_w);
