@@ -76,11 +76,13 @@ pub(crate) fn confine_path_style(resp: &mut Response) {
     let cookies: Vec<HeaderValue> = h.get_all(header::SET_COOKIE).iter().cloned().collect();
     h.remove(header::SET_COOKIE);
     for v in cookies {
-        // Only text, and not ours: a cookie of other bytes is one no check here could read.
-        let ours = v.to_str().map_or(true, |c| {
-            c.split(';').next().map(|p| cookie_name(p.as_bytes())) == Some(COOKIE.as_bytes())
-        });
-        if !ours {
+        // Read as bytes: a value that is not text is still named.
+        let pair = v
+            .as_bytes()
+            .split(|b| *b == b';')
+            .next()
+            .unwrap_or_default();
+        if cookie_name(pair) != COOKIE.as_bytes() {
             h.append(header::SET_COOKIE, v);
         }
     }
@@ -196,15 +198,19 @@ mod tests {
             "set-cookie",
             HeaderValue::from_bytes(b"lamina_console=junk; Path=/; x=\xc3\xa9").unwrap(),
         );
+        h.append(
+            "set-cookie",
+            HeaderValue::from_bytes(b"name=Zo\xc3\xab; Path=/").unwrap(),
+        );
         h.append("clear-site-data", HeaderValue::from_static("\"cookies\""));
         confine_path_style(&mut resp);
         let h = resp.headers();
-        let set: Vec<&str> = h
+        let set: Vec<&[u8]> = h
             .get_all("set-cookie")
             .iter()
-            .map(|v| v.to_str().unwrap())
+            .map(|v| v.as_bytes())
             .collect();
-        assert_eq!(set, ["theirs=1"]);
+        assert_eq!(set, [&b"theirs=1"[..], b"name=Zo\xc3\xab; Path=/"]);
         assert!(h.get("clear-site-data").is_none());
         assert!(
             h["content-security-policy"]

@@ -157,6 +157,7 @@ impl Store {
             code_storage_max,
         )?;
         let _upload = self.gc.read().unwrap_or_else(|e| e.into_inner());
+        self.layers_stored(&new.spec)?;
         let code = self.put_package(new.package, limits)?;
         let now = now_millis();
         let revision_id = new_revision();
@@ -319,6 +320,8 @@ impl Store {
         expected_revision: Option<&str>,
         change: impl FnOnce(&FunctionRecord) -> Result<FunctionSpec, LambdaError>,
     ) -> Result<FunctionRecord, StoreError> {
+        // Held to the commit: new layers' code cannot be collected under it.
+        let _attaching = self.gc.read().unwrap_or_else(|e| e.into_inner());
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let current = read_version(&tx, key, LATEST)?.ok_or(StoreError::NotFound)?;
@@ -326,6 +329,7 @@ impl Store {
             return Err(StoreError::RevisionMismatch);
         }
         let spec = change(&current)?;
+        self.layers_stored(&spec)?;
         let revision_id = new_revision();
         let now = now_millis();
         tx.execute(
@@ -460,6 +464,24 @@ impl Store {
             .optional()?)
     }
 
+    /// Refuses a spec whose layers' code is no longer stored: a layer version deleted since it
+    /// was resolved, whose code a collection removed. Called under the collection's lock, held
+    /// until the spec is committed.
+    fn layers_stored(&self, spec: &FunctionSpec) -> Result<(), StoreError> {
+        match spec
+            .layer_code
+            .iter()
+            .find(|l| !self.code.tree_path(&l.sha256_hex).is_dir())
+        {
+            Some(l) => Err(LambdaError::not_found(format!(
+                "Layer version {} does not exist.",
+                l.arn
+            ))
+            .into()),
+            None => Ok(()),
+        }
+    }
+
     pub(crate) fn check_storage(
         &self,
         account: &str,
@@ -509,6 +531,25 @@ pub(crate) mod tests {
             region: Region::parse("us-east-1").unwrap(),
             name: FunctionName::parse(name).unwrap(),
         }
+    }
+
+    /// Publishes a version of the layer `lib` of `zip`, within `code_storage_max`.
+    fn publish_lib(
+        store: &Store,
+        zip: &[u8],
+        code_storage_max: u64,
+    ) -> Result<crate::LayerVersion, StoreError> {
+        let new = crate::NewLayerVersion {
+            account: "000000000000".into(),
+            region: "us-east-1".into(),
+            name: "lib".into(),
+            description: String::new(),
+            license: None,
+            runtimes: Vec::new(),
+            architectures: Vec::new(),
+            zip,
+        };
+        store.publish_layer(new, LIMITS, code_storage_max)
     }
 
     fn spec() -> FunctionSpec {
@@ -667,22 +708,7 @@ pub(crate) mod tests {
         let e = create_b(a.code.size + 10);
         assert!(matches!(e, Err(StoreError::CodeStorageExceeded { .. })));
         // Layer versions count as well, until deleted.
-        let layer = |limit: u64| {
-            store.publish_layer(
-                crate::NewLayerVersion {
-                    account: "000000000000".into(),
-                    region: "us-east-1".into(),
-                    name: "lib".into(),
-                    description: String::new(),
-                    license: None,
-                    runtimes: Vec::new(),
-                    architectures: Vec::new(),
-                    zip: &zip,
-                },
-                LIMITS,
-                limit,
-            )
-        };
+        let layer = |limit: u64| publish_lib(&store, &zip, limit);
         let e = layer(a.code.size + 10);
         assert!(matches!(e, Err(StoreError::CodeStorageExceeded { .. })));
         layer(1 << 30).unwrap();
@@ -692,6 +718,43 @@ pub(crate) mod tests {
             .delete_layer_version("000000000000", "us-east-1", "lib", 1)
             .unwrap();
         create_b(a.code.size + zip.len() as u64 + 10).unwrap();
+    }
+
+    #[test]
+    fn a_layer_whose_code_was_collected_since_it_was_resolved_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let zip = zip_of(b"LIB = 1\n");
+        let layer = publish_lib(&store, &zip, u64::MAX).unwrap();
+        // Resolved for a function, then deleted and collected before the function is stored.
+        let mut with_layer = spec();
+        with_layer.layer_code = vec![lamina_model::LayerCode {
+            arn: "arn:aws:lambda:us-east-1:000000000000:layer:lib:1".into(),
+            sha256_hex: layer.code.sha256_hex.clone(),
+            size: layer.code.size,
+            unzipped_size: layer.code.unzipped_size,
+        }];
+        store
+            .delete_layer_version("000000000000", "us-east-1", "lib", 1)
+            .unwrap();
+        store.collect_garbage().unwrap();
+        let code = zip_of(b"def handler(e, c): return 1\n");
+        let new = |spec: FunctionSpec| NewFunction {
+            key: key("f"),
+            spec,
+            package: crate::Package::Zip(&code),
+            tags: BTreeMap::new(),
+        };
+        let e = store.create_function(new(with_layer.clone()), LIMITS, u64::MAX);
+        assert!(
+            matches!(&e, Err(StoreError::Rejected(l)) if l.message.contains("lib:1")),
+            "{e:?}"
+        );
+        store
+            .create_function(new(spec()), LIMITS, u64::MAX)
+            .unwrap();
+        let e = store.update_spec(&key("f"), None, |_| Ok(with_layer.clone()));
+        assert!(matches!(e, Err(StoreError::Rejected(_))), "{e:?}");
     }
 
     #[test]

@@ -392,6 +392,17 @@ pub fn unpack(
                 Extended::read(&mut entry, size, MAX_PAX, limits)?;
                 continue;
             }
+            // Read raw, an old GNU sparse entry's extension blocks would be taken for its data.
+            if kind.is_gnu_sparse()
+                && entry
+                    .header()
+                    .as_gnu()
+                    .is_some_and(|g| g.isextended[0] != 0)
+            {
+                return Err(LayerError::Corrupt(
+                    "an old GNU sparse file of more than four regions, which is not supported; write the layer in the PAX format".into(),
+                ));
+            }
             let (raw, link) = std::mem::take(&mut extended).names(&entry)?;
             if raw.len() as u64 > MAX_LONG_NAME {
                 return Err(LayerError::Corrupt(format!(

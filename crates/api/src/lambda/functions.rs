@@ -693,17 +693,21 @@ pub async fn delete(
         }
     }
     let (store, st, k) = (state.store.clone(), state.clone(), key.clone());
-    let Some(queued) = blocking(move || {
+    let deleted = blocking(move || {
         let queued = store.delete_function(&k)?;
         st.forget(&k);
-        Ok(queued)
+        let deleted = queued.is_some();
+        // Its queued asynchronous events went with it. Told here, on the thread that committed,
+        // so that a caller gone meanwhile cannot leave the dispatcher holding them.
+        if let Some(queued) = queued {
+            st.queue.forget_deleted(k, queued);
+        }
+        Ok(deleted)
     })
-    .await?
-    else {
+    .await?;
+    if !deleted {
         return Err(function_not_found(&key, None));
-    };
-    // Its queued asynchronous events went with it.
-    state.queue.forget_deleted(key.clone(), queued);
+    }
     tracing::info!(function = %key.name, account = %key.account, "deleted function");
     state.changed(&key).await;
     super::collect_code(&state);

@@ -211,16 +211,22 @@ impl EventQueue {
     }
 
     /// A deleted function's events left the queue with it (called once its deletion is
-    /// committed); the dispatcher is told to forget those it holds.
+    /// committed, from the runtime's blocking pool or its workers); the dispatcher is told to
+    /// forget those it holds.
     pub fn forget_deleted(&self, function: FunctionKey, size: QueueSize) {
         self.events.fetch_sub(size.events, Ordering::AcqRel);
         self.bytes.fetch_sub(size.bytes, Ordering::AcqRel);
-        // Through the writer, in order with the events: see `Signal::Deleted`. In a task of its
-        // own, as the channel may be full and the deleting caller may go away.
-        let accepted = self.accepted.clone();
-        tokio::spawn(async move {
-            let _ = accepted.send(Pending::Deleted(function)).await;
-        });
+        // Through the writer, in order with the events: see `Signal::Deleted`. At once if the
+        // channel has room; otherwise from a task of its own.
+        // Otherwise sent, or the writer is gone with the server.
+        if let Err(mpsc::error::TrySendError::Full(deleted)) =
+            self.accepted.try_send(Pending::Deleted(function))
+        {
+            let accepted = self.accepted.clone();
+            tokio::spawn(async move {
+                let _ = accepted.send(deleted).await;
+            });
+        }
     }
 
     /// Hands an attempt's settlement to the writer.

@@ -134,7 +134,7 @@ fn invalid(msg: impl Into<String>) -> PatternError {
 impl Pattern {
     /// Parses a filter pattern.
     pub fn parse(text: &str) -> Result<Self, PatternError> {
-        if text.len() > MAX_PATTERN_LEN {
+        if text.len() > MAX_PATTERN_LEN && text.chars().count() > MAX_PATTERN_LEN {
             return Err(invalid(format!(
                 "Invalid filter pattern: longer than {MAX_PATTERN_LEN} characters."
             )));

@@ -53,18 +53,27 @@ struct Image {
     _work: Option<tempfile::TempDir>,
 }
 
-/// A path an archive's `manifest.json` or index names, inside `dir` only (`docker save` names
-/// plain relative paths; an absolute one or `..` would read a file of the user's).
+/// A path an archive's `manifest.json` or index names, inside `dir` only, symlinks followed
+/// (`docker save` names plain relative paths; an absolute one, `..` or a symlink of the
+/// archive's would read a file of the user's).
 fn inside(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
     let rel = Path::new(name);
+    let outside = || anyhow::anyhow!("the archive names '{name}', outside itself");
     if rel.is_absolute()
         || rel
             .components()
             .any(|c| !matches!(c, std::path::Component::Normal(_)))
     {
-        bail!("the archive names '{name}', outside itself");
+        return Err(outside());
     }
-    Ok(dir.join(rel))
+    let path = dir.join(rel);
+    let real = path
+        .canonicalize()
+        .with_context(|| format!("the archive has no '{name}'"))?;
+    if !real.starts_with(dir.canonicalize()?) {
+        return Err(outside());
+    }
+    Ok(path)
 }
 
 fn digest_of(path: &Path) -> anyhow::Result<String> {
@@ -96,7 +105,7 @@ fn from_layout(dir: &Path, tag: &str) -> anyhow::Result<Image> {
             .strip_prefix("sha256:")
             .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
             .with_context(|| format!("'{d}' is not a sha256 digest"))?;
-        Ok(dir.join("blobs/sha256").join(hex))
+        inside(dir, &format!("blobs/sha256/{hex}"))
     };
     let manifest_digest = chosen["digest"]
         .as_str()
