@@ -29,7 +29,17 @@ def on_console(msg):
 
 
 def shot(page, name):
-    page.screenshot(path=f"{artifacts}/{name}.png", full_page=True)
+    # A screenshot is an artifact for whoever reads a failure, not a check: headless Chromium
+    # under load sometimes cannot capture one ("Unable to capture screenshot"). Tried again,
+    # then said so and left out.
+    for attempt in range(3):
+        try:
+            page.screenshot(path=f"{artifacts}/{name}.png", full_page=True)
+            return
+        except Exception as e:
+            last = e
+            page.wait_for_timeout(500)
+    print(f"screenshot {name} not taken: {last}", file=sys.stderr)
 
 
 def sign_in(page, key, secret):
