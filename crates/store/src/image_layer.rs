@@ -206,12 +206,12 @@ impl Tree<'_> {
             return Ok(());
         };
         // The deepest parent known, then every one below it.
+        let depth = parent.components().count();
         let known = parent
             .ancestors()
             .take_while(|a| !a.as_os_str().is_empty())
             .position(|a| self.dirs.contains(&self.key(a)))
-            .unwrap_or(parent.components().count());
-        let depth = parent.components().count();
+            .unwrap_or(depth);
         let mut prefix = PathBuf::new();
         for (i, c) in parent.components().enumerate() {
             prefix.push(c);

@@ -97,13 +97,16 @@ async fn identified(
     body: Body,
 ) -> Result<(Caller, Bytes), Response> {
     let limit = state.limits.request_max_bytes as usize;
-    // A body of more than 1 MiB (or of a length not declared) is read only for a caller the
-    // head does not already refuse.
-    let large = parts
-        .headers
-        .get("content-length")
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-        .is_none_or(|n| n > 1 << 20);
+    // A body of more than 1 MiB (or chunked, of a length not declared) is read only for a
+    // caller the head does not already refuse. A request without a body is signed once.
+    let large = match parts.headers.get("content-length") {
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_none_or(|n| n > 1 << 20),
+        None => parts.headers.contains_key("transfer-encoding"),
+    };
     if large && let Some(e) = crate::auth::refused_by_head(&state.auth, parts) {
         return Err(ApiError::from(e).into_response());
     }

@@ -182,9 +182,14 @@ fn structured(m: &Members<'_>) -> Result<Reply, ()> {
         .filter(|h| first(h.get()) == Some(b'{'))
     {
         // A pair given in both `headers` (one value per name) and `multiValueHeaders` is sent
-        // once.
-        let single = headers.clone();
-        for (k, vs) in read::<Entries<Vec<Scalar>>>(h)?.0 {
+        // once. (`lambda_http` sends an empty `multiValueHeaders`: nothing to copy then.)
+        let entries = read::<Entries<Vec<Scalar>>>(h)?.0;
+        let single = if entries.is_empty() {
+            HeaderMap::new()
+        } else {
+            headers.clone()
+        };
+        for (k, vs) in entries {
             for Scalar(v) in vs {
                 if single.get(k.as_str()).is_none_or(|e| e != v.as_str()) {
                     put_header(&mut headers, &k, &v, true)?;
