@@ -369,6 +369,7 @@ impl Executor {
             base,
             template,
             next_id: AtomicU64::new(1),
+            generation: premade::generation(),
             starts: Arc::default(),
         });
         Ok(Self {

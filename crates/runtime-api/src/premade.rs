@@ -54,6 +54,9 @@ pub(crate) struct Maker {
     /// The template made of `base` ([`lamina_sandbox::Spec::template`]).
     pub(crate) template: Option<Arc<lamina_sandbox::rootfs::Template>>,
     pub(crate) next_id: AtomicU64,
+    /// Part of every group name this server makes, different at each start: a fork server of a
+    /// server that died, still sweeping the groups it listed, never takes a new one for its own.
+    pub(crate) generation: String,
     pub(crate) starts: Arc<Starts>,
 }
 
@@ -292,7 +295,7 @@ impl Maker {
             let cg = Cgroup::create(
                 self.kernel.as_ref(),
                 layout,
-                format!("{}/env-{id}", self.cgroup_parent),
+                format!("{}/env-{}-{id}", self.cgroup_parent, self.generation),
                 limits,
             )
             .map_err(|e| SpawnError::Setup(format!("creating cgroups: {e}")))?;
@@ -385,6 +388,14 @@ impl Drop for Premade {
             "a prepared sandbox",
         );
     }
+}
+
+/// A name part for this start's groups: the start's time, in microseconds, in hex.
+pub(crate) fn generation() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("{:x}", now.as_micros() as u64)
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
