@@ -73,6 +73,8 @@ pub struct AppState {
     pub minutes: Arc<lambda::Minutes>,
     /// What Invoke runs, read once (see `lambda::HotCache`).
     pub hot: std::sync::RwLock<lambda::HotCache>,
+    /// The host interfaces each account may bind subnets to (EC2's `lamina:interface`).
+    pub ec2_interfaces: lamina_model::vpc::InterfacePermits,
     /// CloudWatch Logs' live tail sessions open, per account.
     pub live_tails: logs::livetail::LiveTails,
 }

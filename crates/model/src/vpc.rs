@@ -67,6 +67,32 @@ impl VpcConfig {
     }
 }
 
+/// The host interfaces subnets may be bound to (`lamina:interface`), and by which accounts: the
+/// operator's grant (`network.interfaces`, and the subnets `[network]` declares). An interface
+/// reaches the host's networks behind it, so no account names one it was not given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InterfacePermits {
+    /// Interface name to the accounts that may name it; `*` for every account.
+    by_interface: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl InterfacePermits {
+    /// Lets `account` (or every account, `*`) bind subnets to `interface`.
+    pub fn allow(&mut self, interface: &str, account: &str) {
+        let accounts = self.by_interface.entry(interface.to_owned()).or_default();
+        if !accounts.iter().any(|a| a == account) {
+            accounts.push(account.to_owned());
+        }
+    }
+
+    /// Whether `account` may bind a subnet to `interface`.
+    pub fn allows(&self, account: &str, interface: &str) -> bool {
+        self.by_interface
+            .get(interface)
+            .is_some_and(|a| a.iter().any(|a| a == "*" || a == account))
+    }
+}
+
 /// The network a VPC function gets, resolved from its `VpcConfig` against the VPC objects of
 /// its account and region. The network layer consumes it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -97,6 +97,13 @@ pub enum Protocol {
     Icmp,
 }
 
+/// Whether `name` is of [`interface_name`]'s form (another of the host's interfaces may start
+/// with `lv` too, and is never touched).
+pub fn is_sandbox_interface(name: &str) -> bool {
+    name.strip_prefix(rules::PREFIX)
+        .is_some_and(|rest| rest.len() == 8 && rest.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 /// The name of a sandbox's host-side interface: `lv`, the profile, the pair's index (hex).
 pub fn interface_name(profile: u16, index: u32) -> String {
     format!("{}{index:04x}", rules::profile_prefix(profile))

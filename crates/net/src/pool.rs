@@ -114,8 +114,12 @@ struct Shared {
     config: NetConfig,
     /// Namespaces ready to take, by profile.
     ready: Mutex<HashMap<u16, Vec<Ready>>>,
-    /// Profiles in use (keyed without their NAT flag, which lives in the VPC's own chain).
-    profiles: Mutex<HashMap<VpcProfile, u16>>,
+    /// Profiles in use (keyed without their NAT flag, which lives in the VPC's own chain), and
+    /// when each last had a namespace taken. Held for short work only: the network thread takes
+    /// it too.
+    profiles: Mutex<Profiles>,
+    /// Held while a profile's chains are made, so that two callers never make one twice.
+    making: Mutex<()>,
     /// What the operator should know about this host's network (found at start).
     notes: Mutex<Vec<String>>,
 }
@@ -147,7 +151,8 @@ impl Network {
         let shared = Arc::new(Shared {
             config,
             ready: Mutex::new(HashMap::new()),
-            profiles: Mutex::new(HashMap::new()),
+            profiles: Mutex::default(),
+            making: Mutex::new(()),
             notes: Mutex::new(Vec::new()),
         });
         let (tx, rx) = mpsc::channel();
@@ -170,7 +175,9 @@ impl Network {
                     }
                     host.apply(&rules::base(s.config.pool, &s.config.resolvers))?;
                     for (name, _, _) in host.counters(rules::PREFIX)? {
-                        let _ = host.delete(&name);
+                        if crate::is_sandbox_interface(&name) {
+                            let _ = host.delete(&name);
+                        }
                     }
                     let blockers = host.forward_blockers().unwrap_or_default();
                     if !blockers.is_empty() {
@@ -209,25 +216,29 @@ impl Network {
             nat: false,
             ..vpc.clone()
         };
-        let mut profiles = self
-            .shared
-            .profiles
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(id) = profiles.get(&key) {
+        if let Some(id) = self.shared.profiles().ids.get(&key) {
             return Ok(*id);
         }
-        let id = profiles.len() as u16 + 1;
-        if id == u16::MAX {
-            return Err(io::Error::other("too many VPC profiles"));
-        }
+        let _making = self.shared.making.lock().unwrap_or_else(|e| e.into_inner());
+        let id = {
+            let profiles = self.shared.profiles();
+            if let Some(id) = profiles.ids.get(&key) {
+                return Ok(*id);
+            }
+            profiles.room_for(&key)?;
+            profiles.ids.len() as u16 + 1
+        };
+        // Not under `profiles`: the network thread takes it between requests.
         self.rules(rules::profile(id, vpc, &groups()))?;
-        profiles.insert(key, id);
+        self.shared.profiles().ids.insert(key, id);
         Ok(id)
     }
 
     /// A network namespace for an environment of `profile`, whose traffic counts for `owner`.
     pub fn take(&self, profile: u16, owner: &str) -> io::Result<Lease> {
+        if profile != 0 {
+            self.shared.profiles().used.insert(profile, Instant::now());
+        }
         let ready = self
             .shared
             .ready
@@ -268,14 +279,10 @@ impl Network {
 
     /// Security groups the profiles in use refer to, and their VPCs.
     pub fn in_use(&self) -> (Vec<String>, Vec<String>) {
-        let profiles = self
-            .shared
-            .profiles
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let profiles = self.shared.profiles();
         let mut groups: HashSet<String> = HashSet::new();
         let mut vpcs: HashSet<String> = HashSet::new();
-        for p in profiles.keys() {
+        for p in profiles.ids.keys() {
             groups.extend(p.security_groups.iter().cloned());
             vpcs.insert(p.vpc_id.clone());
         }
@@ -338,6 +345,61 @@ impl Network {
                 "sandbox networking did not stop in time; its interfaces and firewall table may be left"
             );
         }
+    }
+}
+
+/// At most this many profiles (each a pair of chains, and a rule every sandbox's packets pass)
+/// in all, and per VPC (each combination of subnets and security groups is one).
+const MAX_PROFILES: usize = 4096;
+const MAX_PROFILES_PER_VPC: usize = 64;
+
+/// Profiles whose namespace was taken within this long keep one ready, up to
+/// [`MAX_SPARE_PROFILES`] of the most recent: an account cycling through profiles holds no more
+/// of the pool than that.
+const SPARE_WINDOW: Duration = Duration::from_secs(600);
+const MAX_SPARE_PROFILES: usize = 16;
+
+#[derive(Default)]
+struct Profiles {
+    ids: HashMap<VpcProfile, u16>,
+    used: HashMap<u16, Instant>,
+}
+
+impl Profiles {
+    /// Whether another profile like `key` may be made, or why not.
+    fn room_for(&self, key: &VpcProfile) -> io::Result<()> {
+        // Ids are 16 bits, 0 the default's.
+        if self.ids.len() >= MAX_PROFILES.min(u16::MAX as usize - 1) {
+            return Err(io::Error::other(format!(
+                "this server keeps at most {MAX_PROFILES} combinations of VPC subnets and security groups"
+            )));
+        }
+        if self.ids.keys().filter(|p| p.vpc_id == key.vpc_id).count() >= MAX_PROFILES_PER_VPC {
+            return Err(io::Error::other(format!(
+                "VPC {} is used with {MAX_PROFILES_PER_VPC} combinations of subnets and security groups, the most one VPC may be",
+                key.vpc_id
+            )));
+        }
+        Ok(())
+    }
+
+    /// The profiles that keep a namespace ready, most recently used first.
+    fn recent(&self) -> Vec<u16> {
+        let mut recent: Vec<(Instant, u16)> = self
+            .used
+            .iter()
+            .filter(|(_, at)| at.elapsed() < SPARE_WINDOW)
+            .map(|(id, at)| (*at, *id))
+            .collect();
+        recent.sort_unstable_by(|a, b| b.cmp(a));
+        recent.truncate(MAX_SPARE_PROFILES);
+        recent.into_iter().map(|(_, id)| id).collect()
+    }
+}
+
+impl Shared {
+    fn profiles(&self) -> std::sync::MutexGuard<'_, Profiles> {
+        self.profiles.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -472,17 +534,29 @@ impl Worker {
         }
     }
 
-    /// Tops up one profile's ready namespaces by one. Returns whether it made one.
+    /// Tops up one profile's ready namespaces by one, and lets the spares of profiles no longer
+    /// among the recently used go. Returns whether it made one.
     fn fill_one(&mut self) -> bool {
         let mut wanted: Vec<(u16, usize)> = vec![(0, self.shared.config.spare)];
-        wanted.extend(
-            self.shared
-                .profiles
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .values()
-                .map(|id| (*id, 1)),
-        );
+        let recent = self.shared.profiles().recent();
+        wanted.extend(recent.iter().map(|id| (*id, 1)));
+        let idle: Vec<Ready> = {
+            let mut ready = self.shared.ready.lock().unwrap_or_else(|e| e.into_inner());
+            let gone: Vec<u16> = ready
+                .keys()
+                .filter(|p| **p != 0 && !recent.contains(p))
+                .copied()
+                .collect();
+            gone.iter()
+                .filter_map(|p| ready.remove(p))
+                .flatten()
+                .collect()
+        };
+        for r in idle {
+            self.host.release(&r.name);
+            drop(r.ns);
+            self.cooling.push_back((Instant::now(), r.index, r.name));
+        }
         for (profile, spare) in wanted {
             let have = self
                 .shared
@@ -579,14 +653,17 @@ impl Worker {
         }
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            let left = self.host.counters(rules::PREFIX).unwrap_or_default();
+            let mut left = self.host.counters(rules::PREFIX).unwrap_or_default();
+            left.retain(|(name, _, _)| crate::is_sandbox_interface(name));
             if left.is_empty() {
                 break;
             }
             if Instant::now() > deadline {
                 // Still held (a sandbox process lingering): remove them now.
                 for (name, _, _) in left {
-                    let _ = self.host.delete(&name);
+                    if crate::is_sandbox_interface(&name) {
+                        let _ = self.host.delete(&name);
+                    }
                 }
                 break;
             }
@@ -599,134 +676,4 @@ impl Worker {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::host::RecordingHost;
-    use crate::{Egress, Protocol};
-
-    fn start(host: RecordingHost, spare: usize) -> Network {
-        Network::start(
-            NetConfig {
-                pool: "10.254.0.0/29".parse().unwrap(),
-                spare,
-                resolvers: vec![],
-            },
-            move || Ok(Box::new(host) as Box<dyn Host>),
-        )
-        .expect("start")
-    }
-
-    #[test]
-    fn a_pool_too_wide_for_interface_names_is_refused() {
-        let host = RecordingHost::default();
-        let r = Network::start(
-            NetConfig {
-                pool: "10.0.0.0/8".parse().unwrap(),
-                spare: 1,
-                resolvers: vec![],
-            },
-            move || Ok(Box::new(host) as Box<dyn Host>),
-        );
-        assert!(r.is_err());
-    }
-
-    #[test]
-    fn leases_are_never_reused_and_their_interfaces_go_when_they_end() {
-        let host = RecordingHost::default();
-        let net = start(host.clone(), 0);
-        let a = net.take(0, "f1").unwrap();
-        let b = net.take(0, "f2").unwrap();
-        assert_ne!(a.address, b.address);
-        assert_eq!(a.address, "10.254.0.1".parse::<Ipv4Addr>().unwrap());
-        host.bytes
-            .lock()
-            .unwrap()
-            .insert(a.interface().to_owned(), (100, 7));
-        let name = a.interface().to_owned();
-        drop(a);
-        // The release is processed before the next request.
-        let t = net.traffic();
-        assert_eq!(
-            t,
-            vec![
-                Traffic {
-                    owner: "f1".into(),
-                    sent: 100,
-                    received: 7
-                },
-                Traffic {
-                    owner: "f2".into(),
-                    sent: 0,
-                    received: 0
-                }
-            ]
-        );
-        let calls = host.calls();
-        assert!(calls.contains(&format!("release {name}")), "{calls:?}");
-        assert!(calls[0] == "forwarding on" && calls[1].starts_with("nft "));
-        net.stop();
-        assert!(
-            host.calls()
-                .last()
-                .unwrap()
-                .contains(r#"{"delete":{"table""#)
-        );
-    }
-
-    #[test]
-    fn an_exhausted_pool_says_so() {
-        let net = start(RecordingHost::default(), 0);
-        // A /29 holds four pairs.
-        let _held: Vec<Lease> = (0..4).map(|_| net.take(0, "f").unwrap()).collect();
-        let e = net.take(0, "f").unwrap_err();
-        assert!(e.to_string().contains("network.pool"), "{e}");
-    }
-
-    #[test]
-    fn profiles_are_made_once_and_groups_update_in_place() {
-        let host = RecordingHost::default();
-        let net = start(host.clone(), 0);
-        let vpc = VpcProfile {
-            vpc_id: "vpc-1".into(),
-            cidrs: vec!["10.1.0.0/16".parse().unwrap()],
-            interfaces: vec![],
-            security_groups: vec!["sg-1".into()],
-            nat: false,
-        };
-        let sg = || {
-            vec![SecurityGroup {
-                id: "sg-1".into(),
-                egress: vec![Egress {
-                    protocol: Protocol::Tcp,
-                    ports: Some((5432, 5432)),
-                    cidr: "10.1.2.0/24".parse().unwrap(),
-                }],
-            }]
-        };
-        assert_eq!(net.profile(None, Vec::new).unwrap(), 0);
-        let id = net.profile(Some(&vpc), sg).unwrap();
-        let again = net
-            .profile(
-                Some(&VpcProfile {
-                    nat: true,
-                    ..vpc.clone()
-                }),
-                || panic!("made twice"),
-            )
-            .unwrap();
-        assert_eq!(id, again);
-        let lease = net.take(id, "f").unwrap();
-        assert!(lease.interface().starts_with(&format!("lv{id:04x}")));
-        assert_eq!(net.in_use(), (vec!["sg-1".into()], vec!["vpc-1".into()]));
-        net.update(&sg(), &[("vpc-1".into(), true)]).unwrap();
-        let last = host
-            .calls()
-            .into_iter()
-            .rfind(|c| c.starts_with("nft "))
-            .unwrap();
-        assert!(
-            last.contains(r#""chain":"nat-vpc-1","expr":[{"return":null}]"#),
-            "{last}"
-        );
-    }
-}
+mod tests;

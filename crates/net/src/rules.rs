@@ -388,6 +388,10 @@ pub fn vpc_nat(vpc: &str, nat: bool) -> Vec<NfObject<'static>> {
 /// VPC's networks leaves only through its subnets' interfaces and as its security groups allow;
 /// other private destinations are dropped; the internet is reached only through a NAT gateway,
 /// and then also as the security groups allow.
+///
+/// The VPC's own networks pass before the private ranges are dropped only when bound to
+/// interfaces (which the operator gave its account): a VPC anyone can make on `169.254.0.0/16`
+/// or on the host's LAN, left to the host's routes, reaches none of them.
 pub fn profile(id: u16, p: &VpcProfile, groups: &[SecurityGroup]) -> Vec<NfObject<'static>> {
     let name = format!("prof-{id}");
     let egress = format!("egress-{id}");
@@ -409,20 +413,19 @@ pub fn profile(id: u16, p: &VpcProfile, groups: &[SecurityGroup]) -> Vec<NfObjec
         chain(name.clone()),
     ))));
     let vpc = || set_of(p.cidrs.iter().map(net).collect());
-    if !p.cidrs.is_empty() {
-        if !p.interfaces.is_empty() {
-            out.push(rule(
-                name.clone(),
-                vec![
-                    is(payload("ip", "daddr"), vpc()),
-                    is_not(
-                        meta(MetaKey::Oifname),
-                        set_of(p.interfaces.iter().map(|i| s(i.clone())).collect()),
-                    ),
-                    drop(),
-                ],
-            ));
-        }
+    let bound = !p.cidrs.is_empty() && !p.interfaces.is_empty();
+    if bound {
+        out.push(rule(
+            name.clone(),
+            vec![
+                is(payload("ip", "daddr"), vpc()),
+                is_not(
+                    meta(MetaKey::Oifname),
+                    set_of(p.interfaces.iter().map(|i| s(i.clone())).collect()),
+                ),
+                drop(),
+            ],
+        ));
         out.push(rule(
             name.clone(),
             vec![is(payload("ip", "daddr"), vpc()), goto(egress.clone())],
@@ -432,6 +435,12 @@ pub fn profile(id: u16, p: &VpcProfile, groups: &[SecurityGroup]) -> Vec<NfObjec
         name.clone(),
         vec![is(payload("ip", "daddr"), s("@blocked4")), drop()],
     ));
+    if !bound && !p.cidrs.is_empty() {
+        out.push(rule(
+            name.clone(),
+            vec![is(payload("ip", "daddr"), vpc()), goto(egress.clone())],
+        ));
+    }
     out.push(rule(name.clone(), vec![jump(nat_chain(&p.vpc_id))]));
     out.push(rule(name.clone(), vec![goto(egress)]));
     out.push(rule(
@@ -509,5 +518,23 @@ mod tests {
         assert!(t.contains(r#"{"payload":{"protocol":"tcp","field":"dport"}},"right":5432"#));
         assert!(t.contains(r#"{"jump":{"target":"sg-sg-a"}}"#), "{t}");
         assert!(t.contains(r#""right":{"set":["corp0"]}"#), "{t}");
+        // Bound to its interface, the VPC's network passes before the private ranges drop.
+        let vpc_at = t.find(r#""goto":{"target":"egress-7"}"#).unwrap();
+        assert!(vpc_at < t.find("@blocked4").unwrap(), "{t}");
+    }
+
+    #[test]
+    fn a_vpc_left_to_the_hosts_routes_reaches_no_private_range() {
+        let p = VpcProfile {
+            vpc_id: "vpc-1".into(),
+            cidrs: vec!["169.254.0.0/16".parse().unwrap()],
+            interfaces: vec![],
+            security_groups: vec!["sg-a".into()],
+            nat: false,
+        };
+        let t = text(&profile(7, &p, &[]));
+        let blocked = t.find("@blocked4").unwrap();
+        let vpc = t.find(r#"{"addr":"169.254.0.0","len":16}"#).unwrap();
+        assert!(blocked < vpc, "the private ranges drop first: {t}");
     }
 }

@@ -79,6 +79,8 @@ pub struct Config {
     pub network: Option<(ipnet::Ipv4Net, usize)>,
     /// The VPC objects `[network]` declares, applied to the store at start.
     pub declared_vpcs: lamina_store::ec2::Declared,
+    /// The host interfaces each account may bind subnets to.
+    pub interface_permits: lamina_model::vpc::InterfacePermits,
 }
 
 /// `[images]` in the configuration file.
@@ -268,6 +270,9 @@ impl Config {
             (&account, &region),
             settings.map(|(pool, _)| pool),
         )?;
+        let interface_permits =
+            crate::network::interface_permits(&network.interfaces, &declared_vpcs)
+                .map_err(|e| invalid("network.interfaces", e))?;
         let network = settings;
         let limits = raw.limits;
         if limits.memory_min_mb > limits.memory_max_mb
@@ -351,6 +356,7 @@ impl Config {
             jwks_files: raw.jwks_files.unwrap_or_default(),
             network,
             declared_vpcs,
+            interface_permits,
             image_pulls: lamina_api::ecr::pull::PullSettings {
                 allow: raw.images.pull_from,
                 insecure: raw.images.insecure_registries,

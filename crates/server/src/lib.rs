@@ -93,7 +93,10 @@ pub async fn run(
                 .map(|(pool, spare)| lamina_runtime_api::NetSettings {
                     pool,
                     spare,
-                    vpcs: Arc::new(network::StoreVpcs(store.clone())),
+                    vpcs: Arc::new(network::StoreVpcs {
+                        store: store.clone(),
+                        permits: Arc::new(config.interface_permits.clone()),
+                    }),
                 }),
         };
         let logs = logs.clone();
@@ -187,6 +190,7 @@ pub async fn run(
         runtimes: executor.runtimes(),
         hot: Default::default(),
         live_tails: Default::default(),
+        ec2_interfaces: config.interface_permits.clone(),
         stopping: tokio::sync::watch::channel(false).0,
         usage: usage.clone(),
         minutes: minutes.clone(),

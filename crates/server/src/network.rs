@@ -5,7 +5,7 @@ pub mod objects;
 
 use std::sync::Arc;
 
-use lamina_model::vpc::{EgressRule, VpcConfig};
+use lamina_model::vpc::{EgressRule, InterfacePermits, VpcConfig};
 use lamina_model::{AccountId, Region};
 use lamina_net::{Egress, Protocol, SecurityGroup, VpcProfile};
 use lamina_runtime_api::{VpcAttachment, VpcResolver};
@@ -29,6 +29,10 @@ pub struct NetworkSection {
     pub subnets: Vec<objects::SubnetEntry>,
     pub security_groups: Vec<objects::GroupEntry>,
     pub nat_gateways: Vec<objects::NatEntry>,
+    /// Host interfaces that subnets made through the EC2 API may name in `lamina:interface`,
+    /// and the accounts that may (`"*"`: every account). A declared subnet's interface is its
+    /// VPC's account's too.
+    pub interfaces: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl Default for NetworkSection {
@@ -41,6 +45,7 @@ impl Default for NetworkSection {
             subnets: Vec::new(),
             security_groups: Vec::new(),
             nat_gateways: Vec::new(),
+            interfaces: Default::default(),
         }
     }
 }
@@ -68,8 +73,41 @@ impl NetworkSection {
     }
 }
 
-/// Resolves VPC attachments with the store's VPCs, subnets, security groups and NAT gateways.
-pub struct StoreVpcs(pub Arc<Store>);
+/// What accounts may bind subnets to: `network.interfaces`, and each declared subnet's
+/// interface for its VPC's account.
+pub fn interface_permits(
+    interfaces: &std::collections::BTreeMap<String, Vec<String>>,
+    declared: &lamina_store::ec2::Declared,
+) -> Result<InterfacePermits, String> {
+    let mut permits = InterfacePermits::default();
+    for (interface, accounts) in interfaces {
+        if !lamina_api::ec2::wire::interface_name(interface) {
+            return Err(format!(
+                "'{interface}' is not a host interface name (1 to 15 characters, none of them '/', ':' or white space)"
+            ));
+        }
+        for account in accounts {
+            if account != "*" {
+                AccountId::parse(account).map_err(|e| format!("{interface}: {}", e.message))?;
+            }
+            permits.allow(interface, account);
+        }
+    }
+    for subnet in &declared.subnets {
+        let account = declared.vpcs.iter().find(|v| v.id == subnet.vpc);
+        if let (Some(interface), Some(vpc)) = (&subnet.interface, account) {
+            permits.allow(interface, vpc.account.as_str());
+        }
+    }
+    Ok(permits)
+}
+
+/// Resolves VPC attachments with the store's VPCs, subnets, security groups and NAT gateways;
+/// a subnet counts as bound to its interface only where `permits` lets its account bind it.
+pub struct StoreVpcs {
+    pub store: Arc<Store>,
+    pub permits: Arc<InterfacePermits>,
+}
 
 impl VpcResolver for StoreVpcs {
     fn resolve(
@@ -81,7 +119,7 @@ impl VpcResolver for StoreVpcs {
         let account = AccountId::parse(account).map_err(|e| e.message)?;
         let region = Region::parse(region).map_err(|e| e.message)?;
         let access = self
-            .0
+            .store
             .vpc_access(
                 &account,
                 &region,
@@ -96,10 +134,22 @@ impl VpcResolver for StoreVpcs {
             c.parse::<ipnet::Ipv4Net>()
                 .map_err(|_| format!("stored CIDR '{c}' is not valid"))
         };
-        // The VPC's networks are reached only through its subnets' interfaces when every subnet
-        // names one; otherwise the host's routes decide.
-        let interfaces: Option<Vec<String>> =
-            access.subnets.iter().map(|s| s.interface.clone()).collect();
+        // The VPC's networks are reached only through its subnets' interfaces when one names
+        // an interface its account was given; otherwise through the host's routes, and then
+        // none of its private networks (see `lamina_net::rules::profile`).
+        let mut interfaces = Vec::new();
+        for s in &access.subnets {
+            match &s.interface {
+                Some(i) if !self.permits.allows(account.as_str(), i) => tracing::warn!(
+                    subnet = %s.id,
+                    interface = %i,
+                    account = %account,
+                    "the subnet names a host interface its account was not given (network.interfaces); it is not bound to it"
+                ),
+                Some(i) if !interfaces.contains(i) => interfaces.push(i.clone()),
+                _ => {}
+            }
+        }
         let profile = VpcProfile {
             vpc_id: access.vpc_id.clone(),
             cidrs: access
@@ -107,14 +157,14 @@ impl VpcResolver for StoreVpcs {
                 .iter()
                 .map(|c| net(c))
                 .collect::<Result<_, _>>()?,
-            interfaces: interfaces.unwrap_or_default(),
+            interfaces,
             security_groups: access.security_group_ids.clone(),
             nat: access.nat,
         };
         let mut groups = Vec::new();
         for id in &access.security_group_ids {
             let rules = self
-                .0
+                .store
                 .security_group_rules(&account, &region, id)
                 .map_err(|e| e.to_string())?;
             let mut egress = Vec::new();
@@ -200,5 +250,47 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(off.settings().unwrap(), None);
+    }
+
+    #[test]
+    fn interfaces_are_granted_per_account_and_by_declaring_a_subnet() {
+        let config: toml::Value = toml::from_str(
+            r#"
+            br-db = ["111111111111"]
+            corp0 = ["*"]
+            "#,
+        )
+        .unwrap();
+        let interfaces: std::collections::BTreeMap<String, Vec<String>> =
+            config.try_into().unwrap();
+        let declared = lamina_store::ec2::Declared {
+            vpcs: vec![lamina_store::ec2::DeclaredVpc {
+                id: "vpc-a".into(),
+                account: AccountId::parse("222222222222").unwrap(),
+                region: Region::parse("us-east-1").unwrap(),
+                cidr: lamina_model::vpc::Ipv4Cidr::parse("10.9.0.0/16").unwrap(),
+            }],
+            subnets: vec![lamina_store::ec2::DeclaredSubnet {
+                id: "subnet-a".into(),
+                vpc: "vpc-a".into(),
+                cidr: lamina_model::vpc::Ipv4Cidr::parse("10.9.1.0/24").unwrap(),
+                availability_zone: "us-east-1a".into(),
+                interface: Some("br-app".into()),
+            }],
+            ..Default::default()
+        };
+        let p = interface_permits(&interfaces, &declared).unwrap();
+        assert!(p.allows("111111111111", "br-db"));
+        assert!(!p.allows("222222222222", "br-db"));
+        assert!(p.allows("222222222222", "corp0"));
+        assert!(p.allows("222222222222", "br-app"));
+        assert!(!p.allows("111111111111", "br-app"));
+        assert!(!p.allows("111111111111", "eth0"));
+        let bad = |k: &str, v: &str| {
+            let m = std::collections::BTreeMap::from([(k.to_owned(), vec![v.to_owned()])]);
+            interface_permits(&m, &Default::default()).is_err()
+        };
+        assert!(bad("a/b", "*"));
+        assert!(bad("br-db", "12"));
     }
 }

@@ -194,6 +194,26 @@ impl Ctx<'_> {
         crate::blocking(move || f(&store, &caller).map_err(Ec2Error::from)).await
     }
 
+    /// Refuses a `lamina:interface` among `tags` that the operator did not give the caller's
+    /// account (`network.interfaces`): an interface reaches the host's networks behind it.
+    pub fn may_bind(&self, tags: &std::collections::BTreeMap<String, String>) -> Ec2Result<()> {
+        let Some(interface) = tags.get(lamina_store::ec2::INTERFACE_TAG) else {
+            return Ok(());
+        };
+        if self
+            .state
+            .ec2_interfaces
+            .allows(self.caller.account.as_str(), interface)
+        {
+            return Ok(());
+        }
+        Err(Ec2Error::invalid(format!(
+            "Value ({interface}) for tag {} is invalid: this server does not let account {} bind subnets to host interface {interface}. Its operator lists the interfaces each account may use under [network.interfaces].",
+            lamina_store::ec2::INTERFACE_TAG,
+            self.caller.account
+        )))
+    }
+
     /// Tells the network layer about a committed change.
     pub fn network_changed(&self) {
         network_changed(

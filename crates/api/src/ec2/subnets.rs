@@ -71,6 +71,7 @@ pub(super) async fn create(ctx: &Ctx<'_>) -> Ec2Result<Response> {
     }
     let zone = zone(ctx)?;
     let tags = tag_specifications(ctx.params, ResourceKind::Subnet)?;
+    ctx.may_bind(&tags)?;
     let subnet = ctx
         .store(move |s, c| s.create_subnet(&c.account, &c.region, &vpc, cidr, &zone, &tags))
         .await?;

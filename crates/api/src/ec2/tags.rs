@@ -33,6 +33,9 @@ pub(super) async fn create(ctx: &Ctx<'_>) -> Ec2Result<Response> {
         return Err(Ec2Error::missing("tagSet"));
     }
     let subnets = touches_subnets(&ids);
+    if subnets {
+        ctx.may_bind(&tags)?;
+    }
     ctx.store(move |s, c| s.change_tags(&c.account, &c.region, &ids, &tags, &[]))
         .await?;
     if subnets {

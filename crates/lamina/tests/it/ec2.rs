@@ -81,7 +81,11 @@ fn egress_of(aws: &Aws, group: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn aws_cli_builds_vpcs_subnets_groups_and_nat_gateways_as_ec2_does() {
-    let app = spawn_app().await;
+    // The interfaces this account may bind subnets to.
+    let app = spawn_app_with(
+        "[network.interfaces]\nbr-db = [\"000000000000\"]\neth1 = [\"*\"]\nbr-b = [\"111111111111\"]\n",
+    )
+    .await;
     let aws = Aws::new(app.endpoint());
 
     let vpc = aws.ok(&[
@@ -184,6 +188,42 @@ async fn aws_cli_builds_vpcs_subnets_groups_and_nat_gateways_as_ec2_does() {
         ],
     );
     assert_eq!(code, "InvalidParameterValue", "{message}");
+    // An interface the operator did not give this account (another's, or none's) is refused,
+    // when the subnet is made and when it is tagged.
+    for interface in ["br-b", "eth0"] {
+        let (code, message) = refused(
+            &aws,
+            &[
+                "ec2",
+                "create-subnet",
+                "--vpc-id",
+                &vpc_id,
+                "--cidr-block",
+                "10.1.3.0/24",
+                "--tag-specifications",
+                &format!("ResourceType=subnet,Tags=[{{Key=lamina:interface,Value={interface}}}]"),
+            ],
+        );
+        assert_eq!(code, "InvalidParameterValue", "{message}");
+        assert!(message.contains("[network.interfaces]"), "{message}");
+        let (code, message) = refused(
+            &aws,
+            &[
+                "ec2",
+                "create-tags",
+                "--resources",
+                &subnet_id,
+                "--tags",
+                &format!("Key=lamina:interface,Value={interface}"),
+            ],
+        );
+        assert_eq!(code, "InvalidParameterValue", "{message}");
+    }
+    let none = aws.ok(&["ec2", "describe-subnets", "--subnet-ids", &subnet_id]);
+    assert_eq!(
+        none["Subnets"][0]["Tags"][0]["Value"], "br-db",
+        "a refused tag changes nothing: {none}"
+    );
 
     // Describe by filter: by VPC, by tag (with a wildcard), and nothing for another VPC.
     let by_vpc = format!("Name=vpc-id,Values={vpc_id}");

@@ -45,6 +45,9 @@ name = "open"
 [[network.nat_gateways]]
 id = "nat-db"
 subnet = "subnet-db"
+
+[network.interfaces]
+eth9 = ["*"]
 "#
     )
 }

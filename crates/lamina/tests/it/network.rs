@@ -273,7 +273,7 @@ fn status(v: &Value, key: &str) -> String {
 fn default_egress_reaches_the_internet_only_and_vpcs_reach_what_their_groups_allow() {
     let lab = Lab::new();
     let app = TestApp::start(
-        "[network]\negress = true\npool = \"10.254.0.0/24\"\nspare = 2\n",
+        "[network]\negress = true\npool = \"10.254.0.0/24\"\nspare = 2\n[network.interfaces]\ncorp0 = [\"000000000000\"]\n",
         Some(lab.path("lh")),
     );
     let aws = Aws::new(app.endpoint());
@@ -395,6 +395,60 @@ fn default_egress_reaches_the_internet_only_and_vpcs_reach_what_their_groups_all
         status(&r, "169.254.169.254:80").starts_with("blocked"),
         "{r}"
     );
+
+    // VPCs any account can make, on the metadata address's network or on the private network
+    // behind corp0, with subnets bound to no interface and groups that allow everything: the
+    // host's routes lead there, and the firewall still drops both.
+    for (name, cidr, subnet, target) in [
+        (
+            "meta",
+            "169.254.0.0/16",
+            "169.254.169.0/24",
+            ["169.254.169.254", "80"],
+        ),
+        ("lan", "10.1.0.0/16", "10.1.5.0/24", ["10.1.2.3", "5432"]),
+    ] {
+        let vpc = aws.ok(&["ec2", "create-vpc", "--cidr-block", cidr]);
+        let vpc_id = vpc["Vpc"]["VpcId"].as_str().unwrap().to_owned();
+        let subnet = aws.ok(&[
+            "ec2",
+            "create-subnet",
+            "--vpc-id",
+            &vpc_id,
+            "--cidr-block",
+            subnet,
+        ]);
+        let subnet_id = subnet["Subnet"]["SubnetId"].as_str().unwrap().to_owned();
+        let sg = aws.ok(&[
+            "ec2",
+            "create-security-group",
+            "--group-name",
+            "open",
+            "--description",
+            "everything",
+            "--vpc-id",
+            &vpc_id,
+        ]);
+        let sg_id = sg["GroupId"].as_str().unwrap().to_owned();
+        aws.ok(&["ec2", "create-nat-gateway", "--subnet-id", &subnet_id]);
+        let vpc_config = format!("SubnetIds={subnet_id},SecurityGroupIds={sg_id}");
+        create(&aws, name, &zip, &["--vpc-config", &vpc_config]);
+        let r = invoke(
+            &aws,
+            name,
+            json!({ "targets": [[target[0], target[1].parse::<u16>().unwrap()], ["203.0.113.7", 80]] }),
+            dir.path(),
+        );
+        assert!(
+            status(&r, &target.join(":")).starts_with("blocked"),
+            "{name}: {r}"
+        );
+        assert_eq!(
+            status(&r, "203.0.113.7:80"),
+            "open 198.51.100.2",
+            "{name}: the internet, through its NAT gateway: {r}"
+        );
+    }
 
     // Bytes per function, in /metrics.
     let metrics = http_get(&format!("{}/metrics", app.addr));

@@ -1,0 +1,196 @@
+use super::*;
+use crate::host::RecordingHost;
+use crate::{Egress, Protocol};
+
+fn start(host: RecordingHost, spare: usize) -> Network {
+    Network::start(
+        NetConfig {
+            pool: "10.254.0.0/29".parse().unwrap(),
+            spare,
+            resolvers: vec![],
+        },
+        move || Ok(Box::new(host) as Box<dyn Host>),
+    )
+    .expect("start")
+}
+
+#[test]
+fn a_pool_too_wide_for_interface_names_is_refused() {
+    let host = RecordingHost::default();
+    let r = Network::start(
+        NetConfig {
+            pool: "10.0.0.0/8".parse().unwrap(),
+            spare: 1,
+            resolvers: vec![],
+        },
+        move || Ok(Box::new(host) as Box<dyn Host>),
+    );
+    assert!(r.is_err());
+}
+
+#[test]
+fn leases_are_never_reused_and_their_interfaces_go_when_they_end() {
+    let host = RecordingHost::default();
+    let net = start(host.clone(), 0);
+    let a = net.take(0, "f1").unwrap();
+    let b = net.take(0, "f2").unwrap();
+    assert_ne!(a.address, b.address);
+    assert_eq!(a.address, "10.254.0.1".parse::<Ipv4Addr>().unwrap());
+    host.bytes
+        .lock()
+        .unwrap()
+        .insert(a.interface().to_owned(), (100, 7));
+    let name = a.interface().to_owned();
+    drop(a);
+    // The release is processed before the next request.
+    let t = net.traffic();
+    assert_eq!(
+        t,
+        vec![
+            Traffic {
+                owner: "f1".into(),
+                sent: 100,
+                received: 7
+            },
+            Traffic {
+                owner: "f2".into(),
+                sent: 0,
+                received: 0
+            }
+        ]
+    );
+    let calls = host.calls();
+    assert!(calls.contains(&format!("release {name}")), "{calls:?}");
+    assert!(calls[0] == "forwarding on" && calls[1].starts_with("nft "));
+    net.stop();
+    assert!(
+        host.calls()
+            .last()
+            .unwrap()
+            .contains(r#"{"delete":{"table""#)
+    );
+}
+
+#[test]
+fn an_exhausted_pool_says_so() {
+    let net = start(RecordingHost::default(), 0);
+    // A /29 holds four pairs.
+    let _held: Vec<Lease> = (0..4).map(|_| net.take(0, "f").unwrap()).collect();
+    let e = net.take(0, "f").unwrap_err();
+    assert!(e.to_string().contains("network.pool"), "{e}");
+}
+
+#[test]
+fn profiles_are_made_once_and_groups_update_in_place() {
+    let host = RecordingHost::default();
+    let net = start(host.clone(), 0);
+    let vpc = VpcProfile {
+        vpc_id: "vpc-1".into(),
+        cidrs: vec!["10.1.0.0/16".parse().unwrap()],
+        interfaces: vec![],
+        security_groups: vec!["sg-1".into()],
+        nat: false,
+    };
+    let sg = || {
+        vec![SecurityGroup {
+            id: "sg-1".into(),
+            egress: vec![Egress {
+                protocol: Protocol::Tcp,
+                ports: Some((5432, 5432)),
+                cidr: "10.1.2.0/24".parse().unwrap(),
+            }],
+        }]
+    };
+    assert_eq!(net.profile(None, Vec::new).unwrap(), 0);
+    let id = net.profile(Some(&vpc), sg).unwrap();
+    let again = net
+        .profile(
+            Some(&VpcProfile {
+                nat: true,
+                ..vpc.clone()
+            }),
+            || panic!("made twice"),
+        )
+        .unwrap();
+    assert_eq!(id, again);
+    let lease = net.take(id, "f").unwrap();
+    assert!(lease.interface().starts_with(&format!("lv{id:04x}")));
+    assert_eq!(net.in_use(), (vec!["sg-1".into()], vec!["vpc-1".into()]));
+    net.update(&sg(), &[("vpc-1".into(), true)]).unwrap();
+    let last = host
+        .calls()
+        .into_iter()
+        .rfind(|c| c.starts_with("nft "))
+        .unwrap();
+    assert!(
+        last.contains(r#""chain":"nat-vpc-1","expr":[{"return":null}]"#),
+        "{last}"
+    );
+}
+
+fn vpc(id: &str, group: usize) -> VpcProfile {
+    VpcProfile {
+        vpc_id: id.into(),
+        cidrs: vec!["10.1.0.0/16".parse().unwrap()],
+        interfaces: vec![],
+        security_groups: vec![format!("sg-{group}")],
+        nat: false,
+    }
+}
+
+#[test]
+fn only_recently_used_profiles_keep_a_namespace_ready() {
+    let host = RecordingHost::default();
+    let net = Network::start(
+        NetConfig {
+            pool: "10.254.0.0/24".parse().unwrap(),
+            spare: 1,
+            resolvers: vec![],
+        },
+        move || Ok(Box::new(host) as Box<dyn Host>),
+    )
+    .expect("start");
+    for g in 0..MAX_SPARE_PROFILES + 8 {
+        let id = net.profile(Some(&vpc("vpc-1", g)), Vec::new).unwrap();
+        drop(net.take(id, "f").unwrap());
+    }
+    // The network thread fills one namespace per pass; wait for it to settle.
+    let ready = |net: &Network| {
+        let r = net.shared.ready.lock().unwrap();
+        (r.values().map(Vec::len).sum::<usize>(), r.len())
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ready(&net).0 < MAX_SPARE_PROFILES + 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    // One for each of the sixteen most recent profiles, one for the default; no more.
+    assert_eq!(
+        ready(&net),
+        (MAX_SPARE_PROFILES + 1, MAX_SPARE_PROFILES + 1)
+    );
+    net.stop();
+}
+
+#[test]
+fn profiles_are_bounded_per_vpc() {
+    let net = start(RecordingHost::default(), 0);
+    for g in 0..MAX_PROFILES_PER_VPC {
+        net.profile(Some(&vpc("vpc-1", g)), Vec::new).unwrap();
+    }
+    // One already made is still found.
+    net.profile(Some(&vpc("vpc-1", 0)), Vec::new).unwrap();
+    let e = net
+        .profile(Some(&vpc("vpc-1", MAX_PROFILES_PER_VPC)), Vec::new)
+        .unwrap_err();
+    assert!(e.to_string().contains("vpc-1"), "{e}");
+    net.profile(Some(&vpc("vpc-2", 0)), Vec::new).unwrap();
+    net.stop();
+}
+
+#[test]
+fn only_interfaces_of_the_sandboxes_form_are_ours() {
+    assert!(crate::is_sandbox_interface(&crate::interface_name(3, 0x1f)));
+    assert!(!crate::is_sandbox_interface("lvnet0"));
+    assert!(!crate::is_sandbox_interface("lv0001000g"));
+}
