@@ -81,7 +81,8 @@ pub struct SecurityGroup {
     pub egress: Vec<Egress>,
 }
 
-/// One egress permission: a protocol, an inclusive port range (TCP and UDP), a destination.
+/// One egress permission: a protocol, an inclusive port range (TCP and UDP) or an ICMP type and
+/// code (`u16::MAX`: any code), a destination.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Egress {
     pub protocol: Protocol,

@@ -340,7 +340,19 @@ pub fn security_group(sg: &SecurityGroup) -> Vec<NfObject<'static>> {
         let mut expr = vec![is(payload("ip", "daddr"), net(cidr))];
         match (protocol, ports) {
             (Protocol::All, _) => {}
-            (Protocol::Icmp, _) => expr.push(is(meta(MetaKey::L4proto), s("icmp"))),
+            (Protocol::Icmp, None) => expr.push(is(meta(MetaKey::L4proto), s("icmp"))),
+            (Protocol::Icmp, Some((kind, code))) => {
+                expr.push(is(
+                    payload("icmp", "type"),
+                    Expression::Number(*kind as u32),
+                ));
+                if *code != u16::MAX {
+                    expr.push(is(
+                        payload("icmp", "code"),
+                        Expression::Number(*code as u32),
+                    ));
+                }
+            }
             (Protocol::Tcp | Protocol::Udp, ports) => {
                 let proto = if *protocol == Protocol::Tcp {
                     "tcp"
@@ -521,6 +533,31 @@ mod tests {
         // Bound to its interface, the VPC's network passes before the private ranges drop.
         let vpc_at = t.find(r#""goto":{"target":"egress-7"}"#).unwrap();
         assert!(vpc_at < t.find("@blocked4").unwrap(), "{t}");
+    }
+
+    #[test]
+    fn an_icmp_permission_matches_its_type_and_code() {
+        let sg = |ports| SecurityGroup {
+            id: "sg-a".into(),
+            egress: vec![Egress {
+                protocol: Protocol::Icmp,
+                ports,
+                cidr: "10.1.0.0/16".parse().unwrap(),
+            }],
+        };
+        let echo = text(&security_group(&sg(Some((8, 0)))));
+        assert!(
+            echo.contains(r#"{"payload":{"protocol":"icmp","field":"type"}},"right":8"#),
+            "{echo}"
+        );
+        assert!(
+            echo.contains(r#"{"payload":{"protocol":"icmp","field":"code"}},"right":0"#),
+            "{echo}"
+        );
+        let any_code = text(&security_group(&sg(Some((3, u16::MAX)))));
+        assert!(!any_code.contains(r#""field":"code""#), "{any_code}");
+        let all = text(&security_group(&sg(None)));
+        assert!(!all.contains(r#""field":"type""#), "{all}");
     }
 
     #[test]

@@ -42,6 +42,9 @@ pub struct Environment {
     pub revision_id: Arc<str>,
     /// `$LATEST` or the version number this environment runs.
     pub version: Arc<str>,
+    /// When its start began: an environment born before its function was retired runs what
+    /// the function no longer is.
+    pub born: Instant,
     tx: rapi::Outbox,
     shared: Arc<Shared>,
     next_calls: watch::Receiver<u64>,
@@ -156,6 +159,7 @@ impl Environment {
         run: InitRun,
         stream: String,
     ) -> Result<Self, Failure> {
+        let born = Instant::now();
         let inner = &ex.inner;
         let (launch, zygote) = match &f.image {
             Some(image) => (
@@ -379,6 +383,7 @@ impl Environment {
             id,
             revision_id: f.revision_id.clone(),
             version: f.version.clone(),
+            born,
             tx,
             next_calls: shared.next_calls(),
             shared: shared.clone(),
@@ -460,6 +465,11 @@ impl Environment {
     /// MemorySize, MB.
     pub fn memory_mb(&self) -> u32 {
         self.memory_mb
+    }
+
+    /// Whether its sandbox's process has exited (an idle one, say, killed by the kernel).
+    pub fn exited(&self) -> bool {
+        self.exit.borrow().is_some()
     }
 
     /// The environment's freezer gate, for the pool's idle sweeper.
@@ -550,7 +560,9 @@ impl Environment {
                     exit_message(request_id, 0),
                 ))
             } else {
+                // In this order: an answer posted before the runtime exited is its answer.
                 tokio::select! {
+                    biased;
                     () = &mut sampler => unreachable!("the sampler never ends"),
                     r = reply_rx => match r {
                         Ok(Reply::Response { body, content_type }) => Outcome { body, content_type, function_error: false, init_failure: None, error_type: None },
@@ -605,6 +617,7 @@ impl Environment {
                 let mut next = self.next_calls.clone();
                 let mut exit = self.exit.clone();
                 tokio::select! {
+                    biased;
                     () = &mut sampler => unreachable!("the sampler never ends"),
                     _ = next.wait_for(|n| *n > before) => {}
                     _ = exit.wait_for(|e| e.is_some()) => reusable = false,
@@ -659,6 +672,7 @@ impl Environment {
     /// Kills every process of the environment (lifting its CPU quota first, so that they die
     /// at once) and removes its cgroups.
     pub async fn destroy(mut self) {
+        self.gate.close();
         self.server.abort();
         let cg = self.cgroup.take();
         let k = self.kernel.clone();
@@ -708,6 +722,7 @@ impl Drop for Environment {
         // down) must not outlive its owner. Without cgroups, closing the control socket makes
         // its watcher kill the sandbox; with them (PID 1 handed over, no watcher), the groups
         // are killed and removed, and the uid given back, off this thread.
+        self.gate.close();
         self.server.abort();
         let cg = self.cgroup.take();
         let uid = self.uid.take();

@@ -8,6 +8,8 @@ const RUNNING: u8 = 0;
 const IDLE: u8 = 1;
 const FREEZING: u8 = 2;
 const FROZEN: u8 = 3;
+/// Being destroyed: never frozen again.
+const CLOSED: u8 = 4;
 
 /// Coordinates freezing an idle environment with taking it for an invocation.
 ///
@@ -72,18 +74,35 @@ impl Gate {
         {
             tracing::warn!(error = %e, "freezing an idle environment failed");
         }
-        self.state.store(FROZEN, Ordering::Release);
+        if self
+            .state
+            .compare_exchange(FREEZING, FROZEN, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+            && let Some(f) = &self.freezer
+        {
+            // Closed meanwhile: its destruction may have killed and thawed it before this
+            // freeze, and frozen processes cannot die (cgroup v1), so it is thawed again.
+            let _ = f.thaw(k);
+        }
+    }
+
+    /// The environment is being destroyed: a freeze queued for it does nothing, and one under
+    /// way thaws it again when done.
+    pub(crate) fn close(&self) {
+        self.state
+            .store(CLOSED, std::sync::atomic::Ordering::Release);
     }
 
     /// Takes the environment for an invocation, thawing it if it was frozen.
     pub(crate) async fn claim(&self, k: &dyn Kernel) {
         use std::sync::atomic::Ordering;
+        let mut tries = 0u32;
         loop {
             match self
                 .state
                 .compare_exchange(IDLE, RUNNING, Ordering::AcqRel, Ordering::Acquire)
             {
-                Ok(_) | Err(RUNNING) => return,
+                Ok(_) | Err(RUNNING) | Err(CLOSED) => return,
                 Err(FROZEN) => {
                     if let Some(f) = &self.freezer
                         && let Err(e) = f.thaw(k)
@@ -93,8 +112,17 @@ impl Gate {
                     self.state.store(RUNNING, Ordering::Release);
                     return;
                 }
-                // The sweeper is freezing it right now; this lasts well under a millisecond.
-                Err(_) => tokio::task::yield_now().await,
+                // The sweeper is freezing it right now; this usually lasts well under a
+                // millisecond, but the kernel may take up to the freezer's limit (a process in
+                // uninterruptible sleep), so the worker is not kept spinning.
+                Err(_) => {
+                    tries += 1;
+                    if tries < 64 {
+                        tokio::task::yield_now().await;
+                    } else {
+                        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                    }
+                }
             }
         }
     }
@@ -120,5 +148,20 @@ mod tests {
         assert!(gate.wants_freezing(since));
         gate.freeze_if_idle(&k, since);
         assert!(!gate.wants_freezing(far), "already frozen");
+    }
+
+    #[test]
+    fn a_closed_gate_is_never_frozen() {
+        let k = RecordingKernel::default();
+        let gate = Gate::new(None);
+        gate.idle();
+        let since = gate.idle_since();
+        gate.close();
+        assert!(!gate.wants_freezing(i64::MAX));
+        gate.freeze_if_idle(&k, since);
+        assert_eq!(
+            gate.state.load(std::sync::atomic::Ordering::Relaxed),
+            CLOSED
+        );
     }
 }

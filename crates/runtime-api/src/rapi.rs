@@ -7,7 +7,7 @@
 //! The runtime is untrusted, and this server runs in Lamina's own process, outside the function's
 //! cgroup: everything it can make the server hold is bounded. At most [`MAX_CONNECTIONS`]
 //! connections are served at once (more are closed as soon as they are accepted); a request head
-//! must arrive within [`HEAD_TIMEOUT`] and fit in [`MAX_HEAD`]; a body is read only for the
+//! must fit in [`MAX_HEAD`], so the connections hold at most their heads' buffers; a body is read only for the
 //! invocation in flight, streamed against its limit and its deadline, so a request for any other
 //! id is refused before a byte of its body is read.
 
@@ -28,8 +28,6 @@ use tokio::task::JoinHandle;
 pub const MAX_RESPONSE: usize = 6_291_556;
 /// Connections one environment's runtime may hold open at once.
 pub const MAX_CONNECTIONS: usize = 32;
-/// How long a connection may take to send a request head (and may sit idle between requests).
-pub const HEAD_TIMEOUT: Duration = Duration::from_secs(60);
 /// The read buffer of a connection: request heads must fit.
 const MAX_HEAD: usize = 64 * 1024;
 /// The path a runtime asks for its next event on.
@@ -165,7 +163,11 @@ pub fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) -> JoinHand
                 let _slot = slot;
                 let conn = hyper::server::conn::http1::Builder::new()
                     .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(Some(HEAD_TIMEOUT))
+                    // None, as Lambda's: a kept-alive connection sits idle through an invocation
+                    // of up to 15 minutes, or an environment frozen for longer, and a runtime
+                    // client that finds it closed may lose its answer. A slow head holds no more
+                    // than its buffer, within the connections' bound.
+                    .header_read_timeout(None)
                     .max_buf_size(MAX_HEAD)
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
                 let _ = conn.await;

@@ -184,9 +184,19 @@ struct Function {
     /// Environments that answered their callers and wait for their runtimes' next `/next`
     /// (in flight still), and the callers waiting for them.
     finishing: Finishing<Environment>,
+    /// When the function last changed or went (see [`Scheduler::retire`]).
+    retired_at: Option<std::time::Instant>,
 }
 
 impl Function {
+    /// Whether `env`, released by an invocation of `slot`, may serve again: it runs the slot's
+    /// revision, was born after the function last changed, and its process lives.
+    fn keeps(&self, slot: &Slot, env: &Environment) -> bool {
+        env.revision_id == slot.revision_id
+            && self.retired_at.is_none_or(|at| env.born > at)
+            && !env.exited()
+    }
+
     /// Whether an idle environment serves `slot`.
     fn has_idle(&self, slot: &Slot) -> bool {
         self.idle
@@ -395,14 +405,18 @@ impl Scheduler {
         a.reserved_total = a.reserved_total - old.map_or(0, u64::from) + value.map_or(0, u64::from);
     }
 
-    /// Destroys a function's idle environments (after an update or delete).
+    /// Destroys a function's idle environments (after an update or delete); those busy now
+    /// are destroyed when their invocations end.
     pub fn retire(&self, function_arn: &str) {
         let mut state = self.state();
-        if let Some(f) = state.functions.get_mut(function_arn) {
-            let idle = std::mem::take(&mut f.idle);
-            for env in idle {
-                state.discard(env);
-            }
+        let Some(f) = state.functions.get_mut(function_arn) else {
+            // No environment of it has ever been admitted.
+            return;
+        };
+        f.retired_at = Some(std::time::Instant::now());
+        let idle = std::mem::take(&mut f.idle);
+        for env in idle {
+            state.discard(env);
         }
     }
 
@@ -505,7 +519,8 @@ impl State {
                 continue;
             }
             let env = f.idle.remove(i);
-            if env.revision_id == slot.revision_id {
+            // A runtime that died while idle serves nobody: a new environment does.
+            if env.revision_id == slot.revision_id && !env.exited() {
                 warm = Some(env);
                 break;
             }
@@ -708,14 +723,11 @@ impl State {
                 .unreserved_in_flight_async
                 .saturating_sub(slot.asynchronous as u32);
         }
+        let f = self.functions.entry(slot.function_arn.clone()).or_default();
         match env {
-            Some(env) if env.revision_id == slot.revision_id => {
+            Some(env) if f.keeps(&slot, &env) => {
                 env.gate().idle();
-                self.functions
-                    .entry(slot.function_arn)
-                    .or_default()
-                    .idle
-                    .push(env);
+                f.idle.push(env);
             }
             Some(env) => self.discard(env),
             // The environment is gone (destroyed by the caller), or never started.

@@ -203,6 +203,8 @@ fn permission(r: &EgressRule) -> Option<(Protocol, Option<(u16, u16)>)> {
         (Protocol::Tcp | Protocol::Udp, Some(from), Some(to)) if from <= to => {
             { (from, to) != (0, 65535) }.then_some((from, to))
         }
+        // ICMP: a type, and a code (any, when none).
+        (Protocol::Icmp, Some(kind), code) => Some((kind, code.unwrap_or(u16::MAX))),
         _ => None,
     };
     Some((protocol, ports))
@@ -233,6 +235,19 @@ mod tests {
             Some((Protocol::All, None))
         );
         assert_eq!(permission(&rule("50", None, None)), None);
+        // ICMP: echo requests only, or a type with any code, or every ICMP message.
+        assert_eq!(
+            permission(&rule("icmp", Some(8), Some(0))),
+            Some((Protocol::Icmp, Some((8, 0))))
+        );
+        assert_eq!(
+            permission(&rule("icmp", Some(3), None)),
+            Some((Protocol::Icmp, Some((3, u16::MAX))))
+        );
+        assert_eq!(
+            permission(&rule("icmp", None, None)),
+            Some((Protocol::Icmp, None))
+        );
     }
 
     #[test]

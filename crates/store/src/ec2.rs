@@ -80,7 +80,52 @@ pub enum Ec2Error {
     /// The object is declared in the server's configuration file: it is changed there.
     #[error("'{0}' is defined in the server's configuration file")]
     Configured(String),
+    #[error("the {0:?} quota is reached")]
+    Quota(Quota),
 }
+
+/// EC2's default quotas, which bound what one account can make the server keep (and the
+/// firewall walk).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quota {
+    /// VPCs per account and region.
+    Vpcs,
+    /// Subnets per VPC.
+    Subnets,
+    /// Security groups per account and region.
+    SecurityGroups,
+    /// Rules per security group, in each direction (one per CIDR).
+    Rules,
+    /// Tags per resource.
+    Tags,
+    /// NAT gateways not deleted, per VPC.
+    NatGateways,
+}
+
+impl Quota {
+    /// The most there may be.
+    pub const fn limit(self) -> usize {
+        match self {
+            Quota::Vpcs => 5,
+            Quota::Subnets => 200,
+            Quota::SecurityGroups => 2500,
+            Quota::Rules => 60,
+            Quota::Tags => 50,
+            Quota::NatGateways => 5,
+        }
+    }
+}
+
+/// Refuses with `quota` when `n` is past its limit.
+fn within(quota: Quota, n: usize) -> Result<(), StoreError> {
+    if n > quota.limit() {
+        return Err(ec2(Ec2Error::Quota(quota)));
+    }
+    Ok(())
+}
+
+/// How long a deleted NAT gateway is still shown (EC2: about an hour).
+const DELETED_NAT_KEPT_MS: i64 = 3_600_000;
 
 fn ec2(e: Ec2Error) -> StoreError {
     StoreError::Ec2(e)
@@ -262,6 +307,13 @@ impl Store {
         let id = new_id("vpc");
         let mut conn = self.conn();
         let tx = conn.transaction()?;
+        let vpcs: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM ec2_vpcs WHERE account = ?1 AND region = ?2",
+            params![who.0, who.1],
+            |r| r.get(0),
+        )?;
+        within(Quota::Vpcs, vpcs as usize + 1)?;
+        within(Quota::Tags, tags.len())?;
         tx.execute(
             "INSERT INTO ec2_vpcs (id, account, region, cidr, tags, created_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -375,6 +427,7 @@ impl Store {
         if !vpc_cidr.contains(cidr) {
             return Err(ec2(Ec2Error::SubnetRange(cidr.to_string())));
         }
+        within(Quota::Tags, tags.len())?;
         let siblings: Vec<String> = tx
             .prepare_cached("SELECT cidr FROM ec2_subnets WHERE vpc_id = ?1")?
             .query_map(params![vpc], |r| r.get(0))?
@@ -386,6 +439,7 @@ impl Store {
         {
             return Err(ec2(Ec2Error::SubnetConflict(cidr.to_string())));
         }
+        within(Quota::Subnets, siblings.len() + 1)?;
         let id = new_id("subnet");
         tx.execute(
             "INSERT INTO ec2_subnets (id, account, region, vpc_id, cidr, availability_zone, tags, created_ms)
@@ -480,8 +534,21 @@ impl Store {
         let conn = self.conn();
         let vpc_id = vpc_of(&conn, ResourceKind::Subnet, who, subnet)?
             .ok_or_else(|| ec2(Ec2Error::NoSubnet(subnet.to_owned())))?;
+        within(Quota::Tags, tags.len())?;
         let id = new_id("nat");
         let now = now_millis();
+        // Deleted gateways are shown for an hour, then forgotten.
+        conn.execute(
+            "DELETE FROM ec2_nat_gateways
+             WHERE account = ?1 AND region = ?2 AND state = 'deleted' AND deleted_ms < ?3",
+            params![who.0, who.1, now - DELETED_NAT_KEPT_MS],
+        )?;
+        let live: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM ec2_nat_gateways WHERE vpc_id = ?1 AND state != 'deleted'",
+            params![vpc_id],
+            |r| r.get(0),
+        )?;
+        within(Quota::NatGateways, live as usize + 1)?;
         conn.execute(
             "INSERT INTO ec2_nat_gateways (id, account, region, vpc_id, subnet_id, connectivity, state, tags, created_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'available', ?7, ?8)",
@@ -598,6 +665,7 @@ impl Store {
                     tags.remove(key);
                 }
             }
+            within(Quota::Tags, tags.len())?;
             tx.execute(
                 &format!("UPDATE {table} SET tags = ?2 WHERE id = ?1"),
                 params![id, tags_json(&tags)?],

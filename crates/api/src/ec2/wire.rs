@@ -168,6 +168,27 @@ impl From<StoreError> for Ec2Error {
                     ),
                 )
             }
+            Refused::Quota(q) => {
+                use lamina_store::ec2::Quota;
+                let (code, what) = match q {
+                    Quota::Vpcs => ("VpcLimitExceeded", "VPCs"),
+                    Quota::Subnets => ("SubnetLimitExceeded", "subnets"),
+                    Quota::SecurityGroups => ("SecurityGroupLimitExceeded", "security groups"),
+                    Quota::Rules => (
+                        "RulesPerSecurityGroupLimitExceeded",
+                        "rules per security group",
+                    ),
+                    Quota::Tags => ("TagLimitExceeded", "Tags for a resource"),
+                    Quota::NatGateways => ("NatGatewayLimitExceeded", "NAT Gateways"),
+                };
+                Self::new(
+                    code,
+                    format!(
+                        "The maximum number of {what} has been reached ({}).",
+                        q.limit()
+                    ),
+                )
+            }
             e @ (Refused::SubnetsInManyVpcs | Refused::GroupsInOtherVpc) => {
                 tracing::error!(error = %e, "an EC2 action met a function-only refusal");
                 <Self as crate::Internal>::internal()
@@ -469,6 +490,14 @@ mod tests {
         assert_eq!(
             e.message,
             "the specified rule \"peer: 10.1.2.0/24, TCP, from port: 5432, to port: 5432, ALLOW\" already exists"
+        );
+        let quota = Ec2Error::from(StoreError::Ec2(Refused::Quota(
+            lamina_store::ec2::Quota::Rules,
+        )));
+        assert_eq!(quota.code, "RulesPerSecurityGroupLimitExceeded");
+        assert_eq!(
+            quota.message,
+            "The maximum number of rules per security group has been reached (60)."
         );
         let configured = Ec2Error::from(StoreError::Ec2(Refused::Configured("subnet-db".into())));
         assert_eq!(configured.code, "OperationNotPermitted");

@@ -93,7 +93,15 @@ pub async fn invoke(
                         "Client context must be a valid Base64-encoded JSON object.",
                     )
                 })?;
-            Some(decoded)
+            // The runtime gets it in a header, where line breaks cannot go: written compactly,
+            // they are gone (and those inside strings escaped).
+            if decoded.bytes().any(|b| b < 0x20 && b != b'\t') {
+                serde_json::from_str::<serde_json::Value>(&decoded)
+                    .map(|v| v.to_string())
+                    .ok()
+            } else {
+                Some(decoded)
+            }
         }
     };
     if invocation_type == "DryRun" {

@@ -152,19 +152,26 @@ async fn python_function_runs_warm_with_context_env_and_logs() {
         assert_eq!(r.body["event"]["pad"].as_str().map(str::len), Some(3 << 20));
     }
 
-    // Client context reaches the function.
-    let cc = base64::engine::general_purpose::STANDARD.encode(r#"{"custom":{"k":"v"}}"#);
-    let out = c
-        .invoke()
-        .function_name("py")
-        .client_context(cc)
-        .payload(Blob::new(br#"{"action":"echo"}"#.to_vec()))
-        .send()
-        .await
-        .unwrap();
-    let body: serde_json::Value = serde_json::from_slice(out.payload().unwrap().as_ref()).unwrap();
-    assert_eq!(body["client_context"]["k"], "v");
-    assert_eq!(out.executed_version(), Some("$LATEST"));
+    // Client context reaches the function, written compactly or pretty-printed (line breaks
+    // cannot go into the runtime's header as they are).
+    for context in [
+        "{\"custom\":{\"k\":\"v\"}}",
+        "{\n  \"custom\": {\n    \"k\": \"v\"\n  }\n}\n",
+    ] {
+        let cc = base64::engine::general_purpose::STANDARD.encode(context);
+        let out = c
+            .invoke()
+            .function_name("py")
+            .client_context(cc)
+            .payload(Blob::new(br#"{"action":"echo"}"#.to_vec()))
+            .send()
+            .await
+            .unwrap();
+        let body: serde_json::Value =
+            serde_json::from_slice(out.payload().unwrap().as_ref()).unwrap();
+        assert_eq!(body["client_context"]["k"], "v", "{context:?}");
+        assert_eq!(out.executed_version(), Some("$LATEST"));
+    }
 
     // The logs are stored too, by a writer of their own: soon, not before the answer (as
     // CloudWatch Logs), so they are looked for a little while on a busy machine.

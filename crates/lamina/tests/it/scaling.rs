@@ -401,6 +401,54 @@ async fn an_invocation_its_caller_abandons_runs_to_its_end() {
     );
 }
 
+/// The `lamina_environments` gauge.
+async fn environments(endpoint: &str) -> f64 {
+    let m = metrics(endpoint).await;
+    m.lines()
+        .find_map(|l| l.strip_prefix("lamina_environments "))
+        .unwrap_or_else(|| panic!("no lamina_environments in /metrics: {m}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_environment_busy_while_its_function_is_deleted_goes_when_its_invocation_ends() {
+    let app = spawn_app().await;
+    let c = &app.client;
+    deploy(c, "doomed", 128, "2").await;
+    let call = tokio::spawn({
+        let c = c.clone();
+        async move { invoke(&c, "doomed").await }
+    });
+    // Deleted while its one environment runs the call.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while environments(&app.endpoint()).await < 1.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the call never started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    c.delete_function()
+        .function_name("doomed")
+        .send()
+        .await
+        .unwrap();
+    let answered = call.await.unwrap();
+    assert!(answered.is_ok(), "the call runs to its end: {answered:?}");
+    // Its environment goes with the invocation, not a keep-alive later: it would hold a uid,
+    // a network namespace and the deleted code.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while environments(&app.endpoint()).await > 0.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the deleted function's environment was kept"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_small_memory_budget_evicts_idle_environments_then_throttles() {
     let app = spawn_app_with("memory_budget_mb = 300").await;

@@ -181,7 +181,7 @@ impl State {
         let Some(f) = self.functions.get_mut(&slot.function_arn) else {
             return Some(env);
         };
-        if env.revision_id != slot.revision_id {
+        if !f.keeps(slot, &env) {
             return Some(env);
         }
         let asynchronous = match f.finishing.hand_over(slot, env, reserved) {

@@ -458,3 +458,87 @@ fn objects_a_function_uses_cannot_be_deleted_and_old_specs_load() {
     store.delete_security_group(&a, &r, &sg.id).unwrap();
     store.delete_subnet(&a, &r, &sub.id).unwrap();
 }
+
+#[test]
+fn ec2_quotas_bound_what_an_account_makes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let (a, r) = who("111111111111");
+    let none = BTreeMap::new();
+    let vpcs: Vec<Vpc> = (0..Quota::Vpcs.limit())
+        .map(|i| {
+            store
+                .create_vpc(&a, &r, cidr(&format!("10.{i}.0.0/16")), &none)
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        err(store.create_vpc(&a, &r, cidr("10.99.0.0/16"), &none)),
+        Ec2Error::Quota(Quota::Vpcs)
+    );
+    // Another account has its own.
+    let (b, _) = who("222222222222");
+    store
+        .create_vpc(&b, &r, cidr("10.99.0.0/16"), &none)
+        .unwrap();
+
+    // Rules: one per CIDR, 60 a direction; a batch past it adds none.
+    let sg = store
+        .create_security_group(&a, &r, &vpcs[0].id, "app", "app", &none)
+        .unwrap();
+    let many: Vec<(Rule, String)> = (0..Quota::Rules.limit())
+        .map(|i| (tcp(443, &format!("10.0.{i}.0/24")), String::new()))
+        .collect();
+    // The new group's allow-all rule is one already.
+    assert_eq!(
+        err(store.authorize_rules(&a, &r, &sg.id, Direction::Egress, &many)),
+        Ec2Error::Quota(Quota::Rules)
+    );
+    store
+        .authorize_rules(&a, &r, &sg.id, Direction::Egress, &many[1..])
+        .unwrap();
+    store
+        .authorize_rules(&a, &r, &sg.id, Direction::Ingress, &many)
+        .unwrap();
+
+    // Tags: 50 a resource, whether given at once or added.
+    let tags = |n: usize| -> BTreeMap<String, String> {
+        (0..n).map(|i| (format!("k{i}"), String::new())).collect()
+    };
+    let subnet = store
+        .create_subnet(
+            &a,
+            &r,
+            &vpcs[0].id,
+            cidr("10.0.1.0/24"),
+            "us-east-1a",
+            &tags(50),
+        )
+        .unwrap();
+    let more = BTreeMap::from([("one-more".to_owned(), String::new())]);
+    assert_eq!(
+        err(store.change_tags(&a, &r, std::slice::from_ref(&subnet.id), &more, &[])),
+        Ec2Error::Quota(Quota::Tags)
+    );
+    assert_eq!(
+        err(store.create_security_group(&a, &r, &vpcs[0].id, "t", "t", &tags(51))),
+        Ec2Error::Quota(Quota::Tags)
+    );
+
+    // NAT gateways: five live a VPC; a deleted one makes room.
+    let nats: Vec<NatGateway> = (0..Quota::NatGateways.limit())
+        .map(|_| {
+            store
+                .create_nat_gateway(&a, &r, &subnet.id, "public", &none)
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        err(store.create_nat_gateway(&a, &r, &subnet.id, "public", &none)),
+        Ec2Error::Quota(Quota::NatGateways)
+    );
+    store.delete_nat_gateway(&a, &r, &nats[0].id).unwrap();
+    store
+        .create_nat_gateway(&a, &r, &subnet.id, "public", &none)
+        .unwrap();
+}
