@@ -124,6 +124,27 @@ fn within(quota: Quota, n: usize) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Refuses a new object of `quota`'s kind (VPCs or security groups, counted per account and
+/// region) past the quota, or with more tags than a resource may have.
+fn room_for_one(
+    conn: &Connection,
+    quota: Quota,
+    who: (&str, &str),
+    tags: &BTreeMap<String, String>,
+) -> Result<(), StoreError> {
+    let table = match quota {
+        Quota::Vpcs => "ec2_vpcs",
+        _ => "ec2_security_groups",
+    };
+    let n: i64 = conn.query_row(
+        &format!("SELECT COUNT(*) FROM {table} WHERE account = ?1 AND region = ?2"),
+        params![who.0, who.1],
+        |r| r.get(0),
+    )?;
+    within(quota, n as usize + 1)?;
+    within(Quota::Tags, tags.len())
+}
+
 /// How long a deleted NAT gateway is still shown (EC2: about an hour).
 const DELETED_NAT_KEPT_MS: i64 = 3_600_000;
 
@@ -307,13 +328,7 @@ impl Store {
         let id = new_id("vpc");
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let vpcs: i64 = tx.query_row(
-            "SELECT COUNT(*) FROM ec2_vpcs WHERE account = ?1 AND region = ?2",
-            params![who.0, who.1],
-            |r| r.get(0),
-        )?;
-        within(Quota::Vpcs, vpcs as usize + 1)?;
-        within(Quota::Tags, tags.len())?;
+        room_for_one(&tx, Quota::Vpcs, who, tags)?;
         tx.execute(
             "INSERT INTO ec2_vpcs (id, account, region, cidr, tags, created_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",

@@ -8,7 +8,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
     Ec2Error, Quota, ResourceKind, ec2, function_using, new_id, owner, refuse_configured,
-    tags_json, tags_of, vpc_of, within,
+    room_for_one, tags_json, tags_of, vpc_of, within,
 };
 use crate::{Store, StoreError};
 
@@ -193,13 +193,7 @@ impl Store {
         if vpc_of(&tx, ResourceKind::Vpc, who, vpc)?.is_none() {
             return Err(ec2(Ec2Error::NoVpc(vpc.to_owned())));
         }
-        let groups: i64 = tx.query_row(
-            "SELECT COUNT(*) FROM ec2_security_groups WHERE account = ?1 AND region = ?2",
-            params![who.0, who.1],
-            |r| r.get(0),
-        )?;
-        within(Quota::SecurityGroups, groups as usize + 1)?;
-        within(Quota::Tags, tags.len())?;
+        room_for_one(&tx, Quota::SecurityGroups, who, tags)?;
         let group = insert_group(&tx, who, &new_id("sg"), vpc, name, description, tags)?;
         tx.commit()?;
         Ok(group)
