@@ -58,6 +58,10 @@ pub(crate) struct Networking {
     pub(crate) vpcs: Arc<dyn VpcResolver>,
     /// Attachments environments were started with, by account and region.
     attached: Arc<Mutex<HashSet<(String, String, VpcAttachment)>>>,
+    /// Held from reading a VPC's groups and NAT state to applying them, by a start that makes
+    /// a profile and by a refresh: otherwise a start could apply rules read before a change
+    /// after the refresh that followed it, and bring revoked rules back.
+    applying: Arc<Mutex<()>>,
 }
 
 impl Networking {
@@ -79,6 +83,7 @@ impl Networking {
                 network,
                 vpcs: s.vpcs.clone(),
                 attached: Arc::default(),
+                applying: Arc::default(),
             },
             resolvers,
         ))
@@ -86,21 +91,22 @@ impl Networking {
 
     /// A namespace for an environment of `who` (blocking: call it off the runtime's workers).
     pub(crate) fn lease(&self, who: &Tenant) -> Result<Lease, String> {
-        let (profile, groups) = match &who.vpc {
+        let id = match &who.vpc {
             Some(a) => {
+                let _applying = self.applying.lock().unwrap_or_else(|e| e.into_inner());
                 let (p, g) = self.vpcs.resolve(&who.account, &who.region, a)?;
+                let id = self
+                    .network
+                    .profile(Some(&p), || g)
+                    .map_err(|e| format!("setting up the function's VPC profile: {e}"))?;
                 self.attached
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .insert((who.account.clone(), who.region.clone(), a.clone()));
-                (Some(p), g)
+                id
             }
-            None => (None, Vec::new()),
+            None => 0,
         };
-        let id = self
-            .network
-            .profile(profile.as_ref(), || groups)
-            .map_err(|e| format!("setting up the function's VPC profile: {e}"))?;
         self.network
             .take(id, &who.function_arn)
             .map_err(|e| e.to_string())
@@ -109,6 +115,9 @@ impl Networking {
     /// Re-reads the security groups and NAT gateways that environments use, after the EC2 API
     /// changed them, and applies them at once.
     pub(crate) fn refresh(&self, account: &str, region: &str) {
+        // The attachments too are read under the lock: a start that made a profile meanwhile
+        // has added its own.
+        let _applying = self.applying.lock().unwrap_or_else(|e| e.into_inner());
         let attachments: Vec<VpcAttachment> = self
             .attached
             .lock()
