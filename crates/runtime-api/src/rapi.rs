@@ -419,7 +419,7 @@ async fn init_error(s: &Shared, headers: &HeaderMap, body: Incoming) -> Response
 fn not_in_init() -> Response {
     runtime_error(
         StatusCode::FORBIDDEN,
-        "Runtime.InvalidStateTransition",
+        "InvalidStateTransition",
         "init/error is only accepted once, during INIT",
     )
 }

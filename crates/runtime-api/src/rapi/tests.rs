@@ -164,7 +164,7 @@ async fn next_hands_over_the_event_and_only_its_own_id_answers_it() {
     // INIT is over: an init error is no longer taken.
     let late = post(&api, "init/error", "", b"{}").await;
     assert_eq!(late.status, 403);
-    assert_eq!(late.json()["errorType"], "Runtime.InvalidStateTransition");
+    assert_eq!(late.json()["errorType"], "InvalidStateTransition");
     assert!(api.shared.init_error.lock().unwrap().is_none());
 
     // Another id is refused before its body is read: this one never comes, and the answer
@@ -361,7 +361,7 @@ async fn init_error_is_taken_once_and_other_routes_are_refused() {
     );
     let second = post(&api, "init/error", "", body).await;
     assert_eq!(second.status, 403);
-    assert_eq!(second.json()["errorType"], "Runtime.InvalidStateTransition");
+    assert_eq!(second.json()["errorType"], "InvalidStateTransition");
 
     let post_next = post(&api, "invocation/next", "", b"").await;
     assert_eq!(
