@@ -547,6 +547,8 @@ impl Environment {
                 }
             };
             let mut sampler = std::pin::pin!(sampler);
+            // One timer for the invocation, its answer and its end alike.
+            let mut timeout = std::pin::pin!(tokio::time::sleep_until(deadline.into()));
             let mut exit = self.exit.clone();
             let mut reusable = true;
             let mut died = false;
@@ -595,7 +597,7 @@ impl Environment {
                             Outcome::error(failure_body("Runtime.ExitError", exit_message(request_id, code)))
                         }
                     }
-                    _ = tokio::time::sleep_until(deadline.into()) => {
+                    _ = &mut timeout => {
                         reusable = false;
                         status = Some("timeout");
                         let secs = timeout_s as f64;
@@ -621,7 +623,7 @@ impl Environment {
                     () = &mut sampler => unreachable!("the sampler never ends"),
                     _ = next.wait_for(|n| *n > before) => {}
                     _ = exit.wait_for(|e| e.is_some()) => reusable = false,
-                    _ = tokio::time::sleep_until(deadline.into()) => reusable = false,
+                    _ = &mut timeout => reusable = false,
                 }
             }
             (error_type, reusable, died, status)

@@ -33,14 +33,77 @@ pub struct Invoked {
 }
 
 /// The end of an invocation: when its runtime asks for the next event (or dies, or times out),
-/// shortly after its outcome.
-#[derive(Debug)]
-pub struct End(oneshot::Receiver<Ended>);
+/// shortly after its outcome. Waited for, or given work to do then ([`End::then`]): that work
+/// runs in the invocation's own task, so that accounting for a call costs no task of its own.
+pub struct End(Arc<std::sync::Mutex<EndState>>);
+
+impl std::fmt::Debug for End {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("End")
+    }
+}
+
+enum EndState {
+    Waiting,
+    Then(Box<dyn FnOnce(Option<Ended>) + Send>),
+    Done(Option<Ended>),
+}
 
 impl End {
+    /// Runs `f` with what is known once the invocation has ended (`None` if its task failed):
+    /// at once if it has, else in the invocation's task when it does.
+    pub fn then(self, f: impl FnOnce(Option<Ended>) + Send + 'static) {
+        let mut state = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match std::mem::replace(&mut *state, EndState::Done(None)) {
+            EndState::Done(ended) => {
+                drop(state);
+                f(ended);
+            }
+            _ => *state = EndState::Then(Box::new(f)),
+        }
+    }
+
     /// Waits for the invocation to end; `None` if its task failed.
     pub async fn wait(self) -> Option<Ended> {
-        self.0.await.ok()
+        let (tx, rx) = oneshot::channel();
+        self.then(move |ended| {
+            let _ = tx.send(ended);
+        });
+        rx.await.ok().flatten()
+    }
+}
+
+/// The invocation's side of its [`End`]. Dropped without [`Ender::send`] (its task failed), it
+/// ends with nothing known.
+struct Ender(Arc<std::sync::Mutex<EndState>>);
+
+impl Ender {
+    fn pair() -> (Ender, End) {
+        let state = Arc::new(std::sync::Mutex::new(EndState::Waiting));
+        (Ender(state.clone()), End(state))
+    }
+
+    fn send(self, ended: Ended) {
+        self.end(Some(ended));
+    }
+
+    fn end(&self, ended: Option<Ended>) {
+        let mut state = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match std::mem::replace(&mut *state, EndState::Done(None)) {
+            EndState::Then(f) => {
+                drop(state);
+                f(ended);
+            }
+            EndState::Waiting => *state = EndState::Done(ended),
+            // Already ended.
+            EndState::Done(earlier) => *state = EndState::Done(earlier),
+        }
+    }
+}
+
+impl Drop for Ender {
+    fn drop(&mut self) {
+        self.end(None);
     }
 }
 
@@ -136,7 +199,7 @@ impl Executor {
                 }
             }
         };
-        let (ended, end) = oneshot::channel();
+        let (ended, end) = Ender::pair();
         let ran = env
             .invoke(&inv, f.timeout_s, |a| {
                 // An environment that answered stays in flight until its runtime asks for the
@@ -150,7 +213,7 @@ impl Executor {
                     Ok(Invoked {
                         outcome: a.outcome,
                         cold,
-                        end: End(end),
+                        end,
                     })
                 });
             })
@@ -167,7 +230,7 @@ impl Executor {
                 held.release(None, init_ok);
             });
         }
-        let _ = ended.send(Ended {
+        ended.send(Ended {
             duration_ms: ran.duration_ms,
             billed_ms: ran.billed_ms,
             init_ms: ran.init_ms,
@@ -267,6 +330,44 @@ mod tests {
 
     use super::*;
     use crate::scheduler::{Grant, Scheduler, Settings, Slot};
+
+    fn ended(ms: f64) -> Ended {
+        Ended {
+            duration_ms: ms,
+            init_ms: None,
+            max_memory_mb: 1,
+            tail: String::new(),
+            billed_ms: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_end_runs_its_work_once_whenever_it_was_given() {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = |seen: &Arc<std::sync::Mutex<Vec<Option<f64>>>>| {
+            let seen = seen.clone();
+            move |e: Option<Ended>| seen.lock().unwrap().push(e.map(|e| e.duration_ms))
+        };
+        // Given before the end: run by the invocation's side when it ends.
+        let (ender, end) = Ender::pair();
+        end.then(record(&seen));
+        assert!(seen.lock().unwrap().is_empty());
+        ender.send(ended(1.0));
+        // Given after: run at once.
+        let (ender, end) = Ender::pair();
+        ender.send(ended(2.0));
+        end.then(record(&seen));
+        // The invocation's task failed: nothing known.
+        let (ender, end) = Ender::pair();
+        end.then(record(&seen));
+        drop(ender);
+        assert_eq!(*seen.lock().unwrap(), vec![Some(1.0), Some(2.0), None]);
+        // Waited for.
+        let (ender, end) = Ender::pair();
+        let waiter = tokio::spawn(end.wait());
+        ender.send(ended(3.0));
+        assert_eq!(waiter.await.unwrap().map(|e| e.duration_ms), Some(3.0));
+    }
 
     fn scheduler() -> Scheduler {
         Scheduler::start(

@@ -405,15 +405,19 @@ impl Ending {
             Ok(Invoked { outcome, cold, end }) => {
                 let class = outcome_class(&outcome);
                 if !await_end {
-                    tokio::spawn(self.account(class, cold, end));
+                    // Accounted for by the invocation's own task when it ends.
+                    end.then(move |done| {
+                        self.account(class, cold, done);
+                    });
                     let tail = String::new();
                     return (Ok(Done { outcome, tail }), None);
                 }
                 // In a task of its own too: a caller that goes away while it waits does not take
                 // the accounting with it.
-                let (usage, tail) = tokio::spawn(self.account(class, cold, end))
-                    .await
-                    .unwrap_or_default();
+                let (usage, tail) =
+                    tokio::spawn(async move { self.account(class, cold, end.wait().await) })
+                        .await
+                        .unwrap_or_default();
                 (Ok(Done { outcome, tail }), usage)
             }
             Err(Failure::Function(outcome)) => {
@@ -442,15 +446,15 @@ impl Ending {
         }
     }
 
-    /// Waits for the invocation's end and accounts for it; returns an asynchronous attempt's
-    /// usage, and the log tail.
-    async fn account(
+    /// Accounts for the invocation's end; returns an asynchronous attempt's usage, and the log
+    /// tail.
+    fn account(
         self,
         class: &'static str,
         cold: bool,
-        end: lamina_runtime_api::End,
+        done: Option<lamina_runtime_api::Ended>,
     ) -> (Option<lamina_store::UsageRecord>, String) {
-        let Some(done) = end.wait().await else {
+        let Some(done) = done else {
             // The invocation's task failed after answering: nothing is known to bill.
             return (None, String::new());
         };
