@@ -565,10 +565,10 @@ impl Executor {
         });
     }
 
-    /// Destroys every idle environment of a function (after an update or delete); busy ones are
-    /// destroyed when their invocation ends, since their revision is no longer current.
-    pub async fn retire(&self, function_arn: &str) {
-        self.inner.scheduler.retire(function_arn);
+    /// Destroys the idle environments of a function's `version` (`None`: of every version)
+    /// after it changed or went; busy ones are destroyed when their invocations end.
+    pub async fn retire(&self, function_arn: &str, version: Option<&str>) {
+        self.inner.scheduler.retire(function_arn, version);
     }
 
     /// What asynchronous attempts of a function may hold.

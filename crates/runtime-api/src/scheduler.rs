@@ -184,16 +184,22 @@ struct Function {
     /// Environments that answered their callers and wait for their runtimes' next `/next`
     /// (in flight still), and the callers waiting for them.
     finishing: Finishing<Environment>,
-    /// When the function last changed or went (see [`Scheduler::retire`]).
-    retired_at: Option<std::time::Instant>,
+    /// When each version last changed or went, and when the function did (see
+    /// [`Scheduler::retire`]).
+    retired_at: HashMap<Arc<str>, std::time::Instant>,
+    retired_all_at: Option<std::time::Instant>,
 }
 
 impl Function {
     /// Whether `env`, released by an invocation of `slot`, may serve again: it runs the slot's
     /// revision, was born after the function last changed, and its process lives.
     fn keeps(&self, slot: &Slot, env: &Environment) -> bool {
+        let retired = [
+            self.retired_at.get(&env.version),
+            self.retired_all_at.as_ref(),
+        ];
         env.revision_id == slot.revision_id
-            && self.retired_at.is_none_or(|at| env.born > at)
+            && retired.into_iter().flatten().all(|at| env.born > *at)
             && !env.exited()
     }
 
@@ -201,7 +207,7 @@ impl Function {
     fn has_idle(&self, slot: &Slot) -> bool {
         self.idle
             .iter()
-            .any(|e| e.version == slot.version && e.revision_id == slot.revision_id)
+            .any(|e| e.version == slot.version && e.revision_id == slot.revision_id && !e.exited())
     }
 }
 
@@ -405,17 +411,26 @@ impl Scheduler {
         a.reserved_total = a.reserved_total - old.map_or(0, u64::from) + value.map_or(0, u64::from);
     }
 
-    /// Destroys a function's idle environments (after an update or delete); those busy now
-    /// are destroyed when their invocations end.
-    pub fn retire(&self, function_arn: &str) {
+    /// Destroys the idle environments of a function's `version` (`None`: of all its versions)
+    /// after it changed or went; those busy now are destroyed when their invocations end.
+    pub fn retire(&self, function_arn: &str, version: Option<&str>) {
         let mut state = self.state();
         let Some(f) = state.functions.get_mut(function_arn) else {
             // No environment of it has ever been admitted.
             return;
         };
-        f.retired_at = Some(std::time::Instant::now());
-        let idle = std::mem::take(&mut f.idle);
-        for env in idle {
+        let now = std::time::Instant::now();
+        match version {
+            Some(v) => {
+                f.retired_at.insert(v.into(), now);
+            }
+            None => f.retired_all_at = Some(now),
+        }
+        let (gone, kept): (Vec<Environment>, Vec<Environment>) = std::mem::take(&mut f.idle)
+            .into_iter()
+            .partition(|e| version.is_none_or(|v| *e.version == *v));
+        f.idle = kept;
+        for env in gone {
             state.discard(env);
         }
     }

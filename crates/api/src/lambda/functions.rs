@@ -565,7 +565,7 @@ pub async fn update_code(
     })
     .await?;
     if !dry_run {
-        state.changed(&key).await;
+        state.changed(&key, Some("$LATEST")).await;
         // The code it had may be referenced no more.
         super::collect_code(&state);
     }
@@ -649,7 +649,7 @@ pub async fn update_configuration(
         Ok(rec)
     })
     .await?;
-    state.changed(&key).await;
+    state.changed(&key, Some("$LATEST")).await;
     Ok(Json(configuration(&rec, arn(&key, None), View::Updated)))
 }
 
@@ -687,7 +687,7 @@ pub async fn delete(
             if !existed {
                 return Err(function_not_found(&key, qualifier.as_ref()));
             }
-            state.changed(&key).await;
+            state.changed(&key, Some(&n.to_string())).await;
             super::collect_code(&state);
             return Ok(StatusCode::NO_CONTENT);
         }
@@ -709,7 +709,7 @@ pub async fn delete(
         return Err(function_not_found(&key, None));
     }
     tracing::info!(function = %key.name, account = %key.account, "deleted function");
-    state.changed(&key).await;
+    state.changed(&key, None).await;
     super::collect_code(&state);
     Ok(StatusCode::NO_CONTENT)
 }

@@ -302,8 +302,8 @@ pub(crate) struct Call {
     pub asynchronous: bool,
     /// The caller needs the invocation's end (its log tail, or an attempt's usage): [`run`]
     /// returns after it. Otherwise it returns with the function's answer, and the invocation
-    /// is accounted for (metrics, usage) in a task of its own when its runtime asks for the next
-    /// event.
+    /// is accounted for (metrics, usage) by the invocation's own task when its runtime asks for
+    /// the next event.
     pub await_end: bool,
 }
 
@@ -395,7 +395,7 @@ impl lamina_runtime_api::Unclaimed for Ending {
 impl Ending {
     /// Accounts for an invocation's answer: its metrics, its usage record, its minute in the
     /// metric history. With `await_end`, waits for its end and returns its log tail (and an
-    /// attempt's usage); otherwise its end is accounted for in a task of its own.
+    /// attempt's usage); otherwise its end is accounted for by the invocation's own task.
     async fn settle(
         self,
         answer: Result<Invoked, Failure>,

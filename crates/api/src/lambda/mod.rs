@@ -202,10 +202,11 @@ impl AppState {
         self.queue.rules_changed();
     }
 
-    /// After a function changed (and its write called [`AppState::forget`]): retires its idle
-    /// environments.
-    pub(crate) async fn changed(&self, key: &FunctionKey) {
-        self.executor.retire(&arn(key, None)).await;
+    /// After a function changed (and its write called [`AppState::forget`]): retires the
+    /// environments of `version` (`$LATEST`, or a deleted version's number), or of every
+    /// version (`None`: the function was deleted).
+    pub(crate) async fn changed(&self, key: &FunctionKey, version: Option<&str>) {
+        self.executor.retire(&arn(key, None), version).await;
     }
 }
 

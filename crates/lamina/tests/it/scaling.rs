@@ -412,6 +412,18 @@ async fn environments(endpoint: &str) -> f64 {
         .unwrap()
 }
 
+/// Waits until an environment runs (a call has started).
+async fn until_running(endpoint: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while environments(endpoint).await < 1.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the call never started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_environment_busy_while_its_function_is_deleted_goes_when_its_invocation_ends() {
     let app = spawn_app().await;
@@ -422,14 +434,7 @@ async fn an_environment_busy_while_its_function_is_deleted_goes_when_its_invocat
         async move { invoke(&c, "doomed").await }
     });
     // Deleted while its one environment runs the call.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while environments(&app.endpoint()).await < 1.0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the call never started"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_running(&app.endpoint()).await;
     c.delete_function()
         .function_name("doomed")
         .send()
@@ -447,6 +452,41 @@ async fn an_environment_busy_while_its_function_is_deleted_goes_when_its_invocat
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_published_version_keeps_its_busy_environment_when_latest_changes() {
+    let app = spawn_app().await;
+    let c = &app.client;
+    deploy(c, "steady", 128, "2").await;
+    c.publish_version()
+        .function_name("steady")
+        .send()
+        .await
+        .unwrap();
+    let call = |c: &Client| {
+        c.invoke()
+            .function_name("steady")
+            .qualifier("1")
+            .log_type(aws_sdk_lambda::types::LogType::Tail)
+            .payload(Blob::new(b"{}".to_vec()))
+            .send()
+    };
+    let first = tokio::spawn(call(c));
+    until_running(&app.endpoint()).await;
+    // $LATEST changes while version 1 runs: only $LATEST's environments are retired.
+    c.update_function_configuration()
+        .function_name("steady")
+        .description("changed")
+        .send()
+        .await
+        .unwrap();
+    assert!(started_cold(&first.await.unwrap().unwrap()));
+    let again = call(c).await.unwrap();
+    assert!(
+        !started_cold(&again),
+        "version 1's environment serves it again: $LATEST's change is not version 1's"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
