@@ -67,9 +67,10 @@ impl VpcConfig {
     }
 }
 
-/// The host interfaces subnets may be bound to (`lamina:interface`), and by which accounts: the
-/// operator's grant (`network.interfaces`, and the subnets `[network]` declares). An interface
-/// reaches the host's networks behind it, so no account names one it was not given.
+/// The host interfaces subnets made through the API may be bound to (`lamina:interface`), and
+/// by which accounts: the operator's grant (`network.interfaces`). An interface reaches the
+/// host's networks behind it, so no account names one it was not given. (A subnet the
+/// configuration file declares is bound to the interface it names.)
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InterfacePermits {
     /// Interface name to the accounts that may name it; `*` for every account.
@@ -117,6 +118,9 @@ pub struct SubnetAccess {
     pub cidr: String,
     /// The host interface the subnet is reached through: the subnet's `lamina:interface` tag.
     pub interface: Option<String>,
+    /// Declared in the server's configuration file: its interface is the operator's choice.
+    #[serde(default)]
+    pub declared: bool,
 }
 
 /// One egress rule of a security group: traffic it allows out.

@@ -3,7 +3,8 @@
 //! - Each environment gets a network namespace of its own with one routed veth pair: `eth0`
 //!   inside with the odd address of a /31 from the pool, `lv<profile><index>` on the host with the
 //!   even one, and a default route through it. No bridge, so no shared link layer.
-//! - Namespaces are prepared ahead, per profile in use, by one thread that owns every netlink
+//! - Namespaces are prepared ahead, for the default profile and the VPC profiles used most
+//!   recently, by one thread that owns every netlink
 //!   socket ([`Network`]); an environment takes a ready one ([`Lease`]) and hands its descriptor
 //!   to `sandbox-init`, which joins it. None is reused: when a lease ends its counters are read,
 //!   and its pair goes with its namespace once the sandbox is gone.
@@ -28,10 +29,14 @@ pub use pool::{Lease, Network, Traffic};
 pub struct NetConfig {
     /// Environments' addresses: one /31 each, the host's end even, the sandbox's odd.
     pub pool: Ipv4Net,
-    /// Namespaces kept ready for each profile in use.
+    /// Namespaces kept ready for the default profile (one for each recently used VPC profile).
     pub spare: usize,
     /// DNS resolvers sandboxes may reach on port 53, even on private addresses.
     pub resolvers: Vec<Ipv4Addr>,
+    /// Connections one environment may have tracked at once (UDP flows until they expire;
+    /// closed TCP connections do not count): more new ones are dropped, so that no function
+    /// fills the host's connection-tracking table.
+    pub connections: u32,
 }
 
 impl NetConfig {
@@ -58,6 +63,10 @@ impl NetConfig {
         (Ipv4Addr::from(base), Ipv4Addr::from(base + 1))
     }
 }
+
+/// [`NetConfig::connections`] unless configured: a sixty-fourth of a 24 GiB host's default
+/// `nf_conntrack_max`.
+pub const DEFAULT_CONNECTIONS: u32 = 4096;
 
 /// Where a VPC-attached function may go (the default profile, 0, is the internet only).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -120,6 +129,7 @@ mod tests {
             pool: "10.254.0.0/16".parse().unwrap(),
             spare: 2,
             resolvers: vec![],
+            connections: DEFAULT_CONNECTIONS,
         };
         assert_eq!(c.capacity(), 32768);
         assert_eq!(

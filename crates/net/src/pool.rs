@@ -120,6 +120,8 @@ struct Shared {
     profiles: Mutex<Profiles>,
     /// Held while a profile's chains are made, so that two callers never make one twice.
     making: Mutex<()>,
+    /// [`PROFILE_IDLE`], shorter in tests.
+    profile_idle: Duration,
     /// What the operator should know about this host's network (found at start).
     notes: Mutex<Vec<String>>,
 }
@@ -147,12 +149,25 @@ impl Network {
     where
         F: FnOnce() -> io::Result<Box<dyn Host>> + Send + 'static,
     {
+        Self::start_collecting_after(config, host, PROFILE_IDLE)
+    }
+
+    /// [`Network::start`], collecting profiles idle for `profile_idle`.
+    fn start_collecting_after<F>(
+        config: NetConfig,
+        host: F,
+        profile_idle: Duration,
+    ) -> io::Result<Self>
+    where
+        F: FnOnce() -> io::Result<Box<dyn Host>> + Send + 'static,
+    {
         config.check().map_err(io::Error::other)?;
         let shared = Arc::new(Shared {
             config,
             ready: Mutex::new(HashMap::new()),
             profiles: Mutex::default(),
             making: Mutex::new(()),
+            profile_idle,
             notes: Mutex::new(Vec::new()),
         });
         let (tx, rx) = mpsc::channel();
@@ -173,7 +188,11 @@ impl Network {
                             "turned on IPv4 forwarding (net.ipv4.ip_forward=1) for sandbox egress"
                         );
                     }
-                    host.apply(&rules::base(s.config.pool, &s.config.resolvers))?;
+                    host.apply(&rules::base(
+                        s.config.pool,
+                        &s.config.resolvers,
+                        s.config.connections,
+                    ))?;
                     for (name, _, _) in host.counters(rules::PREFIX)? {
                         if crate::is_sandbox_interface(&name) {
                             let _ = host.delete(&name);
@@ -226,18 +245,40 @@ impl Network {
                 return Ok(*id);
             }
             profiles.room_for(&key)?;
-            profiles.ids.len() as u16 + 1
+            profiles.free_id()
         };
         // Not under `profiles`: the network thread takes it between requests.
         self.rules(rules::profile(id, vpc, &groups()))?;
-        self.shared.profiles().ids.insert(key, id);
+        let mut profiles = self.shared.profiles();
+        profiles.ids.insert(key, id);
+        profiles.used.insert(id, Instant::now());
         Ok(id)
+    }
+
+    /// The id of `vpc`'s profile, if it is made already (and then in use: it is not collected
+    /// for a while).
+    pub fn known(&self, vpc: &VpcProfile) -> Option<u16> {
+        let key = VpcProfile {
+            nat: false,
+            ..vpc.clone()
+        };
+        let mut profiles = self.shared.profiles();
+        let id = *profiles.ids.get(&key)?;
+        profiles.used.insert(id, Instant::now());
+        Some(id)
     }
 
     /// A network namespace for an environment of `profile`, whose traffic counts for `owner`.
     pub fn take(&self, profile: u16, owner: &str) -> io::Result<Lease> {
         if profile != 0 {
-            self.shared.profiles().used.insert(profile, Instant::now());
+            let mut profiles = self.shared.profiles();
+            // A profile collected since its id was looked up has no chains any more.
+            if !profiles.used.contains_key(&profile) {
+                return Err(io::Error::other(
+                    "the VPC profile was collected meanwhile; start again",
+                ));
+            }
+            profiles.used.insert(profile, Instant::now());
         }
         let ready = self
             .shared
@@ -359,6 +400,15 @@ const MAX_PROFILES_PER_VPC: usize = 64;
 const SPARE_WINDOW: Duration = Duration::from_secs(600);
 const MAX_SPARE_PROFILES: usize = 16;
 
+/// A profile no environment has used for this long, and none holds, is collected (its chains
+/// and its id), looked for at most every [`COLLECT_EVERY`]: profiles are bounded by those in
+/// use, not by every combination since the start.
+const PROFILE_IDLE: Duration = Duration::from_secs(1800);
+#[cfg(not(test))]
+const COLLECT_EVERY: Duration = Duration::from_secs(60);
+#[cfg(test)]
+const COLLECT_EVERY: Duration = Duration::from_millis(100);
+
 #[derive(Default)]
 struct Profiles {
     ids: HashMap<VpcProfile, u16>,
@@ -381,6 +431,14 @@ impl Profiles {
             )));
         }
         Ok(())
+    }
+
+    /// The lowest id no profile has (0 is the default's).
+    fn free_id(&self) -> u16 {
+        let taken: HashSet<u16> = self.ids.values().copied().collect();
+        (1..u16::MAX)
+            .find(|i| !taken.contains(i))
+            .expect("room_for bounds the profiles")
     }
 
     /// The profiles that keep a namespace ready, most recently used first.
@@ -416,6 +474,8 @@ struct Worker {
     /// Indexes of ended leases, with when they ended and their interface's name: reused once
     /// the kernel has removed the interface with its namespace.
     cooling: VecDeque<(Instant, u32, String)>,
+    /// When unused profiles were last looked for.
+    collected: Instant,
 }
 
 /// How long [`Network::stop`] waits for the network thread.
@@ -434,6 +494,7 @@ impl Worker {
             owners: HashMap::new(),
             ended: HashMap::new(),
             cooling: VecDeque::new(),
+            collected: Instant::now(),
         }
     }
 
@@ -461,7 +522,10 @@ impl Worker {
             idle_wait = if self.fill_one() {
                 Duration::ZERO
             } else {
-                Duration::from_secs(1)
+                if self.collected.elapsed() >= COLLECT_EVERY {
+                    self.collect();
+                }
+                COLLECT_EVERY.min(Duration::from_secs(1))
             };
         }
     }
@@ -553,9 +617,7 @@ impl Worker {
                 .collect()
         };
         for r in idle {
-            self.host.release(&r.name);
-            drop(r.ns);
-            self.cooling.push_back((Instant::now(), r.index, r.name));
+            self.forget_ready(r);
         }
         for (profile, spare) in wanted {
             let have = self
@@ -598,6 +660,62 @@ impl Worker {
         self.host.release(name);
         self.cooling
             .push_back((Instant::now(), index, name.to_owned()));
+    }
+
+    /// Forgets the profiles idle for [`PROFILE_IDLE`] that no lease or interface still cooling
+    /// belongs to, and removes their chains and any namespace ready for them.
+    fn collect(&mut self) {
+        self.collected = Instant::now();
+        let of = |name: &str| {
+            name.get(rules::PREFIX.len()..rules::PREFIX.len() + 4)
+                .and_then(|hex| u16::from_str_radix(hex, 16).ok())
+        };
+        // Indexes whose interfaces are gone are free; the others still hold their profiles.
+        for _ in 0..self.cooling.len() {
+            match self.cooled() {
+                Some(index) => self.free.push(index),
+                None => break,
+            }
+        }
+        let mut held: HashSet<u16> = self.owners.keys().filter_map(|n| of(n)).collect();
+        held.extend(self.cooling.iter().filter_map(|(_, _, n)| of(n)));
+        let (gone, kept): (Vec<u16>, Vec<u16>) = {
+            let mut profiles = self.shared.profiles();
+            let gone: Vec<u16> = profiles
+                .used
+                .iter()
+                .filter(|(id, at)| at.elapsed() >= self.shared.profile_idle && !held.contains(id))
+                .map(|(id, _)| *id)
+                .collect();
+            if gone.is_empty() {
+                return;
+            }
+            profiles.ids.retain(|_, id| !gone.contains(id));
+            for id in &gone {
+                profiles.used.remove(id);
+            }
+            (gone, profiles.ids.values().copied().collect())
+        };
+        let spares: Vec<Ready> = {
+            let mut ready = self.shared.ready.lock().unwrap_or_else(|e| e.into_inner());
+            gone.iter()
+                .filter_map(|p| ready.remove(p))
+                .flatten()
+                .collect()
+        };
+        for r in spares {
+            self.forget_ready(r);
+        }
+        if let Err(e) = self.host.apply(&rules::forget_profiles(&gone, &kept)) {
+            tracing::warn!(error = %e, "removing the chains of unused VPC profiles failed");
+        }
+    }
+
+    /// Lets a ready namespace go: its pair goes with it, and its index rests.
+    fn forget_ready(&mut self, r: Ready) {
+        self.host.release(&r.name);
+        drop(r.ns);
+        self.cooling.push_back((Instant::now(), r.index, r.name));
     }
 
     /// An index whose interface is gone, from those released a while ago.

@@ -45,6 +45,34 @@ pub const BLOCKED4: &[&str] = &[
     "240.0.0.0/4",
 ];
 
+/// What no sandbox reaches whatever its VPC, its subnets' interfaces or its security groups
+/// allow: this host, link-local (the metadata address), multicast and reserved addresses.
+pub const NEVER4: &[&str] = &[
+    "0.0.0.0/8",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "224.0.0.0/4",
+    "240.0.0.0/4",
+];
+
+/// A named set of IPv4 networks in the table.
+fn ipv4_set(name: &'static str, nets: &[&str]) -> NfObject<'static> {
+    add(NfListObject::Set(Box::new(Set {
+        family: NfFamily::INet,
+        table: TABLE.into(),
+        name: name.into(),
+        set_type: nftables::schema::SetTypeValue::Single(nftables::schema::SetType::Ipv4Addr),
+        flags: Some(HashSet::from([nftables::schema::SetFlag::Interval])),
+        elem: Some(
+            nets.iter()
+                .map(|n| net(&n.parse().expect("a valid network")))
+                .collect::<Vec<_>>()
+                .into(),
+        ),
+        ..Set::default()
+    })))
+}
+
 /// The name prefix of a profile's interfaces: `lv<profile, 4 hex>`.
 pub fn profile_prefix(profile: u16) -> String {
     format!("{PREFIX}{profile:04x}")
@@ -167,28 +195,15 @@ fn jump(target: String) -> Statement<'static> {
 
 /// The whole base table, replacing any table of the same name (a crashed server's, say) in the
 /// same transaction.
-pub fn base(pool: Ipv4Net, resolvers: &[Ipv4Addr]) -> Vec<NfObject<'static>> {
+pub fn base(pool: Ipv4Net, resolvers: &[Ipv4Addr], connections: u32) -> Vec<NfObject<'static>> {
     let any = all_sandboxes();
     let mut out = vec![
         // `add` then `delete` makes deleting a table that may not exist safe.
         add(NfListObject::Table(table())),
         NfObject::CmdObject(NfCmd::Delete(NfListObject::Table(table()))),
         add(NfListObject::Table(table())),
-        add(NfListObject::Set(Box::new(Set {
-            family: NfFamily::INet,
-            table: TABLE.into(),
-            name: "blocked4".into(),
-            set_type: nftables::schema::SetTypeValue::Single(nftables::schema::SetType::Ipv4Addr),
-            flags: Some(HashSet::from([nftables::schema::SetFlag::Interval])),
-            elem: Some(
-                BLOCKED4
-                    .iter()
-                    .map(|n| net(&n.parse().expect("a valid network")))
-                    .collect::<Vec<_>>()
-                    .into(),
-            ),
-            ..Set::default()
-        }))),
+        ipv4_set("blocked4", BLOCKED4),
+        ipv4_set("never4", NEVER4),
         add(NfListObject::Chain(base_chain(
             "input",
             NfChainType::Filter,
@@ -267,6 +282,32 @@ pub fn base(pool: Ipv4Net, resolvers: &[Ipv4Addr]) -> Vec<NfObject<'static>> {
         vec![
             from_sandbox(any.clone()),
             is(meta(MetaKey::Nfproto), s("ipv6")),
+            drop(),
+        ],
+    ));
+    // At most `connections` tracked at once per sandbox (its address, which the rule above
+    // ties to its interface): no function fills the host's connection-tracking table.
+    out.push(rule(
+        "forward",
+        vec![
+            from_sandbox(any.clone()),
+            Statement::Match(Match {
+                left: Expression::Named(NamedExpression::CT(CT {
+                    key: "state".into(),
+                    family: None,
+                    dir: None,
+                })),
+                right: s("new"),
+                op: Operator::IN,
+            }),
+            Statement::Meter(nftables::stmt::Meter {
+                name: "connections".into(),
+                key: payload("ip", "saddr"),
+                stmt: Box::new(Statement::CTCount(nftables::stmt::CTCount {
+                    val: Expression::Number(connections),
+                    inv: Some(true),
+                })),
+            }),
             drop(),
         ],
     ));
@@ -425,6 +466,10 @@ pub fn profile(id: u16, p: &VpcProfile, groups: &[SecurityGroup]) -> Vec<NfObjec
         chain(name.clone()),
     ))));
     let vpc = || set_of(p.cidrs.iter().map(net).collect());
+    out.push(rule(
+        name.clone(),
+        vec![is(payload("ip", "daddr"), s("@never4")), drop()],
+    ));
     let bound = !p.cidrs.is_empty() && !p.interfaces.is_empty();
     if bound {
         out.push(rule(
@@ -454,11 +499,38 @@ pub fn profile(id: u16, p: &VpcProfile, groups: &[SecurityGroup]) -> Vec<NfObjec
         ));
     }
     out.push(rule(name.clone(), vec![jump(nat_chain(&p.vpc_id))]));
-    out.push(rule(name.clone(), vec![goto(egress)]));
-    out.push(rule(
+    out.push(rule(name, vec![goto(egress)]));
+    out.push(profile_jump(id));
+    out
+}
+
+/// The rule of `profiles` that sends a profile's interfaces to its chain.
+fn profile_jump(id: u16) -> NfObject<'static> {
+    rule(
         "profiles",
-        vec![from_sandbox(format!("{}*", profile_prefix(id))), goto(name)],
-    ));
+        vec![
+            from_sandbox(format!("{}*", profile_prefix(id))),
+            goto(format!("prof-{id}")),
+        ],
+    )
+}
+
+/// Removes the chains of the profiles `gone`, in one transaction with `profiles` written again
+/// for those `kept`.
+pub fn forget_profiles(gone: &[u16], kept: &[u16]) -> Vec<NfObject<'static>> {
+    let mut out = vec![NfObject::CmdObject(NfCmd::Flush(FlushObject::Chain(
+        chain("profiles"),
+    )))];
+    out.extend(kept.iter().map(|id| profile_jump(*id)));
+    for id in gone {
+        for name in [format!("prof-{id}"), format!("egress-{id}")] {
+            // `add` first: deleting a chain that is not there fails the whole transaction.
+            out.push(add(NfListObject::Chain(chain(name.clone()))));
+            out.push(NfObject::CmdObject(NfCmd::Delete(NfListObject::Chain(
+                chain(name),
+            ))));
+        }
+    }
     out
 }
 
@@ -475,7 +547,12 @@ mod tests {
 
     #[test]
     fn the_base_table_blocks_the_metadata_address_and_masquerades_the_pool() {
-        let t = text(&base("10.254.0.0/16".parse().unwrap(), &[]));
+        let t = text(&base("10.254.0.0/16".parse().unwrap(), &[], 4096));
+        // Each sandbox's tracked connections are bounded.
+        assert!(
+            t.contains(r#"{"meter":{"name":"connections","key":{"payload":{"protocol":"ip","field":"saddr"}},"stmt":{"ct count":{"val":4096,"inv":true}}}}"#),
+            "{t}"
+        );
         assert!(
             t.contains(r#"{"prefix":{"addr":"169.254.0.0","len":16}}"#),
             "{t}"
@@ -499,6 +576,7 @@ mod tests {
         let t = text(&base(
             "10.254.0.0/16".parse().unwrap(),
             &["192.168.1.1".parse().unwrap()],
+            4096,
         ));
         assert!(t.contains(r#""192.168.1.1""#), "{t}");
         assert!(t.contains(r#"{"payload":{"protocol":"udp","field":"dport"}},"right":53"#));
@@ -530,9 +608,11 @@ mod tests {
         assert!(t.contains(r#"{"payload":{"protocol":"tcp","field":"dport"}},"right":5432"#));
         assert!(t.contains(r#"{"jump":{"target":"sg-sg-a"}}"#), "{t}");
         assert!(t.contains(r#""right":{"set":["corp0"]}"#), "{t}");
-        // Bound to its interface, the VPC's network passes before the private ranges drop.
+        // Bound to its interface, the VPC's network passes before the private ranges drop, but
+        // never before this host's, link-local and reserved ones.
         let vpc_at = t.find(r#""goto":{"target":"egress-7"}"#).unwrap();
         assert!(vpc_at < t.find("@blocked4").unwrap(), "{t}");
+        assert!(t.find("@never4").unwrap() < vpc_at, "{t}");
     }
 
     #[test]

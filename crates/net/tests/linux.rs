@@ -46,6 +46,7 @@ fn a_lease_gets_its_own_namespace_and_cannot_reach_the_host() {
                 pool: "10.254.0.0/24".parse().unwrap(),
                 spare: 1,
                 resolvers: vec![Ipv4Addr::new(192, 168, 1, 1)],
+                connections: lamina_net::DEFAULT_CONNECTIONS,
             },
             || Ok(Box::new(LinuxHost::new()?) as Box<dyn Host>),
         )

@@ -30,6 +30,8 @@ pub struct NetSettings {
     pub pool: ipnet::Ipv4Net,
     /// Namespaces kept ready for the default egress.
     pub spare: usize,
+    /// Connections one environment may have tracked at once.
+    pub connections: u32,
     pub vpcs: Arc<dyn VpcResolver>,
 }
 
@@ -73,6 +75,7 @@ impl Networking {
             pool: s.pool,
             spare: s.spare,
             resolvers: resolvers.servers.clone(),
+            connections: s.connections,
         };
         let network = Network::start(config, || {
             Ok(Box::new(lamina_net::host::LinuxHost::new()?) as Box<dyn lamina_net::host::Host>)
@@ -93,12 +96,19 @@ impl Networking {
     pub(crate) fn lease(&self, who: &Tenant) -> Result<Lease, String> {
         let id = match &who.vpc {
             Some(a) => {
-                let _applying = self.applying.lock().unwrap_or_else(|e| e.into_inner());
-                let (p, g) = self.vpcs.resolve(&who.account, &who.region, a)?;
-                let id = self
-                    .network
-                    .profile(Some(&p), || g)
-                    .map_err(|e| format!("setting up the function's VPC profile: {e}"))?;
+                let (p, _) = self.vpcs.resolve(&who.account, &who.region, a)?;
+                let id = match self.network.known(&p) {
+                    Some(id) => id,
+                    None => {
+                        // Read again under the lock: what is applied is what the store holds
+                        // after any refresh before it.
+                        let _applying = self.applying.lock().unwrap_or_else(|e| e.into_inner());
+                        let (p, g) = self.vpcs.resolve(&who.account, &who.region, a)?;
+                        self.network
+                            .profile(Some(&p), || g)
+                            .map_err(|e| format!("setting up the function's VPC profile: {e}"))?
+                    }
+                };
                 self.attached
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())

@@ -76,7 +76,7 @@ pub struct Config {
     pub image_pulls: lamina_api::ecr::pull::PullSettings,
     /// Functions' egress: the address pool and the namespaces kept ready; `None`: loopback
     /// only.
-    pub network: Option<(ipnet::Ipv4Net, usize)>,
+    pub network: Option<lamina_net::NetConfig>,
     /// The VPC objects `[network]` declares, applied to the store at start.
     pub declared_vpcs: lamina_store::ec2::Declared,
     /// The host interfaces each account may bind subnets to.
@@ -268,11 +268,10 @@ impl Config {
             &network.security_groups,
             &network.nat_gateways,
             (&account, &region),
-            settings.map(|(pool, _)| pool),
+            settings.as_ref().map(|n| n.pool),
         )?;
-        let interface_permits =
-            crate::network::interface_permits(&network.interfaces, &declared_vpcs)
-                .map_err(|e| invalid("network.interfaces", e))?;
+        let interface_permits = crate::network::interface_permits(&network.interfaces)
+            .map_err(|e| invalid("network.interfaces", e))?;
         let network = settings;
         let limits = raw.limits;
         if limits.memory_min_mb > limits.memory_max_mb

@@ -90,9 +90,11 @@ pub async fn run(
             init_exe,
             network: config
                 .network
-                .map(|(pool, spare)| lamina_runtime_api::NetSettings {
-                    pool,
-                    spare,
+                .as_ref()
+                .map(|n| lamina_runtime_api::NetSettings {
+                    pool: n.pool,
+                    spare: n.spare,
+                    connections: n.connections,
                     vpcs: Arc::new(network::StoreVpcs {
                         store: store.clone(),
                         permits: Arc::new(config.interface_permits.clone()),

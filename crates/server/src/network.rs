@@ -23,6 +23,8 @@ pub struct NetworkSection {
     pub pool: String,
     /// Network namespaces kept ready, so that a cold start pays nothing for its network.
     pub spare: usize,
+    /// Connections one environment may have tracked at once (at least 64).
+    pub connections: u32,
     /// VPCs, subnets, security groups and NAT gateways, as EC2's API makes them, applied to the
     /// store at start.
     pub vpcs: Vec<objects::VpcEntry>,
@@ -41,6 +43,7 @@ impl Default for NetworkSection {
             egress: true,
             pool: "10.254.0.0/16".into(),
             spare: 4,
+            connections: lamina_net::DEFAULT_CONNECTIONS,
             vpcs: Vec::new(),
             subnets: Vec::new(),
             security_groups: Vec::new(),
@@ -52,7 +55,7 @@ impl Default for NetworkSection {
 
 impl NetworkSection {
     /// The validated settings, `None` when egress is off.
-    pub fn settings(&self) -> Result<Option<(ipnet::Ipv4Net, usize)>, String> {
+    pub fn settings(&self) -> Result<Option<lamina_net::NetConfig>, String> {
         if !self.egress {
             return Ok(None);
         }
@@ -63,27 +66,32 @@ impl NetworkSection {
         if pool.network() != pool.addr() {
             return Err(format!("'{}' has host bits set", self.pool));
         }
-        let check = lamina_net::NetConfig {
+        if self.connections < 64 {
+            return Err(format!(
+                "network.connections {} is too few for a function to work (at least 64)",
+                self.connections
+            ));
+        }
+        let config = lamina_net::NetConfig {
             pool,
-            spare: self.spare,
+            spare: self.spare.min(256),
             resolvers: Vec::new(),
+            connections: self.connections,
         };
-        check.check()?;
-        Ok(Some((pool, self.spare.min(256))))
+        config.check()?;
+        Ok(Some(config))
     }
 }
 
-/// What accounts may bind subnets to: `network.interfaces`, and each declared subnet's
-/// interface for its VPC's account.
+/// What accounts may bind subnets made through the API to: `network.interfaces`.
 pub fn interface_permits(
     interfaces: &std::collections::BTreeMap<String, Vec<String>>,
-    declared: &lamina_store::ec2::Declared,
 ) -> Result<InterfacePermits, String> {
     let mut permits = InterfacePermits::default();
     for (interface, accounts) in interfaces {
         if !lamina_api::ec2::wire::interface_name(interface) {
             return Err(format!(
-                "'{interface}' is not a host interface name (1 to 15 characters, none of them '/', ':' or white space)"
+                "'{interface}' is not a host interface name (1 to 15 characters, none of them '/', ':', '*', '\\' or white space)"
             ));
         }
         for account in accounts {
@@ -91,12 +99,6 @@ pub fn interface_permits(
                 AccountId::parse(account).map_err(|e| format!("{interface}: {}", e.message))?;
             }
             permits.allow(interface, account);
-        }
-    }
-    for subnet in &declared.subnets {
-        let account = declared.vpcs.iter().find(|v| v.id == subnet.vpc);
-        if let (Some(interface), Some(vpc)) = (&subnet.interface, account) {
-            permits.allow(interface, vpc.account.as_str());
         }
     }
     Ok(permits)
@@ -135,17 +137,20 @@ impl VpcResolver for StoreVpcs {
                 .map_err(|_| format!("stored CIDR '{c}' is not valid"))
         };
         // The VPC's networks are reached only through its subnets' interfaces when one names
-        // an interface its account was given; otherwise through the host's routes, and then
-        // none of its private networks (see `lamina_net::rules::profile`).
+        // an interface its account was given (or is declared in the configuration file);
+        // otherwise through the host's routes, and then none of its private networks (see
+        // `lamina_net::rules::profile`).
         let mut interfaces = Vec::new();
         for s in &access.subnets {
             match &s.interface {
-                Some(i) if !self.permits.allows(account.as_str(), i) => tracing::warn!(
-                    subnet = %s.id,
-                    interface = %i,
-                    account = %account,
-                    "the subnet names a host interface its account was not given (network.interfaces); it is not bound to it"
-                ),
+                Some(i) if !s.declared && !self.permits.allows(account.as_str(), i) => {
+                    tracing::warn!(
+                        subnet = %s.id,
+                        interface = %i,
+                        account = %account,
+                        "the subnet names a host interface its account was not given (network.interfaces); it is not bound to it"
+                    )
+                }
                 Some(i) if !interfaces.contains(i) => interfaces.push(i.clone()),
                 _ => {}
             }
@@ -264,11 +269,11 @@ mod tests {
             egress: false,
             ..Default::default()
         };
-        assert_eq!(off.settings().unwrap(), None);
+        assert!(off.settings().unwrap().is_none());
     }
 
     #[test]
-    fn interfaces_are_granted_per_account_and_by_declaring_a_subnet() {
+    fn interfaces_are_granted_per_account() {
         let config: toml::Value = toml::from_str(
             r#"
             br-db = ["111111111111"]
@@ -278,34 +283,17 @@ mod tests {
         .unwrap();
         let interfaces: std::collections::BTreeMap<String, Vec<String>> =
             config.try_into().unwrap();
-        let declared = lamina_store::ec2::Declared {
-            vpcs: vec![lamina_store::ec2::DeclaredVpc {
-                id: "vpc-a".into(),
-                account: AccountId::parse("222222222222").unwrap(),
-                region: Region::parse("us-east-1").unwrap(),
-                cidr: lamina_model::vpc::Ipv4Cidr::parse("10.9.0.0/16").unwrap(),
-            }],
-            subnets: vec![lamina_store::ec2::DeclaredSubnet {
-                id: "subnet-a".into(),
-                vpc: "vpc-a".into(),
-                cidr: lamina_model::vpc::Ipv4Cidr::parse("10.9.1.0/24").unwrap(),
-                availability_zone: "us-east-1a".into(),
-                interface: Some("br-app".into()),
-            }],
-            ..Default::default()
-        };
-        let p = interface_permits(&interfaces, &declared).unwrap();
+        let p = interface_permits(&interfaces).unwrap();
         assert!(p.allows("111111111111", "br-db"));
         assert!(!p.allows("222222222222", "br-db"));
         assert!(p.allows("222222222222", "corp0"));
-        assert!(p.allows("222222222222", "br-app"));
-        assert!(!p.allows("111111111111", "br-app"));
         assert!(!p.allows("111111111111", "eth0"));
         let bad = |k: &str, v: &str| {
             let m = std::collections::BTreeMap::from([(k.to_owned(), vec![v.to_owned()])]);
-            interface_permits(&m, &Default::default()).is_err()
+            interface_permits(&m).is_err()
         };
         assert!(bad("a/b", "*"));
+        assert!(bad("br-*", "*"));
         assert!(bad("br-db", "12"));
     }
 }

@@ -124,24 +124,26 @@ fn within(quota: Quota, n: usize) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Refuses a new object of `quota`'s kind (VPCs or security groups, counted per account and
-/// region) past the quota, or with more tags than a resource may have.
+/// Refuses a new VPC or security group past its quota (each counted per account and region),
+/// or with more tags than a resource may have. A VPC brings its default group.
 fn room_for_one(
     conn: &Connection,
-    quota: Quota,
+    kind: ResourceKind,
     who: (&str, &str),
     tags: &BTreeMap<String, String>,
 ) -> Result<(), StoreError> {
-    let table = match quota {
-        Quota::Vpcs => "ec2_vpcs",
-        _ => "ec2_security_groups",
+    let count = |table: &str| -> Result<usize, StoreError> {
+        let n: i64 = conn.query_row(
+            &format!("SELECT COUNT(*) FROM {table} WHERE account = ?1 AND region = ?2"),
+            params![who.0, who.1],
+            |r| r.get(0),
+        )?;
+        Ok(n as usize)
     };
-    let n: i64 = conn.query_row(
-        &format!("SELECT COUNT(*) FROM {table} WHERE account = ?1 AND region = ?2"),
-        params![who.0, who.1],
-        |r| r.get(0),
-    )?;
-    within(quota, n as usize + 1)?;
+    if kind == ResourceKind::Vpc {
+        within(Quota::Vpcs, count("ec2_vpcs")? + 1)?;
+    }
+    within(Quota::SecurityGroups, count("ec2_security_groups")? + 1)?;
     within(Quota::Tags, tags.len())
 }
 
@@ -328,7 +330,7 @@ impl Store {
         let id = new_id("vpc");
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        room_for_one(&tx, Quota::Vpcs, who, tags)?;
+        room_for_one(&tx, ResourceKind::Vpc, who, tags)?;
         tx.execute(
             "INSERT INTO ec2_vpcs (id, account, region, cidr, tags, created_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -590,23 +592,29 @@ impl Store {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
             "SELECT id, vpc_id, subnet_id, connectivity, state, created_ms, deleted_ms, tags
-             FROM ec2_nat_gateways WHERE account = ?1 AND region = ?2 ORDER BY rowid",
+             FROM ec2_nat_gateways WHERE account = ?1 AND region = ?2
+             AND (deleted_ms IS NULL OR deleted_ms >= ?3) ORDER BY rowid",
         )?;
-        let rows = stmt.query_map(params![account.as_str(), region.as_str()], |r| {
-            Ok((
-                NatGateway {
-                    id: r.get(0)?,
-                    vpc_id: r.get(1)?,
-                    subnet_id: r.get(2)?,
-                    connectivity: r.get(3)?,
-                    state: r.get(4)?,
-                    created_ms: r.get(5)?,
-                    deleted_ms: r.get(6)?,
-                    tags: BTreeMap::new(),
-                },
-                r.get::<_, String>(7)?,
-            ))
-        })?;
+        // A deleted gateway is shown for an hour.
+        let shown_since = now_millis() - DELETED_NAT_KEPT_MS;
+        let rows = stmt.query_map(
+            params![account.as_str(), region.as_str(), shown_since],
+            |r| {
+                Ok((
+                    NatGateway {
+                        id: r.get(0)?,
+                        vpc_id: r.get(1)?,
+                        subnet_id: r.get(2)?,
+                        connectivity: r.get(3)?,
+                        state: r.get(4)?,
+                        created_ms: r.get(5)?,
+                        deleted_ms: r.get(6)?,
+                        tags: BTreeMap::new(),
+                    },
+                    r.get::<_, String>(7)?,
+                ))
+            },
+        )?;
         rows.map(|row| {
             let (nat, tags) = row?;
             Ok(NatGateway {
@@ -748,10 +756,12 @@ impl Store {
             many |= vpc.as_ref().is_some_and(|v| *v != vpc_id);
             vpc.get_or_insert(vpc_id);
             if !subnets.iter().any(|s| &s.id == id) {
+                let mut tags = tags_of(&tags)?;
                 subnets.push(SubnetAccess {
                     id: id.clone(),
                     cidr,
-                    interface: tags_of(&tags)?.remove(INTERFACE_TAG),
+                    declared: from_config(&tags),
+                    interface: tags.remove(INTERFACE_TAG),
                 });
             }
         }

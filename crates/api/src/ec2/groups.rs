@@ -377,6 +377,12 @@ fn match_of(p: &Params) -> Ec2Result<(String, Option<i32>, Option<i32>)> {
                     "Invalid value '{t}' for ICMP type or '{c}' for ICMP code: each is -1 or 0 to 255."
                 )));
             }
+            // Any type with one code means nothing (EC2 refuses it too).
+            if t == -1 && c != -1 {
+                return Err(Ec2Error::invalid(format!(
+                    "Invalid value '{c}' for ICMP code: with ICMP type -1 (all types), the code is -1 too."
+                )));
+            }
             Ok(("icmp".into(), Some(t), Some(c)))
         }
         _ => {
@@ -458,6 +464,11 @@ mod tests {
                 "IpProtocol=tcp&FromPort=9&ToPort=8&CidrIp=10.0.0.0%2F8",
                 "InvalidParameterValue",
                 "portRange",
+            ),
+            (
+                "IpProtocol=icmp&FromPort=-1&ToPort=5&CidrIp=10.0.0.0%2F8",
+                "InvalidParameterValue",
+                "ICMP code",
             ),
             (
                 "IpProtocol=tcp&FromPort=1&ToPort=70000&CidrIp=10.0.0.0%2F8",

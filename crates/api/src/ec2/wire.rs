@@ -292,20 +292,21 @@ fn check_tag(key: &str, value: &str) -> Ec2Result<()> {
     }
     if key == INTERFACE_TAG && !interface_name(value) {
         return Err(Ec2Error::invalid(format!(
-            "Value ({value}) for tag {INTERFACE_TAG} is invalid: a host interface name has 1 to 15 characters, none of them '/', ':' or white space."
+            "Value ({value}) for tag {INTERFACE_TAG} is invalid: a host interface name has 1 to 15 characters, none of them '/', ':', '*', '\\' or white space."
         )));
     }
     Ok(())
 }
 
-/// Whether Linux takes `name` as an interface name (`dev_valid_name`).
+/// Whether Linux takes `name` as an interface name (`dev_valid_name`), and nftables matches it
+/// as itself (`*` and `\\` would make it a pattern).
 pub fn interface_name(name: &str) -> bool {
     (1..16).contains(&name.len())
         && name != "."
         && name != ".."
         && !name
             .chars()
-            .any(|c| c == '/' || c == ':' || c.is_whitespace())
+            .any(|c| matches!(c, '/' | ':' | '*' | '\\') || c.is_whitespace())
 }
 
 /// Tags given as `prefix.N.Key` / `prefix.N.Value`, checked.
@@ -462,6 +463,8 @@ mod tests {
             (INTERFACE_TAG, "sixteen-chars-xx", false),
             (INTERFACE_TAG, "eth0:1", false),
             (INTERFACE_TAG, "..", false),
+            (INTERFACE_TAG, "br-*", false),
+            (INTERFACE_TAG, "br\\x", false),
             ("aws:cloudformation", "x", false),
             (SOURCE_TAG, "config", false),
             ("", "x", false),

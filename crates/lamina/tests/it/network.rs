@@ -59,6 +59,17 @@ def handler(event, context):
     for host, port in event.get("targets", []):
         host = out["gateway"] if host == "gateway" else out["me"] if host == "me" else host
         out[f"{host}:{port}"] = get(host, port)
+    if "hold" in event:
+        host, port, n = event["hold"]
+        held = []
+        for _ in range(n):
+            try:
+                held.append(socket.create_connection((host, port), timeout=0.5))
+            except OSError:
+                pass
+        out["held"] = len(held)
+        for c in held:
+            c.close()
     return out
 "#;
 
@@ -273,7 +284,7 @@ fn status(v: &Value, key: &str) -> String {
 fn default_egress_reaches_the_internet_only_and_vpcs_reach_what_their_groups_allow() {
     let lab = Lab::new();
     let app = TestApp::start(
-        "[network]\negress = true\npool = \"10.254.0.0/24\"\nspare = 2\n[network.interfaces]\ncorp0 = [\"000000000000\"]\n",
+        "[network]\negress = true\npool = \"10.254.0.0/24\"\nspare = 2\nconnections = 64\n[network.interfaces]\ncorp0 = [\"000000000000\"]\nup0 = [\"000000000000\"]\n",
         Some(lab.path("lh")),
     );
     let aws = Aws::new(app.endpoint());
@@ -398,26 +409,48 @@ fn default_egress_reaches_the_internet_only_and_vpcs_reach_what_their_groups_all
 
     // VPCs any account can make, on the metadata address's network or on the private network
     // behind corp0, with subnets bound to no interface and groups that allow everything: the
-    // host's routes lead there, and the firewall still drops both.
-    for (name, cidr, subnet, target) in [
+    // host's routes lead there, and the firewall still drops both. Bound to an interface the
+    // account was given (up0, where the host's route to the metadata address goes), a VPC on
+    // the link-local range still reaches nothing of it.
+    for (name, cidr, subnet, target, interface) in [
         (
             "meta",
             "169.254.0.0/16",
             "169.254.169.0/24",
             ["169.254.169.254", "80"],
+            None,
         ),
-        ("lan", "10.1.0.0/16", "10.1.5.0/24", ["10.1.2.3", "5432"]),
+        (
+            "lan",
+            "10.1.0.0/16",
+            "10.1.5.0/24",
+            ["10.1.2.3", "5432"],
+            None,
+        ),
+        (
+            "bound",
+            "169.254.0.0/16",
+            "169.254.169.0/24",
+            ["169.254.169.254", "80"],
+            Some("up0"),
+        ),
     ] {
         let vpc = aws.ok(&["ec2", "create-vpc", "--cidr-block", cidr]);
         let vpc_id = vpc["Vpc"]["VpcId"].as_str().unwrap().to_owned();
-        let subnet = aws.ok(&[
+        let tags = interface
+            .map(|i| format!("ResourceType=subnet,Tags=[{{Key=lamina:interface,Value={i}}}]"));
+        let mut args = vec![
             "ec2",
             "create-subnet",
             "--vpc-id",
             &vpc_id,
             "--cidr-block",
             subnet,
-        ]);
+        ];
+        if let Some(t) = &tags {
+            args.extend(["--tag-specifications", t.as_str()]);
+        }
+        let subnet = aws.ok(&args);
         let subnet_id = subnet["Subnet"]["SubnetId"].as_str().unwrap().to_owned();
         let sg = aws.ok(&[
             "ec2",
@@ -449,6 +482,20 @@ fn default_egress_reaches_the_internet_only_and_vpcs_reach_what_their_groups_all
             "{name}: the internet, through its NAT gateway: {r}"
         );
     }
+
+    // A function holds at most `network.connections` connections at once: the rest of its
+    // new ones are dropped, and the host's connection-tracking table is not its to fill.
+    create(&aws, "many", &zip, &[]);
+    let r = invoke(
+        &aws,
+        "many",
+        json!({ "hold": ["203.0.113.7", 80, 72] }),
+        dir.path(),
+    );
+    // The kernel forgets dropped attempts lazily (an earlier environment with the same address
+    // made some), so the count may start above nothing; it never passes the limit.
+    let held = r["held"].as_u64().unwrap();
+    assert!((32..=64).contains(&held), "{r}");
 
     // Bytes per function, in /metrics.
     let metrics = http_get(&format!("{}/metrics", app.addr));

@@ -8,6 +8,7 @@ fn start(host: RecordingHost, spare: usize) -> Network {
             pool: "10.254.0.0/29".parse().unwrap(),
             spare,
             resolvers: vec![],
+            connections: crate::DEFAULT_CONNECTIONS,
         },
         move || Ok(Box::new(host) as Box<dyn Host>),
     )
@@ -22,6 +23,7 @@ fn a_pool_too_wide_for_interface_names_is_refused() {
             pool: "10.0.0.0/8".parse().unwrap(),
             spare: 1,
             resolvers: vec![],
+            connections: crate::DEFAULT_CONNECTIONS,
         },
         move || Ok(Box::new(host) as Box<dyn Host>),
     );
@@ -146,6 +148,7 @@ fn only_recently_used_profiles_keep_a_namespace_ready() {
             pool: "10.254.0.0/24".parse().unwrap(),
             spare: 1,
             resolvers: vec![],
+            connections: crate::DEFAULT_CONNECTIONS,
         },
         move || Ok(Box::new(host) as Box<dyn Host>),
     )
@@ -193,4 +196,56 @@ fn only_interfaces_of_the_sandboxes_form_are_ours() {
     assert!(crate::is_sandbox_interface(&crate::interface_name(3, 0x1f)));
     assert!(!crate::is_sandbox_interface("lvnet0"));
     assert!(!crate::is_sandbox_interface("lv0001000g"));
+}
+
+#[test]
+fn profiles_no_environment_holds_are_collected_with_their_chains() {
+    let host = RecordingHost::default();
+    let net = Network::start_collecting_after(
+        NetConfig {
+            pool: "10.254.0.0/24".parse().unwrap(),
+            spare: 0,
+            resolvers: vec![],
+            connections: crate::DEFAULT_CONNECTIONS,
+        },
+        {
+            let host = host.clone();
+            move || Ok(Box::new(host) as Box<dyn Host>)
+        },
+        Duration::from_millis(300),
+    )
+    .expect("start");
+    // A VPC's whole quota of combinations, one of them held by a lease.
+    for g in 0..MAX_PROFILES_PER_VPC {
+        net.profile(Some(&vpc("vpc-1", g)), Vec::new).unwrap();
+    }
+    let held = net.known(&vpc("vpc-1", 0)).unwrap();
+    let lease = net.take(held, "f").unwrap();
+    let idle = net.known(&vpc("vpc-1", 1)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // Looked for without `known`, which counts as a use.
+    while net.shared.profiles().ids.contains_key(&vpc("vpc-1", 1)) {
+        assert!(
+            Instant::now() < deadline,
+            "idle profiles were never collected"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The held one stays; the others' chains went, and their room is free again.
+    assert_eq!(net.known(&vpc("vpc-1", 0)), Some(held));
+    let calls = host.calls();
+    assert!(
+        calls.iter().any(|c| c.contains(
+            r#"{"delete":{"chain":{"family":"inet","table":"lamina","name":"prof-2"}}}"#
+        )),
+        "{calls:?}"
+    );
+    // A profile collected after its id was looked up takes no namespace.
+    assert!(net.take(idle, "f").is_err());
+    let again = net
+        .profile(Some(&vpc("vpc-1", MAX_PROFILES_PER_VPC)), Vec::new)
+        .unwrap();
+    assert_ne!(again, held);
+    drop(lease);
+    net.stop();
 }

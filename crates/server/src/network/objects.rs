@@ -364,6 +364,11 @@ fn rule(r: &RuleEntry) -> Result<(Rule, String), String> {
                     "ICMP type {t} or code {c} is out of range (-1 or 0 to 255)"
                 ));
             }
+            if t == -1 && c != -1 {
+                return Err(format!(
+                    "ICMP code {c} with type -1 (all types): the code is -1 too"
+                ));
+            }
             (Some(t), Some(c))
         }
         _ => match (r.from_port, r.to_port) {

@@ -193,7 +193,7 @@ impl Store {
         if vpc_of(&tx, ResourceKind::Vpc, who, vpc)?.is_none() {
             return Err(ec2(Ec2Error::NoVpc(vpc.to_owned())));
         }
-        room_for_one(&tx, Quota::SecurityGroups, who, tags)?;
+        room_for_one(&tx, ResourceKind::SecurityGroup, who, tags)?;
         let group = insert_group(&tx, who, &new_id("sg"), vpc, name, description, tags)?;
         tx.commit()?;
         Ok(group)

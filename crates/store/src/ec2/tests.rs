@@ -267,11 +267,13 @@ fn vpc_access_resolves_subnets_groups_interfaces_and_nat() {
                     id: s1.id.clone(),
                     cidr: "10.1.1.0/24".into(),
                     interface: Some("br-db".into()),
+                    declared: false,
                 },
                 SubnetAccess {
                     id: s2.id.clone(),
                     cidr: "10.1.2.0/24".into(),
                     interface: None,
+                    declared: false,
                 },
             ],
             security_group_ids: vec![sg.id.clone()],
