@@ -199,12 +199,22 @@ impl Network {
                         }
                     }
                     let blockers = host.forward_blockers().unwrap_or_default();
+                    let mut notes = s.notes.lock().unwrap_or_else(|e| e.into_inner());
                     if !blockers.is_empty() {
-                        *s.notes.lock().unwrap_or_else(|e| e.into_inner()) = vec![format!(
+                        notes.push(format!(
                             "another firewall drops forwarded packets ({}), so functions may reach nothing: accept traffic from and to interfaces lv* there (with Docker: iptables -I DOCKER-USER -i lv+ -j ACCEPT; iptables -I DOCKER-USER -o lv+ -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT)",
                             blockers.join(", ")
-                        )];
+                        ));
                     }
+                    if let Some(max) = conntrack_max()
+                        && u64::from(s.config.connections) * 16 > max
+                    {
+                        notes.push(format!(
+                            "network.connections {} is more than a sixteenth of this host's nf_conntrack_max {max}: a few functions could fill the table every connection of the host needs; lower it, or raise net.netfilter.nf_conntrack_max",
+                            s.config.connections
+                        ));
+                    }
+                    drop(notes);
                     Ok::<_, io::Error>(host)
                 })();
                 match setup {
@@ -240,16 +250,20 @@ impl Network {
         }
         let _making = self.shared.making.lock().unwrap_or_else(|e| e.into_inner());
         let id = {
-            let profiles = self.shared.profiles();
+            let mut profiles = self.shared.profiles();
             if let Some(id) = profiles.ids.get(&key) {
                 return Ok(*id);
             }
             profiles.room_for(&key)?;
-            profiles.free_id()
+            let id = profiles.free_id();
+            profiles.pending = Some(id);
+            id
         };
         // Not under `profiles`: the network thread takes it between requests.
-        self.rules(rules::profile(id, vpc, &groups()))?;
+        let made = self.rules(rules::profile(id, vpc, &groups()));
         let mut profiles = self.shared.profiles();
+        profiles.pending = None;
+        made?;
         profiles.ids.insert(key, id);
         profiles.used.insert(id, Instant::now());
         Ok(id)
@@ -389,6 +403,15 @@ impl Network {
     }
 }
 
+/// The host's `nf_conntrack_max`, when it can be read.
+fn conntrack_max() -> Option<u64> {
+    std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_max")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// At most this many profiles (each a pair of chains, and a rule every sandbox's packets pass)
 /// in all, and per VPC (each combination of subnets and security groups is one).
 const MAX_PROFILES: usize = 4096;
@@ -413,6 +436,9 @@ const COLLECT_EVERY: Duration = Duration::from_millis(100);
 struct Profiles {
     ids: HashMap<VpcProfile, u16>,
     used: HashMap<u16, Instant>,
+    /// The id of a profile whose chains are being made: no other profile takes it, and a
+    /// collection meanwhile keeps its rule in `profiles`.
+    pending: Option<u16>,
 }
 
 impl Profiles {
@@ -435,7 +461,7 @@ impl Profiles {
 
     /// The lowest id no profile has (0 is the default's).
     fn free_id(&self) -> u16 {
-        let taken: HashSet<u16> = self.ids.values().copied().collect();
+        let taken: HashSet<u16> = self.ids.values().copied().chain(self.pending).collect();
         (1..u16::MAX)
             .find(|i| !taken.contains(i))
             .expect("room_for bounds the profiles")
@@ -566,12 +592,14 @@ impl Worker {
     }
 
     fn make(&mut self, profile: u16) -> io::Result<Ready> {
-        let index = match self.free.pop().or_else(|| self.cooled()) {
+        // Addresses never used first: an address used again soon would start with what the
+        // kernel still tracks of its last sandbox's connections, and count them.
+        let fresh = (self.next < self.shared.config.capacity()).then(|| {
+            self.next += 1;
+            self.next - 1
+        });
+        let index = match fresh.or_else(|| self.free.pop()).or_else(|| self.cooled()) {
             Some(i) => i,
-            None if self.next < self.shared.config.capacity() => {
-                self.next += 1;
-                self.next - 1
-            }
             None => {
                 return Err(io::Error::other(format!(
                     "every address of network.pool {} is in use",
@@ -670,8 +698,9 @@ impl Worker {
             name.get(rules::PREFIX.len()..rules::PREFIX.len() + 4)
                 .and_then(|hex| u16::from_str_radix(hex, 16).ok())
         };
-        // Indexes whose interfaces are gone are free; the others still hold their profiles.
-        for _ in 0..self.cooling.len() {
+        // Indexes whose interfaces are gone are free; the others still hold their profiles. A
+        // bounded number per pass: each is a netlink request, and starts wait meanwhile.
+        for _ in 0..self.cooling.len().min(1024) {
             match self.cooled() {
                 Some(index) => self.free.push(index),
                 None => break,
@@ -694,7 +723,8 @@ impl Worker {
             for id in &gone {
                 profiles.used.remove(id);
             }
-            (gone, profiles.ids.values().copied().collect())
+            let kept = profiles.ids.values().copied().chain(profiles.pending);
+            (gone, kept.collect())
         };
         let spares: Vec<Ready> = {
             let mut ready = self.shared.ready.lock().unwrap_or_else(|e| e.into_inner());

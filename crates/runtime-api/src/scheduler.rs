@@ -424,7 +424,11 @@ impl Scheduler {
             Some(v) => {
                 f.retired_at.insert(v.into(), now);
             }
-            None => f.retired_all_at = Some(now),
+            None => {
+                // Covers every version's earlier retirement.
+                f.retired_at.clear();
+                f.retired_all_at = Some(now);
+            }
         }
         let (gone, kept): (Vec<Environment>, Vec<Environment>) = std::mem::take(&mut f.idle)
             .into_iter()

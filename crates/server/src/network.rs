@@ -32,8 +32,8 @@ pub struct NetworkSection {
     pub security_groups: Vec<objects::GroupEntry>,
     pub nat_gateways: Vec<objects::NatEntry>,
     /// Host interfaces that subnets made through the EC2 API may name in `lamina:interface`,
-    /// and the accounts that may (`"*"`: every account). A declared subnet's interface is its
-    /// VPC's account's too.
+    /// and the accounts that may (`"*"`: every account). A declared subnet is bound to the
+    /// interface it names without a grant.
     pub interfaces: std::collections::BTreeMap<String, Vec<String>>,
 }
 
@@ -91,7 +91,7 @@ pub fn interface_permits(
     for (interface, accounts) in interfaces {
         if !lamina_api::ec2::wire::interface_name(interface) {
             return Err(format!(
-                "'{interface}' is not a host interface name (1 to 15 characters, none of them '/', ':', '*', '\\' or white space)"
+                "'{interface}' is not a host interface name (1 to 15 characters, none of them '/', ':', '*', '\\' or white space, not starting with '@')"
             ));
         }
         for account in accounts {

@@ -583,7 +583,7 @@ impl Store {
         })
     }
 
-    /// The NAT gateways of an account and region, deleted ones included, oldest first.
+    /// The NAT gateways of an account and region (deleted ones for an hour), oldest first.
     pub fn nat_gateways(
         &self,
         account: &AccountId,

@@ -292,18 +292,19 @@ fn check_tag(key: &str, value: &str) -> Ec2Result<()> {
     }
     if key == INTERFACE_TAG && !interface_name(value) {
         return Err(Ec2Error::invalid(format!(
-            "Value ({value}) for tag {INTERFACE_TAG} is invalid: a host interface name has 1 to 15 characters, none of them '/', ':', '*', '\\' or white space."
+            "Value ({value}) for tag {INTERFACE_TAG} is invalid: a host interface name has 1 to 15 characters, none of them '/', ':', '*', '\\' or white space, not starting with '@'."
         )));
     }
     Ok(())
 }
 
 /// Whether Linux takes `name` as an interface name (`dev_valid_name`), and nftables matches it
-/// as itself (`*` and `\\` would make it a pattern).
+/// as itself (`*` and `\\` would make it a pattern, a leading `@` a set).
 pub fn interface_name(name: &str) -> bool {
     (1..16).contains(&name.len())
         && name != "."
         && name != ".."
+        && !name.starts_with('@')
         && !name
             .chars()
             .any(|c| matches!(c, '/' | ':' | '*' | '\\') || c.is_whitespace())
@@ -464,6 +465,7 @@ mod tests {
             (INTERFACE_TAG, "eth0:1", false),
             (INTERFACE_TAG, "..", false),
             (INTERFACE_TAG, "br-*", false),
+            (INTERFACE_TAG, "@blocked4", false),
             (INTERFACE_TAG, "br\\x", false),
             ("aws:cloudformation", "x", false),
             (SOURCE_TAG, "config", false),

@@ -249,3 +249,19 @@ fn profiles_no_environment_holds_are_collected_with_their_chains() {
     drop(lease);
     net.stop();
 }
+
+#[test]
+fn addresses_never_used_go_before_used_ones() {
+    let net = start(RecordingHost::default(), 0);
+    let first = net.take(0, "f").unwrap();
+    let used = first.address;
+    drop(first);
+    // Rested long enough to be used again, its interface gone.
+    std::thread::sleep(COOLING + Duration::from_millis(200));
+    let next = net.take(0, "g").unwrap();
+    assert_ne!(
+        next.address, used,
+        "an address the pool has not gone round to"
+    );
+    net.stop();
+}

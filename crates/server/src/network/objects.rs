@@ -231,7 +231,7 @@ pub fn check(
             return Err(invalid(
                 "network.subnets.interface",
                 format!(
-                    "{}: '{i}' is not a host interface name (1 to 15 characters, none of them '/', ':' or white space)",
+                    "{}: '{i}' is not a host interface name (1 to 15 characters, none of them '/', ':', '*', '\\' or white space, not starting with '@')",
                     s.id
                 ),
             ));
