@@ -6,6 +6,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use futures_util::TryStreamExt;
@@ -451,6 +452,9 @@ pub struct RecordingHost {
     pub calls: Arc<Mutex<Vec<String>>>,
     /// Bytes each interface reports: (received, sent).
     pub bytes: Arc<Mutex<std::collections::HashMap<String, (u64, u64)>>>,
+    /// How many of the next nftables batches fail (recorded all the same), as the kernel
+    /// refuses a transaction.
+    pub failing_batches: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl RecordingHost {
@@ -475,7 +479,11 @@ impl Host for RecordingHost {
             "nft {}",
             serde_json::to_string(&doc).expect("serialisable")
         ));
-        Ok(())
+        let failing = &self.failing_batches;
+        match failing.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)) {
+            Ok(_) => Err(io::Error::other("nft: Device or resource busy (recorded)")),
+            Err(_) => Ok(()),
+        }
     }
 
     fn forward_blockers(&mut self) -> io::Result<Vec<String>> {

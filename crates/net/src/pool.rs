@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::host::Host;
 use crate::{NetConfig, SecurityGroup, VpcProfile, interface_name, rules};
+use profiles::Profiles;
 
 /// An environment's network: a namespace whose `eth0` is up with `address`. Dropping it ends the
 /// lease: its counters are read, and the pair goes with the namespace's last process.
@@ -264,6 +265,7 @@ impl Network {
         let mut profiles = self.shared.profiles();
         profiles.pending = None;
         made?;
+        profiles.chains_made(&vpc.security_groups, [&vpc.vpc_id]);
         profiles.ids.insert(key, id);
         profiles.used.insert(id, Instant::now());
         Ok(id)
@@ -357,7 +359,12 @@ impl Network {
         if batch.is_empty() {
             return Ok(());
         }
-        self.rules(batch)
+        self.rules(batch)?;
+        // A profile collected meanwhile may have left these chains: they are collected again.
+        self.shared
+            .profiles()
+            .chains_made(groups.iter().map(|g| &g.id), nat.iter().map(|(v, _)| v));
+        Ok(())
     }
 
     fn rules(&self, batch: Vec<nftables::schema::NfObject<'static>>) -> io::Result<()> {
@@ -412,17 +419,6 @@ fn conntrack_max() -> Option<u64> {
         .ok()
 }
 
-/// At most this many profiles (each a pair of chains, and a rule every sandbox's packets pass)
-/// in all, and per VPC (each combination of subnets and security groups is one).
-const MAX_PROFILES: usize = 4096;
-const MAX_PROFILES_PER_VPC: usize = 64;
-
-/// Profiles whose namespace was taken within this long keep one ready, up to
-/// [`MAX_SPARE_PROFILES`] of the most recent: an account cycling through profiles holds no more
-/// of the pool than that.
-const SPARE_WINDOW: Duration = Duration::from_secs(600);
-const MAX_SPARE_PROFILES: usize = 16;
-
 /// A profile no environment has used for this long, and none holds, is collected (its chains
 /// and its id), looked for at most every [`COLLECT_EVERY`]: profiles are bounded by those in
 /// use, not by every combination since the start.
@@ -431,55 +427,6 @@ const PROFILE_IDLE: Duration = Duration::from_secs(1800);
 const COLLECT_EVERY: Duration = Duration::from_secs(60);
 #[cfg(test)]
 const COLLECT_EVERY: Duration = Duration::from_millis(100);
-
-#[derive(Default)]
-struct Profiles {
-    ids: HashMap<VpcProfile, u16>,
-    used: HashMap<u16, Instant>,
-    /// The id of a profile whose chains are being made: no other profile takes it, and a
-    /// collection meanwhile keeps its rule in `profiles`.
-    pending: Option<u16>,
-}
-
-impl Profiles {
-    /// Whether another profile like `key` may be made, or why not.
-    fn room_for(&self, key: &VpcProfile) -> io::Result<()> {
-        // Ids are 16 bits, 0 the default's.
-        if self.ids.len() >= MAX_PROFILES.min(u16::MAX as usize - 1) {
-            return Err(io::Error::other(format!(
-                "this server keeps at most {MAX_PROFILES} combinations of VPC subnets and security groups"
-            )));
-        }
-        if self.ids.keys().filter(|p| p.vpc_id == key.vpc_id).count() >= MAX_PROFILES_PER_VPC {
-            return Err(io::Error::other(format!(
-                "VPC {} is used with {MAX_PROFILES_PER_VPC} combinations of subnets and security groups, the most one VPC may be",
-                key.vpc_id
-            )));
-        }
-        Ok(())
-    }
-
-    /// The lowest id no profile has (0 is the default's).
-    fn free_id(&self) -> u16 {
-        let taken: HashSet<u16> = self.ids.values().copied().chain(self.pending).collect();
-        (1..u16::MAX)
-            .find(|i| !taken.contains(i))
-            .expect("room_for bounds the profiles")
-    }
-
-    /// The profiles that keep a namespace ready, most recently used first.
-    fn recent(&self) -> Vec<u16> {
-        let mut recent: Vec<(Instant, u16)> = self
-            .used
-            .iter()
-            .filter(|(_, at)| at.elapsed() < SPARE_WINDOW)
-            .map(|(id, at)| (*at, *id))
-            .collect();
-        recent.sort_unstable_by(|a, b| b.cmp(a));
-        recent.truncate(MAX_SPARE_PROFILES);
-        recent.into_iter().map(|(_, id)| id).collect()
-    }
-}
 
 impl Shared {
     fn profiles(&self) -> std::sync::MutexGuard<'_, Profiles> {
@@ -502,6 +449,8 @@ struct Worker {
     cooling: VecDeque<(Instant, u32, String)>,
     /// When unused profiles were last looked for.
     collected: Instant,
+    /// Collected profiles whose chains could not be removed, tried again at the next collection.
+    unforgotten: Vec<u16>,
 }
 
 /// How long [`Network::stop`] waits for the network thread.
@@ -521,6 +470,7 @@ impl Worker {
             ended: HashMap::new(),
             cooling: VecDeque::new(),
             collected: Instant::now(),
+            unforgotten: Vec::new(),
         }
     }
 
@@ -710,21 +660,30 @@ impl Worker {
         held.extend(self.cooling.iter().filter_map(|(_, _, n)| of(n)));
         let (gone, kept): (Vec<u16>, Vec<u16>) = {
             let mut profiles = self.shared.profiles();
-            let gone: Vec<u16> = profiles
+            let mut gone: Vec<u16> = profiles
                 .used
                 .iter()
                 .filter(|(id, at)| at.elapsed() >= self.shared.profile_idle && !held.contains(id))
                 .map(|(id, _)| *id)
                 .collect();
-            if gone.is_empty() {
-                return;
-            }
             profiles.ids.retain(|_, id| !gone.contains(id));
             for id in &gone {
                 profiles.used.remove(id);
             }
-            let kept = profiles.ids.values().copied().chain(profiles.pending);
-            (gone, kept.collect())
+            let kept: Vec<u16> = profiles
+                .ids
+                .values()
+                .copied()
+                .chain(profiles.pending)
+                .collect();
+            // Those whose chains could not be removed before, unless made again since.
+            gone.extend(self.unforgotten.drain(..).filter(|id| !kept.contains(id)));
+            if gone.is_empty() {
+                drop(profiles);
+                self.collect_chains();
+                return;
+            }
+            (gone, kept)
         };
         let spares: Vec<Ready> = {
             let mut ready = self.shared.ready.lock().unwrap_or_else(|e| e.into_inner());
@@ -737,7 +696,22 @@ impl Worker {
             self.forget_ready(r);
         }
         if let Err(e) = self.host.apply(&rules::forget_profiles(&gone, &kept)) {
-            tracing::warn!(error = %e, "removing the chains of unused VPC profiles failed");
+            tracing::warn!(error = %e, "removing the chains of unused VPC profiles failed; tried again later");
+            self.unforgotten = gone;
+        }
+        self.collect_chains();
+    }
+
+    /// Removes the chains of security groups and VPCs no profile refers to any more, in a
+    /// transaction of their own: one that fails leaves them noted, to be tried again.
+    fn collect_chains(&mut self) {
+        let (groups, vpcs) = self.shared.profiles().unreferenced();
+        if groups.is_empty() && vpcs.is_empty() {
+            return;
+        }
+        match self.host.apply(&rules::forget_chains(&groups, &vpcs)) {
+            Ok(()) => self.shared.profiles().chains_gone(&groups, &vpcs),
+            Err(e) => tracing::warn!(error = %e, "removing unused security group chains failed"),
         }
     }
 
@@ -823,5 +797,6 @@ impl Worker {
     }
 }
 
+mod profiles;
 #[cfg(test)]
 mod tests;

@@ -524,14 +524,29 @@ pub fn forget_profiles(gone: &[u16], kept: &[u16]) -> Vec<NfObject<'static>> {
     out.extend(kept.iter().map(|id| profile_jump(*id)));
     for id in gone {
         for name in [format!("prof-{id}"), format!("egress-{id}")] {
-            // `add` first: deleting a chain that is not there fails the whole transaction.
-            out.push(add(NfListObject::Chain(chain(name.clone()))));
-            out.push(NfObject::CmdObject(NfCmd::Delete(NfListObject::Chain(
-                chain(name),
-            ))));
+            out.extend(delete_chain(name));
         }
     }
     out
+}
+
+/// Removes the chains of security groups `groups` and of `vpcs`' NAT state (which no profile
+/// may refer to any more: the kernel refuses the whole transaction otherwise).
+pub fn forget_chains(groups: &[String], vpcs: &[String]) -> Vec<NfObject<'static>> {
+    let names = groups.iter().map(|g| sg_chain(g));
+    names
+        .chain(vpcs.iter().map(|v| nat_chain(v)))
+        .flat_map(delete_chain)
+        .collect()
+}
+
+/// Deletes a chain, whether it is there or not.
+fn delete_chain(name: String) -> [NfObject<'static>; 2] {
+    [
+        // `add` first: deleting a chain that is not there fails the whole transaction.
+        add(NfListObject::Chain(chain(name.clone()))),
+        NfObject::CmdObject(NfCmd::Delete(NfListObject::Chain(chain(name)))),
+    ]
 }
 
 #[cfg(test)]

@@ -97,29 +97,36 @@ impl Networking {
         let id = match &who.vpc {
             Some(a) => {
                 let (p, _) = self.vpcs.resolve(&who.account, &who.region, a)?;
-                let id = match self.network.known(&p) {
-                    Some(id) => id,
+                let attached = (who.account.clone(), who.region.clone(), a.clone());
+                match self.network.known(&p) {
+                    Some(id) => {
+                        self.attached().insert(attached);
+                        id
+                    }
                     None => {
                         // Read again under the lock: what is applied is what the store holds
-                        // after any refresh before it.
+                        // after any refresh before it, and a refresh after it sees the
+                        // attachment.
                         let _applying = self.applying.lock().unwrap_or_else(|e| e.into_inner());
                         let (p, g) = self.vpcs.resolve(&who.account, &who.region, a)?;
-                        self.network
+                        let id = self
+                            .network
                             .profile(Some(&p), || g)
-                            .map_err(|e| format!("setting up the function's VPC profile: {e}"))?
+                            .map_err(|e| format!("setting up the function's VPC profile: {e}"))?;
+                        self.attached().insert(attached);
+                        id
                     }
-                };
-                self.attached
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert((who.account.clone(), who.region.clone(), a.clone()));
-                id
+                }
             }
             None => 0,
         };
         self.network
             .take(id, &who.function_arn)
             .map_err(|e| e.to_string())
+    }
+
+    fn attached(&self) -> std::sync::MutexGuard<'_, HashSet<(String, String, VpcAttachment)>> {
+        self.attached.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Re-reads the security groups and NAT gateways that environments use, after the EC2 API
@@ -129,23 +136,36 @@ impl Networking {
         // has added its own.
         let _applying = self.applying.lock().unwrap_or_else(|e| e.into_inner());
         let attachments: Vec<VpcAttachment> = self
-            .attached
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .attached()
             .iter()
             .filter(|(a, r, _)| a == account && r == region)
             .map(|(_, _, v)| v.clone())
             .collect();
         let mut groups: Vec<SecurityGroup> = Vec::new();
         let mut nat: Vec<(String, bool)> = Vec::new();
-        let (in_use, _) = self.network.in_use();
-        for a in &attachments {
-            match self.vpcs.resolve(account, region, a) {
+        let (in_use, vpcs) = self.network.in_use();
+        for a in attachments {
+            // Groups and NAT state no profile refers to any more have no chain to update.
+            let live = match self.vpcs.resolve(account, region, &a) {
                 Ok((p, g)) => {
-                    nat.push((p.vpc_id, p.nat));
+                    let before = groups.len();
                     groups.extend(g.into_iter().filter(|g| in_use.contains(&g.id)));
+                    let nat_used = vpcs.contains(&p.vpc_id);
+                    if nat_used {
+                        nat.push((p.vpc_id, p.nat));
+                    }
+                    nat_used || groups.len() > before
                 }
-                Err(e) => tracing::debug!(error = %e, "a VPC attachment no longer resolves"),
+                Err(e) => {
+                    tracing::debug!(error = %e, "a VPC attachment no longer resolves");
+                    false
+                }
+            };
+            // An attachment that updates nothing is forgotten (a start with it notes it again),
+            // so that attachments are bounded by the profiles in use.
+            if !live {
+                self.attached()
+                    .remove(&(account.to_owned(), region.to_owned(), a));
             }
         }
         groups.sort_by(|a, b| a.id.cmp(&b.id));

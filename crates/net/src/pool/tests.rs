@@ -1,3 +1,4 @@
+use super::profiles::{MAX_PROFILES_PER_VPC, MAX_SPARE_PROFILES};
 use super::*;
 use crate::host::RecordingHost;
 use crate::{Egress, Protocol};
@@ -198,27 +199,32 @@ fn only_interfaces_of_the_sandboxes_form_are_ours() {
     assert!(!crate::is_sandbox_interface("lv0001000g"));
 }
 
-#[test]
-fn profiles_no_environment_holds_are_collected_with_their_chains() {
-    let host = RecordingHost::default();
-    let net = Network::start_collecting_after(
+/// A network without spares that collects profiles idle for 300 ms.
+fn collecting(host: &RecordingHost) -> Network {
+    let host = host.clone();
+    Network::start_collecting_after(
         NetConfig {
             pool: "10.254.0.0/24".parse().unwrap(),
             spare: 0,
             resolvers: vec![],
             connections: crate::DEFAULT_CONNECTIONS,
         },
-        {
-            let host = host.clone();
-            move || Ok(Box::new(host) as Box<dyn Host>)
-        },
+        move || Ok(Box::new(host) as Box<dyn Host>),
         Duration::from_millis(300),
     )
-    .expect("start");
+    .expect("start")
+}
+
+#[test]
+fn profiles_no_environment_holds_are_collected_with_their_chains() {
+    let host = RecordingHost::default();
+    let net = collecting(&host);
     // A VPC's whole quota of combinations, one of them held by a lease.
     for g in 0..MAX_PROFILES_PER_VPC {
         net.profile(Some(&vpc("vpc-1", g)), Vec::new).unwrap();
     }
+    // Another VPC, none of whose profiles is held.
+    net.profile(Some(&vpc("vpc-2", 100)), Vec::new).unwrap();
     let held = net.known(&vpc("vpc-1", 0)).unwrap();
     let lease = net.take(held, "f").unwrap();
     let idle = net.known(&vpc("vpc-1", 1)).unwrap();
@@ -231,15 +237,50 @@ fn profiles_no_environment_holds_are_collected_with_their_chains() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    // The held one stays; the others' chains went, and their room is free again.
+    // The held one stays; the others' chains went, and their room is free again; so did the
+    // chains of the groups and the VPC no profile left refers to, and only those.
     assert_eq!(net.known(&vpc("vpc-1", 0)), Some(held));
-    let calls = host.calls();
+    let deleted = |name: &str| {
+        let call = format!(
+            r#"{{"delete":{{"chain":{{"family":"inet","table":"lamina","name":"{name}"}}}}}}"#
+        );
+        host.calls().iter().any(|c| c.contains(&call))
+    };
+    while !deleted("sg-sg-1") {
+        assert!(
+            Instant::now() < deadline,
+            "unused groups' chains were never collected: {:?}",
+            host.calls()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(deleted("prof-2"));
+    assert!(deleted("sg-sg-100"));
+    assert!(deleted("nat-vpc-2"));
     assert!(
-        calls.iter().any(|c| c.contains(
-            r#"{"delete":{"chain":{"family":"inet","table":"lamina","name":"prof-2"}}}"#
-        )),
-        "{calls:?}"
+        !deleted("sg-sg-0"),
+        "a held profile's group keeps its chain"
     );
+    assert!(
+        !deleted("nat-vpc-1"),
+        "a held profile's VPC keeps its chain"
+    );
+    // A group an update wrote after its profile went is collected in turn.
+    net.update(
+        &[SecurityGroup {
+            id: "sg-late".into(),
+            egress: vec![],
+        }],
+        &[],
+    )
+    .unwrap();
+    while !deleted("sg-sg-late") {
+        assert!(
+            Instant::now() < deadline,
+            "a late group's chain was never collected"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // A profile collected after its id was looked up takes no namespace.
     assert!(net.take(idle, "f").is_err());
     let again = net
@@ -263,5 +304,32 @@ fn addresses_never_used_go_before_used_ones() {
         next.address, used,
         "an address the pool has not gone round to"
     );
+    net.stop();
+}
+
+#[test]
+fn a_collection_the_firewall_refused_is_tried_again() {
+    let host = RecordingHost::default();
+    let net = collecting(&host);
+    let id = net.profile(Some(&vpc("vpc-1", 0)), Vec::new).unwrap();
+    // The next batch, the collection's, fails.
+    host.failing_batches
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    let forget = format!(
+        r#"{{"delete":{{"chain":{{"family":"inet","table":"lamina","name":"prof-{id}"}}}}}}"#
+    );
+    let tries = || host.calls().iter().filter(|c| c.contains(&forget)).count();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tries() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "a refused collection was not tried again: {:?}",
+            host.calls()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Once removed, the chains are not removed again.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(tries(), 2);
     net.stop();
 }

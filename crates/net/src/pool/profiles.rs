@@ -1,0 +1,110 @@
+//! The VPC profiles the firewall holds: their ids, when each was last used, and the security
+//! group and NAT chains they refer to.
+
+use std::collections::{HashMap, HashSet};
+use std::io;
+use std::time::{Duration, Instant};
+
+use crate::VpcProfile;
+
+/// At most this many profiles (each a pair of chains, and a rule every sandbox's packets pass)
+/// in all, and per VPC (each combination of subnets and security groups is one).
+pub(super) const MAX_PROFILES: usize = 4096;
+pub(super) const MAX_PROFILES_PER_VPC: usize = 64;
+
+/// Profiles whose namespace was taken within this long keep one ready, up to
+/// [`MAX_SPARE_PROFILES`] of the most recent: an account cycling through profiles holds no more
+/// of the pool than that.
+const SPARE_WINDOW: Duration = Duration::from_secs(600);
+pub(super) const MAX_SPARE_PROFILES: usize = 16;
+
+#[derive(Default)]
+pub(super) struct Profiles {
+    pub(super) ids: HashMap<VpcProfile, u16>,
+    pub(super) used: HashMap<u16, Instant>,
+    /// The id of a profile whose chains are being made: no other profile takes it, and a
+    /// collection meanwhile keeps its rule in `profiles`.
+    pub(super) pending: Option<u16>,
+    /// Security groups and VPCs with a chain of their own (made with a profile or by an
+    /// update): collected once no profile refers to them, so that the firewall holds the
+    /// chains of groups in use, not of every group ever used.
+    groups: HashSet<String>,
+    vpcs: HashSet<String>,
+}
+
+impl Profiles {
+    /// Whether another profile like `key` may be made, or why not.
+    pub(super) fn room_for(&self, key: &VpcProfile) -> io::Result<()> {
+        // Ids are 16 bits, 0 the default's.
+        if self.ids.len() >= MAX_PROFILES.min(u16::MAX as usize - 1) {
+            return Err(io::Error::other(format!(
+                "this server keeps at most {MAX_PROFILES} combinations of VPC subnets and security groups"
+            )));
+        }
+        if self.ids.keys().filter(|p| p.vpc_id == key.vpc_id).count() >= MAX_PROFILES_PER_VPC {
+            return Err(io::Error::other(format!(
+                "VPC {} is used with {MAX_PROFILES_PER_VPC} combinations of subnets and security groups, the most one VPC may be",
+                key.vpc_id
+            )));
+        }
+        Ok(())
+    }
+
+    /// The lowest id no profile has (0 is the default's).
+    pub(super) fn free_id(&self) -> u16 {
+        let taken: HashSet<u16> = self.ids.values().copied().chain(self.pending).collect();
+        (1..u16::MAX)
+            .find(|i| !taken.contains(i))
+            .expect("room_for bounds the profiles")
+    }
+
+    /// The profiles that keep a namespace ready, most recently used first.
+    pub(super) fn recent(&self) -> Vec<u16> {
+        let mut recent: Vec<(Instant, u16)> = self
+            .used
+            .iter()
+            .filter(|(_, at)| at.elapsed() < SPARE_WINDOW)
+            .map(|(id, at)| (*at, *id))
+            .collect();
+        recent.sort_unstable_by(|a, b| b.cmp(a));
+        recent.truncate(MAX_SPARE_PROFILES);
+        recent.into_iter().map(|(_, id)| id).collect()
+    }
+
+    /// Notes that the chains of `groups` and of `vpcs`' NAT state were made.
+    pub(super) fn chains_made<'a>(
+        &mut self,
+        groups: impl IntoIterator<Item = &'a String>,
+        vpcs: impl IntoIterator<Item = &'a String>,
+    ) {
+        self.groups.extend(groups.into_iter().cloned());
+        self.vpcs.extend(vpcs.into_iter().cloned());
+    }
+
+    /// The groups and VPCs whose chains no profile refers to; none while a profile is being
+    /// made, whose chains may refer to any of them already.
+    pub(super) fn unreferenced(&self) -> (Vec<String>, Vec<String>) {
+        if self.pending.is_some() {
+            return (Vec::new(), Vec::new());
+        }
+        let mut groups = self.groups.clone();
+        let mut vpcs = self.vpcs.clone();
+        for p in self.ids.keys() {
+            for g in &p.security_groups {
+                groups.remove(g);
+            }
+            vpcs.remove(&p.vpc_id);
+        }
+        (groups.into_iter().collect(), vpcs.into_iter().collect())
+    }
+
+    /// Notes that the chains of `groups` and `vpcs` are gone.
+    pub(super) fn chains_gone(&mut self, groups: &[String], vpcs: &[String]) {
+        for g in groups {
+            self.groups.remove(g);
+        }
+        for v in vpcs {
+            self.vpcs.remove(v);
+        }
+    }
+}
