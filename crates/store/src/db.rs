@@ -377,6 +377,10 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // 16: no index of all lines by time. Only the retention sweep read it, and it now expires
     // each group through the group's own time index; every stored line paid for a fifth B-tree.
     "DROP INDEX log_lines_time;",
+    // 17: subscriptions with a filter policy, counted against SNS's quotas per topic and per
+    // account whenever one more takes a policy.
+    "CREATE INDEX sns_subscriptions_filtered ON sns_subscriptions(topic_id)
+        WHERE json_extract(attributes, '$.FilterPolicy') <> '';",
 ];
 
 /// Compiled statements kept per connection: more than the store has.

@@ -31,6 +31,9 @@ pub enum StoreError {
     Ec2(#[from] crate::Ec2Error),
     #[error("stored record is unreadable: {0}")]
     Corrupt(String),
+    /// SNS's quota of subscriptions with a filter policy, per topic or per account, is reached.
+    #[error("{0}")]
+    FilterPolicyLimit(String),
     /// An image a manifest list of its repository names (its digest).
     #[error("the image is referenced by the manifest list {0}")]
     InIndex(String),

@@ -257,6 +257,57 @@ fn find_subscription(
     .transpose()
 }
 
+/// Subscriptions with a filter policy a topic may have, and an account's topics in all (SNS's
+/// default quotas): each is matched against every message published to its topic.
+pub const FILTER_POLICIES_PER_TOPIC: u64 = 200;
+#[cfg(not(test))]
+pub const FILTER_POLICIES_PER_ACCOUNT: u64 = 10_000;
+/// Three topics' worth here: each subscription is a commit to disk.
+#[cfg(test)]
+pub const FILTER_POLICIES_PER_ACCOUNT: u64 = 600;
+
+fn has_filter_policy(attributes: &BTreeMap<String, String>) -> bool {
+    attributes
+        .get("FilterPolicy")
+        .is_some_and(|p| !p.is_empty())
+}
+
+/// Whether one more subscription with a filter policy fits on topic `topic_id` of `account`.
+fn room_for_filter_policy(
+    tx: &rusqlite::Transaction<'_>,
+    topic_id: i64,
+    account: &str,
+) -> Result<(), StoreError> {
+    // As the partial index `sns_subscriptions_filtered` says it, so that both counts read it.
+    const WITH_POLICY: &str = "json_extract(s.attributes, '$.FilterPolicy') <> ''";
+    let on_topic: i64 = tx.query_row(
+        &format!(
+            "SELECT COUNT(*) FROM sns_subscriptions s WHERE s.topic_id = ?1 AND {WITH_POLICY}"
+        ),
+        params![topic_id],
+        |r| r.get(0),
+    )?;
+    if on_topic as u64 >= FILTER_POLICIES_PER_TOPIC {
+        return Err(StoreError::FilterPolicyLimit(format!(
+            "Filter policy limit exceeded: a topic may have at most {FILTER_POLICIES_PER_TOPIC} subscriptions with a filter policy"
+        )));
+    }
+    let in_account: i64 = tx.query_row(
+        &format!(
+            "SELECT COUNT(*) FROM sns_subscriptions s JOIN sns_topics t ON t.id = s.topic_id
+             WHERE t.account = ?1 AND {WITH_POLICY}"
+        ),
+        params![account],
+        |r| r.get(0),
+    )?;
+    if in_account as u64 >= FILTER_POLICIES_PER_ACCOUNT {
+        return Err(StoreError::FilterPolicyLimit(format!(
+            "Filter policy limit exceeded: an account's topics may have at most {FILTER_POLICIES_PER_ACCOUNT} subscriptions with a filter policy in all"
+        )));
+    }
+    Ok(())
+}
+
 impl Store {
     /// Creates a topic, or returns the one of that name (`false`: it already existed, and the
     /// caller decides whether the request matches it).
@@ -388,6 +439,9 @@ impl Store {
             let sub = find_subscription(&tx, &arn)?.ok_or(StoreError::NotFound)?;
             return Ok((sub, false));
         }
+        if has_filter_policy(&new.attributes) {
+            room_for_filter_policy(&tx, t.id, topic.account.as_str())?;
+        }
         tx.execute(
             "INSERT INTO sns_subscriptions (arn, topic_id, owner, protocol, endpoint, attributes, token, confirmed, created_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -422,7 +476,16 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let mut sub = find_subscription(&tx, arn)?.ok_or(StoreError::NotFound)?;
+        let had = has_filter_policy(&sub.attributes);
         change(&mut sub)?;
+        if !had && has_filter_policy(&sub.attributes) {
+            let topic_id: i64 = tx.query_row(
+                "SELECT topic_id FROM sns_subscriptions WHERE id = ?1",
+                params![sub.id],
+                |r| r.get(0),
+            )?;
+            room_for_filter_policy(&tx, topic_id, sub.topic.account.as_str())?;
+        }
         tx.execute(
             "UPDATE sns_subscriptions SET attributes = ?1, confirmed = ?2 WHERE id = ?3",
             params![json_of(&sub.attributes), sub.confirmed, sub.id],
@@ -545,146 +608,6 @@ impl Store {
         Ok(Some((topic, subs)))
     }
 
-    /// Queues deliveries in one transaction; those whose subscription is gone are skipped.
-    /// Returns the bytes queued.
-    pub fn enqueue_deliveries(&self, deliveries: &[NewDelivery]) -> Result<u64, StoreError> {
-        let mut queued = 0u64;
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        {
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO sns_deliveries (subscription_id, kind, message_id, body, attempts, due_ms, hops, created_ms)
-                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 WHERE EXISTS (SELECT 1 FROM sns_subscriptions WHERE id = ?1)",
-            )?;
-            let now = now_millis();
-            for d in deliveries {
-                let n = stmt.execute(params![
-                    d.subscription_id,
-                    d.kind,
-                    d.message_id,
-                    d.body,
-                    d.attempts,
-                    d.due_ms,
-                    d.hops,
-                    now
-                ])?;
-                queued += (n * d.body.len()) as u64;
-            }
-        }
-        tx.commit()?;
-        Ok(queued)
-    }
-
-    /// Leases up to `limit` deliveries due by `now`, earliest first.
-    pub fn lease_deliveries(&self, now: i64, limit: usize) -> Result<Vec<Delivery>, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let rows: Vec<DeliveryRow> = {
-            let mut stmt = tx.prepare_cached(
-                "SELECT id, subscription_id, kind, message_id, body, attempts, hops, created_ms
-                 FROM sns_deliveries WHERE leased = 0 AND due_ms <= ?1 ORDER BY due_ms LIMIT ?2",
-            )?;
-            stmt.query_map(params![now, limit as i64], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                ))
-            })?
-            .collect::<Result<_, _>>()?
-        };
-        let mut out = Vec::with_capacity(rows.len());
-        for (id, sub_id, kind, message_id, body, attempts, hops, created_ms) in rows {
-            tx.prepare_cached("UPDATE sns_deliveries SET leased = 1 WHERE id = ?1")?
-                .execute(params![id])?;
-            let row = tx
-                .prepare_cached(&format!(
-                    "SELECT {SUB_COLUMNS} FROM sns_subscriptions s JOIN sns_topics t ON t.id = s.topic_id
-                     WHERE s.id = ?1"
-                ))?
-                .query_row(params![sub_id], sub_row)
-                .optional()?;
-            if let Some(row) = row {
-                out.push(Delivery {
-                    id,
-                    subscription: sub_of(row)?,
-                    kind,
-                    message_id,
-                    body,
-                    attempts,
-                    hops,
-                    created_ms,
-                });
-            }
-        }
-        tx.commit()?;
-        Ok(out)
-    }
-
-    /// Settles leased deliveries in one transaction; returns the bytes of the rows removed
-    /// (rows already gone with their subscription count nothing).
-    pub fn settle_deliveries(&self, settled: &[SettleDelivery]) -> Result<u64, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let mut removed = 0u64;
-        for s in settled {
-            match *s {
-                SettleDelivery::Done(id) => {
-                    let bytes: Option<i64> = tx
-                        .prepare_cached(
-                            "DELETE FROM sns_deliveries WHERE id = ?1 RETURNING LENGTH(body)",
-                        )?
-                        .query_row(params![id], |r| r.get(0))
-                        .optional()?;
-                    removed += bytes.unwrap_or(0) as u64;
-                }
-                SettleDelivery::Retry {
-                    id,
-                    due_ms,
-                    attempts,
-                } => {
-                    tx.prepare_cached(
-                        "UPDATE sns_deliveries SET leased = 0, due_ms = ?2, attempts = ?3 WHERE id = ?1",
-                    )?
-                    .execute(params![id, due_ms, attempts])?;
-                }
-            }
-        }
-        tx.commit()?;
-        Ok(removed)
-    }
-
-    /// Makes every leased delivery due again (at start: their leases belong to a process that
-    /// is gone).
-    pub fn release_delivery_leases(&self) -> Result<usize, StoreError> {
-        Ok(self
-            .conn()
-            .execute("UPDATE sns_deliveries SET leased = 0 WHERE leased = 1", [])?)
-    }
-
-    /// When the earliest unleased delivery falls due, if any.
-    pub fn next_delivery_due(&self) -> Result<Option<i64>, StoreError> {
-        Ok(self.conn().query_row(
-            "SELECT MIN(due_ms) FROM sns_deliveries WHERE leased = 0",
-            [],
-            |r| r.get(0),
-        )?)
-    }
-
-    /// Deliveries waiting, and their bytes.
-    pub fn delivery_backlog(&self) -> Result<(u64, u64), StoreError> {
-        Ok(self.conn().query_row(
-            "SELECT COUNT(*), COALESCE(SUM(LENGTH(body)), 0) FROM sns_deliveries",
-            [],
-            |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
-        )?)
-    }
-
     /// Confirmed and pending subscriptions of a topic.
     pub fn subscription_counts(&self, topic_id: i64) -> Result<(u64, u64), StoreError> {
         Ok(self.conn().query_row(
@@ -695,6 +618,8 @@ impl Store {
         )?)
     }
 }
+
+mod deliveries;
 
 #[cfg(test)]
 mod tests {
@@ -718,6 +643,77 @@ mod tests {
             token: Some(format!("tok-{arn}")),
             confirmed: false,
         }
+    }
+
+    #[test]
+    fn filter_policies_are_bounded_per_topic_and_per_account() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let with_policy = |arn: String| NewSubscription {
+            attributes: BTreeMap::from([("FilterPolicy".into(), r#"{"k":["v"]}"#.into())]),
+            ..sub(&arn, &format!("http://x/{arn}"))
+        };
+        let per_topic = FILTER_POLICIES_PER_TOPIC as usize;
+        let topics = FILTER_POLICIES_PER_ACCOUNT as usize / per_topic;
+        for t in 0..topics {
+            let name = format!("t{t}");
+            store
+                .create_topic(&key(&name), &BTreeMap::new(), &BTreeMap::new())
+                .unwrap();
+            for i in 0..per_topic {
+                store
+                    .subscribe(&key(&name), &with_policy(format!("{t}-{i}")))
+                    .unwrap();
+            }
+            // The topic is full; a subscription without a policy still fits, but cannot take
+            // one on.
+            let refused = store.subscribe(&key(&name), &with_policy(format!("{t}-x")));
+            assert!(
+                matches!(&refused, Err(StoreError::FilterPolicyLimit(m)) if m.contains("a topic")),
+                "{refused:?}"
+            );
+            if t == 0 {
+                store
+                    .subscribe(&key(&name), &sub("plain", "http://x/plain"))
+                    .unwrap();
+                let set = |policy: &str| {
+                    store.update_subscription("plain", |s| {
+                        s.attributes.insert("FilterPolicy".into(), policy.into());
+                        Ok(())
+                    })
+                };
+                assert!(matches!(set("{}"), Err(StoreError::FilterPolicyLimit(_))));
+                // One taken off makes room.
+                store
+                    .update_subscription("0-0", |s| {
+                        s.attributes.remove("FilterPolicy");
+                        Ok(())
+                    })
+                    .unwrap();
+                set(r#"{"k":["w"]}"#).unwrap();
+                // Changing a policy takes no more room.
+                set(r#"{"k":["z"]}"#).unwrap();
+            }
+        }
+        // The account is full: a new topic takes no policy either; another account's does.
+        store
+            .create_topic(&key("last"), &BTreeMap::new(), &BTreeMap::new())
+            .unwrap();
+        let refused = store.subscribe(&key("last"), &with_policy("last".into()));
+        assert!(
+            matches!(&refused, Err(StoreError::FilterPolicyLimit(m)) if m.contains("account")),
+            "{refused:?}"
+        );
+        let other = TopicKey {
+            account: AccountId::parse("111111111111").unwrap(),
+            ..key("other")
+        };
+        store
+            .create_topic(&other, &BTreeMap::new(), &BTreeMap::new())
+            .unwrap();
+        store
+            .subscribe(&other, &with_policy("other".into()))
+            .unwrap();
     }
 
     #[test]

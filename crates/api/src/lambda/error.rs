@@ -100,6 +100,7 @@ impl From<StoreError> for ApiError {
             | StoreError::Blob(_)
             | StoreError::NotEmpty
             | StoreError::InIndex(_)
+            | StoreError::FilterPolicyLimit(_)
             | StoreError::Immutable(_)) => {
                 tracing::error!(error = ?e, "store failure");
                 LambdaError::service("An internal error occurred. The server log has the details.")

@@ -635,5 +635,8 @@ fn numeric(arg: &Value) -> Parsed<Range> {
     Ok(range)
 }
 
+mod cache;
+pub use cache::Policies;
+
 #[cfg(test)]
 mod tests;

@@ -77,6 +77,8 @@ pub struct SnsState {
     pub(crate) fifo: std::sync::Mutex<HashMap<String, publish::Fifo>>,
     pub(crate) http: reqwest::Client,
     pub(crate) signer: Signer,
+    /// Subscriptions' filter policies, parsed.
+    pub(crate) policies: filter::Policies,
 }
 
 impl SnsState {
@@ -90,6 +92,7 @@ impl SnsState {
             fifo: Default::default(),
             http,
             signer,
+            policies: filter::Policies::default(),
         })
     }
 

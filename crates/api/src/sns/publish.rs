@@ -12,7 +12,7 @@ use lamina_model::now_millis;
 use lamina_store::{NewDelivery, SubscriptionRecord, TopicRecord};
 use serde_json::{Map, Value, json};
 
-use super::filter::{FilterPolicy, MessageAttribute, Scope};
+use super::filter::{MessageAttribute, Policies, Scope};
 use super::wire::{Params, SnsError, SnsResult, leaf, members};
 use super::{Ctx, deliver, topic_for};
 use crate::lambda::from_service::{self, Refusal};
@@ -548,7 +548,7 @@ async fn send(
 }
 
 /// Whether a subscription's filter policy lets the message through.
-fn wanted(sub: &SubscriptionRecord, message: &Message) -> bool {
+fn wanted(policies: &Policies, sub: &SubscriptionRecord, message: &Message) -> bool {
     let Some(policy) = sub.attributes.get("FilterPolicy").filter(|p| !p.is_empty()) else {
         return true;
     };
@@ -556,13 +556,13 @@ fn wanted(sub: &SubscriptionRecord, message: &Message) -> bool {
         Some("MessageBody") => Scope::MessageBody,
         _ => Scope::MessageAttributes,
     };
-    match FilterPolicy::parse(policy, scope) {
-        Ok(f) => match scope {
+    match policies.get(&sub.arn, policy, scope) {
+        Some(f) => match scope {
             Scope::MessageAttributes => f.matches_attributes(&message.attributes),
             Scope::MessageBody => f.matches_body(message.text_for(&sub.protocol)),
         },
         // Policies are checked when set; one that no longer parses lets nothing through.
-        Err(_) => false,
+        None => false,
     }
 }
 
@@ -577,7 +577,7 @@ async fn fan_out(
     let mut outbox = Vec::new();
     let mut to_functions = Vec::new();
     for sub in subs.iter().filter(|s| s.confirmed) {
-        if !wanted(sub, message) {
+        if !wanted(&state.sns.policies, sub, message) {
             metrics::counter!("lamina_sns_messages_filtered_total", "topic" => topic_arn.to_owned())
                 .increment(1);
             continue;

@@ -123,6 +123,9 @@ impl From<lamina_store::StoreError> for SnsError {
     fn from(e: lamina_store::StoreError) -> Self {
         match e {
             lamina_store::StoreError::NotFound => Self::not_found("Resource does not exist"),
+            lamina_store::StoreError::FilterPolicyLimit(message) => {
+                Self::new("FilterPolicyLimitExceeded", StatusCode::FORBIDDEN, message)
+            }
             e => {
                 tracing::error!(error = %e, "SNS store operation failed");
                 Self::internal("An internal error occurred. The server log has the details.")

@@ -449,6 +449,47 @@ async fn filter_policies_route_each_message_to_its_subscribers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_takes_at_most_200_filter_policies() {
+    let app = spawn_app().await;
+    let out = boto3(
+        &app.endpoint(),
+        ("test", "test"),
+        r#"
+from botocore.exceptions import ClientError
+def refused(call):
+    try:
+        call()
+        return None
+    except ClientError as e:
+        return [e.response['Error']['Code'], e.response['ResponseMetadata']['HTTPStatusCode'], e.response['Error']['Message']]
+t = sns.create_topic(Name='many')['TopicArn']
+fn = lambda i: 'arn:aws:lambda:us-east-1:000000000000:function:f%d' % i
+policy = json.dumps({'k': ['v']})
+arns = [sns.subscribe(TopicArn=t, Protocol='lambda', Endpoint=fn(i), Attributes={'FilterPolicy': policy}, ReturnSubscriptionArn=True)['SubscriptionArn'] for i in range(200)]
+out = {'subscribe': refused(lambda: sns.subscribe(TopicArn=t, Protocol='lambda', Endpoint=fn(200), Attributes={'FilterPolicy': policy}))}
+plain = sns.subscribe(TopicArn=t, Protocol='lambda', Endpoint=fn(200), ReturnSubscriptionArn=True)['SubscriptionArn']
+set_policy = lambda: sns.set_subscription_attributes(SubscriptionArn=plain, AttributeName='FilterPolicy', AttributeValue=policy)
+out['set'] = refused(set_policy)
+sns.set_subscription_attributes(SubscriptionArn=arns[0], AttributeName='FilterPolicy', AttributeValue='')
+out['set_after_one_went'] = refused(set_policy)
+other = sns.create_topic(Name='other')['TopicArn']
+out['other_topic'] = refused(lambda: sns.subscribe(TopicArn=other, Protocol='lambda', Endpoint=fn(0), Attributes={'FilterPolicy': policy}))
+pages = sns.get_paginator('list_subscriptions_by_topic').paginate(TopicArn=t)
+out['subscriptions'] = sum(len(p['Subscriptions']) for p in pages)
+print(json.dumps(out))
+"#,
+    );
+    let refused = &out["subscribe"];
+    assert_eq!(refused[0], "FilterPolicyLimitExceeded", "{out}");
+    assert_eq!(refused[1], 403, "{out}");
+    assert!(refused[2].as_str().unwrap().contains("200"), "{out}");
+    assert_eq!(out["set"][0], "FilterPolicyLimitExceeded", "{out}");
+    assert_eq!(out["set_after_one_went"], Value::Null, "{out}");
+    assert_eq!(out["other_topic"], Value::Null, "{out}");
+    assert_eq!(out["subscriptions"], 201, "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_requests_get_sns_xml_errors_and_change_nothing() {
     let app = spawn_app().await;
     let ep = app.endpoint();
