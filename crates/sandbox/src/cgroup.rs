@@ -149,10 +149,21 @@ impl Cgroup {
     /// given one).
     pub fn set_memory(&self, k: &dyn Kernel, bytes: u64) -> io::Result<()> {
         match &self.layout {
-            Layout::V1 { .. } => k.write(
-                &self.v1("memory").join("memory.limit_in_bytes"),
-                &bytes.to_string(),
-            ),
+            Layout::V1 { .. } => {
+                let memory = self.v1("memory");
+                k.write(&memory.join("memory.limit_in_bytes"), &bytes.to_string())?;
+                // v1 charges TCP buffers to a counter of their own, and only once it has a
+                // limit: without one, a function's connections could hold gigabytes of the
+                // host's memory (v2 charges them to the group's memory). A kernel without the
+                // file has no v1 TCP accounting to turn on.
+                match k.write(
+                    &memory.join("memory.kmem.tcp.limit_in_bytes"),
+                    &bytes.to_string(),
+                ) {
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                    r => r,
+                }
+            }
             Layout::V2 { .. } => k.write(&self.v2().join("memory.max"), &bytes.to_string()),
         }
     }
@@ -398,6 +409,10 @@ mod tests {
                 ),
                 (
                     "/cg/memory/lamina/env-1/memory.limit_in_bytes".into(),
+                    "134217728".into()
+                ),
+                (
+                    "/cg/memory/lamina/env-1/memory.kmem.tcp.limit_in_bytes".into(),
                     "134217728".into()
                 ),
                 (

@@ -690,6 +690,26 @@ async fn sandboxes_see_no_host_details() {
     }
 }
 
+/// A function's TCP buffers count against its memory: 300 connections written to and never
+/// read hold about a gigabyte of the host's memory unbounded (3.7 MB each here), and at most
+/// the function's 128 MB with the limit.
+#[tokio::test]
+async fn socket_buffers_count_against_the_functions_memory() {
+    let app = spawn_app().await;
+    let c = &app.client;
+    deploy_hostile(c, "buffers", 128, 60).await;
+    let (b, err) = call(
+        c,
+        "buffers",
+        json!({"action": "socket_buffers", "pairs": 300}),
+    )
+    .await;
+    assert_eq!(err, None, "{b}");
+    assert_eq!(b["pairs"], 300, "{b}");
+    let queued = b["queued_mb"].as_u64().unwrap();
+    assert!(queued <= 144, "{queued} MB held in socket buffers: {b}");
+}
+
 #[tokio::test]
 async fn tmp_is_disk_not_memory() {
     let app = spawn_app().await;

@@ -240,6 +240,31 @@ def tmp_fill(event):
     }
 
 
+def socket_buffers(event):
+    # Connections to itself on its own loopback, written to and never read: the kernel holds
+    # what each carries, in its send and receive buffers (bounded: 64 writes per connection).
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(event["pairs"])
+    port = listener.getsockname()[1]
+    pairs, queued, err = [], 0, None
+    chunk = b"\0" * (1 << 20)
+    for _ in range(event["pairs"]):
+        try:
+            c = socket.create_connection(("127.0.0.1", port), timeout=1)
+            pairs.append((c, listener.accept()[0]))
+        except OSError as e:
+            err = errno.errorcode.get(e.errno, str(e.errno))
+            break
+        c.setblocking(False)
+        for _ in range(64):
+            try:
+                queued += c.send(chunk)
+            except OSError:
+                break
+    return {"queued_mb": queued >> 20, "pairs": len(pairs), "error": err}
+
+
 def handler(event, context):
     action = event["action"]
     if action == "syscalls":
@@ -262,6 +287,8 @@ def handler(event, context):
         return fork_bomb(event)
     if action == "leaks":
         return leaks(event)
+    if action == "socket_buffers":
+        return socket_buffers(event)
     if action == "tmp_fill":
         return tmp_fill(event)
     if action == "sleep":
