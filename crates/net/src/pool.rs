@@ -103,6 +103,13 @@ enum Request {
         batch: Vec<nftables::schema::NfObject<'static>>,
         reply: SyncSender<io::Result<()>>,
     },
+    /// Security groups' rules and VPCs' NAT states, applied and noted in one step on the
+    /// network thread, so that a retry of an earlier failure never follows a later success.
+    Update {
+        groups: Vec<SecurityGroup>,
+        nat: Vec<(String, bool)>,
+        reply: SyncSender<io::Result<()>>,
+    },
     Traffic {
         reply: SyncSender<Vec<Traffic>>,
     },
@@ -348,23 +355,22 @@ impl Network {
 
     /// Replaces security groups' rules and VPCs' NAT state, in one transaction: environments
     /// already running follow at once.
+    /// One that fails is applied again at the next collection (a minute at most), unless a
+    /// later update applies it first.
     pub fn update(&self, groups: &[SecurityGroup], nat: &[(String, bool)]) -> io::Result<()> {
-        let mut batch = Vec::new();
-        for g in groups {
-            batch.extend(rules::security_group(g));
-        }
-        for (vpc, on) in nat {
-            batch.extend(rules::vpc_nat(vpc, *on));
-        }
-        if batch.is_empty() {
+        if groups.is_empty() && nat.is_empty() {
             return Ok(());
         }
-        self.rules(batch)?;
-        // A profile collected meanwhile may have left these chains: they are collected again.
-        self.shared
-            .profiles()
-            .chains_made(groups.iter().map(|g| &g.id), nat.iter().map(|(v, _)| v));
-        Ok(())
+        let (reply, rx) = mpsc::sync_channel(1);
+        self.tx
+            .send(Request::Update {
+                groups: groups.to_vec(),
+                nat: nat.to_vec(),
+                reply,
+            })
+            .map_err(|_| io::Error::other("sandbox networking has stopped"))?;
+        rx.recv()
+            .map_err(|_| io::Error::other("sandbox networking has stopped"))?
     }
 
     fn rules(&self, batch: Vec<nftables::schema::NfObject<'static>>) -> io::Result<()> {
@@ -408,6 +414,21 @@ impl Network {
             );
         }
     }
+}
+
+/// The transaction that replaces security groups' rules and VPCs' NAT states.
+fn update_batch(
+    groups: &[SecurityGroup],
+    nat: &[(String, bool)],
+) -> Vec<nftables::schema::NfObject<'static>> {
+    let mut batch = Vec::new();
+    for g in groups {
+        batch.extend(rules::security_group(g));
+    }
+    for (vpc, on) in nat {
+        batch.extend(rules::vpc_nat(vpc, *on));
+    }
+    batch
 }
 
 /// The host's `nf_conntrack_max`, when it can be read.
@@ -534,6 +555,15 @@ impl Worker {
             Request::Rules { batch, reply } => {
                 let _ = reply.send(self.host.apply(&batch));
             }
+            Request::Update { groups, nat, reply } => {
+                let applied = self.host.apply(&update_batch(&groups, &nat));
+                // A profile collected meanwhile may have left these chains: they are noted
+                // to be collected again.
+                self.shared
+                    .profiles()
+                    .updated(&groups, &nat, applied.is_ok());
+                let _ = reply.send(applied);
+            }
             Request::Traffic { reply } => {
                 let _ = reply.send(self.traffic());
             }
@@ -640,81 +670,6 @@ impl Worker {
             .push_back((Instant::now(), index, name.to_owned()));
     }
 
-    /// Forgets the profiles idle for [`PROFILE_IDLE`] that no lease or interface still cooling
-    /// belongs to, and removes their chains and any namespace ready for them.
-    fn collect(&mut self) {
-        self.collected = Instant::now();
-        let of = |name: &str| {
-            name.get(rules::PREFIX.len()..rules::PREFIX.len() + 4)
-                .and_then(|hex| u16::from_str_radix(hex, 16).ok())
-        };
-        // Indexes whose interfaces are gone are free; the others still hold their profiles. A
-        // bounded number per pass: each is a netlink request, and starts wait meanwhile.
-        for _ in 0..self.cooling.len().min(1024) {
-            match self.cooled() {
-                Some(index) => self.free.push(index),
-                None => break,
-            }
-        }
-        let mut held: HashSet<u16> = self.owners.keys().filter_map(|n| of(n)).collect();
-        held.extend(self.cooling.iter().filter_map(|(_, _, n)| of(n)));
-        let (gone, kept): (Vec<u16>, Vec<u16>) = {
-            let mut profiles = self.shared.profiles();
-            let mut gone: Vec<u16> = profiles
-                .used
-                .iter()
-                .filter(|(id, at)| at.elapsed() >= self.shared.profile_idle && !held.contains(id))
-                .map(|(id, _)| *id)
-                .collect();
-            profiles.ids.retain(|_, id| !gone.contains(id));
-            for id in &gone {
-                profiles.used.remove(id);
-            }
-            let kept: Vec<u16> = profiles
-                .ids
-                .values()
-                .copied()
-                .chain(profiles.pending)
-                .collect();
-            // Those whose chains could not be removed before, unless made again since.
-            gone.extend(self.unforgotten.drain(..).filter(|id| !kept.contains(id)));
-            if gone.is_empty() {
-                drop(profiles);
-                self.collect_chains();
-                return;
-            }
-            (gone, kept)
-        };
-        let spares: Vec<Ready> = {
-            let mut ready = self.shared.ready.lock().unwrap_or_else(|e| e.into_inner());
-            gone.iter()
-                .filter_map(|p| ready.remove(p))
-                .flatten()
-                .collect()
-        };
-        for r in spares {
-            self.forget_ready(r);
-        }
-        if let Err(e) = self.host.apply(&rules::forget_profiles(&gone, &kept)) {
-            tracing::warn!(error = %e, "removing the chains of unused VPC profiles failed; tried again later");
-            self.unforgotten = gone;
-        }
-        self.collect_chains();
-    }
-
-    /// Removes the chains of security groups and VPCs no profile refers to any more, in a
-    /// transaction of their own: one that fails leaves them noted, to be tried again.
-    fn collect_chains(&mut self) {
-        let (groups, vpcs) = self.shared.profiles().unreferenced();
-        if groups.is_empty() && vpcs.is_empty() {
-            return;
-        }
-        match self.host.apply(&rules::forget_chains(&groups, &vpcs)) {
-            Ok(()) => self.shared.profiles().chains_gone(&groups, &vpcs),
-            Err(e) => tracing::warn!(error = %e, "removing unused security group chains failed"),
-        }
-    }
-
     /// Lets a ready namespace go: its pair goes with it, and its index rests.
     fn forget_ready(&mut self, r: Ready) {
         self.host.release(&r.name);
@@ -797,6 +752,7 @@ impl Worker {
     }
 }
 
+mod collect;
 mod profiles;
 #[cfg(test)]
 mod tests;

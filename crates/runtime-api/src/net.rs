@@ -173,7 +173,10 @@ impl Networking {
         nat.sort();
         nat.dedup();
         if let Err(e) = self.network.update(&groups, &nat) {
-            tracing::warn!(error = %e, "applying security group changes failed");
+            tracing::error!(
+                error = %e,
+                "applying security group and NAT gateway changes failed; tried again within a minute"
+            );
         }
     }
 }

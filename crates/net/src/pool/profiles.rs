@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::io;
 use std::time::{Duration, Instant};
 
-use crate::VpcProfile;
+use crate::{SecurityGroup, VpcProfile};
 
 /// At most this many profiles (each a pair of chains, and a rule every sandbox's packets pass)
 /// in all, and per VPC (each combination of subnets and security groups is one).
@@ -30,6 +30,11 @@ pub(super) struct Profiles {
     /// chains of groups in use, not of every group ever used.
     groups: HashSet<String>,
     vpcs: HashSet<String>,
+    /// Security groups' rules and VPCs' NAT states an update could not apply (the firewall
+    /// refused its transaction), applied again at the next collection unless a later update
+    /// applied them first.
+    unapplied_groups: HashMap<String, SecurityGroup>,
+    unapplied_nat: HashMap<String, bool>,
 }
 
 impl Profiles {
@@ -96,6 +101,36 @@ impl Profiles {
             vpcs.remove(&p.vpc_id);
         }
         (groups.into_iter().collect(), vpcs.into_iter().collect())
+    }
+
+    /// Notes what an update applied (`true`) or could not apply.
+    pub(super) fn updated(&mut self, groups: &[SecurityGroup], nat: &[(String, bool)], ok: bool) {
+        for g in groups {
+            match ok {
+                true => self.unapplied_groups.remove(&g.id),
+                false => self.unapplied_groups.insert(g.id.clone(), g.clone()),
+            };
+        }
+        for (vpc, on) in nat {
+            match ok {
+                true => self.unapplied_nat.remove(vpc),
+                false => self.unapplied_nat.insert(vpc.clone(), *on),
+            };
+        }
+        if ok {
+            self.chains_made(groups.iter().map(|g| &g.id), nat.iter().map(|(v, _)| v));
+        }
+    }
+
+    /// What updates could not apply, to be applied again.
+    pub(super) fn unapplied(&self) -> (Vec<SecurityGroup>, Vec<(String, bool)>) {
+        (
+            self.unapplied_groups.values().cloned().collect(),
+            self.unapplied_nat
+                .iter()
+                .map(|(v, on)| (v.clone(), *on))
+                .collect(),
+        )
     }
 
     /// Notes that the chains of `groups` and `vpcs` are gone.

@@ -333,3 +333,47 @@ fn a_collection_the_firewall_refused_is_tried_again() {
     assert_eq!(tries(), 2);
     net.stop();
 }
+
+#[test]
+fn an_update_the_firewall_refused_is_applied_again() {
+    let host = RecordingHost::default();
+    let net = collecting(&host);
+    let id = net.profile(Some(&vpc("vpc-1", 0)), Vec::new).unwrap();
+    let _lease = net.take(id, "f").unwrap();
+    let group = |port: u16| SecurityGroup {
+        id: "sg-0".into(),
+        egress: vec![Egress {
+            protocol: Protocol::Tcp,
+            ports: Some((port, port)),
+            cidr: "10.1.0.0/16".parse().unwrap(),
+        }],
+    };
+    let with_port = |port: u16| {
+        let rule = format!(r#""field":"dport"}}}},"right":{port},"op":"=="}}}}"#);
+        host.calls().iter().filter(|c| c.contains(&rule)).count()
+    };
+    host.failing_batches
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    assert!(net.update(&[group(5432)], &[]).is_err());
+    assert_eq!(with_port(5432), 1, "{:?}", host.calls());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while with_port(5432) < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "a refused update was not applied again: {:?}",
+            host.calls()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Once applied, it is not applied again; nor is one a later update superseded.
+    assert!(net.update(&[group(6543)], &[]).is_ok());
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!((with_port(5432), with_port(6543)), (2, 1));
+    host.failing_batches
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    assert!(net.update(&[group(7000)], &[]).is_err());
+    assert!(net.update(&[group(7001)], &[]).is_ok());
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!((with_port(7000), with_port(7001)), (1, 1));
+    net.stop();
+}

@@ -1,0 +1,103 @@
+//! The network thread's collection: profiles no environment has used for a while, with their
+//! chains, and updates the firewall refused, applied again.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use super::{Ready, Worker, update_batch};
+use crate::rules;
+
+impl Worker {
+    /// Forgets the profiles idle for [`PROFILE_IDLE`](super::PROFILE_IDLE) that no lease or interface still cooling
+    /// belongs to, and removes their chains and any namespace ready for them.
+    pub(super) fn collect(&mut self) {
+        self.collected = Instant::now();
+        self.apply_unapplied();
+        let of = |name: &str| {
+            name.get(rules::PREFIX.len()..rules::PREFIX.len() + 4)
+                .and_then(|hex| u16::from_str_radix(hex, 16).ok())
+        };
+        // Indexes whose interfaces are gone are free; the others still hold their profiles. A
+        // bounded number per pass: each is a netlink request, and starts wait meanwhile.
+        for _ in 0..self.cooling.len().min(1024) {
+            match self.cooled() {
+                Some(index) => self.free.push(index),
+                None => break,
+            }
+        }
+        let mut held: HashSet<u16> = self.owners.keys().filter_map(|n| of(n)).collect();
+        held.extend(self.cooling.iter().filter_map(|(_, _, n)| of(n)));
+        let (gone, kept): (Vec<u16>, Vec<u16>) = {
+            let mut profiles = self.shared.profiles();
+            let mut gone: Vec<u16> = profiles
+                .used
+                .iter()
+                .filter(|(id, at)| at.elapsed() >= self.shared.profile_idle && !held.contains(id))
+                .map(|(id, _)| *id)
+                .collect();
+            profiles.ids.retain(|_, id| !gone.contains(id));
+            for id in &gone {
+                profiles.used.remove(id);
+            }
+            let kept: Vec<u16> = profiles
+                .ids
+                .values()
+                .copied()
+                .chain(profiles.pending)
+                .collect();
+            // Those whose chains could not be removed before, unless made again since.
+            gone.extend(self.unforgotten.drain(..).filter(|id| !kept.contains(id)));
+            if gone.is_empty() {
+                drop(profiles);
+                self.collect_chains();
+                return;
+            }
+            (gone, kept)
+        };
+        let spares: Vec<Ready> = {
+            let mut ready = self.shared.ready.lock().unwrap_or_else(|e| e.into_inner());
+            gone.iter()
+                .filter_map(|p| ready.remove(p))
+                .flatten()
+                .collect()
+        };
+        for r in spares {
+            self.forget_ready(r);
+        }
+        if let Err(e) = self.host.apply(&rules::forget_profiles(&gone, &kept)) {
+            tracing::warn!(error = %e, "removing the chains of unused VPC profiles failed; tried again later");
+            self.unforgotten = gone;
+        }
+        self.collect_chains();
+    }
+
+    /// Applies again what updates could not apply (before the chains no profile refers to go,
+    /// so that those it makes go with them).
+    fn apply_unapplied(&mut self) {
+        let (groups, nat) = self.shared.profiles().unapplied();
+        let batch = update_batch(&groups, &nat);
+        if batch.is_empty() {
+            return;
+        }
+        match self.host.apply(&batch) {
+            Ok(()) => self.shared.profiles().updated(&groups, &nat, true),
+            Err(e) => tracing::error!(
+                error = %e,
+                "applying security group and NAT gateway changes failed again; running environments keep their earlier rules until it succeeds"
+            ),
+        }
+    }
+
+    /// Removes the chains of security groups and VPCs no profile refers to any more, in a
+    /// transaction of their own: one that fails leaves them noted, to be tried again.
+    fn collect_chains(&mut self) {
+        let (groups, vpcs) = self.shared.profiles().unreferenced();
+        if groups.is_empty() && vpcs.is_empty() {
+            return;
+        }
+        match self.host.apply(&rules::forget_chains(&groups, &vpcs)) {
+            Ok(()) => self.shared.profiles().chains_gone(&groups, &vpcs),
+            Err(e) => tracing::warn!(error = %e, "removing unused security group chains failed"),
+        }
+    }
+}
