@@ -470,8 +470,6 @@ struct Worker {
     cooling: VecDeque<(Instant, u32, String)>,
     /// When unused profiles were last looked for.
     collected: Instant,
-    /// Collected profiles whose chains could not be removed, tried again at the next collection.
-    unforgotten: Vec<u16>,
 }
 
 /// How long [`Network::stop`] waits for the network thread.
@@ -491,7 +489,6 @@ impl Worker {
             ended: HashMap::new(),
             cooling: VecDeque::new(),
             collected: Instant::now(),
-            unforgotten: Vec::new(),
         }
     }
 

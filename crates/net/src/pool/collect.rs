@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::time::Instant;
 
 use super::{Ready, Worker, update_batch};
-use crate::rules;
+use crate::{VpcProfile, rules};
 
 impl Worker {
     /// Forgets the profiles idle for [`PROFILE_IDLE`](super::PROFILE_IDLE) that no lease or interface still cooling
@@ -35,9 +35,18 @@ impl Worker {
                 .filter(|(id, at)| at.elapsed() >= self.shared.profile_idle && !held.contains(id))
                 .map(|(id, _)| *id)
                 .collect();
+            // Until their chains are removed, the collected profiles keep their ids and what
+            // their chains refer to (`unforgotten`).
+            let collected: Vec<(VpcProfile, u16)> = profiles
+                .ids
+                .iter()
+                .filter(|(_, id)| gone.contains(id))
+                .map(|(key, id)| (key.clone(), *id))
+                .collect();
             profiles.ids.retain(|_, id| !gone.contains(id));
-            for id in &gone {
-                profiles.used.remove(id);
+            for (key, id) in collected {
+                profiles.used.remove(&id);
+                profiles.unforgotten.insert(id, key);
             }
             let kept: Vec<u16> = profiles
                 .ids
@@ -45,8 +54,8 @@ impl Worker {
                 .copied()
                 .chain(profiles.pending)
                 .collect();
-            // Those whose chains could not be removed before, unless made again since.
-            gone.extend(self.unforgotten.drain(..).filter(|id| !kept.contains(id)));
+            // With those whose chains could not be removed before.
+            gone = profiles.unforgotten.keys().copied().collect();
             if gone.is_empty() {
                 drop(profiles);
                 self.collect_chains();
@@ -64,9 +73,17 @@ impl Worker {
         for r in spares {
             self.forget_ready(r);
         }
-        if let Err(e) = self.host.apply(&rules::forget_profiles(&gone, &kept)) {
-            tracing::warn!(error = %e, "removing the chains of unused VPC profiles failed; tried again later");
-            self.unforgotten = gone;
+        match self.host.apply(&rules::forget_profiles(&gone, &kept)) {
+            Ok(()) => {
+                let mut profiles = self.shared.profiles();
+                for id in &gone {
+                    profiles.unforgotten.remove(id);
+                }
+            }
+            Err(e) => tracing::warn!(
+                error = %e,
+                "removing the chains of unused VPC profiles failed; tried again later"
+            ),
         }
         self.collect_chains();
     }
@@ -95,9 +112,29 @@ impl Worker {
         if groups.is_empty() && vpcs.is_empty() {
             return;
         }
-        match self.host.apply(&rules::forget_chains(&groups, &vpcs)) {
-            Ok(()) => self.shared.profiles().chains_gone(&groups, &vpcs),
-            Err(e) => tracing::warn!(error = %e, "removing unused security group chains failed"),
+        if self
+            .host
+            .apply(&rules::forget_chains(&groups, &vpcs))
+            .is_ok()
+        {
+            self.shared.profiles().chains_gone(&groups, &vpcs);
+            return;
+        }
+        // One chain the firewall still holds must not keep the others: each alone.
+        let one = std::slice::from_ref;
+        for g in &groups {
+            match self.host.apply(&rules::forget_chains(one(g), &[])) {
+                Ok(()) => self.shared.profiles().chains_gone(one(g), &[]),
+                Err(e) => {
+                    tracing::warn!(error = %e, group = %g, "removing a security group's chain failed")
+                }
+            }
+        }
+        for v in &vpcs {
+            match self.host.apply(&rules::forget_chains(&[], one(v))) {
+                Ok(()) => self.shared.profiles().chains_gone(&[], one(v)),
+                Err(e) => tracing::warn!(error = %e, vpc = %v, "removing a VPC's NAT chain failed"),
+            }
         }
     }
 }

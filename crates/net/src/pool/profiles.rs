@@ -25,6 +25,10 @@ pub(super) struct Profiles {
     /// The id of a profile whose chains are being made: no other profile takes it, and a
     /// collection meanwhile keeps its rule in `profiles`.
     pub(super) pending: Option<u16>,
+    /// Profiles collected whose chains are not removed yet (the firewall refused it once):
+    /// their ids stay taken and their chains' references count, until a collection removes
+    /// them.
+    pub(super) unforgotten: HashMap<u16, VpcProfile>,
     /// Security groups and VPCs with a chain of their own (made with a profile or by an
     /// update): collected once no profile refers to them, so that the firewall holds the
     /// chains of groups in use, not of every group ever used.
@@ -41,7 +45,7 @@ impl Profiles {
     /// Whether another profile like `key` may be made, or why not.
     pub(super) fn room_for(&self, key: &VpcProfile) -> io::Result<()> {
         // Ids are 16 bits, 0 the default's.
-        if self.ids.len() >= MAX_PROFILES.min(u16::MAX as usize - 1) {
+        if self.ids.len() + self.unforgotten.len() >= MAX_PROFILES.min(u16::MAX as usize - 1) {
             return Err(io::Error::other(format!(
                 "this server keeps at most {MAX_PROFILES} combinations of VPC subnets and security groups"
             )));
@@ -57,7 +61,13 @@ impl Profiles {
 
     /// The lowest id no profile has (0 is the default's).
     pub(super) fn free_id(&self) -> u16 {
-        let taken: HashSet<u16> = self.ids.values().copied().chain(self.pending).collect();
+        let taken: HashSet<u16> = self
+            .ids
+            .values()
+            .copied()
+            .chain(self.pending)
+            .chain(self.unforgotten.keys().copied())
+            .collect();
         (1..u16::MAX)
             .find(|i| !taken.contains(i))
             .expect("room_for bounds the profiles")
@@ -94,7 +104,7 @@ impl Profiles {
         }
         let mut groups = self.groups.clone();
         let mut vpcs = self.vpcs.clone();
-        for p in self.ids.keys() {
+        for p in self.ids.keys().chain(self.unforgotten.values()) {
             for g in &p.security_groups {
                 groups.remove(g);
             }
@@ -141,5 +151,36 @@ impl Profiles {
         for v in vpcs {
             self.vpcs.remove(v);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_profile_whose_chains_remain_keeps_its_id_and_its_references() {
+        let key = VpcProfile {
+            vpc_id: "vpc-1".into(),
+            cidrs: vec![],
+            interfaces: vec![],
+            security_groups: vec!["sg-1".into()],
+            nat: false,
+        };
+        let mut p = Profiles::default();
+        p.chains_made(&key.security_groups, [&key.vpc_id]);
+        p.unforgotten.insert(1, key);
+        assert_eq!(p.free_id(), 2, "its chains still stand under id 1");
+        assert_eq!(
+            p.unreferenced(),
+            (vec![], vec![]),
+            "its chains still jump to them"
+        );
+        p.unforgotten.clear();
+        assert_eq!(
+            p.unreferenced(),
+            (vec!["sg-1".to_string()], vec!["vpc-1".to_string()])
+        );
+        assert_eq!(p.free_id(), 1);
     }
 }
