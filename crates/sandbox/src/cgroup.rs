@@ -154,8 +154,9 @@ impl Cgroup {
                 k.write(&memory.join("memory.limit_in_bytes"), &bytes.to_string())?;
                 // v1 charges TCP buffers to a counter of their own, and only once it has a
                 // limit: without one, a function's connections could hold gigabytes of the
-                // host's memory (v2 charges them to the group's memory). A kernel without the
-                // file has no v1 TCP accounting to turn on.
+                // host's memory (v2 charges them to the group's memory). As much again as the
+                // memory, so that no function's connections are starved for it. A kernel
+                // without the file has no v1 TCP accounting to turn on.
                 match k.write(
                     &memory.join("memory.kmem.tcp.limit_in_bytes"),
                     &bytes.to_string(),

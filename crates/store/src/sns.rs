@@ -257,8 +257,8 @@ fn find_subscription(
     .transpose()
 }
 
-/// Subscriptions with a filter policy a topic may have, and an account's topics in all (SNS's
-/// default quotas): each is matched against every message published to its topic.
+/// Subscriptions with a filter policy a topic may have, and an account's topics in a region in
+/// all (SNS's default quotas): each is matched against every message published to its topic.
 pub const FILTER_POLICIES_PER_TOPIC: u64 = 200;
 #[cfg(not(test))]
 pub const FILTER_POLICIES_PER_ACCOUNT: u64 = 10_000;
@@ -272,12 +272,12 @@ fn has_filter_policy(attributes: &BTreeMap<String, String>) -> bool {
         .is_some_and(|p| !p.is_empty())
 }
 
-/// Whether one more subscription with a filter policy fits on topic `topic_id` of `account`.
+/// Whether one more subscription with a filter policy fits on topic `topic.0`, named `topic.1`.
 fn room_for_filter_policy(
     tx: &rusqlite::Transaction<'_>,
-    topic_id: i64,
-    account: &str,
+    topic: (i64, &TopicKey),
 ) -> Result<(), StoreError> {
+    let (topic_id, key) = topic;
     // As the partial index `sns_subscriptions_filtered` says it, so that both counts read it.
     const WITH_POLICY: &str = "json_extract(s.attributes, '$.FilterPolicy') <> ''";
     let on_topic: i64 = tx.query_row(
@@ -295,14 +295,14 @@ fn room_for_filter_policy(
     let in_account: i64 = tx.query_row(
         &format!(
             "SELECT COUNT(*) FROM sns_subscriptions s JOIN sns_topics t ON t.id = s.topic_id
-             WHERE t.account = ?1 AND {WITH_POLICY}"
+             WHERE t.account = ?1 AND t.region = ?2 AND {WITH_POLICY}"
         ),
-        params![account],
+        params![key.account.as_str(), key.region.as_str()],
         |r| r.get(0),
     )?;
     if in_account as u64 >= FILTER_POLICIES_PER_ACCOUNT {
         return Err(StoreError::FilterPolicyLimit(format!(
-            "Filter policy limit exceeded: an account's topics may have at most {FILTER_POLICIES_PER_ACCOUNT} subscriptions with a filter policy in all"
+            "Filter policy limit exceeded: an account's topics in a region may have at most {FILTER_POLICIES_PER_ACCOUNT} subscriptions with a filter policy in all"
         )));
     }
     Ok(())
@@ -440,7 +440,7 @@ impl Store {
             return Ok((sub, false));
         }
         if has_filter_policy(&new.attributes) {
-            room_for_filter_policy(&tx, t.id, topic.account.as_str())?;
+            room_for_filter_policy(&tx, (t.id, topic))?;
         }
         tx.execute(
             "INSERT INTO sns_subscriptions (arn, topic_id, owner, protocol, endpoint, attributes, token, confirmed, created_ms)
@@ -484,7 +484,7 @@ impl Store {
                 params![sub.id],
                 |r| r.get(0),
             )?;
-            room_for_filter_policy(&tx, topic_id, sub.topic.account.as_str())?;
+            room_for_filter_policy(&tx, (topic_id, &sub.topic))?;
         }
         tx.execute(
             "UPDATE sns_subscriptions SET attributes = ?1, confirmed = ?2 WHERE id = ?3",
@@ -695,7 +695,8 @@ mod tests {
                 set(r#"{"k":["z"]}"#).unwrap();
             }
         }
-        // The account is full: a new topic takes no policy either; another account's does.
+        // The account is full in its region: a new topic takes no policy either; another account's
+        // does, and so does another region's.
         store
             .create_topic(&key("last"), &BTreeMap::new(), &BTreeMap::new())
             .unwrap();
@@ -708,12 +709,16 @@ mod tests {
             account: AccountId::parse("111111111111").unwrap(),
             ..key("other")
         };
-        store
-            .create_topic(&other, &BTreeMap::new(), &BTreeMap::new())
-            .unwrap();
-        store
-            .subscribe(&other, &with_policy("other".into()))
-            .unwrap();
+        let elsewhere = TopicKey {
+            region: Region::parse("eu-west-1").unwrap(),
+            ..key("elsewhere")
+        };
+        for k in [other, elsewhere] {
+            store
+                .create_topic(&k, &BTreeMap::new(), &BTreeMap::new())
+                .unwrap();
+            store.subscribe(&k, &with_policy(k.arn())).unwrap();
+        }
     }
 
     #[test]

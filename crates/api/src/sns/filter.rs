@@ -102,6 +102,48 @@ enum Scalar {
     Null,
 }
 
+impl Group {
+    fn weight(&self) -> usize {
+        let leaves: usize = self.leaves.iter().map(Leaf::weight).sum();
+        let ors: usize = self.ors.iter().flatten().map(Group::weight).sum();
+        size_of::<Self>() + leaves + ors
+    }
+}
+
+impl Leaf {
+    fn weight(&self) -> usize {
+        let path: usize = self
+            .path
+            .iter()
+            .map(|p| size_of::<String>() + p.len())
+            .sum();
+        let conditions: usize = self.conditions.iter().map(Condition::weight).sum();
+        size_of::<Self>() + path + conditions
+    }
+}
+
+impl Condition {
+    fn weight(&self) -> usize {
+        size_of::<Self>()
+            + match self {
+                Condition::Str(s)
+                | Condition::Prefix(s)
+                | Condition::Suffix(s)
+                | Condition::EqualsIgnoreCase(s)
+                | Condition::Wildcard(s) => s.len(),
+                Condition::AnythingBut(values) => values
+                    .iter()
+                    .map(|v| match v {
+                        Scalar::Str(s) => size_of::<Scalar>() + s.len(),
+                        _ => size_of::<Scalar>(),
+                    })
+                    .sum(),
+                Condition::AnythingButPattern(c) => c.weight(),
+                _ => 0,
+            }
+    }
+}
+
 /// `numeric`: an equality, or bounds (inclusive when the flag says so).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 struct Range {
@@ -117,6 +159,12 @@ fn policy_error(reason: impl std::fmt::Display) -> String {
 }
 
 impl FilterPolicy {
+    /// About how many bytes the parsed policy holds: in the body scope every condition carries
+    /// its whole key path, so a policy can hold many times its text.
+    pub fn weight(&self) -> usize {
+        self.root.weight()
+    }
+
     /// Parses and checks a policy for a scope. The error is SNS's message after
     /// `Invalid parameter: `.
     pub fn parse(text: &str, scope: Scope) -> Parsed<Self> {

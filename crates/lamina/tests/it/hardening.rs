@@ -690,9 +690,9 @@ async fn sandboxes_see_no_host_details() {
     }
 }
 
-/// A function's TCP buffers count against its memory: 300 connections written to and never
-/// read hold about a gigabyte of the host's memory unbounded (3.7 MB each here), and at most
-/// the function's 128 MB with the limit.
+/// A function's TCP buffers are bounded by its memory size: 300 connections written to and
+/// never read hold about a gigabyte of the host's memory unbounded (3.7 MB each here), and at
+/// most the function's 128 MB with the limit (on cgroup v2 within its memory, on v1 beside it).
 #[tokio::test]
 async fn socket_buffers_count_against_the_functions_memory() {
     let app = spawn_app().await;

@@ -6,16 +6,21 @@ use std::sync::{Arc, Mutex};
 
 use super::{FilterPolicy, Scope};
 
-/// At most this much policy text is kept parsed; past it the cache starts again empty (a
-/// topic's 200 policies of up to 256 KiB each fit).
+/// At most this many bytes of policies are kept, as text and parsed; past it the cache starts
+/// again empty.
 const MAX_BYTES: usize = 64 << 20;
+/// A policy heavier than this is parsed for each message instead (the body scope lets a
+/// policy of 256 KiB hold many times that parsed).
+const MAX_ONE: usize = MAX_BYTES / 16;
 
 /// One subscription's policy: its text and scope, and what they parse to (`None`: they do not,
 /// and the policy lets nothing through).
+#[derive(Clone)]
 struct Entry {
     text: Arc<str>,
     scope: Scope,
     parsed: Option<Arc<FilterPolicy>>,
+    cost: usize,
 }
 
 #[derive(Default)]
@@ -33,17 +38,21 @@ pub struct Policies {
 impl Policies {
     /// The policy `text` of subscription `arn` for `scope`, parsed (`None`: it does not parse).
     pub fn get(&self, arn: &str, text: &str, scope: Scope) -> Option<Arc<FilterPolicy>> {
-        if let Some(e) = self.lock().by_subscription.get(arn)
+        // Compared outside the lock: texts are up to 256 KiB, and every publish takes it.
+        let cached = self.lock().by_subscription.get(arn).cloned();
+        if let Some(e) = cached
             && e.scope == scope
             && *e.text == *text
         {
-            return e.parsed.clone();
+            return e.parsed;
         }
-        // Parsed outside the lock: another publish may parse it too meanwhile, which is only
-        // work done twice.
+        // Another publish may parse it too meanwhile, which is only work done twice.
         let parsed = FilterPolicy::parse(text, scope).ok().map(Arc::new);
+        let cost = arn.len() + text.len() + parsed.as_ref().map_or(0, |p| p.weight());
+        if cost > MAX_ONE {
+            return parsed;
+        }
         let mut inner = self.lock();
-        let cost = arn.len() + text.len();
         if inner.bytes + cost > MAX_BYTES {
             inner.by_subscription.clear();
             inner.bytes = 0;
@@ -52,9 +61,10 @@ impl Policies {
             text: text.into(),
             scope,
             parsed: parsed.clone(),
+            cost,
         };
         if let Some(old) = inner.by_subscription.insert(arn.into(), entry) {
-            inner.bytes -= arn.len() + old.text.len();
+            inner.bytes -= old.cost;
         }
         inner.bytes += cost;
         parsed
@@ -86,14 +96,14 @@ mod tests {
         );
         let body = cache.get("arn:1", b, Scope::MessageBody).unwrap();
         assert_eq!(*body, FilterPolicy::parse(b, Scope::MessageBody).unwrap());
-        assert_eq!(cache.lock().bytes, "arn:1".len() + b.len());
+        assert_eq!(cache.lock().bytes, "arn:1".len() + b.len() + body.weight());
         // A policy that does not parse lets nothing through, and is remembered so.
         assert!(cache.get("arn:2", "{", Scope::MessageBody).is_none());
         assert!(cache.get("arn:2", "{", Scope::MessageBody).is_none());
     }
 
     #[test]
-    fn the_cache_is_bounded_by_the_text_it_holds() {
+    fn the_cache_is_bounded_by_what_its_policies_hold_parsed() {
         let cache = Policies::default();
         let big = format!(r#"{{"k":["{}"]}}"#, "x".repeat(200 * 1024));
         for i in 0..(MAX_BYTES / big.len() + 8) {
@@ -102,5 +112,13 @@ mod tests {
                 .unwrap();
             assert!(cache.lock().bytes <= MAX_BYTES);
         }
+        // A 256 KiB key in the body scope, under 75 alternatives (150 combinations): its
+        // conditions carry the key 75 times, about 19 MB parsed. It is not kept.
+        let key = "k".repeat(250 * 1024);
+        let alternatives: Vec<String> = (0..75).map(|i| format!(r#"{{"a":[{i}]}}"#)).collect();
+        let heavy = format!(r#"{{"{key}":{{"$or":[{}]}}}}"#, alternatives.join(","));
+        let parsed = cache.get("arn:heavy", &heavy, Scope::MessageBody).unwrap();
+        assert!(parsed.weight() > 75 * key.len(), "{}", parsed.weight());
+        assert!(!cache.lock().by_subscription.contains_key("arn:heavy"));
     }
 }
