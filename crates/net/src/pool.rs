@@ -99,8 +99,11 @@ enum Request {
         index: u32,
         owner: String,
     },
-    Rules {
-        batch: Vec<nftables::schema::NfObject<'static>>,
+    /// A VPC profile's chains, made under its pending id; noted as made on success.
+    Profile {
+        id: u16,
+        vpc: VpcProfile,
+        groups: Vec<SecurityGroup>,
         reply: SyncSender<io::Result<()>>,
     },
     /// Security groups' rules and VPCs' NAT states, applied and noted in one step on the
@@ -267,15 +270,24 @@ impl Network {
             profiles.pending = Some(id);
             id
         };
-        // Not under `profiles`: the network thread takes it between requests.
-        let made = self.rules(rules::profile(id, vpc, &groups()));
-        let mut profiles = self.shared.profiles();
-        profiles.pending = None;
-        made?;
-        profiles.chains_made(&vpc.security_groups, [&vpc.vpc_id]);
-        profiles.ids.insert(key, id);
-        profiles.used.insert(id, Instant::now());
-        Ok(id)
+        // Made and noted on the network thread in one step: a collection there sees the
+        // profile either pending (no chains yet) or made (its chains, and its groups' and
+        // NAT state's current rules, which supersede any change not applied before).
+        let (reply, rx) = mpsc::sync_channel(1);
+        let sent = self.tx.send(Request::Profile {
+            id,
+            vpc: vpc.clone(),
+            groups: groups(),
+            reply,
+        });
+        let made = match sent {
+            Ok(()) => rx.recv().unwrap_or_else(|_| Err(stopped())),
+            Err(_) => Err(stopped()),
+        };
+        if made.is_err() {
+            self.shared.profiles().pending = None;
+        }
+        made.map(|()| id)
     }
 
     /// The id of `vpc`'s profile, if it is made already (and then in use: it is not collected
@@ -373,15 +385,6 @@ impl Network {
             .map_err(|_| io::Error::other("sandbox networking has stopped"))?
     }
 
-    fn rules(&self, batch: Vec<nftables::schema::NfObject<'static>>) -> io::Result<()> {
-        let (reply, rx) = mpsc::sync_channel(1);
-        self.tx
-            .send(Request::Rules { batch, reply })
-            .map_err(|_| io::Error::other("sandbox networking has stopped"))?;
-        rx.recv()
-            .map_err(|_| io::Error::other("sandbox networking has stopped"))?
-    }
-
     /// Bytes per owner, for every lease since start (live ones included).
     pub fn traffic(&self) -> Vec<Traffic> {
         let (reply, rx) = mpsc::sync_channel(1);
@@ -414,6 +417,10 @@ impl Network {
             );
         }
     }
+}
+
+fn stopped() -> io::Error {
+    io::Error::other("sandbox networking has stopped")
 }
 
 /// The transaction that replaces security groups' rules and VPCs' NAT states.
@@ -549,8 +556,23 @@ impl Worker {
                 self.release(&name, index, owner);
                 drop(netns);
             }
-            Request::Rules { batch, reply } => {
-                let _ = reply.send(self.host.apply(&batch));
+            Request::Profile {
+                id,
+                vpc,
+                groups,
+                reply,
+            } => {
+                let made = self.host.apply(&rules::profile(id, &vpc, &groups));
+                let mut profiles = self.shared.profiles();
+                profiles.pending = None;
+                if made.is_ok() {
+                    profiles.updated(&groups, &[(vpc.vpc_id.clone(), vpc.nat)], true);
+                    // Its chains jump to every group it names.
+                    profiles.chains_made(&vpc.security_groups, []);
+                    profiles.used.insert(id, Instant::now());
+                    profiles.ids.insert(VpcProfile { nat: false, ..vpc }, id);
+                }
+                let _ = reply.send(made);
             }
             Request::Update { groups, nat, reply } => {
                 let applied = self.host.apply(&update_batch(&groups, &nat));

@@ -44,16 +44,15 @@ impl Worker {
                 .map(|(key, id)| (key.clone(), *id))
                 .collect();
             profiles.ids.retain(|_, id| !gone.contains(id));
-            for (key, id) in collected {
-                profiles.used.remove(&id);
-                profiles.unforgotten.insert(id, key);
+            for id in &gone {
+                profiles.used.remove(id);
             }
-            let kept: Vec<u16> = profiles
-                .ids
-                .values()
-                .copied()
-                .chain(profiles.pending)
-                .collect();
+            profiles
+                .unforgotten
+                .extend(collected.into_iter().map(|(key, id)| (id, key)));
+            // Not the pending one: its chains are not made yet (they are made, with its rule,
+            // and noted as made in one step on this thread).
+            let kept: Vec<u16> = profiles.ids.values().copied().collect();
             // With those whose chains could not be removed before.
             gone = profiles.unforgotten.keys().copied().collect();
             if gone.is_empty() {
@@ -73,17 +72,24 @@ impl Worker {
         for r in spares {
             self.forget_ready(r);
         }
-        match self.host.apply(&rules::forget_profiles(&gone, &kept)) {
-            Ok(()) => {
-                let mut profiles = self.shared.profiles();
-                for id in &gone {
-                    profiles.unforgotten.remove(id);
+        if self
+            .host
+            .apply(&rules::forget_profiles(&gone, &kept))
+            .is_ok()
+        {
+            self.shared.profiles().forgotten(&gone);
+        } else {
+            // One profile the firewall refuses must not keep the others: each alone.
+            for id in &gone {
+                match self.host.apply(&rules::forget_profiles(&[*id], &kept)) {
+                    Ok(()) => self.shared.profiles().forgotten(&[*id]),
+                    Err(e) => tracing::warn!(
+                        error = %e,
+                        profile = id,
+                        "removing the chains of an unused VPC profile failed; tried again later"
+                    ),
                 }
             }
-            Err(e) => tracing::warn!(
-                error = %e,
-                "removing the chains of unused VPC profiles failed; tried again later"
-            ),
         }
         self.collect_chains();
     }
@@ -92,16 +98,35 @@ impl Worker {
     /// so that those it makes go with them).
     fn apply_unapplied(&mut self) {
         let (groups, nat) = self.shared.profiles().unapplied();
-        let batch = update_batch(&groups, &nat);
-        if batch.is_empty() {
+        if groups.is_empty() && nat.is_empty() {
             return;
         }
-        match self.host.apply(&batch) {
-            Ok(()) => self.shared.profiles().updated(&groups, &nat, true),
-            Err(e) => tracing::error!(
-                error = %e,
-                "applying security group and NAT gateway changes failed again; running environments keep their earlier rules until it succeeds"
-            ),
+        if self.host.apply(&update_batch(&groups, &nat)).is_ok() {
+            self.shared.profiles().updated(&groups, &nat, true);
+            return;
+        }
+        // One change the firewall refuses must not keep the others: each alone.
+        for g in &groups {
+            match self.host.apply(&update_batch(std::slice::from_ref(g), &[])) {
+                Ok(()) => self
+                    .shared
+                    .profiles()
+                    .updated(std::slice::from_ref(g), &[], true),
+                Err(e) => {
+                    tracing::error!(error = %e, group = %g.id, "applying a security group's change failed again; running environments keep its earlier rules until it succeeds")
+                }
+            }
+        }
+        for n in &nat {
+            match self.host.apply(&update_batch(&[], std::slice::from_ref(n))) {
+                Ok(()) => self
+                    .shared
+                    .profiles()
+                    .updated(&[], std::slice::from_ref(n), true),
+                Err(e) => {
+                    tracing::error!(error = %e, vpc = %n.0, "applying a VPC's NAT change failed again; running environments keep its earlier state until it succeeds")
+                }
+            }
         }
     }
 

@@ -22,8 +22,8 @@ pub(super) const MAX_SPARE_PROFILES: usize = 16;
 pub(super) struct Profiles {
     pub(super) ids: HashMap<VpcProfile, u16>,
     pub(super) used: HashMap<u16, Instant>,
-    /// The id of a profile whose chains are being made: no other profile takes it, and a
-    /// collection meanwhile keeps its rule in `profiles`.
+    /// The id of a profile whose chains are being made: no other profile takes it, and no
+    /// chain it may refer to is collected meanwhile.
     pub(super) pending: Option<u16>,
     /// Profiles collected whose chains are not removed yet (the firewall refused it once):
     /// their ids stay taken and their chains' references count, until a collection removes
@@ -102,14 +102,11 @@ impl Profiles {
         if self.pending.is_some() {
             return (Vec::new(), Vec::new());
         }
+        let (referenced_groups, referenced_vpcs) = self.referenced();
         let mut groups = self.groups.clone();
         let mut vpcs = self.vpcs.clone();
-        for p in self.ids.keys().chain(self.unforgotten.values()) {
-            for g in &p.security_groups {
-                groups.remove(g);
-            }
-            vpcs.remove(&p.vpc_id);
-        }
+        groups.retain(|g| !referenced_groups.contains(g));
+        vpcs.retain(|v| !referenced_vpcs.contains(v));
         (groups.into_iter().collect(), vpcs.into_iter().collect())
     }
 
@@ -132,8 +129,12 @@ impl Profiles {
         }
     }
 
-    /// What updates could not apply, to be applied again.
-    pub(super) fn unapplied(&self) -> (Vec<SecurityGroup>, Vec<(String, bool)>) {
+    /// What updates could not apply, to be applied again; those no profile refers to any more
+    /// are dropped (a profile made later writes them from the store).
+    pub(super) fn unapplied(&mut self) -> (Vec<SecurityGroup>, Vec<(String, bool)>) {
+        let (groups, vpcs) = self.referenced();
+        self.unapplied_groups.retain(|id, _| groups.contains(id));
+        self.unapplied_nat.retain(|vpc, _| vpcs.contains(vpc));
         (
             self.unapplied_groups.values().cloned().collect(),
             self.unapplied_nat
@@ -141,6 +142,25 @@ impl Profiles {
                 .map(|(v, on)| (v.clone(), *on))
                 .collect(),
         )
+    }
+
+    /// The groups and VPCs whose chains profiles refer to (collected ones whose chains are not
+    /// removed yet included).
+    fn referenced(&self) -> (HashSet<String>, HashSet<String>) {
+        let mut groups = HashSet::new();
+        let mut vpcs = HashSet::new();
+        for p in self.ids.keys().chain(self.unforgotten.values()) {
+            groups.extend(p.security_groups.iter().cloned());
+            vpcs.insert(p.vpc_id.clone());
+        }
+        (groups, vpcs)
+    }
+
+    /// Notes that the chains of collected profiles `ids` are removed.
+    pub(super) fn forgotten(&mut self, ids: &[u16]) {
+        for id in ids {
+            self.unforgotten.remove(id);
+        }
     }
 
     /// Notes that the chains of `groups` and `vpcs` are gone.
