@@ -25,6 +25,10 @@ const MAX_KEYS: usize = 5;
 const MAX_COMBINATIONS: u64 = 150;
 /// The largest policy, bytes.
 pub const MAX_POLICY_BYTES: usize = 256 * 1024;
+/// The most a policy may hold parsed, bytes (see [`FilterPolicy::weight`]): a body-scope policy
+/// repeats its key paths in every alternative, so 256 KiB of text could hold about 38 MB, kept
+/// for every message matched. Refused beyond (a limit SNS does not state).
+pub const MAX_WEIGHT: usize = 4 << 20;
 /// Operators that make an object a match expression rather than a nested policy or an `$or`
 /// alternative.
 const OPERATORS: &[&str] = &[
@@ -193,7 +197,14 @@ impl FilterPolicy {
         if root.combinations() > MAX_COMBINATIONS {
             return Err(policy_error("Filter policy is too complex"));
         }
-        Ok(Self { root })
+        let policy = Self { root };
+        if policy.weight() > MAX_WEIGHT {
+            return Err(policy_error(format!(
+                "Filter policy is too complex: its keys repeated across its alternatives come to more than {} MiB",
+                MAX_WEIGHT >> 20
+            )));
+        }
+        Ok(policy)
     }
 
     /// Whether a message with these attributes passes (scope `MessageAttributes`).

@@ -9,9 +9,6 @@ use super::{FilterPolicy, Scope};
 /// At most this many bytes of policies are kept, as text and parsed; past it the cache starts
 /// again empty.
 const MAX_BYTES: usize = 64 << 20;
-/// A policy heavier than this is parsed for each message instead (the body scope lets a
-/// policy of 256 KiB hold many times that parsed).
-const MAX_ONE: usize = MAX_BYTES / 16;
 
 /// One subscription's policy: its text and scope, and what they parse to (`None`: they do not,
 /// and the policy lets nothing through).
@@ -48,10 +45,8 @@ impl Policies {
         }
         // Another publish may parse it too meanwhile, which is only work done twice.
         let parsed = FilterPolicy::parse(text, scope).ok().map(Arc::new);
+        // At most 4.25 MiB (`MAX_WEIGHT`, and the text): sixteen such fill the cache.
         let cost = arn.len() + text.len() + parsed.as_ref().map_or(0, |p| p.weight());
-        if cost > MAX_ONE {
-            return parsed;
-        }
         let mut inner = self.lock();
         if inner.bytes + cost > MAX_BYTES {
             inner.by_subscription.clear();
@@ -112,13 +107,24 @@ mod tests {
                 .unwrap();
             assert!(cache.lock().bytes <= MAX_BYTES);
         }
-        // A 256 KiB key in the body scope, under 75 alternatives (150 combinations): its
-        // conditions carry the key 75 times, about 19 MB parsed. It is not kept.
+        // A 250 KiB key in the body scope, under 75 alternatives (150 combinations): its
+        // conditions would carry the key 75 times, about 19 MB parsed. It is refused, as when
+        // it is set, and lets nothing through.
         let key = "k".repeat(250 * 1024);
         let alternatives: Vec<String> = (0..75).map(|i| format!(r#"{{"a":[{i}]}}"#)).collect();
         let heavy = format!(r#"{{"{key}":{{"$or":[{}]}}}}"#, alternatives.join(","));
-        let parsed = cache.get("arn:heavy", &heavy, Scope::MessageBody).unwrap();
-        assert!(parsed.weight() > 75 * key.len(), "{}", parsed.weight());
-        assert!(!cache.lock().by_subscription.contains_key("arn:heavy"));
+        let refused = FilterPolicy::parse(&heavy, Scope::MessageBody).unwrap_err();
+        assert!(refused.contains("too complex"), "{refused}");
+        assert!(cache.get("arn:heavy", &heavy, Scope::MessageBody).is_none());
+        // Ten alternatives of it stay within the bound and are kept.
+        let lighter = format!(
+            r#"{{"{key}":{{"$or":[{}]}}}}"#,
+            alternatives[..10].join(",")
+        );
+        let parsed = cache
+            .get("arn:lighter", &lighter, Scope::MessageBody)
+            .unwrap();
+        assert!(parsed.weight() > 10 * key.len(), "{}", parsed.weight());
+        assert!(cache.lock().bytes <= MAX_BYTES);
     }
 }
