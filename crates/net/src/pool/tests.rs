@@ -312,9 +312,10 @@ fn a_collection_the_firewall_refused_is_tried_again() {
     let host = RecordingHost::default();
     let net = collecting(&host);
     let id = net.profile(Some(&vpc("vpc-1", 0)), Vec::new).unwrap();
-    // The next batch, the collection's, fails.
+    // The next two batches fail: the collection's, and its removal of the profile alone. Its
+    // chains are then kept, with its id and references, for a later collection.
     host.failing_batches
-        .store(1, std::sync::atomic::Ordering::SeqCst);
+        .store(2, std::sync::atomic::Ordering::SeqCst);
     let forget = format!(
         r#"{{"delete":{{"chain":{{"family":"inet","table":"lamina","name":"prof-{id}"}}}}}}"#
     );
@@ -323,14 +324,32 @@ fn a_collection_the_firewall_refused_is_tried_again() {
     while tries() < 2 {
         assert!(
             Instant::now() < deadline,
+            "no collection: {:?}",
+            host.calls()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    {
+        let profiles = net.shared.profiles();
+        assert!(profiles.unforgotten.contains_key(&id), "kept for later");
+        assert_ne!(
+            profiles.free_id(),
+            id,
+            "its chains still stand under its id"
+        );
+    }
+    while tries() < 3 {
+        assert!(
+            Instant::now() < deadline,
             "a refused collection was not tried again: {:?}",
             host.calls()
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    // Once removed, the chains are not removed again.
+    // Once removed, the chains are not removed again, and the id is free.
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(tries(), 2);
+    assert_eq!(tries(), 3);
+    assert!(net.shared.profiles().unforgotten.is_empty());
     net.stop();
 }
 
