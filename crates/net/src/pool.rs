@@ -338,9 +338,8 @@ impl Network {
                         owner: owner.to_owned(),
                         reply,
                     })
-                    .map_err(|_| io::Error::other("sandbox networking has stopped"))?;
-                rx.recv()
-                    .map_err(|_| io::Error::other("sandbox networking has stopped"))??
+                    .map_err(|_| stopped())?;
+                rx.recv().map_err(|_| stopped())??
             }
         };
         Ok(Lease {
@@ -380,9 +379,8 @@ impl Network {
                 nat: nat.to_vec(),
                 reply,
             })
-            .map_err(|_| io::Error::other("sandbox networking has stopped"))?;
-        rx.recv()
-            .map_err(|_| io::Error::other("sandbox networking has stopped"))?
+            .map_err(|_| stopped())?;
+        rx.recv().map_err(|_| stopped())?
     }
 
     /// Bytes per owner, for every lease since start (live ones included).
@@ -631,21 +629,7 @@ impl Worker {
         let mut wanted: Vec<(u16, usize)> = vec![(0, self.shared.config.spare)];
         let recent = self.shared.profiles().recent();
         wanted.extend(recent.iter().map(|id| (*id, 1)));
-        let idle: Vec<Ready> = {
-            let mut ready = self.shared.ready.lock().unwrap_or_else(|e| e.into_inner());
-            let gone: Vec<u16> = ready
-                .keys()
-                .filter(|p| **p != 0 && !recent.contains(p))
-                .copied()
-                .collect();
-            gone.iter()
-                .filter_map(|p| ready.remove(p))
-                .flatten()
-                .collect()
-        };
-        for r in idle {
-            self.forget_ready(r);
-        }
+        self.forget_ready_of(|p| p != 0 && !recent.contains(&p));
         for (profile, spare) in wanted {
             let have = self
                 .shared
@@ -687,6 +671,22 @@ impl Worker {
         self.host.release(name);
         self.cooling
             .push_back((Instant::now(), index, name.to_owned()));
+    }
+
+    /// Lets the namespaces ready for the profiles `gone` says go.
+    fn forget_ready_of(&mut self, gone: impl Fn(u16) -> bool) {
+        let idle: Vec<Ready> = {
+            let mut ready = self.shared.ready.lock().unwrap_or_else(|e| e.into_inner());
+            let profiles: Vec<u16> = ready.keys().copied().filter(|p| gone(*p)).collect();
+            profiles
+                .iter()
+                .filter_map(|p| ready.remove(p))
+                .flatten()
+                .collect()
+        };
+        for r in idle {
+            self.forget_ready(r);
+        }
     }
 
     /// Lets a ready namespace go: its pair goes with it, and its index rests.

@@ -272,12 +272,12 @@ fn has_filter_policy(attributes: &BTreeMap<String, String>) -> bool {
         .is_some_and(|p| !p.is_empty())
 }
 
-/// Whether one more subscription with a filter policy fits on topic `topic.0`, named `topic.1`.
+/// Whether one more subscription with a filter policy fits on topic `topic_id`, named `key`.
 fn room_for_filter_policy(
     tx: &rusqlite::Transaction<'_>,
-    topic: (i64, &TopicKey),
+    topic_id: i64,
+    key: &TopicKey,
 ) -> Result<(), StoreError> {
-    let (topic_id, key) = topic;
     // As the partial index `sns_subscriptions_filtered` says it, so that both counts read it.
     const WITH_POLICY: &str = "json_extract(s.attributes, '$.FilterPolicy') <> ''";
     let on_topic: i64 = tx.query_row(
@@ -440,7 +440,7 @@ impl Store {
             return Ok((sub, false));
         }
         if has_filter_policy(&new.attributes) {
-            room_for_filter_policy(&tx, (t.id, topic))?;
+            room_for_filter_policy(&tx, t.id, topic)?;
         }
         tx.execute(
             "INSERT INTO sns_subscriptions (arn, topic_id, owner, protocol, endpoint, attributes, token, confirmed, created_ms)
@@ -484,7 +484,7 @@ impl Store {
                 params![sub.id],
                 |r| r.get(0),
             )?;
-            room_for_filter_policy(&tx, (topic_id, &sub.topic))?;
+            room_for_filter_policy(&tx, topic_id, &sub.topic)?;
         }
         tx.execute(
             "UPDATE sns_subscriptions SET attributes = ?1, confirmed = ?2 WHERE id = ?3",

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::time::Instant;
 
-use super::{Ready, Worker, update_batch};
+use super::{Worker, update_batch};
 use crate::{VpcProfile, rules};
 
 impl Worker {
@@ -62,16 +62,7 @@ impl Worker {
             }
             (gone, kept)
         };
-        let spares: Vec<Ready> = {
-            let mut ready = self.shared.ready.lock().unwrap_or_else(|e| e.into_inner());
-            gone.iter()
-                .filter_map(|p| ready.remove(p))
-                .flatten()
-                .collect()
-        };
-        for r in spares {
-            self.forget_ready(r);
-        }
+        self.forget_ready_of(|p| gone.contains(&p));
         if self
             .host
             .apply(&rules::forget_profiles(&gone, &kept))
