@@ -208,6 +208,10 @@ pub fn service_of(parts: &axum::http::request::Parts) -> Result<Service, String>
 }
 
 /// Builds the one router of the port: every request goes to its service's router.
+///
+/// Every service but Invoke's is awaited boxed: the dispatcher's future would otherwise be as
+/// large as the largest service's (16 KiB), and each request, an Invoke included, would allocate
+/// and copy that much.
 pub fn router(state: Arc<AppState>) -> Router {
     let lambda = lambda::router(state.clone());
     let sns = sns::router(state.clone());
@@ -228,7 +232,7 @@ pub fn router(state: Arc<AppState>) -> Router {
                 browser::strip_console_cookie(&mut parts);
                 let path_style = parts.uri.path().starts_with("/_aws/");
                 let req = Request::from_parts(parts, body);
-                let mut resp = http::serve(gateways, target, req).await;
+                let mut resp = Box::pin(http::serve(gateways, target, req)).await;
                 if path_style {
                     browser::confine_path_style(&mut resp);
                 }
@@ -236,8 +240,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             }
             let path = parts.uri.path();
             if path == "/console" || path.starts_with("/console/") {
-                return console
-                    .oneshot(Request::from_parts(parts, body))
+                return Box::pin(console.oneshot(Request::from_parts(parts, body)))
                     .await
                     .into_response();
             }
@@ -247,19 +250,19 @@ pub fn router(state: Arc<AppState>) -> Router {
             let service = service_of(&parts);
             let req = Request::from_parts(parts, body);
             let mut resp = if req.uri().path().starts_with("/_lamina/sns/") {
-                certificate.oneshot(req).await.into_response()
+                Box::pin(certificate.oneshot(req)).await.into_response()
             } else {
                 match service {
                     Ok(Service::Lambda) => match lambda::invoke_name(&req) {
                         Some(name) => lambda::invoke_direct(gateways, name, req).await,
-                        None => lambda.oneshot(req).await.into_response(),
+                        None => Box::pin(lambda.oneshot(req)).await.into_response(),
                     },
-                    Ok(Service::Sns) => sns.oneshot(req).await.into_response(),
-                    Ok(Service::ApiGateway) => apigw.oneshot(req).await.into_response(),
-                    Ok(Service::Ecr) => ecr::api::serve(gateways, req).await,
-                    Ok(Service::Registry) => ecr::registry::serve(gateways, req).await,
-                    Ok(Service::Ec2) => ec2::serve(gateways, req).await,
-                    Ok(Service::Logs) => logs::serve(gateways, req).await,
+                    Ok(Service::Sns) => Box::pin(sns.oneshot(req)).await.into_response(),
+                    Ok(Service::ApiGateway) => Box::pin(apigw.oneshot(req)).await.into_response(),
+                    Ok(Service::Ecr) => Box::pin(ecr::api::serve(gateways, req)).await,
+                    Ok(Service::Registry) => Box::pin(ecr::registry::serve(gateways, req)).await,
+                    Ok(Service::Ec2) => Box::pin(ec2::serve(gateways, req)).await,
+                    Ok(Service::Logs) => Box::pin(logs::serve(gateways, req)).await,
                     Err(name) => unknown_service(&name),
                 }
             };

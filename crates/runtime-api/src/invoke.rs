@@ -140,10 +140,7 @@ impl Executor {
         if let Err(e) = self.inner.host.can_sandbox() {
             return (Err(Failure::Unavailable(e)), unclaimed);
         }
-        let this = self.clone();
-        let f = Arc::clone(f);
-        let (answer, answered) = oneshot::channel();
-        tokio::spawn(async move { this.run(&f, inv, answer).await });
+        let answered = self.spawn_run(f, inv);
         let mut claim = Claim {
             answered: Some(answered),
             unclaimed: Some(unclaimed),
@@ -154,6 +151,21 @@ impl Executor {
         let answer = answer
             .unwrap_or_else(|_| Err(Failure::Internal("the invocation's task failed".into())));
         (answer, unclaimed)
+    }
+
+    /// Starts the invocation's task; its answer comes through the receiver. A function of its
+    /// own, not inline in [`Executor::invoke`], so that the task's future is not part of the
+    /// caller's too.
+    fn spawn_run(
+        &self,
+        f: &Arc<FunctionRuntime>,
+        inv: Invocation,
+    ) -> oneshot::Receiver<Result<Invoked, Failure>> {
+        let this = self.clone();
+        let f = Arc::clone(f);
+        let (answer, answered) = oneshot::channel();
+        tokio::spawn(async move { this.run(&f, inv, answer).await });
+        answered
     }
 
     async fn run(
@@ -184,7 +196,9 @@ impl Executor {
         let (mut env, cold) = match grant {
             scheduler::Grant::Warm(env) => (env, false),
             scheduler::Grant::Cold { boost } => {
-                match Environment::start_for(self, f, &inv.request_id, boost).await {
+                // Boxed: a cold start's future is most of this one's size otherwise, and every
+                // warm invocation would allocate and copy it.
+                match Box::pin(Environment::start_for(self, f, &inv.request_id, boost)).await {
                     Ok(env) => (env, true),
                     Err(e) => {
                         let init_failed = matches!(&e, Failure::Function(o) if o.init_failed());

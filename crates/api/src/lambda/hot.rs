@@ -74,6 +74,43 @@ pub(crate) async fn function_of(
     qualifier: Option<&Qualifier>,
     fresh: bool,
 ) -> ApiResult<(Arc<FunctionRecord>, Arc<FunctionRuntime>, Arc<Meters>)> {
+    if !fresh && let Some(hit) = hot_runtime(state, key, qualifier) {
+        return Ok(hit);
+    }
+    // Boxed: reading the store and making the runtime is most of this future's size, and a warm
+    // invocation would otherwise allocate and copy room for it.
+    Box::pin(load(state, key, qualifier, fresh)).await
+}
+
+/// What [`function_of`] returns, if the cache holds all of it.
+fn hot_runtime(
+    state: &AppState,
+    key: &FunctionKey,
+    qualifier: Option<&Qualifier>,
+) -> Option<(Arc<FunctionRecord>, Arc<FunctionRuntime>, Arc<Meters>)> {
+    let hot = state.hot.read().unwrap_or_else(|e| e.into_inner());
+    let h = hot.functions.get(key)?;
+    let number;
+    let version = match qualifier {
+        None | Some(Qualifier::Latest) => LATEST,
+        Some(Qualifier::Version(n)) => {
+            number = n.to_string();
+            &number
+        }
+        Some(Qualifier::Alias(a)) => super::versions::picked(h.aliases.get(a.as_str())?),
+    };
+    let c = h.versions.get(version)?;
+    let (runtime, meters) = c.runtime.as_ref()?;
+    Some((c.rec.clone(), runtime.clone(), meters.clone()))
+}
+
+/// [`function_of`], reading what the cache does not hold.
+async fn load(
+    state: &Arc<AppState>,
+    key: &FunctionKey,
+    qualifier: Option<&Qualifier>,
+    fresh: bool,
+) -> ApiResult<(Arc<FunctionRecord>, Arc<FunctionRuntime>, Arc<Meters>)> {
     let version = version_of(state, key, qualifier, fresh).await?;
     let Cached { rec, runtime } = cached(state, key, &version, qualifier, fresh).await?;
     if let Some((runtime, meters)) = runtime {

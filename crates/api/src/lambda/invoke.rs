@@ -72,7 +72,7 @@ pub async fn invoke(
     check_payload(&body, limit, "InvokeFunction")?;
     if invocation_type == "Event" {
         // The client context is not passed on asynchronous invocations, as on Lambda.
-        return enqueue(&state, key, qualifier, body).await;
+        return Box::pin(enqueue(&state, key, qualifier, body)).await;
     }
     let client_context = match header(&headers, "x-amz-client-context") {
         None => None,
@@ -106,7 +106,7 @@ pub async fn invoke(
     };
     if invocation_type == "DryRun" {
         active(
-            super::hot::record(&state, &key, qualifier.as_ref(), false)
+            Box::pin(super::hot::record(&state, &key, qualifier.as_ref(), false))
                 .await?
                 .as_ref(),
         )?;

@@ -469,13 +469,15 @@ pub(crate) async fn resolve_invoke(
         region: caller.region.clone(),
         name: r.name,
     };
-    let allowed = policy::allows(
+    // Boxed: another account's call is rare, and its policy read would size every Invoke's
+    // future.
+    let allowed = Box::pin(policy::allows(
         state,
         &key,
         r.qualifier.as_ref(),
         "lambda:InvokeFunction",
         policy::Principal::Account(caller.account.as_str()),
-    )
+    ))
     .await?;
     if !allowed {
         return Err(not_authorized(caller, &account, &key, operation));
