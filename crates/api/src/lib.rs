@@ -208,10 +208,6 @@ pub fn service_of(parts: &axum::http::request::Parts) -> Result<Service, String>
 }
 
 /// Builds the one router of the port: every request goes to its service's router.
-///
-/// Every service but Invoke's is awaited boxed: the dispatcher's future would otherwise be as
-/// large as the largest service's (16 KiB), and each request, an Invoke included, would allocate
-/// and copy that much.
 pub fn router(state: Arc<AppState>) -> Router {
     let lambda = lambda::router(state.clone());
     let sns = sns::router(state.clone());
@@ -249,6 +245,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             }
             let service = service_of(&parts);
             let req = Request::from_parts(parts, body);
+            // Every service but Invoke is awaited boxed: inline, each would size the
+            // dispatcher's future, which every request (an Invoke too) allocates and copies.
             let mut resp = if req.uri().path().starts_with("/_lamina/sns/") {
                 Box::pin(certificate.oneshot(req)).await.into_response()
             } else {

@@ -65,6 +65,9 @@ impl AppState {
     }
 }
 
+/// A function's record, what its environments need to know, and its metric handles.
+pub(crate) type Runnable = (Arc<FunctionRecord>, Arc<FunctionRuntime>, Arc<Meters>);
+
 /// The record an invoke runs, active, and what its environments need to know: from the cache
 /// once read and run (unless `fresh`), so that a warm invocation makes neither again (nor asks
 /// the blocking pool for the merged layers of a function that has some).
@@ -73,45 +76,60 @@ pub(crate) async fn function_of(
     key: &FunctionKey,
     qualifier: Option<&Qualifier>,
     fresh: bool,
-) -> ApiResult<(Arc<FunctionRecord>, Arc<FunctionRuntime>, Arc<Meters>)> {
-    if !fresh && let Some(hit) = hot_runtime(state, key, qualifier) {
-        return Ok(hit);
-    }
+) -> ApiResult<Runnable> {
+    let picked = if fresh {
+        None
+    } else {
+        match hot_runtime(state, key, qualifier) {
+            Ok(hit) => return Ok(hit),
+            Err(picked) => picked,
+        }
+    };
     // Boxed: reading the store and making the runtime is most of this future's size, and a warm
     // invocation would otherwise allocate and copy room for it.
-    Box::pin(load(state, key, qualifier, fresh)).await
+    Box::pin(load(state, key, qualifier, picked, fresh)).await
 }
 
-/// What [`function_of`] returns, if the cache holds all of it.
+/// What [`function_of`] returns, if the cache holds all of it; else the version an alias in the
+/// cache picked, if one did (an alias picks once per invocation, so that its weights hold).
 fn hot_runtime(
     state: &AppState,
     key: &FunctionKey,
     qualifier: Option<&Qualifier>,
-) -> Option<(Arc<FunctionRecord>, Arc<FunctionRuntime>, Arc<Meters>)> {
+) -> Result<Runnable, Option<String>> {
     let hot = state.hot.read().unwrap_or_else(|e| e.into_inner());
-    let h = hot.functions.get(key)?;
+    let h = hot.functions.get(key).ok_or(None)?;
     let number;
-    let version = match qualifier {
-        None | Some(Qualifier::Latest) => LATEST,
+    let (version, picked) = match qualifier {
+        None | Some(Qualifier::Latest) => (LATEST, false),
         Some(Qualifier::Version(n)) => {
             number = n.to_string();
-            &number
+            (number.as_str(), false)
         }
-        Some(Qualifier::Alias(a)) => super::versions::picked(h.aliases.get(a.as_str())?),
+        Some(Qualifier::Alias(a)) => {
+            let alias = h.aliases.get(a.as_str()).ok_or(None)?;
+            (super::versions::picked(alias), true)
+        }
     };
-    let c = h.versions.get(version)?;
-    let (runtime, meters) = c.runtime.as_ref()?;
-    Some((c.rec.clone(), runtime.clone(), meters.clone()))
+    let missed = || picked.then(|| version.to_owned());
+    let c = h.versions.get(version).ok_or_else(missed)?;
+    let (runtime, meters) = c.runtime.as_ref().ok_or_else(missed)?;
+    Ok((c.rec.clone(), runtime.clone(), meters.clone()))
 }
 
-/// [`function_of`], reading what the cache does not hold.
+/// [`function_of`], reading what the cache does not hold; `picked` is the version an alias in
+/// the cache already picked.
 async fn load(
     state: &Arc<AppState>,
     key: &FunctionKey,
     qualifier: Option<&Qualifier>,
+    picked: Option<String>,
     fresh: bool,
-) -> ApiResult<(Arc<FunctionRecord>, Arc<FunctionRuntime>, Arc<Meters>)> {
-    let version = version_of(state, key, qualifier, fresh).await?;
+) -> ApiResult<Runnable> {
+    let version = match picked {
+        Some(v) => v,
+        None => version_of(state, key, qualifier, fresh).await?,
+    };
     let Cached { rec, runtime } = cached(state, key, &version, qualifier, fresh).await?;
     if let Some((runtime, meters)) = runtime {
         return Ok((rec, runtime, meters));

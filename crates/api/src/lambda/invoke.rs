@@ -71,7 +71,8 @@ pub async fn invoke(
     };
     check_payload(&body, limit, "InvokeFunction")?;
     if invocation_type == "Event" {
-        // The client context is not passed on asynchronous invocations, as on Lambda.
+        // The client context is not passed on asynchronous invocations, as on Lambda. Boxed,
+        // as the other rare branches: inline, each would size every Invoke's future.
         return Box::pin(enqueue(&state, key, qualifier, body)).await;
     }
     let client_context = match header(&headers, "x-amz-client-context") {
@@ -105,6 +106,7 @@ pub async fn invoke(
         }
     };
     if invocation_type == "DryRun" {
+        // Boxed, as the enqueue above.
         active(
             Box::pin(super::hot::record(&state, &key, qualifier.as_ref(), false))
                 .await?
