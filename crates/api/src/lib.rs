@@ -77,6 +77,9 @@ pub struct AppState {
     pub ec2_interfaces: lamina_model::vpc::InterfacePermits,
     /// CloudWatch Logs' live tail sessions open, per account.
     pub live_tails: logs::livetail::LiveTails,
+    /// Held across a write of a function's reserved concurrency (or of its deletion) and the
+    /// scheduler's copy of it, so that the two agree whatever the order of concurrent writes.
+    pub reservations: std::sync::Mutex<()>,
 }
 
 /// Receives one usage record per invocation; must not block.

@@ -192,6 +192,7 @@ pub async fn run(
         runtimes: executor.runtimes(),
         hot: Default::default(),
         live_tails: Default::default(),
+        reservations: Default::default(),
         ec2_interfaces: config.interface_permits.clone(),
         stopping: tokio::sync::watch::channel(false).0,
         usage: usage.clone(),

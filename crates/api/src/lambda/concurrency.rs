@@ -63,30 +63,15 @@ pub async fn put(
         )
     })?;
     let limit = state.account_concurrency as u64;
-    let store = state.store.clone();
-    let k = key.clone();
-    blocking(move || {
-        store
-            .set_reserved_concurrency(&k, Some(value), |others| {
-                if limit.saturating_sub(others + value as u64) < UNRESERVED_MIN {
-                    return Err(LambdaError::invalid_parameter(format!(
-                        "Specified ReservedConcurrentExecutions for function decreases account's UnreservedConcurrentExecution below its minimum value of [{UNRESERVED_MIN}]."
-                    )));
-                }
-                Ok(())
-            })
-            .map_err(|e| match e {
-                StoreError::NotFound => not_found(&k),
-                e => e.into(),
-            })
+    reserve(&state, key, Some(value), move |others| {
+        if limit.saturating_sub(others + value as u64) < UNRESERVED_MIN {
+            return Err(LambdaError::invalid_parameter(format!(
+                "Specified ReservedConcurrentExecutions for function decreases account's UnreservedConcurrentExecution below its minimum value of [{UNRESERVED_MIN}]."
+            )));
+        }
+        Ok(())
     })
     .await?;
-    state.executor.set_reserved(
-        key.account.as_str(),
-        key.region.as_str(),
-        &arn(&key, None),
-        Some(value),
-    );
     Ok(Json(json!({ "ReservedConcurrentExecutions": value })))
 }
 
@@ -113,22 +98,35 @@ pub async fn delete(
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
     let key = unqualified(&caller, &name, "DeleteFunctionConcurrency")?;
-    let store = state.store.clone();
-    let k = key.clone();
-    blocking(move || {
-        store
-            .set_reserved_concurrency(&k, None, |_| Ok(()))
-            .map_err(|e| match e {
-                StoreError::NotFound => not_found(&k),
-                e => e.into(),
-            })
-    })
-    .await?;
-    state.executor.set_reserved(
-        key.account.as_str(),
-        key.region.as_str(),
-        &arn(&key, None),
-        None,
-    );
+    reserve(&state, key, None, |_| Ok(())).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Writes a function's reservation (`check` sees the sum of the account's others) and gives
+/// the scheduler its copy, on the thread that committed and under the lock that orders such
+/// writes: a caller gone meanwhile, or two writes at once, cannot leave the two apart.
+async fn reserve(
+    state: &Arc<AppState>,
+    key: FunctionKey,
+    value: Option<u32>,
+    check: impl FnOnce(u64) -> Result<(), LambdaError> + Send + 'static,
+) -> ApiResult<()> {
+    let st = state.clone();
+    blocking(move || {
+        let _order = st.reservations.lock().unwrap_or_else(|e| e.into_inner());
+        st.store
+            .set_reserved_concurrency(&key, value, check)
+            .map_err(|e| match e {
+                StoreError::NotFound => not_found(&key),
+                e => e.into(),
+            })?;
+        st.executor.set_reserved(
+            key.account.as_str(),
+            key.region.as_str(),
+            &arn(&key, None),
+            value,
+        );
+        Ok(())
+    })
+    .await
 }

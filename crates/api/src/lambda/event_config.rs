@@ -236,11 +236,20 @@ async fn store_config(
     key: &FunctionKey,
     config: EventInvokeConfig,
 ) -> ApiResult<Json<Value>> {
-    let store = state.store.clone();
-    let k = key.clone();
-    let c = config.clone();
-    blocking(move || Ok(store.put_event_config(&k, &c)?)).await?;
-    state.queue.rules_changed();
+    let (store, st, k, c) = (
+        state.store.clone(),
+        state.clone(),
+        key.clone(),
+        config.clone(),
+    );
+    // The dispatcher told on the thread that committed, so that a caller gone meanwhile cannot
+    // leave it on the old rules.
+    blocking(move || {
+        store.put_event_config(&k, &c)?;
+        st.queue.rules_changed();
+        Ok(())
+    })
+    .await?;
     Ok(Json(config_json(key, &config)))
 }
 
@@ -347,11 +356,18 @@ pub async fn delete(
         "DeleteFunctionEventInvokeConfig",
     )
     .await?;
-    let store = state.store.clone();
-    let k = key.clone();
-    let q = qualifier.to_string();
-    let existed = blocking(move || Ok(store.delete_event_config(&k, &q)?)).await?;
-    state.queue.rules_changed();
+    let (store, st, k, q) = (
+        state.store.clone(),
+        state.clone(),
+        key.clone(),
+        qualifier.to_string(),
+    );
+    let existed = blocking(move || {
+        let existed = store.delete_event_config(&k, &q)?;
+        st.queue.rules_changed();
+        Ok(existed)
+    })
+    .await?;
     if !existed {
         return Err(no_config(&key, &qualifier).into());
     }

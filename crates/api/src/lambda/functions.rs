@@ -694,9 +694,17 @@ pub async fn delete(
     }
     let (store, st, k) = (state.store.clone(), state.clone(), key.clone());
     let deleted = blocking(move || {
+        // Its reservation goes with it, from the scheduler too (a function made again under
+        // its name starts without one).
+        let _order = st.reservations.lock().unwrap_or_else(|e| e.into_inner());
         let queued = store.delete_function(&k)?;
         st.forget(&k);
         let deleted = queued.is_some();
+        if deleted {
+            let arn = arn(&k, None);
+            st.executor
+                .set_reserved(k.account.as_str(), k.region.as_str(), &arn, None);
+        }
         // Its queued asynchronous events went with it. Told here, on the thread that committed,
         // so that a caller gone meanwhile cannot leave the dispatcher holding them.
         if let Some(queued) = queued {

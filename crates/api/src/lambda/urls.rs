@@ -255,12 +255,19 @@ pub async fn update(
         cors: req.cors.as_ref().map(cors_text).transpose()?.map(Some),
         invoke_mode: req.invoke_mode.clone(),
     };
-    let store = state.store.clone();
+    let (store, st) = (state.store.clone(), state.clone());
     let q = qualifier_text(&qualifier);
-    let url = blocking(move || Ok(store.update_function_url(&key, &q, &change)?))
-        .await?
-        .ok_or_else(no_url)?;
-    state.http.forget_url(&url.url_id);
+    // The cache forgets on the thread that committed, so that a caller gone meanwhile cannot
+    // leave the old configuration served.
+    let url = blocking(move || {
+        let url = store.update_function_url(&key, &q, &change)?;
+        if let Some(u) = &url {
+            st.http.forget_url(&u.url_id);
+        }
+        Ok(url)
+    })
+    .await?
+    .ok_or_else(no_url)?;
     Ok(Json(url_json(
         &state,
         &url,
@@ -284,12 +291,19 @@ pub async fn delete(
         "DeleteFunctionUrlConfig",
     )
     .await?;
-    let store = state.store.clone();
+    let (store, st) = (state.store.clone(), state.clone());
     let q = qualifier_text(&qualifier);
-    let id = blocking(move || Ok(store.delete_function_url(&key, &q)?))
-        .await?
-        .ok_or_else(no_url)?;
-    state.http.forget_url(&id);
+    let deleted = blocking(move || {
+        let id = store.delete_function_url(&key, &q)?;
+        if let Some(id) = &id {
+            st.http.forget_url(id);
+        }
+        Ok(id.is_some())
+    })
+    .await?;
+    if !deleted {
+        return Err(no_url());
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

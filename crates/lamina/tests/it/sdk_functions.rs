@@ -332,6 +332,55 @@ async fn delete_removes_function_and_its_code() {
     assert_eq!(on_disk.1, vec![kept_hex]);
 }
 
+/// A deleted function's reserved concurrency goes with it, from the scheduler as from the store:
+/// a function made again under its name runs, and the account's other functions get back the
+/// concurrency it held.
+#[tokio::test]
+async fn a_deleted_functions_reservation_goes_with_it() {
+    let app = spawn_app().await;
+    let c = &app.client;
+    for (name, reserved) in [("stopped", 0), ("large", 900)] {
+        create(c, name, shell_runtime_zip()).await;
+        c.put_function_concurrency()
+            .function_name(name)
+            .reserved_concurrent_executions(reserved)
+            .send()
+            .await
+            .unwrap();
+        c.delete_function()
+            .function_name(name)
+            .send()
+            .await
+            .unwrap();
+        create(c, name, shell_runtime_zip()).await;
+        let got = c.get_function_concurrency().function_name(name);
+        assert_eq!(
+            got.send().await.unwrap().reserved_concurrent_executions(),
+            None
+        );
+    }
+    // Had the scheduler kept them, `stopped` would be throttled (a reservation of 0), and with
+    // 900 reserved again here (the store allows it) the unreserved pool would be 1000 − 1800.
+    c.put_function_concurrency()
+        .function_name("large")
+        .reserved_concurrent_executions(900)
+        .send()
+        .await
+        .unwrap();
+    create(c, "other", shell_runtime_zip()).await;
+    for name in ["stopped", "other"] {
+        let out = c
+            .invoke()
+            .function_name(name)
+            .payload(Blob::new(&b"{}"[..]));
+        let out = out
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {}", describe(&e)));
+        assert_eq!(out.status_code(), 200, "{name}");
+    }
+}
+
 /// Waits until exactly the code of `hexes` is on disk, zips and trees; asserts it.
 async fn code_left(app: &TestApp, hexes: &[String]) {
     let mut want = hexes.to_vec();
