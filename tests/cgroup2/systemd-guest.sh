@@ -59,4 +59,7 @@ rc=$?
 [ ! -d $CG ] || fail "the service's group is left: $(find $CG -name cgroup.procs -exec cat {} +)"
 journalctl -b --no-pager -u lamina | grep -E ' (WARN|ERROR) ' && fail "warnings in the journal"
 ok "systemctl stop: exit 0, no group left"
+# Other servers on the host may hold locks there: the unit's stop keeps its runtime directory.
+[ -d /run/lamina ] && [ -n "$(ls /run/lamina)" ] || fail "/run/lamina was removed at the stop"
+ok "/run/lamina kept: $(ls /run/lamina | tr '\n' ' ')"
 echo PASS

@@ -292,13 +292,22 @@ impl Maker {
                 cpu_period_us: CPU_PERIOD_US,
                 pids_max: 1024,
             };
-            let cg = Cgroup::create(
+            let cg = match Cgroup::create(
                 self.kernel.as_ref(),
                 layout,
                 format!("{}/env-{}-{id}", self.cgroup_parent, self.generation),
                 limits,
-            )
-            .map_err(|e| SpawnError::Setup(format!("creating cgroups: {e}")))?;
+            ) {
+                Ok(cg) => cg,
+                Err(e) => {
+                    // Nothing has run as the interpreter's uid yet: it goes back (the sandbox's
+                    // teardown gives one back only once a removed group proves that).
+                    if let Some(o) = premade.uid.take() {
+                        o.range.give(o.uid);
+                    }
+                    return Err(SpawnError::Setup(format!("creating cgroups: {e}")));
+                }
+            };
             spec.cgroup_join = cg.join_files();
             spec.cgroup_dir = cg.unified_dir();
             spec.thaw = cg.thaw_writes();

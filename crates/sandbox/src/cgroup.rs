@@ -41,19 +41,21 @@ pub struct Limits {
 /// host (`tg_set_bandwidth`), so a new group is only told what differs from these.
 const FRESH_CPU_PERIOD_US: u64 = 100_000;
 
-/// SIGKILLs every process `procs` lists: freeze (`state`, `values[0]`), signal everything
-/// listed, thaw (`values[1]`), until the list is empty: a frozen group cannot fork a process that
-/// escapes the list between reading it and signalling.
+/// SIGKILLs every process `procs` lists: freeze (`state`, `values[0]`), wait (up to 50 ms)
+/// until `frozen` says the freeze took, signal everything listed, thaw (`values[1]`), until the
+/// list is empty: a frozen group cannot fork a process that escapes the list between reading it
+/// and signalling.
 fn kill_listed(
     k: &dyn Kernel,
     procs: &std::path::Path,
     state: &std::path::Path,
     values: [&str; 2],
+    frozen: &dyn Fn() -> bool,
 ) {
     for _ in 0..100 {
         let _ = k.write(state, values[0]);
         let deadline = Instant::now() + Duration::from_millis(50);
-        while Instant::now() < deadline && k.read(state).is_ok_and(|s| s.trim() == "FREEZING") {
+        while Instant::now() < deadline && !frozen() {
             std::thread::sleep(Duration::from_micros(200));
         }
         let text = k.read(procs).unwrap_or_default();
@@ -107,6 +109,23 @@ impl Cgroup {
             layout: layout.clone(),
             rel: rel.into(),
         };
+        match cg.make(k, &limits) {
+            Ok(()) => Ok(cg),
+            // A group of that name already there is not this one's to remove.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(e),
+            Err(e) => {
+                // Nothing has run in it: what was made of it goes.
+                if let Err(gone) = cg.destroy(k) {
+                    tracing::warn!(error = %gone, "removing a half-made cgroup failed");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// [`Cgroup::create`]'s directories and limits.
+    fn make(&self, k: &dyn Kernel, limits: &Limits) -> io::Result<()> {
+        let cg = self;
         let other_period = limits.cpu_period_us != FRESH_CPU_PERIOD_US;
         match &cg.layout {
             Layout::V1 { .. } => {
@@ -130,7 +149,13 @@ impl Cgroup {
             Layout::V2 { .. } => {
                 let d = cg.v2();
                 k.create_dir(&d)?;
-                k.write(&d.join("memory.swap.max"), "0")?;
+                // A kernel without swap accounting (booted with `swapaccount=0`, or built
+                // without it) has no such file: there the group's memory is limited and its
+                // swap is not, as for every group on that host.
+                match k.write(&d.join("memory.swap.max"), "0") {
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    r => r?,
+                }
                 // One OOM kills the whole environment, as on Lambda.
                 k.write(&d.join("memory.oom.group"), "1")?;
                 k.write(&d.join("pids.max"), &limits.pids_max.to_string())?;
@@ -142,7 +167,7 @@ impl Cgroup {
         {
             cg.set_cpu(k, limits.cpu_quota_us, limits.cpu_period_us)?;
         }
-        Ok(cg)
+        Ok(())
     }
 
     /// Sets the memory limit (a sandbox made ahead of time gets its function's when it is
@@ -263,22 +288,31 @@ impl Cgroup {
                 // Before Linux 5.14: signal what is listed, as on v1.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     let d = self.v2();
+                    // v2's `cgroup.freeze` reads back what was written; the group says in
+                    // `cgroup.events` when it is frozen.
+                    let events = d.join("cgroup.events");
                     kill_listed(
                         k,
                         &d.join("cgroup.procs"),
                         &d.join("cgroup.freeze"),
                         ["1", "0"],
+                        &|| {
+                            k.read(&events)
+                                .is_ok_and(|s| s.lines().any(|l| l.trim() == "frozen 1"))
+                        },
                     );
                     Ok(())
                 }
                 r => r,
             },
             Layout::V1 { .. } => {
+                let state = self.v1("freezer").join("freezer.state");
                 kill_listed(
                     k,
                     &self.v1("pids").join("cgroup.procs"),
-                    &self.v1("freezer").join("freezer.state"),
+                    &state,
                     ["FROZEN", "THAWED"],
+                    &|| !k.read(&state).is_ok_and(|s| s.trim() == "FREEZING"),
                 );
                 Ok(())
             }
@@ -524,6 +558,48 @@ mod tests {
             "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n",
         );
         assert_eq!(cg.oom_kills(&k).unwrap(), 1);
+    }
+
+    /// Without swap accounting (no `memory.swap.max`) a group is made all the same; a limit the
+    /// kernel refuses takes back every directory made, on v1 as on v2.
+    #[test]
+    fn no_swap_accounting_is_no_failure_and_a_refused_limit_leaves_nothing() {
+        let k = RecordingKernel::new();
+        let v2 = Layout::V2 {
+            root: "/cg".into(),
+            subtree: false,
+        };
+        k.refuse("/cg/lamina/env-1/memory.swap.max", libc::ENOENT);
+        Cgroup::create(&k, &v2, "lamina/env-1", limits()).unwrap();
+        let limit = ("/cg/lamina/env-1/memory.max".into(), "134217728".into());
+        assert!(k.writes().contains(&limit), "{:?}", k.writes());
+        assert!(!k.calls().iter().any(|c| matches!(c, Call::RemoveDir(_))));
+
+        let v1 = Layout::V1 { root: "/cg".into() };
+        for (layout, refused) in [
+            (&v2, "/cg/lamina/env-2/pids.max"),
+            (&v1, "/cg/memory/lamina/env-2/memory.limit_in_bytes"),
+        ] {
+            k.clear();
+            k.refuse(refused, libc::EINVAL);
+            let e = Cgroup::create(&k, layout, "lamina/env-2", limits()).unwrap_err();
+            assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
+            let calls = k.calls();
+            let made: Vec<_> = calls
+                .iter()
+                .filter_map(|c| match c {
+                    Call::CreateDir(d) => Some(d),
+                    _ => None,
+                })
+                .collect();
+            assert!(!made.is_empty());
+            for d in made {
+                assert!(
+                    calls.contains(&Call::RemoveDir(d.clone())),
+                    "{d:?}: {calls:?}"
+                );
+            }
+        }
     }
 
     #[test]

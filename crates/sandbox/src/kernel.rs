@@ -339,6 +339,7 @@ pub enum Call {
 pub struct RecordingKernel {
     calls: Mutex<Vec<Call>>,
     files: Mutex<HashMap<PathBuf, String>>,
+    refused: Mutex<HashMap<PathBuf, i32>>,
 }
 
 impl RecordingKernel {
@@ -351,6 +352,10 @@ impl RecordingKernel {
             .lock()
             .unwrap()
             .insert(path.into(), content.to_owned());
+    }
+    /// Makes every write to `path` fail with `errno` (recorded all the same).
+    pub fn refuse(&self, path: impl Into<PathBuf>, errno: i32) {
+        self.refused.lock().unwrap().insert(path.into(), errno);
     }
     pub fn calls(&self) -> Vec<Call> {
         self.calls.lock().unwrap().clone()
@@ -388,6 +393,9 @@ impl Kernel for RecordingKernel {
     }
     fn write(&self, path: &Path, data: &str) -> io::Result<()> {
         self.record(Call::Write(path.into(), data.into()));
+        if let Some(errno) = self.refused.lock().unwrap().get(path) {
+            return Err(io::Error::from_raw_os_error(*errno));
+        }
         self.files.lock().unwrap().insert(path.into(), data.into());
         Ok(())
     }

@@ -15,7 +15,7 @@ const TMP_RUNTIME: &[u8] = b"#!/bin/sh\nwhile true; do\n  H=$(mktemp)\n  curl -s
 
 /// A bootstrap that answers its one event with how its process started: the signals it ignores
 /// and its seccomp mode, from `/proc/self/status` (of `grep`, which `sh` started).
-const STATUS_RUNTIME: &[u8] = b"#!/bin/sh\nH=$(mktemp)\ncurl -sS -o /dev/null -D $H \"http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/runtime/invocation/next\"\nID=$(grep -i lambda-runtime-aws-request-id $H | tr -d '\\r' | cut -d' ' -f2)\nS=$(grep -E '^(SigIgn|Seccomp):' /proc/self/status | tr -d '\\t' | tr '\\n' ' ')\ncurl -sS -o /dev/null -X POST \"http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/runtime/invocation/$ID/response\" -d \"\\\"$S\\\"\"\nsleep 60\n";
+const STATUS_RUNTIME: &[u8] = b"#!/bin/sh\nH=$(mktemp)\ncurl -sS -o /dev/null -D $H \"http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/runtime/invocation/next\"\nID=$(grep -i lambda-runtime-aws-request-id $H | tr -d '\\r' | cut -d' ' -f2)\nS=\"$(grep -E '^(SigIgn|Seccomp):' /proc/self/status | tr -d '\\t' | tr '\\n' ' ')Stdin:$(readlink /proc/$$/fd/0 || echo closed)\"\ncurl -sS -o /dev/null -X POST \"http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/runtime/invocation/$ID/response\" -d \"\\\"$S\\\"\"\nsleep 60\n";
 
 async fn deploy(c: &Client, name: &str, memory: i32) {
     deploy_script(c, name, memory, TMP_RUNTIME).await;
@@ -134,7 +134,8 @@ async fn cold_starts_take_sandboxes_made_ahead_with_their_own_limits() {
 
 /// The function's process is forked, and loads its seccomp filters, while its sandbox waits in
 /// the pool; what it executes still starts under those filters, and with no signal ignored (the
-/// sandbox's own processes ignore `SIGPIPE`, and an ignored signal stays ignored across `execve`).
+/// sandbox's own processes ignore `SIGPIPE`, and an ignored signal stays ignored across `execve`),
+/// and with `/dev/null` as its standard input (not a closed descriptor its first open would take).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_function_from_the_pool_runs_filtered_with_no_signal_ignored() {
     assert!(
@@ -165,6 +166,7 @@ async fn a_function_from_the_pool_runs_filtered_with_no_signal_ignored() {
     // Nothing ignored: not SIGPIPE (bit 12), which the sandbox's own processes ignore, nor what
     // the server was started ignoring.
     assert_eq!(field("SigIgn:"), "0000000000000000", "{status:?}");
+    assert_eq!(field("Stdin:"), "/dev/null", "{status:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -21,7 +21,7 @@
 //! pipe.
 
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 
 use crate::kernel::{Kernel, Rlimit};
 use crate::{Launch, ZYGOTE_FD, Zygote};
@@ -366,9 +366,21 @@ struct Exec<'a> {
 fn exec_function(k: &dyn Kernel, user_namespace: bool, spec: &Exec<'_>) -> io::Error {
     let go = || -> io::Result<std::convert::Infallible> {
         // The control socket is close-on-exec: it stays open only until exec succeeds.
-        let null = std::fs::File::open("/dev/null")?;
-        // SAFETY: dup2 of valid descriptors onto standard input.
-        if unsafe { libc::dup2(null.as_raw_fd(), 0) } == -1 {
+        let null = std::fs::File::open("/dev/null")?.into_raw_fd();
+        // Fd 0 is free here (see `init::sandbox`), so /dev/null may land on it: then dup2 onto
+        // itself would leave its close-on-exec flag, and the function would start without a
+        // standard input; the flag is cleared instead.
+        // SAFETY: fcntl, dup2 and close of a descriptor this process just opened.
+        let done = unsafe {
+            if null == 0 {
+                libc::fcntl(0, libc::F_SETFD, 0)
+            } else {
+                let done = libc::dup2(null, 0);
+                libc::close(null);
+                done
+            }
+        };
+        if done == -1 {
             return Err(io::Error::last_os_error());
         }
         step("rlimit nofile", k.setrlimit(Rlimit::NoFile, spec.nofile))?;
