@@ -381,6 +381,30 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // account whenever one more takes a policy.
     "CREATE INDEX sns_subscriptions_filtered ON sns_subscriptions(topic_id)
         WHERE json_extract(attributes, '$.FilterPolicy') <> '';",
+    // 18: delivery ids never handed out again. A delivery's attempt settles its row by id; when
+    // the row went meanwhile (its subscription or topic deleted) and it had the highest id,
+    // SQLite gave that id to the next delivery queued, and the late settlement deleted or
+    // rescheduled that one instead.
+    "CREATE TABLE sns_deliveries_18 (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        subscription_id INTEGER NOT NULL REFERENCES sns_subscriptions(id) ON DELETE CASCADE,
+        kind TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        body BLOB NOT NULL,
+        attempts INTEGER NOT NULL,
+        due_ms INTEGER NOT NULL,
+        hops INTEGER NOT NULL,
+        leased INTEGER NOT NULL DEFAULT 0,
+        created_ms INTEGER NOT NULL
+    );
+    INSERT INTO sns_deliveries_18 (id, subscription_id, kind, message_id, body, attempts, due_ms,
+        hops, leased, created_ms)
+        SELECT id, subscription_id, kind, message_id, body, attempts, due_ms, hops, leased,
+            created_ms FROM sns_deliveries;
+    DROP TABLE sns_deliveries;
+    ALTER TABLE sns_deliveries_18 RENAME TO sns_deliveries;
+    CREATE INDEX sns_deliveries_due ON sns_deliveries(leased, due_ms);
+    CREATE INDEX sns_deliveries_subscription ON sns_deliveries(subscription_id);",
 ];
 
 /// Compiled statements kept per connection: more than the store has.

@@ -625,7 +625,7 @@ mod deliveries;
 mod tests {
     use super::*;
 
-    fn key(name: &str) -> TopicKey {
+    pub(super) fn key(name: &str) -> TopicKey {
         TopicKey {
             account: AccountId::parse("000000000000").unwrap(),
             region: Region::parse("us-east-1").unwrap(),
@@ -633,7 +633,7 @@ mod tests {
         }
     }
 
-    fn sub(arn: &str, endpoint: &str) -> NewSubscription {
+    pub(super) fn sub(arn: &str, endpoint: &str) -> NewSubscription {
         NewSubscription {
             arn: arn.into(),
             owner: "000000000000".into(),

@@ -220,12 +220,21 @@ pub struct Reservation<'a> {
 impl<'a> Reservation<'a> {
     /// Reserves `bytes`, or refuses with `Throttled` when the outbox is full.
     pub fn take(sns: &'a super::SnsState, bytes: u64) -> SnsResult<Self> {
-        if !sns.reserve(bytes) {
+        let mut room = Self { sns, bytes: 0 };
+        room.grow(bytes)?;
+        Ok(room)
+    }
+
+    /// Reserves `bytes` more, or refuses as [`Reservation::take`] does (what was reserved stays
+    /// until the reservation goes).
+    pub fn grow(&mut self, bytes: u64) -> SnsResult<()> {
+        if !self.sns.reserve(bytes) {
             return Err(SnsError::throttled(
                 "Rate exceeded: the delivery backlog of this server is full; retry later.",
             ));
         }
-        Ok(Self { sns, bytes })
+        self.bytes += bytes;
+        Ok(())
     }
 }
 
@@ -244,10 +253,17 @@ pub async fn enqueue(
     if deliveries.is_empty() {
         return Ok(());
     }
-    let store = state.store.clone();
-    let queued = super::blocking(move || Ok(store.enqueue_deliveries(&deliveries)?)).await?;
-    // What was queued stays counted (until it is delivered); the rest goes back on drop.
-    room.bytes = room.bytes.saturating_sub(queued);
+    let st = state.clone();
+    // From here the reservation is settled on the thread that commits: what was queued stays
+    // counted (until it is delivered), the rest goes back, whether or not the caller still waits.
+    let reserved = std::mem::take(&mut room.bytes);
+    super::blocking(move || {
+        let queued = st.store.enqueue_deliveries(&deliveries);
+        st.sns
+            .release(reserved.saturating_sub(*queued.as_ref().unwrap_or(&0)));
+        Ok(queued?)
+    })
+    .await?;
     state.sns.wake.notify_one();
     Ok(())
 }

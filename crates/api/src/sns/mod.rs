@@ -10,6 +10,7 @@
 
 mod deliver;
 pub mod egress;
+mod fifo;
 pub mod filter;
 mod publish;
 mod signing;
@@ -18,7 +19,6 @@ mod topic_policy;
 mod topics;
 pub mod wire;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -74,7 +74,7 @@ pub struct SnsState {
     /// Bytes in the outbox, and reserved for it by publishes in progress.
     backlog: AtomicU64,
     /// FIFO topics: deduplication and sequence numbers, per topic ARN.
-    pub(crate) fifo: std::sync::Mutex<HashMap<String, publish::Fifo>>,
+    pub(crate) fifo: std::sync::Mutex<fifo::FifoTopics>,
     pub(crate) http: reqwest::Client,
     pub(crate) signer: Signer,
     /// Subscriptions' filter policies, parsed.

@@ -3,7 +3,7 @@
 //! subscribed function (through Lambda's own queue, on behalf of `sns.amazonaws.com`), and as a
 //! row of the outbox for each HTTP endpoint and each function delivery that must be retried.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::response::Response;
@@ -24,8 +24,6 @@ pub const MAX_MESSAGE_BYTES: usize = 262_144;
 const MAX_ATTRIBUTES: usize = 10;
 /// Entries per `PublishBatch`.
 const MAX_BATCH: usize = 10;
-/// How long a FIFO topic remembers deduplication ids.
-const DEDUP_WINDOW_MS: i64 = 5 * 60_000;
 
 /// A checked message, ready to fan out.
 #[derive(Debug, Clone)]
@@ -51,66 +49,6 @@ impl Message {
             .and_then(|m| m.get(protocol).or_else(|| m.get("default")))
             .and_then(Value::as_str)
             .unwrap_or(&self.body)
-    }
-}
-
-/// Deduplication ids a FIFO topic remembers at most (the oldest go first).
-const MAX_DEDUP_IDS: usize = 100_000;
-
-/// Per-topic FIFO state: sequence numbers and recent deduplication ids.
-#[derive(Debug, Default)]
-pub struct Fifo {
-    last_sequence: u128,
-    /// Deduplication id → (message id, sequence number).
-    seen: HashMap<String, (String, String)>,
-    /// Deduplication ids by expiry, oldest first.
-    order: std::collections::VecDeque<(i64, String)>,
-}
-
-impl Fifo {
-    fn expire(&mut self, now: i64) {
-        while let Some((expires, _)) = self.order.front()
-            && (*expires <= now || self.order.len() > MAX_DEDUP_IDS)
-        {
-            if let Some((_, id)) = self.order.pop_front() {
-                self.seen.remove(&id);
-            }
-        }
-    }
-}
-
-impl super::SnsState {
-    /// The earlier publish of a FIFO message with this deduplication id, within the window.
-    fn fifo_seen(&self, topic_arn: &str, dedup: &str) -> Option<Published> {
-        let mut fifos = self.fifo.lock().unwrap_or_else(|e| e.into_inner());
-        let f = fifos.get_mut(topic_arn)?;
-        f.expire(now_millis());
-        f.seen.get(dedup).map(|(id, seq)| Published {
-            message_id: id.clone(),
-            sequence_number: Some(seq.clone()),
-        })
-    }
-
-    /// Remembers a published FIFO message; returns its sequence number (they grow across
-    /// restarts: they start from the clock).
-    fn fifo_record(&self, topic_arn: &str, dedup: String, message_id: &str) -> String {
-        let now = now_millis();
-        let mut fifos = self.fifo.lock().unwrap_or_else(|e| e.into_inner());
-        let f = fifos.entry(topic_arn.to_owned()).or_default();
-        f.last_sequence = f.last_sequence.max(now as u128 * 1_000_000) + 1;
-        let seq = format!("{:020}", f.last_sequence % 10u128.pow(20));
-        f.order.push_back((now + DEDUP_WINDOW_MS, dedup.clone()));
-        f.seen.insert(dedup, (message_id.to_owned(), seq.clone()));
-        f.expire(now);
-        seq
-    }
-
-    /// Forgets the FIFO state of a deleted topic.
-    pub(crate) fn fifo_forget(&self, topic_arn: &str) {
-        self.fifo
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(topic_arn);
     }
 }
 
@@ -576,6 +514,10 @@ async fn fan_out(
     let mut signatures = Signatures::default();
     let mut outbox = Vec::new();
     let mut to_functions = Vec::new();
+    // Room for every delivery that may need the outbox, before any is made durable: a publish
+    // refused for want of room has delivered nothing. Taken as each body is made, so that the
+    // bodies a publish holds (one per subscriber) are bounded by the outbox's room too.
+    let mut room = deliver::Reservation::take(&state.sns, 0)?;
     for sub in subs.iter().filter(|s| s.confirmed) {
         if !wanted(&state.sns.policies, sub, message) {
             metrics::counter!("lamina_sns_messages_filtered_total", "topic" => topic_arn.to_owned())
@@ -584,20 +526,14 @@ async fn fan_out(
         }
         if sub.protocol == "lambda" {
             let body = lambda_event(state, topic_arn, sub, message, &mut signatures);
+            room.grow(body.len() as u64)?;
             to_functions.push((sub, body));
         } else {
             let body = http_body(state, topic_arn, sub, message, &mut signatures);
+            room.grow(body.len() as u64)?;
             outbox.push(delivery(sub, message, body, 0));
         }
     }
-    // Room for every delivery that may need the outbox, before any is made durable: a publish
-    // refused for want of room has delivered nothing.
-    let worst: u64 = outbox.iter().map(|d| d.body.len() as u64).sum::<u64>()
-        + to_functions
-            .iter()
-            .map(|(_, b)| b.len() as u64)
-            .sum::<u64>();
-    let room = deliver::Reservation::take(&state.sns, worst)?;
     let source = from_service::Source {
         service: "sns.amazonaws.com",
         arn: topic_arn,

@@ -316,9 +316,15 @@ pub async fn unsubscribe(ctx: &Ctx<'_>, caller: Option<&Caller>) -> SnsResult<Re
             "{who} is not authorized to perform: SNS:Unsubscribe on resource: {arn}"
         )));
     }
-    let store = ctx.state.store.clone();
-    let (_, gone) = blocking(move || Ok(store.unsubscribe(&arn)?)).await?;
-    ctx.state.sns.release(gone);
+    let st = ctx.state.clone();
+    // The outbox's count is told on the thread that committed, so that a caller gone meanwhile
+    // cannot leave it counting deliveries that went.
+    blocking(move || {
+        let (_, gone) = st.store.unsubscribe(&arn)?;
+        st.sns.release(gone);
+        Ok(())
+    })
+    .await?;
     ctx.respond(None)
 }
 

@@ -1,13 +1,14 @@
 //! Topics: CreateTopic, DeleteTopic, ListTopics, Get/SetTopicAttributes, and tags.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::response::Response;
 use lamina_store::{StoreError, TopicKey, TopicRecord};
 
 use super::wire::{SnsError, SnsResult, leaf, map, members};
 use super::{Ctx, blocking, parse_topic_arn, topic_for, topic_policy};
-use crate::Caller;
+use crate::{AppState, Caller};
 
 /// Topics per page of `ListTopics`.
 const PAGE: usize = 100;
@@ -200,6 +201,19 @@ fn too_many_tags() -> SnsError {
     )
 }
 
+/// Deletes a topic with its subscriptions and their queued deliveries, whose bytes the outbox's
+/// count gives back on the thread that committed (a caller gone meanwhile cannot leave them
+/// counted).
+async fn delete_topic(state: &Arc<AppState>, key: TopicKey) -> SnsResult<()> {
+    let st = state.clone();
+    blocking(move || {
+        let (_, gone) = st.store.delete_topic(&key)?;
+        st.sns.release(gone);
+        Ok(())
+    })
+    .await
+}
+
 /// `DeleteTopic`: its subscriptions go with it; a topic that does not exist is no error.
 pub async fn delete(ctx: &Ctx<'_>, caller: &Caller) -> SnsResult<Response> {
     let arn = ctx.params.required("TopicArn")?;
@@ -207,16 +221,10 @@ pub async fn delete(ctx: &Ctx<'_>, caller: &Caller) -> SnsResult<Response> {
     // Deduplication is kept by the ARN as this server writes it (`arn:aws:`...).
     let canonical = key.arn();
     if key.account == caller.account && key.region == caller.region {
-        let store = ctx.state.store.clone();
-        let (_, gone) = blocking(move || Ok(store.delete_topic(&key)?)).await?;
-        ctx.state.sns.release(gone);
+        delete_topic(ctx.state, key).await?;
     } else {
         match topic_for(ctx, caller, arn, "DeleteTopic").await {
-            Ok(t) => {
-                let store = ctx.state.store.clone();
-                let (_, gone) = blocking(move || Ok(store.delete_topic(&t.key)?)).await?;
-                ctx.state.sns.release(gone);
-            }
+            Ok(t) => delete_topic(ctx.state, t.key).await?,
             Err(e) if e.code == "NotFound" => {}
             Err(e) => return Err(e),
         }

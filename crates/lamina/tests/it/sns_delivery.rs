@@ -1,6 +1,6 @@
 //! SNS deliveries: HTTP endpoints with the confirmation handshake, signatures and retries;
 //! topics as destinations and dead-letter targets; messages that survive kill -9; invokes
-//! throttled by a full queue and retried by SNS.
+//! throttled by a full queue and retried by SNS; a publish refused when the outbox is full.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -458,4 +458,32 @@ print('null')
     assert_eq!(events(&ep, "busy", 0).await.len(), 10, "each message once");
     let retried = counter(&ep, "lamina_sns_delivery_retries_total", "burst").await;
     assert!(retried >= 1.0, "the full queue throttled none: {retried}");
+}
+
+/// A publish whose deliveries would overfill the outbox is refused as throttled, having made
+/// none of them (and held no more of their bodies than the outbox has room for); one that fits
+/// goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_that_would_overfill_the_outbox_is_throttled() {
+    let app = spawn_app_with("sns_backlog_max_mb = 1").await;
+    boto3(
+        &app.endpoint(),
+        ("test", "test"),
+        r#"
+import botocore.config, botocore.exceptions
+sns = boto3.client('sns', endpoint_url=sys.argv[1], region_name='us-east-1', aws_access_key_id='test', aws_secret_access_key='test', config=botocore.config.Config(retries={'total_max_attempts': 1}))
+t = sns.create_topic(Name='wide')['TopicArn']
+subs = [sns.subscribe(TopicArn=t, Protocol='lambda', Endpoint='arn:aws:lambda:us-east-1:000000000000:function:f%d' % i)['SubscriptionArn'] for i in range(6)]
+big = 'x' * 200000
+try:
+    sns.publish(TopicArn=t, Message=big)
+    raise SystemExit('six deliveries of 200 KB fitted an outbox of 1 MB')
+except botocore.exceptions.ClientError as e:
+    assert e.response['Error']['Code'] == 'Throttled', e.response
+for s in subs[:2]:
+    sns.unsubscribe(SubscriptionArn=s)
+assert 'MessageId' in sns.publish(TopicArn=t, Message=big)
+print('null')
+"#,
+    );
 }

@@ -147,3 +147,56 @@ impl Store {
         )?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::super::tests::{key, sub};
+    use super::*;
+
+    /// An attempt that settles after its row went (its subscription deleted meanwhile) leaves
+    /// alone the delivery queued after it, which once took the freed id.
+    #[test]
+    fn a_late_settlement_touches_no_later_delivery() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let t = key("t");
+        store
+            .create_topic(&t, &BTreeMap::new(), &BTreeMap::new())
+            .unwrap();
+        let (a, _) = store.subscribe(&t, &sub("a", "http://x/1")).unwrap();
+        let (b, _) = store.subscribe(&t, &sub("b", "http://x/2")).unwrap();
+        let new = |subscription_id: i64, message_id: &str| NewDelivery {
+            subscription_id,
+            kind: "Notification".into(),
+            message_id: message_id.into(),
+            body: b"hello".to_vec(),
+            due_ms: 0,
+            attempts: 0,
+            hops: 0,
+        };
+        store.enqueue_deliveries(&[new(a.id, "first")]).unwrap();
+        let leased = store.lease_deliveries(now_millis(), 10).unwrap();
+        assert_eq!(leased.len(), 1);
+        assert_eq!(store.unsubscribe("a").unwrap().1, 5);
+        store.enqueue_deliveries(&[new(b.id, "second")]).unwrap();
+        let id = leased[0].id;
+        let late = [
+            SettleDelivery::Retry {
+                id,
+                due_ms: i64::MAX,
+                attempts: 1,
+            },
+            SettleDelivery::Done(id),
+        ];
+        assert_eq!(store.settle_deliveries(&late).unwrap(), 0);
+        let next = store.lease_deliveries(now_millis(), 10).unwrap();
+        assert_eq!(next.len(), 1);
+        assert_eq!(
+            (next[0].message_id.as_str(), next[0].attempts),
+            ("second", 0)
+        );
+        assert_eq!(store.delivery_backlog().unwrap(), (1, 5));
+    }
+}
