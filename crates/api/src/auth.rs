@@ -272,7 +272,7 @@ fn check_skew(amz_date: &str, max_skew_s: i64) -> Result<(), AuthError> {
     Ok(())
 }
 
-/// IAM's wildcards (`ArnLike`, `StringLike`, policy resources): `*` matches any run of
+/// IAM's wildcards (`StringLike`, policy resources; `ArnLike` part by part through [`arn_like`]): `*` matches any run of
 /// characters, `?` any one. Iterative, linear in practice (the last `*` is the only
 /// backtracking point).
 pub(crate) fn iam_like(pattern: &str, arn: &str) -> bool {
@@ -297,9 +297,50 @@ pub(crate) fn iam_like(pattern: &str, arn: &str) -> bool {
     p[i..].iter().all(|c| *c == b'*')
 }
 
+/// IAM's `ArnLike`: each of the six colon-separated parts of an ARN matched on its own by
+/// [`iam_like`], so that a wildcard never reaches across a colon into the next part (the sixth,
+/// the resource, keeps any colons of its own). A pattern of stars alone matches any ARN.
+pub(crate) fn arn_like(pattern: &str, arn: &str) -> bool {
+    if pattern.bytes().all(|c| c == b'*') {
+        return !pattern.is_empty();
+    }
+    let (mut p, mut a) = (pattern.splitn(6, ':'), arn.splitn(6, ':'));
+    for _ in 0..6 {
+        match (p.next(), a.next()) {
+            (Some(p), Some(a)) if iam_like(p, a) => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn arn_like_matches_each_part_on_its_own() {
+        let own = "arn:aws:execute-api:*:111111111111:*";
+        assert!(arn_like(
+            own,
+            "arn:aws:execute-api:us-east-1:111111111111:api/$default/GET/x"
+        ));
+        // Another account's route whose path spells this account: on AWS the account part is
+        // 222222222222, which the pattern's does not match.
+        let forged = "arn:aws:execute-api:us-east-1:222222222222:api/$default/GET/x:111111111111:y";
+        assert!(iam_like(own, forged));
+        assert!(!arn_like(own, forged));
+        assert!(!arn_like(
+            "arn:aws:execute-api:us-east-1:*:abc/*",
+            "arn:aws:execute-api:us-east-1:2:x/GET/y:1:abc/z"
+        ));
+        // The resource keeps its colons, and its wildcards reach across them.
+        let alias = "arn:aws:lambda:us-east-1:111111111111:function:f:live";
+        assert!(arn_like("arn:aws:lambda:*:111111111111:function:*", alias));
+        assert!(arn_like("*", alias));
+        assert!(!arn_like("arn:aws:lambda:*:111111111111", alias));
+        assert!(!arn_like("", alias));
+    }
 
     #[test]
     fn iam_like_globs_without_backtracking_blowups() {

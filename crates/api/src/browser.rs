@@ -82,7 +82,10 @@ pub(crate) fn confine_path_style(resp: &mut Response) {
             .split(|b| *b == b';')
             .next()
             .unwrap_or_default();
-        if cookie_name(pair) != COOKIE.as_bytes() {
+        // A nameless cookie (`=lamina_console=x`) goes too: browsers send it back as its value
+        // alone, which reads as the console's cookie.
+        let name = cookie_name(pair);
+        if name != COOKIE.as_bytes() && !name.is_empty() {
             h.append(header::SET_COOKIE, v);
         }
     }
@@ -202,6 +205,13 @@ mod tests {
             "set-cookie",
             HeaderValue::from_bytes(b"name=Zo\xc3\xab; Path=/").unwrap(),
         );
+        for nameless in [
+            "=lamina_console=x; Path=/console",
+            " =lamina_console=x",
+            "lamina_console",
+        ] {
+            h.append("set-cookie", HeaderValue::from_static(nameless));
+        }
         h.append("clear-site-data", HeaderValue::from_static("\"cookies\""));
         confine_path_style(&mut resp);
         let h = resp.headers();

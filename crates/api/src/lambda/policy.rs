@@ -377,7 +377,7 @@ fn statement_allows(s: &Value, action: &str, who: &Principal<'_>) -> bool {
         Principal::Account(_) | Principal::Url { .. } => (None, None),
     };
     if let Some(pattern) = condition["ArnLike"]["AWS:SourceArn"].as_str()
-        && !source_arn.is_some_and(|arn| crate::auth::iam_like(pattern, arn))
+        && !source_arn.is_some_and(|arn| crate::auth::arn_like(pattern, arn))
     {
         return false;
     }

@@ -167,9 +167,11 @@ fn structured(m: &Members<'_>) -> Result<Reply, ()> {
             .map_err(|_| ())?,
         _ => read::<u64>(status)?,
     };
+    // An informational status (1xx) cannot end an exchange: such a response is invalid.
     let status = u16::try_from(status)
         .ok()
         .and_then(|n| StatusCode::from_u16(n).ok())
+        .filter(|s| !s.is_informational())
         .ok_or(())?;
     let mut headers = HeaderMap::new();
     if let Some(h) = m.headers.filter(|h| first(h.get()) == Some(b'{')) {

@@ -185,6 +185,13 @@ fn structured_results_map_status_headers_cookies_and_base64() {
     let r = reply_v2(br#"{"statusCode":200,"headers":{},"multiValueHeaders":{},"cookies":[],"body":"ok","isBase64Encoded":false}"#).unwrap();
     assert_eq!(r.body, b"ok");
     assert!(reply_v2(br#"{"statusCode":"teapot"}"#).is_err());
+    // An informational status cannot be a response's last.
+    for informational in [100, 101, 103, 199] {
+        let r = format!(r#"{{"statusCode":{informational},"body":"x"}}"#);
+        assert!(reply_v2(r.as_bytes()).is_err(), "{informational}");
+        assert!(reply_v1(r.as_bytes()).is_err(), "{informational}");
+    }
+    assert!(reply_v2(br#"{"statusCode":204}"#).is_ok());
     // Framing is the gateway's.
     let r = reply_v2(br#"{"statusCode":200,"headers":{"content-length":"999","Transfer-Encoding":"chunked","x":"y"},"body":"ok"}"#).unwrap();
     assert!(r.headers.get("content-length").is_none());
