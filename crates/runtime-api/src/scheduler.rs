@@ -401,6 +401,10 @@ impl Scheduler {
         value: Option<u32>,
     ) {
         let mut state = self.state();
+        // No entry is made to say there is no reservation (every deleted function says so).
+        if value.is_none() && !state.functions.contains_key(function_arn) {
+            return;
+        }
         let f = state.functions.entry(function_arn.into()).or_default();
         let old = f.reserved.replace(0);
         f.reserved = value;

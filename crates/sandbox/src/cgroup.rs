@@ -111,8 +111,6 @@ impl Cgroup {
         };
         match cg.make(k, &limits) {
             Ok(()) => Ok(cg),
-            // A group of that name already there is not this one's to remove.
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(e),
             Err(e) => {
                 // Nothing has run in it: what was made of it goes.
                 if let Err(gone) = cg.destroy(k) {

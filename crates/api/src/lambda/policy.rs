@@ -70,6 +70,18 @@ fn is_action(s: &str) -> bool {
             .is_some_and(|a| !a.is_empty() && a.bytes().all(|b| b.is_ascii_alphabetic()))
 }
 
+/// AddPermission's `SourceArn`, as Lambda checks it: a partition, a service, and a region and an
+/// account that are literal or empty (wildcards go in the resource, the sixth part).
+const SOURCE_ARN: &str =
+    r"arn:(aws[a-zA-Z0-9-]*):([a-zA-Z0-9\-])+:([a-z]{2}(-gov)?-[a-z]+-\d{1})?:(\d{12})?:(.*)";
+
+fn is_source_arn(s: &str) -> bool {
+    static PATTERN: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(&format!("^(?:{SOURCE_ARN})$")).expect("a valid pattern")
+    });
+    PATTERN.is_match(s)
+}
+
 /// The statement's `Principal`, as Lambda writes it.
 fn principal_json(p: &str) -> Result<Value, LambdaError> {
     let invalid = || {
@@ -157,6 +169,13 @@ fn statement(r: AddPermissionRequest, resource: String) -> Result<(String, Value
         condition.insert("StringEquals".into(), Value::Object(equals));
     }
     if let Some(source) = r.source_arn {
+        if !is_source_arn(&source) {
+            return Err(LambdaError::validation(
+                &source,
+                "sourceArn",
+                &format!("Member must satisfy regular expression pattern: {SOURCE_ARN}"),
+            ));
+        }
         condition.insert("ArnLike".into(), json!({ "AWS:SourceArn": source }));
     }
     if !condition.is_empty() {
@@ -440,6 +459,22 @@ mod tests {
         );
         assert_eq!(add("*", None)["Principal"], "*");
         assert!(principal_json("not a principal").is_err());
+        // A source's region and account are literal or empty, as Lambda requires.
+        for ok in [
+            "arn:aws:execute-api:us-east-1:111111111111:abc/*/GET/x",
+            "arn:aws:s3:::bucket",
+            "arn:aws-us-gov:sns:us-gov-west-1:111111111111:t",
+        ] {
+            assert!(is_source_arn(ok), "{ok}");
+        }
+        for bad in [
+            "arn:aws:execute-api:*:111111111111:*",
+            "arn:aws:execute-api:us-east-1:*:abc/*",
+            "arn:aws:sns:us-east-1:*",
+            "*",
+        ] {
+            assert!(!is_source_arn(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -254,17 +254,21 @@ pub async fn enqueue(
         return Ok(());
     }
     let st = state.clone();
-    // From here the reservation is settled on the thread that commits: what was queued stays
-    // counted (until it is delivered), the rest goes back, whether or not the caller still waits.
+    // From here the reservation is settled, and the deliverer woken, on the thread that commits:
+    // what was queued stays counted (until it is delivered), the rest goes back, whether or not
+    // the caller still waits (and if the commit fails or panics, all of it).
     let reserved = std::mem::take(&mut room.bytes);
     super::blocking(move || {
-        let queued = st.store.enqueue_deliveries(&deliveries);
-        st.sns
-            .release(reserved.saturating_sub(*queued.as_ref().unwrap_or(&0)));
-        Ok(queued?)
+        let mut room = Reservation {
+            sns: &st.sns,
+            bytes: reserved,
+        };
+        let queued = st.store.enqueue_deliveries(&deliveries)?;
+        room.bytes = reserved.saturating_sub(queued);
+        st.sns.wake.notify_one();
+        Ok(())
     })
     .await?;
-    state.sns.wake.notify_one();
     Ok(())
 }
 
