@@ -123,29 +123,28 @@ impl Cgroup {
 
     /// [`Cgroup::create`]'s directories and limits.
     fn make(&self, k: &dyn Kernel, limits: &Limits) -> io::Result<()> {
-        let cg = self;
         let other_period = limits.cpu_period_us != FRESH_CPU_PERIOD_US;
-        match &cg.layout {
+        match &self.layout {
             Layout::V1 { .. } => {
                 for c in V1_CONTROLLERS {
-                    k.create_dir(&cg.v1(c))?;
+                    k.create_dir(&self.v1(c))?;
                 }
                 if other_period {
                     k.write(
-                        &cg.v1("cpu").join("cpu.cfs_period_us"),
+                        &self.v1("cpu").join("cpu.cfs_period_us"),
                         &limits.cpu_period_us.to_string(),
                     )?;
                 }
                 k.write(
-                    &cg.v1("pids").join("pids.max"),
+                    &self.v1("pids").join("pids.max"),
                     &limits.pids_max.to_string(),
                 )?;
                 // v1 limits memory without swap: no swapping the group's memory out, as v2's
                 // `memory.swap.max` of 0 (a function over its memory is killed, not swapped).
-                k.write(&cg.v1("memory").join("memory.swappiness"), "0")?;
+                k.write(&self.v1("memory").join("memory.swappiness"), "0")?;
             }
             Layout::V2 { .. } => {
-                let d = cg.v2();
+                let d = self.v2();
                 k.create_dir(&d)?;
                 // A kernel without swap accounting (booted with `swapaccount=0`, or built
                 // without it) has no such file: there the group's memory is limited and its
@@ -159,11 +158,12 @@ impl Cgroup {
                 k.write(&d.join("pids.max"), &limits.pids_max.to_string())?;
             }
         }
-        cg.set_memory(k, limits.memory_bytes)?;
+        self.set_memory(k, limits.memory_bytes)?;
         // v1's quota is a file of its own; v2's `cpu.max` carries the period with it.
-        if limits.cpu_quota_us.is_some() || (other_period && matches!(cg.layout, Layout::V2 { .. }))
+        if limits.cpu_quota_us.is_some()
+            || (other_period && matches!(self.layout, Layout::V2 { .. }))
         {
-            cg.set_cpu(k, limits.cpu_quota_us, limits.cpu_period_us)?;
+            self.set_cpu(k, limits.cpu_quota_us, limits.cpu_period_us)?;
         }
         Ok(())
     }

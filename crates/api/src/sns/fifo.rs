@@ -26,7 +26,7 @@ pub struct FifoTopics {
 
 /// Per-topic FIFO state: sequence numbers and recent deduplication ids.
 #[derive(Debug, Default)]
-pub struct Fifo {
+struct Fifo {
     last_sequence: u128,
     /// Deduplication id → (message id, sequence number).
     seen: HashMap<String, (String, String)>,
