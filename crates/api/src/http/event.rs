@@ -426,9 +426,9 @@ struct RequestContextV1<'a> {
 #[derive(Serialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct Identity<'a> {
-    access_key: (),
-    account_id: (),
-    caller: (),
+    access_key: Option<&'a str>,
+    account_id: Option<&'a str>,
+    caller: Option<&'a str>,
     cognito_amr: (),
     cognito_authentication_provider: (),
     cognito_authentication_type: (),
@@ -436,9 +436,29 @@ struct Identity<'a> {
     cognito_identity_pool_id: (),
     principal_org_id: (),
     source_ip: &'a str,
-    user: (),
+    user: Option<&'a str>,
     user_agent: Cow<'a, str>,
-    user_arn: (),
+    user_arn: Option<&'a str>,
+}
+
+impl<'a> Identity<'a> {
+    /// The caller's identity as payload 1.0 gives it: an `AWS_IAM` route's signer (from the
+    /// context's `iam` authorizer entry) in `accessKey`, `accountId`, `caller`, `user` and
+    /// `userArn`; all of them `null` for other routes.
+    fn of(inc: &Incoming<'a>, authorizer: Option<&'a Value>) -> Self {
+        let iam = authorizer.and_then(|a| a.get("iam"));
+        let field = |k| iam.and_then(|i| i.get(k)).and_then(Value::as_str);
+        Identity {
+            access_key: field("accessKey"),
+            account_id: field("accountId"),
+            caller: field("callerId"),
+            user: field("userId"),
+            user_arn: field("userArn"),
+            source_ip: inc.source_ip,
+            user_agent: user_agent(inc.headers),
+            ..Identity::default()
+        }
+    }
 }
 
 /// The payload format 1.0 event of `inc` (`resource` is the route's path, `$default` for the
@@ -471,11 +491,7 @@ pub fn v1<'a>(inc: &Incoming<'a>, ctx: &'a Context<'a>, resource: &'a str) -> V1
             domain_prefix: domain_prefix(ctx.domain_name),
             extended_request_id: ctx.request_id,
             http_method: inc.method,
-            identity: Identity {
-                source_ip: inc.source_ip,
-                user_agent: user_agent(inc.headers),
-                ..Identity::default()
-            },
+            identity: Identity::of(inc, ctx.authorizer.as_ref()),
             path: inc.path,
             protocol: "HTTP/1.1",
             request_id: ctx.request_id,

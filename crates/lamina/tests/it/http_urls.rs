@@ -608,17 +608,23 @@ fn signed_get(url: &str, key: (&str, &str)) -> (u16, String) {
     signed(url, key, &[])
 }
 
-/// A request signed by botocore; `body` is `[signed]` or `[signed, sent]` (a tampered body).
+/// A request signed by botocore for `lambda`; `body` is `[signed]` or `[signed, sent]` (a
+/// tampered body).
 fn signed(url: &str, key: (&str, &str), body: &[&str]) -> (u16, String) {
+    signed_for("lambda", url, key, body)
+}
+
+/// A request signed by botocore for `service` in us-east-1 (see [`signed`]).
+pub fn signed_for(service: &str, url: &str, key: (&str, &str), body: &[&str]) -> (u16, String) {
     let program = r#"
 import sys, urllib.request, urllib.error
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-body = sys.argv[4].encode() if len(sys.argv) > 4 else None
+body = sys.argv[4].encode() if len(sys.argv) > 5 else None
 req = AWSRequest(method='POST' if body else 'GET', url=sys.argv[1], data=body)
-SigV4Auth(Credentials(sys.argv[2], sys.argv[3]), 'lambda', 'us-east-1').add_auth(req)
-sent = sys.argv[5].encode() if len(sys.argv) > 5 else body
+SigV4Auth(Credentials(sys.argv[2], sys.argv[3]), sys.argv[-1], 'us-east-1').add_auth(req)
+sent = sys.argv[5].encode() if len(sys.argv) > 6 else body
 r = urllib.request.Request(sys.argv[1], data=sent, headers=dict(req.headers.items()))
 try:
     resp = urllib.request.urlopen(r, timeout=20)
@@ -629,6 +635,7 @@ except urllib.error.HTTPError as e:
     let out = Command::new(python_venv().join("bin/python"))
         .args(["-c", program, url, key.0, key.1])
         .args(body)
+        .arg(service)
         .output()
         .expect("python runs");
     assert!(

@@ -16,6 +16,7 @@ mod hardening;
 mod helpers;
 mod hostile_runtime;
 mod http_apis;
+mod http_iam;
 mod http_jwt;
 mod http_node;
 mod http_urls;
