@@ -120,7 +120,14 @@ fn main() -> anyhow::Result<()> {
             .build()
             .context("cannot start the async runtime")?
             .block_on(bench::run(args)),
-        Command::Client(command) => runtime()?.block_on(lamina_cli::run(command, cli.client)),
+        Command::Client(command) => {
+            // A command line tool ends quietly when its reader goes (`lamina ls | head -1`),
+            // rather than fail on every later print (Rust ignores `SIGPIPE` by default). The
+            // server keeps it ignored: its pipes to sandboxes must never end it.
+            // SAFETY: no other thread runs yet; `SIG_DFL` is a valid disposition.
+            unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+            runtime()?.block_on(lamina_cli::run(command, cli.client))
+        }
         Command::Manpages { dir } => manpages(&dir),
     };
     if let Err(e) = result {

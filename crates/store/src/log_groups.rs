@@ -85,6 +85,9 @@ pub struct LogScan<'a> {
 /// of events.
 pub const MAX_SCAN_BYTES: usize = 1 << 20;
 
+/// The bytes of messages one scan reads, about, whether it keeps them or not.
+const MAX_SCAN_READ: usize = 4 << 20;
+
 /// What a scan found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScanResult {
@@ -321,7 +324,7 @@ impl Store {
             last: None,
             exhausted: true,
         };
-        let (mut read, mut bytes) = (0, 0);
+        let (mut read, mut bytes, mut seen) = (0, 0, 0);
         while let Some(row) = rows.next()? {
             read += 1;
             let pos = LogPosition {
@@ -330,6 +333,9 @@ impl Store {
             };
             out.last = Some(pos);
             let message = row.get_ref(3)?.as_str().map_err(rusqlite::Error::from)?;
+            // The store is held while `keep` reads: a scan stops after a bounded read too, kept
+            // or not, so that one search of long lines cannot keep other callers waiting.
+            seen += message.len();
             if keep(message) {
                 out.events.push(crate::LogEvent {
                     id: pos.id,
@@ -338,10 +344,11 @@ impl Store {
                     message: message.to_owned(),
                 });
                 bytes += message.len();
-                if out.events.len() >= scan.max_keep || bytes >= MAX_SCAN_BYTES {
-                    out.exhausted = false;
-                    return Ok(out);
-                }
+            }
+            if out.events.len() >= scan.max_keep || bytes >= MAX_SCAN_BYTES || seen >= MAX_SCAN_READ
+            {
+                out.exhausted = false;
+                return Ok(out);
             }
         }
         out.exhausted = read < scan.max_rows;

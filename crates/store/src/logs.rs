@@ -178,7 +178,9 @@ impl Store {
         self.unsynced(|conn| append(conn, events, max_bytes_per_function))
     }
 
-    /// Log lines of a function after cursor `after`, oldest first, at most `limit`.
+    /// Log lines of a function after cursor `after`, oldest first, at most `limit`, and no more
+    /// than about [`MAX_SCAN_BYTES`](crate::MAX_SCAN_BYTES) of messages (at least one line, so
+    /// that a reader always moves on).
     pub fn logs(
         &self,
         key: &FunctionKey,
@@ -192,24 +194,27 @@ impl Store {
             group!(),
             " AND id > ?4 ORDER BY id LIMIT ?5"
         ))?;
-        let rows = stmt.query_map(
-            params![
-                key.account.as_str(),
-                key.region.as_str(),
-                key.name.as_str(),
-                after,
-                limit as i64
-            ],
-            |r| {
-                Ok(LogEvent {
-                    id: r.get(0)?,
-                    stream: r.get(1)?,
-                    ts_ms: r.get(2)?,
-                    message: r.get(3)?,
-                })
-            },
-        )?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let mut rows = stmt.query(params![
+            key.account.as_str(),
+            key.region.as_str(),
+            key.name.as_str(),
+            after,
+            limit as i64
+        ])?;
+        let (mut out, mut bytes) = (Vec::new(), 0);
+        while bytes < crate::MAX_SCAN_BYTES
+            && let Some(r) = rows.next()?
+        {
+            let e = LogEvent {
+                id: r.get(0)?,
+                stream: r.get(1)?,
+                ts_ms: r.get(2)?,
+                message: r.get(3)?,
+            };
+            bytes += e.message.len();
+            out.push(e);
+        }
+        Ok(out)
     }
 
     /// The cursor of the newest `n`th-last line of a function (for `logs` without `--all`).

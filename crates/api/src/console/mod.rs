@@ -263,7 +263,7 @@ async fn sign_in(State(state): State<Arc<AppState>>, req: Request) -> Response {
         );
     };
     // A session the browser had is replaced, not left to run out.
-    if let Some(old) = Sessions::token_of(&parts) {
+    for old in Sessions::tokens_of(&parts) {
         auth.sessions.close(old);
     }
     let (token, csrf) = auth
@@ -283,11 +283,10 @@ async fn sign_in(State(state): State<Arc<AppState>>, req: Request) -> Response {
 /// `DELETE /console/session`: signs out.
 async fn sign_out(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let (parts, _) = req.into_parts();
-    if let (session::Presented::Valid(_), Some(token)) = (
-        state.auth.sessions.presented(&parts),
-        Sessions::token_of(&parts),
-    ) {
-        state.auth.sessions.close(token);
+    if let session::Presented::Valid(_) = state.auth.sessions.presented(&parts) {
+        for token in Sessions::tokens_of(&parts) {
+            state.auth.sessions.close(token);
+        }
     }
     let mut resp = answer(StatusCode::OK, json!({"signedIn": false}));
     resp.headers_mut().insert(header::SET_COOKIE, cookie("", 0));

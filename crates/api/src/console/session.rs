@@ -125,13 +125,13 @@ impl Sessions {
         let Some(header) = parts.headers.get(HEADER) else {
             return Presented::None;
         };
-        let session = Self::token_of(parts).and_then(|t| self.get(t));
-        match session {
-            Some(s) if crate::sigv4::signatures_match(&s.csrf, header.to_str().unwrap_or("")) => {
-                Presented::Valid(s)
-            }
-            _ => Presented::Invalid,
-        }
+        let header = header.to_str().unwrap_or("");
+        // Every cookie of the name counts: a page elsewhere on the domain may have planted one
+        // that the browser sends first.
+        Self::tokens_of(parts)
+            .filter_map(|t| self.get(t))
+            .find(|s| crate::sigv4::signatures_match(&s.csrf, header))
+            .map_or(Presented::Invalid, Presented::Valid)
     }
 
     /// The live session a token names.
@@ -152,15 +152,15 @@ impl Sessions {
         self.lock().remove(token);
     }
 
-    /// The session cookie of a request.
-    pub fn token_of(parts: &axum::http::request::Parts) -> Option<&str> {
+    /// The session cookies of a request (a browser may send several of one name).
+    pub fn tokens_of(parts: &axum::http::request::Parts) -> impl Iterator<Item = &str> {
         parts
             .headers
             .get_all("cookie")
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(';'))
-            .find_map(|c| c.trim().strip_prefix(COOKIE)?.strip_prefix('='))
+            .filter_map(|c| c.trim().strip_prefix(COOKIE)?.strip_prefix('='))
     }
 }
 
@@ -208,6 +208,24 @@ mod tests {
             s.presented(&parts(&[("cookie", &cookie), (HEADER, &csrf)])),
             Presented::Invalid
         ));
+    }
+
+    #[test]
+    fn a_cookie_planted_before_the_sessions_own_does_not_lock_it_out() {
+        let s = Sessions::default();
+        let (token, csrf) = open(&s, "AKIA");
+        // Someone else's live session and a made-up token, sent first (a longer path or a
+        // domain cookie from a function's page).
+        let (theirs, _) = s.open(
+            AccountId::parse("222222222222").unwrap(),
+            Region::parse("us-east-1").unwrap(),
+            "AKIB".into(),
+        );
+        let cookie = format!("{COOKIE}=x; {COOKIE}={theirs}; {COOKIE}={token}");
+        match s.presented(&parts(&[("cookie", &cookie), (HEADER, &csrf)])) {
+            Presented::Valid(session) => assert_eq!(session.account.as_str(), "111111111111"),
+            _ => panic!("the session whose secret the header carries is found"),
+        }
     }
 
     #[test]

@@ -35,7 +35,8 @@ const MAX_RESULTS: usize = 500;
 /// Message bytes per update, at most, well under the event stream's 16 MiB: lines past it wait
 /// for the next update (500 lines of 256 KiB would not fit in one message).
 const MAX_UPDATE_BYTES: usize = 1 << 20;
-/// Lines read per group and tick, at most (the rest are read at the next tick).
+/// Lines read per group and tick, at most (the rest are read at the next tick); the store
+/// reads about 1 MiB of them at most.
 const READ_PER_TICK: usize = 10_000;
 
 fn event(kind: &str, payload: &Value) -> Bytes {
@@ -192,7 +193,10 @@ pub(super) async fn start_live_tail(ctx: &Ctx<'_>) -> Result<Response> {
             None => id.clone(),
         };
         let key = ctx.key_of(&name).await?.ok_or_else(LogsError::no_group)?;
-        keys.push((id.clone(), key));
+        // A group named twice (by name and by ARN) is followed once.
+        if !keys.iter().any(|(_, k)| *k == key) {
+            keys.push((id.clone(), key));
+        }
     }
     let store = ctx.state.store.clone();
     let groups = blocking::<_, LogsError>(move || {
@@ -333,6 +337,9 @@ async fn poll(s: &mut Session) -> Result<Value> {
             }
         }
     }
+    // The next update starts with the next group, so that a group whose lines fill every
+    // update cannot hold the others back.
+    s.groups.rotate_left(1);
     Ok(json!({
         "sessionMetadata": { "sampled": matched > MAX_RESULTS },
         "sessionResults": results,

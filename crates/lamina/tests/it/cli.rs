@@ -2,6 +2,7 @@
 //! invoke, logs (recent lines and a live tail), top.
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
@@ -46,6 +47,13 @@ fn ok_json(out: Output) -> serde_json::Value {
     );
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// The writing end of a pipe whose reader is closed.
+fn closed_pipe() -> Stdio {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    writer.into()
 }
 
 fn write(dir: &Path, name: &str, data: &[u8]) {
@@ -139,6 +147,20 @@ fn deploy_ls_show_rm() {
         text.starts_with("NAME") && text.contains("cli-fn") && text.contains("provided.al2023"),
         "{text}"
     );
+    // Into a reader that has gone (`lamina ls | head -0`): a quiet end, as for other tools.
+    for args in [&["ls"][..], &["ls", "--json"]] {
+        let out = command(&ep, args, None)
+            .stdout(closed_pipe())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success() || out.status.signal() == Some(libc::SIGPIPE),
+            "{args:?}: {:?} {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "", "{args:?}");
+    }
 
     let rm = lamina(&ep, &["rm", "cli-fn"]);
     assert!(rm.status.success());

@@ -382,3 +382,50 @@ fn a_scan_keeps_about_a_megabyte_of_messages() {
     assert!(!r.exhausted);
     assert_eq!(r.last.map(|p| p.ts_ms), Some(1001));
 }
+
+#[test]
+fn reads_of_long_lines_stop_after_a_bounded_read_and_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let long = "x".repeat(256 << 10);
+    let lines: Vec<_> = (0..40).map(|i| line("f", "s", 1000 + i, &long)).collect();
+    store.append_logs(&lines, 1 << 40).unwrap();
+    let (f, all) = (key("f"), StreamFilter::All);
+    // A search matching nothing reads 4 MiB of lines per scan, not all 10 MiB, and each scan
+    // resumes where the last one stopped.
+    let (mut cursor, mut scans, mut read) = (None, 0, 0);
+    loop {
+        let mut seen = 0;
+        let found = store
+            .scan_logs(
+                &LogScan {
+                    cursor,
+                    ..everything(&f, &all)
+                },
+                &mut |_| {
+                    seen += 1;
+                    false
+                },
+            )
+            .unwrap();
+        assert!(seen <= 16, "{seen} lines of 256 KiB read in one scan");
+        (read, scans, cursor) = (read + seen, scans + 1, found.last.or(cursor));
+        if found.exhausted {
+            break;
+        }
+    }
+    assert_eq!((read, scans), (40, 3));
+    // A reader of new lines gets about 1 MiB at a time, and moves on.
+    let (mut after, mut pages) = (0, 0);
+    loop {
+        let page = store.logs(&f, after, 1000).unwrap();
+        let Some(last) = page.last() else { break };
+        assert!(
+            page.len() <= 4,
+            "{} lines of 256 KiB in one page",
+            page.len()
+        );
+        (after, pages) = (last.id, pages + 1);
+    }
+    assert_eq!(pages, 10);
+}
