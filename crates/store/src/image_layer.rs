@@ -11,7 +11,9 @@
 //! - a hard link must name an earlier regular file of the same layer;
 //! - devices, FIFOs and sockets are skipped; setuid, setgid and other high mode bits are dropped;
 //! - whiteouts (`.wh.<name>`, `.wh..wh..opq`) are kept out of the tree and returned, to be applied
-//!   when layers are merged;
+//!   when layers are merged: each once, however often the layer names it, and within a budget of
+//!   bytes ([`LayerLimits::max_whiteout_bytes`]), as they are held in memory and in the cache;
+//! - a path is at most [`MAX_DEPTH`] components deep;
 //! - bytes and entries (directories made for deeper entries included) are counted while reading
 //!   the decompressed stream (bombs stop at the limit), and the stream's SHA-256 is the layer's
 //!   `diff_id`, checked when one is expected;
@@ -23,7 +25,7 @@
 
 use std::collections::HashSet;
 use std::fs;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::{BuildHasher, Hash, RandomState};
 use std::io::{self, Read};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt, symlink};
 use std::path::{Component, Path, PathBuf};
@@ -58,12 +60,34 @@ impl Compression {
 pub struct LayerLimits {
     /// Bytes of the decompressed stream (the tar itself).
     pub max_bytes: u64,
-    /// Number of entries.
+    /// Number of entries, directories made for deeper entries included.
     pub max_entries: usize,
+    /// Bytes of the whiteouts recorded, each counted as [`whiteout_cost`] gives.
+    pub max_whiteout_bytes: u64,
+}
+
+/// The most whiteout bytes an image's layers may record together (about 200,000 whiteouts of
+/// 20-byte paths; real images hold tens to thousands).
+pub const MAX_WHITEOUT_BYTES: u64 = 16 << 20;
+
+/// The deepest path a layer may hold, in components. Linux images rarely go past 30; merging
+/// and removing a tree recurses once a level, so the bound keeps that small.
+pub const MAX_DEPTH: usize = 256;
+
+/// What a whiteout counts against [`LayerLimits::max_whiteout_bytes`]: its path, and a nominal
+/// 64 bytes for what holds it (in memory and in the cache's JSON).
+pub fn whiteout_cost(whiteout: &Whiteout) -> u64 {
+    let (Whiteout::Path(p) | Whiteout::Opaque(p)) = whiteout;
+    p.as_os_str().len() as u64 + 64
+}
+
+/// The cost of whiteouts together (see [`whiteout_cost`]).
+pub fn whiteout_bytes(whiteouts: &[Whiteout]) -> u64 {
+    whiteouts.iter().map(whiteout_cost).sum()
 }
 
 /// A deletion a layer makes in the layers below it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Whiteout {
     /// `dir/.wh.name`: `dir/name` goes.
     Path(PathBuf),
@@ -103,6 +127,10 @@ pub enum LayerError {
     TooLarge { limit: u64 },
     #[error("the layer has more than {limit} entries")]
     TooManyEntries { limit: usize },
+    #[error("entry '{name}' is more than {limit} components deep")]
+    TooDeep { name: String, limit: usize },
+    #[error("the layer's whiteouts take more than {limit} bytes")]
+    TooManyWhiteouts { limit: u64 },
     #[error("the layer's content is {actual}, not the diff_id {expected} its image names")]
     DiffIdMismatch { expected: String, actual: String },
     #[error("writing the layer failed")]
@@ -185,12 +213,35 @@ struct Tree<'a> {
     /// Directories known to be real directories: an entry below one needs no look at its
     /// parents (nothing in a layer turns a directory into anything else).
     dirs: HashSet<u128>,
+    /// Whiteouts recorded, and their cost so far.
+    whiteouts: HashSet<u128>,
+    whiteout_bytes: u64,
 }
 
 impl Tree<'_> {
-    fn key(&self, rel: &Path) -> u128 {
+    fn key(&self, item: &(impl Hash + ?Sized)) -> u128 {
         let (a, b) = &self.keys;
-        (a.hash_one(rel) as u128) << 64 | b.hash_one(rel) as u128
+        (a.hash_one(item) as u128) << 64 | b.hash_one(item) as u128
+    }
+
+    /// Records a whiteout in `out` unless it already is, charging its cost to the budget.
+    fn whiteout(
+        &mut self,
+        whiteout: Whiteout,
+        out: &mut Unpacked,
+        limits: LayerLimits,
+    ) -> Result<(), LayerError> {
+        if !self.whiteouts.insert(self.key(&whiteout)) {
+            return Ok(());
+        }
+        self.whiteout_bytes += whiteout_cost(&whiteout);
+        if self.whiteout_bytes > limits.max_whiteout_bytes {
+            return Err(LayerError::TooManyWhiteouts {
+                limit: limits.max_whiteout_bytes,
+            });
+        }
+        out.whiteouts.push(whiteout);
+        Ok(())
     }
 
     /// Refuses a path one of whose parents is a symlink; makes the missing ones, each counted
@@ -364,6 +415,8 @@ pub fn unpack(
             seen: HashSet::new(),
             files: HashSet::new(),
             dirs: HashSet::new(),
+            whiteouts: HashSet::new(),
+            whiteout_bytes: 0,
         };
         let mut extended = Extended::default();
         for entry in entries {
@@ -415,6 +468,12 @@ pub fn unpack(
             if rel.as_os_str().is_empty() {
                 continue; // the root itself
             }
+            if rel.components().count() > MAX_DEPTH {
+                return Err(LayerError::TooDeep {
+                    name,
+                    limit: MAX_DEPTH,
+                });
+            }
             let base = rel
                 .file_name()
                 .map(|b| b.to_string_lossy().into_owned())
@@ -426,9 +485,9 @@ pub fn unpack(
                 }
                 let dir = rel.parent().map(Path::to_path_buf).unwrap_or_default();
                 if hidden == ".wh..opq" {
-                    out.whiteouts.push(Whiteout::Opaque(dir));
+                    tree.whiteout(Whiteout::Opaque(dir), &mut out, limits)?;
                 } else if !hidden.starts_with(".wh.") && !hidden.is_empty() {
-                    out.whiteouts.push(Whiteout::Path(dir.join(hidden)));
+                    tree.whiteout(Whiteout::Path(dir.join(hidden)), &mut out, limits)?;
                 }
                 continue;
             }
@@ -581,8 +640,10 @@ pub fn merge(layers: &[(&Path, &[Whiteout])], dest: &Path) -> Result<(), LayerEr
 
 /// Hard-links every entry of `from` into `to` (copying a file whose link count is exhausted),
 /// replacing what is there; directories are made real directories first, so nothing is ever
-/// written through a symlink of a lower layer.
+/// written through a symlink of a lower layer. A directory's subdirectories are entered once its
+/// listing is closed: one descriptor open at a time, however deep the tree.
 fn link_tree(from: &Path, to: &Path) -> Result<(), LayerError> {
+    let mut below = Vec::new();
     for entry in fs::read_dir(from)? {
         let entry = entry?;
         let src = entry.path();
@@ -597,7 +658,7 @@ fn link_tree(from: &Path, to: &Path) -> Result<(), LayerError> {
             }
             // The upper layer's mode holds for a directory of a lower one.
             fs::set_permissions(&dst, fs::metadata(&src)?.permissions())?;
-            link_tree(&src, &dst)?;
+            below.push((src, dst));
             continue;
         }
         remove_any(&dst)?;
@@ -609,6 +670,9 @@ fn link_tree(from: &Path, to: &Path) -> Result<(), LayerError> {
             }
             fs::copy(&src, &dst)?;
         }
+    }
+    for (src, dst) in below {
+        link_tree(&src, &dst)?;
     }
     Ok(())
 }

@@ -7,13 +7,15 @@
 //!   running hash), so a restart ends them and clients start the blob again; their files are
 //!   removed at start and when they expire.
 //! - `layers/<hex of the blob>/`: a layer unpacked once under [`crate::image_layer`]'s policy
-//!   (`tree/`, and `whiteouts.json`), shared by every image that uses it.
+//!   (`tree/`, and `layer.json`: its diff_id, size, entries and whiteouts), shared by every image
+//!   that uses it.
 //! - An image root is built by merging its layers (hard links) into the code directory's tree of
 //!   the manifest's digest, so versions pin and collect it like a zip's tree.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
@@ -94,15 +96,22 @@ pub struct UploadWriter {
 }
 
 impl UploadWriter {
-    /// Appends bytes (a page-cache write; durability comes at [`Images::finish_upload`]).
+    /// Appends bytes (a page-cache write; durability comes at [`Images::finish_upload`]). A
+    /// write that fails part way is cut off again, so the file holds what the offset and hash
+    /// say, and the upload can resume at its offset.
     pub fn write(&mut self, bytes: &[u8], limit: u64) -> Result<(), BlobError> {
         if self.offset + bytes.len() as u64 > limit {
             return Err(BlobError::TooLarge(limit));
         }
-        self.file.write_all(bytes).map_err(|source| BlobError::Io {
-            path: PathBuf::from("upload"),
-            source,
-        })?;
+        // At the offset, whatever an earlier failure left past it.
+        if let Err(source) = self.file.write_all_at(bytes, self.offset) {
+            // Should this fail too, finishing refuses the upload by its length.
+            let _ = self.file.set_len(self.offset);
+            return Err(BlobError::Io {
+                path: PathBuf::from("upload"),
+                source,
+            });
+        }
         self.hash.update(bytes);
         self.offset += bytes.len() as u64;
         Ok(())
@@ -295,8 +304,8 @@ impl Images {
         Ok(())
     }
 
-    /// Completes an upload: its content must hash to `digest`. The blob is durable on return.
-    /// The session ends either way. Returns the size.
+    /// Completes an upload: its content must hash to `digest`, and the file must hold exactly the
+    /// bytes hashed. The blob is durable on return. The session ends either way. Returns the size.
     pub fn finish_upload(
         &self,
         id: &str,
@@ -314,6 +323,13 @@ impl Images {
                     actual,
                 });
             }
+            let len = writer.file.metadata().map_err(io_at(&path))?.len();
+            if len != writer.offset {
+                return Err(io_at(&path)(io::Error::other(format!(
+                    "the upload file holds {len} bytes, not the {} received",
+                    writer.offset
+                ))));
+            }
             if !self.touch_blob(digest) {
                 writer.file.sync_all().map_err(io_at(&path))?;
                 self.settle(&path, digest)?;
@@ -324,30 +340,28 @@ impl Images {
         result
     }
 
-    /// A layer unpacked: its tree and whiteouts, unpacked now unless cached. The diff_id is
-    /// checked while unpacking, and a layer that fails leaves nothing behind.
+    /// A layer unpacked, now unless cached. The diff_id is checked while unpacking, a cached
+    /// layer is held to `limits` as an unpacked one is, and a layer that fails leaves nothing
+    /// behind.
     pub fn unpacked_layer(
         &self,
         blob_digest: &str,
         media_type: &str,
         diff_id: &str,
         limits: LayerLimits,
-    ) -> Result<(PathBuf, Vec<Whiteout>, u64), BlobError> {
+    ) -> Result<CachedLayer, BlobError> {
         let hex =
             digest_hex(blob_digest).ok_or_else(|| BlobError::DigestInvalid(blob_digest.into()))?;
         let dir = self.root.join("layers").join(hex);
         let meta = dir.join("layer.json");
-        if let Ok(text) = fs::read(&meta)
+        // One larger than its whiteout budget allows (JSON escapes a byte in at most six) was
+        // written before the budget: unpacked again, and refused.
+        if fs::metadata(&meta).is_ok_and(|m| m.len() <= 8 * image_layer::MAX_WHITEOUT_BYTES)
+            && let Ok(text) = fs::read(&meta)
             && let Ok(m) = serde_json::from_slice::<LayerMeta>(&text)
             && m.diff_id == diff_id
         {
-            if m.bytes > limits.max_bytes {
-                return Err(LayerError::TooLarge {
-                    limit: limits.max_bytes,
-                }
-                .into());
-            }
-            return Ok((dir.join("tree"), m.whiteouts, m.bytes));
+            return m.within(limits, dir.join("tree"));
         }
         let compression = Compression::of_media_type(media_type).ok_or_else(|| {
             LayerError::Corrupt(format!("unsupported layer media type '{media_type}'"))
@@ -373,6 +387,7 @@ impl Images {
             let m = LayerMeta {
                 diff_id: unpacked.diff_id.clone(),
                 bytes: unpacked.bytes,
+                entries: unpacked.entries,
                 whiteouts: unpacked.whiteouts,
             };
             let json = serde_json::to_vec(&m).expect("layer metadata serialises");
@@ -380,10 +395,20 @@ impl Images {
             sync_tree(&work)?;
             match fs::rename(&work, &dir) {
                 Ok(()) => {}
-                Err(_) if dir.join("layer.json").exists() => {}
+                // Unpacked already: by another build at the same time, or by an older release
+                // whose metadata this one cannot read. The tree is the same; the metadata is
+                // replaced, so the cache answers next time.
+                Err(_) if meta.exists() => {
+                    fs::rename(work.join("layer.json"), &meta).map_err(io_at(&meta))?
+                }
                 Err(e) => return Err(io_at(&dir)(e)),
             }
-            Ok((dir.join("tree"), m.whiteouts, m.bytes))
+            Ok(CachedLayer {
+                tree: dir.join("tree"),
+                whiteouts: m.whiteouts,
+                bytes: m.bytes,
+                entries: m.entries,
+            })
         })();
         let _ = fs::remove_dir_all(&work);
         result
@@ -467,11 +492,56 @@ impl Images {
     }
 }
 
+/// A layer's `layer.json`.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct LayerMeta {
     diff_id: String,
     bytes: u64,
+    /// Entries as [`LayerLimits::max_entries`] counts them.
+    entries: usize,
     whiteouts: Vec<Whiteout>,
+}
+
+impl LayerMeta {
+    /// The cached layer, unless it holds more than `limits` allow.
+    fn within(self, limits: LayerLimits, tree: PathBuf) -> Result<CachedLayer, BlobError> {
+        let refused = if self.bytes > limits.max_bytes {
+            Some(LayerError::TooLarge {
+                limit: limits.max_bytes,
+            })
+        } else if self.entries > limits.max_entries {
+            Some(LayerError::TooManyEntries {
+                limit: limits.max_entries,
+            })
+        } else if image_layer::whiteout_bytes(&self.whiteouts) > limits.max_whiteout_bytes {
+            Some(LayerError::TooManyWhiteouts {
+                limit: limits.max_whiteout_bytes,
+            })
+        } else {
+            None
+        };
+        match refused {
+            Some(e) => Err(e.into()),
+            None => Ok(CachedLayer {
+                tree,
+                whiteouts: self.whiteouts,
+                bytes: self.bytes,
+                entries: self.entries,
+            }),
+        }
+    }
+}
+
+/// A layer unpacked into the cache.
+#[derive(Debug)]
+pub struct CachedLayer {
+    /// Its tree, to merge from.
+    pub tree: PathBuf,
+    pub whiteouts: Vec<Whiteout>,
+    /// Bytes of the decompressed stream.
+    pub bytes: u64,
+    /// Entries, as [`LayerLimits::max_entries`] counts them.
+    pub entries: usize,
 }
 
 fn sync_tree(path: &Path) -> Result<(), BlobError> {
@@ -502,6 +572,7 @@ pub struct ImagePlan {
     pub layers: Vec<LayerRef>,
     /// Bytes of all layers uncompressed (Lambda's 10 GB image limit).
     pub max_bytes: u64,
+    /// Entries of all layers together (directories made for deeper entries included).
     pub max_entries: usize,
 }
 
@@ -529,7 +600,9 @@ impl crate::Store {
     }
 
     /// Stores a package: a zip extracted, or an image's root built from its layers (each
-    /// unpacked once into the shared cache, then merged). Callers hold the collection lock.
+    /// unpacked once into the shared cache, then merged). The plan's limits, and
+    /// [`image_layer::MAX_WHITEOUT_BYTES`], cover the layers together: each layer gets what
+    /// those below it left. Callers hold the collection lock.
     pub(crate) fn put_package(
         &self,
         package: Package<'_>,
@@ -541,21 +614,24 @@ impl crate::Store {
         };
         let hex = digest_hex(&plan.manifest_digest)
             .ok_or_else(|| BlobError::DigestInvalid(plan.manifest_digest.clone()))?;
-        let mut total = 0u64;
+        let (mut total, mut entries, mut whiteout_bytes) = (0u64, 0usize, 0u64);
         let mut trees = Vec::with_capacity(plan.layers.len());
         for layer in &plan.layers {
-            let remaining = plan.max_bytes.saturating_sub(total);
-            let (tree, whiteouts, bytes) = self.images.unpacked_layer(
+            let l = self.images.unpacked_layer(
                 &layer.digest,
                 &layer.media_type,
                 &layer.diff_id,
                 LayerLimits {
-                    max_bytes: remaining,
-                    max_entries: plan.max_entries,
+                    max_bytes: plan.max_bytes.saturating_sub(total),
+                    max_entries: plan.max_entries.saturating_sub(entries),
+                    max_whiteout_bytes: image_layer::MAX_WHITEOUT_BYTES
+                        .saturating_sub(whiteout_bytes),
                 },
             )?;
-            total += bytes;
-            trees.push((tree, whiteouts));
+            total += l.bytes;
+            entries += l.entries;
+            whiteout_bytes += image_layer::whiteout_bytes(&l.whiteouts);
+            trees.push((l.tree, l.whiteouts));
         }
         self.images.build_root(&trees, &self.code.tree_path(hex))?;
         Ok(crate::StoredCode {
@@ -600,26 +676,4 @@ impl Images {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn uploads_are_capped_per_repository_and_per_account() {
-        let dir = tempfile::tempdir().unwrap();
-        let images = Images::open(dir.path()).unwrap();
-        let open = |account: &str, repo: usize| {
-            images.start_upload(account, &format!("{account}/r{repo}"))
-        };
-        for _ in 0..MAX_UPLOADS_PER_OWNER {
-            open("a", 0).unwrap();
-        }
-        assert!(matches!(open("a", 0), Err(BlobError::TooManyUploads)));
-        // Other repositories of the account, up to the account's cap.
-        for i in MAX_UPLOADS_PER_OWNER..MAX_UPLOADS_PER_ACCOUNT {
-            open("a", i).unwrap();
-        }
-        assert!(matches!(open("a", 1000), Err(BlobError::TooManyUploads)));
-        // Another account is not held up by the first.
-        open("b", 0).unwrap();
-    }
-}
+mod tests;

@@ -5,6 +5,7 @@ use super::*;
 const LIMITS: LayerLimits = LayerLimits {
     max_bytes: 1 << 20,
     max_entries: 100,
+    max_whiteout_bytes: MAX_WHITEOUT_BYTES,
 };
 
 /// A tar built header by header, so that hostile names can be written as they are.
@@ -333,7 +334,7 @@ fn long_names_are_read_within_bounds() {
     // have read it whole into memory), and so is a pax header of 2 MiB.
     let limits = LayerLimits {
         max_bytes: 16 << 30,
-        max_entries: 100,
+        ..LIMITS
     };
     for (kind, size) in [
         (tar::EntryType::GNULongName, 8u64 << 30),
@@ -435,4 +436,139 @@ fn gzip_members_one_after_another_are_one_layer() {
     .unwrap();
     assert_eq!(u.entries, 2);
     assert_eq!(fs::read(dir.path().join("b")).unwrap(), b"2");
+}
+
+/// An empty file (or whiteout) under a GNU long name.
+fn long_named(tar: Tar, name: &str) -> Tar {
+    let mut raw = name.as_bytes().to_vec();
+    raw.push(0);
+    tar.extension(tar::EntryType::GNULongName, raw.len() as u64, &raw)
+        .file("placeholder", b"")
+}
+
+#[test]
+fn a_whiteout_repeated_is_recorded_once() {
+    let long = format!("{}/.wh.victim", "d".repeat(1000));
+    let tar = (0..10_000)
+        .fold(Tar::default(), |t, _| long_named(t, &long))
+        .file(".wh.other", b"")
+        .file("d/.wh..wh..opq", b"")
+        .file("d/.wh..wh..opq", b"")
+        .done();
+    let limits = LayerLimits {
+        max_bytes: 1 << 30,
+        max_entries: 100_000,
+        ..LIMITS
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let u = unpack(&tar[..], Compression::None, dir.path(), limits, None).unwrap();
+    assert_eq!(u.whiteouts.len(), 3);
+    assert_eq!(
+        u.whiteouts,
+        vec![
+            Whiteout::Path(format!("{}/victim", "d".repeat(1000)).into()),
+            Whiteout::Path("other".into()),
+            Whiteout::Opaque("d".into()),
+        ]
+    );
+}
+
+#[test]
+fn whiteouts_past_their_budget_are_refused() {
+    let names: Vec<String> = (0..100).map(|i| format!("dir/.wh.gone{i:03}")).collect();
+    let tar = names
+        .iter()
+        .fold(Tar::default(), |t, n| t.file(n, b""))
+        .done();
+    // Each costs its 11-byte path and 64 bytes besides: 100 of them, 7,500 bytes.
+    let cost = |budget| {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = LayerLimits {
+            max_whiteout_bytes: budget,
+            ..LIMITS
+        };
+        unpack(&tar[..], Compression::None, dir.path(), limits, None)
+    };
+    let u = cost(7_500).unwrap();
+    assert_eq!(u.whiteouts.len(), 100);
+    assert_eq!(whiteout_bytes(&u.whiteouts), 7_500);
+    let r = cost(7_499);
+    assert!(
+        matches!(r, Err(LayerError::TooManyWhiteouts { limit: 7_499 })),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn paths_deeper_than_the_bound_are_refused() {
+    let limits = LayerLimits {
+        max_bytes: 1 << 20,
+        max_entries: 10_000,
+        ..LIMITS
+    };
+    let deep = |depth: usize| {
+        let name = format!("{}f", "d/".repeat(depth - 1));
+        long_named(Tar::default(), &name).done()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let r = unpack(
+        &deep(MAX_DEPTH)[..],
+        Compression::None,
+        dir.path(),
+        limits,
+        None,
+    );
+    assert!(r.is_ok(), "{r:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let r = unpack(
+        &deep(MAX_DEPTH + 1)[..],
+        Compression::None,
+        dir.path(),
+        limits,
+        None,
+    );
+    assert!(matches!(r, Err(LayerError::TooDeep { .. })), "{r:?}");
+}
+
+/// Set in the child process [`merging_a_deep_tree_holds_no_descriptor_per_level`] runs.
+const FEW_FDS: &str = "LAMINA_TEST_LINK_TREE_FEW_FDS";
+
+#[test]
+fn merging_a_deep_tree_holds_no_descriptor_per_level() {
+    if std::env::var_os(FEW_FDS).is_none() {
+        // The descriptor limit is the process's: lowered only in a child running this test.
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "image_layer::tests::merging_a_deep_tree_holds_no_descriptor_per_level",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(FEW_FDS, "1")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return;
+    }
+    let layer = tempfile::tempdir().unwrap();
+    let chain = "d/".repeat(300);
+    fs::create_dir_all(layer.path().join(&chain)).unwrap();
+    fs::write(layer.path().join(&chain).join("f"), b"deep").unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let limit = libc::rlimit {
+        rlim_cur: 64,
+        rlim_max: 64,
+    };
+    // SAFETY: a plain syscall on a valid struct, in a process running this test alone.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
+    merge(&[(layer.path(), &[])], root.path()).unwrap();
+    assert_eq!(
+        fs::read(root.path().join(&chain).join("f")).unwrap(),
+        b"deep"
+    );
 }
