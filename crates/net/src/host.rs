@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use futures_util::TryStreamExt;
+use ipnet::Ipv4Net;
 use nftables::schema::{NfObject, Nftables};
 use rtnetlink::packet_route::link::{
     AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoKind, InfoVeth, LinkAttribute,
@@ -42,6 +43,9 @@ pub trait Host: Send {
     /// Every host interface whose name starts with `prefix`: its name, the bytes it received
     /// (sent by the sandbox) and the bytes it sent (to the sandbox).
     fn counters(&mut self, prefix: &str) -> io::Result<Vec<(String, u64, u64)>>;
+    /// Deletes what the kernel tracks of connections from `sources` (see [`crate::conntrack`]);
+    /// returns how many entries went.
+    fn forget_connections(&mut self, sources: &[Ipv4Net]) -> io::Result<usize>;
 }
 
 fn nl(e: rtnetlink::Error) -> io::Error {
@@ -408,6 +412,10 @@ impl Host for LinuxHost {
         })
     }
 
+    fn forget_connections(&mut self, sources: &[Ipv4Net]) -> io::Result<usize> {
+        crate::conntrack::forget(sources)
+    }
+
     fn exists(&mut self, name: &str) -> io::Result<bool> {
         let h = self.handle.clone();
         match self.index(&h, name) {
@@ -528,6 +536,12 @@ impl Host for RecordingHost {
             .unwrap_or_else(|e| e.into_inner())
             .get(name)
             .copied())
+    }
+
+    fn forget_connections(&mut self, sources: &[Ipv4Net]) -> io::Result<usize> {
+        let list: Vec<String> = sources.iter().map(Ipv4Net::to_string).collect();
+        self.record(format!("forget connections from {}", list.join(" ")));
+        Ok(0)
     }
 
     fn exists(&mut self, name: &str) -> io::Result<bool> {

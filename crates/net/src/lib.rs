@@ -13,6 +13,7 @@
 //!   chains are made once, and its interfaces' names select them.
 //! - Every kernel operation goes through [`host::Host`], with a recording fake for unit tests.
 
+mod conntrack;
 pub mod dns;
 pub mod host;
 mod pool;

@@ -10,6 +10,8 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use ipnet::Ipv4Net;
+
 use crate::host::Host;
 use crate::{NetConfig, SecurityGroup, VpcProfile, interface_name, rules};
 use profiles::Profiles;
@@ -199,15 +201,25 @@ impl Network {
                             "turned on IPv4 forwarding (net.ipv4.ip_forward=1) for sandbox egress"
                         );
                     }
+                    // What a server before this one left (its sandboxes outlived it): gone
+                    // before the firewall forgets their profiles, and so are their connections.
+                    for (name, _, _) in host.counters(rules::PREFIX)? {
+                        if crate::is_sandbox_interface(&name) {
+                            host.delete(&name).map_err(|e| {
+                                io::Error::new(
+                                    e.kind(),
+                                    format!("removing {name}, left by an earlier server: {e}"),
+                                )
+                            })?;
+                        }
+                    }
                     host.apply(&rules::base(
                         s.config.pool,
                         &s.config.resolvers,
                         s.config.connections,
                     ))?;
-                    for (name, _, _) in host.counters(rules::PREFIX)? {
-                        if crate::is_sandbox_interface(&name) {
-                            let _ = host.delete(&name);
-                        }
+                    if let Err(e) = host.forget_connections(&[s.config.pool]) {
+                        tracing::warn!(error = %e, "cannot clear the connections the kernel tracks for network.pool: an address used again may receive what was meant for its last sandbox");
                     }
                     let blockers = host.forward_blockers().unwrap_or_default();
                     let mut notes = s.notes.lock().unwrap_or_else(|e| e.into_inner());
@@ -704,7 +716,14 @@ impl Worker {
         }
         let (_, index, name) = self.cooling.pop_front().expect("checked");
         match self.host.exists(&name) {
-            Ok(false) => Some(index),
+            Ok(false) => {
+                // Its last sandbox's flows must not reach the next one.
+                let address = Ipv4Net::from(self.shared.config.pair(index).1);
+                if let Err(e) = self.host.forget_connections(&[address]) {
+                    tracing::warn!(error = %e, %address, "cannot clear the connections the kernel tracks for an address used again");
+                }
+                Some(index)
+            }
             // Not gone yet (a process of the sandbox still holds its namespace).
             _ => {
                 self.cooling.push_back((Instant::now(), index, name));

@@ -36,6 +36,7 @@ pub const BLOCKED4: &[&str] = &[
     "10.0.0.0/8",
     "100.64.0.0/10",
     "127.0.0.0/8",
+    "168.63.129.16/32",
     "169.254.0.0/16",
     "172.16.0.0/12",
     "192.0.0.0/24",
@@ -46,10 +47,15 @@ pub const BLOCKED4: &[&str] = &[
 ];
 
 /// What no sandbox reaches whatever its VPC, its subnets' interfaces or its security groups
-/// allow: this host, link-local (the metadata address), multicast and reserved addresses.
+/// allow: this host, link-local (the metadata address of most clouds), the host services of
+/// clouds that keep them elsewhere (Azure's WireServer, Alibaba Cloud's metadata), multicast and
+/// reserved addresses. The host's DNS resolvers stay reachable on port 53 (Azure's is the
+/// WireServer's address).
 pub const NEVER4: &[&str] = &[
     "0.0.0.0/8",
+    "100.100.100.200/32",
     "127.0.0.0/8",
+    "168.63.129.16/32",
     "169.254.0.0/16",
     "224.0.0.0/4",
     "240.0.0.0/4",
@@ -572,6 +578,10 @@ mod tests {
             t.contains(r#"{"prefix":{"addr":"169.254.0.0","len":16}}"#),
             "{t}"
         );
+        // Clouds' host services at other addresses: Azure's WireServer, Alibaba's metadata.
+        for host_service in ["168.63.129.16", "100.100.100.200"] {
+            assert!(t.contains(&format!(r#""{host_service}""#)), "{t}");
+        }
         assert!(t.contains(r#""masquerade":null"#), "{t}");
         assert!(
             t.contains(r#"{"prefix":{"addr":"10.254.0.0","len":16}}"#),

@@ -308,6 +308,39 @@ fn addresses_never_used_go_before_used_ones() {
 }
 
 #[test]
+fn an_address_used_again_starts_without_its_last_sandboxs_connections() {
+    let host = RecordingHost::default();
+    let net = start(host.clone(), 0);
+    // At start, whatever an earlier server's sandboxes left.
+    assert!(
+        host.calls()
+            .contains(&"forget connections from 10.254.0.0/29".to_owned()),
+        "{:?}",
+        host.calls()
+    );
+    // A /29 holds four pairs: the fifth lease takes the first address again.
+    let first = net.take(0, "a").unwrap();
+    let used = first.address;
+    drop(first);
+    let others: Vec<_> = (0..3).map(|_| net.take(0, "b").unwrap()).collect();
+    std::thread::sleep(COOLING + Duration::from_millis(200));
+    let again = net.take(0, "c").unwrap();
+    assert_eq!(again.address, used);
+    let calls = host.calls();
+    let forget = calls
+        .iter()
+        .position(|c| *c == format!("forget connections from {used}/32"))
+        .unwrap_or_else(|| panic!("{calls:?}"));
+    let create = calls
+        .iter()
+        .rposition(|c| c.starts_with("create ") && c.ends_with(&format!(" {used}")))
+        .unwrap();
+    assert!(forget < create, "{calls:?}");
+    drop((others, again));
+    net.stop();
+}
+
+#[test]
 fn a_collection_the_firewall_refused_is_tried_again() {
     let host = RecordingHost::default();
     let net = collecting(&host);
