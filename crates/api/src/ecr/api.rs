@@ -494,7 +494,9 @@ async fn batch_get_image(ctx: &Ctx<'_>) -> Result<Value> {
 
 async fn batch_delete_image(ctx: &Ctx<'_>) -> Result<Value> {
     let repo = ctx.repository().await?;
-    let images = images_of(ctx, &repo).await?;
+    // Kept as this request changes it: an image whose tags it removes one by one goes with
+    // its last, as ECR's does.
+    let mut images = images_of(ctx, &repo).await?;
     let (mut deleted, mut failures) = (Vec::new(), Vec::new());
     let store = ctx.state.store.clone();
     for (d, t) in image_ids(ctx)? {
@@ -508,9 +510,10 @@ async fn batch_delete_image(ctx: &Ctx<'_>) -> Result<Value> {
         let s = store.clone();
         let (id, tag, digest) = (repo.id, t.clone(), image.digest.clone());
         // A tag goes alone unless it was the image's last; a digest takes the image and its tags.
+        let untag = tag.is_some() && image.tags.len() > 1;
         let gone = blocking::<_, EcrError>(move || {
             match &tag {
-                Some(tag) if image.tags.len() > 1 => {
+                Some(tag) if untag => {
                     s.untag_image(id, tag)?;
                 }
                 _ => match s.delete_image(id, &image.digest) {
@@ -523,6 +526,15 @@ async fn batch_delete_image(ctx: &Ctx<'_>) -> Result<Value> {
             Ok::<_, EcrError>(None)
         })
         .await?;
+        if gone.is_none() {
+            match &t {
+                Some(tag) if untag => images
+                    .iter_mut()
+                    .filter(|i| i.digest == digest)
+                    .for_each(|i| i.tags.retain(|x| x != tag)),
+                _ => images.retain(|i| i.digest != digest),
+            }
+        }
         if let Some(list) = gone {
             failures.push(json!({
                 "imageId": id_json(&d, &t),
@@ -572,7 +584,17 @@ async fn put_image(ctx: &Ctx<'_>) -> Result<Value> {
             ),
         ));
     }
-    let reference = tag.clone().or(digest).unwrap_or_else(|| computed.clone());
+    if let Some(d) = &digest
+        && *d != computed
+    {
+        return Err(EcrError::new(
+            "ImageDigestDoesNotMatchException",
+            format!(
+                "The specified image digest {d} does not match the digest that Amazon ECR calculated for the image, {computed}."
+            ),
+        ));
+    }
+    let reference = tag.clone().unwrap_or_else(|| computed.clone());
     let stored = registry::put_manifest(
         ctx.state,
         &repo,

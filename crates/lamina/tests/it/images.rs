@@ -463,14 +463,58 @@ fn skopeo_pushes_an_image_the_aws_cli_runs_as_a_function_with_whiteouts_applied(
         2,
         "one tagged, one untagged: {listed}"
     );
-    aws.ok(&[
+    // A second tag through PutImage, whose digest, when given, must be the manifest's.
+    let got = aws.ok(&[
+        "ecr",
+        "batch-get-image",
+        "--repository-name",
+        "test/fn",
+        "--image-ids",
+        "imageTag=v1",
+    ]);
+    let manifest = got["images"][0]["imageManifest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let put = |extra: &[&str]| {
+        let mut args = vec![
+            "ecr",
+            "put-image",
+            "--repository-name",
+            "test/fn",
+            "--image-tag",
+            "also",
+            "--image-manifest",
+            &manifest,
+        ];
+        args.extend(extra);
+        aws.run(&args)
+    };
+    let wrong = format!("sha256:{}", "0".repeat(64));
+    let e = put(&["--image-digest", &wrong]).unwrap_err();
+    assert!(e.contains("ImageDigestDoesNotMatchException"), "{e}");
+    put(&[]).unwrap();
+    // Both its tags in one request: the image goes with its last, as on ECR.
+    let deleted = aws.ok(&[
         "ecr",
         "batch-delete-image",
         "--repository-name",
         "test/fn",
         "--image-ids",
         "imageTag=v1",
+        "imageTag=also",
     ]);
+    assert_eq!(
+        deleted["imageIds"].as_array().unwrap().len(),
+        2,
+        "{deleted}"
+    );
+    let listed = aws.ok(&["ecr", "list-images", "--repository-name", "test/fn"]);
+    assert_eq!(
+        listed["imageIds"].as_array().unwrap().len(),
+        1,
+        "only the untagged image left: {listed}"
+    );
     aws.ok(&[
         "ecr",
         "delete-repository",
