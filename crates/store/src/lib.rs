@@ -67,8 +67,11 @@ pub struct Store {
     conn: Mutex<Connection>,
     code: CodeDir,
     images: Images,
-    /// Held shared by uploads from code write to row commit, exclusively by garbage collection.
+    /// Held shared by uploads from code write to row commit, exclusively by garbage collection
+    /// (which never queues for it: see [`Store::collect_garbage`]).
     gc: RwLock<()>,
+    /// A collection waits for uploads to end; others asked for meanwhile are its.
+    collection_waiting: std::sync::atomic::AtomicBool,
     /// Packages (hex SHA-256) in use by execution environments, with their pin counts.
     pins: Arc<Mutex<HashMap<String, usize>>>,
     data_dir: PathBuf,
@@ -138,6 +141,7 @@ impl Store {
             code,
             images,
             gc: RwLock::new(()),
+            collection_waiting: Default::default(),
             pins: Arc::default(),
             data_dir: data_dir.to_path_buf(),
             stop,
@@ -161,8 +165,32 @@ impl Store {
 
     /// Removes code that no function version references and no environment has pinned.
     /// Returns how many items went.
+    ///
+    /// It waits for the uploads under way (an image's unpack may take minutes) without queueing
+    /// for the lock, which would hold every new upload of every account behind them; a
+    /// collection asked for while another waits is left to that one, which reads what to keep
+    /// once it runs.
     pub fn collect_garbage(&self) -> Result<usize, StoreError> {
-        let _exclusive = self.gc.write().unwrap_or_else(|e| e.into_inner());
+        use std::sync::TryLockError;
+        use std::sync::atomic::Ordering;
+        let mut waiting = false;
+        let _exclusive = loop {
+            match self.gc.try_write() {
+                Ok(g) => break g,
+                Err(TryLockError::Poisoned(e)) => break e.into_inner(),
+                Err(TryLockError::WouldBlock) => {}
+            }
+            if !waiting {
+                if self.collection_waiting.swap(true, Ordering::AcqRel) {
+                    return Ok(0);
+                }
+                waiting = true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        if waiting {
+            self.collection_waiting.store(false, Ordering::Release);
+        }
         let mut keep: HashSet<String> = {
             let conn = self.conn();
             // A deleted layer version's code stays while a function version uses it.
@@ -232,5 +260,40 @@ impl Store {
         // A panic while holding the lock cannot leave SQLite inconsistent (transactions roll back
         // on drop), so a poisoned lock is still safe to use.
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    #[test]
+    fn a_collection_waiting_for_an_upload_holds_no_other_upload_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        // An upload under way (an image's unpack, say).
+        let upload = store.gc.read().unwrap();
+        let s = store.clone();
+        let collector = std::thread::spawn(move || s.collect_garbage().unwrap());
+        let asked = Instant::now();
+        while !store.collection_waiting.load(Ordering::Acquire) {
+            assert!(
+                asked.elapsed() < Duration::from_secs(10),
+                "the collection waits"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Another account's upload starts meanwhile; a second collection is the first's.
+        assert!(
+            store.gc.try_read().is_ok(),
+            "an upload is held behind the collection"
+        );
+        assert_eq!(store.collect_garbage().unwrap(), 0);
+        drop(upload);
+        collector.join().unwrap();
+        assert!(!store.collection_waiting.load(Ordering::Acquire));
     }
 }
