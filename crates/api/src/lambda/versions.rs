@@ -144,7 +144,14 @@ pub async fn list(
     let (key, _) = resolve(&caller, &name, None, "ListVersionsByFunction")?;
     let q = Query::parse(raw.as_deref());
     let max = super::page_size(&q)?;
-    let start: usize = q.get("Marker").and_then(|m| m.parse().ok()).unwrap_or(0);
+    // The marker is the last version a page showed, so that versions deleted or published
+    // between pages neither skip nor repeat one.
+    let after = match q.get("Marker").filter(|m| !m.is_empty()) {
+        None => None,
+        Some(m) => Some(version_order(m).ok_or_else(|| {
+            LambdaError::invalid_parameter("Marker is not one this server returned.")
+        })?),
+    };
     let store = state.store.clone();
     let k = key.clone();
     let all = blocking(move || {
@@ -154,9 +161,12 @@ pub async fn list(
         })
     })
     .await?;
-    let page: Vec<serde_json::Value> = all
+    let rest: Vec<&FunctionRecord> = all
         .iter()
-        .skip(start)
+        .filter(|r| after.is_none_or(|a| version_order(&r.version).is_some_and(|o| o > a)))
+        .collect();
+    let page: Vec<serde_json::Value> = rest
+        .iter()
         .take(max)
         .map(|r| {
             let qualifier = match r.version.parse::<u64>() {
@@ -168,8 +178,16 @@ pub async fn list(
         })
         .collect();
     let mut out = serde_json::json!({ "Versions": page });
-    if start + max < all.len() {
-        out["NextMarker"] = (start + max).to_string().into();
+    if rest.len() > max {
+        out["NextMarker"] = rest[max - 1].version.clone().into();
     }
     Ok(Json(out))
+}
+
+/// Where a version comes in ListVersionsByFunction's order: `$LATEST`, then by number.
+fn version_order(version: &str) -> Option<u64> {
+    match version {
+        "$LATEST" => Some(0),
+        n => n.parse::<u64>().ok()?.checked_add(1),
+    }
 }

@@ -145,6 +145,19 @@ async fn versions_are_immutable_snapshots() {
             .ends_with(":$LATEST")
     );
 
+    // Paged, with a version deleted between pages: none is skipped.
+    let first = c
+        .list_versions_by_function()
+        .function_name("ver")
+        .max_items(2)
+        .send()
+        .await
+        .unwrap();
+    let names = |l: &[aws_sdk_lambda::types::FunctionConfiguration]| -> Vec<String> {
+        l.iter().map(|v| v.version().unwrap().to_owned()).collect()
+    };
+    assert_eq!(names(first.versions()), ["$LATEST", "1"]);
+
     // Deleting a version; its number is never reused.
     c.delete_function()
         .function_name("ver")
@@ -152,6 +165,15 @@ async fn versions_are_immutable_snapshots() {
         .send()
         .await
         .unwrap();
+    let second = c
+        .list_versions_by_function()
+        .function_name("ver")
+        .marker(first.next_marker().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(names(second.versions()), ["2"]);
+    assert!(second.next_marker().is_none());
     assert_error(
         c.get_function()
             .function_name("ver")
