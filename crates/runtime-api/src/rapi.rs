@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 use hyper::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue};
 use hyper::{HeaderMap, Method, Request, StatusCode};
@@ -339,12 +339,41 @@ async fn read_body(
         return Err(BodyError::TooLarge);
     }
     let left = (deadline_ms - lamina_model::now_millis()).max(0) as u64;
-    let read = Limited::new(body, MAX_RESPONSE).collect();
+    let read = gather(body, declared.unwrap_or(0) as usize);
     match tokio::time::timeout(Duration::from_millis(left), read).await {
-        Ok(Ok(b)) => Ok(b.to_bytes()),
-        Ok(Err(e)) if e.is::<LengthLimitError>() => Err(BodyError::TooLarge),
-        _ => Err(BodyError::Broken),
+        Ok(r) => r,
+        Err(_) => Err(BodyError::Broken),
     }
+}
+
+/// A body's bytes, at most [`MAX_RESPONSE`] of them, in one buffer: a body sent in one frame is
+/// kept as it came, others are copied together as they arrive (kept frame by frame, a body of
+/// one-byte chunks would hold a buffer and a descriptor per byte). Trailers are ignored.
+async fn gather<B>(mut body: B, declared: usize) -> Result<Bytes, BodyError>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+{
+    let mut first: Option<Bytes> = None;
+    let mut joined = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(|_| BodyError::Broken)?.into_data() else {
+            continue;
+        };
+        let had = first.as_ref().map_or(0, Bytes::len) + joined.len();
+        if had + data.len() > MAX_RESPONSE {
+            return Err(BodyError::TooLarge);
+        }
+        match first.take() {
+            None if joined.is_empty() => first = Some(data),
+            None => joined.extend_from_slice(&data),
+            Some(f) => {
+                joined.reserve(declared.clamp(f.len() + data.len(), MAX_RESPONSE));
+                joined.extend_from_slice(&f);
+                joined.extend_from_slice(&data);
+            }
+        }
+    }
+    Ok(first.unwrap_or_else(|| joined.freeze()))
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str, default: &'a str) -> &'a str {

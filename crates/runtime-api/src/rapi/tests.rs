@@ -387,3 +387,65 @@ async fn init_error_is_taken_once_and_other_routes_are_refused() {
         assert_eq!(a.status, 404, "{path}");
     }
 }
+
+/// A body of `left` one-byte frames, each counted while alive.
+struct TinyFrames {
+    left: usize,
+}
+
+static LIVE_FRAMES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static PEAK_FRAMES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+struct Counted([u8; 1]);
+
+impl AsRef<[u8]> for Counted {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        LIVE_FRAMES.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl hyper::body::Body for TinyFrames {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        if self.left == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        self.left -= 1;
+        let live = LIVE_FRAMES.fetch_add(1, Ordering::SeqCst) + 1;
+        PEAK_FRAMES.fetch_max(live, Ordering::SeqCst);
+        let data = Bytes::from_owner(Counted(*b"x"));
+        std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(data))))
+    }
+}
+
+#[tokio::test]
+async fn a_body_of_one_byte_chunks_is_held_in_one_buffer_and_bounded() {
+    // Kept frame by frame, 100,000 chunks would be 100,000 buffers held at once.
+    let Ok(got) = gather(TinyFrames { left: 100_000 }, 0).await else {
+        panic!("a body within the limit is read");
+    };
+    assert_eq!(got.len(), 100_000);
+    assert!(got.iter().all(|b| *b == b'x'));
+    let peak = PEAK_FRAMES.load(Ordering::SeqCst);
+    assert!(peak <= 2, "{peak} chunks held at once");
+    // Past the limit, however it is cut, the body is refused.
+    let over = gather(
+        TinyFrames {
+            left: MAX_RESPONSE + 1,
+        },
+        0,
+    )
+    .await;
+    assert!(matches!(over, Err(BodyError::TooLarge)));
+}
