@@ -236,12 +236,14 @@ impl Executor {
         if ran.reusable {
             held.release(Some(env), init_ok);
         } else {
-            // The caller has its answer; the environment is torn down behind it, and its slot
-            // and memory are given back once it is gone. No caller waits for it meanwhile.
+            // The caller has its answer and its concurrency goes back; the environment is
+            // torn down behind it, and its memory is given back once it is gone. No caller
+            // waits for it meanwhile.
             held.finished();
+            let room = held.discard(init_ok);
             tokio::spawn(async move {
                 env.destroy().await;
-                held.release(None, init_ok);
+                drop(room);
             });
         }
         ended.send(Ended {
@@ -296,6 +298,15 @@ impl Held {
     /// Gives the concurrency back, with the environment if it may serve again.
     fn release(mut self, env: Option<Environment>, init_ok: Option<bool>) {
         self.give_back(env, init_ok);
+    }
+
+    /// Gives the concurrency back now; the environment's room goes with the returned guard.
+    fn discard(mut self, init_ok: Option<bool>) -> Option<scheduler::Room> {
+        let slot = self.slot.take()?;
+        Some(
+            self.sched
+                .release_discarding(slot, self.reserved, init_ok, self.finishing),
+        )
     }
 
     fn give_back(&mut self, env: Option<Environment>, init_ok: Option<bool>) {
@@ -434,6 +445,29 @@ mod tests {
             .await
             .expect("the concurrency was given back");
         assert!(matches!(grant, Grant::Cold { .. }));
+    }
+
+    #[tokio::test]
+    async fn a_discarded_environments_concurrency_goes_back_before_it_is_destroyed() {
+        let sched = scheduler();
+        let (_, reserved) = sched.acquire(&slot()).await.expect("room for one");
+        let held = Held::new(sched.clone(), slot(), reserved);
+        // It timed out: the caller has its answer while the environment is torn down.
+        let room = held.discard(Some(true)).expect("held");
+        let (grant, reserved) = sched
+            .acquire(&slot())
+            .await
+            .expect("the account's one concurrency is free again");
+        assert!(matches!(grant, Grant::Cold { .. }));
+        assert_eq!(
+            sched.stats().live_memory_mb,
+            256,
+            "both environments' memory counted"
+        );
+        drop(room);
+        assert_eq!(sched.stats().live_memory_mb, 128);
+        Held::new(sched.clone(), slot(), reserved).release(None, None);
+        assert_eq!(sched.stats().live_memory_mb, 0);
     }
 
     #[tokio::test]

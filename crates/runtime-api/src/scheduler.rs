@@ -33,7 +33,9 @@ use crate::env::Environment;
 use crate::gate::Gate;
 
 mod finishing;
+mod room;
 use finishing::{Finishing, Handed};
+pub use room::Room;
 
 /// Why an invocation was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -732,6 +734,21 @@ impl State {
     }
 
     fn release(&mut self, slot: Slot, reserved: bool, env: Option<Environment>) {
+        self.end_in_flight(&slot, reserved);
+        let f = self.functions.entry(slot.function_arn.clone()).or_default();
+        match env {
+            Some(env) if f.keeps(&slot, &env) => {
+                env.gate().idle();
+                f.idle.push(env);
+            }
+            Some(env) => self.discard(env),
+            // The environment is gone (destroyed by the caller), or never started.
+            None => self.forget(slot.memory_mb, slot.tmp_mb),
+        }
+    }
+
+    /// The invocation's concurrency given back (not its environment's room).
+    fn end_in_flight(&mut self, slot: &Slot, reserved: bool) {
         if let Some(f) = self.functions.get_mut(&slot.function_arn) {
             f.in_flight = f.in_flight.saturating_sub(1);
             f.in_flight_async = f.in_flight_async.saturating_sub(slot.asynchronous as u32);
@@ -745,16 +762,6 @@ impl State {
             a.unreserved_in_flight_async = a
                 .unreserved_in_flight_async
                 .saturating_sub(slot.asynchronous as u32);
-        }
-        let f = self.functions.entry(slot.function_arn.clone()).or_default();
-        match env {
-            Some(env) if f.keeps(&slot, &env) => {
-                env.gate().idle();
-                f.idle.push(env);
-            }
-            Some(env) => self.discard(env),
-            // The environment is gone (destroyed by the caller), or never started.
-            None => self.forget(slot.memory_mb, slot.tmp_mb),
         }
     }
 

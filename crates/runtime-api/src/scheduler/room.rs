@@ -1,0 +1,55 @@
+//! An environment torn down after its invocation (a timeout, a crash, a runtime that exited):
+//! Lambda counts concurrency as requests in flight, so the invocation's concurrency goes back
+//! as soon as it has ended; the environment's memory and `/tmp` stay counted until it is gone.
+
+use super::{Scheduler, Slot};
+
+/// The memory and `/tmp` of an environment being destroyed: given back when dropped.
+pub struct Room {
+    sched: Scheduler,
+    memory_mb: u32,
+    tmp_mb: u32,
+}
+
+impl Scheduler {
+    /// Gives back the concurrency of an invocation whose environment will not serve again; the
+    /// environment's room goes back when the [`Room`] drops, once it is destroyed. `init_ok`
+    /// and `finishing` are as for [`Scheduler::release`].
+    pub fn release_discarding(
+        &self,
+        slot: Slot,
+        reserved: bool,
+        init_ok: Option<bool>,
+        finishing: bool,
+    ) -> Room {
+        let mut state = self.state();
+        if finishing {
+            state.unmark(&slot, reserved);
+        }
+        if state.waiting_for_room > 0 {
+            self.released.notify_waiters();
+        }
+        if let Some(f) = state.functions.get_mut(&slot.function_arn) {
+            if let Some(ok) = init_ok {
+                f.init_failed = !ok;
+            }
+            f.finishing.settle(&slot);
+        }
+        state.end_in_flight(&slot, reserved);
+        Room {
+            sched: self.clone(),
+            memory_mb: slot.memory_mb,
+            tmp_mb: slot.tmp_mb,
+        }
+    }
+}
+
+impl Drop for Room {
+    fn drop(&mut self) {
+        let mut state = self.sched.state();
+        state.forget(self.memory_mb, self.tmp_mb);
+        if state.waiting_for_room > 0 {
+            self.sched.released.notify_waiters();
+        }
+    }
+}
