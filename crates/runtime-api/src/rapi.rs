@@ -413,8 +413,16 @@ async fn answer(
             let _ = tx.send(Reply::TooLarge);
             return too_large();
         }
-        // The invocation sees its answer gone (`tx` dropped).
-        Err(BodyError::Broken) => return status(StatusCode::BAD_REQUEST),
+        // Cut off, or past the deadline: the invocation stays unanswered, so that its own
+        // deadline, its runtime's exit or an answer posted again decides how it ends (a
+        // dropped answer would read as the runtime's exit).
+        Err(BodyError::Broken) => {
+            let mut cur = s.current.lock().unwrap_or_else(|e| e.into_inner());
+            if cur.is_none() {
+                *cur = Some((id.to_owned(), tx, deadline));
+            }
+            return status(StatusCode::BAD_REQUEST);
+        }
     };
     let _ = tx.send(reply);
     // The caller's answer goes out first: the invocation and then the caller's task run on this
@@ -432,8 +440,14 @@ async fn init_error(s: &Shared, headers: &HeaderMap, body: Incoming) -> Response
     let deadline = lamina_model::now_millis() + crate::env::INIT_LIMIT.as_millis() as i64;
     let body = match read_body(headers, body, deadline).await {
         Ok(b) => b,
-        Err(BodyError::TooLarge) => return too_large(),
-        Err(BodyError::Broken) => return status(StatusCode::BAD_REQUEST),
+        // Nothing was taken: the runtime may report its error again (a shorter one).
+        Err(e) => {
+            s.init_error_claimed.store(false, Ordering::Release);
+            return match e {
+                BodyError::TooLarge => too_large(),
+                BodyError::Broken => status(StatusCode::BAD_REQUEST),
+            };
+        }
     };
     // INIT may have ended while the body came (the runtime asked for an event on another
     // connection): too late, and not kept for the environment's life.

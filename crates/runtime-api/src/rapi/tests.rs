@@ -449,3 +449,49 @@ async fn a_body_of_one_byte_chunks_is_held_in_one_buffer_and_bounded() {
     .await;
     assert!(matches!(over, Err(BodyError::TooLarge)));
 }
+
+#[tokio::test]
+async fn an_answer_cut_off_leaves_the_invocation_unanswered_and_an_init_error_may_come_again() {
+    let api = api().await;
+    let (mut reply, next) = handed(&api, "r-1").await;
+    assert_eq!(next.status, 200);
+    // Ten bytes announced, one sent, and the connection gone.
+    let head = "POST /2018-06-01/runtime/invocation/r-1/response HTTP/1.1\r\nContent-Length: 10";
+    let cut = send_to_and_close(api.addr, head, b"x").await;
+    assert!(cut.is_none_or(|status| status == 400), "{cut:?}");
+    // Not read as the runtime's exit: the answer is still to come, and it may.
+    assert!(matches!(
+        reply.try_recv(),
+        Err(oneshot::error::TryRecvError::Empty)
+    ));
+    let ok = post(&api, "invocation/r-1/response", "", b"\"again\"").await;
+    assert_eq!(ok.status, 202);
+    assert!(matches!(reply.await, Ok(Reply::Response { .. })));
+
+    // An init error too large to take leaves room for one that fits.
+    let api = super::tests::api().await;
+    let big = vec![b'x'; MAX_RESPONSE + 1];
+    assert_eq!(post(&api, "init/error", "", &big).await.status, 413);
+    assert_eq!(post(&api, "init/error", "", b"{}").await.status, 202);
+    assert!(api.shared.init_error.lock().unwrap().is_some());
+}
+
+/// Sends a request whose body is shorter than announced, then closes the connection; the
+/// status answered, if any came before the close.
+async fn send_to_and_close(addr: std::net::SocketAddr, head: &str, body: &[u8]) -> Option<u16> {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut req = format!("{head}\r\nHost: rapi\r\n\r\n").into_bytes();
+    req.extend_from_slice(body);
+    s.write_all(&req).await.unwrap();
+    s.shutdown().await.unwrap();
+    let mut raw = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw)).await;
+    // Let the server's side of the cut-off body settle.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    std::str::from_utf8(&raw)
+        .ok()?
+        .split(' ')
+        .nth(1)?
+        .parse()
+        .ok()
+}
