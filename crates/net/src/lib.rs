@@ -72,6 +72,8 @@ pub const DEFAULT_CONNECTIONS: u32 = 4096;
 /// Where a VPC-attached function may go (the default profile, 0, is the internet only).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct VpcProfile {
+    /// The account whose VPC it is: profiles are bounded per account too.
+    pub account: String,
     pub vpc_id: String,
     /// The VPC's networks.
     pub cidrs: Vec<Ipv4Net>,

@@ -610,6 +610,7 @@ mod tests {
     #[test]
     fn a_profile_without_nat_drops_the_internet_and_checks_its_groups() {
         let p = VpcProfile {
+            account: "111111111111".into(),
             vpc_id: "vpc-1".into(),
             cidrs: vec!["10.1.0.0/16".parse().unwrap()],
             interfaces: vec!["corp0".into()],
@@ -668,6 +669,7 @@ mod tests {
     #[test]
     fn a_vpc_left_to_the_hosts_routes_reaches_no_private_range() {
         let p = VpcProfile {
+            account: "111111111111".into(),
             vpc_id: "vpc-1".into(),
             cidrs: vec!["169.254.0.0/16".parse().unwrap()],
             interfaces: vec![],

@@ -155,7 +155,14 @@ impl VpcResolver for StoreVpcs {
                 _ => {}
             }
         }
+        // Groups and interfaces in one order: a packet any group accepts passes, so their
+        // order makes no other profile.
+        interfaces.sort();
+        let mut security_groups = access.security_group_ids.clone();
+        security_groups.sort();
+        security_groups.dedup();
         let profile = VpcProfile {
+            account: account.to_string(),
             vpc_id: access.vpc_id.clone(),
             cidrs: access
                 .cidrs
@@ -163,7 +170,7 @@ impl VpcResolver for StoreVpcs {
                 .map(|c| net(c))
                 .collect::<Result<_, _>>()?,
             interfaces,
-            security_groups: access.security_group_ids.clone(),
+            security_groups,
             nat: access.nat,
         };
         let mut groups = Vec::new();

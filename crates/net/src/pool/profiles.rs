@@ -11,6 +11,8 @@ use crate::{SecurityGroup, VpcProfile};
 /// in all, and per VPC (each combination of subnets and security groups is one).
 pub(super) const MAX_PROFILES: usize = 4096;
 pub(super) const MAX_PROFILES_PER_VPC: usize = 64;
+/// And per account, whatever its regions and VPCs: one account cannot take them all.
+pub(super) const MAX_PROFILES_PER_ACCOUNT: usize = 256;
 
 /// Profiles whose namespace was taken within this long keep one ready, up to
 /// [`MAX_SPARE_PROFILES`] of the most recent: an account cycling through profiles holds no more
@@ -48,6 +50,13 @@ impl Profiles {
         if self.ids.len() + self.unforgotten.len() >= MAX_PROFILES.min(u16::MAX as usize - 1) {
             return Err(io::Error::other(format!(
                 "this server keeps at most {MAX_PROFILES} combinations of VPC subnets and security groups"
+            )));
+        }
+        if self.ids.keys().filter(|p| p.account == key.account).count() >= MAX_PROFILES_PER_ACCOUNT
+        {
+            return Err(io::Error::other(format!(
+                "account {} uses {MAX_PROFILES_PER_ACCOUNT} combinations of VPC subnets and security groups, the most one account may",
+                key.account
             )));
         }
         if self.ids.keys().filter(|p| p.vpc_id == key.vpc_id).count() >= MAX_PROFILES_PER_VPC {
@@ -181,6 +190,7 @@ mod tests {
     #[test]
     fn a_profile_whose_chains_remain_keeps_its_id_and_its_references() {
         let key = VpcProfile {
+            account: "111111111111".into(),
             vpc_id: "vpc-1".into(),
             cidrs: vec![],
             interfaces: vec![],

@@ -88,6 +88,7 @@ fn profiles_are_made_once_and_groups_update_in_place() {
     let host = RecordingHost::default();
     let net = start(host.clone(), 0);
     let vpc = VpcProfile {
+        account: "111111111111".into(),
         vpc_id: "vpc-1".into(),
         cidrs: vec!["10.1.0.0/16".parse().unwrap()],
         interfaces: vec![],
@@ -133,6 +134,7 @@ fn profiles_are_made_once_and_groups_update_in_place() {
 
 fn vpc(id: &str, group: usize) -> VpcProfile {
     VpcProfile {
+        account: "111111111111".into(),
         vpc_id: id.into(),
         cidrs: vec!["10.1.0.0/16".parse().unwrap()],
         interfaces: vec![],
@@ -189,6 +191,27 @@ fn profiles_are_bounded_per_vpc() {
         .unwrap_err();
     assert!(e.to_string().contains("vpc-1"), "{e}");
     net.profile(Some(&vpc("vpc-2", 0)), Vec::new).unwrap();
+    net.stop();
+}
+
+#[test]
+fn profiles_are_bounded_per_account_and_others_still_get_theirs() {
+    use super::profiles::MAX_PROFILES_PER_ACCOUNT;
+    let net = start(RecordingHost::default(), 0);
+    // One account's VPCs (in as many regions as it likes) reach the account's bound.
+    let per_vpc = MAX_PROFILES_PER_VPC;
+    for i in 0..MAX_PROFILES_PER_ACCOUNT {
+        let v = vpc(&format!("vpc-{}", i / per_vpc), i % per_vpc);
+        net.profile(Some(&v), Vec::new).unwrap();
+    }
+    let next = vpc(&format!("vpc-{}", MAX_PROFILES_PER_ACCOUNT / per_vpc), 0);
+    let e = net.profile(Some(&next), Vec::new).unwrap_err();
+    assert!(e.to_string().contains("111111111111"), "{e}");
+    let other = VpcProfile {
+        account: "222222222222".into(),
+        ..vpc("vpc-b", 0)
+    };
+    net.profile(Some(&other), Vec::new).unwrap();
     net.stop();
 }
 
