@@ -203,8 +203,8 @@ impl Environment {
             inner.logs.clone(),
             inner.log_budgets.of(&f.account, &f.function_arn),
         );
-        // A start waits for its turn (see `Inner::start_slots`) before INIT's clock runs: the
-        // wait is the platform's, not the function's.
+        // A start waits for its turn (see `Inner::start_slots`): the wait is the platform's,
+        // not the function's.
         let start_slot = inner
             .start_slots
             .clone()
@@ -354,6 +354,10 @@ impl Environment {
                 return Err(Failure::Internal(e.to_string()));
             }
         };
+        // INIT's clock (its duration, billed, and its 10 s limit) runs from the function's
+        // start: making the sandbox, its `/tmp` and its network is the platform's part, as on
+        // Lambda, where INIT begins in a sandbox already made.
+        let started = Instant::now();
         let Parts {
             id,
             sandbox:
