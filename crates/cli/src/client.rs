@@ -316,7 +316,28 @@ impl Client {
             .bytes()
             .await
             .context("the server closed the connection early")?;
-        Err(failure(status, error_type, &body, service))
+        let e = failure(status, error_type, &body, service);
+        let refused = e.downcast_ref::<ApiFailure>().is_some_and(|f| {
+            matches!(
+                f.error_type.as_str(),
+                "UnrecognizedClientException"
+                    | "InvalidSignatureException"
+                    | "MissingAuthenticationToken"
+                    | "IncompleteSignature"
+                    | "InvalidClientTokenId"
+                    | "SignatureDoesNotMatch"
+                    | "AuthFailure"
+            )
+        });
+        Err(match (refused, &self.credentials) {
+            (false, _) => e,
+            (true, None) => e.context(
+                "the server wants signed requests: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY to an access key it knows (profiles in ~/.aws are not read)",
+            ),
+            (true, Some(_)) => e.context(
+                "the server refused the credentials: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+            ),
+        })
     }
 }
 

@@ -501,6 +501,20 @@ fn logs_print_recent_lines_and_follow_new_ones() {
         "{json}"
     );
 
+    // Without credentials, or with a wrong secret, the error says what to set.
+    let unsigned = lamina_as(&ep, &["logs", "talker"], None);
+    let err = String::from_utf8_lossy(&unsigned.stderr);
+    assert!(
+        !unsigned.status.success() && err.contains("set AWS_ACCESS_KEY_ID"),
+        "{err}"
+    );
+    let wrong = lamina_as(&ep, &["logs", "talker"], Some(("AKIDALICE", "wrong")));
+    let err = String::from_utf8_lossy(&wrong.stderr);
+    assert!(
+        !wrong.status.success() && err.contains("check AWS_ACCESS_KEY_ID"),
+        "{err}"
+    );
+
     // Another account has no such function; the error says so.
     let bob = lamina_as(&ep, &["logs", "talker"], Some(BOB));
     assert!(!bob.status.success());
