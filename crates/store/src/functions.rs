@@ -249,6 +249,50 @@ impl Store {
         Ok(out)
     }
 
+    /// Every version of an account's functions in a region (ListFunctions with
+    /// `FunctionVersion=ALL`): by name, `$LATEST` then by number, after `(name, version)`.
+    pub fn list_function_versions(
+        &self,
+        account: &AccountId,
+        region: &Region,
+        after: Option<(&str, &str)>,
+        limit: usize,
+    ) -> Result<Vec<FunctionRecord>, StoreError> {
+        let order = |v: &str| match v {
+            LATEST => Some(0),
+            n => n.parse::<i64>().ok().map(|n| n + 1),
+        };
+        let (name, after_order) = match after {
+            Some((name, v)) => (name, order(v).ok_or(StoreError::NotFound)?),
+            None => ("", -1),
+        };
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(concat!(
+            select!(),
+            " WHERE f.account = ?1 AND f.region = ?2 AND f.name >= ?3
+               AND (f.name > ?3 OR (CASE WHEN v.version = '$LATEST' THEN 0
+                    ELSE CAST(v.version AS INTEGER) + 1 END) > ?4)
+             ORDER BY f.name, CASE WHEN v.version = '$LATEST' THEN 0
+                    ELSE CAST(v.version AS INTEGER) + 1 END
+             LIMIT ?5"
+        ))?;
+        let rows = stmt.query_map(
+            params![
+                account.as_str(),
+                region.as_str(),
+                name,
+                after_order,
+                limit as i64
+            ],
+            read_record,
+        )?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(row??);
+        }
+        Ok(out)
+    }
+
     /// Replaces the code of `$LATEST`. `expected_revision`, when given, must match; without it,
     /// the update applies to whatever revision is current when it commits (concurrent updates
     /// without a revision id never conflict).

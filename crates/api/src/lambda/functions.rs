@@ -422,30 +422,46 @@ pub async fn list(
             .into());
         }
     };
+    // The marker is the last function shown (with `ALL`, its version too).
     let after = match q.get("Marker").filter(|m| !m.is_empty()) {
         None => None,
         Some(m) => Some(decode_marker(m)?),
     };
     let store = state.store.clone();
     let mut page = blocking(move || {
-        Ok(store.list_functions(
-            &caller.account,
-            &caller.region,
-            after.as_deref(),
-            max_items + 1,
-        )?)
+        let (account, region) = (&caller.account, &caller.region);
+        if !all_versions {
+            return Ok(store.list_functions(account, region, after.as_deref(), max_items + 1)?);
+        }
+        let after = match after.as_deref().map(|m| m.split_once('\n')) {
+            None => None,
+            Some(Some(pair)) => Some(pair),
+            Some(None) => return Err(bad_marker().into()),
+        };
+        store
+            .list_function_versions(account, region, after, max_items + 1)
+            .map_err(|e| match e {
+                StoreError::NotFound => bad_marker().into(),
+                e => e.into(),
+            })
     })
     .await?;
     let next_marker = if page.len() > max_items {
         page.truncate(max_items);
-        page.last().map(|r| encode_marker(r.key.name.as_str()))
+        page.last().map(|r| match all_versions {
+            true => encode_marker(&format!("{}\n{}", r.key.name.as_str(), r.version)),
+            false => encode_marker(r.key.name.as_str()),
+        })
     } else {
         None
     };
     let functions = page
         .iter()
         .map(|r| {
-            let q = all_versions.then_some(Qualifier::Latest);
+            let q = all_versions.then(|| match r.version.parse::<u64>() {
+                Ok(n) => Qualifier::Version(n),
+                Err(_) => Qualifier::Latest,
+            });
             configuration(r, arn(&r.key, q.as_ref()), View::Listed)
         })
         .collect();
@@ -464,7 +480,11 @@ fn decode_marker(m: &str) -> Result<String, LambdaError> {
         .decode(m)
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| LambdaError::invalid_parameter("Marker is not one this server returned."))
+        .ok_or_else(bad_marker)
+}
+
+fn bad_marker() -> LambdaError {
+    LambdaError::invalid_parameter("Marker is not one this server returned.")
 }
 
 /// `PUT /2015-03-31/functions/{name}/code`.

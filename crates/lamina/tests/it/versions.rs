@@ -198,6 +198,34 @@ async fn versions_are_immutable_snapshots() {
             .version(),
         Some("3")
     );
+    // ListFunctions with FunctionVersion=ALL: every version, with its qualified ARN, paged.
+    let mut seen = Vec::new();
+    let mut marker = None;
+    loop {
+        let page = c
+            .list_functions()
+            .function_version(aws_sdk_lambda::types::FunctionVersion::All)
+            .max_items(2)
+            .set_marker(marker)
+            .send()
+            .await
+            .unwrap();
+        for f in page.functions() {
+            let (name, version) = (f.function_name().unwrap(), f.version().unwrap());
+            assert!(f.function_arn().unwrap().ends_with(&format!(":{version}")));
+            seen.push(format!("{name}:{version}"));
+        }
+        marker = page.next_marker().map(str::to_owned);
+        if marker.is_none() {
+            break;
+        }
+    }
+    let ver: Vec<&str> = seen
+        .iter()
+        .filter(|s| s.starts_with("ver:"))
+        .map(String::as_str)
+        .collect();
+    assert_eq!(ver, ["ver:$LATEST", "ver:2", "ver:3"], "{seen:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
