@@ -405,6 +405,10 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ALTER TABLE sns_deliveries_18 RENAME TO sns_deliveries;
     CREATE INDEX sns_deliveries_due ON sns_deliveries(leased, due_ms);
     CREATE INDEX sns_deliveries_subscription ON sns_deliveries(subscription_id);",
+    // 19: a layer version's policy has a revision id, changed with every change of the policy and
+    // checked against a request's RevisionId. Policies already stored get one now.
+    "ALTER TABLE layer_versions ADD COLUMN policy_revision TEXT NOT NULL DEFAULT '';
+    UPDATE layer_versions SET policy_revision = lower(hex(randomblob(16))) WHERE policy <> '[]';",
 ];
 
 /// Compiled statements kept per connection: more than the store has.

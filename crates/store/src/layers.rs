@@ -5,6 +5,9 @@ use rusqlite::{OptionalExtension, params};
 
 use crate::{CodeError, ExtractLimits, Store, StoreError, StoredCode};
 
+#[cfg(test)]
+mod tests;
+
 /// What PublishLayerVersion stores.
 #[derive(Debug)]
 pub struct NewLayerVersion<'a> {
@@ -34,11 +37,26 @@ pub struct LayerVersion {
     pub deleted: bool,
     /// Permission statements (JSON objects).
     pub policy: Vec<serde_json::Value>,
+    /// The policy's revision id, new at every change of the policy (empty before the first).
+    pub policy_revision: String,
+}
+
+/// Which layer versions a list shows: those compatible with a runtime and with an architecture,
+/// each when given.
+pub type LayerMatch<'a> = (Option<&'a str>, Option<&'a str>);
+
+/// The condition that the layer version `v` is live and matches a [`LayerMatch`] (the runtime
+/// bound as `r`, the architecture as `a`).
+fn matching(v: &str, r: &str, a: &str) -> String {
+    format!(
+        "({v}.deleted = 0 AND ({r} IS NULL OR EXISTS (SELECT 1 FROM json_each({v}.runtimes) WHERE value = {r}))
+         AND ({a} IS NULL OR EXISTS (SELECT 1 FROM json_each({v}.architectures) WHERE value = {a})))"
+    )
 }
 
 const COLUMNS: &str =
     "account, region, name, version, description, license, runtimes, architectures,
-    code_sha256, code_size, unzipped_size, created_ms, deleted, policy";
+    code_sha256, code_size, unzipped_size, created_ms, deleted, policy, policy_revision";
 
 fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<LayerVersion> {
     let json = |i: usize| -> rusqlite::Result<String> { r.get(i) };
@@ -59,6 +77,7 @@ fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<LayerVersion> {
         created_ms: r.get(11)?,
         deleted: r.get::<_, i64>(12)? != 0,
         policy: serde_json::from_str(&json(13)?).unwrap_or_default(),
+        policy_revision: r.get(14)?,
     })
 }
 
@@ -89,7 +108,7 @@ impl Store {
         )?;
         let to_json = |v: &Vec<String>| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
         tx.execute(
-            &format!("INSERT INTO layer_versions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 0, '[]')"),
+            &format!("INSERT INTO layer_versions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 0, '[]', '')"),
             params![
                 new.account,
                 new.region,
@@ -119,6 +138,7 @@ impl Store {
             created_ms: now,
             deleted: false,
             policy: Vec::new(),
+            policy_revision: String::new(),
         })
     }
 
@@ -142,35 +162,60 @@ impl Store {
         Ok(v.filter(|v| include_deleted || !v.deleted))
     }
 
-    /// Live versions of a layer, newest first.
+    /// Live versions of a layer that match, newest first: at most `limit` of them, older than
+    /// version `before` when given.
     pub fn layer_versions(
         &self,
-        account: &str,
-        region: &str,
-        name: &str,
+        (account, region, name): (&str, &str, &str),
+        (runtime, architecture): LayerMatch<'_>,
+        before: Option<u64>,
+        limit: usize,
     ) -> Result<Vec<LayerVersion>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {COLUMNS} FROM layer_versions WHERE account = ?1 AND region = ?2 AND name = ?3 AND deleted = 0 ORDER BY version DESC"
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM layer_versions v WHERE account = ?1 AND region = ?2 AND name = ?3
+             AND version < ?4 AND {} ORDER BY version DESC LIMIT ?7",
+            matching("v", "?5", "?6")
         ))?;
-        let rows = stmt.query_map(params![account, region, name], read)?;
+        let before = before.map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX));
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt.query_map(
+            params![account, region, name, before, runtime, architecture, limit],
+            read,
+        )?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// The newest live version of every layer of an account.
+    /// The newest live version that matches of each layer of an account that has one, by
+    /// layer name: at most `limit` layers, those named after `after` when given.
     pub fn latest_layers(
         &self,
-        account: &str,
-        region: &str,
+        (account, region): (&str, &str),
+        (runtime, architecture): LayerMatch<'_>,
+        after: Option<&str>,
+        limit: usize,
     ) -> Result<Vec<LayerVersion>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {COLUMNS} FROM layer_versions v WHERE account = ?1 AND region = ?2 AND deleted = 0
-             AND version = (SELECT MAX(version) FROM layer_versions w WHERE w.account = v.account
-                AND w.region = v.region AND w.name = v.name AND w.deleted = 0)
-             ORDER BY name"
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM layer_versions v WHERE account = ?1 AND region = ?2 AND name > ?3
+             AND {} AND version = (SELECT MAX(version) FROM layer_versions w WHERE w.account = v.account
+                AND w.region = v.region AND w.name = v.name AND {})
+             ORDER BY name LIMIT ?6",
+            matching("v", "?4", "?5"),
+            matching("w", "?4", "?5")
         ))?;
-        let rows = stmt.query_map(params![account, region], read)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt.query_map(
+            params![
+                account,
+                region,
+                after.unwrap_or(""),
+                runtime,
+                architecture,
+                limit
+            ],
+            read,
+        )?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -192,33 +237,42 @@ impl Store {
 
     /// Changes a layer version's permission statements in one transaction: `change` gets them
     /// as they are and changes them, or refuses. `NotFound` if the version does not exist (or
-    /// was deleted).
+    /// was deleted); `RevisionMismatch` if `expected_revision` is given and is not the policy's
+    /// (a version without statements has no revision to match). Returns what `change` returned
+    /// and the policy's new revision id.
     pub fn change_layer_policy<T>(
         &self,
         (account, region, name, version): (&str, &str, &str, u64),
+        expected_revision: Option<&str>,
         change: impl FnOnce(&mut Vec<serde_json::Value>) -> Result<T, lamina_model::LambdaError>,
-    ) -> Result<T, StoreError> {
+    ) -> Result<(T, String), StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let at = params![account, region, name, version as i64];
-        let text: String = tx
+        let (text, revision): (String, String) = tx
             .query_row(
-                "SELECT policy FROM layer_versions WHERE account = ?1 AND region = ?2 AND name = ?3 AND version = ?4 AND deleted = 0",
+                "SELECT policy, policy_revision FROM layer_versions WHERE account = ?1 AND region = ?2 AND name = ?3 AND version = ?4 AND deleted = 0",
                 at,
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?
             .ok_or(StoreError::NotFound)?;
         let corrupt = |e: serde_json::Error| StoreError::Corrupt(e.to_string());
         let mut policy: Vec<serde_json::Value> = serde_json::from_str(&text).map_err(corrupt)?;
+        if let Some(expected) = expected_revision
+            && (policy.is_empty() || revision != expected)
+        {
+            return Err(StoreError::RevisionMismatch);
+        }
         let out = change(&mut policy)?;
         let json = serde_json::to_string(&policy).map_err(corrupt)?;
+        let revision = uuid::Uuid::new_v4().to_string();
         tx.execute(
-            "UPDATE layer_versions SET policy = ?5 WHERE account = ?1 AND region = ?2 AND name = ?3 AND version = ?4",
-            params![account, region, name, version as i64, json],
+            "UPDATE layer_versions SET policy = ?5, policy_revision = ?6 WHERE account = ?1 AND region = ?2 AND name = ?3 AND version = ?4",
+            params![account, region, name, version as i64, json, revision],
         )?;
         tx.commit()?;
-        Ok(out)
+        Ok((out, revision))
     }
 
     /// The merged `/opt` tree of layers (in order: a later layer's file wins), built once.

@@ -1,6 +1,11 @@
 //! Layers (2018-10-31): PublishLayerVersion, GetLayerVersion, GetLayerVersionByArn, ListLayers,
-//! ListLayerVersions, DeleteLayerVersion, and layer version permissions; plus resolving the
-//! layers a function names.
+//! ListLayerVersions, DeleteLayerVersion, and layer version permissions (in [`permissions`]);
+//! plus resolving the layers a function names.
+//!
+//! A request names a layer by name (the caller's) or by ARN. A layer is used only in its own
+//! region; only its account changes it, lists its versions or reads its policy, and another
+//! account reads a version (GetLayerVersion, GetLayerVersionByArn, a function's `Layers`) when
+//! the version's policy lets it.
 
 use std::sync::Arc;
 
@@ -9,13 +14,19 @@ use axum::body::Bytes;
 use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use lamina_model::{FunctionSpec, LambdaError, LayerCode, format_timestamp};
-use lamina_store::{LayerVersion, NewLayerVersion, StoreError};
+use lamina_model::{ErrorKind, FunctionSpec, LambdaError, LayerCode, format_timestamp};
+use lamina_store::{LayerVersion, NewLayerVersion};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::query::Query;
 use super::{ApiError, ApiResult, AppState, Caller, blocking, json_body};
+
+mod permissions;
+#[cfg(test)]
+mod tests;
+
+pub use permissions::{add_permission, get_policy, remove_permission};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -34,15 +45,6 @@ struct PublishRequest {
     license_info: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct PermissionRequest {
-    statement_id: Option<String>,
-    action: Option<String>,
-    principal: Option<String>,
-    organization_id: Option<String>,
-}
-
 fn layer_arn(caller_region: &str, account: &str, name: &str) -> String {
     format!("arn:aws:lambda:{caller_region}:{account}:layer:{name}")
 }
@@ -51,20 +53,100 @@ fn not_found() -> ApiError {
     LambdaError::not_found("The resource you requested does not exist.").into()
 }
 
-fn check_name(name: &str) -> Result<(), LambdaError> {
-    if name.is_empty()
-        || name.len() > 140
-        || !name
+/// `LayerName` as botocore's model has it: a layer's ARN or its name.
+const LAYER_NAME: &str =
+    r"(arn:[a-zA-Z0-9-]+:lambda:[a-zA-Z0-9-]+:\d{12}:layer:[a-zA-Z0-9-_]+)|[a-zA-Z0-9-_]+";
+
+/// Whether `name` is a layer's name: `[a-zA-Z0-9-_]{1,140}`.
+fn is_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 140
+        && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        return Err(LambdaError::validation(
-            name,
-            "layerName",
-            "Member must satisfy regular expression pattern: [a-zA-Z0-9-_]+",
-        ));
+}
+
+/// A layer a request names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Layer {
+    account: String,
+    region: String,
+    name: String,
+}
+
+impl Layer {
+    /// The layer `raw` (a `LayerName`: a name of the caller's, or an ARN) names. A layer of
+    /// another region is refused, as Lambda refuses it.
+    fn parse(caller: &Caller, raw: &str) -> ApiResult<Self> {
+        let bad = || {
+            LambdaError::validation(
+                raw,
+                "layerName",
+                &format!("Member must satisfy regular expression pattern: {LAYER_NAME}"),
+            )
+        };
+        let layer = if is_name(raw) {
+            Self {
+                account: caller.account.to_string(),
+                region: caller.region.to_string(),
+                name: raw.to_owned(),
+            }
+        } else {
+            match raw.split(':').collect::<Vec<_>>().as_slice() {
+                ["arn", p, "lambda", region, account, "layer", name]
+                    if p.starts_with("aws") && is_name(name) =>
+                {
+                    lamina_model::Region::parse(region).map_err(|_| bad())?;
+                    lamina_model::AccountId::parse(account).map_err(|_| bad())?;
+                    Self {
+                        account: account.to_string(),
+                        region: region.to_string(),
+                        name: name.to_string(),
+                    }
+                }
+                _ => return Err(bad().into()),
+            }
+        };
+        same_region(caller, &layer.region, "request")?;
+        Ok(layer)
     }
-    Ok(())
+
+    /// The layer, for an operation only its own account may perform on it (or on its
+    /// `version`): another account's is refused as Lambda refuses it, for want of a statement
+    /// that could allow it.
+    fn owned(self, caller: &Caller, operation: &str, version: Option<u64>) -> ApiResult<Self> {
+        if self.account == caller.account.as_str() {
+            return Ok(self);
+        }
+        let mut resource = self.arn();
+        if let Some(v) = version {
+            resource = format!("{resource}:{v}");
+        }
+        Err(LambdaError::new(
+            ErrorKind::AccessDenied,
+            format!(
+                "User: arn:aws:iam::{}:root is not authorized to perform: lambda:{operation} on resource: {resource} because no resource-based policy allows the lambda:{operation} action",
+                caller.account
+            ),
+        )
+        .into())
+    }
+
+    fn arn(&self) -> String {
+        layer_arn(&self.region, &self.account, &self.name)
+    }
+}
+
+/// Refuses a layer of `region` unless the caller's: Lambda uses layers in their own region
+/// only. `what` is the layer's user: the `function`, or the `request`.
+fn same_region(caller: &Caller, region: &str, what: &str) -> Result<(), LambdaError> {
+    if region == caller.region.as_str() {
+        return Ok(());
+    }
+    Err(LambdaError::invalid_parameter(format!(
+        "Layers are not in the same region as the {what}. Layers are expected to be in region {}.",
+        caller.region
+    )))
 }
 
 fn version_number(v: &str) -> Result<u64, LambdaError> {
@@ -119,7 +201,9 @@ pub async fn publish(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    check_name(&name)?;
+    let name = Layer::parse(&caller, &name)?
+        .owned(&caller, "PublishLayerVersion", None)?
+        .name;
     let req: PublishRequest = json_body(&body)?;
     let content = req.content.ok_or_else(|| LambdaError::missing("content"))?;
     if content.s3_bucket.is_some() {
@@ -200,50 +284,104 @@ pub async fn publish(
         .into_response())
 }
 
-/// `GET /2018-10-31/layers/{name}/versions/{version}`.
+/// `GET /2018-10-31/layers/{name}/versions/{version}`: the caller's, or another account's
+/// that its policy shares with the caller.
 pub async fn get(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     Path((name, version)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    check_name(&name)?;
+    let layer = Layer::parse(&caller, &name)?;
     let version = version_number(&version)?;
-    let store = state.store.clone();
-    let (a, r) = (caller.account.to_string(), caller.region.to_string());
-    let v = blocking(move || Ok(store.layer_version(&a, &r, &name, version, false)?))
+    let v = readable(&state, &caller, layer, version)
         .await?
         .ok_or_else(not_found)?;
     Ok(Json(render(&state, &host(&headers), &v)))
 }
 
-/// `GET /2018-10-31/layers/{name}/versions`.
+/// A live layer version the caller may read: its own, or one whose policy allows the caller.
+async fn readable(
+    state: &AppState,
+    caller: &Caller,
+    layer: Layer,
+    version: u64,
+) -> ApiResult<Option<LayerVersion>> {
+    let store = state.store.clone();
+    let Layer {
+        account,
+        region,
+        name,
+    } = layer;
+    let v = blocking(move || Ok(store.layer_version(&account, &region, &name, version, false)?))
+        .await?;
+    Ok(v.filter(|v| v.account == caller.account.as_str() || allows(v, caller.account.as_str())))
+}
+
+/// A list's `Marker`, which must be one the list returned: `valid` says whether it is.
+fn marker(q: &Query, valid: impl Fn(&str) -> bool) -> ApiResult<Option<&str>> {
+    match q.get("Marker").filter(|m| !m.is_empty()) {
+        None => Ok(None),
+        Some(m) if valid(m) => Ok(Some(m)),
+        Some(_) => {
+            Err(LambdaError::invalid_parameter("Marker is not one this server returned.").into())
+        }
+    }
+}
+
+/// A listed version: without its content and its layer's ARN.
+fn listed(state: &AppState, host: &str, v: &LayerVersion) -> Value {
+    let mut j = render(state, host, v);
+    if let Some(o) = j.as_object_mut() {
+        o.remove("Content");
+        o.remove("LayerArn");
+    }
+    j
+}
+
+/// `GET /2018-10-31/layers/{name}/versions`: newest first, those compatible with
+/// `CompatibleRuntime` and `CompatibleArchitecture` when given, in pages whose `NextMarker` is
+/// the last version's number (numbers are never reused, so a marker stays valid).
 pub async fn list_versions(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    check_name(&name)?;
+    let layer = Layer::parse(&caller, &name)?.owned(&caller, "ListLayerVersions", None)?;
+    let q = Query::parse(raw.as_deref());
+    let max = super::max_items(&q)?;
+    let before = marker(&q, |m| m.parse::<u64>().is_ok())?.and_then(|m| m.parse::<u64>().ok());
+    let runtime = q.get("CompatibleRuntime").map(str::to_owned);
+    let arch = q.get("CompatibleArchitecture").map(str::to_owned);
     let store = state.store.clone();
-    let (a, r) = (caller.account.to_string(), caller.region.to_string());
-    let all = blocking(move || Ok(store.layer_versions(&a, &r, &name)?)).await?;
+    let mut page = blocking(move || {
+        let at = (
+            layer.account.as_str(),
+            layer.region.as_str(),
+            layer.name.as_str(),
+        );
+        let m = (runtime.as_deref(), arch.as_deref());
+        Ok(store.layer_versions(at, m, before, max + 1)?)
+    })
+    .await?;
+    let more = page.len() > max;
+    page.truncate(max);
     let h = host(&headers);
-    let versions: Vec<Value> = all
-        .iter()
-        .map(|v| {
-            let mut j = render(&state, &h, v);
-            if let Some(o) = j.as_object_mut() {
-                o.remove("Content");
-                o.remove("LayerArn");
-            }
-            j
-        })
-        .collect();
-    Ok(Json(json!({ "LayerVersions": versions })))
+    let versions: Vec<Value> = page.iter().map(|v| listed(&state, &h, v)).collect();
+    let mut out = json!({ "LayerVersions": versions });
+    if more && let Some(last) = page.last() {
+        out["NextMarker"] = json!(last.version.to_string());
+    }
+    Ok(Json(out))
 }
 
 /// `GET /2018-10-31/layers` (ListLayers) and `?find=LayerVersion&Arn=` (GetLayerVersionByArn).
+///
+/// ListLayers shows each layer with its newest version compatible with `CompatibleRuntime` and
+/// `CompatibleArchitecture` (when given), layers without one left out, by name, in pages whose
+/// `NextMarker` is the last layer's name.
 pub async fn list_or_find(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
@@ -252,41 +390,43 @@ pub async fn list_or_find(
 ) -> ApiResult<Json<Value>> {
     let q = Query::parse(raw.as_deref());
     if q.get("find") == Some("LayerVersion") {
-        let arn = q
-            .get("Arn")
-            .ok_or_else(|| LambdaError::missing("arn"))?
-            .to_owned();
-        let (account, region, name, version) = parse_version_arn(&arn)?;
-        let store = state.store.clone();
-        let v =
-            blocking(move || Ok(store.layer_version(&account, &region, &name, version, false)?))
-                .await?
-                .ok_or_else(not_found)?;
-        if v.account != caller.account.as_str() && !allows(&v, caller.account.as_str()) {
-            return Err(not_found());
-        }
+        let arn = q.get("Arn").ok_or_else(|| LambdaError::missing("arn"))?;
+        let (layer, version) = parse_version_arn(arn, "arn")?;
+        same_region(&caller, &layer.region, "request")?;
+        let v = readable(&state, &caller, layer, version)
+            .await?
+            .ok_or_else(not_found)?;
         return Ok(Json(render(&state, &host(&headers), &v)));
     }
+    let max = super::max_items(&q)?;
+    let after = marker(&q, is_name)?.map(str::to_owned);
     let runtime = q.get("CompatibleRuntime").map(str::to_owned);
     let arch = q.get("CompatibleArchitecture").map(str::to_owned);
     let store = state.store.clone();
     let (a, r) = (caller.account.to_string(), caller.region.to_string());
-    let all = blocking(move || Ok(store.latest_layers(&a, &r)?)).await?;
+    let mut page = blocking(move || {
+        let m = (runtime.as_deref(), arch.as_deref());
+        Ok(store.latest_layers((&a, &r), m, after.as_deref(), max + 1)?)
+    })
+    .await?;
+    let more = page.len() > max;
+    page.truncate(max);
     let h = host(&headers);
-    let layers: Vec<Value> = all
+    let layers: Vec<Value> = page
         .iter()
-        .filter(|v| runtime.as_ref().is_none_or(|rt| v.runtimes.contains(rt)))
-        .filter(|v| arch.as_ref().is_none_or(|ar| v.architectures.contains(ar)))
         .map(|v| {
-            let mut latest = render(&state, &h, v);
-            if let Some(o) = latest.as_object_mut() {
-                o.remove("Content");
-                o.remove("LayerArn");
-            }
-            json!({ "LayerName": v.name, "LayerArn": layer_arn(&v.region, &v.account, &v.name), "LatestMatchingVersion": latest })
+            json!({
+                "LayerName": v.name,
+                "LayerArn": layer_arn(&v.region, &v.account, &v.name),
+                "LatestMatchingVersion": listed(&state, &h, v),
+            })
         })
         .collect();
-    Ok(Json(json!({ "Layers": layers })))
+    let mut out = json!({ "Layers": layers });
+    if more && let Some(last) = page.last() {
+        out["NextMarker"] = json!(last.name);
+    }
+    Ok(Json(out))
 }
 
 /// `DELETE /2018-10-31/layers/{name}/versions/{version}` (idempotent).
@@ -295,148 +435,46 @@ pub async fn delete(
     Extension(caller): Extension<Caller>,
     Path((name, version)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    check_name(&name)?;
+    let layer = Layer::parse(&caller, &name)?;
     let version = version_number(&version)?;
+    let layer = layer.owned(&caller, "DeleteLayerVersion", Some(version))?;
     let store = state.store.clone();
-    let (a, r) = (caller.account.to_string(), caller.region.to_string());
-    blocking(move || Ok(store.delete_layer_version(&a, &r, &name, version)?)).await?;
+    blocking(move || {
+        let Layer {
+            account,
+            region,
+            name,
+        } = layer;
+        Ok(store.delete_layer_version(&account, &region, &name, version)?)
+    })
+    .await?;
     // Its code goes unless a function version still uses it.
     super::collect_code(&state);
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn policy_document(v: &LayerVersion) -> String {
-    json!({ "Version": "2012-10-17", "Id": "default", "Statement": v.policy }).to_string()
-}
-
-/// `POST /2018-10-31/layers/{name}/versions/{version}/policy`.
-pub async fn add_permission(
-    State(state): State<Arc<AppState>>,
-    Extension(caller): Extension<Caller>,
-    Path((name, version)): Path<(String, String)>,
-    body: Bytes,
-) -> ApiResult<Response> {
-    check_name(&name)?;
-    let version = version_number(&version)?;
-    let req: PermissionRequest = json_body(&body)?;
-    let sid = req
-        .statement_id
-        .ok_or_else(|| LambdaError::missing("statementId"))?;
-    let action = req.action.ok_or_else(|| LambdaError::missing("action"))?;
-    let principal = req
-        .principal
-        .ok_or_else(|| LambdaError::missing("principal"))?;
-    if action != "lambda:GetLayerVersion" {
-        return Err(LambdaError::validation(
-            &action,
-            "action",
-            "Member must satisfy regular expression pattern: lambda:GetLayerVersion",
-        )
-        .into());
-    }
-    let store = state.store.clone();
-    let (a, r) = (caller.account.to_string(), caller.region.to_string());
-    let statement = blocking(move || {
-        let at = (a.as_str(), r.as_str(), name.as_str(), version);
-        let added = store.change_layer_policy(at, |policy| {
-        if policy.iter().any(|s| s["Sid"] == sid.as_str()) {
-            return Err(LambdaError::conflict(format!("The statement id ({sid}) provided already exists. Please provide a new statement id, or remove the existing statement.")));
-        }
-        let mut statement = json!({
-            "Sid": sid,
-            "Effect": "Allow",
-            "Principal": if principal == "*" { json!("*") } else { json!({ "AWS": format!("arn:aws:iam::{principal}:root") }) },
-            "Action": action,
-            "Resource": format!("{}:{version}", layer_arn(&r, &a, &name)),
-        });
-        if let Some(org) = req.organization_id {
-            statement["Condition"] = json!({ "StringEquals": { "aws:PrincipalOrgID": org } });
-        }
-        policy.push(statement.clone());
-        Ok(statement)
-        });
-        added.map_err(|e| match e {
-            StoreError::NotFound => not_found(),
-            e => e.into(),
-        })
-    })
-    .await?;
-    let revision = uuid::Uuid::new_v4().to_string();
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({ "Statement": statement.to_string(), "RevisionId": revision })),
-    )
-        .into_response())
-}
-
-/// `GET /2018-10-31/layers/{name}/versions/{version}/policy`.
-pub async fn get_policy(
-    State(state): State<Arc<AppState>>,
-    Extension(caller): Extension<Caller>,
-    Path((name, version)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
-    check_name(&name)?;
-    let version = version_number(&version)?;
-    let store = state.store.clone();
-    let (a, r) = (caller.account.to_string(), caller.region.to_string());
-    let v = blocking(move || Ok(store.layer_version(&a, &r, &name, version, false)?))
-        .await?
-        .ok_or_else(not_found)?;
-    if v.policy.is_empty() {
-        return Err(not_found());
-    }
-    Ok(Json(
-        json!({ "Policy": policy_document(&v), "RevisionId": uuid::Uuid::new_v4().to_string() }),
-    ))
-}
-
-/// `DELETE /2018-10-31/layers/{name}/versions/{version}/policy/{sid}`.
-pub async fn remove_permission(
-    State(state): State<Arc<AppState>>,
-    Extension(caller): Extension<Caller>,
-    Path((name, version, sid)): Path<(String, String, String)>,
-) -> ApiResult<StatusCode> {
-    check_name(&name)?;
-    let version = version_number(&version)?;
-    let store = state.store.clone();
-    let (a, r) = (caller.account.to_string(), caller.region.to_string());
-    blocking(move || {
-        let at = (a.as_str(), r.as_str(), name.as_str(), version);
-        let removed = store.change_layer_policy(at, |policy| {
-            let before = policy.len();
-            policy.retain(|s| s["Sid"] != sid.as_str());
-            if policy.len() == before {
-                return Err(LambdaError::not_found(
-                    "The resource you requested does not exist.",
-                ));
-            }
-            Ok(())
-        });
-        removed.map_err(|e| match e {
-            StoreError::NotFound => not_found(),
-            e => e.into(),
-        })
-    })
-    .await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-/// `arn:aws:lambda:R:A:layer:NAME:N` → parts.
-fn parse_version_arn(arn: &str) -> Result<(String, String, String, u64), LambdaError> {
+/// `arn:aws:lambda:R:A:layer:NAME:N` (the request's `member`) → the layer and the version.
+fn parse_version_arn(arn: &str, member: &str) -> Result<(Layer, u64), LambdaError> {
     let bad = || {
         LambdaError::validation(
             arn,
-            "layers",
+            member,
             "Member must satisfy regular expression pattern: arn:[a-zA-Z0-9-]+:lambda:[a-zA-Z0-9-]+:\\d{12}:layer:[a-zA-Z0-9-_]+:[0-9]+",
         )
     };
     match arn.split(':').collect::<Vec<_>>().as_slice() {
-        ["arn", p, "lambda", region, account, "layer", name, version] if p.starts_with("aws") => {
+        ["arn", p, "lambda", region, account, "layer", name, version]
+            if p.starts_with("aws") && is_name(name) =>
+        {
             lamina_model::Region::parse(region).map_err(|_| bad())?;
             lamina_model::AccountId::parse(account).map_err(|_| bad())?;
-            check_name(name).map_err(|_| bad())?;
             let v: u64 = version.parse().map_err(|_| bad())?;
-            Ok((account.to_string(), region.to_string(), name.to_string(), v))
+            let layer = Layer {
+                account: account.to_string(),
+                region: region.to_string(),
+                name: name.to_string(),
+            };
+            Ok((layer, v))
         }
         _ => Err(bad()),
     }
@@ -464,20 +502,14 @@ pub(crate) async fn attach(
     }
     let mut resolved = Vec::new();
     for arn in &spec.layers {
-        let (account, region, name, version) = parse_version_arn(arn)?;
-        let store = state.store.clone();
-        let v =
-            blocking(move || Ok(store.layer_version(&account, &region, &name, version, false)?))
-                .await?;
-        let missing = || {
+        let (layer, version) = parse_version_arn(arn, "layers")?;
+        same_region(caller, &layer.region, "function")?;
+        let v = readable(state, caller, layer, version).await?;
+        let v = v.ok_or_else(|| {
             ApiError::from(LambdaError::not_found(format!(
                 "Layer version {arn} does not exist."
             )))
-        };
-        let v = v.ok_or_else(missing)?;
-        if v.account != caller.account.as_str() && !allows(&v, caller.account.as_str()) {
-            return Err(missing());
-        }
+        })?;
         resolved.push(LayerCode {
             arn: arn.clone(),
             sha256_hex: v.code.sha256_hex.clone(),

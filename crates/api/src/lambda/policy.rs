@@ -18,7 +18,7 @@ use super::query::Query;
 use super::{ApiResult, AppState, Caller, arn, blocking, function_not_found, json_body, resolve};
 
 /// The largest policy document, bytes.
-const MAX_POLICY: usize = 20 * 1024;
+pub(super) const MAX_POLICY: usize = 20 * 1024;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -56,7 +56,7 @@ pub(crate) enum Principal<'a> {
     },
 }
 
-fn is_sid(s: &str) -> bool {
+pub(super) fn is_sid(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 100
         && s.bytes()

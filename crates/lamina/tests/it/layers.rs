@@ -9,6 +9,8 @@ use aws_sdk_lambda::types::{FunctionCode, LayerVersionContentInput, Runtime};
 
 use crate::helpers::*;
 
+mod api;
+
 async fn publish(c: &Client, name: &str, zip: Vec<u8>) -> String {
     let out = c
         .publish_layer_version()
