@@ -543,19 +543,19 @@ impl Store {
             |r| r.get(0),
         )?;
         // A deleted layer version's code stays while function versions use it (see
-        // `collect_garbage`): its owner is charged until it goes, or deleting layers that a
-        // published version holds would free quota and never disk.
-        let mut kept = conn.prepare_cached(
-            "SELECT code_sha256, code_size FROM layer_versions WHERE account = ?1 AND deleted = 1",
-        )?;
-        let held: i64 = kept
-            .query_map(params![account], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-            })?
-            .filter_map(Result::ok)
-            .filter(|(sha, _)| self.code.tree_path(sha).is_dir())
-            .map(|(_, size)| size)
-            .sum();
+        // `collect_garbage`): its owner is charged for it until then, once per package, or
+        // deleting layers that a published version holds would free quota and never disk.
+        let held: i64 = conn
+            .prepare_cached(
+                "SELECT COALESCE(SUM(code_size), 0) FROM (
+                    SELECT DISTINCT code_sha256, code_size FROM layer_versions
+                    WHERE account = ?1 AND deleted = 1
+                      AND code_sha256 NOT IN (SELECT code_sha256 FROM layer_versions
+                          WHERE account = ?1 AND deleted = 0)
+                      AND code_sha256 IN (SELECT json_extract(l.value, '$.sha256_hex')
+                          FROM function_versions v, json_each(v.spec, '$.layer_code') l))",
+            )?
+            .query_row(params![account], |r| r.get(0))?;
         let used = (used + held) as u64;
         if used + adding > limit {
             return Err(StoreError::CodeStorageExceeded { used, limit });

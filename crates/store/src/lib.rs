@@ -62,6 +62,9 @@ pub use sns::{
 pub use usage::{FunctionUsage, UsageRecord};
 pub use versions::AliasRecord;
 
+/// How long a collection waits for a moment without uploads before it queues for one.
+const COLLECTION_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The metadata database and the code directory of one server.
 pub struct Store {
     conn: Mutex<Connection>,
@@ -173,22 +176,26 @@ impl Store {
     pub fn collect_garbage(&self) -> Result<usize, StoreError> {
         use std::sync::TryLockError;
         use std::sync::atomic::Ordering;
-        let mut waiting = false;
+        let mut waiting = None;
         let _exclusive = loop {
             match self.gc.try_write() {
                 Ok(g) => break g,
                 Err(TryLockError::Poisoned(e)) => break e.into_inner(),
                 Err(TryLockError::WouldBlock) => {}
             }
-            if !waiting {
-                if self.collection_waiting.swap(true, Ordering::AcqRel) {
-                    return Ok(0);
+            match waiting {
+                None if self.collection_waiting.swap(true, Ordering::AcqRel) => return Ok(0),
+                None => waiting = Some(std::time::Instant::now()),
+                // Uploads that always overlap would starve it, and their garbage would fill the
+                // disk: after a while it queues, and new uploads wait for the ones under way.
+                Some(since) if since.elapsed() >= COLLECTION_PATIENCE => {
+                    break self.gc.write().unwrap_or_else(|e| e.into_inner());
                 }
-                waiting = true;
+                Some(_) => {}
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
         };
-        if waiting {
+        if waiting.is_some() {
             self.collection_waiting.store(false, Ordering::Release);
         }
         let mut keep: HashSet<String> = {
