@@ -109,6 +109,10 @@ fn receive(
             }
             at += (len + 3) & !3;
             match m.payload {
+                // A dump that failed part way ends with its error in `Done`.
+                NetlinkPayload::Done(d) if d.code < 0 => {
+                    return Ok(Some(io::Error::from_raw_os_error(-d.code)));
+                }
                 NetlinkPayload::Done(_) => return Ok(None),
                 NetlinkPayload::Error(e) if e.raw_code() == 0 => return Ok(None),
                 NetlinkPayload::Error(e) => return Ok(Some(e.to_io())),

@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::net::Ipv4Addr;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,61 +14,8 @@ use ipnet::Ipv4Net;
 
 use crate::host::Host;
 use crate::{NetConfig, SecurityGroup, VpcProfile, interface_name, rules};
+pub use lease::Lease;
 use profiles::Profiles;
-
-/// An environment's network: a namespace whose `eth0` is up with `address`. Dropping it ends the
-/// lease: its counters are read, and the pair goes with the namespace's last process.
-pub struct Lease {
-    /// Kept until the network thread has read the interface's counters.
-    netns: Option<OwnedFd>,
-    pub address: Ipv4Addr,
-    name: String,
-    index: u32,
-    owner: String,
-    tx: Sender<Request>,
-}
-
-impl std::fmt::Debug for Lease {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Lease")
-            .field("interface", &self.name)
-            .field("address", &self.address)
-            .finish()
-    }
-}
-
-impl Lease {
-    /// The namespace, for `setns`.
-    pub fn netns(&self) -> BorrowedFd<'_> {
-        self.netns.as_ref().expect("held until drop").as_fd()
-    }
-
-    /// The host side's name.
-    pub fn interface(&self) -> &str {
-        &self.name
-    }
-
-    /// Gives the lease to `owner` (a lease taken ahead of time, for a sandbox made before its
-    /// function was known): its traffic is counted as theirs.
-    pub fn assign(&mut self, owner: &str) {
-        owner.clone_into(&mut self.owner);
-        let _ = self.tx.send(Request::Assign {
-            name: self.name.clone(),
-            owner: owner.to_owned(),
-        });
-    }
-}
-
-impl Drop for Lease {
-    fn drop(&mut self) {
-        let _ = self.tx.send(Request::Release {
-            netns: self.netns.take(),
-            name: std::mem::take(&mut self.name),
-            index: self.index,
-            owner: std::mem::take(&mut self.owner),
-        });
-    }
-}
 
 /// Bytes a lease owner's sandboxes sent and received, since the server started.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,12 +152,19 @@ impl Network {
                     // before the firewall forgets their profiles, and so are their connections.
                     for (name, _, _) in host.counters(rules::PREFIX)? {
                         if crate::is_sandbox_interface(&name) {
-                            host.delete(&name).map_err(|e| {
-                                io::Error::new(
-                                    e.kind(),
-                                    format!("removing {name}, left by an earlier server: {e}"),
-                                )
-                            })?;
+                            match host.delete(&name) {
+                                Ok(()) => {}
+                                // Gone meanwhile, with its namespace.
+                                Err(e)
+                                    if e.kind() == io::ErrorKind::NotFound
+                                        || e.raw_os_error() == Some(libc::ENODEV) => {}
+                                Err(e) => {
+                                    return Err(io::Error::new(
+                                        e.kind(),
+                                        format!("removing {name}, left by an earlier server: {e}"),
+                                    ));
+                                }
+                            }
                         }
                     }
                     host.apply(&rules::base(
@@ -708,28 +662,37 @@ impl Worker {
         self.cooling.push_back((Instant::now(), r.index, r.name));
     }
 
-    /// An index whose interface is gone, from those released a while ago.
+    /// An index whose interface is gone, from those released a while ago. Every such index
+    /// is taken at once, and what the kernel still tracks of their last sandboxes' flows is
+    /// deleted in one pass (a pass reads the host's whole table), so that those flows cannot
+    /// reach the next sandboxes; the others wait in `free`.
     fn cooled(&mut self) -> Option<u32> {
-        let (since, _, _) = self.cooling.front()?;
-        if since.elapsed() < COOLING {
-            return None;
-        }
-        let (_, index, name) = self.cooling.pop_front().expect("checked");
-        match self.host.exists(&name) {
-            Ok(false) => {
-                // Its last sandbox's flows must not reach the next one.
-                let address = Ipv4Net::from(self.shared.config.pair(index).1);
-                if let Err(e) = self.host.forget_connections(&[address]) {
-                    tracing::warn!(error = %e, %address, "cannot clear the connections the kernel tracks for an address used again");
-                }
-                Some(index)
+        let mut ready = Vec::new();
+        while let Some((since, _, _)) = self.cooling.front()
+            && since.elapsed() >= COOLING
+        {
+            let (_, index, name) = self.cooling.pop_front().expect("checked");
+            match self.host.exists(&name) {
+                Ok(false) => ready.push(index),
+                // Not gone yet (a process of the sandbox still holds its namespace).
+                _ => self.cooling.push_back((Instant::now(), index, name)),
             }
-            // Not gone yet (a process of the sandbox still holds its namespace).
-            _ => {
-                self.cooling.push_back((Instant::now(), index, name));
-                None
+            if ready.len() >= 1024 {
+                break;
             }
         }
+        let addresses: Vec<Ipv4Net> = ready
+            .iter()
+            .map(|i| Ipv4Net::from(self.shared.config.pair(*i).1))
+            .collect();
+        if !addresses.is_empty()
+            && let Err(e) = self.host.forget_connections(&addresses)
+        {
+            tracing::warn!(error = %e, "cannot clear the connections the kernel tracks for addresses used again");
+        }
+        let first = ready.pop()?;
+        self.free.extend(ready);
+        Some(first)
     }
 
     fn traffic(&mut self) -> Vec<Traffic> {
@@ -791,6 +754,7 @@ impl Worker {
 }
 
 mod collect;
+mod lease;
 mod profiles;
 #[cfg(test)]
 mod tests;
