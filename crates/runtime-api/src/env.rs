@@ -211,7 +211,6 @@ impl Environment {
             .acquire_owned()
             .await
             .map_err(|_| Failure::Internal("sandbox starts have stopped".into()))?;
-        let started = Instant::now();
 
         let memory_mb = f.memory_mb;
         let cpu_quota_us = cgroup::cpu_quota_for(memory_mb as u64, CPU_PERIOD_US, inner.host.cpus);
@@ -346,8 +345,9 @@ impl Environment {
             }
             Err(Some(SpawnError::Exec(msg))) => {
                 give_uid(uid);
-                let ms = started.elapsed().as_secs_f64() * 1000.0;
-                return Err(init::entrypoint_failed(&tap, f, run, request_id, ms, &msg));
+                // The function never started: no INIT ran (the sandbox's making is the
+                // platform's part).
+                return Err(init::entrypoint_failed(&tap, f, run, request_id, 0.0, &msg));
             }
             Err(Some(e)) => {
                 give_uid(uid);
