@@ -29,6 +29,41 @@ const EXECUTOR_STOP_LIMIT: std::time::Duration = std::time::Duration::from_secs(
 /// timeout (90 s in packaging/lamina.service).
 const FLUSH_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// Makes the data directory this server's alone for as long as the returned lock lives: a
+/// second server on it would collect the first one's code in use, run its leased events again
+/// and sweep its sandboxes. Its mode is made 0700 if it was looser (it holds every tenant's
+/// configuration and code).
+fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let path = dir.join("lamina.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
+        |_| {
+            anyhow::anyhow!(
+                "another Lamina server uses {} (it holds {}): stop it, or give this one another --data-dir",
+                dir.display(),
+                path.display()
+            )
+        },
+    )?;
+    let mode = std::fs::metadata(dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot make {} private (mode 0700)", dir.display()))?;
+        tracing::info!(dir = %dir.display(), "made the data directory private (mode 0700)");
+    }
+    Ok(file)
+}
+
 /// Opens the store and serves the API on `listener` until `shutdown` completes.
 pub async fn run(
     config: Config,
@@ -48,6 +83,7 @@ pub async fn run(
             .create(&config.data_dir)
             .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
     }
+    let _data_dir_lock = lock_data_dir(&config.data_dir)?;
     let data_dir = config.data_dir.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(&data_dir))
         .await?

@@ -206,3 +206,42 @@ async fn kill9_keeps_exactly_the_acknowledged_writes() {
     assert_no_orphans(dir.path(), &live);
     assert!(!live.contains_key("half-uploaded"));
 }
+
+#[test]
+fn a_second_server_on_the_same_data_directory_is_refused_and_the_first_keeps_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    // Made by the operator with the usual 0755: the server makes it private.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut first = ServerProcess::start(dir.path(), &[]);
+    // The server prints its address before it opens the data directory.
+    let mode = || std::fs::metadata(dir.path()).unwrap().permissions().mode() & 0o777;
+    let asked = std::time::Instant::now();
+    while mode() != 0o700 && asked.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(mode(), 0o700);
+    let second = std::process::Command::new(env!("CARGO_BIN_EXE_lamina"))
+        .args([
+            "server",
+            "--no-egress",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        !second.status.success() && err.contains("another Lamina server uses"),
+        "{err}"
+    );
+    // The first still serves; once it is gone (even killed), the directory may be used again.
+    assert!(TcpStream::connect(first.addr).is_ok());
+    assert!(first.child.try_wait().unwrap().is_none());
+    first.kill9();
+    let mut again = ServerProcess::start(dir.path(), &[]);
+    again.stop();
+}
