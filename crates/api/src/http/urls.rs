@@ -96,8 +96,16 @@ pub(crate) async fn serve(
         Ok(body) => handle(state, &url, path, &parts, body, ip).await,
         Err(resp) => resp,
     };
-    metrics::counter!("lamina_http_requests_total", "gateway" => "url", "id" => id.to_owned(), "status" => super::status_class(resp.status())).increment(1);
-    metrics::histogram!("lamina_http_request_duration_seconds", "gateway" => "url", "id" => id.to_owned())
+    // Named by its function, not by its id: `/metrics` is read by operators, and a URL's id is
+    // all it takes to call it.
+    let function = format!(
+        "{}/{}/{}",
+        url.function.account.as_str(),
+        url.function.region.as_str(),
+        url.function.name.as_str()
+    );
+    metrics::counter!("lamina_http_requests_total", "gateway" => "url", "id" => function.clone(), "status" => super::status_class(resp.status())).increment(1);
+    metrics::histogram!("lamina_http_request_duration_seconds", "gateway" => "url", "id" => function)
         .record(started.elapsed().as_secs_f64());
     resp
 }
