@@ -80,8 +80,8 @@ pub enum Command {
     /// A live view of your functions over the last hour: invocations, errors, throttles, cold
     /// starts, p50/p99, peak concurrency, GB-seconds, and invocations in flight now.
     Top {
-        /// Seconds between refreshes.
-        #[arg(long, default_value_t = 1.0)]
+        /// Seconds between refreshes (0.1 to 3600).
+        #[arg(long, default_value_t = 1.0, value_parser = refresh_interval)]
         interval: f64,
         /// Print one view and exit.
         #[arg(long)]
@@ -422,5 +422,13 @@ async fn api(client: &Client, command: ApiCommand, json: bool) -> anyhow::Result
         }
         ApiCommand::Ls => api::ls(client, json).await,
         ApiCommand::Rm { id } => api::rm(client, &id, json).await,
+    }
+}
+
+/// `--interval`: a number of seconds a refresh can wait.
+fn refresh_interval(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.1..=3600.0).contains(&v) => Ok(v),
+        _ => Err(format!("'{s}' is not a number of seconds from 0.1 to 3600")),
     }
 }

@@ -14,6 +14,9 @@ pub async fn run(
     csv: bool,
     json: bool,
 ) -> anyhow::Result<()> {
+    if csv && json {
+        anyhow::bail!("--csv and --json each choose the output's form: give one of them");
+    }
     let mut query = Vec::new();
     if let Some(m) = month {
         query.push(format!("month={}", label(m)));

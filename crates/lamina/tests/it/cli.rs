@@ -605,4 +605,17 @@ fn top_shows_each_account_its_functions_of_the_last_hour() {
     // Another account sees none of it.
     let bob = ok_json(lamina_as(&ep, &["top", "--once", "--json"], Some(BOB)));
     assert_eq!(bob["functions"], serde_json::json!([]), "{bob}");
+    // Arguments that make no sense are refused with a message, not a panic.
+    for args in [
+        &["top", "--interval", "inf"][..],
+        &["top", "--interval", "0"],
+        &["bill", "--csv", "--json"],
+    ] {
+        let out = lamina_as(&ep, args, alice);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && out.status.code() != Some(101) && !err.contains("panicked"),
+            "{args:?}: {err}"
+        );
+    }
 }
