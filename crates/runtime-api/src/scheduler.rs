@@ -368,18 +368,7 @@ impl Scheduler {
         finishing: bool,
     ) {
         let mut state = self.state();
-        if finishing {
-            state.unmark(&slot, reserved);
-        }
-        if state.waiting_for_room > 0 {
-            // Woken once the state is unlocked (below) and the environment given back.
-            self.released.notify_waiters();
-        }
-        if let Some(ok) = init_ok
-            && let Some(f) = state.functions.get_mut(&slot.function_arn)
-        {
-            f.init_failed = !ok;
-        }
+        self.ending(&mut state, &slot, reserved, init_ok, finishing);
         // The environment goes to the oldest caller waiting for it; if none takes it, callers
         // beyond the environments still finishing stop waiting.
         let env = match env {

@@ -65,6 +65,25 @@ macro_rules! select {
 }
 pub(crate) use select;
 
+/// Where a version comes in the order versions are listed: `$LATEST`, then by number.
+pub fn version_order(version: &str) -> Option<u64> {
+    match version {
+        LATEST => Some(0),
+        n => n.parse::<u64>().ok()?.checked_add(1),
+    }
+}
+
+/// The records a query read.
+pub(crate) fn collect_records(
+    rows: impl Iterator<Item = rusqlite::Result<Result<FunctionRecord, StoreError>>>,
+) -> Result<Vec<FunctionRecord>, StoreError> {
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(row??);
+    }
+    Ok(out)
+}
+
 /// One version of a function, by account, region, name and version.
 pub(crate) const READ_VERSION: &str = concat!(
     select!(),
@@ -242,11 +261,7 @@ impl Store {
             ],
             read_record,
         )?;
-        let mut out = Vec::new();
-        for row in rows {
-            out.push(row??);
-        }
-        Ok(out)
+        collect_records(rows)
     }
 
     /// Every version of an account's functions in a region (ListFunctions with
@@ -258,12 +273,8 @@ impl Store {
         after: Option<(&str, &str)>,
         limit: usize,
     ) -> Result<Vec<FunctionRecord>, StoreError> {
-        let order = |v: &str| match v {
-            LATEST => Some(0),
-            n => n.parse::<i64>().ok().map(|n| n + 1),
-        };
         let (name, after_order) = match after {
-            Some((name, v)) => (name, order(v).ok_or(StoreError::NotFound)?),
+            Some((name, v)) => (name, version_order(v).ok_or(StoreError::NotFound)? as i64),
             None => ("", -1),
         };
         let conn = self.conn();
@@ -286,11 +297,7 @@ impl Store {
             ],
             read_record,
         )?;
-        let mut out = Vec::new();
-        for row in rows {
-            out.push(row??);
-        }
-        Ok(out)
+        collect_records(rows)
     }
 
     /// Replaces the code of `$LATEST`. `expected_revision`, when given, must match; without it,

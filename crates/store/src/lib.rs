@@ -43,7 +43,7 @@ pub use code::{CodeDir, CodeError, StoredCode};
 pub use ec2::Ec2Error;
 pub use error::StoreError;
 pub use events::{EventInvokeConfig, Lease, NewEvent, QueueSize, QueuedEvent, Settle};
-pub use functions::{FunctionKey, FunctionRecord, NewFunction};
+pub use functions::{FunctionKey, FunctionRecord, NewFunction, version_order};
 pub use http::{ApiRow, FunctionUrl, UrlChange};
 pub use images::{BlobError, ImagePlan, Images, LayerRef, Package};
 pub use layers::{LayerVersion, NewLayerVersion};

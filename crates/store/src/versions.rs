@@ -152,11 +152,7 @@ impl Store {
             params![key.account.as_str(), key.region.as_str(), key.name.as_str()],
             read_record,
         )?;
-        let mut out = Vec::new();
-        for r in rows {
-            out.push(r??);
-        }
-        Ok(out)
+        crate::functions::collect_records(rows)
     }
 
     /// Deletes one published version. Refused while an alias routes to it.

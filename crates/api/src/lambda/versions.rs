@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use lamina_model::{LambdaError, Qualifier};
-use lamina_store::{AliasRecord, FunctionKey, FunctionRecord, StoreError};
+use lamina_store::{AliasRecord, FunctionKey, FunctionRecord, StoreError, version_order};
 use serde::Deserialize;
 
 use super::functions::{View, configuration};
@@ -182,12 +182,4 @@ pub async fn list(
         out["NextMarker"] = rest[max - 1].version.clone().into();
     }
     Ok(Json(out))
-}
-
-/// Where a version comes in ListVersionsByFunction's order: `$LATEST`, then by number.
-fn version_order(version: &str) -> Option<u64> {
-    match version {
-        "$LATEST" => Some(0),
-        n => n.parse::<u64>().ok()?.checked_add(1),
-    }
 }

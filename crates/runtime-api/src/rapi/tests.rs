@@ -469,11 +469,11 @@ async fn an_answer_cut_off_leaves_the_invocation_unanswered_and_an_init_error_ma
     assert!(matches!(reply.await, Ok(Reply::Response { .. })));
 
     // An init error too large to take leaves room for one that fits.
-    let api = super::tests::api().await;
+    let init = super::tests::api().await;
     let big = vec![b'x'; MAX_RESPONSE + 1];
-    assert_eq!(post(&api, "init/error", "", &big).await.status, 413);
-    assert_eq!(post(&api, "init/error", "", b"{}").await.status, 202);
-    assert!(api.shared.init_error.lock().unwrap().is_some());
+    assert_eq!(post(&init, "init/error", "", &big).await.status, 413);
+    assert_eq!(post(&init, "init/error", "", b"{}").await.status, 202);
+    assert!(init.shared.init_error.lock().unwrap().is_some());
 }
 
 /// Sends a request whose body is shorter than announced, then closes the connection; the

@@ -23,16 +23,8 @@ impl Scheduler {
         finishing: bool,
     ) -> Room {
         let mut state = self.state();
-        if finishing {
-            state.unmark(&slot, reserved);
-        }
-        if state.waiting_for_room > 0 {
-            self.released.notify_waiters();
-        }
+        self.ending(&mut state, &slot, reserved, init_ok, finishing);
         if let Some(f) = state.functions.get_mut(&slot.function_arn) {
-            if let Some(ok) = init_ok {
-                f.init_failed = !ok;
-            }
             f.finishing.settle(&slot);
         }
         state.end_in_flight(&slot, reserved);
@@ -40,6 +32,31 @@ impl Scheduler {
             sched: self.clone(),
             memory_mb: slot.memory_mb,
             tmp_mb: slot.tmp_mb,
+        }
+    }
+}
+
+impl Scheduler {
+    /// What every end of an invocation settles first: its mark as finishing, the callers
+    /// waiting for room (woken once the state is unlocked), and its INIT's outcome.
+    pub(super) fn ending(
+        &self,
+        state: &mut super::State,
+        slot: &Slot,
+        reserved: bool,
+        init_ok: Option<bool>,
+        finishing: bool,
+    ) {
+        if finishing {
+            state.unmark(slot, reserved);
+        }
+        if state.waiting_for_room > 0 {
+            self.released.notify_waiters();
+        }
+        if let Some(ok) = init_ok
+            && let Some(f) = state.functions.get_mut(&slot.function_arn)
+        {
+            f.init_failed = !ok;
         }
     }
 }

@@ -49,6 +49,18 @@ fn spec() -> FunctionSpec {
     s
 }
 
+/// [`spec`] with `layer` (version 1 of `lib`) among its layers.
+fn spec_with(layer: &crate::LayerVersion) -> FunctionSpec {
+    let mut s = spec();
+    s.layer_code = vec![lamina_model::LayerCode {
+        arn: "arn:aws:lambda:us-east-1:000000000000:layer:lib:1".into(),
+        sha256_hex: layer.code.sha256_hex.clone(),
+        size: layer.code.size,
+        unzipped_size: layer.code.unzipped_size,
+    }];
+    s
+}
+
 /// A function with a one-file Python package, for other modules' tests.
 pub(crate) fn create_plain(store: &Store, key: &FunctionKey) -> FunctionRecord {
     let zip = zip_of(b"def handler(e, c): return 1\n");
@@ -217,13 +229,7 @@ fn a_deleted_layer_version_counts_while_a_function_version_holds_its_code() {
     let store = Store::open(dir.path()).unwrap();
     let lib = zip_of(b"LIB = 1\n");
     let layer = publish_lib(&store, &lib, u64::MAX).unwrap();
-    let mut with_layer = spec();
-    with_layer.layer_code = vec![lamina_model::LayerCode {
-        arn: "arn:aws:lambda:us-east-1:000000000000:layer:lib:1".into(),
-        sha256_hex: layer.code.sha256_hex.clone(),
-        size: layer.code.size,
-        unzipped_size: layer.code.unzipped_size,
-    }];
+    let with_layer = spec_with(&layer);
     let code = zip_of(b"def handler(e, c): return 1\n");
     let f = store
         .create_function(
@@ -262,13 +268,7 @@ fn a_layer_whose_code_was_collected_since_it_was_resolved_is_refused() {
     let zip = zip_of(b"LIB = 1\n");
     let layer = publish_lib(&store, &zip, u64::MAX).unwrap();
     // Resolved for a function, then deleted and collected before the function is stored.
-    let mut with_layer = spec();
-    with_layer.layer_code = vec![lamina_model::LayerCode {
-        arn: "arn:aws:lambda:us-east-1:000000000000:layer:lib:1".into(),
-        sha256_hex: layer.code.sha256_hex.clone(),
-        size: layer.code.size,
-        unzipped_size: layer.code.unzipped_size,
-    }];
+    let with_layer = spec_with(&layer);
     store
         .delete_layer_version("000000000000", "us-east-1", "lib", 1)
         .unwrap();
