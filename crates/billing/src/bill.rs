@@ -167,7 +167,10 @@ pub fn bill(sheet: &PriceSheet, usage: &Usage) -> Bill {
     }
     let free_bytes = sheet.free_streamed_gb as u128 * BYTES_PER_GB;
     push(
-        "response streaming beyond 6 MB".to_owned(),
+        format!(
+            "response streaming beyond 6 MB: {} bytes",
+            usage.streamed_bytes
+        ),
         Exact::of(
             usage.streamed_bytes.saturating_sub(free_bytes),
             sheet.streamed_gb,

@@ -92,6 +92,8 @@ pub struct Ran {
     pub tail: String,
     /// The REPORT line's Billed Duration.
     pub billed_ms: u64,
+    /// Bytes of a streamed response.
+    pub streamed_bytes: u64,
     /// Whether the environment may serve another invocation.
     pub reusable: bool,
     /// Whether the runtime went away (exited, or dropped the invocation) before it answered:
@@ -535,6 +537,7 @@ impl Environment {
             ),
             client_context: inv.client_context.clone(),
             cognito_identity: None,
+            stream: inv.stream,
             reply: reply_tx,
         };
         let (error_type, reusable, died, status) = {
@@ -571,7 +574,8 @@ impl Environment {
                     biased;
                     () = &mut sampler => unreachable!("the sampler never ends"),
                     r = reply_rx => match r {
-                        Ok(Reply::Response { body, content_type }) => Outcome { body, content_type, function_error: false, init_failure: None, error_type: None },
+                        Ok(Reply::Response { body, content_type }) => Outcome { body, content_type, function_error: false, init_failure: None, error_type: None, stream: None },
+                        Ok(Reply::Stream(s)) => Outcome { body: bytes::Bytes::new(), content_type: s.content_type().to_owned(), function_error: false, init_failure: None, error_type: None, stream: Some(Box::new(s)) },
                         Ok(Reply::Error { body, error_type }) => {
                             status = Some("error");
                             let t = Outcome::error_type_in(&body).or(Some(error_type));
@@ -614,10 +618,13 @@ impl Environment {
             // next one. Only an error's body is looked into (for the REPORT line): a response
             // may be megabytes of JSON.
             let error_type = status.and_then(|_| outcome.failure_type());
+            // A streamed response has only begun: its environment is busy for as long as the
+            // stream lasts, not about to ask for its next event.
+            let streamed = outcome.stream.is_some();
             answer(Answer {
                 outcome,
                 died,
-                finishing: reusable,
+                finishing: reusable && !streamed,
             });
             if reusable {
                 let mut next = self.next_calls.clone();
@@ -627,7 +634,15 @@ impl Environment {
                     () = &mut sampler => unreachable!("the sampler never ends"),
                     _ = next.wait_for(|n| *n > before) => {}
                     _ = exit.wait_for(|e| e.is_some()) => reusable = false,
-                    _ = &mut timeout => reusable = false,
+                    _ = &mut timeout => {
+                        reusable = false;
+                        // Still streaming its response: the invocation timed out.
+                        if streamed {
+                            status = Some("timeout");
+                            let secs = timeout_s as f64;
+                            self.tap.line(format!("{} {request_id} Task timed out after {secs:.2} seconds", time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()));
+                        }
+                    }
                 }
             }
             (error_type, reusable, died, status)
@@ -665,6 +680,7 @@ impl Environment {
         }
         let tail = self.tap.take_capture();
         Ran {
+            streamed_bytes: self.shared.take_streamed(),
             duration_ms,
             init_ms,
             max_memory_mb,

@@ -21,6 +21,9 @@ pub struct Invocation {
     pub client_context: Option<String>,
     /// An attempt of an asynchronous event (it may use only its share of the concurrency).
     pub asynchronous: bool,
+    /// The caller reads a streamed response as it comes (`InvokeWithResponseStream`, a
+    /// `RESPONSE_STREAM` URL): the outcome's [`Outcome::stream`].
+    pub stream: bool,
 }
 
 /// The result of [`Executor::invoke`], as soon as the outcome is known.
@@ -117,6 +120,8 @@ pub struct Ended {
     pub tail: String,
     /// Milliseconds billed (the REPORT line's Billed Duration).
     pub billed_ms: u64,
+    /// Bytes of a streamed response.
+    pub streamed_bytes: u64,
 }
 
 /// Takes an answer whose caller went away before it came (a client that hung up): the
@@ -252,6 +257,7 @@ impl Executor {
             init_ms: ran.init_ms,
             max_memory_mb: ran.max_memory_mb,
             tail: ran.tail,
+            streamed_bytes: ran.streamed_bytes,
         });
     }
 }
@@ -363,6 +369,7 @@ mod tests {
             max_memory_mb: 1,
             tail: String::new(),
             billed_ms: 1,
+            streamed_bytes: 0,
         }
     }
 

@@ -20,6 +20,7 @@ mod premade;
 mod rapi;
 pub mod runtimes;
 mod scheduler;
+mod stream;
 mod system;
 
 use std::collections::BTreeMap;
@@ -51,6 +52,7 @@ pub use logs::{LogRecord, LogSink, NoLogs};
 pub use rapi::MAX_RESPONSE;
 pub use runtimes::Offered;
 pub use scheduler::{AsyncCapacity, Stats, Throttle};
+pub use stream::{MAX_STREAMED, ResponseStream, StreamEnd, StreamError};
 
 /// What an environment needs to know about the function version it runs.
 #[derive(Debug, Clone)]

@@ -3,8 +3,9 @@
 use bytes::Bytes;
 
 /// What the caller gets.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Outcome {
+    /// Empty for a streamed response.
     pub body: Bytes,
     pub content_type: String,
     /// `X-Amz-Function-Error: Unhandled`.
@@ -12,6 +13,8 @@ pub struct Outcome {
     /// Set when the failure happened in INIT.
     pub init_failure: Option<Box<InitFailure>>,
     pub error_type: Option<String>,
+    /// A streamed response, for a caller that asked for one: read it as it comes.
+    pub stream: Option<Box<crate::ResponseStream>>,
 }
 
 /// What is known of a failed INIT.
@@ -81,6 +84,7 @@ impl Outcome {
             function_error: true,
             init_failure: None,
             error_type: None,
+            stream: None,
         }
     }
 }

@@ -13,7 +13,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -23,6 +23,8 @@ use hyper::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue
 use hyper::{HeaderMap, Method, Request, StatusCode};
 use tokio::sync::{Notify, Semaphore, oneshot, watch};
 use tokio::task::JoinHandle;
+
+use crate::stream::{Read, ResponseStream, StreamError};
 
 /// The largest response a function may return (6 MiB + 100 bytes, as on Lambda).
 pub const MAX_RESPONSE: usize = 6_291_556;
@@ -43,15 +45,26 @@ pub struct Pending {
     pub trace_id: String,
     pub client_context: Option<String>,
     pub cognito_identity: Option<String>,
+    /// The caller reads a streamed response as it comes ([`Reply::Stream`]); otherwise a
+    /// streamed response is gathered as a buffered one.
+    pub stream: bool,
     pub reply: oneshot::Sender<Reply>,
 }
 
 /// What the runtime said about an invocation.
 #[derive(Debug)]
 pub enum Reply {
-    Response { body: Bytes, content_type: String },
-    Error { body: Bytes, error_type: String },
+    Response {
+        body: Bytes,
+        content_type: String,
+    },
+    Error {
+        body: Bytes,
+        error_type: String,
+    },
     TooLarge,
+    /// A streamed response, for a caller that reads it as it comes.
+    Stream(ResponseStream),
 }
 
 /// State shared between the environment and its Runtime API server.
@@ -60,8 +73,8 @@ pub struct Shared {
     /// The invocation handed over for the runtime's next `/next`.
     inbox: std::sync::Mutex<Handed>,
     handed: Notify,
-    /// The invocation in flight: its id, where its answer goes, and its deadline (epoch ms).
-    current: std::sync::Mutex<Option<(String, oneshot::Sender<Reply>, i64)>>,
+    /// The invocation in flight.
+    current: std::sync::Mutex<Option<Current>>,
     /// Counts calls to `/next`: the first ends INIT, each later one ends an invocation.
     next_calls: watch::Sender<u64>,
     /// Set when the runtime reports an init error.
@@ -69,6 +82,18 @@ pub struct Shared {
     /// Taken by the first `/init/error` request, before its body is read: only one is ever read.
     init_error_claimed: AtomicBool,
     init_error_signal: watch::Sender<bool>,
+    /// Bytes streamed since the environment last took the count ([`Shared::take_streamed`]).
+    streamed: AtomicU64,
+}
+
+/// The invocation in flight: its id, where its answer goes, its deadline (epoch ms), and whether
+/// its caller reads a stream.
+#[derive(Debug)]
+struct Current {
+    id: String,
+    reply: oneshot::Sender<Reply>,
+    deadline_ms: i64,
+    stream: bool,
 }
 
 /// What waits for the runtime's `/next`: one invocation at a time, held in place rather than in
@@ -122,6 +147,7 @@ impl Shared {
             init_error: std::sync::Mutex::new(None),
             init_error_claimed: AtomicBool::new(false),
             init_error_signal: watch::channel(false).0,
+            streamed: AtomicU64::new(0),
         });
         (shared.clone(), Outbox(shared))
     }
@@ -130,6 +156,10 @@ impl Shared {
     }
     pub fn init_errors(&self) -> watch::Receiver<bool> {
         self.init_error_signal.subscribe()
+    }
+    /// The bytes streamed since the last call: an invocation's, taken at its end.
+    pub fn take_streamed(&self) -> u64 {
+        self.streamed.swap(0, Ordering::Relaxed)
     }
 }
 
@@ -287,15 +317,19 @@ async fn next(s: &Shared) -> Response {
     if let Some(ci) = &p.cognito_identity {
         set("lambda-runtime-cognito-identity", ci);
     }
-    *s.current.lock().unwrap_or_else(|e| e.into_inner()) =
-        Some((p.request_id, p.reply, p.deadline_ms));
+    *s.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(Current {
+        id: p.request_id,
+        reply: p.reply,
+        deadline_ms: p.deadline_ms,
+        stream: p.stream,
+    });
     resp
 }
 
-fn take_current(s: &Shared, id: &str) -> Option<(oneshot::Sender<Reply>, i64)> {
+fn take_current(s: &Shared, id: &str) -> Option<Current> {
     let mut cur = s.current.lock().unwrap_or_else(|e| e.into_inner());
     match cur.take() {
-        Some((cid, tx, deadline)) if cid == id => Some((tx, deadline)),
+        Some(c) if c.id == id => Some(c),
         other => {
             *cur = other;
             None
@@ -326,12 +360,13 @@ enum BodyError {
     Broken,
 }
 
-/// Reads a body of at most [`MAX_RESPONSE`] bytes before `deadline_ms`.
+/// Reads a body of at most [`MAX_RESPONSE`] bytes before `deadline_ms`, and the error its
+/// trailers report, if any.
 async fn read_body(
     headers: &HeaderMap,
     body: Incoming,
     deadline_ms: i64,
-) -> Result<Bytes, BodyError> {
+) -> Result<(Bytes, Option<StreamError>), BodyError> {
     let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
@@ -348,16 +383,22 @@ async fn read_body(
 
 /// A body's bytes, at most [`MAX_RESPONSE`] of them, in one buffer: a body sent in one frame is
 /// kept as it came, others are copied together as they arrive (kept frame by frame, a body of
-/// one-byte chunks would hold a buffer and a descriptor per byte). Trailers are ignored.
-async fn gather<B>(mut body: B, declared: usize) -> Result<Bytes, BodyError>
+/// one-byte chunks would hold a buffer and a descriptor per byte). Of trailers, only a
+/// streamed response's error is kept.
+async fn gather<B>(mut body: B, declared: usize) -> Result<(Bytes, Option<StreamError>), BodyError>
 where
     B: hyper::body::Body<Data = Bytes> + Unpin,
 {
     let mut first: Option<Bytes> = None;
     let mut joined = bytes::BytesMut::new();
+    let mut error = None;
     while let Some(frame) = body.frame().await {
-        let Ok(data) = frame.map_err(|_| BodyError::Broken)?.into_data() else {
-            continue;
+        let data = match frame.map_err(|_| BodyError::Broken)?.into_data() {
+            Ok(data) => data,
+            Err(frame) => {
+                error = error.or_else(|| frame.trailers_ref().and_then(crate::stream::error_of));
+                continue;
+            }
         };
         let had = first.as_ref().map_or(0, Bytes::len) + joined.len();
         if had + data.len() > MAX_RESPONSE {
@@ -373,7 +414,7 @@ where
             }
         }
     }
-    Ok(first.unwrap_or_else(|| joined.freeze()))
+    Ok((first.unwrap_or_else(|| joined.freeze()), error))
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str, default: &'a str) -> &'a str {
@@ -389,7 +430,9 @@ fn error_type(headers: &HeaderMap) -> String {
 }
 
 /// `/response` (or, `failed`, `/error`) for `id`: the answer of the invocation in flight, whose
-/// body is read only if `id` is that invocation's.
+/// body is read only if `id` is that invocation's. A streamed response (`/response` with
+/// `Lambda-Runtime-Function-Response-Mode: streaming`) goes to a caller that reads streams as
+/// it comes, and is gathered for others.
 async fn answer(
     s: &Shared,
     id: &str,
@@ -397,15 +440,54 @@ async fn answer(
     headers: &HeaderMap,
     body: Incoming,
 ) -> Response {
-    let Some((tx, deadline)) = take_current(s, id) else {
+    let streamed = !failed
+        && match headers.get("lambda-runtime-function-response-mode") {
+            None => false,
+            Some(v) if v == "streaming" => true,
+            Some(_) => return invalid_mode(),
+        };
+    let Some(current) = take_current(s, id) else {
         return invalid_id();
     };
+    if streamed && current.stream {
+        let content_type = header(headers, "content-type", "application/octet-stream");
+        let (stream, writer) = crate::stream::channel(content_type.to_owned());
+        let _ = current.reply.send(Reply::Stream(stream));
+        let (end, read) = writer.forward(body, current.deadline_ms).await;
+        s.streamed.fetch_add(end.bytes, Ordering::Relaxed);
+        return match read {
+            Read::Whole => accepted(),
+            Read::TooLarge => too_large_stream(),
+            Read::CutOff | Read::Late => status(StatusCode::BAD_REQUEST),
+        };
+    }
+    let Current {
+        reply: tx,
+        deadline_ms: deadline,
+        stream,
+        ..
+    } = current;
     let reply = match read_body(headers, body, deadline).await {
-        Ok(body) if failed => Reply::Error {
+        Ok((body, _)) if failed => Reply::Error {
             body,
             error_type: error_type(headers),
         },
-        Ok(body) => Reply::Response {
+        // A stream gathered: an error its trailers report is the invocation's, with the body
+        // the runtime sent if it is a JSON error.
+        Ok((_, Some(e))) => {
+            let body = if crate::Outcome::error_type_in(&e.body).is_some() {
+                e.body
+            } else {
+                let body =
+                    serde_json::json!({ "errorType": e.error_type, "errorMessage": e.message });
+                Bytes::from(body.to_string())
+            };
+            Reply::Error {
+                body,
+                error_type: e.error_type,
+            }
+        }
+        Ok((body, None)) => Reply::Response {
             body,
             content_type: header(headers, "content-type", "application/json").to_owned(),
         },
@@ -419,7 +501,12 @@ async fn answer(
         Err(BodyError::Broken) => {
             let mut cur = s.current.lock().unwrap_or_else(|e| e.into_inner());
             if cur.is_none() {
-                *cur = Some((id.to_owned(), tx, deadline));
+                *cur = Some(Current {
+                    id: id.to_owned(),
+                    reply: tx,
+                    deadline_ms: deadline,
+                    stream,
+                });
             }
             return status(StatusCode::BAD_REQUEST);
         }
@@ -432,6 +519,25 @@ async fn answer(
     accepted()
 }
 
+fn too_large_stream() -> Response {
+    runtime_error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "RequestEntityTooLarge",
+        &format!(
+            "Exceeded maximum allowed payload size ({} bytes).",
+            crate::stream::MAX_STREAMED
+        ),
+    )
+}
+
+fn invalid_mode() -> Response {
+    runtime_error(
+        StatusCode::BAD_REQUEST,
+        "InvalidFunctionResponseMode",
+        "Lambda-Runtime-Function-Response-Mode must be streaming, or absent.",
+    )
+}
+
 async fn init_error(s: &Shared, headers: &HeaderMap, body: Incoming) -> Response {
     // Only during INIT, and only once: the claim is taken before a byte of the body is read.
     if *s.next_calls.borrow() > 0 || s.init_error_claimed.swap(true, Ordering::AcqRel) {
@@ -439,7 +545,7 @@ async fn init_error(s: &Shared, headers: &HeaderMap, body: Incoming) -> Response
     }
     let deadline = lamina_model::now_millis() + crate::env::INIT_LIMIT.as_millis() as i64;
     let body = match read_body(headers, body, deadline).await {
-        Ok(b) => b,
+        Ok((b, _)) => b,
         // Nothing was taken: the runtime may report its error again (a shorter one).
         Err(e) => {
             s.init_error_claimed.store(false, Ordering::Release);

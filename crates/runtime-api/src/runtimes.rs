@@ -126,7 +126,14 @@ pub fn startup_sensitive(name: &str) -> bool {
     ];
     matches!(
         name,
-        "LANG" | "LANGUAGE" | "LOCPATH" | "TZ" | "TZDIR" | "HOME"
+        "LANG"
+            | "LANGUAGE"
+            | "LOCPATH"
+            | "TZ"
+            | "TZDIR"
+            | "HOME"
+            // Read by the Node.js client as it starts (whether `awslambda` is global).
+            | "AWS_LAMBDA_NODEJS_NO_GLOBAL_AWSLAMBDA"
     ) || PREFIXES.iter().any(|p| name.starts_with(p))
 }
 

@@ -409,6 +409,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // checked against a request's RevisionId. Policies already stored get one now.
     "ALTER TABLE layer_versions ADD COLUMN policy_revision TEXT NOT NULL DEFAULT '';
     UPDATE layer_versions SET policy_revision = lower(hex(randomblob(16))) WHERE policy <> '[]';",
+    // 20: an invocation's streamed bytes beyond the first 6 MB of its response, billed apart.
+    "ALTER TABLE usage_records ADD COLUMN streamed_bytes INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// Compiled statements kept per connection: more than the store has.

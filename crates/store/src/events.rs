@@ -721,6 +721,7 @@ mod tests {
             billed_ms: 1,
             outcome: "success".into(),
             ts_ms: 1,
+            streamed_bytes: 0,
         };
         assert_eq!(store.record_usage(&[usage]).unwrap(), 1);
         assert_eq!(synchronous(&store), 2);

@@ -26,6 +26,8 @@ pub struct UsageRecord {
     /// `success`, `error`, `timeout`, ...
     pub outcome: String,
     pub ts_ms: i64,
+    /// Bytes of a streamed response beyond its first 6 MB, which are billed apart.
+    pub streamed_bytes: u64,
 }
 
 /// Usage of one function and architecture in a range.
@@ -40,6 +42,8 @@ pub struct FunctionUsage {
     pub mb_ms_without_init: u128,
     /// Σ (ephemeral MB − 512) × billed ms.
     pub storage_mb_ms: u128,
+    /// Σ bytes streamed beyond each response's first 6 MB.
+    pub streamed_bytes: u128,
 }
 
 /// Inserts one record in a transaction (ignored if its key is already stored).
@@ -47,8 +51,9 @@ pub(crate) fn insert(tx: &rusqlite::Transaction<'_>, r: &UsageRecord) -> Result<
     Ok(tx
         .prepare_cached(
             "INSERT OR IGNORE INTO usage_records (request_id, account, region, function, version,
-                architecture, memory_mb, ephemeral_mb, init_ms, duration_ms, billed_duration_ms, billed_ms, outcome, ts_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                architecture, memory_mb, ephemeral_mb, init_ms, duration_ms, billed_duration_ms, billed_ms, outcome, ts_ms,
+                streamed_bytes)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
         )?
         .execute(params![
             r.request_id,
@@ -64,7 +69,8 @@ pub(crate) fn insert(tx: &rusqlite::Transaction<'_>, r: &UsageRecord) -> Result<
             r.billed_duration_ms as i64,
             r.billed_ms as i64,
             r.outcome,
-            r.ts_ms
+            r.ts_ms,
+            r.streamed_bytes as i64
         ])?)
 }
 
@@ -97,7 +103,8 @@ impl Store {
             "SELECT function, architecture, COUNT(*),
                     COALESCE(SUM(memory_mb * billed_ms), 0),
                     COALESCE(SUM(memory_mb * billed_duration_ms), 0),
-                    COALESCE(SUM(MAX(ephemeral_mb - 512, 0) * billed_ms), 0)
+                    COALESCE(SUM(MAX(ephemeral_mb - 512, 0) * billed_ms), 0),
+                    COALESCE(SUM(streamed_bytes), 0)
              FROM usage_records
              WHERE account = ?1 AND ts_ms >= ?2 AND ts_ms < ?3 AND (?4 IS NULL OR function = ?4)
              GROUP BY function, architecture ORDER BY function, architecture",
@@ -110,6 +117,7 @@ impl Store {
                 mb_ms: r.get::<_, i64>(3)? as u128,
                 mb_ms_without_init: r.get::<_, i64>(4)? as u128,
                 storage_mb_ms: r.get::<_, i64>(5)? as u128,
+                streamed_bytes: r.get::<_, i64>(6)? as u128,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -136,6 +144,7 @@ mod tests {
             billed_ms: billed,
             outcome: "success".into(),
             ts_ms: 1_000,
+            streamed_bytes: 0,
         }
     }
 

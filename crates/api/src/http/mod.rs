@@ -13,6 +13,7 @@ pub mod cors;
 pub(crate) mod event;
 pub mod jwt;
 pub(crate) mod routes;
+mod stream;
 mod urls;
 
 use std::collections::HashMap;

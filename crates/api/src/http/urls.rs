@@ -189,16 +189,24 @@ async fn handle(
     let Some(payload) = super::payload_of(&event::v2(&incoming, &ctx).for_url()) else {
         return super::too_large();
     };
-    let mut resp = match from_service::invoke_sync(state, key, qualifier.as_ref(), payload).await {
-        Ok(a) if !a.function_error => match event::reply_v2(&a.body) {
-            Ok(r) => reply(r),
-            Err(()) => {
-                tracing::info!(
-                    url = id,
-                    "the function's response is not a valid HTTP response"
-                );
+    let streaming = url.invoke_mode.as_deref() == Some("RESPONSE_STREAM");
+    let invoked = from_service::invoke_outcome(state, key, qualifier.as_ref(), payload, streaming);
+    let mut resp = match invoked.await {
+        Ok(mut a) if !a.function_error => match a.stream.take() {
+            Some(s) => super::stream::reply(*s).await.unwrap_or_else(|()| {
+                tracing::info!(url = id, "the function's stream has no valid HTTP prelude");
                 failed()
-            }
+            }),
+            None => match event::reply_v2(&a.body) {
+                Ok(r) => reply(r),
+                Err(()) => {
+                    tracing::info!(
+                        url = id,
+                        "the function's response is not a valid HTTP response"
+                    );
+                    failed()
+                }
+            },
         },
         Ok(_) => failed(),
         Err(Refusal::Throttled(_)) => {

@@ -179,6 +179,7 @@ pub(super) async fn attempt(
             asynchronous: true,
             // The attempt's usage is stored with the event's next state.
             await_end: true,
+            stream: false,
         },
     )
     .await;

@@ -52,6 +52,7 @@ fn usage_of(sheet: &PriceSheet, rows: &[&FunctionUsage]) -> Usage {
             u.x86_mb_ms += mb_ms;
         }
         u.storage_mb_ms += r.storage_mb_ms;
+        u.streamed_bytes += r.streamed_bytes;
     }
     u
 }
@@ -94,6 +95,7 @@ pub async fn get(
                 "architecture": r.architecture,
                 "requests": r.requests,
                 "gb_seconds": gb_s(u.x86_mb_ms + u.arm_mb_ms),
+                "streamed_bytes": u.streamed_bytes as u64,
                 "cost": bill(&list_price, &u).total,
             })
         })
@@ -142,6 +144,7 @@ pub async fn get(
         "functions": functions,
         "requests": total_usage.requests,
         "gb_seconds": gb_s(total_usage.x86_mb_ms + total_usage.arm_mb_ms),
+        "streamed_bytes": total_usage.streamed_bytes as u64,
         "lines": account_bill.lines,
         "total": account_bill.total,
         "free_tier_applied": function.is_none(),

@@ -157,6 +157,23 @@ pub async fn invoke_sync(
     qualifier: Option<&lamina_model::Qualifier>,
     payload: Bytes,
 ) -> Result<Answer, Refusal> {
+    let outcome = invoke_outcome(state, key, qualifier, payload, false).await?;
+    Ok(Answer {
+        function_error: outcome.function_error,
+        error_type: outcome.error_type.clone(),
+        body: outcome.body,
+    })
+}
+
+/// As [`invoke_sync`], with the whole outcome; with `stream`, a streamed response comes as it is
+/// streamed (`Outcome::stream`).
+pub async fn invoke_outcome(
+    state: &Arc<AppState>,
+    key: &FunctionKey,
+    qualifier: Option<&lamina_model::Qualifier>,
+    payload: Bytes,
+    stream: bool,
+) -> Result<lamina_runtime_api::Outcome, Refusal> {
     use lamina_runtime_api::Failure;
     let request_id = super::invoke::new_request_id();
     let call = super::invoke::Call {
@@ -166,6 +183,7 @@ pub async fn invoke_sync(
         client_context: None,
         asynchronous: false,
         await_end: false,
+        stream,
     };
     let ran = super::invoke::run(state, key, qualifier, call)
         .await
@@ -183,9 +201,5 @@ pub async fn invoke_sync(
         Err(Failure::Internal(why)) => return Err(Refusal::Internal(why.to_string())),
         Err(e @ Failure::Interrupted) => return Err(Refusal::Internal(e.to_string())),
     };
-    Ok(Answer {
-        function_error: outcome.function_error,
-        error_type: outcome.error_type.clone(),
-        body: outcome.body,
-    })
+    Ok(outcome)
 }

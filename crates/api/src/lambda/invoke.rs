@@ -27,6 +27,9 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// What a streamed response may send before its bytes are billed (6 MiB).
+const UNBILLED_STREAM: u64 = 6 * 1024 * 1024;
+
 /// The largest asynchronous event (`InvocationType: Event`).
 pub const MAX_EVENT_PAYLOAD: usize = 1_048_576;
 /// The largest event of the legacy `InvokeAsync`.
@@ -57,54 +60,14 @@ pub async fn invoke(
             .into());
         }
     };
-    let tail = match header(&headers, "x-amz-log-type").unwrap_or("None") {
-        "None" => false,
-        "Tail" => true,
-        other => {
-            return Err(LambdaError::validation(
-                other,
-                "logType",
-                "Member must satisfy enum value set: [Tail, None]",
-            )
-            .into());
-        }
-    };
+    let tail = log_tail(&headers)?;
     check_payload(&body, limit, "InvokeFunction")?;
     if invocation_type == "Event" {
         // The client context is not passed on asynchronous invocations, as on Lambda. Boxed,
         // as the other rare branches: inline, each would size every Invoke's future.
         return Box::pin(enqueue(&state, key, qualifier, body)).await;
     }
-    let client_context = match header(&headers, "x-amz-client-context") {
-        None => None,
-        Some(cc) if cc.len() > MAX_CLIENT_CONTEXT => {
-            return Err(LambdaError::invalid_parameter(format!(
-                "Client context must be at most {MAX_CLIENT_CONTEXT} bytes of base64."
-            ))
-            .into());
-        }
-        Some(cc) => {
-            let decoded = base64::engine::general_purpose::STANDARD
-                .decode(cc)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .filter(|s| serde_json::from_str::<serde::de::IgnoredAny>(s).is_ok())
-                .ok_or_else(|| {
-                    LambdaError::invalid_parameter(
-                        "Client context must be a valid Base64-encoded JSON object.",
-                    )
-                })?;
-            // The runtime gets it in a header, where line breaks cannot go: written compactly,
-            // they are gone (and those inside strings escaped).
-            if decoded.bytes().any(|b| b < 0x20 && b != b'\t') {
-                serde_json::from_str::<serde_json::Value>(&decoded)
-                    .map(|v| v.to_string())
-                    .ok()
-            } else {
-                Some(decoded)
-            }
-        }
-    };
+    let client_context = client_context(&headers)?;
     if invocation_type == "DryRun" {
         // Boxed, as the enqueue above.
         active(
@@ -127,42 +90,11 @@ pub async fn invoke(
             asynchronous: false,
             // The log tail ends with the REPORT line.
             await_end: tail,
+            stream: false,
         },
     )
     .await?;
-    let (outcome, log) = match ran.result {
-        Ok(done) => (done.outcome, done.tail),
-        Err(Failure::Function(mut outcome)) => {
-            let log = outcome
-                .init_failure
-                .as_mut()
-                .map(|i| std::mem::take(&mut i.tail))
-                .unwrap_or_default();
-            (outcome, log)
-        }
-        Err(Failure::Unavailable(why)) => {
-            return Err(
-                LambdaError::service(format!("This server cannot run functions: {why}")).into(),
-            );
-        }
-        Err(Failure::Throttled(t)) => {
-            return Err(ApiError {
-                error: LambdaError::new(lamina_model::ErrorKind::TooManyRequests, "Rate Exceeded."),
-                reason: Some(t.reason()),
-            });
-        }
-        Err(Failure::Gone) => return Err(function_not_found(&key, qualifier.as_ref())),
-        Err(Failure::Interrupted) => {
-            return Err(LambdaError::service(
-                "The server stopped during the invocation; send it again.",
-            )
-            .into());
-        }
-        Err(Failure::Internal(why)) => {
-            tracing::error!(function = %key.name, error = %why, "invocation failed inside the platform");
-            return Err(LambdaError::service("An internal error occurred while running the function. The server log has the details.").into());
-        }
-    };
+    let (outcome, log) = answer_of(ran.result, &key, qualifier.as_ref())?;
     let mut resp = Response::new(Body::from(outcome.body));
     *resp.status_mut() = StatusCode::OK;
     let h = resp.headers_mut();
@@ -192,6 +124,89 @@ pub async fn invoke(
     Ok(resp)
 }
 
+/// `X-Amz-Log-Type`: whether the caller wants the log tail.
+pub(crate) fn log_tail(headers: &HeaderMap) -> ApiResult<bool> {
+    match header(headers, "x-amz-log-type").unwrap_or("None") {
+        "None" => Ok(false),
+        "Tail" => Ok(true),
+        other => Err(LambdaError::validation(
+            other,
+            "logType",
+            "Member must satisfy enum value set: [Tail, None]",
+        )
+        .into()),
+    }
+}
+
+/// `X-Amz-Client-Context`, decoded: the JSON the runtime is handed.
+pub(crate) fn client_context(headers: &HeaderMap) -> ApiResult<Option<String>> {
+    Ok(match header(headers, "x-amz-client-context") {
+        None => None,
+        Some(cc) if cc.len() > MAX_CLIENT_CONTEXT => {
+            return Err(LambdaError::invalid_parameter(format!(
+                "Client context must be at most {MAX_CLIENT_CONTEXT} bytes of base64."
+            ))
+            .into());
+        }
+        Some(cc) => {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(cc)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .filter(|s| serde_json::from_str::<serde::de::IgnoredAny>(s).is_ok())
+                .ok_or_else(|| {
+                    LambdaError::invalid_parameter(
+                        "Client context must be a valid Base64-encoded JSON object.",
+                    )
+                })?;
+            // The runtime gets it in a header, where line breaks cannot go: written compactly,
+            // they are gone (and those inside strings escaped).
+            if decoded.bytes().any(|b| b < 0x20 && b != b'\t') {
+                serde_json::from_str::<serde_json::Value>(&decoded)
+                    .map(|v| v.to_string())
+                    .ok()
+            } else {
+                Some(decoded)
+            }
+        }
+    })
+}
+
+/// A synchronous run's outcome and log tail, or the error its caller gets.
+pub(crate) fn answer_of(
+    result: Result<Done, Failure>,
+    key: &FunctionKey,
+    qualifier: Option<&Qualifier>,
+) -> ApiResult<(lamina_runtime_api::Outcome, String)> {
+    match result {
+        Ok(done) => Ok((done.outcome, done.tail)),
+        Err(Failure::Function(mut outcome)) => {
+            let log = outcome
+                .init_failure
+                .as_mut()
+                .map(|i| std::mem::take(&mut i.tail))
+                .unwrap_or_default();
+            Ok((outcome, log))
+        }
+        Err(Failure::Unavailable(why)) => {
+            Err(LambdaError::service(format!("This server cannot run functions: {why}")).into())
+        }
+        Err(Failure::Throttled(t)) => Err(ApiError {
+            error: LambdaError::new(lamina_model::ErrorKind::TooManyRequests, "Rate Exceeded."),
+            reason: Some(t.reason()),
+        }),
+        Err(Failure::Gone) => Err(function_not_found(key, qualifier)),
+        Err(Failure::Interrupted) => Err(LambdaError::service(
+            "The server stopped during the invocation; send it again.",
+        )
+        .into()),
+        Err(Failure::Internal(why)) => {
+            tracing::error!(function = %key.name, error = %why, "invocation failed inside the platform");
+            Err(LambdaError::service("An internal error occurred while running the function. The server log has the details.").into())
+        }
+    }
+}
+
 /// `POST /2014-11-13/functions/{name}/invoke-async`: the legacy asynchronous invoke.
 pub async fn invoke_async(
     State(state): State<Arc<AppState>>,
@@ -210,7 +225,7 @@ pub async fn invoke_async(
 }
 
 /// The payload's size and JSON.
-fn check_payload(body: &Bytes, limit: usize, operation: &str) -> ApiResult<()> {
+pub(crate) fn check_payload(body: &Bytes, limit: usize, operation: &str) -> ApiResult<()> {
     if body.len() > limit {
         return Err(LambdaError::too_large(format!(
             "Request must be smaller than {limit} bytes for the {operation} operation"
@@ -283,6 +298,9 @@ pub(crate) struct Done {
     pub outcome: lamina_runtime_api::Outcome,
     /// The invocation's log tail, if the call asked to wait for the end ([`Call::await_end`]).
     pub tail: String,
+    /// A streamed response's end, when the call asked to wait for it: its log tail, once the
+    /// stream is read.
+    pub later: Option<tokio::task::JoinHandle<(Option<lamina_store::UsageRecord>, String)>>,
 }
 
 /// A new request id. Time-ordered (UUID version 7, the same 36-character form as Lambda's), so
@@ -305,8 +323,11 @@ pub(crate) struct Call {
     /// The caller needs the invocation's end (its log tail, or an attempt's usage): [`run`]
     /// returns after it. Otherwise it returns with the function's answer, and the invocation
     /// is accounted for (metrics, usage) by the invocation's own task when its runtime asks for
-    /// the next event.
+    /// the next event. For a streamed response, it returns at once all the same, with the end
+    /// to wait for ([`Done::later`]) once the stream is read.
     pub await_end: bool,
+    /// The caller reads a streamed response as it comes.
+    pub stream: bool,
 }
 
 /// Runs an invocation of `key` (at `qualifier`), counting it in the metrics.
@@ -323,6 +344,7 @@ pub(crate) async fn run(
         client_context,
         asynchronous,
         await_end,
+        stream,
     } = call;
     let started = std::time::Instant::now();
     // An invoke sees the function as it was read, or a clean 404: if its code went away between
@@ -338,6 +360,7 @@ pub(crate) async fn run(
             version: rec.version.clone(),
             client_context: client_context.clone(),
             asynchronous,
+            stream,
         };
         // Counted in flight for the metric history from its first attempt to start.
         let e = match ending.take() {
@@ -412,15 +435,40 @@ impl Ending {
                         self.account(class, cold, done);
                     });
                     let tail = String::new();
-                    return (Ok(Done { outcome, tail }), None);
+                    return (
+                        Ok(Done {
+                            outcome,
+                            tail,
+                            later: None,
+                        }),
+                        None,
+                    );
                 }
                 // In a task of its own too: a caller that goes away while it waits does not take
                 // the accounting with it.
-                let (usage, tail) =
-                    tokio::spawn(async move { self.account(class, cold, end.wait().await) })
-                        .await
-                        .unwrap_or_default();
-                (Ok(Done { outcome, tail }), usage)
+                let later =
+                    tokio::spawn(async move { self.account(class, cold, end.wait().await) });
+                if outcome.stream.is_some() {
+                    // The end comes after the stream, which the caller has yet to read.
+                    let tail = String::new();
+                    return (
+                        Ok(Done {
+                            outcome,
+                            tail,
+                            later: Some(later),
+                        }),
+                        None,
+                    );
+                }
+                let (usage, tail) = later.await.unwrap_or_default();
+                (
+                    Ok(Done {
+                        outcome,
+                        tail,
+                        later: None,
+                    }),
+                    usage,
+                )
             }
             Err(Failure::Function(outcome)) => {
                 // Failed before an invocation could start (INIT): the time spent is billed as
@@ -469,7 +517,8 @@ impl Ending {
         if let Some(init) = done.init_ms {
             self.meters.init_duration().record(init / 1000.0);
         }
-        let usage = self.usage(class, (done.duration_ms, done.init_ms, done.billed_ms));
+        let mut usage = self.usage(class, (done.duration_ms, done.init_ms, done.billed_ms));
+        usage.streamed_bytes = done.streamed_bytes.saturating_sub(UNBILLED_STREAM);
         let sample = super::minutes::sample_of(Some((cold, done.duration_ms)), false, Some(&usage));
         (self.hand_on(usage, sample), done.tail)
     }
@@ -499,6 +548,7 @@ impl Ending {
             billed_ms,
             outcome: result.to_owned(),
             ts_ms: lamina_model::now_millis(),
+            streamed_bytes: 0,
         }
     }
 

@@ -26,6 +26,7 @@ mod meters;
 mod minutes;
 mod policy;
 pub mod queue;
+mod stream;
 mod tags;
 mod urls;
 mod versions;
@@ -167,6 +168,8 @@ fn too_large(limit: usize, parts: &axum::http::request::Parts) -> ApiError {
     let path = parts.uri.path();
     let op = if path.ends_with("/invocations") {
         "InvokeFunction"
+    } else if path.ends_with("/response-streaming-invocations") {
+        "InvokeWithResponseStream"
     } else if path.ends_with("/code") {
         "UpdateFunctionCode"
     } else if path.trim_end_matches('/').ends_with("/functions") {
@@ -245,6 +248,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/2015-03-31/functions/{name}/invocations",
             post(invoke::invoke),
+        )
+        .route(
+            "/2021-11-15/functions/{name}/response-streaming-invocations",
+            post(stream::invoke_with_response_stream),
         )
         .route(
             "/2014-11-13/functions/{name}/invoke-async",

@@ -94,14 +94,8 @@ fn check_auth_type(a: &str) -> ApiResult<()> {
 }
 
 fn check_invoke_mode(m: &str) -> ApiResult<()> {
-    if m == "BUFFERED" {
+    if m == "BUFFERED" || m == "RESPONSE_STREAM" {
         return Ok(());
-    }
-    if m == "RESPONSE_STREAM" {
-        return Err(LambdaError::invalid_parameter(
-            "InvokeMode RESPONSE_STREAM is not supported by this server: its runtimes answer buffered. Use BUFFERED.",
-        )
-        .into());
     }
     Err(LambdaError::validation(
         m,

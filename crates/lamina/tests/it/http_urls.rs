@@ -316,10 +316,9 @@ async fn function_url_configs_with_the_aws_cli() {
         listed["FunctionUrlConfigs"][0]["FunctionUrl"],
         live["FunctionUrl"]
     );
-    // RESPONSE_STREAM is refused clearly: runtimes here answer buffered.
-    let stream = aws(
+    // RESPONSE_STREAM is taken, shown, and an unknown mode refused.
+    let stream = cli(
         &ep,
-        ("test", "test"),
         &[
             "lambda",
             "update-function-url-config",
@@ -330,9 +329,24 @@ async fn function_url_configs_with_the_aws_cli() {
             "--invoke-mode",
             "RESPONSE_STREAM",
         ],
+    );
+    assert_eq!(stream["InvokeMode"], "RESPONSE_STREAM", "{stream}");
+    let unknown = aws(
+        &ep,
+        ("test", "test"),
+        &[
+            "lambda",
+            "update-function-url-config",
+            "--function-name",
+            "site",
+            "--qualifier",
+            "live",
+            "--invoke-mode",
+            "CHUNKED",
+        ],
     )
     .unwrap_err();
-    assert!(stream.contains("BUFFERED"), "{stream}");
+    assert!(unknown.contains("ValidationException"), "{unknown}");
     // The alias's URL answers until its function is deleted, then goes with it.
     let live_url = live["FunctionUrl"].as_str().unwrap();
     assert_eq!(

@@ -41,5 +41,7 @@ mod sdk_errors;
 mod sdk_functions;
 mod sns;
 mod sns_delivery;
+mod stream_node;
+mod streaming;
 mod versions;
 mod zygotes;

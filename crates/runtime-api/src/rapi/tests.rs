@@ -111,6 +111,7 @@ fn pending(id: &str) -> (Pending, oneshot::Receiver<Reply>) {
         trace_id: "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=0".into(),
         client_context: Some(r#"{"custom":{"a":"b"}}"#.into()),
         cognito_identity: None,
+        stream: false,
         reply,
     };
     (p, rx)
@@ -432,7 +433,7 @@ impl hyper::body::Body for TinyFrames {
 #[tokio::test]
 async fn a_body_of_one_byte_chunks_is_held_in_one_buffer_and_bounded() {
     // Kept frame by frame, 100,000 chunks would be 100,000 buffers held at once.
-    let Ok(got) = gather(TinyFrames { left: 100_000 }, 0).await else {
+    let Ok((got, None)) = gather(TinyFrames { left: 100_000 }, 0).await else {
         panic!("a body within the limit is read");
     };
     assert_eq!(got.len(), 100_000);
@@ -494,4 +495,108 @@ async fn send_to_and_close(addr: std::net::SocketAddr, head: &str, body: &[u8]) 
         .nth(1)?
         .parse()
         .ok()
+}
+
+/// Opens a `/response` of `id` in streaming mode and sends its head, `first` as one chunk.
+async fn start_stream(api: &Api, id: &str, first: &str) -> tokio::net::TcpStream {
+    let mut conn = tokio::net::TcpStream::connect(api.addr).await.unwrap();
+    let head = format!(
+        "POST /2018-06-01/runtime/invocation/{id}/response HTTP/1.1\r\nHost: rapi\r\n\
+         Connection: close\r\nTransfer-Encoding: chunked\r\nContent-Type: text/plain\r\n\
+         Lambda-Runtime-Function-Response-Mode: streaming\r\n\
+         Trailer: Lambda-Runtime-Function-Error-Type, Lambda-Runtime-Function-Error-Body\r\n\r\n\
+         {:x}\r\n{first}\r\n",
+        first.len()
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    conn
+}
+
+/// The rest of a stream: `more` as one chunk, then its end with an error in its trailers.
+async fn end_stream_with_error(conn: &mut tokio::net::TcpStream, more: &str) -> String {
+    use base64::Engine as _;
+    let error = base64::engine::general_purpose::STANDARD
+        .encode(br#"{"errorType":"Custom","errorMessage":"went wrong"}"#);
+    let rest = format!(
+        "{:x}\r\n{more}\r\n0\r\nLambda-Runtime-Function-Error-Type: Runtime.StreamError\r\n\
+         Lambda-Runtime-Function-Error-Body: {error}\r\n\r\n",
+        more.len()
+    );
+    conn.write_all(rest.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(10), conn.read_to_string(&mut answer))
+        .await
+        .expect("the answer came in time")
+        .unwrap();
+    answer
+}
+
+#[tokio::test]
+async fn a_streamed_response_reaches_its_caller_as_it_comes_and_its_trailers_end_it() {
+    let api = api().await;
+    let (mut p, reply) = pending("s-1");
+    p.stream = true;
+    assert!(api.inbox.as_ref().unwrap().send(p));
+    send(
+        &api,
+        "GET /2018-06-01/runtime/invocation/next HTTP/1.1",
+        b"",
+    )
+    .await;
+    let mut conn = start_stream(&api, "s-1", "hello").await;
+    let Reply::Stream(mut s) = reply.await.unwrap() else {
+        panic!("a streaming caller gets a stream");
+    };
+    assert_eq!(s.content_type(), "text/plain");
+    // The first chunk is the caller's while the body is still open. The runtime's own
+    // `Runtime.StreamError` is an error it reports, answered `202` as any other.
+    assert_eq!(s.next().await.as_deref(), Some(&b"hello"[..]));
+    let answer = tokio::spawn(async move { end_stream_with_error(&mut conn, " world").await });
+    assert_eq!(s.next().await.as_deref(), Some(&b" world"[..]));
+    assert_eq!(s.next().await, None);
+    let end = s.end().await;
+    assert_eq!(end.bytes, 11);
+    let error = end.error.expect("the trailers' error");
+    assert_eq!(
+        (error.error_type.as_str(), error.message.as_str()),
+        ("Runtime.StreamError", "went wrong")
+    );
+    assert!(answer.await.unwrap().starts_with("HTTP/1.1 202"));
+    assert_eq!(api.shared.take_streamed(), 11);
+
+    // A caller that reads buffered gets the stream gathered, and its error as the invocation's.
+    let api = self::api().await;
+    let (reply, _) = handed(&api, "s-2").await;
+    let mut conn = start_stream(&api, "s-2", "partial").await;
+    let answer = end_stream_with_error(&mut conn, "!").await;
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    match reply.await.unwrap() {
+        Reply::Error { body, error_type } => {
+            assert_eq!(error_type, "Runtime.StreamError");
+            // The runtime's own error body, as it sent it.
+            assert_eq!(
+                &body[..],
+                br#"{"errorType":"Custom","errorMessage":"went wrong"}"#
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_response_mode_other_than_streaming_is_refused_and_the_invocation_stays_open() {
+    let api = api().await;
+    let (reply, _) = handed(&api, "m-1").await;
+    let bad = post(
+        &api,
+        "invocation/m-1/response",
+        "\r\nLambda-Runtime-Function-Response-Mode: chunky",
+        b"{}",
+    )
+    .await;
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.json()["errorType"], "InvalidFunctionResponseMode");
+    let ok = post(&api, "invocation/m-1/response", "", b"{}").await;
+    assert_eq!(ok.status, 202);
+    assert!(matches!(reply.await.unwrap(), Reply::Response { .. }));
 }

@@ -7,6 +7,9 @@
 // The client itself is CommonJS, and so is the loading of a CommonJS handler (`require`): node
 // starts its ES module loader only for a handler that is an ES module, which saves a CommonJS
 // function's cold start the loader's own start.
+// Response streaming as AWS's runtime offers it: the global `awslambda` (`streamifyResponse`,
+// `HttpResponseStream`), a streaming handler called `handler(event, responseStream, context)`,
+// and its bytes posted to the Runtime API as they are written (a chunked `/response`).
 "use strict";
 const net = require("node:net");
 const path = require("node:path");
@@ -327,10 +330,282 @@ function invoke(handler, event, ctx) {
   });
 }
 
+// Response streaming. `awslambda.streamifyResponse(handler, options)` marks a handler as AWS's
+// runtime does (the symbols below, which code may also set itself); such a handler writes its
+// response to a Writable instead of returning it. The global is left out, as AWS's runtime
+// does, when AWS_LAMBDA_NODEJS_NO_GLOBAL_AWSLAMBDA is 1 or true.
+const STREAMING = Symbol.for("aws.lambda.runtime.handler.streaming");
+const HIGH_WATER_MARK = Symbol.for("aws.lambda.runtime.handler.streaming.highWaterMark");
+const HTTP_INTEGRATION = "application/vnd.awslambda.http-integration-response";
+const CRLF = Buffer.from("\r\n", "latin1");
+
+// The content type a function URL reads its status, headers and cookies from: a JSON prelude
+// and 8 NUL bytes, then the body. The prelude goes out just before the stream's first bytes
+// (or at its end, for an empty body), so a handler may set it before it knows its body.
+class HttpResponseStream {
+  static from(stream, prelude) {
+    stream.setContentType(HTTP_INTEGRATION);
+    // JSON escapes any NUL in the prelude: the first NUL is the delimiter's.
+    const json = JSON.stringify(prelude ?? {});
+    stream._onBeforeFirstWrite = (write) => {
+      write(json);
+      write(new Uint8Array(8));
+    };
+    return stream;
+  }
+}
+
+const NO_GLOBAL = process.env.AWS_LAMBDA_NODEJS_NO_GLOBAL_AWSLAMBDA;
+if (NO_GLOBAL !== "1" && NO_GLOBAL !== "true") {
+  globalThis.awslambda = {
+    streamifyResponse: (handler, options) => {
+      handler[STREAMING] = "response";
+      if (typeof options?.highWaterMark === "number") handler[HIGH_WATER_MARK] = parseInt(options.highWaterMark);
+      return handler;
+    },
+    HttpResponseStream,
+  };
+}
+
+// Whether `handler` streams its response. Any mark but "response" is refused at init, as AWS's
+// runtime refuses it.
+function streams(handler) {
+  const mark = handler[STREAMING];
+  if (mark === undefined || mark === null || mark === false) return false;
+  if (mark === "response") return true;
+  throw Object.assign(new Error("Only response streaming is supported."), { name: "Runtime.MalformedStreamingHandler" });
+}
+
+// One streamed `/response`: a chunked POST on the shared connection. Its head goes out with the
+// first bytes, so that the content type may change until then, and its last chunk carries the
+// trailers set by then (a handler's error). Its steps run one after another; after one fails,
+// the rest fail with it.
+class StreamPost {
+  constructor(id) {
+    this.id = id;
+    this.contentType = "application/octet-stream";
+    this.trailers = null;
+    // Whether bytes or the end have been handed over.
+    this.started = false;
+    // Whether the head has gone out.
+    this.open = false;
+    // The end, once asked for: its writing, then the Runtime API's answer.
+    this.ended = null;
+    this.answer = null;
+    this.failure = null;
+    this.queue = Promise.resolve();
+  }
+
+  run(step) {
+    const p = this.queue.then(() => {
+      if (this.failure) throw this.failure;
+      return step();
+    });
+    this.queue = p.then(
+      () => {},
+      (e) => {
+        this.failure ??= e;
+      },
+    );
+    return p;
+  }
+
+  // Sends `data` (a Buffer) as one chunk. An empty chunk would end the body, so none is sent.
+  send(data) {
+    if (data.length === 0) return Promise.resolve();
+    this.started = true;
+    return this.run(() => this.put([Buffer.from(`${data.length.toString(16)}\r\n`, "latin1"), data, CRLF]));
+  }
+
+  // Ends the body, with the trailers set by now; once only, later calls get the same promise.
+  end() {
+    if (!this.ended) {
+      this.started = true;
+      let last = "0\r\n";
+      for (const [k, v] of Object.entries(this.trailers || {})) last += `${k}: ${v}\r\n`;
+      this.ended = this.run(() => this.put([Buffer.from(last + "\r\n", "latin1")]));
+      this.answer = this.ended.then(() => conn.response());
+      // Whoever waits on the answer sees its failure; none is left unhandled meanwhile.
+      this.answer.catch(() => {});
+    }
+    return this.ended;
+  }
+
+  async put(parts) {
+    if (!this.open) {
+      this.open = true;
+      // A connection the server closed while the handler ran is made again: nothing of this
+      // request has gone out yet.
+      if (conn.sock === null || conn.failure) {
+        conn.close();
+        await conn.connect();
+      }
+      conn.received = false;
+      const head =
+        `POST ${PREFIX}/invocation/${this.id}/response HTTP/1.1\r\nHost: ${API}\r\n` +
+        "Lambda-Runtime-Function-Response-Mode: streaming\r\nTransfer-Encoding: chunked\r\n" +
+        "Trailer: Lambda-Runtime-Function-Error-Type, Lambda-Runtime-Function-Error-Body\r\n" +
+        `Content-Type: ${this.contentType}\r\n\r\n`;
+      parts.unshift(Buffer.from(head, "latin1"));
+    }
+    if (conn.failure) throw conn.failure;
+    const sock = conn.sock;
+    if (!sock) throw new Error("the Runtime API connection is closed");
+    let flowing = true;
+    sock.cork();
+    for (const p of parts) flowing = sock.write(p);
+    sock.uncork();
+    if (!flowing) {
+      // Written faster than the Runtime API reads: wait, so that a long stream is not held
+      // in memory here.
+      let drained = false;
+      sock.once("drain", () => {
+        drained = true;
+        conn.poke();
+      });
+      await conn.until(() => drained);
+    }
+  }
+}
+
+// A header value as HTTP allows it: controls and characters beyond ASCII percent-encoded.
+function headerValue(s) {
+  return String(s).replace(/[^\t\x20-\x7e]/g, (c) => "%" + c.charCodeAt(0).toString(16).toUpperCase().padStart(2, "0"));
+}
+
+// The Writable a streaming handler writes to, made on first use: `node:stream` is loaded
+// already (by `node:net`), but a function that does not stream needs none of this.
+let ResponseStream;
+function defineResponseStream() {
+  const { Writable } = require("node:stream");
+  return class ResponseStream extends Writable {
+    #post;
+    #wrote = false;
+
+    constructor(post, highWaterMark) {
+      super(highWaterMark === undefined ? {} : { highWaterMark });
+      this.#post = post;
+      // Set by HttpResponseStream.from: called with a writer just before the first bytes.
+      this._onBeforeFirstWrite = undefined;
+      // Errors reach the runtime through `finished`; one nobody listens for (a write after the
+      // end, say) must not end the process.
+      this.on("error", () => {});
+    }
+
+    setContentType(type) {
+      if (this.#wrote) {
+        throw Object.assign(new Error("Cannot set content-type, too late."), { name: "Runtime.InvalidStreamingOperation" });
+      }
+      this.#post.contentType = headerValue(type);
+    }
+
+    // As AWS's stream: anything but a string or bytes is written as its JSON.
+    write(chunk, encoding, callback) {
+      if (typeof chunk !== "string" && !(chunk instanceof Uint8Array)) chunk = JSON.stringify(chunk);
+      this.#begin();
+      return super.write(chunk, encoding, callback);
+    }
+
+    // `end(chunk)` writes through `write`, so that the chunk gets the prelude and conversion too.
+    end(chunk, encoding, callback) {
+      if (typeof chunk === "function") [chunk, encoding, callback] = [undefined, undefined, chunk];
+      else if (typeof encoding === "function") [encoding, callback] = [undefined, encoding];
+      if (!this.writableEnded && !this.destroyed) {
+        if (chunk !== undefined && chunk !== null) this.write(chunk, encoding);
+        else this.#begin();
+      }
+      return callback ? super.end(callback) : super.end();
+    }
+
+    #begin() {
+      if (this.#wrote) return;
+      this.#wrote = true;
+      const before = this._onBeforeFirstWrite;
+      if (typeof before === "function") before((c) => super.write(c));
+    }
+
+    _write(chunk, _encoding, callback) {
+      this.#post.send(chunk).then(() => callback(), callback);
+    }
+
+    _writev(chunks, callback) {
+      const data = Buffer.concat(chunks.map((c) => c.chunk));
+      this.#post.send(data).then(() => callback(), callback);
+    }
+
+    _final(callback) {
+      this.#post.end().then(() => callback(), callback);
+    }
+  };
+}
+
+// Resolves when `stream` has finished, rejects if it was destroyed first.
+function finished(stream) {
+  return require("node:stream/promises").finished(stream);
+}
+
+// Runs a streaming handler on one event, as AWS's runtime does: the POST ends when both the
+// handler's promise has settled and its stream has ended. A handler that fails before writing
+// anything posts `/error`, as a buffered one does; one that fails after ends the chunked body
+// with the error's type and its JSON (base64) as trailers.
+async function invokeStreaming(handler, id, next) {
+  const post = new StreamPost(id);
+  ResponseStream ??= defineResponseStream();
+  const hwm = parseInt(handler[HIGH_WATER_MARK]);
+  const stream = new ResponseStream(post, Number.isNaN(hwm) ? undefined : hwm);
+  let failure;
+  try {
+    const text = next.body.toString("utf8");
+    const event = text ? JSON.parse(text) : undefined;
+    const r = handler(event, stream, context(next.headers));
+    if (r && typeof r.then === "function") {
+      if ((await r) !== undefined) console.warn("Streaming handlers ignore return values.");
+    } else if (!stream.writableEnded) {
+      // A handler that ended its stream before returning is done, promise or not.
+      throw new Error("Streaming does not support non-async handlers.");
+    }
+    await finished(stream);
+  } catch (e) {
+    failure = e;
+  }
+  if (failure === undefined) {
+    try {
+      await post.answer;
+    } catch {
+      conn.close();
+    }
+    return;
+  }
+  const body = errorBody(failure);
+  console.error(`Invoke Error \t${JSON.stringify(body)}`);
+  if (!post.started && stream.writableLength === 0 && !stream.writableEnded) {
+    // Later writes of the handler's are dropped.
+    stream.destroy();
+    await postError(`/invocation/${id}/error`, body, "Unhandled");
+    return;
+  }
+  post.trailers = {
+    "Lambda-Runtime-Function-Error-Type": headerValue(body.errorType),
+    "Lambda-Runtime-Function-Error-Body": Buffer.from(JSON.stringify(body)).toString("base64"),
+  };
+  try {
+    // What the handler wrote before it failed goes out first, then the end with the trailers
+    // (which come too late for a stream that had ended already, as on AWS).
+    if (!stream.destroyed && !stream.writableEnded) stream.end();
+    await finished(stream).catch(() => {});
+    await post.end();
+    await post.answer;
+  } catch {
+    conn.close();
+  }
+}
+
 async function main() {
   let handler;
+  let streaming;
   try {
     handler = await loadHandler();
+    streaming = streams(handler);
   } catch (e) {
     const body = errorBody(e);
     console.error(`${body.errorType}: ${body.errorMessage}`);
@@ -342,6 +617,10 @@ async function main() {
     const id = next.headers["lambda-runtime-aws-request-id"];
     requestId = id;
     if (next.headers["lambda-runtime-trace-id"]) process.env._X_AMZN_TRACE_ID = next.headers["lambda-runtime-trace-id"];
+    if (streaming) {
+      await invokeStreaming(handler, id, next);
+      continue;
+    }
     let result;
     try {
       const text = next.body.toString("utf8");
