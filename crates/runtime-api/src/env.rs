@@ -23,7 +23,7 @@ use crate::{Executor, Failure, FunctionRuntime, Invocation, Outcome};
 
 mod init;
 use init::InitRun;
-use init::{exit_message, failure_body};
+use init::{exit_message, failure_body, timed_out_line};
 
 /// INIT must finish within this, as on Lambda.
 pub const INIT_LIMIT: Duration = Duration::from_secs(10);
@@ -94,6 +94,8 @@ pub struct Ran {
     pub billed_ms: u64,
     /// Bytes of a streamed response.
     pub streamed_bytes: u64,
+    /// The error type a streamed response ended with, if any.
+    pub stream_error: Option<String>,
     /// Whether the environment may serve another invocation.
     pub reusable: bool,
     /// Whether the runtime went away (exited, or dropped the invocation) before it answered:
@@ -540,7 +542,7 @@ impl Environment {
             stream: inv.stream,
             reply: reply_tx,
         };
-        let (error_type, reusable, died, status) = {
+        let (error_type, reusable, died, status, stream_error) = {
             // Where the kernel cannot reset the peak, usage is sampled while the invocation runs.
             let kernel = self.kernel.as_ref();
             let peak = &mut self.peak;
@@ -609,7 +611,7 @@ impl Environment {
                         reusable = false;
                         status = Some("timeout");
                         let secs = timeout_s as f64;
-                        self.tap.line(format!("{} {request_id} Task timed out after {secs:.2} seconds", time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()));
+                        self.tap.line(timed_out_line(request_id, secs));
                         Outcome::error(failure_body("Sandbox.Timedout", format!("RequestId: {request_id} Error: Task timed out after {secs:.2} seconds")))
                     }
                 }
@@ -639,13 +641,21 @@ impl Environment {
                         // Still streaming its response: the invocation timed out.
                         if streamed {
                             status = Some("timeout");
-                            let secs = timeout_s as f64;
-                            self.tap.line(format!("{} {request_id} Task timed out after {secs:.2} seconds", time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()));
+                            self.tap.line(timed_out_line(request_id, timeout_s as f64));
                         }
                     }
                 }
             }
-            (error_type, reusable, died, status)
+            // A stream's error comes at its end, after its caller had its answer.
+            let stream_error = streamed.then(|| self.shared.take_stream_error()).flatten();
+            status = status.or(stream_error.as_ref().map(|_| "error"));
+            (
+                error_type.or(stream_error.clone()),
+                reusable,
+                died,
+                status,
+                stream_error,
+            )
         };
         let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
         // An out-of-memory kill takes the peak to the limit, so a readable peak already says
@@ -681,6 +691,7 @@ impl Environment {
         let tail = self.tap.take_capture();
         Ran {
             streamed_bytes: self.shared.take_streamed(),
+            stream_error,
             duration_ms,
             init_ms,
             max_memory_mb,

@@ -122,6 +122,9 @@ pub struct Ended {
     pub billed_ms: u64,
     /// Bytes of a streamed response.
     pub streamed_bytes: u64,
+    /// The error type a streamed response ended with, if any: the caller had its answer (the
+    /// stream) before it came.
+    pub stream_error: Option<String>,
 }
 
 /// Takes an answer whose caller went away before it came (a client that hung up): the
@@ -258,6 +261,7 @@ impl Executor {
             max_memory_mb: ran.max_memory_mb,
             tail: ran.tail,
             streamed_bytes: ran.streamed_bytes,
+            stream_error: ran.stream_error,
         });
     }
 }
@@ -370,6 +374,7 @@ mod tests {
             tail: String::new(),
             billed_ms: 1,
             streamed_bytes: 0,
+            stream_error: None,
         }
     }
 
@@ -475,6 +480,31 @@ mod tests {
         assert_eq!(sched.stats().live_memory_mb, 128);
         Held::new(sched.clone(), slot(), reserved).release(None, None);
         assert_eq!(sched.stats().live_memory_mb, 0);
+    }
+
+    #[tokio::test]
+    async fn a_deleted_functions_entry_is_forgotten_once_it_holds_nothing() {
+        let sched = scheduler();
+        let arn = slot().function_arn.to_string();
+        let entries = |s: &Scheduler| s.stats().concurrency.len();
+        // A function that lives keeps its entry between invocations.
+        let (_, reserved) = sched.acquire(&slot()).await.expect("room");
+        Held::new(sched.clone(), slot(), reserved).release(None, None);
+        assert_eq!(entries(&sched), 1);
+        // Deleted while an invocation runs: kept until it ends, then forgotten.
+        let (_, reserved) = sched.acquire(&slot()).await.expect("room");
+        let held = Held::new(sched.clone(), slot(), reserved);
+        sched.retire(&arn, None);
+        assert_eq!(entries(&sched), 1, "its invocation still holds it");
+        held.release(None, None);
+        assert_eq!(entries(&sched), 0);
+        // Made again, deleted while idle: forgotten at once. A thousand times, no entry left.
+        for _ in 0..1000 {
+            let (_, reserved) = sched.acquire(&slot()).await.expect("room");
+            Held::new(sched.clone(), slot(), reserved).release(None, None);
+            sched.retire(&arn, None);
+        }
+        assert_eq!(entries(&sched), 0);
     }
 
     #[tokio::test]

@@ -84,6 +84,8 @@ pub struct Shared {
     init_error_signal: watch::Sender<bool>,
     /// Bytes streamed since the environment last took the count ([`Shared::take_streamed`]).
     streamed: AtomicU64,
+    /// The error type the last stream ended with, until the environment takes it.
+    stream_error: std::sync::Mutex<Option<String>>,
 }
 
 /// The invocation in flight: its id, where its answer goes, its deadline (epoch ms), and whether
@@ -148,6 +150,7 @@ impl Shared {
             init_error_claimed: AtomicBool::new(false),
             init_error_signal: watch::channel(false).0,
             streamed: AtomicU64::new(0),
+            stream_error: std::sync::Mutex::new(None),
         });
         (shared.clone(), Outbox(shared))
     }
@@ -160,6 +163,13 @@ impl Shared {
     /// The bytes streamed since the last call: an invocation's, taken at its end.
     pub fn take_streamed(&self) -> u64 {
         self.streamed.swap(0, Ordering::Relaxed)
+    }
+    /// The error type the last stream ended with, if any; taken at the invocation's end.
+    pub fn take_stream_error(&self) -> Option<String> {
+        self.stream_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
     }
 }
 
@@ -455,6 +465,9 @@ async fn answer(
         let _ = current.reply.send(Reply::Stream(stream));
         let (end, read) = writer.forward(body, current.deadline_ms).await;
         s.streamed.fetch_add(end.bytes, Ordering::Relaxed);
+        if let Some(e) = end.error {
+            *s.stream_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.error_type);
+        }
         return match read {
             Read::Whole => accepted(),
             Read::TooLarge => too_large_stream(),

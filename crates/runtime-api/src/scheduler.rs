@@ -22,10 +22,8 @@
 //! hold waits (as long) for one of them to end.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-
-use std::sync::{Mutex, MutexGuard};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -33,6 +31,7 @@ use crate::env::Environment;
 use crate::gate::Gate;
 
 mod finishing;
+mod gone;
 mod room;
 use finishing::{Finishing, Handed};
 pub use room::Room;
@@ -432,6 +431,7 @@ impl Scheduler {
         for env in gone {
             state.discard(env);
         }
+        state.prune(function_arn);
     }
 
     /// Takes every idle environment out (for shutdown).
@@ -734,6 +734,7 @@ impl State {
             // The environment is gone (destroyed by the caller), or never started.
             None => self.forget(slot.memory_mb, slot.tmp_mb),
         }
+        self.prune(&slot.function_arn);
     }
 
     /// The invocation's concurrency given back (not its environment's room).

@@ -517,6 +517,12 @@ impl Ending {
         if let Some(init) = done.init_ms {
             self.meters.init_duration().record(init / 1000.0);
         }
+        // A stream that failed after its first bytes was answered as a success.
+        let class = match done.stream_error.as_deref() {
+            None => class,
+            Some("Sandbox.Timedout") => "timeout",
+            Some(_) => "error",
+        };
         let mut usage = self.usage(class, (done.duration_ms, done.init_ms, done.billed_ms));
         usage.streamed_bytes = done.streamed_bytes.saturating_sub(UNBILLED_STREAM);
         let sample = super::minutes::sample_of(Some((cold, done.duration_ms)), false, Some(&usage));

@@ -216,4 +216,30 @@ async fn node_streaming_handlers_written_for_lambda_stream_their_bytes() {
             .is_some_and(|d| d.contains("broke mid-stream")),
         "{seen}"
     );
+    // Counted as an error, though its caller had the stream as a success.
+    for (function, errors) in [("failing", 1.0), ("piped", 0.0)] {
+        let points = history_of(&app.endpoint(), function).await;
+        let sum = |f: &str| -> f64 { points.iter().filter_map(|p| p[f].as_f64()).sum() };
+        assert_eq!(sum("errors"), errors, "{function}: {points:?}");
+    }
+}
+
+/// The metric history's points of `function` for the last hour, once it shows its invocation
+/// (the history is flushed every few seconds).
+async fn history_of(endpoint: &str, function: &str) -> Vec<serde_json::Value> {
+    let url = format!("{endpoint}/_lamina/metrics/history/{function}?period=1h");
+    for _ in 0..100 {
+        let body: serde_json::Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
+        let points = body["points"].as_array().cloned().unwrap_or_default();
+        if points
+            .iter()
+            .filter_map(|p| p["invocations"].as_f64())
+            .sum::<f64>()
+            >= 1.0
+        {
+            return points;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the history of {function} never showed its invocation");
 }

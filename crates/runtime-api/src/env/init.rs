@@ -75,6 +75,14 @@ pub(super) fn exit_message(request_id: &str, code: i32) -> String {
     }
 }
 
+/// The log line of an invocation that timed out, as Lambda writes it.
+pub(super) fn timed_out_line(request_id: &str, secs: f64) -> String {
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    format!("{now} {request_id} Task timed out after {secs:.2} seconds")
+}
+
 pub(super) fn failure_body(error_type: &str, message: String) -> Bytes {
     Bytes::from(serde_json::json!({ "errorType": error_type, "errorMessage": message }).to_string())
 }

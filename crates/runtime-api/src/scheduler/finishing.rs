@@ -308,6 +308,11 @@ impl<E> Finishing<E> {
         Err(env)
     }
 
+    /// Whether no environment is finishing and no caller waits.
+    pub(super) fn is_empty(&self) -> bool {
+        self.waiters.is_empty() && self.kinds.iter().all(|k| k.count == 0)
+    }
+
     /// Tells the callers of `slot`'s kind waiting beyond the environments still finishing (the
     /// newest first) to stop waiting.
     pub(super) fn settle(&mut self, slot: &Slot) {

@@ -28,6 +28,7 @@ impl Scheduler {
             f.finishing.settle(&slot);
         }
         state.end_in_flight(&slot, reserved);
+        state.prune(&slot.function_arn);
         Room {
             sched: self.clone(),
             memory_mb: slot.memory_mb,
