@@ -110,6 +110,19 @@ impl Client {
             .await
     }
 
+    /// Sends a Lambda request whose answer streams (`InvokeWithResponseStream`): the response,
+    /// its status checked, with the body still to read.
+    pub async fn lambda_stream(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        headers: &[(&str, String)],
+    ) -> anyhow::Result<reqwest::Response> {
+        let stream = once(&body);
+        self.request(Method::POST, path, "", body, stream, headers, "lambda")
+            .await
+    }
+
     /// Calls API Gateway v2 (rest-json, signed for `apigateway`) and returns its JSON answer.
     pub async fn apigw(
         &self,

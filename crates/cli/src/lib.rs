@@ -55,6 +55,9 @@ pub enum Command {
         /// Queue the event (InvocationType Event) and print its request id.
         #[arg(long = "async")]
         r#async: bool,
+        /// Print the response as the function streams it (InvokeWithResponseStream).
+        #[arg(long, conflicts_with = "async")]
+        stream: bool,
     },
     /// Print a function's last 100 log lines of the past week (CloudWatch Logs' group
     /// /aws/lambda/NAME); --json prints each as an object.
@@ -284,9 +287,12 @@ pub async fn run(command: Command, options: ClientOptions) -> anyhow::Result<()>
             payload,
             log,
             r#async,
+            stream,
         } => {
             let how = if r#async {
                 commands::invoke::How::Async
+            } else if stream {
+                commands::invoke::How::Stream { log }
             } else {
                 commands::invoke::How::Sync { log }
             };

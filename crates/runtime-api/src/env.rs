@@ -21,7 +21,9 @@ use crate::rapi::{self, Pending, Reply, Shared};
 use crate::runtimes;
 use crate::{Executor, Failure, FunctionRuntime, Invocation, Outcome};
 
+mod exit;
 mod init;
+use exit::{oom_killed, watch_exit};
 use init::InitRun;
 use init::{exit_message, failure_body, timed_out_line};
 
@@ -123,35 +125,6 @@ fn stream_name(version: &str) -> String {
         now.day(),
         uuid::Uuid::new_v4().simple()
     )
-}
-
-/// Waits for a process to exit without a thread: its pidfd becomes readable when it does.
-fn watch_exit(child: Arc<lamina_sandbox::Process>) -> watch::Receiver<Option<i32>> {
-    let (tx, rx) = watch::channel(None);
-    tokio::spawn(async move {
-        let polled = match child.pidfd() {
-            Some(fd) => fd.try_clone_to_owned().and_then(|fd| {
-                // SAFETY: `fd` is an owned copy of the pidfd, kept open by the AsyncFd until it
-                // is dropped.
-                unsafe { tokio::io::unix::AsyncFd::register(fd) }.map_err(std::io::Error::from)
-            }),
-            None => Err(std::io::Error::from(std::io::ErrorKind::Unsupported)),
-        };
-        let status = match polled {
-            // It has exited: reaping it does not block.
-            Ok(afd) if afd.readable().await.is_ok() => child.wait(),
-            _ => tokio::task::spawn_blocking(move || child.wait())
-                .await
-                .unwrap_or_else(|e| Err(std::io::Error::other(e))),
-        };
-        // As a shell reports it (a watcher did so too): the code, or 128 + the signal.
-        let code = status.ok().and_then(|s| {
-            use std::os::unix::process::ExitStatusExt as _;
-            s.code().or_else(|| s.signal().map(|n| 128 + n))
-        });
-        let _ = tx.send(Some(code.unwrap_or(125)));
-    });
-    rx
 }
 
 impl Environment {
@@ -628,25 +601,31 @@ impl Environment {
                 died,
                 finishing: reusable && !streamed,
             });
+            // A streamed response ends when its stream does, whenever the runtime asks for more.
+            let mut open = streamed.then(|| self.shared.stream_open());
             if reusable {
                 let mut next = self.next_calls.clone();
                 let mut exit = self.exit.clone();
+                let ended = async {
+                    let _ = next.wait_for(|n| *n > before).await;
+                    crate::stream::closed(open.as_mut()).await;
+                };
                 tokio::select! {
                     biased;
                     () = &mut sampler => unreachable!("the sampler never ends"),
-                    _ = next.wait_for(|n| *n > before) => {}
+                    () = ended => {}
                     _ = exit.wait_for(|e| e.is_some()) => reusable = false,
                     _ = &mut timeout => {
                         reusable = false;
-                        // Still streaming its response: the invocation timed out.
-                        if streamed {
+                        if self.shared.stream_is_open() {
                             status = Some("timeout");
                             self.tap.line(timed_out_line(request_id, timeout_s as f64));
                         }
                     }
                 }
             }
-            // A stream's error comes at its end, after its caller had its answer.
+            // Its bytes and its error are counted once it has ended.
+            crate::stream::settled(open.as_mut()).await;
             let stream_error = streamed.then(|| self.shared.take_stream_error()).flatten();
             status = status.or(stream_error.as_ref().map(|_| "error"));
             (
@@ -791,9 +770,4 @@ pub struct Paths {
     pub root_mountpoint: PathBuf,
     /// An empty directory, `/opt` of functions without layers.
     pub opt: PathBuf,
-}
-
-/// Whether the kernel's OOM killer has struck in the environment's group.
-fn oom_killed(cgroup: Option<&Cgroup>, k: &dyn Kernel) -> bool {
-    cgroup.is_some_and(|cg| cg.oom_kills(k).unwrap_or(0) > 0)
 }

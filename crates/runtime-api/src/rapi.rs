@@ -86,6 +86,8 @@ pub struct Shared {
     streamed: AtomicU64,
     /// The error type the last stream ended with, until the environment takes it.
     stream_error: std::sync::Mutex<Option<String>>,
+    /// Whether a stream is being read: its invocation has not ended until it is.
+    stream_open: watch::Sender<bool>,
 }
 
 /// The invocation in flight: its id, where its answer goes, its deadline (epoch ms), and whether
@@ -151,6 +153,7 @@ impl Shared {
             init_error_signal: watch::channel(false).0,
             streamed: AtomicU64::new(0),
             stream_error: std::sync::Mutex::new(None),
+            stream_open: watch::channel(false).0,
         });
         (shared.clone(), Outbox(shared))
     }
@@ -163,6 +166,13 @@ impl Shared {
     /// The bytes streamed since the last call: an invocation's, taken at its end.
     pub fn take_streamed(&self) -> u64 {
         self.streamed.swap(0, Ordering::Relaxed)
+    }
+    /// Whether a stream is being read, and tells when that changes.
+    pub fn stream_open(&self) -> watch::Receiver<bool> {
+        self.stream_open.subscribe()
+    }
+    pub fn stream_is_open(&self) -> bool {
+        *self.stream_open.borrow()
     }
     /// The error type the last stream ended with, if any; taken at the invocation's end.
     pub fn take_stream_error(&self) -> Option<String> {
@@ -462,12 +472,16 @@ async fn answer(
     if streamed && current.stream {
         let content_type = header(headers, "content-type", "application/octet-stream");
         let (stream, writer) = crate::stream::channel(content_type.to_owned());
+        // Open before the environment hears of it: a runtime that asks for its next event
+        // meanwhile (on another connection) does not end the invocation under its stream.
+        s.stream_open.send_replace(true);
         let _ = current.reply.send(Reply::Stream(stream));
         let (end, read) = writer.forward(body, current.deadline_ms).await;
         s.streamed.fetch_add(end.bytes, Ordering::Relaxed);
         if let Some(e) = end.error {
             *s.stream_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.error_type);
         }
+        s.stream_open.send_replace(false);
         return match read {
             Read::Whole => accepted(),
             Read::TooLarge => too_large_stream(),
@@ -507,6 +521,15 @@ async fn answer(
         Err(BodyError::TooLarge) => {
             let _ = tx.send(Reply::TooLarge);
             return too_large();
+        }
+        // A stream cut off: its first bytes went nowhere, so it cannot be posted again.
+        Err(BodyError::Broken) if streamed && lamina_model::now_millis() < deadline => {
+            let body = serde_json::json!({ "errorType": "Runtime.StreamError", "errorMessage": "The response stream was cut off." });
+            let _ = tx.send(Reply::Error {
+                body: Bytes::from(body.to_string()),
+                error_type: "Runtime.StreamError".into(),
+            });
+            return status(StatusCode::BAD_REQUEST);
         }
         // Cut off, or past the deadline: the invocation stays unanswered, so that its own
         // deadline, its runtime's exit or an answer posted again decides how it ends (a

@@ -14,10 +14,13 @@ use base64::Engine as _;
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt as _;
 use hyper::HeaderMap;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// The longest streamed response (200 MiB, Lambda's bound since 2025).
 pub const MAX_STREAMED: u64 = 200 * 1024 * 1024;
+/// How long an environment that timed out or exited waits for its stream to end (its own
+/// deadline passed, or its connection closed), so that the stream's bytes and error are counted.
+const SETTLE: std::time::Duration = std::time::Duration::from_secs(1);
 /// Chunks waiting for the caller, at most.
 const WAITING: usize = 8;
 /// Chunks already waiting are joined up to this size before they are handed on, so that a
@@ -93,6 +96,18 @@ impl ResponseStream {
             bytes: 0,
         })
     }
+}
+
+/// Waits until `open` (whether a stream is open) says none is; at once without one.
+pub(crate) async fn closed(open: Option<&mut watch::Receiver<bool>>) {
+    if let Some(open) = open {
+        let _ = open.wait_for(|o| !*o).await;
+    }
+}
+
+/// [`closed`], for at most [`SETTLE`].
+pub(crate) async fn settled(open: Option<&mut watch::Receiver<bool>>) {
+    let _ = tokio::time::timeout(SETTLE, closed(open)).await;
 }
 
 fn cut_off() -> StreamError {

@@ -32,7 +32,8 @@ pub(crate) async fn reply(mut s: ResponseStream) -> Result<Response, ()> {
     let mut head = BytesMut::new();
     let at = loop {
         let Some(bytes) = s.next().await else {
-            if head.is_empty() {
+            // An empty stream is an empty response, unless it ended in an error.
+            if head.is_empty() && s.end().await.error.is_none() {
                 return Ok(Response::new(Body::empty()));
             }
             return Err(());

@@ -158,7 +158,11 @@ fn events(
         match step {
             Step::Buffered(o) if o.function_error => {
                 let code = o.failure_type().unwrap_or_else(|| "Unhandled".to_owned());
-                let details = String::from_utf8_lossy(&o.body).into_owned();
+                // The error's message, as for an error at the end of a stream.
+                let details = serde_json::from_slice::<serde_json::Value>(&o.body)
+                    .ok()
+                    .and_then(|v| v["errorMessage"].as_str().map(str::to_owned))
+                    .unwrap_or_else(|| String::from_utf8_lossy(&o.body).into_owned());
                 let end = complete(Some((code, details)), log_of(tail).await);
                 Some((end, (Step::Done, None)))
             }

@@ -156,6 +156,29 @@ async fn a_streamed_response_reaches_the_sdk_boto3_and_invoke_as_it_comes() {
     let b = &seen["buffered"];
     assert_eq!(b["chunks"].as_array().unwrap().len(), 1, "{b}");
     assert_eq!(b["chunks"][0][1], r#"{"hello": "world"}"#);
+    // The CLI prints the stream as it comes, the log to stderr, and fails with the function.
+    let lamina = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_lamina"))
+            .args(args)
+            .args(["--endpoint", &app.endpoint()])
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .output()
+            .expect("the lamina binary runs")
+    };
+    let out = lamina(&["invoke", "streamer", "--stream", "--log"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(streamed_body(&out.stdout).1, "first:none\nsecond\n");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("REPORT RequestId"));
+    let out = lamina(&["invoke", "buffered", "--stream", "--json"]);
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed["Payload"], r#"{"hello": "world"}"#, "{printed}");
+    let out = lamina(&["invoke", "failing", "--stream"]);
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("the function failed (RuntimeError): boom"),
+        "{said}"
+    );
     let f = &seen["failing"];
     assert_eq!(f["chunks"], serde_json::json!([]), "{f}");
     assert_eq!(f["complete"]["ErrorCode"], "RuntimeError", "{f}");
@@ -257,4 +280,52 @@ async fn bytes_streamed_beyond_six_megabytes_are_billed() {
             .any(|l| l["item"] == line.as_str()),
         "{bill}"
     );
+}
+
+/// A runtime that streams `first`, then `second` 2 s later, from a background upload, and asks
+/// for its next event at once, while its stream is still open.
+const EARLY_NEXT_RUNTIME: &[u8] = b"#!/bin/sh\nH=/tmp/headers\nAPI=\"http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/runtime\"\nwhile true; do\n  curl -sS -o /dev/null -D $H \"$API/invocation/next\"\n  ID=$(grep -i lambda-runtime-aws-request-id $H | tr -d '\\r' | cut -d' ' -f2)\n  (echo first; sleep 2; echo second) | curl -sS -o /dev/null -T - -X POST -H 'Lambda-Runtime-Function-Response-Mode: streaming' \"$API/invocation/$ID/response\" &\ndone\n";
+
+/// A runtime cannot end its invocation by asking for the next event while its stream is still
+/// open: the invocation holds its concurrency until the stream ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invocation_lasts_as_long_as_its_stream_whatever_its_runtime_asks() {
+    let app = spawn_app().await;
+    let c = &app.client;
+    create_script_function(c, "early", EARLY_NEXT_RUNTIME, 128, 10).await;
+    c.put_function_concurrency()
+        .function_name("early")
+        .reserved_concurrent_executions(1)
+        .send()
+        .await
+        .unwrap();
+    let mut out = c
+        .invoke_with_response_stream()
+        .function_name("early")
+        .payload(Blob::new("{}"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("InvokeWithResponseStream: {}", describe(&e)));
+    let first = tokio::time::timeout(Duration::from_secs(20), out.event_stream.recv())
+        .await
+        .expect("the first chunk comes")
+        .unwrap()
+        .unwrap();
+    let InvokeWithResponseStreamResponseEvent::PayloadChunk(p) = first else {
+        panic!("{first:?}");
+    };
+    assert_eq!(p.payload().unwrap().as_ref(), b"first\n");
+    // The runtime has asked for its next event, but its stream is open: the one concurrency
+    // the function has is still this invocation's.
+    let second = c
+        .invoke()
+        .function_name("early")
+        .payload(Blob::new("{}"))
+        .send()
+        .await;
+    let e = second.expect_err("throttled while the stream is open");
+    assert!(describe(&e).contains("TooManyRequests"), "{}", describe(&e));
+    let (rest, _, complete) = read_events(&mut out).await;
+    assert_eq!(rest, b"second\n");
+    assert_eq!(complete.error_code(), None, "{complete:?}");
 }

@@ -199,6 +199,16 @@ async function request(method, p, body, headers = {}) {
   }
 }
 
+// An error's JSON for the trailers, which the Runtime API takes up to 16 KiB of: the trace, then
+// the message, cut so that the base64 stays within 8 KiB.
+function trailerJson(body) {
+  let json = JSON.stringify(body);
+  if (json.length <= 6000) return json;
+  json = JSON.stringify({ errorType: body.errorType, errorMessage: body.errorMessage });
+  if (json.length <= 6000) return json;
+  return JSON.stringify({ errorType: String(body.errorType).slice(0, 256), errorMessage: String(body.errorMessage).slice(0, 4000) });
+}
+
 function errorBody(e) {
   const err = e instanceof Error ? e : new Error(String(e));
   return {
@@ -586,7 +596,7 @@ async function invokeStreaming(handler, id, next) {
   }
   post.trailers = {
     "Lambda-Runtime-Function-Error-Type": headerValue(body.errorType),
-    "Lambda-Runtime-Function-Error-Body": Buffer.from(JSON.stringify(body)).toString("base64"),
+    "Lambda-Runtime-Function-Error-Body": Buffer.from(trailerJson(body)).toString("base64"),
   };
   try {
     // What the handler wrote before it failed goes out first, then the end with the trailers
