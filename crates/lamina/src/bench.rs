@@ -721,6 +721,12 @@ impl Measured {
                 ms(&g["cached_authorizer_over_http_api_us"]),
                 g["rounds"],
             );
+            println!(
+                "http: the same echo streamed, read with InvokeWithResponseStream {:.3} ({:.3}) ms, {:.0} µs over invoke",
+                ms(&g["invoke_with_response_stream"]["p50_ms"]),
+                ms(&g["invoke_with_response_stream"]["p99_ms"]),
+                ms(&g["stream_over_invoke_us"]),
+            );
         }
         if let Some(i) = &images {
             crate::bench_image::print(i);

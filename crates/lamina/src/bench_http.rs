@@ -1,8 +1,9 @@
 //! The HTTP part of `lamina bench`: one warm native function reached four ways in interleaved
 //! rounds (so that noise falls on all alike): a direct Invoke (of an event as large as the
 //! gateway's), its function URL, an HTTP API route, and an HTTP API route behind a Lambda
-//! authorizer whose answer is cached. The gateway's cost is the difference of medians; the
-//! loopback echo of the same run is the floor.
+//! authorizer whose answer is cached; and, in the same rounds, the same echo streamed by its
+//! runtime and read with InvokeWithResponseStream. The gateway's cost is the difference of
+//! medians; the loopback echo of the same run is the floor.
 
 use std::time::Instant;
 
@@ -88,6 +89,12 @@ pub async fn run(
         .as_str()
         .context("no function ARN")?
         .to_owned();
+    h.call(
+        post.clone(),
+        "/2015-03-31/functions",
+        function("http-stream", json!({"LAMINA_BENCH_STREAM": "1"})),
+    )
+    .await?;
     let gate = h
         .call(
             post.clone(),
@@ -152,6 +159,8 @@ pub async fn run(
     let event = h.http.get(&url_url).send().await?.bytes().await?;
     let open_url = format!("{base}/_aws/execute-api/{open_id}/bench");
     let guarded_url = format!("{base}/_aws/execute-api/{guarded_id}/bench");
+    let stream_url =
+        format!("{base}/2021-11-15/functions/http-stream/response-streaming-invocations");
     let requests = |i: usize| {
         [
             (h.http.post(&invoke_url).body(event.clone()), "invoke"),
@@ -167,6 +176,10 @@ pub async fn run(
                     .header("authorization", "bench-token"),
                 "HTTP API + authorizer",
             ),
+            (
+                h.http.post(&stream_url).body(event.clone()),
+                "InvokeWithResponseStream",
+            ),
         ]
         .into_iter()
         .enumerate()
@@ -178,7 +191,7 @@ pub async fn run(
         }
     }
     let b = bar(rounds, "http gateways", json_out);
-    let mut times: [Vec<f64>; 4] = Default::default();
+    let mut times: [Vec<f64>; 5] = Default::default();
     for i in 0..rounds {
         for (k, (req, what), _) in requests(i) {
             times[k].push(h.time(req, what).await?);
@@ -186,7 +199,7 @@ pub async fn run(
         b.inc(1);
     }
     b.finish_and_clear();
-    let [invoke, url, api, guarded]: [Stats; 4] = times.map(stats);
+    let [invoke, url, api, guarded, streamed]: [Stats; 5] = times.map(stats);
     let us = |a: &Stats, b: &Stats| (a.p50_ms - b.p50_ms) * 1000.0;
     Ok(json!({
         "rounds": rounds,
@@ -197,5 +210,7 @@ pub async fn run(
         "function_url_over_invoke_us": us(&url, &invoke),
         "http_api_over_invoke_us": us(&api, &invoke),
         "cached_authorizer_over_http_api_us": us(&guarded, &api),
+        "invoke_with_response_stream": streamed,
+        "stream_over_invoke_us": us(&streamed, &invoke),
     }))
 }

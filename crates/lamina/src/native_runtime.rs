@@ -38,6 +38,8 @@ fn serve(api: &str) -> std::io::Result<()> {
     // For the HTTP benchmark: answer as a Lambda authorizer that lets everyone in.
     let authorize = std::env::var_os("LAMINA_BENCH_AUTHORIZE").is_some();
     const ALLOW: &[u8] = br#"{"isAuthorized":true,"context":{"user":"bench"}}"#;
+    // For the streaming benchmark: the echo streamed, in one chunk.
+    let stream = std::env::var_os("LAMINA_BENCH_STREAM").is_some();
     let mut conn = TcpStream::connect(api)?;
     conn.set_nodelay(true)?;
     let mut reader = BufReader::new(conn.try_clone()?);
@@ -61,12 +63,26 @@ fn serve(api: &str) -> std::io::Result<()> {
         }
         let answer = if authorize { ALLOW } else { &event[..] };
         request.clear();
-        write!(
-            request,
-            "POST /2018-06-01/runtime/invocation/{id}/response HTTP/1.1\r\nHost: {api}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            answer.len()
-        )?;
-        request.extend_from_slice(answer);
+        if stream {
+            write!(
+                request,
+                "POST /2018-06-01/runtime/invocation/{id}/response HTTP/1.1\r\nHost: {api}\r\nContent-Type: application/json\r\nLambda-Runtime-Function-Response-Mode: streaming\r\nTransfer-Encoding: chunked\r\n\r\n"
+            )?;
+            // An empty chunk would end the body.
+            if !answer.is_empty() {
+                write!(request, "{:x}\r\n", answer.len())?;
+                request.extend_from_slice(answer);
+                request.extend_from_slice(b"\r\n");
+            }
+            request.extend_from_slice(b"0\r\n\r\n");
+        } else {
+            write!(
+                request,
+                "POST /2018-06-01/runtime/invocation/{id}/response HTTP/1.1\r\nHost: {api}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                answer.len()
+            )?;
+            request.extend_from_slice(answer);
+        }
         conn.write_all(&request)?;
         read_response(&mut reader)?;
     }

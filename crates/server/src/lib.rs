@@ -310,6 +310,14 @@ pub async fn run(
         let _ = fired_tx.send(true);
     };
     let grace = config.shutdown_grace;
+    // Without Nagle's algorithm: a streamed response (InvokeWithResponseStream, a
+    // `RESPONSE_STREAM` URL, a live tail) is written a piece at a time, and each piece after
+    // the first would wait for the client's delayed acknowledgement of the last (40 ms).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set on a connection");
+        }
+    });
     let serve = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
