@@ -625,8 +625,16 @@ impl Environment {
                 }
             }
             // Its bytes and its error are counted once it has ended.
-            crate::stream::settled(open.as_mut()).await;
+            if let Some(open) = open.as_mut() {
+                crate::stream::settled(open).await;
+            }
             let stream_error = streamed.then(|| self.shared.take_stream_error()).flatten();
+            // Cut off at its deadline (the stream's own clock may run out a moment first).
+            if stream_error.as_deref() == Some("Sandbox.Timedout") && status != Some("timeout") {
+                reusable = false;
+                status = Some("timeout");
+                self.tap.line(timed_out_line(request_id, timeout_s as f64));
+            }
             status = status.or(stream_error.as_ref().map(|_| "error"));
             (
                 error_type.or(stream_error.clone()),

@@ -505,6 +505,11 @@ mod tests {
             sched.retire(&arn, None);
         }
         assert_eq!(entries(&sched), 0);
+        // Made again and invoked: its entry stays between invocations, as a live function's.
+        let (_, reserved) = sched.acquire(&slot()).await.expect("room");
+        Held::new(sched.clone(), slot(), reserved).release(None, None);
+        sched.retire(&arn, Some("$LATEST"));
+        assert_eq!(entries(&sched), 1);
     }
 
     #[tokio::test]

@@ -454,7 +454,7 @@ fn error_type(headers: &HeaderMap) -> String {
 /// `Lambda-Runtime-Function-Response-Mode: streaming`) goes to a caller that reads streams as
 /// it comes, and is gathered for others.
 async fn answer(
-    s: &Shared,
+    s: &Arc<Shared>,
     id: &str,
     failed: bool,
     headers: &HeaderMap,
@@ -474,18 +474,21 @@ async fn answer(
         let (stream, writer) = crate::stream::channel(content_type.to_owned());
         // Open before the environment hears of it: a runtime that asks for its next event
         // meanwhile (on another connection) does not end the invocation under its stream.
-        s.stream_open.send_replace(true);
+        let open = Open::new(Arc::clone(s));
         let _ = current.reply.send(Reply::Stream(stream));
-        let (end, read) = writer.forward(body, current.deadline_ms).await;
-        s.streamed.fetch_add(end.bytes, Ordering::Relaxed);
-        if let Some(e) = end.error {
-            *s.stream_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.error_type);
-        }
-        s.stream_open.send_replace(false);
-        return match read {
-            Read::Whole => accepted(),
-            Read::TooLarge => too_large_stream(),
-            Read::CutOff | Read::Late => status(StatusCode::BAD_REQUEST),
+        // In a task of its own: hyper drops this request's future with its connection (a
+        // runtime that closes it before the `202`), and the stream must end all the same, its
+        // bytes and error counted; it ends with its body, which hyper has had whole or ends.
+        let deadline = current.deadline_ms;
+        let forwarded = tokio::spawn(async move {
+            let (end, read) = writer.forward(body, deadline).await;
+            open.end(end);
+            read
+        });
+        return match forwarded.await {
+            Ok(Read::Whole) => accepted(),
+            Ok(Read::TooLarge) => too_large_stream(),
+            Ok(Read::CutOff | Read::Late) | Err(_) => status(StatusCode::BAD_REQUEST),
         };
     }
     let Current {
@@ -553,6 +556,34 @@ async fn answer(
     // other way round, the caller waited for a loopback write and the runtime's wake-up.
     tokio::task::yield_now().await;
     accepted()
+}
+
+/// A stream being read, for as long as this lives (its task aborted too).
+struct Open(Arc<Shared>);
+
+impl Open {
+    fn new(s: Arc<Shared>) -> Self {
+        s.stream_open.send_replace(true);
+        Self(s)
+    }
+
+    /// Counts how the stream ended, before it is seen closed.
+    fn end(self, end: crate::stream::StreamEnd) {
+        self.0.streamed.fetch_add(end.bytes, Ordering::Relaxed);
+        if let Some(e) = end.error {
+            *self
+                .0
+                .stream_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some(e.error_type);
+        }
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.stream_open.send_replace(false);
+    }
 }
 
 fn too_large_stream() -> Response {

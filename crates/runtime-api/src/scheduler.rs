@@ -30,8 +30,9 @@ use tokio::sync::{mpsc, oneshot};
 use crate::env::Environment;
 use crate::gate::Gate;
 
+mod entries;
+pub use entries::Stats;
 mod finishing;
-mod gone;
 mod room;
 use finishing::{Finishing, Handed};
 pub use room::Room;
@@ -158,17 +159,6 @@ impl AsyncCapacity {
     }
 }
 
-/// A snapshot for metrics.
-#[derive(Debug, Clone, Default)]
-pub struct Stats {
-    pub environments: usize,
-    pub idle: usize,
-    pub live_memory_mb: u64,
-    pub live_tmp_mb: u64,
-    /// In-flight invocations per function ARN.
-    pub concurrency: Vec<(String, u32)>,
-}
-
 #[derive(Default)]
 struct Function {
     reserved: Option<u32>,
@@ -189,6 +179,8 @@ struct Function {
     /// [`Scheduler::retire`]).
     retired_at: HashMap<Arc<str>, std::time::Instant>,
     retired_all_at: Option<std::time::Instant>,
+    /// Deleted (retired as a whole) since its last admission: see `entries.rs`.
+    deleted: bool,
 }
 
 impl Function {
@@ -422,6 +414,7 @@ impl Scheduler {
                 // Covers every version's earlier retirement.
                 f.retired_at.clear();
                 f.retired_all_at = Some(now);
+                f.deleted = true;
             }
         }
         let (gone, kept): (Vec<Environment>, Vec<Environment>) = std::mem::take(&mut f.idle)
@@ -451,21 +444,6 @@ impl Scheduler {
     pub fn async_capacity(&self, account: &str, region: &str, function_arn: &str) -> AsyncCapacity {
         self.state().async_capacity(account, region, function_arn)
     }
-
-    pub fn stats(&self) -> Stats {
-        let state = self.state();
-        Stats {
-            environments: state.live,
-            idle: state.functions.values().map(|f| f.idle.len()).sum(),
-            live_memory_mb: state.live_memory_mb,
-            live_tmp_mb: state.live_tmp_mb,
-            concurrency: state
-                .functions
-                .iter()
-                .map(|(k, f)| (k.to_string(), f.in_flight))
-                .collect(),
-        }
-    }
 }
 
 /// The state is left consistent at every return, so a panic elsewhere under the lock does not
@@ -485,6 +463,7 @@ impl State {
     fn acquire(&mut self, slot: &Slot, may_wait: bool) -> Result<Acquired, Throttle> {
         let limit = self.settings.account_concurrency as u64;
         let f = self.functions.entry(slot.function_arn.clone()).or_default();
+        f.deleted = false;
         // Before admission: a finishing environment is already counted in flight.
         if may_wait
             && f.reserved != Some(0)

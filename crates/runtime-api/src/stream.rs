@@ -106,8 +106,8 @@ pub(crate) async fn closed(open: Option<&mut watch::Receiver<bool>>) {
 }
 
 /// [`closed`], for at most [`SETTLE`].
-pub(crate) async fn settled(open: Option<&mut watch::Receiver<bool>>) {
-    let _ = tokio::time::timeout(SETTLE, closed(open)).await;
+pub(crate) async fn settled(open: &mut watch::Receiver<bool>) {
+    let _ = tokio::time::timeout(SETTLE, closed(Some(open))).await;
 }
 
 fn cut_off() -> StreamError {

@@ -12,6 +12,7 @@ mod network;
 mod prometheus;
 mod usagesink;
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -247,9 +248,9 @@ pub async fn run(
     let ex = executor.clone();
     let st = state.clone();
     // Functions whose queue depth was reported, so that an emptied queue reads 0.
-    let reported = Arc::new(std::sync::Mutex::new(
-        std::collections::HashSet::<String>::new(),
-    ));
+    // The functions each per-function gauge showed at the last scrape: queue depths, then
+    // concurrency.
+    let reported = Arc::new(std::sync::Mutex::new(<[HashSet<String>; 2]>::default()));
     let stopping = state.clone();
     let app = lamina_api::router(state).route(
         "/metrics",
@@ -261,27 +262,18 @@ pub async fn run(
             async move {
                 ::metrics::gauge!("lamina_async_queue_events").set(st.queue.depth() as f64);
                 let depths = lamina_api::lambda::queue::depths(&st).await;
+                let stats = ex.stats();
                 {
                     let mut reported = reported.lock().unwrap_or_else(|e| e.into_inner());
-                    for gone in reported.iter().filter(|f| !depths.iter().any(|(d, _)| d == *f)) {
-                        ::metrics::gauge!("lamina_async_queue_depth", "function" => gone.clone())
-                            .set(0.0);
-                    }
-                    reported.clear();
-                    for (function, n) in depths {
-                        ::metrics::gauge!("lamina_async_queue_depth", "function" => function.clone())
-                            .set(n as f64);
-                        reported.insert(function);
-                    }
+                    let [depth, concurrency] = &mut *reported;
+                    let depths = depths.into_iter().map(|(f, n)| (f, n as f64));
+                    set_per_function("lamina_async_queue_depth", depth, depths);
+                    let running = stats.concurrency.into_iter().map(|(f, n)| (f, n as f64));
+                    set_per_function("lamina_concurrent_executions", concurrency, running);
                 }
-                let stats = ex.stats();
                 ::metrics::gauge!("lamina_environments").set(stats.environments as f64);
                 ::metrics::gauge!("lamina_environments_idle").set(stats.idle as f64);
                 ::metrics::gauge!("lamina_environments_memory_mb").set(stats.live_memory_mb as f64);
-                for (function, n) in stats.concurrency {
-                    ::metrics::gauge!("lamina_concurrent_executions", "function" => function)
-                        .set(n as f64);
-                }
                 // Functions' network bytes since start (Lambda does not bill them).
                 let traffic = {
                     let ex = ex.clone();
@@ -443,4 +435,23 @@ fn spawn_log_expiry(store: Arc<Store>, days: u32) {
             let _ = tokio::task::spawn_blocking(move || store.expire_logs(before)).await;
         }
     });
+}
+
+/// Sets the gauge `name` of each function in `now`, and zeroes those `reported` last time and
+/// gone since (a deleted function, an emptied queue), which would otherwise keep their last
+/// value; `reported` becomes `now`'s functions.
+fn set_per_function(
+    name: &'static str,
+    reported: &mut HashSet<String>,
+    now: impl Iterator<Item = (String, f64)>,
+) {
+    let mut seen = HashSet::new();
+    for (function, v) in now {
+        ::metrics::gauge!(name, "function" => function.clone()).set(v);
+        seen.insert(function);
+    }
+    for gone in reported.difference(&seen) {
+        ::metrics::gauge!(name, "function" => gone.clone()).set(0.0);
+    }
+    *reported = seen;
 }

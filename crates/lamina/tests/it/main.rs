@@ -30,6 +30,7 @@ mod layers;
 mod logs_api;
 mod logs_groups;
 mod logs_live_tail;
+mod metrics_gauges;
 mod metrics_history;
 mod network;
 mod nonroot;
