@@ -515,7 +515,7 @@ impl Environment {
             stream: inv.stream,
             reply: reply_tx,
         };
-        let (error_type, reusable, died, status, stream_error) = {
+        let (error_type, reusable, died, status, (stream_error, streamed_bytes)) = {
             // Where the kernel cannot reset the peak, usage is sampled while the invocation runs.
             let kernel = self.kernel.as_ref();
             let peak = &mut self.peak;
@@ -628,7 +628,9 @@ impl Environment {
             if let Some(open) = open.as_mut() {
                 crate::stream::settled(open).await;
             }
-            let stream_error = streamed.then(|| self.shared.take_stream_error()).flatten();
+            let stream_end = streamed.then(|| self.shared.take_stream_end()).flatten();
+            let streamed_bytes = stream_end.as_ref().map_or(0, |e| e.bytes);
+            let stream_error = stream_end.and_then(|e| e.error).map(|e| e.error_type);
             // Cut off at its deadline (the stream's own clock may run out a moment first).
             if stream_error.as_deref() == Some("Sandbox.Timedout") && status != Some("timeout") {
                 reusable = false;
@@ -641,7 +643,7 @@ impl Environment {
                 reusable,
                 died,
                 status,
-                stream_error,
+                (stream_error, streamed_bytes),
             )
         };
         let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -677,7 +679,7 @@ impl Environment {
         }
         let tail = self.tap.take_capture();
         Ran {
-            streamed_bytes: self.shared.take_streamed(),
+            streamed_bytes,
             stream_error,
             duration_ms,
             init_ms,

@@ -13,7 +13,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -24,7 +24,7 @@ use hyper::{HeaderMap, Method, Request, StatusCode};
 use tokio::sync::{Notify, Semaphore, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::stream::{Read, ResponseStream, StreamError};
+use crate::stream::{Read, ResponseStream, StreamEnd, StreamError};
 
 /// The largest response a function may return (6 MiB + 100 bytes, as on Lambda).
 pub const MAX_RESPONSE: usize = 6_291_556;
@@ -82,10 +82,8 @@ pub struct Shared {
     /// Taken by the first `/init/error` request, before its body is read: only one is ever read.
     init_error_claimed: AtomicBool,
     init_error_signal: watch::Sender<bool>,
-    /// Bytes streamed since the environment last took the count ([`Shared::take_streamed`]).
-    streamed: AtomicU64,
-    /// The error type the last stream ended with, until the environment takes it.
-    stream_error: std::sync::Mutex<Option<String>>,
+    /// How the last stream ended, until the environment takes it ([`Shared::take_stream_end`]).
+    stream_end: std::sync::Mutex<Option<StreamEnd>>,
     /// Whether a stream is being read: its invocation has not ended until it is.
     stream_open: watch::Sender<bool>,
 }
@@ -151,8 +149,7 @@ impl Shared {
             init_error: std::sync::Mutex::new(None),
             init_error_claimed: AtomicBool::new(false),
             init_error_signal: watch::channel(false).0,
-            streamed: AtomicU64::new(0),
-            stream_error: std::sync::Mutex::new(None),
+            stream_end: std::sync::Mutex::new(None),
             stream_open: watch::channel(false).0,
         });
         (shared.clone(), Outbox(shared))
@@ -163,10 +160,6 @@ impl Shared {
     pub fn init_errors(&self) -> watch::Receiver<bool> {
         self.init_error_signal.subscribe()
     }
-    /// The bytes streamed since the last call: an invocation's, taken at its end.
-    pub fn take_streamed(&self) -> u64 {
-        self.streamed.swap(0, Ordering::Relaxed)
-    }
     /// Whether a stream is being read, and tells when that changes.
     pub fn stream_open(&self) -> watch::Receiver<bool> {
         self.stream_open.subscribe()
@@ -174,9 +167,9 @@ impl Shared {
     pub fn stream_is_open(&self) -> bool {
         *self.stream_open.borrow()
     }
-    /// The error type the last stream ended with, if any; taken at the invocation's end.
-    pub fn take_stream_error(&self) -> Option<String> {
-        self.stream_error
+    /// How the last stream ended (its bytes, its error); taken at its invocation's end.
+    pub fn take_stream_end(&self) -> Option<StreamEnd> {
+        self.stream_end
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take()
@@ -567,16 +560,9 @@ impl Open {
         Self(s)
     }
 
-    /// Counts how the stream ended, before it is seen closed.
-    fn end(self, end: crate::stream::StreamEnd) {
-        self.0.streamed.fetch_add(end.bytes, Ordering::Relaxed);
-        if let Some(e) = end.error {
-            *self
-                .0
-                .stream_error
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()) = Some(e.error_type);
-        }
+    /// Keeps how the stream ended for its invocation, before it is seen closed.
+    fn end(self, end: StreamEnd) {
+        *self.0.stream_end.lock().unwrap_or_else(|e| e.into_inner()) = Some(end);
     }
 }
 

@@ -704,6 +704,7 @@ impl State {
     fn release(&mut self, slot: Slot, reserved: bool, env: Option<Environment>) {
         self.end_in_flight(&slot, reserved);
         let f = self.functions.entry(slot.function_arn.clone()).or_default();
+        let deleted = f.deleted;
         match env {
             Some(env) if f.keeps(&slot, &env) => {
                 env.gate().idle();
@@ -713,7 +714,9 @@ impl State {
             // The environment is gone (destroyed by the caller), or never started.
             None => self.forget(slot.memory_mb, slot.tmp_mb),
         }
-        self.prune(&slot.function_arn);
+        if deleted {
+            self.prune(&slot.function_arn);
+        }
     }
 
     /// The invocation's concurrency given back (not its environment's room).

@@ -140,7 +140,8 @@ enum Step {
     /// A buffered outcome: its one chunk, then the end.
     Buffered(Outcome),
     Streaming(ResponseStream),
-    End(Option<(String, String)>),
+    /// A buffered outcome's end, after its chunk.
+    End,
     Done,
 }
 
@@ -169,7 +170,7 @@ fn events(
             Step::Buffered(o) if o.body.is_empty() => {
                 Some((complete(None, log_of(tail).await), (Step::Done, None)))
             }
-            Step::Buffered(o) => Some((chunk(&o.body), (Step::End(None), tail))),
+            Step::Buffered(o) => Some((chunk(&o.body), (Step::End, tail))),
             Step::Streaming(mut s) => match s.next().await {
                 Some(bytes) => Some((chunk(&bytes), (Step::Streaming(s), tail))),
                 None => {
@@ -177,7 +178,7 @@ fn events(
                     Some((complete(error, log_of(tail).await), (Step::Done, None)))
                 }
             },
-            Step::End(error) => Some((complete(error, log_of(tail).await), (Step::Done, None))),
+            Step::End => Some((complete(None, log_of(tail).await), (Step::Done, None))),
             Step::Done => None,
         }
     })

@@ -562,7 +562,7 @@ async fn a_streamed_response_reaches_its_caller_as_it_comes_and_its_trailers_end
         ("Runtime.StreamError", "went wrong")
     );
     assert!(answer.await.unwrap().starts_with("HTTP/1.1 202"));
-    assert_eq!(api.shared.take_streamed(), 11);
+    assert_eq!(api.shared.take_stream_end().map(|e| e.bytes), Some(11));
 
     // A caller that reads buffered gets the stream gathered, and its error as the invocation's.
     let api = self::api().await;
