@@ -20,6 +20,7 @@ pub mod eventstream;
 pub mod http;
 pub mod lambda;
 pub mod logs;
+pub mod prometheus;
 pub mod query;
 pub mod sigv4;
 pub mod sns;

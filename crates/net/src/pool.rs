@@ -48,6 +48,11 @@ enum Request {
         index: u32,
         owner: String,
     },
+    /// An owner gone (a deleted function): its traffic is forgotten, that of its leases still
+    /// out included.
+    Forget {
+        owner: String,
+    },
     /// A VPC profile's chains, made under its pending id; noted as made on success.
     Profile {
         id: u16,
@@ -349,6 +354,14 @@ impl Network {
         rx.recv().map_err(|_| stopped())?
     }
 
+    /// Forgets `owner`'s traffic, once it is gone: otherwise every function ever run would keep
+    /// its count for the server's life.
+    pub fn forget(&self, owner: &str) {
+        let _ = self.tx.send(Request::Forget {
+            owner: owner.to_owned(),
+        });
+    }
+
     /// Bytes per owner, for every lease since start (live ones included).
     pub fn traffic(&self) -> Vec<Traffic> {
         let (reply, rx) = mpsc::sync_channel(1);
@@ -520,6 +533,10 @@ impl Worker {
                 self.release(&name, index, owner);
                 drop(netns);
             }
+            Request::Forget { owner } => {
+                self.ended.remove(&owner);
+                self.owners.retain(|_, o| *o != owner);
+            }
             Request::Profile {
                 id,
                 vpc,
@@ -628,8 +645,10 @@ impl Worker {
     }
 
     fn release(&mut self, name: &str, index: u32, owner: String) {
-        self.owners.remove(name);
-        if let Ok(Some((rx, tx))) = self.host.bytes(name) {
+        // Unless its owner was forgotten meanwhile.
+        if self.owners.remove(name).is_some()
+            && let Ok(Some((rx, tx))) = self.host.bytes(name)
+        {
             let e = self.ended.entry(owner).or_default();
             e.0 += rx;
             e.1 += tx;

@@ -571,6 +571,12 @@ impl Executor {
     /// after it changed or went; busy ones are destroyed when their invocations end.
     pub async fn retire(&self, function_arn: &str, version: Option<&str>) {
         self.inner.scheduler.retire(function_arn, version);
+        // A function gone: so does its network traffic's count.
+        if version.is_none()
+            && let Some(n) = &self.inner.net
+        {
+            n.network.forget(function_arn);
+        }
     }
 
     /// What asynchronous attempts of a function may hold.

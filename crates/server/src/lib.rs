@@ -9,10 +9,9 @@ mod init_exe;
 mod logsink;
 mod metricsink;
 mod network;
-mod prometheus;
+mod scrape;
 mod usagesink;
 
-use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -239,7 +238,7 @@ pub async fn run(
     });
     // The recorder before anything invokes: a function's metric handles are made at its first
     // invocation and kept, and a handle made without a recorder records nothing.
-    let metrics = prometheus::handle();
+    let recorder = lamina_api::prometheus::install();
     lamina_api::lambda::dispatch::start(state.clone());
     lamina_api::sns::start_deliverer(state.clone())
         .await
@@ -247,49 +246,12 @@ pub async fn run(
     tracing::info!(%addr, data_dir = %config.data_dir.display(), verify_signatures = config.auth.verify, console = %format!("http://{addr}/console"), "lamina is serving the Lambda, SNS, API Gateway, ECR, EC2 and CloudWatch Logs APIs, and the web console");
     let ex = executor.clone();
     let st = state.clone();
-    // Functions whose queue depth was reported, so that an emptied queue reads 0.
-    // The functions each per-function gauge showed at the last scrape: queue depths, then
-    // concurrency.
-    let reported = Arc::new(std::sync::Mutex::new(<[HashSet<String>; 2]>::default()));
     let stopping = state.clone();
     let app = lamina_api::router(state).route(
         "/metrics",
         axum::routing::get(move || {
-            let m = metrics.clone();
-            let ex = ex.clone();
-            let st = st.clone();
-            let reported = reported.clone();
-            async move {
-                ::metrics::gauge!("lamina_async_queue_events").set(st.queue.depth() as f64);
-                let depths = lamina_api::lambda::queue::depths(&st).await;
-                let stats = ex.stats();
-                {
-                    let mut reported = reported.lock().unwrap_or_else(|e| e.into_inner());
-                    let [depth, concurrency] = &mut *reported;
-                    let depths = depths.into_iter().map(|(f, n)| (f, n as f64));
-                    set_per_function("lamina_async_queue_depth", depth, depths);
-                    let running = stats.concurrency.into_iter().map(|(f, n)| (f, n as f64));
-                    set_per_function("lamina_concurrent_executions", concurrency, running);
-                }
-                ::metrics::gauge!("lamina_environments").set(stats.environments as f64);
-                ::metrics::gauge!("lamina_environments_idle").set(stats.idle as f64);
-                ::metrics::gauge!("lamina_environments_memory_mb").set(stats.live_memory_mb as f64);
-                // Functions' network bytes since start (Lambda does not bill them).
-                let traffic = {
-                    let ex = ex.clone();
-                    tokio::task::spawn_blocking(move || ex.traffic())
-                        .await
-                        .unwrap_or_default()
-                };
-                for t in traffic {
-                    let function = t.owner.rsplit(':').next().unwrap_or_default().to_owned();
-                    ::metrics::gauge!("lamina_function_network_sent_bytes_total", "function" => function.clone())
-                        .set(t.sent as f64);
-                    ::metrics::gauge!("lamina_function_network_received_bytes_total", "function" => function)
-                        .set(t.received as f64);
-                }
-                m.render()
-            }
+            let (recorder, ex, st) = (recorder.clone(), ex.clone(), st.clone());
+            async move { scrape::render(&recorder, &ex, &st).await }
         }),
     );
     // After the signal: stop accepting requests and starting asynchronous attempts, and let
@@ -435,23 +397,4 @@ fn spawn_log_expiry(store: Arc<Store>, days: u32) {
             let _ = tokio::task::spawn_blocking(move || store.expire_logs(before)).await;
         }
     });
-}
-
-/// Sets the gauge `name` of each function in `now`, and zeroes those `reported` last time and
-/// gone since (a deleted function, an emptied queue), which would otherwise keep their last
-/// value; `reported` becomes `now`'s functions.
-fn set_per_function(
-    name: &'static str,
-    reported: &mut HashSet<String>,
-    now: impl Iterator<Item = (String, f64)>,
-) {
-    let mut seen = HashSet::new();
-    for (function, v) in now {
-        ::metrics::gauge!(name, "function" => function.clone()).set(v);
-        seen.insert(function);
-    }
-    for gone in reported.difference(&seen) {
-        ::metrics::gauge!(name, "function" => gone.clone()).set(0.0);
-    }
-    *reported = seen;
 }

@@ -240,6 +240,9 @@ pub async fn delete(
     let id = api.clone();
     crate::blocking(move || Ok::<_, ApiGwError>(store.delete_api(&id)?)).await?;
     state.http.forget_api(&api);
+    // Its series go with it: its requests (`id`) and its authorizers' cache (`api`).
+    crate::prometheus::forget(&[("gateway", "api"), ("id", &api)]);
+    crate::prometheus::forget(&[("api", &api)]);
     Ok(StatusCode::NO_CONTENT)
 }
 

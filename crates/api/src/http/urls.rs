@@ -16,6 +16,7 @@ use super::event::{self, Context, Incoming};
 use super::{message, reply};
 use crate::AppState;
 use crate::lambda::from_service::{self, Principal, Refusal};
+use crate::prometheus::labels_of;
 
 /// An unknown URL, or a request its function's policy does not allow (as recorded from
 /// Lambda: `{"Message":null}`).
@@ -97,16 +98,15 @@ pub(crate) async fn serve(
         Err(resp) => resp,
     };
     // Named by its function, not by its id: `/metrics` is read by operators, and a URL's id is
-    // all it takes to call it.
-    let function = format!(
-        "{}/{}/{}",
-        url.function.account.as_str(),
-        url.function.region.as_str(),
-        url.function.name.as_str()
-    );
-    metrics::counter!("lamina_http_requests_total", "gateway" => "url", "id" => function.clone(), "status" => super::status_class(resp.status())).increment(1);
-    metrics::histogram!("lamina_http_request_duration_seconds", "gateway" => "url", "id" => function)
-        .record(started.elapsed().as_secs_f64());
+    // all it takes to call it. The series go with the function.
+    let status = super::status_class(resp.status());
+    let labels = labels_of(&url.function, &[("gateway", "url"), ("status", status)]);
+    metrics::counter!("lamina_http_requests_total", labels).increment(1);
+    metrics::histogram!(
+        "lamina_http_request_duration_seconds",
+        labels_of(&url.function, &[("gateway", "url")])
+    )
+    .record(started.elapsed().as_secs_f64());
     resp
 }
 

@@ -21,6 +21,7 @@ use lamina_store::{FunctionKey, QueuedEvent, Settle, UsageRecord};
 
 use super::queue::Settling;
 use super::{AppState, destinations};
+use crate::prometheus::labels_of;
 
 /// What puts an event back in the queue if its attempt panics: a bug must not strand it, leased,
 /// until the next start.
@@ -152,8 +153,11 @@ pub(super) async fn attempt(
 ) -> Option<(QueuedEvent, Arc<Rules>)> {
     let rules = rules_arc.as_ref();
     let now = now_millis();
-    metrics::histogram!("lamina_async_event_age_seconds", "function" => e.function.name.to_string())
-        .record((now - e.received_ms) as f64 / 1000.0);
+    metrics::histogram!(
+        "lamina_async_event_age_seconds",
+        labels_of(&e.function, &[])
+    )
+    .record((now - e.received_ms) as f64 / 1000.0);
     if now - e.received_ms > rules.max_age_ms {
         finish(state, e, rules, Condition::EventAgeExceeded, None, None);
         return None;
@@ -313,7 +317,11 @@ fn finish(
     usage: Option<UsageRecord>,
 ) {
     if condition != Condition::Success {
-        metrics::counter!("lamina_async_events_dropped_total", "function" => e.function.name.to_string(), "reason" => condition.as_str()).increment(1);
+        metrics::counter!(
+            "lamina_async_events_dropped_total",
+            labels_of(&e.function, &[("reason", condition.as_str())])
+        )
+        .increment(1);
     }
     let destination = match condition {
         Condition::Success => rules.on_success.clone(),

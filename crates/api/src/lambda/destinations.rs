@@ -94,7 +94,7 @@ pub(crate) fn failed(e: &QueuedEvent, what: &str) {
     } else {
         "lamina_async_destination_delivery_failures_total"
     };
-    metrics::counter!(metric, "function" => e.function.name.to_string()).increment(1);
+    metrics::counter!(metric, crate::prometheus::labels_of(&e.function, &[])).increment(1);
 }
 
 /// The attributes of an event sent to a dead-letter topic: `RequestID`, `ErrorCode` and

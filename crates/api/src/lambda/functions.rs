@@ -718,7 +718,7 @@ pub async fn delete(
         // its name starts without one).
         let _order = st.reservations.lock().unwrap_or_else(|e| e.into_inner());
         let queued = store.delete_function(&k)?;
-        st.forget(&k);
+        st.forget_deleted(&k);
         let deleted = queued.is_some();
         if deleted {
             let arn = arn(&k, None);
@@ -738,6 +738,11 @@ pub async fn delete(
     }
     tracing::info!(function = %key.name, account = %key.account, "deleted function");
     state.changed(&key, None).await;
+    crate::prometheus::forget_function(
+        key.account.as_str(),
+        key.region.as_str(),
+        key.name.as_str(),
+    );
     super::collect_code(&state);
     Ok(StatusCode::NO_CONTENT)
 }

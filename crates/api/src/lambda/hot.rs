@@ -42,11 +42,20 @@ struct Cached {
 }
 
 impl AppState {
-    /// Forgets what the cache holds of a function, after it or one of its aliases changed.
-    pub(crate) fn forget_hot(&self, key: &FunctionKey) {
-        let mut hot = self.hot.write().unwrap_or_else(|e| e.into_inner());
-        hot.generation += 1;
-        hot.functions.remove(key);
+    /// Forgets what the cache holds of a function, after it or one of its aliases changed; if
+    /// it was deleted, its metric handles not made yet never are (see `meters.rs`).
+    pub(crate) fn forget_hot(&self, key: &FunctionKey, deleted: bool) {
+        let forgotten = {
+            let mut hot = self.hot.write().unwrap_or_else(|e| e.into_inner());
+            hot.generation += 1;
+            hot.functions.remove(key)
+        };
+        if deleted {
+            let runtimes = forgotten.iter().flat_map(|h| h.versions.values());
+            for (_, meters) in runtimes.filter_map(|c| c.runtime.as_ref()) {
+                meters.gone();
+            }
+        }
     }
 
     fn hot_generation(&self) -> u64 {
@@ -136,7 +145,7 @@ async fn load(
     }
     active(&rec)?;
     let runtime = Arc::new(runtime_of(state, key, &rec).await?);
-    let meters = Arc::new(Meters::of(&runtime.name));
+    let meters = Arc::new(Meters::of(&runtime.account, &runtime.region, &runtime.name));
     let mut hot = state.hot.write().unwrap_or_else(|e| e.into_inner());
     if let Some(c) = hot
         .functions

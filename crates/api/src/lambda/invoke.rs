@@ -17,6 +17,7 @@ use lamina_store::{FunctionKey, FunctionRecord};
 
 use super::query::Query;
 use super::{ApiError, ApiResult, AppState, Caller, arn, function_not_found};
+use crate::prometheus::function_labels;
 
 /// The largest synchronous request payload (6 MiB).
 pub const MAX_SYNC_PAYLOAD: usize = 6_291_456;
@@ -383,7 +384,7 @@ pub(crate) async fn run(
         };
         match state.executor.invoke(&function, invocation, e).await {
             (Err(Failure::Gone), e) if !fresh => {
-                state.forget_hot(key);
+                state.forget_hot(key, false);
                 fresh = true;
                 ending = Some(e);
             }
@@ -483,8 +484,10 @@ impl Ending {
             }
             Err(e) => {
                 let throttled = if let Failure::Throttled(t) = &e {
-                    metrics::counter!("lamina_throttles_total", "function" => self.function.name.clone(), "reason" => t.reason())
-                        .increment(1);
+                    let f = &self.function;
+                    let mut l = function_labels(&f.account, &f.region, &f.name).to_vec();
+                    l.push(metrics::Label::from_static_parts("reason", t.reason()));
+                    metrics::counter!("lamina_throttles_total", l).increment(1);
                     true
                 } else {
                     false

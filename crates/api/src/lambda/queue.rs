@@ -22,6 +22,7 @@ use lamina_store::{FunctionKey, NewEvent, QueueSize, QueuedEvent, Settle, Store,
 use tokio::sync::{mpsc, oneshot};
 
 use super::{ApiResult, AppState, blocking};
+use crate::prometheus::labels_of;
 
 /// Asynchronous invocation settings.
 #[derive(Debug, Clone)]
@@ -343,7 +344,11 @@ async fn write_accepted(
         for ((reply, result), e) in replies.into_iter().zip(results).zip(events) {
             let answer = match result {
                 Ok(id) => {
-                    metrics::counter!("lamina_async_events_received_total", "function" => e.function.name.to_string()).increment(1);
+                    metrics::counter!(
+                        "lamina_async_events_received_total",
+                        labels_of(&e.function, &[])
+                    )
+                    .increment(1);
                     let signal = if handed {
                         Signal::Handed(QueuedEvent {
                             id,
@@ -403,7 +408,11 @@ async fn write_settled(
             {
                 *then = None;
                 s.destination = None;
-                metrics::counter!("lamina_async_destination_delivery_failures_total", "function" => s.function.name.to_string()).increment(1);
+                metrics::counter!(
+                    "lamina_async_destination_delivery_failures_total",
+                    labels_of(&s.function, &[])
+                )
+                .increment(1);
             }
         }
         drop(q);
@@ -451,7 +460,11 @@ async fn write_settled(
                         }
                         (Some(record), _) => {
                             queue.forget(record.payload.len() as u64);
-                            metrics::counter!("lamina_async_destination_delivery_failures_total", "function" => s.function.name.to_string()).increment(1);
+                            metrics::counter!(
+                                "lamina_async_destination_delivery_failures_total",
+                                labels_of(&s.function, &[])
+                            )
+                            .increment(1);
                         }
                         _ => {}
                     }
@@ -463,12 +476,9 @@ async fn write_settled(
 }
 
 /// Queue depth per function, for `/metrics`.
-pub async fn depths(state: &AppState) -> Vec<(String, u64)> {
+pub async fn depths(state: &AppState) -> Vec<(FunctionKey, u64)> {
     let store = state.store.clone();
     blocking(move || Ok(store.queue_depths()?))
         .await
         .unwrap_or_default()
-        .into_iter()
-        .map(|(k, n)| (k.name.to_string(), n))
-        .collect()
 }

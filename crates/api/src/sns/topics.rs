@@ -230,6 +230,7 @@ pub async fn delete(ctx: &Ctx<'_>, caller: &Caller) -> SnsResult<Response> {
         }
     }
     ctx.state.sns.fifo_forget(&canonical);
+    crate::prometheus::forget(&[("topic", &canonical)]);
     ctx.respond(None)
 }
 

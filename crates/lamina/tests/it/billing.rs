@@ -133,11 +133,11 @@ async fn usage_matches_report_lines_exactly() {
     // Prometheus counters per function.
     let metrics = metrics(&app.endpoint()).await;
     assert!(
-        metrics.contains("lamina_requests_total{function=\"large\",outcome=\"success\"}"),
+        metrics.contains("lamina_requests_total{function=\"large\",account=\"000000000000\",region=\"us-east-1\",outcome=\"success\"}"),
         "{metrics}"
     );
     assert!(
-        metrics.contains("lamina_billed_gb_seconds_total{function=\"small\"}"),
+        metrics.contains("lamina_billed_gb_seconds_total{function=\"small\",account=\"000000000000\",region=\"us-east-1\"}"),
         "{metrics}"
     );
     // A month with nothing in it bills nothing.
@@ -270,7 +270,7 @@ async fn an_invocation_whose_caller_hung_up_is_billed() {
     // And counted as requests in the metrics.
     let metrics = metrics(&app.endpoint()).await;
     assert!(
-        metrics.contains("lamina_requests_total{function=\"hangs\",outcome=\"success\"} 3"),
+        metrics.contains("lamina_requests_total{function=\"hangs\",account=\"000000000000\",region=\"us-east-1\",outcome=\"success\"} 3"),
         "{metrics}"
     );
 }

@@ -138,9 +138,17 @@ async fn quick_create_answers_at_the_api_endpoint() {
     )
     .unwrap_err();
     assert!(bad.contains("BadRequestException"), "{bad}");
+    let named = format!("id=\"{api_id}\"");
+    assert!(
+        metrics(&ep).await.contains(&named),
+        "its requests are counted"
+    );
     cli(&ep, &["apigatewayv2", "delete-api", "--api-id", &api_id]);
     let (s, _, b) = curl(&[&format!("{endpoint}/hello")]);
     assert_eq!((s, b.as_slice()), (404, &br#"{"message":"Not Found"}"#[..]));
+    // Its series went with it.
+    let text = metrics(&ep).await;
+    assert!(!text.contains(&named), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -266,7 +266,7 @@ async fn the_account_limit_throttles_unreserved_functions() {
     let metrics = metrics(&app.endpoint()).await;
     assert!(
         metrics.contains(
-            "lamina_throttles_total{function=\"busy\",reason=\"ConcurrentInvocationLimitExceeded\"}"
+            "lamina_throttles_total{function=\"busy\",account=\"000000000000\",region=\"us-east-1\",reason=\"ConcurrentInvocationLimitExceeded\"}"
         ),
         "{metrics}"
     );
@@ -296,7 +296,7 @@ async fn scale_up_rate_throttles_new_environments_only() {
     assert_eq!(throttle_reason(&invoke(c, "ramp").await), None);
     let metrics = metrics(&app.endpoint()).await;
     for name in [
-        "lamina_cold_starts_total{function=\"ramp\"}",
+        "lamina_cold_starts_total{function=\"ramp\",account=\"000000000000\",region=\"us-east-1\"}",
         "lamina_invoke_duration_seconds",
         "lamina_environments ",
         "lamina_concurrent_executions",

@@ -446,6 +446,10 @@ async fn filter_policies_route_each_message_to_its_subscribers() {
     );
     publish("green again", "green");
     assert!(messages(&events(&ep, "red", 3).await).contains(&"green again".to_string()));
+    // A deleted topic's series go with it.
+    cli(&ep, &["sns", "delete-topic", "--topic-arn", &topic]);
+    let text = metrics(&ep).await;
+    assert!(!text.contains(&format!("topic=\"{topic}\"")), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

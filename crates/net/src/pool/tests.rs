@@ -74,6 +74,41 @@ fn leases_are_never_reused_and_their_interfaces_go_when_they_end() {
     );
 }
 
+/// A deleted function's traffic goes with it, that of its sandboxes still running included, so
+/// that functions made and deleted in a loop leave nothing behind in the network thread.
+#[test]
+fn a_forgotten_owners_traffic_goes_with_its_leases_still_out() {
+    let host = RecordingHost::default();
+    let net = start(host.clone(), 0);
+    let ended = net.take(0, "f1").unwrap();
+    let running = net.take(0, "f1").unwrap();
+    let other = net.take(0, "f2").unwrap();
+    for (lease, bytes) in [(&ended, (100, 7)), (&running, (50, 5)), (&other, (3, 1))] {
+        host.bytes
+            .lock()
+            .unwrap()
+            .insert(lease.interface().to_owned(), bytes);
+    }
+    drop(ended);
+    let owners = |t: Vec<Traffic>| t.into_iter().map(|t| t.owner).collect::<Vec<_>>();
+    assert_eq!(owners(net.traffic()), ["f1", "f2"]);
+    net.forget("f1");
+    assert_eq!(owners(net.traffic()), ["f2"]);
+    // Its sandbox still running ends after: its bytes count for no one.
+    drop(running);
+    let t = net.traffic();
+    assert_eq!(
+        t,
+        [Traffic {
+            owner: "f2".into(),
+            sent: 3,
+            received: 1
+        }]
+    );
+    drop(other);
+    net.stop();
+}
+
 #[test]
 fn an_exhausted_pool_says_so() {
     let net = start(RecordingHost::default(), 0);
