@@ -486,7 +486,7 @@ mod tests {
     async fn a_deleted_functions_entry_is_forgotten_once_it_holds_nothing() {
         let sched = scheduler();
         let arn = slot().function_arn.to_string();
-        let entries = |s: &Scheduler| s.stats().concurrency.len();
+        let entries = |s: &Scheduler| s.entries().0;
         // A function that lives keeps its entry between invocations.
         let (_, reserved) = sched.acquire(&slot()).await.expect("room");
         Held::new(sched.clone(), slot(), reserved).release(None, None);
@@ -504,7 +504,11 @@ mod tests {
             Held::new(sched.clone(), slot(), reserved).release(None, None);
             sched.retire(&arn, None);
         }
-        assert_eq!(entries(&sched), 0);
+        assert_eq!(
+            sched.entries(),
+            (0, 0),
+            "no entry of it, or of its account, is left"
+        );
         // Made again and invoked: its entry stays between invocations, as a live function's.
         let (_, reserved) = sched.acquire(&slot()).await.expect("room");
         Held::new(sched.clone(), slot(), reserved).release(None, None);

@@ -1,6 +1,6 @@
 //! Environments' networks: the default egress, or a VPC's profile, from `lamina-net`'s pool.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use lamina_net::{Lease, NetConfig, Network, SecurityGroup, VpcProfile};
@@ -53,13 +53,17 @@ impl std::fmt::Debug for NetSettings {
     }
 }
 
+type Attached = HashMap<u16, (String, String, VpcAttachment)>;
+
 /// The running network layer and what resolves VPCs for it.
 #[derive(Clone)]
 pub(crate) struct Networking {
     pub(crate) network: Network,
     pub(crate) vpcs: Arc<dyn VpcResolver>,
-    /// Attachments environments were started with, by account and region.
-    attached: Arc<Mutex<HashSet<(String, String, VpcAttachment)>>>,
+    /// An attachment environments of each VPC profile were started with, with its account and
+    /// region: what a refresh resolves again. One per profile id, so that attachments are
+    /// bounded by the profiles (however many ways a tenant words the same one).
+    attached: Arc<Mutex<Attached>>,
     /// Held from reading a VPC's groups and NAT state to applying them, by a start that makes
     /// a profile and by a refresh: otherwise a start could apply rules read before a change
     /// after the refresh that followed it, and bring revoked rules back.
@@ -100,7 +104,7 @@ impl Networking {
                 let attached = (who.account.clone(), who.region.clone(), a.clone());
                 match self.network.known(&p) {
                     Some(id) => {
-                        self.attached().insert(attached);
+                        self.attached().insert(id, attached);
                         id
                     }
                     None => {
@@ -113,7 +117,7 @@ impl Networking {
                             .network
                             .profile(Some(&p), || g)
                             .map_err(|e| format!("setting up the function's VPC profile: {e}"))?;
-                        self.attached().insert(attached);
+                        self.attached().insert(id, attached);
                         id
                     }
                 }
@@ -125,7 +129,7 @@ impl Networking {
             .map_err(|e| e.to_string())
     }
 
-    fn attached(&self) -> std::sync::MutexGuard<'_, HashSet<(String, String, VpcAttachment)>> {
+    fn attached(&self) -> std::sync::MutexGuard<'_, Attached> {
         self.attached.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -135,16 +139,16 @@ impl Networking {
         // The attachments too are read under the lock: a start that made a profile meanwhile
         // has added its own.
         let _applying = self.applying.lock().unwrap_or_else(|e| e.into_inner());
-        let attachments: Vec<VpcAttachment> = self
+        let attachments: Vec<(u16, VpcAttachment)> = self
             .attached()
             .iter()
-            .filter(|(a, r, _)| a == account && r == region)
-            .map(|(_, _, v)| v.clone())
+            .filter(|(_, (a, r, _))| a == account && r == region)
+            .map(|(id, (_, _, v))| (*id, v.clone()))
             .collect();
         let mut groups: Vec<SecurityGroup> = Vec::new();
         let mut nat: Vec<(String, bool)> = Vec::new();
         let (in_use, vpcs) = self.network.in_use();
-        for a in attachments {
+        for (id, a) in attachments {
             // Groups and NAT state no profile refers to any more have no chain to update.
             let live = match self.vpcs.resolve(account, region, &a) {
                 Ok((p, g)) => {
@@ -164,8 +168,10 @@ impl Networking {
             // An attachment that updates nothing is forgotten (a start with it notes it again),
             // so that attachments are bounded by the profiles in use.
             if !live {
-                self.attached()
-                    .remove(&(account.to_owned(), region.to_owned(), a));
+                let mut attached = self.attached();
+                if attached.get(&id).is_some_and(|(_, _, v)| *v == a) {
+                    attached.remove(&id);
+                }
             }
         }
         groups.sort_by(|a, b| a.id.cmp(&b.id));

@@ -187,12 +187,8 @@ impl Function {
     /// Whether `env`, released by an invocation of `slot`, may serve again: it runs the slot's
     /// revision, was born after the function last changed, and its process lives.
     fn keeps(&self, slot: &Slot, env: &Environment) -> bool {
-        let retired = [
-            self.retired_at.get(&env.version),
-            self.retired_all_at.as_ref(),
-        ];
         env.revision_id == slot.revision_id
-            && retired.into_iter().flatten().all(|at| env.born > *at)
+            && self.retired(&env.version).is_none_or(|at| env.born > at)
             && !env.exited()
     }
 
@@ -407,9 +403,7 @@ impl Scheduler {
         };
         let now = std::time::Instant::now();
         match version {
-            Some(v) => {
-                f.retired_at.insert(v.into(), now);
-            }
+            Some(v) => f.retire_version(v, now),
             None => {
                 // Covers every version's earlier retirement.
                 f.retired_at.clear();

@@ -11,7 +11,7 @@
 //! its event. Each event is independent: a poison event only delays itself; an attempt that
 //! panics puts its event back.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -46,16 +46,19 @@ pub(crate) enum Scope {
 struct DoneGuard {
     state: Arc<AppState>,
     scope: Option<Scope>,
+    /// The deletions the dispatcher had seen when the attempt started.
+    seen: u64,
     _running: Running,
 }
 
 impl DoneGuard {
     /// Counts an attempt in among those running.
-    fn start(state: &Arc<AppState>, scope: Scope) -> Self {
+    fn start(state: &Arc<AppState>, scope: Scope, seen: u64) -> Self {
         Self {
             _running: state.queue.running(),
             state: state.clone(),
             scope: Some(scope),
+            seen,
         }
     }
 }
@@ -63,7 +66,11 @@ impl DoneGuard {
 impl Drop for DoneGuard {
     fn drop(&mut self) {
         if let Some(scope) = self.scope.take() {
-            let _ = self.state.queue.signals.send(Signal::Done(scope));
+            let _ = self
+                .state
+                .queue
+                .signals
+                .send(Signal::Done(scope, self.seen));
         }
     }
 }
@@ -105,9 +112,14 @@ pub fn start(state: Arc<AppState>) {
         let mut handed: HashMap<FunctionKey, Vec<QueuedEvent>> = HashMap::new();
         let mut handed_at = 0;
         // Deletions seen, and the count at each function's last one: an attempt that bounces
-        // back after its function was deleted is dropped. Forgotten once no attempt is out.
+        // back after its function was deleted is dropped. A deletion is forgotten once every
+        // attempt out started after it (`started`: attempts out by the deletions seen at their
+        // start), so that functions deleted in a loop while some attempt runs for minutes
+        // leave nothing behind for longer.
         let mut deletions = 0u64;
         let mut deleted: HashMap<FunctionKey, u64> = HashMap::new();
+        let mut started: BTreeMap<u64, u64> = BTreeMap::new();
+        let mut forgotten_up_to = 0u64;
         // At a graceful stop no attempt starts: what is leased stays so, and the next start
         // releases it.
         let mut stop = state.stopping.subscribe();
@@ -196,7 +208,8 @@ pub fn start(state: Arc<AppState>) {
                     room -= 1;
                     in_flight += 1;
                     *outstanding.entry(scope.clone()).or_default() += 1;
-                    let mut done = DoneGuard::start(&state, scope.clone());
+                    *started.entry(deletions).or_default() += 1;
+                    let mut done = DoneGuard::start(&state, scope.clone(), deletions);
                     let state = state.clone();
                     tokio::spawn(async move {
                         use futures_util::FutureExt;
@@ -278,14 +291,16 @@ pub fn start(state: Arc<AppState>) {
                     books.remove(&key);
                     full.remove(&key);
                 }
-                Signal::Done(scope) => {
+                Signal::Done(scope, seen) => {
                     in_flight -= 1;
                     count_out(&mut outstanding, &scope);
+                    started_out(&mut started, seen);
                     full.clear();
                 }
                 Signal::Bounced(e, rules, scope, seen) => {
                     in_flight -= 1;
                     count_out(&mut outstanding, &scope);
+                    started_out(&mut started, seen);
                     if deleted.get(&e.function).is_some_and(|d| *d > seen) {
                         return;
                     }
@@ -300,8 +315,11 @@ pub fn start(state: Arc<AppState>) {
             while let Ok(s) = inbox.try_recv() {
                 take(s);
             }
-            if in_flight == 0 {
-                deleted.clear();
+            // Deletions up to the oldest attempt out's start: none can bounce back for them.
+            let oldest = started.keys().next().copied().unwrap_or(deletions);
+            if !deleted.is_empty() && forgotten_up_to < oldest {
+                deleted.retain(|_, d| *d > oldest);
+                forgotten_up_to = oldest;
             }
         }
     });
@@ -312,6 +330,16 @@ fn count_out(outstanding: &mut HashMap<Scope, u64>, scope: &Scope) {
         *n -= 1;
         if *n == 0 {
             outstanding.remove(scope);
+        }
+    }
+}
+
+/// Counts out an attempt that started when `seen` deletions had been seen.
+fn started_out(started: &mut BTreeMap<u64, u64>, seen: u64) {
+    if let Some(n) = started.get_mut(&seen) {
+        *n -= 1;
+        if *n == 0 {
+            started.remove(&seen);
         }
     }
 }

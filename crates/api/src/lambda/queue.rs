@@ -54,8 +54,9 @@ pub(crate) enum Signal {
     Due(FunctionKey, i64),
     /// An event just accepted, committed already leased: the dispatcher's to run.
     Handed(QueuedEvent),
-    /// An attempt (counted in this scope) has ended.
-    Done(super::dispatch::Scope),
+    /// An attempt (counted in this scope, started when the dispatcher had seen this many
+    /// deletions) has ended.
+    Done(super::dispatch::Scope, u64),
     /// A function was deleted: the dispatcher forgets what it holds of it. Sent by the
     /// acceptance's writer after every event it committed before the deletion was handed over,
     /// and before any committed after (which belong to a function of the same name created

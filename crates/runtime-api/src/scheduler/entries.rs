@@ -7,7 +7,9 @@
 //! starts afresh, as a new function does. A function admitted since its deletion (made again) is
 //! not deleted any more: its entry stays, with its scale-up tokens.
 
-use super::{Function, Scheduler, State};
+use std::sync::Arc;
+
+use super::{Account, Function, Scheduler, State};
 
 /// A snapshot for metrics.
 #[derive(Debug, Clone, Default)]
@@ -21,6 +23,13 @@ pub struct Stats {
 }
 
 impl Scheduler {
+    /// The entries of functions and of accounts (by region) held.
+    #[cfg(test)]
+    pub(crate) fn entries(&self) -> (usize, usize) {
+        let state = self.state();
+        (state.functions.len(), state.accounts.len())
+    }
+
     pub fn stats(&self) -> Stats {
         let state = self.state();
         Stats {
@@ -37,7 +46,39 @@ impl Scheduler {
     }
 }
 
+/// Versions whose retirement a function remembers apart. Past them, the oldest retirement is
+/// folded into the function's (`retired_all_at`): an environment of any version born before it
+/// is then not kept, which costs a cold start at worst, where remembering each would let a
+/// tenant publishing and deleting versions in a loop grow the entry without bound.
+const RETIREMENTS_KEPT: usize = 64;
+
 impl Function {
+    /// When `version`'s environments last stopped being kept: its own retirement or the
+    /// function's, the later.
+    pub(super) fn retired(&self, version: &str) -> Option<std::time::Instant> {
+        self.retired_at
+            .get(version)
+            .max(self.retired_all_at.as_ref())
+            .copied()
+    }
+
+    /// Notes `version`'s retirement `at`, within [`RETIREMENTS_KEPT`].
+    pub(super) fn retire_version(&mut self, version: &str, at: std::time::Instant) {
+        self.retired_at.insert(version.into(), at);
+        while self.retired_at.len() > RETIREMENTS_KEPT {
+            let Some((oldest, when)) = self
+                .retired_at
+                .iter()
+                .min_by_key(|(_, when)| **when)
+                .map(|(v, when)| (v.clone(), *when))
+            else {
+                break;
+            };
+            self.retired_at.remove(&oldest);
+            self.retired_all_at = self.retired_all_at.max(Some(when));
+        }
+    }
+
     fn holds_nothing(&self) -> bool {
         self.deleted
             && self.in_flight == 0
@@ -47,8 +88,24 @@ impl Function {
     }
 }
 
+impl Account {
+    fn holds_nothing(&self) -> bool {
+        let Account {
+            reserved_total,
+            finishing,
+            unreserved_in_flight,
+            unreserved_in_flight_async,
+        } = self;
+        *reserved_total == 0
+            && *finishing == 0
+            && *unreserved_in_flight == 0
+            && *unreserved_in_flight_async == 0
+    }
+}
+
 impl State {
-    /// Forgets `function_arn`'s entry if its function was deleted and it holds nothing.
+    /// Forgets `function_arn`'s entry if its function was deleted and it holds nothing, and
+    /// then its account's if that holds nothing either (as a missing entry would).
     pub(super) fn prune(&mut self, function_arn: &str) {
         if self
             .functions
@@ -56,6 +113,46 @@ impl State {
             .is_some_and(Function::holds_nothing)
         {
             self.functions.remove(function_arn);
+            // `arn:aws:lambda:REGION:ACCOUNT:function:NAME`
+            let mut parts = function_arn.split(':').skip(3);
+            if let (Some(region), Some(account)) = (parts.next(), parts.next()) {
+                let key: (Arc<str>, Arc<str>) = (account.into(), region.into());
+                if self.accounts.get(&key).is_some_and(Account::holds_nothing) {
+                    self.accounts.remove(&key);
+                }
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    /// A function whose versions are published and deleted a thousand times remembers a bounded
+    /// number of retirements, and an environment of any version born before one it forgot is
+    /// still not kept.
+    #[test]
+    fn retirements_are_bounded_and_none_is_lost() {
+        let mut f = Function::default();
+        let start = Instant::now();
+        let at = |i: u64| start + Duration::from_millis(i);
+        for i in 0..1000 {
+            f.retire_version(&i.to_string(), at(i));
+        }
+        assert_eq!(f.retired_at.len(), RETIREMENTS_KEPT);
+        for i in 0..1000 {
+            let retired = f.retired(&i.to_string()).expect("retired");
+            assert!(retired >= at(i), "version {i}'s retirement was lost");
+        }
+        // The latest are remembered apart: an environment of another version born since the
+        // oldest of them is kept.
+        assert_eq!(f.retired("999"), Some(at(999)));
+        assert_eq!(
+            f.retired("$LATEST"),
+            Some(at(1000 - RETIREMENTS_KEPT as u64 - 1))
+        );
     }
 }
