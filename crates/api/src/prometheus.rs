@@ -2,14 +2,15 @@
 //! buckets, kept in a `metrics-util` registry and rendered in Prometheus' text format.
 //!
 //! Series named by what a tenant makes (a function, a topic, an HTTP API) go with it
-//! ([`forget`]): a tenant creating and deleting functions in a loop cannot grow what the server
-//! holds for its metrics. A histogram counts its samples into buckets as they come, so it holds
+//! ([`forget`]), and are not made again by what still runs of it (`gone.rs`): a tenant creating
+//! and deleting functions in a loop cannot grow what the server holds for its metrics. A histogram counts its samples into buckets as they come, so it holds
 //! a few hundred bytes whether or not anything scrapes it, and no thread has to fold samples in.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
 
 use lamina_store::FunctionKey;
 use metrics::{
@@ -34,6 +35,10 @@ pub struct Buckets {
 
 impl HistogramFn for Buckets {
     fn record(&self, value: f64) {
+        // Counted nowhere, it would make the sum NaN for good.
+        if value.is_nan() {
+            return;
+        }
         // Prometheus' `le` is inclusive: the first bound at least the value.
         let i = BOUNDS.partition_point(|b| *b < value);
         self.counts[i].fetch_add(1, Ordering::Relaxed);
@@ -67,15 +72,22 @@ impl Storage<Key> for Store {
     }
 }
 
+mod gone;
+
 /// The recorder (see the module's documentation).
 pub struct Recorder {
     registry: Registry<Key, Store>,
+    gone: Mutex<gone::Tombstones>,
+    /// Whether any tombstone stands: while none does, registering a series takes no lock.
+    any_gone: AtomicBool,
 }
 
 impl Default for Recorder {
     fn default() -> Self {
         Self {
             registry: Registry::new(Store),
+            gone: Mutex::default(),
+            any_gone: AtomicBool::new(false),
         }
     }
 }
@@ -126,6 +138,18 @@ pub fn forget_function(account: &str, region: &str, name: &str) {
     forget(&[("function", name), ("account", account), ("region", region)]);
 }
 
+/// Lets the series of `labels` be made again, forgotten or not (their name is taken again).
+pub fn revive(labels: &[(&str, &str)]) {
+    if let Some(r) = INSTALLED.get() {
+        r.revive(labels);
+    }
+}
+
+/// [`revive`] of a function's series.
+pub fn revive_function(account: &str, region: &str, name: &str) {
+    revive(&[("function", name), ("account", account), ("region", region)]);
+}
+
 /// The recorder as `metrics` holds it.
 struct Shared(Arc<Recorder>);
 
@@ -135,39 +159,71 @@ impl metrics::Recorder for Shared {
     fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
 
     fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+        if self.0.buried(key) {
+            return Counter::noop();
+        }
         self.0
             .registry
             .get_or_create_counter(key, |c| Counter::from_arc(c.clone()))
     }
 
     fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
+        if self.0.buried(key) {
+            return Gauge::noop();
+        }
         self.0
             .registry
             .get_or_create_gauge(key, |g| Gauge::from_arc(g.clone()))
     }
 
     fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
+        if self.0.buried(key) {
+            return Histogram::noop();
+        }
         self.0
             .registry
             .get_or_create_histogram(key, |h| Histogram::from_arc(h.clone()))
     }
 }
 
-fn has_all(key: &Key, labels: &[(&str, &str)]) -> bool {
+fn has_all<'a>(key: &Key, labels: impl IntoIterator<Item = (&'a str, &'a str)>) -> bool {
     labels
-        .iter()
-        .all(|(k, v)| key.labels().any(|l| l.key() == *k && l.value() == *v))
+        .into_iter()
+        .all(|(k, v)| key.labels().any(|l| l.key() == k && l.value() == v))
 }
 
 /// A functions' name, account and region, as its series label it.
 pub type FunctionLabels = (String, String, String);
 
 impl Recorder {
-    /// Forgets every series whose labels include all of `labels`.
+    /// Forgets every series whose labels include all of `labels`; for [`gone::KEPT`], none is
+    /// made again unless [`Recorder::revive`]d.
     pub fn forget(&self, labels: &[(&str, &str)]) {
-        self.registry.retain_counters(|k, _| !has_all(k, labels));
-        self.registry.retain_gauges(|k, _| !has_all(k, labels));
-        self.registry.retain_histograms(|k, _| !has_all(k, labels));
+        {
+            let mut gone = self.tombstones();
+            gone.bury(labels, Instant::now());
+            self.any_gone.store(true, Ordering::Release);
+        }
+        let covered = |k: &Key| has_all(k, labels.iter().copied());
+        self.registry.retain_counters(|k, _| !covered(k));
+        self.registry.retain_gauges(|k, _| !covered(k));
+        self.registry.retain_histograms(|k, _| !covered(k));
+    }
+
+    /// Lets the series of `labels` be made again.
+    pub fn revive(&self, labels: &[(&str, &str)]) {
+        let mut gone = self.tombstones();
+        gone.revive(labels);
+        self.any_gone.store(!gone.is_empty(), Ordering::Release);
+    }
+
+    /// Whether a tombstone covers `key`.
+    fn buried(&self, key: &Key) -> bool {
+        self.any_gone.load(Ordering::Acquire) && self.tombstones().covers(key, Instant::now())
+    }
+
+    fn tombstones(&self) -> std::sync::MutexGuard<'_, gone::Tombstones> {
+        self.gone.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The functions some series names.

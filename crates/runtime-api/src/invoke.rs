@@ -407,7 +407,12 @@ mod tests {
     }
 
     fn scheduler() -> Scheduler {
+        scheduler_telling(None)
+    }
+
+    fn scheduler_telling(forgotten: Option<crate::scheduler::Forgotten>) -> Scheduler {
         Scheduler::start(
+            forgotten,
             Settings {
                 account_concurrency: 1,
                 keep_alive: Duration::from_secs(60),
@@ -484,7 +489,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_deleted_functions_entry_is_forgotten_once_it_holds_nothing() {
-        let sched = scheduler();
+        let told = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let tell = {
+            let told = told.clone();
+            Box::new(move |arn: &str| told.lock().unwrap().push(arn.to_owned()))
+        };
+        let sched = scheduler_telling(Some(tell));
+        let told = move || std::mem::take(&mut *told.lock().unwrap());
         let arn = slot().function_arn.to_string();
         let entries = |s: &Scheduler| s.entries().0;
         // A function that lives keeps its entry between invocations.
@@ -496,8 +507,14 @@ mod tests {
         let held = Held::new(sched.clone(), slot(), reserved);
         sched.retire(&arn, None);
         assert_eq!(entries(&sched), 1, "its invocation still holds it");
+        assert!(told().is_empty(), "nothing is told while it runs");
         held.release(None, None);
         assert_eq!(entries(&sched), 0);
+        assert_eq!(
+            told(),
+            std::slice::from_ref(&arn),
+            "its end tells its entry went"
+        );
         // Made again, deleted while idle: forgotten at once. A thousand times, no entry left.
         for _ in 0..1000 {
             let (_, reserved) = sched.acquire(&slot()).await.expect("room");
@@ -509,6 +526,7 @@ mod tests {
             (0, 0),
             "no entry of it, or of its account, is left"
         );
+        assert_eq!(told().len(), 1000);
         // Made again and invoked: its entry stays between invocations, as a live function's.
         let (_, reserved) = sched.acquire(&slot()).await.expect("room");
         Held::new(sched.clone(), slot(), reserved).release(None, None);

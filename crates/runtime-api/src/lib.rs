@@ -387,7 +387,7 @@ impl Executor {
                 ),
                 pins,
                 scratch,
-                net,
+                net: net.clone(),
                 uids,
                 maker,
                 premade: std::sync::OnceLock::new(),
@@ -396,6 +396,11 @@ impl Executor {
                 stopping: Default::default(),
                 start_slots: Arc::new(tokio::sync::Semaphore::new(starts_at_once())),
                 scheduler: scheduler::Scheduler::start(
+                    // A deleted function's network traffic is forgotten with its entry, once
+                    // nothing of it runs (its last sandbox's bytes counted or not).
+                    net.clone().map(|n| {
+                        Box::new(move |arn: &str| n.network.forget(arn)) as scheduler::Forgotten
+                    }),
                     scheduler::Settings {
                         account_concurrency: config.account_concurrency,
                         keep_alive: config.keep_alive,
@@ -571,12 +576,6 @@ impl Executor {
     /// after it changed or went; busy ones are destroyed when their invocations end.
     pub async fn retire(&self, function_arn: &str, version: Option<&str>) {
         self.inner.scheduler.retire(function_arn, version);
-        // A function gone: so does its network traffic's count.
-        if version.is_none()
-            && let Some(n) = &self.inner.net
-        {
-            n.network.forget(function_arn);
-        }
     }
 
     /// What asynchronous attempts of a function may hold.

@@ -238,7 +238,13 @@ struct State {
     /// Environments to destroy, handed to a task outside the loop.
     doomed: mpsc::UnboundedSender<Environment>,
     freeze: mpsc::UnboundedSender<Vec<Arc<Gate>>>,
+    /// Told the ARN of each deleted function whose entry is forgotten (see `entries.rs`).
+    forgotten: Option<Forgotten>,
 }
+
+/// What is told of a deleted function's entry forgotten, under the scheduler's lock: it must
+/// only hand the news on.
+pub type Forgotten = Box<dyn Fn(&str) + Send>;
 
 /// The host's available memory (`MemAvailable`), read at most every [`HostMemory::FRESH`], on
 /// cold starts only.
@@ -288,7 +294,11 @@ pub struct Scheduler {
 impl Scheduler {
     /// Starts the scheduler's helper tasks (destroying, freezing, the idle sweep); needs a tokio
     /// runtime.
-    pub fn start(settings: Settings, kernel: Arc<dyn lamina_sandbox::kernel::Kernel>) -> Self {
+    pub fn start(
+        forgotten: Option<Forgotten>,
+        settings: Settings,
+        kernel: Arc<dyn lamina_sandbox::kernel::Kernel>,
+    ) -> Self {
         let (doomed, mut doomed_rx) = mpsc::unbounded_channel::<Environment>();
         let (freeze, mut freeze_rx) = mpsc::unbounded_channel::<Vec<Arc<Gate>>>();
         tokio::spawn(async move {
@@ -321,6 +331,7 @@ impl Scheduler {
             freeze,
             finishing: 0,
             waiting_for_room: 0,
+            forgotten,
         }));
         // The sweep holds only a weak reference: it ends once the state is dropped (idle
         // environments hold the executor, and so the state, until shutdown drains them).

@@ -238,11 +238,15 @@ pub async fn delete(
     load(&state, &caller, &api).await?;
     let store = state.store.clone();
     let id = api.clone();
-    crate::blocking(move || Ok::<_, ApiGwError>(store.delete_api(&id)?)).await?;
+    crate::blocking(move || {
+        store.delete_api(&id)?;
+        // Its series go with it: its requests (`id`) and its authorizers' cache (`api`).
+        crate::prometheus::forget(&[("id", &id), ("gateway", "api")]);
+        crate::prometheus::forget(&[("api", &id)]);
+        Ok::<_, ApiGwError>(())
+    })
+    .await?;
     state.http.forget_api(&api);
-    // Its series go with it: its requests (`id`) and its authorizers' cache (`api`).
-    crate::prometheus::forget(&[("gateway", "api"), ("id", &api)]);
-    crate::prometheus::forget(&[("api", &api)]);
     Ok(StatusCode::NO_CONTENT)
 }
 

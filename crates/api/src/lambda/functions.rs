@@ -266,6 +266,9 @@ pub async fn create(
     limits.max_unzipped_bytes -= layers_size;
     let storage_max = state.limits.code_storage_max_bytes;
     let name = key.name.clone();
+    // Before the function exists: the series of a namesake deleted lately may be made again.
+    let (account, region) = (key.account.as_str(), key.region.as_str());
+    crate::prometheus::revive_function(account, region, key.name.as_str());
     let rec = blocking(move || {
         store
             .create_function(
@@ -718,9 +721,11 @@ pub async fn delete(
         // its name starts without one).
         let _order = st.reservations.lock().unwrap_or_else(|e| e.into_inner());
         let queued = store.delete_function(&k)?;
-        st.forget_deleted(&k);
+        st.forget(&k);
         let deleted = queued.is_some();
         if deleted {
+            let (account, region) = (k.account.as_str(), k.region.as_str());
+            crate::prometheus::forget_function(account, region, k.name.as_str());
             let arn = arn(&k, None);
             st.executor
                 .set_reserved(k.account.as_str(), k.region.as_str(), &arn, None);
@@ -738,11 +743,6 @@ pub async fn delete(
     }
     tracing::info!(function = %key.name, account = %key.account, "deleted function");
     state.changed(&key, None).await;
-    crate::prometheus::forget_function(
-        key.account.as_str(),
-        key.region.as_str(),
-        key.name.as_str(),
-    );
     super::collect_code(&state);
     Ok(StatusCode::NO_CONTENT)
 }

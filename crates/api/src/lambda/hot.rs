@@ -42,20 +42,11 @@ struct Cached {
 }
 
 impl AppState {
-    /// Forgets what the cache holds of a function, after it or one of its aliases changed; if
-    /// it was deleted, its metric handles not made yet never are (see `meters.rs`).
-    pub(crate) fn forget_hot(&self, key: &FunctionKey, deleted: bool) {
-        let forgotten = {
-            let mut hot = self.hot.write().unwrap_or_else(|e| e.into_inner());
-            hot.generation += 1;
-            hot.functions.remove(key)
-        };
-        if deleted {
-            let runtimes = forgotten.iter().flat_map(|h| h.versions.values());
-            for (_, meters) in runtimes.filter_map(|c| c.runtime.as_ref()) {
-                meters.gone();
-            }
-        }
+    /// Forgets what the cache holds of a function, after it or one of its aliases changed.
+    pub(crate) fn forget_hot(&self, key: &FunctionKey) {
+        let mut hot = self.hot.write().unwrap_or_else(|e| e.into_inner());
+        hot.generation += 1;
+        hot.functions.remove(key);
     }
 
     fn hot_generation(&self) -> u64 {

@@ -384,7 +384,7 @@ pub(crate) async fn run(
         };
         match state.executor.invoke(&function, invocation, e).await {
             (Err(Failure::Gone), e) if !fresh => {
-                state.forget_hot(key, false);
+                state.forget_hot(key);
                 fresh = true;
                 ending = Some(e);
             }

@@ -2,12 +2,9 @@
 //! through them without building a key, allocating its labels or looking it up in the registry.
 //! A series is registered at its first sample, as the `metrics` macros would, so `/metrics`
 //! shows no series a function never produced (no `error` count of a function that never
-//! failed). Once the function is deleted ([`Meters::gone`]), a series not registered yet never
-//! is: an invocation still running then would otherwise bring back the series its deletion
-//! forgot, for good.
+//! failed).
 
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use metrics::{Counter, Gauge, Histogram, Label};
 
@@ -24,7 +21,6 @@ pub(crate) struct Meters {
     requests: [OnceLock<Counter>; 4],
     /// A float that only grows: exported as a gauge, read as a counter.
     billed_gb_s: OnceLock<Gauge>,
-    gone: AtomicBool,
 }
 
 /// The outcomes `lamina_requests_total` counts.
@@ -40,48 +36,23 @@ impl Meters {
             init_duration: OnceLock::new(),
             requests: Default::default(),
             billed_gb_s: OnceLock::new(),
-            gone: AtomicBool::new(false),
-        }
-    }
-
-    /// The function was deleted: series not registered yet stay so.
-    pub(crate) fn gone(&self) {
-        self.gone.store(true, Ordering::Relaxed);
-    }
-
-    /// `register`'s handle, or one that records nothing once the function is gone.
-    fn made<T>(&self, register: impl FnOnce() -> T, noop: fn() -> T) -> T {
-        if self.gone.load(Ordering::Relaxed) {
-            noop()
-        } else {
-            register()
         }
     }
 
     pub(crate) fn duration(&self) -> &Histogram {
         self.duration.get_or_init(|| {
-            self.made(
-                || metrics::histogram!("lamina_invoke_duration_seconds", self.function.iter()),
-                Histogram::noop,
-            )
+            metrics::histogram!("lamina_invoke_duration_seconds", self.function.iter())
         })
     }
 
     pub(crate) fn cold_starts(&self) -> &Counter {
-        self.cold_starts.get_or_init(|| {
-            self.made(
-                || metrics::counter!("lamina_cold_starts_total", self.function.iter()),
-                Counter::noop,
-            )
-        })
+        self.cold_starts
+            .get_or_init(|| metrics::counter!("lamina_cold_starts_total", self.function.iter()))
     }
 
     pub(crate) fn init_duration(&self) -> &Histogram {
         self.init_duration.get_or_init(|| {
-            self.made(
-                || metrics::histogram!("lamina_init_duration_seconds", self.function.iter()),
-                Histogram::noop,
-            )
+            metrics::histogram!("lamina_init_duration_seconds", self.function.iter())
         })
     }
 
@@ -89,21 +60,14 @@ impl Meters {
     pub(crate) fn requests(&self, outcome: &'static str) -> &Counter {
         let i = OUTCOMES.iter().position(|o| *o == outcome).unwrap_or(3);
         self.requests[i].get_or_init(|| {
-            let register = || {
-                let mut labels = self.function.to_vec();
-                labels.push(Label::from_static_parts("outcome", OUTCOMES[i]));
-                metrics::counter!("lamina_requests_total", labels)
-            };
-            self.made(register, Counter::noop)
+            let mut labels = self.function.to_vec();
+            labels.push(Label::from_static_parts("outcome", OUTCOMES[i]));
+            metrics::counter!("lamina_requests_total", labels)
         })
     }
 
     pub(crate) fn billed_gb_s(&self) -> &Gauge {
-        self.billed_gb_s.get_or_init(|| {
-            self.made(
-                || metrics::gauge!("lamina_billed_gb_seconds_total", self.function.iter()),
-                Gauge::noop,
-            )
-        })
+        self.billed_gb_s
+            .get_or_init(|| metrics::gauge!("lamina_billed_gb_seconds_total", self.function.iter()))
     }
 }

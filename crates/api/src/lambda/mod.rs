@@ -200,16 +200,7 @@ impl AppState {
     /// with it). A store write calls it in its own blocking task, right after its commit, so
     /// that a handler dropped while it waits (its client gone) leaves nothing stale.
     pub(crate) fn forget(&self, key: &FunctionKey) {
-        self.forget_as(key, false);
-    }
-
-    /// [`AppState::forget`] of a function deleted.
-    pub(crate) fn forget_deleted(&self, key: &FunctionKey) {
-        self.forget_as(key, true);
-    }
-
-    fn forget_as(&self, key: &FunctionKey, deleted: bool) {
-        self.forget_hot(key, deleted);
+        self.forget_hot(key);
         self.http.forget_urls();
         self.queue.rules_changed();
     }

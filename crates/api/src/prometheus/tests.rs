@@ -72,6 +72,11 @@ fn a_deleted_functions_series_go_and_a_namesakes_in_another_account_stay() {
     assert_eq!(left, ["222222222222"]);
 
     // Made again, it starts from nothing.
+    r.revive(&[
+        ("function", "orders"),
+        ("account", "111111111111"),
+        ("region", "us-east-1"),
+    ]);
     with(&r, || {
         let l = function_labels("111111111111", "us-east-1", "orders");
         metrics::counter!("lamina_requests_total", l.to_vec()).increment(1);
@@ -119,4 +124,44 @@ fn a_histogram_renders_cumulative_buckets_its_sum_and_its_count() {
         .parse()
         .unwrap();
     assert!((sum - 1002.0013).abs() < 1e-9, "{sum}");
+}
+
+/// What still runs of a deleted function (an invocation, a request) makes none of its series
+/// again; a function made again under its name does.
+#[test]
+fn a_forgotten_series_is_not_made_again_until_its_name_is_taken_again() {
+    let r = Arc::new(Recorder::default());
+    let l = function_labels("111111111111", "us-east-1", "orders");
+    let gone = [
+        ("function", "orders"),
+        ("account", "111111111111"),
+        ("region", "us-east-1"),
+    ];
+    with(&r, || {
+        metrics::counter!("lamina_requests_total", l.iter()).increment(1);
+    });
+    r.forget(&gone);
+    with(&r, || {
+        // Made after the deletion: by an invocation that was still running, say.
+        metrics::counter!("lamina_requests_total", l.iter()).increment(1);
+        metrics::histogram!("lamina_invoke_duration_seconds", l.iter()).record(0.1);
+        // A namesake in another account, and series of nothing deleted, are made as ever.
+        let other = function_labels("222222222222", "us-east-1", "orders");
+        metrics::counter!("lamina_requests_total", other.iter()).increment(1);
+        metrics::counter!("lamina_sns_deliveries_total", "topic" => "t").increment(1);
+    });
+    let text = r.render();
+    assert!(!text.contains("111111111111"), "{text}");
+    assert!(text.contains("222222222222"), "{text}");
+    assert!(text.contains(r#"topic="t""#), "{text}");
+
+    r.revive(&gone);
+    with(&r, || {
+        metrics::counter!("lamina_requests_total", l.iter()).increment(1);
+    });
+    let a = r#"{function="orders",account="111111111111",region="us-east-1"}"#;
+    assert_eq!(
+        value(&r.render(), &format!("lamina_requests_total{a}")).as_deref(),
+        Some("1")
+    );
 }

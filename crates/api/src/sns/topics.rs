@@ -139,6 +139,8 @@ pub async fn create(ctx: &Ctx<'_>, caller: &Caller) -> SnsResult<Response> {
     };
     let store = ctx.state.store.clone();
     let (given, given_tags) = (attributes.clone(), tags.clone());
+    // Before the topic exists: the series of a namesake deleted lately may be made again.
+    crate::prometheus::revive(&[("topic", &key.arn())]);
     let (topic, created) =
         blocking(move || Ok(store.create_topic(&key, &given, &given_tags)?)).await?;
     if !created {
@@ -209,6 +211,7 @@ async fn delete_topic(state: &Arc<AppState>, key: TopicKey) -> SnsResult<()> {
     blocking(move || {
         let (_, gone) = st.store.delete_topic(&key)?;
         st.sns.release(gone);
+        crate::prometheus::forget(&[("topic", &key.arn())]);
         Ok(())
     })
     .await
@@ -230,7 +233,6 @@ pub async fn delete(ctx: &Ctx<'_>, caller: &Caller) -> SnsResult<Response> {
         }
     }
     ctx.state.sns.fifo_forget(&canonical);
-    crate::prometheus::forget(&[("topic", &canonical)]);
     ctx.respond(None)
 }
 

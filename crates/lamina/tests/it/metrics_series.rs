@@ -155,14 +155,20 @@ async fn a_deleted_functions_series_go_and_one_made_again_starts_afresh() {
     );
 }
 
-/// A function deleted while its first invocation runs: the series that invocation would make at
-/// its end are never made, so none stays behind.
+/// A function changed, then deleted, while its first invocation runs: the series that
+/// invocation would make at its end are never made, so none stays behind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_function_deleted_during_its_first_invocation_leaves_no_series() {
     let app = spawn_app().await;
     let c = &app.client;
     create_script_function(c, "gone-early", SLOW_RUNTIME, 128, 10).await;
     let call = running(&app, "gone-early").await;
+    c.update_function_configuration()
+        .function_name("gone-early")
+        .description("changed while it runs")
+        .send()
+        .await
+        .unwrap();
     c.delete_function()
         .function_name("gone-early")
         .send()

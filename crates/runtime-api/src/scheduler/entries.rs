@@ -113,6 +113,9 @@ impl State {
             .is_some_and(Function::holds_nothing)
         {
             self.functions.remove(function_arn);
+            if let Some(tell) = &self.forgotten {
+                tell(function_arn);
+            }
             // `arn:aws:lambda:REGION:ACCOUNT:function:NAME`
             let mut parts = function_arn.split(':').skip(3);
             if let (Some(region), Some(account)) = (parts.next(), parts.next()) {
