@@ -8,8 +8,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Instant;
 
 use lamina_store::FunctionKey;
@@ -77,17 +77,20 @@ mod gone;
 /// The recorder (see the module's documentation).
 pub struct Recorder {
     registry: Registry<Key, Store>,
-    gone: Mutex<gone::Tombstones>,
-    /// Whether any tombstone stands: while none does, registering a series takes no lock.
-    any_gone: AtomicBool,
+    gone: RwLock<gone::Tombstones>,
+    /// Until when some tombstone may stand, in milliseconds from `born` (0: none stands):
+    /// otherwise registering a series takes no lock.
+    standing_until: AtomicU64,
+    born: Instant,
 }
 
 impl Default for Recorder {
     fn default() -> Self {
         Self {
             registry: Registry::new(Store),
-            gone: Mutex::default(),
-            any_gone: AtomicBool::new(false),
+            gone: RwLock::default(),
+            standing_until: AtomicU64::new(0),
+            born: Instant::now(),
         }
     }
 }
@@ -201,8 +204,10 @@ impl Recorder {
     pub fn forget(&self, labels: &[(&str, &str)]) {
         {
             let mut gone = self.tombstones();
-            gone.bury(labels, Instant::now());
-            self.any_gone.store(true, Ordering::Release);
+            let now = Instant::now();
+            gone.bury(labels, now);
+            let until = self.ms(now + gone::KEPT);
+            self.standing_until.fetch_max(until, Ordering::AcqRel);
         }
         let covered = |k: &Key| has_all(k, labels.iter().copied());
         self.registry.retain_counters(|k, _| !covered(k));
@@ -214,16 +219,41 @@ impl Recorder {
     pub fn revive(&self, labels: &[(&str, &str)]) {
         let mut gone = self.tombstones();
         gone.revive(labels);
-        self.any_gone.store(!gone.is_empty(), Ordering::Release);
+        if gone.is_empty() {
+            self.standing_until.store(0, Ordering::Release);
+        }
     }
 
-    /// Whether a tombstone covers `key`.
+    /// Whether a tombstone covers `key`: without a lock while none stands, under a read lock
+    /// while some do.
     fn buried(&self, key: &Key) -> bool {
-        self.any_gone.load(Ordering::Acquire) && self.tombstones().covers(key, Instant::now())
+        let until = self.standing_until.load(Ordering::Acquire);
+        if until == 0 {
+            return false;
+        }
+        let now = Instant::now();
+        if self.ms(now) >= until {
+            // Every tombstone has fallen: the next registrations take no lock.
+            let mut gone = self.tombstones();
+            gone.prune(now);
+            if gone.is_empty() {
+                self.standing_until.store(0, Ordering::Release);
+                return false;
+            }
+            // One stood since.
+            return gone.covers(key, now);
+        }
+        let gone = self.gone.read().unwrap_or_else(|e| e.into_inner());
+        gone.covers(key, now)
     }
 
-    fn tombstones(&self) -> std::sync::MutexGuard<'_, gone::Tombstones> {
-        self.gone.lock().unwrap_or_else(|e| e.into_inner())
+    fn tombstones(&self) -> std::sync::RwLockWriteGuard<'_, gone::Tombstones> {
+        self.gone.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `t` in milliseconds from the recorder's birth, at least 1.
+    fn ms(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.born).as_millis() as u64 + 1
     }
 
     /// The functions some series names.

@@ -574,7 +574,7 @@ impl Executor {
 
     /// Destroys the idle environments of a function's `version` (`None`: of every version)
     /// after it changed or went; busy ones are destroyed when their invocations end.
-    pub async fn retire(&self, function_arn: &str, version: Option<&str>) {
+    pub fn retire(&self, function_arn: &str, version: Option<&str>) {
         self.inner.scheduler.retire(function_arn, version);
     }
 

@@ -266,11 +266,8 @@ pub async fn create(
     limits.max_unzipped_bytes -= layers_size;
     let storage_max = state.limits.code_storage_max_bytes;
     let name = key.name.clone();
-    // Before the function exists: the series of a namesake deleted lately may be made again.
-    let (account, region) = (key.account.as_str(), key.region.as_str());
-    crate::prometheus::revive_function(account, region, key.name.as_str());
     let rec = blocking(move || {
-        store
+        let made = store
             .create_function(
                 NewFunction {
                     key,
@@ -294,7 +291,12 @@ pub async fn create(
                     super::layers::too_big(unzipped_max, layers_size, None).into()
                 }
                 e => ApiError::from(e),
-            })
+            })?;
+        // Made (on the thread that committed it): the series of a namesake deleted lately may
+        // be made again, now theirs.
+        let k = &made.key;
+        crate::prometheus::revive_function(k.account.as_str(), k.region.as_str(), k.name.as_str());
+        Ok(made)
     })
     .await?;
     tracing::info!(function = %rec.key.name, account = %rec.key.account, "created function");
@@ -588,7 +590,7 @@ pub async fn update_code(
     })
     .await?;
     if !dry_run {
-        state.changed(&key, Some("$LATEST")).await;
+        state.changed(&key, Some("$LATEST"));
         // The code it had may be referenced no more.
         super::collect_code(&state);
     }
@@ -672,7 +674,7 @@ pub async fn update_configuration(
         Ok(rec)
     })
     .await?;
-    state.changed(&key, Some("$LATEST")).await;
+    state.changed(&key, Some("$LATEST"));
     Ok(Json(configuration(&rec, arn(&key, None), View::Updated)))
 }
 
@@ -710,7 +712,7 @@ pub async fn delete(
             if !existed {
                 return Err(function_not_found(&key, qualifier.as_ref()));
             }
-            state.changed(&key, Some(&n.to_string())).await;
+            state.changed(&key, Some(&n.to_string()));
             super::collect_code(&state);
             return Ok(StatusCode::NO_CONTENT);
         }
@@ -729,6 +731,9 @@ pub async fn delete(
             let arn = arn(&k, None);
             st.executor
                 .set_reserved(k.account.as_str(), k.region.as_str(), &arn, None);
+            // Its environments go, here too (its reservation gone first, so that its entry
+            // may go with them): a caller gone meanwhile cannot leave them.
+            st.changed(&k, None);
         }
         // Its queued asynchronous events went with it. Told here, on the thread that committed,
         // so that a caller gone meanwhile cannot leave the dispatcher holding them.
@@ -742,7 +747,6 @@ pub async fn delete(
         return Err(function_not_found(&key, None));
     }
     tracing::info!(function = %key.name, account = %key.account, "deleted function");
-    state.changed(&key, None).await;
     super::collect_code(&state);
     Ok(StatusCode::NO_CONTENT)
 }

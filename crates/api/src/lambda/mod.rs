@@ -208,8 +208,8 @@ impl AppState {
     /// After a function changed (and its write called [`AppState::forget`]): retires the
     /// environments of `version` (`$LATEST`, or a deleted version's number), or of every
     /// version (`None`: the function was deleted).
-    pub(crate) async fn changed(&self, key: &FunctionKey, version: Option<&str>) {
-        self.executor.retire(&arn(key, None), version).await;
+    pub(crate) fn changed(&self, key: &FunctionKey, version: Option<&str>) {
+        self.executor.retire(&arn(key, None), version);
     }
 }
 

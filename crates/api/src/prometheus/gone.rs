@@ -26,10 +26,7 @@ impl Tombstones {
     /// Stands a tombstone for the series whose labels include all of `labels`, and lets those
     /// past their time go.
     pub(super) fn bury(&mut self, labels: &[(&str, &str)], now: Instant) {
-        self.by_value.retain(|_, t| {
-            t.retain(|(_, until)| *until > now);
-            !t.is_empty()
-        });
+        self.prune(now);
         let Some((_, first)) = labels.first() else {
             return;
         };
@@ -39,6 +36,14 @@ impl Tombstones {
             .collect();
         let stones = self.by_value.entry(first.to_string()).or_default();
         stones.push((owned, now + KEPT));
+    }
+
+    /// Lets the tombstones past their time go.
+    pub(super) fn prune(&mut self, now: Instant) {
+        self.by_value.retain(|_, t| {
+            t.retain(|(_, until)| *until > now);
+            !t.is_empty()
+        });
     }
 
     /// Takes down the tombstone of `labels` (their name is taken again).

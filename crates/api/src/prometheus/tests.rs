@@ -165,3 +165,32 @@ fn a_forgotten_series_is_not_made_again_until_its_name_is_taken_again() {
         Some("1")
     );
 }
+
+/// A tombstone stands for its time, then falls, and with the last one the recorder registers
+/// series without a lock again.
+#[test]
+fn tombstones_fall_after_their_time() {
+    let mut stones = gone::Tombstones::default();
+    let t0 = std::time::Instant::now();
+    let key = metrics::Key::from_parts(
+        "lamina_requests_total",
+        function_labels("1", "r", "f").to_vec(),
+    );
+    stones.bury(&[("function", "f"), ("account", "1"), ("region", "r")], t0);
+    assert!(stones.covers(&key, t0 + gone::KEPT - std::time::Duration::from_secs(1)));
+    assert!(!stones.covers(&key, t0 + gone::KEPT));
+    stones.prune(t0 + gone::KEPT);
+    assert!(stones.is_empty());
+
+    let r = Recorder::default();
+    r.forget(&[("function", "f"), ("account", "1"), ("region", "r")]);
+    assert_ne!(r.standing_until.load(Ordering::Relaxed), 0);
+    assert!(r.buried(&key));
+    r.revive(&[("function", "f"), ("account", "1"), ("region", "r")]);
+    assert_eq!(
+        r.standing_until.load(Ordering::Relaxed),
+        0,
+        "none stands: no lock"
+    );
+    assert!(!r.buried(&key));
+}

@@ -139,10 +139,16 @@ pub async fn create(ctx: &Ctx<'_>, caller: &Caller) -> SnsResult<Response> {
     };
     let store = ctx.state.store.clone();
     let (given, given_tags) = (attributes.clone(), tags.clone());
-    // Before the topic exists: the series of a namesake deleted lately may be made again.
-    crate::prometheus::revive(&[("topic", &key.arn())]);
-    let (topic, created) =
-        blocking(move || Ok(store.create_topic(&key, &given, &given_tags)?)).await?;
+    let (topic, created) = blocking(move || {
+        let (topic, created) = store.create_topic(&key, &given, &given_tags)?;
+        // Made (on the thread that committed it): the series of a namesake deleted lately may
+        // be made again, now its.
+        if created {
+            crate::prometheus::revive(&[("topic", &key.arn())]);
+        }
+        Ok((topic, created))
+    })
+    .await?;
     if !created {
         // Idempotent only for the same request.
         if attributes.iter().any(|(k, v)| {
@@ -209,9 +215,11 @@ fn too_many_tags() -> SnsError {
 async fn delete_topic(state: &Arc<AppState>, key: TopicKey) -> SnsResult<()> {
     let st = state.clone();
     blocking(move || {
-        let (_, gone) = st.store.delete_topic(&key)?;
+        let (existed, gone) = st.store.delete_topic(&key)?;
         st.sns.release(gone);
-        crate::prometheus::forget(&[("topic", &key.arn())]);
+        if existed {
+            crate::prometheus::forget(&[("topic", &key.arn())]);
+        }
         Ok(())
     })
     .await
