@@ -586,11 +586,14 @@ pub async fn update_code(
                 e => e.into(),
             })?;
         st.forget(&k);
+        // On the thread that committed: a caller gone meanwhile cannot skip it.
+        if !dry_run {
+            st.changed(&k, Some("$LATEST"));
+        }
         Ok(updated)
     })
     .await?;
     if !dry_run {
-        state.changed(&key, Some("$LATEST"));
         // The code it had may be referenced no more.
         super::collect_code(&state);
     }
@@ -671,10 +674,10 @@ pub async fn update_configuration(
                 e => e.into(),
             })?;
         st.forget(&k);
+        st.changed(&k, Some("$LATEST"));
         Ok(rec)
     })
     .await?;
-    state.changed(&key, Some("$LATEST"));
     Ok(Json(configuration(&rec, arn(&key, None), View::Updated)))
 }
 
@@ -706,13 +709,15 @@ pub async fn delete(
             let existed = blocking(move || {
                 let existed = store.delete_version(&k, n)?;
                 st.forget(&k);
+                if existed {
+                    st.changed(&k, Some(&n.to_string()));
+                }
                 Ok(existed)
             })
             .await?;
             if !existed {
                 return Err(function_not_found(&key, qualifier.as_ref()));
             }
-            state.changed(&key, Some(&n.to_string()));
             super::collect_code(&state);
             return Ok(StatusCode::NO_CONTENT);
         }
