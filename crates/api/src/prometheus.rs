@@ -3,8 +3,9 @@
 //!
 //! Series named by what a tenant makes (a function, a topic, an HTTP API) go with it
 //! ([`forget`]), and are not made again by what still runs of it (`gone.rs`): a tenant creating
-//! and deleting functions in a loop cannot grow what the server holds for its metrics. A histogram counts its samples into buckets as they come, so it holds
-//! a few hundred bytes whether or not anything scrapes it, and no thread has to fold samples in.
+//! and deleting functions in a loop cannot grow what the server holds for its metrics. A
+//! histogram counts its samples into buckets as they come, so it holds a few hundred bytes
+//! whether or not anything scrapes it, and no thread has to fold samples in.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -195,7 +196,7 @@ fn has_all<'a>(key: &Key, labels: impl IntoIterator<Item = (&'a str, &'a str)>) 
         .all(|(k, v)| key.labels().any(|l| l.key() == k && l.value() == v))
 }
 
-/// A functions' name, account and region, as its series label it.
+/// A function's name, account and region, as its series label it.
 pub type FunctionLabels = (String, String, String);
 
 impl Recorder {

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use lamina_api::AppState;
 use lamina_api::prometheus::{FunctionLabels, Recorder, function_labels, gauge, labels};
+use lamina_model::FunctionRef;
 use lamina_runtime_api::Executor;
 
 /// The text `/metrics` answers.
@@ -65,20 +66,14 @@ fn per_function(
     known: &BTreeSet<FunctionLabels>,
     values: impl Iterator<Item = (FunctionLabels, f64)>,
 ) {
-    let mut all: BTreeMap<&FunctionLabels, f64> = known.iter().map(|f| (f, 0.0)).collect();
-    let others: Vec<_> = values
-        .filter_map(|(f, v)| match all.get_mut(&f) {
-            Some(shown) => {
-                *shown = v;
-                None
-            }
-            None => (v != 0.0).then_some((f, v)),
-        })
-        .collect();
+    let mut all: BTreeMap<FunctionLabels, f64> = known.iter().map(|f| (f.clone(), 0.0)).collect();
+    for (f, v) in values {
+        if v != 0.0 || all.contains_key(&f) {
+            all.insert(f, v);
+        }
+    }
     let series = all
         .into_iter()
-        .map(|(f, v)| (f.clone(), v))
-        .chain(others)
         .map(|((function, account, region), v)| {
             (
                 labels(function_labels(&account, &region, &function).iter()),
@@ -91,13 +86,12 @@ fn per_function(
     }
 }
 
-/// A function's name, account and region from its ARN (`arn:aws:lambda:REGION:ACCOUNT:function:NAME`).
+/// A function's name, account and region from its ARN.
 fn of_arn(arn: &str) -> Option<FunctionLabels> {
-    let parts: Vec<&str> = arn.split(':').collect();
-    match parts[..] {
-        [_, _, _, region, account, "function", name] => {
-            Some((name.to_owned(), account.to_owned(), region.to_owned()))
-        }
-        _ => None,
-    }
+    let f = FunctionRef::parse(arn).ok()?;
+    Some((
+        f.name.to_string(),
+        f.account?.to_string(),
+        f.region?.to_string(),
+    ))
 }

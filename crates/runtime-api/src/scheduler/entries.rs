@@ -9,6 +9,8 @@
 
 use std::sync::Arc;
 
+use lamina_model::FunctionRef;
+
 use super::{Account, Function, Scheduler, State};
 
 /// A snapshot for metrics.
@@ -116,10 +118,13 @@ impl State {
             if let Some(tell) = &self.forgotten {
                 tell(function_arn);
             }
-            // `arn:aws:lambda:REGION:ACCOUNT:function:NAME`
-            let mut parts = function_arn.split(':').skip(3);
-            if let (Some(region), Some(account)) = (parts.next(), parts.next()) {
-                let key: (Arc<str>, Arc<str>) = (account.into(), region.into());
+            if let Ok(FunctionRef {
+                account: Some(account),
+                region: Some(region),
+                ..
+            }) = FunctionRef::parse(function_arn)
+            {
+                let key: (Arc<str>, Arc<str>) = (account.as_str().into(), region.as_str().into());
                 if self.accounts.get(&key).is_some_and(Account::holds_nothing) {
                     self.accounts.remove(&key);
                 }
