@@ -322,6 +322,7 @@ pub async fn unsubscribe(ctx: &Ctx<'_>, caller: Option<&Caller>) -> SnsResult<Re
     blocking(move || {
         let (_, gone) = st.store.unsubscribe(&arn)?;
         st.sns.release(gone);
+        st.sns.policies.forget(&arn);
         Ok(())
     })
     .await?;

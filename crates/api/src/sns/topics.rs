@@ -219,6 +219,7 @@ async fn delete_topic(state: &Arc<AppState>, key: TopicKey) -> SnsResult<()> {
         st.sns.release(gone);
         if existed {
             crate::prometheus::forget(&[("topic", &key.arn())]);
+            st.sns.policies.forget_topic(&key.arn());
         }
         Ok(())
     })

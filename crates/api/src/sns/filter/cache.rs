@@ -10,6 +10,10 @@ use super::{FilterPolicy, Scope};
 /// again empty.
 const MAX_BYTES: usize = 64 << 20;
 
+/// What an entry costs beyond its texts and its parsed policy: the map's slot, the key's and
+/// the text's allocations and the reference counts.
+const ENTRY_OVERHEAD: usize = 128;
+
 /// One subscription's policy: its text and scope, and what they parse to (`None`: they do not,
 /// and the policy lets nothing through).
 #[derive(Clone)]
@@ -46,7 +50,8 @@ impl Policies {
         // Another publish may parse it too meanwhile, which is only work done twice.
         let parsed = FilterPolicy::parse(text, scope).ok().map(Arc::new);
         // At most 4.25 MiB (`MAX_WEIGHT`, and the text): sixteen such fill the cache.
-        let cost = arn.len() + text.len() + parsed.as_ref().map_or(0, |p| p.weight());
+        let cost =
+            ENTRY_OVERHEAD + arn.len() + text.len() + parsed.as_ref().map_or(0, |p| p.weight());
         let mut inner = self.lock();
         if inner.bytes + cost > MAX_BYTES {
             inner.by_subscription.clear();
@@ -63,6 +68,30 @@ impl Policies {
         }
         inner.bytes += cost;
         parsed
+    }
+
+    /// Forgets the policy of subscription `arn` (unsubscribed).
+    pub fn forget(&self, arn: &str) {
+        let mut inner = self.lock();
+        if let Some(old) = inner.by_subscription.remove(arn) {
+            inner.bytes -= old.cost;
+        }
+    }
+
+    /// Forgets the policies of every subscription of topic `topic_arn` (deleted with it).
+    pub fn forget_topic(&self, topic_arn: &str) {
+        let mut inner = self.lock();
+        let mut freed = 0;
+        inner.by_subscription.retain(|arn, e| {
+            let of_topic = arn
+                .strip_prefix(topic_arn)
+                .is_some_and(|rest| rest.starts_with(':'));
+            if of_topic {
+                freed += e.cost;
+            }
+            !of_topic
+        });
+        inner.bytes -= freed;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -91,7 +120,10 @@ mod tests {
         );
         let body = cache.get("arn:1", b, Scope::MessageBody).unwrap();
         assert_eq!(*body, FilterPolicy::parse(b, Scope::MessageBody).unwrap());
-        assert_eq!(cache.lock().bytes, "arn:1".len() + b.len() + body.weight());
+        assert_eq!(
+            cache.lock().bytes,
+            ENTRY_OVERHEAD + "arn:1".len() + b.len() + body.weight()
+        );
         // A policy that does not parse lets nothing through, and is remembered so.
         assert!(cache.get("arn:2", "{", Scope::MessageBody).is_none());
         assert!(cache.get("arn:2", "{", Scope::MessageBody).is_none());
@@ -126,5 +158,34 @@ mod tests {
             .unwrap();
         assert!(parsed.weight() > 10 * key.len(), "{}", parsed.weight());
         assert!(cache.lock().bytes <= MAX_BYTES);
+    }
+
+    #[test]
+    fn an_unsubscribed_or_deleted_subscriptions_policy_is_forgotten() {
+        let cache = Policies::default();
+        let policy = r#"{"k":["v"]}"#;
+        let topic = "arn:aws:sns:us-east-1:000000000000:t";
+        for arn in [
+            format!("{topic}:1"),
+            format!("{topic}:2"),
+            format!("{topic}2:3"),
+        ] {
+            cache.get(&arn, policy, Scope::MessageAttributes).unwrap();
+        }
+        cache.forget(&format!("{topic}:1"));
+        assert_eq!(cache.lock().by_subscription.len(), 2);
+        // A topic's subscriptions go with it, and those of a topic whose name it begins do not.
+        cache.forget_topic(topic);
+        let inner = cache.lock();
+        let left: Vec<&str> = inner.by_subscription.keys().map(|k| &**k).collect();
+        assert_eq!(left, [format!("{topic}2:3")]);
+        assert_eq!(
+            inner.bytes,
+            inner
+                .by_subscription
+                .values()
+                .map(|e| e.cost)
+                .sum::<usize>()
+        );
     }
 }
