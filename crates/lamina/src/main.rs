@@ -81,6 +81,13 @@ fn main() -> anyhow::Result<()> {
     {
         lamina_sandbox::init::main();
     }
+    // A pull from another registry, run apart from the server with a memory limit of its own.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == lamina_api::ecr::pull::FETCH_ROLE)
+    {
+        lamina_api::ecr::pull::fetch_main();
+    }
     // Deployed as a function's `bootstrap` (by `lamina bench`): a native echo runtime.
     if std::env::args_os().next().is_some_and(|a| {
         std::path::Path::new(&a)

@@ -16,6 +16,7 @@ pub mod resolve;
 pub mod token;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -34,6 +35,8 @@ pub struct EcrState {
     /// `host:port` this registry is named by (from the public URL).
     pub(crate) host: String,
     pub(crate) pulls: pull::PullSettings,
+    /// Pulls from other registries running at once, each a process of its own with its memory.
+    pub(crate) pulling: Arc<tokio::sync::Semaphore>,
 }
 
 impl EcrState {
@@ -50,7 +53,12 @@ impl EcrState {
                 })
             })
             .unwrap_or_else(|| "127.0.0.1".into());
-        Ok(Self { key, host, pulls })
+        Ok(Self {
+            key,
+            host,
+            pulls,
+            pulling: Arc::new(tokio::sync::Semaphore::new(pull::AT_ONCE)),
+        })
     }
 }
 

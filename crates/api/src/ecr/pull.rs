@@ -1,20 +1,30 @@
 //! Pulling images from other registries (Docker Hub, public ECR, any registry v2) with
-//! `oci-client`, only from registries the operator allows. Manifests, the configuration and
-//! every layer land in the blob store, each verified against its digest.
+//! `oci-client`, only from registries the operator allows. The registry is spoken to by a
+//! process of its own ([`fetch`], this binary's `image-pull` role) with a memory limit, which
+//! writes the manifest, the configuration and every layer into a staging directory; the server
+//! then stores each of them, verified against its digest.
+
+mod fetch;
 
 use std::collections::BTreeMap;
-use std::pin::Pin;
+use std::io::{Read, Write};
+use std::os::unix::process::ExitStatusExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference};
+use lamina_store::BlobError;
+use oci_client::Reference;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::io::AsyncWrite;
 
 use super::MAX_MANIFEST_BYTES;
 use crate::AppState;
+
+pub use fetch::main as fetch_main;
+
+/// The argument that runs this binary as a pull's process ([`fetch_main`]).
+pub const FETCH_ROLE: &str = "image-pull";
 
 /// `[images]` settings for remote pulls.
 #[derive(Debug, Clone, Default)]
@@ -33,6 +43,13 @@ impl PullSettings {
         self.allow.iter().any(|a| a == "*" || a == registry)
     }
 }
+
+/// Pulls run at once; a pull beyond waits its turn, at most [`TURN_WAIT`]. Each may hold
+/// [`fetch::MEMORY`] for at most [`fetch::DEADLINE`].
+pub(super) const AT_ONCE: usize = 4;
+
+/// How long a pull waits for one of the others to end.
+const TURN_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Layers an image may have (Docker's own limit is 127).
 const MAX_LAYERS: usize = 128;
@@ -57,6 +74,36 @@ pub struct Pulled {
     pub config: Value,
 }
 
+/// What a pull's process is asked, on its standard input.
+#[derive(Serialize, Deserialize)]
+struct Request {
+    uri: String,
+    /// `amd64` or `arm64`.
+    arch: String,
+    insecure: Vec<String>,
+    credentials: Option<(String, String)>,
+    /// The server's pid: the process ends with it.
+    parent: u32,
+    /// Where it writes [`MANIFEST_FILE`], [`CONFIG_FILE`] and [`layer_file`]s.
+    dir: PathBuf,
+}
+
+/// What it answers, on its standard output.
+#[derive(Serialize, Deserialize)]
+enum Answer {
+    /// The manifest's digest, as the registry announced it and `oci-client` checked it.
+    Fetched { digest: String },
+    /// Why not, for the user.
+    Failed(String),
+}
+
+const MANIFEST_FILE: &str = "manifest";
+const CONFIG_FILE: &str = "config";
+
+fn layer_file(i: usize) -> String {
+    format!("layer-{i}")
+}
+
 /// Pulls `uri` for `arch` (`amd64` or `arm64`). Errors are messages for the user.
 pub async fn pull(state: &Arc<AppState>, uri: &str, arch: &str) -> Result<Pulled, String> {
     let settings = &state.ecr.pulls;
@@ -69,66 +116,160 @@ pub async fn pull(state: &Arc<AppState>, uri: &str, arch: &str) -> Result<Pulled
             "Images from '{registry}' are not allowed on this server: push the image to this server's registry, or have the operator add '{registry}' to [images] pull_from."
         ));
     }
-    let client = Client::new(ClientConfig {
-        protocol: ClientProtocol::HttpsExcept(settings.insecure.clone()),
-        // A registry that stops answering fails the pull instead of holding it.
-        connect_timeout: Some(std::time::Duration::from_secs(10)),
-        read_timeout: Some(std::time::Duration::from_secs(60)),
-        ..Default::default()
-    });
-    let auth = match settings.credentials.get(&registry) {
-        Some((user, password)) => RegistryAuth::Basic(user.clone(), password.clone()),
-        None => RegistryAuth::Anonymous,
-    };
-    let fail = |e: oci_client::errors::OciDistributionError| format!("pulling {uri} failed: {e}");
-    let (bytes, mut digest) = client
-        .pull_manifest_raw(&reference, &auth, &MANIFEST_TYPES)
+    let turn = tokio::time::timeout(TURN_WAIT, state.ecr.pulling.clone().acquire_owned())
         .await
-        .map_err(fail)?;
-    let mut manifest = parse(&bytes)?;
-    let mut bytes = bytes;
-    if manifest.get("manifests").is_some() {
-        let chosen = super::resolve::platform(&manifest, arch)
-            .ok_or_else(|| format!("{uri} has no image for linux/{arch}"))?;
-        let by_digest = reference.clone_with_digest(chosen.clone());
-        let (b, d) = client
-            .pull_manifest_raw(&by_digest, &auth, &MANIFEST_TYPES)
-            .await
-            .map_err(fail)?;
-        (bytes, digest) = (b, d);
-        manifest = parse(&bytes)?;
+        .map_err(|_| {
+            format!(
+                "{AT_ONCE} pulls from other registries are running on this server: try again in a few minutes."
+            )
+        })?
+        .map_err(|e| e.to_string())?;
+    let dir = state.store.image_content().staging_file();
+    let request = Request {
+        uri: uri.to_owned(),
+        arch: arch.to_owned(),
+        insecure: settings.insecure.clone(),
+        credentials: settings.credentials.get(&registry).cloned(),
+        parent: std::process::id(),
+        dir: dir.clone(),
+    };
+    let repository = format!("{registry}/{}", reference.repository());
+    let store = state.store.clone();
+    // On a thread of its own to the end, the staging directory's removal included, and
+    // holding its turn: a caller that hangs up leaves nothing behind, and no more pulls run.
+    tokio::task::spawn_blocking(move || {
+        let _turn = turn;
+        let pulled = std::fs::create_dir(&dir)
+            .map_err(|e| format!("cannot stage the pull: {e}"))
+            .and_then(|()| run(&request))
+            .and_then(|digest| store_pulled(&store, &request, repository, digest));
+        let _ = std::fs::remove_dir_all(&dir);
+        pulled
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+/// Runs the pull's process and waits for its answer: the manifest's digest.
+fn run(request: &Request) -> Result<String, String> {
+    let uri = &request.uri;
+    // This very binary, even after a newer one replaced it on disk.
+    let mut child = Command::new("/proc/self/exe")
+        .arg(FETCH_ROLE)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("pulling {uri} failed: cannot start its process: {e}"))?;
+    let asked = serde_json::to_vec(request).map_err(|e| e.to_string());
+    if let (Some(mut stdin), Ok(asked)) = (child.stdin.take(), &asked) {
+        // A process that failed at once has closed its end: its answer says why.
+        let _ = stdin.write_all(asked);
     }
-    let images = state.store.image_content();
-    let stored = images.put_blob(&bytes).map_err(|e| e.to_string())?;
+    const MAX_ANSWER: u64 = 64 << 10;
+    // Past its own deadline and a grace, the process is ended here: nothing it waits for (a
+    // name lookup) holds its turn longer. Until it is waited for below, its pid is its own.
+    let (done, watched) = std::sync::mpsc::channel::<()>();
+    let pid = rustix::process::Pid::from_child(&child);
+    let watchdog = std::thread::spawn(move || {
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+            watched.recv_timeout(fetch::DEADLINE + std::time::Duration::from_secs(60))
+        {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+    });
+    let mut out = Vec::new();
+    if let Some(stdout) = child.stdout.take() {
+        // Read to its end, which comes with the process's: its answer is small, and one that
+        // writes on is not read further.
+        let _ = stdout.take(MAX_ANSWER).read_to_end(&mut out);
+    }
+    if out.len() as u64 >= MAX_ANSWER {
+        let _ = child.kill();
+    }
+    drop(done);
+    let _ = watchdog.join();
+    let status = child.wait().map_err(|e| e.to_string())?;
+    match serde_json::from_slice(&out) {
+        Ok(Answer::Fetched { digest }) if status.success() => Ok(digest),
+        Ok(Answer::Failed(m)) => Err(m),
+        // What the allocator does when the limit refuses it memory.
+        _ if status.signal() == Some(rustix::process::Signal::ABORT.as_raw()) => Err(format!(
+            "pulling {uri} failed: the registry's answers took more than the {} MiB of memory a pull may use",
+            fetch::MEMORY >> 20
+        )),
+        _ => Err(format!(
+            "pulling {uri} failed: its process ended without an answer ({status})"
+        )),
+    }
+}
+
+/// Stores what the pull's process fetched into `request.dir`, each blob checked against its
+/// digest.
+fn store_pulled(
+    store: &lamina_store::Store,
+    request: &Request,
+    repository: String,
+    digest: String,
+) -> Result<Pulled, String> {
+    let uri = &request.uri;
+    let images = store.image_content();
+    let bytes = read_small(&request.dir.join(MANIFEST_FILE))?;
+    let manifest = parse(&bytes)?;
+    let stored = images.put_blob(&bytes).map_err(stored_not)?;
     if stored != digest {
         return Err(format!(
             "{uri}: the registry's manifest is {stored}, not the {digest} it announced"
         ));
     }
-    let config_digest = manifest
-        .get("config")
-        .and_then(|c| c.get("digest"))
-        .and_then(|d| d.as_str())
-        .ok_or("the manifest has no config")?
-        .to_owned();
-    let mut config = Vec::new();
-    client
-        .pull_blob(
-            &reference,
-            config_digest.as_str(),
-            Capped::new(&mut config, MAX_MANIFEST_BYTES as u64),
-        )
-        .await
-        .map_err(fail)?;
-    if images.put_blob(&config).map_err(|e| e.to_string())? != config_digest {
+    let config_digest = fetch::config_digest(&manifest)?;
+    let config = read_small(&request.dir.join(CONFIG_FILE))?;
+    if images.put_blob(&config).map_err(stored_not)? != config_digest {
         return Err(format!(
             "{uri}: the configuration does not match its digest"
         ));
     }
+    for (i, (layer, _)) in layers(uri, &manifest)?.into_iter().enumerate() {
+        images
+            .import(&request.dir.join(layer_file(i)), &layer)
+            .map_err(|e| match e {
+                BlobError::DigestMismatch { .. } => format!("{uri}: {e}"),
+                e => stored_not(e),
+            })?;
+    }
+    Ok(Pulled {
+        repository,
+        digest,
+        manifest,
+        config: parse(&config)?,
+    })
+}
+
+/// A failure to store what was pulled, for the caller: the server's log has the path.
+fn stored_not(e: BlobError) -> String {
+    tracing::warn!(error = %e, "storing a pulled image");
+    "the server could not store the pulled image; its log says why".into()
+}
+
+/// A manifest or configuration the pull's process wrote, no larger than either may be.
+fn read_small(path: &Path) -> Result<Vec<u8>, String> {
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| {
+            f.take(MAX_MANIFEST_BYTES as u64 + 1)
+                .read_to_end(&mut bytes)
+        })
+        .map_err(|e| format!("cannot read what the pull fetched: {e}"))?;
+    Ok(bytes)
+}
+
+/// A manifest's layers (digest and size), refused when they are more or larger than Lambda
+/// takes, or not to be had from the registry.
+fn layers(uri: &str, manifest: &Value) -> Result<Vec<(String, u64)>, String> {
     let layers = manifest
         .get("layers")
         .and_then(|l| l.as_array())
-        .cloned()
+        .map(Vec::as_slice)
         .unwrap_or_default();
     if layers.len() > MAX_LAYERS {
         return Err(format!("{uri} has more than {MAX_LAYERS} layers"));
@@ -140,42 +281,22 @@ pub async fn pull(state: &Arc<AppState>, uri: &str, arch: &str) -> Result<Pulled
     if declared.is_none_or(|d| d > super::MAX_IMAGE_BYTES) {
         return Err(format!("{uri} is larger than Lambda's 10 GB image limit"));
     }
-    for layer in &layers {
-        if layer.get("urls").is_some() {
-            return Err(format!(
-                "{uri} has a non-distributable layer (with urls); it cannot be pulled"
-            ));
-        }
-        let d = layer
-            .get("digest")
-            .and_then(|d| d.as_str())
-            .ok_or("a layer has no digest")?;
-        // Always downloaded, even when stored here: a remote manifest naming a digest must not
-        // reach a blob some other account pushed.
-        let size = layer.get("size").and_then(|s| s.as_u64()).unwrap_or(0);
-        let path = images.staging_file();
-        let file = tokio::fs::File::create(&path)
-            .await
-            .map_err(|e| e.to_string())?;
-        let result = client
-            .pull_blob(&reference, d, Capped::new(file, size))
-            .await;
-        if let Err(e) = result {
-            let _ = tokio::fs::remove_file(&path).await;
-            return Err(fail(e));
-        }
-        let (store, d) = (state.store.clone(), d.to_owned());
-        tokio::task::spawn_blocking(move || store.image_content().import(&path, &d))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-    }
-    Ok(Pulled {
-        repository: format!("{registry}/{}", reference.repository()),
-        digest,
-        manifest,
-        config: parse(&config)?,
-    })
+    layers
+        .iter()
+        .map(|layer| {
+            if layer.get("urls").is_some() {
+                return Err(format!(
+                    "{uri} has a non-distributable layer (with urls); it cannot be pulled"
+                ));
+            }
+            let digest = layer
+                .get("digest")
+                .and_then(|d| d.as_str())
+                .ok_or("a layer has no digest")?;
+            let size = layer.get("size").and_then(|s| s.as_u64()).unwrap_or(0);
+            Ok((digest.to_owned(), size))
+        })
+        .collect()
 }
 
 fn parse(bytes: &[u8]) -> Result<Value, String> {
@@ -183,43 +304,4 @@ fn parse(bytes: &[u8]) -> Result<Value, String> {
         return Err("the manifest is larger than 4 MB".into());
     }
     serde_json::from_slice(bytes).map_err(|e| format!("the manifest is not JSON: {e}"))
-}
-
-/// Refuses bytes past a limit (a registry sending more than the descriptor says).
-struct Capped<W> {
-    inner: W,
-    left: u64,
-}
-
-impl<W> Capped<W> {
-    fn new(inner: W, limit: u64) -> Self {
-        Self { inner, left: limit }
-    }
-}
-
-impl<W: AsyncWrite + Unpin> AsyncWrite for Capped<W> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        if buf.len() as u64 > self.left {
-            return Poll::Ready(Err(std::io::Error::other(
-                "the blob is larger than its descriptor says",
-            )));
-        }
-        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = r {
-            self.left -= n as u64;
-        }
-        r
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
 }

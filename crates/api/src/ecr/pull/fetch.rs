@@ -1,0 +1,227 @@
+//! The pull's process: this binary run as `lamina image-pull`, which speaks to the registry
+//! with `oci-client` and writes what it fetched into the directory it is given. It runs apart
+//! from the server, its memory limited to [`MEMORY`]: `oci-client` reads manifests, tokens and
+//! error answers whole, so a registry that answers without end fills this process's memory,
+//! not the server's.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+use serde_json::Value;
+use tokio::io::AsyncWrite;
+
+use super::{
+    Answer, CONFIG_FILE, MANIFEST_FILE, MANIFEST_TYPES, Request, layer_file, layers, parse,
+};
+use crate::ecr::MAX_MANIFEST_BYTES;
+
+/// The memory (`RLIMIT_DATA`: heap, thread stacks, every private writable mapping) a pull may
+/// use: room for manifests of [`MAX_MANIFEST_BYTES`] many times over, and far below a server's.
+pub const MEMORY: u64 = 256 << 20;
+
+/// How long a pull may take, its layers' downloads included: a registry that answers a byte
+/// at a time does not hold one of the server's turns for longer.
+pub const DEADLINE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// Error messages passed on are cut here: a registry's words reach the caller.
+const MAX_MESSAGE: usize = 1000;
+
+/// Runs the pull asked on standard input and answers on standard output. Never returns.
+pub fn main() -> ! {
+    use rustix::process::{Resource, Rlimit, setrlimit};
+    let limit = |n| Rlimit {
+        current: Some(n),
+        maximum: Some(n),
+    };
+    // No core file when the limit ends it: a registry could otherwise write one of
+    // [`MEMORY`] to disk with every pull.
+    let limited =
+        setrlimit(Resource::Core, limit(0)).and_then(|()| setrlimit(Resource::Data, limit(MEMORY)));
+    let answer = match limited
+        .map_err(|e| format!("cannot limit the pull's memory: {e}"))
+        .and_then(|()| read_request())
+    {
+        Err(m) => Answer::Failed(m),
+        Ok(request) => {
+            // Ends with the server's thread that waits for it (which lives as long as this
+            // process), or at once if the server is gone already.
+            let kill = Some(rustix::process::Signal::KILL);
+            let parent = rustix::process::getppid().map(|p| p.as_raw_nonzero().get() as u32);
+            if rustix::process::set_parent_process_death_signal(kill).is_err()
+                || parent != Some(request.parent)
+            {
+                std::process::exit(1)
+            }
+            match run(&request) {
+                Ok(digest) => Answer::Fetched { digest },
+                Err(m) => Answer::Failed(cut(m)),
+            }
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    let written = serde_json::to_writer(&mut out, &answer)
+        .map_err(std::io::Error::from)
+        .and_then(|()| out.flush());
+    std::process::exit(if written.is_ok() { 0 } else { 1 })
+}
+
+/// [`fetch`] within [`DEADLINE`].
+fn run(request: &Request) -> Result<String, String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the pull: {e}"))?;
+    let fetched = rt
+        .block_on(async { tokio::time::timeout(DEADLINE, fetch(request)).await })
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "pulling {} failed: it took more than {} minutes",
+                request.uri,
+                DEADLINE.as_secs() / 60
+            ))
+        });
+    // Without waiting for what still runs on its blocking threads (a name lookup that does not
+    // end), which the process's exit ends.
+    rt.shutdown_background();
+    fetched
+}
+
+/// A message cut to [`MAX_MESSAGE`] bytes.
+fn cut(mut m: String) -> String {
+    if m.len() > MAX_MESSAGE {
+        let mut at = MAX_MESSAGE;
+        while !m.is_char_boundary(at) {
+            at -= 1;
+        }
+        m.truncate(at);
+        m.push('…');
+    }
+    m
+}
+
+fn read_request() -> Result<Request, String> {
+    let mut input = Vec::new();
+    std::io::stdin()
+        .take(1 << 20)
+        .read_to_end(&mut input)
+        .map_err(|e| format!("cannot read the pull's request: {e}"))?;
+    serde_json::from_slice(&input).map_err(|e| format!("the pull's request is not valid: {e}"))
+}
+
+/// Fetches the manifest (the platform's, when the reference names an index), the
+/// configuration and every layer into `request.dir`; returns the manifest's digest.
+async fn fetch(request: &Request) -> Result<String, String> {
+    let uri = &request.uri;
+    let reference: Reference = uri
+        .parse()
+        .map_err(|e| format!("'{uri}' is not an image reference: {e}"))?;
+    let client = Client::new(ClientConfig {
+        protocol: ClientProtocol::HttpsExcept(request.insecure.clone()),
+        // A registry that stops answering fails the pull instead of holding it.
+        connect_timeout: Some(std::time::Duration::from_secs(10)),
+        read_timeout: Some(std::time::Duration::from_secs(60)),
+        ..Default::default()
+    });
+    let auth = match &request.credentials {
+        Some((user, password)) => RegistryAuth::Basic(user.clone(), password.clone()),
+        None => RegistryAuth::Anonymous,
+    };
+    let fail = |e: oci_client::errors::OciDistributionError| format!("pulling {uri} failed: {e}");
+    let (mut bytes, mut digest) = client
+        .pull_manifest_raw(&reference, &auth, &MANIFEST_TYPES)
+        .await
+        .map_err(fail)?;
+    let mut manifest = parse(&bytes)?;
+    if manifest.get("manifests").is_some() {
+        let chosen = crate::ecr::resolve::platform(&manifest, &request.arch)
+            .ok_or_else(|| format!("{uri} has no image for linux/{}", request.arch))?;
+        let by_digest = reference.clone_with_digest(chosen.clone());
+        (bytes, digest) = client
+            .pull_manifest_raw(&by_digest, &auth, &MANIFEST_TYPES)
+            .await
+            .map_err(fail)?;
+        manifest = parse(&bytes)?;
+    }
+    let dir = &request.dir;
+    write(&dir.join(MANIFEST_FILE), &bytes)?;
+    let config_digest = config_digest(&manifest)?;
+    let mut config = Vec::new();
+    client
+        .pull_blob(
+            &reference,
+            config_digest,
+            Capped::new(&mut config, MAX_MANIFEST_BYTES as u64),
+        )
+        .await
+        .map_err(fail)?;
+    write(&dir.join(CONFIG_FILE), &config)?;
+    // Checked before anything is downloaded; every layer is, even one stored here already:
+    // a remote manifest naming a digest must not reach a blob some other account pushed.
+    for (i, (digest, size)) in layers(uri, &manifest)?.into_iter().enumerate() {
+        let file = tokio::fs::File::create(dir.join(layer_file(i)))
+            .await
+            .map_err(|e| format!("cannot stage what the pull fetched: {e}"))?;
+        client
+            .pull_blob(&reference, digest.as_str(), Capped::new(file, size))
+            .await
+            .map_err(fail)?;
+    }
+    Ok(digest)
+}
+
+/// The configuration's digest a manifest names.
+pub(super) fn config_digest(manifest: &Value) -> Result<&str, String> {
+    manifest
+        .get("config")
+        .and_then(|c| c.get("digest"))
+        .and_then(|d| d.as_str())
+        .ok_or_else(|| "the manifest has no config".into())
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    std::fs::write(path, bytes).map_err(|e| format!("cannot stage what the pull fetched: {e}"))
+}
+
+/// Refuses bytes past a limit (a registry sending more than the descriptor says).
+struct Capped<W> {
+    inner: W,
+    left: u64,
+}
+
+impl<W> Capped<W> {
+    fn new(inner: W, limit: u64) -> Self {
+        Self { inner, left: limit }
+    }
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for Capped<W> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        if buf.len() as u64 > self.left {
+            return Poll::Ready(Err(std::io::Error::other(
+                "the blob is larger than its descriptor says",
+            )));
+        }
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = r {
+            self.left -= n as u64;
+        }
+        r
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
