@@ -150,6 +150,9 @@ pub async fn pull(state: &Arc<AppState>, uri: &str, arch: &str) -> Result<Pulled
     .map_err(|e| e.to_string())?
 }
 
+/// The most of a pull's answer read: it is a digest or a message of at most 1,000 bytes.
+const MAX_ANSWER: u64 = 64 << 10;
+
 /// Runs the pull's process and waits for its answer: the manifest's digest.
 fn run(request: &Request) -> Result<String, String> {
     let uri = &request.uri;
@@ -161,12 +164,10 @@ fn run(request: &Request) -> Result<String, String> {
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| format!("pulling {uri} failed: cannot start its process: {e}"))?;
-    let asked = serde_json::to_vec(request).map_err(|e| e.to_string());
-    if let (Some(mut stdin), Ok(asked)) = (child.stdin.take(), &asked) {
+    if let Some(mut stdin) = child.stdin.take() {
         // A process that failed at once has closed its end: its answer says why.
-        let _ = stdin.write_all(asked);
+        let _ = stdin.write_all(&serde_json::to_vec(request).unwrap_or_default());
     }
-    const MAX_ANSWER: u64 = 64 << 10;
     // Past its own deadline and a grace, the process is ended here: nothing it waits for (a
     // name lookup) holds its turn longer. Until it is waited for below, its pid is its own.
     let (done, watched) = std::sync::mpsc::channel::<()>();
@@ -222,7 +223,7 @@ fn store_pulled(
             "{uri}: the registry's manifest is {stored}, not the {digest} it announced"
         ));
     }
-    let config_digest = fetch::config_digest(&manifest)?;
+    let config_digest = config_digest(&manifest)?;
     let config = read_small(&request.dir.join(CONFIG_FILE))?;
     if images.put_blob(&config).map_err(stored_not)? != config_digest {
         return Err(format!(
@@ -297,6 +298,15 @@ fn layers(uri: &str, manifest: &Value) -> Result<Vec<(String, u64)>, String> {
             Ok((digest.to_owned(), size))
         })
         .collect()
+}
+
+/// The configuration's digest a manifest names.
+fn config_digest(manifest: &Value) -> Result<&str, String> {
+    manifest
+        .get("config")
+        .and_then(|c| c.get("digest"))
+        .and_then(|d| d.as_str())
+        .ok_or_else(|| "the manifest has no config".into())
 }
 
 fn parse(bytes: &[u8]) -> Result<Value, String> {

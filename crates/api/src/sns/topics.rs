@@ -218,8 +218,9 @@ async fn delete_topic(state: &Arc<AppState>, key: TopicKey) -> SnsResult<()> {
         let (existed, gone) = st.store.delete_topic(&key)?;
         st.sns.release(gone);
         if existed {
-            crate::prometheus::forget(&[("topic", &key.arn())]);
-            st.sns.policies.forget_topic(&key.arn());
+            let arn = key.arn();
+            crate::prometheus::forget(&[("topic", &arn)]);
+            st.sns.policies.forget_topic(&arn);
         }
         Ok(())
     })

@@ -109,14 +109,16 @@ fn an_image_on_an_allowed_registry_is_pulled_and_runs() {
     assert_eq!(out["greeting"], "mirrored", "{out}");
     assert_eq!(out["old"], "gone");
     // A tag the registry does not have is the registry's error, in Lambda's type.
+    refused(&aws, "missing", &format!("{}/mirror/fn:nope", mirror.host));
+}
+
+/// CreateFunction of image `uri` refused with `InvalidParameterValueException`: its message.
+fn refused(aws: &Aws, name: &str, uri: &str) -> String {
     let e = aws
-        .create_image(
-            "missing",
-            &format!("ImageUri={}/mirror/fn:nope", mirror.host),
-            &[],
-        )
+        .create_image(name, &format!("ImageUri={uri}"), &[])
         .unwrap_err();
     assert!(e.contains("InvalidParameterValueException"), "{e}");
+    e
 }
 
 /// A registry on a loopback port that answers a manifest request with a body of 1 GiB (spaces,
@@ -239,14 +241,7 @@ fn a_registry_that_answers_without_end_fails_the_pull_and_not_the_server() {
     let registry = EndlessRegistry::start();
     let (server, aws) = server_pulling_from(work.path(), "*", &registry.host);
     let before = peak_kib(server.child.id());
-    let e = aws
-        .create_image(
-            "endless",
-            &format!("ImageUri={}/evil/fn:v1", registry.host),
-            &[],
-        )
-        .unwrap_err();
-    assert!(e.contains("InvalidParameterValueException"), "{e}");
+    let e = refused(&aws, "endless", &format!("{}/evil/fn:v1", registry.host));
     assert!(e.contains("256 MiB of memory a pull may use"), "{e}");
     // The manifest never reached the server's memory (the pull's process held it, up to its
     // limit, and died of it): 2 GB more with the manifest read in the server.
@@ -266,7 +261,7 @@ fn a_registry_that_answers_without_end_fails_the_pull_and_not_the_server() {
         std::thread::sleep(std::time::Duration::from_millis(300));
         drop(callers);
     };
-    let sampler = std::thread::scope(|scope| {
+    let most = std::thread::scope(|scope| {
         let sampler = scope.spawn(|| {
             let (mut most, mut seen) = (0, false);
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
@@ -285,7 +280,7 @@ fn a_registry_that_answers_without_end_fails_the_pull_and_not_the_server() {
         wave(2);
         sampler.join().unwrap()
     });
-    assert!((2..=4).contains(&sampler), "{sampler} pulls ran at once");
+    assert!((2..=4).contains(&most), "{most} pulls ran at once");
     // The server goes on, and the failed pulls left nothing staged.
     aws.ok(&["lambda", "list-functions"]);
     // (The server removes a pull's directory once its process has ended.)

@@ -12,11 +12,11 @@ use std::task::{Context, Poll};
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
-use serde_json::Value;
 use tokio::io::AsyncWrite;
 
 use super::{
-    Answer, CONFIG_FILE, MANIFEST_FILE, MANIFEST_TYPES, Request, layer_file, layers, parse,
+    Answer, CONFIG_FILE, MANIFEST_FILE, MANIFEST_TYPES, Request, config_digest, layer_file, layers,
+    parse,
 };
 use crate::ecr::MAX_MANIFEST_BYTES;
 
@@ -172,15 +172,6 @@ async fn fetch(request: &Request) -> Result<String, String> {
             .map_err(fail)?;
     }
     Ok(digest)
-}
-
-/// The configuration's digest a manifest names.
-pub(super) fn config_digest(manifest: &Value) -> Result<&str, String> {
-    manifest
-        .get("config")
-        .and_then(|c| c.get("digest"))
-        .and_then(|d| d.as_str())
-        .ok_or_else(|| "the manifest has no config".into())
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
