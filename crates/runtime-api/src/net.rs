@@ -68,6 +68,8 @@ pub(crate) struct Networking {
     /// a profile and by a refresh: otherwise a start could apply rules read before a change
     /// after the refresh that followed it, and bring revoked rules back.
     applying: Arc<Mutex<()>>,
+    /// The `/etc/resolv.conf` sandboxes see.
+    pub(crate) resolv_conf: String,
 }
 
 impl Networking {
@@ -91,6 +93,7 @@ impl Networking {
                 vpcs: s.vpcs.clone(),
                 attached: Arc::default(),
                 applying: Arc::default(),
+                resolv_conf: resolvers.file(),
             },
             resolvers,
         ))

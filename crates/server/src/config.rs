@@ -365,6 +365,7 @@ impl Config {
                     .into_iter()
                     .map(|(k, c)| (k, (c.username, c.password)))
                     .collect(),
+                exe: None,
             },
             async_settings: lamina_api::lambda::queue::AsyncSettings {
                 max_events: raw.async_queue_max_events.unwrap_or(100_000),

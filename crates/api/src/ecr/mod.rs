@@ -16,7 +16,6 @@ pub mod resolve;
 pub mod token;
 
 use std::path::Path;
-use std::sync::Arc;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -35,8 +34,8 @@ pub struct EcrState {
     /// `host:port` this registry is named by (from the public URL).
     pub(crate) host: String,
     pub(crate) pulls: pull::PullSettings,
-    /// Pulls from other registries running at once, each a process of its own with its memory.
-    pub(crate) pulling: Arc<tokio::sync::Semaphore>,
+    /// Turns to pull from other registries, each pull a process of its own with its memory.
+    pub(crate) turns: pull::Turns,
 }
 
 impl EcrState {
@@ -57,7 +56,7 @@ impl EcrState {
             key,
             host,
             pulls,
-            pulling: Arc::new(tokio::sync::Semaphore::new(pull::AT_ONCE)),
+            turns: pull::Turns::default(),
         })
     }
 }

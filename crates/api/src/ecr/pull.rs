@@ -2,21 +2,25 @@
 //! `oci-client`, only from registries the operator allows. The registry is spoken to by a
 //! process of its own ([`fetch`], this binary's `image-pull` role) with a memory limit, which
 //! writes the manifest, the configuration and every layer into a staging directory; the server
-//! then stores each of them, verified against its digest.
+//! then stores each of them, verified against its digest. A registry the operator named is
+//! reached from this host; one only `*` allows, from a network namespace with functions' egress
+//! ([`Reach`]).
 
 mod fetch;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use lamina_model::AccountId;
 use lamina_store::BlobError;
 use oci_client::Reference;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::MAX_MANIFEST_BYTES;
 use crate::AppState;
@@ -36,17 +40,41 @@ pub struct PullSettings {
     pub insecure: Vec<String>,
     /// User and password per registry.
     pub credentials: BTreeMap<String, (String, String)>,
+    /// The binary run as a pull's process: this one unless set (a test's server runs inside
+    /// the test's own binary).
+    pub exe: Option<PathBuf>,
+}
+
+/// Where a pull reaches a registry from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    /// Named in `pull_from`: from this host, as the operator meant (a mirror on this host or
+    /// on a private network).
+    Host,
+    /// Allowed by `*` alone: from a network namespace with functions' egress, so that a
+    /// registry a tenant names (or one it redirects to) is never this host's own service, a
+    /// private network's or a cloud's metadata service.
+    Egress,
 }
 
 impl PullSettings {
-    fn allows(&self, registry: &str) -> bool {
-        self.allow.iter().any(|a| a == "*" || a == registry)
+    fn reach(&self, registry: &str) -> Option<Reach> {
+        if self.allow.iter().any(|a| a == registry) {
+            Some(Reach::Host)
+        } else if self.allow.iter().any(|a| a == "*") {
+            Some(Reach::Egress)
+        } else {
+            None
+        }
     }
 }
 
 /// Pulls run at once; a pull beyond waits its turn, at most [`TURN_WAIT`]. Each may hold
 /// [`fetch::MEMORY`] for at most [`fetch::DEADLINE`].
-pub(super) const AT_ONCE: usize = 4;
+const AT_ONCE: usize = 4;
+
+/// Pulls of one account run at once: one tenant's cannot hold every turn.
+const PER_ACCOUNT: usize = 2;
 
 /// How long a pull waits for one of the others to end.
 const TURN_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
@@ -61,6 +89,58 @@ pub const MANIFEST_TYPES: [&str; 4] = [
     "application/vnd.oci.image.index.v1+json",
     "application/vnd.docker.distribution.manifest.list.v2+json",
 ];
+
+/// Turns to pull: [`AT_ONCE`] on the server, [`PER_ACCOUNT`] of them for one account, so that
+/// one tenant's pulls (each up to [`fetch::DEADLINE`]) cannot hold them all.
+pub(crate) struct Turns {
+    server: Arc<Semaphore>,
+    /// One entry per account that ever pulled (accounts are the configured keys').
+    accounts: Mutex<HashMap<AccountId, Arc<Semaphore>>>,
+}
+
+impl Default for Turns {
+    fn default() -> Self {
+        Self {
+            server: Arc::new(Semaphore::new(AT_ONCE)),
+            accounts: Mutex::default(),
+        }
+    }
+}
+
+/// A pull's turn: its account's and the server's, given back when dropped.
+type Turn = (OwnedSemaphorePermit, OwnedSemaphorePermit);
+
+impl Turns {
+    /// Waits for a turn of `account`, then for one of the server's, [`TURN_WAIT`] in all.
+    async fn take(&self, account: &AccountId) -> Result<Turn, String> {
+        let deadline = tokio::time::Instant::now() + TURN_WAIT;
+        let mine = self
+            .accounts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(account.clone())
+            .or_insert_with(|| Arc::new(Semaphore::new(PER_ACCOUNT)))
+            .clone();
+        let closed = |e: tokio::sync::AcquireError| e.to_string();
+        let own = tokio::time::timeout_at(deadline, mine.acquire_owned())
+            .await
+            .map_err(|_| {
+                format!(
+                    "{PER_ACCOUNT} of this account's pulls from other registries are running: try again when one has ended."
+                )
+            })?
+            .map_err(closed)?;
+        let server = tokio::time::timeout_at(deadline, self.server.clone().acquire_owned())
+            .await
+            .map_err(|_| {
+                format!(
+                    "{AT_ONCE} pulls from other registries are running on this server: try again in a few minutes."
+                )
+            })?
+            .map_err(closed)?;
+        Ok((own, server))
+    }
+}
 
 /// An image pulled into the blob store.
 pub struct Pulled {
@@ -86,6 +166,17 @@ struct Request {
     parent: u32,
     /// Where it writes [`MANIFEST_FILE`], [`CONFIG_FILE`] and [`layer_file`]s.
     dir: PathBuf,
+    /// The network it speaks from, when not the host's ([`Reach::Egress`]).
+    egress: Option<Egress>,
+}
+
+/// A network namespace with functions' egress, leased for one pull.
+#[derive(Serialize, Deserialize)]
+struct Egress {
+    /// The server's descriptor of the namespace, as `/proc/<pid>/fd/<n>`.
+    netns: PathBuf,
+    /// The `/etc/resolv.conf` sandboxes see (the host's may name a resolver on loopback).
+    resolv_conf: String,
 }
 
 /// What it answers, on its standard output.
@@ -104,26 +195,24 @@ fn layer_file(i: usize) -> String {
     format!("layer-{i}")
 }
 
-/// Pulls `uri` for `arch` (`amd64` or `arm64`). Errors are messages for the user.
-pub async fn pull(state: &Arc<AppState>, uri: &str, arch: &str) -> Result<Pulled, String> {
+/// Pulls `uri` for `arch` (`amd64` or `arm64`) for `account`. Errors are messages for the user.
+pub async fn pull(
+    state: &Arc<AppState>,
+    account: &AccountId,
+    uri: &str,
+    arch: &str,
+) -> Result<Pulled, String> {
     let settings = &state.ecr.pulls;
     let reference: Reference = uri
         .parse()
         .map_err(|e| format!("'{uri}' is not an image reference: {e}"))?;
     let registry = reference.registry().to_owned();
-    if !settings.allows(&registry) {
+    let Some(reach) = settings.reach(&registry) else {
         return Err(format!(
             "Images from '{registry}' are not allowed on this server: push the image to this server's registry, or have the operator add '{registry}' to [images] pull_from."
         ));
-    }
-    let turn = tokio::time::timeout(TURN_WAIT, state.ecr.pulling.clone().acquire_owned())
-        .await
-        .map_err(|_| {
-            format!(
-                "{AT_ONCE} pulls from other registries are running on this server: try again in a few minutes."
-            )
-        })?
-        .map_err(|e| e.to_string())?;
+    };
+    let turn = state.ecr.turns.take(account).await?;
     let dir = state.store.image_content().staging_file();
     let request = Request {
         uri: uri.to_owned(),
@@ -132,17 +221,39 @@ pub async fn pull(state: &Arc<AppState>, uri: &str, arch: &str) -> Result<Pulled
         credentials: settings.credentials.get(&registry).cloned(),
         parent: std::process::id(),
         dir: dir.clone(),
+        egress: None,
     };
     let repository = format!("{registry}/{}", reference.repository());
     let store = state.store.clone();
+    let executor = state.executor.clone();
+    let exe = settings.exe.clone();
     // On a thread of its own to the end, the staging directory's removal included, and
     // holding its turn: a caller that hangs up leaves nothing behind, and no more pulls run.
     tokio::task::spawn_blocking(move || {
         let _turn = turn;
+        let mut request = request;
+        // Kept until the process has ended.
+        let lease = match reach {
+            Reach::Host => None,
+            Reach::Egress => {
+                let (lease, resolv_conf) = executor.egress(PULL_OWNER).map_err(|why| {
+                    format!(
+                        "Images from '{registry}' are pulled as functions reach the internet, and this server has {why}: have the operator name '{registry}' in [images] pull_from."
+                    )
+                })?;
+                let fd = std::os::fd::AsRawFd::as_raw_fd(&lease.netns());
+                request.egress = Some(Egress {
+                    netns: format!("/proc/{}/fd/{fd}", request.parent).into(),
+                    resolv_conf,
+                });
+                Some(lease)
+            }
+        };
         let pulled = std::fs::create_dir(&dir)
             .map_err(|e| format!("cannot stage the pull: {e}"))
-            .and_then(|()| run(&request))
+            .and_then(|()| run(exe.as_deref(), &request))
             .and_then(|digest| store_pulled(&store, &request, repository, digest));
+        drop(lease);
         let _ = std::fs::remove_dir_all(&dir);
         pulled
     })
@@ -150,14 +261,17 @@ pub async fn pull(state: &Arc<AppState>, uri: &str, arch: &str) -> Result<Pulled
     .map_err(|e| e.to_string())?
 }
 
+/// Whose traffic a pull's leased network counts as (no function's).
+const PULL_OWNER: &str = "image-pull";
+
 /// The most of a pull's answer read: it is a digest or a message of at most 1,000 bytes.
 const MAX_ANSWER: u64 = 64 << 10;
 
 /// Runs the pull's process and waits for its answer: the manifest's digest.
-fn run(request: &Request) -> Result<String, String> {
+fn run(exe: Option<&Path>, request: &Request) -> Result<String, String> {
     let uri = &request.uri;
     // This very binary, even after a newer one replaced it on disk.
-    let mut child = Command::new("/proc/self/exe")
+    let mut child = Command::new(exe.unwrap_or(Path::new("/proc/self/exe")))
         .arg(FETCH_ROLE)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

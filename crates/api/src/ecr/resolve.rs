@@ -105,7 +105,7 @@ pub async fn resolve(
                 (format!("{host}/{name}"), digest, manifest, config)
             }
             None => {
-                let p = super::pull::pull(state, uri, want)
+                let p = super::pull::pull(state, &caller.account, uri, want)
                     .await
                     .map_err(|m| ApiError::from(invalid(m)))?;
                 (p.repository, p.digest, p.manifest, p.config)

@@ -109,7 +109,7 @@ mod tests {
             key: [7; 32],
             host: "127.0.0.1:9001".into(),
             pulls: Default::default(),
-            pulling: std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
+            turns: crate::ecr::pull::Turns::default(),
         }
     }
 

@@ -75,7 +75,7 @@ impl TestApp {
     /// Starts a server on the data directory `dir` (a fresh one, or one a stopped server kept).
     pub fn start_in(dir: tempfile::TempDir, extra_toml: &str, netns: Option<PathBuf>) -> TestApp {
         let raw: FileConfig = toml::from_str(extra_toml).expect("test configuration parses");
-        let config = Config::from_parts(
+        let mut config = Config::from_parts(
             raw,
             Overrides {
                 data_dir: Some(dir.path().to_path_buf()),
@@ -90,6 +90,8 @@ impl TestApp {
             },
         )
         .unwrap();
+        // Image pulls run this binary's `image-pull`, not the test's.
+        config.image_pulls.exe = Some(env!("CARGO_BIN_EXE_lamina").into());
         let listener = std::net::TcpListener::bind(config.listen).unwrap();
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();

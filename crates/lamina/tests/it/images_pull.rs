@@ -6,15 +6,42 @@ use std::process::Command;
 
 use crate::helpers::*;
 use crate::images::{Aws, busybox_image, skopeo};
+use crate::network::Lab;
 
-/// Debian's reference registry on a loopback port, storing in `dir`; killed on drop.
+/// Debian's reference registry, storing in `dir`; killed on drop.
 struct MirrorRegistry {
     child: std::process::Child,
+    /// `host:port`, as seen from where it runs.
     host: String,
+    /// The network namespace (of the test's lab) it runs in, if not this one.
+    netns: Option<String>,
+}
+
+/// `cmd`, run in the network namespace `netns` if given.
+fn command_in(netns: Option<&str>, cmd: &str) -> Command {
+    match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, cmd]);
+            c
+        }
+        None => Command::new(cmd),
+    }
 }
 
 impl MirrorRegistry {
+    /// On a free loopback port of this network namespace.
     fn start(dir: &Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Self::start_in(dir, None, &format!("127.0.0.1:{port}"))
+    }
+
+    /// Listening on `addr` in the network namespace `netns`, if given.
+    fn start_in(dir: &Path, netns: Option<&str>, addr: &str) -> Self {
         assert!(
             Command::new("docker-registry")
                 .arg("--version")
@@ -22,21 +49,17 @@ impl MirrorRegistry {
                 .is_ok_and(|o| o.status.success()),
             "docker-registry is not installed: `apt-get install docker-registry` (.ci/run installs it)"
         );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        std::fs::create_dir_all(dir).unwrap();
         let config = dir.join("config.yml");
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
                 dir.join("storage").display()
             ),
         )
         .unwrap();
-        let child = Command::new("docker-registry")
+        let child = command_in(netns, "docker-registry")
             .arg("serve")
             .arg(&config)
             .stdout(std::process::Stdio::null())
@@ -45,15 +68,39 @@ impl MirrorRegistry {
             .unwrap();
         let me = Self {
             child,
-            host: format!("127.0.0.1:{port}"),
+            host: addr.replace("0.0.0.0", "127.0.0.1"),
+            netns: netns.map(str::to_owned),
         };
+        let up = format!(
+            "import socket; socket.create_connection(('127.0.0.1', {}), timeout=1)",
+            me.host.rsplit(':').next().unwrap()
+        );
         for _ in 0..100 {
-            if std::net::TcpStream::connect(&me.host).is_ok() {
+            let probe = command_in(me.netns.as_deref(), "/usr/bin/python3")
+                .args(["-c", &up])
+                .stderr(std::process::Stdio::null())
+                .status();
+            if probe.is_ok_and(|s| s.success()) {
                 return me;
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        panic!("docker-registry did not start on {}", me.host);
+        panic!("docker-registry did not start on {addr}");
+    }
+
+    /// Copies the OCI layout's `tag` to `repository:tag` here, with skopeo.
+    fn push(&self, layout: &Path, tag: &str, repository: &str) {
+        let out = command_in(self.netns.as_deref(), skopeo())
+            .args(["copy", "--dest-tls-verify=false"])
+            .arg(format!("oci:{}:{tag}", layout.display()))
+            .arg(format!("docker://{}/{repository}:{tag}", self.host))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -69,7 +116,13 @@ fn server_pulling_from(dir: &Path, allow: &str, insecure: &str) -> (ServerProces
     let config = dir.join("lamina.toml");
     std::fs::write(
         &config,
-        format!("[images]\npull_from = [\"{allow}\"]\ninsecure_registries = [\"{insecure}\"]\n"),
+        format!(
+            "[images]\npull_from = [\"{allow}\"]\ninsecure_registries = [\"{insecure}\"]\n{}",
+            ["A", "B"].map(|k| format!(
+                "[[auth.keys]]\naccess_key_id = \"KEY{k}\"\nsecret_access_key = \"s\"\naccount = \"{}\"\n",
+                k.repeat(12).replace('A', "1").replace('B', "2")
+            )).concat()
+        ),
     )
     .unwrap();
     let server = ServerProcess::start(&dir.join("data"), &["--config", config.to_str().unwrap()]);
@@ -83,17 +136,7 @@ fn an_image_on_an_allowed_registry_is_pulled_and_runs() {
     let mirror = MirrorRegistry::start(work.path());
     let layout = work.path().join("layout");
     busybox_image(&layout, "v1", "mirrored");
-    let out = Command::new(skopeo())
-        .args(["copy", "--dest-tls-verify=false"])
-        .arg(format!("oci:{}:v1", layout.display()))
-        .arg(format!("docker://{}/mirror/fn:v1", mirror.host))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    mirror.push(&layout, "v1", "mirror/fn");
 
     let (_server, aws) = server_pulling_from(work.path(), &mirror.host, &mirror.host);
     let uri = format!("{}/mirror/fn:v1", mirror.host);
@@ -110,6 +153,67 @@ fn an_image_on_an_allowed_registry_is_pulled_and_runs() {
     assert_eq!(out["old"], "gone");
     // A tag the registry does not have is the registry's error, in Lambda's type.
     refused(&aws, "missing", &format!("{}/mirror/fn:nope", mirror.host));
+}
+
+/// A registry that `*` alone allows is reached as functions reach the internet, from a network
+/// namespace with their egress: the same registries are pulled from at a public address and at
+/// the address an operator named, and refused at the metadata service's address and at the
+/// host's own. (The lab: the server on `lh`, the stand-in host; `inet`, the internet, holds
+/// 203.0.113.7 and 169.254.169.254.)
+#[test]
+fn a_registry_only_the_wildcard_allows_is_reached_as_functions_reach_the_internet() {
+    let lab = Lab::new();
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("layout");
+    busybox_image(&layout, "v1", "from afar");
+    let internet = MirrorRegistry::start_in(
+        &work.path().join("inet"),
+        Some(&lab.ns("inet")),
+        "0.0.0.0:5000",
+    );
+    let on_host =
+        MirrorRegistry::start_in(&work.path().join("lh"), Some(&lab.ns("lh")), "0.0.0.0:5000");
+    internet.push(&layout, "v1", "far/fn");
+    on_host.push(&layout, "v1", "far/fn");
+    let app = TestApp::start(
+        "[network]\negress = true\npool = \"10.254.0.0/24\"\nspare = 1\n\
+         [images]\npull_from = [\"*\", \"127.0.0.1:5000\"]\n\
+         insecure_registries = [\"203.0.113.7:5000\", \"169.254.169.254:5000\", \"198.51.100.2:5000\", \"127.0.0.1:5000\"]\n",
+        Some(lab.path("lh")),
+    );
+    let aws = Aws::new(app.endpoint());
+    for (name, registry) in [("far", "203.0.113.7:5000"), ("named", "127.0.0.1:5000")] {
+        aws.create_image(name, &format!("ImageUri={registry}/far/fn:v1"), &[])
+            .unwrap_or_else(|e| panic!("{registry}: {e}"));
+        let out = aws.invoke(name, work.path());
+        assert_eq!(out["greeting"], "from afar", "{out}");
+    }
+    // The registry on the internet, at the metadata service's address; the host's own, at the
+    // host's address: what functions cannot reach (the connections time out after 10 s).
+    for (name, registry) in [
+        ("meta", "169.254.169.254:5000"),
+        ("host", "198.51.100.2:5000"),
+    ] {
+        let e = refused(&aws, name, &format!("{registry}/far/fn:v1"));
+        assert!(
+            e.contains(&format!("pulling {registry}/far/fn:v1 failed")),
+            "{e}"
+        );
+    }
+}
+
+/// Without functions' network, a registry that `*` alone allows is not reached at all.
+#[test]
+fn without_functions_network_only_named_registries_are_pulled_from() {
+    let work = tempfile::tempdir().unwrap();
+    let registry = EndlessRegistry::start();
+    let (_server, aws) = server_pulling_from(work.path(), "*", &registry.host);
+    let e = refused(&aws, "unnamed", &format!("{}/evil/fn:v1", registry.host));
+    assert!(
+        e.contains("no network for functions")
+            && e.contains(&format!("name '{}' in [images] pull_from", registry.host)),
+        "{e}"
+    );
 }
 
 /// CreateFunction of image `uri` refused with `InvalidParameterValueException`: its message.
@@ -166,7 +270,7 @@ impl EndlessRegistry {
             return;
         }
         // Slow to start, so that the pulls of callers who come together overlap.
-        std::thread::sleep(std::time::Duration::from_millis(1500));
+        std::thread::sleep(std::time::Duration::from_millis(3000));
         let _ = s.write_all(ENDLESS);
         // Until the reader goes (its process killed by its memory limit), 1 GiB at most.
         let chunk = vec![b' '; 1 << 20];
@@ -178,10 +282,12 @@ impl EndlessRegistry {
     }
 }
 
-/// Sends CreateFunction for an image of `registry` (unsigned, as the server takes it without
-/// `--auth`) and returns the connection, to be dropped: the caller hanging up.
+/// Sends CreateFunction for an image of `registry` as the account of `key` (unsigned: the server
+/// takes the key's account without `--auth`) and returns the connection, to be dropped: the
+/// caller hanging up.
 fn create_and_hang_up(
     server: std::net::SocketAddr,
+    key: &str,
     name: &str,
     registry: &str,
 ) -> std::net::TcpStream {
@@ -196,7 +302,10 @@ fn create_and_hang_up(
     let mut s = std::net::TcpStream::connect(server).unwrap();
     write!(
         s,
-        "POST /2015-03-31/functions HTTP/1.1\r\nHost: {server}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST /2015-03-31/functions HTTP/1.1\r\nHost: {server}\r\nContent-Type: application/json\r\n\
+         Authorization: AWS4-HMAC-SHA256 Credential={key}/20261207/us-east-1/lambda/aws4_request, \
+         SignedHeaders=host, Signature={}\r\nContent-Length: {}\r\n\r\n{body}",
+        "0".repeat(64),
         body.len()
     )
     .unwrap();
@@ -239,7 +348,7 @@ fn peak_kib(pid: u32) -> u64 {
 fn a_registry_that_answers_without_end_fails_the_pull_and_not_the_server() {
     let work = tempfile::tempdir().unwrap();
     let registry = EndlessRegistry::start();
-    let (server, aws) = server_pulling_from(work.path(), "*", &registry.host);
+    let (server, aws) = server_pulling_from(work.path(), &registry.host, &registry.host);
     let before = peak_kib(server.child.id());
     let e = refused(&aws, "endless", &format!("{}/evil/fn:v1", registry.host));
     assert!(e.contains("256 MiB of memory a pull may use"), "{e}");
@@ -250,37 +359,40 @@ fn a_registry_that_answers_without_end_fails_the_pull_and_not_the_server() {
         grown < 64 << 10,
         "the server's peak memory grew by {grown} KiB"
     );
-    // Two waves of four callers that hang up after 300 ms, the second while the first's pulls
-    // run: a pull whose caller went keeps its turn to its end, so at most four run at once
-    // (the second wave's wait for a turn ends with its callers).
+    // Four callers of one account, then four of another and two more of the first while the
+    // first's pulls run, all hanging up after a second: an account holds two turns at most, the
+    // server four, and a pull whose caller went keeps its turn to its end (the others' wait for
+    // a turn ends with their callers).
     let pid = server.child.id();
-    let wave = |n: usize| {
-        let callers: Vec<_> = (0..4)
-            .map(|i| create_and_hang_up(server.addr, &format!("gone{n}{i}"), &registry.host))
+    let calls = |callers: &[(&str, usize)]| {
+        let open: Vec<_> = callers
+            .iter()
+            .flat_map(|&(key, n)| (0..n).map(move |i| (key, i)))
+            .map(|(key, i)| {
+                create_and_hang_up(server.addr, key, &format!("{key}{i}"), &registry.host)
+            })
             .collect();
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        drop(callers);
+        let mut most = 0;
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        while std::time::Instant::now() < until {
+            most = most.max(pulls_running(pid));
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        drop(open);
+        most
     };
-    let most = std::thread::scope(|scope| {
-        let sampler = scope.spawn(|| {
-            let (mut most, mut seen) = (0, false);
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-            while std::time::Instant::now() < deadline {
-                let now = pulls_running(pid);
-                most = most.max(now);
-                seen |= now > 0;
-                if seen && now == 0 {
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(5));
-            }
-            most
-        });
-        wave(1);
-        wave(2);
-        sampler.join().unwrap()
-    });
-    assert!((2..=4).contains(&most), "{most} pulls ran at once");
+    let one_account = calls(&[("KEYA", 4)]);
+    let both = calls(&[("KEYB", 4), ("KEYA", 2)]);
+    assert_eq!(one_account, 2, "pulls of one account at once");
+    assert_eq!(both, 4, "pulls at once");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while pulls_running(pid) > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pulls did not end"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     // The server goes on, and the failed pulls left nothing staged.
     aws.ok(&["lambda", "list-functions"]);
     // (The server removes a pull's directory once its process has ended.)

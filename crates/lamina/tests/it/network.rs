@@ -96,7 +96,7 @@ servers[0].serve_forever()
 "#;
 
 /// The namespaces and servers of one test; dropping it removes them all.
-struct Lab {
+pub(crate) struct Lab {
     names: Vec<String>,
     servers: Vec<Child>,
     /// Whether `/run/netns` was a mount before: the first `ip netns add` on a host binds it onto
@@ -114,7 +114,7 @@ fn is_mount_point(path: &str) -> bool {
 }
 
 impl Lab {
-    fn ns(&self, role: &str) -> String {
+    pub(crate) fn ns(&self, role: &str) -> String {
         format!("lmn{}-{role}", std::process::id())
     }
 
@@ -127,7 +127,7 @@ impl Lab {
         );
     }
 
-    fn new() -> Lab {
+    pub(crate) fn new() -> Lab {
         // SAFETY: geteuid has no preconditions.
         let euid = unsafe { libc::geteuid() };
         assert_eq!(
@@ -202,7 +202,7 @@ impl Lab {
         self.servers.push(child);
     }
 
-    fn path(&self, role: &str) -> PathBuf {
+    pub(crate) fn path(&self, role: &str) -> PathBuf {
         PathBuf::from("/run/netns").join(self.ns(role))
     }
 

@@ -15,8 +15,8 @@ use oci_client::{Client, Reference};
 use tokio::io::AsyncWrite;
 
 use super::{
-    Answer, CONFIG_FILE, MANIFEST_FILE, MANIFEST_TYPES, Request, config_digest, layer_file, layers,
-    parse,
+    Answer, CONFIG_FILE, Egress, MANIFEST_FILE, MANIFEST_TYPES, Request, config_digest, layer_file,
+    layers, parse,
 };
 use crate::ecr::MAX_MANIFEST_BYTES;
 
@@ -57,7 +57,11 @@ pub fn main() -> ! {
             {
                 std::process::exit(1)
             }
-            match run(&request) {
+            let entered = match &request.egress {
+                Some(egress) => enter(egress, &request.dir),
+                None => Ok(()),
+            };
+            match entered.and_then(|()| run(&request)) {
                 Ok(digest) => Answer::Fetched { digest },
                 Err(m) => Answer::Failed(cut(m)),
             }
@@ -68,6 +72,36 @@ pub fn main() -> ! {
         .map_err(std::io::Error::from)
         .and_then(|()| out.flush());
     std::process::exit(if written.is_ok() { 0 } else { 1 })
+}
+
+/// Enters the network namespace the server leased for this pull (functions' egress), with the
+/// resolvers their sandboxes use in place of the host's (which may be on loopback, out of reach
+/// from there), in a mount namespace of its own. The process has one thread yet.
+fn enter(egress: &Egress, dir: &Path) -> Result<(), String> {
+    use rustix::mount::{MountPropagationFlags, mount_bind, mount_change};
+    use rustix::thread::{LinkNameSpaceType, UnshareFlags};
+    let fail = |what: &str, e: std::io::Error| {
+        format!("cannot reach the network functions reach: {what}: {e}")
+    };
+    let ns = std::fs::File::open(&egress.netns).map_err(|e| fail("its namespace", e))?;
+    rustix::thread::move_into_link_name_space(
+        std::os::fd::AsFd::as_fd(&ns),
+        Some(LinkNameSpaceType::Network),
+    )
+    .map_err(|e| fail("joining it", e.into()))?;
+    // SAFETY: only the mount namespace is unshared, and no other thread shares this one's
+    // descriptors or filesystem context.
+    unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWNS) }
+        .and_then(|()| {
+            mount_change(
+                "/",
+                MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
+            )
+        })
+        .map_err(|e| fail("a mount namespace", e.into()))?;
+    let file = dir.join("resolv.conf");
+    std::fs::write(&file, &egress.resolv_conf).map_err(|e| fail("its resolvers", e))?;
+    mount_bind(&file, "/etc/resolv.conf").map_err(|e| fail("its resolvers", e.into()))
 }
 
 /// [`fetch`] within [`DEADLINE`].
