@@ -440,14 +440,15 @@ impl Executor {
     /// A network namespace with functions' default egress (the internet, not this host nor its
     /// private networks), and the `/etc/resolv.conf` their sandboxes see: for what the server
     /// fetches on a tenant's behalf from wherever the tenant names (an image from a registry
-    /// that `*` allows). Blocking. `Err`: why functions have no network here.
-    pub fn egress(&self, owner: &str) -> Result<(lamina_net::Lease, String), String> {
-        let Some(n) = &self.inner.net else {
-            let why = self.inner.host.net_note.as_deref();
-            return Err(why.unwrap_or("no network for functions").to_owned());
-        };
-        let lease = n.network.take(0, owner).map_err(|e| e.to_string())?;
-        Ok((lease, n.resolv_conf.clone()))
+    /// that `*` allows). Blocking. `None`: functions have no network here.
+    pub fn egress(&self, owner: &str) -> Option<Result<(lamina_net::Lease, String), String>> {
+        let n = self.inner.net.as_ref()?;
+        Some(
+            n.network
+                .take(0, owner)
+                .map(|lease| (lease, n.resolv_conf.clone()))
+                .map_err(|e| e.to_string()),
+        )
     }
 
     /// Network bytes per function (unqualified ARN): sent, received, since start.

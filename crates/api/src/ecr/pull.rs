@@ -236,11 +236,15 @@ pub async fn pull(
         let lease = match reach {
             Reach::Host => None,
             Reach::Egress => {
-                let (lease, resolv_conf) = executor.egress(PULL_OWNER).map_err(|why| {
-                    format!(
-                        "Images from '{registry}' are pulled as functions reach the internet, and this server has {why}: have the operator name '{registry}' in [images] pull_from."
-                    )
-                })?;
+                let (lease, resolv_conf) = executor
+                    .egress(PULL_OWNER)
+                    .ok_or_else(|| format!(
+                        "Images from '{registry}' are pulled as functions reach the internet, and functions on this server have no network: have the operator name '{registry}' in [images] pull_from."
+                    ))?
+                    .map_err(|e| {
+                        tracing::warn!(error = %e, "no network namespace for an image pull");
+                        format!("pulling {} failed: no network for it now; try again.", request.uri)
+                    })?;
                 let fd = std::os::fd::AsRawFd::as_raw_fd(&lease.netns());
                 request.egress = Some(Egress {
                     netns: format!("/proc/{}/fd/{fd}", request.parent).into(),
@@ -264,6 +268,18 @@ pub async fn pull(
 /// Whose traffic a pull's leased network counts as (no function's).
 const PULL_OWNER: &str = "image-pull";
 
+/// The variables `reqwest` takes a proxy from.
+const PROXY_VARIABLES: [&str; 8] = [
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+];
+
 /// The most of a pull's answer read: it is a digest or a message of at most 1,000 bytes.
 const MAX_ANSWER: u64 = 64 << 10;
 
@@ -271,7 +287,14 @@ const MAX_ANSWER: u64 = 64 << 10;
 fn run(exe: Option<&Path>, request: &Request) -> Result<String, String> {
     let uri = &request.uri;
     // This very binary, even after a newer one replaced it on disk.
-    let mut child = Command::new(exe.unwrap_or(Path::new("/proc/self/exe")))
+    let mut command = Command::new(exe.unwrap_or(Path::new("/proc/self/exe")));
+    if request.egress.is_some() {
+        // A proxy the server was given would reach what functions' egress keeps out.
+        for var in PROXY_VARIABLES {
+            command.env_remove(var);
+        }
+    }
+    let mut child = command
         .arg(FETCH_ROLE)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -118,10 +118,12 @@ fn server_pulling_from(dir: &Path, allow: &str, insecure: &str) -> (ServerProces
         &config,
         format!(
             "[images]\npull_from = [\"{allow}\"]\ninsecure_registries = [\"{insecure}\"]\n{}",
-            ["A", "B"].map(|k| format!(
-                "[[auth.keys]]\naccess_key_id = \"KEY{k}\"\nsecret_access_key = \"s\"\naccount = \"{}\"\n",
-                k.repeat(12).replace('A', "1").replace('B', "2")
-            )).concat()
+            [("A", 1), ("B", 2), ("C", 3)]
+                .map(|(k, n)| format!(
+                    "[[auth.keys]]\naccess_key_id = \"KEY{k}\"\nsecret_access_key = \"s\"\naccount = \"{}\"\n",
+                    n.to_string().repeat(12)
+                ))
+                .concat()
         ),
     )
     .unwrap();
@@ -155,22 +157,38 @@ fn an_image_on_an_allowed_registry_is_pulled_and_runs() {
     refused(&aws, "missing", &format!("{}/mirror/fn:nope", mirror.host));
 }
 
+/// A registry that answers everything with a redirect to the same path on the metadata
+/// service's address (where the lab's internet registry also listens).
+const REDIRECTING: &str = r#"
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(307)
+        self.send_header("Location", "http://169.254.169.254:5000" + self.path)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    do_HEAD = do_GET
+    def log_message(self, *a):
+        pass
+s = http.server.ThreadingHTTPServer(("0.0.0.0", int(sys.argv[1])), H)
+print("ready", flush=True)
+s.serve_forever()
+"#;
+
 /// A registry that `*` alone allows is reached as functions reach the internet, from a network
 /// namespace with their egress: the same registries are pulled from at a public address and at
-/// the address an operator named, and refused at the metadata service's address and at the
-/// host's own. (The lab: the server on `lh`, the stand-in host; `inet`, the internet, holds
-/// 203.0.113.7 and 169.254.169.254.)
+/// the address an operator named, and refused at the metadata service's address (directly or by
+/// a redirect) and at the host's own. (The lab: the server on `lh`, the stand-in host; `inet`,
+/// the internet, holds 203.0.113.7 and 169.254.169.254.)
 #[test]
 fn a_registry_only_the_wildcard_allows_is_reached_as_functions_reach_the_internet() {
-    let lab = Lab::new();
+    let mut lab = Lab::new();
+    let inet = lab.ns("inet");
+    lab.serve_script(&inet, REDIRECTING, &["5001"]);
     let work = tempfile::tempdir().unwrap();
     let layout = work.path().join("layout");
     busybox_image(&layout, "v1", "from afar");
-    let internet = MirrorRegistry::start_in(
-        &work.path().join("inet"),
-        Some(&lab.ns("inet")),
-        "0.0.0.0:5000",
-    );
+    let internet = MirrorRegistry::start_in(&work.path().join("inet"), Some(&inet), "0.0.0.0:5000");
     let on_host =
         MirrorRegistry::start_in(&work.path().join("lh"), Some(&lab.ns("lh")), "0.0.0.0:5000");
     internet.push(&layout, "v1", "far/fn");
@@ -178,7 +196,7 @@ fn a_registry_only_the_wildcard_allows_is_reached_as_functions_reach_the_interne
     let app = TestApp::start(
         "[network]\negress = true\npool = \"10.254.0.0/24\"\nspare = 1\n\
          [images]\npull_from = [\"*\", \"127.0.0.1:5000\"]\n\
-         insecure_registries = [\"203.0.113.7:5000\", \"169.254.169.254:5000\", \"198.51.100.2:5000\", \"127.0.0.1:5000\"]\n",
+         insecure_registries = [\"203.0.113.7:5000\", \"203.0.113.7:5001\", \"169.254.169.254:5000\", \"198.51.100.2:5000\", \"127.0.0.1:5000\"]\n",
         Some(lab.path("lh")),
     );
     let aws = Aws::new(app.endpoint());
@@ -188,10 +206,12 @@ fn a_registry_only_the_wildcard_allows_is_reached_as_functions_reach_the_interne
         let out = aws.invoke(name, work.path());
         assert_eq!(out["greeting"], "from afar", "{out}");
     }
-    // The registry on the internet, at the metadata service's address; the host's own, at the
-    // host's address: what functions cannot reach (the connections time out after 10 s).
+    // The registry on the internet, at the metadata service's address, directly or redirected
+    // there from a public one; the host's own, at the host's address: what functions cannot
+    // reach (the connections time out after 10 s).
     for (name, registry) in [
         ("meta", "169.254.169.254:5000"),
+        ("redirected", "203.0.113.7:5001"),
         ("host", "198.51.100.2:5000"),
     ] {
         let e = refused(&aws, name, &format!("{registry}/far/fn:v1"));
@@ -210,7 +230,7 @@ fn without_functions_network_only_named_registries_are_pulled_from() {
     let (_server, aws) = server_pulling_from(work.path(), "*", &registry.host);
     let e = refused(&aws, "unnamed", &format!("{}/evil/fn:v1", registry.host));
     assert!(
-        e.contains("no network for functions")
+        e.contains("functions on this server have no network")
             && e.contains(&format!("name '{}' in [images] pull_from", registry.host)),
         "{e}"
     );
@@ -359,10 +379,10 @@ fn a_registry_that_answers_without_end_fails_the_pull_and_not_the_server() {
         grown < 64 << 10,
         "the server's peak memory grew by {grown} KiB"
     );
-    // Four callers of one account, then four of another and two more of the first while the
-    // first's pulls run, all hanging up after a second: an account holds two turns at most, the
-    // server four, and a pull whose caller went keeps its turn to its end (the others' wait for
-    // a turn ends with their callers).
+    // Four callers of one account, then four of a second, two of a third and two more of the
+    // first while the first's pulls run, all hanging up after a second: an account holds two
+    // turns at most, the server four, and a pull whose caller went keeps its turn to its end
+    // (the others' wait for a turn ends with their callers).
     let pid = server.child.id();
     let calls = |callers: &[(&str, usize)]| {
         let open: Vec<_> = callers
@@ -382,9 +402,9 @@ fn a_registry_that_answers_without_end_fails_the_pull_and_not_the_server() {
         most
     };
     let one_account = calls(&[("KEYA", 4)]);
-    let both = calls(&[("KEYB", 4), ("KEYA", 2)]);
+    let all = calls(&[("KEYB", 4), ("KEYC", 2), ("KEYA", 2)]);
     assert_eq!(one_account, 2, "pulls of one account at once");
-    assert_eq!(both, 4, "pulls at once");
+    assert_eq!(all, 4, "pulls at once");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while pulls_running(pid) > 0 {
         assert!(

@@ -187,9 +187,15 @@ impl Lab {
     }
 
     fn serve(&mut self, ns: &str, ports: &[&str]) {
+        self.serve_script(ns, ECHO_SERVER, ports);
+    }
+
+    /// Runs the Python `script` with `args` in the namespace of `role`, until the lab goes; it
+    /// prints `ready` once it serves.
+    pub(crate) fn serve_script(&mut self, ns: &str, script: &str, args: &[&str]) {
         let mut child = Command::new("ip")
-            .args(["netns", "exec", ns, "/usr/bin/python3", "-c", ECHO_SERVER])
-            .args(ports)
+            .args(["netns", "exec", ns, "/usr/bin/python3", "-c", script])
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

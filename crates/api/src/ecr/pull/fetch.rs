@@ -61,7 +61,10 @@ pub fn main() -> ! {
                 Some(egress) => enter(egress, &request.dir),
                 None => Ok(()),
             };
-            match entered.and_then(|()| run(&request)) {
+            match entered
+                .and_then(|()| renounce())
+                .and_then(|()| run(&request))
+            {
                 Ok(digest) => Answer::Fetched { digest },
                 Err(m) => Answer::Failed(cut(m)),
             }
@@ -74,9 +77,11 @@ pub fn main() -> ! {
     std::process::exit(if written.is_ok() { 0 } else { 1 })
 }
 
-/// Enters the network namespace the server leased for this pull (functions' egress), with the
-/// resolvers their sandboxes use in place of the host's (which may be on loopback, out of reach
-/// from there), in a mount namespace of its own. The process has one thread yet.
+/// Enters the network namespace the server leased for this pull (functions' egress), in a
+/// mount namespace of its own where names resolve as in sandboxes: their resolvers in place of
+/// the host's (which may be on loopback, out of reach from there), through DNS and a minimal
+/// hosts file only (no NSS module that asks the host's resolver over a socket). The process
+/// has one thread yet.
 fn enter(egress: &Egress, dir: &Path) -> Result<(), String> {
     use rustix::mount::{MountPropagationFlags, mount_bind, mount_change};
     use rustix::thread::{LinkNameSpaceType, UnshareFlags};
@@ -90,18 +95,48 @@ fn enter(egress: &Egress, dir: &Path) -> Result<(), String> {
     )
     .map_err(|e| fail("joining it", e.into()))?;
     // SAFETY: only the mount namespace is unshared, and no other thread shares this one's
-    // descriptors or filesystem context.
+    // descriptors or filesystem context. The host's mounts and unmounts still reach it; the
+    // binds below do not reach the host.
     unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWNS) }
         .and_then(|()| {
             mount_change(
                 "/",
-                MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
+                MountPropagationFlags::REC | MountPropagationFlags::DOWNSTREAM,
             )
         })
         .map_err(|e| fail("a mount namespace", e.into()))?;
-    let file = dir.join("resolv.conf");
-    std::fs::write(&file, &egress.resolv_conf).map_err(|e| fail("its resolvers", e))?;
-    mount_bind(&file, "/etc/resolv.conf").map_err(|e| fail("its resolvers", e.into()))
+    let files = [
+        ("resolv.conf", egress.resolv_conf.as_str()),
+        ("nsswitch.conf", "hosts: files dns\n"),
+        ("hosts", "127.0.0.1 localhost\n::1 localhost\n"),
+    ];
+    for (name, text) in files {
+        let file = dir.join(name);
+        let target = Path::new("/etc").join(name);
+        // A host without the file resolves without it (glibc's defaults: DNS on loopback,
+        // which leads nowhere from here).
+        if name != "resolv.conf" && !target.exists() {
+            continue;
+        }
+        std::fs::write(&file, text).map_err(|e| fail("its resolvers", e))?;
+        mount_bind(&file, &target).map_err(|e| fail("its resolvers", e.into()))?;
+    }
+    Ok(())
+}
+
+/// Gives up every capability (the pull needs none: its files are its own), for good: nothing a
+/// registry's answers might make of this process can leave its network namespace or touch
+/// what root may.
+fn renounce() -> Result<(), String> {
+    use rustix::thread::{CapabilitySet, CapabilitySets, set_capabilities, set_no_new_privs};
+    let none = CapabilitySets {
+        effective: CapabilitySet::empty(),
+        permitted: CapabilitySet::empty(),
+        inheritable: CapabilitySet::empty(),
+    };
+    set_no_new_privs(true)
+        .and_then(|()| set_capabilities(None, none))
+        .map_err(|e| format!("cannot limit the pull's process: {e}"))
 }
 
 /// [`fetch`] within [`DEADLINE`].
