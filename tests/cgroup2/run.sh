@@ -33,26 +33,32 @@ PY
 cp "$HERE/../../packaging/lamina.service" "$HERE/../../packaging/lamina.toml" "$OUT/"
 # Boots the guest once per suite: SUITE is guest.sh (a script as PID 1's child) or
 # systemd-guest.sh (with VMINIT=systemd). The guest's scripts print its vitals on its console
-# every 20 s, so a console silent for STALL seconds (default 300) means the whole guest has
-# stopped making progress (seen once under emulation: at 110 s of uptime, nothing more for 17
-# minutes, not even systemd's own status line). Such a guest is stopped and booted once more,
-# loudly; a check that fails is never retried.
+# every 20 s, so no new vitals line for STALL seconds (default 300; before the first, no output
+# at all) means the whole guest has stopped making progress. Seen under emulation: at 110 s of
+# uptime, nothing more for 17 minutes, not even systemd's own status line; and a guest whose
+# CPUs locked up 3 s into its script, whose console then carried nothing but the kernel's
+# soft-lockup reports until the timeout. Such a guest is stopped and booted once more, loudly;
+# a check that fails is never retried.
+progress() {
+    v=$(grep -ac 'vitals [0-9.]*s: ' "$OUT/console.txt" || true)
+    if [ "$v" -gt 0 ]; then echo "vitals $v"; else echo "bytes $(wc -c < "$OUT/console.txt")"; fi
+}
 boot() {
     for attempt in 1 2; do
         rm -f "$OUT/exit-code" "$OUT/vm.log" "$OUT/journal.txt" "$OUT/server.log"
         { echo "D=$OUT"; cat "$HERE/vitals.sh" "$HERE/$1"; } > "$OUT/$1"
         sh "$HERE/run-vm.sh" "$VMDIR" "$OUT/$1" "$OUT" > "$OUT/console.txt" 2>&1 &
-        vm=$! size=-1 quiet=0 stalled=
+        vm=$! seen=none quiet=0 stalled=
         # run-vm.sh execs timeout(1), which passes a TERM on to QEMU.
         while kill -0 $vm 2>/dev/null; do
             sleep 10
-            now=$(wc -c < "$OUT/console.txt")
-            if [ "$now" = "$size" ]; then quiet=$((quiet + 10)); else quiet=0 size=$now; fi
+            now=$(progress)
+            if [ "$now" = "$seen" ]; then quiet=$((quiet + 10)); else quiet=0 seen=$now; fi
             if [ $quiet -ge "${STALL:-300}" ]; then stalled=1; kill $vm 2>/dev/null || true; break; fi
         done
         wait $vm || true
         [ -z "$stalled" ] || [ -e "$OUT/exit-code" ] || [ $attempt = 2 ] || {
-            echo "the cgroup v2 guest stalled running $1: no output on its console for ${STALL:-300} s;" \
+            echo "the cgroup v2 guest stalled running $1: no progress on its console for ${STALL:-300} s;" \
                 "its last lines, then a second boot:" >&2
             tail -n 20 "$OUT/console.txt" | tr '\r' '\n' | grep -av -e 'Job vmtest' -e '^\s*$' | tail -n 8 >&2
             [ -e "$OUT/vm.log" ] && tail -n 5 "$OUT/vm.log" >&2
@@ -61,7 +67,7 @@ boot() {
         break
     done
     if [ ! -e "$OUT/exit-code" ]; then
-        [ -z "$stalled" ] || echo "the cgroup v2 guest stalled again: no output on its console for ${STALL:-300} s" >&2
+        [ -z "$stalled" ] || echo "the cgroup v2 guest stalled again: no progress on its console for ${STALL:-300} s" >&2
         echo "the cgroup v2 guest did not run $1; its console:" >&2
         cat "$OUT/console.txt" >&2
         [ -e "$OUT/vm.log" ] && cat "$OUT/vm.log" >&2

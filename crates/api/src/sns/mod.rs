@@ -12,6 +12,7 @@ mod deliver;
 pub mod egress;
 mod fifo;
 pub mod filter;
+mod permissions;
 mod publish;
 mod signing;
 mod subscriptions;
@@ -211,6 +212,8 @@ async fn serve(state: &Arc<AppState>, req: Request, request_id: &str) -> SnsResu
         "TagResource" => topics::tag(&ctx, need(&caller)?).await,
         "UntagResource" => topics::untag(&ctx, need(&caller)?).await,
         "ListTagsForResource" => topics::list_tags(&ctx, need(&caller)?).await,
+        "AddPermission" => permissions::add(&ctx, need(&caller)?).await,
+        "RemovePermission" => permissions::remove(&ctx, need(&caller)?).await,
         "Subscribe" => subscriptions::subscribe(&ctx, need(&caller)?).await,
         "ConfirmSubscription" => subscriptions::confirm(&ctx, caller.as_ref()).await,
         "Unsubscribe" => subscriptions::unsubscribe(&ctx, caller.as_ref()).await,

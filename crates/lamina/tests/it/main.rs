@@ -42,6 +42,7 @@ mod sdk_errors;
 mod sdk_functions;
 mod sns;
 mod sns_delivery;
+mod sns_permissions;
 mod stream_node;
 mod streaming;
 mod versions;
