@@ -6,7 +6,7 @@
 # The kernel and initramfs are built once into $VMDIR (default /var/cache/lamina-tests/v2vm).
 # Fails loudly (exit 1) when the guest cannot boot or any check fails.
 # Usage: tests/cgroup2/run.sh BINARY   (about 8 minutes under emulation on an idle 2-core host)
-# env: STALL=300 (seconds of a silent console after which a guest counts as stalled), VMDIR
+# env: STALL=300 (seconds without progress on its console after which a guest counts as stalled), VMDIR
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
 BIN=$(readlink -f "$1")

@@ -315,10 +315,15 @@ pub(crate) async fn topic_for(
     if key.account != caller.account
         && !topic_policy::allows(&topic, action, caller.account.as_str())
     {
-        return Err(SnsError::authorization(format!(
-            "User: arn:aws:iam::{}:root is not authorized to perform: SNS:{action} on resource: {arn}",
-            caller.account
-        )));
+        return Err(not_authorized(caller, action, arn));
     }
     Ok(topic)
+}
+
+/// SNS's refusal of `action` on the topic `arn` to `caller`.
+pub(crate) fn not_authorized(caller: &Caller, action: &str, arn: &str) -> SnsError {
+    SnsError::authorization(format!(
+        "User: arn:aws:iam::{}:root is not authorized to perform: SNS:{action} on resource: {arn}",
+        caller.account
+    ))
 }

@@ -5,7 +5,7 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::wire::{SnsError, SnsResult};
-use super::{Ctx, blocking, topic_for, topic_policy};
+use super::{Ctx, blocking, not_authorized, topic_for, topic_policy};
 use crate::Caller;
 
 /// The actions `AddPermission` may grant (a topic's own).
@@ -30,9 +30,9 @@ pub async fn add(ctx: &Ctx<'_>, caller: &Caller) -> SnsResult<Response> {
     let label = ctx.params.required("Label")?.to_owned();
     let accounts = ctx.params.list("AWSAccountId")?;
     let actions = ctx.params.list("ActionName")?;
-    check(&label, &accounts, &actions)?;
     let topic = topic_for(ctx, caller, arn, "AddPermission").await?;
-    change(ctx, topic, move |policy, arn| {
+    check(&label, &accounts, &actions)?;
+    change(ctx, caller, "AddPermission", topic, move |policy, arn| {
         grant(policy, arn, &label, &accounts, &actions)
     })
     .await
@@ -44,20 +44,34 @@ pub async fn remove(ctx: &Ctx<'_>, caller: &Caller) -> SnsResult<Response> {
     let arn = ctx.params.required("TopicArn")?;
     let label = ctx.params.required("Label")?.to_owned();
     let topic = topic_for(ctx, caller, arn, "RemovePermission").await?;
-    change(ctx, topic, move |policy, _| revoke(policy, &label)).await
+    change(ctx, caller, "RemovePermission", topic, move |policy, _| {
+        revoke(policy, &label)
+    })
+    .await
 }
 
-/// Rewrites the topic's policy (its default when none is set) under the store's lock.
+/// Rewrites the topic's policy (its default when none is set) in one transaction, where the
+/// caller's right to `action` is checked again (a concurrent change may have revoked it);
+/// nothing is written when the edit is refused or changes nothing.
 async fn change(
     ctx: &Ctx<'_>,
+    caller: &Caller,
+    action: &'static str,
     topic: lamina_store::TopicRecord,
     edit: impl FnOnce(&str, &str) -> SnsResult<Option<String>> + Send + 'static,
 ) -> SnsResult<Response> {
     let store = ctx.state.store.clone();
+    let caller = caller.clone();
     blocking(move || {
         let arn = topic.key.arn();
-        let mut refused = None;
-        store.update_topic(&topic.key, |t| {
+        let mut outcome = Ok(());
+        store.update_topic_if(&topic.key, |t| {
+            if t.key.account != caller.account
+                && !topic_policy::allows(t, action, caller.account.as_str())
+            {
+                outcome = Err(not_authorized(&caller, action, &arn));
+                return Ok(false);
+            }
             let policy =
                 t.attributes.get("Policy").cloned().unwrap_or_else(|| {
                     topic_policy::default_policy(&arn, topic.key.account.as_str())
@@ -65,19 +79,22 @@ async fn change(
             match edit(&policy, &arn) {
                 Ok(Some(p)) => {
                     t.attributes.insert("Policy".into(), p);
+                    Ok(true)
                 }
-                Ok(None) => {}
-                Err(e) => refused = Some(e),
+                Ok(None) => Ok(false),
+                Err(e) => {
+                    outcome = Err(e);
+                    Ok(false)
+                }
             }
-            Ok(())
         })?;
-        refused.map_or(Ok(()), Err)
+        outcome
     })
     .await?;
     ctx.respond(None)
 }
 
-/// Checks what `AddPermission` was given, before the topic is looked at.
+/// Checks what `AddPermission` was given (once the topic is found and the caller may change it).
 fn check(label: &str, accounts: &[String], actions: &[String]) -> SnsResult<()> {
     if label.is_empty() {
         return Err(SnsError::invalid_parameter("Label"));
@@ -224,7 +241,7 @@ mod tests {
     }
 
     #[test]
-    fn bad_input_is_refused_before_the_topic_is_looked_at() {
+    fn bad_input_is_refused_with_sns_words() {
         let ok = |a: &[&str], b: &[&str]| {
             let a: Vec<String> = a.iter().map(|s| s.to_string()).collect();
             let b: Vec<String> = b.iter().map(|s| s.to_string()).collect();

@@ -32,7 +32,7 @@ async fn another_account_publishes_only_while_a_permission_lets_it() {
     let topic = topic.as_str().unwrap().to_owned();
     // A script run as `who`, with `code` and the topic `t`.
     let run = |who, script: &str| boto3(&ep, who, &format!("{CODE}\nt = '{topic}'\n{script}"));
-    // What Bob may do with Alice's topic: publish, subscribe, share it himself.
+    // What Bob may do with Alice's topic: publish, subscribe, share it or unshare it himself.
     let bob_tries = || {
         run(
             bob,
@@ -40,13 +40,16 @@ async fn another_account_publishes_only_while_a_permission_lets_it() {
     'publish': code(lambda: sns.publish(TopicArn=t, Message='from bob')),
     'subscribe': code(lambda: sns.subscribe(TopicArn=t, Protocol='lambda', Endpoint='arn:aws:lambda:us-east-1:222222222222:function:f')),
     'share': code(lambda: sns.add_permission(TopicArn=t, Label='mine', AWSAccountId=['333333333333'], ActionName=['Publish'])),
+    'unshare': code(lambda: sns.remove_permission(TopicArn=t, Label='bob-publish')),
 }))"#,
         )
     };
     let denied = |v: &Value| v.as_str().unwrap_or("").starts_with("AuthorizationError");
     let before = bob_tries();
     assert!(
-        denied(&before["publish"]) && denied(&before["subscribe"]) && denied(&before["share"]),
+        ["publish", "subscribe", "share", "unshare"]
+            .iter()
+            .all(|k| denied(&before[k])),
         "{before}"
     );
 
@@ -86,7 +89,9 @@ print(json.dumps({
     let granted = bob_tries();
     assert_eq!(granted["publish"], "ok", "{granted}");
     assert!(
-        denied(&granted["subscribe"]) && denied(&granted["share"]),
+        ["subscribe", "share", "unshare"]
+            .iter()
+            .all(|k| denied(&granted[k])),
         "only what was granted: {granted}"
     );
 
