@@ -223,6 +223,19 @@ impl Inner {
     }
 }
 
+/// A uid lent by [`Executor::lend_uid`]; given back when dropped, once nothing runs as it (and
+/// no file of it is left).
+pub struct UidLoan {
+    pub id: u32,
+    uids: Arc<UidRange>,
+}
+
+impl Drop for UidLoan {
+    fn drop(&mut self) {
+        self.uids.give(self.id);
+    }
+}
+
 /// Runs invocations in environments.
 #[derive(Clone)]
 pub struct Executor {
@@ -449,6 +462,18 @@ impl Executor {
                 .map(|lease| (lease, n.resolv_conf.clone()))
                 .map_err(|e| e.to_string()),
         )
+    }
+
+    /// A uid of this server's range that no sandbox uses, for a process of the server's that
+    /// handles a tenant's input (an image pull), until the loan is dropped. `None` without root
+    /// (no range: such a process is no more than the server) or when every id is in use.
+    pub fn lend_uid(&self) -> Option<UidLoan> {
+        let uids = self.inner.uids.as_ref()?;
+        let id = uids.take()?;
+        Some(UidLoan {
+            id,
+            uids: uids.clone(),
+        })
     }
 
     /// Network bytes per function (unqualified ARN): sent, received, since start.

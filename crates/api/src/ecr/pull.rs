@@ -168,6 +168,8 @@ struct Request {
     dir: PathBuf,
     /// The network it speaks from, when not the host's ([`Reach::Egress`]).
     egress: Option<Egress>,
+    /// The uid (and gid) it runs as once set up, owner of `dir` (none without root).
+    uid: Option<u32>,
 }
 
 /// A network namespace with functions' egress, leased for one pull.
@@ -222,6 +224,7 @@ pub async fn pull(
         parent: std::process::id(),
         dir: dir.clone(),
         egress: None,
+        uid: None,
     };
     let repository = format!("{registry}/{}", reference.repository());
     let store = state.store.clone();
@@ -253,12 +256,17 @@ pub async fn pull(
                 Some(lease)
             }
         };
+        // Given back once the directory, with every file of the uid, is gone.
+        let uid = executor.lend_uid();
+        request.uid = uid.as_ref().map(|u| u.id);
         let pulled = std::fs::create_dir(&dir)
+            .and_then(|()| std::os::unix::fs::chown(&dir, request.uid, request.uid))
             .map_err(|e| format!("cannot stage the pull: {e}"))
             .and_then(|()| run(exe.as_deref(), &request))
             .and_then(|digest| store_pulled(&store, &request, repository, digest));
         drop(lease);
         let _ = std::fs::remove_dir_all(&dir);
+        drop(uid);
         pulled
     })
     .await

@@ -332,8 +332,13 @@ fn create_and_hang_up(
     s
 }
 
-/// The pull processes (`lamina image-pull`) the server `pid` runs.
+/// How many pull processes (`lamina image-pull`) the server `pid` runs.
 fn pulls_running(pid: u32) -> usize {
+    pull_processes(pid).len()
+}
+
+/// The `/proc` directories of the pull processes the server `pid` runs.
+fn pull_processes(pid: u32) -> Vec<std::path::PathBuf> {
     std::fs::read_dir("/proc")
         .unwrap()
         .flatten()
@@ -351,7 +356,20 @@ fn pulls_running(pid: u32) -> usize {
                 && std::fs::read(e.path().join("cmdline"))
                     .is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == b"image-pull"))
         })
-        .count()
+        .map(|e| e.path())
+        .collect()
+}
+
+/// A process's `Uid:`, `CapEff:` and `NoNewPrivs:` lines, if it still runs.
+fn credentials(proc_dir: &Path) -> Option<[String; 3]> {
+    let status = std::fs::read_to_string(proc_dir.join("status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+    };
+    Some([field("Uid:")?, field("CapEff:")?, field("NoNewPrivs:")?])
 }
 
 /// Peak resident memory of a process, KiB.
@@ -398,13 +416,30 @@ fn a_registry_that_answers_without_end_fails_the_pull_and_not_the_server() {
             most = most.max(pulls_running(pid));
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
+        // A second in, the first pulls wait for their manifests, set up.
+        let creds: Vec<_> = pull_processes(pid)
+            .iter()
+            .filter_map(|p| credentials(p))
+            .collect();
         drop(open);
-        most
+        (most, creds)
     };
-    let one_account = calls(&[("KEYA", 4)]);
-    let all = calls(&[("KEYB", 4), ("KEYC", 2), ("KEYA", 2)]);
+    let (one_account, creds) = calls(&[("KEYA", 4)]);
+    let (all, _) = calls(&[("KEYB", 4), ("KEYC", 2), ("KEYA", 2)]);
     assert_eq!(one_account, 2, "pulls of one account at once");
     assert_eq!(all, 4, "pulls at once");
+    // Each pull runs as a uid of the server's range, without capabilities or a way to regain
+    // them, however a registry's answers might drive it.
+    assert!(!creds.is_empty());
+    for [uids, caps, nnp] in &creds {
+        assert!(
+            uids.split(' ')
+                .all(|u| u.parse::<u32>().unwrap() >= 1_000_000_000),
+            "a pull runs as {uids}"
+        );
+        assert_eq!(caps, "0000000000000000");
+        assert_eq!(nnp, "1");
+    }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while pulls_running(pid) > 0 {
         assert!(

@@ -61,8 +61,13 @@ pub fn main() -> ! {
                 Some(egress) => enter(egress, &request.dir),
                 None => Ok(()),
             };
+            // Its directory is reached as the working directory: the data directory above it
+            // is closed to the uid the process becomes.
+            let inside = std::env::set_current_dir(&request.dir)
+                .map_err(|e| format!("cannot stage the pull: {e}"));
             match entered
-                .and_then(|()| renounce())
+                .and(inside)
+                .and_then(|()| renounce(request.uid))
                 .and_then(|()| run(&request))
             {
                 Ok(digest) => Answer::Fetched { digest },
@@ -124,11 +129,25 @@ fn enter(egress: &Egress, dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Gives up every capability (the pull needs none: its files are its own), for good: nothing a
-/// registry's answers might make of this process can leave its network namespace or touch
-/// what root may.
-fn renounce() -> Result<(), String> {
-    use rustix::thread::{CapabilitySet, CapabilitySets, set_capabilities, set_no_new_privs};
+/// Becomes `uid` (and its gid, with no supplementary groups), the owner of the pull's
+/// directory, when the server lent one, and gives up every capability for good (`no_new_privs`):
+/// nothing a registry's answers might make of this process can leave its network namespace,
+/// read what only root may, or signal another process of the server's. The process has one
+/// thread yet, so the thread's credentials are the process's.
+fn renounce(uid: Option<u32>) -> Result<(), String> {
+    use rustix::process::{Gid, Uid};
+    use rustix::thread::{
+        CapabilitySet, CapabilitySets, set_capabilities, set_no_new_privs, set_thread_groups,
+        set_thread_res_gid, set_thread_res_uid,
+    };
+    let fail = |e: rustix::io::Errno| format!("cannot limit the pull's process: {e}");
+    if let Some(id) = uid {
+        let (u, g) = (Uid::from_raw(id), Gid::from_raw(id));
+        set_thread_groups(&[])
+            .and_then(|()| set_thread_res_gid(g, g, g))
+            .and_then(|()| set_thread_res_uid(u, u, u))
+            .map_err(fail)?;
+    }
     let none = CapabilitySets {
         effective: CapabilitySet::empty(),
         permitted: CapabilitySet::empty(),
@@ -136,7 +155,7 @@ fn renounce() -> Result<(), String> {
     };
     set_no_new_privs(true)
         .and_then(|()| set_capabilities(None, none))
-        .map_err(|e| format!("cannot limit the pull's process: {e}"))
+        .map_err(fail)
 }
 
 /// [`fetch`] within [`DEADLINE`].
@@ -183,7 +202,8 @@ fn read_request() -> Result<Request, String> {
 }
 
 /// Fetches the manifest (the platform's, when the reference names an index), the
-/// configuration and every layer into `request.dir`; returns the manifest's digest.
+/// configuration and every layer into the working directory (`request.dir`); returns the
+/// manifest's digest.
 async fn fetch(request: &Request) -> Result<String, String> {
     let uri = &request.uri;
     let reference: Reference = uri
@@ -216,7 +236,7 @@ async fn fetch(request: &Request) -> Result<String, String> {
             .map_err(fail)?;
         manifest = parse(&bytes)?;
     }
-    let dir = &request.dir;
+    let dir = Path::new(".");
     write(&dir.join(MANIFEST_FILE), &bytes)?;
     let config_digest = config_digest(&manifest)?;
     let mut config = Vec::new();
