@@ -223,15 +223,16 @@ impl Inner {
     }
 }
 
-/// A uid lent by [`Executor::lend_uid`]; given back when dropped, once nothing runs as it (and
-/// no file of it is left).
+/// A uid lent by [`Executor::lend_uid`].
 pub struct UidLoan {
     pub id: u32,
     uids: Arc<UidRange>,
 }
 
-impl Drop for UidLoan {
-    fn drop(&mut self) {
+impl UidLoan {
+    /// Gives the id back to the sandboxes: only once no process runs as it and no file of it
+    /// is left.
+    pub fn give_back(self) {
         self.uids.give(self.id);
     }
 }
@@ -465,8 +466,9 @@ impl Executor {
     }
 
     /// A uid of this server's range that no sandbox uses, for a process of the server's that
-    /// handles a tenant's input (an image pull), until the loan is dropped. `None` without root
-    /// (no range: such a process is no more than the server) or when every id is in use.
+    /// handles a tenant's input (an image pull), until [`UidLoan::give_back`]: a loan dropped
+    /// otherwise keeps the id from every sandbox for good. `None` without root (no range: such
+    /// a process is no more than the server) or when every id is in use.
     pub fn lend_uid(&self) -> Option<UidLoan> {
         let uids = self.inner.uids.as_ref()?;
         let id = uids.take()?;

@@ -6,6 +6,7 @@
 //! reached from this host; one only `*` allows, from a network namespace with functions' egress
 //! ([`Reach`]).
 
+mod confine;
 mod fetch;
 
 use std::collections::{BTreeMap, HashMap};
@@ -256,17 +257,34 @@ pub async fn pull(
                 Some(lease)
             }
         };
-        // Given back once the directory, with every file of the uid, is gone.
-        let uid = executor.lend_uid();
-        request.uid = uid.as_ref().map(|u| u.id);
-        let pulled = std::fs::create_dir(&dir)
-            .and_then(|()| std::os::unix::fs::chown(&dir, request.uid, request.uid))
+        let loan = executor.lend_uid();
+        request.uid = loan.as_ref().map(|l| l.id);
+        let fetched = confine::stage(&dir, request.uid)
             .map_err(|e| format!("cannot stage the pull: {e}"))
-            .and_then(|()| run(exe.as_deref(), &request))
-            .and_then(|digest| store_pulled(&store, &request, repository, digest));
+            .and_then(|work| {
+                request.dir = work;
+                run(exe.as_deref(), &request)
+            });
+        // Nothing of the uid may run on while what it wrote is stored, nor once the uid is
+        // given back.
+        let alone = request.uid.is_none_or(confine::sweep);
+        let pulled = match fetched {
+            Ok(_) if !alone => Err(format!(
+                "pulling {} failed: its process left processes behind",
+                request.uri
+            )),
+            Ok(digest) => store_pulled(&store, &request, repository, digest),
+            Err(e) => Err(e),
+        };
         drop(lease);
-        let _ = std::fs::remove_dir_all(&dir);
-        drop(uid);
+        let removed = std::fs::remove_dir_all(&dir);
+        if let Some(loan) = loan {
+            if alone && removed.is_ok() {
+                loan.give_back();
+            } else {
+                tracing::warn!(uid = loan.id, "a pull's uid is kept from reuse: its processes or files may remain");
+            }
+        }
         pulled
     })
     .await
@@ -360,6 +378,7 @@ fn store_pulled(
 ) -> Result<Pulled, String> {
     let uri = &request.uri;
     let images = store.image_content();
+    let owned = request.uid.is_some();
     let bytes = read_small(&request.dir.join(MANIFEST_FILE))?;
     let manifest = parse(&bytes)?;
     let stored = images.put_blob(&bytes).map_err(stored_not)?;
@@ -376,12 +395,12 @@ fn store_pulled(
         ));
     }
     for (i, (layer, _)) in layers(uri, &manifest)?.into_iter().enumerate() {
-        images
-            .import(&request.dir.join(layer_file(i)), &layer)
-            .map_err(|e| match e {
-                BlobError::DigestMismatch { .. } => format!("{uri}: {e}"),
-                e => stored_not(e),
-            })?;
+        let file = request.dir.join(layer_file(i));
+        confine::claim(&file, owned)?;
+        images.import(&file, &layer).map_err(|e| match e {
+            BlobError::DigestMismatch { .. } => format!("{uri}: {e}"),
+            e => stored_not(e),
+        })?;
     }
     Ok(Pulled {
         repository,
@@ -400,11 +419,9 @@ fn stored_not(e: BlobError) -> String {
 /// A manifest or configuration the pull's process wrote, no larger than either may be.
 fn read_small(path: &Path) -> Result<Vec<u8>, String> {
     let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| {
-            f.take(MAX_MANIFEST_BYTES as u64 + 1)
-                .read_to_end(&mut bytes)
-        })
+    confine::claim(path, false)?
+        .take(MAX_MANIFEST_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
         .map_err(|e| format!("cannot read what the pull fetched: {e}"))?;
     Ok(bytes)
 }

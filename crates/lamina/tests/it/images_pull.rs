@@ -153,6 +153,16 @@ fn an_image_on_an_allowed_registry_is_pulled_and_runs() {
     let out = aws.invoke("pulled", work.path());
     assert_eq!(out["greeting"], "mirrored", "{out}");
     assert_eq!(out["old"], "gone");
+    // The pull's process ran as a uid lent for it; what it fetched is stored as root's.
+    let blobs = work.path().join("data/images/blobs/sha256");
+    let owners: Vec<u32> = std::fs::read_dir(&blobs)
+        .unwrap()
+        .map(|e| std::os::unix::fs::MetadataExt::uid(&e.unwrap().metadata().unwrap()))
+        .collect();
+    assert!(
+        owners.len() >= 3 && owners.iter().all(|u| *u == 0),
+        "{owners:?}"
+    );
     // A tag the registry does not have is the registry's error, in Lambda's type.
     refused(&aws, "missing", &format!("{}/mirror/fn:nope", mirror.host));
 }
