@@ -378,7 +378,6 @@ fn store_pulled(
 ) -> Result<Pulled, String> {
     let uri = &request.uri;
     let images = store.image_content();
-    let owned = request.uid.is_some();
     let bytes = read_small(&request.dir.join(MANIFEST_FILE))?;
     let manifest = parse(&bytes)?;
     let stored = images.put_blob(&bytes).map_err(stored_not)?;
@@ -396,7 +395,7 @@ fn store_pulled(
     }
     for (i, (layer, _)) in layers(uri, &manifest)?.into_iter().enumerate() {
         let file = request.dir.join(layer_file(i));
-        confine::claim(&file, owned)?;
+        confine::claim(&file, request.uid)?;
         images.import(&file, &layer).map_err(|e| match e {
             BlobError::DigestMismatch { .. } => format!("{uri}: {e}"),
             e => stored_not(e),
@@ -419,7 +418,7 @@ fn stored_not(e: BlobError) -> String {
 /// A manifest or configuration the pull's process wrote, no larger than either may be.
 fn read_small(path: &Path) -> Result<Vec<u8>, String> {
     let mut bytes = Vec::new();
-    confine::claim(path, false)?
+    confine::claim(path, None)?
         .take(MAX_MANIFEST_BYTES as u64 + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| format!("cannot read what the pull fetched: {e}"))?;

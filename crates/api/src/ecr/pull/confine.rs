@@ -4,7 +4,7 @@
 
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// The part of a pull's directory its process writes in (and reaches as its working
@@ -63,21 +63,27 @@ fn processes_of(uid: u32) -> Vec<i32> {
         .collect()
 }
 
-/// Opens a file the pull's process wrote, refusing anything but a regular file (a link would
-/// lead the server elsewhere, a pipe would hold it), and makes it root's when `owned` (the file
-/// then joins the blob store).
-pub(super) fn claim(path: &Path, owned: bool) -> Result<File, String> {
+/// Opens a file the pull's process wrote, refusing anything but a regular file with one name
+/// (a symbolic link would lead the server elsewhere, a pipe would hold it, a hard link would
+/// keep a name the process could write through), and, when the process ran as `uid`, one of
+/// its, made root's and read-only to others (the file then joins the blob store).
+pub(super) fn claim(path: &Path, uid: Option<u32>) -> Result<File, String> {
     let refused = |e: io::Error| format!("cannot read what the pull fetched: {e}");
     let file = File::options()
         .read(true)
         .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32)
         .open(path)
         .map_err(refused)?;
-    if !file.metadata().map_err(refused)?.is_file() {
-        return Err(refused(io::Error::other("not a regular file")));
+    let meta = file.metadata().map_err(refused)?;
+    if !meta.is_file() || meta.nlink() != 1 || uid.is_some_and(|u| meta.uid() != u) {
+        return Err(refused(io::Error::other(
+            "not a regular file of its own with one name",
+        )));
     }
-    if owned {
+    if uid.is_some() {
         std::os::unix::fs::fchown(&file, Some(0), Some(0)).map_err(refused)?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o644))
+            .map_err(refused)?;
     }
     Ok(file)
 }
@@ -99,15 +105,20 @@ mod tests {
         let file = dir.path().join("layer-0");
         std::fs::write(&file, b"x").unwrap();
         std::os::unix::fs::symlink(&file, dir.path().join("link")).unwrap();
-        assert!(claim(&dir.path().join("link"), false).is_err());
-        assert!(claim(dir.path(), false).is_err());
-        assert!(claim(&file, false).is_ok());
-        if root() {
-            std::os::unix::fs::chown(&file, Some(4242), Some(4242)).unwrap();
-            claim(&file, true).unwrap();
-            let m = std::fs::metadata(&file).unwrap();
-            assert_eq!((m.uid(), m.gid()), (0, 0));
-        }
+        assert!(claim(&dir.path().join("link"), None).is_err());
+        assert!(claim(dir.path(), None).is_err());
+        assert!(claim(&file, None).is_ok());
+        // A second name (one the process could keep writing through) is refused.
+        std::fs::hard_link(&file, dir.path().join("again")).unwrap();
+        assert!(claim(&file, None).is_err());
+        std::fs::remove_file(dir.path().join("again")).unwrap();
+        assert!(root(), "this test changes a file's owner: run it as root");
+        std::os::unix::fs::chown(&file, Some(4242), Some(4242)).unwrap();
+        assert!(claim(&file, Some(4343)).is_err(), "another uid's file");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).unwrap();
+        claim(&file, Some(4242)).unwrap();
+        let m = std::fs::metadata(&file).unwrap();
+        assert_eq!((m.uid(), m.gid(), m.mode() & 0o777), (0, 0, 0o644));
     }
 
     #[test]

@@ -67,6 +67,10 @@ pub fn main() -> ! {
                 .map_err(|e| format!("cannot stage the pull: {e}"));
             match entered
                 .and(inside)
+                .and_then(|()| match request.uid {
+                    Some(_) => alone(request.uid),
+                    None => Ok(()),
+                })
                 .and_then(|()| renounce(request.uid))
                 .and_then(|()| run(&request))
             {
@@ -127,6 +131,87 @@ fn enter(egress: &Egress, dir: &Path) -> Result<(), String> {
         mount_bind(&file, &target).map_err(|e| fail("its resolvers", e.into()))?;
     }
     Ok(())
+}
+
+/// Goes on as the second process of a PID namespace of its own (the server lent a uid, so
+/// this process is root's yet). The first process of the namespace waits for it and ends as it
+/// did; when it ends, the kernel ends every process left in the namespace, so that none
+/// outlives the pull holding its uid or the answer's pipe. This process waits for the first and
+/// ends as it did. The process has one thread yet.
+fn alone(uid: Option<u32>) -> Result<(), String> {
+    let fail = |e: std::io::Error| format!("cannot start the pull: {e}");
+    // SAFETY: only the PID namespace of the children made from now on changes.
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWPID) }
+        .map_err(|e| fail(e.into()))?;
+    // This process, outside: ends as the namespace's first process says.
+    let first = fork().map_err(fail)?;
+    if first != 0 {
+        // The first encodes a signal that ended the second as 128 + its number, since the first
+        // process of a namespace cannot end by a signal it sends itself.
+        match wait(first) {
+            Ended::Code(c) if c > 128 && c < 128 + 65 => die_of(c - 128),
+            Ended::Code(c) => std::process::exit(c),
+            Ended::Signal(s) => die_of(s),
+        }
+    }
+    // The namespace's first process: it does nothing but wait, as the pull's uid.
+    on_parent_death()?;
+    let second = fork().map_err(fail)?;
+    if second != 0 {
+        let _ = renounce(uid);
+        match wait(second) {
+            Ended::Code(c) => std::process::exit(c),
+            Ended::Signal(s) => std::process::exit(128 + s),
+        }
+    }
+    on_parent_death()
+}
+
+/// How a child ended.
+enum Ended {
+    Code(i32),
+    Signal(i32),
+}
+
+fn fork() -> std::io::Result<libc::pid_t> {
+    // SAFETY: this process has one thread, so its child may do anything.
+    match unsafe { libc::fork() } {
+        -1 => Err(std::io::Error::last_os_error()),
+        pid => Ok(pid),
+    }
+}
+
+/// Waits for the child `pid`.
+fn wait(pid: libc::pid_t) -> Ended {
+    let mut status = 0;
+    // SAFETY: waits for this process's own child, into a local.
+    while unsafe { libc::waitpid(pid, &mut status, 0) } == -1 {
+        if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            return Ended::Code(1);
+        }
+    }
+    if libc::WIFSIGNALED(status) {
+        Ended::Signal(libc::WTERMSIG(status))
+    } else {
+        Ended::Code(libc::WEXITSTATUS(status))
+    }
+}
+
+/// Ends this process by `signal` (`SIGABRT`: the pull's memory limit), for the server to tell
+/// why.
+fn die_of(signal: i32) -> ! {
+    // SAFETY: sets the signal's default action and sends it to this process.
+    unsafe {
+        libc::signal(signal, libc::SIG_DFL);
+        libc::raise(signal);
+    }
+    std::process::exit(1)
+}
+
+/// Ends with the parent (killed with the server or by its watchdog).
+fn on_parent_death() -> Result<(), String> {
+    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+        .map_err(|e| format!("cannot start the pull: {e}"))
 }
 
 /// Becomes `uid` (and its gid, with no supplementary groups), the owner of the pull's
