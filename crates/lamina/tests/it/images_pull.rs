@@ -464,6 +464,44 @@ fn a_registry_that_answers_without_end_fails_the_pull_and_not_the_server() {
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    // The process the server started, killed (as its watchdog does) while the pull waits for
+    // the registry's manifest: the pull's PID namespace goes with it at once.
+    let caller = create_and_hang_up(server.addr, "KEYC", "killed", &registry.host);
+    let pid_of = |p: &Path| -> u32 { p.file_name().unwrap().to_str().unwrap().parse().unwrap() };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let (outer, inside) = loop {
+        assert!(std::time::Instant::now() < deadline, "no pull started");
+        if let Some(outer) = pull_processes(pid).first() {
+            let first = pull_processes(pid_of(outer));
+            if let Some(second) = first.first().map(|f| pull_processes(pid_of(f))) {
+                let inside = [first, second].concat();
+                // Both set up (their parent-death signal comes right after).
+                let set_up = |p: &std::path::PathBuf| credentials(p).is_some_and(|c| c[2] == "1");
+                if inside.len() == 2 && inside.iter().all(set_up) {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    break (pid_of(outer), inside);
+                }
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    // SAFETY: kill takes integers only.
+    unsafe { libc::kill(outer as i32, libc::SIGKILL) };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    let alive = |p: &std::path::PathBuf| {
+        std::fs::read_to_string(p.join("status")).is_ok_and(|s| {
+            !s.lines()
+                .any(|l| l.starts_with("State:") && (l.contains('Z') || l.contains('X')))
+        })
+    };
+    while inside.iter().any(alive) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pull's processes outlived the one the server started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    drop(caller);
     // The server goes on, and the failed pulls left nothing staged.
     aws.ok(&["lambda", "list-functions"]);
     // (The server removes a pull's directory once its process has ended.)

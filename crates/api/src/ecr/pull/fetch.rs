@@ -154,17 +154,21 @@ fn alone(uid: Option<u32>) -> Result<(), String> {
             Ended::Signal(s) => die_of(s),
         }
     }
-    // The namespace's first process: it does nothing but wait, as the pull's uid.
-    on_parent_death()?;
+    // The namespace's first process: it does nothing but wait, as the pull's uid (and ends
+    // with this process's parent, which the server's watchdog kills: the kernel then ends the
+    // namespace).
     let second = fork().map_err(fail)?;
     if second != 0 {
-        let _ = renounce(uid);
+        if renounce(uid).is_err() {
+            std::process::exit(1);
+        }
         match wait(second) {
             Ended::Code(c) => std::process::exit(c),
             Ended::Signal(s) => std::process::exit(128 + s),
         }
     }
-    on_parent_death()
+    // The second: its own parent-death signal is set once it has its uid ([`renounce`]).
+    Ok(())
 }
 
 /// How a child ended.
@@ -240,7 +244,12 @@ fn renounce(uid: Option<u32>) -> Result<(), String> {
     };
     set_no_new_privs(true)
         .and_then(|()| set_capabilities(None, none))
-        .map_err(fail)
+        .map_err(fail)?;
+    // A change of uid clears the parent-death signal: set again.
+    match uid {
+        Some(_) => on_parent_death(),
+        None => Ok(()),
+    }
 }
 
 /// [`fetch`] within [`DEADLINE`].
