@@ -560,13 +560,25 @@ fn merging_a_deep_tree_holds_no_descriptor_per_level() {
     fs::create_dir_all(layer.path().join(&chain)).unwrap();
     fs::write(layer.path().join(&chain).join("f"), b"deep").unwrap();
     let root = tempfile::tempdir().unwrap();
+    let mut before = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // Only the soft limit is lowered, and raised again before the deep trees are removed
+    // (which takes a descriptor per level).
+    // SAFETY: a plain syscall into a valid struct.
+    let got = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut before) };
+    assert_eq!(got, 0);
     let limit = libc::rlimit {
         rlim_cur: 64,
-        rlim_max: 64,
+        rlim_max: before.rlim_max,
     };
     // SAFETY: a plain syscall on a valid struct, in a process running this test alone.
     assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
-    merge(&[(layer.path(), &[])], root.path()).unwrap();
+    let merged = merge(&[(layer.path(), &[])], root.path());
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &before) }, 0);
+    merged.unwrap();
     assert_eq!(
         fs::read(root.path().join(&chain).join("f")).unwrap(),
         b"deep"
