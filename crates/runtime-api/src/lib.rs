@@ -283,7 +283,8 @@ impl Executor {
                         note.push_str(extra);
                     }
                     host.net_note = Some(note);
-                    (Some(n), Some(resolvers.file()))
+                    let resolv_conf = n.resolv_conf.clone();
+                    (Some(n), Some(resolv_conf))
                 }
                 Err(e) => {
                     host.net_note = Some(format!("no network for functions ({e})"));

@@ -385,34 +385,29 @@ impl Store {
         key: &TopicKey,
         change: impl FnOnce(&mut TopicRecord) -> Result<(), StoreError>,
     ) -> Result<TopicRecord, StoreError> {
-        let mut changed = None;
-        self.update_topic_if(key, |t| {
-            change(t)?;
-            changed = Some(t.clone());
-            Ok(true)
-        })?;
-        changed.ok_or(StoreError::NotFound)
+        self.update_topic_if(key, |t| change(t).map(|()| true))?
+            .ok_or(StoreError::NotFound)
     }
 
     /// Changes a topic's attributes or tags atomically, if `change` says it changed anything
-    /// (nothing is written otherwise); returns what it said.
+    /// (nothing is written otherwise); returns the topic as written, if it was.
     pub fn update_topic_if(
         &self,
         key: &TopicKey,
         change: impl FnOnce(&mut TopicRecord) -> Result<bool, StoreError>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<TopicRecord>, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let mut topic = find_topic(&tx, key)?.ok_or(StoreError::NotFound)?;
         if !change(&mut topic)? {
-            return Ok(false);
+            return Ok(None);
         }
         tx.execute(
             "UPDATE sns_topics SET attributes = ?1, tags = ?2 WHERE id = ?3",
             params![json_of(&topic.attributes), json_of(&topic.tags), topic.id],
         )?;
         tx.commit()?;
-        Ok(true)
+        Ok(Some(topic))
     }
 
     /// Deletes a topic with its subscriptions and their pending deliveries; returns whether

@@ -90,7 +90,6 @@ pub(super) fn claim(path: &Path, uid: Option<u32>) -> Result<File, String> {
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::fs::MetadataExt;
     use std::os::unix::process::CommandExt;
 
     use super::*;

@@ -61,16 +61,13 @@ pub fn main() -> ! {
                 Some(egress) => enter(egress, &request.dir),
                 None => Ok(()),
             };
-            // Its directory is reached as the working directory: the data directory above it
-            // is closed to the uid the process becomes.
+            // Its directory is reached as the working directory: the one above it is root's
+            // alone, closed to the uid the process becomes.
             let inside = std::env::set_current_dir(&request.dir)
                 .map_err(|e| format!("cannot stage the pull: {e}"));
             match entered
                 .and(inside)
-                .and_then(|()| match request.uid {
-                    Some(_) => alone(request.uid),
-                    None => Ok(()),
-                })
+                .and_then(|()| request.uid.map_or(Ok(()), alone))
                 .and_then(|()| renounce(request.uid))
                 .and_then(|()| run(&request))
             {
@@ -138,7 +135,7 @@ fn enter(egress: &Egress, dir: &Path) -> Result<(), String> {
 /// did; when it ends, the kernel ends every process left in the namespace, so that none
 /// outlives the pull holding its uid or the answer's pipe. This process waits for the first and
 /// ends as it did. The process has one thread yet.
-fn alone(uid: Option<u32>) -> Result<(), String> {
+fn alone(uid: u32) -> Result<(), String> {
     let fail = |e: std::io::Error| format!("cannot start the pull: {e}");
     // SAFETY: only the PID namespace of the children made from now on changes.
     unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWPID) }
@@ -159,7 +156,7 @@ fn alone(uid: Option<u32>) -> Result<(), String> {
     // namespace).
     let second = fork().map_err(fail)?;
     if second != 0 {
-        if renounce(uid).is_err() {
+        if renounce(Some(uid)).is_err() {
             std::process::exit(1);
         }
         match wait(second) {
