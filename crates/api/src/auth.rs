@@ -5,13 +5,18 @@
 //! typed ([`AuthError`]) for the service to word in its own protocol. With verification off, any
 //! access key is accepted: known keys map to their account, unknown keys and unsigned requests
 //! to the default account. The web console's requests carry no signature but a session
-//! ([`crate::console::session`]), which stands for the access key that signed in.
+//! ([`crate::console::session`]), which stands for the access key that signed in. A function's
+//! requests from its sandbox ([`crate::from_functions`]) carry its environment's credentials,
+//! which alone identify them, verification on or off.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use lamina_model::{AccountId, Region};
 use time::OffsetDateTime;
+
+use lamina_runtime_api::apis::Credentials;
 
 use crate::sigv4::{self, Authorization, SignedRequest};
 
@@ -103,11 +108,13 @@ pub async fn read_body(
     axum::body::to_bytes(body, limit).await.ok()
 }
 
-/// What the head of a request alone shows will be refused, verification being on: no
+/// What the head of a request alone shows will be refused, verification being on (or the
+/// request a function's): no
 /// credentials, a malformed header, an unknown key. Checked before a large body is read, so that
 /// nobody unknown makes the server hold one.
 pub fn refused_by_head(auth: &AuthConfig, parts: &axum::http::request::Parts) -> Option<AuthError> {
-    if !auth.verify {
+    // A function's requests are checked whatever `verify` says (see `identify`).
+    if !auth.verify && parts.extensions.get::<Arc<Credentials>>().is_none() {
         return None;
     }
     // With no body the signature cannot verify: only what fails before it counts.
@@ -122,6 +129,9 @@ pub fn identify(
     parts: &axum::http::request::Parts,
     body: &Bytes,
 ) -> Result<Caller, AuthError> {
+    if let Some(own) = parts.extensions.get::<Arc<Credentials>>() {
+        return identify_function(own, auth.max_skew_s, parts, body);
+    }
     let header = parts
         .headers
         .get("authorization")
@@ -172,6 +182,68 @@ pub fn identify(
             "The security token included in the request is invalid.",
         ));
     };
+    verify_signature(&key.secret_access_key, &sig, auth.max_skew_s, parts, body)?;
+    Ok(Caller {
+        account: key.account.clone(),
+        region,
+    })
+}
+
+/// Identifies a request a function made from its environment ([`lamina_runtime_api::apis`]),
+/// whatever `auth.verify` says: it must be signed with the environment's own credentials, and
+/// acts for the function's account alone. Console sessions and other keys count for nothing.
+fn identify_function(
+    own: &Credentials,
+    max_skew_s: i64,
+    parts: &axum::http::request::Parts,
+    body: &Bytes,
+) -> Result<Caller, AuthError> {
+    let invalid = || {
+        denied(
+            AuthFailure::UnknownKey,
+            "The security token included in the request is invalid.",
+        )
+    };
+    let Some(header) = parts.headers.get("authorization") else {
+        return Err(denied(
+            AuthFailure::MissingToken,
+            "Missing Authentication Token",
+        ));
+    };
+    let sig = header
+        .to_str()
+        .ok()
+        .and_then(Authorization::parse)
+        .ok_or_else(|| {
+            denied(
+                AuthFailure::Malformed,
+                "Authorization header requires 'Credential', 'Signature' and 'SignedHeaders' parameters in AWS4-HMAC-SHA256 form.",
+            )
+        })?;
+    let region =
+        Region::parse(&sig.region).map_err(|e| denied(AuthFailure::Malformed, e.message))?;
+    let token = parts
+        .headers
+        .get("x-amz-security-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if sig.access_key_id != own.access_key_id || !sigv4::signatures_match(token, &own.session_token)
+    {
+        return Err(invalid());
+    }
+    verify_signature(&own.secret_access_key, &sig, max_skew_s, parts, body)?;
+    let account = AccountId::parse(&own.account).map_err(|_| invalid())?;
+    Ok(Caller { account, region })
+}
+
+/// Checks a request's SigV4 signature (its date, scope and body hash too) against `secret`.
+fn verify_signature(
+    secret: &str,
+    sig: &Authorization,
+    max_skew_s: i64,
+    parts: &axum::http::request::Parts,
+    body: &Bytes,
+) -> Result<(), AuthError> {
     let amz_date = parts
         .headers
         .get("x-amz-date")
@@ -182,7 +254,7 @@ pub fn identify(
                 "The request must contain an X-Amz-Date header.",
             )
         })?;
-    check_skew(amz_date, auth.max_skew_s)?;
+    check_skew(amz_date, max_skew_s)?;
     // The signing key is derived for the scope's day: it signs requests of that day only.
     if amz_date.get(..8) != Some(sig.date.as_str()) {
         return Err(denied(
@@ -231,7 +303,7 @@ pub fn identify(
     };
     let canonical = sigv4::canonical_request(&req, &sig.signed_headers);
     let expected = sigv4::signature(
-        &key.secret_access_key,
+        secret,
         amz_date,
         &sig.date,
         &sig.region,
@@ -244,10 +316,7 @@ pub fn identify(
             "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.",
         ));
     }
-    Ok(Caller {
-        account: key.account.clone(),
-        region,
-    })
+    Ok(())
 }
 
 fn check_skew(amz_date: &str, max_skew_s: i64) -> Result<(), AuthError> {

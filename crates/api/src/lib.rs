@@ -17,6 +17,7 @@ pub mod console;
 pub mod ec2;
 pub mod ecr;
 pub mod eventstream;
+pub mod from_functions;
 pub mod http;
 pub mod lambda;
 pub mod logs;

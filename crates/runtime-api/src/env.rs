@@ -138,9 +138,12 @@ impl Environment {
     ) -> Result<Self, Failure> {
         let born = Instant::now();
         let inner = &ex.inner;
+        let creds = crate::apis::Credentials::mint(f.account.clone()).map_err(|e| {
+            Failure::Internal(format!("minting the environment's credentials: {e}"))
+        })?;
         let (launch, zygote) = match &f.image {
             Some(image) => (
-                crate::image::launch(f, image, &stream).map_err(Failure::Unavailable)?,
+                crate::image::launch(f, image, &stream, &creds).map_err(Failure::Unavailable)?,
                 None,
             ),
             None => {
@@ -157,7 +160,7 @@ impl Environment {
                 let bootstrap_in_task =
                     runtimes::bootstrap_in_task(&f.code_tree, f.opt_tree.as_deref());
                 let argv = runtimes::argv(offered, bootstrap_in_task);
-                let env = crate::image::env_vars(f, offered, &stream);
+                let env = crate::image::env_vars(f, offered, &stream, &creds);
                 let zygote = runtimes::zygote_kind(offered, &argv, &env, &f.environment);
                 let launch = crate::image::Launch {
                     binds: inner.function_binds(&f.code_tree, f.opt_tree.as_deref()),
@@ -401,7 +404,8 @@ impl Environment {
         tap.pump(OwnedFd::from(output)).map_err(io)?;
         listener.set_nonblocking(true).map_err(io)?;
         let listener = tokio::net::TcpListener::from_std(listener).map_err(io)?;
-        env.server = rapi::serve(listener, shared);
+        let door = crate::apis::Door::new(Arc::new(creds), ex.gateway());
+        env.server = rapi::serve(listener, shared, door);
 
         // INIT ends when the runtime first asks for an invocation.
         let mut init_errors = env.shared.init_errors();

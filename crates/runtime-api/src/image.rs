@@ -9,6 +9,7 @@ use std::path::Path;
 
 use lamina_sandbox::rootfs::Bind;
 
+use crate::apis::Credentials;
 use crate::env::RUNTIME_API_PORT;
 use crate::{FunctionRuntime, ImageRun, Offered};
 
@@ -35,6 +36,7 @@ pub(crate) fn launch(
     f: &FunctionRuntime,
     image: &ImageRun,
     stream: &str,
+    creds: &Credentials,
 ) -> Result<Launch, String> {
     if image.argv.is_empty() {
         return Err(
@@ -50,7 +52,7 @@ pub(crate) fn launch(
         symlinks,
         cwd: image.cwd.clone(),
         argv: image.argv.clone(),
-        env: env(f, image, stream),
+        env: env(f, image, stream, creds),
         on_base: false,
     })
 }
@@ -96,10 +98,15 @@ fn top_level(root: &Path) -> std::io::Result<TopLevel> {
 /// The image's `Env`, then the function's variables, then Lambda's reserved ones. `_HANDLER`
 /// and `AWS_EXECUTION_ENV` are left to the image (the AWS base images' entry point sets
 /// `_HANDLER` from CMD).
-fn env(f: &FunctionRuntime, image: &ImageRun, stream: &str) -> Vec<(String, String)> {
+fn env(
+    f: &FunctionRuntime,
+    image: &ImageRun,
+    stream: &str,
+    creds: &Credentials,
+) -> Vec<(String, String)> {
     let mut env: BTreeMap<String, String> = image.env.iter().cloned().collect();
     env.extend(f.environment.clone());
-    reserved(&mut env, f, stream);
+    reserved(&mut env, f, stream, creds);
     env.entry("TZ".into()).or_insert_with(|| ":UTC".into());
     env.entry("PATH".into())
         .or_insert_with(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
@@ -108,8 +115,15 @@ fn env(f: &FunctionRuntime, image: &ImageRun, stream: &str) -> Vec<(String, Stri
     env.into_iter().collect()
 }
 
-/// Lambda's reserved variables, which no function or image value overrides.
-fn reserved(env: &mut BTreeMap<String, String>, f: &FunctionRuntime, stream: &str) {
+/// Lambda's reserved variables, which no function or image value overrides, and the
+/// environment's credentials for Lamina's APIs (see [`crate::apis`]).
+fn reserved(
+    env: &mut BTreeMap<String, String>,
+    f: &FunctionRuntime,
+    stream: &str,
+    creds: &Credentials,
+) {
+    let runtime_api = format!("127.0.0.1:{RUNTIME_API_PORT}");
     for (k, v) in [
         ("AWS_REGION", f.region.to_string()),
         ("AWS_DEFAULT_REGION", f.region.to_string()),
@@ -119,16 +133,14 @@ fn reserved(env: &mut BTreeMap<String, String>, f: &FunctionRuntime, stream: &st
         ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".into()),
         ("AWS_LAMBDA_LOG_GROUP_NAME", f.log_group.clone()),
         ("AWS_LAMBDA_LOG_STREAM_NAME", stream.to_owned()),
-        (
-            "AWS_LAMBDA_RUNTIME_API",
-            format!("127.0.0.1:{RUNTIME_API_PORT}"),
-        ),
+        ("AWS_LAMBDA_RUNTIME_API", runtime_api.clone()),
     ]
     .into_iter()
     .chain(f.logging.env())
     {
         env.insert(k.to_owned(), v);
     }
+    creds.set_in(env, &runtime_api);
 }
 
 /// A zip function's environment: its variables, then Lambda's for its runtime.
@@ -136,6 +148,7 @@ pub(crate) fn env_vars(
     f: &FunctionRuntime,
     offered: &Offered,
     stream: &str,
+    creds: &Credentials,
 ) -> Vec<(String, String)> {
     let mut env: BTreeMap<String, String> = f.environment.clone();
     // The runtime clients' own, which would make a plain start wait for a launch that never
@@ -148,7 +161,7 @@ pub(crate) fn env_vars(
     if !offered.id.starts_with("provided") {
         set("AWS_EXECUTION_ENV", format!("AWS_Lambda_{}", offered.id));
     }
-    reserved(&mut env, f, stream);
+    reserved(&mut env, f, stream, creds);
     let mut set = |k: &str, v: String| {
         env.insert(k.to_owned(), v);
     };
@@ -236,7 +249,8 @@ mod tests {
                 ("PATH".into(), "/var/lang/bin:/usr/bin".into()),
             ],
         };
-        let env: BTreeMap<_, _> = env(&f, &image, "s").into_iter().collect();
+        let creds = Credentials::mint(f.account.clone()).unwrap();
+        let env: BTreeMap<_, _> = env(&f, &image, "s", &creds).into_iter().collect();
         assert_eq!(env["MODE"], "function");
         assert_eq!(env["PATH"], "/var/lang/bin:/usr/bin");
         assert_eq!(
@@ -244,5 +258,10 @@ mod tests {
             format!("127.0.0.1:{RUNTIME_API_PORT}")
         );
         assert!(!env.contains_key("_HANDLER"));
+        assert_eq!(env["AWS_ACCESS_KEY_ID"], creds.access_key_id);
+        assert_eq!(
+            env["AWS_ENDPOINT_URL_LAMBDA"],
+            format!("http://127.0.0.1:{RUNTIME_API_PORT}")
+        );
     }
 }

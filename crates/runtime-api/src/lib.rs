@@ -7,6 +7,7 @@
 //! environments are frozen after [`FREEZE_AFTER`].
 //! An environment that crashed, timed out or failed its INIT is destroyed, never reused.
 
+pub mod apis;
 mod env;
 mod gate;
 mod image;
@@ -196,6 +197,9 @@ pub(crate) struct Inner {
     /// exec'd; a burst beyond what the CPUs can start at once waits here instead of in hundreds
     /// of threads, each with its stacks, that only wait for the kernel and one another.
     pub(crate) start_slots: Arc<tokio::sync::Semaphore>,
+    /// Serves functions' requests to Lamina's APIs (see [`apis`]); unset, they get a `404`.
+    /// Taken at shutdown: it holds the server's state, which holds this executor.
+    pub(crate) gateway: std::sync::Mutex<Option<Arc<dyn apis::Gateway>>>,
 }
 
 /// Sandbox starts under way at once, at most: a few per CPU, which keep them all busy.
@@ -410,6 +414,7 @@ impl Executor {
                 cgroup_parent,
                 stopping: Default::default(),
                 start_slots: Arc::new(tokio::sync::Semaphore::new(starts_at_once())),
+                gateway: std::sync::Mutex::new(None),
                 scheduler: scheduler::Scheduler::start(
                     // A deleted function's network traffic is forgotten with its entry, once
                     // nothing of it runs (its last sandbox's bytes counted or not).
@@ -464,6 +469,31 @@ impl Executor {
                 .map(|lease| (lease, n.resolv_conf.clone()))
                 .map_err(|e| e.to_string()),
         )
+    }
+
+    /// Serves functions' requests to Lamina's APIs through `gateway` (see [`apis`]), from the
+    /// environments started from now on until [`Executor::shutdown`].
+    pub fn serve_apis(&self, gateway: Arc<dyn apis::Gateway>) {
+        *self.inner.gateway.lock().unwrap_or_else(|e| e.into_inner()) = Some(gateway);
+    }
+
+    /// Stops serving functions' requests to Lamina's APIs from the environments started from
+    /// now on, and lets go of the gateway (see [`Executor::shutdown`], which calls it).
+    pub fn close_apis(&self) {
+        self.inner
+            .gateway
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+    }
+
+    /// The gateway environments started now reach Lamina's APIs through.
+    pub(crate) fn gateway(&self) -> Option<Arc<dyn apis::Gateway>> {
+        self.inner
+            .gateway
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// A uid of this server's range that no sandbox uses, for a process of the server's that
@@ -646,6 +676,7 @@ impl Executor {
             .store(true, std::sync::atomic::Ordering::Release);
         // Starts waiting for their turn fail now (the caller is told `Interrupted`).
         self.inner.start_slots.close();
+        self.close_apis();
         // No sandbox is made from here on, and those under way are waited for: a cgroup made
         // after the sweep below would outlive the server.
         tracing::debug!("shutdown: stopping the sandbox pool");

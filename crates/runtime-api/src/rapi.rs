@@ -10,6 +10,9 @@
 //! must fit in [`MAX_HEAD`], so the connections hold at most their heads' buffers; a body is read only for the
 //! invocation in flight, streamed against its limit and its deadline, so a request for any other
 //! id is refused before a byte of its body is read.
+//!
+//! Any other path is a request to Lamina's own APIs, handed to the server's gateway through the
+//! environment's [`Door`], within its bounds ([`crate::apis`]).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -17,13 +20,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
+use http_body_util::{BodyExt as _, Either, Full};
 use hyper::body::Incoming;
 use hyper::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue};
 use hyper::{HeaderMap, Method, Request, StatusCode};
 use tokio::sync::{Notify, Semaphore, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use crate::apis::{ApiBody, Door};
 use crate::stream::{Read, ResponseStream, StreamEnd, StreamError};
 
 /// The largest response a function may return (6 MiB + 100 bytes, as on Lambda).
@@ -34,6 +38,8 @@ pub const MAX_CONNECTIONS: usize = 32;
 const MAX_HEAD: usize = 64 * 1024;
 /// The path a runtime asks for its next event on.
 const NEXT: &str = "/2018-06-01/runtime/invocation/next";
+/// Where the Runtime API's paths begin; every other path is Lamina's APIs'.
+const RUNTIME: &str = "/2018-06-01/runtime/";
 
 /// An invocation waiting for the runtime.
 #[derive(Debug)]
@@ -178,8 +184,20 @@ impl Shared {
 
 type Response = hyper::Response<Full<Bytes>>;
 
-/// Serves the Runtime API on `listener` until the returned task is aborted.
-pub fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) -> JoinHandle<()> {
+/// What one environment's listener serves: its Runtime API, and its door to Lamina's APIs.
+struct Served {
+    shared: Arc<Shared>,
+    door: Door,
+}
+
+/// Serves the Runtime API on `listener`, and Lamina's APIs through `door`, until the returned
+/// task is aborted.
+pub(crate) fn serve(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    door: Door,
+) -> JoinHandle<()> {
+    let served = Arc::new(Served { shared, door });
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     tokio::spawn(async move {
         let mut connections = tokio::task::JoinSet::new();
@@ -200,8 +218,8 @@ pub fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) -> JoinHand
                 drop(stream);
                 continue;
             };
-            let shared = shared.clone();
-            let service = hyper::service::service_fn(move |req| route(shared.clone(), req));
+            let served = served.clone();
+            let service = hyper::service::service_fn(move |req| dispatch(served.clone(), req));
             connections.spawn(async move {
                 let _slot = slot;
                 let conn = hyper::server::conn::http1::Builder::new()
@@ -219,17 +237,29 @@ pub fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) -> JoinHand
     })
 }
 
-/// Dispatches one request to its route.
-async fn route(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response, Infallible> {
+/// Sends one request to the Runtime API or through the door.
+async fn dispatch(
+    s: Arc<Served>,
+    req: Request<Incoming>,
+) -> Result<hyper::Response<Either<Full<Bytes>, ApiBody>>, Infallible> {
+    Ok(if req.uri().path().starts_with(RUNTIME) {
+        route(&s.shared, req).await.map(Either::Left)
+    } else {
+        s.door.serve(req).await.map(Either::Right)
+    })
+}
+
+/// Dispatches one request of the Runtime API's to its route.
+async fn route(s: &Arc<Shared>, req: Request<Incoming>) -> Response {
     // `/next` waits for as long as the environment is idle: the request goes first, since its
     // head shares its buffer with the connection's reads, which would otherwise take another.
     if req.method() == Method::GET && req.uri().path() == NEXT {
         drop(req);
-        return Ok(next(&s).await);
+        return next(s).await;
     }
     let (parts, body) = req.into_parts();
     let Some(rest) = parts.uri.path().strip_prefix("/2018-06-01/runtime/") else {
-        return Ok(status(StatusCode::NOT_FOUND));
+        return status(StatusCode::NOT_FOUND);
     };
     // `invocation/{id}/response` or `invocation/{id}/error`: the id and whether it failed.
     let report = rest
@@ -238,14 +268,14 @@ async fn route(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response, Infal
         .filter(|(_, what)| matches!(*what, "response" | "error"))
         .map(|(id, what)| (id, what == "error"));
     let post = parts.method == Method::POST;
-    Ok(match (rest, report) {
+    match (rest, report) {
         // A GET was served above.
         ("invocation/next", _) => not_allowed("GET"),
         ("init/error", _) | (_, Some(_)) if !post => not_allowed("POST"),
-        ("init/error", _) => init_error(&s, &parts.headers, body).await,
-        (_, Some((id, failed))) => answer(&s, id, failed, &parts.headers, body).await,
+        ("init/error", _) => init_error(s, &parts.headers, body).await,
+        (_, Some((id, failed))) => answer(s, id, failed, &parts.headers, body).await,
         _ => status(StatusCode::NOT_FOUND),
-    })
+    }
 }
 
 fn status(code: StatusCode) -> Response {

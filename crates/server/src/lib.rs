@@ -239,6 +239,12 @@ pub async fn run(
     // The recorder before anything invokes: a function's metric handles are made at its first
     // invocation and kept, and a handle made without a recorder records nothing.
     let recorder = lamina_api::prometheus::install();
+    // Functions reach the AWS APIs through their Runtime API listener, as their own account,
+    // from the first environment on; not `/metrics`, which is every account's.
+    let api = lamina_api::router(state.clone());
+    executor.serve_apis(lamina_api::from_functions::gateway(&state, api.clone()));
+    // The gateway holds the state, which holds the executor: let go of it however `run` ends.
+    let _apis = ApisClosed(executor.clone());
     lamina_api::lambda::dispatch::start(state.clone());
     lamina_api::sns::start_deliverer(state.clone())
         .await
@@ -247,7 +253,7 @@ pub async fn run(
     let ex = executor.clone();
     let st = state.clone();
     let stopping = state.clone();
-    let app = lamina_api::router(state).route(
+    let app = api.route(
         "/metrics",
         axum::routing::get(move || {
             let (recorder, ex, st) = (recorder.clone(), ex.clone(), st.clone());
@@ -306,6 +312,15 @@ pub async fn run(
     write_what_is_left(&queue, logs, usage, &history_store, &minutes).await;
     tracing::info!("lamina stopped");
     Ok(())
+}
+
+/// Closes functions' way to the APIs when dropped (see [`lamina_runtime_api::Executor::close_apis`]).
+struct ApisClosed(lamina_runtime_api::Executor);
+
+impl Drop for ApisClosed {
+    fn drop(&mut self) {
+        self.0.close_apis();
+    }
 }
 
 /// At shutdown, once the environments are stopped: how the last asynchronous attempts ended

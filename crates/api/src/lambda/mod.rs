@@ -97,7 +97,15 @@ async fn identified(
     parts: &axum::http::request::Parts,
     body: Body,
 ) -> Result<(Caller, Bytes), Response> {
-    let limit = state.limits.request_max_bytes as usize;
+    let mut limit = state.limits.request_max_bytes as usize;
+    // A function's requests are bounded lower (see `lamina_runtime_api::apis`).
+    if parts
+        .extensions
+        .get::<std::sync::Arc<lamina_runtime_api::apis::Credentials>>()
+        .is_some()
+    {
+        limit = limit.min(lamina_runtime_api::apis::MAX_API_BODY);
+    }
     // A body of more than 1 MiB (or chunked, of a length not declared) is read only for a
     // caller the head does not already refuse. A request without a body is signed once.
     let large = match parts.headers.get("content-length") {

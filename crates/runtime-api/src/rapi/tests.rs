@@ -24,7 +24,8 @@ async fn api() -> Api {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (shared, inbox) = Shared::new();
-    let server = serve(listener, shared.clone());
+    let creds = crate::apis::Credentials::mint("111111111111".into()).unwrap();
+    let server = serve(listener, shared.clone(), Door::new(Arc::new(creds), None));
     Api {
         addr,
         inbox: Some(inbox),
@@ -599,4 +600,123 @@ async fn a_response_mode_other_than_streaming_is_refused_and_the_invocation_stay
     let ok = post(&api, "invocation/m-1/response", "", b"{}").await;
     assert_eq!(ok.status, 202);
     assert!(matches!(reply.await.unwrap(), Reply::Response { .. }));
+}
+
+/// A gateway that answers with the key a request came as and its body's length (or `too
+/// large`), in a body that ends only once `opened` is set; counts the requests it got.
+#[derive(Default)]
+struct Recording {
+    calls: std::sync::atomic::AtomicUsize,
+    opened: AtomicBool,
+    waiting: std::sync::Mutex<Vec<std::task::Waker>>,
+}
+
+impl Recording {
+    fn open(&self) {
+        self.opened.store(true, Ordering::SeqCst);
+        for w in self.waiting.lock().unwrap().drain(..) {
+            w.wake();
+        }
+    }
+}
+
+/// A body that sends its text once the gateway is opened.
+struct Gated(Arc<Recording>, Option<Bytes>);
+
+impl hyper::body::Body for Gated {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        let me = self.get_mut();
+        me.0.waiting.lock().unwrap().push(cx.waker().clone());
+        if !me.0.opened.load(Ordering::SeqCst) {
+            return std::task::Poll::Pending;
+        }
+        std::task::Poll::Ready(me.1.take().map(|b| Ok(hyper::body::Frame::data(b))))
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.1.as_ref().map_or(0, |b| b.len() as u64))
+    }
+}
+
+use crate::apis::{API_CALLS_AT_ONCE, Credentials, Gateway, MAX_API_BODY};
+
+impl Gateway for Arc<Recording> {
+    fn serve(
+        &self,
+        req: crate::apis::ApiRequest,
+        from: Arc<Credentials>,
+    ) -> std::pin::Pin<Box<dyn Future<Output = hyper::Response<ApiBody>> + Send>> {
+        let me = self.clone();
+        Box::pin(async move {
+            me.calls.fetch_add(1, Ordering::SeqCst);
+            let body = match req.into_body().collect().await {
+                Ok(b) => b.to_bytes().len().to_string(),
+                Err(_) => "too large".into(),
+            };
+            let text = Bytes::from(format!("{} {body}", from.access_key_id));
+            hyper::Response::new(Gated(me, Some(text)).boxed_unsync())
+        })
+    }
+}
+
+#[tokio::test]
+async fn other_paths_go_to_the_gateway_as_the_environment_a_few_at_a_time() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (shared, _inbox) = Shared::new();
+    let creds = Arc::new(Credentials::mint("111111111111".into()).unwrap());
+    let key = creds.access_key_id.clone();
+    let gateway = Arc::new(Recording::default());
+    let door = Door::new(creds, Some(Arc::new(gateway.clone())));
+    let server = serve(listener, shared, door);
+
+    let calls: Vec<_> = (0..API_CALLS_AT_ONCE + 4)
+        .map(|_| {
+            let head = "POST /2015-03-31/functions HTTP/1.1\r\nContent-Length: 2";
+            tokio::spawn(send_to(addr, head, b"{}"))
+        })
+        .collect();
+    let all_taken = async {
+        while gateway.calls.load(Ordering::SeqCst) < API_CALLS_AT_ONCE {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), all_taken)
+        .await
+        .expect("the gateway got its requests");
+    // Until their answers' bodies have been sent, the others wait for a turn, whatever the
+    // time they are given.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(gateway.calls.load(Ordering::SeqCst), API_CALLS_AT_ONCE);
+    gateway.open();
+    for call in calls {
+        let a = call.await.unwrap();
+        assert_eq!(
+            (a.status, String::from_utf8(a.body).unwrap()),
+            (200, format!("{key} 2"))
+        );
+    }
+    assert_eq!(gateway.calls.load(Ordering::SeqCst), API_CALLS_AT_ONCE + 4);
+
+    let big = vec![b'x'; MAX_API_BODY + 1];
+    let head = format!(
+        "POST /2015-03-31/functions HTTP/1.1\r\nContent-Length: {}",
+        big.len()
+    );
+    let a = send_to(addr, &head, &big).await;
+    assert_eq!(
+        String::from_utf8(a.body).unwrap(),
+        format!("{key} too large")
+    );
+    let a = send_to(addr, "POST / HTTP/1.1\r\nContent-Length: 3", b"abc").await;
+    // Each answer closes its connection: an SDK's idle ones take no runtime's place.
+    assert_eq!(a.headers["connection"], "close");
+    assert_eq!(String::from_utf8(a.body).unwrap(), format!("{key} 3"));
+    server.abort();
 }
