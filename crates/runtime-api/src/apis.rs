@@ -23,10 +23,12 @@ use hyper::header::{CONNECTION, HeaderValue};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The largest request body a function may send to Lamina's APIs: Invoke's 6 MB payload with
-/// room to spare. A larger one (a `CreateFunction` with its zip inline) comes from outside.
+/// room to spare. A larger one (a `CreateFunction` with its zip inline) comes from outside. The
+/// services take no more (Lambda's limit is lowered to it); the door reads up to twice as much,
+/// for a service to drain what it refuses.
 pub const MAX_API_BODY: usize = 8 * 1024 * 1024;
 /// API requests one environment may have in flight at once, each until its response's body has
-/// been sent or dropped; more wait for a turn, holding only their heads.
+/// been sent or dropped; more are answered `429` at once.
 pub const API_CALLS_AT_ONCE: usize = 8;
 
 /// The services whose endpoints a function's SDK finds in its environment, as SDKs name their
@@ -146,26 +148,54 @@ impl Door {
         }
     }
 
-    /// Answers a request through the gateway (`404` without one). The answer closes its
-    /// connection, so that an SDK's idle connections never take the runtime's places.
+    /// Answers a request through the gateway (`404` without one; `429` when the environment
+    /// has [`API_CALLS_AT_ONCE`] in flight: a request waiting would hold a connection the
+    /// runtime may need). The answer closes its connection, so that an SDK's idle ones never
+    /// take the runtime's places.
     pub(crate) async fn serve(&self, req: hyper::Request<Incoming>) -> hyper::Response<ApiBody> {
-        let mut resp = match (&self.gateway, self.turns.clone().acquire_owned().await) {
+        let mut resp = match (&self.gateway, self.turns.clone().try_acquire_owned()) {
+            (None, _) => plain(hyper::StatusCode::NOT_FOUND, &[], Bytes::new()),
+            (Some(_), Err(_)) => plain(
+                hyper::StatusCode::TOO_MANY_REQUESTS,
+                &[("x-amzn-errortype", "TooManyRequestsException")],
+                Bytes::from(format!(
+                    r#"{{"message":"A function may have at most {API_CALLS_AT_ONCE} requests to Lamina's APIs in flight at once; retry when one has ended."}}"#
+                )),
+            ),
             (Some(gateway), Ok(turn)) => {
-                let req = req.map(|body| Limited::new(body, MAX_API_BODY));
+                // Read up to twice the services' limit, so that a service can drain a body it
+                // refuses and answer, rather than reset the connection under the client.
+                let req = req.map(|body| Limited::new(body, 2 * MAX_API_BODY));
                 let resp = gateway.serve(req, self.creds.clone()).await;
                 resp.map(|body| Turned { body, _turn: turn }.boxed_unsync())
-            }
-            _ => {
-                let mut resp =
-                    hyper::Response::new(Full::default().map_err(Into::into).boxed_unsync());
-                *resp.status_mut() = hyper::StatusCode::NOT_FOUND;
-                resp
             }
         };
         resp.headers_mut()
             .insert(CONNECTION, HeaderValue::from_static("close"));
         resp
     }
+}
+
+/// An answer of the door's own.
+fn plain(
+    status: hyper::StatusCode,
+    headers: &[(&'static str, &'static str)],
+    body: Bytes,
+) -> hyper::Response<ApiBody> {
+    let json = !body.is_empty();
+    let mut resp = hyper::Response::new(Full::new(body).map_err(Into::into).boxed_unsync());
+    *resp.status_mut() = status;
+    for (name, value) in headers {
+        resp.headers_mut()
+            .insert(*name, HeaderValue::from_static(value));
+    }
+    if json {
+        resp.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
+    resp
 }
 
 /// A response's body holding its request's turn until it has been sent or dropped.

@@ -11,8 +11,11 @@
 //! invocation in flight, streamed against its limit and its deadline, so a request for any other
 //! id is refused before a byte of its body is read.
 //!
-//! Any other path is a request to Lamina's own APIs, handed to the server's gateway through the
-//! environment's [`Door`], within its bounds ([`crate::apis`]).
+//! A request on any other path that carries a SigV4 `Authorization` header is the function's
+//! call to Lamina's own APIs, handed to the server's gateway through the environment's [`Door`]:
+//! at most 8 at once, each body read up to 16 MiB, and the server's handlers' work, outside the
+//! function's cgroup ([`crate::apis`]). Other paths (the Extensions and Telemetry APIs, which
+//! Lamina does not serve) get a `404`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -244,8 +247,10 @@ async fn dispatch(
 ) -> Result<hyper::Response<Either<Full<Bytes>, ApiBody>>, Infallible> {
     Ok(if req.uri().path().starts_with(RUNTIME) {
         route(&s.shared, req).await.map(Either::Left)
-    } else {
+    } else if req.headers().contains_key(hyper::header::AUTHORIZATION) {
         s.door.serve(req).await.map(Either::Right)
+    } else {
+        status(StatusCode::NOT_FOUND).map(Either::Left)
     })
 }
 

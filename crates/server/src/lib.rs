@@ -243,7 +243,8 @@ pub async fn run(
     // from the first environment on; not `/metrics`, which is every account's.
     let api = lamina_api::router(state.clone());
     executor.serve_apis(lamina_api::from_functions::gateway(&state, api.clone()));
-    // The gateway holds the state, which holds the executor: let go of it however `run` ends.
+    // The gateway holds the state, which holds the executor: the executor lets go of it however
+    // `run` ends (environments' doors hold it until they are destroyed).
     let _apis = ApisClosed(executor.clone());
     lamina_api::lambda::dispatch::start(state.clone());
     lamina_api::sns::start_deliverer(state.clone())

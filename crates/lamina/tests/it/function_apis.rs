@@ -18,6 +18,8 @@ use crate::helpers::*;
 const CALLER: &str = r#"
 import json, os, urllib.error, urllib.request
 import boto3
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
 from botocore.exceptions import ClientError
 
 def refused(**kw):
@@ -27,10 +29,16 @@ def refused(**kw):
     except ClientError as e:
         return e.response["Error"]["Code"]
 
-def status(path):
-    api = os.environ["AWS_LAMBDA_RUNTIME_API"]
+def status(path, signed=False):
+    url = "http://" + os.environ["AWS_LAMBDA_RUNTIME_API"] + path
+    headers = {}
+    if signed:
+        creds = boto3.Session().get_credentials().get_frozen_credentials()
+        req = AWSRequest(method="GET", url=url)
+        SigV4Auth(creds, "lambda", os.environ["AWS_REGION"]).add_auth(req)
+        headers = dict(req.headers.items())
     try:
-        return urllib.request.urlopen(f"http://{api}{path}", timeout=10).status
+        return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10).status
     except urllib.error.HTTPError as e:
         return e.code
 
@@ -58,7 +66,8 @@ def handler(event, context):
         "other_key": refused(aws_access_key_id=event["key"], aws_secret_access_key=event["secret"], aws_session_token=None),
         "no_token": refused(aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"], aws_session_token=None),
         "unsigned": status("/2015-03-31/functions/"),
-        "console": status("/console"),
+        "console": status("/console", signed=True),
+        "code": status("/_lamina/code/x", signed=True),
         "big": too_big() if event.get("big") else None,
     }
 "#;
@@ -192,11 +201,13 @@ async fn a_function_calls_lamina_as_its_own_account_with_the_credentials_it_is_g
     assert_eq!(seen["echo"], json!({ "from": "inside" }));
     assert_eq!(seen["functions"], json!(["caller", "echo"]));
     // Bob's key is refused inside, though it would be served outside, and so is the
-    // environment's own key without its token; unsigned requests and the console are not served.
+    // environment's own key without its token. Unsigned requests are not the APIs' there, and
+    // the console and code downloads are refused even signed.
     assert_eq!(seen["other_key"], "UnrecognizedClientException");
     assert_eq!(seen["no_token"], "UnrecognizedClientException");
-    assert_eq!(seen["unsigned"], 403);
+    assert_eq!(seen["unsigned"], 404);
     assert_eq!(seen["console"], 403);
+    assert_eq!(seen["code"], 403);
     let key = seen["key"].as_str().unwrap();
     assert!(key.starts_with("ASIA") && key.len() == 20, "{key}");
 
@@ -252,7 +263,7 @@ async fn without_signature_checks_a_function_still_acts_only_as_its_own_account(
     // Outside, these would all be served as the default account.
     assert_eq!(seen["other_key"], "UnrecognizedClientException");
     assert_eq!(seen["no_token"], "UnrecognizedClientException");
-    assert_eq!(seen["unsigned"], 403);
+    assert_eq!(seen["unsigned"], 404);
     // A function's request bodies are bounded below what the API takes from outside.
     assert_eq!(
         seen["big"],

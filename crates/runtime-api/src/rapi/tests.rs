@@ -666,7 +666,7 @@ impl Gateway for Arc<Recording> {
 }
 
 #[tokio::test]
-async fn other_paths_go_to_the_gateway_as_the_environment_a_few_at_a_time() {
+async fn signed_requests_on_other_paths_go_to_the_gateway_as_the_environment_a_few_at_a_time() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (shared, _inbox) = Shared::new();
@@ -676,10 +676,12 @@ async fn other_paths_go_to_the_gateway_as_the_environment_a_few_at_a_time() {
     let door = Door::new(creds, Some(Arc::new(gateway.clone())));
     let server = serve(listener, shared, door);
 
-    let calls: Vec<_> = (0..API_CALLS_AT_ONCE + 4)
+    const SIGNED: &str = "Authorization: AWS4-HMAC-SHA256 Credential=x";
+    let head = format!("POST /2015-03-31/functions HTTP/1.1\r\n{SIGNED}\r\nContent-Length: 2");
+    let calls: Vec<_> = (0..API_CALLS_AT_ONCE)
         .map(|_| {
-            let head = "POST /2015-03-31/functions HTTP/1.1\r\nContent-Length: 2";
-            tokio::spawn(send_to(addr, head, b"{}"))
+            let head = head.clone();
+            tokio::spawn(async move { send_to(addr, &head, b"{}").await })
         })
         .collect();
     let all_taken = async {
@@ -690,9 +692,13 @@ async fn other_paths_go_to_the_gateway_as_the_environment_a_few_at_a_time() {
     tokio::time::timeout(Duration::from_secs(10), all_taken)
         .await
         .expect("the gateway got its requests");
-    // Until their answers' bodies have been sent, the others wait for a turn, whatever the
-    // time they are given.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Until their answers' bodies have been sent, another is refused at once rather than held.
+    let refused = send_to(addr, &head, b"{}").await;
+    assert_eq!(refused.status, 429);
+    assert_eq!(
+        refused.headers["x-amzn-errortype"],
+        "TooManyRequestsException"
+    );
     assert_eq!(gateway.calls.load(Ordering::SeqCst), API_CALLS_AT_ONCE);
     gateway.open();
     for call in calls {
@@ -702,21 +708,32 @@ async fn other_paths_go_to_the_gateway_as_the_environment_a_few_at_a_time() {
             (200, format!("{key} 2"))
         );
     }
-    assert_eq!(gateway.calls.load(Ordering::SeqCst), API_CALLS_AT_ONCE + 4);
 
-    let big = vec![b'x'; MAX_API_BODY + 1];
-    let head = format!(
-        "POST /2015-03-31/functions HTTP/1.1\r\nContent-Length: {}",
-        big.len()
-    );
-    let a = send_to(addr, &head, &big).await;
+    // A body is read up to twice the services' limit, for them to drain what they refuse.
+    let head = |len: usize| {
+        format!("POST /2015-03-31/functions HTTP/1.1\r\n{SIGNED}\r\nContent-Length: {len}")
+    };
+    let big = vec![b'x'; 2 * MAX_API_BODY + 1];
+    let a = send_to(addr, &head(big.len()), &big).await;
     assert_eq!(
         String::from_utf8(a.body).unwrap(),
         format!("{key} too large")
     );
-    let a = send_to(addr, "POST / HTTP/1.1\r\nContent-Length: 3", b"abc").await;
+    let a = send_to(addr, &head(MAX_API_BODY + 1), &big[..MAX_API_BODY + 1]).await;
+    assert_eq!(
+        String::from_utf8(a.body).unwrap(),
+        format!("{key} {}", MAX_API_BODY + 1)
+    );
     // Each answer closes its connection: an SDK's idle ones take no runtime's place.
     assert_eq!(a.headers["connection"], "close");
-    assert_eq!(String::from_utf8(a.body).unwrap(), format!("{key} 3"));
+    // Without a signature, another path is not the APIs' (an extension's, say): `404`.
+    let a = send_to(
+        addr,
+        "POST /2020-01-01/extension/register HTTP/1.1\r\nContent-Length: 3",
+        b"abc",
+    )
+    .await;
+    assert_eq!(a.status, 404);
+    assert_eq!(gateway.calls.load(Ordering::SeqCst), API_CALLS_AT_ONCE + 2);
     server.abort();
 }
