@@ -16,7 +16,7 @@ use axum::body::{Body, Bytes};
 use lamina_model::{AccountId, Region};
 use time::OffsetDateTime;
 
-use lamina_runtime_api::apis::Credentials;
+use lamina_runtime_api::apis::{Credentials, Lineage};
 
 use crate::sigv4::{self, Authorization, SignedRequest};
 
@@ -53,6 +53,17 @@ pub struct Caller {
     pub account: AccountId,
     /// The region from the signature's credential scope.
     pub region: Region,
+    /// For a function's request, the hops of the invocation it came from (see
+    /// `lamina_runtime_api::Invocation::hops`); what it invokes or publishes carries them on.
+    pub lineage: Option<u32>,
+}
+
+impl Caller {
+    /// The hops of an invocation this request starts: one more than its function's
+    /// invocation's, or none from outside.
+    pub fn invocation_hops(&self) -> u32 {
+        self.lineage.map_or(0, |h| h + 1)
+    }
 }
 
 /// Why a request was not authenticated; each service words it in its own protocol.
@@ -142,6 +153,7 @@ pub fn identify(
                 return Ok(Caller {
                     account: s.account,
                     region: s.region,
+                    lineage: None,
                 });
             }
             crate::console::session::Presented::Invalid if auth.verify => {
@@ -161,6 +173,7 @@ pub fn identify(
         return Ok(Caller {
             account: auth.default_account.clone(),
             region: auth.default_region.clone(),
+            lineage: None,
         });
     };
     let Some(sig) = Authorization::parse(header) else {
@@ -174,7 +187,11 @@ pub fn identify(
     let key = auth.keys.get(&sig.access_key_id);
     if !auth.verify {
         let account = key.map_or_else(|| auth.default_account.clone(), |k| k.account.clone());
-        return Ok(Caller { account, region });
+        return Ok(Caller {
+            account,
+            region,
+            lineage: None,
+        });
     }
     let Some(key) = key else {
         return Err(denied(
@@ -186,6 +203,7 @@ pub fn identify(
     Ok(Caller {
         account: key.account.clone(),
         region,
+        lineage: None,
     })
 }
 
@@ -233,7 +251,12 @@ fn identify_function(
     }
     verify_signature(&own.secret_access_key, &sig, max_skew_s, parts, body)?;
     let account = AccountId::parse(&own.account).map_err(|_| invalid())?;
-    Ok(Caller { account, region })
+    let lineage = parts.extensions.get::<Lineage>().map_or(0, |l| l.0);
+    Ok(Caller {
+        account,
+        region,
+        lineage: Some(lineage),
+    })
 }
 
 /// Checks a request's SigV4 signature (its date, scope and body hash too) against `secret`.

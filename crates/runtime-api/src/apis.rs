@@ -115,6 +115,11 @@ impl Credentials {
     }
 }
 
+/// How many invocations led to the one whose function made a request (see
+/// [`crate::Invocation::hops`]), attached to the request beside its [`Credentials`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lineage(pub u32);
+
 /// A response body of any kind the APIs answer with.
 pub type ApiBody = UnsyncBoxBody<Bytes, Box<dyn Error + Send + Sync>>;
 
@@ -152,7 +157,11 @@ impl Door {
     /// has [`API_CALLS_AT_ONCE`] in flight: a request waiting would hold a connection the
     /// runtime may need). The answer closes its connection, so that an SDK's idle ones never
     /// take the runtime's places.
-    pub(crate) async fn serve(&self, req: hyper::Request<Incoming>) -> hyper::Response<ApiBody> {
+    pub(crate) async fn serve(
+        &self,
+        mut req: hyper::Request<Incoming>,
+        hops: u32,
+    ) -> hyper::Response<ApiBody> {
         let mut resp = match (&self.gateway, self.turns.clone().try_acquire_owned()) {
             (None, _) => plain(hyper::StatusCode::NOT_FOUND, &[], Bytes::new()),
             (Some(_), Err(_)) => plain(
@@ -165,6 +174,7 @@ impl Door {
             (Some(gateway), Ok(turn)) => {
                 // Read up to twice the services' limit, so that a service can drain a body it
                 // refuses and answer, rather than reset the connection under the client.
+                req.extensions_mut().insert(Lineage(hops));
                 let req = req.map(|body| Limited::new(body, 2 * MAX_API_BODY));
                 let resp = gateway.serve(req, self.creds.clone()).await;
                 resp.map(|body| Turned { body, _turn: turn }.boxed_unsync())

@@ -517,6 +517,7 @@ impl Environment {
             client_context: inv.client_context.clone(),
             cognito_identity: None,
             stream: inv.stream,
+            hops: inv.hops,
             reply: reply_tx,
         };
         let (error_type, reusable, died, status, (stream_error, streamed_bytes)) = {

@@ -24,6 +24,9 @@ pub struct Invocation {
     /// The caller reads a streamed response as it comes (`InvokeWithResponseStream`, a
     /// `RESPONSE_STREAM` URL): the outcome's [`Outcome::stream`].
     pub stream: bool,
+    /// How many invocations led to this one, through functions' calls to Lamina's APIs, SNS
+    /// deliveries and destinations; its function's own calls carry it on ([`crate::apis`]).
+    pub hops: u32,
 }
 
 /// The result of [`Executor::invoke`], as soon as the outcome is known.

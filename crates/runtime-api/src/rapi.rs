@@ -57,6 +57,8 @@ pub struct Pending {
     /// The caller reads a streamed response as it comes ([`Reply::Stream`]); otherwise a
     /// streamed response is gathered as a buffered one.
     pub stream: bool,
+    /// See [`crate::Invocation::hops`].
+    pub hops: u32,
     pub reply: oneshot::Sender<Reply>,
 }
 
@@ -95,6 +97,9 @@ pub struct Shared {
     stream_end: std::sync::Mutex<Option<StreamEnd>>,
     /// Whether a stream is being read: its invocation has not ended until it is.
     stream_open: watch::Sender<bool>,
+    /// The hops of the invocation last handed to the runtime, which the function's calls to
+    /// Lamina's APIs carry on, from a thread that outlives its invocation too.
+    hops: std::sync::atomic::AtomicU32,
 }
 
 /// The invocation in flight: its id, where its answer goes, its deadline (epoch ms), and whether
@@ -160,6 +165,7 @@ impl Shared {
             init_error_signal: watch::channel(false).0,
             stream_end: std::sync::Mutex::new(None),
             stream_open: watch::channel(false).0,
+            hops: std::sync::atomic::AtomicU32::new(0),
         });
         (shared.clone(), Outbox(shared))
     }
@@ -248,7 +254,8 @@ async fn dispatch(
     Ok(if req.uri().path().starts_with(RUNTIME) {
         route(&s.shared, req).await.map(Either::Left)
     } else if req.headers().contains_key(hyper::header::AUTHORIZATION) {
-        s.door.serve(req).await.map(Either::Right)
+        let hops = s.shared.hops.load(Ordering::Relaxed);
+        s.door.serve(req, hops).await.map(Either::Right)
     } else {
         status(StatusCode::NOT_FOUND).map(Either::Left)
     })
@@ -365,6 +372,7 @@ async fn next(s: &Shared) -> Response {
     if let Some(ci) = &p.cognito_identity {
         set("lambda-runtime-cognito-identity", ci);
     }
+    s.hops.store(p.hops, Ordering::Relaxed);
     *s.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(Current {
         id: p.request_id,
         reply: p.reply,

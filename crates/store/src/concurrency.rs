@@ -1,4 +1,5 @@
-//! Reserved concurrency: per function, shared by its versions and aliases.
+//! Reserved concurrency and the recursive loop setting: per function, shared by its versions
+//! and aliases.
 
 use rusqlite::{OptionalExtension, params};
 
@@ -77,5 +78,37 @@ impl Store {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, i64>(3)? as u32))
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+impl Store {
+    /// Whether a function may run on in a recursive loop (`RecursiveLoop` `Allow`); `None` if
+    /// the function does not exist.
+    pub fn recursive_loop_allowed(&self, key: &FunctionKey) -> Result<Option<bool>, StoreError> {
+        let conn = self.conn();
+        Ok(conn
+            .query_row(
+                "SELECT recursive_loop_allowed FROM functions WHERE account = ?1 AND region = ?2 AND name = ?3",
+                params![key.account.as_str(), key.region.as_str(), key.name.as_str()],
+                |r| r.get::<_, bool>(0),
+            )
+            .optional()?)
+    }
+
+    /// Sets whether a function may run on in a recursive loop; [`StoreError::NotFound`] if it
+    /// does not exist.
+    pub fn set_recursive_loop_allowed(
+        &self,
+        key: &FunctionKey,
+        allowed: bool,
+    ) -> Result<(), StoreError> {
+        let changed = self.conn().execute(
+            "UPDATE functions SET recursive_loop_allowed = ?1 WHERE account = ?2 AND region = ?3 AND name = ?4",
+            params![allowed, key.account.as_str(), key.region.as_str(), key.name.as_str()],
+        )?;
+        match changed {
+            0 => Err(StoreError::NotFound),
+            _ => Ok(()),
+        }
     }
 }

@@ -411,6 +411,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     UPDATE layer_versions SET policy_revision = lower(hex(randomblob(16))) WHERE policy <> '[]';",
     // 20: an invocation's streamed bytes beyond the first 6 MB of its response, billed apart.
     "ALTER TABLE usage_records ADD COLUMN streamed_bytes INTEGER NOT NULL DEFAULT 0;",
+    // Whether a function may run on in a recursive loop (PutFunctionRecursionConfig `Allow`).
+    "ALTER TABLE functions ADD COLUMN recursive_loop_allowed INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// Compiled statements kept per connection: more than the store has.

@@ -67,6 +67,7 @@ fn verify(state: &EcrState, password: &str, now: i64) -> Option<Caller> {
     Some(Caller {
         account: AccountId::parse(account).ok()?,
         region: Region::parse(region).ok()?,
+        lineage: None,
     })
 }
 
@@ -95,6 +96,7 @@ pub fn registry_caller(
         None if !auth.verify => Some(Caller {
             account: auth.default_account.clone(),
             region: auth.default_region.clone(),
+            lineage: None,
         }),
         None => None,
     }
@@ -119,6 +121,7 @@ mod tests {
         let caller = Caller {
             account: AccountId::parse("123456789012").unwrap(),
             region: Region::parse("eu-west-1").unwrap(),
+            lineage: None,
         };
         let p = issue(&s, &caller, 1000);
         let back = verify(&s, &p, 999).unwrap();

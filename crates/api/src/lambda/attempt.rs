@@ -109,6 +109,8 @@ enum Condition {
     ZeroReservedConcurrency,
     /// The function (or the alias or version invoked) no longer exists: nothing to deliver.
     FunctionGone,
+    /// The event came of a recursive loop.
+    RecursiveLoop,
 }
 
 impl Condition {
@@ -119,6 +121,7 @@ impl Condition {
             Condition::EventAgeExceeded => "EventAgeExceeded",
             Condition::ZeroReservedConcurrency => "ZeroReservedConcurrency",
             Condition::FunctionGone => "FunctionGone",
+            Condition::RecursiveLoop => "RecursiveInvocationException",
         }
     }
 }
@@ -144,6 +147,18 @@ impl From<Option<lamina_store::EventInvokeConfig>> for Rules {
     }
 }
 
+/// Whether a function runs on in a recursive loop (`RecursiveLoop` `Allow`); asked only of an
+/// event deep in one. A store that cannot say stops the loop.
+async fn loop_allowed(state: &Arc<AppState>, function: &FunctionKey) -> bool {
+    let (store, key) = (state.store.clone(), function.clone());
+    tokio::task::spawn_blocking(move || store.recursive_loop_allowed(&key))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .flatten()
+        .unwrap_or(false)
+}
+
 /// Runs one attempt of an event and decides what becomes of it. Gives the event back if it found
 /// no room after all.
 pub(super) async fn attempt(
@@ -160,6 +175,19 @@ pub(super) async fn attempt(
     .record((now - e.received_ms) as f64 / 1000.0);
     if now - e.received_ms > rules.max_age_ms {
         finish(state, e, rules, Condition::EventAgeExceeded, None, None);
+        return None;
+    }
+    // A loop (a function publishing to a topic it is subscribed to, or invoking itself
+    // asynchronously): stopped after 16 invocations, as Lambda stops them, unless the function
+    // allows it (PutFunctionRecursionConfig).
+    if e.hops >= super::queue::MAX_HOPS && !loop_allowed(state, &e.function).await {
+        tracing::warn!(function = %e.function.name, request_id = %e.request_id, hops = e.hops, "an asynchronous event came of a recursive loop; it is dropped");
+        metrics::counter!(
+            "lamina_recursive_invocations_dropped_total",
+            labels_of(&e.function, &[])
+        )
+        .increment(1);
+        finish(state, e, rules, Condition::RecursiveLoop, None, None);
         return None;
     }
     let qualifier = e
@@ -184,6 +212,7 @@ pub(super) async fn attempt(
             // The attempt's usage is stored with the event's next state.
             await_end: true,
             stream: false,
+            hops: e.hops,
         },
     )
     .await;

@@ -24,7 +24,7 @@ struct PutRequest {
     reserved_concurrent_executions: Option<i64>,
 }
 
-fn unqualified(caller: &Caller, name: &str, op: &str) -> ApiResult<FunctionKey> {
+pub(super) fn unqualified(caller: &Caller, name: &str, op: &str) -> ApiResult<FunctionKey> {
     let (key, q) = resolve(caller, name, None, op)?;
     if q.is_some() {
         return Err(LambdaError::invalid_parameter(
@@ -35,7 +35,7 @@ fn unqualified(caller: &Caller, name: &str, op: &str) -> ApiResult<FunctionKey> 
     Ok(key)
 }
 
-fn not_found(key: &FunctionKey) -> ApiError {
+pub(super) fn not_found(key: &FunctionKey) -> ApiError {
     LambdaError::not_found(format!(
         "Function not found: {}",
         arn(key, Some(&Qualifier::Latest))

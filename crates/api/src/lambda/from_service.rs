@@ -184,6 +184,8 @@ pub async fn invoke_outcome(
         asynchronous: false,
         await_end: false,
         stream,
+        // Gateways' and authorizers' requests come from outside.
+        hops: 0,
     };
     let ran = super::invoke::run(state, key, qualifier, call)
         .await

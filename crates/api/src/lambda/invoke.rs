@@ -66,7 +66,14 @@ pub async fn invoke(
     if invocation_type == "Event" {
         // The client context is not passed on asynchronous invocations, as on Lambda. Boxed,
         // as the other rare branches: inline, each would size every Invoke's future.
-        return Box::pin(enqueue(&state, key, qualifier, body)).await;
+        return Box::pin(enqueue(
+            &state,
+            key,
+            qualifier,
+            body,
+            caller.invocation_hops(),
+        ))
+        .await;
     }
     let client_context = client_context(&headers)?;
     if invocation_type == "DryRun" {
@@ -92,6 +99,7 @@ pub async fn invoke(
             // The log tail ends with the REPORT line.
             await_end: tail,
             stream: false,
+            hops: caller.invocation_hops(),
         },
     )
     .await?;
@@ -218,7 +226,7 @@ pub async fn invoke_async(
     let (key, qualifier) =
         super::resolve_invoke(&state, &caller, &name, None, "InvokeAsync").await?;
     check_payload(&body, MAX_INVOKE_ASYNC_PAYLOAD, "InvokeAsync")?;
-    let mut resp = enqueue(&state, key, qualifier, body).await?;
+    let mut resp = enqueue(&state, key, qualifier, body, caller.invocation_hops()).await?;
     *resp.body_mut() = Body::from(r#"{"Status":202}"#);
     resp.headers_mut()
         .insert("content-type", HeaderValue::from_static("application/json"));
@@ -251,6 +259,7 @@ async fn enqueue(
     key: FunctionKey,
     qualifier: Option<Qualifier>,
     body: Bytes,
+    hops: u32,
 ) -> ApiResult<Response> {
     // The function (and the alias or version) must exist now; aliases route per attempt.
     super::hot::record(state, &key, qualifier.as_ref(), false).await?;
@@ -263,7 +272,7 @@ async fn enqueue(
             qualifier: qualifier.as_ref().map(ToString::to_string),
             payload: body.to_vec(),
             received_ms: lamina_model::now_millis(),
-            hops: 0,
+            hops,
         })
         .await?;
     let mut resp = StatusCode::ACCEPTED.into_response();
@@ -329,6 +338,8 @@ pub(crate) struct Call {
     pub await_end: bool,
     /// The caller reads a streamed response as it comes.
     pub stream: bool,
+    /// See [`lamina_runtime_api::Invocation::hops`].
+    pub hops: u32,
 }
 
 /// Runs an invocation of `key` (at `qualifier`), counting it in the metrics.
@@ -346,6 +357,7 @@ pub(crate) async fn run(
         asynchronous,
         await_end,
         stream,
+        hops,
     } = call;
     let started = std::time::Instant::now();
     // An invoke sees the function as it was read, or a clean 404: if its code went away between
@@ -362,6 +374,7 @@ pub(crate) async fn run(
             client_context: client_context.clone(),
             asynchronous,
             stream,
+            hops,
         };
         // Counted in flight for the metric history from its first attempt to start.
         let e = match ending.take() {

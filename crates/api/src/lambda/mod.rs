@@ -26,6 +26,7 @@ mod meters;
 mod minutes;
 mod policy;
 pub mod queue;
+mod recursion;
 mod stream;
 mod tags;
 mod urls;
@@ -323,6 +324,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(aliases::get)
                 .put(aliases::update)
                 .delete(aliases::delete),
+        )
+        .route(
+            "/2024-08-31/functions/{name}/recursion-config",
+            get(recursion::get).put(recursion::put),
         )
         .route(
             "/2017-10-31/functions/{name}/concurrency",

@@ -72,6 +72,7 @@ pub async fn invoke_with_response_stream(
             asynchronous: false,
             await_end: tail,
             stream: true,
+            hops: caller.invocation_hops(),
         },
     )
     .await?;

@@ -295,7 +295,8 @@ pub async fn publish(ctx: &Ctx<'_>, caller: &Caller) -> SnsResult<Response> {
     let arn = target(ctx.params)?;
     let topic = topic_for(ctx, caller, arn, "Publish").await?;
     let fifo = topic.attributes.contains_key("FifoTopic");
-    let (message, fifo_parts) = check(ctx.params, fifo, 0)?;
+    // A function's message carries its invocation's hops on, to the functions it reaches.
+    let (message, fifo_parts) = check(ctx.params, fifo, caller.lineage.unwrap_or(0))?;
     let published = send(ctx.state, &topic, message, fifo_parts).await?;
     let mut result = vec![leaf("MessageId", published.message_id)];
     if let Some(seq) = published.sequence_number {
@@ -364,7 +365,7 @@ pub async fn publish_batch(ctx: &Ctx<'_>, caller: &Caller) -> SnsResult<Response
     let mut failed = Vec::new();
     for e in &entries {
         let id = e.get("Id").unwrap_or_default().to_owned();
-        let outcome = match check(e, fifo, 0) {
+        let outcome = match check(e, fifo, caller.lineage.unwrap_or(0)) {
             Ok((m, f)) => send(ctx.state, &topic, m, f).await,
             Err(err) => Err(err),
         };

@@ -139,14 +139,22 @@ async fn python(c: &Client, name: &str, code: &str, layers: &[String]) {
 /// another account's key to try (and a request too large for a function, if `big`); returns
 /// what it saw.
 async fn call_from_inside(c: &Client, other: (&str, &str), big: bool) -> serde_json::Value {
-    let layer = c
-        .publish_layer_version()
+    let layer = publish_boto3(c).await;
+    let echo = "def handler(event, context):\n    return event\n";
+    python(c, "echo", echo, &[]).await;
+    python(c, "caller", CALLER, &[layer]).await;
+    let event = json!({ "key": other.0, "secret": other.1, "big": big });
+    invoke_json(c, "caller", &event).await
+}
+
+/// [`boto3_layer`] published in `c`'s account; its version's ARN.
+async fn publish_boto3(c: &Client) -> String {
+    let zip = tokio::task::spawn_blocking(boto3_layer).await.unwrap();
+    c.publish_layer_version()
         .layer_name("boto3")
         .content(
             LayerVersionContentInput::builder()
-                .zip_file(Blob::new(
-                    tokio::task::spawn_blocking(boto3_layer).await.unwrap(),
-                ))
+                .zip_file(Blob::new(zip))
                 .build(),
         )
         .send()
@@ -154,17 +162,7 @@ async fn call_from_inside(c: &Client, other: (&str, &str), big: bool) -> serde_j
         .unwrap_or_else(|e| panic!("publish boto3: {}", describe(&e)))
         .layer_version_arn()
         .unwrap()
-        .to_owned();
-    python(
-        c,
-        "echo",
-        "def handler(event, context):\n    return event\n",
-        &[],
-    )
-    .await;
-    python(c, "caller", CALLER, &[layer]).await;
-    let event = json!({ "key": other.0, "secret": other.1, "big": big });
-    invoke_json(c, "caller", &event).await
+        .to_owned()
 }
 
 /// The official Rust SDK outside, with a session token.
@@ -286,4 +284,125 @@ async fn wait_updated(c: &Client, name: &str) {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     panic!("{name}'s update did not finish");
+}
+
+/// A function that subscribes itself to a topic, then publishes to it at every invocation.
+const LOOPER: &str = r#"
+import boto3
+
+def handler(event, context):
+    sns = boto3.client("sns")
+    if "Records" in event:
+        topic = event["Records"][0]["Sns"]["TopicArn"]
+    else:
+        topic = sns.create_topic(Name="loop")["TopicArn"]
+        sns.subscribe(TopicArn=topic, Protocol="lambda", Endpoint=context.invoked_function_arn)
+    sns.publish(TopicArn=topic, Message="again")
+    return "published"
+"#;
+
+/// The function's invocations (its START lines) once three seconds pass without a new one
+/// (`Ok`), or once more than `beyond` or after two minutes (`Err`).
+async fn invocations_when_still(
+    endpoint: &str,
+    function: &str,
+    beyond: usize,
+) -> Result<usize, usize> {
+    let (mut seen, mut still) = (0, 0);
+    for _ in 0..240 {
+        let starts = log_lines(endpoint, function)
+            .await
+            .iter()
+            .filter(|l| l.starts_with("START "))
+            .count();
+        if starts == seen {
+            still += 1;
+            if still == 12 {
+                return Ok(seen);
+            }
+        } else {
+            (seen, still) = (starts, 0);
+        }
+        if seen > beyond {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    Err(seen)
+}
+
+#[tokio::test]
+async fn a_function_feeding_its_own_topic_is_stopped_after_sixteen_invocations() {
+    use aws_sdk_lambda::types::RecursiveLoop;
+    let app = spawn_app().await;
+    let c = sdk_client(&app.endpoint(), "AKIDANY", "any", "us-east-1");
+    let layer = publish_boto3(&c).await;
+    python(&c, "looper", LOOPER, &[layer]).await;
+    let config = |c: &Client| {
+        c.get_function_recursion_config()
+            .function_name("looper")
+            .send()
+    };
+    assert_eq!(
+        config(&c).await.unwrap().recursive_loop(),
+        Some(&RecursiveLoop::Terminate)
+    );
+    assert_eq!(invoke_json(&c, "looper", &json!({})).await, "published");
+    // The one invoked from outside, then fifteen by the topic: the sixteenth message's event
+    // is dropped, as Lambda stops a loop.
+    let seen = invocations_when_still(&app.endpoint(), "looper", 40).await;
+    assert_eq!(
+        seen,
+        Ok(16),
+        "invocations of a function feeding its own topic"
+    );
+    let dropped = metrics(&app.endpoint()).await;
+    let line = dropped
+        .lines()
+        .find(|l| {
+            l.starts_with("lamina_recursive_invocations_dropped_total{") && l.contains("looper")
+        })
+        .unwrap_or_else(|| panic!("no count of dropped invocations:\n{dropped}"));
+    assert!(line.ends_with(" 1"), "{line}");
+
+    // Allowed, the loop runs on until it is stopped again.
+    let put = |value: RecursiveLoop| {
+        c.put_function_recursion_config()
+            .function_name("looper")
+            .recursive_loop(value)
+            .send()
+    };
+    assert_eq!(
+        put(RecursiveLoop::Allow).await.unwrap().recursive_loop(),
+        Some(&RecursiveLoop::Allow)
+    );
+    assert_eq!(invoke_json(&c, "looper", &json!({})).await, "published");
+    let running = invocations_when_still(&app.endpoint(), "looper", 16 + 40).await;
+    assert!(
+        running.is_err_and(|n| n > 16 + 40),
+        "an allowed loop stopped: {running:?}"
+    );
+    put(RecursiveLoop::Terminate).await.unwrap();
+    let stopped = invocations_when_still(&app.endpoint(), "looper", 2000).await;
+    assert!(
+        stopped.is_ok(),
+        "the loop ran on after Terminate: {stopped:?}"
+    );
+    assert_error(
+        c.put_function_recursion_config()
+            .function_name("looper")
+            .recursive_loop(RecursiveLoop::from("Sometimes"))
+            .send()
+            .await,
+        "ValidationException",
+        "[Allow, Terminate]",
+    );
+    assert_error(
+        c.get_function_recursion_config()
+            .function_name("looper:1")
+            .send()
+            .await,
+        "InvalidParameterValueException",
+        "Aliases and versions",
+    );
 }

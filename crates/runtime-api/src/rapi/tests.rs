@@ -113,6 +113,7 @@ fn pending(id: &str) -> (Pending, oneshot::Receiver<Reply>) {
         client_context: Some(r#"{"custom":{"a":"b"}}"#.into()),
         cognito_identity: None,
         stream: false,
+        hops: 0,
         reply,
     };
     (p, rx)

@@ -8,6 +8,7 @@ fn caller() -> Caller {
     Caller {
         account: AccountId::parse("111111111111").unwrap(),
         region: Region::parse("us-east-1").unwrap(),
+        lineage: None,
     }
 }
 
