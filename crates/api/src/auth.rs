@@ -62,7 +62,7 @@ impl Caller {
     /// The hops of an invocation this request starts: one more than its function's
     /// invocation's, or none from outside.
     pub fn invocation_hops(&self) -> u32 {
-        self.lineage.map_or(0, |h| h + 1)
+        self.lineage.map_or(0, |h| h.saturating_add(1))
     }
 }
 

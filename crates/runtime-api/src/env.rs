@@ -129,10 +129,12 @@ fn stream_name(version: &str) -> String {
 
 impl Environment {
     /// Starts an environment and waits for its INIT phase to end (see [`InitRun`]).
+    /// `cause`: the id and hops of the invocation the environment starts for; what the function
+    /// calls during INIT carries those hops on.
     async fn start(
         ex: &Executor,
         f: &FunctionRuntime,
-        request_id: &str,
+        (request_id, hops): (&str, u32),
         run: InitRun,
         stream: String,
     ) -> Result<Self, Failure> {
@@ -363,6 +365,7 @@ impl Environment {
         let io = |e: std::io::Error| Failure::Internal(format!("environment i/o: {e}"));
         let exit = watch_exit(process.clone());
         let (shared, tx) = Shared::new();
+        shared.carry_hops(hops);
         let mut env = Self {
             id,
             revision_id: f.revision_id.clone(),

@@ -209,7 +209,15 @@ impl Executor {
             scheduler::Grant::Cold { boost } => {
                 // Boxed: a cold start's future is most of this one's size otherwise, and every
                 // warm invocation would allocate and copy it.
-                match Box::pin(Environment::start_for(self, f, &inv.request_id, boost)).await {
+                match Box::pin(Environment::start_for(
+                    self,
+                    f,
+                    &inv.request_id,
+                    inv.hops,
+                    boost,
+                ))
+                .await
+                {
                     Ok(env) => (env, true),
                     Err(e) => {
                         let init_failed = matches!(&e, Failure::Function(o) if o.init_failed());

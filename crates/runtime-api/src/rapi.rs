@@ -169,6 +169,10 @@ impl Shared {
         });
         (shared.clone(), Outbox(shared))
     }
+    /// The hops the function's calls to Lamina's APIs carry on from now ([`crate::apis`]).
+    pub(crate) fn carry_hops(&self, hops: u32) {
+        self.hops.store(hops, Ordering::Relaxed);
+    }
     pub fn next_calls(&self) -> watch::Receiver<u64> {
         self.next_calls.subscribe()
     }
@@ -372,7 +376,7 @@ async fn next(s: &Shared) -> Response {
     if let Some(ci) = &p.cognito_identity {
         set("lambda-runtime-cognito-identity", ci);
     }
-    s.hops.store(p.hops, Ordering::Relaxed);
+    s.carry_hops(p.hops);
     *s.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(Current {
         id: p.request_id,
         reply: p.reply,

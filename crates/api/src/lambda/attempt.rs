@@ -148,15 +148,14 @@ impl From<Option<lamina_store::EventInvokeConfig>> for Rules {
 }
 
 /// Whether a function runs on in a recursive loop (`RecursiveLoop` `Allow`); asked only of an
-/// event deep in one. A store that cannot say stops the loop.
-async fn loop_allowed(state: &Arc<AppState>, function: &FunctionKey) -> bool {
+/// event deep in one. `None`: the store could not say. A function gone does not allow it (its
+/// attempt would find it gone anyway).
+async fn loop_allowed(state: &Arc<AppState>, function: &FunctionKey) -> Option<bool> {
     let (store, key) = (state.store.clone(), function.clone());
-    tokio::task::spawn_blocking(move || store.recursive_loop_allowed(&key))
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .flatten()
-        .unwrap_or(false)
+    match tokio::task::spawn_blocking(move || store.recursive_loop_allowed(&key)).await {
+        Ok(Ok(allowed)) => Some(allowed.unwrap_or(false)),
+        _ => None,
+    }
 }
 
 /// Runs one attempt of an event and decides what becomes of it. Gives the event back if it found
@@ -180,15 +179,20 @@ pub(super) async fn attempt(
     // A loop (a function publishing to a topic it is subscribed to, or invoking itself
     // asynchronously): stopped after 16 invocations, as Lambda stops them, unless the function
     // allows it (PutFunctionRecursionConfig).
-    if e.hops >= super::queue::MAX_HOPS && !loop_allowed(state, &e.function).await {
-        tracing::warn!(function = %e.function.name, request_id = %e.request_id, hops = e.hops, "an asynchronous event came of a recursive loop; it is dropped");
-        metrics::counter!(
-            "lamina_recursive_invocations_dropped_total",
-            labels_of(&e.function, &[])
-        )
-        .increment(1);
-        finish(state, e, rules, Condition::RecursiveLoop, None, None);
-        return None;
+    if e.hops >= super::queue::MAX_HOPS {
+        match loop_allowed(state, &e.function).await {
+            Some(true) => {}
+            Some(false) => {
+                tracing::warn!(function = %e.function.name, request_id = %e.request_id, hops = e.hops, "an asynchronous event came of a recursive loop; it is dropped");
+                finish(state, e, rules, Condition::RecursiveLoop, None, None);
+                return None;
+            }
+            // The setting could not be read: the event waits, as after a platform error.
+            None => {
+                back_off(state, e, rules);
+                return None;
+            }
+        }
     }
     let qualifier = e
         .qualifier
@@ -352,13 +356,14 @@ fn finish(
         )
         .increment(1);
     }
+    // An event stopped in a loop is as deep as a record may go: none is made (Lambda sends one).
     let destination = match condition {
         Condition::Success => rules.on_success.clone(),
-        Condition::FunctionGone => None,
+        Condition::FunctionGone | Condition::RecursiveLoop => None,
         _ => rules.on_failure.clone(),
     };
     let dead_letter = match condition {
-        Condition::Success | Condition::FunctionGone => None,
+        Condition::Success | Condition::FunctionGone | Condition::RecursiveLoop => None,
         _ => rules.dead_letter.clone(),
     };
     let record = destination

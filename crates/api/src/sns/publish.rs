@@ -37,7 +37,8 @@ pub struct Message {
     pub per_protocol: Option<Map<String, Value>>,
     pub attributes: BTreeMap<String, MessageAttribute>,
     pub timestamp_ms: i64,
-    /// How many destination records led here.
+    /// The hops of the invocations its deliveries to functions start (see
+    /// `lamina_runtime_api::Invocation::hops`).
     pub hops: u32,
 }
 
@@ -296,7 +297,7 @@ pub async fn publish(ctx: &Ctx<'_>, caller: &Caller) -> SnsResult<Response> {
     let topic = topic_for(ctx, caller, arn, "Publish").await?;
     let fifo = topic.attributes.contains_key("FifoTopic");
     // A function's message carries its invocation's hops on, to the functions it reaches.
-    let (message, fifo_parts) = check(ctx.params, fifo, caller.lineage.unwrap_or(0))?;
+    let (message, fifo_parts) = check(ctx.params, fifo, caller.invocation_hops())?;
     let published = send(ctx.state, &topic, message, fifo_parts).await?;
     let mut result = vec![leaf("MessageId", published.message_id)];
     if let Some(seq) = published.sequence_number {
@@ -365,7 +366,7 @@ pub async fn publish_batch(ctx: &Ctx<'_>, caller: &Caller) -> SnsResult<Response
     let mut failed = Vec::new();
     for e in &entries {
         let id = e.get("Id").unwrap_or_default().to_owned();
-        let outcome = match check(e, fifo, caller.lineage.unwrap_or(0)) {
+        let outcome = match check(e, fifo, caller.invocation_hops()) {
             Ok((m, f)) => send(ctx.state, &topic, m, f).await,
             Err(err) => Err(err),
         };
@@ -543,7 +544,7 @@ async fn fan_out(
     let mut outcomes = Vec::with_capacity(to_functions.len());
     for chunk in to_functions.chunks(FUNCTIONS_AT_ONCE) {
         let attempts = chunk.iter().map(|(sub, body)| {
-            from_service::invoke_async(state, &sub.endpoint, body.clone(), message.hops + 1, source)
+            from_service::invoke_async(state, &sub.endpoint, body.clone(), message.hops, source)
         });
         outcomes.extend(futures_util::future::join_all(attempts).await);
     }
@@ -603,7 +604,7 @@ fn delivery(
         body,
         due_ms: now_millis(),
         attempts,
-        hops: message.hops + 1,
+        hops: message.hops,
     }
 }
 
