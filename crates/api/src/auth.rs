@@ -125,7 +125,7 @@ pub async fn read_body(
 /// nobody unknown makes the server hold one.
 pub fn refused_by_head(auth: &AuthConfig, parts: &axum::http::request::Parts) -> Option<AuthError> {
     // A function's requests are checked whatever `verify` says (see `identify`).
-    if !auth.verify && parts.extensions.get::<Arc<Credentials>>().is_none() {
+    if !auth.verify && function_credentials(parts).is_none() {
         return None;
     }
     // With no body the signature cannot verify: only what fails before it counts.
@@ -134,47 +134,54 @@ pub fn refused_by_head(auth: &AuthConfig, parts: &axum::http::request::Parts) ->
         .filter(|e| e.kind != AuthFailure::BadSignature)
 }
 
+/// The credentials of the environment a function's request came from
+/// ([`crate::from_functions`]); `None` for every other request.
+pub(crate) fn function_credentials(parts: &axum::http::request::Parts) -> Option<&Credentials> {
+    parts.extensions.get::<Arc<Credentials>>().map(Arc::as_ref)
+}
+
 /// Identifies the caller of a request whose body has been read.
 pub fn identify(
     auth: &AuthConfig,
     parts: &axum::http::request::Parts,
     body: &Bytes,
 ) -> Result<Caller, AuthError> {
-    if let Some(own) = parts.extensions.get::<Arc<Credentials>>() {
-        return identify_function(own, auth.max_skew_s, parts, body);
-    }
+    let own = function_credentials(parts);
     let header = parts
         .headers
         .get("authorization")
         .and_then(|v| v.to_str().ok());
     let Some(header) = header else {
-        match auth.sessions.presented(parts) {
-            crate::console::session::Presented::Valid(s) => {
+        // A function's requests count only signed with its credentials.
+        if own.is_none() {
+            match auth.sessions.presented(parts) {
+                crate::console::session::Presented::Valid(s) => {
+                    return Ok(Caller {
+                        account: s.account,
+                        region: s.region,
+                        lineage: None,
+                    });
+                }
+                crate::console::session::Presented::Invalid if auth.verify => {
+                    return Err(denied(
+                        AuthFailure::MissingToken,
+                        "The console session has ended; sign in again.",
+                    ));
+                }
+                _ => {}
+            }
+            if !auth.verify {
                 return Ok(Caller {
-                    account: s.account,
-                    region: s.region,
+                    account: auth.default_account.clone(),
+                    region: auth.default_region.clone(),
                     lineage: None,
                 });
             }
-            crate::console::session::Presented::Invalid if auth.verify => {
-                return Err(denied(
-                    AuthFailure::MissingToken,
-                    "The console session has ended; sign in again.",
-                ));
-            }
-            _ => {}
         }
-        if auth.verify {
-            return Err(denied(
-                AuthFailure::MissingToken,
-                "Missing Authentication Token",
-            ));
-        }
-        return Ok(Caller {
-            account: auth.default_account.clone(),
-            region: auth.default_region.clone(),
-            lineage: None,
-        });
+        return Err(denied(
+            AuthFailure::MissingToken,
+            "Missing Authentication Token",
+        ));
     };
     let Some(sig) = Authorization::parse(header) else {
         return Err(denied(
@@ -184,6 +191,9 @@ pub fn identify(
     };
     let region =
         Region::parse(&sig.region).map_err(|e| denied(AuthFailure::Malformed, e.message))?;
+    if let Some(own) = own {
+        return identify_function(own, &sig, region, auth.max_skew_s, parts, body);
+    }
     let key = auth.keys.get(&sig.access_key_id);
     if !auth.verify {
         let account = key.map_or_else(|| auth.default_account.clone(), |k| k.account.clone());
@@ -212,6 +222,8 @@ pub fn identify(
 /// acts for the function's account alone. Console sessions and other keys count for nothing.
 fn identify_function(
     own: &Credentials,
+    sig: &Authorization,
+    region: Region,
     max_skew_s: i64,
     parts: &axum::http::request::Parts,
     body: &Bytes,
@@ -222,24 +234,6 @@ fn identify_function(
             "The security token included in the request is invalid.",
         )
     };
-    let Some(header) = parts.headers.get("authorization") else {
-        return Err(denied(
-            AuthFailure::MissingToken,
-            "Missing Authentication Token",
-        ));
-    };
-    let sig = header
-        .to_str()
-        .ok()
-        .and_then(Authorization::parse)
-        .ok_or_else(|| {
-            denied(
-                AuthFailure::Malformed,
-                "Authorization header requires 'Credential', 'Signature' and 'SignedHeaders' parameters in AWS4-HMAC-SHA256 form.",
-            )
-        })?;
-    let region =
-        Region::parse(&sig.region).map_err(|e| denied(AuthFailure::Malformed, e.message))?;
     let token = parts
         .headers
         .get("x-amz-security-token")
@@ -249,7 +243,7 @@ fn identify_function(
     {
         return Err(invalid());
     }
-    verify_signature(&own.secret_access_key, &sig, max_skew_s, parts, body)?;
+    verify_signature(&own.secret_access_key, sig, max_skew_s, parts, body)?;
     let account = AccountId::parse(&own.account).map_err(|_| invalid())?;
     let lineage = parts.extensions.get::<Lineage>().map_or(0, |l| l.0);
     Ok(Caller {

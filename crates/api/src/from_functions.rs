@@ -95,19 +95,20 @@ fn refused(parts: &axum::http::request::Parts) -> Option<Response> {
 }
 
 fn stopping_now() -> Response {
-    (
+    refusal(
         axum::http::StatusCode::SERVICE_UNAVAILABLE,
-        [("x-amzn-ErrorType", "ServiceException")],
-        axum::Json(
-            serde_json::json!({ "message": "Lamina is shutting down; try again once it is back." }),
-        ),
+        "ServiceException",
+        "Lamina is shutting down; try again once it is back.",
     )
-        .into_response()
 }
 
 fn forbidden(error_type: &'static str, message: &str) -> Response {
+    refusal(axum::http::StatusCode::FORBIDDEN, error_type, message)
+}
+
+fn refusal(status: axum::http::StatusCode, error_type: &'static str, message: &str) -> Response {
     (
-        axum::http::StatusCode::FORBIDDEN,
+        status,
         [("x-amzn-ErrorType", error_type)],
         axum::Json(serde_json::json!({ "message": message })),
     )

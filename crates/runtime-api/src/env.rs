@@ -128,13 +128,13 @@ fn stream_name(version: &str) -> String {
 }
 
 impl Environment {
-    /// Starts an environment and waits for its INIT phase to end (see [`InitRun`]).
-    /// `cause`: the id and hops of the invocation the environment starts for; what the function
-    /// calls during INIT carries those hops on.
+    /// Starts an environment and waits for its INIT phase to end (see [`InitRun`]), for the
+    /// invocation `request_id`, whose `hops` what the function calls during INIT carries on.
     async fn start(
         ex: &Executor,
         f: &FunctionRuntime,
-        (request_id, hops): (&str, u32),
+        request_id: &str,
+        hops: u32,
         run: InitRun,
         stream: String,
     ) -> Result<Self, Failure> {

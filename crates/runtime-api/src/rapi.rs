@@ -274,7 +274,7 @@ async fn route(s: &Arc<Shared>, req: Request<Incoming>) -> Response {
         return next(s).await;
     }
     let (parts, body) = req.into_parts();
-    let Some(rest) = parts.uri.path().strip_prefix("/2018-06-01/runtime/") else {
+    let Some(rest) = parts.uri.path().strip_prefix(RUNTIME) else {
         return status(StatusCode::NOT_FOUND);
     };
     // `invocation/{id}/response` or `invocation/{id}/error`: the id and whether it failed.

@@ -100,11 +100,7 @@ async fn identified(
 ) -> Result<(Caller, Bytes), Response> {
     let mut limit = state.limits.request_max_bytes as usize;
     // A function's requests are bounded lower (see `lamina_runtime_api::apis`).
-    if parts
-        .extensions
-        .get::<std::sync::Arc<lamina_runtime_api::apis::Credentials>>()
-        .is_some()
-    {
+    if crate::auth::function_credentials(parts).is_some() {
         limit = limit.min(lamina_runtime_api::apis::MAX_API_BODY);
     }
     // A body of more than 1 MiB (or chunked, of a length not declared) is read only for a

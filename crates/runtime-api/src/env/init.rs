@@ -154,7 +154,7 @@ impl Environment {
         // One log stream for both INITs, which on Lambda run in one environment.
         let stream = super::stream_name(&f.version);
         let first = InitRun::First { boost };
-        let mut first = match Self::start(ex, f, (request_id, hops), first, stream.clone()).await {
+        let mut first = match Self::start(ex, f, request_id, hops, first, stream.clone()).await {
             Err(Failure::Function(o)) if o.init_failed() && !ex.stopping() => o,
             started => return started,
         };
@@ -162,7 +162,7 @@ impl Environment {
             before_ms: first.init_failure.as_ref().map_or(0.0, |i| i.ms),
             timeout: Duration::from_secs(f.timeout_s as u64),
         };
-        match Self::start(ex, f, (request_id, hops), again, stream).await {
+        match Self::start(ex, f, request_id, hops, again, stream).await {
             Ok(mut env) => {
                 env.failed_first = first.init_failure.take();
                 Ok(env)
