@@ -21,6 +21,7 @@ use crate::rapi::{self, Pending, Reply, Shared};
 use crate::runtimes;
 use crate::{Executor, Failure, FunctionRuntime, Invocation, Outcome};
 
+mod end;
 mod exit;
 mod init;
 use exit::{oom_killed, watch_exit};
@@ -84,6 +85,9 @@ pub struct Environment {
     _pins: Pins,
     /// The environment's network namespace and interface, given back when it goes.
     _net: Option<lamina_net::Lease>,
+    /// Why it will be destroyed, as its extensions' `SHUTDOWN` says: `spindown` unless an
+    /// invocation timed out or failed it; `None` when there is no time for it.
+    shutdown_reason: Option<&'static str>,
 }
 
 /// The end of one invocation in an environment (its outcome went to the caller before).
@@ -175,6 +179,9 @@ impl Environment {
                 (launch, zygote)
             }
         };
+        // Its extensions: no interpreter started ahead for them, which has begun already.
+        let extensions = crate::extensions::external(f);
+        let zygote = zygote.filter(|_| extensions.is_empty());
         let tap = Tap::new(
             lamina_model::LogStreamKey {
                 account: f.account.to_string(),
@@ -185,6 +192,14 @@ impl Environment {
             inner.logs.clone(),
             inner.log_budgets.of(&f.account, &f.function_arn),
         );
+        if extensions.len() > crate::extensions::MAX_EXTENSIONS {
+            let why = format!(
+                "{}/opt/extensions: more than {} extensions",
+                lamina_sandbox::COMPANION_FAILED,
+                crate::extensions::MAX_EXTENSIONS
+            );
+            return Err(init::entrypoint_failed(&tap, f, run, request_id, 0.0, &why));
+        }
         // A start waits for its turn (see `Inner::start_slots`): the wait is the platform's,
         // not the function's.
         let start_slot = inner
@@ -210,6 +225,10 @@ impl Environment {
             ),
             None => None,
         };
+        let companions = match extensions.is_empty() {
+            true => Default::default(),
+            false => crate::extensions::companions(&extensions, &launch.env),
+        };
         let spec = Launch {
             hostname: "localhost".into(),
             root: RootPlan {
@@ -231,6 +250,7 @@ impl Environment {
             cwd: launch.cwd.into(),
             argv: launch.argv,
             env: launch.env,
+            companions,
         };
         let tmp_mb = f.tmp_mb;
         let packages = f.packages.clone();
@@ -366,6 +386,15 @@ impl Environment {
         let exit = watch_exit(process.clone());
         let (shared, tx) = Shared::new();
         shared.carry_hops(hops);
+        shared.extensions.expect(
+            extensions,
+            crate::extensions::Identity {
+                function: f.name.clone(),
+                version: f.version.to_string(),
+                handler: f.handler.clone(),
+                account: f.account.to_string(),
+            },
+        );
         let mut env = Self {
             id,
             revision_id: f.revision_id.clone(),
@@ -400,6 +429,7 @@ impl Environment {
             _ctl: ctl,
             _pins: pins,
             _net: lease,
+            shutdown_reason: Some("spindown"),
         };
         // From here on, a failure drops `env`, which kills the sandbox. What INIT writes is kept
         // for a failed INIT's tail; the first invocation starts its own.
@@ -410,12 +440,21 @@ impl Environment {
         let door = crate::apis::Door::new(Arc::new(creds), ex.gateway());
         env.server = rapi::serve(listener, shared, door);
 
-        // INIT ends when the runtime first asks for an invocation.
+        // INIT ends when the runtime first asks for an invocation, and every extension for its
+        // first event.
         let mut init_errors = env.shared.init_errors();
         let mut next = env.next_calls.clone();
         let mut exit = env.exit.clone();
+        let init_ended = async {
+            next.wait_for(|n| *n >= 1).await.map_err(|_| ())?;
+            let x = &env.shared.extensions;
+            while !x.close_registration() {
+                x.settled().await;
+            }
+            Ok(None)
+        };
         let result = tokio::select! {
-            r = next.wait_for(|n| *n >= 1) => r.map(|_| None).map_err(|_| ()),
+            r = init_ended => r,
             _ = init_errors.wait_for(|e| *e) => Ok(Some(())),
             _ = exit.wait_for(|e| e.is_some()) => Err(()),
             _ = tokio::time::sleep_until((started + run.limit()).into()) => Err(()),
@@ -523,6 +562,11 @@ impl Environment {
             hops: inv.hops,
             reply: reply_tx,
         };
+        let extensions = &self.shared.extensions;
+        let with_extensions = extensions.want_invokes();
+        if with_extensions {
+            extensions.invoke(&pending);
+        }
         let (error_type, reusable, died, status, (stream_error, streamed_bytes)) = {
             // Where the kernel cannot reset the peak, usage is sampled while the invocation runs.
             let kernel = self.kernel.as_ref();
@@ -611,12 +655,16 @@ impl Environment {
             });
             // A streamed response ends when its stream does, whenever the runtime asks for more.
             let mut open = streamed.then(|| self.shared.stream_open());
+            let mut late = false;
             if reusable {
                 let mut next = self.next_calls.clone();
                 let mut exit = self.exit.clone();
                 let ended = async {
                     let _ = next.wait_for(|n| *n > before).await;
                     crate::stream::closed(open.as_mut()).await;
+                    if with_extensions {
+                        extensions.settled().await;
+                    }
                 };
                 tokio::select! {
                     biased;
@@ -625,6 +673,7 @@ impl Environment {
                     _ = exit.wait_for(|e| e.is_some()) => reusable = false,
                     _ = &mut timeout => {
                         reusable = false;
+                        late = true;
                         if self.shared.stream_is_open() {
                             status = Some("timeout");
                             self.tap.line(timed_out_line(request_id, timeout_s as f64));
@@ -646,6 +695,14 @@ impl Environment {
                 self.tap.line(timed_out_line(request_id, timeout_s as f64));
             }
             status = status.or(stream_error.as_ref().map(|_| "error"));
+            reusable &= !extensions.reset();
+            if !reusable {
+                self.shutdown_reason = Some(match status {
+                    Some("timeout") => "timeout",
+                    _ if late => "timeout",
+                    _ => "failure",
+                });
+            }
             (
                 error_type.or(stream_error.clone()),
                 reusable,
@@ -699,84 +756,9 @@ impl Environment {
         }
     }
 
-    /// Kills every process of the environment (lifting its CPU quota first, so that they die
-    /// at once) and removes its cgroups.
-    pub async fn destroy(mut self) {
-        self.gate.close();
-        self.server.abort();
-        let cg = self.cgroup.take();
-        let k = self.kernel.clone();
-        let process = self.process.clone();
-        let (k2, cg2) = (k.clone(), cg.clone());
-        let _ = tokio::task::spawn_blocking(move || {
-            if let Some(cg) = &cg2 {
-                let _ = cg.kill_all(k2.as_ref());
-            }
-            let _ = process.kill();
-        })
-        .await;
-        let exited =
-            tokio::time::timeout(Duration::from_secs(5), self.exit.wait_for(|e| e.is_some()))
-                .await
-                .is_ok();
-        let mut removed = true;
-        if let Some(cg) = cg {
-            removed = tokio::task::spawn_blocking(move || match cg.destroy(k.as_ref()) {
-                Ok(()) => true,
-                Err(e) => {
-                    tracing::warn!(error = %e, "removing an environment's cgroups failed");
-                    false
-                }
-            })
-            .await
-            .unwrap_or(false);
-        }
-        // The uid is free again only once nothing runs under it.
-        if exited
-            && removed
-            && let (Some(range), Some(uid)) = (&self.executor.uids, self.uid.take())
-        {
-            range.give(uid);
-        }
-    }
-
     /// EphemeralStorage, MB.
     pub fn tmp_mb(&self) -> u32 {
         self.tmp_mb
-    }
-}
-
-impl Drop for Environment {
-    fn drop(&mut self) {
-        // An environment dropped without `destroy` (an error while starting, a runtime shutting
-        // down) must not outlive its owner. Without cgroups, closing the control socket makes
-        // its watcher kill the sandbox; with them (PID 1 handed over, no watcher), the groups
-        // are killed and removed, and the uid given back, off this thread.
-        self.gate.close();
-        self.server.abort();
-        let cg = self.cgroup.take();
-        let uid = self.uid.take();
-        if cg.is_none() && uid.is_none() {
-            return;
-        }
-        let k = self.kernel.clone();
-        let process = self.process.clone();
-        let executor = self.executor.clone();
-        let _ = std::thread::Builder::new()
-            .name("env-teardown".into())
-            .spawn(move || {
-                if let Some(cg) = &cg {
-                    let _ = cg.kill_all(k.as_ref());
-                }
-                let _ = process.kill();
-                // Only an empty (removed) group proves nothing runs under the uid any more.
-                if let Some(cg) = &cg
-                    && cg.destroy(k.as_ref()).is_ok()
-                    && let (Some(range), Some(uid)) = (&executor.uids, uid)
-                {
-                    range.give(uid);
-                }
-            });
     }
 }
 

@@ -9,6 +9,7 @@
 
 pub mod apis;
 mod env;
+pub mod extensions;
 mod gate;
 mod image;
 mod invoke;

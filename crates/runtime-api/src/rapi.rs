@@ -14,8 +14,8 @@
 //! A request on any other path that carries a SigV4 `Authorization` header is the function's
 //! call to Lamina's own APIs, handed to the server's gateway through the environment's [`Door`]:
 //! at most 8 at once, each body read up to 16 MiB, and the server's handlers' work, outside the
-//! function's cgroup ([`crate::apis`]). Other paths (the Extensions and Telemetry APIs, which
-//! Lamina does not serve) get a `404`.
+//! function's cgroup ([`crate::apis`]). The Extensions API's paths go to [`crate::extensions`];
+//! other paths (the Telemetry API, which Lamina does not serve) get a `404`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -100,6 +100,8 @@ pub struct Shared {
     /// The hops of the invocation last handed to the runtime, which the function's calls to
     /// Lamina's APIs carry on, from a thread that outlives its invocation too.
     hops: std::sync::atomic::AtomicU32,
+    /// The environment's extensions.
+    pub(crate) extensions: crate::extensions::Extensions,
 }
 
 /// The invocation in flight: its id, where its answer goes, its deadline (epoch ms), and whether
@@ -166,9 +168,22 @@ impl Shared {
             stream_end: std::sync::Mutex::new(None),
             stream_open: watch::channel(false).0,
             hops: std::sync::atomic::AtomicU32::new(0),
+            extensions: crate::extensions::Extensions::new(),
         });
         (shared.clone(), Outbox(shared))
     }
+    /// Fails INIT with `error_type` and `body` (an extension's report, during INIT): false if an
+    /// error was reported already.
+    pub(crate) fn fail_init(&self, error_type: &str, body: Bytes) -> bool {
+        if self.init_error_claimed.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        *self.init_error.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((error_type.to_owned(), body));
+        self.init_error_signal.send_replace(true);
+        true
+    }
+
     /// The hops the function's calls to Lamina's APIs carry on from now ([`crate::apis`]).
     pub(crate) fn carry_hops(&self, hops: u32) {
         self.hops.store(hops, Ordering::Relaxed);
@@ -257,6 +272,10 @@ async fn dispatch(
 ) -> Result<hyper::Response<Either<Full<Bytes>, ApiBody>>, Infallible> {
     Ok(if req.uri().path().starts_with(RUNTIME) {
         route(&s.shared, req).await.map(Either::Left)
+    } else if req.uri().path().starts_with(crate::extensions::PREFIX) {
+        crate::extensions::route(&s.shared, req)
+            .await
+            .map(Either::Left)
     } else if req.headers().contains_key(hyper::header::AUTHORIZATION) {
         let hops = s.shared.hops.load(Ordering::Relaxed);
         s.door.serve(req, hops).await.map(Either::Right)
@@ -294,14 +313,14 @@ async fn route(s: &Arc<Shared>, req: Request<Incoming>) -> Response {
     }
 }
 
-fn status(code: StatusCode) -> Response {
+pub(crate) fn status(code: StatusCode) -> Response {
     let mut r = Response::new(Full::default());
     *r.status_mut() = code;
     r
 }
 
 /// `405`, with the one method the route takes.
-fn not_allowed(method: &'static str) -> Response {
+pub(crate) fn not_allowed(method: &'static str) -> Response {
     let mut r = status(StatusCode::METHOD_NOT_ALLOWED);
     r.headers_mut()
         .insert(ALLOW, HeaderValue::from_static(method));
@@ -317,14 +336,14 @@ fn json(code: StatusCode, body: Bytes) -> Response {
 }
 
 /// `202 {"status":"OK"}`, the answer to every accepted report.
-fn accepted() -> Response {
+pub(crate) fn accepted() -> Response {
     json(
         StatusCode::ACCEPTED,
         Bytes::from_static(br#"{"status":"OK"}"#),
     )
 }
 
-fn runtime_error(code: StatusCode, error_type: &str, message: &str) -> Response {
+pub(crate) fn runtime_error(code: StatusCode, error_type: &str, message: &str) -> Response {
     let body = serde_json::json!({ "errorType": error_type, "errorMessage": message });
     json(code, Bytes::from(body.to_string()))
 }
@@ -484,8 +503,9 @@ fn header<'a>(headers: &'a HeaderMap, name: &str, default: &'a str) -> &'a str {
         .unwrap_or(default)
 }
 
-fn error_type(headers: &HeaderMap) -> String {
-    let t = header(headers, "lambda-runtime-function-error-type", "Unhandled");
+/// The error type a report names in its header `name`.
+pub(crate) fn error_type(headers: &HeaderMap, name: &str) -> String {
+    let t = header(headers, name, "Unhandled");
     crate::outcome::bounded_error_type(t).to_owned()
 }
 
@@ -540,7 +560,7 @@ async fn answer(
     let reply = match read_body(headers, body, deadline).await {
         Ok((body, _)) if failed => Reply::Error {
             body,
-            error_type: error_type(headers),
+            error_type: error_type(headers, "lambda-runtime-function-error-type"),
         },
         // A stream gathered: an error its trailers report is the invocation's, with the body
         // the runtime sent if it is a JSON error.
@@ -660,7 +680,8 @@ async fn init_error(s: &Shared, headers: &HeaderMap, body: Incoming) -> Response
     if *s.next_calls.borrow() > 0 {
         return not_in_init();
     }
-    *s.init_error.lock().unwrap_or_else(|e| e.into_inner()) = Some((error_type(headers), body));
+    let error_type = error_type(headers, "lambda-runtime-function-error-type");
+    *s.init_error.lock().unwrap_or_else(|e| e.into_inner()) = Some((error_type, body));
     s.init_error_signal.send_replace(true);
     accepted()
 }
@@ -674,4 +695,4 @@ fn not_in_init() -> Response {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

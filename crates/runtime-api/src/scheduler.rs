@@ -236,7 +236,9 @@ struct State {
     /// [`Scheduler::acquire`]).
     waiting_for_room: u32,
     /// Environments to destroy, handed to a task outside the loop.
-    doomed: mpsc::UnboundedSender<Environment>,
+    /// Environments to destroy, and whether their room is still counted (given back once they
+    /// are gone).
+    doomed: mpsc::UnboundedSender<(Environment, bool)>,
     freeze: mpsc::UnboundedSender<Vec<Arc<Gate>>>,
     /// Told the ARN of each deleted function whose entry is forgotten (see `entries.rs`).
     forgotten: Option<Forgotten>,
@@ -299,13 +301,8 @@ impl Scheduler {
         settings: Settings,
         kernel: Arc<dyn lamina_sandbox::kernel::Kernel>,
     ) -> Self {
-        let (doomed, mut doomed_rx) = mpsc::unbounded_channel::<Environment>();
+        let (doomed, doomed_rx) = mpsc::unbounded_channel::<(Environment, bool)>();
         let (freeze, mut freeze_rx) = mpsc::unbounded_channel::<Vec<Arc<Gate>>>();
-        tokio::spawn(async move {
-            while let Some(env) = doomed_rx.recv().await {
-                tokio::spawn(env.destroy());
-            }
-        });
         let freeze_after = settings.freeze_after;
         tokio::spawn(async move {
             while let Some(gates) = freeze_rx.recv().await {
@@ -333,6 +330,8 @@ impl Scheduler {
             waiting_for_room: 0,
             forgotten,
         }));
+        let released = Arc::new(tokio::sync::Notify::new());
+        room::destroy_doomed(doomed_rx, Arc::downgrade(&state), released.clone());
         // The sweep holds only a weak reference: it ends once the state is dropped (idle
         // environments hold the executor, and so the state, until shutdown drains them).
         let weak = Arc::downgrade(&state);
@@ -344,10 +343,7 @@ impl Scheduler {
                 lock(&state).tick();
             }
         });
-        Self {
-            state,
-            released: Arc::new(tokio::sync::Notify::new()),
-        }
+        Self { state, released }
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -696,12 +692,14 @@ impl State {
         let Some((key, index)) = oldest else {
             return false;
         };
-        let env = self
+        let mut env = self
             .functions
             .get_mut(&key)
             .expect("present")
             .idle
             .remove(index);
+        // Its room is needed now: no time for its extensions' `SHUTDOWN`.
+        env.skip_shutdown();
         self.discard(env);
         true
     }
@@ -748,9 +746,14 @@ impl State {
         self.live_tmp_mb = self.live_tmp_mb.saturating_sub(tmp_mb as u64);
     }
 
+    /// Destroys an environment. Its room goes back at once, but for one whose extensions have
+    /// their `SHUTDOWN` first, running meanwhile: its room goes back once it is gone.
     fn discard(&mut self, env: Environment) {
-        self.forget(env.memory_mb(), env.tmp_mb());
-        let _ = self.doomed.send(env);
+        let counted = env.wants_shutdown();
+        if !counted {
+            self.forget(env.memory_mb(), env.tmp_mb());
+        }
+        let _ = self.doomed.send((env, counted));
     }
 
     /// Runs every half [`Settings::freeze_after`]. Only environments due to be frozen are sent to

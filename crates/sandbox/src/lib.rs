@@ -105,6 +105,7 @@ impl Zygote {
             && (self.uid, self.gid, self.nofile, self.nproc)
                 == (launch.uid, launch.gid, launch.nofile, launch.nproc)
             && launch.root.on_base
+            && launch.companions.programs.is_empty()
             && self
                 .env
                 .iter()
@@ -126,4 +127,24 @@ pub struct Launch {
     pub cwd: PathBuf,
     pub argv: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// Programs started beside the function's own.
+    #[serde(default)]
+    pub companions: Companions,
 }
+
+/// Programs started beside the function's own, once it has been executed: each as a process of
+/// its own, with the same user, limits, filters and working directory, and the launch's
+/// variables but those named in `hidden`. Each is forked twice, so that it is an orphan the
+/// sandbox's PID 1 reaps, not a child the function must. One that is not an executable program
+/// (checked before anything runs) fails the launch, with a message that begins with
+/// [`COMPANION_FAILED`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Companions {
+    /// Absolute paths inside the sandbox, started in this order.
+    pub programs: Vec<String>,
+    pub hidden: Vec<String>,
+}
+
+/// How the message of a launch that failed because of a companion begins (a control character
+/// no program's path begins with); the program's path follows, then `": "` and the reason.
+pub const COMPANION_FAILED: &str = "\u{1}companion ";

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use aws_sdk_lambda::Client;
 use aws_sdk_lambda::primitives::Blob;
-use aws_sdk_lambda::types::{FunctionCode, LayerVersionContentInput, Runtime};
+use aws_sdk_lambda::types::{FunctionCode, Runtime};
 use serde_json::json;
 
 use crate::helpers::*;
@@ -150,19 +150,7 @@ async fn call_from_inside(c: &Client, other: (&str, &str), big: bool) -> serde_j
 /// [`boto3_layer`] published in `c`'s account; its version's ARN.
 async fn publish_boto3(c: &Client) -> String {
     let zip = tokio::task::spawn_blocking(boto3_layer).await.unwrap();
-    c.publish_layer_version()
-        .layer_name("boto3")
-        .content(
-            LayerVersionContentInput::builder()
-                .zip_file(Blob::new(zip))
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("publish boto3: {}", describe(&e)))
-        .layer_version_arn()
-        .unwrap()
-        .to_owned()
+    publish_layer(c, "boto3", zip).await
 }
 
 /// The official Rust SDK outside, with a session token.

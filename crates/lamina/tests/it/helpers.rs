@@ -677,3 +677,20 @@ pub async fn create_script_function(
         .await
         .unwrap_or_else(|e| panic!("create {name}: {}", describe(&e)));
 }
+
+/// Publishes `zip` as a version of the layer `name` in `c`'s account; its version's ARN.
+pub async fn publish_layer(c: &Client, name: &str, zip: Vec<u8>) -> String {
+    c.publish_layer_version()
+        .layer_name(name)
+        .content(
+            aws_sdk_lambda::types::LayerVersionContentInput::builder()
+                .zip_file(Blob::new(zip))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("publish {name}: {}", describe(&e)))
+        .layer_version_arn()
+        .unwrap()
+        .to_owned()
+}

@@ -11,6 +11,7 @@ mod console;
 mod crash;
 mod ec2;
 mod ec2_config;
+mod extensions;
 mod function_apis;
 mod fuzz;
 mod hardening;

@@ -113,7 +113,8 @@ fn report(
     Failure::Function(outcome)
 }
 
-/// The bootstrap of `f` could not be started (missing, not executable, or not a program).
+/// The bootstrap of `f` could not be started (missing, not executable, or not a program), or
+/// one of its extensions (`why` begins with `lamina_sandbox::COMPANION_FAILED`).
 pub(super) fn entrypoint_failed(
     tap: &Tap,
     f: &FunctionRuntime,
@@ -122,7 +123,10 @@ pub(super) fn entrypoint_failed(
     ms: f64,
     why: &str,
 ) -> Failure {
-    let error_type = "Runtime.InvalidEntrypoint";
+    let (error_type, why) = match why.strip_prefix(lamina_sandbox::COMPANION_FAILED) {
+        Some(why) => ("Extension.LaunchError", why),
+        None => ("Runtime.InvalidEntrypoint", why),
+    };
     let message = format!("RequestId: {request_id} Error: {why}");
     tap.start_capture();
     let records = platform::FailedInit {

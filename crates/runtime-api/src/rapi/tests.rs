@@ -6,11 +6,11 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use super::*;
 
-struct Api {
-    addr: std::net::SocketAddr,
+pub(crate) struct Api {
+    pub(crate) addr: std::net::SocketAddr,
     /// The environment's end: taken to see what a waiting `/next` is told when it goes.
-    inbox: Option<Outbox>,
-    shared: Arc<Shared>,
+    pub(crate) inbox: Option<Outbox>,
+    pub(crate) shared: Arc<Shared>,
     server: JoinHandle<()>,
 }
 
@@ -20,7 +20,7 @@ impl Drop for Api {
     }
 }
 
-async fn api() -> Api {
+pub(crate) async fn api() -> Api {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (shared, inbox) = Shared::new();
@@ -34,26 +34,26 @@ async fn api() -> Api {
     }
 }
 
-struct Answer {
-    status: u16,
-    headers: HashMap<String, String>,
-    body: Vec<u8>,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) headers: HashMap<String, String>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Answer {
-    fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap()
     }
 }
 
 /// Sends one request (`head` without its blank line) and reads the answer until the server
 /// closes the connection.
-async fn send(api: &Api, head: &str, body: &[u8]) -> Answer {
+pub(crate) async fn send(api: &Api, head: &str, body: &[u8]) -> Answer {
     send_to(api.addr, head, body).await
 }
 
 /// [`send`] to an address, for a task of its own.
-async fn send_to(addr: std::net::SocketAddr, head: &str, body: &[u8]) -> Answer {
+pub(crate) async fn send_to(addr: std::net::SocketAddr, head: &str, body: &[u8]) -> Answer {
     let (mut r, mut w) = tokio::net::TcpStream::connect(addr)
         .await
         .unwrap()
@@ -102,7 +102,7 @@ async fn send_to(addr: std::net::SocketAddr, head: &str, body: &[u8]) -> Answer 
     }
 }
 
-fn pending(id: &str) -> (Pending, oneshot::Receiver<Reply>) {
+pub(crate) fn pending(id: &str) -> (Pending, oneshot::Receiver<Reply>) {
     let (reply, rx) = oneshot::channel();
     let p = Pending {
         request_id: id.into(),
@@ -727,10 +727,10 @@ async fn signed_requests_on_other_paths_go_to_the_gateway_as_the_environment_a_f
     );
     // Each answer closes its connection: an SDK's idle ones take no runtime's place.
     assert_eq!(a.headers["connection"], "close");
-    // Without a signature, another path is not the APIs' (an extension's, say): `404`.
+    // Without a signature, another path is not the APIs' (the Telemetry API's, say): `404`.
     let a = send_to(
         addr,
-        "POST /2020-01-01/extension/register HTTP/1.1\r\nContent-Length: 3",
+        "PUT /2022-07-01/telemetry HTTP/1.1\r\nContent-Length: 3",
         b"abc",
     )
     .await;

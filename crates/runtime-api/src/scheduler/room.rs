@@ -2,7 +2,38 @@
 //! Lambda counts concurrency as requests in flight, so the invocation's concurrency goes back
 //! as soon as it has ended; the environment's memory and `/tmp` stay counted until it is gone.
 
-use super::{Scheduler, Slot};
+use std::sync::{Arc, Mutex, Weak};
+
+use tokio::sync::{Notify, mpsc};
+
+use super::{Scheduler, Slot, State, lock};
+use crate::Environment;
+
+/// Destroys each environment the scheduler discards, in a task of its own. One sent with its
+/// room still counted (its extensions run their `SHUTDOWN` first) gives it back once gone, and
+/// wakes the callers waiting for room.
+pub(super) fn destroy_doomed(
+    mut doomed: mpsc::UnboundedReceiver<(Environment, bool)>,
+    state: Weak<Mutex<State>>,
+    released: Arc<Notify>,
+) {
+    tokio::spawn(async move {
+        while let Some((env, counted)) = doomed.recv().await {
+            let (state, released) = (state.clone(), released.clone());
+            tokio::spawn(async move {
+                let (mb, tmp_mb) = (env.memory_mb(), env.tmp_mb());
+                env.destroy().await;
+                if let Some(state) = state.upgrade().filter(|_| counted) {
+                    let mut state = lock(&state);
+                    state.forget(mb, tmp_mb);
+                    if state.waiting_for_room > 0 {
+                        released.notify_waiters();
+                    }
+                }
+            });
+        }
+    });
+}
 
 /// The memory and `/tmp` of an environment being destroyed: given back when dropped.
 pub struct Room {

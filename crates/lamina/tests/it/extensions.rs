@@ -1,0 +1,178 @@
+//! External extensions, as on Lambda: programs in a layer's `extensions/`, started beside the
+//! runtime in the same sandbox, each told of every invocation and of the environment's end
+//! through the Extensions API. The extension is built with the official `lambda-extension`
+//! crate (`examples/rust_extension.rs`).
+
+use std::io::Write;
+
+use aws_sdk_lambda::Client;
+use aws_sdk_lambda::primitives::Blob;
+use aws_sdk_lambda::types::{Environment, FunctionCode, Runtime};
+use serde_json::json;
+
+use crate::helpers::*;
+use crate::runtime_clients::example;
+
+/// What the function reports: what the extension left in the `/tmp` they share.
+const FUNCTION: &str = r#"
+import json, os, time
+
+def read(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+def handler(event, context):
+    time.sleep(event.get("sleep", 0))
+    return {
+        "registered": json.loads(read("/tmp/extension-registered") or "null"),
+        "invokes": (read("/tmp/extension-invokes") or "").split(),
+        "request_id": context.aws_request_id,
+        "uid": os.getuid(),
+    }
+"#;
+
+/// A layer with `files` (name, bytes) as executables under `extensions/`.
+fn extensions_layer(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, bytes) in files {
+        let options = zip::write::SimpleFileOptions::default().unix_permissions(0o755);
+        w.start_file(format!("extensions/{name}"), options).unwrap();
+        w.write_all(bytes).unwrap();
+    }
+    w.finish().unwrap().into_inner()
+}
+
+async fn function(c: &Client, name: &str, layer: String, timeout_s: i32) {
+    let variables = [("EXTENSION_WORK_MS".to_owned(), "300".to_owned())];
+    c.create_function()
+        .function_name(name)
+        .runtime(Runtime::from(host_python().as_str()))
+        .handler("app.handler")
+        .role(ROLE)
+        .timeout(timeout_s)
+        .layers(layer)
+        .environment(
+            Environment::builder()
+                .set_variables(Some(variables.into_iter().collect()))
+                .build(),
+        )
+        .code(
+            FunctionCode::builder()
+                .zip_file(Blob::new(zip_of(&[("app.py", FUNCTION.as_bytes())])))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("create {name}: {}", describe(&e)));
+}
+
+/// Waits (a bounded while) until `name`'s log has a line that contains `what`.
+async fn logged(app: &TestApp, name: &str, what: &str) -> Vec<String> {
+    for _ in 0..40 {
+        let lines = log_lines(&app.endpoint(), name).await;
+        if lines.iter().any(|l| l.contains(what)) {
+            return lines;
+        }
+    }
+    panic!(
+        "{name}'s log never had {what:?}: {:?}",
+        log_lines(&app.endpoint(), name).await
+    );
+}
+
+#[tokio::test]
+async fn an_extension_from_a_layer_sees_every_invocation_before_the_next_and_its_environments_end()
+{
+    // Idle environments go after a second: the extension's SHUTDOWN comes soon.
+    let app = spawn_app_with("keep_alive_s = 1").await;
+    let c = &app.client;
+    let binary = std::fs::read(example("rust_extension")).unwrap();
+    let layer = publish_layer(c, "probe", extensions_layer(&[("probe", &binary)])).await;
+    function(c, "watched", layer, 2).await;
+
+    // The extension registered during INIT, under its file's name, and was told the function's
+    // identity; the runtime's own variables are not in its environment, the function's are.
+    let first = invoke_json(c, "watched", &json!({})).await;
+    let registered = &first["registered"];
+    assert_eq!(registered["function"], "watched", "{first}");
+    assert_eq!(registered["version"], "$LATEST");
+    assert_eq!(registered["handler"], "app.handler");
+    assert_eq!(registered["account"], "000000000000");
+    assert_eq!(registered["has_handler_variable"], false);
+    assert_eq!(registered["has_task_root_variable"], false);
+    assert_eq!(registered["function_name_variable"], "watched");
+    assert_eq!(registered["work_ms_variable"], "300");
+    // It runs as the function's own user.
+    assert_eq!(registered["uid"], first["uid"]);
+    // It was given the invocation as the runtime was, and works 300 ms on it: not done yet.
+    assert_eq!(first["invokes"], json!([]), "{first}");
+
+    // The next invocation waits for the extension to ask for its next event: it sees the
+    // first one's work done, whichever invocation it is. Without that wait the second
+    // would begin while the extension still works on the first.
+    let second = invoke_json(c, "watched", &json!({})).await;
+    assert_eq!(second["invokes"], json!([first["request_id"]]), "{second}");
+    let third = invoke_json(c, "watched", &json!({})).await;
+    assert_eq!(
+        third["invokes"],
+        json!([first["request_id"], second["request_id"]]),
+        "{third}"
+    );
+
+    // Idle past the keep-alive, the environment goes: the extension is told why first.
+    let lines = logged(&app, "watched", "EXTENSION SHUTDOWN").await;
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("EXTENSION SHUTDOWN spindown")),
+        "{lines:?}"
+    );
+    let invoked = format!(
+        "EXTENSION INVOKE {}",
+        second["request_id"].as_str().unwrap()
+    );
+    assert!(lines.iter().any(|l| l.contains(&invoked)), "{lines:?}");
+
+    // An invocation that times out ends its environment: the extension hears that reason.
+    let out = c
+        .invoke()
+        .function_name("watched")
+        .payload(Blob::new(br#"{"sleep": 5}"#.to_vec()))
+        .send()
+        .await
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_slice(out.payload().unwrap().as_ref()).unwrap();
+    assert_eq!(body["errorType"], "Sandbox.Timedout", "{body}");
+    logged(&app, "watched", "EXTENSION SHUTDOWN timeout").await;
+}
+
+#[tokio::test]
+async fn an_extension_that_cannot_be_executed_fails_the_invocation_with_a_launch_error() {
+    let app = spawn_app().await;
+    let c = &app.client;
+    let layer = publish_layer(
+        c,
+        "broken",
+        extensions_layer(&[("broken", b"not a program\n")]),
+    )
+    .await;
+    function(c, "fails", layer, 3).await;
+    let out = c
+        .invoke()
+        .function_name("fails")
+        .payload(Blob::new(b"{}".to_vec()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.function_error(), Some("Unhandled"));
+    let body: serde_json::Value = serde_json::from_slice(out.payload().unwrap().as_ref()).unwrap();
+    assert_eq!(body["errorType"], "Extension.LaunchError", "{body}");
+    let message = body["errorMessage"].as_str().unwrap();
+    assert!(
+        message.contains("/opt/extensions/broken") && message.contains("Exec format error"),
+        "{message}"
+    );
+}
