@@ -576,10 +576,11 @@ async fn next(x: &Extensions, headers: &HeaderMap) -> Response {
     r
 }
 
-/// An extension's `init/error` (`exit`: its `exit/error`). During INIT, either fails INIT, with
-/// `Extension.InitError` or `Extension.ExitError`; after it, only an exit is taken: the
-/// extension owes nothing more, and the environment is not used again. The body is read (within
-/// bounds) and left, as on Lambda.
+/// An extension's `init/error` (`exit`: its `exit/error`). Before it has asked for its first
+/// event, either fails INIT, with `Extension.InitError` or `Extension.ExitError` (only the first
+/// error INIT reports is kept; a later one is taken and left). After that, `init/error` is
+/// refused, and an exit is taken: the extension owes nothing more, and the environment is not
+/// used again. The body is read (within bounds) and left, as on Lambda.
 async fn error_report(s: &Shared, headers: &HeaderMap, body: Incoming, exit: bool) -> Response {
     let ((id, name), reported) =
         match identified(&s.extensions, headers).and_then(|id| Ok((id, reported_type(headers)?))) {
@@ -587,32 +588,38 @@ async fn error_report(s: &Shared, headers: &HeaderMap, body: Incoming, exit: boo
             Err(refused) => return refused.answer(),
         };
     let _ = read(body).await;
-    let x = &s.extensions;
-    let in_init = x.lock().open;
     let (error_type, what) = match exit {
         true => ("Extension.ExitError", "exited"),
         false => ("Extension.InitError", "failed to initialize"),
     };
-    let failed_init = in_init && {
-        let message = format!("Extension {name} {what}: {reported}");
-        let body = serde_json::json!({ "errorType": error_type, "errorMessage": message });
-        s.fail_init(error_type, Bytes::from(body.to_string()))
-    };
-    if exit {
-        x.reset.store(true, Ordering::Relaxed);
-        x.change(|s| {
-            if let Some(r) = s.registered.iter_mut().find(|r| r.id == id) {
-                r.owes = false;
-                r.invoke = false;
-                r.shutdown = false;
-                r.queue.clear();
-            }
-        });
-    } else if !failed_init {
+    let x = &s.extensions;
+    // Under the state's lock: INIT cannot end while this extension still owes its first call.
+    let taken = x.change(|st| {
+        let open = st.open;
+        let r = st.registered.iter_mut().find(|r| r.id == id)?;
+        if open && r.owes && r.queue.is_empty() {
+            let message = format!("Extension {name} {what}: {reported}");
+            let body = serde_json::json!({ "errorType": error_type, "errorMessage": message });
+            s.fail_init(error_type, Bytes::from(body.to_string()));
+        } else if !exit {
+            return None;
+        }
+        if exit {
+            r.owes = false;
+            r.invoke = false;
+            r.shutdown = false;
+            r.queue.clear();
+        }
+        Some(())
+    });
+    if taken.is_none() {
         return refused(
             "Extension.InvalidExtensionState",
-            "init/error is accepted once, during INIT",
+            "init/error is accepted only before the extension's first event/next",
         );
+    }
+    if exit {
+        x.reset.store(true, Ordering::Relaxed);
     }
     accepted()
 }

@@ -54,6 +54,7 @@ use crate::kernel::{Kernel, LinuxKernel, Namespaces};
 use crate::rootfs::Tmp;
 use crate::{Launch, Spec, fdpass, rootfs, seccomp};
 
+mod companions;
 mod fork_server;
 mod function;
 mod hand_over;

@@ -128,6 +128,13 @@ async fn an_extension_registers_during_init_and_gets_each_invocation_then_its_sh
     let probe_next = next(&api, &id);
     let inner_next = next(&api, &inner_id);
     until_owed(x, 0).await;
+    // Too late for it to fail INIT: it has asked for its first event.
+    let head = format!(
+        "POST /2020-01-01/extension/init/error HTTP/1.1\r\nLambda-Extension-Identifier: {id}\r\nLambda-Extension-Function-Error-Type: Extension.Late\r\nContent-Length: 0"
+    );
+    let late = send(&api, &head, b"").await;
+    assert_eq!(error_type(&late), "Extension.InvalidExtensionState");
+    assert!(api.shared.init_error.lock().unwrap().is_none());
     assert!(x.close_registration());
     let late = register(&api, "late", r#"{"events":["INVOKE"]}"#, "").await;
     assert_eq!(error_type(&late), "Extension.RegistrationClosed");
@@ -212,8 +219,12 @@ async fn an_extensions_error_reports_fail_init_or_end_the_environment() {
         "{body}"
     );
     assert!(*api.shared.init_errors().borrow());
-    let twice = send(&api, &report("init/error", typed), b"").await;
-    assert_eq!(error_type(&twice), "Extension.InvalidExtensionState");
+    // A second report is taken and left: the first error stands.
+    let other = "\r\nLambda-Extension-Function-Error-Type: Other";
+    let twice = send(&api, &report("init/error", other), b"").await;
+    assert_eq!(twice.status, 202);
+    let kept = api.shared.init_error.lock().unwrap().clone().unwrap().1;
+    assert!(String::from_utf8_lossy(&kept).contains("Extension.ConfigInvalid"));
 
     // An exit reported: the extension owes nothing more, and the environment is not reused.
     assert_eq!(owed(x), 1);

@@ -20,16 +20,16 @@ pub(super) fn destroy_doomed(
     tokio::spawn(async move {
         while let Some((env, counted)) = doomed.recv().await {
             let (state, released) = (state.clone(), released.clone());
+            // Given back however the destruction ends (a panic, a runtime shutting down).
+            let counted = counted.then(|| Counted {
+                state,
+                released,
+                memory_mb: env.memory_mb(),
+                tmp_mb: env.tmp_mb(),
+            });
             tokio::spawn(async move {
-                let (mb, tmp_mb) = (env.memory_mb(), env.tmp_mb());
                 env.destroy().await;
-                if let Some(state) = state.upgrade().filter(|_| counted) {
-                    let mut state = lock(&state);
-                    state.forget(mb, tmp_mb);
-                    if state.waiting_for_room > 0 {
-                        released.notify_waiters();
-                    }
-                }
+                drop(counted);
             });
         }
     });
@@ -40,6 +40,26 @@ pub struct Room {
     sched: Scheduler,
     memory_mb: u32,
     tmp_mb: u32,
+}
+
+/// The room of an environment being destroyed by [`destroy_doomed`], given back when dropped.
+struct Counted {
+    state: Weak<Mutex<State>>,
+    released: Arc<Notify>,
+    memory_mb: u32,
+    tmp_mb: u32,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        if let Some(state) = self.state.upgrade() {
+            let mut state = lock(&state);
+            state.forget(self.memory_mb, self.tmp_mb);
+            if state.waiting_for_room > 0 {
+                self.released.notify_waiters();
+            }
+        }
+    }
 }
 
 impl Scheduler {

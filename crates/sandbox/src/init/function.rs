@@ -207,7 +207,7 @@ fn clear_of(fd: OwnedFd, n: i32) -> Result<OwnedFd, (OwnedFd, io::Error)> {
     Ok(unsafe { OwnedFd::from_raw_fd(moved) })
 }
 
-fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+pub(super) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
     // SAFETY: pipe2 writes two descriptors into `fds`.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } == -1 {
@@ -396,7 +396,6 @@ fn exec_function(k: &dyn Kernel, user_namespace: bool, spec: &Exec<'_>) -> io::E
         }
         step("no_new_privs", k.no_new_privs())?;
         step("chdir", k.chdir(spec.cwd))?;
-        start_companions(spec.companions, spec.env)?;
         let argv: Vec<std::ffi::CString> = spec
             .argv
             .iter()
@@ -417,6 +416,9 @@ fn exec_function(k: &dyn Kernel, user_namespace: bool, spec: &Exec<'_>) -> io::E
         // execve does not search PATH: a bare name (an image's `CMD ["python3", …]`) is looked
         // up in the function's PATH here, inside its root and as its own user.
         let program = cstring(&find_program(&spec.argv[0], spec.env))?;
+        // Last before the exec, which lets them run; should this process return instead, they
+        // are told to leave as the guard drops.
+        let _companions = super::companions::start(spec.companions, spec.env)?;
         // SAFETY: argv and env are NUL-terminated arrays of valid C strings that outlive the call.
         unsafe { libc::execve(program.as_ptr(), argv_p.as_ptr(), env_p.as_ptr()) };
         Err(io::Error::new(
@@ -430,111 +432,7 @@ fn exec_function(k: &dyn Kernel, user_namespace: bool, spec: &Exec<'_>) -> io::E
     }
 }
 
-/// Starts `c`'s programs (see [`crate::Companions`]) to run once this process has executed the
-/// function: each is checked first (nothing of it runs before the function's own program: it
-/// cannot stop this process, which the sandbox's start waits for), then forked twice; the
-/// grandchild waits until this process's copy of a close-on-exec pipe closes, at its `execve`,
-/// then executes the program. One that fails then, which the check did not foresee, says so
-/// on the function's output and exits.
-fn start_companions(c: &crate::Companions, env: &[(String, String)]) -> io::Result<()> {
-    if c.programs.is_empty() {
-        return Ok(());
-    }
-    let failed = |program: &str, e: io::Error| {
-        io::Error::new(
-            e.kind(),
-            format!("{}{program}: {e}", crate::COMPANION_FAILED),
-        )
-    };
-    for program in &c.programs {
-        executable(program).map_err(|e| failed(program, e))?;
-    }
-    let env: Vec<std::ffi::CString> = env
-        .iter()
-        .filter(|(k, _)| !c.hidden.contains(k))
-        .map(|(k, v)| cstring(&format!("{k}={v}")))
-        .collect::<io::Result<_>>()?;
-    let mut env_p: Vec<*const libc::c_char> = env.iter().map(|a| a.as_ptr()).collect();
-    env_p.push(std::ptr::null());
-    // Held by this process alone once each grandchild has closed its copy: the read end sees
-    // its end when this process executes the function (or dies).
-    let (go, held) = pipe()?;
-    for program in &c.programs {
-        let path = cstring(program).map_err(|e| failed(program, e))?;
-        let argv_p = [path.as_ptr(), std::ptr::null()];
-        let said = format!("lamina: extension {program} could not be executed\n");
-        // SAFETY: this process has one thread; the child only forks and exits, the grandchild
-        // only closes, reads, execs, writes and exits, without unwinding or running this
-        // process's destructors.
-        let child = unsafe { libc::fork() };
-        if child == 0 {
-            // SAFETY: in the child, as above: descriptors it owns copies of, and buffers made
-            // before the fork.
-            unsafe {
-                if libc::fork() == 0 {
-                    libc::close(held.as_raw_fd());
-                    let mut byte = 0u8;
-                    while libc::read(go.as_raw_fd(), (&raw mut byte).cast(), 1) == -1
-                        && *libc::__errno_location() == libc::EINTR
-                    {}
-                    libc::execve(path.as_ptr(), argv_p.as_ptr(), env_p.as_ptr());
-                    let _ = libc::write(2, said.as_ptr().cast(), said.len());
-                    libc::_exit(127);
-                }
-                libc::_exit(0);
-            }
-        }
-        if child == -1 {
-            return Err(failed(program, io::Error::last_os_error()));
-        }
-        let mut status = 0;
-        // SAFETY: waiting for the child this process just forked, which exits at once.
-        while unsafe { libc::waitpid(child, &mut status, 0) } == -1
-            && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
-        {}
-    }
-    // `held` stays open, close-on-exec, until this process executes the function.
-    std::mem::forget(held);
-    Ok(())
-}
-
-/// Whether `execve` would run `program`: an executable regular file, ELF or a script whose
-/// interpreter is executable. Read, never run.
-fn executable(program: &str) -> io::Result<()> {
-    use std::os::unix::fs::FileTypeExt as _;
-    let path = cstring(program)?;
-    // SAFETY: access(2) of a valid C string.
-    if unsafe { libc::access(path.as_ptr(), libc::X_OK) } == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    let mut f = std::fs::File::open(program)?;
-    let kind = f.metadata()?.file_type();
-    if !kind.is_file() || kind.is_fifo() {
-        return Err(io::Error::from_raw_os_error(libc::EACCES));
-    }
-    let mut head = [0u8; 256];
-    let n = f.read(&mut head)?;
-    let head = &head[..n];
-    if head.starts_with(b"\x7fELF") {
-        return Ok(());
-    }
-    let Some(line) = head.strip_prefix(b"#!") else {
-        return Err(io::Error::from_raw_os_error(libc::ENOEXEC));
-    };
-    let line = line.split(|&b| b == b'\n').next().unwrap_or_default();
-    let interpreter = std::str::from_utf8(line)
-        .ok()
-        .and_then(|l| l.split_ascii_whitespace().next())
-        .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOEXEC))?;
-    let interpreter = cstring(interpreter)?;
-    // SAFETY: access(2) of a valid C string.
-    if unsafe { libc::access(interpreter.as_ptr(), libc::X_OK) } == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-fn cstring(s: &str) -> io::Result<std::ffi::CString> {
+pub(super) fn cstring(s: &str) -> io::Result<std::ffi::CString> {
     std::ffi::CString::new(s).map_err(|_| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
