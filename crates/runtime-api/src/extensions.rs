@@ -90,19 +90,8 @@ pub(crate) fn companions(
 }
 
 fn names_in(base: &Path, dir: &str) -> std::io::Result<Vec<String>> {
-    use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
-    let base = rustix::fs::open(
-        base,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    let dir = match rustix::fs::openat2(
-        &base,
-        dir,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS,
-    ) {
+    use rustix::fs::{FileType, OFlags};
+    let dir = match crate::runtimes::open_beneath(base, dir, OFlags::RDONLY | OFlags::DIRECTORY) {
         Ok(dir) => dir,
         Err(rustix::io::Errno::NOENT) => return Ok(Vec::new()),
         Err(e) => return Err(e.into()),

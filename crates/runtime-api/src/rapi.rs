@@ -178,10 +178,14 @@ impl Shared {
         if self.init_error_claimed.swap(true, Ordering::AcqRel) {
             return false;
         }
-        *self.init_error.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some((error_type.to_owned(), body));
-        self.init_error_signal.send_replace(true);
+        self.keep_init_error(error_type.to_owned(), body);
         true
+    }
+
+    /// Keeps the error INIT failed with, once claimed, and tells the environment.
+    fn keep_init_error(&self, error_type: String, body: Bytes) {
+        *self.init_error.lock().unwrap_or_else(|e| e.into_inner()) = Some((error_type, body));
+        self.init_error_signal.send_replace(true);
     }
 
     /// The hops the function's calls to Lamina's APIs carry on from now ([`crate::apis`]).
@@ -680,9 +684,10 @@ async fn init_error(s: &Shared, headers: &HeaderMap, body: Incoming) -> Response
     if *s.next_calls.borrow() > 0 {
         return not_in_init();
     }
-    let error_type = error_type(headers, "lambda-runtime-function-error-type");
-    *s.init_error.lock().unwrap_or_else(|e| e.into_inner()) = Some((error_type, body));
-    s.init_error_signal.send_replace(true);
+    s.keep_init_error(
+        error_type(headers, "lambda-runtime-function-error-type"),
+        body,
+    );
     accepted()
 }
 

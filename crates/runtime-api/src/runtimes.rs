@@ -171,22 +171,29 @@ pub fn bootstrap_in_task(code: &Path, opt: Option<&Path>) -> bool {
 }
 
 fn has_entry(dir: &Path, name: &str) -> bool {
+    open_beneath(dir, name, rustix::fs::OFlags::PATH).is_ok()
+}
+
+/// Opens `path` (with `flags`) beneath the directory `dir` of a function's tree, following no
+/// link on the way, `dir` included: the server never follows a function's link onto the host.
+pub(crate) fn open_beneath(
+    dir: &Path,
+    path: &str,
+    flags: rustix::fs::OFlags,
+) -> rustix::io::Result<std::os::fd::OwnedFd> {
     use rustix::fs::{Mode, OFlags, ResolveFlags};
-    let Ok(dir) = rustix::fs::open(
+    let dir = rustix::fs::open(
         dir,
         OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
-    ) else {
-        return false;
-    };
+    )?;
     rustix::fs::openat2(
         &dir,
-        name,
-        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        path,
+        flags | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
         ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS,
     )
-    .is_ok()
 }
 
 #[cfg(test)]

@@ -9,9 +9,13 @@ impl Environment {
     /// Whether its destruction begins with its extensions' `SHUTDOWN`, for which it runs up to
     /// [`crate::extensions::SHUTDOWN_BUDGET`] more.
     pub fn wants_shutdown(&self) -> bool {
-        self.shutdown_reason.is_some()
-            && self.shared.extensions.want_shutdown()
-            && self.exit.borrow().is_none()
+        self.shutdown_due().is_some()
+    }
+
+    /// Why its extensions are told it ends, if they are.
+    fn shutdown_due(&self) -> Option<&'static str> {
+        self.shutdown_reason
+            .filter(|_| self.shared.extensions.want_shutdown() && self.exit.borrow().is_none())
     }
 
     /// Destroys it without its extensions' `SHUTDOWN`.
@@ -23,7 +27,7 @@ impl Environment {
     /// it; then kills every process of the environment (lifting its CPU quota first, so that
     /// they die at once) and removes its cgroups.
     pub async fn destroy(mut self) {
-        if let Some(reason) = self.shutdown_reason.filter(|_| self.wants_shutdown()) {
+        if let Some(reason) = self.shutdown_due() {
             self.gate.claim(self.kernel.as_ref()).await;
             let mut exit = self.exit.clone();
             tokio::select! {

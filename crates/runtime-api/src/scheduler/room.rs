@@ -53,11 +53,12 @@ struct Counted {
 impl Drop for Counted {
     fn drop(&mut self) {
         if let Some(state) = self.state.upgrade() {
-            let mut state = lock(&state);
-            state.forget(self.memory_mb, self.tmp_mb);
-            if state.waiting_for_room > 0 {
-                self.released.notify_waiters();
-            }
+            give_back(
+                &mut lock(&state),
+                &self.released,
+                self.memory_mb,
+                self.tmp_mb,
+            );
         }
     }
 }
@@ -115,10 +116,19 @@ impl Scheduler {
 
 impl Drop for Room {
     fn drop(&mut self) {
-        let mut state = self.sched.state();
-        state.forget(self.memory_mb, self.tmp_mb);
-        if state.waiting_for_room > 0 {
-            self.sched.released.notify_waiters();
-        }
+        give_back(
+            &mut self.sched.state(),
+            &self.sched.released,
+            self.memory_mb,
+            self.tmp_mb,
+        );
+    }
+}
+
+/// Gives back an environment's room, and wakes the callers waiting for room.
+fn give_back(state: &mut State, released: &Notify, memory_mb: u32, tmp_mb: u32) {
+    state.forget(memory_mb, tmp_mb);
+    if state.waiting_for_room > 0 {
+        released.notify_waiters();
     }
 }
