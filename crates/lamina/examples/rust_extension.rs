@@ -8,7 +8,8 @@
 //!   milliseconds of work, before it asks for its next event.
 //!
 //! It prints `EXTENSION INVOKE <id>` and `EXTENSION SHUTDOWN <reason>` to the function's log, and
-//! exits after `SHUTDOWN`.
+//! exits after `SHUTDOWN`; with `EXTENSION_CRASH_ON_INVOKE` set, it exits (status 1) as soon as it
+//! is given an invocation, as a crashing extension does.
 
 use std::io::Write as _;
 
@@ -16,6 +17,9 @@ use lambda_extension::{Error, Extension, LambdaEvent, NextEvent, service_fn};
 
 async fn on_event(work_ms: u64, event: LambdaEvent) -> Result<(), Error> {
     match event.next {
+        NextEvent::Invoke(_) if std::env::var_os("EXTENSION_CRASH_ON_INVOKE").is_some() => {
+            std::process::exit(1);
+        }
         NextEvent::Invoke(e) => {
             tokio::time::sleep(std::time::Duration::from_millis(work_ms)).await;
             let mut f = std::fs::OpenOptions::new()

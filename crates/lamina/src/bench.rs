@@ -5,7 +5,8 @@
 //! `bench_async.rs`); SNS
 //! publish-to-handler latency, sustained rate and fan-out (see `bench_sns.rs`); HTTP gateways
 //! next to a direct Invoke (see `bench_http.rs`); a 200 MB image's push, unpack, root build and
-//! cold start next to the same code as a zip (see `bench_image.rs`).
+//! cold start next to the same code as a zip (see `bench_image.rs`); a function with an external
+//! extension next to the same without (see `bench_ext.rs`).
 //!
 //! Everything runs in this process: a server on a temporary data directory and a port of its own,
 //! the echo baseline on another, and one HTTP client for both.
@@ -70,6 +71,14 @@ pub struct BenchArgs {
     /// Without one that row is left out.
     #[arg(long, value_name = "FILE")]
     rust_bootstrap: Option<std::path::PathBuf>,
+    /// Rounds of cold starts and warm invokes of the `rust (lambda_runtime)` function with an
+    /// external extension and without, interleaved; 0 skips them.
+    #[arg(long, default_value_t = 20)]
+    extensions: usize,
+    /// The extension for those rounds; by default `examples/rust_extension` next to this binary
+    /// (`cargo build --release --example rust_extension`). Without one they are left out.
+    #[arg(long, value_name = "FILE")]
+    rust_extension: Option<std::path::PathBuf>,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -96,6 +105,7 @@ struct Measured {
     logging: Option<serde_json::Value>,
     network: Option<serde_json::Value>,
     paused: Option<serde_json::Value>,
+    extensions: Option<serde_json::Value>,
     scale: Option<serde_json::Value>,
 }
 
@@ -158,13 +168,19 @@ impl Target {
             "Role": "arn:aws:iam::000000000000:role/bench", "Timeout": 30,
             "Code": { "ZipFile": base64::engine::general_purpose::STANDARD.encode(zip) },
         });
+        self.create_from(&body).await
+    }
+
+    /// Creates the function `body` describes (a `CreateFunction` request's).
+    pub(crate) async fn create_from(&self, body: &serde_json::Value) -> anyhow::Result<()> {
         let r = self
             .http
             .post(format!("{}/2015-03-31/functions", self.base))
-            .json(&body)
+            .json(body)
             .send()
             .await?;
         if !r.status().is_success() {
+            let name = body["FunctionName"].as_str().unwrap_or_default();
             bail!("creating {name} failed: {}", r.text().await?);
         }
         Ok(())
@@ -306,22 +322,28 @@ fn scale_function<'a>(rust: &'a Option<Vec<u8>>, native: &'a [u8]) -> (&'static 
     }
 }
 
-/// The bytes of the `lambda_runtime` bootstrap, if there is one.
-fn rust_bootstrap(args: &BenchArgs) -> anyhow::Result<Option<Vec<u8>>> {
-    if let Some(f) = &args.rust_bootstrap {
+/// The bytes of `file`, or else of `examples/<example>` next to this binary; `None`, with a note
+/// that `part` is left out, when there is neither (`flag` names the option).
+pub(crate) fn example_or(
+    file: Option<&std::path::Path>,
+    example: &str,
+    part: &str,
+    flag: &str,
+) -> anyhow::Result<Option<Vec<u8>>> {
+    if let Some(f) = file {
         return std::fs::read(f)
             .map(Some)
             .with_context(|| format!("cannot read {}", f.display()));
     }
     let beside = std::env::current_exe()?
         .with_file_name("examples")
-        .join("rust_echo");
+        .join(example);
     match std::fs::read(&beside) {
         Ok(b) => Ok(Some(b)),
         Err(_) => {
             eprintln!(
-                "note: no lambda_runtime bootstrap at {}: the rust (lambda_runtime) row is left out \
-                 (cargo build --release --example rust_echo, or --rust-bootstrap FILE)",
+                "note: nothing at {}: {part} is left out \
+                 (cargo build --release --example {example}, or {flag} FILE)",
                 beside.display()
             );
             Ok(None)
@@ -404,7 +426,13 @@ async fn measure(
         0o644,
     )])?;
 
-    let rust_zip = match rust_bootstrap(args)? {
+    let bootstrap = example_or(
+        args.rust_bootstrap.as_deref(),
+        "rust_echo",
+        "the rust (lambda_runtime) row",
+        "--rust-bootstrap",
+    )?;
+    let rust_zip = match bootstrap {
         Some(bytes) => Some(zip_of(&[("bootstrap", &bytes, 0o755)])?),
         None => None,
     };
@@ -508,6 +536,15 @@ async fn measure(
         n => Some(crate::bench_pause::run(&http, &target, &echo_url, n, args.json).await?),
     };
 
+    let extensions = crate::bench_ext::run(
+        &target,
+        rust_zip.as_deref(),
+        args.rust_extension.as_deref(),
+        args.extensions,
+        args.json,
+    )
+    .await?;
+
     let asynchronous = if args.events > 0 {
         Some(crate::bench_async::run(&target, &native_zip, args.events, args.json).await?)
     } else {
@@ -588,6 +625,7 @@ async fn measure(
         logging,
         network,
         paused,
+        extensions,
         scale,
     })
 }
@@ -608,7 +646,7 @@ impl Measured {
             .collect();
         let [f, e, r, l] = &self.interleaved;
         let interleaved = json!({ "echo_one_thread": f, "echo": e, "relay": r, "lamina": l, "lamina_p50_vs_echo_one_thread": l.p50_ms / f.p50_ms, "lamina_p50_vs_echo": l.p50_ms / e.p50_ms, "lamina_p50_vs_relay": l.p50_ms / r.p50_ms });
-        json!({ "loopback_echo": echo, "functions": out, "throughput": tp, "interleaved": interleaved, "async": self.asynchronous, "sns": self.sns, "http": self.gateways, "images": self.images, "logging": self.logging, "network": self.network, "paused": self.paused, "scale_out": self.scale })
+        json!({ "loopback_echo": echo, "functions": out, "throughput": tp, "interleaved": interleaved, "async": self.asynchronous, "sns": self.sns, "http": self.gateways, "images": self.images, "logging": self.logging, "network": self.network, "paused": self.paused, "extensions": self.extensions, "scale_out": self.scale })
     }
 
     /// The run as a table.
@@ -625,6 +663,7 @@ impl Measured {
             logging,
             network,
             paused,
+            extensions,
             scale,
         } = self;
         println!("{:<36} {:>10} {:>10} {:>8}", "", "p50 ms", "p99 ms", "n");
@@ -736,6 +775,9 @@ impl Measured {
         }
         if let Some(p) = &paused {
             crate::bench_pause::print(p);
+        }
+        if let Some(x) = &extensions {
+            crate::bench_ext::print(x);
         }
         if let Some(n) = &network {
             crate::bench_net::print(n);

@@ -5,6 +5,7 @@
 mod bench;
 mod bench_async;
 mod bench_compare;
+mod bench_ext;
 mod bench_http;
 mod bench_image;
 mod bench_logs;

@@ -368,6 +368,7 @@ impl Environment {
                     listener,
                     output,
                     ctl,
+                    companions,
                 },
             cgroup: cg,
             lease,
@@ -387,7 +388,7 @@ impl Environment {
         let (shared, tx) = Shared::new();
         shared.carry_hops(hops);
         shared.extensions.expect(
-            extensions,
+            extensions.clone(),
             crate::extensions::Identity {
                 function: f.name.clone(),
                 version: f.version.to_string(),
@@ -395,6 +396,7 @@ impl Environment {
                 account: f.account.to_string(),
             },
         );
+        crate::extensions::watch(&shared, &extensions, companions, &exit);
         let mut env = Self {
             id,
             revision_id: f.revision_id.clone(),
@@ -453,9 +455,12 @@ impl Environment {
             }
             Ok(None)
         };
+        // An error first: one posted as the last call owed came (an extension's exit releases
+        // what it owed as it fails INIT) is INIT's end.
         let result = tokio::select! {
-            r = init_ended => r,
+            biased;
             _ = init_errors.wait_for(|e| *e) => Ok(Some(())),
+            r = init_ended => r,
             _ = exit.wait_for(|e| e.is_some()) => Err(()),
             _ = tokio::time::sleep_until((started + run.limit()).into()) => Err(()),
         };
@@ -494,9 +499,10 @@ impl Environment {
         self.memory_mb
     }
 
-    /// Whether its sandbox's process has exited (an idle one, say, killed by the kernel).
+    /// Whether its sandbox's process has exited (an idle one, say, killed by the kernel), or one
+    /// of its extensions has: it serves nobody again.
     pub fn exited(&self) -> bool {
-        self.exit.borrow().is_some()
+        self.exit.borrow().is_some() || self.shared.extensions.reset()
     }
 
     /// The environment's freezer gate, for the pool's idle sweeper.

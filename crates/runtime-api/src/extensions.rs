@@ -18,6 +18,7 @@
 //! registered, two events queued each, bodies read up to [`MAX_BODY`].
 
 use std::collections::VecDeque;
+use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,6 +39,10 @@ pub(crate) const PREFIX: &str = "/2020-01-01/extension/";
 pub const MAX_EXTENSIONS: usize = 10;
 /// The time extensions have for their `SHUTDOWN`, as on Lambda with external extensions.
 pub const SHUTDOWN_BUDGET: Duration = Duration::from_millis(2000);
+/// How long an extension's exit waits to be seen as the sandbox's own (see [`watch`]).
+const SANDBOX_EXIT: Duration = Duration::from_millis(300);
+/// The error of an INIT during which an external extension exited.
+const CRASH: &str = "Extension.Crash";
 /// The largest request body the API reads (registrations and error reports).
 const MAX_BODY: usize = 64 * 1024;
 /// Where external extensions are, inside the sandbox.
@@ -71,6 +76,40 @@ pub(crate) fn external(f: &crate::FunctionRuntime) -> Vec<String> {
     let mut names = found.unwrap_or_default();
     names.sort_unstable();
     names
+}
+
+/// Watches the processes of the external extensions `launched` (`pidfds` in the same order, as
+/// the sandbox gave them): each one's exit is told to [`Extensions::exited`], unless it came with
+/// the sandbox's (`exit`) during INIT: a runtime that exits takes every process of the sandbox
+/// with it, and their exits may be seen before its own. A task for each, which ends when the process does, at
+/// the latest with its environment.
+pub(crate) fn watch(
+    s: &Arc<Shared>,
+    launched: &[String],
+    pidfds: Vec<Option<OwnedFd>>,
+    exit: &watch::Receiver<Option<i32>>,
+) {
+    use tokio::io::{Interest, unix::AsyncFd};
+    for (name, pidfd) in launched.iter().zip(pidfds) {
+        // SAFETY: the pidfd is owned, and kept open by the AsyncFd until it is dropped.
+        let registered = |fd| unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) };
+        let Some(fd) = pidfd.and_then(|fd| registered(fd).ok()) else {
+            tracing::warn!(extension = %name, "an extension's exit cannot be watched");
+            continue;
+        };
+        let (s, name, mut exit) = (s.clone(), name.clone(), exit.clone());
+        tokio::spawn(async move {
+            let _ = fd.readable().await;
+            // Only INIT's error depends on whose exit it was.
+            if s.extensions.registering() {
+                let sandbox = tokio::time::timeout(SANDBOX_EXIT, exit.wait_for(|e| e.is_some()));
+                if sandbox.await.is_ok() {
+                    return;
+                }
+            }
+            s.extensions.exited(&s, &name);
+        });
+    }
 }
 
 /// The companions of a launch with `env` that starts `extensions`.
@@ -134,7 +173,7 @@ pub(crate) struct Extensions {
     /// Fixed when registration closes: whether any extension wants `INVOKE`, and `SHUTDOWN`.
     invoke: AtomicBool,
     shutdown: AtomicBool,
-    /// An extension reported its exit: the environment is not used again.
+    /// An extension exited, or reported its exit: the environment is not used again.
     reset: AtomicBool,
 }
 
@@ -151,6 +190,8 @@ struct State {
 struct Registered {
     id: String,
     name: String,
+    /// One of the programs launched, not an extension of the runtime's own process.
+    external: bool,
     invoke: bool,
     shutdown: bool,
     queue: VecDeque<Bytes>,
@@ -160,6 +201,16 @@ struct Registered {
 impl State {
     fn owed(&self) -> usize {
         self.launched.len() + self.registered.iter().filter(|r| r.owes).count()
+    }
+}
+
+impl Registered {
+    /// The extension is gone (it exited, or said it would): it owes nothing and gets nothing.
+    fn leave(&mut self) {
+        self.owes = false;
+        self.invoke = false;
+        self.shutdown = false;
+        self.queue.clear();
     }
 }
 
@@ -215,6 +266,11 @@ impl Extensions {
         true
     }
 
+    /// Whether registration is open: INIT has not ended.
+    fn registering(&self) -> bool {
+        self.lock().open
+    }
+
     /// Whether an extension that registered for `INVOKE` events is there, once INIT has ended:
     /// otherwise an invocation costs nothing here.
     pub(crate) fn want_invokes(&self) -> bool {
@@ -226,7 +282,31 @@ impl Extensions {
         self.shutdown.load(Ordering::Relaxed)
     }
 
-    /// Whether an extension reported its exit.
+    /// An external extension's process (`name`, its program's) exited. During INIT, that fails
+    /// it with `Extension.Crash` (unless an error was reported first), as on Lambda. After INIT
+    /// the extension owes nothing more, as after its `exit/error`, and the environment is not
+    /// used again. Either way, what waited for it is released.
+    pub(crate) fn exited(&self, s: &Shared, name: &str) {
+        self.change(|st| {
+            // Before what it owed is released: whatever waited for it sees the reset.
+            self.reset.store(true, Ordering::Relaxed);
+            if st.open {
+                let message = format!("Extension {name} exited before INIT ended");
+                let body = serde_json::json!({ "errorType": CRASH, "errorMessage": message });
+                s.fail_init(CRASH, Bytes::from(body.to_string()));
+                st.launched.retain(|l| l != name);
+            }
+            if let Some(r) = st
+                .registered
+                .iter_mut()
+                .find(|r| r.external && r.name == name)
+            {
+                r.leave();
+            }
+        });
+    }
+
+    /// Whether an extension exited or reported its exit.
     pub(crate) fn reset(&self) -> bool {
         self.reset.load(Ordering::Relaxed)
     }
@@ -493,6 +573,7 @@ async fn register(x: &Extensions, headers: &HeaderMap, body: Incoming) -> Respon
         s.registered.push(Registered {
             id: id.clone(),
             name: name.clone(),
+            external,
             invoke: events.iter().any(|e| e == "INVOKE"),
             shutdown,
             queue: VecDeque::new(),
@@ -594,10 +675,9 @@ async fn error_report(s: &Shared, headers: &HeaderMap, body: Incoming, exit: boo
             return None;
         }
         if exit {
-            r.owes = false;
-            r.invoke = false;
-            r.shutdown = false;
-            r.queue.clear();
+            // Before what it owed is released: whatever waited for it sees the reset.
+            x.reset.store(true, Ordering::Relaxed);
+            r.leave();
         }
         Some(())
     });
@@ -606,9 +686,6 @@ async fn error_report(s: &Shared, headers: &HeaderMap, body: Incoming, exit: boo
             "Extension.InvalidExtensionState",
             "init/error is accepted only before the extension's first event/next",
         );
-    }
-    if exit {
-        x.reset.store(true, Ordering::Relaxed);
     }
     accepted()
 }

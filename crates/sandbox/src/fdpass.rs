@@ -6,19 +6,22 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-/// The most descriptors one message carries.
-const MAX_FDS: usize = 4;
+/// The most descriptors one message carries: a pidfd for each of a launch's companions.
+const MAX_FDS: usize = crate::MAX_COMPANIONS;
 
 /// Room for [`MAX_FDS`] descriptors' control message, aligned as `cmsghdr` wants.
 #[repr(C, align(8))]
 struct Control([u8; 64]);
+
+// A header (16 bytes) and the descriptors fit.
+const _: () = assert!(16 + MAX_FDS * std::mem::size_of::<RawFd>() <= 64);
 
 /// Sends `msg` with `fd` attached.
 pub fn send_fd(sock: RawFd, msg: &[u8], fd: RawFd) -> io::Result<()> {
     send_fds(sock, msg, &[fd])
 }
 
-/// Sends `msg` with `fds` (at most four) attached.
+/// Sends `msg` with `fds` (at most [`MAX_FDS`]) attached.
 pub fn send_fds(sock: RawFd, msg: &[u8], fds: &[RawFd]) -> io::Result<()> {
     assert!(
         fds.len() <= MAX_FDS,
@@ -67,7 +70,8 @@ pub fn recv_fd(sock: &impl AsRawFd, buf: &mut [u8]) -> io::Result<(usize, Option
     Ok((n, fds.into_iter().next()))
 }
 
-/// Receives a message and the descriptors that came with it (close-on-exec), at most four.
+/// Receives a message and the descriptors that came with it (close-on-exec), at most
+/// [`MAX_FDS`].
 pub fn recv_fds(sock: &impl AsRawFd, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),

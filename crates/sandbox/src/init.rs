@@ -30,7 +30,7 @@
 //!    image's root whole), pivots into it (on the template, only into an image's root), hands the
 //!    launch to the function's process: rlimits, unprivileged uid/gid, no capabilities,
 //!    `execve` (`no_new_privs` holds since the filter was loaded). PID 1 reports `started`
-//!    (or why exec failed) on the control socket. A sandbox made for a managed runtime's
+//!    (or why exec failed) on the control socket, then its companions' pidfds, if it has any. A sandbox made for a managed runtime's
 //!    interpreter ([`crate::Zygote`]) builds the base first and starts the interpreter in it
 //!    before `joined`; at launch it gets the function's directory and variables once the root
 //!    is pivoted (see `init/function.rs`);
@@ -634,13 +634,13 @@ fn pid_one(k: &dyn Kernel, spec: &Spec, ctl: &UnixStream) -> io::Result<Next> {
     // (which is now the function's), or pivot_root moved its root and working directory into the
     // new root with PID 1's (or, for an interpreter started ahead, made the base it was chrooted
     // in the root).
-    let (child, failure) = function.launch(&frame, &launch);
-    let report = if failure.is_empty() {
-        "started\n".to_owned()
-    } else {
-        format!("exec: {failure}\n")
-    };
-    let _ = (&*ctl).write_all(report.as_bytes());
+    let (child, failure, companions) = function.launch(&frame, &launch);
+    if !failure.is_empty() {
+        let _ = (&*ctl).write_all(format!("exec: {failure}\n").as_bytes());
+        return Ok(Next::Reap(child));
+    }
+    let _ = (&*ctl).write_all(b"started\n");
+    let _ = companions::tell(ctl, &companions, launch.companions.programs.len());
     Ok(Next::Reap(child))
 }
 

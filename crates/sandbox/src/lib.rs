@@ -134,9 +134,10 @@ pub struct Launch {
 
 /// Programs started beside the function's own, once it has been executed: each as a process of
 /// its own, with the same user, limits, filters and working directory, and the launch's
-/// variables but those named in `hidden`. Each is forked twice, so that it is an orphan the
-/// sandbox's PID 1 reaps, not a child the function must. One that is not an executable program
-/// (checked before anything runs) fails the launch, with a message that begins with
+/// variables but those named in `hidden`. Each is a child of the sandbox's PID 1, which reaps
+/// it, not of the function, which need not; the server gets a pidfd for each
+/// ([`Sandbox::companions`]). One that is not an executable program (checked before anything
+/// runs), or more than [`MAX_COMPANIONS`], fails the launch, with a message that begins with
 /// [`COMPANION_FAILED`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Companions {
@@ -144,6 +145,9 @@ pub struct Companions {
     pub programs: Vec<String>,
     pub hidden: Vec<String>,
 }
+
+/// The most programs one launch starts beside the function's own.
+pub const MAX_COMPANIONS: usize = 12;
 
 /// How the message of a launch that failed because of a companion begins (a control character
 /// no program's path begins with); the program's path follows, then `": "` and the reason.

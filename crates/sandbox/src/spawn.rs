@@ -41,6 +41,9 @@ pub struct Sandbox {
     /// is gone and PID 1 closes its end right after it reports `started`, so it would hold two
     /// sockets for nothing.
     pub ctl: Option<UnixStream>,
+    /// A pidfd for each of the launch's companions, in its order (`None` where PID 1 could not
+    /// open one): readable once that process has exited.
+    pub companions: Vec<Option<OwnedFd>>,
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -161,6 +164,7 @@ pub fn prepare(
             listener,
             output,
             ctl: Some(ctl),
+            companions: Vec::new(),
         }),
         handed: pid_one.is_some(),
     })
@@ -260,7 +264,11 @@ impl Prepared {
             }
         };
         if line == "started" {
-            if let Err(e) = sent.and_then(|()| sandbox.ctl().set_read_timeout(None)) {
+            let told = sent.and_then(|()| {
+                sandbox.companions = companions(sandbox.ctl(), launch.companions.programs.len())?;
+                sandbox.ctl().set_read_timeout(None)
+            });
+            if let Err(e) = told {
                 return Err(fail(sandbox, SpawnError::Start(e)));
             }
             if self.handed {
@@ -274,6 +282,32 @@ impl Prepared {
         };
         Err(fail(sandbox, e))
     }
+}
+
+/// The pidfds of a launch's `count` companions, which PID 1 sends after `started` (see
+/// `init/companions.rs`).
+fn companions(ctl: &UnixStream, count: usize) -> std::io::Result<Vec<Option<OwnedFd>>> {
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    let mut said = [0u8; 1 + crate::MAX_COMPANIONS];
+    let (n, fds) = fdpass::recv_fds(ctl, &mut said[..1 + count.min(crate::MAX_COMPANIONS)])?;
+    let flags = match said[..n].split_first() {
+        Some((b'c', flags)) if flags.iter().filter(|&&f| f == 1).count() == fds.len() => flags,
+        _ => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "the sandbox sent its companions' pidfds garbled",
+            ));
+        }
+    };
+    let mut fds = fds.into_iter();
+    let mut out: Vec<Option<OwnedFd>> = flags
+        .iter()
+        .map(|&f| if f == 1 { fds.next() } else { None })
+        .collect();
+    out.resize_with(count, || None);
+    Ok(out)
 }
 
 fn setup_error(line: &str) -> SpawnError {

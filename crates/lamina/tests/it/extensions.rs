@@ -26,7 +26,10 @@ def read(path):
 
 def handler(event, context):
     time.sleep(event.get("sleep", 0))
+    fresh = not os.path.exists("/tmp/function-ran")
+    open("/tmp/function-ran", "w").close()
     return {
+        "fresh": fresh,
         "registered": json.loads(read("/tmp/extension-registered") or "null"),
         "invokes": (read("/tmp/extension-invokes") or "").split(),
         "request_id": context.aws_request_id,
@@ -45,8 +48,11 @@ fn extensions_layer(files: &[(&str, &[u8])]) -> Vec<u8> {
     w.finish().unwrap().into_inner()
 }
 
-async fn function(c: &Client, name: &str, layer: String, timeout_s: i32) {
-    let variables = [("EXTENSION_WORK_MS".to_owned(), "300".to_owned())];
+async fn function(c: &Client, name: &str, layer: String, timeout_s: i32, more: &[(&str, &str)]) {
+    let variables = more
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .chain([("EXTENSION_WORK_MS".to_owned(), "300".to_owned())]);
     c.create_function()
         .function_name(name)
         .runtime(Runtime::from(host_python().as_str()))
@@ -67,6 +73,19 @@ async fn function(c: &Client, name: &str, layer: String, timeout_s: i32) {
         .send()
         .await
         .unwrap_or_else(|e| panic!("create {name}: {}", describe(&e)));
+}
+
+/// The error body of an invocation of `name` that fails (an unhandled error, as INIT's are).
+async fn failed_invoke(c: &Client, name: &str) -> serde_json::Value {
+    let out = c
+        .invoke()
+        .function_name(name)
+        .payload(Blob::new(b"{}".to_vec()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.function_error(), Some("Unhandled"));
+    serde_json::from_slice(out.payload().unwrap().as_ref()).unwrap()
 }
 
 /// Waits (a bounded while) until `name`'s log has a line that contains `what`.
@@ -91,7 +110,7 @@ async fn an_extension_from_a_layer_sees_every_invocation_before_the_next_and_its
     let c = &app.client;
     let binary = std::fs::read(example("rust_extension")).unwrap();
     let layer = publish_layer(c, "probe", extensions_layer(&[("probe", &binary)])).await;
-    function(c, "watched", layer, 2).await;
+    function(c, "watched", layer, 2, &[]).await;
 
     // The extension registered during INIT, under its file's name, and was told the function's
     // identity; the runtime's own variables are not in its environment, the function's are.
@@ -159,20 +178,84 @@ async fn an_extension_that_cannot_be_executed_fails_the_invocation_with_a_launch
         extensions_layer(&[("broken", b"not a program\n")]),
     )
     .await;
-    function(c, "fails", layer, 3).await;
-    let out = c
-        .invoke()
-        .function_name("fails")
-        .payload(Blob::new(b"{}".to_vec()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(out.function_error(), Some("Unhandled"));
-    let body: serde_json::Value = serde_json::from_slice(out.payload().unwrap().as_ref()).unwrap();
+    function(c, "fails", layer, 3, &[]).await;
+    let body = failed_invoke(c, "fails").await;
     assert_eq!(body["errorType"], "Extension.LaunchError", "{body}");
     let message = body["errorMessage"].as_str().unwrap();
     assert!(
         message.contains("/opt/extensions/broken") && message.contains("Exec format error"),
         "{message}"
     );
+}
+
+#[tokio::test]
+async fn an_extension_that_exits_during_init_fails_it_with_extension_crash() {
+    let app = spawn_app().await;
+    let c = &app.client;
+    // It starts, but exits before it has registered: INIT fails at once, not at its limit.
+    let layer = publish_layer(
+        c,
+        "crashy",
+        extensions_layer(&[("crashy", b"#!/bin/sh\nexit 3\n")]),
+    )
+    .await;
+    function(c, "crashes", layer, 3, &[]).await;
+    let body = failed_invoke(c, "crashes").await;
+    assert_eq!(body["errorType"], "Extension.Crash", "{body}");
+    let message = body["errorMessage"].as_str().unwrap();
+    assert!(message.contains("Extension crashy exited"), "{message}");
+}
+
+#[tokio::test]
+async fn an_extension_that_exits_during_an_invocation_ends_its_environment_at_once() {
+    let app = spawn_app().await;
+    let c = &app.client;
+    let binary = std::fs::read(example("rust_extension")).unwrap();
+    let layer = publish_layer(c, "fragile", extensions_layer(&[("fragile", &binary)])).await;
+    let crash = [("EXTENSION_CRASH_ON_INVOKE", "1")];
+    function(c, "fragile", layer, 30, &crash).await;
+    // One environment at most: the second invocation gets one only once the first has ended.
+    c.put_function_concurrency()
+        .function_name("fragile")
+        .reserved_concurrent_executions(1)
+        .send()
+        .await
+        .unwrap();
+
+    // The function answers; its extension exits on the invocation it was given. The
+    // invocation still ends when the runtime asks for its next event, rather than waiting out
+    // the function's 30 s for the extension's, and its environment is not used again.
+    let first = invoke_json(c, "fragile", &json!({})).await;
+    assert_eq!(first["fresh"], true, "{first}");
+    let second = invoke_json(c, "fragile", &json!({})).await;
+    assert_eq!(second["fresh"], true, "a new environment: {second}");
+    assert_ne!(second["request_id"], first["request_id"]);
+}
+
+#[tokio::test]
+async fn a_runtime_that_exits_during_init_is_its_own_error_not_its_extensions() {
+    let app = spawn_app().await;
+    let c = &app.client;
+    let binary = std::fs::read(example("rust_extension")).unwrap();
+    let layer = publish_layer(c, "bystander", extensions_layer(&[("bystander", &binary)])).await;
+    // The runtime exits while it imports the handler: every process of the sandbox goes with
+    // it, the extension's too, but the error is the runtime's.
+    let app_py = "import os\nos._exit(2)\n";
+    c.create_function()
+        .function_name("exits")
+        .runtime(Runtime::from(host_python().as_str()))
+        .handler("app.handler")
+        .role(ROLE)
+        .timeout(5)
+        .layers(layer)
+        .code(
+            FunctionCode::builder()
+                .zip_file(Blob::new(zip_of(&[("app.py", app_py.as_bytes())])))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let body = failed_invoke(c, "exits").await;
+    assert_eq!(body["errorType"], "Runtime.ExitError", "{body}");
 }

@@ -293,3 +293,47 @@ async fn an_exit_reported_during_init_fails_it_and_registrations_are_bounded() {
     assert!(String::from_utf8_lossy(&body).contains("Extension x3 exited: Extension.Gone"));
     assert!(x.reset());
 }
+
+#[tokio::test]
+async fn an_extensions_exit_fails_init_with_a_crash_or_releases_what_waits_for_it() {
+    // During INIT, before it registered: INIT fails with `Extension.Crash`.
+    let early = api().await;
+    let x = &early.shared.extensions;
+    x.expect(vec!["early".into()], identity());
+    assert_eq!(owed(x), 1);
+    x.exited(&early.shared, "early");
+    assert_eq!(owed(x), 0);
+    assert!(*early.shared.init_errors().borrow());
+    let (error_type_seen, body) = early.shared.init_error.lock().unwrap().clone().unwrap();
+    assert_eq!(error_type_seen, "Extension.Crash");
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["errorType"], "Extension.Crash");
+    assert_eq!(
+        body["errorMessage"],
+        "Extension early exited before INIT ended"
+    );
+    assert!(x.reset());
+
+    // After INIT, given an invocation: it owes nothing more and gets nothing, and the
+    // environment is not used again.
+    let later = api().await;
+    let x = &later.shared.extensions;
+    x.expect(vec!["probe".into()], identity());
+    let both = r#"{"events":["INVOKE","SHUTDOWN"]}"#;
+    let probe =
+        register(&later, "probe", both, "").await.headers["lambda-extension-identifier"].clone();
+    let first = next(&later, &probe);
+    until_owed(x, 0).await;
+    assert!(x.close_registration());
+    first.abort();
+    x.invoke(&pending("r1").0);
+    assert_eq!(owed(x), 1);
+    x.exited(&later.shared, "probe");
+    assert_eq!(owed(x), 0);
+    assert!(x.reset());
+    assert!(later.shared.init_error.lock().unwrap().is_none());
+    // Its SHUTDOWN has nobody to wait for.
+    tokio::time::timeout(Duration::from_millis(500), x.shut_down("spindown"))
+        .await
+        .expect("nothing owed");
+}

@@ -2,14 +2,16 @@
 //! function's external extensions.
 //!
 //! The function's process, already the function's user under its limits and filters, checks
-//! each program (read, never run), forks it twice, so that it is an orphan the sandbox's PID 1
-//! reaps, and then executes the function. Each forked process waits until that `execve` has
-//! happened before it executes its program: no companion runs before the launch has been
-//! reported, so none can stop the process whose start the server waits for. Should the function's
-//! process give up instead, they leave without running.
+//! each program (read, never run) and forks it as a child of the sandbox's PID 1
+//! (`CLONE_PARENT`), which reaps it, and then executes the function. Each forked process waits
+//! until that `execve` has happened before it executes its program: no companion runs before the
+//! launch has been reported, so none can stop the process whose start the server waits for.
+//! Should the function's process give up instead, they leave without running. Their pids go to
+//! PID 1 with the launch's status ([`report`]), and from there, as pidfds, to the server, which
+//! sees each one exit.
 
 use std::io::{self, Read as _};
-use std::os::fd::{AsRawFd as _, OwnedFd};
+use std::os::fd::{AsRawFd as _, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 
@@ -23,13 +25,14 @@ const MAX_INTERPRETERS: u32 = 4;
 /// Dropped instead, it writes one byte for each, which tells it to leave.
 pub(super) struct Started {
     held: Option<OwnedFd>,
-    waiting: usize,
+    /// The forked processes, in the programs' order.
+    pids: Vec<libc::pid_t>,
 }
 
 impl Drop for Started {
     fn drop(&mut self) {
         if let Some(held) = &self.held {
-            let leave = vec![0u8; self.waiting];
+            let leave = vec![0u8; self.pids.len()];
             // SAFETY: a write of a buffer we own to a descriptor we own; a pipe holds far more
             // than ten bytes, so it does not block.
             let _ = unsafe { libc::write(held.as_raw_fd(), leave.as_ptr().cast(), leave.len()) };
@@ -37,13 +40,18 @@ impl Drop for Started {
     }
 }
 
-/// Checks and forks `c`'s programs, to run once this process has executed the function; keep
-/// the result until then. A program that is not one fails here, before anything has run, with
-/// a message that begins with [`crate::COMPANION_FAILED`].
-pub(super) fn start(c: &crate::Companions, env: &[(String, String)]) -> io::Result<Started> {
+/// Checks and forks `c`'s programs, to run once this process has executed the function, and
+/// reports their pids on `status` (see [`report`]); keep the result until the exec. A program
+/// that is not one fails here, before anything has run, with a message that begins with
+/// [`crate::COMPANION_FAILED`].
+pub(super) fn start(
+    c: &crate::Companions,
+    env: &[(String, String)],
+    status: RawFd,
+) -> io::Result<Started> {
     let mut started = Started {
         held: None,
-        waiting: 0,
+        pids: Vec::new(),
     };
     if c.programs.is_empty() {
         return Ok(started);
@@ -54,6 +62,13 @@ pub(super) fn start(c: &crate::Companions, env: &[(String, String)]) -> io::Resu
             format!("{}{program}: {e}", crate::COMPANION_FAILED),
         )
     };
+    if c.programs.len() > crate::MAX_COMPANIONS {
+        let e = io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("more than {} programs", crate::MAX_COMPANIONS),
+        );
+        return Err(failed(&c.programs[crate::MAX_COMPANIONS], e));
+    }
     for program in &c.programs {
         executable(program.as_bytes(), 0).map_err(|e| failed(program, e))?;
     }
@@ -71,49 +86,107 @@ pub(super) fn start(c: &crate::Companions, env: &[(String, String)]) -> io::Resu
         let path = cstring(program).map_err(|e| failed(program, e))?;
         let argv_p = [path.as_ptr(), std::ptr::null()];
         let said = format!("lamina: extension {program} could not be executed\n");
-        // SAFETY: this process has one thread, and everything the children use was made
-        // before the fork: the child only forks and exits; the grandchild closes its copy of
+        // SAFETY: this process has one thread, and everything the child uses was made before
+        // the fork (a `clone` without a stack is one, its child PID 1's): it closes its copy of
         // the write end, reads, execs or writes, and exits, never unwinding or running this
-        // process's destructors.
-        let child = unsafe { libc::fork() };
+        // process's destructors. The C library's cached thread id is stale in it; nothing it
+        // calls reads that.
+        let child = unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                libc::CLONE_PARENT | libc::SIGCHLD,
+                0usize,
+                0usize,
+                0usize,
+                0usize,
+            )
+        };
         if child == 0 {
             // SAFETY: as above.
             unsafe {
-                let grandchild = libc::fork();
-                if grandchild == 0 {
-                    libc::close(held_fd);
-                    let mut byte = 0u8;
-                    let read = loop {
-                        let n = libc::read(go, (&raw mut byte).cast(), 1);
-                        if n != -1 || *libc::__errno_location() != libc::EINTR {
-                            break n;
-                        }
-                    };
-                    // The end of the pipe: the function has been executed.
-                    if read == 0 {
-                        libc::execve(path.as_ptr(), argv_p.as_ptr(), env_p.as_ptr());
-                        let _ = libc::write(2, said.as_ptr().cast(), said.len());
+                libc::close(held_fd);
+                let mut byte = 0u8;
+                let read = loop {
+                    let n = libc::read(go, (&raw mut byte).cast(), 1);
+                    if n != -1 || *libc::__errno_location() != libc::EINTR {
+                        break n;
                     }
-                    libc::_exit(0);
+                };
+                // The end of the pipe: the function has been executed.
+                if read == 0 {
+                    libc::execve(path.as_ptr(), argv_p.as_ptr(), env_p.as_ptr());
+                    let _ = libc::write(2, said.as_ptr().cast(), said.len());
                 }
-                libc::_exit(i32::from(grandchild == -1));
+                libc::_exit(0);
             }
         }
         if child == -1 {
             return Err(failed(program, io::Error::last_os_error()));
         }
-        let mut status = 0;
-        // SAFETY: waiting for the child this process just forked, which exits at once.
-        while unsafe { libc::waitpid(child, &mut status, 0) } == -1
-            && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
-        {}
-        if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
-            let e = io::Error::from_raw_os_error(libc::EAGAIN);
-            return Err(failed(program, e));
-        }
-        started.waiting += 1;
+        started.pids.push(child as libc::pid_t);
     }
+    report(status, &started.pids)?;
     Ok(started)
+}
+
+/// Tells PID 1, on the launch's status pipe, the companions' `pids`: a zero byte, their count,
+/// then each as four little-endian bytes, written at once (what fails after follows it). A
+/// failure's message never begins with a zero byte.
+fn report(status: RawFd, pids: &[libc::pid_t]) -> io::Result<()> {
+    let mut record = vec![0u8, pids.len() as u8];
+    for pid in pids {
+        record.extend_from_slice(&pid.to_le_bytes());
+    }
+    // SAFETY: a write of a buffer we own; fewer than PIPE_BUF bytes go in one piece.
+    let n = unsafe { libc::write(status, record.as_ptr().cast(), record.len()) };
+    match n == record.len() as isize {
+        true => Ok(()),
+        false => Err(io::Error::last_os_error()),
+    }
+}
+
+/// The companions' pids at the start of what the function's process wrote on its status pipe,
+/// and the rest (why it did not exec; empty if it did).
+pub(super) fn reported(status: &[u8]) -> (Vec<libc::pid_t>, &[u8]) {
+    let [0, n, rest @ ..] = status else {
+        return (Vec::new(), status);
+    };
+    let len = usize::from(*n) * 4;
+    if rest.len() < len {
+        return (Vec::new(), status);
+    }
+    let pids = rest[..len]
+        .chunks_exact(4)
+        .map(|b| libc::pid_t::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    (pids, &rest[len..])
+}
+
+/// In PID 1, once the function has been executed: sends the server a pidfd for each of the
+/// `count` companions whose pid came (see [`crate::spawn::Prepared::launch`]), in one message:
+/// `c`, then a byte per companion, 1 where its pidfd is attached and 0 where it could not be
+/// opened. Each is PID 1's child, not reaped yet, so its pid is still its own. Nothing without
+/// companions.
+pub(super) fn tell(
+    ctl: &std::os::unix::net::UnixStream,
+    pids: &[libc::pid_t],
+    count: usize,
+) -> io::Result<()> {
+    if count == 0 {
+        return Ok(());
+    }
+    let mut said = vec![b'c'];
+    let mut fds = Vec::new();
+    for i in 0..count.min(crate::MAX_COMPANIONS) {
+        let opened = pids.get(i).and_then(|&pid| {
+            let pid = rustix::process::Pid::from_raw(pid)?;
+            rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
+        });
+        said.push(u8::from(opened.is_some()));
+        fds.extend(opened);
+    }
+    let raw: Vec<RawFd> = fds.iter().map(|fd| fd.as_raw_fd()).collect();
+    crate::fdpass::send_fds(ctl.as_raw_fd(), &said, &raw)
 }
 
 /// Whether `execve` would run `program` (`depth` scripts deep): an executable regular file that
@@ -201,6 +274,25 @@ mod tests {
     }
 
     use std::os::unix::ffi::OsStringExt as _;
+
+    #[test]
+    fn the_pids_reported_before_a_failure_are_told_apart_from_it() {
+        let mut said = vec![0, 2];
+        said.extend_from_slice(&7i32.to_le_bytes());
+        said.extend_from_slice(&300_000i32.to_le_bytes());
+        assert_eq!(reported(&said), (vec![7, 300_000], &b""[..]));
+        said.extend_from_slice(b"bootstrap: No such file or directory");
+        assert_eq!(
+            reported(&said),
+            (
+                vec![7, 300_000],
+                &b"bootstrap: No such file or directory"[..]
+            )
+        );
+        // A failure before any was forked, and a record cut short, are failures as they are.
+        assert_eq!(reported(b"chdir: EACCES"), (vec![], &b"chdir: EACCES"[..]));
+        assert_eq!(reported(&said[..5]), (vec![], &said[..5]));
+    }
 
     #[test]
     fn only_what_the_kernel_would_execute_passes() {

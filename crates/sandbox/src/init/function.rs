@@ -21,7 +21,7 @@
 //! pipe.
 
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 
 use crate::kernel::{Kernel, Rlimit};
 use crate::{Launch, ZYGOTE_FD, Zygote};
@@ -46,7 +46,8 @@ impl Waiting {
         user_namespace: bool,
         filter: &seccompiler::BpfProgram,
     ) -> io::Result<Self> {
-        let (pid, go, status) = spawn(|go| wait_and_exec(k, user_namespace, filter, go))?;
+        let (pid, go, status) =
+            spawn(|go, status| wait_and_exec(k, user_namespace, filter, go, status))?;
         Ok(Self {
             pid,
             go,
@@ -64,7 +65,7 @@ impl Waiting {
         zygote: &Zygote,
     ) -> io::Result<Self> {
         let (pid, go, status) =
-            spawn(|go| exec_zygote(k, user_namespace, filter, root, zygote, go))?;
+            spawn(|go, _| exec_zygote(k, user_namespace, filter, root, zygote, go))?;
         let mut failure = String::new();
         let _ = std::fs::File::from(status).read_to_string(&mut failure);
         if !failure.is_empty() {
@@ -82,17 +83,25 @@ impl Waiting {
     }
 
     /// Hands the process its launch (`frame`, as PID 1 received it) and waits until it has
-    /// exec'd. Returns its pid and why it did not exec (empty if it did).
-    pub(super) fn launch(self, frame: &[u8], launch: &Launch) -> (libc::pid_t, String) {
+    /// exec'd. Returns its pid, why it did not exec (empty if it did) and its companions' pids.
+    pub(super) fn launch(
+        self,
+        frame: &[u8],
+        launch: &Launch,
+    ) -> (libc::pid_t, String, Vec<libc::pid_t>) {
         let Some(status) = self.status else {
-            return (self.pid, self.hand_over(launch));
+            return (self.pid, self.hand_over(launch), Vec::new());
         };
         // A process that failed before it read this is gone: the write fails, and its status
         // says why.
         let _ = std::fs::File::from(self.go).write_all(frame);
-        let mut failure = String::new();
-        let _ = std::fs::File::from(status).read_to_string(&mut failure);
-        (self.pid, failure)
+        let mut said = Vec::new();
+        let _ = std::fs::File::from(status)
+            .take(MAX_FRAME as u64)
+            .read_to_end(&mut said);
+        let (companions, failure) = super::companions::reported(&said);
+        let failure = String::from_utf8_lossy(failure).into_owned();
+        (self.pid, failure, companions)
     }
 
     /// Why an interpreter started ahead is gone, if it is (it is reaped).
@@ -168,10 +177,13 @@ impl Waiting {
     }
 }
 
-/// Forks the function's process, which runs `run` with the read end of the launch's pipe.
-/// `run` returns only on failure, which the process writes to the status pipe before it exits.
-/// Returns the pid, the launch's write end and the status's read end.
-fn spawn(run: impl FnOnce(OwnedFd) -> io::Error) -> io::Result<(libc::pid_t, OwnedFd, OwnedFd)> {
+/// Forks the function's process, which runs `run` with the read end of the launch's pipe and
+/// the status's write end (close-on-exec). `run` returns only on failure, which the process
+/// writes to the status pipe before it exits. Returns the pid, the launch's write end and the
+/// status's read end.
+fn spawn(
+    run: impl FnOnce(OwnedFd, RawFd) -> io::Error,
+) -> io::Result<(libc::pid_t, OwnedFd, OwnedFd)> {
     let (go_r, go_w) = pipe()?;
     let (status_r, status_w) = pipe()?;
     // SAFETY: PID 1 is single-threaded; see `run`.
@@ -181,7 +193,10 @@ fn spawn(run: impl FnOnce(OwnedFd) -> io::Error) -> io::Result<(libc::pid_t, Own
             drop((go_w, status_r));
             // Out of the way of ZYGOTE_FD, which an interpreter started ahead reads.
             let (status_w, err) = match clear_of(status_w, ZYGOTE_FD) {
-                Ok(fd) => (fd, run(go_r)),
+                Ok(fd) => {
+                    let raw = fd.as_raw_fd();
+                    (fd, run(go_r, raw))
+                }
                 Err((fd, e)) => (fd, e),
             };
             let _ = std::fs::File::from(status_w).write_all(err.to_string().as_bytes());
@@ -264,6 +279,7 @@ fn wait_and_exec(
     user_namespace: bool,
     filter: &seccompiler::BpfProgram,
     go: OwnedFd,
+    status: RawFd,
 ) -> io::Error {
     // At the root, which pivot_root moves into the new root with PID 1's: a working directory
     // elsewhere (the server's) would stay in the host's tree until the launch's chdir.
@@ -297,6 +313,7 @@ fn wait_and_exec(
                 argv: &launch.argv,
                 env: &launch.env,
                 companions: &launch.companions,
+                status,
             },
         ),
         Err(e) => io::Error::new(e.kind(), format!("reading the launch: {e}")),
@@ -349,6 +366,7 @@ fn exec_zygote(
             argv: &zygote.argv,
             env: &zygote.env,
             companions: &crate::Companions::default(),
+            status: -1,
         },
     )
 }
@@ -363,6 +381,8 @@ struct Exec<'a> {
     argv: &'a [String],
     env: &'a [(String, String)],
     companions: &'a crate::Companions,
+    /// Where the companions' pids are reported (see `companions::report`).
+    status: RawFd,
 }
 
 /// Becomes the function's process. Returns only on failure.
@@ -418,7 +438,7 @@ fn exec_function(k: &dyn Kernel, user_namespace: bool, spec: &Exec<'_>) -> io::E
         let program = cstring(&find_program(&spec.argv[0], spec.env))?;
         // Last before the exec, which lets them run; should this process return instead, they
         // are told to leave as the guard drops.
-        let _companions = super::companions::start(spec.companions, spec.env)?;
+        let _companions = super::companions::start(spec.companions, spec.env, spec.status)?;
         // SAFETY: argv and env are NUL-terminated arrays of valid C strings that outlive the call.
         unsafe { libc::execve(program.as_ptr(), argv_p.as_ptr(), env_p.as_ptr()) };
         Err(io::Error::new(
