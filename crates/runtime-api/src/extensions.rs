@@ -101,7 +101,7 @@ pub(crate) fn watch(
         tokio::spawn(async move {
             let _ = fd.readable().await;
             // Only INIT's error depends on whose exit it was.
-            if s.extensions.registering() {
+            if s.extensions.exit_seen() {
                 let sandbox = tokio::time::timeout(SANDBOX_EXIT, exit.wait_for(|e| e.is_some()));
                 if sandbox.await.is_ok() {
                     return;
@@ -183,6 +183,9 @@ struct State {
     /// External extensions launched that have not registered yet.
     launched: Vec<String>,
     open: bool,
+    /// External extensions whose process exited while registration was open: INIT cannot end
+    /// well any more (it fails with their crash, or with the sandbox's own exit).
+    exited: usize,
     registered: Vec<Registered>,
 }
 
@@ -221,6 +224,7 @@ impl Extensions {
                 identity: Identity::default(),
                 launched: Vec::new(),
                 open: true,
+                exited: 0,
                 registered: Vec::new(),
             }),
             queued: Notify::new(),
@@ -252,10 +256,11 @@ impl Extensions {
         });
     }
 
-    /// Ends INIT's registrations, if nothing is owed; false (and still open) otherwise.
+    /// Ends INIT's registrations, if nothing is owed and no extension has exited; false (and
+    /// still open) otherwise.
     pub(crate) fn close_registration(&self) -> bool {
         let mut s = self.lock();
-        if s.owed() > 0 {
+        if s.owed() > 0 || s.exited > 0 {
             return false;
         }
         s.open = false;
@@ -266,9 +271,12 @@ impl Extensions {
         true
     }
 
-    /// Whether registration is open: INIT has not ended.
-    fn registering(&self) -> bool {
-        self.lock().open
+    /// An external extension's process has exited: during INIT, counted at once, so that INIT
+    /// cannot end well while whose exit it was is judged. Returns whether INIT was on.
+    fn exit_seen(&self) -> bool {
+        let mut s = self.lock();
+        s.exited += usize::from(s.open);
+        s.open
     }
 
     /// Whether an extension that registered for `INVOKE` events is there, once INIT has ended:

@@ -215,6 +215,9 @@ async fn an_extension_that_exits_during_an_invocation_ends_its_environment_at_on
     let crash = [("EXTENSION_CRASH_ON_INVOKE", "1")];
     function(c, "fragile", layer, 30, &crash).await;
     // One environment at most: the second invocation gets one only once the first has ended.
+    // Had the first one waited for its extension (until the function's 30 s timeout), the second
+    // would be throttled after the 1 s a caller waits for an environment finishing (the
+    // client does not retry).
     c.put_function_concurrency()
         .function_name("fragile")
         .reserved_concurrent_executions(1)

@@ -314,6 +314,20 @@ async fn an_extensions_exit_fails_init_with_a_crash_or_releases_what_waits_for_i
     );
     assert!(x.reset());
 
+    // During INIT, after its first event/next: nothing is owed, but INIT cannot end well once
+    // its exit has been seen, while whose exit it was is judged.
+    let judged = api().await;
+    let x = &judged.shared.extensions;
+    x.expect(vec!["ready".into()], identity());
+    let events = r#"{"events":["INVOKE"]}"#;
+    let ready =
+        register(&judged, "ready", events, "").await.headers["lambda-extension-identifier"].clone();
+    let waiting = next(&judged, &ready);
+    until_owed(x, 0).await;
+    assert!(x.exit_seen());
+    assert!(!x.close_registration());
+    waiting.abort();
+
     // After INIT, given an invocation: it owes nothing more and gets nothing, and the
     // environment is not used again.
     let later = api().await;
