@@ -79,8 +79,8 @@ pub struct Environment {
     uid: Option<u32>,
     executor: Arc<crate::Inner>,
     /// The server's end of the sandbox's control socket, while a watcher holds the other: the
-    /// sandbox dies when it closes.
-    _ctl: Option<std::os::unix::net::UnixStream>,
+    /// sandbox dies when it closes. `None` where PID 1 was handed over to the server.
+    ctl: Option<std::os::unix::net::UnixStream>,
     /// Keeps the code this environment runs from on disk.
     _pins: Pins,
     /// The environment's network namespace and interface, given back when it goes.
@@ -428,7 +428,7 @@ impl Environment {
             cpu_quota_us,
             uid,
             executor: inner.clone(),
-            _ctl: ctl,
+            ctl,
             _pins: pins,
             _net: lease,
             shutdown_reason: Some("spindown"),

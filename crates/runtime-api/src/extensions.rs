@@ -170,9 +170,10 @@ pub(crate) struct Extensions {
     /// launched and not yet registered, and from each extension given an event (or just
     /// registered) that has not asked for its next one since.
     owed: watch::Sender<usize>,
-    /// Fixed when registration closes: whether any extension wants `INVOKE`, and `SHUTDOWN`.
+    /// Fixed when registration closes: whether any extension wants `INVOKE`, and whether any
+    /// registered at all (see [`Extensions::graceful`]).
     invoke: AtomicBool,
-    shutdown: AtomicBool,
+    graceful: AtomicBool,
     /// An extension exited, or reported its exit: the environment is not used again.
     reset: AtomicBool,
 }
@@ -230,7 +231,7 @@ impl Extensions {
             queued: Notify::new(),
             owed: watch::channel(0).0,
             invoke: AtomicBool::new(false),
-            shutdown: AtomicBool::new(false),
+            graceful: AtomicBool::new(false),
             reset: AtomicBool::new(false),
         }
     }
@@ -266,8 +267,7 @@ impl Extensions {
         s.open = false;
         let wants = |f: fn(&Registered) -> bool| s.registered.iter().any(f);
         self.invoke.store(wants(|r| r.invoke), Ordering::Relaxed);
-        self.shutdown
-            .store(wants(|r| r.shutdown), Ordering::Relaxed);
+        self.graceful.store(wants(|_| true), Ordering::Relaxed);
         true
     }
 
@@ -285,9 +285,11 @@ impl Extensions {
         self.invoke.load(Ordering::Relaxed)
     }
 
-    /// Whether an extension that registered for `SHUTDOWN` is there, once INIT has ended.
-    pub(crate) fn want_shutdown(&self) -> bool {
-        self.shutdown.load(Ordering::Relaxed)
+    /// Whether any extension registered during INIT (an internal one too): the environment's
+    /// end is then graceful, as on Lambda, with `SIGTERM` for the runtime and `SHUTDOWN` for
+    /// the extensions registered for it.
+    pub(crate) fn graceful(&self) -> bool {
+        self.graceful.load(Ordering::Relaxed)
     }
 
     /// An external extension's process (`name`, its program's) exited. During INIT, that fails

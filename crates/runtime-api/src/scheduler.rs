@@ -746,10 +746,11 @@ impl State {
         self.live_tmp_mb = self.live_tmp_mb.saturating_sub(tmp_mb as u64);
     }
 
-    /// Destroys an environment. Its room goes back at once, but for one whose extensions have
-    /// their `SHUTDOWN` first, running meanwhile: its room goes back once it is gone.
+    /// Destroys an environment. Its room goes back at once, but for one that ends gracefully
+    /// (its extensions' `SHUTDOWN`, its runtime's `SIGTERM`), running meanwhile: its room goes
+    /// back once it is gone.
     fn discard(&mut self, env: Environment) {
-        let counted = env.wants_shutdown();
+        let counted = env.ends_gracefully();
         if !counted {
             self.forget(env.memory_mb(), env.tmp_mb());
         }

@@ -35,8 +35,8 @@
 //!    before `joined`; at launch it gets the function's directory and variables once the root
 //!    is pivoted (see `init/function.rs`);
 //! 5. PID 1 gives the memory its setup used back to the kernel (`init/idle.rs`), reaps orphans
-//!    and exits with the function process's status, which the server reads as the environment's
-//!    exit status (a watcher exits with PID 1's);
+//!    and exits with the function process's status (after every process, once told to drain),
+//!    which the server reads as the environment's exit status (a watcher exits with PID 1's);
 //! 6. meanwhile a watcher watches the control socket: when the server goes away (even killed
 //!    with SIGKILL, its end of the socket closes), it kills PID 1, and with it the whole PID
 //!    namespace (thawing the cgroups, should the sandbox be frozen). A handed-over sandbox is

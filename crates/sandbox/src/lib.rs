@@ -146,6 +146,10 @@ pub struct Companions {
     pub hidden: Vec<String>,
 }
 
+/// The signal that tells a sandbox's PID 1, handed over (see [`Sandbox::ctl`]), that its
+/// environment ends: it passes the function `SIGTERM` and reaps until every process has exited.
+pub const DRAIN_SIGNAL: i32 = libc::SIGUSR1;
+
 /// The most programs one launch starts beside the function's own.
 pub const MAX_COMPANIONS: usize = 12;
 

@@ -70,12 +70,24 @@ impl Process {
 
     /// Sends it `SIGKILL` (nothing, once it has been reaped).
     pub fn kill(&self) -> io::Result<()> {
+        self.send(Signal::KILL)
+    }
+
+    /// Tells it, a handed-over PID 1, that its environment ends ([`crate::DRAIN_SIGNAL`]):
+    /// nothing, once it has been reaped.
+    pub fn drain(&self) -> io::Result<()> {
+        const _: () = assert!(crate::DRAIN_SIGNAL == libc::SIGUSR1);
+        self.send(Signal::USR1)
+    }
+
+    /// Sends it `signal`, unless it has been reaped (its pid may be another's by then).
+    fn send(&self, signal: Signal) -> io::Result<()> {
         if self.status.get().is_some() {
             return Ok(());
         }
         let sent = match &self.pidfd {
-            Some(fd) => rustix::process::pidfd_send_signal(fd, Signal::KILL),
-            None => rustix::process::kill_process(self.rustix_pid(), Signal::KILL),
+            Some(fd) => rustix::process::pidfd_send_signal(fd, signal),
+            None => rustix::process::kill_process(self.rustix_pid(), signal),
         };
         match sent {
             Ok(()) | Err(rustix::io::Errno::SRCH) => Ok(()),

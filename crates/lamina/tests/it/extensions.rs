@@ -11,7 +11,7 @@ use aws_sdk_lambda::types::{Environment, FunctionCode, Runtime};
 use serde_json::json;
 
 use crate::helpers::*;
-use crate::runtime_clients::example;
+use crate::runtime_clients::{deploy, example, package};
 
 /// What the function reports: what the extension left in the `/tmp` they share.
 const FUNCTION: &str = r#"
@@ -261,4 +261,25 @@ async fn a_runtime_that_exits_during_init_is_its_own_error_not_its_extensions() 
         .unwrap();
     let body = failed_invoke(c, "exits").await;
     assert_eq!(body["errorType"], "Runtime.ExitError", "{body}");
+}
+
+#[tokio::test]
+async fn a_runtime_that_asks_for_a_graceful_shutdown_gets_sigterm_as_its_environment_ends() {
+    // Idle environments go after a second.
+    let app = spawn_app_with("keep_alive_s = 1").await;
+    let c = &app.client;
+    // `lambda_runtime`'s graceful shutdown: an internal extension registered for no event, and a
+    // handler for SIGTERM that runs the function's hook.
+    let bootstrap = std::fs::read(example("rust_graceful")).unwrap();
+    let zip = package(&[("bootstrap", bootstrap)]);
+    deploy(c, "graceful", "provided.al2023", "bootstrap", zip).await;
+    let echoed = invoke_json(c, "graceful", &json!({"n": 1})).await;
+    assert_eq!(echoed, json!({"n": 1}));
+    let lines = logged(&app, "graceful", "GRACEFUL SHUTDOWN HOOK").await;
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("[runtime] SIGTERM received")),
+        "{lines:?}"
+    );
 }

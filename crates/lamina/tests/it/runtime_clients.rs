@@ -31,7 +31,7 @@ pub(crate) fn package(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
     w.finish().unwrap().into_inner()
 }
 
-async fn deploy(c: &Client, name: &str, runtime: &str, handler: &str, zip: Vec<u8>) {
+pub(crate) async fn deploy(c: &Client, name: &str, runtime: &str, handler: &str, zip: Vec<u8>) {
     c.create_function()
         .function_name(name)
         .runtime(Runtime::from(runtime))

@@ -1,21 +1,25 @@
-//! An environment's end: its extensions' `SHUTDOWN`, then every process killed and its cgroups
-//! removed.
+//! An environment's end: with extensions, a graceful one first (the runtime's `SIGTERM`, their
+//! `SHUTDOWN`), then every process killed and its cgroups removed.
 
 use std::time::Duration;
 
 use super::Environment;
 
+/// The time the runtime has to leave after its `SIGTERM`, unless every process has left before:
+/// what Lambda keeps for a runtime with an internal extension.
+const RUNTIME_GRACE: Duration = Duration::from_millis(500);
+
 impl Environment {
-    /// Whether its destruction begins with its extensions' `SHUTDOWN`, for which it runs up to
-    /// [`crate::extensions::SHUTDOWN_BUDGET`] more.
-    pub fn wants_shutdown(&self) -> bool {
+    /// Whether its destruction begins gracefully (its extensions registered), for which it runs
+    /// up to [`crate::extensions::SHUTDOWN_BUDGET`] more.
+    pub fn ends_gracefully(&self) -> bool {
         self.shutdown_due().is_some()
     }
 
-    /// Why its extensions are told it ends, if they are.
+    /// Why its extensions are told it ends, if it ends gracefully.
     fn shutdown_due(&self) -> Option<&'static str> {
         self.shutdown_reason
-            .filter(|_| self.shared.extensions.want_shutdown() && self.exit.borrow().is_none())
+            .filter(|_| self.shared.extensions.graceful() && self.exit.borrow().is_none())
     }
 
     /// Destroys it without its extensions' `SHUTDOWN`.
@@ -23,15 +27,28 @@ impl Environment {
         self.shutdown_reason = None;
     }
 
-    /// Sends its extensions `SHUTDOWN` and gives them their time (thawed), if they asked for
-    /// it; then kills every process of the environment (lifting its CPU quota first, so that
-    /// they die at once) and removes its cgroups.
+    /// Ends it gracefully, thawed, if extensions registered, as Lambda does: the runtime gets
+    /// `SIGTERM` (through PID 1, which then reaps until every process has left, so that the
+    /// runtime's exit does not end the extensions' time) and at least [`RUNTIME_GRACE`] to
+    /// leave, and the extensions registered for it `SHUTDOWN` and their time. Then kills every
+    /// process of the environment (lifting its CPU quota first, so that they die at once) and
+    /// removes its cgroups.
     pub async fn destroy(mut self) {
         if let Some(reason) = self.shutdown_due() {
             self.gate.claim(self.kernel.as_ref()).await;
-            let mut exit = self.exit.clone();
+            // A watcher, where PID 1 was not handed over, would take the signal as its end.
+            let drained = self.ctl.is_none() && self.process.drain().is_ok();
+            let (mut exit, mut left) = (self.exit.clone(), self.exit.clone());
+            let runtime = async {
+                if drained {
+                    let _ =
+                        tokio::time::timeout(RUNTIME_GRACE, left.wait_for(|e| e.is_some())).await;
+                }
+            };
+            let graceful =
+                async { tokio::join!(self.shared.extensions.shut_down(reason), runtime) };
             tokio::select! {
-                () = self.shared.extensions.shut_down(reason) => {}
+                _ = graceful => {}
                 _ = exit.wait_for(|e| e.is_some()) => {}
             }
         }

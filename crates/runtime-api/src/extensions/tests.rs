@@ -138,7 +138,7 @@ async fn an_extension_registers_during_init_and_gets_each_invocation_then_its_sh
     assert!(x.close_registration());
     let late = register(&api, "late", r#"{"events":["INVOKE"]}"#, "").await;
     assert_eq!(error_type(&late), "Extension.RegistrationClosed");
-    assert!(x.want_invokes() && x.want_shutdown());
+    assert!(x.want_invokes() && x.graceful());
 
     // An invocation: each is given it, and owes a call until it asks for the next one.
     let (p, _reply) = pending("request-1");

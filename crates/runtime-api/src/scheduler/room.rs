@@ -10,7 +10,7 @@ use super::{Scheduler, Slot, State, lock};
 use crate::Environment;
 
 /// Destroys each environment the scheduler discards, in a task of its own. One sent with its
-/// room still counted (its extensions run their `SHUTDOWN` first) gives it back once gone, and
+/// room still counted (it ends gracefully first, running meanwhile) gives it back once gone, and
 /// wakes the callers waiting for room.
 pub(super) fn destroy_doomed(
     mut doomed: mpsc::UnboundedReceiver<(Environment, bool)>,

@@ -142,9 +142,55 @@ fn release_stack() {
 }
 
 /// Reaps every process of the sandbox (orphans are PID 1's) until `function` exits; returns its
-/// exit status as a shell reports it.
+/// exit status as a shell reports it. Told [`crate::DRAIN_SIGNAL`] (the environment ends, and its
+/// extensions get their `SHUTDOWN`), it sends `function` `SIGTERM`, as Lambda does, and then
+/// reaps until no process is left, so that the function's exit does not end the others' time.
+///
+/// Both that signal and `SIGCHLD` are blocked and taken with `sigwaitinfo`, not handled: a PID 1
+/// takes a signal from outside its namespace only if it handles or blocks it, and after
+/// [`unmap_unused`] it installs no handler.
 pub(super) fn reap(function: libc::pid_t) -> i32 {
-    wait_until(-1, function)
+    // SAFETY: an empty set, then two signals added to it; both calls only write `set`.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; sigprocmask with a valid set and no old set.
+    let blocked = unsafe {
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGCHLD);
+        libc::sigaddset(&mut set, crate::DRAIN_SIGNAL);
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut())
+    } == 0;
+    if !blocked {
+        return wait_until(-1, function);
+    }
+    let mut status = None;
+    let mut draining = false;
+    loop {
+        // Whatever has exited, until none has.
+        loop {
+            let mut s = 0;
+            // SAFETY: waitpid with a valid status pointer, without blocking.
+            match unsafe { libc::waitpid(-1, &mut s, libc::WNOHANG) } {
+                0 => break,
+                -1 if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) => {}
+                // Nothing left to wait for.
+                -1 => return status.unwrap_or(125),
+                pid if pid == function => status = Some(status_code(s)),
+                _ => {}
+            }
+        }
+        if let (Some(code), false) = (status, draining) {
+            return code;
+        }
+        // SAFETY: sigwaitinfo with the set blocked above and no siginfo wanted.
+        let signal = unsafe { libc::sigwaitinfo(&set, std::ptr::null_mut()) };
+        if signal == crate::DRAIN_SIGNAL && !draining {
+            draining = true;
+            if status.is_none() {
+                // SAFETY: a signal to this process's own child, not yet reaped.
+                unsafe { libc::kill(function, libc::SIGTERM) };
+            }
+        }
+    }
 }
 
 /// Waits for `pid`, a child of this process; returns its exit status as [`status_code`] does.
