@@ -630,15 +630,15 @@ fn pid_one(k: &dyn Kernel, spec: &Spec, ctl: &UnixStream) -> io::Result<Next> {
     // PID 1's copies of the mount descriptors, attached by now.
     drop((trees, tmp_mount));
     step("setting the hostname", k.sethostname(&launch.hostname))?;
-    // The function's process shares this mount namespace: it was forked on the template's root
-    // (which is now the function's), or pivot_root moved its root and working directory into the
-    // new root with PID 1's (or, for an interpreter started ahead, made the base it was chrooted
-    // in the root).
+    // The function's process shares this mount namespace: forked on the template's root (now
+    // the function's), or moved into the new root by pivot_root with PID 1's (or, for an
+    // interpreter started ahead, in the base it was chrooted in, now the root).
     let (child, failure, companions) = function.launch(&frame, &launch);
     if !failure.is_empty() {
         let _ = (&*ctl).write_all(format!("exec: {failure}\n").as_bytes());
         return Ok(Next::Reap(child));
     }
+    let _ = idle::block_reaped(); // From `started` on, the server may drain PID 1.
     let _ = (&*ctl).write_all(b"started\n");
     let _ = companions::tell(ctl, &companions, launch.companions.programs.len());
     Ok(Next::Reap(child))

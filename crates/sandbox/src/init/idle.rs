@@ -146,22 +146,15 @@ fn release_stack() {
 /// extensions get their `SHUTDOWN`), it sends `function` `SIGTERM`, as Lambda does, and then
 /// reaps until no process is left, so that the function's exit does not end the others' time.
 ///
-/// Both that signal and `SIGCHLD` are blocked and taken with `sigwaitinfo`, not handled: a PID 1
-/// takes a signal from outside its namespace only if it handles or blocks it, and after
-/// [`unmap_unused`] it installs no handler.
+/// Both that signal and `SIGCHLD` are blocked ([`block_reaped`]) and taken with `sigwaitinfo`,
+/// not handled: a PID 1 takes a signal other than `SIGKILL` and `SIGSTOP` from outside its
+/// namespace only if it handles or blocks it, and after [`unmap_unused`] it installs no handler.
+/// Only a `kill` from outside the namespace drains: the function, which may be PID 1's user (in a
+/// user namespace of its own), cannot make it wait for its children after its runtime's exit.
 pub(super) fn reap(function: libc::pid_t) -> i32 {
-    // SAFETY: an empty set, then two signals added to it; both calls only write `set`.
-    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: as above; sigprocmask with a valid set and no old set.
-    let blocked = unsafe {
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGCHLD);
-        libc::sigaddset(&mut set, crate::DRAIN_SIGNAL);
-        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut())
-    } == 0;
-    if !blocked {
+    let Some(set) = block_reaped() else {
         return wait_until(-1, function);
-    }
+    };
     let mut status = None;
     let mut draining = false;
     loop {
@@ -181,9 +174,15 @@ pub(super) fn reap(function: libc::pid_t) -> i32 {
         if let (Some(code), false) = (status, draining) {
             return code;
         }
-        // SAFETY: sigwaitinfo with the set blocked above and no siginfo wanted.
-        let signal = unsafe { libc::sigwaitinfo(&set, std::ptr::null_mut()) };
-        if signal == crate::DRAIN_SIGNAL && !draining {
+        // SAFETY: an all-zero siginfo_t is valid; sigwaitinfo fills it.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: sigwaitinfo with the set blocked and a valid siginfo_t.
+        let signal = unsafe { libc::sigwaitinfo(&set, &mut info) };
+        // A `kill` (`SI_USER`, which no process can forge for another) from a process this
+        // namespace does not see (its pid reads 0): the server's.
+        // SAFETY: si_pid is valid for SI_USER.
+        let outside = info.si_code == libc::SI_USER && unsafe { info.si_pid() } == 0;
+        if signal == crate::DRAIN_SIGNAL && outside && !draining {
             draining = true;
             if status.is_none() {
                 // SAFETY: a signal to this process's own child, not yet reaped.
@@ -191,6 +190,22 @@ pub(super) fn reap(function: libc::pid_t) -> i32 {
             }
         }
     }
+}
+
+/// Blocks `SIGCHLD` and [`crate::DRAIN_SIGNAL`], which [`reap`] waits for, so that neither is
+/// lost before it does: a drain that came before would be dropped (see there). Called before PID 1
+/// reports `started`, and again by `reap`. Returns the set, or `None` if it could not be blocked.
+pub(super) fn block_reaped() -> Option<libc::sigset_t> {
+    // SAFETY: an all-zero sigset_t is valid; it is emptied and filled below.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: the calls only write `set`; sigprocmask takes a valid set and no old set.
+    let blocked = unsafe {
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGCHLD);
+        libc::sigaddset(&mut set, crate::DRAIN_SIGNAL);
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut())
+    } == 0;
+    blocked.then_some(set)
 }
 
 /// Waits for `pid`, a child of this process; returns its exit status as [`status_code`] does.
