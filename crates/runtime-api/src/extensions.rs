@@ -81,8 +81,8 @@ pub(crate) fn external(f: &crate::FunctionRuntime) -> Vec<String> {
 /// Watches the processes of the external extensions `launched` (`pidfds` in the same order, as
 /// the sandbox gave them): each one's exit is told to [`Extensions::exited`], unless it came with
 /// the sandbox's (`exit`) during INIT: a runtime that exits takes every process of the sandbox
-/// with it, and their exits may be seen before its own. A task for each, which ends when the process does, at
-/// the latest with its environment.
+/// with it, and their exits may be seen before its own. A task for each, which ends when the
+/// process does, at the latest with its environment.
 pub(crate) fn watch(
     s: &Arc<Shared>,
     launched: &[String],

@@ -29,9 +29,9 @@
 //!    tree before it), adds the function's trees to the root (or lets the base go and builds an
 //!    image's root whole), pivots into it (on the template, only into an image's root), hands the
 //!    launch to the function's process: rlimits, unprivileged uid/gid, no capabilities,
-//!    `execve` (`no_new_privs` holds since the filter was loaded). PID 1 reports `started`
-//!    (or why exec failed) on the control socket, then its companions' pidfds, if it has any. A sandbox made for a managed runtime's
-//!    interpreter ([`crate::Zygote`]) builds the base first and starts the interpreter in it
+//!    `execve` (`no_new_privs` holds since the filter was loaded). PID 1 reports `started` (or
+//!    why exec failed) on the control socket, then any companions' pidfds. A sandbox made for a
+//!    managed runtime's interpreter ([`crate::Zygote`]) builds the base and starts it there
 //!    before `joined`; at launch it gets the function's directory and variables once the root
 //!    is pivoted (see `init/function.rs`);
 //! 5. PID 1 gives the memory its setup used back to the kernel (`init/idle.rs`), reaps orphans

@@ -38,15 +38,15 @@ impl Environment {
             self.gate.claim(self.kernel.as_ref()).await;
             // A watcher, where PID 1 was not handed over, would take the signal as its end.
             let drained = self.ctl.is_none() && self.process.drain().is_ok();
-            let (mut exit, mut left) = (self.exit.clone(), self.exit.clone());
-            let runtime = async {
-                if drained {
-                    let _ =
-                        tokio::time::timeout(RUNTIME_GRACE, left.wait_for(|e| e.is_some())).await;
-                }
+            // The sandbox's exit (every process gone, once drained) ends either wait.
+            let grace = if drained {
+                RUNTIME_GRACE
+            } else {
+                Duration::ZERO
             };
-            let graceful =
-                async { tokio::join!(self.shared.extensions.shut_down(reason), runtime) };
+            let extensions = self.shared.extensions.shut_down(reason);
+            let graceful = async { tokio::join!(extensions, tokio::time::sleep(grace)) };
+            let mut exit = self.exit.clone();
             tokio::select! {
                 _ = graceful => {}
                 _ = exit.wait_for(|e| e.is_some()) => {}
