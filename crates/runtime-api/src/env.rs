@@ -19,6 +19,7 @@ use crate::platform::{self, LogSettings};
 use crate::premade::{Launched, Parts, Premade};
 use crate::rapi::{self, Pending, Reply, Shared};
 use crate::runtimes;
+use crate::telemetry::Event;
 use crate::{Executor, Failure, FunctionRuntime, Invocation, Outcome};
 
 mod end;
@@ -369,6 +370,7 @@ impl Environment {
                     output,
                     ctl,
                     companions,
+                    companions_output,
                 },
             cgroup: cg,
             lease,
@@ -397,6 +399,8 @@ impl Environment {
             },
         );
         crate::extensions::watch(&shared, &extensions, companions, &exit);
+        tap.tell(&shared.telemetry, f.logging.json);
+        shared.telemetry.begin_init(!extensions.is_empty());
         let mut env = Self {
             id,
             revision_id: f.revision_id.clone(),
@@ -437,6 +441,9 @@ impl Environment {
         // for a failed INIT's tail; the first invocation starts its own.
         tap.start_capture();
         tap.pump(OwnedFd::from(output)).map_err(io)?;
+        if let Some(o) = companions_output {
+            tap.for_extensions().pump(OwnedFd::from(o)).map_err(io)?;
+        }
         listener.set_nonblocking(true).map_err(io)?;
         let listener = tokio::net::TcpListener::from_std(listener).map_err(io)?;
         let door = crate::apis::Door::new(Arc::new(creds), ex.gateway());
@@ -474,6 +481,9 @@ impl Environment {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
+        env.shared
+            .telemetry
+            .end_init(|| env.shared.extensions.ready(), init_ms);
         match run {
             InitRun::First { .. } => env.init_ms = Some(init_ms),
             InitRun::Again { .. } => env.begun = Some(started),
@@ -555,19 +565,15 @@ impl Environment {
             payload: inv.payload.clone(),
             deadline_ms,
             invoked_arn: inv.invoked_arn.clone(),
-            // X-Ray's form: a 96-bit root and a 64-bit parent, random, in hex.
-            trace_id: format!(
-                "Root=1-{:08x}-{:024x};Parent={:016x};Sampled=0",
-                lamina_model::now_millis() / 1000,
-                uuid::Uuid::new_v4().as_u128() >> 32,
-                (uuid::Uuid::new_v4().as_u128() >> 64) as u64
-            ),
+            trace_id: platform::trace_id(),
             client_context: inv.client_context.clone(),
             cognito_identity: None,
             stream: inv.stream,
             hops: inv.hops,
             reply: reply_tx,
         };
+        let telemetry = &self.shared.telemetry;
+        let told = telemetry.start(request_id, &inv.version, &pending.trace_id);
         let extensions = &self.shared.extensions;
         let with_extensions = extensions.want_invokes();
         if with_extensions {
@@ -654,6 +660,17 @@ impl Environment {
             // A streamed response has only begun: its environment is busy for as long as the
             // stream lasts, not about to ask for its next event.
             let streamed = outcome.stream.is_some();
+            if let Some((started_at, trace_id)) = &told {
+                telemetry.emit(&Event::RuntimeDone {
+                    request_id,
+                    status: status.unwrap_or("success"),
+                    error_type: error_type.as_deref(),
+                    duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+                    produced_bytes: outcome.body.len(),
+                    started: started_at,
+                    trace_id,
+                });
+            }
             answer(Answer {
                 outcome,
                 died,
@@ -748,6 +765,7 @@ impl Environment {
         for line in platform::end(&self.logging, &report) {
             self.tap.line(line);
         }
+        self.shared.telemetry.emit(&Event::Report(&report));
         let tail = self.tap.take_capture();
         Ran {
             streamed_bytes,

@@ -271,6 +271,26 @@ impl Extensions {
         true
     }
 
+    /// The extensions registered, each with the events it registered for: what the platform's
+    /// `platform.extension` records say once INIT has ended.
+    pub(crate) fn ready(&self) -> Vec<(String, Vec<&'static str>)> {
+        let s = self.lock();
+        let events = |r: &Registered| {
+            let mut e = Vec::new();
+            if r.invoke {
+                e.push("INVOKE");
+            }
+            if r.shutdown {
+                e.push("SHUTDOWN");
+            }
+            e
+        };
+        s.registered
+            .iter()
+            .map(|r| (r.name.clone(), events(r)))
+            .collect()
+    }
+
     /// An external extension's process has exited: during INIT, counted at once, so that INIT
     /// cannot end well while whose exit it was is judged. Returns whether INIT was on.
     fn exit_seen(&self) -> bool {
@@ -417,14 +437,14 @@ pub(crate) async fn route(s: &Arc<Shared>, req: Request<Incoming>) -> Response {
 }
 
 /// A request refused: `403`, as every refusal of the API's, with an error type and message.
-struct Refused(&'static str, String);
+pub(crate) struct Refused(&'static str, String);
 
 impl Refused {
-    fn new(error_type: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(error_type: &'static str, message: impl Into<String>) -> Self {
         Self(error_type, message.into())
     }
 
-    fn answer(self) -> Response {
+    pub(crate) fn answer(self) -> Response {
         runtime_error(StatusCode::FORBIDDEN, self.0, &self.1)
     }
 }
@@ -435,7 +455,7 @@ fn refused(error_type: &'static str, message: &str) -> Response {
 
 /// The id and name of the registered extension `headers` name, or the answer for a request
 /// that names none.
-fn identified(x: &Extensions, headers: &HeaderMap) -> Result<(String, String), Refused> {
+pub(crate) fn identified(x: &Extensions, headers: &HeaderMap) -> Result<(String, String), Refused> {
     let Some(id) = headers
         .get("lambda-extension-identifier")
         .and_then(|v| v.to_str().ok())
@@ -475,7 +495,7 @@ fn reported_type(headers: &HeaderMap) -> Result<&str, Refused> {
         })
 }
 
-async fn read(body: Incoming) -> Option<Bytes> {
+pub(crate) async fn read(body: Incoming) -> Option<Bytes> {
     Some(
         Limited::new(body, MAX_BODY)
             .collect()

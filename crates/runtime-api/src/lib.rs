@@ -24,6 +24,7 @@ pub mod runtimes;
 mod scheduler;
 mod stream;
 mod system;
+mod telemetry;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

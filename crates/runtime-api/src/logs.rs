@@ -49,6 +49,13 @@ pub struct Tap {
     pipe: Mutex<Option<i32>>,
     /// The function's log budget, shared by its environments.
     budget: Budget,
+    /// The environment's telemetry subscriptions, which the function's lines go to as well,
+    /// and whether its log format is JSON.
+    telemetry: std::sync::OnceLock<(Arc<crate::telemetry::Telemetry>, bool)>,
+    /// This taps the extensions' output rather than the function's own: the function's tap,
+    /// whose capture its lines go to.
+    function: Option<Arc<Tap>>,
+    extensions: bool,
 }
 
 thread_local! {
@@ -84,7 +91,42 @@ impl Tap {
             capture: Mutex::new(None),
             pipe: Mutex::new(None),
             budget,
+            telemetry: std::sync::OnceLock::new(),
+            function: None,
+            extensions: false,
         })
+    }
+
+    /// A tap of the same environment for its extensions' output, which has a pipe of its own:
+    /// their lines go to the same log, within the same budget, and to telemetry subscriptions
+    /// as `extension` records, and to the tail of the invocation in progress. Made after
+    /// [`Tap::tell`].
+    pub(crate) fn for_extensions(self: &Arc<Self>) -> Arc<Self> {
+        Arc::new(Self {
+            stream: self.stream.clone(),
+            sink: self.sink.clone(),
+            capture: Mutex::new(None),
+            pipe: Mutex::new(None),
+            budget: self.budget.clone(),
+            telemetry: self.telemetry.clone(),
+            function: Some(self.clone()),
+            extensions: true,
+        })
+    }
+
+    /// Sends the function's lines to `telemetry`'s subscriptions too.
+    pub(crate) fn tell(&self, telemetry: &Arc<crate::telemetry::Telemetry>, json: bool) {
+        let _ = self.telemetry.set((telemetry.clone(), json));
+    }
+
+    /// One event of the function's output: to the log, and to telemetry subscriptions.
+    fn function_line(&self, message: String) {
+        if let Some((t, json)) = self.telemetry.get()
+            && t.live()
+        {
+            t.line(&message, *json, self.extensions);
+        }
+        self.line(message);
     }
 
     /// Logs what the function wrote: one line (without its newline), within the budget.
@@ -108,15 +150,16 @@ impl Tap {
             while !rest.is_char_boundary(cut) {
                 cut -= 1;
             }
-            self.line(rest[..cut].to_owned());
+            self.function_line(rest[..cut].to_owned());
             rest = &rest[cut..];
         }
-        self.line(rest.to_owned());
+        self.function_line(rest.to_owned());
         true
     }
 
     pub fn line(&self, message: String) {
-        if let Some(buf) = self
+        let captured = self.function.as_deref().unwrap_or(self);
+        if let Some(buf) = captured
             .capture
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -58,7 +58,8 @@ pub struct Report<'a> {
     pub error_type: Option<&'a str>,
 }
 
-fn now() -> String {
+/// A record's time: UTC, to the millisecond.
+pub(crate) fn now() -> String {
     let t = time::OffsetDateTime::now_utc();
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
@@ -69,6 +70,16 @@ fn now() -> String {
         t.minute(),
         t.second(),
         t.millisecond()
+    )
+}
+
+/// A new invocation's X-Ray trace header: a 96-bit root and a 64-bit parent, random, in hex.
+pub(crate) fn trace_id() -> String {
+    format!(
+        "Root=1-{:08x}-{:024x};Parent={:016x};Sampled=0",
+        lamina_model::now_millis() / 1000,
+        uuid::Uuid::new_v4().as_u128() >> 32,
+        (uuid::Uuid::new_v4().as_u128() >> 64) as u64
     )
 }
 

@@ -15,7 +15,7 @@
 //! call to Lamina's own APIs, handed to the server's gateway through the environment's [`Door`]:
 //! at most 8 at once, each body read up to 16 MiB, and the server's handlers' work, outside the
 //! function's cgroup ([`crate::apis`]). The Extensions API's paths go to [`crate::extensions`];
-//! other paths (the Telemetry API, which Lamina does not serve) get a `404`.
+//! the Telemetry and Logs APIs' to [`crate::telemetry`]; other paths get a `404`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -102,6 +102,8 @@ pub struct Shared {
     hops: std::sync::atomic::AtomicU32,
     /// The environment's extensions.
     pub(crate) extensions: crate::extensions::Extensions,
+    /// Their subscriptions to its records.
+    pub(crate) telemetry: Arc<crate::telemetry::Telemetry>,
 }
 
 /// The invocation in flight: its id, where its answer goes, its deadline (epoch ms), and whether
@@ -169,6 +171,7 @@ impl Shared {
             stream_open: watch::channel(false).0,
             hops: std::sync::atomic::AtomicU32::new(0),
             extensions: crate::extensions::Extensions::new(),
+            telemetry: Arc::new(crate::telemetry::Telemetry::new()),
         });
         (shared.clone(), Outbox(shared))
     }
@@ -251,7 +254,9 @@ pub(crate) fn serve(
                 continue;
             };
             let served = served.clone();
-            let service = hyper::service::service_fn(move |req| dispatch(served.clone(), req));
+            // The connection's own descriptor, open while any of its requests is served.
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
+            let service = hyper::service::service_fn(move |req| dispatch(served.clone(), req, fd));
             connections.spawn(async move {
                 let _slot = slot;
                 let conn = hyper::server::conn::http1::Builder::new()
@@ -273,11 +278,19 @@ pub(crate) fn serve(
 async fn dispatch(
     s: Arc<Served>,
     req: Request<Incoming>,
+    conn: std::os::fd::RawFd,
 ) -> Result<hyper::Response<Either<Full<Bytes>, ApiBody>>, Infallible> {
     Ok(if req.uri().path().starts_with(RUNTIME) {
         route(&s.shared, req).await.map(Either::Left)
     } else if req.uri().path().starts_with(crate::extensions::PREFIX) {
         crate::extensions::route(&s.shared, req)
+            .await
+            .map(Either::Left)
+    } else if matches!(
+        req.uri().path(),
+        crate::telemetry::TELEMETRY | crate::telemetry::LOGS
+    ) {
+        crate::telemetry::route(&s.shared, req, conn)
             .await
             .map(Either::Left)
     } else if req.headers().contains_key(hyper::header::AUTHORIZATION) {

@@ -122,7 +122,10 @@ const ETC_FILES: &[(&str, &str)] = &[
         "root:x:0:0:root:/root:/sbin/nologin\nsbx_user1051:x:993:990::/home/sbx_user1051:/sbin/nologin\nnobody:x:65534:65534:nobody:/:/sbin/nologin\n",
     ),
     ("group", "root:x:0:\nnobody:x:65534:\n"),
-    ("hosts", "127.0.0.1 localhost\n::1 localhost\n"),
+    (
+        "hosts",
+        "127.0.0.1 localhost\n127.0.0.1 sandbox.localdomain sandbox\n::1 localhost\n",
+    ),
     (
         "nsswitch.conf",
         "passwd: files\ngroup: files\nhosts: files dns\n",

@@ -6,15 +6,16 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-/// The most descriptors one message carries: a pidfd for each of a launch's companions.
-const MAX_FDS: usize = crate::MAX_COMPANIONS;
+/// The most descriptors one message carries: a pidfd for each of a launch's companions, and
+/// their output's read end.
+const MAX_FDS: usize = crate::MAX_COMPANIONS + 1;
 
 /// Room for [`MAX_FDS`] descriptors' control message, aligned as `cmsghdr` wants.
 #[repr(C, align(8))]
-struct Control([u8; 64]);
+struct Control([u8; 72]);
 
 // A header (16 bytes) and the descriptors fit.
-const _: () = assert!(16 + MAX_FDS * std::mem::size_of::<RawFd>() <= 64);
+const _: () = assert!(16 + MAX_FDS * std::mem::size_of::<RawFd>() <= 72);
 
 /// Sends `msg` with `fd` attached.
 pub fn send_fd(sock: RawFd, msg: &[u8], fd: RawFd) -> io::Result<()> {
@@ -33,7 +34,7 @@ pub fn send_fds(sock: RawFd, msg: &[u8], fds: &[RawFd]) -> io::Result<()> {
         iov_len: msg.len(),
     };
     let bytes = std::mem::size_of_val(fds) as u32;
-    let mut control = Control([0; 64]);
+    let mut control = Control([0; 72]);
     // SAFETY: msghdr is plain data; every pointer set below stays valid until sendmsg returns.
     let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
     hdr.msg_iov = &mut iov;
@@ -77,7 +78,7 @@ pub fn recv_fds(sock: &impl AsRawFd, buf: &mut [u8]) -> io::Result<(usize, Vec<O
         iov_base: buf.as_mut_ptr().cast(),
         iov_len: buf.len(),
     };
-    let mut control = Control([0; 64]);
+    let mut control = Control([0; 72]);
     // SAFETY: as in `send_fds`.
     let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
     hdr.msg_iov = &mut iov;

@@ -44,6 +44,9 @@ pub struct Sandbox {
     /// A pidfd for each of the launch's companions, in its order (`None` where PID 1 could not
     /// open one): readable once that process has exited.
     pub companions: Vec<Option<OwnedFd>>,
+    /// The read end of the companions' output (their standard output and error), apart from
+    /// the function's.
+    pub companions_output: Option<PipeReader>,
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -165,6 +168,7 @@ pub fn prepare(
             output,
             ctl: Some(ctl),
             companions: Vec::new(),
+            companions_output: None,
         }),
         handed: pid_one.is_some(),
     })
@@ -265,7 +269,8 @@ impl Prepared {
         };
         if line == "started" {
             let told = sent.and_then(|()| {
-                sandbox.companions = companions(sandbox.ctl(), launch.companions.programs.len())?;
+                (sandbox.companions, sandbox.companions_output) =
+                    companions(sandbox.ctl(), launch.companions.programs.len())?;
                 sandbox.ctl().set_read_timeout(None)
             });
             if let Err(e) = told {
@@ -284,16 +289,25 @@ impl Prepared {
     }
 }
 
-/// The pidfds of a launch's `count` companions, which PID 1 sends after `started` (see
-/// `init/companions.rs`).
-fn companions(ctl: &UnixStream, count: usize) -> std::io::Result<Vec<Option<OwnedFd>>> {
+/// Companions' pidfds and the read end of their output.
+type Told = (Vec<Option<OwnedFd>>, Option<PipeReader>);
+
+/// The pidfds of a launch's `count` companions and the read end of their output, which PID 1
+/// sends after `started` (see `init/companions.rs`).
+fn companions(ctl: &UnixStream, count: usize) -> std::io::Result<Told> {
     if count == 0 {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), None));
     }
-    let mut said = [0u8; 1 + crate::MAX_COMPANIONS];
-    let (n, fds) = fdpass::recv_fds(ctl, &mut said[..1 + count.min(crate::MAX_COMPANIONS)])?;
+    let sent = count.min(crate::MAX_COMPANIONS);
+    let mut said = [0u8; 2 + crate::MAX_COMPANIONS];
+    let (n, fds) = fdpass::recv_fds(ctl, &mut said[..2 + sent])?;
     let flags = match said[..n].split_first() {
-        Some((b'c', flags)) if flags.iter().filter(|&&f| f == 1).count() == fds.len() => flags,
+        Some((b'c', flags))
+            if flags.len() == sent + 1
+                && flags.iter().filter(|&&f| f == 1).count() == fds.len() =>
+        {
+            flags
+        }
         _ => {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
@@ -306,8 +320,10 @@ fn companions(ctl: &UnixStream, count: usize) -> std::io::Result<Vec<Option<Owne
         .iter()
         .map(|&f| if f == 1 { fds.next() } else { None })
         .collect();
+    // The last is the output's.
+    let output = out.pop().flatten().map(PipeReader::from);
     out.resize_with(count, || None);
-    Ok(out)
+    Ok((out, output))
 }
 
 fn setup_error(line: &str) -> SpawnError {

@@ -38,7 +38,7 @@ def handler(event, context):
 "#;
 
 /// A layer with `files` (name, bytes) as executables under `extensions/`.
-fn extensions_layer(files: &[(&str, &[u8])]) -> Vec<u8> {
+pub(crate) fn extensions_layer(files: &[(&str, &[u8])]) -> Vec<u8> {
     let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     for (name, bytes) in files {
         let options = zip::write::SimpleFileOptions::default().unix_permissions(0o755);

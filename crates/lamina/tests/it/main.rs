@@ -47,5 +47,6 @@ mod sns_delivery;
 mod sns_permissions;
 mod stream_node;
 mod streaming;
+mod telemetry;
 mod versions;
 mod zygotes;

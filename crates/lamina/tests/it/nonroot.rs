@@ -44,6 +44,14 @@ async fn without_root_functions_run_in_a_user_namespace() {
         assert!(pids.len() <= 3, "{pids:?}");
     })
     .await;
+    // Records cannot be sent into a sandbox's network without root: a subscription is answered
+    // `202 Telemetry.NotSupported`, as a local Lambda answers, and the extension (whose client
+    // takes that) and its function run on without them.
+    crate::telemetry::function(&c, "subscribed", "telemetry").await;
+    for _ in 0..2 {
+        let out = invoke_json(&c, "subscribed", &serde_json::json!({})).await;
+        assert_eq!(out["records"], serde_json::json!([]), "{out}");
+    }
 }
 
 /// `lamina server --check` as root and as nobody: each says what works and what to change.

@@ -44,6 +44,11 @@ impl Environment {
             } else {
                 Duration::ZERO
             };
+            // What the extensions' subscriptions hold goes out before their `SHUTDOWN`.
+            self.shared
+                .telemetry
+                .flush(crate::telemetry::FLUSH_LIMIT)
+                .await;
             let extensions = self.shared.extensions.shut_down(reason);
             let graceful = async { tokio::join!(extensions, tokio::time::sleep(grace)) };
             let mut exit = self.exit.clone();

@@ -727,14 +727,22 @@ async fn signed_requests_on_other_paths_go_to_the_gateway_as_the_environment_a_f
     );
     // Each answer closes its connection: an SDK's idle ones take no runtime's place.
     assert_eq!(a.headers["connection"], "close");
-    // Without a signature, another path is not the APIs' (the Telemetry API's, say): `404`.
+    // Without a signature, another path is not the APIs': `404`.
+    let a = send_to(
+        addr,
+        "PUT /2099-01-01/unknown HTTP/1.1\r\nContent-Length: 3",
+        b"abc",
+    )
+    .await;
+    assert_eq!(a.status, 404);
+    // The Telemetry API's path is the Telemetry API's, which wants an extension's identifier.
     let a = send_to(
         addr,
         "PUT /2022-07-01/telemetry HTTP/1.1\r\nContent-Length: 3",
         b"abc",
     )
     .await;
-    assert_eq!(a.status, 404);
+    assert_eq!(a.status, 403);
     assert_eq!(gateway.calls.load(Ordering::SeqCst), API_CALLS_AT_ONCE + 2);
     server.abort();
 }

@@ -8,7 +8,8 @@
 //! launch has been reported, so none can stop the process whose start the server waits for.
 //! Should the function's process give up instead, they leave without running. Their pids go to
 //! PID 1 with the launch's status ([`report`]), and from there, as pidfds, to the server, which
-//! sees each one exit.
+//! sees each one exit. Their output (standard output and error) is a pipe of their own, apart
+//! from the function's, whose read end takes the same way: the server logs it as theirs.
 
 use std::io::{self, Read as _};
 use std::os::fd::{AsRawFd as _, OwnedFd, RawFd};
@@ -82,6 +83,10 @@ pub(super) fn start(
     let (go, held) = pipe()?;
     let (go, held_fd) = (go.as_raw_fd(), held.as_raw_fd());
     started.held = Some(held);
+    // Close-on-exec both: the function keeps neither end, each companion its copies of the
+    // write end on 1 and 2.
+    let (output, output_w) = pipe()?;
+    let output_w = output_w.as_raw_fd();
     for program in &c.programs {
         let path = cstring(program).map_err(|e| failed(program, e))?;
         let argv_p = [path.as_ptr(), std::ptr::null()];
@@ -113,7 +118,7 @@ pub(super) fn start(
                     }
                 };
                 // The end of the pipe: the function has been executed.
-                if read == 0 {
+                if read == 0 && libc::dup2(output_w, 1) != -1 && libc::dup2(output_w, 2) != -1 {
                     libc::execve(path.as_ptr(), argv_p.as_ptr(), env_p.as_ptr());
                     let _ = libc::write(2, said.as_ptr().cast(), said.len());
                 }
@@ -125,24 +130,27 @@ pub(super) fn start(
         }
         started.pids.push(child as libc::pid_t);
     }
-    report(status, &started.pids)?;
+    report(status, &started.pids, &output)?;
     Ok(started)
 }
 
-/// Tells PID 1, on the launch's status pipe, the companions' `pids`: a zero byte, their count,
-/// then each as four little-endian bytes, written at once (what fails after follows it). A
-/// failure's message never begins with a zero byte.
-fn report(status: RawFd, pids: &[libc::pid_t]) -> io::Result<()> {
+/// What the function's process reported of its companions.
+#[derive(Default)]
+pub(super) struct Reported {
+    pub(super) pids: Vec<libc::pid_t>,
+    /// The read end of their output.
+    pub(super) output: Option<OwnedFd>,
+}
+
+/// Tells PID 1, on the launch's status socket, the companions' `pids`: a zero byte, their count,
+/// then each as four little-endian bytes, sent at once with `output` attached (what fails after
+/// follows it). A failure's message never begins with a zero byte.
+fn report(status: RawFd, pids: &[libc::pid_t], output: &OwnedFd) -> io::Result<()> {
     let mut record = vec![0u8, pids.len() as u8];
     for pid in pids {
         record.extend_from_slice(&pid.to_le_bytes());
     }
-    // SAFETY: a write of a buffer we own; fewer than PIPE_BUF bytes go in one piece.
-    let n = unsafe { libc::write(status, record.as_ptr().cast(), record.len()) };
-    match n == record.len() as isize {
-        true => Ok(()),
-        false => Err(io::Error::last_os_error()),
-    }
+    crate::fdpass::send_fd(status, &record, output.as_raw_fd())
 }
 
 /// The companions' pids at the start of what the function's process wrote on its status pipe,
@@ -163,13 +171,13 @@ pub(super) fn reported(status: &[u8]) -> (Vec<libc::pid_t>, &[u8]) {
 }
 
 /// In PID 1, once the function has been executed: sends the server a pidfd for each of the
-/// `count` companions whose pid came (see [`crate::spawn::Prepared::launch`]), in one message:
-/// `c`, then a byte per companion, 1 where its pidfd is attached and 0 where it could not be
-/// opened. Each is PID 1's child, not reaped yet, so its pid is still its own. Nothing without
-/// companions.
+/// `count` companions whose pid came (see [`crate::spawn::Prepared::launch`]), and their
+/// output's read end, in one message: `c`, then a byte per companion, 1 where its pidfd is
+/// attached and 0 where it could not be opened, then one for the output. Each is PID 1's child,
+/// not reaped yet, so its pid is still its own. Nothing without companions.
 pub(super) fn tell(
     ctl: &std::os::unix::net::UnixStream,
-    pids: &[libc::pid_t],
+    reported: &Reported,
     count: usize,
 ) -> io::Result<()> {
     if count == 0 {
@@ -178,14 +186,16 @@ pub(super) fn tell(
     let mut said = vec![b'c'];
     let mut fds = Vec::new();
     for i in 0..count.min(crate::MAX_COMPANIONS) {
-        let opened = pids.get(i).and_then(|&pid| {
+        let opened = reported.pids.get(i).and_then(|&pid| {
             let pid = rustix::process::Pid::from_raw(pid)?;
             rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
         });
         said.push(u8::from(opened.is_some()));
         fds.extend(opened);
     }
-    let raw: Vec<RawFd> = fds.iter().map(|fd| fd.as_raw_fd()).collect();
+    said.push(u8::from(reported.output.is_some()));
+    let mut raw: Vec<RawFd> = fds.iter().map(|fd| fd.as_raw_fd()).collect();
+    raw.extend(reported.output.as_ref().map(|fd| fd.as_raw_fd()));
     crate::fdpass::send_fds(ctl.as_raw_fd(), &said, &raw)
 }
 

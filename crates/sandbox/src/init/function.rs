@@ -83,25 +83,38 @@ impl Waiting {
     }
 
     /// Hands the process its launch (`frame`, as PID 1 received it) and waits until it has
-    /// exec'd. Returns its pid, why it did not exec (empty if it did) and its companions' pids.
+    /// exec'd. Returns its pid, why it did not exec (empty if it did) and what it reported of
+    /// its companions.
     pub(super) fn launch(
         self,
         frame: &[u8],
         launch: &Launch,
-    ) -> (libc::pid_t, String, Vec<libc::pid_t>) {
+    ) -> (libc::pid_t, String, super::companions::Reported) {
         let Some(status) = self.status else {
-            return (self.pid, self.hand_over(launch), Vec::new());
+            return (self.pid, self.hand_over(launch), Default::default());
         };
         // A process that failed before it read this is gone: the write fails, and its status
         // says why.
         let _ = std::fs::File::from(self.go).write_all(frame);
-        let mut said = Vec::new();
-        let _ = std::fs::File::from(status)
-            .take(MAX_FRAME as u64)
-            .read_to_end(&mut said);
-        let (companions, failure) = super::companions::reported(&said);
+        // The first read takes the companions' output with their pids, if they came.
+        let mut said = vec![0u8; MAX_FRAME];
+        let (n, output) = match crate::fdpass::recv_fd(&status, &mut said) {
+            Ok(r) => r,
+            Err(e) => {
+                let why = format!("reading the function's status: {e}");
+                return (self.pid, why, Default::default());
+            }
+        };
+        said.truncate(n);
+        if n > 0 {
+            let _ = std::fs::File::from(status)
+                .take((MAX_FRAME - n) as u64)
+                .read_to_end(&mut said);
+        }
+        let (pids, failure) = super::companions::reported(&said);
         let failure = String::from_utf8_lossy(failure).into_owned();
-        (self.pid, failure, companions)
+        let reported = super::companions::Reported { pids, output };
+        (self.pid, failure, reported)
     }
 
     /// Why an interpreter started ahead is gone, if it is (it is reaped).
@@ -185,7 +198,9 @@ fn spawn(
     run: impl FnOnce(OwnedFd, RawFd) -> io::Error,
 ) -> io::Result<(libc::pid_t, OwnedFd, OwnedFd)> {
     let (go_r, go_w) = pipe()?;
-    let (status_r, status_w) = pipe()?;
+    // A socket, not a pipe: the companions' output comes on it (see `companions::report`).
+    let (status_r, status_w) = std::os::unix::net::UnixStream::pair()?;
+    let (status_r, status_w) = (OwnedFd::from(status_r), OwnedFd::from(status_w));
     // SAFETY: PID 1 is single-threaded; see `run`.
     match unsafe { libc::fork() } {
         -1 => Err(io::Error::last_os_error()),
