@@ -10,9 +10,11 @@
 //!   each subscriber as it comes.
 //! - A batch goes once it holds `maxItems` records or `maxBytes`, or `timeoutMs` after its first
 //!   record, one at a time per subscription, over one kept-alive connection. A connection that
-//!   fails is tried again (25 ms, doubling to 1 s); a batch the listener refuses (a status of
-//!   400 or more) is dropped. Before `SHUTDOWN`, what is queued is sent, for up to
-//!   [`FLUSH_LIMIT`].
+//!   fails is tried again (25 ms, doubling to 1 s, eight attempts); a batch the listener does
+//!   not take (any answer but a success) is dropped. Before `SHUTDOWN`, what is queued is sent,
+//!   for up to [`FLUSH_LIMIT`].
+//! - A server without root cannot enter its sandboxes' namespaces: subscriptions are answered
+//!   `202 Telemetry.NotSupported`, as a local Lambda answers.
 //! - The server reaches the listener on `127.0.0.1` in the sandbox's network namespace, which
 //!   it finds from the subscribing request's own connection (`SIOCGSKNS`); each connection's
 //!   socket is made there by a short-lived thread (`setns`). Sandboxes' `/etc/hosts` name
@@ -20,8 +22,9 @@
 //!
 //! What a function can make the server hold is bounded: one subscription per extension, at
 //! most [`MAX_HELD`] bytes of records queued and in flight per environment (records beyond it,
-//! or beyond a subscription's own `maxBytes` twice over, are dropped and counted in a
-//! `platform.logsDropped` record), one delivery task and one connection per subscription.
+//! or beyond a subscription's share, its `maxBytes` twice over and at most half of that bound,
+//! are dropped and counted in a `platform.logsDropped` record), one delivery task and one
+//! connection per subscription.
 
 mod deliver;
 mod records;
@@ -113,6 +116,9 @@ struct Sub {
     in_flight: usize,
     /// Records and bytes dropped since the last batch, which opens with a record saying so.
     dropped: (u64, u64),
+    /// The batch in flight's records, and the drops its opening record says: counted as
+    /// dropped again if it does not go.
+    flying: (u64, (u64, u64)),
     flush: bool,
     wake: Arc<Notify>,
     task: tokio::task::AbortHandle,
@@ -353,10 +359,12 @@ impl Telemetry {
             return Due::At(first + b.timeout);
         }
         let mut batch = Vec::new();
-        if sub.dropped.0 > 0 {
-            let (records, bytes) = std::mem::take(&mut sub.dropped);
+        let said = std::mem::take(&mut sub.dropped);
+        if said.0 > 0 {
+            let (records, bytes) = said;
             batch.extend(Event::Dropped { records, bytes }.render(sub.api, &records::now()));
         }
+        let opening = batch.len();
         let mut bytes = 0;
         while let Some(r) = sub.queue.front() {
             if !batch.is_empty() && (batch.len() >= b.max_items || bytes + r.len() > b.max_bytes) {
@@ -367,19 +375,22 @@ impl Telemetry {
         }
         sub.queued -= bytes;
         sub.in_flight = bytes;
+        sub.flying = ((batch.len() - opening) as u64, said);
         sub.first_at = (!sub.queue.is_empty()).then(Instant::now);
         Due::Now(batch)
     }
 
-    /// Subscription `id`'s batch has gone, or was dropped (and its records are counted so).
-    pub(crate) fn sent(&self, id: u64, dropped: Option<u64>) {
+    /// Subscription `id`'s batch has gone, or was dropped (`!delivered`; its records are
+    /// counted so, and the drops it was to say are said in the next).
+    pub(crate) fn sent(&self, id: u64, delivered: bool) {
         let mut s = self.lock();
         let State { subs, held, .. } = &mut *s;
         if let Some(sub) = subs.iter_mut().find(|x| x.id == id) {
             *held -= sub.in_flight;
-            if let Some(records) = dropped {
-                sub.dropped.0 += records;
-                sub.dropped.1 += sub.in_flight as u64;
+            let (records, said) = std::mem::take(&mut sub.flying);
+            if !delivered {
+                sub.dropped.0 += records + said.0;
+                sub.dropped.1 += sub.in_flight as u64 + said.1;
             }
             sub.in_flight = 0;
         }
@@ -432,6 +443,7 @@ impl Sub {
             first_at: None,
             in_flight: 0,
             dropped: (0, 0),
+            flying: (0, (0, 0)),
             flush: false,
             wake,
             task,
@@ -443,7 +455,10 @@ impl Sub {
     fn push(&mut self, held: &mut usize, records: &[Bytes]) {
         let was_empty = self.queue.is_empty();
         for r in records {
-            let over = self.queued + self.in_flight + r.len() > 2 * self.buffering.max_bytes
+            // A subscription's share is at most half of the environment's, so that one stuck
+            // listener cannot leave the others nothing.
+            let own = (2 * self.buffering.max_bytes).min(MAX_HELD / 2);
+            let over = self.queued + self.in_flight + r.len() > own
                 || *held + r.len() > MAX_HELD
                 || self.queue.len() >= 2 * self.buffering.max_items;
             if over {

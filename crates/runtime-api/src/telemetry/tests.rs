@@ -246,11 +246,16 @@ async fn records_go_in_batches_over_one_connection_and_init_is_replayed() {
     );
     // A refused batch is counted, and said in the next one.
     t.line("refused", false, false);
+    t.line("refused too", false, false);
     let _ = one_post(&mut conn, 400).await;
+    // A batch that said so and was refused too: the next says all three.
+    t.line("refused again", false, false);
+    let (_, batch) = one_post(&mut conn, 503).await;
+    assert_eq!(batch[0]["record"]["droppedRecords"], 2);
     t.line("after", false, false);
     let (_, batch) = one_post(&mut conn, 200).await;
     assert_eq!(batch[0]["type"], "platform.logsDropped");
-    assert_eq!(batch[0]["record"]["droppedRecords"], 1);
+    assert_eq!(batch[0]["record"]["droppedRecords"], 3);
     assert_eq!(batch[1]["record"], "after");
     // Subscriptions are closed once INIT has ended.
     let again = parse(&request(port, &["platform"], 25), false).unwrap();
@@ -299,6 +304,44 @@ async fn a_subscription_made_again_replaces_the_first_whose_task_takes_nothing_m
     .unwrap();
     let e = t.subscribe(ns, "ext-1", "probe", logs).unwrap_err();
     assert_eq!(e.1, "Logs.ValidationError");
+}
+
+#[tokio::test]
+async fn a_tcp_destination_is_sent_a_line_of_json_per_record() {
+    let Some((l, port, t)) = begun().await else {
+        return;
+    };
+    let sub = parse(
+        &body(serde_json::json!({
+            "schemaVersion": "2022-12-13",
+            "types": ["function"],
+            "buffering": { "timeoutMs": 25 },
+            "destination": { "protocol": "TCP", "port": port },
+        })),
+        false,
+    )
+    .unwrap();
+    t.subscribe(
+        t.namespace(l.as_raw_fd()).await.unwrap(),
+        "ext-1",
+        "probe",
+        sub,
+    )
+    .unwrap();
+    t.line("one", false, false);
+    t.line("two", false, false);
+    let (conn, _) = tokio::time::timeout(Duration::from_secs(5), l.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut lines = BufReader::new(conn).lines();
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        let line = lines.next_line().await.unwrap().unwrap();
+        let r: Value = serde_json::from_str(&line).unwrap();
+        got.push(r["record"].clone());
+    }
+    assert_eq!(got, ["one", "two"]);
 }
 
 #[tokio::test]

@@ -153,7 +153,7 @@ fn report(status: RawFd, pids: &[libc::pid_t], output: &OwnedFd) -> io::Result<(
     crate::fdpass::send_fd(status, &record, output.as_raw_fd())
 }
 
-/// The companions' pids at the start of what the function's process wrote on its status pipe,
+/// The companions' pids at the start of what the function's process wrote on its status socket,
 /// and the rest (why it did not exec; empty if it did).
 pub(super) fn reported(status: &[u8]) -> (Vec<libc::pid_t>, &[u8]) {
     let [0, n, rest @ ..] = status else {

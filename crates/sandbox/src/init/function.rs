@@ -96,9 +96,16 @@ impl Waiting {
         // A process that failed before it read this is gone: the write fails, and its status
         // says why.
         let _ = std::fs::File::from(self.go).write_all(frame);
-        // The first read takes the companions' output with their pids, if they came.
-        let mut said = vec![0u8; MAX_FRAME];
-        let (n, output) = match crate::fdpass::recv_fd(&status, &mut said) {
+        // The first read takes the companions' output with their pids, if they came (a few
+        // dozen bytes); the rest of a failure's text follows.
+        let mut said = vec![0u8; 4096];
+        let received = loop {
+            match crate::fdpass::recv_fd(&status, &mut said) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => break r,
+            }
+        };
+        let (n, output) = match received {
             Ok(r) => r,
             Err(e) => {
                 let why = format!("reading the function's status: {e}");
@@ -191,8 +198,8 @@ impl Waiting {
 }
 
 /// Forks the function's process, which runs `run` with the read end of the launch's pipe and
-/// the status's write end (close-on-exec). `run` returns only on failure, which the process
-/// writes to the status pipe before it exits. Returns the pid, the launch's write end and the
+/// the status's write end (close-on-exec), a socket. `run` returns only on failure, which the
+/// process writes to the status socket before it exits. Returns the pid, the launch's write end and the
 /// status's read end.
 fn spawn(
     run: impl FnOnce(OwnedFd, RawFd) -> io::Error,
