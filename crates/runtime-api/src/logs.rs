@@ -55,7 +55,6 @@ pub struct Tap {
     /// This taps the extensions' output rather than the function's own: the function's tap,
     /// whose capture its lines go to.
     function: Option<Arc<Tap>>,
-    extensions: bool,
 }
 
 thread_local! {
@@ -93,7 +92,6 @@ impl Tap {
             budget,
             telemetry: std::sync::OnceLock::new(),
             function: None,
-            extensions: false,
         })
     }
 
@@ -110,7 +108,6 @@ impl Tap {
             budget: self.budget.clone(),
             telemetry: self.telemetry.clone(),
             function: Some(self.clone()),
-            extensions: true,
         })
     }
 
@@ -124,7 +121,7 @@ impl Tap {
         if let Some((t, json)) = self.telemetry.get()
             && t.live()
         {
-            t.line(&message, *json, self.extensions);
+            t.line(&message, *json, self.function.is_some());
         }
         self.line(message);
     }

@@ -82,11 +82,16 @@ struct State {
     /// The sandbox's network namespace, once a subscription needed it.
     netns: Option<Arc<OwnedFd>>,
     subs: Vec<Sub>,
-    /// Bytes queued and in flight over every subscription.
-    held: usize,
     /// The id the next subscription's delivery task knows it by: a task stopped as its
     /// extension subscribed again cannot take the new subscription's batches.
     next_id: u64,
+}
+
+impl State {
+    /// Bytes queued and in flight over every subscription.
+    fn held(&self) -> usize {
+        self.subs.iter().map(|x| x.queued + x.in_flight).sum()
+    }
 }
 
 /// INIT's records, in each API's form, for subscriptions still to come.
@@ -193,7 +198,7 @@ impl Telemetry {
             return;
         }
         let kind = event.kind();
-        let time = records::now();
+        let time = crate::platform::now();
         let mut s = self.lock();
         let s = &mut *s;
         // Each API's form, made once, for the subscriptions (and the backlog) that want it.
@@ -210,9 +215,10 @@ impl Telemetry {
                 .get_or_insert_with(|| event.render(api, &time))
                 .clone()
         };
+        let mut held = s.held();
         for sub in s.subs.iter_mut().filter(|x| x.types & kind != 0) {
             let records = form(sub.api, &mut forms);
-            sub.push(&mut s.held, &records);
+            sub.push(&mut held, &records);
         }
         if let Some(b) = s.backlog.as_mut().filter(|b| b.bytes < MAX_BACKLOG) {
             let telemetry = form(Api::Telemetry, &mut forms);
@@ -241,7 +247,7 @@ impl Telemetry {
             version,
             trace_id,
         });
-        Some((records::now(), trace_id.to_owned()))
+        Some((crate::platform::now(), trace_id.to_owned()))
     }
 
     /// A line the function wrote (or one of its extensions), for subscriptions to `function`
@@ -304,9 +310,7 @@ impl Telemetry {
             ));
         }
         if let Some(i) = s.subs.iter().position(|x| x.extension == extension) {
-            let old = s.subs.remove(i);
-            old.task.abort();
-            s.held -= old.queued + old.in_flight;
+            s.subs.remove(i).task.abort();
         }
         let wake = Arc::new(Notify::new());
         let id = s.next_id;
@@ -321,15 +325,15 @@ impl Telemetry {
         .abort_handle();
         let mut sub = Sub::new(id, extension, &req, wake, task);
         // What INIT produced so far, then this subscription's own record.
-        let State { backlog, held, .. } = &mut *s;
-        if let Some(b) = backlog {
+        let mut held = s.held();
+        if let Some(b) = &s.backlog {
             for (kind, telemetry, logs) in &b.records {
                 if sub.types & kind != 0 {
                     let records = match sub.api {
                         Api::Telemetry => telemetry,
                         Api::Logs { .. } => logs,
                     };
-                    sub.push(held, records);
+                    sub.push(&mut held, records);
                 }
             }
         }
@@ -362,7 +366,8 @@ impl Telemetry {
         let said = std::mem::take(&mut sub.dropped);
         if said.0 > 0 {
             let (records, bytes) = said;
-            batch.extend(Event::Dropped { records, bytes }.render(sub.api, &records::now()));
+            batch
+                .extend(Event::Dropped { records, bytes }.render(sub.api, &crate::platform::now()));
         }
         let opening = batch.len();
         let mut bytes = 0;
@@ -383,10 +388,7 @@ impl Telemetry {
     /// Subscription `id`'s batch has gone, or was dropped (`!delivered`; its records are
     /// counted so, and the drops it was to say are said in the next).
     pub(crate) fn sent(&self, id: u64, delivered: bool) {
-        let mut s = self.lock();
-        let State { subs, held, .. } = &mut *s;
-        if let Some(sub) = subs.iter_mut().find(|x| x.id == id) {
-            *held -= sub.in_flight;
+        if let Some(sub) = self.lock().subs.iter_mut().find(|x| x.id == id) {
             let (records, said) = std::mem::take(&mut sub.flying);
             if !delivered {
                 sub.dropped.0 += records + said.0;
@@ -408,7 +410,7 @@ impl Telemetry {
         }
         let until = Instant::now() + limit;
         while Instant::now() < until {
-            if self.lock().held == 0 {
+            if self.lock().held() == 0 {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(2)).await;

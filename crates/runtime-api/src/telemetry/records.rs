@@ -243,8 +243,3 @@ pub(crate) fn type_names(mask: u8) -> Vec<&'static str> {
     .map(|(_, name)| name)
     .collect()
 }
-
-/// The time of a record: UTC, to the millisecond.
-pub(crate) fn now() -> String {
-    crate::platform::now()
-}

@@ -182,6 +182,25 @@ async fn begun() -> Option<(tokio::net::TcpListener, u16, Arc<Telemetry>)> {
     Some((l, port, t))
 }
 
+/// The one connection `l` is sent, within a bounded wait.
+async fn accepted(l: &tokio::net::TcpListener) -> tokio::net::TcpStream {
+    let (conn, _) = tokio::time::timeout(Duration::from_secs(5), l.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    conn
+}
+
+/// The types of a batch's records, in order.
+fn types_of(batch: &Value) -> Vec<&str> {
+    batch
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["type"].as_str().unwrap())
+        .collect()
+}
+
 fn root() -> bool {
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
@@ -205,20 +224,12 @@ async fn records_go_in_batches_over_one_connection_and_init_is_replayed() {
         sub,
     )
     .unwrap();
-    let (conn, _) = tokio::time::timeout(Duration::from_secs(5), l.accept())
-        .await
-        .unwrap()
-        .unwrap();
+    let conn = accepted(&l).await;
     let mut conn = BufReader::new(conn);
     let (head, batch) = one_post(&mut conn, 200).await;
     assert!(head.starts_with("POST /in HTTP/1.1"), "{head}");
     assert!(head.contains("sandbox.localdomain"), "{head}");
-    let kinds: Vec<&str> = batch
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["type"].as_str().unwrap())
-        .collect();
+    let kinds = types_of(&batch);
     assert_eq!(
         kinds,
         [
@@ -230,12 +241,7 @@ async fn records_go_in_batches_over_one_connection_and_init_is_replayed() {
     assert_eq!(batch[1]["record"], "during init");
     t.end_init(|| vec![("probe".into(), vec!["INVOKE"])], 3.0);
     let (_, batch) = one_post(&mut conn, 200).await;
-    let kinds: Vec<&str> = batch
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["type"].as_str().unwrap())
-        .collect();
+    let kinds = types_of(&batch);
     assert_eq!(
         kinds,
         [
@@ -270,7 +276,7 @@ async fn records_go_in_batches_over_one_connection_and_init_is_replayed() {
     assert_eq!(e.1, "Telemetry.SubscriptionClosed");
     // What is held is released once sent.
     t.flush(Duration::from_secs(1)).await;
-    assert_eq!(t.lock().held, 0);
+    assert_eq!(t.lock().held(), 0);
 }
 
 #[tokio::test]
@@ -291,7 +297,7 @@ async fn a_subscription_made_again_replaces_the_first_whose_task_takes_nothing_m
     assert_ne!(s.subs[0].id, first);
     // What the first held went with it: only the second's own records are held.
     let queued: usize = s.subs.iter().map(|x| x.queued + x.in_flight).sum();
-    assert_eq!(s.held, queued);
+    assert_eq!(s.held(), queued);
     drop(s);
     // Through the other API, the same extension is refused.
     let logs = parse(
@@ -330,10 +336,7 @@ async fn a_tcp_destination_is_sent_a_line_of_json_per_record() {
     .unwrap();
     t.line("one", false, false);
     t.line("two", false, false);
-    let (conn, _) = tokio::time::timeout(Duration::from_secs(5), l.accept())
-        .await
-        .unwrap()
-        .unwrap();
+    let conn = accepted(&l).await;
     let mut lines = BufReader::new(conn).lines();
     let mut got = Vec::new();
     while got.len() < 2 {
@@ -369,10 +372,7 @@ async fn a_listener_that_is_not_there_yet_gets_the_batch_when_it_comes() {
     let late = tokio::net::TcpListener::bind(("127.0.0.1", free))
         .await
         .unwrap();
-    let (conn, _) = tokio::time::timeout(Duration::from_secs(5), late.accept())
-        .await
-        .unwrap()
-        .unwrap();
+    let conn = accepted(&late).await;
     let (_, batch) = one_post(&mut BufReader::new(conn), 200).await;
     assert_eq!(batch[0]["record"], "kept");
     drop(l);
@@ -380,18 +380,18 @@ async fn a_listener_that_is_not_there_yet_gets_the_batch_when_it_comes() {
 
 #[tokio::test]
 async fn what_a_subscription_holds_is_bounded() {
-    let t = Telemetry::new();
-    let mut s = t.lock();
+    // What the environment holds, this subscription's alone.
+    let mut held = 0;
     let task = tokio::spawn(std::future::pending::<()>()).abort_handle();
     let req = parse(&request(8080, &["function"], 1000), false).unwrap();
     let mut sub = Sub::new(0, "e", &req, Arc::new(Notify::new()), task);
     let record = Bytes::from(vec![b'x'; 100_000]);
     for _ in 0..10 {
-        sub.push(&mut s.held, std::slice::from_ref(&record));
+        sub.push(&mut held, std::slice::from_ref(&record));
     }
     // Twice maxBytes: five records of 100 kB are queued, the other five dropped.
     assert_eq!(sub.queue.len(), 5);
     assert_eq!(sub.dropped, (5, 500_000));
-    assert_eq!(s.held, 500_000);
+    assert_eq!(held, 500_000);
     sub.task.abort();
 }
